@@ -1,0 +1,75 @@
+//! Limits and timings of a session.
+
+use std::time::Duration;
+
+/// Every limit the core enforces. Both sides announce their receive limits in the
+/// handshake; each side then obeys the peer's (see `docs/PROTOCOL.md`, "Limits").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Largest frame (one WebSocket binary message) we accept, in bytes.
+    pub max_frame: u32,
+    /// Most streams the peer may have open towards us at once.
+    pub max_streams: u32,
+    /// Receive window per stream: bytes the peer may send on one stream before we
+    /// grant more credit.
+    pub stream_window: u32,
+    /// Receive window for the whole session, across all streams.
+    pub session_window: u32,
+    /// Largest encoded header block (request or response head, trailers).
+    pub max_header_bytes: u32,
+    /// How often a ping is sent.
+    pub ping_interval: Duration,
+    /// How long without hearing anything from the peer before it is declared dead.
+    pub idle_timeout: Duration,
+}
+
+impl Config {
+    /// The default limits (documented in `docs/PROTOCOL.md`).
+    pub const DEFAULT: Config = Config {
+        max_frame: 64 * 1024 + 64,
+        max_streams: 1024,
+        stream_window: 256 * 1024,
+        session_window: 8 * 1024 * 1024,
+        max_header_bytes: 32 * 1024,
+        ping_interval: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(20),
+    };
+
+    /// Largest payload a data or message frame may carry under a peer's `max_frame`.
+    pub(crate) fn payload_limit(max_frame: u32) -> usize {
+        usize::try_from(max_frame).unwrap_or(usize::MAX).saturating_sub(crate::frame::DATA_OVERHEAD).max(1)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::DEFAULT
+    }
+}
+
+/// The receive limits a side announces in its hello or welcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// See [`Config::max_frame`].
+    pub max_frame: u32,
+    /// See [`Config::max_streams`].
+    pub max_streams: u32,
+    /// See [`Config::stream_window`].
+    pub stream_window: u32,
+    /// See [`Config::session_window`].
+    pub session_window: u32,
+    /// See [`Config::max_header_bytes`].
+    pub max_header_bytes: u32,
+}
+
+impl From<&Config> for Limits {
+    fn from(c: &Config) -> Self {
+        Limits {
+            max_frame: c.max_frame,
+            max_streams: c.max_streams,
+            stream_window: c.stream_window,
+            session_window: c.session_window,
+            max_header_bytes: c.max_header_bytes,
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The handshake: the client's hello, and the server's welcome or refusal.
+//!
+//! ```text
+//! HELLO   body = "LTUN" version:u16 field*
+//! WELCOME body = version:u16 field*
+//! field        = tag:u8 len:u16 value
+//! ```
+//! The magic and version come first and never change, so a server can refuse any
+//! client version with a clear `REFUSE { VersionUnsupported }`. Fields are
+//! tag-length-value: unknown tags are skipped, so later minor additions stay compatible.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::config::Limits;
+use crate::error::DecodeError;
+use crate::wire::{Reader, WriteExt};
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// First bytes of every hello body.
+pub const HELLO_MAGIC: &[u8; 4] = b"LTUN";
+
+/// The client's first frame.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Hello {
+    /// Protocol version the client speaks.
+    pub version: u16,
+    /// Requested name (subdomain); empty for "any".
+    pub name: String,
+    /// Auth token; empty for none. Never logged.
+    pub token: String,
+    /// Reconnect token from an earlier welcome, to take a held name back.
+    pub reconnect_token: String,
+    /// Kind of client, e.g. `native` or `wasm`.
+    pub client_kind: String,
+    /// Client version, e.g. `0.1.0`.
+    pub client_version: String,
+    /// The client's receive limits.
+    pub limits: Option<Limits>,
+    /// HTTP basic auth (`user:pass`) the server should require of visitors.
+    pub basic_auth: String,
+    /// Visitor IP allow list (addresses or CIDR ranges); empty allows everyone.
+    pub allow_ips: Vec<String>,
+}
+
+/// The server's answer when the tunnel is up.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Welcome {
+    /// Protocol version the session will use.
+    pub version: u16,
+    /// The name granted.
+    pub name: String,
+    /// The public URL, e.g. `http://demo.localhost:3000`.
+    pub url: String,
+    /// Secret that lets this client take its name back after a drop.
+    pub reconnect_token: String,
+    /// How often each side pings, in milliseconds.
+    pub heartbeat_ms: u32,
+    /// Silence after which a peer is declared dead, in milliseconds.
+    pub idle_timeout_ms: u32,
+    /// The server's receive limits.
+    pub limits: Option<Limits>,
+    /// Server software version.
+    pub server_version: String,
+}
+
+/// Why the server refused a hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefuseReason {
+    /// The client's protocol version is not supported.
+    VersionUnsupported,
+    /// The requested name is in use (or held for its previous client).
+    NameTaken,
+    /// The requested name is not a valid DNS label, or is reserved.
+    NameInvalid,
+    /// Missing or wrong token, or the token may not use that name.
+    Unauthorized,
+    /// The server has no room for another tunnel.
+    ServerFull,
+    /// The hello could not be understood.
+    Malformed,
+    /// A per-token or per-address tunnel limit is reached.
+    LimitReached,
+    /// A reason this version does not know.
+    Other(u16),
+}
+
+impl RefuseReason {
+    /// The code on the wire.
+    pub fn to_u16(self) -> u16 {
+        match self {
+            RefuseReason::VersionUnsupported => 1,
+            RefuseReason::NameTaken => 2,
+            RefuseReason::NameInvalid => 3,
+            RefuseReason::Unauthorized => 4,
+            RefuseReason::ServerFull => 5,
+            RefuseReason::Malformed => 6,
+            RefuseReason::LimitReached => 7,
+            RefuseReason::Other(v) => v,
+        }
+    }
+
+    /// The reason for a wire code.
+    pub fn from_u16(v: u16) -> Self {
+        match v {
+            1 => RefuseReason::VersionUnsupported,
+            2 => RefuseReason::NameTaken,
+            3 => RefuseReason::NameInvalid,
+            4 => RefuseReason::Unauthorized,
+            5 => RefuseReason::ServerFull,
+            6 => RefuseReason::Malformed,
+            7 => RefuseReason::LimitReached,
+            v => RefuseReason::Other(v),
+        }
+    }
+
+    /// A stable lowercase identifier, e.g. `name_taken`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefuseReason::VersionUnsupported => "version_unsupported",
+            RefuseReason::NameTaken => "name_taken",
+            RefuseReason::NameInvalid => "name_invalid",
+            RefuseReason::Unauthorized => "unauthorized",
+            RefuseReason::ServerFull => "server_full",
+            RefuseReason::Malformed => "malformed",
+            RefuseReason::LimitReached => "limit_reached",
+            RefuseReason::Other(_) => "other",
+        }
+    }
+}
+
+mod tag {
+    pub const NAME: u8 = 1;
+    pub const TOKEN: u8 = 2;
+    pub const RECONNECT_TOKEN: u8 = 3;
+    pub const CLIENT_KIND: u8 = 4;
+    pub const CLIENT_VERSION: u8 = 5;
+    pub const LIMITS: u8 = 6;
+    pub const BASIC_AUTH: u8 = 7;
+    pub const ALLOW_IP: u8 = 8;
+
+    pub const W_NAME: u8 = 1;
+    pub const W_URL: u8 = 2;
+    pub const W_RECONNECT_TOKEN: u8 = 3;
+    pub const W_HEARTBEAT: u8 = 4;
+    pub const W_LIMITS: u8 = 5;
+    pub const W_IDLE_TIMEOUT: u8 = 6;
+    pub const W_SERVER_VERSION: u8 = 7;
+}
+
+fn put_field(b: &mut BytesMut, tag: u8, value: &[u8]) {
+    if value.is_empty() {
+        return;
+    }
+    b.put_u8(tag);
+    b.put_bytes16(value);
+}
+
+fn limits_bytes(l: &Limits) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    for (i, v) in
+        [l.max_frame, l.max_streams, l.stream_window, l.session_window, l.max_header_bytes].into_iter().enumerate()
+    {
+        out[i * 4..i * 4 + 4].copy_from_slice(&v.to_be_bytes());
+    }
+    out
+}
+
+fn parse_limits(v: Bytes) -> Result<Limits, DecodeError> {
+    let mut r = Reader::new(v);
+    let l = Limits {
+        max_frame: r.u32("limits")?,
+        max_streams: r.u32("limits")?,
+        stream_window: r.u32("limits")?,
+        session_window: r.u32("limits")?,
+        max_header_bytes: r.u32("limits")?,
+    };
+    // Later versions may append limits; ignore what we do not know.
+    if l.max_frame < 256 || l.max_header_bytes < 64 || l.stream_window < 1024 || l.session_window < 1024 {
+        return Err(DecodeError::Invalid("limits"));
+    }
+    Ok(l)
+}
+
+fn utf8(v: Bytes, what: &'static str) -> Result<String, DecodeError> {
+    String::from_utf8(v.to_vec()).map_err(|_| DecodeError::InvalidUtf8(what))
+}
+
+fn parse_u32(v: Bytes, what: &'static str) -> Result<u32, DecodeError> {
+    let mut r = Reader::new(v);
+    let n = r.u32(what)?;
+    r.finish(what)?;
+    Ok(n)
+}
+
+/// Iterates the TLV fields that follow the fixed part of a hello or welcome.
+fn for_each_field(r: &mut Reader, mut f: impl FnMut(u8, Bytes) -> Result<(), DecodeError>) -> Result<(), DecodeError> {
+    while r.remaining() > 0 {
+        let tag = r.u8("field tag")?;
+        let value = r.bytes16("field value")?;
+        f(tag, value)?;
+    }
+    Ok(())
+}
+
+impl Hello {
+    pub(crate) fn encode_body(&self, b: &mut BytesMut) {
+        b.put_slice(HELLO_MAGIC);
+        b.put_u16(self.version);
+        put_field(b, tag::NAME, self.name.as_bytes());
+        put_field(b, tag::TOKEN, self.token.as_bytes());
+        put_field(b, tag::RECONNECT_TOKEN, self.reconnect_token.as_bytes());
+        put_field(b, tag::CLIENT_KIND, self.client_kind.as_bytes());
+        put_field(b, tag::CLIENT_VERSION, self.client_version.as_bytes());
+        if let Some(l) = &self.limits {
+            put_field(b, tag::LIMITS, &limits_bytes(l));
+        }
+        put_field(b, tag::BASIC_AUTH, self.basic_auth.as_bytes());
+        for ip in &self.allow_ips {
+            put_field(b, tag::ALLOW_IP, ip.as_bytes());
+        }
+    }
+
+    /// Decodes a hello body. For a version other than ours only the version is
+    /// read, so the server can refuse it cleanly whatever follows.
+    pub(crate) fn decode_body(r: &mut Reader) -> Result<Hello, DecodeError> {
+        let mut magic = [0u8; 4];
+        for m in &mut magic {
+            *m = r.u8("hello magic")?;
+        }
+        if &magic != HELLO_MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        let mut h = Hello { version: r.u16("hello version")?, ..Hello::default() };
+        if h.version != PROTOCOL_VERSION {
+            r.rest();
+            return Ok(h);
+        }
+        for_each_field(r, |tag, v| {
+            match tag {
+                tag::NAME => h.name = utf8(v, "name")?,
+                tag::TOKEN => h.token = utf8(v, "token")?,
+                tag::RECONNECT_TOKEN => h.reconnect_token = utf8(v, "reconnect token")?,
+                tag::CLIENT_KIND => h.client_kind = utf8(v, "client kind")?,
+                tag::CLIENT_VERSION => h.client_version = utf8(v, "client version")?,
+                tag::LIMITS => h.limits = Some(parse_limits(v)?),
+                tag::BASIC_AUTH => h.basic_auth = utf8(v, "basic auth")?,
+                tag::ALLOW_IP => {
+                    if h.allow_ips.len() >= 256 {
+                        return Err(DecodeError::Invalid("allow list longer than 256 entries"));
+                    }
+                    h.allow_ips.push(utf8(v, "allowed ip")?)
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(h)
+    }
+}
+
+impl Welcome {
+    pub(crate) fn encode_body(&self, b: &mut BytesMut) {
+        b.put_u16(self.version);
+        put_field(b, tag::W_NAME, self.name.as_bytes());
+        put_field(b, tag::W_URL, self.url.as_bytes());
+        put_field(b, tag::W_RECONNECT_TOKEN, self.reconnect_token.as_bytes());
+        put_field(b, tag::W_HEARTBEAT, &self.heartbeat_ms.to_be_bytes());
+        put_field(b, tag::W_IDLE_TIMEOUT, &self.idle_timeout_ms.to_be_bytes());
+        if let Some(l) = &self.limits {
+            put_field(b, tag::W_LIMITS, &limits_bytes(l));
+        }
+        put_field(b, tag::W_SERVER_VERSION, self.server_version.as_bytes());
+    }
+
+    pub(crate) fn decode_body(r: &mut Reader) -> Result<Welcome, DecodeError> {
+        let mut w = Welcome { version: r.u16("welcome version")?, ..Welcome::default() };
+        for_each_field(r, |tag, v| {
+            match tag {
+                tag::W_NAME => w.name = utf8(v, "name")?,
+                tag::W_URL => w.url = utf8(v, "url")?,
+                tag::W_RECONNECT_TOKEN => w.reconnect_token = utf8(v, "reconnect token")?,
+                tag::W_HEARTBEAT => w.heartbeat_ms = parse_u32(v, "heartbeat")?,
+                tag::W_IDLE_TIMEOUT => w.idle_timeout_ms = parse_u32(v, "idle timeout")?,
+                tag::W_LIMITS => w.limits = Some(parse_limits(v)?),
+                tag::W_SERVER_VERSION => w.server_version = utf8(v, "server version")?,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(w)
+    }
+}

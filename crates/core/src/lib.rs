@@ -1,0 +1,32 @@
+//! The localtunnels protocol, sans-IO.
+//!
+//! A client and a server exchange [`Frame`]s, one per WebSocket binary message, over
+//! one WebSocket that the client opened. This crate encodes and decodes those frames
+//! and runs the [`Session`] state machine: handshake, multiplexed streams with flow
+//! control, heartbeats, go-away and close. It owns no socket, clock, thread or
+//! executor: bytes come in, frames go out, time is passed in. The same code runs under
+//! tokio (server, native client) and in a browser tab (the wasm client).
+//!
+//! The wire format is specified in `docs/PROTOCOL.md`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod frame;
+mod handshake;
+mod session;
+mod stream;
+mod time;
+mod wire;
+
+pub use config::{Config, Limits};
+pub use error::{DecodeError, OpenError, ProtocolError, StreamError};
+pub use frame::{
+    flags, header_block_len, kind, CloseCode, DecodeLimits, Frame, Header, RequestHead, ResetCode, ResponseHead,
+    StreamId, StreamKind, DATA_OVERHEAD,
+};
+pub use handshake::{Hello, RefuseReason, Welcome, HELLO_MAGIC, PROTOCOL_VERSION};
+pub use session::{Event, Role, Session};
+pub use time::Instant;

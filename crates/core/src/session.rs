@@ -1,0 +1,879 @@
+//! The multiplexed session: the state machine both ends run over one WebSocket.
+//!
+//! The methods fall in four groups, as in quinn-proto:
+//! - getters (`is_established`, `rtt`, `stream_count`, ...),
+//! - inputs: [`Session::handle_message`] for every received binary message and
+//!   [`Session::handle_timeout`] when [`Session::poll_timeout`] expires,
+//! - commands: `open`, `respond`, `send_data`, `release`, `reset`, `go_away`, `close`, ...,
+//! - outputs: [`Session::poll_transmit`] (one WebSocket binary message each),
+//!   [`Session::poll_event`] and [`Session::poll_timeout`].
+//!
+//! **The driver's rule:** after any input or command, drain `poll_event` and
+//! `poll_transmit` until they return `None`, then re-arm the timer from `poll_timeout`.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::config::{Config, Limits};
+use crate::error::{OpenError, ProtocolError, StreamError};
+use crate::frame::{
+    header_block_len, CloseCode, DecodeLimits, Frame, Header, RequestHead, ResetCode, ResponseHead, StreamId,
+    StreamKind,
+};
+use crate::handshake::{Hello, RefuseReason, Welcome, PROTOCOL_VERSION};
+use crate::stream::{Chunk, Stream};
+use crate::time::Instant;
+
+/// Which end of the control connection this session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Opened the WebSocket; sends the hello; opens odd streams.
+    Client,
+    /// Accepted the WebSocket; answers the hello; opens even streams.
+    Server,
+}
+
+/// Something the driver must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Server: a client said hello. Answer with [`Session::accept`] or [`Session::refuse`].
+    Hello(Hello),
+    /// Client: the server accepted; streams may flow.
+    Welcome(Welcome),
+    /// Client: the server refused. The session is closed.
+    Refused {
+        /// Machine-readable reason.
+        reason: RefuseReason,
+        /// For people.
+        message: String,
+    },
+    /// The peer opened a stream.
+    Opened {
+        /// The new stream.
+        id: StreamId,
+        /// Its request head.
+        head: RequestHead,
+        /// No request body follows.
+        end: bool,
+    },
+    /// The response head for a stream we opened.
+    Response {
+        /// Stream.
+        id: StreamId,
+        /// The head.
+        head: ResponseHead,
+        /// No body follows.
+        end: bool,
+    },
+    /// Body bytes. Call [`Session::release`] once they are consumed.
+    Data {
+        /// Stream.
+        id: StreamId,
+        /// Bytes, possibly empty when only `end` is news.
+        data: Bytes,
+        /// The peer finished sending.
+        end: bool,
+    },
+    /// Trailers; the peer finished sending.
+    Trailers {
+        /// Stream.
+        id: StreamId,
+        /// Trailer fields.
+        headers: Vec<Header>,
+    },
+    /// A WebSocket message fragment. Call [`Session::release`] once consumed.
+    WsMessage {
+        /// Stream.
+        id: StreamId,
+        /// Binary or text.
+        binary: bool,
+        /// Last fragment of the message.
+        fin: bool,
+        /// Payload.
+        data: Bytes,
+    },
+    /// The peer closed its side of a WebSocket.
+    WsClose {
+        /// Stream.
+        id: StreamId,
+        /// RFC 6455 code.
+        code: u16,
+        /// Reason.
+        reason: String,
+    },
+    /// The peer reset a stream, or it was refused by the peer's go-away.
+    Reset {
+        /// Stream.
+        id: StreamId,
+        /// Why.
+        code: ResetCode,
+        /// For people.
+        message: String,
+    },
+    /// A stream whose send was cut short by its window can take more bytes.
+    Writable {
+        /// Stream.
+        id: StreamId,
+    },
+    /// The peer will accept no new streams; in-flight ones continue.
+    GoAway {
+        /// Why.
+        code: CloseCode,
+        /// For people.
+        message: String,
+    },
+    /// The session is over. Emitted once.
+    Closed {
+        /// Why.
+        code: CloseCode,
+        /// For people.
+        message: String,
+        /// The peer closed it (otherwise we did, or a timeout or error did).
+        by_peer: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Client: hello sent, waiting for welcome. Server: waiting for hello.
+    Handshake,
+    /// Server: hello received, the driver has not decided yet.
+    Deciding,
+    Established,
+    Closed,
+}
+
+/// One end of a localtunnels session. See the module docs for how to drive it.
+#[derive(Debug)]
+pub struct Session {
+    role: Role,
+    config: Config,
+    state: State,
+    /// The peer's receive limits, which we obey when sending.
+    peer: Limits,
+    decode_limits: DecodeLimits,
+    streams: HashMap<StreamId, Stream>,
+    next_local_id: StreamId,
+    last_peer_id: StreamId,
+    local_open: u32,
+    peer_open: u32,
+    /// Bytes the peer still lets us send on the session as a whole.
+    send_credit: u64,
+    /// Bytes the peer may still send us on the session as a whole.
+    recv_remaining: u64,
+    /// Bytes consumed by the application and not yet granted back.
+    recv_unacked: u64,
+    /// Encoded frames that go before any stream data: heads, windows, resets, pings.
+    control: VecDeque<Bytes>,
+    /// Streams with queued data, served round-robin one frame at a time.
+    ring: VecDeque<StreamId>,
+    events: VecDeque<Event>,
+    last_recv: Instant,
+    next_ping: Instant,
+    ping_interval: Duration,
+    idle_timeout: Duration,
+    ping_seq: u64,
+    ping_outstanding: Option<(u64, Instant)>,
+    rtt: Option<Duration>,
+    going_away_local: bool,
+    going_away_peer: bool,
+}
+
+impl Session {
+    /// A client session; the hello is queued for transmission at once.
+    pub fn client(config: Config, mut hello: Hello, now: Instant) -> Self {
+        let mut s = Session::new(Role::Client, config, now);
+        hello.version = PROTOCOL_VERSION;
+        hello.limits = Some(Limits::from(&s.config));
+        s.push_control(&Frame::Hello(hello));
+        s
+    }
+
+    /// A server session, waiting for the client's hello.
+    pub fn server(config: Config, now: Instant) -> Self {
+        Session::new(Role::Server, config, now)
+    }
+
+    fn new(role: Role, config: Config, now: Instant) -> Self {
+        let decode_limits = DecodeLimits {
+            max_frame: usize::try_from(config.max_frame).unwrap_or(usize::MAX),
+            max_header_bytes: usize::try_from(config.max_header_bytes).unwrap_or(usize::MAX),
+        };
+        let peer = Limits::from(&Config::DEFAULT);
+        Session {
+            role,
+            state: State::Handshake,
+            peer,
+            decode_limits,
+            streams: HashMap::new(),
+            next_local_id: if role == Role::Client { 1 } else { 2 },
+            last_peer_id: 0,
+            local_open: 0,
+            peer_open: 0,
+            send_credit: u64::from(peer.session_window),
+            recv_remaining: u64::from(config.session_window),
+            recv_unacked: 0,
+            control: VecDeque::new(),
+            ring: VecDeque::new(),
+            events: VecDeque::new(),
+            last_recv: now,
+            next_ping: now + config.ping_interval,
+            ping_interval: config.ping_interval,
+            idle_timeout: config.idle_timeout,
+            ping_seq: 0,
+            ping_outstanding: None,
+            rtt: None,
+            going_away_local: false,
+            going_away_peer: false,
+            config,
+        }
+    }
+
+    // ----- getters -----
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The handshake completed and the session is not closed.
+    pub fn is_established(&self) -> bool {
+        self.state == State::Established
+    }
+
+    /// The session is over; drain `poll_transmit` once more, then close the socket.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Either side announced go-away.
+    pub fn is_going_away(&self) -> bool {
+        self.going_away_local || self.going_away_peer
+    }
+
+    /// Live streams.
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// The last measured heartbeat round-trip time.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt
+    }
+
+    /// The peer's receive limits (ours to obey).
+    pub fn peer_limits(&self) -> Limits {
+        self.peer
+    }
+
+    /// Our configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Bytes `send_data`/`send_ws` would accept on `id` now.
+    pub fn send_capacity(&self, id: StreamId) -> usize {
+        self.streams.get(&id).map_or(0, |s| usize::try_from(s.send_credit).unwrap_or(usize::MAX))
+    }
+
+    /// Checks the internal invariants; used by tests and fuzzers.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) {
+        let window = u64::from(self.peer.stream_window);
+        let mut local = 0;
+        for (id, s) in &self.streams {
+            assert!(s.queued_bytes() <= window.max(s.granted), "stream {id} queued beyond its window");
+            assert!(s.recv_remaining <= u64::from(self.config.stream_window), "stream {id} recv window grew");
+            if self.is_local(*id) {
+                local += 1;
+            }
+        }
+        assert_eq!(local, self.local_open, "local stream count");
+        assert_eq!(self.streams.len() as u64, u64::from(self.local_open) + u64::from(self.peer_open));
+        assert!(self.recv_remaining + self.recv_unacked <= u64::from(self.config.session_window));
+        assert!(self.peer_open <= self.config.max_streams);
+    }
+
+    fn is_local(&self, id: StreamId) -> bool {
+        (id % 2 == 1) == (self.role == Role::Client)
+    }
+
+    // ----- inputs -----
+
+    /// Feeds one received WebSocket binary message. On a protocol error the session
+    /// queues a CLOSE with the error's code, emits [`Event::Closed`] and returns the error.
+    pub fn handle_message(&mut self, now: Instant, msg: Bytes) -> Result<(), ProtocolError> {
+        if self.state == State::Closed {
+            return Ok(());
+        }
+        self.last_recv = now;
+        let result = Frame::decode(msg, &self.decode_limits)
+            .map_err(ProtocolError::from)
+            .and_then(|frame| self.handle_frame(now, frame));
+        if let Err(e) = &result {
+            self.close(e.close_code(), &e.to_string());
+        }
+        result
+    }
+
+    /// Call when the instant from [`Session::poll_timeout`] has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state == State::Closed {
+            return;
+        }
+        if now >= self.last_recv + self.idle_timeout {
+            let secs = self.idle_timeout.as_secs_f32();
+            self.close(CloseCode::Timeout, &format!("no frame from the peer for {secs:.1} s"));
+            return;
+        }
+        if self.state == State::Established && now >= self.next_ping {
+            self.ping_seq = self.ping_seq.wrapping_add(1);
+            self.ping_outstanding = Some((self.ping_seq, now));
+            self.push_control(&Frame::Ping(self.ping_seq));
+            self.next_ping = now + self.ping_interval;
+        }
+    }
+
+    fn handle_frame(&mut self, now: Instant, frame: Frame) -> Result<(), ProtocolError> {
+        match (self.state, frame) {
+            (_, Frame::Close { code, message }) => {
+                self.state = State::Closed;
+                self.clear_output();
+                self.events.push_back(Event::Closed { code, message, by_peer: true });
+            }
+            (State::Handshake, Frame::Hello(hello)) if self.role == Role::Server => self.on_hello(hello),
+            (State::Handshake, Frame::Welcome(w)) if self.role == Role::Client => self.on_welcome(now, w),
+            (State::Handshake, Frame::Refuse { reason, message }) if self.role == Role::Client => {
+                self.state = State::Closed;
+                self.events.push_back(Event::Refused { reason, message });
+            }
+            (State::Established, frame) => self.on_established_frame(now, frame)?,
+            (State::Deciding, Frame::Ping(v)) => self.push_control(&Frame::Pong(v)),
+            (_, _) => return Err(ProtocolError::Unexpected("frame not allowed during the handshake")),
+        }
+        Ok(())
+    }
+
+    fn on_hello(&mut self, hello: Hello) {
+        if hello.version != PROTOCOL_VERSION {
+            let message = format!(
+                "client speaks protocol version {}, this server speaks version {PROTOCOL_VERSION}: upgrade the client",
+                hello.version
+            );
+            self.push_control(&Frame::Refuse { reason: RefuseReason::VersionUnsupported, message: message.clone() });
+            self.state = State::Closed;
+            self.events.push_back(Event::Closed { code: CloseCode::ProtocolError, message, by_peer: false });
+            return;
+        }
+        if let Some(l) = hello.limits {
+            self.set_peer_limits(l);
+        }
+        self.state = State::Deciding;
+        self.events.push_back(Event::Hello(hello));
+    }
+
+    fn on_welcome(&mut self, now: Instant, w: Welcome) {
+        if let Some(l) = w.limits {
+            self.set_peer_limits(l);
+        }
+        if w.heartbeat_ms > 0 {
+            self.ping_interval = Duration::from_millis(u64::from(w.heartbeat_ms));
+            self.next_ping = now + self.ping_interval;
+        }
+        if w.idle_timeout_ms > 0 {
+            self.idle_timeout = Duration::from_millis(u64::from(w.idle_timeout_ms));
+        }
+        self.state = State::Established;
+        self.events.push_back(Event::Welcome(w));
+    }
+
+    fn set_peer_limits(&mut self, l: Limits) {
+        self.peer = l;
+        self.send_credit = u64::from(l.session_window);
+    }
+
+    fn on_established_frame(&mut self, now: Instant, frame: Frame) -> Result<(), ProtocolError> {
+        match frame {
+            Frame::Open { id, head, end } => self.on_open(id, head, end)?,
+            Frame::Response { id, head, end } => {
+                let Some(s) = self.known_stream(id)? else { return Ok(()) };
+                if !s.local || s.response_received || s.recv_done {
+                    return Err(ProtocolError::Unexpected("response head on a stream that cannot take one"));
+                }
+                s.response_received = true;
+                s.ws_accepted = s.kind == StreamKind::WebSocket && head.status == 101;
+                if end {
+                    s.recv_done = true;
+                }
+                self.events.push_back(Event::Response { id, head, end });
+                self.reap(id);
+            }
+            Frame::Data { id, data, end } => {
+                self.take_credit(id, data.len())?;
+                let Some(s) = self.known_stream(id)? else { return Ok(()) };
+                if s.recv_done || (s.local && !s.response_received) || s.ws_accepted {
+                    return Err(ProtocolError::Unexpected("data on a stream that cannot take it"));
+                }
+                s.recv_done = end;
+                self.events.push_back(Event::Data { id, data, end });
+                self.reap(id);
+            }
+            Frame::Trailers { id, headers } => {
+                let Some(s) = self.known_stream(id)? else { return Ok(()) };
+                if s.recv_done || (s.local && !s.response_received) || s.ws_accepted {
+                    return Err(ProtocolError::Unexpected("trailers on a stream that cannot take them"));
+                }
+                s.recv_done = true;
+                self.events.push_back(Event::Trailers { id, headers });
+                self.reap(id);
+            }
+            Frame::WsMessage { id, binary, fin, data } => {
+                self.take_credit(id, data.len())?;
+                let Some(s) = self.known_stream(id)? else { return Ok(()) };
+                if s.recv_done || !s.ws_open() {
+                    return Err(ProtocolError::Unexpected("message on a stream that is not an open WebSocket"));
+                }
+                self.events.push_back(Event::WsMessage { id, binary, fin, data });
+            }
+            Frame::WsClose { id, code, reason } => {
+                let Some(s) = self.known_stream(id)? else { return Ok(()) };
+                if s.recv_done || !s.ws_open() {
+                    return Err(ProtocolError::Unexpected("close on a stream that is not an open WebSocket"));
+                }
+                s.recv_done = true;
+                self.events.push_back(Event::WsClose { id, code, reason });
+                self.reap(id);
+            }
+            Frame::Reset { id, code, message } => {
+                if self.known_stream(id)?.is_some() {
+                    self.remove_stream(id);
+                    self.events.push_back(Event::Reset { id, code, message });
+                }
+            }
+            Frame::Window { id: 0, increment } => {
+                self.send_credit = self.send_credit.saturating_add(u64::from(increment));
+                let blocked: Vec<StreamId> =
+                    self.streams.iter().filter(|(_, s)| s.blocked).map(|(id, _)| *id).collect();
+                for id in blocked {
+                    self.wake_if_writable(id);
+                }
+            }
+            Frame::Window { id, increment } => {
+                if let Some(s) = self.known_stream(id)? {
+                    s.send_credit = s.send_credit.saturating_add(u64::from(increment));
+                    s.granted = s.granted.saturating_add(u64::from(increment));
+                    self.wake_if_writable(id);
+                }
+            }
+            Frame::Ping(v) => self.push_control(&Frame::Pong(v)),
+            Frame::Pong(v) => {
+                if let Some((seq, sent)) = self.ping_outstanding {
+                    if seq == v {
+                        self.rtt = Some(now.saturating_duration_since(sent));
+                        self.ping_outstanding = None;
+                    }
+                }
+            }
+            Frame::GoAway { last_id, code, message } => {
+                self.going_away_peer = true;
+                let refused: Vec<StreamId> =
+                    self.streams.keys().copied().filter(|id| self.is_local(*id) && *id > last_id).collect();
+                for id in refused {
+                    self.remove_stream(id);
+                    let message = "the peer is going away and did not process this stream".to_string();
+                    self.events.push_back(Event::Reset { id, code: ResetCode::Refused, message });
+                }
+                self.events.push_back(Event::GoAway { code, message });
+            }
+            Frame::Hello(_) | Frame::Welcome(_) | Frame::Refuse { .. } => {
+                return Err(ProtocolError::Unexpected("handshake frame after the handshake"))
+            }
+            Frame::Close { .. } => unreachable!("handled before the state match"),
+        }
+        Ok(())
+    }
+
+    fn on_open(&mut self, id: StreamId, head: RequestHead, end: bool) -> Result<(), ProtocolError> {
+        if self.is_local(id) || id <= self.last_peer_id {
+            return Err(ProtocolError::BadStreamId(id));
+        }
+        self.last_peer_id = id;
+        if self.going_away_local {
+            let message = "the session is going away".to_string();
+            self.push_control(&Frame::Reset { id, code: ResetCode::Refused, message });
+            return Ok(());
+        }
+        if self.peer_open >= self.config.max_streams {
+            return Err(ProtocolError::TooManyStreams(self.config.max_streams));
+        }
+        let mut s = Stream::new(head.kind, false, self.peer.stream_window, self.config.stream_window);
+        s.recv_done = end;
+        self.streams.insert(id, s);
+        self.peer_open += 1;
+        self.events.push_back(Event::Opened { id, head, end });
+        Ok(())
+    }
+
+    /// The live stream `id`, `None` for a stream that existed and is gone (frames may
+    /// still be in flight after a reset), or an error for an id never opened.
+    fn known_stream(&mut self, id: StreamId) -> Result<Option<&mut Stream>, ProtocolError> {
+        let never_opened = if self.is_local(id) { id >= self.next_local_id } else { id > self.last_peer_id };
+        if never_opened {
+            return Err(ProtocolError::BadStreamId(id));
+        }
+        Ok(self.streams.get_mut(&id))
+    }
+
+    /// Charges a received payload to the session and stream windows. Payloads for
+    /// streams that are gone are granted straight back to the session window.
+    fn take_credit(&mut self, id: StreamId, len: usize) -> Result<(), ProtocolError> {
+        let len = len as u64;
+        if len > self.recv_remaining {
+            return Err(ProtocolError::FlowControl(0));
+        }
+        self.recv_remaining -= len;
+        match self.streams.get_mut(&id) {
+            Some(s) => {
+                if len > s.recv_remaining {
+                    return Err(ProtocolError::FlowControl(id));
+                }
+                s.recv_remaining -= len;
+            }
+            None => self.release_session(len),
+        }
+        Ok(())
+    }
+
+    // ----- commands -----
+
+    /// Server: accepts the client's hello.
+    pub fn accept(&mut self, mut welcome: Welcome, now: Instant) {
+        if self.state != State::Deciding {
+            return;
+        }
+        welcome.version = PROTOCOL_VERSION;
+        welcome.limits = Some(Limits::from(&self.config));
+        welcome.heartbeat_ms = u32::try_from(self.ping_interval.as_millis()).unwrap_or(u32::MAX);
+        welcome.idle_timeout_ms = u32::try_from(self.idle_timeout.as_millis()).unwrap_or(u32::MAX);
+        self.push_control(&Frame::Welcome(welcome));
+        self.state = State::Established;
+        self.next_ping = now + self.ping_interval;
+    }
+
+    /// Server: refuses the client's hello and closes the session.
+    pub fn refuse(&mut self, reason: RefuseReason, message: &str) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.clear_output();
+        self.push_control(&Frame::Refuse { reason, message: message.to_string() });
+        self.state = State::Closed;
+        let message = format!("refused ({}): {message}", reason.as_str());
+        self.events.push_back(Event::Closed { code: CloseCode::Normal, message, by_peer: false });
+    }
+
+    /// Opens a stream with `head`. `end` means no body follows.
+    pub fn open(&mut self, head: RequestHead, end: bool) -> Result<StreamId, OpenError> {
+        match self.state {
+            State::Established => {}
+            State::Closed => return Err(OpenError::Closed),
+            _ => return Err(OpenError::NotEstablished),
+        }
+        if self.is_going_away() {
+            return Err(OpenError::GoingAway);
+        }
+        if self.local_open >= self.peer.max_streams {
+            return Err(OpenError::TooManyStreams(self.peer.max_streams));
+        }
+        let size = header_block_len(&head.headers) + head.method.len() + head.target.len() + 16;
+        let limit = self.head_limit();
+        if size > limit {
+            return Err(OpenError::HeadTooLarge { size, limit });
+        }
+        let id = self.next_local_id;
+        self.next_local_id = self.next_local_id.wrapping_add(2);
+        let mut s = Stream::new(head.kind, true, self.peer.stream_window, self.config.stream_window);
+        s.send_done = end;
+        self.streams.insert(id, s);
+        self.local_open += 1;
+        self.push_control(&Frame::Open { id, head, end });
+        Ok(id)
+    }
+
+    fn head_limit(&self) -> usize {
+        let h = usize::try_from(self.peer.max_header_bytes).unwrap_or(usize::MAX);
+        let f = usize::try_from(self.peer.max_frame).unwrap_or(usize::MAX);
+        h.min(f)
+    }
+
+    fn live_stream(&mut self, id: StreamId) -> Result<&mut Stream, StreamError> {
+        if self.state == State::Closed {
+            return Err(StreamError::Closed);
+        }
+        self.streams.get_mut(&id).ok_or(StreamError::UnknownStream(id))
+    }
+
+    /// Sends the response head for a stream the peer opened. For a WebSocket,
+    /// status 101 accepts it; any other status refuses it (a body may follow).
+    pub fn respond(&mut self, id: StreamId, head: ResponseHead, end: bool) -> Result<(), StreamError> {
+        let size = header_block_len(&head.headers) + 16;
+        let limit = self.head_limit();
+        let s = self.live_stream(id)?;
+        if s.local || s.response_sent {
+            return Err(StreamError::InvalidState { id, what: "a response head" });
+        }
+        if size > limit {
+            return Err(StreamError::HeadTooLarge { size, limit });
+        }
+        s.response_sent = true;
+        s.ws_accepted = s.kind == StreamKind::WebSocket && head.status == 101;
+        let end = end && !s.ws_accepted;
+        s.send_done = end;
+        self.push_control(&Frame::Response { id, head, end });
+        self.reap(id);
+        Ok(())
+    }
+
+    fn check_body_send(s: &Stream, id: StreamId, ws: bool) -> Result<(), StreamError> {
+        if s.send_done {
+            return Err(StreamError::AlreadyFinished(id));
+        }
+        let head_ok = s.local || s.response_sent;
+        if !head_ok || ws != s.ws_open() {
+            let what = if ws { "a WebSocket message" } else { "body data" };
+            return Err(StreamError::InvalidState { id, what });
+        }
+        Ok(())
+    }
+
+    /// Queues body bytes; returns how many were taken (bounded by the stream's
+    /// window). When fewer than offered were taken, [`Event::Writable`] follows once
+    /// the peer grants more.
+    pub fn send_data(&mut self, id: StreamId, data: Bytes) -> Result<usize, StreamError> {
+        let s = self.live_stream(id)?;
+        Self::check_body_send(s, id, false)?;
+        let n = s.take_send_credit(data.len());
+        if n > 0 {
+            s.queue.push_back(Chunk::Data(data.slice(..n)));
+            self.schedule(id);
+        }
+        Ok(n)
+    }
+
+    /// Queues a WebSocket message, or its next part; returns how many bytes were
+    /// taken. `fin` marks the message's last part and applies only if every byte
+    /// was taken; otherwise offer the rest again after [`Event::Writable`].
+    pub fn send_ws(&mut self, id: StreamId, binary: bool, data: Bytes, fin: bool) -> Result<usize, StreamError> {
+        let s = self.live_stream(id)?;
+        Self::check_body_send(s, id, true)?;
+        let len = data.len();
+        let n = s.take_send_credit(len);
+        if n > 0 || (len == 0 && fin) {
+            s.queue.push_back(Chunk::Ws { binary, fin: fin && n == len, data: data.slice(..n) });
+            self.schedule(id);
+        }
+        Ok(n)
+    }
+
+    /// Ends this side of an HTTP stream (after any data queued).
+    pub fn finish(&mut self, id: StreamId) -> Result<(), StreamError> {
+        self.end_with(id, Chunk::End, false)
+    }
+
+    /// Ends this side of an HTTP stream with trailers.
+    pub fn send_trailers(&mut self, id: StreamId, headers: Vec<Header>) -> Result<(), StreamError> {
+        self.end_with(id, Chunk::Trailers(headers), false)
+    }
+
+    /// Closes this side of a WebSocket with an RFC 6455 code and reason.
+    pub fn close_ws(&mut self, id: StreamId, code: u16, reason: &str) -> Result<(), StreamError> {
+        let mut reason = reason.to_string();
+        truncate_utf8(&mut reason, 123);
+        self.end_with(id, Chunk::WsClose { code, reason }, true)
+    }
+
+    fn end_with(&mut self, id: StreamId, chunk: Chunk, ws: bool) -> Result<(), StreamError> {
+        let s = self.live_stream(id)?;
+        Self::check_body_send(s, id, ws)?;
+        s.send_done = true;
+        s.queue.push_back(chunk);
+        self.schedule(id);
+        Ok(())
+    }
+
+    /// Abandons a stream both ways; the peer gets a RESET.
+    pub fn reset(&mut self, id: StreamId, code: ResetCode, message: &str) {
+        if self.state == State::Closed || !self.streams.contains_key(&id) {
+            return;
+        }
+        self.remove_stream(id);
+        self.push_control(&Frame::Reset { id, code, message: message.to_string() });
+    }
+
+    /// The application consumed `n` received bytes of `id`: grant them back.
+    /// Safe to call after the stream ended (only the session window is updated).
+    pub fn release(&mut self, id: StreamId, n: usize) {
+        if self.state == State::Closed || n == 0 {
+            return;
+        }
+        let n = n as u64;
+        let window = u64::from(self.config.stream_window);
+        if let Some(s) = self.streams.get_mut(&id) {
+            if !s.recv_done {
+                s.recv_unacked += n;
+                if s.recv_unacked >= (window / 4).max(1) {
+                    let inc = s.recv_unacked.min(window - s.recv_remaining.min(window));
+                    s.recv_unacked = 0;
+                    s.recv_remaining += inc;
+                    if inc > 0 {
+                        let increment = u32::try_from(inc).unwrap_or(u32::MAX);
+                        self.push_control(&Frame::Window { id, increment });
+                    }
+                }
+            }
+        }
+        self.release_session(n);
+    }
+
+    fn release_session(&mut self, n: u64) {
+        let window = u64::from(self.config.session_window);
+        self.recv_unacked = (self.recv_unacked + n).min(window - self.recv_remaining);
+        if self.recv_unacked >= (window / 4).max(1) {
+            let inc = self.recv_unacked;
+            self.recv_unacked = 0;
+            self.recv_remaining += inc;
+            self.push_control(&Frame::Window { id: 0, increment: u32::try_from(inc).unwrap_or(u32::MAX) });
+        }
+    }
+
+    /// Announces that no new streams will be accepted; in-flight ones finish.
+    pub fn go_away(&mut self, code: CloseCode, message: &str) {
+        if self.state != State::Established || self.going_away_local {
+            return;
+        }
+        self.going_away_local = true;
+        self.push_control(&Frame::GoAway { last_id: self.last_peer_id, code, message: message.to_string() });
+    }
+
+    /// Ends the session now. Queued stream data is dropped; the CLOSE frame is the
+    /// last thing `poll_transmit` returns.
+    pub fn close(&mut self, code: CloseCode, message: &str) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.state = State::Closed;
+        self.clear_output();
+        self.push_control(&Frame::Close { code, message: message.to_string() });
+        self.events.push_back(Event::Closed { code, message: message.to_string(), by_peer: false });
+    }
+
+    // ----- outputs -----
+
+    /// The next frame to send, as one WebSocket binary message.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if let Some(b) = self.control.pop_front() {
+            return Some(b);
+        }
+        let payload_limit = Config::payload_limit(self.peer.max_frame);
+        while let Some(id) = self.ring.pop_front() {
+            let Some(s) = self.streams.get_mut(&id) else { continue };
+            s.in_ring = false;
+            let session_credit = usize::try_from(self.send_credit).unwrap_or(usize::MAX);
+            let Some((frame, spent)) = s.next_frame(id, payload_limit, session_credit) else {
+                // Only payload is queued and the session window is shut: wait for
+                // a session WINDOW, which puts blocked streams back in the ring.
+                s.blocked = true;
+                continue;
+            };
+            self.send_credit -= spent as u64;
+            if !s.queue.is_empty() {
+                s.in_ring = true;
+                self.ring.push_back(id);
+            }
+            self.reap(id);
+            return Some(frame.encode());
+        }
+        None
+    }
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Session::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Closed => None,
+            State::Established => Some(self.next_ping.min(self.last_recv + self.idle_timeout)),
+            _ => Some(self.last_recv + self.idle_timeout),
+        }
+    }
+
+    // ----- internals -----
+
+    fn push_control(&mut self, frame: &Frame) {
+        self.control.push_back(frame.encode());
+    }
+
+    fn clear_output(&mut self) {
+        self.control.clear();
+        self.ring.clear();
+        self.streams.clear();
+        self.local_open = 0;
+        self.peer_open = 0;
+    }
+
+    fn schedule(&mut self, id: StreamId) {
+        if let Some(s) = self.streams.get_mut(&id) {
+            if !s.in_ring {
+                s.in_ring = true;
+                self.ring.push_back(id);
+            }
+        }
+    }
+
+    fn wake_if_writable(&mut self, id: StreamId) {
+        let session_open = self.send_credit > 0;
+        let Some(s) = self.streams.get_mut(&id) else { return };
+        if s.blocked && s.send_credit > 0 && session_open {
+            s.blocked = false;
+            self.events.push_back(Event::Writable { id });
+        }
+        if session_open && !s.queue.is_empty() {
+            self.schedule(id);
+        }
+    }
+
+    /// Drops a stream once both sides are done and nothing is left to send.
+    fn reap(&mut self, id: StreamId) {
+        if self.streams.get(&id).is_some_and(|s| s.send_done && s.recv_done && s.queue.is_empty()) {
+            self.remove_stream(id);
+        }
+    }
+
+    fn remove_stream(&mut self, id: StreamId) {
+        if let Some(s) = self.streams.remove(&id) {
+            if s.local {
+                self.local_open -= 1;
+            } else {
+                self.peer_open -= 1;
+            }
+            // Bytes it delivered are still the application's to `release`.
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
