@@ -448,7 +448,10 @@ impl Session {
                 self.reap(id);
             }
             Frame::Reset { id, code, message } => {
-                if self.known_stream(id)?.is_some() {
+                let discarded = self.streams.get(&id).is_some_and(|s| s.discard);
+                if discarded {
+                    self.remove_stream(id);
+                } else if self.known_stream(id)?.is_some() {
                     self.remove_stream(id);
                     self.events.push_back(Event::Reset { id, code, message });
                 }
@@ -524,7 +527,7 @@ impl Session {
         if never_opened {
             return Err(ProtocolError::BadStreamId(id));
         }
-        Ok(self.streams.get_mut(&id))
+        Ok(self.streams.get_mut(&id).filter(|s| !s.discard))
     }
 
     /// Charges a received payload to the session and stream windows. Payloads for
@@ -536,13 +539,13 @@ impl Session {
         }
         self.recv_remaining -= len;
         match self.streams.get_mut(&id) {
-            Some(s) => {
+            Some(s) if !s.discard => {
                 if len > s.recv_remaining {
                     return Err(ProtocolError::FlowControl(id));
                 }
                 s.recv_remaining -= len;
             }
-            None => self.release_session(len),
+            _ => self.release_session(len),
         }
         Ok(())
     }
@@ -704,9 +707,20 @@ impl Session {
         Ok(())
     }
 
-    /// Abandons a stream both ways; the peer gets a RESET.
+    /// Abandons a stream both ways; the peer gets a RESET. If this side already
+    /// finished sending and frames are still queued, they go out first and the RESET
+    /// follows them (the peer gets the whole response, then learns that the rest of its
+    /// input is not wanted); input for the stream is dropped meanwhile.
     pub fn reset(&mut self, id: StreamId, code: ResetCode, message: &str) {
-        if self.state == State::Closed || !self.streams.contains_key(&id) {
+        if self.state == State::Closed {
+            return;
+        }
+        let Some(s) = self.streams.get_mut(&id) else { return };
+        if s.send_done && !s.queue.is_empty() {
+            if !s.discard {
+                s.discard = true;
+                s.queue.push_back(Chunk::Reset { code, message: message.to_string() });
+            }
             return;
         }
         self.remove_stream(id);
@@ -789,6 +803,10 @@ impl Session {
                 continue;
             };
             self.send_credit -= spent as u64;
+            if matches!(frame, Frame::Reset { .. }) {
+                self.remove_stream(id);
+                return Some(frame.encode());
+            }
             if !s.queue.is_empty() {
                 s.in_ring = true;
                 self.ring.push_back(id);

@@ -4,16 +4,28 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use crate::frame::{Frame, Header, StreamId, StreamKind};
+use crate::frame::{Frame, Header, ResetCode, StreamId, StreamKind};
 
 /// Something queued on a stream, sent in order.
 #[derive(Debug)]
 pub(crate) enum Chunk {
     Data(Bytes),
-    Ws { binary: bool, fin: bool, data: Bytes },
+    Ws {
+        binary: bool,
+        fin: bool,
+        data: Bytes,
+    },
     End,
     Trailers(Vec<Header>),
-    WsClose { code: u16, reason: String },
+    WsClose {
+        code: u16,
+        reason: String,
+    },
+    /// A reset queued behind data already queued (see `Session::reset`).
+    Reset {
+        code: ResetCode,
+        message: String,
+    },
 }
 
 #[derive(Debug)]
@@ -41,6 +53,8 @@ pub(crate) struct Stream {
     pub(crate) recv_remaining: u64,
     /// Consumed but not yet granted back.
     pub(crate) recv_unacked: u64,
+    /// This end reset the stream behind its queued data: input is dropped.
+    pub(crate) discard: bool,
 }
 
 impl Stream {
@@ -60,6 +74,7 @@ impl Stream {
             in_ring: false,
             recv_remaining: u64::from(recv_window),
             recv_unacked: 0,
+            discard: false,
         }
     }
 
@@ -137,6 +152,7 @@ impl Stream {
             Chunk::End => Frame::Data { id, data: Bytes::new(), end: true },
             Chunk::Trailers(headers) => Frame::Trailers { id, headers: std::mem::take(headers) },
             Chunk::WsClose { code, reason } => Frame::WsClose { id, code: *code, reason: std::mem::take(reason) },
+            Chunk::Reset { code, message } => Frame::Reset { id, code: *code, message: std::mem::take(message) },
         };
         self.queue.pop_front();
         Some((frame, 0))
