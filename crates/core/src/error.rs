@@ -92,6 +92,10 @@ pub enum OpenError {
     /// The peer's concurrent stream limit is reached.
     #[error("the peer's limit of {0} concurrent streams is reached")]
     TooManyStreams(u32),
+    /// The head holds something the protocol cannot carry (an empty method, a header
+    /// name with `:`, a value with CR, LF or NUL, a field over 65535 bytes).
+    #[error("invalid request head: {0}")]
+    InvalidHead(&'static str),
     /// The head does not fit in a frame or exceeds the header limit.
     #[error("request head too large ({size} bytes, limit {limit})")]
     HeadTooLarge {
@@ -119,6 +123,15 @@ pub enum StreamError {
         /// The stream.
         id: StreamId,
         /// What was attempted.
+        what: &'static str,
+    },
+    /// The head or trailers hold something the protocol cannot carry (see
+    /// [`OpenError::InvalidHead`]).
+    #[error("invalid head on stream {id}: {what}")]
+    InvalidHead {
+        /// The stream.
+        id: StreamId,
+        /// What is wrong.
         what: &'static str,
     },
     /// The head does not fit in a frame or exceeds the header limit.

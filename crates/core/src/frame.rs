@@ -429,7 +429,7 @@ impl Frame {
                 let f = r.u8("open flags")?;
                 let method = r.str16("method")?;
                 let target = r.str16("target")?;
-                if method.is_empty() || !method.bytes().all(|c| c.is_ascii_graphic()) {
+                if !valid_method(&method) {
                     return Err(DecodeError::Invalid("method"));
                 }
                 let headers = get_headers(&mut r, limits)?;
@@ -503,11 +503,11 @@ fn get_headers(r: &mut Reader, limits: &DecodeLimits) -> Result<Vec<Header>, Dec
     let mut headers = Vec::with_capacity(count);
     for _ in 0..count {
         let name = r.str16("header name")?;
-        if name.is_empty() || !name.bytes().all(|c| c.is_ascii_graphic() && c != b':') {
+        if !valid_header_name(&name) {
             return Err(DecodeError::Invalid("header name"));
         }
         let value = r.bytes16("header value")?;
-        if value.iter().any(|&c| c == b'\r' || c == b'\n' || c == 0) {
+        if !valid_header_value(&value) {
             return Err(DecodeError::Invalid("header value"));
         }
         headers.push((name, value));
@@ -517,4 +517,59 @@ fn get_headers(r: &mut Reader, limits: &DecodeLimits) -> Result<Vec<Header>, Dec
         }
     }
     Ok(headers)
+}
+
+/// A method is one or more visible ASCII characters.
+fn valid_method(method: &str) -> bool {
+    !method.is_empty() && method.bytes().all(|c| c.is_ascii_graphic())
+}
+
+/// A header name is one or more visible ASCII characters other than `:`.
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|c| c.is_ascii_graphic() && c != b':')
+}
+
+/// A header value is any bytes but CR, LF and NUL.
+fn valid_header_value(value: &[u8]) -> bool {
+    !value.iter().any(|&c| c == b'\r' || c == b'\n' || c == 0)
+}
+
+fn fits16(len: usize) -> bool {
+    len <= usize::from(u16::MAX)
+}
+
+/// Checks, before sending, what the peer's decoder would reject, so that a bad head
+/// from the application fails one command instead of closing the session.
+pub(crate) fn check_headers(headers: &[Header]) -> Result<(), &'static str> {
+    if !fits16(headers.len()) {
+        return Err("more than 65535 headers");
+    }
+    for (name, value) in headers {
+        if !valid_header_name(name) || !fits16(name.len()) {
+            return Err("header name");
+        }
+        if !valid_header_value(value) || !fits16(value.len()) {
+            return Err("header value");
+        }
+    }
+    Ok(())
+}
+
+/// See [`check_headers`].
+pub(crate) fn check_request_head(head: &RequestHead) -> Result<(), &'static str> {
+    if !valid_method(&head.method) || !fits16(head.method.len()) {
+        return Err("method");
+    }
+    if !fits16(head.target.len()) {
+        return Err("target longer than 65535 bytes");
+    }
+    check_headers(&head.headers)
+}
+
+/// See [`check_headers`].
+pub(crate) fn check_response_head(head: &ResponseHead) -> Result<(), &'static str> {
+    if !(100..=999).contains(&head.status) {
+        return Err("status");
+    }
+    check_headers(&head.headers)
 }

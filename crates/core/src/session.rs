@@ -19,8 +19,8 @@ use bytes::Bytes;
 use crate::config::{Config, Limits};
 use crate::error::{OpenError, ProtocolError, StreamError};
 use crate::frame::{
-    header_block_len, CloseCode, DecodeLimits, Frame, Header, RequestHead, ResetCode, ResponseHead, StreamId,
-    StreamKind,
+    check_headers, check_request_head, check_response_head, header_block_len, CloseCode, DecodeLimits, Frame, Header,
+    RequestHead, ResetCode, ResponseHead, StreamId, StreamKind,
 };
 use crate::handshake::{Hello, RefuseReason, Welcome, PROTOCOL_VERSION};
 use crate::stream::{Chunk, Stream};
@@ -156,7 +156,8 @@ pub struct Session {
     peer: Limits,
     decode_limits: DecodeLimits,
     streams: HashMap<StreamId, Stream>,
-    next_local_id: StreamId,
+    /// Next id this end opens; past `u32::MAX` the ids are exhausted.
+    next_local_id: u64,
     last_peer_id: StreamId,
     local_open: u32,
     peer_open: u32,
@@ -345,7 +346,7 @@ impl Session {
                 self.events.push_back(Event::Closed { code, message, by_peer: true });
             }
             (State::Handshake, Frame::Hello(hello)) if self.role == Role::Server => self.on_hello(hello),
-            (State::Handshake, Frame::Welcome(w)) if self.role == Role::Client => self.on_welcome(now, w),
+            (State::Handshake, Frame::Welcome(w)) if self.role == Role::Client => self.on_welcome(now, w)?,
             (State::Handshake, Frame::Refuse { reason, message }) if self.role == Role::Client => {
                 self.state = State::Closed;
                 self.events.push_back(Event::Refused { reason, message });
@@ -375,7 +376,10 @@ impl Session {
         self.events.push_back(Event::Hello(hello));
     }
 
-    fn on_welcome(&mut self, now: Instant, w: Welcome) {
+    fn on_welcome(&mut self, now: Instant, w: Welcome) -> Result<(), ProtocolError> {
+        if w.version != PROTOCOL_VERSION {
+            return Err(ProtocolError::Unexpected("welcome for a protocol version this client does not speak"));
+        }
         if let Some(l) = w.limits {
             self.set_peer_limits(l);
         }
@@ -388,6 +392,7 @@ impl Session {
         }
         self.state = State::Established;
         self.events.push_back(Event::Welcome(w));
+        Ok(())
     }
 
     fn set_peer_limits(&mut self, l: Limits) {
@@ -485,7 +490,11 @@ impl Session {
                 let refused: Vec<StreamId> =
                     self.streams.keys().copied().filter(|id| self.is_local(*id) && *id > last_id).collect();
                 for id in refused {
+                    let discarded = self.streams.get(&id).is_some_and(|s| s.discard);
                     self.remove_stream(id);
+                    if discarded {
+                        continue;
+                    }
                     let message = "the peer is going away and did not process this stream".to_string();
                     self.events.push_back(Event::Reset { id, code: ResetCode::Refused, message });
                 }
@@ -523,7 +532,7 @@ impl Session {
     /// The live stream `id`, `None` for a stream that existed and is gone (frames may
     /// still be in flight after a reset), or an error for an id never opened.
     fn known_stream(&mut self, id: StreamId) -> Result<Option<&mut Stream>, ProtocolError> {
-        let never_opened = if self.is_local(id) { id >= self.next_local_id } else { id > self.last_peer_id };
+        let never_opened = if self.is_local(id) { u64::from(id) >= self.next_local_id } else { id > self.last_peer_id };
         if never_opened {
             return Err(ProtocolError::BadStreamId(id));
         }
@@ -572,7 +581,7 @@ impl Session {
             return;
         }
         self.clear_output();
-        self.push_control(&Frame::Refuse { reason, message: message.to_string() });
+        self.push_control(&Frame::Refuse { reason, message: self.short_message(message) });
         self.state = State::Closed;
         let message = format!("refused ({}): {message}", reason.as_str());
         self.events.push_back(Event::Closed { code: CloseCode::Normal, message, by_peer: false });
@@ -596,14 +605,29 @@ impl Session {
         if size > limit {
             return Err(OpenError::HeadTooLarge { size, limit });
         }
-        let id = self.next_local_id;
-        self.next_local_id = self.next_local_id.wrapping_add(2);
+        check_request_head(&head).map_err(OpenError::InvalidHead)?;
+        let Ok(id) = StreamId::try_from(self.next_local_id) else {
+            // Ids are never reused: a session that used them all must be replaced.
+            self.go_away(CloseCode::Normal, "stream ids exhausted: reconnect");
+            return Err(OpenError::GoingAway);
+        };
+        self.next_local_id += 2;
         let mut s = Stream::new(head.kind, true, self.peer.stream_window, self.config.stream_window);
         s.send_done = end;
         self.streams.insert(id, s);
         self.local_open += 1;
         self.push_control(&Frame::Open { id, head, end });
         Ok(id)
+    }
+
+    /// `message` cut (on a character boundary) to what a reset, go-away, close or
+    /// refuse frame may carry: at most 1024 bytes, and small enough for the peer's
+    /// `max_frame`.
+    fn short_message(&self, message: &str) -> String {
+        let fit = usize::try_from(self.peer.max_frame).unwrap_or(usize::MAX).saturating_sub(16);
+        let mut message = message.to_string();
+        truncate_utf8(&mut message, fit.min(MAX_MESSAGE));
+        message
     }
 
     fn head_limit(&self) -> usize {
@@ -631,6 +655,7 @@ impl Session {
         if size > limit {
             return Err(StreamError::HeadTooLarge { size, limit });
         }
+        check_response_head(&head).map_err(|what| StreamError::InvalidHead { id, what })?;
         s.response_sent = true;
         s.ws_accepted = s.kind == StreamKind::WebSocket && head.status == 101;
         let end = end && !s.ws_accepted;
@@ -688,6 +713,12 @@ impl Session {
 
     /// Ends this side of an HTTP stream with trailers.
     pub fn send_trailers(&mut self, id: StreamId, headers: Vec<Header>) -> Result<(), StreamError> {
+        let size = header_block_len(&headers) + 16;
+        let limit = self.head_limit();
+        if size > limit {
+            return Err(StreamError::HeadTooLarge { size, limit });
+        }
+        check_headers(&headers).map_err(|what| StreamError::InvalidHead { id, what })?;
         self.end_with(id, Chunk::Trailers(headers), false)
     }
 
@@ -719,12 +750,15 @@ impl Session {
         if s.send_done && !s.queue.is_empty() {
             if !s.discard {
                 s.discard = true;
-                s.queue.push_back(Chunk::Reset { code, message: message.to_string() });
+                let message = self.short_message(message);
+                let Some(s) = self.streams.get_mut(&id) else { return };
+                s.queue.push_back(Chunk::Reset { code, message });
             }
             return;
         }
         self.remove_stream(id);
-        self.push_control(&Frame::Reset { id, code, message: message.to_string() });
+        let message = self.short_message(message);
+        self.push_control(&Frame::Reset { id, code, message });
     }
 
     /// The application consumed `n` received bytes of `id`: grant them back.
@@ -737,7 +771,7 @@ impl Session {
         let window = u64::from(self.config.stream_window);
         if let Some(s) = self.streams.get_mut(&id) {
             if !s.recv_done {
-                s.recv_unacked += n;
+                s.recv_unacked = s.recv_unacked.saturating_add(n);
                 if s.recv_unacked >= (window / 4).max(1) {
                     let inc = s.recv_unacked.min(window - s.recv_remaining.min(window));
                     s.recv_unacked = 0;
@@ -754,7 +788,7 @@ impl Session {
 
     fn release_session(&mut self, n: u64) {
         let window = u64::from(self.config.session_window);
-        self.recv_unacked = (self.recv_unacked + n).min(window - self.recv_remaining);
+        self.recv_unacked = self.recv_unacked.saturating_add(n).min(window - self.recv_remaining);
         if self.recv_unacked >= (window / 4).max(1) {
             let inc = self.recv_unacked;
             self.recv_unacked = 0;
@@ -769,7 +803,8 @@ impl Session {
             return;
         }
         self.going_away_local = true;
-        self.push_control(&Frame::GoAway { last_id: self.last_peer_id, code, message: message.to_string() });
+        let message = self.short_message(message);
+        self.push_control(&Frame::GoAway { last_id: self.last_peer_id, code, message });
     }
 
     /// Ends the session now. Queued stream data is dropped; the CLOSE frame is the
@@ -780,7 +815,7 @@ impl Session {
         }
         self.state = State::Closed;
         self.clear_output();
-        self.push_control(&Frame::Close { code, message: message.to_string() });
+        self.push_control(&Frame::Close { code, message: self.short_message(message) });
         self.events.push_back(Event::Closed { code, message: message.to_string(), by_peer: false });
     }
 
@@ -885,6 +920,9 @@ impl Session {
     }
 }
 
+/// Longest message a RESET, GOAWAY, CLOSE or REFUSE carries, in bytes.
+const MAX_MESSAGE: usize = 1024;
+
 /// Cuts `s` to at most `max` bytes on a character boundary.
 fn truncate_utf8(s: &mut String, max: usize) {
     if s.len() > max {
@@ -893,5 +931,38 @@ fn truncate_utf8(s: &mut String, max: usize) {
             end -= 1;
         }
         s.truncate(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn established_server() -> Session {
+        let mut server = Session::server(Config::DEFAULT, Instant::ZERO);
+        let hello = Frame::Hello(Hello { version: PROTOCOL_VERSION, ..Hello::default() }).encode();
+        server.handle_message(Instant::ZERO, hello).unwrap();
+        server.accept(Welcome::default(), Instant::ZERO);
+        while server.poll_transmit().is_some() {}
+        server
+    }
+
+    fn get() -> RequestHead {
+        RequestHead { kind: StreamKind::Http, method: "GET".into(), target: "/".into(), headers: vec![] }
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn exhausted_stream_ids_make_the_session_go_away_instead_of_wrapping() {
+        let mut server = established_server();
+        server.next_local_id = u64::from(u32::MAX) - 1;
+        assert_eq!(server.open(get(), true), Ok(u32::MAX - 1));
+        assert_eq!(server.open(get(), true), Err(OpenError::GoingAway));
+        let frames: Vec<_> = std::iter::from_fn(|| server.poll_transmit())
+            .map(|b| Frame::decode(b, &DecodeLimits::default()).unwrap())
+            .collect();
+        assert!(matches!(frames.last(), Some(Frame::GoAway { code: CloseCode::Normal, .. })), "{frames:?}");
+        assert!(server.is_going_away());
+        server.check_invariants();
     }
 }

@@ -1,0 +1,358 @@
+//! HTTP streams: heads, bodies, trailers, resets, flow control and fairness.
+
+mod util;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use localtunnels_core::{
+    Config, DecodeLimits, Event, Frame, OpenError, ResetCode, ResponseHead, StreamError, StreamKind,
+};
+use util::{header, pattern, request, Pair};
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_visitor_get_travels_to_the_origin_and_back() {
+    let mut pair = Pair::connected();
+    // A visitor asks the server; the server opens a stream to the client.
+    let id = pair.server.open(request("GET", "/hello?x=1", vec![header("host", "demo.localhost:3000")]), true);
+    assert_eq!(id, 2, "the server opens even streams");
+    pair.drive();
+
+    // The client sees the request as sent, and answers from its origin.
+    let head = pair.client.log(id).head.clone().expect("the client got the request");
+    assert_eq!((head.kind, head.method.as_str(), head.target.as_str()), (StreamKind::Http, "GET", "/hello?x=1"));
+    assert_eq!(head.headers, vec![header("host", "demo.localhost:3000")]);
+    assert!(pair.client.log(id).end, "a GET has no body");
+    pair.client.respond_with(id, 200, &b"hello, visitor"[..]);
+    pair.drive();
+
+    let log = pair.server.log(id);
+    assert_eq!(log.response.as_ref().map(|h| h.status), Some(200));
+    assert_eq!(log.body, b"hello, visitor");
+    assert!(log.end);
+    assert_eq!(pair.server.session.stream_count(), 0, "finished streams are forgotten");
+    assert_eq!(pair.client.session.stream_count(), 0);
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn repeated_headers_stay_separate_and_in_order() {
+    let mut pair = Pair::connected();
+    let request_headers = vec![
+        header("cookie", "a=1"),
+        header("accept", "*/*"),
+        header("cookie", "b=2"),
+        header("X-Mixed-Case", "kept as sent"),
+        ("x-binary".to_string(), Bytes::from_static(&[0x80, 0xff, b'\t', b' '])),
+        header("cookie", "c=3"),
+    ];
+    let id = pair.server.open(request("GET", "/", request_headers.clone()), true);
+    pair.drive();
+    assert_eq!(pair.client.log(id).head.as_ref().unwrap().headers, request_headers);
+
+    let response_headers =
+        vec![header("set-cookie", "a=1; Path=/"), header("content-type", "text/plain"), header("set-cookie", "b=2")];
+    pair.client.respond(id, 200, response_headers.clone(), true);
+    pair.drive();
+    assert_eq!(pair.server.log(id).response.as_ref().unwrap().headers, response_headers);
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn either_side_opens_streams_with_its_own_parity() {
+    let mut pair = Pair::connected();
+    let c: Vec<_> = (0..3).map(|i| pair.client.open(request("POST", &format!("/c{i}"), vec![]), false)).collect();
+    let s: Vec<_> = (0..3).map(|i| pair.server.get(&format!("/s{i}"))).collect();
+    assert_eq!(c, vec![1, 3, 5]);
+    assert_eq!(s, vec![2, 4, 6]);
+    for &id in &c {
+        pair.client.send_body(id, pattern(100_000, id as u8), true);
+    }
+    pair.drive();
+    assert_eq!(pair.server.opened(), c);
+    assert_eq!(pair.client.opened(), s);
+    for &id in &c {
+        assert_eq!(pair.server.log(id).body, pattern(100_000, id as u8), "request body of {id}");
+        assert!(pair.server.log(id).end);
+        pair.server.respond_with(id, 201, &b"created"[..]);
+    }
+    for &id in &s {
+        pair.client.respond_with(id, 204, Bytes::new());
+    }
+    pair.drive();
+    assert!(c.iter().all(|id| pair.client.log(*id).body == b"created"));
+    assert!(s.iter().all(|id| pair.server.log(*id).response.as_ref().unwrap().status == 204));
+    assert_eq!(pair.client.session.stream_count() + pair.server.session.stream_count(), 0);
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn trailers_end_a_body() {
+    let mut pair = Pair::connected();
+    let id = pair.server.get("/grpc");
+    pair.drive();
+    pair.client.respond(id, 200, vec![header("te", "trailers")], false);
+    pair.client.send_body(id, &b"payload"[..], false);
+    pair.client.session.send_trailers(id, vec![header("grpc-status", "0"), header("grpc-message", "ok")]).unwrap();
+    pair.drive();
+    let log = pair.server.log(id);
+    assert_eq!(log.body, b"payload");
+    assert_eq!(log.trailers, Some(vec![header("grpc-status", "0"), header("grpc-message", "ok")]));
+    assert!(log.end);
+    assert_eq!(pair.client.session.stream_count(), 0);
+    // Nothing can follow trailers.
+    assert_eq!(pair.client.session.finish(id), Err(StreamError::UnknownStream(id)));
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_hundred_streams_with_one_stalled_reader() {
+    const BODY: usize = 300 * 1024; // more than one stream window
+    let mut pair = Pair::connected();
+    let window = pair.server.session.config().stream_window as usize;
+    assert!(BODY > window);
+
+    // A hundred visitors download at once; visitor 37 stops reading.
+    let ids: Vec<_> = (0..100).map(|i| pair.server.get(&format!("/file/{i}"))).collect();
+    let stalled = ids[37];
+    pair.server.stall(stalled);
+    pair.drive();
+    for (i, &id) in ids.iter().enumerate() {
+        pair.client.respond_with(id, 200, pattern(BODY, i as u8));
+    }
+    pair.drive();
+
+    // The other 99 finish, intact.
+    for (i, &id) in ids.iter().enumerate().filter(|(_, id)| **id != stalled) {
+        let log = pair.server.log(id);
+        assert!(log.end, "stream {id} finished");
+        assert!(log.body == pattern(BODY, i as u8), "stream {id} body intact");
+    }
+    // The stalled one holds at most its window, and its sender waits with the rest.
+    let log = pair.server.log(stalled);
+    assert!(!log.end);
+    assert!(log.max_unreleased <= window, "{} > {window}", log.max_unreleased);
+    assert_eq!(log.unreleased, window, "the sender filled the window exactly");
+    assert_eq!(pair.client.pending_bytes(), BODY - window);
+    assert_eq!(pair.client.session.send_capacity(stalled), 0);
+    assert_eq!(pair.client.session.stream_count(), 1);
+
+    // The reader resumes; the rest flows and the stream finishes.
+    pair.server.unstall(stalled);
+    pair.drive();
+    let log = pair.server.log(stalled);
+    assert!(log.end);
+    assert!(log.body == pattern(BODY, 37));
+    assert_eq!(pair.server.session.stream_count() + pair.client.session.stream_count(), 0);
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_huge_download_does_not_starve_small_exchanges() {
+    const HUGE: usize = 32 * 1024 * 1024;
+    let mut pair = Pair::connected();
+    pair.to_server.bytes_per_sec = Some(50_000_000);
+    pair.to_client.bytes_per_sec = Some(50_000_000);
+    let max_frame = pair.server.session.config().max_frame as usize;
+
+    let huge = pair.server.get("/huge.iso");
+    pair.drive();
+    pair.client.respond_with(huge, 200, pattern(HUGE, 1));
+    // Let the download get going.
+    pair.drive_until(|p| p.server.log(huge).body.len() >= 4 * 1024 * 1024);
+
+    // Twenty small requests, one every 5 ms, while the huge body is flowing.
+    let mut small = Vec::new();
+    for i in 0..20 {
+        let id = pair.server.get(&format!("/small/{i}"));
+        let opened_at = pair.now;
+        pair.drive_until(|p| p.client.log(id).head.is_some());
+        pair.client.respond_with(id, 200, pattern(1000, i));
+        small.push((id, opened_at));
+        pair.advance(Duration::from_millis(5));
+    }
+    pair.drive_until(|p| small.iter().all(|(id, _)| p.server.log(*id).end));
+    assert!(!pair.server.log(huge).end, "every small exchange finished while the huge one was still flowing");
+    for (i, &(id, opened_at)) in small.iter().enumerate() {
+        let log = pair.server.log(id);
+        assert_eq!(log.body, pattern(1000, i as u8));
+        let took = log.finished_at.unwrap().saturating_duration_since(opened_at);
+        assert!(took < Duration::from_millis(100), "small exchange {i} took {took:?}");
+    }
+
+    pair.drive();
+    let log = pair.server.log(huge);
+    assert!(log.end && log.body.len() == HUGE && log.body == pattern(HUGE, 1));
+    assert!(pair.to_server.largest <= max_frame, "frames are bounded by the receiver's max_frame");
+    assert!(log.data_events >= HUGE / max_frame, "the body was cut into frames");
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn streams_take_turns_frame_by_frame() {
+    // With windows large enough to queue a whole 16 MiB body at once, a small response
+    // queued after it still goes out within a frame or two.
+    let big = Config { stream_window: 32 * 1024 * 1024, session_window: 64 * 1024 * 1024, ..Config::DEFAULT };
+    let mut pair = Pair::connected_with(Config::DEFAULT, big);
+    let huge = pair.server.get("/huge");
+    let small = pair.server.get("/small");
+    pair.drive();
+    pair.client.respond(huge, 200, vec![], false);
+    assert_eq!(pair.client.session.send_data(huge, pattern(16 << 20, 0)).unwrap(), 16 << 20);
+    pair.client.session.finish(huge).unwrap();
+    pair.client.respond(small, 200, vec![], false);
+    pair.client.session.send_data(small, Bytes::from_static(b"tiny")).unwrap();
+    pair.client.session.finish(small).unwrap();
+
+    let limits = DecodeLimits::default();
+    let mut order = Vec::new();
+    while let Some(msg) = pair.client.session.poll_transmit() {
+        let frame = Frame::decode(msg.clone(), &limits).expect("valid frame");
+        order.push((frame.stream_id(), matches!(frame, Frame::Data { end: true, .. })));
+        pair.inject_to_server(msg).unwrap();
+    }
+    let small_done = order.iter().position(|&(id, end)| id == small && end).expect("small finished");
+    assert!(small_done <= 4, "the small response went out at position {small_done}: {order:?}");
+    assert!(pair.server.log(small).end && pair.server.log(huge).end);
+    assert_eq!(pair.server.log(huge).body.len(), 16 << 20);
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn send_is_bounded_by_the_window_and_writable_follows() {
+    let mut pair = Pair::connected();
+    let id = pair.client.open(request("PUT", "/upload", vec![]), false);
+    let window = pair.client.session.peer_limits().stream_window as usize;
+    assert_eq!(pair.client.session.send_capacity(id), window);
+    let taken = pair.client.session.send_data(id, pattern(1 << 20, 0)).unwrap();
+    assert_eq!(taken, window, "the session took one window's worth");
+    assert_eq!(pair.client.session.send_capacity(id), 0);
+    assert_eq!(pair.client.session.send_data(id, Bytes::from_static(b"more")).unwrap(), 0);
+    pair.drive();
+    // The server's application read it all, so credit came back and the client was told.
+    assert!(pair.client.events.iter().any(|e| matches!(e, Event::Writable { id: w } if *w == id)));
+    assert!(pair.client.session.send_capacity(id) > 0);
+    assert_eq!(pair.server.log(id).body.len(), window);
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_stream_reset_mid_body_leaves_the_session_healthy() {
+    let mut pair = Pair::connected();
+    let id = pair.server.get("/big");
+    pair.drive();
+    pair.client.respond_with(id, 200, pattern(4 << 20, 9));
+    pair.drive_until(|p| p.server.log(id).body.len() > 300 * 1024);
+
+    // The visitor went away: the server cancels the stream while data is in flight.
+    pair.server.session.reset(id, ResetCode::Cancel, "visitor went away");
+    pair.drive();
+    let log = pair.client.log(id);
+    assert_eq!(log.reset, Some((ResetCode::Cancel, "visitor went away".to_string())));
+    assert_eq!(pair.client.pending_bytes(), 0, "the client stopped sending");
+    assert_eq!(pair.client.session.stream_count() + pair.server.session.stream_count(), 0);
+    assert!(pair.server.errors.is_empty() && pair.client.errors.is_empty(), "late frames are not errors");
+    assert!(pair.server.log(id).body.len() < 4 << 20);
+
+    // The session window was not leaked: three more full windows' worth still flow.
+    let window = pair.server.session.config().session_window as usize;
+    let next = pair.server.get("/again");
+    pair.drive();
+    pair.client.respond_with(next, 200, pattern(3 * window, 3));
+    pair.drive();
+    assert!(pair.server.log(next).end && pair.server.log(next).body == pattern(3 * window, 3));
+
+    // The opener can be reset too: the origin failed.
+    let other = pair.server.get("/broken");
+    pair.drive();
+    pair.client.session.reset(other, ResetCode::OriginUnreachable, "connection refused");
+    pair.drive();
+    assert_eq!(pair.server.log(other).reset.as_ref().map(|r| r.0), Some(ResetCode::OriginUnreachable));
+    // Resetting an unknown or finished stream is a no-op.
+    pair.client.session.reset(other, ResetCode::Cancel, "again");
+    pair.client.session.reset(999, ResetCode::Cancel, "never existed");
+    pair.drive();
+    assert!(pair.server.errors.is_empty());
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn frames_respect_the_receivers_max_frame() {
+    // The client accepts only small frames; the server must cut its bodies to fit.
+    let small = Config { max_frame: 1024, max_header_bytes: 512, ..Config::DEFAULT };
+    let mut pair = Pair::connected_with(small.clone(), Config::DEFAULT);
+    let id = pair.client.open(request("GET", "/", vec![]), true);
+    pair.drive();
+    pair.server.respond_with(id, 200, pattern(100_000, 5));
+    pair.drive();
+    assert_eq!(pair.client.log(id).body, pattern(100_000, 5));
+    assert!(pair.to_client.largest <= 1024, "largest frame {}", pair.to_client.largest);
+
+    // A head that cannot fit the peer's limits is refused locally, not sent.
+    let fat = vec![header("x-big", &"a".repeat(600))];
+    let err = pair.server.session.open(request("GET", "/", fat.clone()), true).unwrap_err();
+    assert!(matches!(err, OpenError::HeadTooLarge { limit: 512, .. }), "{err}");
+    let id = pair.client.open(request("GET", "/", vec![]), true);
+    pair.drive();
+    let err = pair.server.session.respond(id, ResponseHead { status: 200, headers: fat.clone() }, true).unwrap_err();
+    assert!(matches!(err, StreamError::HeadTooLarge { .. }), "{err}");
+    pair.server.respond(id, 200, vec![], false);
+    let err = pair.server.session.send_trailers(id, fat).unwrap_err();
+    assert!(matches!(err, StreamError::HeadTooLarge { .. }), "{err}");
+    pair.server.session.finish(id).unwrap();
+    pair.drive();
+    assert!(pair.client.log(id).end);
+    assert!(pair.client.errors.is_empty(), "{:?}", pair.client.errors);
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn the_peers_stream_limit_is_obeyed() {
+    let client = Config { max_streams: 2, ..Config::DEFAULT };
+    let mut pair = Pair::connected_with(client, Config::DEFAULT);
+    let a = pair.server.get("/a");
+    pair.server.get("/b");
+    assert_eq!(pair.server.session.open(request("GET", "/c", vec![]), true), Err(OpenError::TooManyStreams(2)));
+    pair.drive();
+    // One finishes; a new one may open.
+    pair.client.respond_with(a, 200, Bytes::new());
+    pair.drive();
+    pair.server.get("/c");
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn commands_on_the_wrong_stream_or_state_are_errors_not_frames() {
+    let mut pair = Pair::connected();
+    let id = pair.server.get("/");
+    pair.drive();
+    // The opener cannot respond; the responder cannot send a body before its head.
+    assert!(matches!(
+        pair.server.session.respond(id, ResponseHead { status: 200, headers: vec![] }, true),
+        Err(StreamError::InvalidState { .. })
+    ));
+    assert!(matches!(
+        pair.client.session.send_data(id, Bytes::from_static(b"x")),
+        Err(StreamError::InvalidState { .. })
+    ));
+    // A GET sent END: its opener has nothing more to send.
+    assert_eq!(pair.server.session.send_data(id, Bytes::from_static(b"x")), Err(StreamError::AlreadyFinished(id)));
+    // WebSocket messages do not go on HTTP streams.
+    pair.client.respond(id, 200, vec![], false);
+    assert!(matches!(
+        pair.client.session.send_ws(id, false, Bytes::new(), true),
+        Err(StreamError::InvalidState { .. })
+    ));
+    assert!(matches!(pair.client.session.close_ws(id, 1000, ""), Err(StreamError::InvalidState { .. })));
+    // A second head is refused.
+    assert!(matches!(
+        pair.client.session.respond(id, ResponseHead { status: 200, headers: vec![] }, true),
+        Err(StreamError::InvalidState { .. })
+    ));
+    assert_eq!(pair.client.session.send_data(404, Bytes::new()), Err(StreamError::UnknownStream(404)));
+    pair.client.session.finish(id).unwrap();
+    pair.drive();
+    assert!(pair.client.errors.is_empty() && pair.server.errors.is_empty());
+    assert!(pair.server.log(id).end);
+}
