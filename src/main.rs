@@ -1,1 +1,187 @@
-fn main() {}
+//! `localtunnels`: the command line for the server and the native client.
+
+#![forbid(unsafe_code)]
+
+mod args;
+mod demo;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use localtunnels_client::{ClientConfig, ClientEvent, ConnectError, HostHeader, TunnelClient};
+use localtunnels_core::RefuseReason;
+use localtunnels_server::{ServerConfig, TunnelServer};
+
+use args::{Cli, ClientArgs, Command, ConfigFile, HostHeaderArg, ServerArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// Maps failures to the documented exit codes.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<ConnectError>() {
+        Some(ConnectError::Unreachable { .. }) => 3,
+        Some(ConnectError::Refused { reason: RefuseReason::NameTaken, .. }) => 4,
+        Some(ConnectError::Refused { reason: RefuseReason::NameInvalid, .. }) => 5,
+        Some(ConnectError::Refused { reason: RefuseReason::Unauthorized, .. }) => 6,
+        Some(ConnectError::Refused { .. }) => 7,
+        Some(ConnectError::Config(_)) => 2,
+        _ => 1,
+    }
+}
+
+fn init_logs(verbose: bool) {
+    let default =
+        if verbose { "info,localtunnels=debug" } else { "warn,localtunnels_server=info,localtunnels_client=info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOCALTUNNELS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = ConfigFile::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Server(a) => run_server(a.or(&file.server)).await,
+        Command::Client(a) => run_client(a.or(&file.client)).await,
+        Command::Http { local_port, mut client } => {
+            client.local_port = Some(local_port);
+            run_client(client.or(&file.client)).await
+        }
+        Command::Demo { port } => {
+            init_logs(false);
+            demo::run(port).await
+        }
+    }
+}
+
+pub fn server_config(a: &ServerArgs) -> ServerConfig {
+    let d = ServerConfig::default();
+    ServerConfig {
+        port: a.port.unwrap_or(d.port),
+        bind: a.bind.unwrap_or(d.bind),
+        domain: a.domain.clone().unwrap_or(d.domain),
+        secure: a.secure.unwrap_or(d.secure),
+        verbose: a.verbose.unwrap_or(d.verbose),
+        public_port: a.public_port.or(d.public_port),
+        response_timeout: a.response_timeout.map_or(d.response_timeout, Duration::from_secs),
+        grace_period: a.grace_period.map_or(d.grace_period, Duration::from_secs),
+        max_tunnels: a.max_tunnels.unwrap_or(d.max_tunnels),
+        ..d
+    }
+}
+
+async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
+    let config = server_config(&a);
+    init_logs(config.verbose);
+    let port = config.port;
+    let server =
+        TunnelServer::new(config).start().await.map_err(|e| anyhow::anyhow!("cannot listen on port {port}: {e}"))?;
+    println!("{}", server.url());
+    shutdown_signal().await;
+    eprintln!("shutting down (in-flight requests may finish)...");
+    server.stop().await;
+    Ok(())
+}
+
+pub fn client_config(a: &ClientArgs) -> ClientConfig {
+    let d = ClientConfig::default();
+    ClientConfig {
+        server: a.server.clone(),
+        host: a.host.clone().unwrap_or(d.host),
+        port: a.port.unwrap_or(d.port),
+        secure: a.secure.unwrap_or(d.secure),
+        local_host: a.local_host.clone().unwrap_or(d.local_host),
+        local_port: a.local_port.unwrap_or(d.local_port),
+        local_https: a.local_https.unwrap_or(d.local_https),
+        allow_invalid_cert: a.allow_invalid_cert.unwrap_or(d.allow_invalid_cert),
+        subdomain: a.subdomain.clone(),
+        token: a.token.clone(),
+        host_header: match a.host_header {
+            Some(HostHeaderArg::Preserve) => HostHeader::Preserve,
+            _ => HostHeader::Rewrite,
+        },
+        ..d
+    }
+}
+
+async fn run_client(a: ClientArgs) -> anyhow::Result<()> {
+    init_logs(false);
+    let config = client_config(&a);
+    let local = format!("{}:{}", config.local_host, config.local_port);
+    let mut tunnel = TunnelClient::new(config).connect().await?;
+    println!("{}", tunnel.url());
+    eprintln!("forwarding {} -> {local}", tunnel.url());
+    let mut events = tunnel.events();
+    let print_requests = a.print_requests.unwrap_or(false);
+    let printer = tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(ClientEvent::Response { method, path, status, duration, bytes }) if print_requests => {
+                    let time = humantime_now();
+                    println!("{time} {method} {path} {status} {}ms {bytes}B", duration.as_millis());
+                }
+                Ok(ClientEvent::Disconnected { reason }) => eprintln!("disconnected: {reason}"),
+                Ok(ClientEvent::Reconnecting { attempt, delay }) => {
+                    eprintln!("reconnecting (attempt {attempt}) in {} ms", delay.as_millis())
+                }
+                Ok(ClientEvent::Connected { url }) => eprintln!("connected: {url}"),
+                Ok(ClientEvent::Error { message }) => eprintln!("error: {message}"),
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    eprintln!("({n} events skipped: output could not keep up)")
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    tokio::select! {
+        _ = shutdown_signal() => {
+            eprintln!("closing the tunnel (in-flight requests may finish)...");
+            tunnel.close().await;
+        }
+        _ = tunnel.stopped() => {}
+    }
+    printer.abort();
+    Ok(())
+}
+
+/// Wall-clock time of day as `HH:MM:SS` (UTC), for request lines.
+fn humantime_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!("{h:02}:{m:02}:{s:02}")
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

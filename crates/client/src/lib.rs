@@ -1,1 +1,27 @@
-//! placeholder
+//! The native localtunnels client: exposes a local port, or an in-process `tower`
+//! service, at a public URL of a localtunnels server.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use localtunnels_client::{ClientConfig, TunnelClient};
+//! let client = TunnelClient::new(ClientConfig { local_port: 8000, ..ClientConfig::default() });
+//! let tunnel = client.connect().await?;
+//! println!("{}", tunnel.url());
+//! tunnel.close().await;
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod client;
+mod config;
+mod events;
+mod http;
+mod origin;
+mod tls;
+mod websocket;
+
+pub use client::{backoff, ClientHandle, ConnectError, TunnelClient};
+pub use config::{ClientConfig, HostHeader, ServerAddr};
+pub use events::ClientEvent;
+pub use origin::{BoxError, LocalOrigin, Origin, OriginBody, OriginFuture, ServiceOrigin};

@@ -1,1 +1,19 @@
-//! placeholder
+//! The tokio shell around the localtunnels core, shared by the server and the native
+//! client: a [`Connection`] drives a core `Session` over a WebSocket, [`StreamHandle`]s
+//! carry one exchange each, and [`http`] holds the proxy header rules both ends apply.
+
+#![forbid(unsafe_code)]
+
+mod body;
+mod conn;
+pub mod http;
+mod stream;
+
+pub use body::{pump_body, BodyError, StreamBody};
+pub use conn::{ConnEvent, Connection};
+pub use stream::{StreamEvent, StreamHandle, StreamReceiver, StreamSender};
+
+/// The path of the control endpoint on the server's apex host.
+pub const CONTROL_PATH: &str = "/api/tunnel";
+/// The WebSocket subprotocol of the control connection.
+pub const SUBPROTOCOL: &str = "localtunnels.v1";

@@ -1,1 +1,28 @@
-//! placeholder
+//! The localtunnels server: one port for control connections (a WebSocket on the apex
+//! host's `/api/tunnel`) and public traffic (`<name>.<domain>`), routed by Host.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use localtunnels_server::{ServerConfig, TunnelServer};
+//! let server = TunnelServer::new(ServerConfig { port: 0, ..ServerConfig::default() }).start().await?;
+//! println!("{}", server.url());
+//! server.stop().await;
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod apex;
+mod config;
+mod control;
+pub mod names;
+mod proxy;
+pub mod registry;
+mod server;
+mod state;
+mod tunnel;
+mod websocket;
+
+pub use config::ServerConfig;
+pub use server::{tunnel_name, ServerHandle, Stats, TunnelServer};
+pub use tunnel::Tunnel;

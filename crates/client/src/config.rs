@@ -1,0 +1,125 @@
+//! The client's configuration, with documented defaults.
+
+use std::time::Duration;
+
+/// What Host header the origin sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostHeader {
+    /// `local_host:local_port`, as if the visitor had called the origin directly
+    /// (what dev servers with host checks expect). The default.
+    #[default]
+    Rewrite,
+    /// The visitor's own Host (`name.domain`).
+    Preserve,
+}
+
+/// How a `TunnelClient` connects and what it exposes. Mirrors the seed's
+/// `TunnelClient` options (`host`, `port`, `secure`, `localPort`, `subdomain`).
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The server's URL (`http://host:port`, `https://...`, `ws://...`); when set it
+    /// overrides `host`, `port` and `secure`.
+    pub server: Option<String>,
+    /// Server host. Default `localhost`.
+    pub host: String,
+    /// Server port. Default 3000.
+    pub port: u16,
+    /// Use `wss://` (TLS) to reach the server. Default false.
+    pub secure: bool,
+    /// Host of the local origin. Default `localhost`.
+    pub local_host: String,
+    /// Port of the local origin. Default 8000.
+    pub local_port: u16,
+    /// The origin speaks HTTPS. Default false.
+    pub local_https: bool,
+    /// Accept an invalid (e.g. self-signed) certificate from the origin. Default false.
+    pub allow_invalid_cert: bool,
+    /// Requested name; `None` for a random one.
+    pub subdomain: Option<String>,
+    /// Auth token for servers that require one.
+    pub token: Option<String>,
+    /// Host header policy. Default [`HostHeader::Rewrite`].
+    pub host_header: HostHeader,
+    /// Reconnect after a drop. Default true.
+    pub reconnect: bool,
+    /// Upper bound of the reconnect backoff. Default 30 s.
+    pub max_backoff: Duration,
+    /// Limits and timings of the control session.
+    pub session: localtunnels_core::Config,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            server: None,
+            host: "localhost".to_string(),
+            port: 3000,
+            secure: false,
+            local_host: "localhost".to_string(),
+            local_port: 8000,
+            local_https: false,
+            allow_invalid_cert: false,
+            subdomain: None,
+            token: None,
+            host_header: HostHeader::Rewrite,
+            reconnect: true,
+            max_backoff: Duration::from_secs(30),
+            session: localtunnels_core::Config::default(),
+        }
+    }
+}
+
+/// Where the control connection goes, resolved from a [`ClientConfig`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddr {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// TLS.
+    pub secure: bool,
+}
+
+impl ServerAddr {
+    /// The control endpoint's URL.
+    pub fn control_url(&self) -> String {
+        let scheme = if self.secure { "wss" } else { "ws" };
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        format!("{scheme}://{host}:{}{}", self.port, localtunnels_driver::CONTROL_PATH)
+    }
+}
+
+impl ClientConfig {
+    /// The server to connect to, or why `server` is not a usable URL.
+    pub fn server_addr(&self) -> Result<ServerAddr, String> {
+        let Some(url) = &self.server else {
+            return Ok(ServerAddr { host: self.host.clone(), port: self.port, secure: self.secure });
+        };
+        let uri: http::Uri = url.parse().map_err(|e| format!("invalid server URL '{url}': {e}"))?;
+        let secure = match uri.scheme_str() {
+            Some("https") | Some("wss") => true,
+            Some("http") | Some("ws") => false,
+            _ => return Err(format!("invalid server URL '{url}': use http://, https://, ws:// or wss://")),
+        };
+        let host = uri.host().ok_or_else(|| format!("invalid server URL '{url}': no host"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        Ok(ServerAddr { host, port, secure })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls_resolve() {
+        let c = ClientConfig { server: Some("https://t.example.com".into()), ..Default::default() };
+        assert_eq!(c.server_addr().unwrap(), ServerAddr { host: "t.example.com".into(), port: 443, secure: true });
+        let c = ClientConfig { server: Some("http://127.0.0.1:4000".into()), ..Default::default() };
+        assert_eq!(c.server_addr().unwrap().control_url(), "ws://127.0.0.1:4000/api/tunnel");
+        let c = ClientConfig { server: Some("ftp://x".into()), ..Default::default() };
+        assert!(c.server_addr().is_err());
+        assert_eq!(ClientConfig::default().server_addr().unwrap().port, 3000);
+    }
+}

@@ -1,0 +1,125 @@
+//! One tunneled HTTP exchange on the client: the stream's request goes to the
+//! origin, the origin's response streams back.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use hyper::body::Frame;
+
+use http::{HeaderValue, Request};
+use hyper::body::Body as _;
+use localtunnels_core::{RequestHead, ResetCode, StreamKind};
+use localtunnels_driver::http::{header_map, response_head};
+use localtunnels_driver::{pump_body, StreamBody, StreamHandle};
+
+use crate::client::Ctx;
+use crate::events::ClientEvent;
+
+/// Serves one HTTP stream.
+pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead, end: bool) {
+    let started = Instant::now();
+    let (tx, rx) = stream.split();
+    let (method, path) = (head.method.clone(), head.target.clone());
+    ctx.emit(ClientEvent::Request { method: method.clone(), path: path.clone() });
+    let req = match build_request(&ctx, head, rx, end) {
+        Ok(r) => r,
+        Err(message) => return tx.reset(ResetCode::Protocol, &message),
+    };
+    let res = match ctx.origin.call(req).await {
+        Ok(res) => res,
+        Err(e) => {
+            let message = origin_error(&ctx, &*e);
+            ctx.emit(ClientEvent::Error { message: message.clone() });
+            return tx.reset(ResetCode::OriginUnreachable, &message);
+        }
+    };
+    let status = res.status().as_u16();
+    let (parts, body) = res.into_parts();
+    let end = body.is_end_stream();
+    if let Err(e) = tx.respond(response_head(parts.status, &parts.headers, StreamKind::Http), end) {
+        return ctx.emit(ClientEvent::Error { message: format!("response to {method} {path} lost: {e}") });
+    }
+    let counted = CountingBody::new(body);
+    let bytes = counted.counter();
+    if !end {
+        if let Err(e) = pump_body(counted, &tx).await {
+            ctx.emit(ClientEvent::Error { message: format!("{method} {path}: response body cut: {e}") });
+        }
+    }
+    let bytes = bytes.load(Ordering::Relaxed);
+    ctx.emit(ClientEvent::Response { method, path, status, duration: started.elapsed(), bytes });
+}
+
+fn build_request(
+    ctx: &Ctx,
+    head: RequestHead,
+    rx: localtunnels_driver::StreamReceiver,
+    end: bool,
+) -> Result<Request<StreamBody>, String> {
+    let mut headers = header_map(&head.headers);
+    if let Some(authority) = ctx.host_for_origin() {
+        let host = HeaderValue::from_str(&authority).map_err(|e| e.to_string())?;
+        headers.insert(http::header::HOST, host);
+    }
+    let length = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let mut req = Request::new(StreamBody::new(rx, end, length));
+    *req.method_mut() = head.method.parse().map_err(|_| format!("invalid method {}", head.method))?;
+    *req.uri_mut() = head.target.parse().map_err(|_| format!("invalid target {}", head.target))?;
+    *req.headers_mut() = headers;
+    Ok(req)
+}
+
+/// A message naming the origin and the cause, e.g.
+/// `localhost:8000: connection refused (is the local server running?)`.
+fn origin_error(ctx: &Ctx, e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        cause = format!("{cause}: {s}");
+        source = s.source();
+    }
+    match ctx.origin.authority() {
+        Some(a) if cause.contains("refused") => format!("{a}: {cause} (is the local server running?)"),
+        Some(a) => format!("{a}: {cause}"),
+        None => cause,
+    }
+}
+
+/// Counts the data bytes of a body as they pass.
+struct CountingBody<B> {
+    inner: Pin<Box<B>>,
+    count: Arc<AtomicU64>,
+}
+
+impl<B> CountingBody<B> {
+    fn new(inner: B) -> Self {
+        CountingBody { inner: Box::pin(inner), count: Arc::default() }
+    }
+
+    fn counter(&self) -> Arc<AtomicU64> {
+        self.count.clone()
+    }
+}
+
+impl<B: hyper::body::Body<Data = Bytes>> hyper::body::Body for CountingBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = self.inner.as_mut().poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(d) = frame.data_ref() {
+                self.count.fetch_add(d.len() as u64, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}

@@ -1,0 +1,365 @@
+//! A [`Connection`]: one core [`Session`] driven over a tokio WebSocket.
+//!
+//! Two tasks own the socket halves, as quinn's `ConnectionDriver` owns its socket:
+//! the reader feeds every binary message to the session and dispatches the events; the
+//! writer drains `poll_transmit` into the socket (many frames, one flush) and runs the
+//! heartbeat timer. Reading never waits on writing, so two peers that both write
+//! cannot deadlock. Stream handles talk to the session under a short-held mutex and
+//! wake the writer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use localtunnels_core::{CloseCode, Event, Instant, OpenError, RefuseReason, RequestHead, Session, StreamId, Welcome};
+use tokio::sync::{mpsc, Notify};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::stream::{StreamEvent, StreamHandle, StreamSlot};
+
+/// Connection-level news for the owner of a [`Connection`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnEvent {
+    /// Server side: the client's hello; answer with `accept` or `refuse`.
+    Hello(localtunnels_core::Hello),
+    /// Client side: the tunnel is up.
+    Welcome(Welcome),
+    /// Client side: the server refused the tunnel.
+    Refused {
+        /// Machine-readable reason.
+        reason: RefuseReason,
+        /// For people.
+        message: String,
+    },
+    /// The peer opened a stream.
+    Incoming {
+        /// The stream.
+        stream: StreamHandle,
+        /// Its request head.
+        head: RequestHead,
+        /// No request body follows.
+        end: bool,
+    },
+    /// The peer is going away: no new streams.
+    GoAway {
+        /// Why.
+        message: String,
+    },
+    /// The session is over.
+    Closed {
+        /// Why.
+        code: CloseCode,
+        /// For people.
+        message: String,
+    },
+}
+
+pub(crate) struct State {
+    pub(crate) session: Session,
+    slots: HashMap<StreamId, StreamSlot>,
+    events_tx: Option<mpsc::UnboundedSender<ConnEvent>>,
+}
+
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    epoch: std::time::Instant,
+    wake_writer: Notify,
+    closed: Notify,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn now(&self) -> Instant {
+        Instant::from_elapsed(self.epoch.elapsed())
+    }
+
+    /// Locks the state. A poisoned lock means a panic elsewhere already broke this
+    /// connection; carrying on with its state is still memory-safe and lets the
+    /// other tasks wind down.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// After a command: dispatch what it produced and let the writer send.
+    pub(crate) fn after_command(self: &Arc<Self>, state: &mut State) {
+        self.pump(state);
+        self.wake_writer.notify_one();
+    }
+
+    /// Drains the session's events to the stream slots and the owner.
+    fn pump(self: &Arc<Self>, state: &mut State) {
+        while let Some(event) = state.session.poll_event() {
+            self.dispatch(state, event);
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, state: &mut State, event: Event) {
+        let to_stream = |state: &mut State, id: StreamId, ev: StreamEvent| {
+            let held = ev.payload_len();
+            let delivered = state.slots.get(&id).is_some_and(|slot| slot.deliver(ev));
+            if !delivered && held > 0 {
+                // Nobody will read it: hand the credit straight back.
+                state.session.release(id, held);
+            }
+        };
+        match event {
+            Event::Opened { id, head, end } => {
+                let (slot, handle) = StreamSlot::new(id, head.kind, self.clone());
+                state.slots.insert(id, slot);
+                let incoming = ConnEvent::Incoming { stream: handle, head, end };
+                if let Some(tx) = &state.events_tx {
+                    if let Err(mpsc::error::SendError(ConnEvent::Incoming { stream, .. })) = tx.send(incoming) {
+                        // The owner is gone; dropping the handle later resets the stream.
+                        drop(stream);
+                    }
+                }
+            }
+            Event::Response { id, head, end } => to_stream(state, id, StreamEvent::Response { head, end }),
+            Event::Data { id, data, end } => to_stream(state, id, StreamEvent::Data { data, end }),
+            Event::Trailers { id, headers } => to_stream(state, id, StreamEvent::Trailers(headers)),
+            Event::WsMessage { id, binary, fin, data } => {
+                to_stream(state, id, StreamEvent::WsMessage { binary, fin, data })
+            }
+            Event::WsClose { id, code, reason } => to_stream(state, id, StreamEvent::WsClose { code, reason }),
+            Event::Reset { id, code, message } => {
+                if let Some(slot) = state.slots.remove(&id) {
+                    slot.deliver(StreamEvent::Reset { code, message });
+                    slot.wake();
+                }
+            }
+            Event::Writable { id } => {
+                if let Some(slot) = state.slots.get(&id) {
+                    slot.wake();
+                }
+            }
+            Event::Hello(h) => self.notify_owner(state, ConnEvent::Hello(h)),
+            Event::Welcome(w) => self.notify_owner(state, ConnEvent::Welcome(w)),
+            Event::Refused { reason, message } => self.notify_owner(state, ConnEvent::Refused { reason, message }),
+            Event::GoAway { message, .. } => self.notify_owner(state, ConnEvent::GoAway { message }),
+            Event::Closed { code, message, .. } => {
+                for (_, slot) in state.slots.drain() {
+                    slot.deliver(StreamEvent::Reset {
+                        code: localtunnels_core::ResetCode::Internal,
+                        message: format!("tunnel closed: {message}"),
+                    });
+                    slot.wake();
+                }
+                self.notify_owner(state, ConnEvent::Closed { code, message });
+                state.events_tx = None;
+                self.closed.notify_waiters();
+            }
+            _ => {}
+        }
+    }
+
+    fn notify_owner(&self, state: &mut State, ev: ConnEvent) {
+        if let Some(tx) = &state.events_tx {
+            let _ = tx.send(ev);
+        }
+    }
+
+    pub(crate) fn forget_slot(&self, state: &mut State, id: StreamId) {
+        state.slots.remove(&id);
+    }
+}
+
+/// A handle to a running session. Cheap to clone; the session lives until it is
+/// closed or the socket drops.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    shared: Arc<Shared>,
+}
+
+impl Connection {
+    /// Starts driving `session` over `ws`. Returns the handle and the owner's
+    /// receiver of [`ConnEvent`]s (bounded in practice by the session's stream limit).
+    pub fn start<S>(
+        session: Session,
+        ws: S,
+        epoch: std::time::Instant,
+    ) -> (Connection, mpsc::UnboundedReceiver<ConnEvent>)
+    where
+        S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Send + Unpin + 'static,
+    {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State { session, slots: HashMap::new(), events_tx: Some(events_tx) }),
+            epoch,
+            wake_writer: Notify::new(),
+            closed: Notify::new(),
+        });
+        let (sink, stream) = ws.split();
+        tokio::spawn(run_reader(stream, shared.clone()));
+        tokio::spawn(run_writer(sink, shared.clone()));
+        {
+            let mut state = shared.lock();
+            shared.after_command(&mut state);
+        }
+        (Connection { shared }, events_rx)
+    }
+
+    /// The instant the session sees now.
+    pub fn now(&self) -> Instant {
+        self.shared.now()
+    }
+
+    /// Runs `f` on the session under the lock, then dispatches and transmits what it
+    /// produced. For getters and one-shot commands (`go_away`, `close`, ...).
+    pub fn with_session<R>(&self, f: impl FnOnce(&mut Session) -> R) -> R {
+        let mut state = self.shared.lock();
+        let r = f(&mut state.session);
+        self.shared.after_command(&mut state);
+        r
+    }
+
+    /// Server: accepts the hello.
+    pub fn accept(&self, welcome: Welcome) {
+        let now = self.now();
+        self.with_session(|s| s.accept(welcome, now));
+    }
+
+    /// Server: refuses the hello; the session closes after sending the refusal.
+    pub fn refuse(&self, reason: RefuseReason, message: &str) {
+        self.with_session(|s| s.refuse(reason, message));
+    }
+
+    /// Opens a stream towards the peer.
+    pub fn open(&self, head: RequestHead, end: bool) -> Result<StreamHandle, OpenError> {
+        let mut state = self.shared.lock();
+        let kind = head.kind;
+        let id = state.session.open(head, end)?;
+        let (slot, handle) = StreamSlot::new(id, kind, self.shared.clone());
+        state.slots.insert(id, slot);
+        self.shared.after_command(&mut state);
+        Ok(handle)
+    }
+
+    /// Announces go-away: no new streams; in-flight ones finish.
+    pub fn go_away(&self, message: &str) {
+        self.with_session(|s| s.go_away(CloseCode::Shutdown, message));
+    }
+
+    /// Closes the session now.
+    pub fn close(&self, code: CloseCode, message: &str) {
+        self.with_session(|s| s.close(code, message));
+    }
+
+    /// Live streams.
+    pub fn stream_count(&self) -> usize {
+        self.shared.lock().session.stream_count()
+    }
+
+    /// True once the session is closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.lock().session.is_closed()
+    }
+
+    /// Resolves when the session is closed.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.shared.closed.notified();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+async fn run_reader<S>(mut stream: S, shared: Arc<Shared>)
+where
+    S: Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    let mut lost = "the peer closed the connection".to_string();
+    while let Some(msg) = stream.next().await {
+        let mut state = shared.lock();
+        if state.session.is_closed() {
+            break;
+        }
+        match msg {
+            Ok(Message::Binary(b)) => {
+                let now = shared.now();
+                if let Err(e) = state.session.handle_message(now, b) {
+                    tracing::debug!(error = %e, "protocol error from peer");
+                }
+            }
+            Ok(Message::Text(_)) => {
+                state.session.close(CloseCode::ProtocolError, "text message on the control connection");
+            }
+            Ok(Message::Close(_)) => {
+                lost = "the peer closed the WebSocket".to_string();
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                lost = format!("connection lost: {e}");
+                break;
+            }
+        }
+        shared.after_command(&mut state);
+    }
+    let mut state = shared.lock();
+    if !state.session.is_closed() {
+        state.session.close(CloseCode::Internal, &lost);
+    }
+    shared.after_command(&mut state);
+}
+
+async fn run_writer<S>(mut sink: S, shared: Arc<Shared>)
+where
+    S: Sink<Message, Error = WsError> + Unpin,
+{
+    let mut frames = Vec::new();
+    loop {
+        let notified = shared.wake_writer.notified();
+        let (deadline, closed) = {
+            let mut state = shared.lock();
+            while let Some(f) = state.session.poll_transmit() {
+                frames.push(f);
+            }
+            shared.pump(&mut state);
+            (state.session.poll_timeout(), state.session.is_closed())
+        };
+        if !frames.is_empty() {
+            let mut failed = false;
+            for f in frames.drain(..) {
+                if sink.feed(Message::Binary(f)).await.is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+            if failed || sink.flush().await.is_err() {
+                let mut state = shared.lock();
+                state.session.close(CloseCode::Internal, "could not write to the connection");
+                shared.pump(&mut state);
+                break;
+            }
+            continue;
+        }
+        if closed {
+            break;
+        }
+        match deadline {
+            Some(at) => {
+                let wait = at.saturating_duration_since(shared.now());
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(wait) => {
+                        let mut state = shared.lock();
+                        let now = shared.now();
+                        state.session.handle_timeout(now);
+                        shared.pump(&mut state);
+                    }
+                }
+            }
+            None => notified.await,
+        }
+    }
+    let _ = sink.close().await;
+}

@@ -1,0 +1,263 @@
+//! Handles to one stream of a [`Connection`](crate::Connection).
+//!
+//! A [`StreamHandle`] splits into a [`StreamSender`] and a [`StreamReceiver`] so one
+//! task can pump a request body while another reads the response. When both halves
+//! are dropped before the stream finished, the stream is reset (`Cancel`): a visitor
+//! that goes away frees the origin at once.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use localtunnels_core::{Header, ResetCode, ResponseHead, StreamError, StreamId, StreamKind};
+use tokio::sync::{mpsc, Notify};
+
+use crate::conn::Shared;
+
+/// What arrives on a stream, in order.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StreamEvent {
+    /// The response head (streams this end opened).
+    Response {
+        /// The head.
+        head: ResponseHead,
+        /// No body follows.
+        end: bool,
+    },
+    /// Body bytes.
+    Data {
+        /// Bytes, possibly empty when only `end` is news.
+        data: Bytes,
+        /// The peer finished sending.
+        end: bool,
+    },
+    /// Trailers; the peer finished sending.
+    Trailers(Vec<Header>),
+    /// A WebSocket message fragment.
+    WsMessage {
+        /// Binary or text.
+        binary: bool,
+        /// Last fragment of the message.
+        fin: bool,
+        /// Payload.
+        data: Bytes,
+    },
+    /// The peer closed its side of the WebSocket.
+    WsClose {
+        /// RFC 6455 code.
+        code: u16,
+        /// Reason.
+        reason: String,
+    },
+    /// The stream was reset, or the whole tunnel closed.
+    Reset {
+        /// Why.
+        code: ResetCode,
+        /// For people.
+        message: String,
+    },
+}
+
+impl StreamEvent {
+    /// Payload bytes that must be released once consumed.
+    pub(crate) fn payload_len(&self) -> usize {
+        match self {
+            StreamEvent::Data { data, .. } | StreamEvent::WsMessage { data, .. } => data.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// The driver's end of a stream. Its channel is unbounded, but what it holds is
+/// bounded by the stream's receive window: the peer cannot send more until the
+/// receiver releases what it consumed.
+pub(crate) struct StreamSlot {
+    tx: mpsc::UnboundedSender<StreamEvent>,
+    writable: Arc<Notify>,
+}
+
+impl StreamSlot {
+    pub(crate) fn new(id: StreamId, kind: StreamKind, shared: Arc<Shared>) -> (StreamSlot, StreamHandle) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writable = Arc::new(Notify::new());
+        let guard = Arc::new(Guard { id, shared: shared.clone() });
+        let sender = StreamSender { id, shared: shared.clone(), writable: writable.clone(), _guard: guard.clone() };
+        let receiver = StreamReceiver { id, shared, rx, _guard: guard };
+        (StreamSlot { tx, writable }, StreamHandle { kind, sender, receiver })
+    }
+
+    /// Hands an event to the stream's reader; false if the reader is gone.
+    pub(crate) fn deliver(&self, ev: StreamEvent) -> bool {
+        self.tx.send(ev).is_ok()
+    }
+
+    /// Wakes a sender waiting for credit (or for the stream's end).
+    pub(crate) fn wake(&self) {
+        self.writable.notify_one();
+    }
+}
+
+/// Resets the stream when the last half is dropped, unless it already finished.
+struct Guard {
+    id: StreamId,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.session.reset(self.id, ResetCode::Cancel, "the other end went away");
+        self.shared.forget_slot(&mut state, self.id);
+        self.shared.after_command(&mut state);
+    }
+}
+
+/// Both halves of one stream.
+#[derive(Debug)]
+pub struct StreamHandle {
+    kind: StreamKind,
+    /// Sends this end's head, body and end.
+    pub sender: StreamSender,
+    /// Receives the peer's head, body and end.
+    pub receiver: StreamReceiver,
+}
+
+impl StreamHandle {
+    /// The stream's id.
+    pub fn id(&self) -> StreamId {
+        self.sender.id
+    }
+
+    /// HTTP exchange or WebSocket.
+    pub fn kind(&self) -> StreamKind {
+        self.kind
+    }
+
+    /// Splits into independently owned halves.
+    pub fn split(self) -> (StreamSender, StreamReceiver) {
+        (self.sender, self.receiver)
+    }
+}
+
+/// The sending half of a stream. Cloneable.
+#[derive(Clone)]
+pub struct StreamSender {
+    id: StreamId,
+    shared: Arc<Shared>,
+    writable: Arc<Notify>,
+    _guard: Arc<Guard>,
+}
+
+impl std::fmt::Debug for StreamSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamSender").field("id", &self.id).finish()
+    }
+}
+
+impl StreamSender {
+    /// The stream's id.
+    pub fn id(&self) -> StreamId {
+        self.id
+    }
+
+    fn command<R>(&self, f: impl FnOnce(&mut localtunnels_core::Session) -> R) -> R {
+        let mut state = self.shared.lock();
+        let r = f(&mut state.session);
+        self.shared.after_command(&mut state);
+        r
+    }
+
+    /// Sends the response head (streams the peer opened).
+    pub fn respond(&self, head: ResponseHead, end: bool) -> Result<(), StreamError> {
+        self.command(|s| s.respond(self.id, head, end))
+    }
+
+    /// Sends body bytes, waiting for credit as needed.
+    pub async fn send_data(&self, data: Bytes) -> Result<(), StreamError> {
+        self.send_with(data, |s, id, chunk, _| s.send_data(id, chunk), false).await
+    }
+
+    /// Sends a whole WebSocket message, waiting for credit as needed.
+    pub async fn send_ws(&self, binary: bool, data: Bytes) -> Result<(), StreamError> {
+        self.send_with(data, move |s, id, chunk, last| s.send_ws(id, binary, chunk, last), true).await
+    }
+
+    async fn send_with(
+        &self,
+        mut data: Bytes,
+        op: impl Fn(&mut localtunnels_core::Session, StreamId, Bytes, bool) -> Result<usize, StreamError>,
+        send_empty: bool,
+    ) -> Result<(), StreamError> {
+        if data.is_empty() && !send_empty {
+            return Ok(());
+        }
+        loop {
+            let notified = self.writable.notified();
+            let n = self.command(|s| op(s, self.id, data.clone(), true))?;
+            data.advance(n);
+            if data.is_empty() {
+                return Ok(());
+            }
+            notified.await;
+        }
+    }
+
+    /// Ends this side of an HTTP stream.
+    pub fn finish(&self) -> Result<(), StreamError> {
+        self.command(|s| s.finish(self.id))
+    }
+
+    /// Ends this side of an HTTP stream with trailers.
+    pub fn send_trailers(&self, headers: Vec<Header>) -> Result<(), StreamError> {
+        self.command(|s| s.send_trailers(self.id, headers))
+    }
+
+    /// Closes this side of a WebSocket.
+    pub fn close_ws(&self, code: u16, reason: &str) -> Result<(), StreamError> {
+        self.command(|s| s.close_ws(self.id, code, reason))
+    }
+
+    /// Abandons the stream both ways.
+    pub fn reset(&self, code: ResetCode, message: &str) {
+        self.command(|s| s.reset(self.id, code, message));
+    }
+}
+
+/// The receiving half of a stream.
+pub struct StreamReceiver {
+    id: StreamId,
+    shared: Arc<Shared>,
+    rx: mpsc::UnboundedReceiver<StreamEvent>,
+    _guard: Arc<Guard>,
+}
+
+impl std::fmt::Debug for StreamReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamReceiver").field("id", &self.id).finish()
+    }
+}
+
+impl StreamReceiver {
+    /// The next event; `None` once the stream is gone. Payload bytes of `Data` and
+    /// `WsMessage` events are released (credit granted back to the peer) as they are
+    /// handed out, so call this only when ready to consume.
+    pub async fn recv(&mut self) -> Option<StreamEvent> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Poll form of [`StreamReceiver::recv`].
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
+        let ev = std::task::ready!(Pin::new(&mut self.rx).poll_recv(cx));
+        if let Some(ev) = &ev {
+            let n = ev.payload_len();
+            if n > 0 {
+                let mut state = self.shared.lock();
+                state.session.release(self.id, n);
+                self.shared.after_command(&mut state);
+            }
+        }
+        Poll::Ready(ev)
+    }
+}

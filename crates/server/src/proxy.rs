@@ -1,0 +1,161 @@
+//! Public traffic: a visitor's request on `<name>.<domain>` becomes a stream through
+//! that name's tunnel, and the stream's response goes back to the visitor.
+//!
+//! Errors the server answers itself, each with a one-line body:
+//! 404 no tunnel with that name; 503 (with `Retry-After`) the tunnel's client is offline
+//! or the tunnel is busy; 502 the client could not reach its origin or the exchange
+//! broke; 504 the origin did not answer within `response_timeout`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
+use localtunnels_core::{Header, OpenError, ResetCode, StreamKind};
+use localtunnels_driver::http::{header_map, request_head};
+use localtunnels_driver::{pump_body, StreamBody, StreamEvent};
+
+use crate::registry::Lookup;
+use crate::state::{text_response, Body, Counters, ServerState};
+use crate::tunnel::Tunnel;
+
+/// Headers a visitor may not set: the server sets them from what it saw.
+const FORWARDED: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "expect"];
+
+/// Routes one visitor request to tunnel `name`.
+pub async fn handle(state: Arc<ServerState>, name: String, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let tunnel = match state.registry.lookup(&name) {
+        Lookup::Live(t) => t,
+        Lookup::Held { remaining } => {
+            Counters::bump(&state.counters.unavailable);
+            let mut res = text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("tunnel '{name}' is offline: its client disconnected and may reconnect"),
+            );
+            let secs = remaining.as_secs().clamp(1, 5);
+            res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+            return res;
+        }
+        Lookup::Unknown => {
+            Counters::bump(&state.counters.not_found);
+            return text_response(StatusCode::NOT_FOUND, format!("no tunnel named {name}"));
+        }
+    };
+    tunnel.count_request();
+    if localtunnels_driver::http::is_websocket_upgrade(req.headers()) {
+        Counters::bump(&state.counters.websockets);
+        return crate::websocket::proxy(state, tunnel, peer, req).await;
+    }
+    Counters::bump(&state.counters.requests);
+    forward_http(state, tunnel, peer, req).await
+}
+
+/// The request head sent through the tunnel: the visitor's end-to-end headers, with
+/// `X-Forwarded-*` replaced by what the server saw.
+pub fn tunnel_head<B>(
+    state: &ServerState,
+    peer: SocketAddr,
+    req: &Request<B>,
+    kind: StreamKind,
+) -> localtunnels_core::RequestHead {
+    let mut head = request_head(req.method(), req.uri(), req.headers(), kind);
+    head.headers.retain(|(n, _)| !FORWARDED.contains(&n.as_str()));
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .map(|h| Bytes::copy_from_slice(h.as_bytes()))
+        .or_else(|| req.uri().authority().map(|a| Bytes::copy_from_slice(a.as_str().as_bytes())));
+    let proto = if state.config.secure { "https" } else { "http" };
+    let forwarded: [Option<Header>; 3] = [
+        Some(("x-forwarded-for".into(), Bytes::from(peer.ip().to_string()))),
+        Some(("x-forwarded-proto".into(), Bytes::from_static(proto.as_bytes()))),
+        host.map(|h| ("x-forwarded-host".into(), h)),
+    ];
+    head.headers.extend(forwarded.into_iter().flatten());
+    head
+}
+
+/// Maps a failure to open a stream to the visitor's answer.
+pub fn open_error(state: &ServerState, name: &str, e: OpenError) -> Response<Body> {
+    match e {
+        OpenError::HeadTooLarge { .. } => {
+            text_response(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request headers too large for the tunnel")
+        }
+        OpenError::TooManyStreams(n) => {
+            Counters::bump(&state.counters.unavailable);
+            let mut res = text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("tunnel '{name}' is busy ({n} requests in flight); retry shortly"),
+            );
+            res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(1));
+            res
+        }
+        _ => {
+            Counters::bump(&state.counters.unavailable);
+            let mut res = text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("tunnel '{name}' is going offline; retry shortly"),
+            );
+            res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(1));
+            res
+        }
+    }
+}
+
+/// Maps a stream that ended before its response head to the visitor's answer.
+pub fn reset_response(state: &ServerState, code: ResetCode, message: &str) -> Response<Body> {
+    if code == ResetCode::Timeout {
+        Counters::bump(&state.counters.timeouts);
+        return text_response(StatusCode::GATEWAY_TIMEOUT, format!("the origin did not answer in time: {message}"));
+    }
+    Counters::bump(&state.counters.bad_gateway);
+    text_response(StatusCode::BAD_GATEWAY, format!("the tunnel could not reach the origin: {message}"))
+}
+
+async fn forward_http(
+    state: Arc<ServerState>,
+    tunnel: Arc<Tunnel>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let head = tunnel_head(&state, peer, &req, StreamKind::Http);
+    let body = req.into_body();
+    let end = body.is_end_stream();
+    let stream = match tunnel.conn.open(head, end) {
+        Ok(s) => s,
+        Err(e) => return open_error(&state, &tunnel.name, e),
+    };
+    let (tx, mut rx) = stream.split();
+    if !end {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let _ = pump_body(body, &tx).await;
+        });
+    }
+    let timeout = state.config.response_timeout;
+    match tokio::time::timeout(timeout, rx.recv()).await {
+        Err(_) => {
+            tx.reset(ResetCode::Timeout, "no response in time");
+            Counters::bump(&state.counters.timeouts);
+            let secs = timeout.as_secs_f32();
+            text_response(StatusCode::GATEWAY_TIMEOUT, format!("the origin did not answer within {secs} s"))
+        }
+        Ok(Some(StreamEvent::Response { head, end })) => {
+            let mut res = Response::new(Body::default());
+            *res.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            *res.headers_mut() = header_map(&head.headers);
+            let length = res
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            *res.body_mut() = StreamBody::new(rx, end, length).boxed();
+            drop(tx);
+            res
+        }
+        Ok(Some(StreamEvent::Reset { code, message })) => reset_response(&state, code, &message),
+        Ok(_) => reset_response(&state, ResetCode::Internal, "the exchange ended without a response"),
+    }
+}

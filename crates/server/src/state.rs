@@ -1,0 +1,102 @@
+//! What every connection task shares: configuration, registry, counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+
+use crate::config::ServerConfig;
+use crate::registry::Registry;
+
+/// The body type of every response the server produces.
+pub type Body = BoxBody<Bytes, localtunnels_driver::BodyError>;
+
+/// Counters exposed by `/api/status` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Visitor HTTP requests routed to a tunnel host.
+    pub requests: AtomicU64,
+    /// Visitor WebSockets opened through tunnels.
+    pub websockets: AtomicU64,
+    /// Control connections accepted (handshakes that succeeded).
+    pub sessions: AtomicU64,
+    /// Handshakes refused.
+    pub refused: AtomicU64,
+    /// 404: unknown tunnel.
+    pub not_found: AtomicU64,
+    /// 502: origin unreachable or broken.
+    pub bad_gateway: AtomicU64,
+    /// 503: tunnel offline or busy.
+    pub unavailable: AtomicU64,
+    /// 504: origin too slow.
+    pub timeouts: AtomicU64,
+}
+
+impl Counters {
+    /// Adds one to `c`.
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Shared server state.
+#[derive(Debug)]
+pub struct ServerState {
+    /// The configuration.
+    pub config: ServerConfig,
+    /// Name → tunnel.
+    pub registry: Arc<dyn Registry>,
+    /// Counters.
+    pub counters: Counters,
+    /// When the server started.
+    pub started: Instant,
+    /// The port public URLs carry.
+    pub public_port: u16,
+}
+
+impl ServerState {
+    /// The public URL of tunnel `name`.
+    pub fn tunnel_url(&self, name: &str) -> String {
+        format!("{}://{name}.{}{}", self.scheme(), self.config.domain, self.port_suffix())
+    }
+
+    /// The server's own (apex) URL.
+    pub fn apex_url(&self) -> String {
+        format!("{}://{}{}", self.scheme(), self.config.domain, self.port_suffix())
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.config.secure {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    fn port_suffix(&self) -> String {
+        let default = if self.config.secure { 443 } else { 80 };
+        if self.public_port == default {
+            String::new()
+        } else {
+            format!(":{}", self.public_port)
+        }
+    }
+}
+
+/// A short plain-text response, as every error the server itself produces.
+pub fn text_response(status: StatusCode, text: impl Into<String>) -> Response<Body> {
+    let mut body = text.into();
+    body.push('\n');
+    let mut res = Response::new(full(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    res
+}
+
+/// A complete in-memory body.
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}

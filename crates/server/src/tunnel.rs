@@ -1,0 +1,31 @@
+//! One connected client's tunnel, as the server sees it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use localtunnels_driver::Connection;
+
+/// A live tunnel: its name, its session and what it asked of visitors.
+#[derive(Debug)]
+pub struct Tunnel {
+    /// The name (subdomain).
+    pub name: String,
+    /// The control session.
+    pub conn: Connection,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// `native`, `wasm`, ...
+    pub client_kind: String,
+    /// When it connected.
+    pub connected_at: Instant,
+    /// Visitor requests served.
+    pub requests: AtomicU64,
+}
+
+impl Tunnel {
+    /// Counts one visitor request.
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+}

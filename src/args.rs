@@ -1,0 +1,167 @@
+//! Command-line arguments. Every flag also reads a `LOCALTUNNELS_*` environment
+//! variable and a key of the TOML config file (`--config`): the command line wins over
+//! the environment, which wins over the file, which wins over the defaults.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+/// Expose a local HTTP/WebSocket server at a public URL, or run the server that does it.
+#[derive(Debug, Parser)]
+#[command(name = "localtunnels", version, about, long_about = None, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// TOML file with `[server]` and/or `[client]` tables whose keys are the long flag names.
+    #[arg(long, global = true, env = "LOCALTUNNELS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Exit codes, shown by `--help`.
+pub const EXIT_CODES: &str = "Exit codes: 0 ok, 1 error, 2 usage, 3 server unreachable, 4 name taken, \
+5 name invalid or reserved, 6 unauthorized, 7 refused for another reason.";
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a tunnel server: control connections and public traffic on one port.
+    Server(ServerArgs),
+    /// Expose a local port through a tunnel server.
+    Client(ClientArgs),
+    /// ngrok-style shorthand: `localtunnels http 8000` = `localtunnels client --local-port 8000`.
+    Http {
+        /// Local port to expose.
+        #[arg(value_name = "PORT")]
+        local_port: u16,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Start a server, a demo web app and a client in one process, and print the public URL.
+    Demo {
+        /// Port for the demo's server (0 picks a free one).
+        #[arg(long, env = "LOCALTUNNELS_PORT", default_value_t = 3000)]
+        port: u16,
+    },
+}
+
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServerArgs {
+    /// Port for control connections and public traffic [default: 3000; 0 picks a free port].
+    #[arg(long, env = "LOCALTUNNELS_PORT")]
+    pub port: Option<u16>,
+    /// Address to listen on [default: 0.0.0.0].
+    #[arg(long, env = "LOCALTUNNELS_BIND")]
+    pub bind: Option<std::net::IpAddr>,
+    /// Apex domain: tunnels are <name>.<domain> [default: localhost].
+    #[arg(long, env = "LOCALTUNNELS_DOMAIN")]
+    pub domain: Option<String>,
+    /// Public URLs use https (TLS here or in a proxy in front).
+    #[arg(long, env = "LOCALTUNNELS_SECURE", num_args = 0..=1, default_missing_value = "true")]
+    pub secure: Option<bool>,
+    /// Port shown in public URLs when behind a proxy [default: the listening port].
+    #[arg(long, env = "LOCALTUNNELS_PUBLIC_PORT")]
+    pub public_port: Option<u16>,
+    /// Seconds a visitor waits for the origin's response head before a 504 [default: 30].
+    #[arg(long, env = "LOCALTUNNELS_RESPONSE_TIMEOUT", value_name = "SECS")]
+    pub response_timeout: Option<u64>,
+    /// Seconds a dropped client's name is held for it [default: 60].
+    #[arg(long, env = "LOCALTUNNELS_GRACE_PERIOD", value_name = "SECS")]
+    pub grace_period: Option<u64>,
+    /// Most tunnels at once [default: 10000].
+    #[arg(long, env = "LOCALTUNNELS_MAX_TUNNELS")]
+    pub max_tunnels: Option<usize>,
+    /// Log every request and session.
+    #[arg(long, env = "LOCALTUNNELS_VERBOSE", num_args = 0..=1, default_missing_value = "true")]
+    pub verbose: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostHeaderArg {
+    /// The origin sees Host: <local-host>:<local-port>.
+    Rewrite,
+    /// The origin sees the visitor's Host.
+    Preserve,
+}
+
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ClientArgs {
+    /// Server URL, e.g. https://tunnel.example.com (overrides --host/--port/--secure).
+    #[arg(long, env = "LOCALTUNNELS_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// Server host [default: localhost].
+    #[arg(long, env = "LOCALTUNNELS_HOST")]
+    pub host: Option<String>,
+    /// Server port [default: 3000].
+    #[arg(long, env = "LOCALTUNNELS_PORT")]
+    pub port: Option<u16>,
+    /// Connect to the server with TLS (wss://).
+    #[arg(long, env = "LOCALTUNNELS_SECURE", num_args = 0..=1, default_missing_value = "true")]
+    pub secure: Option<bool>,
+    /// Local port to expose [default: 8000].
+    #[arg(long, env = "LOCALTUNNELS_LOCAL_PORT")]
+    pub local_port: Option<u16>,
+    /// Local host to expose [default: localhost].
+    #[arg(long, env = "LOCALTUNNELS_LOCAL_HOST")]
+    pub local_host: Option<String>,
+    /// The local server speaks HTTPS.
+    #[arg(long, env = "LOCALTUNNELS_LOCAL_HTTPS", num_args = 0..=1, default_missing_value = "true")]
+    pub local_https: Option<bool>,
+    /// Accept an invalid (e.g. self-signed) certificate from the local server.
+    #[arg(long, env = "LOCALTUNNELS_ALLOW_INVALID_CERT", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_invalid_cert: Option<bool>,
+    /// Name to request: the public URL becomes <NAME>.<domain> [default: a random name].
+    #[arg(long, env = "LOCALTUNNELS_SUBDOMAIN", value_name = "NAME")]
+    pub subdomain: Option<String>,
+    /// Auth token, for servers that require one.
+    #[arg(long, env = "LOCALTUNNELS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Host header the local server sees [default: rewrite].
+    #[arg(long, env = "LOCALTUNNELS_HOST_HEADER", value_enum)]
+    pub host_header: Option<HostHeaderArg>,
+    /// Print one line per request on stdout: time, method, path, status, duration, bytes.
+    #[arg(long, env = "LOCALTUNNELS_PRINT_REQUESTS", num_args = 0..=1, default_missing_value = "true")]
+    pub print_requests: Option<bool>,
+}
+
+/// Fills every `None` field of `$a` from `$b`.
+macro_rules! fill {
+    ($a:expr, $b:expr; $($f:ident),* $(,)?) => { $( if $a.$f.is_none() { $a.$f = $b.$f.clone(); } )* };
+}
+
+impl ServerArgs {
+    /// Fields not given on the command line or in the environment come from `file`.
+    pub fn or(mut self, file: &ServerArgs) -> Self {
+        fill!(self, file; port, bind, domain, secure, public_port, response_timeout, grace_period, max_tunnels, verbose);
+        self
+    }
+}
+
+impl ClientArgs {
+    /// Fields not given on the command line or in the environment come from `file`.
+    pub fn or(mut self, file: &ClientArgs) -> Self {
+        fill!(self, file; server, host, port, secure, local_port, local_host, local_https, allow_invalid_cert,
+            subdomain, token, host_header, print_requests);
+        self
+    }
+}
+
+/// The config file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigFile {
+    pub server: ServerArgs,
+    pub client: ClientArgs,
+}
+
+impl ConfigFile {
+    /// Reads `path`, or the empty config when no file was given.
+    pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<ConfigFile> {
+        let Some(path) = path else { return Ok(ConfigFile::default()) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+    }
+}
