@@ -356,3 +356,29 @@ fn commands_on_the_wrong_stream_or_state_are_errors_not_frames() {
     assert!(pair.client.errors.is_empty() && pair.server.errors.is_empty());
     assert!(pair.server.log(id).end);
 }
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_reset_after_a_complete_response_lets_the_response_out_first() {
+    let mut pair = Pair::connected();
+    // A visitor uploads 4 MiB; the origin answers 413 at once and wants none of it.
+    let id = pair.client.open(request("POST", "/upload", vec![]), false);
+    pair.client.send_body(id, pattern(4 << 20, 0), true);
+    pair.drive_until(|p| p.server.log(id).head.is_some());
+    pair.server.respond(id, 413, vec![], false);
+    pair.server.send_body(id, &b"too large"[..], true);
+    pair.server.session.reset(id, ResetCode::Cancel, "body not wanted");
+    pair.drive();
+
+    // The client got the whole response, then the reset, and stopped uploading.
+    let log = pair.client.log(id);
+    assert_eq!(log.response.as_ref().map(|h| h.status), Some(413));
+    assert_eq!(log.body, b"too large");
+    assert!(log.end);
+    assert_eq!(log.reset.as_ref().map(|r| r.0), Some(ResetCode::Cancel));
+    assert_eq!(pair.client.pending_bytes(), 0);
+    assert!(pair.server.log(id).body.len() < 4 << 20, "the server stopped reading");
+    assert!(pair.server.log(id).reset.is_none(), "the side that reset hears no reset");
+    assert_eq!(pair.server.session.stream_count() + pair.client.session.stream_count(), 0);
+    assert!(pair.client.errors.is_empty() && pair.server.errors.is_empty());
+}
