@@ -44,6 +44,8 @@ pub struct StreamLog {
     /// Complete WebSocket messages received: (binary, payload).
     pub messages: Vec<(bool, Vec<u8>)>,
     partial: Option<(bool, Vec<u8>)>,
+    /// Every payload byte received, body or message, in order.
+    pub payload: Vec<u8>,
     /// Data or message events received (a frame each).
     pub data_events: usize,
     /// The peer's WebSocket close.
@@ -116,6 +118,7 @@ impl Side {
             trailers: None,
             messages: Vec::new(),
             partial: None,
+            payload: Vec::new(),
             data_events: 0,
             ws_close: None,
             reset: None,
@@ -327,6 +330,7 @@ impl Side {
             Event::Data { id, data, end } => {
                 let log = self.log_mut(*id);
                 log.body.extend_from_slice(data);
+                log.payload.extend_from_slice(data);
                 log.data_events += 1;
                 if *end {
                     log.end = true;
@@ -343,8 +347,9 @@ impl Side {
             Event::WsMessage { id, binary, fin, data } => {
                 let log = self.log_mut(*id);
                 log.data_events += 1;
-                let (kind, buf) = log.partial.get_or_insert_with(|| (*binary, Vec::new()));
-                assert_eq!(*kind, *binary, "a message's fragments changed kind");
+                log.payload.extend_from_slice(data);
+                // The first fragment's flag decides the message's kind.
+                let (_, buf) = log.partial.get_or_insert_with(|| (*binary, Vec::new()));
                 buf.extend_from_slice(data);
                 if *fin {
                     let whole = log.partial.take().expect("partial message");
