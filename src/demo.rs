@@ -31,10 +31,11 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         ..ClientConfig::default()
     };
     let tunnel = TunnelClient::new(client).connect().await?;
+    let signal = crate::shutdown_signal();
     eprintln!("localtunnels demo: server {}, app on 127.0.0.1:{origin_port}, public URL:", server.url());
     println!("{}", tunnel.url());
     eprintln!("try: curl {}   (Ctrl-C to stop)", tunnel.url());
-    crate::shutdown_signal().await;
+    signal.await;
     tunnel.close().await;
     server.stop().await;
     Ok(())

@@ -92,8 +92,9 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     let port = config.port;
     let server =
         TunnelServer::new(config).start().await.map_err(|e| anyhow::anyhow!("cannot listen on port {port}: {e}"))?;
+    let signal = shutdown_signal();
     println!("{}", server.url());
-    shutdown_signal().await;
+    signal.await;
     eprintln!("shutting down (in-flight requests may finish)...");
     server.stop().await;
     Ok(())
@@ -125,6 +126,7 @@ async fn run_client(a: ClientArgs) -> anyhow::Result<()> {
     let config = client_config(&a);
     let local = format!("{}:{}", config.local_host, config.local_port);
     let mut tunnel = TunnelClient::new(config).connect().await?;
+    let signal = shutdown_signal();
     println!("{}", tunnel.url());
     eprintln!("forwarding {} -> {local}", tunnel.url());
     let mut events = tunnel.events();
@@ -151,7 +153,7 @@ async fn run_client(a: ClientArgs) -> anyhow::Result<()> {
         }
     });
     tokio::select! {
-        _ = shutdown_signal() => {
+        _ = signal => {
             eprintln!("closing the tunnel (in-flight requests may finish)...");
             tunnel.close().await;
         }
@@ -168,20 +170,21 @@ fn humantime_now() -> String {
     format!("{h:02}:{m:02}:{s:02}")
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called,
+/// not when it is first polled: call it before printing the line a script waits for,
+/// so a signal sent right after that line is never lost.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    let ctrl_c = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        match (term, ctrl_c) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending().await,
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

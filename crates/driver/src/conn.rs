@@ -63,6 +63,10 @@ pub(crate) struct State {
 
 pub(crate) struct Shared {
     state: Mutex<State>,
+    /// Streams whose handles were dropped, to reset under the state lock. Handles
+    /// can be dropped while that lock is held (e.g. undelivered incoming streams
+    /// freed with their channel), so `Drop` only queues the id here.
+    dropped: Mutex<Vec<StreamId>>,
     epoch: std::time::Instant,
     wake_writer: Notify,
     closed: Notify,
@@ -164,8 +168,20 @@ impl Shared {
         }
     }
 
-    pub(crate) fn forget_slot(&self, state: &mut State, id: StreamId) {
-        state.slots.remove(&id);
+    /// Called from a stream handle's `Drop`: never takes the state lock.
+    pub(crate) fn stream_dropped(&self, id: StreamId) {
+        self.dropped.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+        self.wake_writer.notify_one();
+    }
+
+    /// Resets the streams whose handles are gone (a no-op for finished ones; one
+    /// that finished sending keeps its queued frames, see `Session::reset`).
+    fn reap_dropped(&self, state: &mut State) {
+        let ids = std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|e| e.into_inner()));
+        for id in ids {
+            state.session.reset(id, localtunnels_core::ResetCode::Cancel, "the other end went away");
+            state.slots.remove(&id);
+        }
     }
 }
 
@@ -190,6 +206,7 @@ impl Connection {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             state: Mutex::new(State { session, slots: HashMap::new(), events_tx: Some(events_tx) }),
+            dropped: Mutex::new(Vec::new()),
             epoch,
             wake_writer: Notify::new(),
             closed: Notify::new(),
@@ -320,6 +337,7 @@ where
         let notified = shared.wake_writer.notified();
         let (deadline, closed) = {
             let mut state = shared.lock();
+            shared.reap_dropped(&mut state);
             while let Some(f) = state.session.poll_transmit() {
                 frames.push(f);
             }

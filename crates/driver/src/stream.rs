@@ -107,10 +107,7 @@ struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let mut state = self.shared.lock();
-        state.session.reset(self.id, ResetCode::Cancel, "the other end went away");
-        self.shared.forget_slot(&mut state, self.id);
-        self.shared.after_command(&mut state);
+        self.shared.stream_dropped(self.id);
     }
 }
 
