@@ -83,7 +83,17 @@ fn metrics(state: &ServerState) -> Response<Body> {
     metric("localtunnels_refused_total", "counter", "Tunnel handshakes refused.", load(&c.refused));
     out.push_str("# HELP localtunnels_errors_total Errors answered by the server, by status.\n");
     out.push_str("# TYPE localtunnels_errors_total counter\n");
-    for (status, v) in [(404, &c.not_found), (502, &c.bad_gateway), (503, &c.unavailable), (504, &c.timeouts)] {
+    let by_status = [
+        (401, &c.unauthorized),
+        (403, &c.forbidden),
+        (404, &c.not_found),
+        (413, &c.too_large),
+        (429, &c.rate_limited),
+        (502, &c.bad_gateway),
+        (503, &c.unavailable),
+        (504, &c.timeouts),
+    ];
+    for (status, v) in by_status {
         out.push_str(&format!("localtunnels_errors_total{{status=\"{status}\"}} {}\n", load(v)));
     }
     with_type(Response::new(full(out)), "text/plain; version=0.0.4")

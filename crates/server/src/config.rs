@@ -1,7 +1,12 @@
 //! The server's configuration, with documented defaults.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::auth::AuthToken;
+use crate::limits::Limits;
+use crate::tls::TlsConfig;
 
 /// How a `TunnelServer` runs. Every field has a default ([`ServerConfig::default`]).
 #[derive(Debug, Clone)]
@@ -12,8 +17,19 @@ pub struct ServerConfig {
     pub bind: IpAddr,
     /// Apex domain: tunnels are `<name>.<domain>`. Default `localhost`.
     pub domain: String,
-    /// Public URLs use `https`/`wss` (TLS here or in front of the server). Default false.
+    /// Public URLs use `https`/`wss` (TLS here or in front of the server). Default
+    /// false; always true when [`ServerConfig::tls`] is set.
     pub secure: bool,
+    /// Serve HTTPS and WSS on the port with this certificate. Default: none (plain).
+    pub tls: Option<TlsConfig>,
+    /// Client auth tokens. When any token is configured, or [`ServerConfig::tokens_file`]
+    /// is set, a client without a valid token is refused (`Unauthorized`). Default: none.
+    pub tokens: Vec<AuthToken>,
+    /// A file of tokens (see [`crate::auth::parse_tokens`]) read at start. Setting it
+    /// turns auth on even if the file holds no token. Default: none.
+    pub tokens_file: Option<PathBuf>,
+    /// Per-connection, per-tunnel and per-client limits.
+    pub limits: Limits,
     /// Log every request. Default false.
     pub verbose: bool,
     /// Port shown in public URLs when the server sits behind a proxy; default: the
@@ -27,8 +43,20 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Most tunnels at once. Default 10,000.
     pub max_tunnels: usize,
-    /// Limits and timings of each control session.
+    /// Largest WebSocket message relayed either way, in bytes; a larger one closes the
+    /// WebSocket with 1009. Default 16 MiB ([`localtunnels_core::DEFAULT_MAX_WS_MESSAGE`]).
+    pub max_ws_message: usize,
+    /// Limits and timings of each control session (`max_frame`: largest control
+    /// frame; `ping_interval`/`idle_timeout`: heartbeats; `max_streams`: streams a
+    /// client may open towards the server).
     pub session: localtunnels_core::Config,
+}
+
+impl ServerConfig {
+    /// Whether clients must present a valid token.
+    pub fn auth_required(&self) -> bool {
+        !self.tokens.is_empty() || self.tokens_file.is_some()
+    }
 }
 
 impl Default for ServerConfig {
@@ -38,12 +66,17 @@ impl Default for ServerConfig {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             domain: "localhost".to_string(),
             secure: false,
+            tls: None,
+            tokens: Vec::new(),
+            tokens_file: None,
+            limits: Limits::default(),
             verbose: false,
             public_port: None,
             response_timeout: Duration::from_secs(30),
             grace_period: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(10),
             max_tunnels: 10_000,
+            max_ws_message: localtunnels_core::DEFAULT_MAX_WS_MESSAGE,
             session: localtunnels_core::Config::default(),
         }
     }

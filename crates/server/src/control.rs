@@ -1,5 +1,6 @@
 //! Control connections: the WebSocket upgrade on the apex host, the handshake
-//! decision, and the session's lifetime in the registry.
+//! decision ([`check_hello`], then the name claim with per-client quotas), and the
+//! session's lifetime in the registry.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -15,8 +16,12 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, info_span, Instrument};
 
+use crate::access::Access;
+use crate::auth;
+use crate::config::ServerConfig;
+use crate::limits::TokenBucket;
 use crate::names;
-use crate::registry::{ClaimError, Proof};
+use crate::registry::{ClaimError, Proof, Quota};
 use crate::state::{text_response, Body, Counters, ServerState};
 use crate::tunnel::Tunnel;
 
@@ -63,24 +68,40 @@ async fn run_session<S>(state: Arc<ServerState>, peer: SocketAddr, io: S)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let max = usize::try_from(state.config.session.max_frame).unwrap_or(usize::MAX);
+    // tungstenite rejects messages past this at once; one byte over the frame limit
+    // still reaches the core, which closes with `FrameTooLarge`.
+    let max = usize::try_from(state.config.session.max_frame).unwrap_or(usize::MAX).saturating_add(1);
     let ws_config = WebSocketConfig::default().max_message_size(Some(max)).max_frame_size(Some(max));
     let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
     let epoch = std::time::Instant::now();
     let session = Session::server(state.config.session.clone(), localtunnels_core::Instant::ZERO);
     let (conn, mut events) = Connection::start(session, ws, epoch);
 
-    let hello = loop {
-        match events.recv().await {
-            Some(ConnEvent::Hello(h)) => break h,
-            Some(ConnEvent::Closed { message, .. }) => return debug!(%message, "closed before hello"),
-            None => return,
-            Some(_) => {}
+    let wait_hello = async {
+        loop {
+            match events.recv().await {
+                Some(ConnEvent::Hello(h)) => return Some(h),
+                Some(ConnEvent::Closed { message, .. }) => {
+                    debug!(%message, "closed before hello");
+                    return None;
+                }
+                None => return None,
+                Some(_) => {}
+            }
+        }
+    };
+    let hello = match tokio::time::timeout(state.config.limits.handshake_timeout, wait_hello).await {
+        Ok(Some(h)) => h,
+        Ok(None) => return,
+        Err(_) => {
+            debug!("no hello in time");
+            conn.close(CloseCode::Timeout, "no hello within the handshake timeout");
+            return;
         }
     };
     let tunnel = match admit(&state, &hello, peer, &conn) {
         Ok(t) => t,
-        Err((reason, message)) => {
+        Err(Refusal { reason, message }) => {
             Counters::bump(&state.counters.refused);
             info!(reason = reason.as_str(), %message, "tunnel refused");
             conn.refuse(reason, &message);
@@ -89,10 +110,18 @@ where
     };
     Counters::bump(&state.counters.sessions);
     info!(name = %tunnel.name, kind = %hello.client_kind, "tunnel up: {}", state.tunnel_url(&tunnel.name));
+    let mut opened_by_client = 0u32;
     while let Some(ev) = events.recv().await {
         match ev {
             ConnEvent::Incoming { stream, .. } => {
-                stream.sender.reset(ResetCode::Refused, "the server does not accept streams from clients")
+                // Clients never open streams in this protocol version: refuse a few
+                // politely, then treat a flood as the protocol violation it is.
+                opened_by_client = opened_by_client.saturating_add(1);
+                stream.sender.reset(ResetCode::Refused, "the server does not accept streams from clients");
+                if opened_by_client > MAX_CLIENT_STREAMS {
+                    info!(name = %tunnel.name, "closing a session whose client keeps opening streams");
+                    conn.close(CloseCode::ProtocolError, "clients may not open streams");
+                }
             }
             ConnEvent::Closed { message, .. } => {
                 info!(name = %tunnel.name, %message, "tunnel down");
@@ -104,24 +133,93 @@ where
     state.registry.release(&tunnel.name, &tunnel);
 }
 
-/// Decides on a hello: the name, and whether this client may have it.
-fn admit(
-    state: &Arc<ServerState>,
-    hello: &Hello,
-    peer: SocketAddr,
-    conn: &Connection,
-) -> Result<Arc<Tunnel>, (RefuseReason, String)> {
-    if state.registry.live().len() >= state.config.max_tunnels {
-        return Err((RefuseReason::ServerFull, "the server has no room for another tunnel; try later".into()));
+/// Streams a client may open (each refused) before its session is closed.
+const MAX_CLIENT_STREAMS: u32 = 16;
+
+/// Why a hello is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The reason code sent to the client.
+    pub reason: RefuseReason,
+    /// For people; never holds a secret.
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(reason: RefuseReason, message: impl Into<String>) -> Self {
+        Refusal { reason, message: message.into() }
     }
-    let requested = !hello.name.is_empty();
+}
+
+/// What a hello asks for, once checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    /// The requested name, validated and lowercased; `None` for a random one.
+    pub name: Option<String>,
+    /// The configured token the client presented (index into the server's tokens).
+    pub token: Option<usize>,
+    /// The visitor rules the client asked for.
+    pub access: Access,
+}
+
+/// Checks a hello against the server's configuration, without touching any state:
+/// the token (fail closed when auth is on), the requested name and the token's
+/// name restrictions, and the visitor rules. The fuzz target `handshake` drives this.
+pub fn check_hello(config: &ServerConfig, hello: &Hello) -> Result<Admission, Refusal> {
+    let token = if config.auth_required() {
+        if hello.token.is_empty() {
+            return Err(Refusal::new(
+                RefuseReason::Unauthorized,
+                "this server requires an auth token: pass --token (or LOCALTUNNELS_TOKEN)",
+            ));
+        }
+        match auth::find(&config.tokens, &hello.token) {
+            Some(i) => Some(i),
+            None => return Err(Refusal::new(RefuseReason::Unauthorized, "the auth token is not valid on this server")),
+        }
+    } else {
+        None
+    };
+    let name = match hello.name.as_str() {
+        "" => None,
+        n => Some(names::validate(n).map_err(|e| Refusal::new(RefuseReason::NameInvalid, e.to_string()))?),
+    };
+    if let Some(t) = token.and_then(|i| config.tokens.get(i)) {
+        if !t.names().is_empty() {
+            let allowed = t.names().join(", ");
+            match &name {
+                None => {
+                    return Err(Refusal::new(
+                        RefuseReason::Unauthorized,
+                        format!("this token may only use the names {allowed}: pass --subdomain"),
+                    ))
+                }
+                Some(n) if !t.allows_name(n) => {
+                    return Err(Refusal::new(
+                        RefuseReason::Unauthorized,
+                        format!("this token may not use the name '{n}'; it may use {allowed}"),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    let access = Access::from_hello(&hello.basic_auth, &hello.allow_ips)
+        .map_err(|e| Refusal::new(RefuseReason::Malformed, format!("invalid visitor access rules: {e}")))?;
+    Ok(Admission { name, token, access })
+}
+
+/// Decides on a hello: the checks, the name, and the per-client quotas.
+fn admit(state: &Arc<ServerState>, hello: &Hello, peer: SocketAddr, conn: &Connection) -> Result<Arc<Tunnel>, Refusal> {
+    let admission = check_hello(&state.config, hello)?;
+    if state.registry.live().len() >= state.config.max_tunnels {
+        return Err(Refusal::new(RefuseReason::ServerFull, "the server has no room for another tunnel; try later"));
+    }
+    let limits = &state.config.limits;
+    let quota = Quota { per_ip: limits.max_tunnels_per_ip, per_token: limits.max_tunnels_per_token };
     let proof = Proof { reconnect_token: hello.reconnect_token.clone(), auth_token: hello.token.clone() };
     for _ in 0..16 {
-        let name = if requested {
-            names::validate(&hello.name).map_err(|e| (RefuseReason::NameInvalid, e.to_string()))?
-        } else {
-            names::random_name()
-        };
+        let name = admission.name.clone().unwrap_or_else(names::random_name);
         let tunnel = Arc::new(Tunnel {
             name: name.clone(),
             conn: conn.clone(),
@@ -129,8 +227,11 @@ fn admit(
             client_kind: hello.client_kind.clone(),
             connected_at: Instant::now(),
             requests: AtomicU64::new(0),
+            access: admission.access.clone(),
+            rate: limits.rate_limit.map(|r| TokenBucket::new(r, Instant::now())),
+            token: admission.token,
         });
-        match state.registry.claim(&name, &proof, tunnel.clone()) {
+        match state.registry.claim(&name, &proof, tunnel.clone(), &quota) {
             Ok(claim) => {
                 if let Some(old) = claim.replaced {
                     old.conn.close(CloseCode::Replaced, "a newer session of this client took over the name");
@@ -145,14 +246,15 @@ fn admit(
                 });
                 return Ok(tunnel);
             }
-            Err(ClaimError::Taken(name)) if requested => {
-                return Err((
+            Err(ClaimError::Taken(name)) if admission.name.is_some() => {
+                return Err(Refusal::new(
                     RefuseReason::NameTaken,
                     format!("the name '{name}' is in use by another client; choose another subdomain or omit it for a random one"),
                 ))
             }
             Err(ClaimError::Taken(_)) => continue,
+            Err(ClaimError::Limit(message)) => return Err(Refusal::new(RefuseReason::LimitReached, message)),
         }
     }
-    Err((RefuseReason::ServerFull, "could not find a free name; try again".into()))
+    Err(Refusal::new(RefuseReason::ServerFull, "could not find a free name; try again"))
 }

@@ -12,17 +12,25 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 mod apex;
+pub mod auth;
 mod config;
 mod control;
+pub mod limits;
 pub mod names;
 mod proxy;
 pub mod registry;
 mod server;
 mod state;
+pub mod tls;
 mod tunnel;
 mod websocket;
 
+pub use auth::AuthToken;
 pub use config::ServerConfig;
+pub use control::{check_hello, Admission, Refusal};
+pub use limits::{Limits, RateLimit};
+pub use tls::TlsConfig;
 pub use server::{tunnel_name, ServerHandle, Stats, TunnelServer};
 pub use tunnel::Tunnel;

@@ -25,7 +25,12 @@ use crate::tunnel::Tunnel;
 const FORWARDED: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "expect"];
 
 /// Routes one visitor request to tunnel `name`.
-pub async fn handle(state: Arc<ServerState>, name: String, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    state: Arc<ServerState>,
+    name: String,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
     let tunnel = match state.registry.lookup(&name) {
         Lookup::Live(t) => t,
         Lookup::Held { remaining } => {
@@ -43,6 +48,9 @@ pub async fn handle(state: Arc<ServerState>, name: String, peer: SocketAddr, req
             return text_response(StatusCode::NOT_FOUND, format!("no tunnel named {name}"));
         }
     };
+    if let Some(refused) = crate::access::check(&state, &tunnel, peer, &mut req) {
+        return refused;
+    }
     tunnel.count_request();
     if localtunnels_driver::http::is_websocket_upgrade(req.headers()) {
         Counters::bump(&state.counters.websockets);
@@ -123,6 +131,7 @@ async fn forward_http(
     let head = tunnel_head(&state, peer, &req, StreamKind::Http);
     let body = req.into_body();
     let end = body.is_end_stream();
+    let (body, too_large) = crate::limits::limit_body(body, state.config.limits.max_body);
     let stream = match tunnel.conn.open(head, end) {
         Ok(s) => s,
         Err(e) => return open_error(&state, &tunnel.name, e),
@@ -135,7 +144,14 @@ async fn forward_http(
         });
     }
     let timeout = state.config.response_timeout;
-    match tokio::time::timeout(timeout, rx.recv()).await {
+    let response = tokio::select! {
+        r = tokio::time::timeout(timeout, rx.recv()) => r,
+        limit = too_large => {
+            tx.reset(ResetCode::TooLarge, "the request body is over the server's limit");
+            return crate::access::too_large(&state, limit);
+        }
+    };
+    match response {
         Err(_) => {
             tx.reset(ResetCode::Timeout, "no response in time");
             Counters::bump(&state.counters.timeouts);

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::auth::digest;
 use crate::tunnel::Tunnel;
 
 /// What a client presents to take a name back.
@@ -35,10 +36,14 @@ pub enum Lookup {
 
 /// Why a claim failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClaimError {
     /// In use, or held for the client that had it.
     #[error("the name '{0}' is in use by another client")]
     Taken(String),
+    /// The client's address or token already holds as many tunnels as allowed.
+    #[error("{0}")]
+    Limit(String),
 }
 
 /// A successful claim.
@@ -50,10 +55,25 @@ pub struct Claim {
     pub replaced: Option<Arc<Tunnel>>,
 }
 
+/// How many live tunnels one client may hold, checked atomically with the claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Per client IP address ([`Tunnel::peer`]).
+    pub per_ip: usize,
+    /// Per auth token ([`Tunnel::token`]).
+    pub per_token: usize,
+}
+
+impl Quota {
+    /// No limits.
+    pub const UNLIMITED: Quota = Quota { per_ip: usize::MAX, per_token: usize::MAX };
+}
+
 /// The name directory.
 pub trait Registry: Send + Sync + std::fmt::Debug {
-    /// Takes `name` for `tunnel` if it is free, or held/live for the same client.
-    fn claim(&self, name: &str, proof: &Proof, tunnel: Arc<Tunnel>) -> Result<Claim, ClaimError>;
+    /// Takes `name` for `tunnel` if it is free, or held/live for the same client, and
+    /// the client stays within `quota` (not counting a session the claim replaces).
+    fn claim(&self, name: &str, proof: &Proof, tunnel: Arc<Tunnel>, quota: &Quota) -> Result<Claim, ClaimError>;
     /// Finds the tunnel for `name`.
     fn lookup(&self, name: &str) -> Lookup;
     /// The session `tunnel` ended: hold its name for the grace period.
@@ -62,10 +82,11 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     fn live(&self) -> Vec<Arc<Tunnel>>;
 }
 
+/// A name's owner. Secrets are kept as SHA-256 digests only.
 #[derive(Debug)]
 struct Entry {
-    reconnect_token: String,
-    auth_token: String,
+    reconnect_token: [u8; 32],
+    auth_token: Option<[u8; 32]>,
     slot: Slot,
 }
 
@@ -104,15 +125,52 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 impl Entry {
     fn proven_by(&self, proof: &Proof) -> bool {
         let by_reconnect = !proof.reconnect_token.is_empty()
-            && constant_time_eq(proof.reconnect_token.as_bytes(), self.reconnect_token.as_bytes());
-        let by_auth =
-            !proof.auth_token.is_empty() && constant_time_eq(proof.auth_token.as_bytes(), self.auth_token.as_bytes());
+            && constant_time_eq(&digest(&proof.reconnect_token), &self.reconnect_token);
+        let by_auth = !proof.auth_token.is_empty()
+            && self.auth_token.is_some_and(|t| constant_time_eq(&digest(&proof.auth_token), &t));
         by_reconnect || by_auth
     }
 }
 
+impl LocalRegistry {
+    /// Checks `quota` for `tunnel`, counting live tunnels other than `name`'s.
+    fn check_quota(
+        entries: &HashMap<String, Entry>,
+        name: &str,
+        tunnel: &Tunnel,
+        quota: &Quota,
+    ) -> Result<(), ClaimError> {
+        let (mut by_ip, mut by_token) = (0usize, 0usize);
+        for (n, e) in entries {
+            let Slot::Live(t) = &e.slot else { continue };
+            if n == name {
+                continue;
+            }
+            if t.peer.ip() == tunnel.peer.ip() {
+                by_ip += 1;
+            }
+            if tunnel.token.is_some() && t.token == tunnel.token {
+                by_token += 1;
+            }
+        }
+        if by_ip >= quota.per_ip {
+            return Err(ClaimError::Limit(format!(
+                "your address already has {by_ip} tunnels open (limit {}); close one first",
+                quota.per_ip
+            )));
+        }
+        if by_token >= quota.per_token {
+            return Err(ClaimError::Limit(format!(
+                "your token already has {by_token} tunnels open (limit {}); close one first",
+                quota.per_token
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Registry for LocalRegistry {
-    fn claim(&self, name: &str, proof: &Proof, tunnel: Arc<Tunnel>) -> Result<Claim, ClaimError> {
+    fn claim(&self, name: &str, proof: &Proof, tunnel: Arc<Tunnel>, quota: &Quota) -> Result<Claim, ClaimError> {
         let mut entries = self.entries();
         let now = Instant::now();
         let mut replaced = None;
@@ -125,12 +183,13 @@ impl Registry for LocalRegistry {
                 replaced = Some(old.clone());
             }
         }
+        Self::check_quota(&entries, name, &tunnel, quota)?;
         let reconnect_token = crate::names::random_secret();
         entries.insert(
             name.to_string(),
             Entry {
-                reconnect_token: reconnect_token.clone(),
-                auth_token: proof.auth_token.clone(),
+                reconnect_token: digest(&reconnect_token),
+                auth_token: (!proof.auth_token.is_empty()).then(|| digest(&proof.auth_token)),
                 slot: Slot::Live(tunnel),
             },
         );

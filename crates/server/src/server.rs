@@ -12,13 +12,14 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use localtunnels_core::CloseCode;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
 use crate::config::ServerConfig;
+use crate::limits::IdleIo;
 use crate::registry::LocalRegistry;
 use crate::state::{Body, ServerState};
 
@@ -55,7 +56,18 @@ impl TunnelServer {
     }
 
     /// Binds the port and starts serving.
-    pub async fn start(self) -> std::io::Result<ServerHandle> {
+    pub async fn start(mut self) -> std::io::Result<ServerHandle> {
+        let tls = self.config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+        if tls.is_some() {
+            self.config.secure = true;
+        }
+        if let Some(path) = &self.config.tokens_file {
+            let tokens = crate::auth::load_tokens_file(path)?;
+            self.config.tokens.extend(tokens);
+        }
+        if self.config.auth_required() && self.config.tokens.is_empty() {
+            tracing::warn!("auth is on but no token is configured: every client will be refused");
+        }
         let listener = TcpListener::bind((self.config.bind, self.config.port)).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(ServerState {
@@ -66,7 +78,7 @@ impl TunnelServer {
             config: self.config,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx));
+        let task = tokio::spawn(accept_loop(listener, state.clone(), tls, shutdown_rx));
         info!(%addr, "listening on {}", state.apex_url());
         Ok(ServerHandle { addr, state, shutdown, task })
     }
@@ -106,7 +118,12 @@ impl ServerHandle {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -121,7 +138,23 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut shutdow
                     }
                 };
                 let _ = tcp.set_nodelay(true);
-                spawn_connection(state.clone(), peer, TokioIo::new(tcp), &graceful);
+                let io = IdleIo::new(tcp, state.config.limits.idle_timeout);
+                let watcher = graceful.watcher();
+                match &tls {
+                    None => spawn_connection(state.clone(), peer, TokioIo::new(io), watcher),
+                    Some(acceptor) => {
+                        // The handshake runs in the connection's own task, under a deadline.
+                        let (state, acceptor) = (state.clone(), acceptor.clone());
+                        tokio::spawn(async move {
+                            let limit = state.config.limits.handshake_timeout;
+                            match tokio::time::timeout(limit, acceptor.accept(io)).await {
+                                Ok(Ok(tls)) => spawn_connection(state, peer, TokioIo::new(tls), watcher),
+                                Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+                                Err(_) => debug!(%peer, "TLS handshake timed out"),
+                            }
+                        });
+                    }
+                }
             }
             _ = shutdown.changed() => break,
         }
@@ -142,22 +175,25 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut shutdow
 
 /// Serves one visitor or client connection (HTTP/1.1 or HTTP/2, with upgrades)
 /// under the graceful-shutdown watcher.
-fn spawn_connection<I>(state: Arc<ServerState>, peer: SocketAddr, io: I, graceful: &GracefulShutdown)
+fn spawn_connection<I>(state: Arc<ServerState>, peer: SocketAddr, io: I, watcher: Watcher)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let state_limits = state.config.limits.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let state = state.clone();
         async move { Ok::<_, Infallible>(route(state, peer, req).await) }
     });
+    let limits = &state_limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(10))
-        .max_buf_size(64 * 1024);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder.http2().timer(TokioTimer::new()).max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
-    let watched = graceful.watch(conn);
+    let watched = watcher.watch(conn);
     tokio::spawn(async move {
         if let Err(e) = watched.await {
             debug!(%peer, error = %e, "connection ended with an error");

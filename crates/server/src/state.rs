@@ -33,6 +33,14 @@ pub struct Counters {
     pub unavailable: AtomicU64,
     /// 504: origin too slow.
     pub timeouts: AtomicU64,
+    /// 401: a tunnel's basic auth not satisfied.
+    pub unauthorized: AtomicU64,
+    /// 403: a visitor address not on a tunnel's allow list.
+    pub forbidden: AtomicU64,
+    /// 413: a request body over `max_body`.
+    pub too_large: AtomicU64,
+    /// 429: a tunnel's rate limit.
+    pub rate_limited: AtomicU64,
 }
 
 impl Counters {

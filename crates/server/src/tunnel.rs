@@ -6,6 +6,9 @@ use std::time::Instant;
 
 use localtunnels_driver::Connection;
 
+use crate::access::Access;
+use crate::limits::TokenBucket;
+
 /// A live tunnel: its name, its session and what it asked of visitors.
 #[derive(Debug)]
 pub struct Tunnel {
@@ -21,6 +24,12 @@ pub struct Tunnel {
     pub connected_at: Instant,
     /// Visitor requests served.
     pub requests: AtomicU64,
+    /// The visitor rules the client asked for (basic auth, IP allow list).
+    pub access: Access,
+    /// The visitor rate limit, when the server has one.
+    pub rate: Option<TokenBucket>,
+    /// Which configured auth token the client presented (index), if auth is on.
+    pub token: Option<usize>,
 }
 
 impl Tunnel {

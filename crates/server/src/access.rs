@@ -1,0 +1,263 @@
+//! Who may reach a tunnel, and how fast: the one check every visitor request and
+//! WebSocket passes before it becomes a stream.
+//!
+//! The client sets its tunnel's visitor rules in its hello (`--basic-auth user:pass`,
+//! `--allow-ip ADDR|CIDR`); the server sets the limits ([`crate::limits::Limits`]).
+//! In order: the IP allow list, matched on the TCP peer address and never on
+//! `X-Forwarded-For` (403); basic auth (401 with `WWW-Authenticate`); the tunnel's rate
+//! limit (429); its concurrent exchanges (503); a declared body over `max_body` (413).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+
+use crate::state::{text_response, Body, Counters, ServerState};
+use crate::tunnel::Tunnel;
+
+/// Most entries in a tunnel's IP allow list.
+pub const MAX_ALLOW_ENTRIES: usize = 256;
+/// Longest `user:pass`.
+pub const MAX_BASIC_AUTH: usize = 1024;
+
+/// A tunnel's visitor rules.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// `Basic <base64(user:pass)>`, when the client asked for basic auth.
+    basic_auth: Option<String>,
+    /// Allowed networks; empty allows everyone.
+    allow: Vec<IpNet>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("basic_auth", &self.basic_auth.as_ref().map(|_| "<redacted>"))
+            .field("allow", &self.allow)
+            .finish()
+    }
+}
+
+impl Access {
+    /// The rules from a hello's `basic_auth` (`user:pass`, empty for none) and
+    /// `allow_ips` (addresses or CIDR ranges, empty for everyone).
+    pub fn from_hello(basic_auth: &str, allow_ips: &[String]) -> Result<Access, String> {
+        let basic_auth = match basic_auth {
+            "" => None,
+            s if s.len() > MAX_BASIC_AUTH => return Err(format!("basic auth longer than {MAX_BASIC_AUTH} bytes")),
+            s if !s.contains(':') => return Err("basic auth must be user:password".into()),
+            s if s.chars().any(char::is_control) => return Err("basic auth holds control characters".into()),
+            s => Some(format!("Basic {}", base64(s.as_bytes()))),
+        };
+        if allow_ips.len() > MAX_ALLOW_ENTRIES {
+            return Err(format!("more than {MAX_ALLOW_ENTRIES} allowed addresses"));
+        }
+        let allow = allow_ips.iter().map(|s| IpNet::parse(s)).collect::<Result<_, _>>()?;
+        Ok(Access { basic_auth, allow })
+    }
+
+    /// True when the tunnel restricts nothing.
+    pub fn is_open(&self) -> bool {
+        self.basic_auth.is_none() && self.allow.is_empty()
+    }
+
+    /// Whether `ip` is on the allow list (or there is none).
+    pub fn allows_ip(&self, ip: IpAddr) -> bool {
+        self.allow.is_empty() || self.allow.iter().any(|n| n.contains(ip))
+    }
+
+    /// Whether `authorization` (the visitor's header) satisfies basic auth (or there is none).
+    pub fn allows_credentials(&self, authorization: Option<&HeaderValue>) -> bool {
+        let Some(expected) = &self.basic_auth else { return true };
+        let Some(given) = authorization else { return false };
+        let given = given.as_bytes();
+        // The scheme is case-insensitive; the credentials are compared in constant time.
+        let (scheme, rest) = given.split_at(given.len().min(6));
+        scheme.eq_ignore_ascii_case(b"basic ")
+            && crate::registry::constant_time_eq(rest.trim_ascii(), &expected.as_bytes()[6..])
+    }
+}
+
+/// Checks a visitor's request against `tunnel`'s rules and the server's limits.
+/// `Some` is the answer for a refused visitor (nothing reaches the client); on `None`
+/// go on. Strips the `Authorization` header the tunnel consumed.
+pub fn check<B>(
+    state: &ServerState,
+    tunnel: &Tunnel,
+    peer: SocketAddr,
+    req: &mut Request<B>,
+) -> Option<Response<Body>> {
+    let access = &tunnel.access;
+    if !access.allows_ip(peer.ip()) {
+        Counters::bump(&state.counters.forbidden);
+        return Some(text_response(StatusCode::FORBIDDEN, "your address may not use this tunnel"));
+    }
+    if !access.allows_credentials(req.headers().get(header::AUTHORIZATION)) {
+        Counters::bump(&state.counters.unauthorized);
+        let mut res = text_response(StatusCode::UNAUTHORIZED, "this tunnel requires a user name and password");
+        let challenge = format!("Basic realm=\"{}\", charset=\"UTF-8\"", tunnel.name);
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        return Some(res);
+    }
+    if access.basic_auth.is_some() {
+        req.headers_mut().remove(header::AUTHORIZATION);
+    }
+    if let Some(bucket) = &tunnel.rate {
+        if let Err(wait) = bucket.try_take(Instant::now()) {
+            Counters::bump(&state.counters.rate_limited);
+            let mut res =
+                text_response(StatusCode::TOO_MANY_REQUESTS, format!("too many requests to tunnel '{}'", tunnel.name));
+            let secs = wait.as_secs().saturating_add(1);
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return Some(res);
+        }
+    }
+    let max_streams = state.config.limits.max_streams_per_tunnel;
+    let in_flight = tunnel.conn.stream_count();
+    if in_flight >= max_streams {
+        Counters::bump(&state.counters.unavailable);
+        let mut res = text_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("tunnel '{}' is busy ({in_flight} requests in flight); retry shortly", tunnel.name),
+        );
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+        return Some(res);
+    }
+    if let Some(max) = state.config.limits.max_body {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            return Some(too_large(state, max));
+        }
+    }
+    None
+}
+
+/// The answer to a request body over `max` bytes.
+pub fn too_large(state: &ServerState, max: u64) -> Response<Body> {
+    Counters::bump(&state.counters.too_large);
+    let mut res =
+        text_response(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body exceeds this server's limit of {max} bytes"));
+    res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
+/// An address range: an address and a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `1.2.3.4`, `10.0.0.0/8`, `::1` or `2001:db8::/32`.
+    pub fn parse(s: &str) -> Result<IpNet, String> {
+        let bad = |why: &str| format!("invalid allowed address '{}': {why}", s.chars().take(64).collect::<String>());
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.trim(), None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad("not an IP address"))?;
+        let addr = canonical(addr);
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| bad("bad prefix length"))?,
+        };
+        Ok(IpNet { addr, prefix })
+    }
+
+    /// Whether `ip` is in the range.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, canonical(ip)) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`, as a dual-stack listener reports
+/// IPv4 peers) as plain IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Standard base64 with padding.
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_rfc_vectors() {
+        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")]
+        {
+            assert_eq!(base64(i.as_bytes()), o);
+        }
+    }
+
+    #[test]
+    fn networks_match_addresses() {
+        let n = IpNet::parse("10.1.0.0/16").unwrap();
+        assert!(n.contains("10.1.200.3".parse().unwrap()));
+        assert!(!n.contains("10.2.0.1".parse().unwrap()));
+        assert!(n.contains("::ffff:10.1.0.9".parse().unwrap()));
+        assert!(IpNet::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(IpNet::parse("::/0").unwrap().contains("2001:db8::1".parse().unwrap()));
+        assert!(!IpNet::parse("::/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        let one = IpNet::parse("127.0.0.1").unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        assert!(IpNet::parse("2001:db8::/32").unwrap().contains("2001:db8:ffff::1".parse().unwrap()));
+        for bad in ["", "10.0.0.0/33", "::/129", "host.example", "1.2.3.4/x", "1.2.3.4/-1"] {
+            assert!(IpNet::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn basic_auth_is_checked() {
+        let a = Access::from_hello("user:pa:ss", &[]).unwrap();
+        let ok = HeaderValue::from_str(&format!("basic {}", base64(b"user:pa:ss"))).unwrap();
+        assert!(a.allows_credentials(Some(&ok)));
+        let wrong = HeaderValue::from_str(&format!("Basic {}", base64(b"user:pass"))).unwrap();
+        assert!(!a.allows_credentials(Some(&wrong)));
+        assert!(!a.allows_credentials(Some(&HeaderValue::from_static("Bearer x"))));
+        assert!(!a.allows_credentials(Some(&HeaderValue::from_static("Basi"))));
+        assert!(!a.allows_credentials(None));
+        assert!(Access::default().allows_credentials(None));
+        assert!(Access::from_hello("nocolon", &[]).is_err());
+        assert!(Access::from_hello("", &["1.2.3.4/40".into()]).is_err());
+        assert!(format!("{a:?}").contains("redacted") && !format!("{a:?}").contains("pa:ss"));
+    }
+}

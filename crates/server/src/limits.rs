@@ -1,0 +1,305 @@
+//! Limits that keep one misbehaving peer from hurting anyone else: their settings
+//! ([`Limits`]), the per-tunnel visitor rate limit ([`TokenBucket`]), the request body
+//! cap ([`limit_body`]) and the connection idle timeout ([`IdleIo`]).
+//!
+//! Every default is documented in `docs/SECURITY.md`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
+
+/// Per-connection, per-tunnel and per-client limits of a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request head (request line and headers) a visitor may send, in bytes;
+    /// past it the visitor gets 431. Default 64 KiB (at least 8 KiB is used).
+    pub max_header_bytes: usize,
+    /// Time a connection has to send a complete request head; also how long an idle
+    /// HTTP/1 keep-alive connection stays open. A slow-headers (slowloris) client is
+    /// cut when it passes. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// Time a connection has to finish its TLS handshake, and a control connection
+    /// to send its hello. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// A connection (visitor, WebSocket or control) on which no byte moved either way
+    /// for this long is closed. Default 300 s.
+    pub idle_timeout: Duration,
+    /// Most visitor exchanges in flight through one tunnel; the next visitor gets 503.
+    /// Default 1,024 (the client's own announced limit applies too).
+    pub max_streams_per_tunnel: usize,
+    /// Most tunnels one auth token may hold at once (`LimitReached`). Default 100.
+    pub max_tunnels_per_token: usize,
+    /// Most tunnels one client IP address may hold at once (`LimitReached`). Default 100.
+    pub max_tunnels_per_ip: usize,
+    /// New visitor requests per tunnel (429 past it). Default: none.
+    pub rate_limit: Option<RateLimit>,
+    /// Largest visitor request body, in bytes (413 past it, from `Content-Length` or
+    /// while streaming). Default: none.
+    pub max_body: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_streams_per_tunnel: 1024,
+            max_tunnels_per_token: 100,
+            max_tunnels_per_ip: 100,
+            rate_limit: None,
+            max_body: None,
+        }
+    }
+}
+
+/// A token-bucket rate: `per_second` on average, bursts of up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Requests allowed at once after a quiet spell (at least 1).
+    pub burst: u32,
+}
+
+/// A token bucket: starts full, refills at the rate, one token per request.
+#[derive(Debug)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl TokenBucket {
+    /// A full bucket for `limit`.
+    pub fn new(limit: RateLimit, now: Instant) -> Self {
+        let burst = f64::from(limit.burst.max(1));
+        TokenBucket { rate: f64::from(limit.per_second), burst, state: Mutex::new((burst, now)) }
+    }
+
+    /// Takes one token, or says how long until one is available.
+    pub fn try_take(&self, now: Instant) -> Result<(), Duration> {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, last) = &mut *guard;
+        let elapsed = now.saturating_duration_since(*last).as_secs_f64();
+        *tokens = (*tokens + elapsed * self.rate).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            return Ok(());
+        }
+        if self.rate <= 0.0 {
+            return Err(Duration::from_secs(60));
+        }
+        Err(Duration::from_secs_f64((1.0 - *tokens) / self.rate))
+    }
+}
+
+/// A request body over the limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body exceeds the limit of {0} bytes")]
+pub struct TooLarge(pub u64);
+
+/// Fires when a [`LimitedBody`] passes its limit; pending forever otherwise.
+pub type TooLargeSignal = Pin<Box<dyn Future<Output = u64> + Send>>;
+
+/// A visitor's request body, cut with an error once it passes `limit` bytes.
+#[derive(Debug)]
+pub struct LimitedBody<B> {
+    inner: Pin<Box<B>>,
+    seen: u64,
+    limit: u64,
+    signal: Option<oneshot::Sender<u64>>,
+}
+
+/// Wraps `body` with the server's `max_body` (when set). The signal resolves if the
+/// body passes the limit while streaming, so the proxy can answer 413 at once.
+pub fn limit_body<B>(body: B, max_body: Option<u64>) -> (LimitedBody<B>, TooLargeSignal) {
+    let (tx, rx) = oneshot::channel();
+    let signal = Box::pin(async move {
+        match rx.await {
+            Ok(limit) => limit,
+            Err(_) => std::future::pending().await,
+        }
+    });
+    let limit = max_body.unwrap_or(u64::MAX);
+    (LimitedBody { inner: Box::pin(body), seen: 0, limit, signal: Some(tx) }, signal)
+}
+
+impl<B> Body for LimitedBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.seen > self.limit {
+            return Poll::Ready(None);
+        }
+        match std::task::ready!(self.inner.as_mut().poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    self.seen = self.seen.saturating_add(data.len() as u64);
+                    if self.seen > self.limit {
+                        let limit = self.limit;
+                        if let Some(tx) = self.signal.take() {
+                            let _ = tx.send(limit);
+                        }
+                        return Poll::Ready(Some(Err(Box::new(TooLarge(limit)))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.seen > self.limit || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A connection that fails with `TimedOut` once no byte moved either way for
+/// `idle`. The timer is checked whenever the connection is polled, which hyper does
+/// while it waits for a request and every tunnel task does while it waits for data.
+#[derive(Debug)]
+pub struct IdleIo<I> {
+    inner: I,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<I> IdleIo<I> {
+    /// Wraps `inner`.
+    pub fn new(inner: I, idle: Duration) -> Self {
+        IdleIo { inner, idle, deadline: Box::pin(tokio::time::sleep(idle)) }
+    }
+
+    fn activity(&mut self) {
+        let at = tokio::time::Instant::now() + self.idle;
+        self.deadline.as_mut().reset(at);
+    }
+
+    fn check(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connection idle for {} s", self.idle.as_secs()),
+            )),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for IdleIo<I> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.activity();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => this.check(cx).map(Err),
+        }
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for IdleIo<I> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write(cx, data) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    this.activity();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => this.check(cx).map(Err),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    this.activity();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => this.check(cx).map(Err),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let b = TokenBucket::new(RateLimit { per_second: 10, burst: 3 }, t0);
+        assert!(b.try_take(t0).is_ok());
+        assert!(b.try_take(t0).is_ok());
+        assert!(b.try_take(t0).is_ok());
+        let wait = b.try_take(t0).unwrap_err();
+        assert!(wait <= Duration::from_millis(100), "{wait:?}");
+        assert!(b.try_take(t0 + Duration::from_millis(100)).is_ok());
+        assert!(b.try_take(t0 + Duration::from_millis(100)).is_err());
+        // Refill never exceeds the burst.
+        let later = t0 + Duration::from_secs(60);
+        assert!((0..3).all(|_| b.try_take(later).is_ok()));
+        assert!(b.try_take(later).is_err());
+    }
+
+    #[tokio::test]
+    async fn limited_body_errors_past_the_limit() {
+        use http_body_util::BodyExt;
+        let chunks = futures_util::stream::iter(
+            [Bytes::from_static(b"abcd"), Bytes::from_static(b"efgh")]
+                .map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b))),
+        );
+        let (body, signal) = limit_body(http_body_util::StreamBody::new(chunks), Some(6));
+        let err = body.collect().await.unwrap_err();
+        assert_eq!(err.to_string(), "the request body exceeds the limit of 6 bytes");
+        assert_eq!(signal.await, 6);
+    }
+}
