@@ -80,7 +80,7 @@ impl Ctx {
 impl TunnelClient {
     /// A client exposing `config.local_host:config.local_port`.
     pub fn new(config: ClientConfig) -> Self {
-        let origin = Arc::new(LocalOrigin::new(&config.local_host, config.local_port));
+        let origin = Arc::new(LocalOrigin::from_config(&config));
         TunnelClient { config, origin }
     }
 

@@ -61,6 +61,9 @@ fn build_request(
     end: bool,
 ) -> Result<Request<StreamBody>, String> {
     let mut headers = header_map(&head.headers);
+    // This leg accepts trailers (it forwards them); the visitor's own `TE` stayed on
+    // the visitor's leg, where the server honours it.
+    headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
     if let Some(authority) = ctx.host_for_origin() {
         let host = HeaderValue::from_str(&authority).map_err(|e| e.to_string())?;
         headers.insert(http::header::HOST, host);
@@ -84,6 +87,9 @@ fn origin_error(ctx: &Ctx, e: &(dyn std::error::Error + 'static)) -> String {
     }
     match ctx.origin.authority() {
         Some(a) if cause.contains("refused") => format!("{a}: {cause} (is the local server running?)"),
+        Some(a) if cause.contains("certificate") => {
+            format!("{a}: {cause} (for a self-signed certificate use --allow-invalid-cert)")
+        }
         Some(a) => format!("{a}: {cause}"),
         None => cause,
     }

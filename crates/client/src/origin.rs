@@ -1,20 +1,32 @@
 //! Origins: what answers the requests that come through the tunnel. A local port
-//! (the usual case) or an in-process `tower` service such as an axum `Router`.
+//! (the usual case, plain HTTP or HTTPS) or an in-process `tower` service such as an
+//! axum `Router`.
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::{combinators::BoxBody, BodyExt};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use http::{Request, Response, Uri};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use localtunnels_driver::StreamBody;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls;
+
+use crate::config::ClientConfig;
 
 /// Errors from an origin.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The body of an origin's response.
-pub type OriginBody = BoxBody<Bytes, BoxError>;
+/// The body of an origin's response. Not required to be `Sync`, so any `http_body`
+/// body (axum's included) fits.
+pub type OriginBody = UnsyncBoxBody<Bytes, BoxError>;
 /// The future an origin returns.
 pub type OriginFuture = Pin<Box<dyn Future<Output = Result<Response<OriginBody>, BoxError>> + Send>>;
 
@@ -32,74 +44,317 @@ pub trait Origin: Send + Sync + 'static {
     }
 }
 
-/// An origin on a local (or reachable) port.
+/// An origin on a local (or reachable) port, over HTTP or HTTPS.
 #[derive(Debug, Clone)]
 pub struct LocalOrigin {
-    authority: String,
-    secure: bool,
-    client: Client<HttpConnector, StreamBody>,
+    connector: OriginConnector,
+    client: Client<OriginConnector, StreamBody>,
 }
 
 impl LocalOrigin {
     /// `http://host:port`.
     pub fn new(host: &str, port: u16) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
-        let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
-        LocalOrigin { authority: format!("{host}:{port}"), secure: false, client }
+        Self::with_tls(host, port, None)
+    }
+
+    /// `https://host:port`. The certificate is verified against the system's roots
+    /// (and the Mozilla roots compiled in) unless `allow_invalid_cert`, which accepts
+    /// any certificate, e.g. a dev server's self-signed one.
+    pub fn https(host: &str, port: u16, allow_invalid_cert: bool) -> Self {
+        Self::with_tls(host, port, Some(tls_config(allow_invalid_cert)))
+    }
+
+    /// The origin a [`ClientConfig`] describes (`local_host`, `local_port`,
+    /// `local_https`, `allow_invalid_cert`).
+    pub fn from_config(config: &ClientConfig) -> Self {
+        if config.local_https {
+            Self::https(&config.local_host, config.local_port, config.allow_invalid_cert)
+        } else {
+            Self::new(&config.local_host, config.local_port)
+        }
+    }
+
+    fn with_tls(host: &str, port: u16, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        let connector = OriginConnector { inner: Arc::new(ConnectorInner { host, port, authority, tls }) };
+        let client = Client::builder(TokioExecutor::new()).build(connector.clone());
+        LocalOrigin { connector, client }
+    }
+
+    /// Opens a new connection to the origin (TCP, then TLS for HTTPS), for
+    /// exchanges that bypass the HTTP client, such as WebSockets.
+    pub async fn connect(&self) -> io::Result<OriginStream> {
+        self.connector.inner.connect().await
+    }
+
+    /// The TLS settings used towards an HTTPS origin.
+    pub fn tls_config(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.connector.inner.tls.clone()
     }
 }
 
 impl Origin for LocalOrigin {
     fn call(&self, mut req: Request<StreamBody>) -> OriginFuture {
-        let scheme = if self.secure { "https" } else { "http" };
+        let inner = &self.connector.inner;
+        let scheme = if inner.tls.is_some() { "https" } else { "http" };
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let uri = format!("{scheme}://{}{path}", self.authority);
+        let uri = format!("{scheme}://{}{path}", inner.authority);
         let client = self.client.clone();
         Box::pin(async move {
             *req.uri_mut() = uri.parse()?;
             let res = client.request(req).await?;
-            Ok(res.map(|b| b.map_err(BoxError::from).boxed()))
+            Ok(res.map(|b| b.map_err(BoxError::from).boxed_unsync()))
         })
     }
 
     fn authority(&self) -> Option<String> {
-        Some(self.authority.clone())
+        Some(self.connector.inner.authority.clone())
     }
 
     fn secure(&self) -> bool {
-        self.secure
+        self.connector.inner.tls.is_some()
+    }
+}
+
+/// Client TLS settings for an HTTPS origin, on the `ring` provider. HTTP/1.1 only
+/// (ALPN), as the HTTP client and WebSocket bridging speak it.
+fn tls_config(allow_invalid_cert: bool) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|_| unreachable!("the ring provider supports the default protocol versions"));
+    let mut config = if allow_invalid_cert {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider))).with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let native = rustls_native_certs::load_native_certs();
+        let (added, ignored) = roots.add_parsable_certificates(native.certs);
+        tracing::debug!(added, ignored, errors = native.errors.len(), "loaded the system's root certificates");
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// Accepts any certificate (`--allow-invalid-cert`) but still checks that the
+/// handshake is signed by the key in it, as a self-signed dev server's would be.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[derive(Debug)]
+struct ConnectorInner {
+    /// Host without brackets, for connecting and for the TLS server name.
+    host: String,
+    port: u16,
+    /// `host:port` (IPv6 in brackets), for URIs and the Host header.
+    authority: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl ConnectorInner {
+    async fn connect(&self) -> io::Result<OriginStream> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port)).await?;
+        let _ = tcp.set_nodelay(true);
+        let Some(tls) = &self.tls else { return Ok(OriginStream::Plain(tcp)) };
+        let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{}: {e}", self.host)))?;
+        let stream = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await?;
+        Ok(OriginStream::Tls(Box::new(stream)))
+    }
+}
+
+/// The HTTP client's connector: every URI goes to this origin's host and port.
+#[derive(Debug, Clone)]
+struct OriginConnector {
+    inner: Arc<ConnectorInner>,
+}
+
+impl tower_service::Service<Uri> for OriginConnector {
+    type Response = OriginConn;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<OriginConn>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: Uri) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move { Ok(OriginConn(TokioIo::new(inner.connect().await?))) })
+    }
+}
+
+/// A connection to a network origin: plain TCP or TLS over TCP.
+#[derive(Debug)]
+pub enum OriginStream {
+    /// `http://`.
+    Plain(TcpStream),
+    /// `https://`.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for OriginStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            OriginStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            OriginStream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for OriginStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            OriginStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            OriginStream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            OriginStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            OriginStream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            OriginStream::Plain(s) => s.is_write_vectored(),
+            OriginStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            OriginStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            OriginStream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            OriginStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            OriginStream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// [`OriginStream`] as the HTTP client wants it.
+#[derive(Debug)]
+struct OriginConn(TokioIo<OriginStream>);
+
+impl Connection for OriginConn {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for OriginConn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for OriginConn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
     }
 }
 
 /// An in-process `tower` service (e.g. an axum `Router`) as the origin: no port.
-#[derive(Debug, Clone)]
+/// The service is cloned for each request, as hyper does.
+#[derive(Debug)]
 pub struct ServiceOrigin<S> {
-    service: S,
+    service: Mutex<S>,
 }
 
 impl<S> ServiceOrigin<S> {
     /// Wraps `service`.
     pub fn new(service: S) -> Self {
-        ServiceOrigin { service }
+        ServiceOrigin { service: Mutex::new(service) }
     }
 }
 
 impl<S, B> Origin for ServiceOrigin<S>
 where
-    S: tower_service::Service<Request<StreamBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S: tower_service::Service<Request<StreamBody>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     fn call(&self, req: Request<StreamBody>) -> OriginFuture {
-        let mut service = self.service.clone();
+        // The lock only guards the clone; a poisoned one still holds a usable service.
+        let mut service = self.service.lock().unwrap_or_else(|e| e.into_inner()).clone();
         Box::pin(async move {
             std::future::poll_fn(|cx| service.poll_ready(cx)).await.map_err(Into::into)?;
             let res = service.call(req).await.map_err(Into::into)?;
-            Ok(res.map(|b| b.map_err(Into::into).boxed()))
+            Ok(res.map(|b| b.map_err(Into::into).boxed_unsync()))
         })
     }
 

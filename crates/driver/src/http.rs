@@ -7,14 +7,14 @@ use http::{HeaderMap, Method, StatusCode};
 use localtunnels_core::{Header, RequestHead, ResponseHead, StreamKind};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1): meaningful for one connection only, never
-/// forwarded.
+/// forwarded. `Trailer` is end-to-end (it names the trailer fields that follow; hyper
+/// only sends trailers a message declared there), so it crosses the tunnel.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
     "transfer-encoding",
     "te",
-    "trailer",
     "upgrade",
     "proxy-authenticate",
     "proxy-authorization",

@@ -1,5 +1,10 @@
 //! The server's own pages, on the apex host only: a landing page, `/api/status`
 //! (JSON), `/metrics` (Prometheus text) and the control endpoint.
+//!
+//! `/api/status` looks like
+//! `{"version":"0.1.0","uptime_secs":42,"streams":3,"tunnels":[{"name":"demo",
+//! "url":"http://demo.localhost:3000","client":"native","streams":3,"requests":17,
+//! "connected_secs":40}]}`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -58,9 +63,8 @@ fn status(state: &ServerState) -> Response<Body> {
     let body = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),
-        "tunnels": tunnels.len(),
         "streams": streams,
-        "tunnel_list": tunnels,
+        "tunnels": tunnels,
     });
     with_type(Response::new(full(body.to_string())), "application/json")
 }

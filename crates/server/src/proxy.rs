@@ -91,6 +91,9 @@ pub fn open_error(state: &ServerState, name: &str, e: OpenError) -> Response<Bod
         OpenError::HeadTooLarge { .. } => {
             text_response(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request headers too large for the tunnel")
         }
+        OpenError::InvalidHead(why) => {
+            text_response(StatusCode::BAD_REQUEST, format!("the tunnel cannot carry this request: {why}"))
+        }
         OpenError::TooManyStreams(n) => {
             Counters::bump(&state.counters.unavailable);
             let mut res = text_response(
