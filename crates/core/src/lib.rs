@@ -16,6 +16,7 @@ mod config;
 mod error;
 mod frame;
 mod handshake;
+mod relay;
 mod session;
 mod stream;
 mod time;
@@ -28,5 +29,6 @@ pub use frame::{
     StreamId, StreamKind, DATA_OVERHEAD,
 };
 pub use handshake::{Hello, RefuseReason, Welcome, HELLO_MAGIC, PROTOCOL_VERSION};
+pub use relay::{ws_close, WsFragment, WsMessageCheck, WsViolation, DEFAULT_MAX_WS_MESSAGE};
 pub use session::{Event, Role, Session};
 pub use time::Instant;
