@@ -74,6 +74,50 @@ pub struct ServerArgs {
     /// Log every request and session.
     #[arg(long, env = "LOCALTUNNELS_VERBOSE", num_args = 0..=1, default_missing_value = "true")]
     pub verbose: Option<bool>,
+    /// Require clients to present this auth token (repeatable; the environment variable
+    /// takes a comma-separated list). Any token or --tokens-file turns auth on.
+    #[arg(long, env = "LOCALTUNNELS_TOKENS", value_delimiter = ',', hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<Vec<String>>,
+    /// File of auth tokens: one per line, optionally followed by the names it may use
+    /// (`secret demo team-*`); `#` starts a comment. Turns auth on.
+    #[arg(long, env = "LOCALTUNNELS_TOKENS_FILE", value_name = "FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// PEM certificate chain: serve HTTPS and WSS on the port (needs --tls-key).
+    #[arg(long, env = "LOCALTUNNELS_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "LOCALTUNNELS_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Most tunnels one auth token may hold at once [default: 100].
+    #[arg(long, env = "LOCALTUNNELS_MAX_TUNNELS_PER_TOKEN", value_name = "N")]
+    pub max_tunnels_per_token: Option<usize>,
+    /// Most tunnels one client IP address may hold at once [default: 100].
+    #[arg(long, env = "LOCALTUNNELS_MAX_TUNNELS_PER_IP", value_name = "N")]
+    pub max_tunnels_per_ip: Option<usize>,
+    /// Most visitor requests in flight through one tunnel; more get 503 [default: 1024].
+    #[arg(long, env = "LOCALTUNNELS_MAX_STREAMS_PER_TUNNEL", value_name = "N")]
+    pub max_streams_per_tunnel: Option<usize>,
+    /// New visitor requests per second per tunnel; more get 429 [default: unlimited].
+    #[arg(long, env = "LOCALTUNNELS_RATE_LIMIT", value_name = "PER_SEC")]
+    pub rate_limit: Option<u32>,
+    /// Burst allowed above --rate-limit [default: twice the rate].
+    #[arg(long, env = "LOCALTUNNELS_RATE_BURST", value_name = "N")]
+    pub rate_burst: Option<u32>,
+    /// Largest visitor request body in bytes; larger ones get 413 [default: unlimited].
+    #[arg(long, env = "LOCALTUNNELS_MAX_BODY", value_name = "BYTES")]
+    pub max_body: Option<u64>,
+    /// Largest visitor request head in bytes; larger ones get 431 [default: 65536].
+    #[arg(long, env = "LOCALTUNNELS_MAX_HEADER_SIZE", value_name = "BYTES")]
+    pub max_header_size: Option<usize>,
+    /// Seconds a connection has to send a request head (slow clients are cut) [default: 10].
+    #[arg(long, env = "LOCALTUNNELS_HEADER_READ_TIMEOUT", value_name = "SECS")]
+    pub header_read_timeout: Option<u64>,
+    /// Seconds a connection may stay silent both ways before it is closed [default: 300].
+    #[arg(long, env = "LOCALTUNNELS_IDLE_TIMEOUT", value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
+    /// Largest control frame a client may send, in bytes [default: 65600].
+    #[arg(long, env = "LOCALTUNNELS_MAX_FRAME", value_name = "BYTES")]
+    pub max_frame: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -121,6 +165,16 @@ pub struct ClientArgs {
     /// Host header the local server sees [default: rewrite].
     #[arg(long, env = "LOCALTUNNELS_HOST_HEADER", value_enum)]
     pub host_header: Option<HostHeaderArg>,
+    /// Make visitors log in with this user name and password (HTTP basic auth).
+    #[arg(long, env = "LOCALTUNNELS_BASIC_AUTH", hide_env_values = true, value_name = "USER:PASS")]
+    pub basic_auth: Option<String>,
+    /// Only let visitors from this address or CIDR range in (repeatable; the environment
+    /// variable takes a comma-separated list). Matched on the visitor's TCP address.
+    #[arg(long, env = "LOCALTUNNELS_ALLOW_IPS", value_delimiter = ',', value_name = "ADDR|CIDR")]
+    pub allow_ip: Option<Vec<String>>,
+    /// PEM file of the CA that signed the server's certificate (instead of the system roots).
+    #[arg(long, env = "LOCALTUNNELS_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Print one line per request on stdout: time, method, path, status, duration, bytes.
     #[arg(long, env = "LOCALTUNNELS_PRINT_REQUESTS", num_args = 0..=1, default_missing_value = "true")]
     pub print_requests: Option<bool>,
@@ -134,7 +188,9 @@ macro_rules! fill {
 impl ServerArgs {
     /// Fields not given on the command line or in the environment come from `file`.
     pub fn or(mut self, file: &ServerArgs) -> Self {
-        fill!(self, file; port, bind, domain, secure, public_port, response_timeout, grace_period, max_tunnels, verbose);
+        fill!(self, file; port, bind, domain, secure, public_port, response_timeout, grace_period, max_tunnels, verbose,
+            token, tokens_file, tls_cert, tls_key, max_tunnels_per_token, max_tunnels_per_ip, max_streams_per_tunnel,
+            rate_limit, rate_burst, max_body, max_header_size, header_read_timeout, idle_timeout, max_frame);
         self
     }
 }
@@ -143,7 +199,7 @@ impl ClientArgs {
     /// Fields not given on the command line or in the environment come from `file`.
     pub fn or(mut self, file: &ClientArgs) -> Self {
         fill!(self, file; server, host, port, secure, local_port, local_host, local_https, allow_invalid_cert,
-            subdomain, token, host_header, print_requests);
+            subdomain, token, host_header, print_requests, basic_auth, allow_ip, ca);
         self
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use localtunnels_client::{ClientConfig, ClientEvent, ConnectError, HostHeader, TunnelClient};
 use localtunnels_core::RefuseReason;
-use localtunnels_server::{ServerConfig, TunnelServer};
+use localtunnels_server::{AuthToken, Limits, RateLimit, ServerConfig, TlsConfig, TunnelServer};
 
 use args::{Cli, ClientArgs, Command, ConfigFile, HostHeaderArg, ServerArgs};
 
@@ -72,6 +72,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 pub fn server_config(a: &ServerArgs) -> ServerConfig {
     let d = ServerConfig::default();
+    let dl = Limits::default();
     ServerConfig {
         port: a.port.unwrap_or(d.port),
         bind: a.bind.unwrap_or(d.bind),
@@ -82,16 +83,40 @@ pub fn server_config(a: &ServerArgs) -> ServerConfig {
         response_timeout: a.response_timeout.map_or(d.response_timeout, Duration::from_secs),
         grace_period: a.grace_period.map_or(d.grace_period, Duration::from_secs),
         max_tunnels: a.max_tunnels.unwrap_or(d.max_tunnels),
+        tls: match (&a.tls_cert, &a.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig { cert: cert.clone(), key: key.clone() }),
+            _ => None,
+        },
+        tokens: a.token.iter().flatten().filter(|t| !t.is_empty()).map(|t| AuthToken::new(t)).collect(),
+        tokens_file: a.tokens_file.clone(),
+        limits: Limits {
+            max_header_bytes: a.max_header_size.unwrap_or(dl.max_header_bytes),
+            header_read_timeout: a.header_read_timeout.map_or(dl.header_read_timeout, Duration::from_secs),
+            idle_timeout: a.idle_timeout.map_or(dl.idle_timeout, Duration::from_secs),
+            max_streams_per_tunnel: a.max_streams_per_tunnel.unwrap_or(dl.max_streams_per_tunnel),
+            max_tunnels_per_token: a.max_tunnels_per_token.unwrap_or(dl.max_tunnels_per_token),
+            max_tunnels_per_ip: a.max_tunnels_per_ip.unwrap_or(dl.max_tunnels_per_ip),
+            rate_limit: a.rate_limit.map(|per_second| RateLimit {
+                per_second,
+                burst: a.rate_burst.unwrap_or(per_second.saturating_mul(2)),
+            }),
+            max_body: a.max_body.or(dl.max_body),
+            ..dl
+        },
+        session: localtunnels_core::Config { max_frame: a.max_frame.unwrap_or(d.session.max_frame), ..d.session.clone() },
         ..d
     }
 }
 
 async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
+    if a.tls_cert.is_some() != a.tls_key.is_some() {
+        anyhow::bail!("--tls-cert and --tls-key go together");
+    }
     let config = server_config(&a);
     init_logs(config.verbose);
     let port = config.port;
     let server =
-        TunnelServer::new(config).start().await.map_err(|e| anyhow::anyhow!("cannot listen on port {port}: {e}"))?;
+        TunnelServer::new(config).start().await.map_err(|e| anyhow::anyhow!("cannot start the server on port {port}: {e}"))?;
     let signal = shutdown_signal();
     println!("{}", server.url());
     signal.await;
@@ -113,6 +138,9 @@ pub fn client_config(a: &ClientArgs) -> ClientConfig {
         allow_invalid_cert: a.allow_invalid_cert.unwrap_or(d.allow_invalid_cert),
         subdomain: a.subdomain.clone(),
         token: a.token.clone(),
+        basic_auth: a.basic_auth.clone(),
+        allow_ips: a.allow_ip.clone().unwrap_or_default(),
+        ca: a.ca.clone(),
         host_header: match a.host_header {
             Some(HostHeaderArg::Preserve) => HostHeader::Preserve,
             _ => HostHeader::Rewrite,

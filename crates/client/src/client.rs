@@ -175,7 +175,7 @@ async fn handshake(
     let _ = tcp.set_nodelay(true);
     let max = usize::try_from(ctx.config.session.max_frame).unwrap_or(usize::MAX);
     let ws_config = WebSocketConfig::default().max_message_size(Some(max)).max_frame_size(Some(max));
-    let stream = crate::tls::connect(tcp, addr).await.map_err(unreachable)?;
+    let stream = crate::tls::connect(tcp, addr, &ctx.config).await.map_err(unreachable)?;
     let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config))
         .await
         .map_err(|e| unreachable(e.to_string()))?;
@@ -185,6 +185,8 @@ async fn handshake(
         reconnect_token: previous.map(|w| w.reconnect_token.clone()).unwrap_or_default(),
         client_kind: "native".to_string(),
         client_version: env!("CARGO_PKG_VERSION").to_string(),
+        basic_auth: ctx.config.basic_auth.clone().unwrap_or_default(),
+        allow_ips: ctx.config.allow_ips.clone(),
         ..Hello::default()
     };
     let epoch = std::time::Instant::now();

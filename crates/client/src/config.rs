@@ -15,7 +15,8 @@ pub enum HostHeader {
 
 /// How a `TunnelClient` connects and what it exposes. Mirrors the seed's
 /// `TunnelClient` options (`host`, `port`, `secure`, `localPort`, `subdomain`).
-#[derive(Debug, Clone)]
+/// Its `Debug` output hides the token and the basic-auth password.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The server's URL (`http://host:port`, `https://...`, `ws://...`); when set it
     /// overrides `host`, `port` and `secure`.
@@ -24,8 +25,12 @@ pub struct ClientConfig {
     pub host: String,
     /// Server port. Default 3000.
     pub port: u16,
-    /// Use `wss://` (TLS) to reach the server. Default false.
+    /// Use `wss://` (TLS) to reach the server, verified against the system's root
+    /// certificates (or [`ClientConfig::ca`]). Default false.
     pub secure: bool,
+    /// A PEM file of CA certificates to trust for the server instead of the system
+    /// roots (a private CA). Default: none.
+    pub ca: Option<std::path::PathBuf>,
     /// Host of the local origin. Default `localhost`.
     pub local_host: String,
     /// Port of the local origin. Default 8000.
@@ -36,8 +41,13 @@ pub struct ClientConfig {
     pub allow_invalid_cert: bool,
     /// Requested name; `None` for a random one.
     pub subdomain: Option<String>,
-    /// Auth token for servers that require one.
+    /// Auth token for servers that require one. Sent inside the handshake, never logged.
     pub token: Option<String>,
+    /// `user:password` the server demands of visitors (HTTP basic auth). Default: none.
+    pub basic_auth: Option<String>,
+    /// Visitor addresses or CIDR ranges allowed to use the tunnel, matched on the
+    /// visitor's TCP address at the server. Default: empty, everyone.
+    pub allow_ips: Vec<String>,
     /// Host header policy. Default [`HostHeader::Rewrite`].
     pub host_header: HostHeader,
     /// Reconnect after a drop. Default true.
@@ -55,17 +65,45 @@ impl Default for ClientConfig {
             host: "localhost".to_string(),
             port: 3000,
             secure: false,
+            ca: None,
             local_host: "localhost".to_string(),
             local_port: 8000,
             local_https: false,
             allow_invalid_cert: false,
             subdomain: None,
             token: None,
+            basic_auth: None,
+            allow_ips: Vec::new(),
             host_header: HostHeader::Rewrite,
             reconnect: true,
             max_backoff: Duration::from_secs(30),
             session: localtunnels_core::Config::default(),
         }
+    }
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ClientConfig")
+            .field("server", &self.server)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("secure", &self.secure)
+            .field("ca", &self.ca)
+            .field("local_host", &self.local_host)
+            .field("local_port", &self.local_port)
+            .field("local_https", &self.local_https)
+            .field("allow_invalid_cert", &self.allow_invalid_cert)
+            .field("subdomain", &self.subdomain)
+            .field("token", &redacted(&self.token))
+            .field("basic_auth", &redacted(&self.basic_auth))
+            .field("allow_ips", &self.allow_ips)
+            .field("host_header", &self.host_header)
+            .field("reconnect", &self.reconnect)
+            .field("max_backoff", &self.max_backoff)
+            .field("session", &self.session)
+            .finish()
     }
 }
 
@@ -121,5 +159,12 @@ mod tests {
         let c = ClientConfig { server: Some("ftp://x".into()), ..Default::default() };
         assert!(c.server_addr().is_err());
         assert_eq!(ClientConfig::default().server_addr().unwrap().port, 3000);
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let c = ClientConfig { token: Some("s3cret".into()), basic_auth: Some("u:pw".into()), ..Default::default() };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret") && !shown.contains("u:pw") && shown.contains("<redacted>"), "{shown}");
     }
 }
