@@ -1,0 +1,430 @@
+//! The whole benchmark: set up tools, origin and targets, run every case `runs`
+//! times (targets interleaved within each run, so noise spreads evenly), then write
+//! the table.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use tokio::sync::oneshot;
+
+use crate::load::{Shot, Tools};
+use crate::procs::{cpu_ticks, ensure_tool, rss_kib, ticks_per_sec, Proc};
+use crate::report::{percentile_ms, Results};
+use crate::targets::{Kind, Programs, Recipe, Target};
+use crate::Args;
+
+/// The request shapes of the HTTP cases.
+#[derive(Debug, Clone, Copy)]
+enum Http {
+    Rps1k,
+    Lat1k1,
+    Lat1k32,
+    Thr1m,
+    Lat1m1,
+    Post1m,
+}
+
+const HTTP: [Http; 6] = [Http::Rps1k, Http::Lat1k1, Http::Lat1k32, Http::Thr1m, Http::Lat1m1, Http::Post1m];
+
+struct Bench {
+    args: Args,
+    tools: Tools,
+    post_body: PathBuf,
+    ticks: f64,
+    results: Results,
+}
+
+/// Runs everything `args` selects and writes the report.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let root = workspace_root();
+    let logs = root.join("target/bench-logs");
+    let _ = std::fs::remove_dir_all(&logs);
+    std::fs::create_dir_all(&logs)?;
+    let only = args.only.clone();
+    let group = |g: &str| only.iter().any(|o| o == g);
+    let mut kinds = vec![Kind::Direct];
+    for p in &args.peers {
+        let k = Kind::parse(p).ok_or_else(|| anyhow!("unknown peer {p} (localtunnels, bore, rathole)"))?;
+        if !kinds.contains(&k) {
+            kinds.push(k);
+        }
+    }
+    kinds.sort();
+
+    let install = !args.no_install;
+    let (post_script, post_body) = crate::load::write_post_files(&logs)?;
+    let tools = Tools {
+        wrk: ensure_tool("wrk", "wrk", true, install),
+        oha: ensure_tool("oha", "oha", false, install),
+        post_script,
+    };
+    let programs = Programs {
+        localtunnels: match &args.localtunnels_bin {
+            Some(p) => p.clone(),
+            None => build_localtunnels(&root)?,
+        },
+        bore: kinds.contains(&Kind::Bore).then(|| ensure_tool("bore", "bore-cli", false, install)).flatten(),
+        rathole: kinds.contains(&Kind::Rathole).then(|| ensure_tool("rathole", "rathole", false, install)).flatten(),
+    };
+    let mut bench = Bench { args, tools, post_body, ticks: ticks_per_sec(), results: Results::default() };
+    if bench.tools.wrk.is_none() {
+        bench.results.note("wrk is missing: request rates come from oha.");
+    }
+
+    let exe = std::env::current_exe()?;
+    let mut origin = Proc::spawn(&logs, "origin", &exe, &["origin"])?;
+    let origin_port: u16 = origin.line(Duration::from_secs(10)).await?.trim().parse().context("origin port")?;
+
+    let mut targets = Vec::new();
+    if group("http") || group("ws") || group("startup") {
+        for &k in &kinds {
+            match crate::targets::start(k, &programs, &logs, origin_port).await {
+                Ok(t) => targets.push(t),
+                Err(e) => {
+                    eprintln!("[bench] {}: not measured: {e:#}", k.label());
+                    bench.results.note(format!("{} was not measured: {e:#}", k.label()));
+                }
+            }
+        }
+    }
+    for t in &targets {
+        bench.idle_memory(t);
+    }
+    if group("http") {
+        for t in &targets {
+            let shot = Shot { port: t.port, host: t.host.clone(), path: "/1k", post: None };
+            let _ = bench.tools.rate(&shot, bench.args.conns, 1).await;
+        }
+    }
+    let runs = bench.args.runs;
+    for run in 0..runs {
+        if group("http") {
+            for case in HTTP {
+                for t in &targets {
+                    eprintln!("[bench] run {}/{runs}: {case:?} via {}", run + 1, t.kind.label());
+                    if let Err(e) = bench.http(case, t, run).await {
+                        eprintln!("[bench]   failed: {e:#}");
+                        bench.results.note(format!("{case:?} via {} failed: {e:#}", t.kind.label()));
+                    }
+                }
+            }
+        }
+        if group("ws") {
+            for t in &targets {
+                eprintln!("[bench] run {}/{runs}: WebSocket echo via {}", run + 1, t.kind.label());
+                bench.websocket(t).await;
+            }
+        }
+    }
+    if group("startup") {
+        let n = runs.max(5);
+        for t in targets.iter_mut().filter(|t| !matches!(t.recipe, Recipe::None)) {
+            for i in 0..n {
+                eprintln!("[bench] client start-up {}/{n} via {}", i + 1, t.kind.label());
+                match crate::startup::once(t, &programs, &logs, origin_port, i).await {
+                    Ok(ms) => bench.results.push("start", t.kind, ms),
+                    Err(e) => {
+                        bench.results.note(format!("start-up via {} failed: {e:#}", t.kind.label()));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    for t in targets {
+        t.stop().await;
+    }
+    if group("tunnels") && kinds.contains(&Kind::Localtunnels) {
+        bench.idle_tunnels(&programs.localtunnels, &logs).await;
+    }
+    origin.stop().await;
+    if group("wasm") {
+        bench.wasm(&root);
+    }
+    bench.write(&root, &kinds)
+}
+
+impl Bench {
+    fn idle_memory(&mut self, t: &Target) {
+        let r = &mut self.results;
+        if let Some(kib) = t.server.as_ref().and_then(|p| rss_kib(p.pid)) {
+            r.push("rss_idle_server", t.kind, kib as f64 / 1024.0);
+        }
+        if let Some(kib) = t.client.as_ref().and_then(|p| rss_kib(p.pid)) {
+            r.push("rss_idle_client", t.kind, kib as f64 / 1024.0);
+        }
+    }
+
+    async fn http(&mut self, case: Http, t: &Target, run: usize) -> anyhow::Result<()> {
+        let (secs, conns) = (self.args.duration, self.args.conns);
+        let shot = |path: &'static str, post: Option<PathBuf>| Shot { port: t.port, host: t.host.clone(), path, post };
+        let k = t.kind;
+        let outcome = match case {
+            Http::Rps1k => {
+                let pids = t.pids();
+                let cpu0: u64 = pids.iter().filter_map(|&p| cpu_ticks(p)).sum();
+                let sampler = Sampler::start(pids.clone());
+                let o = self.tools.rate(&shot("/1k", None), conns, secs).await;
+                let peaks = sampler.stop().await;
+                let cpu1: u64 = pids.iter().filter_map(|&p| cpu_ticks(p)).sum();
+                let o = o?;
+                self.results.push("rps_1k", k, o.rps);
+                if !pids.is_empty() && o.requests > 0 {
+                    let secs = cpu1.saturating_sub(cpu0) as f64 / self.ticks;
+                    self.results.push("cpu_1k", k, secs * 1e6 / o.requests as f64);
+                    self.peaks("rss_1k_server", "rss_1k_client", t, &peaks);
+                }
+                o
+            }
+            Http::Lat1k1 | Http::Lat1k32 => {
+                let c = if matches!(case, Http::Lat1k1) { 1 } else { conns };
+                let o = self.tools.latency(&shot("/1k", None), c, secs).await?;
+                let (p50, p99) = if c == 1 { ("p50_1k_1", "p99_1k_1") } else { ("p50_1k_32", "p99_1k_32") };
+                self.latencies(p50, p99, k, &o);
+                o
+            }
+            Http::Thr1m => {
+                let sampler = Sampler::start(t.pids());
+                let o = self.tools.rate(&shot("/1m", None), conns, secs).await;
+                let peaks = sampler.stop().await;
+                let o = o?;
+                // 1 MiB per request: requests/s is MiB/s.
+                self.results.push("thr_1m", k, o.rps);
+                self.peaks("rss_1m_server", "rss_1m_client", t, &peaks);
+                o
+            }
+            Http::Lat1m1 => {
+                let o = self.tools.latency(&shot("/1m", None), 1, secs).await?;
+                self.latencies("p50_1m_1", "p99_1m_1", k, &o);
+                o
+            }
+            Http::Post1m => {
+                let o = self.tools.rate(&shot("/sink", Some(self.post_body.clone())), conns, secs).await?;
+                self.results.push("post_1m", k, o.rps);
+                o
+            }
+        };
+        if outcome.errors > 0 {
+            self.results.note(format!(
+                "{case:?} via {}: {} failed requests (of {}) in run {}",
+                k.label(),
+                outcome.errors,
+                outcome.requests + outcome.errors,
+                run + 1
+            ));
+        }
+        Ok(())
+    }
+
+    fn latencies(&mut self, p50: &'static str, p99: &'static str, k: Kind, o: &crate::load::Outcome) {
+        if let Some(v) = o.p50 {
+            self.results.push(p50, k, v * 1e3);
+        }
+        if let Some(v) = o.p99 {
+            self.results.push(p99, k, v * 1e3);
+        }
+    }
+
+    fn peaks(&mut self, server: &'static str, client: &'static str, t: &Target, peaks: &[u64]) {
+        let mut i = 0;
+        if t.server.is_some() {
+            if let Some(&p) = peaks.get(i) {
+                self.results.push(server, t.kind, p as f64 / 1024.0);
+            }
+            i += 1;
+        }
+        if t.client.is_some() {
+            if let Some(&p) = peaks.get(i) {
+                self.results.push(client, t.kind, p as f64 / 1024.0);
+            }
+        }
+    }
+
+    async fn websocket(&mut self, t: &Target) {
+        let secs = self.args.duration;
+        let label = t.kind.label();
+        match crate::ws::round_trips(t.port, &t.host, secs).await {
+            Ok(mut samples) => {
+                samples.sort();
+                if let (Some(p50), Some(p99)) = (percentile_ms(&samples, 0.5), percentile_ms(&samples, 0.99)) {
+                    self.results.push("ws_p50", t.kind, p50);
+                    self.results.push("ws_p99", t.kind, p99);
+                }
+            }
+            Err(e) => {
+                self.results.cell("ws_p50", t.kind, "not forwarded");
+                self.results.note(format!("WebSocket echo via {label} failed: {e:#}"));
+                return;
+            }
+        }
+        match crate::ws::rate(t.port, &t.host, self.args.ws_conns, secs).await {
+            Ok(rate) => self.results.push("ws_rate", t.kind, rate),
+            Err(e) => self.results.note(format!("WebSocket message rate via {label} failed: {e:#}")),
+        }
+    }
+
+    async fn idle_tunnels(&mut self, bin: &Path, logs: &Path) {
+        for &n in &self.args.tunnels.clone() {
+            let id = match n {
+                1000 => "tunnel_1000",
+                10_000 => "tunnel_10000",
+                _ => "",
+            };
+            for run in 0..self.args.runs {
+                eprintln!("[bench] {n} idle tunnels, run {}/{}", run + 1, self.args.runs);
+                match crate::tunnels::measure(bin, logs, n).await {
+                    Ok(m) => {
+                        let line = format!(
+                            "{n} idle tunnels, run {}: server RSS {:.1} → {:.1} MiB, {:.1} KiB per tunnel, \
+                             connected in {:.1} s",
+                            run + 1,
+                            m.base_kib as f64 / 1024.0,
+                            m.loaded_kib as f64 / 1024.0,
+                            m.per_tunnel_kib,
+                            m.connect_secs
+                        );
+                        eprintln!("[bench]   {line}");
+                        if id.is_empty() {
+                            self.results.note(line);
+                        } else {
+                            self.results.push(id, Kind::Localtunnels, m.per_tunnel_kib);
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("[bench]   failed: {e:#}");
+                        self.results.note(format!("{n} idle tunnels failed: {e:#}"));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn wasm(&mut self, root: &Path) {
+        let files = crate::wasm::built(root);
+        if files.is_empty() {
+            self.results.cell("wasm_gz", Kind::Localtunnels, "not built");
+            self.results.note("No pkg/*.wasm: run scripts/build-wasm first to measure the wasm client's size.");
+        }
+        for f in files {
+            match crate::wasm::gzipped(&f) {
+                Ok(bytes) => {
+                    self.results.push("wasm_gz", Kind::Localtunnels, bytes as f64 / 1000.0);
+                    let raw = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+                    self.results.note(format!(
+                        "{}: {:.1} KB raw, {:.1} KB gzipped (gzip -9).",
+                        f.strip_prefix(root).unwrap_or(&f).display(),
+                        raw as f64 / 1000.0,
+                        bytes as f64 / 1000.0
+                    ));
+                }
+                Err(e) => self.results.note(format!("wasm size: {e:#}")),
+            }
+        }
+        self.results.cell("wasm_rps", Kind::Localtunnels, "not measured");
+    }
+
+    fn write(&self, root: &Path, kinds: &[Kind]) -> anyhow::Result<()> {
+        let a = &self.args;
+        let mut md = format!(
+            "## Results{}: {}\n\nMachine: {}. {} s per run, {} runs per case (start-up: {}), medians; \
+             ratios (×) are to direct in the same invocation. Load: {} for rates, oha for percentiles; \
+             {} keep-alive connections; WebSocket rate over {} connections. Every process (origin, tunnels, \
+             load generator) shares the same cores, and other jobs may have been running.\n\n",
+            if a.label.is_empty() { String::new() } else { format!(" ({})", a.label) },
+            shell("date -u '+%Y-%m-%d %H:%M UTC'"),
+            machine(),
+            a.duration,
+            a.runs,
+            a.runs.max(5),
+            if self.tools.wrk.is_some() { "wrk" } else { "oha" },
+            a.conns,
+            a.ws_conns,
+        );
+        md.push_str(&self.results.table(kinds));
+        if !self.results.notes.is_empty() {
+            md.push_str("\nNotes:\n\n");
+            for n in &self.results.notes {
+                md.push_str(&format!("- {n}\n"));
+            }
+        }
+        println!("{md}");
+        let out = root.join(&a.out);
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&out, &md).with_context(|| format!("cannot write {}", out.display()))?;
+        let json = serde_json::to_string_pretty(&self.results.json())?;
+        std::fs::write(out.with_extension("json"), json)?;
+        eprintln!("[bench] wrote {}", out.display());
+        Ok(())
+    }
+}
+
+/// Samples the peak RSS of some processes every 50 ms until stopped.
+struct Sampler {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Vec<u64>>,
+}
+
+impl Sampler {
+    fn start(pids: Vec<u32>) -> Sampler {
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut peaks = vec![0u64; pids.len()];
+            loop {
+                for (peak, &pid) in peaks.iter_mut().zip(&pids) {
+                    *peak = (*peak).max(rss_kib(pid).unwrap_or(0));
+                }
+                tokio::select! {
+                    _ = &mut stopped => return peaks,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        });
+        Sampler { stop, task }
+    }
+
+    async fn stop(self) -> Vec<u64> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// The workspace root (this crate is `crates/bench`).
+fn workspace_root() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    dir.ancestors().nth(2).map(Path::to_path_buf).unwrap_or_else(|| dir.to_path_buf())
+}
+
+/// Builds the release `localtunnels` binary (a no-op when up to date).
+fn build_localtunnels(root: &Path) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("[bench] cargo build --release -p localtunnels");
+    let status = std::process::Command::new(cargo)
+        .current_dir(root)
+        .args(["build", "--release", "-p", "localtunnels", "--bin", "localtunnels"])
+        .status()?;
+    if !status.success() {
+        bail!("building localtunnels failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release/localtunnels"))
+}
+
+fn shell(cmd: &str) -> String {
+    std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// "N cores, <cpu model>, <RAM>, Linux <release>".
+fn machine() -> String {
+    let cpu = shell("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2");
+    let mem = shell("awk '/MemTotal/ {printf \"%.0f GiB\", $2/1048576}' /proc/meminfo");
+    format!("{} cores ({}), {mem} RAM, Linux {}", shell("nproc"), cpu.trim(), shell("uname -r"))
+}

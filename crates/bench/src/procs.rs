@@ -1,0 +1,187 @@
+//! Child processes (killed on drop), what `/proc` says about them, free ports, and a
+//! raw HTTP probe for readiness checks.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// A running child process. Killed (SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct Proc {
+    /// Short name, for logs and reports.
+    pub name: String,
+    /// Its pid.
+    pub pid: u32,
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    /// Starts `program args…` with stdout read line by line (also copied to
+    /// `logs/<name>.out`) and stderr written to `logs/<name>.err`.
+    pub fn spawn(logs: &Path, name: &str, program: &Path, args: &[&str]) -> anyhow::Result<Proc> {
+        let err = std::fs::File::create(logs.join(format!("{name}.err")))?;
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        let pid = child.id().ok_or_else(|| anyhow!("{name} exited at once"))?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let (tx, lines) = mpsc::channel(64);
+        let out_path = logs.join(format!("{name}.out"));
+        // Drain stdout for the process's whole life (a full pipe would stall it);
+        // keep the first lines for whoever waits on them.
+        tokio::spawn(async move {
+            let mut out = std::fs::File::create(out_path).ok();
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if let Some(f) = out.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                let _ = tx.try_send(line);
+            }
+        });
+        Ok(Proc { name: name.to_string(), pid, child, lines })
+    }
+
+    /// The next stdout line, waiting at most `timeout`.
+    pub async fn line(&mut self, timeout: Duration) -> anyhow::Result<String> {
+        match tokio::time::timeout(timeout, self.lines.recv()).await {
+            Ok(Some(l)) => Ok(l),
+            Ok(None) => bail!("{} exited before printing a line (see its .err log)", self.name),
+            Err(_) => bail!("{} printed nothing within {timeout:?}", self.name),
+        }
+    }
+
+    /// Kills the process and waits for it.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// CPU time (user + system, all threads) of `pid`, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start at field 3.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+pub fn ticks_per_sec() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Resident memory of `pid` in KiB (`VmRSS`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A port that was free a moment ago (bound to port 0, then released).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(StdListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+}
+
+/// True if something accepts connections on 127.0.0.1:`port`.
+pub fn listening(port: u16) -> bool {
+    StdStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)), Duration::from_millis(100)).is_ok()
+}
+
+/// One `GET path` on a fresh connection to 127.0.0.1:`port` with `Host: host`;
+/// returns the status code, or `None` when there was no (complete) status line
+/// within `timeout`. Blocking: call from `spawn_blocking` or a plain thread.
+pub fn probe(port: u16, host: &str, path: &str, timeout: Duration) -> Option<u16> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut s = StdStream::connect_timeout(&addr, timeout).ok()?;
+    let _ = s.set_nodelay(true);
+    s.set_read_timeout(Some(timeout)).ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut buf = [0u8; 64];
+    let mut got = 0;
+    while got < 12 {
+        match s.read(&mut buf[got..]) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got += n,
+        }
+    }
+    let line = std::str::from_utf8(&buf[..got]).ok()?;
+    line.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+/// Polls `probe` until it answers 200; returns how long that took. Between attempts
+/// it sleeps 200 µs, which is also the resolution of the figure.
+pub fn wait_for_200(port: u16, host: &str, path: &str, give_up: Duration) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < give_up {
+        if probe(port, host, path, Duration::from_millis(200)) == Some(200) {
+            return Ok(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    bail!("no 200 from 127.0.0.1:{port}{path} (Host {host}) within {give_up:?}")
+}
+
+/// Async wrapper of [`wait_for_200`].
+pub async fn ready(port: u16, host: &str, path: &str, give_up: Duration) -> anyhow::Result<Duration> {
+    let (host, path) = (host.to_string(), path.to_string());
+    tokio::task::spawn_blocking(move || wait_for_200(port, &host, &path, give_up)).await?
+}
+
+/// Finds `name` on PATH or in `~/.cargo/bin`.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cargo/bin"));
+    }
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// Returns the path of `bin`, installing it first when missing: `cargo install
+/// <krate> --locked` for cargo tools, `apt-get install -y <krate>` for apt ones.
+/// Both are no-ops when already installed. `None` if it still cannot be found.
+pub fn ensure_tool(bin: &str, krate: &str, apt: bool, install: bool) -> Option<PathBuf> {
+    if let Some(p) = which(bin) {
+        return Some(p);
+    }
+    if install {
+        eprintln!("[bench] {bin} not found: installing {krate} ({})", if apt { "apt-get" } else { "cargo install" });
+        let ok = |c: &mut std::process::Command| c.status().is_ok_and(|s| s.success());
+        let done = if apt {
+            ok(std::process::Command::new("apt-get").args(["install", "-y", krate]).stdout(Stdio::null()))
+        } else {
+            // A tool's lock file can pin a crate that no longer builds with today's
+            // compiler (rathole 0.5's pins `time` 0.3.29): then let cargo resolve afresh.
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            ok(std::process::Command::new(&cargo).args(["install", krate, "--locked"]))
+                || ok(std::process::Command::new(&cargo).args(["install", krate]))
+        };
+        if !done {
+            eprintln!("[bench] installing {krate} failed");
+        }
+    }
+    which(bin)
+}
