@@ -771,15 +771,13 @@ impl Session {
         let window = u64::from(self.config.stream_window);
         if let Some(s) = self.streams.get_mut(&id) {
             if !s.recv_done {
-                s.recv_unacked = s.recv_unacked.saturating_add(n);
-                if s.recv_unacked >= (window / 4).max(1) {
-                    let inc = s.recv_unacked.min(window - s.recv_remaining.min(window));
+                s.recv_unacked = s.recv_unacked.saturating_add(n).min(window - s.recv_remaining.min(window));
+                if should_grant(s.recv_unacked, s.recv_remaining, window) {
+                    let inc = s.recv_unacked;
                     s.recv_unacked = 0;
                     s.recv_remaining += inc;
-                    if inc > 0 {
-                        let increment = u32::try_from(inc).unwrap_or(u32::MAX);
-                        self.push_control(&Frame::Window { id, increment });
-                    }
+                    let increment = u32::try_from(inc).unwrap_or(u32::MAX);
+                    self.push_control(&Frame::Window { id, increment });
                 }
             }
         }
@@ -789,7 +787,7 @@ impl Session {
     fn release_session(&mut self, n: u64) {
         let window = u64::from(self.config.session_window);
         self.recv_unacked = self.recv_unacked.saturating_add(n).min(window - self.recv_remaining);
-        if self.recv_unacked >= (window / 4).max(1) {
+        if should_grant(self.recv_unacked, self.recv_remaining, window) {
             let inc = self.recv_unacked;
             self.recv_unacked = 0;
             self.recv_remaining += inc;
@@ -918,6 +916,15 @@ impl Session {
             // Bytes it delivered are still the application's to `release`.
         }
     }
+}
+
+/// Whether consumed bytes (`unacked`) are worth a WINDOW frame now. Grants are batched
+/// to a quarter of the window, but never held back once they are at least what the
+/// peer has left (`remaining`): bytes the application holds unreleased shrink the part
+/// of the window that cycles, and a fixed threshold larger than that part would never
+/// be reached, stalling every other stream of the session.
+fn should_grant(unacked: u64, remaining: u64, window: u64) -> bool {
+    unacked > 0 && (unacked >= window / 4 || unacked >= remaining)
 }
 
 /// Longest message a RESET, GOAWAY, CLOSE or REFUSE carries, in bytes.

@@ -388,3 +388,38 @@ proptest! {
         model.pair.server.check();
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Liveness: whatever stalled readers hold, as long as they leave some of the session
+    /// window free, another stream's body still arrives whole.
+    #[test]
+    fn stalled_readers_never_stop_a_stream_while_window_is_left(
+        stream_window in 1024..=65_536u32,
+        session_window in 4096..=1_048_576u32,
+        stalled in vec(0..=80_000usize, 0..24),
+        body in 0..=200_000usize,
+    ) {
+        let server = Config { stream_window, session_window, ..Config::DEFAULT };
+        let mut pair = Pair::connected_with(Config::DEFAULT, server);
+        let mut held = 0;
+        for (i, &len) in stalled.iter().enumerate() {
+            let id = pair.server.get(&format!("/stalled/{i}"));
+            pair.server.stall(id);
+            pair.drive();
+            pair.client.respond_with(id, 200, pattern(len, i as u8));
+            pair.drive();
+            held += pair.server.log(id).unreleased;
+        }
+        prop_assert!(held <= session_window as usize);
+        prop_assume!(session_window as usize - held >= 1024);
+        let id = pair.server.get("/flowing");
+        pair.drive();
+        pair.client.respond_with(id, 200, pattern(body, 99));
+        pair.drive();
+        let log = pair.server.log(id);
+        prop_assert!(log.end, "got {} of {} bytes with {} of {} held", log.body.len(), body, held, session_window);
+        prop_assert!(log.body == pattern(body, 99));
+    }
+}

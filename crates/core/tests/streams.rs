@@ -382,3 +382,36 @@ fn a_reset_after_a_complete_response_lets_the_response_out_first() {
     assert_eq!(pair.server.session.stream_count() + pair.client.session.stream_count(), 0);
     assert!(pair.client.errors.is_empty() && pair.server.errors.is_empty());
 }
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn many_stalled_readers_do_not_stop_the_others() {
+    // 30 readers stop, each holding a full stream window: together 7.5 of the 8 MiB
+    // session window. The rest of the session window must keep cycling for the others.
+    let mut pair = Pair::connected();
+    let window = pair.server.session.config().stream_window as usize;
+    let stalled: Vec<_> = (0..30).map(|i| pair.server.get(&format!("/stalled/{i}"))).collect();
+    for &id in &stalled {
+        pair.server.stall(id);
+    }
+    pair.drive();
+    for &id in &stalled {
+        pair.client.respond_with(id, 200, pattern(window + 1000, 0));
+    }
+    pair.drive();
+    let held: usize = stalled.iter().map(|id| pair.server.log(*id).unreleased).sum();
+    assert_eq!(held, 30 * window);
+
+    let id = pair.server.get("/still-flowing");
+    pair.drive();
+    pair.client.respond_with(id, 200, pattern(4 << 20, 1));
+    pair.drive();
+    assert!(pair.server.log(id).end, "got {} of {} bytes", pair.server.log(id).body.len(), 4 << 20);
+    assert!(pair.server.log(id).body == pattern(4 << 20, 1));
+
+    for &id in &stalled {
+        pair.server.unstall(id);
+    }
+    pair.drive();
+    assert!(stalled.iter().all(|id| pair.server.log(*id).end));
+}
