@@ -1,0 +1,171 @@
+//! One attempt at a tunnel: the runtime's `WebSocket`, the core `Session` it carries,
+//! the heartbeat timer, and the streams in flight.
+//!
+//! A `Conn` only moves bytes: messages from the socket go into the session, frames from
+//! the session go out on the socket, and the session's deadline arms a timer. What the
+//! session's events mean is decided in `tunnel.rs`.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use gloo_timers::callback::Timeout;
+use js_sys::Date;
+use localtunnels_core::{Config, Hello, Instant, Session, StreamId};
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{BinaryType, MessageEvent, WebSocket};
+
+use crate::http::HttpStream;
+use crate::js;
+use crate::socket::SocketInner;
+use crate::tunnel::Tunnel;
+
+/// The WebSocket subprotocol of the control connection.
+pub(crate) const SUBPROTOCOL: &str = "localtunnels.v1";
+
+/// `WebSocket.OPEN`.
+const OPEN: u16 = 1;
+/// `WebSocket.CLOSING`.
+const CLOSING: u16 = 2;
+
+/// What the client keeps for one live stream.
+pub(crate) enum Slot {
+    /// A visitor's HTTP request.
+    Http(HttpStream),
+    /// A visitor's WebSocket, accepted and handed to the `onWebSocket` handler.
+    Ws(Rc<SocketInner>),
+}
+
+/// One connection attempt and, once welcomed, one tunnel session.
+pub(crate) struct Conn {
+    /// Distinguishes this attempt from earlier ones: stream ids restart at each session.
+    pub(crate) gen: u64,
+    pub(crate) session: Session,
+    pub(crate) streams: HashMap<StreamId, Slot>,
+    /// The server accepted the hello.
+    pub(crate) welcomed: bool,
+    ws: WebSocket,
+    epoch_ms: f64,
+    last_micros: u64,
+    timer: Option<Timeout>,
+    timer_at: Option<Instant>,
+    listeners: Option<Listeners>,
+}
+
+/// The socket's listeners, owned here and detached when the connection is dropped.
+struct Listeners {
+    _open: Closure<dyn FnMut(JsValue)>,
+    _message: Closure<dyn FnMut(MessageEvent)>,
+    _close: Closure<dyn FnMut(JsValue)>,
+}
+
+impl Conn {
+    /// Opens the control WebSocket to `url`; the hello goes out once it is open.
+    pub(crate) fn open(t: &Rc<Tunnel>, gen: u64, url: &str, hello: Hello) -> Result<Conn, JsValue> {
+        let ws = WebSocket::new_with_str(url, SUBPROTOCOL)?;
+        ws.set_binary_type(BinaryType::Arraybuffer);
+        let listeners = Listeners {
+            _open: {
+                let t = t.clone();
+                Closure::new(move |_: JsValue| t.on_socket_open(gen))
+            },
+            _message: {
+                let t = t.clone();
+                Closure::new(move |e: MessageEvent| t.on_socket_message(gen, &e))
+            },
+            _close: {
+                let t = t.clone();
+                Closure::new(move |e: JsValue| t.on_socket_close(gen, &e))
+            },
+        };
+        ws.set_onopen(Some(listeners._open.as_ref().unchecked_ref()));
+        ws.set_onmessage(Some(listeners._message.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(listeners._close.as_ref().unchecked_ref()));
+        // A close event always follows an error event and does the work. The error
+        // listener must still exist: Node's `ws` throws on an error nobody listens to.
+        ws.set_onerror(Some(&js::noop()));
+        Ok(Conn {
+            gen,
+            session: Session::client(Config::DEFAULT, hello, Instant::ZERO),
+            streams: HashMap::new(),
+            welcomed: false,
+            ws,
+            epoch_ms: Date::now(),
+            last_micros: 0,
+            timer: None,
+            timer_at: None,
+            listeners: Some(listeners),
+        })
+    }
+
+    /// The session's clock: microseconds since this attempt began, never going back.
+    pub(crate) fn now(&mut self) -> Instant {
+        let elapsed_ms = Date::now() - self.epoch_ms;
+        let micros = if elapsed_ms > 0.0 { (elapsed_ms * 1000.0) as u64 } else { 0 };
+        self.last_micros = self.last_micros.max(micros);
+        Instant::from_micros(self.last_micros)
+    }
+
+    /// The socket is open: frames can be sent.
+    pub(crate) fn is_open(&self) -> bool {
+        self.ws.ready_state() == OPEN
+    }
+
+    /// Sends every frame the session has queued, if the socket is open.
+    pub(crate) fn flush(&mut self) {
+        if !self.is_open() {
+            return;
+        }
+        while let Some(frame) = self.session.poll_transmit() {
+            if let Err(e) = self.ws.send_with_array_buffer(&js::array_buffer(&frame)) {
+                web_sys::console::warn_2(&JsValue::from_str("localtunnels: send failed:"), &e);
+                return;
+            }
+        }
+    }
+
+    /// Arms the timer for the session's next deadline (heartbeat or idle timeout).
+    pub(crate) fn rearm(&mut self, t: &Rc<Tunnel>) {
+        let deadline = self.session.poll_timeout();
+        if deadline == self.timer_at && (self.timer.is_some() || deadline.is_none()) {
+            return;
+        }
+        self.timer_at = deadline;
+        let old = self.timer.take();
+        js::defer_drop(old);
+        if let Some(at) = deadline {
+            let now = self.now();
+            let ms = at.saturating_duration_since(now).as_micros().div_ceil(1000);
+            let ms = u32::try_from(ms).unwrap_or(u32::MAX).min(i32::MAX as u32);
+            let t = t.clone();
+            let gen = self.gen;
+            self.timer = Some(Timeout::new(ms, move || t.on_timer(gen)));
+        }
+    }
+
+    /// The timer fired: forget it so that the next `rearm` sets a new one.
+    pub(crate) fn timer_fired(&mut self) {
+        self.timer_at = None;
+        js::defer_drop(self.timer.take());
+    }
+
+    /// Closes the socket (after the frames already handed to it).
+    pub(crate) fn close_socket(&mut self) {
+        let state = self.ws.ready_state();
+        if state < CLOSING {
+            let _ = self.ws.close_with_code(1000);
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        self.close_socket();
+        if let Some(l) = self.listeners.take() {
+            js::defer_drop(l);
+        }
+    }
+}

@@ -1,0 +1,716 @@
+//! A visitor's HTTP request: build a real `Request`, call the handler, stream its
+//! `Response` back under flow control.
+//!
+//! Request bodies stream into a `ReadableStream` whose bytes are granted back to the
+//! server (`Session::release`) only when the handler has read them, so a handler that
+//! reads slowly slows the visitor down instead of filling memory. Runtimes that cannot
+//! put a stream in a `Request` get the body buffered (up to [`MAX_BUFFERED`]).
+
+use std::cell::{Cell, RefCell};
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::rc::{Rc, Weak};
+use std::task::Poll;
+
+use bytes::Bytes;
+use gloo_timers::future::TimeoutFuture;
+use js_sys::{Array, Date, Function, Promise};
+use localtunnels_core::{Header, RequestHead, ResetCode, ResponseHead, StreamError, StreamId};
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::{
+    AbortController, AbortSignal, Headers, ReadableStream, ReadableStreamDefaultController,
+    ReadableStreamDefaultReader, Request, RequestInit, Response,
+};
+
+use crate::conn::Slot;
+use crate::js;
+use crate::options::Handler;
+use crate::tunnel::{Kind, Tunnel};
+
+/// Largest request body collected in runtimes without request streams.
+const MAX_BUFFERED: usize = 16 * 1024 * 1024;
+
+/// The client's side of one HTTP stream.
+pub(crate) struct HttpStream {
+    body: Body,
+    abort: Option<AbortController>,
+    /// Resolves the response task's wait for send credit.
+    pub(crate) writable: Option<Function>,
+    /// The response body being sent, cancelled if the visitor goes away.
+    reader: Option<ReadableStreamDefaultReader>,
+    /// The visitor finished sending.
+    req_done: bool,
+    /// We finished sending.
+    resp_done: bool,
+}
+
+/// Where the visitor's body bytes go.
+enum Body {
+    /// Released and dropped as they arrive (no body expected, or nobody reads it).
+    Discard,
+    /// Into the request's `ReadableStream`.
+    Stream(Rc<BodySource>),
+    /// Collected; the handler runs once the body is complete.
+    Buffer(Box<Buffered>),
+}
+
+struct Buffered {
+    data: Vec<u8>,
+    headers: Headers,
+    handler: Handler,
+    meta: Meta,
+    signal: Option<AbortSignal>,
+}
+
+/// What the response side needs to know about the request.
+#[derive(Clone)]
+struct Meta {
+    id: StreamId,
+    method: String,
+    url: String,
+    started: f64,
+    timeout_ms: u32,
+}
+
+impl Meta {
+    fn head_only(&self) -> bool {
+        self.method.eq_ignore_ascii_case("HEAD")
+    }
+}
+
+/// The stream `id` of the connection `gen` opened: build the request and serve it.
+pub(crate) fn on_open(t: &Rc<Tunnel>, gen: u64, id: StreamId, head: RequestHead, end: bool) {
+    let (base, handler, timeout_ms) = {
+        let st = t.st.borrow();
+        (st.url.clone().unwrap_or_default(), st.on_request.clone(), st.options.response_timeout_ms)
+    };
+    let meta = Meta { id, method: head.method, url: join_url(&base, &head.target), started: Date::now(), timeout_ms };
+    let event = js::object(&[
+        ("id", JsValue::from(id)),
+        ("method", JsValue::from_str(&meta.method)),
+        ("url", JsValue::from_str(&meta.url)),
+        ("websocket", JsValue::FALSE),
+    ]);
+    t.emit(Kind::Request, &event);
+
+    let abort = AbortController::new().ok();
+    let signal = abort.as_ref().map(AbortController::signal);
+    let mut stream =
+        HttpStream { body: Body::Discard, abort, writable: None, reader: None, req_done: end, resp_done: false };
+    let bodiless = end || meta.method.eq_ignore_ascii_case("GET") || meta.head_only();
+    let answer = match handler {
+        None => Err((503, "no request handler: call client.onRequest(handler) first".to_string())),
+        Some(handler) => {
+            let headers = headers_of(&head.headers);
+            if bodiless {
+                build_request(&meta, &headers, None, signal.as_ref()).map(|r| (handler, r))
+            } else if request_streams_supported() {
+                match BodySource::new(t, gen, id) {
+                    Ok((body, source)) => {
+                        stream.body = Body::Stream(Rc::new(source));
+                        build_request(&meta, &headers, Some(&body), signal.as_ref()).map(|r| (handler, r))
+                    }
+                    Err(e) => Err((500, format!("cannot create the request body stream: {}", js::error_message(&e)))),
+                }
+            } else {
+                let buffered = Buffered { data: Vec::new(), headers, handler, meta, signal };
+                stream.body = Body::Buffer(Box::new(buffered));
+                t.with_conn(gen, |c| c.streams.insert(id, Slot::Http(stream)));
+                return;
+            }
+        }
+    };
+    t.with_conn(gen, |c| c.streams.insert(id, Slot::Http(stream)));
+    spawn_local(serve(t.clone(), gen, answer, meta));
+}
+
+/// Body bytes (or its end) for stream `id`.
+pub(crate) fn on_data(t: &Rc<Tunnel>, gen: u64, id: StreamId, data: Bytes, end: bool) {
+    enum Next {
+        Nothing,
+        Enqueue(Rc<BodySource>),
+        Serve(Box<Buffered>),
+        TooLarge(Meta),
+    }
+    let n = data.len();
+    let next = t.with_conn(gen, |c| {
+        let Some(Slot::Http(h)) = c.streams.get_mut(&id) else {
+            c.session.release(id, n);
+            return Next::Nothing;
+        };
+        h.req_done |= end;
+        let next = match &mut h.body {
+            Body::Discard => {
+                c.session.release(id, n);
+                Next::Nothing
+            }
+            Body::Stream(source) => {
+                if source.shared.cancelled.get() {
+                    c.session.release(id, n);
+                } else {
+                    source.shared.unreleased.set(source.shared.unreleased.get() + n);
+                }
+                Next::Enqueue(source.clone())
+            }
+            Body::Buffer(b) => {
+                c.session.release(id, n);
+                b.data.extend_from_slice(&data);
+                if b.data.len() > MAX_BUFFERED {
+                    let meta = b.meta.clone();
+                    h.body = Body::Discard;
+                    Next::TooLarge(meta)
+                } else if end {
+                    match std::mem::replace(&mut h.body, Body::Discard) {
+                        Body::Buffer(b) => Next::Serve(b),
+                        _ => Next::Nothing,
+                    }
+                } else {
+                    Next::Nothing
+                }
+            }
+        };
+        if h.req_done && h.resp_done {
+            c.streams.remove(&id);
+        }
+        next
+    });
+    match next.unwrap_or(Next::Nothing) {
+        Next::Nothing => {}
+        Next::Enqueue(source) => source.push(t, gen, id, &data, end),
+        Next::Serve(b) => {
+            let body = js::u8_array(&b.data);
+            let b = *b;
+            let answer = build_request(&b.meta, &b.headers, Some(&body), b.signal.as_ref()).map(|r| (b.handler, r));
+            spawn_local(serve(t.clone(), gen, answer, b.meta));
+        }
+        Next::TooLarge(meta) => {
+            let message = format!("the request body is larger than {MAX_BUFFERED} bytes");
+            spawn_local(serve(t.clone(), gen, Err((413, message)), meta));
+        }
+    }
+}
+
+/// The stream is gone (reset by the visitor, or the tunnel dropped).
+pub(crate) fn fail(h: HttpStream, message: &str) {
+    if let Body::Stream(source) = &h.body {
+        source.controller.error_with_e(&js::error(message));
+    }
+    if let Some(reader) = &h.reader {
+        js::ignore(reader.cancel());
+    }
+    if let Some(abort) = &h.abort {
+        abort.abort();
+    }
+    if let Some(resolve) = &h.writable {
+        let _ = resolve.call0(&JsValue::UNDEFINED);
+    }
+}
+
+/// Calls the handler and sends what it answers, or an error page.
+async fn serve(t: Rc<Tunnel>, gen: u64, answer: Result<(Handler, Request), (u16, String)>, meta: Meta) {
+    let outcome = match answer {
+        Ok((handler, request)) => call_handler(&handler, &request, meta.timeout_ms).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(response) => send_response(&t, gen, response, &meta).await,
+        Err((status, message)) => {
+            if status == 502 || status == 504 {
+                t.emit_error(&format!("{} {}: {message}", meta.method, meta.url));
+            }
+            send_text(&t, gen, &meta, status, &message);
+        }
+    }
+}
+
+/// Runs the handler with a deadline. `Err` holds the status and message for the visitor.
+async fn call_handler(handler: &Handler, request: &Request, timeout_ms: u32) -> Result<JsValue, (u16, String)> {
+    let returned = handler
+        .call(request.as_ref())
+        .map_err(|e| (502, format!("the request handler threw: {}", js::error_message(&e))))?;
+    let answer = JsFuture::from(Promise::resolve(&returned));
+    let timeout = TimeoutFuture::new(timeout_ms);
+    let mut answer = pin!(answer);
+    let mut timeout = pin!(timeout);
+    let settled = poll_fn(|cx| {
+        if let Poll::Ready(r) = answer.as_mut().poll(cx) {
+            return Poll::Ready(Some(r));
+        }
+        timeout.as_mut().poll(cx).map(|()| None)
+    })
+    .await;
+    match settled {
+        None => Err((504, format!("the request handler did not answer within {timeout_ms} ms"))),
+        Some(Err(e)) => Err((502, format!("the request handler failed: {}", js::error_message(&e)))),
+        Some(Ok(value)) => {
+            let kind = js::type_name(&value);
+            as_response(value).ok_or_else(|| (502, format!("the request handler returned {kind}, not a Response")))
+        }
+    }
+}
+
+/// A `Response`, or a plain object shaped like one: `{ status, headers?, body? }`.
+/// The plain form exists for browsers, whose `Response` silently drops `set-cookie`.
+fn as_response(value: JsValue) -> Option<JsValue> {
+    let ok = value.is_instance_of::<Response>() || js::get(&value, "status").as_f64().is_some();
+    ok.then_some(value)
+}
+
+/// A response body to send.
+enum OutBody {
+    None,
+    Stream(ReadableStream),
+    Bytes(Bytes),
+}
+
+impl OutBody {
+    fn cancel(self) {
+        if let OutBody::Stream(body) = self {
+            js::ignore(body.cancel());
+        }
+    }
+}
+
+/// Status, headers and body of a `Response` or of a response-shaped object.
+fn take_apart(value: &JsValue) -> Result<(u16, Vec<Header>, OutBody), String> {
+    let status = js::get(value, "status").as_f64().unwrap_or(0.0);
+    let body = js::get(value, "body");
+    let body = if body.is_null() || body.is_undefined() {
+        OutBody::None
+    } else if js::as_function(&js::get(&body, "getReader")).is_some() {
+        OutBody::Stream(body.unchecked_into())
+    } else if let Some((bytes, _)) = js::bytes_of(&body) {
+        OutBody::Bytes(bytes)
+    } else {
+        return Err(format!(
+            "the response body must be a ReadableStream, a string or bytes, got {}",
+            js::type_name(&body)
+        ));
+    };
+    if !(200.0..=999.0).contains(&status) || status.fract() != 0.0 {
+        body.cancel();
+        return Err(format!("the request handler returned a Response with status {status} (a network error?)"));
+    }
+    let headers = js::get(value, "headers");
+    let headers = if headers.is_undefined() || headers.is_null() { Vec::new() } else { response_headers(&headers) };
+    Ok((status as u16, headers, body))
+}
+
+/// Sends the handler's response: head, then the body chunk by chunk.
+async fn send_response(t: &Rc<Tunnel>, gen: u64, response: JsValue, meta: &Meta) {
+    let id = meta.id;
+    let (status, headers, body) = match take_apart(&response) {
+        Ok(parts) => parts,
+        Err(message) => {
+            t.emit_error(&format!("{} {}: {message}", meta.method, meta.url));
+            send_text(t, gen, meta, 502, &message);
+            return;
+        }
+    };
+    let body = if meta.head_only() {
+        body.cancel();
+        OutBody::None
+    } else {
+        body
+    };
+    let head = ResponseHead { status, headers };
+    let sent = t.with_conn(gen, |c| c.session.respond(id, head, matches!(body, OutBody::None)));
+    t.pump();
+    match sent {
+        Some(Ok(())) => {}
+        Some(Err(StreamError::HeadTooLarge { size, limit })) => {
+            body.cancel();
+            let message = format!("the response headers are too large ({size} bytes, limit {limit})");
+            t.emit_error(&format!("{} {}: {message}", meta.method, meta.url));
+            send_text(t, gen, meta, 502, &message);
+            return;
+        }
+        _ => {
+            body.cancel();
+            return;
+        }
+    }
+    emit_response(t, meta, status);
+    match body {
+        OutBody::None => {}
+        OutBody::Stream(body) => send_body(t, gen, id, &body).await,
+        OutBody::Bytes(bytes) => {
+            if send_all(t, gen, id, bytes).await && t.with_conn(gen, |c| c.session.finish(id)).is_some() {
+                t.pump();
+            }
+        }
+    }
+    response_done(t, gen, id);
+}
+
+/// Copies a response body into the stream, honouring the stream's send window.
+async fn send_body(t: &Rc<Tunnel>, gen: u64, id: StreamId, body: &ReadableStream) {
+    let reader = match js::try_get_reader(body) {
+        Ok(reader) => reader,
+        Err(e) => {
+            let message = format!("cannot read the response body: {}", js::error_message(&e));
+            t.emit_error(&message);
+            reset(t, gen, id, ResetCode::Internal, &message);
+            return;
+        }
+    };
+    let stored = t.with_conn(gen, |c| match c.streams.get_mut(&id) {
+        Some(Slot::Http(h)) => {
+            h.reader = Some(reader.clone());
+            true
+        }
+        _ => false,
+    });
+    if stored != Some(true) {
+        js::ignore(reader.cancel());
+        return;
+    }
+    loop {
+        let chunk = match JsFuture::from(reader.read()).await {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                let message = format!("the response body failed: {}", js::error_message(&e));
+                t.emit_error(&message);
+                reset(t, gen, id, ResetCode::Internal, &message);
+                return;
+            }
+        };
+        if js::get(&chunk, "done").as_bool() != Some(false) {
+            if t.with_conn(gen, |c| c.session.finish(id)).is_some() {
+                t.pump();
+            }
+            return;
+        }
+        let value = js::get(&chunk, "value");
+        let Some((bytes, _)) = js::bytes_of(&value) else {
+            let message = format!("response body chunks must be Uint8Array, got {}", js::type_name(&value));
+            t.emit_error(&message);
+            js::ignore(reader.cancel());
+            reset(t, gen, id, ResetCode::Internal, &message);
+            return;
+        };
+        if !send_all(t, gen, id, bytes).await {
+            js::ignore(reader.cancel());
+            return;
+        }
+    }
+}
+
+/// Offers `data` to the session until all of it is taken, waiting for `Writable`
+/// whenever the window is shut. `false` when the stream is gone.
+async fn send_all(t: &Rc<Tunnel>, gen: u64, id: StreamId, mut data: Bytes) -> bool {
+    while !data.is_empty() {
+        let taken = t.with_conn(gen, |c| c.session.send_data(id, data.clone()));
+        let Some(Ok(n)) = taken else { return false };
+        t.pump();
+        data = data.slice(n.min(data.len())..);
+        if data.is_empty() {
+            break;
+        }
+        let mut resolve = None;
+        let wake = Promise::new(&mut |res, _| resolve = Some(res));
+        let waiting = t.with_conn(gen, |c| match c.streams.get_mut(&id) {
+            Some(Slot::Http(h)) => {
+                h.writable = resolve.take();
+                true
+            }
+            _ => false,
+        });
+        if waiting != Some(true) {
+            return false;
+        }
+        let _ = JsFuture::from(wake).await;
+    }
+    true
+}
+
+/// A short plain-text response from the client itself (errors, refusals).
+fn send_text(t: &Rc<Tunnel>, gen: u64, meta: &Meta, status: u16, message: &str) {
+    let id = meta.id;
+    let body = Bytes::from(format!("{status} {}: {message}\n", reason_phrase(status)));
+    let head_only = meta.head_only();
+    let headers: Vec<Header> = vec![
+        ("content-type".to_string(), Bytes::from_static(b"text/plain; charset=utf-8")),
+        ("content-length".to_string(), Bytes::from(body.len().to_string())),
+    ];
+    let sent = t.with_conn(gen, |c| {
+        c.session.respond(id, ResponseHead { status, headers }, head_only)?;
+        if !head_only {
+            c.session.send_data(id, body)?;
+            c.session.finish(id)?;
+        }
+        Ok::<(), StreamError>(())
+    });
+    t.pump();
+    if sent == Some(Ok(())) {
+        emit_response(t, meta, status);
+    }
+    response_done(t, gen, id);
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        413 => "Content Too Large",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}
+
+fn emit_response(t: &Rc<Tunnel>, meta: &Meta, status: u16) {
+    let event = js::object(&[
+        ("id", JsValue::from(meta.id)),
+        ("method", JsValue::from_str(&meta.method)),
+        ("url", JsValue::from_str(&meta.url)),
+        ("status", JsValue::from(status)),
+        ("duration", JsValue::from(Date::now() - meta.started)),
+    ]);
+    t.emit(Kind::Response, &event);
+}
+
+/// Our side is finished. A body the visitor is still sending is dropped from now on.
+fn response_done(t: &Rc<Tunnel>, gen: u64, id: StreamId) {
+    t.with_conn(gen, |c| {
+        let Some(Slot::Http(h)) = c.streams.get_mut(&id) else { return };
+        h.resp_done = true;
+        h.reader = None;
+        h.writable = None;
+        if h.req_done {
+            c.streams.remove(&id);
+            return;
+        }
+        if let Body::Stream(source) = &h.body {
+            source.shared.cancelled.set(true);
+            c.session.release(id, source.shared.unreleased.take());
+        }
+    });
+    t.pump();
+}
+
+/// Abandons the stream both ways.
+fn reset(t: &Rc<Tunnel>, gen: u64, id: StreamId, code: ResetCode, message: &str) {
+    let slot = t
+        .with_conn(gen, |c| {
+            c.session.reset(id, code, message);
+            c.streams.remove(&id)
+        })
+        .flatten();
+    if let Some(Slot::Http(mut h)) = slot {
+        h.reader = None;
+        fail(h, message);
+    }
+    t.pump();
+}
+
+/// The underlying source of a request body `ReadableStream`.
+pub(crate) struct BodySource {
+    controller: ReadableStreamDefaultController,
+    shared: Rc<BodyShared>,
+    _pull: Closure<dyn FnMut(JsValue)>,
+    _cancel: Closure<dyn FnMut(JsValue)>,
+}
+
+#[derive(Default)]
+struct BodyShared {
+    /// Bytes enqueued and not yet granted back to the visitor.
+    unreleased: Cell<usize>,
+    /// The reader cancelled the stream (or the response is done): drop what comes.
+    cancelled: Cell<bool>,
+}
+
+impl BodySource {
+    fn new(t: &Rc<Tunnel>, gen: u64, id: StreamId) -> Result<(ReadableStream, BodySource), JsValue> {
+        let shared = Rc::new(BodyShared::default());
+        let weak = Rc::downgrade(t);
+        // `pull` runs when the stream's queue is empty: every byte enqueued so far
+        // has been read, so it can all be granted back.
+        let pull = {
+            let (shared, weak) = (shared.clone(), weak.clone());
+            Closure::new(move |_: JsValue| release_later(&weak, gen, id, shared.unreleased.take()))
+        };
+        let cancel = {
+            let shared = shared.clone();
+            Closure::new(move |_: JsValue| {
+                shared.cancelled.set(true);
+                release_later(&weak, gen, id, shared.unreleased.take());
+            })
+        };
+        let slot = Rc::new(RefCell::new(None));
+        let start = {
+            let slot = slot.clone();
+            Closure::<dyn FnMut(ReadableStreamDefaultController)>::new(move |c| *slot.borrow_mut() = Some(c))
+        };
+        let source = js::object(&[
+            ("start", start.as_ref().clone()),
+            ("pull", pull.as_ref().clone()),
+            ("cancel", cancel.as_ref().clone()),
+        ]);
+        // `start` runs inside the constructor.
+        let stream = ReadableStream::new_with_underlying_source(&source)?;
+        drop(start);
+        let controller = slot.borrow_mut().take().ok_or_else(|| js::error("ReadableStream did not call start"))?;
+        Ok((stream, BodySource { controller, shared, _pull: pull, _cancel: cancel }))
+    }
+
+    /// Hands a chunk (and the end) to the reader. Must run with nothing borrowed:
+    /// `enqueue` may call `pull` synchronously.
+    fn push(&self, t: &Rc<Tunnel>, gen: u64, id: StreamId, data: &[u8], end: bool) {
+        if !data.is_empty()
+            && !self.shared.cancelled.get()
+            && self.controller.enqueue_with_chunk(&js::u8_array(data)).is_err()
+        {
+            self.shared.cancelled.set(true);
+        }
+        if end || self.shared.cancelled.get() {
+            if end {
+                let _ = self.controller.close();
+            }
+            let n = self.shared.unreleased.take();
+            if n > 0 {
+                t.with_conn(gen, |c| c.session.release(id, n));
+            }
+        }
+    }
+}
+
+fn release_later(weak: &Weak<Tunnel>, gen: u64, id: StreamId, n: usize) {
+    if n == 0 {
+        return;
+    }
+    let weak = weak.clone();
+    spawn_local(async move {
+        if let Some(t) = weak.upgrade() {
+            t.with_conn(gen, |c| c.session.release(id, n));
+            t.pump();
+        }
+    });
+}
+
+fn build_request(
+    meta: &Meta,
+    headers: &Headers,
+    body: Option<&JsValue>,
+    signal: Option<&AbortSignal>,
+) -> Result<Request, (u16, String)> {
+    let init = RequestInit::new();
+    init.set_method(&meta.method);
+    init.set_headers(headers.as_ref());
+    if let Some(body) = body {
+        init.set_body(body);
+        js::set(&init, "duplex", "half");
+    }
+    init.set_signal(signal);
+    Request::new_with_str_and_init(&meta.url, &init)
+        .map_err(|e| (400, format!("the request cannot be represented as a Request: {}", js::error_message(&e))))
+}
+
+/// A `Headers` with every header in order. Names or values the runtime rejects, and in
+/// browsers the forbidden request headers (`cookie`, `host`, ...), are left out.
+pub(crate) fn headers_of(headers: &[Header]) -> Headers {
+    let out = Headers::new().unwrap_or_else(|_| js::object(&[]).unchecked_into());
+    for (name, value) in headers {
+        let _ = out.append(name, &js::latin1(value));
+    }
+    out
+}
+
+/// The response's headers in order, from a `Headers`, an array of pairs or a plain
+/// object (whose values may be arrays). `Headers` joins repeated headers with `, `,
+/// which breaks `set-cookie`: those come from `getSetCookie()` one by one where it exists.
+pub(crate) fn response_headers(headers: &JsValue) -> Vec<Header> {
+    let get_set_cookie = js::as_function(&js::get(headers, "getSetCookie"));
+    let mut cookies_done = false;
+    let mut out = Vec::new();
+    let pairs = if js_sys::Reflect::has(headers, &js_sys::Symbol::iterator()).unwrap_or(false) {
+        js::pairs(headers)
+    } else {
+        let mut pairs = Vec::new();
+        for entry in js_sys::Object::entries(headers.unchecked_ref()).iter() {
+            let entry: Array = entry.unchecked_into();
+            let Some(name) = entry.get(0).as_string() else { continue };
+            let value = entry.get(1);
+            if Array::is_array(&value) {
+                pairs.extend(Array::from(&value).iter().filter_map(|v| v.as_string()).map(|v| (name.clone(), v)));
+            } else if let Some(v) = value.as_string().or_else(|| value.as_f64().map(|n| n.to_string())) {
+                pairs.push((name, v));
+            }
+        }
+        pairs
+    };
+    for (name, value) in pairs {
+        if name.eq_ignore_ascii_case("set-cookie") {
+            if let Some(f) = &get_set_cookie {
+                if !cookies_done {
+                    cookies_done = true;
+                    let list = f.call0(headers).unwrap_or(JsValue::UNDEFINED);
+                    for cookie in Array::from(&list).iter() {
+                        if let Some(cookie) = cookie.as_string() {
+                            out.push(("set-cookie".to_string(), js::byte_string(&cookie)));
+                        }
+                    }
+                }
+                continue;
+            }
+        }
+        out.push((name.to_ascii_lowercase(), js::byte_string(&value)));
+    }
+    out
+}
+
+/// The public URL of a request target.
+pub(crate) fn join_url(base: &str, target: &str) -> String {
+    if target.starts_with("http://") || target.starts_with("https://") {
+        return target.to_string();
+    }
+    let base = base.trim_end_matches('/');
+    if target.starts_with('/') {
+        format!("{base}{target}")
+    } else {
+        format!("{base}/{target}")
+    }
+}
+
+thread_local! {
+    static REQUEST_STREAMS: Cell<Option<bool>> = const { Cell::new(None) };
+}
+
+/// Whether `new Request(url, { body: ReadableStream, duplex: 'half' })` keeps the
+/// stream (Chromium, Node, Deno, workerd) rather than failing or turning it into the
+/// text "[object ReadableStream]" (which adds a content-type).
+fn request_streams_supported() -> bool {
+    REQUEST_STREAMS.with(|cell| {
+        if let Some(known) = cell.get() {
+            return known;
+        }
+        let supported = (|| {
+            let stream = ReadableStream::new().ok()?;
+            let init = RequestInit::new();
+            init.set_method("POST");
+            init.set_body(&stream);
+            js::set(&init, "duplex", "half");
+            let request = Request::new_with_str_and_init("http://localhost/", &init).ok()?;
+            Some(!request.headers().has("content-type").unwrap_or(true))
+        })()
+        .unwrap_or(false);
+        cell.set(Some(supported));
+        supported
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join_url;
+
+    #[test]
+    fn urls() {
+        assert_eq!(join_url("http://demo.localhost:3000", "/a?b=c"), "http://demo.localhost:3000/a?b=c");
+        assert_eq!(join_url("http://demo.localhost:3000/", "/"), "http://demo.localhost:3000/");
+        assert_eq!(join_url("https://x.dev", "*"), "https://x.dev/*");
+        assert_eq!(join_url("https://x.dev", "http://other/"), "http://other/");
+    }
+}
