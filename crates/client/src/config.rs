@@ -54,6 +54,9 @@ pub struct ClientConfig {
     pub reconnect: bool,
     /// Upper bound of the reconnect backoff. Default 30 s.
     pub max_backoff: Duration,
+    /// Largest WebSocket message relayed either way, in bytes; a larger one closes the
+    /// WebSocket with 1009. Default 16 MiB ([`localtunnels_core::DEFAULT_MAX_WS_MESSAGE`]).
+    pub max_ws_message: usize,
     /// Limits and timings of the control session.
     pub session: localtunnels_core::Config,
 }
@@ -77,6 +80,7 @@ impl Default for ClientConfig {
             host_header: HostHeader::Rewrite,
             reconnect: true,
             max_backoff: Duration::from_secs(30),
+            max_ws_message: localtunnels_core::DEFAULT_MAX_WS_MESSAGE,
             session: localtunnels_core::Config::default(),
         }
     }
@@ -102,6 +106,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("host_header", &self.host_header)
             .field("reconnect", &self.reconnect)
             .field("max_backoff", &self.max_backoff)
+            .field("max_ws_message", &self.max_ws_message)
             .field("session", &self.session)
             .finish()
     }

@@ -1,16 +1,160 @@
 //! Tunneled WebSockets on the client: bridged to a WebSocket on the origin.
+//!
+//! The visitor's upgrade request is replayed to the origin (same path and query,
+//! offered subprotocols, cookies and other end-to-end headers; Host per the
+//! [`HostHeader`](crate::HostHeader) policy) with this leg's own key. The handshake
+//! runs over hyper, so a refusal reaches the visitor whole: status, headers and body.
+//! On 101 the origin's answer (chosen subprotocol, cookies) goes back and the socket is
+//! bridged to the stream.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use localtunnels_core::{RequestHead, ResponseHead};
-use localtunnels_driver::StreamHandle;
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::Empty;
+use hyper::body::{Body as _, Incoming};
+use hyper_util::rt::TokioIo;
+use localtunnels_core::{RequestHead, ResetCode, ResponseHead, StreamKind};
+use localtunnels_driver::http::{header_map, response_head};
+use localtunnels_driver::websocket::{bridge, Leg};
+use localtunnels_driver::{pump_body, StreamHandle, StreamSender};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use tracing::debug;
 
 use crate::client::Ctx;
+use crate::events::ClientEvent;
 
 /// Serves one WebSocket stream.
-pub(crate) async fn serve(_ctx: Arc<Ctx>, stream: StreamHandle, _head: RequestHead) {
-    let head = ResponseHead { status: 501, headers: vec![] };
-    let _ = stream.sender.respond(head, false);
-    let _ = stream.sender.send_data(bytes::Bytes::from_static(b"WebSocket passthrough is not available yet\n")).await;
-    let _ = stream.sender.finish();
+pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead) {
+    let started = Instant::now();
+    let (tx, rx) = stream.split();
+    let (method, path) = (head.method.clone(), head.target.clone());
+    ctx.emit(ClientEvent::Request { method: method.clone(), path: path.clone() });
+    let Some(authority) = ctx.origin.authority().filter(|_| !ctx.origin.secure()) else {
+        let why = "WebSocket passthrough needs a plain (ws://) network origin; in-process services and TLS origins are not supported yet";
+        return refuse(&tx, StatusCode::NOT_IMPLEMENTED, why).await;
+    };
+    let key = generate_key();
+    let req = match origin_request(&ctx, &head, &key) {
+        Ok(r) => r,
+        Err(message) => return tx.reset(ResetCode::Protocol, &message),
+    };
+    let mut res = match handshake(&authority, req).await {
+        Ok(res) => res,
+        Err(cause) => {
+            let message = if cause.contains("refused") {
+                format!("{authority}: {cause} (is the local server running?)")
+            } else {
+                format!("{authority}: {cause}")
+            };
+            ctx.emit(ClientEvent::Error { message: message.clone() });
+            return tx.reset(ResetCode::OriginUnreachable, &message);
+        }
+    };
+    let status = res.status();
+    let report = |ctx: &Ctx| {
+        let duration = started.elapsed();
+        let status = status.as_u16();
+        ctx.emit(ClientEvent::Response { method: method.clone(), path: path.clone(), status, duration, bytes: 0 });
+    };
+    if status != StatusCode::SWITCHING_PROTOCOLS {
+        report(&ctx);
+        return forward_refusal(&tx, res).await;
+    }
+    if let Err(message) = check_accept(&res, &key, &head) {
+        ctx.emit(ClientEvent::Error { message: format!("{method} {path}: {message}") });
+        return tx.reset(ResetCode::Protocol, &message);
+    }
+    let upgraded = match hyper::upgrade::on(&mut res).await {
+        Ok(u) => u,
+        Err(e) => return tx.reset(ResetCode::OriginUnreachable, &format!("{authority}: upgrade failed: {e}")),
+    };
+    let max = ctx.config.max_ws_message;
+    let config = WebSocketConfig::default().max_message_size(Some(max)).max_frame_size(Some(max));
+    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(config)).await;
+    let answer =
+        ResponseHead { status: 101, headers: response_head(status, res.headers(), StreamKind::WebSocket).headers };
+    if tx.respond(answer, false).is_err() {
+        return; // The visitor left meanwhile; dropping the socket closes it.
+    }
+    report(&ctx);
+    let end = bridge(ws, tx, rx, Leg::Origin, max).await;
+    debug!(?end, %path, "origin WebSocket ended");
+}
+
+/// The upgrade request for the origin: the visitor's end-to-end headers and this
+/// leg's handshake headers.
+fn origin_request(ctx: &Ctx, head: &RequestHead, key: &str) -> Result<Request<Empty<Bytes>>, String> {
+    let mut req = Request::new(Empty::new());
+    *req.uri_mut() = head.target.parse().map_err(|_| format!("invalid target {}", head.target))?;
+    let headers = req.headers_mut();
+    *headers = header_map(&head.headers);
+    if let Some(authority) = ctx.host_for_origin() {
+        headers.insert(header::HOST, HeaderValue::from_str(&authority).map_err(|e| e.to_string())?);
+    }
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    headers.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_str(key).map_err(|e| e.to_string())?);
+    Ok(req)
+}
+
+/// Sends the upgrade request on a fresh connection to the origin.
+async fn handshake(authority: &str, req: Request<Empty<Bytes>>) -> Result<Response<Incoming>, String> {
+    let tcp = TcpStream::connect(authority).await.map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        // Ends when the connection is upgraded (handing the socket over) or closed.
+        let _ = conn.with_upgrades().await;
+    });
+    sender.send_request(req).await.map_err(|e| e.to_string())
+}
+
+/// Checks the origin's 101: its accept key matches ours, and any subprotocol it
+/// chose is one the visitor offered.
+fn check_accept(res: &Response<Incoming>, key: &str, head: &RequestHead) -> Result<(), String> {
+    let accept = res.headers().get(header::SEC_WEBSOCKET_ACCEPT).map(|v| v.as_bytes());
+    if accept != Some(derive_accept_key(key.as_bytes()).as_bytes()) {
+        return Err("the origin's WebSocket handshake has a wrong Sec-WebSocket-Accept".into());
+    }
+    let Some(chosen) = res.headers().get(header::SEC_WEBSOCKET_PROTOCOL) else { return Ok(()) };
+    let chosen = chosen.to_str().unwrap_or_default().trim();
+    let offered = head
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "sec-websocket-protocol")
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == chosen);
+    if offered {
+        Ok(())
+    } else {
+        Err(format!("the origin chose the subprotocol '{chosen}', which the visitor did not offer"))
+    }
+}
+
+/// The origin refused the upgrade: its status, headers and body go back.
+async fn forward_refusal(tx: &StreamSender, res: Response<Incoming>) {
+    let (parts, body) = res.into_parts();
+    let end = body.is_end_stream();
+    if tx.respond(response_head(parts.status, &parts.headers, StreamKind::WebSocket), end).is_ok() && !end {
+        let _ = pump_body(body, tx).await;
+    }
+}
+
+/// Refuses the upgrade here with `status` and a one-line body.
+async fn refuse(tx: &StreamSender, status: StatusCode, message: &str) {
+    let headers = vec![("content-type".to_string(), Bytes::from_static(b"text/plain; charset=utf-8"))];
+    if tx.respond(ResponseHead { status: status.as_u16(), headers }, false).is_ok()
+        && tx.send_data(Bytes::from(format!("{message}\n"))).await.is_ok()
+    {
+        let _ = tx.finish();
+    }
 }

@@ -1,6 +1,7 @@
 //! The tokio shell around the localtunnels core, shared by the server and the native
 //! client: a [`Connection`] drives a core `Session` over a WebSocket, [`StreamHandle`]s
-//! carry one exchange each, and [`http`] holds the proxy header rules both ends apply.
+//! carry one exchange each, [`http`] holds the proxy header rules both ends apply and
+//! [`websocket`] bridges a real WebSocket and a stream.
 
 #![forbid(unsafe_code)]
 
@@ -8,6 +9,7 @@ mod body;
 mod conn;
 pub mod http;
 mod stream;
+pub mod websocket;
 
 pub use body::{pump_body, BodyError, StreamBody};
 pub use conn::{ConnEvent, Connection};

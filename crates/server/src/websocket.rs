@@ -1,19 +1,133 @@
 //! Visitor WebSockets through a tunnel.
+//!
+//! The visitor's upgrade request crosses the tunnel as a WebSocket stream; the client
+//! opens the origin's WebSocket and answers with the origin's handshake response. On
+//! 101 the server completes the visitor's handshake (its own `Sec-WebSocket-Accept`,
+//! the origin's chosen subprotocol and other headers) and bridges the two; any other
+//! status reaches the visitor as is, with its body. Errors before the answer are the
+//! HTTP proxy's (502, 503, 504; see [`crate::proxy`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{Request, Response, StatusCode};
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use localtunnels_core::{ResetCode, ResponseHead, StreamKind};
+use localtunnels_driver::http::header_map;
+use localtunnels_driver::websocket::{bridge, Leg};
+use localtunnels_driver::{StreamBody, StreamEvent, StreamReceiver, StreamSender};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, info_span, Instrument};
 
+use crate::proxy::{open_error, reset_response, tunnel_head};
 use crate::state::{text_response, Body, ServerState};
 use crate::tunnel::Tunnel;
 
 /// Carries a visitor's WebSocket upgrade through `tunnel`.
-pub async fn proxy(
-    _state: Arc<ServerState>,
-    _tunnel: Arc<Tunnel>,
-    _peer: SocketAddr,
-    _req: Request<hyper::body::Incoming>,
+pub async fn proxy<B: Send + 'static>(
+    state: Arc<ServerState>,
+    tunnel: Arc<Tunnel>,
+    peer: SocketAddr,
+    req: Request<B>,
 ) -> Response<Body> {
-    text_response(StatusCode::NOT_IMPLEMENTED, "WebSocket passthrough is not available yet")
+    let key = match check_upgrade(&req) {
+        Ok(key) => key,
+        Err(res) => return *res,
+    };
+    let head = tunnel_head(&state, peer, &req, StreamKind::WebSocket);
+    let target = head.target.clone();
+    // The opener's side stays open: messages follow an accepted upgrade.
+    let stream = match tunnel.conn.open(head, false) {
+        Ok(s) => s,
+        Err(e) => return open_error(&state, &tunnel.name, e),
+    };
+    let (tx, mut rx) = stream.split();
+    let timeout = state.config.response_timeout;
+    match tokio::time::timeout(timeout, rx.recv()).await {
+        Err(_) => {
+            tx.reset(ResetCode::Timeout, "no handshake answer in time");
+            let secs = timeout.as_secs_f32();
+            reset_response(&state, ResetCode::Timeout, &format!("no WebSocket handshake answer within {secs} s"))
+        }
+        Ok(Some(StreamEvent::Response { head, .. })) if head.status == 101 => {
+            let span = info_span!("websocket", tunnel = %tunnel.name, %peer, %target);
+            let on_upgrade = hyper::upgrade::on(req);
+            let max = state.config.max_ws_message;
+            let run = async move {
+                match on_upgrade.await {
+                    Ok(upgraded) => {
+                        let ws = WebSocketStream::from_raw_socket(
+                            TokioIo::new(upgraded),
+                            Role::Server,
+                            Some(ws_config(max)),
+                        )
+                        .await;
+                        let end = bridge(ws, tx, rx, Leg::Visitor, max).await;
+                        debug!(?end, "visitor WebSocket ended");
+                    }
+                    // The visitor left before the switch; dropping the stream resets it.
+                    Err(e) => debug!(error = %e, "visitor upgrade failed"),
+                }
+            };
+            tokio::spawn(run.instrument(span));
+            accepted(&key, &head)
+        }
+        Ok(Some(StreamEvent::Response { head, end })) => refused(tx, rx, head, end),
+        Ok(Some(StreamEvent::Reset { code, message })) => reset_response(&state, code, &message),
+        Ok(_) => reset_response(&state, ResetCode::Internal, "the exchange ended without a handshake answer"),
+    }
+}
+
+/// The socket settings of a visitor's WebSocket: messages and frames up to `max`.
+pub fn ws_config(max: usize) -> WebSocketConfig {
+    WebSocketConfig::default().max_message_size(Some(max)).max_frame_size(Some(max))
+}
+
+/// The visitor's `Sec-WebSocket-Key`, or the answer to a request that is not a
+/// WebSocket handshake this server can complete (RFC 6455 §4.2.1).
+fn check_upgrade<B>(req: &Request<B>) -> Result<HeaderValue, Box<Response<Body>>> {
+    if req.method() != http::Method::GET {
+        return Err(Box::new(text_response(StatusCode::METHOD_NOT_ALLOWED, "a WebSocket handshake must be a GET")));
+    }
+    let version = req.headers().get(header::SEC_WEBSOCKET_VERSION);
+    if version.is_none_or(|v| v.as_bytes() != b"13") {
+        let mut res = text_response(StatusCode::UPGRADE_REQUIRED, "only WebSocket version 13 is supported");
+        res.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return Err(Box::new(res));
+    }
+    match req.headers().get(header::SEC_WEBSOCKET_KEY) {
+        Some(key) if !key.is_empty() => Ok(key.clone()),
+        _ => Err(Box::new(text_response(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key"))),
+    }
+}
+
+/// The visitor's 101: the origin's headers (chosen subprotocol, cookies, ...) plus this
+/// leg's own handshake headers.
+fn accepted(key: &HeaderValue, head: &ResponseHead) -> Response<Body> {
+    let mut res = Response::new(crate::state::full(""));
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *res.headers_mut() = header_map(&head.headers);
+    let h = res.headers_mut();
+    h.remove(header::CONTENT_LENGTH);
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    res
+}
+
+/// The origin refused the upgrade: its status, headers and body go to the visitor.
+fn refused(tx: StreamSender, rx: StreamReceiver, head: ResponseHead, end: bool) -> Response<Body> {
+    // The upgrade request has no body: end this side so the stream can finish.
+    let _ = tx.finish();
+    let mut res = Response::new(Body::default());
+    *res.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    *res.headers_mut() = header_map(&head.headers);
+    let length = res.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    *res.body_mut() = StreamBody::new(rx, end, length).boxed();
+    res
 }
