@@ -246,6 +246,8 @@ impl Hello {
                 tag::CLIENT_VERSION => h.client_version = utf8(v, "client version")?,
                 tag::LIMITS => h.limits = Some(parse_limits(v)?),
                 tag::BASIC_AUTH => h.basic_auth = utf8(v, "basic auth")?,
+                // An empty entry means nothing (senders omit empty fields): skip it.
+                tag::ALLOW_IP if v.is_empty() => {}
                 tag::ALLOW_IP => {
                     if h.allow_ips.len() >= 256 {
                         return Err(DecodeError::Invalid("allow list longer than 256 entries"));

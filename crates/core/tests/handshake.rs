@@ -202,3 +202,21 @@ fn either_side_may_close_and_the_other_hears_why() {
     assert!(pair.inject_to_server(&b"garbage"[..]).is_ok());
     assert_eq!(pair.server.events.iter().filter(|e| matches!(e, localtunnels_core::Event::Closed { .. })).count(), 1);
 }
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn unknown_and_empty_hello_fields_are_skipped() {
+    // Found by the frame_decode fuzzer: an empty allow_ip field decoded as an entry "",
+    // which re-encoded as nothing. Empty fields mean "absent"; unknown tags are skipped.
+    let mut msg = Frame::Hello(Hello { version: PROTOCOL_VERSION, ..hello() }).encode().to_vec();
+    msg.extend_from_slice(&[8, 0, 0]); // allow_ip, empty
+    msg.extend_from_slice(&[0x99, 0, 3, b'n', b'e', b'w']); // a tag from the future
+    msg.extend_from_slice(&[8, 0, 9]);
+    msg.extend_from_slice(b"10.0.0.0/8");
+    msg.truncate(msg.len() - 1); // "10.0.0.0/" : 9 bytes, as announced
+    let frame = Frame::decode(Bytes::from(msg), &DecodeLimits::default()).unwrap();
+    let Frame::Hello(h) = &frame else { panic!("{frame:?}") };
+    assert_eq!(h.allow_ips, vec!["10.0.0.0/".to_string()]);
+    assert_eq!(h.name, "demo");
+    assert_eq!(Frame::decode(frame.encode(), &DecodeLimits::default()), Ok(frame));
+}
