@@ -103,7 +103,10 @@ pub fn server_config(a: &ServerArgs) -> ServerConfig {
             max_body: a.max_body.or(dl.max_body),
             ..dl
         },
-        session: localtunnels_core::Config { max_frame: a.max_frame.unwrap_or(d.session.max_frame), ..d.session.clone() },
+        session: localtunnels_core::Config {
+            max_frame: a.max_frame.unwrap_or(d.session.max_frame),
+            ..d.session.clone()
+        },
         ..d
     }
 }
@@ -115,8 +118,10 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     let config = server_config(&a);
     init_logs(config.verbose);
     let port = config.port;
-    let server =
-        TunnelServer::new(config).start().await.map_err(|e| anyhow::anyhow!("cannot start the server on port {port}: {e}"))?;
+    let server = TunnelServer::new(config)
+        .start()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the server on port {port}: {e}"))?;
     let signal = shutdown_signal();
     println!("{}", server.url());
     signal.await;

@@ -101,11 +101,12 @@ impl TunnelClient {
     /// Connects and returns once the tunnel is up (or refused). The tunnel then runs
     /// in the background, reconnecting after drops, until [`ClientHandle::close`].
     pub async fn connect(self) -> Result<ClientHandle, ConnectError> {
+        self.config.validate().map_err(ConnectError::Config)?;
         let addr = self.config.server_addr().map_err(ConnectError::Config)?;
         let (events, _) = broadcast::channel(1024);
         let ctx = Arc::new(Ctx { config: self.config, origin: self.origin, events });
         let first_events = ctx.events.subscribe();
-        let (conn, conn_events, welcome) = handshake(&ctx, &addr, None).await?;
+        let (conn, conn_events, welcome) = handshake_within(&ctx, &addr, None).await?;
         ctx.emit(ClientEvent::Connected { url: welcome.url.clone() });
         let (close_tx, close_rx) = watch::channel(false);
         let (url_tx, url_rx) = watch::channel(welcome.url.clone());
@@ -161,6 +162,20 @@ impl ClientHandle {
     }
 }
 
+/// [`handshake`] under `config.handshake_timeout`: a server that accepts the TCP
+/// connection and then says nothing must not hold the client forever.
+async fn handshake_within(
+    ctx: &Ctx,
+    addr: &ServerAddr,
+    previous: Option<&Welcome>,
+) -> Result<(Connection, mpsc::UnboundedReceiver<ConnEvent>, Welcome), ConnectError> {
+    let limit = ctx.config.handshake_timeout;
+    tokio::time::timeout(limit, handshake(ctx, addr, previous)).await.unwrap_or_else(|_| {
+        let reason = format!("no handshake within {} s", limit.as_secs_f32());
+        Err(ConnectError::Unreachable { url: addr.control_url(), reason })
+    })
+}
+
 /// Opens the control WebSocket and completes the handshake.
 async fn handshake(
     ctx: &Ctx,
@@ -214,13 +229,20 @@ async fn run(
     url: watch::Sender<String>,
 ) {
     loop {
-        let reason = serve(&ctx, &conn, &mut events, &mut close).await;
+        let (reason, code) = serve(&ctx, &conn, &mut events, &mut close).await;
         if *close.borrow() {
             return;
         }
         ctx.emit(ClientEvent::Disconnected { reason: reason.clone() });
         warn!(%reason, "tunnel disconnected");
         if !ctx.config.reconnect {
+            return;
+        }
+        if code == CloseCode::Replaced {
+            // Another process with this client's token took the name: taking it back
+            // would only start a tug of war.
+            let message = "another session took over this tunnel's name; not reconnecting".to_string();
+            ctx.emit(ClientEvent::Error { message });
             return;
         }
         let mut attempt = 0u32;
@@ -232,7 +254,7 @@ async fn run(
                 _ = tokio::time::sleep(delay) => {}
                 _ = close.changed() => return,
             }
-            match handshake(&ctx, &addr, Some(&welcome)).await {
+            match handshake_within(&ctx, &addr, Some(&welcome)).await {
                 Ok((c, e, w)) => {
                     info!(url = %w.url, "tunnel reconnected");
                     let _ = url.send(w.url.clone());
@@ -267,7 +289,7 @@ async fn serve(
     conn: &Connection,
     events: &mut mpsc::UnboundedReceiver<ConnEvent>,
     close: &mut watch::Receiver<bool>,
-) -> String {
+) -> (String, CloseCode) {
     loop {
         let ev = tokio::select! {
             ev = events.recv() => ev,
@@ -276,7 +298,7 @@ async fn serve(
                 let drained = async { while conn.stream_count() > 0 { tokio::task::yield_now().await; tokio::time::sleep(Duration::from_millis(20)).await; } };
                 let _ = tokio::time::timeout(Duration::from_secs(10), drained).await;
                 conn.close(CloseCode::Shutdown, "the client is shutting down");
-                return "closed".into();
+                return ("closed".into(), CloseCode::Shutdown);
             }
         };
         match ev {
@@ -288,8 +310,8 @@ async fn serve(
                 };
             }
             Some(ConnEvent::GoAway { message }) => info!(%message, "server going away"),
-            Some(ConnEvent::Closed { message, .. }) => return message,
-            None => return "connection lost".into(),
+            Some(ConnEvent::Closed { message, code }) => return (message, code),
+            None => return ("connection lost".into(), CloseCode::Internal),
             Some(_) => {}
         }
     }

@@ -54,6 +54,9 @@ pub struct ClientConfig {
     pub reconnect: bool,
     /// Upper bound of the reconnect backoff. Default 30 s.
     pub max_backoff: Duration,
+    /// Time to connect and complete the handshake before an attempt counts as
+    /// failed. Default 10 s.
+    pub handshake_timeout: Duration,
     /// Largest WebSocket message relayed either way, in bytes; a larger one closes the
     /// WebSocket with 1009. Default 16 MiB ([`localtunnels_core::DEFAULT_MAX_WS_MESSAGE`]).
     pub max_ws_message: usize,
@@ -80,6 +83,7 @@ impl Default for ClientConfig {
             host_header: HostHeader::Rewrite,
             reconnect: true,
             max_backoff: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
             max_ws_message: localtunnels_core::DEFAULT_MAX_WS_MESSAGE,
             session: localtunnels_core::Config::default(),
         }
@@ -106,6 +110,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("host_header", &self.host_header)
             .field("reconnect", &self.reconnect)
             .field("max_backoff", &self.max_backoff)
+            .field("handshake_timeout", &self.handshake_timeout)
             .field("max_ws_message", &self.max_ws_message)
             .field("session", &self.session)
             .finish()
@@ -133,6 +138,21 @@ impl ServerAddr {
 }
 
 impl ClientConfig {
+    /// Checks what the server cannot check for us: an empty allow-list entry would
+    /// vanish on the wire (the list could become empty, which allows everyone).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.allow_ips.iter().any(|ip| ip.trim().is_empty()) {
+            return Err("an empty --allow-ip entry: give an address or a CIDR range".into());
+        }
+        if self.allow_ips.len() > 256 {
+            return Err("more than 256 --allow-ip entries".into());
+        }
+        if self.basic_auth.as_ref().is_some_and(|b| !b.contains(':')) {
+            return Err("--basic-auth takes user:password".into());
+        }
+        Ok(())
+    }
+
     /// The server to connect to, or why `server` is not a usable URL.
     pub fn server_addr(&self) -> Result<ServerAddr, String> {
         let Some(url) = &self.server else {
@@ -164,6 +184,14 @@ mod tests {
         let c = ClientConfig { server: Some("ftp://x".into()), ..Default::default() };
         assert!(c.server_addr().is_err());
         assert_eq!(ClientConfig::default().server_addr().unwrap().port, 3000);
+    }
+
+    #[test]
+    fn empty_allow_entries_are_refused_before_they_vanish() {
+        let c = ClientConfig { allow_ips: vec!["10.0.0.0/8".into(), " ".into()], ..Default::default() };
+        assert!(c.validate().unwrap_err().contains("empty"));
+        assert!(ClientConfig { basic_auth: Some("x".into()), ..Default::default() }.validate().is_err());
+        assert!(ClientConfig { allow_ips: vec!["::1".into()], ..Default::default() }.validate().is_ok());
     }
 
     #[test]

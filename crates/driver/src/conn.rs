@@ -314,6 +314,13 @@ where
                 break;
             }
             Ok(_) => {}
+            Err(WsError::Capacity(e)) => {
+                // A message over the frame limit, refused by tungstenite before the core
+                // saw it: the same verdict the core gives a smaller oversized frame.
+                state.session.close(CloseCode::FrameTooLarge, &format!("message over the frame limit: {e}"));
+                shared.after_command(&mut state);
+                break;
+            }
             Err(e) => {
                 lost = format!("connection lost: {e}");
                 break;

@@ -141,8 +141,10 @@ pub fn check<B>(
 /// The answer to a request body over `max` bytes.
 pub fn too_large(state: &ServerState, max: u64) -> Response<Body> {
     Counters::bump(&state.counters.too_large);
-    let mut res =
-        text_response(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body exceeds this server's limit of {max} bytes"));
+    let mut res = text_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body exceeds this server's limit of {max} bytes"),
+    );
     res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     res
 }
@@ -221,7 +223,8 @@ mod tests {
 
     #[test]
     fn base64_matches_the_rfc_vectors() {
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")]
+        for (i, o) in
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")]
         {
             assert_eq!(base64(i.as_bytes()), o);
         }

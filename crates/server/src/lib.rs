@@ -31,6 +31,6 @@ pub use auth::AuthToken;
 pub use config::ServerConfig;
 pub use control::{check_hello, Admission, Refusal};
 pub use limits::{Limits, RateLimit};
-pub use tls::TlsConfig;
 pub use server::{tunnel_name, ServerHandle, Stats, TunnelServer};
+pub use tls::TlsConfig;
 pub use tunnel::Tunnel;
