@@ -33,8 +33,8 @@ pub struct OriginOptions {
     pub protocols: Vec<String>,
     /// Extra headers on the 101.
     pub headers: Vec<(String, String)>,
-    /// SO_SNDBUF of accepted sockets (small to make backpressure visible).
-    pub send_buffer: Option<u32>,
+    /// SO_SNDBUF and SO_RCVBUF of accepted sockets (small to make backpressure visible).
+    pub socket_buffer: Option<u32>,
     /// The origin's own message size limit.
     pub max_message: Option<usize>,
 }
@@ -42,8 +42,9 @@ pub struct OriginOptions {
 /// A WebSocket origin on 127.0.0.1:0; every accepted socket comes out of the receiver.
 pub async fn ws_origin(options: OriginOptions) -> (u16, mpsc::UnboundedReceiver<Accepted>) {
     let socket = TcpSocket::new_v4().expect("socket");
-    if let Some(size) = options.send_buffer {
+    if let Some(size) = options.socket_buffer {
         socket.set_send_buffer_size(size).expect("SO_SNDBUF");
+        socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
     }
     socket.bind("127.0.0.1:0".parse().unwrap()).expect("bind origin");
     let listener = socket.listen(1024).expect("listen");
@@ -131,8 +132,8 @@ pub fn ws_url(tunnel_url: &str, path: &str) -> String {
 #[derive(Default)]
 pub struct VisitOptions<'a> {
     pub headers: Vec<(&'a str, &'a str)>,
-    /// SO_RCVBUF of the visitor's socket.
-    pub recv_buffer: Option<u32>,
+    /// SO_SNDBUF and SO_RCVBUF of the visitor's socket.
+    pub socket_buffer: Option<u32>,
 }
 
 /// A visitor's WebSocket to `url` (`ws://name.localhost:port/path`), connected to the
@@ -159,7 +160,8 @@ pub async fn visit_addr_with(
         );
     }
     let socket = TcpSocket::new_v4()?;
-    if let Some(size) = options.recv_buffer {
+    if let Some(size) = options.socket_buffer {
+        socket.set_send_buffer_size(size)?;
         socket.set_recv_buffer_size(size)?;
     }
     let tcp = socket.connect(SocketAddr::from(([127, 0, 0, 1], addr.port()))).await?;

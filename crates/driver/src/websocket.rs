@@ -27,7 +27,7 @@ use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
@@ -35,6 +35,20 @@ use crate::stream::{StreamEvent, StreamReceiver, StreamSender};
 
 /// How long one side of a bridge waits for the other side's close once it has closed.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bytes one read of a bridged socket takes. tungstenite's default (128 KiB) is
+/// allocated per socket and zero-filled before every read: costly for thousands of
+/// mostly idle WebSockets.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// The settings for a bridged socket (either leg): messages and frames up to
+/// `max_message` bytes, a small read buffer.
+pub fn socket_config(max_message: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
+        .read_buffer_size(READ_BUFFER)
+}
 
 /// Which real WebSocket a bridge runs on; it decides what a reset turns into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +76,7 @@ type Sink<S> = Mutex<SplitSink<WebSocketStream<S>, Message>>;
 /// Bridges `ws` and the stream (`tx`, `rx`) until both sides closed, either side
 /// vanished, or [`CLOSE_TIMEOUT`] passed after one side closed. Messages larger than
 /// `max_message` close both sides with 1009 (the socket's own limit must be set to the
-/// same value in its `WebSocketConfig`).
+/// same value: see [`socket_config`]).
 pub async fn bridge<S>(
     ws: WebSocketStream<S>,
     tx: StreamSender,

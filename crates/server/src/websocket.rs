@@ -15,10 +15,10 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use localtunnels_core::{ResetCode, ResponseHead, StreamKind};
 use localtunnels_driver::http::header_map;
-use localtunnels_driver::websocket::{bridge, Leg};
+use localtunnels_driver::websocket::{bridge, socket_config, Leg};
 use localtunnels_driver::{StreamBody, StreamEvent, StreamReceiver, StreamSender};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info_span, Instrument};
 
@@ -59,12 +59,8 @@ pub async fn proxy<B: Send + 'static>(
             let run = async move {
                 match on_upgrade.await {
                     Ok(upgraded) => {
-                        let ws = WebSocketStream::from_raw_socket(
-                            TokioIo::new(upgraded),
-                            Role::Server,
-                            Some(ws_config(max)),
-                        )
-                        .await;
+                        let io = TokioIo::new(upgraded);
+                        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_config(max))).await;
                         let end = bridge(ws, tx, rx, Leg::Visitor, max).await;
                         debug!(?end, "visitor WebSocket ended");
                     }
@@ -79,11 +75,6 @@ pub async fn proxy<B: Send + 'static>(
         Ok(Some(StreamEvent::Reset { code, message })) => reset_response(&state, code, &message),
         Ok(_) => reset_response(&state, ResetCode::Internal, "the exchange ended without a handshake answer"),
     }
-}
-
-/// The socket settings of a visitor's WebSocket: messages and frames up to `max`.
-pub fn ws_config(max: usize) -> WebSocketConfig {
-    WebSocketConfig::default().max_message_size(Some(max)).max_frame_size(Some(max))
 }
 
 /// The visitor's `Sec-WebSocket-Key`, or the answer to a request that is not a
