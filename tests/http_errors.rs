@@ -1,0 +1,304 @@
+//! The errors the server answers itself, each with its status and one-line body:
+//! 404 unknown name, 503 + Retry-After for a dropped client whose name is held,
+//! 502 with the reason when the origin refuses or breaks the connection, 504 when the
+//! origin is slower than the configured response timeout.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use localtunnels_client::{ClientConfig, ClientEvent, ConnectError, TunnelClient};
+use localtunnels_core::RefuseReason;
+use localtunnels_server::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, watch};
+
+/// Waits for a client event matching `f`.
+async fn event(events: &mut broadcast::Receiver<ClientEvent>, f: impl Fn(&ClientEvent) -> bool) -> ClientEvent {
+    loop {
+        let ev = events.recv().await.expect("client events");
+        if f(&ev) {
+            return ev;
+        }
+    }
+}
+
+/// Waits until `cond` holds, checking after every scheduler turn (bounded, so a
+/// broken condition fails the test instead of hanging it).
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..20_000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+/// A TCP relay in front of the server that the test can cut (every connection
+/// dropped, new ones refused) and heal, to drop a client without a goodbye.
+struct Relay {
+    port: u16,
+    open: watch::Sender<bool>,
+}
+
+impl Relay {
+    async fn to(port: u16) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay_port = listener.local_addr().unwrap().port();
+        let (open, open_rx) = watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut open = open_rx.clone();
+                if !*open.borrow_and_update() {
+                    continue; // dropped: refused
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", port)).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = open.wait_for(|open| !open) => {}
+                    }
+                });
+            }
+        });
+        Relay { port: relay_port, open }
+    }
+
+    fn cut(&self) {
+        self.open.send_replace(false);
+    }
+
+    fn heal(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+#[tokio::test]
+async fn unknown_name_is_404_with_its_name() {
+    let server = server().await;
+    let visitor = Visitor::new(&server);
+    let (status, body) = visitor.get(&host_of(&server.tunnel_url("nobody-here")), "/x").await;
+    assert_eq!(status, 404);
+    assert_eq!(&body[..], b"no tunnel named nobody-here\n");
+}
+
+#[tokio::test]
+async fn dropped_client_is_503_with_retry_after_until_it_reconnects() {
+    let server = server().await;
+    let port = origin(|_req: Request<Incoming>| async { Response::new(full("back")) }).await;
+    let relay = Relay::to(server.addr().port()).await;
+    let config = ClientConfig {
+        server: Some(format!("http://127.0.0.1:{}", relay.port)),
+        max_backoff: Duration::from_millis(50),
+        subdomain: Some("flaky".into()),
+        ..client_config(&server, port)
+    };
+    let mut tunnel = TunnelClient::new(config).connect().await.unwrap();
+    let url = tunnel.url();
+    let mut events = tunnel.events();
+    let visitor = Visitor::new(&server);
+    assert_eq!(visitor.get(&host_of(&url), "/").await, (200, Bytes::from("back")));
+
+    relay.cut();
+    event(&mut events, |e| matches!(e, ClientEvent::Disconnected { .. })).await;
+    until("the server to notice the drop", || server.stats().tunnels == 0).await;
+
+    let req = Request::get("/").body(full("")).unwrap();
+    let res = visitor.send(&host_of(&url), req).await;
+    assert_eq!(res.status(), 503);
+    let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"tunnel 'flaky' is offline: its client disconnected and may reconnect\n");
+
+    // The name is held for its client: nobody else gets it meanwhile.
+    let other = ClientConfig { subdomain: Some("flaky".into()), ..client_config(&server, port) };
+    match TunnelClient::new(other).connect().await {
+        Err(ConnectError::Refused { reason: RefuseReason::NameTaken, .. }) => {}
+        other => panic!("expected NameTaken, got {other:?}"),
+    }
+
+    // Its client comes back with the same URL and traffic flows again.
+    relay.heal();
+    let back = event(&mut events, |e| matches!(e, ClientEvent::Connected { .. })).await;
+    assert_eq!(back, ClientEvent::Connected { url: url.clone() });
+    assert_eq!(visitor.get(&host_of(&url), "/").await, (200, Bytes::from("back")));
+}
+
+#[tokio::test]
+async fn refused_origin_is_502_with_the_reason() {
+    let server = server().await;
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let tunnel = client(&server, closed_port, None).await;
+    let (status, body) = Visitor::new(&server).get(&host_of(&tunnel.url()), "/").await;
+    assert_eq!(status, 502);
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(body.starts_with("the tunnel could not reach the origin: "), "{body}");
+    assert!(body.contains(&format!("127.0.0.1:{closed_port}")), "{body}");
+    assert!(body.to_lowercase().contains("refused"), "{body}");
+    assert!(body.contains("is the local server running?"), "{body}");
+    assert!(body.ends_with('\n') && body.lines().count() == 1, "{body}");
+}
+
+/// An origin that reads the request head and hangs up without answering.
+async fn hang_up_origin() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                drop(tcp);
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn origin_that_hangs_up_is_502_with_the_reason() {
+    let server = server().await;
+    let tunnel = client(&server, hang_up_origin().await, None).await;
+    let (status, body) = Visitor::new(&server).get(&host_of(&tunnel.url()), "/").await;
+    assert_eq!(status, 502);
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(body.starts_with("the tunnel could not reach the origin: 127.0.0.1:"), "{body}");
+    assert!(body.contains("closed"), "{body}");
+}
+
+#[tokio::test]
+async fn origin_that_breaks_mid_body_breaks_the_visitor_body_too() {
+    // Head and part of the body, then the origin's connection dies: the visitor must
+    // see an error, never a short body that looks complete.
+    let server = server().await;
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let mut chunk = [0u8; 4096];
+                let _ = tcp.read(&mut chunk).await;
+                let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n").await;
+                drop(tcp);
+            }
+        });
+        port
+    };
+    let tunnel = client(&server, port, None).await;
+    assert_cut(&server, &tunnel).await;
+
+    // Same with a Content-Length the origin does not honour.
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let mut chunk = [0u8; 4096];
+                let _ = tcp.read(&mut chunk).await;
+                let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly a part").await;
+                drop(tcp);
+            }
+        });
+        port
+    };
+    let tunnel = client(&server, port, None).await;
+    assert_cut(&server, &tunnel).await;
+}
+
+/// The visitor's exchange fails: the connection is cut before the head or in the
+/// body (hyper may not have flushed the head when the body fails), never a clean end.
+async fn assert_cut(server: &localtunnels_server::ServerHandle, tunnel: &localtunnels_client::ClientHandle) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let req = Request::get(format!("http://127.0.0.1:{}/", server.addr().port()))
+        .header("host", host_of(&tunnel.url()))
+        .body(full(""))
+        .unwrap();
+    if let Ok(res) = client.request(req).await {
+        assert_eq!(res.status(), 200);
+        assert!(res.into_body().collect().await.is_err(), "a cut body must not end cleanly");
+    }
+}
+
+#[tokio::test]
+async fn slow_origin_is_504_after_the_configured_timeout_and_the_tunnel_carries_on() {
+    let server =
+        server_with(ServerConfig { response_timeout: Duration::from_millis(200), ..ServerConfig::default() }).await;
+    // `/slow` never answers while the test runs.
+    let port = origin(move |req: Request<Incoming>| async move {
+        if req.uri().path() == "/slow" {
+            std::future::pending::<()>().await;
+        }
+        Response::new(full("fast"))
+    })
+    .await;
+    let tunnel = client(&server, port, None).await;
+    let visitor = Visitor::new(&server);
+    let host = host_of(&tunnel.url());
+    let (status, body) = visitor.get(&host, "/slow").await;
+    assert_eq!(status, 504);
+    assert_eq!(&body[..], b"the origin did not answer within 0.2 s\n");
+    assert_eq!(visitor.get(&host, "/").await, (200, Bytes::from("fast")));
+}
+
+#[tokio::test]
+async fn slow_streaming_bodies_are_not_cut_by_the_response_timeout() {
+    // The timeout covers the wait for the response head only: a long download that
+    // started in time runs on.
+    let server =
+        server_with(ServerConfig { response_timeout: Duration::from_millis(100), ..ServerConfig::default() }).await;
+    let (go_tx, go_rx) = watch::channel(false);
+    let port = origin(move |req: Request<Incoming>| {
+        let go = go_rx.clone();
+        async move {
+            if req.uri().path() == "/never" {
+                std::future::pending::<()>().await;
+            }
+            let body = futures_util::stream::unfold(0, move |i| {
+                let mut go = go.clone();
+                async move {
+                    match i {
+                        0 => Some((Ok::<_, BoxError>(Frame::data(Bytes::from("first "))), 1)),
+                        1 => {
+                            let _ = go.wait_for(|go| *go).await;
+                            Some((Ok(Frame::data(Bytes::from("second"))), 2))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            Response::new(StreamBody::new(body).boxed())
+        }
+    })
+    .await;
+    let tunnel = client(&server, port, None).await;
+    let visitor = Visitor::new(&server);
+    let host = host_of(&tunnel.url());
+    let res = visitor.send(&host, Request::get("/").body(full("")).unwrap()).await;
+    let mut body = res.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], b"first ");
+    // A request started after that one timed out, so the download has outlived the
+    // response timeout (by the server's own clock) before the rest comes.
+    assert_eq!(visitor.get(&host, "/never").await.0, 504);
+    go_tx.send_replace(true);
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], b"second");
+}
