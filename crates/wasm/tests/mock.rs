@@ -46,6 +46,8 @@ extern "C" {
     fn handlers() -> JsValue;
     #[wasm_bindgen(js_name = openGate)]
     fn open_gate();
+    #[wasm_bindgen(js_name = gateCancelCount)]
+    fn gate_cancel_count() -> u32;
     #[wasm_bindgen(js_name = seenBySockets)]
     fn seen_by_sockets() -> JsValue;
     fn recorder() -> JsValue;
@@ -398,6 +400,29 @@ async fn a_streamed_response_flows_chunk_by_chunk() {
     }
     open_gate();
     assert_eq!(server.chunk(id).await, (Vec::new(), true));
+    client.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_visitor_leaving_cancels_the_response_body_quietly() {
+    let (client, events) = client("", Some("gated"));
+    let connecting = client.connect();
+    let mut server = Server::accept("demo").await;
+    JsFuture::from(connecting).await.unwrap();
+
+    let id = server.get("/events");
+    assert_eq!(server.head(id).await.0.status, 200);
+    open_gate();
+    assert_eq!(server.chunk(id).await, (b"data: 0\n\n".to_vec(), false));
+    let cancels = gate_cancel_count();
+    server.session.reset(id, localtunnels_core::ResetCode::Cancel, "the visitor left");
+    server.flush();
+    // The client handles frames in order: once this answer is back, it has seen the reset.
+    client.on_request(handler("describe")).map_err(JsValue::from).unwrap();
+    let probe = server.get("/probe");
+    assert_eq!(server.response(probe).await.0.status, 201);
+    assert_eq!(gate_cancel_count(), cancels + 1, "the response body was cancelled");
+    assert!(!event_names(&events).contains(&"error".to_string()));
     client.close();
 }
 

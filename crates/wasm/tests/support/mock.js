@@ -162,6 +162,10 @@ function big() {
 }
 
 let gateCredits = 0;
+let gateCancels = 0;
+export function gateCancelCount() {
+  return gateCancels;
+}
 let gateWaiter = null;
 /** A server-sent-events response whose chunks only exist once the test opens the gate. */
 function gated() {
@@ -175,6 +179,9 @@ function gated() {
         return;
       }
       controller.enqueue(new TextEncoder().encode(`data: ${i++}\n\n`));
+    },
+    cancel() {
+      gateCancels++;
     },
   });
   return new Response(stream, { headers: { 'content-type': 'text/event-stream' } });
