@@ -11,7 +11,6 @@ use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{debug, info, warn};
 
 use crate::config::{ClientConfig, HostHeader, ServerAddr};
@@ -189,7 +188,7 @@ async fn handshake(
     let tcp = TcpStream::connect((addr.host.as_str(), addr.port)).await.map_err(|e| unreachable(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
     let max = usize::try_from(ctx.config.session.max_frame).unwrap_or(usize::MAX);
-    let ws_config = WebSocketConfig::default().max_message_size(Some(max)).max_frame_size(Some(max));
+    let ws_config = Connection::ws_config(max);
     let stream = crate::tls::connect(tcp, addr, &ctx.config).await.map_err(unreachable)?;
     let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config))
         .await

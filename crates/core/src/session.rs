@@ -850,6 +850,14 @@ impl Session {
         None
     }
 
+    /// True when [`Session::poll_transmit`] may have something to send (a control
+    /// frame, or a stream with queued output that credit may let through). A
+    /// driver can leave its writer asleep while this is false and
+    /// [`Session::poll_timeout`] did not move earlier.
+    pub fn has_transmit(&self) -> bool {
+        !self.control.is_empty() || !self.ring.is_empty()
+    }
+
     /// The next event for the driver.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use localtunnels_core::{CloseCode, Event, Instant, OpenError, RefuseReason, RequestHead, Session, StreamId, Welcome};
 use tokio::sync::{mpsc, Notify};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::stream::{StreamEvent, StreamHandle, StreamSlot};
@@ -59,6 +60,9 @@ pub(crate) struct State {
     pub(crate) session: Session,
     slots: HashMap<StreamId, StreamSlot>,
     events_tx: Option<mpsc::UnboundedSender<ConnEvent>>,
+    /// The deadline the writer's timer is set for (`None`: no timer). Only the
+    /// writer sets it, under the lock, before it sleeps.
+    armed: Option<Instant>,
 }
 
 pub(crate) struct Shared {
@@ -90,10 +94,22 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// After a command: dispatch what it produced and let the writer send.
+    /// After a command: dispatch what it produced and let the writer send. The
+    /// writer is only woken when there is something to send, the session closed, or
+    /// its timer must fire earlier than the one it sleeps on: most commands (a
+    /// release below the window-update threshold, a message that only produced
+    /// events) leave it asleep.
     pub(crate) fn after_command(self: &Arc<Self>, state: &mut State) {
         self.pump(state);
-        self.wake_writer.notify_one();
+        let session = &state.session;
+        let earlier = match (session.poll_timeout(), state.armed) {
+            (Some(t), Some(armed)) => t < armed,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if earlier || session.has_transmit() || session.is_closed() {
+            self.wake_writer.notify_one();
+        }
     }
 
     /// Drains the session's events to the stream slots and the owner.
@@ -205,7 +221,7 @@ impl Connection {
     {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { session, slots: HashMap::new(), events_tx: Some(events_tx) }),
+            state: Mutex::new(State { session, slots: HashMap::new(), events_tx: Some(events_tx), armed: None }),
             dropped: Mutex::new(Vec::new()),
             epoch,
             wake_writer: Notify::new(),
@@ -219,6 +235,17 @@ impl Connection {
             shared.after_command(&mut state);
         }
         (Connection { shared }, events_rx)
+    }
+
+    /// The tungstenite settings for a control connection whose frames are at most
+    /// `max_frame` bytes. tungstenite's default 128 KiB read buffer is allocated per
+    /// connection and zero-filled before every read: it made the memset the
+    /// server's hottest function and cost 128 KiB of memory per idle tunnel.
+    pub fn ws_config(max_frame: usize) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .max_message_size(Some(max_frame))
+            .max_frame_size(Some(max_frame))
+            .read_buffer_size(READ_BUFFER)
     }
 
     /// The instant the session sees now.
@@ -335,6 +362,12 @@ where
     shared.after_command(&mut state);
 }
 
+/// Most bytes one read of the control socket takes (see [`Connection::ws_config`]).
+const READ_BUFFER: usize = 16 * 1024;
+
+/// Bytes of frames the writer encodes and hands to the socket per flush.
+const WRITE_BATCH: usize = 256 * 1024;
+
 async fn run_writer<S>(mut sink: S, shared: Arc<Shared>)
 where
     S: Sink<Message, Error = WsError> + Unpin,
@@ -345,11 +378,18 @@ where
         let (deadline, closed) = {
             let mut state = shared.lock();
             shared.reap_dropped(&mut state);
-            while let Some(f) = state.session.poll_transmit() {
+            // A bounded batch per flush: draining everything could encode a whole
+            // session window (8 MiB) of copies at once.
+            let mut batch = 0;
+            while batch < WRITE_BATCH {
+                let Some(f) = state.session.poll_transmit() else { break };
+                batch += f.len();
                 frames.push(f);
             }
             shared.pump(&mut state);
-            (state.session.poll_timeout(), state.session.is_closed())
+            let deadline = state.session.poll_timeout();
+            state.armed = deadline;
+            (deadline, state.session.is_closed())
         };
         if !frames.is_empty() {
             let mut failed = false;

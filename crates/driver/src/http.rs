@@ -70,7 +70,9 @@ pub fn response_head(status: StatusCode, headers: &HeaderMap, kind: StreamKind) 
 pub fn header_map(headers: &[Header]) -> HeaderMap {
     let mut map = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value)) {
+        // `from_maybe_shared` keeps the frame's `Bytes` (no copy).
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_maybe_shared(value.clone()))
+        {
             map.append(n, v);
         }
     }

@@ -5,13 +5,14 @@
 //! are dropped before the stream finished, the stream is reset (`Cancel`): a visitor
 //! that goes away frees the origin at once.
 
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes};
 use localtunnels_core::{Header, ResetCode, ResponseHead, StreamError, StreamId, StreamKind};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use crate::conn::Shared;
 
@@ -70,44 +71,96 @@ impl StreamEvent {
     }
 }
 
-/// The driver's end of a stream. Its channel is unbounded, but what it holds is
+/// What one stream's driver end and its handles share: the queue of events for the
+/// receiver, the sender's wake-up, and a count of live handles. One allocation per
+/// stream (a tokio channel, a `Notify` and a guard were three, and the channel's
+/// first block alone is 32 events wide).
+struct Inner {
+    id: StreamId,
+    shared: Arc<Shared>,
+    queue: Mutex<Queue>,
+    writable: Notify,
+    /// Live `StreamSender` clones plus the `StreamReceiver`; at zero the stream is
+    /// reset (a no-op when it already finished).
+    handles: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<StreamEvent>,
+    /// The receiver waiting for an event.
+    waker: Option<Waker>,
+    /// The driver dropped its end: no more events after these.
+    closed: bool,
+    /// The receiver is gone: `deliver` refuses, so credit is handed straight back.
+    receiver_gone: bool,
+}
+
+impl Inner {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn handle_dropped(&self) {
+        if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.stream_dropped(self.id);
+        }
+    }
+}
+
+/// The driver's end of a stream. Its queue is unbounded, but what it holds is
 /// bounded by the stream's receive window: the peer cannot send more until the
 /// receiver releases what it consumed.
 pub(crate) struct StreamSlot {
-    tx: mpsc::UnboundedSender<StreamEvent>,
-    writable: Arc<Notify>,
+    inner: Arc<Inner>,
 }
 
 impl StreamSlot {
     pub(crate) fn new(id: StreamId, kind: StreamKind, shared: Arc<Shared>) -> (StreamSlot, StreamHandle) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let writable = Arc::new(Notify::new());
-        let guard = Arc::new(Guard { id, shared: shared.clone() });
-        let sender = StreamSender { id, shared: shared.clone(), writable: writable.clone(), _guard: guard.clone() };
-        let receiver = StreamReceiver { id, shared, rx, _guard: guard };
-        (StreamSlot { tx, writable }, StreamHandle { kind, sender, receiver })
+        let inner = Arc::new(Inner {
+            id,
+            shared,
+            queue: Mutex::new(Queue::default()),
+            writable: Notify::new(),
+            handles: AtomicUsize::new(2),
+        });
+        let sender = StreamSender { id, inner: inner.clone() };
+        let receiver = StreamReceiver { id, inner: inner.clone() };
+        (StreamSlot { inner }, StreamHandle { kind, sender, receiver })
     }
 
     /// Hands an event to the stream's reader; false if the reader is gone.
     pub(crate) fn deliver(&self, ev: StreamEvent) -> bool {
-        self.tx.send(ev).is_ok()
+        let waker = {
+            let mut q = self.inner.queue();
+            if q.receiver_gone {
+                return false;
+            }
+            q.events.push_back(ev);
+            q.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
     }
 
     /// Wakes a sender waiting for credit (or for the stream's end).
     pub(crate) fn wake(&self) {
-        self.writable.notify_one();
+        self.inner.writable.notify_one();
     }
 }
 
-/// Resets the stream when the last half is dropped, unless it already finished.
-struct Guard {
-    id: StreamId,
-    shared: Arc<Shared>,
-}
-
-impl Drop for Guard {
+impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.shared.stream_dropped(self.id);
+        let waker = {
+            let mut q = self.inner.queue();
+            q.closed = true;
+            q.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }
 
@@ -139,12 +192,22 @@ impl StreamHandle {
 }
 
 /// The sending half of a stream. Cloneable.
-#[derive(Clone)]
 pub struct StreamSender {
     id: StreamId,
-    shared: Arc<Shared>,
-    writable: Arc<Notify>,
-    _guard: Arc<Guard>,
+    inner: Arc<Inner>,
+}
+
+impl Clone for StreamSender {
+    fn clone(&self) -> Self {
+        self.inner.handles.fetch_add(1, Ordering::Relaxed);
+        StreamSender { id: self.id, inner: self.inner.clone() }
+    }
+}
+
+impl Drop for StreamSender {
+    fn drop(&mut self) {
+        self.inner.handle_dropped();
+    }
 }
 
 impl std::fmt::Debug for StreamSender {
@@ -160,9 +223,10 @@ impl StreamSender {
     }
 
     fn command<R>(&self, f: impl FnOnce(&mut localtunnels_core::Session) -> R) -> R {
-        let mut state = self.shared.lock();
+        let shared = &self.inner.shared;
+        let mut state = shared.lock();
         let r = f(&mut state.session);
-        self.shared.after_command(&mut state);
+        shared.after_command(&mut state);
         r
     }
 
@@ -191,7 +255,7 @@ impl StreamSender {
             return Ok(());
         }
         loop {
-            let notified = self.writable.notified();
+            let notified = self.inner.writable.notified();
             let n = self.command(|s| op(s, self.id, data.clone(), true))?;
             data.advance(n);
             if data.is_empty() {
@@ -225,9 +289,21 @@ impl StreamSender {
 /// The receiving half of a stream.
 pub struct StreamReceiver {
     id: StreamId,
-    shared: Arc<Shared>,
-    rx: mpsc::UnboundedReceiver<StreamEvent>,
-    _guard: Arc<Guard>,
+    inner: Arc<Inner>,
+}
+
+impl Drop for StreamReceiver {
+    fn drop(&mut self) {
+        let dropped = {
+            let mut q = self.inner.queue();
+            q.receiver_gone = true;
+            std::mem::take(&mut q.events)
+        };
+        // Events (and their credit) die with the receiver; the reset that follows
+        // when the last handle goes frees the stream's window on both sides.
+        drop(dropped);
+        self.inner.handle_dropped();
+    }
 }
 
 impl std::fmt::Debug for StreamReceiver {
@@ -246,15 +322,26 @@ impl StreamReceiver {
 
     /// Poll form of [`StreamReceiver::recv`].
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
-        let ev = std::task::ready!(Pin::new(&mut self.rx).poll_recv(cx));
-        if let Some(ev) = &ev {
-            let n = ev.payload_len();
-            if n > 0 {
-                let mut state = self.shared.lock();
-                state.session.release(self.id, n);
-                self.shared.after_command(&mut state);
+        let ev = {
+            let mut q = self.inner.queue();
+            match q.events.pop_front() {
+                Some(ev) => ev,
+                None if q.closed => return Poll::Ready(None),
+                None => {
+                    if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        q.waker = Some(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
             }
+        };
+        let n = ev.payload_len();
+        if n > 0 {
+            let shared = &self.inner.shared;
+            let mut state = shared.lock();
+            state.session.release(self.id, n);
+            shared.after_command(&mut state);
         }
-        Poll::Ready(ev)
+        Poll::Ready(Some(ev))
     }
 }

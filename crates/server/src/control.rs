@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use localtunnels_core::{CloseCode, Hello, RefuseReason, ResetCode, Session, Welcome};
 use localtunnels_driver::{ConnEvent, Connection, SUBPROTOCOL};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, info_span, Instrument};
 
@@ -71,7 +71,7 @@ where
     // tungstenite rejects messages past this at once; one byte over the frame limit
     // still reaches the core, which closes with `FrameTooLarge`.
     let max = usize::try_from(state.config.session.max_frame).unwrap_or(usize::MAX).saturating_add(1);
-    let ws_config = WebSocketConfig::default().max_message_size(Some(max)).max_frame_size(Some(max));
+    let ws_config = Connection::ws_config(max);
     let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
     let epoch = std::time::Instant::now();
     let session = Session::server(state.config.session.clone(), localtunnels_core::Instant::ZERO);
