@@ -8,6 +8,7 @@
 // The first line on stdout is the public URL; the request log goes to stderr.
 // Build the package first: scripts/build-wasm (in a project of your own: npm:localtunnels).
 
+// @deno-types="../../pkg/localtunnels.d.ts"
 import init, { forward, TunnelClient } from '../../pkg/localtunnels.js';
 
 const args = [...Deno.args];

@@ -1,6 +1,7 @@
 // The wasm client with Deno 2 as the origin (examples/deno, the --target web build), against a real
 // server on loopback: a visitor's request and a visitor's WebSocket reach its handlers.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
@@ -30,4 +31,10 @@ test('examples/deno under Deno 2', async () => {
   } finally {
     await proc.stop();
   }
+});
+
+test("the package's TypeScript types check against examples/deno (deno check)", () => {
+  const deno = tool('deno');
+  const script = path.join(ROOT, 'examples/deno/tunnel.ts');
+  execFileSync(deno, ['check', '--quiet', script], { env: { ...process.env, DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' }, stdio: 'pipe' });
 });
