@@ -85,7 +85,7 @@ impl TunnelClient {
 
     /// A client exposing an in-process `tower` service (e.g. an axum `Router`):
     /// no local port at all, as `ngrok.listen()` does.
-    pub fn with_service<S, B>(config: ClientConfig, service: S) -> Self
+    pub fn with_service<S>(config: ClientConfig, service: S) -> Self
     where
         ServiceOrigin<S>: Origin,
     {
