@@ -411,3 +411,56 @@ async fn a_thousand_websockets_at_once_through_one_tunnel_lose_nothing() {
     }
     assert_eq!(done, SOCKETS);
 }
+
+#[tokio::test]
+async fn an_https_origin_gets_its_websocket_over_tls() {
+    use tokio_rustls::rustls;
+    // A wss:// origin with a self-signed certificate.
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let tls = acceptor.accept(tcp).await.unwrap();
+                let ws = tokio_tungstenite::accept_async(tls).await.unwrap();
+                let (mut sink, mut stream) = futures_util::StreamExt::split(ws);
+                while let Some(Ok(msg)) = futures_util::StreamExt::next(&mut stream).await {
+                    if msg.is_text() {
+                        let reply = format!("tls: {}", msg.into_text().unwrap());
+                        sink.send(Message::text(reply)).await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+
+    let server = server().await;
+    let config = ClientConfig { local_https: true, allow_invalid_cert: true, ..client_config(&server, port) };
+    let tunnel = TunnelClient::new(config).connect().await.unwrap();
+    let mut visitor = visit(&server, &ws_url(&tunnel.url(), "/secure")).await;
+    visitor.send(Message::text("hello")).await.unwrap();
+    assert_eq!(next_data(&mut visitor).await, Message::text("tls: hello"));
+}
+
+#[tokio::test]
+async fn an_in_process_service_refuses_websockets_with_501() {
+    let app = axum::Router::new().route("/", axum::routing::get(|| async { "plain HTTP only" }));
+    let server = server().await;
+    let tunnel = TunnelClient::with_service(client_config(&server, 1), app).connect().await.unwrap();
+    let visitor = Visitor::new(&server);
+    let (status, _, body) = upgrade_request(&visitor, &host_of(&tunnel.url()), "/", &[]).await;
+    assert_eq!(status, 501);
+    assert_eq!(&body[..], b"this origin takes no WebSockets (in-process services do not, yet)\n");
+    assert_eq!(visitor.get(&host_of(&tunnel.url()), "/").await, (200, Bytes::from("plain HTTP only")));
+}

@@ -24,4 +24,4 @@ mod websocket;
 pub use client::{backoff, ClientHandle, ConnectError, TunnelClient};
 pub use config::{ClientConfig, HostHeader, ServerAddr};
 pub use events::ClientEvent;
-pub use origin::{BoxError, LocalOrigin, Origin, OriginBody, OriginFuture, ServiceOrigin};
+pub use origin::{BoxError, ConnectFuture, LocalOrigin, Origin, OriginBody, OriginFuture, OriginStream, ServiceOrigin};

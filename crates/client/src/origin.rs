@@ -29,6 +29,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type OriginBody = UnsyncBoxBody<Bytes, BoxError>;
 /// The future an origin returns.
 pub type OriginFuture = Pin<Box<dyn Future<Output = Result<Response<OriginBody>, BoxError>> + Send>>;
+/// A connection being opened to a network origin (see [`Origin::connect_stream`]).
+pub type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<OriginStream>> + Send>>;
 
 /// Answers tunneled HTTP requests.
 pub trait Origin: Send + Sync + 'static {
@@ -41,6 +43,12 @@ pub trait Origin: Send + Sync + 'static {
     /// Whether the network origin speaks TLS.
     fn secure(&self) -> bool {
         false
+    }
+    /// Opens a new connection to a network origin (TCP, then TLS for HTTPS) for a
+    /// tunneled WebSocket, whose handshake then runs over it. `None` (the default):
+    /// this origin takes no WebSockets, and visitors' upgrades get 501.
+    fn connect_stream(&self) -> Option<ConnectFuture> {
+        None
     }
 }
 
@@ -114,6 +122,11 @@ impl Origin for LocalOrigin {
 
     fn secure(&self) -> bool {
         self.connector.inner.tls.is_some()
+    }
+
+    fn connect_stream(&self) -> Option<ConnectFuture> {
+        let inner = self.connector.inner.clone();
+        Some(Box::pin(async move { inner.connect().await }))
     }
 }
 

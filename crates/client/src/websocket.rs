@@ -2,8 +2,10 @@
 //!
 //! The visitor's upgrade request is replayed to the origin (same path and query,
 //! offered subprotocols, cookies and other end-to-end headers; Host per the
-//! [`HostHeader`](crate::HostHeader) policy) with this leg's own key. The handshake
-//! runs over hyper, so a refusal reaches the visitor whole: status, headers and body.
+//! [`HostHeader`](crate::HostHeader) policy) with this leg's own key, over a new
+//! connection from [`Origin::connect_stream`](crate::Origin::connect_stream) (`ws://`,
+//! or `wss://` for an HTTPS origin). The handshake runs over hyper, so a refusal
+//! reaches the visitor whole: status, headers and body.
 //! On 101 the origin's answer (chosen subprotocol, cookies) goes back and the socket is
 //! bridged to the stream.
 
@@ -19,7 +21,6 @@ use localtunnels_core::{RequestHead, ResetCode, ResponseHead, StreamKind};
 use localtunnels_driver::http::{header_map, response_head};
 use localtunnels_driver::websocket::{bridge, socket_config, Leg};
 use localtunnels_driver::{pump_body, StreamHandle, StreamSender};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -28,6 +29,7 @@ use tracing::debug;
 
 use crate::client::Ctx;
 use crate::events::ClientEvent;
+use crate::origin::ConnectFuture;
 
 /// Serves one WebSocket stream.
 pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead) {
@@ -35,8 +37,8 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     let (tx, rx) = stream.split();
     let (method, path) = (head.method.clone(), head.target.clone());
     ctx.emit(ClientEvent::Request { method: method.clone(), path: path.clone() });
-    let Some(authority) = ctx.origin.authority().filter(|_| !ctx.origin.secure()) else {
-        let why = "WebSocket passthrough needs a plain (ws://) network origin; in-process services and TLS origins are not supported yet";
+    let (Some(authority), Some(connect)) = (ctx.origin.authority(), ctx.origin.connect_stream()) else {
+        let why = "this origin takes no WebSockets (in-process services do not, yet)";
         return refuse(&tx, StatusCode::NOT_IMPLEMENTED, why).await;
     };
     let key = generate_key();
@@ -44,7 +46,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         Ok(r) => r,
         Err(message) => return tx.reset(ResetCode::Protocol, &message),
     };
-    let mut res = match handshake(&authority, req).await {
+    let mut res = match handshake(connect, req).await {
         Ok(res) => res,
         Err(cause) => {
             let message = if cause.contains("refused") {
@@ -103,12 +105,11 @@ fn origin_request(ctx: &Ctx, head: &RequestHead, key: &str) -> Result<Request<Em
     Ok(req)
 }
 
-/// Sends the upgrade request on a fresh connection to the origin.
-async fn handshake(authority: &str, req: Request<Empty<Bytes>>) -> Result<Response<Incoming>, String> {
-    let tcp = TcpStream::connect(authority).await.map_err(|e| e.to_string())?;
-    let _ = tcp.set_nodelay(true);
+/// Sends the upgrade request on a fresh connection to the origin (plain or TLS).
+async fn handshake(connect: ConnectFuture, req: Request<Empty<Bytes>>) -> Result<Response<Incoming>, String> {
+    let io = connect.await.map_err(|e| e.to_string())?;
     let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+        hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         // Ends when the connection is upgraded (handing the socket over) or closed.
         let _ = conn.with_upgrades().await;
