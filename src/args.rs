@@ -30,8 +30,9 @@ pub enum Command {
     Client(ClientArgs),
     /// ngrok-style shorthand: `localtunnels http 8000` = `localtunnels client --local-port 8000`.
     Http {
-        /// Local port to expose.
-        #[arg(value_name = "PORT")]
+        /// Local port to expose (wins over --local-port).
+        // Its own id: the flattened client flags already have a `local_port`.
+        #[arg(value_name = "PORT", id = "http_port")]
         local_port: u16,
         #[command(flatten)]
         client: ClientArgs,
@@ -219,5 +220,31 @@ impl ConfigFile {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // clap checks ids, flags and env names here (in debug builds it would
+        // otherwise only panic when a user runs the faulty subcommand).
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_http_alias_takes_the_port_and_every_client_flag() {
+        let cli = Cli::try_parse_from(["localtunnels", "http", "8000", "--subdomain", "demo"]).unwrap();
+        match cli.command {
+            Command::Http { local_port, client } => {
+                assert_eq!(local_port, 8000);
+                assert_eq!(client.subdomain.as_deref(), Some("demo"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

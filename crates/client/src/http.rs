@@ -34,7 +34,11 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         Err(e) => {
             let message = origin_error(&ctx, &*e);
             ctx.emit(ClientEvent::Error { message: message.clone() });
-            return tx.reset(ResetCode::OriginUnreachable, &message);
+            tx.reset(ResetCode::OriginUnreachable, &message);
+            // The visitor gets the server's 502: report the exchange as such, so
+            // `--print-requests` shows every request, failed ones included.
+            let duration = started.elapsed();
+            return ctx.emit(ClientEvent::Response { method, path, status: 502, duration, bytes: 0 });
         }
     };
     let status = res.status().as_u16();

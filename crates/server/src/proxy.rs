@@ -115,11 +115,22 @@ pub fn open_error(state: &ServerState, name: &str, e: OpenError) -> Response<Bod
     }
 }
 
-/// Maps a stream that ended before its response head to the visitor's answer.
+/// Maps a stream that ended before its response head to the visitor's answer: 504
+/// for a timeout, 503 + `Retry-After` for a refusal (never processed), else 502.
 pub fn reset_response(state: &ServerState, code: ResetCode, message: &str) -> Response<Body> {
     if code == ResetCode::Timeout {
         Counters::bump(&state.counters.timeouts);
         return text_response(StatusCode::GATEWAY_TIMEOUT, format!("the origin did not answer in time: {message}"));
+    }
+    if code == ResetCode::Refused {
+        // Refused before any processing (the client is going away): safe to retry.
+        Counters::bump(&state.counters.unavailable);
+        let mut res = text_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the tunnel's client did not take the request ({message}); retry shortly"),
+        );
+        res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(1));
+        return res;
     }
     Counters::bump(&state.counters.bad_gateway);
     text_response(StatusCode::BAD_GATEWAY, format!("the tunnel could not reach the origin: {message}"))
