@@ -51,7 +51,9 @@ fn init_logs(verbose: bool) {
         if verbose { "info,localtunnels=debug" } else { "warn,localtunnels_server=info,localtunnels_client=info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOCALTUNNELS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+    // Colours only for a person at a terminal, not in files, pipes and CI logs.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter).init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
