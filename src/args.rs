@@ -119,6 +119,10 @@ pub struct ServerArgs {
     /// Largest control frame a client may send, in bytes [default: 65600].
     #[arg(long, env = "LOCALTUNNELS_MAX_FRAME", value_name = "BYTES")]
     pub max_frame: Option<u32>,
+    /// Largest WebSocket message relayed through a tunnel; larger ones close the
+    /// WebSocket with 1009 [default: 16777216].
+    #[arg(long, env = "LOCALTUNNELS_MAX_WS_MESSAGE", value_name = "BYTES")]
+    pub max_ws_message: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -176,6 +180,10 @@ pub struct ClientArgs {
     /// PEM file of the CA that signed the server's certificate (instead of the system roots).
     #[arg(long, env = "LOCALTUNNELS_CA", value_name = "FILE")]
     pub ca: Option<PathBuf>,
+    /// Largest WebSocket message relayed to or from the local server; larger ones
+    /// close the WebSocket with 1009 [default: 16777216].
+    #[arg(long, env = "LOCALTUNNELS_MAX_WS_MESSAGE", value_name = "BYTES")]
+    pub max_ws_message: Option<usize>,
     /// Print one line per request on stdout: time, method, path, status, duration, bytes.
     #[arg(long, env = "LOCALTUNNELS_PRINT_REQUESTS", num_args = 0..=1, default_missing_value = "true")]
     pub print_requests: Option<bool>,
@@ -191,7 +199,8 @@ impl ServerArgs {
     pub fn or(mut self, file: &ServerArgs) -> Self {
         fill!(self, file; port, bind, domain, secure, public_port, response_timeout, grace_period, max_tunnels, verbose,
             token, tokens_file, tls_cert, tls_key, max_tunnels_per_token, max_tunnels_per_ip, max_streams_per_tunnel,
-            rate_limit, rate_burst, max_body, max_header_size, header_read_timeout, idle_timeout, max_frame);
+            rate_limit, rate_burst, max_body, max_header_size, header_read_timeout, idle_timeout, max_frame,
+            max_ws_message);
         self
     }
 }
@@ -200,7 +209,7 @@ impl ClientArgs {
     /// Fields not given on the command line or in the environment come from `file`.
     pub fn or(mut self, file: &ClientArgs) -> Self {
         fill!(self, file; server, host, port, secure, local_port, local_host, local_https, allow_invalid_cert,
-            subdomain, token, host_header, print_requests, basic_auth, allow_ip, ca);
+            subdomain, token, host_header, print_requests, basic_auth, allow_ip, ca, max_ws_message);
         self
     }
 }

@@ -91,6 +91,7 @@ pub fn server_config(a: &ServerArgs) -> ServerConfig {
         },
         tokens: a.token.iter().flatten().filter(|t| !t.is_empty()).map(|t| AuthToken::new(t)).collect(),
         tokens_file: a.tokens_file.clone(),
+        max_ws_message: a.max_ws_message.unwrap_or(d.max_ws_message),
         limits: Limits {
             max_header_bytes: a.max_header_size.unwrap_or(dl.max_header_bytes),
             header_read_timeout: a.header_read_timeout.map_or(dl.header_read_timeout, Duration::from_secs),
@@ -148,6 +149,7 @@ pub fn client_config(a: &ClientArgs) -> ClientConfig {
         basic_auth: a.basic_auth.clone(),
         allow_ips: a.allow_ip.clone().unwrap_or_default(),
         ca: a.ca.clone(),
+        max_ws_message: a.max_ws_message.unwrap_or(d.max_ws_message),
         host_header: match a.host_header {
             Some(HostHeaderArg::Preserve) => HostHeader::Preserve,
             _ => HostHeader::Rewrite,

@@ -54,11 +54,9 @@ async fn closed_by_server(tcp: &mut TcpStream) -> bool {
 #[tokio::test]
 async fn past_the_rate_limit_a_tunnels_visitors_get_429_and_other_tunnels_do_not() {
     // No refill, so the test does not depend on how fast this machine is.
-    let server = server_with(limits(Limits {
-        rate_limit: Some(RateLimit { per_second: 0, burst: 3 }),
-        ..Limits::default()
-    }))
-    .await;
+    let server =
+        server_with(limits(Limits { rate_limit: Some(RateLimit { per_second: 0, burst: 3 }), ..Limits::default() }))
+            .await;
     let (port, seen) = counting_origin().await;
     let busy = client(&server, port, Some("busy")).await;
     let calm = client(&server, port, Some("calm")).await;
@@ -174,7 +172,8 @@ async fn oversized_request_heads_get_431() {
 
 #[tokio::test]
 async fn slow_header_clients_are_cut_and_hold_no_one_up() {
-    let server = server_with(limits(Limits { header_read_timeout: Duration::from_millis(300), ..Limits::default() })).await;
+    let server =
+        server_with(limits(Limits { header_read_timeout: Duration::from_millis(300), ..Limits::default() })).await;
     let (port, _) = counting_origin().await;
     let tunnel = client(&server, port, Some("steady")).await;
     let host = host_of(&tunnel.url());

@@ -87,7 +87,8 @@ struct Honest {
 
 impl Honest {
     async fn start(server: &ServerHandle) -> Honest {
-        let port = origin(|_req: hyper::Request<hyper::body::Incoming>| async { hyper::Response::new(full("fine")) }).await;
+        let port =
+            origin(|_req: hyper::Request<hyper::body::Incoming>| async { hyper::Response::new(full("fine")) }).await;
         let tunnel = client(server, port, Some("honest")).await;
         Honest { host: host_of(&tunnel.url()), visitor: Visitor::new(server), _tunnel: tunnel }
     }
