@@ -68,6 +68,14 @@ impl Proc {
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// Asks the process to stop (SIGTERM), waits up to `grace`, then kills it.
+    pub async fn terminate(mut self, grace: Duration) {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
+        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
+    }
 }
 
 /// CPU time (user + system, all threads) of `pid`, in clock ticks.

@@ -1,5 +1,6 @@
-//! The wasm client's size: the gzipped (`gzip -9`) size of the `.wasm` built by
-//! `scripts/build-wasm` (into `pkg/`), when present.
+//! The wasm client: the gzipped (`gzip -9`) size of the `.wasm` built by
+//! `scripts/build-wasm` (into `pkg/`), and the request rate of a headless Chromium
+//! tab answering 1 KiB through it (`bench/wasm-chromium.mjs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,4 +19,17 @@ pub fn gzipped(path: &Path) -> anyhow::Result<u64> {
     let out = Command::new("gzip").args(["-9", "-c"]).arg(path).output()?;
     anyhow::ensure!(out.status.success(), "gzip failed on {}", path.display());
     Ok(out.stdout.len() as u64)
+}
+
+/// Why the Chromium case cannot run here, if it cannot.
+pub fn chromium_missing(root: &Path) -> Option<String> {
+    let needs = [
+        (root.join("pkg/localtunnels.js"), "pkg/ (run scripts/build-wasm)"),
+        (root.join(".tools/js/node_modules/playwright-core/package.json"), ".tools/js (run scripts/setup)"),
+        (PathBuf::from("/usr/bin/chromium"), "/usr/bin/chromium (apt-get install chromium)"),
+    ];
+    if crate::procs::which("node").is_none() {
+        return Some("node is not installed".into());
+    }
+    needs.iter().find(|(p, _)| !p.exists()).map(|(_, what)| format!("missing {what}"))
 }
