@@ -17,7 +17,7 @@ use localtunnels_core::RefuseReason;
 use localtunnels_server::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// Waits for a client event matching `f`.
 async fn event(events: &mut broadcast::Receiver<ClientEvent>, f: impl Fn(&ClientEvent) -> bool) -> ClientEvent {
@@ -241,12 +241,18 @@ async fn assert_cut(server: &localtunnels_server::ServerHandle, tunnel: &localtu
 async fn slow_origin_is_504_after_the_configured_timeout_and_the_tunnel_carries_on() {
     let server =
         server_with(ServerConfig { response_timeout: Duration::from_millis(200), ..ServerConfig::default() }).await;
-    // `/slow` never answers while the test runs.
-    let port = origin(move |req: Request<Incoming>| async move {
-        if req.uri().path() == "/slow" {
-            std::future::pending::<()>().await;
+    // `/slow` never answers while the test runs; its handler reports being dropped
+    // (the origin sees the tunnel client give up on the request).
+    let (dropped, mut abandoned) = mpsc::unbounded_channel::<()>();
+    let port = origin(move |req: Request<Incoming>| {
+        let dropped = OnDrop(dropped.clone());
+        async move {
+            if req.uri().path() == "/slow" {
+                let _dropped = dropped;
+                std::future::pending::<()>().await;
+            }
+            Response::new(full("fast"))
         }
-        Response::new(full("fast"))
     })
     .await;
     let tunnel = client(&server, port, None).await;
@@ -255,7 +261,49 @@ async fn slow_origin_is_504_after_the_configured_timeout_and_the_tunnel_carries_
     let (status, body) = visitor.get(&host, "/slow").await;
     assert_eq!(status, 504);
     assert_eq!(&body[..], b"the origin did not answer within 0.2 s\n");
+    abandoned_in_time(&mut abandoned).await;
     assert_eq!(visitor.get(&host, "/").await, (200, Bytes::from("fast")));
+}
+
+/// Waits for the origin to see its request dropped. The bound only turns a
+/// regression (a request left running for ever) into a failure instead of a hang.
+async fn abandoned_in_time(abandoned: &mut mpsc::UnboundedReceiver<()>) {
+    let dropped = tokio::time::timeout(Duration::from_secs(30), abandoned.recv()).await;
+    assert!(matches!(dropped, Ok(Some(()))), "the origin's request was left running");
+}
+
+/// Sends on its channel when dropped.
+struct OnDrop(mpsc::UnboundedSender<()>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
+#[tokio::test]
+async fn a_visitor_that_leaves_frees_the_origin() {
+    let server = server().await;
+    let (arrived_tx, mut arrived) = mpsc::unbounded_channel::<()>();
+    let (dropped, mut abandoned) = mpsc::unbounded_channel::<()>();
+    let port = origin(move |_req: Request<Incoming>| {
+        let (arrived_tx, dropped) = (arrived_tx.clone(), OnDrop(dropped.clone()));
+        async move {
+            let _dropped = dropped;
+            let _ = arrived_tx.send(());
+            std::future::pending::<()>().await;
+            Response::new(full("never"))
+        }
+    })
+    .await;
+    let tunnel = client(&server, port, None).await;
+    let visitor = Visitor::new(&server);
+    let host = host_of(&tunnel.url());
+    let waiting = tokio::spawn(async move { visitor.get(&host, "/").await });
+    arrived.recv().await.unwrap();
+    waiting.abort(); // the visitor hangs up
+    abandoned_in_time(&mut abandoned).await;
+    assert_eq!(server.stats().streams, 0);
 }
 
 #[tokio::test]

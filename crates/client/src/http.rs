@@ -29,7 +29,16 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         Ok(r) => r,
         Err(message) => return tx.reset(ResetCode::Protocol, &message),
     };
-    let res = match ctx.origin.call(req).await {
+    // The server resets the stream when the visitor leaves or its response timeout
+    // passes: then the origin's request is dropped too, not left running.
+    let answer = tokio::select! {
+        answer = ctx.origin.call(req) => answer,
+        () = tx.cancelled() => {
+            let message = format!("{method} {path}: abandoned, the visitor is gone (or timed out)");
+            return ctx.emit(ClientEvent::Error { message });
+        }
+    };
+    let res = match answer {
         Ok(res) => res,
         Err(e) => {
             let message = origin_error(&ctx, &*e);

@@ -284,6 +284,21 @@ impl StreamSender {
     pub fn reset(&self, code: ResetCode, message: &str) {
         self.command(|s| s.reset(self.id, code, message));
     }
+
+    /// Resolves once the peer has reset the stream or the session has closed: nobody
+    /// reads what this side would still send. Lets work for an exchange (an origin
+    /// request, say) be dropped as soon as its visitor is gone, even while the
+    /// receiving half is not being read. Cancel-safe.
+    pub async fn cancelled(&self) {
+        loop {
+            // Armed before the check: a wake between the two is kept as a permit.
+            let notified = self.inner.writable.notified();
+            if !self.inner.shared.has_slot(self.id) {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// The receiving half of a stream.
