@@ -74,7 +74,8 @@ async fn urls_go_to_stdout_alone_and_logs_to_stderr() {
     assert_eq!(url, format!("http://quiet.localhost:{port}"));
     client.stderr_line(&format!("forwarding {url} -> 127.0.0.1:{origin_port}")).await;
     assert_eq!(visit(port, &host_of(&url), "GET", "/hello", "").await, (200, Bytes::from("hello")));
-    client.terminate();
+    // Ctrl-C stops a client as gracefully as SIGTERM.
+    client.interrupt();
     assert_eq!(client.exit_code().await, Some(0));
     srv.terminate();
     assert_eq!(srv.exit_code().await, Some(0));
