@@ -297,15 +297,31 @@ async fn help_documents_every_flag_with_its_environment_variable() {
 }
 
 #[tokio::test]
-async fn the_http_alias_exposes_a_port() {
-    let (_srv, port) = server(&[]).await;
+async fn the_http_alias_exposes_a_port_and_a_verbose_server_logs_each_request() {
+    let (mut srv, port) = server(&["--verbose"]).await;
     let origin_port = app().await.to_string();
-    let server_url = format!("http://127.0.0.1:{port}");
-    let args = ["http", &origin_port, "--server", &server_url, "--local-host", "127.0.0.1", "--subdomain", "alias"];
+    let port_arg = port.to_string();
+    // The server by --host and --port this time, instead of --server.
+    let args = [
+        "http",
+        &origin_port,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port_arg,
+        "--local-host",
+        "127.0.0.1",
+        "--subdomain",
+        "alias",
+    ];
     let mut client = Proc::spawn(&args, &[]);
     let public = client.line().await;
     assert_eq!(public, format!("http://alias.localhost:{port}"));
-    assert_eq!(visit(port, &host_of(&public), "GET", "/hello", "").await, (200, Bytes::from("hello")));
+    assert_eq!(visit(port, &host_of(&public), "GET", "/hello?q=1", "").await, (200, Bytes::from("hello")));
+    let line = srv.stderr_line("path=/hello?q=1").await;
+    for part in ["request", "tunnel=alias", "method=GET", "status=200", "ms="] {
+        assert!(line.contains(part), "{line}");
+    }
 }
 
 #[tokio::test]

@@ -24,13 +24,22 @@ use crate::tunnel::Tunnel;
 /// Headers a visitor may not set: the server sets them from what it saw.
 const FORWARDED: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "expect"];
 
-/// Routes one visitor request to tunnel `name`.
-pub async fn handle(
-    state: Arc<ServerState>,
-    name: String,
-    peer: SocketAddr,
-    mut req: Request<Incoming>,
-) -> Response<Body> {
+/// Routes one visitor request to tunnel `name`. With `verbose`, logs one line per
+/// request (tunnel, visitor, method, path, status, time to the response head).
+pub async fn handle(state: Arc<ServerState>, name: String, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    if !state.config.verbose {
+        return route(state, name, peer, req).await;
+    }
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let res = route(state, name.clone(), peer, req).await;
+    let (status, ms) = (res.status().as_u16(), started.elapsed().as_millis());
+    tracing::info!(tunnel = %name, %peer, %method, %path, status, ms, "request");
+    res
+}
+
+async fn route(state: Arc<ServerState>, name: String, peer: SocketAddr, mut req: Request<Incoming>) -> Response<Body> {
     let tunnel = match state.registry.lookup(&name) {
         Lookup::Live(t) => t,
         Lookup::Held { remaining } => {
