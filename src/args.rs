@@ -162,6 +162,9 @@ pub struct ClientArgs {
     #[arg(long, env = "LOCALTUNNELS_ALLOW_INVALID_CERT", num_args = 0..=1, default_missing_value = "true")]
     pub allow_invalid_cert: Option<bool>,
     /// Name to request: the public URL becomes <NAME>.<domain> [default: a random name].
+    /// A DNS label (letters, digits, hyphens); reserved names such as www, api and admin
+    /// are refused (exit code 5). A name another client holds is refused (exit code 4);
+    /// after a disconnect the server keeps your name for you for its grace period.
     #[arg(long, env = "LOCALTUNNELS_SUBDOMAIN", value_name = "NAME")]
     pub subdomain: Option<String>,
     /// Auth token, for servers that require one.
