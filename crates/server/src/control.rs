@@ -40,6 +40,8 @@ pub fn upgrade<B: Send + 'static>(state: Arc<ServerState>, peer: SocketAddr, req
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|p| p.trim() == SUBPROTOCOL);
+    // The session's own heartbeats find dead clients.
+    crate::limits::IdleSwitch::disable_for(&req);
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(
         async move {

@@ -6,6 +6,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -177,17 +179,45 @@ where
 /// A connection that fails with `TimedOut` once no byte moved either way for
 /// `idle`. The timer is checked whenever the connection is polled, which hyper does
 /// while it waits for a request and every tunnel task does while it waits for data.
+///
+/// A connection upgraded to a WebSocket (a visitor's, or a client's control
+/// connection) turns the timer off through its [`IdleSwitch`]: a quiet chat is not idle,
+/// and dead peers are found by pings there.
 #[derive(Debug)]
 pub struct IdleIo<I> {
     inner: I,
     idle: Duration,
     deadline: Pin<Box<tokio::time::Sleep>>,
+    switch: IdleSwitch,
+}
+
+/// Turns a connection's idle timeout off; travels in each request's extensions.
+#[derive(Debug, Clone, Default)]
+pub struct IdleSwitch(Arc<AtomicBool>);
+
+impl IdleSwitch {
+    /// No idle timeout on this connection from now on.
+    pub fn disable(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn disabled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Disables the timeout of the connection `req` arrived on, if it has one.
+    pub fn disable_for<B>(req: &http::Request<B>) {
+        if let Some(s) = req.extensions().get::<IdleSwitch>() {
+            s.disable();
+        }
+    }
 }
 
 impl<I> IdleIo<I> {
-    /// Wraps `inner`.
-    pub fn new(inner: I, idle: Duration) -> Self {
-        IdleIo { inner, idle, deadline: Box::pin(tokio::time::sleep(idle)) }
+    /// Wraps `inner`; the switch turns the timeout off.
+    pub fn new(inner: I, idle: Duration) -> (Self, IdleSwitch) {
+        let switch = IdleSwitch::default();
+        (IdleIo { inner, idle, deadline: Box::pin(tokio::time::sleep(idle)), switch: switch.clone() }, switch)
     }
 
     fn activity(&mut self) {
@@ -196,6 +226,9 @@ impl<I> IdleIo<I> {
     }
 
     fn check(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
+        if self.switch.disabled() {
+            return Poll::Pending;
+        }
         match self.deadline.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,

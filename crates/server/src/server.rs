@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tracing::{debug, info};
 
 use crate::config::ServerConfig;
-use crate::limits::IdleIo;
+use crate::limits::{IdleIo, IdleSwitch};
 use crate::registry::LocalRegistry;
 use crate::state::{Body, ServerState};
 
@@ -138,17 +138,17 @@ async fn accept_loop(
                     }
                 };
                 let _ = tcp.set_nodelay(true);
-                let io = IdleIo::new(tcp, state.config.limits.idle_timeout);
+                let (io, idle) = IdleIo::new(tcp, state.config.limits.idle_timeout);
                 let watcher = graceful.watcher();
                 match &tls {
-                    None => spawn_connection(state.clone(), peer, TokioIo::new(io), watcher),
+                    None => spawn_connection(state.clone(), peer, TokioIo::new(io), idle, watcher),
                     Some(acceptor) => {
                         // The handshake runs in the connection's own task, under a deadline.
                         let (state, acceptor) = (state.clone(), acceptor.clone());
                         tokio::spawn(async move {
                             let limit = state.config.limits.handshake_timeout;
                             match tokio::time::timeout(limit, acceptor.accept(io)).await {
-                                Ok(Ok(tls)) => spawn_connection(state, peer, TokioIo::new(tls), watcher),
+                                Ok(Ok(tls)) => spawn_connection(state, peer, TokioIo::new(tls), idle, watcher),
                                 Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
                                 Err(_) => debug!(%peer, "TLS handshake timed out"),
                             }
@@ -175,13 +175,14 @@ async fn accept_loop(
 
 /// Serves one visitor or client connection (HTTP/1.1 or HTTP/2, with upgrades)
 /// under the graceful-shutdown watcher.
-fn spawn_connection<I>(state: Arc<ServerState>, peer: SocketAddr, io: I, watcher: Watcher)
+fn spawn_connection<I>(state: Arc<ServerState>, peer: SocketAddr, io: I, idle: IdleSwitch, watcher: Watcher)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let state_limits = state.config.limits.clone();
-    let service = service_fn(move |req: Request<Incoming>| {
+    let service = service_fn(move |mut req: Request<Incoming>| {
         let state = state.clone();
+        req.extensions_mut().insert(idle.clone());
         async move { Ok::<_, Infallible>(route(state, peer, req).await) }
     });
     let limits = &state_limits;
