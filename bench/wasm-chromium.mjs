@@ -5,6 +5,10 @@
 //
 //   node bench/wasm-chromium.mjs SERVER_PORT NAME
 //
+// With CPU_PROFILE=FILE it also records the tab's CPU profile (Chrome DevTools protocol) from `ready` until
+// it is stopped, writes it to FILE (open it in DevTools' Performance panel) and prints the functions with
+// the most samples on stderr.
+//
 // Needs pkg/ (scripts/build-wasm) and .tools/js (scripts/setup). Used by `localtunnels-bench`.
 import fs from 'node:fs';
 import http from 'node:http';
@@ -53,14 +57,19 @@ await new Promise((resolve) => site.listen(0, '127.0.0.1', resolve));
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   headless: true,
+  // This script closes the browser itself (after saving a profile).
+  handleSIGTERM: false,
+  handleSIGINT: false,
   args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--disable-background-timer-throttling',
     '--disable-renderer-backgrounding', '--disable-backgrounding-occluded-windows'],
 });
 let closing = false;
+let profiler;
 async function shutdown(code) {
   if (closing) return;
   closing = true;
+  if (profiler) await saveProfile(profiler).catch((e) => console.error(`profile: ${e.message}`));
   await browser.close().catch(() => {});
   site.close();
   process.exit(code);
@@ -86,9 +95,32 @@ if (failed) {
   console.error(`connect failed: ${failed}`);
   await shutdown(1);
 }
+if (process.env.CPU_PROFILE) {
+  profiler = await page.context().newCDPSession(page);
+  await profiler.send('Profiler.enable');
+  await profiler.send('Profiler.setSamplingInterval', { interval: 200 });
+  await profiler.send('Profiler.start');
+}
 console.log(`ready ${result}`);
 // Report the renderer's memory now and then on stderr (useful next to the request rate).
 setInterval(async () => {
   const heap = await page.evaluate(() => performance.memory?.usedJSHeapSize).catch(() => undefined);
   if (heap) console.error(`js heap ${(heap / 1048576).toFixed(1)} MiB`);
 }, 5000).unref();
+
+/** Stops the profiler, writes the profile and prints the top functions by self samples. */
+async function saveProfile(cdp) {
+  const { profile } = await cdp.send('Profiler.stop');
+  fs.writeFileSync(process.env.CPU_PROFILE, JSON.stringify(profile));
+  const self = new Map();
+  let total = 0;
+  for (const n of profile.nodes) {
+    const f = n.callFrame;
+    const key = `${f.functionName || '(anonymous)'} ${f.url ? path.basename(f.url) : ''}`.trim();
+    self.set(key, (self.get(key) ?? 0) + (n.hitCount ?? 0));
+    total += n.hitCount ?? 0;
+  }
+  const top = [...self].sort((a, b) => b[1] - a[1]).slice(0, 30);
+  console.error(`cpu profile: ${total} samples, written to ${process.env.CPU_PROFILE}`);
+  for (const [k, v] of top) console.error(`${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`);
+}
