@@ -65,12 +65,20 @@ pub(crate) struct State {
     armed: Option<Instant>,
 }
 
+/// Work a stream handle's `Drop` leaves for the writer task.
+enum Deferred {
+    /// Unread payload bytes to grant back.
+    Release(StreamId, usize),
+    /// A stream nobody holds any more.
+    Reset(StreamId),
+}
+
 pub(crate) struct Shared {
     state: Mutex<State>,
     /// Streams whose handles were dropped, to reset under the state lock. Handles
     /// can be dropped while that lock is held (e.g. undelivered incoming streams
     /// freed with their channel), so `Drop` only queues the id here.
-    dropped: Mutex<Vec<StreamId>>,
+    dropped: Mutex<Vec<Deferred>>,
     epoch: std::time::Instant,
     wake_writer: Notify,
     closed: Notify,
@@ -192,17 +200,35 @@ impl Shared {
 
     /// Called from a stream handle's `Drop`: never takes the state lock.
     pub(crate) fn stream_dropped(&self, id: StreamId) {
-        self.dropped.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+        self.defer(Deferred::Reset(id));
+    }
+
+    /// Called when a receiver is dropped holding `n` unread payload bytes: they
+    /// still count against the windows until released. Never takes the state lock.
+    pub(crate) fn release_later(&self, id: StreamId, n: usize) {
+        if n > 0 {
+            self.defer(Deferred::Release(id, n));
+        }
+    }
+
+    fn defer(&self, d: Deferred) {
+        self.dropped.lock().unwrap_or_else(|e| e.into_inner()).push(d);
         self.wake_writer.notify_one();
     }
 
-    /// Resets the streams whose handles are gone (a no-op for finished ones; one
-    /// that finished sending keeps its queued frames, see `Session::reset`).
+    /// Applies what dropped handles left behind: credit for unread bytes goes back to
+    /// the peer, and streams whose handles are gone are reset (a no-op for finished
+    /// ones; one that finished sending keeps its queued frames, see `Session::reset`).
     fn reap_dropped(&self, state: &mut State) {
-        let ids = std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|e| e.into_inner()));
-        for id in ids {
-            state.session.reset(id, localtunnels_core::ResetCode::Cancel, "the other end went away");
-            state.slots.remove(&id);
+        let deferred = std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|e| e.into_inner()));
+        for d in deferred {
+            match d {
+                Deferred::Release(id, n) => state.session.release(id, n),
+                Deferred::Reset(id) => {
+                    state.session.reset(id, localtunnels_core::ResetCode::Cancel, "the other end went away");
+                    state.slots.remove(&id);
+                }
+            }
         }
     }
 }

@@ -314,8 +314,10 @@ impl Drop for StreamReceiver {
             q.receiver_gone = true;
             std::mem::take(&mut q.events)
         };
-        // Events (and their credit) die with the receiver; the reset that follows
-        // when the last handle goes frees the stream's window on both sides.
+        // The unread bytes still hold session credit: grant it back, or every
+        // visitor who leaves mid-upload would shrink the tunnel's window for good.
+        let unread: usize = dropped.iter().map(StreamEvent::payload_len).sum();
+        self.inner.shared.release_later(self.id, unread);
         drop(dropped);
         self.inner.handle_dropped();
     }
