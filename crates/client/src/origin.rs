@@ -15,9 +15,7 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use localtunnels_driver::StreamBody;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls;
 
 use crate::config::ClientConfig;
@@ -237,64 +235,9 @@ impl tower_service::Service<Uri> for OriginConnector {
     }
 }
 
-/// A connection to a network origin: plain TCP or TLS over TCP.
-#[derive(Debug)]
-pub enum OriginStream {
-    /// `http://`.
-    Plain(TcpStream),
-    /// `https://`.
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for OriginStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            OriginStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            OriginStream::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for OriginStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            OriginStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            OriginStream::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            OriginStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            OriginStream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            OriginStream::Plain(s) => s.is_write_vectored(),
-            OriginStream::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            OriginStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            OriginStream::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            OriginStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            OriginStream::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+/// A connection to a network origin: plain TCP (`http://`) or TLS over TCP
+/// (`https://`); the same type carries the control connection to the server.
+pub type OriginStream = crate::tls::Transport;
 
 /// [`OriginStream`] as the HTTP client wants it.
 #[derive(Debug)]

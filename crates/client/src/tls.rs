@@ -19,12 +19,13 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{ClientConfig, ServerAddr};
 
-/// The stream the control WebSocket runs over.
+/// Plain TCP, or client-side TLS over TCP: the control WebSocket's transport
+/// (`ws://` / `wss://`) and a network origin's (`http://` / `https://`).
 #[derive(Debug)]
-pub(crate) enum Transport {
-    /// `ws://`.
+pub enum Transport {
+    /// No TLS.
     Plain(TcpStream),
-    /// `wss://`.
+    /// TLS over TCP.
     Tls(Box<TlsStream<TcpStream>>),
 }
 
