@@ -14,6 +14,7 @@
 
 mod config;
 mod error;
+mod event;
 mod frame;
 mod handshake;
 mod relay;
@@ -24,11 +25,12 @@ mod wire;
 
 pub use config::{Config, Limits};
 pub use error::{DecodeError, OpenError, ProtocolError, StreamError};
+pub use event::Event;
 pub use frame::{
     flags, header_block_len, kind, CloseCode, DecodeLimits, Frame, Header, RequestHead, ResetCode, ResponseHead,
     StreamId, StreamKind, DATA_OVERHEAD,
 };
 pub use handshake::{Hello, RefuseReason, Welcome, HELLO_MAGIC, PROTOCOL_VERSION};
 pub use relay::{ws_close, WsFragment, WsMessageCheck, WsViolation, DEFAULT_MAX_WS_MESSAGE};
-pub use session::{Event, Role, Session};
+pub use session::{Role, Session};
 pub use time::Instant;

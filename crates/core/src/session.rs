@@ -18,6 +18,7 @@ use bytes::Bytes;
 
 use crate::config::{Config, Limits};
 use crate::error::{OpenError, ProtocolError, StreamError};
+use crate::event::Event;
 use crate::frame::{
     check_headers, check_request_head, check_response_head, header_block_len, CloseCode, DecodeLimits, Frame, Header,
     RequestHead, ResetCode, ResponseHead, StreamId, StreamKind,
@@ -33,107 +34,6 @@ pub enum Role {
     Client,
     /// Accepted the WebSocket; answers the hello; opens even streams.
     Server,
-}
-
-/// Something the driver must act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Event {
-    /// Server: a client said hello. Answer with [`Session::accept`] or [`Session::refuse`].
-    Hello(Hello),
-    /// Client: the server accepted; streams may flow.
-    Welcome(Welcome),
-    /// Client: the server refused. The session is closed.
-    Refused {
-        /// Machine-readable reason.
-        reason: RefuseReason,
-        /// For people.
-        message: String,
-    },
-    /// The peer opened a stream.
-    Opened {
-        /// The new stream.
-        id: StreamId,
-        /// Its request head.
-        head: RequestHead,
-        /// No request body follows.
-        end: bool,
-    },
-    /// The response head for a stream we opened.
-    Response {
-        /// Stream.
-        id: StreamId,
-        /// The head.
-        head: ResponseHead,
-        /// No body follows.
-        end: bool,
-    },
-    /// Body bytes. Call [`Session::release`] once they are consumed.
-    Data {
-        /// Stream.
-        id: StreamId,
-        /// Bytes, possibly empty when only `end` is news.
-        data: Bytes,
-        /// The peer finished sending.
-        end: bool,
-    },
-    /// Trailers; the peer finished sending.
-    Trailers {
-        /// Stream.
-        id: StreamId,
-        /// Trailer fields.
-        headers: Vec<Header>,
-    },
-    /// A WebSocket message fragment. Call [`Session::release`] once consumed.
-    WsMessage {
-        /// Stream.
-        id: StreamId,
-        /// Binary or text.
-        binary: bool,
-        /// Last fragment of the message.
-        fin: bool,
-        /// Payload.
-        data: Bytes,
-    },
-    /// The peer closed its side of a WebSocket.
-    WsClose {
-        /// Stream.
-        id: StreamId,
-        /// RFC 6455 code.
-        code: u16,
-        /// Reason.
-        reason: String,
-    },
-    /// The peer reset a stream, or it was refused by the peer's go-away.
-    Reset {
-        /// Stream.
-        id: StreamId,
-        /// Why.
-        code: ResetCode,
-        /// For people.
-        message: String,
-    },
-    /// A stream whose send was cut short by its window can take more bytes.
-    Writable {
-        /// Stream.
-        id: StreamId,
-    },
-    /// The peer will accept no new streams; in-flight ones continue.
-    GoAway {
-        /// Why.
-        code: CloseCode,
-        /// For people.
-        message: String,
-    },
-    /// The session is over. Emitted once.
-    Closed {
-        /// Why.
-        code: CloseCode,
-        /// For people.
-        message: String,
-        /// The peer closed it (otherwise we did, or a timeout or error did).
-        by_peer: bool,
-    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
