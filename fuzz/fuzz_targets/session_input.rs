@@ -21,6 +21,8 @@ struct Input {
     tight_server: bool,
     /// Skip the handshake to fuzz it too.
     handshake: bool,
+    /// Both sides send with `poll_transmit_batch` (frames packed in `BATCH`es).
+    batched: bool,
     steps: Vec<Step>,
 }
 
@@ -68,6 +70,8 @@ enum FrameSpec {
     Pong(u64),
     GoAway { last_id: u8, code: u16 },
     Close { code: u16 },
+    /// A `BATCH` of forged frames (possibly empty, possibly nested: both refused).
+    Batch(Vec<FrameSpec>),
 }
 
 fn get(kind: StreamKind) -> RequestHead {
@@ -108,6 +112,7 @@ impl FrameSpec {
                 Frame::GoAway { last_id: id(last_id), code: CloseCode::from_u16(code), message: String::new() }
             }
             FrameSpec::Close { code } => Frame::Close { code: CloseCode::from_u16(code), message: String::new() },
+            FrameSpec::Batch(frames) => Frame::Batch(frames.into_iter().map(FrameSpec::build).collect()),
         }
     }
 }
@@ -161,10 +166,11 @@ fuzz_target!(|input: Input| {
         Side { session: Session::server(config(input.tight_server), now), held: HashMap::new(), ids: Vec::new(), inbox: VecDeque::new() },
     ];
     // Index 0 is the client, 1 the server; `inbox` holds frames sent *to* that side.
+    let poll = if input.batched { Session::poll_transmit_batch } else { Session::poll_transmit };
     let flush = |sides: &mut [Side; 2]| {
         for from in 0..2 {
             sides[from].drain();
-            while let Some(msg) = sides[from].session.poll_transmit() {
+            while let Some(msg) = poll(&mut sides[from].session) {
                 sides[1 - from].inbox.push_back(msg);
             }
         }

@@ -5,6 +5,9 @@
 //! ```
 //! All integers are big-endian. `docs/PROTOCOL.md` gives every body's layout; the
 //! functions here are its reference implementation.
+//!
+//! A `BATCH` frame packs several frames into one message (`len:u32 frame` each), for a
+//! peer that announced it accepts them (see [`crate::features`]).
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -18,6 +21,11 @@ pub type StreamId = u32;
 
 /// Bytes of a data or message frame that are not payload: type, stream id, flags.
 pub const DATA_OVERHEAD: usize = 1 + 4 + 1;
+
+/// Bytes a `BATCH` frame adds: its own type and stream id, then a `len:u32` per frame.
+pub const BATCH_HEADER: usize = 1 + 4;
+/// Bytes a `BATCH` frame adds per inner frame (its `len:u32`).
+pub const BATCH_ENTRY_OVERHEAD: usize = 4;
 
 /// One header: name (ASCII, as received) and raw value bytes.
 pub type Header = (String, Bytes);
@@ -40,6 +48,7 @@ pub mod kind {
     pub const PONG: u8 = 0x21;
     pub const GOAWAY: u8 = 0x22;
     pub const CLOSE: u8 = 0x23;
+    pub const BATCH: u8 = 0x30;
 }
 
 /// Flag bits.
@@ -258,6 +267,9 @@ pub enum Frame {
         /// For people.
         message: String,
     },
+    /// Several frames in one message, handled in order as if each had come alone.
+    /// Never empty, never nested; only sent to a peer that accepts it.
+    Batch(Vec<Frame>),
 }
 
 /// Limits applied while decoding.
@@ -307,6 +319,9 @@ impl Frame {
             Frame::Data { data, .. } | Frame::WsMessage { data, .. } => DATA_OVERHEAD + data.len(),
             Frame::Open { head, .. } => 16 + head.method.len() + head.target.len() + headers_len(&head.headers),
             Frame::Response { head, .. } => 12 + headers_len(&head.headers),
+            Frame::Batch(frames) => {
+                BATCH_HEADER + frames.iter().map(|f| BATCH_ENTRY_OVERHEAD + f.encoded_len_hint()).sum::<usize>()
+            }
             _ => 64,
         }
     }
@@ -370,6 +385,15 @@ impl Frame {
                 b.put_u16(code.to_u16());
                 b.put_bytes16(message.as_bytes());
             }
+            Frame::Batch(frames) => {
+                for f in frames {
+                    let at = b.len();
+                    b.put_u32(0);
+                    f.encode_into(b);
+                    let len = u32::try_from(b.len() - at - BATCH_ENTRY_OVERHEAD).unwrap_or(u32::MAX);
+                    b[at..at + BATCH_ENTRY_OVERHEAD].copy_from_slice(&len.to_be_bytes());
+                }
+            }
         }
     }
 
@@ -390,14 +414,21 @@ impl Frame {
             Frame::Pong(_) => kind::PONG,
             Frame::GoAway { .. } => kind::GOAWAY,
             Frame::Close { .. } => kind::CLOSE,
+            Frame::Batch(_) => kind::BATCH,
         }
     }
 
-    /// Decodes one frame. Never panics; every length is checked against `limits`.
+    /// Decodes one frame (a `BATCH` with the frames inside it). Never panics; every
+    /// length is checked against `limits`.
     pub fn decode(msg: Bytes, limits: &DecodeLimits) -> Result<Frame, DecodeError> {
         if msg.len() > limits.max_frame {
             return Err(DecodeError::FrameTooLarge { size: msg.len(), limit: limits.max_frame });
         }
+        Frame::decode_one(msg, limits, true)
+    }
+
+    /// `batch_ok` is false inside a batch: batches do not nest.
+    fn decode_one(msg: Bytes, limits: &DecodeLimits, batch_ok: bool) -> Result<Frame, DecodeError> {
         let mut r = Reader::new(msg);
         let ty = r.u8("frame type")?;
         let id = r.u32("stream id")?;
@@ -411,6 +442,7 @@ impl Frame {
                 | kind::GOAWAY
                 | kind::CLOSE
                 | kind::WINDOW
+                | kind::BATCH
         );
         if needs_stream && id == 0 {
             return Err(DecodeError::Invalid("stream id 0 on a stream frame"));
@@ -469,11 +501,66 @@ impl Frame {
             kind::CLOSE => {
                 Frame::Close { code: CloseCode::from_u16(r.u16("close code")?), message: r.str16("close message")? }
             }
+            kind::BATCH if !batch_ok => return Err(DecodeError::Invalid("batch inside a batch")),
+            kind::BATCH => {
+                let mut entries = BatchEntries::new(r.rest());
+                let mut frames = Vec::new();
+                while let Some(entry) = entries.next_entry()? {
+                    frames.push(Frame::decode_one(entry, limits, false)?);
+                }
+                Frame::Batch(frames)
+            }
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish("frame")?;
         Ok(frame)
     }
+}
+
+/// Splits the body of a `BATCH` (what follows its type and stream id) into the encoded
+/// frames it carries, one at a time, so that a receiver handles each as it is cut.
+#[derive(Debug)]
+pub(crate) struct BatchEntries {
+    r: Reader,
+    seen: bool,
+}
+
+impl BatchEntries {
+    pub(crate) fn new(body: Bytes) -> Self {
+        BatchEntries { r: Reader::new(body), seen: false }
+    }
+
+    /// The next inner frame, still encoded; `None` after the last. An empty batch or an
+    /// entry that runs past the end is an error.
+    pub(crate) fn next_entry(&mut self) -> Result<Option<Bytes>, DecodeError> {
+        if self.r.remaining() == 0 {
+            return if self.seen { Ok(None) } else { Err(DecodeError::Invalid("empty batch")) };
+        }
+        self.seen = true;
+        let len = usize::try_from(self.r.u32("batch entry length")?).unwrap_or(usize::MAX);
+        self.r.bytes(len, "batch entry").map(Some)
+    }
+}
+
+/// If `msg` is a well-formed `BATCH` header (type and stream id 0), its body.
+pub(crate) fn batch_body(msg: &Bytes) -> Option<Bytes> {
+    (msg.len() >= BATCH_HEADER && msg[0] == kind::BATCH && msg[1..BATCH_HEADER] == [0; 4])
+        .then(|| msg.slice(BATCH_HEADER..))
+}
+
+impl Frame {
+    /// Decodes a frame found inside a batch (where a batch is refused).
+    pub(crate) fn decode_inner(msg: Bytes, limits: &DecodeLimits) -> Result<Frame, DecodeError> {
+        Frame::decode_one(msg, limits, false)
+    }
+}
+
+/// Packs already encoded frames into one `BATCH` message, which the caller keeps
+/// within the peer's `max_frame` (each entry costs [`BATCH_ENTRY_OVERHEAD`] bytes
+/// more than the frame, the batch [`BATCH_HEADER`]).
+pub(crate) fn put_batch_entry(b: &mut BytesMut, frame: &[u8]) {
+    b.put_u32(u32::try_from(frame.len()).unwrap_or(u32::MAX));
+    b.put_slice(frame);
 }
 
 fn headers_len(headers: &[Header]) -> usize {

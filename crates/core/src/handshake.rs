@@ -20,6 +20,14 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// First bytes of every hello body.
 pub const HELLO_MAGIC: &[u8; 4] = b"LTUN";
 
+/// Optional protocol features, announced as a bit set in the hello and the welcome
+/// (`features` field). Each bit says "I accept this from you"; a side uses a feature
+/// only towards a peer that announced it. Unknown bits are ignored.
+pub mod features {
+    /// The sender accepts `BATCH` frames (several frames in one message).
+    pub const BATCH: u32 = 0x1;
+}
+
 /// The client's first frame.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Hello {
@@ -41,6 +49,8 @@ pub struct Hello {
     pub basic_auth: String,
     /// Visitor IP allow list (addresses or CIDR ranges); empty allows everyone.
     pub allow_ips: Vec<String>,
+    /// Optional features the client accepts ([`features`]); `Session::client` fills it.
+    pub features: u32,
 }
 
 /// The server's answer when the tunnel is up.
@@ -62,6 +72,8 @@ pub struct Welcome {
     pub limits: Option<Limits>,
     /// Server software version.
     pub server_version: String,
+    /// Optional features the server accepts ([`features`]); `Session::accept` fills it.
+    pub features: u32,
 }
 
 /// Why the server refused a hello.
@@ -139,6 +151,7 @@ mod tag {
     pub const LIMITS: u8 = 6;
     pub const BASIC_AUTH: u8 = 7;
     pub const ALLOW_IP: u8 = 8;
+    pub const FEATURES: u8 = 9;
 
     pub const W_NAME: u8 = 1;
     pub const W_URL: u8 = 2;
@@ -147,6 +160,7 @@ mod tag {
     pub const W_LIMITS: u8 = 5;
     pub const W_IDLE_TIMEOUT: u8 = 6;
     pub const W_SERVER_VERSION: u8 = 7;
+    pub const W_FEATURES: u8 = 8;
 }
 
 fn put_field(b: &mut BytesMut, tag: u8, value: &[u8]) {
@@ -155,6 +169,13 @@ fn put_field(b: &mut BytesMut, tag: u8, value: &[u8]) {
     }
     b.put_u8(tag);
     b.put_bytes16(value);
+}
+
+/// The `features` field, left out when no bit is set (as an old peer would send).
+fn put_features(b: &mut BytesMut, tag: u8, features: u32) {
+    if features != 0 {
+        put_field(b, tag, &features.to_be_bytes());
+    }
 }
 
 fn limits_bytes(l: &Limits) -> [u8; 20] {
@@ -220,6 +241,7 @@ impl Hello {
         for ip in &self.allow_ips {
             put_field(b, tag::ALLOW_IP, ip.as_bytes());
         }
+        put_features(b, tag::FEATURES, self.features);
     }
 
     /// Decodes a hello body. For a version other than ours only the version is
@@ -254,6 +276,7 @@ impl Hello {
                     }
                     h.allow_ips.push(utf8(v, "allowed ip")?)
                 }
+                tag::FEATURES => h.features = parse_u32(v, "features")?,
                 _ => {}
             }
             Ok(())
@@ -274,6 +297,7 @@ impl Welcome {
             put_field(b, tag::W_LIMITS, &limits_bytes(l));
         }
         put_field(b, tag::W_SERVER_VERSION, self.server_version.as_bytes());
+        put_features(b, tag::W_FEATURES, self.features);
     }
 
     pub(crate) fn decode_body(r: &mut Reader) -> Result<Welcome, DecodeError> {
@@ -287,6 +311,7 @@ impl Welcome {
                 tag::W_IDLE_TIMEOUT => w.idle_timeout_ms = parse_u32(v, "idle timeout")?,
                 tag::W_LIMITS => w.limits = Some(parse_limits(v)?),
                 tag::W_SERVER_VERSION => w.server_version = utf8(v, "server version")?,
+                tag::W_FEATURES => w.features = parse_u32(v, "features")?,
                 _ => {}
             }
             Ok(())

@@ -1,7 +1,8 @@
 //! The localtunnels protocol, sans-IO.
 //!
-//! A client and a server exchange [`Frame`]s, one per WebSocket binary message, over
-//! one WebSocket that the client opened. This crate encodes and decodes those frames
+//! A client and a server exchange [`Frame`]s, one per WebSocket binary message (or
+//! several packed in a `BATCH`, for a peer that accepts them), over one WebSocket that
+//! the client opened. This crate encodes and decodes those frames
 //! and runs the [`Session`] state machine: handshake, multiplexed streams with flow
 //! control, heartbeats, go-away and close. It owns no socket, clock, thread or
 //! executor: bytes come in, frames go out, time is passed in. The same code runs under
@@ -28,9 +29,9 @@ pub use error::{DecodeError, OpenError, ProtocolError, StreamError};
 pub use event::Event;
 pub use frame::{
     flags, header_block_len, kind, CloseCode, DecodeLimits, Frame, Header, RequestHead, ResetCode, ResponseHead,
-    StreamId, StreamKind, DATA_OVERHEAD,
+    StreamId, StreamKind, BATCH_ENTRY_OVERHEAD, BATCH_HEADER, DATA_OVERHEAD,
 };
-pub use handshake::{Hello, RefuseReason, Welcome, HELLO_MAGIC, PROTOCOL_VERSION};
+pub use handshake::{features, Hello, RefuseReason, Welcome, HELLO_MAGIC, PROTOCOL_VERSION};
 pub use relay::{ws_close, WsFragment, WsMessageCheck, WsViolation, DEFAULT_MAX_WS_MESSAGE};
 pub use session::{Role, Session};
 pub use time::Instant;

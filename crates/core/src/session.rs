@@ -5,8 +5,9 @@
 //! - inputs: [`Session::handle_message`] for every received binary message and
 //!   [`Session::handle_timeout`] when [`Session::poll_timeout`] expires,
 //! - commands: `open`, `respond`, `send_data`, `release`, `reset`, `go_away`, `close`, ...,
-//! - outputs: [`Session::poll_transmit`] (one WebSocket binary message each),
-//!   [`Session::poll_event`] and [`Session::poll_timeout`].
+//! - outputs: [`Session::poll_transmit`] (one WebSocket binary message each; or
+//!   [`Session::poll_transmit_batch`], which packs what is queued into as few messages
+//!   as the peer allows), [`Session::poll_event`] and [`Session::poll_timeout`].
 //!
 //! **The driver's rule:** after any input or command, drain `poll_event` and
 //! `poll_transmit` until they return `None`, then re-arm the timer from `poll_timeout`.
@@ -14,16 +15,17 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::config::{Config, Limits};
 use crate::error::{OpenError, ProtocolError, StreamError};
 use crate::event::Event;
 use crate::frame::{
-    check_headers, check_request_head, check_response_head, header_block_len, CloseCode, DecodeLimits, Frame, Header,
-    RequestHead, ResetCode, ResponseHead, StreamId, StreamKind,
+    batch_body, check_headers, check_request_head, check_response_head, header_block_len, kind, put_batch_entry,
+    BatchEntries, CloseCode, DecodeLimits, Frame, Header, RequestHead, ResetCode, ResponseHead, StreamId, StreamKind,
+    BATCH_ENTRY_OVERHEAD, BATCH_HEADER,
 };
-use crate::handshake::{Hello, RefuseReason, Welcome, PROTOCOL_VERSION};
+use crate::handshake::{features, Hello, RefuseReason, Welcome, PROTOCOL_VERSION};
 use crate::stream::{Chunk, Stream};
 use crate::time::Instant;
 
@@ -54,6 +56,8 @@ pub struct Session {
     state: State,
     /// The peer's receive limits, which we obey when sending.
     peer: Limits,
+    /// The optional features the peer accepts ([`features`]), from its hello or welcome.
+    peer_features: u32,
     decode_limits: DecodeLimits,
     streams: HashMap<StreamId, Stream>,
     /// Next id this end opens; past `u32::MAX` the ids are exhausted.
@@ -67,6 +71,8 @@ pub struct Session {
     recv_remaining: u64,
     /// Bytes consumed by the application and not yet granted back.
     recv_unacked: u64,
+    /// A frame taken out for a batch it did not fit in: it goes out first next time.
+    held: Option<Bytes>,
     /// Encoded frames that go before any stream data: heads, windows, resets, pings.
     control: VecDeque<Bytes>,
     /// Streams with queued data, served round-robin one frame at a time.
@@ -89,6 +95,7 @@ impl Session {
         let mut s = Session::new(Role::Client, config, now);
         hello.version = PROTOCOL_VERSION;
         hello.limits = Some(Limits::from(&s.config));
+        hello.features = features::BATCH;
         s.push_control(&Frame::Hello(hello));
         s
     }
@@ -108,6 +115,7 @@ impl Session {
             role,
             state: State::Handshake,
             peer,
+            peer_features: 0,
             decode_limits,
             streams: HashMap::new(),
             next_local_id: if role == Role::Client { 1 } else { 2 },
@@ -117,6 +125,7 @@ impl Session {
             send_credit: u64::from(peer.session_window),
             recv_remaining: u64::from(config.session_window),
             recv_unacked: 0,
+            held: None,
             control: VecDeque::new(),
             ring: VecDeque::new(),
             events: VecDeque::new(),
@@ -170,6 +179,12 @@ impl Session {
         self.peer
     }
 
+    /// The peer announced that it accepts `BATCH` frames, so
+    /// [`Session::poll_transmit_batch`] packs frames for it.
+    pub fn peer_accepts_batch(&self) -> bool {
+        self.peer_features & features::BATCH != 0
+    }
+
     /// Our configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -204,20 +219,46 @@ impl Session {
 
     // ----- inputs -----
 
-    /// Feeds one received WebSocket binary message. On a protocol error the session
-    /// queues a CLOSE with the error's code, emits [`Event::Closed`] and returns the error.
+    /// Feeds one received WebSocket binary message: one frame, or a `BATCH` whose
+    /// frames are handled in order as if each had come alone. On a protocol error the
+    /// session queues a CLOSE with the error's code, emits [`Event::Closed`] and returns
+    /// the error (frames of a batch before the bad one have been handled).
     pub fn handle_message(&mut self, now: Instant, msg: Bytes) -> Result<(), ProtocolError> {
         if self.state == State::Closed {
             return Ok(());
         }
         self.last_recv = now;
-        let result = Frame::decode(msg, &self.decode_limits)
-            .map_err(ProtocolError::from)
-            .and_then(|frame| self.handle_frame(now, frame));
+        let result = self.handle_frames(now, msg);
         if let Err(e) = &result {
             self.close(e.close_code(), &e.to_string());
         }
         result
+    }
+
+    fn handle_frames(&mut self, now: Instant, msg: Bytes) -> Result<(), ProtocolError> {
+        let Some(body) = batch_body(&msg) else {
+            let frame = Frame::decode(msg, &self.decode_limits)?;
+            return self.handle_frame(now, frame);
+        };
+        if msg.len() > self.decode_limits.max_frame {
+            let limit = self.decode_limits.max_frame;
+            return Err(crate::DecodeError::FrameTooLarge { size: msg.len(), limit }.into());
+        }
+        // A client may batch only once the welcome told it we accept batches.
+        if self.role == Role::Server && self.state != State::Established {
+            return Err(ProtocolError::Unexpected("batch before the handshake completed"));
+        }
+        // Cut and handle one frame at a time: nothing is allocated for the batch as
+        // a whole, and a CLOSE inside it ends the session like a CLOSE alone would.
+        let mut entries = BatchEntries::new(body);
+        while let Some(entry) = entries.next_entry()? {
+            if self.state == State::Closed {
+                break;
+            }
+            let frame = Frame::decode_inner(entry, &self.decode_limits)?;
+            self.handle_frame(now, frame)?;
+        }
+        Ok(())
     }
 
     /// Call when the instant from [`Session::poll_timeout`] has passed.
@@ -272,6 +313,7 @@ impl Session {
         if let Some(l) = hello.limits {
             self.set_peer_limits(l);
         }
+        self.peer_features = hello.features;
         self.state = State::Deciding;
         self.events.push_back(Event::Hello(hello));
     }
@@ -283,6 +325,7 @@ impl Session {
         if let Some(l) = w.limits {
             self.set_peer_limits(l);
         }
+        self.peer_features = w.features;
         if w.heartbeat_ms > 0 {
             self.ping_interval = Duration::from_millis(u64::from(w.heartbeat_ms));
             self.next_ping = now + self.ping_interval;
@@ -404,6 +447,8 @@ impl Session {
                 return Err(ProtocolError::Unexpected("handshake frame after the handshake"))
             }
             Frame::Close { .. } => unreachable!("handled before the state match"),
+            // `decode_inner` refuses a batch inside a batch; a batch alone never gets here.
+            Frame::Batch(_) => return Err(ProtocolError::Unexpected("batch inside a batch")),
         }
         Ok(())
     }
@@ -468,6 +513,7 @@ impl Session {
         }
         welcome.version = PROTOCOL_VERSION;
         welcome.limits = Some(Limits::from(&self.config));
+        welcome.features = features::BATCH;
         welcome.heartbeat_ms = u32::try_from(self.ping_interval.as_millis()).unwrap_or(u32::MAX);
         welcome.idle_timeout_ms = u32::try_from(self.idle_timeout.as_millis()).unwrap_or(u32::MAX);
         self.push_control(&Frame::Welcome(welcome));
@@ -721,6 +767,9 @@ impl Session {
 
     /// The next frame to send, as one WebSocket binary message.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if let Some(b) = self.held.take() {
+            return Some(b);
+        }
         if let Some(b) = self.control.pop_front() {
             return Some(b);
         }
@@ -750,12 +799,43 @@ impl Session {
         None
     }
 
+    /// Like [`Session::poll_transmit`], but for a peer that accepts `BATCH` frames it
+    /// packs every frame that is ready, in the same order, into one message of at most
+    /// the peer's `max_frame` (a frame that does not fit goes first in the next one). A
+    /// driver whose every send costs (a browser's `WebSocket.send`) drains this instead.
+    /// For a peer that did not announce batches it is exactly `poll_transmit`.
+    pub fn poll_transmit_batch(&mut self) -> Option<Bytes> {
+        let first = self.poll_transmit()?;
+        if !self.peer_accepts_batch() {
+            return Some(first);
+        }
+        let limit = usize::try_from(self.peer.max_frame).unwrap_or(usize::MAX);
+        let mut batch: Option<BytesMut> = None;
+        while self.has_transmit() {
+            let Some(next) = self.poll_transmit() else { break };
+            let size = batch.as_ref().map_or(BATCH_HEADER + BATCH_ENTRY_OVERHEAD + first.len(), BytesMut::len);
+            if size + BATCH_ENTRY_OVERHEAD + next.len() > limit {
+                self.held = Some(next);
+                break;
+            }
+            let b = batch.get_or_insert_with(|| {
+                let mut b = BytesMut::with_capacity(size + BATCH_ENTRY_OVERHEAD + next.len());
+                b.put_u8(kind::BATCH);
+                b.put_u32(0);
+                put_batch_entry(&mut b, &first);
+                b
+            });
+            put_batch_entry(b, &next);
+        }
+        Some(batch.map_or(first, BytesMut::freeze))
+    }
+
     /// True when [`Session::poll_transmit`] may have something to send (a control
     /// frame, or a stream with queued output that credit may let through). A
     /// driver can leave its writer asleep while this is false and
     /// [`Session::poll_timeout`] did not move earlier.
     pub fn has_transmit(&self) -> bool {
-        !self.control.is_empty() || !self.ring.is_empty()
+        self.held.is_some() || !self.control.is_empty() || !self.ring.is_empty()
     }
 
     /// The next event for the driver.
@@ -779,6 +859,7 @@ impl Session {
     }
 
     fn clear_output(&mut self) {
+        self.held = None;
         self.control.clear();
         self.ring.clear();
         self.streams.clear();

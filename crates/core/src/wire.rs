@@ -50,6 +50,12 @@ impl Reader {
         Ok(self.buf.get_u64())
     }
 
+    /// The next `len` bytes.
+    pub(crate) fn bytes(&mut self, len: usize, what: &'static str) -> Result<Bytes, DecodeError> {
+        self.need(len, what)?;
+        Ok(self.buf.split_to(len))
+    }
+
     /// `len:u16` followed by that many bytes.
     pub(crate) fn bytes16(&mut self, what: &'static str) -> Result<Bytes, DecodeError> {
         let len = usize::from(self.u16(what)?);

@@ -56,18 +56,23 @@ fn limits() -> impl Strategy<Value = Limits> {
 }
 
 fn hello() -> impl Strategy<Value = Hello> {
-    let v1 = (text(), text(), text(), text(), text(), proptest::option::of(limits()), text(), vec(".{1,20}", 0..4))
-        .prop_map(|(name, token, reconnect_token, client_kind, client_version, limits, basic_auth, allow_ips)| Hello {
-            version: PROTOCOL_VERSION,
-            name,
-            token,
-            reconnect_token,
-            client_kind,
-            client_version,
-            limits,
-            basic_auth,
-            allow_ips,
-        });
+    let fields = (text(), text(), text(), text(), text(), proptest::option::of(limits()), text(), vec(".{1,20}", 0..4));
+    let v1 = (fields, any::<u32>()).prop_map(
+        |((name, token, reconnect_token, client_kind, client_version, limits, basic_auth, allow_ips), features)| {
+            Hello {
+                version: PROTOCOL_VERSION,
+                name,
+                token,
+                reconnect_token,
+                client_kind,
+                client_version,
+                limits,
+                basic_auth,
+                allow_ips,
+                features,
+            }
+        },
+    );
     // Of another version only the version is read: that is all that can round-trip.
     let other = any::<u16>()
         .prop_filter("other version", |v| *v != PROTOCOL_VERSION)
@@ -76,16 +81,21 @@ fn hello() -> impl Strategy<Value = Hello> {
 }
 
 fn welcome() -> impl Strategy<Value = Welcome> {
-    (any::<u16>(), text(), text(), text(), any::<u32>(), any::<u32>(), proptest::option::of(limits()), text()).prop_map(
-        |(version, name, url, reconnect_token, heartbeat_ms, idle_timeout_ms, limits, server_version)| Welcome {
-            version,
-            name,
-            url,
-            reconnect_token,
-            heartbeat_ms,
-            idle_timeout_ms,
-            limits,
-            server_version,
+    let fields =
+        (any::<u16>(), text(), text(), text(), any::<u32>(), any::<u32>(), proptest::option::of(limits()), text());
+    (fields, any::<u32>()).prop_map(
+        |((version, name, url, reconnect_token, heartbeat_ms, idle_timeout_ms, limits, server_version), features)| {
+            Welcome {
+                version,
+                name,
+                url,
+                reconnect_token,
+                heartbeat_ms,
+                idle_timeout_ms,
+                limits,
+                server_version,
+                features,
+            }
         },
     )
 }
@@ -99,7 +109,12 @@ fn request_head() -> impl Strategy<Value = RequestHead> {
     })
 }
 
+/// Any frame, batches (of any frames but batches) included.
 fn frame() -> impl Strategy<Value = Frame> {
+    prop_oneof![8 => single_frame(), 1 => vec(single_frame(), 1..6).prop_map(Frame::Batch)]
+}
+
+fn single_frame() -> impl Strategy<Value = Frame> {
     prop_oneof![
         hello().prop_map(Frame::Hello),
         welcome().prop_map(Frame::Welcome),
@@ -359,14 +374,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
 
     #[test]
-    fn any_sequence_of_inputs_keeps_the_invariants(ops in vec(op(), 1..80), tight_client in any::<bool>(), tight_server in any::<bool>()) {
+    fn any_sequence_of_inputs_keeps_the_invariants(ops in vec(op(), 1..80), tight_client in any::<bool>(), tight_server in any::<bool>(), batched in any::<bool>()) {
         let config = |t: bool| if t { tight() } else { Config::DEFAULT };
-        let mut model = Model {
-            pair: Pair::connected_with(config(tight_client), config(tight_server)),
-            sent: HashMap::new(),
-            seed: 0,
-            injected: false,
-        };
+        let mut pair = Pair::connected_with(config(tight_client), config(tight_server));
+        pair.batched = batched;
+        let mut model = Model { pair, sent: HashMap::new(), seed: 0, injected: false };
         for op in ops {
             model.apply(op);
         }

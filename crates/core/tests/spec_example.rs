@@ -13,17 +13,21 @@ fn hex(s: &str) -> Vec<u8> {
 
 const HELLO: &str = "01 00 00 00 00 4c 54 55 4e 00 01
     01 00 04 64 65 6d 6f 02 00 06 73 65 63 72 65 74 04 00 06 6e 61 74 69 76 65 05 00 05 30 2e 31 2e 30
-    06 00 14 00 01 00 40 00 00 04 00 00 04 00 00 00 80 00 00 00 00 80 00";
+    06 00 14 00 01 00 40 00 00 04 00 00 04 00 00 00 80 00 00 00 00 80 00
+    09 00 04 00 00 00 01";
 const WELCOME: &str = "02 00 00 00 00 00 01 01 00 04 64 65 6d 6f
     02 00 1a 68 74 74 70 3a 2f 2f 64 65 6d 6f 2e 6c 6f 63 61 6c 68 6f 73 74 3a 33 30 30 30
     04 00 04 00 00 27 10 06 00 04 00 00 4e 20
-    05 00 14 00 01 00 40 00 00 04 00 00 04 00 00 00 80 00 00 00 00 80 00";
+    05 00 14 00 01 00 40 00 00 04 00 00 04 00 00 00 80 00 00 00 00 80 00
+    08 00 04 00 00 00 01";
 const OPEN: &str = "10 00 00 00 02 01 00 03 47 45 54 00 03 2f 68 69 00 01 00 04 68 6f 73 74
     00 13 64 65 6d 6f 2e 6c 6f 63 61 6c 68 6f 73 74 3a 33 30 30 30";
 const RESPONSE: &str = "11 00 00 00 02 00 00 c8 00 02
     00 0c 63 6f 6e 74 65 6e 74 2d 74 79 70 65 00 0a 74 65 78 74 2f 70 6c 61 69 6e
     00 0e 63 6f 6e 74 65 6e 74 2d 6c 65 6e 67 74 68 00 01 35";
 const DATA: &str = "12 00 00 00 02 01 68 65 6c 6c 6f";
+/// BATCH, stream 0, then each frame after its `len:u32`.
+const BATCH_HEAD: &str = "30 00 00 00 00";
 
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -41,7 +45,7 @@ fn the_worked_example_is_what_the_sessions_send() {
 
     let msg = client.poll_transmit().unwrap();
     assert_eq!(msg.to_vec(), hex(HELLO));
-    assert_eq!(msg.len(), 67);
+    assert_eq!(msg.len(), 74);
     server.handle_message(now, msg).unwrap();
     assert!(matches!(server.poll_event(), Some(Event::Hello(_))));
     let welcome = Welcome { name: "demo".into(), url: "http://demo.localhost:3000".into(), ..Welcome::default() };
@@ -69,10 +73,20 @@ fn the_worked_example_is_what_the_sessions_send() {
     client.respond(id, ResponseHead { status: 200, headers }, false).unwrap();
     assert_eq!(client.send_data(id, Bytes::from_static(b"hello")).unwrap(), 5);
     client.finish(id).unwrap();
-    assert_eq!(client.poll_transmit().unwrap().to_vec(), hex(RESPONSE));
-    assert_eq!(client.poll_transmit().unwrap().to_vec(), hex(DATA));
+    // The welcome announced BATCH: the two frames go out in one message.
+    assert!(client.peer_accepts_batch());
+    let batch = client.poll_transmit_batch().unwrap();
+    let expected = [hex(BATCH_HEAD), hex("00 00 00 37"), hex(RESPONSE), hex("00 00 00 0b"), hex(DATA)].concat();
+    assert_eq!(batch.to_vec(), expected);
+    assert_eq!(batch.len(), 79);
     assert_eq!(client.poll_transmit(), None);
     assert_eq!(client.stream_count(), 0);
+    let frames = [RESPONSE, DATA].map(|f| Frame::decode(Bytes::from(hex(f)), &DecodeLimits::default()).unwrap());
+    assert_eq!(Frame::decode(batch.clone(), &DecodeLimits::default()), Ok(Frame::Batch(frames.to_vec())));
+    // Each frame is as described on its own, and the server takes the batch as both.
+    server.handle_message(now, batch).unwrap();
+    assert!(matches!(server.poll_event(), Some(Event::Response { id: 2, end: false, .. })));
+    assert!(matches!(server.poll_event(), Some(Event::Data { id: 2, end: true, .. })));
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), test)]

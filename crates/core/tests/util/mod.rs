@@ -506,6 +506,9 @@ pub struct Pair {
     pub to_server: Link,
     /// Server to client.
     pub to_client: Link,
+    /// Both sides send with `poll_transmit_batch` (packing frames when the peer
+    /// accepts batches) instead of `poll_transmit`.
+    pub batched: bool,
     steps: u64,
 }
 
@@ -556,6 +559,7 @@ impl Pair {
             server: Side::new("server", Session::server(server, now)),
             to_server: Link::new(LATENCY),
             to_client: Link::new(LATENCY),
+            batched: false,
             steps: 0,
         }
     }
@@ -590,12 +594,13 @@ impl Pair {
     /// Handles pending events and moves every frame both sessions want to send onto
     /// the link.
     pub fn flush(&mut self) {
-        let now = self.now;
+        let (now, batched) = (self.now, self.batched);
         for (side, link) in [(&mut self.client, &mut self.to_server), (&mut self.server, &mut self.to_client)] {
             loop {
                 side.drain(now);
                 let mut sent = false;
-                while let Some(msg) = side.session.poll_transmit() {
+                let poll = if batched { Session::poll_transmit_batch } else { Session::poll_transmit };
+                while let Some(msg) = poll(&mut side.session) {
                     link.send(now, msg);
                     sent = true;
                 }
