@@ -15,6 +15,12 @@ use localtunnels_server::{AuthToken, Limits, RateLimit, ServerConfig, TlsConfig,
 
 use args::{Cli, ClientArgs, Command, ConfigFile, HostHeaderArg, ServerArgs};
 
+/// Every proxied request allocates and frees its heads, frames and buffers on one
+/// worker thread and often frees them on another: mimalloc's thread-local free lists
+/// do that in a fraction of glibc malloc's instructions.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -150,6 +156,8 @@ pub fn client_config(a: &ClientArgs) -> ClientConfig {
         allow_ips: a.allow_ip.clone().unwrap_or_default(),
         ca: a.ca.clone(),
         max_ws_message: a.max_ws_message.unwrap_or(d.max_ws_message),
+        // Per-request events are only printed with --print-requests.
+        request_events: a.print_requests.unwrap_or(false),
         host_header: match a.host_header {
             Some(HostHeaderArg::Preserve) => HostHeader::Preserve,
             _ => HostHeader::Rewrite,

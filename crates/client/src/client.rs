@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use localtunnels_core::{CloseCode, Hello, RefuseReason, Session, StreamKind, Welcome};
-use localtunnels_driver::{ConnEvent, Connection, SUBPROTOCOL};
+use localtunnels_core::{CloseCode, Hello, RefuseReason, RequestHead, Session, StreamKind, Welcome};
+use localtunnels_driver::{ConnEvent, Connection, StreamHandle, SUBPROTOCOL};
 use rand::Rng;
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -289,6 +289,9 @@ async fn serve(
     events: &mut mpsc::UnboundedReceiver<ConnEvent>,
     close: &mut watch::Receiver<bool>,
 ) -> (String, CloseCode) {
+    // Each stream goes from the connection's reader straight to a task of its own.
+    let handler_ctx = ctx.clone();
+    conn.on_incoming(Arc::new(move |stream, head, end| accept(&handler_ctx, stream, head, end)));
     loop {
         let ev = tokio::select! {
             ev = events.recv() => ev,
@@ -301,17 +304,20 @@ async fn serve(
             }
         };
         match ev {
-            Some(ConnEvent::Incoming { stream, head, end }) => {
-                let ctx = ctx.clone();
-                match head.kind {
-                    StreamKind::Http => tokio::spawn(crate::http::serve(ctx, stream, head, end)),
-                    StreamKind::WebSocket => tokio::spawn(crate::websocket::serve(ctx, stream, head)),
-                };
-            }
+            Some(ConnEvent::Incoming { stream, head, end }) => accept(ctx, stream, head, end),
             Some(ConnEvent::GoAway { message }) => info!(%message, "server going away"),
             Some(ConnEvent::Closed { message, code }) => return (message, code),
             None => return ("connection lost".into(), CloseCode::Internal),
             Some(_) => {}
         }
     }
+}
+
+/// Serves one stream the server opened, in a task of its own.
+fn accept(ctx: &Arc<Ctx>, stream: StreamHandle, head: RequestHead, end: bool) {
+    let ctx = ctx.clone();
+    match head.kind {
+        StreamKind::Http => tokio::spawn(crate::http::serve(ctx, stream, head, end)),
+        StreamKind::WebSocket => tokio::spawn(crate::websocket::serve(ctx, stream, head)),
+    };
 }

@@ -62,6 +62,11 @@ pub struct ClientConfig {
     pub max_ws_message: usize,
     /// Limits and timings of the control session.
     pub session: localtunnels_core::Config,
+    /// Emit [`ClientEvent::Request`](crate::ClientEvent::Request) and
+    /// [`ClientEvent::Response`](crate::ClientEvent::Response) for every exchange
+    /// (default true). Turn off when nothing reads them: under load they are a
+    /// noticeable share of the client's work per request. Errors are always emitted.
+    pub request_events: bool,
 }
 
 impl Default for ClientConfig {
@@ -86,6 +91,7 @@ impl Default for ClientConfig {
             handshake_timeout: Duration::from_secs(10),
             max_ws_message: localtunnels_core::DEFAULT_MAX_WS_MESSAGE,
             session: localtunnels_core::Config::default(),
+            request_events: true,
         }
     }
 }
@@ -113,6 +119,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("max_ws_message", &self.max_ws_message)
             .field("session", &self.session)
+            .field("request_events", &self.request_events)
             .finish()
     }
 }

@@ -22,13 +22,16 @@ use crate::events::ClientEvent;
 /// Serves one HTTP stream.
 pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead, end: bool) {
     let started = Instant::now();
+    let report = ctx.config.request_events;
     let (tx, rx) = stream.split();
-    let (method, path) = (head.method.clone(), head.target.clone());
-    ctx.emit(ClientEvent::Request { method: method.clone(), path: path.clone() });
-    let req = match build_request(&ctx, head, rx, end) {
+    if report {
+        ctx.emit(ClientEvent::Request { method: head.method.clone(), path: head.target.clone() });
+    }
+    let req = match build_request(&ctx, &head, rx, end) {
         Ok(r) => r,
         Err(message) => return tx.reset(ResetCode::Protocol, &message),
     };
+    let RequestHead { method, target: path, .. } = head;
     // The server resets the stream when the visitor leaves or its response timeout
     // passes: then the origin's request is dropped too, not left running.
     let answer = tokio::select! {
@@ -46,8 +49,11 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             tx.reset(ResetCode::OriginUnreachable, &message);
             // The visitor gets the server's 502: report the exchange as such, so
             // `--print-requests` shows every request, failed ones included.
-            let duration = started.elapsed();
-            return ctx.emit(ClientEvent::Response { method, path, status: 502, duration, bytes: 0 });
+            if report {
+                let duration = started.elapsed();
+                ctx.emit(ClientEvent::Response { method, path, status: 502, duration, bytes: 0 });
+            }
+            return;
         }
     };
     let status = res.status().as_u16();
@@ -56,20 +62,29 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     if let Err(e) = tx.respond(response_head(parts.status, &parts.headers, StreamKind::Http), end) {
         return ctx.emit(ClientEvent::Error { message: format!("response to {method} {path} lost: {e}") });
     }
-    let counted = CountingBody::new(body);
-    let bytes = counted.counter();
+    let mut bytes = 0;
     if !end {
-        if let Err(e) = pump_body(counted, &tx).await {
+        let pumped = if report {
+            let counted = CountingBody::new(body);
+            let count = counted.counter();
+            let pumped = pump_body(counted, &tx).await;
+            bytes = count.load(Ordering::Relaxed);
+            pumped
+        } else {
+            pump_body(body, &tx).await
+        };
+        if let Err(e) = pumped {
             ctx.emit(ClientEvent::Error { message: format!("{method} {path}: response body cut: {e}") });
         }
     }
-    let bytes = bytes.load(Ordering::Relaxed);
-    ctx.emit(ClientEvent::Response { method, path, status, duration: started.elapsed(), bytes });
+    if report {
+        ctx.emit(ClientEvent::Response { method, path, status, duration: started.elapsed(), bytes });
+    }
 }
 
 fn build_request(
     ctx: &Ctx,
-    head: RequestHead,
+    head: &RequestHead,
     rx: localtunnels_driver::StreamReceiver,
     end: bool,
 ) -> Result<Request<StreamBody>, String> {

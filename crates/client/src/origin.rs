@@ -6,19 +6,16 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt};
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use localtunnels_driver::StreamBody;
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 
 use crate::config::ClientConfig;
+use crate::pool::Http1Pool;
 
 /// Errors from an origin.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -53,8 +50,8 @@ pub trait Origin: Send + Sync + 'static {
 /// An origin on a local (or reachable) port, over HTTP or HTTPS.
 #[derive(Debug, Clone)]
 pub struct LocalOrigin {
-    connector: OriginConnector,
-    client: Client<OriginConnector, StreamBody>,
+    inner: Arc<ConnectorInner>,
+    pool: Arc<Http1Pool>,
 }
 
 impl LocalOrigin {
@@ -83,50 +80,56 @@ impl LocalOrigin {
     fn with_tls(host: &str, port: u16, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
         let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-        let connector = OriginConnector { inner: Arc::new(ConnectorInner { host, port, authority, tls }) };
+        let inner = Arc::new(ConnectorInner { host, port, authority, tls });
+        let connect = {
+            let inner = inner.clone();
+            move || -> ConnectFuture {
+                let inner = inner.clone();
+                Box::pin(async move { inner.connect().await })
+            }
+        };
         // hyper's default read buffer grows to ~400 KiB per origin connection; the
         // response body is streamed through a 256 KiB window anyway, so 64 KiB keeps
         // throughput while cutting peak memory under many large downloads by ~2/3.
-        let client = Client::builder(TokioExecutor::new()).http1_max_buf_size(64 * 1024).build(connector.clone());
-        LocalOrigin { connector, client }
+        let pool = Arc::new(Http1Pool::new(Box::new(connect), 64 * 1024));
+        LocalOrigin { inner, pool }
     }
 
     /// Opens a new connection to the origin (TCP, then TLS for HTTPS), for
     /// exchanges that bypass the HTTP client, such as WebSockets.
     pub async fn connect(&self) -> io::Result<OriginStream> {
-        self.connector.inner.connect().await
+        self.inner.connect().await
     }
 
     /// The TLS settings used towards an HTTPS origin.
     pub fn tls_config(&self) -> Option<Arc<rustls::ClientConfig>> {
-        self.connector.inner.tls.clone()
+        self.inner.tls.clone()
     }
 }
 
 impl Origin for LocalOrigin {
     fn call(&self, mut req: Request<StreamBody>) -> OriginFuture {
-        let inner = &self.connector.inner;
-        let scheme = if inner.tls.is_some() { "https" } else { "http" };
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let uri = format!("{scheme}://{}{path}", inner.authority);
-        let client = self.client.clone();
-        Box::pin(async move {
-            *req.uri_mut() = uri.parse()?;
-            let res = client.request(req).await?;
-            Ok(res.map(|b| b.map_err(BoxError::from).boxed_unsync()))
-        })
+        // The URI stays in origin form (the visitor's path and query), as HTTP/1.1
+        // sends it; a request without a Host (an HTTP/2 visitor's) gets the origin's.
+        if !req.headers().contains_key(http::header::HOST) {
+            if let Ok(host) = http::HeaderValue::from_str(&self.inner.authority) {
+                req.headers_mut().insert(http::header::HOST, host);
+            }
+        }
+        let pool = self.pool.clone();
+        Box::pin(async move { pool.send(req).await })
     }
 
     fn authority(&self) -> Option<String> {
-        Some(self.connector.inner.authority.clone())
+        Some(self.inner.authority.clone())
     }
 
     fn secure(&self) -> bool {
-        self.connector.inner.tls.is_some()
+        self.inner.tls.is_some()
     }
 
     fn connect_stream(&self) -> Option<ConnectFuture> {
-        let inner = self.connector.inner.clone();
+        let inner = self.inner.clone();
         Some(Box::pin(async move { inner.connect().await }))
     }
 }
@@ -214,76 +217,9 @@ impl ConnectorInner {
     }
 }
 
-/// The HTTP client's connector: every URI goes to this origin's host and port.
-#[derive(Debug, Clone)]
-struct OriginConnector {
-    inner: Arc<ConnectorInner>,
-}
-
-impl tower_service::Service<Uri> for OriginConnector {
-    type Response = OriginConn;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<OriginConn>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _uri: Uri) -> Self::Future {
-        let inner = self.inner.clone();
-        Box::pin(async move { Ok(OriginConn(TokioIo::new(inner.connect().await?))) })
-    }
-}
-
 /// A connection to a network origin: plain TCP (`http://`) or TLS over TCP
 /// (`https://`); the same type carries the control connection to the server.
 pub type OriginStream = crate::tls::Transport;
-
-/// [`OriginStream`] as the HTTP client wants it.
-#[derive(Debug)]
-struct OriginConn(TokioIo<OriginStream>);
-
-impl Connection for OriginConn {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
-
-impl hyper::rt::Read for OriginConn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for OriginConn {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-    }
-}
 
 /// An in-process `tower` service (e.g. an axum `Router`) as the origin: no port.
 /// The service is cloned for each request, as hyper does.

@@ -56,10 +56,15 @@ pub enum ConnEvent {
     },
 }
 
+/// Takes each stream the peer opens (its handle, request head, and whether no body
+/// follows), called on the reader task: see [`Connection::on_incoming`].
+pub type IncomingHandler = Arc<dyn Fn(StreamHandle, RequestHead, bool) + Send + Sync>;
+
 pub(crate) struct State {
     pub(crate) session: Session,
     slots: HashMap<StreamId, StreamSlot>,
     events_tx: Option<mpsc::UnboundedSender<ConnEvent>>,
+    incoming: Option<IncomingHandler>,
     /// The deadline the writer's timer is set for (`None`: no timer). Only the
     /// writer sets it, under the lock, before it sleeps.
     armed: Option<Instant>,
@@ -140,6 +145,9 @@ impl Shared {
             Event::Opened { id, head, end } => {
                 let (slot, handle) = StreamSlot::new(id, head.kind, self.clone());
                 state.slots.insert(id, slot);
+                if let Some(handler) = &state.incoming {
+                    return handler(handle, head, end);
+                }
                 let incoming = ConnEvent::Incoming { stream: handle, head, end };
                 if let Some(tx) = &state.events_tx {
                     if let Err(mpsc::error::SendError(ConnEvent::Incoming { stream, .. })) = tx.send(incoming) {
@@ -180,6 +188,7 @@ impl Shared {
                 }
                 self.notify_owner(state, ConnEvent::Closed { code, message });
                 state.events_tx = None;
+                state.incoming = None;
                 self.closed.notify_waiters();
             }
             _ => {}
@@ -253,7 +262,13 @@ impl Connection {
     {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { session, slots: HashMap::new(), events_tx: Some(events_tx), armed: None }),
+            state: Mutex::new(State {
+                session,
+                slots: HashMap::new(),
+                events_tx: Some(events_tx),
+                incoming: None,
+                armed: None,
+            }),
             dropped: Mutex::new(Vec::new()),
             epoch,
             wake_writer: Notify::new(),
@@ -278,6 +293,15 @@ impl Connection {
             .max_message_size(Some(max_frame))
             .max_frame_size(Some(max_frame))
             .read_buffer_size(READ_BUFFER)
+    }
+
+    /// From now on, hands each stream the peer opens straight to `handler`, on the
+    /// reader task, instead of sending a [`ConnEvent::Incoming`] to the owner: a
+    /// server's request reaches its handler without a hop through the owner's task.
+    /// `handler` runs under the connection's lock, so it must only hand the stream
+    /// on (e.g. spawn a task), never wait or call back into this connection.
+    pub fn on_incoming(&self, handler: IncomingHandler) {
+        self.shared.lock().incoming = Some(handler);
     }
 
     /// The instant the session sees now.
