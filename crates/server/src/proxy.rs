@@ -6,7 +6,6 @@
 //! or the tunnel is busy; 502 the client could not reach its origin or the exchange
 //! broke; 504 the origin did not answer within `response_timeout`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,7 +17,7 @@ use localtunnels_driver::http::{header_map, request_head};
 use localtunnels_driver::{pump_body, StreamBody, StreamEvent};
 
 use crate::registry::Lookup;
-use crate::state::{text_response, Body, Counters, ServerState};
+use crate::state::{text_response, Body, Counters, Peer, ServerState};
 use crate::tunnel::Tunnel;
 
 /// Headers a visitor may not set: the server sets them from what it saw.
@@ -26,20 +25,20 @@ const FORWARDED: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarde
 
 /// Routes one visitor request to tunnel `name`. With `verbose`, logs one line per
 /// request (tunnel, visitor, method, path, status, time to the response head).
-pub async fn handle(state: Arc<ServerState>, name: String, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(state: Arc<ServerState>, name: String, peer: Peer, req: Request<Incoming>) -> Response<Body> {
     if !state.config.verbose {
         return route(state, name, peer, req).await;
     }
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let res = route(state, name.clone(), peer, req).await;
+    let res = route(state, name.clone(), peer.clone(), req).await;
     let (status, ms) = (res.status().as_u16(), started.elapsed().as_millis());
     tracing::info!(tunnel = %name, %peer, %method, %path, status, ms, "request");
     res
 }
 
-async fn route(state: Arc<ServerState>, name: String, peer: SocketAddr, mut req: Request<Incoming>) -> Response<Body> {
+async fn route(state: Arc<ServerState>, name: String, peer: Peer, mut req: Request<Incoming>) -> Response<Body> {
     let tunnel = match state.registry.lookup(&name) {
         Lookup::Live(t) => t,
         Lookup::Held { remaining } => {
@@ -57,7 +56,7 @@ async fn route(state: Arc<ServerState>, name: String, peer: SocketAddr, mut req:
             return text_response(StatusCode::NOT_FOUND, format!("no tunnel named {name}"));
         }
     };
-    if let Some(refused) = crate::access::check(&state, &tunnel, peer, &mut req) {
+    if let Some(refused) = crate::access::check(&state, &tunnel, peer.addr, &mut req) {
         return refused;
     }
     tunnel.count_request();
@@ -73,7 +72,7 @@ async fn route(state: Arc<ServerState>, name: String, peer: SocketAddr, mut req:
 /// `X-Forwarded-*` replaced by what the server saw.
 pub fn tunnel_head<B>(
     state: &ServerState,
-    peer: SocketAddr,
+    peer: &Peer,
     req: &Request<B>,
     kind: StreamKind,
 ) -> localtunnels_core::RequestHead {
@@ -86,7 +85,7 @@ pub fn tunnel_head<B>(
         .or_else(|| req.uri().authority().map(|a| Bytes::copy_from_slice(a.as_str().as_bytes())));
     let proto = if state.config.secure { "https" } else { "http" };
     let forwarded: [Option<Header>; 3] = [
-        Some(("x-forwarded-for".into(), Bytes::from(peer.ip().to_string()))),
+        Some(("x-forwarded-for".into(), peer.forwarded_for.clone())),
         Some(("x-forwarded-proto".into(), Bytes::from_static(proto.as_bytes()))),
         host.map(|h| ("x-forwarded-host".into(), h)),
     ];
@@ -148,10 +147,10 @@ pub fn reset_response(state: &ServerState, code: ResetCode, message: &str) -> Re
 async fn forward_http(
     state: Arc<ServerState>,
     tunnel: Arc<Tunnel>,
-    peer: SocketAddr,
+    peer: Peer,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let head = tunnel_head(&state, peer, &req, StreamKind::Http);
+    let head = tunnel_head(&state, &peer, &req, StreamKind::Http);
     let body = req.into_body();
     let end = body.is_end_stream();
     let (body, too_large) = crate::limits::limit_body(body, state.config.limits.max_body);

@@ -21,7 +21,7 @@ use tracing::{debug, info};
 use crate::config::ServerConfig;
 use crate::limits::{IdleIo, IdleSwitch};
 use crate::registry::LocalRegistry;
-use crate::state::{Body, ServerState};
+use crate::state::{Body, Peer, ServerState};
 
 /// A localtunnels server, configured but not yet listening.
 #[derive(Debug)]
@@ -180,10 +180,12 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let state_limits = state.config.limits.clone();
+    let visitor = Peer::new(peer);
     let service = service_fn(move |mut req: Request<Incoming>| {
         let state = state.clone();
+        let visitor = visitor.clone();
         req.extensions_mut().insert(idle.clone());
-        async move { Ok::<_, Infallible>(route(state, peer, req).await) }
+        async move { Ok::<_, Infallible>(route(state, visitor, req).await) }
     });
     let limits = &state_limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -206,21 +208,27 @@ where
 }
 
 /// Routes by Host: `<name>.<domain>` to that tunnel, anything else to the apex pages.
-async fn route(state: Arc<ServerState>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+async fn route(state: Arc<ServerState>, peer: Peer, req: Request<Incoming>) -> Response<Body> {
     let host =
         req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
     match tunnel_name(host, &state.config.domain) {
         Some(name) => crate::proxy::handle(state, name, peer, req).await,
-        None => crate::apex::handle(state, peer, req),
+        None => crate::apex::handle(state, peer.addr, req),
     }
 }
 
 /// The tunnel name in `host` (`name.domain[:port]`), if it is a tunnel host.
 pub fn tunnel_name(host: &str, domain: &str) -> Option<String> {
-    let host = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
-    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    let prefix = host.strip_suffix(&domain)?.strip_suffix('.')?;
-    (!prefix.is_empty()).then(|| prefix.to_string())
+    let host = strip_port(host).trim_end_matches('.');
+    let domain = domain.trim_end_matches('.');
+    let split = host.len().checked_sub(domain.len())?;
+    // `get` and not slicing: `split` may fall inside a multi-byte character.
+    let (prefix, suffix) = (host.get(..split)?, host.get(split..)?);
+    if !suffix.eq_ignore_ascii_case(domain) {
+        return None;
+    }
+    let prefix = prefix.strip_suffix('.')?;
+    (!prefix.is_empty()).then(|| prefix.to_ascii_lowercase())
 }
 
 fn strip_port(host: &str) -> &str {
@@ -245,5 +253,9 @@ mod tests {
         assert_eq!(tunnel_name("127.0.0.1:3000", "localhost"), None);
         assert_eq!(tunnel_name("xlocalhost", "localhost"), None);
         assert_eq!(tunnel_name("a.b.localhost", "localhost").as_deref(), Some("a.b"));
+        assert_eq!(tunnel_name("localhost", "localhost"), None);
+        assert_eq!(tunnel_name(".localhost", "localhost"), None);
+        assert_eq!(tunnel_name("ä.localhost", "calhost"), None);
+        assert_eq!(tunnel_name("démo.LOCALHOST.", "localhost").as_deref(), Some("démo"));
     }
 }

@@ -11,6 +11,29 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use crate::config::ServerConfig;
 use crate::registry::Registry;
 
+/// A visitor's TCP peer, with its address already formatted for `X-Forwarded-For`:
+/// once per connection, not once per request.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The address the connection came from.
+    pub addr: std::net::SocketAddr,
+    /// `addr`'s IP, as text.
+    pub forwarded_for: Bytes,
+}
+
+impl Peer {
+    /// The peer at `addr`.
+    pub fn new(addr: std::net::SocketAddr) -> Self {
+        Peer { addr, forwarded_for: Bytes::from(addr.ip().to_string()) }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.addr.fmt(f)
+    }
+}
+
 /// The body type of every response the server produces.
 pub type Body = BoxBody<Bytes, localtunnels_driver::BodyError>;
 

@@ -7,7 +7,6 @@
 //! status reaches the visitor as is, with its body. Errors before the answer are the
 //! HTTP proxy's (502, 503, 504; see [`crate::proxy`]).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
@@ -23,21 +22,21 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info_span, Instrument};
 
 use crate::proxy::{open_error, reset_response, tunnel_head};
-use crate::state::{text_response, Body, ServerState};
+use crate::state::{text_response, Body, Peer, ServerState};
 use crate::tunnel::Tunnel;
 
 /// Carries a visitor's WebSocket upgrade through `tunnel`.
 pub async fn proxy<B: Send + 'static>(
     state: Arc<ServerState>,
     tunnel: Arc<Tunnel>,
-    peer: SocketAddr,
+    peer: Peer,
     req: Request<B>,
 ) -> Response<Body> {
     let key = match check_upgrade(&req) {
         Ok(key) => key,
         Err(res) => return *res,
     };
-    let head = tunnel_head(&state, peer, &req, StreamKind::WebSocket);
+    let head = tunnel_head(&state, &peer, &req, StreamKind::WebSocket);
     let target = head.target.clone();
     // The opener's side stays open: messages follow an accepted upgrade.
     let stream = match tunnel.conn.open(head, false) {
