@@ -438,7 +438,7 @@ where
             // session window (8 MiB) of copies at once.
             let mut batch = 0;
             while batch < WRITE_BATCH {
-                let Some(f) = state.session.poll_transmit() else { break };
+                let Some(f) = state.session.poll_transmit_batch() else { break };
                 batch += f.len();
                 frames.push(f);
             }
