@@ -4,6 +4,12 @@
 //! A `Conn` only moves bytes: messages from the socket go into the session, frames from
 //! the session go out on the socket, and the session's deadline arms a timer. What the
 //! session's events mean is decided in `tunnel.rs`.
+//!
+//! Sending is deferred to the next task of the event loop and packed: every
+//! `WebSocket.send` costs far more than the bytes it carries (it was the top function of
+//! the tab's CPU profile), and a request's frames (head, body, end) appear over several
+//! microtasks. So frames wait until the current task and its microtasks are done, then
+//! go out as few `BATCH` messages as the server accepts (`Session::poll_transmit_batch`).
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -13,7 +19,7 @@ use js_sys::Date;
 use localtunnels_core::{Config, Hello, Instant, Session, StreamId};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{BinaryType, MessageEvent, WebSocket};
+use web_sys::{BinaryType, MessageChannel, MessageEvent, MessagePort, WebSocket};
 
 use crate::http::HttpStream;
 use crate::js;
@@ -50,6 +56,59 @@ pub(crate) struct Conn {
     timer: Option<Timeout>,
     timer_at: Option<Instant>,
     listeners: Option<Listeners>,
+    /// Runs `Tunnel::on_flush` on a later task.
+    flusher: Flusher,
+    /// A flush is scheduled and has not run yet.
+    flush_pending: bool,
+}
+
+/// Schedules a call on a new task of the event loop: a `MessageChannel` message where
+/// the runtime has one (no timer clamping, one closure for the connection's life),
+/// else `setTimeout(0)`.
+enum Flusher {
+    Channel { port: MessagePort, send: MessagePort, _on_message: Closure<dyn FnMut(JsValue)> },
+    Timer { run: Rc<dyn Fn()>, timer: Option<Timeout> },
+}
+
+impl Flusher {
+    fn new(run: Rc<dyn Fn()>) -> Flusher {
+        let Ok(channel) = MessageChannel::new() else { return Flusher::Timer { run, timer: None } };
+        let on_message = {
+            let run = run.clone();
+            Closure::new(move |_: JsValue| run())
+        };
+        let port = channel.port1();
+        port.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        // Node keeps running while a port listens; this one must not hold it open.
+        if let Some(unref) = js::as_function(&js::get(&port, "unref")) {
+            let _ = unref.call0(&port);
+        }
+        Flusher::Channel { port, send: channel.port2(), _on_message: on_message }
+    }
+
+    fn schedule(&mut self) {
+        match self {
+            Flusher::Channel { send, .. } => {
+                if send.post_message(&JsValue::UNDEFINED).is_err() {
+                    web_sys::console::warn_1(&JsValue::from_str("localtunnels: cannot schedule a send"));
+                }
+            }
+            Flusher::Timer { run, timer } => {
+                let run = run.clone();
+                js::defer_drop(timer.replace(Timeout::new(0, move || run())));
+            }
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        if let Flusher::Channel { port, send, .. } = self {
+            port.set_onmessage(None);
+            port.close();
+            send.close();
+        }
+    }
 }
 
 /// The socket's listeners, owned here and detached when the connection is dropped.
@@ -84,6 +143,14 @@ impl Conn {
         // A close event always follows an error event and does the work. The error
         // listener must still exist: Node's `ws` throws on an error nobody listens to.
         ws.set_onerror(Some(&js::noop()));
+        let flusher = {
+            let t = Rc::downgrade(t);
+            Flusher::new(Rc::new(move || {
+                if let Some(t) = t.upgrade() {
+                    t.on_flush(gen);
+                }
+            }))
+        };
         Ok(Conn {
             gen,
             session: Session::client(Config::DEFAULT, hello, Instant::ZERO),
@@ -95,6 +162,8 @@ impl Conn {
             timer: None,
             timer_at: None,
             listeners: Some(listeners),
+            flusher,
+            flush_pending: false,
         })
     }
 
@@ -111,12 +180,23 @@ impl Conn {
         self.ws.ready_state() == OPEN
     }
 
-    /// Sends every frame the session has queued, if the socket is open.
+    /// Arranges for [`Conn::flush`] to run on a later task, if the session has
+    /// anything to send and no flush is pending.
+    pub(crate) fn schedule_flush(&mut self) {
+        if !self.flush_pending && self.session.has_transmit() && self.is_open() {
+            self.flush_pending = true;
+            self.flusher.schedule();
+        }
+    }
+
+    /// Sends every frame the session has queued, if the socket is open, packed into
+    /// as few messages as the server accepts.
     pub(crate) fn flush(&mut self) {
+        self.flush_pending = false;
         if !self.is_open() {
             return;
         }
-        while let Some(frame) = self.session.poll_transmit() {
+        while let Some(frame) = self.session.poll_transmit_batch() {
             if let Err(e) = self.ws.send_with_array_buffer(&js::array_buffer(&frame)) {
                 web_sys::console::warn_2(&JsValue::from_str("localtunnels: send failed:"), &e);
                 return;
@@ -125,8 +205,15 @@ impl Conn {
     }
 
     /// Arms the timer for the session's next deadline (heartbeat or idle timeout).
+    /// A deadline that moved later (every received message pushes the idle deadline)
+    /// keeps the armed timer: it fires early, the session finds nothing due, and the
+    /// timer is armed again then. Re-arming at every message cost a `clearTimeout` and a
+    /// `setTimeout` each.
     pub(crate) fn rearm(&mut self, t: &Rc<Tunnel>) {
         let deadline = self.session.poll_timeout();
+        if self.timer.is_some() && deadline.is_some() && self.timer_at.is_some_and(|at| Some(at) <= deadline) {
+            return;
+        }
         if deadline == self.timer_at && (self.timer.is_some() || deadline.is_none()) {
             return;
         }

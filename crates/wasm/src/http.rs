@@ -58,7 +58,7 @@ enum Body {
 
 struct Buffered {
     data: Vec<u8>,
-    headers: Headers,
+    headers: Vec<Header>,
     handler: Handler,
     meta: Meta,
     signal: Option<AbortSignal>,
@@ -87,13 +87,16 @@ pub(crate) fn on_open(t: &Rc<Tunnel>, gen: u64, id: StreamId, head: RequestHead,
         (st.url.clone().unwrap_or_default(), st.on_request.clone(), st.options.response_timeout_ms)
     };
     let meta = Meta { id, method: head.method, url: join_url(&base, &head.target), started: Date::now(), timeout_ms };
-    let event = js::object(&[
-        ("id", JsValue::from(id)),
-        ("method", JsValue::from_str(&meta.method)),
-        ("url", JsValue::from_str(&meta.url)),
-        ("websocket", JsValue::FALSE),
-    ]);
-    t.emit(Kind::Request, &event);
+    // Events cost objects and strings per request: only built for someone listening.
+    if t.listens(Kind::Request) {
+        let event = js::object(&[
+            ("id", JsValue::from(id)),
+            ("method", JsValue::from_str(&meta.method)),
+            ("url", JsValue::from_str(&meta.url)),
+            ("websocket", JsValue::FALSE),
+        ]);
+        t.emit(Kind::Request, &event);
+    }
 
     let abort = AbortController::new().ok();
     let signal = abort.as_ref().map(AbortController::signal);
@@ -103,7 +106,7 @@ pub(crate) fn on_open(t: &Rc<Tunnel>, gen: u64, id: StreamId, head: RequestHead,
     let answer = match handler {
         None => Err((503, "no request handler: call client.onRequest(handler) first".to_string())),
         Some(handler) => {
-            let headers = headers_of(&head.headers);
+            let headers = head.headers;
             if bodiless {
                 build_request(&meta, &headers, None, signal.as_ref()).map(|r| (handler, r))
             } else if request_streams_supported() {
@@ -230,6 +233,10 @@ async fn call_handler(handler: &Handler, request: &Request, timeout_ms: u32) -> 
     let returned = handler
         .call(request.as_ref())
         .map_err(|e| (502, format!("the request handler threw: {}", js::error_message(&e))))?;
+    // A handler that answered at once needs no promise, no deadline and no timer.
+    if returned.is_instance_of::<Response>() {
+        return Ok(returned);
+    }
     let answer = JsFuture::from(Promise::resolve(&returned));
     let timeout = TimeoutFuture::new(timeout_ms);
     let mut answer = pin!(answer);
@@ -275,11 +282,19 @@ impl OutBody {
 
 /// Status, headers and body of a `Response` or of a response-shaped object.
 fn take_apart(value: &JsValue) -> Result<(u16, Vec<Header>, OutBody), String> {
-    let status = js::get(value, "status").as_f64().unwrap_or(0.0);
-    let body = js::get(value, "body");
+    // A real Response through its typed getters; a plain object by property name.
+    let response = value.dyn_ref::<Response>();
+    let status = match response {
+        Some(r) => f64::from(r.status()),
+        None => js::get(value, "status").as_f64().unwrap_or(0.0),
+    };
+    let body = match response {
+        Some(r) => r.body().map_or(JsValue::NULL, JsValue::from),
+        None => js::get(value, "body"),
+    };
     let body = if body.is_null() || body.is_undefined() {
         OutBody::None
-    } else if js::as_function(&js::get(&body, "getReader")).is_some() {
+    } else if body.is_instance_of::<ReadableStream>() || js::as_function(&js::get(&body, "getReader")).is_some() {
         OutBody::Stream(body.unchecked_into())
     } else if let Some((bytes, _)) = js::bytes_of(&body) {
         OutBody::Bytes(bytes)
@@ -293,7 +308,10 @@ fn take_apart(value: &JsValue) -> Result<(u16, Vec<Header>, OutBody), String> {
         body.cancel();
         return Err(format!("the request handler returned a Response with status {status} (a network error?)"));
     }
-    let headers = js::get(value, "headers");
+    let headers = match response {
+        Some(r) => r.headers().into(),
+        None => js::get(value, "headers"),
+    };
     let headers = if headers.is_undefined() || headers.is_null() { Vec::new() } else { response_headers(&headers) };
     Ok((status as u16, headers, body))
 }
@@ -381,13 +399,14 @@ async fn send_body(t: &Rc<Tunnel>, gen: u64, id: StreamId, body: &ReadableStream
                 return;
             }
         };
-        if js::get(&chunk, "done").as_bool() != Some(false) {
+        let chunk: js::ReadResult = chunk.unchecked_into();
+        if chunk.done().as_bool() != Some(false) {
             if t.with_conn(gen, |c| c.session.finish(id)).is_some() {
                 t.pump();
             }
             return;
         }
-        let value = js::get(&chunk, "value");
+        let value = chunk.value();
         let Some((bytes, _)) = js::bytes_of(&value) else {
             let message = format!("response body chunks must be Uint8Array, got {}", js::type_name(&value));
             t.emit_error(&message);
@@ -467,6 +486,9 @@ fn reason_phrase(status: u16) -> &'static str {
 }
 
 fn emit_response(t: &Rc<Tunnel>, meta: &Meta, status: u16) {
+    if !t.listens(Kind::Response) {
+        return;
+    }
     let event = js::object(&[
         ("id", JsValue::from(meta.id)),
         ("method", JsValue::from_str(&meta.method)),
@@ -597,20 +619,28 @@ fn release_later(weak: &Weak<Tunnel>, gen: u64, id: StreamId, n: usize) {
 
 fn build_request(
     meta: &Meta,
-    headers: &Headers,
+    headers: &[Header],
     body: Option<&JsValue>,
     signal: Option<&AbortSignal>,
 ) -> Result<Request, (u16, String)> {
     let init = RequestInit::new();
-    init.set_method(&meta.method);
-    init.set_headers(headers.as_ref());
+    if meta.method != "GET" {
+        init.set_method(&meta.method);
+    }
     if let Some(body) = body {
         init.set_body(body);
         js::set(&init, "duplex", "half");
     }
     init.set_signal(signal);
-    Request::new_with_str_and_init(&meta.url, &init)
-        .map_err(|e| (400, format!("the request cannot be represented as a Request: {}", js::error_message(&e))))
+    let request = Request::new_with_str_and_init(&meta.url, &init)
+        .map_err(|e| (400, format!("the request cannot be represented as a Request: {}", js::error_message(&e))))?;
+    // Straight into the request's own headers: a separate `Headers` in the init would
+    // be built, then copied. The request's guard drops forbidden names as the copy did.
+    let target = request.headers();
+    for (name, value) in headers {
+        let _ = target.append(name, &js::latin1(value));
+    }
+    Ok(request)
 }
 
 /// A `Headers` with every header in order. Names or values the runtime rejects, and in
@@ -627,7 +657,7 @@ pub(crate) fn headers_of(headers: &[Header]) -> Headers {
 /// object (whose values may be arrays). `Headers` joins repeated headers with `, `,
 /// which breaks `set-cookie`: those come from `getSetCookie()` one by one where it exists.
 pub(crate) fn response_headers(headers: &JsValue) -> Vec<Header> {
-    let get_set_cookie = js::as_function(&js::get(headers, "getSetCookie"));
+    let mut get_set_cookie = None;
     let mut cookies_done = false;
     let mut out = Vec::new();
     let pairs = if js_sys::Reflect::has(headers, &js_sys::Symbol::iterator()).unwrap_or(false) {
@@ -648,7 +678,9 @@ pub(crate) fn response_headers(headers: &JsValue) -> Vec<Header> {
     };
     for (name, value) in pairs {
         if name.eq_ignore_ascii_case("set-cookie") {
-            if let Some(f) = &get_set_cookie {
+            let get_set_cookie =
+                get_set_cookie.get_or_insert_with(|| js::as_function(&js::get(headers, "getSetCookie")));
+            if let Some(f) = get_set_cookie {
                 if !cookies_done {
                     cookies_done = true;
                     let list = f.call0(headers).unwrap_or(JsValue::UNDEFINED);

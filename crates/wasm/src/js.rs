@@ -98,6 +98,10 @@ pub(crate) fn array_buffer(data: &[u8]) -> ArrayBuffer {
 /// The bytes of a body chunk or message: a string (as UTF-8), an `ArrayBuffer` or
 /// any `ArrayBuffer` view. `None` for anything else.
 pub(crate) fn bytes_of(value: &JsValue) -> Option<(Bytes, bool)> {
+    // The common case first (body chunks), with no property lookups.
+    if let Some(view) = value.dyn_ref::<Uint8Array>() {
+        return Some((view.to_vec().into(), true));
+    }
     if let Some(s) = value.as_string() {
         return Some((Bytes::from(s.into_bytes()), false));
     }
@@ -153,6 +157,16 @@ pub(crate) fn ignore(promise: js_sys::Promise) {
 
 #[wasm_bindgen::prelude::wasm_bindgen]
 extern "C" {
+    /// What `reader.read()` resolves to, read with plain property accesses (no
+    /// property-name strings cross from wasm).
+    pub(crate) type ReadResult;
+    /// `result.done`.
+    #[wasm_bindgen(method, getter)]
+    pub(crate) fn done(this: &ReadResult) -> JsValue;
+    /// `result.value`.
+    #[wasm_bindgen(method, getter)]
+    pub(crate) fn value(this: &ReadResult) -> JsValue;
+
     /// The global `fetch`, whichever runtime provides it.
     #[wasm_bindgen(js_name = fetch, catch)]
     pub(crate) fn fetch_with_init(input: &str, init: &web_sys::RequestInit) -> Result<js_sys::Promise, JsValue>;

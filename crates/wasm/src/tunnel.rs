@@ -183,6 +183,11 @@ impl Tunnel {
         Some(f(conn))
     }
 
+    /// Someone listens for `kind`: worth building its payload.
+    pub(crate) fn listens(&self, kind: Kind) -> bool {
+        self.st.borrow().listeners.iter().any(|(k, _)| *k == kind)
+    }
+
     /// Emits `kind` to its listeners.
     pub(crate) fn emit(&self, kind: Kind, payload: &JsValue) {
         let listeners: Vec<Function> =
@@ -212,7 +217,7 @@ impl Tunnel {
                 let mut st = self.st.borrow_mut();
                 match st.conn.as_mut() {
                     Some(conn) => {
-                        conn.flush();
+                        conn.schedule_flush();
                         conn.session.poll_event().map(|e| (conn.gen, e))
                     }
                     None => None,
@@ -222,9 +227,18 @@ impl Tunnel {
             self.on_event(gen, event);
         }
         if let Some(conn) = self.st.borrow_mut().conn.as_mut() {
+            conn.schedule_flush();
             conn.rearm(self);
         }
         self.pumping.set(false);
+    }
+
+    /// The flush scheduled by the pump: what this turn of the event loop queued goes
+    /// out now, in as few messages as possible.
+    pub(crate) fn on_flush(self: &Rc<Self>, gen: u64) {
+        if self.with_conn(gen, Conn::flush).is_some() {
+            self.pump();
+        }
     }
 
     pub(crate) fn on_socket_open(self: &Rc<Self>, gen: u64) {
