@@ -34,3 +34,22 @@ export function visitWs(url, protocol, message) {
 export function handlers() {
   return { app, echo };
 }
+
+/** Records the first byte (the frame type) of every binary message any WebSocket of this page sends. */
+export function spyOnSends() {
+  const sent = [];
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (data instanceof ArrayBuffer && data.byteLength > 0) sent.push(new Uint8Array(data)[0]);
+    return send.call(this, data);
+  };
+  return {
+    types: () => sent.slice(),
+    restore: () => (WebSocket.prototype.send = send),
+  };
+}
+
+/** `n` GETs of `url?i=<i>` at once; resolves with their statuses and bodies in order. */
+export function visitMany(url, n) {
+  return Promise.all(Array.from({ length: n }, (_, i) => visit(`${url}?i=${i}`, 'GET')));
+}
