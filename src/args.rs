@@ -123,6 +123,9 @@ pub struct ServerArgs {
     /// WebSocket with 1009 [default: 16777216].
     #[arg(long, env = "LOCALTUNNELS_MAX_WS_MESSAGE", value_name = "BYTES")]
     pub max_ws_message: Option<usize>,
+    /// Worker threads [default: one per core].
+    #[arg(long, env = "LOCALTUNNELS_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -190,6 +193,10 @@ pub struct ClientArgs {
     /// Print one line per request on stdout: time, method, path, status, duration, bytes.
     #[arg(long, env = "LOCALTUNNELS_PRINT_REQUESTS", num_args = 0..=1, default_missing_value = "true")]
     pub print_requests: Option<bool>,
+    /// Worker threads [default: 1: every request of a tunnel crosses its one control
+    /// connection, and a single thread spares them cross-thread wake-ups].
+    #[arg(long, env = "LOCALTUNNELS_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
 }
 
 /// Fills every `None` field of `$a` from `$b`.
@@ -203,7 +210,7 @@ impl ServerArgs {
         fill!(self, file; port, bind, domain, secure, public_port, response_timeout, grace_period, max_tunnels, verbose,
             token, tokens_file, tls_cert, tls_key, max_tunnels_per_token, max_tunnels_per_ip, max_streams_per_tunnel,
             rate_limit, rate_burst, max_body, max_header_size, header_read_timeout, idle_timeout, max_frame,
-            max_ws_message);
+            max_ws_message, threads);
         self
     }
 }
@@ -212,7 +219,7 @@ impl ClientArgs {
     /// Fields not given on the command line or in the environment come from `file`.
     pub fn or(mut self, file: &ClientArgs) -> Self {
         fill!(self, file; server, host, port, secure, local_port, local_host, local_https, allow_invalid_cert,
-            subdomain, token, host_header, print_requests, basic_auth, allow_ip, ca, max_ws_message);
+            subdomain, token, host_header, print_requests, basic_auth, allow_ip, ca, max_ws_message, threads);
         self
     }
 }
@@ -246,6 +253,14 @@ mod tests {
         // clap checks ids, flags and env names here (in debug builds it would
         // otherwise only panic when a user runs the faulty subcommand).
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn threads_must_be_at_least_one() {
+        assert!(Cli::try_parse_from(["localtunnels", "server", "--threads", "0"]).is_err());
+        assert!(Cli::try_parse_from(["localtunnels", "client", "--threads", "x"]).is_err());
+        let cli = Cli::try_parse_from(["localtunnels", "client", "--threads", "4"]).unwrap();
+        assert!(matches!(cli.command, Command::Client(ClientArgs { threads: Some(4), .. })));
     }
 
     #[test]

@@ -23,20 +23,67 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(run(cli)) {
+    let result = job(cli).and_then(|job| {
+        let runtime = runtime(job.threads()).map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
+        runtime.block_on(run(job))
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// What to run, with the config file merged in.
+enum Job {
+    Server(ServerArgs),
+    Client(ClientArgs),
+    Demo(u16),
+}
+
+impl Job {
+    /// Worker threads: the server's default is one per core (many tunnels); the
+    /// client's is one, as its requests all cross one control connection and waking a
+    /// task on another thread costs more than the work itself (it doubled the latency
+    /// of a small request, docs/BENCHMARKS.md).
+    fn threads(&self) -> Option<u16> {
+        match self {
+            Job::Server(a) => a.threads,
+            Job::Client(a) => Some(a.threads.unwrap_or(1)),
+            Job::Demo(_) => None,
+        }
+    }
+}
+
+fn job(cli: Cli) -> anyhow::Result<Job> {
+    let file = ConfigFile::load(cli.config.as_deref())?;
+    Ok(match cli.command {
+        Command::Server(a) => Job::Server(a.or(&file.server)),
+        Command::Client(a) => Job::Client(a.or(&file.client)),
+        Command::Http { local_port, mut client } => {
+            client.local_port = Some(local_port);
+            Job::Client(client.or(&file.client))
+        }
+        Command::Demo { port } => Job::Demo(port),
+    })
+}
+
+/// A runtime with `threads` workers (`None`: one per core); one runs everything on
+/// this thread.
+fn runtime(threads: Option<u16>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = match threads {
+        Some(0) => anyhow::bail!("threads must be at least 1"),
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(usize::from(n));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    Ok(builder.enable_all().build()?)
 }
 
 /// Maps failures to the documented exit codes.
@@ -62,16 +109,11 @@ fn init_logs(verbose: bool) {
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter).init();
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let file = ConfigFile::load(cli.config.as_deref())?;
-    match cli.command {
-        Command::Server(a) => run_server(a.or(&file.server)).await,
-        Command::Client(a) => run_client(a.or(&file.client)).await,
-        Command::Http { local_port, mut client } => {
-            client.local_port = Some(local_port);
-            run_client(client.or(&file.client)).await
-        }
-        Command::Demo { port } => {
+async fn run(job: Job) -> anyhow::Result<()> {
+    match job {
+        Job::Server(a) => run_server(a).await,
+        Job::Client(a) => run_client(a).await,
+        Job::Demo(port) => {
             init_logs(false);
             demo::run(port).await
         }
