@@ -59,6 +59,9 @@ pub(crate) struct Ctx {
     pub(crate) config: ClientConfig,
     pub(crate) origin: Arc<dyn Origin>,
     pub(crate) events: broadcast::Sender<ClientEvent>,
+    /// The Host header the origin sees (`--host-header rewrite`), made once: `None`
+    /// passes the visitor's through.
+    origin_host: Option<HeaderValue>,
 }
 
 impl Ctx {
@@ -67,12 +70,9 @@ impl Ctx {
         let _ = self.events.send(ev);
     }
 
-    /// The Host header the origin should see for a visitor's `host`.
-    pub(crate) fn host_for_origin(&self) -> Option<String> {
-        match self.config.host_header {
-            HostHeader::Rewrite => self.origin.authority(),
-            HostHeader::Preserve => None,
-        }
+    /// The Host header the origin should see instead of the visitor's, if any.
+    pub(crate) fn host_for_origin(&self) -> Option<&HeaderValue> {
+        self.origin_host.as_ref()
     }
 }
 
@@ -103,7 +103,11 @@ impl TunnelClient {
         self.config.validate().map_err(ConnectError::Config)?;
         let addr = self.config.server_addr().map_err(ConnectError::Config)?;
         let (events, _) = broadcast::channel(1024);
-        let ctx = Arc::new(Ctx { config: self.config, origin: self.origin, events });
+        let origin_host = match self.config.host_header {
+            HostHeader::Rewrite => self.origin.authority().and_then(|a| HeaderValue::from_str(&a).ok()),
+            HostHeader::Preserve => None,
+        };
+        let ctx = Arc::new(Ctx { config: self.config, origin: self.origin, events, origin_host });
         let first_events = ctx.events.subscribe();
         let (conn, conn_events, welcome) = handshake_within(&ctx, &addr, None).await?;
         ctx.emit(ClientEvent::Connected { url: welcome.url.clone() });

@@ -92,9 +92,8 @@ fn build_request(
     // This leg accepts trailers (it forwards them); the visitor's own `TE` stayed on
     // the visitor's leg, where the server honours it.
     headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
-    if let Some(authority) = ctx.host_for_origin() {
-        let host = HeaderValue::from_str(&authority).map_err(|e| e.to_string())?;
-        headers.insert(http::header::HOST, host);
+    if let Some(host) = ctx.host_for_origin() {
+        headers.insert(http::header::HOST, host.clone());
     }
     let length = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let mut req = Request::new(StreamBody::new(rx, end, length));

@@ -95,8 +95,8 @@ fn origin_request(ctx: &Ctx, head: &RequestHead, key: &str) -> Result<Request<Em
     *req.uri_mut() = head.target.parse().map_err(|_| format!("invalid target {}", head.target))?;
     let headers = req.headers_mut();
     *headers = header_map(&head.headers);
-    if let Some(authority) = ctx.host_for_origin() {
-        headers.insert(header::HOST, HeaderValue::from_str(&authority).map_err(|e| e.to_string())?);
+    if let Some(host) = ctx.host_for_origin() {
+        headers.insert(header::HOST, host.clone());
     }
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
