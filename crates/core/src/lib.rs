@@ -18,6 +18,7 @@ mod error;
 mod event;
 mod frame;
 mod handshake;
+mod idmap;
 mod relay;
 mod session;
 mod stream;
@@ -32,6 +33,7 @@ pub use frame::{
     StreamId, StreamKind, BATCH_ENTRY_OVERHEAD, BATCH_HEADER, DATA_OVERHEAD,
 };
 pub use handshake::{features, Hello, RefuseReason, Welcome, HELLO_MAGIC, PROTOCOL_VERSION};
+pub use idmap::{IdHasher, IdMap};
 pub use relay::{ws_close, WsFragment, WsMessageCheck, WsViolation, DEFAULT_MAX_WS_MESSAGE};
 pub use session::{Role, Session};
 pub use time::Instant;

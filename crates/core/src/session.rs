@@ -12,7 +12,7 @@
 //! **The driver's rule:** after any input or command, drain `poll_event` and
 //! `poll_transmit` until they return `None`, then re-arm the timer from `poll_timeout`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -26,6 +26,7 @@ use crate::frame::{
     BATCH_ENTRY_OVERHEAD, BATCH_HEADER,
 };
 use crate::handshake::{features, Hello, RefuseReason, Welcome, PROTOCOL_VERSION};
+use crate::idmap::IdMap;
 use crate::stream::{Chunk, Stream};
 use crate::time::Instant;
 
@@ -59,7 +60,7 @@ pub struct Session {
     /// The optional features the peer accepts ([`features`]), from its hello or welcome.
     peer_features: u32,
     decode_limits: DecodeLimits,
-    streams: HashMap<StreamId, Stream>,
+    streams: IdMap<Stream>,
     /// Next id this end opens; past `u32::MAX` the ids are exhausted.
     next_local_id: u64,
     last_peer_id: StreamId,
@@ -117,7 +118,7 @@ impl Session {
             peer,
             peer_features: 0,
             decode_limits,
-            streams: HashMap::new(),
+            streams: IdMap::default(),
             next_local_id: if role == Role::Client { 1 } else { 2 },
             last_peer_id: 0,
             local_open: 0,

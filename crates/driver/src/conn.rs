@@ -7,11 +7,12 @@
 //! cannot deadlock. Stream handles talk to the session under a short-held mutex and
 //! wake the writer.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use localtunnels_core::{CloseCode, Event, Instant, OpenError, RefuseReason, RequestHead, Session, StreamId, Welcome};
+use localtunnels_core::{
+    CloseCode, Event, IdMap, Instant, OpenError, RefuseReason, RequestHead, Session, StreamId, Welcome,
+};
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -62,7 +63,7 @@ pub type IncomingHandler = Arc<dyn Fn(StreamHandle, RequestHead, bool) + Send + 
 
 pub(crate) struct State {
     pub(crate) session: Session,
-    slots: HashMap<StreamId, StreamSlot>,
+    slots: IdMap<StreamSlot>,
     events_tx: Option<mpsc::UnboundedSender<ConnEvent>>,
     incoming: Option<IncomingHandler>,
     /// The deadline the writer's timer is set for (`None`: no timer). Only the
@@ -264,7 +265,7 @@ impl Connection {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 session,
-                slots: HashMap::new(),
+                slots: IdMap::default(),
                 events_tx: Some(events_tx),
                 incoming: None,
                 armed: None,
