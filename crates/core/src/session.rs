@@ -820,7 +820,10 @@ impl Session {
                 break;
             }
             let b = batch.get_or_insert_with(|| {
-                let mut b = BytesMut::with_capacity(size + BATCH_ENTRY_OVERHEAD + next.len());
+                // Room for a whole batch at once (growing it frame by frame copied
+                // everything packed so far on each reallocation), up to a bound a
+                // peer announcing a huge `max_frame` cannot push.
+                let mut b = BytesMut::with_capacity(limit.min(BATCH_RESERVE));
                 b.put_u8(kind::BATCH);
                 b.put_u32(0);
                 put_batch_entry(&mut b, &first);
@@ -919,6 +922,10 @@ fn should_grant(unacked: u64, remaining: u64, window: u64) -> bool {
 
 /// Longest message a RESET, GOAWAY, CLOSE or REFUSE carries, in bytes.
 const MAX_MESSAGE: usize = 1024;
+
+/// Bytes a `BATCH` message reserves up front (it grows past that if the peer's
+/// `max_frame` allows).
+const BATCH_RESERVE: usize = 128 * 1024;
 
 /// Cuts `s` to at most `max` bytes on a character boundary.
 fn truncate_utf8(s: &mut String, max: usize) {
