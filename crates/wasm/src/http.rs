@@ -638,7 +638,7 @@ fn build_request(
     // be built, then copied. The request's guard drops forbidden names as the copy did.
     let target = request.headers();
     for (name, value) in headers {
-        let _ = target.append(name, &js::latin1(value));
+        js::append_header(&target, name, value);
     }
     Ok(request)
 }

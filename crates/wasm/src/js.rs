@@ -68,6 +68,52 @@ pub(crate) fn call_all(listeners: &[Function], arg: &JsValue) {
     }
 }
 
+/// A header name as a JavaScript string, and the last value seen with it.
+struct KnownHeader {
+    name: JsValue,
+    last: Option<(Bytes, JsValue)>,
+}
+
+thread_local! {
+    static HEADERS_SEEN: std::cell::RefCell<std::collections::HashMap<String, KnownHeader>> = Default::default();
+}
+
+/// Most header names a client keeps as JavaScript strings.
+const HEADER_NAMES_KEPT: usize = 128;
+/// Longest value kept for reuse.
+const HEADER_VALUE_KEPT: usize = 256;
+
+/// `headers.append(name, value)` with `value` as a ByteString (see [`latin1`]), ignoring
+/// what the runtime refuses. Every string that crosses from wasm costs a `TextDecoder`
+/// call, and requests repeat the same few names, mostly with the value they had last
+/// time (`host`, `x-forwarded-*`, `accept`, `user-agent`): those JavaScript strings are
+/// kept and reused.
+pub(crate) fn append_header(headers: &web_sys::Headers, name: &str, value: &Bytes) {
+    let (name, value) = HEADERS_SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        if !seen.contains_key(name) {
+            if seen.len() >= HEADER_NAMES_KEPT {
+                return (JsValue::from_str(name), JsValue::from_str(&latin1(value)));
+            }
+            seen.insert(name.to_string(), KnownHeader { name: JsValue::from_str(name), last: None });
+        }
+        let Some(known) = seen.get_mut(name) else {
+            return (JsValue::from_str(name), JsValue::from_str(&latin1(value)));
+        };
+        if let Some((last, js)) = &known.last {
+            if last == value {
+                return (known.name.clone(), js.clone());
+            }
+        }
+        let js = JsValue::from_str(&latin1(value));
+        if value.len() <= HEADER_VALUE_KEPT {
+            known.last = Some((value.clone(), js.clone()));
+        }
+        (known.name.clone(), js)
+    });
+    let _ = headers.unchecked_ref::<HeaderList>().append_with_name(&name, &value);
+}
+
 /// A header value as a JavaScript ByteString: each byte becomes the code point of the
 /// same value, so no byte is lost (the Fetch API's own convention).
 pub(crate) fn latin1(bytes: &[u8]) -> String {
@@ -166,6 +212,12 @@ extern "C" {
     /// `result.value`.
     #[wasm_bindgen(method, getter)]
     pub(crate) fn value(this: &ReadResult) -> JsValue;
+
+    /// A `Headers`, for [`append_header`].
+    type HeaderList;
+    /// `headers.append(name, value)` with the name already a JavaScript string.
+    #[wasm_bindgen(method, js_name = append, catch)]
+    fn append_with_name(this: &HeaderList, name: &JsValue, value: &JsValue) -> Result<(), JsValue>;
 
     /// The global `fetch`, whichever runtime provides it.
     #[wasm_bindgen(js_name = fetch, catch)]

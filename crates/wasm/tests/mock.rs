@@ -307,6 +307,16 @@ async fn a_request_reaches_the_handler_and_its_response_comes_back() {
     let log = json(&events);
     assert_eq!(log[1]["payload"]["url"], format!("{PUBLIC}/hello?x=1"));
     assert_eq!(log[2]["payload"]["status"], 201);
+
+    // The client reuses the JavaScript strings of names and values it saw last time:
+    // a value that changed must still arrive as it is now.
+    let headers = [("host", "demo.tunnel.test"), ("x-repeat", "c"), ("accept", "text/html")];
+    let id = server.open(StreamKind::Http, "GET", "/again", &headers, true);
+    let (_, body) = server.response(id).await;
+    let seen: Value = serde_json::from_slice(&body).unwrap();
+    let seen = seen["headers"].as_array().unwrap();
+    assert!(seen.contains(&serde_json::json!(["x-repeat", "c"])), "{seen:?}");
+    assert!(seen.contains(&serde_json::json!(["accept", "text/html"])), "{seen:?}");
     client.close();
 }
 
