@@ -471,7 +471,7 @@ where
             Some(at) => {
                 let wait = at.saturating_duration_since(shared.now());
                 tokio::select! {
-                    _ = notified => {}
+                    _ = notified => gather().await,
                     _ = tokio::time::sleep(wait) => {
                         let mut state = shared.lock();
                         let now = shared.now();
@@ -480,8 +480,19 @@ where
                     }
                 }
             }
-            None => notified.await,
+            None => {
+                notified.await;
+                gather().await;
+            }
         }
     }
     let _ = sink.close().await;
+}
+
+/// Lets the tasks that are ready to run go first, once, so that what they queue
+/// (other requests' heads and bodies) leaves in the same batch and write as the frame
+/// that woke the writer. Costs one trip through the run queue when nothing else is
+/// ready; under load it packs more frames into each message and each syscall.
+async fn gather() {
+    tokio::task::yield_now().await;
 }
