@@ -10,9 +10,9 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use http::HeaderValue;
 use localtunnels_core::{Config, Hello, Session};
-use localtunnels_driver::{ConnEvent, Connection, CONTROL_PATH, SUBPROTOCOL};
+use localtunnels_driver::{ConnEvent, ConnEvents, Connection, CONTROL_PATH, SUBPROTOCOL};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::procs::rss_kib;
@@ -34,7 +34,7 @@ pub struct TunnelMemory {
 /// An open idle tunnel. Kept alive (heartbeats answered) until dropped and closed.
 struct Idle {
     conn: Connection,
-    _events: mpsc::UnboundedReceiver<ConnEvent>,
+    _events: ConnEvents,
 }
 
 async fn open(port: u16, name: String) -> anyhow::Result<Idle> {

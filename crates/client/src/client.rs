@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use localtunnels_core::{CloseCode, Hello, RefuseReason, RequestHead, Session, StreamKind, Welcome};
-use localtunnels_driver::{ConnEvent, Connection, StreamHandle, SUBPROTOCOL};
+use localtunnels_driver::{ConnEvent, ConnEvents, Connection, StreamHandle, SUBPROTOCOL};
 use rand::Rng;
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tracing::{debug, info, warn};
@@ -171,7 +171,7 @@ async fn handshake_within(
     ctx: &Ctx,
     addr: &ServerAddr,
     previous: Option<&Welcome>,
-) -> Result<(Connection, mpsc::UnboundedReceiver<ConnEvent>, Welcome), ConnectError> {
+) -> Result<(Connection, ConnEvents, Welcome), ConnectError> {
     let limit = ctx.config.handshake_timeout;
     tokio::time::timeout(limit, handshake(ctx, addr, previous)).await.unwrap_or_else(|_| {
         let reason = format!("no handshake within {} s", limit.as_secs_f32());
@@ -184,7 +184,7 @@ async fn handshake(
     ctx: &Ctx,
     addr: &ServerAddr,
     previous: Option<&Welcome>,
-) -> Result<(Connection, mpsc::UnboundedReceiver<ConnEvent>, Welcome), ConnectError> {
+) -> Result<(Connection, ConnEvents, Welcome), ConnectError> {
     let url = addr.control_url();
     let unreachable = |reason: String| ConnectError::Unreachable { url: url.clone(), reason };
     let mut request = url.as_str().into_client_request().map_err(|e| unreachable(e.to_string()))?;
@@ -226,7 +226,7 @@ async fn run(
     ctx: Arc<Ctx>,
     addr: ServerAddr,
     mut conn: Connection,
-    mut events: mpsc::UnboundedReceiver<ConnEvent>,
+    mut events: ConnEvents,
     mut welcome: Welcome,
     mut close: watch::Receiver<bool>,
     url: watch::Sender<String>,
@@ -290,7 +290,7 @@ pub fn backoff(attempt: u32, cap: Duration) -> Duration {
 async fn serve(
     ctx: &Arc<Ctx>,
     conn: &Connection,
-    events: &mut mpsc::UnboundedReceiver<ConnEvent>,
+    events: &mut ConnEvents,
     close: &mut watch::Receiver<bool>,
 ) -> (String, CloseCode) {
     // Each stream goes from the connection's reader straight to a task of its own.

@@ -7,13 +7,14 @@
 //! cannot deadlock. Stream handles talk to the session under a short-held mutex and
 //! wake the writer.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use localtunnels_core::{
     CloseCode, Event, IdMap, Instant, OpenError, RefuseReason, RequestHead, Session, StreamId, Welcome,
 };
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -64,7 +65,13 @@ pub type IncomingHandler = Arc<dyn Fn(StreamHandle, RequestHead, bool) + Send + 
 pub(crate) struct State {
     pub(crate) session: Session,
     slots: IdMap<StreamSlot>,
-    events_tx: Option<mpsc::UnboundedSender<ConnEvent>>,
+    /// News for the owner, until it drops its [`ConnEvents`] (a few at a time: a
+    /// tokio channel's first block alone held 32, about 4 KiB per idle tunnel).
+    owner: VecDeque<ConnEvent>,
+    /// The owner still holds its [`ConnEvents`].
+    owner_listens: bool,
+    /// No news after `Closed`: the owner's `recv` then ends.
+    owner_done: bool,
     incoming: Option<IncomingHandler>,
     /// The deadline the writer's timer is set for (`None`: no timer). Only the
     /// writer sets it, under the lock, before it sleeps.
@@ -87,6 +94,8 @@ pub(crate) struct Shared {
     dropped: Mutex<Vec<Deferred>>,
     epoch: std::time::Instant,
     wake_writer: Notify,
+    /// Wakes the owner's [`ConnEvents::recv`].
+    owner_wake: Notify,
     closed: Notify,
 }
 
@@ -149,13 +158,8 @@ impl Shared {
                 if let Some(handler) = &state.incoming {
                     return handler(handle, head, end);
                 }
-                let incoming = ConnEvent::Incoming { stream: handle, head, end };
-                if let Some(tx) = &state.events_tx {
-                    if let Err(mpsc::error::SendError(ConnEvent::Incoming { stream, .. })) = tx.send(incoming) {
-                        // The owner is gone; dropping the handle later resets the stream.
-                        drop(stream);
-                    }
-                }
+                // Without an owner the handle is dropped here, which resets the stream.
+                self.notify_owner(state, ConnEvent::Incoming { stream: handle, head, end });
             }
             Event::Response { id, head, end } => to_stream(state, id, StreamEvent::Response { head, end }),
             Event::Data { id, data, end } => to_stream(state, id, StreamEvent::Data { data, end }),
@@ -188,7 +192,7 @@ impl Shared {
                     slot.wake();
                 }
                 self.notify_owner(state, ConnEvent::Closed { code, message });
-                state.events_tx = None;
+                state.owner_done = true;
                 state.incoming = None;
                 self.closed.notify_waiters();
             }
@@ -197,8 +201,9 @@ impl Shared {
     }
 
     fn notify_owner(&self, state: &mut State, ev: ConnEvent) {
-        if let Some(tx) = &state.events_tx {
-            let _ = tx.send(ev);
+        if state.owner_listens && !state.owner_done {
+            state.owner.push_back(ev);
+            self.owner_wake.notify_one();
         }
     }
 
@@ -253,26 +258,24 @@ pub struct Connection {
 impl Connection {
     /// Starts driving `session` over `ws`. Returns the handle and the owner's
     /// receiver of [`ConnEvent`]s (bounded in practice by the session's stream limit).
-    pub fn start<S>(
-        session: Session,
-        ws: S,
-        epoch: std::time::Instant,
-    ) -> (Connection, mpsc::UnboundedReceiver<ConnEvent>)
+    pub fn start<S>(session: Session, ws: S, epoch: std::time::Instant) -> (Connection, ConnEvents)
     where
         S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Send + Unpin + 'static,
     {
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 session,
                 slots: IdMap::default(),
-                events_tx: Some(events_tx),
+                owner: VecDeque::new(),
+                owner_listens: true,
+                owner_done: false,
                 incoming: None,
                 armed: None,
             }),
             dropped: Mutex::new(Vec::new()),
             epoch,
             wake_writer: Notify::new(),
+            owner_wake: Notify::new(),
             closed: Notify::new(),
         });
         let (sink, stream) = ws.split();
@@ -282,7 +285,8 @@ impl Connection {
             let mut state = shared.lock();
             shared.after_command(&mut state);
         }
-        (Connection { shared }, events_rx)
+        let events = ConnEvents { shared: shared.clone() };
+        (Connection { shared }, events)
     }
 
     /// The tungstenite settings for a control connection whose frames are at most
@@ -370,6 +374,50 @@ impl Connection {
             }
             notified.await;
         }
+    }
+}
+
+/// The owner's receiver of a [`Connection`]'s [`ConnEvent`]s. Dropping it drops
+/// what it did not read (an unread incoming stream is reset) and all later news.
+pub struct ConnEvents {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ConnEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnEvents").finish_non_exhaustive()
+    }
+}
+
+impl ConnEvents {
+    /// The next event; `None` once the session closed and its `Closed` was read.
+    pub async fn recv(&mut self) -> Option<ConnEvent> {
+        loop {
+            // Armed before the check: a notification in between is kept as a permit.
+            let notified = self.shared.owner_wake.notified();
+            {
+                let mut state = self.shared.lock();
+                if let Some(ev) = state.owner.pop_front() {
+                    return Some(ev);
+                }
+                if state.owner_done {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for ConnEvents {
+    fn drop(&mut self) {
+        let unread = {
+            let mut state = self.shared.lock();
+            state.owner_listens = false;
+            std::mem::take(&mut state.owner)
+        };
+        // Dropped outside the lock (a stream handle's drop only queues its reset).
+        drop(unread);
     }
 }
 

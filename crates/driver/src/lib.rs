@@ -12,7 +12,7 @@ mod stream;
 pub mod websocket;
 
 pub use body::{pump_body, BodyError, StreamBody};
-pub use conn::{ConnEvent, Connection, IncomingHandler};
+pub use conn::{ConnEvent, ConnEvents, Connection, IncomingHandler};
 pub use stream::{StreamEvent, StreamHandle, StreamReceiver, StreamSender};
 
 /// The path of the control endpoint on the server's apex host.
