@@ -23,11 +23,14 @@ pub fn gzipped(path: &Path) -> anyhow::Result<u64> {
 
 /// Why the Chromium case cannot run here, if it cannot.
 pub fn chromium_missing(root: &Path) -> Option<String> {
-    let needs = [
+    let mut needs = vec![
         (root.join("pkg/localtunnels.js"), "pkg/ (run scripts/build-wasm)"),
-        (root.join(".tools/js/node_modules/playwright-core/package.json"), ".tools/js (run scripts/setup)"),
         (PathBuf::from("/usr/bin/chromium"), "/usr/bin/chromium (apt-get install chromium)"),
     ];
+    // The script starts Chromium itself; playwright only for the old way of measuring.
+    if std::env::var_os("VIA_PLAYWRIGHT").is_some() {
+        needs.push((root.join(".tools/js/node_modules/playwright-core/package.json"), ".tools/js (run scripts/setup)"));
+    }
     if crate::procs::which("node").is_none() {
         return Some("node is not installed".into());
     }
