@@ -62,13 +62,14 @@ apt_install() {
         apt-get install -y -q --no-install-recommends "$@"
 }
 
-# The Rust toolchain (rustup's stable, which is on these machines) plus a C compiler for aws-lc-sys.
+# The Rust toolchain (rustup's stable, which is on these machines) plus a C compiler for ring and
+# the C compiler and make that jemalloc's build (the CLI's allocator) runs.
 ensure_rust() {
     if ! command -v cargo >/dev/null; then
         die "cargo not found: install Rust with rustup (https://rustup.rs), then run this again"
     fi
-    if ! command -v cc >/dev/null; then
-        apt_install build-essential || die "could not install a C compiler (build-essential)"
+    if ! command -v cc >/dev/null || ! command -v make >/dev/null; then
+        apt_install build-essential || die "could not install a C compiler and make (build-essential)"
     fi
 }
 
