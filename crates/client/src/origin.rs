@@ -83,10 +83,7 @@ impl LocalOrigin {
         let inner = Arc::new(ConnectorInner { host, port, authority, tls });
         let connect = {
             let inner = inner.clone();
-            move || -> ConnectFuture {
-                let inner = inner.clone();
-                Box::pin(async move { inner.connect().await })
-            }
+            move || ConnectorInner::connect_owned(&inner)
         };
         // hyper's default read buffer grows to ~400 KiB per origin connection; the
         // response body is streamed through a 256 KiB window anyway, so 64 KiB keeps
@@ -129,8 +126,7 @@ impl Origin for LocalOrigin {
     }
 
     fn connect_stream(&self) -> Option<ConnectFuture> {
-        let inner = self.inner.clone();
-        Some(Box::pin(async move { inner.connect().await }))
+        Some(ConnectorInner::connect_owned(&self.inner))
     }
 }
 
@@ -206,6 +202,12 @@ struct ConnectorInner {
 }
 
 impl ConnectorInner {
+    /// [`ConnectorInner::connect`] as a `'static` future (for the pool and WebSockets).
+    fn connect_owned(inner: &Arc<Self>) -> ConnectFuture {
+        let inner = inner.clone();
+        Box::pin(async move { inner.connect().await })
+    }
+
     async fn connect(&self) -> io::Result<OriginStream> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port)).await?;
         let _ = tcp.set_nodelay(true);
