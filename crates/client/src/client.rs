@@ -191,12 +191,8 @@ async fn handshake(
     request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
     let tcp = TcpStream::connect((addr.host.as_str(), addr.port)).await.map_err(|e| unreachable(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
-    let max = usize::try_from(ctx.config.session.max_frame).unwrap_or(usize::MAX);
-    let ws_config = Connection::ws_config(max);
     let stream = crate::tls::connect(tcp, addr, &ctx.config).await.map_err(unreachable)?;
-    let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config))
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
+    let ws = localtunnels_driver::wire::client_upgrade(stream, request).await.map_err(unreachable)?;
     let hello = Hello {
         name: previous.map(|w| w.name.clone()).or_else(|| ctx.config.subdomain.clone()).unwrap_or_default(),
         token: ctx.config.token.clone().unwrap_or_default(),

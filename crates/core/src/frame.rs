@@ -314,7 +314,7 @@ impl Frame {
         b.freeze()
     }
 
-    fn encoded_len_hint(&self) -> usize {
+    pub(crate) fn encoded_len_hint(&self) -> usize {
         match self {
             Frame::Data { data, .. } | Frame::WsMessage { data, .. } => DATA_OVERHEAD + data.len(),
             Frame::Open { head, .. } => 16 + head.method.len() + head.target.len() + headers_len(&head.headers),
@@ -561,6 +561,16 @@ impl Frame {
 pub(crate) fn put_batch_entry(b: &mut BytesMut, frame: &[u8]) {
     b.put_u32(u32::try_from(frame.len()).unwrap_or(u32::MAX));
     b.put_slice(frame);
+}
+
+/// Appends `frame` to a `BATCH` being built in `b`, encoded in place (no copy of its
+/// payload made first), as [`put_batch_entry`] would.
+pub(crate) fn encode_batch_entry(b: &mut BytesMut, frame: &Frame) {
+    let at = b.len();
+    b.put_u32(0);
+    frame.encode_into(b);
+    let len = u32::try_from(b.len() - at - BATCH_ENTRY_OVERHEAD).unwrap_or(u32::MAX);
+    b[at..at + BATCH_ENTRY_OVERHEAD].copy_from_slice(&len.to_be_bytes());
 }
 
 fn headers_len(headers: &[Header]) -> usize {

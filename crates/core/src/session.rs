@@ -21,9 +21,9 @@ use crate::config::{Config, Limits};
 use crate::error::{OpenError, ProtocolError, StreamError};
 use crate::event::Event;
 use crate::frame::{
-    batch_body, check_headers, check_request_head, check_response_head, header_block_len, kind, put_batch_entry,
-    BatchEntries, CloseCode, DecodeLimits, Frame, Header, RequestHead, ResetCode, ResponseHead, StreamId, StreamKind,
-    BATCH_ENTRY_OVERHEAD, BATCH_HEADER,
+    batch_body, check_headers, check_request_head, check_response_head, encode_batch_entry, header_block_len, kind,
+    put_batch_entry, BatchEntries, CloseCode, DecodeLimits, Frame, Header, RequestHead, ResetCode, ResponseHead,
+    StreamId, StreamKind, BATCH_ENTRY_OVERHEAD, BATCH_HEADER,
 };
 use crate::handshake::{features, Hello, RefuseReason, Welcome, PROTOCOL_VERSION};
 use crate::idmap::IdMap;
@@ -73,7 +73,7 @@ pub struct Session {
     /// Bytes consumed by the application and not yet granted back.
     recv_unacked: u64,
     /// A frame taken out for a batch it did not fit in: it goes out first next time.
-    held: Option<Bytes>,
+    held: Option<Output>,
     /// Encoded frames that go before any stream data: heads, windows, resets, pings.
     control: VecDeque<Bytes>,
     /// Streams with queued data, served round-robin one frame at a time.
@@ -768,11 +768,17 @@ impl Session {
 
     /// The next frame to send, as one WebSocket binary message.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        if let Some(b) = self.held.take() {
-            return Some(b);
+        self.next_output().map(Output::encode)
+    }
+
+    /// The next frame to send: an encoded control frame, or a stream's next frame,
+    /// still to encode (so a batch can encode it in place).
+    fn next_output(&mut self) -> Option<Output> {
+        if let Some(o) = self.held.take() {
+            return Some(o);
         }
         if let Some(b) = self.control.pop_front() {
-            return Some(b);
+            return Some(Output::Encoded(b));
         }
         let payload_limit = Config::payload_limit(self.peer.max_frame);
         while let Some(id) = self.ring.pop_front() {
@@ -788,14 +794,14 @@ impl Session {
             self.send_credit -= spent as u64;
             if matches!(frame, Frame::Reset { .. }) {
                 self.remove_stream(id);
-                return Some(frame.encode());
+                return Some(Output::Frame(frame));
             }
             if !s.queue.is_empty() {
                 s.in_ring = true;
                 self.ring.push_back(id);
             }
             self.reap(id);
-            return Some(frame.encode());
+            return Some(Output::Frame(frame));
         }
         None
     }
@@ -805,33 +811,43 @@ impl Session {
     /// the peer's `max_frame` (a frame that does not fit goes first in the next one). A
     /// driver whose every send costs (a browser's `WebSocket.send`) drains this instead.
     /// For a peer that did not announce batches it is exactly `poll_transmit`.
+    /// Stream data is encoded straight into the batch: its payload is copied once.
     pub fn poll_transmit_batch(&mut self) -> Option<Bytes> {
-        let first = self.poll_transmit()?;
-        if !self.peer_accepts_batch() {
-            return Some(first);
+        let first = self.next_output()?;
+        if !self.peer_accepts_batch() || !self.has_transmit() {
+            return Some(first.encode());
         }
         let limit = usize::try_from(self.peer.max_frame).unwrap_or(usize::MAX);
-        let mut batch: Option<BytesMut> = None;
+        // Room for a whole batch at once (growing it frame by frame copied everything
+        // packed so far on each reallocation), up to a bound a peer announcing a huge
+        // `max_frame` cannot push.
+        let mut b = BytesMut::with_capacity(limit.min(BATCH_RESERVE));
+        b.put_u8(kind::BATCH);
+        b.put_u32(0);
+        first.put_entry(&mut b);
+        let mut entries = 1;
         while self.has_transmit() {
-            let Some(next) = self.poll_transmit() else { break };
-            let size = batch.as_ref().map_or(BATCH_HEADER + BATCH_ENTRY_OVERHEAD + first.len(), BytesMut::len);
-            if size + BATCH_ENTRY_OVERHEAD + next.len() > limit {
+            let Some(next) = self.next_output() else { break };
+            if b.len() + BATCH_ENTRY_OVERHEAD + next.len_hint() > limit {
                 self.held = Some(next);
                 break;
             }
-            let b = batch.get_or_insert_with(|| {
-                // Room for a whole batch at once (growing it frame by frame copied
-                // everything packed so far on each reallocation), up to a bound a
-                // peer announcing a huge `max_frame` cannot push.
-                let mut b = BytesMut::with_capacity(limit.min(BATCH_RESERVE));
-                b.put_u8(kind::BATCH);
-                b.put_u32(0);
-                put_batch_entry(&mut b, &first);
-                b
-            });
-            put_batch_entry(b, &next);
+            let at = b.len();
+            next.put_entry(&mut b);
+            if b.len() > limit {
+                // Longer than its hint said: it leaves alone, next time.
+                let entry = b.split_off(at).freeze();
+                self.held = Some(Output::Encoded(entry.slice(BATCH_ENTRY_OVERHEAD..)));
+                break;
+            }
+            entries += 1;
         }
-        Some(batch.map_or(first, BytesMut::freeze))
+        let batch = b.freeze();
+        if entries == 1 {
+            // Nothing else fitted: the frame goes out as it is.
+            return Some(batch.slice(BATCH_HEADER + BATCH_ENTRY_OVERHEAD..));
+        }
+        Some(batch)
     }
 
     /// True when [`Session::poll_transmit`] may have something to send (a control
@@ -935,6 +951,38 @@ fn truncate_utf8(s: &mut String, max: usize) {
             end -= 1;
         }
         s.truncate(end);
+    }
+}
+
+/// A frame on its way out (see `Session::next_output`).
+#[derive(Debug)]
+enum Output {
+    /// Already encoded: control frames, and a frame split off a batch.
+    Encoded(Bytes),
+    /// A stream's frame, encoded where it goes.
+    Frame(Frame),
+}
+
+impl Output {
+    fn encode(self) -> Bytes {
+        match self {
+            Output::Encoded(b) => b,
+            Output::Frame(f) => f.encode(),
+        }
+    }
+
+    fn len_hint(&self) -> usize {
+        match self {
+            Output::Encoded(b) => b.len(),
+            Output::Frame(f) => f.encoded_len_hint(),
+        }
+    }
+
+    fn put_entry(&self, b: &mut BytesMut) {
+        match self {
+            Output::Encoded(frame) => put_batch_entry(b, frame),
+            Output::Frame(f) => encode_batch_entry(b, f),
+        }
     }
 }
 

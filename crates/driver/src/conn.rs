@@ -1,4 +1,5 @@
-//! A [`Connection`]: one core [`Session`] driven over a tokio WebSocket.
+//! A [`Connection`]: one core [`Session`] driven over a WebSocket (framed by
+//! [`wire`](crate::wire) on the upgraded socket).
 //!
 //! Two tasks own the socket halves, as quinn's `ConnectionDriver` owns its socket:
 //! the reader feeds every binary message to the session and dispatches the events; the
@@ -10,15 +11,15 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use bytes::Bytes;
 use localtunnels_core::{
     CloseCode, Event, IdMap, Instant, OpenError, RefuseReason, RequestHead, Session, StreamId, Welcome,
 };
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::stream::{StreamEvent, StreamHandle, StreamSlot};
+use crate::wire::{FrameReader, FrameWriter, Received, Role, WireError};
 
 /// Connection-level news for the owner of a [`Connection`].
 #[derive(Debug)]
@@ -78,12 +79,14 @@ pub(crate) struct State {
     armed: Option<Instant>,
 }
 
-/// Work a stream handle's `Drop` leaves for the writer task.
+/// Work a stream handle's `Drop`, or the reader, leaves for the writer task.
 enum Deferred {
     /// Unread payload bytes to grant back.
     Release(StreamId, usize),
     /// A stream nobody holds any more.
     Reset(StreamId),
+    /// A WebSocket ping to answer.
+    Pong(Bytes),
 }
 
 pub(crate) struct Shared {
@@ -234,7 +237,8 @@ impl Shared {
     /// Applies what dropped handles left behind: credit for unread bytes goes back to
     /// the peer, and streams whose handles are gone are reset (a no-op for finished
     /// ones; one that finished sending keeps its queued frames, see `Session::reset`).
-    fn reap_dropped(&self, state: &mut State) {
+    /// Pongs the reader asked for are queued on `wire`.
+    fn reap_dropped(&self, state: &mut State, wire: &mut FrameWriter) {
         let deferred = std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|e| e.into_inner()));
         for d in deferred {
             match d {
@@ -243,6 +247,7 @@ impl Shared {
                     state.session.reset(id, localtunnels_core::ResetCode::Cancel, "the other end went away");
                     state.slots.remove(&id);
                 }
+                Deferred::Pong(payload) => wire.pong(payload),
             }
         }
     }
@@ -256,12 +261,21 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Starts driving `session` over `ws`. Returns the handle and the owner's
-    /// receiver of [`ConnEvent`]s (bounded in practice by the session's stream limit).
-    pub fn start<S>(session: Session, ws: S, epoch: std::time::Instant) -> (Connection, ConnEvents)
+    /// Starts driving `session` over `io`, a socket whose WebSocket upgrade is done
+    /// (the session's role says which end of it this is). Returns the handle and the
+    /// owner's receiver of [`ConnEvent`]s (bounded in practice by the session's stream
+    /// limit).
+    pub fn start<S>(session: Session, io: S, epoch: std::time::Instant) -> (Connection, ConnEvents)
     where
-        S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Send + Unpin + 'static,
+        S: AsyncRead + AsyncWrite + Send + 'static,
     {
+        let role = match session.role() {
+            localtunnels_core::Role::Client => Role::Client,
+            localtunnels_core::Role::Server => Role::Server,
+        };
+        // One byte over the frame limit still reaches the core, which closes with
+        // `FrameTooLarge`; bigger messages are refused from their header.
+        let max_message = usize::try_from(session.config().max_frame).unwrap_or(usize::MAX).saturating_add(1);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 session,
@@ -278,26 +292,15 @@ impl Connection {
             owner_wake: Notify::new(),
             closed: Notify::new(),
         });
-        let (sink, stream) = ws.split();
-        tokio::spawn(run_reader(stream, shared.clone()));
-        tokio::spawn(run_writer(sink, shared.clone()));
+        let (reader, writer) = tokio::io::split(io);
+        tokio::spawn(run_reader(reader, FrameReader::new(role, max_message), shared.clone()));
+        tokio::spawn(run_writer(writer, FrameWriter::new(role), shared.clone()));
         {
             let mut state = shared.lock();
             shared.after_command(&mut state);
         }
         let events = ConnEvents { shared: shared.clone() };
         (Connection { shared }, events)
-    }
-
-    /// The tungstenite settings for a control connection whose frames are at most
-    /// `max_frame` bytes. tungstenite's default 128 KiB read buffer is allocated per
-    /// connection and zero-filled before every read: it made the memset the
-    /// server's hottest function and cost 128 KiB of memory per idle tunnel.
-    pub fn ws_config(max_frame: usize) -> WebSocketConfig {
-        WebSocketConfig::default()
-            .max_message_size(Some(max_frame))
-            .max_frame_size(Some(max_frame))
-            .read_buffer_size(READ_BUFFER)
     }
 
     /// From now on, hands each stream the peer opens straight to `handler`, on the
@@ -421,39 +424,48 @@ impl Drop for ConnEvents {
     }
 }
 
-async fn run_reader<S>(mut stream: S, shared: Arc<Shared>)
+async fn run_reader<R>(mut io: R, mut wire: FrameReader, shared: Arc<Shared>)
 where
-    S: Stream<Item = Result<Message, WsError>> + Unpin,
+    R: AsyncRead + Unpin,
 {
     let mut lost = "the peer closed the connection".to_string();
-    while let Some(msg) = stream.next().await {
+    loop {
+        let received = wire.next(&mut io).await;
         let mut state = shared.lock();
         if state.session.is_closed() {
             break;
         }
-        match msg {
-            Ok(Message::Binary(b)) => {
+        match received {
+            Ok(Some(Received::Binary(b))) => {
                 let now = shared.now();
                 if let Err(e) = state.session.handle_message(now, b) {
                     tracing::debug!(error = %e, "protocol error from peer");
                 }
             }
-            Ok(Message::Text(_)) => {
+            Ok(Some(Received::Text)) => {
                 state.session.close(CloseCode::ProtocolError, "text message on the control connection");
             }
-            Ok(Message::Close(_)) => {
+            Ok(Some(Received::Close(_))) => {
                 lost = "the peer closed the WebSocket".to_string();
                 break;
             }
-            Ok(_) => {}
-            Err(WsError::Capacity(e)) => {
-                // A message over the frame limit, refused by tungstenite before the core
-                // saw it: the same verdict the core gives a smaller oversized frame.
-                state.session.close(CloseCode::FrameTooLarge, &format!("message over the frame limit: {e}"));
+            Ok(Some(Received::Ping(payload))) => shared.defer(Deferred::Pong(payload)),
+            Ok(Some(Received::Pong)) => {}
+            Ok(None) => break,
+            Err(WireError::TooLarge { size, max }) => {
+                // A message over the frame limit, refused from its header before the
+                // core saw it: the same verdict the core gives a smaller oversized frame.
+                let message = format!("message over the frame limit ({size} > {max} bytes)");
+                state.session.close(CloseCode::FrameTooLarge, &message);
                 shared.after_command(&mut state);
                 break;
             }
-            Err(e) => {
+            Err(e @ WireError::Protocol(_)) => {
+                state.session.close(CloseCode::ProtocolError, &e.to_string());
+                shared.after_command(&mut state);
+                break;
+            }
+            Err(WireError::Io(e)) => {
                 lost = format!("connection lost: {e}");
                 break;
             }
@@ -467,44 +479,38 @@ where
     shared.after_command(&mut state);
 }
 
-/// Most bytes one read of the control socket takes (see [`Connection::ws_config`]).
-const READ_BUFFER: usize = 16 * 1024;
-
 /// Bytes of frames the writer encodes and hands to the socket per flush.
 const WRITE_BATCH: usize = 256 * 1024;
 
-async fn run_writer<S>(mut sink: S, shared: Arc<Shared>)
+async fn run_writer<W>(mut io: W, mut wire: FrameWriter, shared: Arc<Shared>)
 where
-    S: Sink<Message, Error = WsError> + Unpin,
+    W: AsyncWrite + Unpin,
 {
-    let mut frames = Vec::new();
+    // One timer for the connection's life, moved only when the session's next
+    // deadline changes (a new one per wake-up cost a timer-wheel insert and removal).
+    let timer = tokio::time::sleep(std::time::Duration::ZERO);
+    tokio::pin!(timer);
+    let mut timer_at: Option<Instant> = None;
     loop {
         let notified = shared.wake_writer.notified();
         let (deadline, closed) = {
             let mut state = shared.lock();
-            shared.reap_dropped(&mut state);
+            shared.reap_dropped(&mut state, &mut wire);
             // A bounded batch per flush: draining everything could encode a whole
             // session window (8 MiB) of copies at once.
             let mut batch = 0;
             while batch < WRITE_BATCH {
                 let Some(f) = state.session.poll_transmit_batch() else { break };
                 batch += f.len();
-                frames.push(f);
+                wire.binary(f);
             }
             shared.pump(&mut state);
             let deadline = state.session.poll_timeout();
             state.armed = deadline;
             (deadline, state.session.is_closed())
         };
-        if !frames.is_empty() {
-            let mut failed = false;
-            for f in frames.drain(..) {
-                if sink.feed(Message::Binary(f)).await.is_err() {
-                    failed = true;
-                    break;
-                }
-            }
-            if failed || sink.flush().await.is_err() {
+        if !wire.is_empty() {
+            if wire.flush(&mut io).await.is_err() {
                 let mut state = shared.lock();
                 state.session.close(CloseCode::Internal, "could not write to the connection");
                 shared.pump(&mut state);
@@ -517,10 +523,15 @@ where
         }
         match deadline {
             Some(at) => {
-                let wait = at.saturating_duration_since(shared.now());
+                if timer_at != Some(at) {
+                    let wait = at.saturating_duration_since(shared.now());
+                    timer.as_mut().reset(tokio::time::Instant::now() + wait);
+                    timer_at = Some(at);
+                }
                 tokio::select! {
                     _ = notified => gather().await,
-                    _ = tokio::time::sleep(wait) => {
+                    _ = &mut timer => {
+                        timer_at = None;
                         let mut state = shared.lock();
                         let now = shared.now();
                         state.session.handle_timeout(now);
@@ -534,7 +545,9 @@ where
             }
         }
     }
-    let _ = sink.close().await;
+    wire.close(1000);
+    let _ = wire.flush(&mut io).await;
+    let _ = io.shutdown().await;
 }
 
 /// Lets the tasks that are ready to run go first, once, so that what they queue
@@ -542,5 +555,5 @@ where
 /// that woke the writer. Costs one trip through the run queue when nothing else is
 /// ready; under load it packs more frames into each message and each syscall.
 async fn gather() {
-    tokio::task::yield_now().await;
+    // tokio::task::yield_now().await;
 }

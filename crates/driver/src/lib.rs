@@ -10,6 +10,7 @@ mod conn;
 pub mod http;
 mod stream;
 pub mod websocket;
+pub mod wire;
 
 pub use body::{pump_body, BodyError, StreamBody};
 pub use conn::{ConnEvent, ConnEvents, Connection, IncomingHandler};

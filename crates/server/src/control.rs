@@ -12,8 +12,6 @@ use hyper_util::rt::TokioIo;
 use localtunnels_core::{CloseCode, Hello, RefuseReason, ResetCode, Session, Welcome};
 use localtunnels_driver::{ConnEvent, Connection, SUBPROTOCOL};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, info_span, Instrument};
 
 use crate::access::Access;
@@ -70,14 +68,9 @@ async fn run_session<S>(state: Arc<ServerState>, peer: SocketAddr, io: S)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    // tungstenite rejects messages past this at once; one byte over the frame limit
-    // still reaches the core, which closes with `FrameTooLarge`.
-    let max = usize::try_from(state.config.session.max_frame).unwrap_or(usize::MAX).saturating_add(1);
-    let ws_config = Connection::ws_config(max);
-    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
     let epoch = std::time::Instant::now();
     let session = Session::server(state.config.session.clone(), localtunnels_core::Instant::ZERO);
-    let (conn, mut events) = Connection::start(session, ws, epoch);
+    let (conn, mut events) = Connection::start(session, io, epoch);
 
     let wait_hello = async {
         loop {
