@@ -568,4 +568,57 @@ mod tests {
         assert_eq!(parse_all(Role::Client, 10, &[0x88, 2, 0x03, 0xE8]).unwrap(), vec![Received::Close(Some(1000))]);
         assert_eq!(parse_all(Role::Client, 10, &[0x88, 0]).unwrap(), vec![Received::Close(None)]);
     }
+
+    proptest::proptest! {
+        /// Whatever a peer sends, the reader answers with messages or an error, never
+        /// a panic, and the answer does not depend on how the bytes were split into reads.
+        #[test]
+        fn any_bytes_in_any_reads_give_the_same_answer(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            cut in 0usize..400,
+            server in proptest::prelude::any::<bool>(),
+        ) {
+            let role = if server { Role::Server } else { Role::Client };
+            let whole = parse_all(role, 300, &bytes).map_err(|e| e.to_string());
+            let mut r = FrameReader::new(role, 300);
+            let cut = cut.min(bytes.len());
+            let mut got = Vec::new();
+            let mut failed = None;
+            for part in [&bytes[..cut], &bytes[cut..]] {
+                r.buf.extend_from_slice(part);
+                loop {
+                    match r.parse() {
+                        Ok(Some(m)) => got.push(m),
+                        Ok(None) => break,
+                        Err(e) => {
+                            failed = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                if failed.is_some() {
+                    break;
+                }
+            }
+            match (whole, failed) {
+                (Err(a), Some(b)) => proptest::prop_assert_eq!(a, b),
+                (Ok(a), None) => proptest::prop_assert_eq!(a, got),
+                (a, b) => proptest::prop_assert!(false, "whole: {:?}, in two reads: {:?} / {:?}", a, got, b),
+            }
+        }
+
+        /// Frames a writer makes read back as the messages it was given, for both roles.
+        #[test]
+        fn written_messages_read_back(
+            messages in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..9000), 0..5),
+            server in proptest::prelude::any::<bool>(),
+        ) {
+            let (writer, reader) = if server { (Role::Server, Role::Client) } else { (Role::Client, Role::Server) };
+            let slices: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+            let bytes = frames(writer, &slices);
+            let got = parse_all(reader, 10_000, &bytes).map_err(|e| e.to_string());
+            let want: Vec<Received> = messages.iter().map(|m| Received::Binary(Bytes::copy_from_slice(m))).collect();
+            proptest::prop_assert_eq!(got, Ok(want));
+        }
+    }
 }
