@@ -313,11 +313,13 @@ async fn serve(
     }
 }
 
-/// Serves one stream the server opened, in a task of its own.
+/// Serves one stream the server opened, in a task of its own. The exchange's future is
+/// boxed: tokio copies a task's whole future in and out of its cell as the task starts
+/// and ends, a few KiB per request unboxed.
 fn accept(ctx: &Arc<Ctx>, stream: StreamHandle, head: RequestHead, end: bool) {
     let ctx = ctx.clone();
     match head.kind {
-        StreamKind::Http => tokio::spawn(crate::http::serve(ctx, stream, head, end)),
+        StreamKind::Http => tokio::spawn(Box::pin(crate::http::serve(ctx, stream, head, end))),
         StreamKind::WebSocket => tokio::spawn(crate::websocket::serve(ctx, stream, head)),
     };
 }

@@ -58,8 +58,10 @@ struct Idle {
 /// reads and writes the socket, which whoever uses the connection must poll.
 struct Conn {
     sender: http1::SendRequest<StreamBody>,
-    /// `None` once the connection is over (closed by the origin, or failed).
-    driver: Option<http1::Connection<TokioIo<OriginStream>, StreamBody>>,
+    /// `None` once the connection is over (closed by the origin, or failed). Boxed:
+    /// hyper's state machine is large, and a `Conn` moves in and out of the idle list
+    /// and into a response body on every exchange.
+    driver: Option<Pin<Box<http1::Connection<TokioIo<OriginStream>, StreamBody>>>>,
 }
 
 impl Conn {
@@ -67,7 +69,7 @@ impl Conn {
     /// pending request or body, if any, then sees the error.
     fn drive(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(driver) = self.driver.as_mut() else { return false };
-        match Pin::new(driver).poll(cx) {
+        match driver.as_mut().poll(cx) {
             Poll::Pending => true,
             Poll::Ready(result) => {
                 if let Err(e) = result {
@@ -140,7 +142,7 @@ impl Http1Pool {
     async fn open(&self) -> Result<Conn, BoxError> {
         let io = TokioIo::new((self.connect)().await?);
         let (sender, driver) = self.builder.handshake(io).await?;
-        Ok(Conn { sender, driver: Some(driver) })
+        Ok(Conn { sender, driver: Some(Box::pin(driver)) })
     }
 
     fn checkin(&self, conn: Conn) {
