@@ -54,6 +54,9 @@ struct Idle {
     since: Instant,
 }
 
+/// hyper's state machine of one origin connection.
+type Driver = http1::Connection<TokioIo<OriginStream>, StreamBody>;
+
 /// One HTTP/1.1 connection: the handle requests are sent on and the state machine that
 /// reads and writes the socket, which whoever uses the connection must poll.
 struct Conn {
@@ -61,7 +64,7 @@ struct Conn {
     /// `None` once the connection is over (closed by the origin, or failed). Boxed:
     /// hyper's state machine is large, and a `Conn` moves in and out of the idle list
     /// and into a response body on every exchange.
-    driver: Option<Pin<Box<http1::Connection<TokioIo<OriginStream>, StreamBody>>>>,
+    driver: Option<Pin<Box<Driver>>>,
 }
 
 impl Conn {
