@@ -123,7 +123,7 @@ pub struct ServerArgs {
     /// WebSocket with 1009 [default: 16777216].
     #[arg(long, env = "LOCALTUNNELS_MAX_WS_MESSAGE", value_name = "BYTES")]
     pub max_ws_message: Option<usize>,
-    /// Worker threads [default: one per core].
+    /// Worker threads [default: one per two cores, at least one].
     #[arg(long, env = "LOCALTUNNELS_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
 }

@@ -45,17 +45,25 @@ enum Job {
 }
 
 impl Job {
-    /// Worker threads: the server's default is one per core (many tunnels); the
-    /// client's is one, as its requests all cross one control connection and waking a
-    /// task on another thread costs more than the work itself (it doubled the latency
-    /// of a small request, docs/BENCHMARKS.md).
+    /// Worker threads: the server's default is one per two cores (many tunnels, and
+    /// the kernel's TCP work, about as much CPU again, needs the other half: on two
+    /// cores one worker gave more requests per second, less CPU per request and lower
+    /// latency than two, docs/BENCHMARKS.md); the client's is one, as its requests all
+    /// cross one control connection and waking a task on another thread costs more than
+    /// the work itself (it doubled the latency of a small request).
     fn threads(&self) -> Option<u16> {
         match self {
-            Job::Server(a) => a.threads,
+            Job::Server(a) => Some(a.threads.unwrap_or_else(half_the_cores)),
             Job::Client(a) => Some(a.threads.unwrap_or(1)),
             Job::Demo(_) => None,
         }
     }
+}
+
+/// Half the machine's cores, at least one.
+fn half_the_cores() -> u16 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    u16::try_from(cores / 2).unwrap_or(u16::MAX).max(1)
 }
 
 fn job(cli: Cli) -> anyhow::Result<Job> {
