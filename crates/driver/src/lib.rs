@@ -1,7 +1,8 @@
 //! The tokio shell around the localtunnels core, shared by the server and the native
 //! client: a [`Connection`] drives a core `Session` over a WebSocket, [`StreamHandle`]s
 //! carry one exchange each, [`http`] holds the proxy header rules both ends apply and
-//! [`websocket`] bridges a real WebSocket and a stream.
+//! [`websocket`] bridges a real WebSocket and a stream, [`wire`] frames the control
+//! connection's WebSocket.
 
 #![forbid(unsafe_code)]
 
