@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
 use crate::stream::{StreamEvent, StreamHandle, StreamSlot};
-use crate::wire::{FrameReader, FrameWriter, Received, Role, WireError};
+use crate::wire::{FrameReader, FrameWriter, Received, WireError};
 
 /// Connection-level news for the owner of a [`Connection`].
 #[derive(Debug)]
@@ -269,10 +269,7 @@ impl Connection {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        let role = match session.role() {
-            localtunnels_core::Role::Client => Role::Client,
-            localtunnels_core::Role::Server => Role::Server,
-        };
+        let role = session.role();
         // One byte over the frame limit still reaches the core, which closes with
         // `FrameTooLarge`; bigger messages are refused from their header.
         let max_message = usize::try_from(session.config().max_frame).unwrap_or(usize::MAX).saturating_add(1);
@@ -529,7 +526,7 @@ where
                     timer_at = Some(at);
                 }
                 tokio::select! {
-                    _ = notified => gather().await,
+                    _ = notified => {}
                     _ = &mut timer => {
                         timer_at = None;
                         let mut state = shared.lock();
@@ -539,21 +536,10 @@ where
                     }
                 }
             }
-            None => {
-                notified.await;
-                gather().await;
-            }
+            None => notified.await,
         }
     }
     wire.close(1000);
     let _ = wire.flush(&mut io).await;
     let _ = io.shutdown().await;
-}
-
-/// Lets the tasks that are ready to run go first, once, so that what they queue
-/// (other requests' heads and bodies) leaves in the same batch and write as the frame
-/// that woke the writer. Costs one trip through the run queue when nothing else is
-/// ready; under load it packs more frames into each message and each syscall.
-async fn gather() {
-    // tokio::task::yield_now().await;
 }

@@ -23,14 +23,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 /// Which end of the WebSocket this is: clients mask what they send, servers insist
-/// on masked frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// The end that sent the upgrade request.
-    Client,
-    /// The end that answered it.
-    Server,
-}
+/// on masked frames. The session's own role: the end that opened the control
+/// WebSocket is the session's client.
+pub use localtunnels_core::Role;
 
 const OP_CONTINUATION: u8 = 0x0;
 const OP_TEXT: u8 = 0x1;
