@@ -72,8 +72,10 @@ pub struct Session {
     recv_remaining: u64,
     /// Bytes consumed by the application and not yet granted back.
     recv_unacked: u64,
-    /// A frame taken out for a batch it did not fit in: it goes out first next time.
-    held: Option<Output>,
+    /// Frames taken out for a batch they did not fit in: they go out first next time.
+    held: VecDeque<Output>,
+    /// The frames of the batch being packed (kept for its allocation).
+    picked: Vec<Output>,
     /// Encoded frames that go before any stream data: heads, windows, resets, pings.
     control: VecDeque<Bytes>,
     /// Streams with queued data, served round-robin one frame at a time.
@@ -126,7 +128,8 @@ impl Session {
             send_credit: u64::from(peer.session_window),
             recv_remaining: u64::from(config.session_window),
             recv_unacked: 0,
-            held: None,
+            held: VecDeque::new(),
+            picked: Vec::new(),
             control: VecDeque::new(),
             ring: VecDeque::new(),
             events: VecDeque::new(),
@@ -774,7 +777,7 @@ impl Session {
     /// The next frame to send: an encoded control frame, or a stream's next frame,
     /// still to encode (so a batch can encode it in place).
     fn next_output(&mut self) -> Option<Output> {
-        if let Some(o) = self.held.take() {
+        if let Some(o) = self.held.pop_front() {
             return Some(o);
         }
         if let Some(b) = self.control.pop_front() {
@@ -818,33 +821,51 @@ impl Session {
             return Some(first.encode());
         }
         let limit = usize::try_from(self.peer.max_frame).unwrap_or(usize::MAX);
-        // Room for a whole batch at once (growing it frame by frame copied everything
-        // packed so far on each reallocation), up to a bound a peer announcing a huge
-        // `max_frame` cannot push.
-        let mut b = BytesMut::with_capacity(limit.min(BATCH_RESERVE));
-        b.put_u8(kind::BATCH);
-        b.put_u32(0);
-        first.put_entry(&mut b);
-        let mut entries = 1;
+        // Take out what fits first, so the batch is allocated once at its size: growing
+        // it frame by frame copied everything packed so far on each reallocation, and a
+        // fixed large reserve cost an allocation outside the allocator's thread cache
+        // for every small batch.
+        let mut picked = std::mem::take(&mut self.picked);
+        let mut size = BATCH_HEADER + BATCH_ENTRY_OVERHEAD + first.len_hint();
+        picked.push(first);
         while self.has_transmit() {
             let Some(next) = self.next_output() else { break };
-            if b.len() + BATCH_ENTRY_OVERHEAD + next.len_hint() > limit {
-                self.held = Some(next);
+            let more = BATCH_ENTRY_OVERHEAD + next.len_hint();
+            if size + more > limit {
+                self.held.push_front(next);
                 break;
             }
+            size += more;
+            picked.push(next);
+        }
+        if picked.len() == 1 {
+            // Nothing else fitted: the frame goes out as it is.
+            let only = picked.pop().map(Output::encode);
+            self.picked = picked;
+            return only;
+        }
+        let mut b = BytesMut::with_capacity(size);
+        b.put_u8(kind::BATCH);
+        b.put_u32(0);
+        let mut entries = 0;
+        let mut rest = picked.drain(..);
+        for next in rest.by_ref() {
             let at = b.len();
             next.put_entry(&mut b);
-            if b.len() > limit {
-                // Longer than its hint said: it leaves alone, next time.
+            if b.len() > limit && entries > 0 {
+                // Longer than its hint said: it and what follows go next time, in order.
                 let entry = b.split_off(at).freeze();
-                self.held = Some(Output::Encoded(entry.slice(BATCH_ENTRY_OVERHEAD..)));
+                self.held.push_front(Output::Encoded(entry.slice(BATCH_ENTRY_OVERHEAD..)));
                 break;
             }
             entries += 1;
         }
+        for (i, later) in rest.enumerate() {
+            self.held.insert(i + 1, later);
+        }
+        self.picked = picked;
         let batch = b.freeze();
         if entries == 1 {
-            // Nothing else fitted: the frame goes out as it is.
             return Some(batch.slice(BATCH_HEADER + BATCH_ENTRY_OVERHEAD..));
         }
         Some(batch)
@@ -855,7 +876,7 @@ impl Session {
     /// driver can leave its writer asleep while this is false and
     /// [`Session::poll_timeout`] did not move earlier.
     pub fn has_transmit(&self) -> bool {
-        self.held.is_some() || !self.control.is_empty() || !self.ring.is_empty()
+        !self.held.is_empty() || !self.control.is_empty() || !self.ring.is_empty()
     }
 
     /// The next event for the driver.
@@ -879,7 +900,7 @@ impl Session {
     }
 
     fn clear_output(&mut self) {
-        self.held = None;
+        self.held.clear();
         self.control.clear();
         self.ring.clear();
         self.streams.clear();
@@ -938,10 +959,6 @@ fn should_grant(unacked: u64, remaining: u64, window: u64) -> bool {
 
 /// Longest message a RESET, GOAWAY, CLOSE or REFUSE carries, in bytes.
 const MAX_MESSAGE: usize = 1024;
-
-/// Bytes a `BATCH` message reserves up front (it grows past that if the peer's
-/// `max_frame` allows).
-const BATCH_RESERVE: usize = 128 * 1024;
 
 /// Cuts `s` to at most `max` bytes on a character boundary.
 fn truncate_utf8(s: &mut String, max: usize) {
