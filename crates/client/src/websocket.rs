@@ -129,8 +129,8 @@ fn check_accept(res: &Response<Incoming>, key: &str, head: &RequestHead) -> Resu
     let offered = head
         .headers
         .iter()
-        .filter(|(n, _)| n == "sec-websocket-protocol")
-        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+        .filter(|(n, _)| n == header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|(_, v)| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|p| p.trim() == chosen);
     if offered {
@@ -151,7 +151,7 @@ async fn forward_refusal(tx: &StreamSender, res: Response<Incoming>) {
 
 /// Refuses the upgrade here with `status` and a one-line body.
 async fn refuse(tx: &StreamSender, status: StatusCode, message: &str) {
-    let headers = vec![("content-type".to_string(), Bytes::from_static(b"text/plain; charset=utf-8"))];
+    let headers = vec![(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))];
     if tx.respond(ResponseHead { status: status.as_u16(), headers }, false).is_ok()
         && tx.send_data(Bytes::from(format!("{message}\n"))).await.is_ok()
     {

@@ -10,6 +10,7 @@
 //! peer that announced it accepts them (see [`crate::features`]).
 
 use bytes::{BufMut, Bytes, BytesMut};
+pub use http::{HeaderName, HeaderValue};
 
 use crate::error::DecodeError;
 use crate::handshake::{Hello, RefuseReason, Welcome};
@@ -27,8 +28,11 @@ pub const BATCH_HEADER: usize = 1 + 4;
 /// Bytes a `BATCH` frame adds per inner frame (its `len:u32`).
 pub const BATCH_ENTRY_OVERHEAD: usize = 4;
 
-/// One header: name (ASCII, as received) and raw value bytes.
-pub type Header = (String, Bytes);
+/// One header, typed as the `http` crate types it (a lowercase token name; a value
+/// without control bytes but tab). Every end turns headers into these anyway (hyper,
+/// a JavaScript `Headers`), so the codec does it once, and a decoded value shares the
+/// frame's bytes instead of being copied.
+pub type Header = (HeaderName, HeaderValue);
 
 /// Frame type bytes.
 pub mod kind {
@@ -574,7 +578,7 @@ pub(crate) fn encode_batch_entry(b: &mut BytesMut, frame: &Frame) {
 }
 
 fn headers_len(headers: &[Header]) -> usize {
-    2 + headers.iter().map(|(n, v)| 4 + n.len() + v.len()).sum::<usize>()
+    2 + headers.iter().map(|(n, v)| 4 + n.as_str().len() + v.len()).sum::<usize>()
 }
 
 /// Encoded size of a header block, as checked against `max_header_bytes`.
@@ -585,8 +589,8 @@ pub fn header_block_len(headers: &[Header]) -> usize {
 fn put_headers(b: &mut BytesMut, headers: &[Header]) {
     b.put_u16(u16::try_from(headers.len()).unwrap_or(u16::MAX));
     for (name, value) in headers.iter().take(usize::from(u16::MAX)) {
-        b.put_bytes16(name.as_bytes());
-        b.put_bytes16(value);
+        b.put_bytes16(name.as_str().as_bytes());
+        b.put_bytes16(value.as_bytes());
     }
 }
 
@@ -599,15 +603,17 @@ fn get_headers(r: &mut Reader, limits: &DecodeLimits) -> Result<Vec<Header>, Dec
     }
     let mut headers = Vec::with_capacity(count);
     for _ in 0..count {
-        let name = r.str16("header name")?;
-        if !valid_header_name(&name) {
-            return Err(DecodeError::Invalid("header name"));
-        }
+        let name = r.bytes16("header name")?;
         let value = r.bytes16("header value")?;
-        if !valid_header_value(&value) {
-            return Err(DecodeError::Invalid("header value"));
+        match (HeaderName::from_bytes(&name), HeaderValue::from_maybe_shared(value.clone())) {
+            (Ok(name), Ok(value)) => headers.push((name, value)),
+            // What the wire allows but HTTP cannot carry (a separator in a name, a
+            // control byte in a value) is dropped here, as either end's HTTP stack
+            // would drop it; what the wire forbids is an error.
+            _ if !valid_header_name(&name) => return Err(DecodeError::Invalid("header name")),
+            _ if !valid_header_value(&value) => return Err(DecodeError::Invalid("header value")),
+            _ => {}
         }
-        headers.push((name, value));
         let used = start - r.remaining();
         if used > limits.max_header_bytes {
             return Err(DecodeError::HeadersTooLarge { size: used, limit: limits.max_header_bytes });
@@ -622,8 +628,8 @@ fn valid_method(method: &str) -> bool {
 }
 
 /// A header name is one or more visible ASCII characters other than `:`.
-fn valid_header_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|c| c.is_ascii_graphic() && c != b':')
+fn valid_header_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.iter().all(|&c| c.is_ascii_graphic() && c != b':')
 }
 
 /// A header value is any bytes but CR, LF and NUL.
@@ -641,11 +647,12 @@ pub(crate) fn check_headers(headers: &[Header]) -> Result<(), &'static str> {
     if !fits16(headers.len()) {
         return Err("more than 65535 headers");
     }
+    // The types make names and values valid; only their lengths are left to check.
     for (name, value) in headers {
-        if !valid_header_name(name) || !fits16(name.len()) {
+        if !fits16(name.as_str().len()) {
             return Err("header name");
         }
-        if !valid_header_value(value) || !fits16(value.len()) {
+        if !fits16(value.len()) {
             return Err("header value");
         }
     }

@@ -29,8 +29,8 @@ pub use config::{Config, Limits};
 pub use error::{DecodeError, OpenError, ProtocolError, StreamError};
 pub use event::Event;
 pub use frame::{
-    flags, header_block_len, kind, CloseCode, DecodeLimits, Frame, Header, RequestHead, ResetCode, ResponseHead,
-    StreamId, StreamKind, BATCH_ENTRY_OVERHEAD, BATCH_HEADER, DATA_OVERHEAD,
+    flags, header_block_len, kind, CloseCode, DecodeLimits, Frame, Header, HeaderName, HeaderValue, RequestHead,
+    ResetCode, ResponseHead, StreamId, StreamKind, BATCH_ENTRY_OVERHEAD, BATCH_HEADER, DATA_OVERHEAD,
 };
 pub use handshake::{features, Hello, RefuseReason, Welcome, HELLO_MAGIC, PROTOCOL_VERSION};
 pub use idmap::{IdHasher, IdMap};

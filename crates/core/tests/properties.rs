@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use localtunnels_core::{
-    CloseCode, Config, DecodeLimits, Frame, Header, Hello, Limits, RefuseReason, RequestHead, ResetCode, ResponseHead,
-    StreamId, StreamKind, Welcome, PROTOCOL_VERSION,
+    CloseCode, Config, DecodeLimits, Frame, Header, HeaderName, HeaderValue, Hello, Limits, RefuseReason, RequestHead,
+    ResetCode, ResponseHead, StreamId, StreamKind, Welcome, PROTOCOL_VERSION,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -30,9 +30,11 @@ fn raw(max: usize) -> impl Strategy<Value = Bytes> {
 }
 
 fn header() -> impl Strategy<Value = Header> {
-    // Names: visible ASCII but ':'; values: any bytes but CR, LF and NUL.
-    let value = vec(any::<u8>().prop_filter("CR LF NUL", |c| !matches!(c, b'\r' | b'\n' | 0)), 0..24);
-    ("[!-9;-~]{1,16}", value).prop_map(|(n, v)| (n, Bytes::from(v)))
+    // Names: lowercase tokens; values: any bytes but controls (tab allowed) and DEL.
+    let value = vec(any::<u8>().prop_filter("controls", |&c| c == b'\t' || (c >= 0x20 && c != 0x7f)), 0..24);
+    ("[a-z0-9!#$%&'*+.^_`|~-]{1,16}", value).prop_map(|(n, v)| {
+        (HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_maybe_shared(Bytes::from(v)).unwrap())
+    })
 }
 
 fn headers() -> impl Strategy<Value = Vec<Header>> {

@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use localtunnels_core::{
-    CloseCode, Config, DecodeLimits, Event, Frame, Hello, Instant, RefuseReason, RequestHead, ResetCode, ResponseHead,
-    Session, StreamKind, Welcome,
+    CloseCode, Config, DecodeLimits, Event, Frame, HeaderName, HeaderValue, Hello, Instant, RefuseReason, RequestHead,
+    ResetCode, ResponseHead, Session, StreamKind, Welcome,
 };
 
 fn hex(s: &str) -> Vec<u8> {
@@ -58,7 +58,7 @@ fn the_worked_example_is_what_the_sessions_send() {
         kind: StreamKind::Http,
         method: "GET".into(),
         target: "/hi".into(),
-        headers: vec![("host".into(), Bytes::from_static(b"demo.localhost:3000"))],
+        headers: vec![(HeaderName::from_static("host"), HeaderValue::from_static("demo.localhost:3000"))],
     };
     let id = server.open(head, true).unwrap();
     assert_eq!(id, 2);
@@ -67,8 +67,8 @@ fn the_worked_example_is_what_the_sessions_send() {
     client.handle_message(now, msg).unwrap();
 
     let headers = vec![
-        ("content-type".into(), Bytes::from_static(b"text/plain")),
-        ("content-length".into(), Bytes::from_static(b"5")),
+        (HeaderName::from_static("content-type"), HeaderValue::from_static("text/plain")),
+        (HeaderName::from_static("content-length"), HeaderValue::from_static("5")),
     ];
     client.respond(id, ResponseHead { status: 200, headers }, false).unwrap();
     assert_eq!(client.send_data(id, Bytes::from_static(b"hello")).unwrap(), 5);

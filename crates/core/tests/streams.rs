@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use localtunnels_core::{
-    Config, DecodeLimits, Event, Frame, OpenError, ResetCode, ResponseHead, StreamError, StreamKind,
+    Config, DecodeLimits, Event, Frame, HeaderName, HeaderValue, OpenError, ResetCode, ResponseHead, StreamError,
+    StreamKind,
 };
 use util::{header, pattern, request, Pair};
 
@@ -43,13 +44,15 @@ fn repeated_headers_stay_separate_and_in_order() {
         header("cookie", "a=1"),
         header("accept", "*/*"),
         header("cookie", "b=2"),
-        header("X-Mixed-Case", "kept as sent"),
-        ("x-binary".to_string(), Bytes::from_static(&[0x80, 0xff, b'\t', b' '])),
+        header("X-Mixed-Case", "name lowercased, as HTTP/2 and hyper have it"),
+        (HeaderName::from_static("x-binary"), HeaderValue::from_bytes(&[0x80, 0xff, b'\t', b' ']).unwrap()),
         header("cookie", "c=3"),
     ];
     let id = pair.server.open(request("GET", "/", request_headers.clone()), true);
     pair.drive();
-    assert_eq!(pair.client.log(id).head.as_ref().unwrap().headers, request_headers);
+    let got = &pair.client.log(id).head.as_ref().unwrap().headers;
+    assert_eq!(got, &request_headers);
+    assert_eq!(got[3].0.as_str(), "x-mixed-case");
 
     let response_headers =
         vec![header("set-cookie", "a=1; Path=/"), header("content-type", "text/plain"), header("set-cookie", "b=2")];
@@ -414,4 +417,33 @@ fn many_stalled_readers_do_not_stop_the_others() {
     }
     pair.drive();
     assert!(stalled.iter().all(|id| pair.server.log(*id).end));
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn headers_the_wire_allows_but_http_cannot_carry_are_dropped_alone() {
+    // Encode three headers, then change the second name and the third value in place to
+    // what the wire format allows (visible ASCII; any byte but CR, LF, NUL) and HTTP
+    // does not (a separator in a name, a control byte in a value).
+    let head = request(
+        "GET",
+        "/",
+        vec![header("x-aaaa", "one"), header("x-bbbb", "two"), header("x-cccc", "thr"), header("x-dddd", "4")],
+    );
+    let frame = Frame::Open { id: 1, head, end: true };
+    let mut wire = frame.encode().to_vec();
+    let mut patch = |from: &[u8], to: &[u8]| {
+        let at = wire.windows(from.len()).position(|w| w == from).unwrap();
+        wire[at..at + to.len()].copy_from_slice(to);
+    };
+    patch(b"x-bbbb", b"x(bbbb");
+    patch(b"thr", b"t\x01r");
+    patch(b"x-dddd", b"X-DDDD");
+    match Frame::decode(wire.into(), &DecodeLimits::default()).unwrap() {
+        Frame::Open { head, .. } => {
+            let names: Vec<_> = head.headers.iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap())).collect();
+            assert_eq!(names, [("x-aaaa", "one"), ("x-dddd", "4")]);
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -1,8 +1,6 @@
 //! Converting between `http` types and protocol heads, and the proxy header rules
 //! both ends share.
 
-use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 use localtunnels_core::{Header, RequestHead, ResponseHead, StreamKind};
 
@@ -44,13 +42,13 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
 }
 
 /// The end-to-end headers of `headers`, in order (repeated names keep their values'
-/// order), as protocol headers.
+/// order), as protocol headers (names and values shared, not copied).
 pub fn end_to_end_headers(headers: &HeaderMap, kind: StreamKind) -> Vec<Header> {
     let named = connection_tokens(headers);
     headers
         .iter()
         .filter(|(name, _)| !is_hop_by_hop(name.as_str(), &named, kind))
-        .map(|(name, value)| (name.as_str().to_string(), Bytes::copy_from_slice(value.as_bytes())))
+        .map(|(name, value)| (name.clone(), value.clone()))
         .collect()
 }
 
@@ -65,16 +63,12 @@ pub fn response_head(status: StatusCode, headers: &HeaderMap, kind: StreamKind) 
     ResponseHead { status: status.as_u16(), headers: end_to_end_headers(headers, kind) }
 }
 
-/// Rebuilds a `HeaderMap` from protocol headers, in order. Invalid names or values
-/// (which the codec already rejects) are skipped rather than trusted.
+/// Rebuilds a `HeaderMap` from protocol headers, in order (values keep sharing the
+/// frame's bytes).
 pub fn header_map(headers: &[Header]) -> HeaderMap {
     let mut map = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
-        // `from_maybe_shared` keeps the frame's `Bytes` (no copy).
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_maybe_shared(value.clone()))
-        {
-            map.append(n, v);
-        }
+        map.append(name.clone(), value.clone());
     }
     map
 }

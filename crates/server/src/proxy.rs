@@ -8,8 +8,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 use localtunnels_core::{Header, OpenError, ResetCode, StreamKind};
@@ -19,6 +18,11 @@ use localtunnels_driver::{pump_body, StreamBody, StreamEvent};
 use crate::registry::Lookup;
 use crate::state::{text_response, Body, Counters, Peer, ServerState};
 use crate::tunnel::Tunnel;
+
+// Built at compile time (`from_static` checks its argument on every call).
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Headers a visitor may not set: the server sets them from what it saw.
 const FORWARDED: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "expect"];
@@ -81,13 +85,13 @@ pub fn tunnel_head<B>(
     let host = req
         .headers()
         .get(http::header::HOST)
-        .map(|h| Bytes::copy_from_slice(h.as_bytes()))
-        .or_else(|| req.uri().authority().map(|a| Bytes::copy_from_slice(a.as_str().as_bytes())));
+        .cloned()
+        .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     let proto = if state.config.secure { "https" } else { "http" };
     let forwarded: [Option<Header>; 3] = [
-        Some(("x-forwarded-for".into(), peer.forwarded_for.clone())),
-        Some(("x-forwarded-proto".into(), Bytes::from_static(proto.as_bytes()))),
-        host.map(|h| ("x-forwarded-host".into(), h)),
+        Some((X_FORWARDED_FOR, peer.forwarded_for.clone())),
+        Some((X_FORWARDED_PROTO, HeaderValue::from_static(proto))),
+        host.map(|h| (X_FORWARDED_HOST, h)),
     ];
     head.headers.extend(forwarded.into_iter().flatten());
     head

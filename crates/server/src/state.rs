@@ -17,14 +17,17 @@ use crate::registry::Registry;
 pub struct Peer {
     /// The address the connection came from.
     pub addr: std::net::SocketAddr,
-    /// `addr`'s IP, as text.
-    pub forwarded_for: Bytes,
+    /// `addr`'s IP, as an `X-Forwarded-For` value.
+    pub forwarded_for: http::HeaderValue,
 }
 
 impl Peer {
     /// The peer at `addr`.
     pub fn new(addr: std::net::SocketAddr) -> Self {
-        Peer { addr, forwarded_for: Bytes::from(addr.ip().to_string()) }
+        // An IP address in text is always a valid header value.
+        let forwarded_for = http::HeaderValue::from_str(&addr.ip().to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
+        Peer { addr, forwarded_for }
     }
 }
 

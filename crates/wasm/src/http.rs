@@ -14,6 +14,7 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use gloo_timers::future::TimeoutFuture;
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
 use js_sys::{Array, Date, Function, Promise};
 use localtunnels_core::{Header, RequestHead, ResetCode, ResponseHead, StreamError, StreamId};
 use wasm_bindgen::closure::Closure;
@@ -312,7 +313,7 @@ fn take_apart(value: &JsValue) -> Result<(u16, Vec<Header>, OutBody), String> {
         Some(r) => r.headers().into(),
         None => js::get(value, "headers"),
     };
-    let headers = if headers.is_undefined() || headers.is_null() { Vec::new() } else { response_headers(&headers) };
+    let headers = if headers.is_undefined() || headers.is_null() { Vec::new() } else { response_headers(&headers)? };
     Ok((status as u16, headers, body))
 }
 
@@ -455,8 +456,8 @@ fn send_text(t: &Rc<Tunnel>, gen: u64, meta: &Meta, status: u16, message: &str) 
     let body = Bytes::from(format!("{status} {}: {message}\n", reason_phrase(status)));
     let head_only = meta.head_only();
     let headers: Vec<Header> = vec![
-        ("content-type".to_string(), Bytes::from_static(b"text/plain; charset=utf-8")),
-        ("content-length".to_string(), Bytes::from(body.len().to_string())),
+        (CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")),
+        (CONTENT_LENGTH, HeaderValue::from(body.len())),
     ];
     let sent = t.with_conn(gen, |c| {
         c.session.respond(id, ResponseHead { status, headers }, head_only)?;
@@ -638,7 +639,7 @@ fn build_request(
     // be built, then copied. The request's guard drops forbidden names as the copy did.
     let target = request.headers();
     for (name, value) in headers {
-        js::append_header(&target, name, value);
+        js::append_header(&target, name.as_str(), value);
     }
     Ok(request)
 }
@@ -648,7 +649,7 @@ fn build_request(
 pub(crate) fn headers_of(headers: &[Header]) -> Headers {
     let out = Headers::new().unwrap_or_else(|_| js::object(&[]).unchecked_into());
     for (name, value) in headers {
-        let _ = out.append(name, &js::latin1(value));
+        let _ = out.append(name.as_str(), &js::latin1(value.as_bytes()));
     }
     out
 }
@@ -656,7 +657,8 @@ pub(crate) fn headers_of(headers: &[Header]) -> Headers {
 /// The response's headers in order, from a `Headers`, an array of pairs or a plain
 /// object (whose values may be arrays). `Headers` joins repeated headers with `, `,
 /// which breaks `set-cookie`: those come from `getSetCookie()` one by one where it exists.
-pub(crate) fn response_headers(headers: &JsValue) -> Vec<Header> {
+/// A name or value HTTP cannot carry (only a plain object can hold one) is an error.
+pub(crate) fn response_headers(headers: &JsValue) -> Result<Vec<Header>, String> {
     let mut get_set_cookie = None;
     let mut cookies_done = false;
     let mut out = Vec::new();
@@ -686,16 +688,24 @@ pub(crate) fn response_headers(headers: &JsValue) -> Vec<Header> {
                     let list = f.call0(headers).unwrap_or(JsValue::UNDEFINED);
                     for cookie in Array::from(&list).iter() {
                         if let Some(cookie) = cookie.as_string() {
-                            out.push(("set-cookie".to_string(), js::byte_string(&cookie)));
+                            out.push((SET_COOKIE, header_value(&cookie)?));
                         }
                     }
                 }
                 continue;
             }
         }
-        out.push((name.to_ascii_lowercase(), js::byte_string(&value)));
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("the response header name {name:?} is invalid"))?;
+        out.push((name, header_value(&value)?));
     }
-    out
+    Ok(out)
+}
+
+/// A header value from a JavaScript string (a ByteString: one byte per character).
+fn header_value(value: &str) -> Result<HeaderValue, String> {
+    HeaderValue::from_maybe_shared(js::byte_string(value))
+        .map_err(|_| format!("the response header value {value:?} is invalid"))
 }
 
 /// The public URL of a request target.

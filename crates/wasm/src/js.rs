@@ -1,6 +1,7 @@
 //! Small helpers at the JavaScript boundary: property access, errors, bytes and strings.
 
 use bytes::Bytes;
+use http::HeaderValue;
 use js_sys::{Array, ArrayBuffer, Function, Object, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -71,7 +72,7 @@ pub(crate) fn call_all(listeners: &[Function], arg: &JsValue) {
 /// A header name as a JavaScript string, and the last value seen with it.
 struct KnownHeader {
     name: JsValue,
-    last: Option<(Bytes, JsValue)>,
+    last: Option<(HeaderValue, JsValue)>,
 }
 
 thread_local! {
@@ -88,24 +89,24 @@ const HEADER_VALUE_KEPT: usize = 256;
 /// call, and requests repeat the same few names, mostly with the value they had last
 /// time (`host`, `x-forwarded-*`, `accept`, `user-agent`): those JavaScript strings are
 /// kept and reused.
-pub(crate) fn append_header(headers: &web_sys::Headers, name: &str, value: &Bytes) {
+pub(crate) fn append_header(headers: &web_sys::Headers, name: &str, value: &HeaderValue) {
     let (name, value) = HEADERS_SEEN.with(|seen| {
         let mut seen = seen.borrow_mut();
         if !seen.contains_key(name) {
             if seen.len() >= HEADER_NAMES_KEPT {
-                return (JsValue::from_str(name), JsValue::from_str(&latin1(value)));
+                return (JsValue::from_str(name), JsValue::from_str(&latin1(value.as_bytes())));
             }
             seen.insert(name.to_string(), KnownHeader { name: JsValue::from_str(name), last: None });
         }
         let Some(known) = seen.get_mut(name) else {
-            return (JsValue::from_str(name), JsValue::from_str(&latin1(value)));
+            return (JsValue::from_str(name), JsValue::from_str(&latin1(value.as_bytes())));
         };
         if let Some((last, js)) = &known.last {
             if last == value {
                 return (known.name.clone(), js.clone());
             }
         }
-        let js = JsValue::from_str(&latin1(value));
+        let js = JsValue::from_str(&latin1(value.as_bytes()));
         if value.len() <= HEADER_VALUE_KEPT {
             known.last = Some((value.clone(), js.clone()));
         }

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, SEC_WEBSOCKET_PROTOCOL};
 use js_sys::{Function, Promise};
 use localtunnels_core::{Header, RequestHead, ResponseHead, StreamId};
 use wasm_bindgen::prelude::*;
@@ -91,7 +92,7 @@ pub(crate) fn on_open(t: &Rc<Tunnel>, gen: u64, id: StreamId, head: RequestHead)
     };
 
     let Some(handler) = handler else {
-        let headers: Vec<Header> = vec![("content-type".to_string(), Bytes::from_static(b"text/plain; charset=utf-8"))];
+        let headers: Vec<Header> = vec![(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))];
         let refused = t.with_conn(gen, |c| {
             c.session.respond(id, ResponseHead { status: 404, headers }, false)?;
             c.session.send_data(id, Bytes::from_static(b"404 Not Found: this tunnel accepts no WebSockets\n"))?;
@@ -105,8 +106,10 @@ pub(crate) fn on_open(t: &Rc<Tunnel>, gen: u64, id: StreamId, head: RequestHead)
 
     let protocol = offered_protocols(&head.headers).into_iter().next().unwrap_or_default();
     let mut headers: Vec<Header> = Vec::new();
-    if !protocol.is_empty() {
-        headers.push(("sec-websocket-protocol".to_string(), Bytes::from(protocol.clone())));
+    if let Ok(value) = HeaderValue::from_str(&protocol) {
+        if !protocol.is_empty() {
+            headers.push((SEC_WEBSOCKET_PROTOCOL, value));
+        }
     }
     let inner = Rc::new(SocketInner {
         tunnel: Rc::downgrade(t),
@@ -500,9 +503,9 @@ fn close_event(code: u16, reason: &str, clean: bool) -> JsValue {
 fn offered_protocols(headers: &[Header]) -> Vec<String> {
     headers
         .iter()
-        .filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .filter(|(name, _)| name == SEC_WEBSOCKET_PROTOCOL)
         .flat_map(|(_, value)| {
-            String::from_utf8_lossy(value).split(',').map(|p| p.trim().to_string()).collect::<Vec<_>>()
+            String::from_utf8_lossy(value.as_bytes()).split(',').map(|p| p.trim().to_string()).collect::<Vec<_>>()
         })
         .filter(|p| !p.is_empty())
         .collect()
@@ -534,9 +537,9 @@ mod tests {
     #[test]
     fn protocols_in_order() {
         let headers: Vec<Header> = vec![
-            ("Sec-WebSocket-Protocol".into(), Bytes::from_static(b"chat, superchat")),
-            ("x".into(), Bytes::from_static(b"y")),
-            ("sec-websocket-protocol".into(), Bytes::from_static(b" v2 ")),
+            (SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("chat, superchat")),
+            (http::HeaderName::from_static("x"), HeaderValue::from_static("y")),
+            (SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(" v2 ")),
         ];
         assert_eq!(offered_protocols(&headers), ["chat", "superchat", "v2"]);
         assert!(offered_protocols(&[]).is_empty());

@@ -12,8 +12,8 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use js_sys::{Array, Promise, Uint8Array};
 use localtunnels_core::{
-    Config, DecodeLimits, Event, Frame, Hello, Instant, RefuseReason, RequestHead, ResponseHead, Session, StreamId,
-    StreamKind, Welcome,
+    Config, DecodeLimits, Event, Frame, HeaderName, HeaderValue, Hello, Instant, RefuseReason, RequestHead,
+    ResponseHead, Session, StreamId, StreamKind, Welcome,
 };
 use localtunnels_wasm::TunnelClient;
 use serde_json::Value;
@@ -182,7 +182,10 @@ impl Server {
     }
 
     fn open(&mut self, kind: StreamKind, method: &str, target: &str, headers: &[(&str, &str)], end: bool) -> StreamId {
-        let headers = headers.iter().map(|(n, v)| (n.to_string(), Bytes::from(v.to_string()))).collect();
+        let headers = headers
+            .iter()
+            .map(|(n, v)| (HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap()))
+            .collect();
         let head = RequestHead { kind, method: method.to_string(), target: target.to_string(), headers };
         let id = self.session.open(head, end).unwrap();
         self.flush();
@@ -275,7 +278,7 @@ fn stream_of(e: &Event) -> Option<StreamId> {
 }
 
 fn header<'a>(head: &'a ResponseHead, name: &str) -> Vec<&'a [u8]> {
-    head.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| &v[..]).collect()
+    head.headers.iter().filter(|(n, _)| n.as_str().eq_ignore_ascii_case(name)).map(|(_, v)| v.as_bytes()).collect()
 }
 
 #[wasm_bindgen_test]

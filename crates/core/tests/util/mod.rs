@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use localtunnels_core::{
-    CloseCode, Config, Event, Header, Hello, Instant, ProtocolError, RefuseReason, RequestHead, ResetCode,
-    ResponseHead, Session, StreamError, StreamId, StreamKind, Welcome,
+    CloseCode, Config, Event, Header, HeaderName, HeaderValue, Hello, Instant, ProtocolError, RefuseReason,
+    RequestHead, ResetCode, ResponseHead, Session, StreamError, StreamId, StreamKind, Welcome,
 };
 
 /// One-way latency of the default link.
@@ -188,7 +188,7 @@ impl Side {
 
     /// Opens a WebSocket to `path`.
     pub fn open_ws(&mut self, path: &str) -> StreamId {
-        let mut head = request("GET", path, vec![("sec-websocket-protocol".into(), Bytes::from_static(b"chat"))]);
+        let mut head = request("GET", path, vec![header("sec-websocket-protocol", "chat")]);
         head.kind = StreamKind::WebSocket;
         self.open(head, false)
     }
@@ -212,7 +212,7 @@ impl Side {
     pub fn respond_with(&mut self, id: StreamId, status: u16, body: impl Into<Bytes>) {
         let body = body.into();
         let len = body.len().to_string();
-        self.respond(id, status, vec![("content-length".into(), Bytes::from(len))], false);
+        self.respond(id, status, vec![header("content-length", &len)], false);
         self.send_body(id, body, true);
     }
 
@@ -530,7 +530,7 @@ pub fn request(method: &str, target: &str, headers: Vec<Header>) -> RequestHead 
 
 /// A header.
 pub fn header(name: &str, value: &str) -> Header {
-    (name.to_string(), Bytes::copy_from_slice(value.as_bytes()))
+    (HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap())
 }
 
 /// `n` bytes of a recognisable pattern, different for each `seed`.
