@@ -605,7 +605,7 @@ fn get_headers(r: &mut Reader, limits: &DecodeLimits) -> Result<Vec<Header>, Dec
     for _ in 0..count {
         let name = r.bytes16("header name")?;
         let value = r.bytes16("header value")?;
-        match (HeaderName::from_bytes(&name), HeaderValue::from_maybe_shared(value.clone())) {
+        match (header_name(&name), HeaderValue::from_maybe_shared(value.clone())) {
             (Ok(name), Ok(value)) => headers.push((name, value)),
             // What the wire allows but HTTP cannot carry (a separator in a name, a
             // control byte in a value) is dropped here, as either end's HTTP stack
@@ -620,6 +620,25 @@ fn get_headers(r: &mut Reader, limits: &DecodeLimits) -> Result<Vec<Header>, Dec
         }
     }
     Ok(headers)
+}
+
+/// `X-Forwarded-For`: the server adds it to every request (the visitor's address).
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`: the server adds it to every request (`http` or `https`).
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`: the server adds it to every request (the public host).
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Names every request carries, decoded to these shared constants instead of being
+/// parsed and allocated each time (`HeaderName` allocates any name outside its
+/// standard set).
+const FORWARDED_NAMES: [HeaderName; 3] = [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST];
+
+fn header_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    match FORWARDED_NAMES.iter().find(|n| n.as_str().as_bytes() == name) {
+        Some(known) => Ok(known.clone()),
+        None => HeaderName::from_bytes(name),
+    }
 }
 
 /// A method is one or more visible ASCII characters.

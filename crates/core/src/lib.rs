@@ -30,7 +30,8 @@ pub use error::{DecodeError, OpenError, ProtocolError, StreamError};
 pub use event::Event;
 pub use frame::{
     flags, header_block_len, kind, CloseCode, DecodeLimits, Frame, Header, HeaderName, HeaderValue, RequestHead,
-    ResetCode, ResponseHead, StreamId, StreamKind, BATCH_ENTRY_OVERHEAD, BATCH_HEADER, DATA_OVERHEAD,
+    ResetCode, ResponseHead, StreamId, StreamKind, BATCH_ENTRY_OVERHEAD, BATCH_HEADER, DATA_OVERHEAD, X_FORWARDED_FOR,
+    X_FORWARDED_HOST, X_FORWARDED_PROTO,
 };
 pub use handshake::{features, Hello, RefuseReason, Welcome, HELLO_MAGIC, PROTOCOL_VERSION};
 pub use idmap::{IdHasher, IdMap};

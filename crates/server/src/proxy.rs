@@ -8,21 +8,18 @@
 
 use std::sync::Arc;
 
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
-use localtunnels_core::{Header, OpenError, ResetCode, StreamKind};
+use localtunnels_core::{
+    Header, OpenError, ResetCode, StreamKind, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
+};
 use localtunnels_driver::http::{header_map, request_head};
 use localtunnels_driver::{pump_body, StreamBody, StreamEvent};
 
 use crate::registry::Lookup;
 use crate::state::{text_response, Body, Counters, Peer, ServerState};
 use crate::tunnel::Tunnel;
-
-// Built at compile time (`from_static` checks its argument on every call).
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Headers a visitor may not set: the server sets them from what it saw.
 const FORWARDED: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "expect"];
