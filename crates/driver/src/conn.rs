@@ -9,7 +9,9 @@
 //! wake the writer.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 
 use bytes::Bytes;
 use localtunnels_core::{
@@ -488,6 +490,10 @@ where
     let timer = tokio::time::sleep(std::time::Duration::ZERO);
     tokio::pin!(timer);
     let mut timer_at: Option<Instant> = None;
+    // The timer keeps the waker of its last poll (this task's): it is polled again
+    // only once it moved or fired, not on every wake-up (each poll of a tokio timer
+    // costs about as much as the rest of a wake-up's bookkeeping).
+    let mut timer_polled = false;
     loop {
         let notified = shared.wake_writer.notified();
         let (deadline, closed) = {
@@ -524,16 +530,28 @@ where
                     let wait = at.saturating_duration_since(shared.now());
                     timer.as_mut().reset(tokio::time::Instant::now() + wait);
                     timer_at = Some(at);
+                    timer_polled = false;
                 }
-                tokio::select! {
-                    _ = notified => {}
-                    _ = &mut timer => {
-                        timer_at = None;
-                        let mut state = shared.lock();
-                        let now = shared.now();
-                        state.session.handle_timeout(now);
-                        shared.pump(&mut state);
+                let mut notified = std::pin::pin!(notified);
+                let fired = std::future::poll_fn(|cx| {
+                    if notified.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(false);
                     }
+                    if !timer_polled || timer.is_elapsed() {
+                        timer_polled = true;
+                        if timer.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(true);
+                        }
+                    }
+                    Poll::Pending
+                })
+                .await;
+                if fired {
+                    timer_at = None;
+                    let mut state = shared.lock();
+                    let now = shared.now();
+                    state.session.handle_timeout(now);
+                    shared.pump(&mut state);
                 }
             }
             None => notified.await,

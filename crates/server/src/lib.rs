@@ -23,6 +23,7 @@ mod proxy;
 pub mod registry;
 mod server;
 mod state;
+mod timer;
 pub mod tls;
 mod tunnel;
 mod websocket;

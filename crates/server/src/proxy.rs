@@ -167,21 +167,23 @@ async fn forward_http(
         });
     }
     let timeout = state.config.response_timeout;
+    let deadline = peer.response_deadline.lend(tokio::time::Instant::now() + timeout);
     let response = tokio::select! {
-        r = tokio::time::timeout(timeout, rx.recv()) => r,
+        r = rx.recv() => Some(r),
+        () = deadline => None,
         limit = too_large => {
             tx.reset(ResetCode::TooLarge, "the request body is over the server's limit");
             return crate::access::too_large(&state, limit);
         }
     };
     match response {
-        Err(_) => {
+        None => {
             tx.reset(ResetCode::Timeout, "no response in time");
             Counters::bump(&state.counters.timeouts);
             let secs = timeout.as_secs_f32();
             text_response(StatusCode::GATEWAY_TIMEOUT, format!("the origin did not answer within {secs} s"))
         }
-        Ok(Some(StreamEvent::Response { head, end })) => {
+        Some(Some(StreamEvent::Response { head, end })) => {
             let mut res = Response::new(Body::default());
             *res.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
             *res.headers_mut() = header_map(&head.headers);
@@ -194,7 +196,7 @@ async fn forward_http(
             drop(tx);
             res
         }
-        Ok(Some(StreamEvent::Reset { code, message })) => reset_response(&state, code, &message),
-        Ok(_) => reset_response(&state, ResetCode::Internal, "the exchange ended without a response"),
+        Some(Some(StreamEvent::Reset { code, message })) => reset_response(&state, code, &message),
+        Some(_) => reset_response(&state, ResetCode::Internal, "the exchange ended without a response"),
     }
 }

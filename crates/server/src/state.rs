@@ -19,6 +19,9 @@ pub struct Peer {
     pub addr: std::net::SocketAddr,
     /// `addr`'s IP, as an `X-Forwarded-For` value.
     pub forwarded_for: http::HeaderValue,
+    /// The connection's timer for the wait for a tunnel's response, lent to one
+    /// request at a time (see [`crate::timer`]).
+    pub(crate) response_deadline: crate::timer::DeadlineSlot,
 }
 
 impl Peer {
@@ -27,7 +30,7 @@ impl Peer {
         // An IP address in text is always a valid header value.
         let forwarded_for = http::HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
-        Peer { addr, forwarded_for }
+        Peer { addr, forwarded_for, response_deadline: Default::default() }
     }
 }
 
