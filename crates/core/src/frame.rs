@@ -318,6 +318,18 @@ impl Frame {
         b.freeze()
     }
 
+    /// Encodes the frame as `head` then `payload`: a DATA or WS_MESSAGE frame's
+    /// payload is its data as it is (not copied); any other frame is all head.
+    pub fn encode_parts(self) -> (Bytes, Bytes) {
+        match self {
+            Frame::Data { id, end, data } => (Frame::Data { id, end, data: Bytes::new() }.encode(), data),
+            Frame::WsMessage { id, binary, fin, data } => {
+                (Frame::WsMessage { id, binary, fin, data: Bytes::new() }.encode(), data)
+            }
+            f => (f.encode(), Bytes::new()),
+        }
+    }
+
     pub(crate) fn encoded_len_hint(&self) -> usize {
         match self {
             Frame::Data { data, .. } | Frame::WsMessage { data, .. } => DATA_OVERHEAD + data.len(),

@@ -816,9 +816,29 @@ impl Session {
     /// For a peer that did not announce batches it is exactly `poll_transmit`.
     /// Stream data is encoded straight into the batch: its payload is copied once.
     pub fn poll_transmit_batch(&mut self) -> Option<Bytes> {
+        match self.next_message()? {
+            Message::Whole(b) => Some(b),
+            Message::Alone(o) => Some(o.encode()),
+        }
+    }
+
+    /// [`Session::poll_transmit_batch`] as two parts, `head` then `payload`, to be sent
+    /// as one message: a DATA or WS_MESSAGE frame that goes alone (a large one, mostly)
+    /// leaves its payload apart, as the application queued it, for a driver that copies
+    /// into its own buffer anyway (a WebSocket client masks what it sends) or writes
+    /// buffers as they are. Anything else comes whole, with an empty payload.
+    pub fn poll_transmit_parts(&mut self) -> Option<(Bytes, Bytes)> {
+        match self.next_message()? {
+            Message::Whole(b) => Some((b, Bytes::new())),
+            Message::Alone(Output::Frame(f)) => Some(f.encode_parts()),
+            Message::Alone(Output::Encoded(b)) => Some((b, Bytes::new())),
+        }
+    }
+
+    fn next_message(&mut self) -> Option<Message> {
         let first = self.next_output()?;
         if !self.peer_accepts_batch() || !self.has_transmit() {
-            return Some(first.encode());
+            return Some(Message::Alone(first));
         }
         let limit = usize::try_from(self.peer.max_frame).unwrap_or(usize::MAX);
         // Take out what fits first, so the batch is allocated once at its size: growing
@@ -840,7 +860,7 @@ impl Session {
         }
         if picked.len() == 1 {
             // Nothing else fitted: the frame goes out as it is.
-            let only = picked.pop().map(Output::encode);
+            let only = picked.pop().map(Message::Alone);
             self.picked = picked;
             return only;
         }
@@ -866,9 +886,9 @@ impl Session {
         self.picked = picked;
         let batch = b.freeze();
         if entries == 1 {
-            return Some(batch.slice(BATCH_HEADER + BATCH_ENTRY_OVERHEAD..));
+            return Some(Message::Whole(batch.slice(BATCH_HEADER + BATCH_ENTRY_OVERHEAD..)));
         }
-        Some(batch)
+        Some(Message::Whole(batch))
     }
 
     /// True when [`Session::poll_transmit`] may have something to send (a control
@@ -969,6 +989,13 @@ fn truncate_utf8(s: &mut String, max: usize) {
         }
         s.truncate(end);
     }
+}
+
+/// The next message to send: already encoded, or one frame alone (which
+/// [`Session::poll_transmit_parts`] may encode in two parts).
+enum Message {
+    Whole(Bytes),
+    Alone(Output),
 }
 
 /// A frame on its way out (see `Session::next_output`).

@@ -146,6 +146,35 @@ fn frames_longer_than_their_size_hint_still_fit_and_keep_the_order() {
 
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn parts_joined_are_the_messages_a_batch_drain_sends_and_large_payloads_come_apart() {
+    let drain = |parts: bool| -> (Vec<Bytes>, usize) {
+        let mut pair = Pair::connected();
+        let ids: Vec<_> = (0..3).map(|i| pair.server.get(&format!("/{i}"))).collect();
+        pair.drive();
+        for &id in &ids {
+            pair.client.respond_with(id, 200, util::pattern(150_000, id as u8));
+        }
+        let mut apart = 0;
+        let messages = std::iter::from_fn(|| {
+            if !parts {
+                return pair.client.session.poll_transmit_batch();
+            }
+            let (head, payload) = pair.client.session.poll_transmit_parts()?;
+            apart += usize::from(!payload.is_empty());
+            Some(Bytes::from([head, payload].concat()))
+        })
+        .collect();
+        (messages, apart)
+    };
+    let (whole, _) = drain(false);
+    let (joined, apart) = drain(true);
+    assert_eq!(whole, joined);
+    // Full-size DATA frames go alone: each one's payload came apart.
+    assert!(apart >= 6, "{apart} payloads apart");
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn a_frame_as_large_as_the_peer_allows_goes_alone() {
     let mut pair = Pair::connected();
     let id = pair.server.get("/big");

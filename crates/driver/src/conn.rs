@@ -503,9 +503,9 @@ where
             // session window (8 MiB) of copies at once.
             let mut batch = 0;
             while batch < WRITE_BATCH {
-                let Some(f) = state.session.poll_transmit_batch() else { break };
-                batch += f.len();
-                wire.binary(f);
+                let Some((head, payload)) = state.session.poll_transmit_parts() else { break };
+                batch += head.len() + payload.len();
+                wire.binary_parts(head, payload);
             }
             shared.pump(&mut state);
             let deadline = state.session.poll_timeout();

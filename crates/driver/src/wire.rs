@@ -275,41 +275,50 @@ impl FrameWriter {
 
     /// Queues one binary message (one frame).
     pub fn binary(&mut self, payload: Bytes) {
-        self.frame(OP_BINARY, payload);
+        self.frame(OP_BINARY, Bytes::new(), payload);
+    }
+
+    /// Queues one binary message made of `head` then `payload` (as
+    /// `Session::poll_transmit_parts` hands them out): a client masks the payload as
+    /// it copies it, once, where a whole message would have been copied to join it.
+    pub fn binary_parts(&mut self, head: Bytes, payload: Bytes) {
+        self.frame(OP_BINARY, head, payload);
     }
 
     /// Queues a pong answering a ping's `payload`.
     pub fn pong(&mut self, payload: Bytes) {
-        self.frame(OP_PONG, payload);
+        self.frame(OP_PONG, Bytes::new(), payload);
     }
 
     /// Queues a close frame with `code`.
     pub fn close(&mut self, code: u16) {
-        self.frame(OP_CLOSE, Bytes::copy_from_slice(&code.to_be_bytes()));
+        self.frame(OP_CLOSE, Bytes::new(), Bytes::copy_from_slice(&code.to_be_bytes()));
     }
 
-    fn frame(&mut self, opcode: u8, payload: Bytes) {
-        let len = payload.len();
+    fn frame(&mut self, opcode: u8, head: Bytes, payload: Bytes) {
+        let len = head.len() + payload.len();
         let client = self.role == Role::Client;
         let key: [u8; 4] = if client { rand::random() } else { [0; 4] };
         // A large payload goes out as its own slice of the write: as it is from a
-        // server; from a client masked in place when nothing else holds it (the
-        // session's output never is held elsewhere), else masked as it is copied.
-        let (inline, alone) = if len < COPY_BELOW {
+        // server; from a client masked in place when nothing else holds it, else
+        // masked as it is copied. The head is always copied.
+        let (inline, alone) = if payload.len() < COPY_BELOW {
             (Some(payload), None)
         } else if !client {
             (None, Some(payload))
         } else {
             match payload.try_into_mut() {
                 Ok(mut owned) => {
-                    apply_mask(&mut owned, key);
+                    // The key goes on where the head left it.
+                    let at = head.len() % 4;
+                    apply_mask(&mut owned, [key[at], key[(at + 1) % 4], key[(at + 2) % 4], key[(at + 3) % 4]]);
                     (None, Some(owned.freeze()))
                 }
                 Err(shared) => (Some(shared), None),
             }
         };
         let out = &mut self.copied;
-        out.reserve(14 + inline.as_ref().map_or(0, Bytes::len));
+        out.reserve(14 + head.len() + inline.as_ref().map_or(0, Bytes::len));
         out.put_u8(0x80 | opcode);
         let mask_bit = if client { 0x80 } else { 0 };
         match len {
@@ -326,12 +335,13 @@ impl FrameWriter {
         if client {
             out.put_slice(&key);
         }
+        let start = out.len();
+        out.put_slice(&head);
         if let Some(inline) = inline {
-            let start = out.len();
             out.put_slice(&inline);
-            if client {
-                apply_mask(&mut out[start..], key);
-            }
+        }
+        if client {
+            apply_mask(&mut out[start..], key);
         }
         if let Some(alone) = alone {
             let head = self.copied.split().freeze();
@@ -505,6 +515,36 @@ mod tests {
         r.buf.extend_from_slice(&bytes);
         assert_eq!(r.parse().unwrap(), Some(Received::Binary(Bytes::from(big))));
         assert_eq!(r.parse().unwrap(), Some(Received::Binary(shared)));
+    }
+
+    /// A message given as head and payload reads back as the two joined, for both
+    /// roles, whatever the head's length (the mask goes on across the join), small or
+    /// large, payload shared or not.
+    #[test]
+    fn messages_in_two_parts_read_back_joined() {
+        for role in [Role::Client, Role::Server] {
+            for head_len in [0, 1, 6, 7] {
+                for payload_len in [0, 5, 5_000] {
+                    let head = Bytes::from((0..head_len).map(|i| i as u8 ^ 0x5a).collect::<Vec<_>>());
+                    let body: Vec<u8> = (0..payload_len).map(|i| (i % 251) as u8).collect();
+                    let shared = Bytes::from(body.clone());
+                    let mut w = FrameWriter::new(role);
+                    w.binary_parts(head.clone(), shared.clone());
+                    w.binary_parts(head.clone(), Bytes::from(body.clone()));
+                    w.flush_queue_for_test();
+                    assert!(shared.iter().copied().eq(body.iter().copied()), "a shared payload is never changed");
+                    let bytes: Vec<u8> = w.queue.iter().flat_map(|b| b.iter().copied()).collect();
+                    let peer = if role == Role::Client { Role::Server } else { Role::Client };
+                    let joined = Bytes::from([&head[..], &body].concat());
+                    let got = parse_all(peer, 100_000, &bytes).unwrap();
+                    assert_eq!(
+                        got,
+                        [Received::Binary(joined.clone()), Received::Binary(joined)],
+                        "{role:?} {head_len}+{payload_len}"
+                    );
+                }
+            }
+        }
     }
 
     impl FrameWriter {
