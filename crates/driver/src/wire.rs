@@ -282,7 +282,13 @@ impl FrameWriter {
     /// `Session::poll_transmit_parts` hands them out): a client masks the payload as
     /// it copies it, once, where a whole message would have been copied to join it.
     pub fn binary_parts(&mut self, head: Bytes, payload: Bytes) {
-        self.frame(OP_BINARY, head, payload);
+        if payload.is_empty() {
+            // A whole message (a batch, mostly): it may be large and unshared, which a
+            // client masks in place rather than copy.
+            self.frame(OP_BINARY, Bytes::new(), head);
+        } else {
+            self.frame(OP_BINARY, head, payload);
+        }
     }
 
     /// Queues a pong answering a ping's `payload`.
@@ -507,14 +513,19 @@ mod tests {
         w.binary(owned);
         let shared = Bytes::from(vec![6u8; 10_000]);
         w.binary(shared.clone()); // still held here: masked into a copy
+        let whole = Bytes::from(vec![4u8; 10_000]);
+        let whole_ptr = whole.as_ptr();
+        w.binary_parts(whole, Bytes::new()); // a whole message given as parts: as `binary`
         w.flush_queue_for_test();
         assert!(w.queue.iter().any(|b| b.as_ptr() == ptr), "the unshared payload is sent from where it was");
+        assert!(w.queue.iter().any(|b| b.as_ptr() == whole_ptr), "so is a whole message given as parts");
         assert!(shared.iter().all(|&b| b == 6), "a shared payload is never changed");
         let bytes: Vec<u8> = w.queue.iter().flat_map(|b| b.iter().copied()).collect();
         let mut r = FrameReader::new(Role::Server, 100_000);
         r.buf.extend_from_slice(&bytes);
         assert_eq!(r.parse().unwrap(), Some(Received::Binary(Bytes::from(big))));
         assert_eq!(r.parse().unwrap(), Some(Received::Binary(shared)));
+        assert_eq!(r.parse().unwrap(), Some(Received::Binary(Bytes::from(vec![4u8; 10_000]))));
     }
 
     /// A message given as head and payload reads back as the two joined, for both
