@@ -26,6 +26,21 @@ fn ping(v: u64) -> Bytes {
     Frame::Ping(v).encode()
 }
 
+/// The frames in `messages`, batches unpacked, after checking that none is over
+/// `max_frame` bytes.
+fn unpacked(messages: &[Bytes], max_frame: usize) -> Vec<Frame> {
+    assert!(messages.iter().all(|m| m.len() <= max_frame), "{:?}", messages.iter().map(Bytes::len).collect::<Vec<_>>());
+    let limits = DecodeLimits { max_frame, ..DecodeLimits::default() };
+    let mut frames = Vec::new();
+    for m in messages {
+        match Frame::decode(m.clone(), &limits).unwrap() {
+            Frame::Batch(inner) => frames.extend(inner),
+            f => frames.push(f),
+        }
+    }
+    frames
+}
+
 /// Every message the client sends from now on, decoded.
 fn client_output(pair: &mut Pair) -> Vec<Frame> {
     std::iter::from_fn(|| pair.client.session.poll_transmit_batch())
@@ -75,17 +90,9 @@ fn a_batch_never_exceeds_the_peers_max_frame_and_keeps_the_order() {
         pair.client.respond_with(id, 200, util::pattern(1500, id as u8));
     }
     let messages: Vec<Bytes> = std::iter::from_fn(|| pair.client.session.poll_transmit_batch()).collect();
-    assert!(messages.iter().all(|m| m.len() <= 4096), "{:?}", messages.iter().map(Bytes::len).collect::<Vec<_>>());
     // Unpacked, they are the frames poll_transmit would have sent one by one: every
     // head before its body, bodies whole and in order.
-    let limits = DecodeLimits { max_frame: 4096, ..DecodeLimits::default() };
-    let mut frames = Vec::new();
-    for m in &messages {
-        match Frame::decode(m.clone(), &limits).unwrap() {
-            Frame::Batch(inner) => frames.extend(inner),
-            f => frames.push(f),
-        }
-    }
+    let frames = unpacked(&messages, 4096);
     for &id in &ids {
         let mine: Vec<_> = frames.iter().filter(|f| f.stream_id() == id).collect();
         assert!(matches!(mine[0], Frame::Response { .. }), "{mine:?}");
@@ -123,15 +130,7 @@ fn frames_longer_than_their_size_hint_still_fit_and_keep_the_order() {
         pair.client.session.reset(id, ResetCode::Internal, &why(id));
     }
     let messages: Vec<Bytes> = std::iter::from_fn(|| pair.client.session.poll_transmit_batch()).collect();
-    assert!(messages.iter().all(|m| m.len() <= 4096), "{:?}", messages.iter().map(Bytes::len).collect::<Vec<_>>());
-    let limits = DecodeLimits { max_frame: 4096, ..DecodeLimits::default() };
-    let mut frames = Vec::new();
-    for m in &messages {
-        match Frame::decode(m.clone(), &limits).unwrap() {
-            Frame::Batch(inner) => frames.extend(inner),
-            f => frames.push(f),
-        }
-    }
+    let frames = unpacked(&messages, 4096);
     for &id in &ids {
         let mine: Vec<_> = frames.iter().filter(|f| f.stream_id() == id).collect();
         assert!(matches!(mine[0], Frame::Response { .. }), "{mine:?}");
