@@ -691,13 +691,20 @@ impl Session {
     /// Abandons a stream both ways; the peer gets a RESET. If this side already
     /// finished sending and frames are still queued, they go out first and the RESET
     /// follows them (the peer gets the whole response, then learns that the rest of its
-    /// input is not wanted); input for the stream is dropped meanwhile.
+    /// input is not wanted); input for the stream is dropped meanwhile. A stream whose
+    /// input had ended too is not reset at all: it ends as usual once its frames leave.
     pub fn reset(&mut self, id: StreamId, code: ResetCode, message: &str) {
         if self.state == State::Closed {
             return;
         }
         let Some(s) = self.streams.get_mut(&id) else { return };
         if s.send_done && !s.queue.is_empty() {
+            if s.recv_done {
+                // Finished both ways: nothing of the peer's is unwanted, and the stream
+                // ends as usual once its last frames leave (a RESET after them was a
+                // wasted frame per exchange from a driver that resets dropped handles).
+                return;
+            }
             if !s.discard {
                 s.discard = true;
                 let message = self.short_message(message);

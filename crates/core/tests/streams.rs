@@ -447,3 +447,24 @@ fn headers_the_wire_allows_but_http_cannot_carry_are_dropped_alone() {
         other => panic!("{other:?}"),
     }
 }
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_stream_finished_both_ways_is_not_reset_when_let_go_before_its_last_frames_left() {
+    let mut pair = Pair::connected();
+    let id = pair.server.get("/done");
+    pair.drive();
+    let c = &mut pair.client.session;
+    c.respond(id, ResponseHead { status: 200, headers: vec![] }, false).unwrap();
+    c.send_data(id, bytes::Bytes::from_static(b"body")).unwrap();
+    c.finish(id).unwrap();
+    // The application lets go before any of it was sent (a native driver resets the
+    // stream of every dropped handle): the request had ended too, so nothing of the
+    // peer's is unwanted and no RESET follows the response.
+    c.reset(id, ResetCode::Cancel, "the other end went away");
+    let limits = DecodeLimits::default();
+    let frames: Vec<Frame> =
+        std::iter::from_fn(|| c.poll_transmit()).map(|m| Frame::decode(m, &limits).unwrap()).collect();
+    assert!(frames.iter().any(|f| matches!(f, Frame::Data { end: true, .. })), "{frames:?}");
+    assert!(!frames.iter().any(|f| matches!(f, Frame::Reset { .. })), "{frames:?}");
+}
