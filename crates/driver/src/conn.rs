@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
 use crate::stream::{StreamEvent, StreamHandle, StreamSlot};
+use crate::timer::LazyDeadline;
 use crate::wire::{FrameReader, FrameWriter, Received, WireError};
 
 /// Connection-level news for the owner of a [`Connection`].
@@ -486,14 +487,10 @@ where
     W: AsyncWrite + Unpin,
 {
     // One timer for the connection's life, moved only when the session's next
-    // deadline changes (a new one per wake-up cost a timer-wheel insert and removal).
-    let timer = tokio::time::sleep(std::time::Duration::ZERO);
-    tokio::pin!(timer);
+    // deadline changes (a new one per wake-up cost a timer-wheel insert and removal),
+    // and lazily: the deadline mostly moves later (each ping, each message received).
+    let mut timer: Option<LazyDeadline> = None;
     let mut timer_at: Option<Instant> = None;
-    // The timer keeps the waker of its last poll (this task's): it is polled again
-    // only once it moved or fired, not on every wake-up (each poll of a tokio timer
-    // costs about as much as the rest of a wake-up's bookkeeping).
-    let mut timer_polled = false;
     loop {
         let notified = shared.wake_writer.notified();
         let (deadline, closed) = {
@@ -528,22 +525,22 @@ where
             Some(at) => {
                 if timer_at != Some(at) {
                     let wait = at.saturating_duration_since(shared.now());
-                    timer.as_mut().reset(tokio::time::Instant::now() + wait);
+                    let tokio_at = tokio::time::Instant::now() + wait;
+                    match &mut timer {
+                        Some(t) => t.set(tokio_at),
+                        none => *none = Some(LazyDeadline::new(tokio_at)),
+                    }
                     timer_at = Some(at);
-                    timer_polled = false;
                 }
                 let mut notified = std::pin::pin!(notified);
                 let fired = std::future::poll_fn(|cx| {
                     if notified.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(false);
                     }
-                    if !timer_polled || timer.is_elapsed() {
-                        timer_polled = true;
-                        if timer.as_mut().poll(cx).is_ready() {
-                            return Poll::Ready(true);
-                        }
+                    match &mut timer {
+                        Some(t) => t.poll_expired(cx).map(|()| true),
+                        None => Poll::Pending,
                     }
-                    Poll::Pending
                 })
                 .await;
                 if fired {

@@ -10,6 +10,7 @@ mod body;
 mod conn;
 pub mod http;
 mod stream;
+pub mod timer;
 pub mod websocket;
 pub mod wire;
 
