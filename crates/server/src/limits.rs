@@ -124,9 +124,9 @@ pub struct LimitedBody<B> {
     signal: Option<oneshot::Sender<u64>>,
 }
 
-/// Wraps `body` with the server's `max_body` (when set). The signal resolves if the
-/// body passes the limit while streaming, so the proxy can answer 413 at once.
-pub fn limit_body<B>(body: B, max_body: Option<u64>) -> (LimitedBody<B>, TooLargeSignal) {
+/// Wraps `body` with the server's `max_body`. The signal resolves if the body passes
+/// the limit while streaming, so the proxy can answer 413 at once.
+pub fn limit_body<B>(body: B, limit: u64) -> (LimitedBody<B>, TooLargeSignal) {
     let (tx, rx) = oneshot::channel();
     let signal = Box::pin(async move {
         match rx.await {
@@ -134,7 +134,6 @@ pub fn limit_body<B>(body: B, max_body: Option<u64>) -> (LimitedBody<B>, TooLarg
             Err(_) => std::future::pending().await,
         }
     });
-    let limit = max_body.unwrap_or(u64::MAX);
     (LimitedBody { inner: Box::pin(body), seen: 0, limit, signal: Some(tx) }, signal)
 }
 
@@ -362,7 +361,7 @@ mod tests {
             [Bytes::from_static(b"abcd"), Bytes::from_static(b"efgh")]
                 .map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b))),
         );
-        let (body, signal) = limit_body(http_body_util::StreamBody::new(chunks), Some(6));
+        let (body, signal) = limit_body(http_body_util::StreamBody::new(chunks), 6);
         let err = body.collect().await.unwrap_err();
         assert_eq!(err.to_string(), "the request body exceeds the limit of 6 bytes");
         assert_eq!(signal.await, 6);

@@ -6,7 +6,11 @@
 //! or the tunnel is busy; 502 the client could not reach its origin or the exchange
 //! broke; 504 the origin did not answer within `response_timeout`.
 
+use std::future::{ready, Future};
+use std::pin::Pin;
 use std::sync::Arc;
+
+use futures_util::future::Either;
 
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -15,21 +19,39 @@ use localtunnels_core::{
     Header, OpenError, ResetCode, StreamKind, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
 };
 use localtunnels_driver::http::{header_map, request_head};
-use localtunnels_driver::{pump_body, StreamBody, StreamEvent};
+use localtunnels_driver::{pump_body, StreamBody, StreamEvent, StreamReceiver, StreamSender};
 
+use crate::limits::TooLargeSignal;
 use crate::registry::Lookup;
 use crate::state::{text_response, Body, Counters, Peer, ServerState};
+use crate::timer::Lent;
 use crate::tunnel::Tunnel;
 
 /// Headers a visitor may not set: the server sets them from what it saw.
 const FORWARDED: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "expect"];
 
+/// A response still to come (through the tunnel, or from the server itself at once).
+///
+/// The proxy's steps are plain functions returning futures rather than nested `async
+/// fn`s: each `async fn` layer kept its arguments twice and the whole state of the next
+/// layer, and the request's future was copied into every layer on its way to hyper
+/// (~1,000 instructions of `memcpy` per request, docs/BENCHMARKS.md). Only the wait for
+/// the tunnel's response is a state machine of its own, and a small one.
+pub trait Answer: Future<Output = Response<Body>> + Send + 'static {}
+impl<F: Future<Output = Response<Body>> + Send + 'static> Answer for F {}
+
+type Boxed = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+
 /// Routes one visitor request to tunnel `name`. With `verbose`, logs one line per
 /// request (tunnel, visitor, method, path, status, time to the response head).
-pub async fn handle(state: Arc<ServerState>, name: String, peer: Peer, req: Request<Incoming>) -> Response<Body> {
+pub fn handle(state: Arc<ServerState>, name: String, peer: Peer, req: Request<Incoming>) -> impl Answer {
     if !state.config.verbose {
-        return route(state, name, peer, req).await;
+        return Either::Left(route(state, name, peer, req));
     }
+    Either::Right(Box::pin(logged(state, name, peer, req)) as Boxed)
+}
+
+async fn logged(state: Arc<ServerState>, name: String, peer: Peer, req: Request<Incoming>) -> Response<Body> {
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
@@ -39,7 +61,7 @@ pub async fn handle(state: Arc<ServerState>, name: String, peer: Peer, req: Requ
     res
 }
 
-async fn route(state: Arc<ServerState>, name: String, peer: Peer, mut req: Request<Incoming>) -> Response<Body> {
+fn route(state: Arc<ServerState>, name: String, peer: Peer, mut req: Request<Incoming>) -> impl Answer {
     let tunnel = match state.registry.lookup(&name) {
         Lookup::Live(t) => t,
         Lookup::Held { remaining } => {
@@ -50,23 +72,25 @@ async fn route(state: Arc<ServerState>, name: String, peer: Peer, mut req: Reque
             );
             let secs = remaining.as_secs().clamp(1, 5);
             res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
-            return res;
+            return Either::Left(ready(res));
         }
         Lookup::Unknown => {
             Counters::bump(&state.counters.not_found);
-            return text_response(StatusCode::NOT_FOUND, format!("no tunnel named {name}"));
+            return Either::Left(ready(text_response(StatusCode::NOT_FOUND, format!("no tunnel named {name}"))));
         }
     };
     if let Some(refused) = crate::access::check(&state, &tunnel, peer.addr, &mut req) {
-        return refused;
+        return Either::Left(ready(refused));
     }
     tunnel.count_request();
     if localtunnels_driver::http::is_websocket_upgrade(req.headers()) {
         Counters::bump(&state.counters.websockets);
-        return crate::websocket::proxy(state, tunnel, peer, req).await;
+        // Rare and long-lived: its larger state goes to the heap, out of every request's way.
+        let ws: Boxed = Box::pin(crate::websocket::proxy(state, tunnel, peer, req));
+        return Either::Right(Either::Right(ws));
     }
     Counters::bump(&state.counters.requests);
-    forward_http(state, tunnel, peer, req).await
+    Either::Right(Either::Left(forward_http(state, tunnel, peer, req)))
 }
 
 /// The request head sent through the tunnel: the visitor's end-to-end headers, with
@@ -145,29 +169,46 @@ pub fn reset_response(state: &ServerState, code: ResetCode, message: &str) -> Re
     text_response(StatusCode::BAD_GATEWAY, format!("the tunnel could not reach the origin: {message}"))
 }
 
-async fn forward_http(
-    state: Arc<ServerState>,
-    tunnel: Arc<Tunnel>,
-    peer: Peer,
-    req: Request<Incoming>,
-) -> Response<Body> {
+/// Sends the request into the tunnel (the head at once, the body from a task of its
+/// own) and returns the wait for its response.
+fn forward_http(state: Arc<ServerState>, tunnel: Arc<Tunnel>, peer: Peer, req: Request<Incoming>) -> impl Answer {
     let head = tunnel_head(&state, &peer, &req, StreamKind::Http);
     let body = req.into_body();
     let end = body.is_end_stream();
-    let (body, too_large) = crate::limits::limit_body(body, state.config.limits.max_body);
     let stream = match tunnel.conn.open(head, end) {
         Ok(s) => s,
-        Err(e) => return open_error(&state, &tunnel.name, e),
+        Err(e) => return Either::Left(ready(open_error(&state, &tunnel.name, e))),
     };
-    let (tx, mut rx) = stream.split();
+    let (tx, rx) = stream.split();
+    let mut too_large = None;
     if !end {
         let tx = tx.clone();
-        tokio::spawn(async move {
-            let _ = pump_body(body, &tx).await;
-        });
+        match state.config.limits.max_body {
+            Some(max) => {
+                let (body, signal) = crate::limits::limit_body(body, max);
+                too_large = Some(signal);
+                tokio::spawn(async move { pump_body(body, &tx).await });
+            }
+            None => {
+                tokio::spawn(async move { pump_body(body, &tx).await });
+            }
+        }
     }
-    let timeout = state.config.response_timeout;
-    let deadline = peer.response_deadline.lend(tokio::time::Instant::now() + timeout);
+    let deadline = peer.response_deadline.lend(tokio::time::Instant::now() + state.config.response_timeout);
+    // A `Box` of the zero-sized `pending()` allocates nothing.
+    let too_large = too_large.unwrap_or_else(|| Box::pin(std::future::pending()));
+    Either::Right(await_response(state, tx, rx, deadline, too_large))
+}
+
+/// The wait for the response head of an exchange, under the response timeout and the
+/// body limit.
+async fn await_response(
+    state: Arc<ServerState>,
+    tx: StreamSender,
+    mut rx: StreamReceiver,
+    deadline: Lent,
+    too_large: TooLargeSignal,
+) -> Response<Body> {
     let response = tokio::select! {
         r = rx.recv() => Some(r),
         () = deadline => None,
@@ -180,7 +221,7 @@ async fn forward_http(
         None => {
             tx.reset(ResetCode::Timeout, "no response in time");
             Counters::bump(&state.counters.timeouts);
-            let secs = timeout.as_secs_f32();
+            let secs = state.config.response_timeout.as_secs_f32();
             text_response(StatusCode::GATEWAY_TIMEOUT, format!("the origin did not answer within {secs} s"))
         }
         Some(Some(StreamEvent::Response { head, end })) => {

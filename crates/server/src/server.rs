@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Request, Response};
+use futures_util::future::{Either, FutureExt};
+use http::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -21,7 +22,7 @@ use tracing::{debug, info};
 use crate::config::ServerConfig;
 use crate::limits::{IdleIo, IdleSwitch};
 use crate::registry::LocalRegistry;
-use crate::state::{Body, Peer, ServerState};
+use crate::state::{Peer, ServerState};
 
 /// A localtunnels server, configured but not yet listening.
 #[derive(Debug)]
@@ -185,7 +186,7 @@ where
         let state = state.clone();
         let visitor = visitor.clone();
         req.extensions_mut().insert(idle.clone());
-        async move { Ok::<_, Infallible>(route(state, visitor, req).await) }
+        route(state, visitor, req).map(Ok::<_, Infallible>)
     });
     let limits = &state_limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -208,12 +209,13 @@ where
 }
 
 /// Routes by Host: `<name>.<domain>` to that tunnel, anything else to the apex pages.
-async fn route(state: Arc<ServerState>, peer: Peer, req: Request<Incoming>) -> Response<Body> {
+/// (Not an `async fn`, for the reason given at [`crate::proxy::Answer`].)
+fn route(state: Arc<ServerState>, peer: Peer, req: Request<Incoming>) -> impl crate::proxy::Answer {
     let host =
         req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
     match tunnel_name(host, &state.config.domain) {
-        Some(name) => crate::proxy::handle(state, name, peer, req).await,
-        None => crate::apex::handle(state, peer.addr, req),
+        Some(name) => Either::Left(crate::proxy::handle(state, name, peer, req)),
+        None => Either::Right(std::future::ready(crate::apex::handle(state, peer.addr, req))),
     }
 }
 
