@@ -6,16 +6,15 @@
 //! "url":"http://demo.localhost:3000","client":"native","streams":3,"requests":17,
 //! "connected_secs":40}]}`.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
-use crate::state::{full, text_response, Body, ServerState};
+use crate::state::{full, text_response, Body, Peer, ServerState};
 
 /// Serves a request for the apex host.
-pub fn handle<B: Send + 'static>(state: Arc<ServerState>, peer: SocketAddr, req: Request<B>) -> Response<Body> {
+pub fn handle<B: Send + 'static>(state: Arc<ServerState>, peer: &Peer, req: Request<B>) -> Response<Body> {
     match (req.method(), req.uri().path()) {
         (_, localtunnels_driver::CONTROL_PATH) => crate::control::upgrade(state, peer, req),
         (&Method::GET | &Method::HEAD, "/") => landing(&state),

@@ -20,11 +20,11 @@ use crate::config::ServerConfig;
 use crate::limits::TokenBucket;
 use crate::names;
 use crate::registry::{ClaimError, Proof, Quota};
-use crate::state::{text_response, Body, Counters, ServerState};
+use crate::state::{text_response, Body, Counters, Peer, ServerState};
 use crate::tunnel::Tunnel;
 
 /// Answers the control endpoint's upgrade request and runs the session in a task.
-pub fn upgrade<B: Send + 'static>(state: Arc<ServerState>, peer: SocketAddr, req: Request<B>) -> Response<Body> {
+pub fn upgrade<B: Send + 'static>(state: Arc<ServerState>, peer: &Peer, req: Request<B>) -> Response<Body> {
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
         return text_response(
             StatusCode::UPGRADE_REQUIRED,
@@ -39,7 +39,8 @@ pub fn upgrade<B: Send + 'static>(state: Arc<ServerState>, peer: SocketAddr, req
         .flat_map(|v| v.split(','))
         .any(|p| p.trim() == SUBPROTOCOL);
     // The session's own heartbeats find dead clients.
-    crate::limits::IdleSwitch::disable_for(&req);
+    peer.idle.disable();
+    let peer = peer.addr;
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(
         async move {

@@ -197,7 +197,7 @@ pub struct IdleIo<I> {
     switch: IdleSwitch,
 }
 
-/// Turns a connection's idle timeout off; travels in each request's extensions.
+/// Turns a connection's idle timeout off; each request's [`crate::state::Peer`] has it.
 #[derive(Debug, Clone, Default)]
 pub struct IdleSwitch(Arc<AtomicBool>);
 
@@ -209,13 +209,6 @@ impl IdleSwitch {
 
     fn disabled(&self) -> bool {
         self.0.load(Ordering::Relaxed)
-    }
-
-    /// Disables the timeout of the connection `req` arrived on, if it has one.
-    pub fn disable_for<B>(req: &http::Request<B>) {
-        if let Some(s) = req.extensions().get::<IdleSwitch>() {
-            s.disable();
-        }
     }
 }
 

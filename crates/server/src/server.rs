@@ -181,13 +181,9 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let state_limits = state.config.limits.clone();
-    let visitor = Peer::new(peer);
-    let service = service_fn(move |mut req: Request<Incoming>| {
-        let state = state.clone();
-        let visitor = visitor.clone();
-        req.extensions_mut().insert(idle.clone());
-        route(state, visitor, req).map(Ok::<_, Infallible>)
-    });
+    let visitor = Peer::new(peer, idle);
+    let service =
+        service_fn(move |req: Request<Incoming>| route(state.clone(), visitor.clone(), req).map(Ok::<_, Infallible>));
     let limits = &state_limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -215,7 +211,7 @@ fn route(state: Arc<ServerState>, peer: Peer, req: Request<Incoming>) -> impl cr
         req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
     match tunnel_name(host, &state.config.domain) {
         Some(name) => Either::Left(crate::proxy::handle(state, name, peer, req)),
-        None => Either::Right(std::future::ready(crate::apex::handle(state, peer.addr, req))),
+        None => Either::Right(std::future::ready(crate::apex::handle(state, &peer, req))),
     }
 }
 

@@ -22,15 +22,17 @@ pub struct Peer {
     /// The connection's timer for the wait for a tunnel's response, lent to one
     /// request at a time (see [`crate::timer`]).
     pub(crate) response_deadline: crate::timer::DeadlineSlot,
+    /// Turns the connection's idle timeout off (for upgrades to long-lived WebSockets).
+    pub(crate) idle: crate::limits::IdleSwitch,
 }
 
 impl Peer {
-    /// The peer at `addr`.
-    pub fn new(addr: std::net::SocketAddr) -> Self {
+    /// The peer at `addr`, on a connection whose idle timeout `idle` turns off.
+    pub(crate) fn new(addr: std::net::SocketAddr, idle: crate::limits::IdleSwitch) -> Self {
         // An IP address in text is always a valid header value.
         let forwarded_for = http::HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
-        Peer { addr, forwarded_for, response_deadline: Default::default() }
+        Peer { addr, forwarded_for, response_deadline: Default::default(), idle }
     }
 }
 

@@ -53,7 +53,7 @@ pub async fn proxy<B: Send + 'static>(
         }
         Ok(Some(StreamEvent::Response { head, .. })) if head.status == 101 => {
             let span = info_span!("websocket", tunnel = %tunnel.name, %peer, %target);
-            crate::limits::IdleSwitch::disable_for(&req);
+            peer.idle.disable();
             let on_upgrade = hyper::upgrade::on(req);
             let max = state.config.max_ws_message;
             let run = async move {
