@@ -99,6 +99,9 @@ where
             }
         };
         match frame.into_data() {
+            // The body knows it is complete (a Content-Length reached, say): data and end
+            // go in one step, not two.
+            Ok(data) if body.is_end_stream() => return tx.send_last(data).await.map_err(|e| BodyError(e.to_string())),
             Ok(data) => tx.send_data(data).await.map_err(|e| BodyError(e.to_string()))?,
             Err(frame) => {
                 if let Ok(trailers) = frame.into_trailers() {

@@ -240,6 +240,25 @@ impl StreamSender {
         self.send_with(data, |s, id, chunk, _| s.send_data(id, chunk), false).await
     }
 
+    /// Sends the last body bytes and ends this side of the stream: in one step when the
+    /// window takes them all (the usual small response), else as [`Self::send_data`]
+    /// then [`Self::finish`].
+    pub async fn send_last(&self, data: Bytes) -> Result<(), StreamError> {
+        let len = data.len();
+        let taken = self.command(|s| {
+            let n = if len == 0 { 0 } else { s.send_data(self.id, data.clone())? };
+            if n == len {
+                s.finish(self.id)?;
+            }
+            Ok::<_, StreamError>(n)
+        })?;
+        if taken < len {
+            self.send_data(data.slice(taken..)).await?;
+            self.finish()?;
+        }
+        Ok(())
+    }
+
     /// Sends a whole WebSocket message, waiting for credit as needed.
     pub async fn send_ws(&self, binary: bool, data: Bytes) -> Result<(), StreamError> {
         self.send_with(data, move |s, id, chunk, last| s.send_ws(id, binary, chunk, last), true).await
