@@ -1,0 +1,106 @@
+//! A stream's last bytes and its end (`StreamSender::send_last`) between two real
+//! `Connection`s over an in-memory socket: whether the window takes the bytes at once
+//! or only in parts, the peer gets every byte and then the end, once.
+
+use bytes::Bytes;
+use localtunnels_core::{Config, Hello, Instant, RequestHead, ResponseHead, Session, StreamKind, Welcome};
+use localtunnels_driver::{ConnEvent, ConnEvents, Connection, StreamEvent, StreamReceiver};
+
+/// A server and a client connection, handshake done.
+async fn pair(stream_window: u32) -> (Connection, Connection, ConnEvents) {
+    let config = Config { stream_window, ..Config::default() };
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let epoch = std::time::Instant::now();
+    let server = Session::server(config.clone(), Instant::ZERO);
+    let hello = Hello { name: "t".into(), ..Hello::default() };
+    let client = Session::client(config, hello, Instant::ZERO);
+    let (server, mut server_events) = Connection::start(server, a, epoch);
+    let (client, mut client_events) = Connection::start(client, b, epoch);
+    loop {
+        match server_events.recv().await {
+            Some(ConnEvent::Hello(_)) => break,
+            Some(_) => {}
+            None => panic!("the server lost the connection before the hello"),
+        }
+    }
+    server.accept(Welcome { name: "t".into(), ..Welcome::default() });
+    loop {
+        match client_events.recv().await {
+            Some(ConnEvent::Welcome(_)) => break,
+            Some(_) => {}
+            None => panic!("the client lost the connection before the welcome"),
+        }
+    }
+    (server, client, client_events)
+}
+
+/// The server opens a request; the client answers with `body` through `send_last`.
+/// Returns what the server read: the status, the body, and how many events said `end`.
+async fn exchange(stream_window: u32, body: Bytes) -> (u16, Vec<u8>, usize) {
+    let (server, _client, mut client_events) = pair(stream_window).await;
+    let head = RequestHead { kind: StreamKind::Http, method: "GET".into(), target: "/".into(), headers: vec![] };
+    let (_tx, rx) = server.open(head, true).expect("open").split();
+    let Some(ConnEvent::Incoming { stream, .. }) = client_events.recv().await else {
+        panic!("the client got no stream");
+    };
+    let (tx, _client_rx) = stream.split();
+    tx.respond(ResponseHead { status: 200, headers: vec![] }, false).expect("respond");
+    let sender = tokio::spawn(async move { tx.send_last(body).await });
+    // A lost end would leave the reader waiting: a bounded wait makes that a failure.
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), read_response(rx))
+        .await
+        .expect("the response did not end");
+    sender.await.expect("sender task").expect("send_last");
+    read
+}
+
+async fn read_response(mut rx: StreamReceiver) -> (u16, Vec<u8>, usize) {
+    let mut status = 0;
+    let mut body = Vec::new();
+    let mut ends = 0;
+    while let Some(event) = rx.recv().await {
+        match event {
+            StreamEvent::Response { head, end } => {
+                status = head.status;
+                ends += usize::from(end);
+            }
+            StreamEvent::Data { data, end } => {
+                body.extend_from_slice(&data);
+                if end {
+                    ends += 1;
+                    break;
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    (status, body, ends)
+}
+
+#[tokio::test]
+async fn a_last_chunk_within_the_window_arrives_whole_and_ended() {
+    let body: Bytes = (0..4000u32).map(|i| i as u8).collect::<Vec<u8>>().into();
+    let (status, read, ends) = exchange(256 * 1024, body.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(read, body);
+    assert_eq!(ends, 1);
+}
+
+#[tokio::test]
+async fn a_last_chunk_larger_than_the_window_arrives_whole_and_ended() {
+    // Six windows' worth: the first step takes one window, the rest waits for credit.
+    let body: Bytes = (0..6 * 16 * 1024u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
+    let (status, read, ends) = exchange(16 * 1024, body.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(read.len(), body.len());
+    assert_eq!(read, body);
+    assert_eq!(ends, 1);
+}
+
+#[tokio::test]
+async fn an_empty_last_chunk_just_ends() {
+    let (status, read, ends) = exchange(256 * 1024, Bytes::new()).await;
+    assert_eq!(status, 200);
+    assert!(read.is_empty());
+    assert_eq!(ends, 1);
+}
