@@ -13,7 +13,7 @@ use std::sync::Arc;
 use futures_util::future::Either;
 
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Either as EitherBody};
 use hyper::body::{Body as _, Incoming};
 use localtunnels_core::{
     Header, OpenError, ResetCode, StreamKind, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
@@ -180,24 +180,29 @@ fn forward_http(state: Arc<ServerState>, tunnel: Arc<Tunnel>, peer: Peer, req: R
         Err(e) => return Either::Left(ready(open_error(&state, &tunnel.name, e))),
     };
     let (tx, rx) = stream.split();
-    let mut too_large = None;
-    if !end {
-        let tx = tx.clone();
-        match state.config.limits.max_body {
-            Some(max) => {
-                let (body, signal) = crate::limits::limit_body(body, max);
-                too_large = Some(signal);
-                tokio::spawn(async move { pump_body(body, &tx).await });
-            }
-            None => {
-                tokio::spawn(async move { pump_body(body, &tx).await });
-            }
-        }
-    }
+    let too_large = if end { None } else { send_body(body, tx.clone(), state.config.limits.max_body) };
     let deadline = peer.response_deadline.lend(tokio::time::Instant::now() + state.config.response_timeout);
     // A `Box` of the zero-sized `pending()` allocates nothing.
     let too_large = too_large.unwrap_or_else(|| Box::pin(std::future::pending()));
     Either::Right(await_response(state, tx, rx, deadline, too_large))
+}
+
+/// Streams a visitor's request body into the tunnel from a task of its own, under the
+/// server's `max_body` when one is set: the returned signal then resolves if the body
+/// passes it. Without a limit the body goes as it is (no wrapper, no signal).
+fn send_body(body: Incoming, tx: StreamSender, max_body: Option<u64>) -> Option<TooLargeSignal> {
+    let (body, signal) = match max_body {
+        Some(max) => {
+            let (limited, signal) = crate::limits::limit_body(body, max);
+            (EitherBody::Right(limited), Some(signal))
+        }
+        None => (EitherBody::Left(body), None),
+    };
+    tokio::spawn(async move {
+        // A failed body resets the stream; the visitor's answer comes from that.
+        let _ = pump_body(body, &tx).await;
+    });
+    signal
 }
 
 /// The wait for the response head of an exchange, under the response timeout and the
