@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context};
 use tokio::sync::oneshot;
 
 use crate::load::{Shot, Tools};
-use crate::procs::{cpu_ticks, ensure_tool, rss_kib, ticks_per_sec, Proc};
+use crate::procs::{cpu_ticks, ensure_tool, rss_kib, ticks_per_sec, CpuTicks, Proc};
 use crate::report::{percentile_ms, Results};
 use crate::targets::{Kind, Programs, Recipe, Target};
 use crate::Args;
@@ -163,16 +163,18 @@ impl Bench {
         let outcome = match case {
             Http::Rps1k => {
                 let pids = t.pids();
-                let cpu0: u64 = pids.iter().filter_map(|&p| cpu_ticks(p)).sum();
+                let cpu0: CpuTicks = pids.iter().filter_map(|&p| cpu_ticks(p)).sum();
                 let sampler = Sampler::start(pids.clone());
                 let o = self.tools.rate(&shot("/1k", None), conns, secs).await;
                 let peaks = sampler.stop().await;
-                let cpu1: u64 = pids.iter().filter_map(|&p| cpu_ticks(p)).sum();
+                let cpu1: CpuTicks = pids.iter().filter_map(|&p| cpu_ticks(p)).sum();
                 let o = o?;
                 self.results.push("rps_1k", k, o.rps);
                 if !pids.is_empty() && o.requests > 0 {
-                    let secs = cpu1.saturating_sub(cpu0) as f64 / self.ticks;
-                    self.results.push("cpu_1k", k, secs * 1e6 / o.requests as f64);
+                    let spent = cpu1.since(cpu0);
+                    let per_request = |ticks: u64| ticks as f64 / self.ticks * 1e6 / o.requests as f64;
+                    self.results.push("cpu_1k", k, per_request(spent.total()));
+                    self.results.push("cpu_1k_kernel", k, per_request(spent.system));
                     // Only the first run's peak: later ones follow 1 MiB loads, whose
                     // freed memory the allocator may keep.
                     if run == 0 {

@@ -78,15 +78,45 @@ impl Proc {
     }
 }
 
-/// CPU time (user + system, all threads) of `pid`, in clock ticks.
-pub fn cpu_ticks(pid: u32) -> Option<u64> {
+/// CPU time of a process (all threads), in clock ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTicks {
+    /// In the process's own code.
+    pub user: u64,
+    /// In the kernel on its behalf (system calls, the TCP stack, scheduling).
+    pub system: u64,
+}
+
+impl CpuTicks {
+    /// User and system time together.
+    pub fn total(self) -> u64 {
+        self.user + self.system
+    }
+
+    /// What was spent since `earlier`.
+    pub fn since(self, earlier: CpuTicks) -> CpuTicks {
+        CpuTicks { user: self.user.saturating_sub(earlier.user), system: self.system.saturating_sub(earlier.system) }
+    }
+}
+
+impl std::iter::Sum for CpuTicks {
+    fn sum<I: Iterator<Item = CpuTicks>>(iter: I) -> CpuTicks {
+        iter.fold(CpuTicks::default(), |a, b| CpuTicks { user: a.user + b.user, system: a.system + b.system })
+    }
+}
+
+/// CPU time (user and system, all threads) of `pid`, from `/proc/PID/stat`.
+pub fn cpu_ticks(pid: u32) -> Option<CpuTicks> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_cpu_ticks(&stat)
+}
+
+/// `utime` and `stime` (fields 14 and 15) of a `/proc/PID/stat` line.
+fn parse_cpu_ticks(stat: &str) -> Option<CpuTicks> {
     // Fields after the command name (which may contain spaces) start at field 3.
     let rest = &stat[stat.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some(CpuTicks { user: f.get(11)?.parse().ok()?, system: f.get(12)?.parse().ok()? })
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
@@ -192,4 +222,27 @@ pub fn ensure_tool(bin: &str, krate: &str, apt: bool, install: bool) -> Option<P
         }
     }
     which(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_read_after_the_command_name() {
+        // A command name may hold spaces and parentheses; utime and stime are fields 14 and 15.
+        let stat = "4242 (tokio (rt) worker) S 1 4242 4242 0 -1 4194560 500 0 0 0 731 268 0 0 20 0 3 0 100";
+        assert_eq!(parse_cpu_ticks(stat), Some(CpuTicks { user: 731, system: 268 }));
+        assert_eq!(parse_cpu_ticks(stat).map(CpuTicks::total), Some(999));
+        assert_eq!(parse_cpu_ticks("4242 (cut short) S 1"), None);
+    }
+
+    #[test]
+    fn cpu_ticks_add_up_and_subtract() {
+        let a = CpuTicks { user: 10, system: 5 };
+        let b = CpuTicks { user: 25, system: 9 };
+        assert_eq!([a, b].into_iter().sum::<CpuTicks>(), CpuTicks { user: 35, system: 14 });
+        assert_eq!(b.since(a), CpuTicks { user: 15, system: 4 });
+        assert_eq!(a.since(b), CpuTicks::default());
+    }
 }

@@ -53,6 +53,7 @@ pub const METRICS: &[Metric] = &[
     m("ws_p99", "WebSocket echo p99 (32 B), 1 conn", "ms", true, None),
     m("ws_rate", "WebSocket echo, many conns", "msg/s", true, None),
     m("cpu_1k", "CPU per 1 KiB request (server + client)", "µs", false, Some(Goal::Max(10.0))),
+    m("cpu_1k_kernel", "of which in the kernel (system time)", "µs", false, None),
     m("start", "client start to first 200", "ms", false, Some(Goal::Max(10.0))),
     m("rss_idle_server", "RSS idle, server", "MiB", false, Some(Goal::Max(10.0))),
     m("rss_idle_client", "RSS idle, client", "MiB", false, Some(Goal::Max(10.0))),
