@@ -28,7 +28,7 @@ impl Config {
     pub const DEFAULT: Config = Config {
         max_frame: 64 * 1024 + 64,
         max_streams: 1024,
-        stream_window: 256 * 1024,
+        stream_window: 1024 * 1024,
         session_window: 8 * 1024 * 1024,
         max_header_bytes: 32 * 1024,
         ping_interval: Duration::from_secs(10),

@@ -68,6 +68,12 @@ pub struct Session {
     peer_open: u32,
     /// Bytes the peer still lets us send on the session as a whole.
     send_credit: u64,
+    /// Payload bytes `send_data`/`send_ws` took that are not sent yet, across all
+    /// streams: at most the peer's session window (see [`Session::queue_room`]).
+    queued: u64,
+    /// A stream was refused bytes for lack of queue room: wake the blocked streams
+    /// once the queue has drained to half.
+    queue_full: bool,
     /// Bytes the peer may still send us on the session as a whole.
     recv_remaining: u64,
     /// Bytes consumed by the application and not yet granted back.
@@ -126,6 +132,8 @@ impl Session {
             local_open: 0,
             peer_open: 0,
             send_credit: u64::from(peer.session_window),
+            queued: 0,
+            queue_full: false,
             recv_remaining: u64::from(config.session_window),
             recv_unacked: 0,
             held: VecDeque::new(),
@@ -196,7 +204,17 @@ impl Session {
 
     /// Bytes `send_data`/`send_ws` would accept on `id` now.
     pub fn send_capacity(&self, id: StreamId) -> usize {
-        self.streams.get(&id).map_or(0, |s| usize::try_from(s.send_credit).unwrap_or(usize::MAX))
+        let room = self.queue_room();
+        self.streams.get(&id).map_or(0, |s| usize::try_from(s.send_credit.min(room)).unwrap_or(usize::MAX))
+    }
+
+    /// Payload bytes the streams may still queue, together: the peer's session window
+    /// less what is queued and not sent. Each stream may queue up to its own window,
+    /// but many streams whose data waits for the session window would otherwise queue
+    /// `streams x stream_window` bytes here, of which only the session window can be
+    /// on its way at once.
+    fn queue_room(&self) -> u64 {
+        u64::from(self.peer.session_window).saturating_sub(self.queued)
     }
 
     /// Checks the internal invariants; used by tests and fuzzers.
@@ -204,13 +222,17 @@ impl Session {
     pub fn check_invariants(&self) {
         let window = u64::from(self.peer.stream_window);
         let mut local = 0;
+        let mut queued = 0;
         for (id, s) in &self.streams {
+            queued += s.queued_bytes();
             assert!(s.queued_bytes() <= window.max(s.granted), "stream {id} queued beyond its window");
             assert!(s.recv_remaining <= u64::from(self.config.stream_window), "stream {id} recv window grew");
             if self.is_local(*id) {
                 local += 1;
             }
         }
+        assert_eq!(queued, self.queued, "queued payload bytes");
+        assert!(queued <= u64::from(self.peer.session_window), "queued {queued} beyond the peer's session window");
         assert_eq!(local, self.local_open, "local stream count");
         assert_eq!(self.streams.len() as u64, u64::from(self.local_open) + u64::from(self.peer_open));
         assert!(self.recv_remaining + self.recv_unacked <= u64::from(self.config.session_window));
@@ -410,11 +432,7 @@ impl Session {
             }
             Frame::Window { id: 0, increment } => {
                 self.send_credit = self.send_credit.saturating_add(u64::from(increment));
-                let blocked: Vec<StreamId> =
-                    self.streams.iter().filter(|(_, s)| s.blocked).map(|(id, _)| *id).collect();
-                for id in blocked {
-                    self.wake_if_writable(id);
-                }
+                self.wake_blocked();
             }
             Frame::Window { id, increment } => {
                 if let Some(s) = self.known_stream(id)? {
@@ -628,16 +646,22 @@ impl Session {
     }
 
     /// Queues body bytes; returns how many were taken (bounded by the stream's
-    /// window). When fewer than offered were taken, [`Event::Writable`] follows once
-    /// the peer grants more.
+    /// window, and by the session's queue: at most the peer's session window of
+    /// payload waits unsent across all streams). When fewer than offered were taken,
+    /// [`Event::Writable`] follows once the peer grants more or the queue drains.
     pub fn send_data(&mut self, id: StreamId, data: Bytes) -> Result<usize, StreamError> {
+        let room = self.queue_room();
         let s = self.live_stream(id)?;
         Self::check_body_send(s, id, false)?;
-        let n = s.take_send_credit(data.len());
+        let n = s.take_send_credit(clamp(data.len(), room));
+        if n < data.len() {
+            s.blocked = true;
+        }
         if n > 0 {
             s.queue.push_back(Chunk::Data(data.slice(..n)));
             self.schedule(id);
         }
+        self.queued_more(n, data.len(), room);
         Ok(n)
     }
 
@@ -645,15 +669,47 @@ impl Session {
     /// taken. `fin` marks the message's last part and applies only if every byte
     /// was taken; otherwise offer the rest again after [`Event::Writable`].
     pub fn send_ws(&mut self, id: StreamId, binary: bool, data: Bytes, fin: bool) -> Result<usize, StreamError> {
+        let room = self.queue_room();
         let s = self.live_stream(id)?;
         Self::check_body_send(s, id, true)?;
         let len = data.len();
-        let n = s.take_send_credit(len);
+        let n = s.take_send_credit(clamp(len, room));
+        if n < len {
+            s.blocked = true;
+        }
         if n > 0 || (len == 0 && fin) {
             s.queue.push_back(Chunk::Ws { binary, fin: fin && n == len, data: data.slice(..n) });
             self.schedule(id);
         }
+        self.queued_more(n, len, room);
         Ok(n)
+    }
+
+    /// Counts `taken` of `offered` bytes into the queue; notes a refusal for lack of
+    /// `room` so that the blocked streams are woken when it drains.
+    fn queued_more(&mut self, taken: usize, offered: usize, room: u64) {
+        self.queued += taken as u64;
+        if taken < offered && taken as u64 == room {
+            self.queue_full = true;
+        }
+    }
+
+    /// `spent` payload bytes left the queue (sent, or dropped with their stream).
+    /// Once a full queue has drained to half, the streams it refused may offer again.
+    fn dequeued(&mut self, spent: u64) {
+        self.queued = self.queued.saturating_sub(spent);
+        if self.queue_full && self.queued <= u64::from(self.peer.session_window) / 2 {
+            self.queue_full = false;
+            self.wake_blocked();
+        }
+    }
+
+    /// Wakes every blocked stream that may send again.
+    fn wake_blocked(&mut self) {
+        let blocked: Vec<StreamId> = self.streams.iter().filter(|(_, s)| s.blocked).map(|(id, _)| *id).collect();
+        for id in blocked {
+            self.wake_if_writable(id);
+        }
     }
 
     /// Ends this side of an HTTP stream (after any data queued).
@@ -803,6 +859,7 @@ impl Session {
             };
             self.send_credit -= spent as u64;
             if matches!(frame, Frame::Reset { .. }) {
+                self.dequeued(spent as u64);
                 self.remove_stream(id);
                 return Some(Output::Frame(frame));
             }
@@ -810,6 +867,7 @@ impl Session {
                 s.in_ring = true;
                 self.ring.push_back(id);
             }
+            self.dequeued(spent as u64);
             self.reap(id);
             return Some(Output::Frame(frame));
         }
@@ -931,6 +989,8 @@ impl Session {
         self.control.clear();
         self.ring.clear();
         self.streams.clear();
+        self.queued = 0;
+        self.queue_full = false;
         self.local_open = 0;
         self.peer_open = 0;
     }
@@ -946,10 +1006,16 @@ impl Session {
 
     fn wake_if_writable(&mut self, id: StreamId) {
         let session_open = self.send_credit > 0;
+        let room = self.queue_room() > 0;
         let Some(s) = self.streams.get_mut(&id) else { return };
         if s.blocked && s.send_credit > 0 && session_open {
-            s.blocked = false;
-            self.events.push_back(Event::Writable { id });
+            if room {
+                s.blocked = false;
+                self.events.push_back(Event::Writable { id });
+            } else {
+                // Only the queue holds it back now: wake it when that drains.
+                self.queue_full = true;
+            }
         }
         if session_open && !s.queue.is_empty() {
             self.schedule(id);
@@ -965,6 +1031,7 @@ impl Session {
 
     fn remove_stream(&mut self, id: StreamId) {
         if let Some(s) = self.streams.remove(&id) {
+            self.dequeued(s.queued_bytes());
             if s.local {
                 self.local_open -= 1;
             } else {
@@ -973,6 +1040,11 @@ impl Session {
             // Bytes it delivered are still the application's to `release`.
         }
     }
+}
+
+/// `len`, or less if the queue has less `room`.
+fn clamp(len: usize, room: u64) -> usize {
+    usize::try_from(room).map_or(len, |room| len.min(room))
 }
 
 /// Whether consumed bytes (`unacked`) are worth a WINDOW frame now. Grants are batched

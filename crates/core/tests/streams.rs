@@ -112,7 +112,8 @@ fn trailers_end_a_body() {
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn a_hundred_streams_with_one_stalled_reader() {
     const BODY: usize = 300 * 1024; // more than one stream window
-    let mut pair = Pair::connected();
+    let small = Config { stream_window: 256 * 1024, ..Config::DEFAULT };
+    let mut pair = Pair::connected_with(small.clone(), small);
     let window = pair.server.session.config().stream_window as usize;
     assert!(BODY > window);
 
@@ -237,6 +238,40 @@ fn send_is_bounded_by_the_window_and_writable_follows() {
     assert!(pair.client.events.iter().any(|e| matches!(e, Event::Writable { id: w } if *w == id)));
     assert!(pair.client.session.send_capacity(id) > 0);
     assert_eq!(pair.server.log(id).body.len(), window);
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn what_all_streams_queue_is_bounded_by_the_peers_session_window() {
+    // The server takes 128 KiB per stream and 256 KiB in all: eight responses of
+    // 300 KiB offered at once queue 256 KiB between them, not eight windows.
+    const BODY: usize = 300 * 1024;
+    let server = Config { stream_window: 128 * 1024, session_window: 256 * 1024, ..Config::DEFAULT };
+    let mut pair = Pair::connected_with(Config::DEFAULT, server);
+    let ids: Vec<_> = (0..8).map(|i| pair.server.get(&format!("/file/{i}"))).collect();
+    pair.drive();
+    for (i, &id) in ids.iter().enumerate() {
+        pair.client.respond_with(id, 200, pattern(BODY, i as u8));
+    }
+    assert_eq!(pair.client.pending_bytes(), 8 * BODY - 256 * 1024, "the queue took the session window");
+    assert_eq!(pair.client.session.send_capacity(ids[7]), 0, "the last streams were refused");
+
+    // The session window is open, so all of it leaves at once: the queue drains, and
+    // refused streams are told at once (not at the server's next grant), queueing the
+    // next 256 KiB.
+    pair.flush();
+    assert_eq!(pair.client.pending_bytes(), 8 * BODY - 2 * 256 * 1024, "the refused streams offered again");
+
+    // As frames leave and the server reads them, the refused streams are told to send
+    // again (the harness offers more only on `Writable`): every body arrives whole.
+    pair.drive();
+    for (i, &id) in ids.iter().enumerate() {
+        let log = pair.server.log(id);
+        assert!(log.end, "stream {id} finished");
+        assert!(log.body == pattern(BODY, i as u8), "stream {id} body intact");
+    }
+    assert_eq!(pair.client.pending_bytes(), 0);
+    assert!(pair.client.events.iter().any(|e| matches!(e, Event::Writable { id } if *id == ids[7])));
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), test)]
@@ -389,11 +424,21 @@ fn a_reset_after_a_complete_response_lets_the_response_out_first() {
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn many_stalled_readers_do_not_stop_the_others() {
-    // 30 readers stop, each holding a full stream window: together 7.5 of the 8 MiB
-    // session window. The rest of the session window must keep cycling for the others.
-    let mut pair = Pair::connected();
-    let window = pair.server.session.config().stream_window as usize;
-    let stalled: Vec<_> = (0..30).map(|i| pair.server.get(&format!("/stalled/{i}"))).collect();
+    // As many readers stop as the session window holds full stream windows, but one
+    // (7 of 1 MiB each in the 8 MiB session window with the defaults; 30 of 256 KiB
+    // with smaller streams). The rest of the session window must keep cycling for the
+    // others.
+    for stream_window in [Config::DEFAULT.stream_window, 256 * 1024] {
+        let config = Config { stream_window, ..Config::DEFAULT };
+        stalled_readers_leave_the_rest_cycling(Pair::connected_with(config.clone(), config));
+    }
+}
+
+fn stalled_readers_leave_the_rest_cycling(mut pair: Pair) {
+    let config = pair.server.session.config();
+    let window = config.stream_window as usize;
+    let count = (config.session_window / config.stream_window) as usize - 1;
+    let stalled: Vec<_> = (0..count).map(|i| pair.server.get(&format!("/stalled/{i}"))).collect();
     for &id in &stalled {
         pair.server.stall(id);
     }
@@ -403,7 +448,7 @@ fn many_stalled_readers_do_not_stop_the_others() {
     }
     pair.drive();
     let held: usize = stalled.iter().map(|id| pair.server.log(*id).unreleased).sum();
-    assert_eq!(held, 30 * window);
+    assert_eq!(held, count * window);
 
     let id = pair.server.get("/still-flowing");
     pair.drive();
