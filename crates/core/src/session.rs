@@ -74,6 +74,9 @@ pub struct Session {
     /// A stream was refused bytes for lack of queue room: wake the blocked streams
     /// once the queue has drained to half.
     queue_full: bool,
+    /// Where the next wake-up of blocked streams starts (after this id), so that the
+    /// first to offer again, and to find room, takes turns.
+    wake_after: StreamId,
     /// Bytes the peer may still send us on the session as a whole.
     recv_remaining: u64,
     /// Bytes consumed by the application and not yet granted back.
@@ -134,6 +137,7 @@ impl Session {
             send_credit: u64::from(peer.session_window),
             queued: 0,
             queue_full: false,
+            wake_after: 0,
             recv_remaining: u64::from(config.session_window),
             recv_unacked: 0,
             held: VecDeque::new(),
@@ -704,9 +708,18 @@ impl Session {
         }
     }
 
-    /// Wakes every blocked stream that may send again.
+    /// Wakes every blocked stream that may send again, in id order from where the
+    /// last wake-up started: the streams woken first offer first, and when the queue
+    /// has less room than they want the ones woken later are refused again, so the
+    /// first place goes round.
     fn wake_blocked(&mut self) {
-        let blocked: Vec<StreamId> = self.streams.iter().filter(|(_, s)| s.blocked).map(|(id, _)| *id).collect();
+        let mut blocked: Vec<StreamId> = self.streams.iter().filter(|(_, s)| s.blocked).map(|(id, _)| *id).collect();
+        blocked.sort_unstable();
+        let start = blocked.partition_point(|&id| id <= self.wake_after);
+        blocked.rotate_left(start);
+        if let Some(&first) = blocked.first() {
+            self.wake_after = first;
+        }
         for id in blocked {
             self.wake_if_writable(id);
         }

@@ -276,6 +276,27 @@ fn what_all_streams_queue_is_bounded_by_the_peers_session_window() {
 
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn streams_refused_for_queue_room_take_turns() {
+    // Sixteen 1 MiB responses through a queue of 256 KiB: while a quarter of the bytes
+    // has arrived, every stream has had a turn, not only the first ones woken.
+    const BODY: usize = 1 << 20;
+    let server = Config { stream_window: 128 * 1024, session_window: 256 * 1024, ..Config::DEFAULT };
+    let mut pair = Pair::connected_with(Config::DEFAULT, server);
+    let ids: Vec<_> = (0..16).map(|i| pair.server.get(&format!("/file/{i}"))).collect();
+    pair.drive();
+    for (i, &id) in ids.iter().enumerate() {
+        pair.client.respond_with(id, 200, pattern(BODY, i as u8));
+    }
+    let total = |p: &Pair| ids.iter().map(|id| p.server.log(*id).body.len()).sum::<usize>();
+    pair.drive_until(|p| total(p) >= ids.len() * BODY / 4);
+    let starved: Vec<_> = ids.iter().filter(|id| pair.server.log(**id).body.is_empty()).collect();
+    assert!(starved.is_empty(), "streams with nothing yet: {starved:?}");
+    pair.drive();
+    assert!(ids.iter().enumerate().all(|(i, id)| pair.server.log(*id).body == pattern(BODY, i as u8)));
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn a_stream_reset_mid_body_leaves_the_session_healthy() {
     let mut pair = Pair::connected();
     let id = pair.server.get("/big");
