@@ -246,13 +246,7 @@ fn what_all_streams_queue_is_bounded_by_the_peers_session_window() {
     // The server takes 128 KiB per stream and 256 KiB in all: eight responses of
     // 300 KiB offered at once queue 256 KiB between them, not eight windows.
     const BODY: usize = 300 * 1024;
-    let server = Config { stream_window: 128 * 1024, session_window: 256 * 1024, ..Config::DEFAULT };
-    let mut pair = Pair::connected_with(Config::DEFAULT, server);
-    let ids: Vec<_> = (0..8).map(|i| pair.server.get(&format!("/file/{i}"))).collect();
-    pair.drive();
-    for (i, &id) in ids.iter().enumerate() {
-        pair.client.respond_with(id, 200, pattern(BODY, i as u8));
-    }
+    let (mut pair, ids) = downloads_through_a_small_queue(8, BODY);
     assert_eq!(pair.client.pending_bytes(), 8 * BODY - 256 * 1024, "the queue took the session window");
     assert_eq!(pair.client.session.send_capacity(ids[7]), 0, "the last streams were refused");
 
@@ -280,19 +274,27 @@ fn streams_refused_for_queue_room_take_turns() {
     // Sixteen 1 MiB responses through a queue of 256 KiB: while a quarter of the bytes
     // has arrived, every stream has had a turn, not only the first ones woken.
     const BODY: usize = 1 << 20;
-    let server = Config { stream_window: 128 * 1024, session_window: 256 * 1024, ..Config::DEFAULT };
-    let mut pair = Pair::connected_with(Config::DEFAULT, server);
-    let ids: Vec<_> = (0..16).map(|i| pair.server.get(&format!("/file/{i}"))).collect();
-    pair.drive();
-    for (i, &id) in ids.iter().enumerate() {
-        pair.client.respond_with(id, 200, pattern(BODY, i as u8));
-    }
+    let (mut pair, ids) = downloads_through_a_small_queue(16, BODY);
     let total = |p: &Pair| ids.iter().map(|id| p.server.log(*id).body.len()).sum::<usize>();
     pair.drive_until(|p| total(p) >= ids.len() * BODY / 4);
     let starved: Vec<_> = ids.iter().filter(|id| pair.server.log(**id).body.is_empty()).collect();
     assert!(starved.is_empty(), "streams with nothing yet: {starved:?}");
     pair.drive();
     assert!(ids.iter().enumerate().all(|(i, id)| pair.server.log(*id).body == pattern(BODY, i as u8)));
+}
+
+/// `count` downloads of `body` bytes each (stream `i` carries `pattern(body, i)`),
+/// all offered at once by a client whose peer takes 128 KiB per stream and 256 KiB in
+/// all; nothing delivered yet.
+fn downloads_through_a_small_queue(count: usize, body: usize) -> (Pair, Vec<localtunnels_core::StreamId>) {
+    let server = Config { stream_window: 128 * 1024, session_window: 256 * 1024, ..Config::DEFAULT };
+    let mut pair = Pair::connected_with(Config::DEFAULT, server);
+    let ids: Vec<_> = (0..count).map(|i| pair.server.get(&format!("/file/{i}"))).collect();
+    pair.drive();
+    for (i, &id) in ids.iter().enumerate() {
+        pair.client.respond_with(id, 200, pattern(body, i as u8));
+    }
+    (pair, ids)
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), test)]
