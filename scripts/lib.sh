@@ -17,6 +17,11 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 warn() { printf '\033[1;33mwarning:\033[0m %s\n' "$*" >&2; }
+# first_line FILE: waits (up to 60 s) for a first line in FILE, e.g. a URL a process prints when ready, and prints it.
+first_line() {
+    for _ in $(seq 600); do [ -s "$1" ] && { head -n1 "$1"; return; }; sleep 0.1; done
+    echo "timed out waiting for $1" >&2; exit 1
+}
 die() {
     printf '\033[1;31merror:\033[0m %s\n' "$*" >&2
     exit 1

@@ -654,48 +654,46 @@ impl Session {
     /// payload waits unsent across all streams). When fewer than offered were taken,
     /// [`Event::Writable`] follows once the peer grants more or the queue drains.
     pub fn send_data(&mut self, id: StreamId, data: Bytes) -> Result<usize, StreamError> {
-        let room = self.queue_room();
-        let s = self.live_stream(id)?;
-        Self::check_body_send(s, id, false)?;
-        let n = s.take_send_credit(clamp(data.len(), room));
-        if n < data.len() {
-            s.blocked = true;
-        }
-        if n > 0 {
-            s.queue.push_back(Chunk::Data(data.slice(..n)));
-            self.schedule(id);
-        }
-        self.queued_more(n, data.len(), room);
-        Ok(n)
+        self.queue_payload(id, false, data.len(), |n| (n > 0).then(|| Chunk::Data(data.slice(..n))))
     }
 
     /// Queues a WebSocket message, or its next part; returns how many bytes were
     /// taken. `fin` marks the message's last part and applies only if every byte
     /// was taken; otherwise offer the rest again after [`Event::Writable`].
     pub fn send_ws(&mut self, id: StreamId, binary: bool, data: Bytes, fin: bool) -> Result<usize, StreamError> {
-        let room = self.queue_room();
-        let s = self.live_stream(id)?;
-        Self::check_body_send(s, id, true)?;
         let len = data.len();
-        let n = s.take_send_credit(clamp(len, room));
-        if n < len {
-            s.blocked = true;
-        }
-        if n > 0 || (len == 0 && fin) {
-            s.queue.push_back(Chunk::Ws { binary, fin: fin && n == len, data: data.slice(..n) });
-            self.schedule(id);
-        }
-        self.queued_more(n, len, room);
-        Ok(n)
+        self.queue_payload(id, true, len, |n| {
+            (n > 0 || (len == 0 && fin)).then(|| Chunk::Ws { binary, fin: fin && n == len, data: data.slice(..n) })
+        })
     }
 
-    /// Counts `taken` of `offered` bytes into the queue; notes a refusal for lack of
-    /// `room` so that the blocked streams are woken when it drains.
-    fn queued_more(&mut self, taken: usize, offered: usize, room: u64) {
-        self.queued += taken as u64;
+    /// Takes as many of `offered` payload bytes on stream `id` as its credit and the
+    /// session's queue room allow, and queues `chunk(taken)` if it makes one. A stream
+    /// given fewer is marked blocked (`Writable` follows); a refusal for lack of room
+    /// is noted so that the blocked streams are woken when the queue drains.
+    fn queue_payload(
+        &mut self,
+        id: StreamId,
+        ws: bool,
+        offered: usize,
+        chunk: impl FnOnce(usize) -> Option<Chunk>,
+    ) -> Result<usize, StreamError> {
+        let room = self.queue_room();
+        let s = self.live_stream(id)?;
+        Self::check_body_send(s, id, ws)?;
+        let taken = s.take_send_credit(clamp(offered, room));
+        if taken < offered {
+            s.blocked = true;
+        }
+        let queued = chunk(taken).map(|c| s.queue.push_back(c)).is_some();
         if taken < offered && taken as u64 == room {
             self.queue_full = true;
         }
+        self.queued += taken as u64;
+        if queued {
+            self.schedule(id);
+        }
+        Ok(taken)
     }
 
     /// `spent` payload bytes left the queue (sent, or dropped with their stream).
@@ -872,7 +870,7 @@ impl Session {
             };
             self.send_credit -= spent as u64;
             if matches!(frame, Frame::Reset { .. }) {
-                self.dequeued(spent as u64);
+                // A RESET carries no payload; removing the stream dequeues what is left.
                 self.remove_stream(id);
                 return Some(Output::Frame(frame));
             }
