@@ -250,7 +250,7 @@ impl Bench {
     async fn websocket(&mut self, t: &Target) {
         let secs = self.args.duration;
         let label = t.kind.label();
-        match crate::ws::round_trips(t.port, &t.host, secs).await {
+        match crate::ws::round_trips(t.port, &t.host, secs, crate::ws::PAYLOAD).await {
             Ok(mut samples) => {
                 samples.sort();
                 if let (Some(p50), Some(p99)) = (percentile_ms(&samples, 0.5), percentile_ms(&samples, 0.99)) {

@@ -76,18 +76,33 @@ enum Cmd {
     /// Run only the benchmark origin (prints its port).
     #[command(hide = true)]
     Origin,
+    /// Echo SIZE-byte WebSocket messages (default 32) through `ws://127.0.0.1:PORT/ws`
+    /// with `Host: HOST` for SECS seconds, one at a time, and print how many round trips
+    /// that made (the load `bench/callgrind` puts on a WebSocket).
+    #[command(hide = true)]
+    WsEcho {
+        port: u16,
+        host: String,
+        secs: u64,
+        #[arg(default_value_t = ws::PAYLOAD)]
+        size: usize,
+    },
 }
 
 fn main() -> ExitCode {
     let mut args = Args::parse();
-    if let Some(Cmd::Origin) = args.cmd {
-        return match origin::run() {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("origin: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+    match args.cmd.take() {
+        Some(Cmd::Origin) => return exit("origin", origin::run()),
+        Some(Cmd::WsEcho { port, host, secs, size }) => {
+            let echoed = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(ws::round_trips(port, &host, secs, size)))
+                .map(|samples| println!("{} round trips", samples.len()));
+            return exit("ws-echo", echoed);
+        }
+        None => {}
     }
     if args.quick {
         args.duration = 1;
@@ -106,10 +121,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cases::run(args)) {
+    exit("error", runtime.block_on(cases::run(args)))
+}
+
+/// The exit code of a run, its error (if any) printed after `what`.
+fn exit(what: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("{what}: {e:#}");
             ExitCode::FAILURE
         }
     }

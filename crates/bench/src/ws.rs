@@ -45,10 +45,11 @@ async fn echo(ws: &mut Ws, payload: &Bytes) -> anyhow::Result<()> {
     }
 }
 
-/// Round trips on one connection for `secs`; returns every round trip's duration.
-pub async fn round_trips(port: u16, host: &str, secs: u64) -> anyhow::Result<Vec<Duration>> {
+/// Round trips of `size`-byte messages on one connection for `secs`; returns every
+/// round trip's duration.
+pub async fn round_trips(port: u16, host: &str, secs: u64, size: usize) -> anyhow::Result<Vec<Duration>> {
     let mut ws = connect(port, host).await?;
-    let payload = Bytes::from(vec![b'w'; PAYLOAD]);
+    let payload = Bytes::from(vec![b'w'; size]);
     // Warm the path (first message may set things up along the way).
     echo(&mut ws, &payload).await?;
     let mut samples = Vec::new();
