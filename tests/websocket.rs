@@ -155,6 +155,64 @@ async fn close_codes_and_reasons_travel_both_ways() {
     assert_eq!(next_data(&mut origin).await, Message::Close(None));
 }
 
+/// Rule breakers on either leg: the leg that reads the bad frame closes its socket with
+/// 1002 (1007 for a close reason that is not UTF-8) and tells the other end the same.
+#[tokio::test]
+async fn websocket_protocol_violations_close_both_legs_with_the_matching_code() {
+    use tokio::io::AsyncWriteExt;
+    let server = server().await;
+    let (port, mut accepted) = ws_origin(OriginOptions::default()).await;
+    let tunnel = client(&server, port, None).await;
+    let url = ws_url(&tunnel.url(), "/");
+    const PROTOCOL: &str = "WebSocket protocol error";
+    // Raw frames: unmasked binary "hi" (a client must mask), masked binary "hi" (a
+    // server must not), a reserved opcode, and close frames with a code nobody may
+    // send (1005) and with a reason that is not UTF-8, masked or not as the leg needs.
+    let unmasked = || vec![0x82, 2, b'h', b'i'];
+    let masked = |mut f: Vec<u8>| {
+        f[1] |= 0x80;
+        f.splice(2..2, [0, 0, 0, 0]); // A zero key leaves the payload as it is.
+        f
+    };
+    let cases = [
+        ("a frame masked the wrong way", unmasked(), masked(unmasked()), 1002, PROTOCOL),
+        ("a reserved opcode", masked(vec![0x83, 0]), vec![0x83, 0], 1002, PROTOCOL),
+        ("close code 1005", masked(vec![0x88, 2, 0x03, 0xED]), vec![0x88, 2, 0x03, 0xED], 1002, "Protocol violation"),
+        (
+            "a close reason that is not UTF-8",
+            masked(vec![0x88, 3, 0x03, 0xE8, 0xFF]),
+            vec![0x88, 3, 0x03, 0xE8, 0xFF],
+            1007,
+            "invalid UTF-8 in a close reason",
+        ),
+    ];
+    for (what, from_visitor, from_origin, code, reason) in cases {
+        // From the visitor: the server's leg reads it.
+        let mut visitor = visit(&server, &url).await;
+        let mut origin = accepted.recv().await.unwrap().ws;
+        visitor.get_mut().write_all(&from_visitor).await.unwrap();
+        eprintln!("{what}, from the visitor");
+        tokio::join!(expect_close(&mut visitor, code, reason), expect_close(&mut origin, code, reason));
+        // From the origin: the client's leg reads it.
+        let mut visitor = visit(&server, &url).await;
+        let mut origin = accepted.recv().await.unwrap().ws;
+        origin.get_mut().write_all(&from_origin).await.unwrap();
+        eprintln!("{what}, from the origin");
+        tokio::join!(expect_close(&mut origin, code, reason), expect_close(&mut visitor, code, reason));
+    }
+
+    // Pings from the origin are answered by the client, and the tunnel goes on.
+    let mut visitor = visit(&server, &url).await;
+    let mut origin = accepted.recv().await.unwrap().ws;
+    origin.send(Message::Ping(Bytes::from_static(b"still there?"))).await.unwrap();
+    match futures_util::StreamExt::next(&mut origin).await {
+        Some(Ok(Message::Pong(p))) => assert_eq!(&p[..], b"still there?"),
+        other => panic!("expected a pong, got {other:?}"),
+    }
+    visitor.send(Message::text("after the ping")).await.unwrap();
+    assert_eq!(next_data(&mut origin).await, Message::text("after the ping"));
+}
+
 #[tokio::test]
 async fn subprotocols_cookies_and_the_path_reach_the_origin_and_its_answer_the_visitor() {
     let server = server().await;

@@ -19,12 +19,10 @@ use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 use localtunnels_core::{RequestHead, ResetCode, ResponseHead, StreamKind};
 use localtunnels_driver::http::{header_map, response_head};
-use localtunnels_driver::websocket::{bridge, socket_config, Leg};
+use localtunnels_driver::websocket::{bridge, Leg};
 use localtunnels_driver::{pump_body, StreamHandle, StreamSender};
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
 
 use crate::client::Ctx;
@@ -77,14 +75,13 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         Err(e) => return tx.reset(ResetCode::OriginUnreachable, &format!("{authority}: upgrade failed: {e}")),
     };
     let max = ctx.config.max_ws_message;
-    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(socket_config(max))).await;
     let answer =
         ResponseHead { status: 101, headers: response_head(status, res.headers(), StreamKind::WebSocket).headers };
     if tx.respond(answer, false).is_err() {
         return; // The visitor left meanwhile; dropping the socket closes it.
     }
     report(&ctx);
-    let end = bridge(ws, tx, rx, Leg::Origin, max).await;
+    let end = bridge(TokioIo::new(upgraded), tx, rx, Leg::Origin, max).await;
     debug!(?end, %path, "origin WebSocket ended");
 }
 

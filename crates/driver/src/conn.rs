@@ -442,7 +442,7 @@ where
                     tracing::debug!(error = %e, "protocol error from peer");
                 }
             }
-            Ok(Some(Received::Text)) => {
+            Ok(Some(Received::Text(_))) => {
                 state.session.close(CloseCode::ProtocolError, "text message on the control connection");
             }
             Ok(Some(Received::Close(_))) => {
@@ -460,7 +460,7 @@ where
                 shared.after_command(&mut state);
                 break;
             }
-            Err(e @ WireError::Protocol(_)) => {
+            Err(e @ (WireError::Protocol(_) | WireError::Utf8(_))) => {
                 state.session.close(CloseCode::ProtocolError, &e.to_string());
                 shared.after_command(&mut state);
                 break;

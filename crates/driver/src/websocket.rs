@@ -14,41 +14,24 @@
 //!   socket (the visitor sees an abnormal closure, 1006) or closes towards the origin
 //!   with 1001.
 //!
-//! Pings and pongs are answered by each leg's WebSocket and never cross the tunnel.
+//! Pings are answered here and never cross the tunnel, nor do pongs.
+//!
+//! The framing is [`crate::wire`]'s, the control connection's own: tungstenite zero-filled
+//! its 16 KiB read buffer before every read of a bridged socket (twice per message:
+//! the read that finds the next message not there yet pays too), which was 64% of the
+//! instructions of a WebSocket echo through the tunnel (`bench/callgrind ws`).
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use localtunnels_core::{ws_close, ResetCode, WsMessageCheck};
-use tokio::io::{AsyncRead, AsyncWrite};
+use localtunnels_core::{ws_close, ResetCode, Role, WsMessageCheck};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::Mutex;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
 
 use crate::stream::{StreamEvent, StreamReceiver, StreamSender};
+use crate::wire::{FrameReader, FrameWriter, Received, WireError};
 
 /// How long one side of a bridge waits for the other side's close once it has closed.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Bytes one read of a bridged socket takes. tungstenite's default (128 KiB) is
-/// allocated per socket and zero-filled before every read: costly for thousands of
-/// mostly idle WebSockets.
-const READ_BUFFER: usize = 16 * 1024;
-
-/// The settings for a bridged socket (either leg): messages and frames up to
-/// `max_message` bytes, a small read buffer.
-pub fn socket_config(max_message: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message))
-        .read_buffer_size(READ_BUFFER)
-}
 
 /// Which real WebSocket a bridge runs on; it decides what a reset turns into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +40,17 @@ pub enum Leg {
     Visitor,
     /// The origin's socket on the client: a reset closes it with 1001.
     Origin,
+}
+
+impl Leg {
+    /// This end's WebSocket role on the leg: the server accepted the visitor's socket,
+    /// the client opened the origin's.
+    fn role(self) -> Role {
+        match self {
+            Leg::Visitor => Role::Server,
+            Leg::Origin => Role::Client,
+        }
+    }
 }
 
 /// How a bridge ended, for logs.
@@ -71,25 +65,46 @@ pub enum BridgeEnd {
     StreamLost,
 }
 
-type Sink<S> = Mutex<SplitSink<WebSocketStream<S>, Message>>;
+/// The socket's sending half, shared by both halves of the bridge (`up` answers pings
+/// and closes, `down` relays messages).
+struct Sink<S> {
+    io: WriteHalf<S>,
+    wire: FrameWriter,
+    /// A close frame went out: nothing more may follow it (RFC 6455 §5.5.1).
+    closed: bool,
+}
 
-/// Bridges `ws` and the stream (`tx`, `rx`) until both sides closed, either side
-/// vanished, or [`CLOSE_TIMEOUT`] passed after one side closed. Messages larger than
-/// `max_message` close both sides with 1009 (the socket's own limit must be set to the
-/// same value: see [`socket_config`]).
-pub async fn bridge<S>(
-    ws: WebSocketStream<S>,
-    tx: StreamSender,
-    mut rx: StreamReceiver,
-    leg: Leg,
-    max_message: usize,
-) -> BridgeEnd
+impl<S: AsyncRead + AsyncWrite> Sink<S> {
+    /// Sends what `queue` puts in the writer, unless a close already went out. A failed
+    /// write means the socket closed or broke: the reading half sees why.
+    async fn send(&mut self, queue: impl FnOnce(&mut FrameWriter)) {
+        if self.closed {
+            return;
+        }
+        queue(&mut self.wire);
+        let _ = self.wire.flush(&mut self.io).await;
+    }
+
+    /// Sends a close frame for `code` (codes that may not be sent, 1005, 1006, 1015,
+    /// ..., give a close without a code), once.
+    async fn close(&mut self, code: u16, reason: &str) {
+        let code = ws_close::sendable(code).then_some(code);
+        self.send(|w| w.close_with(code, reason)).await;
+        self.closed = true;
+    }
+}
+
+/// Bridges the WebSocket on `io` (after its handshake) and the stream (`tx`, `rx`)
+/// until both sides closed, either side vanished, or [`CLOSE_TIMEOUT`] passed after one
+/// side closed. Messages larger than `max_message` close both sides with 1009.
+pub async fn bridge<S>(io: S, tx: StreamSender, mut rx: StreamReceiver, leg: Leg, max_message: usize) -> BridgeEnd
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (sink, stream) = ws.split();
-    let sink = Mutex::new(sink);
-    let up = std::pin::pin!(up(stream, &tx, &sink));
+    let (read, write) = tokio::io::split(io);
+    let sink = Mutex::new(Sink { io: write, wire: FrameWriter::new(leg.role()), closed: false });
+    let reader = FrameReader::new(leg.role(), max_message);
+    let up = std::pin::pin!(up(read, reader, &tx, &sink));
     let down = std::pin::pin!(down(&mut rx, &tx, &sink, leg, max_message));
     match futures_util::future::select(up, down).await {
         futures_util::future::Either::Left((end, down)) => {
@@ -108,67 +123,74 @@ where
 }
 
 /// Socket → tunnel.
-async fn up<S>(mut stream: SplitStream<WebSocketStream<S>>, tx: &StreamSender, sink: &Sink<S>) -> BridgeEnd
+async fn up<S>(mut io: ReadHalf<S>, mut reader: FrameReader, tx: &StreamSender, sink: &Mutex<Sink<S>>) -> BridgeEnd
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    // The code of the close frame read, once one was.
-    let mut closed = None;
     loop {
-        let sent = match stream.next().await {
-            Some(Ok(Message::Text(text))) => tx.send_ws(false, Bytes::from(text)).await,
-            Some(Ok(Message::Binary(data))) => tx.send_ws(true, data).await,
-            Some(Ok(Message::Close(frame))) => {
-                let (code, reason) = frame.map_or((ws_close::NO_STATUS, String::new()), |f| {
-                    (u16::from(f.code), f.reason.as_str().to_string())
-                });
-                closed = Some(code);
+        // A failed send means the stream is gone or this side already closed it:
+        // `down` learns why; keep reading so the socket's close is still seen.
+        match reader.next(&mut io).await {
+            Ok(Some(Received::Binary(data))) => drop(tx.send_ws(true, data).await),
+            Ok(Some(Received::Text(data))) => drop(tx.send_ws(false, data).await),
+            Ok(Some(Received::Ping(payload))) => sink.lock().await.send(|w| w.pong(payload)).await,
+            Ok(Some(Received::Pong)) => {}
+            Ok(Some(Received::Close(frame))) => {
+                // A code that may not be sent is the peer's protocol error (as
+                // tungstenite answered it); the close is relayed and answered (unless
+                // it answers ours), which ends the handshake on this socket.
+                let (code, reason) = match frame {
+                    None => (ws_close::NO_STATUS, String::new()),
+                    Some((code, _)) if !ws_close::sendable(code) => {
+                        (ws_close::PROTOCOL, "Protocol violation".to_string())
+                    }
+                    Some((code, reason)) => (code, String::from_utf8_lossy(&reason).into_owned()),
+                };
                 // Fails only if this side of the stream already ended (a violation
                 // closed it, or it was reset): nothing left to tell.
                 let _ = tx.close_ws(code, &reason);
-                // Reading on sends the socket's answer to the close and ends once the
-                // handshake is over.
-                continue;
+                sink.lock().await.close(code, &reason).await;
+                return BridgeEnd::Closed(code);
             }
-            // Pings were answered by the socket; pongs need nothing.
-            Some(Ok(_)) => continue,
-            // The close handshake is over (tokio-tungstenite maps `ConnectionClosed`).
-            None => return BridgeEnd::Closed(closed.unwrap_or(ws_close::NO_STATUS)),
-            Some(Err(_)) if closed.is_some() => return BridgeEnd::Closed(closed.unwrap_or(ws_close::NO_STATUS)),
-            Some(Err(e)) => return socket_failed(e, tx, sink).await,
-        };
-        // A failed send means the stream is gone or this side already closed it:
-        // `down` learns why; keep reading so the socket's close is still seen.
-        let _ = sent;
+            Ok(None) => return socket_lost("the connection ended", tx),
+            Err(e) => return socket_failed(e, tx, sink).await,
+        }
     }
 }
 
 /// The socket broke the protocol or vanished: close both ways with the matching code,
 /// or reset the stream if the socket is simply gone.
-async fn socket_failed<S>(e: WsError, tx: &StreamSender, sink: &Sink<S>) -> BridgeEnd
+async fn socket_failed<S>(e: WireError, tx: &StreamSender, sink: &Mutex<Sink<S>>) -> BridgeEnd
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (code, reason) = match &e {
-        WsError::Capacity(_) => (ws_close::TOO_BIG, "message too big"),
-        WsError::Utf8(_) => (ws_close::INVALID_DATA, "invalid UTF-8 in a text message"),
-        WsError::Protocol(p) if !matches!(p, ProtocolError::ResetWithoutClosingHandshake) => {
-            (ws_close::PROTOCOL, "WebSocket protocol error")
-        }
-        _ => {
-            let message = format!("the WebSocket dropped without a close: {e}");
-            tx.reset(ResetCode::Cancel, &message);
-            return BridgeEnd::SocketLost(message);
-        }
+        WireError::TooLarge { .. } => (ws_close::TOO_BIG, "message too big".to_string()),
+        WireError::Utf8(_) => (ws_close::INVALID_DATA, e.to_string()),
+        WireError::Protocol(_) => (ws_close::PROTOCOL, "WebSocket protocol error".to_string()),
+        WireError::Io(e) => return socket_lost(&e.to_string(), tx),
     };
     // The tunnel first: the socket may be slow to take the close frame.
-    let _ = tx.close_ws(code, reason);
-    let _ = sink.lock().await.send(Message::Close(close_frame(code, reason))).await;
+    let _ = tx.close_ws(code, &reason);
+    sink.lock().await.close(code, &reason).await;
     BridgeEnd::Closed(code)
 }
 
+/// The socket ended without a close: the stream is reset.
+fn socket_lost(why: &str, tx: &StreamSender) -> BridgeEnd {
+    let message = format!("the WebSocket dropped without a close: {why}");
+    tx.reset(ResetCode::Cancel, &message);
+    BridgeEnd::SocketLost(message)
+}
+
 /// Tunnel → socket.
-async fn down<S>(rx: &mut StreamReceiver, tx: &StreamSender, sink: &Sink<S>, leg: Leg, max_message: usize) -> BridgeEnd
+async fn down<S>(
+    rx: &mut StreamReceiver,
+    tx: &StreamSender,
+    sink: &Mutex<Sink<S>>,
+    leg: Leg,
+    max_message: usize,
+) -> BridgeEnd
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -176,33 +198,22 @@ where
     loop {
         match rx.recv().await {
             Some(StreamEvent::WsMessage { binary, fin, data }) => match check.push(binary, fin, &data) {
-                Ok(place) => {
-                    let opcode = match (place.first, place.binary) {
-                        (false, _) => Data::Continue,
-                        (true, true) => Data::Binary,
-                        (true, false) => Data::Text,
-                    };
-                    let frame = Frame::message(data, OpCode::Data(opcode), fin);
-                    // A failed write means the socket closed or broke: `up` sees why.
-                    let _ = sink.lock().await.send(Message::Frame(frame)).await;
-                }
+                Ok(place) => sink.lock().await.send(|w| w.fragment(place.first, place.binary, fin, data)).await,
                 Err(violation) => {
                     let code = violation.close_code();
                     let reason = violation.to_string();
                     let _ = tx.close_ws(code, &reason);
-                    let _ = sink.lock().await.send(Message::Close(close_frame(code, &reason))).await;
+                    sink.lock().await.close(code, &reason).await;
                     return BridgeEnd::Closed(code);
                 }
             },
             Some(StreamEvent::WsClose { code, reason }) => {
-                let _ = sink.lock().await.send(Message::Close(close_frame(code, &reason))).await;
+                sink.lock().await.close(code, &reason).await;
                 return BridgeEnd::Closed(code);
             }
             Some(StreamEvent::Reset { .. }) | None => {
                 if leg == Leg::Origin {
-                    let reason = "the visitor went away";
-                    let frame = close_frame(ws_close::GOING_AWAY, reason);
-                    let _ = sink.lock().await.send(Message::Close(frame)).await;
+                    sink.lock().await.close(ws_close::GOING_AWAY, "the visitor went away").await;
                     return BridgeEnd::Closed(ws_close::GOING_AWAY);
                 }
                 return BridgeEnd::StreamLost;
@@ -211,10 +222,4 @@ where
             Some(_) => {}
         }
     }
-}
-
-/// A close frame for `code`; codes that may not be sent (1005, 1006, 1015, ...) become
-/// a close without a code.
-fn close_frame(code: u16, reason: &str) -> Option<CloseFrame> {
-    ws_close::sendable(code).then(|| CloseFrame { code: code.into(), reason: reason.into() })
 }

@@ -8,8 +8,10 @@
 //! masked in place (tungstenite copied every payload into its out buffer, then masked
 //! it there).
 //!
-//! Only what a control connection needs: binary messages (fragmented or not), ping,
-//! pong and close. A text message is reported so the session can refuse it.
+//! Both halves speak all of RFC 6455 without extensions: binary and text messages
+//! (fragmented or not; text checked to be UTF-8), ping, pong and close with its code
+//! and reason. The control connection refuses text; the bridged WebSockets of visitors
+//! and origins ([`crate::websocket`]) relay it.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -47,14 +49,14 @@ const MIN_ROOM: usize = 4 * 1024;
 pub enum Received {
     /// A binary message, its fragments joined.
     Binary(Bytes),
-    /// A text message (its content is of no use on a control connection).
-    Text,
+    /// A text message, its fragments joined; valid UTF-8.
+    Text(Bytes),
     /// A ping, to be answered with a pong carrying `Bytes`.
     Ping(Bytes),
     /// A pong.
     Pong,
-    /// The peer closed the WebSocket.
-    Close(Option<u16>),
+    /// The peer closed the WebSocket: its code and reason (valid UTF-8), if it gave a code.
+    Close(Option<(u16, Bytes)>),
 }
 
 /// Why reading stopped.
@@ -63,6 +65,9 @@ pub enum WireError {
     /// The peer broke RFC 6455.
     #[error("WebSocket protocol error: {0}")]
     Protocol(&'static str),
+    /// A text message or a close reason (which one) that is not UTF-8.
+    #[error("invalid UTF-8 in {0}")]
+    Utf8(&'static str),
     /// A message over the size limit.
     #[error("message of at least {size} bytes over the {max}-byte limit")]
     TooLarge {
@@ -92,16 +97,14 @@ pub struct FrameReader {
     role: Role,
     max_message: usize,
     buf: BytesMut,
-    /// Fragments of a binary message still missing its last one.
-    partial: Option<BytesMut>,
-    /// A text message is being fragmented: its continuations are dropped.
-    partial_text: bool,
+    /// Fragments of a message still missing its last one, and whether it is binary.
+    partial: Option<(bool, BytesMut)>,
 }
 
 impl FrameReader {
     /// A reader for `role`'s end that refuses messages over `max_message` bytes.
     pub fn new(role: Role, max_message: usize) -> FrameReader {
-        FrameReader { role, max_message, buf: BytesMut::new(), partial: None, partial_text: false }
+        FrameReader { role, max_message, buf: BytesMut::new(), partial: None }
     }
 
     /// The next message; `None` when the peer closed the socket between frames.
@@ -139,7 +142,7 @@ impl FrameReader {
             if control && (!h.fin || h.payload_len > 125) {
                 return Err(WireError::Protocol("fragmented or oversized control frame"));
             }
-            let so_far = self.partial.as_ref().map_or(0, |p| p.len() as u64);
+            let so_far = self.partial.as_ref().map_or(0, |(_, p)| p.len() as u64);
             let size = so_far.saturating_add(h.payload_len);
             if !control && size > self.max_message as u64 {
                 return Err(WireError::TooLarge { size, max: self.max_message });
@@ -164,42 +167,52 @@ impl FrameReader {
 
     /// Joins fragments; returns a message once it is whole.
     fn message(&mut self, fin: bool, opcode: u8, payload: BytesMut) -> Result<Option<Received>, WireError> {
-        let fragmenting = self.partial.is_some() || self.partial_text;
         match opcode {
-            OP_BINARY | OP_TEXT if fragmenting => Err(WireError::Protocol("new message inside a fragmented one")),
-            OP_BINARY if fin => Ok(Some(Received::Binary(payload.freeze()))),
-            OP_BINARY => {
-                self.partial = Some(payload);
+            OP_BINARY | OP_TEXT if self.partial.is_some() => {
+                Err(WireError::Protocol("new message inside a fragmented one"))
+            }
+            OP_BINARY | OP_TEXT if fin => whole(opcode == OP_BINARY, payload).map(Some),
+            OP_BINARY | OP_TEXT => {
+                self.partial = Some((opcode == OP_BINARY, payload));
                 Ok(None)
             }
-            OP_TEXT => {
-                self.partial_text = !fin;
-                Ok(fin.then_some(Received::Text))
-            }
-            OP_CONTINUATION if self.partial_text => {
-                self.partial_text = !fin;
-                Ok(fin.then_some(Received::Text))
-            }
             OP_CONTINUATION => {
-                let Some(partial) = self.partial.as_mut() else {
+                let Some((_, partial)) = self.partial.as_mut() else {
                     return Err(WireError::Protocol("continuation without a message"));
                 };
                 partial.extend_from_slice(&payload);
                 if !fin {
                     return Ok(None);
                 }
-                Ok(self.partial.take().map(|p| Received::Binary(p.freeze())))
+                match self.partial.take() {
+                    Some((binary, joined)) => whole(binary, joined).map(Some),
+                    None => Ok(None),
+                }
             }
             OP_PING => Ok(Some(Received::Ping(payload.freeze()))),
             OP_PONG => Ok(Some(Received::Pong)),
             OP_CLOSE => match payload.len() {
                 0 => Ok(Some(Received::Close(None))),
                 1 => Err(WireError::Protocol("one-byte close payload")),
-                _ => Ok(Some(Received::Close(Some(u16::from_be_bytes([payload[0], payload[1]]))))),
+                _ => {
+                    let code = u16::from_be_bytes([payload[0], payload[1]]);
+                    let reason = payload.freeze().slice(2..);
+                    std::str::from_utf8(&reason).map_err(|_| WireError::Utf8("a close reason"))?;
+                    Ok(Some(Received::Close(Some((code, reason)))))
+                }
             },
             _ => Err(WireError::Protocol("reserved opcode")),
         }
     }
+}
+
+/// A whole binary or text message; text must be UTF-8.
+fn whole(binary: bool, payload: BytesMut) -> Result<Received, WireError> {
+    if binary {
+        return Ok(Received::Binary(payload.freeze()));
+    }
+    std::str::from_utf8(&payload).map_err(|_| WireError::Utf8("a text message"))?;
+    Ok(Received::Text(payload.freeze()))
 }
 
 fn parse_header(buf: &[u8]) -> Result<Option<Header>, WireError> {
@@ -275,7 +288,18 @@ impl FrameWriter {
 
     /// Queues one binary message (one frame).
     pub fn binary(&mut self, payload: Bytes) {
-        self.frame(OP_BINARY, Bytes::new(), payload);
+        self.frame(OP_BINARY, true, Bytes::new(), payload);
+    }
+
+    /// Queues one frame of a data message: its first (`first`: binary or text as
+    /// `binary` says) or a continuation, the last one when `fin`.
+    pub fn fragment(&mut self, first: bool, binary: bool, fin: bool, payload: Bytes) {
+        let opcode = match (first, binary) {
+            (false, _) => OP_CONTINUATION,
+            (true, true) => OP_BINARY,
+            (true, false) => OP_TEXT,
+        };
+        self.frame(opcode, fin, Bytes::new(), payload);
     }
 
     /// Queues one binary message made of `head` then `payload` (as
@@ -285,23 +309,38 @@ impl FrameWriter {
         if payload.is_empty() {
             // A whole message (a batch, mostly): it may be large and unshared, which a
             // client masks in place rather than copy.
-            self.frame(OP_BINARY, Bytes::new(), head);
+            self.frame(OP_BINARY, true, Bytes::new(), head);
         } else {
-            self.frame(OP_BINARY, head, payload);
+            self.frame(OP_BINARY, true, head, payload);
         }
     }
 
     /// Queues a pong answering a ping's `payload`.
     pub fn pong(&mut self, payload: Bytes) {
-        self.frame(OP_PONG, Bytes::new(), payload);
+        self.frame(OP_PONG, true, Bytes::new(), payload);
     }
 
     /// Queues a close frame with `code`.
     pub fn close(&mut self, code: u16) {
-        self.frame(OP_CLOSE, Bytes::new(), Bytes::copy_from_slice(&code.to_be_bytes()));
+        self.close_with(Some(code), "");
     }
 
-    fn frame(&mut self, opcode: u8, head: Bytes, payload: Bytes) {
+    /// Queues a close frame with `code` and `reason` (cut to the 123 bytes a close
+    /// frame has room for, at a character boundary), or an empty one.
+    pub fn close_with(&mut self, code: Option<u16>, reason: &str) {
+        let mut payload = BytesMut::new();
+        if let Some(code) = code {
+            let mut end = reason.len().min(123);
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            payload.put_u16(code);
+            payload.put_slice(&reason.as_bytes()[..end]);
+        }
+        self.frame(OP_CLOSE, true, Bytes::new(), payload.freeze());
+    }
+
+    fn frame(&mut self, opcode: u8, fin: bool, head: Bytes, payload: Bytes) {
         let len = head.len() + payload.len();
         let client = self.role == Role::Client;
         let key: [u8; 4] = if client { rand::random() } else { [0; 4] };
@@ -325,7 +364,7 @@ impl FrameWriter {
         };
         let out = &mut self.copied;
         out.reserve(14 + head.len() + inline.as_ref().map_or(0, Bytes::len));
-        out.put_u8(0x80 | opcode);
+        out.put_u8(if fin { 0x80 } else { 0 } | opcode);
         let mask_bit = if client { 0x80 } else { 0 };
         match len {
             0..=125 => out.put_u8(mask_bit | len as u8),
@@ -584,6 +623,46 @@ mod tests {
     }
 
     #[test]
+    fn text_is_joined_across_fragments_and_must_be_utf8() {
+        // "é€" cut inside both characters: c3 | a9 e2 82 | ac.
+        let bytes = [&[0x01, 1, 0xC3][..], &[0x00, 3, 0xA9, 0xE2, 0x82], &[0x80, 1, 0xAC]].concat();
+        let got = parse_all(Role::Client, 100, &bytes).unwrap();
+        assert_eq!(got, vec![Received::Text(Bytes::from("é€"))]);
+        let r = parse_all(Role::Client, 100, &[0x81, 2, 0xC3, 0x28]);
+        assert!(matches!(r, Err(WireError::Utf8("a text message"))), "{r:?}");
+        // A message of the other kind may not start inside a fragmented one.
+        let r = parse_all(Role::Client, 100, &[0x01, 1, b'a', 0x82, 0]);
+        assert!(matches!(r, Err(WireError::Protocol(_))), "{r:?}");
+    }
+
+    /// Fragments and closes as the bridge writes them read back as what was meant, for
+    /// both roles; a close reason is cut to fit at a character boundary.
+    #[test]
+    fn fragments_and_closes_read_back() {
+        for (writer, reader) in [(Role::Client, Role::Server), (Role::Server, Role::Client)] {
+            let mut w = FrameWriter::new(writer);
+            w.fragment(true, false, false, Bytes::from_static(b"he"));
+            w.pong(Bytes::from_static(b"p"));
+            w.fragment(false, false, true, Bytes::from_static(b"llo"));
+            w.fragment(true, true, true, Bytes::from(vec![1u8; 5_000]));
+            w.close_with(Some(4000), &"é".repeat(100));
+            w.close_with(None, "ignored without a code");
+            w.flush_queue_for_test();
+            let bytes: Vec<u8> = w.queue.iter().flat_map(|b| b.iter().copied()).collect();
+            let got = parse_all(reader, 10_000, &bytes).unwrap();
+            let reason = Bytes::from("é".repeat(61)); // 122 bytes: the 62nd would end past 123
+            let want = [
+                Received::Pong,
+                Received::Text(Bytes::from_static(b"hello")),
+                Received::Binary(Bytes::from(vec![1u8; 5_000])),
+                Received::Close(Some((4000, reason))),
+                Received::Close(None),
+            ];
+            assert_eq!(got, want, "{writer:?}");
+        }
+    }
+
+    #[test]
     fn rule_breakers_are_refused() {
         let cases: &[(&str, Role, Vec<u8>)] = &[
             ("unmasked to a server", Role::Server, vec![0x82, 1, 0]),
@@ -615,8 +694,12 @@ mod tests {
 
     #[test]
     fn close_codes_are_read() {
-        assert_eq!(parse_all(Role::Client, 10, &[0x88, 2, 0x03, 0xE8]).unwrap(), vec![Received::Close(Some(1000))]);
+        let close = |code, reason: &'static [u8]| Received::Close(Some((code, Bytes::from_static(reason))));
+        assert_eq!(parse_all(Role::Client, 10, &[0x88, 2, 0x03, 0xE8]).unwrap(), vec![close(1000, b"")]);
+        assert_eq!(parse_all(Role::Client, 10, &[0x88, 4, 0x0F, 0xA0, b'o', b'k']).unwrap(), vec![close(4000, b"ok")]);
         assert_eq!(parse_all(Role::Client, 10, &[0x88, 0]).unwrap(), vec![Received::Close(None)]);
+        let r = parse_all(Role::Client, 10, &[0x88, 3, 0x03, 0xE8, 0xFF]);
+        assert!(matches!(r, Err(WireError::Utf8(_))), "a close reason that is not UTF-8: {r:?}");
     }
 
     proptest::proptest! {

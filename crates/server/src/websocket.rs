@@ -14,11 +14,9 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use localtunnels_core::{ResetCode, ResponseHead, StreamKind};
 use localtunnels_driver::http::header_map;
-use localtunnels_driver::websocket::{bridge, socket_config, Leg};
+use localtunnels_driver::websocket::{bridge, Leg};
 use localtunnels_driver::{StreamBody, StreamEvent, StreamReceiver, StreamSender};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info_span, Instrument};
 
 use crate::proxy::{open_error, reset_response, tunnel_head};
@@ -59,9 +57,7 @@ pub async fn proxy<B: Send + 'static>(
             let run = async move {
                 match on_upgrade.await {
                     Ok(upgraded) => {
-                        let io = TokioIo::new(upgraded);
-                        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_config(max))).await;
-                        let end = bridge(ws, tx, rx, Leg::Visitor, max).await;
+                        let end = bridge(TokioIo::new(upgraded), tx, rx, Leg::Visitor, max).await;
                         debug!(?end, "visitor WebSocket ended");
                     }
                     // The visitor left before the switch; dropping the stream resets it.
