@@ -93,7 +93,9 @@ fn websocket(req: Request<Incoming>) -> Response<Full<Bytes>> {
     let upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
-        let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        let mut ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(crate::ws::socket_config()))
+                .await;
         while let Some(Ok(msg)) = ws.next().await {
             if msg.is_close() {
                 break;
