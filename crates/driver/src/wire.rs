@@ -1,17 +1,17 @@
-//! The control connection's WebSocket framing (RFC 6455 §5), once the upgrade is done.
+//! WebSocket framing (RFC 6455 §5), once the upgrade is done: the control connection's,
+//! and the bridged WebSockets' of visitors and origins ([`crate::websocket`]).
 //!
-//! tungstenite still does every other WebSocket (visitors', origins'); the control
-//! connection carries all of a tunnel's traffic, so its per-byte work is ours to keep
+//! These sockets carry all of a tunnel's traffic, so their per-byte work is ours to keep
 //! small: a read lands in spare buffer room (tungstenite zero-filled 16 KiB before
 //! every read), a received payload is unmasked in place and handed on without a copy,
 //! and a large frame leaves as header + payload in one vectored write, a client's
 //! masked in place (tungstenite copied every payload into its out buffer, then masked
-//! it there).
+//! it there). tungstenite still does the handshakes' key arithmetic and the tests'
+//! and the benchmark's own WebSockets.
 //!
 //! Both halves speak all of RFC 6455 without extensions: binary and text messages
 //! (fragmented or not; text checked to be UTF-8), ping, pong and close with its code
-//! and reason. The control connection refuses text; the bridged WebSockets of visitors
-//! and origins ([`crate::websocket`]) relay it.
+//! and reason. The control connection refuses text; the bridges relay it.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
