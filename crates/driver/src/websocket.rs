@@ -70,19 +70,23 @@ pub enum BridgeEnd {
 struct Sink<S> {
     io: WriteHalf<S>,
     wire: FrameWriter,
-    /// A close frame went out: nothing more may follow it (RFC 6455 §5.5.1).
+    /// A close frame went out (nothing more may follow it, RFC 6455 §5.5.1), or a
+    /// write failed.
     closed: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite> Sink<S> {
-    /// Sends what `queue` puts in the writer, unless a close already went out. A failed
-    /// write means the socket closed or broke: the reading half sees why.
+    /// Sends what `queue` puts in the writer, unless a close already went out or a write
+    /// failed. A failed write means the socket closed or broke (the reading half sees
+    /// why): nothing more is queued for it.
     async fn send(&mut self, queue: impl FnOnce(&mut FrameWriter)) {
         if self.closed {
             return;
         }
         queue(&mut self.wire);
-        let _ = self.wire.flush(&mut self.io).await;
+        if self.wire.flush(&mut self.io).await.is_err() {
+            self.closed = true;
+        }
     }
 
     /// Sends a close frame for `code` (codes that may not be sent, 1005, 1006, 1015,
