@@ -135,8 +135,12 @@ where
         // A failed send means the stream is gone or this side already closed it:
         // `down` learns why; keep reading so the socket's close is still seen.
         match reader.next(&mut io).await {
-            Ok(Some(Received::Binary(data))) => drop(tx.send_ws(true, data).await),
-            Ok(Some(Received::Text(data))) => drop(tx.send_ws(false, data).await),
+            Ok(Some(Received::Binary(data))) => {
+                let _ = tx.send_ws(true, data).await;
+            }
+            Ok(Some(Received::Text(data))) => {
+                let _ = tx.send_ws(false, data).await;
+            }
             Ok(Some(Received::Ping(payload))) => sink.lock().await.send(|w| w.pong(payload)).await,
             Ok(Some(Received::Pong)) => {}
             Ok(Some(Received::Close(frame))) => {
@@ -145,10 +149,8 @@ where
                 // it answers ours), which ends the handshake on this socket.
                 let (code, reason) = match frame {
                     None => (ws_close::NO_STATUS, String::new()),
-                    Some((code, _)) if !ws_close::sendable(code) => {
-                        (ws_close::PROTOCOL, "Protocol violation".to_string())
-                    }
-                    Some((code, reason)) => (code, String::from_utf8_lossy(&reason).into_owned()),
+                    Some((code, reason)) if ws_close::sendable(code) => (code, reason),
+                    Some(_) => (ws_close::PROTOCOL, "Protocol violation".to_string()),
                 };
                 // Fails only if this side of the stream already ended (a violation
                 // closed it, or it was reset): nothing left to tell.

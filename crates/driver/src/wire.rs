@@ -55,8 +55,8 @@ pub enum Received {
     Ping(Bytes),
     /// A pong.
     Pong,
-    /// The peer closed the WebSocket: its code and reason (valid UTF-8), if it gave a code.
-    Close(Option<(u16, Bytes)>),
+    /// The peer closed the WebSocket: its code and reason, if it gave a code.
+    Close(Option<(u16, String)>),
 }
 
 /// Why reading stopped.
@@ -177,17 +177,15 @@ impl FrameReader {
                 Ok(None)
             }
             OP_CONTINUATION => {
-                let Some((_, partial)) = self.partial.as_mut() else {
+                let Some((binary, mut joined)) = self.partial.take() else {
                     return Err(WireError::Protocol("continuation without a message"));
                 };
-                partial.extend_from_slice(&payload);
-                if !fin {
-                    return Ok(None);
+                joined.extend_from_slice(&payload);
+                if fin {
+                    return whole(binary, joined).map(Some);
                 }
-                match self.partial.take() {
-                    Some((binary, joined)) => whole(binary, joined).map(Some),
-                    None => Ok(None),
-                }
+                self.partial = Some((binary, joined));
+                Ok(None)
             }
             OP_PING => Ok(Some(Received::Ping(payload.freeze()))),
             OP_PONG => Ok(Some(Received::Pong)),
@@ -196,8 +194,8 @@ impl FrameReader {
                 1 => Err(WireError::Protocol("one-byte close payload")),
                 _ => {
                     let code = u16::from_be_bytes([payload[0], payload[1]]);
-                    let reason = payload.freeze().slice(2..);
-                    std::str::from_utf8(&reason).map_err(|_| WireError::Utf8("a close reason"))?;
+                    let reason =
+                        String::from_utf8(payload[2..].to_vec()).map_err(|_| WireError::Utf8("a close reason"))?;
                     Ok(Some(Received::Close(Some((code, reason)))))
                 }
             },
@@ -650,7 +648,7 @@ mod tests {
             w.flush_queue_for_test();
             let bytes: Vec<u8> = w.queue.iter().flat_map(|b| b.iter().copied()).collect();
             let got = parse_all(reader, 10_000, &bytes).unwrap();
-            let reason = Bytes::from("é".repeat(61)); // 122 bytes: the 62nd would end past 123
+            let reason = "é".repeat(61); // 122 bytes: the 62nd would end past 123
             let want = [
                 Received::Pong,
                 Received::Text(Bytes::from_static(b"hello")),
@@ -694,9 +692,9 @@ mod tests {
 
     #[test]
     fn close_codes_are_read() {
-        let close = |code, reason: &'static [u8]| Received::Close(Some((code, Bytes::from_static(reason))));
-        assert_eq!(parse_all(Role::Client, 10, &[0x88, 2, 0x03, 0xE8]).unwrap(), vec![close(1000, b"")]);
-        assert_eq!(parse_all(Role::Client, 10, &[0x88, 4, 0x0F, 0xA0, b'o', b'k']).unwrap(), vec![close(4000, b"ok")]);
+        let close = |code, reason: &str| Received::Close(Some((code, reason.to_string())));
+        assert_eq!(parse_all(Role::Client, 10, &[0x88, 2, 0x03, 0xE8]).unwrap(), vec![close(1000, "")]);
+        assert_eq!(parse_all(Role::Client, 10, &[0x88, 4, 0x0F, 0xA0, b'o', b'k']).unwrap(), vec![close(4000, "ok")]);
         assert_eq!(parse_all(Role::Client, 10, &[0x88, 0]).unwrap(), vec![Received::Close(None)]);
         let r = parse_all(Role::Client, 10, &[0x88, 3, 0x03, 0xE8, 0xFF]);
         assert!(matches!(r, Err(WireError::Utf8(_))), "a close reason that is not UTF-8: {r:?}");
