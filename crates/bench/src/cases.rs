@@ -22,10 +22,12 @@ enum Http {
     Lat1k32,
     Thr1m,
     Lat1m1,
+    Lat1m32,
     Post1m,
 }
 
-const HTTP: [Http; 6] = [Http::Rps1k, Http::Lat1k1, Http::Lat1k32, Http::Thr1m, Http::Lat1m1, Http::Post1m];
+const HTTP: [Http; 7] =
+    [Http::Rps1k, Http::Lat1k1, Http::Lat1k32, Http::Thr1m, Http::Lat1m1, Http::Lat1m32, Http::Post1m];
 
 struct Bench {
     args: Args,
@@ -200,9 +202,11 @@ impl Bench {
                 self.peaks("rss_1m_server", "rss_1m_client", t, &peaks);
                 o
             }
-            Http::Lat1m1 => {
-                let o = self.tools.latency(&shot("/1m", None), 1, secs).await?;
-                self.latencies("p50_1m_1", "p99_1m_1", k, &o);
+            Http::Lat1m1 | Http::Lat1m32 => {
+                let c = if matches!(case, Http::Lat1m1) { 1 } else { conns };
+                let o = self.tools.latency(&shot("/1m", None), c, secs).await?;
+                let (p50, p99) = if c == 1 { ("p50_1m_1", "p99_1m_1") } else { ("p50_1m_32", "p99_1m_32") };
+                self.latencies(p50, p99, k, &o);
                 o
             }
             Http::Post1m => {

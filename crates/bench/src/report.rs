@@ -48,6 +48,8 @@ pub const METRICS: &[Metric] = &[
     m("thr_1m", "1 MiB GET throughput, 32 conns", "MiB/s", true, Some(Goal::RatioMin(0.25))),
     m("p50_1m_1", "1 MiB GET p50, 1 conn", "ms", true, None),
     m("p99_1m_1", "1 MiB GET p99, 1 conn", "ms", true, Some(Goal::RatioMax(3.0))),
+    m("p50_1m_32", "1 MiB GET p50, 32 conns", "ms", true, None),
+    m("p99_1m_32", "1 MiB GET p99, 32 conns", "ms", true, None),
     m("post_1m", "1 MiB POST, 32 conns", "req/s", true, None),
     m("ws_p50", "WebSocket echo p50 (32 B), 1 conn", "ms", true, Some(Goal::RatioMax(1.5))),
     m("ws_p99", "WebSocket echo p99 (32 B), 1 conn", "ms", true, None),
