@@ -3,7 +3,7 @@
 //! `bench/results.md` (see docs/BENCHMARKS.md).
 //!
 //! ```sh
-//! cargo run -p localtunnels-bench --release             # everything, ~15 min on 2 cores
+//! cargo run -p localtunnels-bench --release             # everything, ~17 min on 2 cores
 //! cargo run -p localtunnels-bench --release -- --quick  # 1 s runs, 1,000 idle tunnels, ~3 min
 //! ```
 //!
