@@ -22,6 +22,11 @@ first_line() {
     for _ in $(seq 600); do [ -s "$1" ] && { head -n1 "$1"; return; }; sleep 0.1; done
     echo "timed out waiting for $1" >&2; exit 1
 }
+# wait_for FILE TEXT: waits (up to 60 s) for a line of FILE containing TEXT (a readiness line in a log) and prints it.
+wait_for() {
+    for _ in $(seq 600); do grep -m1 "$2" "$1" 2>/dev/null && return; sleep 0.1; done
+    echo "timed out waiting for '$2' in $1" >&2; exit 1
+}
 die() {
     printf '\033[1;31merror:\033[0m %s\n' "$*" >&2
     exit 1

@@ -26,6 +26,20 @@ enum Http {
     Post1m,
 }
 
+impl Http {
+    /// A latency case's path, whether it runs at one connection (else `--conns`), and
+    /// its p50 and p99 result ids. (Rate cases: not used.)
+    fn latency(self) -> (&'static str, bool, &'static str, &'static str) {
+        match self {
+            Http::Lat1k1 => ("/1k", true, "p50_1k_1", "p99_1k_1"),
+            Http::Lat1k32 => ("/1k", false, "p50_1k_32", "p99_1k_32"),
+            Http::Lat1m1 => ("/1m", true, "p50_1m_1", "p99_1m_1"),
+            Http::Lat1m32 => ("/1m", false, "p50_1m_32", "p99_1m_32"),
+            Http::Rps1k | Http::Thr1m | Http::Post1m => unreachable!("{self:?} is a rate case"),
+        }
+    }
+}
+
 const HTTP: [Http; 7] =
     [Http::Rps1k, Http::Lat1k1, Http::Lat1k32, Http::Thr1m, Http::Lat1m1, Http::Lat1m32, Http::Post1m];
 
@@ -185,10 +199,9 @@ impl Bench {
                 }
                 o
             }
-            Http::Lat1k1 | Http::Lat1k32 => {
-                let c = if matches!(case, Http::Lat1k1) { 1 } else { conns };
-                let o = self.tools.latency(&shot("/1k", None), c, secs).await?;
-                let (p50, p99) = if c == 1 { ("p50_1k_1", "p99_1k_1") } else { ("p50_1k_32", "p99_1k_32") };
+            Http::Lat1k1 | Http::Lat1k32 | Http::Lat1m1 | Http::Lat1m32 => {
+                let (path, one, p50, p99) = case.latency();
+                let o = self.tools.latency(&shot(path, None), if one { 1 } else { conns }, secs).await?;
                 self.latencies(p50, p99, k, &o);
                 o
             }
@@ -200,13 +213,6 @@ impl Bench {
                 // 1 MiB per request: requests/s is MiB/s.
                 self.results.push("thr_1m", k, o.rps);
                 self.peaks("rss_1m_server", "rss_1m_client", t, &peaks);
-                o
-            }
-            Http::Lat1m1 | Http::Lat1m32 => {
-                let c = if matches!(case, Http::Lat1m1) { 1 } else { conns };
-                let o = self.tools.latency(&shot("/1m", None), c, secs).await?;
-                let (p50, p99) = if c == 1 { ("p50_1m_1", "p99_1m_1") } else { ("p50_1m_32", "p99_1m_32") };
-                self.latencies(p50, p99, k, &o);
                 o
             }
             Http::Post1m => {
