@@ -83,6 +83,11 @@ pub struct ServerArgs {
     /// (`secret demo team-*`); `#` starts a comment. Turns auth on.
     #[arg(long, env = "LOCALTUNNELS_TOKENS_FILE", value_name = "FILE")]
     pub tokens_file: Option<PathBuf>,
+    /// Operator token for the full /api/status (every tunnel's name and URL) and, when
+    /// set, for /metrics: `Authorization: Bearer <token>`. Without it /api/status shows
+    /// counts only.
+    #[arg(long, env = "LOCALTUNNELS_ADMIN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub admin_token: Option<String>,
     /// PEM certificate chain: serve HTTPS and WSS on the port (needs --tls-key).
     #[arg(long, env = "LOCALTUNNELS_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
@@ -98,12 +103,23 @@ pub struct ServerArgs {
     /// Most visitor requests in flight through one tunnel; more get 503 [default: 1024].
     #[arg(long, env = "LOCALTUNNELS_MAX_STREAMS_PER_TUNNEL", value_name = "N")]
     pub max_streams_per_tunnel: Option<usize>,
+    /// Most requests in flight through one tunnel from one visitor address (IPv6: one
+    /// /64); more from that address get 503 [default: 128].
+    #[arg(long, env = "LOCALTUNNELS_MAX_STREAMS_PER_VISITOR", value_name = "N")]
+    pub max_streams_per_visitor: Option<usize>,
     /// New visitor requests per second per tunnel; more get 429 [default: unlimited].
     #[arg(long, env = "LOCALTUNNELS_RATE_LIMIT", value_name = "PER_SEC")]
     pub rate_limit: Option<u32>,
     /// Burst allowed above --rate-limit [default: twice the rate].
     #[arg(long, env = "LOCALTUNNELS_RATE_BURST", value_name = "N")]
     pub rate_burst: Option<u32>,
+    /// New requests per second per tunnel from one visitor address; more get 429
+    /// [default: unlimited].
+    #[arg(long, env = "LOCALTUNNELS_VISITOR_RATE_LIMIT", value_name = "PER_SEC")]
+    pub visitor_rate_limit: Option<u32>,
+    /// Burst allowed above --visitor-rate-limit [default: twice the rate].
+    #[arg(long, env = "LOCALTUNNELS_VISITOR_RATE_BURST", value_name = "N")]
+    pub visitor_rate_burst: Option<u32>,
     /// Largest visitor request body in bytes; larger ones get 413 [default: unlimited].
     #[arg(long, env = "LOCALTUNNELS_MAX_BODY", value_name = "BYTES")]
     pub max_body: Option<u64>,
@@ -208,8 +224,9 @@ impl ServerArgs {
     /// Fields not given on the command line or in the environment come from `file`.
     pub fn or(mut self, file: &ServerArgs) -> Self {
         fill!(self, file; port, bind, domain, secure, public_port, response_timeout, grace_period, max_tunnels, verbose,
-            token, tokens_file, tls_cert, tls_key, max_tunnels_per_token, max_tunnels_per_ip, max_streams_per_tunnel,
-            rate_limit, rate_burst, max_body, max_header_size, header_read_timeout, idle_timeout, max_frame,
+            token, tokens_file, admin_token, tls_cert, tls_key, max_tunnels_per_token, max_tunnels_per_ip,
+            max_streams_per_tunnel, max_streams_per_visitor, rate_limit, rate_burst, visitor_rate_limit,
+            visitor_rate_burst, max_body, max_header_size, header_read_timeout, idle_timeout, max_frame,
             max_ws_message, threads);
         self
     }

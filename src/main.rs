@@ -148,6 +148,7 @@ pub fn server_config(a: &ServerArgs) -> ServerConfig {
         },
         tokens: a.token.iter().flatten().filter(|t| !t.is_empty()).map(|t| AuthToken::new(t)).collect(),
         tokens_file: a.tokens_file.clone(),
+        admin_token: a.admin_token.as_deref().filter(|t| !t.is_empty()).map(AuthToken::new),
         max_ws_message: a.max_ws_message.unwrap_or(d.max_ws_message),
         limits: Limits {
             max_header_bytes: a.max_header_size.unwrap_or(dl.max_header_bytes),
@@ -159,6 +160,11 @@ pub fn server_config(a: &ServerArgs) -> ServerConfig {
             rate_limit: a.rate_limit.map(|per_second| RateLimit {
                 per_second,
                 burst: a.rate_burst.unwrap_or(per_second.saturating_mul(2)),
+            }),
+            max_streams_per_visitor: a.max_streams_per_visitor.unwrap_or(dl.max_streams_per_visitor),
+            visitor_rate_limit: a.visitor_rate_limit.map(|per_second| RateLimit {
+                per_second,
+                burst: a.visitor_rate_burst.unwrap_or(per_second.saturating_mul(2)),
             }),
             max_body: a.max_body.or(dl.max_body),
             ..dl

@@ -13,8 +13,12 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::sync::oneshot;
 
+/// The operator's token: `/api/status` lists tunnels only with it
+/// (tests/security_names.rs), and `/metrics` then needs it too.
+const ADMIN: &str = "Bearer admin-token";
+
 async fn get_json(visitor: &Visitor, host: &str, path: &str) -> serde_json::Value {
-    let res = visitor.send(host, Request::get(path).body(full("")).unwrap()).await;
+    let res = visitor.send(host, Request::get(path).header("authorization", ADMIN).body(full("")).unwrap()).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "application/json");
     let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -39,7 +43,8 @@ fn parse_metrics(text: &str) -> HashMap<String, f64> {
 
 #[tokio::test]
 async fn status_and_metrics_describe_the_server() {
-    let server = server().await;
+    let admin_token = Some(localtunnels_server::AuthToken::new("admin-token"));
+    let server = server_with(localtunnels_server::ServerConfig { admin_token, ..Default::default() }).await;
     // The origin holds `/hold` until the test lets go, to see a stream in flight.
     let (held_tx, held_rx) = oneshot::channel::<()>();
     let (release_tx, release_rx) = oneshot::channel::<()>();
@@ -89,7 +94,8 @@ async fn status_and_metrics_describe_the_server() {
 
     assert_eq!(visitor.get(&host_of(&server.tunnel_url("ghost")), "/").await.0, 404);
     assert_eq!(visitor.get(&host_of(&two.url()), "/").await.0, 200);
-    let res = visitor.send(&apex, Request::get("/metrics").body(full("")).unwrap()).await;
+    let res =
+        visitor.send(&apex, Request::get("/metrics").header("authorization", ADMIN).body(full("")).unwrap()).await;
     assert_eq!(res.status(), 200);
     assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
     let text = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();

@@ -4,8 +4,10 @@
 //! The client sets its tunnel's visitor rules in its hello (`--basic-auth user:pass`,
 //! `--allow-ip ADDR|CIDR`); the server sets the limits ([`crate::limits::Limits`]).
 //! In order: the IP allow list, matched on the TCP peer address and never on
-//! `X-Forwarded-For` (403); basic auth (401 with `WWW-Authenticate`); the tunnel's rate
-//! limit (429); its concurrent exchanges (503); a declared body over `max_body` (413).
+//! `X-Forwarded-For` (403); basic auth (401 with `WWW-Authenticate`); the visitor
+//! address's concurrent exchanges (503) and rate (429) in this tunnel
+//! ([`crate::visitors`]); the tunnel's rate limit (429); its concurrent exchanges
+//! (503); a declared body over `max_body` (413).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -14,6 +16,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 
 use crate::state::{text_response, Body, Counters, ServerState};
 use crate::tunnel::Tunnel;
+use crate::visitors::{Admitted, VisitorRefusal};
 
 /// Most entries in a tunnel's IP allow list.
 pub const MAX_ALLOW_ENTRIES: usize = 256;
@@ -79,18 +82,19 @@ impl Access {
 }
 
 /// Checks a visitor's request against `tunnel`'s rules and the server's limits.
-/// `Some` is the answer for a refused visitor (nothing reaches the client); on `None`
-/// go on. Strips the `Authorization` header the tunnel consumed.
+/// `Err` is the answer for a refused visitor (nothing reaches the client); `Ok` counts
+/// the exchange against the visitor's address until it is dropped. Strips the
+/// `Authorization` header the tunnel consumed.
 pub fn check<B>(
     state: &ServerState,
     tunnel: &Tunnel,
     peer: SocketAddr,
     req: &mut Request<B>,
-) -> Option<Response<Body>> {
+) -> Result<Admitted, Box<Response<Body>>> {
     let access = &tunnel.access;
     if !access.allows_ip(peer.ip()) {
         Counters::bump(&state.counters.forbidden);
-        return Some(text_response(StatusCode::FORBIDDEN, "your address may not use this tunnel"));
+        return Err(Box::new(text_response(StatusCode::FORBIDDEN, "your address may not use this tunnel")));
     }
     if !access.allows_credentials(req.headers().get(header::AUTHORIZATION)) {
         Counters::bump(&state.counters.unauthorized);
@@ -99,31 +103,32 @@ pub fn check<B>(
         if let Ok(v) = HeaderValue::from_str(&challenge) {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
-        return Some(res);
+        return Err(Box::new(res));
     }
     if access.basic_auth.is_some() {
         req.headers_mut().remove(header::AUTHORIZATION);
     }
+    let now = Instant::now();
+    // The visitor's own limits come first, so that an offender's requests are not
+    // charged to the tunnel's rate or streams.
+    let admitted = match tunnel.visitors.admit(peer.ip(), now) {
+        Ok(a) => a,
+        Err(VisitorRefusal::Busy(n)) => {
+            let why = format!("{n} requests from your address to tunnel '{}' are in flight", tunnel.name);
+            return Err(Box::new(busy(state, why)));
+        }
+        Err(VisitorRefusal::RateLimited(wait)) => return Err(Box::new(rate_limited(state, &tunnel.name, wait))),
+    };
     if let Some(bucket) = &tunnel.rate {
-        if let Err(wait) = bucket.try_take(Instant::now()) {
-            Counters::bump(&state.counters.rate_limited);
-            let mut res =
-                text_response(StatusCode::TOO_MANY_REQUESTS, format!("too many requests to tunnel '{}'", tunnel.name));
-            let secs = wait.as_secs().saturating_add(1);
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            return Some(res);
+        if let Err(wait) = bucket.try_take(now) {
+            return Err(Box::new(rate_limited(state, &tunnel.name, wait)));
         }
     }
     let max_streams = state.config.limits.max_streams_per_tunnel;
     let in_flight = tunnel.conn.stream_count();
     if in_flight >= max_streams {
-        Counters::bump(&state.counters.unavailable);
-        let mut res = text_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("tunnel '{}' is busy ({in_flight} requests in flight); retry shortly", tunnel.name),
-        );
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
-        return Some(res);
+        let why = format!("tunnel '{}' is busy ({in_flight} requests in flight)", tunnel.name);
+        return Err(Box::new(busy(state, why)));
     }
     if let Some(max) = state.config.limits.max_body {
         let declared = req
@@ -132,10 +137,27 @@ pub fn check<B>(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > max) {
-            return Some(too_large(state, max));
+            return Err(Box::new(too_large(state, max)));
         }
     }
-    None
+    Ok(admitted)
+}
+
+/// The answer to a request over a limit of exchanges in flight: 503, `Retry-After: 1`.
+fn busy(state: &ServerState, why: String) -> Response<Body> {
+    Counters::bump(&state.counters.unavailable);
+    let mut res = text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{why}; retry shortly"));
+    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+    res
+}
+
+/// The answer to a request over a rate limit: 429 with `Retry-After`.
+fn rate_limited(state: &ServerState, name: &str, wait: std::time::Duration) -> Response<Body> {
+    Counters::bump(&state.counters.rate_limited);
+    let mut res = text_response(StatusCode::TOO_MANY_REQUESTS, format!("too many requests to tunnel '{name}'"));
+    let secs = wait.as_secs().saturating_add(1);
+    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    res
 }
 
 /// The answer to a request body over `max` bytes.

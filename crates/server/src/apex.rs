@@ -1,10 +1,13 @@
 //! The server's own pages, on the apex host only: a landing page, `/api/status`
 //! (JSON), `/metrics` (Prometheus text) and the control endpoint.
 //!
-//! `/api/status` looks like
-//! `{"version":"0.1.0","uptime_secs":42,"streams":3,"tunnels":[{"name":"demo",
-//! "url":"http://demo.localhost:3000","client":"native","streams":3,"requests":17,
-//! "connected_secs":40}]}`.
+//! `/api/status` shows counts only:
+//! `{"version":"0.1.0","uptime_secs":42,"streams":3,"tunnels":1,"held":0}`.
+//! With the operator's `--admin-token` (`Authorization: Bearer <token>`) it lists every
+//! tunnel: `"tunnels":[{"name":"demo","url":"http://demo.localhost:3000",
+//! "client":"native","streams":3,"requests":17,"connected_secs":40}]`. Tunnel names are
+//! not public: a tunnel behind basic auth or an IP list is still found by its name.
+//! `/metrics` carries no names; when an admin token is set it requires it too.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,11 +21,30 @@ pub fn handle<B: Send + 'static>(state: Arc<ServerState>, peer: &Peer, req: Requ
     match (req.method(), req.uri().path()) {
         (_, localtunnels_driver::CONTROL_PATH) => crate::control::upgrade(state, peer, req),
         (&Method::GET | &Method::HEAD, "/") => landing(&state),
-        (&Method::GET | &Method::HEAD, "/api/status") => status(&state),
-        (&Method::GET | &Method::HEAD, "/metrics") => metrics(&state),
+        (&Method::GET | &Method::HEAD, "/api/status") => status(&state, is_admin(&state, &req)),
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            if state.config.admin_token.is_some() && !is_admin(&state, &req) {
+                return unauthorized();
+            }
+            metrics(&state)
+        }
         (&Method::GET | &Method::HEAD, _) => text_response(StatusCode::NOT_FOUND, "not found"),
         _ => text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
     }
+}
+
+/// Whether `req` carries the configured admin token as `Authorization: Bearer <token>`.
+fn is_admin<B>(state: &ServerState, req: &Request<B>) -> bool {
+    let Some(token) = &state.config.admin_token else { return false };
+    let Some(given) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some((scheme, secret)) = given.trim().split_once(' ') else { return false };
+    scheme.eq_ignore_ascii_case("bearer") && crate::auth::find(std::slice::from_ref(token), secret.trim()).is_some()
+}
+
+fn unauthorized() -> Response<Body> {
+    let mut res = text_response(StatusCode::UNAUTHORIZED, "this endpoint needs the server's admin token");
+    res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    res
 }
 
 fn with_type(mut res: Response<Body>, content_type: &'static str) -> Response<Body> {
@@ -31,7 +53,7 @@ fn with_type(mut res: Response<Body>, content_type: &'static str) -> Response<Bo
 }
 
 fn landing(state: &ServerState) -> Response<Body> {
-    let tunnels = state.registry.live().len();
+    let tunnels = state.registry.counts().live;
     let apex = state.apex_url();
     let html = format!(
         "<!doctype html><meta charset=utf-8><title>localtunnels</title>\
@@ -43,8 +65,20 @@ fn landing(state: &ServerState) -> Response<Body> {
     with_type(Response::new(full(html)), "text/html; charset=utf-8")
 }
 
-fn status(state: &ServerState) -> Response<Body> {
+fn status(state: &ServerState, admin: bool) -> Response<Body> {
     let live = state.registry.live();
+    let streams: usize = live.iter().map(|t| t.conn.stream_count()).sum();
+    if !admin {
+        let counts = state.registry.counts();
+        let body = serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": state.started.elapsed().as_secs(),
+            "streams": streams,
+            "tunnels": counts.live,
+            "held": counts.held,
+        });
+        return with_type(Response::new(full(body.to_string())), "application/json");
+    }
     let tunnels: Vec<_> = live
         .iter()
         .map(|t| {
@@ -58,12 +92,12 @@ fn status(state: &ServerState) -> Response<Body> {
             })
         })
         .collect();
-    let streams: usize = live.iter().map(|t| t.conn.stream_count()).sum();
     let body = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),
         "streams": streams,
         "tunnels": tunnels,
+        "held": state.registry.counts().held,
     });
     with_type(Response::new(full(body.to_string())), "application/json")
 }

@@ -28,6 +28,10 @@ pub struct ServerConfig {
     /// A file of tokens (see [`crate::auth::parse_tokens`]) read at start. Setting it
     /// turns auth on even if the file holds no token. Default: none.
     pub tokens_file: Option<PathBuf>,
+    /// The operator's token for the full `/api/status` (every tunnel's name and URL)
+    /// and, when set, for `/metrics`; presented as `Authorization: Bearer <token>`.
+    /// Without it `/api/status` shows counts only. Default: none.
+    pub admin_token: Option<AuthToken>,
     /// Per-connection, per-tunnel and per-client limits.
     pub limits: Limits,
     /// Log every request. Default false.
@@ -69,6 +73,7 @@ impl Default for ServerConfig {
             tls: None,
             tokens: Vec::new(),
             tokens_file: None,
+            admin_token: None,
             limits: Limits::default(),
             verbose: false,
             public_port: None,

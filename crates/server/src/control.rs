@@ -22,6 +22,7 @@ use crate::names;
 use crate::registry::{ClaimError, Proof, Quota};
 use crate::state::{text_response, Body, Counters, Peer, ServerState};
 use crate::tunnel::Tunnel;
+use crate::visitors::Visitors;
 
 /// Answers the control endpoint's upgrade request and runs the session in a task.
 pub fn upgrade<B: Send + 'static>(state: Arc<ServerState>, peer: &Peer, req: Request<B>) -> Response<Body> {
@@ -208,11 +209,12 @@ pub fn check_hello(config: &ServerConfig, hello: &Hello) -> Result<Admission, Re
 /// Decides on a hello: the checks, the name, and the per-client quotas.
 fn admit(state: &Arc<ServerState>, hello: &Hello, peer: SocketAddr, conn: &Connection) -> Result<Arc<Tunnel>, Refusal> {
     let admission = check_hello(&state.config, hello)?;
-    if state.registry.live().len() >= state.config.max_tunnels {
-        return Err(Refusal::new(RefuseReason::ServerFull, "the server has no room for another tunnel; try later"));
-    }
     let limits = &state.config.limits;
-    let quota = Quota { per_ip: limits.max_tunnels_per_ip, per_token: limits.max_tunnels_per_token };
+    let quota = Quota {
+        per_ip: limits.max_tunnels_per_ip,
+        per_token: limits.max_tunnels_per_token,
+        total: state.config.max_tunnels,
+    };
     let proof = Proof { reconnect_token: hello.reconnect_token.clone(), auth_token: hello.token.clone() };
     for _ in 0..16 {
         let name = admission.name.clone().unwrap_or_else(names::random_name);
@@ -225,6 +227,7 @@ fn admit(state: &Arc<ServerState>, hello: &Hello, peer: SocketAddr, conn: &Conne
             requests: AtomicU64::new(0),
             access: admission.access.clone(),
             rate: limits.rate_limit.map(|r| TokenBucket::new(r, Instant::now())),
+            visitors: Visitors::new(limits.max_streams_per_visitor, limits.visitor_rate_limit),
             token: admission.token,
         });
         match state.registry.claim(&name, &proof, tunnel.clone(), &quota) {
@@ -250,6 +253,7 @@ fn admit(state: &Arc<ServerState>, hello: &Hello, peer: SocketAddr, conn: &Conne
             }
             Err(ClaimError::Taken(_)) => continue,
             Err(ClaimError::Limit(message)) => return Err(Refusal::new(RefuseReason::LimitReached, message)),
+            Err(e @ ClaimError::Full) => return Err(Refusal::new(RefuseReason::ServerFull, e.to_string())),
         }
     }
     Err(Refusal::new(RefuseReason::ServerFull, "could not find a free name; try again"))

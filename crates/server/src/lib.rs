@@ -13,10 +13,12 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+mod addr;
 mod apex;
 pub mod auth;
 mod config;
 mod control;
+mod cookies;
 pub mod limits;
 pub mod names;
 mod proxy;
@@ -26,6 +28,7 @@ mod state;
 mod timer;
 pub mod tls;
 mod tunnel;
+pub mod visitors;
 mod websocket;
 
 pub use auth::AuthToken;

@@ -26,6 +26,7 @@ use crate::registry::Lookup;
 use crate::state::{text_response, Body, Counters, Peer, ServerState};
 use crate::timer::Lent;
 use crate::tunnel::Tunnel;
+use crate::visitors::{Admitted, CountedBody};
 
 /// Headers a visitor may not set: the server sets them from what it saw.
 const FORWARDED: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "expect"];
@@ -79,18 +80,19 @@ fn route(state: Arc<ServerState>, name: String, peer: Peer, mut req: Request<Inc
             return Either::Left(ready(text_response(StatusCode::NOT_FOUND, format!("no tunnel named {name}"))));
         }
     };
-    if let Some(refused) = crate::access::check(&state, &tunnel, peer.addr, &mut req) {
-        return Either::Left(ready(refused));
-    }
+    let admitted = match crate::access::check(&state, &tunnel, peer.addr, &mut req) {
+        Ok(admitted) => admitted,
+        Err(refused) => return Either::Left(ready(*refused)),
+    };
     tunnel.count_request();
     if localtunnels_driver::http::is_websocket_upgrade(req.headers()) {
         Counters::bump(&state.counters.websockets);
         // Rare and long-lived: its larger state goes to the heap, out of every request's way.
-        let ws: Boxed = Box::pin(crate::websocket::proxy(state, tunnel, peer, req));
+        let ws: Boxed = Box::pin(crate::websocket::proxy(state, tunnel, peer, req, admitted));
         return Either::Right(Either::Right(ws));
     }
     Counters::bump(&state.counters.requests);
-    Either::Right(Either::Left(forward_http(state, tunnel, peer, req)))
+    Either::Right(Either::Left(forward_http(state, tunnel, peer, req, admitted)))
 }
 
 /// The request head sent through the tunnel: the visitor's end-to-end headers, with
@@ -171,7 +173,13 @@ pub fn reset_response(state: &ServerState, code: ResetCode, message: &str) -> Re
 
 /// Sends the request into the tunnel (the head at once, the body from a task of its
 /// own) and returns the wait for its response.
-fn forward_http(state: Arc<ServerState>, tunnel: Arc<Tunnel>, peer: Peer, req: Request<Incoming>) -> impl Answer {
+fn forward_http(
+    state: Arc<ServerState>,
+    tunnel: Arc<Tunnel>,
+    peer: Peer,
+    req: Request<Incoming>,
+    admitted: Admitted,
+) -> impl Answer {
     let head = tunnel_head(&state, &peer, &req, StreamKind::Http);
     let body = req.into_body();
     let end = body.is_end_stream();
@@ -184,7 +192,8 @@ fn forward_http(state: Arc<ServerState>, tunnel: Arc<Tunnel>, peer: Peer, req: R
     let deadline = peer.response_deadline.lend(tokio::time::Instant::now() + state.config.response_timeout);
     // A `Box` of the zero-sized `pending()` allocates nothing.
     let too_large = too_large.unwrap_or_else(|| Box::pin(std::future::pending()));
-    Either::Right(await_response(state, tx, rx, deadline, too_large))
+    let exchange = Exchange { tunnel, admitted };
+    Either::Right(await_response(state, tx, rx, deadline, too_large, exchange))
 }
 
 /// Streams a visitor's request body into the tunnel from a task of its own, under the
@@ -205,6 +214,12 @@ fn send_body(body: Incoming, tx: StreamSender, max_body: Option<u64>) -> Option<
     signal
 }
 
+/// The tunnel an exchange goes through, and its count against the visitor's address.
+struct Exchange {
+    tunnel: Arc<Tunnel>,
+    admitted: Admitted,
+}
+
 /// The wait for the response head of an exchange, under the response timeout and the
 /// body limit.
 async fn await_response(
@@ -213,6 +228,7 @@ async fn await_response(
     mut rx: StreamReceiver,
     deadline: Lent,
     too_large: TooLargeSignal,
+    exchange: Exchange,
 ) -> Response<Body> {
     let response = tokio::select! {
         r = rx.recv() => Some(r),
@@ -238,7 +254,8 @@ async fn await_response(
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok());
-            *res.body_mut() = StreamBody::new(rx, end, length).boxed();
+            crate::cookies::for_tunnel(res.headers_mut(), &exchange.tunnel.name, &state.config.domain);
+            *res.body_mut() = CountedBody::new(StreamBody::new(rx, end, length), exchange.admitted).boxed();
             drop(tx);
             res
         }

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -138,18 +139,23 @@ async fn accept_loop(
                         continue;
                     }
                 };
+                // The first request head is due one header timeout after this,
+                // whatever the TLS handshake and protocol detection take.
+                let accepted = tokio::time::Instant::now();
                 let _ = tcp.set_nodelay(true);
                 let (io, idle) = IdleIo::new(tcp, state.config.limits.idle_timeout);
                 let watcher = graceful.watcher();
                 match &tls {
-                    None => spawn_connection(state.clone(), peer, TokioIo::new(io), idle, watcher),
+                    None => spawn_connection(state.clone(), peer, accepted, TokioIo::new(io), idle, watcher),
                     Some(acceptor) => {
                         // The handshake runs in the connection's own task, under a deadline.
                         let (state, acceptor) = (state.clone(), acceptor.clone());
                         tokio::spawn(async move {
                             let limit = state.config.limits.handshake_timeout;
                             match tokio::time::timeout(limit, acceptor.accept(io)).await {
-                                Ok(Ok(tls)) => spawn_connection(state, peer, TokioIo::new(tls), idle, watcher),
+                                Ok(Ok(tls)) => {
+                                    spawn_connection(state, peer, accepted, TokioIo::new(tls), idle, watcher)
+                                }
                                 Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
                                 Err(_) => debug!(%peer, "TLS handshake timed out"),
                             }
@@ -176,14 +182,32 @@ async fn accept_loop(
 
 /// Serves one visitor or client connection (HTTP/1.1 or HTTP/2, with upgrades)
 /// under the graceful-shutdown watcher.
-fn spawn_connection<I>(state: Arc<ServerState>, peer: SocketAddr, io: I, idle: IdleSwitch, watcher: Watcher)
-where
+///
+/// A connection whose first request head has not arrived one header timeout after
+/// `accepted` is closed, whatever it sent: nothing, part of a head, or an HTTP/2
+/// preface and then nothing. hyper's own `header_read_timeout` covers only HTTP/1
+/// heads, and starts once protocol detection has seen a byte; it still bounds every
+/// later head and the wait between keep-alive requests.
+fn spawn_connection<I>(
+    state: Arc<ServerState>,
+    peer: SocketAddr,
+    accepted: tokio::time::Instant,
+    io: I,
+    idle: IdleSwitch,
+    watcher: Watcher,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let state_limits = state.config.limits.clone();
     let visitor = Peer::new(peer, idle);
-    let service =
-        service_fn(move |req: Request<Incoming>| route(state.clone(), visitor.clone(), req).map(Ok::<_, Infallible>));
+    let first_head = Arc::new(AtomicBool::new(false));
+    let seen = first_head.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        if !seen.load(Ordering::Relaxed) {
+            seen.store(true, Ordering::Relaxed);
+        }
+        route(state.clone(), visitor.clone(), req).map(Ok::<_, Infallible>)
+    });
     let limits = &state_limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -197,8 +221,20 @@ where
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
     let watched = watcher.watch(conn);
+    let head_due = accepted + limits.header_read_timeout;
     tokio::spawn(async move {
-        if let Err(e) = watched.await {
+        let mut watched = std::pin::pin!(watched);
+        let ended = tokio::select! {
+            ended = &mut watched => ended,
+            () = tokio::time::sleep_until(head_due) => {
+                if !first_head.load(Ordering::Relaxed) {
+                    debug!(%peer, "no request head within the header timeout; closing");
+                    return;
+                }
+                watched.await
+            }
+        };
+        if let Err(e) = ended {
             debug!(%peer, error = %e, "connection ended with an error");
         }
     });

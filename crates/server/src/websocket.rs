@@ -22,6 +22,7 @@ use tracing::{debug, info_span, Instrument};
 use crate::proxy::{open_error, reset_response, tunnel_head};
 use crate::state::{text_response, Body, Peer, ServerState};
 use crate::tunnel::Tunnel;
+use crate::visitors::{Admitted, CountedBody};
 
 /// Carries a visitor's WebSocket upgrade through `tunnel`.
 pub async fn proxy<B: Send + 'static>(
@@ -29,6 +30,7 @@ pub async fn proxy<B: Send + 'static>(
     tunnel: Arc<Tunnel>,
     peer: Peer,
     req: Request<B>,
+    admitted: Admitted,
 ) -> Response<Body> {
     let key = match check_upgrade(&req) {
         Ok(key) => key,
@@ -63,11 +65,20 @@ pub async fn proxy<B: Send + 'static>(
                     // The visitor left before the switch; dropping the stream resets it.
                     Err(e) => debug!(error = %e, "visitor upgrade failed"),
                 }
+                // The WebSocket counted against the visitor's address while it lasted.
+                drop(admitted);
             };
             tokio::spawn(run.instrument(span));
-            accepted(&key, &head)
+            let mut res = accepted(&key, &head);
+            crate::cookies::for_tunnel(res.headers_mut(), &tunnel.name, &state.config.domain);
+            res
         }
-        Ok(Some(StreamEvent::Response { head, end })) => refused(tx, rx, head, end),
+        Ok(Some(StreamEvent::Response { head, end })) => {
+            let mut res = refused(tx, rx, head, end);
+            crate::cookies::for_tunnel(res.headers_mut(), &tunnel.name, &state.config.domain);
+            *res.body_mut() = CountedBody::new(std::mem::take(res.body_mut()), admitted).boxed();
+            res
+        }
         Ok(Some(StreamEvent::Reset { code, message })) => reset_response(&state, code, &message),
         Ok(_) => reset_response(&state, ResetCode::Internal, "the exchange ended without a handshake answer"),
     }
