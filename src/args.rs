@@ -104,7 +104,7 @@ pub struct ServerArgs {
     #[arg(long, env = "LOCALTUNNELS_MAX_STREAMS_PER_TUNNEL", value_name = "N")]
     pub max_streams_per_tunnel: Option<usize>,
     /// Most requests in flight through one tunnel from one visitor address (IPv6: one
-    /// /64); more from that address get 503 [default: 128].
+    /// /64); more from that address get 503 [default: 256].
     #[arg(long, env = "LOCALTUNNELS_MAX_STREAMS_PER_VISITOR", value_name = "N")]
     pub max_streams_per_visitor: Option<usize>,
     /// New visitor requests per second per tunnel; more get 429 [default: unlimited].

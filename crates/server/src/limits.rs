@@ -44,7 +44,7 @@ pub struct Limits {
     pub max_tunnels_per_ip: usize,
     /// Most visitor exchanges in flight through one tunnel from one visitor address
     /// (IPv6: one /64); the next from that address gets 503, others are still served.
-    /// Default 128.
+    /// Default 256 (a quarter of `max_streams_per_tunnel`).
     pub max_streams_per_visitor: usize,
     /// New visitor requests per tunnel (429 past it). Default: none.
     pub rate_limit: Option<RateLimit>,
@@ -66,7 +66,7 @@ impl Default for Limits {
             max_streams_per_tunnel: 1024,
             max_tunnels_per_token: 100,
             max_tunnels_per_ip: 100,
-            max_streams_per_visitor: 128,
+            max_streams_per_visitor: 256,
             rate_limit: None,
             visitor_rate_limit: None,
             max_body: None,
