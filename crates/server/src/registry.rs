@@ -354,3 +354,96 @@ impl Registry for LocalRegistry {
         Counts { live: inner.live, held: inner.entries.len().saturating_sub(inner.live) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    /// A tunnel from `ip` (its session goes nowhere: the registry never touches it).
+    fn tunnel(name: &str, ip: [u8; 4], token: Option<usize>) -> Arc<Tunnel> {
+        let session = localtunnels_core::Session::server(Default::default(), localtunnels_core::Instant::ZERO);
+        let (io, _far) = tokio::io::duplex(64);
+        let (conn, _events) = localtunnels_driver::Connection::start(session, io, Instant::now());
+        Arc::new(Tunnel {
+            name: name.into(),
+            conn,
+            peer: std::net::SocketAddr::from((ip, 1000)),
+            client_kind: "test".into(),
+            connected_at: Instant::now(),
+            requests: AtomicU64::new(0),
+            access: Default::default(),
+            rate: None,
+            visitors: crate::visitors::Visitors::new(1, None),
+            token,
+        })
+    }
+
+    fn proof(reconnect_token: &str, auth_token: &str) -> Proof {
+        Proof { reconnect_token: reconnect_token.into(), auth_token: auth_token.into() }
+    }
+
+    const QUOTA: Quota = Quota { per_ip: 2, per_token: 10, total: 100 };
+
+    #[tokio::test]
+    async fn held_names_count_until_their_hold_ends() {
+        let reg = LocalRegistry::new(Duration::from_millis(50));
+        let a = tunnel("a", [10, 0, 0, 1], None);
+        reg.claim("a", &Proof::default(), a.clone(), &QUOTA).unwrap();
+        reg.release("a", &a);
+        assert_eq!(reg.counts(), Counts { live: 0, held: 1 });
+        assert!(matches!(reg.lookup("a"), Lookup::Held { .. }));
+        reg.claim("b", &Proof::default(), tunnel("b", [10, 0, 0, 1], None), &QUOTA).unwrap();
+        let third = reg.claim("c", &Proof::default(), tunnel("c", [10, 0, 0, 1], None), &QUOTA);
+        assert!(matches!(third, Err(ClaimError::Limit(_))), "the held name counts");
+        // Another address is not affected.
+        reg.claim("d", &Proof::default(), tunnel("d", [10, 0, 0, 2], None), &QUOTA).unwrap();
+        // Once the hold ends, the next operation forgets it and its count.
+        while matches!(reg.lookup("a"), Lookup::Held { .. }) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        reg.claim("c", &Proof::default(), tunnel("c", [10, 0, 0, 1], None), &QUOTA).unwrap();
+        assert_eq!(reg.counts(), Counts { live: 3, held: 0 });
+        assert!(matches!(reg.lookup("a"), Lookup::Unknown));
+    }
+
+    #[tokio::test]
+    async fn a_live_name_needs_its_reconnect_token_and_a_held_one_the_auth_token() {
+        let reg = LocalRegistry::new(Duration::from_secs(60));
+        let owner = tunnel("n", [10, 0, 0, 1], Some(0));
+        let claim = reg.claim("n", &proof("", "shared"), owner.clone(), &QUOTA).unwrap();
+        let same_token = reg.claim("n", &proof("", "shared"), tunnel("n", [10, 0, 0, 2], Some(0)), &QUOTA);
+        assert_eq!(same_token.unwrap_err(), ClaimError::Taken("n".into()));
+        // The session's reconnect token takes over, and says whom it replaced.
+        let again = tunnel("n", [10, 0, 0, 1], Some(0));
+        let taken = reg.claim("n", &proof(&claim.reconnect_token, "shared"), again.clone(), &QUOTA).unwrap();
+        assert!(taken.replaced.is_some_and(|t| Arc::ptr_eq(&t, &owner)));
+        assert_eq!(reg.counts(), Counts { live: 1, held: 0 });
+        // The old token no longer works; the replaced session's end does not release.
+        reg.release("n", &owner);
+        assert!(matches!(reg.lookup("n"), Lookup::Live(_)));
+        let old = reg.claim("n", &proof(&claim.reconnect_token, "shared"), tunnel("n", [10, 0, 0, 1], Some(0)), &QUOTA);
+        assert!(old.is_err());
+        // Held: the auth token it was registered with takes it back.
+        reg.release("n", &again);
+        let heir = reg.claim("n", &proof("", "shared"), tunnel("n", [10, 0, 0, 3], Some(0)), &QUOTA).unwrap();
+        assert!(heir.replaced.is_none());
+        assert_eq!(reg.counts(), Counts { live: 1, held: 0 });
+    }
+
+    #[tokio::test]
+    async fn names_are_held_and_expired_in_order_however_many() {
+        let reg = LocalRegistry::new(Duration::ZERO);
+        let many = Quota { per_ip: usize::MAX, per_token: usize::MAX, total: 20_000 };
+        for i in 0..10_000u32 {
+            let name = format!("n{i}");
+            let t = tunnel(&name, [10, 0, 0, 1], None);
+            reg.claim(&name, &Proof::default(), t.clone(), &many).unwrap();
+            reg.release(&name, &t);
+        }
+        // Every hold ended at once (grace zero): the last release forgot all but itself.
+        assert!(reg.counts().held <= 1, "{:?}", reg.counts());
+        assert!(reg.read().holds.len() <= 1);
+        assert!(reg.read().per_ip.values().all(|&n| n <= 1));
+    }
+}
