@@ -17,6 +17,7 @@ mod apex;
 pub mod auth;
 mod config;
 mod control;
+pub mod host;
 pub mod limits;
 pub mod names;
 mod proxy;
@@ -26,6 +27,7 @@ mod state;
 mod timer;
 pub mod tls;
 mod tunnel;
+mod upload;
 mod websocket;
 
 pub use auth::AuthToken;
