@@ -13,7 +13,7 @@ use hyper::body::Frame;
 use http::{HeaderValue, Request};
 use hyper::body::Body as _;
 use localtunnels_core::{RequestHead, ResetCode, StreamKind};
-use localtunnels_driver::http::{header_map, response_head};
+use localtunnels_driver::http::{final_status, header_map, response_head};
 use localtunnels_driver::{pump_body, StreamBody, StreamHandle};
 
 use crate::client::Ctx;
@@ -57,6 +57,13 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         }
     };
     let status = res.status().as_u16();
+    // hyper skips an origin's interim responses (100, 103) itself; what is left must be
+    // a final status the visitor can be given (not a 101 nobody asked for, not 999).
+    if let Err(e) = final_status(status, StreamKind::Http) {
+        let message = format!("{method} {path}: the origin's response was refused: {e}");
+        ctx.emit(ClientEvent::Error { message: message.clone() });
+        return tx.reset(ResetCode::Protocol, &message);
+    }
     let (parts, body) = res.into_parts();
     let end = body.is_end_stream();
     if let Err(e) = tx.respond(response_head(parts.status, &parts.headers, StreamKind::Http), end) {
@@ -89,6 +96,7 @@ fn build_request(
     end: bool,
 ) -> Result<Request<StreamBody>, String> {
     let mut headers = header_map(&head.headers);
+    one_host(&headers)?;
     // This leg accepts trailers (it forwards them); the visitor's own `TE` stayed on
     // the visitor's leg, where the server honours it.
     headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
@@ -101,6 +109,16 @@ fn build_request(
     *req.uri_mut() = head.target.parse().map_err(|_| format!("invalid target {}", head.target))?;
     *req.headers_mut() = headers;
     Ok(req)
+}
+
+/// Refuses a request head with more than one `Host` (the server refuses such visitors
+/// with 400; a head that has two anyway never reaches the origin, whatever the
+/// `--host-header` policy).
+pub(crate) fn one_host(headers: &http::HeaderMap) -> Result<(), String> {
+    match headers.get_all(http::header::HOST).iter().count() {
+        0 | 1 => Ok(()),
+        n => Err(format!("the request has {n} Host headers")),
+    }
 }
 
 /// A message naming the origin and the cause, e.g.

@@ -18,6 +18,7 @@ mod config;
 mod events;
 mod http;
 mod origin;
+mod pinned;
 mod pool;
 mod tls;
 mod websocket;

@@ -18,7 +18,7 @@ use http_body_util::Empty;
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 use localtunnels_core::{RequestHead, ResetCode, ResponseHead, StreamKind};
-use localtunnels_driver::http::{header_map, response_head};
+use localtunnels_driver::http::{final_status, header_map, response_head};
 use localtunnels_driver::websocket::{bridge, Leg};
 use localtunnels_driver::{pump_body, StreamHandle, StreamSender};
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
@@ -63,6 +63,12 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         ctx.emit(ClientEvent::Response { method: method.clone(), path: path.clone(), status, duration, bytes: 0 });
     };
     if status != StatusCode::SWITCHING_PROTOCOLS {
+        // A refusal is a final response: 200-599 (hyper skipped any interim ones).
+        if let Err(e) = final_status(status.as_u16(), StreamKind::Http) {
+            let message = format!("{method} {path}: the origin's handshake answer was refused: {e}");
+            ctx.emit(ClientEvent::Error { message: message.clone() });
+            return tx.reset(ResetCode::Protocol, &message);
+        }
         report(&ctx);
         return forward_refusal(&tx, res).await;
     }
@@ -92,6 +98,7 @@ fn origin_request(ctx: &Ctx, head: &RequestHead, key: &str) -> Result<Request<Em
     *req.uri_mut() = head.target.parse().map_err(|_| format!("invalid target {}", head.target))?;
     let headers = req.headers_mut();
     *headers = header_map(&head.headers);
+    crate::http::one_host(headers)?;
     if let Some(host) = ctx.host_for_origin() {
         headers.insert(header::HOST, host.clone());
     }

@@ -121,6 +121,7 @@ fn metrics(state: &ServerState) -> Response<Body> {
     out.push_str("# HELP localtunnels_errors_total Errors answered by the server, by status.\n");
     out.push_str("# TYPE localtunnels_errors_total counter\n");
     let by_status = [
+        (400, &c.bad_request),
         (401, &c.unauthorized),
         (403, &c.forbidden),
         (404, &c.not_found),

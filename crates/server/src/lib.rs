@@ -19,6 +19,7 @@ pub mod auth;
 mod config;
 mod control;
 mod cookies;
+pub mod host;
 pub mod limits;
 pub mod names;
 mod proxy;
@@ -28,6 +29,7 @@ mod state;
 mod timer;
 pub mod tls;
 mod tunnel;
+mod upload;
 pub mod visitors;
 mod websocket;
 

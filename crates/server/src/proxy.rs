@@ -13,19 +13,19 @@ use std::sync::Arc;
 use futures_util::future::Either;
 
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Either as EitherBody};
+use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 use localtunnels_core::{
     Header, OpenError, ResetCode, StreamKind, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
 };
-use localtunnels_driver::http::{header_map, request_head};
-use localtunnels_driver::{pump_body, StreamBody, StreamEvent, StreamReceiver, StreamSender};
+use localtunnels_driver::http::{forwardable_response, request_head, BadResponse};
+use localtunnels_driver::{StreamBody, StreamEvent, StreamReceiver, StreamSender};
 
-use crate::limits::TooLargeSignal;
 use crate::registry::Lookup;
 use crate::state::{text_response, Body, Counters, Peer, ServerState};
 use crate::timer::Lent;
 use crate::tunnel::Tunnel;
+use crate::upload::Upload;
 use crate::visitors::{Admitted, CountedBody};
 
 /// Headers a visitor may not set: the server sets them from what it saw.
@@ -96,7 +96,10 @@ fn route(state: Arc<ServerState>, name: String, peer: Peer, mut req: Request<Inc
 }
 
 /// The request head sent through the tunnel: the visitor's end-to-end headers, with
-/// `X-Forwarded-*` replaced by what the server saw.
+/// `X-Forwarded-*` replaced by what the server saw (`X-Forwarded-Host` in the normal
+/// form of [`crate::host::forwarded_host`]). A request without `Host` (HTTP/2's
+/// `:authority`) gets one from its target's authority, so that `--host-header preserve`
+/// passes the visitor's host on whatever protocol it came over.
 pub fn tunnel_head<B>(
     state: &ServerState,
     peer: &Peer,
@@ -105,11 +108,12 @@ pub fn tunnel_head<B>(
 ) -> localtunnels_core::RequestHead {
     let mut head = request_head(req.method(), req.uri(), req.headers(), kind);
     head.headers.retain(|(n, _)| !FORWARDED.contains(&n.as_str()));
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .cloned()
-        .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    if !req.headers().contains_key(http::header::HOST) {
+        if let Some(authority) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+            head.headers.push((http::header::HOST, authority));
+        }
+    }
+    let host = crate::host::forwarded_host(req, state.default_port());
     let proto = if state.config.secure { "https" } else { "http" };
     let forwarded: [Option<Header>; 3] = [
         Some((X_FORWARDED_FOR, peer.forwarded_for.clone())),
@@ -150,6 +154,26 @@ pub fn open_error(state: &ServerState, name: &str, e: OpenError) -> Response<Bod
     }
 }
 
+/// The visitor's response: a head checked by [`forwardable_response`], and the
+/// stream's body.
+pub fn visitor_response(status: StatusCode, headers: http::HeaderMap, rx: StreamReceiver, end: bool) -> Response<Body> {
+    let length = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let mut res = Response::new(StreamBody::new(rx, end, length).boxed());
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
+    res
+}
+
+/// The answer to a response head the client should not have sent (a 1xx where the
+/// final response was due, a status over 599, a broken `Content-Length`): the stream
+/// is reset and the visitor gets 502, never a 500 or the bad head itself.
+pub fn invalid_response(state: &ServerState, tx: &StreamSender, e: BadResponse) -> Response<Body> {
+    let message = format!("the tunnel's origin sent an invalid response: {e}");
+    tx.reset(ResetCode::Protocol, &message);
+    Counters::bump(&state.counters.bad_gateway);
+    text_response(StatusCode::BAD_GATEWAY, message)
+}
+
 /// Maps a stream that ended before its response head to the visitor's answer: 504
 /// for a timeout, 503 + `Retry-After` for a refusal (never processed), else 502.
 pub fn reset_response(state: &ServerState, code: ResetCode, message: &str) -> Response<Body> {
@@ -188,30 +212,10 @@ fn forward_http(
         Err(e) => return Either::Left(ready(open_error(&state, &tunnel.name, e))),
     };
     let (tx, rx) = stream.split();
-    let too_large = if end { None } else { send_body(body, tx.clone(), state.config.limits.max_body) };
+    let upload = (!end).then(|| crate::upload::send_body(body, tx.clone(), state.config.limits.max_body));
     let deadline = peer.response_deadline.lend(tokio::time::Instant::now() + state.config.response_timeout);
-    // A `Box` of the zero-sized `pending()` allocates nothing.
-    let too_large = too_large.unwrap_or_else(|| Box::pin(std::future::pending()));
     let exchange = Exchange { tunnel, admitted };
-    Either::Right(await_response(state, tx, rx, deadline, too_large, exchange))
-}
-
-/// Streams a visitor's request body into the tunnel from a task of its own, under the
-/// server's `max_body` when one is set: the returned signal then resolves if the body
-/// passes it. Without a limit the body goes as it is (no wrapper, no signal).
-fn send_body(body: Incoming, tx: StreamSender, max_body: Option<u64>) -> Option<TooLargeSignal> {
-    let (body, signal) = match max_body {
-        Some(max) => {
-            let (limited, signal) = crate::limits::limit_body(body, max);
-            (EitherBody::Right(limited), Some(signal))
-        }
-        None => (EitherBody::Left(body), None),
-    };
-    tokio::spawn(async move {
-        // A failed body resets the stream; the visitor's answer comes from that.
-        let _ = pump_body(body, &tx).await;
-    });
-    signal
+    Either::Right(await_response(state, tx, rx, deadline, upload, exchange))
 }
 
 /// The tunnel an exchange goes through, and its count against the visitor's address.
@@ -220,23 +224,21 @@ struct Exchange {
     admitted: Admitted,
 }
 
-/// The wait for the response head of an exchange, under the response timeout and the
-/// body limit.
+/// The wait for the response head of an exchange, under the response timeout, ended
+/// early by a failure of the visitor's body (413 over the body limit, 400 malformed).
 async fn await_response(
     state: Arc<ServerState>,
     tx: StreamSender,
     mut rx: StreamReceiver,
     deadline: Lent,
-    too_large: TooLargeSignal,
+    upload: Option<Upload>,
     exchange: Exchange,
 ) -> Response<Body> {
     let response = tokio::select! {
+        biased;
+        failure = crate::upload::failed(upload) => return crate::upload::answer(&state, &tx, failure),
         r = rx.recv() => Some(r),
         () = deadline => None,
-        limit = too_large => {
-            tx.reset(ResetCode::TooLarge, "the request body is over the server's limit");
-            return crate::access::too_large(&state, limit);
-        }
     };
     match response {
         None => {
@@ -245,20 +247,15 @@ async fn await_response(
             let secs = state.config.response_timeout.as_secs_f32();
             text_response(StatusCode::GATEWAY_TIMEOUT, format!("the origin did not answer within {secs} s"))
         }
-        Some(Some(StreamEvent::Response { head, end })) => {
-            let mut res = Response::new(Body::default());
-            *res.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
-            *res.headers_mut() = header_map(&head.headers);
-            let length = res
-                .headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-            crate::cookies::for_tunnel(res.headers_mut(), &exchange.tunnel.name, &state.config.domain);
-            *res.body_mut() = CountedBody::new(StreamBody::new(rx, end, length), exchange.admitted).boxed();
-            drop(tx);
-            res
-        }
+        Some(Some(StreamEvent::Response { head, end })) => match forwardable_response(&head, StreamKind::Http) {
+            Ok((status, mut headers)) => {
+                crate::cookies::for_tunnel(&mut headers, &exchange.tunnel.name, &state.config.domain);
+                let mut res = visitor_response(status, headers, rx, end);
+                *res.body_mut() = CountedBody::new(std::mem::take(res.body_mut()), exchange.admitted).boxed();
+                res
+            }
+            Err(e) => invalid_response(&state, &tx, e),
+        },
         Some(Some(StreamEvent::Reset { code, message })) => reset_response(&state, code, &message),
         Some(_) => reset_response(&state, ResetCode::Internal, "the exchange ended without a response"),
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::future::{Either, FutureExt};
-use http::Request;
+use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -23,7 +23,7 @@ use tracing::{debug, info};
 use crate::config::ServerConfig;
 use crate::limits::{IdleIo, IdleSwitch};
 use crate::registry::LocalRegistry;
-use crate::state::{Peer, ServerState};
+use crate::state::{text_response, Counters, Peer, ServerState};
 
 /// A localtunnels server, configured but not yet listening.
 #[derive(Debug)]
@@ -242,10 +242,16 @@ fn spawn_connection<I>(
 
 /// Routes by Host: `<name>.<domain>` to that tunnel, anything else to the apex pages.
 /// (Not an `async fn`, for the reason given at [`crate::proxy::Answer`].)
+/// A request whose host is refused ([`crate::host`]) gets 400.
 fn route(state: Arc<ServerState>, peer: Peer, req: Request<Incoming>) -> impl crate::proxy::Answer {
-    let host =
-        req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
-    match tunnel_name(host, &state.config.domain) {
+    let name = match crate::host::request_host(&req, state.default_port()) {
+        Ok(host) => host.and_then(|h| tunnel_name(h.name(), &state.config.domain)),
+        Err(e) => {
+            Counters::bump(&state.counters.bad_request);
+            return Either::Right(std::future::ready(text_response(StatusCode::BAD_REQUEST, e.to_string())));
+        }
+    };
+    match name {
         Some(name) => Either::Left(crate::proxy::handle(state, name, peer, req)),
         None => Either::Right(std::future::ready(crate::apex::handle(state, &peer, req))),
     }

@@ -64,6 +64,8 @@ pub struct Counters {
     pub unavailable: AtomicU64,
     /// 504: origin too slow.
     pub timeouts: AtomicU64,
+    /// 400: a request refused before routing (its host) or a malformed request body.
+    pub bad_request: AtomicU64,
     /// 401: a tunnel's basic auth not satisfied.
     pub unauthorized: AtomicU64,
     /// 403: a visitor address not on a tunnel's allow list.
@@ -105,6 +107,15 @@ impl ServerState {
     /// The server's own (apex) URL.
     pub fn apex_url(&self) -> String {
         format!("{}://{}{}", self.scheme(), self.config.domain, self.port_suffix())
+    }
+
+    /// The default port of the visitors' scheme: 443 over TLS, else 80.
+    pub fn default_port(&self) -> u16 {
+        if self.config.secure {
+            443
+        } else {
+            80
+        }
     }
 
     fn scheme(&self) -> &'static str {
