@@ -199,7 +199,8 @@ pub struct ClientArgs {
     /// variable takes a comma-separated list). Matched on the visitor's TCP address.
     #[arg(long, env = "LOCALTUNNELS_ALLOW_IPS", value_delimiter = ',', value_name = "ADDR|CIDR")]
     pub allow_ip: Option<Vec<String>>,
-    /// PEM file of the CA that signed the server's certificate (instead of the system roots).
+    /// PEM file of the CA that signed the server's certificate, or of the server's own
+    /// (self-signed) certificate, trusted instead of the system roots.
     #[arg(long, env = "LOCALTUNNELS_CA", value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// Largest WebSocket message relayed to or from the local server; larger ones

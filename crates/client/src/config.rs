@@ -28,8 +28,9 @@ pub struct ClientConfig {
     /// Use `wss://` (TLS) to reach the server, verified against the system's root
     /// certificates (or [`ClientConfig::ca`]). Default false.
     pub secure: bool,
-    /// A PEM file of CA certificates to trust for the server instead of the system
-    /// roots (a private CA). Default: none.
+    /// A PEM file of certificates to trust for the server instead of the system roots:
+    /// CAs (a private CA), or the server's own self-signed certificate, accepted as it
+    /// is when the server presents it (as `curl --cacert` does). Default: none.
     pub ca: Option<std::path::PathBuf>,
     /// Host of the local origin. Default `localhost`.
     pub local_host: String,

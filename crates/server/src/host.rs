@@ -107,6 +107,9 @@ impl<'a> Host<'a> {
     /// The normal form: lowercase, no trailing dot, IPv6 as `[canonical]`, and the port
     /// only when it is not `default_port`. `None` when `raw` is already that.
     pub fn normalized(&self, default_port: u16) -> Option<String> {
+        if self.is_normal(default_port) {
+            return None;
+        }
         let port = self.port.filter(|p| *p != default_port);
         let name = match self.ipv6 {
             Some(v6) => format!("[{v6}]"),
@@ -117,6 +120,22 @@ impl<'a> Host<'a> {
             None => name,
         };
         (normal != self.raw).then_some(normal)
+    }
+
+    /// The usual case, told without building the normal form (no allocation per
+    /// request): a lowercase name as written, with no dot, and a port only when it is
+    /// not the default, written without leading zeros. IPv6 literals are always rebuilt.
+    fn is_normal(&self, default_port: u16) -> bool {
+        if self.ipv6.is_some() || self.name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return false;
+        }
+        match (self.raw.strip_prefix(self.name), self.port) {
+            (Some(""), None) => true,
+            (Some(rest), Some(port)) => {
+                port != default_port && rest.strip_prefix(':').is_some_and(|p| !p.starts_with('0'))
+            }
+            _ => false,
+        }
     }
 }
 
@@ -230,6 +249,9 @@ mod tests {
         assert_eq!(n("demo.localhost", 80), None);
         assert_eq!(n("demo.localhost:", 80).as_deref(), Some("demo.localhost"));
         assert_eq!(n("[0:0::1]:8080", 80).as_deref(), Some("[::1]:8080"));
+        assert_eq!(n("[::1]", 80), None);
+        assert_eq!(n("demo.localhost:08080", 80).as_deref(), Some("demo.localhost:8080"));
+        assert_eq!(n("demo.localhost:0", 80), None);
     }
 
     #[test]
