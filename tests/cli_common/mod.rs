@@ -90,6 +90,20 @@ impl Proc {
         }
     }
 
+    /// The stderr lines up to and including the first one containing `needle`
+    /// (panics at EOF).
+    pub async fn stderr_until(&mut self, needle: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let line = self.stderr.recv().await.unwrap_or_else(|| panic!("stderr ended before '{needle}': {seen:?}"));
+            let done = line.contains(needle);
+            seen.push(line);
+            if done {
+                return seen;
+            }
+        }
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         self.signal("-TERM");

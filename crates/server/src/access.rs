@@ -118,12 +118,9 @@ pub fn check<B>(
     let in_flight = tunnel.conn.stream_count();
     if in_flight >= max_streams {
         Counters::bump(&state.counters.unavailable);
-        let mut res = text_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("tunnel '{}' is busy ({in_flight} requests in flight); retry shortly", tunnel.name),
-        );
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
-        return Some(res);
+        let message = format!("The tunnel '{}' is busy. Please try again in a moment.", tunnel.name);
+        let detail = format!("{in_flight} requests in flight, the most a tunnel may have");
+        return Some(crate::visitor_error::retry_later(message, 1, Some(&detail)));
     }
     if let Some(max) = state.config.limits.max_body {
         let declared = req
