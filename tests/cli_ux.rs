@@ -276,3 +276,53 @@ async fn a_lost_server_is_one_warning_and_reconnect_attempts_are_not_errors() {
     assert_eq!(lines.iter().filter(|l| l.contains("disconnected")).count(), 1, "{lines:#?}");
     assert!(lines.iter().all(|l| !l.contains("ERROR") && !l.starts_with("error:")), "{lines:#?}");
 }
+
+#[tokio::test]
+async fn debug_logs_show_each_request_and_the_connection() {
+    let (_srv, port) = server(&[]).await;
+    let origin_port = hello_origin().await.to_string();
+    let server_url = format!("http://127.0.0.1:{port}");
+    let mut client = Proc::spawn(
+        &["http", &origin_port, "--server", &server_url, "--local-host", "127.0.0.1"],
+        &[("LOCALTUNNELS_LOG", "debug")],
+    );
+    let host = host_of(&client.line().await);
+    let connecting = client.stderr_line("connecting to ").await;
+    assert!(connecting.contains("DEBUG") && connecting.contains(&format!("ws://127.0.0.1:{port}/")), "{connecting}");
+    assert_eq!(visit(port, &host, "/e", None).await.0, 200);
+    let line = client.stderr_line("status=200").await;
+    for field in ["stream=", "path=/e", "status=200", "bytes=8", "ms="] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_cut_by_our_own_close_does_not_blame_the_visitor() {
+    let (_srv, port) = server(&[]).await;
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+    let origin_port = origin(move |_req: Request<Incoming>| {
+        let arrived = arrived_tx.clone();
+        async move {
+            let _ = arrived.send(());
+            std::future::pending::<()>().await;
+            Response::new(full("never"))
+        }
+    })
+    .await;
+    let server_url = format!("http://127.0.0.1:{port}");
+    let mut client =
+        Proc::spawn(&["http", &origin_port.to_string(), "--server", &server_url, "--local-host", "127.0.0.1"], &[]);
+    let host = host_of(&client.line().await);
+    let visitor = tokio::spawn(async move { visit(port, &host, "/hang", None).await });
+    arrived.recv().await.unwrap();
+    client.terminate();
+    // The grace (10 s) runs out while the visitor still waits: the line says so.
+    let lines = client.stderr_until("GET /hang").await;
+    let last = lines.last().unwrap();
+    assert!(last.contains("the tunnel closed before the origin answered"), "{last}");
+    assert!(lines.iter().all(|l| !l.contains("visitor is gone")), "{lines:#?}");
+    assert_eq!(client.exit_code().await, Some(0));
+    // The visitor got an answer, not a hang.
+    let (status, _, _) = visitor.await.unwrap();
+    assert!(status == 502 || status == 503, "{status}");
+}
