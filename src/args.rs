@@ -98,13 +98,13 @@ pub enum ConfigCommand {
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ServerArgs {
-    /// Port for control connections and public traffic [default: 3000; 0 picks a free port].
+    /// Port for control connections and public traffic.
     #[arg(long, env = "LOCALTUNNELS_PORT")]
     pub port: Option<u16>,
-    /// Address to listen on [default: 0.0.0.0].
+    /// Address to listen on.
     #[arg(long, env = "LOCALTUNNELS_BIND")]
     pub bind: Option<std::net::IpAddr>,
-    /// Apex domain: tunnels are <name>.<domain> [default: localhost].
+    /// Apex domain: tunnels are <name>.<domain>.
     #[arg(long, env = "LOCALTUNNELS_DOMAIN", value_parser = parse_domain)]
     pub domain: Option<String>,
     /// Public URLs use https (TLS here or in a proxy in front).
@@ -113,13 +113,13 @@ pub struct ServerArgs {
     /// Port shown in public URLs when behind a proxy [default: the listening port].
     #[arg(long, env = "LOCALTUNNELS_PUBLIC_PORT")]
     pub public_port: Option<u16>,
-    /// Seconds a visitor waits for the origin's response head before a 504 [default: 30].
+    /// Seconds a visitor waits for the origin's response head before a 504.
     #[arg(long, env = "LOCALTUNNELS_RESPONSE_TIMEOUT", value_name = "SECS")]
     pub response_timeout: Option<u64>,
-    /// Seconds a dropped client's name is held for it [default: 60].
+    /// Seconds a dropped client's name is held for it.
     #[arg(long, env = "LOCALTUNNELS_GRACE_PERIOD", value_name = "SECS")]
     pub grace_period: Option<u64>,
-    /// Most tunnels at once [default: 10000].
+    /// Most tunnels at once.
     #[arg(long, env = "LOCALTUNNELS_MAX_TUNNELS")]
     pub max_tunnels: Option<usize>,
     /// Log every request and session.
@@ -139,13 +139,13 @@ pub struct ServerArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "LOCALTUNNELS_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Most tunnels one auth token may hold at once [default: 100].
+    /// Most tunnels one auth token may hold at once.
     #[arg(long, env = "LOCALTUNNELS_MAX_TUNNELS_PER_TOKEN", value_name = "N")]
     pub max_tunnels_per_token: Option<usize>,
-    /// Most tunnels one client IP address may hold at once [default: 100].
+    /// Most tunnels one client IP address may hold at once.
     #[arg(long, env = "LOCALTUNNELS_MAX_TUNNELS_PER_IP", value_name = "N")]
     pub max_tunnels_per_ip: Option<usize>,
-    /// Most visitor requests in flight through one tunnel; more get 503 [default: 1024].
+    /// Most visitor requests in flight through one tunnel; more get 503.
     #[arg(long, env = "LOCALTUNNELS_MAX_STREAMS_PER_TUNNEL", value_name = "N")]
     pub max_streams_per_tunnel: Option<usize>,
     /// New visitor requests per second per tunnel; more get 429 [default: unlimited].
@@ -157,20 +157,20 @@ pub struct ServerArgs {
     /// Largest visitor request body in bytes; larger ones get 413 [default: unlimited].
     #[arg(long, env = "LOCALTUNNELS_MAX_BODY", value_name = "BYTES")]
     pub max_body: Option<u64>,
-    /// Largest visitor request head in bytes; larger ones get 431 [default: 65536].
+    /// Largest visitor request head in bytes; larger ones get 431.
     #[arg(long, env = "LOCALTUNNELS_MAX_HEADER_SIZE", value_name = "BYTES")]
     pub max_header_size: Option<usize>,
-    /// Seconds a connection has to send a request head (slow clients are cut) [default: 10].
+    /// Seconds a connection has to send a request head (slow clients are cut).
     #[arg(long, env = "LOCALTUNNELS_HEADER_READ_TIMEOUT", value_name = "SECS")]
     pub header_read_timeout: Option<u64>,
-    /// Seconds a connection may stay silent both ways before it is closed [default: 300].
+    /// Seconds a connection may stay silent both ways before it is closed.
     #[arg(long, env = "LOCALTUNNELS_IDLE_TIMEOUT", value_name = "SECS")]
     pub idle_timeout: Option<u64>,
-    /// Largest control frame a client may send, in bytes [default: 65600].
+    /// Largest control frame a client may send, in bytes.
     #[arg(long, env = "LOCALTUNNELS_MAX_FRAME", value_name = "BYTES")]
     pub max_frame: Option<u32>,
     /// Largest WebSocket message relayed through a tunnel; larger ones close the
-    /// WebSocket with 1009 [default: 16777216].
+    /// WebSocket with 1009.
     #[arg(long, env = "LOCALTUNNELS_MAX_WS_MESSAGE", value_name = "BYTES")]
     pub max_ws_message: Option<usize>,
     /// Worker threads [default: one per two cores, at least one].
@@ -193,19 +193,19 @@ pub struct ClientArgs {
     /// Server URL, e.g. https://tunnel.example.com (overrides --host/--port/--secure).
     #[arg(long, env = "LOCALTUNNELS_SERVER", value_name = "URL")]
     pub server: Option<String>,
-    /// Server host [default: localhost].
+    /// Server host.
     #[arg(long, env = "LOCALTUNNELS_HOST")]
     pub host: Option<String>,
-    /// Server port [default: 3000].
+    /// Server port.
     #[arg(long, env = "LOCALTUNNELS_PORT")]
     pub port: Option<u16>,
     /// Connect to the server with TLS (wss://).
     #[arg(long, env = "LOCALTUNNELS_SECURE", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub secure: Option<bool>,
-    /// Local port to expose [default: 8000].
+    /// Local port to expose.
     #[arg(short = 'p', long, env = "LOCALTUNNELS_LOCAL_PORT")]
     pub local_port: Option<u16>,
-    /// Local host to expose [default: localhost].
+    /// Local host to expose.
     #[arg(long, env = "LOCALTUNNELS_LOCAL_HOST")]
     pub local_host: Option<String>,
     /// The local server speaks HTTPS.
@@ -237,7 +237,7 @@ pub struct ClientArgs {
     #[arg(long, env = "LOCALTUNNELS_CA", value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// Largest WebSocket message relayed to or from the local server; larger ones
-    /// close the WebSocket with 1009 [default: 16777216].
+    /// close the WebSocket with 1009.
     #[arg(long, env = "LOCALTUNNELS_MAX_WS_MESSAGE", value_name = "BYTES")]
     pub max_ws_message: Option<usize>,
     /// Print one line per request on stdout: time, method, path, status, duration, bytes.
@@ -348,6 +348,17 @@ mod tests {
         // clap checks ids, flags and env names here (in debug builds it would
         // otherwise only panic when a user runs the faulty subcommand).
         Cli::command().debug_assert();
+        crate::defaults::command().debug_assert();
+    }
+
+    #[test]
+    fn help_shows_the_libraries_defaults() {
+        let mut cmd = crate::defaults::command();
+        let server = cmd.find_subcommand_mut("server").unwrap().render_help().to_string();
+        assert!(server.contains("[default: 3000; 0 picks a free port]"), "{server}");
+        assert!(server.contains("[default: 65600]") && server.contains("[default: 1024]"), "{server}");
+        let http = cmd.find_subcommand_mut("http").unwrap().render_help().to_string();
+        assert!(http.contains("[default: 8000]") && http.contains("[default: localhost]"), "{http}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod defaults;
 mod demo;
 mod logs;
 mod settings;
@@ -11,7 +12,7 @@ mod target;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use localtunnels_client::{ClientConfig, ClientEvent, ConnectError, HostHeader, TunnelClient, CLOSE_GRACE};
 use localtunnels_core::RefuseReason;
 use localtunnels_server::{AuthToken, Limits, RateLimit, ServerConfig, TlsConfig, TunnelServer};
@@ -51,7 +52,10 @@ impl std::fmt::Display for Interrupted {
 impl std::error::Error for Interrupted {}
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&defaults::command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let log_format = cli.log_format;
     let result = job(cli).and_then(|job| {
         let Some(job) = job else { return Ok(()) };
@@ -114,12 +118,12 @@ fn half_the_cores() -> u16 {
 fn job(cli: Cli) -> anyhow::Result<Option<Job>> {
     let command = match cli.command {
         Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut cmd = defaults::command();
             clap_complete::generate(shell, &mut cmd, "localtunnels", &mut std::io::stdout());
             return Ok(None);
         }
         Command::Man => {
-            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout())?;
+            clap_mangen::Man::new(defaults::command()).render(&mut std::io::stdout())?;
             return Ok(None);
         }
         Command::Config(c) => {
