@@ -461,7 +461,13 @@ fn send_error(t: &Rc<Tunnel>, gen: u64, meta: &Meta, status: u16, detail: &str) 
     let (message, shown) = if status < 500 {
         (detail, None)
     } else {
-        t.emit_error(&format!("{} {} (request id {request_id}): {detail}", meta.method, meta.url));
+        let message = format!("{} {} (request id {request_id}): {detail}", meta.method, meta.url);
+        // Nobody listens for `error`: the owner still gets the detail, on the console.
+        if t.listens(Kind::Error) {
+            t.emit_error(&message);
+        } else {
+            web_sys::console::warn_1(&JsValue::from_str(&format!("localtunnels: {message}")));
+        }
         let expose = t.st.borrow().options.expose_errors;
         (default_message(status), expose.then_some(detail))
     };
