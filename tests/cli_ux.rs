@@ -326,3 +326,30 @@ async fn a_request_cut_by_our_own_close_does_not_blame_the_visitor() {
     let (status, _, _) = visitor.await.unwrap();
     assert!(status == 502 || status == 503, "{status}");
 }
+
+#[tokio::test]
+async fn a_server_stopping_says_what_it_waits_for_and_a_second_ctrl_c_quits() {
+    let (mut srv, port) = server(&[]).await;
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+    let origin_port = origin(move |_req: Request<Incoming>| {
+        let arrived = arrived_tx.clone();
+        async move {
+            let _ = arrived.send(());
+            std::future::pending::<()>().await;
+            Response::new(full("never"))
+        }
+    })
+    .await;
+    let server_url = format!("http://127.0.0.1:{port}");
+    let mut client =
+        Proc::spawn(&["http", &origin_port.to_string(), "--server", &server_url, "--local-host", "127.0.0.1"], &[]);
+    let host = host_of(&client.line().await);
+    let visitor = tokio::spawn(async move { visit(port, &host, "/slow", None).await });
+    arrived.recv().await.unwrap();
+
+    srv.interrupt();
+    srv.stderr_line("stopping: waiting up to 10 s for 1 request in flight; Ctrl-C again to quit now").await;
+    srv.interrupt();
+    assert_eq!(srv.exit_code().await, Some(130));
+    visitor.abort();
+}
