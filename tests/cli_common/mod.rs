@@ -33,6 +33,8 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
             cmd.env_remove(key);
         }
     }
+    // Nor the developer's own config file (~/.config/localtunnels/config.toml).
+    cmd.env("XDG_CONFIG_HOME", std::env::temp_dir().join("localtunnels-tests-no-config"));
     cmd.envs(env.iter().copied());
     cmd.stdin(Stdio::null()).kill_on_drop(true);
     cmd
