@@ -145,7 +145,8 @@ mod tests {
         ErrorPage { status: 502, message: default_message(502), request_id: "00000000000000ab", detail }
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn browsers_get_html_and_tools_get_text() {
         let chrome = b"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
         assert!(wants_html(Some(chrome)));
@@ -156,7 +157,8 @@ mod tests {
         assert!(!wants_html(Some(b"text/html;q=0, text/plain")));
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn text_is_one_line_with_the_request_id_and_no_detail_unless_exposed() {
         let text = page(None).text();
         assert_eq!(text.lines().count(), 1);
@@ -167,7 +169,8 @@ mod tests {
         assert!(exposed.contains("connection refused (os error 111)"), "{exposed}");
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn html_escapes_everything_it_shows() {
         let html = page(Some("<script>alert(1)</script>")).render(true);
         assert_eq!(html.content_type, "text/html; charset=utf-8");
@@ -177,7 +180,8 @@ mod tests {
         assert!(!page(None).html().contains("Detail"));
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn reason_phrases_come_from_the_status_table() {
         assert_eq!(reason_phrase(504), "Gateway Timeout");
         assert_eq!(reason_phrase(413), "Payload Too Large");
