@@ -122,6 +122,7 @@ async fn client_sigterm_finishes_in_flight_then_leaves() {
     arrived.await.unwrap();
 
     client.terminate();
+    client.stderr_line("stopping: waiting up to 10 s for 1 request in flight; Ctrl-C again to quit now").await;
     client.stderr_line("closing the tunnel").await;
     release.send_replace(true);
     let (status, body) = in_flight.await.unwrap();

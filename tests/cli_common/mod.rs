@@ -33,6 +33,8 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
             cmd.env_remove(key);
         }
     }
+    // Nor the developer's own config file (~/.config/localtunnels/config.toml).
+    cmd.env("XDG_CONFIG_HOME", std::env::temp_dir().join("localtunnels-tests-no-config"));
     cmd.envs(env.iter().copied());
     cmd.stdin(Stdio::null()).kill_on_drop(true);
     cmd
@@ -86,6 +88,20 @@ impl Proc {
             let line = self.stderr.recv().await.unwrap_or_else(|| panic!("stderr ended before '{needle}'"));
             if line.contains(needle) {
                 return line;
+            }
+        }
+    }
+
+    /// The stderr lines up to and including the first one containing `needle`
+    /// (panics at EOF).
+    pub async fn stderr_until(&mut self, needle: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let line = self.stderr.recv().await.unwrap_or_else(|| panic!("stderr ended before '{needle}': {seen:?}"));
+            let done = line.contains(needle);
+            seen.push(line);
+            if done {
+                return seen;
             }
         }
     }

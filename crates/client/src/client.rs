@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{broadcast, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{ClientConfig, HostHeader, ServerAddr};
 use crate::events::ClientEvent;
@@ -62,12 +62,24 @@ pub(crate) struct Ctx {
     /// The Host header the origin sees (`--host-header rewrite`), made once: `None`
     /// passes the visitor's through.
     origin_host: Option<HeaderValue>,
+    /// The session being served, for [`ClientHandle::in_flight`].
+    current: std::sync::Mutex<Option<Connection>>,
+    /// Set by [`ClientHandle::close`]: streams cut from now on were cut by us, not by
+    /// their visitors.
+    pub(crate) closing: std::sync::atomic::AtomicBool,
 }
 
 impl Ctx {
     pub(crate) fn emit(&self, ev: ClientEvent) {
         // No subscriber is fine: events are for whoever listens.
         let _ = self.events.send(ev);
+    }
+
+    /// Reports a problem that did not stop the client: logged (warn) and emitted as
+    /// [`ClientEvent::Error`].
+    pub(crate) fn error(&self, message: String) {
+        warn!("{message}");
+        self.emit(ClientEvent::Error { message });
     }
 
     /// The Host header the origin should see instead of the visitor's, if any.
@@ -107,7 +119,14 @@ impl TunnelClient {
             HostHeader::Rewrite => self.origin.authority().and_then(|a| HeaderValue::from_str(&a).ok()),
             HostHeader::Preserve => None,
         };
-        let ctx = Arc::new(Ctx { config: self.config, origin: self.origin, events, origin_host });
+        let ctx = Arc::new(Ctx {
+            config: self.config,
+            origin: self.origin,
+            events,
+            origin_host,
+            current: Default::default(),
+            closing: Default::default(),
+        });
         let first_events = ctx.events.subscribe();
         let (conn, conn_events, welcome) = handshake_within(&ctx, &addr, None).await?;
         ctx.emit(ClientEvent::Connected { url: welcome.url.clone() });
@@ -152,9 +171,17 @@ impl ClientHandle {
         self.first_events.take().unwrap_or_else(|| self.ctx.events.subscribe())
     }
 
-    /// Graceful close: no new requests; in-flight ones finish (up to 10 s); then the
-    /// session closes.
+    /// Requests (and WebSockets) in flight through the tunnel now.
+    pub fn in_flight(&self) -> usize {
+        let current = self.ctx.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        current.as_ref().map_or(0, Connection::stream_count)
+    }
+
+    /// Graceful close: no new requests; in-flight ones finish (up to
+    /// [`CLOSE_GRACE`]); then the session closes.
     pub async fn close(self) {
+        self.ctx.closing.store(true, std::sync::atomic::Ordering::Relaxed);
+        info!("closing the tunnel: no new requests, waiting for those in flight");
         let _ = self.close.send(true);
         let _ = self.task.await;
     }
@@ -186,6 +213,7 @@ async fn handshake(
     previous: Option<&Welcome>,
 ) -> Result<(Connection, ConnEvents, Welcome), ConnectError> {
     let url = addr.control_url();
+    debug!("connecting to {url}");
     let unreachable = |reason: String| ConnectError::Unreachable { url: url.clone(), reason };
     let mut request = url.as_str().into_client_request().map_err(|e| unreachable(e.to_string()))?;
     request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
@@ -208,7 +236,10 @@ async fn handshake(
     let (conn, mut events) = Connection::start(session, ws, epoch);
     loop {
         match events.recv().await {
-            Some(ConnEvent::Welcome(w)) => return Ok((conn, events, w)),
+            Some(ConnEvent::Welcome(w)) => {
+                debug!(name = %w.name, "handshake done: {}", w.url);
+                return Ok((conn, events, w));
+            }
             Some(ConnEvent::Refused { reason, message }) => return Err(ConnectError::Refused { reason, message }),
             Some(ConnEvent::Closed { message, .. }) => return Err(unreachable(message)),
             None => return Err(unreachable("connection closed during the handshake".into())),
@@ -216,6 +247,9 @@ async fn handshake(
         }
     }
 }
+
+/// How long [`ClientHandle::close`] waits for requests in flight.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves one session until it ends, then reconnects (unless closing).
 async fn run(
@@ -233,7 +267,7 @@ async fn run(
             return;
         }
         ctx.emit(ClientEvent::Disconnected { reason: reason.clone() });
-        warn!(%reason, "tunnel disconnected");
+        warn!("disconnected: {reason}");
         if !ctx.config.reconnect {
             return;
         }
@@ -241,33 +275,46 @@ async fn run(
             // Another process with this client's token took the name: taking it back
             // would only start a tug of war.
             let message = "another session took over this tunnel's name; not reconnecting".to_string();
+            error!("{message}");
             ctx.emit(ClientEvent::Error { message });
             return;
         }
         let mut attempt = 0u32;
+        // Why the last attempt (or the session) ended, for the next reconnect line.
+        let mut cause = reason;
         loop {
             attempt = attempt.saturating_add(1);
             let delay = backoff(attempt, ctx.config.max_backoff);
             ctx.emit(ClientEvent::Reconnecting { attempt, delay });
+            // Expected while a server restarts: a warning once it has failed before,
+            // never an error line.
+            if attempt == 1 {
+                info!("reconnecting in {} ms (attempt {attempt}): {cause}", delay.as_millis());
+            } else {
+                warn!("reconnecting in {} ms (attempt {attempt}): {cause}", delay.as_millis());
+            }
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = close.changed() => return,
             }
             match handshake_within(&ctx, &addr, Some(&welcome)).await {
                 Ok((c, e, w)) => {
-                    info!(url = %w.url, "tunnel reconnected");
+                    info!("reconnected: {}", w.url);
                     let _ = url.send(w.url.clone());
                     ctx.emit(ClientEvent::Connected { url: w.url.clone() });
                     (conn, events, welcome) = (c, e, w);
                     break;
                 }
                 Err(ConnectError::Refused { reason: RefuseReason::Unauthorized, message }) => {
-                    ctx.emit(ClientEvent::Error { message: format!("reconnect refused: {message}") });
+                    let message = format!("reconnect refused: {message}");
+                    error!("{message}; not reconnecting");
+                    ctx.emit(ClientEvent::Error { message });
                     return;
                 }
                 Err(e) => {
-                    debug!(error = %e, attempt, "reconnect failed");
-                    ctx.emit(ClientEvent::Error { message: e.to_string() });
+                    debug!(error = %e, attempt, "reconnect attempt failed");
+                    cause = e.to_string();
+                    ctx.emit(ClientEvent::Error { message: cause.clone() });
                 }
             }
         }
@@ -292,20 +339,21 @@ async fn serve(
     // Each stream goes from the connection's reader straight to a task of its own.
     let handler_ctx = ctx.clone();
     conn.on_incoming(Arc::new(move |stream, head, end| accept(&handler_ctx, stream, head, end)));
+    *ctx.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(conn.clone());
     loop {
         let ev = tokio::select! {
             ev = events.recv() => ev,
             _ = close.changed() => {
                 conn.go_away("the client is shutting down");
                 let drained = async { while conn.stream_count() > 0 { tokio::task::yield_now().await; tokio::time::sleep(Duration::from_millis(20)).await; } };
-                let _ = tokio::time::timeout(Duration::from_secs(10), drained).await;
+                let _ = tokio::time::timeout(CLOSE_GRACE, drained).await;
                 conn.close(CloseCode::Shutdown, "the client is shutting down");
                 return ("closed".into(), CloseCode::Shutdown);
             }
         };
         match ev {
             Some(ConnEvent::Incoming { stream, head, end }) => accept(ctx, stream, head, end),
-            Some(ConnEvent::GoAway { message }) => info!(%message, "server going away"),
+            Some(ConnEvent::GoAway { message }) => info!("server going away: {message}"),
             Some(ConnEvent::Closed { message, code }) => return (message, code),
             None => return ("connection lost".into(), CloseCode::Internal),
             Some(_) => {}

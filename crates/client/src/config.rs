@@ -51,6 +51,10 @@ pub struct ClientConfig {
     pub allow_ips: Vec<String>,
     /// Host header policy. Default [`HostHeader::Rewrite`].
     pub host_header: HostHeader,
+    /// Show visitors the detail of an error on this side (the origin's address and
+    /// the OS error) on the error page, for development. Default false: visitors get
+    /// a generic page with a request id, the detail goes to [`ClientEvent::Error`](crate::ClientEvent::Error).
+    pub expose_errors: bool,
     /// Reconnect after a drop. Default true.
     pub reconnect: bool,
     /// Upper bound of the reconnect backoff. Default 30 s.
@@ -87,6 +91,7 @@ impl Default for ClientConfig {
             basic_auth: None,
             allow_ips: Vec::new(),
             host_header: HostHeader::Rewrite,
+            expose_errors: false,
             reconnect: true,
             max_backoff: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
@@ -115,6 +120,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("basic_auth", &redacted(&self.basic_auth))
             .field("allow_ips", &self.allow_ips)
             .field("host_header", &self.host_header)
+            .field("expose_errors", &self.expose_errors)
             .field("reconnect", &self.reconnect)
             .field("max_backoff", &self.max_backoff)
             .field("handshake_timeout", &self.handshake_timeout)

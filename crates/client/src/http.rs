@@ -12,6 +12,7 @@ use hyper::body::Frame;
 
 use http::{HeaderValue, Request};
 use hyper::body::Body as _;
+use localtunnels_core::error_page::{default_message, format_request_id, wants_html, ErrorPage};
 use localtunnels_core::{RequestHead, ResetCode, StreamKind};
 use localtunnels_driver::http::{final_status, header_map, response_head};
 use localtunnels_driver::{pump_body, StreamBody, StreamHandle};
@@ -23,6 +24,9 @@ use crate::events::ClientEvent;
 pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead, end: bool) {
     let started = Instant::now();
     let report = ctx.config.request_events;
+    // `LOCALTUNNELS_LOG=debug` logs one line per request, with its byte count.
+    let debug = tracing::enabled!(tracing::Level::DEBUG);
+    let id = stream.id();
     let (tx, rx) = stream.split();
     if report {
         ctx.emit(ClientEvent::Request { method: head.method.clone(), path: head.target.clone() });
@@ -31,27 +35,43 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         Ok(r) => r,
         Err(message) => return tx.reset(ResetCode::Protocol, &message),
     };
-    let RequestHead { method, target: path, .. } = head;
+    let RequestHead { method, target: path, headers, .. } = head;
     // The server resets the stream when the visitor leaves or its response timeout
     // passes: then the origin's request is dropped too, not left running.
     let answer = tokio::select! {
         answer = ctx.origin.call(req) => answer,
         () = tx.cancelled() => {
-            let message = format!("{method} {path}: abandoned, the visitor is gone (or timed out)");
-            return ctx.emit(ClientEvent::Error { message });
+            // Cut by our own close (its grace ran out) while the visitor still waited,
+            // or by the server for a visitor who left or timed out.
+            let message = if ctx.closing.load(Ordering::Relaxed) {
+                format!("{method} {path}: cut short, the tunnel closed before the origin answered")
+            } else {
+                format!("{method} {path}: abandoned, the visitor is gone (or timed out)")
+            };
+            return ctx.error(message);
         }
     };
     let res = match answer {
         Ok(res) => res,
         Err(e) => {
-            let message = origin_error(&ctx, &*e);
-            ctx.emit(ClientEvent::Error { message: message.clone() });
-            tx.reset(ResetCode::OriginUnreachable, &message);
-            // The visitor gets the server's 502: report the exchange as such, so
-            // `--print-requests` shows every request, failed ones included.
+            let detail = origin_error(&ctx, &*e);
+            let request_id = format_request_id(rand::random());
+            ctx.error(format!("{method} {path} (request id {request_id}): {detail}"));
+            // The visitor gets a generic 502 page with the request id; the detail
+            // only when the owner opted in (`expose_errors`).
+            let visitor = VisitorHead::of(&method, &headers);
+            // The line reports what the origin sent: nothing (the page is ours).
+            error_page(&tx, &ctx, &visitor, 502, &request_id, &detail).await;
+            let bytes = 0;
+            if debug {
+                let ms = started.elapsed().as_millis();
+                tracing::debug!(stream = id, %method, %path, status = 502, bytes, ms, %request_id, "request");
+            }
+            // Report the exchange as such, so `--print-requests` shows every request,
+            // failed ones included.
             if report {
                 let duration = started.elapsed();
-                ctx.emit(ClientEvent::Response { method, path, status: 502, duration, bytes: 0 });
+                ctx.emit(ClientEvent::Response { method, path, status: 502, duration, bytes });
             }
             return;
         }
@@ -67,11 +87,11 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     let (parts, body) = res.into_parts();
     let end = body.is_end_stream();
     if let Err(e) = tx.respond(response_head(parts.status, &parts.headers, StreamKind::Http), end) {
-        return ctx.emit(ClientEvent::Error { message: format!("response to {method} {path} lost: {e}") });
+        return ctx.error(format!("response to {method} {path} lost: {e}"));
     }
     let mut bytes = 0;
     if !end {
-        let pumped = if report {
+        let pumped = if report || debug {
             let counted = CountingBody::new(body);
             let count = counted.counter();
             let pumped = pump_body(counted, &tx).await;
@@ -81,11 +101,58 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             pump_body(body, &tx).await
         };
         if let Err(e) = pumped {
-            ctx.emit(ClientEvent::Error { message: format!("{method} {path}: response body cut: {e}") });
+            ctx.error(format!("{method} {path}: response body cut: {e}"));
         }
+    }
+    if debug {
+        tracing::debug!(stream = id, %method, %path, status, bytes, ms = started.elapsed().as_millis(), "request");
     }
     if report {
         ctx.emit(ClientEvent::Response { method, path, status, duration: started.elapsed(), bytes });
+    }
+}
+
+/// What the error page needs of the visitor's request: a HEAD gets no body, and an
+/// `Accept` that asks for HTML gets an HTML page.
+struct VisitorHead {
+    head_only: bool,
+    html: bool,
+}
+
+impl VisitorHead {
+    fn of(method: &str, headers: &[localtunnels_core::Header]) -> Self {
+        let accept = headers.iter().find(|(n, _)| n == http::header::ACCEPT).map(|(_, v)| v.as_bytes());
+        VisitorHead { head_only: method.eq_ignore_ascii_case("HEAD"), html: wants_html(accept) }
+    }
+}
+
+/// Answers the visitor with the tunnel's error page (generic, with `request_id`;
+/// `detail` too when the owner exposes errors).
+async fn error_page(
+    tx: &localtunnels_driver::StreamSender,
+    ctx: &Ctx,
+    visitor: &VisitorHead,
+    status: u16,
+    request_id: &str,
+    detail: &str,
+) {
+    let page = ErrorPage {
+        status,
+        message: default_message(status),
+        request_id,
+        detail: ctx.config.expose_errors.then_some(detail),
+    }
+    .render(visitor.html);
+    let body = Bytes::from(page.body);
+    let headers = vec![
+        (http::header::CONTENT_TYPE, HeaderValue::from_static(page.content_type)),
+        (http::header::CONTENT_LENGTH, HeaderValue::from(body.len())),
+        (http::header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ];
+    let head = localtunnels_core::ResponseHead { status, headers };
+    if tx.respond(head, visitor.head_only).is_ok() && !visitor.head_only {
+        // A visitor gone meanwhile is no news: the error itself was reported.
+        let _ = tx.send_last(body).await;
     }
 }
 

@@ -23,7 +23,7 @@ mod pool;
 mod tls;
 mod websocket;
 
-pub use client::{backoff, ClientHandle, ConnectError, TunnelClient};
+pub use client::{backoff, ClientHandle, ConnectError, TunnelClient, CLOSE_GRACE};
 pub use config::{ClientConfig, HostHeader, ServerAddr};
 pub use events::ClientEvent;
 pub use origin::{BoxError, ConnectFuture, LocalOrigin, Origin, OriginBody, OriginFuture, OriginStream, ServiceOrigin};

@@ -52,7 +52,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             } else {
                 format!("{authority}: {cause}")
             };
-            ctx.emit(ClientEvent::Error { message: message.clone() });
+            ctx.error(message.clone());
             return tx.reset(ResetCode::OriginUnreachable, &message);
         }
     };
@@ -73,7 +73,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         return forward_refusal(&tx, res).await;
     }
     if let Err(message) = check_accept(&res, &key, &head) {
-        ctx.emit(ClientEvent::Error { message: format!("{method} {path}: {message}") });
+        ctx.error(format!("{method} {path}: {message}"));
         return tx.reset(ResetCode::Protocol, &message);
     }
     let upgraded = match hyper::upgrade::on(&mut res).await {

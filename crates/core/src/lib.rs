@@ -15,6 +15,7 @@
 
 mod config;
 mod error;
+pub mod error_page;
 mod event;
 mod frame;
 mod handshake;

@@ -1,5 +1,5 @@
 //! The server's own pages, on the apex host only: a landing page, `/api/status`
-//! (JSON), `/metrics` (Prometheus text) and the control endpoint.
+//! (JSON), `/metrics` (Prometheus, [`crate::metrics`]) and the control endpoint.
 //!
 //! `/api/status` shows counts only:
 //! `{"version":"0.1.0","uptime_secs":42,"streams":3,"tunnels":1,"held":0}`.
@@ -15,6 +15,7 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::state::{full, text_response, Body, Peer, ServerState};
+use crate::visitor_error::{accepts_html, as_html, visitor_error};
 
 /// Serves a request for the apex host.
 pub fn handle<B: Send + 'static>(state: Arc<ServerState>, peer: &Peer, req: Request<B>) -> Response<Body> {
@@ -26,9 +27,18 @@ pub fn handle<B: Send + 'static>(state: Arc<ServerState>, peer: &Peer, req: Requ
             if state.config.admin_token.is_some() && !is_admin(&state, &req) {
                 return unauthorized();
             }
-            metrics(&state)
+            let openmetrics = crate::metrics::wants_openmetrics(req.headers().get(header::ACCEPT));
+            let (body, content_type) = crate::metrics::render(&state, openmetrics);
+            with_type(Response::new(full(body)), content_type)
         }
-        (&Method::GET | &Method::HEAD, _) => text_response(StatusCode::NOT_FOUND, "not found"),
+        (&Method::GET | &Method::HEAD, _) => {
+            let res = visitor_error(StatusCode::NOT_FOUND, "There is no page at this address.", None);
+            if accepts_html(req.headers()) {
+                as_html(res)
+            } else {
+                res
+            }
+        }
         _ => text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
     }
 }
@@ -100,39 +110,4 @@ fn status(state: &ServerState, admin: bool) -> Response<Body> {
         "held": state.registry.counts().held,
     });
     with_type(Response::new(full(body.to_string())), "application/json")
-}
-
-fn metrics(state: &ServerState) -> Response<Body> {
-    let c = &state.counters;
-    let live = state.registry.live();
-    let streams: usize = live.iter().map(|t| t.conn.stream_count()).sum();
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
-    };
-    metric("localtunnels_tunnels", "gauge", "Tunnels connected.", live.len() as u64);
-    metric("localtunnels_streams", "gauge", "Streams in flight.", streams as u64);
-    metric("localtunnels_uptime_seconds", "gauge", "Seconds since start.", state.started.elapsed().as_secs());
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    metric("localtunnels_requests_total", "counter", "Visitor HTTP requests.", load(&c.requests));
-    metric("localtunnels_websockets_total", "counter", "Visitor WebSockets.", load(&c.websockets));
-    metric("localtunnels_sessions_total", "counter", "Tunnel sessions accepted.", load(&c.sessions));
-    metric("localtunnels_refused_total", "counter", "Tunnel handshakes refused.", load(&c.refused));
-    out.push_str("# HELP localtunnels_errors_total Errors answered by the server, by status.\n");
-    out.push_str("# TYPE localtunnels_errors_total counter\n");
-    let by_status = [
-        (400, &c.bad_request),
-        (401, &c.unauthorized),
-        (403, &c.forbidden),
-        (404, &c.not_found),
-        (413, &c.too_large),
-        (429, &c.rate_limited),
-        (502, &c.bad_gateway),
-        (503, &c.unavailable),
-        (504, &c.timeouts),
-    ];
-    for (status, v) in by_status {
-        out.push_str(&format!("localtunnels_errors_total{{status=\"{status}\"}} {}\n", load(v)));
-    }
-    with_type(Response::new(full(out)), "text/plain; version=0.0.4")
 }

@@ -97,8 +97,7 @@ pub fn find(tokens: &[AuthToken], presented: &str) -> Option<usize> {
     let given = digest(presented);
     let mut found = None;
     for (i, t) in tokens.iter().enumerate() {
-        let diff = t.digest.iter().zip(&given).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if diff == 0 && found.is_none() {
+        if crate::registry::constant_time_eq(&t.digest, &given) && found.is_none() {
             found = Some(i);
         }
     }

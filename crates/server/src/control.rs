@@ -72,6 +72,7 @@ where
 {
     let epoch = std::time::Instant::now();
     let session = Session::server(state.config.session.clone(), localtunnels_core::Instant::ZERO);
+    let io = crate::counting::CountingIo::new(io, state.clone());
     let (conn, mut events) = Connection::start(session, io, epoch);
 
     let wait_hello = async {
@@ -100,6 +101,7 @@ where
         Ok(t) => t,
         Err(Refusal { reason, message }) => {
             Counters::bump(&state.counters.refused);
+            state.counters.recorded.refused(reason);
             info!(reason = reason.as_str(), %message, "tunnel refused");
             conn.refuse(reason, &message);
             return;

@@ -1,10 +1,11 @@
 //! Public traffic: a visitor's request on `<name>.<domain>` becomes a stream through
 //! that name's tunnel, and the stream's response goes back to the visitor.
 //!
-//! Errors the server answers itself, each with a one-line body:
+//! Errors the server answers itself, each a generic page with a request id
+//! ([`crate::visitor_error`]; HTML for browsers, one line of text otherwise):
 //! 404 no tunnel with that name; 503 (with `Retry-After`) the tunnel's client is offline
-//! or the tunnel is busy; 502 the client could not reach its origin or the exchange
-//! broke; 504 the origin did not answer within `response_timeout`.
+//! or the tunnel is busy; 502 the exchange broke (the detail goes to the log);
+//! 504 the origin did not answer within `response_timeout`.
 
 use std::future::{ready, Future};
 use std::pin::Pin;
@@ -15,6 +16,7 @@ use futures_util::future::Either;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
+use localtunnels_core::error_page::default_message;
 use localtunnels_core::{
     Header, OpenError, ResetCode, StreamKind, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
 };
@@ -26,6 +28,7 @@ use crate::state::{text_response, Body, Counters, Peer, ServerState};
 use crate::timer::Lent;
 use crate::tunnel::Tunnel;
 use crate::upload::Upload;
+use crate::visitor_error::{accepts_html, as_html, retry_later, visitor_error};
 use crate::visitors::{Admitted, CountedBody};
 
 /// Headers a visitor may not set: the server sets them from what it saw.
@@ -44,22 +47,37 @@ impl<F: Future<Output = Response<Body>> + Send + 'static> Answer for F {}
 type Boxed = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 
 /// Routes one visitor request to tunnel `name`. With `verbose`, logs one line per
-/// request (tunnel, visitor, method, path, status, time to the response head).
+/// request (tunnel, visitor, method, path, status, time to the response head). A
+/// visitor that accepts HTML gets the server's own errors as an HTML page.
 pub fn handle(state: Arc<ServerState>, name: String, peer: Peer, req: Request<Incoming>) -> impl Answer {
-    if !state.config.verbose {
+    let html = accepts_html(req.headers());
+    if !state.config.verbose && !html {
         return Either::Left(route(state, name, peer, req));
     }
-    Either::Right(Box::pin(logged(state, name, peer, req)) as Boxed)
+    Either::Right(Box::pin(logged(state, name, peer, req, html)) as Boxed)
 }
 
-async fn logged(state: Arc<ServerState>, name: String, peer: Peer, req: Request<Incoming>) -> Response<Body> {
+async fn logged(
+    state: Arc<ServerState>,
+    name: String,
+    peer: Peer,
+    req: Request<Incoming>,
+    html: bool,
+) -> Response<Body> {
     let started = std::time::Instant::now();
+    let verbose = state.config.verbose;
     let method = req.method().clone();
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let path = if verbose { req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string() } else { String::new() };
     let res = route(state, name.clone(), peer.clone(), req).await;
-    let (status, ms) = (res.status().as_u16(), started.elapsed().as_millis());
-    tracing::info!(tunnel = %name, %peer, %method, %path, status, ms, "request");
-    res
+    if verbose {
+        let (status, ms) = (res.status().as_u16(), started.elapsed().as_millis());
+        tracing::info!(tunnel = %name, %peer, %method, %path, status, ms, "request");
+    }
+    if html {
+        as_html(res)
+    } else {
+        res
+    }
 }
 
 fn route(state: Arc<ServerState>, name: String, peer: Peer, mut req: Request<Incoming>) -> impl Answer {
@@ -67,17 +85,14 @@ fn route(state: Arc<ServerState>, name: String, peer: Peer, mut req: Request<Inc
         Lookup::Live(t) => t,
         Lookup::Held { remaining } => {
             Counters::bump(&state.counters.unavailable);
-            let mut res = text_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("tunnel '{name}' is offline: its client disconnected and may reconnect"),
-            );
             let secs = remaining.as_secs().clamp(1, 5);
-            res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
-            return Either::Left(ready(res));
+            let message = format!("The tunnel '{name}' is offline: its client disconnected and may reconnect. Please try again in a few seconds.");
+            return Either::Left(ready(retry_later(message, secs, None)));
         }
         Lookup::Unknown => {
             Counters::bump(&state.counters.not_found);
-            return Either::Left(ready(text_response(StatusCode::NOT_FOUND, format!("no tunnel named {name}"))));
+            let message = format!("There is no tunnel named '{name}' on this server.");
+            return Either::Left(ready(visitor_error(StatusCode::NOT_FOUND, message, None)));
         }
     };
     let admitted = match crate::access::check(&state, &tunnel, peer.addr, &mut req) {
@@ -135,21 +150,13 @@ pub fn open_error(state: &ServerState, name: &str, e: OpenError) -> Response<Bod
         }
         OpenError::TooManyStreams(n) => {
             Counters::bump(&state.counters.unavailable);
-            let mut res = text_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("tunnel '{name}' is busy ({n} requests in flight); retry shortly"),
-            );
-            res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(1));
-            res
+            let detail = format!("tunnel '{name}': {n} requests in flight");
+            retry_later(format!("The tunnel '{name}' is busy. Please try again in a moment."), 1, Some(&detail))
         }
-        _ => {
+        e => {
             Counters::bump(&state.counters.unavailable);
-            let mut res = text_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("tunnel '{name}' is going offline; retry shortly"),
-            );
-            res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(1));
-            res
+            let detail = format!("tunnel '{name}': {e}");
+            retry_later(format!("The tunnel '{name}' is going offline. Please try again shortly."), 1, Some(&detail))
         }
     }
 }
@@ -171,28 +178,25 @@ pub fn invalid_response(state: &ServerState, tx: &StreamSender, e: BadResponse) 
     let message = format!("the tunnel's origin sent an invalid response: {e}");
     tx.reset(ResetCode::Protocol, &message);
     Counters::bump(&state.counters.bad_gateway);
-    text_response(StatusCode::BAD_GATEWAY, message)
+    visitor_error(StatusCode::BAD_GATEWAY, default_message(502), Some(&message))
 }
 
 /// Maps a stream that ended before its response head to the visitor's answer: 504
 /// for a timeout, 503 + `Retry-After` for a refusal (never processed), else 502.
 pub fn reset_response(state: &ServerState, code: ResetCode, message: &str) -> Response<Body> {
+    // The client's message may name its origin's address or an OS error: it goes to
+    // the log, not to the visitor.
     if code == ResetCode::Timeout {
         Counters::bump(&state.counters.timeouts);
-        return text_response(StatusCode::GATEWAY_TIMEOUT, format!("the origin did not answer in time: {message}"));
+        return visitor_error(StatusCode::GATEWAY_TIMEOUT, default_message(504), Some(message));
     }
     if code == ResetCode::Refused {
         // Refused before any processing (the client is going away): safe to retry.
         Counters::bump(&state.counters.unavailable);
-        let mut res = text_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the tunnel's client did not take the request ({message}); retry shortly"),
-        );
-        res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(1));
-        return res;
+        return retry_later("The tunnel did not take the request. Please try again shortly.", 1, Some(message));
     }
     Counters::bump(&state.counters.bad_gateway);
-    text_response(StatusCode::BAD_GATEWAY, format!("the tunnel could not reach the origin: {message}"))
+    visitor_error(StatusCode::BAD_GATEWAY, default_message(502), Some(message))
 }
 
 /// Sends the request into the tunnel (the head at once, the body from a task of its
@@ -204,6 +208,7 @@ fn forward_http(
     req: Request<Incoming>,
     admitted: Admitted,
 ) -> impl Answer {
+    let started = std::time::Instant::now();
     let head = tunnel_head(&state, &peer, &req, StreamKind::Http);
     let body = req.into_body();
     let end = body.is_end_stream();
@@ -215,7 +220,11 @@ fn forward_http(
     let upload = (!end).then(|| crate::upload::send_body(body, tx.clone(), state.config.limits.max_body));
     let deadline = peer.response_deadline.lend(tokio::time::Instant::now() + state.config.response_timeout);
     let exchange = Exchange { tunnel, admitted };
-    Either::Right(await_response(state, tx, rx, deadline, upload, exchange))
+    Either::Right(async move {
+        let res = await_response(&state, tx, rx, deadline, upload, exchange).await;
+        state.counters.recorded.answered(started.elapsed());
+        res
+    })
 }
 
 /// The tunnel an exchange goes through, and its count against the visitor's address.
@@ -227,7 +236,7 @@ struct Exchange {
 /// The wait for the response head of an exchange, under the response timeout, ended
 /// early by a failure of the visitor's body (413 over the body limit, 400 malformed).
 async fn await_response(
-    state: Arc<ServerState>,
+    state: &ServerState,
     tx: StreamSender,
     mut rx: StreamReceiver,
     deadline: Lent,
@@ -236,7 +245,7 @@ async fn await_response(
 ) -> Response<Body> {
     let response = tokio::select! {
         biased;
-        failure = crate::upload::failed(upload) => return crate::upload::answer(&state, &tx, failure),
+        failure = crate::upload::failed(upload) => return crate::upload::answer(state, &tx, failure),
         r = rx.recv() => Some(r),
         () = deadline => None,
     };
@@ -245,7 +254,8 @@ async fn await_response(
             tx.reset(ResetCode::Timeout, "no response in time");
             Counters::bump(&state.counters.timeouts);
             let secs = state.config.response_timeout.as_secs_f32();
-            text_response(StatusCode::GATEWAY_TIMEOUT, format!("the origin did not answer within {secs} s"))
+            let message = format!("The app behind this tunnel did not answer within {secs} s.");
+            visitor_error(StatusCode::GATEWAY_TIMEOUT, message, None)
         }
         Some(Some(StreamEvent::Response { head, end })) => match forwardable_response(&head, StreamKind::Http) {
             Ok((status, mut headers)) => {
@@ -254,9 +264,9 @@ async fn await_response(
                 *res.body_mut() = CountedBody::new(std::mem::take(res.body_mut()), exchange.admitted).boxed();
                 res
             }
-            Err(e) => invalid_response(&state, &tx, e),
+            Err(e) => invalid_response(state, &tx, e),
         },
-        Some(Some(StreamEvent::Reset { code, message })) => reset_response(&state, code, &message),
-        Some(_) => reset_response(&state, ResetCode::Internal, "the exchange ended without a response"),
+        Some(Some(StreamEvent::Reset { code, message })) => reset_response(state, code, &message),
+        Some(_) => reset_response(state, ResetCode::Internal, "the exchange ended without a response"),
     }
 }

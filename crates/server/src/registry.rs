@@ -160,12 +160,11 @@ impl LocalRegistry {
     }
 }
 
-/// Compares secrets in time independent of where they differ.
+/// Compares secrets in time independent of where they differ (`subtle`; unequal
+/// lengths differ at once, and our secrets' lengths are not secret: digests, or the
+/// length of a configured password).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 impl Entry {

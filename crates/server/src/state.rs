@@ -74,6 +74,8 @@ pub struct Counters {
     pub too_large: AtomicU64,
     /// 429: a tunnel's rate limit.
     pub rate_limited: AtomicU64,
+    /// Durations, bytes and refusals by reason (see [`crate::metrics`]).
+    pub recorded: crate::metrics::Recorded,
 }
 
 impl Counters {

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use gloo_timers::future::TimeoutFuture;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
 use js_sys::{Array, Date, Function, Promise};
+use localtunnels_core::error_page::{default_message, format_request_id, wants_html, ErrorPage};
 use localtunnels_core::{Header, RequestHead, ResetCode, ResponseHead, StreamError, StreamId};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -73,6 +74,8 @@ struct Meta {
     url: String,
     started: f64,
     timeout_ms: u32,
+    /// The visitor's `Accept` asks for HTML: error pages are HTML.
+    html: bool,
 }
 
 impl Meta {
@@ -87,7 +90,10 @@ pub(crate) fn on_open(t: &Rc<Tunnel>, gen: u64, id: StreamId, head: RequestHead,
         let st = t.st.borrow();
         (st.url.clone().unwrap_or_default(), st.on_request.clone(), st.options.response_timeout_ms)
     };
-    let meta = Meta { id, method: head.method, url: join_url(&base, &head.target), started: Date::now(), timeout_ms };
+    let accept = head.headers.iter().find(|(n, _)| n == http::header::ACCEPT).map(|(_, v)| v.as_bytes());
+    let html = wants_html(accept);
+    let url = join_url(&base, &head.target);
+    let meta = Meta { id, method: head.method, url, started: Date::now(), timeout_ms, html };
     // Events cost objects and strings per request: only built for someone listening.
     if t.listens(Kind::Request) {
         let event = js::object(&[
@@ -220,12 +226,7 @@ async fn serve(t: Rc<Tunnel>, gen: u64, answer: Result<(Handler, Request), (u16,
     };
     match outcome {
         Ok(response) => send_response(&t, gen, response, &meta).await,
-        Err((status, message)) => {
-            if status == 502 || status == 504 {
-                t.emit_error(&format!("{} {}: {message}", meta.method, meta.url));
-            }
-            send_text(&t, gen, &meta, status, &message);
-        }
+        Err((status, message)) => send_error(&t, gen, &meta, status, &message),
     }
 }
 
@@ -323,8 +324,7 @@ async fn send_response(t: &Rc<Tunnel>, gen: u64, response: JsValue, meta: &Meta)
     let (status, headers, body) = match take_apart(&response) {
         Ok(parts) => parts,
         Err(message) => {
-            t.emit_error(&format!("{} {}: {message}", meta.method, meta.url));
-            send_text(t, gen, meta, 502, &message);
+            send_error(t, gen, meta, 502, &message);
             return;
         }
     };
@@ -342,8 +342,7 @@ async fn send_response(t: &Rc<Tunnel>, gen: u64, response: JsValue, meta: &Meta)
         Some(Err(StreamError::HeadTooLarge { size, limit })) => {
             body.cancel();
             let message = format!("the response headers are too large ({size} bytes, limit {limit})");
-            t.emit_error(&format!("{} {}: {message}", meta.method, meta.url));
-            send_text(t, gen, meta, 502, &message);
+            send_error(t, gen, meta, 502, &message);
             return;
         }
         _ => {
@@ -450,14 +449,35 @@ async fn send_all(t: &Rc<Tunnel>, gen: u64, id: StreamId, mut data: Bytes) -> bo
     true
 }
 
-/// A short plain-text response from the client itself (errors, refusals).
-fn send_text(t: &Rc<Tunnel>, gen: u64, meta: &Meta, status: u16, message: &str) {
+/// The client's own error answer, rendered by [`localtunnels_core::error_page`]. A
+/// 4xx is about the visitor's request and says so; a 5xx (the handler threw, timed
+/// out, answered something that is not a `Response`) shows the visitor a generic page
+/// with a request id and sends `detail` to the `error` event under that id, unless the
+/// owner set `exposeErrors: true` (then the page shows it too).
+fn send_error(t: &Rc<Tunnel>, gen: u64, meta: &Meta, status: u16, detail: &str) {
     let id = meta.id;
-    let body = Bytes::from(format!("{status} {}: {message}\n", reason_phrase(status)));
+    // 53 random bits are plenty for an id that only has to tell requests apart.
+    let request_id = format_request_id((js_sys::Math::random() * 9_007_199_254_740_992.0) as u64);
+    let (message, shown) = if status < 500 {
+        (detail, None)
+    } else {
+        let message = format!("{} {} (request id {request_id}): {detail}", meta.method, meta.url);
+        // Nobody listens for `error`: the owner still gets the detail, on the console.
+        if t.listens(Kind::Error) {
+            t.emit_error(&message);
+        } else {
+            web_sys::console::warn_1(&JsValue::from_str(&format!("localtunnels: {message}")));
+        }
+        let expose = t.st.borrow().options.expose_errors;
+        (default_message(status), expose.then_some(detail))
+    };
+    let page = ErrorPage { status, message, request_id: &request_id, detail: shown }.render(meta.html);
+    let body = Bytes::from(page.body);
     let head_only = meta.head_only();
     let headers: Vec<Header> = vec![
-        (CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")),
+        (CONTENT_TYPE, HeaderValue::from_static(page.content_type)),
         (CONTENT_LENGTH, HeaderValue::from(body.len())),
+        (http::header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
     ];
     let sent = t.with_conn(gen, |c| {
         c.session.respond(id, ResponseHead { status, headers }, head_only)?;
@@ -472,18 +492,6 @@ fn send_text(t: &Rc<Tunnel>, gen: u64, meta: &Meta, status: u16, message: &str) 
         emit_response(t, meta, status);
     }
     response_done(t, gen, id);
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        413 => "Content Too Large",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Error",
-    }
 }
 
 fn emit_response(t: &Rc<Tunnel>, meta: &Meta, status: u16) {

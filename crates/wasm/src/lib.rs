@@ -65,6 +65,11 @@ export interface TunnelClientOptions {
   basicAuth?: string;
   /** Visitor addresses or CIDR ranges the server lets in; empty lets everyone in. */
   allowIps?: string[];
+  /**
+   * Show visitors the handler's exception text on error pages (for development). Default `false`:
+   * visitors get a generic page with a request id, and the detail goes to the `error` event.
+   */
+  exposeErrors?: boolean;
   /** Forward every request to `http://<localHost>:<localPort>` (instead of `onRequest`). */
   localPort?: number;
   /** Host for `localPort`. Default `"localhost"`. */
@@ -87,7 +92,8 @@ export interface PlainResponse {
 
 /**
  * Answers a visitor's HTTP request. Throwing or rejecting gives the visitor a 502; not answering
- * within `responseTimeout` a 504.
+ * within `responseTimeout` a 504: a generic page with a request id (HTML for browsers, one line of
+ * text otherwise). The exception reaches the `error` event, not the visitor, unless `exposeErrors`.
  */
 export type RequestHandler =
   | ((request: Request) => Response | PlainResponse | Promise<Response | PlainResponse>)

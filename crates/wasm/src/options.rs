@@ -34,6 +34,7 @@ struct RawOptions {
     path: Option<String>,
     basic_auth: Option<String>,
     allow_ips: Option<Vec<String>>,
+    expose_errors: Option<bool>,
     #[serde(default, with = "serde_wasm_bindgen::preserve")]
     local_port: JsValue,
     local_host: Option<String>,
@@ -57,6 +58,7 @@ const KNOWN: &[&str] = &[
     "path",
     "basicAuth",
     "allowIps",
+    "exposeErrors",
     "localPort",
     "localHost",
     "onRequest",
@@ -77,6 +79,8 @@ pub(crate) struct Options {
     pub(crate) path: String,
     pub(crate) basic_auth: String,
     pub(crate) allow_ips: Vec<String>,
+    /// Error pages show visitors the handler's exception text (for development).
+    pub(crate) expose_errors: bool,
 }
 
 impl Options {
@@ -192,6 +196,7 @@ pub(crate) fn parse(value: JsValue) -> Result<Parsed, String> {
         path,
         basic_auth: raw.basic_auth.unwrap_or_default(),
         allow_ips: raw.allow_ips.unwrap_or_default(),
+        expose_errors: raw.expose_errors.unwrap_or(false),
     };
     Ok(Parsed { options, on_request, on_web_socket })
 }

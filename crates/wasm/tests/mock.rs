@@ -446,6 +446,8 @@ async fn handler_failures_become_502_and_504_and_others_keep_being_served() {
     let mut server = Server::accept("demo").await;
     JsFuture::from(connecting).await.unwrap();
 
+    // The visitor sees a generic page with a request id; the exception text goes to
+    // the `error` event under the same id.
     let cases = [
         ("/throw", 502, "boom"),
         ("/reject", 502, "nope"),
@@ -454,14 +456,48 @@ async fn handler_failures_become_502_and_504_and_others_keep_being_served() {
         ("/ok", 200, "still serving"),
     ];
     let ids: Vec<StreamId> = cases.iter().map(|(path, _, _)| server.get(path)).collect();
+    let mut failed = Vec::new();
     for (id, (path, status, text)) in ids.into_iter().zip(cases) {
         let (head, body) = server.response(id).await;
         let body = String::from_utf8(body).unwrap();
         assert_eq!(head.status, status, "{path}: {body}");
-        assert!(body.contains(text), "{path}: {body}");
+        if status == 200 {
+            assert!(body.contains(text), "{path}: {body}");
+            continue;
+        }
+        assert!(!body.contains(text), "{path} leaks the detail: {body}");
+        assert_eq!(header(&head, "content-type"), [&b"text/plain; charset=utf-8"[..]], "{path}");
+        let request_id = body.trim_end().rsplit("(request id ").next().unwrap().trim_end_matches(')').to_string();
+        assert_eq!(request_id.len(), 16, "{path}: {body}");
+        failed.push((request_id, text));
     }
-    let errors = event_names(&events).iter().filter(|n| *n == "error").count();
-    assert_eq!(errors, 4);
+    let messages: Vec<String> = Array::from(&events)
+        .iter()
+        .filter(|e| get(e, "name").as_string().as_deref() == Some("error"))
+        .map(|e| get(&get(&e, "payload"), "message").as_string().unwrap())
+        .collect();
+    assert_eq!(messages.len(), 4, "{messages:?}");
+    for (request_id, text) in failed {
+        assert!(
+            messages.iter().any(|m| m.contains(&request_id) && m.contains(text)),
+            "{request_id} {text}: {messages:?}"
+        );
+    }
+    client.close();
+}
+
+#[wasm_bindgen_test]
+async fn expose_errors_shows_the_exception_and_browsers_get_html() {
+    let (client, _events) = client(r#", "exposeErrors": true"#, Some("failing"));
+    let connecting = client.connect();
+    let mut server = Server::accept("demo").await;
+    JsFuture::from(connecting).await.unwrap();
+    let id = server.open(StreamKind::Http, "GET", "/throw", &[("accept", "text/html,*/*;q=0.8")], true);
+    let (head, body) = server.response(id).await;
+    let body = String::from_utf8(body).unwrap();
+    assert_eq!(head.status, 502);
+    assert_eq!(header(&head, "content-type"), [&b"text/html; charset=utf-8"[..]]);
+    assert!(body.starts_with("<!doctype html>") && body.contains("boom") && body.contains("Request id"), "{body}");
     client.close();
 }
 
