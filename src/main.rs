@@ -4,6 +4,7 @@
 
 mod args;
 mod demo;
+mod public;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -38,6 +39,8 @@ fn main() -> ExitCode {
 }
 
 /// What to run, with the config file merged in.
+// Built once per run: the size of the server's variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Job {
     Server(ServerArgs),
     Client(ClientArgs),
@@ -175,7 +178,8 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     if a.tls_cert.is_some() != a.tls_key.is_some() {
         anyhow::bail!("--tls-cert and --tls-key go together");
     }
-    let config = server_config(&a);
+    let mut config = server_config(&a);
+    public::apply(&a, &mut config)?;
     init_logs(config.verbose);
     let port = config.port;
     let server = TunnelServer::new(config)
@@ -183,8 +187,12 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the server on port {port}: {e}"))?;
     let signal = shutdown_signal();
+    let hangups = public::hangups();
     println!("{}", server.url());
-    signal.await;
+    tokio::select! {
+        () = signal => {}
+        () = public::reload_on(hangups, &server) => {}
+    }
     eprintln!("shutting down (in-flight requests may finish)...");
     server.stop().await;
     Ok(())

@@ -1,5 +1,6 @@
 //! The server's own pages, on the apex host only: a landing page, `/api/status`
-//! (JSON), `/metrics` (Prometheus text) and the control endpoint.
+//! (JSON), `/metrics` (Prometheus text), `/api/tls-check?domain=<host>` (for a
+//! proxy's on-demand TLS) and the control endpoint.
 //!
 //! `/api/status` looks like
 //! `{"version":"0.1.0","uptime_secs":42,"streams":3,"tunnels":[{"name":"demo",
@@ -20,6 +21,7 @@ pub fn handle<B: Send + 'static>(state: Arc<ServerState>, peer: &Peer, req: Requ
         (&Method::GET | &Method::HEAD, "/") => landing(&state),
         (&Method::GET | &Method::HEAD, "/api/status") => status(&state),
         (&Method::GET | &Method::HEAD, "/metrics") => metrics(&state),
+        (&Method::GET | &Method::HEAD, "/api/tls-check") => tls_check(&state, req.uri().query()),
         (&Method::GET | &Method::HEAD, _) => text_response(StatusCode::NOT_FOUND, "not found"),
         _ => text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
     }
@@ -41,6 +43,17 @@ fn landing(state: &ServerState) -> Response<Body> {
          <p><a href=/api/status>/api/status</a> · <a href=/metrics>/metrics</a></p>\n"
     );
     with_type(Response::new(full(html)), "text/html; charset=utf-8")
+}
+
+/// `GET /api/tls-check?domain=<host>`: 200 when the server answers for `host` (so a
+/// proxy in front may get it a certificate), 404 otherwise ([`crate::hostnames`]).
+fn tls_check(state: &ServerState, query: Option<&str>) -> Response<Body> {
+    let domain = query.into_iter().flat_map(|q| q.split('&')).find_map(|pair| pair.strip_prefix("domain="));
+    match domain {
+        None => text_response(StatusCode::BAD_REQUEST, "missing ?domain=<host>"),
+        Some(host) if crate::hostnames::is_served(state, host) => text_response(StatusCode::OK, "ok"),
+        Some(_) => text_response(StatusCode::NOT_FOUND, "no tunnel with this host name"),
+    }
 }
 
 fn status(state: &ServerState) -> Response<Body> {
@@ -98,6 +111,9 @@ fn metrics(state: &ServerState) -> Response<Body> {
     ];
     for (status, v) in by_status {
         out.push_str(&format!("localtunnels_errors_total{{status=\"{status}\"}} {}\n", load(v)));
+    }
+    if let Some(acme) = state.tls.as_ref().and_then(|t| t.acme.as_ref()) {
+        acme.metrics(&mut out);
     }
     with_type(Response::new(full(out)), "text/plain; version=0.0.4")
 }
