@@ -132,16 +132,8 @@ async fn nginx_with_a_wildcard_certificate_in_front() {
     let _tunnels = tunnels(&server).await;
 
     // A CA and a wildcard certificate for the domain, as an operator gets by DNS-01.
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "deploy test CA");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let names = vec![DOMAIN.to_string(), format!("*.{DOMAIN}")];
-    let cert = rcgen::CertificateParams::new(names).unwrap().signed_by(&key, &ca).unwrap();
-    std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+    let ca = test_ca("deploy test CA");
+    write_leaf(&ca, &[DOMAIN.to_string(), format!("*.{DOMAIN}")], dir.path());
 
     let d = dir.path().display();
     let server_port = server.addr().port();

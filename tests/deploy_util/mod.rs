@@ -255,3 +255,24 @@ where
     assert_eq!(got.into_data().as_ref(), big.as_slice());
     let _ = ws.close(None).await;
 }
+
+/// A certificate authority made for one test.
+pub type TestCa = rcgen::CertifiedIssuer<'static, rcgen::KeyPair>;
+
+/// A new CA called `name`.
+pub fn test_ca(name: &str) -> TestCa {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().expect("CA key")).expect("CA")
+}
+
+/// Writes a new certificate for `names` signed by `ca` to `dir`/cert.pem and its key to
+/// `dir`/key.pem (the key first); returns the certificate.
+pub fn write_leaf(ca: &TestCa, names: &[String], dir: &Path) -> CertificateDer<'static> {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(names.to_vec()).expect("params").signed_by(&key, ca).expect("leaf");
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write key");
+    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write certificate");
+    cert.der().clone()
+}

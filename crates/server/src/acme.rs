@@ -402,6 +402,12 @@ fn challenge_certificate(name: &str, digest: &[u8]) -> Result<CertifiedKey, Stri
     let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).map_err(|e| e.to_string())?;
     params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
     let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
-    crate::certs::certified_key(cert.pem().as_bytes(), key.serialize_pem().as_bytes(), "challenge")
-        .map_err(|e| e.to_string())
+    // Not `CertifiedKey::from_der`: its key check parses the certificate with webpki,
+    // which refuses the critical acmeIdentifier extension.
+    let der = rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+    let signer = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(der.into())
+        .map_err(|e| e.to_string())?;
+    Ok(CertifiedKey::new(vec![cert.der().clone()], signer))
 }
