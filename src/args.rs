@@ -20,7 +20,7 @@ pub struct Cli {
 
 /// Exit codes, shown by `--help`.
 pub const EXIT_CODES: &str = "Exit codes: 0 ok, 1 error, 2 usage, 3 server unreachable, 4 name taken, \
-5 name invalid or reserved, 6 unauthorized, 7 refused for another reason.";
+5 name invalid or reserved, 6 unauthorized, 7 refused for another reason, 8 hostname not allowed.";
 
 // Built once per run: the size of the server's variant does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -219,6 +219,11 @@ pub struct ClientArgs {
     /// after a disconnect the server keeps your name for you for its grace period.
     #[arg(long, env = "LOCALTUNNELS_SUBDOMAIN", value_name = "NAME")]
     pub subdomain: Option<String>,
+    /// A custom hostname instead of a name under the server's domain (its DNS points at
+    /// the server, e.g. a CNAME); granted only where the server lets your token use it,
+    /// else refused (exit code 8).
+    #[arg(long, env = "LOCALTUNNELS_HOSTNAME", value_name = "HOST", conflicts_with = "subdomain")]
+    pub hostname: Option<String>,
     /// Auth token, for servers that require one.
     #[arg(long, env = "LOCALTUNNELS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -270,7 +275,7 @@ impl ClientArgs {
     /// Fields not given on the command line or in the environment come from `file`.
     pub fn or(mut self, file: &ClientArgs) -> Self {
         fill!(self, file; server, host, port, secure, local_port, local_host, local_https, allow_invalid_cert,
-            subdomain, token, host_header, print_requests, basic_auth, allow_ip, ca, max_ws_message, threads);
+            subdomain, hostname, token, host_header, print_requests, basic_auth, allow_ip, ca, max_ws_message, threads);
         self
     }
 }

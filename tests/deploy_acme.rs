@@ -13,10 +13,11 @@ use std::time::Duration;
 use deploy_acme_util::*;
 use deploy_util::*;
 use localtunnels_client::{ClientConfig, ClientHandle, TunnelClient};
-use localtunnels_server::{AcmeConfig, ServerConfig, ServerHandle, TunnelServer};
+use localtunnels_server::{AcmeConfig, AuthToken, ServerConfig, ServerHandle, TunnelServer};
 use tokio_rustls::rustls::pki_types::CertificateDer;
 
 const APEX: &str = "localhost";
+const TOKEN: &str = "acme-test-token";
 
 async fn acme_server(pebble: &Pebble, port: u16, http_port: Option<u16>, cache: &Path) -> ServerHandle {
     // The server's ACME log lines show in a failing test's output.
@@ -26,6 +27,7 @@ async fn acme_server(pebble: &Pebble, port: u16, http_port: Option<u16>, cache: 
         bind: [127, 0, 0, 1].into(),
         domain: APEX.into(),
         http_port,
+        tokens: vec![AuthToken::new(TOKEN).with_hostnames(["app.example.test"])],
         acme: Some(AcmeConfig {
             directory: pebble.directory.clone(),
             contact: vec!["ops@example.com".into()],
@@ -43,10 +45,16 @@ async fn acme_server(pebble: &Pebble, port: u16, http_port: Option<u16>, cache: 
 /// A tunnel `name` to the test origin, over WSS to the apex (whose certificate the
 /// client checks against pebble's root).
 async fn tunnel(pebble: &Pebble, port: u16, name: &str) -> ClientHandle {
+    let (subdomain, hostname) = match name.contains('.') {
+        true => (None, Some(name.to_string())),
+        false => (Some(name.to_string()), None),
+    };
     let config = ClientConfig {
         server: Some(format!("https://{APEX}:{port}")),
         ca: Some(pebble.root_file.clone()),
-        subdomain: Some(name.into()),
+        token: Some(TOKEN.into()),
+        subdomain,
+        hostname,
         local_host: "127.0.0.1".into(),
         local_port: deploy_origin().await,
         ..ClientConfig::default()
@@ -127,6 +135,11 @@ async fn http01_on_the_plain_port_which_redirects_the_rest() {
     let _demo = tunnel(&pebble, port, "demo").await;
     let (_, conn) = handshake(&pebble, port, "demo.localhost").await.expect("a valid chain by HTTP-01");
     assert_eq!(get(conn, "demo.localhost", "/ip").await.0, 200);
+    // A granted custom hostname gets its certificate on demand too; an ungranted one none.
+    let _app = tunnel(&pebble, port, "app.example.test").await;
+    let (_, conn) = handshake(&pebble, port, "app.example.test").await.expect("a valid chain for the hostname");
+    assert_eq!(get(conn, "app.example.test", "/ip").await.0, 200);
+    assert!(handshake(&pebble, port, "other.example.test").await.is_none());
 
     let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(
         tcp_from([127, 0, 0, 2].into(), http_port).await,

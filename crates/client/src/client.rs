@@ -201,6 +201,7 @@ async fn handshake(
         client_version: env!("CARGO_PKG_VERSION").to_string(),
         basic_auth: ctx.config.basic_auth.clone().unwrap_or_default(),
         allow_ips: ctx.config.allow_ips.clone(),
+        hostname: ctx.config.hostname.clone().unwrap_or_default(),
         ..Hello::default()
     };
     let epoch = std::time::Instant::now();
@@ -208,7 +209,18 @@ async fn handshake(
     let (conn, mut events) = Connection::start(session, ws, epoch);
     loop {
         match events.recv().await {
-            Some(ConnEvent::Welcome(w)) => return Ok((conn, events, w)),
+            Some(ConnEvent::Welcome(w)) => {
+                // A server that predates custom hostnames ignores the field and grants a
+                // name under its domain: that is not what was asked for.
+                if let Some(host) = &ctx.config.hostname {
+                    if !w.name.eq_ignore_ascii_case(host.trim_end_matches('.')) {
+                        let message = format!("the server does not grant custom hostnames (it offered {})", w.url);
+                        conn.close(CloseCode::Normal, "custom hostname not granted");
+                        return Err(ConnectError::Refused { reason: RefuseReason::HostnameNotAllowed, message });
+                    }
+                }
+                return Ok((conn, events, w));
+            }
             Some(ConnEvent::Refused { reason, message }) => return Err(ConnectError::Refused { reason, message }),
             Some(ConnEvent::Closed { message, .. }) => return Err(unreachable(message)),
             None => return Err(unreachable("connection closed during the handshake".into())),

@@ -7,6 +7,11 @@
 //! server's own on-demand certificates: never for an unknown name, which would only
 //! spend a certificate authority's rate limits.
 
+use localtunnels_core::RefuseReason;
+
+use crate::auth::AuthToken;
+use crate::config::ServerConfig;
+use crate::control::Refusal;
 use crate::registry::Lookup;
 use crate::server::tunnel_name;
 use crate::state::ServerState;
@@ -39,6 +44,39 @@ pub fn is_served(state: &ServerState, host: &str) -> bool {
     }
     let key = tunnel_name(&host, domain).unwrap_or(host);
     !matches!(state.registry.lookup(&key), Lookup::Unknown)
+}
+
+/// `host` (no port) as a custom hostname of a live or held tunnel, for routing by
+/// exact Host; `None` for any other host (the apex pages answer it).
+pub fn custom(state: &ServerState, host: &str) -> Option<String> {
+    // Names and the apex are routed before this; a host without a dot is never custom.
+    if !host.contains('.') || host.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    let host = normalise(host)?;
+    (!matches!(state.registry.lookup(&host), Lookup::Unknown)).then_some(host)
+}
+
+/// Checks a hello's custom `hostname` against the client's `token`: a DNS name of two
+/// labels or more, not the apex nor a name under it (those are `--subdomain`'s), and
+/// granted to the token ([`AuthToken::allows_hostname`]). Returns it normalised.
+pub fn grant(config: &ServerConfig, token: Option<&AuthToken>, hostname: &str) -> Result<String, Refusal> {
+    let refuse = |message: String| Refusal { reason: RefuseReason::HostnameNotAllowed, message };
+    let shown: String = hostname.chars().take(80).collect();
+    let host = normalise(hostname)
+        .filter(|h| h.contains('.'))
+        .ok_or_else(|| refuse(format!("'{shown}' is not a valid hostname")))?;
+    let domain = config.domain.trim_end_matches('.');
+    if host.eq_ignore_ascii_case(domain) || tunnel_name(&host, domain).is_some() {
+        return Err(refuse(format!("'{host}' is this server's own domain: use --subdomain for names under it")));
+    }
+    match token {
+        Some(t) if t.allows_hostname(&host) => Ok(host),
+        Some(_) => Err(refuse(format!("this token is not granted the hostname '{host}'"))),
+        None => Err(refuse(format!(
+            "custom hostnames are granted per token: '{host}' needs a token the operator granted it to"
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -265,7 +265,7 @@ fn route(state: Arc<ServerState>, peer: Peer, req: Request<Incoming>) -> impl cr
     };
     let host =
         req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
-    match tunnel_name(host, &state.config.domain) {
+    match tunnel_name(host, &state.config.domain).or_else(|| crate::hostnames::custom(&state, strip_port(host))) {
         Some(name) => Either::Left(crate::proxy::handle(state, name, peer, req)),
         None => Either::Right(std::future::ready(crate::apex::handle(state, &peer, req))),
     }

@@ -111,8 +111,12 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    /// The public URL of tunnel `name`.
+    /// The public URL of tunnel `name`; a custom hostname (it has dots, a name never
+    /// does) is its own host.
     pub fn tunnel_url(&self, name: &str) -> String {
+        if name.contains('.') {
+            return format!("{}://{name}{}", self.scheme(), self.port_suffix());
+        }
         format!("{}://{name}.{}{}", self.scheme(), self.config.domain, self.port_suffix())
     }
 
