@@ -4,6 +4,7 @@
 //! on the plain-HTTP port (which redirects the rest to HTTPS), and a short-lived
 //! certificate is renewed while a visitor's connection stays open.
 
+mod cli_common;
 mod deploy_acme_util;
 mod deploy_util;
 
@@ -197,4 +198,42 @@ where
     ws.send(tokio_tungstenite::tungstenite::Message::text(text)).await.expect("send");
     let got = tokio::time::timeout(STEP, ws.next()).await.expect("echo in time").expect("open").expect("message");
     assert_eq!(got.into_text().unwrap().as_str(), text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_obtains_certificates_with_flags_and_toml_keys() {
+    let (port, http_port) = (free_port(), free_port());
+    let pebble = Pebble::start(Targets { tls_port: port, http_port, validity_secs: 0 }).await;
+    let dir = TempDir::new("acme-cli");
+    let cache = dir.path().join("acme");
+    let toml = format!(
+        "[server]\ndomain = \"{APEX}\"\nacme = true\nacme-email = \"ops@example.com\"\nacme-cache = \"{}\"\n",
+        cache.display()
+    );
+    let config = dir.path().join("server.toml");
+    std::fs::write(&config, toml).unwrap();
+    let (port_arg, http_arg) = (port.to_string(), http_port.to_string());
+    let args = [
+        "server",
+        "--config",
+        config.to_str().unwrap(),
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port_arg,
+        "--http-port",
+        &http_arg,
+        "--acme-directory",
+        &pebble.directory,
+        "--acme-ca-root",
+        pebble.https_root.to_str().unwrap(),
+    ];
+    let mut server = cli_common::Proc::spawn(&args, &[]);
+    assert_eq!(server.line().await, format!("https://{APEX}:{port}"));
+    server.stderr_line("ACME certificate issued").await;
+    let (_, conn) = handshake(&pebble, port, APEX).await.expect("the apex certificate, by HTTP-01");
+    assert_eq!(get(conn, APEX, "/api/tls-check?domain=localhost").await.0, 200);
+    assert!(std::fs::read_dir(&cache).unwrap().count() >= 2, "account and certificate cached");
+    server.terminate();
+    assert_eq!(server.exit_code().await, Some(0));
 }

@@ -80,28 +80,23 @@ async fn caddy_with_on_demand_tls_in_front() {
     let _tunnels = tunnels(&server).await;
     assert_eq!(_tunnels[0].url(), format!("https://demo.{DOMAIN}:{https_port}"));
 
-    let caddyfile = format!(
-        "{{
-    admin off
-    storage file_system {storage}
-    skip_install_trust
-    http_port {http_port}
-    https_port {https_port}
-    on_demand_tls {{
-        ask http://127.0.0.1:{server_port}/api/tls-check
-    }}
-}}
-https:// {{
-    bind 127.0.0.1
-    tls internal {{
-        on_demand
-    }}
-    reverse_proxy 127.0.0.1:{server_port}
-}}
-",
-        storage = dir.path().join("storage").display(),
-        server_port = server.addr().port(),
-    );
+    // docs/DEPLOY.md's Caddyfile, with Caddy's own CA instead of a public one, and what
+    // keeps a test instance to itself (no admin port, its own storage and ports).
+    let storage = dir.path().join("storage");
+    let server_addr = format!("127.0.0.1:{}", server.addr().port());
+    let caddyfile = docs_block("caddy")
+        .replacen(
+            "{\n",
+            &format!(
+                "{{\n\tadmin off\n\tstorage file_system {}\n\tskip_install_trust\n\thttp_port {http_port}\n\thttps_port {https_port}\n",
+                storage.display()
+            ),
+            1,
+        )
+        .replace("https:// {\n", "https:// {\n\tbind 127.0.0.1\n")
+        .replace("\ttls {\n", "\ttls internal {\n")
+        .replace("127.0.0.1:3000", &server_addr);
+    assert!(caddyfile.contains("ask http://127.0.0.1:") && caddyfile.contains("tls internal {"), "{caddyfile}");
     let config = dir.path().join("Caddyfile");
     std::fs::write(&config, caddyfile).unwrap();
     let home = dir.path().display().to_string();
@@ -138,6 +133,15 @@ async fn nginx_with_a_wildcard_certificate_in_front() {
     let d = dir.path().display();
     let server_port = server.addr().port();
     // The same server block as docs/DEPLOY.md, plus what a test in a temp dir needs.
+    // docs/DEPLOY.md's server block, on a free loopback port, inside what an nginx of
+    // its own in a temp dir needs.
+    let site = docs_block("nginx")
+        .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"))
+        .replace("tunnels.example.com", DOMAIN)
+        .replace("/etc/ssl/tunnels/fullchain.pem", &format!("{d}/cert.pem"))
+        .replace("/etc/ssl/tunnels/privkey.pem", &format!("{d}/key.pem"))
+        .replace("127.0.0.1:3000", &format!("127.0.0.1:{server_port}"));
+    assert!(site.contains("proxy_set_header Upgrade $http_upgrade;"), "{site}");
     let conf = format!(
         "worker_processes 1;
 pid {d}/nginx.pid;
@@ -150,29 +154,7 @@ http {{
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
-    map $http_upgrade $connection_upgrade {{
-        default upgrade;
-        ''      close;
-    }}
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        server_name {DOMAIN} .{DOMAIN};
-        ssl_certificate {d}/cert.pem;
-        ssl_certificate_key {d}/key.pem;
-        location / {{
-            proxy_pass http://127.0.0.1:{server_port};
-            proxy_http_version 1.1;
-            proxy_set_header Host $host;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_buffering off;
-            proxy_request_buffering off;
-            proxy_read_timeout 1h;
-            client_max_body_size 0;
-        }}
-    }}
+{site}
 }}
 "
     );

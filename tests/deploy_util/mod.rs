@@ -276,3 +276,14 @@ pub fn write_leaf(ca: &TestCa, names: &[String], dir: &Path) -> CertificateDer<'
     std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write certificate");
     cert.der().clone()
 }
+
+/// The fenced block that follows `<!-- tested: TAG -->` in docs/DEPLOY.md, so that a test
+/// runs the very configuration the docs show.
+pub fn docs_block(tag: &str) -> String {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/DEPLOY.md")).expect("DEPLOY.md");
+    let marker = format!("<!-- tested: {tag} -->");
+    let after = docs.split_once(&marker).unwrap_or_else(|| panic!("no {marker} in docs/DEPLOY.md")).1;
+    let fence = after.split_once("```").expect("a fenced block after the marker").1;
+    let body = fence.split_once('\n').expect("the fence's language line").1;
+    body.split_once("```").expect("the end of the fenced block").0.to_string()
+}
