@@ -237,3 +237,55 @@ async fn the_cli_obtains_certificates_with_flags_and_toml_keys() {
     server.terminate();
     assert_eq!(server.exit_code().await, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_orders_back_off_and_show_in_metrics() {
+    // An ACME directory nobody answers, and a fallback certificate for the apex.
+    let dir = TempDir::new("acme-fail");
+    let ca = test_ca("fallback CA");
+    write_leaf(&ca, &[APEX.to_string(), format!("*.{APEX}")], dir.path());
+    let config = ServerConfig {
+        port: 0,
+        bind: [127, 0, 0, 1].into(),
+        domain: APEX.into(),
+        tls: Some(localtunnels_server::TlsConfig {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+        }),
+        acme: Some(AcmeConfig {
+            directory: format!("https://127.0.0.1:{}/dir", free_port()),
+            retry_min: Duration::from_secs(3600),
+            ..AcmeConfig::default()
+        }),
+        ..ServerConfig::default()
+    };
+    let server = TunnelServer::new(config).start().await.unwrap();
+    let port = server.addr().port();
+    let metrics = || async {
+        let conn = tls(&tls_client(ca.der()), tcp_from([127, 0, 0, 1].into(), port).await, APEX).await.unwrap();
+        let (_, body) = get(conn, APEX, "/metrics").await;
+        String::from_utf8_lossy(&body).into_owned()
+    };
+    let value = |text: &str, name: &str| -> u64 {
+        text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).unwrap().parse().unwrap()
+    };
+    // The apex's order at start fails; the fallback certificate keeps the server reachable.
+    let failed = async {
+        loop {
+            let text = metrics().await;
+            if value(&text, "localtunnels_acme_failures_total") >= 1 {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let text = tokio::time::timeout(STEP, failed).await.expect("the failure is counted");
+    assert_eq!(value(&text, "localtunnels_acme_certificates"), 0);
+    // Within the backoff, handshakes for the apex start no new order.
+    for _ in 0..3 {
+        metrics().await;
+    }
+    let text = metrics().await;
+    assert_eq!(value(&text, "localtunnels_acme_orders_total"), 1, "{text}");
+    server.stop().await;
+}

@@ -71,7 +71,12 @@ pub struct Child {
 impl Child {
     /// Starts `cmd` with `args` in `dir`.
     pub fn spawn(cmd: &str, args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Child {
-        let mut child = tokio::process::Command::new(cmd)
+        // nginx lives in /usr/sbin, which a non-root PATH may lack.
+        let program = match Path::new("/usr/sbin").join(cmd) {
+            p if p.exists() && !cmd.contains('/') => p,
+            _ => PathBuf::from(cmd),
+        };
+        let mut child = tokio::process::Command::new(&program)
             .args(args)
             .current_dir(dir)
             .envs(env.iter().copied())
