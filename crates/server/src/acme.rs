@@ -17,7 +17,7 @@
 //!   kept there (files 0600) and reused after a restart.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -379,11 +379,6 @@ impl Acme {
             let secs = not_after.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             out.push_str(&format!("localtunnels_acme_certificate_expiry_seconds{{name=\"{name}\"}} {secs}\n"));
         }
-    }
-
-    /// The cache directory, if any.
-    pub fn cache(&self) -> Option<&Path> {
-        self.config.cache.as_deref()
     }
 }
 

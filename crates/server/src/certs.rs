@@ -133,11 +133,6 @@ impl CertStore {
         write(&self.by_name).insert(name.to_string(), key);
     }
 
-    /// Every name with a certificate of its own.
-    pub fn names(&self) -> Vec<String> {
-        read(&self.by_name).keys().cloned().collect()
-    }
-
     /// Sets (`Some`) or clears the TLS-ALPN-01 challenge certificate for `name`.
     pub fn set_challenge(&self, name: &str, key: Option<Arc<CertifiedKey>>) {
         let mut challenges = write(&self.challenges);
@@ -145,11 +140,6 @@ impl CertStore {
             Some(k) => challenges.insert(name.to_string(), k),
             None => challenges.remove(name),
         };
-    }
-
-    /// Whether there is a fallback certificate.
-    pub fn has_fallback(&self) -> bool {
-        read(&self.fallback).is_some()
     }
 }
 
