@@ -128,7 +128,9 @@ async fn nginx_with_a_wildcard_certificate_in_front() {
 
     // A CA and a wildcard certificate for the domain, as an operator gets by DNS-01.
     let ca = test_ca("deploy test CA");
-    write_leaf(&ca, &[DOMAIN.to_string(), format!("*.{DOMAIN}")], dir.path());
+    // 127.0.0.1 too, so that a tunnel client can reach the apex through nginx by address.
+    write_leaf(&ca, &[DOMAIN.to_string(), format!("*.{DOMAIN}"), "127.0.0.1".to_string()], dir.path());
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
 
     let d = dir.path().display();
     let server_port = server.addr().port();
@@ -166,6 +168,19 @@ http {{
     nginx.wait_for("start worker process").await;
 
     check_through_proxy(port, ca.der()).await;
+
+    // A tunnel client whose control WebSocket goes through nginx too.
+    let config = ClientConfig {
+        server: Some(format!("https://127.0.0.1:{port}")),
+        ca: Some(dir.path().join("ca.pem")),
+        subdomain: Some("via-nginx".into()),
+        ..client_config(&server, deploy_origin().await)
+    };
+    let via = TunnelClient::new(config).connect().await.expect("a tunnel through nginx");
+    assert_eq!(via.url(), format!("https://via-nginx.{DOMAIN}:{port}"));
+    let host = format!("via-nginx.{DOMAIN}");
+    let conn = tls(&tls_client(ca.der()), tcp_from(visitor_ip(), port).await, &host).await.unwrap();
+    assert_eq!(get(conn, &host, "/ip").await, (200, "for=127.0.0.2 proto=https".into()));
 
     // nginx holds a wildcard: an unknown name gets a certificate, and the server's 404.
     let host = format!("nope.{DOMAIN}");
