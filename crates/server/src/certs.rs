@@ -133,6 +133,11 @@ impl CertStore {
         write(&self.by_name).insert(name.to_string(), key);
     }
 
+    /// Whether there is a fallback certificate (from files).
+    pub fn has_fallback(&self) -> bool {
+        read(&self.fallback).is_some()
+    }
+
     /// Sets (`Some`) or clears the TLS-ALPN-01 challenge certificate for `name`.
     pub fn set_challenge(&self, name: &str, key: Option<Arc<CertifiedKey>>) {
         let mut challenges = write(&self.challenges);

@@ -77,7 +77,8 @@ impl TlsPort {
 
     /// The TLS handshake of one connection. With ACME, the client's hello is read
     /// first: a name the server answers for gets its certificate ordered (or the shared
-    /// order joined) before the handshake goes on. `Ok(None)` for a finished TLS-ALPN-01
+    /// order joined) before the handshake goes on, unless a certificate from files can
+    /// serve it meanwhile. `Ok(None)` for a finished TLS-ALPN-01
     /// validation, which carries no HTTP.
     pub async fn accept<IO>(&self, state: &ServerState, io: IO) -> std::io::Result<Option<TlsStream<IO>>>
     where
@@ -91,9 +92,14 @@ impl TlsPort {
         let challenge = hello.alpn().is_some_and(|mut p| p.any(|p| p == ACME_TLS_ALPN));
         let name = hello.server_name().map(|n| n.trim_end_matches('.').to_ascii_lowercase());
         if let (false, Some(name)) = (challenge, name) {
-            if self.store.get(&name).is_none() && crate::hostnames::is_served(state, &name) && !acme.ensure(&name).await
-            {
-                debug!(%name, "no certificate for this name yet");
+            if self.store.get(&name).is_none() && crate::hostnames::is_served(state, &name) {
+                if self.store.has_fallback() {
+                    // The file's certificate serves this handshake; the order runs meanwhile.
+                    let acme = acme.clone();
+                    tokio::spawn(async move { acme.ensure(&name).await });
+                } else if !acme.ensure(&name).await {
+                    debug!(%name, "no certificate for this name yet");
+                }
             }
         }
         let tls = start.into_stream(self.config.clone()).await?;
