@@ -16,7 +16,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::tls::TlsConfig;
+use std::path::Path;
 
 /// The ALPN protocol of TLS-ALPN-01 validation (RFC 8737).
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
@@ -63,14 +63,14 @@ pub fn certified_key(cert_pem: &[u8], key_pem: &[u8], origin: &str) -> Result<Ce
         .map_err(|e| CertError::Invalid(format!("TLS certificate and key do not fit ({origin}): {e}")))
 }
 
-/// Reads `config`'s files into a certificate, with their modification times.
-pub fn load_files(config: &TlsConfig) -> Result<(CertifiedKey, FileStamp), CertError> {
-    let read = |path: &std::path::Path, what| {
+/// Reads a certificate chain file and a key file, with their modification times.
+pub fn load_files(cert: &Path, key: &Path) -> Result<(CertifiedKey, FileStamp), CertError> {
+    let read = |path: &Path, what| {
         std::fs::read(path).map_err(|source| CertError::Read { what, path: path.display().to_string(), source })
     };
-    let stamp = FileStamp::of(config);
-    let (cert, key) = (read(&config.cert, "certificate")?, read(&config.key, "key")?);
-    Ok((certified_key(&cert, &key, &config.cert.display().to_string())?, stamp))
+    let stamp = FileStamp::of(cert, key);
+    let (cert_pem, key_pem) = (read(cert, "certificate")?, read(key, "key")?);
+    Ok((certified_key(&cert_pem, &key_pem, &cert.display().to_string())?, stamp))
 }
 
 /// When the certificate and key files were last modified (what a reload compares).
@@ -78,10 +78,10 @@ pub fn load_files(config: &TlsConfig) -> Result<(CertifiedKey, FileStamp), CertE
 pub struct FileStamp(Option<SystemTime>, Option<SystemTime>);
 
 impl FileStamp {
-    /// The stamps of `config`'s files now (`None` for a file that cannot be read).
-    pub fn of(config: &TlsConfig) -> FileStamp {
-        let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        FileStamp(mtime(&config.cert), mtime(&config.key))
+    /// The stamps of the files now (`None` for a file that cannot be read).
+    pub fn of(cert: &Path, key: &Path) -> FileStamp {
+        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        FileStamp(mtime(cert), mtime(key))
     }
 }
 
@@ -105,22 +105,22 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl CertStore {
-    /// Loads (or reloads) the fallback certificate from `config`'s files. On error the
-    /// certificate in use stays.
-    pub fn reload(&self, config: &TlsConfig) -> Result<(), CertError> {
-        let (key, stamp) = load_files(config)?;
-        *write(&self.fallback) = Some((Arc::new(key), stamp));
+    /// Loads (or reloads) the fallback certificate from the `cert` and `key` files. On
+    /// error the certificate in use stays.
+    pub fn reload(&self, cert: &Path, key: &Path) -> Result<(), CertError> {
+        let (certified, stamp) = load_files(cert, key)?;
+        *write(&self.fallback) = Some((Arc::new(certified), stamp));
         Ok(())
     }
 
     /// Reloads the fallback certificate if its files changed since it was loaded.
     /// `Ok(true)` when it did.
-    pub fn reload_if_changed(&self, config: &TlsConfig) -> Result<bool, CertError> {
-        let now = FileStamp::of(config);
+    pub fn reload_if_changed(&self, cert: &Path, key: &Path) -> Result<bool, CertError> {
+        let now = FileStamp::of(cert, key);
         if read(&self.fallback).as_ref().is_some_and(|(_, loaded)| *loaded == now) {
             return Ok(false);
         }
-        self.reload(config).map(|()| true)
+        self.reload(cert, key).map(|()| true)
     }
 
     /// The certificate for exactly `name`, if there is one.

@@ -181,7 +181,10 @@ pub fn check_hello(config: &ServerConfig, hello: &Hello) -> Result<Admission, Re
     };
     let hostname = match hello.hostname.as_str() {
         "" => None,
-        h => Some(crate::hostnames::grant(config, token.and_then(|i| config.tokens.get(i)), h)?),
+        h => Some(
+            crate::hostnames::grant(config, token.and_then(|i| config.tokens.get(i)), h)
+                .map_err(|message| Refusal::new(RefuseReason::HostnameNotAllowed, message))?,
+        ),
     };
     // With a hostname, the name field is ignored: a reconnecting client may send the
     // hostname it was welcomed with there.

@@ -7,13 +7,9 @@
 //! server's own on-demand certificates: never for an unknown name, which would only
 //! spend a certificate authority's rate limits.
 
-use localtunnels_core::RefuseReason;
-
 use crate::auth::AuthToken;
 use crate::config::ServerConfig;
-use crate::control::Refusal;
 use crate::registry::Lookup;
-use crate::server::tunnel_name;
 use crate::state::ServerState;
 
 /// Longest host name considered (DNS's own limit).
@@ -46,22 +42,12 @@ pub fn is_served(state: &ServerState, host: &str) -> bool {
     !matches!(state.registry.lookup(&key), Lookup::Unknown)
 }
 
-/// `host` (no port) as a custom hostname of a live or held tunnel, for routing by
-/// exact Host; `None` for any other host (the apex pages answer it).
-pub fn custom(state: &ServerState, host: &str) -> Option<String> {
-    // Names and the apex are routed before this; a host without a dot is never custom.
-    if !host.contains('.') || host.parse::<std::net::IpAddr>().is_ok() {
-        return None;
-    }
-    let host = normalise(host)?;
-    (!matches!(state.registry.lookup(&host), Lookup::Unknown)).then_some(host)
-}
-
 /// Checks a hello's custom `hostname` against the client's `token`: a DNS name of two
 /// labels or more, not the apex nor a name under it (those are `--subdomain`'s), and
-/// granted to the token ([`AuthToken::allows_hostname`]). Returns it normalised.
-pub fn grant(config: &ServerConfig, token: Option<&AuthToken>, hostname: &str) -> Result<String, Refusal> {
-    let refuse = |message: String| Refusal { reason: RefuseReason::HostnameNotAllowed, message };
+/// granted to the token ([`AuthToken::allows_hostname`]). Returns it normalised, or why
+/// not (for the `HostnameNotAllowed` refusal).
+pub fn grant(config: &ServerConfig, token: Option<&AuthToken>, hostname: &str) -> Result<String, String> {
+    let refuse = |message: String| message;
     let shown: String = hostname.chars().take(80).collect();
     let host = normalise(hostname)
         .filter(|h| h.contains('.'))
@@ -79,9 +65,47 @@ pub fn grant(config: &ServerConfig, token: Option<&AuthToken>, hostname: &str) -
     }
 }
 
+/// The tunnel name in `host` (`name.domain[:port]`), if it is a tunnel host.
+pub fn tunnel_name(host: &str, domain: &str) -> Option<String> {
+    let host = strip_port(host).trim_end_matches('.');
+    let domain = domain.trim_end_matches('.');
+    let split = host.len().checked_sub(domain.len())?;
+    // `get` and not slicing: `split` may fall inside a multi-byte character.
+    let (prefix, suffix) = (host.get(..split)?, host.get(split..)?);
+    if !suffix.eq_ignore_ascii_case(domain) {
+        return None;
+    }
+    let prefix = prefix.strip_suffix('.')?;
+    (!prefix.is_empty()).then(|| prefix.to_ascii_lowercase())
+}
+
+pub(crate) fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split(']').next().unwrap_or(host).trim_start_matches('[');
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::normalise;
+    use super::{normalise, tunnel_name};
+
+    #[test]
+    fn hosts_route_to_tunnels_or_apex() {
+        assert_eq!(tunnel_name("demo.localhost:3000", "localhost").as_deref(), Some("demo"));
+        assert_eq!(tunnel_name("Demo.Example.com", "example.com").as_deref(), Some("demo"));
+        assert_eq!(tunnel_name("localhost:3000", "localhost"), None);
+        assert_eq!(tunnel_name("127.0.0.1:3000", "localhost"), None);
+        assert_eq!(tunnel_name("xlocalhost", "localhost"), None);
+        assert_eq!(tunnel_name("a.b.localhost", "localhost").as_deref(), Some("a.b"));
+        assert_eq!(tunnel_name("localhost", "localhost"), None);
+        assert_eq!(tunnel_name(".localhost", "localhost"), None);
+        assert_eq!(tunnel_name("ä.localhost", "calhost"), None);
+        assert_eq!(tunnel_name("démo.LOCALHOST.", "localhost").as_deref(), Some("démo"));
+    }
 
     #[test]
     fn host_names_are_normalised_or_refused() {

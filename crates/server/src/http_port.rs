@@ -65,8 +65,7 @@ fn answer<B>(state: &ServerState, acme: Option<&Acme>, req: &Request<B>) -> Resp
         };
     }
     let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    let host = host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|c| c.is_ascii_digit())).map_or(host, |(h, _)| h);
-    let Some(host) = crate::hostnames::normalise(host) else {
+    let Some(host) = crate::hostnames::normalise(crate::hostnames::strip_port(host)) else {
         return text_response(StatusCode::BAD_REQUEST, "a Host header is required");
     };
     let port = match state.public_port {

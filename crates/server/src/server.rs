@@ -20,6 +20,8 @@ use tokio::sync::watch;
 use tracing::{debug, info};
 
 use crate::config::ServerConfig;
+use crate::hostnames::strip_port;
+pub use crate::hostnames::tunnel_name;
 use crate::limits::{IdleIo, IdleSwitch};
 use crate::registry::LocalRegistry;
 use crate::state::{Peer, ServerState};
@@ -217,7 +219,12 @@ async fn prelude(state: Arc<ServerState>, mut tcp: tokio::net::TcpStream, mut pe
     let Some(tls) = state.tls.clone() else {
         return spawn_connection(state, peer, TokioIo::new(io), idle, watcher);
     };
-    match tokio::time::timeout(tls.handshake_limit(limit), tls.accept(&state, io)).await {
+    match tokio::time::timeout(
+        tls.handshake_limit(limit),
+        tls.accept(|name| crate::hostnames::is_served(&state, name), io),
+    )
+    .await
+    {
         Ok(Ok(Some(stream))) => spawn_connection(state, peer, TokioIo::new(stream), idle, watcher),
         Ok(Ok(None)) => debug!(%peer, "TLS-ALPN-01 validation answered"),
         Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
@@ -265,51 +272,19 @@ fn route(state: Arc<ServerState>, peer: Peer, req: Request<Incoming>) -> impl cr
     };
     let host =
         req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
-    match tunnel_name(host, &state.config.domain).or_else(|| crate::hostnames::custom(&state, strip_port(host))) {
+    match tunnel_name(host, &state.config.domain).or_else(|| custom_hostname(&state, strip_port(host))) {
         Some(name) => Either::Left(crate::proxy::handle(state, name, peer, req)),
         None => Either::Right(std::future::ready(crate::apex::handle(state, &peer, req))),
     }
 }
 
-/// The tunnel name in `host` (`name.domain[:port]`), if it is a tunnel host.
-pub fn tunnel_name(host: &str, domain: &str) -> Option<String> {
-    let host = strip_port(host).trim_end_matches('.');
-    let domain = domain.trim_end_matches('.');
-    let split = host.len().checked_sub(domain.len())?;
-    // `get` and not slicing: `split` may fall inside a multi-byte character.
-    let (prefix, suffix) = (host.get(..split)?, host.get(split..)?);
-    if !suffix.eq_ignore_ascii_case(domain) {
+/// `host` (no port) as a custom hostname of a live or held tunnel, for routing by
+/// exact Host; `None` for any other host (the apex pages answer it).
+fn custom_hostname(state: &ServerState, host: &str) -> Option<String> {
+    // Names and the apex are routed before this; a host without a dot is never custom.
+    if !host.contains('.') || host.parse::<std::net::IpAddr>().is_ok() {
         return None;
     }
-    let prefix = prefix.strip_suffix('.')?;
-    (!prefix.is_empty()).then(|| prefix.to_ascii_lowercase())
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split(']').next().unwrap_or(host).trim_start_matches('[');
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|c| c.is_ascii_digit()) => h,
-        _ => host,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tunnel_name;
-
-    #[test]
-    fn hosts_route_to_tunnels_or_apex() {
-        assert_eq!(tunnel_name("demo.localhost:3000", "localhost").as_deref(), Some("demo"));
-        assert_eq!(tunnel_name("Demo.Example.com", "example.com").as_deref(), Some("demo"));
-        assert_eq!(tunnel_name("localhost:3000", "localhost"), None);
-        assert_eq!(tunnel_name("127.0.0.1:3000", "localhost"), None);
-        assert_eq!(tunnel_name("xlocalhost", "localhost"), None);
-        assert_eq!(tunnel_name("a.b.localhost", "localhost").as_deref(), Some("a.b"));
-        assert_eq!(tunnel_name("localhost", "localhost"), None);
-        assert_eq!(tunnel_name(".localhost", "localhost"), None);
-        assert_eq!(tunnel_name("ä.localhost", "calhost"), None);
-        assert_eq!(tunnel_name("démo.LOCALHOST.", "localhost").as_deref(), Some("démo"));
-    }
+    let host = crate::hostnames::normalise(host)?;
+    (!matches!(state.registry.lookup(&host), crate::registry::Lookup::Unknown)).then_some(host)
 }

@@ -22,6 +22,6 @@ pub struct TlsConfig {
 /// A TLS acceptor for `config`, offering HTTP/2 and HTTP/1.1 by ALPN.
 pub fn acceptor(config: &TlsConfig) -> std::io::Result<TlsAcceptor> {
     let store = Arc::new(CertStore::default());
-    store.reload(config)?;
+    store.reload(&config.cert, &config.key)?;
     Ok(TlsAcceptor::from(Arc::new(crate::certs::server_config(store, false)?)))
 }

@@ -12,7 +12,6 @@ use tracing::{debug, info, warn};
 use crate::acme::Acme;
 use crate::certs::{CertError, CertStore, ACME_TLS_ALPN};
 use crate::config::ServerConfig;
-use crate::state::ServerState;
 
 /// Everything the TLS port needs.
 #[derive(Debug)]
@@ -32,7 +31,7 @@ impl TlsPort {
         }
         let store = Arc::new(CertStore::default());
         if let Some(files) = &config.tls {
-            store.reload(files)?;
+            store.reload(&files.cert, &files.key)?;
         }
         let acme = config.acme.clone().map(|a| Acme::new(a, store.clone())).transpose()?;
         let tls_alpn = acme.as_ref().is_some_and(|a| !a.http01());
@@ -48,7 +47,7 @@ impl TlsPort {
     /// Reloads the certificate files now (SIGHUP). `Ok(false)` without files.
     pub fn reload(&self) -> Result<bool, CertError> {
         match &self.files {
-            Some(files) => self.store.reload(files).map(|()| true),
+            Some(files) => self.store.reload(&files.cert, &files.key).map(|()| true),
             None => Ok(false),
         }
     }
@@ -64,7 +63,7 @@ impl TlsPort {
                     () = tokio::time::sleep(interval) => {}
                     _ = shutdown.changed() => return,
                 }
-                match port.store.reload_if_changed(&files) {
+                match port.store.reload_if_changed(&files.cert, &files.key) {
                     Ok(true) => info!(cert = %files.cert.display(), "TLS certificate reloaded (files changed)"),
                     Ok(false) => {}
                     Err(e) => {
@@ -76,11 +75,11 @@ impl TlsPort {
     }
 
     /// The TLS handshake of one connection. With ACME, the client's hello is read
-    /// first: a name the server answers for gets its certificate ordered (or the shared
+    /// first: a name the server answers for (`is_served`, [`crate::hostnames`]) gets its certificate ordered (or the shared
     /// order joined) before the handshake goes on, unless a certificate from files can
     /// serve it meanwhile. `Ok(None)` for a finished TLS-ALPN-01
     /// validation, which carries no HTTP.
-    pub async fn accept<IO>(&self, state: &ServerState, io: IO) -> std::io::Result<Option<TlsStream<IO>>>
+    pub async fn accept<IO>(&self, is_served: impl Fn(&str) -> bool, io: IO) -> std::io::Result<Option<TlsStream<IO>>>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
@@ -92,7 +91,7 @@ impl TlsPort {
         let challenge = hello.alpn().is_some_and(|mut p| p.any(|p| p == ACME_TLS_ALPN));
         let name = hello.server_name().map(|n| n.trim_end_matches('.').to_ascii_lowercase());
         if let (false, Some(name)) = (challenge, name) {
-            if self.store.get(&name).is_none() && crate::hostnames::is_served(state, &name) {
+            if self.store.get(&name).is_none() && is_served(&name) {
                 if self.store.has_fallback() {
                     // The file's certificate serves this handshake; the order runs meanwhile.
                     let acme = acme.clone();
