@@ -38,8 +38,10 @@ pub enum LogFormat {
 
 /// Exit codes, shown by `--help`.
 pub const EXIT_CODES: &str = "Exit codes: 0 ok, 1 error, 2 usage, 3 server unreachable, 4 name taken, \
-5 name invalid or reserved, 6 unauthorized, 7 refused for another reason.";
+5 name invalid or reserved, 6 unauthorized, 7 refused for another reason, 8 hostname not allowed.";
 
+// Built once per run: the size of the server's variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a tunnel server: control connections and public traffic on one port.
@@ -113,6 +115,21 @@ pub struct ServerArgs {
     /// Port shown in public URLs when behind a proxy [default: the listening port].
     #[arg(long, env = "LOCALTUNNELS_PUBLIC_PORT")]
     pub public_port: Option<u16>,
+    /// Scheme of public URLs when a proxy in front terminates TLS [default: https with
+    /// TLS here or --secure, else http].
+    #[arg(long, env = "LOCALTUNNELS_PUBLIC_SCHEME", value_enum)]
+    pub public_scheme: Option<PublicSchemeArg>,
+    /// The public URL of the apex, e.g. https://tunnels.example.com: sets the scheme, the
+    /// domain and the port that printed and handed-out URLs carry (for a proxy in front).
+    #[arg(long, env = "LOCALTUNNELS_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Believe X-Forwarded-For/-Proto and Forwarded (and PROXY headers with
+    /// --proxy-protocol) only from these proxies (repeatable or comma-separated).
+    #[arg(long, env = "LOCALTUNNELS_TRUSTED_PROXIES", value_delimiter = ',', value_name = "CIDR")]
+    pub trusted_proxy: Option<Vec<String>>,
+    /// Connections from a --trusted-proxy start with a PROXY protocol v1/v2 header (TCP load balancers).
+    #[arg(long, env = "LOCALTUNNELS_PROXY_PROTOCOL", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub proxy_protocol: Option<bool>,
     /// Seconds a visitor waits for the origin's response head before a 504.
     #[arg(long, env = "LOCALTUNNELS_RESPONSE_TIMEOUT", value_name = "SECS")]
     pub response_timeout: Option<u64>,
@@ -144,6 +161,29 @@ pub struct ServerArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "LOCALTUNNELS_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Obtain and renew certificates by ACME (Let's Encrypt by default): the apex's at
+    /// start, a live or held name's at its first TLS handshake. Serves HTTPS on --port.
+    #[arg(long, env = "LOCALTUNNELS_ACME", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub acme: Option<bool>,
+    /// Contact address for the ACME account.
+    #[arg(long, env = "LOCALTUNNELS_ACME_EMAIL", value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+    /// ACME directory URL [default: Let's Encrypt's production directory].
+    #[arg(long, env = "LOCALTUNNELS_ACME_DIRECTORY", value_name = "URL")]
+    pub acme_directory: Option<String>,
+    /// Use Let's Encrypt's staging directory (untrusted certificates, for trials).
+    #[arg(long, env = "LOCALTUNNELS_ACME_STAGING", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub acme_staging: Option<bool>,
+    /// Keep the ACME account and certificates here (files 0600), reused across restarts.
+    #[arg(long, env = "LOCALTUNNELS_ACME_CACHE", value_name = "DIR")]
+    pub acme_cache: Option<PathBuf>,
+    /// PEM root to trust for the ACME server's own HTTPS (a private or test CA).
+    #[arg(long, env = "LOCALTUNNELS_ACME_CA_ROOT", value_name = "FILE")]
+    pub acme_ca_root: Option<PathBuf>,
+    /// Plain-HTTP port: redirects to HTTPS, and ACME validates by HTTP-01 here instead
+    /// of TLS-ALPN-01 on --port.
+    #[arg(long, env = "LOCALTUNNELS_HTTP_PORT", value_name = "PORT")]
+    pub http_port: Option<u16>,
     /// Most tunnels one auth token may hold at once.
     #[arg(long, env = "LOCALTUNNELS_MAX_TUNNELS_PER_TOKEN", value_name = "N")]
     pub max_tunnels_per_token: Option<usize>,
@@ -196,6 +236,15 @@ pub struct ServerArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
+pub enum PublicSchemeArg {
+    /// Public URLs are http:// and ws://.
+    Http,
+    /// Public URLs are https:// and wss://.
+    Https,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum HostHeaderArg {
     /// The origin sees Host: <local-host>:<local-port>.
     Rewrite,
@@ -236,6 +285,11 @@ pub struct ClientArgs {
     /// after a disconnect the server keeps your name for you for its grace period.
     #[arg(short = 's', long, env = "LOCALTUNNELS_SUBDOMAIN", value_name = "NAME")]
     pub subdomain: Option<String>,
+    /// A custom hostname instead of a name under the server's domain (its DNS points at
+    /// the server, e.g. a CNAME); granted only where the server lets your token use it,
+    /// else refused (exit code 8).
+    #[arg(long, env = "LOCALTUNNELS_HOSTNAME", value_name = "HOST", conflicts_with = "subdomain")]
+    pub hostname: Option<String>,
     /// Auth token, for servers that require one.
     #[arg(short = 't', long, env = "LOCALTUNNELS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -317,10 +371,12 @@ macro_rules! fill {
 impl ServerArgs {
     /// Fields not given on the command line or in the environment come from `file`.
     pub fn or(mut self, file: &ServerArgs) -> Self {
-        fill!(self, file; port, bind, domain, secure, public_port, response_timeout, grace_period, max_tunnels, verbose,
-            token, tokens_file, admin_token, tls_cert, tls_key, max_tunnels_per_token, max_tunnels_per_ip,
-            max_streams_per_tunnel, max_streams_per_visitor, rate_limit, rate_burst, visitor_rate_limit,
-            visitor_rate_burst, max_body, max_header_size, header_read_timeout, idle_timeout, max_frame,
+        fill!(self, file; port, bind, domain, secure, public_port, public_scheme, public_url, trusted_proxy,
+            proxy_protocol, response_timeout, grace_period, max_tunnels, verbose, token, tokens_file, admin_token,
+            tls_cert, tls_key, acme, acme_email, acme_directory, acme_staging, acme_cache, acme_ca_root, http_port,
+            max_tunnels_per_token, max_tunnels_per_ip, max_streams_per_tunnel, max_streams_per_visitor, rate_limit,
+            rate_burst, visitor_rate_limit, visitor_rate_burst, max_body, max_header_size, header_read_timeout,
+            idle_timeout, max_frame,
             max_ws_message, threads);
         self
     }
@@ -330,7 +386,8 @@ impl ClientArgs {
     /// Fields not given on the command line or in the environment come from `file`.
     pub fn or(mut self, file: &ClientArgs) -> Self {
         fill!(self, file; server, host, port, secure, local_port, local_host, local_https, allow_invalid_cert,
-            subdomain, token, host_header, print_requests, expose_errors, basic_auth, allow_ip, ca, max_ws_message, threads);
+            subdomain, hostname, token, host_header, print_requests, expose_errors, basic_auth, allow_ip, ca,
+            max_ws_message, threads);
         self
     }
 }

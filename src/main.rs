@@ -6,6 +6,7 @@ mod args;
 mod defaults;
 mod demo;
 mod logs;
+mod public;
 mod settings;
 mod target;
 
@@ -85,6 +86,8 @@ impl JobWithLogs {
 }
 
 /// What to run, with the config file merged in.
+// Built once per run: the size of the server's variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Job {
     Server(ServerArgs),
     Client(ClientArgs),
@@ -200,6 +203,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         Some(ConnectError::Refused { reason: RefuseReason::NameTaken, .. }) => 4,
         Some(ConnectError::Refused { reason: RefuseReason::NameInvalid, .. }) => 5,
         Some(ConnectError::Refused { reason: RefuseReason::Unauthorized, .. }) => 6,
+        Some(ConnectError::Refused { reason: RefuseReason::HostnameNotAllowed, .. }) => 8,
         Some(ConnectError::Refused { .. }) => 7,
         Some(ConnectError::Config(_)) => 2,
         _ if e.downcast_ref::<UsageError>().is_some() => 2,
@@ -275,15 +279,20 @@ pub fn server_config(a: &ServerArgs) -> ServerConfig {
 }
 
 async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
-    let config = server_config(&a);
+    let mut config = server_config(&a);
+    public::apply(&a, &mut config)?;
     let (port, grace) = (config.port, config.shutdown_timeout);
     let server = TunnelServer::new(config)
         .start()
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the server on port {port}: {e}"))?;
     let mut signals = Signals::install();
+    let hangups = public::hangups();
     println!("{}", server.url());
-    signals.recv().await;
+    tokio::select! {
+        () = signals.recv() => {}
+        () = public::reload_on(hangups, &server) => {}
+    }
     let streams = server.stats().streams;
     eprintln!("stopping: {}; Ctrl-C again to quit now", waiting_for(streams, grace));
     tokio::select! {
@@ -314,6 +323,7 @@ pub fn client_config(a: &ClientArgs) -> ClientConfig {
         local_https: a.local_https.unwrap_or(d.local_https),
         allow_invalid_cert: a.allow_invalid_cert.unwrap_or(d.allow_invalid_cert),
         subdomain: a.subdomain.clone(),
+        hostname: a.hostname.clone(),
         token: a.token.clone(),
         basic_auth: a.basic_auth.clone(),
         allow_ips: a.allow_ip.clone().unwrap_or_default(),

@@ -229,6 +229,7 @@ async fn handshake(
         client_version: env!("CARGO_PKG_VERSION").to_string(),
         basic_auth: ctx.config.basic_auth.clone().unwrap_or_default(),
         allow_ips: ctx.config.allow_ips.clone(),
+        hostname: ctx.config.hostname.clone().unwrap_or_default(),
         ..Hello::default()
     };
     let epoch = std::time::Instant::now();
@@ -238,6 +239,15 @@ async fn handshake(
         match events.recv().await {
             Some(ConnEvent::Welcome(w)) => {
                 debug!(name = %w.name, "handshake done: {}", w.url);
+                // A server that predates custom hostnames ignores the field and grants a
+                // name under its domain: that is not what was asked for.
+                if let Some(host) = &ctx.config.hostname {
+                    if !w.name.eq_ignore_ascii_case(host.trim_end_matches('.')) {
+                        let message = format!("the server does not grant custom hostnames (it offered {})", w.url);
+                        conn.close(CloseCode::Normal, "custom hostname not granted");
+                        return Err(ConnectError::Refused { reason: RefuseReason::HostnameNotAllowed, message });
+                    }
+                }
                 return Ok((conn, events, w));
             }
             Some(ConnEvent::Refused { reason, message }) => return Err(ConnectError::Refused { reason, message }),

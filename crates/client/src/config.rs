@@ -42,6 +42,10 @@ pub struct ClientConfig {
     pub allow_invalid_cert: bool,
     /// Requested name; `None` for a random one.
     pub subdomain: Option<String>,
+    /// A full custom hostname (`app.example.com`, pointed at the server by DNS) instead
+    /// of a name under the server's domain; the server grants it only where the token
+    /// allows it (else refused with `HostnameNotAllowed`). Default: none.
+    pub hostname: Option<String>,
     /// Auth token for servers that require one. Sent inside the handshake, never logged.
     pub token: Option<String>,
     /// `user:password` the server demands of visitors (HTTP basic auth). Default: none.
@@ -87,6 +91,7 @@ impl Default for ClientConfig {
             local_https: false,
             allow_invalid_cert: false,
             subdomain: None,
+            hostname: None,
             token: None,
             basic_auth: None,
             allow_ips: Vec::new(),
@@ -116,6 +121,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("local_https", &self.local_https)
             .field("allow_invalid_cert", &self.allow_invalid_cert)
             .field("subdomain", &self.subdomain)
+            .field("hostname", &self.hostname)
             .field("token", &redacted(&self.token))
             .field("basic_auth", &redacted(&self.basic_auth))
             .field("allow_ips", &self.allow_ips)

@@ -194,7 +194,7 @@ pub fn parse_net(s: &str) -> Result<IpNet, String> {
 }
 
 /// Whether `ip` (canonical: an IPv4-mapped peer counts as IPv4) is in `net`.
-fn net_contains(net: &IpNet, ip: IpAddr) -> bool {
+pub(crate) fn net_contains(net: &IpNet, ip: IpAddr) -> bool {
     net.contains(&canonical(ip))
 }
 

@@ -1,5 +1,6 @@
 //! The server's own pages, on the apex host only: a landing page, `/api/status`
-//! (JSON), `/metrics` (Prometheus, [`crate::metrics`]) and the control endpoint.
+//! (JSON), `/metrics` (Prometheus, [`crate::metrics`]), `/api/tls-check?domain=<host>`
+//! (for a proxy's on-demand TLS) and the control endpoint.
 //!
 //! `/api/status` shows counts only:
 //! `{"version":"0.1.0","uptime_secs":42,"streams":3,"tunnels":1,"held":0}`.
@@ -31,6 +32,7 @@ pub fn handle<B: Send + 'static>(state: Arc<ServerState>, peer: &Peer, req: Requ
             let (body, content_type) = crate::metrics::render(&state, openmetrics);
             with_type(Response::new(full(body)), content_type)
         }
+        (&Method::GET | &Method::HEAD, "/api/tls-check") => tls_check(&state, req.uri().query()),
         (&Method::GET | &Method::HEAD, _) => {
             let res = visitor_error(StatusCode::NOT_FOUND, "There is no page at this address.", None);
             if accepts_html(req.headers()) {
@@ -73,6 +75,17 @@ fn landing(state: &ServerState) -> Response<Body> {
          <p><a href=/api/status>/api/status</a> · <a href=/metrics>/metrics</a></p>\n"
     );
     with_type(Response::new(full(html)), "text/html; charset=utf-8")
+}
+
+/// `GET /api/tls-check?domain=<host>`: 200 when the server answers for `host` (so a
+/// proxy in front may get it a certificate), 404 otherwise ([`crate::hostnames`]).
+fn tls_check(state: &ServerState, query: Option<&str>) -> Response<Body> {
+    let domain = query.into_iter().flat_map(|q| q.split('&')).find_map(|pair| pair.strip_prefix("domain="));
+    match domain {
+        None => text_response(StatusCode::BAD_REQUEST, "missing ?domain=<host>"),
+        Some(host) if crate::hostnames::is_served(state, host) => text_response(StatusCode::OK, "ok"),
+        Some(_) => text_response(StatusCode::NOT_FOUND, "no tunnel with this host name"),
+    }
 }
 
 fn status(state: &ServerState, admin: bool) -> Response<Body> {

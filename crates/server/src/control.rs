@@ -155,6 +155,9 @@ impl Refusal {
 pub struct Admission {
     /// The requested name, validated and lowercased; `None` for a random one.
     pub name: Option<String>,
+    /// The granted custom hostname, normalised; when set, the tunnel is routed by it
+    /// (and `name` is `None`).
+    pub hostname: Option<String>,
     /// The configured token the client presented (index into the server's tokens).
     pub token: Option<usize>,
     /// The visitor rules the client asked for.
@@ -179,11 +182,21 @@ pub fn check_hello(config: &ServerConfig, hello: &Hello) -> Result<Admission, Re
     } else {
         None
     };
+    let hostname = match hello.hostname.as_str() {
+        "" => None,
+        h => Some(
+            crate::hostnames::grant(config, token.and_then(|i| config.tokens.get(i)), h)
+                .map_err(|message| Refusal::new(RefuseReason::HostnameNotAllowed, message))?,
+        ),
+    };
+    // With a hostname, the name field is ignored: a reconnecting client may send the
+    // hostname it was welcomed with there.
     let name = match hello.name.as_str() {
+        _ if hostname.is_some() => None,
         "" => None,
         n => Some(names::validate(n).map_err(|e| Refusal::new(RefuseReason::NameInvalid, e.to_string()))?),
     };
-    if let Some(t) = token.and_then(|i| config.tokens.get(i)) {
+    if let Some(t) = token.and_then(|i| config.tokens.get(i)).filter(|_| hostname.is_none()) {
         if !t.names().is_empty() {
             let allowed = t.names().join(", ");
             match &name {
@@ -205,7 +218,7 @@ pub fn check_hello(config: &ServerConfig, hello: &Hello) -> Result<Admission, Re
     }
     let access = Access::from_hello(&hello.basic_auth, &hello.allow_ips)
         .map_err(|e| Refusal::new(RefuseReason::Malformed, format!("invalid visitor access rules: {e}")))?;
-    Ok(Admission { name, token, access })
+    Ok(Admission { name, hostname, token, access })
 }
 
 /// Decides on a hello: the checks, the name, and the per-client quotas.
@@ -219,7 +232,7 @@ fn admit(state: &Arc<ServerState>, hello: &Hello, peer: SocketAddr, conn: &Conne
     };
     let proof = Proof { reconnect_token: hello.reconnect_token.clone(), auth_token: hello.token.clone() };
     for _ in 0..16 {
-        let name = admission.name.clone().unwrap_or_else(names::random_name);
+        let name = admission.hostname.clone().or_else(|| admission.name.clone()).unwrap_or_else(names::random_name);
         let tunnel = Arc::new(Tunnel {
             name: name.clone(),
             conn: conn.clone(),
@@ -246,6 +259,12 @@ fn admit(state: &Arc<ServerState>, hello: &Hello, peer: SocketAddr, conn: &Conne
                     ..Welcome::default()
                 });
                 return Ok(tunnel);
+            }
+            Err(ClaimError::Taken(name)) if admission.hostname.is_some() => {
+                return Err(Refusal::new(
+                    RefuseReason::NameTaken,
+                    format!("the hostname '{name}' is in use by another client"),
+                ))
             }
             Err(ClaimError::Taken(name)) if admission.name.is_some() => {
                 return Err(Refusal::new(

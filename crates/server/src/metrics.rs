@@ -118,6 +118,9 @@ pub fn render(state: &ServerState, openmetrics: bool) -> (String, &'static str) 
     reg.register("localtunnels_tunnel_sent_bytes", "Bytes sent to tunnel clients", sent);
     let start = SystemTime::now().checked_sub(state.started.elapsed()).unwrap_or(SystemTime::UNIX_EPOCH);
     reg.register_collector(Box::new(crate::process::ProcessCollector { start }));
+    if let Some(acme) = state.tls.as_ref().and_then(|t| t.acme.as_ref()) {
+        acme.register_metrics(&mut reg);
+    }
 
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &reg).is_err() {

@@ -129,10 +129,13 @@ pub fn tunnel_head<B>(
         }
     }
     let host = crate::host::forwarded_host(req, state.default_port());
-    let proto = if state.config.secure { "https" } else { "http" };
+    let proto = peer
+        .proto
+        .clone()
+        .unwrap_or_else(|| HeaderValue::from_static(if state.config.secure { "https" } else { "http" }));
     let forwarded: [Option<Header>; 3] = [
         Some((X_FORWARDED_FOR, peer.forwarded_for.clone())),
-        Some((X_FORWARDED_PROTO, HeaderValue::from_static(proto))),
+        Some((X_FORWARDED_PROTO, proto)),
         host.map(|h| (X_FORWARDED_HOST, h)),
     ];
     head.headers.extend(forwarded.into_iter().flatten());

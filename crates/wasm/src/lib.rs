@@ -51,6 +51,8 @@ export interface TunnelClientOptions {
   secure?: boolean;
   /** The name (subdomain) to ask for; the server picks one when left out. */
   subdomain?: string;
+  /** A full custom hostname (e.g. `"app.example.com"`, its DNS pointed at the server) instead of a name under the server's domain; the server grants it only to tokens allowed to use it (else refused with `hostname_not_allowed`). */
+  hostname?: string;
   /** Auth token, when the server requires one. */
   token?: string;
   /** Milliseconds a request handler has to produce its Response before the visitor gets 504. Default 30000. */

@@ -25,6 +25,7 @@ struct RawOptions {
     port: JsValue,
     secure: Option<bool>,
     subdomain: Option<String>,
+    hostname: Option<String>,
     token: Option<String>,
     #[serde(default, with = "serde_wasm_bindgen::preserve")]
     response_timeout: JsValue,
@@ -51,6 +52,7 @@ const KNOWN: &[&str] = &[
     "port",
     "secure",
     "subdomain",
+    "hostname",
     "token",
     "responseTimeout",
     "reconnect",
@@ -72,6 +74,8 @@ pub(crate) struct Options {
     pub(crate) port: u16,
     pub(crate) secure: bool,
     pub(crate) subdomain: String,
+    /// A custom hostname instead of a name under the server's domain; empty for none.
+    pub(crate) hostname: String,
     pub(crate) token: String,
     pub(crate) response_timeout_ms: u32,
     pub(crate) reconnect: bool,
@@ -158,6 +162,10 @@ pub(crate) fn parse(value: JsValue) -> Result<Parsed, String> {
     };
     let secure = secure.unwrap_or(port == 443);
     let subdomain = check_subdomain(raw.subdomain.unwrap_or_default())?;
+    let hostname = check_hostname(raw.hostname.unwrap_or_default())?;
+    if !hostname.is_empty() && !subdomain.is_empty() {
+        return Err("give either `subdomain` or `hostname`, not both".to_string());
+    }
     let response_timeout_ms = number(&raw.response_timeout, "responseTimeout", 1.0, f64::from(i32::MAX))?
         .map_or(DEFAULT_RESPONSE_TIMEOUT_MS, |v| v as u32);
     let max_reconnect_delay_ms = number(&raw.max_reconnect_delay, "maxReconnectDelay", 0.0, f64::from(i32::MAX))?
@@ -189,6 +197,7 @@ pub(crate) fn parse(value: JsValue) -> Result<Parsed, String> {
         port,
         secure,
         subdomain,
+        hostname,
         token: raw.token.unwrap_or_default(),
         response_timeout_ms,
         reconnect: raw.reconnect.unwrap_or(true),
@@ -229,6 +238,23 @@ pub(crate) fn check_host_str(host: &str) -> Result<(), String> {
         return Err(format!("`host` must not contain a port (use the `port` option), got {host:?}"));
     }
     Ok(())
+}
+
+/// Checks a requested custom hostname: empty (none) or a DNS name of two labels or
+/// more, lowercased (the server decides whether the token is granted it).
+pub(crate) fn check_hostname(host: String) -> Result<String, String> {
+    let lower = host.trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if lower.is_empty() || (lower.len() <= 253 && lower.contains('.') && lower.split('.').all(label_ok)) {
+        return Ok(lower);
+    }
+    Err(format!("`hostname` must be a full host name such as \"app.example.com\", got {host:?}"))
 }
 
 /// Checks a requested subdomain: empty (any name) or one DNS label.
@@ -278,6 +304,15 @@ mod tests {
         assert!(check_host_str("https://x.dev").unwrap_err().contains("without a scheme"));
         assert!(check_host_str("localhost:3000").unwrap_err().contains("port"));
         assert!(check_host_str("x.dev/api").is_err());
+    }
+
+    #[test]
+    fn hostnames() {
+        assert_eq!(check_hostname("App.Example.com.".into()).unwrap(), "app.example.com");
+        assert_eq!(check_hostname(String::new()).unwrap(), "");
+        for bad in ["localhost", "a..b", "-a.b", "a b.c", "a.b/c"] {
+            assert!(check_hostname(bad.into()).is_err(), "{bad}");
+        }
     }
 
     #[test]

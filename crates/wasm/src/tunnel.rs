@@ -485,6 +485,7 @@ impl Tunnel {
                 client_version: env!("CARGO_PKG_VERSION").to_string(),
                 basic_auth: o.basic_auth.clone(),
                 allow_ips: o.allow_ips.clone(),
+                hostname: o.hostname.clone(),
                 ..Hello::default()
             };
             let url = o.control_url();
