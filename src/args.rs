@@ -170,6 +170,14 @@ pub struct ClientArgs {
     /// after a disconnect the server keeps your name for you for its grace period.
     #[arg(long, env = "LOCALTUNNELS_SUBDOMAIN", value_name = "NAME")]
     pub subdomain: Option<String>,
+    /// Where to keep the reconnect token of a --subdomain tunnel, one file per server and
+    /// name, so that a client restarted after a crash gets its name back at once
+    /// [default: $XDG_STATE_HOME/localtunnels, else ~/.local/state/localtunnels].
+    #[arg(long, env = "LOCALTUNNELS_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Keep no state file (a crashed client's name is then held for the server's grace period).
+    #[arg(long, env = "LOCALTUNNELS_NO_STATE", num_args = 0..=1, default_missing_value = "true")]
+    pub no_state: Option<bool>,
     /// Auth token, for servers that require one.
     #[arg(long, env = "LOCALTUNNELS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -219,7 +227,8 @@ impl ClientArgs {
     /// Fields not given on the command line or in the environment come from `file`.
     pub fn or(mut self, file: &ClientArgs) -> Self {
         fill!(self, file; server, host, port, secure, local_port, local_host, local_https, allow_invalid_cert,
-            subdomain, token, host_header, print_requests, basic_auth, allow_ip, ca, max_ws_message, threads);
+            subdomain, state_dir, no_state, token, host_header, print_requests, basic_auth, allow_ip, ca, max_ws_message,
+            threads);
         self
     }
 }

@@ -202,6 +202,10 @@ pub fn client_config(a: &ClientArgs) -> ClientConfig {
         local_https: a.local_https.unwrap_or(d.local_https),
         allow_invalid_cert: a.allow_invalid_cert.unwrap_or(d.allow_invalid_cert),
         subdomain: a.subdomain.clone(),
+        state_dir: match a.no_state {
+            Some(true) => None,
+            _ => a.state_dir.clone().or_else(localtunnels_client::default_state_dir),
+        },
         token: a.token.clone(),
         basic_auth: a.basic_auth.clone(),
         allow_ips: a.allow_ip.clone().unwrap_or_default(),

@@ -19,6 +19,7 @@ mod events;
 mod http;
 mod origin;
 mod pool;
+mod state;
 mod tls;
 mod websocket;
 
@@ -26,3 +27,4 @@ pub use client::{backoff, ClientHandle, ConnectError, TunnelClient};
 pub use config::{ClientConfig, HostHeader, ServerAddr};
 pub use events::ClientEvent;
 pub use origin::{BoxError, ConnectFuture, LocalOrigin, Origin, OriginBody, OriginFuture, OriginStream, ServiceOrigin};
+pub use state::default_state_dir;

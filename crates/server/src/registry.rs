@@ -80,6 +80,9 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     fn release(&self, name: &str, tunnel: &Arc<Tunnel>);
     /// Every live tunnel.
     fn live(&self) -> Vec<Arc<Tunnel>>;
+    /// The session `tunnel` ended because its client left on purpose: free its name
+    /// at once (no grace hold).
+    fn free(&self, name: &str, tunnel: &Arc<Tunnel>);
 }
 
 /// A name's owner. Secrets are kept as SHA-256 digests only.
@@ -232,5 +235,13 @@ impl Registry for LocalRegistry {
                 Slot::Held { .. } => None,
             })
             .collect()
+    }
+
+    fn free(&self, name: &str, tunnel: &Arc<Tunnel>) {
+        let mut entries = self.entries();
+        // As in `release`: only the session that holds the name gives it up.
+        if entries.get(name).is_some_and(|e| matches!(&e.slot, Slot::Live(t) if Arc::ptr_eq(t, tunnel))) {
+            entries.remove(name);
+        }
     }
 }
