@@ -55,6 +55,13 @@ class MockWebSocket {
     setTimeout(() => this.onclose && this.onclose({ code, reason: '' }), 0);
   }
 
+  /** Dies as Node 22's WebSocket does: an error event, and no close event ever. */
+  failWithoutClose() {
+    this.readyState = 3;
+    this.wakeSent();
+    setTimeout(() => this.onerror && this.onerror({ type: 'error' }), 0);
+  }
+
   wakeSent() {
     const w = this.sentWaiter;
     this.sentWaiter = null;
