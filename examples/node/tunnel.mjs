@@ -43,12 +43,6 @@ client.on('connected', ({ url }) => console.error(`connected: ${url}`));
 client.on('reconnecting', (r) => console.error(`connection lost; retry ${r.attempt} in ${r.delay} ms`));
 client.on('error', (e) => console.error(`error: ${e.message}`));
 
-try {
-  console.log(await client.connect());
-} catch (e) {
-  console.error(`could not open the tunnel (${e.reason}): ${e.message}`);
-  process.exit(1);
-}
 // Ctrl-C: tell the server we are leaving (it frees the name at once), then let Node exit by itself: once
 // the tunnel is closed nothing holds the process open.
 for (const signal of ['SIGINT', 'SIGTERM']) {
@@ -56,6 +50,12 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
     await client.close();
     console.error('closed');
   });
+}
+try {
+  console.log(await client.connect());
+} catch (e) {
+  console.error(`could not open the tunnel (${e.reason}): ${e.message}`);
+  process.exit(1);
 }
 
 async function app(request) {

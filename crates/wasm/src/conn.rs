@@ -136,13 +136,22 @@ impl Conn {
                 let t = t.clone();
                 Closure::new(move |e: MessageEvent| t.on_socket_message(gen, &e))
             },
+            // Closing a socket may fire its error and close events at once, inside our
+            // own `close()` call (Node 22's WebSocket does): those two are handled on a
+            // later microtask, never re-entering the client.
             _close: {
                 let t = t.clone();
-                Closure::new(move |e: JsValue| t.on_socket_close(gen, &e))
+                Closure::new(move |e: JsValue| {
+                    let t = t.clone();
+                    wasm_bindgen_futures::spawn_local(async move { t.on_socket_close(gen, &e) });
+                })
             },
             _error: {
                 let t = t.clone();
-                Closure::new(move |_: JsValue| t.on_socket_error(gen))
+                Closure::new(move |_: JsValue| {
+                    let t = t.clone();
+                    wasm_bindgen_futures::spawn_local(async move { t.on_socket_error(gen) });
+                })
             },
         };
         ws.set_onopen(Some(listeners._open.as_ref().unchecked_ref()));

@@ -467,14 +467,11 @@ impl Tunnel {
     /// Takes connection `gen` (any, when `None`) away and fails its streams; returns
     /// whether it had been welcomed, or `None` if there was no such connection.
     fn tear_down(&self, gen: Option<u64>) -> Option<bool> {
-        let (conn, slots) = {
-            let mut st = self.st.borrow_mut();
-            let mut conn = st.conn.take_if(|c| gen.is_none_or(|g| c.gen == g))?;
-            conn.flush();
-            conn.close_socket();
-            let slots: Vec<Slot> = conn.streams.drain().map(|(_, s)| s).collect();
-            (conn, slots)
-        };
+        let mut conn = self.st.borrow_mut().conn.take_if(|c| gen.is_none_or(|g| c.gen == g))?;
+        // No borrow is held: the socket may call back into the client.
+        conn.flush();
+        conn.close_socket();
+        let slots: Vec<Slot> = conn.streams.drain().map(|(_, s)| s).collect();
         let was_welcomed = conn.welcomed;
         js::defer_drop(conn);
         for slot in slots {
