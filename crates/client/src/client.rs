@@ -259,6 +259,10 @@ impl Driver {
                                 ConnectError::Refused { reason, message } => {
                                     self.life.handle_refusal(now, reason, &message)
                                 }
+                                // The URL goes back in when the error is made (`connect`).
+                                ConnectError::Unreachable { reason, .. } => {
+                                    self.life.handle_close(now, CloseCode::Internal, &reason)
+                                }
                                 other => self.life.handle_close(now, CloseCode::Internal, &other.to_string()),
                             }
                         }
