@@ -18,6 +18,8 @@ fn closed(socket: Option<web_sys::WebSocket>) -> Promise {
         return Promise::resolve(&JsValue::UNDEFINED);
     };
     Promise::new(&mut |resolve, _| {
+        // Resolves with nothing, whatever the event listener is called with.
+        let resolve: js_sys::Function = resolve.bind1(&JsValue::UNDEFINED, &JsValue::UNDEFINED).unchecked_into();
         let _ = socket.add_event_listener_with_callback("close", &resolve);
         let global = js_sys::global();
         if let Some(set_timeout) = js::as_function(&js::get(&global, "setTimeout")) {

@@ -11,8 +11,6 @@ use crate::js;
 pub(crate) const DEFAULT_RESPONSE_TIMEOUT_MS: u32 = 30_000;
 /// Default ceiling of the reconnect delay.
 pub(crate) const DEFAULT_MAX_RECONNECT_DELAY_MS: u32 = 30_000;
-/// The control endpoint on the server's apex host.
-pub(crate) const DEFAULT_PATH: &str = "/api/tunnel";
 
 /// The options as they arrive from JavaScript. Numbers and handlers are kept as raw
 /// values so that a wrong type gets our message rather than serde's.
@@ -182,7 +180,7 @@ pub(crate) fn parse(value: JsValue) -> Result<Parsed, String> {
     let path = match (raw.path, server_path) {
         (Some(_), Some(_)) => return Err("give the control path either in `server` or in `path`, not both".to_string()),
         (Some(p), None) | (None, Some(p)) => p,
-        (None, None) => DEFAULT_PATH.to_string(),
+        (None, None) => localtunnels_core::CONTROL_PATH.to_string(),
     };
     if !path.starts_with('/') {
         return Err(format!("`path` must start with '/', got {path:?}"));
