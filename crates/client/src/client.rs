@@ -1,5 +1,7 @@
-//! The client: connects to the server, keeps the tunnel up (reconnecting with
-//! backoff), and hands every stream the server opens to the origin.
+//! The client: connects to the server, keeps the tunnel up, and hands every stream
+//! the server opens to the origin. When to dial, what to say in the hello, how long to
+//! wait and when to give up is the core's `ClientLifecycle`; `Driver` only does what
+//! it says, with tokio's sockets and timers.
 
 use std::sync::Arc;
 use std::time::Duration;

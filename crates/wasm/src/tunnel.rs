@@ -1,5 +1,6 @@
 //! The client's state and its event loop: connect, dispatch the session's events,
-//! reconnect.
+//! reconnect. The decisions (dial, hello, wait, give up) are the core's
+//! `ClientLifecycle`'s; `drive` does what it says with the runtime's timers.
 //!
 //! Everything runs on the JavaScript event loop. The one rule that keeps it sound:
 //! **no `RefCell` borrow is held while JavaScript runs** (a handler, a listener, a
