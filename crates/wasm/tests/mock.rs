@@ -41,6 +41,12 @@ extern "C" {
     #[wasm_bindgen(method, getter, js_name = closedWith)]
     fn closed_with(this: &MockSocket) -> JsValue;
 
+    #[wasm_bindgen(js_name = delayTimers)]
+    fn delay_timers(ms: u32);
+    #[wasm_bindgen(js_name = restoreTimers)]
+    fn restore_timers();
+    fn sleep(ms: u32) -> Promise;
+
     #[wasm_bindgen(js_name = installMock)]
     fn install_mock();
     #[wasm_bindgen(js_name = nextSocket)]
@@ -710,6 +716,48 @@ async fn a_server_url_close_as_a_promise_and_an_abort_signal() {
     // A signal aborted already: rejected at once, nothing dialled.
     let err = JsFuture::from(client.connect(with_signal.into())).await.unwrap_err();
     assert_eq!(err.as_string().as_deref(), Some("stop now"));
+}
+
+#[wasm_bindgen_test]
+async fn the_session_lives_on_the_servers_pings_while_the_clients_timers_run_late() {
+    // A hidden browser tab runs its timers late (Chromium: about once a minute). Here every
+    // timer the client sets fires 400 ms late, with a 150 ms idle timeout from the server.
+    let (client, events) = client("", Some("describe"));
+    let connecting = client.connect(JsValue::UNDEFINED);
+    let config = Config { idle_timeout: std::time::Duration::from_millis(150), ..Config::default() };
+    let (mut server, _) = Server::hello(config).await;
+    server.welcome("demo", "t");
+    JsFuture::from(connecting).await.unwrap();
+    delay_timers(400);
+    // The server pings every 40 ms for 1.2 s, longer than the timeout and the delay together:
+    // each ping is answered from the message handler, and the session stays up.
+    let mut pongs = 0;
+    for seq in 1..=30u64 {
+        server.ws.deliver(&Frame::Ping(seq).encode());
+        while pongs < seq {
+            let msg = JsFuture::from(server.ws.next_sent()).await.unwrap();
+            assert!(!msg.is_null(), "the client closed its WebSocket (after {pongs} pongs)");
+            let bytes = Bytes::from(Uint8Array::new(&msg).to_vec());
+            let limits = DecodeLimits { max_frame: 1 << 20, max_header_bytes: 1 << 16 };
+            if let Ok(Frame::Pong(_)) = Frame::decode(bytes, &limits) {
+                pongs += 1;
+            }
+        }
+        JsFuture::from(sleep(40)).await.unwrap();
+    }
+    assert!(client.connected());
+    assert_eq!(event_names(&events), ["connected"]);
+    // A server that falls silent is still noticed, by a timer that fires late (in a
+    // browser the floor of 75 s applies instead of 150 ms: the tunnel stays up there).
+    if get(&js_sys::global(), "document").is_undefined() {
+        while client.connected() {
+            JsFuture::from(sleep(50)).await.unwrap();
+        }
+        assert_eq!(event_names(&events)[1], "disconnected");
+        assert_eq!(json(&events)[1]["payload"]["code"], "timeout");
+    }
+    restore_timers();
+    let _ = client.close();
 }
 
 fn construct_error(options: JsValue) -> String {
