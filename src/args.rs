@@ -290,6 +290,14 @@ pub struct ClientArgs {
     /// else refused (exit code 8).
     #[arg(long, env = "LOCALTUNNELS_HOSTNAME", value_name = "HOST", conflicts_with = "subdomain")]
     pub hostname: Option<String>,
+    /// Where to keep the reconnect token of a --subdomain tunnel, one file per server and
+    /// name, so that a client restarted after a crash gets its name back at once
+    /// [default: $XDG_STATE_HOME/localtunnels, else ~/.local/state/localtunnels].
+    #[arg(long, env = "LOCALTUNNELS_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Keep no state file (a crashed client's name is then held for the server's grace period).
+    #[arg(long, env = "LOCALTUNNELS_NO_STATE", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub no_state: Option<bool>,
     /// Auth token, for servers that require one.
     #[arg(short = 't', long, env = "LOCALTUNNELS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -386,8 +394,8 @@ impl ClientArgs {
     /// Fields not given on the command line or in the environment come from `file`.
     pub fn or(mut self, file: &ClientArgs) -> Self {
         fill!(self, file; server, host, port, secure, local_port, local_host, local_https, allow_invalid_cert,
-            subdomain, hostname, token, host_header, print_requests, expose_errors, basic_auth, allow_ip, ca,
-            max_ws_message, threads);
+            subdomain, hostname, state_dir, no_state, token, host_header, print_requests, expose_errors, basic_auth,
+            allow_ip, ca, max_ws_message, threads);
         self
     }
 }

@@ -324,6 +324,10 @@ pub fn client_config(a: &ClientArgs) -> ClientConfig {
         allow_invalid_cert: a.allow_invalid_cert.unwrap_or(d.allow_invalid_cert),
         subdomain: a.subdomain.clone(),
         hostname: a.hostname.clone(),
+        state_dir: match a.no_state {
+            Some(true) => None,
+            _ => a.state_dir.clone().or_else(localtunnels_client::default_state_dir),
+        },
         token: a.token.clone(),
         basic_auth: a.basic_auth.clone(),
         allow_ips: a.allow_ip.clone().unwrap_or_default(),

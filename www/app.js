@@ -45,19 +45,9 @@ function logRow({ method, url, status, duration }) {
 }
 
 async function connect() {
-  let server;
-  try {
-    server = new URL($('server').value.trim());
-  } catch {
-    setStatus('The tunnel server must be a URL such as http://localhost:3000', 'bad');
-    return;
-  }
-  const secure = server.protocol === 'https:';
   try {
     client = new TunnelClient({
-      host: server.hostname,
-      port: Number(server.port || (secure ? 443 : 80)),
-      secure,
+      server: $('server').value.trim(),
       subdomain: $('subdomain').value.trim() || undefined,
     });
   } catch (e) {

@@ -35,6 +35,8 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     }
     // Nor the developer's own config file (~/.config/localtunnels/config.toml).
     cmd.env("XDG_CONFIG_HOME", std::env::temp_dir().join("localtunnels-tests-no-config"));
+    // Clients keep reconnect tokens under the state directory: not in the developer's.
+    cmd.env("XDG_STATE_HOME", std::env::temp_dir().join("localtunnels-test-state"));
     cmd.envs(env.iter().copied());
     cmd.stdin(Stdio::null()).kill_on_drop(true);
     cmd

@@ -67,11 +67,12 @@ export async function spawnUntilLine(cmd, args, options = {}) {
   };
 }
 
-/** `target/debug/localtunnels server --port 0`; resolves with its URL and port. */
+/** `target/debug/localtunnels server --port 0` (unless `extraArgs` name a port); resolves with its URL and port. */
 export async function startServer(extraArgs = []) {
   const exe = path.join(ROOT, 'target/debug/localtunnels');
   if (!fs.existsSync(exe)) throw new Error(`${exe} is missing: run cargo build --bin localtunnels first`);
-  const proc = await spawnUntilLine(exe, ['server', '--port', '0', ...extraArgs], {
+  const port = extraArgs.includes('--port') ? [] : ['--port', '0'];
+  const proc = await spawnUntilLine(exe, ['server', ...port, ...extraArgs], {
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
   });
   const url = new URL(proc.line);

@@ -198,6 +198,24 @@ describe(`in this process (Node ${process.versions.node}, ws as the global WebSo
     }
   });
 
+  test('close() resolves once closed, and Symbol.asyncDispose closes too', async () => {
+    const name = uniqueName('dispose');
+    const client = new TunnelClient({ server: `http://localhost:${server.port}`, subdomain: name, onRequest: () => new Response('') });
+    assert.equal(nameOf(await client.connect()), name);
+    assert.ok(client.reconnectToken, 'a reconnect token once connected');
+    assert.equal(await client.close(), undefined);
+    assert.equal(client.connected, false);
+    // Closed on purpose: the name is free at once for another client.
+    const next = new TunnelClient({ server: `http://localhost:${server.port}`, subdomain: name, onRequest: () => new Response('') });
+    assert.equal(nameOf(await next.connect()), name);
+    if (typeof Symbol.asyncDispose === 'symbol') {
+      await next[Symbol.asyncDispose]();
+      assert.equal(next.connected, false);
+    } else {
+      await next.close();
+    }
+  });
+
   test('an unreachable server rejects connect()', async () => {
     const closed = http.createServer();
     closed.listen(0, '127.0.0.1');

@@ -61,6 +61,14 @@ pub struct ClientConfig {
     pub expose_errors: bool,
     /// Reconnect after a drop. Default true.
     pub reconnect: bool,
+    /// A reconnect token from an earlier session of this name on this server (see
+    /// `ClientHandle::reconnect_token`): presented on the first connect, it takes the
+    /// name back at once while the server still holds it. Default: none.
+    pub reconnect_token: Option<String>,
+    /// Where to keep the reconnect token between runs, one file per server and name
+    /// (`<dir>/<host>_<port>/<name>`; used only with a `subdomain`). Default: none,
+    /// nothing is kept (the CLI passes `default_state_dir()` unless `--no-state`).
+    pub state_dir: Option<std::path::PathBuf>,
     /// Upper bound of the reconnect backoff. Default 30 s.
     pub max_backoff: Duration,
     /// Time to connect and complete the handshake before an attempt counts as
@@ -98,6 +106,8 @@ impl Default for ClientConfig {
             host_header: HostHeader::Rewrite,
             expose_errors: false,
             reconnect: true,
+            reconnect_token: None,
+            state_dir: None,
             max_backoff: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             max_ws_message: localtunnels_core::DEFAULT_MAX_WS_MESSAGE,
@@ -128,6 +138,8 @@ impl std::fmt::Debug for ClientConfig {
             .field("host_header", &self.host_header)
             .field("expose_errors", &self.expose_errors)
             .field("reconnect", &self.reconnect)
+            .field("reconnect_token", &redacted(&self.reconnect_token))
+            .field("state_dir", &self.state_dir)
             .field("max_backoff", &self.max_backoff)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("max_ws_message", &self.max_ws_message)

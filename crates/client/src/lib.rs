@@ -20,6 +20,7 @@ mod http;
 mod origin;
 mod pinned;
 mod pool;
+mod state;
 mod tls;
 mod websocket;
 
@@ -27,3 +28,4 @@ pub use client::{backoff, ClientHandle, ConnectError, TunnelClient, CLOSE_GRACE}
 pub use config::{ClientConfig, HostHeader, ServerAddr};
 pub use events::ClientEvent;
 pub use origin::{BoxError, ConnectFuture, LocalOrigin, Origin, OriginBody, OriginFuture, OriginStream, ServiceOrigin};
+pub use state::default_state_dir;

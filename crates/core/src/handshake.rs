@@ -17,6 +17,10 @@ use crate::wire::{Reader, WriteExt};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
+/// The WebSocket subprotocol of the control connection.
+pub const SUBPROTOCOL: &str = "localtunnels.v1";
+/// The path of the control endpoint on the server's apex host.
+pub const CONTROL_PATH: &str = "/api/tunnel";
 /// First bytes of every hello body.
 pub const HELLO_MAGIC: &[u8; 4] = b"LTUN";
 

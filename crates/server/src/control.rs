@@ -110,6 +110,9 @@ where
     Counters::bump(&state.counters.sessions);
     info!(name = %tunnel.name, kind = %hello.client_kind, "tunnel up: {}", state.tunnel_url(&tunnel.name));
     let mut opened_by_client = 0u32;
+    // The client said it is leaving on purpose (Ctrl-C, `close()`): its name is freed
+    // at once. A connection that just drops keeps its name held for the grace period.
+    let mut leaving = false;
     while let Some(ev) = events.recv().await {
         match ev {
             ConnEvent::Incoming { stream, .. } => {
@@ -122,14 +125,20 @@ where
                     conn.close(CloseCode::ProtocolError, "clients may not open streams");
                 }
             }
-            ConnEvent::Closed { message, .. } => {
-                info!(name = %tunnel.name, %message, "tunnel down");
+            ConnEvent::GoAway { .. } => leaving = true,
+            ConnEvent::Closed { message, code, by_peer } => {
+                leaving |= by_peer && matches!(code, CloseCode::Normal | CloseCode::Shutdown);
+                info!(name = %tunnel.name, %message, leaving, "tunnel down");
                 break;
             }
             _ => {}
         }
     }
-    state.registry.release(&tunnel.name, &tunnel);
+    if leaving {
+        state.registry.free(&tunnel.name, &tunnel);
+    } else {
+        state.registry.release(&tunnel.name, &tunnel);
+    }
 }
 
 /// Streams a client may open (each refused) before its session is closed.

@@ -105,6 +105,9 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     fn live(&self) -> Vec<Arc<Tunnel>>;
     /// How many names are live and held, without listing them.
     fn counts(&self) -> Counts;
+    /// The session `tunnel` ended because its client left on purpose: free its name
+    /// at once (no grace hold).
+    fn free(&self, name: &str, tunnel: &Arc<Tunnel>);
 }
 
 /// A name's owner. Secrets are kept as SHA-256 digests only.
@@ -351,6 +354,20 @@ impl Registry for LocalRegistry {
     fn counts(&self) -> Counts {
         let inner = self.read();
         Counts { live: inner.live, held: inner.entries.len().saturating_sub(inner.live) }
+    }
+
+    fn free(&self, name: &str, tunnel: &Arc<Tunnel>) {
+        let mut inner = self.write();
+        let inner = &mut *inner;
+        // As in `release`: only the session that holds the name gives it up. A stale
+        // entry of its in the expiry queue is skipped when it comes up.
+        let ours = inner.entries.get(name).is_some_and(|e| matches!(&e.slot, Slot::Live(t) if Arc::ptr_eq(t, tunnel)));
+        if ours {
+            if let Some(e) = inner.entries.remove(name) {
+                inner.account(&e, false);
+            }
+        }
+        inner.expire(Instant::now());
     }
 }
 
