@@ -193,6 +193,24 @@ pub struct ClientArgs {
     /// Print one line per request on stdout: time, method, path, status, duration, bytes.
     #[arg(long, env = "LOCALTUNNELS_PRINT_REQUESTS", num_args = 0..=1, default_missing_value = "true")]
     pub print_requests: Option<bool>,
+    /// Where the request inspector (web page and ngrok-compatible agent API) listens
+    /// [default: 127.0.0.1:4040, or the next free port up to 4049].
+    #[arg(long, env = "LOCALTUNNELS_INSPECT_ADDR", value_name = "ADDR")]
+    pub inspect_addr: Option<std::net::SocketAddr>,
+    /// Turn the request inspector off (nothing is captured or served).
+    #[arg(long, env = "LOCALTUNNELS_NO_INSPECT", num_args = 0..=1, default_missing_value = "true")]
+    pub no_inspect: Option<bool>,
+    /// Bytes of each request and response body the inspector keeps; the rest is
+    /// counted and marked truncated [default: 65536].
+    #[arg(long, env = "LOCALTUNNELS_INSPECT_BODY_LIMIT", value_name = "BYTES")]
+    pub inspect_body_limit: Option<usize>,
+    /// Bytes the inspector's captures may hold in all; the oldest are evicted past it
+    /// [default: 33554432].
+    #[arg(long, env = "LOCALTUNNELS_INSPECT_MAX_BYTES", value_name = "BYTES")]
+    pub inspect_max_bytes: Option<usize>,
+    /// Mask Authorization, Cookie and Set-Cookie values in the inspector.
+    #[arg(long, env = "LOCALTUNNELS_INSPECT_REDACT", num_args = 0..=1, default_missing_value = "true")]
+    pub inspect_redact: Option<bool>,
     /// Worker threads [default: 1: every request of a tunnel crosses its one control
     /// connection, and a single thread spares them cross-thread wake-ups].
     #[arg(long, env = "LOCALTUNNELS_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -220,6 +238,7 @@ impl ClientArgs {
     pub fn or(mut self, file: &ClientArgs) -> Self {
         fill!(self, file; server, host, port, secure, local_port, local_host, local_https, allow_invalid_cert,
             subdomain, token, host_header, print_requests, basic_auth, allow_ip, ca, max_ws_message, threads);
+        fill!(self, file; inspect_addr, no_inspect, inspect_body_limit, inspect_max_bytes, inspect_redact);
         self
     }
 }
@@ -261,6 +280,18 @@ mod tests {
         assert!(Cli::try_parse_from(["localtunnels", "client", "--threads", "x"]).is_err());
         let cli = Cli::try_parse_from(["localtunnels", "client", "--threads", "4"]).unwrap();
         assert!(matches!(cli.command, Command::Client(ClientArgs { threads: Some(4), .. })));
+    }
+
+    #[test]
+    fn inspector_flags_parse_from_the_command_line_and_the_file() {
+        let cli = Cli::try_parse_from(["localtunnels", "client", "--inspect-addr", "127.0.0.1:0", "--inspect-redact"])
+            .unwrap();
+        let Command::Client(a) = cli.command else { panic!("not a client") };
+        assert_eq!(a.inspect_addr, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(a.inspect_redact, Some(true));
+        let file: ConfigFile = toml::from_str("[client]\nno-inspect = true\ninspect-body-limit = 10\n").unwrap();
+        let a = a.or(&file.client);
+        assert_eq!((a.no_inspect, a.inspect_body_limit), (Some(true), Some(10)));
     }
 
     #[test]

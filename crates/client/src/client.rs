@@ -110,6 +110,9 @@ impl TunnelClient {
         let ctx = Arc::new(Ctx { config: self.config, origin: self.origin, events, origin_host });
         let first_events = ctx.events.subscribe();
         let (conn, conn_events, welcome) = handshake_within(&ctx, &addr, None).await?;
+        if let Some(inspector) = &ctx.config.inspector {
+            inspector.attach(&ctx.origin, &welcome.name, &welcome.url);
+        }
         ctx.emit(ClientEvent::Connected { url: welcome.url.clone() });
         let (close_tx, close_rx) = watch::channel(false);
         let (url_tx, url_rx) = watch::channel(welcome.url.clone());
@@ -257,6 +260,9 @@ async fn run(
                 Ok((c, e, w)) => {
                     info!(url = %w.url, "tunnel reconnected");
                     let _ = url.send(w.url.clone());
+                    if let Some(inspector) = &ctx.config.inspector {
+                        inspector.attach(&ctx.origin, &w.name, &w.url);
+                    }
                     ctx.emit(ClientEvent::Connected { url: w.url.clone() });
                     (conn, events, welcome) = (c, e, w);
                     break;

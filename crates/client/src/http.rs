@@ -12,12 +12,13 @@ use hyper::body::Frame;
 
 use http::{HeaderValue, Request};
 use hyper::body::Body as _;
-use localtunnels_core::{RequestHead, ResetCode, StreamKind};
+use localtunnels_core::{Header, RequestHead, ResetCode, StreamKind};
 use localtunnels_driver::http::{header_map, response_head};
 use localtunnels_driver::{pump_body, StreamBody, StreamHandle};
 
 use crate::client::Ctx;
 use crate::events::ClientEvent;
+use crate::inspect::BodyRecorder;
 
 /// Serves one HTTP stream.
 pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead, end: bool) {
@@ -31,6 +32,20 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         Ok(r) => r,
         Err(message) => return tx.reset(ResetCode::Protocol, &message),
     };
+    // The inspector records the request as the origin gets it, its body as it passes.
+    let record = ctx.config.inspector.as_ref().map(|i| {
+        let headers: Vec<Header> = req.headers().iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        (i.clone(), i.begin(&head.method, &head.target, &headers, false))
+    });
+    let req = match &record {
+        Some((i, id)) => req.map(|body| body.tapped(Box::new(BodyRecorder::request(i, *id)))),
+        None => req,
+    };
+    let failed = |message: &str| {
+        if let Some((i, id)) = &record {
+            i.update(*id, |s, now| s.fail(*id, now, message));
+        }
+    };
     let RequestHead { method, target: path, .. } = head;
     // The server resets the stream when the visitor leaves or its response timeout
     // passes: then the origin's request is dropped too, not left running.
@@ -38,6 +53,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         answer = ctx.origin.call(req) => answer,
         () = tx.cancelled() => {
             let message = format!("{method} {path}: abandoned, the visitor is gone (or timed out)");
+            failed(&message);
             return ctx.emit(ClientEvent::Error { message });
         }
     };
@@ -45,6 +61,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         Ok(res) => res,
         Err(e) => {
             let message = origin_error(&ctx, &*e);
+            failed(&message);
             ctx.emit(ClientEvent::Error { message: message.clone() });
             tx.reset(ResetCode::OriginUnreachable, &message);
             // The visitor gets the server's 502: report the exchange as such, so
@@ -59,15 +76,22 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     let status = res.status().as_u16();
     let (parts, body) = res.into_parts();
     let end = body.is_end_stream();
-    if let Err(e) = tx.respond(response_head(parts.status, &parts.headers, StreamKind::Http), end) {
-        return ctx.emit(ClientEvent::Error { message: format!("response to {method} {path} lost: {e}") });
+    let head = response_head(parts.status, &parts.headers, StreamKind::Http);
+    let recorder = record.as_ref().map(|(i, id)| {
+        i.update(*id, |s, _| s.respond(*id, status, &head.headers));
+        BodyRecorder::response(i, *id)
+    });
+    if let Err(e) = tx.respond(head, end) {
+        let message = format!("response to {method} {path} lost: {e}");
+        failed(&message);
+        return ctx.emit(ClientEvent::Error { message });
     }
     let mut bytes = 0;
     if !end {
-        let pumped = if report {
-            let counted = CountingBody::new(body);
-            let count = counted.counter();
-            let pumped = pump_body(counted, &tx).await;
+        let pumped = if report || recorder.is_some() {
+            let observed = ObservedBody::new(body, recorder);
+            let count = observed.counter();
+            let pumped = pump_body(observed, &tx).await;
             bytes = count.load(Ordering::Relaxed);
             pumped
         } else {
@@ -122,15 +146,17 @@ fn origin_error(ctx: &Ctx, e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-/// Counts the data bytes of a body as they pass.
-struct CountingBody<B> {
+/// Counts the data bytes of a body as they pass, and copies the first ones for the
+/// inspector (its recorder files them when the body ends or is dropped).
+struct ObservedBody<B> {
     inner: Pin<Box<B>>,
     count: Arc<AtomicU64>,
+    recorder: Option<BodyRecorder>,
 }
 
-impl<B> CountingBody<B> {
-    fn new(inner: B) -> Self {
-        CountingBody { inner: Box::pin(inner), count: Arc::default() }
+impl<B> ObservedBody<B> {
+    fn new(inner: B, recorder: Option<BodyRecorder>) -> Self {
+        ObservedBody { inner: Box::pin(inner), count: Arc::default(), recorder }
     }
 
     fn counter(&self) -> Arc<AtomicU64> {
@@ -138,7 +164,7 @@ impl<B> CountingBody<B> {
     }
 }
 
-impl<B: hyper::body::Body<Data = Bytes>> hyper::body::Body for CountingBody<B> {
+impl<B: hyper::body::Body<Data = Bytes>> hyper::body::Body for ObservedBody<B> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -147,7 +173,16 @@ impl<B: hyper::body::Body<Data = Bytes>> hyper::body::Body for CountingBody<B> {
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(d) = frame.data_ref() {
                 self.count.fetch_add(d.len() as u64, Ordering::Relaxed);
+                if let Some(r) = self.recorder.as_mut() {
+                    r.push(d);
+                }
             }
+        }
+        let ended = matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_))));
+        if ended || self.inner.is_end_stream() {
+            // The end: the copy goes to the store now, before the visitor sees the
+            // end, not whenever the body is dropped.
+            self.recorder = None;
         }
         polled
     }

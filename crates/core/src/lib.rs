@@ -19,6 +19,7 @@ mod event;
 mod frame;
 mod handshake;
 mod idmap;
+pub mod inspect;
 mod relay;
 mod session;
 mod stream;
