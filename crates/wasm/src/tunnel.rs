@@ -81,6 +81,8 @@ pub(crate) struct State {
 pub(crate) struct Tunnel {
     pub(crate) st: RefCell<State>,
     pumping: Cell<bool>,
+    /// The request inspector's store (`client.requests()`).
+    pub(crate) inspect: Rc<crate::inspect::Inspect>,
 }
 
 impl Tunnel {
@@ -103,6 +105,7 @@ impl Tunnel {
                 waiters: Vec::new(),
             }),
             pumping: Cell::new(false),
+            inspect: crate::inspect::Inspect::new(),
         })
     }
 
