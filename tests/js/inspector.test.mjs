@@ -11,9 +11,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { ROOT, nameOf, spawnUntilLine, startServer, toolRequire, uniqueName, visit } from './helpers.mjs';
-
-const { chromium } = toolRequire('playwright-core');
+import { ROOT, nameOf, spawnUntilLine, startServer, launchChromium, uniqueName, visit } from './helpers.mjs';
 
 let server;
 let origin;
@@ -59,11 +57,7 @@ before(async () => {
   ]);
   publicUrl = client.line;
   inspectUrl = (await stderrMatch(client, /inspect: (http:\/\/127\.0\.0\.1:\d+)/))[1];
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

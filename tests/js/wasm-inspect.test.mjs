@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { ROOT, WebSocket, nameOf, requirePkg, startServer, toolRequire, uniqueName, visit } from './helpers.mjs';
+import { ROOT, WebSocket, nameOf, requirePkg, startServer, launchChromium, uniqueName, visit } from './helpers.mjs';
 
 requirePkg();
 const { TunnelClient } = createRequire(import.meta.url)(path.join(ROOT, 'pkg/node/localtunnels.js'));
@@ -92,7 +92,6 @@ describe('in Chromium', () => {
   let browser;
   let site;
   before(async () => {
-    const { chromium } = toolRequire('playwright-core');
     // pkg/ over HTTP for the page (a file: page cannot fetch its .wasm).
     site = http.createServer((req, res) => {
       const file = req.url === '/' ? null : path.join(ROOT, 'pkg', path.basename(req.url));
@@ -104,11 +103,7 @@ describe('in Chromium', () => {
       fs.readFile(file, (err, data) => (err ? res.writeHead(404).end() : res.writeHead(200, { 'content-type': type }).end(data)));
     });
     await new Promise((r) => site.listen(0, '127.0.0.1', r));
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();
