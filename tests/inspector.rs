@@ -204,6 +204,22 @@ async fn only_loopback_hosts_are_answered_and_secrets_can_be_redacted() {
     assert!(!decode(&e["request"]["raw"]).contains("s3cret"));
 }
 
+#[tokio::test]
+async fn the_inspector_can_be_turned_off_from_the_environment() {
+    let (_server, port) = server(&[]).await;
+    let (origin_port, _seen) = recording_origin().await;
+    let server = format!("http://127.0.0.1:{port}");
+    let origin = origin_port.to_string();
+    let args = ["client", "--server", &server, "--local-host", "127.0.0.1", "--local-port", &origin];
+    let mut proc = Proc::spawn(&args, &[("LOCALTUNNELS_NO_INSPECT", "true")]);
+    proc.line().await;
+    proc.stderr_line("forwarding").await;
+    proc.terminate();
+    assert_eq!(proc.exit_code().await, Some(0));
+    let rest = proc.stderr_rest().await;
+    assert!(!rest.iter().any(|l| l.contains("inspect")), "{rest:?}");
+}
+
 /// A body of `total` bytes in 64 KiB chunks of one repeated byte.
 fn download(total: u64) -> TestBody {
     let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
