@@ -22,7 +22,7 @@ fn an_exchange_is_recorded_step_by_step() {
     store.set_tunnel_name("demo");
     let h = headers(&[("x-forwarded-for", "203.0.113.7, 10.0.0.1"), ("accept", "*/*")]);
     let id = get(&mut store, "/a?b=c", &h);
-    assert_eq!(id.to_string(), "0000abcd00000000");
+    assert_eq!(id.to_string(), "abcd000000000000");
     assert_eq!(id.to_string().parse::<EntryId>().unwrap(), id);
     let e = store.get(id).unwrap();
     assert_eq!((e.remote_addr.as_str(), &*e.tunnel_name), ("203.0.113.7", "demo"));

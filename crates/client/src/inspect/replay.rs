@@ -69,6 +69,9 @@ impl Inspector {
         let (mut method, mut uri, mut headers, body) = {
             let store = self.store();
             let e = store.get(id).ok_or_else(not_found)?;
+            if e.websocket.is_some() {
+                return Err(ReplayError::Invalid("a WebSocket session cannot be replayed".into()));
+            }
             let r = &e.request;
             let body = if r.body.truncated() && edit.body.is_none() {
                 Err(ReplayError::Truncated { captured: r.body.data().len(), size: r.body.size() })

@@ -9,8 +9,9 @@ use crate::time::Instant;
 use super::body::BodyCapture;
 use super::record::{Direction, Exchange, HttpEntry, HttpRequest, HttpResponse, WsMessage, WsSession, MESSAGE_WEIGHT};
 
-/// An entry's id: the store's 32-bit prefix (so ids of two runs differ) and a
-/// sequence number. Written as 16 hex digits, as ngrok's are.
+/// An entry's id: the store's 16-bit prefix (so ids of two runs differ) above a
+/// 48-bit sequence number (which never wraps in practice, so ids grow with time).
+/// Written as 16 hex digits, as ngrok's are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EntryId(pub u64);
 
@@ -55,6 +56,9 @@ impl Default for InspectConfig {
     }
 }
 
+/// The sequence bits of an [`EntryId`].
+const SEQUENCE: u64 = (1 << 48) - 1;
+
 /// What the inspector lists: every request (WebSocket upgrades included).
 pub type Entry = HttpEntry;
 
@@ -67,18 +71,18 @@ pub struct Store {
     entries: VecDeque<Entry>,
     bytes: usize,
     prefix: u64,
-    next: u32,
+    next: u64,
     tunnel_name: Arc<str>,
 }
 
 impl Store {
-    /// An empty store; `id_prefix` (random, from the shell) starts every id.
+    /// An empty store; the low 16 bits of `id_prefix` (random, from the shell) start every id.
     pub fn new(config: InspectConfig, id_prefix: u32) -> Self {
         Store {
             config,
             entries: VecDeque::new(),
             bytes: 0,
-            prefix: u64::from(id_prefix) << 32,
+            prefix: u64::from(id_prefix & 0xffff) << 48,
             next: 0,
             tunnel_name: Arc::from(""),
         }
@@ -129,8 +133,8 @@ impl Store {
 
     /// A request arrived at `now` (`unix_nanos` on the wall clock): a new entry.
     pub fn begin(&mut self, now: Instant, unix_nanos: u64, ex: Exchange<'_>) -> EntryId {
-        let id = EntryId(self.prefix | u64::from(self.next));
-        self.next = self.next.wrapping_add(1);
+        let id = EntryId(self.prefix | (self.next & SEQUENCE));
+        self.next = self.next.saturating_add(1);
         let remote_addr = if ex.replay_of.is_some() { String::new() } else { HttpEntry::remote_addr_of(ex.headers) };
         let entry = HttpEntry {
             id,
