@@ -1,7 +1,8 @@
 // The request inspector's page (served by `localtunnels client` at its inspect address) in headless
 // Chromium (playwright-core driving Debian's /usr/bin/chromium): requests made through the tunnel appear
 // live, the detail view pretty-prints a JSON body, replay (as captured, and with edits) adds entries and
-// reaches the origin; a screenshot is saved to target/screenshots/inspector.png and checked non-blank.
+// reaches the origin; a screenshot is saved to target/screenshots/inspector.png and checked non-blank; a
+// WebSocket session shows its messages.
 //
 // Needs: target/debug/localtunnels (cargo build --bin localtunnels) and playwright-core in .tools/js.
 import assert from 'node:assert/strict';
@@ -11,7 +12,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { ROOT, nameOf, spawnUntilLine, startServer, launchChromium, uniqueName, visit } from './helpers.mjs';
+import { ROOT, WebSocket, launchChromium, nameOf, spawnUntilLine, startServer, uniqueName, visit, visitWs } from './helpers.mjs';
 
 let server;
 let origin;
@@ -48,6 +49,8 @@ before(async () => {
       res.end(JSON.stringify({ hello: 'world', items: [1, 2, 3], url: req.url }));
     });
   });
+  // WebSockets to the origin echo every message.
+  new WebSocket.Server({ server: origin }).on('connection', (ws) => ws.on('message', (m, binary) => ws.send(m, { binary })));
   origin.listen(0, '127.0.0.1');
   await once(origin, 'listening');
   const exe = path.join(ROOT, 'target/debug/localtunnels');
@@ -145,5 +148,27 @@ test('requests appear live, JSON is pretty-printed, replay reaches the origin', 
   assert.ok(png.length > 10_000, `screenshot of ${png.length} bytes`);
   assert.ok((await colours(page, png)) > 20, 'the screenshot is not blank');
   assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('a WebSocket session shows its messages', async () => {
+  const page = await browser.newPage();
+  await page.goto(inspectUrl);
+  await page.locator('#live.on').waitFor({ timeout: 15_000 });
+  const ws = await visitWs(server, nameOf(publicUrl), '/socket');
+  ws.send('hi there');
+  assert.deepEqual(await ws.next(), { data: 'hi there', isBinary: false });
+  assert.equal(await ws.close(1000), 1000);
+
+  await page.locator('#f-ws').check();
+  const row = page.locator('tr.entry', { hasText: '/socket' });
+  await row.waitFor({ timeout: 15_000 });
+  assert.equal(await page.locator('tr.entry').count(), 1);
+  await row.click();
+  const messages = page.locator('#detail .messages');
+  await messages.locator('tr.msg.out').waitFor({ timeout: 15_000 });
+  const text = await messages.textContent();
+  assert.match(text, /visitor .*text, 8 B: hi there/);
+  assert.match(text, /origin .*text, 8 B: hi there/);
   await page.close();
 });
