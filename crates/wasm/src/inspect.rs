@@ -10,10 +10,10 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use js_sys::{Array, Date, Promise};
-use localtunnels_core::inspect::json::EntryJson;
+use localtunnels_core::inspect::json::entry_json;
 use localtunnels_core::inspect::{BodyCapture, EntryId, Exchange, InspectConfig, Store};
 use localtunnels_core::{Header, Instant};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -157,10 +157,10 @@ impl TunnelClient {
         let inspect = &self.tunnel.inspect;
         let store = inspect.store.borrow();
         let redact = store.config().redact;
-        let serializer = serde_wasm_bindgen::Serializer::json_compatible();
         let out = Array::new();
         for e in store.newest_first() {
-            let value = EntryJson::new(e, redact).serialize(&serializer).map_err(|e| JsError::new(&e.to_string()))?;
+            let value =
+                js_sys::JSON::parse(&entry_json(e, redact)).map_err(|e| JsError::new(&js::error_message(&e)))?;
             out.push(&value);
         }
         Ok(out)

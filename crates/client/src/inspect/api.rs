@@ -21,7 +21,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Frame, Incoming};
-use localtunnels_core::inspect::json::{EntryJson, WsJson, HTTP_PATH};
+use localtunnels_core::inspect::json::{entry_json, ws_json, HTTP_PATH};
 use localtunnels_core::inspect::EntryId;
 use serde::Deserialize;
 use serde_json::json;
@@ -57,8 +57,8 @@ pub(super) async fn handle(inspector: &Inspector, req: Request<Incoming>) -> Res
                 None => error(StatusCode::NOT_FOUND, "no such tunnel"),
             }
         }
-        (Method::GET, HTTP_PATH) => json_response(StatusCode::OK, &list(inspector, &query, false)),
-        (Method::GET, "/api/requests/ws") => json_response(StatusCode::OK, &list(inspector, &query, true)),
+        (Method::GET, HTTP_PATH) => json_text(StatusCode::OK, list(inspector, &query, false)),
+        (Method::GET, "/api/requests/ws") => json_text(StatusCode::OK, list(inspector, &query, true)),
         (Method::POST, HTTP_PATH) => replay(inspector, req).await,
         (Method::DELETE, HTTP_PATH) => {
             inspector.clear();
@@ -71,7 +71,7 @@ pub(super) async fn handle(inspector: &Inspector, req: Request<Incoming>) -> Res
                 None => (true, &p["/api/requests/ws/".len()..]),
             };
             match one(inspector, id, ws) {
-                Some(v) => json_response(StatusCode::OK, &v),
+                Some(v) => json_text(StatusCode::OK, v),
                 None => error(StatusCode::NOT_FOUND, &format!("no captured request with id {id}")),
             }
         }
@@ -169,7 +169,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// The entries (or the WebSocket sessions), newest first.
-fn list(inspector: &Inspector, query: &str, ws: bool) -> serde_json::Value {
+fn list(inspector: &Inspector, query: &str, ws: bool) -> String {
     let (limit, name) = query_params(query);
     let redact = inspector.shared.redact;
     let store = inspector.store();
@@ -179,23 +179,23 @@ fn list(inspector: &Inspector, query: &str, ws: bool) -> serde_json::Value {
         .filter(|e| !ws || e.websocket.is_some())
         .take(limit.unwrap_or(usize::MAX));
     if ws {
-        let sessions: Vec<_> = matching.filter_map(|e| WsJson::new(e, redact)).collect();
-        json!({ "uri": "/api/requests/ws", "sessions": sessions })
+        let sessions: Vec<_> = matching.filter_map(|e| ws_json(e, redact)).collect();
+        format!("{{\"uri\":\"/api/requests/ws\",\"sessions\":[{}]}}", sessions.join(","))
     } else {
-        let requests: Vec<_> = matching.map(|e| EntryJson::new(e, redact)).collect();
-        json!({ "uri": HTTP_PATH, "requests": requests })
+        let requests: Vec<_> = matching.map(|e| entry_json(e, redact)).collect();
+        format!("{{\"uri\":\"{HTTP_PATH}\",\"requests\":[{}]}}", requests.join(","))
     }
 }
 
-fn one(inspector: &Inspector, id: &str, ws: bool) -> Option<serde_json::Value> {
+fn one(inspector: &Inspector, id: &str, ws: bool) -> Option<String> {
     let id: EntryId = id.parse().ok()?;
     let redact = inspector.shared.redact;
     let store = inspector.store();
     let e = store.get(id)?;
     if ws {
-        serde_json::to_value(WsJson::new(e, redact)?).ok()
+        ws_json(e, redact)
     } else {
-        serde_json::to_value(EntryJson::new(e, redact)).ok()
+        Some(entry_json(e, redact))
     }
 }
 
@@ -258,7 +258,10 @@ fn asset(content_type: &'static str, text: &'static str) -> Response<Body> {
 }
 
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let text = serde_json::to_vec(value).unwrap_or_default();
+    json_text(status, value.to_string())
+}
+
+fn json_text(status: StatusCode, text: String) -> Response<Body> {
     let mut res = Response::new(Full::new(Bytes::from(text)).boxed_unsync());
     *res.status_mut() = status;
     res.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));

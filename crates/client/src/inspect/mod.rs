@@ -14,7 +14,7 @@ mod tap;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use localtunnels_core::inspect::json::{EntryJson, WsJson};
+use localtunnels_core::inspect::json::{entry_json, ws_json};
 use localtunnels_core::inspect::{EntryId, Exchange, Store};
 use localtunnels_core::{Header, Instant};
 use tokio::sync::broadcast;
@@ -111,14 +111,9 @@ impl Inspector {
         if self.shared.feed.receiver_count() > 0 {
             if let Some(e) = store.get(id) {
                 let kind = if e.websocket.is_some() { "ws" } else { "http" };
-                let json = match WsJson::new(e, self.shared.redact) {
-                    Some(ws) => serde_json::to_string(&ws),
-                    None => serde_json::to_string(&EntryJson::new(e, self.shared.redact)),
-                };
+                let json = ws_json(e, self.shared.redact).unwrap_or_else(|| entry_json(e, self.shared.redact));
                 drop(store);
-                if let Ok(json) = json {
-                    let _ = self.shared.feed.send(Arc::from(format!("event: {kind}\ndata: {json}\n\n")));
-                }
+                let _ = self.shared.feed.send(Arc::from(format!("event: {kind}\ndata: {json}\n\n")));
             }
         }
     }

@@ -1,8 +1,8 @@
-//! Entries in the shape of ngrok's agent API (`GET /api/requests/http`), with our
-//! extensions under keys ngrok does not use:
+//! Entries as JSON in the shape of ngrok's agent API (`GET /api/requests/http`), with
+//! our extensions under keys ngrok does not use:
 //!
 //! ```json
-//! { "uri": "/api/requests/http/5f3a9c1200000002", "id": "5f3a9c1200000002",
+//! { "uri": "/api/requests/http/5f3a000000000002", "id": "5f3a000000000002",
 //!   "tunnel_name": "demo", "remote_addr": "203.0.113.7",
 //!   "start": "2026-12-05T20:31:07.123456789Z", "duration": 3893202,
 //!   "request": { "method": "GET", "proto": "HTTP/1.1", "headers": { "Accept": ["*/*"] },
@@ -14,13 +14,17 @@
 //!
 //! `duration` is in nanoseconds (0 while pending); `raw` is the captured bytes (head
 //! and the body's first bytes) in base64; `response` is null while pending.
-//! A WebSocket session ([`WsJson`], `/api/requests/ws`) adds `messages`, each
+//! A WebSocket session ([`ws_json`], `/api/requests/ws`) adds `close_code`,
+//! `messages_dropped` and `messages`, each
 //! `{ "direction": "in"|"out", "time", "opcode": "text"|"binary", "size", "text" | "base64", "truncated" }`.
+//!
+//! Written by hand rather than with serde: the wasm client ships this code, and
+//! serde's derive plus serde-wasm-bindgen's serializer and the base64 crate made its
+//! gzipped `.wasm` 22 KB larger (129 KiB against 107 KiB); the wasm client hands this
+//! text to `JSON.parse`.
 
 use std::collections::BTreeMap;
-
-use base64::Engine as _;
-use serde::Serialize;
+use std::fmt::Write as _;
 
 use crate::frame::Header;
 
@@ -33,136 +37,137 @@ pub const HTTP_PATH: &str = "/api/requests/http";
 /// What replaces a redacted header's value.
 pub const REDACTED: &str = "[redacted]";
 
-/// An entry as the agent API shows it.
-#[derive(Debug, Serialize)]
-pub struct EntryJson {
-    uri: String,
-    id: String,
-    tunnel_name: String,
-    remote_addr: String,
-    start: String,
-    duration: u64,
-    request: RequestJson,
-    response: Option<ResponseJson>,
-    replay_of: Option<String>,
-    error: Option<String>,
-    websocket: bool,
+/// `entry` as the agent API shows it, with secrets masked if `redact`.
+pub fn entry_json(entry: &HttpEntry, redact: bool) -> String {
+    let mut out = String::with_capacity(512);
+    out.push('{');
+    entry_fields(&mut out, entry, redact);
+    out.push('}');
+    out
 }
 
-#[derive(Debug, Serialize)]
-struct RequestJson {
-    method: String,
-    proto: &'static str,
-    headers: BTreeMap<String, Vec<String>>,
-    uri: String,
-    raw: String,
-    body_size: u64,
-    truncated: bool,
+/// A WebSocket entry with its messages; `None` for a plain HTTP entry.
+pub fn ws_json(entry: &HttpEntry, redact: bool) -> Option<String> {
+    let ws = entry.websocket.as_ref()?;
+    let mut out = String::with_capacity(1024);
+    out.push('{');
+    entry_fields(&mut out, entry, redact);
+    out.push_str(",\"close_code\":");
+    match ws.close_code {
+        Some(c) => number(&mut out, u64::from(c)),
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"messages_dropped\":");
+    number(&mut out, ws.dropped);
+    out.push_str(",\"messages\":[");
+    for (i, m) in ws.messages.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        message(&mut out, m);
+    }
+    out.push_str("]}");
+    Some(out)
 }
 
-#[derive(Debug, Serialize)]
-struct ResponseJson {
-    status: String,
-    status_code: u16,
-    proto: &'static str,
-    headers: BTreeMap<String, Vec<String>>,
-    raw: String,
-    body_size: u64,
-    truncated: bool,
-}
+fn entry_fields(out: &mut String, e: &HttpEntry, redact: bool) {
+    let id = e.id.to_string();
+    key(out, "uri", true);
+    string(out, &format!("{HTTP_PATH}/{id}"));
+    key(out, "id", false);
+    string(out, &id);
+    key(out, "tunnel_name", false);
+    string(out, &e.tunnel_name);
+    key(out, "remote_addr", false);
+    string(out, &e.remote_addr);
+    key(out, "start", false);
+    string(out, &rfc3339(e.start_unix_nanos));
+    key(out, "duration", false);
+    number(out, e.duration.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)));
 
-/// A WebSocket session: its entry and its messages.
-#[derive(Debug, Serialize)]
-pub struct WsJson {
-    #[serde(flatten)]
-    entry: EntryJson,
-    close_code: Option<u16>,
-    messages_dropped: u64,
-    messages: Vec<MessageJson>,
-}
+    let req = &e.request;
+    key(out, "request", false);
+    out.push('{');
+    key(out, "method", true);
+    string(out, &req.method);
+    key(out, "proto", false);
+    string(out, "HTTP/1.1");
+    key(out, "headers", false);
+    headers(out, &req.headers, redact);
+    key(out, "uri", false);
+    string(out, &req.uri);
+    key(out, "raw", false);
+    raw(out, &format!("{} {} HTTP/1.1\r\n", req.method, req.uri), &req.headers, req.body.data(), redact);
+    body_fields(out, req.body.size(), req.body.truncated());
+    out.push('}');
 
-#[derive(Debug, Serialize)]
-struct MessageJson {
-    direction: &'static str,
-    time: String,
-    opcode: &'static str,
-    size: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    text: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    base64: Option<String>,
-    truncated: bool,
-}
-
-impl EntryJson {
-    /// `entry` as shown, with secrets masked if `redact`.
-    pub fn new(entry: &HttpEntry, redact: bool) -> Self {
-        let id = entry.id.to_string();
-        let req = &entry.request;
-        let head = format!("{} {} HTTP/1.1\r\n", req.method, req.uri);
-        let request = RequestJson {
-            method: req.method.clone(),
-            proto: "HTTP/1.1",
-            headers: header_object(&req.headers, redact),
-            uri: req.uri.clone(),
-            raw: raw(&head, &req.headers, req.body.data(), redact),
-            body_size: req.body.size(),
-            truncated: req.body.truncated(),
-        };
-        let response = entry.response.as_ref().map(|res| {
-            let reason = http::StatusCode::from_u16(res.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
-            let status = format!("{} {reason}", res.status).trim_end().to_string();
-            ResponseJson {
-                raw: raw(&format!("HTTP/1.1 {status}\r\n"), &res.headers, res.body.data(), redact),
-                status,
-                status_code: res.status,
-                proto: "HTTP/1.1",
-                headers: header_object(&res.headers, redact),
-                body_size: res.body.size(),
-                truncated: res.body.truncated(),
-            }
-        });
-        EntryJson {
-            uri: format!("{HTTP_PATH}/{id}"),
-            id,
-            tunnel_name: entry.tunnel_name.to_string(),
-            remote_addr: entry.remote_addr.clone(),
-            start: rfc3339(entry.start_unix_nanos),
-            duration: entry.duration.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-            request,
-            response,
-            replay_of: entry.replay_of.map(|r| r.to_string()),
-            error: entry.error.clone(),
-            websocket: entry.websocket.is_some(),
+    key(out, "response", false);
+    match &e.response {
+        None => out.push_str("null"),
+        Some(res) => {
+            let reason = http::StatusCode::from_u16(res.status).ok().and_then(|s| s.canonical_reason());
+            let status = match reason {
+                Some(r) => format!("{} {r}", res.status),
+                None => res.status.to_string(),
+            };
+            out.push('{');
+            key(out, "status", true);
+            string(out, &status);
+            key(out, "status_code", false);
+            number(out, u64::from(res.status));
+            key(out, "proto", false);
+            string(out, "HTTP/1.1");
+            key(out, "headers", false);
+            headers(out, &res.headers, redact);
+            key(out, "raw", false);
+            raw(out, &format!("HTTP/1.1 {status}\r\n"), &res.headers, res.body.data(), redact);
+            body_fields(out, res.body.size(), res.body.truncated());
+            out.push('}');
         }
     }
+    key(out, "replay_of", false);
+    match e.replay_of {
+        Some(r) => string(out, &r.to_string()),
+        None => out.push_str("null"),
+    }
+    key(out, "error", false);
+    match &e.error {
+        Some(m) => string(out, m),
+        None => out.push_str("null"),
+    }
+    key(out, "websocket", false);
+    out.push_str(if e.websocket.is_some() { "true" } else { "false" });
 }
 
-impl WsJson {
-    /// A WebSocket entry with its messages; `None` for a plain HTTP entry.
-    pub fn new(entry: &HttpEntry, redact: bool) -> Option<Self> {
-        let ws = entry.websocket.as_ref()?;
-        Some(WsJson {
-            entry: EntryJson::new(entry, redact),
-            close_code: ws.close_code,
-            messages_dropped: ws.dropped,
-            messages: ws.messages.iter().map(message).collect(),
-        })
-    }
+fn body_fields(out: &mut String, size: u64, truncated: bool) {
+    key(out, "body_size", false);
+    number(out, size);
+    key(out, "truncated", false);
+    out.push_str(if truncated { "true" } else { "false" });
 }
 
-fn message(m: &WsMessage) -> MessageJson {
-    let text = (!m.binary).then(|| String::from_utf8_lossy(&m.preview).into_owned());
-    let base64 = m.binary.then(|| base64::engine::general_purpose::STANDARD.encode(&m.preview));
-    MessageJson {
-        direction: m.direction.as_str(),
-        time: rfc3339(m.unix_nanos),
-        opcode: if m.binary { "binary" } else { "text" },
-        size: m.size,
-        text,
-        base64,
-        truncated: m.size > m.preview.len() as u64,
+fn message(out: &mut String, m: &WsMessage) {
+    out.push('{');
+    key(out, "direction", true);
+    string(out, m.direction.as_str());
+    key(out, "time", false);
+    string(out, &rfc3339(m.unix_nanos));
+    key(out, "opcode", false);
+    string(out, if m.binary { "binary" } else { "text" });
+    key(out, "size", false);
+    number(out, m.size);
+    if m.binary {
+        key(out, "base64", false);
+        out.push('"');
+        base64(out, &m.preview);
+        out.push('"');
+    } else {
+        key(out, "text", false);
+        string(out, &String::from_utf8_lossy(&m.preview));
     }
+    key(out, "truncated", false);
+    out.push_str(if m.size > m.preview.len() as u64 { "true" } else { "false" });
+    out.push('}');
 }
 
 /// Whether `--inspect-redact` masks this header's value.
@@ -181,24 +186,35 @@ pub fn canonical_name(name: &str) -> String {
     out
 }
 
-fn value_text(name: &str, value: &http::HeaderValue, redact: bool) -> String {
-    if redact && is_secret(name) {
-        REDACTED.to_string()
-    } else {
-        String::from_utf8_lossy(value.as_bytes()).into_owned()
-    }
-}
-
-fn header_object(headers: &[Header], redact: bool) -> BTreeMap<String, Vec<String>> {
+/// `{"Name": ["value", ...]}`, names in canonical case and sorted.
+fn headers(out: &mut String, headers: &[Header], redact: bool) {
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in headers {
-        map.entry(canonical_name(name.as_str())).or_default().push(value_text(name.as_str(), value, redact));
+        let text = if redact && is_secret(name.as_str()) {
+            REDACTED.to_string()
+        } else {
+            String::from_utf8_lossy(value.as_bytes()).into_owned()
+        };
+        map.entry(canonical_name(name.as_str())).or_default().push(text);
     }
-    map
+    out.push('{');
+    for (i, (name, values)) in map.iter().enumerate() {
+        key(out, name, i == 0);
+        out.push('[');
+        for (j, v) in values.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            string(out, v);
+        }
+        out.push(']');
+    }
+    out.push('}');
 }
 
-/// The captured bytes as they would cross the wire: `head`, headers, blank line, body.
-fn raw(head: &str, headers: &[Header], body: &[u8], redact: bool) -> String {
+/// The captured bytes as they would cross the wire, in base64: `head`, headers, a
+/// blank line, the body's first bytes.
+fn raw(out: &mut String, head: &str, headers: &[Header], body: &[u8], redact: bool) {
     let mut bytes = head.as_bytes().to_vec();
     for (name, value) in headers {
         bytes.extend_from_slice(canonical_name(name.as_str()).as_bytes());
@@ -212,5 +228,78 @@ fn raw(head: &str, headers: &[Header], body: &[u8], redact: bool) -> String {
     }
     bytes.extend_from_slice(b"\r\n");
     bytes.extend_from_slice(body);
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    out.push('"');
+    base64(out, &bytes);
+    out.push('"');
+}
+
+/// `,"name":` (no comma before the first key of an object).
+fn key(out: &mut String, name: &str, first: bool) {
+    if !first {
+        out.push(',');
+    }
+    string(out, name);
+    out.push(':');
+}
+
+fn number(out: &mut String, n: u64) {
+    let _ = write!(out, "{n}");
+}
+
+/// A JSON string: quotes, backslashes and control characters escaped.
+fn string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+pub fn base64(out: &mut String, data: &[u8]) {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    out.reserve(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_strings() {
+        let enc = |d: &[u8]| {
+            let mut s = String::new();
+            base64(&mut s, d);
+            s
+        };
+        assert_eq!(enc(b""), "");
+        assert_eq!(enc(b"f"), "Zg==");
+        assert_eq!(enc(b"fo"), "Zm8=");
+        assert_eq!(enc(b"foo"), "Zm9v");
+        assert_eq!(enc(&[1, 2, 3, 255]), "AQID/w==");
+        let mut s = String::new();
+        string(&mut s, "a\"b\\c\n\u{1}é");
+        assert_eq!(s, "\"a\\\"b\\\\c\\n\\u0001é\"");
+    }
 }

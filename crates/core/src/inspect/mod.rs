@@ -7,11 +7,10 @@
 //! The wall-clock start of an entry (`start_unix_nanos`) and the monotonic time of
 //! each step ([`Instant`]) are passed in, as everywhere in the core.
 //!
-//! Entries render (feature `serde`) in the shape of ngrok's agent API (`json`), so
-//! both clients and the agent API server give the same records.
+//! Entries render as JSON in the shape of ngrok's agent API ([`json`]), so both
+//! clients and the agent API server give the same records.
 
 mod body;
-#[cfg(feature = "serde")]
 pub mod json;
 mod record;
 mod store;
