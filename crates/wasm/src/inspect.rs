@@ -13,7 +13,6 @@ use js_sys::{Array, Date, Promise};
 use localtunnels_core::inspect::json::entry_json;
 use localtunnels_core::inspect::{BodyCapture, EntryId, Exchange, InspectConfig, Store};
 use localtunnels_core::{Header, Instant};
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -98,14 +97,16 @@ fn new_store(config: InspectConfig) -> Store {
     Store::new(config, (js_sys::Math::random() * f64::from(u32::MAX)) as u32)
 }
 
-/// `client.inspect(options)`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct InspectOptions {
-    enabled: Option<bool>,
-    body_limit: Option<usize>,
-    max_bytes: Option<usize>,
-    redact: Option<bool>,
+/// A whole number option of `client.inspect(options)`, if given.
+fn size_option(options: &JsValue, name: &str) -> Result<Option<usize>, JsError> {
+    let v = js::get(options, name);
+    if v.is_undefined() {
+        return Ok(None);
+    }
+    match v.as_f64() {
+        Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_991.0 => Ok(Some(n as usize)),
+        _ => Err(JsError::new(&format!("inspect options: {name} must be a whole number of bytes"))),
+    }
 }
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -174,17 +175,18 @@ impl TunnelClient {
 
     /// Sets the inspector's bounds; what it held is forgotten.
     pub fn inspect(&self, options: JsValue) -> Result<(), JsError> {
-        let o: InspectOptions =
-            serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("inspect options: {e}")))?;
+        if !options.is_object() {
+            return Err(JsError::new("inspect options must be an object"));
+        }
         let d = InspectConfig::default();
         let config = InspectConfig {
-            body_limit: o.body_limit.unwrap_or(d.body_limit),
-            max_bytes: o.max_bytes.unwrap_or(d.max_bytes),
-            redact: o.redact.unwrap_or(false),
+            body_limit: size_option(&options, "bodyLimit")?.unwrap_or(d.body_limit),
+            max_bytes: size_option(&options, "maxBytes")?.unwrap_or(d.max_bytes),
+            redact: js::get(&options, "redact").as_bool().unwrap_or(false),
             ..d
         };
         let inspect = &self.tunnel.inspect;
-        inspect.enabled.set(o.enabled.unwrap_or(true));
+        inspect.enabled.set(js::get(&options, "enabled").as_bool().unwrap_or(true));
         *inspect.store.borrow_mut() = new_store(config);
         Ok(())
     }
