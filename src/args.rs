@@ -327,6 +327,23 @@ pub struct ClientArgs {
     /// id, and the detail is printed here.
     #[arg(long, env = "LOCALTUNNELS_EXPOSE_ERRORS", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub expose_errors: Option<bool>,
+    /// Where the request inspector (web page and ngrok-compatible agent API) listens
+    /// [default: 127.0.0.1:4040, or the next free port up to 4049].
+    #[arg(long, env = "LOCALTUNNELS_INSPECT_ADDR", value_name = "ADDR")]
+    pub inspect_addr: Option<std::net::SocketAddr>,
+    /// Turn the request inspector off (nothing is captured or served).
+    #[arg(long, env = "LOCALTUNNELS_NO_INSPECT", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub no_inspect: Option<bool>,
+    /// Bytes of each request and response body the inspector keeps; the rest is
+    /// counted and marked truncated.
+    #[arg(long, env = "LOCALTUNNELS_INSPECT_BODY_LIMIT", value_name = "BYTES")]
+    pub inspect_body_limit: Option<usize>,
+    /// Bytes the inspector's captures may hold in all; the oldest are evicted past it.
+    #[arg(long, env = "LOCALTUNNELS_INSPECT_MAX_BYTES", value_name = "BYTES")]
+    pub inspect_max_bytes: Option<usize>,
+    /// Mask Authorization, Cookie and Set-Cookie values in the inspector.
+    #[arg(long, env = "LOCALTUNNELS_INSPECT_REDACT", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub inspect_redact: Option<bool>,
     /// Worker threads [default: 1: every request of a tunnel crosses its one control
     /// connection, and a single thread spares them cross-thread wake-ups].
     #[arg(long, env = "LOCALTUNNELS_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -396,6 +413,7 @@ impl ClientArgs {
         fill!(self, file; server, host, port, secure, local_port, local_host, local_https, allow_invalid_cert,
             subdomain, hostname, state_dir, no_state, token, host_header, print_requests, expose_errors, basic_auth,
             allow_ip, ca, max_ws_message, threads);
+        fill!(self, file; inspect_addr, no_inspect, inspect_body_limit, inspect_max_bytes, inspect_redact);
         self
     }
 }
@@ -450,6 +468,18 @@ mod tests {
         assert!(Cli::try_parse_from(["localtunnels", "client", "--threads", "x"]).is_err());
         let cli = Cli::try_parse_from(["localtunnels", "client", "--threads", "4"]).unwrap();
         assert!(matches!(cli.command, Command::Client(ClientArgs { threads: Some(4), .. })));
+    }
+
+    #[test]
+    fn inspector_flags_parse_from_the_command_line_and_the_file() {
+        let cli = Cli::try_parse_from(["localtunnels", "client", "--inspect-addr", "127.0.0.1:0", "--inspect-redact"])
+            .unwrap();
+        let Command::Client(a) = cli.command else { panic!("not a client") };
+        assert_eq!(a.inspect_addr, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(a.inspect_redact, Some(true));
+        let file: ConfigFile = toml::from_str("[client]\nno-inspect = true\ninspect-body-limit = 10\n").unwrap();
+        let a = a.or(&file.client);
+        assert_eq!((a.no_inspect, a.inspect_body_limit), (Some(true), Some(10)));
     }
 
     #[test]

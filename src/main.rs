@@ -14,7 +14,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::FromArgMatches;
-use localtunnels_client::{ClientConfig, ClientEvent, ConnectError, HostHeader, TunnelClient, CLOSE_GRACE};
+use localtunnels_client::{
+    serve_inspector, ClientConfig, ClientEvent, ConnectError, HostHeader, InspectConfig, Inspector, TunnelClient,
+    CLOSE_GRACE,
+};
 use localtunnels_core::RefuseReason;
 use localtunnels_server::{AuthToken, Limits, RateLimit, ServerConfig, TlsConfig, TunnelServer};
 
@@ -344,14 +347,49 @@ pub fn client_config(a: &ClientArgs) -> ClientConfig {
     }
 }
 
+/// The request inspector the flags ask for (none with `--no-inspect`).
+fn inspector(a: &ClientArgs) -> Option<Inspector> {
+    if a.no_inspect.unwrap_or(false) {
+        return None;
+    }
+    let d = InspectConfig::default();
+    Some(Inspector::new(InspectConfig {
+        body_limit: a.inspect_body_limit.unwrap_or(d.body_limit),
+        max_bytes: a.inspect_max_bytes.unwrap_or(d.max_bytes),
+        redact: a.inspect_redact.unwrap_or(false),
+        ..d
+    }))
+}
+
 async fn run_client(a: ClientArgs) -> anyhow::Result<()> {
-    let config = client_config(&a);
+    let mut config = client_config(&a);
+    config.inspector = inspector(&a);
+    // The inspector's port is taken before connecting: an explicit --inspect-addr that
+    // cannot be had is an error; the default ports all taken only a warning.
+    let inspect = match (&config.inspector, a.inspect_addr) {
+        (None, _) => None,
+        (Some(i), Some(addr)) => Some(
+            serve_inspector(i.clone(), Some(addr))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot serve the inspector on {addr}: {e}"))?,
+        ),
+        (Some(i), None) => match serve_inspector(i.clone(), None).await {
+            Ok(server) => Some(server),
+            Err(e) => {
+                tracing::warn!("no request inspector: {e}");
+                None
+            }
+        },
+    };
     let scheme = if config.local_https { "https://" } else { "" };
     let local = format!("{scheme}{}:{}", config.local_host, config.local_port);
     let mut tunnel = TunnelClient::new(config).connect().await?;
     let mut signals = Signals::install();
     println!("{}", tunnel.url());
     eprintln!("forwarding {} -> {local}", tunnel.url());
+    if let Some(server) = &inspect {
+        eprintln!("inspect: {}", server.url());
+    }
     // Everything else the client has to say (disconnects, reconnects, origin errors)
     // it logs itself, once; this prints the request lines.
     let printer = a.print_requests.unwrap_or(false).then(|| {

@@ -108,6 +108,15 @@ impl Proc {
         }
     }
 
+    /// Every stderr line still to come, up to EOF (call after the process exited).
+    pub async fn stderr_rest(&mut self) -> Vec<String> {
+        let mut rest = Vec::new();
+        while let Some(line) = self.stderr.recv().await {
+            rest.push(line);
+        }
+        rest
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         self.signal("-TERM");

@@ -174,3 +174,13 @@ export async function checkTunnel(assert, server, publicUrl, runtime) {
   assert.deepEqual([...bin.data], [1, 2, 3]);
   assert.equal(await ws.close(1000), 1000);
 }
+
+/** Headless Chromium (Debian's /usr/bin/chromium) driven by playwright-core from .tools/js. */
+export function launchChromium() {
+  const { chromium } = toolRequire('playwright-core');
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}

@@ -143,6 +143,9 @@ impl TunnelClient {
                 other => ConnectError::Unreachable { url, reason: other.message().to_string() },
             }
         })?;
+        if let Some(inspector) = &ctx.config.inspector {
+            inspector.attach(&ctx.origin, &welcome.name, &welcome.url);
+        }
         ctx.emit(ClientEvent::Connected { url: welcome.url.clone() });
         let (url_tx, url_rx) = watch::channel(welcome.url.clone());
         let token = driver.token.clone();
@@ -442,6 +445,9 @@ async fn run(
             Ok((c, e, w)) => {
                 info!("reconnected: {}", w.url);
                 let _ = url.send(w.url.clone());
+                if let Some(inspector) = &ctx.config.inspector {
+                    inspector.attach(&ctx.origin, &w.name, &w.url);
+                }
                 ctx.emit(ClientEvent::Connected { url: w.url });
                 (conn, events) = (c, e);
             }

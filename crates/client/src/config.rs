@@ -84,6 +84,9 @@ pub struct ClientConfig {
     /// (default true). Turn off when nothing reads them: under load they are a
     /// noticeable share of the client's work per request. Errors are always emitted.
     pub request_events: bool,
+    /// Capture every exchange into this request inspector (serve it with
+    /// [`serve_inspector`](crate::serve_inspector)). Default: none.
+    pub inspector: Option<crate::Inspector>,
 }
 
 impl Default for ClientConfig {
@@ -113,6 +116,7 @@ impl Default for ClientConfig {
             max_ws_message: localtunnels_core::DEFAULT_MAX_WS_MESSAGE,
             session: localtunnels_core::Config::default(),
             request_events: true,
+            inspector: None,
         }
     }
 }
@@ -145,6 +149,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("max_ws_message", &self.max_ws_message)
             .field("session", &self.session)
             .field("request_events", &self.request_events)
+            .field("inspector", &self.inspector.is_some())
             .finish()
     }
 }

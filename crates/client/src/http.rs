@@ -13,12 +13,13 @@ use hyper::body::Frame;
 use http::{HeaderValue, Request};
 use hyper::body::Body as _;
 use localtunnels_core::error_page::{default_message, format_request_id, wants_html, ErrorPage};
-use localtunnels_core::{RequestHead, ResetCode, StreamKind};
+use localtunnels_core::{Header, RequestHead, ResetCode, StreamKind};
 use localtunnels_driver::http::{final_status, header_map, response_head};
 use localtunnels_driver::{pump_body, StreamBody, StreamHandle};
 
 use crate::client::Ctx;
 use crate::events::ClientEvent;
+use crate::inspect::BodyRecorder;
 
 /// Serves one HTTP stream.
 pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead, end: bool) {
@@ -35,6 +36,20 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         Ok(r) => r,
         Err(message) => return tx.reset(ResetCode::Protocol, &message),
     };
+    // The inspector records the request as the origin gets it, its body as it passes.
+    let record = ctx.config.inspector.as_ref().map(|i| {
+        let headers: Vec<Header> = req.headers().iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        (i.clone(), i.begin(&head.method, &head.target, &headers, false))
+    });
+    let req = match &record {
+        Some((i, id)) => req.map(|body| body.tapped(Box::new(BodyRecorder::request(i, *id)))),
+        None => req,
+    };
+    let failed = |message: &str| {
+        if let Some((i, id)) = &record {
+            i.update(*id, |s, now| s.fail(*id, now, message));
+        }
+    };
     let RequestHead { method, target: path, headers, .. } = head;
     // The server resets the stream when the visitor leaves or its response timeout
     // passes: then the origin's request is dropped too, not left running.
@@ -48,6 +63,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             } else {
                 format!("{method} {path}: abandoned, the visitor is gone (or timed out)")
             };
+            failed(&message);
             return ctx.error(message);
         }
     };
@@ -56,6 +72,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         Err(e) => {
             let detail = origin_error(&ctx, &*e);
             let request_id = format_request_id(rand::random());
+            failed(&detail);
             ctx.error(format!("{method} {path} (request id {request_id}): {detail}"));
             // The visitor gets a generic 502 page with the request id; the detail
             // only when the owner opted in (`expose_errors`).
@@ -81,20 +98,28 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     // a final status the visitor can be given (not a 101 nobody asked for, not 999).
     if let Err(e) = final_status(status, StreamKind::Http) {
         let message = format!("{method} {path}: the origin's response was refused: {e}");
+        failed(&message);
         ctx.emit(ClientEvent::Error { message: message.clone() });
         return tx.reset(ResetCode::Protocol, &message);
     }
     let (parts, body) = res.into_parts();
     let end = body.is_end_stream();
-    if let Err(e) = tx.respond(response_head(parts.status, &parts.headers, StreamKind::Http), end) {
-        return ctx.error(format!("response to {method} {path} lost: {e}"));
+    let head = response_head(parts.status, &parts.headers, StreamKind::Http);
+    let recorder = record.as_ref().map(|(i, id)| {
+        i.update(*id, |s, _| s.respond(*id, status, &head.headers));
+        BodyRecorder::response(i, *id)
+    });
+    if let Err(e) = tx.respond(head, end) {
+        let message = format!("response to {method} {path} lost: {e}");
+        failed(&message);
+        return ctx.error(message);
     }
     let mut bytes = 0;
     if !end {
-        let pumped = if report || debug {
-            let counted = CountingBody::new(body);
-            let count = counted.counter();
-            let pumped = pump_body(counted, &tx).await;
+        let pumped = if report || debug || recorder.is_some() {
+            let observed = ObservedBody::new(body, recorder);
+            let count = observed.counter();
+            let pumped = pump_body(observed, &tx).await;
             bytes = count.load(Ordering::Relaxed);
             pumped
         } else {
@@ -207,15 +232,17 @@ fn origin_error(ctx: &Ctx, e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-/// Counts the data bytes of a body as they pass.
-struct CountingBody<B> {
+/// Counts the data bytes of a body as they pass, and copies the first ones for the
+/// inspector (its recorder files them when the body ends or is dropped).
+struct ObservedBody<B> {
     inner: Pin<Box<B>>,
     count: Arc<AtomicU64>,
+    recorder: Option<BodyRecorder>,
 }
 
-impl<B> CountingBody<B> {
-    fn new(inner: B) -> Self {
-        CountingBody { inner: Box::pin(inner), count: Arc::default() }
+impl<B> ObservedBody<B> {
+    fn new(inner: B, recorder: Option<BodyRecorder>) -> Self {
+        ObservedBody { inner: Box::pin(inner), count: Arc::default(), recorder }
     }
 
     fn counter(&self) -> Arc<AtomicU64> {
@@ -223,7 +250,7 @@ impl<B> CountingBody<B> {
     }
 }
 
-impl<B: hyper::body::Body<Data = Bytes>> hyper::body::Body for CountingBody<B> {
+impl<B: hyper::body::Body<Data = Bytes>> hyper::body::Body for ObservedBody<B> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -232,7 +259,16 @@ impl<B: hyper::body::Body<Data = Bytes>> hyper::body::Body for CountingBody<B> {
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(d) = frame.data_ref() {
                 self.count.fetch_add(d.len() as u64, Ordering::Relaxed);
+                if let Some(r) = self.recorder.as_mut() {
+                    r.push(d);
+                }
             }
+        }
+        let ended = matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_))));
+        if ended || self.inner.is_end_stream() {
+            // The end: the copy goes to the store now, before the visitor sees the
+            // end, not whenever the body is dropped.
+            self.recorder = None;
         }
         polled
     }

@@ -14,7 +14,7 @@ pub mod timer;
 pub mod websocket;
 pub mod wire;
 
-pub use body::{pump_body, BodyError, StreamBody};
+pub use body::{pump_body, BodyError, BodyTap, StreamBody};
 pub use conn::{ConnEvent, ConnEvents, Connection, IncomingHandler};
 pub use stream::{StreamEvent, StreamHandle, StreamReceiver, StreamSender};
 

@@ -40,7 +40,7 @@ use crate::tunnel::{Kind, Tunnel};
 /// The tunnel lives until `close()`; dropping the JavaScript object does not close it.
 #[wasm_bindgen(skip_typescript)]
 pub struct TunnelClient {
-    tunnel: Rc<Tunnel>,
+    pub(crate) tunnel: Rc<Tunnel>,
 }
 
 impl std::fmt::Debug for TunnelClient {

@@ -28,6 +28,7 @@ mod client;
 mod conn;
 mod forward;
 mod http;
+mod inspect;
 mod js;
 mod options;
 mod socket;
@@ -120,8 +121,9 @@ export interface TunnelEvents {
   connected: { url: string; name: string };
   disconnected: { code: string; reason: string; byServer: boolean };
   reconnecting: { attempt: number; delay: number };
-  request: { id: number; method: string; url: string; websocket: boolean };
-  response: { id: number; method: string; url: string; status: number; duration: number };
+  /** `recordId`: the request's id in {@link TunnelClient.requests} (absent with the inspector off). */
+  request: { id: number; method: string; url: string; websocket: boolean; recordId?: string };
+  response: { id: number; method: string; url: string; status: number; duration: number; recordId?: string };
   error: Error;
 }
 

@@ -107,6 +107,8 @@ impl State {
 pub(crate) struct Tunnel {
     pub(crate) st: RefCell<State>,
     pumping: Cell<bool>,
+    /// The request inspector's store (`client.requests()`).
+    pub(crate) inspect: Rc<crate::inspect::Inspect>,
 }
 
 impl Tunnel {
@@ -135,6 +137,7 @@ impl Tunnel {
                 abort: None,
             }),
             pumping: Cell::new(false),
+            inspect: crate::inspect::Inspect::new(),
         })
     }
 
