@@ -119,6 +119,14 @@ pub struct ServerArgs {
     /// Largest control frame a client may send, in bytes [default: 65600].
     #[arg(long, env = "LOCALTUNNELS_MAX_FRAME", value_name = "BYTES")]
     pub max_frame: Option<u32>,
+    /// Largest stream or session window taken from a client's hello: larger ones are
+    /// clamped to it [default: 16777216].
+    #[arg(long, env = "LOCALTUNNELS_MAX_PEER_WINDOW", value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_peer_window: Option<u32>,
+    /// Most visitor bytes queued unsent for one tunnel's client, whatever window it
+    /// announced [default: 8388608].
+    #[arg(long, env = "LOCALTUNNELS_MAX_SESSION_QUEUE", value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_session_queue: Option<u32>,
     /// Largest WebSocket message relayed through a tunnel; larger ones close the
     /// WebSocket with 1009 [default: 16777216].
     #[arg(long, env = "LOCALTUNNELS_MAX_WS_MESSAGE", value_name = "BYTES")]
@@ -210,7 +218,7 @@ impl ServerArgs {
         fill!(self, file; port, bind, domain, secure, public_port, response_timeout, grace_period, max_tunnels, verbose,
             token, tokens_file, tls_cert, tls_key, max_tunnels_per_token, max_tunnels_per_ip, max_streams_per_tunnel,
             rate_limit, rate_burst, max_body, max_header_size, header_read_timeout, idle_timeout, max_frame,
-            max_ws_message, threads);
+            max_peer_window, max_session_queue, max_ws_message, threads);
         self
     }
 }
