@@ -116,6 +116,10 @@ pub struct ServerArgs {
     /// Seconds a connection may stay silent both ways before it is closed [default: 300].
     #[arg(long, env = "LOCALTUNNELS_IDLE_TIMEOUT", value_name = "SECS")]
     pub idle_timeout: Option<u64>,
+    /// Seconds a visitor may read nothing of a response the server is writing before
+    /// it is dropped, giving back what it held of its tunnel's window (0: never) [default: 30].
+    #[arg(long, env = "LOCALTUNNELS_VISITOR_WRITE_TIMEOUT", value_name = "SECS")]
+    pub visitor_write_timeout: Option<u64>,
     /// Largest control frame a client may send, in bytes [default: 65600].
     #[arg(long, env = "LOCALTUNNELS_MAX_FRAME", value_name = "BYTES")]
     pub max_frame: Option<u32>,
@@ -217,7 +221,7 @@ impl ServerArgs {
     pub fn or(mut self, file: &ServerArgs) -> Self {
         fill!(self, file; port, bind, domain, secure, public_port, response_timeout, grace_period, max_tunnels, verbose,
             token, tokens_file, tls_cert, tls_key, max_tunnels_per_token, max_tunnels_per_ip, max_streams_per_tunnel,
-            rate_limit, rate_burst, max_body, max_header_size, header_read_timeout, idle_timeout, max_frame,
+            rate_limit, rate_burst, max_body, max_header_size, header_read_timeout, idle_timeout, visitor_write_timeout, max_frame,
             max_peer_window, max_session_queue, max_ws_message, threads);
         self
     }

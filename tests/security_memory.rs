@@ -33,7 +33,14 @@ const ATTACK: Duration = Duration::from_secs(6);
 
 /// A `localtunnels server` process on 127.0.0.1, port 0; returns it and its port.
 async fn server_process() -> (Cli, u16) {
-    let mut server = Cli::spawn(&["server", "--port", "0", "--bind", "127.0.0.1"]);
+    server_process_with(&[]).await
+}
+
+/// As [`server_process`], with more flags.
+async fn server_process_with(flags: &[&str]) -> (Cli, u16) {
+    let mut args = vec!["server", "--port", "0", "--bind", "127.0.0.1"];
+    args.extend_from_slice(flags);
+    let mut server = Cli::spawn(&args);
     let url = server.line().await;
     let port = url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("a URL: {url}"));
     (server, port)
@@ -60,10 +67,12 @@ async fn honest_tunnel(port: u16, name: &str) -> ClientHandle {
     TunnelClient::new(config).connect().await.expect("the honest tunnel connects")
 }
 
-/// One `GET path` on tunnel `name` over a fresh connection; the status line and body.
+/// One `GET path` on tunnel `name` (the apex for "") over a fresh connection; the
+/// whole response.
 async fn get(port: u16, name: &str, path: &str) -> String {
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {name}.localhost:{port}\r\nConnection: close\r\n\r\n");
+    let host = if name.is_empty() { format!("localhost:{port}") } else { format!("{name}.localhost:{port}") };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     tcp.write_all(req.as_bytes()).await.expect("write");
     let mut out = Vec::new();
     tcp.read_to_end(&mut out).await.expect("read");
@@ -172,12 +181,10 @@ async fn a_client_that_floods_pings_and_never_reads_cannot_grow_the_server() {
     assert!(answered > 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixteen_stalled_readers_leave_a_small_get_answering() {
-    const BIG: u64 = 64 << 20;
+/// An origin whose `/big` streams [`BIG`] bytes (counted in the returned counter as it
+/// hands them out) and whose other paths answer `small`, behind a tunnel named `big`.
+async fn big_tunnel(port: u16) -> (ClientHandle, Arc<AtomicU64>) {
     const CHUNK: usize = 64 * 1024;
-    let (_server, port) = server_process().await;
-    // The origin: /big streams 64 MiB (counting what it hands out), anything else "small".
     let produced = Arc::new(AtomicU64::new(0));
     let count = produced.clone();
     let origin_port = origin(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -191,8 +198,7 @@ async fn sixteen_stalled_readers_leave_a_small_get_answering() {
                 count.fetch_add(CHUNK as u64, Ordering::Relaxed);
                 Ok::<_, BoxError>(BodyFrame::data(chunk.clone()))
             }));
-            let body = http_body_util::BodyExt::boxed(StreamBody::new(chunks));
-            hyper::Response::new(body)
+            hyper::Response::new(http_body_util::BodyExt::boxed(StreamBody::new(chunks)))
         }
     })
     .await;
@@ -203,27 +209,33 @@ async fn sixteen_stalled_readers_leave_a_small_get_answering() {
         subdomain: Some("big".into()),
         ..ClientConfig::default()
     };
-    let _tunnel = TunnelClient::new(config).connect().await.expect("the tunnel connects");
+    (TunnelClient::new(config).connect().await.expect("the tunnel connects"), produced)
+}
 
-    // Sixteen visitors ask for /big, read the response head, and stop reading.
-    let mut stalled = Vec::new();
-    for _ in 0..16 {
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        let mut tcp = socket.connect(([127, 0, 0, 1], port).into()).await.expect("connect");
-        let req = format!("GET /big HTTP/1.1\r\nHost: big.localhost:{port}\r\n\r\n");
-        tcp.write_all(req.as_bytes()).await.unwrap();
-        let mut head = Vec::new();
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            let mut b = [0u8; 1];
-            assert_eq!(tcp.read(&mut b).await.unwrap(), 1, "the response head arrives");
-            head.push(b[0]);
-        }
-        assert!(head.starts_with(b"HTTP/1.1 200"));
-        stalled.push(tcp);
+/// The size of `/big`.
+const BIG: u64 = 64 << 20;
+
+/// A visitor that asks for `/big`, reads the response head, and stops reading (with a
+/// small receive buffer, so that the server soon finds it full).
+async fn stalled_visitor(port: u16) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut tcp = socket.connect(([127, 0, 0, 1], port).into()).await.expect("connect");
+    let req = format!("GET /big HTTP/1.1\r\nHost: big.localhost:{port}\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(tcp.read(&mut b).await.unwrap(), 1, "the response head arrives");
+        head.push(b[0]);
     }
-    // Wait until the tunnel is saturated: the origin has handed out nothing more for a
-    // second (every buffer on the way is full).
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+    tcp
+}
+
+/// Waits until the origin has handed out nothing more for a second (every buffer on
+/// the way to the stalled visitors is full); returns what it handed out.
+async fn settled(produced: &AtomicU64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut last = (produced.load(Ordering::Relaxed), Instant::now());
     while last.1.elapsed() < Duration::from_secs(1) {
@@ -234,7 +246,19 @@ async fn sixteen_stalled_readers_leave_a_small_get_answering() {
             last = (now, Instant::now());
         }
     }
-    assert!(last.0 < 16 * BIG, "the downloads stalled ({} bytes handed out)", last.0);
+    last.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_stalled_readers_leave_a_small_get_answering() {
+    let (_server, port) = server_process().await;
+    let (_tunnel, produced) = big_tunnel(port).await;
+    let mut stalled = Vec::new();
+    for _ in 0..16 {
+        stalled.push(stalled_visitor(port).await);
+    }
+    let handed_out = settled(&produced).await;
+    assert!(handed_out < 16 * BIG, "the downloads stalled ({handed_out} bytes handed out)");
 
     // A small GET on the same tunnel still answers, at once (generously: within 10 s;
     // before the fix it waited for the 300 s idle timeout).
@@ -242,6 +266,35 @@ async fn sixteen_stalled_readers_leave_a_small_get_answering() {
     let answer = tokio::time::timeout(Duration::from_secs(10), get(port, "big", "/small")).await;
     let answer = answer.expect("a small GET answers while 16 readers are stalled");
     assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("small"), "{answer}");
-    eprintln!("small GET answered in {:?} with {} bytes handed out", asked.elapsed(), last.0);
+    eprintln!("small GET answered in {:?} with {handed_out} bytes handed out", asked.elapsed());
     drop(stalled);
+}
+
+/// The server's `localtunnels_streams` gauge.
+async fn streams_in_flight(port: u16) -> u64 {
+    let metrics = get(port, "", "/metrics").await;
+    let line = metrics.lines().find(|l| l.starts_with("localtunnels_streams ")).expect("the streams gauge");
+    line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_that_reads_nothing_is_dropped_after_the_write_timeout() {
+    let (_server, port) = server_process_with(&["--visitor-write-timeout", "2"]).await;
+    let (_tunnel, produced) = big_tunnel(port).await;
+    let mut visitor = stalled_visitor(port).await;
+    settled(&produced).await;
+    // The server drops it (its stream ends) about 2 s after its writes stalled.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while streams_in_flight(port).await > 0 {
+        assert!(Instant::now() < deadline, "the stalled visitor was never dropped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // What was on its way still arrives, then the connection ends short of the body.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), visitor.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection ends");
+    assert!((rest.len() as u64) < BIG, "the whole body arrived: the visitor was not dropped");
+    // The tunnel is fine.
+    let answer = get(port, "big", "/small").await;
+    assert!(answer.ends_with("small"), "{answer}");
 }

@@ -133,7 +133,8 @@ impl Session {
             max_frame: usize::try_from(config.max_frame).unwrap_or(usize::MAX),
             max_header_bytes: usize::try_from(config.max_header_bytes).unwrap_or(usize::MAX),
         };
-        let peer = Limits::from(&Config::DEFAULT);
+        // The defaults until the peer announces its own; ours bound them too.
+        let peer = config.clamp_peer(Limits::from(&Config::DEFAULT));
         Session {
             role,
             state: State::Handshake,

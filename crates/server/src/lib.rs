@@ -27,6 +27,7 @@ mod timer;
 pub mod tls;
 mod tunnel;
 mod websocket;
+pub mod write_deadline;
 
 pub use auth::AuthToken;
 pub use config::ServerConfig;

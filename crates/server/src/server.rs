@@ -23,6 +23,7 @@ use crate::config::ServerConfig;
 use crate::limits::{IdleIo, IdleSwitch};
 use crate::registry::LocalRegistry;
 use crate::state::{Peer, ServerState};
+use crate::write_deadline::WriteDeadlineIo;
 
 /// A localtunnels server, configured but not yet listening.
 #[derive(Debug)]
@@ -140,6 +141,7 @@ async fn accept_loop(
                 };
                 let _ = tcp.set_nodelay(true);
                 let (io, idle) = IdleIo::new(tcp, state.config.limits.idle_timeout);
+                let io = WriteDeadlineIo::new(io, state.config.limits.visitor_write_timeout, idle.clone());
                 let watcher = graceful.watcher();
                 match &tls {
                     None => spawn_connection(state.clone(), peer, TokioIo::new(io), idle, watcher),
