@@ -95,6 +95,9 @@ pub struct Session {
     /// Our divisor for a stream's fair share of the session credit and of the queue
     /// (see [`Session::fair_share`]); 1 turns the sharing off.
     fair_divisor: u64,
+    /// A pool at least this large (`fair_divisor` stream windows) gives every stream all
+    /// its window allows, so sharing it costs nothing: the common case skips the division.
+    fair_free: u64,
     /// Streams with queued data, served round-robin one frame at a time.
     ring: VecDeque<StreamId>,
     events: VecDeque<Event>,
@@ -158,6 +161,7 @@ impl Session {
             control_bytes: 0,
             pending_pong: None,
             fair_divisor: 1,
+            fair_free: 0,
             ring: VecDeque::new(),
             events: VecDeque::new(),
             last_recv: now,
@@ -238,7 +242,7 @@ impl Session {
     /// session credit (for what a stream has in flight) and the queue room (for what
     /// it has queued), see `docs/PROTOCOL.md` §7, "Fair shares".
     fn fair_share(&self, pool: u64, held: u64) -> u64 {
-        if self.fair_divisor <= 1 {
+        if self.fair_divisor <= 1 || pool >= self.fair_free {
             return pool;
         }
         pool.saturating_add(held).div_ceil(self.fair_divisor).saturating_sub(held).min(pool)
@@ -260,7 +264,7 @@ impl Session {
     /// come back as small grants, and the frames would never grow again (the silly
     /// window syndrome). It can wait: its bytes in flight will be granted back.
     fn send_allowance(&self, stream_window: u64, s: &Stream) -> u64 {
-        if self.fair_divisor <= 1 {
+        if self.fair_divisor <= 1 || self.send_credit >= self.fair_free {
             return self.send_credit;
         }
         let in_flight = stream_window.saturating_sub(s.send_credit.saturating_add(s.queued));
@@ -452,6 +456,7 @@ impl Session {
         } else {
             1
         };
+        self.fair_free = self.fair_divisor.saturating_mul(u64::from(self.peer.stream_window));
     }
 
     fn on_established_frame(&mut self, now: Instant, frame: Frame) -> Result<(), ProtocolError> {
