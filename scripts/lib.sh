@@ -108,6 +108,18 @@ ensure_chromium() {
     fi
 }
 
+# Debian's pebble (ACME test server), caddy and nginx, for the public-deployment tests
+# (tests/deploy_*.rs start their own instances on free ports in temp dirs).
+ensure_proxies() {
+    local missing=()
+    command -v pebble >/dev/null || missing+=(pebble)
+    command -v caddy >/dev/null || missing+=(caddy)
+    command -v nginx >/dev/null || missing+=(nginx)
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt_install "${missing[@]}" || die "could not install ${missing[*]}"
+    fi
+}
+
 ensure_wasm_pack() {
     if ! command -v wasm-pack >/dev/null; then
         say "cargo install wasm-pack --locked (a few minutes, once)"
@@ -159,6 +171,7 @@ ensure_test_tools() {
     ensure_rust_components
     ensure_wasm_target
     ensure_chromium
+    ensure_proxies
     ensure_js_tools
     ensure_wasm_pack
     ensure_wasm_bindgen

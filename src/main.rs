@@ -3,17 +3,25 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod defaults;
 mod demo;
+mod logs;
+mod public;
+mod settings;
+mod target;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
-use localtunnels_client::{ClientConfig, ClientEvent, ConnectError, HostHeader, TunnelClient};
+use clap::FromArgMatches;
+use localtunnels_client::{
+    serve_inspector, ClientConfig, ClientEvent, ConnectError, HostHeader, InspectConfig, Inspector, TunnelClient,
+    CLOSE_GRACE,
+};
 use localtunnels_core::RefuseReason;
 use localtunnels_server::{AuthToken, Limits, RateLimit, ServerConfig, TlsConfig, TunnelServer};
 
-use args::{Cli, ClientArgs, Command, ConfigFile, HostHeaderArg, ServerArgs};
+use args::{Cli, ClientArgs, Command, ConfigFile, HostHeaderArg, LogFormat, ServerArgs};
 
 /// Every proxied request allocates and frees its heads, frames and buffers, often on
 /// different worker threads: jemalloc's thread caches do that in far fewer
@@ -22,9 +30,40 @@ use args::{Cli, ClientArgs, Command, ConfigFile, HostHeaderArg, ServerArgs};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// A usage error found after the command line was parsed (a value from the config
+/// file, a flag that needs another): exit code 2, as clap's own.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The second Ctrl-C: quit at once (exit code 130, as a shell reports SIGINT).
+#[derive(Debug)]
+struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted: quit without waiting")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&defaults::command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let log_format = cli.log_format;
     let result = job(cli).and_then(|job| {
+        let Some(job) = job else { return Ok(()) };
+        let job = JobWithLogs { job, log_format };
         let runtime = runtime(job.threads()).map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
         runtime.block_on(run(job))
     });
@@ -37,7 +76,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// A job and how it logs.
+struct JobWithLogs {
+    job: Job,
+    log_format: LogFormat,
+}
+
+impl JobWithLogs {
+    fn threads(&self) -> Option<u16> {
+        self.job.threads()
+    }
+}
+
 /// What to run, with the config file merged in.
+// Built once per run: the size of the server's variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Job {
     Server(ServerArgs),
     Client(ClientArgs),
@@ -66,17 +119,68 @@ fn half_the_cores() -> u16 {
     u16::try_from(cores / 2).unwrap_or(u16::MAX).max(1)
 }
 
-fn job(cli: Cli) -> anyhow::Result<Job> {
+/// The job to run, or `None` for the commands done here and now (completions, man
+/// page, config).
+fn job(cli: Cli) -> anyhow::Result<Option<Job>> {
+    let command = match cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = defaults::command();
+            clap_complete::generate(shell, &mut cmd, "localtunnels", &mut std::io::stdout());
+            return Ok(None);
+        }
+        Command::Man => {
+            clap_mangen::Man::new(defaults::command()).render(&mut std::io::stdout())?;
+            return Ok(None);
+        }
+        Command::Config(c) => {
+            settings::run(c, cli.config.as_deref())?;
+            return Ok(None);
+        }
+        other => other,
+    };
     let file = ConfigFile::load(cli.config.as_deref())?;
-    Ok(match cli.command {
-        Command::Server(a) => Job::Server(a.or(&file.server)),
-        Command::Client(a) => Job::Client(a.or(&file.client)),
-        Command::Http { local_port, mut client } => {
-            client.local_port = Some(local_port);
-            Job::Client(client.or(&file.client))
+    Ok(Some(match command {
+        Command::Server(a) => Job::Server(checked_server(a.or(&file.server))?),
+        Command::Client(a) => Job::Client(checked_client(a.or(&file.client))?),
+        Command::Http { target, mut client } => {
+            client.local_port = Some(target.port);
+            if let Some(host) = target.host {
+                client.local_host = Some(host);
+            }
+            if let Some(https) = target.https {
+                client.local_https = Some(https);
+            }
+            Job::Client(checked_client(client.or(&file.client))?)
         }
         Command::Demo { port } => Job::Demo(port),
-    })
+        Command::Completions { .. } | Command::Man | Command::Config(_) => return Ok(None),
+    }))
+}
+
+/// Checks what clap cannot see: values from the config file, and flags that go together.
+fn checked_server(a: ServerArgs) -> Result<ServerArgs, UsageError> {
+    if a.tls_cert.is_some() != a.tls_key.is_some() {
+        return Err(UsageError("--tls-cert and --tls-key go together: give both or neither".into()));
+    }
+    let domain =
+        a.domain.as_deref().map(args::parse_domain).transpose().map_err(|e| UsageError(format!("--domain: {e}")))?;
+    Ok(ServerArgs { domain, ..a })
+}
+
+/// Checks the client's values from the config file, and gives a server URL without a
+/// scheme the one it most likely means (saying so).
+fn checked_client(mut a: ClientArgs) -> Result<ClientArgs, UsageError> {
+    for ip in a.allow_ip.iter().flatten() {
+        args::parse_allow_ip(ip).map_err(|e| UsageError(format!("--allow-ip: {e}")))?;
+    }
+    if let Some(server) = &a.server {
+        let (url, note) = target::normalize_server(server).map_err(UsageError)?;
+        if let Some(note) = note {
+            eprintln!("note: {note}");
+        }
+        a.server = Some(url);
+    }
+    Ok(a)
 }
 
 /// A runtime with `threads` workers (`None`: one per core); one runs everything on
@@ -102,28 +206,28 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         Some(ConnectError::Refused { reason: RefuseReason::NameTaken, .. }) => 4,
         Some(ConnectError::Refused { reason: RefuseReason::NameInvalid, .. }) => 5,
         Some(ConnectError::Refused { reason: RefuseReason::Unauthorized, .. }) => 6,
+        Some(ConnectError::Refused { reason: RefuseReason::HostnameNotAllowed, .. }) => 8,
         Some(ConnectError::Refused { .. }) => 7,
         Some(ConnectError::Config(_)) => 2,
+        _ if e.downcast_ref::<UsageError>().is_some() => 2,
+        _ if e.downcast_ref::<Interrupted>().is_some() => 130,
         _ => 1,
     }
 }
 
-fn init_logs(verbose: bool) {
-    let default =
-        if verbose { "info,localtunnels=debug" } else { "warn,localtunnels_server=info,localtunnels_client=info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOCALTUNNELS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Colours only for a person at a terminal, not in files, pipes and CI logs.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter).init();
-}
-
-async fn run(job: Job) -> anyhow::Result<()> {
-    match job {
-        Job::Server(a) => run_server(a).await,
-        Job::Client(a) => run_client(a).await,
+async fn run(job: JobWithLogs) -> anyhow::Result<()> {
+    let format = job.log_format;
+    match job.job {
+        Job::Server(a) => {
+            logs::init(a.verbose.unwrap_or(false), format);
+            run_server(a).await
+        }
+        Job::Client(a) => {
+            logs::init(false, format);
+            run_client(a).await
+        }
         Job::Demo(port) => {
-            init_logs(false);
+            logs::init(false, format);
             demo::run(port).await
         }
     }
@@ -148,6 +252,7 @@ pub fn server_config(a: &ServerArgs) -> ServerConfig {
         },
         tokens: a.token.iter().flatten().filter(|t| !t.is_empty()).map(|t| AuthToken::new(t)).collect(),
         tokens_file: a.tokens_file.clone(),
+        admin_token: a.admin_token.as_deref().filter(|t| !t.is_empty()).map(AuthToken::new),
         max_ws_message: a.max_ws_message.unwrap_or(d.max_ws_message),
         limits: Limits {
             max_header_bytes: a.max_header_size.unwrap_or(dl.max_header_bytes),
@@ -160,6 +265,11 @@ pub fn server_config(a: &ServerArgs) -> ServerConfig {
             rate_limit: a.rate_limit.map(|per_second| RateLimit {
                 per_second,
                 burst: a.rate_burst.unwrap_or(per_second.saturating_mul(2)),
+            }),
+            max_streams_per_visitor: a.max_streams_per_visitor.unwrap_or(dl.max_streams_per_visitor),
+            visitor_rate_limit: a.visitor_rate_limit.map(|per_second| RateLimit {
+                per_second,
+                burst: a.visitor_rate_burst.unwrap_or(per_second.saturating_mul(2)),
             }),
             max_body: a.max_body.or(dl.max_body),
             ..dl
@@ -175,22 +285,36 @@ pub fn server_config(a: &ServerArgs) -> ServerConfig {
 }
 
 async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
-    if a.tls_cert.is_some() != a.tls_key.is_some() {
-        anyhow::bail!("--tls-cert and --tls-key go together");
-    }
-    let config = server_config(&a);
-    init_logs(config.verbose);
-    let port = config.port;
+    let mut config = server_config(&a);
+    public::apply(&a, &mut config)?;
+    let (port, grace) = (config.port, config.shutdown_timeout);
     let server = TunnelServer::new(config)
         .start()
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the server on port {port}: {e}"))?;
-    let signal = shutdown_signal();
+    let mut signals = Signals::install();
+    let hangups = public::hangups();
     println!("{}", server.url());
-    signal.await;
-    eprintln!("shutting down (in-flight requests may finish)...");
-    server.stop().await;
-    Ok(())
+    tokio::select! {
+        () = signals.recv() => {}
+        () = public::reload_on(hangups, &server) => {}
+    }
+    let streams = server.stats().streams;
+    eprintln!("stopping: {}; Ctrl-C again to quit now", waiting_for(streams, grace));
+    tokio::select! {
+        () = server.stop() => Ok(()),
+        () = signals.recv() => Err(Interrupted.into()),
+    }
+}
+
+/// `waiting up to 10 s for 1 request in flight`, or `no request in flight`.
+fn waiting_for(in_flight: usize, grace: Duration) -> String {
+    let secs = grace.as_secs();
+    match in_flight {
+        0 => "no request in flight".to_string(),
+        1 => format!("waiting up to {secs} s for 1 request in flight"),
+        n => format!("waiting up to {secs} s for {n} requests in flight"),
+    }
 }
 
 pub fn client_config(a: &ClientArgs) -> ClientConfig {
@@ -205,6 +329,11 @@ pub fn client_config(a: &ClientArgs) -> ClientConfig {
         local_https: a.local_https.unwrap_or(d.local_https),
         allow_invalid_cert: a.allow_invalid_cert.unwrap_or(d.allow_invalid_cert),
         subdomain: a.subdomain.clone(),
+        hostname: a.hostname.clone(),
+        state_dir: match a.no_state {
+            Some(true) => None,
+            _ => a.state_dir.clone().or_else(localtunnels_client::default_state_dir),
+        },
         token: a.token.clone(),
         basic_auth: a.basic_auth.clone(),
         allow_ips: a.allow_ip.clone().unwrap_or_default(),
@@ -212,6 +341,7 @@ pub fn client_config(a: &ClientArgs) -> ClientConfig {
         max_ws_message: a.max_ws_message.unwrap_or(d.max_ws_message),
         // Per-request events are only printed with --print-requests.
         request_events: a.print_requests.unwrap_or(false),
+        expose_errors: a.expose_errors.unwrap_or(false),
         host_header: match a.host_header {
             Some(HostHeaderArg::Preserve) => HostHeader::Preserve,
             _ => HostHeader::Rewrite,
@@ -220,64 +350,104 @@ pub fn client_config(a: &ClientArgs) -> ClientConfig {
     }
 }
 
+/// The request inspector the flags ask for (none with `--no-inspect`).
+fn inspector(a: &ClientArgs) -> Option<Inspector> {
+    if a.no_inspect.unwrap_or(false) {
+        return None;
+    }
+    let d = InspectConfig::default();
+    Some(Inspector::new(InspectConfig {
+        body_limit: a.inspect_body_limit.unwrap_or(d.body_limit),
+        max_bytes: a.inspect_max_bytes.unwrap_or(d.max_bytes),
+        redact: a.inspect_redact.unwrap_or(false),
+        ..d
+    }))
+}
+
 async fn run_client(a: ClientArgs) -> anyhow::Result<()> {
-    init_logs(false);
-    let config = client_config(&a);
-    let local = format!("{}:{}", config.local_host, config.local_port);
+    let mut config = client_config(&a);
+    config.inspector = inspector(&a);
+    // The inspector's port is taken before connecting: an explicit --inspect-addr that
+    // cannot be had is an error; the default ports all taken only a warning.
+    let inspect = match (&config.inspector, a.inspect_addr) {
+        (None, _) => None,
+        (Some(i), Some(addr)) => Some(
+            serve_inspector(i.clone(), Some(addr))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot serve the inspector on {addr}: {e}"))?,
+        ),
+        (Some(i), None) => match serve_inspector(i.clone(), None).await {
+            Ok(server) => Some(server),
+            Err(e) => {
+                tracing::warn!("no request inspector: {e}");
+                None
+            }
+        },
+    };
+    let scheme = if config.local_https { "https://" } else { "" };
+    let local = format!("{scheme}{}:{}", config.local_host, config.local_port);
     let mut tunnel = TunnelClient::new(config).connect().await?;
-    let signal = shutdown_signal();
+    let mut signals = Signals::install();
     println!("{}", tunnel.url());
     eprintln!("forwarding {} -> {local}", tunnel.url());
-    let mut events = tunnel.events();
-    let print_requests = a.print_requests.unwrap_or(false);
-    let printer = tokio::spawn(async move {
-        loop {
-            match events.recv().await {
-                Ok(ClientEvent::Response { method, path, status, duration, bytes }) if print_requests => {
-                    let time = humantime_now();
-                    println!("{time} {method} {path} {status} {}ms {bytes}B", duration.as_millis());
+    if let Some(server) = &inspect {
+        eprintln!("inspect: {}", server.url());
+    }
+    // Everything else the client has to say (disconnects, reconnects, origin errors)
+    // it logs itself, once; this prints the request lines.
+    let printer = a.print_requests.unwrap_or(false).then(|| {
+        let mut events = tunnel.events();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(ClientEvent::Response { method, path, status, duration, bytes }) => {
+                        let time = logs::local_time();
+                        println!("{time} {method} {path} {status} {}ms {bytes}B", duration.as_millis());
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        eprintln!("({n} events skipped: output could not keep up)")
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }
-                Ok(ClientEvent::Disconnected { reason }) => eprintln!("disconnected: {reason}"),
-                Ok(ClientEvent::Reconnecting { attempt, delay }) => {
-                    eprintln!("reconnecting (attempt {attempt}) in {} ms", delay.as_millis())
-                }
-                Ok(ClientEvent::Connected { url }) => eprintln!("connected: {url}"),
-                Ok(ClientEvent::Error { message }) => eprintln!("error: {message}"),
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    eprintln!("({n} events skipped: output could not keep up)")
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        })
+    });
+    let result = tokio::select! {
+        () = signals.recv() => {
+            eprintln!("stopping: {}; Ctrl-C again to quit now", waiting_for(tunnel.in_flight(), CLOSE_GRACE));
+            tokio::select! {
+                () = tunnel.close() => Ok(()),
+                () = signals.recv() => Err(Interrupted.into()),
             }
         }
-    });
-    tokio::select! {
-        _ = signal => {
-            eprintln!("closing the tunnel (in-flight requests may finish)...");
-            tunnel.close().await;
-        }
-        _ = tunnel.stopped() => {}
+        () = tunnel.stopped() => Ok(()),
+    };
+    if let Some(printer) = printer {
+        printer.abort();
     }
-    printer.abort();
-    Ok(())
+    result
 }
 
-/// Wall-clock time of day as `HH:MM:SS` (UTC), for request lines.
-fn humantime_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    format!("{h:02}:{m:02}:{s:02}")
-}
-
-/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called,
-/// not when it is first polled: call it before printing the line a script waits for,
+/// SIGINT (Ctrl-C) and SIGTERM. The handlers are installed by [`Signals::install`],
+/// not when first polled: install them before printing the line a script waits for,
 /// so a signal sent right after that line is never lost.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
-    let ctrl_c = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
-    async move {
-        match (term, ctrl_c) {
-            (Ok(mut term), Ok(mut int)) => {
+#[derive(Debug)]
+pub struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    pub fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals { term: signal(SignalKind::terminate()).ok(), int: signal(SignalKind::interrupt()).ok() }
+    }
+
+    /// The next SIGINT or SIGTERM (never, when the handlers could not be installed).
+    pub async fn recv(&mut self) {
+        match (&mut self.term, &mut self.int) {
+            (Some(term), Some(int)) => {
                 tokio::select! {
                     _ = term.recv() => {}
                     _ = int.recv() => {}

@@ -1,6 +1,6 @@
 //! The server's own pages live on the apex host only: the landing page,
 //! `/api/status` (JSON: version, uptime, streams, tunnels) and `/metrics`
-//! (Prometheus text). On a tunnel host every path, these included, is the tunnel's.
+//! (Prometheus text, or OpenMetrics when asked). On a tunnel host every path, these included, is the tunnel's.
 
 mod common;
 
@@ -13,8 +13,12 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::sync::oneshot;
 
+/// The operator's token: `/api/status` lists tunnels only with it
+/// (tests/security_names.rs), and `/metrics` then needs it too.
+const ADMIN: &str = "Bearer admin-token";
+
 async fn get_json(visitor: &Visitor, host: &str, path: &str) -> serde_json::Value {
-    let res = visitor.send(host, Request::get(path).body(full("")).unwrap()).await;
+    let res = visitor.send(host, Request::get(path).header("authorization", ADMIN).body(full("")).unwrap()).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "application/json");
     let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -39,7 +43,8 @@ fn parse_metrics(text: &str) -> HashMap<String, f64> {
 
 #[tokio::test]
 async fn status_and_metrics_describe_the_server() {
-    let server = server().await;
+    let admin_token = Some(localtunnels_server::AuthToken::new("admin-token"));
+    let server = server_with(localtunnels_server::ServerConfig { admin_token, ..Default::default() }).await;
     // The origin holds `/hold` until the test lets go, to see a stream in flight.
     let (held_tx, held_rx) = oneshot::channel::<()>();
     let (release_tx, release_rx) = oneshot::channel::<()>();
@@ -89,7 +94,11 @@ async fn status_and_metrics_describe_the_server() {
 
     assert_eq!(visitor.get(&host_of(&server.tunnel_url("ghost")), "/").await.0, 404);
     assert_eq!(visitor.get(&host_of(&two.url()), "/").await.0, 200);
-    let res = visitor.send(&apex, Request::get("/metrics").body(full("")).unwrap()).await;
+    // A refused handshake (a reserved name) is counted by its reason.
+    let reserved = localtunnels_client::ClientConfig { subdomain: Some("www".into()), ..client_config(&server, 1) };
+    assert!(localtunnels_client::TunnelClient::new(reserved).connect().await.is_err());
+    let res =
+        visitor.send(&apex, Request::get("/metrics").header("authorization", ADMIN).body(full("")).unwrap()).await;
     assert_eq!(res.status(), 200);
     assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
     let text = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
@@ -99,7 +108,34 @@ async fn status_and_metrics_describe_the_server() {
     assert_eq!(m["localtunnels_requests_total"], 2.0);
     assert_eq!(m["localtunnels_sessions_total"], 2.0);
     assert_eq!(m["localtunnels_errors_total{status=\"404\"}"], 1.0);
-    assert!(m.contains_key("localtunnels_uptime_seconds"));
+    // Prometheus conventions: process metrics, build info, a duration histogram,
+    // bytes both ways, refusals by reason; nothing labelled with a tunnel name.
+    let started = m["process_start_time_seconds"];
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(started > now - 600.0 && started <= now + 1.0, "{started} vs {now}");
+    for key in ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_max_fds"] {
+        assert!(m.contains_key(key), "{key} missing:\n{text}");
+    }
+    assert!(m["process_resident_memory_bytes"] > 0.0 && m["process_open_fds"] > 0.0);
+    assert_eq!(m[&format!("localtunnels_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))], 1.0);
+    // The two requests that went through a tunnel (not the 404 of an unknown name).
+    assert_eq!(m["localtunnels_request_duration_seconds_count"], 2.0, "{text}");
+    assert!(m["localtunnels_request_duration_seconds_sum"] > 0.0);
+    assert_eq!(m["localtunnels_request_duration_seconds_bucket{le=\"+Inf\"}"], 2.0);
+    assert!(m["localtunnels_tunnel_received_bytes_total"] > 0.0 && m["localtunnels_tunnel_sent_bytes_total"] > 0.0);
+    assert_eq!(m["localtunnels_refused_total{reason=\"name_invalid\"}"], 1.0, "{text}");
+    assert!(!m.contains_key("localtunnels_uptime_seconds"));
+    assert!(text.contains("# TYPE localtunnels_requests_total counter"), "{text}");
+    assert!(!text.contains("\"one\"") && !text.contains("\"two\""), "a tunnel name in a label:\n{text}");
+
+    // A scraper that asks for OpenMetrics gets it.
+    let req = Request::get("/metrics")
+        .header("authorization", ADMIN)
+        .header("accept", "application/openmetrics-text;version=1.0.0,*/*;q=0.1");
+    let res = visitor.send(&apex, req.body(full("")).unwrap()).await;
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text; version=1.0.0"));
+    let text = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.ends_with("# EOF\n") && text.contains("# TYPE localtunnels_requests counter"), "{text}");
 
     let (status, body) = visitor.get(&apex, "/").await;
     assert_eq!(status, 200);

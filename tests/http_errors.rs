@@ -1,7 +1,9 @@
-//! The errors the server answers itself, each with its status and one-line body:
-//! 404 unknown name, 503 + Retry-After for a dropped client whose name is held,
-//! 502 with the reason when the origin refuses or breaks the connection, 504 when the
-//! origin is slower than the configured response timeout.
+//! The errors the tunnel answers itself, each with its status and a generic one-line
+//! body with a request id (an HTML page for browsers): 404 unknown name, 503 +
+//! Retry-After for a dropped client whose name is held, 502 when the origin refuses or
+//! breaks the connection (the reason goes to the client's error event, and to the
+//! visitor only with `expose_errors`), 504 when the origin is slower than the
+//! configured response timeout.
 
 mod common;
 
@@ -86,7 +88,30 @@ async fn unknown_name_is_404_with_its_name() {
     let visitor = Visitor::new(&server);
     let (status, body) = visitor.get(&host_of(&server.tunnel_url("nobody-here")), "/x").await;
     assert_eq!(status, 404);
-    assert_eq!(&body[..], b"no tunnel named nobody-here\n");
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(body.starts_with("404 Not Found: There is no tunnel named 'nobody-here' on this server. (request id "));
+    assert!(body.ends_with(")\n") && body.lines().count() == 1, "{body}");
+    request_id(&body);
+}
+
+/// The request id at the end of a one-line error body.
+fn request_id(body: &str) -> String {
+    let id = body.trim_end().rsplit("(request id ").next().unwrap().trim_end_matches(')');
+    assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{body}");
+    id.to_string()
+}
+
+#[tokio::test]
+async fn a_browser_gets_the_error_as_an_html_page() {
+    let server = server().await;
+    let req = Request::get("/x").header("accept", "text/html,application/xhtml+xml,*/*;q=0.8").body(full("")).unwrap();
+    let res = Visitor::new(&server).send(&host_of(&server.tunnel_url("nobody-here")), req).await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.headers()["content-type"], "text/html; charset=utf-8");
+    let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(body.starts_with("<!doctype html>"), "{body}");
+    assert!(body.contains("<title>404 Not Found</title>") && body.contains("Request id: <code>"), "{body}");
+    assert!(body.contains("There is no tunnel named &#39;nobody-here&#39;"), "{body}");
 }
 
 #[tokio::test]
@@ -115,8 +140,9 @@ async fn dropped_client_is_503_with_retry_after_until_it_reconnects() {
     assert_eq!(res.status(), 503);
     let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry));
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(&body[..], b"tunnel 'flaky' is offline: its client disconnected and may reconnect\n");
+    let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(body.starts_with("503 Service Unavailable: The tunnel 'flaky' is offline"), "{body}");
+    request_id(&body);
 
     // The name is held for its client: nobody else gets it meanwhile.
     let other = ClientConfig { subdomain: Some("flaky".into()), ..client_config(&server, port) };
@@ -139,15 +165,32 @@ async fn refused_origin_is_502_with_the_reason() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let tunnel = client(&server, closed_port, None).await;
+    let mut tunnel = client(&server, closed_port, None).await;
+    let mut events = tunnel.events();
     let (status, body) = Visitor::new(&server).get(&host_of(&tunnel.url()), "/").await;
     assert_eq!(status, 502);
+    // The visitor learns nothing of the origin: no address, no OS error.
     let body = String::from_utf8(body.to_vec()).unwrap();
-    assert!(body.starts_with("the tunnel could not reach the origin: "), "{body}");
-    assert!(body.contains(&format!("127.0.0.1:{closed_port}")), "{body}");
-    assert!(body.to_lowercase().contains("refused"), "{body}");
-    assert!(body.contains("is the local server running?"), "{body}");
+    assert!(body.starts_with("502 Bad Gateway: "), "{body}");
+    assert!(!body.contains(&closed_port.to_string()) && !body.to_lowercase().contains("refused"), "{body}");
     assert!(body.ends_with('\n') && body.lines().count() == 1, "{body}");
+    // The owner gets the detail, under the same request id.
+    let id = request_id(&body);
+    let ClientEvent::Error { message } = event(&mut events, |e| matches!(e, ClientEvent::Error { .. })).await else {
+        unreachable!()
+    };
+    assert!(message.contains(&format!("request id {id}")), "{message}");
+    assert!(message.contains(&format!("127.0.0.1:{closed_port}")), "{message}");
+    assert!(message.to_lowercase().contains("refused") && message.contains("is the local server running?"));
+
+    // An owner who opts in shows visitors the detail too (for development).
+    let config = ClientConfig { expose_errors: true, ..client_config(&server, closed_port) };
+    let exposed = TunnelClient::new(config).connect().await.unwrap();
+    let (status, body) = Visitor::new(&server).get(&host_of(&exposed.url()), "/").await;
+    assert_eq!(status, 502);
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(body.contains(&format!("127.0.0.1:{closed_port}")) && body.contains("is the local server running?"));
+    assert_eq!(body.lines().count(), 1, "{body}");
 }
 
 /// An origin that reads the request head and hangs up without answering.
@@ -175,12 +218,16 @@ async fn hang_up_origin() -> u16 {
 #[tokio::test]
 async fn origin_that_hangs_up_is_502_with_the_reason() {
     let server = server().await;
-    let tunnel = client(&server, hang_up_origin().await, None).await;
+    let mut tunnel = client(&server, hang_up_origin().await, None).await;
+    let mut events = tunnel.events();
     let (status, body) = Visitor::new(&server).get(&host_of(&tunnel.url()), "/").await;
     assert_eq!(status, 502);
     let body = String::from_utf8(body.to_vec()).unwrap();
-    assert!(body.starts_with("the tunnel could not reach the origin: 127.0.0.1:"), "{body}");
-    assert!(body.contains("closed"), "{body}");
+    assert!(body.starts_with("502 Bad Gateway: ") && !body.contains("closed"), "{body}");
+    let ClientEvent::Error { message } = event(&mut events, |e| matches!(e, ClientEvent::Error { .. })).await else {
+        unreachable!()
+    };
+    assert!(message.contains("127.0.0.1:") && message.contains("closed"), "{message}");
 }
 
 #[tokio::test]
@@ -260,7 +307,8 @@ async fn slow_origin_is_504_after_the_configured_timeout_and_the_tunnel_carries_
     let host = host_of(&tunnel.url());
     let (status, body) = visitor.get(&host, "/slow").await;
     assert_eq!(status, 504);
-    assert_eq!(&body[..], b"the origin did not answer within 0.2 s\n");
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(body.starts_with("504 Gateway Timeout: The app behind this tunnel did not answer within 0.2 s."), "{body}");
     abandoned_in_time(&mut abandoned).await;
     assert_eq!(visitor.get(&host, "/").await, (200, Bytes::from("fast")));
 }

@@ -45,14 +45,14 @@ async fn no_name_gets_a_random_readable_one() {
     for _ in 0..5 {
         let tunnel = client(&server, port, None).await;
         let name = tunnel.name().to_string();
-        // adjective-noun-NN, e.g. brave-otter-42
+        // adjective-noun-NNNN, e.g. brave-otter-4821
         let parts: Vec<&str> = name.split('-').collect();
         assert_eq!(parts.len(), 3, "{name}");
         assert!(
             parts[0].bytes().all(|c| c.is_ascii_lowercase()) && parts[1].bytes().all(|c| c.is_ascii_lowercase()),
             "{name}"
         );
-        assert!(parts[2].len() == 2 && parts[2].bytes().all(|c| c.is_ascii_digit()), "{name}");
+        assert!(parts[2].len() == 4 && parts[2].bytes().all(|c| c.is_ascii_digit()), "{name}");
         assert_eq!(Visitor::new(&server).get(&host_of(&tunnel.url()), "/").await.0, 200);
         names.push(name);
         connected.push(tunnel);

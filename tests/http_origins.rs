@@ -133,7 +133,13 @@ async fn an_https_origin_with_a_self_signed_certificate_is_served_when_allowed()
 async fn an_https_origin_with_an_untrusted_certificate_is_refused_by_default() {
     let server = server().await;
     let port = https_origin().await;
-    let config = ClientConfig { local_host: "localhost".into(), local_https: true, ..client_config(&server, port) };
+    // The detail (and its fix) on the page only because the owner exposes errors.
+    let config = ClientConfig {
+        local_host: "localhost".into(),
+        local_https: true,
+        expose_errors: true,
+        ..client_config(&server, port)
+    };
     let tunnel = TunnelClient::new(config).connect().await.unwrap();
     let (status, body) = Visitor::new(&server).get(&host_of(&tunnel.url()), "/").await;
     assert_eq!(status, 502);

@@ -40,7 +40,7 @@ async fn each_request_on_a_kept_alive_connection_is_routed_by_its_own_host() {
         (&alpha, "GET", "/one", 200, "alpha GET /one "),
         (&beta, "POST", "/two?x=1", 200, "beta POST /two?x=1 body"),
         (&alpha, "PUT", "/three", 200, "alpha PUT /three body"),
-        (&nobody, "GET", "/", 404, "no tunnel named nobody\n"),
+        (&nobody, "GET", "/", 404, "404 Not Found: There is no tunnel named 'nobody' on this server. (request id "),
         (&apex, "GET", "/metrics", 200, "# HELP"),
         (&beta, "GET", "/four", 200, "beta GET /four "),
         (&alpha, "DELETE", "/five", 200, "alpha DELETE /five "),

@@ -1,6 +1,7 @@
 //! Access control end to end: client auth tokens (fail closed, per-token names, a
-//! tokens file, the environment), keeping a name across drops, visitor basic auth and
-//! IP allow lists, and per-token / per-address tunnel quotas.
+//! tokens file, the environment), keeping a name across drops (a shared token cannot
+//! take over a live tunnel), visitor basic auth and IP allow lists, per-token /
+//! per-address tunnel quotas (held names count), and who may list tunnel names.
 
 mod common;
 mod relay;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use http_body_util::BodyExt;
 use hyper::{Request, Response};
 use localtunnels_client::{ClientConfig, ClientEvent, ClientHandle, ConnectError, TunnelClient};
 use localtunnels_core::RefuseReason;
@@ -45,15 +47,21 @@ fn refused(r: Result<ClientHandle, ConnectError>) -> (RefuseReason, String) {
     }
 }
 
-/// Waits until the server counts `n` tunnels.
-async fn tunnels_become(server: &ServerHandle, n: usize) {
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while server.stats().tunnels != n {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+/// Connects with `config` as soon as the server stops refusing it for `reason` (a
+/// hold ending); panics after 20 s or on any other error.
+async fn connect_once_not(reason: RefuseReason, config: ClientConfig) -> ClientHandle {
+    let attempts = async {
+        loop {
+            match connect(config.clone()).await {
+                Ok(h) => return h,
+                Err(ConnectError::Refused { reason: r, .. }) if r == reason => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("{e}"),
+            }
         }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the server never counted {n} tunnels (has {})", server.stats().tunnels));
+    };
+    tokio::time::timeout(Duration::from_secs(20), attempts).await.unwrap_or_else(|_| panic!("still {reason:?}"))
 }
 
 #[tokio::test]
@@ -241,72 +249,66 @@ async fn a_held_name_is_free_after_the_grace_period() {
     first.close().await;
     tunnels_become(&server, 0).await;
     // Held at first (or already expired on a slow machine); free soon after.
-    let taken = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match connect(with(&server, port, None, Some("brief"))).await {
-                Ok(h) => return h,
-                Err(ConnectError::Refused { reason: RefuseReason::NameTaken, .. }) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
-    })
-    .await
-    .expect("the hold ends");
+    let taken = connect_once_not(RefuseReason::NameTaken, with(&server, port, None, Some("brief"))).await;
     assert_eq!(taken.url(), server.tunnel_url("brief"));
 }
 
 #[tokio::test]
-async fn the_same_auth_token_takes_a_name_back_and_replaces_a_stale_session() {
+async fn the_same_auth_token_takes_a_name_back_once_the_stale_session_has_ended() {
+    // Short heartbeats, so that the server ends a silent session quickly.
+    let ping = Duration::from_millis(250);
+    let session = localtunnels_core::Config { ping_interval: ping, idle_timeout: ping * 2, ..Default::default() };
     let server = server_with(ServerConfig {
         tokens: vec![AuthToken::new("owner-token"), AuthToken::new("other-token")],
+        session,
         ..ServerConfig::default()
     })
     .await;
     let port = echo_origin().await;
     let relay = Relay::start(server.addr()).await;
 
-    // The owner's session goes stale: its link stops carrying bytes but nobody closed it.
+    // The owner's link stops carrying bytes; the server ends its session (the name is
+    // held). While the session was live, only its reconnect token could take it over
+    // (tests/security_names.rs).
     let stale_config = ClientConfig {
         server: Some(relay.url()),
         reconnect: true,
+        max_backoff: Duration::from_millis(300),
         ..with(&server, port, Some("owner-token"), Some("mine"))
     };
     let mut stale = connect(stale_config).await.unwrap();
     let mut stale_events = stale.events();
     relay.pause();
+    tunnels_become(&server, 0).await;
 
-    // Someone else cannot have the name, live or held.
+    // Someone else cannot have the held name.
     let (reason, _) = refused(connect(with(&server, port, Some("other-token"), Some("mine"))).await);
     assert_eq!(reason, RefuseReason::NameTaken);
 
-    // The owner, restarted elsewhere with the same token (no reconnect token), takes it
-    // over at once from the stale session.
+    // The owner, restarted elsewhere with the same token (no reconnect token), takes the
+    // held name at once.
     let fresh = connect(with(&server, port, Some("owner-token"), Some("mine"))).await.expect("same token");
     assert_eq!(fresh.url(), server.tunnel_url("mine"));
     let (status, _) = Visitor::new(&server).get(&host_of(&fresh.url()), "/").await;
     assert_eq!(status, 200);
     assert_eq!(server.stats().tunnels, 1);
 
-    // Once its link works again, the stale client learns it was replaced and stops.
+    // Once its link works again, the stale client's reconnect token no longer matches:
+    // it cannot take the live name back.
     relay.resume();
-    let told = async {
+    let refused_back = async {
         loop {
             match stale_events.recv().await.expect("events") {
-                ClientEvent::Disconnected { reason } => {
-                    assert!(reason.contains("took over"), "{reason}");
-                    break;
-                }
-                ClientEvent::Connected { .. } => {}
-                other => panic!("unexpected {other:?}"),
+                ClientEvent::Error { message } if message.contains("in use") => break,
+                _ => {}
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(60), told).await.expect("the stale client hears of it");
-    // It does not fight back for the name.
-    tokio::time::timeout(Duration::from_secs(60), stale.stopped()).await.expect("the stale client stops");
+    tokio::time::timeout(Duration::from_secs(60), refused_back).await.expect("the stale client is refused");
     assert_eq!(server.stats().tunnels, 1);
+    let (status, body) = Visitor::new(&server).get(&host_of(&fresh.url()), "/still").await;
+    assert_eq!((status, &body[..]), (200, &b"/still auth=false"[..]));
+    stale.close().await;
 }
 
 #[tokio::test]
@@ -332,7 +334,6 @@ async fn visitors_need_the_tunnels_basic_auth() {
     let req = Request::get("/in").header("authorization", basic("alice:open sesame")).body(full(Bytes::new())).unwrap();
     let res = visitor.send(&host, req).await;
     assert_eq!(res.status(), 200);
-    use http_body_util::BodyExt;
     // The credentials were for the tunnel: the origin does not see them.
     assert_eq!(&res.into_body().collect().await.unwrap().to_bytes()[..], b"/in auth=false");
 
@@ -374,6 +375,7 @@ async fn tunnels_per_token_and_per_address_are_limited() {
     let server = server_with(ServerConfig {
         tokens: vec![AuthToken::new("small-token"), AuthToken::new("big-token")],
         limits: Limits { max_tunnels_per_token: 2, max_tunnels_per_ip: 3, ..Limits::default() },
+        grace_period: Duration::from_millis(300),
         ..ServerConfig::default()
     })
     .await;
@@ -390,10 +392,126 @@ async fn tunnels_per_token_and_per_address_are_limited() {
     assert_eq!(reason, RefuseReason::LimitReached);
     assert!(message.contains("address"), "{message}");
 
-    // Closing one frees a place.
+    // Closing one frees a place once its name is no longer held (held names count).
     a.close().await;
     tunnels_become(&server, 2).await;
-    connect(with(&server, port, Some("small-token"), None)).await.expect("room again");
+    connect_once_not(RefuseReason::LimitReached, with(&server, port, Some("small-token"), None)).await;
+}
+
+/// An origin answering with `tag`.
+async fn tagged_origin(tag: &'static str) -> u16 {
+    origin(move |_req: Request<hyper::body::Incoming>| async move { Response::new(full(tag)) }).await
+}
+
+#[tokio::test]
+async fn held_names_count_in_the_per_address_and_server_quotas() {
+    let server = server_with(ServerConfig {
+        limits: Limits { max_tunnels_per_ip: 2, ..Limits::default() },
+        grace_period: Duration::from_secs(600),
+        ..ServerConfig::default()
+    })
+    .await;
+    let port = tagged_origin("ok").await;
+    // Claim a name, drop it (held for 600 s), and again: the address holds two names.
+    for name in ["first", "second"] {
+        connect(with(&server, port, None, Some(name))).await.unwrap().close().await;
+    }
+    tunnels_become(&server, 0).await;
+    let (reason, _) = refused(connect(with(&server, port, None, None)).await);
+    assert_eq!(reason, RefuseReason::LimitReached, "two held names fill a quota of two");
+
+    // The server-wide limit counts held names too.
+    let server = server_with(ServerConfig { max_tunnels: 1, ..ServerConfig::default() }).await;
+    connect(with(&server, port, None, Some("only"))).await.unwrap().close().await;
+    tunnels_become(&server, 0).await;
+    assert_eq!(refused(connect(with(&server, port, None, Some("next"))).await).0, RefuseReason::ServerFull);
+}
+
+#[tokio::test]
+async fn a_shared_auth_token_cannot_take_over_a_live_tunnel() {
+    let server = server_with(ServerConfig {
+        tokens: vec![AuthToken::new("team-token")],
+        grace_period: Duration::from_secs(60),
+        ..ServerConfig::default()
+    })
+    .await;
+    let owner = connect(with(&server, tagged_origin("owner").await, Some("team-token"), Some("shared"))).await;
+    let owner = owner.expect("the owner connects");
+    let intruder_port = tagged_origin("intruder").await;
+    let host = host_of(&owner.url());
+    let visitor = Visitor::new(&server);
+
+    // Another holder of the same token asks for the live name: refused, the owner stays.
+    let (reason, _) = refused(connect(with(&server, intruder_port, Some("team-token"), Some("shared"))).await);
+    assert_eq!(reason, RefuseReason::NameTaken);
+    assert_eq!(visitor.get(&host, "/").await, (200, Bytes::from_static(b"owner")));
+    assert_eq!(server.stats().tunnels, 1);
+
+    // Once the owner's session has ended, the name is held for the token: it may take it.
+    owner.close().await;
+    tunnels_become(&server, 0).await;
+    let successor = connect(with(&server, intruder_port, Some("team-token"), Some("shared"))).await;
+    let successor = successor.expect("the held name goes to the same token");
+    assert_eq!(successor.url(), server.tunnel_url("shared"));
+    assert_eq!(visitor.get(&host, "/").await, (200, Bytes::from_static(b"intruder")));
+}
+
+async fn apex_get(visitor: &Visitor, host: &str, path: &str, bearer: Option<&str>) -> (u16, String) {
+    let mut req = Request::get(path);
+    if let Some(token) = bearer {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    let res = visitor.send(host, req.body(full("")).unwrap()).await;
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn only_the_admin_token_lists_tunnel_names() {
+    let server =
+        server_with(ServerConfig { admin_token: Some(AuthToken::new("admin-secret")), ..ServerConfig::default() })
+            .await;
+    let port = tagged_origin("ok").await;
+    let basic_auth = Some("alice:secret".to_string());
+    let _hidden = connect(ClientConfig { basic_auth, ..with(&server, port, None, Some("hidden-one")) }).await.unwrap();
+    let _other = connect(with(&server, port, None, Some("other-two"))).await.unwrap();
+    let visitor = Visitor::new(&server);
+    let apex = host_of(&server.url());
+
+    // Anyone: counts only.
+    for bearer in [None, Some("wrong"), Some("")] {
+        let (status, body) = apex_get(&visitor, &apex, "/api/status", bearer).await;
+        assert_eq!(status, 200);
+        assert!(!body.contains("hidden-one") && !body.contains("other-two"), "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["tunnels"], 2, "{body}");
+    }
+    // The operator: every tunnel.
+    let (status, body) = apex_get(&visitor, &apex, "/api/status", Some("admin-secret")).await;
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut names: Vec<_> = json["tunnels"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["hidden-one", "other-two"]);
+
+    // /metrics needs the admin token once one is set, and never carries names.
+    assert_eq!(apex_get(&visitor, &apex, "/metrics", None).await.0, 401);
+    assert_eq!(apex_get(&visitor, &apex, "/metrics", Some("wrong")).await.0, 401);
+    let (status, body) = apex_get(&visitor, &apex, "/metrics", Some("admin-secret")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("localtunnels_tunnels 2") && !body.contains("hidden-one"), "{body}");
+
+    // A server without an admin token shows counts only, to everyone.
+    let open = common::server().await;
+    let _t = connect(with(&open, port, None, Some("secret-name"))).await.unwrap();
+    let visitor = Visitor::new(&open);
+    let (status, body) = apex_get(&visitor, &host_of(&open.url()), "/api/status", Some("anything")).await;
+    assert_eq!(status, 200);
+    assert!(!body.contains("secret-name"), "{body}");
+    let (status, body) = apex_get(&visitor, &host_of(&open.url()), "/metrics", None).await;
+    assert_eq!(status, 200);
+    assert!(!body.contains("secret-name"), "{body}");
 }
 
 /// Standard base64, for Authorization headers.

@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use hyper::{Request, Response};
 use localtunnels_client::{ClientConfig, TunnelClient};
 use localtunnels_server::{Limits, RateLimit, ServerConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -35,20 +35,6 @@ async fn counting_origin() -> (u16, Arc<AtomicUsize>) {
 
 fn limits(l: Limits) -> ServerConfig {
     ServerConfig { limits: l, ..ServerConfig::default() }
-}
-
-/// Reads until the server closes the connection; false if it stays open 20 s.
-async fn closed_by_server(tcp: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 4096];
-    let read_all = async {
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), read_all).await.is_ok()
 }
 
 #[tokio::test]

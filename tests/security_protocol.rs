@@ -39,6 +39,20 @@ fn hello(version: u16, name: &str) -> Message {
     Message::Binary(Frame::Hello(h).encode())
 }
 
+/// A hello for `name` presenting an auth token and a reconnect token.
+fn hello_with_proof(name: &str, token: &str, reconnect_token: &str) -> Message {
+    let h = Hello {
+        version: PROTOCOL_VERSION,
+        name: name.to_string(),
+        token: token.to_string(),
+        reconnect_token: reconnect_token.to_string(),
+        client_kind: "raw".into(),
+        limits: Some(Limits::from(&Config::default())),
+        ..Hello::default()
+    };
+    Message::Binary(Frame::Hello(h).encode())
+}
+
 /// The next protocol frame from the server; `None` once the connection ends.
 async fn next_frame(ws: &mut Ws) -> Option<Frame> {
     let read = async {
@@ -204,4 +218,36 @@ async fn a_connection_that_never_says_hello_is_closed() {
     let mut ws = raw(&server).await;
     assert_eq!(close_code(&mut ws).await.0, CloseCode::Timeout);
     honest.still_works().await;
+}
+
+/// Issue 17: a shared auth token must not take over a live tunnel.
+#[tokio::test]
+async fn only_the_sessions_reconnect_token_takes_over_a_live_name() {
+    let server = server_with(ServerConfig {
+        tokens: vec![localtunnels_server::AuthToken::new("team-token")],
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut first = raw(&server).await;
+    first.send(hello_with_proof("live", "team-token", "")).await.unwrap();
+    let Some(Frame::Welcome(welcome)) = next_frame(&mut first).await else { panic!("expected a welcome") };
+
+    // The same auth token without the session's reconnect token, or with a wrong one.
+    for reconnect_token in ["", "0123456789abcdef0123456789abcdef"] {
+        let mut ws = raw(&server).await;
+        ws.send(hello_with_proof("live", "team-token", reconnect_token)).await.unwrap();
+        match next_frame(&mut ws).await {
+            Some(Frame::Refuse { reason, .. }) => assert_eq!(reason, RefuseReason::NameTaken),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    // The session's own reconnect token (the same client reconnecting before the server
+    // noticed its old connection die) takes over, and the old session is told.
+    let mut second = raw(&server).await;
+    second.send(hello_with_proof("live", "team-token", &welcome.reconnect_token)).await.unwrap();
+    match next_frame(&mut second).await {
+        Some(Frame::Welcome(w)) => assert_eq!(w.name, "live"),
+        other => panic!("expected a welcome, got {other:?}"),
+    }
+    assert_eq!(close_code(&mut first).await.0, CloseCode::Replaced);
 }

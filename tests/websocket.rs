@@ -442,7 +442,9 @@ async fn messages_over_the_size_limit_close_both_legs_with_1009() {
 async fn a_thousand_websockets_at_once_through_one_tunnel_lose_nothing() {
     const SOCKETS: usize = 1000;
     const MESSAGES: usize = 4;
-    let server = server().await;
+    // Every socket comes from 127.0.0.1: lift the per-visitor-address cap (default 256).
+    let limits = localtunnels_server::Limits { max_streams_per_visitor: SOCKETS, ..Default::default() };
+    let server = server_with(ServerConfig { limits, ..ServerConfig::default() }).await;
     let tunnel = client(&server, echo_origin().await, None).await;
     let url = ws_url(&tunnel.url(), "/");
     let mut tasks = tokio::task::JoinSet::new();

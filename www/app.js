@@ -31,33 +31,60 @@ function serve(request) {
   return new Response('not found\n', { status: 404, headers: { 'content-type': 'text/plain' } });
 }
 
-function logRow({ method, url, status, duration }) {
-  const row = document.createElement('tr');
-  const path = new URL(url).pathname + new URL(url).search;
-  row.dataset.path = path;
-  row.dataset.status = String(status);
-  for (const text of [new Date().toLocaleTimeString(), method, path, status, Math.round(duration)]) {
-    const cell = document.createElement('td');
-    cell.textContent = String(text);
-    row.append(cell);
-  }
-  $('log').prepend(row);
+let selected = null;
+
+/** One captured exchange (`client.requests()`'s shape) as text: heads and bodies. */
+function describe(e) {
+  const part = (title, p) => {
+    if (!p) return `${title}: pending`;
+    const raw = atob(p.raw);
+    const cut = p.truncated ? `\n(first bytes of ${p.body_size})` : '';
+    return `${title}\n${raw}${cut}`;
+  };
+  return `${part('request', e.request)}\n\n${part('response', e.response)}`;
+}
+
+/** The log: the client's recent requests, newest first, re-read after every response. */
+function renderLog() {
+  if (!client) return;
+  const rows = client.requests().map((e) => {
+    const row = document.createElement('tr');
+    row.dataset.id = e.id;
+    row.dataset.path = e.request.uri;
+    row.dataset.status = String(e.response?.status_code ?? '');
+    if (e.replay_of) row.className = 'replay';
+    if (e.id === selected) row.classList.add('selected');
+    const ms = Math.round(e.duration / 1e6);
+    for (const text of [new Date(e.start).toLocaleTimeString(), e.request.method, e.request.uri, row.dataset.status, ms]) {
+      const cell = document.createElement('td');
+      cell.textContent = String(text);
+      row.append(cell);
+    }
+    const replay = document.createElement('button');
+    replay.textContent = 'Replay';
+    replay.className = 'replay-button';
+    replay.onclick = (ev) => {
+      ev.stopPropagation();
+      client.replay(e.id).then(renderLog, (err) => console.warn('replay:', err.message));
+    };
+    const action = document.createElement('td');
+    action.append(replay);
+    row.append(action);
+    row.onclick = () => {
+      selected = e.id;
+      $('log-detail').textContent = describe(e);
+      $('log-detail').hidden = false;
+      renderLog();
+    };
+    return row;
+  });
+  $('log').replaceChildren(...rows);
 }
 
 async function connect() {
-  let server;
-  try {
-    server = new URL($('server').value.trim());
-  } catch {
-    setStatus('The tunnel server must be a URL such as http://localhost:3000', 'bad');
-    return;
-  }
-  const secure = server.protocol === 'https:';
   try {
     client = new TunnelClient({
-      host: server.hostname,
-      port: Number(server.port || (secure ? 443 : 80)),
-      secure,
+      server: $('server').value.trim(),
       subdomain: $('subdomain').value.trim() || undefined,
     });
   } catch (e) {
@@ -68,7 +95,11 @@ async function connect() {
   client.onWebSocket((socket) => {
     socket.onmessage = (e) => socket.send(e.data);
   });
-  client.on('response', logRow);
+  client.on('response', () => {
+    renderLog();
+    // The response's body is recorded as it is sent: show its size and duration once it went.
+    setTimeout(renderLog, 100);
+  });
   client.on('reconnecting', ({ attempt, delay }) => setStatus(`Connection lost; retry ${attempt} in ${delay} ms…`, 'bad'));
   client.on('connected', ({ url }) => setStatus(`Connected: visitors of ${url} are answered by this tab.`, 'ok'));
   client.on('error', (e) => console.warn('localtunnels:', e.message));

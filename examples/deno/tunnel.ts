@@ -21,13 +21,7 @@ const forwardTo = flag('--forward');
 const server = new URL(args[0] ?? 'http://localhost:3000');
 
 await init(); // fetches ../../pkg/localtunnels_bg.wasm (a file: URL; needs --allow-read)
-const secure = server.protocol === 'https:';
-const client = new TunnelClient({
-  host: server.hostname,
-  port: Number(server.port || (secure ? 443 : 80)),
-  secure,
-  subdomain,
-});
+const client = new TunnelClient({ server: server.href, subdomain });
 
 client.onRequest(forwardTo ? forward(forwardTo) : app);
 client.onWebSocket((socket) => {

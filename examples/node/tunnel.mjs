@@ -32,32 +32,31 @@ if (!globalThis.WebSocket) {
 }
 
 await init();
-const secure = server.protocol === 'https:';
-const client = new TunnelClient({
-  host: server.hostname,
-  port: Number(server.port || (secure ? 443 : 80)),
-  secure,
-  subdomain,
-});
+const client = new TunnelClient({ server: server.href, subdomain });
 
 client.onRequest(forwardTo ? forward(forwardTo) : app);
 client.onWebSocket((socket) => {
   socket.onmessage = (e) => socket.send(e.data);
 });
 client.on('response', (r) => console.error(`${r.status} ${r.method} ${r.url} ${Math.round(r.duration)} ms`));
+client.on('connected', ({ url }) => console.error(`connected: ${url}`));
 client.on('reconnecting', (r) => console.error(`connection lost; retry ${r.attempt} in ${r.delay} ms`));
 client.on('error', (e) => console.error(`error: ${e.message}`));
 
+// Ctrl-C: tell the server we are leaving (it frees the name at once), then let Node exit by itself: once
+// the tunnel is closed nothing holds the process open.
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, async () => {
+    await client.close();
+    console.error('closed');
+  });
+}
 try {
   console.log(await client.connect());
 } catch (e) {
-  console.error(`could not open the tunnel: ${e.message}`);
+  console.error(`could not open the tunnel (${e.reason}): ${e.message}`);
   process.exit(1);
 }
-process.on('SIGINT', () => {
-  client.close();
-  process.exit(0);
-});
 
 async function app(request) {
   const url = new URL(request.url);

@@ -2,10 +2,11 @@
 //! frame, its hello checked by `check_hello` (auth token, name, the token's name
 //! restrictions, the visitor rules) under an open server, a server with tokens and a
 //! fail-closed one; then the visitor rules applied to arbitrary addresses and
-//! `Authorization` headers, and visitor Host headers routed.
+//! `Authorization` headers, and visitor Host headers routed, parsed and normalised.
 //!
 //! Checks: no panic; auth fails closed; an accepted name is valid, lowercase and
-//! allowed for the token; a refusal never depends on (so never repeats) a rejected token.
+//! allowed for the token; a refusal never depends on (so never repeats) a rejected token;
+//! a parsed Host's normal form is valid, stable and names the same host.
 
 #![no_main]
 
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use localtunnels_core::{DecodeLimits, Frame, Hello, RefuseReason, PROTOCOL_VERSION};
 use localtunnels_server::access::Access;
+use localtunnels_server::host::{forwarded_host, request_host, Host};
 use localtunnels_server::{auth, check_hello, names, tunnel_name, AuthToken, ServerConfig};
 
 /// A token no configuration accepts.
@@ -142,8 +144,31 @@ fuzz_target!(|data: &[u8]| {
     if let Some(f) = &extra {
         let _ = tunnel_name(&f.host, "localhost");
         let _ = tunnel_name(&f.host, "tunnel.example.com");
+        check_host(&f.host);
     }
 });
+
+/// A visitor's `Host`: whatever parses has a normal form (the `X-Forwarded-Host` the
+/// origin sees) that is a valid header value, lowercase, without a trailing dot, that
+/// parses again to the same host and port, and is its own normal form; a request
+/// with it routes as the parsed host does.
+fn check_host(raw: &str) {
+    let Ok(host) = Host::parse(raw) else { return };
+    for default_port in [80, 443] {
+        let normal = host.normalized(default_port);
+        let text = normal.as_deref().unwrap_or(raw);
+        assert!(http::HeaderValue::from_str(text).is_ok(), "normal form {text:?} is no header value");
+        assert!(!text.bytes().any(|b| b.is_ascii_uppercase()) && !text.contains(".:") && !text.ends_with('.'));
+        let again = Host::parse(text).expect("a normal form parses");
+        assert!(again.same_as(&host, default_port), "{text:?} names another host than {raw:?}");
+        assert_eq!(again.normalized(default_port), None, "the normal form of {raw:?} is not stable");
+        let req = http::Request::get("/").header(http::header::HOST, raw).body(()).expect("a valid request");
+        let routed = request_host(&req, default_port).expect("a parsed Host is accepted").expect("a host");
+        assert_eq!(routed.name(), host.name());
+        let forwarded = forwarded_host(&req, default_port).expect("an X-Forwarded-Host");
+        assert_eq!(forwarded.as_bytes(), text.as_bytes());
+    }
+}
 
 fn exercise_access(access: &Access, extra: Option<&Fields>) {
     let fixed = [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST), IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))];

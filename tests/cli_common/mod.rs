@@ -33,6 +33,10 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
             cmd.env_remove(key);
         }
     }
+    // Nor the developer's own config file (~/.config/localtunnels/config.toml).
+    cmd.env("XDG_CONFIG_HOME", std::env::temp_dir().join("localtunnels-tests-no-config"));
+    // Clients keep reconnect tokens under the state directory: not in the developer's.
+    cmd.env("XDG_STATE_HOME", std::env::temp_dir().join("localtunnels-test-state"));
     cmd.envs(env.iter().copied());
     cmd.stdin(Stdio::null()).kill_on_drop(true);
     cmd
@@ -88,6 +92,29 @@ impl Proc {
                 return line;
             }
         }
+    }
+
+    /// The stderr lines up to and including the first one containing `needle`
+    /// (panics at EOF).
+    pub async fn stderr_until(&mut self, needle: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let line = self.stderr.recv().await.unwrap_or_else(|| panic!("stderr ended before '{needle}': {seen:?}"));
+            let done = line.contains(needle);
+            seen.push(line);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    /// Every stderr line still to come, up to EOF (call after the process exited).
+    pub async fn stderr_rest(&mut self) -> Vec<String> {
+        let mut rest = Vec::new();
+        while let Some(line) = self.stderr.recv().await {
+            rest.push(line);
+        }
+        rest
     }
 
     /// Sends SIGTERM.

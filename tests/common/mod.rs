@@ -150,3 +150,29 @@ impl Cli {
         }
     }
 }
+
+/// Waits until the server counts `n` live tunnels; panics after 20 s.
+pub async fn tunnels_become(server: &ServerHandle, n: usize) {
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while server.stats().tunnels != n {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the server never counted {n} tunnels (has {})", server.stats().tunnels));
+}
+
+/// Reads until the server closes the connection; false if it stays open 20 s.
+pub async fn closed_by_server(tcp: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let read_all = async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), read_all).await.is_ok()
+}

@@ -67,11 +67,12 @@ export async function spawnUntilLine(cmd, args, options = {}) {
   };
 }
 
-/** `target/debug/localtunnels server --port 0`; resolves with its URL and port. */
+/** `target/debug/localtunnels server --port 0` (unless `extraArgs` name a port); resolves with its URL and port. */
 export async function startServer(extraArgs = []) {
   const exe = path.join(ROOT, 'target/debug/localtunnels');
   if (!fs.existsSync(exe)) throw new Error(`${exe} is missing: run cargo build --bin localtunnels first`);
-  const proc = await spawnUntilLine(exe, ['server', '--port', '0', ...extraArgs], {
+  const port = extraArgs.includes('--port') ? [] : ['--port', '0'];
+  const proc = await spawnUntilLine(exe, ['server', ...port, ...extraArgs], {
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
   });
   const url = new URL(proc.line);
@@ -172,4 +173,14 @@ export async function checkTunnel(assert, server, publicUrl, runtime) {
   assert.equal(bin.isBinary, true);
   assert.deepEqual([...bin.data], [1, 2, 3]);
   assert.equal(await ws.close(1000), 1000);
+}
+
+/** Headless Chromium (Debian's /usr/bin/chromium) driven by playwright-core from .tools/js. */
+export function launchChromium() {
+  const { chromium } = toolRequire('playwright-core');
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
 }

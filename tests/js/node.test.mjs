@@ -102,14 +102,23 @@ describe(`in this process (Node ${process.versions.node}, ws as the global WebSo
     client.on('error', (e) => errors.push(e.message));
     const name = nameOf(await client.connect());
     try {
+      // Visitors get a generic page with a request id; the exception goes to the `error` event.
       const thrown = await visit(server, name, '/throw');
       assert.equal(thrown.status, 502);
-      assert.match(thrown.body, /kaboom/);
+      assert.doesNotMatch(thrown.body, /kaboom/);
+      const [, thrownId] = thrown.body.match(/\(request id ([0-9a-f]{16})\)\n$/);
       const silent = await visit(server, name, '/silent');
       assert.equal(silent.status, 504);
-      assert.match(silent.body, /did not answer within 300 ms/);
+      assert.doesNotMatch(silent.body, /300 ms/);
       assert.equal((await visit(server, name, '/fine')).body, 'ok');
       assert.equal(errors.length, 2);
+      assert.match(errors[0], new RegExp(`request id ${thrownId}.*kaboom`));
+      assert.match(errors[1], /did not answer within 300 ms/);
+      // A browser gets the page as HTML.
+      const page = await visit(server, name, '/throw', { headers: { accept: 'text/html,*/*;q=0.8' } });
+      assert.equal(page.headers['content-type'], 'text/html; charset=utf-8');
+      assert.match(page.body, /<title>502 Bad Gateway<\/title>/);
+      assert.doesNotMatch(page.body, /kaboom/);
 
       const cookies = await visit(server, name, '/cookies');
       assert.deepEqual(cookies.headers['set-cookie'], ['a=1', 'b=2']);
@@ -129,6 +138,24 @@ describe(`in this process (Node ${process.versions.node}, ws as the global WebSo
         req.on('error', reject);
       });
       assert.equal(first, 'data: first\n\n');
+    } finally {
+      client.close();
+    }
+  });
+
+  test('exposeErrors: true shows visitors the exception (for development)', async () => {
+    const client = new TunnelClient({ host: 'localhost', port: server.port, exposeErrors: true });
+    client.onRequest(() => {
+      throw new Error('boom: db password=hunter2');
+    });
+    const errors = [];
+    client.on('error', (e) => errors.push(e.message));
+    const name = nameOf(await client.connect());
+    try {
+      const res = await visit(server, name, '/');
+      assert.equal(res.status, 502);
+      assert.match(res.body, /^502 Bad Gateway: .*\(request id [0-9a-f]{16}\) detail: .*boom: db password=hunter2\n$/);
+      assert.equal(errors.length, 1);
     } finally {
       client.close();
     }
@@ -168,6 +195,24 @@ describe(`in this process (Node ${process.versions.node}, ws as the global WebSo
       await assert.rejects(second.connect(), (e) => e.reason === 'name_taken' && /name_taken/.test(e.message));
     } finally {
       first.close();
+    }
+  });
+
+  test('close() resolves once closed, and Symbol.asyncDispose closes too', async () => {
+    const name = uniqueName('dispose');
+    const client = new TunnelClient({ server: `http://localhost:${server.port}`, subdomain: name, onRequest: () => new Response('') });
+    assert.equal(nameOf(await client.connect()), name);
+    assert.ok(client.reconnectToken, 'a reconnect token once connected');
+    assert.equal(await client.close(), undefined);
+    assert.equal(client.connected, false);
+    // Closed on purpose: the name is free at once for another client.
+    const next = new TunnelClient({ server: `http://localhost:${server.port}`, subdomain: name, onRequest: () => new Response('') });
+    assert.equal(nameOf(await next.connect()), name);
+    if (typeof Symbol.asyncDispose === 'symbol') {
+      await next[Symbol.asyncDispose]();
+      assert.equal(next.connected, false);
+    } else {
+      await next.close();
     }
   });
 

@@ -1,6 +1,7 @@
 // www/ end to end: headless Chromium (playwright-core driving Debian's /usr/bin/chromium) opens the page,
 // which connects to a real server; the test reads the public URL off the page, edits the JSON in the
-// tab, fetches both endpoints from outside the browser, checks the answers and the page's request log,
+// tab, fetches both endpoints from outside the browser, checks the answers and the page's request log
+// (client.requests(), a row's detail, replay),
 // and saves a screenshot to target/screenshots/www.png.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -67,6 +68,13 @@ test('the page serves its app from the tab and logs what it served', async () =>
   assert.equal(await row.getAttribute('data-status'), '200');
   assert.equal(await row.locator('td').nth(1).textContent(), 'GET');
   assert.equal(await page.locator('#log tr').count(), 3);
+
+  // The log is client.requests(): a row shows its record, and Replay answers it again in the tab.
+  await row.click();
+  assert.match(await page.locator('#log-detail').textContent(), /^request\nGET \/api\/data\?from=outside HTTP\/1\.1/);
+  await row.locator('button.replay-button').click();
+  await page.locator('#log tr.replay').waitFor();
+  assert.equal(await page.locator('#log tr').count(), 4);
 
   const shots = path.join(ROOT, 'target/screenshots');
   fs.mkdirSync(shots, { recursive: true });

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use tokio::sync::oneshot;
 
+use crate::inspect::NoInspect;
 use crate::load::{Shot, Tools};
 use crate::procs::{cpu_ticks, ensure_tool, rss_kib, ticks_per_sec, CpuTicks, Proc};
 use crate::report::{percentile_ms, Results};
@@ -113,6 +114,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let _ = bench.tools.rate(&shot, bench.args.conns, 1).await;
         }
     }
+    let no_inspect = match targets.iter().find_map(|t| match t.recipe {
+        Recipe::Localtunnels { server_port } if group("http") => Some(server_port),
+        _ => None,
+    }) {
+        Some(port) => match NoInspect::start(&programs.localtunnels, &logs, port, origin_port).await {
+            Ok(n) => Some(n),
+            Err(e) => {
+                bench.results.note(format!("the client without an inspector was not measured: {e:#}"));
+                None
+            }
+        },
+        None => None,
+    };
     let runs = bench.args.runs;
     for run in 0..runs {
         if group("http") {
@@ -122,6 +136,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     if let Err(e) = bench.http(case, t, run).await {
                         eprintln!("[bench]   failed: {e:#}");
                         bench.results.note(format!("{case:?} via {} failed: {e:#}", t.kind.label()));
+                    }
+                }
+                if let (Http::Rps1k, Some(n)) = (case, &no_inspect) {
+                    eprintln!("[bench] run {}/{runs}: {case:?} via localtunnels --no-inspect", run + 1);
+                    match bench.tools.rate(&n.shot(), bench.args.conns, bench.args.duration).await {
+                        Ok(o) => bench.results.push("rps_1k_no_inspect", Kind::Localtunnels, o.rps),
+                        Err(e) => bench.results.note(format!("{case:?} with --no-inspect failed: {e:#}")),
                     }
                 }
             }
@@ -150,6 +171,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     for t in targets {
         t.stop().await;
+    }
+    if let Some(n) = no_inspect {
+        n.stop().await;
     }
     if group("tunnels") && kinds.contains(&Kind::Localtunnels) {
         bench.idle_tunnels(&programs.localtunnels, &logs).await;

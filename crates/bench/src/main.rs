@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod cases;
+mod inspect;
 mod load;
 mod origin;
 mod procs;

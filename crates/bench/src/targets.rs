@@ -136,10 +136,23 @@ pub fn localtunnels_client(
     origin_port: u16,
     name: &str,
 ) -> anyhow::Result<Proc> {
+    localtunnels_client_with(bin, logs, server_port, origin_port, name, &[])
+}
+
+/// [`localtunnels_client`] with `extra` flags.
+pub fn localtunnels_client_with(
+    bin: &Path,
+    logs: &Path,
+    server_port: u16,
+    origin_port: u16,
+    name: &str,
+    extra: &[&str],
+) -> anyhow::Result<Proc> {
     let server = format!("http://127.0.0.1:{server_port}");
     let origin = origin_port.to_string();
-    let args =
-        ["client", "--server", &server, "--local-host", "127.0.0.1", "--local-port", &origin, "--subdomain", name];
+    let mut args =
+        vec!["client", "--server", &server, "--local-host", "127.0.0.1", "--local-port", &origin, "--subdomain", name];
+    args.extend_from_slice(extra);
     Proc::spawn(logs, &format!("lt-client-{name}"), bin, &args)
 }
 

@@ -1,21 +1,26 @@
-//! The client: connects to the server, keeps the tunnel up (reconnecting with
-//! backoff), and hands every stream the server opens to the origin.
+//! The client: connects to the server, keeps the tunnel up, and hands every stream
+//! the server opens to the origin. When to dial, what to say in the hello, how long to
+//! wait and when to give up is the core's `ClientLifecycle`; `Driver` only does what
+//! it says, with tokio's sockets and timers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use localtunnels_core::{CloseCode, Hello, RefuseReason, RequestHead, Session, StreamKind, Welcome};
-use localtunnels_driver::{ConnEvent, ConnEvents, Connection, StreamHandle, SUBPROTOCOL};
-use rand::Rng;
+use localtunnels_core::{
+    Action, ClientLifecycle, CloseCode, GiveUp, Hello, Policy, RefuseReason, RequestHead, Session, StreamKind, Welcome,
+    SUBPROTOCOL,
+};
+use localtunnels_driver::{ConnEvent, ConnEvents, Connection, StreamHandle};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{ClientConfig, HostHeader, ServerAddr};
 use crate::events::ClientEvent;
 use crate::origin::{LocalOrigin, Origin, ServiceOrigin};
+use crate::state::StateFile;
 
 /// Why the tunnel could not be set up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,12 +67,24 @@ pub(crate) struct Ctx {
     /// The Host header the origin sees (`--host-header rewrite`), made once: `None`
     /// passes the visitor's through.
     origin_host: Option<HeaderValue>,
+    /// The session being served, for [`ClientHandle::in_flight`].
+    current: std::sync::Mutex<Option<Connection>>,
+    /// Set by [`ClientHandle::close`]: streams cut from now on were cut by us, not by
+    /// their visitors.
+    pub(crate) closing: std::sync::atomic::AtomicBool,
 }
 
 impl Ctx {
     pub(crate) fn emit(&self, ev: ClientEvent) {
         // No subscriber is fine: events are for whoever listens.
         let _ = self.events.send(ev);
+    }
+
+    /// Reports a problem that did not stop the client: logged (warn) and emitted as
+    /// [`ClientEvent::Error`].
+    pub(crate) fn error(&self, message: String) {
+        warn!("{message}");
+        self.emit(ClientEvent::Error { message });
     }
 
     /// The Host header the origin should see instead of the visitor's, if any.
@@ -107,14 +124,33 @@ impl TunnelClient {
             HostHeader::Rewrite => self.origin.authority().and_then(|a| HeaderValue::from_str(&a).ok()),
             HostHeader::Preserve => None,
         };
-        let ctx = Arc::new(Ctx { config: self.config, origin: self.origin, events, origin_host });
+        let ctx = Arc::new(Ctx {
+            config: self.config,
+            origin: self.origin,
+            events,
+            origin_host,
+            current: Default::default(),
+            closing: Default::default(),
+        });
         let first_events = ctx.events.subscribe();
-        let (conn, conn_events, welcome) = handshake_within(&ctx, &addr, None).await?;
+        let mut driver = Driver::new(&ctx, vec![addr]);
+        let (close_tx, mut close_rx) = watch::channel(false);
+        driver.life.connect(driver.now());
+        let (conn, conn_events, welcome) = driver.next_session(&ctx, &mut close_rx).await.map_err(|why| {
+            let url = driver.servers[0].control_url();
+            match why {
+                GiveUp::Refused { reason, message } => ConnectError::Refused { reason, message },
+                other => ConnectError::Unreachable { url, reason: other.message().to_string() },
+            }
+        })?;
+        if let Some(inspector) = &ctx.config.inspector {
+            inspector.attach(&ctx.origin, &welcome.name, &welcome.url);
+        }
         ctx.emit(ClientEvent::Connected { url: welcome.url.clone() });
-        let (close_tx, close_rx) = watch::channel(false);
         let (url_tx, url_rx) = watch::channel(welcome.url.clone());
-        let task = tokio::spawn(run(ctx.clone(), addr, conn, conn_events, welcome.clone(), close_rx, url_tx));
-        Ok(ClientHandle { welcome, url: url_rx, ctx, close: close_tx, task, first_events: Some(first_events) })
+        let token = driver.token.clone();
+        let task = tokio::spawn(run(ctx.clone(), driver, conn, conn_events, close_rx, url_tx));
+        Ok(ClientHandle { welcome, url: url_rx, token, ctx, close: close_tx, task, first_events: Some(first_events) })
     }
 }
 
@@ -123,6 +159,8 @@ impl TunnelClient {
 pub struct ClientHandle {
     welcome: Welcome,
     url: watch::Receiver<String>,
+    /// The reconnect token of the current session.
+    token: Arc<std::sync::Mutex<String>>,
     ctx: Arc<Ctx>,
     close: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -146,15 +184,29 @@ impl ClientHandle {
         &self.welcome.name
     }
 
+    /// The secret that lets a new process take this tunnel's name back at once (after
+    /// a crash): [`ClientConfig::reconnect_token`](crate::ClientConfig::reconnect_token).
+    pub fn reconnect_token(&self) -> String {
+        self.token.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
     /// A stream of events from now on (the first call also sees `Connected`).
     /// A receiver that falls more than 1,024 events behind gets `Lagged`.
     pub fn events(&mut self) -> broadcast::Receiver<ClientEvent> {
         self.first_events.take().unwrap_or_else(|| self.ctx.events.subscribe())
     }
 
-    /// Graceful close: no new requests; in-flight ones finish (up to 10 s); then the
-    /// session closes.
+    /// Requests (and WebSockets) in flight through the tunnel now.
+    pub fn in_flight(&self) -> usize {
+        let current = self.ctx.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        current.as_ref().map_or(0, Connection::stream_count)
+    }
+
+    /// Graceful close: no new requests; in-flight ones finish (up to
+    /// [`CLOSE_GRACE`]); then the session closes.
     pub async fn close(self) {
+        self.ctx.closing.store(true, std::sync::atomic::Ordering::Relaxed);
+        info!("closing the tunnel: no new requests, waiting for those in flight");
         let _ = self.close.send(true);
         let _ = self.task.await;
     }
@@ -165,27 +217,158 @@ impl ClientHandle {
     }
 }
 
+/// A session that is up: its connection, its events and the server's welcome.
+type Up = (Connection, ConnEvents, Welcome);
+
+/// Drives the core [`ClientLifecycle`]: dials, greets, waits, gives up as it says.
+struct Driver {
+    life: ClientLifecycle,
+    servers: Vec<ServerAddr>,
+    /// The lifecycle's clock starts here.
+    epoch: tokio::time::Instant,
+    /// Where the reconnect token is kept between runs, if anywhere.
+    state: Option<StateFile>,
+    /// The current session's reconnect token, for [`ClientHandle::reconnect_token`].
+    token: Arc<std::sync::Mutex<String>>,
+    /// Why the session or the last attempt ended, for the next `reconnecting in` line.
+    cause: String,
+}
+
+impl Driver {
+    fn new(ctx: &Ctx, servers: Vec<ServerAddr>) -> Driver {
+        let config = &ctx.config;
+        let policy = Policy {
+            reconnect: config.reconnect,
+            cap: config.max_backoff,
+            handshake_timeout: config.handshake_timeout,
+            ..Policy::DEFAULT
+        };
+        let name = config.subdomain.clone().unwrap_or_default();
+        let mut life = ClientLifecycle::new(policy, servers.len(), name.clone(), Box::new(rand::random::<f64>));
+        let state = match (&config.state_dir, servers.first()) {
+            (Some(dir), Some(server)) if !name.is_empty() => Some(StateFile::new(dir, server, &name)),
+            _ => None,
+        };
+        // Another process running this tunnel holds the state: leave it alone.
+        let state = state.and_then(|mut s| s.lock().then_some(s));
+        let kept = config.reconnect_token.clone().or_else(|| state.as_ref().and_then(StateFile::load));
+        if let Some(token) = kept {
+            life.set_reconnect_token(0, token);
+        }
+        Driver {
+            life,
+            servers,
+            epoch: tokio::time::Instant::now(),
+            state,
+            token: Default::default(),
+            cause: String::new(),
+        }
+    }
+
+    fn now(&self) -> localtunnels_core::Instant {
+        localtunnels_core::Instant::from_elapsed(self.epoch.elapsed())
+    }
+
+    /// Does what the lifecycle says until a session is up, or returns why it gave up.
+    async fn next_session(&mut self, ctx: &Ctx, close: &mut watch::Receiver<bool>) -> Result<Up, GiveUp> {
+        let mut server = 0;
+        while let Some(action) = self.life.poll_action() {
+            match action {
+                Action::Dial { server: s } => server = s,
+                Action::Hello { name, reconnect_token } => {
+                    let addr = &self.servers[server.min(self.servers.len() - 1)];
+                    let attempt = tokio::select! {
+                        r = handshake_within(ctx, addr, name, reconnect_token) => r,
+                        _ = close.changed() => {
+                            self.life.close();
+                            continue;
+                        }
+                    };
+                    let now = self.now();
+                    match attempt {
+                        Ok((conn, events, welcome)) => {
+                            self.life.handle_welcome(now, &welcome.name, &welcome.reconnect_token);
+                            self.keep_token(server);
+                            return Ok((conn, events, welcome));
+                        }
+                        Err(e) => {
+                            self.cause = e.to_string();
+                            if self.life.welcomed_once() {
+                                debug!(error = %e, "reconnect attempt failed");
+                                ctx.emit(ClientEvent::Error { message: e.to_string() });
+                            }
+                            match e {
+                                ConnectError::Refused { reason, message } => {
+                                    self.life.handle_refusal(now, reason, &message)
+                                }
+                                // The URL goes back in when the error is made (`connect`).
+                                ConnectError::Unreachable { reason, .. } => {
+                                    self.life.handle_close(now, CloseCode::Internal, &reason)
+                                }
+                                other => self.life.handle_close(now, CloseCode::Internal, &other.to_string()),
+                            }
+                        }
+                    }
+                }
+                Action::Wait { until, attempt, delay } => {
+                    ctx.emit(ClientEvent::Reconnecting { attempt, delay });
+                    // Expected while a server restarts: a warning once it has failed
+                    // before, never an error line.
+                    let ms = delay.as_millis();
+                    if attempt == 1 {
+                        info!("reconnecting in {ms} ms (attempt {attempt}): {}", self.cause);
+                    } else {
+                        warn!("reconnecting in {ms} ms (attempt {attempt}): {}", self.cause);
+                    }
+                    let at = self.epoch + until.saturating_duration_since(localtunnels_core::Instant::ZERO);
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {
+                            let now = self.now();
+                            self.life.handle_timeout(now);
+                        }
+                        _ = close.changed() => self.life.close(),
+                    }
+                }
+                Action::GiveUp(why) => return Err(why),
+            }
+        }
+        Err(GiveUp::Closed)
+    }
+
+    /// Publishes the token of the session just welcomed by `server`, and keeps it.
+    fn keep_token(&self, server: usize) {
+        let token = self.life.reconnect_token(server).to_string();
+        if let Some(state) = &self.state {
+            if let Err(e) = state.save(&token) {
+                warn!(path = %state.path().display(), error = %e, "cannot keep the reconnect token");
+            }
+        }
+        if let Ok(mut t) = self.token.lock() {
+            *t = token;
+        }
+    }
+}
+
 /// [`handshake`] under `config.handshake_timeout`: a server that accepts the TCP
 /// connection and then says nothing must not hold the client forever.
 async fn handshake_within(
     ctx: &Ctx,
     addr: &ServerAddr,
-    previous: Option<&Welcome>,
-) -> Result<(Connection, ConnEvents, Welcome), ConnectError> {
+    name: String,
+    reconnect_token: String,
+) -> Result<Up, ConnectError> {
     let limit = ctx.config.handshake_timeout;
-    tokio::time::timeout(limit, handshake(ctx, addr, previous)).await.unwrap_or_else(|_| {
+    tokio::time::timeout(limit, handshake(ctx, addr, name, reconnect_token)).await.unwrap_or_else(|_| {
         let reason = format!("no handshake within {} s", limit.as_secs_f32());
         Err(ConnectError::Unreachable { url: addr.control_url(), reason })
     })
 }
 
-/// Opens the control WebSocket and completes the handshake.
-async fn handshake(
-    ctx: &Ctx,
-    addr: &ServerAddr,
-    previous: Option<&Welcome>,
-) -> Result<(Connection, ConnEvents, Welcome), ConnectError> {
+/// Opens the control WebSocket and completes the handshake with a hello asking for
+/// `name` and presenting `reconnect_token`.
+async fn handshake(ctx: &Ctx, addr: &ServerAddr, name: String, reconnect_token: String) -> Result<Up, ConnectError> {
     let url = addr.control_url();
+    debug!("connecting to {url}");
     let unreachable = |reason: String| ConnectError::Unreachable { url: url.clone(), reason };
     let mut request = url.as_str().into_client_request().map_err(|e| unreachable(e.to_string()))?;
     request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
@@ -194,13 +377,14 @@ async fn handshake(
     let stream = crate::tls::connect(tcp, addr, &ctx.config).await.map_err(unreachable)?;
     let ws = localtunnels_driver::wire::client_upgrade(stream, request).await.map_err(unreachable)?;
     let hello = Hello {
-        name: previous.map(|w| w.name.clone()).or_else(|| ctx.config.subdomain.clone()).unwrap_or_default(),
+        name,
         token: ctx.config.token.clone().unwrap_or_default(),
-        reconnect_token: previous.map(|w| w.reconnect_token.clone()).unwrap_or_default(),
+        reconnect_token,
         client_kind: "native".to_string(),
         client_version: env!("CARGO_PKG_VERSION").to_string(),
         basic_auth: ctx.config.basic_auth.clone().unwrap_or_default(),
         allow_ips: ctx.config.allow_ips.clone(),
+        hostname: ctx.config.hostname.clone().unwrap_or_default(),
         ..Hello::default()
     };
     let epoch = std::time::Instant::now();
@@ -208,7 +392,19 @@ async fn handshake(
     let (conn, mut events) = Connection::start(session, ws, epoch);
     loop {
         match events.recv().await {
-            Some(ConnEvent::Welcome(w)) => return Ok((conn, events, w)),
+            Some(ConnEvent::Welcome(w)) => {
+                debug!(name = %w.name, "handshake done: {}", w.url);
+                // A server that predates custom hostnames ignores the field and grants a
+                // name under its domain: that is not what was asked for.
+                if let Some(host) = &ctx.config.hostname {
+                    if !w.name.eq_ignore_ascii_case(host.trim_end_matches('.')) {
+                        let message = format!("the server does not grant custom hostnames (it offered {})", w.url);
+                        conn.close(CloseCode::Normal, "custom hostname not granted");
+                        return Err(ConnectError::Refused { reason: RefuseReason::HostnameNotAllowed, message });
+                    }
+                }
+                return Ok((conn, events, w));
+            }
             Some(ConnEvent::Refused { reason, message }) => return Err(ConnectError::Refused { reason, message }),
             Some(ConnEvent::Closed { message, .. }) => return Err(unreachable(message)),
             None => return Err(unreachable("connection closed during the handshake".into())),
@@ -217,69 +413,65 @@ async fn handshake(
     }
 }
 
-/// Serves one session until it ends, then reconnects (unless closing).
+/// How long [`ClientHandle::close`] waits for requests in flight.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves one session until it ends, then reconnects as the lifecycle says (unless
+/// closing).
 async fn run(
     ctx: Arc<Ctx>,
-    addr: ServerAddr,
+    mut driver: Driver,
     mut conn: Connection,
     mut events: ConnEvents,
-    mut welcome: Welcome,
     mut close: watch::Receiver<bool>,
     url: watch::Sender<String>,
 ) {
     loop {
         let (reason, code) = serve(&ctx, &conn, &mut events, &mut close).await;
         if *close.borrow() {
+            driver.life.close();
+            // The server freed the name on our close: the token is of no more use.
+            if let Some(state) = &driver.state {
+                state.remove();
+            }
             return;
         }
         ctx.emit(ClientEvent::Disconnected { reason: reason.clone() });
-        warn!(%reason, "tunnel disconnected");
-        if !ctx.config.reconnect {
-            return;
-        }
-        if code == CloseCode::Replaced {
-            // Another process with this client's token took the name: taking it back
-            // would only start a tug of war.
-            let message = "another session took over this tunnel's name; not reconnecting".to_string();
-            ctx.emit(ClientEvent::Error { message });
-            return;
-        }
-        let mut attempt = 0u32;
-        loop {
-            attempt = attempt.saturating_add(1);
-            let delay = backoff(attempt, ctx.config.max_backoff);
-            ctx.emit(ClientEvent::Reconnecting { attempt, delay });
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = close.changed() => return,
+        warn!("disconnected: {reason}");
+        driver.cause = reason.clone();
+        let now = driver.now();
+        driver.life.handle_close(now, code, &reason);
+        match driver.next_session(&ctx, &mut close).await {
+            Ok((c, e, w)) => {
+                info!("reconnected: {}", w.url);
+                let _ = url.send(w.url.clone());
+                if let Some(inspector) = &ctx.config.inspector {
+                    inspector.attach(&ctx.origin, &w.name, &w.url);
+                }
+                ctx.emit(ClientEvent::Connected { url: w.url });
+                (conn, events) = (c, e);
             }
-            match handshake_within(&ctx, &addr, Some(&welcome)).await {
-                Ok((c, e, w)) => {
-                    info!(url = %w.url, "tunnel reconnected");
-                    let _ = url.send(w.url.clone());
-                    ctx.emit(ClientEvent::Connected { url: w.url.clone() });
-                    (conn, events, welcome) = (c, e, w);
-                    break;
-                }
-                Err(ConnectError::Refused { reason: RefuseReason::Unauthorized, message }) => {
-                    ctx.emit(ClientEvent::Error { message: format!("reconnect refused: {message}") });
-                    return;
-                }
-                Err(e) => {
-                    debug!(error = %e, attempt, "reconnect failed");
-                    ctx.emit(ClientEvent::Error { message: e.to_string() });
-                }
+            Err(GiveUp::Replaced { .. }) => {
+                let message = "another session took over this tunnel's name; not reconnecting".to_string();
+                error!("{message}");
+                ctx.emit(ClientEvent::Error { message });
+                return;
+            }
+            Err(GiveUp::Closed | GiveUp::Disconnected { .. }) => return,
+            Err(why) => {
+                let message = format!("not reconnecting: {}", why.message());
+                error!("{message}");
+                ctx.emit(ClientEvent::Error { message });
+                return;
             }
         }
     }
 }
 
-/// Exponential backoff with full jitter: uniform in [0, min(cap, 250 ms * 2^attempt)].
+/// Exponential backoff with full jitter: uniform in [0, min(cap, 500 ms * 2^(attempt-1))],
+/// the core [`Policy`]'s curve.
 pub fn backoff(attempt: u32, cap: Duration) -> Duration {
-    let base = Duration::from_millis(250).saturating_mul(1u32 << attempt.min(16));
-    let ceiling = base.min(cap);
-    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX).max(1);
-    Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
+    Policy { cap, ..Policy::DEFAULT }.delay(attempt, rand::random::<f64>())
 }
 
 /// Hands each incoming stream to the origin until the session ends; returns why it ended.
@@ -292,21 +484,22 @@ async fn serve(
     // Each stream goes from the connection's reader straight to a task of its own.
     let handler_ctx = ctx.clone();
     conn.on_incoming(Arc::new(move |stream, head, end| accept(&handler_ctx, stream, head, end)));
+    *ctx.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(conn.clone());
     loop {
         let ev = tokio::select! {
             ev = events.recv() => ev,
             _ = close.changed() => {
                 conn.go_away("the client is shutting down");
                 let drained = async { while conn.stream_count() > 0 { tokio::task::yield_now().await; tokio::time::sleep(Duration::from_millis(20)).await; } };
-                let _ = tokio::time::timeout(Duration::from_secs(10), drained).await;
+                let _ = tokio::time::timeout(CLOSE_GRACE, drained).await;
                 conn.close(CloseCode::Shutdown, "the client is shutting down");
                 return ("closed".into(), CloseCode::Shutdown);
             }
         };
         match ev {
             Some(ConnEvent::Incoming { stream, head, end }) => accept(ctx, stream, head, end),
-            Some(ConnEvent::GoAway { message }) => info!(%message, "server going away"),
-            Some(ConnEvent::Closed { message, code }) => return (message, code),
+            Some(ConnEvent::GoAway { message }) => info!("server going away: {message}"),
+            Some(ConnEvent::Closed { message, code, .. }) => return (message, code),
             None => return ("connection lost".into(), CloseCode::Internal),
             Some(_) => {}
         }

@@ -28,8 +28,9 @@ pub struct ClientConfig {
     /// Use `wss://` (TLS) to reach the server, verified against the system's root
     /// certificates (or [`ClientConfig::ca`]). Default false.
     pub secure: bool,
-    /// A PEM file of CA certificates to trust for the server instead of the system
-    /// roots (a private CA). Default: none.
+    /// A PEM file of certificates to trust for the server instead of the system roots:
+    /// CAs (a private CA), or the server's own self-signed certificate, accepted as it
+    /// is when the server presents it (as `curl --cacert` does). Default: none.
     pub ca: Option<std::path::PathBuf>,
     /// Host of the local origin. Default `localhost`.
     pub local_host: String,
@@ -41,6 +42,10 @@ pub struct ClientConfig {
     pub allow_invalid_cert: bool,
     /// Requested name; `None` for a random one.
     pub subdomain: Option<String>,
+    /// A full custom hostname (`app.example.com`, pointed at the server by DNS) instead
+    /// of a name under the server's domain; the server grants it only where the token
+    /// allows it (else refused with `HostnameNotAllowed`). Default: none.
+    pub hostname: Option<String>,
     /// Auth token for servers that require one. Sent inside the handshake, never logged.
     pub token: Option<String>,
     /// `user:password` the server demands of visitors (HTTP basic auth). Default: none.
@@ -50,8 +55,20 @@ pub struct ClientConfig {
     pub allow_ips: Vec<String>,
     /// Host header policy. Default [`HostHeader::Rewrite`].
     pub host_header: HostHeader,
+    /// Show visitors the detail of an error on this side (the origin's address and
+    /// the OS error) on the error page, for development. Default false: visitors get
+    /// a generic page with a request id, the detail goes to [`ClientEvent::Error`](crate::ClientEvent::Error).
+    pub expose_errors: bool,
     /// Reconnect after a drop. Default true.
     pub reconnect: bool,
+    /// A reconnect token from an earlier session of this name on this server (see
+    /// `ClientHandle::reconnect_token`): presented on the first connect, it takes the
+    /// name back at once while the server still holds it. Default: none.
+    pub reconnect_token: Option<String>,
+    /// Where to keep the reconnect token between runs, one file per server and name
+    /// (`<dir>/<host>_<port>/<name>`; used only with a `subdomain`). Default: none,
+    /// nothing is kept (the CLI passes `default_state_dir()` unless `--no-state`).
+    pub state_dir: Option<std::path::PathBuf>,
     /// Upper bound of the reconnect backoff. Default 30 s.
     pub max_backoff: Duration,
     /// Time to connect and complete the handshake before an attempt counts as
@@ -67,6 +84,9 @@ pub struct ClientConfig {
     /// (default true). Turn off when nothing reads them: under load they are a
     /// noticeable share of the client's work per request. Errors are always emitted.
     pub request_events: bool,
+    /// Capture every exchange into this request inspector (serve it with
+    /// [`serve_inspector`](crate::serve_inspector)). Default: none.
+    pub inspector: Option<crate::Inspector>,
 }
 
 impl Default for ClientConfig {
@@ -82,16 +102,21 @@ impl Default for ClientConfig {
             local_https: false,
             allow_invalid_cert: false,
             subdomain: None,
+            hostname: None,
             token: None,
             basic_auth: None,
             allow_ips: Vec::new(),
             host_header: HostHeader::Rewrite,
+            expose_errors: false,
             reconnect: true,
+            reconnect_token: None,
+            state_dir: None,
             max_backoff: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             max_ws_message: localtunnels_core::DEFAULT_MAX_WS_MESSAGE,
             session: localtunnels_core::Config::default(),
             request_events: true,
+            inspector: None,
         }
     }
 }
@@ -110,16 +135,21 @@ impl std::fmt::Debug for ClientConfig {
             .field("local_https", &self.local_https)
             .field("allow_invalid_cert", &self.allow_invalid_cert)
             .field("subdomain", &self.subdomain)
+            .field("hostname", &self.hostname)
             .field("token", &redacted(&self.token))
             .field("basic_auth", &redacted(&self.basic_auth))
             .field("allow_ips", &self.allow_ips)
             .field("host_header", &self.host_header)
+            .field("expose_errors", &self.expose_errors)
             .field("reconnect", &self.reconnect)
+            .field("reconnect_token", &redacted(&self.reconnect_token))
+            .field("state_dir", &self.state_dir)
             .field("max_backoff", &self.max_backoff)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("max_ws_message", &self.max_ws_message)
             .field("session", &self.session)
             .field("request_events", &self.request_events)
+            .field("inspector", &self.inspector.is_some())
             .finish()
     }
 }

@@ -12,17 +12,22 @@ use hyper::body::Frame;
 
 use http::{HeaderValue, Request};
 use hyper::body::Body as _;
-use localtunnels_core::{RequestHead, ResetCode, StreamKind};
-use localtunnels_driver::http::{header_map, response_head};
+use localtunnels_core::error_page::{default_message, format_request_id, wants_html, ErrorPage};
+use localtunnels_core::{Header, RequestHead, ResetCode, StreamKind};
+use localtunnels_driver::http::{final_status, header_map, response_head};
 use localtunnels_driver::{pump_body, StreamBody, StreamHandle};
 
 use crate::client::Ctx;
 use crate::events::ClientEvent;
+use crate::inspect::BodyRecorder;
 
 /// Serves one HTTP stream.
 pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead, end: bool) {
     let started = Instant::now();
     let report = ctx.config.request_events;
+    // `LOCALTUNNELS_LOG=debug` logs one line per request, with its byte count.
+    let debug = tracing::enabled!(tracing::Level::DEBUG);
+    let id = stream.id();
     let (tx, rx) = stream.split();
     if report {
         ctx.emit(ClientEvent::Request { method: head.method.clone(), path: head.target.clone() });
@@ -31,54 +36,148 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         Ok(r) => r,
         Err(message) => return tx.reset(ResetCode::Protocol, &message),
     };
-    let RequestHead { method, target: path, .. } = head;
+    // The inspector records the request as the origin gets it, its body as it passes.
+    let record = ctx.config.inspector.as_ref().map(|i| {
+        let headers: Vec<Header> = req.headers().iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        (i.clone(), i.begin(&head.method, &head.target, &headers, false))
+    });
+    let req = match &record {
+        Some((i, id)) => req.map(|body| body.tapped(Box::new(BodyRecorder::request(i, *id)))),
+        None => req,
+    };
+    let failed = |message: &str| {
+        if let Some((i, id)) = &record {
+            i.update(*id, |s, now| s.fail(*id, now, message));
+        }
+    };
+    let RequestHead { method, target: path, headers, .. } = head;
     // The server resets the stream when the visitor leaves or its response timeout
     // passes: then the origin's request is dropped too, not left running.
     let answer = tokio::select! {
         answer = ctx.origin.call(req) => answer,
         () = tx.cancelled() => {
-            let message = format!("{method} {path}: abandoned, the visitor is gone (or timed out)");
-            return ctx.emit(ClientEvent::Error { message });
+            // Cut by our own close (its grace ran out) while the visitor still waited,
+            // or by the server for a visitor who left or timed out.
+            let message = if ctx.closing.load(Ordering::Relaxed) {
+                format!("{method} {path}: cut short, the tunnel closed before the origin answered")
+            } else {
+                format!("{method} {path}: abandoned, the visitor is gone (or timed out)")
+            };
+            failed(&message);
+            return ctx.error(message);
         }
     };
     let res = match answer {
         Ok(res) => res,
         Err(e) => {
-            let message = origin_error(&ctx, &*e);
-            ctx.emit(ClientEvent::Error { message: message.clone() });
-            tx.reset(ResetCode::OriginUnreachable, &message);
-            // The visitor gets the server's 502: report the exchange as such, so
-            // `--print-requests` shows every request, failed ones included.
+            let detail = origin_error(&ctx, &*e);
+            let request_id = format_request_id(rand::random());
+            failed(&detail);
+            ctx.error(format!("{method} {path} (request id {request_id}): {detail}"));
+            // The visitor gets a generic 502 page with the request id; the detail
+            // only when the owner opted in (`expose_errors`).
+            let visitor = VisitorHead::of(&method, &headers);
+            // The line reports what the origin sent: nothing (the page is ours).
+            error_page(&tx, &ctx, &visitor, 502, &request_id, &detail).await;
+            let bytes = 0;
+            if debug {
+                let ms = started.elapsed().as_millis();
+                tracing::debug!(stream = id, %method, %path, status = 502, bytes, ms, %request_id, "request");
+            }
+            // Report the exchange as such, so `--print-requests` shows every request,
+            // failed ones included.
             if report {
                 let duration = started.elapsed();
-                ctx.emit(ClientEvent::Response { method, path, status: 502, duration, bytes: 0 });
+                ctx.emit(ClientEvent::Response { method, path, status: 502, duration, bytes });
             }
             return;
         }
     };
     let status = res.status().as_u16();
+    // hyper skips an origin's interim responses (100, 103) itself; what is left must be
+    // a final status the visitor can be given (not a 101 nobody asked for, not 999).
+    if let Err(e) = final_status(status, StreamKind::Http) {
+        let message = format!("{method} {path}: the origin's response was refused: {e}");
+        failed(&message);
+        ctx.emit(ClientEvent::Error { message: message.clone() });
+        return tx.reset(ResetCode::Protocol, &message);
+    }
     let (parts, body) = res.into_parts();
     let end = body.is_end_stream();
-    if let Err(e) = tx.respond(response_head(parts.status, &parts.headers, StreamKind::Http), end) {
-        return ctx.emit(ClientEvent::Error { message: format!("response to {method} {path} lost: {e}") });
+    let head = response_head(parts.status, &parts.headers, StreamKind::Http);
+    let recorder = record.as_ref().map(|(i, id)| {
+        i.update(*id, |s, _| s.respond(*id, status, &head.headers));
+        BodyRecorder::response(i, *id)
+    });
+    if let Err(e) = tx.respond(head, end) {
+        let message = format!("response to {method} {path} lost: {e}");
+        failed(&message);
+        return ctx.error(message);
     }
     let mut bytes = 0;
     if !end {
-        let pumped = if report {
-            let counted = CountingBody::new(body);
-            let count = counted.counter();
-            let pumped = pump_body(counted, &tx).await;
+        let pumped = if report || debug || recorder.is_some() {
+            let observed = ObservedBody::new(body, recorder);
+            let count = observed.counter();
+            let pumped = pump_body(observed, &tx).await;
             bytes = count.load(Ordering::Relaxed);
             pumped
         } else {
             pump_body(body, &tx).await
         };
         if let Err(e) = pumped {
-            ctx.emit(ClientEvent::Error { message: format!("{method} {path}: response body cut: {e}") });
+            ctx.error(format!("{method} {path}: response body cut: {e}"));
         }
+    }
+    if debug {
+        tracing::debug!(stream = id, %method, %path, status, bytes, ms = started.elapsed().as_millis(), "request");
     }
     if report {
         ctx.emit(ClientEvent::Response { method, path, status, duration: started.elapsed(), bytes });
+    }
+}
+
+/// What the error page needs of the visitor's request: a HEAD gets no body, and an
+/// `Accept` that asks for HTML gets an HTML page.
+struct VisitorHead {
+    head_only: bool,
+    html: bool,
+}
+
+impl VisitorHead {
+    fn of(method: &str, headers: &[localtunnels_core::Header]) -> Self {
+        let accept = headers.iter().find(|(n, _)| n == http::header::ACCEPT).map(|(_, v)| v.as_bytes());
+        VisitorHead { head_only: method.eq_ignore_ascii_case("HEAD"), html: wants_html(accept) }
+    }
+}
+
+/// Answers the visitor with the tunnel's error page (generic, with `request_id`;
+/// `detail` too when the owner exposes errors).
+async fn error_page(
+    tx: &localtunnels_driver::StreamSender,
+    ctx: &Ctx,
+    visitor: &VisitorHead,
+    status: u16,
+    request_id: &str,
+    detail: &str,
+) {
+    let page = ErrorPage {
+        status,
+        message: default_message(status),
+        request_id,
+        detail: ctx.config.expose_errors.then_some(detail),
+    }
+    .render(visitor.html);
+    let body = Bytes::from(page.body);
+    let headers = vec![
+        (http::header::CONTENT_TYPE, HeaderValue::from_static(page.content_type)),
+        (http::header::CONTENT_LENGTH, HeaderValue::from(body.len())),
+        (http::header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ];
+    let head = localtunnels_core::ResponseHead { status, headers };
+    if tx.respond(head, visitor.head_only).is_ok() && !visitor.head_only {
+        // A visitor gone meanwhile is no news: the error itself was reported.
+        let _ = tx.send_last(body).await;
     }
 }
 
@@ -89,6 +188,7 @@ fn build_request(
     end: bool,
 ) -> Result<Request<StreamBody>, String> {
     let mut headers = header_map(&head.headers);
+    one_host(&headers)?;
     // This leg accepts trailers (it forwards them); the visitor's own `TE` stayed on
     // the visitor's leg, where the server honours it.
     headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
@@ -101,6 +201,16 @@ fn build_request(
     *req.uri_mut() = head.target.parse().map_err(|_| format!("invalid target {}", head.target))?;
     *req.headers_mut() = headers;
     Ok(req)
+}
+
+/// Refuses a request head with more than one `Host` (the server refuses such visitors
+/// with 400; a head that has two anyway never reaches the origin, whatever the
+/// `--host-header` policy).
+pub(crate) fn one_host(headers: &http::HeaderMap) -> Result<(), String> {
+    match headers.get_all(http::header::HOST).iter().count() {
+        0 | 1 => Ok(()),
+        n => Err(format!("the request has {n} Host headers")),
+    }
 }
 
 /// A message naming the origin and the cause, e.g.
@@ -122,15 +232,17 @@ fn origin_error(ctx: &Ctx, e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-/// Counts the data bytes of a body as they pass.
-struct CountingBody<B> {
+/// Counts the data bytes of a body as they pass, and copies the first ones for the
+/// inspector (its recorder files them when the body ends or is dropped).
+struct ObservedBody<B> {
     inner: Pin<Box<B>>,
     count: Arc<AtomicU64>,
+    recorder: Option<BodyRecorder>,
 }
 
-impl<B> CountingBody<B> {
-    fn new(inner: B) -> Self {
-        CountingBody { inner: Box::pin(inner), count: Arc::default() }
+impl<B> ObservedBody<B> {
+    fn new(inner: B, recorder: Option<BodyRecorder>) -> Self {
+        ObservedBody { inner: Box::pin(inner), count: Arc::default(), recorder }
     }
 
     fn counter(&self) -> Arc<AtomicU64> {
@@ -138,7 +250,7 @@ impl<B> CountingBody<B> {
     }
 }
 
-impl<B: hyper::body::Body<Data = Bytes>> hyper::body::Body for CountingBody<B> {
+impl<B: hyper::body::Body<Data = Bytes>> hyper::body::Body for ObservedBody<B> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -147,7 +259,16 @@ impl<B: hyper::body::Body<Data = Bytes>> hyper::body::Body for CountingBody<B> {
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(d) = frame.data_ref() {
                 self.count.fetch_add(d.len() as u64, Ordering::Relaxed);
+                if let Some(r) = self.recorder.as_mut() {
+                    r.push(d);
+                }
             }
+        }
+        let ended = matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_))));
+        if ended || self.inner.is_end_stream() {
+            // The end: the copy goes to the store now, before the visitor sees the
+            // end, not whenever the body is dropped.
+            self.recorder = None;
         }
         polled
     }

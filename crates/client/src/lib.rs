@@ -17,12 +17,17 @@ mod client;
 mod config;
 mod events;
 mod http;
+mod inspect;
 mod origin;
+mod pinned;
 mod pool;
+mod state;
 mod tls;
 mod websocket;
 
-pub use client::{backoff, ClientHandle, ConnectError, TunnelClient};
+pub use client::{backoff, ClientHandle, ConnectError, TunnelClient, CLOSE_GRACE};
 pub use config::{ClientConfig, HostHeader, ServerAddr};
 pub use events::ClientEvent;
+pub use inspect::{serve_inspector, Edit, InspectConfig, InspectServer, Inspector, ReplayError, DEFAULT_PORTS};
 pub use origin::{BoxError, ConnectFuture, LocalOrigin, Origin, OriginBody, OriginFuture, OriginStream, ServiceOrigin};
+pub use state::default_state_dir;

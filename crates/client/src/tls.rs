@@ -2,7 +2,9 @@
 //!
 //! The server's certificate is verified against the system's root certificates
 //! (`rustls-native-certs`; Mozilla's roots from `webpki-roots` when the system has
-//! none), or only against the CAs of [`ClientConfig::ca`] when set, as `curl --cacert`.
+//! none), or only against the certificates of [`ClientConfig::ca`] when set, as
+//! `curl --cacert`: CAs, or the server's own (self-signed) certificate
+//! ([`crate::pinned`]).
 
 use std::io;
 use std::pin::Pin;
@@ -37,37 +39,41 @@ pub(crate) async fn connect(tcp: TcpStream, addr: &ServerAddr, config: &ClientCo
     let connector = connector(config)?;
     let name =
         ServerName::try_from(addr.host.clone()).map_err(|e| format!("invalid server name '{}': {e}", addr.host))?;
-    let tls =
-        connector.connect(name, tcp).await.map_err(|e| format!("TLS handshake with {} failed: {e}", addr.host))?;
+    let tls = connector.connect(name, tcp).await.map_err(|e| {
+        let hint = crate::pinned::hint(&e, &addr.host, config.ca.as_deref());
+        let hint = hint.map(|h| format!(" ({h})")).unwrap_or_default();
+        format!("TLS handshake with {} failed: {e}{hint}", addr.host)
+    })?;
     Ok(Transport::Tls(Box::new(tls)))
 }
 
 /// A connector trusting `config.ca`, or the system roots.
 fn connector(config: &ClientConfig) -> Result<TlsConnector, String> {
-    let roots = match &config.ca {
-        Some(path) => ca_roots(path)?,
-        None => system_roots(),
-    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let tls = match &config.ca {
+        Some(path) => {
+            let verifier = crate::pinned::CaFileVerifier::new(ca_certs(path)?, provider)
+                .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth()
+        }
+        None => builder.with_root_certificates(system_roots()).with_no_client_auth(),
+    };
     Ok(TlsConnector::from(Arc::new(tls)))
 }
 
-fn ca_roots(path: &std::path::Path) -> Result<RootCertStore, String> {
+/// The certificates of a `--ca` file (PEM), at least one.
+fn ca_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| format!("invalid CA file {}: {e}", path.display()))?;
-        roots.add(cert).map_err(|e| format!("unusable CA certificate in {}: {e}", path.display()))?;
-    }
-    if roots.is_empty() {
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("invalid CA file {}: {e}", path.display()))?;
+    if certs.is_empty() {
         return Err(format!("no certificate in CA file {}", path.display()));
     }
-    Ok(roots)
+    Ok(certs)
 }
 
 fn system_roots() -> RootCertStore {

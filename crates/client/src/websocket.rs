@@ -17,9 +17,9 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Empty;
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
-use localtunnels_core::{RequestHead, ResetCode, ResponseHead, StreamKind};
-use localtunnels_driver::http::{header_map, response_head};
-use localtunnels_driver::websocket::{bridge, Leg};
+use localtunnels_core::{Header, RequestHead, ResetCode, ResponseHead, StreamKind};
+use localtunnels_driver::http::{final_status, header_map, response_head};
+use localtunnels_driver::websocket::{bridge_tapped, BridgeEnd, Leg, WsTap};
 use localtunnels_driver::{pump_body, StreamHandle, StreamSender};
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -27,6 +27,7 @@ use tracing::debug;
 
 use crate::client::Ctx;
 use crate::events::ClientEvent;
+use crate::inspect::WsRecorder;
 use crate::origin::ConnectFuture;
 
 /// Serves one WebSocket stream.
@@ -44,30 +45,51 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         Ok(r) => r,
         Err(message) => return tx.reset(ResetCode::Protocol, &message),
     };
+    let recorder = ctx.config.inspector.as_ref().map(|i| {
+        let headers: Vec<Header> = req.headers().iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        WsRecorder { inspector: i.clone(), id: i.begin(&method, &path, &headers, true) }
+    });
     let mut res = match handshake(connect, req).await {
         Ok(res) => res,
         Err(cause) => {
+            if let Some(r) = &recorder {
+                r.inspector.update(r.id, |s, now| s.fail(r.id, now, &cause));
+            }
             let message = if cause.contains("refused") {
                 format!("{authority}: {cause} (is the local server running?)")
             } else {
                 format!("{authority}: {cause}")
             };
-            ctx.emit(ClientEvent::Error { message: message.clone() });
+            ctx.error(message.clone());
             return tx.reset(ResetCode::OriginUnreachable, &message);
         }
     };
     let status = res.status();
+    if let Some(r) = &recorder {
+        let headers: Vec<Header> = res.headers().iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        r.inspector.update(r.id, |s, _| s.respond(r.id, status.as_u16(), &headers));
+    }
     let report = |ctx: &Ctx| {
         let duration = started.elapsed();
         let status = status.as_u16();
         ctx.emit(ClientEvent::Response { method: method.clone(), path: path.clone(), status, duration, bytes: 0 });
     };
     if status != StatusCode::SWITCHING_PROTOCOLS {
+        // A refusal is a final response: 200-599 (hyper skipped any interim ones).
+        if let Err(e) = final_status(status.as_u16(), StreamKind::Http) {
+            let message = format!("{method} {path}: the origin's handshake answer was refused: {e}");
+            ctx.emit(ClientEvent::Error { message: message.clone() });
+            return tx.reset(ResetCode::Protocol, &message);
+        }
         report(&ctx);
-        return forward_refusal(&tx, res).await;
+        forward_refusal(&tx, res).await;
+        if let Some(r) = &recorder {
+            r.closed(None);
+        }
+        return;
     }
     if let Err(message) = check_accept(&res, &key, &head) {
-        ctx.emit(ClientEvent::Error { message: format!("{method} {path}: {message}") });
+        ctx.error(format!("{method} {path}: {message}"));
         return tx.reset(ResetCode::Protocol, &message);
     }
     let upgraded = match hyper::upgrade::on(&mut res).await {
@@ -81,7 +103,14 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         return; // The visitor left meanwhile; dropping the socket closes it.
     }
     report(&ctx);
-    let end = bridge(TokioIo::new(upgraded), tx, rx, Leg::Origin, max).await;
+    let tap = recorder.as_ref().map(|r| r as &dyn WsTap);
+    let end = bridge_tapped(TokioIo::new(upgraded), tx, rx, Leg::Origin, max, tap).await;
+    if let Some(r) = &recorder {
+        r.closed(match end {
+            BridgeEnd::Closed(code) => Some(code),
+            _ => None,
+        });
+    }
     debug!(?end, %path, "origin WebSocket ended");
 }
 
@@ -92,6 +121,7 @@ fn origin_request(ctx: &Ctx, head: &RequestHead, key: &str) -> Result<Request<Em
     *req.uri_mut() = head.target.parse().map_err(|_| format!("invalid target {}", head.target))?;
     let headers = req.headers_mut();
     *headers = header_map(&head.headers);
+    crate::http::one_host(headers)?;
     if let Some(host) = ctx.host_for_origin() {
         headers.insert(header::HOST, host.clone());
     }

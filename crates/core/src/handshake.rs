@@ -17,6 +17,10 @@ use crate::wire::{Reader, WriteExt};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
+/// The WebSocket subprotocol of the control connection.
+pub const SUBPROTOCOL: &str = "localtunnels.v1";
+/// The path of the control endpoint on the server's apex host.
+pub const CONTROL_PATH: &str = "/api/tunnel";
 /// First bytes of every hello body.
 pub const HELLO_MAGIC: &[u8; 4] = b"LTUN";
 
@@ -56,6 +60,9 @@ pub struct Hello {
     pub allow_ips: Vec<String>,
     /// Optional features the client accepts ([`features`]); `Session::client` fills it.
     pub features: u32,
+    /// A full custom hostname (`app.example.com`) instead of a name under the server's
+    /// domain; empty for none. Granted only where the client's token allows it.
+    pub hostname: String,
 }
 
 /// The server's answer when the tunnel is up.
@@ -99,6 +106,8 @@ pub enum RefuseReason {
     Malformed,
     /// A per-token or per-address tunnel limit is reached.
     LimitReached,
+    /// The requested custom hostname is not granted to this client's token.
+    HostnameNotAllowed,
     /// A reason this version does not know.
     Other(u16),
 }
@@ -114,6 +123,7 @@ impl RefuseReason {
             RefuseReason::ServerFull => 5,
             RefuseReason::Malformed => 6,
             RefuseReason::LimitReached => 7,
+            RefuseReason::HostnameNotAllowed => 8,
             RefuseReason::Other(v) => v,
         }
     }
@@ -128,6 +138,7 @@ impl RefuseReason {
             5 => RefuseReason::ServerFull,
             6 => RefuseReason::Malformed,
             7 => RefuseReason::LimitReached,
+            8 => RefuseReason::HostnameNotAllowed,
             v => RefuseReason::Other(v),
         }
     }
@@ -142,6 +153,7 @@ impl RefuseReason {
             RefuseReason::ServerFull => "server_full",
             RefuseReason::Malformed => "malformed",
             RefuseReason::LimitReached => "limit_reached",
+            RefuseReason::HostnameNotAllowed => "hostname_not_allowed",
             RefuseReason::Other(_) => "other",
         }
     }
@@ -157,6 +169,7 @@ mod tag {
     pub const BASIC_AUTH: u8 = 7;
     pub const ALLOW_IP: u8 = 8;
     pub const FEATURES: u8 = 9;
+    pub const HOSTNAME: u8 = 10;
 
     pub const W_NAME: u8 = 1;
     pub const W_URL: u8 = 2;
@@ -247,6 +260,7 @@ impl Hello {
             put_field(b, tag::ALLOW_IP, ip.as_bytes());
         }
         put_features(b, tag::FEATURES, self.features);
+        put_field(b, tag::HOSTNAME, self.hostname.as_bytes());
     }
 
     /// Decodes a hello body. For a version other than ours only the version is
@@ -282,6 +296,7 @@ impl Hello {
                     h.allow_ips.push(utf8(v, "allowed ip")?)
                 }
                 tag::FEATURES => h.features = parse_u32(v, "features")?,
+                tag::HOSTNAME => h.hostname = utf8(v, "hostname")?,
                 _ => {}
             }
             Ok(())

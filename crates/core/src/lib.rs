@@ -4,7 +4,8 @@
 //! several packed in a `BATCH`, for a peer that accepts them), over one WebSocket that
 //! the client opened. This crate encodes and decodes those frames
 //! and runs the [`Session`] state machine: handshake, multiplexed streams with flow
-//! control, heartbeats, go-away and close. It owns no socket, clock, thread or
+//! control, heartbeats, go-away and close, and the client's [`ClientLifecycle`]
+//! (dial, hello, reconnect with backoff, give up). It owns no socket, clock, thread or
 //! executor: bytes come in, frames go out, time is passed in. The same code runs under
 //! tokio (server, native client) and in a browser tab (the wasm client).
 //!
@@ -15,10 +16,13 @@
 
 mod config;
 mod error;
+pub mod error_page;
 mod event;
 mod frame;
 mod handshake;
 mod idmap;
+pub mod inspect;
+mod lifecycle;
 mod relay;
 mod session;
 mod stream;
@@ -33,8 +37,9 @@ pub use frame::{
     ResetCode, ResponseHead, StreamId, StreamKind, BATCH_ENTRY_OVERHEAD, BATCH_HEADER, DATA_OVERHEAD, X_FORWARDED_FOR,
     X_FORWARDED_HOST, X_FORWARDED_PROTO,
 };
-pub use handshake::{features, Hello, RefuseReason, Welcome, HELLO_MAGIC, PROTOCOL_VERSION};
+pub use handshake::{features, Hello, RefuseReason, Welcome, CONTROL_PATH, HELLO_MAGIC, PROTOCOL_VERSION, SUBPROTOCOL};
 pub use idmap::{IdHasher, IdMap};
+pub use lifecycle::{Action, ClientLifecycle, GiveUp, Policy};
 pub use relay::{ws_close, WsFragment, WsMessageCheck, WsViolation, DEFAULT_MAX_WS_MESSAGE};
 pub use session::{Role, Session};
 pub use time::Instant;

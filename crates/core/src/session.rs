@@ -105,6 +105,8 @@ pub struct Session {
     next_ping: Instant,
     ping_interval: Duration,
     idle_timeout: Duration,
+    /// The shortest idle timeout this side accepts from the peer's welcome.
+    idle_floor: Duration,
     ping_seq: u64,
     ping_outstanding: Option<(u64, Instant)>,
     /// When the oldest PING that has had no PONG since was queued: a peer that answers
@@ -168,6 +170,7 @@ impl Session {
             next_ping: now + config.ping_interval,
             ping_interval: config.ping_interval,
             idle_timeout: config.idle_timeout,
+            idle_floor: Duration::ZERO,
             ping_seq: 0,
             ping_outstanding: None,
             unanswered_since: None,
@@ -208,6 +211,16 @@ impl Session {
     /// The last measured heartbeat round-trip time.
     pub fn rtt(&self) -> Option<Duration> {
         self.rtt
+    }
+
+    /// Never declares the peer dead after less than `floor` of silence, whatever the
+    /// welcome announces. A browser tab in the background runs its timers about once a
+    /// minute: its liveness rests on answering the server's pings as they arrive (the
+    /// server keeps its own, shorter timeout), and its own timeout must be longer than
+    /// the timer's delay.
+    pub fn set_idle_floor(&mut self, floor: Duration) {
+        self.idle_floor = floor;
+        self.idle_timeout = self.idle_timeout.max(floor);
     }
 
     /// The peer's receive limits (ours to obey).
@@ -429,7 +442,7 @@ impl Session {
             self.next_ping = now + self.ping_interval;
         }
         if w.idle_timeout_ms > 0 {
-            self.idle_timeout = Duration::from_millis(u64::from(w.idle_timeout_ms));
+            self.idle_timeout = Duration::from_millis(u64::from(w.idle_timeout_ms)).max(self.idle_floor);
         }
         self.state = State::Established;
         self.events.push_back(Event::Welcome(w));

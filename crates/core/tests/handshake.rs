@@ -87,6 +87,7 @@ fn every_refuse_reason_reaches_the_client() {
         RefuseReason::ServerFull,
         RefuseReason::Malformed,
         RefuseReason::LimitReached,
+        RefuseReason::HostnameNotAllowed,
         RefuseReason::Other(999),
     ] {
         let mut pair = Pair::default();

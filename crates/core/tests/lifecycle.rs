@@ -182,3 +182,23 @@ fn long_messages_are_cut_to_fit_a_frame() {
     assert!(pair.client.errors.is_empty(), "{:?}", pair.client.errors);
     assert_eq!(pair.client.closed().map(|c| c.0), Some(CloseCode::Shutdown));
 }
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_client_whose_timers_run_once_a_minute_stays_connected_with_an_idle_floor() {
+    // A hidden browser tab: its timers fire on the minute, its messages on arrival.
+    let mut pair = Pair::connected();
+    pair.client.session.set_idle_floor(Duration::from_secs(75));
+    pair.client_timer_grain = Some(Duration::from_secs(60));
+    pair.advance(Duration::from_secs(3600));
+    // The server's pings, answered as they arrive, keep both sides up for an hour.
+    assert!(pair.client.session.is_established() && pair.server.session.is_established());
+    assert_eq!(pair.client.closed(), None);
+    assert_eq!(pair.server.closed(), None);
+    assert!(pair.server.session.rtt().is_some(), "the server measured the client's answers");
+
+    // A dead server is still found, by the first timer past the floor.
+    pair.set_link_down(true);
+    pair.advance(Duration::from_secs(180));
+    assert_eq!(pair.client.closed().map(|c| c.0), Some(CloseCode::Timeout));
+}

@@ -59,8 +59,12 @@ fn limits() -> impl Strategy<Value = Limits> {
 
 fn hello() -> impl Strategy<Value = Hello> {
     let fields = (text(), text(), text(), text(), text(), proptest::option::of(limits()), text(), vec(".{1,20}", 0..4));
-    let v1 = (fields, any::<u32>()).prop_map(
-        |((name, token, reconnect_token, client_kind, client_version, limits, basic_auth, allow_ips), features)| {
+    let v1 = (fields, any::<u32>(), text()).prop_map(
+        |(
+            (name, token, reconnect_token, client_kind, client_version, limits, basic_auth, allow_ips),
+            features,
+            hostname,
+        )| {
             Hello {
                 version: PROTOCOL_VERSION,
                 name,
@@ -72,6 +76,7 @@ fn hello() -> impl Strategy<Value = Hello> {
                 basic_auth,
                 allow_ips,
                 features,
+                hostname,
             }
         },
     );
@@ -190,6 +195,8 @@ proptest! {
 
 // ----- session properties -----
 
+// Test operations only: an injected frame (a hello is the largest) may be big.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum Op {
     Open { client: bool, ws: bool, end: bool },

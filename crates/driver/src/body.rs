@@ -17,11 +17,26 @@ use crate::stream::{StreamEvent, StreamReceiver, StreamSender};
 #[error("{0}")]
 pub struct BodyError(pub String);
 
-/// The rest of a stream's input (after its head) as a hyper body.
-#[derive(Debug)]
+/// Sees a body's data as it passes (the request inspector copies the first bytes).
+/// Dropped when the body ends or is dropped: that is when a tap learns it is over.
+pub trait BodyTap: Send + Sync {
+    /// A chunk went by.
+    fn data(&mut self, chunk: &[u8]);
+}
+
+/// The rest of a stream's input (after its head) as a hyper body, or bytes already
+/// in memory ([`StreamBody::full`], a replayed request's).
 pub struct StreamBody {
     rx: Option<StreamReceiver>,
     size: SizeHint,
+    full: Option<Bytes>,
+    tap: Option<Box<dyn BodyTap>>,
+}
+
+impl std::fmt::Debug for StreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamBody").field("rx", &self.rx).field("size", &self.size).finish_non_exhaustive()
+    }
 }
 
 impl StreamBody {
@@ -34,7 +49,30 @@ impl StreamBody {
             (false, Some(n)) => SizeHint::with_exact(n),
             (false, None) => SizeHint::default(),
         };
-        StreamBody { rx: (!end).then_some(rx), size }
+        StreamBody { rx: (!end).then_some(rx), size, full: None, tap: None }
+    }
+
+    /// A body of `data`, already whole.
+    pub fn full(data: Bytes) -> Self {
+        let size = SizeHint::with_exact(data.len() as u64);
+        StreamBody { rx: None, size, full: (!data.is_empty()).then_some(data), tap: None }
+    }
+
+    /// This body, with `tap` seeing every data chunk; the tap is dropped at the end.
+    pub fn tapped(mut self, tap: Box<dyn BodyTap>) -> Self {
+        if !self.is_end_stream() {
+            self.tap = Some(tap);
+        }
+        self
+    }
+
+    fn tap(&mut self, data: &Bytes) {
+        if let Some(tap) = self.tap.as_mut() {
+            tap.data(data);
+        }
+        if self.rx.is_none() {
+            self.tap = None;
+        }
     }
 }
 
@@ -43,8 +81,15 @@ impl Body for StreamBody {
     type Error = BodyError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Some(data) = self.full.take() {
+            self.tap(&data);
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
         loop {
-            let Some(rx) = self.rx.as_mut() else { return Poll::Ready(None) };
+            let Some(rx) = self.rx.as_mut() else {
+                self.tap = None;
+                return Poll::Ready(None);
+            };
             let ev = std::task::ready!(rx.poll_recv(cx));
             match ev {
                 Some(StreamEvent::Data { data, end }) => {
@@ -52,20 +97,24 @@ impl Body for StreamBody {
                         self.rx = None;
                     }
                     if !data.is_empty() {
+                        self.tap(&data);
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                 }
                 Some(StreamEvent::Trailers(headers)) => {
                     self.rx = None;
+                    self.tap = None;
                     return Poll::Ready(Some(Ok(Frame::trailers(header_map(&headers)))));
                 }
                 Some(StreamEvent::Reset { message, .. }) => {
                     self.rx = None;
+                    self.tap = None;
                     return Poll::Ready(Some(Err(BodyError(message))));
                 }
                 Some(_) => {}
                 None => {
                     self.rx = None;
+                    self.tap = None;
                     return Poll::Ready(Some(Err(BodyError("the stream ended before its body did".into()))));
                 }
             }
@@ -73,7 +122,7 @@ impl Body for StreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.rx.is_none()
+        self.rx.is_none() && self.full.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -59,6 +59,9 @@ pub enum ConnEvent {
         code: CloseCode,
         /// For people.
         message: String,
+        /// The peer closed it (with `code`); otherwise this side did, or a timeout or
+        /// a dead socket did.
+        by_peer: bool,
     },
 }
 
@@ -191,7 +194,7 @@ impl Shared {
             Event::Welcome(w) => self.notify_owner(state, ConnEvent::Welcome(w)),
             Event::Refused { reason, message } => self.notify_owner(state, ConnEvent::Refused { reason, message }),
             Event::GoAway { message, .. } => self.notify_owner(state, ConnEvent::GoAway { message }),
-            Event::Closed { code, message, .. } => {
+            Event::Closed { code, message, by_peer } => {
                 for (_, slot) in state.slots.drain() {
                     slot.deliver(StreamEvent::Reset {
                         code: localtunnels_core::ResetCode::Internal,
@@ -199,7 +202,7 @@ impl Shared {
                     });
                     slot.wake();
                 }
-                self.notify_owner(state, ConnEvent::Closed { code, message });
+                self.notify_owner(state, ConnEvent::Closed { code, message, by_peer });
                 state.owner_done = true;
                 state.incoming = None;
                 self.closed.notify_waiters();

@@ -1,7 +1,7 @@
 //! Converting between `http` types and protocol heads, and the proxy header rules
 //! both ends share.
 
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use localtunnels_core::{Header, RequestHead, ResponseHead, StreamKind};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1): meaningful for one connection only, never
@@ -22,18 +22,27 @@ const HOP_BY_HOP: &[&str] = &[
 const WS_HANDSHAKE: &[&str] =
     &["sec-websocket-key", "sec-websocket-version", "sec-websocket-accept", "sec-websocket-extensions"];
 
+/// Headers a `Connection` header cannot remove. `Host` is meant for every recipient
+/// (RFC 9110 §7.6.1 forbids naming such a field as a connection option): honouring
+/// `Connection: Host` would let a visitor strip the Host that `--host-header preserve`
+/// promises the origin.
+const NOT_CONNECTION_OPTIONS: &[&str] = &["host"];
+
 /// True for headers that must not cross the tunnel: the hop-by-hop set, anything the
-/// `Connection` header names, and for WebSockets the per-leg handshake headers.
+/// `Connection` header names (but `Host`), and for WebSockets the per-leg handshake headers.
 fn is_hop_by_hop(name: &str, connection_named: &[String], kind: StreamKind) -> bool {
     HOP_BY_HOP.contains(&name)
-        || connection_named.iter().any(|n| n == name)
+        || (connection_named.iter().any(|n| n == name) && !NOT_CONNECTION_OPTIONS.contains(&name))
         || (kind == StreamKind::WebSocket && WS_HANDSHAKE.contains(&name))
 }
 
 fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(http::header::CONNECTION)
-        .iter()
+    tokens_of(headers.get_all(http::header::CONNECTION).iter())
+}
+
+/// The lowercase options named by `Connection` values.
+fn tokens_of<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> Vec<String> {
+    values
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
@@ -61,6 +70,61 @@ pub fn request_head(method: &Method, uri: &http::Uri, headers: &HeaderMap, kind:
 /// A response head for the tunnel from an origin's response.
 pub fn response_head(status: StatusCode, headers: &HeaderMap, kind: StreamKind) -> ResponseHead {
     ResponseHead { status: status.as_u16(), headers: end_to_end_headers(headers, kind) }
+}
+
+/// Why a response head from the other end of the tunnel (or from an origin) cannot be
+/// forwarded as the final response to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadResponse {
+    /// A status outside 100-599.
+    #[error("status {0} is not an HTTP status (100-599)")]
+    Status(u16),
+    /// A 1xx other than an upgrade's 101: interim responses are not carried, and one
+    /// cannot stand for the final response.
+    #[error("status {0} is an interim response where the final one was due")]
+    Interim(u16),
+    /// A 101 to a request that asked for no upgrade.
+    #[error("status 101 (Switching Protocols) answers a request that asked for no upgrade")]
+    UnaskedSwitch,
+    /// `Content-Length` values that are not one decimal number.
+    #[error("invalid Content-Length")]
+    ContentLength,
+}
+
+/// The status of a final response to a request of `kind`: 200-599, or 101 where the
+/// request asked for an upgrade (a WebSocket stream).
+pub fn final_status(status: u16, kind: StreamKind) -> Result<StatusCode, BadResponse> {
+    match status {
+        101 if kind == StreamKind::WebSocket => Ok(StatusCode::SWITCHING_PROTOCOLS),
+        101 => Err(BadResponse::UnaskedSwitch),
+        100..=199 => Err(BadResponse::Interim(status)),
+        200..=599 => StatusCode::from_u16(status).map_err(|_| BadResponse::Status(status)),
+        _ => Err(BadResponse::Status(status)),
+    }
+}
+
+/// A response head as the next hop gets it: a checked final status ([`final_status`])
+/// and the end-to-end headers (hop-by-hop ones, those `Connection` names and, for a
+/// WebSocket, the per-leg handshake headers dropped), with at most one `Content-Length`
+/// value, a decimal number. Peers and origins are not trusted to have done this.
+pub fn forwardable_response(head: &ResponseHead, kind: StreamKind) -> Result<(StatusCode, HeaderMap), BadResponse> {
+    let status = final_status(head.status, kind)?;
+    let named = tokens_of(head.headers.iter().filter(|(n, _)| n == http::header::CONNECTION).map(|(_, v)| v));
+    let mut headers = HeaderMap::with_capacity(head.headers.len());
+    for (name, value) in &head.headers {
+        if !is_hop_by_hop(name.as_str(), &named, kind) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let mut lengths = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    if let Some(first) = lengths.next() {
+        let decimal = !first.is_empty() && first.as_bytes().iter().all(u8::is_ascii_digit) && first.len() <= 19;
+        if !decimal || lengths.any(|v| v != first) {
+            return Err(BadResponse::ContentLength);
+        }
+    }
+    Ok((status, headers))
 }
 
 /// Rebuilds a `HeaderMap` from protocol headers, in order (values keep sharing the
@@ -97,6 +161,61 @@ mod tests {
         let out = end_to_end_headers(&h, StreamKind::Http);
         let names: Vec<_> = out.iter().map(|(n, v)| (n.as_str(), v.as_ref())).collect();
         assert_eq!(names, vec![("set-cookie", &b"a=1"[..]), ("set-cookie", &b"b=2"[..])]);
+    }
+
+    #[test]
+    fn only_final_statuses_are_forwarded() {
+        assert_eq!(final_status(200, StreamKind::Http), Ok(StatusCode::OK));
+        assert_eq!(final_status(599, StreamKind::Http).map(|s| s.as_u16()), Ok(599));
+        assert_eq!(final_status(101, StreamKind::WebSocket), Ok(StatusCode::SWITCHING_PROTOCOLS));
+        assert_eq!(final_status(101, StreamKind::Http), Err(BadResponse::UnaskedSwitch));
+        assert_eq!(final_status(103, StreamKind::Http), Err(BadResponse::Interim(103)));
+        assert_eq!(final_status(100, StreamKind::WebSocket), Err(BadResponse::Interim(100)));
+        assert_eq!(final_status(999, StreamKind::Http), Err(BadResponse::Status(999)));
+        assert_eq!(final_status(600, StreamKind::Http), Err(BadResponse::Status(600)));
+        assert_eq!(final_status(0, StreamKind::Http), Err(BadResponse::Status(0)));
+    }
+
+    #[test]
+    fn forwarded_responses_lose_hop_by_hop_headers() {
+        let h = |n: &'static str, v: &'static str| (http::HeaderName::from_static(n), HeaderValue::from_static(v));
+        let head = ResponseHead {
+            status: 200,
+            headers: vec![
+                h("connection", "close, x-private"),
+                h("keep-alive", "timeout=5"),
+                h("proxy-connection", "keep-alive"),
+                h("transfer-encoding", "chunked"),
+                h("upgrade", "h2c"),
+                h("te", "trailers"),
+                h("x-private", "1"),
+                h("content-length", "2"),
+                h("trailer", "x-checksum"),
+                h("set-cookie", "a=1"),
+            ],
+        };
+        let (status, headers) = forwardable_response(&head, StreamKind::Http).unwrap();
+        assert_eq!(status, StatusCode::OK);
+        let names: Vec<_> = headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, vec!["content-length", "trailer", "set-cookie"]);
+        for lengths in [&["2", "3"][..], &["-1"], &["1e3"], &[""], &["99999999999999999999"]] {
+            let headers = lengths.iter().map(|v| h("content-length", v)).collect();
+            let bad = ResponseHead { status: 200, headers };
+            assert_eq!(forwardable_response(&bad, StreamKind::Http), Err(BadResponse::ContentLength), "{lengths:?}");
+        }
+        let same = ResponseHead { status: 200, headers: vec![h("content-length", "2"), h("content-length", "2")] };
+        assert!(forwardable_response(&same, StreamKind::Http).is_ok());
+    }
+
+    #[test]
+    fn connection_cannot_remove_host() {
+        let mut h = HeaderMap::new();
+        h.append("connection", "Host, x-private".parse().unwrap());
+        h.append("host", "demo.localhost".parse().unwrap());
+        h.append("x-private", "1".parse().unwrap());
+        let out = end_to_end_headers(&h, StreamKind::Http);
+        let names: Vec<_> = out.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["host"]);
     }
 
     #[test]

@@ -14,11 +14,9 @@ pub mod timer;
 pub mod websocket;
 pub mod wire;
 
-pub use body::{pump_body, BodyError, StreamBody};
+pub use body::{pump_body, BodyError, BodyTap, StreamBody};
 pub use conn::{ConnEvent, ConnEvents, Connection, IncomingHandler};
 pub use stream::{StreamEvent, StreamHandle, StreamReceiver, StreamSender};
 
-/// The path of the control endpoint on the server's apex host.
-pub const CONTROL_PATH: &str = "/api/tunnel";
-/// The WebSocket subprotocol of the control connection.
-pub const SUBPROTOCOL: &str = "localtunnels.v1";
+/// The control endpoint's path and subprotocol, defined by the core for every side.
+pub use localtunnels_core::{CONTROL_PATH, SUBPROTOCOL};

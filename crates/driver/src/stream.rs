@@ -280,6 +280,7 @@ impl StreamSender {
             if data.is_empty() {
                 return Ok(());
             }
+            tracing::trace!(stream = self.id, waiting = data.len(), "flow control: waiting for the peer's window");
             notified.await;
         }
     }

@@ -98,18 +98,40 @@ impl<S: AsyncRead + AsyncWrite> Sink<S> {
     }
 }
 
+/// Sees the messages a bridge relays (the client's request inspector records them).
+pub trait WsTap: Send + Sync {
+    /// A message, or a later fragment of one (`first` false), went by; `from_socket`:
+    /// read from the bridge's socket (else written to it).
+    fn message(&self, from_socket: bool, binary: bool, first: bool, data: &[u8]);
+}
+
 /// Bridges the WebSocket on `io` (after its handshake) and the stream (`tx`, `rx`)
 /// until both sides closed, either side vanished, or [`CLOSE_TIMEOUT`] passed after one
 /// side closed. Messages larger than `max_message` close both sides with 1009.
-pub async fn bridge<S>(io: S, tx: StreamSender, mut rx: StreamReceiver, leg: Leg, max_message: usize) -> BridgeEnd
+pub async fn bridge<S>(io: S, tx: StreamSender, rx: StreamReceiver, leg: Leg, max_message: usize) -> BridgeEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    bridge_tapped(io, tx, rx, leg, max_message, None).await
+}
+
+/// [`bridge`], with `tap` seeing every message relayed either way.
+pub async fn bridge_tapped<S>(
+    io: S,
+    tx: StreamSender,
+    mut rx: StreamReceiver,
+    leg: Leg,
+    max_message: usize,
+    tap: Option<&dyn WsTap>,
+) -> BridgeEnd
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (read, write) = tokio::io::split(io);
     let sink = Mutex::new(Sink { io: write, wire: FrameWriter::new(leg.role()), closed: false });
     let reader = FrameReader::new(leg.role(), max_message);
-    let up = std::pin::pin!(up(read, reader, &tx, &sink));
-    let down = std::pin::pin!(down(&mut rx, &tx, &sink, leg, max_message));
+    let up = std::pin::pin!(up(read, reader, &tx, &sink, tap));
+    let down = std::pin::pin!(down(&mut rx, &tx, &sink, leg, max_message, tap));
     match futures_util::future::select(up, down).await {
         futures_util::future::Either::Left((end, down)) => {
             if matches!(end, BridgeEnd::Closed(_)) {
@@ -127,7 +149,13 @@ where
 }
 
 /// Socket → tunnel.
-async fn up<S>(mut io: ReadHalf<S>, mut reader: FrameReader, tx: &StreamSender, sink: &Mutex<Sink<S>>) -> BridgeEnd
+async fn up<S>(
+    mut io: ReadHalf<S>,
+    mut reader: FrameReader,
+    tx: &StreamSender,
+    sink: &Mutex<Sink<S>>,
+    tap: Option<&dyn WsTap>,
+) -> BridgeEnd
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -136,9 +164,15 @@ where
         // `down` learns why; keep reading so the socket's close is still seen.
         match reader.next(&mut io).await {
             Ok(Some(Received::Binary(data))) => {
+                if let Some(tap) = tap {
+                    tap.message(true, true, true, &data);
+                }
                 let _ = tx.send_ws(true, data).await;
             }
             Ok(Some(Received::Text(data))) => {
+                if let Some(tap) = tap {
+                    tap.message(true, false, true, &data);
+                }
                 let _ = tx.send_ws(false, data).await;
             }
             Ok(Some(Received::Ping(payload))) => sink.lock().await.send(|w| w.pong(payload)).await,
@@ -196,6 +230,7 @@ async fn down<S>(
     sink: &Mutex<Sink<S>>,
     leg: Leg,
     max_message: usize,
+    tap: Option<&dyn WsTap>,
 ) -> BridgeEnd
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -204,7 +239,12 @@ where
     loop {
         match rx.recv().await {
             Some(StreamEvent::WsMessage { binary, fin, data }) => match check.push(binary, fin, &data) {
-                Ok(place) => sink.lock().await.send(|w| w.fragment(place.first, place.binary, fin, data)).await,
+                Ok(place) => {
+                    if let Some(tap) = tap {
+                        tap.message(false, place.binary, place.first, &data);
+                    }
+                    sink.lock().await.send(|w| w.fragment(place.first, place.binary, fin, data)).await
+                }
                 Err(violation) => {
                     let code = violation.close_code();
                     let reason = violation.to_string();

@@ -4,16 +4,20 @@
 //! The client sets its tunnel's visitor rules in its hello (`--basic-auth user:pass`,
 //! `--allow-ip ADDR|CIDR`); the server sets the limits ([`crate::limits::Limits`]).
 //! In order: the IP allow list, matched on the TCP peer address and never on
-//! `X-Forwarded-For` (403); basic auth (401 with `WWW-Authenticate`); the tunnel's rate
-//! limit (429); its concurrent exchanges (503); a declared body over `max_body` (413).
+//! `X-Forwarded-For` (403); basic auth (401 with `WWW-Authenticate`); the visitor
+//! address's concurrent exchanges (503) and rate (429) in this tunnel
+//! ([`crate::visitors`]); the tunnel's rate limit (429); its concurrent exchanges
+//! (503); a declared body over `max_body` (413).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
+pub use ipnet::{IpNet, Ipv4Net};
 
 use crate::state::{text_response, Body, Counters, ServerState};
 use crate::tunnel::Tunnel;
+use crate::visitors::{Admitted, VisitorRefusal};
 
 /// Most entries in a tunnel's IP allow list.
 pub const MAX_ALLOW_ENTRIES: usize = 256;
@@ -52,7 +56,7 @@ impl Access {
         if allow_ips.len() > MAX_ALLOW_ENTRIES {
             return Err(format!("more than {MAX_ALLOW_ENTRIES} allowed addresses"));
         }
-        let allow = allow_ips.iter().map(|s| IpNet::parse(s)).collect::<Result<_, _>>()?;
+        let allow = allow_ips.iter().map(|s| parse_net(s)).collect::<Result<_, _>>()?;
         Ok(Access { basic_auth, allow })
     }
 
@@ -63,7 +67,7 @@ impl Access {
 
     /// Whether `ip` is on the allow list (or there is none).
     pub fn allows_ip(&self, ip: IpAddr) -> bool {
-        self.allow.is_empty() || self.allow.iter().any(|n| n.contains(ip))
+        self.allow.is_empty() || self.allow.iter().any(|n| net_contains(n, ip))
     }
 
     /// Whether `authorization` (the visitor's header) satisfies basic auth (or there is none).
@@ -79,18 +83,19 @@ impl Access {
 }
 
 /// Checks a visitor's request against `tunnel`'s rules and the server's limits.
-/// `Some` is the answer for a refused visitor (nothing reaches the client); on `None`
-/// go on. Strips the `Authorization` header the tunnel consumed.
+/// `Err` is the answer for a refused visitor (nothing reaches the client); `Ok` counts
+/// the exchange against the visitor's address until it is dropped. Strips the
+/// `Authorization` header the tunnel consumed.
 pub fn check<B>(
     state: &ServerState,
     tunnel: &Tunnel,
     peer: SocketAddr,
     req: &mut Request<B>,
-) -> Option<Response<Body>> {
+) -> Result<Admitted, Box<Response<Body>>> {
     let access = &tunnel.access;
     if !access.allows_ip(peer.ip()) {
         Counters::bump(&state.counters.forbidden);
-        return Some(text_response(StatusCode::FORBIDDEN, "your address may not use this tunnel"));
+        return Err(Box::new(text_response(StatusCode::FORBIDDEN, "your address may not use this tunnel")));
     }
     if !access.allows_credentials(req.headers().get(header::AUTHORIZATION)) {
         Counters::bump(&state.counters.unauthorized);
@@ -99,31 +104,35 @@ pub fn check<B>(
         if let Ok(v) = HeaderValue::from_str(&challenge) {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
-        return Some(res);
+        return Err(Box::new(res));
     }
     if access.basic_auth.is_some() {
         req.headers_mut().remove(header::AUTHORIZATION);
     }
+    let now = Instant::now();
+    // The visitor's own limits come first, so that an offender's requests are not
+    // charged to the tunnel's rate or streams.
+    let admitted = match tunnel.visitors.admit(peer.ip(), now) {
+        Ok(a) => a,
+        Err(VisitorRefusal::Busy(n)) => {
+            let message =
+                format!("Too many of your requests to '{}' are in flight. Please try again in a moment.", tunnel.name);
+            let detail = format!("{n} requests from this address in flight, the most one address may have");
+            return Err(Box::new(busy(state, message, &detail)));
+        }
+        Err(VisitorRefusal::RateLimited(wait)) => return Err(Box::new(rate_limited(state, &tunnel.name, wait))),
+    };
     if let Some(bucket) = &tunnel.rate {
-        if let Err(wait) = bucket.try_take(Instant::now()) {
-            Counters::bump(&state.counters.rate_limited);
-            let mut res =
-                text_response(StatusCode::TOO_MANY_REQUESTS, format!("too many requests to tunnel '{}'", tunnel.name));
-            let secs = wait.as_secs().saturating_add(1);
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            return Some(res);
+        if let Err(wait) = bucket.try_take(now) {
+            return Err(Box::new(rate_limited(state, &tunnel.name, wait)));
         }
     }
     let max_streams = state.config.limits.max_streams_per_tunnel;
     let in_flight = tunnel.conn.stream_count();
     if in_flight >= max_streams {
-        Counters::bump(&state.counters.unavailable);
-        let mut res = text_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("tunnel '{}' is busy ({in_flight} requests in flight); retry shortly", tunnel.name),
-        );
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
-        return Some(res);
+        let message = format!("The tunnel '{}' is busy. Please try again in a moment.", tunnel.name);
+        let detail = format!("{in_flight} requests in flight, the most a tunnel may have");
+        return Err(Box::new(busy(state, message, &detail)));
     }
     if let Some(max) = state.config.limits.max_body {
         let declared = req
@@ -132,10 +141,25 @@ pub fn check<B>(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > max) {
-            return Some(too_large(state, max));
+            return Err(Box::new(too_large(state, max)));
         }
     }
-    None
+    Ok(admitted)
+}
+
+/// The answer to a request over a limit of exchanges in flight: 503, `Retry-After: 1`.
+fn busy(state: &ServerState, message: String, detail: &str) -> Response<Body> {
+    Counters::bump(&state.counters.unavailable);
+    crate::visitor_error::retry_later(message, 1, Some(detail))
+}
+
+/// The answer to a request over a rate limit: 429 with `Retry-After`.
+fn rate_limited(state: &ServerState, name: &str, wait: std::time::Duration) -> Response<Body> {
+    Counters::bump(&state.counters.rate_limited);
+    let mut res = text_response(StatusCode::TOO_MANY_REQUESTS, format!("too many requests to tunnel '{name}'"));
+    let secs = wait.as_secs().saturating_add(1);
+    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    res
 }
 
 /// The answer to a request body over `max` bytes.
@@ -149,45 +173,29 @@ pub fn too_large(state: &ServerState, max: u64) -> Response<Body> {
     res
 }
 
-/// An address range: an address and a prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
+/// Parses an allowed address (`1.2.3.4`, `::1`: that address alone) or range
+/// (`10.0.0.0/8`, `2001:db8::/32`), with the `ipnet` crate.
+pub fn parse_net(s: &str) -> Result<IpNet, String> {
+    let bad = |why: &str| format!("invalid allowed address '{}': {why}", s.chars().take(64).collect::<String>());
+    let s = s.trim();
+    if s.contains('/') {
+        let net: IpNet = s.parse().map_err(|_| bad("not an address range (e.g. 10.0.0.0/8)"))?;
+        // A range given as IPv4-mapped IPv6 (`::ffff:10.0.0.0/104`) is the IPv4 range.
+        return Ok(match net {
+            IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+                Some(v4) => Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4),
+                None => net,
+            },
+            net => net,
+        });
+    }
+    let addr: IpAddr = s.parse().map_err(|_| bad("not an IP address"))?;
+    Ok(IpNet::from(canonical(addr)))
 }
 
-impl IpNet {
-    /// Parses `1.2.3.4`, `10.0.0.0/8`, `::1` or `2001:db8::/32`.
-    pub fn parse(s: &str) -> Result<IpNet, String> {
-        let bad = |why: &str| format!("invalid allowed address '{}': {why}", s.chars().take(64).collect::<String>());
-        let (addr, prefix) = match s.trim().split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s.trim(), None),
-        };
-        let addr: IpAddr = addr.parse().map_err(|_| bad("not an IP address"))?;
-        let addr = canonical(addr);
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| bad("bad prefix length"))?,
-        };
-        Ok(IpNet { addr, prefix })
-    }
-
-    /// Whether `ip` is in the range.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, canonical(ip)) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
+/// Whether `ip` (canonical: an IPv4-mapped peer counts as IPv4) is in `net`.
+pub(crate) fn net_contains(net: &IpNet, ip: IpAddr) -> bool {
+    net.contains(&canonical(ip))
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`, as a dual-stack listener reports
@@ -201,20 +209,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// Standard base64 with padding.
 fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, input)
 }
 
 #[cfg(test)]
@@ -232,19 +227,20 @@ mod tests {
 
     #[test]
     fn networks_match_addresses() {
-        let n = IpNet::parse("10.1.0.0/16").unwrap();
-        assert!(n.contains("10.1.200.3".parse().unwrap()));
-        assert!(!n.contains("10.2.0.1".parse().unwrap()));
-        assert!(n.contains("::ffff:10.1.0.9".parse().unwrap()));
-        assert!(IpNet::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
-        assert!(IpNet::parse("::/0").unwrap().contains("2001:db8::1".parse().unwrap()));
-        assert!(!IpNet::parse("::/0").unwrap().contains("8.8.8.8".parse().unwrap()));
-        let one = IpNet::parse("127.0.0.1").unwrap();
-        assert!(one.contains("127.0.0.1".parse().unwrap()));
-        assert!(!one.contains("127.0.0.2".parse().unwrap()));
-        assert!(IpNet::parse("2001:db8::/32").unwrap().contains("2001:db8:ffff::1".parse().unwrap()));
+        let has = |net: &str, ip: &str| net_contains(&parse_net(net).unwrap(), ip.parse().unwrap());
+        assert!(has("10.1.0.0/16", "10.1.200.3"));
+        assert!(!has("10.1.0.0/16", "10.2.0.1"));
+        assert!(has("10.1.0.0/16", "::ffff:10.1.0.9"));
+        assert!(has("::ffff:10.1.0.0/112", "10.1.0.9"));
+        assert!(has("0.0.0.0/0", "8.8.8.8"));
+        assert!(has("::/0", "2001:db8::1"));
+        assert!(!has("::/0", "8.8.8.8"));
+        assert!(has("127.0.0.1", "127.0.0.1"));
+        assert!(!has("127.0.0.1", "127.0.0.2"));
+        assert!(has("::ffff:127.0.0.1", "127.0.0.1"));
+        assert!(has("2001:db8::/32", "2001:db8:ffff::1"));
         for bad in ["", "10.0.0.0/33", "::/129", "host.example", "1.2.3.4/x", "1.2.3.4/-1"] {
-            assert!(IpNet::parse(bad).is_err(), "{bad}");
+            assert!(parse_net(bad).is_err(), "{bad}");
         }
     }
 

@@ -1,10 +1,14 @@
 //! The server's own pages, on the apex host only: a landing page, `/api/status`
-//! (JSON), `/metrics` (Prometheus text) and the control endpoint.
+//! (JSON), `/metrics` (Prometheus, [`crate::metrics`]), `/api/tls-check?domain=<host>`
+//! (for a proxy's on-demand TLS) and the control endpoint.
 //!
-//! `/api/status` looks like
-//! `{"version":"0.1.0","uptime_secs":42,"streams":3,"tunnels":[{"name":"demo",
-//! "url":"http://demo.localhost:3000","client":"native","streams":3,"requests":17,
-//! "connected_secs":40}]}`.
+//! `/api/status` shows counts only:
+//! `{"version":"0.1.0","uptime_secs":42,"streams":3,"tunnels":1,"held":0}`.
+//! With the operator's `--admin-token` (`Authorization: Bearer <token>`) it lists every
+//! tunnel: `"tunnels":[{"name":"demo","url":"http://demo.localhost:3000",
+//! "client":"native","streams":3,"requests":17,"connected_secs":40}]`. Tunnel names are
+//! not public: a tunnel behind basic auth or an IP list is still found by its name.
+//! `/metrics` carries no names; when an admin token is set it requires it too.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,17 +16,47 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::state::{full, text_response, Body, Peer, ServerState};
+use crate::visitor_error::{accepts_html, as_html, visitor_error};
 
 /// Serves a request for the apex host.
 pub fn handle<B: Send + 'static>(state: Arc<ServerState>, peer: &Peer, req: Request<B>) -> Response<Body> {
     match (req.method(), req.uri().path()) {
         (_, localtunnels_driver::CONTROL_PATH) => crate::control::upgrade(state, peer, req),
         (&Method::GET | &Method::HEAD, "/") => landing(&state),
-        (&Method::GET | &Method::HEAD, "/api/status") => status(&state),
-        (&Method::GET | &Method::HEAD, "/metrics") => metrics(&state),
-        (&Method::GET | &Method::HEAD, _) => text_response(StatusCode::NOT_FOUND, "not found"),
+        (&Method::GET | &Method::HEAD, "/api/status") => status(&state, is_admin(&state, &req)),
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            if state.config.admin_token.is_some() && !is_admin(&state, &req) {
+                return unauthorized();
+            }
+            let openmetrics = crate::metrics::wants_openmetrics(req.headers().get(header::ACCEPT));
+            let (body, content_type) = crate::metrics::render(&state, openmetrics);
+            with_type(Response::new(full(body)), content_type)
+        }
+        (&Method::GET | &Method::HEAD, "/api/tls-check") => tls_check(&state, req.uri().query()),
+        (&Method::GET | &Method::HEAD, _) => {
+            let res = visitor_error(StatusCode::NOT_FOUND, "There is no page at this address.", None);
+            if accepts_html(req.headers()) {
+                as_html(res)
+            } else {
+                res
+            }
+        }
         _ => text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
     }
+}
+
+/// Whether `req` carries the configured admin token as `Authorization: Bearer <token>`.
+fn is_admin<B>(state: &ServerState, req: &Request<B>) -> bool {
+    let Some(token) = &state.config.admin_token else { return false };
+    let Some(given) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some((scheme, secret)) = given.trim().split_once(' ') else { return false };
+    scheme.eq_ignore_ascii_case("bearer") && crate::auth::find(std::slice::from_ref(token), secret.trim()).is_some()
+}
+
+fn unauthorized() -> Response<Body> {
+    let mut res = text_response(StatusCode::UNAUTHORIZED, "this endpoint needs the server's admin token");
+    res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    res
 }
 
 fn with_type(mut res: Response<Body>, content_type: &'static str) -> Response<Body> {
@@ -31,7 +65,7 @@ fn with_type(mut res: Response<Body>, content_type: &'static str) -> Response<Bo
 }
 
 fn landing(state: &ServerState) -> Response<Body> {
-    let tunnels = state.registry.live().len();
+    let tunnels = state.registry.counts().live;
     let apex = state.apex_url();
     let html = format!(
         "<!doctype html><meta charset=utf-8><title>localtunnels</title>\
@@ -43,8 +77,31 @@ fn landing(state: &ServerState) -> Response<Body> {
     with_type(Response::new(full(html)), "text/html; charset=utf-8")
 }
 
-fn status(state: &ServerState) -> Response<Body> {
+/// `GET /api/tls-check?domain=<host>`: 200 when the server answers for `host` (so a
+/// proxy in front may get it a certificate), 404 otherwise ([`crate::hostnames`]).
+fn tls_check(state: &ServerState, query: Option<&str>) -> Response<Body> {
+    let domain = query.into_iter().flat_map(|q| q.split('&')).find_map(|pair| pair.strip_prefix("domain="));
+    match domain {
+        None => text_response(StatusCode::BAD_REQUEST, "missing ?domain=<host>"),
+        Some(host) if crate::hostnames::is_served(state, host) => text_response(StatusCode::OK, "ok"),
+        Some(_) => text_response(StatusCode::NOT_FOUND, "no tunnel with this host name"),
+    }
+}
+
+fn status(state: &ServerState, admin: bool) -> Response<Body> {
     let live = state.registry.live();
+    let streams: usize = live.iter().map(|t| t.conn.stream_count()).sum();
+    if !admin {
+        let counts = state.registry.counts();
+        let body = serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": state.started.elapsed().as_secs(),
+            "streams": streams,
+            "tunnels": counts.live,
+            "held": counts.held,
+        });
+        return with_type(Response::new(full(body.to_string())), "application/json");
+    }
     let tunnels: Vec<_> = live
         .iter()
         .map(|t| {
@@ -58,46 +115,12 @@ fn status(state: &ServerState) -> Response<Body> {
             })
         })
         .collect();
-    let streams: usize = live.iter().map(|t| t.conn.stream_count()).sum();
     let body = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),
         "streams": streams,
         "tunnels": tunnels,
+        "held": state.registry.counts().held,
     });
     with_type(Response::new(full(body.to_string())), "application/json")
-}
-
-fn metrics(state: &ServerState) -> Response<Body> {
-    let c = &state.counters;
-    let live = state.registry.live();
-    let streams: usize = live.iter().map(|t| t.conn.stream_count()).sum();
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
-    };
-    metric("localtunnels_tunnels", "gauge", "Tunnels connected.", live.len() as u64);
-    metric("localtunnels_streams", "gauge", "Streams in flight.", streams as u64);
-    metric("localtunnels_uptime_seconds", "gauge", "Seconds since start.", state.started.elapsed().as_secs());
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    metric("localtunnels_requests_total", "counter", "Visitor HTTP requests.", load(&c.requests));
-    metric("localtunnels_websockets_total", "counter", "Visitor WebSockets.", load(&c.websockets));
-    metric("localtunnels_sessions_total", "counter", "Tunnel sessions accepted.", load(&c.sessions));
-    metric("localtunnels_refused_total", "counter", "Tunnel handshakes refused.", load(&c.refused));
-    out.push_str("# HELP localtunnels_errors_total Errors answered by the server, by status.\n");
-    out.push_str("# TYPE localtunnels_errors_total counter\n");
-    let by_status = [
-        (401, &c.unauthorized),
-        (403, &c.forbidden),
-        (404, &c.not_found),
-        (413, &c.too_large),
-        (429, &c.rate_limited),
-        (502, &c.bad_gateway),
-        (503, &c.unavailable),
-        (504, &c.timeouts),
-    ];
-    for (status, v) in by_status {
-        out.push_str(&format!("localtunnels_errors_total{{status=\"{status}\"}} {}\n", load(v)));
-    }
-    with_type(Response::new(full(out)), "text/plain; version=0.0.4")
 }

@@ -8,16 +8,22 @@
 
 use std::path::Path;
 
-/// One configured token: the digest of its secret and the names it may use.
+/// One configured token: the digest of its secret, the names it may use, and the
+/// custom hostnames it is granted.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AuthToken {
     digest: [u8; 32],
     names: Vec<String>,
+    hostnames: Vec<String>,
 }
 
 impl std::fmt::Debug for AuthToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthToken").field("secret", &"<redacted>").field("names", &self.names).finish()
+        f.debug_struct("AuthToken")
+            .field("secret", &"<redacted>")
+            .field("names", &self.names)
+            .field("hostnames", &self.hostnames)
+            .finish()
     }
 }
 
@@ -32,14 +38,35 @@ pub(crate) fn digest(secret: &str) -> [u8; 32] {
 impl AuthToken {
     /// A token that may use any name.
     pub fn new(secret: &str) -> AuthToken {
-        AuthToken { digest: digest(secret), names: Vec::new() }
+        AuthToken { digest: digest(secret), names: Vec::new(), hostnames: Vec::new() }
     }
 
     /// A token limited to `names`: exact names, or prefixes ending in `*`
     /// (`team-*`). An empty list allows any name.
     pub fn with_names(secret: &str, names: impl IntoIterator<Item = impl Into<String>>) -> AuthToken {
         let names = names.into_iter().map(|n| n.into().to_ascii_lowercase()).collect();
-        AuthToken { digest: digest(secret), names }
+        AuthToken { digest: digest(secret), names, hostnames: Vec::new() }
+    }
+
+    /// Grants custom hostnames: exact ones (`app.example.com`) or one-label wildcards
+    /// (`*.customer.example` grants `app.customer.example`, as a wildcard certificate
+    /// would cover it, but not `customer.example` or `a.b.customer.example`).
+    pub fn with_hostnames(mut self, hostnames: impl IntoIterator<Item = impl Into<String>>) -> AuthToken {
+        self.hostnames.extend(hostnames.into_iter().map(|h| h.into().to_ascii_lowercase()));
+        self
+    }
+
+    /// Whether this token is granted `hostname` (already normalised).
+    pub fn allows_hostname(&self, hostname: &str) -> bool {
+        self.hostnames.iter().any(|pattern| match pattern.strip_prefix("*.") {
+            Some(suffix) => hostname.split_once('.').is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+            None => pattern == hostname,
+        })
+    }
+
+    /// The custom hostnames and patterns this token is granted.
+    pub fn hostnames(&self) -> &[String] {
+        &self.hostnames
     }
 
     /// Whether this token may use `name` (already validated and lowercased).
@@ -58,8 +85,9 @@ impl AuthToken {
 }
 
 /// Parses a tokens file: one token per line, optionally followed by the names it
-/// may use (separated by spaces or commas). Blank lines and lines starting with `#`
-/// are skipped. Errors name the line, never the token.
+/// may use and the custom hostnames it is granted (separated by spaces or commas; a
+/// word with a dot is a hostname: `app.example.com` or `*.customer.example`). Blank
+/// lines and lines starting with `#` are skipped. Errors name the line, never the token.
 pub fn parse_tokens(text: &str) -> Result<Vec<AuthToken>, String> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -69,7 +97,13 @@ pub fn parse_tokens(text: &str) -> Result<Vec<AuthToken>, String> {
         }
         let mut words = line.split(|c: char| c.is_whitespace() || c == ',').filter(|w| !w.is_empty());
         let Some(secret) = words.next() else { continue };
-        let names: Vec<&str> = words.collect();
+        let (hostnames, names): (Vec<&str>, Vec<&str>) = words.partition(|w| w.contains('.'));
+        for h in &hostnames {
+            let bare = h.strip_prefix("*.").unwrap_or(h);
+            if crate::hostnames::normalise(bare).is_none_or(|b| !b.contains('.')) {
+                return Err(format!("line {}: '{h}' is not a hostname or a *.domain pattern", i + 1));
+            }
+        }
         for n in &names {
             let bare = n.strip_suffix('*').unwrap_or(n);
             let valid = bare.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') && (!bare.is_empty() || *n == "*");
@@ -77,7 +111,7 @@ pub fn parse_tokens(text: &str) -> Result<Vec<AuthToken>, String> {
                 return Err(format!("line {}: '{n}' is not a name or a name prefix ending in *", i + 1));
             }
         }
-        out.push(AuthToken::with_names(secret, names));
+        out.push(AuthToken::with_names(secret, names).with_hostnames(hostnames));
     }
     Ok(out)
 }
@@ -97,8 +131,7 @@ pub fn find(tokens: &[AuthToken], presented: &str) -> Option<usize> {
     let given = digest(presented);
     let mut found = None;
     for (i, t) in tokens.iter().enumerate() {
-        let diff = t.digest.iter().zip(&given).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if diff == 0 && found.is_none() {
+        if crate::registry::constant_time_eq(&t.digest, &given) && found.is_none() {
             found = Some(i);
         }
     }
@@ -119,7 +152,23 @@ mod tests {
         assert_eq!(find(&t, ""), None);
         assert!(t[0].allows_name("anything"));
         assert!(t[1].allows_name("demo") && t[1].allows_name("team-a") && !t[1].allows_name("other"));
-        assert!(parse_tokens("x bad.name").unwrap_err().starts_with("line 1:"));
+        assert!(parse_tokens("x bad_name").unwrap_err().starts_with("line 1:"));
         assert!(!format!("{t:?}").contains("alpha"));
+    }
+
+    #[test]
+    fn tokens_grant_hostnames_exactly_or_by_one_label_wildcards() {
+        let t = parse_tokens("gamma demo app.example.com *.customer.example\ndelta\n").unwrap();
+        assert!(t[0].allows_name("demo") && !t[0].allows_name("other"));
+        assert!(t[0].allows_hostname("app.example.com"));
+        assert!(t[0].allows_hostname("shop.customer.example"));
+        assert!(!t[0].allows_hostname("customer.example"));
+        assert!(!t[0].allows_hostname("a.b.customer.example"));
+        assert!(!t[0].allows_hostname("evilcustomer.example"));
+        assert!(!t[0].allows_hostname("other.example.com"));
+        assert!(!t[1].allows_hostname("app.example.com"), "no hostname unless granted");
+        assert!(parse_tokens("x *.").unwrap_err().starts_with("line 1:"));
+        assert!(parse_tokens("x a..b").unwrap_err().starts_with("line 1:"));
+        assert!(parse_tokens("x *.com*").is_err());
     }
 }

@@ -4,7 +4,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::acme::AcmeConfig;
 use crate::auth::AuthToken;
+use crate::forwarded::TrustedProxies;
 use crate::limits::Limits;
 use crate::tls::TlsConfig;
 
@@ -21,13 +23,27 @@ pub struct ServerConfig {
     /// false; always true when [`ServerConfig::tls`] is set.
     pub secure: bool,
     /// Serve HTTPS and WSS on the port with this certificate. Default: none (plain).
+    /// Its files are reloaded when they change (checked every `tls_reload_interval`)
+    /// and on [`crate::ServerHandle::reload_tls`] (SIGHUP in the command line).
     pub tls: Option<TlsConfig>,
+    /// How often the `tls` files are checked for changes. Default 10 s.
+    pub tls_reload_interval: Duration,
+    /// Obtain and renew certificates by ACME ([`crate::acme`]); serves HTTPS on the port.
+    /// Default: none.
+    pub acme: Option<AcmeConfig>,
+    /// A plain-HTTP port beside the TLS one: ACME HTTP-01 challenges, and a redirect
+    /// to HTTPS for everything else. Default: none.
+    pub http_port: Option<u16>,
     /// Client auth tokens. When any token is configured, or [`ServerConfig::tokens_file`]
     /// is set, a client without a valid token is refused (`Unauthorized`). Default: none.
     pub tokens: Vec<AuthToken>,
     /// A file of tokens (see [`crate::auth::parse_tokens`]) read at start. Setting it
     /// turns auth on even if the file holds no token. Default: none.
     pub tokens_file: Option<PathBuf>,
+    /// The operator's token for the full `/api/status` (every tunnel's name and URL)
+    /// and, when set, for `/metrics`; presented as `Authorization: Bearer <token>`.
+    /// Without it `/api/status` shows counts only. Default: none.
+    pub admin_token: Option<AuthToken>,
     /// Per-connection, per-tunnel and per-client limits.
     pub limits: Limits,
     /// Log every request. Default false.
@@ -35,6 +51,13 @@ pub struct ServerConfig {
     /// Port shown in public URLs when the server sits behind a proxy; default: the
     /// listening port.
     pub public_port: Option<u16>,
+    /// Proxies whose `X-Forwarded-For`/`X-Forwarded-Proto`/`Forwarded` headers (and
+    /// PROXY protocol headers, with [`ServerConfig::proxy_protocol`]) are believed.
+    /// Default: none ([`crate::forwarded`]).
+    pub trusted_proxies: TrustedProxies,
+    /// Connections from a trusted proxy start with a PROXY protocol v1/v2 header.
+    /// Default false.
+    pub proxy_protocol: bool,
     /// How long a visitor waits for the origin's response head. Default 30 s.
     pub response_timeout: Duration,
     /// How long a dropped client's name is held for it. Default 60 s.
@@ -53,6 +76,32 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// Takes the scheme, host and port of public URLs from `url`
+    /// (`https://tunnels.example.com`, `http://tunnels.example.com:8080`): for a server
+    /// behind a proxy that terminates TLS. The host becomes the domain; a domain set
+    /// before must match it.
+    pub fn set_public_url(&mut self, url: &str, domain_given: bool) -> Result<(), String> {
+        let bad = |why: &str| format!("invalid public URL '{url}': {why}");
+        let uri: http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
+        let secure = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(bad("the scheme must be http or https")),
+        };
+        if uri.path_and_query().is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty()) {
+            return Err(bad("it may not have a path"));
+        }
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        let host = authority.host().trim_end_matches('.').to_ascii_lowercase();
+        if domain_given && !host.eq_ignore_ascii_case(self.domain.trim_end_matches('.')) {
+            return Err(bad(&format!("its host is not the domain {}", self.domain)));
+        }
+        self.domain = host;
+        self.secure = secure;
+        self.public_port = Some(authority.port_u16().unwrap_or(if secure { 443 } else { 80 }));
+        Ok(())
+    }
+
     /// Whether clients must present a valid token.
     pub fn auth_required(&self) -> bool {
         !self.tokens.is_empty() || self.tokens_file.is_some()
@@ -67,11 +116,17 @@ impl Default for ServerConfig {
             domain: "localhost".to_string(),
             secure: false,
             tls: None,
+            tls_reload_interval: Duration::from_secs(10),
+            acme: None,
+            http_port: None,
             tokens: Vec::new(),
             tokens_file: None,
+            admin_token: None,
             limits: Limits::default(),
             verbose: false,
             public_port: None,
+            trusted_proxies: TrustedProxies::default(),
+            proxy_protocol: false,
             response_timeout: Duration::from_secs(30),
             grace_period: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(10),

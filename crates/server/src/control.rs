@@ -22,6 +22,7 @@ use crate::names;
 use crate::registry::{ClaimError, Proof, Quota};
 use crate::state::{text_response, Body, Counters, Peer, ServerState};
 use crate::tunnel::Tunnel;
+use crate::visitors::Visitors;
 
 /// Answers the control endpoint's upgrade request and runs the session in a task.
 pub fn upgrade<B: Send + 'static>(state: Arc<ServerState>, peer: &Peer, req: Request<B>) -> Response<Body> {
@@ -71,6 +72,7 @@ where
 {
     let epoch = std::time::Instant::now();
     let session = Session::server(state.config.session.clone(), localtunnels_core::Instant::ZERO);
+    let io = crate::counting::CountingIo::new(io, state.clone());
     let (conn, mut events) = Connection::start(session, io, epoch);
 
     let wait_hello = async {
@@ -99,6 +101,7 @@ where
         Ok(t) => t,
         Err(Refusal { reason, message }) => {
             Counters::bump(&state.counters.refused);
+            state.counters.recorded.refused(reason);
             info!(reason = reason.as_str(), %message, "tunnel refused");
             conn.refuse(reason, &message);
             return;
@@ -107,6 +110,9 @@ where
     Counters::bump(&state.counters.sessions);
     info!(name = %tunnel.name, kind = %hello.client_kind, "tunnel up: {}", state.tunnel_url(&tunnel.name));
     let mut opened_by_client = 0u32;
+    // The client said it is leaving on purpose (Ctrl-C, `close()`): its name is freed
+    // at once. A connection that just drops keeps its name held for the grace period.
+    let mut leaving = false;
     while let Some(ev) = events.recv().await {
         match ev {
             ConnEvent::Incoming { stream, .. } => {
@@ -119,14 +125,20 @@ where
                     conn.close(CloseCode::ProtocolError, "clients may not open streams");
                 }
             }
-            ConnEvent::Closed { message, .. } => {
-                info!(name = %tunnel.name, %message, "tunnel down");
+            ConnEvent::GoAway { .. } => leaving = true,
+            ConnEvent::Closed { message, code, by_peer } => {
+                leaving |= by_peer && matches!(code, CloseCode::Normal | CloseCode::Shutdown);
+                info!(name = %tunnel.name, %message, leaving, "tunnel down");
                 break;
             }
             _ => {}
         }
     }
-    state.registry.release(&tunnel.name, &tunnel);
+    if leaving {
+        state.registry.free(&tunnel.name, &tunnel);
+    } else {
+        state.registry.release(&tunnel.name, &tunnel);
+    }
 }
 
 /// Streams a client may open (each refused) before its session is closed.
@@ -152,6 +164,9 @@ impl Refusal {
 pub struct Admission {
     /// The requested name, validated and lowercased; `None` for a random one.
     pub name: Option<String>,
+    /// The granted custom hostname, normalised; when set, the tunnel is routed by it
+    /// (and `name` is `None`).
+    pub hostname: Option<String>,
     /// The configured token the client presented (index into the server's tokens).
     pub token: Option<usize>,
     /// The visitor rules the client asked for.
@@ -176,11 +191,21 @@ pub fn check_hello(config: &ServerConfig, hello: &Hello) -> Result<Admission, Re
     } else {
         None
     };
+    let hostname = match hello.hostname.as_str() {
+        "" => None,
+        h => Some(
+            crate::hostnames::grant(config, token.and_then(|i| config.tokens.get(i)), h)
+                .map_err(|message| Refusal::new(RefuseReason::HostnameNotAllowed, message))?,
+        ),
+    };
+    // With a hostname, the name field is ignored: a reconnecting client may send the
+    // hostname it was welcomed with there.
     let name = match hello.name.as_str() {
+        _ if hostname.is_some() => None,
         "" => None,
         n => Some(names::validate(n).map_err(|e| Refusal::new(RefuseReason::NameInvalid, e.to_string()))?),
     };
-    if let Some(t) = token.and_then(|i| config.tokens.get(i)) {
+    if let Some(t) = token.and_then(|i| config.tokens.get(i)).filter(|_| hostname.is_none()) {
         if !t.names().is_empty() {
             let allowed = t.names().join(", ");
             match &name {
@@ -202,20 +227,21 @@ pub fn check_hello(config: &ServerConfig, hello: &Hello) -> Result<Admission, Re
     }
     let access = Access::from_hello(&hello.basic_auth, &hello.allow_ips)
         .map_err(|e| Refusal::new(RefuseReason::Malformed, format!("invalid visitor access rules: {e}")))?;
-    Ok(Admission { name, token, access })
+    Ok(Admission { name, hostname, token, access })
 }
 
 /// Decides on a hello: the checks, the name, and the per-client quotas.
 fn admit(state: &Arc<ServerState>, hello: &Hello, peer: SocketAddr, conn: &Connection) -> Result<Arc<Tunnel>, Refusal> {
     let admission = check_hello(&state.config, hello)?;
-    if state.registry.live().len() >= state.config.max_tunnels {
-        return Err(Refusal::new(RefuseReason::ServerFull, "the server has no room for another tunnel; try later"));
-    }
     let limits = &state.config.limits;
-    let quota = Quota { per_ip: limits.max_tunnels_per_ip, per_token: limits.max_tunnels_per_token };
+    let quota = Quota {
+        per_ip: limits.max_tunnels_per_ip,
+        per_token: limits.max_tunnels_per_token,
+        total: state.config.max_tunnels,
+    };
     let proof = Proof { reconnect_token: hello.reconnect_token.clone(), auth_token: hello.token.clone() };
     for _ in 0..16 {
-        let name = admission.name.clone().unwrap_or_else(names::random_name);
+        let name = admission.hostname.clone().or_else(|| admission.name.clone()).unwrap_or_else(names::random_name);
         let tunnel = Arc::new(Tunnel {
             name: name.clone(),
             conn: conn.clone(),
@@ -225,6 +251,7 @@ fn admit(state: &Arc<ServerState>, hello: &Hello, peer: SocketAddr, conn: &Conne
             requests: AtomicU64::new(0),
             access: admission.access.clone(),
             rate: limits.rate_limit.map(|r| TokenBucket::new(r, Instant::now())),
+            visitors: Visitors::new(limits.max_streams_per_visitor, limits.visitor_rate_limit),
             token: admission.token,
         });
         match state.registry.claim(&name, &proof, tunnel.clone(), &quota) {
@@ -242,6 +269,12 @@ fn admit(state: &Arc<ServerState>, hello: &Hello, peer: SocketAddr, conn: &Conne
                 });
                 return Ok(tunnel);
             }
+            Err(ClaimError::Taken(name)) if admission.hostname.is_some() => {
+                return Err(Refusal::new(
+                    RefuseReason::NameTaken,
+                    format!("the hostname '{name}' is in use by another client"),
+                ))
+            }
             Err(ClaimError::Taken(name)) if admission.name.is_some() => {
                 return Err(Refusal::new(
                     RefuseReason::NameTaken,
@@ -250,6 +283,7 @@ fn admit(state: &Arc<ServerState>, hello: &Hello, peer: SocketAddr, conn: &Conne
             }
             Err(ClaimError::Taken(_)) => continue,
             Err(ClaimError::Limit(message)) => return Err(Refusal::new(RefuseReason::LimitReached, message)),
+            Err(e @ ClaimError::Full) => return Err(Refusal::new(RefuseReason::ServerFull, e.to_string())),
         }
     }
     Err(Refusal::new(RefuseReason::ServerFull, "could not find a free name; try again"))

@@ -1,5 +1,5 @@
 //! Limits that keep one misbehaving peer from hurting anyone else: their settings
-//! ([`Limits`]), the per-tunnel visitor rate limit ([`TokenBucket`]), the request body
+//! ([`Limits`]), the visitor rate limits ([`TokenBucket`], [`Bucket`]), the request body
 //! cap ([`limit_body`]) and the connection idle timeout ([`IdleIo`]).
 //!
 //! Every default is documented in `docs/SECURITY.md`.
@@ -46,8 +46,15 @@ pub struct Limits {
     pub max_tunnels_per_token: usize,
     /// Most tunnels one client IP address may hold at once (`LimitReached`). Default 100.
     pub max_tunnels_per_ip: usize,
+    /// Most visitor exchanges in flight through one tunnel from one visitor address
+    /// (IPv6: one /64); the next from that address gets 503, others are still served.
+    /// Default 256 (a quarter of `max_streams_per_tunnel`).
+    pub max_streams_per_visitor: usize,
     /// New visitor requests per tunnel (429 past it). Default: none.
     pub rate_limit: Option<RateLimit>,
+    /// New requests per tunnel from one visitor address (429 past it, before the
+    /// tunnel's own limit is charged). Default: none.
+    pub visitor_rate_limit: Option<RateLimit>,
     /// Largest visitor request body, in bytes (413 past it, from `Content-Length` or
     /// while streaming). Default: none.
     pub max_body: Option<u64>,
@@ -64,7 +71,9 @@ impl Default for Limits {
             max_streams_per_tunnel: 1024,
             max_tunnels_per_token: 100,
             max_tunnels_per_ip: 100,
+            max_streams_per_visitor: 256,
             rate_limit: None,
+            visitor_rate_limit: None,
             max_body: None,
         }
     }
@@ -82,33 +91,61 @@ pub struct RateLimit {
 /// A token bucket: starts full, refills at the rate, one token per request.
 #[derive(Debug)]
 pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    state: Mutex<(f64, Instant)>,
+    limit: RateLimit,
+    state: Mutex<Bucket>,
 }
 
 impl TokenBucket {
     /// A full bucket for `limit`.
     pub fn new(limit: RateLimit, now: Instant) -> Self {
-        let burst = f64::from(limit.burst.max(1));
-        TokenBucket { rate: f64::from(limit.per_second), burst, state: Mutex::new((burst, now)) }
+        TokenBucket { limit, state: Mutex::new(Bucket::full(limit, now)) }
     }
 
     /// Takes one token, or says how long until one is available.
     pub fn try_take(&self, now: Instant) -> Result<(), Duration> {
-        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (tokens, last) = &mut *guard;
-        let elapsed = now.saturating_duration_since(*last).as_secs_f64();
-        *tokens = (*tokens + elapsed * self.rate).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).try_take(self.limit, now)
+    }
+}
+
+/// A token bucket's state without a lock, for callers that keep many under one lock
+/// ([`crate::visitors`]); the rate comes with each call.
+#[derive(Debug, Clone, Copy)]
+pub struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    /// A full bucket for `limit`.
+    pub fn full(limit: RateLimit, now: Instant) -> Self {
+        Bucket { tokens: f64::from(limit.burst.max(1)), last: now }
+    }
+
+    /// Takes one token, or says how long until one is available.
+    pub fn try_take(&mut self, limit: RateLimit, now: Instant) -> Result<(), Duration> {
+        let rate = f64::from(limit.per_second);
+        self.refill(limit, now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
             return Ok(());
         }
-        if self.rate <= 0.0 {
+        if rate <= 0.0 {
             return Err(Duration::from_secs(60));
         }
-        Err(Duration::from_secs_f64((1.0 - *tokens) / self.rate))
+        Err(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+    }
+
+    /// Whether the bucket is full again at `now` (its owner has been quiet long
+    /// enough that forgetting it changes nothing).
+    pub fn is_full(&self, limit: RateLimit, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * f64::from(limit.per_second) >= f64::from(limit.burst.max(1))
+    }
+
+    fn refill(&mut self, limit: RateLimit, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * f64::from(limit.per_second)).min(f64::from(limit.burst.max(1)));
+        self.last = now;
     }
 }
 

@@ -4,8 +4,9 @@
 //! seam for a shared directory (e.g. leases in Redis) when several server nodes share
 //! tunnels: claim a name with proof, look a name up, release it into a grace hold.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::auth::digest;
@@ -41,9 +42,12 @@ pub enum ClaimError {
     /// In use, or held for the client that had it.
     #[error("the name '{0}' is in use by another client")]
     Taken(String),
-    /// The client's address or token already holds as many tunnels as allowed.
+    /// The client's address or token already holds as many names as allowed.
     #[error("{0}")]
     Limit(String),
+    /// The server holds as many names as allowed.
+    #[error("the server has no room for another tunnel; try later")]
+    Full,
 }
 
 /// A successful claim.
@@ -55,31 +59,55 @@ pub struct Claim {
     pub replaced: Option<Arc<Tunnel>>,
 }
 
-/// How many live tunnels one client may hold, checked atomically with the claim.
+/// How many names one client, and the server, may hold (live or held for a dropped
+/// client), checked atomically with the claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quota {
-    /// Per client IP address ([`Tunnel::peer`]).
+    /// Per client address ([`Tunnel::peer`], IPv6 by its /64: [`crate::addr::key`]).
     pub per_ip: usize,
     /// Per auth token ([`Tunnel::token`]).
     pub per_token: usize,
+    /// On the whole server.
+    pub total: usize,
 }
 
 impl Quota {
     /// No limits.
-    pub const UNLIMITED: Quota = Quota { per_ip: usize::MAX, per_token: usize::MAX };
+    pub const UNLIMITED: Quota = Quota { per_ip: usize::MAX, per_token: usize::MAX, total: usize::MAX };
+}
+
+/// How many names the registry holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Connected tunnels.
+    pub live: usize,
+    /// Names held for dropped clients (some may have just expired).
+    pub held: usize,
 }
 
 /// The name directory.
+///
+/// Who may take a name (`docs/SECURITY.md`, "Keeping a name across drops"): a free
+/// name, anyone; a held name, the client that had it (its reconnect token or the auth
+/// token it registered the name with); a live name, only the session's own reconnect
+/// token (the same client reconnecting over a connection the server still thinks is
+/// alive). Another holder of the same auth token gets [`ClaimError::Taken`] until the
+/// live session ends.
 pub trait Registry: Send + Sync + std::fmt::Debug {
-    /// Takes `name` for `tunnel` if it is free, or held/live for the same client, and
-    /// the client stays within `quota` (not counting a session the claim replaces).
+    /// Takes `name` for `tunnel` if it is free or the proof allows it, and the client
+    /// stays within `quota` (not counting the entry the claim replaces).
     fn claim(&self, name: &str, proof: &Proof, tunnel: Arc<Tunnel>, quota: &Quota) -> Result<Claim, ClaimError>;
-    /// Finds the tunnel for `name`.
+    /// Finds the tunnel for `name`. On every visitor request: no allocation, a read lock.
     fn lookup(&self, name: &str) -> Lookup;
     /// The session `tunnel` ended: hold its name for the grace period.
     fn release(&self, name: &str, tunnel: &Arc<Tunnel>);
     /// Every live tunnel.
     fn live(&self) -> Vec<Arc<Tunnel>>;
+    /// How many names are live and held, without listing them.
+    fn counts(&self) -> Counts;
+    /// The session `tunnel` ended because its client left on purpose: free its name
+    /// at once (no grace hold).
+    fn free(&self, name: &str, tunnel: &Arc<Tunnel>);
 }
 
 /// A name's owner. Secrets are kept as SHA-256 digests only.
@@ -87,7 +115,12 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
 struct Entry {
     reconnect_token: [u8; 32],
     auth_token: Option<[u8; 32]>,
+    /// The owner's address key and token, which its quota counts are kept under.
+    owner_ip: IpAddr,
+    owner_token: Option<usize>,
     slot: Slot,
+    /// Whether the name is in the expiry queue (at most once).
+    queued: bool,
 }
 
 #[derive(Debug)]
@@ -96,74 +129,139 @@ enum Slot {
     Held { until: Instant },
 }
 
-/// The in-process registry.
+/// The in-process registry. Every operation is O(1) (amortised): names in a hash map,
+/// per-address and per-token counts kept as names come and go, and holds expiring
+/// from a queue in the order they started (every hold lasts the same grace period).
 #[derive(Debug)]
 pub struct LocalRegistry {
     grace: Duration,
-    entries: Mutex<HashMap<String, Entry>>,
+    inner: RwLock<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: HashMap<Arc<str>, Entry>,
+    per_ip: HashMap<IpAddr, usize>,
+    per_token: HashMap<usize, usize>,
+    /// Held names by the time their hold ends, oldest first.
+    holds: VecDeque<(Instant, Arc<str>)>,
+    live: usize,
 }
 
 impl LocalRegistry {
     /// A registry holding dropped names for `grace`.
     pub fn new(grace: Duration) -> Self {
-        LocalRegistry { grace, entries: Mutex::new(HashMap::new()) }
+        LocalRegistry { grace, inner: RwLock::new(Inner::default()) }
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Compares secrets in time independent of where they differ.
+/// Compares secrets in time independent of where they differ (`subtle`; unequal
+/// lengths differ at once, and our secrets' lengths are not secret: digests, or the
+/// length of a configured password).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 impl Entry {
+    /// Whether `proof` lets a new session take this entry's name: the reconnect token
+    /// always; the auth token only once the owner's session has ended.
     fn proven_by(&self, proof: &Proof) -> bool {
         let by_reconnect = !proof.reconnect_token.is_empty()
             && constant_time_eq(&digest(&proof.reconnect_token), &self.reconnect_token);
         let by_auth = !proof.auth_token.is_empty()
             && self.auth_token.is_some_and(|t| constant_time_eq(&digest(&proof.auth_token), &t));
-        by_reconnect || by_auth
+        by_reconnect || (by_auth && matches!(self.slot, Slot::Held { .. }))
     }
 }
 
-impl LocalRegistry {
-    /// Checks `quota` for `tunnel`, counting live tunnels other than `name`'s.
-    fn check_quota(
-        entries: &HashMap<String, Entry>,
-        name: &str,
-        tunnel: &Tunnel,
-        quota: &Quota,
-    ) -> Result<(), ClaimError> {
-        let (mut by_ip, mut by_token) = (0usize, 0usize);
-        for (n, e) in entries {
-            let Slot::Live(t) = &e.slot else { continue };
-            if n == name {
-                continue;
+/// Adds one to `key`'s count (`up`) or takes one away, dropping counts that reach zero.
+fn count<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K, up: bool) {
+    if up {
+        *map.entry(key).or_insert(0) += 1;
+    } else if let std::collections::hash_map::Entry::Occupied(mut e) = map.entry(key) {
+        *e.get_mut() = e.get().saturating_sub(1);
+        if *e.get() == 0 {
+            e.remove();
+        }
+    }
+}
+
+impl Inner {
+    /// Adds or removes `e` from the counts.
+    fn account(&mut self, e: &Entry, up: bool) {
+        count(&mut self.per_ip, e.owner_ip, up);
+        if let Some(t) = e.owner_token {
+            count(&mut self.per_token, t, up);
+        }
+        if matches!(e.slot, Slot::Live(_)) {
+            self.live = if up { self.live + 1 } else { self.live.saturating_sub(1) };
+        }
+    }
+
+    /// Forgets holds that ended by `now`. Each queued name is looked at once per hold
+    /// it was queued for, so this is O(1) amortised.
+    fn expire(&mut self, now: Instant) {
+        while let Some((until, _)) = self.holds.front() {
+            if *until > now {
+                break;
             }
-            if t.peer.ip() == tunnel.peer.ip() {
-                by_ip += 1;
-            }
-            if tunnel.token.is_some() && t.token == tunnel.token {
-                by_token += 1;
+            let Some((_, name)) = self.holds.pop_front() else { break };
+            let Some(e) = self.entries.get_mut(&name) else { continue };
+            match e.slot {
+                Slot::Held { until } if until <= now => {
+                    if let Some(e) = self.entries.remove(&name) {
+                        self.account(&e, false);
+                    }
+                }
+                // Held again since (a later hold): queue it for that.
+                Slot::Held { until } => self.holds.push_back((until, name)),
+                // Taken back: out of the queue until its next hold.
+                Slot::Live(_) => e.queued = false,
             }
         }
+    }
+
+    /// Checks `quota` for a claim of `name` by `ip`/`token`, not counting the entry the
+    /// claim replaces.
+    fn check_quota(&self, name: &str, ip: IpAddr, token: Option<usize>, quota: &Quota) -> Result<(), ClaimError> {
+        let old = self.entries.get(name);
+        let total = self.entries.len().saturating_sub(usize::from(old.is_some()));
+        if total >= quota.total {
+            return Err(ClaimError::Full);
+        }
+        let by_ip = self
+            .per_ip
+            .get(&ip)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(usize::from(old.is_some_and(|e| e.owner_ip == ip)));
         if by_ip >= quota.per_ip {
             return Err(ClaimError::Limit(format!(
-                "your address already has {by_ip} tunnels open (limit {}); close one first",
+                "your address already has {by_ip} tunnels open or held for reconnection (limit {}); close one or wait for its hold to end",
                 quota.per_ip
             )));
         }
-        if by_token >= quota.per_token {
-            return Err(ClaimError::Limit(format!(
-                "your token already has {by_token} tunnels open (limit {}); close one first",
-                quota.per_token
-            )));
+        if let Some(t) = token {
+            let by_token = self
+                .per_token
+                .get(&t)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(usize::from(old.is_some_and(|e| e.owner_token == Some(t))));
+            if by_token >= quota.per_token {
+                return Err(ClaimError::Limit(format!(
+                    "your token already has {by_token} tunnels open or held for reconnection (limit {}); close one or wait for its hold to end",
+                    quota.per_token
+                )));
+            }
         }
         Ok(())
     }
@@ -171,10 +269,11 @@ impl LocalRegistry {
 
 impl Registry for LocalRegistry {
     fn claim(&self, name: &str, proof: &Proof, tunnel: Arc<Tunnel>, quota: &Quota) -> Result<Claim, ClaimError> {
-        let mut entries = self.entries();
         let now = Instant::now();
+        let mut inner = self.write();
+        inner.expire(now);
         let mut replaced = None;
-        if let Some(e) = entries.get(name) {
+        if let Some(e) = inner.entries.get(name) {
             let expired = matches!(e.slot, Slot::Held { until } if until <= now);
             if !expired && !e.proven_by(proof) {
                 return Err(ClaimError::Taken(name.to_string()));
@@ -183,54 +282,184 @@ impl Registry for LocalRegistry {
                 replaced = Some(old.clone());
             }
         }
-        Self::check_quota(&entries, name, &tunnel, quota)?;
+        let ip = crate::addr::key(tunnel.peer.ip());
+        inner.check_quota(name, ip, tunnel.token, quota)?;
         let reconnect_token = crate::names::random_secret();
-        entries.insert(
-            name.to_string(),
-            Entry {
-                reconnect_token: digest(&reconnect_token),
-                auth_token: (!proof.auth_token.is_empty()).then(|| digest(&proof.auth_token)),
-                slot: Slot::Live(tunnel),
-            },
-        );
+        let mut entry = Entry {
+            reconnect_token: digest(&reconnect_token),
+            auth_token: (!proof.auth_token.is_empty()).then(|| digest(&proof.auth_token)),
+            owner_ip: ip,
+            owner_token: tunnel.token,
+            slot: Slot::Live(tunnel),
+            queued: false,
+        };
+        let key = match inner.entries.remove_entry(name) {
+            Some((key, old)) => {
+                inner.account(&old, false);
+                // A queued name stays queued: the queue finds it live and lets go.
+                entry.queued = old.queued;
+                key
+            }
+            None => Arc::from(name),
+        };
+        inner.account(&entry, true);
+        inner.entries.insert(key, entry);
         Ok(Claim { reconnect_token, replaced })
     }
 
     fn lookup(&self, name: &str) -> Lookup {
-        let mut entries = self.entries();
         let now = Instant::now();
-        match entries.get(name).map(|e| &e.slot) {
+        match self.read().entries.get(name).map(|e| &e.slot) {
             Some(Slot::Live(t)) => Lookup::Live(t.clone()),
             Some(Slot::Held { until }) if *until > now => Lookup::Held { remaining: *until - now },
-            Some(Slot::Held { .. }) => {
-                entries.remove(name);
-                Lookup::Unknown
-            }
-            None => Lookup::Unknown,
+            // An ended hold is removed by the next claim or release.
+            Some(Slot::Held { .. }) | None => Lookup::Unknown,
         }
     }
 
     fn release(&self, name: &str, tunnel: &Arc<Tunnel>) {
-        let mut entries = self.entries();
-        if let Some(e) = entries.get_mut(name) {
+        let now = Instant::now();
+        let until = now + self.grace;
+        let mut inner = self.write();
+        let inner = &mut *inner;
+        if let Some((key, e)) = inner.entries.get_key_value(name) {
             // Only the session that holds the name releases it: a replaced session
             // ending later must not evict its successor.
             if matches!(&e.slot, Slot::Live(t) if Arc::ptr_eq(t, tunnel)) {
-                e.slot = Slot::Held { until: Instant::now() + self.grace };
+                let key = key.clone();
+                if let Some(e) = inner.entries.get_mut(name) {
+                    e.slot = Slot::Held { until };
+                    if !e.queued {
+                        e.queued = true;
+                        inner.holds.push_back((until, key));
+                    }
+                }
+                inner.live = inner.live.saturating_sub(1);
             }
         }
-        // Drop expired holds so the map does not grow without bound.
-        let now = Instant::now();
-        entries.retain(|_, e| !matches!(e.slot, Slot::Held { until } if until <= now));
+        inner.expire(now);
     }
 
     fn live(&self) -> Vec<Arc<Tunnel>> {
-        self.entries()
+        self.read()
+            .entries
             .values()
             .filter_map(|e| match &e.slot {
                 Slot::Live(t) => Some(t.clone()),
                 Slot::Held { .. } => None,
             })
             .collect()
+    }
+
+    fn counts(&self) -> Counts {
+        let inner = self.read();
+        Counts { live: inner.live, held: inner.entries.len().saturating_sub(inner.live) }
+    }
+
+    fn free(&self, name: &str, tunnel: &Arc<Tunnel>) {
+        let mut inner = self.write();
+        let inner = &mut *inner;
+        // As in `release`: only the session that holds the name gives it up. A stale
+        // entry of its in the expiry queue is skipped when it comes up.
+        let ours = inner.entries.get(name).is_some_and(|e| matches!(&e.slot, Slot::Live(t) if Arc::ptr_eq(t, tunnel)));
+        if ours {
+            if let Some(e) = inner.entries.remove(name) {
+                inner.account(&e, false);
+            }
+        }
+        inner.expire(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    /// A tunnel from `ip` (its session goes nowhere: the registry never touches it).
+    fn tunnel(name: &str, ip: [u8; 4], token: Option<usize>) -> Arc<Tunnel> {
+        let session = localtunnels_core::Session::server(Default::default(), localtunnels_core::Instant::ZERO);
+        let (io, _far) = tokio::io::duplex(64);
+        let (conn, _events) = localtunnels_driver::Connection::start(session, io, Instant::now());
+        Arc::new(Tunnel {
+            name: name.into(),
+            conn,
+            peer: std::net::SocketAddr::from((ip, 1000)),
+            client_kind: "test".into(),
+            connected_at: Instant::now(),
+            requests: AtomicU64::new(0),
+            access: Default::default(),
+            rate: None,
+            visitors: crate::visitors::Visitors::new(1, None),
+            token,
+        })
+    }
+
+    fn proof(reconnect_token: &str, auth_token: &str) -> Proof {
+        Proof { reconnect_token: reconnect_token.into(), auth_token: auth_token.into() }
+    }
+
+    const QUOTA: Quota = Quota { per_ip: 2, per_token: 10, total: 100 };
+
+    #[tokio::test]
+    async fn held_names_count_until_their_hold_ends() {
+        let reg = LocalRegistry::new(Duration::from_millis(50));
+        let a = tunnel("a", [10, 0, 0, 1], None);
+        reg.claim("a", &Proof::default(), a.clone(), &QUOTA).unwrap();
+        reg.release("a", &a);
+        assert_eq!(reg.counts(), Counts { live: 0, held: 1 });
+        assert!(matches!(reg.lookup("a"), Lookup::Held { .. }));
+        reg.claim("b", &Proof::default(), tunnel("b", [10, 0, 0, 1], None), &QUOTA).unwrap();
+        let third = reg.claim("c", &Proof::default(), tunnel("c", [10, 0, 0, 1], None), &QUOTA);
+        assert!(matches!(third, Err(ClaimError::Limit(_))), "the held name counts");
+        // Another address is not affected.
+        reg.claim("d", &Proof::default(), tunnel("d", [10, 0, 0, 2], None), &QUOTA).unwrap();
+        // Once the hold ends, the next operation forgets it and its count.
+        while matches!(reg.lookup("a"), Lookup::Held { .. }) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        reg.claim("c", &Proof::default(), tunnel("c", [10, 0, 0, 1], None), &QUOTA).unwrap();
+        assert_eq!(reg.counts(), Counts { live: 3, held: 0 });
+        assert!(matches!(reg.lookup("a"), Lookup::Unknown));
+    }
+
+    #[tokio::test]
+    async fn a_live_name_needs_its_reconnect_token_and_a_held_one_the_auth_token() {
+        let reg = LocalRegistry::new(Duration::from_secs(60));
+        let owner = tunnel("n", [10, 0, 0, 1], Some(0));
+        let claim = reg.claim("n", &proof("", "shared"), owner.clone(), &QUOTA).unwrap();
+        let same_token = reg.claim("n", &proof("", "shared"), tunnel("n", [10, 0, 0, 2], Some(0)), &QUOTA);
+        assert_eq!(same_token.unwrap_err(), ClaimError::Taken("n".into()));
+        // The session's reconnect token takes over, and says whom it replaced.
+        let again = tunnel("n", [10, 0, 0, 1], Some(0));
+        let taken = reg.claim("n", &proof(&claim.reconnect_token, "shared"), again.clone(), &QUOTA).unwrap();
+        assert!(taken.replaced.is_some_and(|t| Arc::ptr_eq(&t, &owner)));
+        assert_eq!(reg.counts(), Counts { live: 1, held: 0 });
+        // The old token no longer works; the replaced session's end does not release.
+        reg.release("n", &owner);
+        assert!(matches!(reg.lookup("n"), Lookup::Live(_)));
+        let old = reg.claim("n", &proof(&claim.reconnect_token, "shared"), tunnel("n", [10, 0, 0, 1], Some(0)), &QUOTA);
+        assert!(old.is_err());
+        // Held: the auth token it was registered with takes it back.
+        reg.release("n", &again);
+        let heir = reg.claim("n", &proof("", "shared"), tunnel("n", [10, 0, 0, 3], Some(0)), &QUOTA).unwrap();
+        assert!(heir.replaced.is_none());
+        assert_eq!(reg.counts(), Counts { live: 1, held: 0 });
+    }
+
+    #[tokio::test]
+    async fn names_are_held_and_expired_in_order_however_many() {
+        let reg = LocalRegistry::new(Duration::ZERO);
+        let many = Quota { per_ip: usize::MAX, per_token: usize::MAX, total: 20_000 };
+        for i in 0..10_000u32 {
+            let name = format!("n{i}");
+            let t = tunnel(&name, [10, 0, 0, 1], None);
+            reg.claim(&name, &Proof::default(), t.clone(), &many).unwrap();
+            reg.release(&name, &t);
+        }
+        // Every hold ended at once (grace zero): the last release forgot all but itself.
+        assert!(reg.counts().held <= 1, "{:?}", reg.counts());
+        assert!(reg.read().holds.len() <= 1);
+        assert!(reg.read().per_ip.values().all(|&n| n <= 1));
     }
 }

@@ -4,11 +4,12 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::future::{Either, FutureExt};
-use http::Request;
+use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -20,9 +21,11 @@ use tokio::sync::watch;
 use tracing::{debug, info};
 
 use crate::config::ServerConfig;
+pub use crate::hostnames::tunnel_name;
 use crate::limits::{IdleIo, IdleSwitch};
 use crate::registry::LocalRegistry;
-use crate::state::{Peer, ServerState};
+use crate::state::{text_response, Counters, Peer, ServerState};
+use crate::tls_port::TlsPort;
 use crate::write_deadline::WriteDeadlineIo;
 
 /// A localtunnels server, configured but not yet listening.
@@ -35,6 +38,7 @@ pub struct TunnelServer {
 #[derive(Debug)]
 pub struct ServerHandle {
     addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     state: Arc<ServerState>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -59,7 +63,7 @@ impl TunnelServer {
 
     /// Binds the port and starts serving.
     pub async fn start(mut self) -> std::io::Result<ServerHandle> {
-        let tls = self.config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+        let tls = TlsPort::new(&self.config)?.map(Arc::new);
         if tls.is_some() {
             self.config.secure = true;
         }
@@ -72,17 +76,35 @@ impl TunnelServer {
         }
         let listener = TcpListener::bind((self.config.bind, self.config.port)).await?;
         let addr = listener.local_addr()?;
+        let http_listener = match self.config.http_port {
+            Some(port) => Some(TcpListener::bind((self.config.bind, port)).await?),
+            None => None,
+        };
+        let http_addr = http_listener.as_ref().map(TcpListener::local_addr).transpose()?;
         let state = Arc::new(ServerState {
             public_port: self.config.public_port.unwrap_or(addr.port()),
             registry: Arc::new(LocalRegistry::new(self.config.grace_period)),
             counters: Default::default(),
             started: Instant::now(),
+            tls: tls.clone(),
             config: self.config,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, state.clone(), tls, shutdown_rx));
+        if let Some(listener) = http_listener {
+            let acme = tls.as_ref().and_then(|t| t.acme.clone());
+            tokio::spawn(crate::http_port::serve(listener, state.clone(), acme, shutdown_rx.clone()));
+        }
+        if let Some(tls) = &tls {
+            tls.spawn_reloader(state.config.tls_reload_interval, shutdown_rx.clone());
+            if let Some(acme) = &tls.acme {
+                // The apex's certificate is ordered at once; every other name's on demand.
+                let (acme, apex) = (acme.clone(), state.config.domain.trim_end_matches('.').to_ascii_lowercase());
+                tokio::spawn(async move { acme.ensure(&apex).await });
+            }
+        }
+        let task = tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx));
         info!(%addr, "listening on {}", state.apex_url());
-        Ok(ServerHandle { addr, state, shutdown, task })
+        Ok(ServerHandle { addr, http_addr, state, shutdown, task })
     }
 }
 
@@ -90,6 +112,18 @@ impl ServerHandle {
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the plain-HTTP port ([`ServerConfig::http_port`]), if any.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// Reloads the TLS certificate files now (as SIGHUP does in the command line).
+    /// `Ok(false)` when the server has no certificate files. On error the certificate
+    /// in use stays.
+    pub fn reload_tls(&self) -> Result<bool, crate::certs::CertError> {
+        self.state.tls.as_ref().map_or(Ok(false), |t| t.reload())
     }
 
     /// The server's own URL, e.g. `http://localhost:3000`.
@@ -115,17 +149,15 @@ impl ServerHandle {
     /// Graceful stop: stop accepting, tell every client it is going away, let
     /// in-flight exchanges finish up to `shutdown_timeout`, then close the rest.
     pub async fn stop(self) {
+        if let Some(acme) = self.state.tls.as_ref().and_then(|t| t.acme.as_ref()) {
+            acme.stop();
+        }
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    state: Arc<ServerState>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut shutdown: watch::Receiver<bool>) {
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -139,24 +171,17 @@ async fn accept_loop(
                         continue;
                     }
                 };
+                // The first request head is due one header timeout after this,
+                // whatever the TLS handshake and protocol detection take.
+                let accepted = tokio::time::Instant::now();
                 let _ = tcp.set_nodelay(true);
-                let (io, idle) = IdleIo::new(tcp, state.config.limits.idle_timeout);
-                let io = WriteDeadlineIo::new(io, state.config.limits.visitor_write_timeout, idle.clone());
                 let watcher = graceful.watcher();
-                match &tls {
-                    None => spawn_connection(state.clone(), peer, TokioIo::new(io), idle, watcher),
-                    Some(acceptor) => {
-                        // The handshake runs in the connection's own task, under a deadline.
-                        let (state, acceptor) = (state.clone(), acceptor.clone());
-                        tokio::spawn(async move {
-                            let limit = state.config.limits.handshake_timeout;
-                            match tokio::time::timeout(limit, acceptor.accept(io)).await {
-                                Ok(Ok(tls)) => spawn_connection(state, peer, TokioIo::new(tls), idle, watcher),
-                                Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
-                                Err(_) => debug!(%peer, "TLS handshake timed out"),
-                            }
-                        });
-                    }
+                if state.tls.is_none() && !expects_proxy_header(&state, peer) {
+                    let (io, idle) = connection_io(&state, tcp);
+                    spawn_connection(state.clone(), peer, accepted, TokioIo::new(io), idle, watcher);
+                } else {
+                    // PROXY header and TLS handshake run in the connection's own task.
+                    tokio::spawn(prelude(state.clone(), tcp, peer, accepted, watcher));
                 }
             }
             _ = shutdown.changed() => break,
@@ -176,16 +201,85 @@ async fn accept_loop(
     }
 }
 
+/// A connection's socket under the idle timeout and the visitor write timeout (a peer
+/// that reads nothing of what is written to it is dropped).
+fn connection_io(
+    state: &ServerState,
+    tcp: tokio::net::TcpStream,
+) -> (WriteDeadlineIo<IdleIo<tokio::net::TcpStream>>, IdleSwitch) {
+    let (io, idle) = IdleIo::new(tcp, state.config.limits.idle_timeout);
+    (WriteDeadlineIo::new(io, state.config.limits.visitor_write_timeout, idle.clone()), idle)
+}
+
+/// Whether a connection from `peer` must start with a PROXY protocol header.
+fn expects_proxy_header(state: &ServerState, peer: SocketAddr) -> bool {
+    state.config.proxy_protocol && state.config.trusted_proxies.contains(peer.ip())
+}
+
+/// What comes before HTTP on a connection, each step under the handshake deadline:
+/// the PROXY header of a trusted load balancer (its source address becomes the peer),
+/// then the TLS handshake.
+async fn prelude(
+    state: Arc<ServerState>,
+    mut tcp: tokio::net::TcpStream,
+    mut peer: SocketAddr,
+    accepted: tokio::time::Instant,
+    watcher: Watcher,
+) {
+    let limit = state.config.limits.handshake_timeout;
+    if expects_proxy_header(&state, peer) {
+        match tokio::time::timeout(limit, crate::proxy_protocol::read_header(&mut tcp)).await {
+            Ok(Ok(Some(source))) => peer = source,
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => return debug!(%peer, error = %e, "PROXY header refused"),
+            Err(_) => return debug!(%peer, "no PROXY header in time"),
+        }
+    }
+    let (io, idle) = connection_io(&state, tcp);
+    let Some(tls) = state.tls.clone() else {
+        return spawn_connection(state, peer, accepted, TokioIo::new(io), idle, watcher);
+    };
+    match tokio::time::timeout(
+        tls.handshake_limit(limit),
+        tls.accept(|name| crate::hostnames::is_served(&state, name), io),
+    )
+    .await
+    {
+        Ok(Ok(Some(stream))) => spawn_connection(state, peer, accepted, TokioIo::new(stream), idle, watcher),
+        Ok(Ok(None)) => debug!(%peer, "TLS-ALPN-01 validation answered"),
+        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
 /// Serves one visitor or client connection (HTTP/1.1 or HTTP/2, with upgrades)
 /// under the graceful-shutdown watcher.
-fn spawn_connection<I>(state: Arc<ServerState>, peer: SocketAddr, io: I, idle: IdleSwitch, watcher: Watcher)
-where
+///
+/// A connection whose first request head has not arrived one header timeout after
+/// `accepted` is closed, whatever it sent: nothing, part of a head, or an HTTP/2
+/// preface and then nothing. hyper's own `header_read_timeout` covers only HTTP/1
+/// heads, and starts once protocol detection has seen a byte; it still bounds every
+/// later head and the wait between keep-alive requests.
+fn spawn_connection<I>(
+    state: Arc<ServerState>,
+    peer: SocketAddr,
+    accepted: tokio::time::Instant,
+    io: I,
+    idle: IdleSwitch,
+    watcher: Watcher,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let state_limits = state.config.limits.clone();
     let visitor = Peer::new(peer, idle);
-    let service =
-        service_fn(move |req: Request<Incoming>| route(state.clone(), visitor.clone(), req).map(Ok::<_, Infallible>));
+    let first_head = Arc::new(AtomicBool::new(false));
+    let seen = first_head.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        if !seen.load(Ordering::Relaxed) {
+            seen.store(true, Ordering::Relaxed);
+        }
+        route(state.clone(), visitor.clone(), req).map(Ok::<_, Infallible>)
+    });
     let limits = &state_limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -199,8 +293,20 @@ where
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
     let watched = watcher.watch(conn);
+    let head_due = accepted + limits.header_read_timeout;
     tokio::spawn(async move {
-        if let Err(e) = watched.await {
+        let mut watched = std::pin::pin!(watched);
+        let ended = tokio::select! {
+            ended = &mut watched => ended,
+            () = tokio::time::sleep_until(head_due) => {
+                if !first_head.load(Ordering::Relaxed) {
+                    debug!(%peer, "no request head within the header timeout; closing");
+                    return;
+                }
+                watched.await
+            }
+        };
+        if let Err(e) = ended {
             debug!(%peer, error = %e, "connection ended with an error");
         }
     });
@@ -208,54 +314,35 @@ where
 
 /// Routes by Host: `<name>.<domain>` to that tunnel, anything else to the apex pages.
 /// (Not an `async fn`, for the reason given at [`crate::proxy::Answer`].)
+/// A request whose host is refused ([`crate::host`]) gets 400.
 fn route(state: Arc<ServerState>, peer: Peer, req: Request<Incoming>) -> impl crate::proxy::Answer {
-    let host =
-        req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
-    match tunnel_name(host, &state.config.domain) {
+    // Behind a trusted proxy, the visitor it names stands for the connection's peer.
+    let peer = match state.config.trusted_proxies.visitor(peer.addr.ip(), req.headers()) {
+        Some(forwarded) => forwarded.apply(&peer),
+        None => peer,
+    };
+    let name = match crate::host::request_host(&req, state.default_port()) {
+        Ok(host) => {
+            host.and_then(|h| tunnel_name(h.name(), &state.config.domain).or_else(|| custom_hostname(&state, h.name())))
+        }
+        Err(e) => {
+            Counters::bump(&state.counters.bad_request);
+            return Either::Right(std::future::ready(text_response(StatusCode::BAD_REQUEST, e.to_string())));
+        }
+    };
+    match name {
         Some(name) => Either::Left(crate::proxy::handle(state, name, peer, req)),
         None => Either::Right(std::future::ready(crate::apex::handle(state, &peer, req))),
     }
 }
 
-/// The tunnel name in `host` (`name.domain[:port]`), if it is a tunnel host.
-pub fn tunnel_name(host: &str, domain: &str) -> Option<String> {
-    let host = strip_port(host).trim_end_matches('.');
-    let domain = domain.trim_end_matches('.');
-    let split = host.len().checked_sub(domain.len())?;
-    // `get` and not slicing: `split` may fall inside a multi-byte character.
-    let (prefix, suffix) = (host.get(..split)?, host.get(split..)?);
-    if !suffix.eq_ignore_ascii_case(domain) {
+/// `host` (no port) as a custom hostname of a live or held tunnel, for routing by
+/// exact Host; `None` for any other host (the apex pages answer it).
+fn custom_hostname(state: &ServerState, host: &str) -> Option<String> {
+    // Names and the apex are routed before this; a host without a dot is never custom.
+    if !host.contains('.') || host.parse::<std::net::IpAddr>().is_ok() {
         return None;
     }
-    let prefix = prefix.strip_suffix('.')?;
-    (!prefix.is_empty()).then(|| prefix.to_ascii_lowercase())
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split(']').next().unwrap_or(host).trim_start_matches('[');
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|c| c.is_ascii_digit()) => h,
-        _ => host,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tunnel_name;
-
-    #[test]
-    fn hosts_route_to_tunnels_or_apex() {
-        assert_eq!(tunnel_name("demo.localhost:3000", "localhost").as_deref(), Some("demo"));
-        assert_eq!(tunnel_name("Demo.Example.com", "example.com").as_deref(), Some("demo"));
-        assert_eq!(tunnel_name("localhost:3000", "localhost"), None);
-        assert_eq!(tunnel_name("127.0.0.1:3000", "localhost"), None);
-        assert_eq!(tunnel_name("xlocalhost", "localhost"), None);
-        assert_eq!(tunnel_name("a.b.localhost", "localhost").as_deref(), Some("a.b"));
-        assert_eq!(tunnel_name("localhost", "localhost"), None);
-        assert_eq!(tunnel_name(".localhost", "localhost"), None);
-        assert_eq!(tunnel_name("ä.localhost", "calhost"), None);
-        assert_eq!(tunnel_name("démo.LOCALHOST.", "localhost").as_deref(), Some("démo"));
-    }
+    let host = crate::hostnames::normalise(host)?;
+    (!matches!(state.registry.lookup(&host), crate::registry::Lookup::Unknown)).then_some(host)
 }

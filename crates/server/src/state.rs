@@ -19,6 +19,9 @@ pub struct Peer {
     pub addr: std::net::SocketAddr,
     /// `addr`'s IP, as an `X-Forwarded-For` value.
     pub forwarded_for: http::HeaderValue,
+    /// The scheme a trusted proxy said the visitor used (`X-Forwarded-Proto`), when
+    /// one did; else the server's own ([`crate::forwarded`]).
+    pub proto: Option<http::HeaderValue>,
     /// The connection's timer for the wait for a tunnel's response, lent to one
     /// request at a time (see [`crate::timer`]).
     pub(crate) response_deadline: crate::timer::DeadlineSlot,
@@ -29,11 +32,20 @@ pub struct Peer {
 impl Peer {
     /// The peer at `addr`, on a connection whose idle timeout `idle` turns off.
     pub(crate) fn new(addr: std::net::SocketAddr, idle: crate::limits::IdleSwitch) -> Self {
-        // An IP address in text is always a valid header value.
-        let forwarded_for = http::HeaderValue::from_str(&addr.ip().to_string())
-            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
-        Peer { addr, forwarded_for, response_deadline: Default::default(), idle }
+        let forwarded_for = ip_header(addr);
+        Peer { addr, forwarded_for, proto: None, response_deadline: Default::default(), idle }
     }
+
+    /// Stands for the visitor at `addr` (as a trusted proxy or PROXY header named it).
+    pub(crate) fn set_addr(&mut self, addr: std::net::SocketAddr) {
+        self.forwarded_for = ip_header(addr);
+        self.addr = addr;
+    }
+}
+
+/// `addr`'s IP as a header value (an IP address in text always is a valid one).
+fn ip_header(addr: std::net::SocketAddr) -> http::HeaderValue {
+    http::HeaderValue::from_str(&addr.ip().to_string()).unwrap_or_else(|_| http::HeaderValue::from_static("unknown"))
 }
 
 impl std::fmt::Display for Peer {
@@ -64,6 +76,8 @@ pub struct Counters {
     pub unavailable: AtomicU64,
     /// 504: origin too slow.
     pub timeouts: AtomicU64,
+    /// 400: a request refused before routing (its host) or a malformed request body.
+    pub bad_request: AtomicU64,
     /// 401: a tunnel's basic auth not satisfied.
     pub unauthorized: AtomicU64,
     /// 403: a visitor address not on a tunnel's allow list.
@@ -72,6 +86,8 @@ pub struct Counters {
     pub too_large: AtomicU64,
     /// 429: a tunnel's rate limit.
     pub rate_limited: AtomicU64,
+    /// Durations, bytes and refusals by reason (see [`crate::metrics`]).
+    pub recorded: crate::metrics::Recorded,
 }
 
 impl Counters {
@@ -94,17 +110,32 @@ pub struct ServerState {
     pub started: Instant,
     /// The port public URLs carry.
     pub public_port: u16,
+    /// Certificates and ACME, when the port speaks TLS.
+    pub(crate) tls: Option<Arc<crate::tls_port::TlsPort>>,
 }
 
 impl ServerState {
-    /// The public URL of tunnel `name`.
+    /// The public URL of tunnel `name`; a custom hostname (it has dots, a name never
+    /// does) is its own host.
     pub fn tunnel_url(&self, name: &str) -> String {
+        if name.contains('.') {
+            return format!("{}://{name}{}", self.scheme(), self.port_suffix());
+        }
         format!("{}://{name}.{}{}", self.scheme(), self.config.domain, self.port_suffix())
     }
 
     /// The server's own (apex) URL.
     pub fn apex_url(&self) -> String {
         format!("{}://{}{}", self.scheme(), self.config.domain, self.port_suffix())
+    }
+
+    /// The default port of the visitors' scheme: 443 over TLS, else 80.
+    pub fn default_port(&self) -> u16 {
+        if self.config.secure {
+            443
+        } else {
+            80
+        }
     }
 
     fn scheme(&self) -> &'static str {

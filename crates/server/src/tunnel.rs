@@ -2,12 +2,14 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use localtunnels_driver::Connection;
 
 use crate::access::Access;
 use crate::limits::TokenBucket;
+use crate::visitors::Visitors;
 
 /// A live tunnel: its name, its session and what it asked of visitors.
 #[derive(Debug)]
@@ -28,6 +30,8 @@ pub struct Tunnel {
     pub access: Access,
     /// The visitor rate limit, when the server has one.
     pub rate: Option<TokenBucket>,
+    /// Per-visitor-address streams and rate.
+    pub visitors: Arc<Visitors>,
     /// Which configured auth token the client presented (index), if auth is on.
     pub token: Option<usize>,
 }

@@ -9,19 +9,20 @@
 
 use std::sync::Arc;
 
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-use localtunnels_core::{ResetCode, ResponseHead, StreamKind};
-use localtunnels_driver::http::header_map;
+use localtunnels_core::{ResetCode, StreamKind};
+use localtunnels_driver::http::forwardable_response;
 use localtunnels_driver::websocket::{bridge, Leg};
-use localtunnels_driver::{StreamBody, StreamEvent, StreamReceiver, StreamSender};
+use localtunnels_driver::{StreamEvent, StreamReceiver, StreamSender};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, info_span, Instrument};
 
-use crate::proxy::{open_error, reset_response, tunnel_head};
+use crate::proxy::{invalid_response, open_error, reset_response, tunnel_head, visitor_response};
 use crate::state::{text_response, Body, Peer, ServerState};
 use crate::tunnel::Tunnel;
+use crate::visitors::{Admitted, CountedBody};
 
 /// Carries a visitor's WebSocket upgrade through `tunnel`.
 pub async fn proxy<B: Send + 'static>(
@@ -29,6 +30,7 @@ pub async fn proxy<B: Send + 'static>(
     tunnel: Arc<Tunnel>,
     peer: Peer,
     req: Request<B>,
+    admitted: Admitted,
 ) -> Response<Body> {
     let key = match check_upgrade(&req) {
         Ok(key) => key,
@@ -49,7 +51,18 @@ pub async fn proxy<B: Send + 'static>(
             let secs = timeout.as_secs_f32();
             reset_response(&state, ResetCode::Timeout, &format!("no WebSocket handshake answer within {secs} s"))
         }
-        Ok(Some(StreamEvent::Response { head, .. })) if head.status == 101 => {
+        Ok(Some(StreamEvent::Response { head, end })) => {
+            // Checked as any response: 101 only here, where an upgrade was asked for.
+            let (status, headers) = match forwardable_response(&head, StreamKind::WebSocket) {
+                Ok(checked) => checked,
+                Err(e) => return invalid_response(&state, &tx, e),
+            };
+            if status != StatusCode::SWITCHING_PROTOCOLS {
+                let mut res = refused(tx, rx, status, headers, end);
+                crate::cookies::for_tunnel(res.headers_mut(), &tunnel.name, &state.config.domain);
+                *res.body_mut() = CountedBody::new(std::mem::take(res.body_mut()), admitted).boxed();
+                return res;
+            }
             let span = info_span!("websocket", tunnel = %tunnel.name, %peer, %target);
             peer.idle.disable();
             let on_upgrade = hyper::upgrade::on(req);
@@ -63,11 +76,14 @@ pub async fn proxy<B: Send + 'static>(
                     // The visitor left before the switch; dropping the stream resets it.
                     Err(e) => debug!(error = %e, "visitor upgrade failed"),
                 }
+                // The WebSocket counted against the visitor's address while it lasted.
+                drop(admitted);
             };
             tokio::spawn(run.instrument(span));
-            accepted(&key, &head)
+            let mut res = accepted(&key, headers);
+            crate::cookies::for_tunnel(res.headers_mut(), &tunnel.name, &state.config.domain);
+            res
         }
-        Ok(Some(StreamEvent::Response { head, end })) => refused(tx, rx, head, end),
         Ok(Some(StreamEvent::Reset { code, message })) => reset_response(&state, code, &message),
         Ok(_) => reset_response(&state, ResetCode::Internal, "the exchange ended without a handshake answer"),
     }
@@ -91,12 +107,12 @@ fn check_upgrade<B>(req: &Request<B>) -> Result<HeaderValue, Box<Response<Body>>
     }
 }
 
-/// The visitor's 101: the origin's headers (chosen subprotocol, cookies, ...) plus this
-/// leg's own handshake headers.
-fn accepted(key: &HeaderValue, head: &ResponseHead) -> Response<Body> {
+/// The visitor's 101: the origin's end-to-end headers (chosen subprotocol, cookies, ...)
+/// plus this leg's own handshake headers.
+fn accepted(key: &HeaderValue, headers: HeaderMap) -> Response<Body> {
     let mut res = Response::new(crate::state::full(""));
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    *res.headers_mut() = header_map(&head.headers);
+    *res.headers_mut() = headers;
     let h = res.headers_mut();
     h.remove(header::CONTENT_LENGTH);
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -108,13 +124,8 @@ fn accepted(key: &HeaderValue, head: &ResponseHead) -> Response<Body> {
 }
 
 /// The origin refused the upgrade: its status, headers and body go to the visitor.
-fn refused(tx: StreamSender, rx: StreamReceiver, head: ResponseHead, end: bool) -> Response<Body> {
+fn refused(tx: StreamSender, rx: StreamReceiver, status: StatusCode, headers: HeaderMap, end: bool) -> Response<Body> {
     // The upgrade request has no body: end this side so the stream can finish.
     let _ = tx.finish();
-    let mut res = Response::new(Body::default());
-    *res.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    *res.headers_mut() = header_map(&head.headers);
-    let length = res.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    *res.body_mut() = StreamBody::new(rx, end, length).boxed();
-    res
+    visitor_response(status, headers, rx, end)
 }

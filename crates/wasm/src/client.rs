@@ -4,8 +4,34 @@ use std::rc::Rc;
 
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 use crate::js;
+
+/// Longest wait in `close()` for the server to answer the closing handshake.
+const CLOSE_WAIT_MS: i32 = 3000;
+
+/// A promise that resolves when `socket` has closed, or after [`CLOSE_WAIT_MS`].
+/// The resolve function is the listener itself: no closure to keep or free.
+fn closed(socket: Option<web_sys::WebSocket>) -> Promise {
+    let Some(socket) = socket.filter(|s| s.ready_state() != web_sys::WebSocket::CLOSED) else {
+        return Promise::resolve(&JsValue::UNDEFINED);
+    };
+    Promise::new(&mut |resolve, _| {
+        // Resolves with nothing, whatever the event listener is called with.
+        let resolve: js_sys::Function = resolve.bind1(&JsValue::UNDEFINED, &JsValue::UNDEFINED).unchecked_into();
+        let _ = socket.add_event_listener_with_callback("close", &resolve);
+        let global = js_sys::global();
+        if let Some(set_timeout) = js::as_function(&js::get(&global, "setTimeout")) {
+            // Node: this fallback must not keep the process alive by itself.
+            if let Ok(timer) = set_timeout.call2(&global, &resolve, &JsValue::from(CLOSE_WAIT_MS)) {
+                if let Some(unref) = js::as_function(&js::get(&timer, "unref")) {
+                    let _ = unref.call0(&timer);
+                }
+            }
+        }
+    })
+}
 use crate::options::{self, Handler};
 use crate::tunnel::{Kind, Tunnel};
 
@@ -14,7 +40,7 @@ use crate::tunnel::{Kind, Tunnel};
 /// The tunnel lives until `close()`; dropping the JavaScript object does not close it.
 #[wasm_bindgen(skip_typescript)]
 pub struct TunnelClient {
-    tunnel: Rc<Tunnel>,
+    pub(crate) tunnel: Rc<Tunnel>,
 }
 
 impl std::fmt::Debug for TunnelClient {
@@ -78,14 +104,38 @@ impl TunnelClient {
 
     /// Connects; resolves with the public URL once the server has accepted the tunnel.
     /// Rejects if the server refuses (the `Error` has a `reason` such as
-    /// `name_taken`) or cannot be reached on this first attempt.
-    pub fn connect(&self) -> Promise {
-        self.tunnel.connect()
+    /// `name_taken`) or cannot be reached on this first attempt. `options.signal`, an
+    /// `AbortSignal`, closes the tunnel when aborted (and rejects a pending connect
+    /// with the signal's reason).
+    pub fn connect(&self, options: JsValue) -> Promise {
+        let signal = js::get(&options, "signal");
+        if signal.is_undefined() || signal.is_null() {
+            return self.tunnel.connect();
+        }
+        let Some(signal) = signal.dyn_ref::<web_sys::AbortSignal>().cloned() else {
+            let message = format!("`signal` must be an AbortSignal, got {}", js::type_name(&signal));
+            return Promise::reject(&js::error(&message));
+        };
+        if signal.aborted() {
+            return Promise::reject(&signal.reason());
+        }
+        let promise = self.tunnel.connect();
+        self.tunnel.watch_abort(signal);
+        promise
     }
 
-    /// Closes the tunnel. Open visitor streams are cut; no reconnect follows.
-    pub fn close(&self) {
-        self.tunnel.close();
+    /// Closes the tunnel: open visitor streams are cut and no reconnect follows. The
+    /// promise resolves once the connection to the server has closed (at most 3 s).
+    pub fn close(&self) -> Promise {
+        let socket = self.tunnel.close();
+        closed(socket)
+    }
+
+    /// The secret that lets a new client take this tunnel's name back at once (after
+    /// a crash, a restart, an evicted Worker): pass it as the `reconnectToken` option.
+    #[wasm_bindgen(getter, js_name = reconnectToken)]
+    pub fn reconnect_token(&self) -> Option<String> {
+        self.tunnel.reconnect_token()
     }
 
     /// The public URL, once connected.

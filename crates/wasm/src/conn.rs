@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use gloo_timers::callback::Timeout;
 use js_sys::Date;
-use localtunnels_core::{Config, Hello, Instant, Session, StreamId};
+use localtunnels_core::{CloseCode, Config, Hello, Instant, Session, StreamId, SUBPROTOCOL};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BinaryType, MessageChannel, MessageEvent, MessagePort, WebSocket};
@@ -26,8 +26,11 @@ use crate::js;
 use crate::socket::SocketInner;
 use crate::tunnel::Tunnel;
 
-/// The WebSocket subprotocol of the control connection.
-pub(crate) const SUBPROTOCOL: &str = "localtunnels.v1";
+/// The shortest time without a frame after which a browser client declares the server
+/// dead: Chromium runs a hidden tab's timers about once a minute, so the timer that
+/// checks may fire a minute late. The server's pings, answered as they arrive, keep
+/// the session alive on the server's side meanwhile.
+const BROWSER_IDLE_FLOOR: std::time::Duration = std::time::Duration::from_secs(75);
 
 /// `WebSocket.OPEN`.
 const OPEN: u16 = 1;
@@ -116,6 +119,7 @@ struct Listeners {
     _open: Closure<dyn FnMut(JsValue)>,
     _message: Closure<dyn FnMut(MessageEvent)>,
     _close: Closure<dyn FnMut(JsValue)>,
+    _error: Closure<dyn FnMut(JsValue)>,
 }
 
 impl Conn {
@@ -132,17 +136,31 @@ impl Conn {
                 let t = t.clone();
                 Closure::new(move |e: MessageEvent| t.on_socket_message(gen, &e))
             },
+            // Closing a socket may fire its error and close events at once, inside our
+            // own `close()` call (Node 22's WebSocket does): those two are handled on a
+            // later microtask, never re-entering the client.
             _close: {
                 let t = t.clone();
-                Closure::new(move |e: JsValue| t.on_socket_close(gen, &e))
+                Closure::new(move |e: JsValue| {
+                    let t = t.clone();
+                    wasm_bindgen_futures::spawn_local(async move { t.on_socket_close(gen, &e) });
+                })
+            },
+            _error: {
+                let t = t.clone();
+                Closure::new(move |_: JsValue| {
+                    let t = t.clone();
+                    wasm_bindgen_futures::spawn_local(async move { t.on_socket_error(gen) });
+                })
             },
         };
         ws.set_onopen(Some(listeners._open.as_ref().unchecked_ref()));
         ws.set_onmessage(Some(listeners._message.as_ref().unchecked_ref()));
         ws.set_onclose(Some(listeners._close.as_ref().unchecked_ref()));
-        // A close event always follows an error event and does the work. The error
-        // listener must still exist: Node's `ws` throws on an error nobody listens to.
-        ws.set_onerror(Some(&js::noop()));
+        // Browsers follow an error with a close event; Node 22's WebSocket does not, so
+        // the error itself ends the connection. (Node's `ws` also throws on an error
+        // nobody listens to.)
+        ws.set_onerror(Some(listeners._error.as_ref().unchecked_ref()));
         let flusher = {
             let t = Rc::downgrade(t);
             Flusher::new(Rc::new(move || {
@@ -151,9 +169,13 @@ impl Conn {
                 }
             }))
         };
+        let mut session = Session::client(Config::DEFAULT, hello, Instant::ZERO);
+        if js::is_browser() {
+            session.set_idle_floor(BROWSER_IDLE_FLOOR);
+        }
         Ok(Conn {
             gen,
-            session: Session::client(Config::DEFAULT, hello, Instant::ZERO),
+            session,
             streams: HashMap::new(),
             welcomed: false,
             ws,
@@ -198,7 +220,9 @@ impl Conn {
         }
         while let Some(frame) = self.session.poll_transmit_batch() {
             if let Err(e) = self.ws.send_with_array_buffer(&js::array_buffer(&frame)) {
-                web_sys::console::warn_2(&JsValue::from_str("localtunnels: send failed:"), &e);
+                // A socket that refuses a send is dead, whatever its events say.
+                let message = format!("sending to the server failed: {}", js::error_message(&e));
+                self.session.close(CloseCode::Internal, &message);
                 return;
             }
         }
@@ -236,6 +260,11 @@ impl Conn {
         js::defer_drop(self.timer.take());
     }
 
+    /// The socket, e.g. to wait for its close event.
+    pub(crate) fn socket(&self) -> WebSocket {
+        self.ws.clone()
+    }
+
     /// Closes the socket (after the frames already handed to it).
     pub(crate) fn close_socket(&mut self) {
         let state = self.ws.ready_state();
@@ -250,6 +279,8 @@ impl Drop for Conn {
         self.ws.set_onopen(None);
         self.ws.set_onmessage(None);
         self.ws.set_onclose(None);
+        // The error listener stays: Node's `ws` throws on an error nobody listens to.
+        self.ws.set_onerror(Some(&js::noop()));
         self.close_socket();
         if let Some(l) = self.listeners.take() {
             js::defer_drop(l);

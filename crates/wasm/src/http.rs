@@ -16,6 +16,8 @@ use bytes::Bytes;
 use gloo_timers::future::TimeoutFuture;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
 use js_sys::{Array, Date, Function, Promise};
+use localtunnels_core::error_page::{default_message, format_request_id, wants_html, ErrorPage};
+use localtunnels_core::inspect::BodyCapture;
 use localtunnels_core::{Header, RequestHead, ResetCode, ResponseHead, StreamError, StreamId};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -26,6 +28,7 @@ use web_sys::{
 };
 
 use crate::conn::Slot;
+use crate::inspect::Record;
 use crate::js;
 use crate::options::Handler;
 use crate::tunnel::{Kind, Tunnel};
@@ -45,6 +48,9 @@ pub(crate) struct HttpStream {
     req_done: bool,
     /// We finished sending.
     resp_done: bool,
+    /// The inspector's entry, and the copy of the request body so far.
+    record: Option<Record>,
+    capture: Option<BodyCapture>,
 }
 
 /// Where the visitor's body bytes go.
@@ -73,6 +79,10 @@ struct Meta {
     url: String,
     started: f64,
     timeout_ms: u32,
+    /// The visitor's `Accept` asks for HTML: error pages are HTML.
+    html: bool,
+    /// The inspector's entry for this exchange.
+    record: Option<Record>,
 }
 
 impl Meta {
@@ -87,7 +97,11 @@ pub(crate) fn on_open(t: &Rc<Tunnel>, gen: u64, id: StreamId, head: RequestHead,
         let st = t.st.borrow();
         (st.url.clone().unwrap_or_default(), st.on_request.clone(), st.options.response_timeout_ms)
     };
-    let meta = Meta { id, method: head.method, url: join_url(&base, &head.target), started: Date::now(), timeout_ms };
+    let accept = head.headers.iter().find(|(n, _)| n == http::header::ACCEPT).map(|(_, v)| v.as_bytes());
+    let html = wants_html(accept);
+    let record = t.inspect.begin(&head.method, &head.target, &head.headers);
+    let url = join_url(&base, &head.target);
+    let meta = Meta { id, method: head.method, url, started: Date::now(), timeout_ms, html, record: record.clone() };
     // Events cost objects and strings per request: only built for someone listening.
     if t.listens(Kind::Request) {
         let event = js::object(&[
@@ -95,14 +109,24 @@ pub(crate) fn on_open(t: &Rc<Tunnel>, gen: u64, id: StreamId, head: RequestHead,
             ("method", JsValue::from_str(&meta.method)),
             ("url", JsValue::from_str(&meta.url)),
             ("websocket", JsValue::FALSE),
+            ("recordId", Record::js_id(meta.record.as_ref())),
         ]);
         t.emit(Kind::Request, &event);
     }
 
     let abort = AbortController::new().ok();
     let signal = abort.as_ref().map(AbortController::signal);
-    let mut stream =
-        HttpStream { body: Body::Discard, abort, writable: None, reader: None, req_done: end, resp_done: false };
+    let capture = record.as_ref().filter(|_| !end).map(|r| r.inspect.capture());
+    let mut stream = HttpStream {
+        body: Body::Discard,
+        abort,
+        writable: None,
+        reader: None,
+        req_done: end,
+        resp_done: false,
+        record,
+        capture,
+    };
     let bodiless = end || meta.method.eq_ignore_ascii_case("GET") || meta.head_only();
     let answer = match handler {
         None => Err((503, "no request handler: call client.onRequest(handler) first".to_string())),
@@ -145,6 +169,14 @@ pub(crate) fn on_data(t: &Rc<Tunnel>, gen: u64, id: StreamId, data: Bytes, end: 
             return Next::Nothing;
         };
         h.req_done |= end;
+        if let Some(c) = h.capture.as_mut() {
+            c.push(&data);
+        }
+        if end {
+            if let (Some(c), Some(r)) = (h.capture.take(), h.record.as_ref()) {
+                r.request_body(c);
+            }
+        }
         let next = match &mut h.body {
             Body::Discard => {
                 c.session.release(id, n);
@@ -198,6 +230,9 @@ pub(crate) fn on_data(t: &Rc<Tunnel>, gen: u64, id: StreamId, data: Bytes, end: 
 
 /// The stream is gone (reset by the visitor, or the tunnel dropped).
 pub(crate) fn fail(h: HttpStream, message: &str) {
+    if let Some(r) = &h.record {
+        r.fail(message);
+    }
     if let Body::Stream(source) = &h.body {
         source.controller.error_with_e(&js::error(message));
     }
@@ -220,12 +255,7 @@ async fn serve(t: Rc<Tunnel>, gen: u64, answer: Result<(Handler, Request), (u16,
     };
     match outcome {
         Ok(response) => send_response(&t, gen, response, &meta).await,
-        Err((status, message)) => {
-            if status == 502 || status == 504 {
-                t.emit_error(&format!("{} {}: {message}", meta.method, meta.url));
-            }
-            send_text(&t, gen, &meta, status, &message);
-        }
+        Err((status, message)) => send_error(&t, gen, &meta, status, &message),
     }
 }
 
@@ -323,8 +353,7 @@ async fn send_response(t: &Rc<Tunnel>, gen: u64, response: JsValue, meta: &Meta)
     let (status, headers, body) = match take_apart(&response) {
         Ok(parts) => parts,
         Err(message) => {
-            t.emit_error(&format!("{} {}: {message}", meta.method, meta.url));
-            send_text(t, gen, meta, 502, &message);
+            send_error(t, gen, meta, 502, &message);
             return;
         }
     };
@@ -334,6 +363,7 @@ async fn send_response(t: &Rc<Tunnel>, gen: u64, response: JsValue, meta: &Meta)
     } else {
         body
     };
+    let recorded = meta.record.as_ref().map(|r| (r, headers.clone()));
     let head = ResponseHead { status, headers };
     let sent = t.with_conn(gen, |c| c.session.respond(id, head, matches!(body, OutBody::None)));
     t.pump();
@@ -342,8 +372,7 @@ async fn send_response(t: &Rc<Tunnel>, gen: u64, response: JsValue, meta: &Meta)
         Some(Err(StreamError::HeadTooLarge { size, limit })) => {
             body.cancel();
             let message = format!("the response headers are too large ({size} bytes, limit {limit})");
-            t.emit_error(&format!("{} {}: {message}", meta.method, meta.url));
-            send_text(t, gen, meta, 502, &message);
+            send_error(t, gen, meta, 502, &message);
             return;
         }
         _ => {
@@ -351,21 +380,37 @@ async fn send_response(t: &Rc<Tunnel>, gen: u64, response: JsValue, meta: &Meta)
             return;
         }
     }
+    let mut capture = recorded.map(|(r, headers)| {
+        r.respond(status, &headers);
+        r.inspect.capture()
+    });
     emit_response(t, meta, status);
     match body {
         OutBody::None => {}
-        OutBody::Stream(body) => send_body(t, gen, id, &body).await,
+        OutBody::Stream(body) => send_body(t, gen, id, &body, capture.as_mut()).await,
         OutBody::Bytes(bytes) => {
+            if let Some(c) = capture.as_mut() {
+                c.push(&bytes);
+            }
             if send_all(t, gen, id, bytes).await && t.with_conn(gen, |c| c.session.finish(id)).is_some() {
                 t.pump();
             }
         }
     }
+    if let (Some(r), Some(c)) = (&meta.record, capture) {
+        r.response_body(c);
+    }
     response_done(t, gen, id);
 }
 
 /// Copies a response body into the stream, honouring the stream's send window.
-async fn send_body(t: &Rc<Tunnel>, gen: u64, id: StreamId, body: &ReadableStream) {
+async fn send_body(
+    t: &Rc<Tunnel>,
+    gen: u64,
+    id: StreamId,
+    body: &ReadableStream,
+    mut capture: Option<&mut BodyCapture>,
+) {
     let reader = match js::try_get_reader(body) {
         Ok(reader) => reader,
         Err(e) => {
@@ -415,6 +460,9 @@ async fn send_body(t: &Rc<Tunnel>, gen: u64, id: StreamId, body: &ReadableStream
             reset(t, gen, id, ResetCode::Internal, &message);
             return;
         };
+        if let Some(c) = capture.as_deref_mut() {
+            c.push(&bytes);
+        }
         if !send_all(t, gen, id, bytes).await {
             js::ignore(reader.cancel());
             return;
@@ -450,15 +498,44 @@ async fn send_all(t: &Rc<Tunnel>, gen: u64, id: StreamId, mut data: Bytes) -> bo
     true
 }
 
-/// A short plain-text response from the client itself (errors, refusals).
-fn send_text(t: &Rc<Tunnel>, gen: u64, meta: &Meta, status: u16, message: &str) {
+/// The client's own error answer, rendered by [`localtunnels_core::error_page`]. A
+/// 4xx is about the visitor's request and says so; a 5xx (the handler threw, timed
+/// out, answered something that is not a `Response`) shows the visitor a generic page
+/// with a request id and sends `detail` to the `error` event under that id, unless the
+/// owner set `exposeErrors: true` (then the page shows it too).
+fn send_error(t: &Rc<Tunnel>, gen: u64, meta: &Meta, status: u16, detail: &str) {
     let id = meta.id;
-    let body = Bytes::from(format!("{status} {}: {message}\n", reason_phrase(status)));
+    // 53 random bits are plenty for an id that only has to tell requests apart.
+    let request_id = format_request_id((js_sys::Math::random() * 9_007_199_254_740_992.0) as u64);
+    let (message, shown) = if status < 500 {
+        (detail, None)
+    } else {
+        let message = format!("{} {} (request id {request_id}): {detail}", meta.method, meta.url);
+        // Nobody listens for `error`: the owner still gets the detail, on the console.
+        if t.listens(Kind::Error) {
+            t.emit_error(&message);
+        } else {
+            web_sys::console::warn_1(&JsValue::from_str(&format!("localtunnels: {message}")));
+        }
+        let expose = t.st.borrow().options.expose_errors;
+        (default_message(status), expose.then_some(detail))
+    };
+    let page = ErrorPage { status, message, request_id: &request_id, detail: shown }.render(meta.html);
+    let body = Bytes::from(page.body);
     let head_only = meta.head_only();
     let headers: Vec<Header> = vec![
-        (CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")),
+        (CONTENT_TYPE, HeaderValue::from_static(page.content_type)),
         (CONTENT_LENGTH, HeaderValue::from(body.len())),
+        (http::header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
     ];
+    if let Some(r) = &meta.record {
+        r.respond(status, &headers);
+        let mut capture = r.inspect.capture();
+        if !head_only {
+            capture.push(&body);
+        }
+        r.response_body(capture);
+    }
     let sent = t.with_conn(gen, |c| {
         c.session.respond(id, ResponseHead { status, headers }, head_only)?;
         if !head_only {
@@ -474,18 +551,6 @@ fn send_text(t: &Rc<Tunnel>, gen: u64, meta: &Meta, status: u16, message: &str) 
     response_done(t, gen, id);
 }
 
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        413 => "Content Too Large",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Error",
-    }
-}
-
 fn emit_response(t: &Rc<Tunnel>, meta: &Meta, status: u16) {
     if !t.listens(Kind::Response) {
         return;
@@ -496,6 +561,7 @@ fn emit_response(t: &Rc<Tunnel>, meta: &Meta, status: u16) {
         ("url", JsValue::from_str(&meta.url)),
         ("status", JsValue::from(status)),
         ("duration", JsValue::from(Date::now() - meta.started)),
+        ("recordId", Record::js_id(meta.record.as_ref())),
     ]);
     t.emit(Kind::Response, &event);
 }
@@ -616,6 +682,58 @@ fn release_later(weak: &Weak<Tunnel>, gen: u64, id: StreamId, n: usize) {
             t.pump();
         }
     });
+}
+
+/// Sends a captured request to the request handler again (`client.replay`), recording
+/// the exchange in `record`; the handler's body is read whole (its first bytes kept).
+pub(crate) async fn replay(
+    t: &Rc<Tunnel>,
+    record: Record,
+    method: String,
+    target: String,
+    headers: Vec<Header>,
+    body: Bytes,
+) -> Result<(), String> {
+    let (base, handler, timeout_ms) = {
+        let st = t.st.borrow();
+        (st.url.clone().unwrap_or_default(), st.on_request.clone(), st.options.response_timeout_ms)
+    };
+    let failed = |message: String| {
+        record.fail(&message);
+        message
+    };
+    let handler = handler.ok_or_else(|| failed("no request handler: call client.onRequest(handler) first".into()))?;
+    let url = join_url(&base, &target);
+    let html = wants_html(headers.iter().find(|(n, _)| n == http::header::ACCEPT).map(|(_, v)| v.as_bytes()));
+    let meta = Meta { id: 0, method, url, started: Date::now(), timeout_ms, html, record: Some(record.clone()) };
+    let mut capture = record.inspect.capture();
+    capture.push(&body);
+    record.request_body(capture);
+    let body = (!body.is_empty()).then(|| JsValue::from(js::u8_array(&body)));
+    let request = build_request(&meta, &headers, body.as_ref(), None).map_err(|(_, m)| failed(m))?;
+    let response = call_handler(&handler, &request, timeout_ms).await.map_err(|(_, m)| failed(m))?;
+    let (status, headers, body) = take_apart(&response).map_err(failed)?;
+    record.respond(status, &headers);
+    let mut capture = record.inspect.capture();
+    match body {
+        OutBody::None => {}
+        OutBody::Bytes(bytes) => capture.push(&bytes),
+        OutBody::Stream(body) => {
+            let reader = js::try_get_reader(&body).map_err(|e| failed(js::error_message(&e)))?;
+            loop {
+                let chunk = JsFuture::from(reader.read()).await.map_err(|e| failed(js::error_message(&e)))?;
+                let chunk: js::ReadResult = chunk.unchecked_into();
+                if chunk.done().as_bool() != Some(false) {
+                    break;
+                }
+                if let Some((bytes, _)) = js::bytes_of(&chunk.value()) {
+                    capture.push(&bytes);
+                }
+            }
+        }
+    }
+    record.response_body(capture);
+    Ok(())
 }
 
 fn build_request(

@@ -189,6 +189,11 @@ pub(crate) fn defer_drop<T: 'static>(value: T) {
     wasm_bindgen_futures::spawn_local(async move { drop(value) });
 }
 
+/// Runs in a page (a `document` exists), as opposed to Node, Deno or a Worker.
+pub(crate) fn is_browser() -> bool {
+    !get(&js_sys::global().into(), "document").is_undefined()
+}
+
 /// A function that does nothing: `Function.prototype`, which needs no closure.
 pub(crate) fn noop() -> Function {
     let constructor = get(&js_sys::global().into(), "Function");

@@ -10,24 +10,25 @@
 //! ```js
 //! import init, { TunnelClient, forward } from 'localtunnels'
 //! await init()
-//! const client = new TunnelClient({ host: 'tunnel.example.com', port: 443, secure: true, subdomain: 'demo' })
+//! const client = new TunnelClient({ server: 'https://tunnel.example.com', subdomain: 'demo' })
 //! client.onRequest(async (request) => new Response(`hello from ${new URL(request.url).pathname}`))
 //! client.onWebSocket((socket) => { socket.onmessage = (e) => socket.send(e.data) })
 //! client.on('reconnecting', ({ attempt, delay }) => console.log('retry', attempt, 'in', delay, 'ms'))
 //! console.log('public at', await client.connect())
 //! ```
 //!
-//! Layout: `client.rs` is the JavaScript class, `tunnel.rs` the event loop and
-//! reconnects, `conn.rs` one WebSocket and its session, `http.rs` and `socket.rs` the
-//! two kinds of visitor stream, `forward.rs` the `forward(url)` handler.
+//! Layout: `client.rs` is the JavaScript class, `tunnel.rs` the event loop and the
+//! shell around the core's `ClientLifecycle` (dial, reconnect, give up), `conn.rs` one
+//! WebSocket and its session, `http.rs` and `socket.rs` the two kinds of visitor stream,
+//! `forward.rs` the `forward(url)` handler.
 
 #![forbid(unsafe_code)]
 
-mod backoff;
 mod client;
 mod conn;
 mod forward;
 mod http;
+mod inspect;
 mod js;
 mod options;
 mod socket;
@@ -43,16 +44,29 @@ use wasm_bindgen::prelude::wasm_bindgen;
 const TYPESCRIPT: &'static str = r#"
 /** Options of a {@link TunnelClient}. */
 export interface TunnelClientOptions {
+  /**
+   * The tunnel server's URL, e.g. `"https://tunnel.example.com"` (`https:`/`wss:` connect with TLS; a path
+   * other than `/` is the control endpoint). The alternative to `host`, `port` and `secure`.
+   */
+  server?: string;
   /** The tunnel server's host name, without scheme or port, e.g. `"tunnel.example.com"`. */
-  host: string;
+  host?: string;
   /** The server's port. Default: 443 when `secure`, else 80. */
   port?: number;
   /** Connect with `wss:`. Default: `true` when `port` is 443. */
   secure?: boolean;
   /** The name (subdomain) to ask for; the server picks one when left out. */
   subdomain?: string;
+  /** A full custom hostname (e.g. `"app.example.com"`, its DNS pointed at the server) instead of a name under the server's domain; the server grants it only to tokens allowed to use it (else refused with `hostname_not_allowed`). */
+  hostname?: string;
   /** Auth token, when the server requires one. */
   token?: string;
+  /**
+   * The {@link TunnelClient.reconnectToken} of an earlier client of this name on this server (kept in
+   * storage): a new process or an evicted Worker then gets the name back at once, although the server
+   * still holds it for the connection that dropped.
+   */
+  reconnectToken?: string;
   /** Milliseconds a request handler has to produce its Response before the visitor gets 504. Default 30000. */
   responseTimeout?: number;
   /** Reconnect after the connection drops. Default `true`. */
@@ -65,6 +79,11 @@ export interface TunnelClientOptions {
   basicAuth?: string;
   /** Visitor addresses or CIDR ranges the server lets in; empty lets everyone in. */
   allowIps?: string[];
+  /**
+   * Show visitors the handler's exception text on error pages (for development). Default `false`:
+   * visitors get a generic page with a request id, and the detail goes to the `error` event.
+   */
+  exposeErrors?: boolean;
   /** Forward every request to `http://<localHost>:<localPort>` (instead of `onRequest`). */
   localPort?: number;
   /** Host for `localPort`. Default `"localhost"`. */
@@ -87,7 +106,8 @@ export interface PlainResponse {
 
 /**
  * Answers a visitor's HTTP request. Throwing or rejecting gives the visitor a 502; not answering
- * within `responseTimeout` a 504.
+ * within `responseTimeout` a 504: a generic page with a request id (HTML for browsers, one line of
+ * text otherwise). The exception reaches the `error` event, not the visitor, unless `exposeErrors`.
  */
 export type RequestHandler =
   | ((request: Request) => Response | PlainResponse | Promise<Response | PlainResponse>)
@@ -101,8 +121,9 @@ export interface TunnelEvents {
   connected: { url: string; name: string };
   disconnected: { code: string; reason: string; byServer: boolean };
   reconnecting: { attempt: number; delay: number };
-  request: { id: number; method: string; url: string; websocket: boolean };
-  response: { id: number; method: string; url: string; status: number; duration: number };
+  /** `recordId`: the request's id in {@link TunnelClient.requests} (absent with the inspector off). */
+  request: { id: number; method: string; url: string; websocket: boolean; recordId?: string };
+  response: { id: number; method: string; url: string; status: number; duration: number; recordId?: string };
   error: Error;
 }
 
@@ -123,10 +144,18 @@ export class TunnelClient {
   on<E extends keyof TunnelEvents>(event: E, listener: (payload: TunnelEvents[E]) => void): void;
   /** Removes an event listener. */
   off<E extends keyof TunnelEvents>(event: E, listener: (payload: TunnelEvents[E]) => void): void;
-  /** Connects; resolves with the public URL. Rejects with a {@link TunnelError} if refused or unreachable. */
-  connect(): Promise<string>;
-  /** Closes the tunnel; no reconnect follows. */
-  close(): void;
+  /**
+   * Connects; resolves with the public URL. Rejects with a {@link TunnelError} if refused or unreachable.
+   * An aborted `signal` rejects a pending connect with the signal's reason and closes the tunnel.
+   */
+  connect(options?: { signal?: AbortSignal }): Promise<string>;
+  /**
+   * Closes the tunnel; no reconnect follows, and the server frees the name at once. Resolves once the
+   * connection to the server has closed.
+   */
+  close(): Promise<void>;
+  /** `await using client = new TunnelClient(...)` closes it at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void>;
   /** Frees the WebAssembly side of this object (the tunnel must be closed first). */
   free(): void;
   /** The public URL, once connected. */
@@ -135,6 +164,8 @@ export class TunnelClient {
   readonly name: string | undefined;
   /** Whether the tunnel is up. */
   readonly connected: boolean;
+  /** The secret that takes this tunnel's name back after a crash or an eviction (see the option). */
+  readonly reconnectToken: string | undefined;
 }
 
 /** A visitor's WebSocket, shaped like the browser's `WebSocket`. */

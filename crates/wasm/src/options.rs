@@ -11,8 +11,6 @@ use crate::js;
 pub(crate) const DEFAULT_RESPONSE_TIMEOUT_MS: u32 = 30_000;
 /// Default ceiling of the reconnect delay.
 pub(crate) const DEFAULT_MAX_RECONNECT_DELAY_MS: u32 = 30_000;
-/// The control endpoint on the server's apex host.
-pub(crate) const DEFAULT_PATH: &str = "/api/tunnel";
 
 /// The options as they arrive from JavaScript. Numbers and handlers are kept as raw
 /// values so that a wrong type gets our message rather than serde's.
@@ -20,12 +18,16 @@ pub(crate) const DEFAULT_PATH: &str = "/api/tunnel";
 #[serde(rename_all = "camelCase")]
 struct RawOptions {
     #[serde(default, with = "serde_wasm_bindgen::preserve")]
+    server: JsValue,
+    #[serde(default, with = "serde_wasm_bindgen::preserve")]
     host: JsValue,
     #[serde(default, with = "serde_wasm_bindgen::preserve")]
     port: JsValue,
     secure: Option<bool>,
     subdomain: Option<String>,
+    hostname: Option<String>,
     token: Option<String>,
+    reconnect_token: Option<String>,
     #[serde(default, with = "serde_wasm_bindgen::preserve")]
     response_timeout: JsValue,
     reconnect: Option<bool>,
@@ -34,6 +36,7 @@ struct RawOptions {
     path: Option<String>,
     basic_auth: Option<String>,
     allow_ips: Option<Vec<String>>,
+    expose_errors: Option<bool>,
     #[serde(default, with = "serde_wasm_bindgen::preserve")]
     local_port: JsValue,
     local_host: Option<String>,
@@ -46,17 +49,21 @@ struct RawOptions {
 /// Every option's name. serde-wasm-bindgen reads only the fields it knows, so a typo
 /// like `subDomain` is caught here instead.
 const KNOWN: &[&str] = &[
+    "server",
     "host",
     "port",
     "secure",
     "subdomain",
+    "hostname",
     "token",
+    "reconnectToken",
     "responseTimeout",
     "reconnect",
     "maxReconnectDelay",
     "path",
     "basicAuth",
     "allowIps",
+    "exposeErrors",
     "localPort",
     "localHost",
     "onRequest",
@@ -70,13 +77,19 @@ pub(crate) struct Options {
     pub(crate) port: u16,
     pub(crate) secure: bool,
     pub(crate) subdomain: String,
+    /// A custom hostname instead of a name under the server's domain; empty for none.
+    pub(crate) hostname: String,
     pub(crate) token: String,
+    /// A reconnect token kept from an earlier session (storage, a state file).
+    pub(crate) reconnect_token: String,
     pub(crate) response_timeout_ms: u32,
     pub(crate) reconnect: bool,
     pub(crate) max_reconnect_delay_ms: f64,
     pub(crate) path: String,
     pub(crate) basic_auth: String,
     pub(crate) allow_ips: Vec<String>,
+    /// Error pages show visitors the handler's exception text (for development).
+    pub(crate) expose_errors: bool,
 }
 
 impl Options {
@@ -131,7 +144,7 @@ pub(crate) struct Parsed {
 /// Parses and checks the constructor's argument.
 pub(crate) fn parse(value: JsValue) -> Result<Parsed, String> {
     if value.is_undefined() || value.is_null() {
-        return Err("TunnelClient needs an options object, e.g. { host: 'tunnel.example.com' }".to_string());
+        return Err("TunnelClient needs an options object, e.g. { server: 'https://tunnel.example.com' }".to_string());
     }
     if !value.is_object() {
         return Err(format!("TunnelClient options must be an object, got {}", js::type_name(&value)));
@@ -145,20 +158,42 @@ pub(crate) fn parse(value: JsValue) -> Result<Parsed, String> {
     let raw: RawOptions =
         serde_wasm_bindgen::from_value(value).map_err(|e| format!("invalid TunnelClient options: {e}"))?;
 
-    let host = check_host(&raw.host)?;
-    let secure = raw.secure;
-    let port = match number(&raw.port, "port", 1.0, 65535.0)? {
-        Some(p) => p as u16,
-        None if secure == Some(true) => 443,
-        None => 80,
+    let (host, port, secure, server_path) = if raw.server.is_undefined() || raw.server.is_null() {
+        let host = check_host(&raw.host)?;
+        let secure = raw.secure;
+        let port = match number(&raw.port, "port", 1.0, 65535.0)? {
+            Some(p) => p as u16,
+            None if secure == Some(true) => 443,
+            None => 80,
+        };
+        (host, port, secure.unwrap_or(port == 443), None)
+    } else {
+        let clash =
+            [("host", !raw.host.is_undefined()), ("port", !raw.port.is_undefined()), ("secure", raw.secure.is_some())]
+                .into_iter()
+                .find_map(|(name, given)| given.then_some(name));
+        if let Some(name) = clash {
+            return Err(format!("give either `server` or `{name}`, not both (`server` is a URL with all of them)"));
+        }
+        let Some(url) = raw.server.as_string() else {
+            return Err(format!("`server` must be a URL string, got {}", js::type_name(&raw.server)));
+        };
+        parse_server(&url)?
     };
-    let secure = secure.unwrap_or(port == 443);
     let subdomain = check_subdomain(raw.subdomain.unwrap_or_default())?;
+    let hostname = check_hostname(raw.hostname.unwrap_or_default())?;
+    if !hostname.is_empty() && !subdomain.is_empty() {
+        return Err("give either `subdomain` or `hostname`, not both".to_string());
+    }
     let response_timeout_ms = number(&raw.response_timeout, "responseTimeout", 1.0, f64::from(i32::MAX))?
         .map_or(DEFAULT_RESPONSE_TIMEOUT_MS, |v| v as u32);
     let max_reconnect_delay_ms = number(&raw.max_reconnect_delay, "maxReconnectDelay", 0.0, f64::from(i32::MAX))?
         .unwrap_or(f64::from(DEFAULT_MAX_RECONNECT_DELAY_MS));
-    let path = raw.path.unwrap_or_else(|| DEFAULT_PATH.to_string());
+    let path = match (raw.path, server_path) {
+        (Some(_), Some(_)) => return Err("give the control path either in `server` or in `path`, not both".to_string()),
+        (Some(p), None) | (None, Some(p)) => p,
+        (None, None) => localtunnels_core::CONTROL_PATH.to_string(),
+    };
     if !path.starts_with('/') {
         return Err(format!("`path` must start with '/', got {path:?}"));
     }
@@ -185,20 +220,55 @@ pub(crate) fn parse(value: JsValue) -> Result<Parsed, String> {
         port,
         secure,
         subdomain,
+        hostname,
         token: raw.token.unwrap_or_default(),
+        reconnect_token: raw.reconnect_token.unwrap_or_default(),
         response_timeout_ms,
         reconnect: raw.reconnect.unwrap_or(true),
         max_reconnect_delay_ms,
         path,
         basic_auth: raw.basic_auth.unwrap_or_default(),
         allow_ips: raw.allow_ips.unwrap_or_default(),
+        expose_errors: raw.expose_errors.unwrap_or(false),
     };
     Ok(Parsed { options, on_request, on_web_socket })
 }
 
+/// Parses `server`, e.g. `https://tunnel.example.com` or `ws://localhost:3000`: the
+/// host, the port (the scheme's by default), `wss` for `https`/`wss`, and a control path
+/// if the URL has one beyond `/`.
+pub(crate) fn parse_server(url: &str) -> Result<(String, u16, bool, Option<String>), String> {
+    let bad = |why: &str| format!("`server` must be a URL like 'https://tunnel.example.com' ({why}), got {url:?}");
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
+    let secure = match scheme.to_ascii_lowercase().as_str() {
+        "https" | "wss" => true,
+        "http" | "ws" => false,
+        _ => return Err(bad("the scheme must be https, http, wss or ws")),
+    };
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if path.contains(['?', '#']) {
+        return Err(bad("no query or fragment"));
+    }
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => {
+            let port = authority[i + 1..].parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("bad port"))?;
+            (&authority[..i], port)
+        }
+        _ => (authority, if secure { 443 } else { 80 }),
+    };
+    check_host_str(host).map_err(|_| bad("bad host"))?;
+    let path = (!path.is_empty() && path != "/").then(|| path.to_string());
+    Ok((host.to_string(), port, secure, path))
+}
+
 fn check_host(value: &JsValue) -> Result<String, String> {
     if value.is_undefined() || value.is_null() {
-        return Err("`host` is required: the tunnel server's host name, e.g. 'tunnel.example.com'".to_string());
+        return Err(
+            "`server` or `host` is required: the tunnel server's URL, e.g. 'https://tunnel.example.com'".to_string()
+        );
     }
     let Some(host) = value.as_string() else {
         return Err(format!("`host` must be a string, got {}", js::type_name(value)));
@@ -224,6 +294,23 @@ pub(crate) fn check_host_str(host: &str) -> Result<(), String> {
         return Err(format!("`host` must not contain a port (use the `port` option), got {host:?}"));
     }
     Ok(())
+}
+
+/// Checks a requested custom hostname: empty (none) or a DNS name of two labels or
+/// more, lowercased (the server decides whether the token is granted it).
+pub(crate) fn check_hostname(host: String) -> Result<String, String> {
+    let lower = host.trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if lower.is_empty() || (lower.len() <= 253 && lower.contains('.') && lower.split('.').all(label_ok)) {
+        return Ok(lower);
+    }
+    Err(format!("`hostname` must be a full host name such as \"app.example.com\", got {host:?}"))
 }
 
 /// Checks a requested subdomain: empty (any name) or one DNS label.
@@ -273,6 +360,35 @@ mod tests {
         assert!(check_host_str("https://x.dev").unwrap_err().contains("without a scheme"));
         assert!(check_host_str("localhost:3000").unwrap_err().contains("port"));
         assert!(check_host_str("x.dev/api").is_err());
+    }
+
+    #[test]
+    fn hostnames() {
+        assert_eq!(check_hostname("App.Example.com.".into()).unwrap(), "app.example.com");
+        assert_eq!(check_hostname(String::new()).unwrap(), "");
+        for bad in ["localhost", "a..b", "-a.b", "a b.c", "a.b/c"] {
+            assert!(check_hostname(bad.into()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn servers() {
+        let ok = |u: &str| parse_server(u).unwrap();
+        assert_eq!(ok("https://tunnel.example.com"), ("tunnel.example.com".into(), 443, true, None));
+        assert_eq!(ok("http://localhost:3000/"), ("localhost".into(), 3000, false, None));
+        assert_eq!(ok("wss://[::1]:8443/ctl"), ("[::1]".into(), 8443, true, Some("/ctl".into())));
+        assert_eq!(ok("HTTP://127.0.0.1"), ("127.0.0.1".into(), 80, false, None));
+        for bad in [
+            "tunnel.example.com",
+            "ftp://x.dev",
+            "https://",
+            "https://x.dev:0",
+            "https://x.dev:http",
+            "https://u@x.dev",
+            "https://x.dev/?a",
+        ] {
+            assert!(parse_server(bad).unwrap_err().contains("`server` must be a URL"), "{bad}");
+        }
     }
 
     #[test]

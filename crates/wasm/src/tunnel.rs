@@ -1,5 +1,6 @@
 //! The client's state and its event loop: connect, dispatch the session's events,
-//! reconnect.
+//! reconnect. The decisions (dial, hello, wait, give up) are the core's
+//! `ClientLifecycle`'s; `drive` does what it says with the runtime's timers.
 //!
 //! Everything runs on the JavaScript event loop. The one rule that keeps it sound:
 //! **no `RefCell` borrow is held while JavaScript runs** (a handler, a listener, a
@@ -9,15 +10,20 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use std::time::Duration;
+
 use gloo_timers::callback::Timeout;
-use js_sys::{Function, Promise};
-use localtunnels_core::{CloseCode, Event, Hello, RefuseReason, StreamId, StreamKind};
+use js_sys::{Date, Function, Promise};
+use localtunnels_core::{
+    Action, ClientLifecycle, CloseCode, Event, GiveUp, Hello, Instant, Policy, RefuseReason, StreamId, StreamKind,
+};
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::MessageEvent;
+use web_sys::{AbortSignal, MessageEvent, WebSocket};
 
 use crate::conn::{Conn, Slot};
 use crate::options::{Handler, Options};
-use crate::{backoff, http, js, socket};
+use crate::{http, js, socket};
 
 /// The events a client emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,31 +66,60 @@ pub(crate) struct State {
     listeners: Vec<(Kind, Function)>,
     pub(crate) conn: Option<Conn>,
     next_gen: u64,
-    /// The name granted by the server, asked for again on reconnect.
-    name: String,
-    /// The secret that lets us take that name back.
-    reconnect_token: String,
+    /// When to dial, what to say, when to retry, when to stop (the core decides).
+    life: ClientLifecycle,
+    /// The lifecycle's clock: `Date.now()` at creation, and the last reading.
+    epoch_ms: f64,
+    last_micros: u64,
     /// The public URL of the current (or last) session.
     pub(crate) url: Option<String>,
-    /// Failed attempts in a row.
-    attempt: u32,
-    /// Since the last `connect()`, the server welcomed us at least once.
-    welcomed_once: bool,
-    /// Between `connect()` and `close()` (or giving up).
-    active: bool,
-    retry: Option<Timeout>,
+    /// Armed at the lifecycle's `poll_timeout` (a reconnect wait or a handshake deadline).
+    timer: Option<Timeout>,
     /// `connect()` promises waiting for the first welcome.
     waiters: Vec<(Function, Function)>,
+    /// The `AbortSignal` given to `connect()`, listened to until `close()`.
+    abort: Option<AbortWatch>,
+}
+
+/// An abort listener on a signal, removed when dropped.
+struct AbortWatch {
+    signal: AbortSignal,
+    listener: Closure<dyn FnMut(JsValue)>,
+}
+
+impl Drop for AbortWatch {
+    fn drop(&mut self) {
+        let _ = self.signal.remove_event_listener_with_callback("abort", self.listener.as_ref().unchecked_ref());
+    }
+}
+
+impl State {
+    /// The lifecycle's clock: milliseconds since the client was made, never going back.
+    fn now(&mut self) -> Instant {
+        let elapsed_ms = Date::now() - self.epoch_ms;
+        let micros = if elapsed_ms > 0.0 { (elapsed_ms * 1000.0) as u64 } else { 0 };
+        self.last_micros = self.last_micros.max(micros);
+        Instant::from_micros(self.last_micros)
+    }
 }
 
 /// Shared by the `TunnelClient`, the socket listeners, timers and stream tasks.
 pub(crate) struct Tunnel {
     pub(crate) st: RefCell<State>,
     pumping: Cell<bool>,
+    /// The request inspector's store (`client.requests()`).
+    pub(crate) inspect: Rc<crate::inspect::Inspect>,
 }
 
 impl Tunnel {
     pub(crate) fn new(options: Options, on_request: Option<Handler>, on_web_socket: Option<Handler>) -> Rc<Tunnel> {
+        let policy = Policy {
+            reconnect: options.reconnect,
+            cap: Duration::from_millis(options.max_reconnect_delay_ms as u64),
+            ..Policy::DEFAULT
+        };
+        let mut life = ClientLifecycle::new(policy, 1, options.subdomain.clone(), Box::new(js_sys::Math::random));
+        life.set_reconnect_token(0, options.reconnect_token.clone());
         Rc::new(Tunnel {
             st: RefCell::new(State {
                 options,
@@ -93,16 +128,16 @@ impl Tunnel {
                 listeners: Vec::new(),
                 conn: None,
                 next_gen: 1,
-                name: String::new(),
-                reconnect_token: String::new(),
+                life,
+                epoch_ms: Date::now(),
+                last_micros: 0,
                 url: None,
-                attempt: 0,
-                welcomed_once: false,
-                active: false,
-                retry: None,
+                timer: None,
                 waiters: Vec::new(),
+                abort: None,
             }),
             pumping: Cell::new(false),
+            inspect: crate::inspect::Inspect::new(),
         })
     }
 
@@ -125,7 +160,14 @@ impl Tunnel {
     /// The granted name, once welcomed.
     pub(crate) fn name(&self) -> Option<String> {
         let st = self.st.borrow();
-        (!st.name.is_empty()).then(|| st.name.clone())
+        st.url.as_ref().map(|_| st.life.name().to_string())
+    }
+
+    /// The secret that takes the name back after a drop, once welcomed (or as given).
+    pub(crate) fn reconnect_token(&self) -> Option<String> {
+        let st = self.st.borrow();
+        let token = st.life.reconnect_token(st.life.current_server().unwrap_or(0));
+        (!token.is_empty()).then(|| token.to_string())
     }
 
     /// Starts connecting (unless already connecting); the promise resolves with the
@@ -139,39 +181,53 @@ impl Tunnel {
             let _ = js::call1(&resolve, &JsValue::from_str(&url));
             return promise;
         }
-        let start = {
+        {
             let mut st = self.st.borrow_mut();
             st.waiters.push((resolve, reject));
-            let start = !st.active;
-            if start {
-                st.active = true;
-                st.welcomed_once = false;
-                st.attempt = 0;
-            }
-            start
-        };
-        if start {
-            self.start_attempt();
+            let now = st.now();
+            st.life.connect(now);
         }
+        self.drive();
         promise
     }
 
-    /// Closes the tunnel; no reconnect follows. `connect()` may be called again later.
-    pub(crate) fn close(self: &Rc<Self>) {
-        let (waiters, retry) = {
-            let mut st = self.st.borrow_mut();
-            st.active = false;
-            if let Some(conn) = st.conn.as_mut() {
-                conn.session.close(CloseCode::Normal, "the client closed the tunnel");
+    /// Closes the tunnel when `signal` aborts; a `connect()` still pending rejects
+    /// with the signal's reason.
+    pub(crate) fn watch_abort(self: &Rc<Self>, signal: AbortSignal) {
+        let t = Rc::downgrade(self);
+        let listener = Closure::new(move |_: JsValue| {
+            let Some(t) = t.upgrade() else { return };
+            let (watch, waiters) = {
+                let mut st = t.st.borrow_mut();
+                (st.abort.take(), std::mem::take(&mut st.waiters))
+            };
+            let reason = watch.as_ref().map_or(JsValue::UNDEFINED, |w| w.signal.reason());
+            js::defer_drop(watch);
+            for (_, reject) in waiters {
+                let _ = js::call1(&reject, &reason);
             }
-            (std::mem::take(&mut st.waiters), st.retry.take())
+            t.close();
+        });
+        let _ = signal.add_event_listener_with_callback("abort", listener.as_ref().unchecked_ref());
+        let old = self.st.borrow_mut().abort.replace(AbortWatch { signal, listener });
+        js::defer_drop(old);
+    }
+
+    /// Closes the tunnel; no reconnect follows. `connect()` may be called again later.
+    /// Returns the socket being closed, if one was open.
+    pub(crate) fn close(self: &Rc<Self>) -> Option<WebSocket> {
+        let socket = {
+            let mut st = self.st.borrow_mut();
+            js::defer_drop(st.abort.take());
+            st.life.close();
+            st.conn.as_mut().map(|conn| {
+                conn.session.close(CloseCode::Normal, "the client closed the tunnel");
+                conn.socket()
+            })
         };
-        drop(retry);
-        let err = js::error("the tunnel was closed before it connected");
-        for (_, reject) in waiters {
-            let _ = js::call1(&reject, &err);
-        }
+        self.drive();
         self.pump();
+        socket
     }
 
     // ----- helpers for the stream modules -----
@@ -280,6 +336,21 @@ impl Tunnel {
         }
     }
 
+    /// The socket failed. Browsers follow with a close event, Node 22's WebSocket
+    /// does not: the error alone ends the connection (a later close finds it gone).
+    pub(crate) fn on_socket_error(self: &Rc<Self>, gen: u64) {
+        let handled = self.with_conn(gen, |conn| {
+            let message = match conn.welcomed {
+                true => "the connection to the server failed",
+                false => "the WebSocket failed before the server answered",
+            };
+            conn.session.close(CloseCode::Internal, message);
+        });
+        if handled.is_some() {
+            self.pump();
+        }
+    }
+
     pub(crate) fn on_timer(self: &Rc<Self>, gen: u64) {
         let handled = self.with_conn(gen, |conn| {
             conn.timer_fired();
@@ -299,15 +370,12 @@ impl Tunnel {
                     if let Some(conn) = st.conn.as_mut() {
                         conn.welcomed = true;
                     }
-                    st.name = w.name.clone();
-                    if !w.reconnect_token.is_empty() {
-                        st.reconnect_token = w.reconnect_token;
-                    }
+                    let now = st.now();
+                    st.life.handle_welcome(now, &w.name, &w.reconnect_token);
                     st.url = Some(w.url.clone());
-                    st.attempt = 0;
-                    st.welcomed_once = true;
                     std::mem::take(&mut st.waiters)
                 };
+                self.drive();
                 let url = JsValue::from_str(&w.url);
                 for (resolve, _) in waiters {
                     let _ = js::call1(&resolve, &url);
@@ -357,32 +425,10 @@ impl Tunnel {
         }
     }
 
-    /// A connection ended: tear it down, tell the streams and the listeners, then
-    /// reconnect, reject `connect()`, or stop.
+    /// A connection ended: tear it down, tell the streams and the listeners, then let
+    /// the lifecycle decide (reconnect, reject `connect()`, or stop).
     fn end(self: &Rc<Self>, gen: u64, end: End) {
-        let taken = {
-            let mut st = self.st.borrow_mut();
-            match st.conn.take_if(|c| c.gen == gen) {
-                Some(mut conn) => {
-                    conn.flush();
-                    conn.close_socket();
-                    let slots: Vec<Slot> = conn.streams.drain().map(|(_, s)| s).collect();
-                    Some((conn, slots))
-                }
-                None => None,
-            }
-        };
-        let Some((conn, slots)) = taken else { return };
-        let was_welcomed = conn.welcomed;
-        js::defer_drop(conn);
-        for slot in slots {
-            fail_slot(Some(slot), "the tunnel disconnected");
-        }
-
-        let (active, welcomed_once, reconnect) = {
-            let st = self.st.borrow();
-            (st.active, st.welcomed_once, st.options.reconnect)
-        };
+        let Some(was_welcomed) = self.tear_down(Some(gen)) else { return };
         let message = match &end {
             End::Closed { message, .. } => message.clone(),
             End::Refused { reason, message } => {
@@ -401,90 +447,130 @@ impl Tunnel {
             ]);
             self.emit(Kind::Disconnected, &payload);
         }
-        if !active {
-            return;
-        }
-
-        let error = js::error(&message);
-        if let End::Refused { reason, .. } = &end {
-            js::set(error.unchecked_ref(), "reason", JsValue::from_str(reason.as_str()));
-        }
-        // A first attempt that fails rejects `connect()`: the options or the server are
-        // wrong, and retrying would hide it.
-        if !welcomed_once {
-            let url = self.st.borrow().options.control_url();
-            let error = match &end {
-                End::Refused { .. } => error,
-                _ => {
-                    let e = js::error(&format!("could not connect to {url}: {message}"));
-                    js::set(e.unchecked_ref(), "reason", JsValue::from_str("unreachable"));
-                    e
+        let refused = matches!(end, End::Refused { .. });
+        let reconnecting = {
+            let mut st = self.st.borrow_mut();
+            let now = st.now();
+            let reconnecting = st.life.welcomed_once() && st.life.is_active();
+            match end {
+                End::Refused { reason, message } => st.life.handle_refusal(now, reason, &message),
+                // A close we made ourselves (timeout, socket lost) is the socket dying.
+                End::Closed { code, message, by_peer } => {
+                    st.life.handle_close(now, if by_peer { code } else { CloseCode::Internal }, &message)
                 }
-            };
-            self.give_up(&error);
+            }
+            reconnecting
+        };
+        // A refusal while reconnecting is worth a word: the name may be gone.
+        if reconnecting && refused {
+            self.emit_error(&message);
+        }
+        self.drive();
+    }
+
+    /// Takes connection `gen` (any, when `None`) away and fails its streams; returns
+    /// whether it had been welcomed, or `None` if there was no such connection.
+    fn tear_down(&self, gen: Option<u64>) -> Option<bool> {
+        let mut conn = self.st.borrow_mut().conn.take_if(|c| gen.is_none_or(|g| c.gen == g))?;
+        // No borrow is held: the socket may call back into the client.
+        conn.flush();
+        conn.close_socket();
+        let slots: Vec<Slot> = conn.streams.drain().map(|(_, s)| s).collect();
+        let was_welcomed = conn.welcomed;
+        js::defer_drop(conn);
+        for slot in slots {
+            fail_slot(Some(slot), "the tunnel disconnected");
+        }
+        Some(was_welcomed)
+    }
+
+    /// Does what the lifecycle says until it has nothing more to say, then arms its timer.
+    fn drive(self: &Rc<Self>) {
+        loop {
+            let action = self.st.borrow_mut().life.poll_action();
+            let Some(action) = action else { break };
+            match action {
+                // One server today (`options.control_url()`): the index is always 0.
+                Action::Dial { .. } => {
+                    // A connection still here is one the lifecycle gave up on (no welcome in time).
+                    self.tear_down(None);
+                }
+                Action::Hello { name, reconnect_token } => self.open(name, reconnect_token),
+                Action::Wait { attempt, delay, .. } => {
+                    // Likewise: no connection lives through a wait.
+                    self.tear_down(None);
+                    let ms = u32::try_from(delay.as_millis()).unwrap_or(u32::MAX);
+                    let payload = js::object(&[("attempt", JsValue::from(attempt)), ("delay", JsValue::from(ms))]);
+                    self.emit(Kind::Reconnecting, &payload);
+                }
+                Action::GiveUp(why) => self.give_up(&why),
+            }
+        }
+        let t = self.clone();
+        let mut st = self.st.borrow_mut();
+        let old = st.timer.take();
+        js::defer_drop(old);
+        if let Some(at) = st.life.poll_timeout() {
+            let now = st.now();
+            let ms = at.saturating_duration_since(now).as_micros().div_ceil(1000);
+            let ms = u32::try_from(ms).unwrap_or(u32::MAX).min(i32::MAX as u32);
+            st.timer = Some(Timeout::new(ms, move || t.on_life_timer()));
+        }
+    }
+
+    /// The lifecycle's timer fired: a reconnect wait ended, or an attempt ran out of time.
+    fn on_life_timer(self: &Rc<Self>) {
+        {
+            let mut st = self.st.borrow_mut();
+            js::defer_drop(st.timer.take());
+            let now = st.now();
+            st.life.handle_timeout(now);
+        }
+        self.drive();
+    }
+
+    /// The lifecycle stopped: reject `connect()` (before a welcome) and drop what is left.
+    fn give_up(self: &Rc<Self>, why: &GiveUp) {
+        let (waiters, url) = {
+            let mut st = self.st.borrow_mut();
+            (std::mem::take(&mut st.waiters), st.options.control_url())
+        };
+        if !matches!(why, GiveUp::Closed) {
+            self.tear_down(None);
+        }
+        if waiters.is_empty() {
             return;
         }
-        let retry = match &end {
-            End::Refused { reason, .. } => {
-                self.emit(Kind::Error, &error);
-                matches!(reason, RefuseReason::NameTaken | RefuseReason::ServerFull | RefuseReason::LimitReached)
+        let error = match why {
+            GiveUp::Closed => js::error("the tunnel was closed before it connected"),
+            GiveUp::Refused { reason, message } => {
+                js::error(&format!("the server refused the tunnel ({}): {message}", reason.as_str()))
             }
-            End::Closed { code: CloseCode::Replaced, .. } => false,
-            _ => true,
+            GiveUp::Unreachable { message } => js::error(&format!("could not connect to {url}: {message}")),
+            other => js::error(other.message()),
         };
-        if retry && reconnect {
-            self.schedule_retry();
-        } else {
-            self.st.borrow_mut().active = false;
-        }
-    }
-
-    fn give_up(&self, error: &JsValue) {
-        let waiters = {
-            let mut st = self.st.borrow_mut();
-            st.active = false;
-            std::mem::take(&mut st.waiters)
-        };
+        js::set(error.unchecked_ref(), "reason", JsValue::from_str(why.as_str()));
         for (_, reject) in waiters {
-            let _ = js::call1(&reject, error);
+            let _ = js::call1(&reject, &error);
         }
     }
 
-    fn schedule_retry(self: &Rc<Self>) {
-        let (attempt, delay) = {
-            let mut st = self.st.borrow_mut();
-            st.attempt = st.attempt.saturating_add(1);
-            let delay = backoff::delay_ms(st.attempt, st.options.max_reconnect_delay_ms, js_sys::Math::random());
-            let t = self.clone();
-            st.retry = Some(Timeout::new(delay, move || {
-                let fired = t.st.borrow_mut().retry.take();
-                js::defer_drop(fired);
-                t.start_attempt();
-            }));
-            (st.attempt, delay)
-        };
-        let payload = js::object(&[("attempt", JsValue::from(attempt)), ("delay", JsValue::from(delay))]);
-        self.emit(Kind::Reconnecting, &payload);
-    }
-
-    /// Opens a new connection with a hello that asks for the name held so far.
-    fn start_attempt(self: &Rc<Self>) {
+    /// Opens a new connection with a hello that asks for `name` with `reconnect_token`.
+    fn open(self: &Rc<Self>, name: String, reconnect_token: String) {
         let opened = {
             let mut st = self.st.borrow_mut();
-            if !st.active || st.conn.is_some() {
-                return;
-            }
             let gen = st.next_gen;
             st.next_gen += 1;
             let o = &st.options;
             let hello = Hello {
-                name: if st.name.is_empty() { o.subdomain.clone() } else { st.name.clone() },
+                name,
                 token: o.token.clone(),
-                reconnect_token: st.reconnect_token.clone(),
+                reconnect_token,
                 client_kind: "wasm".to_string(),
                 client_version: env!("CARGO_PKG_VERSION").to_string(),
                 basic_auth: o.basic_auth.clone(),
                 allow_ips: o.allow_ips.clone(),
+                hostname: o.hostname.clone(),
                 ..Hello::default()
             };
             let url = o.control_url();
@@ -493,20 +579,21 @@ impl Tunnel {
                     st.conn = Some(conn);
                     Ok(())
                 }
-                Err(e) => Err(js::error_message(&e)),
+                Err(e) => Err(format!("the runtime refused to open a WebSocket to {url}: {}", js::error_message(&e))),
             }
         };
-        if let Err(message) = opened {
-            let (url, welcomed_once) = {
-                let st = self.st.borrow();
-                (st.options.control_url(), st.welcomed_once)
-            };
-            let message = format!("the runtime refused to open a WebSocket to {url}: {message}");
-            if welcomed_once {
-                self.emit_error(&message);
-                self.schedule_retry();
-            } else {
-                self.give_up(&js::error(&message));
+        match opened {
+            Ok(()) => self.pump(),
+            Err(message) => {
+                let welcomed_once = {
+                    let mut st = self.st.borrow_mut();
+                    let now = st.now();
+                    st.life.handle_close(now, CloseCode::Internal, &message);
+                    st.life.welcomed_once()
+                };
+                if welcomed_once {
+                    self.emit_error(&message);
+                }
             }
         }
     }

@@ -45,7 +45,7 @@ async fn a_browser_tab_answers_http_and_websocket_visitors() {
     client.on_request(get(&handlers(), "app")).map_err(JsValue::from).unwrap();
     client.on_web_socket(get(&handlers(), "echo")).map_err(JsValue::from).unwrap();
 
-    let url = JsFuture::from(client.connect()).await.unwrap().as_string().unwrap();
+    let url = JsFuture::from(client.connect(JsValue::UNDEFINED)).await.unwrap().as_string().unwrap();
     assert_eq!(url, format!("http://tab.localhost:{port}"));
 
     let got = JsFuture::from(visit(&format!("{url}/whoami?x=1"), "GET", None)).await.unwrap();
@@ -61,7 +61,7 @@ async fn a_browser_tab_answers_http_and_websocket_visitors() {
     let ws = JsFuture::from(visit_ws(&ws_url, "echo.v1", "hello over ws")).await.unwrap();
     assert_eq!(get(&ws, "protocol").as_string().as_deref(), Some("echo.v1"));
     assert_eq!(get(&ws, "reply").as_string().as_deref(), Some("hello over ws"));
-    client.close();
+    let _ = client.close();
 }
 
 #[wasm_bindgen_test]
@@ -72,7 +72,7 @@ async fn the_real_server_takes_the_batches_a_tab_packs_its_frames_into() {
     let options = js_sys::JSON::parse(&format!(r#"{{ "host": "localhost", "port": {port}, "subdomain": "batch" }}"#));
     let client = TunnelClient::new(options.unwrap()).map_err(JsValue::from).unwrap();
     client.on_request(get(&handlers(), "app")).map_err(JsValue::from).unwrap();
-    let url = JsFuture::from(client.connect()).await.unwrap().as_string().unwrap();
+    let url = JsFuture::from(client.connect(JsValue::UNDEFINED)).await.unwrap().as_string().unwrap();
 
     let n = 40;
     let got = JsFuture::from(visit_many(&format!("{url}/many"), n)).await.unwrap();
@@ -91,5 +91,5 @@ async fn the_real_server_takes_the_batches_a_tab_packs_its_frames_into() {
     assert!(batches > 0, "no BATCH among the messages sent: {types:?}");
     assert!(types.len() < 2 * n as usize, "{} messages for {n} responses: {types:?}", types.len());
     call("restore");
-    client.close();
+    let _ = client.close();
 }

@@ -28,6 +28,8 @@ extern "C" {
     fn open(this: &MockSocket);
     #[wasm_bindgen(method)]
     fn deliver(this: &MockSocket, bytes: &[u8]);
+    #[wasm_bindgen(method, js_name = failWithoutClose)]
+    fn fail_without_close(this: &MockSocket);
     #[wasm_bindgen(method, js_name = dropConnection)]
     fn drop_connection(this: &MockSocket, code: u16);
     #[wasm_bindgen(method, js_name = nextSent)]
@@ -38,6 +40,12 @@ extern "C" {
     fn protocols(this: &MockSocket) -> JsValue;
     #[wasm_bindgen(method, getter, js_name = closedWith)]
     fn closed_with(this: &MockSocket) -> JsValue;
+
+    #[wasm_bindgen(js_name = delayTimers)]
+    fn delay_timers(ms: u32);
+    #[wasm_bindgen(js_name = restoreTimers)]
+    fn restore_timers();
+    fn sleep(ms: u32) -> Promise;
 
     #[wasm_bindgen(js_name = installMock)]
     fn install_mock();
@@ -101,6 +109,7 @@ struct Server {
     session: Session,
     stash: VecDeque<Event>,
     pings: usize,
+    pongs: u64,
 }
 
 impl Server {
@@ -111,7 +120,7 @@ impl Server {
         assert_eq!(ws.protocols().as_string().as_deref(), Some("localtunnels.v1"));
         ws.open();
         let mut server =
-            Server { ws, session: Session::server(config, Instant::ZERO), stash: VecDeque::new(), pings: 0 };
+            Server { ws, session: Session::server(config, Instant::ZERO), stash: VecDeque::new(), pings: 0, pongs: 0 };
         match server.next_event().await {
             Event::Hello(hello) => (server, hello),
             other => panic!("expected a hello, got {other:?}"),
@@ -149,8 +158,10 @@ impl Server {
         assert!(!msg.is_null(), "the client closed its WebSocket");
         let bytes = Bytes::from(Uint8Array::new(&msg).to_vec());
         let limits = DecodeLimits { max_frame: 1 << 20, max_header_bytes: 1 << 16 };
-        if let Ok(Frame::Ping(_)) = Frame::decode(bytes.clone(), &limits) {
-            self.pings += 1;
+        match Frame::decode(bytes.clone(), &limits) {
+            Ok(Frame::Ping(_)) => self.pings += 1,
+            Ok(Frame::Pong(_)) => self.pongs += 1,
+            _ => {}
         }
         self.session.handle_message(Instant::ZERO, bytes).expect("the client sent a valid frame");
         self.flush();
@@ -284,7 +295,7 @@ fn header<'a>(head: &'a ResponseHead, name: &str) -> Vec<&'a [u8]> {
 #[wasm_bindgen_test]
 async fn a_request_reaches_the_handler_and_its_response_comes_back() {
     let (client, events) = client("", Some("describe"));
-    let connecting = client.connect();
+    let connecting = client.connect(JsValue::UNDEFINED);
     let mut server = Server::accept("demo").await;
     assert_eq!(JsFuture::from(connecting).await.unwrap().as_string().unwrap(), PUBLIC);
     assert_eq!(client.url().as_deref(), Some(PUBLIC));
@@ -320,13 +331,13 @@ async fn a_request_reaches_the_handler_and_its_response_comes_back() {
     let seen = seen["headers"].as_array().unwrap();
     assert!(seen.contains(&serde_json::json!(["x-repeat", "c"])), "{seen:?}");
     assert!(seen.contains(&serde_json::json!(["accept", "text/html"])), "{seen:?}");
-    client.close();
+    let _ = client.close();
 }
 
 #[wasm_bindgen_test]
 async fn a_handler_may_answer_with_a_plain_object_to_set_cookies_anywhere() {
     let (client, _events) = client("", Some("plain"));
-    let connecting = client.connect();
+    let connecting = client.connect(JsValue::UNDEFINED);
     let mut server = Server::accept("demo").await;
     JsFuture::from(connecting).await.unwrap();
     let id = server.get("/");
@@ -343,13 +354,13 @@ async fn a_handler_may_answer_with_a_plain_object_to_set_cookies_anywhere() {
     assert_eq!(header(&head, "set-cookie"), [&b"x=1"[..], b"y=2"]);
     assert_eq!(header(&head, "content-length"), [&b"3"[..]]);
     assert_eq!(body, [1, 2, 3]);
-    client.close();
+    let _ = client.close();
 }
 
 #[wasm_bindgen_test]
 async fn request_and_response_bodies_stream_both_ways() {
     let (client, _events) = client("", Some("streamEcho"));
-    let connecting = client.connect();
+    let connecting = client.connect(JsValue::UNDEFINED);
     let mut server = Server::accept("demo").await;
     JsFuture::from(connecting).await.unwrap();
 
@@ -369,13 +380,13 @@ async fn request_and_response_bodies_stream_both_ways() {
         }
     }
     assert_eq!(rest, b"DEF");
-    client.close();
+    let _ = client.close();
 }
 
 #[wasm_bindgen_test]
 async fn large_bodies_move_under_flow_control() {
     let (client, _events) = client("", Some("big"));
-    let connecting = client.connect();
+    let connecting = client.connect(JsValue::UNDEFINED);
     let mut server = Server::accept("demo").await;
     JsFuture::from(connecting).await.unwrap();
 
@@ -392,13 +403,13 @@ async fn large_bodies_move_under_flow_control() {
     server.send(id, Bytes::from(vec![9u8; 1024 * 1024]), true).await;
     let (head, body) = server.response(id).await;
     assert_eq!((head.status, &body[..]), (200, &b"1048576"[..]));
-    client.close();
+    let _ = client.close();
 }
 
 #[wasm_bindgen_test]
 async fn a_streamed_response_flows_chunk_by_chunk() {
     let (client, _events) = client("", Some("gated"));
-    let connecting = client.connect();
+    let connecting = client.connect(JsValue::UNDEFINED);
     let mut server = Server::accept("demo").await;
     JsFuture::from(connecting).await.unwrap();
 
@@ -413,13 +424,13 @@ async fn a_streamed_response_flows_chunk_by_chunk() {
     }
     open_gate();
     assert_eq!(server.chunk(id).await, (Vec::new(), true));
-    client.close();
+    let _ = client.close();
 }
 
 #[wasm_bindgen_test]
 async fn a_visitor_leaving_cancels_the_response_body_quietly() {
     let (client, events) = client("", Some("gated"));
-    let connecting = client.connect();
+    let connecting = client.connect(JsValue::UNDEFINED);
     let mut server = Server::accept("demo").await;
     JsFuture::from(connecting).await.unwrap();
 
@@ -436,16 +447,18 @@ async fn a_visitor_leaving_cancels_the_response_body_quietly() {
     assert_eq!(server.response(probe).await.0.status, 201);
     assert_eq!(gate_cancel_count(), cancels + 1, "the response body was cancelled");
     assert!(!event_names(&events).contains(&"error".to_string()));
-    client.close();
+    let _ = client.close();
 }
 
 #[wasm_bindgen_test]
 async fn handler_failures_become_502_and_504_and_others_keep_being_served() {
     let (client, events) = client(r#", "responseTimeout": 200"#, Some("failing"));
-    let connecting = client.connect();
+    let connecting = client.connect(JsValue::UNDEFINED);
     let mut server = Server::accept("demo").await;
     JsFuture::from(connecting).await.unwrap();
 
+    // The visitor sees a generic page with a request id; the exception text goes to
+    // the `error` event under the same id.
     let cases = [
         ("/throw", 502, "boom"),
         ("/reject", 502, "nope"),
@@ -454,22 +467,56 @@ async fn handler_failures_become_502_and_504_and_others_keep_being_served() {
         ("/ok", 200, "still serving"),
     ];
     let ids: Vec<StreamId> = cases.iter().map(|(path, _, _)| server.get(path)).collect();
+    let mut failed = Vec::new();
     for (id, (path, status, text)) in ids.into_iter().zip(cases) {
         let (head, body) = server.response(id).await;
         let body = String::from_utf8(body).unwrap();
         assert_eq!(head.status, status, "{path}: {body}");
-        assert!(body.contains(text), "{path}: {body}");
+        if status == 200 {
+            assert!(body.contains(text), "{path}: {body}");
+            continue;
+        }
+        assert!(!body.contains(text), "{path} leaks the detail: {body}");
+        assert_eq!(header(&head, "content-type"), [&b"text/plain; charset=utf-8"[..]], "{path}");
+        let request_id = body.trim_end().rsplit("(request id ").next().unwrap().trim_end_matches(')').to_string();
+        assert_eq!(request_id.len(), 16, "{path}: {body}");
+        failed.push((request_id, text));
     }
-    let errors = event_names(&events).iter().filter(|n| *n == "error").count();
-    assert_eq!(errors, 4);
-    client.close();
+    let messages: Vec<String> = Array::from(&events)
+        .iter()
+        .filter(|e| get(e, "name").as_string().as_deref() == Some("error"))
+        .map(|e| get(&get(&e, "payload"), "message").as_string().unwrap())
+        .collect();
+    assert_eq!(messages.len(), 4, "{messages:?}");
+    for (request_id, text) in failed {
+        assert!(
+            messages.iter().any(|m| m.contains(&request_id) && m.contains(text)),
+            "{request_id} {text}: {messages:?}"
+        );
+    }
+    let _ = client.close();
+}
+
+#[wasm_bindgen_test]
+async fn expose_errors_shows_the_exception_and_browsers_get_html() {
+    let (client, _events) = client(r#", "exposeErrors": true"#, Some("failing"));
+    let connecting = client.connect(JsValue::UNDEFINED);
+    let mut server = Server::accept("demo").await;
+    JsFuture::from(connecting).await.unwrap();
+    let id = server.open(StreamKind::Http, "GET", "/throw", &[("accept", "text/html,*/*;q=0.8")], true);
+    let (head, body) = server.response(id).await;
+    let body = String::from_utf8(body).unwrap();
+    assert_eq!(head.status, 502);
+    assert_eq!(header(&head, "content-type"), [&b"text/html; charset=utf-8"[..]]);
+    assert!(body.starts_with("<!doctype html>") && body.contains("boom") && body.contains("Request id"), "{body}");
+    let _ = client.close();
 }
 
 #[wasm_bindgen_test]
 async fn a_websocket_reaches_the_handler_and_messages_flow_both_ways() {
     let (client, _events) = client("", None);
     client.on_web_socket(handler("wsEcho")).map_err(JsValue::from).unwrap();
-    let connecting = client.connect();
+    let connecting = client.connect(JsValue::UNDEFINED);
     let mut server = Server::accept("demo").await;
     JsFuture::from(connecting).await.unwrap();
 
@@ -500,14 +547,14 @@ async fn a_websocket_reaches_the_handler_and_messages_flow_both_ways() {
     assert_eq!(seen[0]["protocol"], "chat");
     assert_eq!(seen[0]["requestUrl"], format!("{PUBLIC}/chat"));
     assert_eq!(seen[1], serde_json::json!({ "closed": 1000, "reason": "done", "clean": true }));
-    client.close();
+    let _ = client.close();
 }
 
 #[wasm_bindgen_test]
 async fn websocket_messages_wait_for_a_late_listener_and_handlers_close_with_their_code() {
     let (client, _events) = client("", Some("describe"));
     client.on_web_socket(handler("wsLate")).map_err(JsValue::from).unwrap();
-    let connecting = client.connect();
+    let connecting = client.connect(JsValue::UNDEFINED);
     let mut server = Server::accept("demo").await;
     JsFuture::from(connecting).await.unwrap();
 
@@ -533,26 +580,26 @@ async fn websocket_messages_wait_for_a_late_listener_and_handlers_close_with_the
     let probe = server.get("/probe");
     assert_eq!(server.response(probe).await.0.status, 201);
     assert_eq!(json(&seen_by_sockets()), serde_json::json!([{ "closed": 4001, "reason": "" }]));
-    client.close();
+    let _ = client.close();
 }
 
 #[wasm_bindgen_test]
 async fn a_websocket_without_a_handler_is_refused_with_404() {
     let (client, _events) = client("", Some("describe"));
-    let connecting = client.connect();
+    let connecting = client.connect(JsValue::UNDEFINED);
     let mut server = Server::accept("demo").await;
     JsFuture::from(connecting).await.unwrap();
     let id = server.open(StreamKind::WebSocket, "GET", "/ws", &[], false);
     let (head, body) = server.response(id).await;
     assert_eq!(head.status, 404);
     assert!(String::from_utf8(body).unwrap().contains("accepts no WebSockets"));
-    client.close();
+    let _ = client.close();
 }
 
 #[wasm_bindgen_test]
 async fn a_refusal_rejects_connect_with_its_reason() {
     let (client, _events) = client(r#", "subdomain": "demo""#, Some("describe"));
-    let connecting = client.connect();
+    let connecting = client.connect(JsValue::UNDEFINED);
     let (mut server, hello) = Server::hello(Config::default()).await;
     assert_eq!(hello.name, "demo");
     server.session.refuse(RefuseReason::NameTaken, "demo is taken");
@@ -567,7 +614,7 @@ async fn a_refusal_rejects_connect_with_its_reason() {
 #[wasm_bindgen_test]
 async fn an_unreachable_server_rejects_connect() {
     let (client, _events) = client("", Some("describe"));
-    let connecting = client.connect();
+    let connecting = client.connect(JsValue::UNDEFINED);
     let ws: MockSocket = JsFuture::from(next_socket()).await.unwrap().unchecked_into();
     ws.drop_connection(1006);
     let err = JsFuture::from(connecting).await.unwrap_err();
@@ -579,7 +626,7 @@ async fn an_unreachable_server_rejects_connect() {
 #[wasm_bindgen_test]
 async fn it_reconnects_by_itself_and_keeps_its_name() {
     let (client, events) = client("", Some("describe"));
-    let connecting = client.connect();
+    let connecting = client.connect(JsValue::UNDEFINED);
     let server = Server::accept("demo").await;
     JsFuture::from(connecting).await.unwrap();
 
@@ -599,13 +646,13 @@ async fn it_reconnects_by_itself_and_keeps_its_name() {
     server.ws.drop_connection(1006);
     let (_server, hello) = Server::hello(Config::default()).await;
     assert_eq!(hello.reconnect_token, "secret-2");
-    client.close();
+    let _ = client.close();
 }
 
 #[wasm_bindgen_test]
 async fn it_sends_heartbeats_on_the_servers_schedule() {
     let (client, _events) = client("", Some("describe"));
-    let connecting = client.connect();
+    let connecting = client.connect(JsValue::UNDEFINED);
     let config = Config { ping_interval: std::time::Duration::from_millis(20), ..Config::default() };
     let (mut server, _) = Server::hello(config).await;
     server.welcome("demo", "t");
@@ -613,16 +660,16 @@ async fn it_sends_heartbeats_on_the_servers_schedule() {
     while server.pings < 2 {
         server.read().await;
     }
-    client.close();
+    let _ = client.close();
 }
 
 #[wasm_bindgen_test]
 async fn close_ends_the_session_cleanly() {
     let (client, events) = client("", Some("describe"));
-    let connecting = client.connect();
+    let connecting = client.connect(JsValue::UNDEFINED);
     let mut server = Server::accept("demo").await;
     JsFuture::from(connecting).await.unwrap();
-    client.close();
+    let _ = client.close();
     match server.next_event().await {
         Event::Closed { by_peer, .. } => assert!(by_peer),
         other => panic!("expected the client's close, got {other:?}"),
@@ -631,6 +678,118 @@ async fn close_ends_the_session_cleanly() {
     assert_eq!(get(&server.ws.closed_with(), "code").as_f64(), Some(1000.0));
     assert_eq!(event_names(&events), ["connected", "disconnected"]);
     assert_eq!(json(&events)[1]["payload"]["code"], "normal");
+}
+
+#[wasm_bindgen_test]
+async fn an_error_event_without_a_close_event_ends_the_connection() {
+    // Node 22's WebSocket fires `error` and never `close`: the first connect still rejects...
+    let (client, _events) = client("", Some("describe"));
+    let connecting = client.connect(JsValue::UNDEFINED);
+    let ws: MockSocket = JsFuture::from(next_socket()).await.unwrap().unchecked_into();
+    ws.fail_without_close();
+    let err = JsFuture::from(connecting).await.unwrap_err();
+    assert_eq!(get(&err, "reason").as_string().as_deref(), Some("unreachable"));
+
+    // ...and a live tunnel reconnects.
+    let connecting = client.connect(JsValue::UNDEFINED);
+    let server = Server::accept("demo").await;
+    JsFuture::from(connecting).await.unwrap();
+    server.ws.fail_without_close();
+    let (mut server, hello) = Server::hello(Config::default()).await;
+    assert_eq!(hello.reconnect_token, "secret-1");
+    server.welcome("demo", "secret-2");
+    let id = server.get("/back");
+    assert_eq!(server.response(id).await.0.status, 201);
+    let _ = client.close();
+}
+
+#[wasm_bindgen_test]
+async fn the_reconnect_token_is_readable_and_can_be_presented_by_a_new_client() {
+    let (first, _events) = client(r#", "subdomain": "demo""#, Some("describe"));
+    assert_eq!(first.reconnect_token(), None);
+    let connecting = first.connect(JsValue::UNDEFINED);
+    let server = Server::accept("demo").await;
+    JsFuture::from(connecting).await.unwrap();
+    assert_eq!(first.reconnect_token().as_deref(), Some("secret-1"));
+    // The process dies without a word; a new one presents the token.
+    server.ws.drop_connection(1006);
+    let _ = first.close();
+
+    let extra = r#", "subdomain": "demo", "reconnectToken": "secret-1""#;
+    let (second, _events) = client(extra, Some("describe"));
+    let connecting = second.connect(JsValue::UNDEFINED);
+    let (mut server, hello) = Server::hello(Config::default()).await;
+    assert_eq!((hello.name.as_str(), hello.reconnect_token.as_str()), ("demo", "secret-1"));
+    server.welcome("demo", "secret-2");
+    JsFuture::from(connecting).await.unwrap();
+    assert_eq!(second.reconnect_token().as_deref(), Some("secret-2"));
+    let _ = second.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_server_url_close_as_a_promise_and_an_abort_signal() {
+    install_mock();
+    let options = js_sys::JSON::parse(r#"{ "server": "ws://tunnel.test:8080" }"#).unwrap();
+    let client = TunnelClient::new(options).map_err(JsValue::from).unwrap();
+    client.on_request(handler("describe")).map_err(JsValue::from).unwrap();
+    let connecting = client.connect(JsValue::UNDEFINED);
+    let mut server = Server::accept("demo").await; // checks the URL the server option made
+    JsFuture::from(connecting).await.unwrap();
+    // close() resolves once the socket has closed.
+    JsFuture::from(client.close()).await.unwrap();
+    assert_eq!(get(&server.ws.closed_with(), "code").as_f64(), Some(1000.0));
+    assert!(matches!(server.next_event().await, Event::Closed { by_peer: true, .. }));
+
+    // An aborted signal rejects a pending connect with its reason and closes the tunnel.
+    let abort = web_sys::AbortController::new().unwrap();
+    let with_signal = js_sys::Object::new();
+    js_sys::Reflect::set(&with_signal, &"signal".into(), &abort.signal()).unwrap();
+    let connecting = client.connect(with_signal.clone().into());
+    let ws: MockSocket = JsFuture::from(next_socket()).await.unwrap().unchecked_into();
+    abort.abort_with_reason(&"stop now".into());
+    let err = JsFuture::from(connecting).await.unwrap_err();
+    assert_eq!(err.as_string().as_deref(), Some("stop now"));
+    assert!(!ws.closed_with().is_null(), "the socket was closed");
+    assert!(!client.connected());
+
+    // A signal aborted already: rejected at once, nothing dialled.
+    let err = JsFuture::from(client.connect(with_signal.into())).await.unwrap_err();
+    assert_eq!(err.as_string().as_deref(), Some("stop now"));
+}
+
+#[wasm_bindgen_test]
+async fn the_session_lives_on_the_servers_pings_while_the_clients_timers_run_late() {
+    // A hidden browser tab runs its timers late (Chromium: about once a minute). Here every
+    // timer the client sets fires 400 ms late, with a 150 ms idle timeout from the server.
+    let (client, events) = client("", Some("describe"));
+    let connecting = client.connect(JsValue::UNDEFINED);
+    let config = Config { idle_timeout: std::time::Duration::from_millis(150), ..Config::default() };
+    let (mut server, _) = Server::hello(config).await;
+    server.welcome("demo", "t");
+    JsFuture::from(connecting).await.unwrap();
+    delay_timers(400);
+    // The server pings every 40 ms for 1.2 s, longer than the timeout and the delay together:
+    // each ping is answered from the message handler, and the session stays up.
+    for seq in 1..=30u64 {
+        server.ws.deliver(&Frame::Ping(seq).encode());
+        while server.pongs < seq {
+            server.read().await;
+        }
+        JsFuture::from(sleep(40)).await.unwrap();
+    }
+    assert!(client.connected());
+    assert_eq!(event_names(&events), ["connected"]);
+    // A server that falls silent is still noticed, by a timer that fires late (in a
+    // browser the floor of 75 s applies instead of 150 ms: the tunnel stays up there).
+    if get(&js_sys::global(), "document").is_undefined() {
+        while client.connected() {
+            JsFuture::from(sleep(50)).await.unwrap();
+        }
+        assert_eq!(event_names(&events)[1], "disconnected");
+        assert_eq!(json(&events)[1]["payload"]["code"], "timeout");
+    }
+    restore_timers();
+    let _ = client.close();
 }
 
 fn construct_error(options: JsValue) -> String {
@@ -644,7 +803,10 @@ fn construct_error(options: JsValue) -> String {
 fn options_are_checked_with_clear_messages() {
     let parse = |s: &str| js_sys::JSON::parse(s).unwrap();
     assert!(construct_error(JsValue::UNDEFINED).contains("needs an options object"));
-    assert!(construct_error(parse("{}")).contains("`host` is required"));
+    assert!(construct_error(parse("{}")).contains("`server` or `host` is required"));
+    assert!(construct_error(parse(r#"{"server": "tunnel.test"}"#)).contains("`server` must be a URL"));
+    let both = construct_error(parse(r#"{"server": "https://x.dev", "port": 443}"#));
+    assert!(both.contains("either `server` or `port`"), "{both}");
     assert!(construct_error(parse(r#"{"host": "https://x.dev"}"#)).contains("without a scheme"));
     assert!(construct_error(parse(r#"{"host": "x.dev", "port": 70000}"#)).contains("`port` must be a whole number"));
     assert!(construct_error(parse(r#"{"host": "x.dev", "port": "80"}"#)).contains("`port` must be a number"));

@@ -509,6 +509,9 @@ pub struct Pair {
     /// Both sides send with `poll_transmit_batch` (packing frames when the peer
     /// accepts batches) instead of `poll_transmit`.
     pub batched: bool,
+    /// The client's timers fire only at multiples of this (a hidden browser tab runs
+    /// its timers about once a minute); `None` fires them on time.
+    pub client_timer_grain: Option<Duration>,
     steps: u64,
 }
 
@@ -560,6 +563,7 @@ impl Pair {
             to_server: Link::new(LATENCY),
             to_client: Link::new(LATENCY),
             batched: false,
+            client_timer_grain: None,
             steps: 0,
         }
     }
@@ -657,7 +661,7 @@ impl Pair {
         let candidates = [
             self.to_server.next_arrival(),
             self.to_client.next_arrival(),
-            self.client.session.poll_timeout(),
+            self.client.session.poll_timeout().map(|t| self.client_timer_at(t)),
             self.server.session.poll_timeout(),
         ];
         let Some((which, at)) =
@@ -680,6 +684,13 @@ impl Pair {
             _ => self.server.timeout(self.now),
         }
         true
+    }
+
+    /// When a client timer due at `t` fires: at once, or at the next multiple of the grain.
+    fn client_timer_at(&self, t: Instant) -> Instant {
+        let Some(grain) = self.client_timer_grain else { return t };
+        let grain = u64::try_from(grain.as_micros()).unwrap_or(u64::MAX).max(1);
+        Instant::from_micros(t.as_micros().div_ceil(grain).saturating_mul(grain))
     }
 
     /// Runs until no frame is in flight or waiting to be sent, advancing the clock as

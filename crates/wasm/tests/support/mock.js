@@ -2,6 +2,24 @@
 // is a core server Session driven by the Rust test) and request / WebSocket handlers written in plain
 // JavaScript, the way users write them.
 
+// The socket's events come on the real timers, even while a test delays the client's.
+const realSetTimeout = globalThis.setTimeout;
+const later = (f, ms) => realSetTimeout(f, ms);
+
+/** Makes every timer set from now on fire `ms` late, as in a hidden browser tab. */
+export function delayTimers(ms) {
+  globalThis.setTimeout = (f, delay, ...args) => realSetTimeout(f, (delay ?? 0) + ms, ...args);
+}
+
+export function restoreTimers() {
+  globalThis.setTimeout = realSetTimeout;
+}
+
+/** Resolves after `ms` on the real timers. */
+export function sleep(ms) {
+  return new Promise((resolve) => realSetTimeout(resolve, ms));
+}
+
 const sockets = [];
 const socketWaiters = [];
 
@@ -33,7 +51,7 @@ class MockWebSocket {
     this.readyState = 3;
     this.closedWith = { code, reason };
     this.wakeSent();
-    setTimeout(() => this.onclose && this.onclose({ code: code ?? 1005, reason: reason ?? '' }), 0);
+    later(() => this.onclose && this.onclose({ code: code ?? 1005, reason: reason ?? '' }), 0);
   }
 
   // ----- the test's side -----
@@ -41,18 +59,25 @@ class MockWebSocket {
   open() {
     this.readyState = 1;
     this.protocol = 'localtunnels.v1';
-    setTimeout(() => this.onopen && this.onopen({}), 0);
+    later(() => this.onopen && this.onopen({}), 0);
   }
 
   deliver(bytes) {
     const copy = bytes.slice();
-    setTimeout(() => this.readyState === 1 && this.onmessage && this.onmessage({ data: copy.buffer }), 0);
+    later(() => this.readyState === 1 && this.onmessage && this.onmessage({ data: copy.buffer }), 0);
   }
 
   dropConnection(code) {
     this.readyState = 3;
     this.wakeSent();
-    setTimeout(() => this.onclose && this.onclose({ code, reason: '' }), 0);
+    later(() => this.onclose && this.onclose({ code, reason: '' }), 0);
+  }
+
+  /** Dies as Node 22's WebSocket does: an error event, and no close event ever. */
+  failWithoutClose() {
+    this.readyState = 3;
+    this.wakeSent();
+    later(() => this.onerror && this.onerror({ type: 'error' }), 0);
   }
 
   wakeSent() {

@@ -1,0 +1,156 @@
+//! The request inspector: every exchange through the tunnel copied into a bounded
+//! store ([`localtunnels_core::inspect`]), served by an ngrok-compatible agent API and
+//! a web page ([`serve_inspector`]), and replayable to the origin.
+//!
+//! Capture never waits on anything: bodies are copied as they pass (up to
+//! `body_limit` bytes each) by taps that hand the copy to the store when the body
+//! ends; the store's lock is held only to file a copy.
+
+mod api;
+mod assets;
+mod replay;
+mod server;
+mod tap;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use localtunnels_core::inspect::json::{entry_json, ws_json};
+use localtunnels_core::inspect::{EntryId, Exchange, Store};
+use localtunnels_core::{Header, Instant};
+use tokio::sync::broadcast;
+
+use crate::origin::Origin;
+
+pub use localtunnels_core::inspect::InspectConfig;
+pub use replay::{Edit, ReplayError};
+pub use server::{serve_inspector, InspectServer, DEFAULT_PORTS};
+pub(crate) use tap::{BodyRecorder, WsRecorder};
+
+/// The tunnel the inspector reports on (`GET /api/tunnels`).
+#[derive(Debug, Clone, Default)]
+struct TunnelInfo {
+    name: String,
+    public_url: String,
+    /// The origin, e.g. `http://localhost:8000`.
+    addr: String,
+}
+
+struct Shared {
+    store: Mutex<Store>,
+    redact: bool,
+    /// Live feed of changes (Server-Sent Events lines), only built while someone listens.
+    feed: broadcast::Sender<Arc<str>>,
+    epoch: std::time::Instant,
+    tunnel: Mutex<TunnelInfo>,
+    origin: Mutex<Option<Arc<dyn Origin>>>,
+}
+
+/// A request inspector: give it to [`ClientConfig::inspector`](crate::ClientConfig::inspector)
+/// to capture, to [`serve_inspector`] to serve. Clones share one store.
+#[derive(Clone)]
+pub struct Inspector {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Inspector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inspector").field("entries", &self.store().len()).finish_non_exhaustive()
+    }
+}
+
+impl Inspector {
+    /// An empty inspector with these bounds.
+    pub fn new(config: InspectConfig) -> Self {
+        let redact = config.redact;
+        let (feed, _) = broadcast::channel(256);
+        let prefix = rand::random::<u32>();
+        Inspector {
+            shared: Arc::new(Shared {
+                store: Mutex::new(Store::new(config, prefix)),
+                redact,
+                feed,
+                epoch: std::time::Instant::now(),
+                tunnel: Mutex::new(TunnelInfo::default()),
+                origin: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The store, locked (a poisoned lock still holds consistent entries: every
+    /// update is one assignment).
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.shared.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Entries held and the bytes they hold.
+    pub fn usage(&self) -> (usize, usize) {
+        let store = self.store();
+        (store.len(), store.bytes())
+    }
+
+    /// The bytes kept of each body.
+    pub(crate) fn body_limit(&self) -> usize {
+        self.store().config().body_limit
+    }
+
+    /// Monotonic now, for the store.
+    pub(crate) fn now(&self) -> Instant {
+        Instant::from_elapsed(self.shared.epoch.elapsed())
+    }
+
+    pub(crate) fn unix_nanos() -> u64 {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Files a change to the store, then tells live listeners about entry `id`.
+    pub(crate) fn update(&self, id: EntryId, change: impl FnOnce(&mut Store, Instant)) {
+        let now = self.now();
+        let mut store = self.store();
+        change(&mut store, now);
+        if self.shared.feed.receiver_count() > 0 {
+            if let Some(e) = store.get(id) {
+                let kind = if e.websocket.is_some() { "ws" } else { "http" };
+                let json = ws_json(e, self.shared.redact).unwrap_or_else(|| entry_json(e, self.shared.redact));
+                drop(store);
+                let _ = self.shared.feed.send(Arc::from(format!("event: {kind}\ndata: {json}\n\n")));
+            }
+        }
+    }
+
+    /// A request arrived: its entry's id.
+    pub(crate) fn begin(&self, method: &str, uri: &str, headers: &[Header], websocket: bool) -> EntryId {
+        self.begin_exchange(Exchange { method, uri, headers, websocket, replay_of: None })
+    }
+
+    fn begin_exchange(&self, ex: Exchange<'_>) -> EntryId {
+        let now = self.now();
+        let id = self.store().begin(now, Self::unix_nanos(), ex);
+        self.update(id, |_, _| {});
+        id
+    }
+
+    /// The tunnel is up (again): what `/api/tunnels` reports, and the origin replays go to.
+    pub(crate) fn attach(&self, origin: &Arc<dyn Origin>, name: &str, public_url: &str) {
+        let scheme = if origin.secure() { "https" } else { "http" };
+        let addr = origin.authority().map(|a| format!("{scheme}://{a}")).unwrap_or_else(|| "in-process".into());
+        *self.shared.origin.lock().unwrap_or_else(|p| p.into_inner()) = Some(origin.clone());
+        *self.shared.tunnel.lock().unwrap_or_else(|p| p.into_inner()) =
+            TunnelInfo { name: name.to_string(), public_url: public_url.to_string(), addr };
+        self.store().set_tunnel_name(name);
+    }
+
+    fn tunnel(&self) -> TunnelInfo {
+        self.shared.tunnel.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn origin(&self) -> Option<Arc<dyn Origin>> {
+        self.shared.origin.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Forgets every entry.
+    pub fn clear(&self) {
+        self.store().clear();
+        let _ = self.shared.feed.send(Arc::from("event: clear\ndata: {}\n\n"));
+    }
+}

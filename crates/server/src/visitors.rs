@@ -1,0 +1,193 @@
+//! Per-visitor-address limits inside one tunnel: how many exchanges one address may
+//! have in flight (`max_streams_per_visitor`) and how fast it may start them
+//! (`visitor_rate_limit`), so that one address cannot take all of a tunnel's streams or
+//! its whole rate while everyone else gets 503 or 429.
+//!
+//! Addresses are counted by [`crate::addr::key`] (IPv6 by its /64). Each tunnel keeps
+//! one small map under one lock, taken once when an exchange starts and once when it
+//! ends; an address with nothing in flight and a full bucket is forgotten.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::limits::{Bucket, RateLimit};
+
+/// Most addresses whose rate state one tunnel remembers. Past it, addresses that are
+/// quiet (nothing in flight, full bucket) are forgotten first, then any with nothing in
+/// flight: a visitor behind many addresses can reset its own bucket that way, which
+/// `docs/SECURITY.md` lists as a known limit.
+const MAX_REMEMBERED: usize = 4096;
+
+/// One tunnel's visitors.
+#[derive(Debug)]
+pub struct Visitors {
+    max_streams: usize,
+    rate: Option<RateLimit>,
+    map: Mutex<HashMap<IpAddr, Visitor>>,
+}
+
+#[derive(Debug)]
+struct Visitor {
+    streams: usize,
+    bucket: Option<Bucket>,
+}
+
+/// Why a visitor's exchange may not start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VisitorRefusal {
+    /// The address already has this many exchanges in flight through the tunnel.
+    #[error("{0} requests from your address are already in flight")]
+    Busy(usize),
+    /// Over the per-visitor rate; a token is available after this long.
+    #[error("too many requests from your address")]
+    RateLimited(Duration),
+}
+
+impl Visitors {
+    /// Limits for one tunnel's visitors.
+    pub fn new(max_streams: usize, rate: Option<RateLimit>) -> Arc<Visitors> {
+        Arc::new(Visitors { max_streams, rate, map: Mutex::new(HashMap::new()) })
+    }
+
+    /// Starts one exchange from `ip`: charges its rate and counts it in flight until the
+    /// returned [`Admitted`] is dropped.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Admitted, VisitorRefusal> {
+        let key = crate::addr::key(ip);
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_REMEMBERED && !map.contains_key(&key) {
+            self.forget_quiet(&mut map, now);
+        }
+        let rate = self.rate;
+        let v = map.entry(key).or_insert_with(|| Visitor { streams: 0, bucket: rate.map(|r| Bucket::full(r, now)) });
+        if v.streams >= self.max_streams {
+            return Err(VisitorRefusal::Busy(v.streams));
+        }
+        if let (Some(bucket), Some(limit)) = (&mut v.bucket, rate) {
+            bucket.try_take(limit, now).map_err(VisitorRefusal::RateLimited)?;
+        }
+        v.streams += 1;
+        Ok(Admitted { visitors: self.clone(), key })
+    }
+
+    /// Exchanges in flight from `ip` (for tests and status).
+    pub fn in_flight(&self, ip: IpAddr) -> usize {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&crate::addr::key(ip)).map_or(0, |v| v.streams)
+    }
+
+    fn leave(&self, key: IpAddr) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let std::collections::hash_map::Entry::Occupied(mut e) = map.entry(key) {
+            let v = e.get_mut();
+            v.streams = v.streams.saturating_sub(1);
+            // Without a rate there is nothing to remember about an idle address.
+            if v.streams == 0 && v.bucket.is_none() {
+                e.remove();
+            }
+        }
+    }
+
+    /// Makes room: forgets addresses with nothing in flight whose bucket is full, and
+    /// if that frees less than a quarter of the map, every address with nothing in
+    /// flight. Each sweep frees room for many inserts, so the cost is O(1) amortised.
+    fn forget_quiet(&self, map: &mut HashMap<IpAddr, Visitor>, now: Instant) {
+        let rate = self.rate;
+        map.retain(|_, v| v.streams > 0 || matches!((&v.bucket, rate), (Some(b), Some(r)) if !b.is_full(r, now)));
+        if map.len() > MAX_REMEMBERED / 4 * 3 {
+            map.retain(|_, v| v.streams > 0);
+        }
+    }
+}
+
+/// One exchange in flight from one visitor address; dropping it ends the count.
+#[derive(Debug)]
+pub struct Admitted {
+    visitors: Arc<Visitors>,
+    key: IpAddr,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.visitors.leave(self.key);
+    }
+}
+
+/// A response body that keeps its exchange counted against the visitor's address
+/// until the body is done or dropped.
+#[derive(Debug)]
+pub struct CountedBody<B> {
+    inner: B,
+    admitted: Option<Admitted>,
+}
+
+impl<B> CountedBody<B> {
+    /// `inner`, counted by `admitted`.
+    pub fn new(inner: B, admitted: Admitted) -> Self {
+        CountedBody { inner, admitted: Some(admitted) }
+    }
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for CountedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None | Some(Err(_)))) {
+            // Done: the address may start another exchange before hyper drops the body.
+            self.admitted = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_address_has_its_own_streams_and_rate() {
+        let now = Instant::now();
+        let v = Visitors::new(2, Some(RateLimit { per_second: 0, burst: 3 }));
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let first = v.admit(a, now).unwrap();
+        let second = v.admit(a, now).unwrap();
+        assert_eq!(v.admit(a, now).unwrap_err(), VisitorRefusal::Busy(2));
+        assert!(v.admit(b, now).is_ok(), "another address is not affected");
+        drop(first);
+        assert_eq!(v.in_flight(a), 1);
+        let third = v.admit(a, now).unwrap();
+        drop((second, third));
+        assert!(matches!(v.admit(a, now), Err(VisitorRefusal::RateLimited(_))), "a burst of 3, no refill");
+        assert_eq!(v.in_flight(a), 0);
+    }
+
+    #[test]
+    fn the_map_stays_bounded_under_many_addresses() {
+        let now = Instant::now();
+        let v = Visitors::new(8, Some(RateLimit { per_second: 1, burst: 1 }));
+        for i in 0..20_000u32 {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            drop(v.admit(ip, now));
+        }
+        assert!(v.map.lock().unwrap().len() <= MAX_REMEMBERED);
+        // Without a rate, idle addresses are not remembered at all.
+        let plain = Visitors::new(8, None);
+        drop(plain.admit("10.0.0.1".parse().unwrap(), now));
+        assert!(plain.map.lock().unwrap().is_empty());
+    }
+}

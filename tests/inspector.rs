@@ -1,0 +1,294 @@
+//! The request inspector of `localtunnels client`, over real sockets: the agent API
+//! with ngrok's paths and field names (read the way scripts read it), replay reaching
+//! the origin, clearing, the loopback-only rule, and the bounds (a 1 GiB download
+//! keeps the client's RSS within 40 MiB, many requests keep the store within its bytes).
+
+mod cli_common;
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use cli_common::{server, Proc};
+use common::{full, host_of, origin, TestBody};
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use serde_json::Value;
+
+type HttpClient = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, TestBody>;
+
+fn http_client() -> HttpClient {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(hyper_util::client::legacy::connect::HttpConnector::new())
+}
+
+/// Sends `method url` with `headers` and `body`: status and body.
+async fn call(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> (u16, Bytes) {
+    let mut req = Request::builder().method(method).uri(url);
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    let res = http_client().request(req.body(full(body.to_string())).unwrap()).await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.into_body().collect().await.unwrap().to_bytes())
+}
+
+/// GET `url` as JSON.
+async fn get_json(url: &str) -> Value {
+    let (status, body) = call("GET", url, &[], "").await;
+    assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// A tunnel client process with its inspector on a free port: the process, its
+/// public URL and the inspector's base URL (from the `inspect:` line on stderr).
+async fn client(server_port: u16, origin_port: u16, extra: &[&str]) -> (Proc, String, String) {
+    let server = format!("http://127.0.0.1:{server_port}");
+    let origin = origin_port.to_string();
+    let mut args = vec!["client", "--server", &server, "--local-host", "127.0.0.1", "--local-port", &origin];
+    args.extend_from_slice(&["--inspect-addr", "127.0.0.1:0"]);
+    args.extend_from_slice(extra);
+    let mut proc = Proc::spawn(&args, &[]);
+    let public = proc.line().await;
+    let line = proc.stderr_line("inspect: ").await;
+    let inspect = line.trim().strip_prefix("inspect: ").unwrap().to_string();
+    assert!(inspect.starts_with("http://127.0.0.1:"), "{line}");
+    (proc, public, inspect)
+}
+
+/// What the origin saw: each request's method, path and body.
+type Seen = Arc<Mutex<Vec<(String, String, Bytes)>>>;
+
+/// An origin that records every request and answers with JSON.
+async fn recording_origin() -> (u16, Seen) {
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    let port = origin(move |req: Request<Incoming>| {
+        let log = log.clone();
+        async move {
+            let (method, path) = (req.method().to_string(), req.uri().to_string());
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            log.lock().unwrap().push((method, path.clone(), body));
+            Response::builder()
+                .header("content-type", "application/json")
+                .header("set-cookie", "session=abc")
+                .body(full(format!(r#"{{"path":"{path}","ok":true}}"#)))
+                .unwrap()
+        }
+    })
+    .await;
+    (port, seen)
+}
+
+fn decode(raw: &Value) -> String {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(raw.as_str().unwrap()).unwrap();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[tokio::test]
+async fn the_agent_api_lists_requests_in_ngrok_shape_and_replays_them_to_the_origin() {
+    let (_server, port) = server(&[]).await;
+    let (origin_port, seen) = recording_origin().await;
+    let (mut proc, public, inspect) = client(port, origin_port, &["--subdomain", "inspected"]).await;
+    let host = host_of(&public);
+
+    // The way scripts find the public URL: GET /api/tunnels, tunnels[0].public_url.
+    let tunnels = get_json(&format!("{inspect}/api/tunnels")).await;
+    let t = &tunnels["tunnels"][0];
+    assert_eq!(t["public_url"], public, "{tunnels}");
+    assert_eq!((t["name"].as_str(), t["proto"].as_str()), (Some("inspected"), Some("http")));
+    assert_eq!(t["config"]["addr"], format!("http://127.0.0.1:{origin_port}"));
+    assert_eq!(t["config"]["inspect"], true);
+
+    let url = format!("http://127.0.0.1:{port}/orders?x=1");
+    let sent = r#"{"item":"tea","qty":2}"#;
+    let (status, _) = call("POST", &url, &[("host", &host), ("content-type", "application/json")], sent).await;
+    assert_eq!(status, 200);
+
+    let list = get_json(&format!("{inspect}/api/requests/http?limit=10&tunnel_name=inspected")).await;
+    assert_eq!(list["uri"], "/api/requests/http");
+    let entries = list["requests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{list}");
+    let e = &entries[0];
+    let id = e["id"].as_str().unwrap().to_string();
+    assert_eq!(e["uri"], format!("/api/requests/http/{id}"));
+    assert_eq!(e["tunnel_name"], "inspected");
+    assert_eq!(e["remote_addr"], "127.0.0.1");
+    assert!(e["start"].as_str().unwrap().ends_with('Z'), "{e}");
+    assert!(e["duration"].as_u64().unwrap() > 0, "{e}");
+    let req = &e["request"];
+    assert_eq!(
+        (req["method"].as_str(), req["proto"].as_str(), req["uri"].as_str()),
+        (Some("POST"), Some("HTTP/1.1"), Some("/orders?x=1"))
+    );
+    assert_eq!(req["headers"]["Content-Type"][0], "application/json");
+    let raw = decode(&req["raw"]);
+    assert!(raw.starts_with("POST /orders?x=1 HTTP/1.1\r\n") && raw.ends_with(sent), "{raw}");
+    let res = &e["response"];
+    assert_eq!((res["status"].as_str(), res["status_code"].as_u64()), (Some("200 OK"), Some(200)));
+    assert_eq!(res["headers"]["Set-Cookie"][0], "session=abc");
+    assert!(decode(&res["raw"]).ends_with(r#"{"path":"/orders?x=1","ok":true}"#));
+    assert_eq!(get_json(&format!("{inspect}/api/requests/http/{id}")).await["id"], id);
+
+    // Replay: 204, the origin gets the request again, and a new entry says so.
+    let (status, body) = call(
+        "POST",
+        &format!("{inspect}/api/requests/http"),
+        &[("content-type", "application/json")],
+        &format!(r#"{{"id":"{id}"}}"#),
+    )
+    .await;
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&body));
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[1], ("POST".to_string(), "/orders?x=1".to_string(), Bytes::from(sent)));
+    }
+    let list = get_json(&format!("{inspect}/api/requests/http")).await;
+    let replayed = &list["requests"][0];
+    assert_eq!(replayed["replay_of"], id.as_str(), "{list}");
+    assert_ne!(replayed["id"], id.as_str());
+    assert_eq!(replayed["response"]["status_code"], 200);
+
+    // Replay with edits (our extension): another method, path and body.
+    let edit = format!(r#"{{"id":"{id}","edit":{{"method":"PUT","uri":"/edited","body":"aGk="}}}}"#);
+    let (status, _) = call("POST", &format!("{inspect}/api/requests/http"), &[], &edit).await;
+    assert_eq!(status, 204);
+    assert_eq!(seen.lock().unwrap()[2], ("PUT".to_string(), "/edited".to_string(), Bytes::from("hi")));
+    let (status, _) = call("POST", &format!("{inspect}/api/requests/http"), &[], r#"{"id":"ffffffffffffffff"}"#).await;
+    assert_eq!(status, 404);
+
+    let (status, _) = call("DELETE", &format!("{inspect}/api/requests/http"), &[], "").await;
+    assert_eq!(status, 204);
+    assert_eq!(get_json(&format!("{inspect}/api/requests/http")).await["requests"], Value::Array(vec![]));
+    let (status, _) = call("GET", &format!("{inspect}/api/requests/http/{id}"), &[], "").await;
+    assert_eq!(status, 404);
+
+    // The page is served from the binary.
+    let (status, page) = call("GET", &format!("{inspect}/"), &[], "").await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&page).contains("localtunnels inspector"));
+    proc.terminate();
+    assert_eq!(proc.exit_code().await, Some(0));
+}
+
+#[tokio::test]
+async fn only_loopback_hosts_are_answered_and_secrets_can_be_redacted() {
+    let (_server, port) = server(&[]).await;
+    let (origin_port, _seen) = recording_origin().await;
+    let (_proc, public, inspect) = client(port, origin_port, &["--inspect-redact"]).await;
+    let api = format!("{inspect}/api/requests/http");
+    let inspect_port = inspect.rsplit(':').next().unwrap().to_string();
+    // A DNS-rebinding page: its own name, resolving to 127.0.0.1.
+    let (status, _) = call("GET", &api, &[("host", &format!("evil.example:{inspect_port}"))], "").await;
+    assert_eq!(status, 403);
+    // A cross-site page posting to 127.0.0.1.
+    let (status, _) = call("DELETE", &api, &[("origin", "http://evil.example")], "").await;
+    assert_eq!(status, 403);
+    for host in [format!("localhost:{inspect_port}"), format!("127.0.0.1:{inspect_port}")] {
+        assert_eq!(call("GET", &api, &[("host", &host)], "").await.0, 200, "{host}");
+    }
+
+    let visit = format!("http://127.0.0.1:{port}/secret");
+    let headers = [("host", host_of(&public)), ("authorization", "Bearer s3cret".into()), ("cookie", "a=b".into())];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    assert_eq!(call("GET", &visit, &headers, "").await.0, 200);
+    let list = get_json(&api).await;
+    let text = list.to_string();
+    assert!(!text.contains("s3cret") && !text.contains("a=b") && !text.contains("session=abc"), "{text}");
+    let e = &list["requests"][0];
+    assert_eq!(e["request"]["headers"]["Authorization"][0], "[redacted]");
+    assert!(!decode(&e["request"]["raw"]).contains("s3cret"));
+}
+
+#[tokio::test]
+async fn the_inspector_can_be_turned_off_from_the_environment() {
+    let (_server, port) = server(&[]).await;
+    let (origin_port, _seen) = recording_origin().await;
+    let server = format!("http://127.0.0.1:{port}");
+    let origin = origin_port.to_string();
+    let args = ["client", "--server", &server, "--local-host", "127.0.0.1", "--local-port", &origin];
+    let mut proc = Proc::spawn(&args, &[("LOCALTUNNELS_NO_INSPECT", "true")]);
+    proc.line().await;
+    proc.stderr_line("forwarding").await;
+    proc.terminate();
+    assert_eq!(proc.exit_code().await, Some(0));
+    let rest = proc.stderr_rest().await;
+    assert!(!rest.iter().any(|l| l.contains("inspect")), "{rest:?}");
+}
+
+/// A body of `total` bytes in 64 KiB chunks of one repeated byte.
+fn download(total: u64) -> TestBody {
+    let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+    let chunks = futures_util::stream::unfold(0u64, move |sent| {
+        let chunk = chunk.clone();
+        async move {
+            (sent < total).then(|| {
+                let n = usize::try_from((total - sent).min(chunk.len() as u64)).unwrap();
+                (Ok::<_, common::BoxError>(Frame::data(chunk.slice(..n))), sent + n as u64)
+            })
+        }
+    });
+    http_body_util::StreamBody::new(chunks).boxed()
+}
+
+/// Peak resident memory of a process, in KiB.
+fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_download_and_many_requests_stay_within_the_bounds() {
+    const GIB: u64 = 1 << 30;
+    const STORE: u64 = 1 << 20;
+    let (_server, port) = server(&[]).await;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let origin_port = origin(move |req: Request<Incoming>| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        async move {
+            match req.uri().path() {
+                "/big" => Response::new(download(GIB)),
+                _ => Response::new(full(vec![b'y'; 20_000])),
+            }
+        }
+    })
+    .await;
+    let (proc, public, inspect) = client(port, origin_port, &["--inspect-max-bytes", &STORE.to_string()]).await;
+    let host = host_of(&public);
+    let pid = proc.child.id().unwrap();
+
+    let req = Request::get(format!("http://127.0.0.1:{port}/big")).header("host", &host).body(full("")).unwrap();
+    let res = http_client().request(req).await.unwrap();
+    let mut body = res.into_body();
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        n += frame.unwrap().into_data().map_or(0, |d| d.len() as u64);
+    }
+    assert_eq!(n, GIB);
+    let e = &get_json(&format!("{inspect}/api/requests/http")).await["requests"][0];
+    assert_eq!(e["response"]["body_size"], GIB);
+    assert_eq!(e["response"]["truncated"], true);
+    let kept = base64::engine::general_purpose::STANDARD.decode(e["response"]["raw"].as_str().unwrap()).unwrap();
+    assert!(kept.len() < 64 * 1024 + 1024 && kept.ends_with(&[b'x'; 1000]), "{} bytes kept", kept.len());
+    let peak = peak_kib(pid);
+    eprintln!("client peak RSS {peak} KiB after 1 GiB");
+    assert!(peak < 40 * 1024, "the client peaked at {peak} KiB");
+
+    for i in 0..300 {
+        let (status, _) = call("GET", &format!("http://127.0.0.1:{port}/r{i}"), &[("host", &host)], "").await;
+        assert_eq!(status, 200);
+    }
+    let usage = get_json(&format!("{inspect}/api/inspector")).await;
+    assert!(usage["bytes"].as_u64().unwrap() <= STORE, "{usage}");
+    let entries = usage["entries"].as_u64().unwrap();
+    assert!(entries > 10 && entries < 300, "{usage}");
+    let newest = &get_json(&format!("{inspect}/api/requests/http?limit=1")).await["requests"][0];
+    assert_eq!(newest["request"]["uri"], "/r299");
+    assert_eq!(hits.load(Ordering::Relaxed), 301);
+}
