@@ -143,6 +143,9 @@ pub enum CloseCode {
     Replaced,
     /// The peer sent a frame over the size limit.
     FrameTooLarge,
+    /// The peer does not read what we send: more control frames waited for it than
+    /// our `max_control_queue` allows.
+    SlowReader,
     /// A code this version does not know.
     Other(u16),
 }
@@ -163,7 +166,7 @@ macro_rules! wire_codes {
 }
 
 wire_codes!(ResetCode { Cancel = 0, Refused = 1, Protocol = 2, Internal = 3, OriginUnreachable = 4, Timeout = 5, TooLarge = 6 });
-wire_codes!(CloseCode { Normal = 0, ProtocolError = 1, Timeout = 2, Shutdown = 3, FlowControl = 4, TooManyStreams = 5, Internal = 6, Replaced = 7, FrameTooLarge = 8 });
+wire_codes!(CloseCode { Normal = 0, ProtocolError = 1, Timeout = 2, Shutdown = 3, FlowControl = 4, TooManyStreams = 5, Internal = 6, Replaced = 7, FrameTooLarge = 8, SlowReader = 9 });
 
 /// One protocol frame.
 #[derive(Debug, Clone, PartialEq, Eq)]

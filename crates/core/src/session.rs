@@ -87,6 +87,17 @@ pub struct Session {
     picked: Vec<Output>,
     /// Encoded frames that go before any stream data: heads, windows, resets, pings.
     control: VecDeque<Bytes>,
+    /// Bytes in `control`, bounded by `Config::max_control_queue`.
+    control_bytes: usize,
+    /// The answer to the peer's latest PING, not sent yet: only the latest is kept, so
+    /// a peer that pings and never reads cannot grow the queue.
+    pending_pong: Option<u64>,
+    /// Our divisor for a stream's fair share of the session credit and of the queue
+    /// (see [`Session::fair_share`]); 1 turns the sharing off.
+    fair_divisor: u64,
+    /// A pool at least this large (`fair_divisor` stream windows) gives every stream all
+    /// its window allows, so sharing it costs nothing: the common case skips the division.
+    fair_free: u64,
     /// Streams with queued data, served round-robin one frame at a time.
     ring: VecDeque<StreamId>,
     events: VecDeque<Event>,
@@ -98,6 +109,9 @@ pub struct Session {
     idle_floor: Duration,
     ping_seq: u64,
     ping_outstanding: Option<(u64, Instant)>,
+    /// When the oldest PING that has had no PONG since was queued: a peer that answers
+    /// none for the idle timeout does not read, and is closed as dead.
+    unanswered_since: Option<Instant>,
     rtt: Option<Duration>,
     going_away_local: bool,
     going_away_peer: bool,
@@ -109,7 +123,7 @@ impl Session {
         let mut s = Session::new(Role::Client, config, now);
         hello.version = PROTOCOL_VERSION;
         hello.limits = Some(Limits::from(&s.config));
-        hello.features = features::BATCH;
+        hello.features = features::BATCH | features::EAGER_WINDOW;
         s.push_control(&Frame::Hello(hello));
         s
     }
@@ -124,7 +138,8 @@ impl Session {
             max_frame: usize::try_from(config.max_frame).unwrap_or(usize::MAX),
             max_header_bytes: usize::try_from(config.max_header_bytes).unwrap_or(usize::MAX),
         };
-        let peer = Limits::from(&Config::DEFAULT);
+        // The defaults until the peer announces its own; ours bound them too.
+        let peer = config.clamp_peer(Limits::from(&Config::DEFAULT));
         Session {
             role,
             state: State::Handshake,
@@ -145,6 +160,10 @@ impl Session {
             held: VecDeque::new(),
             picked: Vec::new(),
             control: VecDeque::new(),
+            control_bytes: 0,
+            pending_pong: None,
+            fair_divisor: 1,
+            fair_free: 0,
             ring: VecDeque::new(),
             events: VecDeque::new(),
             last_recv: now,
@@ -154,6 +173,7 @@ impl Session {
             idle_floor: Duration::ZERO,
             ping_seq: 0,
             ping_outstanding: None,
+            unanswered_since: None,
             rtt: None,
             going_away_local: false,
             going_away_peer: false,
@@ -222,7 +242,23 @@ impl Session {
     /// Bytes `send_data`/`send_ws` would accept on `id` now.
     pub fn send_capacity(&self, id: StreamId) -> usize {
         let room = self.queue_room();
-        self.streams.get(&id).map_or(0, |s| usize::try_from(s.send_credit.min(room)).unwrap_or(usize::MAX))
+        let share = |s: &Stream| self.fair_share(room, s.queued);
+        self.streams.get(&id).map_or(0, |s| usize::try_from(s.send_credit.min(share(s))).unwrap_or(usize::MAX))
+    }
+
+    /// How much more of a `pool` one stream that already holds `held` of it may take:
+    /// it may hold at most `1 / fair_divisor` of what is left to share (the pool and its
+    /// own part), rounded up so that a stream holding nothing always gets something of a
+    /// pool that is not empty. Streams whose readers stall each keep a share of what the
+    /// ones before them left, so the pool shrinks geometrically and is not used up by
+    /// them: the next stream still finds credit and queue room. The pools are the
+    /// session credit (for what a stream has in flight) and the queue room (for what
+    /// it has queued), see `docs/PROTOCOL.md` §7, "Fair shares".
+    fn fair_share(&self, pool: u64, held: u64) -> u64 {
+        if self.fair_divisor <= 1 || pool >= self.fair_free {
+            return pool;
+        }
+        pool.saturating_add(held).div_ceil(self.fair_divisor).saturating_sub(held).min(pool)
     }
 
     /// Payload bytes the streams may still queue, together: the peer's session window
@@ -231,7 +267,32 @@ impl Session {
     /// `streams x stream_window` bytes here, of which only the session window can be
     /// on its way at once.
     fn queue_room(&self) -> u64 {
-        u64::from(self.peer.session_window).saturating_sub(self.queued)
+        self.queue_limit().saturating_sub(self.queued)
+    }
+
+    /// Payload bytes stream `s` may send now: its fair share of the session credit less
+    /// what it has in flight (sent, not granted back on the stream). A stream with bytes
+    /// in flight waits until its allowance is at least half its share (or covers all it
+    /// has queued) rather than sending what each small grant frees: those dribs would
+    /// come back as small grants, and the frames would never grow again (the silly
+    /// window syndrome). It can wait: its bytes in flight will be granted back.
+    fn send_allowance(&self, stream_window: u64, s: &Stream) -> u64 {
+        if self.fair_divisor <= 1 || self.send_credit >= self.fair_free {
+            return self.send_credit;
+        }
+        let in_flight = stream_window.saturating_sub(s.send_credit.saturating_add(s.queued));
+        let allowed = self.fair_share(self.send_credit, in_flight);
+        let share = allowed + in_flight;
+        if in_flight > 0 && allowed < share / 2 && allowed < s.queued {
+            return 0;
+        }
+        allowed
+    }
+
+    /// The most payload all streams may queue unsent: the peer's session window, and
+    /// never more than our own `max_session_queue` whatever the peer announced.
+    fn queue_limit(&self) -> u64 {
+        u64::from(self.peer.session_window.min(self.config.max_session_queue))
     }
 
     /// Checks the internal invariants; used by tests and fuzzers.
@@ -242,6 +303,7 @@ impl Session {
         let mut queued = 0;
         for (id, s) in &self.streams {
             queued += s.queued_bytes();
+            assert_eq!(s.queued, s.queued_bytes(), "stream {id}'s count of queued bytes");
             assert!(s.queued_bytes() <= window.max(s.granted), "stream {id} queued beyond its window");
             assert!(s.recv_remaining <= u64::from(self.config.stream_window), "stream {id} recv window grew");
             if self.is_local(*id) {
@@ -249,7 +311,13 @@ impl Session {
             }
         }
         assert_eq!(queued, self.queued, "queued payload bytes");
-        assert!(queued <= u64::from(self.peer.session_window), "queued {queued} beyond the peer's session window");
+        assert!(queued <= self.queue_limit(), "queued {queued} beyond the queue limit {}", self.queue_limit());
+        assert!(queued <= u64::from(self.config.max_session_queue), "queued {queued} beyond max_session_queue");
+        assert_eq!(self.control_bytes, self.control.iter().map(Bytes::len).sum::<usize>(), "control bytes");
+        assert!(self.control_bytes <= self.config.max_control_queue as usize, "control queue beyond its bound");
+        assert!(self.peer.stream_window <= self.config.max_peer_window, "peer stream window not clamped");
+        assert!(self.peer.session_window <= self.config.max_peer_window, "peer session window not clamped");
+        assert!(self.send_credit <= u64::from(self.peer.session_window), "session credit beyond the window");
         assert_eq!(local, self.local_open, "local stream count");
         assert_eq!(self.streams.len() as u64, u64::from(self.local_open) + u64::from(self.peer_open));
         assert!(self.recv_remaining + self.recv_unacked <= u64::from(self.config.session_window));
@@ -314,9 +382,15 @@ impl Session {
             self.close(CloseCode::Timeout, &format!("no frame from the peer for {secs:.1} s"));
             return;
         }
+        if self.unanswered_since.is_some_and(|since| now >= since + self.idle_timeout) {
+            let secs = self.idle_timeout.as_secs_f32();
+            self.close(CloseCode::Timeout, &format!("the peer answered no ping for {secs:.1} s (it does not read)"));
+            return;
+        }
         if self.state == State::Established && now >= self.next_ping {
             self.ping_seq = self.ping_seq.wrapping_add(1);
             self.ping_outstanding = Some((self.ping_seq, now));
+            self.unanswered_since.get_or_insert(now);
             self.push_control(&Frame::Ping(self.ping_seq));
             self.next_ping = now + self.ping_interval;
         }
@@ -336,7 +410,7 @@ impl Session {
                 self.events.push_back(Event::Refused { reason, message });
             }
             (State::Established, frame) => self.on_established_frame(now, frame)?,
-            (State::Deciding, Frame::Ping(v)) => self.push_control(&Frame::Pong(v)),
+            (State::Deciding, Frame::Ping(v)) => self.pending_pong = Some(v),
             (_, _) => return Err(ProtocolError::Unexpected("frame not allowed during the handshake")),
         }
         Ok(())
@@ -353,10 +427,7 @@ impl Session {
             self.events.push_back(Event::Closed { code: CloseCode::ProtocolError, message, by_peer: false });
             return;
         }
-        if let Some(l) = hello.limits {
-            self.set_peer_limits(l);
-        }
-        self.peer_features = hello.features;
+        self.learn_peer(hello.limits, hello.features);
         self.state = State::Deciding;
         self.events.push_back(Event::Hello(hello));
     }
@@ -365,10 +436,7 @@ impl Session {
         if w.version != PROTOCOL_VERSION {
             return Err(ProtocolError::Unexpected("welcome for a protocol version this client does not speak"));
         }
-        if let Some(l) = w.limits {
-            self.set_peer_limits(l);
-        }
-        self.peer_features = w.features;
+        self.learn_peer(w.limits, w.features);
         if w.heartbeat_ms > 0 {
             self.ping_interval = Duration::from_millis(u64::from(w.heartbeat_ms));
             self.next_ping = now + self.ping_interval;
@@ -381,9 +449,27 @@ impl Session {
         Ok(())
     }
 
-    fn set_peer_limits(&mut self, l: Limits) {
-        self.peer = l;
-        self.send_credit = u64::from(l.session_window);
+    /// Takes the peer's limits (clamped to ours: nothing it announces is taken on
+    /// trust) and features from its hello or welcome.
+    fn learn_peer(&mut self, limits: Option<Limits>, peer_features: u32) {
+        if let Some(l) = limits {
+            self.peer = self.config.clamp_peer(l);
+            self.send_credit = u64::from(self.peer.session_window);
+        }
+        self.peer_features = peer_features;
+        // Fair shares need a receiver that grants small consumptions back at once when
+        // its window runs short; with a batching one a stream kept to a small share
+        // could wait for a grant that never comes. The divisor lets one stream alone
+        // still use a whole stream window with a quarter of the session window not yet
+        // granted back (3/4 S / W: 6 with the defaults), and is 1 (no sharing) when the
+        // session window holds no more than one stream window.
+        self.fair_divisor = if peer_features & features::EAGER_WINDOW != 0 {
+            let (s, w) = (u64::from(self.peer.session_window), u64::from(self.peer.stream_window).max(1));
+            (s * 3 / 4 / w).max(1)
+        } else {
+            1
+        };
+        self.fair_free = self.fair_divisor.saturating_mul(u64::from(self.peer.stream_window));
     }
 
     fn on_established_frame(&mut self, now: Instant, frame: Frame) -> Result<(), ProtocolError> {
@@ -448,18 +534,23 @@ impl Session {
                 }
             }
             Frame::Window { id: 0, increment } => {
-                self.send_credit = self.send_credit.saturating_add(u64::from(increment));
+                // A conforming receiver never grants more than its window: credit above
+                // it is not taken.
+                let window = u64::from(self.peer.session_window);
+                self.send_credit = self.send_credit.saturating_add(u64::from(increment)).min(window);
                 self.wake_blocked();
             }
             Frame::Window { id, increment } => {
+                let window = u64::from(self.peer.stream_window);
                 if let Some(s) = self.known_stream(id)? {
-                    s.send_credit = s.send_credit.saturating_add(u64::from(increment));
+                    s.send_credit = s.send_credit.saturating_add(u64::from(increment)).min(window);
                     s.granted = s.granted.saturating_add(u64::from(increment));
                     self.wake_if_writable(id);
                 }
             }
-            Frame::Ping(v) => self.push_control(&Frame::Pong(v)),
+            Frame::Ping(v) => self.pending_pong = Some(v),
             Frame::Pong(v) => {
+                self.unanswered_since = None;
                 if let Some((seq, sent)) = self.ping_outstanding {
                     if seq == v {
                         self.rtt = Some(now.saturating_duration_since(sent));
@@ -552,7 +643,7 @@ impl Session {
         }
         welcome.version = PROTOCOL_VERSION;
         welcome.limits = Some(Limits::from(&self.config));
-        welcome.features = features::BATCH;
+        welcome.features = features::BATCH | features::EAGER_WINDOW;
         welcome.heartbeat_ms = u32::try_from(self.ping_interval.as_millis()).unwrap_or(u32::MAX);
         welcome.idle_timeout_ms = u32::try_from(self.idle_timeout.as_millis()).unwrap_or(u32::MAX);
         self.push_control(&Frame::Welcome(welcome));
@@ -692,12 +783,17 @@ impl Session {
         chunk: impl FnOnce(usize) -> Option<Chunk>,
     ) -> Result<usize, StreamError> {
         let room = self.queue_room();
+        let share = match self.streams.get(&id) {
+            Some(s) => self.fair_share(room, s.queued),
+            None => room,
+        };
         let s = self.live_stream(id)?;
         Self::check_body_send(s, id, ws)?;
-        let taken = s.take_send_credit(clamp(offered, room));
+        let taken = s.take_send_credit(clamp(offered, share));
         if taken < offered {
             s.blocked = true;
         }
+        s.queued += taken as u64;
         let queued = chunk(taken).map(|c| s.queue.push_back(c)).is_some();
         if taken < offered && taken as u64 == room {
             self.queue_full = true;
@@ -713,7 +809,7 @@ impl Session {
     /// Once a full queue has drained to half, the streams it refused may offer again.
     fn dequeued(&mut self, spent: u64) {
         self.queued = self.queued.saturating_sub(spent);
-        if self.queue_full && self.queued <= u64::from(self.peer.session_window) / 2 {
+        if self.queue_full && self.queued <= self.queue_limit() / 2 {
             self.queue_full = false;
             self.wake_blocked();
         }
@@ -806,10 +902,11 @@ impl Session {
         }
         let n = n as u64;
         let window = u64::from(self.config.stream_window);
+        let pressed = self.window_pressed();
         if let Some(s) = self.streams.get_mut(&id) {
             if !s.recv_done {
                 s.recv_unacked = s.recv_unacked.saturating_add(n).min(window - s.recv_remaining.min(window));
-                if should_grant(s.recv_unacked, s.recv_remaining, window) {
+                if should_grant(s.recv_unacked, s.recv_remaining, window) || (pressed && s.recv_unacked > 0) {
                     let inc = s.recv_unacked;
                     s.recv_unacked = 0;
                     s.recv_remaining += inc;
@@ -818,18 +915,32 @@ impl Session {
                 }
             }
         }
+        if self.state == State::Closed {
+            // That grant found the control queue over its bound: nothing follows CLOSE.
+            return;
+        }
         self.release_session(n);
     }
 
     fn release_session(&mut self, n: u64) {
         let window = u64::from(self.config.session_window);
         self.recv_unacked = self.recv_unacked.saturating_add(n).min(window - self.recv_remaining);
-        if should_grant(self.recv_unacked, self.recv_remaining, window) {
+        if should_grant(self.recv_unacked, self.recv_remaining, window)
+            || (self.window_pressed() && self.recv_unacked > 0)
+        {
             let inc = self.recv_unacked;
             self.recv_unacked = 0;
             self.recv_remaining += inc;
             self.push_control(&Frame::Window { id: 0, increment: u32::try_from(inc).unwrap_or(u32::MAX) });
         }
+    }
+
+    /// The peer has less than half our session window left to send (stalled readers
+    /// hold the rest): consumed bytes are granted back at once, as our
+    /// `features::EAGER_WINDOW` promises, so that a sender keeping its streams to fair
+    /// shares is never left waiting for a batched grant.
+    fn window_pressed(&self) -> bool {
+        self.recv_remaining < u64::from(self.config.session_window) / 2
     }
 
     /// Announces that no new streams will be accepted; in-flight ones finish.
@@ -867,20 +978,29 @@ impl Session {
         if let Some(o) = self.held.pop_front() {
             return Some(o);
         }
+        if let Some(v) = self.pending_pong.take() {
+            return Some(Output::Encoded(Frame::Pong(v).encode()));
+        }
         if let Some(b) = self.control.pop_front() {
+            self.control_bytes -= b.len();
             return Some(Output::Encoded(b));
         }
         let payload_limit = Config::payload_limit(self.peer.max_frame);
+        let stream_window = u64::from(self.peer.stream_window);
         while let Some(id) = self.ring.pop_front() {
+            let Some(s) = self.streams.get(&id) else { continue };
+            let credit = self.send_allowance(stream_window, s);
             let Some(s) = self.streams.get_mut(&id) else { continue };
             s.in_ring = false;
-            let session_credit = usize::try_from(self.send_credit).unwrap_or(usize::MAX);
+            let session_credit = usize::try_from(credit).unwrap_or(usize::MAX);
             let Some((frame, spent)) = s.next_frame(id, payload_limit, session_credit) else {
-                // Only payload is queued and the session window is shut: wait for
-                // a session WINDOW, which puts blocked streams back in the ring.
+                // Only payload is queued and the session window is shut (or the stream
+                // has its share of it in flight): wait for a WINDOW, which puts blocked
+                // streams back in the ring.
                 s.blocked = true;
                 continue;
             };
+            s.queued -= spent as u64;
             self.send_credit -= spent as u64;
             if matches!(frame, Frame::Reset { .. }) {
                 // A RESET carries no payload; removing the stream dequeues what is left.
@@ -890,6 +1010,11 @@ impl Session {
             if !s.queue.is_empty() {
                 s.in_ring = true;
                 self.ring.push_back(id);
+            } else if s.blocked && s.send_credit > 0 {
+                // Its queue is empty: a stream refused for its share of the queue may
+                // offer again.
+                s.blocked = false;
+                self.events.push_back(Event::Writable { id });
             }
             self.dequeued(spent as u64);
             self.reap(id);
@@ -985,7 +1110,7 @@ impl Session {
     /// driver can leave its writer asleep while this is false and
     /// [`Session::poll_timeout`] did not move earlier.
     pub fn has_transmit(&self) -> bool {
-        !self.held.is_empty() || !self.control.is_empty() || !self.ring.is_empty()
+        !self.held.is_empty() || self.pending_pong.is_some() || !self.control.is_empty() || !self.ring.is_empty()
     }
 
     /// The next event for the driver.
@@ -997,7 +1122,10 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::Closed => None,
-            State::Established => Some(self.next_ping.min(self.last_recv + self.idle_timeout)),
+            State::Established => {
+                let dead = self.unanswered_since.map_or(self.last_recv, |since| since.min(self.last_recv));
+                Some(self.next_ping.min(dead + self.idle_timeout))
+            }
             _ => Some(self.last_recv + self.idle_timeout),
         }
     }
@@ -1005,12 +1133,25 @@ impl Session {
     // ----- internals -----
 
     fn push_control(&mut self, frame: &Frame) {
-        self.control.push_back(frame.encode());
+        let b = frame.encode();
+        self.control_bytes += b.len();
+        self.control.push_back(b);
+        if self.control_bytes > self.config.max_control_queue as usize {
+            // The peer leaves what we send unread. Closing clears the queue first, so
+            // the CLOSE itself always fits.
+            let message = format!(
+                "the peer does not read: over {} bytes of control frames waited for it",
+                self.config.max_control_queue
+            );
+            self.close(CloseCode::SlowReader, &message);
+        }
     }
 
     fn clear_output(&mut self) {
         self.held.clear();
         self.control.clear();
+        self.control_bytes = 0;
+        self.pending_pong = None;
         self.ring.clear();
         self.streams.clear();
         self.queued = 0;
@@ -1055,7 +1196,7 @@ impl Session {
 
     fn remove_stream(&mut self, id: StreamId) {
         if let Some(s) = self.streams.remove(&id) {
-            self.dequeued(s.queued_bytes());
+            self.dequeued(s.queued);
             if s.local {
                 self.local_open -= 1;
             } else {
