@@ -21,6 +21,7 @@ mod event;
 mod frame;
 mod handshake;
 mod idmap;
+mod ids;
 pub mod inspect;
 mod lifecycle;
 mod relay;
