@@ -1,6 +1,6 @@
 //! The protocol's numbers: stream ids, frame type bytes and flags, reset and close
 //! codes, and the fixed sizes of frame overheads. A leaf module (it uses nothing else
-//! of the crate), so that `config`, `error`, `frame`, `handshake` and `wire`
+//! of the crate), so that `config`, `error`, `frame`, `handshake` and `bytes_reader`
 //! can all name these without importing one another in a circle.
 
 /// Identifies a stream within a session. `0` is the session itself; streams opened by

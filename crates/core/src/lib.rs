@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod bytes_reader;
 mod config;
 mod error;
 pub mod error_page;
@@ -28,7 +29,6 @@ mod relay;
 mod session;
 mod stream;
 mod time;
-mod wire;
 
 pub use config::{Config, Limits};
 pub use error::{DecodeError, OpenError, ProtocolError, StreamError};

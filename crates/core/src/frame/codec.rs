@@ -6,10 +6,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::headers::{get_headers, headers_len, put_headers, valid_method};
 use super::types::{DecodeLimits, Frame, RequestHead, ResponseHead, StreamKind};
+use crate::bytes_reader::{Reader, WriteExt};
 use crate::error::DecodeError;
 use crate::handshake::{Hello, RefuseReason, Welcome};
 use crate::ids::{flags, kind, CloseCode, ResetCode, BATCH_ENTRY_OVERHEAD, BATCH_HEADER, DATA_OVERHEAD};
-use crate::wire::{Reader, WriteExt};
 
 impl Frame {
     /// Encodes the frame as one WebSocket binary message.

@@ -5,8 +5,8 @@
 use bytes::{BufMut, BytesMut};
 
 use super::types::{DecodeLimits, Header, HeaderName, HeaderValue, RequestHead, ResponseHead};
+use crate::bytes_reader::{Reader, WriteExt};
 use crate::error::DecodeError;
-use crate::wire::{Reader, WriteExt};
 
 pub(super) fn headers_len(headers: &[Header]) -> usize {
     2 + headers.iter().map(|(n, v)| 4 + n.as_str().len() + v.len()).sum::<usize>()
