@@ -67,7 +67,7 @@ impl Config {
 
     /// Largest payload a data or message frame may carry under a peer's `max_frame`.
     pub(crate) fn payload_limit(max_frame: u32) -> usize {
-        usize::try_from(max_frame).unwrap_or(usize::MAX).saturating_sub(crate::frame::DATA_OVERHEAD).max(1)
+        usize::try_from(max_frame).unwrap_or(usize::MAX).saturating_sub(crate::ids::DATA_OVERHEAD).max(1)
     }
 }
 

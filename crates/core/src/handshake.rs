@@ -11,9 +11,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::bytes_reader::{Reader, WriteExt};
 use crate::config::Limits;
 use crate::error::DecodeError;
-use crate::wire::{Reader, WriteExt};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u16 = 1;

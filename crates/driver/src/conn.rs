@@ -1,5 +1,5 @@
 //! A [`Connection`]: one core [`Session`] driven over a WebSocket (framed by
-//! [`wire`](crate::wire) on the upgraded socket).
+//! [`ws_codec`](crate::ws_codec) on the upgraded socket).
 //!
 //! Two tasks own the socket halves, as quinn's `ConnectionDriver` owns its socket:
 //! the reader feeds every binary message to the session and dispatches the events; the
@@ -20,9 +20,9 @@ use localtunnels_core::{
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
+use crate::lazy_deadline::LazyDeadline;
 use crate::stream::{StreamEvent, StreamHandle, StreamSlot};
-use crate::timer::LazyDeadline;
-use crate::wire::{FrameReader, FrameWriter, Received, WireError};
+use crate::ws_codec::{FrameReader, FrameWriter, Received, WireError};
 
 /// Connection-level news for the owner of a [`Connection`].
 #[derive(Debug)]

@@ -17,7 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 
-use localtunnels_driver::timer::LazyDeadline;
+use localtunnels_driver::lazy_deadline::LazyDeadline;
 
 /// Per-connection, per-tunnel and per-client limits of a server.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -278,7 +278,7 @@ fn spawn_connection<I>(
         if !seen.load(Ordering::Relaxed) {
             seen.store(true, Ordering::Relaxed);
         }
-        route(state.clone(), visitor.clone(), req).map(Ok::<_, Infallible>)
+        route_by_host(state.clone(), visitor.clone(), req).map(Ok::<_, Infallible>)
     });
     let limits = &state_limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -315,7 +315,7 @@ fn spawn_connection<I>(
 /// Routes by Host: `<name>.<domain>` to that tunnel, anything else to the apex pages.
 /// (Not an `async fn`, for the reason given at [`crate::proxy::Answer`].)
 /// A request whose host is refused ([`crate::host`]) gets 400.
-fn route(state: Arc<ServerState>, peer: Peer, req: Request<Incoming>) -> impl crate::proxy::Answer {
+fn route_by_host(state: Arc<ServerState>, peer: Peer, req: Request<Incoming>) -> impl crate::proxy::Answer {
     // Behind a trusted proxy, the visitor it names stands for the connection's peer.
     let peer = match state.config.trusted_proxies.visitor(peer.addr.ip(), req.headers()) {
         Some(forwarded) => forwarded.apply(&peer),

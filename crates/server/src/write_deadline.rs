@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use localtunnels_driver::timer::LazyDeadline;
+use localtunnels_driver::lazy_deadline::LazyDeadline;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::limits::IdleSwitch;
