@@ -146,7 +146,7 @@ impl Store {
             request: HttpRequest {
                 method: ex.method.to_string(),
                 uri: ex.uri.to_string(),
-                headers: ex.headers.to_vec(),
+                headers: owned(ex.headers),
                 body: BodyCapture::new(0),
             },
             response: None,
@@ -167,7 +167,7 @@ impl Store {
 
     /// The response's head came back.
     pub fn respond(&mut self, id: EntryId, status: u16, headers: &[Header]) {
-        let response = HttpResponse { status, headers: headers.to_vec(), body: BodyCapture::new(0) };
+        let response = HttpResponse { status, headers: owned(headers), body: BodyCapture::new(0) };
         self.update(id, |e| e.response = Some(response));
     }
 
@@ -252,4 +252,20 @@ impl Store {
             self.bytes = self.bytes.saturating_sub(old.weight());
         }
     }
+}
+
+/// The headers copied into allocations of their own. A decoded frame's (and hyper's)
+/// header values are slices that share the whole buffer they were read from: a kept
+/// clone would hold that buffer (kilobytes per header) alive for as long as the entry
+/// lives, far past what the store counts against its bound.
+fn owned(headers: &[Header]) -> Vec<Header> {
+    headers
+        .iter()
+        .map(|(n, v)| {
+            let name = http::HeaderName::from_bytes(n.as_str().as_bytes()).unwrap_or_else(|_| n.clone());
+            let mut value = http::HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone());
+            value.set_sensitive(v.is_sensitive());
+            (name, value)
+        })
+        .collect()
 }
