@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod cluster;
 mod defaults;
 mod demo;
 mod logs;
@@ -284,6 +285,7 @@ pub fn server_config(a: &ServerArgs) -> ServerConfig {
 async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     let mut config = server_config(&a);
     public::apply(&a, &mut config)?;
+    cluster::apply(&a, &mut config)?;
     let (port, grace) = (config.port, config.shutdown_timeout);
     let server = TunnelServer::new(config)
         .start()
