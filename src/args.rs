@@ -271,8 +271,11 @@ pub enum HostHeaderArg {
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ClientArgs {
     /// Server URL, e.g. https://tunnel.example.com (overrides --host/--port/--secure).
-    #[arg(long, env = "LOCALTUNNELS_SERVER", value_name = "URL")]
-    pub server: Option<String>,
+    /// Repeatable or comma-separated: the nodes of one cluster, tried in order on
+    /// connect and on every reconnect.
+    #[arg(long, env = "LOCALTUNNELS_SERVER", value_name = "URL", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub server: Option<Vec<String>>,
     /// Server host.
     #[arg(long, env = "LOCALTUNNELS_HOST")]
     pub host: Option<String>,
@@ -404,6 +407,20 @@ pub fn parse_allow_ip(s: &str) -> Result<String, String> {
 }
 
 /// Fills every `None` field of `$a` from `$b`.
+/// A TOML value that is one string or a list of them (`server = "URL"` or `server = ["URL", ...]`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        OneOrMany::Many(v) => v,
+    }))
+}
+
 macro_rules! fill {
     ($a:expr, $b:expr; $($f:ident),* $(,)?) => { $( if $a.$f.is_none() { $a.$f = $b.$f.clone(); } )* };
 }

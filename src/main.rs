@@ -174,12 +174,15 @@ fn checked_client(mut a: ClientArgs) -> Result<ClientArgs, UsageError> {
     for ip in a.allow_ip.iter().flatten() {
         args::parse_allow_ip(ip).map_err(|e| UsageError(format!("--allow-ip: {e}")))?;
     }
-    if let Some(server) = &a.server {
-        let (url, note) = target::normalize_server(server).map_err(UsageError)?;
-        if let Some(note) = note {
-            eprintln!("note: {note}");
+    if let Some(servers) = &mut a.server {
+        for server in servers.iter_mut() {
+            let (url, note) = target::normalize_server(server).map_err(UsageError)?;
+            if let Some(note) = note {
+                eprintln!("note: {note}");
+            }
+            *server = url;
         }
-        a.server = Some(url);
+        servers.retain(|s| !s.is_empty());
     }
     Ok(a)
 }
@@ -319,7 +322,7 @@ fn waiting_for(in_flight: usize, grace: Duration) -> String {
 pub fn client_config(a: &ClientArgs) -> ClientConfig {
     let d = ClientConfig::default();
     ClientConfig {
-        server: a.server.clone(),
+        server: a.server.as_ref().filter(|s| !s.is_empty()).map(|s| s.join(",")),
         host: a.host.clone().unwrap_or(d.host),
         port: a.port.unwrap_or(d.port),
         secure: a.secure.unwrap_or(d.secure),
