@@ -34,19 +34,10 @@ pub fn apply(a: &ServerArgs, config: &mut ServerConfig) -> anyhow::Result<()> {
             id
         }
     };
-    let node_url = a.node_url.clone().unwrap_or_else(|| {
-        let host = match config.bind {
-            std::net::IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_string(),
-            std::net::IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_string(),
-            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-            ip => ip.to_string(),
-        };
-        format!("http://{host}:{}", config.port)
-    });
     config.cluster = Some(ClusterConfig {
         redis_url: url.to_string(),
         node_id,
-        node_url: Some(node_url),
+        node_url: a.node_url.clone().filter(|u| !u.is_empty()),
         lease_ttl: Duration::from_secs(a.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL)),
         secret,
     });

@@ -81,7 +81,11 @@ impl TunnelServer {
         };
         let http_addr = http_listener.as_ref().map(TcpListener::local_addr).transpose()?;
         let cluster = match &self.config.cluster {
-            Some(c) => Some(crate::cluster::Cluster::start(c.clone(), self.config.grace_period).await?),
+            Some(c) => {
+                let mut c = c.clone();
+                c.node_url.get_or_insert_with(|| crate::cluster::default_node_url(addr));
+                Some(crate::cluster::Cluster::start(c, self.config.grace_period).await?)
+            }
             None => None,
         };
         let registry: Arc<dyn crate::registry::Registry> = match &cluster {

@@ -91,6 +91,13 @@ end
 return 1
 ";
 
+/// The URL of the node serving a live name, unless it is this node (ARGV[1]).
+const OWNER: &str = r"
+local cur = redis.call('HMGET', KEYS[1], 'node', 'hold')
+if not cur[1] or cur[1] == ARGV[1] or (tonumber(cur[2]) or 0) > 0 then return false end
+return redis.call('GET', 'lt:node:' .. cur[1])
+";
+
 /// What [`Directory::acquire`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acquired {
@@ -112,6 +119,7 @@ pub struct Directory {
     acquire: Script,
     renew: Script,
     end: Script,
+    owner: Script,
 }
 
 impl std::fmt::Debug for Directory {
@@ -139,6 +147,7 @@ impl Directory {
             acquire: Script::new(ACQUIRE),
             renew: Script::new(RENEW),
             end: Script::new(END),
+            owner: Script::new(OWNER),
         }
     }
 
@@ -190,5 +199,18 @@ impl Directory {
         let grace = if hold { self.grace_ms } else { 0 };
         let ours: u8 = self.end.key(key(name)).arg(&self.node).arg(epoch).arg(grace).invoke_async(&mut conn).await?;
         Ok(ours == 1)
+    }
+
+    /// Records where other nodes reach this one (`lt:node:<id>`), for three TTLs.
+    pub async fn register(&self, url: &str) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        let key = format!("lt:node:{}", self.node);
+        redis::cmd("SET").arg(key).arg(url).arg("PX").arg(self.ttl_ms.saturating_mul(3)).query_async(&mut conn).await
+    }
+
+    /// The URL of the node serving `name` live, unless none or this node does.
+    pub async fn owner_url(&self, name: &str) -> redis::RedisResult<Option<String>> {
+        let mut conn = self.conn.clone();
+        self.owner.key(key(name)).arg(&self.node).invoke_async(&mut conn).await
     }
 }

@@ -8,6 +8,7 @@
 //! The design and its failure matrix are in `docs/CLUSTER.md`.
 
 pub mod directory;
+pub mod forward;
 pub mod registry;
 
 use std::sync::Arc;
@@ -29,7 +30,8 @@ pub struct ClusterConfig {
     pub redis_url: String,
     /// This node's id, unique in the cluster.
     pub node_id: String,
-    /// Where other nodes reach this one (recorded for forwarding).
+    /// Where other nodes reach this one (recorded for forwarding). Default: from the
+    /// address the server listens on.
     pub node_url: Option<String>,
     /// How long a claim lasts without renewal. Default 15 s.
     pub lease_ttl: Duration,
@@ -48,6 +50,16 @@ impl std::fmt::Debug for ClusterConfig {
     }
 }
 
+/// Where other nodes reach a node listening on `addr` (an unspecified address: loopback).
+pub fn default_node_url(addr: std::net::SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+}
+
 /// A random node id (`node-` and 8 hex digits).
 pub fn random_node_id() -> String {
     format!("node-{:08x}", rand::random::<u32>())
@@ -60,6 +72,8 @@ pub struct Cluster {
     dir: Directory,
     /// This node's registry (also the server's `Arc<dyn Registry>`).
     pub registry: Arc<ClusterRegistry>,
+    /// Visitors of names other nodes hold go there.
+    pub(crate) forwarder: forward::Forwarder,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -89,7 +103,9 @@ impl Cluster {
         let conn = redis::aio::ConnectionManager::new_with_config(client.clone(), manager).await.map_err(io)?;
         let dir = Directory::new(conn, config.node_id.clone(), config.lease_ttl, grace);
         let registry = Arc::new(ClusterRegistry::new(grace, dir.clone()));
-        let cluster = Arc::new(Cluster { config, dir, registry });
+        let forwarder = forward::Forwarder::new(&secret_digest(&config.secret));
+        let cluster = Arc::new(Cluster { config, dir, registry, forwarder });
+        cluster.register().await;
         info!(node_id = %cluster.config.node_id, ttl = ?cluster.config.lease_ttl, "cluster: joined through Redis");
         tokio::spawn(renew_loop(Arc::downgrade(&cluster)));
         tokio::spawn(takeover_loop(client, Arc::downgrade(&cluster)));
@@ -149,8 +165,23 @@ impl Cluster {
         Ok(claim)
     }
 
+    /// Where a live name another node holds is served, from the directory.
+    pub(crate) async fn owner_url(&self, name: &str) -> redis::RedisResult<Option<String>> {
+        self.dir.owner_url(name).await
+    }
+
+    /// Records this node's URL for the others.
+    async fn register(&self) {
+        if let Some(url) = &self.config.node_url {
+            if let Err(e) = self.dir.register(url).await {
+                warn!(error = %e, "cluster: could not record this node's URL");
+            }
+        }
+    }
+
     /// One renewal round: every lease, then fence what has not been renewed in time.
     async fn renew_all(&self) {
+        self.register().await;
         let ttl = self.config.lease_ttl;
         for (name, lease) in self.registry.leases() {
             let sent = Instant::now();

@@ -1,0 +1,192 @@
+//! Visitors of a name another node holds: found in the directory and forwarded.
+//!
+//! The forwarding node sends the visitor's request to the owner's `--node-url` over
+//! one HTTP/2 connection per node pair (hyper's pool keeps one multiplexed
+//! connection per peer: no new connection per request), with two headers: the
+//! cluster secret's digest, proving the request comes from a node, and the visitor's
+//! address. The owner checks the proof, takes the visitor's address as the peer's
+//! (basic auth, allow lists, limits and `X-Forwarded-For` then see the visitor, never
+//! a node), and serves the request from its own tunnel. A forwarded request is never
+//! forwarded again.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use localtunnels_driver::BodyError;
+
+use crate::state::{Body, Counters, Peer, ServerState};
+use crate::visitor_error::{retry_later, visitor_error};
+
+/// The header carrying the hex digest of the cluster secret.
+pub const NODE_PROOF: &str = "x-localtunnels-node";
+/// The header carrying the visitor's address (`ip:port`), believed only with the proof.
+pub const NODE_VISITOR: &str = "x-localtunnels-visitor";
+/// How long an owner found in Redis is reused without asking again.
+const OWNER_CACHE: Duration = Duration::from_secs(1);
+
+/// The HTTP/2 connections to other nodes (one per peer node, multiplexed) and the owner cache.
+pub struct Forwarder {
+    peers: tokio::sync::Mutex<HashMap<String, SendRequest<Incoming>>>,
+    proof: HeaderValue,
+    owners: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder").finish_non_exhaustive()
+    }
+}
+
+impl Forwarder {
+    pub(crate) fn new(secret_digest: &str) -> Self {
+        let proof = HeaderValue::from_str(secret_digest).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        Forwarder { peers: Default::default(), proof, owners: Mutex::default() }
+    }
+
+    /// The connection to the node at `url` (`http://host:port`), opened on first use
+    /// and again after it closed.
+    async fn peer(&self, url: &str) -> Result<SendRequest<Incoming>, String> {
+        let mut peers = self.peers.lock().await;
+        if let Some(p) = peers.get(url).filter(|p| !p.is_closed()) {
+            return Ok(p.clone());
+        }
+        let authority = url.strip_prefix("http://").unwrap_or(url).trim_end_matches('/');
+        let connect = tokio::net::TcpStream::connect(authority);
+        let tcp = tokio::time::timeout(Duration::from_secs(5), connect)
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let _ = tcp.set_nodelay(true);
+        let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        peers.insert(url.to_string(), send.clone());
+        Ok(send)
+    }
+
+    /// Whether `value` is this cluster's proof.
+    pub(crate) fn proven(&self, value: &HeaderValue) -> bool {
+        crate::registry::constant_time_eq(value.as_bytes(), self.proof.as_bytes())
+    }
+
+    fn cached(&self, name: &str) -> Option<String> {
+        let owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+        owners.get(name).filter(|(_, at)| at.elapsed() < OWNER_CACHE).map(|(url, _)| url.clone())
+    }
+
+    fn remember(&self, name: &str, url: &str) {
+        let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: an old entry is useless anyway.
+        if owners.len() > 10_000 {
+            owners.clear();
+        }
+        owners.insert(name.to_string(), (url.to_string(), Instant::now()));
+    }
+}
+
+/// A request from another node: checks its proof and stands for the visitor it names.
+/// `Err` is the answer to a request whose proof is wrong (as a bad token: 401).
+pub(crate) fn accept_forwarded(
+    state: &ServerState,
+    peer: &mut Peer,
+    req: &mut Request<Incoming>,
+) -> Result<bool, Box<Response<Body>>> {
+    let Some(cluster) = &state.cluster else { return Ok(false) };
+    let Some(proof) = req.headers_mut().remove(NODE_PROOF) else {
+        req.headers_mut().remove(NODE_VISITOR);
+        return Ok(false);
+    };
+    let visitor = req.headers_mut().remove(NODE_VISITOR);
+    if !cluster.forwarder.proven(&proof) {
+        Counters::bump(&state.counters.unauthorized);
+        return Err(Box::new(visitor_error(StatusCode::UNAUTHORIZED, "not a node of this cluster", None)));
+    }
+    if let Some(addr) = visitor.and_then(|v| v.to_str().ok()?.parse::<SocketAddr>().ok()) {
+        peer.set_addr(addr);
+    }
+    Ok(true)
+}
+
+/// Forwards a visitor's request for `name`, which this node does not hold, to its owner.
+pub(crate) async fn forward(
+    state: Arc<ServerState>,
+    name: String,
+    peer: Peer,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let Some(cluster) = state.cluster.clone() else { return not_found(&state, &name) };
+    let owner = match cluster.forwarder.cached(&name) {
+        Some(url) => Some(url),
+        None => match cluster.owner_url(&name).await {
+            Ok(Some(url)) => {
+                cluster.forwarder.remember(&name, &url);
+                Some(url)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                Counters::bump(&state.counters.unavailable);
+                let detail = format!("cluster directory: {e}");
+                return retry_later(
+                    format!("The tunnel '{name}' cannot be reached right now. Please try again shortly."),
+                    2,
+                    Some(&detail),
+                );
+            }
+        },
+    };
+    let Some(owner) = owner else { return not_found(&state, &name) };
+    if localtunnels_driver::http::is_websocket_upgrade(req.headers()) {
+        Counters::bump(&state.counters.unavailable);
+        let detail = "WebSockets are not forwarded between cluster nodes yet";
+        return retry_later(format!("The tunnel '{name}' is served by another node."), 5, Some(detail));
+    }
+    // The target's authority is the visitor's host (HTTP/2 sends it as `:authority`),
+    // so the owner routes it as it would the visitor's own request.
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
+    let host = host.or(req.uri().authority().map(|a| a.as_str())).unwrap_or(&name);
+    let Ok(uri) = format!("http://{host}{path}").parse::<http::Uri>() else {
+        return not_found(&state, &name);
+    };
+    *req.uri_mut() = uri;
+    *req.version_mut() = http::Version::HTTP_2;
+    req.headers_mut().remove(http::header::HOST);
+    let headers = req.headers_mut();
+    headers.insert(NODE_PROOF, cluster.forwarder.proof.clone());
+    if let Ok(v) = HeaderValue::from_str(&peer.addr.to_string()) {
+        headers.insert(NODE_VISITOR, v);
+    }
+    let sent = match cluster.forwarder.peer(&owner).await {
+        Ok(mut peer) => peer.send_request(req).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    match sent {
+        Ok(res) => {
+            Counters::bump(&state.counters.requests);
+            res.map(|b| b.map_err(|e| BodyError(e.to_string())).boxed())
+        }
+        Err(e) => {
+            Counters::bump(&state.counters.bad_gateway);
+            let detail = format!("forwarding to node {owner}: {e}");
+            tracing::warn!(%name, "cluster: {detail}");
+            retry_later(
+                format!("The tunnel '{name}' cannot be reached right now. Please try again shortly."),
+                2,
+                Some(&detail),
+            )
+        }
+    }
+}
+
+fn not_found(state: &ServerState, name: &str) -> Response<Body> {
+    Counters::bump(&state.counters.not_found);
+    visitor_error(StatusCode::NOT_FOUND, format!("There is no tunnel named '{name}' on this server."), None)
+}

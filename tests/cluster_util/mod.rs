@@ -1,0 +1,75 @@
+//! Shared by the cluster tests: a real `redis-server` on a unix socket in a temp dir,
+//! and `localtunnels server` nodes joined to it, as processes.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli_common::Proc;
+
+pub const SECRET: &str = "cluster-test-secret";
+
+/// A fresh directory under the system's temporary directory.
+pub fn temp_dir(what: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let dir = std::env::temp_dir().join(format!("lt-{what}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A `redis-server` on a unix socket in its own directory, killed on drop.
+pub struct Redis {
+    child: tokio::process::Child,
+    dir: PathBuf,
+}
+
+impl Redis {
+    pub async fn start() -> Redis {
+        let dir = temp_dir("redis");
+        let sock = dir.join("redis.sock");
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&sock)
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server (scripts/setup installs it)");
+        let redis = Redis { child, dir };
+        // Ready when it answers PING on its socket.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = tokio::process::Command::new("redis-cli").arg("-s").arg(&sock).arg("ping").output().await;
+            if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG") {
+                return redis;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "redis-server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis+unix://{}", self.dir.join("redis.sock").display())
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A cluster node on `ip` and a free port; returns it and its base URL.
+pub async fn node(redis: &Redis, ip: &str, id: &str, extra: &[&str]) -> (Proc, String) {
+    let url = redis.url();
+    let mut args =
+        vec!["server", "--port", "0", "--bind", ip, "--cluster", &url, "--node-id", id, "--grace-period", "600"];
+    args.extend_from_slice(extra);
+    let mut p = Proc::spawn(&args, &[("LOCALTUNNELS_CLUSTER_SECRET", SECRET)]);
+    let line = p.line().await;
+    let port: u16 = line.rsplit(':').next().unwrap().parse().unwrap_or_else(|_| panic!("{line}"));
+    (p, format!("http://{ip}:{port}"))
+}
