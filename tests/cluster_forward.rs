@@ -5,6 +5,7 @@
 mod cli_common;
 mod cluster_util;
 mod common;
+mod websocket_util;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -113,4 +114,30 @@ async fn a_request_claiming_to_come_from_a_node_without_the_secret_is_refused() 
         .unwrap();
     let res = send([127, 0, 0, 7], &a, "guarded.localhost", req).await;
     assert_eq!(res.status(), 401);
+}
+
+#[tokio::test]
+async fn a_websocket_through_node_c_reaches_the_origin_behind_node_a() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let redis = Redis::start().await;
+    let (_a, a) = node(&redis, "127.0.0.1", "node-a", &[]).await;
+    let (_c, c) = node(&redis, "127.0.0.3", "node-c", &[]).await;
+    let port = websocket_util::echo_origin().await;
+    let mut client = client(&a, port, "echoes", &[]);
+    assert!(client.line().await.starts_with("http://echoes.localhost:"));
+    let node_c = c.trim_start_matches("http://");
+    let tcp = tokio::net::TcpStream::connect(node_c).await.unwrap();
+    let url = format!("ws://echoes.localhost:{}/chat", node_c.rsplit(':').next().unwrap());
+    let (mut ws, res) = tokio_tungstenite::client_async(url, tcp).await.expect("the WebSocket opens through node C");
+    assert_eq!(res.status(), 101);
+    for i in 0..20 {
+        ws.send(Message::text(format!("message {i}"))).await.unwrap();
+        let echoed = ws.next().await.expect("an echo").unwrap();
+        assert_eq!(echoed, Message::text(format!("message {i}")));
+    }
+    ws.send(Message::binary(vec![9u8; 100_000])).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(vec![9u8; 100_000]));
+    ws.close(None).await.unwrap();
 }

@@ -57,13 +57,7 @@ impl Forwarder {
         if let Some(p) = peers.get(url).filter(|p| !p.is_closed()) {
             return Ok(p.clone());
         }
-        let authority = url.strip_prefix("http://").unwrap_or(url).trim_end_matches('/');
-        let connect = tokio::net::TcpStream::connect(authority);
-        let tcp = tokio::time::timeout(Duration::from_secs(5), connect)
-            .await
-            .map_err(|_| "connect timed out".to_string())?
-            .map_err(|e| e.to_string())?;
-        let _ = tcp.set_nodelay(true);
+        let tcp = connect(url).await?;
         let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
             .await
             .map_err(|e| e.to_string())?;
@@ -90,6 +84,17 @@ impl Forwarder {
         }
         owners.insert(name.to_string(), (url.to_string(), Instant::now()));
     }
+}
+
+/// A TCP connection to the node at `url` (`http://host:port`).
+async fn connect(url: &str) -> Result<tokio::net::TcpStream, String> {
+    let authority = url.strip_prefix("http://").unwrap_or(url).trim_end_matches('/');
+    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(authority))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
 }
 
 /// A request from another node: checks its proof and stands for the visitor it names.
@@ -144,9 +149,22 @@ pub(crate) async fn forward(
     };
     let Some(owner) = owner else { return not_found(&state, &name) };
     if localtunnels_driver::http::is_websocket_upgrade(req.headers()) {
-        Counters::bump(&state.counters.unavailable);
-        let detail = "WebSockets are not forwarded between cluster nodes yet";
-        return retry_later(format!("The tunnel '{name}' is served by another node."), 5, Some(detail));
+        return match websocket(&cluster.forwarder, &owner, &peer, req).await {
+            Ok(res) => {
+                Counters::bump(&state.counters.websockets);
+                res
+            }
+            Err(e) => {
+                Counters::bump(&state.counters.bad_gateway);
+                let detail = format!("forwarding a WebSocket to node {owner}: {e}");
+                tracing::warn!(%name, "cluster: {detail}");
+                retry_later(
+                    format!("The tunnel '{name}' cannot be reached right now. Please try again shortly."),
+                    2,
+                    Some(&detail),
+                )
+            }
+        };
     }
     // The target's authority is the visitor's host (HTTP/2 sends it as `:authority`),
     // so the owner routes it as it would the visitor's own request.
@@ -184,6 +202,43 @@ pub(crate) async fn forward(
             )
         }
     }
+}
+
+/// A visitor's WebSocket upgrade, forwarded on a connection of its own (HTTP/1.1
+/// upgrades cannot share the nodes' HTTP/2 connection): the owner's answer goes back to
+/// the visitor and, on 101, the two upgraded connections are joined byte for byte.
+async fn websocket(
+    fwd: &Forwarder,
+    owner: &str,
+    peer: &Peer,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, String> {
+    let visitor = hyper::upgrade::on(&mut req);
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let mut out = Request::builder().method(req.method()).uri(path);
+    if let Some(h) = out.headers_mut() {
+        *h = req.headers().clone();
+        h.insert(NODE_PROOF, fwd.proof.clone());
+        if let Ok(v) = HeaderValue::from_str(&peer.addr.to_string()) {
+            h.insert(NODE_VISITOR, v);
+        }
+    }
+    let out = out.body(http_body_util::Empty::<bytes::Bytes>::new()).map_err(|e| e.to_string())?;
+    let tcp = connect(owner).await?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(conn.with_upgrades());
+    let mut res = send.send_request(out).await.map_err(|e| e.to_string())?;
+    if res.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(res.map(|b| b.map_err(|e| BodyError(e.to_string())).boxed()));
+    }
+    let upstream = hyper::upgrade::on(&mut res);
+    // Long-lived from here: the visitor's connection is no longer idle-timed.
+    peer.idle.disable();
+    tokio::spawn(async move {
+        let (Ok(v), Ok(u)) = tokio::join!(visitor, upstream) else { return };
+        let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(v), &mut TokioIo::new(u)).await;
+    });
+    Ok(res.map(|_| crate::state::full(bytes::Bytes::new())))
 }
 
 fn not_found(state: &ServerState, name: &str) -> Response<Body> {
