@@ -27,27 +27,46 @@ pub struct Redis {
 impl Redis {
     pub async fn start() -> Redis {
         let dir = temp_dir("redis");
+        let child = Redis::spawn(&dir).await;
+        Redis { child, dir }
+    }
+
+    /// Starts `redis-server` on `dir`/redis.sock and waits until it answers PING.
+    async fn spawn(dir: &std::path::Path) -> tokio::process::Child {
         let sock = dir.join("redis.sock");
         let child = tokio::process::Command::new("redis-server")
             .args(["--port", "0", "--unixsocket"])
             .arg(&sock)
             .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(&dir)
+            .arg(dir)
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("redis-server (scripts/setup installs it)");
-        let redis = Redis { child, dir };
-        // Ready when it answers PING on its socket.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let out = tokio::process::Command::new("redis-cli").arg("-s").arg(&sock).arg("ping").output().await;
-            if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG") {
-                return redis;
+            if self::cli_at(dir, &["ping"]).await == "PONG" {
+                return child;
             }
             assert!(tokio::time::Instant::now() < deadline, "redis-server did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Kills Redis (its data is gone: no persistence).
+    pub async fn stop(&mut self) {
+        let _ = self.child.kill().await;
+        let _ = std::fs::remove_file(self.dir.join("redis.sock"));
+    }
+
+    /// Starts an empty Redis on the same socket.
+    pub async fn restart(&mut self) {
+        self.child = Redis::spawn(&self.dir).await;
+    }
+
+    /// A `redis-cli` command's output, trimmed.
+    pub async fn cli(&self, args: &[&str]) -> String {
+        cli_at(&self.dir, args).await
     }
 
     pub fn url(&self) -> String {
@@ -72,4 +91,9 @@ pub async fn node(redis: &Redis, ip: &str, id: &str, extra: &[&str]) -> (Proc, S
     let line = p.line().await;
     let port: u16 = line.rsplit(':').next().unwrap().parse().unwrap_or_else(|_| panic!("{line}"));
     (p, format!("http://{ip}:{port}"))
+}
+
+async fn cli_at(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = tokio::process::Command::new("redis-cli").arg("-s").arg(dir.join("redis.sock")).args(args).output().await;
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
 }
