@@ -97,6 +97,20 @@ async fn a_client_on_node_a_serves_a_visitor_who_came_in_through_node_c() {
     assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), Bytes::from((64 * (16 << 10)).to_string()));
     // Node C's own unknown names are still 404.
     assert_eq!(get([127, 0, 0, 9], &c, "nothing.localhost", "/", None).await.0, 404);
+
+    // /metrics counts the forwarded requests on both sides; /api/status names the node.
+    let metric = |text: &str, name: &str| -> u64 {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let out = get([127, 0, 0, 9], &c, "localhost", "/metrics", None).await.1;
+    assert!(metric(&String::from_utf8_lossy(&out), "localtunnels_cluster_forwarded_out_total") >= 6);
+    let inn = get([127, 0, 0, 9], &a, "localhost", "/metrics", None).await.1;
+    assert!(metric(&String::from_utf8_lossy(&inn), "localtunnels_cluster_forwarded_in_total") >= 6);
+    let status = get([127, 0, 0, 9], &a, "localhost", "/api/status", None).await.1;
+    let status: serde_json::Value = serde_json::from_slice(&status).unwrap();
+    assert_eq!(status["cluster"]["node_id"], "node-a");
+    assert_eq!(status["cluster"]["leases"], 1);
 }
 
 #[tokio::test]

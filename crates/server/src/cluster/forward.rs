@@ -114,6 +114,7 @@ pub(crate) fn accept_forwarded(
         Counters::bump(&state.counters.unauthorized);
         return Err(Box::new(visitor_error(StatusCode::UNAUTHORIZED, "not a node of this cluster", None)));
     }
+    super::stats::Stats::bump(&cluster.stats.forwarded_in);
     if let Some(addr) = visitor.and_then(|v| v.to_str().ok()?.parse::<SocketAddr>().ok()) {
         peer.set_addr(addr);
     }
@@ -152,6 +153,7 @@ pub(crate) async fn forward(
         return match websocket(&cluster.forwarder, &owner, &peer, req).await {
             Ok(res) => {
                 Counters::bump(&state.counters.websockets);
+                super::stats::Stats::bump(&cluster.stats.forwarded_out);
                 res
             }
             Err(e) => {
@@ -189,6 +191,7 @@ pub(crate) async fn forward(
     match sent {
         Ok(res) => {
             Counters::bump(&state.counters.requests);
+            super::stats::Stats::bump(&cluster.stats.forwarded_out);
             res.map(|b| b.map_err(|e| BodyError(e.to_string())).boxed())
         }
         Err(e) => {

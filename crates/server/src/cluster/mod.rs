@@ -10,6 +10,7 @@
 pub mod directory;
 pub mod forward;
 pub mod registry;
+pub mod stats;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,6 +75,8 @@ pub struct Cluster {
     pub registry: Arc<ClusterRegistry>,
     /// Visitors of names other nodes hold go there.
     pub(crate) forwarder: forward::Forwarder,
+    /// Counters for `/metrics`.
+    pub(crate) stats: stats::Stats,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -104,7 +107,7 @@ impl Cluster {
         let dir = Directory::new(conn, config.node_id.clone(), config.lease_ttl, grace);
         let registry = Arc::new(ClusterRegistry::new(grace, dir.clone()));
         let forwarder = forward::Forwarder::new(&secret_digest(&config.secret));
-        let cluster = Arc::new(Cluster { config, dir, registry, forwarder });
+        let cluster = Arc::new(Cluster { config, dir, registry, forwarder, stats: Default::default() });
         cluster.register().await;
         info!(node_id = %cluster.config.node_id, ttl = ?cluster.config.lease_ttl, "cluster: joined through Redis");
         tokio::spawn(renew_loop(Arc::downgrade(&cluster)));
@@ -167,7 +170,25 @@ impl Cluster {
 
     /// Where a live name another node holds is served, from the directory.
     pub(crate) async fn owner_url(&self, name: &str) -> redis::RedisResult<Option<String>> {
-        self.dir.owner_url(name).await
+        let started = Instant::now();
+        let owner = self.dir.owner_url(name).await;
+        self.stats.lookup.observe(started.elapsed().as_secs_f64());
+        owner
+    }
+
+    /// This node's metrics, for `/metrics`.
+    pub(crate) fn register_metrics(&self, reg: &mut prometheus_client::registry::Registry) {
+        self.stats.register(reg, self.registry.leases().len());
+    }
+
+    /// This node's part of `/api/status`.
+    pub(crate) fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "node_id": self.config.node_id,
+            "node_url": self.config.node_url,
+            "leases": self.registry.leases().len(),
+            "lease_ttl_secs": self.config.lease_ttl.as_secs(),
+        })
     }
 
     /// Records this node's URL for the others.
@@ -186,18 +207,26 @@ impl Cluster {
         for (name, lease) in self.registry.leases() {
             let sent = Instant::now();
             match self.dir.renew(&name, lease.epoch, &lease.rt, &lease.at).await {
-                Ok(true) => self.registry.renewed(&name, lease.epoch, sent, ttl),
+                Ok(true) => {
+                    stats::Stats::bump(&self.stats.renewals);
+                    self.registry.renewed(&name, lease.epoch, sent, ttl)
+                }
                 Ok(false) => {
+                    stats::Stats::bump(&self.stats.fenced);
                     info!(%name, "cluster: the lease moved to another node; closing this session");
                     close(self.registry.fence(&name, Some(lease.epoch)), "the tunnel moved to another node");
                 }
-                Err(e) => warn!(%name, error = %e, "cluster: lease renewal failed"),
+                Err(e) => {
+                    stats::Stats::bump(&self.stats.renewal_failures);
+                    warn!(%name, error = %e, "cluster: lease renewal failed");
+                }
             }
         }
         let now = Instant::now();
         for (name, lease) in self.registry.leases() {
             if lease.valid_until <= now {
                 warn!(%name, "cluster: lease not renewed within its TTL; no longer serving it");
+                stats::Stats::bump(&self.stats.fenced);
                 close(
                     self.registry.fence(&name, Some(lease.epoch)),
                     "this node lost its lease on the name; reconnect to another node",
@@ -247,6 +276,7 @@ async fn takeover_loop(client: redis::Client, cluster: std::sync::Weak<Cluster>)
                         }
                         let epoch = epoch.parse::<u64>().unwrap_or(0);
                         info!(%name, "cluster: another node took the name over; closing this session");
+                        stats::Stats::bump(&c.stats.fenced);
                         if let Some(t) = c.registry.fence(name, Some(epoch)) {
                             t.conn.close(CloseCode::Replaced, "a newer session of this client took over the name");
                         }
