@@ -77,6 +77,8 @@ pub struct Cluster {
     pub(crate) forwarder: forward::Forwarder,
     /// Counters for `/metrics`.
     pub(crate) stats: stats::Stats,
+    /// Whether Redis failed the last renewal round (its loss and return are logged once).
+    redis_down: std::sync::atomic::AtomicBool,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -107,7 +109,14 @@ impl Cluster {
         let dir = Directory::new(conn, config.node_id.clone(), config.lease_ttl, grace);
         let registry = Arc::new(ClusterRegistry::new(grace, dir.clone()));
         let forwarder = forward::Forwarder::new(&secret_digest(&config.secret));
-        let cluster = Arc::new(Cluster { config, dir, registry, forwarder, stats: Default::default() });
+        let cluster = Arc::new(Cluster {
+            config,
+            dir,
+            registry,
+            forwarder,
+            stats: Default::default(),
+            redis_down: Default::default(),
+        });
         cluster.register().await;
         info!(node_id = %cluster.config.node_id, ttl = ?cluster.config.lease_ttl, "cluster: joined through Redis");
         tokio::spawn(renew_loop(Arc::downgrade(&cluster)));
@@ -204,6 +213,7 @@ impl Cluster {
     async fn renew_all(&self) {
         self.register().await;
         let ttl = self.config.lease_ttl;
+        let mut failed = None;
         for (name, lease) in self.registry.leases() {
             let sent = Instant::now();
             match self.dir.renew(&name, lease.epoch, &lease.rt, &lease.at).await {
@@ -218,9 +228,17 @@ impl Cluster {
                 }
                 Err(e) => {
                     stats::Stats::bump(&self.stats.renewal_failures);
-                    warn!(%name, error = %e, "cluster: lease renewal failed");
+                    failed.get_or_insert(e);
                 }
             }
+        }
+        let was_down = self.redis_down.swap(failed.is_some(), std::sync::atomic::Ordering::Relaxed);
+        match (&failed, was_down) {
+            (Some(e), false) => {
+                warn!(error = %e, "cluster: Redis unreachable, leases not renewed; names are fenced after the TTL")
+            }
+            (None, true) => info!("cluster: Redis reachable again; leases renewed"),
+            _ => {}
         }
         let now = Instant::now();
         for (name, lease) in self.registry.leases() {
