@@ -145,3 +145,18 @@ async fn a_cluster_node_needs_its_secret_and_a_redis_url() {
     let line = p.stderr_line("cluster node id:").await;
     assert!(line.contains("node-"), "{line}");
 }
+
+#[tokio::test]
+async fn a_node_restarted_with_the_same_id_does_not_give_a_held_name_to_a_stranger() {
+    let redis = Redis::start().await;
+    let (mut a, url_a) = node(&redis, "127.0.0.1", "node-a", &[]).await;
+    let port = origin("mine").await;
+    let mut owner = client(&url_a, "kept", port, &["--no-state"]);
+    assert!(owner.line().await.starts_with("http://kept.localhost:"));
+    // The node dies and comes back as a new process with the same id; its client is gone.
+    a.child.kill().await.unwrap();
+    owner.child.kill().await.unwrap();
+    let (_a2, url_a2) = node(&redis, "127.0.0.1", "node-a", &[]).await;
+    let mut stranger = client(&url_a2, "kept", port, &["--no-state"]);
+    assert_eq!(stranger.exit_code().await, Some(4), "the lease and its hold are still in Redis");
+}

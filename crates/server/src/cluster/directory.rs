@@ -20,8 +20,9 @@ const EPOCH_KEY: &str = "lt:epoch";
 
 /// Take a name: free, proven by the reconnect token (any time) or by the auth token
 /// (once the owner's session ended), or hand it back to its own node to decide.
-/// Returns `{0}` taken, `{1, epoch}` granted with a new epoch, `{2, epoch}` the
-/// record is this node's: the local registry decides with the full proof.
+/// Returns `{0}` taken, `{1, epoch}` granted with a new epoch, `{2, epoch, proven}` the
+/// record is this node's: the local registry decides with the full proof (or, when it
+/// has no entry, e.g. a restarted process with the same node id, `proven` does).
 const ACQUIRE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -35,11 +36,13 @@ if cur[1] then
   local free_at = exp + grace
   if hold > 0 then free_at = hold end
   local free = now >= free_at
-  if cur[1] == node and not free then
-    return {2, tonumber(cur[2]) or 0}
-  end
   local by_rt = rt ~= '' and rt == cur[3]
   local by_at = at ~= '' and at == cur[4] and ended
+  if cur[1] == node and not free then
+    local proven = 0
+    if by_rt or by_at then proven = 1 end
+    return {2, tonumber(cur[2]) or 0, proven}
+  end
   if not (free or by_rt or by_at) then
     return {0}
   end
@@ -105,8 +108,9 @@ pub enum Acquired {
     Taken,
     /// Ours at this new epoch.
     Granted(u64),
-    /// The record is this node's (at this epoch): the local registry decides.
-    Local(u64),
+    /// The record is this node's (at this epoch): the local registry decides; the
+    /// flag says whether the proof matched the digests in Redis.
+    Local(u64, bool),
 }
 
 /// The directory: a connection manager (reconnects by itself) and the scripts.
@@ -169,7 +173,7 @@ impl Directory {
             .await?;
         Ok(match reply.as_slice() {
             [1, epoch] => Acquired::Granted(*epoch),
-            [2, epoch] => Acquired::Local(*epoch),
+            [2, epoch, proven] => Acquired::Local(*epoch, *proven == 1),
             _ => Acquired::Taken,
         })
     }

@@ -148,8 +148,15 @@ impl Cluster {
         })?;
         let (epoch, local_proof, stale) = match acquired {
             Acquired::Taken => return Err(ClaimError::Taken(name.to_string())),
-            // Ours already: the local registry checks the proof as on one node.
-            Acquired::Local(epoch) => (epoch, proof.clone(), None),
+            // Ours already: the local registry checks the proof as on one node. A record
+            // this process does not know (an earlier process with the same node id)
+            // needs the proof Redis checked.
+            Acquired::Local(epoch, proven) => {
+                if !proven && matches!(self.registry.local.lookup(name), crate::registry::Lookup::Unknown) {
+                    return Err(ClaimError::Taken(name.to_string()));
+                }
+                (epoch, proof.clone(), None)
+            }
             // Proven in Redis (or free): whatever this node still had for it is stale.
             Acquired::Granted(epoch) => (epoch, Proof::default(), self.registry.fence(name, None)),
         };
