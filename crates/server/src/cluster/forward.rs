@@ -53,16 +53,17 @@ impl Forwarder {
     /// The connection to the node at `url` (`http://host:port`), opened on first use
     /// and again after it closed.
     async fn peer(&self, url: &str) -> Result<SendRequest<Incoming>, String> {
-        let mut peers = self.peers.lock().await;
-        if let Some(p) = peers.get(url).filter(|p| !p.is_closed()) {
+        if let Some(p) = self.peers.lock().await.get(url).filter(|p| !p.is_closed()) {
             return Ok(p.clone());
         }
+        // Not under the lock: a slow peer must not hold up forwarding to the others (two
+        // racing first requests may open two connections; the later one is kept).
         let tcp = connect(url).await?;
         let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
-        peers.insert(url.to_string(), send.clone());
+        self.peers.lock().await.insert(url.to_string(), send.clone());
         Ok(send)
     }
 
@@ -184,9 +185,17 @@ pub(crate) async fn forward(
     if let Ok(v) = HeaderValue::from_str(&peer.addr.to_string()) {
         headers.insert(NODE_VISITOR, v);
     }
-    let sent = match cluster.forwarder.peer(&owner).await {
-        Ok(mut peer) => peer.send_request(req).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e),
+    // The owner answers within its own response timeout (504 otherwise); a paused or
+    // wedged owner gets a little longer, then the visitor gets 504 here.
+    let wait = state.config.response_timeout + Duration::from_secs(5);
+    let sent = async {
+        let mut peer = cluster.forwarder.peer(&owner).await?;
+        peer.send_request(req).await.map_err(|e| e.to_string())
+    };
+    let Ok(sent) = tokio::time::timeout(wait, sent).await else {
+        Counters::bump(&state.counters.timeouts);
+        tracing::warn!(%name, "cluster: node {owner} did not answer a forwarded request in time");
+        return visitor_error(StatusCode::GATEWAY_TIMEOUT, localtunnels_core::error_page::default_message(504), None);
     };
     match sent {
         Ok(res) => {
