@@ -1,10 +1,9 @@
 //! Visitors of a name another node holds: found in the directory and forwarded.
 //!
 //! The forwarding node sends the visitor's request to the owner's `--node-url` over
-//! one HTTP/2 connection per node pair (hyper's pool keeps one multiplexed
-//! connection per peer: no new connection per request), with two headers: the
-//! cluster secret's digest, proving the request comes from a node, and the visitor's
-//! address. The owner checks the proof, takes the visitor's address as the peer's
+//! one HTTP/2 connection per peer node (multiplexed: no new connection per request),
+//! with two headers: the visitor's address, and a proof that a node sent it (an HMAC
+//! with the cluster secret of the time and that address). The owner checks the proof, takes the visitor's address as the peer's
 //! (basic auth, allow lists, limits and `X-Forwarded-For` then see the visitor, never
 //! a node), and serves the request from its own tunnel. A forwarded request is never
 //! forwarded again.
@@ -28,13 +27,16 @@ use crate::visitor_error::{retry_later, visitor_error};
 pub const NODE_PROOF: &str = "x-localtunnels-node";
 /// The header carrying the visitor's address (`ip:port`), believed only with the proof.
 pub const NODE_VISITOR: &str = "x-localtunnels-visitor";
+/// How far a proof's time may be from the owner's clock.
+const PROOF_LIFETIME_SECS: u64 = 60;
 /// How long an owner found in Redis is reused without asking again.
 const OWNER_CACHE: Duration = Duration::from_secs(1);
 
 /// The HTTP/2 connections to other nodes (one per peer node, multiplexed) and the owner cache.
 pub struct Forwarder {
     peers: tokio::sync::Mutex<HashMap<String, SendRequest<Incoming>>>,
-    proof: HeaderValue,
+    /// HMAC-SHA256 keyed with the cluster secret.
+    key: ring::hmac::Key,
     owners: Mutex<HashMap<String, (String, Instant)>>,
 }
 
@@ -45,9 +47,19 @@ impl std::fmt::Debug for Forwarder {
 }
 
 impl Forwarder {
-    pub(crate) fn new(secret_digest: &str) -> Self {
-        let proof = HeaderValue::from_str(secret_digest).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-        Forwarder { peers: Default::default(), proof, owners: Mutex::default() }
+    pub(crate) fn new(secret: &str) -> Self {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+        Forwarder { peers: Default::default(), key, owners: Mutex::default() }
+    }
+
+    /// The proof for a request standing for `visitor`: `<unix secs>:<hex HMAC of
+    /// "<secs>\n<visitor>">`. Bound to the visitor and the minute, so a proof seen on
+    /// the wire cannot vouch for another address, nor for long.
+    fn proof(&self, visitor: &str) -> HeaderValue {
+        let secs = unix_secs();
+        let tag = ring::hmac::sign(&self.key, format!("{secs}\n{visitor}").as_bytes());
+        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        HeaderValue::from_str(&format!("{secs}:{hex}")).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
     }
 
     /// The connection to the node at `url` (`http://host:port`), opened on first use
@@ -67,9 +79,17 @@ impl Forwarder {
         Ok(send)
     }
 
-    /// Whether `value` is this cluster's proof.
-    pub(crate) fn proven(&self, value: &HeaderValue) -> bool {
-        crate::registry::constant_time_eq(value.as_bytes(), self.proof.as_bytes())
+    /// Whether `value` is this cluster's proof for `visitor`, made within a minute.
+    pub(crate) fn proven(&self, value: &HeaderValue, visitor: &str) -> bool {
+        let Some((secs, hex)) = value.to_str().ok().and_then(|v| v.split_once(':')) else { return false };
+        let Ok(t) = secs.parse::<u64>() else { return false };
+        if unix_secs().abs_diff(t) > PROOF_LIFETIME_SECS || hex.len() != 64 {
+            return false;
+        }
+        let tag: Option<Vec<u8>> =
+            (0..32).map(|i| hex.get(i * 2..i * 2 + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
+        let Some(tag) = tag else { return false };
+        ring::hmac::verify(&self.key, format!("{t}\n{visitor}").as_bytes(), &tag).is_ok()
     }
 
     fn cached(&self, name: &str) -> Option<String> {
@@ -85,6 +105,10 @@ impl Forwarder {
         }
         owners.insert(name.to_string(), (url.to_string(), Instant::now()));
     }
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// A TCP connection to the node at `url` (`http://host:port`).
@@ -111,7 +135,8 @@ pub(crate) fn accept_forwarded(
         return Ok(false);
     };
     let visitor = req.headers_mut().remove(NODE_VISITOR);
-    if !cluster.forwarder.proven(&proof) {
+    let named = visitor.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !cluster.forwarder.proven(&proof, named) {
         Counters::bump(&state.counters.unauthorized);
         return Err(Box::new(visitor_error(StatusCode::UNAUTHORIZED, "not a node of this cluster", None)));
     }
@@ -181,8 +206,9 @@ pub(crate) async fn forward(
     *req.version_mut() = http::Version::HTTP_2;
     req.headers_mut().remove(http::header::HOST);
     let headers = req.headers_mut();
-    headers.insert(NODE_PROOF, cluster.forwarder.proof.clone());
-    if let Ok(v) = HeaderValue::from_str(&peer.addr.to_string()) {
+    let visitor = peer.addr.to_string();
+    headers.insert(NODE_PROOF, cluster.forwarder.proof(&visitor));
+    if let Ok(v) = HeaderValue::from_str(&visitor) {
         headers.insert(NODE_VISITOR, v);
     }
     // The owner answers within its own response timeout (504 otherwise); a paused or
@@ -230,8 +256,9 @@ async fn websocket(
     let mut out = Request::builder().method(req.method()).uri(path);
     if let Some(h) = out.headers_mut() {
         *h = req.headers().clone();
-        h.insert(NODE_PROOF, fwd.proof.clone());
-        if let Ok(v) = HeaderValue::from_str(&peer.addr.to_string()) {
+        let visitor = peer.addr.to_string();
+        h.insert(NODE_PROOF, fwd.proof(&visitor));
+        if let Ok(v) = HeaderValue::from_str(&visitor) {
             h.insert(NODE_VISITOR, v);
         }
     }

@@ -108,7 +108,7 @@ impl Cluster {
         let conn = redis::aio::ConnectionManager::new_with_config(client.clone(), manager).await.map_err(io)?;
         let dir = Directory::new(conn, config.node_id.clone(), config.lease_ttl, grace);
         let registry = Arc::new(ClusterRegistry::new(grace, dir.clone()));
-        let forwarder = forward::Forwarder::new(&secret_digest(&config.secret));
+        let forwarder = forward::Forwarder::new(&config.secret);
         let cluster = Arc::new(Cluster {
             config,
             dir,
