@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use cli_common::Proc;
 use cluster_util::{node, temp_dir, Redis};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// An origin answering every request with 200 and `body`.
@@ -159,4 +159,49 @@ async fn a_node_restarted_with_the_same_id_does_not_give_a_held_name_to_a_strang
     let (_a2, url_a2) = node(&redis, "127.0.0.1", "node-a", &[]).await;
     let mut stranger = client(&url_a2, "kept", port, &["--no-state"]);
     assert_eq!(stranger.exit_code().await, Some(4), "the lease and its hold are still in Redis");
+}
+
+#[tokio::test]
+async fn a_dead_nodes_name_goes_to_another_client_only_after_its_lease_and_hold() {
+    let redis = Redis::start().await;
+    let short = ["--lease-ttl", "1", "--grace-period", "2"];
+    let (mut a, url_a) = node(&redis, "127.0.0.1", "node-a", &short).await;
+    let (_c, url_c) = node(&redis, "127.0.0.3", "node-c", &short).await;
+    let port = origin("first").await;
+    let mut owner = client(&url_a, "orphan", port, &["--no-state"]);
+    assert!(owner.line().await.starts_with("http://orphan.localhost:"));
+    a.child.kill().await.unwrap();
+    owner.child.kill().await.unwrap();
+    let killed = tokio::time::Instant::now();
+    // Another client is refused (name taken) until the lease (1 s) and the hold (2 s) end.
+    let mut refusals = 0;
+    loop {
+        // A refused client exits before printing its URL: its stdout ends empty.
+        let port = port.to_string();
+        let mut other = tokio::process::Command::new(env!("CARGO_BIN_EXE_localtunnels"))
+            .args(["client", "--server", &url_c, "--local-port", &port, "--subdomain", "orphan", "--no-state"])
+            .env("XDG_CONFIG_HOME", std::env::temp_dir().join("localtunnels-tests-no-config"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = other.stdout.take().unwrap();
+        let line = tokio::io::BufReader::new(stdout).lines().next_line().await.unwrap_or(None);
+        match line {
+            Some(line) => {
+                assert!(line.starts_with("http://orphan.localhost:"), "{line}");
+                break;
+            }
+            None => {
+                assert_eq!(other.wait().await.unwrap().code(), Some(4));
+                refusals += 1;
+            }
+        }
+        assert!(killed.elapsed() < Duration::from_secs(60), "the name never came free");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(refusals > 0, "refused while the lease and hold lasted");
+    assert!(killed.elapsed() >= Duration::from_secs(2), "not before the hold: {:?}", killed.elapsed());
 }

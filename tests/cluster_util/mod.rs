@@ -84,8 +84,10 @@ impl Drop for Redis {
 /// A cluster node on `ip` and a free port; returns it and its base URL.
 pub async fn node(redis: &Redis, ip: &str, id: &str, extra: &[&str]) -> (Proc, String) {
     let url = redis.url();
-    let mut args =
-        vec!["server", "--port", "0", "--bind", ip, "--cluster", &url, "--node-id", id, "--grace-period", "600"];
+    let mut args = vec!["server", "--port", "0", "--bind", ip, "--cluster", &url, "--node-id", id];
+    if !extra.contains(&"--grace-period") {
+        args.extend_from_slice(&["--grace-period", "600"]);
+    }
     args.extend_from_slice(extra);
     let mut p = Proc::spawn(&args, &[("LOCALTUNNELS_CLUSTER_SECRET", SECRET)]);
     let line = p.line().await;
