@@ -142,7 +142,7 @@ pub struct ServerArgs {
     /// Where other cluster nodes reach this one [default: from --bind and --port].
     #[arg(long, env = "LOCALTUNNELS_NODE_URL", value_name = "URL")]
     pub node_url: Option<String>,
-    /// This node's id in the cluster [default: random, printed at start].
+    /// This node's id in the cluster, unique per process [default: random, printed at start].
     #[arg(long, env = "LOCALTUNNELS_NODE_ID", value_name = "ID")]
     pub node_id: Option<String>,
     /// Seconds a node's claim on a name lasts without renewal (renewed every third of it).

@@ -2,13 +2,10 @@
 
 use std::time::Duration;
 
-use localtunnels_server::cluster::{random_node_id, ClusterConfig};
+use localtunnels_server::cluster::{random_node_id, ClusterConfig, DEFAULT_LEASE_TTL};
 use localtunnels_server::ServerConfig;
 
 use crate::args::ServerArgs;
-
-/// The default `--lease-ttl`, in seconds.
-pub const DEFAULT_LEASE_TTL: u64 = 15;
 
 /// Turns cluster mode on when `--cluster` is given; the other cluster flags need it.
 pub fn apply(a: &ServerArgs, config: &mut ServerConfig) -> anyhow::Result<()> {
@@ -38,7 +35,7 @@ pub fn apply(a: &ServerArgs, config: &mut ServerConfig) -> anyhow::Result<()> {
         redis_url: url.to_string(),
         node_id,
         node_url: a.node_url.clone().filter(|u| !u.is_empty()),
-        lease_ttl: Duration::from_secs(a.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL)),
+        lease_ttl: a.lease_ttl.map_or(DEFAULT_LEASE_TTL, Duration::from_secs),
         secret,
     });
     Ok(())

@@ -24,6 +24,9 @@ use self::registry::{ClusterRegistry, Lease};
 use crate::registry::{Claim, ClaimError, Proof, Quota, Registry};
 use crate::tunnel::Tunnel;
 
+/// The default `--lease-ttl`.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
+
 /// How a node joins a cluster.
 #[derive(Clone)]
 pub struct ClusterConfig {
