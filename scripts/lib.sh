@@ -115,6 +115,8 @@ ensure_proxies() {
     command -v pebble >/dev/null || missing+=(pebble)
     command -v caddy >/dev/null || missing+=(caddy)
     command -v nginx >/dev/null || missing+=(nginx)
+    # tests/tls_pinned.rs makes its certificates with the openssl command line.
+    command -v openssl >/dev/null || missing+=(openssl)
     if [ ${#missing[@]} -gt 0 ]; then
         apt_install "${missing[@]}" || die "could not install ${missing[*]}"
     fi

@@ -237,9 +237,21 @@ pub struct ServerArgs {
     /// Seconds a connection may stay silent both ways before it is closed.
     #[arg(long, env = "LOCALTUNNELS_IDLE_TIMEOUT", value_name = "SECS")]
     pub idle_timeout: Option<u64>,
+    /// Seconds a visitor may read nothing of a response the server is writing before
+    /// it is dropped, giving back what it held of its tunnel's window (0: never).
+    #[arg(long, env = "LOCALTUNNELS_VISITOR_WRITE_TIMEOUT", value_name = "SECS")]
+    pub visitor_write_timeout: Option<u64>,
     /// Largest control frame a client may send, in bytes.
     #[arg(long, env = "LOCALTUNNELS_MAX_FRAME", value_name = "BYTES")]
     pub max_frame: Option<u32>,
+    /// Largest stream or session window taken from a client's hello: larger ones are
+    /// clamped to it [default: 16777216].
+    #[arg(long, env = "LOCALTUNNELS_MAX_PEER_WINDOW", value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_peer_window: Option<u32>,
+    /// Most visitor bytes queued unsent for one tunnel's client, whatever window it
+    /// announced [default: 8388608].
+    #[arg(long, env = "LOCALTUNNELS_MAX_SESSION_QUEUE", value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_session_queue: Option<u32>,
     /// Largest WebSocket message relayed through a tunnel; larger ones close the
     /// WebSocket with 1009.
     #[arg(long, env = "LOCALTUNNELS_MAX_WS_MESSAGE", value_name = "BYTES")]
@@ -433,8 +445,7 @@ impl ServerArgs {
             tls_cert, tls_key, acme, acme_email, acme_directory, acme_staging, acme_cache, acme_ca_root, http_port,
             max_tunnels_per_token, max_tunnels_per_ip, max_streams_per_tunnel, max_streams_per_visitor, rate_limit,
             rate_burst, visitor_rate_limit, visitor_rate_burst, max_body, max_header_size, header_read_timeout,
-            idle_timeout, max_frame,
-            max_ws_message, threads);
+            idle_timeout, visitor_write_timeout, max_frame, max_peer_window, max_session_queue, max_ws_message, threads);
         self
     }
 }

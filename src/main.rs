@@ -262,6 +262,7 @@ pub fn server_config(a: &ServerArgs) -> ServerConfig {
             max_header_bytes: a.max_header_size.unwrap_or(dl.max_header_bytes),
             header_read_timeout: a.header_read_timeout.map_or(dl.header_read_timeout, Duration::from_secs),
             idle_timeout: a.idle_timeout.map_or(dl.idle_timeout, Duration::from_secs),
+            visitor_write_timeout: a.visitor_write_timeout.map_or(dl.visitor_write_timeout, Duration::from_secs),
             max_streams_per_tunnel: a.max_streams_per_tunnel.unwrap_or(dl.max_streams_per_tunnel),
             max_tunnels_per_token: a.max_tunnels_per_token.unwrap_or(dl.max_tunnels_per_token),
             max_tunnels_per_ip: a.max_tunnels_per_ip.unwrap_or(dl.max_tunnels_per_ip),
@@ -279,6 +280,8 @@ pub fn server_config(a: &ServerArgs) -> ServerConfig {
         },
         session: localtunnels_core::Config {
             max_frame: a.max_frame.unwrap_or(d.session.max_frame),
+            max_peer_window: a.max_peer_window.unwrap_or(d.session.max_peer_window),
+            max_session_queue: a.max_session_queue.unwrap_or(d.session.max_session_queue),
             ..d.session.clone()
         },
         ..d

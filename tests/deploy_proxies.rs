@@ -10,6 +10,7 @@
 
 mod common;
 mod deploy_util;
+mod relay;
 
 use std::net::IpAddr;
 
@@ -266,7 +267,16 @@ async fn tls_check_answers_for_the_apex_and_live_or_held_names_only() {
         ..ServerConfig::default()
     })
     .await;
-    let tunnels = tunnels(&server).await;
+    // The tunnel's link goes through a relay, so that it can drop (a deliberate close
+    // would free the name at once).
+    let relay = relay::Relay::start(server.addr()).await;
+    let config = ClientConfig {
+        server: Some(relay.url()),
+        subdomain: Some("demo".into()),
+        reconnect: false,
+        ..client_config(&server, deploy_origin().await)
+    };
+    let mut demo = TunnelClient::new(config).connect().await.expect("tunnel connects");
     let visitor = Visitor::new(&server);
     let check = |domain: String| {
         let visitor = visitor.clone();
@@ -280,9 +290,9 @@ async fn tls_check_answers_for_the_apex_and_live_or_held_names_only() {
     assert_eq!(check("bad_host.example".into()).await, 404);
     assert_eq!(visitor.get("127.0.0.1", "/api/tls-check").await.0, 400);
     // A dropped client's name is held for it: still a real tunnel.
-    for t in tunnels {
-        t.close().await;
-    }
+    relay.cut();
+    demo.stopped().await;
+    tunnels_become(&server, 0).await;
     assert_eq!(check(format!("demo.{DOMAIN}")).await, 200);
     server.stop().await;
 }

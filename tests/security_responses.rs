@@ -115,7 +115,8 @@ async fn the_server_forwards_only_valid_final_responses() {
         let res = visitor.send(&host, Request::get(path).body(full(Bytes::new())).unwrap()).await;
         assert_eq!(res.status(), 502, "{path}: {:?}", res.headers());
         let body = res.into_body().collect().await.unwrap().to_bytes();
-        assert!(String::from_utf8_lossy(&body).contains("invalid response"), "{path}: {body:?}");
+        // A generic page: what was wrong goes to the server log, not to the visitor.
+        assert!(String::from_utf8_lossy(&body).contains("request id"), "{path}: {body:?}");
     }
     let res = visitor.send(&host, Request::get("/hop").body(full(Bytes::new())).unwrap()).await;
     assert_eq!(res.status(), 200);

@@ -19,8 +19,20 @@ pub struct Config {
     pub max_header_bytes: u32,
     /// How often a ping is sent.
     pub ping_interval: Duration,
-    /// How long without hearing anything from the peer before it is declared dead.
+    /// How long without hearing anything from the peer before it is declared dead
+    /// (and how long a ping may go unanswered: a peer that does not read is dead too).
     pub idle_timeout: Duration,
+    /// Largest stream or session window taken from the peer: a larger announced window
+    /// is clamped to this, and `WINDOW` grants never raise a credit above the clamped
+    /// window. See `docs/PROTOCOL.md`, "Limits".
+    pub max_peer_window: u32,
+    /// Most payload bytes all streams together may queue unsent, whatever the peer's
+    /// session window (the queue is bounded by the smaller of the two).
+    pub max_session_queue: u32,
+    /// Most bytes of control frames (heads, windows, resets, pings, go-away) that may
+    /// wait unsent. A peer that lets more pile up does not read what we send: the
+    /// session is closed with [`CloseCode::SlowReader`](crate::CloseCode::SlowReader).
+    pub max_control_queue: u32,
 }
 
 impl Config {
@@ -33,11 +45,29 @@ impl Config {
         max_header_bytes: 32 * 1024,
         ping_interval: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(20),
+        max_peer_window: 16 * 1024 * 1024,
+        max_session_queue: 8 * 1024 * 1024,
+        max_control_queue: 4 * 1024 * 1024,
     };
+
+    /// The peer's announced limits, clamped to what this side is willing to honour:
+    /// windows to [`Config::max_peer_window`], and frame size, header block and stream
+    /// count to our own limits (or the defaults, if ours are smaller), so that nothing
+    /// the peer announces makes us queue, batch or open more than we would accept.
+    pub fn clamp_peer(&self, peer: Limits) -> Limits {
+        let own = |ours: u32, default: u32| ours.max(default);
+        Limits {
+            max_frame: peer.max_frame.min(own(self.max_frame, Config::DEFAULT.max_frame)),
+            max_streams: peer.max_streams.min(own(self.max_streams, Config::DEFAULT.max_streams)),
+            stream_window: peer.stream_window.min(self.max_peer_window),
+            session_window: peer.session_window.min(self.max_peer_window),
+            max_header_bytes: peer.max_header_bytes.min(own(self.max_header_bytes, Config::DEFAULT.max_header_bytes)),
+        }
+    }
 
     /// Largest payload a data or message frame may carry under a peer's `max_frame`.
     pub(crate) fn payload_limit(max_frame: u32) -> usize {
-        usize::try_from(max_frame).unwrap_or(usize::MAX).saturating_sub(crate::frame::DATA_OVERHEAD).max(1)
+        usize::try_from(max_frame).unwrap_or(usize::MAX).saturating_sub(crate::ids::DATA_OVERHEAD).max(1)
     }
 }
 

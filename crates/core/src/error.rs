@@ -1,6 +1,6 @@
 //! Errors, one enum per operation.
 
-use crate::frame::{CloseCode, StreamId};
+use crate::ids::{CloseCode, StreamId};
 
 /// A received frame could not be decoded. Decoding never panics: every malformed,
 /// truncated or oversized input ends here.

@@ -11,9 +11,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::bytes_reader::{Reader, WriteExt};
 use crate::config::Limits;
 use crate::error::DecodeError;
-use crate::wire::{Reader, WriteExt};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -30,6 +30,11 @@ pub const HELLO_MAGIC: &[u8; 4] = b"LTUN";
 pub mod features {
     /// The sender accepts `BATCH` frames (several frames in one message).
     pub const BATCH: u32 = 0x1;
+    /// The sender grants consumed bytes back at once (no batching) while the session
+    /// window it announced is more than half unavailable, so the other side may keep
+    /// each of its streams to a fair share of the session window without waiting for
+    /// a grant that a batching receiver would never send (`docs/PROTOCOL.md`, §7).
+    pub const EAGER_WINDOW: u32 = 0x2;
 }
 
 /// The client's first frame.

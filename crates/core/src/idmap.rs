@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::frame::StreamId;
+use crate::ids::StreamId;
 
 /// A `HashMap` from stream ids.
 pub type IdMap<V> = HashMap<StreamId, V, BuildHasherDefault<IdHasher>>;

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod bytes_reader;
 mod config;
 mod error;
 pub mod error_page;
@@ -21,13 +22,13 @@ mod event;
 mod frame;
 mod handshake;
 mod idmap;
+mod ids;
 pub mod inspect;
 mod lifecycle;
 mod relay;
 mod session;
 mod stream;
 mod time;
-mod wire;
 
 pub use config::{Config, Limits};
 pub use error::{DecodeError, OpenError, ProtocolError, StreamError};

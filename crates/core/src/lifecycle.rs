@@ -16,8 +16,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::frame::CloseCode;
 use crate::handshake::RefuseReason;
+use crate::ids::CloseCode;
 use crate::time::Instant;
 
 /// The reconnect policy.

@@ -48,6 +48,9 @@ pub(crate) struct Stream {
     /// A send was cut short by the window; emit `Writable` when it reopens.
     pub(crate) blocked: bool,
     pub(crate) queue: VecDeque<Chunk>,
+    /// Payload bytes in `queue` (what [`Stream::queued_bytes`] counts, kept up to date
+    /// so that the send path never walks the queue).
+    pub(crate) queued: u64,
     pub(crate) in_ring: bool,
     /// Bytes the peer may still send on this stream.
     pub(crate) recv_remaining: u64,
@@ -71,6 +74,7 @@ impl Stream {
             granted: u64::from(send_window),
             blocked: false,
             queue: VecDeque::new(),
+            queued: 0,
             in_ring: false,
             recv_remaining: u64::from(recv_window),
             recv_unacked: 0,

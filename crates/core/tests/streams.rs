@@ -198,7 +198,9 @@ fn streams_take_turns_frame_by_frame() {
     // With windows large enough to queue a whole 16 MiB body at once, a small response
     // queued after it still goes out within a frame or two.
     let big = Config { stream_window: 32 * 1024 * 1024, session_window: 64 * 1024 * 1024, ..Config::DEFAULT };
-    let mut pair = Pair::connected_with(Config::DEFAULT, big);
+    // The client must be willing to take windows and a queue that large from its peer.
+    let client = Config { max_peer_window: 64 << 20, max_session_queue: 64 << 20, ..Config::DEFAULT };
+    let mut pair = Pair::connected_with(client, big);
     let huge = pair.server.get("/huge");
     let small = pair.server.get("/small");
     pair.drive();
@@ -460,6 +462,7 @@ fn many_stalled_readers_do_not_stop_the_others() {
 fn stalled_readers_leave_the_rest_cycling(mut pair: Pair) {
     let config = pair.server.session.config();
     let window = config.stream_window as usize;
+    let session_window = config.session_window as usize;
     let count = (config.session_window / config.stream_window) as usize - 1;
     let stalled: Vec<_> = (0..count).map(|i| pair.server.get(&format!("/stalled/{i}"))).collect();
     for &id in &stalled {
@@ -470,8 +473,11 @@ fn stalled_readers_leave_the_rest_cycling(mut pair: Pair) {
         pair.client.respond_with(id, 200, pattern(window + 1000, 0));
     }
     pair.drive();
+    // Each holds at most its window; with fair shares the later ones hold less than that
+    // (each keeps a share of what the ones before it left), never all that is left.
     let held: usize = stalled.iter().map(|id| pair.server.log(*id).unreleased).sum();
-    assert_eq!(held, count * window);
+    assert!(held <= count * window && held < session_window, "{held}");
+    assert!(stalled.iter().all(|id| pair.server.log(*id).unreleased > 0));
 
     let id = pair.server.get("/still-flowing");
     pair.drive();

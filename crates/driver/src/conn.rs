@@ -1,5 +1,5 @@
 //! A [`Connection`]: one core [`Session`] driven over a WebSocket (framed by
-//! [`wire`](crate::wire) on the upgraded socket).
+//! [`ws_codec`](crate::ws_codec) on the upgraded socket).
 //!
 //! Two tasks own the socket halves, as quinn's `ConnectionDriver` owns its socket:
 //! the reader feeds every binary message to the session and dispatches the events; the
@@ -20,9 +20,9 @@ use localtunnels_core::{
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
+use crate::lazy_deadline::LazyDeadline;
 use crate::stream::{StreamEvent, StreamHandle, StreamSlot};
-use crate::timer::LazyDeadline;
-use crate::wire::{FrameReader, FrameWriter, Received, WireError};
+use crate::ws_codec::{FrameReader, FrameWriter, Received, WireError};
 
 /// Connection-level news for the owner of a [`Connection`].
 #[derive(Debug)]
@@ -83,6 +83,10 @@ pub(crate) struct State {
     /// The deadline the writer's timer is set for (`None`: no timer). Only the
     /// writer sets it, under the lock, before it sleeps.
     armed: Option<Instant>,
+    /// The payload of the peer's latest WebSocket ping, to answer. Only the latest is
+    /// answered (RFC 6455 §5.5.3 allows it), so a peer that pings and never reads
+    /// cannot queue answers.
+    ws_pong: Option<Bytes>,
 }
 
 /// Work a stream handle's `Drop`, or the reader, leaves for the writer task.
@@ -91,8 +95,6 @@ enum Deferred {
     Release(StreamId, usize),
     /// A stream nobody holds any more.
     Reset(StreamId),
-    /// A WebSocket ping to answer.
-    Pong(Bytes),
 }
 
 pub(crate) struct Shared {
@@ -243,8 +245,11 @@ impl Shared {
     /// Applies what dropped handles left behind: credit for unread bytes goes back to
     /// the peer, and streams whose handles are gone are reset (a no-op for finished
     /// ones; one that finished sending keeps its queued frames, see `Session::reset`).
-    /// Pongs the reader asked for are queued on `wire`.
+    /// The pong the reader asked for is queued on `wire`.
     fn reap_dropped(&self, state: &mut State, wire: &mut FrameWriter) {
+        if let Some(payload) = state.ws_pong.take() {
+            wire.pong(payload);
+        }
         let deferred = std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|e| e.into_inner()));
         for d in deferred {
             match d {
@@ -253,7 +258,6 @@ impl Shared {
                     state.session.reset(id, localtunnels_core::ResetCode::Cancel, "the other end went away");
                     state.slots.remove(&id);
                 }
-                Deferred::Pong(payload) => wire.pong(payload),
             }
         }
     }
@@ -288,6 +292,7 @@ impl Connection {
                 owner_done: false,
                 incoming: None,
                 armed: None,
+                ws_pong: None,
             }),
             dropped: Mutex::new(Vec::new()),
             epoch,
@@ -452,7 +457,10 @@ where
                 lost = "the peer closed the WebSocket".to_string();
                 break;
             }
-            Ok(Some(Received::Ping(payload))) => shared.defer(Deferred::Pong(payload)),
+            Ok(Some(Received::Ping(payload))) => {
+                state.ws_pong = Some(payload);
+                shared.wake_writer.notify_one();
+            }
             Ok(Some(Received::Pong)) => {}
             Ok(None) => break,
             Err(WireError::TooLarge { size, max }) => {
@@ -500,8 +508,9 @@ where
             let mut state = shared.lock();
             shared.reap_dropped(&mut state, &mut wire);
             // A bounded batch per flush: draining everything could encode a whole
-            // session window (8 MiB) of copies at once.
-            let mut batch = 0;
+            // session window (8 MiB) of copies at once. Nothing more while an earlier
+            // batch is still unwritten (a flush the peer stalled, interrupted below).
+            let mut batch = if wire.is_empty() { 0 } else { WRITE_BATCH };
             while batch < WRITE_BATCH {
                 let Some((head, payload)) = state.session.poll_transmit_parts() else { break };
                 batch += head.len() + payload.len();
@@ -513,11 +522,58 @@ where
             (deadline, state.session.is_closed())
         };
         if !wire.is_empty() {
-            if wire.flush(&mut io).await.is_err() {
-                let mut state = shared.lock();
-                state.session.close(CloseCode::Internal, "could not write to the connection");
-                shared.pump(&mut state);
-                break;
+            // Written at once as a rule. A peer that does not read stalls the write: the
+            // session's timers and commands still run meanwhile (the write resumes where
+            // it stopped), so that its unanswered pings, or a close, end the session
+            // instead of leaving this task waiting on the socket for good.
+            let flushed = {
+                let mut flush = std::pin::pin!(wire.flush(&mut io));
+                let mut notified = std::pin::pin!(notified);
+                let mut armed = false;
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(r) = flush.as_mut().poll(cx) {
+                        return Poll::Ready(Some(r));
+                    }
+                    if !armed {
+                        armed = true;
+                        if let Some(at) = deadline {
+                            arm(&mut timer, &mut timer_at, at, shared.now());
+                        }
+                    }
+                    if notified.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(None);
+                    }
+                    match &mut timer {
+                        Some(t) if deadline.is_some() => t.poll_expired(cx).map(|()| {
+                            timer_at = None;
+                            None
+                        }),
+                        _ => Poll::Pending,
+                    }
+                })
+                .await
+            };
+            match flushed {
+                Some(Ok(())) => {}
+                Some(Err(_)) => {
+                    let mut state = shared.lock();
+                    state.session.close(CloseCode::Internal, "could not write to the connection");
+                    shared.pump(&mut state);
+                    break;
+                }
+                None => {
+                    let mut state = shared.lock();
+                    if timer_at.is_none() {
+                        let now = shared.now();
+                        state.session.handle_timeout(now);
+                        shared.pump(&mut state);
+                    }
+                    if state.session.is_closed() {
+                        // The peer is not reading: what is left unwritten is dropped
+                        // with the socket.
+                        break;
+                    }
+                }
             }
             continue;
         }
@@ -526,15 +582,7 @@ where
         }
         match deadline {
             Some(at) => {
-                if timer_at != Some(at) {
-                    let wait = at.saturating_duration_since(shared.now());
-                    let tokio_at = tokio::time::Instant::now() + wait;
-                    match &mut timer {
-                        Some(t) => t.set(tokio_at),
-                        none => *none = Some(LazyDeadline::new(tokio_at)),
-                    }
-                    timer_at = Some(at);
-                }
+                arm(&mut timer, &mut timer_at, at, shared.now());
                 let mut notified = std::pin::pin!(notified);
                 let fired = std::future::poll_fn(|cx| {
                     if notified.as_mut().poll(cx).is_ready() {
@@ -557,7 +605,28 @@ where
             None => notified.await,
         }
     }
+    // A peer that does not read gets a bounded wait for the close, not an endless one.
     wire.close(1000);
-    let _ = wire.flush(&mut io).await;
-    let _ = io.shutdown().await;
+    let _ = tokio::time::timeout(CLOSE_FLUSH, async {
+        let _ = wire.flush(&mut io).await;
+        let _ = io.shutdown().await;
+    })
+    .await;
+}
+
+/// How long the writer tries to hand the last frames and the WebSocket close to a
+/// peer before it drops the socket.
+const CLOSE_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sets the writer's timer for the session instant `at`, if it is not set for it yet.
+fn arm(timer: &mut Option<LazyDeadline>, timer_at: &mut Option<Instant>, at: Instant, now: Instant) {
+    if *timer_at != Some(at) {
+        let wait = at.saturating_duration_since(now);
+        let tokio_at = tokio::time::Instant::now() + wait;
+        match timer {
+            Some(t) => t.set(tokio_at),
+            none => *none = Some(LazyDeadline::new(tokio_at)),
+        }
+        *timer_at = Some(at);
+    }
 }

@@ -1,18 +1,18 @@
 //! The tokio shell around the localtunnels core, shared by the server and the native
 //! client: a [`Connection`] drives a core `Session` over a WebSocket, [`StreamHandle`]s
 //! carry one exchange each, [`http`] holds the proxy header rules both ends apply and
-//! [`websocket`] bridges a real WebSocket and a stream, [`wire`] frames the control
-//! connection's WebSocket.
+//! [`websocket`] bridges a real WebSocket and a stream, [`ws_codec`] frames the control
+//! connection's WebSocket and [`lazy_deadline`] is the cheap timer they share.
 
 #![forbid(unsafe_code)]
 
 mod body;
 mod conn;
 pub mod http;
+pub mod lazy_deadline;
 mod stream;
-pub mod timer;
 pub mod websocket;
-pub mod wire;
+pub mod ws_codec;
 
 pub use body::{pump_body, BodyError, BodyTap, StreamBody};
 pub use conn::{ConnEvent, ConnEvents, Connection, IncomingHandler};

@@ -16,7 +16,7 @@
 //!
 //! Pings are answered here and never cross the tunnel, nor do pongs.
 //!
-//! The framing is [`crate::wire`]'s, the control connection's own: tungstenite zero-filled
+//! The framing is [`crate::ws_codec`]'s, the control connection's own: tungstenite zero-filled
 //! its 16 KiB read buffer before every read of a bridged socket (twice per message:
 //! the read that finds the next message not there yet pays too), which was 64% of the
 //! instructions of a WebSocket echo through the tunnel (`bench/callgrind ws`).
@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::Mutex;
 
 use crate::stream::{StreamEvent, StreamReceiver, StreamSender};
-use crate::wire::{FrameReader, FrameWriter, Received, WireError};
+use crate::ws_codec::{FrameReader, FrameWriter, Received, WireError};
 
 /// How long one side of a bridge waits for the other side's close once it has closed.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -115,8 +115,9 @@ pub fn check<B>(
     let admitted = match tunnel.visitors.admit(peer.ip(), now) {
         Ok(a) => a,
         Err(VisitorRefusal::Busy(n)) => {
+            let name = &tunnel.name;
             let message =
-                format!("Too many of your requests to '{}' are in flight. Please try again in a moment.", tunnel.name);
+                format!("Too many requests from your address to '{name}' are in flight. Please try again soon.");
             let detail = format!("{n} requests from this address in flight, the most one address may have");
             return Err(Box::new(busy(state, message, &detail)));
         }

@@ -45,6 +45,7 @@ mod upload;
 mod visitor_error;
 pub mod visitors;
 mod websocket;
+pub mod write_deadline;
 
 pub use acme::AcmeConfig;
 pub use auth::AuthToken;

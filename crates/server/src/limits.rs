@@ -17,7 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 
-use localtunnels_driver::timer::LazyDeadline;
+use localtunnels_driver::lazy_deadline::LazyDeadline;
 
 /// Per-connection, per-tunnel and per-client limits of a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,10 @@ pub struct Limits {
     /// A connection (visitor, WebSocket or control) on which no byte moved either way
     /// for this long is closed. Default 300 s.
     pub idle_timeout: Duration,
+    /// A visitor connection that reads nothing of what the server writes for this long
+    /// is closed, giving back what it held of its tunnel's session window
+    /// ([`crate::write_deadline::WriteDeadlineIo`]); zero turns it off. Default 30 s.
+    pub visitor_write_timeout: Duration,
     /// Most visitor exchanges in flight through one tunnel; the next visitor gets 503.
     /// Default 1,024 (the client's own announced limit applies too).
     pub max_streams_per_tunnel: usize,
@@ -63,6 +67,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
+            visitor_write_timeout: Duration::from_secs(30),
             max_streams_per_tunnel: 1024,
             max_tunnels_per_token: 100,
             max_tunnels_per_ip: 100,
@@ -244,7 +249,7 @@ impl IdleSwitch {
         self.0.store(true, Ordering::Relaxed);
     }
 
-    fn disabled(&self) -> bool {
+    pub(crate) fn disabled(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
 }

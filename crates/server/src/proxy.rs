@@ -52,7 +52,7 @@ type Boxed = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 pub fn handle(state: Arc<ServerState>, name: String, peer: Peer, req: Request<Incoming>) -> impl Answer {
     let html = accepts_html(req.headers());
     if !state.config.verbose && !html {
-        return Either::Left(route(state, name, peer, req));
+        return Either::Left(route_to_tunnel(state, name, peer, req));
     }
     Either::Right(Box::pin(logged(state, name, peer, req, html)) as Boxed)
 }
@@ -68,7 +68,7 @@ async fn logged(
     let verbose = state.config.verbose;
     let method = req.method().clone();
     let path = if verbose { req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string() } else { String::new() };
-    let res = route(state, name.clone(), peer.clone(), req).await;
+    let res = route_to_tunnel(state, name.clone(), peer.clone(), req).await;
     if verbose {
         let (status, ms) = (res.status().as_u16(), started.elapsed().as_millis());
         tracing::info!(tunnel = %name, %peer, %method, %path, status, ms, "request");
@@ -80,7 +80,7 @@ async fn logged(
     }
 }
 
-fn route(state: Arc<ServerState>, name: String, mut peer: Peer, mut req: Request<Incoming>) -> impl Answer {
+fn route_to_tunnel(state: Arc<ServerState>, name: String, mut peer: Peer, mut req: Request<Incoming>) -> impl Answer {
     // Cluster mode only: a request another node forwarded stands for its visitor.
     let mut from_node = false;
     if state.cluster.is_some() {

@@ -26,6 +26,7 @@ use crate::limits::{IdleIo, IdleSwitch};
 use crate::registry::LocalRegistry;
 use crate::state::{text_response, Counters, Peer, ServerState};
 use crate::tls_port::TlsPort;
+use crate::write_deadline::WriteDeadlineIo;
 
 /// A localtunnels server, configured but not yet listening.
 #[derive(Debug)]
@@ -189,7 +190,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut shutdow
                 let _ = tcp.set_nodelay(true);
                 let watcher = graceful.watcher();
                 if state.tls.is_none() && !expects_proxy_header(&state, peer) {
-                    let (io, idle) = IdleIo::new(tcp, state.config.limits.idle_timeout);
+                    let (io, idle) = connection_io(&state, tcp);
                     spawn_connection(state.clone(), peer, accepted, TokioIo::new(io), idle, watcher);
                 } else {
                     // PROXY header and TLS handshake run in the connection's own task.
@@ -211,6 +212,16 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut shutdow
     for t in &tunnels {
         t.conn.close(CloseCode::Shutdown, "the server is shutting down");
     }
+}
+
+/// A connection's socket under the idle timeout and the visitor write timeout (a peer
+/// that reads nothing of what is written to it is dropped).
+fn connection_io(
+    state: &ServerState,
+    tcp: tokio::net::TcpStream,
+) -> (WriteDeadlineIo<IdleIo<tokio::net::TcpStream>>, IdleSwitch) {
+    let (io, idle) = IdleIo::new(tcp, state.config.limits.idle_timeout);
+    (WriteDeadlineIo::new(io, state.config.limits.visitor_write_timeout, idle.clone()), idle)
 }
 
 /// Whether a connection from `peer` must start with a PROXY protocol header.
@@ -237,7 +248,7 @@ async fn prelude(
             Err(_) => return debug!(%peer, "no PROXY header in time"),
         }
     }
-    let (io, idle) = IdleIo::new(tcp, state.config.limits.idle_timeout);
+    let (io, idle) = connection_io(&state, tcp);
     let Some(tls) = state.tls.clone() else {
         return spawn_connection(state, peer, accepted, TokioIo::new(io), idle, watcher);
     };
@@ -280,7 +291,7 @@ fn spawn_connection<I>(
         if !seen.load(Ordering::Relaxed) {
             seen.store(true, Ordering::Relaxed);
         }
-        route(state.clone(), visitor.clone(), req).map(Ok::<_, Infallible>)
+        route_by_host(state.clone(), visitor.clone(), req).map(Ok::<_, Infallible>)
     });
     let limits = &state_limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -317,7 +328,7 @@ fn spawn_connection<I>(
 /// Routes by Host: `<name>.<domain>` to that tunnel, anything else to the apex pages.
 /// (Not an `async fn`, for the reason given at [`crate::proxy::Answer`].)
 /// A request whose host is refused ([`crate::host`]) gets 400.
-fn route(state: Arc<ServerState>, peer: Peer, req: Request<Incoming>) -> impl crate::proxy::Answer {
+fn route_by_host(state: Arc<ServerState>, peer: Peer, req: Request<Incoming>) -> impl crate::proxy::Answer {
     // Behind a trusted proxy, the visitor it names stands for the connection's peer.
     let peer = match state.config.trusted_proxies.visitor(peer.addr.ip(), req.headers()) {
         Some(forwarded) => forwarded.apply(&peer),

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use localtunnels_driver::timer::LazyDeadline;
+use localtunnels_driver::lazy_deadline::LazyDeadline;
 use tokio::time::Instant;
 
 /// One [`LazyDeadline`] per connection, lent to one waiter at a time: the requests of

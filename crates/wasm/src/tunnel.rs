@@ -623,6 +623,7 @@ fn close_code_name(code: CloseCode) -> &'static str {
         CloseCode::Internal => "internal",
         CloseCode::Replaced => "replaced",
         CloseCode::FrameTooLarge => "frame_too_large",
+        CloseCode::SlowReader => "slow_reader",
         _ => "other",
     }
 }

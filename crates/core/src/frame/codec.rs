@@ -1,0 +1,291 @@
+//! Encoding and decoding of [`Frame`]s, and the `BATCH` frame's packing and cutting.
+//! Decoding never panics: every length is checked against [`DecodeLimits`] before
+//! anything is allocated.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::headers::{get_headers, headers_len, put_headers, valid_method};
+use super::types::{DecodeLimits, Frame, RequestHead, ResponseHead, StreamKind};
+use crate::bytes_reader::{Reader, WriteExt};
+use crate::error::DecodeError;
+use crate::handshake::{Hello, RefuseReason, Welcome};
+use crate::ids::{flags, kind, CloseCode, ResetCode, BATCH_ENTRY_OVERHEAD, BATCH_HEADER, DATA_OVERHEAD};
+
+impl Frame {
+    /// Encodes the frame as one WebSocket binary message.
+    pub fn encode(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(self.encoded_len_hint());
+        self.encode_into(&mut b);
+        b.freeze()
+    }
+
+    /// Encodes the frame as `head` then `payload`: a DATA or WS_MESSAGE frame's
+    /// payload is its data as it is (not copied); any other frame is all head.
+    pub fn encode_parts(self) -> (Bytes, Bytes) {
+        match self {
+            Frame::Data { id, end, data } => (Frame::Data { id, end, data: Bytes::new() }.encode(), data),
+            Frame::WsMessage { id, binary, fin, data } => {
+                (Frame::WsMessage { id, binary, fin, data: Bytes::new() }.encode(), data)
+            }
+            f => (f.encode(), Bytes::new()),
+        }
+    }
+
+    pub(crate) fn encoded_len_hint(&self) -> usize {
+        match self {
+            Frame::Data { data, .. } | Frame::WsMessage { data, .. } => DATA_OVERHEAD + data.len(),
+            Frame::Open { head, .. } => 16 + head.method.len() + head.target.len() + headers_len(&head.headers),
+            Frame::Response { head, .. } => 12 + headers_len(&head.headers),
+            Frame::Batch(frames) => {
+                BATCH_HEADER + frames.iter().map(|f| BATCH_ENTRY_OVERHEAD + f.encoded_len_hint()).sum::<usize>()
+            }
+            _ => 64,
+        }
+    }
+
+    /// Appends the encoded frame to `b`.
+    pub fn encode_into(&self, b: &mut BytesMut) {
+        let (ty, id) = (self.type_byte(), self.stream_id());
+        b.put_u8(ty);
+        b.put_u32(id);
+        match self {
+            Frame::Hello(h) => h.encode_body(b),
+            Frame::Welcome(w) => w.encode_body(b),
+            Frame::Refuse { reason, message } => {
+                b.put_u16(reason.to_u16());
+                b.put_bytes16(message.as_bytes());
+            }
+            Frame::Open { head, end, .. } => {
+                let mut f = if *end { flags::END } else { 0 };
+                if head.kind == StreamKind::WebSocket {
+                    f |= flags::WEBSOCKET;
+                }
+                b.put_u8(f);
+                b.put_bytes16(head.method.as_bytes());
+                b.put_bytes16(head.target.as_bytes());
+                put_headers(b, &head.headers);
+            }
+            Frame::Response { head, end, .. } => {
+                b.put_u8(if *end { flags::END } else { 0 });
+                b.put_u16(head.status);
+                put_headers(b, &head.headers);
+            }
+            Frame::Data { data, end, .. } => {
+                b.put_u8(if *end { flags::END } else { 0 });
+                b.put_slice(data);
+            }
+            Frame::Trailers { headers, .. } => put_headers(b, headers),
+            Frame::WsMessage { binary, fin, data, .. } => {
+                let mut f = if *fin { flags::FIN } else { 0 };
+                if *binary {
+                    f |= flags::BINARY;
+                }
+                b.put_u8(f);
+                b.put_slice(data);
+            }
+            Frame::WsClose { code, reason, .. } => {
+                b.put_u16(*code);
+                b.put_bytes16(reason.as_bytes());
+            }
+            Frame::Reset { code, message, .. } => {
+                b.put_u16(code.to_u16());
+                b.put_bytes16(message.as_bytes());
+            }
+            Frame::Window { increment, .. } => b.put_u32(*increment),
+            Frame::Ping(v) | Frame::Pong(v) => b.put_u64(*v),
+            Frame::GoAway { last_id, code, message } => {
+                b.put_u32(*last_id);
+                b.put_u16(code.to_u16());
+                b.put_bytes16(message.as_bytes());
+            }
+            Frame::Close { code, message } => {
+                b.put_u16(code.to_u16());
+                b.put_bytes16(message.as_bytes());
+            }
+            Frame::Batch(frames) => {
+                for f in frames {
+                    let at = b.len();
+                    b.put_u32(0);
+                    f.encode_into(b);
+                    let len = u32::try_from(b.len() - at - BATCH_ENTRY_OVERHEAD).unwrap_or(u32::MAX);
+                    b[at..at + BATCH_ENTRY_OVERHEAD].copy_from_slice(&len.to_be_bytes());
+                }
+            }
+        }
+    }
+
+    fn type_byte(&self) -> u8 {
+        match self {
+            Frame::Hello(_) => kind::HELLO,
+            Frame::Welcome(_) => kind::WELCOME,
+            Frame::Refuse { .. } => kind::REFUSE,
+            Frame::Open { .. } => kind::OPEN,
+            Frame::Response { .. } => kind::RESPONSE,
+            Frame::Data { .. } => kind::DATA,
+            Frame::Trailers { .. } => kind::TRAILERS,
+            Frame::WsMessage { .. } => kind::WS_MESSAGE,
+            Frame::WsClose { .. } => kind::WS_CLOSE,
+            Frame::Reset { .. } => kind::RESET,
+            Frame::Window { .. } => kind::WINDOW,
+            Frame::Ping(_) => kind::PING,
+            Frame::Pong(_) => kind::PONG,
+            Frame::GoAway { .. } => kind::GOAWAY,
+            Frame::Close { .. } => kind::CLOSE,
+            Frame::Batch(_) => kind::BATCH,
+        }
+    }
+
+    /// Decodes one frame (a `BATCH` with the frames inside it). Never panics; every
+    /// length is checked against `limits`.
+    pub fn decode(msg: Bytes, limits: &DecodeLimits) -> Result<Frame, DecodeError> {
+        if msg.len() > limits.max_frame {
+            return Err(DecodeError::FrameTooLarge { size: msg.len(), limit: limits.max_frame });
+        }
+        Frame::decode_one(msg, limits, true)
+    }
+
+    /// `batch_ok` is false inside a batch: batches do not nest.
+    fn decode_one(msg: Bytes, limits: &DecodeLimits, batch_ok: bool) -> Result<Frame, DecodeError> {
+        let mut r = Reader::new(msg);
+        let ty = r.u8("frame type")?;
+        let id = r.u32("stream id")?;
+        let needs_stream = !matches!(
+            ty,
+            kind::HELLO
+                | kind::WELCOME
+                | kind::REFUSE
+                | kind::PING
+                | kind::PONG
+                | kind::GOAWAY
+                | kind::CLOSE
+                | kind::WINDOW
+                | kind::BATCH
+        );
+        if needs_stream && id == 0 {
+            return Err(DecodeError::Invalid("stream id 0 on a stream frame"));
+        }
+        if !needs_stream && id != 0 && ty != kind::WINDOW {
+            return Err(DecodeError::Invalid("stream id on a session frame"));
+        }
+        let frame = match ty {
+            kind::HELLO => Frame::Hello(Hello::decode_body(&mut r)?),
+            kind::WELCOME => Frame::Welcome(Welcome::decode_body(&mut r)?),
+            kind::REFUSE => Frame::Refuse {
+                reason: RefuseReason::from_u16(r.u16("refuse reason")?),
+                message: r.str16("refuse message")?,
+            },
+            kind::OPEN => {
+                let f = r.u8("open flags")?;
+                let method = r.str16("method")?;
+                let target = r.str16("target")?;
+                if !valid_method(&method) {
+                    return Err(DecodeError::Invalid("method"));
+                }
+                let headers = get_headers(&mut r, limits)?;
+                let kind = if f & flags::WEBSOCKET != 0 { StreamKind::WebSocket } else { StreamKind::Http };
+                Frame::Open { id, head: RequestHead { kind, method, target, headers }, end: f & flags::END != 0 }
+            }
+            kind::RESPONSE => {
+                let f = r.u8("response flags")?;
+                let status = r.u16("status")?;
+                if !(100..=999).contains(&status) {
+                    return Err(DecodeError::Invalid("status"));
+                }
+                let headers = get_headers(&mut r, limits)?;
+                Frame::Response { id, head: ResponseHead { status, headers }, end: f & flags::END != 0 }
+            }
+            kind::DATA => {
+                let f = r.u8("data flags")?;
+                Frame::Data { id, end: f & flags::END != 0, data: r.rest() }
+            }
+            kind::TRAILERS => Frame::Trailers { id, headers: get_headers(&mut r, limits)? },
+            kind::WS_MESSAGE => {
+                let f = r.u8("message flags")?;
+                Frame::WsMessage { id, binary: f & flags::BINARY != 0, fin: f & flags::FIN != 0, data: r.rest() }
+            }
+            kind::WS_CLOSE => Frame::WsClose { id, code: r.u16("close code")?, reason: r.str16("close reason")? },
+            kind::RESET => {
+                Frame::Reset { id, code: ResetCode::from_u16(r.u16("reset code")?), message: r.str16("reset message")? }
+            }
+            kind::WINDOW => Frame::Window { id, increment: r.u32("window increment")? },
+            kind::PING => Frame::Ping(r.u64("ping payload")?),
+            kind::PONG => Frame::Pong(r.u64("pong payload")?),
+            kind::GOAWAY => Frame::GoAway {
+                last_id: r.u32("last stream id")?,
+                code: CloseCode::from_u16(r.u16("goaway code")?),
+                message: r.str16("goaway message")?,
+            },
+            kind::CLOSE => {
+                Frame::Close { code: CloseCode::from_u16(r.u16("close code")?), message: r.str16("close message")? }
+            }
+            kind::BATCH if !batch_ok => return Err(DecodeError::Invalid("batch inside a batch")),
+            kind::BATCH => {
+                let mut entries = BatchEntries::new(r.rest());
+                let mut frames = Vec::new();
+                while let Some(entry) = entries.next_entry()? {
+                    frames.push(Frame::decode_one(entry, limits, false)?);
+                }
+                Frame::Batch(frames)
+            }
+            other => return Err(DecodeError::UnknownType(other)),
+        };
+        r.finish("frame")?;
+        Ok(frame)
+    }
+}
+
+/// Splits the body of a `BATCH` (what follows its type and stream id) into the encoded
+/// frames it carries, one at a time, so that a receiver handles each as it is cut.
+#[derive(Debug)]
+pub(crate) struct BatchEntries {
+    r: Reader,
+    seen: bool,
+}
+
+impl BatchEntries {
+    pub(crate) fn new(body: Bytes) -> Self {
+        BatchEntries { r: Reader::new(body), seen: false }
+    }
+
+    /// The next inner frame, still encoded; `None` after the last. An empty batch or an
+    /// entry that runs past the end is an error.
+    pub(crate) fn next_entry(&mut self) -> Result<Option<Bytes>, DecodeError> {
+        if self.r.remaining() == 0 {
+            return if self.seen { Ok(None) } else { Err(DecodeError::Invalid("empty batch")) };
+        }
+        self.seen = true;
+        let len = usize::try_from(self.r.u32("batch entry length")?).unwrap_or(usize::MAX);
+        self.r.bytes(len, "batch entry").map(Some)
+    }
+}
+
+/// If `msg` is a well-formed `BATCH` header (type and stream id 0), its body.
+pub(crate) fn batch_body(msg: &Bytes) -> Option<Bytes> {
+    (msg.len() >= BATCH_HEADER && msg[0] == kind::BATCH && msg[1..BATCH_HEADER] == [0; 4])
+        .then(|| msg.slice(BATCH_HEADER..))
+}
+
+impl Frame {
+    /// Decodes a frame found inside a batch (where a batch is refused).
+    pub(crate) fn decode_inner(msg: Bytes, limits: &DecodeLimits) -> Result<Frame, DecodeError> {
+        Frame::decode_one(msg, limits, false)
+    }
+}
+
+/// Packs already encoded frames into one `BATCH` message, which the caller keeps
+/// within the peer's `max_frame` (each entry costs [`BATCH_ENTRY_OVERHEAD`] bytes
+/// more than the frame, the batch [`BATCH_HEADER`]).
+pub(crate) fn put_batch_entry(b: &mut BytesMut, frame: &[u8]) {
+    b.put_u32(u32::try_from(frame.len()).unwrap_or(u32::MAX));
+    b.put_slice(frame);
+}
+
+/// Appends `frame` to a `BATCH` being built in `b`, encoded in place (no copy of its
+/// payload made first), as [`put_batch_entry`] would.
+pub(crate) fn encode_batch_entry(b: &mut BytesMut, frame: &Frame) {
+    let at = b.len();
+    b.put_u32(0);
+    frame.encode_into(b);
+    let len = u32::try_from(b.len() - at - BATCH_ENTRY_OVERHEAD).unwrap_or(u32::MAX);
+    b[at..at + BATCH_ENTRY_OVERHEAD].copy_from_slice(&len.to_be_bytes());
+}

@@ -1,0 +1,129 @@
+//! Header blocks: their encoding, their size, the checks a head passes before it is
+//! sent (what the peer's decoder would refuse), and the `X-Forwarded-*` names the
+//! server adds to every request.
+
+use bytes::{BufMut, BytesMut};
+
+use super::types::{DecodeLimits, Header, HeaderName, HeaderValue, RequestHead, ResponseHead};
+use crate::bytes_reader::{Reader, WriteExt};
+use crate::error::DecodeError;
+
+pub(super) fn headers_len(headers: &[Header]) -> usize {
+    2 + headers.iter().map(|(n, v)| 4 + n.as_str().len() + v.len()).sum::<usize>()
+}
+
+/// Encoded size of a header block, as checked against `max_header_bytes`.
+pub fn header_block_len(headers: &[Header]) -> usize {
+    headers_len(headers)
+}
+
+pub(super) fn put_headers(b: &mut BytesMut, headers: &[Header]) {
+    b.put_u16(u16::try_from(headers.len()).unwrap_or(u16::MAX));
+    for (name, value) in headers.iter().take(usize::from(u16::MAX)) {
+        b.put_bytes16(name.as_str().as_bytes());
+        b.put_bytes16(value.as_bytes());
+    }
+}
+
+pub(super) fn get_headers(r: &mut Reader, limits: &DecodeLimits) -> Result<Vec<Header>, DecodeError> {
+    let start = r.remaining();
+    let count = usize::from(r.u16("header count")?);
+    // Each header takes at least 4 bytes: refuse impossible counts before allocating.
+    if count.saturating_mul(4) > r.remaining() {
+        return Err(DecodeError::Truncated("headers"));
+    }
+    let mut headers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let name = r.bytes16("header name")?;
+        let value = r.bytes16("header value")?;
+        match (header_name(&name), HeaderValue::from_maybe_shared(value.clone())) {
+            (Ok(name), Ok(value)) => headers.push((name, value)),
+            // What the wire allows but HTTP cannot carry (a separator in a name, a
+            // control byte in a value) is dropped here, as either end's HTTP stack
+            // would drop it; what the wire forbids is an error.
+            _ if !valid_header_name(&name) => return Err(DecodeError::Invalid("header name")),
+            _ if !valid_header_value(&value) => return Err(DecodeError::Invalid("header value")),
+            _ => {}
+        }
+        let used = start - r.remaining();
+        if used > limits.max_header_bytes {
+            return Err(DecodeError::HeadersTooLarge { size: used, limit: limits.max_header_bytes });
+        }
+    }
+    Ok(headers)
+}
+
+/// `X-Forwarded-For`: the server adds it to every request (the visitor's address).
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`: the server adds it to every request (`http` or `https`).
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`: the server adds it to every request (the public host).
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Names every request carries, decoded to these shared constants instead of being
+/// parsed and allocated each time (`HeaderName` allocates any name outside its
+/// standard set).
+const FORWARDED_NAMES: [HeaderName; 3] = [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST];
+
+fn header_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    match FORWARDED_NAMES.iter().find(|n| n.as_str().as_bytes() == name) {
+        Some(known) => Ok(known.clone()),
+        None => HeaderName::from_bytes(name),
+    }
+}
+
+/// A method is one or more visible ASCII characters.
+pub(super) fn valid_method(method: &str) -> bool {
+    !method.is_empty() && method.bytes().all(|c| c.is_ascii_graphic())
+}
+
+/// A header name is one or more visible ASCII characters other than `:`.
+fn valid_header_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.iter().all(|&c| c.is_ascii_graphic() && c != b':')
+}
+
+/// A header value is any bytes but CR, LF and NUL.
+fn valid_header_value(value: &[u8]) -> bool {
+    !value.iter().any(|&c| c == b'\r' || c == b'\n' || c == 0)
+}
+
+fn fits16(len: usize) -> bool {
+    len <= usize::from(u16::MAX)
+}
+
+/// Checks, before sending, what the peer's decoder would reject, so that a bad head
+/// from the application fails one command instead of closing the session.
+pub(crate) fn check_headers(headers: &[Header]) -> Result<(), &'static str> {
+    if !fits16(headers.len()) {
+        return Err("more than 65535 headers");
+    }
+    // The types make names and values valid; only their lengths are left to check.
+    for (name, value) in headers {
+        if !fits16(name.as_str().len()) {
+            return Err("header name");
+        }
+        if !fits16(value.len()) {
+            return Err("header value");
+        }
+    }
+    Ok(())
+}
+
+/// See [`check_headers`].
+pub(crate) fn check_request_head(head: &RequestHead) -> Result<(), &'static str> {
+    if !valid_method(&head.method) || !fits16(head.method.len()) {
+        return Err("method");
+    }
+    if !fits16(head.target.len()) {
+        return Err("target longer than 65535 bytes");
+    }
+    check_headers(&head.headers)
+}
+
+/// See [`check_headers`].
+pub(crate) fn check_response_head(head: &ResponseHead) -> Result<(), &'static str> {
+    if !(100..=999).contains(&head.status) {
+        return Err("status");
+    }
+    check_headers(&head.headers)
+}

@@ -1,0 +1,25 @@
+//! Frames: the unit of the protocol, one per WebSocket binary message.
+//!
+//! ```text
+//! frame = type:u8 stream:u32 body
+//! ```
+//! All integers are big-endian. `docs/PROTOCOL.md` gives every body's layout; the
+//! functions here are its reference implementation.
+//!
+//! A `BATCH` frame packs several frames into one message (`len:u32 frame` each), for a
+//! peer that announced it accepts them (see [`crate::features`]).
+//!
+//! The frame types are in `types`, their encoding in `codec`, header blocks in
+//! `headers`; the numbers (ids, type bytes, flags, codes) in the leaf module
+//! `crate::ids`, re-exported here.
+
+mod codec;
+mod headers;
+mod types;
+
+pub(crate) use codec::{batch_body, encode_batch_entry, put_batch_entry, BatchEntries};
+pub(crate) use headers::{check_headers, check_request_head, check_response_head};
+pub use headers::{header_block_len, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+pub use types::{DecodeLimits, Frame, Header, HeaderName, HeaderValue, RequestHead, ResponseHead, StreamKind};
+
+pub use crate::ids::{flags, kind, CloseCode, ResetCode, StreamId, BATCH_ENTRY_OVERHEAD, BATCH_HEADER, DATA_OVERHEAD};

@@ -1,0 +1,334 @@
+//! The multiplexed session: the state machine both ends run over one WebSocket.
+//!
+//! The methods fall in four groups, as in quinn-proto:
+//! - getters (`is_established`, `rtt`, `stream_count`, ...),
+//! - inputs: [`Session::handle_message`] for every received binary message and
+//!   [`Session::handle_timeout`] when [`Session::poll_timeout`] expires,
+//! - commands: `open`, `respond`, `send_data`, `release`, `reset`, `go_away`, `close`, ...,
+//! - outputs: [`Session::poll_transmit`] (one WebSocket binary message each; or
+//!   [`Session::poll_transmit_batch`], which packs what is queued into as few messages
+//!   as the peer allows), [`Session::poll_event`] and [`Session::poll_timeout`].
+//!
+//! **The driver's rule:** after any input or command, drain `poll_event` and
+//! `poll_transmit` until they return `None`, then re-arm the timer from `poll_timeout`.
+
+//!
+//! The groups live in submodules: `recv` (inputs), `send` (commands), `flow` (credit
+//! and windows) and `transmit` (outputs); this module holds the state and the getters.
+
+mod flow;
+mod recv;
+mod send;
+mod transmit;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::config::{Config, Limits};
+use crate::event::Event;
+use crate::frame::{DecodeLimits, Frame, StreamId};
+use crate::handshake::{features, Hello, PROTOCOL_VERSION};
+use crate::idmap::IdMap;
+use crate::stream::Stream;
+
+use crate::time::Instant;
+use flow::clamp;
+use transmit::Output;
+
+/// Which end of the control connection this session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Opened the WebSocket; sends the hello; opens odd streams.
+    Client,
+    /// Accepted the WebSocket; answers the hello; opens even streams.
+    Server,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Client: hello sent, waiting for welcome. Server: waiting for hello.
+    Handshake,
+    /// Server: hello received, the driver has not decided yet.
+    Deciding,
+    Established,
+    Closed,
+}
+
+/// One end of a localtunnels session. See the module docs for how to drive it.
+#[derive(Debug)]
+pub struct Session {
+    role: Role,
+    config: Config,
+    state: State,
+    /// The peer's receive limits, which we obey when sending.
+    peer: Limits,
+    /// The optional features the peer accepts ([`features`]), from its hello or welcome.
+    peer_features: u32,
+    decode_limits: DecodeLimits,
+    streams: IdMap<Stream>,
+    /// Next id this end opens; past `u32::MAX` the ids are exhausted.
+    next_local_id: u64,
+    last_peer_id: StreamId,
+    local_open: u32,
+    peer_open: u32,
+    /// Bytes the peer still lets us send on the session as a whole.
+    send_credit: u64,
+    /// Payload bytes `send_data`/`send_ws` took that are not sent yet, across all
+    /// streams: at most the peer's session window (see [`Session::queue_room`]).
+    queued: u64,
+    /// A stream was refused bytes for lack of queue room: wake the blocked streams
+    /// once the queue has drained to half.
+    queue_full: bool,
+    /// Where the next wake-up of blocked streams starts (after this id), so that the
+    /// first to offer again, and to find room, takes turns.
+    wake_after: StreamId,
+    /// Bytes the peer may still send us on the session as a whole.
+    recv_remaining: u64,
+    /// Bytes consumed by the application and not yet granted back.
+    recv_unacked: u64,
+    /// Frames taken out for a batch they did not fit in: they go out first next time.
+    held: VecDeque<Output>,
+    /// The frames of the batch being packed (kept for its allocation).
+    picked: Vec<Output>,
+    /// Encoded frames that go before any stream data: heads, windows, resets, pings.
+    control: VecDeque<Bytes>,
+    /// Bytes in `control`, bounded by `Config::max_control_queue`.
+    control_bytes: usize,
+    /// The answer to the peer's latest PING, not sent yet: only the latest is kept, so
+    /// a peer that pings and never reads cannot grow the queue.
+    pending_pong: Option<u64>,
+    /// Our divisor for a stream's fair share of the session credit and of the queue
+    /// (see [`Session::fair_share`]); 1 turns the sharing off.
+    fair_divisor: u64,
+    /// A pool at least this large (`fair_divisor` stream windows) gives every stream all
+    /// its window allows, so sharing it costs nothing: the common case skips the division.
+    fair_free: u64,
+    /// Streams with queued data, served round-robin one frame at a time.
+    ring: VecDeque<StreamId>,
+    events: VecDeque<Event>,
+    last_recv: Instant,
+    next_ping: Instant,
+    ping_interval: Duration,
+    idle_timeout: Duration,
+    /// The shortest idle timeout this side accepts from the peer's welcome.
+    idle_floor: Duration,
+    ping_seq: u64,
+    ping_outstanding: Option<(u64, Instant)>,
+    /// When the oldest PING that has had no PONG since was queued: a peer that answers
+    /// none for the idle timeout does not read, and is closed as dead.
+    unanswered_since: Option<Instant>,
+    rtt: Option<Duration>,
+    going_away_local: bool,
+    going_away_peer: bool,
+}
+
+impl Session {
+    /// A client session; the hello is queued for transmission at once.
+    pub fn client(config: Config, mut hello: Hello, now: Instant) -> Self {
+        let mut s = Session::new(Role::Client, config, now);
+        hello.version = PROTOCOL_VERSION;
+        hello.limits = Some(Limits::from(&s.config));
+        hello.features = features::BATCH | features::EAGER_WINDOW;
+        s.push_control(&Frame::Hello(hello));
+        s
+    }
+
+    /// A server session, waiting for the client's hello.
+    pub fn server(config: Config, now: Instant) -> Self {
+        Session::new(Role::Server, config, now)
+    }
+
+    fn new(role: Role, config: Config, now: Instant) -> Self {
+        let decode_limits = DecodeLimits {
+            max_frame: usize::try_from(config.max_frame).unwrap_or(usize::MAX),
+            max_header_bytes: usize::try_from(config.max_header_bytes).unwrap_or(usize::MAX),
+        };
+        // The defaults until the peer announces its own; ours bound them too.
+        let peer = config.clamp_peer(Limits::from(&Config::DEFAULT));
+        Session {
+            role,
+            state: State::Handshake,
+            peer,
+            peer_features: 0,
+            decode_limits,
+            streams: IdMap::default(),
+            next_local_id: if role == Role::Client { 1 } else { 2 },
+            last_peer_id: 0,
+            local_open: 0,
+            peer_open: 0,
+            send_credit: u64::from(peer.session_window),
+            queued: 0,
+            queue_full: false,
+            wake_after: 0,
+            recv_remaining: u64::from(config.session_window),
+            recv_unacked: 0,
+            held: VecDeque::new(),
+            picked: Vec::new(),
+            control: VecDeque::new(),
+            control_bytes: 0,
+            pending_pong: None,
+            fair_divisor: 1,
+            fair_free: 0,
+            ring: VecDeque::new(),
+            events: VecDeque::new(),
+            last_recv: now,
+            next_ping: now + config.ping_interval,
+            ping_interval: config.ping_interval,
+            idle_timeout: config.idle_timeout,
+            idle_floor: Duration::ZERO,
+            ping_seq: 0,
+            ping_outstanding: None,
+            unanswered_since: None,
+            rtt: None,
+            going_away_local: false,
+            going_away_peer: false,
+            config,
+        }
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The handshake completed and the session is not closed.
+    pub fn is_established(&self) -> bool {
+        self.state == State::Established
+    }
+
+    /// The session is over; drain `poll_transmit` once more, then close the socket.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Either side announced go-away.
+    pub fn is_going_away(&self) -> bool {
+        self.going_away_local || self.going_away_peer
+    }
+
+    /// Live streams.
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// The last measured heartbeat round-trip time.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt
+    }
+
+    /// Never declares the peer dead after less than `floor` of silence, whatever the
+    /// welcome announces. A browser tab in the background runs its timers about once a
+    /// minute: its liveness rests on answering the server's pings as they arrive (the
+    /// server keeps its own, shorter timeout), and its own timeout must be longer than
+    /// the timer's delay.
+    pub fn set_idle_floor(&mut self, floor: Duration) {
+        self.idle_floor = floor;
+        self.idle_timeout = self.idle_timeout.max(floor);
+    }
+
+    /// The peer's receive limits (ours to obey).
+    pub fn peer_limits(&self) -> Limits {
+        self.peer
+    }
+
+    /// The peer announced that it accepts `BATCH` frames, so
+    /// [`Session::poll_transmit_batch`] packs frames for it.
+    pub fn peer_accepts_batch(&self) -> bool {
+        self.peer_features & features::BATCH != 0
+    }
+
+    /// Our configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Checks the internal invariants; used by tests and fuzzers.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) {
+        let window = u64::from(self.peer.stream_window);
+        let mut local = 0;
+        let mut queued = 0;
+        for (id, s) in &self.streams {
+            queued += s.queued_bytes();
+            assert_eq!(s.queued, s.queued_bytes(), "stream {id}'s count of queued bytes");
+            assert!(s.queued_bytes() <= window.max(s.granted), "stream {id} queued beyond its window");
+            assert!(s.recv_remaining <= u64::from(self.config.stream_window), "stream {id} recv window grew");
+            if self.is_local(*id) {
+                local += 1;
+            }
+        }
+        assert_eq!(queued, self.queued, "queued payload bytes");
+        assert!(queued <= self.queue_limit(), "queued {queued} beyond the queue limit {}", self.queue_limit());
+        assert!(queued <= u64::from(self.config.max_session_queue), "queued {queued} beyond max_session_queue");
+        assert_eq!(self.control_bytes, self.control.iter().map(Bytes::len).sum::<usize>(), "control bytes");
+        assert!(self.control_bytes <= self.config.max_control_queue as usize, "control queue beyond its bound");
+        assert!(self.peer.stream_window <= self.config.max_peer_window, "peer stream window not clamped");
+        assert!(self.peer.session_window <= self.config.max_peer_window, "peer session window not clamped");
+        assert!(self.send_credit <= u64::from(self.peer.session_window), "session credit beyond the window");
+        assert_eq!(local, self.local_open, "local stream count");
+        assert_eq!(self.streams.len() as u64, u64::from(self.local_open) + u64::from(self.peer_open));
+        assert!(self.recv_remaining + self.recv_unacked <= u64::from(self.config.session_window));
+        assert!(self.peer_open <= self.config.max_streams);
+    }
+
+    fn is_local(&self, id: StreamId) -> bool {
+        (id % 2 == 1) == (self.role == Role::Client)
+    }
+
+    /// Drops a stream once both sides are done and nothing is left to send.
+    fn reap(&mut self, id: StreamId) {
+        if self.streams.get(&id).is_some_and(|s| s.send_done && s.recv_done && s.queue.is_empty()) {
+            self.remove_stream(id);
+        }
+    }
+
+    fn remove_stream(&mut self, id: StreamId) {
+        if let Some(s) = self.streams.remove(&id) {
+            self.dequeued(s.queued);
+            if s.local {
+                self.local_open -= 1;
+            } else {
+                self.peer_open -= 1;
+            }
+            // Bytes it delivered are still the application's to `release`.
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::OpenError;
+    use crate::frame::{CloseCode, RequestHead, StreamKind};
+    use crate::handshake::Welcome;
+
+    fn established_server() -> Session {
+        let mut server = Session::server(Config::DEFAULT, Instant::ZERO);
+        let hello = Frame::Hello(Hello { version: PROTOCOL_VERSION, ..Hello::default() }).encode();
+        server.handle_message(Instant::ZERO, hello).unwrap();
+        server.accept(Welcome::default(), Instant::ZERO);
+        while server.poll_transmit().is_some() {}
+        server
+    }
+
+    fn get() -> RequestHead {
+        RequestHead { kind: StreamKind::Http, method: "GET".into(), target: "/".into(), headers: vec![] }
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn exhausted_stream_ids_make_the_session_go_away_instead_of_wrapping() {
+        let mut server = established_server();
+        server.next_local_id = u64::from(u32::MAX) - 1;
+        assert_eq!(server.open(get(), true), Ok(u32::MAX - 1));
+        assert_eq!(server.open(get(), true), Err(OpenError::GoingAway));
+        let frames: Vec<_> = std::iter::from_fn(|| server.poll_transmit())
+            .map(|b| Frame::decode(b, &DecodeLimits::default()).unwrap())
+            .collect();
+        assert!(matches!(frames.last(), Some(Frame::GoAway { code: CloseCode::Normal, .. })), "{frames:?}");
+        assert!(server.is_going_away());
+        server.check_invariants();
+    }
+}

@@ -1,0 +1,325 @@
+//! Inputs: [`Session::handle_message`] decodes each received message (one frame or
+//! a `BATCH`) and dispatches its frames by session state (the handshake's hello,
+//! welcome and refuse; then stream frames, windows, pings, go-away and close);
+//! [`Session::handle_timeout`] sends heartbeats and closes a silent peer. Receive
+//! credit is charged here too ([`Session::take_credit`]).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::config::Limits;
+use crate::error::ProtocolError;
+use crate::event::Event;
+use crate::frame::{batch_body, BatchEntries, CloseCode, Frame, RequestHead, ResetCode, StreamId, StreamKind};
+use crate::handshake::{features, Hello, RefuseReason, Welcome, PROTOCOL_VERSION};
+use crate::stream::Stream;
+use crate::time::Instant;
+
+use super::{Role, Session, State};
+
+impl Session {
+    /// Feeds one received WebSocket binary message: one frame, or a `BATCH` whose
+    /// frames are handled in order as if each had come alone. On a protocol error the
+    /// session queues a CLOSE with the error's code, emits [`Event::Closed`] and returns
+    /// the error (frames of a batch before the bad one have been handled).
+    pub fn handle_message(&mut self, now: Instant, msg: Bytes) -> Result<(), ProtocolError> {
+        if self.state == State::Closed {
+            return Ok(());
+        }
+        self.last_recv = now;
+        let result = self.handle_frames(now, msg);
+        if let Err(e) = &result {
+            self.close(e.close_code(), &e.to_string());
+        }
+        result
+    }
+
+    fn handle_frames(&mut self, now: Instant, msg: Bytes) -> Result<(), ProtocolError> {
+        let Some(body) = batch_body(&msg) else {
+            let frame = Frame::decode(msg, &self.decode_limits)?;
+            return self.handle_frame(now, frame);
+        };
+        if msg.len() > self.decode_limits.max_frame {
+            let limit = self.decode_limits.max_frame;
+            return Err(crate::DecodeError::FrameTooLarge { size: msg.len(), limit }.into());
+        }
+        // A client may batch only once the welcome told it we accept batches.
+        if self.role == Role::Server && self.state != State::Established {
+            return Err(ProtocolError::Unexpected("batch before the handshake completed"));
+        }
+        // Cut and handle one frame at a time: nothing is allocated for the batch as
+        // a whole, and a CLOSE inside it ends the session like a CLOSE alone would.
+        let mut entries = BatchEntries::new(body);
+        while let Some(entry) = entries.next_entry()? {
+            if self.state == State::Closed {
+                break;
+            }
+            let frame = Frame::decode_inner(entry, &self.decode_limits)?;
+            self.handle_frame(now, frame)?;
+        }
+        Ok(())
+    }
+
+    /// Call when the instant from [`Session::poll_timeout`] has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state == State::Closed {
+            return;
+        }
+        if now >= self.last_recv + self.idle_timeout {
+            let secs = self.idle_timeout.as_secs_f32();
+            self.close(CloseCode::Timeout, &format!("no frame from the peer for {secs:.1} s"));
+            return;
+        }
+        if self.unanswered_since.is_some_and(|since| now >= since + self.idle_timeout) {
+            let secs = self.idle_timeout.as_secs_f32();
+            self.close(CloseCode::Timeout, &format!("the peer answered no ping for {secs:.1} s (it does not read)"));
+            return;
+        }
+        if self.state == State::Established && now >= self.next_ping {
+            self.ping_seq = self.ping_seq.wrapping_add(1);
+            self.ping_outstanding = Some((self.ping_seq, now));
+            self.unanswered_since.get_or_insert(now);
+            self.push_control(&Frame::Ping(self.ping_seq));
+            self.next_ping = now + self.ping_interval;
+        }
+    }
+
+    fn handle_frame(&mut self, now: Instant, frame: Frame) -> Result<(), ProtocolError> {
+        match (self.state, frame) {
+            (_, Frame::Close { code, message }) => {
+                self.state = State::Closed;
+                self.clear_output();
+                self.events.push_back(Event::Closed { code, message, by_peer: true });
+            }
+            (State::Handshake, Frame::Hello(hello)) if self.role == Role::Server => self.on_hello(hello),
+            (State::Handshake, Frame::Welcome(w)) if self.role == Role::Client => self.on_welcome(now, w)?,
+            (State::Handshake, Frame::Refuse { reason, message }) if self.role == Role::Client => {
+                self.state = State::Closed;
+                self.events.push_back(Event::Refused { reason, message });
+            }
+            (State::Established, frame) => self.on_established_frame(now, frame)?,
+            (State::Deciding, Frame::Ping(v)) => self.pending_pong = Some(v),
+            (_, _) => return Err(ProtocolError::Unexpected("frame not allowed during the handshake")),
+        }
+        Ok(())
+    }
+
+    fn on_hello(&mut self, hello: Hello) {
+        if hello.version != PROTOCOL_VERSION {
+            let message = format!(
+                "client speaks protocol version {}, this server speaks version {PROTOCOL_VERSION}: upgrade the client",
+                hello.version
+            );
+            self.push_control(&Frame::Refuse { reason: RefuseReason::VersionUnsupported, message: message.clone() });
+            self.state = State::Closed;
+            self.events.push_back(Event::Closed { code: CloseCode::ProtocolError, message, by_peer: false });
+            return;
+        }
+        self.learn_peer(hello.limits, hello.features);
+        self.state = State::Deciding;
+        self.events.push_back(Event::Hello(hello));
+    }
+
+    fn on_welcome(&mut self, now: Instant, w: Welcome) -> Result<(), ProtocolError> {
+        if w.version != PROTOCOL_VERSION {
+            return Err(ProtocolError::Unexpected("welcome for a protocol version this client does not speak"));
+        }
+        self.learn_peer(w.limits, w.features);
+        if w.heartbeat_ms > 0 {
+            self.ping_interval = Duration::from_millis(u64::from(w.heartbeat_ms));
+            self.next_ping = now + self.ping_interval;
+        }
+        if w.idle_timeout_ms > 0 {
+            self.idle_timeout = Duration::from_millis(u64::from(w.idle_timeout_ms)).max(self.idle_floor);
+        }
+        self.state = State::Established;
+        self.events.push_back(Event::Welcome(w));
+        Ok(())
+    }
+
+    /// Takes the peer's limits (clamped to ours: nothing it announces is taken on
+    /// trust) and features from its hello or welcome.
+    fn learn_peer(&mut self, limits: Option<Limits>, peer_features: u32) {
+        if let Some(l) = limits {
+            self.peer = self.config.clamp_peer(l);
+            self.send_credit = u64::from(self.peer.session_window);
+        }
+        self.peer_features = peer_features;
+        // Fair shares need a receiver that grants small consumptions back at once when
+        // its window runs short; with a batching one a stream kept to a small share
+        // could wait for a grant that never comes. The divisor lets one stream alone
+        // still use a whole stream window with a quarter of the session window not yet
+        // granted back (3/4 S / W: 6 with the defaults), and is 1 (no sharing) when the
+        // session window holds no more than one stream window.
+        self.fair_divisor = if peer_features & features::EAGER_WINDOW != 0 {
+            let (s, w) = (u64::from(self.peer.session_window), u64::from(self.peer.stream_window).max(1));
+            (s * 3 / 4 / w).max(1)
+        } else {
+            1
+        };
+        self.fair_free = self.fair_divisor.saturating_mul(u64::from(self.peer.stream_window));
+    }
+
+    fn on_established_frame(&mut self, now: Instant, frame: Frame) -> Result<(), ProtocolError> {
+        match frame {
+            Frame::Open { id, head, end } => self.on_open(id, head, end)?,
+            Frame::Response { id, head, end } => {
+                let Some(s) = self.known_stream(id)? else { return Ok(()) };
+                if !s.local || s.response_received || s.recv_done {
+                    return Err(ProtocolError::Unexpected("response head on a stream that cannot take one"));
+                }
+                s.response_received = true;
+                s.ws_accepted = s.kind == StreamKind::WebSocket && head.status == 101;
+                if end {
+                    s.recv_done = true;
+                }
+                self.events.push_back(Event::Response { id, head, end });
+                self.reap(id);
+            }
+            Frame::Data { id, data, end } => {
+                self.take_credit(id, data.len())?;
+                let Some(s) = self.known_stream(id)? else { return Ok(()) };
+                if s.recv_done || (s.local && !s.response_received) || s.ws_accepted {
+                    return Err(ProtocolError::Unexpected("data on a stream that cannot take it"));
+                }
+                s.recv_done = end;
+                self.events.push_back(Event::Data { id, data, end });
+                self.reap(id);
+            }
+            Frame::Trailers { id, headers } => {
+                let Some(s) = self.known_stream(id)? else { return Ok(()) };
+                if s.recv_done || (s.local && !s.response_received) || s.ws_accepted {
+                    return Err(ProtocolError::Unexpected("trailers on a stream that cannot take them"));
+                }
+                s.recv_done = true;
+                self.events.push_back(Event::Trailers { id, headers });
+                self.reap(id);
+            }
+            Frame::WsMessage { id, binary, fin, data } => {
+                self.take_credit(id, data.len())?;
+                let Some(s) = self.known_stream(id)? else { return Ok(()) };
+                if s.recv_done || !s.ws_open() {
+                    return Err(ProtocolError::Unexpected("message on a stream that is not an open WebSocket"));
+                }
+                self.events.push_back(Event::WsMessage { id, binary, fin, data });
+            }
+            Frame::WsClose { id, code, reason } => {
+                let Some(s) = self.known_stream(id)? else { return Ok(()) };
+                if s.recv_done || !s.ws_open() {
+                    return Err(ProtocolError::Unexpected("close on a stream that is not an open WebSocket"));
+                }
+                s.recv_done = true;
+                self.events.push_back(Event::WsClose { id, code, reason });
+                self.reap(id);
+            }
+            Frame::Reset { id, code, message } => {
+                let discarded = self.streams.get(&id).is_some_and(|s| s.discard);
+                if discarded {
+                    self.remove_stream(id);
+                } else if self.known_stream(id)?.is_some() {
+                    self.remove_stream(id);
+                    self.events.push_back(Event::Reset { id, code, message });
+                }
+            }
+            Frame::Window { id: 0, increment } => {
+                // A conforming receiver never grants more than its window: credit above
+                // it is not taken.
+                let window = u64::from(self.peer.session_window);
+                self.send_credit = self.send_credit.saturating_add(u64::from(increment)).min(window);
+                self.wake_blocked();
+            }
+            Frame::Window { id, increment } => {
+                let window = u64::from(self.peer.stream_window);
+                if let Some(s) = self.known_stream(id)? {
+                    s.send_credit = s.send_credit.saturating_add(u64::from(increment)).min(window);
+                    s.granted = s.granted.saturating_add(u64::from(increment));
+                    self.wake_if_writable(id);
+                }
+            }
+            Frame::Ping(v) => self.pending_pong = Some(v),
+            Frame::Pong(v) => {
+                self.unanswered_since = None;
+                if let Some((seq, sent)) = self.ping_outstanding {
+                    if seq == v {
+                        self.rtt = Some(now.saturating_duration_since(sent));
+                        self.ping_outstanding = None;
+                    }
+                }
+            }
+            Frame::GoAway { last_id, code, message } => {
+                self.going_away_peer = true;
+                let refused: Vec<StreamId> =
+                    self.streams.keys().copied().filter(|id| self.is_local(*id) && *id > last_id).collect();
+                for id in refused {
+                    let discarded = self.streams.get(&id).is_some_and(|s| s.discard);
+                    self.remove_stream(id);
+                    if discarded {
+                        continue;
+                    }
+                    let message = "the peer is going away and did not process this stream".to_string();
+                    self.events.push_back(Event::Reset { id, code: ResetCode::Refused, message });
+                }
+                self.events.push_back(Event::GoAway { code, message });
+            }
+            Frame::Hello(_) | Frame::Welcome(_) | Frame::Refuse { .. } => {
+                return Err(ProtocolError::Unexpected("handshake frame after the handshake"))
+            }
+            Frame::Close { .. } => unreachable!("handled before the state match"),
+            // `decode_inner` refuses a batch inside a batch; a batch alone never gets here.
+            Frame::Batch(_) => return Err(ProtocolError::Unexpected("batch inside a batch")),
+        }
+        Ok(())
+    }
+
+    fn on_open(&mut self, id: StreamId, head: RequestHead, end: bool) -> Result<(), ProtocolError> {
+        if self.is_local(id) || id <= self.last_peer_id {
+            return Err(ProtocolError::BadStreamId(id));
+        }
+        self.last_peer_id = id;
+        if self.going_away_local {
+            let message = "the session is going away".to_string();
+            self.push_control(&Frame::Reset { id, code: ResetCode::Refused, message });
+            return Ok(());
+        }
+        if self.peer_open >= self.config.max_streams {
+            return Err(ProtocolError::TooManyStreams(self.config.max_streams));
+        }
+        let mut s = Stream::new(head.kind, false, self.peer.stream_window, self.config.stream_window);
+        s.recv_done = end;
+        self.streams.insert(id, s);
+        self.peer_open += 1;
+        self.events.push_back(Event::Opened { id, head, end });
+        Ok(())
+    }
+
+    /// The live stream `id`, `None` for a stream that existed and is gone (frames may
+    /// still be in flight after a reset), or an error for an id never opened.
+    fn known_stream(&mut self, id: StreamId) -> Result<Option<&mut Stream>, ProtocolError> {
+        let never_opened = if self.is_local(id) { u64::from(id) >= self.next_local_id } else { id > self.last_peer_id };
+        if never_opened {
+            return Err(ProtocolError::BadStreamId(id));
+        }
+        Ok(self.streams.get_mut(&id).filter(|s| !s.discard))
+    }
+
+    /// Charges a received payload to the session and stream windows. Payloads for
+    /// streams that are gone are granted straight back to the session window.
+    fn take_credit(&mut self, id: StreamId, len: usize) -> Result<(), ProtocolError> {
+        let len = len as u64;
+        if len > self.recv_remaining {
+            return Err(ProtocolError::FlowControl(0));
+        }
+        self.recv_remaining -= len;
+        match self.streams.get_mut(&id) {
+            Some(s) if !s.discard => {
+                if len > s.recv_remaining {
+                    return Err(ProtocolError::FlowControl(id));
+                }
+                s.recv_remaining -= len;
+            }
+            _ => self.release_session(len),
+        }
+        Ok(())
+    }
+}

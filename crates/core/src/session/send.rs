@@ -1,0 +1,289 @@
+//! Commands: what the driver asks of the session. The server's `accept`/`refuse` of
+//! a hello; `open`, `respond`, `send_data`, `send_ws`, `send_trailers`, `finish`,
+//! `close_ws` and `reset` on a stream; `go_away` and `close` for the session. Each
+//! checks the stream's state and the peer's limits, then queues frames or payload
+//! for [`Session::poll_transmit`].
+
+use bytes::Bytes;
+
+use crate::config::Limits;
+use crate::error::{OpenError, StreamError};
+use crate::event::Event;
+use crate::frame::{
+    check_headers, check_request_head, check_response_head, header_block_len, CloseCode, Frame, Header, RequestHead,
+    ResetCode, ResponseHead, StreamId, StreamKind,
+};
+use crate::handshake::{features, RefuseReason, Welcome, PROTOCOL_VERSION};
+use crate::stream::{Chunk, Stream};
+use crate::time::Instant;
+
+use super::{clamp, Session, State};
+
+impl Session {
+    /// Server: accepts the client's hello.
+    pub fn accept(&mut self, mut welcome: Welcome, now: Instant) {
+        if self.state != State::Deciding {
+            return;
+        }
+        welcome.version = PROTOCOL_VERSION;
+        welcome.limits = Some(Limits::from(&self.config));
+        welcome.features = features::BATCH | features::EAGER_WINDOW;
+        welcome.heartbeat_ms = u32::try_from(self.ping_interval.as_millis()).unwrap_or(u32::MAX);
+        welcome.idle_timeout_ms = u32::try_from(self.idle_timeout.as_millis()).unwrap_or(u32::MAX);
+        self.push_control(&Frame::Welcome(welcome));
+        self.state = State::Established;
+        self.next_ping = now + self.ping_interval;
+    }
+
+    /// Server: refuses the client's hello and closes the session.
+    pub fn refuse(&mut self, reason: RefuseReason, message: &str) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.clear_output();
+        self.push_control(&Frame::Refuse { reason, message: self.short_message(message) });
+        self.state = State::Closed;
+        let message = format!("refused ({}): {message}", reason.as_str());
+        self.events.push_back(Event::Closed { code: CloseCode::Normal, message, by_peer: false });
+    }
+
+    /// Opens a stream with `head`. `end` means no body follows.
+    pub fn open(&mut self, head: RequestHead, end: bool) -> Result<StreamId, OpenError> {
+        match self.state {
+            State::Established => {}
+            State::Closed => return Err(OpenError::Closed),
+            _ => return Err(OpenError::NotEstablished),
+        }
+        if self.is_going_away() {
+            return Err(OpenError::GoingAway);
+        }
+        if self.local_open >= self.peer.max_streams {
+            return Err(OpenError::TooManyStreams(self.peer.max_streams));
+        }
+        let size = header_block_len(&head.headers) + head.method.len() + head.target.len() + 16;
+        let limit = self.head_limit();
+        if size > limit {
+            return Err(OpenError::HeadTooLarge { size, limit });
+        }
+        check_request_head(&head).map_err(OpenError::InvalidHead)?;
+        let Ok(id) = StreamId::try_from(self.next_local_id) else {
+            // Ids are never reused: a session that used them all must be replaced.
+            self.go_away(CloseCode::Normal, "stream ids exhausted: reconnect");
+            return Err(OpenError::GoingAway);
+        };
+        self.next_local_id += 2;
+        let mut s = Stream::new(head.kind, true, self.peer.stream_window, self.config.stream_window);
+        s.send_done = end;
+        self.streams.insert(id, s);
+        self.local_open += 1;
+        self.push_control(&Frame::Open { id, head, end });
+        Ok(id)
+    }
+
+    /// `message` cut (on a character boundary) to what a reset, go-away, close or
+    /// refuse frame may carry: at most 1024 bytes, and small enough for the peer's
+    /// `max_frame`.
+    fn short_message(&self, message: &str) -> String {
+        let fit = usize::try_from(self.peer.max_frame).unwrap_or(usize::MAX).saturating_sub(16);
+        let mut message = message.to_string();
+        truncate_utf8(&mut message, fit.min(MAX_MESSAGE));
+        message
+    }
+
+    fn head_limit(&self) -> usize {
+        let h = usize::try_from(self.peer.max_header_bytes).unwrap_or(usize::MAX);
+        let f = usize::try_from(self.peer.max_frame).unwrap_or(usize::MAX);
+        h.min(f)
+    }
+
+    fn live_stream(&mut self, id: StreamId) -> Result<&mut Stream, StreamError> {
+        if self.state == State::Closed {
+            return Err(StreamError::Closed);
+        }
+        self.streams.get_mut(&id).ok_or(StreamError::UnknownStream(id))
+    }
+
+    /// Sends the response head for a stream the peer opened. For a WebSocket,
+    /// status 101 accepts it; any other status refuses it (a body may follow).
+    pub fn respond(&mut self, id: StreamId, head: ResponseHead, end: bool) -> Result<(), StreamError> {
+        let size = header_block_len(&head.headers) + 16;
+        let limit = self.head_limit();
+        let s = self.live_stream(id)?;
+        if s.local || s.response_sent {
+            return Err(StreamError::InvalidState { id, what: "a response head" });
+        }
+        if size > limit {
+            return Err(StreamError::HeadTooLarge { size, limit });
+        }
+        check_response_head(&head).map_err(|what| StreamError::InvalidHead { id, what })?;
+        s.response_sent = true;
+        s.ws_accepted = s.kind == StreamKind::WebSocket && head.status == 101;
+        let end = end && !s.ws_accepted;
+        s.send_done = end;
+        self.push_control(&Frame::Response { id, head, end });
+        self.reap(id);
+        Ok(())
+    }
+
+    fn check_body_send(s: &Stream, id: StreamId, ws: bool) -> Result<(), StreamError> {
+        if s.send_done {
+            return Err(StreamError::AlreadyFinished(id));
+        }
+        let head_ok = s.local || s.response_sent;
+        if !head_ok || ws != s.ws_open() {
+            let what = if ws { "a WebSocket message" } else { "body data" };
+            return Err(StreamError::InvalidState { id, what });
+        }
+        Ok(())
+    }
+
+    /// Queues body bytes; returns how many were taken (bounded by the stream's
+    /// window, and by the session's queue: at most the peer's session window of
+    /// payload waits unsent across all streams). When fewer than offered were taken,
+    /// [`Event::Writable`] follows once the peer grants more or the queue drains.
+    pub fn send_data(&mut self, id: StreamId, data: Bytes) -> Result<usize, StreamError> {
+        self.queue_payload(id, false, data.len(), |n| (n > 0).then(|| Chunk::Data(data.slice(..n))))
+    }
+
+    /// Queues a WebSocket message, or its next part; returns how many bytes were
+    /// taken. `fin` marks the message's last part and applies only if every byte
+    /// was taken; otherwise offer the rest again after [`Event::Writable`].
+    pub fn send_ws(&mut self, id: StreamId, binary: bool, data: Bytes, fin: bool) -> Result<usize, StreamError> {
+        let len = data.len();
+        self.queue_payload(id, true, len, |n| {
+            (n > 0 || (len == 0 && fin)).then(|| Chunk::Ws { binary, fin: fin && n == len, data: data.slice(..n) })
+        })
+    }
+
+    /// Takes as many of `offered` payload bytes on stream `id` as its credit and the
+    /// session's queue room allow, and queues `chunk(taken)` if it makes one. A stream
+    /// given fewer is marked blocked (`Writable` follows); a refusal for lack of room
+    /// is noted so that the blocked streams are woken when the queue drains.
+    fn queue_payload(
+        &mut self,
+        id: StreamId,
+        ws: bool,
+        offered: usize,
+        chunk: impl FnOnce(usize) -> Option<Chunk>,
+    ) -> Result<usize, StreamError> {
+        let room = self.queue_room();
+        let share = match self.streams.get(&id) {
+            Some(s) => self.fair_share(room, s.queued),
+            None => room,
+        };
+        let s = self.live_stream(id)?;
+        Self::check_body_send(s, id, ws)?;
+        let taken = s.take_send_credit(clamp(offered, share));
+        if taken < offered {
+            s.blocked = true;
+        }
+        s.queued += taken as u64;
+        let queued = chunk(taken).map(|c| s.queue.push_back(c)).is_some();
+        if taken < offered && taken as u64 == room {
+            self.queue_full = true;
+        }
+        self.queued += taken as u64;
+        if queued {
+            self.schedule(id);
+        }
+        Ok(taken)
+    }
+
+    /// Ends this side of an HTTP stream (after any data queued).
+    pub fn finish(&mut self, id: StreamId) -> Result<(), StreamError> {
+        self.end_with(id, Chunk::End, false)
+    }
+
+    /// Ends this side of an HTTP stream with trailers.
+    pub fn send_trailers(&mut self, id: StreamId, headers: Vec<Header>) -> Result<(), StreamError> {
+        let size = header_block_len(&headers) + 16;
+        let limit = self.head_limit();
+        if size > limit {
+            return Err(StreamError::HeadTooLarge { size, limit });
+        }
+        check_headers(&headers).map_err(|what| StreamError::InvalidHead { id, what })?;
+        self.end_with(id, Chunk::Trailers(headers), false)
+    }
+
+    /// Closes this side of a WebSocket with an RFC 6455 code and reason.
+    pub fn close_ws(&mut self, id: StreamId, code: u16, reason: &str) -> Result<(), StreamError> {
+        let mut reason = reason.to_string();
+        truncate_utf8(&mut reason, 123);
+        self.end_with(id, Chunk::WsClose { code, reason }, true)
+    }
+
+    fn end_with(&mut self, id: StreamId, chunk: Chunk, ws: bool) -> Result<(), StreamError> {
+        let s = self.live_stream(id)?;
+        Self::check_body_send(s, id, ws)?;
+        s.send_done = true;
+        s.queue.push_back(chunk);
+        self.schedule(id);
+        Ok(())
+    }
+
+    /// Abandons a stream both ways; the peer gets a RESET. If this side already
+    /// finished sending and frames are still queued, they go out first and the RESET
+    /// follows them (the peer gets the whole response, then learns that the rest of its
+    /// input is not wanted); input for the stream is dropped meanwhile. A stream whose
+    /// input had ended too is not reset at all: it ends as usual once its frames leave.
+    pub fn reset(&mut self, id: StreamId, code: ResetCode, message: &str) {
+        if self.state == State::Closed {
+            return;
+        }
+        let Some(s) = self.streams.get_mut(&id) else { return };
+        if s.send_done && !s.queue.is_empty() {
+            if s.recv_done {
+                // Finished both ways: nothing of the peer's is unwanted, and the stream
+                // ends as usual once its last frames leave (a RESET after them was a
+                // wasted frame per exchange from a driver that resets dropped handles).
+                return;
+            }
+            if !s.discard {
+                s.discard = true;
+                let message = self.short_message(message);
+                let Some(s) = self.streams.get_mut(&id) else { return };
+                s.queue.push_back(Chunk::Reset { code, message });
+            }
+            return;
+        }
+        self.remove_stream(id);
+        let message = self.short_message(message);
+        self.push_control(&Frame::Reset { id, code, message });
+    }
+
+    /// Announces that no new streams will be accepted; in-flight ones finish.
+    pub fn go_away(&mut self, code: CloseCode, message: &str) {
+        if self.state != State::Established || self.going_away_local {
+            return;
+        }
+        self.going_away_local = true;
+        let message = self.short_message(message);
+        self.push_control(&Frame::GoAway { last_id: self.last_peer_id, code, message });
+    }
+
+    /// Ends the session now. Queued stream data is dropped; the CLOSE frame is the
+    /// last thing `poll_transmit` returns.
+    pub fn close(&mut self, code: CloseCode, message: &str) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.state = State::Closed;
+        self.clear_output();
+        self.push_control(&Frame::Close { code, message: self.short_message(message) });
+        self.events.push_back(Event::Closed { code, message: message.to_string(), by_peer: false });
+    }
+}
+
+/// Longest message a RESET, GOAWAY, CLOSE or REFUSE carries, in bytes.
+const MAX_MESSAGE: usize = 1024;
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
