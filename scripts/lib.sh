@@ -122,6 +122,14 @@ ensure_proxies() {
     fi
 }
 
+# Debian's redis-server, for the cluster tests (tests/cluster*.rs start their own on a
+# unix socket in a temp dir, with persistence off).
+ensure_redis() {
+    if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+        apt_install redis-server redis-tools || die "could not install redis-server"
+    fi
+}
+
 ensure_wasm_pack() {
     if ! command -v wasm-pack >/dev/null; then
         say "cargo install wasm-pack --locked (a few minutes, once)"
@@ -174,6 +182,7 @@ ensure_test_tools() {
     ensure_wasm_target
     ensure_chromium
     ensure_proxies
+    ensure_redis
     ensure_js_tools
     ensure_wasm_pack
     ensure_wasm_bindgen

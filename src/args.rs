@@ -136,6 +136,21 @@ pub struct ServerArgs {
     /// Seconds a dropped client's name is held for it.
     #[arg(long, env = "LOCALTUNNELS_GRACE_PERIOD", value_name = "SECS")]
     pub grace_period: Option<u64>,
+    /// Share names with other nodes through Redis: redis://HOST:PORT[/DB] or redis+unix:///path/to/redis.sock.
+    #[arg(long, env = "LOCALTUNNELS_CLUSTER", value_name = "URL")]
+    pub cluster: Option<String>,
+    /// Where other cluster nodes reach this one [default: from --bind and --port].
+    #[arg(long, env = "LOCALTUNNELS_NODE_URL", value_name = "URL")]
+    pub node_url: Option<String>,
+    /// This node's id in the cluster, unique per process [default: random, printed at start].
+    #[arg(long, env = "LOCALTUNNELS_NODE_ID", value_name = "ID")]
+    pub node_id: Option<String>,
+    /// Seconds a node's claim on a name lasts without renewal (renewed every third of it).
+    #[arg(long, env = "LOCALTUNNELS_LEASE_TTL", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub lease_ttl: Option<u64>,
+    /// The secret cluster nodes authenticate each other with (required with --cluster).
+    #[arg(long, env = "LOCALTUNNELS_CLUSTER_SECRET", value_name = "SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
     /// Most tunnels at once.
     #[arg(long, env = "LOCALTUNNELS_MAX_TUNNELS")]
     pub max_tunnels: Option<usize>,
@@ -268,8 +283,11 @@ pub enum HostHeaderArg {
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ClientArgs {
     /// Server URL, e.g. https://tunnel.example.com (overrides --host/--port/--secure).
-    #[arg(long, env = "LOCALTUNNELS_SERVER", value_name = "URL")]
-    pub server: Option<String>,
+    /// Repeatable or comma-separated: the nodes of one cluster, tried in order on
+    /// connect and on every reconnect.
+    #[arg(long, env = "LOCALTUNNELS_SERVER", value_name = "URL", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub server: Option<Vec<String>>,
     /// Server host.
     #[arg(long, env = "LOCALTUNNELS_HOST")]
     pub host: Option<String>,
@@ -401,6 +419,20 @@ pub fn parse_allow_ip(s: &str) -> Result<String, String> {
 }
 
 /// Fills every `None` field of `$a` from `$b`.
+/// A TOML value that is one string or a list of them (`server = "URL"` or `server = ["URL", ...]`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        OneOrMany::Many(v) => v,
+    }))
+}
+
 macro_rules! fill {
     ($a:expr, $b:expr; $($f:ident),* $(,)?) => { $( if $a.$f.is_none() { $a.$f = $b.$f.clone(); } )* };
 }
@@ -409,7 +441,7 @@ impl ServerArgs {
     /// Fields not given on the command line or in the environment come from `file`.
     pub fn or(mut self, file: &ServerArgs) -> Self {
         fill!(self, file; port, bind, domain, secure, public_port, public_scheme, public_url, trusted_proxy,
-            proxy_protocol, response_timeout, grace_period, max_tunnels, verbose, token, tokens_file, admin_token,
+            proxy_protocol, response_timeout, grace_period, cluster, node_url, node_id, lease_ttl, cluster_secret, max_tunnels, verbose, token, tokens_file, admin_token,
             tls_cert, tls_key, acme, acme_email, acme_directory, acme_staging, acme_cache, acme_ca_root, http_port,
             max_tunnels_per_token, max_tunnels_per_ip, max_streams_per_tunnel, max_streams_per_visitor, rate_limit,
             rate_burst, visitor_rate_limit, visitor_rate_burst, max_body, max_header_size, header_read_timeout,

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod cluster;
 mod defaults;
 mod demo;
 mod logs;
@@ -173,12 +174,15 @@ fn checked_client(mut a: ClientArgs) -> Result<ClientArgs, UsageError> {
     for ip in a.allow_ip.iter().flatten() {
         args::parse_allow_ip(ip).map_err(|e| UsageError(format!("--allow-ip: {e}")))?;
     }
-    if let Some(server) = &a.server {
-        let (url, note) = target::normalize_server(server).map_err(UsageError)?;
-        if let Some(note) = note {
-            eprintln!("note: {note}");
+    if let Some(servers) = &mut a.server {
+        for server in servers.iter_mut() {
+            let (url, note) = target::normalize_server(server).map_err(UsageError)?;
+            if let Some(note) = note {
+                eprintln!("note: {note}");
+            }
+            *server = url;
         }
-        a.server = Some(url);
+        servers.retain(|s| !s.is_empty());
     }
     Ok(a)
 }
@@ -287,6 +291,7 @@ pub fn server_config(a: &ServerArgs) -> ServerConfig {
 async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     let mut config = server_config(&a);
     public::apply(&a, &mut config)?;
+    cluster::apply(&a, &mut config)?;
     let (port, grace) = (config.port, config.shutdown_timeout);
     let server = TunnelServer::new(config)
         .start()
@@ -320,7 +325,7 @@ fn waiting_for(in_flight: usize, grace: Duration) -> String {
 pub fn client_config(a: &ClientArgs) -> ClientConfig {
     let d = ClientConfig::default();
     ClientConfig {
-        server: a.server.clone(),
+        server: a.server.as_ref().filter(|s| !s.is_empty()).map(|s| s.join(",")),
         host: a.host.clone().unwrap_or(d.host),
         port: a.port.unwrap_or(d.port),
         secure: a.secure.unwrap_or(d.secure),

@@ -132,7 +132,7 @@ mod tests {
         set(&mut t, "client", "allow-ip", "10.0.0.0/8, ::1").unwrap();
         set(&mut t, "server", "domain", "example.com").unwrap();
         let file: ConfigFile = toml::Value::Table(t.clone()).try_into().unwrap();
-        assert_eq!(file.client.server.as_deref(), Some("https://t.example.com"));
+        assert_eq!(file.client.server, Some(vec!["https://t.example.com".to_string()]));
         assert_eq!(file.client.local_port, Some(8000));
         assert_eq!(file.client.print_requests, Some(true));
         assert_eq!(file.client.allow_ip, Some(vec!["10.0.0.0/8".to_string(), "::1".to_string()]));

@@ -118,7 +118,7 @@ impl TunnelClient {
     /// in the background, reconnecting after drops, until [`ClientHandle::close`].
     pub async fn connect(self) -> Result<ClientHandle, ConnectError> {
         self.config.validate().map_err(ConnectError::Config)?;
-        let addr = self.config.server_addr().map_err(ConnectError::Config)?;
+        let addrs = self.config.server_addrs().map_err(ConnectError::Config)?;
         let (events, _) = broadcast::channel(1024);
         let origin_host = match self.config.host_header {
             HostHeader::Rewrite => self.origin.authority().and_then(|a| HeaderValue::from_str(&a).ok()),
@@ -133,7 +133,7 @@ impl TunnelClient {
             closing: Default::default(),
         });
         let first_events = ctx.events.subscribe();
-        let mut driver = Driver::new(&ctx, vec![addr]);
+        let mut driver = Driver::new(&ctx, addrs);
         let (close_tx, mut close_rx) = watch::channel(false);
         driver.life.connect(driver.now());
         let (conn, conn_events, welcome) = driver.next_session(&ctx, &mut close_rx).await.map_err(|why| {
@@ -241,6 +241,8 @@ impl Driver {
             reconnect: config.reconnect,
             cap: config.max_backoff,
             handshake_timeout: config.handshake_timeout,
+            // Several servers are one cluster's nodes: the name follows its token.
+            shared_token: true,
             ..Policy::DEFAULT
         };
         let name = config.subdomain.clone().unwrap_or_default();
@@ -253,7 +255,7 @@ impl Driver {
         let state = state.and_then(|mut s| s.lock().then_some(s));
         let kept = config.reconnect_token.clone().or_else(|| state.as_ref().and_then(StateFile::load));
         if let Some(token) = kept {
-            life.set_reconnect_token(0, token);
+            (0..servers.len()).for_each(|i| life.set_reconnect_token(i, token.clone()));
         }
         Driver {
             life,

@@ -190,11 +190,31 @@ impl ClientConfig {
         Ok(())
     }
 
-    /// The server to connect to, or why `server` is not a usable URL.
+    /// The servers to connect to, in the order they are tried: `server` may be a
+    /// comma-separated list (the nodes of one cluster, which share names and
+    /// reconnect tokens); or why one is not a usable URL.
+    pub fn server_addrs(&self) -> Result<Vec<ServerAddr>, String> {
+        let Some(list) = &self.server else { return Ok(vec![self.server_addr()?]) };
+        let addrs = list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(parse_server_url);
+        let addrs = addrs.collect::<Result<Vec<_>, _>>()?;
+        if addrs.is_empty() {
+            return Err("no server URL given".into());
+        }
+        Ok(addrs)
+    }
+
+    /// The (first) server to connect to, or why `server` is not a usable URL.
     pub fn server_addr(&self) -> Result<ServerAddr, String> {
         let Some(url) = &self.server else {
             return Ok(ServerAddr { host: self.host.clone(), port: self.port, secure: self.secure });
         };
+        parse_server_url(url.split(',').next().unwrap_or("").trim())
+    }
+}
+
+/// A server URL (`http://`, `https://`, `ws://`, `wss://`) as an address.
+fn parse_server_url(url: &str) -> Result<ServerAddr, String> {
+    {
         let uri: http::Uri = url.parse().map_err(|e| format!("invalid server URL '{url}': {e}"))?;
         let secure = match uri.scheme_str() {
             Some("https") | Some("wss") => true,

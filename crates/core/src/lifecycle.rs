@@ -10,7 +10,8 @@
 //! `docs/PROTOCOL.md` ("Client lifecycle").
 //!
 //! Servers are numbered `0..servers` and tried in that order, on the first connect
-//! and in every reconnect round. A reconnect token belongs to the server that issued it.
+//! and in every reconnect round. A reconnect token belongs to the server that issued it,
+//! or to all of them when they are one cluster's nodes ([`Policy::shared_token`]).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -32,6 +33,10 @@ pub struct Policy {
     /// (a server that accepts the connection and says nothing, a socket whose close
     /// event never comes). Default 10 s.
     pub handshake_timeout: Duration,
+    /// The servers are the nodes of one cluster (`docs/CLUSTER.md`): a reconnect token
+    /// one of them issues is presented to every one, so that the name follows the
+    /// client to another node. Default `false`: each server keeps its own token.
+    pub shared_token: bool,
 }
 
 impl Policy {
@@ -41,6 +46,7 @@ impl Policy {
         base: Duration::from_millis(500),
         cap: Duration::from_secs(30),
         handshake_timeout: Duration::from_secs(10),
+        shared_token: false,
     };
 
     /// The ceiling of the wait before reconnect round `attempt` (1-based):
@@ -314,7 +320,11 @@ impl ClientLifecycle {
         self.state = State::Up { server };
         self.granted = name.to_string();
         if !reconnect_token.is_empty() {
-            self.set_reconnect_token(server, reconnect_token.to_string());
+            if self.policy.shared_token {
+                self.tokens.iter_mut().for_each(|t| *t = reconnect_token.to_string());
+            } else {
+                self.set_reconnect_token(server, reconnect_token.to_string());
+            }
         }
         self.attempt = 0;
         self.welcomed_once = true;

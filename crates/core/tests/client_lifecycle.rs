@@ -336,3 +336,22 @@ fn close_stops_everything_and_a_kept_token_is_presented() {
     assert_eq!(shell.life.poll_action(), Some(dial(0)));
     assert_eq!(shell.life.poll_action(), Some(hello("demo", "t")));
 }
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_clusters_nodes_share_the_reconnect_token() {
+    let shared = Policy { shared_token: true, ..Policy::DEFAULT };
+    let mut shell = Shell::new(shared, 3, "demo", &[0.0; 4]);
+    shell.life.connect(shell.now);
+    shell.script(&[Answer::Welcome("demo", "from-0")]);
+    shell.run();
+    assert_eq!(shell.take_log(), [dial(0), hello("demo", "")]);
+    // Node 0 dies: node 1 is asked with the token node 0 issued, and takes the name back.
+    shell.script(&[Answer::Down, Answer::Welcome("demo", "from-1")]);
+    shell.drop_session(CloseCode::Internal);
+    let log = shell.take_log();
+    let hellos: Vec<&Action> = log.iter().filter(|a| matches!(a, Action::Hello { .. })).collect();
+    assert_eq!(hellos, [&hello("demo", "from-0"), &hello("demo", "from-0")]);
+    assert_eq!(shell.life.server(), Some(1));
+    assert!((0..3).all(|s| shell.life.reconnect_token(s) == "from-1"));
+}

@@ -93,13 +93,14 @@ fn status(state: &ServerState, admin: bool) -> Response<Body> {
     let streams: usize = live.iter().map(|t| t.conn.stream_count()).sum();
     if !admin {
         let counts = state.registry.counts();
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_secs": state.started.elapsed().as_secs(),
             "streams": streams,
             "tunnels": counts.live,
             "held": counts.held,
         });
+        with_cluster(state, &mut body);
         return with_type(Response::new(full(body.to_string())), "application/json");
     }
     let tunnels: Vec<_> = live
@@ -115,12 +116,20 @@ fn status(state: &ServerState, admin: bool) -> Response<Body> {
             })
         })
         .collect();
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),
         "streams": streams,
         "tunnels": tunnels,
         "held": state.registry.counts().held,
     });
+    with_cluster(state, &mut body);
     with_type(Response::new(full(body.to_string())), "application/json")
+}
+
+/// Adds a cluster node's id and lease counts ([`crate::cluster`]) to a status body.
+fn with_cluster(state: &ServerState, body: &mut serde_json::Value) {
+    if let (Some(c), Some(obj)) = (&state.cluster, body.as_object_mut()) {
+        obj.insert("cluster".into(), c.status());
+    }
 }

@@ -73,6 +73,9 @@ pub struct ServerConfig {
     /// frame; `ping_interval`/`idle_timeout`: heartbeats; `max_streams`: streams a
     /// client may open towards the server).
     pub session: localtunnels_core::Config,
+    /// Share names with other nodes through Redis ([`crate::cluster`]). Default: none
+    /// (one node, in-memory registry).
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl ServerConfig {
@@ -133,6 +136,7 @@ impl Default for ServerConfig {
             max_tunnels: 10_000,
             max_ws_message: localtunnels_core::DEFAULT_MAX_WS_MESSAGE,
             session: localtunnels_core::Config::default(),
+            cluster: None,
         }
     }
 }

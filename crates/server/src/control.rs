@@ -97,7 +97,7 @@ where
             return;
         }
     };
-    let tunnel = match admit(&state, &hello, peer, &conn) {
+    let tunnel = match admit(&state, &hello, peer, &conn).await {
         Ok(t) => t,
         Err(Refusal { reason, message }) => {
             Counters::bump(&state.counters.refused);
@@ -231,7 +231,12 @@ pub fn check_hello(config: &ServerConfig, hello: &Hello) -> Result<Admission, Re
 }
 
 /// Decides on a hello: the checks, the name, and the per-client quotas.
-fn admit(state: &Arc<ServerState>, hello: &Hello, peer: SocketAddr, conn: &Connection) -> Result<Arc<Tunnel>, Refusal> {
+async fn admit(
+    state: &Arc<ServerState>,
+    hello: &Hello,
+    peer: SocketAddr,
+    conn: &Connection,
+) -> Result<Arc<Tunnel>, Refusal> {
     let admission = check_hello(&state.config, hello)?;
     let limits = &state.config.limits;
     let quota = Quota {
@@ -254,7 +259,7 @@ fn admit(state: &Arc<ServerState>, hello: &Hello, peer: SocketAddr, conn: &Conne
             visitors: Visitors::new(limits.max_streams_per_visitor, limits.visitor_rate_limit),
             token: admission.token,
         });
-        match state.registry.claim(&name, &proof, tunnel.clone(), &quota) {
+        match crate::cluster::claim(state, &name, &proof, tunnel.clone(), &quota).await {
             Ok(claim) => {
                 if let Some(old) = claim.replaced {
                     old.conn.close(CloseCode::Replaced, "a newer session of this client took over the name");
@@ -284,6 +289,7 @@ fn admit(state: &Arc<ServerState>, hello: &Hello, peer: SocketAddr, conn: &Conne
             Err(ClaimError::Taken(_)) => continue,
             Err(ClaimError::Limit(message)) => return Err(Refusal::new(RefuseReason::LimitReached, message)),
             Err(e @ ClaimError::Full) => return Err(Refusal::new(RefuseReason::ServerFull, e.to_string())),
+            Err(ClaimError::Unavailable(message)) => return Err(Refusal::new(RefuseReason::ServerFull, message)),
         }
     }
     Err(Refusal::new(RefuseReason::ServerFull, "could not find a free name; try again"))

@@ -19,6 +19,7 @@ mod addr;
 mod apex;
 pub mod auth;
 pub mod certs;
+pub mod cluster;
 mod config;
 mod control;
 mod cookies;

@@ -121,6 +121,9 @@ pub fn render(state: &ServerState, openmetrics: bool) -> (String, &'static str) 
     if let Some(acme) = state.tls.as_ref().and_then(|t| t.acme.as_ref()) {
         acme.register_metrics(&mut reg);
     }
+    if let Some(cluster) = &state.cluster {
+        cluster.register_metrics(&mut reg);
+    }
 
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &reg).is_err() {

@@ -80,7 +80,15 @@ async fn logged(
     }
 }
 
-fn route_to_tunnel(state: Arc<ServerState>, name: String, peer: Peer, mut req: Request<Incoming>) -> impl Answer {
+fn route_to_tunnel(state: Arc<ServerState>, name: String, mut peer: Peer, mut req: Request<Incoming>) -> impl Answer {
+    // Cluster mode only: a request another node forwarded stands for its visitor.
+    let mut from_node = false;
+    if state.cluster.is_some() {
+        match crate::cluster::forward::accept_forwarded(&state, &mut peer, &mut req) {
+            Ok(forwarded) => from_node = forwarded,
+            Err(refused) => return Either::Left(ready(*refused)),
+        }
+    }
     let tunnel = match state.registry.lookup(&name) {
         Lookup::Live(t) => t,
         Lookup::Held { remaining } => {
@@ -88,6 +96,10 @@ fn route_to_tunnel(state: Arc<ServerState>, name: String, peer: Peer, mut req: R
             let secs = remaining.as_secs().clamp(1, 5);
             let message = format!("The tunnel '{name}' is offline: its client disconnected and may reconnect. Please try again in a few seconds.");
             return Either::Left(ready(retry_later(message, secs, None)));
+        }
+        Lookup::Unknown if state.cluster.is_some() && !from_node => {
+            let forwarded: Boxed = Box::pin(crate::cluster::forward::forward(state, name, peer, req));
+            return Either::Right(Either::Right(forwarded));
         }
         Lookup::Unknown => {
             Counters::bump(&state.counters.not_found);

@@ -48,6 +48,9 @@ pub enum ClaimError {
     /// The server holds as many names as allowed.
     #[error("the server has no room for another tunnel; try later")]
     Full,
+    /// A shared directory (the cluster's Redis) cannot be reached: try again later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// A successful claim.
@@ -160,6 +163,20 @@ impl LocalRegistry {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl LocalRegistry {
+    /// Forgets `name` whatever its state (another cluster node took it over, or this
+    /// node's lease on it is lost), returning its live session, if any, to close.
+    pub fn forget(&self, name: &str) -> Option<Arc<Tunnel>> {
+        let mut inner = self.write();
+        let e = inner.entries.remove(name)?;
+        inner.account(&e, false);
+        match e.slot {
+            Slot::Live(t) => Some(t),
+            Slot::Held { .. } => None,
+        }
     }
 }
 

@@ -81,9 +81,22 @@ impl TunnelServer {
             None => None,
         };
         let http_addr = http_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+        let cluster = match &self.config.cluster {
+            Some(c) => {
+                let mut c = c.clone();
+                c.node_url.get_or_insert_with(|| crate::cluster::default_node_url(addr));
+                Some(crate::cluster::Cluster::start(c, self.config.grace_period).await?)
+            }
+            None => None,
+        };
+        let registry: Arc<dyn crate::registry::Registry> = match &cluster {
+            Some(c) => c.registry.clone(),
+            None => Arc::new(LocalRegistry::new(self.config.grace_period)),
+        };
         let state = Arc::new(ServerState {
             public_port: self.config.public_port.unwrap_or(addr.port()),
-            registry: Arc::new(LocalRegistry::new(self.config.grace_period)),
+            registry,
+            cluster,
             counters: Default::default(),
             started: Instant::now(),
             tls: tls.clone(),

@@ -112,6 +112,8 @@ pub struct ServerState {
     pub public_port: u16,
     /// Certificates and ACME, when the port speaks TLS.
     pub(crate) tls: Option<Arc<crate::tls_port::TlsPort>>,
+    /// The cluster this node belongs to (`--cluster`); `None` on a single node.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl ServerState {

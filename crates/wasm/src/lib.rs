@@ -49,6 +49,11 @@ export interface TunnelClientOptions {
    * other than `/` is the control endpoint). The alternative to `host`, `port` and `secure`.
    */
   server?: string;
+  /**
+   * Several servers instead of `server`: the nodes of one cluster (`docs/CLUSTER.md`), tried in order on connect
+   * and on every reconnect; the name follows the client to another node with its reconnect token.
+   */
+  servers?: string[];
   /** The tunnel server's host name, without scheme or port, e.g. `"tunnel.example.com"`. */
   host?: string;
   /** The server's port. Default: 443 when `secure`, else 80. */

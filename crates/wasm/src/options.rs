@@ -20,6 +20,8 @@ struct RawOptions {
     #[serde(default, with = "serde_wasm_bindgen::preserve")]
     server: JsValue,
     #[serde(default, with = "serde_wasm_bindgen::preserve")]
+    servers: JsValue,
+    #[serde(default, with = "serde_wasm_bindgen::preserve")]
     host: JsValue,
     #[serde(default, with = "serde_wasm_bindgen::preserve")]
     port: JsValue,
@@ -50,6 +52,7 @@ struct RawOptions {
 /// like `subDomain` is caught here instead.
 const KNOWN: &[&str] = &[
     "server",
+    "servers",
     "host",
     "port",
     "secure",
@@ -90,9 +93,19 @@ pub(crate) struct Options {
     pub(crate) allow_ips: Vec<String>,
     /// Error pages show visitors the handler's exception text (for development).
     pub(crate) expose_errors: bool,
+    /// Every server (host, port, secure), tried in order: one, or a cluster's nodes
+    /// (`servers`). `host`, `port` and `secure` are the one being dialled.
+    pub(crate) servers: Vec<(String, u16, bool)>,
 }
 
 impl Options {
+    /// Dials server `i` of [`Options::servers`] next.
+    pub(crate) fn select(&mut self, i: usize) {
+        if let Some((host, port, secure)) = self.servers.get(i).cloned() {
+            (self.host, self.port, self.secure) = (host, port, secure);
+        }
+    }
+
     /// The control WebSocket's URL, e.g. `wss://tunnel.example.com:443/api/tunnel`.
     pub(crate) fn control_url(&self) -> String {
         let scheme = if self.secure { "wss" } else { "ws" };
@@ -158,7 +171,32 @@ pub(crate) fn parse(value: JsValue) -> Result<Parsed, String> {
     let raw: RawOptions =
         serde_wasm_bindgen::from_value(value).map_err(|e| format!("invalid TunnelClient options: {e}"))?;
 
-    let (host, port, secure, server_path) = if raw.server.is_undefined() || raw.server.is_null() {
+    let mut more = Vec::new();
+    let (host, port, secure, server_path) = if !raw.servers.is_undefined() && !raw.servers.is_null() {
+        if !raw.server.is_undefined() || !raw.host.is_undefined() {
+            return Err("give either `servers` or `server`/`host`, not both".to_string());
+        }
+        if !js_sys::Array::is_array(&raw.servers) {
+            return Err(format!("`servers` must be an array of URL strings, got {}", js::type_name(&raw.servers)));
+        }
+        let list = js_sys::Array::from(&raw.servers);
+        let mut parsed = Vec::new();
+        for url in list.iter() {
+            let Some(url) = url.as_string() else {
+                return Err(format!("`servers` must hold URL strings, got {}", js::type_name(&url)));
+            };
+            parsed.push(parse_server(&url)?);
+        }
+        let mut parsed = parsed.into_iter();
+        let first = parsed.next().ok_or("`servers` must name at least one server URL")?;
+        for (host, port, secure, path) in parsed {
+            if path != first.3 {
+                return Err("the `servers` must share one control path".to_string());
+            }
+            more.push((host, port, secure));
+        }
+        first
+    } else if raw.server.is_undefined() || raw.server.is_null() {
         let host = check_host(&raw.host)?;
         let secure = raw.secure;
         let port = match number(&raw.port, "port", 1.0, 65535.0)? {
@@ -215,7 +253,10 @@ pub(crate) fn parse(value: JsValue) -> Result<Parsed, String> {
         on_request = Some(Handler::from_js(&crate::forward::handler(&target)?, "`localPort`")?);
     }
 
+    let mut servers = vec![(host.clone(), port, secure)];
+    servers.extend(more);
     let options = Options {
+        servers,
         host,
         port,
         secure,

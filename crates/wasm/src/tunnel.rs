@@ -116,10 +116,13 @@ impl Tunnel {
         let policy = Policy {
             reconnect: options.reconnect,
             cap: Duration::from_millis(options.max_reconnect_delay_ms as u64),
+            // Several `servers` are one cluster's nodes: the name follows its token.
+            shared_token: true,
             ..Policy::DEFAULT
         };
-        let mut life = ClientLifecycle::new(policy, 1, options.subdomain.clone(), Box::new(js_sys::Math::random));
-        life.set_reconnect_token(0, options.reconnect_token.clone());
+        let servers = options.servers.len().max(1);
+        let mut life = ClientLifecycle::new(policy, servers, options.subdomain.clone(), Box::new(js_sys::Math::random));
+        (0..servers).for_each(|i| life.set_reconnect_token(i, options.reconnect_token.clone()));
         Rc::new(Tunnel {
             st: RefCell::new(State {
                 options,
@@ -490,8 +493,8 @@ impl Tunnel {
             let action = self.st.borrow_mut().life.poll_action();
             let Some(action) = action else { break };
             match action {
-                // One server today (`options.control_url()`): the index is always 0.
-                Action::Dial { .. } => {
+                Action::Dial { server } => {
+                    self.st.borrow_mut().options.select(server);
                     // A connection still here is one the lifecycle gave up on (no welcome in time).
                     self.tear_down(None);
                 }

@@ -1,0 +1,340 @@
+//! Several server nodes sharing one name space through Redis (`--cluster`).
+//!
+//! Each name is a lease in Redis ([`directory`]) taken atomically with a fencing
+//! epoch, renewed by its node every third of the TTL, and served by that node only
+//! while the lease is valid by its own clock ([`registry::ClusterRegistry`]). A client
+//! presenting its reconnect token to another node takes the name over with a new
+//! epoch; the old node is told on a pub/sub channel and closes its stale session.
+//! The design and its failure matrix are in `docs/CLUSTER.md`.
+
+pub mod directory;
+pub mod forward;
+pub mod registry;
+pub mod stats;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use localtunnels_core::CloseCode;
+use tracing::{info, warn};
+
+use self::directory::{Acquired, Directory, TAKEOVER_CHANNEL};
+use self::registry::{ClusterRegistry, Lease};
+use crate::registry::{Claim, ClaimError, Proof, Quota, Registry};
+use crate::tunnel::Tunnel;
+
+/// The default `--lease-ttl`.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
+
+/// How a node joins a cluster.
+#[derive(Clone)]
+pub struct ClusterConfig {
+    /// `redis://HOST:PORT[/DB]` or `redis+unix:///path/to/redis.sock`.
+    pub redis_url: String,
+    /// This node's id, unique in the cluster.
+    pub node_id: String,
+    /// Where other nodes reach this one (recorded for forwarding). Default: from the
+    /// address the server listens on.
+    pub node_url: Option<String>,
+    /// How long a claim lasts without renewal. Default 15 s.
+    pub lease_ttl: Duration,
+    /// The secret nodes authenticate each other with.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("redis_url", &self.redis_url)
+            .field("node_id", &self.node_id)
+            .field("node_url", &self.node_url)
+            .field("lease_ttl", &self.lease_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where other nodes reach a node listening on `addr` (an unspecified address: loopback).
+pub fn default_node_url(addr: std::net::SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+}
+
+/// A random node id (`node-` and 8 hex digits).
+pub fn random_node_id() -> String {
+    format!("node-{:08x}", rand::random::<u32>())
+}
+
+/// A running cluster membership: the directory and this node's registry.
+#[derive(Debug)]
+pub struct Cluster {
+    config: ClusterConfig,
+    dir: Directory,
+    /// This node's registry (also the server's `Arc<dyn Registry>`).
+    pub registry: Arc<ClusterRegistry>,
+    /// Visitors of names other nodes hold go there.
+    pub(crate) forwarder: forward::Forwarder,
+    /// Counters for `/metrics`.
+    pub(crate) stats: stats::Stats,
+    /// Whether Redis failed the last renewal round (its loss and return are logged once).
+    redis_down: std::sync::atomic::AtomicBool,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The hex digest of a secret, or empty for none.
+fn secret_digest(secret: &str) -> String {
+    if secret.is_empty() {
+        String::new()
+    } else {
+        hex(&crate::auth::digest(secret))
+    }
+}
+
+impl Cluster {
+    /// Connects to Redis and starts the renewal and takeover tasks.
+    pub async fn start(config: ClusterConfig, grace: Duration) -> std::io::Result<Arc<Cluster>> {
+        let io = |e: redis::RedisError| std::io::Error::other(format!("cluster: Redis at {}: {e}", config.redis_url));
+        let client = redis::Client::open(config.redis_url.as_str()).map_err(io)?;
+        // A stalled Redis must not stall a claim or a renewal round past a third of the TTL.
+        let step = (config.lease_ttl / 3).max(Duration::from_millis(100));
+        let manager = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(step))
+            .set_connection_timeout(Some(step))
+            .set_max_delay(Duration::from_secs(1));
+        let conn = redis::aio::ConnectionManager::new_with_config(client.clone(), manager).await.map_err(io)?;
+        let dir = Directory::new(conn, config.node_id.clone(), config.lease_ttl, grace);
+        let registry = Arc::new(ClusterRegistry::new(grace, dir.clone()));
+        let forwarder = forward::Forwarder::new(&config.secret);
+        let cluster = Arc::new(Cluster {
+            config,
+            dir,
+            registry,
+            forwarder,
+            stats: Default::default(),
+            redis_down: Default::default(),
+        });
+        cluster.register().await;
+        info!(node_id = %cluster.config.node_id, ttl = ?cluster.config.lease_ttl, "cluster: joined through Redis");
+        tokio::spawn(renew_loop(Arc::downgrade(&cluster)));
+        tokio::spawn(takeover_loop(client, Arc::downgrade(&cluster)));
+        Ok(cluster)
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    /// Takes `name` for `tunnel`: the lease in Redis first, then the local registry.
+    /// A name another node holds is [`ClaimError::Taken`] unless the proof takes it
+    /// over; Redis unreachable is [`ClaimError::Unavailable`] (the client retries).
+    pub async fn claim(
+        &self,
+        name: &str,
+        proof: &Proof,
+        tunnel: Arc<Tunnel>,
+        quota: &Quota,
+    ) -> Result<Claim, ClaimError> {
+        let rt = secret_digest(&proof.reconnect_token);
+        let at = secret_digest(&proof.auth_token);
+        let sent = Instant::now();
+        let acquired = self.dir.acquire(name, &rt, &at).await.map_err(|e| {
+            warn!(%name, error = %e, "cluster: Redis unreachable, claim refused");
+            ClaimError::Unavailable("the cluster directory is unreachable; try again shortly".into())
+        })?;
+        let (epoch, local_proof, stale) = match acquired {
+            Acquired::Taken => return Err(ClaimError::Taken(name.to_string())),
+            // Ours already: the local registry checks the proof as on one node. A record
+            // this process does not know (an earlier process with the same node id)
+            // needs the proof Redis checked.
+            Acquired::Local(epoch, proven) => {
+                if !proven && matches!(self.registry.local.lookup(name), crate::registry::Lookup::Unknown) {
+                    return Err(ClaimError::Taken(name.to_string()));
+                }
+                (epoch, proof.clone(), None)
+            }
+            // Proven in Redis (or free): whatever this node still had for it is stale.
+            Acquired::Granted(epoch) => (epoch, Proof::default(), self.registry.fence(name, None)),
+        };
+        let valid_until = sent + self.config.lease_ttl;
+        let at_new = at.clone();
+        let mut claim = match self.registry.local.claim(name, &local_proof, tunnel, quota) {
+            Ok(claim) => claim,
+            Err(e) => {
+                if matches!(acquired, Acquired::Granted(_)) {
+                    let _ = self.dir.end(name, epoch, true).await;
+                }
+                return Err(e);
+            }
+        };
+        let rt_new = secret_digest(&claim.reconnect_token);
+        let lease = Lease { epoch, valid_until, rt: rt_new.clone(), at: at_new.clone() };
+        self.registry.set_lease(name, lease);
+        // Store the new session's digests now, so another node accepts its token.
+        if let Err(e) = self.dir.renew(name, epoch, &rt_new, &at_new).await {
+            warn!(%name, error = %e, "cluster: could not store the new session's token; the next renewal retries");
+        }
+        if claim.replaced.is_none() {
+            claim.replaced = stale;
+        }
+        Ok(claim)
+    }
+
+    /// Where a live name another node holds is served, from the directory.
+    pub(crate) async fn owner_url(&self, name: &str) -> redis::RedisResult<Option<String>> {
+        let started = Instant::now();
+        let owner = self.dir.owner_url(name).await;
+        self.stats.lookup.observe(started.elapsed().as_secs_f64());
+        owner
+    }
+
+    /// This node's metrics, for `/metrics`.
+    pub(crate) fn register_metrics(&self, reg: &mut prometheus_client::registry::Registry) {
+        self.stats.register(reg, self.registry.leases().len());
+    }
+
+    /// This node's part of `/api/status`.
+    pub(crate) fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "node_id": self.config.node_id,
+            "node_url": self.config.node_url,
+            "leases": self.registry.leases().len(),
+            "lease_ttl_secs": self.config.lease_ttl.as_secs(),
+        })
+    }
+
+    /// Records this node's URL for the others.
+    async fn register(&self) {
+        if let Some(url) = &self.config.node_url {
+            if let Err(e) = self.dir.register(url).await {
+                warn!(error = %e, "cluster: could not record this node's URL");
+            }
+        }
+    }
+
+    /// One renewal round: every lease, then fence what has not been renewed in time.
+    async fn renew_all(&self) {
+        self.register().await;
+        let ttl = self.config.lease_ttl;
+        let mut failed = None;
+        for (name, lease) in self.registry.leases() {
+            let sent = Instant::now();
+            match self.dir.renew(&name, lease.epoch, &lease.rt, &lease.at).await {
+                Ok(true) => {
+                    stats::Stats::bump(&self.stats.renewals);
+                    self.registry.renewed(&name, lease.epoch, sent, ttl)
+                }
+                Ok(false) => {
+                    stats::Stats::bump(&self.stats.fenced);
+                    info!(%name, "cluster: the lease moved to another node; closing this session");
+                    close(self.registry.fence(&name, Some(lease.epoch)), "the tunnel moved to another node");
+                }
+                Err(e) => {
+                    stats::Stats::bump(&self.stats.renewal_failures);
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        let was_down = self.redis_down.swap(failed.is_some(), std::sync::atomic::Ordering::Relaxed);
+        match (&failed, was_down) {
+            (Some(e), false) => {
+                warn!(error = %e, "cluster: Redis unreachable, leases not renewed; names are fenced after the TTL")
+            }
+            (None, true) => info!("cluster: Redis reachable again; leases renewed"),
+            _ => {}
+        }
+        let now = Instant::now();
+        for (name, lease) in self.registry.leases() {
+            if lease.valid_until <= now {
+                warn!(%name, "cluster: lease not renewed within its TTL; no longer serving it");
+                stats::Stats::bump(&self.stats.fenced);
+                close(
+                    self.registry.fence(&name, Some(lease.epoch)),
+                    "this node lost its lease on the name; reconnect to another node",
+                );
+            }
+        }
+    }
+}
+
+/// Closes a fenced session so that its client reconnects (not `Replaced`: that ends the client).
+fn close(tunnel: Option<Arc<Tunnel>>, why: &str) {
+    if let Some(t) = tunnel {
+        t.conn.close(CloseCode::Shutdown, why);
+    }
+}
+
+/// Renews leases every third of the TTL while the cluster lives.
+async fn renew_loop(cluster: std::sync::Weak<Cluster>) {
+    let Some(period) = cluster.upgrade().map(|c| c.config.lease_ttl / 3) else { return };
+    let mut tick = tokio::time::interval(period.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(c) = cluster.upgrade() else { return };
+        c.renew_all().await;
+    }
+}
+
+/// Listens for takeovers of this node's names and closes the stale sessions; resubscribes after errors.
+async fn takeover_loop(client: redis::Client, cluster: std::sync::Weak<Cluster>) {
+    let mut logged = false;
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => {
+                if pubsub.subscribe(TAKEOVER_CHANNEL).await.is_ok() {
+                    logged = false;
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        let Some(c) = cluster.upgrade() else { return };
+                        let Ok(text) = msg.get_payload::<String>() else { continue };
+                        let mut parts = text.splitn(3, '\n');
+                        let (Some(node), Some(name), Some(epoch)) = (parts.next(), parts.next(), parts.next()) else {
+                            continue;
+                        };
+                        if node != c.node_id() {
+                            continue;
+                        }
+                        let epoch = epoch.parse::<u64>().unwrap_or(0);
+                        info!(%name, "cluster: another node took the name over; closing this session");
+                        stats::Stats::bump(&c.stats.fenced);
+                        if let Some(t) = c.registry.fence(name, Some(epoch)) {
+                            t.conn.close(CloseCode::Replaced, "a newer session of this client took over the name");
+                        }
+                    }
+                }
+            }
+            Err(e) if !logged => {
+                warn!(error = %e, "cluster: cannot subscribe to takeovers; retrying");
+                logged = true;
+            }
+            Err(_) => {}
+        }
+        if cluster.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Claims `name` through the cluster when there is one, else in the local registry
+/// (the single-node path: no Redis, no extra work).
+pub(crate) async fn claim(
+    state: &crate::state::ServerState,
+    name: &str,
+    proof: &Proof,
+    tunnel: Arc<Tunnel>,
+    quota: &Quota,
+) -> Result<Claim, ClaimError> {
+    match &state.cluster {
+        Some(c) => c.claim(name, proof, tunnel, quota).await,
+        None => state.registry.claim(name, proof, tunnel, quota),
+    }
+}

@@ -1,0 +1,139 @@
+//! The registry of a cluster node: the local registry, plus this node's leases.
+//!
+//! Visitors are served from the local registry as on one node; a name is served only
+//! while its lease is valid by this node's own clock (renewed within the TTL), so a
+//! node cut off from Redis, or paused, stops serving at the end of its last lease
+//! even before its renewal task notices.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use super::directory::Directory;
+use crate::registry::{Claim, ClaimError, Counts, LocalRegistry, Lookup, Proof, Quota, Registry};
+use crate::tunnel::Tunnel;
+
+/// This node's claim on a live name.
+#[derive(Debug, Clone)]
+pub(crate) struct Lease {
+    /// The fencing epoch Redis granted.
+    pub epoch: u64,
+    /// Serve until then (by this node's clock): the start of the last successful
+    /// renewal's request plus the TTL.
+    pub valid_until: Instant,
+    /// Hex digests of the session's reconnect and auth tokens, written with every renewal.
+    pub rt: String,
+    pub at: String,
+}
+
+/// [`LocalRegistry`] with leases (see the module docs).
+#[derive(Debug)]
+pub struct ClusterRegistry {
+    pub(crate) local: LocalRegistry,
+    leases: RwLock<HashMap<Arc<str>, Lease>>,
+    dir: Directory,
+}
+
+impl ClusterRegistry {
+    pub(crate) fn new(grace: Duration, dir: Directory) -> Self {
+        ClusterRegistry { local: LocalRegistry::new(grace), leases: RwLock::default(), dir }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Lease>> {
+        self.leases.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Arc<str>, Lease>> {
+        self.leases.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records this node's lease on `name`.
+    pub(crate) fn set_lease(&self, name: &str, lease: Lease) {
+        self.write().insert(Arc::from(name), lease);
+    }
+
+    /// Every lease, for the renewal round.
+    pub(crate) fn leases(&self) -> Vec<(Arc<str>, Lease)> {
+        self.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// A renewal of `name` at `epoch`, sent at `sent`, succeeded.
+    pub(crate) fn renewed(&self, name: &str, epoch: u64, sent: Instant, ttl: Duration) {
+        if let Some(l) = self.write().get_mut(name) {
+            if l.epoch == epoch {
+                l.valid_until = l.valid_until.max(sent + ttl);
+            }
+        }
+    }
+
+    /// Stops serving `name` at once (its lease is lost or stale, at `epoch` or
+    /// older, or any when `None`): forgets it here and returns the live session to close.
+    pub(crate) fn fence(&self, name: &str, epoch: Option<u64>) -> Option<Arc<Tunnel>> {
+        {
+            let mut leases = self.write();
+            match (leases.get(name), epoch) {
+                (Some(l), Some(e)) if l.epoch > e => return None,
+                _ => {
+                    leases.remove(name);
+                }
+            }
+        }
+        self.local.forget(name)
+    }
+
+    /// Ends this node's lease on `name` if `tunnel` holds it, in Redis in the background.
+    fn end(&self, name: &str, tunnel: &Arc<Tunnel>, hold: bool) {
+        let ours = matches!(self.local.lookup(name), Lookup::Live(t) if Arc::ptr_eq(&t, tunnel));
+        if !ours {
+            return;
+        }
+        let Some(lease) = self.write().remove(name) else { return };
+        let (dir, name) = (self.dir.clone(), name.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = dir.end(&name, lease.epoch, hold).await {
+                tracing::warn!(%name, error = %e, "cluster: could not end the lease in Redis; it expires by itself");
+            }
+        });
+    }
+}
+
+impl Registry for ClusterRegistry {
+    /// The local part of a claim only: in cluster mode claims go through
+    /// [`super::Cluster::claim`], which takes the lease first.
+    fn claim(&self, name: &str, proof: &Proof, tunnel: Arc<Tunnel>, quota: &Quota) -> Result<Claim, ClaimError> {
+        self.local.claim(name, proof, tunnel, quota)
+    }
+
+    fn lookup(&self, name: &str) -> Lookup {
+        match self.local.lookup(name) {
+            Lookup::Live(t) => {
+                let valid = self.read().get(name).is_some_and(|l| l.valid_until > Instant::now());
+                if valid {
+                    Lookup::Live(t)
+                } else {
+                    // Fenced: 503 with Retry-After while its client moves.
+                    Lookup::Held { remaining: Duration::ZERO }
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn release(&self, name: &str, tunnel: &Arc<Tunnel>) {
+        self.end(name, tunnel, true);
+        self.local.release(name, tunnel);
+    }
+
+    fn live(&self) -> Vec<Arc<Tunnel>> {
+        self.local.live()
+    }
+
+    fn counts(&self) -> Counts {
+        self.local.counts()
+    }
+
+    fn free(&self, name: &str, tunnel: &Arc<Tunnel>) {
+        self.end(name, tunnel, false);
+        self.local.free(name, tunnel);
+    }
+}
