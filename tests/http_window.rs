@@ -32,8 +32,11 @@ async fn bodies_the_origin_never_reads_do_not_leak_session_credit() {
     let upload = Bytes::from(vec![7u8; 1 << 20]);
     for _ in 0..64 {
         let req = Request::post("/ignore").body(full(upload.clone())).unwrap();
-        let res = visitor.send(&host, req).await;
-        let _ = res.into_body().collect().await;
+        // The early answer may reach the visitor as a connection closed mid-upload
+        // (HTTP allows it); what matters is the tunnel's credit, checked below.
+        if let Ok(res) = visitor.try_send(&host, req).await {
+            let _ = res.into_body().collect().await;
+        }
     }
     let req = Request::post("/count").body(full(upload.clone())).unwrap();
     let res = tokio::time::timeout(Duration::from_secs(60), async {

@@ -100,11 +100,21 @@ impl Visitor {
     }
 
     /// Sends `req` (whose URI is a path) to `host` through the server.
-    pub async fn send(&self, host: &str, mut req: Request<TestBody>) -> Response<Incoming> {
+    pub async fn send(&self, host: &str, req: Request<TestBody>) -> Response<Incoming> {
+        self.try_send(host, req).await.expect("visitor request")
+    }
+
+    /// [`Visitor::send`], for requests the server may rightly cut short (an upload
+    /// answered early, then the connection closed).
+    pub async fn try_send(
+        &self,
+        host: &str,
+        mut req: Request<TestBody>,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
         *req.uri_mut() = format!("http://{}{path}", self.addr).parse().expect("uri");
         req.headers_mut().insert(hyper::header::HOST, host.parse().expect("host"));
-        self.client.request(req).await.expect("visitor request")
+        self.client.request(req).await
     }
 
     /// GET `path` on `host`; returns status and body.
