@@ -1,4 +1,4 @@
-// Test doubles for crates/wasm/tests/mock.rs: a WebSocket class the client connects through (its other end
+// Test doubles for crates/wasm/tests/mock/: a WebSocket class the client connects through (its other end
 // is a core server Session driven by the Rust test) and request / WebSocket handlers written in plain
 // JavaScript, the way users write them.
 
