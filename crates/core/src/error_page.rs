@@ -63,10 +63,21 @@ pub fn wants_html(accept: Option<&[u8]>) -> bool {
         let html = media.eq_ignore_ascii_case("text/html") || media.eq_ignore_ascii_case("application/xhtml+xml");
         let refused = parts.any(|p| {
             let p = p.trim();
-            p.len() > 2 && p[..2].eq_ignore_ascii_case("q=") && p[2..].trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+            p.len() > 2 && p[..2].eq_ignore_ascii_case("q=") && zero_quality(p[2..].trim())
         });
         html && !refused
     })
+}
+
+/// Whether a `q` value is zero or below: RFC 9110's `qvalue` is `0[.ddd]` or `1[.000]`,
+/// so it is zero exactly when it is a 0 followed by nothing or by a point and zeros; a
+/// negative value (invalid) counts as a refusal too. Read by hand rather than as a float:
+/// float parsing would add kilobytes to the wasm client.
+fn zero_quality(q: &str) -> bool {
+    match q.strip_prefix('0') {
+        Some(rest) => rest.is_empty() || rest.strip_prefix('.').is_some_and(|zeros| zeros.bytes().all(|b| b == b'0')),
+        None => q.starts_with('-'),
+    }
 }
 
 /// A request id as 16 lowercase hex digits, from a random `u64` the caller drew.
@@ -155,6 +166,10 @@ mod tests {
         assert!(!wants_html(None));
         assert!(!wants_html(Some(b"application/json")));
         assert!(!wants_html(Some(b"text/html;q=0, text/plain")));
+        assert!(!wants_html(Some(b"text/html; q=0.000")));
+        assert!(!wants_html(Some(b"text/html;Q=0.")));
+        assert!(wants_html(Some(b"text/html;q=0.001")));
+        assert!(wants_html(Some(b"text/html;q=1.0")));
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]

@@ -383,6 +383,7 @@ fn number(value: &JsValue, name: &str, min: f64, max: f64) -> Result<Option<f64>
 /// Checks that `n` is a whole number in `[min, max]`.
 pub(crate) fn check_range(n: f64, name: &str, min: f64, max: f64) -> Result<f64, String> {
     if n.fract() != 0.0 || !n.is_finite() || n < min || n > max {
+        let [min, max, n] = [min, max, n].map(crate::js::number_text);
         return Err(format!("`{name}` must be a whole number from {min} to {max}, got {n}"));
     }
     Ok(n)

@@ -121,7 +121,8 @@ pub(super) fn take_apart(value: &JsValue) -> Result<(u16, Vec<Header>, OutBody),
     };
     if !(200.0..=999.0).contains(&status) || status.fract() != 0.0 {
         body.cancel();
-        return Err(format!("the request handler returned a Response with status {status} (a network error?)"));
+        let shown = js::number_text(status);
+        return Err(format!("the request handler returned a Response with status {shown} (a network error?)"));
     }
     let headers = match response {
         Some(r) => r.headers().into(),
@@ -402,7 +403,7 @@ pub(crate) fn response_headers(headers: &JsValue) -> Result<Vec<Header>, String>
             let value = entry.get(1);
             if Array::is_array(&value) {
                 pairs.extend(Array::from(&value).iter().filter_map(|v| v.as_string()).map(|v| (name.clone(), v)));
-            } else if let Some(v) = value.as_string().or_else(|| value.as_f64().map(|n| n.to_string())) {
+            } else if let Some(v) = value.as_string().or_else(|| value.as_f64().map(js::number_text)) {
                 pairs.push((name, v));
             }
         }

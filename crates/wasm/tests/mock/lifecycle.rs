@@ -214,7 +214,8 @@ fn options_are_checked_with_clear_messages() {
     let both = construct_error(parse(r#"{"server": "https://x.dev", "port": 443}"#));
     assert!(both.contains("either `server` or `port`"), "{both}");
     assert!(construct_error(parse(r#"{"host": "https://x.dev"}"#)).contains("without a scheme"));
-    assert!(construct_error(parse(r#"{"host": "x.dev", "port": 70000}"#)).contains("`port` must be a whole number"));
+    assert!(construct_error(parse(r#"{"host": "x.dev", "port": 70000}"#))
+        .contains("`port` must be a whole number from 1 to 65535, got 70000"));
     assert!(construct_error(parse(r#"{"host": "x.dev", "port": "80"}"#)).contains("`port` must be a number"));
     assert!(construct_error(parse(r#"{"host": "x.dev", "subDomain": "a"}"#)).contains("unknown option `subDomain`"));
     assert!(construct_error(parse(r#"{"host": "x.dev", "onRequest": 3}"#)).contains("must be a function"));
