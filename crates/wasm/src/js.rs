@@ -60,7 +60,7 @@ pub(crate) fn type_name(value: &JsValue) -> String {
 /// same text for the whole numbers, NaN and infinities those messages show.)
 pub(crate) fn number_text(n: f64) -> String {
     #[cfg(target_arch = "wasm32")]
-    return js_sys::Number::from(n).to_string(10).map_or_else(|_| String::new(), String::from);
+    return js_sys::Number::from(n).to_string_with_radix(10).map_or_else(|_| String::new(), String::from);
     #[cfg(not(target_arch = "wasm32"))]
     return n.to_string();
 }
