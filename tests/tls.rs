@@ -8,14 +8,15 @@
 //! `*.tunnel.example.com` in production.
 
 mod common;
+mod deploy_util;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use deploy_util::tls_client_offering;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
 use hyper::Request;
@@ -25,8 +26,6 @@ use localtunnels_server::{Limits, ServerConfig, ServerHandle, TlsConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{ClientConfig as RustlsClient, RootCertStore};
-use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -102,18 +101,9 @@ async fn tls_visitor(
     sni: &str,
     alpn: &[&[u8]],
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.clone()).unwrap();
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let mut config = RustlsClient::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let name = ServerName::try_from(sni.to_string()).unwrap();
-    TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("TLS handshake with the server")
+    tls_client_offering(ca, alpn).connect(name, tcp).await.expect("TLS handshake with the server")
 }
 
 /// An origin that echoes WebSocket messages.

@@ -193,6 +193,11 @@ pub async fn tcp_from(from: IpAddr, port: u16) -> TcpStream {
 
 /// A TLS client that trusts only `root`, offering HTTP/1.1.
 pub fn tls_client(root: &CertificateDer<'static>) -> TlsConnector {
+    tls_client_offering(root, &[b"http/1.1"])
+}
+
+/// A TLS client that trusts only `root`, offering the protocols `alpn` (in order).
+pub fn tls_client_offering(root: &CertificateDer<'static>, alpn: &[&[u8]]) -> TlsConnector {
     let mut roots = RootCertStore::empty();
     roots.add(root.clone()).expect("root");
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
@@ -201,7 +206,7 @@ pub fn tls_client(root: &CertificateDer<'static>) -> TlsConnector {
         .expect("versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     TlsConnector::from(Arc::new(config))
 }
 
