@@ -189,9 +189,16 @@ async fn request_lines_show_the_local_time() {
     assert!(off_by < 120, "printed {time}, local time is {expected} s after midnight: {line}");
 }
 
-#[tokio::test]
-async fn ctrl_c_waits_for_requests_in_flight_and_a_second_one_quits_at_once() {
-    let (_srv, port) = server(&[]).await;
+/// A server process, a client process for an origin that never answers, and a visitor
+/// whose request to `path` the origin has received (it waits for an answer).
+struct InFlight {
+    server: Proc,
+    client: Proc,
+    visitor: tokio::task::JoinHandle<(u16, http::HeaderMap, Bytes)>,
+}
+
+async fn request_in_flight(path: &'static str) -> InFlight {
+    let (server, port) = server(&[]).await;
     let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
     let origin_port = origin(move |_req: Request<Incoming>| {
         let arrived = arrived_tx.clone();
@@ -206,9 +213,14 @@ async fn ctrl_c_waits_for_requests_in_flight_and_a_second_one_quits_at_once() {
     let mut client =
         Proc::spawn(&["http", &origin_port.to_string(), "--server", &server_url, "--local-host", "127.0.0.1"], &[]);
     let host = host_of(&client.line().await);
-    let visitor = tokio::spawn(async move { visit(port, &host, "/slow", None).await });
+    let visitor = tokio::spawn(async move { visit(port, &host, path, None).await });
     arrived.recv().await.unwrap();
+    InFlight { server, client, visitor }
+}
 
+#[tokio::test]
+async fn ctrl_c_waits_for_requests_in_flight_and_a_second_one_quits_at_once() {
+    let InFlight { server: _server, mut client, visitor } = request_in_flight("/slow").await;
     client.interrupt();
     client.stderr_line("stopping: waiting up to 10 s for 1 request in flight; Ctrl-C again to quit now").await;
     client.interrupt();
@@ -298,23 +310,7 @@ async fn debug_logs_show_each_request_and_the_connection() {
 
 #[tokio::test]
 async fn a_request_cut_by_our_own_close_does_not_blame_the_visitor() {
-    let (_srv, port) = server(&[]).await;
-    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
-    let origin_port = origin(move |_req: Request<Incoming>| {
-        let arrived = arrived_tx.clone();
-        async move {
-            let _ = arrived.send(());
-            std::future::pending::<()>().await;
-            Response::new(full("never"))
-        }
-    })
-    .await;
-    let server_url = format!("http://127.0.0.1:{port}");
-    let mut client =
-        Proc::spawn(&["http", &origin_port.to_string(), "--server", &server_url, "--local-host", "127.0.0.1"], &[]);
-    let host = host_of(&client.line().await);
-    let visitor = tokio::spawn(async move { visit(port, &host, "/hang", None).await });
-    arrived.recv().await.unwrap();
+    let InFlight { server: _server, mut client, visitor } = request_in_flight("/hang").await;
     client.terminate();
     // The grace (10 s) runs out while the visitor still waits: the line says so.
     let lines = client.stderr_until("GET /hang").await;
@@ -329,24 +325,7 @@ async fn a_request_cut_by_our_own_close_does_not_blame_the_visitor() {
 
 #[tokio::test]
 async fn a_server_stopping_says_what_it_waits_for_and_a_second_ctrl_c_quits() {
-    let (mut srv, port) = server(&[]).await;
-    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
-    let origin_port = origin(move |_req: Request<Incoming>| {
-        let arrived = arrived_tx.clone();
-        async move {
-            let _ = arrived.send(());
-            std::future::pending::<()>().await;
-            Response::new(full("never"))
-        }
-    })
-    .await;
-    let server_url = format!("http://127.0.0.1:{port}");
-    let mut client =
-        Proc::spawn(&["http", &origin_port.to_string(), "--server", &server_url, "--local-host", "127.0.0.1"], &[]);
-    let host = host_of(&client.line().await);
-    let visitor = tokio::spawn(async move { visit(port, &host, "/slow", None).await });
-    arrived.recv().await.unwrap();
-
+    let InFlight { server: mut srv, client: _client, visitor } = request_in_flight("/slow").await;
     srv.interrupt();
     srv.stderr_line("stopping: waiting up to 10 s for 1 request in flight; Ctrl-C again to quit now").await;
     srv.interrupt();
