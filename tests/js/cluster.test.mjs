@@ -4,20 +4,17 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { ROOT, WebSocket, requirePkg, startServer, uniqueName, visit } from './helpers.mjs';
+import { nodePkg, startServer, uniqueName, useWsAsGlobalWebSocket, visit } from './helpers.mjs';
 
-requirePkg();
-const { TunnelClient } = createRequire(import.meta.url)(path.join(ROOT, 'pkg/node/localtunnels.js'));
+const { TunnelClient } = nodePkg();
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lt-js-cluster-'));
 const sock = path.join(dir, 'redis.sock');
 let redis;
-let saved;
 
 function ping() {
   try {
@@ -27,9 +24,8 @@ function ping() {
   }
 }
 
+useWsAsGlobalWebSocket();
 before(async () => {
-  saved = globalThis.WebSocket;
-  globalThis.WebSocket = WebSocket;
   redis = spawn('redis-server', ['--port', '0', '--unixsocket', sock, '--save', '', '--appendonly', 'no', '--dir', dir], {
     stdio: 'ignore',
   });
@@ -41,7 +37,6 @@ before(async () => {
 });
 
 after(() => {
-  globalThis.WebSocket = saved;
   redis?.kill('SIGKILL');
   fs.rmSync(dir, { recursive: true, force: true });
 });

@@ -12,6 +12,7 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import readline from 'node:readline';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -32,6 +33,27 @@ export function requirePkg() {
   for (const f of ['pkg/localtunnels.js', 'pkg/localtunnels_bg.wasm', 'pkg/node/localtunnels.js']) {
     if (!fs.existsSync(path.join(ROOT, f))) throw new Error(`${f} is missing: run scripts/build-wasm first`);
   }
+}
+
+/** The npm package's Node build (pkg/node, CommonJS, instantiated synchronously): `{ TunnelClient, forward, ... }`. */
+export function nodePkg() {
+  requirePkg();
+  return createRequire(import.meta.url)(path.join(ROOT, 'pkg/node/localtunnels.js'));
+}
+
+/**
+ * Makes `ws` the global WebSocket (the one the wasm client uses) for the tests of the enclosing suite: call it
+ * at a file's top level or inside a `describe`. The previous global (Node 20 has none) comes back afterwards.
+ */
+export function useWsAsGlobalWebSocket() {
+  let saved;
+  before(() => {
+    saved = globalThis.WebSocket;
+    globalThis.WebSocket = WebSocket;
+  });
+  after(() => {
+    globalThis.WebSocket = saved;
+  });
 }
 
 /** A unique tunnel name for this test run. */

@@ -3,28 +3,23 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { ROOT, WebSocket, requirePkg, startServer } from './helpers.mjs';
+import { nodePkg, startServer, useWsAsGlobalWebSocket, WebSocket } from './helpers.mjs';
 
-requirePkg();
-const { TunnelClient } = createRequire(import.meta.url)(path.join(ROOT, 'pkg/node/localtunnels.js'));
+const { TunnelClient } = nodePkg();
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lt-js-hostname-'));
 const tokens = path.join(dir, 'tokens');
 fs.writeFileSync(tokens, 'js-secret app.example.test\n');
+useWsAsGlobalWebSocket();
 let server;
-let savedWebSocket;
 before(async () => {
-  savedWebSocket = globalThis.WebSocket;
-  globalThis.WebSocket = WebSocket;
   server = await startServer(['--tokens-file', tokens]);
 });
 after(async () => {
-  globalThis.WebSocket = savedWebSocket;
   await server?.stop();
   fs.rmSync(dir, { recursive: true, force: true });
 });

@@ -7,26 +7,25 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  ROOT,
-  WebSocket,
   checkTunnel,
   nameOf,
-  requirePkg,
+  nodePkg,
+  ROOT,
   spawnUntilLine,
   startServer,
   tool,
   uniqueName,
+  useWsAsGlobalWebSocket,
   visit,
   visitWs,
+  WebSocket,
 } from './helpers.mjs';
 
-requirePkg();
-const { TunnelClient, forward } = createRequire(import.meta.url)(path.join(ROOT, 'pkg/node/localtunnels.js'));
+const { TunnelClient, forward } = nodePkg();
 
 let server;
 before(async () => {
@@ -37,14 +36,7 @@ after(async () => {
 });
 
 describe(`in this process (Node ${process.versions.node}, ws as the global WebSocket)`, () => {
-  let saved;
-  before(() => {
-    saved = globalThis.WebSocket;
-    globalThis.WebSocket = WebSocket;
-  });
-  after(() => {
-    globalThis.WebSocket = saved;
-  });
+  useWsAsGlobalWebSocket();
 
   test('a visitor request and a visitor WebSocket reach the handlers', async () => {
     const client = new TunnelClient({ host: 'localhost', port: server.port, subdomain: uniqueName('node') });

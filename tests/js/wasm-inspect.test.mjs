@@ -5,14 +5,22 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { ROOT, WebSocket, nameOf, requirePkg, startServer, launchChromium, uniqueName, visit } from './helpers.mjs';
+import {
+  launchChromium,
+  nameOf,
+  nodePkg,
+  ROOT,
+  startServer,
+  uniqueName,
+  useWsAsGlobalWebSocket,
+  visit,
+  WebSocket,
+} from './helpers.mjs';
 
-requirePkg();
-const { TunnelClient } = createRequire(import.meta.url)(path.join(ROOT, 'pkg/node/localtunnels.js'));
+const { TunnelClient } = nodePkg();
 
 let server;
 before(async () => {
@@ -23,14 +31,7 @@ after(async () => {
 });
 
 describe('in Node', () => {
-  let saved;
-  before(() => {
-    saved = globalThis.WebSocket;
-    globalThis.WebSocket = WebSocket;
-  });
-  after(() => {
-    globalThis.WebSocket = saved;
-  });
+  useWsAsGlobalWebSocket();
 
   test('records, record ids on events, replay and bounds', async () => {
     const client = new TunnelClient({ host: 'localhost', port: server.port, subdomain: uniqueName('wasm-insp') });
