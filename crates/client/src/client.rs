@@ -377,7 +377,7 @@ async fn handshake(ctx: &Ctx, addr: &ServerAddr, name: String, reconnect_token: 
     let tcp = TcpStream::connect((addr.host.as_str(), addr.port)).await.map_err(|e| unreachable(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
     let stream = crate::tls::connect(tcp, addr, &ctx.config).await.map_err(unreachable)?;
-    let ws = localtunnels_driver::ws_codec::client_upgrade(stream, request).await.map_err(unreachable)?;
+    let ws = localtunnels_driver::ws_io::client_upgrade(stream, request).await.map_err(unreachable)?;
     let hello = Hello {
         name,
         token: ctx.config.token.clone().unwrap_or_default(),
