@@ -30,7 +30,7 @@ mod session;
 mod stream;
 mod time;
 
-pub use config::{Config, Limits};
+pub use config::{Config, Limits, PeerStreams, MAX_REFUSED_STREAMS};
 pub use error::{DecodeError, OpenError, ProtocolError, StreamError};
 pub use event::Event;
 pub use frame::{
