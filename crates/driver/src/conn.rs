@@ -14,9 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 
 use bytes::Bytes;
-use localtunnels_core::{
-    CloseCode, Event, IdMap, Instant, OpenError, RefuseReason, RequestHead, Session, StreamId, Welcome,
-};
+use localtunnels_core::{CloseCode, Event, Instant, OpenError, RefuseReason, RequestHead, Session, StreamId, Welcome};
+use rustc_hash::FxHashMap;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
@@ -72,7 +71,8 @@ pub type IncomingHandler = Arc<dyn Fn(StreamHandle, RequestHead, bool) + Send + 
 
 pub(crate) struct State {
     pub(crate) session: Session,
-    slots: IdMap<StreamSlot>,
+    /// Keyed by stream id: a multiply for a hash (ids come in sequence, the core checks).
+    slots: FxHashMap<StreamId, StreamSlot>,
     /// News for the owner, until it drops its [`ConnEvents`] (a few at a time: a
     /// tokio channel's first block alone held 32, about 4 KiB per idle tunnel).
     owner: VecDeque<ConnEvent>,
@@ -287,7 +287,7 @@ impl Connection {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 session,
-                slots: IdMap::default(),
+                slots: FxHashMap::default(),
                 owner: VecDeque::new(),
                 owner_listens: true,
                 owner_done: false,
