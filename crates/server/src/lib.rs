@@ -45,7 +45,6 @@ mod upload;
 mod visitor_error;
 pub mod visitors;
 mod websocket;
-pub mod write_deadline;
 
 pub use access::Access;
 pub use acme::AcmeConfig;
