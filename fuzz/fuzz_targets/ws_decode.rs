@@ -8,7 +8,7 @@
 
 #![no_main]
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use libfuzzer_sys::fuzz_target;
 use localtunnels_driver::ws_codec::{Role, WsDecoder, WsEncoder, WsMessage};
 
@@ -76,7 +76,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let mut transmit = encoder.transmit();
-    let bytes = bytes::Buf::copy_to_bytes(&mut transmit, bytes::Buf::remaining(&transmit));
+    let len = transmit.remaining();
+    let bytes = transmit.copy_to_bytes(len);
     let (again, error) = decode(role, max, &[&bytes]);
     assert_eq!(error, None, "re-framed messages do not decode");
     assert_eq!(again, want, "re-framing changed the messages");
