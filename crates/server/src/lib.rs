@@ -24,6 +24,7 @@ mod config;
 mod control;
 mod cookies;
 mod counting;
+mod exchange;
 pub mod forwarded;
 pub mod host;
 mod hostnames;
