@@ -252,6 +252,11 @@ pub struct ServerArgs {
     /// announced [default: 8388608].
     #[arg(long, env = "LOCALTUNNELS_MAX_SESSION_QUEUE", value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_session_queue: Option<u32>,
+    /// Most bytes of control frames (request heads, window updates, resets) waiting for
+    /// one tunnel's client; a client that lets more pile up does not read, and its
+    /// session is closed (SlowReader).
+    #[arg(long, env = "LOCALTUNNELS_MAX_CONTROL_QUEUE", value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_control_queue: Option<u32>,
     /// Largest WebSocket message relayed through a tunnel; larger ones close the
     /// WebSocket with 1009.
     #[arg(long, env = "LOCALTUNNELS_MAX_WS_MESSAGE", value_name = "BYTES")]
@@ -445,7 +450,8 @@ impl ServerArgs {
             tls_cert, tls_key, acme, acme_email, acme_directory, acme_staging, acme_cache, acme_ca_root, http_port,
             max_tunnels_per_token, max_tunnels_per_ip, max_streams_per_tunnel, max_streams_per_visitor, rate_limit,
             rate_burst, visitor_rate_limit, visitor_rate_burst, max_body, max_header_size, header_read_timeout,
-            idle_timeout, visitor_write_timeout, max_frame, max_peer_window, max_session_queue, max_ws_message, threads);
+            idle_timeout, visitor_write_timeout, max_frame, max_peer_window, max_session_queue, max_control_queue, max_ws_message,
+            threads);
         self
     }
 }
@@ -503,6 +509,27 @@ mod tests {
         assert!(server.contains("[default: 65600]") && server.contains("[default: 1024]"), "{server}");
         let http = cmd.find_subcommand_mut("http").unwrap().render_help().to_string();
         assert!(http.contains("[default: 8000]") && http.contains("[default: localhost]"), "{http}");
+    }
+
+    /// `--max-control-queue` (and its config file key) reaches the sessions' config,
+    /// the library default when neither is given; the help shows that default.
+    #[test]
+    fn max_control_queue_reaches_the_session_config() {
+        let default = localtunnels_core::Config::DEFAULT.max_control_queue;
+        let server = |argv: &[&str]| {
+            let cli = Cli::try_parse_from([&["localtunnels", "server"], argv].concat()).unwrap();
+            let Command::Server(a) = cli.command else { panic!("not a server") };
+            a
+        };
+        assert_eq!(crate::server_config(&server(&[])).session.max_control_queue, default);
+        let a = server(&["--max-control-queue", "65536"]);
+        assert_eq!(crate::server_config(&a).session.max_control_queue, 65536);
+        let file: ConfigFile = toml::from_str("[server]\nmax-control-queue = 8192\n").unwrap();
+        assert_eq!(crate::server_config(&server(&[]).or(&file.server)).session.max_control_queue, 8192);
+        assert_eq!(crate::server_config(&a.or(&file.server)).session.max_control_queue, 65536, "the flag wins");
+        assert!(Cli::try_parse_from(["localtunnels", "server", "--max-control-queue", "100"]).is_err());
+        let help = crate::defaults::command().find_subcommand_mut("server").unwrap().render_help().to_string();
+        assert!(help.contains(&format!("[default: {default}]")), "{help}");
     }
 
     #[test]

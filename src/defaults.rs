@@ -39,6 +39,7 @@ fn server_defaults() -> Vec<(&'static str, String)> {
         ("header_read_timeout", l.header_read_timeout.as_secs().to_string()),
         ("idle_timeout", l.idle_timeout.as_secs().to_string()),
         ("max_frame", d.session.max_frame.to_string()),
+        ("max_control_queue", d.session.max_control_queue.to_string()),
         ("max_ws_message", d.max_ws_message.to_string()),
     ]
 }

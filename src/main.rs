@@ -282,6 +282,7 @@ pub fn server_config(a: &ServerArgs) -> ServerConfig {
             max_frame: a.max_frame.unwrap_or(d.session.max_frame),
             max_peer_window: a.max_peer_window.unwrap_or(d.session.max_peer_window),
             max_session_queue: a.max_session_queue.unwrap_or(d.session.max_session_queue),
+            max_control_queue: a.max_control_queue.unwrap_or(d.session.max_control_queue),
             ..d.session.clone()
         },
         ..d

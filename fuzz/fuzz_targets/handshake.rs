@@ -16,9 +16,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use localtunnels_core::{DecodeLimits, Frame, Hello, RefuseReason, PROTOCOL_VERSION};
-use localtunnels_server::access::Access;
 use localtunnels_server::host::{forwarded_host, request_host, Host};
-use localtunnels_server::{auth, check_hello, names, tunnel_name, AuthToken, ServerConfig};
+use localtunnels_server::{check_hello, find_token, tunnel_name, validate_name, Access, AuthToken, ServerConfig};
 
 /// A token no configuration accepts.
 const SENTINEL: &str = "\u{1}not-a-token\u{1}";
@@ -69,7 +68,8 @@ fuzz_target!(|data: &[u8]| {
                 ..Hello::default()
             };
             let wire = Frame::Hello(hello.clone()).encode();
-            let back = match Frame::decode(wire, &DecodeLimits { max_frame: usize::MAX, max_header_bytes: usize::MAX }) {
+            let back = match Frame::decode(wire, &DecodeLimits { max_frame: usize::MAX, max_header_bytes: usize::MAX })
+            {
                 Ok(Frame::Hello(back)) => back,
                 Ok(other) => panic!("a hello decoded as {other:?}"),
                 Err(_) => return,
@@ -105,7 +105,7 @@ fuzz_target!(|data: &[u8]| {
             Ok(a) => {
                 assert!(!std::ptr::eq(config, &closed), "a server with no token admitted a client");
                 if let Some(name) = &a.name {
-                    assert_eq!(names::validate(name).as_deref(), Ok(name.as_str()), "admitted an invalid name");
+                    assert_eq!(validate_name(name).as_deref(), Ok(name.as_str()), "admitted an invalid name");
                     assert_eq!(name, &hello.name.to_ascii_lowercase());
                 }
                 if std::ptr::eq(config, &with_tokens) {
@@ -132,7 +132,7 @@ fuzz_target!(|data: &[u8]| {
                 // test is not enough: the fuzzer finds tokens that are pieces of the
                 // fixed texts or of the echoed name.)
                 let t = &hello.token;
-                if !t.is_empty() && t != SENTINEL && auth::find(&config.tokens, t).is_none() {
+                if !t.is_empty() && t != SENTINEL && find_token(&config.tokens, t).is_none() {
                     let swapped = Hello { token: SENTINEL.to_string(), ..hello.clone() };
                     let again = check_hello(config, &swapped).expect_err("a rejected token stays rejected");
                     assert_eq!(again, r, "a refusal depends on the token's value");
@@ -171,7 +171,8 @@ fn check_host(raw: &str) {
 }
 
 fn exercise_access(access: &Access, extra: Option<&Fields>) {
-    let fixed = [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST), IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))];
+    let fixed =
+        [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST), IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))];
     for ip in fixed {
         let _ = access.allows_ip(ip);
     }

@@ -42,7 +42,7 @@ async fn open(port: u16, name: String) -> anyhow::Result<Idle> {
     tcp.set_nodelay(true)?;
     let mut req = format!("ws://127.0.0.1:{port}{CONTROL_PATH}").into_client_request()?;
     req.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
-    let ws = localtunnels_driver::ws_codec::client_upgrade(tcp, req).await.map_err(anyhow::Error::msg)?;
+    let ws = localtunnels_driver::ws_io::client_upgrade(tcp, req).await.map_err(anyhow::Error::msg)?;
     let hello = Hello { name, client_kind: "bench".into(), client_version: "0".into(), ..Hello::default() };
     let session = Session::client(Config::default(), hello, localtunnels_core::Instant::ZERO);
     let (conn, mut events) = Connection::start(session, ws, std::time::Instant::now());

@@ -17,7 +17,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{ClientConfig, HostHeader, ServerAddr};
+use crate::config::{ClientConfig, ServerAddr};
+use crate::ctx::Ctx;
 use crate::events::ClientEvent;
 use crate::origin::{LocalOrigin, Origin, ServiceOrigin};
 use crate::state::StateFile;
@@ -59,40 +60,6 @@ impl std::fmt::Debug for TunnelClient {
     }
 }
 
-/// Per-connection context every stream task needs.
-pub(crate) struct Ctx {
-    pub(crate) config: ClientConfig,
-    pub(crate) origin: Arc<dyn Origin>,
-    pub(crate) events: broadcast::Sender<ClientEvent>,
-    /// The Host header the origin sees (`--host-header rewrite`), made once: `None`
-    /// passes the visitor's through.
-    origin_host: Option<HeaderValue>,
-    /// The session being served, for [`ClientHandle::in_flight`].
-    current: std::sync::Mutex<Option<Connection>>,
-    /// Set by [`ClientHandle::close`]: streams cut from now on were cut by us, not by
-    /// their visitors.
-    pub(crate) closing: std::sync::atomic::AtomicBool,
-}
-
-impl Ctx {
-    pub(crate) fn emit(&self, ev: ClientEvent) {
-        // No subscriber is fine: events are for whoever listens.
-        let _ = self.events.send(ev);
-    }
-
-    /// Reports a problem that did not stop the client: logged (warn) and emitted as
-    /// [`ClientEvent::Error`].
-    pub(crate) fn error(&self, message: String) {
-        warn!("{message}");
-        self.emit(ClientEvent::Error { message });
-    }
-
-    /// The Host header the origin should see instead of the visitor's, if any.
-    pub(crate) fn host_for_origin(&self) -> Option<&HeaderValue> {
-        self.origin_host.as_ref()
-    }
-}
-
 impl TunnelClient {
     /// A client exposing `config.local_host:config.local_port`.
     pub fn new(config: ClientConfig) -> Self {
@@ -119,19 +86,7 @@ impl TunnelClient {
     pub async fn connect(self) -> Result<ClientHandle, ConnectError> {
         self.config.validate().map_err(ConnectError::Config)?;
         let addrs = self.config.server_addrs().map_err(ConnectError::Config)?;
-        let (events, _) = broadcast::channel(1024);
-        let origin_host = match self.config.host_header {
-            HostHeader::Rewrite => self.origin.authority().and_then(|a| HeaderValue::from_str(&a).ok()),
-            HostHeader::Preserve => None,
-        };
-        let ctx = Arc::new(Ctx {
-            config: self.config,
-            origin: self.origin,
-            events,
-            origin_host,
-            current: Default::default(),
-            closing: Default::default(),
-        });
+        let ctx = Arc::new(Ctx::new(self.config, self.origin));
         let first_events = ctx.events.subscribe();
         let mut driver = Driver::new(&ctx, addrs);
         let (close_tx, mut close_rx) = watch::channel(false);
@@ -167,12 +122,6 @@ pub struct ClientHandle {
     first_events: Option<broadcast::Receiver<ClientEvent>>,
 }
 
-impl std::fmt::Debug for Ctx {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ctx").finish_non_exhaustive()
-    }
-}
-
 impl ClientHandle {
     /// The public URL.
     pub fn url(&self) -> String {
@@ -198,8 +147,7 @@ impl ClientHandle {
 
     /// Requests (and WebSockets) in flight through the tunnel now.
     pub fn in_flight(&self) -> usize {
-        let current = self.ctx.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        current.as_ref().map_or(0, Connection::stream_count)
+        self.ctx.in_flight()
     }
 
     /// Graceful close: no new requests; in-flight ones finish (up to
@@ -377,7 +325,7 @@ async fn handshake(ctx: &Ctx, addr: &ServerAddr, name: String, reconnect_token: 
     let tcp = TcpStream::connect((addr.host.as_str(), addr.port)).await.map_err(|e| unreachable(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
     let stream = crate::tls::connect(tcp, addr, &ctx.config).await.map_err(unreachable)?;
-    let ws = localtunnels_driver::ws_codec::client_upgrade(stream, request).await.map_err(unreachable)?;
+    let ws = localtunnels_driver::ws_io::client_upgrade(stream, request).await.map_err(unreachable)?;
     let hello = Hello {
         name,
         token: ctx.config.token.clone().unwrap_or_default(),
@@ -486,7 +434,7 @@ async fn serve(
     // Each stream goes from the connection's reader straight to a task of its own.
     let handler_ctx = ctx.clone();
     conn.on_incoming(Arc::new(move |stream, head, end| accept(&handler_ctx, stream, head, end)));
-    *ctx.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(conn.clone());
+    ctx.serving(conn);
     loop {
         let ev = tokio::select! {
             ev = events.recv() => ev,

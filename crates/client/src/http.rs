@@ -17,7 +17,7 @@ use localtunnels_core::{Header, RequestHead, ResetCode, StreamKind};
 use localtunnels_driver::http::{final_status, header_map, response_head};
 use localtunnels_driver::{pump_body, StreamBody, StreamHandle};
 
-use crate::client::Ctx;
+use crate::ctx::Ctx;
 use crate::events::ClientEvent;
 use crate::inspect::BodyRecorder;
 

@@ -15,6 +15,7 @@
 
 mod client;
 mod config;
+mod ctx;
 mod events;
 mod http;
 mod inspect;

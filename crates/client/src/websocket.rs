@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::debug;
 
-use crate::client::Ctx;
+use crate::ctx::Ctx;
 use crate::events::ClientEvent;
 use crate::inspect::WsRecorder;
 use crate::origin::ConnectFuture;

@@ -33,7 +33,27 @@ pub struct Config {
     /// wait unsent. A peer that lets more pile up does not read what we send: the
     /// session is closed with [`CloseCode::SlowReader`](crate::CloseCode::SlowReader).
     pub max_control_queue: u32,
+    /// Whether the peer may open streams towards this side. A server refuses them:
+    /// clients never open streams in this protocol version.
+    pub peer_streams: PeerStreams,
 }
+
+/// Whether a session accepts the streams its peer opens ([`Config::peer_streams`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PeerStreams {
+    /// The peer opens streams as far as [`Config::max_streams`] allows.
+    #[default]
+    Accept,
+    /// Each stream the peer opens is reset with `Refused` at once, unseen by the
+    /// application; a peer that opens more than [`MAX_REFUSED_STREAMS`] breaks the
+    /// protocol and the session is closed (`ProtocolError`).
+    Refuse,
+}
+
+/// Streams a peer may open under [`PeerStreams::Refuse`] (each refused) before its
+/// session is closed: a few are refused politely, a flood is a protocol violation.
+pub const MAX_REFUSED_STREAMS: u32 = 16;
 
 impl Config {
     /// The default limits (documented in `docs/PROTOCOL.md`).
@@ -48,6 +68,7 @@ impl Config {
         max_peer_window: 16 * 1024 * 1024,
         max_session_queue: 8 * 1024 * 1024,
         max_control_queue: 4 * 1024 * 1024,
+        peer_streams: PeerStreams::Accept,
     };
 
     /// The peer's announced limits, clamped to what this side is willing to honour:

@@ -62,6 +62,10 @@ pub enum ProtocolError {
     /// The peer used a stream id it may not use.
     #[error("invalid stream id {0}")]
     BadStreamId(StreamId),
+    /// The peer (`clients` or `servers`) kept opening streams this side refuses
+    /// ([`PeerStreams::Refuse`](crate::PeerStreams::Refuse)).
+    #[error("{0} may not open streams")]
+    StreamsRefused(&'static str),
 }
 
 impl ProtocolError {

@@ -30,7 +30,7 @@ mod session;
 mod stream;
 mod time;
 
-pub use config::{Config, Limits};
+pub use config::{Config, Limits, PeerStreams, MAX_REFUSED_STREAMS};
 pub use error::{DecodeError, OpenError, ProtocolError, StreamError};
 pub use event::Event;
 pub use frame::{
@@ -39,7 +39,6 @@ pub use frame::{
     X_FORWARDED_HOST, X_FORWARDED_PROTO,
 };
 pub use handshake::{features, Hello, RefuseReason, Welcome, CONTROL_PATH, HELLO_MAGIC, PROTOCOL_VERSION, SUBPROTOCOL};
-pub use idmap::{IdHasher, IdMap};
 pub use lifecycle::{Action, ClientLifecycle, GiveUp, Policy};
 pub use relay::{ws_close, WsFragment, WsMessageCheck, WsViolation, DEFAULT_MAX_WS_MESSAGE};
 pub use session::{Role, Session};

@@ -1,5 +1,5 @@
 //! A [`Connection`]: one core [`Session`] driven over a WebSocket (framed by
-//! [`ws_codec`](crate::ws_codec) on the upgraded socket).
+//! [`ws_codec`](crate::ws_codec), through [`ws_io`](crate::ws_io), on the upgraded socket).
 //!
 //! Two tasks own the socket halves, as quinn's `ConnectionDriver` owns its socket:
 //! the reader feeds every binary message to the session and dispatches the events; the
@@ -14,15 +14,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 
 use bytes::Bytes;
-use localtunnels_core::{
-    CloseCode, Event, IdMap, Instant, OpenError, RefuseReason, RequestHead, Session, StreamId, Welcome,
-};
+use localtunnels_core::{CloseCode, Event, Instant, OpenError, RefuseReason, RequestHead, Session, StreamId, Welcome};
+use rustc_hash::FxHashMap;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
 use crate::lazy_deadline::LazyDeadline;
 use crate::stream::{StreamEvent, StreamHandle, StreamSlot};
-use crate::ws_codec::{FrameReader, FrameWriter, Received, WireError};
+use crate::ws_codec::{WsDecoder, WsEncoder, WsError, WsMessage};
+use crate::ws_io::{self, WsReadError};
 
 /// Connection-level news for the owner of a [`Connection`].
 #[derive(Debug)]
@@ -71,7 +71,8 @@ pub type IncomingHandler = Arc<dyn Fn(StreamHandle, RequestHead, bool) + Send + 
 
 pub(crate) struct State {
     pub(crate) session: Session,
-    slots: IdMap<StreamSlot>,
+    /// Keyed by stream id: a multiply for a hash (ids come in sequence, the core checks).
+    slots: FxHashMap<StreamId, StreamSlot>,
     /// News for the owner, until it drops its [`ConnEvents`] (a few at a time: a
     /// tokio channel's first block alone held 32, about 4 KiB per idle tunnel).
     owner: VecDeque<ConnEvent>,
@@ -246,7 +247,7 @@ impl Shared {
     /// the peer, and streams whose handles are gone are reset (a no-op for finished
     /// ones; one that finished sending keeps its queued frames, see `Session::reset`).
     /// The pong the reader asked for is queued on `wire`.
-    fn reap_dropped(&self, state: &mut State, wire: &mut FrameWriter) {
+    fn reap_dropped(&self, state: &mut State, wire: &mut WsEncoder) {
         if let Some(payload) = state.ws_pong.take() {
             wire.pong(payload);
         }
@@ -286,7 +287,7 @@ impl Connection {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 session,
-                slots: IdMap::default(),
+                slots: FxHashMap::default(),
                 owner: VecDeque::new(),
                 owner_listens: true,
                 owner_done: false,
@@ -301,8 +302,8 @@ impl Connection {
             closed: Notify::new(),
         });
         let (reader, writer) = tokio::io::split(io);
-        tokio::spawn(run_reader(reader, FrameReader::new(role, max_message), shared.clone()));
-        tokio::spawn(run_writer(writer, FrameWriter::new(role), shared.clone()));
+        tokio::spawn(run_reader(reader, WsDecoder::new(role, max_message), shared.clone()));
+        tokio::spawn(run_writer(writer, ws_io::encoder(role), shared.clone()));
         {
             let mut state = shared.lock();
             shared.after_command(&mut state);
@@ -432,38 +433,38 @@ impl Drop for ConnEvents {
     }
 }
 
-async fn run_reader<R>(mut io: R, mut wire: FrameReader, shared: Arc<Shared>)
+async fn run_reader<R>(mut io: R, mut wire: WsDecoder, shared: Arc<Shared>)
 where
     R: AsyncRead + Unpin,
 {
     let mut lost = "the peer closed the connection".to_string();
     loop {
-        let received = wire.next(&mut io).await;
+        let received = ws_io::read_message(&mut wire, &mut io).await;
         let mut state = shared.lock();
         if state.session.is_closed() {
             break;
         }
         match received {
-            Ok(Some(Received::Binary(b))) => {
+            Ok(Some(WsMessage::Binary(b))) => {
                 let now = shared.now();
                 if let Err(e) = state.session.handle_message(now, b) {
                     tracing::debug!(error = %e, "protocol error from peer");
                 }
             }
-            Ok(Some(Received::Text(_))) => {
+            Ok(Some(WsMessage::Text(_))) => {
                 state.session.close(CloseCode::ProtocolError, "text message on the control connection");
             }
-            Ok(Some(Received::Close(_))) => {
+            Ok(Some(WsMessage::Close(_))) => {
                 lost = "the peer closed the WebSocket".to_string();
                 break;
             }
-            Ok(Some(Received::Ping(payload))) => {
+            Ok(Some(WsMessage::Ping(payload))) => {
                 state.ws_pong = Some(payload);
                 shared.wake_writer.notify_one();
             }
-            Ok(Some(Received::Pong)) => {}
+            Ok(Some(WsMessage::Pong)) => {}
             Ok(None) => break,
-            Err(WireError::TooLarge { size, max }) => {
+            Err(WsReadError::Codec(WsError::TooLarge { size, max })) => {
                 // A message over the frame limit, refused from its header before the
                 // core saw it: the same verdict the core gives a smaller oversized frame.
                 let message = format!("message over the frame limit ({size} > {max} bytes)");
@@ -471,12 +472,12 @@ where
                 shared.after_command(&mut state);
                 break;
             }
-            Err(e @ (WireError::Protocol(_) | WireError::Utf8(_))) => {
+            Err(WsReadError::Codec(e)) => {
                 state.session.close(CloseCode::ProtocolError, &e.to_string());
                 shared.after_command(&mut state);
                 break;
             }
-            Err(WireError::Io(e)) => {
+            Err(WsReadError::Io(e)) => {
                 lost = format!("connection lost: {e}");
                 break;
             }
@@ -493,7 +494,7 @@ where
 /// Bytes of frames the writer encodes and hands to the socket per flush.
 const WRITE_BATCH: usize = 256 * 1024;
 
-async fn run_writer<W>(mut io: W, mut wire: FrameWriter, shared: Arc<Shared>)
+async fn run_writer<W>(mut io: W, mut wire: WsEncoder, shared: Arc<Shared>)
 where
     W: AsyncWrite + Unpin,
 {
@@ -527,7 +528,7 @@ where
             // it stopped), so that its unanswered pings, or a close, end the session
             // instead of leaving this task waiting on the socket for good.
             let flushed = {
-                let mut flush = std::pin::pin!(wire.flush(&mut io));
+                let mut flush = std::pin::pin!(ws_io::write_all(&mut wire, &mut io));
                 let mut notified = std::pin::pin!(notified);
                 let mut armed = false;
                 std::future::poll_fn(|cx| {
@@ -608,7 +609,7 @@ where
     // A peer that does not read gets a bounded wait for the close, not an endless one.
     wire.close(1000);
     let _ = tokio::time::timeout(CLOSE_FLUSH, async {
-        let _ = wire.flush(&mut io).await;
+        let _ = ws_io::write_all(&mut wire, &mut io).await;
         let _ = io.shutdown().await;
     })
     .await;

@@ -1,8 +1,9 @@
 //! The tokio shell around the localtunnels core, shared by the server and the native
 //! client: a [`Connection`] drives a core `Session` over a WebSocket, [`StreamHandle`]s
 //! carry one exchange each, [`http`] holds the proxy header rules both ends apply and
-//! [`websocket`] bridges a real WebSocket and a stream, [`ws_codec`] frames the control
-//! connection's WebSocket and [`lazy_deadline`] is the cheap timer they share.
+//! [`websocket`] bridges a real WebSocket and a stream, [`ws_codec`] is the sans-IO
+//! WebSocket codec and [`ws_io`] runs it on a socket, and [`lazy_deadline`] is the cheap
+//! timer they share.
 
 #![forbid(unsafe_code)]
 
@@ -13,6 +14,7 @@ pub mod lazy_deadline;
 mod stream;
 pub mod websocket;
 pub mod ws_codec;
+pub mod ws_io;
 
 pub use body::{pump_body, BodyError, BodyTap, StreamBody};
 pub use conn::{ConnEvent, ConnEvents, Connection, IncomingHandler};

@@ -16,10 +16,8 @@
 //!
 //! Pings are answered here and never cross the tunnel, nor do pongs.
 //!
-//! The framing is [`crate::ws_codec`]'s, the control connection's own: tungstenite zero-filled
-//! its 16 KiB read buffer before every read of a bridged socket (twice per message:
-//! the read that finds the next message not there yet pays too), which was 64% of the
-//! instructions of a WebSocket echo through the tunnel (`bench/callgrind ws`).
+//! The framing is [`crate::ws_codec`]'s, the control connection's own, rather than
+//! tungstenite's, which zero-fills its read buffer before every read (docs/BENCHMARKS.md).
 
 use std::time::Duration;
 
@@ -28,7 +26,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::Mutex;
 
 use crate::stream::{StreamEvent, StreamReceiver, StreamSender};
-use crate::ws_codec::{FrameReader, FrameWriter, Received, WireError};
+use crate::ws_codec::{WsDecoder, WsEncoder, WsError, WsMessage};
+use crate::ws_io::{self, WsReadError};
 
 /// How long one side of a bridge waits for the other side's close once it has closed.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,7 +68,7 @@ pub enum BridgeEnd {
 /// and closes, `down` relays messages).
 struct Sink<S> {
     io: WriteHalf<S>,
-    wire: FrameWriter,
+    wire: WsEncoder,
     /// A close frame went out (nothing more may follow it, RFC 6455 §5.5.1), or a
     /// write failed.
     closed: bool,
@@ -79,12 +78,12 @@ impl<S: AsyncRead + AsyncWrite> Sink<S> {
     /// Sends what `queue` puts in the writer, unless a close already went out or a write
     /// failed. A failed write means the socket closed or broke (the reading half sees
     /// why): nothing more is queued for it.
-    async fn send(&mut self, queue: impl FnOnce(&mut FrameWriter)) {
+    async fn send(&mut self, queue: impl FnOnce(&mut WsEncoder)) {
         if self.closed {
             return;
         }
         queue(&mut self.wire);
-        if self.wire.flush(&mut self.io).await.is_err() {
+        if ws_io::write_all(&mut self.wire, &mut self.io).await.is_err() {
             self.closed = true;
         }
     }
@@ -128,8 +127,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (read, write) = tokio::io::split(io);
-    let sink = Mutex::new(Sink { io: write, wire: FrameWriter::new(leg.role()), closed: false });
-    let reader = FrameReader::new(leg.role(), max_message);
+    let sink = Mutex::new(Sink { io: write, wire: ws_io::encoder(leg.role()), closed: false });
+    let reader = WsDecoder::new(leg.role(), max_message);
     let up = std::pin::pin!(up(read, reader, &tx, &sink, tap));
     let down = std::pin::pin!(down(&mut rx, &tx, &sink, leg, max_message, tap));
     match futures_util::future::select(up, down).await {
@@ -151,7 +150,7 @@ where
 /// Socket → tunnel.
 async fn up<S>(
     mut io: ReadHalf<S>,
-    mut reader: FrameReader,
+    mut reader: WsDecoder,
     tx: &StreamSender,
     sink: &Mutex<Sink<S>>,
     tap: Option<&dyn WsTap>,
@@ -162,22 +161,22 @@ where
     loop {
         // A failed send means the stream is gone or this side already closed it:
         // `down` learns why; keep reading so the socket's close is still seen.
-        match reader.next(&mut io).await {
-            Ok(Some(Received::Binary(data))) => {
+        match ws_io::read_message(&mut reader, &mut io).await {
+            Ok(Some(WsMessage::Binary(data))) => {
                 if let Some(tap) = tap {
                     tap.message(true, true, true, &data);
                 }
                 let _ = tx.send_ws(true, data).await;
             }
-            Ok(Some(Received::Text(data))) => {
+            Ok(Some(WsMessage::Text(data))) => {
                 if let Some(tap) = tap {
                     tap.message(true, false, true, &data);
                 }
                 let _ = tx.send_ws(false, data).await;
             }
-            Ok(Some(Received::Ping(payload))) => sink.lock().await.send(|w| w.pong(payload)).await,
-            Ok(Some(Received::Pong)) => {}
-            Ok(Some(Received::Close(frame))) => {
+            Ok(Some(WsMessage::Ping(payload))) => sink.lock().await.send(|w| w.pong(payload)).await,
+            Ok(Some(WsMessage::Pong)) => {}
+            Ok(Some(WsMessage::Close(frame))) => {
                 // A code that may not be sent is the peer's protocol error (as
                 // tungstenite answered it); the close is relayed and answered (unless
                 // it answers ours), which ends the handshake on this socket.
@@ -200,15 +199,15 @@ where
 
 /// The socket broke the protocol or vanished: close both ways with the matching code,
 /// or reset the stream if the socket is simply gone.
-async fn socket_failed<S>(e: WireError, tx: &StreamSender, sink: &Mutex<Sink<S>>) -> BridgeEnd
+async fn socket_failed<S>(e: WsReadError, tx: &StreamSender, sink: &Mutex<Sink<S>>) -> BridgeEnd
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (code, reason) = match &e {
-        WireError::TooLarge { .. } => (ws_close::TOO_BIG, "message too big".to_string()),
-        WireError::Utf8(_) => (ws_close::INVALID_DATA, e.to_string()),
-        WireError::Protocol(_) => (ws_close::PROTOCOL, "WebSocket protocol error".to_string()),
-        WireError::Io(e) => return socket_lost(&e.to_string(), tx),
+        WsReadError::Codec(WsError::TooLarge { .. }) => (ws_close::TOO_BIG, "message too big".to_string()),
+        WsReadError::Codec(WsError::Utf8(_)) => (ws_close::INVALID_DATA, e.to_string()),
+        WsReadError::Codec(_) => (ws_close::PROTOCOL, "WebSocket protocol error".to_string()),
+        WsReadError::Io(e) => return socket_lost(&e.to_string(), tx),
     };
     // The tunnel first: the socket may be slow to take the close frame.
     let _ = tx.close_ws(code, &reason);

@@ -78,7 +78,7 @@ impl Access {
         // The scheme is case-insensitive; the credentials are compared in constant time.
         let (scheme, rest) = given.split_at(given.len().min(6));
         scheme.eq_ignore_ascii_case(b"basic ")
-            && crate::registry::constant_time_eq(rest.trim_ascii(), &expected.as_bytes()[6..])
+            && crate::auth::constant_time_eq(rest.trim_ascii(), &expected.as_bytes()[6..])
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use localtunnels_core::{CloseCode, Hello, RefuseReason, ResetCode, Session, Welcome};
+use localtunnels_core::{CloseCode, Hello, PeerStreams, RefuseReason, Session, Welcome};
 use localtunnels_driver::{ConnEvent, Connection, SUBPROTOCOL};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, info, info_span, Instrument};
@@ -71,7 +71,9 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let epoch = std::time::Instant::now();
-    let session = Session::server(state.config.session.clone(), localtunnels_core::Instant::ZERO);
+    // Clients never open streams in this protocol version: the session refuses them.
+    let config = localtunnels_core::Config { peer_streams: PeerStreams::Refuse, ..state.config.session.clone() };
+    let session = Session::server(config, localtunnels_core::Instant::ZERO);
     let io = crate::counting::CountingIo::new(io, state.clone());
     let (conn, mut events) = Connection::start(session, io, epoch);
 
@@ -109,22 +111,11 @@ where
     };
     Counters::bump(&state.counters.sessions);
     info!(name = %tunnel.name, kind = %hello.client_kind, "tunnel up: {}", state.tunnel_url(&tunnel.name));
-    let mut opened_by_client = 0u32;
     // The client said it is leaving on purpose (Ctrl-C, `close()`): its name is freed
     // at once. A connection that just drops keeps its name held for the grace period.
     let mut leaving = false;
     while let Some(ev) = events.recv().await {
         match ev {
-            ConnEvent::Incoming { stream, .. } => {
-                // Clients never open streams in this protocol version: refuse a few
-                // politely, then treat a flood as the protocol violation it is.
-                opened_by_client = opened_by_client.saturating_add(1);
-                stream.sender.reset(ResetCode::Refused, "the server does not accept streams from clients");
-                if opened_by_client > MAX_CLIENT_STREAMS {
-                    info!(name = %tunnel.name, "closing a session whose client keeps opening streams");
-                    conn.close(CloseCode::ProtocolError, "clients may not open streams");
-                }
-            }
             ConnEvent::GoAway { .. } => leaving = true,
             ConnEvent::Closed { message, code, by_peer } => {
                 leaving |= by_peer && matches!(code, CloseCode::Normal | CloseCode::Shutdown);
@@ -140,9 +131,6 @@ where
         state.registry.release(&tunnel.name, &tunnel);
     }
 }
-
-/// Streams a client may open (each refused) before its session is closed.
-const MAX_CLIENT_STREAMS: u32 = 16;
 
 /// Why a hello is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,47 +12,49 @@
 
 #![forbid(unsafe_code)]
 
-pub mod access;
+mod access;
 pub mod acme;
 mod acme_cache;
 mod addr;
 mod apex;
-pub mod auth;
+mod auth;
 pub mod certs;
 pub mod cluster;
 mod config;
 mod control;
 mod cookies;
 mod counting;
+mod exchange;
 pub mod forwarded;
 pub mod host;
 mod hostnames;
 mod http_port;
-pub mod limits;
+mod limits;
 mod metrics;
-pub mod names;
+mod names;
 mod process;
 mod proxy;
 pub mod proxy_protocol;
-pub mod registry;
+mod registry;
 mod server;
 mod state;
 mod timer;
-pub mod tls;
+mod tls;
 mod tls_port;
 mod tunnel;
 mod upload;
 mod visitor_error;
 pub mod visitors;
 mod websocket;
-pub mod write_deadline;
 
+pub use access::Access;
 pub use acme::AcmeConfig;
-pub use auth::AuthToken;
+pub use auth::{find as find_token, AuthToken};
 pub use config::ServerConfig;
 pub use control::{check_hello, Admission, Refusal};
 pub use forwarded::TrustedProxies;
 pub use limits::{Limits, RateLimit};
+pub use names::{validate as validate_name, NameError};
 pub use server::{tunnel_name, ServerHandle, Stats, TunnelServer};
 pub use tls::TlsConfig;
 pub use tunnel::Tunnel;

@@ -1,6 +1,6 @@
 //! Limits that keep one misbehaving peer from hurting anyone else: their settings
 //! ([`Limits`]), the visitor rate limits ([`TokenBucket`], [`Bucket`]), the request body
-//! cap ([`limit_body`]) and the connection idle timeout ([`IdleIo`]).
+//! cap ([`limit_body`]) and the connection idle and write timeouts ([`IdleIo`]).
 //!
 //! Every default is documented in `docs/SECURITY.md`.
 
@@ -37,7 +37,7 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// A visitor connection that reads nothing of what the server writes for this long
     /// is closed, giving back what it held of its tunnel's session window
-    /// ([`crate::write_deadline::WriteDeadlineIo`]); zero turns it off. Default 30 s.
+    /// ([`IdleIo`]); zero turns it off. Default 30 s.
     pub visitor_write_timeout: Duration,
     /// Most visitor exchanges in flight through one tunnel; the next visitor gets 503.
     /// Default 1,024 (the client's own announced limit applies too).
@@ -219,23 +219,38 @@ where
     }
 }
 
-/// A connection that fails with `TimedOut` once no byte moved either way for
-/// `idle`. The timer is checked whenever the connection is polled, which hyper does
-/// while it waits for a request and every tunnel task does while it waits for data.
+/// A connection under two clocks, both failing it with `TimedOut` (hyper then drops
+/// it and the streams it carried):
+/// - **idle**: no byte moved either way for `idle`. The timer is checked whenever the
+///   connection is polled, which hyper does while it waits for a request and every
+///   tunnel task does while it waits for data.
+/// - **write** (`Limits::visitor_write_timeout`): a write stayed pending, the peer
+///   reading nothing, for the write timeout. A visitor that stops reading a response
+///   holds what reached the server for it (up to a stream window of the tunnel's
+///   session window) until it reads again; fair shares keep a few such visitors from
+///   starving their tunnel (`docs/PROTOCOL.md` §7), and this deadline gives the credit
+///   back from any number of them.
 ///
 /// Activity only moves a [`LazyDeadline`] (a store; the timer under it moves when it
-/// fires early). Moving a tokio timer on every read and write was ~1.5% of the
-/// server's instructions per proxied request.
+/// fires early), since a tokio timer moved on every read and write costs a timer-wheel
+/// update per call (docs/BENCHMARKS.md).
 ///
 /// A connection upgraded to a WebSocket (a visitor's, or a client's control
-/// connection) turns the timer off through its [`IdleSwitch`]: a quiet chat is not idle,
-/// and dead peers are found by pings there.
+/// connection) turns both clocks off through its [`IdleSwitch`]: a quiet chat is not
+/// idle, and dead peers are found by pings there (control sessions also find peers
+/// that do not read by their unanswered pings).
 #[derive(Debug)]
 pub struct IdleIo<I> {
     inner: I,
     idle: Duration,
     /// One idle period after a byte last moved.
     deadline: LazyDeadline,
+    /// `None`: no write deadline.
+    write_timeout: Option<Duration>,
+    /// Set when a write first found the socket full; moved on each stall.
+    write_deadline: Option<LazyDeadline>,
+    /// A write is pending and no byte has moved since `write_deadline` was set.
+    write_stalled: bool,
     switch: IdleSwitch,
 }
 
@@ -255,24 +270,35 @@ impl IdleSwitch {
 }
 
 impl<I> IdleIo<I> {
-    /// Wraps `inner`; the switch turns the timeout off.
-    pub fn new(inner: I, idle: Duration) -> (Self, IdleSwitch) {
+    /// Wraps `inner` under the `idle` timeout and the `write_timeout` (zero: none); the
+    /// switch turns both off.
+    pub fn new(inner: I, idle: Duration, write_timeout: Duration) -> (Self, IdleSwitch) {
         let switch = IdleSwitch::default();
         let deadline = LazyDeadline::new(tokio::time::Instant::now() + idle);
-        (IdleIo { inner, idle, deadline, switch: switch.clone() }, switch)
+        let write_timeout = (!write_timeout.is_zero()).then_some(write_timeout);
+        let io = IdleIo {
+            inner,
+            idle,
+            deadline,
+            write_timeout,
+            write_deadline: None,
+            write_stalled: false,
+            switch: switch.clone(),
+        };
+        (io, switch)
     }
 
     fn activity(&mut self) {
         self.deadline.set(tokio::time::Instant::now() + self.idle);
     }
 
-    /// Counts a write that moved bytes as activity; a pending one checks the deadline.
+    /// Counts a write that moved bytes as activity; a pending one checks both deadlines.
     fn after_write(
         &mut self,
         cx: &mut Context<'_>,
         polled: Poll<std::io::Result<usize>>,
     ) -> Poll<std::io::Result<usize>> {
-        match polled {
+        let polled = match polled {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
                     self.activity();
@@ -280,8 +306,13 @@ impl<I> IdleIo<I> {
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.check(cx).map(Err),
-        }
+            Poll::Pending => match self.check(cx) {
+                Poll::Ready(e) => Poll::Ready(Err(e)),
+                Poll::Pending => return self.check_write(cx).map(Err),
+            },
+        };
+        self.write_stalled = false;
+        polled
     }
 
     fn check(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
@@ -293,6 +324,27 @@ impl<I> IdleIo<I> {
             std::io::ErrorKind::TimedOut,
             format!("connection idle for {} s", self.idle.as_secs()),
         ))
+    }
+
+    /// A write is pending: starts the write deadline if it is the first pending one
+    /// since bytes last moved, and checks it.
+    fn check_write(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
+        let Some(timeout) = self.write_timeout else { return Poll::Pending };
+        if self.switch.disabled() {
+            return Poll::Pending;
+        }
+        if !self.write_stalled {
+            self.write_stalled = true;
+            let at = tokio::time::Instant::now() + timeout;
+            match &mut self.write_deadline {
+                Some(d) => d.set(at),
+                none => *none = Some(LazyDeadline::new(at)),
+            }
+        }
+        let Some(deadline) = &mut self.write_deadline else { return Poll::Pending };
+        std::task::ready!(deadline.poll_expired(cx));
+        let message = format!("the visitor read nothing for {} s", timeout.as_secs());
+        Poll::Ready(std::io::Error::new(std::io::ErrorKind::TimedOut, message))
     }
 }
 
@@ -334,8 +386,16 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for IdleIo<I> {
         self.inner.is_write_vectored()
     }
 
+    /// A flush that waits on a peer that reads nothing runs into the write deadline.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Pending => this.check_write(cx).map(Err),
+            ready => {
+                this.write_stalled = false;
+                ready
+            }
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -354,7 +414,7 @@ mod tests {
     async fn only_a_silent_connection_times_out() {
         let idle = Duration::from_millis(300);
         let (near, mut far) = tokio::io::duplex(64);
-        let (mut io, _switch) = IdleIo::new(near, idle);
+        let (mut io, _switch) = IdleIo::new(near, idle, Duration::ZERO);
         let started = tokio::time::Instant::now();
         let mut byte = [0u8; 1];
         for _ in 0..10 {
@@ -370,6 +430,38 @@ mod tests {
         let err = io.read(&mut byte).await.expect_err("a silent connection times out");
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
         assert_eq!(tokio::time::Instant::now() - last, idle);
+    }
+
+    /// On a virtual clock: a peer that reads nothing fails a pending write one write
+    /// timeout after the write first stalled; a peer that reads keeps the connection,
+    /// and a disabled switch (an upgraded connection) turns the deadline off.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_the_peer_never_reads_times_out() {
+        let idle = Duration::from_secs(3600);
+        let timeout = Duration::from_secs(30);
+        let (near, mut far) = tokio::io::duplex(16);
+        let (mut io, _switch) = IdleIo::new(near, idle, timeout);
+        // Reads while the clock moves: the stalled write goes on.
+        for _ in 0..4 {
+            let (written, read) = tokio::join!(io.write_all(&[7; 48]), async {
+                tokio::time::advance(Duration::from_secs(20)).await;
+                let mut buf = [0u8; 48];
+                far.read_exact(&mut buf).await
+            });
+            written.expect("a peer that reads keeps the connection");
+            read.expect("read");
+        }
+        let stalled = tokio::time::Instant::now();
+        let err = io.write_all(&[7; 48]).await.expect_err("a peer that reads nothing is dropped");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(err.to_string(), "the visitor read nothing for 30 s");
+        assert_eq!(tokio::time::Instant::now() - stalled, timeout);
+
+        let (near, _far) = tokio::io::duplex(16);
+        let (mut io, switch) = IdleIo::new(near, idle, timeout);
+        switch.disable();
+        let write = tokio::time::timeout(timeout * 10, io.write_all(&[7; 48])).await;
+        assert!(write.is_err(), "no write deadline once the switch is off");
     }
 
     #[test]

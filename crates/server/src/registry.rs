@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::auth::digest;
+use crate::auth::{constant_time_eq, digest};
 use crate::tunnel::Tunnel;
 
 /// What a client presents to take a name back.
@@ -178,13 +178,6 @@ impl LocalRegistry {
             Slot::Held { .. } => None,
         }
     }
-}
-
-/// Compares secrets in time independent of where they differ (`subtle`; unequal
-/// lengths differ at once, and our secrets' lengths are not secret: digests, or the
-/// length of a configured password).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 impl Entry {

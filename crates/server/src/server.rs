@@ -26,7 +26,6 @@ use crate::limits::{IdleIo, IdleSwitch};
 use crate::registry::LocalRegistry;
 use crate::state::{text_response, Counters, Peer, ServerState};
 use crate::tls_port::TlsPort;
-use crate::write_deadline::WriteDeadlineIo;
 
 /// A localtunnels server, configured but not yet listening.
 #[derive(Debug)]
@@ -216,12 +215,8 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut shutdow
 
 /// A connection's socket under the idle timeout and the visitor write timeout (a peer
 /// that reads nothing of what is written to it is dropped).
-fn connection_io(
-    state: &ServerState,
-    tcp: tokio::net::TcpStream,
-) -> (WriteDeadlineIo<IdleIo<tokio::net::TcpStream>>, IdleSwitch) {
-    let (io, idle) = IdleIo::new(tcp, state.config.limits.idle_timeout);
-    (WriteDeadlineIo::new(io, state.config.limits.visitor_write_timeout, idle.clone()), idle)
+fn connection_io(state: &ServerState, tcp: tokio::net::TcpStream) -> (IdleIo<tokio::net::TcpStream>, IdleSwitch) {
+    IdleIo::new(tcp, state.config.limits.idle_timeout, state.config.limits.visitor_write_timeout)
 }
 
 /// Whether a connection from `peer` must start with a PROXY protocol header.

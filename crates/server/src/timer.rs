@@ -1,7 +1,7 @@
 //! Per-request deadlines of a visitor connection: the request-head deadline of an
 //! HTTP/1 connection and the wait for a tunnel's response, both set again for every
-//! request. A tokio timer per request cost a few percent of the server's instructions
-//! per proxied request; a connection keeps one [`LazyDeadline`] instead, which a
+//! request. Rather than a tokio timer per request (a timer-wheel insert and removal
+//! each, docs/BENCHMARKS.md), a connection keeps one [`LazyDeadline`], which a
 //! [`DeadlineSlot`] lends to each request in turn and [`HeadTimer`] gives to hyper.
 
 use std::future::Future;

@@ -5,7 +5,7 @@
 //! 101 the server completes the visitor's handshake (its own `Sec-WebSocket-Accept`,
 //! the origin's chosen subprotocol and other headers) and bridges the two; any other
 //! status reaches the visitor as is, with its body. Errors before the answer are the
-//! HTTP proxy's (502, 503, 504; see [`crate::proxy`]).
+//! HTTP proxy's (502, 503, 504; see [`crate::exchange`]).
 
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use localtunnels_driver::{StreamEvent, StreamReceiver, StreamSender};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, info_span, Instrument};
 
-use crate::proxy::{invalid_response, open_error, reset_response, tunnel_head, visitor_response};
+use crate::exchange::{invalid_response, open_error, reset_response, tunnel_head, visitor_response};
 use crate::state::{text_response, Body, Peer, ServerState};
 use crate::tunnel::Tunnel;
 use crate::visitors::{Admitted, CountedBody};

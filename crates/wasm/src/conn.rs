@@ -21,10 +21,8 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BinaryType, MessageChannel, MessageEvent, MessagePort, WebSocket};
 
-use crate::http::HttpStream;
 use crate::js;
-use crate::socket::SocketInner;
-use crate::tunnel::Tunnel;
+use crate::tunnel::{Slot, Tunnel};
 
 /// The shortest time without a frame after which a browser client declares the server
 /// dead: Chromium runs a hidden tab's timers about once a minute, so the timer that
@@ -37,19 +35,12 @@ const OPEN: u16 = 1;
 /// `WebSocket.CLOSING`.
 const CLOSING: u16 = 2;
 
-/// What the client keeps for one live stream.
-pub(crate) enum Slot {
-    /// A visitor's HTTP request.
-    Http(HttpStream),
-    /// A visitor's WebSocket, accepted and handed to the `onWebSocket` handler.
-    Ws(Rc<SocketInner>),
-}
-
 /// One connection attempt and, once welcomed, one tunnel session.
 pub(crate) struct Conn {
     /// Distinguishes this attempt from earlier ones: stream ids restart at each session.
     pub(crate) gen: u64,
     pub(crate) session: Session,
+    /// The streams in flight, kept for the tunnel (`tunnel.rs` decides what they are).
     pub(crate) streams: HashMap<StreamId, Slot>,
     /// The server accepted the hello.
     pub(crate) welcomed: bool,

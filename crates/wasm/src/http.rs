@@ -23,10 +23,10 @@ use web_sys::{
     ReadableStreamDefaultReader, Request, RequestInit,
 };
 
-use crate::conn::Slot;
 use crate::inspect::Record;
 use crate::js;
 use crate::options::Handler;
+use crate::tunnel::Slot;
 use crate::tunnel::{Kind, Tunnel};
 
 mod response;

@@ -14,9 +14,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{Request, RequestInit};
 
-use crate::conn::Slot;
 use crate::http::{headers_of, join_url};
 use crate::js;
+use crate::tunnel::Slot;
 use crate::tunnel::{Kind, Tunnel};
 
 const OPEN: u16 = 1;

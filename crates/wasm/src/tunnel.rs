@@ -21,7 +21,7 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{AbortSignal, MessageEvent, WebSocket};
 
-use crate::conn::{Conn, Slot};
+use crate::conn::Conn;
 use crate::options::{Handler, Options};
 use crate::{http, js, socket};
 
@@ -50,6 +50,14 @@ impl Kind {
             _ => return None,
         })
     }
+}
+
+/// What the client keeps for one live stream of a connection ([`Conn::streams`]).
+pub(crate) enum Slot {
+    /// A visitor's HTTP request.
+    Http(http::HttpStream),
+    /// A visitor's WebSocket, accepted and handed to the `onWebSocket` handler.
+    Ws(Rc<socket::SocketInner>),
 }
 
 /// How a connection ended.

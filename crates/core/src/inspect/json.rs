@@ -18,10 +18,9 @@
 //! `messages_dropped` and `messages`, each
 //! `{ "direction": "in"|"out", "time", "opcode": "text"|"binary", "size", "text" | "base64", "truncated" }`.
 //!
-//! Written by hand rather than with serde: the wasm client ships this code, and with
-//! serde's derive, serde-wasm-bindgen's serializer, a `BTreeMap` and the base64 crate
-//! its gzipped `.wasm` was 128.5 KB against 125.2 KB now (112.8 KB without the
-//! inspector); the wasm client hands this text to `JSON.parse`.
+//! Written by hand rather than with serde: the wasm client ships this code, and serde's
+//! derive with serde-wasm-bindgen's serializer made its `.wasm` larger
+//! (docs/BENCHMARKS.md); the wasm client hands this text to `JSON.parse`.
 
 use std::fmt::Write as _;
 

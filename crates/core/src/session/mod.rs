@@ -73,6 +73,8 @@ pub struct Session {
     last_peer_id: StreamId,
     local_open: u32,
     peer_open: u32,
+    /// Streams the peer opened and [`PeerStreams::Refuse`](crate::PeerStreams) refused.
+    refused_peer_streams: u32,
     /// Bytes the peer still lets us send on the session as a whole.
     send_credit: u64,
     /// Payload bytes `send_data`/`send_ws` took that are not sent yet, across all
@@ -158,6 +160,7 @@ impl Session {
             last_peer_id: 0,
             local_open: 0,
             peer_open: 0,
+            refused_peer_streams: 0,
             send_credit: u64::from(peer.session_window),
             queued: 0,
             queue_full: false,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::config::Limits;
+use crate::config::{Limits, PeerStreams, MAX_REFUSED_STREAMS};
 use crate::error::ProtocolError;
 use crate::event::Event;
 use crate::frame::{batch_body, BatchEntries, CloseCode, Frame, RequestHead, ResetCode, StreamId, StreamKind};
@@ -282,6 +282,9 @@ impl Session {
             self.push_control(&Frame::Reset { id, code: ResetCode::Refused, message });
             return Ok(());
         }
+        if self.config.peer_streams == PeerStreams::Refuse {
+            return self.refuse_peer_stream(id);
+        }
         if self.peer_open >= self.config.max_streams {
             return Err(ProtocolError::TooManyStreams(self.config.max_streams));
         }
@@ -290,6 +293,22 @@ impl Session {
         self.streams.insert(id, s);
         self.peer_open += 1;
         self.events.push_back(Event::Opened { id, head, end });
+        Ok(())
+    }
+
+    /// Refuses a stream the peer opened under [`PeerStreams::Refuse`]: a reset at
+    /// once, and past [`MAX_REFUSED_STREAMS`] the session is closed.
+    fn refuse_peer_stream(&mut self, id: StreamId) -> Result<(), ProtocolError> {
+        let (us, them) = match self.role {
+            Role::Server => ("server", "clients"),
+            Role::Client => ("client", "servers"),
+        };
+        self.refused_peer_streams = self.refused_peer_streams.saturating_add(1);
+        if self.refused_peer_streams > MAX_REFUSED_STREAMS {
+            return Err(ProtocolError::StreamsRefused(them));
+        }
+        let message = format!("the {us} does not accept streams from {them}");
+        self.push_control(&Frame::Reset { id, code: ResetCode::Refused, message });
         Ok(())
     }
 

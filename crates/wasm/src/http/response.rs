@@ -19,10 +19,10 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{ReadableStream, Request, Response};
 
-use crate::conn::Slot;
 use crate::inspect::Record;
 use crate::js;
 use crate::options::Handler;
+use crate::tunnel::Slot;
 use crate::tunnel::{Kind, Tunnel};
 
 use super::{fail, Body, Meta};

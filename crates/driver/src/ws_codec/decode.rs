@@ -1,0 +1,194 @@
+//! Bytes in, messages out: [`WsDecoder`] parses frame headers, checks the masking
+//! rule, the size limit and the control-frame rules, unmasks payloads in place and
+//! joins fragments.
+
+use bytes::{Buf, BytesMut};
+
+use super::{
+    apply_mask, Role, WsError, WsMessage, MAX_CONTROL_PAYLOAD, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG,
+    OP_TEXT,
+};
+
+/// Room a read makes when too little is left; an idle connection holds about this
+/// much. Larger reads move no more bytes per second, and each buffer stays alive while
+/// any payload read into it does (docs/BENCHMARKS.md).
+const READ_SIZE: usize = 16 * 1024;
+/// Below this much room left in the buffer, a read first makes more.
+const MIN_ROOM: usize = 4 * 1024;
+
+/// A parsed frame header.
+struct Header {
+    fin: bool,
+    opcode: u8,
+    mask: Option<[u8; 4]>,
+    /// Header bytes, mask key included.
+    header_len: usize,
+    payload_len: u64,
+}
+
+/// Decodes the frames one end of a WebSocket receives into whole messages.
+///
+/// Feed it with [`read_buffer`](Self::read_buffer) (the socket is read straight into
+/// it) or [`push`](Self::push), then drain [`poll_message`](Self::poll_message) until it
+/// gives `None`. Once it gives an error the WebSocket is broken; feed it nothing more.
+#[derive(Debug)]
+pub struct WsDecoder {
+    role: Role,
+    max_message: usize,
+    buf: BytesMut,
+    /// Fragments of a message still missing its last one, and whether it is binary.
+    partial: Option<(bool, BytesMut)>,
+}
+
+impl WsDecoder {
+    /// A decoder for `role`'s end that refuses messages over `max_message` bytes.
+    pub fn new(role: Role, max_message: usize) -> WsDecoder {
+        WsDecoder { role, max_message, buf: BytesMut::new(), partial: None }
+    }
+
+    /// The buffer to append received bytes to, with room for a read of the socket.
+    ///
+    /// The room left is used while there is enough of it: reserving more each time
+    /// would allocate a new buffer per small message while the last message's payload
+    /// still holds the old one.
+    pub fn read_buffer(&mut self) -> &mut BytesMut {
+        if self.buf.capacity() - self.buf.len() < MIN_ROOM {
+            self.buf.reserve(READ_SIZE);
+        }
+        &mut self.buf
+    }
+
+    /// Appends received bytes (a copy; [`read_buffer`](Self::read_buffer) avoids it).
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// True when what was received ends between messages: the peer's end of stream
+    /// here is a clean one, anywhere else it cut a frame or a fragmented message short.
+    pub fn is_between_messages(&self) -> bool {
+        self.buf.is_empty() && self.partial.is_none()
+    }
+
+    /// Takes one whole message or control frame out of what was received, if it is there.
+    pub fn poll_message(&mut self) -> Result<Option<WsMessage>, WsError> {
+        loop {
+            let Some(h) = parse_header(&self.buf)? else { return Ok(None) };
+            match (self.role, h.mask) {
+                (Role::Server, None) => return Err(WsError::Protocol("unmasked frame from a client")),
+                (Role::Client, Some(_)) => return Err(WsError::Protocol("masked frame from a server")),
+                _ => {}
+            }
+            let control = h.opcode >= OP_CLOSE;
+            if control && (!h.fin || h.payload_len > MAX_CONTROL_PAYLOAD as u64) {
+                return Err(WsError::Protocol("fragmented or oversized control frame"));
+            }
+            let so_far = self.partial.as_ref().map_or(0, |(_, p)| p.len() as u64);
+            let size = so_far.saturating_add(h.payload_len);
+            if !control && size > self.max_message as u64 {
+                return Err(WsError::TooLarge { size, max: self.max_message });
+            }
+            // Bounded by the checks above: a control frame is at most 125 bytes, a data
+            // frame at most `max_message`.
+            let total = h.header_len + h.payload_len as usize;
+            if self.buf.len() < total {
+                // Room for the rest of this frame, so it arrives in as few reads as possible.
+                self.buf.reserve(total - self.buf.len());
+                return Ok(None);
+            }
+            let mut payload = self.buf.split_to(total);
+            payload.advance(h.header_len);
+            if let Some(key) = h.mask {
+                apply_mask(&mut payload, key);
+            }
+            if let Some(message) = self.message(h.fin, h.opcode, payload)? {
+                return Ok(Some(message));
+            }
+        }
+    }
+
+    /// Joins fragments; returns a message once it is whole.
+    fn message(&mut self, fin: bool, opcode: u8, payload: BytesMut) -> Result<Option<WsMessage>, WsError> {
+        match opcode {
+            OP_BINARY | OP_TEXT if self.partial.is_some() => {
+                Err(WsError::Protocol("new message inside a fragmented one"))
+            }
+            OP_BINARY | OP_TEXT if fin => whole(opcode == OP_BINARY, payload).map(Some),
+            OP_BINARY | OP_TEXT => {
+                self.partial = Some((opcode == OP_BINARY, payload));
+                Ok(None)
+            }
+            OP_CONTINUATION => {
+                let Some((binary, mut joined)) = self.partial.take() else {
+                    return Err(WsError::Protocol("continuation without a message"));
+                };
+                joined.extend_from_slice(&payload);
+                if fin {
+                    return whole(binary, joined).map(Some);
+                }
+                self.partial = Some((binary, joined));
+                Ok(None)
+            }
+            OP_PING => Ok(Some(WsMessage::Ping(payload.freeze()))),
+            OP_PONG => Ok(Some(WsMessage::Pong)),
+            OP_CLOSE => close(&payload).map(Some),
+            _ => Err(WsError::Protocol("reserved opcode")),
+        }
+    }
+}
+
+/// A whole binary or text message; text must be UTF-8.
+fn whole(binary: bool, payload: BytesMut) -> Result<WsMessage, WsError> {
+    if binary {
+        return Ok(WsMessage::Binary(payload.freeze()));
+    }
+    std::str::from_utf8(&payload).map_err(|_| WsError::Utf8("a text message"))?;
+    Ok(WsMessage::Text(payload.freeze()))
+}
+
+/// A close frame's payload: nothing, or a code and a UTF-8 reason.
+fn close(payload: &[u8]) -> Result<WsMessage, WsError> {
+    match payload {
+        [] => Ok(WsMessage::Close(None)),
+        [_] => Err(WsError::Protocol("one-byte close payload")),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            let reason = String::from_utf8(reason.to_vec()).map_err(|_| WsError::Utf8("a close reason"))?;
+            Ok(WsMessage::Close(Some((code, reason))))
+        }
+    }
+}
+
+fn parse_header(buf: &[u8]) -> Result<Option<Header>, WsError> {
+    let [b0, b1, ..] = *buf else { return Ok(None) };
+    if b0 & 0x70 != 0 {
+        return Err(WsError::Protocol("reserved bits set without an extension"));
+    }
+    let masked = b1 & 0x80 != 0;
+    let (payload_len, mut at) = match b1 & 0x7F {
+        126 => match buf.get(2..4) {
+            Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 4),
+            None => return Ok(None),
+        },
+        127 => match buf.get(2..10) {
+            Some(b) => {
+                let mut be = [0; 8];
+                be.copy_from_slice(b);
+                let len = u64::from_be_bytes(be);
+                if len >> 63 != 0 {
+                    return Err(WsError::Protocol("payload length with its top bit set"));
+                }
+                (len, 10)
+            }
+            None => return Ok(None),
+        },
+        n => (u64::from(n), 2),
+    };
+    let mask = if masked {
+        let Some(k) = buf.get(at..at + 4) else { return Ok(None) };
+        at += 4;
+        Some([k[0], k[1], k[2], k[3]])
+    } else {
+        None
+    };
+    Ok(Some(Header { fin: b0 & 0x80 != 0, opcode: b0 & 0x0F, mask, header_len: at, payload_len }))
+}

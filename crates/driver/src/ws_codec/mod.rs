@@ -1,0 +1,95 @@
+//! WebSocket framing (RFC 6455 §5) once the upgrade is done, sans-IO: bytes in, messages
+//! out ([`WsDecoder`]); messages in, bytes out ([`WsEncoder`]). No socket, no executor,
+//! no clock: [`crate::ws_io`] moves the bytes between these and a tokio socket, for the
+//! control connection ([`crate::Connection`]) and the bridged WebSockets of visitors and
+//! origins ([`crate::websocket`]).
+//!
+//! These sockets carry all of a tunnel's traffic, so the per-byte work is kept small:
+//! the socket is read straight into the decoder's spare buffer room (no zero-filling), a
+//! received payload is unmasked in place and handed on without a copy, and a large
+//! outgoing payload leaves as its own slice of a vectored write next to its header, a
+//! client's masked in place when nothing else holds it. docs/BENCHMARKS.md has the
+//! measurements. tungstenite still does the handshakes' key arithmetic and the tests'
+//! and the benchmark's own WebSockets.
+//!
+//! Both ends speak all of RFC 6455 without extensions: binary and text messages
+//! (fragmented or not; text checked to be UTF-8), ping, pong, and close with its code and
+//! reason; a client masks what it sends, a server insists on masked frames; messages are
+//! refused over a size limit from their header. The control connection refuses text;
+//! the bridges relay it.
+
+mod decode;
+mod encode;
+#[cfg(test)]
+mod tests;
+
+pub use decode::WsDecoder;
+pub use encode::{WsEncoder, WsTransmit};
+
+use bytes::Bytes;
+
+/// Which end of the WebSocket this is: clients mask what they send, servers insist
+/// on masked frames. The session's own role: the end that opened the control
+/// WebSocket is the session's client.
+pub use localtunnels_core::Role;
+
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+/// The longest control frame payload (RFC 6455 §5.5), and so a close frame's.
+const MAX_CONTROL_PAYLOAD: usize = 125;
+
+/// A whole message (or control frame) decoded from the peer's bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WsMessage {
+    /// A binary message, its fragments joined.
+    Binary(Bytes),
+    /// A text message, its fragments joined; valid UTF-8.
+    Text(Bytes),
+    /// A ping, to be answered with a pong carrying `Bytes`.
+    Ping(Bytes),
+    /// A pong.
+    Pong,
+    /// The peer closed the WebSocket: its code and reason, if it gave a code.
+    Close(Option<(u16, String)>),
+}
+
+/// Why decoding stopped: the peer's bytes are not a WebSocket this end accepts.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WsError {
+    /// The peer broke RFC 6455.
+    #[error("WebSocket protocol error: {0}")]
+    Protocol(&'static str),
+    /// A text message or a close reason (which one) that is not UTF-8.
+    #[error("invalid UTF-8 in {0}")]
+    Utf8(&'static str),
+    /// A message over the size limit.
+    #[error("message of at least {size} bytes over the {max}-byte limit")]
+    TooLarge {
+        /// Bytes the message has (so far).
+        size: u64,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// XORs `buf` with the repeating 4-byte `key`, eight bytes at a time (the compiler
+/// turns the loop into vector instructions).
+pub fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
+    let wide = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+    let mut chunks = buf.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    }
+    // The tail starts at a multiple of 8, so the key lines up again at its index 0.
+    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
+        *byte ^= key[i & 3];
+    }
+}

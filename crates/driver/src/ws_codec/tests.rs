@@ -1,0 +1,340 @@
+//! Deterministic tests of the sans-IO codec: no socket, a fixed mask key.
+
+use bytes::{Buf, BufMut, Bytes};
+
+use super::*;
+
+/// A fixed mask key: tests see the same bytes every run.
+fn key() -> [u8; 4] {
+    [0x37, 0xfa, 0x21, 0x3d]
+}
+
+fn encoder(role: Role) -> WsEncoder {
+    WsEncoder::new(role, key)
+}
+
+/// Everything `w` queued, as one byte string.
+fn drain(w: &mut WsEncoder) -> Vec<u8> {
+    let mut t = w.transmit();
+    let out = t.copy_to_bytes(t.remaining()).to_vec();
+    assert!(w.is_empty());
+    out
+}
+
+fn frames(role: Role, messages: &[&[u8]]) -> Vec<u8> {
+    let mut w = encoder(role);
+    for m in messages {
+        w.binary(Bytes::copy_from_slice(m));
+    }
+    drain(&mut w)
+}
+
+#[test]
+fn mask_matches_the_bytewise_definition() {
+    let key = [0x6d, 0xb6, 0xb2, 0x80];
+    for len in 0..40 {
+        let data: Vec<u8> = (0..len as u8).collect();
+        let mut fast = data.clone();
+        apply_mask(&mut fast, key);
+        let slow: Vec<u8> = data.iter().enumerate().map(|(i, b)| b ^ key[i % 4]).collect();
+        assert_eq!(fast, slow, "length {len}");
+    }
+}
+
+#[test]
+fn client_frames_round_trip_through_a_server_reader() {
+    let big = vec![7u8; 70_000];
+    let mid = vec![3u8; 5_000];
+    let bytes = frames(Role::Client, &[b"hi", &mid, &big, b""]);
+    let mut r = WsDecoder::new(Role::Server, 100_000);
+    // Fed one byte at a time: every partial header and payload is waited for.
+    let mut got = Vec::new();
+    for b in bytes {
+        r.push(&[b]);
+        while let Some(m) = r.poll_message().expect("valid frames") {
+            got.push(m);
+        }
+    }
+    let want: Vec<WsMessage> =
+        [&b"hi"[..], &mid, &big, b""].iter().map(|m| WsMessage::Binary(Bytes::copy_from_slice(m))).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn server_frames_are_unmasked_and_large_payloads_go_uncopied() {
+    let big = Bytes::from(vec![9u8; 10_000]);
+    let mut w = encoder(Role::Server);
+    w.binary(Bytes::from_static(b"small"));
+    w.binary(big.clone());
+    assert!(w.queued().iter().any(|b| b.as_ptr() == big.as_ptr()), "the big payload is sent as it is");
+    let bytes = frames(Role::Server, &[b"small", &big]);
+    let mut r = WsDecoder::new(Role::Client, 100_000);
+    r.push(&bytes);
+    assert_eq!(r.poll_message().unwrap(), Some(WsMessage::Binary(Bytes::from_static(b"small"))));
+    assert_eq!(r.poll_message().unwrap(), Some(WsMessage::Binary(big)));
+    assert_eq!(r.poll_message().unwrap(), None);
+}
+
+#[test]
+fn a_client_masks_a_large_unshared_payload_in_place() {
+    let mut w = encoder(Role::Client);
+    let big = vec![5u8; 10_000];
+    let owned = Bytes::from(big.clone());
+    let ptr = owned.as_ptr();
+    w.binary(owned);
+    let shared = Bytes::from(vec![6u8; 10_000]);
+    w.binary(shared.clone()); // still held here: masked into a copy
+    let whole = Bytes::from(vec![4u8; 10_000]);
+    let whole_ptr = whole.as_ptr();
+    w.binary_parts(whole, Bytes::new()); // a whole message given as parts: as `binary`
+    assert!(w.queued().iter().any(|b| b.as_ptr() == ptr), "the unshared payload is sent from where it was");
+    assert!(w.queued().iter().any(|b| b.as_ptr() == whole_ptr), "so is a whole message given as parts");
+    assert!(shared.iter().all(|&b| b == 6), "a shared payload is never changed");
+    let bytes = drain(&mut w);
+    let mut r = WsDecoder::new(Role::Server, 100_000);
+    r.push(&bytes);
+    assert_eq!(r.poll_message().unwrap(), Some(WsMessage::Binary(Bytes::from(big))));
+    assert_eq!(r.poll_message().unwrap(), Some(WsMessage::Binary(shared)));
+    assert_eq!(r.poll_message().unwrap(), Some(WsMessage::Binary(Bytes::from(vec![4u8; 10_000]))));
+}
+
+/// A message given as head and payload reads back as the two joined, for both
+/// roles, whatever the head's length (the mask goes on across the join), small or
+/// large, payload shared or not.
+#[test]
+fn messages_in_two_parts_read_back_joined() {
+    for role in [Role::Client, Role::Server] {
+        for head_len in [0, 1, 6, 7] {
+            for payload_len in [0, 5, 5_000] {
+                let head = Bytes::from((0..head_len).map(|i| i as u8 ^ 0x5a).collect::<Vec<_>>());
+                let body: Vec<u8> = (0..payload_len).map(|i| (i % 251) as u8).collect();
+                let shared = Bytes::from(body.clone());
+                let mut w = encoder(role);
+                w.binary_parts(head.clone(), shared.clone());
+                w.binary_parts(head.clone(), Bytes::from(body.clone()));
+                assert!(shared.iter().copied().eq(body.iter().copied()), "a shared payload is never changed");
+                let bytes = drain(&mut w);
+                let peer = if role == Role::Client { Role::Server } else { Role::Client };
+                let joined = Bytes::from([&head[..], &body].concat());
+                let got = parse_all(peer, 100_000, &bytes).unwrap();
+                assert_eq!(
+                    got,
+                    [WsMessage::Binary(joined.clone()), WsMessage::Binary(joined)],
+                    "{role:?} {head_len}+{payload_len}"
+                );
+            }
+        }
+    }
+}
+
+fn parse_all(role: Role, max: usize, bytes: &[u8]) -> Result<Vec<WsMessage>, WsError> {
+    let mut r = WsDecoder::new(role, max);
+    r.push(bytes);
+    let mut out = Vec::new();
+    while let Some(m) = r.poll_message()? {
+        out.push(m);
+    }
+    Ok(out)
+}
+
+#[test]
+fn fragments_are_joined_and_control_frames_pass_between_them() {
+    // binary "ab" (not fin), ping "p", continuation "cd" (fin); all unmasked from a server.
+    let bytes = [&[0x02, 2, b'a', b'b'][..], &[0x89, 1, b'p'], &[0x80, 2, b'c', b'd']].concat();
+    let got = parse_all(Role::Client, 100, &bytes).unwrap();
+    assert_eq!(got, vec![WsMessage::Ping(Bytes::from_static(b"p")), WsMessage::Binary(Bytes::from_static(b"abcd"))]);
+}
+
+#[test]
+fn text_is_joined_across_fragments_and_must_be_utf8() {
+    // "é€" cut inside both characters: c3 | a9 e2 82 | ac.
+    let bytes = [&[0x01, 1, 0xC3][..], &[0x00, 3, 0xA9, 0xE2, 0x82], &[0x80, 1, 0xAC]].concat();
+    let got = parse_all(Role::Client, 100, &bytes).unwrap();
+    assert_eq!(got, vec![WsMessage::Text(Bytes::from("é€"))]);
+    let r = parse_all(Role::Client, 100, &[0x81, 2, 0xC3, 0x28]);
+    assert!(matches!(r, Err(WsError::Utf8("a text message"))), "{r:?}");
+    // A message of the other kind may not start inside a fragmented one.
+    let r = parse_all(Role::Client, 100, &[0x01, 1, b'a', 0x82, 0]);
+    assert!(matches!(r, Err(WsError::Protocol(_))), "{r:?}");
+}
+
+/// Fragments and closes as the bridge writes them read back as what was meant, for
+/// both roles; a close reason is cut to fit at a character boundary.
+#[test]
+fn fragments_and_closes_read_back() {
+    for (writer, reader) in [(Role::Client, Role::Server), (Role::Server, Role::Client)] {
+        let mut w = encoder(writer);
+        w.fragment(true, false, false, Bytes::from_static(b"he"));
+        w.pong(Bytes::from_static(b"p"));
+        w.fragment(false, false, true, Bytes::from_static(b"llo"));
+        w.fragment(true, true, true, Bytes::from(vec![1u8; 5_000]));
+        w.close_with(Some(4000), &"é".repeat(100));
+        let mut bytes = drain(&mut w);
+        let mut w = encoder(writer);
+        w.close_with(None, "ignored without a code");
+        bytes.extend(drain(&mut w));
+        let got = parse_all(reader, 10_000, &bytes).unwrap();
+        let reason = "é".repeat(61); // 122 bytes: the 62nd would end past 123
+        let want = [
+            WsMessage::Pong,
+            WsMessage::Text(Bytes::from_static(b"hello")),
+            WsMessage::Binary(Bytes::from(vec![1u8; 5_000])),
+            WsMessage::Close(Some((4000, reason))),
+            WsMessage::Close(None),
+        ];
+        assert_eq!(got, want, "{writer:?}");
+    }
+}
+
+#[test]
+fn rule_breakers_are_refused() {
+    let cases: &[(&str, Role, Vec<u8>)] = &[
+        ("unmasked to a server", Role::Server, vec![0x82, 1, 0]),
+        ("masked to a client", Role::Client, vec![0x82, 0x81, 1, 2, 3, 4, 0]),
+        ("reserved bits", Role::Client, vec![0xC2, 0]),
+        ("reserved opcode", Role::Client, vec![0x83, 0]),
+        ("fragmented ping", Role::Client, vec![0x09, 0]),
+        ("long ping", Role::Client, [vec![0x89, 126, 0, 126], vec![0; 126]].concat()),
+        ("lone continuation", Role::Client, vec![0x80, 0]),
+        ("message inside a message", Role::Client, vec![0x02, 0, 0x82, 0]),
+        ("top length bit", Role::Client, vec![0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0]),
+    ];
+    for (what, role, bytes) in cases {
+        let r = parse_all(*role, 1000, bytes);
+        assert!(matches!(r, Err(WsError::Protocol(_))), "{what}: {r:?}");
+    }
+}
+
+#[test]
+fn oversized_messages_are_refused_from_their_header() {
+    // A header announcing 2^40 bytes: refused before any of it is buffered.
+    let r = parse_all(Role::Client, 1000, &[0x82, 127, 0, 0, 1, 0, 0, 0, 0, 0]);
+    assert!(matches!(r, Err(WsError::TooLarge { .. })), "{r:?}");
+    // Fragments that add up past the limit.
+    let bytes = [&[0x02, 100][..], &[0; 100], &[0x80, 100], &[0; 100]].concat();
+    let r = parse_all(Role::Client, 150, &bytes);
+    assert!(matches!(r, Err(WsError::TooLarge { size: 200, .. })), "{r:?}");
+}
+
+#[test]
+fn close_codes_are_read() {
+    let close = |code, reason: &str| WsMessage::Close(Some((code, reason.to_string())));
+    assert_eq!(parse_all(Role::Client, 10, &[0x88, 2, 0x03, 0xE8]).unwrap(), vec![close(1000, "")]);
+    assert_eq!(parse_all(Role::Client, 10, &[0x88, 4, 0x0F, 0xA0, b'o', b'k']).unwrap(), vec![close(4000, "ok")]);
+    assert_eq!(parse_all(Role::Client, 10, &[0x88, 0]).unwrap(), vec![WsMessage::Close(None)]);
+    let r = parse_all(Role::Client, 10, &[0x88, 3, 0x03, 0xE8, 0xFF]);
+    assert!(matches!(r, Err(WsError::Utf8(_))), "a close reason that is not UTF-8: {r:?}");
+}
+
+proptest::proptest! {
+    /// Whatever a peer sends, the reader answers with messages or an error, never
+    /// a panic, and the answer does not depend on how the bytes were split into reads.
+    #[test]
+    fn any_bytes_in_any_reads_give_the_same_answer(
+        bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+        cut in 0usize..400,
+        server in proptest::prelude::any::<bool>(),
+    ) {
+        let role = if server { Role::Server } else { Role::Client };
+        let whole = parse_all(role, 300, &bytes).map_err(|e| e.to_string());
+        let mut r = WsDecoder::new(role, 300);
+        let cut = cut.min(bytes.len());
+        let mut got = Vec::new();
+        let mut failed = None;
+        for part in [&bytes[..cut], &bytes[cut..]] {
+            r.push(part);
+            loop {
+                match r.poll_message() {
+                    Ok(Some(m)) => got.push(m),
+                    Ok(None) => break,
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            if failed.is_some() {
+                break;
+            }
+        }
+        match (whole, failed) {
+            (Err(a), Some(b)) => proptest::prop_assert_eq!(a, b),
+            (Ok(a), None) => proptest::prop_assert_eq!(a, got),
+            (a, b) => proptest::prop_assert!(false, "whole: {:?}, in two reads: {:?} / {:?}", a, got, b),
+        }
+    }
+
+    /// Frames a writer makes read back as the messages it was given, for both roles.
+    #[test]
+    fn written_messages_read_back(
+        messages in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..9000), 0..5),
+        server in proptest::prelude::any::<bool>(),
+    ) {
+        let (writer, reader) = if server { (Role::Server, Role::Client) } else { (Role::Client, Role::Server) };
+        let slices: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        let bytes = frames(writer, &slices);
+        let got = parse_all(reader, 10_000, &bytes).map_err(|e| e.to_string());
+        let want: Vec<WsMessage> = messages.iter().map(|m| WsMessage::Binary(Bytes::copy_from_slice(m))).collect();
+        proptest::prop_assert_eq!(got, Ok(want));
+    }
+}
+
+/// A client's frame is masked with the key it is given, exactly as RFC 6455's example
+/// lays it out (§5.7: a masked "Hello").
+#[test]
+fn a_client_frame_has_the_rfc_layout() {
+    fn rfc_key() -> [u8; 4] {
+        [0x37, 0xfa, 0x21, 0x3d]
+    }
+    let mut w = WsEncoder::new(Role::Client, rfc_key);
+    w.fragment(true, false, true, Bytes::from_static(b"Hello"));
+    assert_eq!(drain(&mut w), [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+    let mut w = encoder(Role::Server);
+    w.fragment(true, false, true, Bytes::from_static(b"Hello"));
+    assert_eq!(drain(&mut w), [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+}
+
+/// Nothing follows a close frame (RFC 6455 §5.5.1): later commands queue nothing.
+#[test]
+fn nothing_is_queued_after_a_close() {
+    let mut w = encoder(Role::Server);
+    assert!(!w.is_closed());
+    w.binary(Bytes::from_static(b"a"));
+    w.close(1001);
+    assert!(w.is_closed());
+    w.binary(Bytes::from_static(b"b"));
+    w.pong(Bytes::new());
+    w.close(1000);
+    let got = parse_all(Role::Client, 100, &drain(&mut w)).unwrap();
+    assert_eq!(got, [WsMessage::Binary(Bytes::from_static(b"a")), WsMessage::Close(Some((1001, String::new())))]);
+}
+
+/// The decoder tells a clean end (between messages) from one that cuts a frame or a
+/// fragmented message short.
+#[test]
+fn ends_between_messages_are_told_from_cut_ones() {
+    let mut r = WsDecoder::new(Role::Client, 100);
+    assert!(r.is_between_messages());
+    r.push(&[0x82, 2, b'a']);
+    assert_eq!(r.poll_message().unwrap(), None);
+    assert!(!r.is_between_messages(), "inside a frame");
+    r.push(&[b'b', 0x02, 1, b'c']);
+    assert_eq!(r.poll_message().unwrap(), Some(WsMessage::Binary(Bytes::from_static(b"ab"))));
+    assert_eq!(r.poll_message().unwrap(), None);
+    assert!(!r.is_between_messages(), "inside a fragmented message");
+    r.push(&[0x80, 0]);
+    assert_eq!(r.poll_message().unwrap(), Some(WsMessage::Binary(Bytes::from_static(b"c"))));
+    assert!(r.is_between_messages());
+}
+
+/// A read buffer always has room for a read, and what is read into it is decoded.
+#[test]
+fn the_read_buffer_has_room_and_feeds_the_decoder() {
+    let mut r = WsDecoder::new(Role::Client, 100);
+    let buf = r.read_buffer();
+    assert!(buf.capacity() - buf.len() >= 4096);
+    buf.put_slice(&[0x89, 1, b'p', 0x8A, 0]);
+    assert_eq!(r.poll_message().unwrap(), Some(WsMessage::Ping(Bytes::from_static(b"p"))));
+    assert_eq!(r.poll_message().unwrap(), Some(WsMessage::Pong));
+    assert_eq!(r.poll_message().unwrap(), None);
+}

@@ -1,0 +1,111 @@
+//! What the HTTP proxy ([`crate::proxy`]) and the WebSocket upgrade
+//! ([`crate::websocket`]) share about one exchange through a tunnel: the request head
+//! sent to the client, the visitor's response made from the stream, and the visitor's
+//! answers when opening the stream or its response fails (503, 502, 504).
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use localtunnels_core::error_page::default_message;
+use localtunnels_core::{
+    Header, OpenError, ResetCode, StreamKind, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
+};
+use localtunnels_driver::http::{request_head, BadResponse};
+use localtunnels_driver::{StreamBody, StreamReceiver, StreamSender};
+
+use crate::state::{text_response, Body, Counters, Peer, ServerState};
+use crate::visitor_error::{retry_later, visitor_error};
+
+/// Headers a visitor may not set: the server sets them from what it saw.
+const FORWARDED: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "expect"];
+
+/// The request head sent through the tunnel: the visitor's end-to-end headers, with
+/// `X-Forwarded-*` replaced by what the server saw (`X-Forwarded-Host` in the normal
+/// form of [`crate::host::forwarded_host`]). A request without `Host` (HTTP/2's
+/// `:authority`) gets one from its target's authority, so that `--host-header preserve`
+/// passes the visitor's host on whatever protocol it came over.
+pub fn tunnel_head<B>(
+    state: &ServerState,
+    peer: &Peer,
+    req: &Request<B>,
+    kind: StreamKind,
+) -> localtunnels_core::RequestHead {
+    let mut head = request_head(req.method(), req.uri(), req.headers(), kind);
+    head.headers.retain(|(n, _)| !FORWARDED.contains(&n.as_str()));
+    if !req.headers().contains_key(http::header::HOST) {
+        if let Some(authority) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+            head.headers.push((http::header::HOST, authority));
+        }
+    }
+    let host = crate::host::forwarded_host(req, state.default_port());
+    let proto = peer
+        .proto
+        .clone()
+        .unwrap_or_else(|| HeaderValue::from_static(if state.config.secure { "https" } else { "http" }));
+    let forwarded: [Option<Header>; 3] = [
+        Some((X_FORWARDED_FOR, peer.forwarded_for.clone())),
+        Some((X_FORWARDED_PROTO, proto)),
+        host.map(|h| (X_FORWARDED_HOST, h)),
+    ];
+    head.headers.extend(forwarded.into_iter().flatten());
+    head
+}
+
+/// Maps a failure to open a stream to the visitor's answer.
+pub fn open_error(state: &ServerState, name: &str, e: OpenError) -> Response<Body> {
+    match e {
+        OpenError::HeadTooLarge { .. } => {
+            text_response(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request headers too large for the tunnel")
+        }
+        OpenError::InvalidHead(why) => {
+            text_response(StatusCode::BAD_REQUEST, format!("the tunnel cannot carry this request: {why}"))
+        }
+        OpenError::TooManyStreams(n) => {
+            Counters::bump(&state.counters.unavailable);
+            let detail = format!("tunnel '{name}': {n} requests in flight");
+            retry_later(format!("The tunnel '{name}' is busy. Please try again in a moment."), 1, Some(&detail))
+        }
+        e => {
+            Counters::bump(&state.counters.unavailable);
+            let detail = format!("tunnel '{name}': {e}");
+            retry_later(format!("The tunnel '{name}' is going offline. Please try again shortly."), 1, Some(&detail))
+        }
+    }
+}
+
+/// The visitor's response: a head checked by [`forwardable_response`], and the
+/// stream's body.
+pub fn visitor_response(status: StatusCode, headers: http::HeaderMap, rx: StreamReceiver, end: bool) -> Response<Body> {
+    let length = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let mut res = Response::new(StreamBody::new(rx, end, length).boxed());
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
+    res
+}
+
+/// The answer to a response head the client should not have sent (a 1xx where the
+/// final response was due, a status over 599, a broken `Content-Length`): the stream
+/// is reset and the visitor gets 502, never a 500 or the bad head itself.
+pub fn invalid_response(state: &ServerState, tx: &StreamSender, e: BadResponse) -> Response<Body> {
+    let message = format!("the tunnel's origin sent an invalid response: {e}");
+    tx.reset(ResetCode::Protocol, &message);
+    Counters::bump(&state.counters.bad_gateway);
+    visitor_error(StatusCode::BAD_GATEWAY, default_message(502), Some(&message))
+}
+
+/// Maps a stream that ended before its response head to the visitor's answer: 504
+/// for a timeout, 503 + `Retry-After` for a refusal (never processed), else 502.
+pub fn reset_response(state: &ServerState, code: ResetCode, message: &str) -> Response<Body> {
+    // The client's message may name its origin's address or an OS error: it goes to
+    // the log, not to the visitor.
+    if code == ResetCode::Timeout {
+        Counters::bump(&state.counters.timeouts);
+        return visitor_error(StatusCode::GATEWAY_TIMEOUT, default_message(504), Some(message));
+    }
+    if code == ResetCode::Refused {
+        // Refused before any processing (the client is going away): safe to retry.
+        Counters::bump(&state.counters.unavailable);
+        return retry_later("The tunnel did not take the request. Please try again shortly.", 1, Some(message));
+    }
+    Counters::bump(&state.counters.bad_gateway);
+    visitor_error(StatusCode::BAD_GATEWAY, default_message(502), Some(message))
+}
