@@ -62,9 +62,9 @@ fn client(server: &str, port: u16, name: &str, extra: &[&str]) -> Proc {
 #[tokio::test]
 async fn a_client_on_node_a_serves_a_visitor_who_came_in_through_node_c() {
     let redis = Redis::start().await;
-    // Renewal rounds (and so the cluster's counts) every second.
-    let (_a, a) = node(&redis, "127.0.0.1", "node-a", &["--lease-ttl", "3"]).await;
-    let (_c, c) = node(&redis, "127.0.0.3", "node-c", &["--lease-ttl", "3"]).await;
+    // Renewal rounds (and so the cluster's counts) every 2 s.
+    let (_a, a) = node(&redis, "127.0.0.1", "node-a", &["--lease-ttl", "6"]).await;
+    let (_c, c) = node(&redis, "127.0.0.3", "node-c", &["--lease-ttl", "6"]).await;
     let port = origin(|req: Request<hyper::body::Incoming>| async move {
         match req.uri().path() {
             "/xff" => {
