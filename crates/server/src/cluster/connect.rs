@@ -74,9 +74,10 @@ pub(crate) async fn answer(upgrade: impl Future<Output = Response<Body>>) -> Res
     res
 }
 
-/// The extended CONNECT that carries a visitor's WebSocket upgrade (`parts` of its
-/// request, already a GET with `Upgrade: websocket`) to another node, for the
-/// authority `host` (the visitor's host, so the owner routes it as the visitor's own).
+/// The extended CONNECT that carries a visitor's WebSocket upgrade `req` (a GET with
+/// `Upgrade: websocket`, its own upgrade already taken with `hyper::upgrade::on`) to
+/// another node, for the authority `host` (the visitor's host, so the owner routes it
+/// as the visitor's own). The body stays: an upgrade request has none.
 pub(crate) fn to_connect<B>(mut req: Request<B>, host: &str) -> Result<Request<B>, http::Error> {
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     *req.uri_mut() = format!("http://{host}{path}").parse::<http::Uri>()?;
