@@ -205,3 +205,76 @@ async fn a_dead_nodes_name_goes_to_another_client_only_after_its_lease_and_hold(
     assert!(refusals > 0, "refused while the lease and hold lasted");
     assert!(killed.elapsed() >= Duration::from_secs(2), "not before the hold: {:?}", killed.elapsed());
 }
+
+/// A GET of `path` on the node at `base` for `host`: the body (empty when none came).
+async fn fetch(base: &str, host: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut res = Vec::new();
+    let _ = s.read_to_end(&mut res).await;
+    String::from_utf8_lossy(&res).split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+}
+
+/// The value of the counter `name` in the node's `/metrics`.
+async fn metric(base: &str, name: &str) -> u64 {
+    let text = fetch(base, "localhost", "/metrics").await;
+    let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Script calls Redis has run so far (`EVAL` and `EVALSHA`).
+async fn script_calls(redis: &Redis) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]).await;
+    stats
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_eval:") || l.starts_with("cmdstat_evalsha:"))
+        .filter_map(|l| l.split_once("calls=")?.1.split(',').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn many_tunnels_on_one_node_keep_their_leases_with_one_round_trip_per_renewal_round() {
+    const N: u64 = 60;
+    let redis = Redis::start().await;
+    // Rounds every 4/3 s (a loaded machine may delay one by seconds: the TTL leaves room);
+    // room for N tunnels from one address.
+    let (_a, a) = node(&redis, "127.0.0.1", "node-a", &["--lease-ttl", "4", "--max-tunnels-per-ip", "100"]).await;
+    let port = origin("kept").await;
+    let mut clients = Vec::new();
+    for i in 0..N {
+        let config = localtunnels_client::ClientConfig {
+            server: Some(a.clone()),
+            local_host: "127.0.0.1".into(),
+            local_port: port,
+            subdomain: Some(format!("many{i}")),
+            ..Default::default()
+        };
+        clients.push(localtunnels_client::TunnelClient::new(config).connect().await.expect("tunnel connects"));
+    }
+    // Past the TTL: four renewal rounds (counted by the node: each round renews all N).
+    let (renewed, calls) = (metric(&a, "localtunnels_cluster_lease_renewals_total").await, script_calls(&redis).await);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let rounds = loop {
+        let now = metric(&a, "localtunnels_cluster_lease_renewals_total").await;
+        if now >= renewed + 4 * N {
+            break (now - renewed) / N;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "renewals stalled at {now}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // One pipeline per round: one renewal script call for all N names plus the census,
+    // not one call per name.
+    let used = script_calls(&redis).await - calls;
+    assert!(used <= 2 * (rounds + 2), "{used} script calls for {rounds} rounds of {N} names");
+    assert_eq!(metric(&a, "localtunnels_cluster_fenced_total").await, 0);
+    for i in 0..N {
+        assert_eq!(visit(&a, &format!("many{i}")).await, (200, "kept".into()), "many{i}");
+        assert_eq!(redis.cli(&["HGET", &format!("lt:name:many{i}"), "node"]).await, "node-a");
+    }
+    let status: serde_json::Value = serde_json::from_str(&fetch(&a, "localhost", "/api/status").await).unwrap();
+    assert_eq!((status["tunnels"].as_u64(), status["cluster"]["tunnels"].as_u64()), (Some(N), Some(N)));
+    for c in clients {
+        c.close().await;
+    }
+}

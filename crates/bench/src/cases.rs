@@ -127,6 +127,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         },
         None => None,
     };
+    let cluster = if group("cluster") {
+        match crate::cluster::Cluster::start(&programs.localtunnels, &logs, origin_port).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("[bench] cluster: not measured: {e:#}");
+                bench.results.note(format!("the cluster rows were not measured: {e:#}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
     let runs = bench.args.runs;
     for run in 0..runs {
         if group("http") {
@@ -145,6 +157,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                         Err(e) => bench.results.note(format!("{case:?} with --no-inspect failed: {e:#}")),
                     }
                 }
+            }
+        }
+        if let Some(c) = &cluster {
+            eprintln!("[bench] run {}/{runs}: 1 KiB through the owning node and through another", run + 1);
+            if let Err(e) = c.measure(&bench.tools, &mut bench.results, bench.args.conns, bench.args.duration).await {
+                bench.results.note(format!("the cluster rows failed in run {}: {e:#}", run + 1));
             }
         }
         if group("ws") {
@@ -174,6 +192,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(n) = no_inspect {
         n.stop().await;
+    }
+    if let Some(c) = cluster {
+        crate::cluster::Cluster::note(&mut bench.results);
+        c.stop().await;
     }
     if group("tunnels") && kinds.contains(&Kind::Localtunnels) {
         bench.idle_tunnels(&programs.localtunnels, &logs).await;

@@ -3,7 +3,7 @@
 //! `bench/results.md` (see docs/BENCHMARKS.md).
 //!
 //! ```sh
-//! cargo run -p localtunnels-bench --release             # everything, ~17 min on 2 cores
+//! cargo run -p localtunnels-bench --release             # everything, ~18 min on 2 cores
 //! cargo run -p localtunnels-bench --release -- --quick  # 1 s runs, 1,000 idle tunnels, ~3 min
 //! ```
 //!
@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod cases;
+mod cluster;
 mod inspect;
 mod load;
 mod origin;
@@ -55,8 +56,8 @@ pub struct Args {
     /// Targets besides direct: any of localtunnels, bore, rathole.
     #[arg(long, value_delimiter = ',', default_value = "localtunnels,bore,rathole")]
     pub peers: Vec<String>,
-    /// Case groups: http, ws, startup, tunnels, wasm.
-    #[arg(long, value_delimiter = ',', default_value = "http,ws,startup,tunnels,wasm")]
+    /// Case groups: http, ws, startup, tunnels, wasm, cluster (two nodes and redis-server).
+    #[arg(long, value_delimiter = ',', default_value = "http,ws,startup,tunnels,wasm,cluster")]
     pub only: Vec<String>,
     /// Do not install missing tools (bore, rathole, oha via cargo; wrk via apt).
     #[arg(long)]

@@ -78,7 +78,10 @@ async fn logged(
 fn route_to_tunnel(state: Arc<ServerState>, name: String, mut peer: Peer, mut req: Request<Incoming>) -> impl Answer {
     // Cluster mode only: a request another node forwarded stands for its visitor.
     let mut from_node = false;
+    let mut connect = false;
     if state.cluster.is_some() {
+        // A WebSocket over HTTP/2 (RFC 8441) runs as an HTTP/1.1 upgrade would.
+        connect = crate::cluster::connect::into_upgrade(&mut req);
         match crate::cluster::forward::accept_forwarded(&state, &mut peer, &mut req) {
             Ok(forwarded) => from_node = forwarded,
             Err(refused) => return Either::Left(ready(*refused)),
@@ -93,7 +96,9 @@ fn route_to_tunnel(state: Arc<ServerState>, name: String, mut peer: Peer, mut re
             return Either::Left(ready(retry_later(message, secs, None)));
         }
         Lookup::Unknown if state.cluster.is_some() && !from_node => {
-            let forwarded: Boxed = Box::pin(crate::cluster::forward::forward(state, name, peer, req));
+            let forwarded = crate::cluster::forward::forward(state, name, peer, req);
+            let forwarded: Boxed =
+                if connect { Box::pin(crate::cluster::connect::answer(forwarded)) } else { Box::pin(forwarded) };
             return Either::Right(Either::Right(forwarded));
         }
         Lookup::Unknown => {
@@ -110,7 +115,8 @@ fn route_to_tunnel(state: Arc<ServerState>, name: String, mut peer: Peer, mut re
     if localtunnels_driver::http::is_websocket_upgrade(req.headers()) {
         Counters::bump(&state.counters.websockets);
         // Rare and long-lived: its larger state goes to the heap, out of every request's way.
-        let ws: Boxed = Box::pin(crate::websocket::proxy(state, tunnel, peer, req, admitted));
+        let ws = crate::websocket::proxy(state, tunnel, peer, req, admitted);
+        let ws: Boxed = if connect { Box::pin(crate::cluster::connect::answer(ws)) } else { Box::pin(ws) };
         return Either::Right(Either::Right(ws));
     }
     Counters::bump(&state.counters.requests);

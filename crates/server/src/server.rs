@@ -279,6 +279,7 @@ fn spawn_connection<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let state_limits = state.config.limits.clone();
+    let cluster = state.cluster.is_some();
     let visitor = Peer::new(peer, idle);
     let first_head = Arc::new(AtomicBool::new(false));
     let seen = first_head.clone();
@@ -299,6 +300,9 @@ fn spawn_connection<I>(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    if cluster {
+        crate::cluster::serve_http2(builder.http2());
+    }
     let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
     let watched = watcher.watch(conn);
     let head_due = accepted + limits.header_read_timeout;

@@ -17,6 +17,10 @@ use redis::Script;
 /// `<old node id>\n<name>\n<old epoch>`.
 pub const TAKEOVER_CHANNEL: &str = "lt:takeover";
 const EPOCH_KEY: &str = "lt:epoch";
+/// The nodes that reported in the last lease TTL, scored by when their report expires.
+const MEMBERS_KEY: &str = "lt:members";
+/// Each reporting node's live names.
+const COUNTS_KEY: &str = "lt:counts";
 
 /// Take a name: free, proven by the reconnect token (any time) or by the auth token
 /// (once the owner's session ended), or hand it back to its own node to decide.
@@ -56,26 +60,55 @@ redis.call('PEXPIRE', KEYS[1], ttl + grace)
 return {1, epoch}
 ";
 
-/// Renew this node's lease (compare node and epoch) and store the current secrets'
-/// digests; re-create a record Redis lost (restarted empty). Returns 1, or 0 when
-/// the name is no longer this node's at this epoch.
+/// Renew this node's leases on the names KEYS[1..n] (compare node and epoch; KEYS[n+1]
+/// is the epoch counter) and store the current secrets' digests; re-create a record
+/// Redis lost (restarted empty). ARGV: node, ttl, grace, then epoch, rt, at per name.
+/// Returns one 1 per name still ours, 0 for one that is no longer ours at that epoch.
 const RENEW: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local node, epoch = ARGV[1], ARGV[2]
-local ttl, grace = tonumber(ARGV[3]), tonumber(ARGV[4])
-local cur = redis.call('HMGET', KEYS[1], 'node', 'epoch')
-if cur[1] then
-  if cur[1] ~= node or cur[2] ~= epoch then return 0 end
-else
-  if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(epoch) then
-    redis.call('SET', KEYS[2], epoch)
+local node = ARGV[1]
+local ttl, grace = tonumber(ARGV[2]), tonumber(ARGV[3])
+local epochs = KEYS[#KEYS]
+local out = {}
+for i = 1, #KEYS - 1 do
+  local epoch, rt, at = ARGV[3 * i + 1], ARGV[3 * i + 2], ARGV[3 * i + 3]
+  local cur = redis.call('HMGET', KEYS[i], 'node', 'epoch')
+  local ours = 1
+  if cur[1] then
+    if cur[1] ~= node or cur[2] ~= epoch then ours = 0 end
+  elseif tonumber(redis.call('GET', epochs) or '0') < tonumber(epoch) then
+    redis.call('SET', epochs, epoch)
   end
+  if ours == 1 then
+    redis.call('HSET', KEYS[i], 'node', node, 'epoch', epoch, 'rt', rt, 'at', at, 'exp', now + ttl, 'hold', 0)
+    redis.call('PEXPIRE', KEYS[i], ttl + grace)
+  end
+  out[i] = ours
 end
-redis.call('HSET', KEYS[1], 'node', node, 'epoch', epoch, 'rt', ARGV[5], 'at', ARGV[6], 'exp', now + ttl, 'hold', 0)
-redis.call('PEXPIRE', KEYS[1], ttl + grace)
-return 1
+return out
 ";
+
+/// The cluster's census: records that node ARGV[1] is alive for ARGV[3] ms more with
+/// ARGV[2] live names (KEYS[1]: members by expiry, KEYS[2]: their counts), forgets
+/// members that stopped reporting, and returns `{nodes, live names}` across the cluster.
+const CENSUS: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  redis.call('HDEL', KEYS[2], id)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local total = 0
+for _, n in ipairs(redis.call('HVALS', KEYS[2])) do total = total + (tonumber(n) or 0) end
+return {redis.call('ZCARD', KEYS[1]), total}
+";
+
+/// Names renewed per script call of a round (a round sends them all in one pipeline):
+/// bounds how long one call keeps Redis busy.
+const RENEW_BATCH: usize = 256;
 
 /// End this node's lease (compare node and epoch): ARGV[3] > 0 holds the name for
 /// that many milliseconds (grace), 0 deletes it. Returns 1 when it was ours.
@@ -113,6 +146,26 @@ pub enum Acquired {
     Local(u64, bool),
 }
 
+/// One lease to renew: the name, its epoch and its session's token digests.
+#[derive(Debug, Clone, Copy)]
+pub struct Renewal<'a> {
+    pub name: &'a str,
+    pub epoch: u64,
+    pub rt: &'a str,
+    pub at: &'a str,
+}
+
+/// What a renewal round found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Round {
+    /// Per lease, in order: still this node's (renewed), or not (fenced).
+    pub ours: Vec<bool>,
+    /// Nodes that reported within the lease TTL, this one included.
+    pub nodes: u64,
+    /// Live names across those nodes, as each last reported.
+    pub live: u64,
+}
+
 /// The directory: a connection manager (reconnects by itself) and the scripts.
 #[derive(Clone)]
 pub struct Directory {
@@ -124,6 +177,7 @@ pub struct Directory {
     renew: Script,
     end: Script,
     owner: Script,
+    census: Script,
 }
 
 impl std::fmt::Debug for Directory {
@@ -152,6 +206,7 @@ impl Directory {
             renew: Script::new(RENEW),
             end: Script::new(END),
             owner: Script::new(OWNER),
+            census: Script::new(CENSUS),
         }
     }
 
@@ -182,19 +237,57 @@ impl Directory {
     /// `Ok(false)`: the name is no longer ours (fenced).
     pub async fn renew(&self, name: &str, epoch: u64, rt: &str, at: &str) -> redis::RedisResult<bool> {
         let mut conn = self.conn.clone();
-        let ours: u8 = self
-            .renew
-            .key(key(name))
-            .key(EPOCH_KEY)
-            .arg(&self.node)
-            .arg(epoch)
-            .arg(self.ttl_ms)
-            .arg(self.grace_ms)
-            .arg(rt)
-            .arg(at)
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(ours == 1)
+        let ours: Vec<u8> = self.renew_batch(&[Renewal { name, epoch, rt, at }]).invoke_async(&mut conn).await?;
+        Ok(ours.first() == Some(&1))
+    }
+
+    /// One renewal round in one round trip: this node's URL (`url`), every lease in
+    /// `leases` (batches of [`RENEW_BATCH`] names per script call, all in one
+    /// pipeline), and the census with `live` names here.
+    pub async fn renew_round(
+        &self,
+        url: Option<&str>,
+        leases: &[Renewal<'_>],
+        live: usize,
+    ) -> redis::RedisResult<Round> {
+        let mut pipe = redis::pipe();
+        // A script Redis does not have (restarted empty) would fail the round: load
+        // them first, in the same round trip (a no-op when they are cached).
+        pipe.cmd("SCRIPT").arg("LOAD").arg(RENEW).ignore();
+        pipe.cmd("SCRIPT").arg("LOAD").arg(CENSUS).ignore();
+        if let Some(url) = url {
+            pipe.cmd("SET").arg(self.node_key()).arg(url).arg("PX").arg(self.ttl_ms.saturating_mul(3)).ignore();
+        }
+        let batches: Vec<_> = leases.chunks(RENEW_BATCH).map(|b| self.renew_batch(b)).collect();
+        for b in &batches {
+            pipe.invoke_script(b);
+        }
+        let mut census = self.census.prepare_invoke();
+        census.key(MEMBERS_KEY).key(COUNTS_KEY).arg(&self.node).arg(live).arg(self.ttl_ms);
+        pipe.invoke_script(&census);
+        let mut conn = self.conn.clone();
+        let mut replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        let census = replies.pop().map(redis::from_redis_value::<(u64, u64)>).transpose()?.unwrap_or_default();
+        let mut ours = Vec::with_capacity(leases.len());
+        for reply in replies {
+            ours.extend(redis::from_redis_value::<Vec<u8>>(reply)?.into_iter().map(|o| o == 1));
+        }
+        Ok(Round { ours, nodes: census.0, live: census.1 })
+    }
+
+    /// The script call renewing `batch`.
+    fn renew_batch(&self, batch: &[Renewal<'_>]) -> redis::ScriptInvocation<'_> {
+        let mut call = self.renew.prepare_invoke();
+        call.arg(&self.node).arg(self.ttl_ms).arg(self.grace_ms);
+        for r in batch {
+            call.key(key(r.name)).arg(r.epoch).arg(r.rt).arg(r.at);
+        }
+        call.key(EPOCH_KEY);
+        call
+    }
+
+    fn node_key(&self) -> String {
+        format!("lt:node:{}", self.node)
     }
 
     /// Ends this node's lease on `name` at `epoch`: into a grace hold (`hold`), or freed.
@@ -203,13 +296,6 @@ impl Directory {
         let grace = if hold { self.grace_ms } else { 0 };
         let ours: u8 = self.end.key(key(name)).arg(&self.node).arg(epoch).arg(grace).invoke_async(&mut conn).await?;
         Ok(ours == 1)
-    }
-
-    /// Records where other nodes reach this one (`lt:node:<id>`), for three TTLs.
-    pub async fn register(&self, url: &str) -> redis::RedisResult<()> {
-        let mut conn = self.conn.clone();
-        let key = format!("lt:node:{}", self.node);
-        redis::cmd("SET").arg(key).arg(url).arg("PX").arg(self.ttl_ms.saturating_mul(3)).query_async(&mut conn).await
     }
 
     /// The URL of the node serving `name` live, unless none or this node does.

@@ -1,7 +1,8 @@
 //! Visitors of a name another node holds: found in the directory and forwarded.
 //!
 //! The forwarding node sends the visitor's request to the owner's `--node-url` over
-//! one HTTP/2 connection per peer node (multiplexed: no new connection per request),
+//! one HTTP/2 connection per peer node (multiplexed: no new connection per request;
+//! a WebSocket is one stream of it, an extended CONNECT, see [`super::connect`]),
 //! with two headers: the visitor's address, and a proof that a node sent it (an HMAC
 //! with the cluster secret of the time and that address). The owner checks the proof, takes the visitor's address as the peer's
 //! (basic auth, allow lists, limits and `X-Forwarded-For` then see the visitor, never
@@ -10,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use localtunnels_driver::BodyError;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::state::{Body, Counters, Peer, ServerState};
 use crate::visitor_error::{retry_later, visitor_error};
@@ -32,9 +35,14 @@ const PROOF_LIFETIME_SECS: u64 = 60;
 /// How long an owner found in Redis is reused without asking again.
 const OWNER_CACHE: Duration = Duration::from_secs(1);
 
+/// The HTTP/2 connection to one peer node: opened on first use, again after it closed.
+/// Its own lock serialises opening it, so racing first requests share one connection,
+/// and a slow peer holds up only the requests going to it.
+type PeerSlot = Arc<tokio::sync::Mutex<Option<SendRequest<Incoming>>>>;
+
 /// The HTTP/2 connections to other nodes (one per peer node, multiplexed) and the owner cache.
 pub struct Forwarder {
-    peers: tokio::sync::Mutex<HashMap<String, SendRequest<Incoming>>>,
+    peers: Mutex<HashMap<String, PeerSlot>>,
     /// HMAC-SHA256 keyed with the cluster secret.
     key: ring::hmac::Key,
     owners: Mutex<HashMap<String, (String, Instant)>>,
@@ -49,7 +57,7 @@ impl std::fmt::Debug for Forwarder {
 impl Forwarder {
     pub(crate) fn new(secret: &str) -> Self {
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-        Forwarder { peers: Default::default(), key, owners: Mutex::default() }
+        Forwarder { peers: Mutex::default(), key, owners: Mutex::default() }
     }
 
     /// The proof for a request standing for `visitor`: `<unix secs>:<hex HMAC of
@@ -63,19 +71,23 @@ impl Forwarder {
     }
 
     /// The connection to the node at `url` (`http://host:port`), opened on first use
-    /// and again after it closed.
-    async fn peer(&self, url: &str) -> Result<SendRequest<Incoming>, String> {
-        if let Some(p) = self.peers.lock().await.get(url).filter(|p| !p.is_closed()) {
+    /// and again after it closed (counted in `opened`).
+    async fn peer(&self, url: &str, opened: &AtomicU64) -> Result<SendRequest<Incoming>, String> {
+        let slot = {
+            let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+            peers.entry(url.to_string()).or_default().clone()
+        };
+        let mut slot = slot.lock().await;
+        if let Some(p) = slot.as_ref().filter(|p| !p.is_closed()) {
             return Ok(p.clone());
         }
-        // Not under the lock: a slow peer must not hold up forwarding to the others (two
-        // racing first requests may open two connections; the later one is kept).
         let tcp = connect(url).await?;
         let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
-        self.peers.lock().await.insert(url.to_string(), send.clone());
+        super::stats::Stats::bump(opened);
+        *slot = Some(send.clone());
         Ok(send)
     }
 
@@ -175,47 +187,42 @@ pub(crate) async fn forward(
         },
     };
     let Some(owner) = owner else { return not_found(&state, &name) };
-    if localtunnels_driver::http::is_websocket_upgrade(req.headers()) {
-        return match websocket(&cluster.forwarder, &owner, &peer, req).await {
-            Ok(res) => {
-                Counters::bump(&state.counters.websockets);
-                super::stats::Stats::bump(&cluster.stats.forwarded_out);
-                res
-            }
-            Err(e) => {
-                Counters::bump(&state.counters.bad_gateway);
-                let detail = format!("forwarding a WebSocket to node {owner}: {e}");
-                tracing::warn!(%name, "cluster: {detail}");
-                retry_later(
-                    format!("The tunnel '{name}' cannot be reached right now. Please try again shortly."),
-                    2,
-                    Some(&detail),
-                )
-            }
-        };
-    }
+    let websocket = localtunnels_driver::http::is_websocket_upgrade(req.headers());
     // The target's authority is the visitor's host (HTTP/2 sends it as `:authority`),
     // so the owner routes it as it would the visitor's own request.
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
-    let host = host.or(req.uri().authority().map(|a| a.as_str())).unwrap_or(&name);
-    let Ok(uri) = format!("http://{host}{path}").parse::<http::Uri>() else {
-        return not_found(&state, &name);
-    };
-    *req.uri_mut() = uri;
-    *req.version_mut() = http::Version::HTTP_2;
-    req.headers_mut().remove(http::header::HOST);
-    let headers = req.headers_mut();
+    let host = host.or(req.uri().authority().map(|a| a.as_str())).unwrap_or(&name).to_string();
     let visitor = peer.addr.to_string();
-    headers.insert(NODE_PROOF, cluster.forwarder.proof(&visitor));
+    let proof = cluster.forwarder.proof(&visitor);
+    let headers = req.headers_mut();
+    headers.insert(NODE_PROOF, proof);
     if let Ok(v) = HeaderValue::from_str(&visitor) {
         headers.insert(NODE_VISITOR, v);
     }
+    // A WebSocket is one stream of the same connection (RFC 8441); its upgrade stays
+    // with the visitor's request.
+    let (upgrade, req) = if websocket {
+        let key = req.headers().get(http::header::SEC_WEBSOCKET_KEY).cloned();
+        let upgrade = hyper::upgrade::on(&mut req);
+        match super::connect::to_connect(req, &host) {
+            Ok(req) => (Some((upgrade, key)), req),
+            Err(_) => return not_found(&state, &name),
+        }
+    } else {
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let Ok(uri) = format!("http://{host}{path}").parse::<http::Uri>() else {
+            return not_found(&state, &name);
+        };
+        *req.uri_mut() = uri;
+        *req.version_mut() = http::Version::HTTP_2;
+        req.headers_mut().remove(http::header::HOST);
+        (None, req)
+    };
     // The owner answers within its own response timeout (504 otherwise); a paused or
     // wedged owner gets a little longer, then the visitor gets 504 here.
     let wait = state.config.response_timeout + Duration::from_secs(5);
     let sent = async {
-        let mut peer = cluster.forwarder.peer(&owner).await?;
+        let mut peer = cluster.forwarder.peer(&owner, &cluster.stats.node_connections).await?;
         peer.send_request(req).await.map_err(|e| e.to_string())
     };
     let Ok(sent) = tokio::time::timeout(wait, sent).await else {
@@ -223,11 +230,21 @@ pub(crate) async fn forward(
         tracing::warn!(%name, "cluster: node {owner} did not answer a forwarded request in time");
         return visitor_error(StatusCode::GATEWAY_TIMEOUT, localtunnels_core::error_page::default_message(504), None);
     };
-    match sent {
-        Ok(res) => {
+    let res = match (sent, upgrade) {
+        (Ok(res), None) => {
             Counters::bump(&state.counters.requests);
+            Ok(res.map(|b| b.map_err(|e| BodyError(e.to_string())).boxed()))
+        }
+        (Ok(res), Some((visitor, key))) => {
+            Counters::bump(&state.counters.websockets);
+            Ok(joined(res, visitor, key.as_ref(), &peer))
+        }
+        (Err(e), _) => Err(e),
+    };
+    match res {
+        Ok(res) => {
             super::stats::Stats::bump(&cluster.stats.forwarded_out);
-            res.map(|b| b.map_err(|e| BodyError(e.to_string())).boxed())
+            res
         }
         Err(e) => {
             Counters::bump(&state.counters.bad_gateway);
@@ -242,33 +259,18 @@ pub(crate) async fn forward(
     }
 }
 
-/// A visitor's WebSocket upgrade, forwarded on a connection of its own (HTTP/1.1
-/// upgrades cannot share the nodes' HTTP/2 connection): the owner's answer goes back to
-/// the visitor and, on 101, the two upgraded connections are joined byte for byte.
-async fn websocket(
-    fwd: &Forwarder,
-    owner: &str,
+/// The visitor's answer to a WebSocket the owner answered `res` (to the extended
+/// CONNECT): on 2xx, a 101 completing the visitor's handshake (`key`) with the owner's
+/// end-to-end headers (chosen subprotocol, cookies), and a task joining the visitor's
+/// upgraded connection to the owner's stream byte for byte; any other answer as it is.
+fn joined(
+    mut res: Response<Incoming>,
+    visitor: hyper::upgrade::OnUpgrade,
+    key: Option<&HeaderValue>,
     peer: &Peer,
-    mut req: Request<Incoming>,
-) -> Result<Response<Body>, String> {
-    let visitor = hyper::upgrade::on(&mut req);
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let mut out = Request::builder().method(req.method()).uri(path);
-    if let Some(h) = out.headers_mut() {
-        *h = req.headers().clone();
-        let visitor = peer.addr.to_string();
-        h.insert(NODE_PROOF, fwd.proof(&visitor));
-        if let Ok(v) = HeaderValue::from_str(&visitor) {
-            h.insert(NODE_VISITOR, v);
-        }
-    }
-    let out = out.body(http_body_util::Empty::<bytes::Bytes>::new()).map_err(|e| e.to_string())?;
-    let tcp = connect(owner).await?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
-    tokio::spawn(conn.with_upgrades());
-    let mut res = send.send_request(out).await.map_err(|e| e.to_string())?;
-    if res.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(res.map(|b| b.map_err(|e| BodyError(e.to_string())).boxed()));
+) -> Response<Body> {
+    if !res.status().is_success() {
+        return res.map(|b| b.map_err(|e| BodyError(e.to_string())).boxed());
     }
     let upstream = hyper::upgrade::on(&mut res);
     // Long-lived from here: the visitor's connection is no longer idle-timed.
@@ -277,7 +279,17 @@ async fn websocket(
         let (Ok(v), Ok(u)) = tokio::join!(visitor, upstream) else { return };
         let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(v), &mut TokioIo::new(u)).await;
     });
-    Ok(res.map(|_| crate::state::full(bytes::Bytes::new())))
+    let mut out = Response::new(crate::state::full(bytes::Bytes::new()));
+    *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *out.headers_mut() = std::mem::take(res.headers_mut());
+    let h = out.headers_mut();
+    h.remove(http::header::CONTENT_LENGTH);
+    h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(http::header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Some(accept) = key.and_then(|k| HeaderValue::from_str(&derive_accept_key(k.as_bytes())).ok()) {
+        h.insert(http::header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    out
 }
 
 fn not_found(state: &ServerState, name: &str) -> Response<Body> {

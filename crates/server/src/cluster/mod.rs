@@ -7,8 +7,10 @@
 //! epoch; the old node is told on a pub/sub channel and closes its stale session.
 //! The design and its failure matrix are in `docs/CLUSTER.md`.
 
+pub(crate) mod connect;
 pub mod directory;
 pub mod forward;
+pub(crate) mod lease;
 pub mod registry;
 pub mod stats;
 
@@ -19,8 +21,8 @@ use futures_util::StreamExt;
 use localtunnels_core::CloseCode;
 use tracing::{info, warn};
 
-use self::directory::{Acquired, Directory, TAKEOVER_CHANNEL};
-use self::registry::{ClusterRegistry, Lease};
+use self::directory::{Acquired, Directory, Renewal, TAKEOVER_CHANNEL};
+use self::registry::ClusterRegistry;
 use crate::registry::{Claim, ClaimError, Proof, Quota, Registry};
 use crate::tunnel::Tunnel;
 
@@ -64,6 +66,18 @@ pub fn default_node_url(addr: std::net::SocketAddr) -> String {
     format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
 }
 
+/// Most streams one HTTP/2 connection to a cluster node may have open at once: a
+/// node-to-node connection carries every forwarded request and WebSocket between two
+/// nodes (hyper's default is 200). Each stream still counts against its visitor's
+/// address (`--max-streams-per-visitor`).
+pub const NODE_STREAMS: u32 = 4096;
+
+/// HTTP/2 on a cluster node: WebSockets over extended CONNECT (RFC 8441, how other
+/// nodes forward them) and room for many streams per connection.
+pub(crate) fn serve_http2<E>(mut h2: hyper_util::server::conn::auto::Http2Builder<'_, E>) {
+    h2.enable_connect_protocol().max_concurrent_streams(NODE_STREAMS);
+}
+
 /// A random node id (`node-` and 8 hex digits).
 pub fn random_node_id() -> String {
     format!("node-{:08x}", rand::random::<u32>())
@@ -82,6 +96,19 @@ pub struct Cluster {
     pub(crate) stats: stats::Stats,
     /// Whether Redis failed the last renewal round (its loss and return are logged once).
     redis_down: std::sync::atomic::AtomicBool,
+    /// The cluster's counts at the last renewal round.
+    census: std::sync::Mutex<Census>,
+}
+
+/// The cluster's counts as the last renewal round found them (for `/api/status`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Census {
+    /// Nodes that reported within the lease TTL, this one included.
+    nodes: u64,
+    /// Live names on the other nodes.
+    elsewhere: u64,
+    /// When the round was sent; `None` before the first one succeeded.
+    at: Option<Instant>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -119,8 +146,9 @@ impl Cluster {
             forwarder,
             stats: Default::default(),
             redis_down: Default::default(),
+            census: Default::default(),
         });
-        cluster.register().await;
+        cluster.renew_all().await;
         info!(node_id = %cluster.config.node_id, ttl = ?cluster.config.lease_ttl, "cluster: joined through Redis");
         tokio::spawn(renew_loop(Arc::downgrade(&cluster)));
         tokio::spawn(takeover_loop(client, Arc::downgrade(&cluster)));
@@ -163,7 +191,6 @@ impl Cluster {
             // Proven in Redis (or free): whatever this node still had for it is stale.
             Acquired::Granted(epoch) => (epoch, Proof::default(), self.registry.fence(name, None)),
         };
-        let valid_until = sent + self.config.lease_ttl;
         let at_new = at.clone();
         let mut claim = match self.registry.local.claim(name, &local_proof, tunnel, quota) {
             Ok(claim) => claim,
@@ -175,8 +202,7 @@ impl Cluster {
             }
         };
         let rt_new = secret_digest(&claim.reconnect_token);
-        let lease = Lease { epoch, valid_until, rt: rt_new.clone(), at: at_new.clone() };
-        self.registry.set_lease(name, lease);
+        self.registry.granted(name, epoch, sent, self.config.lease_ttl, rt_new.clone(), at_new.clone());
         // Store the new session's digests now, so another node accepts its token.
         if let Err(e) = self.dir.renew(name, epoch, &rt_new, &at_new).await {
             warn!(%name, error = %e, "cluster: could not store the new session's token; the next renewal retries");
@@ -197,51 +223,60 @@ impl Cluster {
 
     /// This node's metrics, for `/metrics`.
     pub(crate) fn register_metrics(&self, reg: &mut prometheus_client::registry::Registry) {
-        self.stats.register(reg, self.registry.leases().len());
+        self.stats.register(reg, self.registry.lease_count());
     }
 
-    /// This node's part of `/api/status`.
+    /// This node's part of `/api/status`: its id, its leases, and the cluster's counts
+    /// (nodes, and live tunnels: this node's now, the others' as of the last round).
     pub(crate) fn status(&self) -> serde_json::Value {
+        let leases = self.registry.lease_count();
+        let census = *self.census.lock().unwrap_or_else(|e| e.into_inner());
+        let counted = census.at.map(|at| at.elapsed().as_secs());
         serde_json::json!({
             "node_id": self.config.node_id,
             "node_url": self.config.node_url,
-            "leases": self.registry.leases().len(),
+            "leases": leases,
             "lease_ttl_secs": self.config.lease_ttl.as_secs(),
+            "nodes": census.nodes.max(1),
+            "tunnels": census.elsewhere.saturating_add(u64::try_from(leases).unwrap_or(u64::MAX)),
+            "counted_secs_ago": counted,
         })
     }
 
-    /// Records this node's URL for the others.
-    async fn register(&self) {
-        if let Some(url) = &self.config.node_url {
-            if let Err(e) = self.dir.register(url).await {
-                warn!(error = %e, "cluster: could not record this node's URL");
-            }
-        }
-    }
-
-    /// One renewal round: every lease, then fence what has not been renewed in time.
+    /// One renewal round, one round trip to Redis: this node's URL, every lease, the
+    /// census; then fence what has not been renewed in time.
     async fn renew_all(&self) {
-        self.register().await;
         let ttl = self.config.lease_ttl;
-        let mut failed = None;
-        for (name, lease) in self.registry.leases() {
-            let sent = Instant::now();
-            match self.dir.renew(&name, lease.epoch, &lease.rt, &lease.at).await {
-                Ok(true) => {
-                    stats::Stats::bump(&self.stats.renewals);
-                    self.registry.renewed(&name, lease.epoch, sent, ttl)
+        let leases = self.registry.leases();
+        let renewals: Vec<Renewal<'_>> =
+            leases.iter().map(|(name, l)| Renewal { name, epoch: l.epoch, rt: &l.rt, at: &l.at }).collect();
+        let sent = Instant::now();
+        let round = self.dir.renew_round(self.config.node_url.as_deref(), &renewals, leases.len()).await;
+        let failed = match round {
+            Ok(round) => {
+                for ((name, lease), ours) in leases.iter().zip(round.ours) {
+                    if ours {
+                        stats::Stats::bump(&self.stats.renewals);
+                        self.registry.renewed(name, lease.epoch, sent, ttl);
+                    } else {
+                        stats::Stats::bump(&self.stats.fenced);
+                        info!(%name, "cluster: the lease moved to another node; closing this session");
+                        close(self.registry.fence(name, Some(lease.epoch)), "the tunnel moved to another node");
+                    }
                 }
-                Ok(false) => {
-                    stats::Stats::bump(&self.stats.fenced);
-                    info!(%name, "cluster: the lease moved to another node; closing this session");
-                    close(self.registry.fence(&name, Some(lease.epoch)), "the tunnel moved to another node");
-                }
-                Err(e) => {
-                    stats::Stats::bump(&self.stats.renewal_failures);
-                    failed.get_or_insert(e);
-                }
+                let reported = u64::try_from(leases.len()).unwrap_or(u64::MAX);
+                let elsewhere = round.live.saturating_sub(reported);
+                *self.census.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Census { nodes: round.nodes, elsewhere, at: Some(sent) };
+                None
             }
-        }
+            Err(e) => {
+                for _ in &leases {
+                    stats::Stats::bump(&self.stats.renewal_failures);
+                }
+                Some(e)
+            }
+        };
         let was_down = self.redis_down.swap(failed.is_some(), std::sync::atomic::Ordering::Relaxed);
         match (&failed, was_down) {
             (Some(e), false) => {
@@ -250,16 +285,13 @@ impl Cluster {
             (None, true) => info!("cluster: Redis reachable again; leases renewed"),
             _ => {}
         }
-        let now = Instant::now();
-        for (name, lease) in self.registry.leases() {
-            if lease.valid_until <= now {
-                warn!(%name, "cluster: lease not renewed within its TTL; no longer serving it");
-                stats::Stats::bump(&self.stats.fenced);
-                close(
-                    self.registry.fence(&name, Some(lease.epoch)),
-                    "this node lost its lease on the name; reconnect to another node",
-                );
-            }
+        for (name, epoch) in self.registry.expired(Instant::now()) {
+            warn!(%name, "cluster: lease not renewed within its TTL; no longer serving it");
+            stats::Stats::bump(&self.stats.fenced);
+            close(
+                self.registry.fence(&name, Some(epoch)),
+                "this node lost its lease on the name; reconnect to another node",
+            );
         }
     }
 }

@@ -5,32 +5,19 @@
 //! node cut off from Redis, or paused, stops serving at the end of its last lease
 //! even before its renewal task notices.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::directory::Directory;
+use super::lease::{Lease, Leases};
 use crate::registry::{Claim, ClaimError, Counts, LocalRegistry, Lookup, Proof, Quota, Registry};
 use crate::tunnel::Tunnel;
 
-/// This node's claim on a live name.
-#[derive(Debug, Clone)]
-pub(crate) struct Lease {
-    /// The fencing epoch Redis granted.
-    pub epoch: u64,
-    /// Serve until then (by this node's clock): the start of the last successful
-    /// renewal's request plus the TTL.
-    pub valid_until: Instant,
-    /// Hex digests of the session's reconnect and auth tokens, written with every renewal.
-    pub rt: String,
-    pub at: String,
-}
-
-/// [`LocalRegistry`] with leases (see the module docs).
+/// [`LocalRegistry`] with leases (see the module docs; the rules are in [`super::lease`]).
 #[derive(Debug)]
 pub struct ClusterRegistry {
     pub(crate) local: LocalRegistry,
-    leases: RwLock<HashMap<Arc<str>, Lease>>,
+    leases: RwLock<Leases>,
     dir: Directory,
 }
 
@@ -39,44 +26,44 @@ impl ClusterRegistry {
         ClusterRegistry { local: LocalRegistry::new(grace), leases: RwLock::default(), dir }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Lease>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Leases> {
         self.leases.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Arc<str>, Lease>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Leases> {
         self.leases.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records this node's lease on `name`.
-    pub(crate) fn set_lease(&self, name: &str, lease: Lease) {
-        self.write().insert(Arc::from(name), lease);
+    /// Records this node's lease on `name`, granted at `epoch` by a claim sent at `sent`.
+    pub(crate) fn granted(&self, name: &str, epoch: u64, sent: Instant, ttl: Duration, rt: String, at: String) {
+        self.write().granted(name, epoch, sent, ttl, rt, at);
     }
 
     /// Every lease, for the renewal round.
     pub(crate) fn leases(&self) -> Vec<(Arc<str>, Lease)> {
-        self.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.read().snapshot()
+    }
+
+    /// How many names this node holds a lease on.
+    pub(crate) fn lease_count(&self) -> usize {
+        self.read().len()
     }
 
     /// A renewal of `name` at `epoch`, sent at `sent`, succeeded.
     pub(crate) fn renewed(&self, name: &str, epoch: u64, sent: Instant, ttl: Duration) {
-        if let Some(l) = self.write().get_mut(name) {
-            if l.epoch == epoch {
-                l.valid_until = l.valid_until.max(sent + ttl);
-            }
-        }
+        self.write().renewed(name, epoch, sent, ttl);
+    }
+
+    /// The leases no longer valid at `now`, to be fenced.
+    pub(crate) fn expired(&self, now: Instant) -> Vec<(Arc<str>, u64)> {
+        self.read().expired(now)
     }
 
     /// Stops serving `name` at once (its lease is lost or stale, at `epoch` or
     /// older, or any when `None`): forgets it here and returns the live session to close.
     pub(crate) fn fence(&self, name: &str, epoch: Option<u64>) -> Option<Arc<Tunnel>> {
-        {
-            let mut leases = self.write();
-            match (leases.get(name), epoch) {
-                (Some(l), Some(e)) if l.epoch > e => return None,
-                _ => {
-                    leases.remove(name);
-                }
-            }
+        if !self.write().fence(name, epoch) {
+            return None;
         }
         self.local.forget(name)
     }
@@ -87,7 +74,7 @@ impl ClusterRegistry {
         if !ours {
             return;
         }
-        let Some(lease) = self.write().remove(name) else { return };
+        let Some(lease) = self.write().end(name) else { return };
         let (dir, name) = (self.dir.clone(), name.to_string());
         tokio::spawn(async move {
             if let Err(e) = dir.end(&name, lease.epoch, hold).await {
@@ -107,8 +94,7 @@ impl Registry for ClusterRegistry {
     fn lookup(&self, name: &str) -> Lookup {
         match self.local.lookup(name) {
             Lookup::Live(t) => {
-                let valid = self.read().get(name).is_some_and(|l| l.valid_until > Instant::now());
-                if valid {
+                if self.read().is_valid(name, Instant::now()) {
                     Lookup::Live(t)
                 } else {
                     // Fenced: 503 with Retry-After while its client moves.

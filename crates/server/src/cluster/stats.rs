@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `localtunnels_cluster_forwarded_out_total` | counter | visitor requests and WebSockets this node forwarded to the owner |
 //! | `localtunnels_cluster_forwarded_in_total` | counter | requests other nodes forwarded here |
+//! | `localtunnels_cluster_node_connections_total` | counter | HTTP/2 connections this node opened to other nodes (one per peer, reopened only after it closed) |
 //! | `localtunnels_cluster_lease_renewals_total`, `..._lease_renewal_failures_total` | counter | renewals that succeeded, failed (Redis unreachable) |
 //! | `localtunnels_cluster_fenced_total` | counter | names this node stopped serving (lease lost, stale or taken over) |
 //! | `localtunnels_cluster_leases` | gauge | names this node holds a lease on |
@@ -21,6 +22,7 @@ use prometheus_client::registry::Registry;
 pub struct Stats {
     pub(crate) forwarded_out: AtomicU64,
     pub(crate) forwarded_in: AtomicU64,
+    pub(crate) node_connections: AtomicU64,
     pub(crate) renewals: AtomicU64,
     pub(crate) renewal_failures: AtomicU64,
     pub(crate) fenced: AtomicU64,
@@ -32,6 +34,7 @@ impl Default for Stats {
         Stats {
             forwarded_out: AtomicU64::new(0),
             forwarded_in: AtomicU64::new(0),
+            node_connections: AtomicU64::new(0),
             renewals: AtomicU64::new(0),
             renewal_failures: AtomicU64::new(0),
             fenced: AtomicU64::new(0),
@@ -59,6 +62,11 @@ impl Stats {
             "localtunnels_cluster_forwarded_in",
             "Requests other nodes forwarded here",
             load(&self.forwarded_in),
+        );
+        reg.register(
+            "localtunnels_cluster_node_connections",
+            "HTTP/2 connections opened to other nodes",
+            load(&self.node_connections),
         );
         reg.register("localtunnels_cluster_lease_renewals", "Lease renewals that succeeded", load(&self.renewals));
         reg.register(
