@@ -1,13 +1,14 @@
 //! The tokio shell around the localtunnels core, shared by the server and the native
 //! client: a [`Connection`] drives a core `Session` over a WebSocket, [`StreamHandle`]s
 //! carry one exchange each, [`http`] holds the proxy header rules both ends apply and
-//! [`websocket`] bridges a real WebSocket and a stream, [`ws_codec`] frames the control
+//! [`websocket`] bridges a real WebSocket and a stream, [`h1`] is a sans-IO HTTP/1 codec, [`ws_codec`] frames the control
 //! connection's WebSocket and [`lazy_deadline`] is the cheap timer they share.
 
 #![forbid(unsafe_code)]
 
 mod body;
 mod conn;
+pub mod h1;
 pub mod http;
 pub mod lazy_deadline;
 mod stream;
