@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use super::encode::{encode_head, valid_trailer, BodySize, Encoder, Reply};
 use super::upload::{Upload, UploadEnd};
 use super::Conn;
-use crate::proxy::{invalid_response, open_error, reset_response, tunnel_head};
+use crate::proxy::{invalid_response, open_error, reset_response, tunnel_head_for};
 use crate::state::{Body, Counters, Peer, ServerState};
 use crate::tunnel::Tunnel;
 use crate::visitor_error::{accepts_html, as_html, visitor_error};
@@ -51,6 +51,7 @@ where
         tunnel: Arc<Tunnel>,
         peer: Peer,
         mut req: Request<()>,
+        host: Option<http::HeaderValue>,
         framing: RequestFraming,
     ) -> bool {
         let started = std::time::Instant::now();
@@ -63,7 +64,7 @@ where
         };
         tunnel.count_request();
         Counters::bump(&state.counters.requests);
-        let head = tunnel_head(state, &peer, &req, StreamKind::Http);
+        let head = tunnel_head_for(state, &peer, &req, StreamKind::Http, host);
         let stream = match tunnel.conn.open(head, framing.body == BodyLength::Empty) {
             Ok(s) => s,
             Err(e) => {
@@ -401,8 +402,11 @@ impl<T: AsyncRead + Unpin> Writer<'_, T> {
     async fn read_early(&mut self, early: &mut BytesMut) -> std::io::Result<usize> {
         match self {
             Writer::Whole(io) => {
-                early.reserve(4096);
-                io.read_buf(early).await
+                // A stack buffer: nothing is allocated for a read that usually finds nothing.
+                let mut scratch = [0u8; 2048];
+                let n = io.read(&mut scratch).await?;
+                early.extend_from_slice(&scratch[..n]);
+                Ok(n)
             }
             Writer::Half(_) => std::future::pending().await,
         }

@@ -75,8 +75,8 @@ enum Plan {
     Hyper,
     /// The server answers at once (a refused host).
     Answer(Box<http::Response<Body>>),
-    /// Through this tunnel.
-    Tunnel(Arc<Tunnel>, Peer, Request<()>),
+    /// Through this tunnel (with the request's `X-Forwarded-Host`).
+    Tunnel(Arc<Tunnel>, Peer, Request<()>, Option<http::HeaderValue>),
 }
 
 /// Serves `io` from `peer`, accepted at `accepted`, until it closes (or hands it to hyper).
@@ -114,7 +114,9 @@ pub(crate) async fn serve<T>(
         let keep = match plan(&state, &peer, &head, &framing) {
             Plan::Hyper => return conn.hand_off(state, peer, None, Some(head.raw), watcher).await,
             Plan::Answer(res) => conn.answer_unread(&head, framing, *res).await,
-            Plan::Tunnel(tunnel, visitor, req) => conn.exchange(&state, tunnel, visitor, req, framing).await,
+            Plan::Tunnel(tunnel, visitor, req, host) => {
+                conn.exchange(&state, tunnel, visitor, req, host, framing).await
+            }
         };
         if !keep || *shutdown.borrow() {
             break;
@@ -150,11 +152,14 @@ fn plan(state: &ServerState, peer: &Peer, head: &ParsedRequest, framing: &Reques
         Some(forwarded) => forwarded.apply(peer),
         None => peer.clone(),
     };
-    let name = match crate::host::request_host(&req, state.default_port()) {
-        Ok(host) => host.and_then(|h| {
-            crate::server::tunnel_name(h.name(), &state.config.domain)
-                .or_else(|| crate::server::custom_hostname(state, h.name()))
-        }),
+    let port = state.default_port();
+    let (name, forwarded) = match crate::host::request_host(&req, port) {
+        Ok(Some(h)) => {
+            let name = crate::server::tunnel_name(h.name(), &state.config.domain)
+                .or_else(|| crate::server::custom_hostname(state, h.name()));
+            (name, crate::host::forwarded_value(&h, &req, port))
+        }
+        Ok(None) => (None, None),
         Err(e) => {
             Counters::bump(&state.counters.bad_request);
             return Plan::Answer(Box::new(text_response(StatusCode::BAD_REQUEST, e.to_string())));
@@ -162,7 +167,7 @@ fn plan(state: &ServerState, peer: &Peer, head: &ParsedRequest, framing: &Reques
     };
     let Some(name) = name else { return Plan::Hyper };
     match state.registry.lookup(&name) {
-        Lookup::Live(tunnel) => Plan::Tunnel(tunnel, visitor, req),
+        Lookup::Live(tunnel) => Plan::Tunnel(tunnel, visitor, req, forwarded),
         _ => Plan::Hyper,
     }
 }
