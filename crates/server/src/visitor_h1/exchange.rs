@@ -56,7 +56,7 @@ where
     ) -> bool {
         let started = std::time::Instant::now();
         let html = accepts_html(req.headers());
-        let reply = reply_to(&req, &framing);
+        let reply = reply_to(&req, &framing, self.closing);
         let allow_trailers = req.headers().get_all(http::header::TE).iter().any(|v| has_token(v, "trailers"));
         let admitted = match crate::access::check(state, &tunnel, peer.addr, &mut req) {
             Ok(admitted) => admitted,
@@ -75,7 +75,7 @@ where
         let (tx, mut rx) = stream.split();
         let max_body = state.config.limits.max_body;
         let mut upload = Upload::new(BodyDecoder::new(framing.body, ChunkLimits::default()), tx.clone(), max_body);
-        let Conn { io, buf, out } = self;
+        let Conn { io, buf, out, .. } = self;
         let mut upload_end = Some(UploadEnd::Done);
         if framing.body != BodyLength::Empty {
             if framing.expect_continue {
@@ -207,8 +207,11 @@ where
         framing: RequestFraming,
         res: Response<Body>,
     ) -> bool {
-        let reply =
-            Reply { version: head.version, head: head.method == http::Method::HEAD, keep_alive: framing.keep_alive };
+        let reply = Reply {
+            version: head.version,
+            head: head.method == http::Method::HEAD,
+            keep_alive: framing.keep_alive && !self.closing,
+        };
         let written = write_answer(&mut self.io, &mut self.out, reply, res).await;
         written && self.skip_body(framing)
     }
@@ -221,9 +224,11 @@ where
     }
 }
 
-/// What the request says about its response.
-fn reply_to(req: &Request<()>, framing: &RequestFraming) -> Reply {
-    Reply { version: req.version(), head: req.method() == http::Method::HEAD, keep_alive: framing.keep_alive }
+/// What the request says about its response; a server shutting down closes the
+/// connection after it (and says so, as hyper does).
+fn reply_to(req: &Request<()>, framing: &RequestFraming, closing: bool) -> Reply {
+    let keep_alive = framing.keep_alive && !closing;
+    Reply { version: req.version(), head: req.method() == http::Method::HEAD, keep_alive }
 }
 
 /// The first event of the stream, as the visitor's answer.

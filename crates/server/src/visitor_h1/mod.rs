@@ -56,6 +56,8 @@ pub(crate) struct Conn<T> {
     buf: BytesMut,
     /// What goes out next.
     out: BytesMut,
+    /// The server is shutting down: the exchange under way is the connection's last.
+    closing: bool,
 }
 
 /// What the wait for a head ended with.
@@ -92,7 +94,7 @@ pub(crate) async fn serve<T>(
 {
     let limits = HeadLimits { max_bytes: state.config.limits.max_header_bytes.max(8192), max_headers: MAX_HEADERS };
     let header_timeout = state.config.limits.header_read_timeout;
-    let mut conn = Conn { io, buf: BytesMut::with_capacity(8192), out: BytesMut::with_capacity(4096) };
+    let mut conn = Conn { io, buf: BytesMut::with_capacity(8192), out: BytesMut::with_capacity(4096), closing: false };
     let mut due = LazyDeadline::new(accepted + header_timeout);
     let mut first = true;
     loop {
@@ -111,6 +113,7 @@ pub(crate) async fn serve<T>(
                 return conn.refuse_head(400).await;
             }
         };
+        conn.closing = *shutdown.borrow();
         let keep = match plan(&state, &peer, &head, &framing) {
             Plan::Hyper => return conn.hand_off(state, peer, None, Some(head.raw), watcher).await,
             Plan::Answer(res) => conn.answer_unread(&head, framing, *res).await,
