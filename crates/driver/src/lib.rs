@@ -1,14 +1,15 @@
 //! The tokio shell around the localtunnels core, shared by the server and the native
 //! client: a [`Connection`] drives a core `Session` over a WebSocket, [`StreamHandle`]s
 //! carry one exchange each, [`http`] holds the proxy header rules both ends apply and
-//! [`websocket`] bridges a real WebSocket and a stream, [`ws_codec`] is the sans-IO
-//! WebSocket codec and [`ws_io`] runs it on a socket, and [`lazy_deadline`] is the cheap
-//! timer they share.
+//! [`websocket`] bridges a real WebSocket and a stream, [`h1`] is the sans-IO HTTP/1
+//! codec of both ends' lean HTTP/1 paths, [`ws_codec`] is the sans-IO WebSocket codec
+//! and [`ws_io`] runs it on a socket, and [`lazy_deadline`] is the cheap timer they share.
 
 #![forbid(unsafe_code)]
 
 mod body;
 mod conn;
+pub mod h1;
 pub mod http;
 pub mod lazy_deadline;
 mod stream;

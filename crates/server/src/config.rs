@@ -76,6 +76,10 @@ pub struct ServerConfig {
     /// Share names with other nodes through Redis ([`crate::cluster`]). Default: none
     /// (one node, in-memory registry).
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// Serve HTTP/1 visitors with hyper, as before the server's own HTTP/1 path
+    /// (`visitor_h1`) existed. Default false. For comparing the two (the differential
+    /// test, A/B measurements); it changes no behaviour a visitor can see.
+    pub http1_by_hyper: bool,
 }
 
 impl ServerConfig {
@@ -137,6 +141,7 @@ impl Default for ServerConfig {
             max_ws_message: localtunnels_core::DEFAULT_MAX_WS_MESSAGE,
             session: localtunnels_core::Config::default(),
             cluster: None,
+            http1_by_hyper: false,
         }
     }
 }

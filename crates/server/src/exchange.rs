@@ -29,6 +29,19 @@ pub fn tunnel_head<B>(
     req: &Request<B>,
     kind: StreamKind,
 ) -> localtunnels_core::RequestHead {
+    let host = crate::host::forwarded_host(req, state.default_port());
+    tunnel_head_for(state, peer, req, kind, host)
+}
+
+/// [`tunnel_head`] with the request's `X-Forwarded-Host` already worked out (the
+/// HTTP/1 path has checked the host while routing: no second parse).
+pub fn tunnel_head_for<B>(
+    state: &ServerState,
+    peer: &Peer,
+    req: &Request<B>,
+    kind: StreamKind,
+    host: Option<HeaderValue>,
+) -> localtunnels_core::RequestHead {
     let mut head = request_head(req.method(), req.uri(), req.headers(), kind);
     head.headers.retain(|(n, _)| !FORWARDED.contains(&n.as_str()));
     if !req.headers().contains_key(http::header::HOST) {
@@ -36,7 +49,6 @@ pub fn tunnel_head<B>(
             head.headers.push((http::header::HOST, authority));
         }
     }
-    let host = crate::host::forwarded_host(req, state.default_port());
     let proto = peer
         .proto
         .clone()

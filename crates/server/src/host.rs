@@ -187,6 +187,12 @@ pub fn request_host<B>(req: &Request<B>, default_port: u16) -> Result<Option<Hos
 /// already in normal form (the usual case: no copy).
 pub fn forwarded_host<B>(req: &Request<B>, default_port: u16) -> Option<HeaderValue> {
     let host = request_host(req, default_port).ok()??;
+    forwarded_value(&host, req, default_port)
+}
+
+/// The `X-Forwarded-Host` value for `host`, the checked host of `req` (see
+/// [`forwarded_host`]; for a caller that has already checked it).
+pub fn forwarded_value<B>(host: &Host<'_>, req: &Request<B>, default_port: u16) -> Option<HeaderValue> {
     match host.normalized(default_port) {
         Some(normal) => HeaderValue::from_str(&normal).ok(),
         None => match req.headers().get(http::header::HOST) {

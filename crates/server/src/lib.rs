@@ -44,6 +44,7 @@ mod tls_port;
 mod tunnel;
 mod upload;
 mod visitor_error;
+mod visitor_h1;
 pub mod visitors;
 mod websocket;
 

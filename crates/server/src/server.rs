@@ -188,12 +188,13 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut shutdow
                 let accepted = tokio::time::Instant::now();
                 let _ = tcp.set_nodelay(true);
                 let watcher = graceful.watcher();
+                let conn = Accepted { peer, accepted, watcher, shutdown: shutdown.clone() };
                 if state.tls.is_none() && !expects_proxy_header(&state, peer) {
                     let (io, idle) = connection_io(&state, tcp);
-                    spawn_connection(state.clone(), peer, accepted, TokioIo::new(io), idle, watcher);
+                    spawn_connection(state.clone(), conn, io, idle, false);
                 } else {
                     // PROXY header and TLS handshake run in the connection's own task.
-                    tokio::spawn(prelude(state.clone(), tcp, peer, accepted, watcher));
+                    tokio::spawn(prelude(state.clone(), tcp, conn));
                 }
             }
             _ = shutdown.changed() => break,
@@ -227,17 +228,12 @@ fn expects_proxy_header(state: &ServerState, peer: SocketAddr) -> bool {
 /// What comes before HTTP on a connection, each step under the handshake deadline:
 /// the PROXY header of a trusted load balancer (its source address becomes the peer),
 /// then the TLS handshake.
-async fn prelude(
-    state: Arc<ServerState>,
-    mut tcp: tokio::net::TcpStream,
-    mut peer: SocketAddr,
-    accepted: tokio::time::Instant,
-    watcher: Watcher,
-) {
+async fn prelude(state: Arc<ServerState>, mut tcp: tokio::net::TcpStream, mut conn: Accepted) {
     let limit = state.config.limits.handshake_timeout;
+    let peer = conn.peer;
     if expects_proxy_header(&state, peer) {
         match tokio::time::timeout(limit, crate::proxy_protocol::read_header(&mut tcp)).await {
-            Ok(Ok(Some(source))) => peer = source,
+            Ok(Ok(Some(source))) => conn.peer = source,
             Ok(Ok(None)) => {}
             Ok(Err(e)) => return debug!(%peer, error = %e, "PROXY header refused"),
             Err(_) => return debug!(%peer, "no PROXY header in time"),
@@ -245,7 +241,7 @@ async fn prelude(
     }
     let (io, idle) = connection_io(&state, tcp);
     let Some(tls) = state.tls.clone() else {
-        return spawn_connection(state, peer, accepted, TokioIo::new(io), idle, watcher);
+        return spawn_connection(state, conn, io, idle, false);
     };
     match tokio::time::timeout(
         tls.handshake_limit(limit),
@@ -253,35 +249,63 @@ async fn prelude(
     )
     .await
     {
-        Ok(Ok(Some(stream))) => spawn_connection(state, peer, accepted, TokioIo::new(stream), idle, watcher),
+        Ok(Ok(Some(stream))) => {
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            spawn_connection(state, conn, stream, idle, h2)
+        }
         Ok(Ok(None)) => debug!(%peer, "TLS-ALPN-01 validation answered"),
         Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => debug!(%peer, "TLS handshake timed out"),
     }
 }
 
-/// Serves one visitor or client connection (HTTP/1.1 or HTTP/2, with upgrades)
-/// under the graceful-shutdown watcher.
-///
-/// A connection whose first request head has not arrived one header timeout after
-/// `accepted` is closed, whatever it sent: nothing, part of a head, or an HTTP/2
-/// preface and then nothing. hyper's own `header_read_timeout` covers only HTTP/1
-/// heads, and starts once protocol detection has seen a byte; it still bounds every
-/// later head and the wait between keep-alive requests.
-fn spawn_connection<I>(
-    state: Arc<ServerState>,
+/// An accepted connection: its peer, when it was accepted, and the server's shutdown.
+struct Accepted {
     peer: SocketAddr,
     accepted: tokio::time::Instant,
+    watcher: Watcher,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Serves one visitor or client connection under the graceful-shutdown watcher: the
+/// HTTP/1 visitor path ([`crate::visitor_h1`]) unless the connection negotiated `h2`
+/// by ALPN, the server is a cluster node or [`ServerConfig::http1_by_hyper`] is set;
+/// then hyper.
+fn spawn_connection<T>(state: Arc<ServerState>, conn: Accepted, io: T, idle: IdleSwitch, h2: bool)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let visitor = Peer::new(conn.peer, idle);
+    if h2 || state.cluster.is_some() || state.config.http1_by_hyper {
+        let serve = serve_hyper(state, visitor, Some(conn.accepted), TokioIo::new(io), conn.watcher);
+        tokio::spawn(serve);
+        return;
+    }
+    tokio::spawn(crate::visitor_h1::serve(state, visitor, conn.accepted, io, conn.watcher, conn.shutdown));
+}
+
+/// Serves a connection with hyper (HTTP/1.1 or HTTP/2, with upgrades) under the
+/// graceful-shutdown watcher.
+///
+/// With `accepted`, a connection whose first request head has not arrived one header
+/// timeout after it is closed, whatever it sent: nothing, part of a head, or an HTTP/2
+/// preface and then nothing. hyper's own `header_read_timeout` covers only HTTP/1
+/// heads, and starts once protocol detection has seen a byte; it still bounds every
+/// later head and the wait between keep-alive requests. Without it (a connection the
+/// HTTP/1 path hands over after reading a head), hyper's timeout alone applies.
+pub(crate) async fn serve_hyper<I>(
+    state: Arc<ServerState>,
+    visitor: Peer,
+    accepted: Option<tokio::time::Instant>,
     io: I,
-    idle: IdleSwitch,
     watcher: Watcher,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let state_limits = state.config.limits.clone();
     let cluster = state.cluster.is_some();
-    let visitor = Peer::new(peer, idle);
-    let first_head = Arc::new(AtomicBool::new(false));
+    let peer = visitor.addr;
+    let first_head = Arc::new(AtomicBool::new(accepted.is_none()));
     let seen = first_head.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         if !seen.load(Ordering::Relaxed) {
@@ -305,23 +329,21 @@ fn spawn_connection<I>(
     }
     let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
     let watched = watcher.watch(conn);
-    let head_due = accepted + limits.header_read_timeout;
-    tokio::spawn(async move {
-        let mut watched = std::pin::pin!(watched);
-        let ended = tokio::select! {
-            ended = &mut watched => ended,
-            () = tokio::time::sleep_until(head_due) => {
-                if !first_head.load(Ordering::Relaxed) {
-                    debug!(%peer, "no request head within the header timeout; closing");
-                    return;
-                }
-                watched.await
+    let head_due = accepted.unwrap_or_else(tokio::time::Instant::now) + limits.header_read_timeout;
+    let mut watched = std::pin::pin!(watched);
+    let ended = tokio::select! {
+        ended = &mut watched => ended,
+        () = tokio::time::sleep_until(head_due) => {
+            if !first_head.load(Ordering::Relaxed) {
+                debug!(%peer, "no request head within the header timeout; closing");
+                return;
             }
-        };
-        if let Err(e) = ended {
-            debug!(%peer, error = %e, "connection ended with an error");
+            watched.await
         }
-    });
+    };
+    if let Err(e) = ended {
+        debug!(%peer, error = %e, "connection ended with an error");
+    }
 }
 
 /// Routes by Host: `<name>.<domain>` to that tunnel, anything else to the apex pages.
@@ -350,7 +372,7 @@ fn route_by_host(state: Arc<ServerState>, peer: Peer, req: Request<Incoming>) ->
 
 /// `host` (no port) as a custom hostname of a live or held tunnel, for routing by
 /// exact Host; `None` for any other host (the apex pages answer it).
-fn custom_hostname(state: &ServerState, host: &str) -> Option<String> {
+pub(crate) fn custom_hostname(state: &ServerState, host: &str) -> Option<String> {
     // Names and the apex are routed before this; a host without a dot is never custom.
     if !host.contains('.') || host.parse::<std::net::IpAddr>().is_ok() {
         return None;

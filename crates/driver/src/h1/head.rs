@@ -1,0 +1,352 @@
+//! HTTP/1.x message heads: parsed with `httparse` into the tunnel's header type
+//! ([`Header`]: a `HeaderName` and a `HeaderValue` sharing the read buffer's bytes),
+//! and written from it.
+//!
+//! Parsing takes the head off the front of the caller's buffer only when it is
+//! complete; a partial head leaves the buffer as it was (read more, call again). The
+//! checks and their answers are hyper's: a head over the size limit or with too many
+//! fields is 431, a target over 65,534 bytes 414, anything else malformed 400
+//! ([`HeadError::status`]).
+
+use std::mem::MaybeUninit;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderName, HeaderValue, Method, Uri, Version};
+use localtunnels_core::Header;
+
+/// Most header fields in one head (hyper's default too).
+pub const MAX_HEADERS: usize = 100;
+
+/// Longest request target (hyper's limit).
+pub const MAX_TARGET: usize = (u16::MAX - 1) as usize;
+
+/// Bounds on one message head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Most bytes of a head, request or status line included; a buffer this full
+    /// without a complete head is refused.
+    pub max_bytes: usize,
+    /// Most header fields (at most [`MAX_HEADERS`]).
+    pub max_headers: usize,
+}
+
+impl Default for HeadLimits {
+    fn default() -> Self {
+        HeadLimits { max_bytes: 64 * 1024, max_headers: MAX_HEADERS }
+    }
+}
+
+/// Why a head cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeadError {
+    /// Over [`HeadLimits::max_bytes`], or more fields than [`HeadLimits::max_headers`].
+    #[error("message head too large")]
+    TooLarge,
+    /// A request target over [`MAX_TARGET`] bytes.
+    #[error("request target too long")]
+    TargetTooLong,
+    /// A method that is not a token.
+    #[error("invalid method")]
+    Method,
+    /// A request target that is not a URI.
+    #[error("invalid request target")]
+    Target,
+    /// Not HTTP/1.0 or HTTP/1.1 (an HTTP/2 preface is one).
+    #[error("unsupported HTTP version")]
+    Version,
+    /// A status code that is not three digits.
+    #[error("invalid status code")]
+    Status,
+    /// A malformed header field or line ending.
+    #[error("malformed header field")]
+    Header,
+}
+
+impl HeadError {
+    /// The status a server answers this error with (hyper's choice for each).
+    pub fn status(&self) -> u16 {
+        match self {
+            HeadError::TooLarge => 431,
+            HeadError::TargetTooLong => 414,
+            _ => 400,
+        }
+    }
+
+    fn of(e: httparse::Error) -> HeadError {
+        match e {
+            httparse::Error::TooManyHeaders => HeadError::TooLarge,
+            httparse::Error::Version => HeadError::Version,
+            httparse::Error::Status => HeadError::Status,
+            _ => HeadError::Header,
+        }
+    }
+}
+
+/// A request head as read from the wire.
+#[derive(Debug, Clone)]
+pub struct ParsedRequest {
+    /// The method.
+    pub method: Method,
+    /// The target as sent: origin form (`/a?b`), absolute form, `*` or an authority.
+    pub uri: Uri,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// Every field in order; names lowercase, values sharing the read buffer.
+    pub headers: Vec<Header>,
+    /// The head's bytes as they arrived (to hand the message to another parser).
+    pub raw: Bytes,
+}
+
+/// A response head as read from the wire.
+#[derive(Debug, Clone)]
+pub struct ParsedResponse {
+    /// The status code (100-999).
+    pub status: u16,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// Every field in order; names lowercase, values sharing the read buffer.
+    pub headers: Vec<Header>,
+}
+
+/// Header storage for one parse; uninitialised until httparse fills it, as in hyper
+/// (zeroing 100 entries on every request is measurable).
+type Slots<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+
+fn slots<'b>() -> Slots<'b> {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
+/// Reads a request head off the front of `buf`: `Ok(None)` while it is incomplete
+/// (the buffer is left as it was), else the head, with `buf` holding what follows.
+pub fn parse_request(buf: &mut BytesMut, limits: &HeadLimits) -> Result<Option<ParsedRequest>, HeadError> {
+    let mut slots = slots();
+    let max = limits.max_headers.min(MAX_HEADERS);
+    let mut req = httparse::Request::new(&mut []);
+    let status = httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut req, buf, &mut slots[..max])
+        .map_err(|e| match e {
+            // A bad token before the target is the method's fault, after it the target's.
+            httparse::Error::Token if req.method.is_none() => HeadError::Method,
+            httparse::Error::Token => HeadError::Target,
+            e => HeadError::of(e),
+        });
+    let Some(len) = head_len(status?, buf.len(), limits)? else { return Ok(None) };
+    let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(HeadError::Header);
+    };
+    if path.len() > MAX_TARGET {
+        return Err(HeadError::TargetTooLong);
+    }
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| HeadError::Method)?;
+    let version = if minor == 1 { Version::HTTP_11 } else { Version::HTTP_10 };
+    let path_range = offset_in(buf, path.as_bytes());
+    let ranges = field_ranges(buf, req.headers);
+    let raw = buf.split_to(len).freeze();
+    let uri = Uri::from_maybe_shared(raw.slice(path_range)).map_err(|_| HeadError::Target)?;
+    let headers = fields(&raw, &ranges)?;
+    Ok(Some(ParsedRequest { method, uri, version, headers, raw }))
+}
+
+/// Reads a response head off the front of `buf`, as [`parse_request`] does.
+pub fn parse_response(buf: &mut BytesMut, limits: &HeadLimits) -> Result<Option<ParsedResponse>, HeadError> {
+    let mut slots = slots();
+    let max = limits.max_headers.min(MAX_HEADERS);
+    let mut res = httparse::Response::new(&mut []);
+    let status = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut res, buf, &mut slots[..max])
+        .map_err(HeadError::of)?;
+    let Some(len) = head_len(status, buf.len(), limits)? else { return Ok(None) };
+    let (Some(status), Some(minor)) = (res.code, res.version) else {
+        return Err(HeadError::Header);
+    };
+    let version = if minor == 1 { Version::HTTP_11 } else { Version::HTTP_10 };
+    let ranges = field_ranges(buf, res.headers);
+    let raw = buf.split_to(len).freeze();
+    let headers = fields(&raw, &ranges)?;
+    Ok(Some(ParsedResponse { status, version, headers }))
+}
+
+/// The length of a complete head within the limit, `None` for a partial one that may
+/// still fit.
+fn head_len(status: httparse::Status<usize>, buffered: usize, limits: &HeadLimits) -> Result<Option<usize>, HeadError> {
+    match status {
+        httparse::Status::Complete(len) if len > limits.max_bytes => Err(HeadError::TooLarge),
+        httparse::Status::Complete(len) => Ok(Some(len)),
+        httparse::Status::Partial if buffered >= limits.max_bytes => Err(HeadError::TooLarge),
+        httparse::Status::Partial => Ok(None),
+    }
+}
+
+/// Where `part` (a slice of `whole`) starts and ends in `whole`.
+fn offset_in(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+    let start = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
+    start..start + part.len()
+}
+
+type FieldRange = (std::ops::Range<usize>, std::ops::Range<usize>);
+
+/// Each field's name and value as ranges of the buffer, so that the buffer can be
+/// frozen and the values shared rather than copied.
+fn field_ranges(buf: &[u8], headers: &[httparse::Header<'_>]) -> Vec<FieldRange> {
+    headers.iter().map(|h| (offset_in(buf, h.name.as_bytes()), offset_in(buf, h.value))).collect()
+}
+
+fn fields(raw: &Bytes, ranges: &[FieldRange]) -> Result<Vec<Header>, HeadError> {
+    let mut headers = Vec::with_capacity(ranges.len());
+    for (name, value) in ranges {
+        let name = HeaderName::from_bytes(&raw[name.clone()]).map_err(|_| HeadError::Header)?;
+        let value = HeaderValue::from_maybe_shared(raw.slice(value.clone())).map_err(|_| HeadError::Header)?;
+        headers.push((name, value));
+    }
+    Ok(headers)
+}
+
+/// Appends `METHOD target HTTP/1.1\r\n`.
+pub fn write_request_line(dst: &mut BytesMut, method: &str, target: &str) {
+    dst.reserve(method.len() + target.len() + 12);
+    dst.put_slice(method.as_bytes());
+    dst.put_u8(b' ');
+    dst.put_slice(target.as_bytes());
+    dst.put_slice(b" HTTP/1.1\r\n");
+}
+
+/// Appends a status line, `HTTP/1.1 200 OK\r\n` (the reason is the status's
+/// canonical one, `<none>` for a code without one, as hyper writes it).
+pub fn write_status_line(dst: &mut BytesMut, version: Version, status: http::StatusCode) {
+    if version == Version::HTTP_11 && status == http::StatusCode::OK {
+        dst.put_slice(b"HTTP/1.1 200 OK\r\n");
+        return;
+    }
+    dst.put_slice(if version == Version::HTTP_10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+    dst.put_slice(status.as_str().as_bytes());
+    dst.put_u8(b' ');
+    dst.put_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
+    dst.put_slice(b"\r\n");
+}
+
+/// Appends one field line, `name: value\r\n`.
+pub fn write_header(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
+    dst.reserve(name.len() + value.len() + 4);
+    dst.put_slice(name);
+    dst.put_slice(b": ");
+    dst.put_slice(value);
+    dst.put_slice(b"\r\n");
+}
+
+/// Appends every field of `headers`, in order.
+pub fn write_headers(dst: &mut BytesMut, headers: &[Header]) {
+    for (name, value) in headers {
+        write_header(dst, name.as_str().as_bytes(), value.as_bytes());
+    }
+}
+
+/// Appends `content-length: n\r\n`.
+pub fn write_content_length(dst: &mut BytesMut, n: u64) {
+    let mut digits = [0u8; 20];
+    write_header(dst, b"content-length", decimal(n, &mut digits));
+}
+
+/// `n` in decimal, written into the end of `out`.
+fn decimal(mut n: u64, out: &mut [u8; 20]) -> &[u8] {
+    let mut i = out.len();
+    loop {
+        i -= 1;
+        // n % 10 < 10: the cast cannot truncate.
+        out[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &out[i..];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(s: &str) -> Result<Option<ParsedRequest>, HeadError> {
+        parse_request(&mut BytesMut::from(s), &HeadLimits::default())
+    }
+
+    #[test]
+    fn a_request_head_is_read_and_what_follows_kept() {
+        let mut buf = BytesMut::from("GET /a?b=1 HTTP/1.1\r\nHost: demo.localhost\r\nX-A: 1\r\nx-a: 2\r\n\r\nBODY");
+        let head = parse_request(&mut buf, &HeadLimits::default()).unwrap().unwrap();
+        assert_eq!(head.method, Method::GET);
+        assert_eq!(head.uri, "/a?b=1");
+        assert_eq!(head.version, Version::HTTP_11);
+        let names: Vec<_> = head.headers.iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap())).collect();
+        assert_eq!(names, [("host", "demo.localhost"), ("x-a", "1"), ("x-a", "2")]);
+        assert_eq!(&buf[..], b"BODY");
+        assert!(head.raw.ends_with(b"\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_partial_head_leaves_the_buffer_alone() {
+        let mut buf = BytesMut::from("GET / HTTP/1.1\r\nHost: a\r\n");
+        assert!(parse_request(&mut buf, &HeadLimits::default()).unwrap().is_none());
+        assert_eq!(buf.len(), 25);
+        let small = HeadLimits { max_bytes: 20, ..HeadLimits::default() };
+        assert_eq!(parse_request(&mut buf, &small).unwrap_err(), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn malformed_heads_get_hypers_statuses() {
+        let cases = [
+            ("G@T / HTTP/1.1\r\n\r\n", 400),
+            ("GET / HTTP/2.0\r\n\r\n", 400),
+            ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nA\x01: b\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nA: b\rc\r\n\r\n", 400),
+            ("GET /\x7f HTTP/1.1\r\n\r\n", 400),
+        ];
+        for (head, status) in cases {
+            assert_eq!(req(head).map(|_| ()).unwrap_err().status(), status, "{head:?}");
+        }
+        let many: String = (0..101).map(|i| format!("x-{i}: 1\r\n")).collect();
+        assert_eq!(req(&format!("GET / HTTP/1.1\r\n{many}\r\n")).unwrap_err().status(), 431);
+        let long = "a".repeat(MAX_TARGET);
+        let limits = HeadLimits { max_bytes: 128 * 1024, ..HeadLimits::default() };
+        let mut buf = BytesMut::from(format!("GET /{long} HTTP/1.1\r\n\r\n").as_str());
+        assert_eq!(parse_request(&mut buf, &limits).unwrap_err().status(), 414);
+    }
+
+    #[test]
+    fn bare_lf_line_endings_are_read_as_httparse_reads_them() {
+        let head = req("GET / HTTP/1.1\nHost: a\n\n").unwrap().unwrap();
+        assert_eq!(head.headers.len(), 1);
+    }
+
+    #[test]
+    fn a_response_head_is_read() {
+        let mut buf = BytesMut::from("HTTP/1.0 404 Not Found\r\nContent-Length: 3\r\n\r\nabc");
+        let head = parse_response(&mut buf, &HeadLimits::default()).unwrap().unwrap();
+        assert_eq!((head.status, head.version), (404, Version::HTTP_10));
+        assert_eq!(head.headers[0].0, http::header::CONTENT_LENGTH);
+        assert_eq!(&buf[..], b"abc");
+        let mut bad = BytesMut::from("HTTP/1.1 2x0 OK\r\n\r\n");
+        assert_eq!(parse_response(&mut bad, &HeadLimits::default()).unwrap_err(), HeadError::Status);
+    }
+
+    #[test]
+    fn heads_are_written() {
+        let mut dst = BytesMut::new();
+        write_request_line(&mut dst, "GET", "/x");
+        write_headers(&mut dst, &[(http::header::HOST, HeaderValue::from_static("a"))]);
+        write_content_length(&mut dst, 1024);
+        write_status_line(&mut dst, Version::HTTP_10, http::StatusCode::NOT_FOUND);
+        write_status_line(&mut dst, Version::HTTP_11, http::StatusCode::OK);
+        write_status_line(&mut dst, Version::HTTP_11, http::StatusCode::from_u16(599).unwrap());
+        let text = std::str::from_utf8(&dst).unwrap();
+        assert_eq!(
+            text,
+            "GET /x HTTP/1.1\r\nhost: a\r\ncontent-length: 1024\r\nHTTP/1.0 404 Not Found\r\nHTTP/1.1 200 OK\r\nHTTP/1.1 599 <none>\r\n"
+        );
+        let mut digits = [0u8; 20];
+        assert_eq!(decimal(0, &mut digits), b"0");
+        assert_eq!(decimal(u64::MAX, &mut digits), b"18446744073709551615");
+    }
+}

@@ -1,0 +1,22 @@
+//! A sans-IO HTTP/1.x codec: message heads parsed with `httparse` straight into the
+//! tunnel's header types ([`head`]), how a message's body is delimited (RFC 9112 §6.3,
+//! [`framing`]), and chunked transfer coding both ways ([`chunked`]).
+//!
+//! Nothing here reads a socket or a clock: bytes come in as a `BytesMut` the caller
+//! filled, parsed heads and body pieces go out (sharing the buffer's memory, not
+//! copied), and what to write is appended to a buffer the caller sends. The server's
+//! HTTP/1 visitor path and the client's origin leg both use it. Its rules follow
+//! hyper's HTTP/1 code (the differential test `tests/http1_differential.rs` holds the
+//! server's path to hyper's answers), so a message is read and framed the same way
+//! whichever path serves it.
+//!
+//! Every bound is explicit ([`HeadLimits`], [`chunked::ChunkLimits`]); malformed
+//! input is an error value, never a panic.
+
+pub mod chunked;
+pub mod framing;
+pub mod head;
+
+pub use chunked::{ChunkError, ChunkLimits, ChunkedDecoder, Decoded};
+pub use framing::{request_framing, response_framing, BodyDecoder, BodyLength, FramingError, RequestFraming};
+pub use head::{parse_request, parse_response, HeadError, HeadLimits, ParsedRequest, ParsedResponse};

@@ -1,0 +1,452 @@
+//! One visitor request through a tunnel on the HTTP/1 path, with the checks and
+//! answers of hyper's path ([`crate::proxy`], [`crate::access`], [`crate::upload`]):
+//! the request head goes into a stream at once, its body follows from the read buffer
+//! (and the socket), the response head is checked ([`forwardable_response`]), its
+//! cookies scoped, and it is written to the visitor with its body as the stream
+//! delivers it.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::FutureExt;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use localtunnels_core::{ResetCode, StreamKind};
+use localtunnels_driver::h1::chunked::{write_chunk_size, write_last_chunk, ChunkLimits, CHUNK_END};
+use localtunnels_driver::h1::framing::has_token;
+use localtunnels_driver::h1::{BodyDecoder, BodyLength, ParsedRequest, RequestFraming};
+use localtunnels_driver::http::{forwardable_response, header_map};
+use localtunnels_driver::{StreamEvent, StreamReceiver, StreamSender};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
+
+use super::encode::{encode_head, valid_trailer, BodySize, Encoder, Reply};
+use super::upload::{Upload, UploadEnd};
+use super::Conn;
+use crate::exchange::{invalid_response, open_error, reset_response, tunnel_head_for};
+use crate::state::{Body, Counters, Peer, ServerState};
+use crate::tunnel::Tunnel;
+use crate::visitor_error::{accepts_html, as_html, visitor_error};
+
+/// Data chunks up to this size are copied into the write buffer with what surrounds
+/// them (one write for head and body); larger ones are written from their own buffer.
+const COPY_BELOW: usize = 16 * 1024;
+
+/// Most bytes read ahead (a pipelined request) while a response is awaited.
+const EARLY_MAX: usize = 64 * 1024;
+
+/// What came back for the request: the server's own answer, or the tunnel's response.
+enum Outcome {
+    Answer(Response<Body>),
+    Stream { status: StatusCode, headers: HeaderMap, rx: StreamReceiver, end: bool },
+}
+
+impl<T> Conn<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    /// Carries `req` through `tunnel`; true when the connection may carry another request.
+    pub(super) async fn exchange(
+        &mut self,
+        state: &ServerState,
+        tunnel: Arc<Tunnel>,
+        peer: Peer,
+        mut req: Request<()>,
+        host: Option<http::HeaderValue>,
+        framing: RequestFraming,
+    ) -> bool {
+        let started = std::time::Instant::now();
+        let html = accepts_html(req.headers());
+        let reply = reply_to(&req, &framing, self.closing);
+        let allow_trailers = req.headers().get_all(http::header::TE).iter().any(|v| has_token(v, "trailers"));
+        let admitted = match crate::access::check(state, &tunnel, peer.addr, &mut req) {
+            Ok(admitted) => admitted,
+            Err(refused) => return self.finish(state, &req, html, framing, reply, *refused, started).await,
+        };
+        tunnel.count_request();
+        Counters::bump(&state.counters.requests);
+        let head = tunnel_head_for(state, &peer, &req, StreamKind::Http, host);
+        let stream = match tunnel.conn.open(head, framing.body == BodyLength::Empty) {
+            Ok(s) => s,
+            Err(e) => {
+                let res = open_error(state, &tunnel.name, e);
+                return self.finish(state, &req, html, framing, reply, res, started).await;
+            }
+        };
+        let (tx, mut rx) = stream.split();
+        let max_body = state.config.limits.max_body;
+        let mut upload = Upload::new(BodyDecoder::new(framing.body, ChunkLimits::default()), tx.clone(), max_body);
+        let Conn { io, buf, out, .. } = self;
+        let mut upload_end = Some(UploadEnd::Done);
+        if framing.body != BodyLength::Empty {
+            if framing.expect_continue {
+                out.put_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                if !flush(io, out).await {
+                    return false;
+                }
+            }
+            upload_end = upload.send_buffered(buf).await;
+        }
+        // The socket is read (the rest of the body) while the response is written only
+        // when the body is not all here yet; a GET needs no split.
+        let mut early = BytesMut::new();
+        // A block, so that the body's reader lets go of the read buffer at its end.
+        let (status, keep) = {
+            let (mut rd, mut wr) = match upload_end {
+                Some(_) => (None, Writer::Whole(io)),
+                None => {
+                    let (rd, wr) = tokio::io::split(io);
+                    (Some(rd), Writer::Half(wr))
+                }
+            };
+            let mut rest = std::pin::pin!(async {
+                match rd.as_mut() {
+                    Some(rd) => upload.send_rest(buf, rd).await,
+                    None => UploadEnd::Done,
+                }
+            });
+            let mut deadline = std::pin::pin!(peer
+                .response_deadline
+                .lend(tokio::time::Instant::now() + state.config.response_timeout));
+            let first = if let Some(UploadEnd::Failed(failure)) = upload_end {
+                Err(crate::upload::answer(state, &tx, failure))
+            } else {
+                loop {
+                    tokio::select! {
+                        biased;
+                        end = &mut rest, if upload_end.is_none() => match end {
+                            UploadEnd::Failed(failure) => break Err(crate::upload::answer(state, &tx, failure)),
+                            end => upload_end = Some(end),
+                        },
+                        ev = rx.recv() => break Ok(ev),
+                        // Without a body to read, the socket is watched for the visitor leaving
+                        // (what it sends meanwhile is kept for the next exchange).
+                        read = wr.read_early(&mut early), if early.len() < EARLY_MAX => match read {
+                            Ok(0) | Err(_) => return false,
+                            Ok(_) => {}
+                        },
+                        () = &mut deadline => {
+                            tx.reset(ResetCode::Timeout, "no response in time");
+                            Counters::bump(&state.counters.timeouts);
+                            let secs = state.config.response_timeout.as_secs_f32();
+                            let message = format!("The app behind this tunnel did not answer within {secs} s.");
+                            break Err(visitor_error(StatusCode::GATEWAY_TIMEOUT, message, None));
+                        }
+                    }
+                }
+            };
+            let outcome = match first {
+                Ok(ev) => response(state, &tx, ev, rx),
+                Err(res) => Outcome::Answer(res),
+            };
+            state.counters.recorded.answered(started.elapsed());
+            match outcome {
+                Outcome::Answer(res) => {
+                    let res = if html { as_html(res) } else { res };
+                    let status = res.status();
+                    let written = write_answer(&mut wr, out, reply, res).await;
+                    // The stream is over: a body still arriving is not read.
+                    (status, written && upload_end == Some(UploadEnd::Done))
+                }
+                Outcome::Stream { status, mut headers, mut rx, end } => {
+                    crate::cookies::for_tunnel(&mut headers, &tunnel.name, &state.config.domain);
+                    let size = body_size(&headers, end);
+                    let sent = async {
+                        let Ok(written) = encode_head(out, reply, status, &mut headers, size) else {
+                            return false;
+                        };
+                        let whole = write_body(&mut wr, out, &mut rx, written.encoder, allow_trailers).await;
+                        whole && !written.last
+                    };
+                    let (sent, end) = match upload_end {
+                        Some(end) => (sent.await, end),
+                        None => tokio::join!(sent, &mut rest),
+                    };
+                    (status, sent && end == UploadEnd::Done)
+                }
+            }
+        };
+        drop(admitted);
+        if !early.is_empty() {
+            buf.extend_from_slice(&early);
+        }
+        if state.config.verbose {
+            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let (status, ms) = (status.as_u16(), started.elapsed().as_millis());
+            tracing::info!(tunnel = %tunnel.name, %peer, method = %req.method(), %path, status, ms, "request");
+        }
+        keep
+    }
+
+    /// Answers a request whose body was not read (the server refused it): the body is
+    /// skipped if it is already buffered, else the connection closes after the answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &mut self,
+        state: &ServerState,
+        req: &Request<()>,
+        html: bool,
+        framing: RequestFraming,
+        reply: Reply,
+        res: Response<Body>,
+        started: std::time::Instant,
+    ) -> bool {
+        let res = if html { as_html(res) } else { res };
+        if state.config.verbose {
+            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let (status, ms) = (res.status().as_u16(), started.elapsed().as_millis());
+            tracing::info!(method = %req.method(), %path, status, ms, "request");
+        }
+        let written = write_answer(&mut self.io, &mut self.out, reply, res).await;
+        written && self.skip_body(framing)
+    }
+
+    /// The server's answer to a request refused before routing (its host).
+    pub(super) async fn answer_unread(
+        &mut self,
+        head: &ParsedRequest,
+        framing: RequestFraming,
+        res: Response<Body>,
+    ) -> bool {
+        let reply = Reply {
+            version: head.version,
+            head: head.method == http::Method::HEAD,
+            keep_alive: framing.keep_alive && !self.closing,
+        };
+        let written = write_answer(&mut self.io, &mut self.out, reply, res).await;
+        written && self.skip_body(framing)
+    }
+
+    /// Skips an unread request body held whole in the buffer; false when it is not.
+    fn skip_body(&mut self, framing: RequestFraming) -> bool {
+        let mut decoder = BodyDecoder::new(framing.body, ChunkLimits::default());
+        while let Ok(Some(_)) = decoder.decode(&mut self.buf) {}
+        decoder.is_done()
+    }
+}
+
+/// What the request says about its response; a server shutting down closes the
+/// connection after it (and says so, as hyper does).
+fn reply_to(req: &Request<()>, framing: &RequestFraming, closing: bool) -> Reply {
+    let keep_alive = framing.keep_alive && !closing;
+    Reply { version: req.version(), head: req.method() == http::Method::HEAD, keep_alive }
+}
+
+/// The first event of the stream, as the visitor's answer.
+fn response(state: &ServerState, tx: &StreamSender, ev: Option<StreamEvent>, rx: StreamReceiver) -> Outcome {
+    match ev {
+        Some(StreamEvent::Response { head, end }) => match forwardable_response(&head, StreamKind::Http) {
+            Ok((status, headers)) => Outcome::Stream { status, headers, rx, end },
+            Err(e) => Outcome::Answer(invalid_response(state, tx, e)),
+        },
+        Some(StreamEvent::Reset { code, message }) => Outcome::Answer(reset_response(state, code, &message)),
+        _ => Outcome::Answer(reset_response(state, ResetCode::Internal, "the exchange ended without a response")),
+    }
+}
+
+/// The size of a tunnel response's body, as `StreamBody` tells hyper.
+fn body_size(headers: &HeaderMap, end: bool) -> BodySize {
+    if end {
+        return BodySize::Ended;
+    }
+    let length = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    length.map_or(BodySize::Unknown, BodySize::Known)
+}
+
+/// Writes one of the server's own answers (a whole body in memory); true when the
+/// connection may go on.
+async fn write_answer<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    out: &mut BytesMut,
+    reply: Reply,
+    res: Response<Body>,
+) -> bool {
+    let (mut parts, body) = res.into_parts();
+    let size = match (http_body::Body::is_end_stream(&body), http_body::Body::size_hint(&body).exact()) {
+        (true, _) => BodySize::Ended,
+        (false, Some(n)) => BodySize::Known(n),
+        (false, None) => BodySize::Unknown,
+    };
+    let Ok(written) = encode_head(out, reply, parts.status, &mut parts.headers, size) else {
+        return false;
+    };
+    let data = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let whole = match written.encoder {
+        Encoder::Length(0) => true,
+        Encoder::Length(n) => {
+            out.put_slice(&data[..data.len().min(usize::try_from(n).unwrap_or(usize::MAX))]);
+            data.len() as u64 == n
+        }
+        Encoder::Chunked(_) => {
+            if !data.is_empty() {
+                write_chunk_size(out, data.len());
+                out.put_slice(&data);
+                out.put_slice(CHUNK_END);
+            }
+            write_last_chunk(out, &[]);
+            true
+        }
+        Encoder::CloseDelimited => {
+            out.put_slice(&data);
+            true
+        }
+    };
+    flush(wr, out).await && whole && !written.last
+}
+
+/// Streams the tunnel's response body to the visitor as `encoder` frames it; true
+/// when it ended as framed (the connection may carry another exchange).
+async fn write_body<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    out: &mut BytesMut,
+    rx: &mut StreamReceiver,
+    encoder: Encoder,
+    allow_trailers: bool,
+) -> bool {
+    let mut left = match encoder {
+        Encoder::Length(0) => return flush(wr, out).await,
+        Encoder::Length(n) => Some(n),
+        _ => None,
+    };
+    let chunked = matches!(encoder, Encoder::Chunked(_));
+    loop {
+        // Whatever the stream already holds goes out with what is buffered: one write.
+        let ev = match rx.recv().now_or_never() {
+            Some(ev) => ev,
+            None => {
+                if !flush(wr, out).await {
+                    return false;
+                }
+                rx.recv().await
+            }
+        };
+        let (data, end, trailers) = match ev {
+            Some(StreamEvent::Data { data, end }) => (data, end, None),
+            Some(StreamEvent::Trailers(t)) => (Bytes::new(), true, Some(t)),
+            // Reset, or the tunnel went: the visitor sees the body cut short (what is not
+            // written yet is dropped, as hyper drops it).
+            Some(StreamEvent::Reset { .. }) | None => {
+                out.clear();
+                return false;
+            }
+            Some(_) => continue,
+        };
+        let data = match left.as_mut() {
+            Some(left) => {
+                let n = data.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= n as u64;
+                data.slice(..n)
+            }
+            None => data,
+        };
+        if !data.is_empty() {
+            if chunked {
+                write_chunk_size(out, data.len());
+            }
+            if data.len() < COPY_BELOW {
+                out.put_slice(&data);
+            } else if !flush(wr, out).await || wr.write_all(&data).await.is_err() {
+                return false;
+            }
+            if chunked {
+                out.put_slice(CHUNK_END);
+            }
+        }
+        if end {
+            if let Encoder::Chunked(allowed) = &encoder {
+                let trailers = trailers
+                    .filter(|_| allow_trailers)
+                    .map(|t| declared_trailers(&t, allowed.as_deref()))
+                    .unwrap_or_default();
+                write_last_chunk(out, &trailers);
+            }
+            let complete = left.is_none_or(|l| l == 0);
+            return flush(wr, out).await && complete && encoder != Encoder::CloseDelimited;
+        }
+    }
+}
+
+/// The trailer fields hyper sends: those the head declared in `Trailer`, and allowed.
+fn declared_trailers(
+    trailers: &[localtunnels_core::Header],
+    allowed: Option<&[http::HeaderName]>,
+) -> Vec<localtunnels_core::Header> {
+    let Some(allowed) = allowed else { return Vec::new() };
+    header_map(trailers)
+        .into_iter()
+        .scan(None, |name, (n, v)| {
+            if n.is_some() {
+                *name = n;
+            }
+            Some((name.clone(), v))
+        })
+        .filter_map(|(n, v)| n.map(|n| (n, v)))
+        .filter(|(n, _)| allowed.contains(n) && valid_trailer(n))
+        .collect()
+}
+
+/// Writes what `out` holds; false on a write error.
+async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut BytesMut) -> bool {
+    if out.is_empty() {
+        return true;
+    }
+    let ok = wr.write_all(out).await.is_ok();
+    out.clear();
+    ok
+}
+
+/// The connection's write side: the whole socket, or its write half while the request
+/// body is still being read from the other half.
+enum Writer<'a, T> {
+    Whole(&'a mut T),
+    Half(WriteHalf<&'a mut T>),
+}
+
+impl<T: AsyncRead + Unpin> Writer<'_, T> {
+    /// Reads from the whole socket; never completes on a write half (the body's
+    /// reader watches the socket then).
+    async fn read_early(&mut self, early: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            Writer::Whole(io) => {
+                // A stack buffer: nothing is allocated for a read that usually finds nothing.
+                let mut scratch = [0u8; 2048];
+                let n = io.read(&mut scratch).await?;
+                early.extend_from_slice(&scratch[..n]);
+                Ok(n)
+            }
+            Writer::Half(_) => std::future::pending().await,
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Writer<'_, T> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Writer::Whole(io) => std::pin::Pin::new(&mut **io).poll_write(cx, buf),
+            Writer::Half(half) => std::pin::Pin::new(half).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Writer::Whole(io) => std::pin::Pin::new(&mut **io).poll_flush(cx),
+            Writer::Half(half) => std::pin::Pin::new(half).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Writer::Whole(io) => std::pin::Pin::new(&mut **io).poll_shutdown(cx),
+            Writer::Half(half) => std::pin::Pin::new(half).poll_shutdown(cx),
+        }
+    }
+}

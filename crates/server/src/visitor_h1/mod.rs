@@ -1,0 +1,260 @@
+//! The HTTP/1 visitor path: a visitor's connection read and written by the server's
+//! own code (the `h1` codec of the driver) instead of hyper, for the requests that
+//! make up nearly all traffic: plain HTTP/1.x exchanges with a tunnel on this node.
+//!
+//! A connection starts here. Each request head is parsed with `httparse`
+//! ([`localtunnels_driver::h1`]), routed as [`crate::server`] routes (trusted proxy,
+//! one valid `Host`, absolute-form targets), and, for a live tunnel, carried through
+//! the same checks and stream as hyper's path ([`exchange`]). Requests after it on a
+//! kept-alive connection follow in order (pipelined ones wait in the read buffer).
+//!
+//! hyper keeps everything else, for the rest of the connection: the connection is
+//! handed to it with the bytes read so far put back in front ([`rewind`]) when the
+//! first bytes are an HTTP/2 preface, or a request is an upgrade (WebSockets,
+//! `CONNECT`), is for the apex or a name this node does not serve live (held, unknown,
+//! another cluster node's). A connection that negotiated `h2` by ALPN, and every
+//! connection of a cluster node, goes to hyper from the start ([`crate::server`]).
+//!
+//! The bounds are hyper's: each head is due one header timeout after the wait for it
+//! began (from the accept for the first, from the end of the previous exchange for
+//! the next: the keep-alive idle time), a head is at most `max_header_bytes` (at least
+//! 8 KiB) and 100 fields; malformed heads and framing get hyper's automatic answers
+//! (400, 414, 431) and the connection closes.
+
+mod encode;
+mod exchange;
+mod rewind;
+mod upload;
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::Watcher;
+use localtunnels_driver::h1::head::MAX_HEADERS;
+use localtunnels_driver::h1::{parse_request, request_framing, HeadError, HeadLimits, ParsedRequest, RequestFraming};
+use localtunnels_driver::lazy_deadline::LazyDeadline;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::registry::Lookup;
+use crate::state::{text_response, Body, Counters, Peer, ServerState};
+use crate::tunnel::Tunnel;
+
+pub(crate) use encode::{BodySize, Reply};
+
+/// The client connection preface of HTTP/2 (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A visitor connection on the HTTP/1 path.
+pub(crate) struct Conn<T> {
+    io: T,
+    /// Bytes read and not yet consumed: the next head, body bytes, pipelined requests.
+    buf: BytesMut,
+    /// What goes out next.
+    out: BytesMut,
+    /// The server is shutting down: the exchange under way is the connection's last.
+    closing: bool,
+}
+
+/// What the wait for a head ended with.
+enum Next {
+    Head(ParsedRequest),
+    /// An HTTP/2 preface: hyper serves the connection.
+    Http2,
+    /// Closed, timed out, shutting down, or an I/O error: nothing to answer.
+    Done,
+}
+
+/// What becomes of one request. Made once per request and matched at once: boxing the
+/// common (large) variant would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Plan {
+    /// hyper serves this request and the rest of the connection.
+    Hyper,
+    /// The server answers at once (a refused host).
+    Answer(Box<http::Response<Body>>),
+    /// Through this tunnel (with the request's `X-Forwarded-Host`).
+    Tunnel(Arc<Tunnel>, Peer, Request<()>, Option<http::HeaderValue>),
+}
+
+/// Serves `io` from `peer`, accepted at `accepted`, until it closes (or hands it to hyper).
+pub(crate) async fn serve<T>(
+    state: Arc<ServerState>,
+    peer: Peer,
+    accepted: Instant,
+    io: T,
+    watcher: Watcher,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = HeadLimits { max_bytes: state.config.limits.max_header_bytes.max(8192), max_headers: MAX_HEADERS };
+    let header_timeout = state.config.limits.header_read_timeout;
+    let mut conn = Conn { io, buf: BytesMut::with_capacity(8192), out: BytesMut::with_capacity(4096), closing: false };
+    let mut due = LazyDeadline::new(accepted + header_timeout);
+    let mut first = true;
+    loop {
+        let head = match conn.read_head(&limits, &mut due, first, &mut shutdown).await {
+            Ok(Next::Head(head)) => head,
+            // No request yet: hyper holds the first one to the deadline from the accept.
+            Ok(Next::Http2) => return conn.hand_off(state, peer, Some(accepted), None, watcher).await,
+            Ok(Next::Done) => return,
+            Err(e) => return conn.refuse_head(e.status()).await,
+        };
+        first = false;
+        let framing = match request_framing(head.version, &head.method, &head.headers) {
+            Ok(f) => f,
+            Err(e) => {
+                debug!(%peer, error = %e, "request framing refused");
+                return conn.refuse_head(400).await;
+            }
+        };
+        conn.closing = *shutdown.borrow();
+        let keep = match plan(&state, &peer, &head, &framing) {
+            Plan::Hyper => return conn.hand_off(state, peer, None, Some(head.raw), watcher).await,
+            Plan::Answer(res) => conn.answer_unread(&head, framing, *res).await,
+            Plan::Tunnel(tunnel, visitor, req, host) => {
+                conn.exchange(&state, tunnel, visitor, req, host, framing).await
+            }
+        };
+        if !keep || *shutdown.borrow() {
+            break;
+        }
+        due.set(Instant::now() + header_timeout);
+    }
+    let _ = conn.io.shutdown().await;
+    drop(watcher);
+}
+
+/// Where a request goes, decided before anything is counted or charged.
+fn plan(state: &ServerState, peer: &Peer, head: &ParsedRequest, framing: &RequestFraming) -> Plan {
+    if framing.upgrade {
+        return Plan::Hyper;
+    }
+    let mut req = Request::new(());
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = head.uri.clone();
+    *req.version_mut() = head.version;
+    let headers = req.headers_mut();
+    headers.reserve(head.headers.len());
+    // One `Content-Length` goes on, as hyper passes it: repeats (equal, or the head
+    // was refused) are dropped, and all of them when `Transfer-Encoding` came too.
+    let mut length_seen = framing.drop_content_length;
+    for (name, value) in &head.headers {
+        if name == http::header::CONTENT_LENGTH && std::mem::replace(&mut length_seen, true) {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    // Behind a trusted proxy, the visitor it names stands for the connection's peer.
+    let visitor = match state.config.trusted_proxies.visitor(peer.addr.ip(), req.headers()) {
+        Some(forwarded) => forwarded.apply(peer),
+        None => peer.clone(),
+    };
+    let port = state.default_port();
+    let (name, forwarded) = match crate::host::request_host(&req, port) {
+        Ok(Some(h)) => {
+            let name = crate::server::tunnel_name(h.name(), &state.config.domain)
+                .or_else(|| crate::server::custom_hostname(state, h.name()));
+            (name, crate::host::forwarded_value(&h, &req, port))
+        }
+        Ok(None) => (None, None),
+        Err(e) => {
+            Counters::bump(&state.counters.bad_request);
+            return Plan::Answer(Box::new(text_response(StatusCode::BAD_REQUEST, e.to_string())));
+        }
+    };
+    let Some(name) = name else { return Plan::Hyper };
+    match state.registry.lookup(&name) {
+        Lookup::Live(tunnel) => Plan::Tunnel(tunnel, visitor, req, forwarded),
+        _ => Plan::Hyper,
+    }
+}
+
+impl<T> Conn<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    /// Reads until a whole head is buffered, `due` passes, or the connection ends.
+    async fn read_head(
+        &mut self,
+        limits: &HeadLimits,
+        due: &mut LazyDeadline,
+        first: bool,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Next, HeadError> {
+        loop {
+            if first && is_preface_start(&self.buf) {
+                if self.buf.len() >= H2_PREFACE.len() {
+                    return Ok(Next::Http2);
+                }
+            } else if let Some(head) = parse_request(&mut self.buf, limits)? {
+                return Ok(Next::Head(head));
+            }
+            if self.buf.is_empty() && *shutdown.borrow() {
+                return Ok(Next::Done);
+            }
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf.reserve(8192);
+            }
+            let idle = self.buf.is_empty();
+            let read = tokio::select! {
+                biased;
+                read = self.io.read_buf(&mut self.buf) => read,
+                () = std::future::poll_fn(|cx| due.poll_expired(cx)) => {
+                    debug!("no request head within the header timeout; closing");
+                    return Ok(Next::Done);
+                }
+                _ = shutdown.changed(), if idle => return Ok(Next::Done),
+            };
+            match read {
+                Ok(0) | Err(_) => return Ok(Next::Done),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// hyper's answer to a head it cannot read; the connection then closes.
+    async fn refuse_head(mut self, status: u16) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+        let reply = Reply { version: http::Version::HTTP_11, head: false, keep_alive: false };
+        let mut headers = http::HeaderMap::new();
+        if encode::encode_head(&mut self.out, reply, status, &mut headers, BodySize::Ended).is_ok() {
+            let _ = self.io.write_all(&self.out).await;
+        }
+        let _ = self.io.shutdown().await;
+    }
+
+    /// Hands the connection to hyper, `head` (if any) and the unread bytes first; with
+    /// `accepted`, its first request is due one header timeout after it.
+    async fn hand_off(
+        self,
+        state: Arc<ServerState>,
+        peer: Peer,
+        accepted: Option<Instant>,
+        head: Option<Bytes>,
+        watcher: Watcher,
+    ) {
+        let prefix = match head {
+            Some(head) if self.buf.is_empty() => head,
+            Some(head) => {
+                let mut all = BytesMut::with_capacity(head.len() + self.buf.len());
+                all.extend_from_slice(&head);
+                all.extend_from_slice(&self.buf);
+                all.freeze()
+            }
+            None => self.buf.freeze(),
+        };
+        let io = TokioIo::new(rewind::Rewind::new(prefix, self.io));
+        crate::server::serve_hyper(state, peer, accepted, io, watcher).await;
+    }
+}
+
+/// Whether `buf` starts as an HTTP/2 preface does (and may be one).
+fn is_preface_start(buf: &[u8]) -> bool {
+    !buf.is_empty() && H2_PREFACE.starts_with(&buf[..buf.len().min(H2_PREFACE.len())])
+}

@@ -1,0 +1,133 @@
+//! The HTTP/1 codec (`localtunnels_driver::h1`) on arbitrary bytes: request and
+//! response heads, their framing, and chunked bodies. The first byte sets the size of
+//! the pieces the rest is fed in (as reads from a socket would cut it).
+//!
+//! Checks: no panic; a head or body fed in pieces reads exactly as when fed whole
+//! (same head, same error, same body and trailers); a chunked body that decodes
+//! re-encodes (in pieces of any size, with its trailers) to bytes that decode to the
+//! same body and trailers; what a parsed head leaves in the buffer is what followed it.
+
+#![no_main]
+
+use bytes::BytesMut;
+use libfuzzer_sys::fuzz_target;
+use localtunnels_driver::h1::chunked::{write_chunk, write_last_chunk};
+use localtunnels_driver::h1::{
+    parse_request, parse_response, request_framing, response_framing, BodyDecoder, ChunkError, ChunkLimits,
+    ChunkedDecoder, Decoded, HeadLimits,
+};
+
+/// What a parse came to, comparable across feeds.
+#[derive(Debug, PartialEq)]
+enum Head {
+    Partial,
+    Error(String),
+    /// Method or status, target, headers, bytes left after the head.
+    Done(String, String, Vec<(String, Vec<u8>)>, usize),
+}
+
+fn request(buf: &mut BytesMut, limits: &HeadLimits) -> Head {
+    match parse_request(buf, limits) {
+        Ok(None) => Head::Partial,
+        Err(e) => Head::Error(e.to_string()),
+        Ok(Some(h)) => {
+            // Framing decisions never panic, whatever the fields.
+            if let Ok(f) = request_framing(h.version, &h.method, &h.headers) {
+                let _ = BodyDecoder::new(f.body, ChunkLimits::default()).decode(&mut buf.clone());
+            }
+            let fields = h.headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+            assert!(h.raw.len() <= limits.max_bytes);
+            Head::Done(h.method.to_string(), h.uri.to_string(), fields, buf.len())
+        }
+    }
+}
+
+fn response(buf: &mut BytesMut, limits: &HeadLimits) -> Head {
+    match parse_response(buf, limits) {
+        Ok(None) => Head::Partial,
+        Err(e) => Head::Error(e.to_string()),
+        Ok(Some(h)) => {
+            for method in [http::Method::GET, http::Method::HEAD, http::Method::CONNECT] {
+                let _ = response_framing(&method, h.status, &h.headers);
+            }
+            let fields = h.headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+            Head::Done(h.status.to_string(), String::new(), fields, buf.len())
+        }
+    }
+}
+
+/// Parses `input` whole, then fed `step` bytes at a time: the same verdict.
+fn same_in_pieces(input: &[u8], step: usize, parse: fn(&mut BytesMut, &HeadLimits) -> Head) {
+    let limits = HeadLimits { max_bytes: 2048, max_headers: 16 };
+    let whole = parse(&mut BytesMut::from(input), &limits);
+    let mut buf = BytesMut::new();
+    let mut fed = 0;
+    let pieces = loop {
+        let end = (fed + step).min(input.len());
+        buf.extend_from_slice(&input[fed..end]);
+        fed = end;
+        match parse(&mut buf, &limits) {
+            Head::Partial if fed < input.len() => continue,
+            Head::Done(a, b, c, left) => break Head::Done(a, b, c, left + input.len() - fed),
+            verdict => break verdict,
+        }
+    };
+    assert_eq!(whole, pieces, "a head read in pieces of {step} differs");
+}
+
+/// The body, trailers and outcome of a chunked body fed `step` bytes at a time.
+fn chunked(
+    input: &[u8],
+    step: usize,
+    limits: ChunkLimits,
+) -> (Vec<u8>, Vec<(String, Vec<u8>)>, Result<bool, ChunkError>) {
+    let mut d = ChunkedDecoder::new(limits);
+    let (mut buf, mut body, mut trailers) = (BytesMut::new(), Vec::new(), Vec::new());
+    for piece in input.chunks(step) {
+        buf.extend_from_slice(piece);
+        loop {
+            match d.decode(&mut buf) {
+                Ok(Some(Decoded::Data(data))) => body.extend_from_slice(&data),
+                Ok(Some(Decoded::Trailers(t))) => {
+                    trailers = t.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect()
+                }
+                Ok(Some(Decoded::End)) => {}
+                Ok(None) => break,
+                Err(e) => return (body, trailers, Err(e)),
+            }
+        }
+        if d.is_done() {
+            break;
+        }
+    }
+    (body, trailers, Ok(d.is_done()))
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&split, input)) = data.split_first() else { return };
+    let step = usize::from(split % 64) + 1;
+    same_in_pieces(input, step, request);
+    same_in_pieces(input, step, response);
+
+    let limits = ChunkLimits { max_trailer_bytes: 1024, max_trailers: 8 };
+    let whole = chunked(input, input.len().max(1), limits);
+    let pieces = chunked(input, step, limits);
+    assert_eq!(whole, pieces, "a chunked body read in pieces of {step} differs");
+    if let (body, trailers, Ok(true)) = whole {
+        let mut wire = BytesMut::new();
+        for part in body.chunks(step) {
+            write_chunk(&mut wire, part);
+        }
+        let fields: Vec<_> = trailers
+            .iter()
+            .map(|(n, v)| {
+                (n.parse().expect("a parsed name"), http::HeaderValue::from_bytes(v).expect("a parsed value"))
+            })
+            .collect();
+        write_last_chunk(&mut wire, &fields);
+        // Written trailers may take more bytes than they arrived in (`a:b` becomes `a: b`):
+        // the re-read's trailer limit is the wire's length.
+        let again = chunked(&wire, step, ChunkLimits { max_trailer_bytes: wire.len(), max_trailers: 8 });
+        assert_eq!(again, (body, trailers, Ok(true)), "a re-encoded chunked body decodes differently");
+    }
+});

@@ -1,0 +1,230 @@
+//! The server's own HTTP/1 visitor path against hyper's: the same corpus of raw
+//! requests (well-formed ones, the hardening work's malformed ones, request smuggling
+//! attempts) and of origin responses (scripted raw bytes, unusual and invalid ones)
+//! goes through two servers, one serving HTTP/1 visitors itself (the default) and one
+//! with `http1_by_hyper`, each with its own tunnel to the same origin. Every response
+//! the visitor reads (status, headers in order, body, whether it ended as framed) and
+//! whether the connection stays usable must be the same on both; each case also names
+//! the status it must get, so a change that broke both paths alike fails too.
+
+mod common;
+#[path = "http1_differential_util/mod.rs"]
+mod util;
+
+use common::*;
+use localtunnels_server::{Limits, ServerConfig, ServerHandle};
+use util::{normalise, scripted_origin, visit, Outcome};
+
+/// One case: a name, the raw bytes a visitor writes (`{H}` stands for the tunnel's
+/// host), the method of each request in it, and the status of its first response
+/// ([`CUT`]: no complete response at all).
+const CUT: u16 = 0;
+
+struct Case {
+    name: &'static str,
+    raw: String,
+    methods: Vec<&'static str>,
+    status: u16,
+}
+
+fn case(name: &'static str, raw: &str, methods: &[&'static str], status: u16) -> Case {
+    Case { name, raw: raw.to_string(), methods: methods.to_vec(), status }
+}
+
+/// The request corpus.
+fn requests() -> Vec<Case> {
+    let get = &["GET"][..];
+    let post = &["POST"][..];
+    let big_header = format!("GET /echo HTTP/1.1\r\nHost: {{H}}\r\nX-Big: {}\r\n\r\n", "b".repeat(70_000));
+    let many: String = (0..101).map(|i| format!("X-{i}: 1\r\n")).collect();
+    let body_3000 = "y".repeat(3000);
+    vec![
+        case("get", "GET /echo/a?b=1 HTTP/1.1\r\nHost: {H}\r\nUser-Agent: t\r\nX-A: 1\r\nx-a: 2\r\n\r\n", get, 200),
+        case("head", "HEAD /r/head HTTP/1.1\r\nHost: {H}\r\n\r\n", &["HEAD"], 200),
+        case("post-length", "POST /echo HTTP/1.1\r\nHost: {H}\r\nContent-Length: 5\r\n\r\nhello", post, 200),
+        case(
+            "post-chunked-trailers",
+            "POST /echo HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
+            post,
+            200,
+        ),
+        case(
+            "pipelined",
+            "GET /echo/1 HTTP/1.1\r\nHost: {H}\r\n\r\nPOST /echo/2 HTTP/1.1\r\nHost: {H}\r\nContent-Length: 2\r\n\r\nhiGET /r/length HTTP/1.1\r\nHost: {H}\r\n\r\n",
+            &["GET", "POST", "GET"],
+            200,
+        ),
+        case("connection-close", "GET /echo HTTP/1.1\r\nHost: {H}\r\nConnection: close\r\n\r\n", get, 200),
+        case("http10", "GET /echo HTTP/1.0\r\nHost: {H}\r\n\r\n", get, 200),
+        case("http10-keep-alive", "GET /echo HTTP/1.0\r\nHost: {H}\r\nConnection: keep-alive\r\n\r\n", get, 200),
+        case("http10-no-host", "GET /echo HTTP/1.0\r\n\r\n", get, 404),
+        case(
+            "expect-continue",
+            "POST /echo HTTP/1.1\r\nHost: {H}\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello",
+            post,
+            100,
+        ),
+        case("bare-lf", "GET /echo HTTP/1.1\nHost: {H}\n\n", get, 200),
+        case("absolute-form", "GET http://{H}/echo HTTP/1.1\r\nHost: {H}\r\n\r\n", get, 200),
+        case("te-chunked-gzip-last-chunked", "POST /echo HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", post, 200),
+        // Smuggling: Content-Length and Transfer-Encoding together.
+        case(
+            "cl-te",
+            "POST /echo HTTP/1.1\r\nHost: {H}\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            post,
+            200,
+        ),
+        case(
+            "te-cl",
+            "POST /echo HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            post,
+            200,
+        ),
+        case("cl-same-twice", "POST /echo HTTP/1.1\r\nHost: {H}\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi", post, 200),
+        case("cl-differ", "POST /echo HTTP/1.1\r\nHost: {H}\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nhi!", post, 400),
+        case("cl-sign", "POST /echo HTTP/1.1\r\nHost: {H}\r\nContent-Length: +2\r\n\r\nhi", post, 400),
+        case("cl-list", "POST /echo HTTP/1.1\r\nHost: {H}\r\nContent-Length: 2, 2\r\n\r\nhi", post, 400),
+        case("cl-overflow", "POST /echo HTTP/1.1\r\nHost: {H}\r\nContent-Length: 99999999999999999999999\r\n\r\n", post, 400),
+        case("te-http10", "POST /echo HTTP/1.0\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", post, 400),
+        case("te-not-chunked", "POST /echo HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: gzip\r\n\r\nhi", post, 400),
+        case("te-chunked-then-gzip", "POST /echo HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", post, 400),
+        case(
+            "te-two-lines",
+            "POST /echo HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n0\r\n\r\n",
+            post,
+            400,
+        ),
+        case("obs-fold", "GET /echo HTTP/1.1\r\nHost: {H}\r\nX-A: 1\r\n folded\r\n\r\n", get, 400),
+        case("space-before-colon", "GET /echo HTTP/1.1\r\nHost : {H}\r\n\r\n", get, 400),
+        case("nul-in-value", "GET /echo HTTP/1.1\r\nHost: {H}\r\nX-A: a\0b\r\n\r\n", get, 400),
+        // Malformed chunked bodies.
+        case("chunk-size-zz", "POST /echo HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", post, 400),
+        case(
+            "chunk-size-overflow",
+            "POST /echo HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\n\r\nf0000000000000003\r\nabc\r\n0\r\n\r\n",
+            post,
+            400,
+        ),
+        case("chunk-ext-lf", "POST /echo HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\n\r\n1;a\nb\r\nx\r\n0\r\n\r\n", post, 400),
+        case("chunk-no-crlf", "POST /echo HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", post, 400),
+        case("chunk-bare-lf", "POST /echo HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\n0\n\n", post, 400),
+        // Hosts.
+        case("absolute-other-host", "GET http://other.localhost/echo HTTP/1.1\r\nHost: {H}\r\n\r\n", get, 400),
+        case("absolute-userinfo", "GET http://u@{H}/echo HTTP/1.1\r\nHost: {H}\r\n\r\n", get, 400),
+        case("two-hosts", "GET /echo HTTP/1.1\r\nHost: {H}\r\nHost: {H}\r\n\r\n", get, 400),
+        case("bracketed-host", "GET /echo HTTP/1.1\r\nHost: [diff.localhost]\r\n\r\n", get, 400),
+        case("no-host", "GET /echo HTTP/1.1\r\nX-A: 1\r\n\r\n", get, 400),
+        // Heads that do not parse, or are too large.
+        case("long-header", &big_header, get, 431),
+        case("many-headers", &format!("GET /echo HTTP/1.1\r\nHost: {{H}}\r\n{many}\r\n"), get, 431),
+        case("bad-method", "G(T /echo HTTP/1.1\r\nHost: {H}\r\n\r\n", get, 400),
+        case("bad-target", "GET /a\x7f HTTP/1.1\r\nHost: {H}\r\n\r\n", get, 400),
+        case("http2-version", "GET /echo HTTP/2.0\r\nHost: {H}\r\n\r\n", get, 400),
+        case("tls-on-plain", "\x16\x03\x01\x00\x05hello", get, 400),
+        // Routing that stays with hyper, and the server's own answers.
+        case("unknown-tunnel", "GET / HTTP/1.1\r\nHost: nobody.localhost\r\n\r\n", get, 404),
+        case("apex", "GET /api/status HTTP/1.1\r\nHost: localhost\r\n\r\n", get, 200),
+        case(
+            "websocket-to-plain-origin",
+            "GET /ws HTTP/1.1\r\nHost: {H}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            get,
+            200,
+        ),
+        case("body-declared-over-limit", "POST /echo HTTP/1.1\r\nHost: {H}\r\nContent-Length: 3000\r\n\r\n", post, 413),
+        case(
+            "body-streamed-over-limit",
+            &format!("POST /echo HTTP/1.1\r\nHost: {{H}}\r\nTransfer-Encoding: chunked\r\n\r\nbb8\r\n{body_3000}\r\n0\r\n\r\n"),
+            post,
+            413,
+        ),
+        case("html-error-page", "GET /r/switch HTTP/1.1\r\nHost: {H}\r\nAccept: text/html\r\n\r\n", get, 502),
+    ]
+}
+
+/// The response corpus: `GET /r/NAME` for each script of the origin, and its status.
+fn responses() -> Vec<Case> {
+    let scripts = [
+        ("length", 200),
+        ("close-delimited", 200),
+        ("no-content", 204),
+        ("not-modified", 304),
+        ("cookies", 200),
+        ("hop-by-hop", 200),
+        ("switch", 502),
+        ("early-hints", 200),
+        ("same-lengths", 200),
+        // The tunnel client passes the origin's Content-Length on with the chunked body it
+        // read (a client bug, outside this test's subject): the visitor sees it cut short.
+        ("length-and-chunked", CUT),
+        ("odd-status", 599),
+        ("dated", 200),
+        ("empty-chunked", 200),
+        ("big", 200),
+        ("big-chunked", 200),
+        ("cut", CUT),
+        ("chunked-trailers", 200),
+    ];
+    let mut cases: Vec<Case> = scripts
+        .iter()
+        .map(|(name, status)| case(name, &format!("GET /r/{name} HTTP/1.1\r\nHost: {{H}}\r\n\r\n"), &["GET"], *status))
+        .collect();
+    cases.push(case(
+        "trailers-asked-for",
+        "GET /r/chunked-trailers HTTP/1.1\r\nHost: {H}\r\nTE: trailers\r\n\r\n",
+        &["GET"],
+        200,
+    ));
+    cases.push(case("head-of-length", "HEAD /r/head HTTP/1.0\r\nHost: {H}\r\n\r\n", &["HEAD"], 200));
+    cases.push(case("http10-unknown-length", "GET /r/big-chunked HTTP/1.0\r\nHost: {H}\r\n\r\n", &["GET"], 200));
+    cases
+}
+
+/// A server (its own HTTP/1 path, or hyper's) with a tunnel `diff` to `origin`.
+async fn side(http1_by_hyper: bool, origin: u16) -> (ServerHandle, localtunnels_client::ClientHandle) {
+    let limits = Limits { max_body: Some(2048), ..Limits::default() };
+    let server = server_with(ServerConfig { limits, http1_by_hyper, ..ServerConfig::default() }).await;
+    let tunnel = client(&server, origin, Some("diff")).await;
+    (server, tunnel)
+}
+
+async fn run(server: &ServerHandle, case: &Case, ports: &[u16]) -> Outcome {
+    let port = server.addr().port();
+    let host = format!("diff.localhost:{port}");
+    let raw = case.raw.replace("{H}", &host);
+    let probe = format!("GET /echo/probe HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    visit(port, raw.as_bytes(), &case.methods, &probe, &|text| normalise(text, ports)).await
+}
+
+/// `outcome` with a response cut short, and what follows it, left out: whether the
+/// head of a broken response got out before the break depends on timing, on both paths.
+fn comparable(mut outcome: Outcome) -> Outcome {
+    if let Some(cut) = outcome.responses.iter().position(|r| !r.complete) {
+        outcome.responses.truncate(cut);
+    }
+    outcome
+}
+
+#[tokio::test]
+async fn the_http1_path_answers_every_case_as_hyper_does() {
+    let origin = scripted_origin().await;
+    let (lean, _lean_tunnel) = side(false, origin).await;
+    let (hyper, _hyper_tunnel) = side(true, origin).await;
+    let ports = [lean.addr().port(), hyper.addr().port(), origin];
+    let mut differ = Vec::new();
+    let corpus: Vec<Case> = requests().into_iter().chain(responses()).collect();
+    for case in &corpus {
+        let ours = run(&lean, case, &ports).await;
+        let theirs = run(&hyper, case, &ports).await;
+        let (ours, theirs) = (comparable(ours), comparable(theirs));
+        let first = ours.responses.first().map(|r| r.status);
+        if first.unwrap_or(0) != case.status {
+            differ.push(format!("case {}: status {first:?}, not {}: {ours:?}", case.name, case.status));
+        }
+        if ours != theirs {
+            differ.push(format!("case {}:\n  ours:   {ours:?}\n  hyper's: {theirs:?}", case.name));
+        }
+    }
+    assert!(differ.is_empty(), "{} findings over {} cases:\n{}", differ.len(), corpus.len(), differ.join("\n"));
+    // Both paths served every case: the lean one did not fall back where it should not.
+    assert!(lean.stats().requests > 0 && hyper.stats().requests > 0);
+}
