@@ -16,6 +16,8 @@
 mod client;
 mod config;
 mod events;
+mod exchange;
+mod forward;
 mod http;
 mod inspect;
 mod origin;
