@@ -2,7 +2,7 @@
 //! its origin): how a response's body is delimited, which interim responses are
 //! skipped, and which trailer fields a request may send. They are hyper's client's
 //! rules, so that the lean origin leg and the hyper client it replaced read every
-//! response the same way (`tests/origin_differential.rs` holds them to it).
+//! response the same way (`crates/client/tests/origin_differential.rs` holds them to it).
 
 use http::{header, HeaderName, Method, Version};
 use localtunnels_core::Header;
