@@ -2,7 +2,7 @@
 //! origin, the origin's response streams back.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -41,7 +41,8 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     // The inspector records the request as the origin gets it, its body as it passes.
     let record = ctx.config.inspector.as_ref().map(|i| (i.clone(), i.begin(&method, &path, &headers, false)));
     let mut body = StreamBody::new(rx, end, content_length(&headers));
-    if let Some((i, id)) = &record {
+    // A request without a body has nothing to record (its entry's body is empty already).
+    if let (Some((i, id)), false) = (&record, end) {
         body = body.tapped(Box::new(BodyRecorder::request(i, *id)));
     }
     let failed = |message: &str| {
@@ -100,10 +101,10 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         ctx.emit(ClientEvent::Error { message: message.clone() });
         return tx.reset(ResetCode::Protocol, &message);
     }
-    let (head, body) = res.into_parts();
+    let (head, mut body) = res.into_parts();
     let end = body.is_end_stream();
     let recorder = record.as_ref().map(|(i, id)| {
-        i.update(*id, |s, _| s.respond(*id, status, &head.headers));
+        i.change(*id, |s| s.respond(*id, status, &head.headers));
         BodyRecorder::response(i, *id)
     });
     if let Err(e) = tx.respond(head, end) {
@@ -113,14 +114,14 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     }
     let mut bytes = 0;
     if !end {
+        // By reference: the body stays where it is instead of moving into the pump.
         let pumped = if report || debug || recorder.is_some() {
-            let observed = ObservedBody::new(body, recorder);
-            let count = observed.counter();
-            let pumped = pump_body(observed, &tx).await;
-            bytes = count.load(Ordering::Relaxed);
+            let mut observed = ObservedBody::new(body, recorder);
+            let pumped = pump_body(&mut observed, &tx).await;
+            bytes = observed.count;
             pumped
         } else {
-            pump_body(body, &tx).await
+            pump_body(&mut body, &tx).await
         };
         if let Err(e) = pumped {
             ctx.error(format!("{method} {path}: response body cut: {e}"));
@@ -199,41 +200,39 @@ fn origin_error(ctx: &Ctx, e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Counts the data bytes of a body as they pass, and copies the first ones for the
 /// inspector (its recorder files them when the body ends or is dropped).
+/// Pumped by reference, so the count is read off it afterwards.
 struct ObservedBody<B> {
-    inner: Pin<Box<B>>,
-    count: Arc<AtomicU64>,
+    inner: B,
+    count: u64,
     recorder: Option<BodyRecorder>,
 }
 
 impl<B> ObservedBody<B> {
     fn new(inner: B, recorder: Option<BodyRecorder>) -> Self {
-        ObservedBody { inner: Box::pin(inner), count: Arc::default(), recorder }
-    }
-
-    fn counter(&self) -> Arc<AtomicU64> {
-        self.count.clone()
+        ObservedBody { inner, count: 0, recorder }
     }
 }
 
-impl<B: hyper::body::Body<Data = Bytes>> hyper::body::Body for ObservedBody<B> {
+impl<B: hyper::body::Body<Data = Bytes> + Unpin> hyper::body::Body for ObservedBody<B> {
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let polled = self.inner.as_mut().poll_frame(cx);
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(d) = frame.data_ref() {
-                self.count.fetch_add(d.len() as u64, Ordering::Relaxed);
-                if let Some(r) = self.recorder.as_mut() {
+                this.count += d.len() as u64;
+                if let Some(r) = this.recorder.as_mut() {
                     r.push(d);
                 }
             }
         }
         let ended = matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_))));
-        if ended || self.inner.is_end_stream() {
+        if ended || this.inner.is_end_stream() {
             // The end: the copy goes to the store now, before the visitor sees the
             // end, not whenever the body is dropped.
-            self.recorder = None;
+            this.recorder = None;
         }
         polled
     }
