@@ -50,6 +50,10 @@ struct Bench {
     post_body: PathBuf,
     ticks: f64,
     results: Results,
+    /// The HTTP cases' figures with nginx as the origin (`--origin nginx`).
+    nginx: Option<Results>,
+    /// Shown after a target's name in progress lines: which origin is behind it.
+    phase: &'static str,
 }
 
 /// Runs everything `args` selects and writes the report.
@@ -68,6 +72,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     kinds.sort();
+    for o in &args.origin {
+        if o != "bench" && o != "nginx" {
+            bail!("unknown origin {o} (bench, nginx)");
+        }
+    }
+    // The HTTP cases in front of the benchmark's own origin, and again in front of nginx.
+    let own_http = group("http") && args.origin.iter().any(|o| o == "bench");
+    let nginx_http = group("http") && args.origin.iter().any(|o| o == "nginx");
 
     let install = !args.no_install;
     let (post_script, post_body) = crate::load::write_post_files(&logs)?;
@@ -84,7 +96,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bore: kinds.contains(&Kind::Bore).then(|| ensure_tool("bore", "bore-cli", false, install)).flatten(),
         rathole: kinds.contains(&Kind::Rathole).then(|| ensure_tool("rathole", "rathole", false, install)).flatten(),
     };
-    let mut bench = Bench { args, tools, post_body, ticks: ticks_per_sec(), results: Results::default() };
+    let mut bench =
+        Bench { args, tools, post_body, ticks: ticks_per_sec(), results: Results::default(), nginx: None, phase: "" };
     if bench.tools.wrk.is_none() {
         bench.results.note("wrk is missing: request rates come from oha.");
     }
@@ -94,28 +107,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let origin_port: u16 = origin.line(Duration::from_secs(10)).await?.trim().parse().context("origin port")?;
 
     let mut targets = Vec::new();
-    if group("http") || group("ws") || group("startup") {
-        for &k in &kinds {
-            match crate::targets::start(k, &programs, &logs, origin_port).await {
-                Ok(t) => targets.push(t),
-                Err(e) => {
-                    eprintln!("[bench] {}: not measured: {e:#}", k.label());
-                    bench.results.note(format!("{} was not measured: {e:#}", k.label()));
-                }
-            }
-        }
+    if own_http || group("ws") || group("startup") {
+        targets = bench.start_targets(&kinds, &programs, &logs, origin_port).await;
     }
     for t in &targets {
         bench.idle_memory(t);
     }
-    if group("http") {
-        for t in &targets {
-            let shot = Shot { port: t.port, host: t.host.clone(), path: "/1k", post: None };
-            let _ = bench.tools.rate(&shot, bench.args.conns, 1).await;
-        }
+    if own_http {
+        bench.warm_up(&targets).await;
     }
     let no_inspect = match targets.iter().find_map(|t| match t.recipe {
-        Recipe::Localtunnels { server_port } if group("http") => Some(server_port),
+        Recipe::Localtunnels { server_port } if own_http => Some(server_port),
         _ => None,
     }) {
         Some(port) => match NoInspect::start(&programs.localtunnels, &logs, port, origin_port).await {
@@ -141,15 +143,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let runs = bench.args.runs;
     for run in 0..runs {
-        if group("http") {
+        if own_http {
             for case in HTTP {
-                for t in &targets {
-                    eprintln!("[bench] run {}/{runs}: {case:?} via {}", run + 1, t.kind.label());
-                    if let Err(e) = bench.http(case, t, run).await {
-                        eprintln!("[bench]   failed: {e:#}");
-                        bench.results.note(format!("{case:?} via {} failed: {e:#}", t.kind.label()));
-                    }
-                }
+                bench.http_case(case, &targets, run).await;
                 if let (Http::Rps1k, Some(n)) = (case, &no_inspect) {
                     eprintln!("[bench] run {}/{runs}: {case:?} via localtunnels --no-inspect", run + 1);
                     match bench.tools.rate(&n.shot(), bench.args.conns, bench.args.duration).await {
@@ -197,6 +193,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         crate::cluster::Cluster::note(&mut bench.results);
         c.stop().await;
     }
+    if nginx_http {
+        bench.with_nginx(&kinds, &programs, &logs).await;
+    }
     if group("tunnels") && kinds.contains(&Kind::Localtunnels) {
         bench.idle_tunnels(&programs.localtunnels, &logs).await;
     }
@@ -208,6 +207,78 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 impl Bench {
+    /// Starts every target of `kinds` in front of the origin on `origin_port`; one
+    /// that does not start is noted and left out.
+    async fn start_targets(
+        &mut self,
+        kinds: &[Kind],
+        programs: &Programs,
+        logs: &Path,
+        origin_port: u16,
+    ) -> Vec<Target> {
+        let mut targets = Vec::new();
+        for &k in kinds {
+            match crate::targets::start(k, programs, logs, origin_port).await {
+                Ok(t) => targets.push(t),
+                Err(e) => {
+                    eprintln!("[bench] {}{}: not measured: {e:#}", k.label(), self.phase);
+                    self.results.note(format!("{} was not measured: {e:#}", k.label()));
+                }
+            }
+        }
+        targets
+    }
+
+    /// One second of the 1 KiB load through each target, unmeasured.
+    async fn warm_up(&self, targets: &[Target]) {
+        for t in targets {
+            let shot = Shot { port: t.port, host: t.host.clone(), path: "/1k", post: None };
+            let _ = self.tools.rate(&shot, self.args.conns, 1).await;
+        }
+    }
+
+    /// One HTTP case through every target, in turn.
+    async fn http_case(&mut self, case: Http, targets: &[Target], run: usize) {
+        let runs = self.args.runs;
+        for t in targets {
+            eprintln!("[bench] run {}/{runs}: {case:?} via {}{}", run + 1, t.kind.label(), self.phase);
+            if let Err(e) = self.http(case, t, run).await {
+                eprintln!("[bench]   failed: {e:#}");
+                self.results.note(format!("{case:?} via {} failed: {e:#}", t.kind.label()));
+            }
+        }
+    }
+
+    /// The HTTP cases again, every target in front of nginx instead of the benchmark's
+    /// origin; their figures go to a table of their own (`self.nginx`).
+    async fn with_nginx(&mut self, kinds: &[Kind], programs: &Programs, logs: &Path) {
+        let own = std::mem::take(&mut self.results);
+        self.phase = " (nginx)";
+        if let Err(e) = self.nginx_runs(kinds, programs, &logs.join("nginx")).await {
+            eprintln!("[bench] nginx as the origin: {e:#}");
+            self.results.note(format!("nginx as the origin was not measured: {e:#}"));
+        }
+        self.phase = "";
+        self.nginx = Some(std::mem::replace(&mut self.results, own));
+    }
+
+    async fn nginx_runs(&mut self, kinds: &[Kind], programs: &Programs, dir: &Path) -> anyhow::Result<()> {
+        let bin = crate::nginx::ensure(!self.args.no_install)?;
+        let nginx = crate::nginx::Nginx::start(&bin, dir).await?;
+        let targets = self.start_targets(kinds, programs, dir, nginx.port).await;
+        self.warm_up(&targets).await;
+        for run in 0..self.args.runs {
+            for case in HTTP {
+                self.http_case(case, &targets, run).await;
+            }
+        }
+        for t in targets {
+            t.stop().await;
+        }
+        nginx.stop().await;
+        Ok(())
+    }
+
     fn idle_memory(&mut self, t: &Target) {
         let r = &mut self.results;
         if let Some(kib) = t.server.as_ref().and_then(|p| rss_kib(p.pid)) {
@@ -438,12 +509,14 @@ impl Bench {
             a.conns,
             a.ws_conns,
         );
-        md.push_str(&self.results.table(kinds));
-        if !self.results.notes.is_empty() {
-            md.push_str("\nNotes:\n\n");
-            for n in &self.results.notes {
-                md.push_str(&format!("- {n}\n"));
-            }
+        push_table(&mut md, &self.results, kinds);
+        if let Some(nginx) = &self.nginx {
+            md.push_str(
+                "\n### nginx as the origin\n\nThe HTTP cases again, every target in front of Debian's nginx \
+                 (one process, the same bodies from files, `POST /sink` read whole before the answer) instead of \
+                 the benchmark's origin; ratios are to nginx reached directly.\n\n",
+            );
+            push_table(&mut md, nginx, kinds);
         }
         println!("{md}");
         let out = root.join(&a.out);
@@ -451,10 +524,27 @@ impl Bench {
             std::fs::create_dir_all(dir)?;
         }
         std::fs::write(&out, &md).with_context(|| format!("cannot write {}", out.display()))?;
-        let json = serde_json::to_string_pretty(&self.results.json())?;
+        let mut json = self.results.json();
+        if let Some(nginx) = &self.nginx {
+            json["nginx"] = nginx.json();
+        }
+        let json = serde_json::to_string_pretty(&json)?;
         std::fs::write(out.with_extension("json"), json)?;
         eprintln!("[bench] wrote {}", out.display());
         Ok(())
+    }
+}
+
+/// Appends `results`' table (if it has a figure) and its notes to `md`.
+fn push_table(md: &mut String, results: &Results, kinds: &[Kind]) {
+    if !results.runs.is_empty() || !results.cells.is_empty() {
+        md.push_str(&results.table(kinds));
+    }
+    if !results.notes.is_empty() {
+        md.push_str("\nNotes:\n\n");
+        for n in &results.notes {
+            md.push_str(&format!("- {n}\n"));
+        }
     }
 }
 

@@ -15,6 +15,7 @@ mod cases;
 mod cluster;
 mod inspect;
 mod load;
+mod nginx;
 mod origin;
 mod procs;
 mod report;
@@ -56,6 +57,11 @@ pub struct Args {
     /// Targets besides direct: any of localtunnels, bore, rathole.
     #[arg(long, value_delimiter = ',', default_value = "localtunnels,bore,rathole")]
     pub peers: Vec<String>,
+    /// Origins of the HTTP cases, each with its own table: bench (the benchmark's own
+    /// origin), nginx (Debian's nginx, one process, the same bodies). The WebSocket,
+    /// start-up, idle-tunnel and cluster cases always use the benchmark's origin.
+    #[arg(long, value_delimiter = ',', default_value = "bench,nginx")]
+    pub origin: Vec<String>,
     /// Case groups: http, ws, startup, tunnels, wasm, cluster (two nodes and redis-server).
     #[arg(long, value_delimiter = ',', default_value = "http,ws,startup,tunnels,wasm,cluster")]
     pub only: Vec<String>,

@@ -2,7 +2,7 @@
 //! origin, the origin's response streams back.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -10,15 +10,16 @@ use std::time::Instant;
 use bytes::Bytes;
 use hyper::body::Frame;
 
-use http::{HeaderValue, Request};
+use http::HeaderValue;
 use hyper::body::Body as _;
 use localtunnels_core::error_page::{default_message, format_request_id, wants_html, ErrorPage};
-use localtunnels_core::{Header, RequestHead, ResetCode, StreamKind};
-use localtunnels_driver::http::{final_status, header_map, response_head};
+use localtunnels_core::{RequestHead, ResetCode, StreamKind};
+use localtunnels_driver::http::final_status;
 use localtunnels_driver::{pump_body, StreamBody, StreamHandle};
 
 use crate::ctx::Ctx;
 use crate::events::ClientEvent;
+use crate::forward::{content_length, origin_request, send};
 use crate::inspect::BodyRecorder;
 
 /// Serves one HTTP stream.
@@ -32,29 +33,27 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     if report {
         ctx.emit(ClientEvent::Request { method: head.method.clone(), path: head.target.clone() });
     }
-    let req = match build_request(&ctx, &head, rx, end) {
-        Ok(r) => r,
+    let RequestHead { method, target: path, mut headers, .. } = head;
+    let parsed = match origin_request(&ctx, &method, &mut headers) {
+        Ok(m) => m,
         Err(message) => return tx.reset(ResetCode::Protocol, &message),
     };
     // The inspector records the request as the origin gets it, its body as it passes.
-    let record = ctx.config.inspector.as_ref().map(|i| {
-        let headers: Vec<Header> = req.headers().iter().map(|(n, v)| (n.clone(), v.clone())).collect();
-        (i.clone(), i.begin(&head.method, &head.target, &headers, false))
-    });
-    let req = match &record {
-        Some((i, id)) => req.map(|body| body.tapped(Box::new(BodyRecorder::request(i, *id)))),
-        None => req,
-    };
+    let record = ctx.config.inspector.as_ref().map(|i| (i.clone(), i.begin(&method, &path, &headers, false)));
+    let mut body = StreamBody::new(rx, end, content_length(&headers));
+    // A request without a body has nothing to record (its entry's body is empty already).
+    if let (Some((i, id)), false) = (&record, end) {
+        body = body.tapped(Box::new(BodyRecorder::request(i, *id)));
+    }
     let failed = |message: &str| {
         if let Some((i, id)) = &record {
             i.update(*id, |s, now| s.fail(*id, now, message));
         }
     };
-    let RequestHead { method, target: path, headers, .. } = head;
     // The server resets the stream when the visitor leaves or its response timeout
     // passes: then the origin's request is dropped too, not left running.
     let answer = tokio::select! {
-        answer = ctx.origin.call(req) => answer,
+        answer = send(&ctx, &parsed, &path, &headers, body) => answer,
         () = tx.cancelled() => {
             // Cut by our own close (its grace ran out) while the visitor still waited,
             // or by the server for a visitor who left or timed out.
@@ -93,20 +92,19 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             return;
         }
     };
-    let status = res.status().as_u16();
-    // hyper skips an origin's interim responses (100, 103) itself; what is left must be
-    // a final status the visitor can be given (not a 101 nobody asked for, not 999).
+    let status = res.status();
+    // Interim responses (100, 103) were read past; what is left must be a final
+    // status the visitor can be given (not a 101 nobody asked for, not 999).
     if let Err(e) = final_status(status, StreamKind::Http) {
         let message = format!("{method} {path}: the origin's response was refused: {e}");
         failed(&message);
         ctx.emit(ClientEvent::Error { message: message.clone() });
         return tx.reset(ResetCode::Protocol, &message);
     }
-    let (parts, body) = res.into_parts();
+    let (head, mut body) = res.into_parts();
     let end = body.is_end_stream();
-    let head = response_head(parts.status, &parts.headers, StreamKind::Http);
     let recorder = record.as_ref().map(|(i, id)| {
-        i.update(*id, |s, _| s.respond(*id, status, &head.headers));
+        i.change(*id, |s| s.respond(*id, status, &head.headers));
         BodyRecorder::response(i, *id)
     });
     if let Err(e) = tx.respond(head, end) {
@@ -116,14 +114,14 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     }
     let mut bytes = 0;
     if !end {
+        // By reference: the body stays where it is instead of moving into the pump.
         let pumped = if report || debug || recorder.is_some() {
-            let observed = ObservedBody::new(body, recorder);
-            let count = observed.counter();
-            let pumped = pump_body(observed, &tx).await;
-            bytes = count.load(Ordering::Relaxed);
+            let mut observed = ObservedBody::new(body, recorder);
+            let pumped = pump_body(&mut observed, &tx).await;
+            bytes = observed.count;
             pumped
         } else {
-            pump_body(body, &tx).await
+            pump_body(&mut body, &tx).await
         };
         if let Err(e) = pumped {
             ctx.error(format!("{method} {path}: response body cut: {e}"));
@@ -181,38 +179,6 @@ async fn error_page(
     }
 }
 
-fn build_request(
-    ctx: &Ctx,
-    head: &RequestHead,
-    rx: localtunnels_driver::StreamReceiver,
-    end: bool,
-) -> Result<Request<StreamBody>, String> {
-    let mut headers = header_map(&head.headers);
-    one_host(&headers)?;
-    // This leg accepts trailers (it forwards them); the visitor's own `TE` stayed on
-    // the visitor's leg, where the server honours it.
-    headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
-    if let Some(host) = ctx.host_for_origin() {
-        headers.insert(http::header::HOST, host.clone());
-    }
-    let length = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    let mut req = Request::new(StreamBody::new(rx, end, length));
-    *req.method_mut() = head.method.parse().map_err(|_| format!("invalid method {}", head.method))?;
-    *req.uri_mut() = head.target.parse().map_err(|_| format!("invalid target {}", head.target))?;
-    *req.headers_mut() = headers;
-    Ok(req)
-}
-
-/// Refuses a request head with more than one `Host` (the server refuses such visitors
-/// with 400; a head that has two anyway never reaches the origin, whatever the
-/// `--host-header` policy).
-pub(crate) fn one_host(headers: &http::HeaderMap) -> Result<(), String> {
-    match headers.get_all(http::header::HOST).iter().count() {
-        0 | 1 => Ok(()),
-        n => Err(format!("the request has {n} Host headers")),
-    }
-}
-
 /// A message naming the origin and the cause, e.g.
 /// `localhost:8000: connection refused (is the local server running?)`.
 fn origin_error(ctx: &Ctx, e: &(dyn std::error::Error + 'static)) -> String {
@@ -234,41 +200,39 @@ fn origin_error(ctx: &Ctx, e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Counts the data bytes of a body as they pass, and copies the first ones for the
 /// inspector (its recorder files them when the body ends or is dropped).
+/// Pumped by reference, so the count is read off it afterwards.
 struct ObservedBody<B> {
-    inner: Pin<Box<B>>,
-    count: Arc<AtomicU64>,
+    inner: B,
+    count: u64,
     recorder: Option<BodyRecorder>,
 }
 
 impl<B> ObservedBody<B> {
     fn new(inner: B, recorder: Option<BodyRecorder>) -> Self {
-        ObservedBody { inner: Box::pin(inner), count: Arc::default(), recorder }
-    }
-
-    fn counter(&self) -> Arc<AtomicU64> {
-        self.count.clone()
+        ObservedBody { inner, count: 0, recorder }
     }
 }
 
-impl<B: hyper::body::Body<Data = Bytes>> hyper::body::Body for ObservedBody<B> {
+impl<B: hyper::body::Body<Data = Bytes> + Unpin> hyper::body::Body for ObservedBody<B> {
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let polled = self.inner.as_mut().poll_frame(cx);
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(d) = frame.data_ref() {
-                self.count.fetch_add(d.len() as u64, Ordering::Relaxed);
-                if let Some(r) = self.recorder.as_mut() {
+                this.count += d.len() as u64;
+                if let Some(r) = this.recorder.as_mut() {
                     r.push(d);
                 }
             }
         }
         let ended = matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_))));
-        if ended || self.inner.is_end_stream() {
+        if ended || this.inner.is_end_stream() {
             // The end: the copy goes to the store now, before the visitor sees the
             // end, not whenever the body is dropped.
-            self.recorder = None;
+            this.recorder = None;
         }
         polled
     }

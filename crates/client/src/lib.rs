@@ -17,6 +17,8 @@ mod client;
 mod config;
 mod ctx;
 mod events;
+mod exchange;
+mod forward;
 mod http;
 mod inspect;
 mod origin;

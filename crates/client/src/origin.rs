@@ -8,14 +8,18 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt};
+use localtunnels_core::Header;
+use localtunnels_driver::h1::HeadLimits;
+use localtunnels_driver::http::header_map;
 use localtunnels_driver::StreamBody;
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 
 use crate::config::ClientConfig;
-use crate::pool::Http1Pool;
+use crate::exchange::Outgoing;
+use crate::pool::OriginPool;
 
 /// Errors from an origin.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -45,13 +49,22 @@ pub trait Origin: Send + Sync + 'static {
     fn connect_stream(&self) -> Option<ConnectFuture> {
         None
     }
+    /// This origin as a [`LocalOrigin`], which the client then speaks HTTP/1.1 to
+    /// itself (the tunnel's heads written to and parsed from the socket) instead of
+    /// calling [`Origin::call`]. Only `LocalOrigin` says `Some`.
+    #[doc(hidden)]
+    fn as_local(&self) -> Option<&LocalOrigin> {
+        None
+    }
 }
 
 /// An origin on a local (or reachable) port, over HTTP or HTTPS.
 #[derive(Debug, Clone)]
 pub struct LocalOrigin {
     inner: Arc<ConnectorInner>,
-    pool: Arc<Http1Pool>,
+    pool: Arc<OriginPool>,
+    /// `Host` for requests that have none (an HTTP/2 visitor's): the authority.
+    host: Option<HeaderValue>,
 }
 
 impl LocalOrigin {
@@ -85,12 +98,23 @@ impl LocalOrigin {
             let inner = inner.clone();
             move || ConnectorInner::connect_owned(&inner)
         };
-        // hyper's default read buffer grows to ~400 KiB per origin connection; the
-        // response body is streamed on through the tunnel's stream window anyway, so
-        // 64 KiB keeps throughput while cutting peak memory under many large downloads
-        // by ~2/3.
-        let pool = Arc::new(Http1Pool::new(Box::new(connect), 64 * 1024));
-        LocalOrigin { inner, pool }
+        // A response head may take 64 KiB, and one read asks for at most as much: the
+        // body streams on through the tunnel's stream window anyway, so larger reads
+        // (hyper's default buffer grew to ~400 KiB) only cost memory under many large
+        // downloads.
+        let pool = Arc::new(OriginPool::new(Box::new(connect), HeadLimits::default()));
+        let host = HeaderValue::from_str(&inner.authority).ok();
+        LocalOrigin { inner, pool, host }
+    }
+
+    /// The pool the client's own HTTP/1.1 exchanges use.
+    pub(crate) fn pool(&self) -> &Arc<OriginPool> {
+        &self.pool
+    }
+
+    /// `Host` for a request that has none: the origin's authority.
+    pub(crate) fn default_host(&self) -> Option<&HeaderValue> {
+        self.host.as_ref()
     }
 
     /// Opens a new connection to the origin (TCP, then TLS for HTTPS), for
@@ -106,16 +130,27 @@ impl LocalOrigin {
 }
 
 impl Origin for LocalOrigin {
-    fn call(&self, mut req: Request<StreamBody>) -> OriginFuture {
-        // The URI stays in origin form (the visitor's path and query), as HTTP/1.1
-        // sends it; a request without a Host (an HTTP/2 visitor's) gets the origin's.
-        if !req.headers().contains_key(http::header::HOST) {
-            if let Ok(host) = http::HeaderValue::from_str(&self.inner.authority) {
-                req.headers_mut().insert(http::header::HOST, host);
-            }
+    /// The tunnel's own requests take a shorter way (`as_local`); this one serves
+    /// those that come as `http` requests, such as the inspector's replays.
+    fn call(&self, req: Request<StreamBody>) -> OriginFuture {
+        let (parts, body) = req.into_parts();
+        let mut headers: Vec<Header> = parts.headers.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        // A request without a Host (an HTTP/2 visitor's) gets the origin's.
+        if let (false, Some(host)) = (parts.headers.contains_key(http::header::HOST), &self.host) {
+            headers.insert(0, (http::header::HOST, host.clone()));
         }
         let pool = self.pool.clone();
-        Box::pin(async move { pool.send(req).await })
+        Box::pin(async move {
+            // The URI stays in origin form (the visitor's path and query), as HTTP/1.1 sends it.
+            let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let req = Outgoing { method: &parts.method, target, headers: &headers };
+            let res = pool.send(req, body).await?;
+            let mut out = Response::new(res.body.map_err(BoxError::from).boxed_unsync());
+            *out.status_mut() = http::StatusCode::from_u16(res.head.status)?;
+            *out.version_mut() = res.head.version;
+            *out.headers_mut() = header_map(&res.head.headers);
+            Ok(out)
+        })
     }
 
     fn authority(&self) -> Option<String> {
@@ -128,6 +163,10 @@ impl Origin for LocalOrigin {
 
     fn connect_stream(&self) -> Option<ConnectFuture> {
         Some(ConnectorInner::connect_owned(&self.inner))
+    }
+
+    fn as_local(&self) -> Option<&LocalOrigin> {
+        Some(self)
     }
 }
 

@@ -121,7 +121,7 @@ fn origin_request(ctx: &Ctx, head: &RequestHead, key: &str) -> Result<Request<Em
     *req.uri_mut() = head.target.parse().map_err(|_| format!("invalid target {}", head.target))?;
     let headers = req.headers_mut();
     *headers = header_map(&head.headers);
-    crate::http::one_host(headers)?;
+    crate::forward::one_host(headers.get_all(header::HOST).iter().count())?;
     if let Some(host) = ctx.host_for_origin() {
         headers.insert(header::HOST, host.clone());
     }

@@ -61,6 +61,13 @@ pub fn end_to_end_headers(headers: &HeaderMap, kind: StreamKind) -> Vec<Header> 
         .collect()
 }
 
+/// Keeps the end-to-end headers of a header list in place, in order: what
+/// [`end_to_end_headers`] does for a `HeaderMap`, for a head parsed straight from the wire.
+pub fn retain_end_to_end(headers: &mut Vec<Header>, kind: StreamKind) {
+    let named = tokens_of(headers.iter().filter(|(n, _)| n == http::header::CONNECTION).map(|(_, v)| v));
+    headers.retain(|(name, _)| !is_hop_by_hop(name.as_str(), &named, kind));
+}
+
 /// A request head for the tunnel from a visitor's request.
 pub fn request_head(method: &Method, uri: &http::Uri, headers: &HeaderMap, kind: StreamKind) -> RequestHead {
     let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();

@@ -38,6 +38,8 @@ struct TunnelInfo {
 struct Shared {
     store: Mutex<Store>,
     redact: bool,
+    /// The bytes kept of each body (the store's setting, read without its lock).
+    body_limit: usize,
     /// Live feed of changes (Server-Sent Events lines), only built while someone listens.
     feed: broadcast::Sender<Arc<str>>,
     epoch: std::time::Instant,
@@ -61,13 +63,14 @@ impl std::fmt::Debug for Inspector {
 impl Inspector {
     /// An empty inspector with these bounds.
     pub fn new(config: InspectConfig) -> Self {
-        let redact = config.redact;
+        let (redact, body_limit) = (config.redact, config.body_limit);
         let (feed, _) = broadcast::channel(256);
         let prefix = rand::random::<u32>();
         Inspector {
             shared: Arc::new(Shared {
                 store: Mutex::new(Store::new(config, prefix)),
                 redact,
+                body_limit,
                 feed,
                 epoch: std::time::Instant::now(),
                 tunnel: Mutex::new(TunnelInfo::default()),
@@ -90,7 +93,7 @@ impl Inspector {
 
     /// The bytes kept of each body.
     pub(crate) fn body_limit(&self) -> usize {
-        self.store().config().body_limit
+        self.shared.body_limit
     }
 
     /// Monotonic now, for the store.
@@ -108,6 +111,18 @@ impl Inspector {
         let now = self.now();
         let mut store = self.store();
         change(&mut store, now);
+        self.publish(id, store);
+    }
+
+    /// [`Self::update`] for a change that needs no clock (a head, a request body).
+    pub(crate) fn change(&self, id: EntryId, change: impl FnOnce(&mut Store)) {
+        let mut store = self.store();
+        change(&mut store);
+        self.publish(id, store);
+    }
+
+    /// Tells live listeners about entry `id` (if anyone listens), after the lock.
+    fn publish(&self, id: EntryId, store: MutexGuard<'_, Store>) {
         if self.shared.feed.receiver_count() > 0 {
             if let Some(e) = store.get(id) {
                 let kind = if e.websocket.is_some() { "ws" } else { "http" };
@@ -124,9 +139,10 @@ impl Inspector {
     }
 
     fn begin_exchange(&self, ex: Exchange<'_>) -> EntryId {
-        let now = self.now();
-        let id = self.store().begin(now, Self::unix_nanos(), ex);
-        self.update(id, |_, _| {});
+        let (now, unix_nanos) = (self.now(), Self::unix_nanos());
+        let mut store = self.store();
+        let id = store.begin(now, unix_nanos, ex);
+        self.publish(id, store);
         id
     }
 

@@ -52,7 +52,7 @@ impl Drop for BodyRecorder {
     fn drop(&mut self) {
         let capture = std::mem::take(&mut self.capture);
         match self.side {
-            Side::Request => self.inspector.update(self.id, |s, _| s.request_body(self.id, capture)),
+            Side::Request => self.inspector.change(self.id, |s| s.request_body(self.id, capture)),
             Side::Response => self.inspector.update(self.id, |s, now| s.response_body(self.id, now, capture)),
         }
     }

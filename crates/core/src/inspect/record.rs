@@ -106,6 +106,9 @@ pub struct HttpEntry {
     pub error: Option<String>,
     /// The session's messages, for an accepted WebSocket.
     pub websocket: Option<WsSession>,
+    /// What the store counts for this entry ([`HttpEntry::weight`] when last changed),
+    /// kept so that a change weighs the entry once, not before and after.
+    pub(crate) held: usize,
 }
 
 /// Arguments of [`super::Store::begin`]: a request as it arrives.

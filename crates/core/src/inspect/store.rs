@@ -136,7 +136,7 @@ impl Store {
         let id = EntryId(self.prefix | (self.next & SEQUENCE));
         self.next = self.next.saturating_add(1);
         let remote_addr = if ex.replay_of.is_some() { String::new() } else { HttpEntry::remote_addr_of(ex.headers) };
-        let entry = HttpEntry {
+        let mut entry = HttpEntry {
             id,
             tunnel_name: self.tunnel_name.clone(),
             remote_addr,
@@ -153,8 +153,10 @@ impl Store {
             replay_of: ex.replay_of,
             error: None,
             websocket: ex.websocket.then(WsSession::default),
+            held: 0,
         };
-        self.bytes += entry.weight();
+        entry.held = entry.weight();
+        self.bytes += entry.held;
         self.entries.push_back(entry);
         self.evict();
         id
@@ -239,33 +241,41 @@ impl Store {
     fn update(&mut self, id: EntryId, change: impl FnOnce(&mut Entry)) {
         let Some(i) = self.index(id) else { return };
         let entry = &mut self.entries[i];
-        let before = entry.weight();
+        let before = entry.held;
         change(entry);
-        let after = entry.weight();
-        self.bytes = self.bytes.saturating_sub(before) + after;
+        entry.held = entry.weight();
+        self.bytes = self.bytes.saturating_sub(before) + entry.held;
         self.evict();
     }
 
     fn evict(&mut self) {
         while self.bytes > self.config.max_bytes {
             let Some(old) = self.entries.pop_front() else { break };
-            self.bytes = self.bytes.saturating_sub(old.weight());
+            self.bytes = self.bytes.saturating_sub(old.held);
         }
     }
 }
 
-/// The headers copied into allocations of their own. A decoded frame's (and hyper's)
-/// header values are slices that share the whole buffer they were read from: a kept
-/// clone would hold that buffer (kilobytes per header) alive for as long as the entry
-/// lives, far past what the store counts against its bound.
+/// The headers with their values copied into one allocation of their own. A decoded
+/// frame's (and an HTTP parser's) header values are slices that share the whole buffer
+/// they were read from: a kept clone would hold that buffer (kilobytes per header)
+/// alive for as long as the entry lives, far past what the store counts against its
+/// bound. Names are cloned as they are: a standard name is a constant, any other owns
+/// its bytes. (One buffer for all values, not one per value: this runs twice per
+/// request with the inspector on, the default.)
 fn owned(headers: &[Header]) -> Vec<Header> {
+    let mut buf = bytes::BytesMut::with_capacity(headers.iter().map(|(_, v)| v.len()).sum());
+    for (_, v) in headers {
+        buf.extend_from_slice(v.as_bytes());
+    }
+    let mut values = buf.freeze();
     headers
         .iter()
         .map(|(n, v)| {
-            let name = http::HeaderName::from_bytes(n.as_str().as_bytes()).unwrap_or_else(|_| n.clone());
-            let mut value = http::HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone());
+            let copy = values.split_to(v.len());
+            let mut value = http::HeaderValue::from_maybe_shared(copy).unwrap_or_else(|_| v.clone());
             value.set_sensitive(v.is_sensitive());
-            (name, value)
+            (n.clone(), value)
         })
         .collect()
 }

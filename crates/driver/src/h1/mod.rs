@@ -16,6 +16,7 @@
 pub mod chunked;
 pub mod framing;
 pub mod head;
+pub mod origin;
 
 pub use chunked::{ChunkError, ChunkLimits, ChunkedDecoder, Decoded};
 pub use framing::{request_framing, response_framing, BodyDecoder, BodyLength, FramingError, RequestFraming};

@@ -1,0 +1,487 @@
+//! One HTTP/1.1 exchange with a network origin, on a pooled connection, driven by the
+//! task that serves the tunnel's stream.
+//!
+//! The request head is written from the tunnel's header list and the response head
+//! parsed into one (`localtunnels_driver::h1`), with no `http::Request`, `HeaderMap`
+//! or request channel in between: hyper's client dispatcher and its header maps were
+//! 43% of the client's instructions per 1 KiB request (docs/BENCHMARKS.md, eighth and
+//! ninth rounds). Bodies are framed as RFC 9112 says and as hyper's client framed them
+//! (`h1::origin`): Content-Length, chunked (trailers both ways), close-delimited, none
+//! for HEAD, 1xx, 204 and 304; interim responses are read past.
+//!
+//! The request body is written while the response is awaited and read, in the same
+//! poll, so an origin that answers before it has read the whole upload (or that
+//! streams its answer while reading) is served as it was by hyper. A connection goes
+//! back to the pool once its response is complete, the request was sent whole and
+//! both sides meant to keep it open.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http::{header, HeaderName, Method};
+use http_body::{Body, Frame, SizeHint};
+use localtunnels_core::Header;
+use localtunnels_driver::h1::chunked::{write_chunk_size, write_last_chunk, CHUNK_END};
+use localtunnels_driver::h1::framing::decimal;
+use localtunnels_driver::h1::head::{write_headers, write_request_line};
+use localtunnels_driver::h1::origin::{declared_trailers, is_interim, response_body, response_keeps_alive};
+use localtunnels_driver::h1::{origin::ResponseFramingError, ParsedResponse};
+use localtunnels_driver::h1::{parse_response, BodyDecoder, BodyLength, ChunkError, ChunkLimits, Decoded, HeadError};
+use localtunnels_driver::http::header_map;
+use localtunnels_driver::StreamBody;
+use tokio::io::AsyncWrite;
+
+use crate::pool::{OriginConn, OriginPool};
+
+/// A request as the origin gets it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outgoing<'a> {
+    pub(crate) method: &'a Method,
+    /// Origin form (`/path?query`), or `*`.
+    pub(crate) target: &'a str,
+    /// Every field in order, `Host` included; `Content-Length` if the body has one.
+    pub(crate) headers: &'a [Header],
+}
+
+/// Why an exchange with the origin failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum ExchangeError {
+    /// The connection could not be opened.
+    #[error(transparent)]
+    Connect(io::Error),
+    /// The request cannot be written as HTTP/1.1.
+    #[error("invalid request: {0}")]
+    Request(&'static str),
+    /// The request body failed (the visitor's side ended) or broke its length.
+    #[error("request body: {0}")]
+    RequestBody(String),
+    /// The origin's input ended before the response did.
+    #[error("connection closed before message completed")]
+    Incomplete,
+    /// Reading or writing the connection failed.
+    #[error("connection error: {0}")]
+    Io(io::Error),
+    /// The response head does not parse.
+    #[error("invalid response head: {0}")]
+    Head(HeadError),
+    /// The response head's framing headers are contradictory or invalid.
+    #[error("invalid response: {0}")]
+    Framing(ResponseFramingError),
+    /// The chunked response body does not parse.
+    #[error("invalid response body: {0}")]
+    Chunked(ChunkError),
+}
+
+// By hand, not `#[from]`: that would make each cause a `source` too, and the
+// client's error line (which names every source) would say it twice.
+impl From<HeadError> for ExchangeError {
+    fn from(e: HeadError) -> Self {
+        ExchangeError::Head(e)
+    }
+}
+
+impl From<ResponseFramingError> for ExchangeError {
+    fn from(e: ResponseFramingError) -> Self {
+        ExchangeError::Framing(e)
+    }
+}
+
+impl From<ChunkError> for ExchangeError {
+    fn from(e: ChunkError) -> Self {
+        ExchangeError::Chunked(e)
+    }
+}
+
+/// A final response head and the body still to be read.
+pub(crate) struct Response {
+    pub(crate) head: ParsedResponse,
+    pub(crate) body: ResponseBody,
+}
+
+impl OriginPool {
+    /// Sends `req` with `body` on an idle connection or a new one and waits for the
+    /// final response head. A bodiless idempotent request that a reused connection
+    /// failed before any byte of an answer (the origin closed it meanwhile) is sent
+    /// again on a new connection.
+    pub(crate) async fn send(self: &Arc<Self>, req: Outgoing<'_>, body: StreamBody) -> Result<Response, ExchangeError> {
+        let length = check_request(&req)?;
+        let retry = body.is_end_stream() && matches!(*req.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let mut body = Some(body);
+        loop {
+            let conn = match self.checkout().await {
+                Some(conn) => conn,
+                None => self.open().await.map_err(ExchangeError::Connect)?,
+            };
+            let reused = conn.reused;
+            let body = match body.take() {
+                Some(b) => b,
+                None => StreamBody::full(Bytes::new()),
+            };
+            let mut ex = Exchange::start(conn, &req, length, body);
+            match std::future::poll_fn(|cx| ex.poll_head(cx, &self.limits)).await {
+                Ok(head) => return self.respond(ex, req.method, head),
+                Err(ExchangeError::Incomplete | ExchangeError::Io(_)) if retry && reused && !ex.answered => {
+                    tracing::debug!("an idle origin connection was closed under a request: sending it on a new one");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn respond(
+        self: &Arc<Self>,
+        ex: Exchange,
+        method: &Method,
+        mut head: ParsedResponse,
+    ) -> Result<Response, ExchangeError> {
+        let length = response_body(head.version, method, head.status, &head.headers)?;
+        // Transfer-Encoding overrides Content-Length, and a proxy removes the latter
+        // (RFC 9112 §6.3): passed on beside the decoded body, it would frame the
+        // visitor's response by a length the body does not have.
+        if head.headers.iter().any(|(n, _)| n == header::TRANSFER_ENCODING) {
+            head.headers.retain(|(n, _)| n != header::CONTENT_LENGTH);
+        }
+        let keep_alive = response_keeps_alive(head.version, &head.headers) && length != BodyLength::CloseDelimited;
+        let mut body = ResponseBody {
+            ex,
+            decoder: BodyDecoder::new(length, ChunkLimits::default()),
+            next: None,
+            keep_alive,
+            pool: self.clone(),
+        };
+        body.release_if_done();
+        Ok(Response { head, body })
+    }
+}
+
+/// What goes on the wire as it is must not be able to add lines or change the framing
+/// the origin sees: the target is visible characters only, `Transfer-Encoding` (ours to
+/// set) is absent, and `Content-Length` values are one decimal number, returned. (The
+/// method and the fields are valid by their types.)
+fn check_request(req: &Outgoing<'_>) -> Result<Option<u64>, ExchangeError> {
+    let target = req.target.as_bytes();
+    if target.is_empty() || !target.iter().all(|&b| b > b' ' && b != 0x7f) {
+        return Err(ExchangeError::Request("the target is not a URI path"));
+    }
+    let mut length = None;
+    for (name, value) in req.headers {
+        if name == header::TRANSFER_ENCODING {
+            return Err(ExchangeError::Request("Transfer-Encoding is set by the client"));
+        }
+        if name == header::CONTENT_LENGTH {
+            let n = decimal(value.as_bytes()).ok_or(ExchangeError::Request("invalid Content-Length"))?;
+            if length.is_some_and(|prev| prev != n) {
+                return Err(ExchangeError::Request("conflicting Content-Length values"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length)
+}
+
+/// How the request body goes on the wire.
+enum Framing {
+    /// Exactly this many bytes still to come.
+    Length(u64),
+    /// Chunked, with the trailer fields the head declared.
+    Chunked(Vec<HeaderName>),
+}
+
+/// The request's side of an exchange: its head and body going out.
+struct Sending {
+    /// The body still to be read from the stream; `None` once it ended.
+    body: Option<StreamBody>,
+    framing: Framing,
+    /// Everything was written.
+    done: bool,
+    /// Writing failed: nothing more is sent, though the origin's answer may still come.
+    failed: Option<io::Error>,
+}
+
+/// A request on its way and its response's head being awaited.
+struct Exchange {
+    conn: Option<Box<OriginConn>>,
+    sending: Sending,
+    /// Some bytes of an answer arrived.
+    answered: bool,
+}
+
+impl Exchange {
+    /// Queues the request head on `conn`; the body follows as [`Self::poll_send`] reads it.
+    fn start(mut conn: Box<OriginConn>, req: &Outgoing<'_>, length: Option<u64>, body: StreamBody) -> Exchange {
+        let has_body = !body.is_end_stream();
+        let framing = match length {
+            Some(n) => Framing::Length(n),
+            None if has_body => Framing::Chunked(declared_trailers(req.headers)),
+            None => Framing::Length(0),
+        };
+        let buf = &mut conn.encode;
+        write_request_line(buf, req.method.as_str(), req.target);
+        write_headers(buf, req.headers);
+        if has_body && length.is_none() {
+            buf.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        buf.extend_from_slice(b"\r\n");
+        let head = buf.split().freeze();
+        conn.queue.push_back(head);
+        let sending = Sending { body: has_body.then_some(body), framing, done: false, failed: None };
+        Exchange { conn: Some(conn), sending, answered: false }
+    }
+
+    /// Writes what can be written; errors other than the socket's end the exchange.
+    fn poll_send_now(&mut self, cx: &mut Context<'_>) -> Result<(), ExchangeError> {
+        let (Some(conn), false) = (self.conn.as_mut(), self.sending.done || self.sending.failed.is_some()) else {
+            return Ok(());
+        };
+        match poll_send(conn, &mut self.sending, cx) {
+            Poll::Ready(Ok(())) => self.sending.done = true,
+            Poll::Ready(Err(ExchangeError::Io(e))) => {
+                tracing::debug!(error = %e, "writing to the origin failed; its answer may still come");
+                self.sending.failed = Some(e);
+            }
+            Poll::Ready(Err(e)) => {
+                self.conn = None;
+                return Err(e);
+            }
+            Poll::Pending => {}
+        }
+        Ok(())
+    }
+
+    /// Sends what it can and reads until the final response head is in.
+    fn poll_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        limits: &localtunnels_driver::h1::HeadLimits,
+    ) -> Poll<Result<ParsedResponse, ExchangeError>> {
+        loop {
+            self.poll_send_now(cx)?;
+            let Some(conn) = self.conn.as_mut() else { return Poll::Ready(Err(ExchangeError::Incomplete)) };
+            if !conn.read.is_empty() {
+                match parse_response(&mut conn.read, limits)? {
+                    Some(head) if is_interim(head.status) => continue,
+                    // hyper refuses a status under 100 as it parses the head.
+                    Some(head) if head.status < 100 => return Poll::Ready(Err(HeadError::Status.into())),
+                    Some(head) => return Poll::Ready(Ok(head)),
+                    None => {}
+                }
+            }
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) => {
+                    let e = self.sending.failed.take().map_or(ExchangeError::Incomplete, ExchangeError::Io);
+                    return Poll::Ready(Err(e));
+                }
+                Ok(_) => self.answered = true,
+                Err(e) => return Poll::Ready(Err(ExchangeError::Io(e))),
+            }
+        }
+    }
+}
+
+/// Writes the queue, then reads the body on and queues it, until the body has ended
+/// and all is written (`Ready(Ok)`) or something waits.
+fn poll_send(conn: &mut OriginConn, s: &mut Sending, cx: &mut Context<'_>) -> Poll<Result<(), ExchangeError>> {
+    loop {
+        while !conn.queue.is_empty() {
+            let mut slices = [IoSlice::new(&[]); 8];
+            let n = conn.queue.len().min(slices.len());
+            for (slot, buf) in slices.iter_mut().zip(conn.queue.iter()) {
+                *slot = IoSlice::new(buf);
+            }
+            let written =
+                ready!(Pin::new(&mut conn.io).poll_write_vectored(cx, &slices[..n])).map_err(ExchangeError::Io)?;
+            if written == 0 {
+                return Poll::Ready(Err(ExchangeError::Io(io::ErrorKind::WriteZero.into())));
+            }
+            advance(&mut conn.queue, written);
+        }
+        ready!(Pin::new(&mut conn.io).poll_flush(cx)).map_err(ExchangeError::Io)?;
+        let Some(body) = s.body.as_mut() else { return Poll::Ready(Ok(())) };
+        let frame = match ready!(Pin::new(body).poll_frame(cx)) {
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => return Poll::Ready(Err(ExchangeError::RequestBody(e.to_string()))),
+            None => {
+                s.body = None;
+                match &s.framing {
+                    Framing::Length(0) => {}
+                    Framing::Length(left) => {
+                        let message = format!("it ended {left} bytes short of its Content-Length");
+                        return Poll::Ready(Err(ExchangeError::RequestBody(message)));
+                    }
+                    Framing::Chunked(_) => write_last_chunk(&mut conn.encode, &[]),
+                }
+                flush_encoded(conn);
+                continue;
+            }
+        };
+        match frame.into_data() {
+            Ok(data) if data.is_empty() => {}
+            Ok(data) => queue_data(conn, &mut s.framing, data)?,
+            Err(frame) => {
+                let trailers = frame.into_trailers().unwrap_or_default();
+                if let Framing::Chunked(allowed) = &s.framing {
+                    let kept: Vec<Header> = trailers
+                        .iter()
+                        .filter(|(n, _)| allowed.contains(n))
+                        .map(|(n, v)| (n.clone(), v.clone()))
+                        .collect();
+                    write_last_chunk(&mut conn.encode, &kept);
+                    flush_encoded(conn);
+                }
+                // A body with trailers has ended; what a sized body ends with is dropped.
+                s.body = None;
+                if let Framing::Length(left @ 1..) = s.framing {
+                    let message = format!("it ended {left} bytes short of its Content-Length");
+                    return Poll::Ready(Err(ExchangeError::RequestBody(message)));
+                }
+            }
+        }
+    }
+}
+
+/// Queues one piece of the request body, framed.
+fn queue_data(conn: &mut OriginConn, framing: &mut Framing, data: Bytes) -> Result<(), ExchangeError> {
+    match framing {
+        Framing::Length(left) => {
+            let len = data.len() as u64;
+            if len > *left {
+                return Err(ExchangeError::RequestBody("it is longer than its Content-Length".into()));
+            }
+            *left -= len;
+            conn.queue.push_back(data);
+        }
+        Framing::Chunked(_) => {
+            write_chunk_size(&mut conn.encode, data.len());
+            flush_encoded(conn);
+            conn.queue.push_back(data);
+            conn.queue.push_back(Bytes::from_static(CHUNK_END));
+        }
+    }
+    Ok(())
+}
+
+/// Moves what was encoded into the write queue.
+fn flush_encoded(conn: &mut OriginConn) {
+    if !conn.encode.is_empty() {
+        let bytes = conn.encode.split().freeze();
+        conn.queue.push_back(bytes);
+    }
+}
+
+/// Drops `n` written bytes off the front of the queue.
+fn advance(queue: &mut std::collections::VecDeque<Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = queue.front_mut() else { return };
+        if n < front.len() {
+            front.advance(n);
+            return;
+        }
+        n -= front.len();
+        queue.pop_front();
+    }
+}
+
+/// The response body: read from the connection as it is polled (which also writes any
+/// rest of the request), handing the connection back to the pool as soon as the body
+/// is complete. Dropped before that, it drops the connection, whose rest of the
+/// response is still on the wire.
+pub(crate) struct ResponseBody {
+    ex: Exchange,
+    decoder: BodyDecoder,
+    /// A piece read ahead, so that the last data piece is known to be the last.
+    next: Option<Result<Decoded, ChunkError>>,
+    keep_alive: bool,
+    pool: Arc<OriginPool>,
+}
+
+impl ResponseBody {
+    /// The body is complete: the connection goes back to the pool if it may carry
+    /// another exchange (the request was sent whole, neither side asked to close).
+    fn release_if_done(&mut self) {
+        if !self.decoder.is_done() || matches!(self.next, Some(Ok(Decoded::Data(_))) | Some(Err(_))) {
+            return;
+        }
+        if let Some(conn) = self.ex.conn.take() {
+            if self.keep_alive && self.ex.sending.done {
+                self.pool.checkin(conn);
+            }
+        }
+    }
+
+    fn fail(&mut self, e: ExchangeError) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        self.ex.conn = None;
+        Poll::Ready(Some(Err(e)))
+    }
+
+    /// The frame for a decoded piece; `None` at the end.
+    fn frame(&mut self, piece: Decoded) -> Option<Result<Frame<Bytes>, ExchangeError>> {
+        match piece {
+            Decoded::Data(data) => Some(Ok(Frame::data(data))),
+            Decoded::Trailers(trailers) => Some(Ok(Frame::trailers(header_map(&trailers)))),
+            Decoded::End => None,
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = ExchangeError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        let this = self.get_mut();
+        loop {
+            match this.next.take() {
+                Some(Ok(piece)) => return Poll::Ready(this.frame(piece)),
+                Some(Err(e)) => return this.fail(e.into()),
+                None => {}
+            }
+            if let Err(e) = this.ex.poll_send_now(cx) {
+                return this.fail(e);
+            }
+            let Some(conn) = this.ex.conn.as_mut() else { return Poll::Ready(None) };
+            match this.decoder.decode(&mut conn.read) {
+                Ok(Some(piece)) => {
+                    if matches!(piece, Decoded::Data(_)) && !this.decoder.is_done() && !conn.read.is_empty() {
+                        this.next = this.decoder.decode(&mut conn.read).transpose();
+                    }
+                    this.release_if_done();
+                    return Poll::Ready(this.frame(piece));
+                }
+                Ok(None) if this.decoder.is_done() => {
+                    this.release_if_done();
+                    return Poll::Ready(None);
+                }
+                Ok(None) => {}
+                Err(e) => return this.fail(e.into()),
+            }
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) => {
+                    // The end of a close-delimited body; any other is cut short.
+                    this.ex.conn = None;
+                    if this.decoder.decode_eof().is_err() {
+                        return this.fail(ExchangeError::Incomplete);
+                    }
+                    return Poll::Ready(None);
+                }
+                Ok(_) => {}
+                Err(e) => return this.fail(ExchangeError::Io(e)),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.decoder.is_done() && matches!(self.next, None | Some(Ok(Decoded::End)))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.decoder, &self.next) {
+            (BodyDecoder::Length(n), None) => SizeHint::with_exact(*n),
+            (BodyDecoder::Done, None | Some(Ok(Decoded::End))) => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
