@@ -11,7 +11,7 @@
 //! else `Content-Length`, else the connection's end.
 
 use bytes::BytesMut;
-use http::{header, HeaderValue, Method, Version};
+use http::{header, HeaderName, HeaderValue, Method, Version};
 use localtunnels_core::Header;
 
 use super::chunked::{ChunkError, ChunkLimits, ChunkedDecoder, Decoded};
@@ -237,6 +237,26 @@ impl BodyDecoder {
             BodyDecoder::Length(_) => Err(ChunkError::Incomplete),
         }
     }
+}
+
+/// Whether a field may be sent as a trailer of a chunked body (hyper's list of those
+/// that may not): the server's visitor path and the client's origin leg both apply it.
+pub fn may_trail(name: &HeaderName) -> bool {
+    !matches!(
+        *name,
+        header::AUTHORIZATION
+            | header::CACHE_CONTROL
+            | header::CONTENT_ENCODING
+            | header::CONTENT_LENGTH
+            | header::CONTENT_RANGE
+            | header::CONTENT_TYPE
+            | header::HOST
+            | header::MAX_FORWARDS
+            | header::SET_COOKIE
+            | header::TRAILER
+            | header::TRANSFER_ENCODING
+            | header::TE
+    )
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use http::{header, HeaderName, Method, Version};
 use localtunnels_core::Header;
 
-use super::framing::{decimal, is_chunked, BodyLength};
+use super::framing::{decimal, is_chunked, may_trail, BodyLength};
 
 /// Why a response's framing is refused (the exchange fails; the visitor gets a 502).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -100,25 +100,6 @@ pub fn declared_trailers(headers: &[Header]) -> Vec<HeaderName> {
         }
     }
     names
-}
-
-/// Whether a field may be sent as a trailer (hyper's list of those that may not).
-fn may_trail(name: &HeaderName) -> bool {
-    !matches!(
-        *name,
-        header::AUTHORIZATION
-            | header::CACHE_CONTROL
-            | header::CONTENT_ENCODING
-            | header::CONTENT_LENGTH
-            | header::CONTENT_RANGE
-            | header::CONTENT_TYPE
-            | header::HOST
-            | header::MAX_FORWARDS
-            | header::SET_COOKIE
-            | header::TRAILER
-            | header::TRANSFER_ENCODING
-            | header::TE
-    )
 }
 
 #[cfg(test)]

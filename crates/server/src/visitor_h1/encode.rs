@@ -256,25 +256,6 @@ fn can_have_length_status(status: StatusCode) -> bool {
     can_have_body_status(status)
 }
 
-/// Trailer fields a chunked body may not carry (hyper's list).
-pub(crate) fn valid_trailer(name: &HeaderName) -> bool {
-    !matches!(
-        *name,
-        header::AUTHORIZATION
-            | header::CACHE_CONTROL
-            | header::CONTENT_ENCODING
-            | header::CONTENT_LENGTH
-            | header::CONTENT_RANGE
-            | header::CONTENT_TYPE
-            | header::HOST
-            | header::MAX_FORWARDS
-            | header::SET_COOKIE
-            | header::TRAILER
-            | header::TRANSFER_ENCODING
-            | header::TE
-    )
-}
-
 thread_local! {
     /// The formatted `date` of the current second, as hyper caches it per thread.
     static DATE: RefCell<(u64, Vec<u8>)> = const { RefCell::new((0, Vec::new())) };

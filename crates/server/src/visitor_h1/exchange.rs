@@ -19,13 +19,14 @@ use localtunnels_driver::http::{forwardable_response, header_map};
 use localtunnels_driver::{StreamEvent, StreamReceiver, StreamSender};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 
-use super::encode::{encode_head, valid_trailer, BodySize, Encoder, Reply};
+use super::encode::{encode_head, BodySize, Encoder, Reply};
 use super::upload::{Upload, UploadEnd};
 use super::Conn;
 use crate::exchange::{invalid_response, open_error, reset_response, tunnel_head_for};
 use crate::state::{Body, Counters, Peer, ServerState};
 use crate::tunnel::Tunnel;
 use crate::visitor_error::{accepts_html, as_html, visitor_error};
+use localtunnels_driver::h1::framing::may_trail;
 
 /// Data chunks up to this size are copied into the write buffer with what surrounds
 /// them (one write for head and body); larger ones are written from their own buffer.
@@ -380,7 +381,7 @@ fn declared_trailers(
             Some((name.clone(), v))
         })
         .filter_map(|(n, v)| n.map(|n| (n, v)))
-        .filter(|(n, _)| allowed.contains(n) && valid_trailer(n))
+        .filter(|(n, _)| allowed.contains(n) && may_trail(n))
         .collect()
 }
 
