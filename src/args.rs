@@ -148,6 +148,10 @@ pub struct ServerArgs {
     /// Seconds a node's claim on a name lasts without renewal (renewed every third of it).
     #[arg(long, env = "LOCALTUNNELS_LEASE_TTL", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub lease_ttl: Option<u64>,
+    /// Most HTTP/2 streams one connection to this node may have open at once (the other
+    /// nodes' one connection carries every request and WebSocket they forward here).
+    #[arg(long, env = "LOCALTUNNELS_NODE_STREAMS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub node_streams: Option<u32>,
     /// The secret cluster nodes authenticate each other with (required with --cluster).
     #[arg(long, env = "LOCALTUNNELS_CLUSTER_SECRET", value_name = "SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
@@ -446,7 +450,7 @@ impl ServerArgs {
     /// Fields not given on the command line or in the environment come from `file`.
     pub fn or(mut self, file: &ServerArgs) -> Self {
         fill!(self, file; port, bind, domain, secure, public_port, public_scheme, public_url, trusted_proxy,
-            proxy_protocol, response_timeout, grace_period, cluster, node_url, node_id, lease_ttl, cluster_secret, max_tunnels, verbose, token, tokens_file, admin_token,
+            proxy_protocol, response_timeout, grace_period, cluster, node_url, node_id, lease_ttl, node_streams, cluster_secret, max_tunnels, verbose, token, tokens_file, admin_token,
             tls_cert, tls_key, acme, acme_email, acme_directory, acme_staging, acme_cache, acme_ca_root, http_port,
             max_tunnels_per_token, max_tunnels_per_ip, max_streams_per_tunnel, max_streams_per_visitor, rate_limit,
             rate_burst, visitor_rate_limit, visitor_rate_burst, max_body, max_header_size, header_read_timeout,
@@ -530,6 +534,28 @@ mod tests {
         assert!(Cli::try_parse_from(["localtunnels", "server", "--max-control-queue", "100"]).is_err());
         let help = crate::defaults::command().find_subcommand_mut("server").unwrap().render_help().to_string();
         assert!(help.contains(&format!("[default: {default}]")), "{help}");
+    }
+
+    #[test]
+    fn node_streams_reach_the_cluster_config_and_need_cluster() {
+        let server = |argv: &[&str]| {
+            let cli = Cli::try_parse_from([&["localtunnels", "server"], argv].concat()).unwrap();
+            let Command::Server(a) = cli.command else { panic!("not a server") };
+            a
+        };
+        let cluster = ["--cluster", "redis://127.0.0.1:1", "--cluster-secret", "s", "--node-id", "n"];
+        let streams = |argv: &[&str]| {
+            let mut config = localtunnels_server::ServerConfig::default();
+            crate::cluster::apply(&server(argv), &mut config).unwrap();
+            config.cluster.unwrap().node_streams
+        };
+        assert_eq!(streams(&cluster), localtunnels_server::cluster::NODE_STREAMS);
+        assert_eq!(streams(&[&cluster[..], &["--node-streams", "64"]].concat()), 64);
+        let mut config = localtunnels_server::ServerConfig::default();
+        assert!(crate::cluster::apply(&server(&["--node-streams", "64"]), &mut config).is_err());
+        assert!(Cli::try_parse_from(["localtunnels", "server", "--node-streams", "0"]).is_err());
+        let help = crate::defaults::command().find_subcommand_mut("server").unwrap().render_help().to_string();
+        assert!(help.contains("--node-streams") && help.contains("[default: 4096]"), "{help}");
     }
 
     #[test]

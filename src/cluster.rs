@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use localtunnels_server::cluster::{random_node_id, ClusterConfig, DEFAULT_LEASE_TTL};
+use localtunnels_server::cluster::{random_node_id, ClusterConfig, DEFAULT_LEASE_TTL, NODE_STREAMS};
 use localtunnels_server::ServerConfig;
 
 use crate::args::ServerArgs;
@@ -10,8 +10,8 @@ use crate::args::ServerArgs;
 /// Turns cluster mode on when `--cluster` is given; the other cluster flags need it.
 pub fn apply(a: &ServerArgs, config: &mut ServerConfig) -> anyhow::Result<()> {
     let Some(url) = a.cluster.as_deref().filter(|u| !u.is_empty()) else {
-        if a.node_url.is_some() || a.node_id.is_some() || a.lease_ttl.is_some() {
-            anyhow::bail!("--node-url, --node-id and --lease-ttl need --cluster");
+        if a.node_url.is_some() || a.node_id.is_some() || a.lease_ttl.is_some() || a.node_streams.is_some() {
+            anyhow::bail!("--node-url, --node-id, --lease-ttl and --node-streams need --cluster");
         }
         return Ok(());
     };
@@ -36,6 +36,7 @@ pub fn apply(a: &ServerArgs, config: &mut ServerConfig) -> anyhow::Result<()> {
         node_id,
         node_url: a.node_url.clone().filter(|u| !u.is_empty()),
         lease_ttl: a.lease_ttl.map_or(DEFAULT_LEASE_TTL, Duration::from_secs),
+        node_streams: a.node_streams.unwrap_or(NODE_STREAMS),
         secret,
     });
     Ok(())

@@ -31,6 +31,7 @@ fn server_defaults() -> Vec<(&'static str, String)> {
         ("response_timeout", d.response_timeout.as_secs().to_string()),
         ("grace_period", d.grace_period.as_secs().to_string()),
         ("lease_ttl", localtunnels_server::cluster::DEFAULT_LEASE_TTL.as_secs().to_string()),
+        ("node_streams", localtunnels_server::cluster::NODE_STREAMS.to_string()),
         ("max_tunnels", d.max_tunnels.to_string()),
         ("max_tunnels_per_token", l.max_tunnels_per_token.to_string()),
         ("max_tunnels_per_ip", l.max_tunnels_per_ip.to_string()),

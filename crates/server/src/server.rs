@@ -303,7 +303,7 @@ pub(crate) async fn serve_hyper<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let state_limits = state.config.limits.clone();
-    let cluster = state.cluster.is_some();
+    let node_streams = state.cluster.as_ref().map(|c| c.config.node_streams);
     let peer = visitor.addr;
     let first_head = Arc::new(AtomicBool::new(accepted.is_none()));
     let seen = first_head.clone();
@@ -324,8 +324,8 @@ pub(crate) async fn serve_hyper<I>(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    if cluster {
-        crate::cluster::serve_http2(builder.http2());
+    if let Some(streams) = node_streams {
+        crate::cluster::serve_http2(builder.http2(), streams);
     }
     let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
     let watched = watcher.watch(conn);

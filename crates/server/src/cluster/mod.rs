@@ -41,6 +41,9 @@ pub struct ClusterConfig {
     pub node_url: Option<String>,
     /// How long a claim lasts without renewal. Default 15 s.
     pub lease_ttl: Duration,
+    /// Most HTTP/2 streams one connection to this node may have open at once
+    /// (`--node-streams`). Default [`NODE_STREAMS`].
+    pub node_streams: u32,
     /// The secret nodes authenticate each other with.
     pub secret: String,
 }
@@ -52,6 +55,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("node_id", &self.node_id)
             .field("node_url", &self.node_url)
             .field("lease_ttl", &self.lease_ttl)
+            .field("node_streams", &self.node_streams)
             .finish_non_exhaustive()
     }
 }
@@ -66,7 +70,7 @@ pub fn default_node_url(addr: std::net::SocketAddr) -> String {
     format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
 }
 
-/// Most streams one HTTP/2 connection to a cluster node may have open at once: a
+/// The default `--node-streams`: most streams one HTTP/2 connection to a cluster node may have open at once: a
 /// node-to-node connection carries every forwarded request and WebSocket between two
 /// nodes (hyper's default is 200). Each stream still counts against its visitor's
 /// address (`--max-streams-per-visitor`).
@@ -74,8 +78,8 @@ pub const NODE_STREAMS: u32 = 4096;
 
 /// HTTP/2 on a cluster node: WebSockets over extended CONNECT (RFC 8441, how other
 /// nodes forward them) and room for many streams per connection.
-pub(crate) fn serve_http2<E>(mut h2: hyper_util::server::conn::auto::Http2Builder<'_, E>) {
-    h2.enable_connect_protocol().max_concurrent_streams(NODE_STREAMS);
+pub(crate) fn serve_http2<E>(mut h2: hyper_util::server::conn::auto::Http2Builder<'_, E>, streams: u32) {
+    h2.enable_connect_protocol().max_concurrent_streams(streams);
 }
 
 /// A random node id (`node-` and 8 hex digits).
@@ -86,7 +90,7 @@ pub fn random_node_id() -> String {
 /// A running cluster membership: the directory and this node's registry.
 #[derive(Debug)]
 pub struct Cluster {
-    config: ClusterConfig,
+    pub(crate) config: ClusterConfig,
     dir: Directory,
     /// This node's registry (also the server's `Arc<dyn Registry>`).
     pub registry: Arc<ClusterRegistry>,
