@@ -27,7 +27,9 @@ use localtunnels_core::Header;
 use localtunnels_driver::h1::chunked::{write_chunk_size, write_last_chunk, CHUNK_END};
 use localtunnels_driver::h1::framing::decimal;
 use localtunnels_driver::h1::head::{write_headers, write_request_line};
-use localtunnels_driver::h1::origin::{declared_trailers, is_interim, response_body, response_keeps_alive};
+use localtunnels_driver::h1::origin::{
+    declared_trailers, drop_overridden_length, is_interim, response_body, response_keeps_alive,
+};
 use localtunnels_driver::h1::{origin::ResponseFramingError, ParsedResponse};
 use localtunnels_driver::h1::{parse_response, BodyDecoder, BodyLength, ChunkError, ChunkLimits, Decoded, HeadError};
 use localtunnels_driver::http::header_map;
@@ -139,12 +141,7 @@ impl OriginPool {
         mut head: ParsedResponse,
     ) -> Result<Response, ExchangeError> {
         let length = response_body(head.version, method, head.status, &head.headers)?;
-        // Transfer-Encoding overrides Content-Length, and a proxy removes the latter
-        // (RFC 9112 §6.3): passed on beside the decoded body, it would frame the
-        // visitor's response by a length the body does not have.
-        if head.headers.iter().any(|(n, _)| n == header::TRANSFER_ENCODING) {
-            head.headers.retain(|(n, _)| n != header::CONTENT_LENGTH);
-        }
+        drop_overridden_length(&mut head.headers);
         let keep_alive = response_keeps_alive(head.version, &head.headers) && length != BodyLength::CloseDelimited;
         let mut body = ResponseBody {
             ex,

@@ -102,6 +102,15 @@ pub fn declared_trailers(headers: &[Header]) -> Vec<HeaderName> {
     names
 }
 
+/// The response's fields as a proxy passes them on: a `Content-Length` that came with
+/// a `Transfer-Encoding` is removed (RFC 9112 §6.3: the coding frames the body, and
+/// the length beside the decoded body would frame the next hop's copy wrongly).
+pub fn drop_overridden_length(headers: &mut Vec<Header>) {
+    if headers.iter().any(|(n, _)| n == header::TRANSFER_ENCODING) {
+        headers.retain(|(n, _)| n != header::CONTENT_LENGTH);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +118,16 @@ mod tests {
 
     fn h(name: &'static str, value: &'static str) -> Header {
         (HeaderName::from_static(name), HeaderValue::from_static(value))
+    }
+
+    #[test]
+    fn a_length_beside_a_transfer_coding_is_dropped() {
+        let mut both = vec![h("content-length", "7"), h("transfer-encoding", "chunked"), h("x", "1")];
+        drop_overridden_length(&mut both);
+        assert_eq!(both, vec![h("transfer-encoding", "chunked"), h("x", "1")]);
+        let mut length = vec![h("content-length", "7")];
+        drop_overridden_length(&mut length);
+        assert_eq!(length, vec![h("content-length", "7")]);
     }
 
     #[test]
