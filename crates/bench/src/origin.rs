@@ -98,6 +98,9 @@ fn websocket(req: Request<Incoming>) -> Response<Full<Bytes>> {
                 .await;
         while let Some(Ok(msg)) = ws.next().await {
             if msg.is_close() {
+                // tungstenite queues the close reply: flush it, so the handshake ends
+                // cleanly (RFC 6455 §5.5.1; Autobahn's close checks count on it).
+                let _ = ws.flush().await;
                 break;
             }
             if (msg.is_binary() || msg.is_text()) && ws.send(msg).await.is_err() {
