@@ -272,3 +272,39 @@ async fn websockets_through_node_c_share_its_one_connection_to_node_a_with_reque
     }
     h2.close(None).await.unwrap();
 }
+
+/// The SETTINGS a server sends first on an HTTP/2 connection (RFC 9113 §6.5), as
+/// (identifier, value) pairs: read off the socket, not through an HTTP/2 library, which
+/// would apply them out of sight.
+async fn http2_settings(addr: &str) -> Vec<(u16, u32)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The client preface, then an empty SETTINGS frame.
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+    let mut head = [0u8; 9];
+    tcp.read_exact(&mut head).await.unwrap();
+    assert_eq!((head[3], head[4]), (0x4, 0x0), "the server's first frame is its SETTINGS (not an ACK)");
+    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    let mut payload = vec![0u8; len];
+    tcp.read_exact(&mut payload).await.unwrap();
+    payload
+        .chunks_exact(6)
+        .map(|s| (u16::from_be_bytes([s[0], s[1]]), u32::from_be_bytes([s[2], s[3], s[4], s[5]])))
+        .collect()
+}
+
+#[tokio::test]
+async fn node_streams_is_the_stream_bound_a_node_advertises_on_http2() {
+    const MAX_CONCURRENT_STREAMS: u16 = 0x3;
+    const ENABLE_CONNECT_PROTOCOL: u16 = 0x8;
+    let redis = Redis::start().await;
+    let (_a, a) = node(&redis, "127.0.0.1", "node-a", &["--node-streams", "7"]).await;
+    let (_b, b) = node(&redis, "127.0.0.2", "node-b", &[]).await;
+
+    let settings = http2_settings(a.trim_start_matches("http://")).await;
+    assert!(settings.contains(&(MAX_CONCURRENT_STREAMS, 7)), "{settings:?}");
+    assert!(settings.contains(&(ENABLE_CONNECT_PROTOCOL, 1)), "{settings:?}");
+    // The default: 4096 streams per connection.
+    let settings = http2_settings(b.trim_start_matches("http://")).await;
+    assert!(settings.contains(&(MAX_CONCURRENT_STREAMS, 4096)), "{settings:?}");
+}
