@@ -18,11 +18,10 @@ const COPY_BELOW: usize = 4096;
 /// Queue frames with the commands (`binary`, `fragment`, `pong`, `close`, ...), then
 /// write [`transmit`](Self::transmit) out until it has nothing left. Once a close frame
 /// is queued nothing more is (RFC 6455 §5.5.1): later commands are ignored.
-#[derive(Debug)]
 pub struct WsEncoder {
     role: Role,
     /// Where a client's mask keys come from (RFC 6455 wants them unpredictable).
-    mask_key: fn() -> [u8; 4],
+    mask_key: Box<dyn FnMut() -> [u8; 4] + Send>,
     /// Frame headers and small or masked payloads, copied: what goes out after
     /// `queue`. Written straight from here (and advanced) when `queue` is empty, the
     /// usual case, so a small frame costs no split, no `Bytes` and no queue entry.
@@ -34,10 +33,22 @@ pub struct WsEncoder {
     closed: bool,
 }
 
+impl std::fmt::Debug for WsEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsEncoder")
+            .field("role", &self.role)
+            .field("copied", &self.copied.len())
+            .field("queue", &self.queue.len())
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
 impl WsEncoder {
     /// An encoder for `role`'s end; a client takes each frame's mask key from `mask_key`
     /// (a server never calls it).
-    pub fn new(role: Role, mask_key: fn() -> [u8; 4]) -> WsEncoder {
+    pub fn new(role: Role, mask_key: impl FnMut() -> [u8; 4] + Send + 'static) -> WsEncoder {
+        let mask_key = Box::new(mask_key);
         WsEncoder { role, mask_key, copied: BytesMut::new(), queue: VecDeque::new(), closed: false }
     }
 
