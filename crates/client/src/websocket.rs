@@ -20,6 +20,7 @@ use hyper_util::rt::TokioIo;
 use localtunnels_core::{Header, RequestHead, ResetCode, ResponseHead, StreamKind};
 use localtunnels_driver::http::{final_status, header_map, response_head};
 use localtunnels_driver::websocket::{bridge_tapped, BridgeEnd, Leg, WsTap};
+use localtunnels_driver::ws_io::take_upgraded;
 use localtunnels_driver::{pump_body, StreamHandle, StreamSender};
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -28,7 +29,7 @@ use tracing::debug;
 use crate::ctx::Ctx;
 use crate::events::ClientEvent;
 use crate::inspect::WsRecorder;
-use crate::origin::ConnectFuture;
+use crate::origin::{ConnectFuture, OriginStream};
 
 /// Serves one WebSocket stream.
 pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead) {
@@ -96,6 +97,11 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         Ok(u) => u,
         Err(e) => return tx.reset(ResetCode::OriginUnreachable, &format!("{authority}: upgrade failed: {e}")),
     };
+    // The origin's socket itself, out of hyper's hands (the handshake ran over
+    // `TokioIo<OriginStream>`, so this always succeeds).
+    let Ok(upgraded) = take_upgraded::<OriginStream>(upgraded) else {
+        return tx.reset(ResetCode::Internal, &format!("{authority}: upgrade failed: the socket stayed with hyper"));
+    };
     let max = ctx.config.max_ws_message;
     let answer =
         ResponseHead { status: 101, headers: response_head(status, res.headers(), StreamKind::WebSocket).headers };
@@ -104,7 +110,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     }
     report(&ctx);
     let tap = recorder.as_ref().map(|r| r as &dyn WsTap);
-    let end = bridge_tapped(TokioIo::new(upgraded), tx, rx, Leg::Origin, max, tap).await;
+    let end = bridge_tapped(upgraded, tx, rx, Leg::Origin, max, tap).await;
     if let Some(r) = &recorder {
         r.closed(match end {
             BridgeEnd::Closed(code) => Some(code),

@@ -19,11 +19,12 @@
 //! The framing is [`crate::ws_codec`]'s, the control connection's own, rather than
 //! tungstenite's, which zero-fills its read buffer before every read (docs/BENCHMARKS.md).
 
+use std::sync::{Mutex, MutexGuard};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use localtunnels_core::{ws_close, ResetCode, Role, WsMessageCheck};
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
-use tokio::sync::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::stream::{StreamEvent, StreamReceiver, StreamSender};
 use crate::ws_codec::{WsDecoder, WsEncoder, WsError, WsMessage};
@@ -64,37 +65,56 @@ pub enum BridgeEnd {
     StreamLost,
 }
 
-/// The socket's sending half, shared by both halves of the bridge (`up` answers pings
-/// and closes, `down` relays messages).
-struct Sink<S> {
-    io: WriteHalf<S>,
+/// The socket and what goes out on it, shared by both halves of the bridge (`up`
+/// reads and answers pings and closes, `down` relays messages). Both run in one task
+/// and lock it only inside a poll, never across an `await`: the lock is never
+/// contended (a tokio `Mutex` and `tokio::io::split`'s lock cost a few hundred
+/// instructions per message, docs/BENCHMARKS.md).
+struct Socket<S> {
+    io: S,
     wire: WsEncoder,
-    /// A close frame went out (nothing more may follow it, RFC 6455 §5.5.1), or a
-    /// write failed.
-    closed: bool,
+    /// A write failed: the socket closed or broke (the reading half sees why), and
+    /// nothing more is written to it.
+    failed: bool,
 }
 
-impl<S: AsyncRead + AsyncWrite> Sink<S> {
-    /// Sends what `queue` puts in the writer, unless a close already went out or a write
-    /// failed. A failed write means the socket closed or broke (the reading half sees
-    /// why): nothing more is queued for it.
-    async fn send(&mut self, queue: impl FnOnce(&mut WsEncoder)) {
-        if self.closed {
+impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
+    /// Writes out what is queued; `Ready` once it is all written or a write failed.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.failed {
+            return Poll::Ready(());
+        }
+        if ready!(ws_io::poll_write_all(&mut self.wire, &mut self.io, cx)).is_err() {
+            self.failed = true;
+        }
+        Poll::Ready(())
+    }
+}
+
+/// Locks the socket (never contended, see [`Socket`]).
+fn lock<S>(socket: &Mutex<Socket<S>>) -> MutexGuard<'_, Socket<S>> {
+    socket.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sends what `queue` puts in the socket's encoder, unless a close already went out
+/// (nothing may follow it, RFC 6455 §5.5.1) or a write failed; returns once it is
+/// written.
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(socket: &Mutex<Socket<S>>, queue: impl FnOnce(&mut WsEncoder)) {
+    {
+        let mut s = lock(socket);
+        if s.failed || s.wire.is_closed() {
             return;
         }
-        queue(&mut self.wire);
-        if ws_io::write_all(&mut self.wire, &mut self.io).await.is_err() {
-            self.closed = true;
-        }
+        queue(&mut s.wire);
     }
+    std::future::poll_fn(|cx| lock(socket).poll_flush(cx)).await;
+}
 
-    /// Sends a close frame for `code` (codes that may not be sent, 1005, 1006, 1015,
-    /// ..., give a close without a code), once.
-    async fn close(&mut self, code: u16, reason: &str) {
-        let code = ws_close::sendable(code).then_some(code);
-        self.send(|w| w.close_with(code, reason)).await;
-        self.closed = true;
-    }
+/// Sends a close frame for `code` (codes that may not be sent, 1005, 1006, 1015,
+/// ..., give a close without a code), once.
+async fn close<S: AsyncRead + AsyncWrite + Unpin>(socket: &Mutex<Socket<S>>, code: u16, reason: &str) {
+    let code = ws_close::sendable(code).then_some(code);
+    send(socket, |w| w.close_with(code, reason)).await;
 }
 
 /// Sees the messages a bridge relays (the client's request inspector records them).
@@ -126,11 +146,10 @@ pub async fn bridge_tapped<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (read, write) = tokio::io::split(io);
-    let sink = Mutex::new(Sink { io: write, wire: ws_io::encoder(leg.role()), closed: false });
+    let socket = Mutex::new(Socket { io, wire: ws_io::encoder(leg.role()), failed: false });
     let reader = WsDecoder::new(leg.role(), max_message);
-    let up = std::pin::pin!(up(read, reader, &tx, &sink, tap));
-    let down = std::pin::pin!(down(&mut rx, &tx, &sink, leg, max_message, tap));
+    let up = std::pin::pin!(up(&socket, reader, &tx, tap));
+    let down = std::pin::pin!(down(&mut rx, &tx, &socket, leg, max_message, tap));
     match futures_util::future::select(up, down).await {
         futures_util::future::Either::Left((end, down)) => {
             if matches!(end, BridgeEnd::Closed(_)) {
@@ -149,10 +168,9 @@ where
 
 /// Socket → tunnel.
 async fn up<S>(
-    mut io: ReadHalf<S>,
+    socket: &Mutex<Socket<S>>,
     mut reader: WsDecoder,
     tx: &StreamSender,
-    sink: &Mutex<Sink<S>>,
     tap: Option<&dyn WsTap>,
 ) -> BridgeEnd
 where
@@ -161,7 +179,8 @@ where
     loop {
         // A failed send means the stream is gone or this side already closed it:
         // `down` learns why; keep reading so the socket's close is still seen.
-        match ws_io::read_message(&mut reader, &mut io).await {
+        let read = std::future::poll_fn(|cx| ws_io::poll_read_message(&mut reader, &mut lock(socket).io, cx)).await;
+        match read {
             Ok(Some(WsMessage::Binary(data))) => {
                 if let Some(tap) = tap {
                     tap.message(true, true, true, &data);
@@ -174,7 +193,7 @@ where
                 }
                 let _ = tx.send_ws(false, data).await;
             }
-            Ok(Some(WsMessage::Ping(payload))) => sink.lock().await.send(|w| w.pong(payload)).await,
+            Ok(Some(WsMessage::Ping(payload))) => send(socket, |w| w.pong(payload)).await,
             Ok(Some(WsMessage::Pong)) => {}
             Ok(Some(WsMessage::Close(frame))) => {
                 // A code that may not be sent is the peer's protocol error (as
@@ -188,18 +207,18 @@ where
                 // Fails only if this side of the stream already ended (a violation
                 // closed it, or it was reset): nothing left to tell.
                 let _ = tx.close_ws(code, &reason);
-                sink.lock().await.close(code, &reason).await;
+                close(socket, code, &reason).await;
                 return BridgeEnd::Closed(code);
             }
             Ok(None) => return socket_lost("the connection ended", tx),
-            Err(e) => return socket_failed(e, tx, sink).await,
+            Err(e) => return socket_failed(e, tx, socket).await,
         }
     }
 }
 
 /// The socket broke the protocol or vanished: close both ways with the matching code,
 /// or reset the stream if the socket is simply gone.
-async fn socket_failed<S>(e: WsReadError, tx: &StreamSender, sink: &Mutex<Sink<S>>) -> BridgeEnd
+async fn socket_failed<S>(e: WsReadError, tx: &StreamSender, socket: &Mutex<Socket<S>>) -> BridgeEnd
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -211,7 +230,7 @@ where
     };
     // The tunnel first: the socket may be slow to take the close frame.
     let _ = tx.close_ws(code, &reason);
-    sink.lock().await.close(code, &reason).await;
+    close(socket, code, &reason).await;
     BridgeEnd::Closed(code)
 }
 
@@ -226,7 +245,7 @@ fn socket_lost(why: &str, tx: &StreamSender) -> BridgeEnd {
 async fn down<S>(
     rx: &mut StreamReceiver,
     tx: &StreamSender,
-    sink: &Mutex<Sink<S>>,
+    socket: &Mutex<Socket<S>>,
     leg: Leg,
     max_message: usize,
     tap: Option<&dyn WsTap>,
@@ -242,23 +261,23 @@ where
                     if let Some(tap) = tap {
                         tap.message(false, place.binary, place.first, &data);
                     }
-                    sink.lock().await.send(|w| w.fragment(place.first, place.binary, fin, data)).await
+                    send(socket, |w| w.fragment(place.first, place.binary, fin, data)).await
                 }
                 Err(violation) => {
                     let code = violation.close_code();
                     let reason = violation.to_string();
                     let _ = tx.close_ws(code, &reason);
-                    sink.lock().await.close(code, &reason).await;
+                    close(socket, code, &reason).await;
                     return BridgeEnd::Closed(code);
                 }
             },
             Some(StreamEvent::WsClose { code, reason }) => {
-                sink.lock().await.close(code, &reason).await;
+                close(socket, code, &reason).await;
                 return BridgeEnd::Closed(code);
             }
             Some(StreamEvent::Reset { .. }) | None => {
                 if leg == Leg::Origin {
-                    sink.lock().await.close(ws_close::GOING_AWAY, "the visitor went away").await;
+                    close(socket, ws_close::GOING_AWAY, "the visitor went away").await;
                     return BridgeEnd::Closed(ws_close::GOING_AWAY);
                 }
                 return BridgeEnd::StreamLost;

@@ -288,8 +288,12 @@ impl<I> IdleIo<I> {
         (io, switch)
     }
 
+    /// Moves the idle deadline, unless the switch turned it off (an upgraded
+    /// connection then reads no clock per message).
     fn activity(&mut self) {
-        self.deadline.set(tokio::time::Instant::now() + self.idle);
+        if !self.switch.disabled() {
+            self.deadline.set(tokio::time::Instant::now() + self.idle);
+        }
     }
 
     /// Counts a write that moved bytes as activity; a pending one checks both deadlines.

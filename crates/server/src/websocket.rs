@@ -17,7 +17,7 @@ use localtunnels_driver::http::forwardable_response;
 use localtunnels_driver::websocket::{bridge, Leg};
 use localtunnels_driver::{StreamEvent, StreamReceiver, StreamSender};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tracing::{debug, info_span, Instrument};
+use tracing::{debug, info_span};
 
 use crate::exchange::{invalid_response, open_error, reset_response, tunnel_head, visitor_response};
 use crate::state::{text_response, Body, Peer, ServerState};
@@ -67,19 +67,21 @@ pub async fn proxy<B: Send + 'static>(
             peer.idle.disable();
             let on_upgrade = hyper::upgrade::on(req);
             let max = state.config.max_ws_message;
+            // The span is entered to log, not around the bridge: entering and leaving
+            // it on every poll cost ~450 instructions per message (docs/BENCHMARKS.md).
             let run = async move {
                 match on_upgrade.await {
                     Ok(upgraded) => {
                         let end = bridge(TokioIo::new(upgraded), tx, rx, Leg::Visitor, max).await;
-                        debug!(?end, "visitor WebSocket ended");
+                        span.in_scope(|| debug!(?end, "visitor WebSocket ended"));
                     }
                     // The visitor left before the switch; dropping the stream resets it.
-                    Err(e) => debug!(error = %e, "visitor upgrade failed"),
+                    Err(e) => span.in_scope(|| debug!(error = %e, "visitor upgrade failed")),
                 }
                 // The WebSocket counted against the visitor's address while it lasted.
                 drop(admitted);
             };
-            tokio::spawn(run.instrument(span));
+            tokio::spawn(run);
             let mut res = accepted(&key, headers);
             crate::cookies::for_tunnel(res.headers_mut(), &tunnel.name, &state.config.domain);
             res

@@ -18,23 +18,37 @@ const COPY_BELOW: usize = 4096;
 /// Queue frames with the commands (`binary`, `fragment`, `pong`, `close`, ...), then
 /// write [`transmit`](Self::transmit) out until it has nothing left. Once a close frame
 /// is queued nothing more is (RFC 6455 §5.5.1): later commands are ignored.
-#[derive(Debug)]
 pub struct WsEncoder {
     role: Role,
     /// Where a client's mask keys come from (RFC 6455 wants them unpredictable).
-    mask_key: fn() -> [u8; 4],
-    /// Frame headers and small or masked payloads, copied.
+    mask_key: Box<dyn FnMut() -> [u8; 4] + Send>,
+    /// Frame headers and small or masked payloads, copied: what goes out after
+    /// `queue`. Written straight from here (and advanced) when `queue` is empty, the
+    /// usual case, so a small frame costs no split, no `Bytes` and no queue entry.
     copied: BytesMut,
-    /// What to write, in order: slices of `copied` and payloads sent as they are.
+    /// What to write before `copied`, in order: earlier parts of `copied` and payloads
+    /// sent as they are. Holds no empty slice.
     queue: VecDeque<Bytes>,
     /// A close frame is queued.
     closed: bool,
 }
 
+impl std::fmt::Debug for WsEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsEncoder")
+            .field("role", &self.role)
+            .field("copied", &self.copied.len())
+            .field("queue", &self.queue.len())
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
 impl WsEncoder {
     /// An encoder for `role`'s end; a client takes each frame's mask key from `mask_key`
     /// (a server never calls it).
-    pub fn new(role: Role, mask_key: fn() -> [u8; 4]) -> WsEncoder {
+    pub fn new(role: Role, mask_key: impl FnMut() -> [u8; 4] + Send + 'static) -> WsEncoder {
+        let mask_key = Box::new(mask_key);
         WsEncoder { role, mask_key, copied: BytesMut::new(), queue: VecDeque::new(), closed: false }
     }
 
@@ -107,11 +121,7 @@ impl WsEncoder {
     /// write it and advance it by what was written. What is left stays queued for the
     /// next call.
     pub fn transmit(&mut self) -> WsTransmit<'_> {
-        if !self.copied.is_empty() {
-            let rest = self.copied.split().freeze();
-            self.queue.push_back(rest);
-        }
-        WsTransmit { queue: &mut self.queue }
+        WsTransmit { queue: &mut self.queue, copied: &mut self.copied }
     }
 
     fn frame(&mut self, opcode: u8, fin: bool, head: Bytes, payload: Bytes) {
@@ -175,29 +185,47 @@ impl WsEncoder {
     /// The slices queued so far, for tests that check what is sent uncopied.
     #[cfg(test)]
     pub(super) fn queued(&mut self) -> &VecDeque<Bytes> {
-        self.transmit();
+        if !self.copied.is_empty() {
+            let rest = self.copied.split().freeze();
+            self.queue.push_back(rest);
+        }
         &self.queue
     }
 }
 
-/// An encoder's queued bytes as one [`Buf`], so a vectored write takes all of it.
+/// An encoder's queued bytes as one [`Buf`], so a vectored write takes all of it:
+/// the queued slices, then the copied tail.
 #[derive(Debug)]
 pub struct WsTransmit<'a> {
     queue: &'a mut VecDeque<Bytes>,
+    copied: &'a mut BytesMut,
+}
+
+impl WsTransmit<'_> {
+    /// True when all of it is one slice ([`Buf::chunk`]): a plain write takes it whole.
+    pub fn is_one_slice(&self) -> bool {
+        match self.queue.len() {
+            0 => true,
+            1 => self.copied.is_empty(),
+            _ => false,
+        }
+    }
 }
 
 impl Buf for WsTransmit<'_> {
     fn remaining(&self) -> usize {
-        self.queue.iter().map(Bytes::len).sum()
+        self.queue.iter().map(Bytes::len).sum::<usize>() + self.copied.len()
     }
 
     fn chunk(&self) -> &[u8] {
-        self.queue.front().map_or(&[], |b| b.as_ref())
+        self.queue.front().map_or(&self.copied[..], |b| b.as_ref())
     }
 
     fn chunks_vectored<'b>(&'b self, dst: &mut [IoSlice<'b>]) -> usize {
+        let tail = (!self.copied.is_empty()).then_some(&self.copied[..]);
+        let all = self.queue.iter().map(|b| &b[..]).chain(tail);
         let mut n = 0;
-        for (slot, b) in dst.iter_mut().zip(self.queue.iter().filter(|b| !b.is_empty())) {
+        for (slot, b) in dst.iter_mut().zip(all) {
             *slot = IoSlice::new(b);
             n += 1;
         }
@@ -206,15 +234,15 @@ impl Buf for WsTransmit<'_> {
 
     fn advance(&mut self, mut cnt: usize) {
         while cnt > 0 {
-            let Some(front) = self.queue.front_mut() else { return };
+            let Some(front) = self.queue.front_mut() else {
+                self.copied.advance(cnt.min(self.copied.len()));
+                return;
+            };
             if cnt < front.len() {
                 front.advance(cnt);
                 return;
             }
             cnt -= front.len();
-            self.queue.pop_front();
-        }
-        while self.queue.front().is_some_and(Bytes::is_empty) {
             self.queue.pop_front();
         }
     }

@@ -338,3 +338,43 @@ fn the_read_buffer_has_room_and_feeds_the_decoder() {
     assert_eq!(r.poll_message().unwrap(), Some(WsMessage::Pong));
     assert_eq!(r.poll_message().unwrap(), None);
 }
+
+/// Writes `n` bytes of what `w` queued, as a socket that takes only part of a write
+/// would, appending them to `out`.
+fn write_some(w: &mut WsEncoder, n: usize, out: &mut Vec<u8>) {
+    let mut t = w.transmit();
+    let n = n.min(t.chunk().len());
+    out.extend_from_slice(&t.chunk()[..n]);
+    t.advance(n);
+}
+
+#[test]
+fn frames_queued_between_partial_writes_go_out_in_order() {
+    let big = Bytes::from(vec![8u8; 5_000]);
+    let mut w = encoder(Role::Server);
+    let mut out = Vec::new();
+    w.binary(Bytes::from_static(b"first"));
+    assert!(w.transmit().is_one_slice(), "small frames are written from one buffer");
+    write_some(&mut w, 3, &mut out);
+    w.binary(big.clone()); // its head joins the rest of "first"; the payload goes as it is
+    assert!(!w.transmit().is_one_slice());
+    write_some(&mut w, 4, &mut out);
+    w.binary(Bytes::from_static(b"last"));
+    {
+        // A vectored write sees every queued byte, in order.
+        let t = w.transmit();
+        let mut slices = [std::io::IoSlice::new(&[]); 8];
+        let n = t.chunks_vectored(&mut slices);
+        let seen: usize = slices[..n].iter().map(|s| s.len()).sum();
+        assert_eq!(seen, t.remaining());
+    }
+    while !w.is_empty() {
+        write_some(&mut w, 1_000, &mut out);
+    }
+    let mut r = WsDecoder::new(Role::Client, 100_000);
+    r.push(&out);
+    assert_eq!(r.poll_message().unwrap(), Some(WsMessage::Binary(Bytes::from_static(b"first"))));
+    assert_eq!(r.poll_message().unwrap(), Some(WsMessage::Binary(big)));
+    assert_eq!(r.poll_message().unwrap(), Some(WsMessage::Binary(Bytes::from_static(b"last"))));
+    assert_eq!(r.poll_message().unwrap(), None);
+}

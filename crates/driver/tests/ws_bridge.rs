@@ -1,0 +1,107 @@
+//! The WebSocket bridge (`websocket::bridge`) between a tunnel stream of two real
+//! `Connection`s and a socket whose peer is a raw WebSocket end: its two halves share the
+//! socket, so one half stalled on a full socket must not stall the other, and frames
+//! queued by both halves must leave whole and in order.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use localtunnels_core::{Config, Hello, Instant, RequestHead, ResponseHead, Session, StreamKind, Welcome};
+use localtunnels_driver::websocket::{bridge, BridgeEnd, Leg};
+use localtunnels_driver::ws_codec::{Role, WsDecoder, WsEncoder, WsMessage};
+use localtunnels_driver::ws_io::{read_message, write_all};
+use localtunnels_driver::{ConnEvent, Connection, StreamEvent, StreamReceiver};
+use tokio::io::AsyncWriteExt;
+
+/// How long any one step may take before the test fails (generous: a loaded machine).
+const STEP: Duration = Duration::from_secs(20);
+
+/// A server and a client connection, handshake done, and the client's events.
+async fn pair() -> (Connection, Connection, localtunnels_driver::ConnEvents) {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let epoch = std::time::Instant::now();
+    let server = Session::server(Config::default(), Instant::ZERO);
+    let hello = Hello { name: "t".into(), ..Hello::default() };
+    let client = Session::client(Config::default(), hello, Instant::ZERO);
+    let (server, mut server_events) = Connection::start(server, a, epoch);
+    let (client, mut client_events) = Connection::start(client, b, epoch);
+    while !matches!(server_events.recv().await.expect("server events"), ConnEvent::Hello(_)) {}
+    server.accept(Welcome { name: "t".into(), ..Welcome::default() });
+    while !matches!(client_events.recv().await.expect("client events"), ConnEvent::Welcome(_)) {}
+    (server, client, client_events)
+}
+
+/// The next WebSocket event on the tunnel's side, within [`STEP`].
+async fn next_ws(rx: &mut StreamReceiver) -> StreamEvent {
+    tokio::time::timeout(STEP, rx.recv()).await.expect("a stream event in time").expect("the stream is open")
+}
+
+#[tokio::test]
+async fn a_stalled_socket_write_holds_neither_the_other_half_nor_the_frame_order() {
+    let (server, _client, mut client_events) = pair().await;
+    let head = RequestHead { kind: StreamKind::WebSocket, method: "GET".into(), target: "/".into(), headers: vec![] };
+    let (stx, mut srx) = server.open(head, false).expect("open").split();
+    let Some(ConnEvent::Incoming { stream, .. }) = client_events.recv().await else {
+        panic!("the client got no stream");
+    };
+    let (tx, rx) = stream.split();
+    tx.respond(ResponseHead { status: 101, headers: vec![] }, false).expect("respond");
+    assert!(matches!(next_ws(&mut srx).await, StreamEvent::Response { .. }));
+
+    // The bridge runs on the client's side, towards an "origin" that is a raw server end
+    // of a socket with little room: 256 bytes fill at the first message.
+    let (near, mut origin) = tokio::io::duplex(256);
+    let bridged = tokio::spawn(bridge(near, tx, rx, Leg::Origin, 1 << 20));
+
+    // Messages towards the origin, which reads nothing yet: the bridge's write stalls.
+    // They fit the stream window (1 MiB), so all are sent without the origin reading.
+    let count = 40u8;
+    for i in 0..count {
+        stx.send_ws(true, Bytes::from(vec![i; 1000])).await.expect("send_ws");
+    }
+
+    // The other half still relays what the origin says.
+    let mut origin_out = WsEncoder::new(Role::Server, || [0; 4]);
+    origin_out.binary(Bytes::from_static(b"hello"));
+    write_all(&mut origin_out, &mut origin).await.expect("origin write");
+    match next_ws(&mut srx).await {
+        StreamEvent::WsMessage { binary: true, fin: true, data } => assert_eq!(&data[..], b"hello"),
+        other => panic!("expected the origin's message, got {other:?}"),
+    }
+
+    // A ping while the socket is still full: its pong is queued behind the frame being
+    // written, and every frame then arrives whole and in order.
+    origin.write_all(&[0x89, 0x01, b'p']).await.expect("ping");
+    let mut origin_in = WsDecoder::new(Role::Server, 1 << 20);
+    let mut next = 0u8;
+    let mut pong = false;
+    while next < count || !pong {
+        let message = tokio::time::timeout(STEP, read_message(&mut origin_in, &mut origin))
+            .await
+            .expect("a frame in time")
+            .expect("valid frames")
+            .expect("the bridge keeps the socket open");
+        match message {
+            WsMessage::Binary(data) => {
+                assert_eq!(data.len(), 1000);
+                assert!(data.iter().all(|&b| b == next), "message {next} arrived out of order");
+                next += 1;
+            }
+            WsMessage::Pong => pong = true,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    // The origin closes: the close is relayed, answered, and the bridge ends.
+    origin_out.close(1000);
+    write_all(&mut origin_out, &mut origin).await.expect("origin close");
+    match next_ws(&mut srx).await {
+        StreamEvent::WsClose { code, .. } => assert_eq!(code, 1000),
+        other => panic!("expected the close, got {other:?}"),
+    }
+    let answer = tokio::time::timeout(STEP, read_message(&mut origin_in, &mut origin)).await.expect("in time");
+    assert!(matches!(answer, Ok(Some(WsMessage::Close(Some((1000, _)))))), "{answer:?}");
+    stx.close_ws(1000, "").expect("close back");
+    let end = tokio::time::timeout(STEP, bridged).await.expect("the bridge ends").expect("bridge task");
+    assert_eq!(end, BridgeEnd::Closed(1000));
+}
