@@ -2,9 +2,9 @@
 //! store ([`localtunnels_core::inspect`]), served by an ngrok-compatible agent API and
 //! a web page ([`serve_inspector`]), and replayable to the origin.
 //!
-//! Capture never waits on anything: bodies are copied as they pass (up to
-//! `body_limit` bytes each) by taps that hand the copy to the store when the body
-//! ends; the store's lock is held only to file a copy.
+//! Capture never waits on anything: bodies are copied into the store as they pass (up
+//! to `body_limit` bytes each) by taps that file the size when the body ends; the
+//! store's lock is held only to copy.
 
 mod api;
 mod assets;

@@ -4,7 +4,7 @@
 //! Shells (the native client, the wasm client) copy what passes into it; they never
 //! wait on it. A body is captured up to [`InspectConfig::body_limit`] bytes and marked
 //! truncated past that, so a large download costs one bounded copy of its first bytes.
-//! What an entry keeps (its heads as they came, its bodies' first bytes) lives in the
+//! What an entry keeps (its heads' fields as they are, its bodies' first bytes) lives in the
 //! store's fixed-size chunks, reused after eviction, and is parsed back only when read.
 //! The wall-clock start of an entry (`start_unix_nanos`) and the monotonic time of
 //! each step ([`Instant`]) are passed in, as everywhere in the core.
