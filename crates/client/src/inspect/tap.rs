@@ -19,6 +19,8 @@ pub(crate) struct BodyRecorder {
     /// Bytes still to keep: past the body limit only the size is counted, and the
     /// store is not locked again until the end.
     room: usize,
+    /// The end was filed already ([`BodyRecorder::finish`]).
+    filed: bool,
 }
 
 impl BodyRecorder {
@@ -33,17 +35,35 @@ impl BodyRecorder {
     }
 
     fn new(inspector: &Inspector, id: EntryId, of: BodyOf) -> Self {
-        BodyRecorder { inspector: inspector.clone(), id, of, size: 0, room: inspector.body_limit() }
+        BodyRecorder { inspector: inspector.clone(), id, of, size: 0, room: inspector.body_limit(), filed: false }
     }
 
     /// Copies what fits of `chunk`.
     pub(crate) fn push(&mut self, chunk: &[u8]) {
-        self.size = self.size.saturating_add(chunk.len() as u64);
-        if self.room > 0 {
-            let kept = &chunk[..chunk.len().min(self.room)];
-            self.room -= kept.len();
+        let kept = self.count(chunk);
+        if !kept.is_empty() {
             self.inspector.record(|s| s.body_data(self.id, self.of, kept));
         }
+    }
+
+    /// Copies what fits of `chunk`, the body's last, and files the end with it (one
+    /// lock, not two: a small body is one chunk).
+    pub(crate) fn finish(mut self, chunk: &[u8]) {
+        let kept = self.count(chunk);
+        self.filed = true;
+        let (id, of, size) = (self.id, self.of, self.size);
+        self.inspector.update(id, |s, now| {
+            s.body_data(id, of, kept);
+            s.body_end(id, of, size, now);
+        });
+    }
+
+    /// Counts `chunk`; the part of it still to keep.
+    fn count<'a>(&mut self, chunk: &'a [u8]) -> &'a [u8] {
+        self.size = self.size.saturating_add(chunk.len() as u64);
+        let kept = &chunk[..chunk.len().min(self.room)];
+        self.room -= kept.len();
+        kept
     }
 }
 
@@ -55,6 +75,9 @@ impl BodyTap for BodyRecorder {
 
 impl Drop for BodyRecorder {
     fn drop(&mut self) {
+        if self.filed {
+            return;
+        }
         let (id, of, size) = (self.id, self.of, self.size);
         match of {
             // The request's end changes nothing the live list shows.
