@@ -373,11 +373,12 @@ pub struct ClientArgs {
     /// Turn the request inspector off (nothing is captured or served).
     #[arg(long, env = "LOCALTUNNELS_NO_INSPECT", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub no_inspect: Option<bool>,
-    /// Bytes of each request and response body the inspector keeps; the rest is
-    /// counted and marked truncated.
+    /// Bytes of each request and response body the inspector keeps (default 64 KiB);
+    /// the rest is counted and marked truncated.
     #[arg(long, env = "LOCALTUNNELS_INSPECT_BODY_LIMIT", value_name = "BYTES")]
     pub inspect_body_limit: Option<usize>,
-    /// Bytes the inspector's captures may hold in all; the oldest are evicted past it.
+    /// Bytes the inspector's captures may hold in all (default 8 MiB); the oldest are
+    /// evicted past it.
     #[arg(long, env = "LOCALTUNNELS_INSPECT_MAX_BYTES", value_name = "BYTES")]
     pub inspect_max_bytes: Option<usize>,
     /// Mask Authorization, Cookie and Set-Cookie values in the inspector.

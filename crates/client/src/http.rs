@@ -223,7 +223,12 @@ impl<B: hyper::body::Body<Data = Bytes> + Unpin> hyper::body::Body for ObservedB
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(d) = frame.data_ref() {
                 this.count += d.len() as u64;
-                if let Some(r) = this.recorder.as_mut() {
+                if this.inner.is_end_stream() {
+                    // The last chunk: copied and filed as the end at once.
+                    if let Some(r) = this.recorder.take() {
+                        r.finish(d);
+                    }
+                } else if let Some(r) = this.recorder.as_mut() {
                     r.push(d);
                 }
             }

@@ -1,6 +1,6 @@
 //! The request inspector of the wasm client: every exchange copied into the core's
 //! bounded store (the native client's, same bounds by default: 64 KiB per body,
-//! 32 MiB in all, oldest evicted), read back as `client.requests()` in the agent API's
+//! 8 MiB in all, oldest evicted), read back as `client.requests()` in the agent API's
 //! shape, and sent again to the handler with `client.replay(id)`.
 //!
 //! The store is borrowed only for a copy or a read, never while JavaScript runs.
@@ -123,8 +123,8 @@ impl TunnelClient {
         let redact = store.config().redact;
         let out = Array::new();
         for e in store.newest_first() {
-            let value =
-                js_sys::JSON::parse(&entry_json(e, redact)).map_err(|e| JsError::new(&js::error_message(&e)))?;
+            let value = js_sys::JSON::parse(&entry_json(&store, e, redact))
+                .map_err(|e| JsError::new(&js::error_message(&e)))?;
             out.push(&value);
         }
         Ok(out)
@@ -184,10 +184,11 @@ fn snapshot(inspect: &Inspect, id: &str) -> Result<(String, String, Vec<Header>,
     let parsed: EntryId = id.parse().map_err(|_| not_found())?;
     let store = inspect.store.borrow();
     let e = store.get(parsed).ok_or_else(not_found)?;
-    let r = &e.request;
+    let r = store.request(e);
     if r.body.truncated() {
         let (kept, size) = (r.body.data().len(), r.body.size());
         return Err(format!("the request body was captured only in part ({kept} of {size} bytes)"));
     }
-    Ok((r.method.clone(), r.uri.clone(), r.headers.clone(), Bytes::copy_from_slice(r.body.data())))
+    let body = Bytes::copy_from_slice(r.body.data());
+    Ok((r.method, r.uri, r.headers, body))
 }

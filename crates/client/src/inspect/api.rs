@@ -179,10 +179,10 @@ fn list(inspector: &Inspector, query: &str, ws: bool) -> String {
         .filter(|e| !ws || e.websocket.is_some())
         .take(limit.unwrap_or(usize::MAX));
     if ws {
-        let sessions: Vec<_> = matching.filter_map(|e| ws_json(e, redact)).collect();
+        let sessions: Vec<_> = matching.filter_map(|e| ws_json(&store, e, redact)).collect();
         format!("{{\"uri\":\"/api/requests/ws\",\"sessions\":[{}]}}", sessions.join(","))
     } else {
-        let requests: Vec<_> = matching.map(|e| entry_json(e, redact)).collect();
+        let requests: Vec<_> = matching.map(|e| entry_json(&store, e, redact)).collect();
         format!("{{\"uri\":\"{HTTP_PATH}\",\"requests\":[{}]}}", requests.join(","))
     }
 }
@@ -193,9 +193,9 @@ fn one(inspector: &Inspector, id: &str, ws: bool) -> Option<String> {
     let store = inspector.store();
     let e = store.get(id)?;
     if ws {
-        ws_json(e, redact)
+        ws_json(&store, e, redact)
     } else {
-        Some(entry_json(e, redact))
+        Some(entry_json(&store, e, redact))
     }
 }
 
@@ -232,12 +232,12 @@ async fn replay(inspector: &Inspector, req: Request<Incoming>) -> Response<Body>
 /// with the entry as data, `clear`). A listener that falls 256 events behind skips
 /// ahead (it can re-read the list).
 fn stream(inspector: &Inspector) -> Response<Body> {
-    let rx = inspector.shared.feed.subscribe();
+    let listener = super::Listener::new(inspector);
     let hello = futures_util::stream::once(async { Ok(Frame::data(Bytes::from_static(b": connected\n\n"))) });
-    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+    let events = futures_util::stream::unfold(listener, |mut l| async move {
         loop {
-            match rx.recv().await {
-                Ok(line) => return Some((Ok(Frame::data(Bytes::from(line.as_bytes().to_vec()))), rx)),
+            match l.rx.recv().await {
+                Ok(line) => return Some((Ok(Frame::data(Bytes::from(line.as_bytes().to_vec()))), l)),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }

@@ -2,9 +2,9 @@
 //! store ([`localtunnels_core::inspect`]), served by an ngrok-compatible agent API and
 //! a web page ([`serve_inspector`]), and replayable to the origin.
 //!
-//! Capture never waits on anything: bodies are copied as they pass (up to
-//! `body_limit` bytes each) by taps that hand the copy to the store when the body
-//! ends; the store's lock is held only to file a copy.
+//! Capture never waits on anything: bodies are copied into the store as they pass (up
+//! to `body_limit` bytes each) by taps that file the size when the body ends; the
+//! store's lock is held only to copy.
 
 mod api;
 mod assets;
@@ -12,6 +12,7 @@ mod replay;
 mod server;
 mod tap;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use localtunnels_core::inspect::json::{entry_json, ws_json};
@@ -42,7 +43,12 @@ struct Shared {
     body_limit: usize,
     /// Live feed of changes (Server-Sent Events lines), only built while someone listens.
     feed: broadcast::Sender<Arc<str>>,
+    /// Open feeds ([`Listener`]s): read on every change without the channel's lock.
+    listeners: AtomicUsize,
     epoch: std::time::Instant,
+    /// The wall clock at `epoch`, in nanoseconds since the Unix epoch: an entry's
+    /// start is this plus its monotonic time, one clock read instead of two.
+    epoch_unix_nanos: u64,
     tunnel: Mutex<TunnelInfo>,
     origin: Mutex<Option<Arc<dyn Origin>>>,
 }
@@ -72,7 +78,9 @@ impl Inspector {
                 redact,
                 body_limit,
                 feed,
+                listeners: AtomicUsize::new(0),
                 epoch: std::time::Instant::now(),
+                epoch_unix_nanos: Self::unix_nanos(),
                 tunnel: Mutex::new(TunnelInfo::default()),
                 origin: Mutex::new(None),
             }),
@@ -114,6 +122,11 @@ impl Inspector {
         self.publish(id, store);
     }
 
+    /// Files a change nobody listening live needs to hear of (a body's bytes).
+    pub(crate) fn record(&self, change: impl FnOnce(&mut Store)) {
+        change(&mut self.store());
+    }
+
     /// [`Self::update`] for a change that needs no clock (a head, a request body).
     pub(crate) fn change(&self, id: EntryId, change: impl FnOnce(&mut Store)) {
         let mut store = self.store();
@@ -123,10 +136,11 @@ impl Inspector {
 
     /// Tells live listeners about entry `id` (if anyone listens), after the lock.
     fn publish(&self, id: EntryId, store: MutexGuard<'_, Store>) {
-        if self.shared.feed.receiver_count() > 0 {
+        if self.shared.listeners.load(Ordering::Relaxed) > 0 {
             if let Some(e) = store.get(id) {
                 let kind = if e.websocket.is_some() { "ws" } else { "http" };
-                let json = ws_json(e, self.shared.redact).unwrap_or_else(|| entry_json(e, self.shared.redact));
+                let redact = self.shared.redact;
+                let json = ws_json(&store, e, redact).unwrap_or_else(|| entry_json(&store, e, redact));
                 drop(store);
                 let _ = self.shared.feed.send(Arc::from(format!("event: {kind}\ndata: {json}\n\n")));
             }
@@ -139,7 +153,8 @@ impl Inspector {
     }
 
     fn begin_exchange(&self, ex: Exchange<'_>) -> EntryId {
-        let (now, unix_nanos) = (self.now(), Self::unix_nanos());
+        let now = self.now();
+        let unix_nanos = self.shared.epoch_unix_nanos.saturating_add(now.as_micros().saturating_mul(1000));
         let mut store = self.store();
         let id = store.begin(now, unix_nanos, ex);
         self.publish(id, store);
@@ -168,5 +183,25 @@ impl Inspector {
     pub fn clear(&self) {
         self.store().clear();
         let _ = self.shared.feed.send(Arc::from("event: clear\ndata: {}\n\n"));
+    }
+}
+
+/// An open live feed: changes are rendered for it while it lives.
+pub(crate) struct Listener {
+    shared: Arc<Shared>,
+    pub(crate) rx: broadcast::Receiver<Arc<str>>,
+}
+
+impl Listener {
+    pub(crate) fn new(inspector: &Inspector) -> Self {
+        let rx = inspector.shared.feed.subscribe();
+        inspector.shared.listeners.fetch_add(1, Ordering::Relaxed);
+        Listener { shared: inspector.shared.clone(), rx }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.shared.listeners.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -72,13 +72,13 @@ impl Inspector {
             if e.websocket.is_some() {
                 return Err(ReplayError::Invalid("a WebSocket session cannot be replayed".into()));
             }
-            let r = &e.request;
+            let r = store.request(e);
             let body = if r.body.truncated() && edit.body.is_none() {
                 Err(ReplayError::Truncated { captured: r.body.data().len(), size: r.body.size() })
             } else {
                 Ok(Bytes::copy_from_slice(r.body.data()))
             };
-            (r.method.clone(), r.uri.clone(), r.headers.clone(), body)
+            (r.method, r.uri, r.headers, body)
         };
         let mut body = body?;
         if let Some(m) = edit.method {

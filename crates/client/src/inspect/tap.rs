@@ -1,44 +1,69 @@
 //! Taps: copies of what passes, handed to the store when a body ends.
 
-use localtunnels_core::inspect::{BodyCapture, Direction, EntryId};
+use localtunnels_core::inspect::{BodyOf, Direction, EntryId};
+use localtunnels_core::Instant;
 use localtunnels_driver::websocket::WsTap;
 use localtunnels_driver::BodyTap;
 
 use super::Inspector;
 
-/// Which body a recorder copies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Request,
-    Response,
-}
-
-/// Copies a body's first bytes; files them with the store when dropped (the body
-/// ended, failed, or was abandoned). A response body's end is the exchange's end.
+/// Copies a body's first bytes into the store as they pass (no buffer of its own);
+/// files its size when dropped (the body ended, failed, or was abandoned). A response
+/// body's end is the exchange's end.
 #[derive(Debug)]
 pub(crate) struct BodyRecorder {
     inspector: Inspector,
     id: EntryId,
-    side: Side,
-    capture: BodyCapture,
+    of: BodyOf,
+    size: u64,
+    /// Bytes still to keep: past the body limit only the size is counted, and the
+    /// store is not locked again until the end.
+    room: usize,
+    /// The end was filed already ([`BodyRecorder::finish`]).
+    filed: bool,
 }
 
 impl BodyRecorder {
     /// For entry `id`'s request body.
     pub(crate) fn request(inspector: &Inspector, id: EntryId) -> Self {
-        let capture = BodyCapture::new(inspector.body_limit());
-        BodyRecorder { inspector: inspector.clone(), id, side: Side::Request, capture }
+        Self::new(inspector, id, BodyOf::Request)
     }
 
     /// For entry `id`'s response body.
     pub(crate) fn response(inspector: &Inspector, id: EntryId) -> Self {
-        let capture = BodyCapture::new(inspector.body_limit());
-        BodyRecorder { inspector: inspector.clone(), id, side: Side::Response, capture }
+        Self::new(inspector, id, BodyOf::Response)
+    }
+
+    fn new(inspector: &Inspector, id: EntryId, of: BodyOf) -> Self {
+        BodyRecorder { inspector: inspector.clone(), id, of, size: 0, room: inspector.body_limit(), filed: false }
     }
 
     /// Copies what fits of `chunk`.
     pub(crate) fn push(&mut self, chunk: &[u8]) {
-        self.capture.push(chunk);
+        let kept = self.count(chunk);
+        if !kept.is_empty() {
+            self.inspector.record(|s| s.body_data(self.id, self.of, kept));
+        }
+    }
+
+    /// Copies what fits of `chunk`, the body's last, and files the end with it (one
+    /// lock, not two: a small body is one chunk).
+    pub(crate) fn finish(mut self, chunk: &[u8]) {
+        let kept = self.count(chunk);
+        self.filed = true;
+        let (id, of, size) = (self.id, self.of, self.size);
+        self.inspector.update(id, |s, now| {
+            s.body_data(id, of, kept);
+            s.body_end(id, of, size, now);
+        });
+    }
+
+    /// Counts `chunk`; the part of it still to keep.
+    fn count<'a>(&mut self, chunk: &'a [u8]) -> &'a [u8] {
+        self.size = self.size.saturating_add(chunk.len() as u64);
+        let kept = &chunk[..chunk.len().min(self.room)];
+        self.room -= kept.len();
+        kept
     }
 }
 
@@ -50,10 +75,14 @@ impl BodyTap for BodyRecorder {
 
 impl Drop for BodyRecorder {
     fn drop(&mut self) {
-        let capture = std::mem::take(&mut self.capture);
-        match self.side {
-            Side::Request => self.inspector.change(self.id, |s| s.request_body(self.id, capture)),
-            Side::Response => self.inspector.update(self.id, |s, now| s.response_body(self.id, now, capture)),
+        if self.filed {
+            return;
+        }
+        let (id, of, size) = (self.id, self.of, self.size);
+        match of {
+            // The request's end changes nothing the live list shows.
+            BodyOf::Request => self.inspector.record(|s| s.body_end(id, of, size, Instant::ZERO)),
+            BodyOf::Response => self.inspector.update(id, |s, now| s.body_end(id, of, size, now)),
         }
     }
 }

@@ -21,6 +21,12 @@ impl BodyCapture {
         c
     }
 
+    /// `data` kept of a body of `size` bytes (read back from a store).
+    pub fn kept(data: Vec<u8>, size: u64) -> Self {
+        let limit = data.len();
+        BodyCapture { data, size: size.max(limit as u64), limit }
+    }
+
     /// Copies what fits of `chunk` and counts all of it.
     pub fn push(&mut self, chunk: &[u8]) {
         self.size = self.size.saturating_add(chunk.len() as u64);

@@ -27,6 +27,7 @@ use std::fmt::Write as _;
 use crate::frame::Header;
 
 use super::record::{HttpEntry, WsMessage};
+use super::store::Store;
 use super::time::rfc3339;
 
 /// The API path of the HTTP entries.
@@ -36,20 +37,20 @@ pub const HTTP_PATH: &str = "/api/requests/http";
 pub const REDACTED: &str = "[redacted]";
 
 /// `entry` as the agent API shows it, with secrets masked if `redact`.
-pub fn entry_json(entry: &HttpEntry, redact: bool) -> String {
+pub fn entry_json(store: &Store, entry: &HttpEntry, redact: bool) -> String {
     let mut out = String::with_capacity(512);
     out.push('{');
-    entry_fields(&mut out, entry, redact);
+    entry_fields(&mut out, store, entry, redact);
     out.push('}');
     out
 }
 
 /// A WebSocket entry with its messages; `None` for a plain HTTP entry.
-pub fn ws_json(entry: &HttpEntry, redact: bool) -> Option<String> {
+pub fn ws_json(store: &Store, entry: &HttpEntry, redact: bool) -> Option<String> {
     let ws = entry.websocket.as_ref()?;
     let mut out = String::with_capacity(1024);
     out.push('{');
-    entry_fields(&mut out, entry, redact);
+    entry_fields(&mut out, store, entry, redact);
     out.push_str(",\"close_code\":");
     match ws.close_code {
         Some(c) => number(&mut out, u64::from(c)),
@@ -68,7 +69,8 @@ pub fn ws_json(entry: &HttpEntry, redact: bool) -> Option<String> {
     Some(out)
 }
 
-fn entry_fields(out: &mut String, e: &HttpEntry, redact: bool) {
+fn entry_fields(out: &mut String, store: &Store, e: &HttpEntry, redact: bool) {
+    let req = &store.request(e);
     let id = e.id.to_string();
     key(out, "uri", true);
     string(out, &format!("{HTTP_PATH}/{id}"));
@@ -77,13 +79,12 @@ fn entry_fields(out: &mut String, e: &HttpEntry, redact: bool) {
     key(out, "tunnel_name", false);
     string(out, &e.tunnel_name);
     key(out, "remote_addr", false);
-    string(out, &e.remote_addr);
+    string(out, &e.remote_addr(req));
     key(out, "start", false);
     string(out, &rfc3339(e.start_unix_nanos));
     key(out, "duration", false);
     number(out, e.duration.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)));
 
-    let req = &e.request;
     key(out, "request", false);
     out.push('{');
     key(out, "method", true);
@@ -100,7 +101,7 @@ fn entry_fields(out: &mut String, e: &HttpEntry, redact: bool) {
     out.push('}');
 
     key(out, "response", false);
-    match &e.response {
+    match &store.response(e) {
         None => out.push_str("null"),
         Some(res) => {
             let reason = http::StatusCode::from_u16(res.status).ok().and_then(|s| s.canonical_reason());

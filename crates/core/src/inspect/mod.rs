@@ -4,6 +4,8 @@
 //! Shells (the native client, the wasm client) copy what passes into it; they never
 //! wait on it. A body is captured up to [`InspectConfig::body_limit`] bytes and marked
 //! truncated past that, so a large download costs one bounded copy of its first bytes.
+//! What an entry keeps (its heads' fields as they are, its bodies' first bytes) lives in the
+//! store's fixed-size chunks, reused after eviction, and is parsed back only when read.
 //! The wall-clock start of an entry (`start_unix_nanos`) and the monotonic time of
 //! each step ([`Instant`]) are passed in, as everywhere in the core.
 //!
@@ -11,12 +13,14 @@
 //! clients and the agent API server give the same records.
 
 mod body;
+mod head;
 pub mod json;
+mod pool;
 mod record;
 mod store;
 mod time;
 
 pub use body::BodyCapture;
-pub use record::{Direction, Exchange, HttpEntry, HttpRequest, HttpResponse, WsMessage, WsSession};
+pub use record::{BodyOf, Direction, Exchange, HttpEntry, HttpRequest, HttpResponse, WsMessage, WsSession};
 pub use store::{Entry, EntryId, InspectConfig, Store};
 pub use time::rfc3339;

@@ -8,6 +8,7 @@ use crate::frame::Header;
 use crate::time::Instant;
 
 use super::body::BodyCapture;
+use super::pool::Span;
 use super::store::EntryId;
 
 /// Which way a WebSocket message went.
@@ -29,7 +30,7 @@ impl Direction {
     }
 }
 
-/// A request as the origin received it.
+/// A request as the origin received it (read back from the store).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest {
     /// Method, e.g. `GET`.
@@ -42,7 +43,7 @@ pub struct HttpRequest {
     pub body: BodyCapture,
 }
 
-/// The origin's response.
+/// The origin's response (read back from the store).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     /// Status code.
@@ -82,33 +83,63 @@ pub struct WsSession {
 }
 
 /// One request through the tunnel (a WebSocket upgrade included), and what came of it.
+///
+/// Its heads and bodies are bytes in the store's chunks, read back with
+/// [`super::Store::request`] and [`super::Store::response`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpEntry {
     /// Its id.
     pub id: EntryId,
     /// The tunnel it came through.
     pub tunnel_name: Arc<str>,
-    /// The visitor's address (first `X-Forwarded-For` entry), or `""` for a replay.
-    pub remote_addr: String,
     /// When it arrived, in nanoseconds since the Unix epoch.
     pub start_unix_nanos: u64,
     /// When it arrived, on the shell's monotonic clock.
     pub started: Instant,
     /// From arrival to the end of the response (or of the WebSocket), once over.
     pub duration: Option<Duration>,
-    /// The request.
-    pub request: HttpRequest,
-    /// The response, once its head came back.
-    pub response: Option<HttpResponse>,
+    /// The response's status, once its head came back.
+    pub status: Option<u16>,
     /// The entry this one replays.
     pub replay_of: Option<EntryId>,
     /// Why no response came (the origin was unreachable, the visitor left).
     pub error: Option<String>,
     /// The session's messages, for an accepted WebSocket.
     pub websocket: Option<WsSession>,
+    /// Where its parts are ([`Part`]).
+    pub(crate) spans: [Span; 4],
+    /// The request's and the response's body sizes, kept or not.
+    pub(crate) sizes: [u64; 2],
     /// What the store counts for this entry ([`HttpEntry::weight`] when last changed),
     /// kept so that a change weighs the entry once, not before and after.
     pub(crate) held: usize,
+}
+
+/// A part of an entry: which of its spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    RequestHead = 0,
+    RequestBody = 1,
+    ResponseHead = 2,
+    ResponseBody = 3,
+}
+
+/// Which body of an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyOf {
+    /// The visitor's request body.
+    Request,
+    /// The origin's response body.
+    Response,
+}
+
+impl BodyOf {
+    pub(crate) fn part(self) -> Part {
+        match self {
+            BodyOf::Request => Part::RequestBody,
+            BodyOf::Response => Part::ResponseBody,
+        }
+    }
 }
 
 /// Arguments of [`super::Store::begin`]: a request as it arrives.
@@ -126,31 +157,27 @@ pub struct Exchange<'a> {
     pub replay_of: Option<EntryId>,
 }
 
-/// What an entry costs besides its variable parts (its struct, ids, strings' headers).
-const FIXED_WEIGHT: usize = 256;
+/// What an entry costs besides its chunks, error and messages (its struct in the store).
+pub(crate) const FIXED_WEIGHT: usize = 256;
 /// What one kept WebSocket message costs besides its preview.
 pub(crate) const MESSAGE_WEIGHT: usize = 64;
-
-fn headers_weight(headers: &[Header]) -> usize {
-    headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum()
-}
 
 impl HttpEntry {
     /// Bytes this entry holds, as the store counts them against its bound.
     pub fn weight(&self) -> usize {
-        let req = &self.request;
-        let mut w = FIXED_WEIGHT + req.method.len() + req.uri.len() + self.remote_addr.len();
-        w += headers_weight(&req.headers) + req.body.held();
-        if let Some(res) = &self.response {
-            w += headers_weight(&res.headers) + res.body.held();
-        }
-        w += self.error.as_ref().map_or(0, String::len);
-        w + self.websocket.as_ref().map_or(0, |ws| ws.held)
+        let spans: usize = self.spans.iter().map(Span::held).sum();
+        let error = self.error.as_ref().map_or(0, String::len);
+        FIXED_WEIGHT + spans + error + self.websocket.as_ref().map_or(0, |ws| ws.held)
     }
 
-    /// The visitor's address from the first `X-Forwarded-For` entry the server added.
-    pub(crate) fn remote_addr_of(headers: &[Header]) -> String {
-        headers
+    /// The visitor's address: the first `X-Forwarded-For` entry the server added to
+    /// `request` (this entry's), or `""` for a replay.
+    pub fn remote_addr(&self, request: &HttpRequest) -> String {
+        if self.replay_of.is_some() {
+            return String::new();
+        }
+        request
+            .headers
             .iter()
             .find(|(n, _)| n == crate::frame::X_FORWARDED_FOR)
             .and_then(|(_, v)| v.to_str().ok())

@@ -7,7 +7,12 @@ use crate::frame::Header;
 use crate::time::Instant;
 
 use super::body::BodyCapture;
-use super::record::{Direction, Exchange, HttpEntry, HttpRequest, HttpResponse, WsMessage, WsSession, MESSAGE_WEIGHT};
+use super::head;
+use super::pool::{Pool, Span, CHUNK};
+use super::record::{
+    BodyOf, Direction, Exchange, HttpEntry, HttpRequest, HttpResponse, Part, WsMessage, WsSession, FIXED_WEIGHT,
+    MESSAGE_WEIGHT,
+};
 
 /// An entry's id: the store's 16-bit prefix (so ids of two runs differ) above a
 /// 48-bit sequence number (which never wraps in practice, so ids grow with time).
@@ -31,7 +36,9 @@ impl std::str::FromStr for EntryId {
 /// The inspector's bounds and options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InspectConfig {
-    /// Total bytes all entries may hold (the oldest are evicted past it). Default 32 MiB.
+    /// Total bytes all entries may hold (the oldest are evicted past it). Default 8 MiB:
+    /// the store's memory is what it counts, and the client's RSS under a sustained
+    /// 1 MiB load (21 MiB without the inspector) stays within 32 MiB with it.
     pub max_bytes: usize,
     /// Bytes kept of each body; the rest is counted and marked truncated. Default 64 KiB.
     pub body_limit: usize,
@@ -47,7 +54,7 @@ pub struct InspectConfig {
 impl Default for InspectConfig {
     fn default() -> Self {
         InspectConfig {
-            max_bytes: 32 * 1024 * 1024,
+            max_bytes: 8 * 1024 * 1024,
             body_limit: 64 * 1024,
             ws_preview: 4 * 1024,
             max_ws_messages: 1000,
@@ -62,13 +69,15 @@ const SEQUENCE: u64 = (1 << 48) - 1;
 /// What the inspector lists: every request (WebSocket upgrades included).
 pub type Entry = HttpEntry;
 
-/// Entries, oldest first, within [`InspectConfig::max_bytes`].
+/// Entries, oldest first, within [`InspectConfig::max_bytes`]; their bytes in the
+/// pool's chunks ([`Pool`]), so the memory held is the memory counted.
 ///
 /// Updates name an entry by id; an entry evicted meanwhile is simply not updated.
 #[derive(Debug)]
 pub struct Store {
     config: InspectConfig,
     entries: VecDeque<Entry>,
+    pool: Pool,
     bytes: usize,
     prefix: u64,
     next: u64,
@@ -81,6 +90,7 @@ impl Store {
         Store {
             config,
             entries: VecDeque::new(),
+            pool: Pool::default(),
             bytes: 0,
             prefix: u64::from(id_prefix & 0xffff) << 48,
             next: 0,
@@ -125,62 +135,100 @@ impl Store {
         self.index(id).map(|i| &self.entries[i])
     }
 
-    /// Forgets every entry.
+    /// Entry `e`'s request, read back from the store's bytes.
+    pub fn request(&self, e: &Entry) -> HttpRequest {
+        let head = self.pool.read(&e.spans[Part::RequestHead as usize]);
+        let mut fields = head::fields(&head);
+        let mut text = || fields.next().map(|f| String::from_utf8_lossy(f).into_owned()).unwrap_or_default();
+        let (method, uri) = (text(), text());
+        HttpRequest { method, uri, headers: head::headers(fields), body: self.body(e, BodyOf::Request) }
+    }
+
+    /// Entry `e`'s response, once its head came back.
+    pub fn response(&self, e: &Entry) -> Option<HttpResponse> {
+        let status = e.status?;
+        let head = self.pool.read(&e.spans[Part::ResponseHead as usize]);
+        Some(HttpResponse { status, headers: head::headers(head::fields(&head)), body: self.body(e, BodyOf::Response) })
+    }
+
+    fn body(&self, e: &Entry, of: BodyOf) -> BodyCapture {
+        BodyCapture::kept(self.pool.read(&e.spans[of.part() as usize]), e.sizes[of as usize])
+    }
+
+    /// Forgets every entry (and gives their memory back).
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.pool = Pool::default();
         self.bytes = 0;
     }
 
-    /// A request arrived at `now` (`unix_nanos` on the wall clock): a new entry.
+    /// A request arrived at `now` (`unix_nanos` on the wall clock): a new entry, its
+    /// head copied as it is.
     pub fn begin(&mut self, now: Instant, unix_nanos: u64, ex: Exchange<'_>) -> EntryId {
         let id = EntryId(self.prefix | (self.next & SEQUENCE));
         self.next = self.next.saturating_add(1);
-        let remote_addr = if ex.replay_of.is_some() { String::new() } else { HttpEntry::remote_addr_of(ex.headers) };
-        let mut entry = HttpEntry {
+        let entry = HttpEntry {
             id,
             tunnel_name: self.tunnel_name.clone(),
-            remote_addr,
             start_unix_nanos: unix_nanos,
             started: now,
             duration: None,
-            request: HttpRequest {
-                method: ex.method.to_string(),
-                uri: ex.uri.to_string(),
-                headers: owned(ex.headers),
-                body: BodyCapture::new(0),
-            },
-            response: None,
+            status: None,
             replay_of: ex.replay_of,
             error: None,
             websocket: ex.websocket.then(WsSession::default),
-            held: 0,
+            spans: [Span::EMPTY; 4],
+            sizes: [0; 2],
+            held: FIXED_WEIGHT,
         };
-        entry.held = entry.weight();
-        self.bytes += entry.held;
+        self.bytes += FIXED_WEIGHT;
         self.entries.push_back(entry);
         self.evict();
+        // A store too small for even an entry keeps none.
+        let Some(i) = self.entries.len().checked_sub(1) else { return id };
+        self.put_head(i, Part::RequestHead, &[ex.method.as_bytes(), ex.uri.as_bytes()], ex.headers);
         id
+    }
+
+    /// Copies what fits of a chunk of entry `id`'s body `of` (up to the body limit).
+    pub fn body_data(&mut self, id: EntryId, of: BodyOf, data: &[u8]) {
+        let Some(i) = self.index(id) else { return };
+        let kept = self.entries[i].spans[of.part() as usize].len();
+        let room = self.config.body_limit.saturating_sub(kept);
+        if room > 0 {
+            self.put(i, of.part(), &data[..data.len().min(room)]);
+        }
+    }
+
+    /// Entry `id`'s body `of` ended (or was cut) after `size` bytes; a response's end
+    /// at `now` is the exchange's end.
+    pub fn body_end(&mut self, id: EntryId, of: BodyOf, size: u64, now: Instant) {
+        let Some(i) = self.index(id) else { return };
+        let e = &mut self.entries[i];
+        e.sizes[of as usize] = size;
+        if of == BodyOf::Response {
+            e.duration = Some(now.saturating_duration_since(e.started));
+        }
     }
 
     /// The request's body, once it ended (or was cut).
     pub fn request_body(&mut self, id: EntryId, body: BodyCapture) {
-        self.update(id, |e| e.request.body = body);
+        self.body_data(id, BodyOf::Request, body.data());
+        let Some(i) = self.index(id) else { return };
+        self.entries[i].sizes[BodyOf::Request as usize] = body.size();
     }
 
     /// The response's head came back.
     pub fn respond(&mut self, id: EntryId, status: u16, headers: &[Header]) {
-        let response = HttpResponse { status, headers: owned(headers), body: BodyCapture::new(0) };
-        self.update(id, |e| e.response = Some(response));
+        let Some(i) = self.index(id) else { return };
+        self.entries[i].status = Some(status);
+        self.put_head(i, Part::ResponseHead, &[], headers);
     }
 
     /// The response's body ended (or was cut) at `now`: the exchange is over.
     pub fn response_body(&mut self, id: EntryId, now: Instant, body: BodyCapture) {
-        self.update(id, |e| {
-            if let Some(r) = e.response.as_mut() {
-                r.body = body;
-            }
-            e.duration = Some(now.saturating_duration_since(e.started));
-        });
+        self.body_data(id, BodyOf::Response, body.data());
+        self.body_end(id, BodyOf::Response, body.size(), now);
     }
 
     /// No response: `message` says why.
@@ -232,8 +280,11 @@ impl Store {
     }
 
     fn index(&self, id: EntryId) -> Option<usize> {
-        // Ids grow with insertion order (within one prefix), so the deque is sorted.
-        self.entries.binary_search_by_key(&id, |e| e.id).ok()
+        // Each entry's id is one more than the one before it (entries leave only from
+        // the front), so an id's place is its distance from the first.
+        let first = self.entries.front()?.id.0;
+        let i = usize::try_from(id.0.checked_sub(first)?).ok()?;
+        self.entries.get(i).filter(|e| e.id == id).map(|_| i)
     }
 
     /// Changes an entry and re-counts its weight, evicting the oldest entries if the
@@ -250,32 +301,162 @@ impl Store {
 
     fn evict(&mut self) {
         while self.bytes > self.config.max_bytes {
-            let Some(old) = self.entries.pop_front() else { break };
-            self.bytes = self.bytes.saturating_sub(old.held);
+            if !self.evict_oldest() {
+                break;
+            }
         }
+    }
+
+    fn evict_oldest(&mut self) -> bool {
+        let Some(mut old) = self.entries.pop_front() else { return false };
+        for span in &mut old.spans {
+            self.pool.release(span);
+        }
+        self.bytes = self.bytes.saturating_sub(old.held);
+        true
+    }
+
+    /// A head's fields, each after its length, at the end of entry `i`'s `part`: the
+    /// `line` (method and target, for a request), then each header's name and value.
+    /// In one go into a fresh chunk when they fit one (a head mostly does), else piece
+    /// by piece. Returns the entry's index (evictions move it). (Plain loops rather
+    /// than one iterator over all fields: fewer instructions, and less code in the
+    /// wasm client.)
+    fn put_head(&mut self, mut i: usize, part: Part, line: &[&[u8]], headers: &[Header]) -> usize {
+        let mut total: usize = line.iter().map(|f| 4 + f.len()).sum();
+        for (n, v) in headers {
+            total += 8 + n.as_str().len() + v.len();
+        }
+        if total <= CHUNK && self.entries[i].spans[part as usize].len() == 0 {
+            let chunk;
+            (i, chunk) = self.chunk_for(i);
+            let Some(chunk) = chunk else { return i };
+            let entry = &mut self.entries[i];
+            let buf = self.pool.extend_by(&mut entry.spans[part as usize], chunk, total);
+            let mut at = 0;
+            let mut write = |f: &[u8]| {
+                buf[at..at + 4].copy_from_slice(&head::prefix(f));
+                buf[at + 4..at + 4 + f.len()].copy_from_slice(f);
+                at += 4 + f.len();
+            };
+            for f in line {
+                write(f);
+            }
+            for (n, v) in headers {
+                write(n.as_str().as_bytes());
+                write(v.as_bytes());
+            }
+            entry.held += CHUNK;
+            self.bytes += CHUNK;
+            return i;
+        }
+        for f in line {
+            i = self.put_field(i, part, f);
+        }
+        for (n, v) in headers {
+            i = self.put_field(i, part, n.as_str().as_bytes());
+            i = self.put_field(i, part, v.as_bytes());
+        }
+        i
+    }
+
+    /// One head field after its length, piece by piece.
+    fn put_field(&mut self, i: usize, part: Part, field: &[u8]) -> usize {
+        let i = self.put(i, part, &head::prefix(field));
+        self.put(i, part, field)
+    }
+
+    /// Appends `data` to entry `i`'s `part`, taking chunks as it needs them: a free one
+    /// while the store is within its bound, else the oldest entries' (evicted). What
+    /// does not fit once the entry is the oldest is dropped. Returns the entry's index
+    /// (evictions move it).
+    fn put(&mut self, mut i: usize, part: Part, mut data: &[u8]) -> usize {
+        let n = self.pool.fill(&mut self.entries[i].spans[part as usize], data);
+        data = &data[n..];
+        while !data.is_empty() {
+            let chunk;
+            (i, chunk) = self.chunk_for(i);
+            let Some(chunk) = chunk else { return i };
+            let entry = &mut self.entries[i];
+            let n = self.pool.extend(&mut entry.spans[part as usize], chunk, data);
+            data = &data[n..];
+            entry.held += CHUNK;
+            self.bytes += CHUNK;
+        }
+        i
+    }
+
+    /// A chunk for entry `i`, evicting older entries while the store is full, and the
+    /// entry's index after that. No chunk when it is the oldest and the store is full.
+    fn chunk_for(&mut self, mut i: usize) -> (usize, Option<u32>) {
+        while self.bytes + CHUNK > self.config.max_bytes {
+            if i == 0 || !self.evict_oldest() {
+                return (i, None);
+            }
+            i -= 1;
+        }
+        (i, self.pool.take())
     }
 }
 
-/// The headers with their values copied into one allocation of their own. A decoded
-/// frame's (and an HTTP parser's) header values are slices that share the whole buffer
-/// they were read from: a kept clone would hold that buffer (kilobytes per header)
-/// alive for as long as the entry lives, far past what the store counts against its
-/// bound. Names are cloned as they are: a standard name is a constant, any other owns
-/// its bytes. (One buffer for all values, not one per value: this runs twice per
-/// request with the inspector on, the default.)
-fn owned(headers: &[Header]) -> Vec<Header> {
-    let mut buf = bytes::BytesMut::with_capacity(headers.iter().map(|(_, v)| v.len()).sum());
-    for (_, v) in headers {
-        buf.extend_from_slice(v.as_bytes());
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(store: &mut Store, uri: &str, headers: &[Header], body: &[u8]) -> EntryId {
+        let ex = Exchange { method: "GET", uri, headers, websocket: false, replay_of: None };
+        let id = store.begin(Instant::ZERO, 0, ex);
+        store.respond(id, 200, headers);
+        store.body_data(id, BodyOf::Response, body);
+        store.body_end(id, BodyOf::Response, body.len() as u64, Instant::ZERO);
+        id
     }
-    let mut values = buf.freeze();
-    headers
-        .iter()
-        .map(|(n, v)| {
-            let copy = values.split_to(v.len());
-            let mut value = http::HeaderValue::from_maybe_shared(copy).unwrap_or_else(|_| v.clone());
-            value.set_sensitive(v.is_sensitive());
-            (n.clone(), value)
-        })
-        .collect()
+
+    /// Thousands of small entries evicted for large ones, and back: the chunks the
+    /// store allocated never exceed its bound, and what it reads back is what it kept.
+    #[test]
+    fn memory_held_is_memory_counted_whatever_the_sizes() {
+        let config = InspectConfig { max_bytes: 1 << 20, body_limit: 64 * 1024, ..InspectConfig::default() };
+        let mut store = Store::new(config, 1);
+        let h = [(http::header::ACCEPT, http::HeaderValue::from_static("*/*"))];
+        for round in 0..3 {
+            for i in 0..5000 {
+                exchange(&mut store, &format!("/small/{round}/{i}"), &h, &[1; 100]);
+            }
+            for i in 0..100 {
+                exchange(&mut store, &format!("/big/{round}/{i}"), &h, &vec![2; 100_000]);
+            }
+            assert!(store.bytes() <= 1 << 20);
+            let allocated = store.pool.allocated();
+            assert!(allocated <= (1 << 20) + 64 * 1024, "{allocated} bytes of chunks");
+        }
+        let newest = store.newest_first().next().unwrap();
+        let res = store.response(newest).unwrap();
+        assert_eq!((res.body.data().len(), res.body.size(), res.body.truncated()), (64 * 1024, 100_000, true));
+        assert_eq!(store.request(newest).uri, "/big/2/99");
+    }
+
+    /// A head larger than a chunk is kept whole across chunks; a store too small for
+    /// it keeps what fits, and one too small for any entry keeps none.
+    #[test]
+    fn large_heads_span_chunks_and_a_full_store_cuts_them() {
+        let long = http::HeaderValue::from_bytes(&[b'v'; 3000]).unwrap();
+        let h = [(http::header::COOKIE, long.clone())];
+        let mut store = Store::new(InspectConfig::default(), 1);
+        let id = exchange(&mut store, "/a", &h, b"ok");
+        let e = store.get(id).unwrap();
+        assert_eq!(store.request(e).headers, h.to_vec());
+        assert_eq!(store.response(e).unwrap().headers, h.to_vec());
+
+        let tiny = InspectConfig { max_bytes: 1024, ..InspectConfig::default() };
+        let mut store = Store::new(tiny, 1);
+        let id = exchange(&mut store, "/b", &h, b"ok");
+        let e = store.get(id).unwrap();
+        assert_eq!((store.request(e).uri.as_str(), store.request(e).headers.len()), ("/b", 0));
+        assert!(store.bytes() <= 1024);
+        let none = InspectConfig { max_bytes: 10, ..InspectConfig::default() };
+        let mut store = Store::new(none, 1);
+        let id = exchange(&mut store, "/c", &h, b"ok");
+        assert!(store.get(id).is_none() && store.is_empty());
+    }
 }
