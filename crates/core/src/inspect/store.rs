@@ -36,9 +36,9 @@ impl std::str::FromStr for EntryId {
 /// The inspector's bounds and options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InspectConfig {
-    /// Total bytes all entries may hold (the oldest are evicted past it). Default 8 MiB:
-    /// the store's memory is what it counts, and the client's RSS under a sustained
-    /// 1 MiB load (21 MiB without the inspector) stays within 32 MiB with it.
+    /// Total bytes all entries may hold (the oldest are evicted past it). Default 32 MiB
+    /// (issue 20). The store's memory is what it counts: the client's RSS is about its
+    /// RSS without the inspector plus this.
     pub max_bytes: usize,
     /// Bytes kept of each body; the rest is counted and marked truncated. Default 64 KiB.
     pub body_limit: usize,
@@ -54,7 +54,7 @@ pub struct InspectConfig {
 impl Default for InspectConfig {
     fn default() -> Self {
         InspectConfig {
-            max_bytes: 8 * 1024 * 1024,
+            max_bytes: 32 * 1024 * 1024,
             body_limit: 64 * 1024,
             ws_preview: 4 * 1024,
             max_ws_messages: 1000,
