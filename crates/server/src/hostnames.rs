@@ -67,7 +67,13 @@ pub fn grant(config: &ServerConfig, token: Option<&AuthToken>, hostname: &str) -
 
 /// The tunnel name in `host` (`name.domain[:port]`), if it is a tunnel host.
 pub fn tunnel_name(host: &str, domain: &str) -> Option<String> {
-    let host = strip_port(host).trim_end_matches('.');
+    name_under(strip_port(host), domain).map(str::to_ascii_lowercase)
+}
+
+/// [`tunnel_name`] for a host already without its port, as written (not lowercased:
+/// the caller lowercases it only when it has to, which it rarely does).
+pub(crate) fn name_under<'a>(host: &'a str, domain: &str) -> Option<&'a str> {
+    let host = host.trim_end_matches('.');
     let domain = domain.trim_end_matches('.');
     let split = host.len().checked_sub(domain.len())?;
     // `get` and not slicing: `split` may fall inside a multi-byte character.
@@ -76,7 +82,7 @@ pub fn tunnel_name(host: &str, domain: &str) -> Option<String> {
         return None;
     }
     let prefix = prefix.strip_suffix('.')?;
-    (!prefix.is_empty()).then(|| prefix.to_ascii_lowercase())
+    (!prefix.is_empty()).then_some(prefix)
 }
 
 pub(crate) fn strip_port(host: &str) -> &str {
