@@ -192,8 +192,12 @@ fn field_ranges(buf: &[u8], headers: &[httparse::Header<'_>]) -> Vec<FieldRange>
     headers.iter().map(|h| (offset_in(buf, h.name.as_bytes()), offset_in(buf, h.value))).collect()
 }
 
+/// Room left in a parsed head's field list for the fields a proxy adds (`Host`, the
+/// three `X-Forwarded-*`), so that adding them does not move the list.
+const ADDED_FIELDS: usize = 4;
+
 fn fields(raw: &Bytes, ranges: &[FieldRange]) -> Result<Vec<Header>, HeadError> {
-    let mut headers = Vec::with_capacity(ranges.len());
+    let mut headers = Vec::with_capacity(ranges.len() + ADDED_FIELDS);
     for (name, value) in ranges {
         let name = HeaderName::from_bytes(&raw[name.clone()]).map_err(|_| HeadError::Header)?;
         let value = HeaderValue::from_maybe_shared(raw.slice(value.clone())).map_err(|_| HeadError::Header)?;

@@ -13,7 +13,7 @@ use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use localtunnels_core::{Header, ResetCode, StreamKind};
 use localtunnels_driver::h1::chunked::{write_chunk_size, write_last_chunk, ChunkLimits, CHUNK_END};
-use localtunnels_driver::h1::framing::has_token;
+use localtunnels_driver::h1::framing::{decimal, has_token};
 use localtunnels_driver::h1::{BodyDecoder, BodyLength, ParsedRequest, RequestFraming};
 use localtunnels_driver::http::{forwardable_response_list, header_list, header_map};
 use localtunnels_driver::{StreamEvent, StreamReceiver, StreamSender};
@@ -36,6 +36,9 @@ const COPY_BELOW: usize = 16 * 1024;
 /// Most bytes read ahead (a pipelined request) while a response is awaited.
 const EARLY_MAX: usize = 64 * 1024;
 
+/// Room made for each read ahead.
+const EARLY_READ: usize = 2048;
+
 /// What came back for the request: the server's own answer, or the tunnel's response.
 enum Outcome {
     Answer(Response<Body>),
@@ -51,7 +54,7 @@ where
         &mut self,
         state: &ServerState,
         tunnel: Arc<Tunnel>,
-        peer: Peer,
+        peer: &Peer,
         mut req: ParsedRequest,
         host: Option<http::HeaderValue>,
         framing: RequestFraming,
@@ -68,7 +71,7 @@ where
         tunnel.count_request();
         Counters::bump(&state.counters.requests);
         let headers = std::mem::take(&mut req.headers);
-        let head = tunnel_head_of(state, &peer, &req.method, &req.uri, headers, host);
+        let head = tunnel_head_of(state, peer, &req.method, &req.uri, headers, host);
         let stream = match tunnel.conn.open(head, framing.body == BodyLength::Empty) {
             Ok(s) => s,
             Err(e) => {
@@ -79,7 +82,7 @@ where
         let (tx, mut rx) = stream.split();
         let max_body = state.config.limits.max_body;
         let mut upload = Upload::new(BodyDecoder::new(framing.body, ChunkLimits::default()), tx.clone(), max_body);
-        let Conn { io, buf, out, .. } = self;
+        let Conn { io, buf, out, early, .. } = self;
         let mut upload_end = Some(UploadEnd::Done);
         if framing.body != BodyLength::Empty {
             if framing.expect_continue {
@@ -92,7 +95,6 @@ where
         }
         // The socket is read (the rest of the body) while the response is written only
         // when the body is not all here yet; a GET needs no split.
-        let mut early = BytesMut::new();
         // A block, so that the body's reader lets go of the read buffer at its end.
         let (status, keep) = {
             let (mut rd, mut wr) = match upload_end {
@@ -124,7 +126,7 @@ where
                         ev = rx.recv() => break Ok(ev),
                         // Without a body to read, the socket is watched for the visitor leaving
                         // (what it sends meanwhile is kept for the next exchange).
-                        read = wr.read_early(&mut early), if early.len() < EARLY_MAX => match read {
+                        read = wr.read_early(early), if early.len() < EARLY_MAX => match read {
                             Ok(0) | Err(_) => return false,
                             Ok(_) => {}
                         },
@@ -171,7 +173,8 @@ where
         };
         drop(admitted);
         if !early.is_empty() {
-            buf.extend_from_slice(&early);
+            buf.extend_from_slice(early);
+            early.clear();
         }
         if state.config.verbose {
             let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -252,11 +255,9 @@ fn body_size(headers: &[Header], end: bool) -> BodySize {
     if end {
         return BodySize::Ended;
     }
-    let length = headers
-        .iter()
-        .find(|(n, _)| n == http::header::CONTENT_LENGTH)
-        .and_then(|(_, v)| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    // `forwardable_response_list` left at most one value, digits only.
+    let length =
+        headers.iter().find(|(n, _)| n == http::header::CONTENT_LENGTH).and_then(|(_, v)| decimal(v.as_bytes()));
     length.map_or(BodySize::Unknown, BodySize::Known)
 }
 
@@ -404,11 +405,10 @@ impl<T: AsyncRead + Unpin> Writer<'_, T> {
     async fn read_early(&mut self, early: &mut BytesMut) -> std::io::Result<usize> {
         match self {
             Writer::Whole(io) => {
-                // A stack buffer: nothing is allocated for a read that usually finds nothing.
-                let mut scratch = [0u8; 2048];
-                let n = io.read(&mut scratch).await?;
-                early.extend_from_slice(&scratch[..n]);
-                Ok(n)
+                // The connection's own buffer, kept between exchanges: allocated once,
+                // and not zeroed for a read that usually finds nothing.
+                early.reserve(EARLY_READ);
+                io.read_buf(early).await
             }
             Writer::Half(_) => std::future::pending().await,
         }

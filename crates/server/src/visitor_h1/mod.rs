@@ -59,6 +59,8 @@ pub(crate) struct Conn<T> {
     buf: BytesMut,
     /// What goes out next.
     out: BytesMut,
+    /// Bytes read ahead while a response is awaited (kept for its capacity).
+    early: BytesMut,
     /// The server is shutting down: the exchange under way is the connection's last.
     closing: bool,
 }
@@ -78,8 +80,9 @@ enum Plan {
     Hyper,
     /// The server answers at once (a refused host).
     Answer(Box<http::Response<Body>>),
-    /// Through this tunnel, for this visitor (with the request's `X-Forwarded-Host`).
-    Tunnel(Arc<Tunnel>, Peer, Option<HeaderValue>),
+    /// Through this tunnel (with the request's `X-Forwarded-Host`), for the visitor a
+    /// trusted proxy named, or else the connection's peer.
+    Tunnel(Arc<Tunnel>, Option<Peer>, Option<HeaderValue>),
 }
 
 /// Serves `io` from `peer`, accepted at `accepted`, until it closes (or hands it to hyper).
@@ -95,7 +98,8 @@ pub(crate) async fn serve<T>(
 {
     let limits = HeadLimits { max_bytes: state.config.limits.max_header_bytes.max(8192), max_headers: MAX_HEADERS };
     let header_timeout = state.config.limits.header_read_timeout;
-    let mut conn = Conn { io, buf: BytesMut::with_capacity(8192), out: BytesMut::with_capacity(4096), closing: false };
+    let (buf, out) = (BytesMut::with_capacity(8192), BytesMut::with_capacity(4096));
+    let mut conn = Conn { io, buf, out, early: BytesMut::new(), closing: false };
     let mut due = LazyDeadline::new(accepted + header_timeout);
     let mut first = true;
     loop {
@@ -119,7 +123,10 @@ pub(crate) async fn serve<T>(
         let keep = match plan(&state, &peer, &mut head, &framing) {
             Plan::Hyper => return conn.hand_off(state, peer, None, Some(head.raw), watcher).await,
             Plan::Answer(res) => conn.answer_unread(&head, framing, *res).await,
-            Plan::Tunnel(tunnel, visitor, host) => conn.exchange(&state, tunnel, visitor, head, host, framing).await,
+            Plan::Tunnel(tunnel, visitor, host) => {
+                let visitor = visitor.as_ref().unwrap_or(&peer);
+                conn.exchange(&state, tunnel, visitor, head, host, framing).await
+            }
         };
         if !keep || *shutdown.borrow() {
             break;
@@ -153,10 +160,7 @@ fn plan(state: &ServerState, peer: &Peer, head: &mut ParsedRequest, framing: &Re
     let mut length_seen = framing.drop_content_length;
     head.headers.retain(|(name, _)| name != CONTENT_LENGTH || !std::mem::replace(&mut length_seen, true));
     // Behind a trusted proxy, the visitor it names stands for the connection's peer.
-    let visitor = match state.config.trusted_proxies.visitor(peer.addr.ip(), &head.headers) {
-        Some(forwarded) => forwarded.apply(peer),
-        None => peer.clone(),
-    };
+    let visitor = state.config.trusted_proxies.visitor(peer.addr.ip(), &head.headers).map(|f| f.apply(peer));
     Plan::Tunnel(tunnel, visitor, forwarded)
 }
 
@@ -192,6 +196,8 @@ where
                 if self.buf.len() >= H2_PREFACE.len() {
                     return Ok(Next::Http2);
                 }
+            } else if self.buf.is_empty() {
+                // Nothing to parse yet (the usual state after an exchange).
             } else if let Some(head) = parse_request(&mut self.buf, limits)? {
                 return Ok(Next::Head(head));
             }
