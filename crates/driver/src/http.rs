@@ -64,7 +64,11 @@ pub fn end_to_end_headers(headers: &HeaderMap, kind: StreamKind) -> Vec<Header> 
 /// Keeps the end-to-end headers of a header list in place, in order: what
 /// [`end_to_end_headers`] does for a `HeaderMap`, for a head parsed straight from the wire.
 pub fn retain_end_to_end(headers: &mut Vec<Header>, kind: StreamKind) {
-    let named = tokens_of(headers.iter().filter(|(n, _)| n == http::header::CONNECTION).map(|(_, v)| v));
+    let has_connection = headers.iter().any(|(n, _)| n == http::header::CONNECTION);
+    let named = match has_connection {
+        true => tokens_of(headers.iter().filter(|(n, _)| n == http::header::CONNECTION).map(|(_, v)| v)),
+        false => Vec::new(),
+    };
     headers.retain(|(name, _)| !is_hop_by_hop(name.as_str(), &named, kind));
 }
 

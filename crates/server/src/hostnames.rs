@@ -77,7 +77,8 @@ pub(crate) fn name_under<'a>(host: &'a str, domain: &str) -> Option<&'a str> {
     let split = host.len().checked_sub(domain.len())?;
     // `get` and not slicing: `split` may fall inside a multi-byte character.
     let (prefix, suffix) = (host.get(..split)?, host.get(split..)?);
-    if !suffix.eq_ignore_ascii_case(domain) {
+    // The exact comparison first: hosts are nearly always written in lowercase.
+    if suffix != domain && !suffix.eq_ignore_ascii_case(domain) {
         return None;
     }
     let prefix = prefix.strip_suffix('.')?;
