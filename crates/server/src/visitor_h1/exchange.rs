@@ -1,9 +1,10 @@
 //! One visitor request through a tunnel on the HTTP/1 path, with the checks and
 //! answers of hyper's path ([`crate::proxy`], [`crate::access`], [`crate::upload`]):
-//! the request head goes into a stream at once, its body follows from the read buffer
-//! (and the socket), the response head is checked ([`forwardable_response`]), its
-//! cookies scoped, and it is written to the visitor with its body as the stream
-//! delivers it.
+//! the request head goes into a stream at once (built from the parsed field list, no
+//! `HeaderMap` in between), its body follows from the read buffer (and the socket),
+//! the response head is checked ([`forwardable_response_list`]: the rules of
+//! `forwardable_response`, on the frame's own list), its cookies scoped, and it is
+//! written to the visitor with its body as the stream delivers it.
 
 use std::sync::Arc;
 

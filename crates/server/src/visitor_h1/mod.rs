@@ -103,7 +103,7 @@ pub(crate) async fn serve<T>(
     let mut due = LazyDeadline::new(accepted + header_timeout);
     let mut first = true;
     loop {
-        let head = match conn.read_head(&limits, &mut due, first, &mut shutdown).await {
+        let mut head = match conn.read_head(&limits, &mut due, first, &mut shutdown).await {
             Ok(Next::Head(head)) => head,
             // No request yet: hyper holds the first one to the deadline from the accept.
             Ok(Next::Http2) => return conn.hand_off(state, peer, Some(accepted), None, watcher).await,
@@ -119,7 +119,6 @@ pub(crate) async fn serve<T>(
             }
         };
         conn.closing = *shutdown.borrow();
-        let mut head = head;
         let keep = match plan(&state, &peer, &mut head, &framing) {
             Plan::Hyper => return conn.hand_off(state, peer, None, Some(head.raw), watcher).await,
             Plan::Answer(res) => conn.answer_unread(&head, framing, *res).await,
