@@ -240,6 +240,73 @@ pub(crate) fn forwarded_value(host: &Host<'_>, field: Option<&HeaderValue>, defa
 mod tests {
     use super::*;
 
+    /// The parser before the one-pass one (session 10), kept as the reference: the
+    /// host, port and normal form it gives, `None` where it refused.
+    fn reference(raw: &str, default_port: u16) -> Option<(String, Option<u16>, Option<String>)> {
+        let (host, port) = if raw.starts_with('[') {
+            let close = raw.find(']')?;
+            let (host, rest) = raw.split_at(close + 1);
+            match rest {
+                "" => (host, None),
+                _ => (host, Some(rest.strip_prefix(':')?)),
+            }
+        } else {
+            match raw.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (raw, None),
+            }
+        };
+        let port = match port {
+            None | Some("") => None,
+            Some(p) if p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse::<u16>().ok()?),
+            Some(_) => return None,
+        };
+        let (name, ipv6) = match host.strip_prefix('[') {
+            Some(inner) => (host, Some(inner.strip_suffix(']')?.parse::<Ipv6Addr>().ok()?)),
+            None => {
+                let name = host.strip_suffix('.').unwrap_or(host);
+                let label_ok =
+                    |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+                    return None;
+                }
+                (name, None)
+            }
+        };
+        let shown = port.filter(|p| *p != default_port);
+        let lower = match ipv6 {
+            Some(v6) => format!("[{v6}]"),
+            None => name.to_ascii_lowercase(),
+        };
+        let normal = match shown {
+            Some(p) => format!("{lower}:{p}"),
+            None => lower,
+        };
+        Some((name.to_string(), port, (normal != raw).then_some(normal)))
+    }
+
+    #[test]
+    fn the_one_pass_parser_agrees_with_the_reference_on_every_short_host() {
+        let alphabet = ["a", "Z", "0", "8", "-", "_", ".", ":", "[", "]", "é", " "];
+        let mut hosts = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..5 {
+            last = last.iter().flat_map(|h| alphabet.iter().map(move |c| format!("{h}{c}"))).collect();
+            hosts.extend(last.iter().cloned());
+        }
+        hosts.extend(
+            ["[::1]", "[0:0::1]:80", "[::1]:080", "[::ffff:1.2.3.4]", "a.b:65535", "a.b:65536"].map(String::from),
+        );
+        hosts.push(format!("{}.b", "a".repeat(251)));
+        hosts.push(format!("{}.b", "a".repeat(252)));
+        for raw in &hosts {
+            for port in [80, 443, 8] {
+                let ours = Host::parse(raw).ok().map(|h| (h.name().to_string(), h.port(), h.normalized(port)));
+                assert_eq!(ours, reference(raw, port), "{raw:?} (default port {port})");
+            }
+        }
+    }
+
     fn req(hosts: &[&str], target: &str) -> Request<()> {
         let mut b = Request::get(target);
         for h in hosts {
