@@ -138,6 +138,51 @@ fn requests() -> Vec<Case> {
             413,
         ),
         case("html-error-page", "GET /r/switch HTTP/1.1\r\nHost: {H}\r\nAccept: text/html\r\n\r\n", get, 502),
+        // Host forms (`{P}` is the server's port): case, a trailing dot, the default
+        // port, an empty or zero-led port, IPv6, and a target naming the host.
+        case("host-uppercase", "GET /echo HTTP/1.1\r\nHost: DIFF.LocalHost:{P}\r\n\r\n", get, 200),
+        case("host-trailing-dot", "GET /echo HTTP/1.1\r\nHost: diff.localhost.:{P}\r\n\r\n", get, 200),
+        case("host-no-port", "GET /echo HTTP/1.1\r\nHost: diff.localhost\r\n\r\n", get, 200),
+        case("host-default-port", "GET /echo HTTP/1.1\r\nHost: Diff.localhost:80\r\n\r\n", get, 200),
+        case("host-empty-port", "GET /echo HTTP/1.1\r\nHost: diff.localhost:\r\n\r\n", get, 200),
+        case("host-zero-led-port", "GET /echo HTTP/1.1\r\nHost: diff.localhost:0080\r\n\r\n", get, 200),
+        case("host-long-port", "GET /echo HTTP/1.1\r\nHost: diff.localhost:0{P}\r\n\r\n", get, 400),
+        case("host-port-overflow", "GET /echo HTTP/1.1\r\nHost: diff.localhost:65536\r\n\r\n", get, 400),
+        case("host-ipv6", "GET /echo HTTP/1.1\r\nHost: [0:0::1]:{P}\r\n\r\n", get, 404),
+        case("host-ipv6-bad", "GET /echo HTTP/1.1\r\nHost: [::1]x\r\n\r\n", get, 400),
+        case("host-underscore", "GET /echo HTTP/1.1\r\nHost: di_ff.localhost:{P}\r\n\r\n", get, 404),
+        case("host-two-dots", "GET /echo HTTP/1.1\r\nHost: diff..localhost:{P}\r\n\r\n", get, 400),
+        case("absolute-uppercase", "GET http://DIFF.localhost:{P}/echo HTTP/1.1\r\nHost: diff.localhost.:{P}\r\n\r\n", get, 200),
+        case("absolute-no-host", "GET http://{H}/echo?q=1 HTTP/1.1\r\n\r\n", get, 200),
+        case("absolute-other-port", "GET http://diff.localhost:1/echo HTTP/1.1\r\nHost: {H}\r\n\r\n", get, 400),
+        // Request fields: repeated names with others between them, hop-by-hop ones and
+        // those `Connection` names, the visitor's own forwarding headers.
+        case(
+            "fields-interleaved",
+            "GET /echo HTTP/1.1\r\nHost: {H}\r\nX-A: 1\r\nUser-Agent: t\r\nx-a: 2\r\nAccept: */*\r\nX-A: 3\r\n\r\n",
+            get,
+            200,
+        ),
+        case(
+            "fields-hop-by-hop",
+            "GET /echo HTTP/1.1\r\nConnection: X-Private, keep-alive\r\nHost: {H}\r\nX-Private: 1\r\nKeep-Alive: 5\r\n\
+             TE: trailers\r\nConnection: Host, x-other\r\nX-Other: 2\r\nProxy-Authorization: Basic eA==\r\n\r\n",
+            get,
+            200,
+        ),
+        case(
+            "fields-forwarding",
+            "GET /echo HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4\r\nHost: {H}\r\nForwarded: for=1.2.3.4\r\n\
+             X-Forwarded-Host: evil.example\r\nX-Forwarded-Proto: https\r\nAuthorization: Basic eDp5\r\n\r\n",
+            get,
+            200,
+        ),
+        case(
+            "fields-lengths-interleaved",
+            "POST /echo HTTP/1.1\r\nContent-Length: 2\r\nHost: {H}\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nhi",
+            post,
+            200,
+        ),
     ]
 }
 
@@ -163,6 +208,9 @@ fn responses() -> Vec<Case> {
         ("big-chunked", 200),
         ("cut", CUT),
         ("chunked-trailers", 200),
+        ("interleaved", 200),
+        ("connection-repeated", 200),
+        ("trailer-interleaved", 200),
     ];
     let mut cases: Vec<Case> = scripts
         .iter()
@@ -176,6 +224,20 @@ fn responses() -> Vec<Case> {
     ));
     cases.push(case("head-of-length", "HEAD /r/head HTTP/1.0\r\nHost: {H}\r\n\r\n", &["HEAD"], 200));
     cases.push(case("http10-unknown-length", "GET /r/big-chunked HTTP/1.0\r\nHost: {H}\r\n\r\n", &["GET"], 200));
+    for name in ["interleaved", "connection-repeated"] {
+        // The server's own `Connection` value joins the response's fields: for an HTTP/1.0
+        // visitor kept alive, and for a visitor that closes.
+        let old = format!("GET /r/{name} HTTP/1.0\r\nHost: {{H}}\r\nConnection: keep-alive\r\n\r\n");
+        cases.push(case(name, &old, &["GET"], 200));
+        let close = format!("GET /r/{name} HTTP/1.1\r\nHost: {{H}}\r\nConnection: close\r\n\r\n");
+        cases.push(case(name, &close, &["GET"], 200));
+    }
+    cases.push(case(
+        "trailer-interleaved-asked-for",
+        "GET /r/trailer-interleaved HTTP/1.1\r\nHost: {H}\r\nTE: trailers\r\n\r\n",
+        &["GET"],
+        200,
+    ));
     cases
 }
 
@@ -190,7 +252,7 @@ async fn side(http1_by_hyper: bool, origin: u16) -> (ServerHandle, localtunnels_
 async fn run(server: &ServerHandle, case: &Case, ports: &[u16]) -> Outcome {
     let port = server.addr().port();
     let host = format!("diff.localhost:{port}");
-    let raw = case.raw.replace("{H}", &host);
+    let raw = case.raw.replace("{H}", &host).replace("{P}", &port.to_string());
     let probe = format!("GET /echo/probe HTTP/1.1\r\nHost: {host}\r\n\r\n");
     visit(port, raw.as_bytes(), &case.methods, &probe, &|text| normalise(text, ports)).await
 }

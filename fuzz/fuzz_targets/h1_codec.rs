@@ -6,16 +6,23 @@
 //! (same head, same error, same body and trailers); a chunked body that decodes
 //! re-encodes (in pieces of any size, with its trailers) to bytes that decode to the
 //! same body and trailers; what a parsed head leaves in the buffer is what followed it.
+//! The server's rules on what was parsed: a `Host` (or target authority) that passes
+//! `Host::parse` has a normal form that parses, is already normal and names the same
+//! host; a response head checked as a list (`forwardable_response_list`, which the
+//! server's HTTP/1 path writes from) gives what the `HeaderMap` check gives, in its order.
 
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
+use localtunnels_core::{ResponseHead, StreamKind};
 use localtunnels_driver::h1::chunked::{write_chunk, write_last_chunk};
 use localtunnels_driver::h1::{
     parse_request, parse_response, request_framing, response_framing, BodyDecoder, ChunkError, ChunkLimits,
     ChunkedDecoder, Decoded, HeadLimits,
 };
+use localtunnels_driver::http::{forwardable_response, forwardable_response_list, header_list};
+use localtunnels_server::host::Host;
 
 /// What a parse came to, comparable across feeds.
 #[derive(Debug, PartialEq)]
@@ -35,6 +42,14 @@ fn request(buf: &mut BytesMut, limits: &HeadLimits) -> Head {
             if let Ok(f) = request_framing(h.version, &h.method, &h.headers) {
                 let _ = BodyDecoder::new(f.body, ChunkLimits::default()).decode(&mut buf.clone());
             }
+            for (_, value) in h.headers.iter().filter(|(n, _)| n == http::header::HOST) {
+                if let Ok(raw) = value.to_str() {
+                    host_rules(raw);
+                }
+            }
+            if let Some(authority) = h.uri.authority() {
+                host_rules(authority.as_str());
+            }
             let fields = h.headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
             assert!(h.raw.len() <= limits.max_bytes);
             Head::Done(h.method.to_string(), h.uri.to_string(), fields, buf.len())
@@ -50,9 +65,25 @@ fn response(buf: &mut BytesMut, limits: &HeadLimits) -> Head {
             for method in [http::Method::GET, http::Method::HEAD, http::Method::CONNECT] {
                 let _ = response_framing(&method, h.status, &h.headers);
             }
+            for kind in [StreamKind::Http, StreamKind::WebSocket] {
+                let head = ResponseHead { status: h.status, headers: h.headers.clone() };
+                let via_map = forwardable_response(&head, kind).map(|(s, m)| (s, header_list(m)));
+                assert_eq!(forwardable_response_list(head, kind), via_map);
+            }
             let fields = h.headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
             Head::Done(h.status.to_string(), String::new(), fields, buf.len())
         }
+    }
+}
+
+/// A host the server accepts has a normal form that is a host, already normal, the same.
+fn host_rules(raw: &str) {
+    let Ok(host) = Host::parse(raw) else { return };
+    for port in [80, 443] {
+        let normal = host.normalized(port).unwrap_or_else(|| raw.to_string());
+        let again = Host::parse(&normal).expect("a normal form parses");
+        assert_eq!(again.normalized(port), None, "{raw:?} -> {normal:?} is not normal");
+        assert!(again.same_as(&host, port), "{raw:?} -> {normal:?} names another host");
     }
 }
 

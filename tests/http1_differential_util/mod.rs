@@ -61,6 +61,22 @@ fn script(name: &str) -> (Vec<u8>, bool) {
             (raw, false)
         }
         "cut" => (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b".to_vec(), true),
+        // Repeated names with others between them: written grouped, as a HeaderMap orders them.
+        "interleaved" => text(
+            "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nX-A: 1\r\nSet-Cookie: b=2; Domain=localhost\r\n\
+             Content-Length: 2\r\nX-A: 2\r\nCONTENT-TYPE: text/plain\r\n\r\nok",
+        ),
+        // Hop-by-hop fields repeated, in odd case, and named by two `Connection` lines.
+        "connection-repeated" => text(
+            "HTTP/1.1 200 OK\r\nConnection: x-one\r\nX-One: 1\r\nConnection: X-Two, keep-alive\r\nX-Two: 2\r\n\
+             X-Three: 3\r\nKEEP-ALIVE: timeout=1\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\n\
+             Proxy-Connection: close\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        ),
+        // `Trailer` on two lines with another field between, and the trailers it names.
+        "trailer-interleaved" => text(
+            "HTTP/1.1 200 OK\r\nTrailer: x-a\r\nX-B: 1\r\nTrailer: x-c\r\nTransfer-Encoding: chunked\r\n\r\n\
+             2\r\nok\r\n0\r\nx-a: 1\r\nx-c: 2\r\nx-d: 3\r\n\r\n",
+        ),
         _ => text("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
     }
 }

@@ -64,14 +64,41 @@ pub fn end_to_end_headers(headers: &HeaderMap, kind: StreamKind) -> Vec<Header> 
 /// Keeps the end-to-end headers of a header list in place, in order: what
 /// [`end_to_end_headers`] does for a `HeaderMap`, for a head parsed straight from the wire.
 pub fn retain_end_to_end(headers: &mut Vec<Header>, kind: StreamKind) {
-    let named = tokens_of(headers.iter().filter(|(n, _)| n == http::header::CONNECTION).map(|(_, v)| v));
+    let has_connection = headers.iter().any(|(n, _)| n == http::header::CONNECTION);
+    let named = match has_connection {
+        true => tokens_of(headers.iter().filter(|(n, _)| n == http::header::CONNECTION).map(|(_, v)| v)),
+        false => Vec::new(),
+    };
     headers.retain(|(name, _)| !is_hop_by_hop(name.as_str(), &named, kind));
 }
 
 /// A request head for the tunnel from a visitor's request.
 pub fn request_head(method: &Method, uri: &http::Uri, headers: &HeaderMap, kind: StreamKind) -> RequestHead {
-    let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    RequestHead { kind, method: method.as_str().to_string(), target, headers: end_to_end_headers(headers, kind) }
+    RequestHead {
+        kind,
+        method: method.as_str().to_string(),
+        target: target_of(uri),
+        headers: end_to_end_headers(headers, kind),
+    }
+}
+
+/// [`request_head`] from a header list parsed from the wire (moved, not copied): its
+/// end-to-end headers in the order [`request_head`] gives for the same fields in a
+/// `HeaderMap` ([`group_by_name`]).
+pub fn request_head_from_list(
+    method: &Method,
+    uri: &http::Uri,
+    mut headers: Vec<Header>,
+    kind: StreamKind,
+) -> RequestHead {
+    group_by_name(&mut headers);
+    retain_end_to_end(&mut headers, kind);
+    RequestHead { kind, method: method.as_str().to_string(), target: target_of(uri), headers }
+}
+
+/// A request's target as the tunnel carries it: its path and query.
+fn target_of(uri: &http::Uri) -> String {
+    uri.path_and_query().map_or("/", |p| p.as_str()).to_string()
 }
 
 /// A response head for the tunnel from an origin's response.
@@ -124,14 +151,76 @@ pub fn forwardable_response(head: &ResponseHead, kind: StreamKind) -> Result<(St
             headers.append(name.clone(), value.clone());
         }
     }
-    let mut lengths = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    check_lengths(headers.get_all(http::header::CONTENT_LENGTH).iter())?;
+    Ok((status, headers))
+}
+
+/// [`forwardable_response`] as a header list (taken from `head`, nothing copied) in
+/// the order a `HeaderMap` would give ([`group_by_name`]), for a caller that writes
+/// the head itself rather than handing a `HeaderMap` to hyper.
+pub fn forwardable_response_list(
+    head: ResponseHead,
+    kind: StreamKind,
+) -> Result<(StatusCode, Vec<Header>), BadResponse> {
+    let status = final_status(head.status, kind)?;
+    let mut headers = head.headers;
+    retain_end_to_end(&mut headers, kind);
+    check_lengths(headers.iter().filter(|(n, _)| n == http::header::CONTENT_LENGTH).map(|(_, v)| v))?;
+    group_by_name(&mut headers);
+    Ok((status, headers))
+}
+
+/// At most one `Content-Length` value, a decimal number (repeats of the same value
+/// allowed).
+fn check_lengths<'a>(mut lengths: impl Iterator<Item = &'a HeaderValue>) -> Result<(), BadResponse> {
     if let Some(first) = lengths.next() {
         let decimal = !first.is_empty() && first.as_bytes().iter().all(u8::is_ascii_digit) && first.len() <= 19;
         if !decimal || lengths.any(|v| v != first) {
             return Err(BadResponse::ContentLength);
         }
     }
-    Ok((status, headers))
+    Ok(())
+}
+
+/// Longest list [`group_by_name`] checks pair by pair; a longer one is regrouped
+/// through a `HeaderMap` (linear, where the pairwise check is quadratic).
+const GROUP_PAIRWISE: usize = 32;
+
+/// Orders `headers` as a `HeaderMap` built from them iterates: each name's values
+/// together, in order, where the name first appeared. A list whose repeated names are
+/// already adjacent (nearly every head) is left as it is, without allocating. Both
+/// HTTP/1 paths of the server (hyper's, through a `HeaderMap`, and its own, from the
+/// parsed list) so forward and write fields in the same order.
+pub fn group_by_name(headers: &mut Vec<Header>) {
+    if headers.len() <= GROUP_PAIRWISE && is_grouped(headers) {
+        return;
+    }
+    let map = header_map(headers);
+    *headers = header_list(map);
+}
+
+/// Whether no name comes back after another name came between.
+fn is_grouped(headers: &[Header]) -> bool {
+    (1..headers.len()).all(|i| {
+        let name = &headers[i].0;
+        *name == headers[i - 1].0 || !headers[..i - 1].iter().any(|(n, _)| n == name)
+    })
+}
+
+/// A `HeaderMap` as a header list, in its iteration order (names and values moved, not
+/// copied): the inverse of [`header_map`].
+pub fn header_list(map: HeaderMap) -> Vec<Header> {
+    let mut list = Vec::with_capacity(map.len());
+    let mut current: Option<http::HeaderName> = None;
+    for (name, value) in map {
+        if let Some(name) = name {
+            current = Some(name);
+        }
+        if let Some(name) = &current {
+            list.push((name.clone(), value));
+        }
+    }
+    list
 }
 
 /// Rebuilds a `HeaderMap` from protocol headers, in order (values keep sharing the
@@ -212,6 +301,51 @@ mod tests {
         }
         let same = ResponseHead { status: 200, headers: vec![h("content-length", "2"), h("content-length", "2")] };
         assert!(forwardable_response(&same, StreamKind::Http).is_ok());
+    }
+
+    #[test]
+    fn lists_are_grouped_as_a_header_map_orders_them() {
+        let h = |n: &'static str, v: &'static str| (http::HeaderName::from_static(n), HeaderValue::from_static(v));
+        let order =
+            |list: &[Header]| list.iter().map(|(n, v)| format!("{n}={}", v.to_str().unwrap())).collect::<Vec<_>>();
+        let grouped = vec![h("a", "1"), h("a", "2"), h("b", "3"), h("c", "4")];
+        let mut same = grouped.clone();
+        group_by_name(&mut same);
+        assert_eq!(order(&same), order(&grouped));
+        let mut interleaved = vec![h("a", "1"), h("b", "2"), h("a", "3"), h("c", "4"), h("b", "5")];
+        group_by_name(&mut interleaved);
+        assert_eq!(order(&interleaved), ["a=1", "a=3", "b=2", "b=5", "c=4"]);
+        // Long lists take the HeaderMap's way, with the same order.
+        let mut long: Vec<Header> = (0..40).map(|i| h(if i % 2 == 0 { "x" } else { "y" }, "v")).collect();
+        group_by_name(&mut long);
+        assert!(long[..20].iter().all(|(n, _)| n == "x") && long[20..].iter().all(|(n, _)| n == "y"));
+        for list in [grouped, vec![h("a", "1"), h("b", "2"), h("a", "3")]] {
+            let mut via_list = list.clone();
+            group_by_name(&mut via_list);
+            assert_eq!(order(&via_list), order(&header_list(header_map(&list))));
+        }
+    }
+
+    #[test]
+    fn a_response_list_is_checked_as_the_map_is() {
+        let h = |n: &'static str, v: &'static str| (http::HeaderName::from_static(n), HeaderValue::from_static(v));
+        let heads = [
+            vec![
+                h("connection", "close, x-p"),
+                h("x-p", "1"),
+                h("set-cookie", "a"),
+                h("te", "x"),
+                h("set-cookie", "b"),
+            ],
+            vec![h("content-length", "2"), h("x-a", "1"), h("content-length", "2")],
+            vec![h("content-length", "2"), h("content-length", "3")],
+            vec![h("content-length", "+2")],
+        ];
+        for headers in heads {
+            let head = ResponseHead { status: 200, headers };
+            let map = forwardable_response(&head, StreamKind::Http).map(|(s, m)| (s, header_list(m)));
+            assert_eq!(forwardable_response_list(head, StreamKind::Http), map);
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::Instant;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 pub use ipnet::{IpNet, Ipv4Net};
 
+use crate::fields::Fields;
 use crate::state::{text_response, Body, Counters, ServerState};
 use crate::tunnel::Tunnel;
 use crate::visitors::{Admitted, VisitorRefusal};
@@ -92,12 +93,23 @@ pub fn check<B>(
     peer: SocketAddr,
     req: &mut Request<B>,
 ) -> Result<Admitted, Box<Response<Body>>> {
+    check_fields(state, tunnel, peer, req.headers_mut())
+}
+
+/// [`check`] on a request's header fields alone (a `HeaderMap`, or the HTTP/1 path's
+/// parsed list).
+pub(crate) fn check_fields<F: Fields>(
+    state: &ServerState,
+    tunnel: &Tunnel,
+    peer: SocketAddr,
+    headers: &mut F,
+) -> Result<Admitted, Box<Response<Body>>> {
     let access = &tunnel.access;
     if !access.allows_ip(peer.ip()) {
         Counters::bump(&state.counters.forbidden);
         return Err(Box::new(text_response(StatusCode::FORBIDDEN, "your address may not use this tunnel")));
     }
-    if !access.allows_credentials(req.headers().get(header::AUTHORIZATION)) {
+    if !access.allows_credentials(headers.first(&header::AUTHORIZATION)) {
         Counters::bump(&state.counters.unauthorized);
         let mut res = text_response(StatusCode::UNAUTHORIZED, "this tunnel requires a user name and password");
         let challenge = format!("Basic realm=\"{}\", charset=\"UTF-8\"", tunnel.name);
@@ -107,7 +119,7 @@ pub fn check<B>(
         return Err(Box::new(res));
     }
     if access.basic_auth.is_some() {
-        req.headers_mut().remove(header::AUTHORIZATION);
+        headers.remove_all(&header::AUTHORIZATION);
     }
     let now = Instant::now();
     // The visitor's own limits come first, so that an offender's requests are not
@@ -136,9 +148,8 @@ pub fn check<B>(
         return Err(Box::new(busy(state, message, &detail)));
     }
     if let Some(max) = state.config.limits.max_body {
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
+        let declared = headers
+            .first(&header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > max) {

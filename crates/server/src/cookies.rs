@@ -14,6 +14,7 @@
 
 use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue};
+use localtunnels_core::Header;
 
 /// [`host_only`] for the tunnel `name` of a server on `domain`; builds the hostname
 /// only when there is a cookie to look at.
@@ -31,10 +32,23 @@ pub fn host_only(headers: &mut HeaderMap, host: &str) {
         return;
     }
     if let http::header::Entry::Occupied(mut cookies) = headers.entry(SET_COOKIE) {
-        for value in cookies.iter_mut() {
-            if let Some(scrubbed) = scrub(value.as_bytes(), host) {
-                *value = scrubbed;
-            }
+        scrub_all(cookies.iter_mut(), host);
+    }
+}
+
+/// [`for_tunnel`] on a header list (the HTTP/1 visitor path writes heads from one).
+pub fn for_tunnel_list(headers: &mut [Header], name: &str, domain: &str) {
+    if headers.iter().any(|(n, _)| n == SET_COOKIE) {
+        let host = format!("{name}.{}", domain.trim_end_matches('.'));
+        scrub_all(headers.iter_mut().filter(|(n, _)| n == SET_COOKIE).map(|(_, v)| v), &host);
+    }
+}
+
+/// Makes each of `cookies` host-only unless its `Domain` is `host`.
+fn scrub_all<'a>(cookies: impl Iterator<Item = &'a mut HeaderValue>, host: &str) {
+    for value in cookies {
+        if let Some(scrubbed) = scrub(value.as_bytes(), host) {
+            *value = scrubbed;
         }
     }
 }

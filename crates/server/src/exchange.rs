@@ -9,7 +9,7 @@ use localtunnels_core::error_page::default_message;
 use localtunnels_core::{
     Header, OpenError, ResetCode, StreamKind, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
 };
-use localtunnels_driver::http::{request_head, BadResponse};
+use localtunnels_driver::http::{request_head, request_head_from_list, BadResponse};
 use localtunnels_driver::{StreamBody, StreamReceiver, StreamSender};
 
 use crate::state::{text_response, Body, Counters, Peer, ServerState};
@@ -42,12 +42,39 @@ pub fn tunnel_head_for<B>(
     kind: StreamKind,
     host: Option<HeaderValue>,
 ) -> localtunnels_core::RequestHead {
-    let mut head = request_head(req.method(), req.uri(), req.headers(), kind);
+    let head = request_head(req.method(), req.uri(), req.headers(), kind);
+    let authority = if req.headers().contains_key(http::header::HOST) { None } else { req.uri().authority() };
+    with_forwarded(state, peer, head, authority, host)
+}
+
+/// [`tunnel_head_for`] for a request the HTTP/1 visitor path parsed: from its header
+/// list (moved into the head, not copied).
+pub(crate) fn tunnel_head_of(
+    state: &ServerState,
+    peer: &Peer,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: Vec<Header>,
+    host: Option<HeaderValue>,
+) -> localtunnels_core::RequestHead {
+    let has_host = headers.iter().any(|(n, _)| n == http::header::HOST);
+    let head = request_head_from_list(method, uri, headers, StreamKind::Http);
+    let authority = if has_host { None } else { uri.authority() };
+    with_forwarded(state, peer, head, authority, host)
+}
+
+/// `head` with the visitor's `X-Forwarded-*` replaced by the server's, and a `Host`
+/// from the target's `authority` when the request had none.
+fn with_forwarded(
+    state: &ServerState,
+    peer: &Peer,
+    mut head: localtunnels_core::RequestHead,
+    authority: Option<&http::uri::Authority>,
+    host: Option<HeaderValue>,
+) -> localtunnels_core::RequestHead {
     head.headers.retain(|(n, _)| !FORWARDED.contains(&n.as_str()));
-    if !req.headers().contains_key(http::header::HOST) {
-        if let Some(authority) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
-            head.headers.push((http::header::HOST, authority));
-        }
+    if let Some(authority) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+        head.headers.push((http::header::HOST, authority));
     }
     let proto = peer
         .proto

@@ -15,9 +15,17 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::{HeaderMap, HeaderValue};
+use http::header::FORWARDED;
+use http::{HeaderName, HeaderValue};
+use localtunnels_core::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 
 use crate::access::IpNet;
+use crate::fields::Fields;
+
+/// The fields read here, as statics (a borrowed constant would not outlive its statement).
+static XFF: HeaderName = X_FORWARDED_FOR;
+static XFP: HeaderName = X_FORWARDED_PROTO;
+static FWD: HeaderName = FORWARDED;
 use crate::state::Peer;
 
 /// The proxies whose forwarding headers are believed.
@@ -50,11 +58,12 @@ impl TrustedProxies {
 
     /// The visitor's address and scheme as a trusted proxy at `peer` forwarded them in
     /// `headers`; `None` when `peer` is not trusted or the headers name no address.
-    pub fn visitor(&self, peer: IpAddr, headers: &HeaderMap) -> Option<Forwarded> {
+    /// `headers` is a `HeaderMap`, or the HTTP/1 path's parsed list ([`Fields`]).
+    pub fn visitor<F: Fields>(&self, peer: IpAddr, headers: &F) -> Option<Forwarded> {
         if !self.contains(peer) {
             return None;
         }
-        let chain = header_list(headers, "x-forwarded-for").map(|v| parse_ip(v.trim()));
+        let chain = header_list(headers, &XFF).map(|v| parse_ip(v.trim()));
         let mut addrs: Vec<Option<IpAddr>> = chain.collect();
         if addrs.is_empty() {
             addrs = forwarded_pairs(headers, "for").map(|v| parse_ip(&v)).collect();
@@ -70,7 +79,7 @@ impl TrustedProxies {
                 break;
             }
         }
-        let proto = header_list(headers, "x-forwarded-proto")
+        let proto = header_list(headers, &XFP)
             .next()
             .map(|p| p.trim().to_ascii_lowercase())
             .or_else(|| forwarded_pairs(headers, "proto").next().map(|p| p.to_ascii_lowercase()))
@@ -103,13 +112,13 @@ impl Forwarded {
 }
 
 /// The comma-separated values of every `name` header, in order.
-fn header_list<'a>(headers: &'a HeaderMap, name: &'static str) -> impl Iterator<Item = &'a str> {
-    headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','))
+fn header_list<'a, F: Fields>(headers: &'a F, name: &'a HeaderName) -> impl Iterator<Item = &'a str> {
+    headers.values_of(name).filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','))
 }
 
 /// The values of `key=` in every element of every `Forwarded` header (RFC 7239), in order.
-fn forwarded_pairs<'a>(headers: &'a HeaderMap, key: &'static str) -> impl Iterator<Item = String> + 'a {
-    header_list(headers, "forwarded").filter_map(move |element| {
+fn forwarded_pairs<'a, F: Fields>(headers: &'a F, key: &'static str) -> impl Iterator<Item = String> + 'a {
+    header_list(headers, &FWD).filter_map(move |element| {
         element.split(';').find_map(|pair| {
             let (k, v) = pair.trim().split_once('=')?;
             k.trim().eq_ignore_ascii_case(key).then(|| v.trim().trim_matches('"').to_string())
@@ -131,6 +140,7 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

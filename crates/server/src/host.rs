@@ -26,7 +26,9 @@
 
 use std::net::Ipv6Addr;
 
-use http::{HeaderValue, Request, Version};
+use http::{HeaderValue, Request, Uri, Version};
+
+use crate::fields::Fields;
 
 /// Why a request's host is refused (the visitor gets 400 with this text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -57,31 +59,63 @@ pub struct Host<'a> {
     ipv6: Option<Ipv6Addr>,
     /// The port, if one was written (an empty `host:` port counts as none).
     port: Option<u16>,
+    /// `raw` is already in normal form but for the port, seen while parsing: a
+    /// lowercase name without trailing dot, and either no port at all or one written
+    /// without leading zeros (the caller's default port is checked later).
+    plain: bool,
 }
 
 impl<'a> Host<'a> {
-    /// Parses a `Host` value or an authority (`host[:port]`, `[v6][:port]`).
+    /// Parses a `Host` value or an authority (`host[:port]`, `[v6][:port]`), in one
+    /// pass over its bytes for a name (the usual case): the labels, the port, and
+    /// whether it is in normal form.
     pub fn parse(raw: &'a str) -> Result<Host<'a>, HostError> {
-        let (host, port) = split_port(raw)?;
-        let port = match port {
-            None | Some("") => None,
-            Some(p) if p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
-                Some(p.parse::<u16>().map_err(|_| HostError::Invalid)?)
-            }
-            Some(_) => return Err(HostError::Invalid),
-        };
-        if let Some(inner) = host.strip_prefix('[') {
-            let inner = inner.strip_suffix(']').ok_or(HostError::Invalid)?;
-            let ipv6 = inner.parse::<Ipv6Addr>().map_err(|_| HostError::Invalid)?;
-            return Ok(Host { raw, name: host, ipv6: Some(ipv6), port });
+        if raw.starts_with('[') {
+            return Host::parse_ipv6(raw);
         }
-        let name = host.strip_suffix('.').unwrap_or(host);
-        let label_ok =
-            |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        let bytes = raw.as_bytes();
+        // A name: non-empty labels of letters, digits, `-` and `_`, one dot between
+        // them, one trailing dot allowed; then `:port` or nothing.
+        let (mut label, mut upper, mut end) = (0usize, false, bytes.len());
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => label += 1,
+                b'A'..=b'Z' => {
+                    upper = true;
+                    label += 1;
+                }
+                b'.' if label > 0 => label = 0,
+                b':' => {
+                    end = i;
+                    break;
+                }
+                _ => return Err(HostError::Invalid),
+            }
+        }
+        let host = &raw[..end];
+        let dot = label == 0 && !host.is_empty();
+        let name = if dot { &host[..host.len() - 1] } else { host };
+        if name.is_empty() || name.len() > 253 {
             return Err(HostError::Invalid);
         }
-        Ok(Host { raw, name, ipv6: None, port })
+        let (port, plain_port) = match raw.get(end + 1..) {
+            None => (None, true),
+            Some(p) => parse_port(p)?,
+        };
+        Ok(Host { raw, name, ipv6: None, port, plain: !upper && !dot && plain_port })
+    }
+
+    /// `[v6][:port]`: the address must be a real IPv6 address.
+    fn parse_ipv6(raw: &'a str) -> Result<Host<'a>, HostError> {
+        let close = raw.find(']').ok_or(HostError::Invalid)?;
+        let (host, rest) = raw.split_at(close + 1);
+        let port = match rest {
+            "" => None,
+            _ => parse_port(rest.strip_prefix(':').ok_or(HostError::Invalid)?)?.0,
+        };
+        let inner = &host[1..host.len() - 1];
+        let ipv6 = inner.parse::<Ipv6Addr>().map_err(|_| HostError::Invalid)?;
+        Ok(Host { raw, name: host, ipv6: Some(ipv6), port, plain: false })
     }
 
     /// The host without port or trailing dot, as written (compare it case-insensitively).
@@ -107,7 +141,7 @@ impl<'a> Host<'a> {
     /// The normal form: lowercase, no trailing dot, IPv6 as `[canonical]`, and the port
     /// only when it is not `default_port`. `None` when `raw` is already that.
     pub fn normalized(&self, default_port: u16) -> Option<String> {
-        if self.is_normal(default_port) {
+        if self.plain && self.port != Some(default_port) {
             return None;
         }
         let port = self.port.filter(|p| *p != default_port);
@@ -121,45 +155,45 @@ impl<'a> Host<'a> {
         };
         (normal != self.raw).then_some(normal)
     }
-
-    /// The usual case, told without building the normal form (no allocation per
-    /// request): a lowercase name as written, with no dot, and a port only when it is
-    /// not the default, written without leading zeros. IPv6 literals are always rebuilt.
-    fn is_normal(&self, default_port: u16) -> bool {
-        if self.ipv6.is_some() || self.name.bytes().any(|b| b.is_ascii_uppercase()) {
-            return false;
-        }
-        match (self.raw.strip_prefix(self.name), self.port) {
-            (Some(""), None) => true,
-            (Some(rest), Some(port)) => {
-                port != default_port && rest.strip_prefix(':').is_some_and(|p| !p.starts_with('0'))
-            }
-            _ => false,
-        }
-    }
 }
 
-/// Splits `host[:port]` (or `[v6][:port]`) at the port's colon.
-fn split_port(raw: &str) -> Result<(&str, Option<&str>), HostError> {
-    if raw.starts_with('[') {
-        let close = raw.find(']').ok_or(HostError::Invalid)?;
-        let (host, rest) = raw.split_at(close + 1);
-        return match rest {
-            "" => Ok((host, None)),
-            _ => rest.strip_prefix(':').map(|p| (host, Some(p))).ok_or(HostError::Invalid),
-        };
+/// A port after its colon: none (empty), or up to five digits up to 65535; with
+/// whether it is written as its normal form would write it (no leading zero, not empty).
+fn parse_port(p: &str) -> Result<(Option<u16>, bool), HostError> {
+    if p.is_empty() {
+        return Ok((None, false));
     }
-    Ok(match raw.split_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (raw, None),
-    })
+    if p.len() > 5 {
+        return Err(HostError::Invalid);
+    }
+    let mut n: u32 = 0;
+    for b in p.bytes() {
+        if !b.is_ascii_digit() {
+            return Err(HostError::Invalid);
+        }
+        n = n * 10 + u32::from(b - b'0');
+    }
+    let port = u16::try_from(n).map_err(|_| HostError::Invalid)?;
+    Ok((Some(port), !p.starts_with('0')))
 }
 
 /// The host `req` is for, after the checks in the module docs: `Ok(None)` when it
 /// names none (an HTTP/1.0 or HTTP/2 request without one, or an empty `Host`).
 /// `default_port` is the port of the visitor's scheme (80 or 443).
 pub fn request_host<B>(req: &Request<B>, default_port: u16) -> Result<Option<Host<'_>>, HostError> {
-    let mut fields = req.headers().get_all(http::header::HOST).iter();
+    host_of(req.headers(), req.uri(), req.version(), default_port)
+}
+
+/// [`request_host`] for a request given by its parts: its header fields (a
+/// `HeaderMap`, or the HTTP/1 path's parsed list), its target and its version.
+pub(crate) fn host_of<'a, F: Fields>(
+    headers: &'a F,
+    uri: &'a Uri,
+    version: Version,
+    default_port: u16,
+) -> Result<Option<Host<'a>>, HostError> {
+    static HOST: http::HeaderName = http::header::HOST;
+    let mut fields = headers.values_of(&HOST);
     let field = fields.next();
     if fields.next().is_some() {
         return Err(HostError::Repeated);
@@ -168,7 +202,7 @@ pub fn request_host<B>(req: &Request<B>, default_port: u16) -> Result<Option<Hos
         None | Some("") => None,
         Some(v) => Some(Host::parse(v)?),
     };
-    let target = match req.uri().authority() {
+    let target = match uri.authority() {
         None => None,
         Some(a) if a.as_str().contains('@') => return Err(HostError::Invalid),
         Some(a) => Some(Host::parse(a.as_str())?),
@@ -177,7 +211,7 @@ pub fn request_host<B>(req: &Request<B>, default_port: u16) -> Result<Option<Hos
         (Some(h), Some(t)) if !h.same_as(&t, default_port) => Err(HostError::Disagrees),
         (Some(h), _) => Ok(Some(h)),
         (None, Some(t)) => Ok(Some(t)),
-        (None, None) if field.is_none() && req.version() == Version::HTTP_11 => Err(HostError::Missing),
+        (None, None) if field.is_none() && version == Version::HTTP_11 => Err(HostError::Missing),
         (None, None) => Ok(None),
     }
 }
@@ -187,15 +221,15 @@ pub fn request_host<B>(req: &Request<B>, default_port: u16) -> Result<Option<Hos
 /// already in normal form (the usual case: no copy).
 pub fn forwarded_host<B>(req: &Request<B>, default_port: u16) -> Option<HeaderValue> {
     let host = request_host(req, default_port).ok()??;
-    forwarded_value(&host, req, default_port)
+    forwarded_value(&host, req.headers().get(http::header::HOST), default_port)
 }
 
-/// The `X-Forwarded-Host` value for `host`, the checked host of `req` (see
-/// [`forwarded_host`]; for a caller that has already checked it).
-pub fn forwarded_value<B>(host: &Host<'_>, req: &Request<B>, default_port: u16) -> Option<HeaderValue> {
+/// The `X-Forwarded-Host` value for `host`, the checked host of a request whose `Host`
+/// field is `field` (see [`forwarded_host`]; for a caller that has already checked it).
+pub(crate) fn forwarded_value(host: &Host<'_>, field: Option<&HeaderValue>, default_port: u16) -> Option<HeaderValue> {
     match host.normalized(default_port) {
         Some(normal) => HeaderValue::from_str(&normal).ok(),
-        None => match req.headers().get(http::header::HOST) {
+        None => match field {
             Some(v) if v.as_bytes() == host.raw.as_bytes() => Some(v.clone()),
             _ => HeaderValue::from_str(host.raw).ok(),
         },
@@ -205,6 +239,73 @@ pub fn forwarded_value<B>(host: &Host<'_>, req: &Request<B>, default_port: u16) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The parser before the one-pass one (session 10), kept as the reference: the
+    /// host, port and normal form it gives, `None` where it refused.
+    fn reference(raw: &str, default_port: u16) -> Option<(String, Option<u16>, Option<String>)> {
+        let (host, port) = if raw.starts_with('[') {
+            let close = raw.find(']')?;
+            let (host, rest) = raw.split_at(close + 1);
+            match rest {
+                "" => (host, None),
+                _ => (host, Some(rest.strip_prefix(':')?)),
+            }
+        } else {
+            match raw.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (raw, None),
+            }
+        };
+        let port = match port {
+            None | Some("") => None,
+            Some(p) if p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse::<u16>().ok()?),
+            Some(_) => return None,
+        };
+        let (name, ipv6) = match host.strip_prefix('[') {
+            Some(inner) => (host, Some(inner.strip_suffix(']')?.parse::<Ipv6Addr>().ok()?)),
+            None => {
+                let name = host.strip_suffix('.').unwrap_or(host);
+                let label_ok =
+                    |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+                    return None;
+                }
+                (name, None)
+            }
+        };
+        let shown = port.filter(|p| *p != default_port);
+        let lower = match ipv6 {
+            Some(v6) => format!("[{v6}]"),
+            None => name.to_ascii_lowercase(),
+        };
+        let normal = match shown {
+            Some(p) => format!("{lower}:{p}"),
+            None => lower,
+        };
+        Some((name.to_string(), port, (normal != raw).then_some(normal)))
+    }
+
+    #[test]
+    fn the_one_pass_parser_agrees_with_the_reference_on_every_short_host() {
+        let alphabet = ["a", "Z", "0", "8", "-", "_", ".", ":", "[", "]", "é", " "];
+        let mut hosts = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..5 {
+            last = last.iter().flat_map(|h| alphabet.iter().map(move |c| format!("{h}{c}"))).collect();
+            hosts.extend(last.iter().cloned());
+        }
+        hosts.extend(
+            ["[::1]", "[0:0::1]:80", "[::1]:080", "[::ffff:1.2.3.4]", "a.b:65535", "a.b:65536"].map(String::from),
+        );
+        hosts.push(format!("{}.b", "a".repeat(251)));
+        hosts.push(format!("{}.b", "a".repeat(252)));
+        for raw in &hosts {
+            for port in [80, 443, 8] {
+                let ours = Host::parse(raw).ok().map(|h| (h.name().to_string(), h.port(), h.normalized(port)));
+                assert_eq!(ours, reference(raw, port), "{raw:?} (default port {port})");
+            }
+        }
+    }
 
     fn req(hosts: &[&str], target: &str) -> Request<()> {
         let mut b = Request::get(target);

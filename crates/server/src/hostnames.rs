@@ -67,16 +67,33 @@ pub fn grant(config: &ServerConfig, token: Option<&AuthToken>, hostname: &str) -
 
 /// The tunnel name in `host` (`name.domain[:port]`), if it is a tunnel host.
 pub fn tunnel_name(host: &str, domain: &str) -> Option<String> {
-    let host = strip_port(host).trim_end_matches('.');
-    let domain = domain.trim_end_matches('.');
+    name_under(strip_port(host), domain).map(str::to_ascii_lowercase)
+}
+
+/// [`tunnel_name`] for a host already without its port, as written (not lowercased:
+/// the caller lowercases it only when it has to, which it rarely does).
+pub(crate) fn name_under<'a>(host: &'a str, domain: &str) -> Option<&'a str> {
+    let (host, domain) = (trim_dots(host), trim_dots(domain));
     let split = host.len().checked_sub(domain.len())?;
     // `get` and not slicing: `split` may fall inside a multi-byte character.
     let (prefix, suffix) = (host.get(..split)?, host.get(split..)?);
-    if !suffix.eq_ignore_ascii_case(domain) {
+    // The exact comparison first: hosts are nearly always written in lowercase.
+    if suffix != domain && !suffix.eq_ignore_ascii_case(domain) {
         return None;
     }
     let prefix = prefix.strip_suffix('.')?;
-    (!prefix.is_empty()).then(|| prefix.to_ascii_lowercase())
+    (!prefix.is_empty()).then_some(prefix)
+}
+
+/// `s` without trailing dots (`trim_end_matches('.')`, in a plain loop: this runs on
+/// every visitor request).
+fn trim_dots(s: &str) -> &str {
+    let mut end = s.len();
+    while end > 0 && s.as_bytes()[end - 1] == b'.' {
+        end -= 1;
+    }
+    // Only ASCII dots were dropped: `end` is a character boundary.
+    s.get(..end).unwrap_or(s)
 }
 
 pub(crate) fn strip_port(host: &str) -> &str {

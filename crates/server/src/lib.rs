@@ -25,6 +25,7 @@ mod control;
 mod cookies;
 mod counting;
 mod exchange;
+pub mod fields;
 pub mod forwarded;
 pub mod host;
 mod hostnames;

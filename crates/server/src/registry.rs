@@ -318,12 +318,15 @@ impl Registry for LocalRegistry {
     }
 
     fn lookup(&self, name: &str) -> Lookup {
-        let now = Instant::now();
         match self.read().entries.get(name).map(|e| &e.slot) {
             Some(Slot::Live(t)) => Lookup::Live(t.clone()),
-            Some(Slot::Held { until }) if *until > now => Lookup::Held { remaining: *until - now },
-            // An ended hold is removed by the next claim or release.
-            Some(Slot::Held { .. }) | None => Lookup::Unknown,
+            // The clock is read only for a held name (a live one is every request).
+            Some(Slot::Held { until }) => match until.checked_duration_since(Instant::now()) {
+                Some(remaining) if !remaining.is_zero() => Lookup::Held { remaining },
+                // An ended hold is removed by the next claim or release.
+                _ => Lookup::Unknown,
+            },
+            None => Lookup::Unknown,
         }
     }
 

@@ -44,8 +44,8 @@ pub fn retry_later(message: impl Into<String>, secs: u64, detail: Option<&str>) 
 }
 
 /// Whether the request's `Accept` asks for HTML.
-pub fn accepts_html(headers: &http::HeaderMap) -> bool {
-    wants_html(headers.get(http::header::ACCEPT).map(HeaderValue::as_bytes))
+pub fn accepts_html<F: crate::fields::Fields>(headers: &F) -> bool {
+    wants_html(headers.first(&http::header::ACCEPT).map(HeaderValue::as_bytes))
 }
 
 /// The same error answer as an HTML page (any other response is returned as it is).

@@ -124,7 +124,7 @@ pub fn parse_request(buf: &mut BytesMut, limits: &HeadLimits) -> Result<Option<P
     let max = limits.max_headers.min(MAX_HEADERS);
     let mut req = httparse::Request::new(&mut []);
     let status = httparse::ParserConfig::default()
-        .parse_request_with_uninit_headers(&mut req, buf, &mut slots[..max])
+        .parse_request_with_uninit_headers(&mut req, within(buf, limits), &mut slots[..max])
         .map_err(|e| match e {
             // A bad token before the target is the method's fault, after it the target's.
             httparse::Error::Token if req.method.is_none() => HeadError::Method,
@@ -154,7 +154,7 @@ pub fn parse_response(buf: &mut BytesMut, limits: &HeadLimits) -> Result<Option<
     let max = limits.max_headers.min(MAX_HEADERS);
     let mut res = httparse::Response::new(&mut []);
     let status = httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut res, buf, &mut slots[..max])
+        .parse_response_with_uninit_headers(&mut res, within(buf, limits), &mut slots[..max])
         .map_err(HeadError::of)?;
     let Some(len) = head_len(status, buf.len(), limits)? else { return Ok(None) };
     let (Some(status), Some(minor)) = (res.code, res.version) else {
@@ -165,6 +165,14 @@ pub fn parse_response(buf: &mut BytesMut, limits: &HeadLimits) -> Result<Option<
     let raw = buf.split_to(len).freeze();
     let headers = fields(&raw, &ranges)?;
     Ok(Some(ParsedResponse { status, version, headers }))
+}
+
+/// The part of `buf` a head may take: what lies past the limit is never parsed, so a
+/// head over the limit is refused as too large however the reads cut its bytes (parsing
+/// it all could find a malformed field past the limit when the bytes came in one read,
+/// and not when they came in several; the fuzz target `h1_codec` found this).
+fn within<'b>(buf: &'b [u8], limits: &HeadLimits) -> &'b [u8] {
+    &buf[..buf.len().min(limits.max_bytes)]
 }
 
 /// The length of a complete head within the limit, `None` for a partial one that may
@@ -192,8 +200,12 @@ fn field_ranges(buf: &[u8], headers: &[httparse::Header<'_>]) -> Vec<FieldRange>
     headers.iter().map(|h| (offset_in(buf, h.name.as_bytes()), offset_in(buf, h.value))).collect()
 }
 
+/// Room left in a parsed head's field list for the fields a proxy adds (`Host`, the
+/// three `X-Forwarded-*`), so that adding them does not move the list.
+const ADDED_FIELDS: usize = 4;
+
 fn fields(raw: &Bytes, ranges: &[FieldRange]) -> Result<Vec<Header>, HeadError> {
-    let mut headers = Vec::with_capacity(ranges.len());
+    let mut headers = Vec::with_capacity(ranges.len() + ADDED_FIELDS);
     for (name, value) in ranges {
         let name = HeaderName::from_bytes(&raw[name.clone()]).map_err(|_| HeadError::Header)?;
         let value = HeaderValue::from_maybe_shared(raw.slice(value.clone())).map_err(|_| HeadError::Header)?;
@@ -312,6 +324,22 @@ mod tests {
         let limits = HeadLimits { max_bytes: 128 * 1024, ..HeadLimits::default() };
         let mut buf = BytesMut::from(format!("GET /{long} HTTP/1.1\r\n\r\n").as_str());
         assert_eq!(parse_request(&mut buf, &limits).unwrap_err().status(), 414);
+    }
+
+    #[test]
+    fn what_lies_past_the_limit_is_not_parsed() {
+        // A malformed field past the limit: too large, whole or fed byte by byte.
+        let head = format!("GET / HTTP/1.1\r\nX-A: {}\r\nBad Name: x\r\n\r\n", "a".repeat(40));
+        let limits = HeadLimits { max_bytes: 40, ..HeadLimits::default() };
+        assert_eq!(parse_request(&mut BytesMut::from(head.as_str()), &limits).unwrap_err(), HeadError::TooLarge);
+        let mut buf = BytesMut::new();
+        let fed = head.bytes().find_map(|b| {
+            buf.extend_from_slice(&[b]);
+            parse_request(&mut buf, &limits).err()
+        });
+        assert_eq!(fed, Some(HeadError::TooLarge));
+        // Within the limit, the same field is malformed.
+        assert_eq!(req(&head).unwrap_err(), HeadError::Header);
     }
 
     #[test]

@@ -10,8 +10,9 @@ use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, BytesMut};
-use http::header::{self, Entry};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
+use http::header;
+use http::{HeaderName, HeaderValue, StatusCode, Version};
+use localtunnels_core::Header;
 use localtunnels_driver::h1::framing::{decimal, has_token, is_chunked};
 use localtunnels_driver::h1::head::{write_content_length, write_status_line};
 
@@ -61,12 +62,14 @@ pub(crate) struct Written {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BadHead;
 
-/// Appends the response head to `dst` as hyper would write it.
+/// Appends the response head to `dst` as hyper would write it. `headers` is in the
+/// order a `HeaderMap` iterates (each name's values together:
+/// [`localtunnels_driver::http::group_by_name`]), which is the order hyper writes.
 pub(crate) fn encode_head(
     dst: &mut BytesMut,
     reply: Reply,
     status: StatusCode,
-    headers: &mut HeaderMap,
+    headers: &mut Vec<Header>,
     body: BodySize,
 ) -> Result<Written, BadHead> {
     let mut version = Version::HTTP_11;
@@ -74,12 +77,12 @@ pub(crate) fn encode_head(
     if reply.version == Version::HTTP_10 {
         // hyper's `fix_keep_alive`: an HTTP/1.0 visitor that asked to keep the
         // connection is told so; the answer speaks HTTP/1.0.
-        let announces = headers.get_all(header::CONNECTION).iter().any(|v| has_token(v, "keep-alive"));
+        let announces = connection(headers).any(|v| has_token(v, "keep-alive"));
         if !announces && keep_alive {
             append(headers, "keep-alive");
         }
         version = Version::HTTP_10;
-    } else if !keep_alive && !headers.get_all(header::CONNECTION).iter().any(|v| has_token(v, "close")) {
+    } else if !keep_alive && !connection(headers).any(|v| has_token(v, "close")) {
         append(headers, "close");
     }
     let start = dst.len();
@@ -224,14 +227,16 @@ pub(crate) fn encode_head(
     Ok(Written { encoder, last })
 }
 
-/// `Connection: <token>` added to what the headers already say.
-fn append(headers: &mut HeaderMap, token: &'static str) {
-    match headers.entry(header::CONNECTION) {
-        Entry::Occupied(mut e) => e.append(HeaderValue::from_static(token)),
-        Entry::Vacant(e) => {
-            e.insert(HeaderValue::from_static(token));
-        }
-    }
+/// The values of `Connection`.
+fn connection(headers: &[Header]) -> impl Iterator<Item = &HeaderValue> {
+    headers.iter().filter(|(n, _)| n == header::CONNECTION).map(|(_, v)| v)
+}
+
+/// `Connection: <token>` added to what the headers already say: after the last
+/// `Connection` value, or at the end when there is none (where a `HeaderMap` puts it).
+fn append(headers: &mut Vec<Header>, token: &'static str) {
+    let at = headers.iter().rposition(|(n, _)| n == header::CONNECTION).map_or(headers.len(), |i| i + 1);
+    headers.insert(at, (header::CONNECTION, HeaderValue::from_static(token)));
 }
 
 /// Ends a field line left open for more values of the same name.
@@ -279,12 +284,11 @@ mod tests {
     use super::*;
 
     fn head(reply: Reply, status: u16, headers: &[(&'static str, &'static str)], body: BodySize) -> (String, Written) {
-        let mut map = HeaderMap::new();
-        for (n, v) in headers {
-            map.append(*n, HeaderValue::from_static(v));
-        }
+        let mut list: Vec<Header> =
+            headers.iter().map(|(n, v)| (HeaderName::from_static(n), HeaderValue::from_static(v))).collect();
+        localtunnels_driver::http::group_by_name(&mut list);
         let mut dst = BytesMut::new();
-        let written = encode_head(&mut dst, reply, StatusCode::from_u16(status).unwrap(), &mut map, body).unwrap();
+        let written = encode_head(&mut dst, reply, StatusCode::from_u16(status).unwrap(), &mut list, body).unwrap();
         let text = String::from_utf8(dst.to_vec()).unwrap();
         let lines: Vec<_> = text.lines().filter(|l| !l.starts_with("date: ")).collect();
         let without_date = lines.join("\n").trim_end().to_string();

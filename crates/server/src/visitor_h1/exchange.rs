@@ -1,28 +1,30 @@
 //! One visitor request through a tunnel on the HTTP/1 path, with the checks and
 //! answers of hyper's path ([`crate::proxy`], [`crate::access`], [`crate::upload`]):
-//! the request head goes into a stream at once, its body follows from the read buffer
-//! (and the socket), the response head is checked ([`forwardable_response`]), its
-//! cookies scoped, and it is written to the visitor with its body as the stream
-//! delivers it.
+//! the request head goes into a stream at once (built from the parsed field list, no
+//! `HeaderMap` in between), its body follows from the read buffer (and the socket),
+//! the response head is checked ([`forwardable_response_list`]: the rules of
+//! `forwardable_response`, on the frame's own list), its cookies scoped, and it is
+//! written to the visitor with its body as the stream delivers it.
 
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::FutureExt;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body_util::BodyExt;
-use localtunnels_core::{ResetCode, StreamKind};
+use localtunnels_core::{Header, ResetCode, StreamKind};
 use localtunnels_driver::h1::chunked::{write_chunk_size, write_last_chunk, ChunkLimits, CHUNK_END};
-use localtunnels_driver::h1::framing::has_token;
+use localtunnels_driver::h1::framing::{decimal, has_token};
 use localtunnels_driver::h1::{BodyDecoder, BodyLength, ParsedRequest, RequestFraming};
-use localtunnels_driver::http::{forwardable_response, header_map};
+use localtunnels_driver::http::{forwardable_response_list, header_list, header_map};
 use localtunnels_driver::{StreamEvent, StreamReceiver, StreamSender};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 
 use super::encode::{encode_head, BodySize, Encoder, Reply};
 use super::upload::{Upload, UploadEnd};
 use super::Conn;
-use crate::exchange::{invalid_response, open_error, reset_response, tunnel_head_for};
+use crate::exchange::{invalid_response, open_error, reset_response, tunnel_head_of};
+use crate::fields::Fields;
 use crate::state::{Body, Counters, Peer, ServerState};
 use crate::tunnel::Tunnel;
 use crate::visitor_error::{accepts_html, as_html, visitor_error};
@@ -35,10 +37,13 @@ const COPY_BELOW: usize = 16 * 1024;
 /// Most bytes read ahead (a pipelined request) while a response is awaited.
 const EARLY_MAX: usize = 64 * 1024;
 
+/// Room made for each read ahead.
+const EARLY_READ: usize = 2048;
+
 /// What came back for the request: the server's own answer, or the tunnel's response.
 enum Outcome {
     Answer(Response<Body>),
-    Stream { status: StatusCode, headers: HeaderMap, rx: StreamReceiver, end: bool },
+    Stream { status: StatusCode, headers: Vec<Header>, rx: StreamReceiver, end: bool },
 }
 
 impl<T> Conn<T>
@@ -50,22 +55,24 @@ where
         &mut self,
         state: &ServerState,
         tunnel: Arc<Tunnel>,
-        peer: Peer,
-        mut req: Request<()>,
+        peer: &Peer,
+        mut req: ParsedRequest,
         host: Option<http::HeaderValue>,
         framing: RequestFraming,
     ) -> bool {
         let started = std::time::Instant::now();
-        let html = accepts_html(req.headers());
+        let html = accepts_html(&req.headers);
         let reply = reply_to(&req, &framing, self.closing);
-        let allow_trailers = req.headers().get_all(http::header::TE).iter().any(|v| has_token(v, "trailers"));
-        let admitted = match crate::access::check(state, &tunnel, peer.addr, &mut req) {
+        static TE: http::HeaderName = http::header::TE;
+        let allow_trailers = req.headers.values_of(&TE).any(|v| has_token(v, "trailers"));
+        let admitted = match crate::access::check_fields(state, &tunnel, peer.addr, &mut req.headers) {
             Ok(admitted) => admitted,
             Err(refused) => return self.finish(state, &req, html, framing, reply, *refused, started).await,
         };
         tunnel.count_request();
         Counters::bump(&state.counters.requests);
-        let head = tunnel_head_for(state, &peer, &req, StreamKind::Http, host);
+        let headers = std::mem::take(&mut req.headers);
+        let head = tunnel_head_of(state, peer, &req.method, &req.uri, headers, host);
         let stream = match tunnel.conn.open(head, framing.body == BodyLength::Empty) {
             Ok(s) => s,
             Err(e) => {
@@ -76,7 +83,7 @@ where
         let (tx, mut rx) = stream.split();
         let max_body = state.config.limits.max_body;
         let mut upload = Upload::new(BodyDecoder::new(framing.body, ChunkLimits::default()), tx.clone(), max_body);
-        let Conn { io, buf, out, .. } = self;
+        let Conn { io, buf, out, early, .. } = self;
         let mut upload_end = Some(UploadEnd::Done);
         if framing.body != BodyLength::Empty {
             if framing.expect_continue {
@@ -89,7 +96,6 @@ where
         }
         // The socket is read (the rest of the body) while the response is written only
         // when the body is not all here yet; a GET needs no split.
-        let mut early = BytesMut::new();
         // A block, so that the body's reader lets go of the read buffer at its end.
         let (status, keep) = {
             let (mut rd, mut wr) = match upload_end {
@@ -121,7 +127,7 @@ where
                         ev = rx.recv() => break Ok(ev),
                         // Without a body to read, the socket is watched for the visitor leaving
                         // (what it sends meanwhile is kept for the next exchange).
-                        read = wr.read_early(&mut early), if early.len() < EARLY_MAX => match read {
+                        read = wr.read_early(early), if early.len() < EARLY_MAX => match read {
                             Ok(0) | Err(_) => return false,
                             Ok(_) => {}
                         },
@@ -149,7 +155,7 @@ where
                     (status, written && upload_end == Some(UploadEnd::Done))
                 }
                 Outcome::Stream { status, mut headers, mut rx, end } => {
-                    crate::cookies::for_tunnel(&mut headers, &tunnel.name, &state.config.domain);
+                    crate::cookies::for_tunnel_list(&mut headers, &tunnel.name, &state.config.domain);
                     let size = body_size(&headers, end);
                     let sent = async {
                         let Ok(written) = encode_head(out, reply, status, &mut headers, size) else {
@@ -168,12 +174,13 @@ where
         };
         drop(admitted);
         if !early.is_empty() {
-            buf.extend_from_slice(&early);
+            buf.extend_from_slice(early);
+            early.clear();
         }
         if state.config.verbose {
-            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
             let (status, ms) = (status.as_u16(), started.elapsed().as_millis());
-            tracing::info!(tunnel = %tunnel.name, %peer, method = %req.method(), %path, status, ms, "request");
+            tracing::info!(tunnel = %tunnel.name, %peer, method = %req.method, %path, status, ms, "request");
         }
         keep
     }
@@ -184,7 +191,7 @@ where
     async fn finish(
         &mut self,
         state: &ServerState,
-        req: &Request<()>,
+        req: &ParsedRequest,
         html: bool,
         framing: RequestFraming,
         reply: Reply,
@@ -193,9 +200,9 @@ where
     ) -> bool {
         let res = if html { as_html(res) } else { res };
         if state.config.verbose {
-            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
             let (status, ms) = (res.status().as_u16(), started.elapsed().as_millis());
-            tracing::info!(method = %req.method(), %path, status, ms, "request");
+            tracing::info!(method = %req.method, %path, status, ms, "request");
         }
         let written = write_answer(&mut self.io, &mut self.out, reply, res).await;
         written && self.skip_body(framing)
@@ -227,15 +234,15 @@ where
 
 /// What the request says about its response; a server shutting down closes the
 /// connection after it (and says so, as hyper does).
-fn reply_to(req: &Request<()>, framing: &RequestFraming, closing: bool) -> Reply {
+fn reply_to(req: &ParsedRequest, framing: &RequestFraming, closing: bool) -> Reply {
     let keep_alive = framing.keep_alive && !closing;
-    Reply { version: req.version(), head: req.method() == http::Method::HEAD, keep_alive }
+    Reply { version: req.version, head: req.method == http::Method::HEAD, keep_alive }
 }
 
 /// The first event of the stream, as the visitor's answer.
 fn response(state: &ServerState, tx: &StreamSender, ev: Option<StreamEvent>, rx: StreamReceiver) -> Outcome {
     match ev {
-        Some(StreamEvent::Response { head, end }) => match forwardable_response(&head, StreamKind::Http) {
+        Some(StreamEvent::Response { head, end }) => match forwardable_response_list(head, StreamKind::Http) {
             Ok((status, headers)) => Outcome::Stream { status, headers, rx, end },
             Err(e) => Outcome::Answer(invalid_response(state, tx, e)),
         },
@@ -245,11 +252,13 @@ fn response(state: &ServerState, tx: &StreamSender, ev: Option<StreamEvent>, rx:
 }
 
 /// The size of a tunnel response's body, as `StreamBody` tells hyper.
-fn body_size(headers: &HeaderMap, end: bool) -> BodySize {
+fn body_size(headers: &[Header], end: bool) -> BodySize {
     if end {
         return BodySize::Ended;
     }
-    let length = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    // `forwardable_response_list` left at most one value, digits only.
+    let length =
+        headers.iter().find(|(n, _)| n == http::header::CONTENT_LENGTH).and_then(|(_, v)| decimal(v.as_bytes()));
     length.map_or(BodySize::Unknown, BodySize::Known)
 }
 
@@ -261,13 +270,13 @@ async fn write_answer<W: AsyncWrite + Unpin>(
     reply: Reply,
     res: Response<Body>,
 ) -> bool {
-    let (mut parts, body) = res.into_parts();
+    let (parts, body) = res.into_parts();
     let size = match (http_body::Body::is_end_stream(&body), http_body::Body::size_hint(&body).exact()) {
         (true, _) => BodySize::Ended,
         (false, Some(n)) => BodySize::Known(n),
         (false, None) => BodySize::Unknown,
     };
-    let Ok(written) = encode_head(out, reply, parts.status, &mut parts.headers, size) else {
+    let Ok(written) = encode_head(out, reply, parts.status, &mut header_list(parts.headers), size) else {
         return false;
     };
     let data = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
@@ -367,22 +376,11 @@ async fn write_body<W: AsyncWrite + Unpin>(
 }
 
 /// The trailer fields hyper sends: those the head declared in `Trailer`, and allowed.
-fn declared_trailers(
-    trailers: &[localtunnels_core::Header],
-    allowed: Option<&[http::HeaderName]>,
-) -> Vec<localtunnels_core::Header> {
+fn declared_trailers(trailers: &[Header], allowed: Option<&[http::HeaderName]>) -> Vec<Header> {
     let Some(allowed) = allowed else { return Vec::new() };
-    header_map(trailers)
-        .into_iter()
-        .scan(None, |name, (n, v)| {
-            if n.is_some() {
-                *name = n;
-            }
-            Some((name.clone(), v))
-        })
-        .filter_map(|(n, v)| n.map(|n| (n, v)))
-        .filter(|(n, _)| allowed.contains(n) && may_trail(n))
-        .collect()
+    let mut list = header_list(header_map(trailers));
+    list.retain(|(n, _)| allowed.contains(n) && may_trail(n));
+    list
 }
 
 /// Writes what `out` holds; false on a write error.
@@ -408,11 +406,10 @@ impl<T: AsyncRead + Unpin> Writer<'_, T> {
     async fn read_early(&mut self, early: &mut BytesMut) -> std::io::Result<usize> {
         match self {
             Writer::Whole(io) => {
-                // A stack buffer: nothing is allocated for a read that usually finds nothing.
-                let mut scratch = [0u8; 2048];
-                let n = io.read(&mut scratch).await?;
-                early.extend_from_slice(&scratch[..n]);
-                Ok(n)
+                // The connection's own buffer, kept between exchanges: allocated once,
+                // and not zeroed for a read that usually finds nothing.
+                early.reserve(EARLY_READ);
+                io.read_buf(early).await
             }
             Writer::Half(_) => std::future::pending().await,
         }

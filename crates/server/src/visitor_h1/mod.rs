@@ -29,7 +29,8 @@ mod upload;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::{Request, StatusCode};
+use http::header::{CONTENT_LENGTH, HOST};
+use http::{HeaderValue, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
 use localtunnels_driver::h1::head::MAX_HEADERS;
@@ -40,6 +41,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::fields::Fields;
+use crate::host::{forwarded_value, host_of};
 use crate::registry::Lookup;
 use crate::state::{text_response, Body, Counters, Peer, ServerState};
 use crate::tunnel::Tunnel;
@@ -56,6 +59,8 @@ pub(crate) struct Conn<T> {
     buf: BytesMut,
     /// What goes out next.
     out: BytesMut,
+    /// Bytes read ahead while a response is awaited (kept for its capacity).
+    early: BytesMut,
     /// The server is shutting down: the exchange under way is the connection's last.
     closing: bool,
 }
@@ -69,16 +74,15 @@ enum Next {
     Done,
 }
 
-/// What becomes of one request. Made once per request and matched at once: boxing the
-/// common (large) variant would cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
+/// What becomes of one request. Made once per request and matched at once.
 enum Plan {
     /// hyper serves this request and the rest of the connection.
     Hyper,
     /// The server answers at once (a refused host).
     Answer(Box<http::Response<Body>>),
-    /// Through this tunnel (with the request's `X-Forwarded-Host`).
-    Tunnel(Arc<Tunnel>, Peer, Request<()>, Option<http::HeaderValue>),
+    /// Through this tunnel (with the request's `X-Forwarded-Host`), for the visitor a
+    /// trusted proxy named, or else the connection's peer.
+    Tunnel(Arc<Tunnel>, Option<Peer>, Option<HeaderValue>),
 }
 
 /// Serves `io` from `peer`, accepted at `accepted`, until it closes (or hands it to hyper).
@@ -94,11 +98,12 @@ pub(crate) async fn serve<T>(
 {
     let limits = HeadLimits { max_bytes: state.config.limits.max_header_bytes.max(8192), max_headers: MAX_HEADERS };
     let header_timeout = state.config.limits.header_read_timeout;
-    let mut conn = Conn { io, buf: BytesMut::with_capacity(8192), out: BytesMut::with_capacity(4096), closing: false };
+    let (buf, out) = (BytesMut::with_capacity(8192), BytesMut::with_capacity(4096));
+    let mut conn = Conn { io, buf, out, early: BytesMut::new(), closing: false };
     let mut due = LazyDeadline::new(accepted + header_timeout);
     let mut first = true;
     loop {
-        let head = match conn.read_head(&limits, &mut due, first, &mut shutdown).await {
+        let mut head = match conn.read_head(&limits, &mut due, first, &mut shutdown).await {
             Ok(Next::Head(head)) => head,
             // No request yet: hyper holds the first one to the deadline from the accept.
             Ok(Next::Http2) => return conn.hand_off(state, peer, Some(accepted), None, watcher).await,
@@ -114,11 +119,12 @@ pub(crate) async fn serve<T>(
             }
         };
         conn.closing = *shutdown.borrow();
-        let keep = match plan(&state, &peer, &head, &framing) {
+        let keep = match plan(&state, &peer, &mut head, &framing) {
             Plan::Hyper => return conn.hand_off(state, peer, None, Some(head.raw), watcher).await,
             Plan::Answer(res) => conn.answer_unread(&head, framing, *res).await,
-            Plan::Tunnel(tunnel, visitor, req, host) => {
-                conn.exchange(&state, tunnel, visitor, req, host, framing).await
+            Plan::Tunnel(tunnel, visitor, host) => {
+                let visitor = visitor.as_ref().unwrap_or(&peer);
+                conn.exchange(&state, tunnel, visitor, head, host, framing).await
             }
         };
         if !keep || *shutdown.borrow() {
@@ -130,48 +136,45 @@ pub(crate) async fn serve<T>(
     drop(watcher);
 }
 
-/// Where a request goes, decided before anything is counted or charged.
-fn plan(state: &ServerState, peer: &Peer, head: &ParsedRequest, framing: &RequestFraming) -> Plan {
+/// Where a request goes, decided before anything is counted or charged. The checks
+/// are those of hyper's path ([`crate::server`]), read from the parsed header list.
+fn plan(state: &ServerState, peer: &Peer, head: &mut ParsedRequest, framing: &RequestFraming) -> Plan {
     if framing.upgrade {
         return Plan::Hyper;
     }
-    let mut req = Request::new(());
-    *req.method_mut() = head.method.clone();
-    *req.uri_mut() = head.uri.clone();
-    *req.version_mut() = head.version;
-    let headers = req.headers_mut();
-    headers.reserve(head.headers.len());
-    // One `Content-Length` goes on, as hyper passes it: repeats (equal, or the head
-    // was refused) are dropped, and all of them when `Transfer-Encoding` came too.
-    let mut length_seen = framing.drop_content_length;
-    for (name, value) in &head.headers {
-        if name == http::header::CONTENT_LENGTH && std::mem::replace(&mut length_seen, true) {
-            continue;
-        }
-        headers.append(name.clone(), value.clone());
-    }
-    // Behind a trusted proxy, the visitor it names stands for the connection's peer.
-    let visitor = match state.config.trusted_proxies.visitor(peer.addr.ip(), req.headers()) {
-        Some(forwarded) => forwarded.apply(peer),
-        None => peer.clone(),
-    };
     let port = state.default_port();
-    let (name, forwarded) = match crate::host::request_host(&req, port) {
+    let (tunnel, forwarded) = match host_of(&head.headers, &head.uri, head.version, port) {
         Ok(Some(h)) => {
-            let name = crate::server::tunnel_name(h.name(), &state.config.domain)
-                .or_else(|| crate::server::custom_hostname(state, h.name()));
-            (name, crate::host::forwarded_value(&h, &req, port))
+            let Some(tunnel) = live_tunnel(state, h.name()) else { return Plan::Hyper };
+            (tunnel, forwarded_value(&h, head.headers.first(&HOST), port))
         }
-        Ok(None) => (None, None),
+        Ok(None) => return Plan::Hyper,
         Err(e) => {
             Counters::bump(&state.counters.bad_request);
             return Plan::Answer(Box::new(text_response(StatusCode::BAD_REQUEST, e.to_string())));
         }
     };
-    let Some(name) = name else { return Plan::Hyper };
-    match state.registry.lookup(&name) {
-        Lookup::Live(tunnel) => Plan::Tunnel(tunnel, visitor, req, forwarded),
-        _ => Plan::Hyper,
+    // One `Content-Length` goes on, as hyper passes it: repeats (equal, or the head
+    // was refused) are dropped, and all of them when `Transfer-Encoding` came too.
+    let mut length_seen = framing.drop_content_length;
+    head.headers.retain(|(name, _)| name != CONTENT_LENGTH || !std::mem::replace(&mut length_seen, true));
+    // Behind a trusted proxy, the visitor it names stands for the connection's peer.
+    let visitor = state.config.trusted_proxies.visitor(peer.addr.ip(), &head.headers).map(|f| f.apply(peer));
+    Plan::Tunnel(tunnel, visitor, forwarded)
+}
+
+/// The live tunnel on this node that `host` (a checked host name, no port) names, as
+/// `<name>.<domain>` or as a custom hostname; `None` for anything else (hyper's path
+/// answers it: the apex, held and unknown names, other cluster nodes' tunnels).
+fn live_tunnel(state: &ServerState, host: &str) -> Option<Arc<Tunnel>> {
+    let lookup = match crate::hostnames::name_under(host, &state.config.domain) {
+        Some(name) if name.bytes().any(|b| b.is_ascii_uppercase()) => state.registry.lookup(&name.to_ascii_lowercase()),
+        Some(name) => state.registry.lookup(name),
+        None => state.registry.lookup(&crate::server::custom_hostname(state, host)?),
+    };
+    match lookup {
+        Lookup::Live(tunnel) => Some(tunnel),
+        _ => None,
     }
 }
 
@@ -192,6 +195,8 @@ where
                 if self.buf.len() >= H2_PREFACE.len() {
                     return Ok(Next::Http2);
                 }
+            } else if self.buf.is_empty() {
+                // Nothing to parse yet (the usual state after an exchange).
             } else if let Some(head) = parse_request(&mut self.buf, limits)? {
                 return Ok(Next::Head(head));
             }
@@ -222,8 +227,7 @@ where
     async fn refuse_head(mut self, status: u16) {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
         let reply = Reply { version: http::Version::HTTP_11, head: false, keep_alive: false };
-        let mut headers = http::HeaderMap::new();
-        if encode::encode_head(&mut self.out, reply, status, &mut headers, BodySize::Ended).is_ok() {
+        if encode::encode_head(&mut self.out, reply, status, &mut Vec::new(), BodySize::Ended).is_ok() {
             let _ = self.io.write_all(&self.out).await;
         }
         let _ = self.io.shutdown().await;
