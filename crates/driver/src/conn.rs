@@ -6,17 +6,16 @@
 //! dispatches the events; it also runs the stream futures an incoming handler gives it
 //! (the client's exchanges), so that a request read from the socket, its origin I/O and
 //! its answer are one task's work. The writer ([`crate::conn_writer`]) runs the
-//! heartbeat timer, takes over the socket when a write would block (a peer that does
-//! not read) and sends the close. Reading never waits on writing, so two peers that both
-//! write cannot deadlock.
+//! heartbeat timer and writes what the reader's turns do not (see below). Reading never
+//! waits on writing, so two peers that both write cannot deadlock.
 //!
-//! Frames are written by whoever produced them while the socket is not busy: a command
-//! (open, respond, send, release...) encodes and writes its frames itself, without
-//! blocking, under the state lock then the write half's lock (always in that order, so
-//! frames leave in the order the session queued them); during the reader's turn they
-//! wait for the end of the turn, which writes all of them at once. The writer task is
-//! woken only when a write would block or was partial, when the session's timer must
-//! fire earlier, or when the session closed.
+//! Frames produced in the reader's turn (by the messages it read, by the stream futures
+//! it ran) are written when the turn ends, in one write, by the reader itself without
+//! waiting, under the state lock then the write half's lock (always in that order, so
+//! frames leave in the order the session queued them). Commands from other tasks (a
+//! server's visitors) wake the writer, which batches what they queued meanwhile. The
+//! writer also takes over a write the socket would not take at once (a peer that does
+//! not read), runs the session's timer and sends the close.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -157,19 +156,20 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// After a command: dispatch what it produced and send its frames, then unlock.
-    /// The frames are written here when the socket is not busy (see the module
-    /// documentation), or by the reader when its turn ends. The writer task is only
-    /// woken when a write would block, the session closed, or its timer must fire
-    /// earlier than the one it sleeps on.
+    /// After a command: dispatch what it produced and see its frames sent, then
+    /// unlock. In the reader's turn the turn's end writes them; otherwise the writer
+    /// is woken, as it is when the session closed or its timer must fire earlier than
+    /// the one it sleeps on.
     pub(crate) fn after_command(self: &Arc<Self>, mut state: MutexGuard<'_, State>) {
         self.pump(&mut state);
-        let closed = state.session.is_closed();
-        let mut wake = closed || timer_earlier(&state);
-        if !closed && state.session.has_transmit() && !self.turn.load(Ordering::SeqCst) {
-            wake |= self.write_now(state);
-        }
-        if wake {
+        let session = &state.session;
+        // Outside the reader's turn the writer sends the frames: it runs after the
+        // other tasks that are ready, so a server's visitors that open streams at once
+        // share one write and one WebSocket message. (Writing them here instead saved
+        // the writer's wake-up at one connection and cost 4.6% more instructions per
+        // request at 32: docs/BENCHMARKS.md, tenth round.)
+        let outside_turn = session.has_transmit() && !self.turn.load(Ordering::SeqCst);
+        if outside_turn || session.is_closed() || timer_earlier(&state) {
             self.wake_writer.notify_one();
         }
     }

@@ -5,7 +5,6 @@
 //! write (see `conn.rs`).
 
 use std::future::Future;
-use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
@@ -23,16 +22,17 @@ pub(crate) async fn run<R>(io: R, decoder: WsDecoder, shared: Arc<Shared>)
 where
     R: AsyncRead + Unpin,
 {
-    let mut reading = pin!(read(io, decoder, &shared));
-    let mut read_done = false;
+    // Dropped once done, with the socket's read half: stream futures that outlive the
+    // socket do not keep it open.
+    let mut reading = Some(Box::pin(read(io, decoder, shared.clone())));
     let mut tasks = Tasks::new();
     std::future::poll_fn(|cx| {
         tasks.begin(cx);
         shared.turn.store(true, Ordering::SeqCst);
         tasks.run(
             |cx| {
-                if !read_done {
-                    read_done = reading.as_mut().poll(cx).is_ready();
+                if reading.as_mut().is_some_and(|r| r.as_mut().poll(cx).is_ready()) {
+                    reading = None;
                 }
             },
             // Streams the messages just read opened: they start in this turn.
@@ -54,7 +54,7 @@ where
             shared.wake_writer.notify_one();
         }
         tasks.end();
-        if read_done && tasks.live() == 0 {
+        if reading.is_none() && tasks.live() == 0 {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -64,7 +64,7 @@ where
 }
 
 /// Reads the socket into the session until it ends; then closes the session.
-async fn read<R>(mut io: R, mut wire: WsDecoder, shared: &Arc<Shared>)
+async fn read<R>(mut io: R, mut wire: WsDecoder, shared: Arc<Shared>)
 where
     R: AsyncRead + Unpin,
 {
