@@ -12,10 +12,11 @@
 //! Frames produced in the reader's turn (by the messages it read, by the stream futures
 //! it ran) are written when the turn ends, in one write, by the reader itself without
 //! waiting, under the state lock then the write half's lock (always in that order, so
-//! frames leave in the order the session queued them). Commands from other tasks (a
-//! server's visitors) wake the writer, which batches what they queued meanwhile. The
-//! writer also takes over a write the socket would not take at once (a peer that does
-//! not read), runs the session's timer and sends the close.
+//! frames leave in the order the session queued them). A command from another task (a
+//! server's visitor) writes its frames the same way while it is the only stream in
+//! flight; with several, it wakes the writer, which batches what they queue meanwhile.
+//! The writer also takes over a write the socket would not take at once (a peer that
+//! does not read), runs the session's timer and sends the close.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -157,19 +158,29 @@ impl Shared {
     }
 
     /// After a command: dispatch what it produced and see its frames sent, then
-    /// unlock. In the reader's turn the turn's end writes them; otherwise the writer
-    /// is woken, as it is when the session closed or its timer must fire earlier than
-    /// the one it sleeps on.
+    /// unlock. In the reader's turn the turn's end writes them; otherwise they are
+    /// written here (one stream in flight) or the writer is woken (see the module
+    /// documentation), as it is when the session closed or its timer must fire earlier
+    /// than the one it sleeps on.
     pub(crate) fn after_command(self: &Arc<Self>, mut state: MutexGuard<'_, State>) {
         self.pump(&mut state);
         let session = &state.session;
-        // Outside the reader's turn the writer sends the frames: it runs after the
-        // other tasks that are ready, so a server's visitors that open streams at once
-        // share one write and one WebSocket message. (Writing them here instead saved
-        // the writer's wake-up at one connection and cost 4.6% more instructions per
-        // request at 32: docs/BENCHMARKS.md, tenth round.)
-        let outside_turn = session.has_transmit() && !self.turn.load(Ordering::SeqCst);
-        if outside_turn || session.is_closed() || timer_earlier(&state) {
+        let closed = session.is_closed();
+        let mut wake = closed || timer_earlier(&state);
+        if !closed && session.has_transmit() && !self.turn.load(Ordering::SeqCst) {
+            // Outside the reader's turn: a lone stream's frames are written here, at
+            // once; with several streams in flight the writer sends them, as it runs
+            // after the other ready tasks, so that a server's visitors share one write
+            // and one WebSocket message. (Writing every command's frames here saved the
+            // writer's wake-up at one connection and cost 4.6% more instructions per
+            // request at 32: docs/BENCHMARKS.md, tenth round.)
+            if session.stream_count() <= 1 {
+                wake |= self.write_now(state);
+            } else {
+                wake = true;
+            }
+        }
+        if wake {
             self.wake_writer.notify_one();
         }
     }
