@@ -132,6 +132,8 @@ pub(crate) struct Shared {
     spawned: Mutex<Vec<StreamFuture>>,
     /// `spawned` is not empty.
     has_spawned: AtomicBool,
+    /// `dropped` may not be empty (set after a push, cleared before a drain).
+    has_dropped: AtomicBool,
     epoch: std::time::Instant,
     pub(crate) wake_writer: Notify,
     /// Wakes the owner's [`ConnEvents::recv`].
@@ -210,6 +212,12 @@ impl Shared {
         if self.has_spawned.swap(false, Ordering::Acquire) {
             std::mem::swap(&mut *self.spawned.lock().unwrap_or_else(|e| e.into_inner()), into);
         }
+    }
+
+    /// Something is queued for the socket: the session's frames, a pong, or what
+    /// dropped handles left (a reset, released credit, which may make frames).
+    pub(crate) fn has_output(&self, state: &State) -> bool {
+        state.session.has_transmit() || state.ws_pong.is_some() || self.has_dropped.load(Ordering::SeqCst)
     }
 
     /// Drains the session's events to the stream slots and the owner.
@@ -309,6 +317,7 @@ impl Shared {
 
     fn defer(self: &Arc<Self>, d: Deferred) {
         self.dropped.lock().unwrap_or_else(|e| e.into_inner()).push(d);
+        self.has_dropped.store(true, Ordering::SeqCst);
         // In the reader's turn (a stream future ended there) the turn's end applies it:
         // it clears the flag before it takes the queue, so a drop it does not see is
         // applied below.
@@ -343,6 +352,7 @@ impl Shared {
         // Drained in place (the vector keeps its allocation): what is applied here drops
         // no handle, so nothing queues meanwhile.
         let mut deferred = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
+        self.has_dropped.store(false, Ordering::SeqCst);
         for d in deferred.drain(..) {
             match d {
                 Deferred::Release(id, n) => state.session.release(id, n),
@@ -392,6 +402,7 @@ impl Connection {
             turn: AtomicBool::new(false),
             spawned: Mutex::new(Vec::new()),
             has_spawned: AtomicBool::new(false),
+            has_dropped: AtomicBool::new(false),
             epoch,
             wake_writer: Notify::new(),
             owner_wake: Notify::new(),

@@ -45,10 +45,10 @@ where
         let state = shared.lock();
         let closed = state.session.is_closed();
         let mut wake = closed || crate::conn::timer_earlier(&state);
-        if closed {
-            drop(state);
-        } else {
+        if !closed && shared.has_output(&state) {
             wake |= shared.write_now(state);
+        } else {
+            drop(state);
         }
         if wake {
             shared.wake_writer.notify_one();
