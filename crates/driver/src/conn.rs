@@ -107,7 +107,8 @@ pub(crate) struct State {
     pub(crate) ws_pong: Option<Bytes>,
 }
 
-/// Work a stream handle's `Drop`, or the reader, leaves for the writer task.
+/// Work a stream handle's `Drop` leaves to whoever next holds the state lock: the
+/// dropping task itself when the lock is free, the end of the reader's turn, or the writer.
 enum Deferred {
     /// Unread payload bytes to grant back.
     Release(StreamId, usize),
