@@ -158,3 +158,51 @@ async fn a_plain_http_origin_is_not_spoken_to_in_tls() {
     let (status, body) = Visitor::new(&server).get(&host_of(&tunnel.url()), "/").await;
     assert_eq!(status, 502, "{body:?}");
 }
+
+/// The client runs every exchange on its tunnel's one task: an origin handler that
+/// panics fails its own request (the visitor gets an error status), while a request in
+/// flight beside it and the requests after it are served.
+#[tokio::test]
+async fn a_panicking_handler_fails_its_own_request_only() {
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let (entered_tx, gate_rx) = (entered.clone(), gate.clone());
+    let app = axum::Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .route(
+            "/panic",
+            get(|| async {
+                tokio::task::yield_now().await;
+                if true {
+                    panic!("the /panic handler panics, as the test asks");
+                }
+                "unreached"
+            }),
+        )
+        .route(
+            "/wait",
+            get(move || {
+                let (entered, gate) = (entered_tx.clone(), gate_rx.clone());
+                async move {
+                    entered.notify_one();
+                    gate.notified().await;
+                    "waited"
+                }
+            }),
+        );
+    let server = server().await;
+    let config = ClientConfig { subdomain: Some("panics".into()), ..client_config(&server, 1) };
+    let tunnel = TunnelClient::with_service(config, app).connect().await.unwrap();
+    let visitor = Visitor::new(&server);
+    let host = host_of(&tunnel.url());
+    let in_flight = {
+        let (visitor, host) = (visitor.clone(), host.clone());
+        tokio::spawn(async move { visitor.get(&host, "/wait").await })
+    };
+    entered.notified().await;
+    let (status, _) = visitor.get(&host, "/panic").await;
+    assert!(status >= 500, "a panicked handler answered {status}");
+    gate.notify_one();
+    assert_eq!(in_flight.await.unwrap(), (200, Bytes::from("waited")));
+    assert_eq!(visitor.get(&host, "/hello").await, (200, Bytes::from("hello")));
+}

@@ -10,7 +10,7 @@ use localtunnels_core::{
     Action, ClientLifecycle, CloseCode, GiveUp, Hello, Policy, RefuseReason, RequestHead, Session, StreamKind, Welcome,
     SUBPROTOCOL,
 };
-use localtunnels_driver::{ConnEvent, ConnEvents, Connection, StreamHandle};
+use localtunnels_driver::{ConnEvent, ConnEvents, Connection, StreamFuture, StreamHandle};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -431,9 +431,11 @@ async fn serve(
     events: &mut ConnEvents,
     close: &mut watch::Receiver<bool>,
 ) -> (String, CloseCode) {
-    // Each stream goes from the connection's reader straight to a task of its own.
+    // Each stream goes from the connection's reader straight to its work, which that
+    // task runs: reading the request, the origin's I/O and writing the answer need no
+    // other task.
     let handler_ctx = ctx.clone();
-    conn.on_incoming(Arc::new(move |stream, head, end| accept(&handler_ctx, stream, head, end)));
+    conn.on_incoming(Arc::new(move |stream, head, end| Some(accept(&handler_ctx, stream, head, end))));
     ctx.serving(conn);
     loop {
         let ev = tokio::select! {
@@ -447,7 +449,8 @@ async fn serve(
             }
         };
         match ev {
-            Some(ConnEvent::Incoming { stream, head, end }) => accept(ctx, stream, head, end),
+            // Streams opened before the handler was set: each in a task of its own.
+            Some(ConnEvent::Incoming { stream, head, end }) => drop(tokio::spawn(accept(ctx, stream, head, end))),
             Some(ConnEvent::GoAway { message }) => info!("server going away: {message}"),
             Some(ConnEvent::Closed { message, code, .. }) => return (message, code),
             None => return ("connection lost".into(), CloseCode::Internal),
@@ -456,13 +459,14 @@ async fn serve(
     }
 }
 
-/// Serves one stream the server opened, in a task of its own. The exchange's future is
-/// boxed: tokio copies a task's whole future in and out of its cell as the task starts
-/// and ends, a few KiB per request unboxed.
-fn accept(ctx: &Arc<Ctx>, stream: StreamHandle, head: RequestHead, end: bool) {
+/// The work of one stream the server opened, for the connection's reader task to run
+/// (see [`Connection::on_incoming`]): HTTP exchanges and WebSockets alike. A WebSocket
+/// lives long, but its bridge only waits on sockets and credit like an exchange does,
+/// and running it there spares its messages the hop to a task of their own.
+fn accept(ctx: &Arc<Ctx>, stream: StreamHandle, head: RequestHead, end: bool) -> StreamFuture {
     let ctx = ctx.clone();
     match head.kind {
-        StreamKind::Http => tokio::spawn(Box::pin(crate::http::serve(ctx, stream, head, end))),
-        StreamKind::WebSocket => tokio::spawn(crate::websocket::serve(ctx, stream, head)),
-    };
+        StreamKind::Http => Box::pin(crate::http::serve(ctx, stream, head, end)),
+        StreamKind::WebSocket => Box::pin(crate::websocket::serve(ctx, stream, head)),
+    }
 }

@@ -9,6 +9,9 @@
 
 mod body;
 mod conn;
+mod conn_reader;
+mod conn_tasks;
+mod conn_writer;
 pub mod h1;
 pub mod http;
 pub mod lazy_deadline;
@@ -18,7 +21,7 @@ pub mod ws_codec;
 pub mod ws_io;
 
 pub use body::{pump_body, BodyError, BodyTap, StreamBody};
-pub use conn::{ConnEvent, ConnEvents, Connection, IncomingHandler};
+pub use conn::{ConnEvent, ConnEvents, Connection, IncomingHandler, StreamFuture};
 pub use stream::{StreamEvent, StreamHandle, StreamReceiver, StreamSender};
 
 /// The control endpoint's path and subprotocol, defined by the core for every side.

@@ -226,7 +226,7 @@ impl StreamSender {
         let shared = &self.inner.shared;
         let mut state = shared.lock();
         let r = f(&mut state.session);
-        shared.after_command(&mut state);
+        shared.after_command(state);
         r
     }
 
@@ -332,6 +332,9 @@ impl Drop for StreamReceiver {
         let dropped = {
             let mut q = self.inner.queue();
             q.receiver_gone = true;
+            // Nobody waits any more: the slot's end must not wake whatever task polled
+            // this receiver last (the connection's own, for work run there).
+            q.waker = None;
             std::mem::take(&mut q.events)
         };
         // The unread bytes still hold session credit: grant it back, or every
@@ -377,7 +380,7 @@ impl StreamReceiver {
             let shared = &self.inner.shared;
             let mut state = shared.lock();
             state.session.release(self.id, n);
-            shared.after_command(&mut state);
+            shared.after_command(state);
         }
         Poll::Ready(Some(ev))
     }

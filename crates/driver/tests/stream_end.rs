@@ -3,35 +3,16 @@
 //! or only in parts, the peer gets every byte and then the end, once.
 
 use bytes::Bytes;
-use localtunnels_core::{Config, Hello, Instant, RequestHead, ResponseHead, Session, StreamKind, Welcome};
+use localtunnels_core::{Config, RequestHead, ResponseHead, StreamKind};
 use localtunnels_driver::{ConnEvent, ConnEvents, Connection, StreamEvent, StreamReceiver};
+
+mod conn_pair;
 
 /// A server and a client connection, handshake done.
 async fn pair(stream_window: u32) -> (Connection, Connection, ConnEvents) {
     let config = Config { stream_window, ..Config::default() };
     let (a, b) = tokio::io::duplex(64 * 1024);
-    let epoch = std::time::Instant::now();
-    let server = Session::server(config.clone(), Instant::ZERO);
-    let hello = Hello { name: "t".into(), ..Hello::default() };
-    let client = Session::client(config, hello, Instant::ZERO);
-    let (server, mut server_events) = Connection::start(server, a, epoch);
-    let (client, mut client_events) = Connection::start(client, b, epoch);
-    loop {
-        match server_events.recv().await {
-            Some(ConnEvent::Hello(_)) => break,
-            Some(_) => {}
-            None => panic!("the server lost the connection before the hello"),
-        }
-    }
-    server.accept(Welcome { name: "t".into(), ..Welcome::default() });
-    loop {
-        match client_events.recv().await {
-            Some(ConnEvent::Welcome(_)) => break,
-            Some(_) => {}
-            None => panic!("the client lost the connection before the welcome"),
-        }
-    }
-    (server, client, client_events)
+    conn_pair::pair_over(config, a, b).await
 }
 
 /// The server opens a request; the client answers with `body` through `send_last`.

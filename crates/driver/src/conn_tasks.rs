@@ -1,0 +1,207 @@
+//! The futures a connection's reader task runs, and the wake-ups that say which of them
+//! to poll: the socket's reading (key 0) and the stream futures (keys from 1).
+//!
+//! A small executor of its own rather than `FuturesUnordered`, for two reasons measured
+//! with `bench/callgrind` (docs/BENCHMARKS.md, tenth round): `FuturesUnordered` wakes its
+//! task again after every poll in which it polled all its futures (with one stream in
+//! flight, every poll), which cost the tunnel's task a third poll per request; and the
+//! socket would be polled on every wake-up of a stream. Here each future has a waker of
+//! its own that queues its key, and wakes the task only when it is not already in its
+//! turn (the turn polls what was queued meanwhile before it ends).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures_util::task::AtomicWaker;
+
+use crate::conn::StreamFuture;
+
+/// The key of the socket's reading.
+pub(crate) const READ: usize = 0;
+
+/// How many times a turn polls the queue of woken futures before it yields to the
+/// runtime (waking itself if more is queued): a future that wakes itself at every
+/// poll, or one out of cooperative budget, must not keep the turn going.
+const PASSES: usize = 4;
+
+/// What the futures' wakers share with the reader task.
+#[derive(Default)]
+pub(crate) struct Wakeups {
+    /// Keys woken since they were last polled.
+    ready: Mutex<Vec<usize>>,
+    /// The reader task's own waker.
+    task: AtomicWaker,
+    /// The reader task is in its turn: it polls the queue again before the turn ends,
+    /// so a wake-up needs no wake of the task.
+    in_turn: AtomicBool,
+}
+
+impl Wakeups {
+    fn push(&self, key: usize) {
+        self.ready.lock().unwrap_or_else(|e| e.into_inner()).push(key);
+        if !self.in_turn.load(Ordering::SeqCst) {
+            self.task.wake();
+        }
+    }
+
+    /// Swaps the queue with `keys` (emptied first), which keeps both allocations.
+    fn take(&self, keys: &mut Vec<usize>) {
+        keys.clear();
+        std::mem::swap(&mut *self.ready.lock().unwrap_or_else(|e| e.into_inner()), keys);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ready.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+}
+
+/// One future's waker: queues its key once until it is polled.
+struct KeyWaker {
+    key: usize,
+    queued: AtomicBool,
+    wakeups: Arc<Wakeups>,
+}
+
+impl Wake for KeyWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, Ordering::SeqCst) {
+            self.wakeups.push(self.key);
+        }
+    }
+}
+
+struct Entry {
+    future: StreamFuture,
+    key_waker: Arc<KeyWaker>,
+    waker: Waker,
+}
+
+/// The stream futures and the socket's reading, polled as their wakers say.
+pub(crate) struct Tasks {
+    wakeups: Arc<Wakeups>,
+    read: Arc<KeyWaker>,
+    read_waker: Waker,
+    /// Indexed by key - 1; a finished future's slot is reused.
+    streams: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    live: usize,
+    /// The keys a round polls (swapped with the queue's vector, to keep allocations).
+    keys: Vec<usize>,
+    /// New stream futures, taken from the connection the same way.
+    spawned: Vec<StreamFuture>,
+}
+
+impl Tasks {
+    pub(crate) fn new() -> Tasks {
+        let wakeups = Arc::new(Wakeups::default());
+        // The socket is read first.
+        let read = Arc::new(KeyWaker { key: READ, queued: AtomicBool::new(true), wakeups: wakeups.clone() });
+        wakeups.ready.lock().unwrap_or_else(|e| e.into_inner()).push(READ);
+        let read_waker = Waker::from(read.clone());
+        Tasks {
+            wakeups,
+            read,
+            read_waker,
+            streams: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            keys: Vec::new(),
+            spawned: Vec::new(),
+        }
+    }
+
+    /// Stream futures still running.
+    pub(crate) fn live(&self) -> usize {
+        self.live
+    }
+
+    /// Adds a stream future, to be polled in this turn.
+    pub(crate) fn push(&mut self, future: StreamFuture) {
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.streams.push(None);
+            self.streams.len() - 1
+        });
+        let key_waker =
+            Arc::new(KeyWaker { key: index + 1, queued: AtomicBool::new(true), wakeups: self.wakeups.clone() });
+        let waker = Waker::from(key_waker.clone());
+        self.streams[index] = Some(Entry { future, key_waker, waker });
+        self.live += 1;
+        self.wakeups.push(index + 1);
+    }
+
+    /// Starts a turn of the task polled with `cx`.
+    pub(crate) fn begin(&self, cx: &Context<'_>) {
+        self.wakeups.task.register(cx.waker());
+        self.wakeups.in_turn.store(true, Ordering::SeqCst);
+    }
+
+    /// Polls what was woken, in up to [`PASSES`] rounds: `read` polls the socket's
+    /// reading with the context it is given; after each round `spawned` moves the
+    /// stream futures that reading opened into the vector it is given, and they start.
+    pub(crate) fn run(
+        &mut self,
+        mut read: impl FnMut(&mut Context<'_>),
+        mut spawned: impl FnMut(&mut Vec<StreamFuture>),
+    ) {
+        let mut keys = std::mem::take(&mut self.keys);
+        for _ in 0..PASSES {
+            self.wakeups.take(&mut keys);
+            if keys.is_empty() {
+                break;
+            }
+            for &key in &keys {
+                if key == READ {
+                    self.read.queued.store(false, Ordering::SeqCst);
+                    read(&mut Context::from_waker(&self.read_waker));
+                } else {
+                    self.poll_stream(key - 1);
+                }
+            }
+            let mut new = std::mem::take(&mut self.spawned);
+            spawned(&mut new);
+            for future in new.drain(..) {
+                self.push(future);
+            }
+            self.spawned = new;
+        }
+        self.keys = keys;
+    }
+
+    /// Ends the turn; if work is queued (a wake-up from another thread, or what the
+    /// last round left), the task wakes itself for another turn.
+    pub(crate) fn end(&self) {
+        self.wakeups.in_turn.store(false, Ordering::SeqCst);
+        if !self.wakeups.is_empty() {
+            self.wakeups.task.wake();
+        }
+    }
+
+    /// Polls one stream future. A future that panics is dropped (its handles reset the
+    /// stream) and the others go on, as a spawned task's panic leaves the other tasks
+    /// running.
+    fn poll_stream(&mut self, index: usize) {
+        let Some(Some(entry)) = self.streams.get_mut(index) else { return };
+        entry.key_waker.queued.store(false, Ordering::SeqCst);
+        let mut cx = Context::from_waker(&entry.waker);
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| entry.future.as_mut().poll(&mut cx)));
+        let done = match polled {
+            Ok(Poll::Pending) => false,
+            Ok(Poll::Ready(())) => true,
+            Err(_) => {
+                tracing::error!("a stream's handler panicked; its stream was reset");
+                true
+            }
+        };
+        if done {
+            self.streams[index] = None;
+            self.free.push(index);
+            self.live -= 1;
+        }
+    }
+}
