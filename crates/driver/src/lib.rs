@@ -15,6 +15,7 @@ mod conn_writer;
 pub mod h1;
 pub mod http;
 pub mod lazy_deadline;
+mod rewind;
 mod stream;
 pub mod websocket;
 pub mod ws_codec;
@@ -22,6 +23,7 @@ pub mod ws_io;
 
 pub use body::{pump_body, BodyError, BodyTap, StreamBody};
 pub use conn::{ConnEvent, ConnEvents, Connection, IncomingHandler, StreamFuture};
+pub use rewind::Rewind;
 pub use stream::{StreamEvent, StreamHandle, StreamReceiver, StreamSender};
 
 /// The control endpoint's path and subprotocol, defined by the core for every side.

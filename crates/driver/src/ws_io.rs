@@ -15,9 +15,10 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
+use crate::rewind::Rewind;
 use crate::ws_codec::{Role, WsDecoder, WsEncoder, WsError, WsMessage};
 
 /// Why reading a WebSocket stopped.
@@ -117,7 +118,7 @@ pub fn encoder(role: Role) -> WsEncoder {
 /// e.g. from tungstenite's `IntoClientRequest`, with its key and any subprotocol) over
 /// `io`, checks the server's 101 and accept key, and returns the upgraded socket for
 /// [`Connection::start`](crate::Connection::start). Errors are for people.
-pub async fn client_upgrade<S>(io: S, request: http::Request<()>) -> Result<UpgradedIo<S>, String>
+pub async fn client_upgrade<S>(io: S, request: http::Request<()>) -> Result<Rewind<S>, String>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -145,63 +146,17 @@ where
     take_upgraded(upgraded).map_err(|_| "upgrade failed: hyper kept the connection".to_string())
 }
 
-/// A socket that hyper upgraded, taken back from it: the bytes hyper read past the
-/// handshake come first, then the socket itself. hyper's `Upgraded` reads and writes
-/// through a boxed trait object and two adapters (hundreds of instructions per
-/// WebSocket message on a bridge, docs/BENCHMARKS.md); this is one branch.
-#[derive(Debug)]
-pub struct UpgradedIo<S> {
-    read_first: Bytes,
-    io: S,
-}
-
 /// Takes the socket of a hyper client connection, made over `TokioIo<S>`, out of
-/// `upgraded`; gives `upgraded` back if it is another type.
-pub fn take_upgraded<S>(upgraded: Upgraded) -> Result<UpgradedIo<S>, Upgraded>
+/// `upgraded`, with the bytes hyper read past the handshake in front; gives `upgraded`
+/// back if it is another type. hyper's `Upgraded` reads and writes through a boxed trait
+/// object and two adapters (hundreds of instructions per WebSocket message on a bridge,
+/// docs/BENCHMARKS.md); a [`Rewind`] is one branch.
+pub fn take_upgraded<S>(upgraded: Upgraded) -> Result<Rewind<S>, Upgraded>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let parts = upgraded.downcast::<TokioIo<S>>()?;
-    Ok(UpgradedIo { read_first: parts.read_buf, io: parts.io.into_inner() })
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for UpgradedIo<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.read_first.is_empty() {
-            let n = this.read_first.len().min(buf.remaining());
-            buf.put_slice(&this.read_first[..n]);
-            this.read_first.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for UpgradedIo<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, data)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
+    Ok(Rewind::new(parts.read_buf, parts.io.into_inner()))
 }
 
 #[cfg(test)]

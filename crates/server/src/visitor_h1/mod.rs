@@ -9,7 +9,7 @@
 //! kept-alive connection follow in order (pipelined ones wait in the read buffer).
 //!
 //! hyper keeps everything else, for the rest of the connection: the connection is
-//! handed to it with the bytes read so far put back in front ([`rewind`]) when the
+//! handed to it with the bytes read so far put back in front ([`Rewind`](localtunnels_driver::Rewind)) when the
 //! first bytes are an HTTP/2 preface, or a request is an upgrade (WebSockets,
 //! `CONNECT`), is for the apex or a name this node does not serve live (held, unknown,
 //! another cluster node's). A connection that negotiated `h2` by ALPN, and every
@@ -23,7 +23,6 @@
 
 mod encode;
 mod exchange;
-mod rewind;
 mod upload;
 
 use std::sync::Arc;
@@ -253,7 +252,7 @@ where
             }
             None => self.buf.freeze(),
         };
-        let io = TokioIo::new(rewind::Rewind::new(prefix, self.io));
+        let io = TokioIo::new(localtunnels_driver::Rewind::new(prefix, self.io));
         crate::server::serve_hyper(state, peer, accepted, io, watcher).await;
     }
 }
