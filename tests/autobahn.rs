@@ -30,8 +30,13 @@ const CASE_COUNT: usize = 301;
 /// it is still on its way back from the origin. Autobahn allows that ("fail fast")
 /// and calls a strict server one that echoes first; a direct tungstenite server is
 /// strict on all but 6.4.3/6.4.4. Any other verdict than OK fails the test.
-const MAY_BE_NON_STRICT: [&str; 11] =
-    ["3.2", "3.3", "4.1.3", "4.1.4", "4.2.3", "4.2.4", "5.15", "6.4.1", "6.4.2", "6.4.3", "6.4.4"];
+/// Which of these come out NON-STRICT in a run depends on that race: all of them are
+/// cases where a good message precedes the bad frame (3.4, 4.1.5 and 4.2.5, sent an
+/// octet at a time, mostly pass strictly).
+const MAY_BE_NON_STRICT: [&str; 14] = [
+    "3.2", "3.3", "3.4", "4.1.3", "4.1.4", "4.1.5", "4.2.3", "4.2.4", "4.2.5", "5.15", "6.4.1", "6.4.2", "6.4.3",
+    "6.4.4",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn autobahn_fuzzing_client_passes_through_a_tunnel() {
