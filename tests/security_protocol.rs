@@ -251,3 +251,76 @@ async fn only_the_sessions_reconnect_token_takes_over_a_live_name() {
     }
     assert_eq!(close_code(&mut first).await.0, CloseCode::Replaced);
 }
+
+/// `max_control_queue` over real sockets: a client that says hello and then reads nothing, on a
+/// socket whose receive buffer is small, while visitors keep sending requests with large heads.
+/// The server queues their openings for it only up to the bound, then closes that session with
+/// `SlowReader` (the CLOSE is the last frame the client finds once it reads again); the visitors
+/// get an answer instead of waiting, and an honest tunnel on the same server is untouched.
+#[tokio::test]
+async fn a_client_that_reads_nothing_is_closed_past_the_control_queue_bound() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const BOUND: u32 = 64 * 1024;
+    let server = server_with(ServerConfig {
+        session: Config { max_control_queue: BOUND, ..Config::default() },
+        limits: ServerLimits { max_streams_per_visitor: 4096, ..ServerLimits::default() },
+        ..ServerConfig::default()
+    })
+    .await;
+    let honest = Honest::start(&server).await;
+
+    // The silent client: a 4 KiB receive buffer, so the kernel holds little on its behalf.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.addr()).await.unwrap();
+    let mut req = format!("ws://127.0.0.1:{}/api/tunnel", server.addr().port()).into_client_request().unwrap();
+    req.headers_mut().insert("sec-websocket-protocol", "localtunnels.v1".parse().unwrap());
+    let mut ws: Ws = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await.unwrap().0;
+    ws.send(hello(PROTOCOL_VERSION, "silent")).await.unwrap();
+    let host = match next_frame(&mut ws).await {
+        Some(Frame::Welcome(w)) => host_of(&w.url),
+        other => panic!("expected a welcome, got {other:?}"),
+    };
+
+    // Visitors with 30 KB heads, one connection each, until one of them is answered: the
+    // session closed. Each opening the client leaves unread adds ~30 KB to the queue; each
+    // visitor is sent once the server has read the previous one's head.
+    let padding = "p".repeat(30_000);
+    let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    let answer = tokio::time::timeout(Duration::from_secs(60), async {
+        for sent in 1..=1000u64 {
+            let requests = server.stats().requests;
+            let mut v = TcpStream::connect(server.addr()).await.unwrap();
+            let head = format!("GET / HTTP/1.1\r\nHost: {host}\r\nX-Padding: {padding}\r\n\r\n");
+            v.write_all(head.as_bytes()).await.unwrap();
+            let answers = answers.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                if let Ok(n @ 1..) = v.read(&mut buf).await {
+                    let _ = answers.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+                v // kept open until answered
+            });
+            loop {
+                if let Ok(answer) = answered.try_recv() {
+                    return answer;
+                }
+                if server.stats().requests > requests {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            assert!(sent < 1000, "1,000 heads of 30 KB queued for a client that reads nothing");
+        }
+        unreachable!()
+    })
+    .await
+    .expect("the server closes the silent session");
+    assert!(answer.starts_with("HTTP/1.1 5"), "a visitor of the closed tunnel gets an error: {answer}");
+
+    // Now the client reads: past the openings that reached it, the CLOSE.
+    let (code, message) = close_code(&mut ws).await;
+    assert_eq!(code, CloseCode::SlowReader, "{message}");
+    assert!(message.contains(&BOUND.to_string()), "the message names the bound: {message}");
+    honest.still_works().await;
+}

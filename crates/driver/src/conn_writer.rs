@@ -228,8 +228,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             None => notified.await,
         }
     }
-    // A peer that does not read gets a bounded wait for the close, not an endless one.
-    lock_out(&shared).wire.close(1000);
+    // The session's last frames (its CLOSE, with the code and reason) follow whatever
+    // is still unwritten, then the WebSocket close. A peer that does not read gets a
+    // bounded wait for them, not an endless one.
+    {
+        let mut state = shared.lock();
+        let mut out = lock_out(&shared);
+        out.fill(&mut state.session);
+        out.wire.close(1000);
+    }
     let _ = tokio::time::timeout(CLOSE_FLUSH, async {
         let _ = std::future::poll_fn(|cx| poll_flush(&shared, cx)).await;
         let _ = std::future::poll_fn(|cx| lock_out(&shared).io.as_mut().poll_shutdown(cx)).await;
