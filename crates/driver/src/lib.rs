@@ -12,6 +12,7 @@ mod conn;
 mod conn_reader;
 mod conn_tasks;
 mod conn_writer;
+mod halves;
 pub mod h1;
 pub mod http;
 pub mod lazy_deadline;
