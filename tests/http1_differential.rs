@@ -13,7 +13,7 @@ mod util;
 
 use common::*;
 use localtunnels_server::{Limits, ServerConfig, ServerHandle};
-use util::{normalise, scripted_origin, visit, Outcome};
+use util::{handshake, normalise, scripted_origin, visit, Outcome};
 
 /// One case: a name, the raw bytes a visitor writes (`{H}` stands for the tunnel's
 /// host), the method of each request in it, and the status of its first response
@@ -289,4 +289,123 @@ async fn the_http1_path_answers_every_case_as_hyper_does() {
     assert!(differ.is_empty(), "{} findings over {} cases:\n{}", differ.len(), corpus.len(), differ.join("\n"));
     // Both paths served every case: the lean one did not fall back where it should not.
     assert!(lean.stats().requests > 0 && hyper.stats().requests > 0);
+}
+
+/// One WebSocket handshake case: the raw request (`{H}` the tunnel's host, `{P}` the
+/// server's port, `{K}` the handshake's usual fields), a message sent right behind
+/// the head, whether messages are echoed after a 101, and the status it must get.
+struct Handshake {
+    name: &'static str,
+    raw: &'static str,
+    early: Option<&'static str>,
+    echo: bool,
+    status: u16,
+}
+
+fn hs(name: &'static str, raw: &'static str, status: u16) -> Handshake {
+    Handshake { name, raw, early: None, echo: status == 101, status }
+}
+
+/// The WebSocket handshakes: upgraded (through the tunnel, and the client's control
+/// connection), refused by the origin, refused by the server, and upgrades the server
+/// does not take (other protocols, a body, HTTP/1.0).
+fn handshakes() -> Vec<Handshake> {
+    vec![
+        hs("accepted", "GET /ws/accept HTTP/1.1\r\nHost: {H}\r\n{K}Sec-WebSocket-Protocol: chat, other\r\n\r\n", 101),
+        Handshake {
+            early: Some("sent with the head"),
+            ..hs("accepted-message-with-head", "GET /ws/accept HTTP/1.1\r\nHost: {H}\r\n{K}\r\n", 101)
+        },
+        hs(
+            "accepted-connection-tokens",
+            "GET /ws/accept?q=1 HTTP/1.1\r\nHost: {H}\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            101,
+        ),
+        hs(
+            "accepted-connection-two-lines",
+            "GET /ws/accept HTTP/1.1\r\nHost: {H}\r\nConnection: keep-alive\r\nUpgrade: foo, websocket\r\n\
+             Connection: upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            101,
+        ),
+        hs("accepted-connection-close", "GET /ws/accept HTTP/1.1\r\nHost: {H}\r\n{K}Connection: close\r\n\r\n", 101),
+        hs("accepted-absolute-form", "GET http://{H}/ws/accept HTTP/1.1\r\nHost: {H}\r\n{K}\r\n", 101),
+        hs("origin-refuses", "GET /r/refused HTTP/1.1\r\nHost: {H}\r\n{K}\r\n", 403),
+        hs("origin-is-plain", "GET /echo HTTP/1.1\r\nHost: {H}\r\n{K}\r\n", 200),
+        hs("origin-switches-cut", "GET /r/switch HTTP/1.1\r\nHost: {H}\r\n{K}\r\n", 502),
+        hs(
+            "no-key",
+            "GET /ws/accept HTTP/1.1\r\nHost: {H}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            400,
+        ),
+        hs(
+            "empty-key",
+            "GET /ws/accept HTTP/1.1\r\nHost: {H}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: \r\n\r\n",
+            400,
+        ),
+        hs(
+            "no-version",
+            "GET /ws/accept HTTP/1.1\r\nHost: {H}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: a2V5\r\n\r\n",
+            426,
+        ),
+        hs(
+            "version-8",
+            "GET /ws/accept HTTP/1.1\r\nHost: {H}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\n\
+             Sec-WebSocket-Key: a2V5\r\n\r\n",
+            426,
+        ),
+        hs("post-with-body", "POST /ws/accept HTTP/1.1\r\nHost: {H}\r\n{K}Content-Length: 5\r\n\r\nhello", 405),
+        hs("delete", "DELETE /ws/accept HTTP/1.1\r\nHost: {H}\r\n{K}\r\n", 405),
+        hs("http10", "GET /echo HTTP/1.0\r\nHost: {H}\r\n{K}\r\n", 200),
+        hs("upgrade-h2c", "GET /echo HTTP/1.1\r\nHost: {H}\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n", 200),
+        hs("upgrade-without-connection", "GET /echo HTTP/1.1\r\nHost: {H}\r\nUpgrade: websocket\r\n\r\n", 200),
+        hs("bad-host", "GET /ws/accept HTTP/1.1\r\nHost: diff.localhost:65536\r\n{K}\r\n", 400),
+        hs("unknown-tunnel", "GET /ws/accept HTTP/1.1\r\nHost: nobody.localhost\r\n{K}\r\n", 404),
+        hs(
+            "control",
+            "GET /api/tunnel HTTP/1.1\r\nHost: localhost:{P}\r\n{K}Sec-WebSocket-Protocol: localtunnels.v1\r\n\r\n",
+            101,
+        ),
+        hs("control-no-subprotocol", "GET /api/tunnel HTTP/1.1\r\nHost: 127.0.0.1:{P}\r\n{K}\r\n", 101),
+        hs(
+            "control-no-key",
+            "GET /api/tunnel HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            426,
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn websocket_handshakes_are_answered_as_hyper_answers_them() {
+    let origin = scripted_origin().await;
+    let (lean, _lean_tunnel) = side(false, origin).await;
+    let (hyper, _hyper_tunnel) = side(true, origin).await;
+    let ports = [lean.addr().port(), hyper.addr().port(), origin];
+    let key = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+               Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let mut differ = Vec::new();
+    for case in handshakes() {
+        let mut seen = Vec::new();
+        for server in [&lean, &hyper] {
+            let port = server.addr().port();
+            let host = format!("diff.localhost:{port}");
+            let raw = case.raw.replace("{K}", key).replace("{H}", &host).replace("{P}", &port.to_string());
+            let probe = format!("GET /echo/probe HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            let normal = |text: &str| normalise(text, &ports);
+            seen.push(handshake(port, raw.as_bytes(), case.early, case.echo, &probe, &normal).await);
+        }
+        let (ours, theirs) = (&seen[0], &seen[1]);
+        let status = ours.response.as_ref().map(|r| r.status);
+        if status != Some(case.status) {
+            differ.push(format!("case {}: status {status:?}, not {}: {ours:?}", case.name, case.status));
+        }
+        if case.echo && ours.echoed.len() != 2 + usize::from(case.early.is_some()) {
+            differ.push(format!("case {}: messages not echoed: {ours:?}", case.name));
+        }
+        if ours != theirs {
+            differ.push(format!("case {}:\n  ours:   {ours:?}\n  hyper's: {theirs:?}", case.name));
+        }
+    }
+    assert!(differ.is_empty(), "{} findings:\n{}", differ.len(), differ.join("\n"));
 }

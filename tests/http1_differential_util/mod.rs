@@ -37,6 +37,7 @@ fn script(name: &str) -> (Vec<u8>, bool) {
             "HTTP/1.1 200 OK\r\nConnection: x-private\r\nX-Private: 1\r\nKeep-Alive: timeout=5\r\n\
              Proxy-Connection: keep-alive\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\nok",
         ),
+        "refused" => text("HTTP/1.1 403 Forbidden\r\nX-Why: no\r\nSet-Cookie: r=1; Domain=localhost\r\nContent-Length: 4\r\n\r\nnope"),
         "switch" => (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n".to_vec(), true),
         "early-hints" => text("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
         "same-lengths" => text("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"),
@@ -123,6 +124,9 @@ async fn serve_origin(mut tcp: TcpStream) {
             }
         }
         let path = head.uri.path().to_string();
+        if path == "/ws/accept" {
+            return accept_websocket(tcp, &head.headers).await;
+        }
         let (raw, close) = match path.strip_prefix("/r/") {
             Some(name) => script(name),
             None => {
@@ -138,6 +142,115 @@ async fn serve_origin(mut tcp: TcpStream) {
             return;
         }
     }
+}
+
+/// `/ws/accept`: the origin's 101 (with a subprotocol, a cookie for the server's
+/// domain and a field of its own), then an echo of every WebSocket message.
+async fn accept_websocket(mut tcp: TcpStream, headers: &[localtunnels_core::Header]) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, protocol::Role, Message};
+    let Some(key) = headers.iter().find(|(n, _)| n == "sec-websocket-key").map(|(_, v)| v.as_bytes()) else {
+        let _ = tcp.write_all(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n").await;
+        return;
+    };
+    // The first subprotocol offered is chosen (a client refuses one it did not offer).
+    let protocol = headers.iter().find(|(n, _)| n == "sec-websocket-protocol").and_then(|(_, v)| v.to_str().ok());
+    let chosen =
+        protocol.and_then(|p| p.split(',').next()).map(|p| format!("Sec-WebSocket-Protocol: {}\r\n", p.trim()));
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n{}Set-Cookie: s=1; Domain=localhost\r\nX-Origin: yes\r\n\r\n",
+        derive_accept_key(key),
+        chosen.unwrap_or_default()
+    );
+    if tcp.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(tcp, Role::Server, None).await;
+    while let Some(Ok(msg)) = ws.next().await {
+        let echo = match msg {
+            Message::Text(_) | Message::Binary(_) => msg,
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        if ws.send(echo).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A masked text frame from a visitor (RFC 6455 §5.3), for bytes sent right after the
+/// handshake's head.
+pub fn masked_text(text: &str) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let len = u8::try_from(text.len()).ok().filter(|n| *n < 126).expect("a short text");
+    let mut frame = vec![0x81, 0x80 | len];
+    frame.extend_from_slice(&mask);
+    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// What a visitor saw for a WebSocket handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handshake {
+    pub response: Option<Seen>,
+    /// After a 101: the messages echoed (for `early`, the one sent with the head, then
+    /// one sent after the 101), and the close code the server answered a close with.
+    pub echoed: Vec<String>,
+    /// Without a 101: the connection still carried a request after the answer.
+    pub open: bool,
+}
+
+/// Writes the handshake `request` (and `early` right behind it) on a fresh connection
+/// to `port`; after a 101 talks WebSocket (`echo` set: expects echoes), else checks
+/// whether the connection still carries `probe`.
+pub async fn handshake(
+    port: u16,
+    request: &[u8],
+    early: Option<&str>,
+    echo: bool,
+    probe: &str,
+    normal: &dyn Fn(&str) -> String,
+) -> Handshake {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{protocol::Role, Message};
+    let run = async {
+        let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let mut bytes = request.to_vec();
+        if let Some(text) = early {
+            bytes.extend_from_slice(&masked_text(text));
+        }
+        tcp.write_all(&bytes).await.expect("write");
+        let mut buf = BytesMut::new();
+        let response = read_response(&mut tcp, &mut buf, "GET", normal).await;
+        let Some(seen) = response else { return Handshake { response: None, echoed: Vec::new(), open: false } };
+        if seen.status != 101 {
+            let open = tcp.write_all(probe.as_bytes()).await.is_ok()
+                && read_response(&mut tcp, &mut buf, "GET", normal).await.is_some_and(|s| s.status == 200);
+            return Handshake { response: Some(seen), echoed: Vec::new(), open };
+        }
+        let mut echoed = Vec::new();
+        if echo {
+            let mut ws =
+                tokio_tungstenite::WebSocketStream::from_partially_read(tcp, buf.to_vec(), Role::Client, None).await;
+            let texts = |m: Option<Result<Message, _>>| match m {
+                Some(Ok(Message::Text(t))) => t.to_string(),
+                other => format!("{other:?}"),
+            };
+            if early.is_some() {
+                echoed.push(texts(ws.next().await));
+            }
+            ws.send(Message::text("hello")).await.expect("send");
+            echoed.push(texts(ws.next().await));
+            ws.send(Message::Close(None)).await.expect("close");
+            echoed.push(match ws.next().await {
+                Some(Ok(Message::Close(frame))) => format!("close {:?}", frame.map(|f| u16::from(f.code))),
+                other => format!("{other:?}"),
+            });
+        }
+        Handshake { response: Some(seen), echoed, open: false }
+    };
+    tokio::time::timeout(Duration::from_secs(30), run).await.expect("the server answered within 30 s")
 }
 
 /// One response as the visitor read it.
@@ -222,7 +335,11 @@ async fn read_response(
         })
         .collect();
     let method = method.parse().expect("a method");
-    let length = response_framing(&method, head.status, &head.headers).unwrap_or(BodyLength::CloseDelimited);
+    let length = match head.status {
+        // A 101's body is the new protocol.
+        101 => BodyLength::Empty,
+        status => response_framing(&method, status, &head.headers).unwrap_or(BodyLength::CloseDelimited),
+    };
     let mut decoder = BodyDecoder::new(length, ChunkLimits::default());
     let mut body = Vec::new();
     let mut complete = true;

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use localtunnels_core::{CloseCode, Hello, PeerStreams, RefuseReason, Session, Welcome};
 use localtunnels_driver::{ConnEvent, Connection, SUBPROTOCOL};
@@ -17,6 +17,7 @@ use tracing::{debug, info, info_span, Instrument};
 use crate::access::Access;
 use crate::auth;
 use crate::config::ServerConfig;
+use crate::fields::Fields;
 use crate::limits::TokenBucket;
 use crate::names;
 use crate::registry::{ClaimError, Proof, Quota};
@@ -32,13 +33,7 @@ pub fn upgrade<B: Send + 'static>(state: Arc<ServerState>, peer: &Peer, req: Req
             "this is the localtunnels control endpoint: connect with a localtunnels client (WebSocket)",
         );
     };
-    let offered = req
-        .headers()
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == SUBPROTOCOL);
+    let offered = offers_subprotocol(req.headers());
     // The session's own heartbeats find dead clients.
     peer.idle.disable();
     let peer = peer.addr;
@@ -54,7 +49,23 @@ pub fn upgrade<B: Send + 'static>(state: Arc<ServerState>, peer: &Peer, req: Req
     );
     let mut res = Response::new(crate::state::full(""));
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = res.headers_mut();
+    *res.headers_mut() = switching_headers(&key, offered);
+    res
+}
+
+/// Whether the client offered the protocol's subprotocol ([`SUBPROTOCOL`]).
+pub(crate) fn offers_subprotocol<F: Fields>(headers: &F) -> bool {
+    headers
+        .values_of(&header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == SUBPROTOCOL)
+}
+
+/// The headers of the control connection's 101, in the order hyper writes them (the
+/// HTTP/1 path writes its 101 from these too).
+pub(crate) fn switching_headers(key: &HeaderValue, offered: bool) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(4);
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
@@ -63,10 +74,11 @@ pub fn upgrade<B: Send + 'static>(state: Arc<ServerState>, peer: &Peer, req: Req
     if offered {
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
     }
-    res
+    h
 }
 
-async fn run_session<S>(state: Arc<ServerState>, peer: SocketAddr, io: S)
+/// Runs a control connection's session on `io` (after its 101) until it ends.
+pub(crate) async fn run_session<S>(state: Arc<ServerState>, peer: SocketAddr, io: S)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

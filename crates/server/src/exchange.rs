@@ -56,9 +56,10 @@ pub(crate) fn tunnel_head_of(
     uri: &http::Uri,
     headers: Vec<Header>,
     host: Option<HeaderValue>,
+    kind: StreamKind,
 ) -> localtunnels_core::RequestHead {
     let has_host = headers.iter().any(|(n, _)| n == http::header::HOST);
-    let head = request_head_from_list(method, uri, headers, StreamKind::Http);
+    let head = request_head_from_list(method, uri, headers, kind);
     let authority = if has_host { None } else { uri.authority() };
     with_forwarded(state, peer, head, authority, host)
 }

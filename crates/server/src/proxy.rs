@@ -112,7 +112,7 @@ fn route_to_tunnel(state: Arc<ServerState>, name: String, mut peer: Peer, mut re
         Err(refused) => return Either::Left(ready(*refused)),
     };
     tunnel.count_request();
-    if localtunnels_driver::http::is_websocket_upgrade(req.headers()) {
+    if crate::websocket::asks_websocket(req.version(), req.headers()) {
         Counters::bump(&state.counters.websockets);
         // Rare and long-lived: its larger state goes to the heap, out of every request's way.
         let ws = crate::websocket::proxy(state, tunnel, peer, req, admitted);

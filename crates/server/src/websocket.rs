@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, info_span};
 
 use crate::exchange::{invalid_response, open_error, reset_response, tunnel_head, visitor_response};
+use crate::fields::Fields;
 use crate::state::{text_response, Body, Peer, ServerState};
 use crate::tunnel::Tunnel;
 use crate::visitors::{Admitted, CountedBody};
@@ -32,7 +33,7 @@ pub async fn proxy<B: Send + 'static>(
     req: Request<B>,
     admitted: Admitted,
 ) -> Response<Body> {
-    let key = match check_upgrade(&req) {
+    let key = match handshake_key(req.method(), req.headers()) {
         Ok(key) => key,
         Err(res) => return *res,
     };
@@ -91,19 +92,32 @@ pub async fn proxy<B: Send + 'static>(
     }
 }
 
+/// Whether a request asks for a WebSocket (`Upgrade: websocket` and `Connection:
+/// upgrade`, as tokens of any of their values); an HTTP/1.0 request never does (RFC
+/// 9110 §7.8: its `Upgrade` is ignored). Both visitor paths route by this.
+pub(crate) fn asks_websocket<F: Fields>(version: http::Version, headers: &F) -> bool {
+    let token = |name, token: &str| {
+        headers
+            .values_of(name)
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    version != http::Version::HTTP_10 && token(&header::UPGRADE, "websocket") && token(&header::CONNECTION, "upgrade")
+}
+
 /// The visitor's `Sec-WebSocket-Key`, or the answer to a request that is not a
 /// WebSocket handshake this server can complete (RFC 6455 §4.2.1).
-fn check_upgrade<B>(req: &Request<B>) -> Result<HeaderValue, Box<Response<Body>>> {
-    if req.method() != http::Method::GET {
+pub(crate) fn handshake_key<F: Fields>(method: &http::Method, headers: &F) -> Result<HeaderValue, Box<Response<Body>>> {
+    if method != http::Method::GET {
         return Err(Box::new(text_response(StatusCode::METHOD_NOT_ALLOWED, "a WebSocket handshake must be a GET")));
     }
-    let version = req.headers().get(header::SEC_WEBSOCKET_VERSION);
+    let version = headers.first(&header::SEC_WEBSOCKET_VERSION);
     if version.is_none_or(|v| v.as_bytes() != b"13") {
         let mut res = text_response(StatusCode::UPGRADE_REQUIRED, "only WebSocket version 13 is supported");
         res.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
         return Err(Box::new(res));
     }
-    match req.headers().get(header::SEC_WEBSOCKET_KEY) {
+    match headers.first(&header::SEC_WEBSOCKET_KEY) {
         Some(key) if !key.is_empty() => Ok(key.clone()),
         _ => Err(Box::new(text_response(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key"))),
     }
@@ -114,15 +128,21 @@ fn check_upgrade<B>(req: &Request<B>) -> Result<HeaderValue, Box<Response<Body>>
 fn accepted(key: &HeaderValue, headers: HeaderMap) -> Response<Body> {
     let mut res = Response::new(crate::state::full(""));
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    *res.headers_mut() = headers;
-    let h = res.headers_mut();
+    *res.headers_mut() = switching_headers(key, headers);
+    res
+}
+
+/// The headers of the visitor's 101 ([`accepted`]), in the order hyper writes them.
+/// The HTTP/1 path writes its 101 from these too (once per WebSocket: the `HeaderMap`
+/// keeps the order of its removal and inserts exactly as hyper's path has it).
+pub(crate) fn switching_headers(key: &HeaderValue, mut h: HeaderMap) -> HeaderMap {
     h.remove(header::CONTENT_LENGTH);
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
-    res
+    h
 }
 
 /// The origin refused the upgrade: its status, headers and body go to the visitor.

@@ -60,11 +60,7 @@ where
         host: Option<http::HeaderValue>,
         framing: RequestFraming,
     ) -> bool {
-        let started = std::time::Instant::now();
-        let html = accepts_html(&req.headers);
-        let reply = reply_to(&req, &framing, self.closing);
-        static TE: http::HeaderName = http::header::TE;
-        let allow_trailers = req.headers.values_of(&TE).any(|v| has_token(v, "trailers"));
+        let Begun { started, html, reply, allow_trailers } = begin(&req, &framing, self.closing);
         let admitted = match crate::access::check_fields(state, &tunnel, peer.addr, &mut req.headers) {
             Ok(admitted) => admitted,
             Err(refused) => return self.finish(state, &req, html, framing, reply, *refused, started).await,
@@ -72,7 +68,7 @@ where
         tunnel.count_request();
         Counters::bump(&state.counters.requests);
         let headers = std::mem::take(&mut req.headers);
-        let head = tunnel_head_of(state, peer, &req.method, &req.uri, headers, host);
+        let head = tunnel_head_of(state, peer, &req.method, &req.uri, headers, host, StreamKind::Http);
         let stream = match tunnel.conn.open(head, framing.body == BodyLength::Empty) {
             Ok(s) => s,
             Err(e) => {
@@ -156,14 +152,8 @@ where
                 }
                 Outcome::Stream { status, mut headers, mut rx, end } => {
                     crate::cookies::for_tunnel_list(&mut headers, &tunnel.name, &state.config.domain);
-                    let size = body_size(&headers, end);
-                    let sent = async {
-                        let Ok(written) = encode_head(out, reply, status, &mut headers, size) else {
-                            return false;
-                        };
-                        let whole = write_body(&mut wr, out, &mut rx, written.encoder, allow_trailers).await;
-                        whole && !written.last
-                    };
+                    let response = Streamed { status, headers, end, allow_trailers };
+                    let sent = write_streamed(&mut wr, out, reply, response, &mut rx);
                     let (sent, end) = match upload_end {
                         Some(end) => (sent.await, end),
                         None => tokio::join!(sent, &mut rest),
@@ -188,7 +178,7 @@ where
     /// Answers a request whose body was not read (the server refused it): the body is
     /// skipped if it is already buffered, else the connection closes after the answer.
     #[allow(clippy::too_many_arguments)]
-    async fn finish(
+    pub(super) async fn finish(
         &mut self,
         state: &ServerState,
         req: &ParsedRequest,
@@ -232,9 +222,29 @@ where
     }
 }
 
+/// What is read from a request before it is checked: when it began, whether the
+/// server's own answers are HTML, how to reply, whether trailers may be sent.
+pub(super) struct Begun {
+    pub started: std::time::Instant,
+    pub html: bool,
+    pub reply: Reply,
+    pub allow_trailers: bool,
+}
+
+/// [`Begun`] for `req`.
+pub(super) fn begin(req: &ParsedRequest, framing: &RequestFraming, closing: bool) -> Begun {
+    static TE: http::HeaderName = http::header::TE;
+    Begun {
+        started: std::time::Instant::now(),
+        html: accepts_html(&req.headers),
+        reply: reply_to(req, framing, closing),
+        allow_trailers: req.headers.values_of(&TE).any(|v| has_token(v, "trailers")),
+    }
+}
+
 /// What the request says about its response; a server shutting down closes the
 /// connection after it (and says so, as hyper does).
-fn reply_to(req: &ParsedRequest, framing: &RequestFraming, closing: bool) -> Reply {
+pub(super) fn reply_to(req: &ParsedRequest, framing: &RequestFraming, closing: bool) -> Reply {
     let keep_alive = framing.keep_alive && !closing;
     Reply { version: req.version, head: req.method == http::Method::HEAD, keep_alive }
 }
@@ -249,6 +259,32 @@ fn response(state: &ServerState, tx: &StreamSender, ev: Option<StreamEvent>, rx:
         Some(StreamEvent::Reset { code, message }) => Outcome::Answer(reset_response(state, code, &message)),
         _ => Outcome::Answer(reset_response(state, ResetCode::Internal, "the exchange ended without a response")),
     }
+}
+
+/// A tunnel response to write: its checked head (cookies scoped) and whether its body
+/// is already over; trailers go out only to a visitor that asked for them.
+pub(super) struct Streamed {
+    pub status: StatusCode,
+    pub headers: Vec<Header>,
+    pub end: bool,
+    pub allow_trailers: bool,
+}
+
+/// Writes a tunnel response, its head and then its body as the stream delivers it;
+/// true when it ended as framed and the connection may carry another exchange.
+pub(super) async fn write_streamed<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    out: &mut BytesMut,
+    reply: Reply,
+    mut response: Streamed,
+    rx: &mut StreamReceiver,
+) -> bool {
+    let size = body_size(&response.headers, response.end);
+    let Ok(written) = encode_head(out, reply, response.status, &mut response.headers, size) else {
+        return false;
+    };
+    let whole = write_body(wr, out, rx, written.encoder, response.allow_trailers).await;
+    whole && !written.last
 }
 
 /// The size of a tunnel response's body, as `StreamBody` tells hyper.
@@ -384,7 +420,7 @@ fn declared_trailers(trailers: &[Header], allowed: Option<&[http::HeaderName]>) 
 }
 
 /// Writes what `out` holds; false on a write error.
-async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut BytesMut) -> bool {
+pub(super) async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut BytesMut) -> bool {
     if out.is_empty() {
         return true;
     }

@@ -8,10 +8,14 @@
 //! the same checks and stream as hyper's path ([`exchange`]). Requests after it on a
 //! kept-alive connection follow in order (pipelined ones wait in the read buffer).
 //!
+//! WebSocket handshakes without a body are upgraded here too ([`upgrade`]): a
+//! visitor's through a live tunnel, and a client's control connection; the 101 is
+//! written from the tunnel's answer and the WebSocket then runs on this socket.
+//!
 //! hyper keeps everything else, for the rest of the connection: the connection is
 //! handed to it with the bytes read so far put back in front ([`Rewind`](localtunnels_driver::Rewind)) when the
-//! first bytes are an HTTP/2 preface, or a request is an upgrade (WebSockets,
-//! `CONNECT`), is for the apex or a name this node does not serve live (held, unknown,
+//! first bytes are an HTTP/2 preface, or a request is another upgrade (`CONNECT`,
+//! other protocols, a handshake with a body), is for the apex or a name this node does not serve live (held, unknown,
 //! another cluster node's). A connection that negotiated `h2` by ALPN, and every
 //! connection of a cluster node, goes to hyper from the start ([`crate::server`]).
 //!
@@ -23,6 +27,7 @@
 
 mod encode;
 mod exchange;
+mod upgrade;
 mod upload;
 
 use std::sync::Arc;
@@ -33,7 +38,9 @@ use http::{HeaderValue, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
 use localtunnels_driver::h1::head::MAX_HEADERS;
-use localtunnels_driver::h1::{parse_request, request_framing, HeadError, HeadLimits, ParsedRequest, RequestFraming};
+use localtunnels_driver::h1::{
+    parse_request, request_framing, BodyLength, HeadError, HeadLimits, ParsedRequest, RequestFraming,
+};
 use localtunnels_driver::lazy_deadline::LazyDeadline;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -47,6 +54,7 @@ use crate::state::{text_response, Body, Counters, Peer, ServerState};
 use crate::tunnel::Tunnel;
 
 pub(crate) use encode::{BodySize, Reply};
+use upgrade::Upgrade;
 
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -82,6 +90,11 @@ enum Plan {
     /// Through this tunnel (with the request's `X-Forwarded-Host`), for the visitor a
     /// trusted proxy named, or else the connection's peer.
     Tunnel(Arc<Tunnel>, Option<Peer>, Option<HeaderValue>),
+    /// A WebSocket upgrade through this tunnel (the same parts as `Tunnel`).
+    WebSocket(Arc<Tunnel>, Option<Peer>, Option<HeaderValue>),
+    /// A client's control connection (its `Sec-WebSocket-Key`), from the visitor a
+    /// trusted proxy named, or else the connection's peer.
+    Control(Option<Peer>, HeaderValue),
 }
 
 /// Serves `io` from `peer`, accepted at `accepted`, until it closes (or hands it to hyper).
@@ -125,6 +138,23 @@ pub(crate) async fn serve<T>(
                 let visitor = visitor.as_ref().unwrap_or(&peer);
                 conn.exchange(&state, tunnel, visitor, head, host, framing).await
             }
+            Plan::WebSocket(tunnel, visitor, host) => {
+                let visitor = visitor.as_ref().unwrap_or(&peer);
+                match conn.websocket(&state, tunnel, visitor, head, host, framing).await {
+                    Upgrade::Answered(keep) => keep,
+                    Upgrade::Switched(switched) => {
+                        // Upgraded connections are not waited for at shutdown (as with hyper).
+                        drop(watcher);
+                        peer.idle.disable();
+                        return conn.bridge(&state, switched).await;
+                    }
+                }
+            }
+            Plan::Control(visitor, key) => {
+                drop(watcher);
+                let visitor = visitor.unwrap_or(peer);
+                return conn.control(state, visitor, head, framing, key).await;
+            }
         };
         if !keep || *shutdown.borrow() {
             break;
@@ -137,16 +167,31 @@ pub(crate) async fn serve<T>(
 
 /// Where a request goes, decided before anything is counted or charged. The checks
 /// are those of hyper's path ([`crate::server`]), read from the parsed header list.
+///
+/// Upgrades stay here when they are WebSocket handshakes without a body (a visitor's
+/// through a live tunnel, or a client's control connection, [`upgrade`]); hyper takes
+/// every other one (`CONNECT`, other protocols, a body to read first).
 fn plan(state: &ServerState, peer: &Peer, head: &mut ParsedRequest, framing: &RequestFraming) -> Plan {
-    if framing.upgrade {
+    let websocket = framing.upgrade;
+    if websocket
+        && (head.method != http::Method::GET
+            || framing.body != BodyLength::Empty
+            || !crate::websocket::asks_websocket(head.version, &head.headers))
+    {
         return Plan::Hyper;
     }
     let port = state.default_port();
     let (tunnel, forwarded) = match host_of(&head.headers, &head.uri, head.version, port) {
         Ok(Some(h)) => {
-            let Some(tunnel) = live_tunnel(state, h.name()) else { return Plan::Hyper };
+            let Some(tunnel) = live_tunnel(state, h.name()) else {
+                return match websocket && upgrade::is_apex(state, h.name()) {
+                    true => control_plan(state, peer, head),
+                    false => Plan::Hyper,
+                };
+            };
             (tunnel, forwarded_value(&h, head.headers.first(&HOST), port))
         }
+        Ok(None) if websocket => return control_plan(state, peer, head),
         Ok(None) => return Plan::Hyper,
         Err(e) => {
             Counters::bump(&state.counters.bad_request);
@@ -159,7 +204,21 @@ fn plan(state: &ServerState, peer: &Peer, head: &mut ParsedRequest, framing: &Re
     head.headers.retain(|(name, _)| name != CONTENT_LENGTH || !std::mem::replace(&mut length_seen, true));
     // Behind a trusted proxy, the visitor it names stands for the connection's peer.
     let visitor = state.config.trusted_proxies.visitor(peer.addr.ip(), &head.headers).map(|f| f.apply(peer));
-    Plan::Tunnel(tunnel, visitor, forwarded)
+    match websocket {
+        true => Plan::WebSocket(tunnel, visitor, forwarded),
+        false => Plan::Tunnel(tunnel, visitor, forwarded),
+    }
+}
+
+/// A WebSocket handshake for the apex: a client's control connection when it is for
+/// the control endpoint with a key (hyper answers the rest as it does today).
+fn control_plan(state: &ServerState, peer: &Peer, head: &ParsedRequest) -> Plan {
+    if head.uri.path() != localtunnels_driver::CONTROL_PATH {
+        return Plan::Hyper;
+    }
+    let Some(key) = head.headers.first(&http::header::SEC_WEBSOCKET_KEY) else { return Plan::Hyper };
+    let visitor = state.config.trusted_proxies.visitor(peer.addr.ip(), &head.headers).map(|f| f.apply(peer));
+    Plan::Control(visitor, key.clone())
 }
 
 /// The live tunnel on this node that `host` (a checked host name, no port) names, as
