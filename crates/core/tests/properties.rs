@@ -163,6 +163,10 @@ proptest! {
     fn every_frame_round_trips(frame in frame()) {
         let encoded = frame.encode();
         prop_assert_eq!(Frame::decode(encoded.clone(), &NO_LIMITS), Ok(frame.clone()));
+        // A driver writes the WebSocket header from the size before the frame is encoded.
+        if let Some(len) = frame.encoded_len() {
+            prop_assert_eq!(len, encoded.len());
+        }
         // Default limits accept it exactly when it fits.
         let fits = encoded.len() <= DecodeLimits::default().max_frame;
         prop_assert_eq!(Frame::decode(encoded, &DecodeLimits::default()).is_ok(), fits);
@@ -442,5 +446,20 @@ proptest! {
         let log = pair.server.log(id);
         prop_assert!(log.end, "got {} of {} bytes with {} of {} held", log.body.len(), body, held, session_window);
         prop_assert!(log.body == pattern(body, 99));
+    }
+}
+
+/// The size a frame announces before it is encoded matches the encoding also where
+/// the encoding cuts (a text or a field over `u16::MAX` bytes).
+#[test]
+fn encoded_len_counts_what_the_encoding_cuts() {
+    let long = "x".repeat(70_000);
+    let value = localtunnels_core::HeaderValue::from_str(&long).expect("a valid value");
+    let frames = [
+        Frame::Reset { id: 1, code: localtunnels_core::ResetCode::Cancel, message: long.clone() },
+        Frame::Trailers { id: 1, headers: vec![(localtunnels_core::HeaderName::from_static("x-a"), value)] },
+    ];
+    for frame in frames {
+        assert_eq!(frame.encoded_len(), Some(frame.encode().len()));
     }
 }

@@ -4,12 +4,16 @@
 
 use bytes::{BufMut, BytesMut};
 
+use super::codec::bytes16_len;
 use super::types::{DecodeLimits, Header, HeaderName, HeaderValue, RequestHead, ResponseHead};
 use crate::bytes_reader::{Reader, WriteExt};
 use crate::error::DecodeError;
 
+/// Bytes `put_headers` writes for `headers`, exactly (it cuts at `u16::MAX` fields,
+/// and each name and value at `u16::MAX` bytes).
 pub(super) fn headers_len(headers: &[Header]) -> usize {
-    2 + headers.iter().map(|(n, v)| 4 + n.as_str().len() + v.len()).sum::<usize>()
+    let fields = headers.iter().take(usize::from(u16::MAX));
+    2 + fields.map(|(n, v)| bytes16_len(n.as_str().len()) + bytes16_len(v.len())).sum::<usize>()
 }
 
 /// Encoded size of a header block, as checked against `max_header_bytes`.

@@ -80,7 +80,7 @@ impl Session {
             self.ping_seq = self.ping_seq.wrapping_add(1);
             self.ping_outstanding = Some((self.ping_seq, now));
             self.unanswered_since.get_or_insert(now);
-            self.push_control(&Frame::Ping(self.ping_seq));
+            self.push_control(Frame::Ping(self.ping_seq));
             self.next_ping = now + self.ping_interval;
         }
     }
@@ -111,7 +111,7 @@ impl Session {
                 "client speaks protocol version {}, this server speaks version {PROTOCOL_VERSION}: upgrade the client",
                 hello.version
             );
-            self.push_control(&Frame::Refuse { reason: RefuseReason::VersionUnsupported, message: message.clone() });
+            self.push_control(Frame::Refuse { reason: RefuseReason::VersionUnsupported, message: message.clone() });
             self.state = State::Closed;
             self.events.push_back(Event::Closed { code: CloseCode::ProtocolError, message, by_peer: false });
             return;
@@ -279,7 +279,7 @@ impl Session {
         self.last_peer_id = id;
         if self.going_away_local {
             let message = "the session is going away".to_string();
-            self.push_control(&Frame::Reset { id, code: ResetCode::Refused, message });
+            self.push_control(Frame::Reset { id, code: ResetCode::Refused, message });
             return Ok(());
         }
         if self.config.peer_streams == PeerStreams::Refuse {
@@ -308,7 +308,7 @@ impl Session {
             return Err(ProtocolError::StreamsRefused(them));
         }
         let message = format!("the {us} does not accept streams from {them}");
-        self.push_control(&Frame::Reset { id, code: ResetCode::Refused, message });
+        self.push_control(Frame::Reset { id, code: ResetCode::Refused, message });
         Ok(())
     }
 
