@@ -38,14 +38,16 @@ pub(super) fn get_headers(r: &mut Reader, limits: &DecodeLimits) -> Result<Vec<H
     }
     let mut headers = Vec::with_capacity(count);
     for _ in 0..count {
-        let name = r.bytes16("header name")?;
+        // The name is read in place; a bad one is told from its bytes here: `Err`
+        // says whether the wire allows it.
+        let name = r.with16("header name", |n| header_name(n).map_err(|_| valid_header_name(n)))?;
         let value = r.bytes16("header value")?;
-        match (header_name(&name), HeaderValue::from_maybe_shared(value.clone())) {
+        match (name, HeaderValue::from_maybe_shared(value.clone())) {
             (Ok(name), Ok(value)) => headers.push((name, value)),
             // What the wire allows but HTTP cannot carry (a separator in a name, a
             // control byte in a value) is dropped here, as either end's HTTP stack
             // would drop it; what the wire forbids is an error.
-            _ if !valid_header_name(&name) => return Err(DecodeError::Invalid("header name")),
+            (Err(false), _) => return Err(DecodeError::Invalid("header name")),
             _ if !valid_header_value(&value) => return Err(DecodeError::Invalid("header value")),
             _ => {}
         }
