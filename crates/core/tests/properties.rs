@@ -123,8 +123,8 @@ fn frame() -> impl Strategy<Value = Frame> {
 
 fn single_frame() -> impl Strategy<Value = Frame> {
     prop_oneof![
-        hello().prop_map(Frame::Hello),
-        welcome().prop_map(Frame::Welcome),
+        hello().prop_map(|h| Frame::Hello(Box::new(h))),
+        welcome().prop_map(|w| Frame::Welcome(Box::new(w))),
         (any::<u16>(), text()).prop_map(|(r, message)| Frame::Refuse { reason: RefuseReason::from_u16(r), message }),
         (stream_id(), request_head(), any::<bool>()).prop_map(|(id, head, end)| Frame::Open { id, head, end }),
         (stream_id(), 100..=999u16, headers(), any::<bool>()).prop_map(|(id, status, headers, end)| {

@@ -269,8 +269,8 @@ impl Shared {
                     slot.wake();
                 }
             }
-            Event::Hello(h) => self.notify_owner(state, ConnEvent::Hello(h)),
-            Event::Welcome(w) => self.notify_owner(state, ConnEvent::Welcome(w)),
+            Event::Hello(h) => self.notify_owner(state, ConnEvent::Hello(*h)),
+            Event::Welcome(w) => self.notify_owner(state, ConnEvent::Welcome(*w)),
             Event::Refused { reason, message } => self.notify_owner(state, ConnEvent::Refused { reason, message }),
             Event::GoAway { message, .. } => self.notify_owner(state, ConnEvent::GoAway { message }),
             Event::Closed { code, message, by_peer } => {

@@ -218,8 +218,8 @@ impl Frame {
             return Err(DecodeError::Invalid("stream id on a session frame"));
         }
         let frame = match ty {
-            kind::HELLO => Frame::Hello(Hello::decode_body(&mut r)?),
-            kind::WELCOME => Frame::Welcome(Welcome::decode_body(&mut r)?),
+            kind::HELLO => Frame::Hello(Box::new(Hello::decode_body(&mut r)?)),
+            kind::WELCOME => Frame::Welcome(Box::new(Welcome::decode_body(&mut r)?)),
             kind::REFUSE => Frame::Refuse {
                 reason: RefuseReason::from_u16(r.u16("refuse reason")?),
                 message: r.str16("refuse message")?,

@@ -132,7 +132,7 @@ impl Session {
         hello.version = PROTOCOL_VERSION;
         hello.limits = Some(Limits::from(&s.config));
         hello.features = features::BATCH | features::EAGER_WINDOW;
-        s.push_control(Frame::Hello(hello));
+        s.push_control(Frame::Hello(Box::new(hello)));
         s
     }
 
@@ -308,7 +308,7 @@ mod tests {
 
     fn established_server() -> Session {
         let mut server = Session::server(Config::DEFAULT, Instant::ZERO);
-        let hello = Frame::Hello(Hello { version: PROTOCOL_VERSION, ..Hello::default() }).encode();
+        let hello = Frame::Hello(Box::new(Hello { version: PROTOCOL_VERSION, ..Hello::default() })).encode();
         server.handle_message(Instant::ZERO, hello).unwrap();
         server.accept(Welcome::default(), Instant::ZERO);
         while server.poll_transmit().is_some() {}

@@ -105,7 +105,7 @@ impl Session {
         Ok(())
     }
 
-    fn on_hello(&mut self, hello: Hello) {
+    fn on_hello(&mut self, hello: Box<Hello>) {
         if hello.version != PROTOCOL_VERSION {
             let message = format!(
                 "client speaks protocol version {}, this server speaks version {PROTOCOL_VERSION}: upgrade the client",
@@ -121,7 +121,7 @@ impl Session {
         self.events.push_back(Event::Hello(hello));
     }
 
-    fn on_welcome(&mut self, now: Instant, w: Welcome) -> Result<(), ProtocolError> {
+    fn on_welcome(&mut self, now: Instant, w: Box<Welcome>) -> Result<(), ProtocolError> {
         if w.version != PROTOCOL_VERSION {
             return Err(ProtocolError::Unexpected("welcome for a protocol version this client does not speak"));
         }

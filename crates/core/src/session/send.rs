@@ -30,7 +30,7 @@ impl Session {
         welcome.features = features::BATCH | features::EAGER_WINDOW;
         welcome.heartbeat_ms = u32::try_from(self.ping_interval.as_millis()).unwrap_or(u32::MAX);
         welcome.idle_timeout_ms = u32::try_from(self.idle_timeout.as_millis()).unwrap_or(u32::MAX);
-        self.push_control(Frame::Welcome(welcome));
+        self.push_control(Frame::Welcome(Box::new(welcome)));
         self.state = State::Established;
         self.next_ping = now + self.ping_interval;
     }
