@@ -92,7 +92,7 @@ async fn hostile(port: u16, name: &str, limits: Limits) -> Ws {
         limits: Some(limits),
         ..Hello::default()
     };
-    ws.send(Message::Binary(Frame::Hello(hello).encode())).await.unwrap();
+    ws.send(Message::Binary(Frame::Hello(Box::new(hello)).encode())).await.unwrap();
     let no_limits = DecodeLimits { max_frame: usize::MAX, max_header_bytes: usize::MAX };
     loop {
         use futures_util::StreamExt;

@@ -36,7 +36,7 @@ fn hello(version: u16, name: &str) -> Message {
         limits: Some(Limits::from(&Config::default())),
         ..Hello::default()
     };
-    Message::Binary(Frame::Hello(h).encode())
+    Message::Binary(Frame::Hello(Box::new(h)).encode())
 }
 
 /// A hello for `name` presenting an auth token and a reconnect token.
@@ -50,7 +50,7 @@ fn hello_with_proof(name: &str, token: &str, reconnect_token: &str) -> Message {
         limits: Some(Limits::from(&Config::default())),
         ..Hello::default()
     };
-    Message::Binary(Frame::Hello(h).encode())
+    Message::Binary(Frame::Hello(Box::new(h)).encode())
 }
 
 /// The next protocol frame from the server; `None` once the connection ends.

@@ -67,7 +67,7 @@ async fn hostile_client(server: &ServerHandle, name: &str) -> String {
         limits: Some(Limits::from(&Config::default())),
         ..Hello::default()
     };
-    ws.send(Message::Binary(Frame::Hello(hello).encode())).await.unwrap();
+    ws.send(Message::Binary(Frame::Hello(Box::new(hello)).encode())).await.unwrap();
     let limits = DecodeLimits { max_frame: usize::MAX, max_header_bytes: usize::MAX };
     let url = loop {
         let Some(Ok(Message::Binary(b))) = ws.next().await else { panic!("no welcome") };

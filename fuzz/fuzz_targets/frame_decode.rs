@@ -14,6 +14,10 @@ fuzz_target!(|data: &[u8]| {
     for limits in [NO_LIMITS, DecodeLimits::default(), small] {
         let Ok(frame) = Frame::decode(Bytes::copy_from_slice(data), &limits) else { continue };
         let encoded = frame.encode();
+        // The size a driver writes the WebSocket header from, before encoding.
+        if let Some(len) = frame.encoded_len() {
+            assert_eq!(len, encoded.len(), "encoded_len differs from the encoding");
+        }
         let again = Frame::decode(encoded.clone(), &NO_LIMITS).expect("a re-encoded frame decodes");
         assert_eq!(again, frame, "round trip changed the frame");
         // Canonical from then on: encoding is stable.

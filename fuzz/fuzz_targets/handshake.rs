@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
     let (hello, extra) = match mode % 3 {
         // The first message exactly as a client sent it.
         0 => match Frame::decode(Bytes::copy_from_slice(rest), &DecodeLimits::default()) {
-            Ok(Frame::Hello(h)) => (h, None),
+            Ok(Frame::Hello(h)) => (*h, None),
             _ => return,
         },
         // A hello frame whose fields are the fuzzer's bytes.
@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
             msg.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
             msg.extend_from_slice(rest);
             match Frame::decode(Bytes::from(msg), &DecodeLimits::default()) {
-                Ok(Frame::Hello(h)) => (h, None),
+                Ok(Frame::Hello(h)) => (*h, None),
                 _ => return,
             }
         }
@@ -67,10 +67,10 @@ fuzz_target!(|data: &[u8]| {
                 allow_ips: f.allow_ips.clone(),
                 ..Hello::default()
             };
-            let wire = Frame::Hello(hello.clone()).encode();
+            let wire = Frame::Hello(Box::new(hello.clone())).encode();
             let back = match Frame::decode(wire, &DecodeLimits { max_frame: usize::MAX, max_header_bytes: usize::MAX })
             {
-                Ok(Frame::Hello(back)) => back,
+                Ok(Frame::Hello(back)) => *back,
                 Ok(other) => panic!("a hello decoded as {other:?}"),
                 Err(_) => return,
             };

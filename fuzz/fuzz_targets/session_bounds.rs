@@ -83,7 +83,7 @@ fn run(input: Input) {
         max_header_bytes: max_header_bytes.max(64),
     });
     let hello = Hello { version: PROTOCOL_VERSION, limits, features: input.features, ..Hello::default() };
-    let _ = server.handle_message(now, Frame::Hello(hello).encode());
+    let _ = server.handle_message(now, Frame::Hello(Box::new(hello)).encode());
     server.accept(Welcome::default(), now);
     while server.poll_event().is_some() {}
     let mut opened: Vec<StreamId> = Vec::new();

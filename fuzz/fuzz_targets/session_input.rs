@@ -83,9 +83,9 @@ impl FrameSpec {
         let id = |i: u8| u32::from(i);
         let data = |len: u16| Bytes::from(vec![0x5a; usize::from(len)]);
         match self {
-            FrameSpec::Hello { version, name } => Frame::Hello(Hello { version, name, ..Hello::default() }),
+            FrameSpec::Hello { version, name } => Frame::Hello(Box::new(Hello { version, name, ..Hello::default() })),
             FrameSpec::Welcome { version, heartbeat_ms } => {
-                Frame::Welcome(Welcome { version, heartbeat_ms, ..Welcome::default() })
+                Frame::Welcome(Box::new(Welcome { version, heartbeat_ms, ..Welcome::default() }))
             }
             FrameSpec::Refuse { reason } => Frame::Refuse { reason: RefuseReason::from_u16(reason), message: "no".into() },
             FrameSpec::Open { id: i, ws, end } => Frame::Open {

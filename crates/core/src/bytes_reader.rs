@@ -63,10 +63,20 @@ impl Reader {
         Ok(self.buf.split_to(len))
     }
 
+    /// `len:u16` followed by that many bytes, lent to `f` rather than split off as a
+    /// `Bytes` (which costs a reference count taken and dropped).
+    pub(crate) fn with16<T>(&mut self, what: &'static str, f: impl FnOnce(&[u8]) -> T) -> Result<T, DecodeError> {
+        let len = usize::from(self.u16(what)?);
+        self.need(len, what)?;
+        let t = f(&self.buf[..len]);
+        self.buf.advance(len);
+        Ok(t)
+    }
+
     /// `len:u16` followed by that many bytes of UTF-8.
     pub(crate) fn str16(&mut self, what: &'static str) -> Result<String, DecodeError> {
-        let raw = self.bytes16(what)?;
-        String::from_utf8(raw.to_vec()).map_err(|_| DecodeError::InvalidUtf8(what))
+        self.with16(what, |raw| std::str::from_utf8(raw).map(str::to_owned))?
+            .map_err(|_| DecodeError::InvalidUtf8(what))
     }
 
     /// Everything that is left.

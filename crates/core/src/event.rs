@@ -10,9 +10,10 @@ use crate::handshake::{Hello, RefuseReason, Welcome};
 #[non_exhaustive]
 pub enum Event {
     /// Server: a client said hello. Answer with [`Session::accept`] or [`Session::refuse`].
-    Hello(Hello),
+    /// Boxed, as `Welcome`, so that every event is not as large as these (see [`crate::Frame`]).
+    Hello(Box<Hello>),
     /// Client: the server accepted; streams may flow.
-    Welcome(Welcome),
+    Welcome(Box<Welcome>),
     /// Client: the server refused. The session is closed.
     Refused {
         /// Machine-readable reason.

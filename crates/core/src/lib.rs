@@ -41,5 +41,5 @@ pub use frame::{
 pub use handshake::{features, Hello, RefuseReason, Welcome, CONTROL_PATH, HELLO_MAGIC, PROTOCOL_VERSION, SUBPROTOCOL};
 pub use lifecycle::{Action, ClientLifecycle, GiveUp, Policy};
 pub use relay::{ws_close, WsFragment, WsMessageCheck, WsViolation, DEFAULT_MAX_WS_MESSAGE};
-pub use session::{Role, Session};
+pub use session::{OutMessage, Role, Session};
 pub use time::Instant;

@@ -195,7 +195,7 @@ fn a_peer_that_did_not_announce_batches_never_receives_one() {
     let mut old = hello();
     old.features = 0;
     let mut server = Session::server(Config::DEFAULT, Instant::ZERO);
-    let encoded = Frame::Hello(Hello { version: PROTOCOL_VERSION, ..old }).encode();
+    let encoded = Frame::Hello(Box::new(Hello { version: PROTOCOL_VERSION, ..old })).encode();
     server.handle_message(Instant::ZERO, encoded).unwrap();
     server.accept(Welcome::default(), Instant::ZERO);
     assert!(!server.peer_accepts_batch());
@@ -213,7 +213,7 @@ fn a_peer_that_did_not_announce_batches_never_receives_one() {
     // An older server: its welcome has no features field.
     let mut client = Session::client(Config::DEFAULT, hello(), Instant::ZERO);
     while client.poll_transmit().is_some() {}
-    let welcome = Frame::Welcome(Welcome { version: PROTOCOL_VERSION, ..Welcome::default() }).encode();
+    let welcome = Frame::Welcome(Box::new(Welcome { version: PROTOCOL_VERSION, ..Welcome::default() })).encode();
     client.handle_message(Instant::ZERO, welcome).unwrap();
     assert!(!client.peer_accepts_batch());
     let mut opened = Vec::new();
@@ -309,7 +309,7 @@ fn malformed_nested_and_empty_batches_close_with_protocol_error() {
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn a_client_may_not_batch_before_the_welcome() {
     let mut server = Session::server(Config::DEFAULT, Instant::ZERO);
-    let hello = Frame::Hello(Hello { version: PROTOCOL_VERSION, ..hello() }).encode();
+    let hello = Frame::Hello(Box::new(Hello { version: PROTOCOL_VERSION, ..hello() })).encode();
     let err = server.handle_message(Instant::ZERO, batch_of(&[hello])).unwrap_err();
     assert!(matches!(err, ProtocolError::Unexpected(_)), "{err:?}");
     assert!(server.is_closed());
@@ -321,8 +321,11 @@ fn a_client_may_not_batch_before_the_welcome() {
 fn a_client_takes_the_welcome_and_the_first_streams_in_one_batch() {
     let mut client = Session::client(Config::DEFAULT, hello(), Instant::ZERO);
     while client.poll_transmit().is_some() {}
-    let welcome =
-        Frame::Welcome(Welcome { version: PROTOCOL_VERSION, features: features::BATCH, ..Welcome::default() });
+    let welcome = Frame::Welcome(Box::new(Welcome {
+        version: PROTOCOL_VERSION,
+        features: features::BATCH,
+        ..Welcome::default()
+    }));
     let open = Frame::Open { id: 2, head: util::request("GET", "/", vec![]), end: true };
     client.handle_message(Instant::ZERO, Frame::Batch(vec![welcome, open]).encode()).unwrap();
     assert!(matches!(client.poll_event(), Some(Event::Welcome(_))));

@@ -104,7 +104,7 @@ fn every_refuse_reason_reaches_the_client() {
 fn a_version_2_hello_is_refused_with_version_unsupported() {
     let mut pair = Pair::default();
     // A future client: version 2, and fields this version cannot know.
-    let mut msg = Frame::Hello(Hello { version: 2, ..hello() }).encode().to_vec();
+    let mut msg = Frame::Hello(Box::new(Hello { version: 2, ..hello() })).encode().to_vec();
     msg.extend_from_slice(&[0xee, 0xff, 0xff, 1, 2, 3]);
     pair.inject_to_server(msg).expect("a newer version is not a protocol error");
 
@@ -122,7 +122,7 @@ fn a_version_2_hello_is_refused_with_version_unsupported() {
 fn a_welcome_of_another_version_closes_the_client() {
     let mut pair = Pair::default();
     pair.drive();
-    let welcome = Frame::Welcome(Welcome { version: 2, ..Welcome::default() }).encode();
+    let welcome = Frame::Welcome(Box::new(Welcome { version: 2, ..Welcome::default() })).encode();
     let err = pair.inject_to_client(welcome).expect_err("a v1 client cannot speak v2");
     assert!(matches!(err, ProtocolError::Unexpected(_)), "{err}");
     assert!(pair.client.welcome().is_none());
@@ -134,7 +134,7 @@ fn a_welcome_of_another_version_closes_the_client() {
 fn a_peer_that_is_not_a_localtunnels_client_is_closed() {
     // Bad magic: no refusal (it would not understand one), a CLOSE with ProtocolError.
     let mut pair = Pair::default();
-    let mut msg = Frame::Hello(hello()).encode().to_vec();
+    let mut msg = Frame::Hello(Box::new(hello())).encode().to_vec();
     msg[5..9].copy_from_slice(b"HTTP");
     let err = pair.inject_to_server(msg).expect_err("bad magic");
     assert_eq!(err.close_code(), CloseCode::ProtocolError);
@@ -162,7 +162,7 @@ fn stream_frames_before_the_handshake_close_the_session() {
 
     // A second hello after the first is not allowed either.
     let mut pair = Pair::connected();
-    let err = pair.inject_to_server(Frame::Hello(hello()).encode()).expect_err("second hello");
+    let err = pair.inject_to_server(Frame::Hello(Box::new(hello())).encode()).expect_err("second hello");
     assert!(matches!(err, ProtocolError::Unexpected(_)));
 }
 
@@ -209,7 +209,7 @@ fn either_side_may_close_and_the_other_hears_why() {
 fn unknown_and_empty_hello_fields_are_skipped() {
     // Found by the frame_decode fuzzer: an empty allow_ip field decoded as an entry "",
     // which re-encoded as nothing. Empty fields mean "absent"; unknown tags are skipped.
-    let mut msg = Frame::Hello(Hello { version: PROTOCOL_VERSION, ..hello() }).encode().to_vec();
+    let mut msg = Frame::Hello(Box::new(Hello { version: PROTOCOL_VERSION, ..hello() })).encode().to_vec();
     msg.extend_from_slice(&[8, 0, 0]); // allow_ip, empty
     msg.extend_from_slice(&[0x99, 0, 3, b'n', b'e', b'w']); // a tag from the future
     msg.extend_from_slice(&[8, 0, 9]);

@@ -123,8 +123,8 @@ fn frame() -> impl Strategy<Value = Frame> {
 
 fn single_frame() -> impl Strategy<Value = Frame> {
     prop_oneof![
-        hello().prop_map(Frame::Hello),
-        welcome().prop_map(Frame::Welcome),
+        hello().prop_map(|h| Frame::Hello(Box::new(h))),
+        welcome().prop_map(|w| Frame::Welcome(Box::new(w))),
         (any::<u16>(), text()).prop_map(|(r, message)| Frame::Refuse { reason: RefuseReason::from_u16(r), message }),
         (stream_id(), request_head(), any::<bool>()).prop_map(|(id, head, end)| Frame::Open { id, head, end }),
         (stream_id(), 100..=999u16, headers(), any::<bool>()).prop_map(|(id, status, headers, end)| {
@@ -163,6 +163,10 @@ proptest! {
     fn every_frame_round_trips(frame in frame()) {
         let encoded = frame.encode();
         prop_assert_eq!(Frame::decode(encoded.clone(), &NO_LIMITS), Ok(frame.clone()));
+        // A driver writes the WebSocket header from the size before the frame is encoded.
+        if let Some(len) = frame.encoded_len() {
+            prop_assert_eq!(len, encoded.len());
+        }
         // Default limits accept it exactly when it fits.
         let fits = encoded.len() <= DecodeLimits::default().max_frame;
         prop_assert_eq!(Frame::decode(encoded, &DecodeLimits::default()).is_ok(), fits);
@@ -442,5 +446,20 @@ proptest! {
         let log = pair.server.log(id);
         prop_assert!(log.end, "got {} of {} bytes with {} of {} held", log.body.len(), body, held, session_window);
         prop_assert!(log.body == pattern(body, 99));
+    }
+}
+
+/// The size a frame announces before it is encoded matches the encoding also where
+/// the encoding cuts (a text or a field over `u16::MAX` bytes).
+#[test]
+fn encoded_len_counts_what_the_encoding_cuts() {
+    let long = "x".repeat(70_000);
+    let value = localtunnels_core::HeaderValue::from_str(&long).expect("a valid value");
+    let frames = [
+        Frame::Reset { id: 1, code: localtunnels_core::ResetCode::Cancel, message: long.clone() },
+        Frame::Trailers { id: 1, headers: vec![(localtunnels_core::HeaderName::from_static("x-a"), value)] },
+    ];
+    for frame in frames {
+        assert_eq!(frame.encoded_len(), Some(frame.encode().len()));
     }
 }

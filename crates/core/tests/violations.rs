@@ -163,6 +163,6 @@ fn frames_out_of_order_on_a_stream_close_the_session() {
 
     // A welcome to a server.
     let mut pair = Pair::connected();
-    let err = pair.inject_to_server(Frame::Welcome(Default::default()).encode()).unwrap_err();
+    let err = pair.inject_to_server(Frame::Welcome(Box::default()).encode()).unwrap_err();
     assert!(matches!(err, ProtocolError::Unexpected(_)), "{err}");
 }

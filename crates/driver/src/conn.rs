@@ -269,8 +269,8 @@ impl Shared {
                     slot.wake();
                 }
             }
-            Event::Hello(h) => self.notify_owner(state, ConnEvent::Hello(h)),
-            Event::Welcome(w) => self.notify_owner(state, ConnEvent::Welcome(w)),
+            Event::Hello(h) => self.notify_owner(state, ConnEvent::Hello(*h)),
+            Event::Welcome(w) => self.notify_owner(state, ConnEvent::Welcome(*w)),
             Event::Refused { reason, message } => self.notify_owner(state, ConnEvent::Refused { reason, message }),
             Event::GoAway { message, .. } => self.notify_owner(state, ConnEvent::GoAway { message }),
             Event::Closed { code, message, by_peer } => {
@@ -350,6 +350,12 @@ impl Shared {
     /// the peer, and streams whose handles are gone are reset (a no-op for finished
     /// ones; one that finished sending keeps its queued frames, see `Session::reset`).
     fn apply_dropped(&self, state: &mut State) {
+        // Most turns have nothing here: the flag spares them the queue's lock. A handle
+        // dropped after this check finds the state lock taken and wakes the writer,
+        // which comes back here (see `defer`).
+        if !self.has_dropped.load(Ordering::SeqCst) {
+            return;
+        }
         // Drained in place (the vector keeps its allocation): what is applied here drops
         // no handle, so nothing queues meanwhile.
         let mut deferred = self.dropped.lock().unwrap_or_else(|e| e.into_inner());

@@ -15,7 +15,7 @@ use tokio::io::AsyncWrite;
 
 use crate::conn::Shared;
 use crate::lazy_deadline::LazyDeadline;
-use crate::ws_codec::WsEncoder;
+use crate::ws_codec::{WsEncoder, COPY_BELOW};
 
 /// Bytes of frames encoded and handed to the socket per write.
 const WRITE_BATCH: usize = 256 * 1024;
@@ -56,12 +56,16 @@ impl Outbox {
 
     /// Encodes the session's queued frames, up to a batch: draining everything could
     /// encode a whole session window (8 MiB) of copies at once.
+    /// Each message is encoded straight into the encoder's buffer after its WebSocket
+    /// header; a large payload (`COPY_BELOW`) stays apart, written as it is (a server)
+    /// or masked in place (a client).
     pub(crate) fn fill(&mut self, session: &mut Session) {
         let mut batch = 0;
         while batch < WRITE_BATCH {
-            let Some((head, payload)) = session.poll_transmit_parts() else { break };
-            batch += head.len() + payload.len();
-            self.wire.binary_parts(head, payload);
+            let Some(message) = session.poll_message() else { break };
+            let len = message.len();
+            batch += len;
+            self.wire.binary_with(len, |out| session.encode_message(message, out, COPY_BELOW));
         }
     }
 

@@ -14,7 +14,7 @@ use crate::ids::{flags, kind, CloseCode, ResetCode, BATCH_ENTRY_OVERHEAD, BATCH_
 impl Frame {
     /// Encodes the frame as one WebSocket binary message.
     pub fn encode(&self) -> Bytes {
-        let mut b = BytesMut::with_capacity(self.encoded_len_hint());
+        let mut b = BytesMut::with_capacity(self.encoded_len().unwrap_or_else(|| self.encoded_len_hint()));
         self.encode_into(&mut b);
         b.freeze()
     }
@@ -28,6 +28,56 @@ impl Frame {
                 (Frame::WsMessage { id, binary, fin, data: Bytes::new() }.encode(), data)
             }
             f => (f.encode(), Bytes::new()),
+        }
+    }
+
+    /// The exact size [`Frame::encode`] gives, for the frames a session sends without
+    /// encoding them first (stream frames, heads, windows, resets, pings); `None` for
+    /// the rest (the handshake's frames and batches), which are encoded when queued. A
+    /// driver writes the WebSocket header from it before the frame is encoded after it
+    /// (`Session::encode_message`), so it must match the encoding byte for byte,
+    /// including `put_bytes16`'s and `put_headers`' cuts at `u16::MAX`.
+    pub fn encoded_len(&self) -> Option<usize> {
+        let body = match self {
+            Frame::Open { head, .. } => {
+                1 + bytes16_len(head.method.len()) + bytes16_len(head.target.len()) + headers_len(&head.headers)
+            }
+            Frame::Response { head, .. } => 1 + 2 + headers_len(&head.headers),
+            Frame::Data { data, .. } | Frame::WsMessage { data, .. } => 1 + data.len(),
+            Frame::Trailers { headers, .. } => headers_len(headers),
+            Frame::WsClose { reason: text, .. }
+            | Frame::Reset { message: text, .. }
+            | Frame::Close { message: text, .. }
+            | Frame::Refuse { message: text, .. } => 2 + bytes16_len(text.len()),
+            Frame::GoAway { message, .. } => 4 + 2 + bytes16_len(message.len()),
+            Frame::Window { .. } => 4,
+            Frame::Ping(_) | Frame::Pong(_) => 8,
+            Frame::Hello(_) | Frame::Welcome(_) | Frame::Batch(_) => return None,
+        };
+        Some(FRAME_HEADER + body)
+    }
+
+    /// Appends the encoded frame to `b`, except the payload of a DATA or WS_MESSAGE
+    /// frame of at least `apart_from` bytes, which it returns (as it is, not copied)
+    /// to be sent right after: the message is what `b` got, then that payload.
+    pub(crate) fn encode_apart(self, b: &mut BytesMut, apart_from: usize) -> Bytes {
+        match self {
+            Frame::Data { id, end, data } if data.len() >= apart_from => {
+                b.put_u8(kind::DATA);
+                b.put_u32(id);
+                b.put_u8(if end { flags::END } else { 0 });
+                data
+            }
+            Frame::WsMessage { id, binary, fin, data } if data.len() >= apart_from => {
+                b.put_u8(kind::WS_MESSAGE);
+                b.put_u32(id);
+                b.put_u8(if fin { flags::FIN } else { 0 } | if binary { flags::BINARY } else { 0 });
+                data
+            }
+            f => {
+                f.encode_into(b);
+                Bytes::new()
+            }
         }
     }
 
@@ -168,8 +218,8 @@ impl Frame {
             return Err(DecodeError::Invalid("stream id on a session frame"));
         }
         let frame = match ty {
-            kind::HELLO => Frame::Hello(Hello::decode_body(&mut r)?),
-            kind::WELCOME => Frame::Welcome(Welcome::decode_body(&mut r)?),
+            kind::HELLO => Frame::Hello(Box::new(Hello::decode_body(&mut r)?)),
+            kind::WELCOME => Frame::Welcome(Box::new(Welcome::decode_body(&mut r)?)),
             kind::REFUSE => Frame::Refuse {
                 reason: RefuseReason::from_u16(r.u16("refuse reason")?),
                 message: r.str16("refuse message")?,
@@ -234,6 +284,14 @@ impl Frame {
     }
 }
 
+/// A frame's type and stream id.
+const FRAME_HEADER: usize = 1 + 4;
+
+/// Bytes `put_bytes16` writes for `n` bytes (it cuts what is over `u16::MAX`).
+pub(super) fn bytes16_len(n: usize) -> usize {
+    2 + n.min(usize::from(u16::MAX))
+}
+
 /// Splits the body of a `BATCH` (what follows its type and stream id) into the encoded
 /// frames it carries, one at a time, so that a receiver handles each as it is cut.
 #[derive(Debug)]
@@ -278,14 +336,4 @@ impl Frame {
 pub(crate) fn put_batch_entry(b: &mut BytesMut, frame: &[u8]) {
     b.put_u32(u32::try_from(frame.len()).unwrap_or(u32::MAX));
     b.put_slice(frame);
-}
-
-/// Appends `frame` to a `BATCH` being built in `b`, encoded in place (no copy of its
-/// payload made first), as [`put_batch_entry`] would.
-pub(crate) fn encode_batch_entry(b: &mut BytesMut, frame: &Frame) {
-    let at = b.len();
-    b.put_u32(0);
-    frame.encode_into(b);
-    let len = u32::try_from(b.len() - at - BATCH_ENTRY_OVERHEAD).unwrap_or(u32::MAX);
-    b[at..at + BATCH_ENTRY_OVERHEAD].copy_from_slice(&len.to_be_bytes());
 }

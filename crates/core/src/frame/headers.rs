@@ -4,12 +4,16 @@
 
 use bytes::{BufMut, BytesMut};
 
+use super::codec::bytes16_len;
 use super::types::{DecodeLimits, Header, HeaderName, HeaderValue, RequestHead, ResponseHead};
 use crate::bytes_reader::{Reader, WriteExt};
 use crate::error::DecodeError;
 
+/// Bytes `put_headers` writes for `headers`, exactly (it cuts at `u16::MAX` fields,
+/// and each name and value at `u16::MAX` bytes).
 pub(super) fn headers_len(headers: &[Header]) -> usize {
-    2 + headers.iter().map(|(n, v)| 4 + n.as_str().len() + v.len()).sum::<usize>()
+    let fields = headers.iter().take(usize::from(u16::MAX));
+    2 + fields.map(|(n, v)| bytes16_len(n.as_str().len()) + bytes16_len(v.len())).sum::<usize>()
 }
 
 /// Encoded size of a header block, as checked against `max_header_bytes`.
@@ -34,14 +38,16 @@ pub(super) fn get_headers(r: &mut Reader, limits: &DecodeLimits) -> Result<Vec<H
     }
     let mut headers = Vec::with_capacity(count);
     for _ in 0..count {
-        let name = r.bytes16("header name")?;
+        // The name is read in place; a bad one is told from its bytes here: `Err`
+        // says whether the wire allows it.
+        let name = r.with16("header name", |n| header_name(n).map_err(|_| valid_header_name(n)))?;
         let value = r.bytes16("header value")?;
-        match (header_name(&name), HeaderValue::from_maybe_shared(value.clone())) {
+        match (name, HeaderValue::from_maybe_shared(value.clone())) {
             (Ok(name), Ok(value)) => headers.push((name, value)),
             // What the wire allows but HTTP cannot carry (a separator in a name, a
             // control byte in a value) is dropped here, as either end's HTTP stack
             // would drop it; what the wire forbids is an error.
-            _ if !valid_header_name(&name) => return Err(DecodeError::Invalid("header name")),
+            (Err(false), _) => return Err(DecodeError::Invalid("header name")),
             _ if !valid_header_value(&value) => return Err(DecodeError::Invalid("header value")),
             _ => {}
         }

@@ -110,7 +110,7 @@ impl Session {
                     s.recv_unacked = 0;
                     s.recv_remaining += inc;
                     let increment = u32::try_from(inc).unwrap_or(u32::MAX);
-                    self.push_control(&Frame::Window { id, increment });
+                    self.push_control(Frame::Window { id, increment });
                 }
             }
         }
@@ -130,7 +130,7 @@ impl Session {
             let inc = self.recv_unacked;
             self.recv_unacked = 0;
             self.recv_remaining += inc;
-            self.push_control(&Frame::Window { id: 0, increment: u32::try_from(inc).unwrap_or(u32::MAX) });
+            self.push_control(Frame::Window { id: 0, increment: u32::try_from(inc).unwrap_or(u32::MAX) });
         }
     }
 

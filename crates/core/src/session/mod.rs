@@ -24,8 +24,6 @@ mod transmit;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use crate::config::{Config, Limits};
 use crate::event::Event;
 use crate::frame::{DecodeLimits, Frame, StreamId};
@@ -35,6 +33,7 @@ use crate::stream::Stream;
 
 use crate::time::Instant;
 use flow::clamp;
+pub use transmit::OutMessage;
 use transmit::Output;
 
 /// Which end of the control connection this session is.
@@ -94,8 +93,8 @@ pub struct Session {
     held: VecDeque<Output>,
     /// The frames of the batch being packed (kept for its allocation).
     picked: Vec<Output>,
-    /// Encoded frames that go before any stream data: heads, windows, resets, pings.
-    control: VecDeque<Bytes>,
+    /// Frames that go before any stream data: heads, windows, resets, pings.
+    control: VecDeque<Output>,
     /// Bytes in `control`, bounded by `Config::max_control_queue`.
     control_bytes: usize,
     /// The answer to the peer's latest PING, not sent yet: only the latest is kept, so
@@ -133,7 +132,7 @@ impl Session {
         hello.version = PROTOCOL_VERSION;
         hello.limits = Some(Limits::from(&s.config));
         hello.features = features::BATCH | features::EAGER_WINDOW;
-        s.push_control(&Frame::Hello(hello));
+        s.push_control(Frame::Hello(Box::new(hello)));
         s
     }
 
@@ -265,7 +264,7 @@ impl Session {
         assert_eq!(queued, self.queued, "queued payload bytes");
         assert!(queued <= self.queue_limit(), "queued {queued} beyond the queue limit {}", self.queue_limit());
         assert!(queued <= u64::from(self.config.max_session_queue), "queued {queued} beyond max_session_queue");
-        assert_eq!(self.control_bytes, self.control.iter().map(Bytes::len).sum::<usize>(), "control bytes");
+        assert_eq!(self.control_bytes, self.control.iter().map(Output::len).sum::<usize>(), "control bytes");
         assert!(self.control_bytes <= self.config.max_control_queue as usize, "control queue beyond its bound");
         assert!(self.peer.stream_window <= self.config.max_peer_window, "peer stream window not clamped");
         assert!(self.peer.session_window <= self.config.max_peer_window, "peer session window not clamped");
@@ -309,7 +308,7 @@ mod tests {
 
     fn established_server() -> Session {
         let mut server = Session::server(Config::DEFAULT, Instant::ZERO);
-        let hello = Frame::Hello(Hello { version: PROTOCOL_VERSION, ..Hello::default() }).encode();
+        let hello = Frame::Hello(Box::new(Hello { version: PROTOCOL_VERSION, ..Hello::default() })).encode();
         server.handle_message(Instant::ZERO, hello).unwrap();
         server.accept(Welcome::default(), Instant::ZERO);
         while server.poll_transmit().is_some() {}

@@ -80,7 +80,7 @@ impl Session {
             self.ping_seq = self.ping_seq.wrapping_add(1);
             self.ping_outstanding = Some((self.ping_seq, now));
             self.unanswered_since.get_or_insert(now);
-            self.push_control(&Frame::Ping(self.ping_seq));
+            self.push_control(Frame::Ping(self.ping_seq));
             self.next_ping = now + self.ping_interval;
         }
     }
@@ -105,13 +105,13 @@ impl Session {
         Ok(())
     }
 
-    fn on_hello(&mut self, hello: Hello) {
+    fn on_hello(&mut self, hello: Box<Hello>) {
         if hello.version != PROTOCOL_VERSION {
             let message = format!(
                 "client speaks protocol version {}, this server speaks version {PROTOCOL_VERSION}: upgrade the client",
                 hello.version
             );
-            self.push_control(&Frame::Refuse { reason: RefuseReason::VersionUnsupported, message: message.clone() });
+            self.push_control(Frame::Refuse { reason: RefuseReason::VersionUnsupported, message: message.clone() });
             self.state = State::Closed;
             self.events.push_back(Event::Closed { code: CloseCode::ProtocolError, message, by_peer: false });
             return;
@@ -121,7 +121,7 @@ impl Session {
         self.events.push_back(Event::Hello(hello));
     }
 
-    fn on_welcome(&mut self, now: Instant, w: Welcome) -> Result<(), ProtocolError> {
+    fn on_welcome(&mut self, now: Instant, w: Box<Welcome>) -> Result<(), ProtocolError> {
         if w.version != PROTOCOL_VERSION {
             return Err(ProtocolError::Unexpected("welcome for a protocol version this client does not speak"));
         }
@@ -279,7 +279,7 @@ impl Session {
         self.last_peer_id = id;
         if self.going_away_local {
             let message = "the session is going away".to_string();
-            self.push_control(&Frame::Reset { id, code: ResetCode::Refused, message });
+            self.push_control(Frame::Reset { id, code: ResetCode::Refused, message });
             return Ok(());
         }
         if self.config.peer_streams == PeerStreams::Refuse {
@@ -308,7 +308,7 @@ impl Session {
             return Err(ProtocolError::StreamsRefused(them));
         }
         let message = format!("the {us} does not accept streams from {them}");
-        self.push_control(&Frame::Reset { id, code: ResetCode::Refused, message });
+        self.push_control(Frame::Reset { id, code: ResetCode::Refused, message });
         Ok(())
     }
 

@@ -30,7 +30,7 @@ impl Session {
         welcome.features = features::BATCH | features::EAGER_WINDOW;
         welcome.heartbeat_ms = u32::try_from(self.ping_interval.as_millis()).unwrap_or(u32::MAX);
         welcome.idle_timeout_ms = u32::try_from(self.idle_timeout.as_millis()).unwrap_or(u32::MAX);
-        self.push_control(&Frame::Welcome(welcome));
+        self.push_control(Frame::Welcome(Box::new(welcome)));
         self.state = State::Established;
         self.next_ping = now + self.ping_interval;
     }
@@ -41,7 +41,7 @@ impl Session {
             return;
         }
         self.clear_output();
-        self.push_control(&Frame::Refuse { reason, message: self.short_message(message) });
+        self.push_control(Frame::Refuse { reason, message: self.short_message(message) });
         self.state = State::Closed;
         let message = format!("refused ({}): {message}", reason.as_str());
         self.events.push_back(Event::Closed { code: CloseCode::Normal, message, by_peer: false });
@@ -76,7 +76,7 @@ impl Session {
         s.send_done = end;
         self.streams.insert(id, s);
         self.local_open += 1;
-        self.push_control(&Frame::Open { id, head, end });
+        self.push_control(Frame::Open { id, head, end });
         Ok(id)
     }
 
@@ -120,7 +120,7 @@ impl Session {
         s.ws_accepted = s.kind == StreamKind::WebSocket && head.status == 101;
         let end = end && !s.ws_accepted;
         s.send_done = end;
-        self.push_control(&Frame::Response { id, head, end });
+        self.push_control(Frame::Response { id, head, end });
         self.reap(id);
         Ok(())
     }
@@ -248,7 +248,7 @@ impl Session {
         }
         self.remove_stream(id);
         let message = self.short_message(message);
-        self.push_control(&Frame::Reset { id, code, message });
+        self.push_control(Frame::Reset { id, code, message });
     }
 
     /// Announces that no new streams will be accepted; in-flight ones finish.
@@ -258,7 +258,7 @@ impl Session {
         }
         self.going_away_local = true;
         let message = self.short_message(message);
-        self.push_control(&Frame::GoAway { last_id: self.last_peer_id, code, message });
+        self.push_control(Frame::GoAway { last_id: self.last_peer_id, code, message });
     }
 
     /// Ends the session now. Queued stream data is dropped; the CLOSE frame is the
@@ -269,7 +269,7 @@ impl Session {
         }
         self.state = State::Closed;
         self.clear_output();
-        self.push_control(&Frame::Close { code, message: self.short_message(message) });
+        self.push_control(Frame::Close { code, message: self.short_message(message) });
         self.events.push_back(Event::Closed { code, message: message.to_string(), by_peer: false });
     }
 }

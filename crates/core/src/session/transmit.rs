@@ -7,9 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::config::Config;
 use crate::event::Event;
-use crate::frame::{
-    encode_batch_entry, kind, put_batch_entry, CloseCode, Frame, StreamId, BATCH_ENTRY_OVERHEAD, BATCH_HEADER,
-};
+use crate::frame::{kind, put_batch_entry, CloseCode, Frame, StreamId, BATCH_ENTRY_OVERHEAD, BATCH_HEADER};
 use crate::time::Instant;
 
 use super::{Session, State};
@@ -17,21 +15,21 @@ use super::{Session, State};
 impl Session {
     /// The next frame to send, as one WebSocket binary message.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.next_output().map(Output::encode)
+        self.next_output().map(Output::into_bytes)
     }
 
-    /// The next frame to send: an encoded control frame, or a stream's next frame,
-    /// still to encode (so a batch can encode it in place).
+    /// The next frame to send: a control frame or a stream's next frame, still to
+    /// encode (where it goes: a batch, the driver's buffer), or one already encoded.
     fn next_output(&mut self) -> Option<Output> {
         if let Some(o) = self.held.pop_front() {
             return Some(o);
         }
         if let Some(v) = self.pending_pong.take() {
-            return Some(Output::Encoded(Frame::Pong(v).encode()));
+            return Some(Output::of(Frame::Pong(v)));
         }
-        if let Some(b) = self.control.pop_front() {
-            self.control_bytes -= b.len();
-            return Some(Output::Encoded(b));
+        if let Some(o) = self.control.pop_front() {
+            self.control_bytes -= o.len();
+            return Some(o);
         }
         let payload_limit = Config::payload_limit(self.peer.max_frame);
         let stream_window = u64::from(self.peer.stream_window);
@@ -53,7 +51,7 @@ impl Session {
             if matches!(frame, Frame::Reset { .. }) {
                 // A RESET carries no payload; removing the stream dequeues what is left.
                 self.remove_stream(id);
-                return Some(Output::Frame(frame));
+                return Some(Output::of(frame));
             }
             if !s.queue.is_empty() {
                 s.in_ring = true;
@@ -66,7 +64,7 @@ impl Session {
             }
             self.dequeued(spent as u64);
             self.reap(id);
-            return Some(Output::Frame(frame));
+            return Some(Output::of(frame));
         }
         None
     }
@@ -78,9 +76,14 @@ impl Session {
     /// For a peer that did not announce batches it is exactly `poll_transmit`.
     /// Stream data is encoded straight into the batch: its payload is copied once.
     pub fn poll_transmit_batch(&mut self) -> Option<Bytes> {
-        match self.next_message()? {
-            Message::Whole(b) => Some(b),
-            Message::Alone(o) => Some(o.encode()),
+        let message = self.poll_message()?;
+        match message.inner {
+            Packed::Alone(o) => Some(o.into_bytes()),
+            Packed::Batch(_) => {
+                let mut b = BytesMut::with_capacity(message.len);
+                self.encode_message(message, &mut b, usize::MAX);
+                Some(b.freeze())
+            }
         }
     }
 
@@ -90,29 +93,38 @@ impl Session {
     /// into its own buffer anyway (a WebSocket client masks what it sends) or writes
     /// buffers as they are. Anything else comes whole, with an empty payload.
     pub fn poll_transmit_parts(&mut self) -> Option<(Bytes, Bytes)> {
-        match self.next_message()? {
-            Message::Whole(b) => Some((b, Bytes::new())),
-            Message::Alone(Output::Frame(f)) => Some(f.encode_parts()),
-            Message::Alone(Output::Encoded(b)) => Some((b, Bytes::new())),
+        let message = self.poll_message()?;
+        let len = message.len;
+        let mut head = BytesMut::with_capacity(len.min(4096));
+        let payload = self.encode_message(message, &mut head, 0);
+        if payload.is_empty() {
+            return Some((head.freeze(), payload));
         }
+        if head.is_empty() {
+            // An encoded frame (a pong, a frame cut from a batch) comes whole.
+            return Some((payload, Bytes::new()));
+        }
+        Some((head.freeze(), payload))
     }
 
-    fn next_message(&mut self) -> Option<Message> {
+    /// The next message [`Session::poll_transmit_batch`] would send, not encoded yet:
+    /// its exact [`OutMessage::len`] lets a driver write the WebSocket header first
+    /// and the message straight after it with [`Session::encode_message`], in its own
+    /// buffer, with no intermediate allocation or copy.
+    pub fn poll_message(&mut self) -> Option<OutMessage> {
         let first = self.next_output()?;
         if !self.peer_accepts_batch() || !self.has_transmit() {
-            return Some(Message::Alone(first));
+            return Some(OutMessage { len: first.len(), inner: Packed::Alone(first) });
         }
         let limit = usize::try_from(self.peer.max_frame).unwrap_or(usize::MAX);
-        // Take out what fits first, so the batch is allocated once at its size: growing
-        // it frame by frame copied everything packed so far on each reallocation, and a
-        // fixed large reserve cost an allocation outside the allocator's thread cache
-        // for every small batch.
+        // Take out what fits first, so that the batch's size is known before it is
+        // encoded (into one allocation of that size, or the driver's buffer).
         let mut picked = std::mem::take(&mut self.picked);
-        let mut size = BATCH_HEADER + BATCH_ENTRY_OVERHEAD + first.len_hint();
+        let mut size = BATCH_HEADER + BATCH_ENTRY_OVERHEAD + first.len();
         picked.push(first);
         while self.has_transmit() {
             let Some(next) = self.next_output() else { break };
-            let more = BATCH_ENTRY_OVERHEAD + next.len_hint();
+            let more = BATCH_ENTRY_OVERHEAD + next.len();
             if size + more > limit {
                 self.held.push_front(next);
                 break;
@@ -122,35 +134,33 @@ impl Session {
         }
         if picked.len() == 1 {
             // Nothing else fitted: the frame goes out as it is.
-            let only = picked.pop().map(Message::Alone);
+            let only = picked.pop().map(|o| OutMessage { len: o.len(), inner: Packed::Alone(o) });
             self.picked = picked;
             return only;
         }
-        let mut b = BytesMut::with_capacity(size);
-        b.put_u8(kind::BATCH);
-        b.put_u32(0);
-        let mut entries = 0;
-        let mut rest = picked.drain(..);
-        for next in rest.by_ref() {
-            let at = b.len();
-            next.put_entry(&mut b);
-            if b.len() > limit && entries > 0 {
-                // Longer than its hint said: it and what follows go next time, in order.
-                let entry = b.split_off(at).freeze();
-                self.held.push_front(Output::Encoded(entry.slice(BATCH_ENTRY_OVERHEAD..)));
-                break;
+        Some(OutMessage { len: size, inner: Packed::Batch(picked) })
+    }
+
+    /// Appends `message` (from [`Session::poll_message`]) to `out`, exactly
+    /// [`OutMessage::len`] bytes of it, except the payload of a DATA or WS_MESSAGE frame
+    /// sent alone, or an already encoded frame, of at least `apart_from` bytes: that is
+    /// returned as it is (not copied), to be sent right after what `out` got. Returns
+    /// an empty `Bytes` when all of it went into `out`.
+    pub fn encode_message(&mut self, message: OutMessage, out: &mut BytesMut, apart_from: usize) -> Bytes {
+        match message.inner {
+            Packed::Alone(o) => o.encode_apart(out, apart_from),
+            Packed::Batch(mut picked) => {
+                out.reserve(message.len);
+                out.put_u8(kind::BATCH);
+                out.put_u32(0);
+                for o in picked.drain(..) {
+                    o.put_entry(out);
+                }
+                // The vector goes back for the next batch, with its allocation.
+                self.picked = picked;
+                Bytes::new()
             }
-            entries += 1;
         }
-        for (i, later) in rest.enumerate() {
-            self.held.insert(i + 1, later);
-        }
-        self.picked = picked;
-        let batch = b.freeze();
-        if entries == 1 {
-            return Some(Message::Whole(batch.slice(BATCH_HEADER + BATCH_ENTRY_OVERHEAD..)));
-        }
-        Some(Message::Whole(batch))
     }
 
     /// True when [`Session::poll_transmit`] may have something to send (a control
@@ -178,10 +188,12 @@ impl Session {
         }
     }
 
-    pub(super) fn push_control(&mut self, frame: &Frame) {
-        let b = frame.encode();
-        self.control_bytes += b.len();
-        self.control.push_back(b);
+    /// Queues a control frame, encoded when it is sent (into the driver's buffer)
+    /// unless it is a handshake frame.
+    pub(super) fn push_control(&mut self, frame: Frame) {
+        let o = Output::of(frame);
+        self.control_bytes += o.len();
+        self.control.push_back(o);
         if self.control_bytes > self.config.max_control_queue as usize {
             // The peer leaves what we send unread. Closing clears the queue first, so
             // the CLOSE itself always fits.
@@ -216,41 +228,90 @@ impl Session {
     }
 }
 
-/// The next message to send: already encoded, or one frame alone (which
-/// [`Session::poll_transmit_parts`] may encode in two parts).
-enum Message {
-    Whole(Bytes),
+/// A message [`Session::poll_message`] took out: encode it with
+/// [`Session::encode_message`].
+#[derive(Debug)]
+pub struct OutMessage {
+    /// Its exact encoded size.
+    len: usize,
+    inner: Packed,
+}
+
+impl OutMessage {
+    /// The exact size of the encoded message (the payload returned apart included).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Never true: a message holds at least a frame's type and stream id.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// What a message holds: one frame, or the frames of a `BATCH`. A lone frame is the
+/// common case: boxing it would cost an allocation per message.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+enum Packed {
     Alone(Output),
+    Batch(Vec<Output>),
 }
 
 /// A frame on its way out (see `Session::next_output`).
 #[derive(Debug)]
 pub(super) enum Output {
-    /// Already encoded: control frames, and a frame split off a batch.
+    /// Already encoded: the handshake's frames, and a frame split off a batch.
     Encoded(Bytes),
-    /// A stream's frame, encoded where it goes.
-    Frame(Frame),
+    /// A frame to encode where it goes, and its exact encoded size.
+    Frame(Frame, usize),
 }
 
 impl Output {
-    fn encode(self) -> Bytes {
-        match self {
-            Output::Encoded(b) => b,
-            Output::Frame(f) => f.encode(),
+    /// `frame`, to encode later if its size is known without encoding it.
+    pub(super) fn of(frame: Frame) -> Output {
+        match frame.encoded_len() {
+            Some(len) => Output::Frame(frame, len),
+            None => Output::Encoded(frame.encode()),
         }
     }
 
-    fn len_hint(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         match self {
             Output::Encoded(b) => b.len(),
-            Output::Frame(f) => f.encoded_len_hint(),
+            Output::Frame(_, len) => *len,
         }
     }
 
-    fn put_entry(&self, b: &mut BytesMut) {
+    fn into_bytes(self) -> Bytes {
         match self {
-            Output::Encoded(frame) => put_batch_entry(b, frame),
-            Output::Frame(f) => encode_batch_entry(b, f),
+            Output::Encoded(b) => b,
+            Output::Frame(f, len) => {
+                let mut b = BytesMut::with_capacity(len);
+                f.encode_into(&mut b);
+                b.freeze()
+            }
+        }
+    }
+
+    fn encode_apart(self, out: &mut BytesMut, apart_from: usize) -> Bytes {
+        match self {
+            Output::Encoded(b) if b.len() >= apart_from => b,
+            Output::Encoded(b) => {
+                out.put_slice(&b);
+                Bytes::new()
+            }
+            Output::Frame(f, _) => f.encode_apart(out, apart_from),
+        }
+    }
+
+    fn put_entry(self, b: &mut BytesMut) {
+        match self {
+            Output::Encoded(frame) => put_batch_entry(b, &frame),
+            Output::Frame(f, len) => {
+                b.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+                f.encode_into(b);
+            }
         }
     }
 }

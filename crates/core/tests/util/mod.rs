@@ -135,12 +135,12 @@ impl Side {
 
     /// The hello the server received.
     pub fn hello(&self) -> Option<&Hello> {
-        self.events.iter().find_map(|e| if let Event::Hello(h) = e { Some(h) } else { None })
+        self.events.iter().find_map(|e| if let Event::Hello(h) = e { Some(&**h) } else { None })
     }
 
     /// The welcome the client received.
     pub fn welcome(&self) -> Option<&Welcome> {
-        self.events.iter().find_map(|e| if let Event::Welcome(w) = e { Some(w) } else { None })
+        self.events.iter().find_map(|e| if let Event::Welcome(w) = e { Some(&**w) } else { None })
     }
 
     /// The refusal the client received.

@@ -11,7 +11,7 @@ use super::{apply_mask, Role, MAX_CONTROL_PAYLOAD, OP_BINARY, OP_CLOSE, OP_CONTI
 
 /// Payloads at least this long go out as their own slice of a vectored write;
 /// shorter ones are copied next to their header.
-const COPY_BELOW: usize = 4096;
+pub(crate) const COPY_BELOW: usize = 4096;
 
 /// Frames what one end of a WebSocket sends.
 ///
@@ -124,35 +124,39 @@ impl WsEncoder {
         WsTransmit { queue: &mut self.queue, copied: &mut self.copied }
     }
 
-    fn frame(&mut self, opcode: u8, fin: bool, head: Bytes, payload: Bytes) {
+    /// Queues one binary message of exactly `len` bytes that `write` encodes straight
+    /// into the encoder's buffer, after the WebSocket header (and masks in place, for
+    /// a client), except a tail it returns to be sent as it is after them (`len`
+    /// counts it): the message is never built apart and copied in.
+    pub fn binary_with(&mut self, len: usize, write: impl FnOnce(&mut BytesMut) -> Bytes) {
         if self.closed {
             return;
         }
-        let len = head.len() + payload.len();
-        let client = self.role == Role::Client;
-        let key: [u8; 4] = if client { (self.mask_key)() } else { [0; 4] };
-        // A large payload goes out as its own slice of the write: as it is from a
-        // server; from a client masked in place when nothing else holds it, else
-        // masked as it is copied. The head is always copied.
-        let (inline, alone) = if payload.len() < COPY_BELOW {
-            (Some(payload), None)
-        } else if !client {
-            (None, Some(payload))
-        } else {
-            match payload.try_into_mut() {
-                Ok(mut owned) => {
-                    // The key goes on where the head left it.
-                    let at = head.len() % 4;
-                    apply_mask(&mut owned, [key[at], key[(at + 1) % 4], key[(at + 2) % 4], key[(at + 3) % 4]]);
-                    (None, Some(owned.freeze()))
-                }
-                Err(shared) => (Some(shared), None),
-            }
-        };
+        let key = self.key();
+        self.copied.reserve(14 + len.min(COPY_BELOW));
+        self.put_header(OP_BINARY, true, len, key);
+        let start = self.copied.len();
+        let tail = write(&mut self.copied);
+        debug_assert_eq!(self.copied.len() - start + tail.len(), len, "the message's announced length");
+        if let Some(key) = key {
+            apply_mask(&mut self.copied[start..], key);
+        }
+        if !tail.is_empty() {
+            let before = self.copied.len() - start;
+            self.push_apart(tail, before, key);
+        }
+    }
+
+    /// The next frame's mask key: a client's, `None` for a server.
+    fn key(&mut self) -> Option<[u8; 4]> {
+        (self.role == Role::Client).then(|| (self.mask_key)())
+    }
+
+    /// Appends a frame header for a `len`-byte payload, with the mask key if any.
+    fn put_header(&mut self, opcode: u8, fin: bool, len: usize, key: Option<[u8; 4]>) {
         let out = &mut self.copied;
-        out.reserve(14 + head.len() + inline.as_ref().map_or(0, Bytes::len));
         out.put_u8(if fin { 0x80 } else { 0 } | opcode);
-        let mask_bit = if client { 0x80 } else { 0 };
+        let mask_bit = if key.is_some() { 0x80 } else { 0 };
         match len {
             0..=125 => out.put_u8(mask_bit | len as u8),
             126..=0xFFFF => {
@@ -164,21 +168,60 @@ impl WsEncoder {
                 out.put_u64(len as u64);
             }
         }
-        if client {
+        if let Some(key) = key {
             out.put_slice(&key);
         }
-        let start = out.len();
-        out.put_slice(&head);
-        if let Some(inline) = inline {
-            out.put_slice(&inline);
-        }
-        if client {
-            apply_mask(&mut out[start..], key);
-        }
-        if let Some(alone) = alone {
+    }
+
+    /// Queues `payload`, the rest of a frame whose first `before` payload bytes are in
+    /// `copied`: as its own slice of the write (after `copied` so far), masked in
+    /// place for a client when nothing else holds it, else masked as it is copied.
+    fn push_apart(&mut self, payload: Bytes, before: usize, key: Option<[u8; 4]>) {
+        let Some(key) = key else {
             let head = self.copied.split().freeze();
             self.queue.push_back(head);
-            self.queue.push_back(alone);
+            self.queue.push_back(payload);
+            return;
+        };
+        // The key goes on where the bytes before left it.
+        let at = before % 4;
+        let key = [key[at], key[(at + 1) % 4], key[(at + 2) % 4], key[(at + 3) % 4]];
+        match payload.try_into_mut() {
+            Ok(mut owned) => {
+                apply_mask(&mut owned, key);
+                let head = self.copied.split().freeze();
+                self.queue.push_back(head);
+                self.queue.push_back(owned.freeze());
+            }
+            Err(shared) => {
+                let start = self.copied.len();
+                self.copied.extend_from_slice(&shared);
+                apply_mask(&mut self.copied[start..], key);
+            }
+        }
+    }
+
+    fn frame(&mut self, opcode: u8, fin: bool, head: Bytes, payload: Bytes) {
+        if self.closed {
+            return;
+        }
+        let len = head.len() + payload.len();
+        let key = self.key();
+        // A large payload goes out as its own slice of the write (masked in place by a
+        // client when nothing else holds it); the head and small payloads are copied.
+        let inline = payload.len() < COPY_BELOW;
+        self.copied.reserve(14 + head.len() + if inline { payload.len() } else { 0 });
+        self.put_header(opcode, fin, len, key);
+        let start = self.copied.len();
+        self.copied.put_slice(&head);
+        if inline {
+            self.copied.put_slice(&payload);
+        }
+        if let Some(key) = key {
+            apply_mask(&mut self.copied[start..], key);
+        }
+        if !inline {
+            self.push_apart(payload, head.len(), key);
         }
     }
 

@@ -24,6 +24,7 @@ mod encode;
 mod tests;
 
 pub use decode::WsDecoder;
+pub(crate) use encode::COPY_BELOW;
 pub use encode::{WsEncoder, WsTransmit};
 
 use bytes::Bytes;

@@ -127,6 +127,45 @@ fn messages_in_two_parts_read_back_joined() {
     }
 }
 
+/// A message written straight into the encoder's buffer (as the control connection
+/// encodes the session's frames), with or without a tail sent apart, shared or not,
+/// reads back whole for both roles, between messages queued the other ways.
+#[test]
+fn messages_written_in_place_read_back() {
+    for role in [Role::Client, Role::Server] {
+        for head_len in [0, 1, 6, 7, 200] {
+            for tail_len in [0, 5, 5_000] {
+                let head: Vec<u8> = (0..head_len).map(|i| (i % 13) as u8 ^ 0x5a).collect();
+                let body: Vec<u8> = (0..tail_len).map(|i| (i % 251) as u8).collect();
+                let shared = Bytes::from(body.clone());
+                let mut w = encoder(role);
+                w.binary(Bytes::from_static(b"before"));
+                w.binary_with(head.len() + body.len(), |out| {
+                    out.put_slice(&head);
+                    shared.clone()
+                });
+                w.binary_with(head.len() + body.len(), |out| {
+                    out.put_slice(&head);
+                    Bytes::from(body.clone())
+                });
+                w.binary(Bytes::from_static(b"after"));
+                assert!(shared.iter().copied().eq(body.iter().copied()), "a shared tail is never changed");
+                let bytes = drain(&mut w);
+                let peer = if role == Role::Client { Role::Server } else { Role::Client };
+                let joined = Bytes::from([&head[..], &body].concat());
+                let got = parse_all(peer, 100_000, &bytes).unwrap();
+                let want = [
+                    WsMessage::Binary(Bytes::from_static(b"before")),
+                    WsMessage::Binary(joined.clone()),
+                    WsMessage::Binary(joined),
+                    WsMessage::Binary(Bytes::from_static(b"after")),
+                ];
+                assert_eq!(got, want, "{role:?} {head_len}+{tail_len}");
+            }
+        }
+    }
+}
+
 fn parse_all(role: Role, max: usize, bytes: &[u8]) -> Result<Vec<WsMessage>, WsError> {
     let mut r = WsDecoder::new(role, max);
     r.push(bytes);

@@ -122,7 +122,7 @@ impl Server {
         let mut server =
             Server { ws, session: Session::server(config, Instant::ZERO), stash: VecDeque::new(), pings: 0, pongs: 0 };
         match server.next_event().await {
-            Event::Hello(hello) => (server, hello),
+            Event::Hello(hello) => (server, *hello),
             other => panic!("expected a hello, got {other:?}"),
         }
     }
