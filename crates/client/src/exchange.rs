@@ -267,6 +267,11 @@ impl Exchange {
                     None => {}
                 }
             }
+            if std::mem::take(&mut conn.read_armed) {
+                // A read in this very poll (the checkout's) found nothing and left the
+                // task's waker with the socket: another would find nothing too.
+                return Poll::Pending;
+            }
             match ready!(conn.poll_fill(cx)) {
                 Ok(0) => {
                     let e = self.sending.failed.take().map_or(ExchangeError::Incomplete, ExchangeError::Io);

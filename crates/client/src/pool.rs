@@ -68,16 +68,21 @@ pub(crate) struct OriginConn {
     pub(crate) queue: VecDeque<Bytes>,
     /// It served an exchange before this one.
     pub(crate) reused: bool,
+    /// The checkout's read found nothing in the task's current poll: the socket will
+    /// wake the task when the answer comes, so the exchange's first read (in the same
+    /// poll, right after the request is written) can be skipped.
+    pub(crate) read_armed: bool,
 }
 
 impl OriginConn {
     fn new(io: OriginStream, max_read: usize) -> Self {
         let (read, encode, queue) = (BytesMut::new(), BytesMut::new(), VecDeque::new());
-        OriginConn { io, read, read_size: FIRST_READ, max_read, encode, queue, reused: false }
+        OriginConn { io, read, read_size: FIRST_READ, max_read, encode, queue, reused: false, read_armed: false }
     }
 
     /// Reads what the socket has into `read`; `Ok(0)` at the end of the origin's input.
     pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.read_armed = false;
         if self.read.capacity() - self.read.len() < self.read_size {
             self.read.reserve(self.read_size);
         }
@@ -111,6 +116,7 @@ impl OriginPool {
             let alive = std::future::poll_fn(|cx| Poll::Ready(conn.poll_fill(cx).is_pending())).await;
             if alive {
                 conn.reused = true;
+                conn.read_armed = true;
                 return Some(conn);
             }
         }
