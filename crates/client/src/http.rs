@@ -54,6 +54,9 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     // The server resets the stream when the visitor leaves or its response timeout
     // passes: then the origin's request is dropped too, not left running.
     let answer = tokio::select! {
+        // The answer first: no random pick per poll, and once it is in, the
+        // cancellation is not polled again.
+        biased;
         answer = send(&ctx, &parsed, &path, &headers, body) => answer,
         () = tx.cancelled() => {
             // Cut by our own close (its grace ran out) while the visitor still waited,

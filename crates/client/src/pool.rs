@@ -96,6 +96,25 @@ impl OriginConn {
     }
 }
 
+impl OriginConn {
+    /// Whether an idle connection is still open and silent (a look that does not
+    /// wait); if so, the task will be woken when the socket turns readable, and the
+    /// exchange's first read can be skipped ([`OriginConn::read_armed`]).
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> bool {
+        if let crate::tls::Transport::Plain(tcp) = &self.io {
+            // Readiness alone, without a read, when the socket is known not readable
+            // (the usual case); else a read finds out what is there.
+            if tcp.poll_read_ready(cx).is_pending() {
+                self.read_armed = true;
+                return true;
+            }
+        }
+        let alive = self.poll_fill(cx).is_pending();
+        self.read_armed = alive;
+        alive
+    }
+}
+
 impl OriginPool {
     /// A pool whose connections come from `connect`; `limits.max_bytes` bounds a
     /// response head and each read.
@@ -113,10 +132,9 @@ impl OriginPool {
             // One read that does not wait: an origin that closed the connection while
             // it was idle (or sent something nobody asked for) is found out now, not
             // after a request was written to it.
-            let alive = std::future::poll_fn(|cx| Poll::Ready(conn.poll_fill(cx).is_pending())).await;
+            let alive = std::future::poll_fn(|cx| Poll::Ready(conn.poll_idle(cx))).await;
             if alive {
                 conn.reused = true;
-                conn.read_armed = true;
                 return Some(conn);
             }
         }
