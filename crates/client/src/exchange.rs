@@ -285,8 +285,9 @@ impl Exchange {
 }
 
 /// Most bytes queued before the body is read on: beyond, what was read waits for the
-/// socket to take the queue.
-const MAX_QUEUED: usize = 64 * 1024;
+/// socket to take the queue (so an upload holds at most this and one piece more than
+/// the socket took, and the stream's window is not released ahead of the origin).
+const MAX_QUEUED: usize = 16 * 1024;
 
 /// Reads what the body has ready (while little is queued), then writes the queue,
 /// until the body has ended and all is written (`Ready(Ok)`) or something waits. The
