@@ -267,6 +267,11 @@ impl Exchange {
                     None => {}
                 }
             }
+            if std::mem::take(&mut conn.read_armed) {
+                // A read in this very poll (the checkout's) found nothing and left the
+                // task's waker with the socket: another would find nothing too.
+                return Poll::Pending;
+            }
             match ready!(conn.poll_fill(cx)) {
                 Ok(0) => {
                     let e = self.sending.failed.take().map_or(ExchangeError::Incomplete, ExchangeError::Io);
@@ -279,10 +284,28 @@ impl Exchange {
     }
 }
 
-/// Writes the queue, then reads the body on and queues it, until the body has ended
-/// and all is written (`Ready(Ok)`) or something waits.
+/// Most bytes queued before the body is read on: beyond, what was read waits for the
+/// socket to take the queue (so an upload holds at most this and one piece more than
+/// the socket took, and the stream's window is not released ahead of the origin).
+const MAX_QUEUED: usize = 16 * 1024;
+
+/// Reads what the body has ready (while little is queued), then writes the queue,
+/// until the body has ended and all is written (`Ready(Ok)`) or something waits. The
+/// body is read before the queue is written so that the head and the body's first
+/// piece (a small body's piece usually arrives with its head) leave in one write, as
+/// hyper's client wrote them, not in two.
 fn poll_send(conn: &mut OriginConn, s: &mut Sending, cx: &mut Context<'_>) -> Poll<Result<(), ExchangeError>> {
     loop {
+        let mut waiting = false;
+        if let Some(body) = s.body.as_mut().filter(|_| queued(&conn.queue) < MAX_QUEUED) {
+            match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(frame) => {
+                    take_frame(conn, s, frame)?;
+                    continue;
+                }
+                Poll::Pending => waiting = true,
+            }
+        }
         while !conn.queue.is_empty() {
             let mut slices = [IoSlice::new(&[]); 8];
             let n = conn.queue.len().min(slices.len());
@@ -297,47 +320,63 @@ fn poll_send(conn: &mut OriginConn, s: &mut Sending, cx: &mut Context<'_>) -> Po
             advance(&mut conn.queue, written);
         }
         ready!(Pin::new(&mut conn.io).poll_flush(cx)).map_err(ExchangeError::Io)?;
-        let Some(body) = s.body.as_mut() else { return Poll::Ready(Ok(())) };
-        let frame = match ready!(Pin::new(body).poll_frame(cx)) {
-            Some(Ok(frame)) => frame,
-            Some(Err(e)) => return Poll::Ready(Err(ExchangeError::RequestBody(e.to_string()))),
-            None => {
-                s.body = None;
-                match &s.framing {
-                    Framing::Length(0) => {}
-                    Framing::Length(left) => {
-                        let message = format!("it ended {left} bytes short of its Content-Length");
-                        return Poll::Ready(Err(ExchangeError::RequestBody(message)));
-                    }
-                    Framing::Chunked(_) => write_last_chunk(&mut conn.encode, &[]),
-                }
-                flush_encoded(conn);
-                continue;
-            }
-        };
-        match frame.into_data() {
-            Ok(data) if data.is_empty() => {}
-            Ok(data) => queue_data(conn, &mut s.framing, data)?,
-            Err(frame) => {
-                let trailers = frame.into_trailers().unwrap_or_default();
-                if let Framing::Chunked(allowed) = &s.framing {
-                    let kept: Vec<Header> = trailers
-                        .iter()
-                        .filter(|(n, _)| allowed.contains(n))
-                        .map(|(n, v)| (n.clone(), v.clone()))
-                        .collect();
-                    write_last_chunk(&mut conn.encode, &kept);
-                    flush_encoded(conn);
-                }
-                // A body with trailers has ended; what a sized body ends with is dropped.
-                s.body = None;
-                if let Framing::Length(left @ 1..) = s.framing {
+        if s.body.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        if waiting {
+            return Poll::Pending;
+        }
+    }
+}
+
+/// Bytes waiting in the write queue.
+fn queued(queue: &std::collections::VecDeque<Bytes>) -> usize {
+    queue.iter().map(Bytes::len).sum()
+}
+
+/// Queues what the body gave: a piece of data (framed), its trailers, or its end.
+fn take_frame(
+    conn: &mut OriginConn,
+    s: &mut Sending,
+    frame: Option<Result<Frame<Bytes>, <StreamBody as Body>::Error>>,
+) -> Result<(), ExchangeError> {
+    let frame = match frame {
+        Some(Ok(frame)) => frame,
+        Some(Err(e)) => return Err(ExchangeError::RequestBody(e.to_string())),
+        None => {
+            s.body = None;
+            match &s.framing {
+                Framing::Length(0) => {}
+                Framing::Length(left) => {
                     let message = format!("it ended {left} bytes short of its Content-Length");
-                    return Poll::Ready(Err(ExchangeError::RequestBody(message)));
+                    return Err(ExchangeError::RequestBody(message));
                 }
+                Framing::Chunked(_) => write_last_chunk(&mut conn.encode, &[]),
+            }
+            flush_encoded(conn);
+            return Ok(());
+        }
+    };
+    match frame.into_data() {
+        Ok(data) if data.is_empty() => {}
+        Ok(data) => queue_data(conn, &mut s.framing, data)?,
+        Err(frame) => {
+            let trailers = frame.into_trailers().unwrap_or_default();
+            if let Framing::Chunked(allowed) = &s.framing {
+                let kept: Vec<Header> =
+                    trailers.iter().filter(|(n, _)| allowed.contains(n)).map(|(n, v)| (n.clone(), v.clone())).collect();
+                write_last_chunk(&mut conn.encode, &kept);
+                flush_encoded(conn);
+            }
+            // A body with trailers has ended; what a sized body ends with is dropped.
+            s.body = None;
+            if let Framing::Length(left @ 1..) = s.framing {
+                let message = format!("it ended {left} bytes short of its Content-Length");
+                return Err(ExchangeError::RequestBody(message));
             }
         }
     }
+    Ok(())
 }
 
 /// Queues one piece of the request body, framed.

@@ -24,10 +24,11 @@ use crate::inspect::BodyRecorder;
 
 /// Serves one HTTP stream.
 pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead, end: bool) {
-    let started = Instant::now();
     let report = ctx.config.request_events;
     // `LOCALTUNNELS_LOG=debug` logs one line per request, with its byte count.
     let debug = tracing::enabled!(tracing::Level::DEBUG);
+    // The clock is read only for someone who reports the duration.
+    let started = Started((report || debug).then(Instant::now));
     let id = stream.id();
     let (tx, rx) = stream.split();
     if report {
@@ -53,6 +54,9 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     // The server resets the stream when the visitor leaves or its response timeout
     // passes: then the origin's request is dropped too, not left running.
     let answer = tokio::select! {
+        // The answer first: no random pick per poll, and once it is in, the
+        // cancellation is not polled again.
+        biased;
         answer = send(&ctx, &parsed, &path, &headers, body) => answer,
         () = tx.cancelled() => {
             // Cut by our own close (its grace ran out) while the visitor still waited,
@@ -132,6 +136,15 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     }
     if report {
         ctx.emit(ClientEvent::Response { method, path, status, duration: started.elapsed(), bytes });
+    }
+}
+
+/// When the exchange started, if anyone reports its duration.
+struct Started(Option<Instant>);
+
+impl Started {
+    fn elapsed(&self) -> std::time::Duration {
+        self.0.map(|t| t.elapsed()).unwrap_or_default()
     }
 }
 

@@ -68,16 +68,21 @@ pub(crate) struct OriginConn {
     pub(crate) queue: VecDeque<Bytes>,
     /// It served an exchange before this one.
     pub(crate) reused: bool,
+    /// The checkout's read found nothing in the task's current poll: the socket will
+    /// wake the task when the answer comes, so the exchange's first read (in the same
+    /// poll, right after the request is written) can be skipped.
+    pub(crate) read_armed: bool,
 }
 
 impl OriginConn {
     fn new(io: OriginStream, max_read: usize) -> Self {
         let (read, encode, queue) = (BytesMut::new(), BytesMut::new(), VecDeque::new());
-        OriginConn { io, read, read_size: FIRST_READ, max_read, encode, queue, reused: false }
+        OriginConn { io, read, read_size: FIRST_READ, max_read, encode, queue, reused: false, read_armed: false }
     }
 
     /// Reads what the socket has into `read`; `Ok(0)` at the end of the origin's input.
     pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.read_armed = false;
         if self.read.capacity() - self.read.len() < self.read_size {
             self.read.reserve(self.read_size);
         }
@@ -88,6 +93,25 @@ impl OriginConn {
             self.read_size = FIRST_READ;
         }
         Poll::Ready(Ok(n))
+    }
+}
+
+impl OriginConn {
+    /// Whether an idle connection is still open and silent (a look that does not
+    /// wait); if so, the task will be woken when the socket turns readable, and the
+    /// exchange's first read can be skipped ([`OriginConn::read_armed`]).
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> bool {
+        if let crate::tls::Transport::Plain(tcp) = &self.io {
+            // Readiness alone, without a read, when the socket is known not readable
+            // (the usual case); else a read finds out what is there.
+            if tcp.poll_read_ready(cx).is_pending() {
+                self.read_armed = true;
+                return true;
+            }
+        }
+        let alive = self.poll_fill(cx).is_pending();
+        self.read_armed = alive;
+        alive
     }
 }
 
@@ -108,7 +132,7 @@ impl OriginPool {
             // One read that does not wait: an origin that closed the connection while
             // it was idle (or sent something nobody asked for) is found out now, not
             // after a request was written to it.
-            let alive = std::future::poll_fn(|cx| Poll::Ready(conn.poll_fill(cx).is_pending())).await;
+            let alive = std::future::poll_fn(|cx| Poll::Ready(conn.poll_idle(cx))).await;
             if alive {
                 conn.reused = true;
                 return Some(conn);

@@ -109,7 +109,14 @@ impl Inspector {
         Instant::from_elapsed(self.shared.epoch.elapsed())
     }
 
-    pub(crate) fn unix_nanos() -> u64 {
+    /// Now on the wall clock, as the wall clock at the inspector's creation plus the
+    /// monotonic time since (one clock read, as for an entry's start).
+    pub(crate) fn wall_nanos(&self) -> u64 {
+        let since = u64::try_from(self.shared.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.shared.epoch_unix_nanos.saturating_add(since)
+    }
+
+    fn unix_nanos() -> u64 {
         let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
     }

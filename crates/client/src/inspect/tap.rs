@@ -98,8 +98,10 @@ pub(crate) struct WsRecorder {
 impl WsTap for WsRecorder {
     fn message(&self, from_socket: bool, binary: bool, first: bool, data: &[u8]) {
         let dir = if from_socket { Direction::Out } else { Direction::In };
-        let nanos = Inspector::unix_nanos();
-        self.inspector.update(self.id, |s, _| s.ws_message(self.id, nanos, dir, binary, first, data));
+        // One clock read (the monotonic one, on the wall clock's epoch), and no
+        // monotonic `now` for the store: a message changes no duration.
+        let nanos = self.inspector.wall_nanos();
+        self.inspector.change(self.id, |s| s.ws_message(self.id, nanos, dir, binary, first, data));
     }
 }
 

@@ -10,6 +10,46 @@ pub(crate) fn prefix(field: &[u8]) -> [u8; 4] {
     u32::try_from(field.len()).unwrap_or(u32::MAX).to_le_bytes()
 }
 
+/// Writes `field` after its length at `at` in `buf` (which has room: a head that fits
+/// one chunk, so every length fits a `u32`); returns where the next field goes. One
+/// bounds check per field, and short fields copied without a `memcpy` call (most
+/// names and values are a few bytes: the call cost more than the copy).
+pub(crate) fn put_small(buf: &mut [u8], at: usize, field: &[u8]) -> usize {
+    let end = at + 4 + field.len();
+    let Some(dst) = buf.get_mut(at..end) else { return at };
+    let (len, bytes) = dst.split_at_mut(4);
+    len.copy_from_slice(&(field.len() as u32).to_le_bytes());
+    if !copy_short(bytes, field) {
+        bytes.copy_from_slice(field);
+    }
+    end
+}
+
+/// Copies `src` (at most 16 bytes) into `dst` (as long) with fixed-size moves, two
+/// overlapping ones as `memcpy` does inside; `false` for anything longer.
+fn copy_short(dst: &mut [u8], src: &[u8]) -> bool {
+    fn two<const N: usize>(dst: &mut [u8], src: &[u8]) {
+        let n = src.len();
+        if let (Ok(head), Ok(tail)) = (<[u8; N]>::try_from(&src[..N]), <[u8; N]>::try_from(&src[n - N..])) {
+            dst[..N].copy_from_slice(&head);
+            dst[n - N..n].copy_from_slice(&tail);
+        }
+    }
+    match src.len() {
+        _ if dst.len() != src.len() => return false,
+        0 => {}
+        n @ 1..=3 => {
+            dst[0] = src[0];
+            dst[n / 2] = src[n / 2];
+            dst[n - 1] = src[n - 1];
+        }
+        4..=7 => two::<4>(dst, src),
+        8..=16 => two::<8>(dst, src),
+        _ => return false,
+    }
+    true
+}
+
 /// The fields of an encoded head, in order; a field cut short (the store ran out of
 /// room) ends them.
 pub(crate) fn fields(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -37,6 +77,19 @@ pub(crate) fn headers<'a>(mut fields: impl Iterator<Item = &'a [u8]>) -> Vec<Hea
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_fields_are_written_whole_whatever_their_length() {
+        let data: Vec<u8> = (1..=40).collect();
+        for len in 0..=40 {
+            let field = &data[..len];
+            let mut buf = vec![0u8; 4 + len + 3];
+            assert_eq!(put_small(&mut buf, 3, field), 7 + len);
+            assert_eq!(fields(&buf[3..]).next(), Some(field), "{len} bytes");
+        }
+        // No room: nothing written.
+        assert_eq!(put_small(&mut [0u8; 6], 0, b"abc"), 0);
+    }
 
     #[test]
     fn fields_round_trip_and_a_cut_field_ends_them() {

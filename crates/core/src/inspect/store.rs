@@ -244,7 +244,8 @@ impl Store {
         let (preview, max) = (self.config.ws_preview, self.config.max_ws_messages);
         self.update(id, |e| {
             let Some(ws) = e.websocket.as_mut() else { return };
-            let last = ws.messages.iter_mut().rev().find(|m| m.direction == dir);
+            // Only a later fragment looks for the message it continues.
+            let last = if first { None } else { ws.messages.iter_mut().rev().find(|m| m.direction == dir) };
             match last {
                 Some(m) if !first => {
                     m.size = m.size.saturating_add(data.len() as u64);
@@ -334,17 +335,12 @@ impl Store {
             let entry = &mut self.entries[i];
             let buf = self.pool.extend_by(&mut entry.spans[part as usize], chunk, total);
             let mut at = 0;
-            let mut write = |f: &[u8]| {
-                buf[at..at + 4].copy_from_slice(&head::prefix(f));
-                buf[at + 4..at + 4 + f.len()].copy_from_slice(f);
-                at += 4 + f.len();
-            };
             for f in line {
-                write(f);
+                at = head::put_small(buf, at, f);
             }
             for (n, v) in headers {
-                write(n.as_str().as_bytes());
-                write(v.as_bytes());
+                at = head::put_small(buf, at, n.as_str().as_bytes());
+                at = head::put_small(buf, at, v.as_bytes());
             }
             entry.held += CHUNK;
             self.bytes += CHUNK;
