@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::inspect::NoInspect;
 use crate::load::{Shot, Tools};
-use crate::procs::{cpu_ticks, ensure_tool, rss_kib, ticks_per_sec, CpuTicks, Proc};
+use crate::procs::{cpu_ticks, ensure_tool, machine_ticks, rss_kib, ticks_per_sec, CpuTicks, Proc};
 use crate::report::{percentile_ms, Results};
 use crate::targets::{Kind, Programs, Recipe, Target};
 use crate::Args;
@@ -54,6 +54,8 @@ struct Bench {
     nginx: Option<Results>,
     /// Shown after a target's name in progress lines: which origin is behind it.
     phase: &'static str,
+    /// The origin process the HTTP cases run against (the benchmark's own, or nginx).
+    origin_pid: Option<u32>,
 }
 
 /// Runs everything `args` selects and writes the report.
@@ -96,8 +98,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bore: kinds.contains(&Kind::Bore).then(|| ensure_tool("bore", "bore-cli", false, install)).flatten(),
         rathole: kinds.contains(&Kind::Rathole).then(|| ensure_tool("rathole", "rathole", false, install)).flatten(),
     };
-    let mut bench =
-        Bench { args, tools, post_body, ticks: ticks_per_sec(), results: Results::default(), nginx: None, phase: "" };
+    let mut bench = Bench {
+        args,
+        tools,
+        post_body,
+        ticks: ticks_per_sec(),
+        results: Results::default(),
+        nginx: None,
+        phase: "",
+        origin_pid: None,
+    };
     if bench.tools.wrk.is_none() {
         bench.results.note("wrk is missing: request rates come from oha.");
     }
@@ -105,6 +115,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let mut origin = Proc::spawn(&logs, "origin", &exe, &["origin"])?;
     let origin_port: u16 = origin.line(Duration::from_secs(10)).await?.trim().parse().context("origin port")?;
+    bench.origin_pid = Some(origin.pid);
 
     let mut targets = Vec::new();
     if own_http || group("ws") || group("startup") {
@@ -265,6 +276,7 @@ impl Bench {
     async fn nginx_runs(&mut self, kinds: &[Kind], programs: &Programs, dir: &Path) -> anyhow::Result<()> {
         let bin = crate::nginx::ensure(!self.args.no_install)?;
         let nginx = crate::nginx::Nginx::start(&bin, dir).await?;
+        let own_origin = self.origin_pid.replace(nginx.pid());
         let targets = self.start_targets(kinds, programs, dir, nginx.port).await;
         self.warm_up(&targets).await;
         for run in 0..self.args.runs {
@@ -276,6 +288,7 @@ impl Bench {
             t.stop().await;
         }
         nginx.stop().await;
+        self.origin_pid = own_origin;
         Ok(())
     }
 
@@ -297,15 +310,28 @@ impl Bench {
             Http::Rps1k => {
                 let pids = t.pids();
                 let cpu0: CpuTicks = pids.iter().filter_map(|&p| cpu_ticks(p)).sum();
+                let origin0 = self.origin_pid.and_then(cpu_ticks);
+                let machine0 = machine_ticks();
                 let sampler = Sampler::start(pids.clone());
                 let o = self.tools.rate(&shot("/1k", None), conns, secs).await;
                 let peaks = sampler.stop().await;
                 let cpu1: CpuTicks = pids.iter().filter_map(|&p| cpu_ticks(p)).sum();
+                let origin1 = self.origin_pid.and_then(cpu_ticks);
+                let machine1 = machine_ticks();
                 let o = o?;
                 self.results.push("rps_1k", k, o.rps);
+                let per_request = |ticks: u64| ticks as f64 / self.ticks * 1e6 / o.requests as f64;
+                // Where the rest of the machine went: what the origin spent per request
+                // (the headers a tunnel adds cost it), and how much of the machine sat idle
+                // (a tunnel that keeps too little in flight, or too few threads busy).
+                if let (Some(a), Some(b), true) = (origin0, origin1, o.requests > 0) {
+                    self.results.push("cpu_1k_origin", k, per_request(b.since(a).total()));
+                }
+                if let Some(idle) = machine0.zip(machine1).and_then(|(a, b)| b.idle_percent_since(a)) {
+                    self.results.push("idle_1k", k, idle);
+                }
                 if !pids.is_empty() && o.requests > 0 {
                     let spent = cpu1.since(cpu0);
-                    let per_request = |ticks: u64| ticks as f64 / self.ticks * 1e6 / o.requests as f64;
                     self.results.push("cpu_1k", k, per_request(spent.total()));
                     self.results.push("cpu_1k_kernel", k, per_request(spent.system));
                     // Only the first run's peak: later ones follow 1 MiB loads, whose

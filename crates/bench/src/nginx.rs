@@ -108,6 +108,11 @@ impl Nginx {
         Ok(Nginx { proc, port })
     }
 
+    /// Its pid (one process: `master_process off`).
+    pub fn pid(&self) -> u32 {
+        self.proc.pid
+    }
+
     /// Stops nginx.
     pub async fn stop(self) {
         self.proc.terminate(Duration::from_secs(5)).await;

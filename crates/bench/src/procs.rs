@@ -119,6 +119,37 @@ fn parse_cpu_ticks(stat: &str) -> Option<CpuTicks> {
     Some(CpuTicks { user: f.get(11)?.parse().ok()?, system: f.get(12)?.parse().ok()? })
 }
 
+/// The whole machine's CPU time, in clock ticks summed over its CPUs: how much of it
+/// was idle (idle and iowait) out of all of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MachineTicks {
+    /// No task ran.
+    pub idle: u64,
+    /// Everything: user, nice, system, idle, iowait, irq, softirq, steal.
+    pub total: u64,
+}
+
+impl MachineTicks {
+    /// The share of the time since `earlier` that was idle, in percent (`None` if no
+    /// time passed).
+    pub fn idle_percent_since(self, earlier: MachineTicks) -> Option<f64> {
+        let total = self.total.checked_sub(earlier.total).filter(|&t| t > 0)?;
+        let idle = self.idle.saturating_sub(earlier.idle);
+        Some(idle as f64 / total as f64 * 100.0)
+    }
+}
+
+/// The machine's CPU time so far, from the `cpu` line of `/proc/stat`.
+pub fn machine_ticks() -> Option<MachineTicks> {
+    parse_machine_ticks(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+fn parse_machine_ticks(stat: &str) -> Option<MachineTicks> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line.split_whitespace().skip(1).take(8).map(|v| v.parse().ok()).collect::<Option<_>>()?;
+    (f.len() == 8).then(|| MachineTicks { idle: f[3] + f[4], total: f.iter().sum() })
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
 pub fn ticks_per_sec() -> f64 {
     std::process::Command::new("getconf")
@@ -235,6 +266,18 @@ mod tests {
         assert_eq!(parse_cpu_ticks(stat), Some(CpuTicks { user: 731, system: 268 }));
         assert_eq!(parse_cpu_ticks(stat).map(CpuTicks::total), Some(999));
         assert_eq!(parse_cpu_ticks("4242 (cut short) S 1"), None);
+    }
+
+    #[test]
+    fn machine_ticks_count_idle_and_iowait_as_idle() {
+        let stat = "cpu  100 5 50 800 20 0 25 0 0 0\ncpu0 50 2 25 400 10 0 12 0 0 0\n";
+        let t = parse_machine_ticks(stat);
+        assert_eq!(t, Some(MachineTicks { idle: 820, total: 1000 }));
+        let later = MachineTicks { idle: 870, total: 1200 };
+        assert_eq!(t.and_then(|t| later.idle_percent_since(t)), Some(25.0));
+        assert_eq!(later.idle_percent_since(later), None);
+        assert_eq!(parse_machine_ticks("cpu  1 2 3\n"), None);
+        assert_eq!(parse_machine_ticks("intr 5\n"), None);
     }
 
     #[test]

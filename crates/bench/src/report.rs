@@ -80,6 +80,8 @@ pub const METRICS: &[Metric] = &[
     ),
     m("cpu_1k", "CPU per 1 KiB request (server + client)", "µs", false, Some(Goal::Max(10.0))),
     m("cpu_1k_kernel", "of which in the kernel (system time)", "µs", false, None),
+    m("cpu_1k_origin", "the origin's CPU per 1 KiB request", "µs", false, None),
+    m("idle_1k", "machine idle during the 1 KiB rate run", "%", false, None),
     m("start", "client start to first 200", "ms", false, Some(Goal::Max(10.0))),
     m("rss_idle_server", "RSS idle, server", "MiB", false, Some(Goal::Max(10.0))),
     m("rss_idle_client", "RSS idle, client", "MiB", false, Some(Goal::Max(10.0))),
