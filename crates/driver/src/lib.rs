@@ -13,7 +13,6 @@ mod conn_reader;
 mod conn_tasks;
 mod conn_writer;
 pub mod h1;
-mod halves;
 pub mod http;
 pub mod lazy_deadline;
 mod rewind;

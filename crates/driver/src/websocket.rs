@@ -150,8 +150,7 @@ where
     let reader = WsDecoder::new(leg.role(), max_message);
     let up = std::pin::pin!(up(&socket, reader, &tx, tap));
     let down = std::pin::pin!(down(&mut rx, &tx, &socket, leg, max_message, tap));
-    // Each half is polled only when woken (`halves`): ~200 instructions per message.
-    match crate::halves::select(up, down).await {
+    match futures_util::future::select(up, down).await {
         futures_util::future::Either::Left((end, down)) => {
             if matches!(end, BridgeEnd::Closed(_)) {
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, down).await;
