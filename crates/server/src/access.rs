@@ -104,6 +104,19 @@ pub(crate) fn check_fields<F: Fields>(
     peer: SocketAddr,
     headers: &mut F,
 ) -> Result<Admitted, Box<Response<Body>>> {
+    check_fields_at(state, tunnel, peer, headers, Instant::now())
+}
+
+/// [`check_fields`] with the clock already read for the request (`now` charges the
+/// rate limits): the HTTP/1 path reads it once per request for this, the request's
+/// start and its response deadline.
+pub(crate) fn check_fields_at<F: Fields>(
+    state: &ServerState,
+    tunnel: &Tunnel,
+    peer: SocketAddr,
+    headers: &mut F,
+    now: Instant,
+) -> Result<Admitted, Box<Response<Body>>> {
     let access = &tunnel.access;
     if !access.allows_ip(peer.ip()) {
         Counters::bump(&state.counters.forbidden);
@@ -121,7 +134,6 @@ pub(crate) fn check_fields<F: Fields>(
     if access.basic_auth.is_some() {
         headers.remove_all(&header::AUTHORIZATION);
     }
-    let now = Instant::now();
     // The visitor's own limits come first, so that an offender's requests are not
     // charged to the tunnel's rate or streams.
     let admitted = match tunnel.visitors.admit(peer.ip(), now) {
