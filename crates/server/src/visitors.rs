@@ -7,15 +7,17 @@
 //! one small map under one lock, taken once when an exchange starts and once when it
 //! ends; an address with nothing in flight and a full bucket is forgotten.
 //!
-//! The addresses come from peers, so the map hashes them with std's keyed SipHash
-//! (`RandomState`, a random key per tunnel), and does so once per exchange: the map is a
-//! `hashbrown::HashTable` whose entries keep their hash, and [`Admitted`] carries it to
-//! the end of the exchange, which finds the entry again without hashing (hashing and
-//! probing twice per request was ~0.7k instructions, docs/BENCHMARKS.md).
+//! The addresses come from peers, so the maps hash them with std's keyed SipHash
+//! (`RandomState`: one random key for the process, unknown to peers). An address is
+//! hashed once, into a [`VisitorKey`], which a connection keeps for its peer
+//! ([`crate::state::Peer`]); the map is a `hashbrown::HashTable` whose entries keep
+//! their hash, and [`Admitted`] carries the key to the end of the exchange, which finds
+//! the entry again without hashing (hashing and probing twice per request was ~0.7k
+//! instructions, docs/BENCHMARKS.md).
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::limits::{Bucket, RateLimit};
@@ -31,18 +33,30 @@ const MAX_REMEMBERED: usize = 4096;
 pub struct Visitors {
     max_streams: usize,
     rate: Option<RateLimit>,
-    /// The key of the map's hash.
-    hasher: RandomState,
     map: Mutex<HashTable<Visitor>>,
 }
 
 type HashTable<T> = hashbrown::HashTable<T>;
 
-#[derive(Debug)]
-struct Visitor {
-    /// The address key ([`crate::addr::key`]) and its hash under [`Visitors::hasher`].
+/// An address as the per-visitor limits count it ([`crate::addr::key`]), with its hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VisitorKey {
     key: IpAddr,
     hash: u64,
+}
+
+impl VisitorKey {
+    /// The key `ip` is counted under, hashed.
+    pub fn of(ip: IpAddr) -> Self {
+        static HASHER: OnceLock<RandomState> = OnceLock::new();
+        let key = crate::addr::key(ip);
+        VisitorKey { key, hash: HASHER.get_or_init(RandomState::new).hash_one(key) }
+    }
+}
+
+#[derive(Debug)]
+struct Visitor {
+    key: VisitorKey,
     streams: usize,
     bucket: Option<Bucket>,
 }
@@ -62,23 +76,26 @@ pub enum VisitorRefusal {
 impl Visitors {
     /// Limits for one tunnel's visitors.
     pub fn new(max_streams: usize, rate: Option<RateLimit>) -> Arc<Visitors> {
-        let map = Mutex::new(HashTable::new());
-        Arc::new(Visitors { max_streams, rate, hasher: RandomState::new(), map })
+        Arc::new(Visitors { max_streams, rate, map: Mutex::new(HashTable::new()) })
     }
 
     /// Starts one exchange from `ip`: charges its rate and counts it in flight until the
     /// returned [`Admitted`] is dropped.
     pub fn admit(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Admitted, VisitorRefusal> {
-        let key = crate::addr::key(ip);
-        let hash = self.hasher.hash_one(key);
+        self.admit_key(VisitorKey::of(ip), now)
+    }
+
+    /// [`Visitors::admit`] for an address already hashed.
+    pub fn admit_key(self: &Arc<Self>, key: VisitorKey, now: Instant) -> Result<Admitted, VisitorRefusal> {
+        let hash = key.hash;
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_REMEMBERED && map.find(hash, |v| v.key == key).is_none() {
             self.forget_quiet(&mut map, now);
         }
         let rate = self.rate;
         let v = map
-            .entry(hash, |v| v.key == key, |v| v.hash)
-            .or_insert_with(|| Visitor { key, hash, streams: 0, bucket: rate.map(|r| Bucket::full(r, now)) })
+            .entry(hash, |v| v.key == key, |v| v.key.hash)
+            .or_insert_with(|| Visitor { key, streams: 0, bucket: rate.map(|r| Bucket::full(r, now)) })
             .into_mut();
         if v.streams >= self.max_streams {
             return Err(VisitorRefusal::Busy(v.streams));
@@ -87,20 +104,20 @@ impl Visitors {
             bucket.try_take(limit, now).map_err(VisitorRefusal::RateLimited)?;
         }
         v.streams += 1;
-        Ok(Admitted { visitors: self.clone(), key, hash })
+        Ok(Admitted { visitors: self.clone(), key })
     }
 
     /// Exchanges in flight from `ip` (for tests and status).
     pub fn in_flight(&self, ip: IpAddr) -> usize {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let key = crate::addr::key(ip);
-        map.find(self.hasher.hash_one(key), |v| v.key == key).map_or(0, |v| v.streams)
+        let key = VisitorKey::of(ip);
+        map.find(key.hash, |v| v.key == key).map_or(0, |v| v.streams)
     }
 
-    /// Ends one exchange of the address `key`, whose hash is `hash`.
-    fn leave(&self, key: IpAddr, hash: u64) {
+    /// Ends one exchange of the address `key`.
+    fn leave(&self, key: VisitorKey) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Ok(mut e) = map.find_entry(hash, |v| v.key == key) {
+        if let Ok(mut e) = map.find_entry(key.hash, |v| v.key == key) {
             let v = e.get_mut();
             v.streams = v.streams.saturating_sub(1);
             // Without a rate there is nothing to remember about an idle address.
@@ -126,13 +143,12 @@ impl Visitors {
 #[derive(Debug)]
 pub struct Admitted {
     visitors: Arc<Visitors>,
-    key: IpAddr,
-    hash: u64,
+    key: VisitorKey,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.visitors.leave(self.key, self.hash);
+        self.visitors.leave(self.key);
     }
 }
 

@@ -61,7 +61,7 @@ where
         framing: RequestFraming,
     ) -> bool {
         let Begun { started, html, reply, allow_trailers } = begin(&req, &framing, self.closing);
-        let admitted = match crate::access::check_fields_at(state, &tunnel, peer.addr, &mut req.headers, started) {
+        let admitted = match crate::access::check_fields_at(state, &tunnel, peer, &mut req.headers, started) {
             Ok(admitted) => admitted,
             Err(refused) => return self.finish(state, &req, html, framing, reply, *refused, started).await,
         };
