@@ -56,14 +56,14 @@ where
         state: &ServerState,
         tunnel: Arc<Tunnel>,
         peer: &Peer,
-        mut req: ParsedRequest,
+        req: &mut ParsedRequest,
         host: Option<http::HeaderValue>,
         framing: RequestFraming,
     ) -> bool {
-        let Begun { started, html, reply, allow_trailers } = begin(&req, &framing, self.closing);
+        let Begun { started, html, reply, allow_trailers } = begin(req, &framing, self.closing);
         let admitted = match crate::access::check_fields_at(state, &tunnel, peer, &mut req.headers, started) {
             Ok(admitted) => admitted,
-            Err(refused) => return self.finish(state, &req, html, framing, reply, *refused, started).await,
+            Err(refused) => return self.finish(state, req, html, framing, reply, *refused, started).await,
         };
         tunnel.count_request();
         Counters::bump(&state.counters.requests);
@@ -73,7 +73,7 @@ where
             Ok(s) => s,
             Err(e) => {
                 let res = open_error(state, &tunnel.name, e);
-                return self.finish(state, &req, html, framing, reply, res, started).await;
+                return self.finish(state, req, html, framing, reply, res, started).await;
             }
         };
         let (tx, mut rx) = stream.split();

@@ -139,7 +139,8 @@ pub(crate) async fn serve<T>(
             Plan::Answer(res) => conn.answer_unread(&head, framing, *res).await,
             Plan::Tunnel(tunnel, visitor, host) => {
                 let visitor = visitor.as_ref().unwrap_or(&peer);
-                conn.exchange(&state, tunnel, visitor, head, host, framing).await
+                // Lent, not moved: the exchange's future holds a reference, not the head.
+                conn.exchange(&state, tunnel, visitor, &mut head, host, framing).await
             }
             Plan::WebSocket(tunnel, visitor, host) => {
                 let visitor = visitor.as_ref().unwrap_or(&peer);
