@@ -16,9 +16,9 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 pub use ipnet::{IpNet, Ipv4Net};
 
 use crate::fields::Fields;
-use crate::state::{text_response, Body, Counters, ServerState};
+use crate::state::{text_response, Body, Counters, Peer, ServerState};
 use crate::tunnel::Tunnel;
-use crate::visitors::{Admitted, VisitorRefusal};
+use crate::visitors::{Admitted, VisitorKey, VisitorRefusal};
 
 /// Most entries in a tunnel's IP allow list.
 pub const MAX_ALLOW_ENTRIES: usize = 256;
@@ -104,8 +104,34 @@ pub(crate) fn check_fields<F: Fields>(
     peer: SocketAddr,
     headers: &mut F,
 ) -> Result<Admitted, Box<Response<Body>>> {
+    let ip = peer.ip();
+    check_visitor(state, tunnel, (ip, VisitorKey::of(ip)), headers, Instant::now())
+}
+
+/// [`check_fields`] for a connection's visitor, whose address key is already hashed,
+/// with the clock already read for the request (`now` charges the rate limits): the
+/// HTTP/1 path reads it once per request for this, the request's start and its
+/// response deadline.
+pub(crate) fn check_fields_at<F: Fields>(
+    state: &ServerState,
+    tunnel: &Tunnel,
+    peer: &Peer,
+    headers: &mut F,
+    now: Instant,
+) -> Result<Admitted, Box<Response<Body>>> {
+    check_visitor(state, tunnel, (peer.addr.ip(), peer.visitor_key), headers, now)
+}
+
+/// The checks of [`check_fields`], for the visitor at `ip` (counted under `key`).
+fn check_visitor<F: Fields>(
+    state: &ServerState,
+    tunnel: &Tunnel,
+    (ip, key): (IpAddr, VisitorKey),
+    headers: &mut F,
+    now: Instant,
+) -> Result<Admitted, Box<Response<Body>>> {
     let access = &tunnel.access;
-    if !access.allows_ip(peer.ip()) {
+    if !access.allows_ip(ip) {
         Counters::bump(&state.counters.forbidden);
         return Err(Box::new(text_response(StatusCode::FORBIDDEN, "your address may not use this tunnel")));
     }
@@ -121,10 +147,9 @@ pub(crate) fn check_fields<F: Fields>(
     if access.basic_auth.is_some() {
         headers.remove_all(&header::AUTHORIZATION);
     }
-    let now = Instant::now();
     // The visitor's own limits come first, so that an offender's requests are not
     // charged to the tunnel's rate or streams.
-    let admitted = match tunnel.visitors.admit(peer.ip(), now) {
+    let admitted = match tunnel.visitors.admit_key(key, now) {
         Ok(a) => a,
         Err(VisitorRefusal::Busy(n)) => {
             let name = &tunnel.name;

@@ -22,6 +22,8 @@ pub struct Peer {
     /// The scheme a trusted proxy said the visitor used (`X-Forwarded-Proto`), when
     /// one did; else the server's own ([`crate::forwarded`]).
     pub proto: Option<http::HeaderValue>,
+    /// `addr` as the per-visitor limits count it, hashed once per connection.
+    pub(crate) visitor_key: crate::visitors::VisitorKey,
     /// The connection's timer for the wait for a tunnel's response, lent to one
     /// request at a time (see [`crate::timer`]).
     pub(crate) response_deadline: crate::timer::DeadlineSlot,
@@ -33,12 +35,14 @@ impl Peer {
     /// The peer at `addr`, on a connection whose idle timeout `idle` turns off.
     pub(crate) fn new(addr: std::net::SocketAddr, idle: crate::limits::IdleSwitch) -> Self {
         let forwarded_for = ip_header(addr);
-        Peer { addr, forwarded_for, proto: None, response_deadline: Default::default(), idle }
+        let visitor_key = crate::visitors::VisitorKey::of(addr.ip());
+        Peer { addr, forwarded_for, proto: None, visitor_key, response_deadline: Default::default(), idle }
     }
 
     /// Stands for the visitor at `addr` (as a trusted proxy or PROXY header named it).
     pub(crate) fn set_addr(&mut self, addr: std::net::SocketAddr) {
         self.forwarded_for = ip_header(addr);
+        self.visitor_key = crate::visitors::VisitorKey::of(addr.ip());
         self.addr = addr;
     }
 }

@@ -6,10 +6,18 @@
 //! Addresses are counted by [`crate::addr::key`] (IPv6 by its /64). Each tunnel keeps
 //! one small map under one lock, taken once when an exchange starts and once when it
 //! ends; an address with nothing in flight and a full bucket is forgotten.
+//!
+//! The addresses come from peers, so the maps hash them with std's keyed SipHash
+//! (`RandomState`: one random key for the process, unknown to peers). An address is
+//! hashed once, into a [`VisitorKey`], which a connection keeps for its peer
+//! ([`crate::state::Peer`]); the map is a `hashbrown::HashTable` whose entries keep
+//! their hash, and [`Admitted`] carries the key to the end of the exchange, which finds
+//! the entry again without hashing (hashing and probing twice per request was ~0.7k
+//! instructions, docs/BENCHMARKS.md).
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::limits::{Bucket, RateLimit};
@@ -25,11 +33,30 @@ const MAX_REMEMBERED: usize = 4096;
 pub struct Visitors {
     max_streams: usize,
     rate: Option<RateLimit>,
-    map: Mutex<HashMap<IpAddr, Visitor>>,
+    map: Mutex<HashTable<Visitor>>,
+}
+
+type HashTable<T> = hashbrown::HashTable<T>;
+
+/// An address as the per-visitor limits count it ([`crate::addr::key`]), with its hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VisitorKey {
+    key: IpAddr,
+    hash: u64,
+}
+
+impl VisitorKey {
+    /// The key `ip` is counted under, hashed.
+    pub fn of(ip: IpAddr) -> Self {
+        static HASHER: OnceLock<RandomState> = OnceLock::new();
+        let key = crate::addr::key(ip);
+        VisitorKey { key, hash: HASHER.get_or_init(RandomState::new).hash_one(key) }
+    }
 }
 
 #[derive(Debug)]
 struct Visitor {
+    key: VisitorKey,
     streams: usize,
     bucket: Option<Bucket>,
 }
@@ -49,19 +76,27 @@ pub enum VisitorRefusal {
 impl Visitors {
     /// Limits for one tunnel's visitors.
     pub fn new(max_streams: usize, rate: Option<RateLimit>) -> Arc<Visitors> {
-        Arc::new(Visitors { max_streams, rate, map: Mutex::new(HashMap::new()) })
+        Arc::new(Visitors { max_streams, rate, map: Mutex::new(HashTable::new()) })
     }
 
     /// Starts one exchange from `ip`: charges its rate and counts it in flight until the
     /// returned [`Admitted`] is dropped.
     pub fn admit(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Admitted, VisitorRefusal> {
-        let key = crate::addr::key(ip);
+        self.admit_key(VisitorKey::of(ip), now)
+    }
+
+    /// [`Visitors::admit`] for an address already hashed.
+    pub fn admit_key(self: &Arc<Self>, key: VisitorKey, now: Instant) -> Result<Admitted, VisitorRefusal> {
+        let hash = key.hash;
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_REMEMBERED && !map.contains_key(&key) {
+        if map.len() >= MAX_REMEMBERED && map.find(hash, |v| v.key == key).is_none() {
             self.forget_quiet(&mut map, now);
         }
         let rate = self.rate;
-        let v = map.entry(key).or_insert_with(|| Visitor { streams: 0, bucket: rate.map(|r| Bucket::full(r, now)) });
+        let v = map
+            .entry(hash, |v| v.key == key, |v| v.key.hash)
+            .or_insert_with(|| Visitor { key, streams: 0, bucket: rate.map(|r| Bucket::full(r, now)) })
+            .into_mut();
         if v.streams >= self.max_streams {
             return Err(VisitorRefusal::Busy(v.streams));
         }
@@ -75,12 +110,14 @@ impl Visitors {
     /// Exchanges in flight from `ip` (for tests and status).
     pub fn in_flight(&self, ip: IpAddr) -> usize {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&crate::addr::key(ip)).map_or(0, |v| v.streams)
+        let key = VisitorKey::of(ip);
+        map.find(key.hash, |v| v.key == key).map_or(0, |v| v.streams)
     }
 
-    fn leave(&self, key: IpAddr) {
+    /// Ends one exchange of the address `key`.
+    fn leave(&self, key: VisitorKey) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let std::collections::hash_map::Entry::Occupied(mut e) = map.entry(key) {
+        if let Ok(mut e) = map.find_entry(key.hash, |v| v.key == key) {
             let v = e.get_mut();
             v.streams = v.streams.saturating_sub(1);
             // Without a rate there is nothing to remember about an idle address.
@@ -93,11 +130,11 @@ impl Visitors {
     /// Makes room: forgets addresses with nothing in flight whose bucket is full, and
     /// if that frees less than a quarter of the map, every address with nothing in
     /// flight. Each sweep frees room for many inserts, so the cost is O(1) amortised.
-    fn forget_quiet(&self, map: &mut HashMap<IpAddr, Visitor>, now: Instant) {
+    fn forget_quiet(&self, map: &mut HashTable<Visitor>, now: Instant) {
         let rate = self.rate;
-        map.retain(|_, v| v.streams > 0 || matches!((&v.bucket, rate), (Some(b), Some(r)) if !b.is_full(r, now)));
+        map.retain(|v| v.streams > 0 || matches!((&v.bucket, rate), (Some(b), Some(r)) if !b.is_full(r, now)));
         if map.len() > MAX_REMEMBERED / 4 * 3 {
-            map.retain(|_, v| v.streams > 0);
+            map.retain(|v| v.streams > 0);
         }
     }
 }
@@ -106,7 +143,7 @@ impl Visitors {
 #[derive(Debug)]
 pub struct Admitted {
     visitors: Arc<Visitors>,
-    key: IpAddr,
+    key: VisitorKey,
 }
 
 impl Drop for Admitted {

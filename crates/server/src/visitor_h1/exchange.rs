@@ -56,14 +56,14 @@ where
         state: &ServerState,
         tunnel: Arc<Tunnel>,
         peer: &Peer,
-        mut req: ParsedRequest,
+        req: &mut ParsedRequest,
         host: Option<http::HeaderValue>,
         framing: RequestFraming,
     ) -> bool {
-        let Begun { started, html, reply, allow_trailers } = begin(&req, &framing, self.closing);
-        let admitted = match crate::access::check_fields(state, &tunnel, peer.addr, &mut req.headers) {
+        let Begun { started, html, reply, allow_trailers } = begin(req, &framing, self.closing);
+        let admitted = match crate::access::check_fields_at(state, &tunnel, peer, &mut req.headers, started) {
             Ok(admitted) => admitted,
-            Err(refused) => return self.finish(state, &req, html, framing, reply, *refused, started).await,
+            Err(refused) => return self.finish(state, req, html, framing, reply, *refused, started).await,
         };
         tunnel.count_request();
         Counters::bump(&state.counters.requests);
@@ -73,7 +73,7 @@ where
             Ok(s) => s,
             Err(e) => {
                 let res = open_error(state, &tunnel.name, e);
-                return self.finish(state, &req, html, framing, reply, res, started).await;
+                return self.finish(state, req, html, framing, reply, res, started).await;
             }
         };
         let (tx, mut rx) = stream.split();
@@ -107,9 +107,10 @@ where
                     None => UploadEnd::Done,
                 }
             });
+            // From the request's start (its one clock read before the answer).
             let mut deadline = std::pin::pin!(peer
                 .response_deadline
-                .lend(tokio::time::Instant::now() + state.config.response_timeout));
+                .lend(tokio::time::Instant::from_std(started) + state.config.response_timeout));
             let first = if let Some(UploadEnd::Failed(failure)) = upload_end {
                 Err(crate::upload::answer(state, &tx, failure))
             } else {

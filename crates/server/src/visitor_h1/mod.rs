@@ -25,6 +25,7 @@
 //! 8 KiB) and 100 fields; malformed heads and framing get hyper's automatic answers
 //! (400, 414, 431) and the connection closes.
 
+mod closing;
 mod encode;
 mod exchange;
 mod upgrade;
@@ -53,6 +54,7 @@ use crate::registry::Lookup;
 use crate::state::{text_response, Body, Counters, Peer, ServerState};
 use crate::tunnel::Tunnel;
 
+use closing::Closing;
 pub(crate) use encode::{BodySize, Reply};
 use upgrade::Upgrade;
 
@@ -104,7 +106,7 @@ pub(crate) async fn serve<T>(
     accepted: Instant,
     io: T,
     watcher: Watcher,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -114,6 +116,7 @@ pub(crate) async fn serve<T>(
     let mut conn = Conn { io, buf, out, early: BytesMut::new(), closing: false };
     let mut due = LazyDeadline::new(accepted + header_timeout);
     let mut first = true;
+    let mut shutdown = Closing::new(shutdown);
     loop {
         let mut head = match conn.read_head(&limits, &mut due, first, &mut shutdown).await {
             Ok(Next::Head(head)) => head,
@@ -130,13 +133,14 @@ pub(crate) async fn serve<T>(
                 return conn.refuse_head(400).await;
             }
         };
-        conn.closing = *shutdown.borrow();
+        conn.closing = shutdown.now();
         let keep = match plan(&state, &peer, &mut head, &framing) {
             Plan::Hyper => return conn.hand_off(state, peer, None, Some(head.raw), watcher).await,
             Plan::Answer(res) => conn.answer_unread(&head, framing, *res).await,
             Plan::Tunnel(tunnel, visitor, host) => {
                 let visitor = visitor.as_ref().unwrap_or(&peer);
-                conn.exchange(&state, tunnel, visitor, head, host, framing).await
+                // Lent, not moved: the exchange's future holds a reference, not the head.
+                conn.exchange(&state, tunnel, visitor, &mut head, host, framing).await
             }
             Plan::WebSocket(tunnel, visitor, host) => {
                 let visitor = visitor.as_ref().unwrap_or(&peer);
@@ -156,7 +160,7 @@ pub(crate) async fn serve<T>(
                 return conn.control(state, visitor, head, framing, key).await;
             }
         };
-        if !keep || *shutdown.borrow() {
+        if !keep || shutdown.now() {
             break;
         }
         due.set(Instant::now() + header_timeout);
@@ -246,7 +250,7 @@ where
         limits: &HeadLimits,
         due: &mut LazyDeadline,
         first: bool,
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &mut Closing,
     ) -> Result<Next, HeadError> {
         loop {
             if first && is_preface_start(&self.buf) {
@@ -258,7 +262,7 @@ where
             } else if let Some(head) = parse_request(&mut self.buf, limits)? {
                 return Ok(Next::Head(head));
             }
-            if self.buf.is_empty() && *shutdown.borrow() {
+            if self.buf.is_empty() && shutdown.now() {
                 return Ok(Next::Done);
             }
             if self.buf.capacity() - self.buf.len() < 1024 {
@@ -272,7 +276,7 @@ where
                     debug!("no request head within the header timeout; closing");
                     return Ok(Next::Done);
                 }
-                _ = shutdown.changed(), if idle => return Ok(Next::Done),
+                () = std::future::poll_fn(|cx| shutdown.poll_changed(cx)), if idle => return Ok(Next::Done),
             };
             match read {
                 Ok(0) | Err(_) => return Ok(Next::Done),
