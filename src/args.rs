@@ -391,7 +391,7 @@ pub struct ClientArgs {
     /// Control connections to the server, 1 to 16: each further one joins the tunnel
     /// from a thread of its own, and the server spreads new requests over them, so a
     /// busy tunnel's work uses several CPUs (only with a server that lets connections
-    /// join; it may allow fewer) [default: 2 with two or more CPUs, else 1].
+    /// join; it may allow fewer).
     #[arg(long, env = "LOCALTUNNELS_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
     pub connections: Option<u16>,
     /// Worker threads [default: 1: every request of a tunnel crosses its one control

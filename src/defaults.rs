@@ -55,6 +55,7 @@ fn client_defaults() -> Vec<(&'static str, String)> {
         ("local_port", d.local_port.to_string()),
         ("local_host", d.local_host),
         ("max_ws_message", d.max_ws_message.to_string()),
+        ("connections", d.connections.to_string()),
     ]
 }
 

@@ -115,14 +115,6 @@ impl Job {
 }
 
 /// Half the machine's cores, at least one.
-/// The client's control connections when `--connections` is not given: two on a
-/// machine with two or more CPUs (a busy tunnel's work then spreads over two threads
-/// with no request crossing between them), else one. The library's default stays one.
-fn default_connections() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cores.min(2)
-}
-
 fn half_the_cores() -> u16 {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     u16::try_from(cores / 2).unwrap_or(u16::MAX).max(1)
@@ -354,7 +346,7 @@ pub fn client_config(a: &ClientArgs) -> ClientConfig {
         allow_ips: a.allow_ip.clone().unwrap_or_default(),
         ca: a.ca.clone(),
         max_ws_message: a.max_ws_message.unwrap_or(d.max_ws_message),
-        connections: a.connections.map_or_else(default_connections, usize::from),
+        connections: a.connections.map_or(d.connections, usize::from),
         // Per-request events are only printed with --print-requests.
         request_events: a.print_requests.unwrap_or(false),
         expose_errors: a.expose_errors.unwrap_or(false),
