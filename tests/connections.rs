@@ -270,3 +270,36 @@ async fn only_the_tunnels_own_client_can_join_it_and_only_up_to_the_limit() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_opens_the_connections_it_is_asked_for_and_closes_them_all() {
+    let server = server_allowing(4).await;
+    let port = origin(|_req: hyper::Request<hyper::body::Incoming>| async { hyper::Response::new(full("cli")) }).await;
+    let (url, port) = (format!("http://127.0.0.1:{}", server.addr().port()), port.to_string());
+    let mut cli = Cli::spawn(&[
+        "client",
+        "--server",
+        &url,
+        "--local-host",
+        "127.0.0.1",
+        "--local-port",
+        &port,
+        "--subdomain",
+        "by-cli",
+        "--connections",
+        "2",
+        "--no-inspect",
+        "--no-state",
+    ]);
+    let public = cli.line().await;
+    assert!(public.starts_with("http://by-cli.localhost:"), "{public}");
+    connections_become(&server, "by-cli", 2).await;
+    assert_eq!(Visitor::new(&server).get(&host_of(&public), "/").await, (200, Bytes::from("cli")));
+    // SIGTERM: both connections say goodbye and the name is freed at once.
+    cli.terminate();
+    assert_eq!(cli.child.wait().await.expect("exits").code(), Some(0));
+    tunnels_become(&server, 0).await;
+    // Freed, not held: another client gets the name at once.
+    let again = TunnelClient::new(joining_config(url, port.parse().unwrap(), "by-cli", 1)).connect().await;
+    assert!(again.is_ok(), "the name was freed: {:?}", again.err());
+}
