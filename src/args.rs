@@ -212,6 +212,10 @@ pub struct ServerArgs {
     /// Most visitor requests in flight through one tunnel; more get 503.
     #[arg(long, env = "LOCALTUNNELS_MAX_STREAMS_PER_TUNNEL", value_name = "N")]
     pub max_streams_per_tunnel: Option<usize>,
+    /// Most control connections one tunnel may have (a client's `--connections`), its
+    /// first one included; 1 lets none join.
+    #[arg(long, env = "LOCALTUNNELS_MAX_CONNECTIONS_PER_TUNNEL", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_connections_per_tunnel: Option<u16>,
     /// Most requests in flight through one tunnel from one visitor address (IPv6: one
     /// /64); more from that address get 503 [default: 256].
     #[arg(long, env = "LOCALTUNNELS_MAX_STREAMS_PER_VISITOR", value_name = "N")]
@@ -384,6 +388,12 @@ pub struct ClientArgs {
     /// Mask Authorization, Cookie and Set-Cookie values in the inspector.
     #[arg(long, env = "LOCALTUNNELS_INSPECT_REDACT", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub inspect_redact: Option<bool>,
+    /// Control connections to the server, 1 to 16: each further one joins the tunnel
+    /// from a thread of its own, and the server spreads new requests over them, so a
+    /// busy tunnel's work uses several CPUs (only with a server that lets connections
+    /// join; it may allow fewer).
+    #[arg(long, env = "LOCALTUNNELS_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub connections: Option<u16>,
     /// Worker threads [default: 1: every request of a tunnel crosses its one control
     /// connection, and a single thread spares them cross-thread wake-ups].
     #[arg(long, env = "LOCALTUNNELS_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -453,7 +463,7 @@ impl ServerArgs {
         fill!(self, file; port, bind, domain, secure, public_port, public_scheme, public_url, trusted_proxy,
             proxy_protocol, response_timeout, grace_period, cluster, node_url, node_id, lease_ttl, node_streams, cluster_secret, max_tunnels, verbose, token, tokens_file, admin_token,
             tls_cert, tls_key, acme, acme_email, acme_directory, acme_staging, acme_cache, acme_ca_root, http_port,
-            max_tunnels_per_token, max_tunnels_per_ip, max_streams_per_tunnel, max_streams_per_visitor, rate_limit,
+            max_tunnels_per_token, max_tunnels_per_ip, max_streams_per_tunnel, max_connections_per_tunnel, max_streams_per_visitor, rate_limit,
             rate_burst, visitor_rate_limit, visitor_rate_burst, max_body, max_header_size, header_read_timeout,
             idle_timeout, visitor_write_timeout, max_frame, max_peer_window, max_session_queue, max_control_queue, max_ws_message,
             threads);
@@ -466,7 +476,7 @@ impl ClientArgs {
     pub fn or(mut self, file: &ClientArgs) -> Self {
         fill!(self, file; server, host, port, secure, local_port, local_host, local_https, allow_invalid_cert,
             subdomain, hostname, state_dir, no_state, token, host_header, print_requests, expose_errors, basic_auth,
-            allow_ip, ca, max_ws_message, threads);
+            allow_ip, ca, max_ws_message, connections, threads);
         fill!(self, file; inspect_addr, no_inspect, inspect_body_limit, inspect_max_bytes, inspect_redact);
         self
     }

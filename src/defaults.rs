@@ -36,6 +36,7 @@ fn server_defaults() -> Vec<(&'static str, String)> {
         ("max_tunnels_per_token", l.max_tunnels_per_token.to_string()),
         ("max_tunnels_per_ip", l.max_tunnels_per_ip.to_string()),
         ("max_streams_per_tunnel", l.max_streams_per_tunnel.to_string()),
+        ("max_connections_per_tunnel", l.max_connections_per_tunnel.to_string()),
         ("max_header_size", l.max_header_bytes.to_string()),
         ("header_read_timeout", l.header_read_timeout.as_secs().to_string()),
         ("idle_timeout", l.idle_timeout.as_secs().to_string()),
@@ -54,6 +55,7 @@ fn client_defaults() -> Vec<(&'static str, String)> {
         ("local_port", d.local_port.to_string()),
         ("local_host", d.local_host),
         ("max_ws_message", d.max_ws_message.to_string()),
+        ("connections", d.connections.to_string()),
     ]
 }
 

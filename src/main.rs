@@ -264,6 +264,7 @@ pub fn server_config(a: &ServerArgs) -> ServerConfig {
             idle_timeout: a.idle_timeout.map_or(dl.idle_timeout, Duration::from_secs),
             visitor_write_timeout: a.visitor_write_timeout.map_or(dl.visitor_write_timeout, Duration::from_secs),
             max_streams_per_tunnel: a.max_streams_per_tunnel.unwrap_or(dl.max_streams_per_tunnel),
+            max_connections_per_tunnel: a.max_connections_per_tunnel.map_or(dl.max_connections_per_tunnel, usize::from),
             max_tunnels_per_token: a.max_tunnels_per_token.unwrap_or(dl.max_tunnels_per_token),
             max_tunnels_per_ip: a.max_tunnels_per_ip.unwrap_or(dl.max_tunnels_per_ip),
             rate_limit: a.rate_limit.map(|per_second| RateLimit {
@@ -345,6 +346,7 @@ pub fn client_config(a: &ClientArgs) -> ClientConfig {
         allow_ips: a.allow_ip.clone().unwrap_or_default(),
         ca: a.ca.clone(),
         max_ws_message: a.max_ws_message.unwrap_or(d.max_ws_message),
+        connections: a.connections.map_or(d.connections, usize::from),
         // Per-request events are only printed with --print-requests.
         request_events: a.print_requests.unwrap_or(false),
         expose_errors: a.expose_errors.unwrap_or(false),

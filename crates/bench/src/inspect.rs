@@ -23,7 +23,14 @@ pub struct NoInspect {
 impl NoInspect {
     /// Starts it on the server at `server_port`; returns once a GET through it answers.
     pub async fn start(bin: &Path, logs: &Path, server_port: u16, origin_port: u16) -> anyhow::Result<NoInspect> {
-        let mut client = localtunnels_client_with(bin, logs, server_port, origin_port, NAME, &["--no-inspect"])?;
+        let mut client = localtunnels_client_with(
+            bin,
+            logs,
+            server_port,
+            origin_port,
+            NAME,
+            &["--no-inspect", "--connections", crate::targets::CLIENT_CONNECTIONS],
+        )?;
         client.line(Duration::from_secs(20)).await?;
         ready(server_port, &format!("{NAME}.localhost:{server_port}"), "/1k", Duration::from_secs(20)).await?;
         Ok(NoInspect { client, port: server_port })

@@ -156,9 +156,15 @@ pub fn localtunnels_client_with(
     Proc::spawn(logs, &format!("lt-client-{name}"), bin, &args)
 }
 
+/// The control connections the benchmark's tunnel client opens (`--connections`): two,
+/// one per CPU of the machines this runs on, as bore's and rathole's multi-threaded
+/// runtimes use both CPUs by default (docs/BENCHMARKS.md, twelfth round).
+pub const CLIENT_CONNECTIONS: &str = "2";
+
 async fn start_localtunnels(p: &Programs, logs: &Path, origin_port: u16) -> anyhow::Result<Target> {
     let (server, port) = localtunnels_server(&p.localtunnels, logs, "lt-server", &[]).await?;
-    let mut client = localtunnels_client(&p.localtunnels, logs, port, origin_port, "bench")?;
+    let extra = ["--connections", CLIENT_CONNECTIONS];
+    let mut client = localtunnels_client_with(&p.localtunnels, logs, port, origin_port, "bench", &extra)?;
     client.line(START).await?;
     Ok(Target {
         kind: Kind::Localtunnels,

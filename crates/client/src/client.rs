@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use localtunnels_core::{
-    Action, ClientLifecycle, CloseCode, GiveUp, Hello, Policy, RefuseReason, RequestHead, Session, StreamKind, Welcome,
-    SUBPROTOCOL,
+    features, Action, ClientLifecycle, CloseCode, GiveUp, Hello, Policy, RefuseReason, RequestHead, Session,
+    StreamKind, Welcome, SUBPROTOCOL,
 };
 use localtunnels_driver::{ConnEvent, ConnEvents, Connection, StreamFuture, StreamHandle};
 use tokio::net::TcpStream;
@@ -20,6 +20,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::{ClientConfig, ServerAddr};
 use crate::ctx::Ctx;
 use crate::events::ClientEvent;
+use crate::joined::{FirstUp, Joined};
 use crate::origin::{LocalOrigin, Origin, ServiceOrigin};
 use crate::state::StateFile;
 
@@ -104,8 +105,16 @@ impl TunnelClient {
         ctx.emit(ClientEvent::Connected { url: welcome.url.clone() });
         let (url_tx, url_rx) = watch::channel(welcome.url.clone());
         let token = driver.token.clone();
-        let task = tokio::spawn(run(ctx.clone(), driver, conn, conn_events, close_rx, url_tx));
-        Ok(ClientHandle { welcome, url: url_rx, token, ctx, close: close_tx, task, first_events: Some(first_events) })
+        let (first_tx, first_rx) = watch::channel(driver.first_up(&welcome));
+        let more = ctx.config.connections.saturating_sub(1);
+        let joinable = first_rx.borrow().is_some();
+        if more > 0 && !joinable {
+            info!("the server does not let further connections join a tunnel: one connection");
+        }
+        let joined = (more > 0 && joinable).then(|| Joined::start(&ctx, more, &first_rx));
+        let task = tokio::spawn(run(ctx.clone(), driver, conn, conn_events, close_rx, url_tx, first_tx));
+        let first_events = Some(first_events);
+        Ok(ClientHandle { welcome, url: url_rx, token, ctx, close: close_tx, task, first_events, joined })
     }
 }
 
@@ -120,6 +129,8 @@ pub struct ClientHandle {
     close: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     first_events: Option<broadcast::Receiver<ClientEvent>>,
+    /// The further connections (`ClientConfig::connections`), if any joined.
+    joined: Option<Joined>,
 }
 
 impl ClientHandle {
@@ -147,14 +158,19 @@ impl ClientHandle {
 
     /// Requests (and WebSockets) in flight through the tunnel now.
     pub fn in_flight(&self) -> usize {
-        self.ctx.in_flight()
+        self.ctx.in_flight() + self.joined.as_ref().map_or(0, Joined::in_flight)
     }
 
     /// Graceful close: no new requests; in-flight ones finish (up to
     /// [`CLOSE_GRACE`]); then the session closes.
-    pub async fn close(self) {
+    pub async fn close(mut self) {
         self.ctx.closing.store(true, std::sync::atomic::Ordering::Relaxed);
         info!("closing the tunnel: no new requests, waiting for those in flight");
+        // The joined connections first: the server closes them when the first one
+        // goes, and the first one takes the new requests while they drain.
+        if let Some(joined) = self.joined.take() {
+            joined.close().await;
+        }
         let _ = self.close.send(true);
         let _ = self.task.await;
     }
@@ -180,6 +196,8 @@ struct Driver {
     token: Arc<std::sync::Mutex<String>>,
     /// Why the session or the last attempt ended, for the next `reconnecting in` line.
     cause: String,
+    /// The server of the last session welcomed.
+    server: usize,
 }
 
 impl Driver {
@@ -212,6 +230,7 @@ impl Driver {
             state,
             token: Default::default(),
             cause: String::new(),
+            server: 0,
         }
     }
 
@@ -228,7 +247,7 @@ impl Driver {
                 Action::Hello { name, reconnect_token } => {
                     let addr = &self.servers[server.min(self.servers.len() - 1)];
                     let attempt = tokio::select! {
-                        r = handshake_within(ctx, addr, name, reconnect_token) => r,
+                        r = handshake_within(ctx, addr, name, reconnect_token, false) => r,
                         _ = close.changed() => {
                             self.life.close();
                             continue;
@@ -239,6 +258,7 @@ impl Driver {
                         Ok((conn, events, welcome)) => {
                             self.life.handle_welcome(now, &welcome.name, &welcome.reconnect_token);
                             self.keep_token(server);
+                            self.server = server.min(self.servers.len() - 1);
                             return Ok((conn, events, welcome));
                         }
                         Err(e) => {
@@ -285,6 +305,16 @@ impl Driver {
         Err(GiveUp::Closed)
     }
 
+    /// What joined connections need of the session just `welcome`d: `None` when its
+    /// server does not let connections join.
+    fn first_up(&self, welcome: &Welcome) -> Option<FirstUp> {
+        (welcome.features & features::JOIN != 0).then(|| FirstUp {
+            server: self.servers[self.server].clone(),
+            name: welcome.name.clone(),
+            token: welcome.reconnect_token.clone(),
+        })
+    }
+
     /// Publishes the token of the session just welcomed by `server`, and keeps it.
     fn keep_token(&self, server: usize) {
         let token = self.life.reconnect_token(server).to_string();
@@ -301,22 +331,29 @@ impl Driver {
 
 /// [`handshake`] under `config.handshake_timeout`: a server that accepts the TCP
 /// connection and then says nothing must not hold the client forever.
-async fn handshake_within(
+pub(crate) async fn handshake_within(
     ctx: &Ctx,
     addr: &ServerAddr,
     name: String,
     reconnect_token: String,
+    join: bool,
 ) -> Result<Up, ConnectError> {
     let limit = ctx.config.handshake_timeout;
-    tokio::time::timeout(limit, handshake(ctx, addr, name, reconnect_token)).await.unwrap_or_else(|_| {
+    tokio::time::timeout(limit, handshake(ctx, addr, name, reconnect_token, join)).await.unwrap_or_else(|_| {
         let reason = format!("no handshake within {} s", limit.as_secs_f32());
         Err(ConnectError::Unreachable { url: addr.control_url(), reason })
     })
 }
 
 /// Opens the control WebSocket and completes the handshake with a hello asking for
-/// `name` and presenting `reconnect_token`.
-async fn handshake(ctx: &Ctx, addr: &ServerAddr, name: String, reconnect_token: String) -> Result<Up, ConnectError> {
+/// `name` (or joining its live tunnel, `join`) and presenting `reconnect_token`.
+async fn handshake(
+    ctx: &Ctx,
+    addr: &ServerAddr,
+    name: String,
+    reconnect_token: String,
+    join: bool,
+) -> Result<Up, ConnectError> {
     let url = addr.control_url();
     debug!("connecting to {url}");
     let unreachable = |reason: String| ConnectError::Unreachable { url: url.clone(), reason };
@@ -335,6 +372,7 @@ async fn handshake(ctx: &Ctx, addr: &ServerAddr, name: String, reconnect_token: 
         basic_auth: ctx.config.basic_auth.clone().unwrap_or_default(),
         allow_ips: ctx.config.allow_ips.clone(),
         hostname: ctx.config.hostname.clone().unwrap_or_default(),
+        join,
         ..Hello::default()
     };
     let epoch = std::time::Instant::now();
@@ -375,9 +413,11 @@ async fn run(
     mut events: ConnEvents,
     mut close: watch::Receiver<bool>,
     url: watch::Sender<String>,
+    first: watch::Sender<Option<FirstUp>>,
 ) {
     loop {
         let (reason, code) = serve(&ctx, &conn, &mut events, &mut close).await;
+        first.send_replace(None);
         if *close.borrow() {
             driver.life.close();
             // The server freed the name on our close: the token is of no more use.
@@ -394,6 +434,7 @@ async fn run(
         match driver.next_session(&ctx, &mut close).await {
             Ok((c, e, w)) => {
                 info!("reconnected: {}", w.url);
+                first.send_replace(driver.first_up(&w));
                 let _ = url.send(w.url.clone());
                 if let Some(inspector) = &ctx.config.inspector {
                     inspector.attach(&ctx.origin, &w.name, &w.url);
@@ -425,7 +466,7 @@ pub fn backoff(attempt: u32, cap: Duration) -> Duration {
 }
 
 /// Hands each incoming stream to the origin until the session ends; returns why it ended.
-async fn serve(
+pub(crate) async fn serve(
     ctx: &Arc<Ctx>,
     conn: &Connection,
     events: &mut ConnEvents,

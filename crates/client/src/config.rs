@@ -87,7 +87,17 @@ pub struct ClientConfig {
     /// Capture every exchange into this request inspector (serve it with
     /// [`serve_inspector`](crate::serve_inspector)). Default: none.
     pub inspector: Option<crate::Inspector>,
+    /// Control connections to the server (1 to [`MAX_CONNECTIONS`]). The first claims
+    /// the name; each further one joins the tunnel from a thread of its own, with its
+    /// own connections to the origin, and the server hands each new request to the
+    /// connection with the fewest in flight, so a busy tunnel's work spreads over
+    /// several CPUs. Only towards a server that lets connections join (its welcome
+    /// says so); its `--max-connections-per-tunnel` may allow fewer. Default 1.
+    pub connections: usize,
 }
+
+/// The most control connections one client opens for its tunnel.
+pub const MAX_CONNECTIONS: usize = 16;
 
 impl Default for ClientConfig {
     fn default() -> Self {
@@ -117,6 +127,7 @@ impl Default for ClientConfig {
             session: localtunnels_core::Config::default(),
             request_events: true,
             inspector: None,
+            connections: 1,
         }
     }
 }
@@ -150,6 +161,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("session", &self.session)
             .field("request_events", &self.request_events)
             .field("inspector", &self.inspector.is_some())
+            .field("connections", &self.connections)
             .finish()
     }
 }
@@ -186,6 +198,9 @@ impl ClientConfig {
         }
         if self.basic_auth.as_ref().is_some_and(|b| !b.contains(':')) {
             return Err("--basic-auth takes user:password".into());
+        }
+        if !(1..=MAX_CONNECTIONS).contains(&self.connections) {
+            return Err(format!("--connections takes 1 to {MAX_CONNECTIONS}"));
         }
         Ok(())
     }
@@ -249,6 +264,9 @@ mod tests {
         assert!(c.validate().unwrap_err().contains("empty"));
         assert!(ClientConfig { basic_auth: Some("x".into()), ..Default::default() }.validate().is_err());
         assert!(ClientConfig { allow_ips: vec!["::1".into()], ..Default::default() }.validate().is_ok());
+        assert!(ClientConfig { connections: 0, ..Default::default() }.validate().is_err());
+        assert!(ClientConfig { connections: MAX_CONNECTIONS + 1, ..Default::default() }.validate().is_err());
+        assert!(ClientConfig { connections: MAX_CONNECTIONS, ..Default::default() }.validate().is_ok());
     }
 
     #[test]

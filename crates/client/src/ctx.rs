@@ -25,8 +25,8 @@ pub(crate) struct Ctx {
     /// The session being served, for [`ClientHandle::in_flight`].
     current: Mutex<Option<Connection>>,
     /// Set by [`ClientHandle::close`]: streams cut from now on were cut by us, not by
-    /// their visitors.
-    pub(crate) closing: std::sync::atomic::AtomicBool,
+    /// their visitors. Shared with the contexts of the joined connections.
+    pub(crate) closing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Ctx {
@@ -39,6 +39,21 @@ impl Ctx {
             HostHeader::Preserve => None,
         };
         Ctx { config, origin, events, origin_host, current: Mutex::default(), closing: Default::default() }
+    }
+
+    /// The context of a further connection of the same tunnel that runs on a runtime
+    /// of its own (`crate::joined`): the same configuration, events and closing flag,
+    /// and an origin with connections of its own where the origin keeps any (a pooled
+    /// socket belongs to the runtime that opened it).
+    pub(crate) fn for_joined(&self) -> Ctx {
+        Ctx {
+            config: self.config.clone(),
+            origin: self.origin.for_another_runtime().unwrap_or_else(|| self.origin.clone()),
+            events: self.events.clone(),
+            origin_host: self.origin_host.clone(),
+            current: Mutex::default(),
+            closing: self.closing.clone(),
+        }
     }
 
     /// `conn` is the session being served from now on.

@@ -21,6 +21,7 @@ mod exchange;
 mod forward;
 mod http;
 mod inspect;
+mod joined;
 mod origin;
 mod pinned;
 mod pool;
@@ -29,7 +30,7 @@ mod tls;
 mod websocket;
 
 pub use client::{backoff, ClientHandle, ConnectError, TunnelClient, CLOSE_GRACE};
-pub use config::{ClientConfig, HostHeader, ServerAddr};
+pub use config::{ClientConfig, HostHeader, ServerAddr, MAX_CONNECTIONS};
 pub use events::ClientEvent;
 pub use inspect::{serve_inspector, Edit, InspectConfig, InspectServer, Inspector, ReplayError, DEFAULT_PORTS};
 pub use origin::{BoxError, ConnectFuture, LocalOrigin, Origin, OriginBody, OriginFuture, OriginStream, ServiceOrigin};

@@ -56,6 +56,13 @@ pub trait Origin: Send + Sync + 'static {
     fn as_local(&self) -> Option<&LocalOrigin> {
         None
     }
+    /// The same origin for another tokio runtime (a further control connection of the
+    /// tunnel on a thread of its own), when this one keeps runtime-bound resources
+    /// such as pooled sockets; `None` (the default) shares this one.
+    #[doc(hidden)]
+    fn for_another_runtime(&self) -> Option<Arc<dyn Origin>> {
+        None
+    }
 }
 
 /// An origin on a local (or reachable) port, over HTTP or HTTPS.
@@ -93,7 +100,11 @@ impl LocalOrigin {
     fn with_tls(host: &str, port: u16, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
         let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-        let inner = Arc::new(ConnectorInner { host, port, authority, tls });
+        Self::with_inner(Arc::new(ConnectorInner { host, port, authority, tls }))
+    }
+
+    /// An origin that connects as `inner` says, with a pool of its own.
+    fn with_inner(inner: Arc<ConnectorInner>) -> Self {
         let connect = {
             let inner = inner.clone();
             move || ConnectorInner::connect_owned(&inner)
@@ -167,6 +178,10 @@ impl Origin for LocalOrigin {
 
     fn as_local(&self) -> Option<&LocalOrigin> {
         Some(self)
+    }
+
+    fn for_another_runtime(&self) -> Option<Arc<dyn Origin>> {
+        Some(Arc::new(LocalOrigin::with_inner(self.inner.clone())))
     }
 }
 

@@ -35,6 +35,11 @@ pub mod features {
     /// each of its streams to a fair share of the session window without waiting for
     /// a grant that a batching receiver would never send (`docs/PROTOCOL.md`, §7).
     pub const EAGER_WINDOW: u32 = 0x2;
+    /// (Welcome only.) The server lets further control connections join this tunnel
+    /// ([`Hello::join`](super::Hello::join)): a client opens its extra connections only
+    /// to a server that announced this, since an older server would take a joining
+    /// hello for a reconnect and close the first connection.
+    pub const JOIN: u32 = 0x4;
 }
 
 /// The client's first frame.
@@ -63,6 +68,11 @@ pub struct Hello {
     /// A full custom hostname (`app.example.com`) instead of a name under the server's
     /// domain; empty for none. Granted only where the client's token allows it.
     pub hostname: String,
+    /// This connection joins the client's live tunnel (named by `name` or `hostname`,
+    /// proven by `reconnect_token`) as one more connection that carries its streams,
+    /// instead of claiming the name. Sent only to a server whose welcome announced
+    /// [`features::JOIN`].
+    pub join: bool,
 }
 
 /// The server's answer when the tunnel is up.
@@ -170,6 +180,7 @@ mod tag {
     pub const ALLOW_IP: u8 = 8;
     pub const FEATURES: u8 = 9;
     pub const HOSTNAME: u8 = 10;
+    pub const JOIN: u8 = 11;
 
     pub const W_NAME: u8 = 1;
     pub const W_URL: u8 = 2;
@@ -261,6 +272,9 @@ impl Hello {
         }
         put_features(b, tag::FEATURES, self.features);
         put_field(b, tag::HOSTNAME, self.hostname.as_bytes());
+        if self.join {
+            put_field(b, tag::JOIN, &[1]);
+        }
     }
 
     /// Decodes a hello body. For a version other than ours only the version is
@@ -297,6 +311,7 @@ impl Hello {
                 }
                 tag::FEATURES => h.features = parse_u32(v, "features")?,
                 tag::HOSTNAME => h.hostname = utf8(v, "hostname")?,
+                tag::JOIN => h.join = v.as_ref() != [0],
                 _ => {}
             }
             Ok(())

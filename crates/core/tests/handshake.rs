@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use localtunnels_core::{
-    CloseCode, Config, DecodeLimits, Frame, Hello, Limits, ProtocolError, RefuseReason, Welcome, PROTOCOL_VERSION,
+    features, CloseCode, Config, DecodeLimits, Frame, Hello, Limits, ProtocolError, RefuseReason, Welcome,
+    PROTOCOL_VERSION,
 };
 use util::{hello, Pair};
 
@@ -220,4 +221,26 @@ fn unknown_and_empty_hello_fields_are_skipped() {
     assert_eq!(h.allow_ips, vec!["10.0.0.0/".to_string()]);
     assert_eq!(h.name, "demo");
     assert_eq!(Frame::decode(frame.encode(), &DecodeLimits::default()), Ok(frame));
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_joining_hello_and_the_servers_join_feature_reach_the_other_side() {
+    let joining = Hello { join: true, reconnect_token: "secret".into(), ..hello() };
+    let mut pair = Pair::with_hello(Config::DEFAULT, Config::DEFAULT, joining);
+    pair.drive();
+    let seen = pair.server.hello().expect("the server read the hello").clone();
+    assert!(seen.join, "the join field crossed");
+    assert_eq!(seen.reconnect_token, "secret");
+    // The server's own feature bits survive `accept`, which adds the session's.
+    let now = pair.now;
+    pair.server.session.accept(Welcome { features: features::JOIN, ..Welcome::default() }, now);
+    pair.drive();
+    let features = pair.client.welcome().expect("welcomed").features;
+    assert_eq!(features & features::JOIN, features::JOIN);
+    assert_eq!(features & features::BATCH, features::BATCH);
+    // A hello without the field is not a join (what every earlier client sends).
+    let plain = Frame::Hello(Box::new(Hello { version: PROTOCOL_VERSION, ..hello() })).encode();
+    let Ok(Frame::Hello(h)) = Frame::decode(plain, &DecodeLimits::default()) else { panic!("a hello decodes") };
+    assert!(!h.join);
 }

@@ -59,11 +59,12 @@ fn limits() -> impl Strategy<Value = Limits> {
 
 fn hello() -> impl Strategy<Value = Hello> {
     let fields = (text(), text(), text(), text(), text(), proptest::option::of(limits()), text(), vec(".{1,20}", 0..4));
-    let v1 = (fields, any::<u32>(), text()).prop_map(
+    let v1 = (fields, any::<u32>(), text(), any::<bool>()).prop_map(
         |(
             (name, token, reconnect_token, client_kind, client_version, limits, basic_auth, allow_ips),
             features,
             hostname,
+            join,
         )| {
             Hello {
                 version: PROTOCOL_VERSION,
@@ -77,6 +78,7 @@ fn hello() -> impl Strategy<Value = Hello> {
                 allow_ips,
                 features,
                 hostname,
+                join,
             }
         },
     );

@@ -491,6 +491,15 @@ impl Connection {
         self.shared.lock().session.stream_count()
     }
 
+    /// The streams in flight, or `None` when the session takes no new ones (not yet
+    /// established, going away or closed): one look under one lock, for choosing
+    /// among several connections.
+    pub fn open_load(&self) -> Option<usize> {
+        let state = self.shared.lock();
+        let s = &state.session;
+        (s.is_established() && !s.is_going_away()).then(|| s.stream_count())
+    }
+
     /// True once the session is closed.
     pub fn is_closed(&self) -> bool {
         self.shared.lock().session.is_closed()

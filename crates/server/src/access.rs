@@ -166,7 +166,7 @@ fn check_visitor<F: Fields>(
         }
     }
     let max_streams = state.config.limits.max_streams_per_tunnel;
-    let in_flight = tunnel.conn.stream_count();
+    let in_flight = tunnel.stream_count();
     if in_flight >= max_streams {
         let message = format!("The tunnel '{}' is busy. Please try again in a moment.", tunnel.name);
         let detail = format!("{in_flight} requests in flight, the most a tunnel may have");

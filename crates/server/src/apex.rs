@@ -90,7 +90,7 @@ fn tls_check(state: &ServerState, query: Option<&str>) -> Response<Body> {
 
 fn status(state: &ServerState, admin: bool) -> Response<Body> {
     let live = state.registry.live();
-    let streams: usize = live.iter().map(|t| t.conn.stream_count()).sum();
+    let streams: usize = live.iter().map(|t| t.stream_count()).sum();
     if !admin {
         let counts = state.registry.counts();
         let mut body = serde_json::json!({
@@ -110,7 +110,9 @@ fn status(state: &ServerState, admin: bool) -> Response<Body> {
                 "name": t.name,
                 "url": state.tunnel_url(&t.name),
                 "client": t.client_kind,
-                "streams": t.conn.stream_count(),
+                "streams": t.stream_count(),
+                "connections": t.connections(),
+                "streams_by_connection": t.streams_by_connection(),
                 "requests": t.requests.load(Ordering::Relaxed),
                 "connected_secs": t.connected_at.elapsed().as_secs(),
             })

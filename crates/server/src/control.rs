@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use localtunnels_core::{CloseCode, Hello, PeerStreams, RefuseReason, Session, Welcome};
+use localtunnels_core::{features, CloseCode, Hello, PeerStreams, RefuseReason, Session, Welcome};
 use localtunnels_driver::{ConnEvent, Connection, SUBPROTOCOL};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, info, info_span, Instrument};
@@ -111,6 +111,9 @@ where
             return;
         }
     };
+    if hello.join {
+        return run_joined(&state, &hello, conn, events).await;
+    }
     let tunnel = match admit(&state, &hello, peer, &conn).await {
         Ok(t) => t,
         Err(Refusal { reason, message }) => {
@@ -141,6 +144,75 @@ where
         state.registry.free(&tunnel.name, &tunnel);
     } else {
         state.registry.release(&tunnel.name, &tunnel);
+    }
+    // The tunnel lives with the connection that claimed its name: the connections that
+    // joined it go too, and join again once their client has the name back.
+    tunnel.close(CloseCode::Shutdown, "the tunnel's first connection ended");
+}
+
+/// Runs a connection that joins its client's live tunnel (`Hello::join`) until it
+/// ends: it carries the tunnel's streams beside the first connection, and its end
+/// leaves the tunnel up.
+async fn run_joined(
+    state: &Arc<ServerState>,
+    hello: &Hello,
+    conn: Connection,
+    mut events: localtunnels_driver::ConnEvents,
+) {
+    let (tunnel, id) = match join(state, hello, &conn) {
+        Ok(joined) => joined,
+        Err(Refusal { reason, message }) => {
+            Counters::bump(&state.counters.refused);
+            state.counters.recorded.refused(reason);
+            info!(reason = reason.as_str(), %message, "join refused");
+            conn.refuse(reason, &message);
+            return;
+        }
+    };
+    info!(name = %tunnel.name, connections = tunnel.connections(), "connection joined the tunnel");
+    while let Some(ev) = events.recv().await {
+        if let ConnEvent::Closed { message, .. } = ev {
+            info!(name = %tunnel.name, %message, "joined connection down");
+            break;
+        }
+    }
+    tunnel.leave(id);
+}
+
+/// Decides on a joining hello: the same checks as a claim's, then the live tunnel it
+/// names and proves with its reconnect token, within the tunnel's connection limit.
+fn join(state: &Arc<ServerState>, hello: &Hello, conn: &Connection) -> Result<(Arc<Tunnel>, u64), Refusal> {
+    let admission = check_hello(&state.config, hello)?;
+    let Some(name) = admission.hostname.or(admission.name) else {
+        return Err(Refusal::new(RefuseReason::Malformed, "a joining connection must name the tunnel it joins"));
+    };
+    let proof = Proof { reconnect_token: hello.reconnect_token.clone(), auth_token: hello.token.clone() };
+    let tunnel = state.registry.joinable(&name, &proof).ok_or_else(|| {
+        Refusal::new(RefuseReason::NameTaken, format!("no live tunnel '{name}' of this client on this server to join"))
+    })?;
+    let id = tunnel.join(conn.clone(), state.config.limits.max_connections_per_tunnel).map_err(|full| {
+        Refusal::new(
+            RefuseReason::LimitReached,
+            format!("the tunnel '{name}' has {} connections, the most this server allows", full.max),
+        )
+    })?;
+    conn.accept(Welcome {
+        url: state.tunnel_url(&name),
+        name,
+        reconnect_token: hello.reconnect_token.clone(),
+        server_version: env!("CARGO_PKG_VERSION").to_string(),
+        features: join_feature(state),
+        ..Welcome::default()
+    });
+    Ok((tunnel, id))
+}
+
+/// [`features::JOIN`] when the server lets connections join a tunnel.
+fn join_feature(state: &ServerState) -> u32 {
+    if state.config.limits.max_connections_per_tunnel > 1 {
+        features::JOIN
+    } else {
+        0
     }
 }
 
@@ -250,6 +322,7 @@ async fn admit(
         let tunnel = Arc::new(Tunnel {
             name: name.clone(),
             conn: conn.clone(),
+            joined: Default::default(),
             peer,
             client_kind: hello.client_kind.clone(),
             connected_at: Instant::now(),
@@ -262,7 +335,7 @@ async fn admit(
         match crate::cluster::claim(state, &name, &proof, tunnel.clone(), &quota).await {
             Ok(claim) => {
                 if let Some(old) = claim.replaced {
-                    old.conn.close(CloseCode::Replaced, "a newer session of this client took over the name");
+                    old.close(CloseCode::Replaced, "a newer session of this client took over the name");
                 }
                 let url = state.tunnel_url(&name);
                 conn.accept(Welcome {
@@ -270,6 +343,7 @@ async fn admit(
                     url,
                     reconnect_token: claim.reconnect_token,
                     server_version: env!("CARGO_PKG_VERSION").to_string(),
+                    features: join_feature(state),
                     ..Welcome::default()
                 });
                 return Ok(tunnel);

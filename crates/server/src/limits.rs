@@ -42,6 +42,11 @@ pub struct Limits {
     /// Most visitor exchanges in flight through one tunnel; the next visitor gets 503.
     /// Default 1,024 (the client's own announced limit applies too).
     pub max_streams_per_tunnel: usize,
+    /// Most control connections one tunnel may have, its first one included: a client
+    /// may open more to spread its work over several threads (`--connections`); past
+    /// this a joining connection is refused (`LimitReached`) and the tunnel goes on
+    /// with those it has. 1 lets no connection join. Default 4.
+    pub max_connections_per_tunnel: usize,
     /// Most tunnels one auth token may hold at once (`LimitReached`). Default 100.
     pub max_tunnels_per_token: usize,
     /// Most tunnels one client IP address may hold at once (`LimitReached`). Default 100.
@@ -69,6 +74,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(300),
             visitor_write_timeout: Duration::from_secs(30),
             max_streams_per_tunnel: 1024,
+            max_connections_per_tunnel: 4,
             max_tunnels_per_token: 100,
             max_tunnels_per_ip: 100,
             max_streams_per_visitor: 256,

@@ -81,7 +81,7 @@ pub fn render(state: &ServerState, openmetrics: bool) -> (String, &'static str) 
     let c = &state.counters;
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let live = state.registry.live();
-    let streams: usize = live.iter().map(|t| t.conn.stream_count()).sum();
+    let streams: usize = live.iter().map(|t| t.stream_count()).sum();
     let mut reg = Registry::default();
     let version = vec![("version".to_string(), env!("CARGO_PKG_VERSION").to_string())];
     reg.register("localtunnels_build_info", "The server's version, as a label; always 1", BuildInfo(version));

@@ -136,7 +136,7 @@ fn forward_http(
     let head = tunnel_head(&state, &peer, &req, StreamKind::Http);
     let body = req.into_body();
     let end = body.is_end_stream();
-    let stream = match tunnel.conn.open(head, end) {
+    let stream = match tunnel.open(head, end) {
         Ok(s) => s,
         Err(e) => return Either::Left(ready(open_error(&state, &tunnel.name, e))),
     };

@@ -111,6 +111,10 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     /// The session `tunnel` ended because its client left on purpose: free its name
     /// at once (no grace hold).
     fn free(&self, name: &str, tunnel: &Arc<Tunnel>);
+    /// The live tunnel `name`, if `proof` carries the reconnect token its client was
+    /// welcomed with: another control connection of that client may join it
+    /// (`Hello::join`). The auth token alone does not do: it may be shared.
+    fn joinable(&self, name: &str, proof: &Proof) -> Option<Arc<Tunnel>>;
 }
 
 /// A name's owner. Secrets are kept as SHA-256 digests only.
@@ -317,6 +321,18 @@ impl Registry for LocalRegistry {
         Ok(Claim { reconnect_token, replaced })
     }
 
+    fn joinable(&self, name: &str, proof: &Proof) -> Option<Arc<Tunnel>> {
+        if proof.reconnect_token.is_empty() {
+            return None;
+        }
+        let inner = self.read();
+        let e = inner.entries.get(name)?;
+        match &e.slot {
+            Slot::Live(t) if constant_time_eq(&digest(&proof.reconnect_token), &e.reconnect_token) => Some(t.clone()),
+            _ => None,
+        }
+    }
+
     fn lookup(&self, name: &str) -> Lookup {
         match self.read().entries.get(name).map(|e| &e.slot) {
             Some(Slot::Live(t)) => Lookup::Live(t.clone()),
@@ -397,6 +413,7 @@ mod tests {
         Arc::new(Tunnel {
             name: name.into(),
             conn,
+            joined: Default::default(),
             peer: std::net::SocketAddr::from((ip, 1000)),
             client_kind: "test".into(),
             connected_at: Instant::now(),

@@ -153,7 +153,7 @@ impl ServerHandle {
         let live = self.state.registry.live();
         Stats {
             tunnels: live.len(),
-            streams: live.iter().map(|t| t.conn.stream_count()).sum(),
+            streams: live.iter().map(|t| t.stream_count()).sum(),
             requests: self.state.counters.requests.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
@@ -204,13 +204,13 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut shutdow
     info!("shutting down: no new connections, in-flight exchanges may finish");
     let tunnels = state.registry.live();
     for t in &tunnels {
-        t.conn.go_away("the server is shutting down");
+        t.go_away("the server is shutting down");
     }
     if tokio::time::timeout(state.config.shutdown_timeout, graceful.shutdown()).await.is_err() {
         info!("shutdown deadline passed; closing what is left");
     }
     for t in &tunnels {
-        t.conn.close(CloseCode::Shutdown, "the server is shutting down");
+        t.close(CloseCode::Shutdown, "the server is shutting down");
     }
 }
 

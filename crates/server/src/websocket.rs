@@ -40,7 +40,7 @@ pub async fn proxy<B: Send + 'static>(
     let head = tunnel_head(&state, &peer, &req, StreamKind::WebSocket);
     let target = head.target.clone();
     // The opener's side stays open: messages follow an accepted upgrade.
-    let stream = match tunnel.conn.open(head, false) {
+    let stream = match tunnel.open(head, false) {
         Ok(s) => s,
         Err(e) => return open_error(&state, &tunnel.name, e),
     };

@@ -131,7 +131,7 @@ impl Session {
         let mut s = Session::new(Role::Client, config, now);
         hello.version = PROTOCOL_VERSION;
         hello.limits = Some(Limits::from(&s.config));
-        hello.features = features::BATCH | features::EAGER_WINDOW;
+        hello.features |= features::BATCH | features::EAGER_WINDOW;
         s.push_control(Frame::Hello(Box::new(hello)));
         s
     }

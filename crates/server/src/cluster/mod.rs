@@ -303,7 +303,7 @@ impl Cluster {
 /// Closes a fenced session so that its client reconnects (not `Replaced`: that ends the client).
 fn close(tunnel: Option<Arc<Tunnel>>, why: &str) {
     if let Some(t) = tunnel {
-        t.conn.close(CloseCode::Shutdown, why);
+        t.close(CloseCode::Shutdown, why);
     }
 }
 
@@ -342,7 +342,7 @@ async fn takeover_loop(client: redis::Client, cluster: std::sync::Weak<Cluster>)
                         info!(%name, "cluster: another node took the name over; closing this session");
                         stats::Stats::bump(&c.stats.fenced);
                         if let Some(t) = c.registry.fence(name, Some(epoch)) {
-                            t.conn.close(CloseCode::Replaced, "a newer session of this client took over the name");
+                            t.close(CloseCode::Replaced, "a newer session of this client took over the name");
                         }
                     }
                 }

@@ -105,6 +105,15 @@ impl Registry for ClusterRegistry {
         }
     }
 
+    /// Only a tunnel this node holds a valid lease on: a connection that reaches
+    /// another node than the tunnel's cannot join it.
+    fn joinable(&self, name: &str, proof: &Proof) -> Option<Arc<Tunnel>> {
+        if !self.read().is_valid(name, Instant::now()) {
+            return None;
+        }
+        self.local.joinable(name, proof)
+    }
+
     fn release(&self, name: &str, tunnel: &Arc<Tunnel>) {
         self.end(name, tunnel, true);
         self.local.release(name, tunnel);

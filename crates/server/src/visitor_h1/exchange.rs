@@ -69,7 +69,7 @@ where
         Counters::bump(&state.counters.requests);
         let headers = std::mem::take(&mut req.headers);
         let head = tunnel_head_of(state, peer, &req.method, &req.uri, headers, host, StreamKind::Http);
-        let stream = match tunnel.conn.open(head, framing.body == BodyLength::Empty) {
+        let stream = match tunnel.open(head, framing.body == BodyLength::Empty) {
             Ok(s) => s,
             Err(e) => {
                 let res = open_error(state, &tunnel.name, e);

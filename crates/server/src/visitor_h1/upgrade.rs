@@ -83,7 +83,7 @@ where
         let head = tunnel_head_of(state, peer, &req.method, &req.uri, headers, host, StreamKind::WebSocket);
         let target = head.target.clone();
         // The opener's side stays open: messages follow an accepted upgrade.
-        let (tx, mut rx) = match tunnel.conn.open(head, false) {
+        let (tx, mut rx) = match tunnel.open(head, false) {
             Ok(stream) => stream.split(),
             Err(e) => {
                 let res = open_error(state, &tunnel.name, e);
