@@ -161,7 +161,10 @@ impl Drop for StreamSlot {
             q.closed = true;
             (q.waker.take(), q.cancel_waker.take())
         };
-        for w in [waker, cancel_waker].into_iter().flatten() {
+        if let Some(w) = waker {
+            w.wake();
+        }
+        if let Some(w) = cancel_waker {
             w.wake();
         }
     }
