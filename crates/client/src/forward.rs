@@ -60,9 +60,6 @@ pub(crate) fn content_length(headers: &[Header]) -> Option<u64> {
 }
 
 /// The origin's answer, either way it came.
-// `Direct` is the usual one and lives in the exchange's (boxed) future: boxing it
-// would cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum Answer {
     /// From a connection this client spoke HTTP/1.1 on.
     Direct(exchange::Response),
@@ -114,9 +111,8 @@ pub(crate) async fn send(
 }
 
 /// An answer's body, either way it came.
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum AnswerBody {
-    Direct(ResponseBody),
+    Direct(Box<ResponseBody>),
     Called(OriginBody),
 }
 
@@ -126,7 +122,7 @@ impl Body for AnswerBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            AnswerBody::Direct(b) => Pin::new(b).poll_frame(cx).map(|f| f.map(|r| r.map_err(BoxError::from))),
+            AnswerBody::Direct(b) => Pin::new(&mut **b).poll_frame(cx).map(|f| f.map(|r| r.map_err(BoxError::from))),
             AnswerBody::Called(b) => Pin::new(b).poll_frame(cx),
         }
     }

@@ -63,6 +63,22 @@ impl Reader {
         Ok(self.buf.split_to(len))
     }
 
+    /// `len:u16` followed by that many bytes, given to `f` both as a `Bytes` of their
+    /// own and as the slice they were cut from: `f` can consume the `Bytes` and still
+    /// look at the bytes (one reference count taken, where a clone to keep would take
+    /// and drop another).
+    pub(crate) fn bytes16_with<T>(
+        &mut self,
+        what: &'static str,
+        f: impl FnOnce(Bytes, &[u8]) -> T,
+    ) -> Result<T, DecodeError> {
+        let len = usize::from(self.u16(what)?);
+        self.need(len, what)?;
+        let t = f(self.buf.slice(..len), &self.buf[..len]);
+        self.buf.advance(len);
+        Ok(t)
+    }
+
     /// `len:u16` followed by that many bytes, lent to `f` rather than split off as a
     /// `Bytes` (which costs a reference count taken and dropped).
     pub(crate) fn with16<T>(&mut self, what: &'static str, f: impl FnOnce(&[u8]) -> T) -> Result<T, DecodeError> {

@@ -524,6 +524,24 @@ fn headers_the_wire_allows_but_http_cannot_carry_are_dropped_alone() {
 
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_header_value_the_wire_forbids_fails_the_frame() {
+    // CR, LF and NUL are not allowed in a value on the wire: the frame is refused (where
+    // a control byte the wire allows only drops its field, above).
+    for bad in [&b"t\rr"[..], b"t\nr", b"t\0r"] {
+        let head = request("GET", "/", vec![header("x-aaaa", "one"), header("x-cccc", "thr")]);
+        let mut wire = Frame::Open { id: 1, head, end: true }.encode().to_vec();
+        let at = wire.windows(3).position(|w| w == b"thr").unwrap();
+        wire[at..at + 3].copy_from_slice(bad);
+        let decoded = Frame::decode(wire.into(), &DecodeLimits::default());
+        assert!(
+            matches!(decoded, Err(localtunnels_core::DecodeError::Invalid("header value"))),
+            "{bad:?}: {decoded:?}"
+        );
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn a_stream_finished_both_ways_is_not_reset_when_let_go_before_its_last_frames_left() {
     let mut pair = Pair::connected();
     let id = pair.server.get("/done");

@@ -297,12 +297,6 @@ impl Shared {
         }
     }
 
-    /// True while the driver still routes events to stream `id`: false once the peer
-    /// reset it or the session closed (those remove the slot before waking the sender).
-    pub(crate) fn has_slot(&self, id: StreamId) -> bool {
-        self.lock().slots.contains_key(&id)
-    }
-
     /// Called from a stream handle's `Drop`: never waits for the state lock.
     pub(crate) fn stream_dropped(self: &Arc<Self>, id: StreamId) {
         self.defer(Deferred::Reset(id));

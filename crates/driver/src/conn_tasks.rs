@@ -76,8 +76,13 @@ impl Wake for KeyWaker {
     }
 }
 
+/// A key's future, if one runs under it, and the key's waker. The waker outlives its
+/// future and serves the next one under the same key: one allocation per key, not one
+/// per stream. (A stale copy of it, left by the finished future with a socket, can
+/// only cause a spurious poll, which a key's next future got before too: keys are
+/// reused either way.)
 struct Entry {
-    future: StreamFuture,
+    future: Option<StreamFuture>,
     key_waker: Arc<KeyWaker>,
     waker: Waker,
 }
@@ -88,7 +93,7 @@ pub(crate) struct Tasks {
     read: Arc<KeyWaker>,
     read_waker: Waker,
     /// Indexed by key - 1; a finished future's slot is reused.
-    streams: Vec<Option<Entry>>,
+    streams: Vec<Entry>,
     free: Vec<usize>,
     live: usize,
     /// The keys a round polls (swapped with the queue's vector, to keep allocations).
@@ -123,14 +128,22 @@ impl Tasks {
 
     /// Adds a stream future, to be polled in this turn.
     pub(crate) fn push(&mut self, future: StreamFuture) {
-        let index = self.free.pop().unwrap_or_else(|| {
-            self.streams.push(None);
-            self.streams.len() - 1
-        });
-        let key_waker =
-            Arc::new(KeyWaker { key: index + 1, queued: AtomicBool::new(true), wakeups: self.wakeups.clone() });
-        let waker = Waker::from(key_waker.clone());
-        self.streams[index] = Some(Entry { future, key_waker, waker });
+        let index = match self.free.pop() {
+            Some(index) => {
+                let entry = &mut self.streams[index];
+                entry.future = Some(future);
+                entry.key_waker.queued.store(true, Ordering::SeqCst);
+                index
+            }
+            None => {
+                let index = self.streams.len();
+                let key_waker =
+                    Arc::new(KeyWaker { key: index + 1, queued: AtomicBool::new(true), wakeups: self.wakeups.clone() });
+                let waker = Waker::from(key_waker.clone());
+                self.streams.push(Entry { future: Some(future), key_waker, waker });
+                index
+            }
+        };
         self.live += 1;
         self.wakeups.push(index + 1);
     }
@@ -186,10 +199,11 @@ impl Tasks {
     /// stream) and the others go on, as a spawned task's panic leaves the other tasks
     /// running.
     fn poll_stream(&mut self, index: usize) {
-        let Some(Some(entry)) = self.streams.get_mut(index) else { return };
+        let Some(entry) = self.streams.get_mut(index) else { return };
+        let Some(future) = entry.future.as_mut() else { return };
         entry.key_waker.queued.store(false, Ordering::SeqCst);
         let mut cx = Context::from_waker(&entry.waker);
-        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| entry.future.as_mut().poll(&mut cx)));
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
         let done = match polled {
             Ok(Poll::Pending) => false,
             Ok(Poll::Ready(())) => true,
@@ -199,7 +213,7 @@ impl Tasks {
             }
         };
         if done {
-            self.streams[index] = None;
+            entry.future = None;
             self.free.push(index);
             self.live -= 1;
         }

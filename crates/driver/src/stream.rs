@@ -6,6 +6,7 @@
 //! that goes away frees the origin at once.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -90,6 +91,8 @@ struct Queue {
     events: VecDeque<StreamEvent>,
     /// The receiver waiting for an event.
     waker: Option<Waker>,
+    /// The sender waiting for the stream's end ([`StreamSender::cancelled`]).
+    cancel_waker: Option<Waker>,
     /// The driver dropped its end: no more events after these.
     closed: bool,
     /// The receiver is gone: `deliver` refuses, so credit is handed straight back.
@@ -153,12 +156,15 @@ impl StreamSlot {
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        let waker = {
+        let (waker, cancel_waker) = {
             let mut q = self.inner.queue();
             q.closed = true;
-            q.waker.take()
+            (q.waker.take(), q.cancel_waker.take())
         };
         if let Some(w) = waker {
+            w.wake();
+        }
+        if let Some(w) = cancel_waker {
             w.wake();
         }
     }
@@ -309,14 +315,47 @@ impl StreamSender {
     /// reads what this side would still send. Lets work for an exchange (an origin
     /// request, say) be dropped as soon as its visitor is gone, even while the
     /// receiving half is not being read. Cancel-safe.
-    pub async fn cancelled(&self) {
-        loop {
-            // Armed before the check: a wake between the two is kept as a permit.
-            let notified = self.inner.writable.notified();
-            if !self.inner.shared.has_slot(self.id) {
-                return;
-            }
-            notified.await;
+    ///
+    /// The driver's end of the stream (its slot) is dropped exactly then, so this
+    /// looks at the stream's own queue and leaves its waker there (taken back when the
+    /// future is dropped, so that the stream's end later wakes nobody): two
+    /// uncontended locks per exchange, where a `Notify` waiter and the connection's
+    /// state lock cost ~0.3k instructions more (registered, checked, unregistered).
+    /// One waiter per stream (the work serving it): a second one's poll takes the
+    /// first one's place.
+    pub fn cancelled(&self) -> impl Future<Output = ()> + '_ {
+        Cancelled { inner: &self.inner, registered: false }
+    }
+}
+
+/// [`StreamSender::cancelled`]'s future.
+struct Cancelled<'a> {
+    inner: &'a Inner,
+    /// Its waker is in the queue.
+    registered: bool,
+}
+
+impl Future for Cancelled<'_> {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut q = self.inner.queue();
+        if q.closed {
+            return Poll::Ready(());
+        }
+        if !q.cancel_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            q.cancel_waker = Some(cx.waker().clone());
+        }
+        drop(q);
+        self.registered = true;
+        Poll::Pending
+    }
+}
+
+impl Drop for Cancelled<'_> {
+    fn drop(&mut self) {
+        if self.registered {
+            self.inner.queue().cancel_waker = None;
         }
     }
 }

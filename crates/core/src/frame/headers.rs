@@ -47,14 +47,18 @@ pub(super) fn get_headers(r: &mut Reader, limits: &DecodeLimits) -> Result<Vec<H
         // The name is read in place; a bad one is told from its bytes here: `Err`
         // says whether the wire allows it.
         let name = r.with16("header name", |n| header_name(n).map_err(|_| valid_header_name(n)))?;
-        let value = r.bytes16("header value")?;
-        match (name, HeaderValue::from_maybe_shared(value.clone())) {
+        // The value's bytes become the `HeaderValue` without a copy; a refused one is
+        // told from the bytes it was cut from (`Err` says whether the wire allows it).
+        let value = r.bytes16_with("header value", |value, raw| {
+            HeaderValue::from_maybe_shared(value).map_err(|_| valid_header_value(raw))
+        })?;
+        match (name, value) {
             (Ok(name), Ok(value)) => headers.push((name, value)),
             // What the wire allows but HTTP cannot carry (a separator in a name, a
             // control byte in a value) is dropped here, as either end's HTTP stack
             // would drop it; what the wire forbids is an error.
             (Err(false), _) => return Err(DecodeError::Invalid("header name")),
-            _ if !valid_header_value(&value) => return Err(DecodeError::Invalid("header value")),
+            (_, Err(false)) => return Err(DecodeError::Invalid("header value")),
             _ => {}
         }
         let used = start - r.remaining();
@@ -75,7 +79,9 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 /// Names every request carries, decoded to these shared constants instead of being
 /// parsed and allocated each time (`HeaderName` allocates any name outside its
 /// standard set).
-const FORWARDED_NAMES: [HeaderName; 3] = [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST];
+/// A `static`, not a `const`: a `const` array would be built for each lookup and its
+/// three names dropped after it.
+static FORWARDED_NAMES: [HeaderName; 3] = [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST];
 
 fn header_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
     match FORWARDED_NAMES.iter().find(|n| n.as_str().as_bytes() == name) {
