@@ -72,6 +72,9 @@ pub(crate) struct Conn<T> {
     out: BytesMut,
     /// Bytes read ahead while a response is awaited (kept for its capacity).
     early: BytesMut,
+    /// The deadline of the wait for each response, made for the first and set again
+    /// for each after it (the requests come one at a time: none is lent or returned).
+    response_due: Option<LazyDeadline>,
     /// The server is shutting down: the exchange under way is the connection's last.
     closing: bool,
 }
@@ -115,7 +118,7 @@ pub(crate) async fn serve<T>(
     let limits = HeadLimits { max_bytes: state.config.limits.max_header_bytes.max(8192), max_headers: MAX_HEADERS };
     let header_timeout = state.config.limits.header_read_timeout;
     let (buf, out) = (BytesMut::with_capacity(8192), BytesMut::with_capacity(4096));
-    let mut conn = Conn { io, buf, out, early: BytesMut::new(), closing: false };
+    let mut conn = Conn { io, buf, out, early: BytesMut::new(), response_due: None, closing: false };
     let mut due = LazyDeadline::new(accepted + header_timeout);
     let mut first = true;
     let mut shutdown = Closing::new(shutdown);
