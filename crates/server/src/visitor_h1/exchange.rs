@@ -80,7 +80,7 @@ where
         let (tx, mut rx) = stream.split();
         let max_body = state.config.limits.max_body;
         let mut upload = Upload::new(BodyDecoder::new(framing.body, ChunkLimits::default()), tx.clone(), max_body);
-        let Conn { io, buf, out, early, response_due, read_armed, .. } = self;
+        let Conn { io, buf, out, early, response_due, .. } = self;
         let mut upload_end = Some(UploadEnd::Done);
         if framing.body != BodyLength::Empty {
             if framing.expect_continue {
@@ -130,11 +130,7 @@ where
                         ev = rx.recv() => break Ok(ev),
                         // Without a body to read, the socket is watched for the visitor leaving
                         // (what it sends meanwhile is kept for the next exchange).
-                        read = std::future::poll_fn(|cx| {
-                            let read = std::future::Future::poll(std::pin::pin!(wr.read_early(early)), cx);
-                            *read_armed = read.is_pending() && matches!(wr, Writer::Whole(_));
-                            read
-                        }), if early.len() < EARLY_MAX => match read {
+                        read = wr.read_early(early), if early.len() < EARLY_MAX => match read {
                             Ok(0) | Err(_) => return false,
                             Ok(_) => {}
                         },

@@ -75,11 +75,6 @@ pub(crate) struct Conn<T> {
     /// The deadline of the wait for each response, made for the first and set again
     /// for each after it (the requests come one at a time: none is lent or returned).
     response_due: Option<LazyDeadline>,
-    /// The socket's last read found nothing: this task is registered to be woken when
-    /// it is readable (`AsyncRead`'s contract), so the next wait for a head need not
-    /// read it before a wake-up (a read that finds nothing is ~0.23k instructions
-    /// through `IdleIo` and tokio's registration, every request).
-    read_armed: bool,
     /// The server is shutting down: the exchange under way is the connection's last.
     closing: bool,
 }
@@ -123,7 +118,7 @@ pub(crate) async fn serve<T>(
     let limits = HeadLimits { max_bytes: state.config.limits.max_header_bytes.max(8192), max_headers: MAX_HEADERS };
     let header_timeout = state.config.limits.header_read_timeout;
     let (buf, out) = (BytesMut::with_capacity(8192), BytesMut::with_capacity(4096));
-    let mut conn = Conn { io, buf, out, early: BytesMut::new(), response_due: None, read_armed: false, closing: false };
+    let mut conn = Conn { io, buf, out, early: BytesMut::new(), response_due: None, closing: false };
     let mut due = LazyDeadline::new(accepted + header_timeout);
     let mut first = true;
     let mut shutdown = Closing::new(shutdown);
@@ -330,15 +325,9 @@ where
                 self.buf.reserve(8192);
             }
             let idle = self.buf.is_empty();
-            // Armed by the exchange's last read: the first poll waits for a wake-up.
-            let mut armed = std::mem::take(&mut self.read_armed) && idle;
-            let (io, buf) = (&mut self.io, &mut self.buf);
             let read = tokio::select! {
                 biased;
-                read = std::future::poll_fn(|cx| match std::mem::take(&mut armed) {
-                    true => std::task::Poll::Pending,
-                    false => std::future::Future::poll(std::pin::pin!(io.read_buf(buf)), cx),
-                }) => read,
+                read = self.io.read_buf(&mut self.buf) => read,
                 () = std::future::poll_fn(|cx| due.poll_expired(cx)) => {
                     debug!("no request head within the header timeout; closing");
                     return Ok(Next::Done);
