@@ -56,6 +56,41 @@ async fn each_request_on_a_kept_alive_connection_is_routed_by_its_own_host() {
     }
 }
 
+/// A kept-alive visitor connection keeps its last route only while the registry does
+/// not change (`visitor_h1/route.rs`): when the client's session is replaced by its
+/// successor (the same reconnect token), the next request on it reaches the new one.
+#[tokio::test]
+async fn a_kept_alive_connection_follows_its_tunnel_to_a_new_session() {
+    let server = server().await;
+    let first = client(&server, named_origin("first").await, Some("moving")).await;
+    let host = host_of(&first.url());
+
+    let tcp = TcpStream::connect(("127.0.0.1", server.addr().port())).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let mut get = async |path: &str| {
+        let req = Request::get(path).header("host", &host).body(full(Bytes::new())).unwrap();
+        sender.ready().await.expect("the same connection stays usable");
+        let res = sender.send_request(req).await.expect("response");
+        let status = res.status().as_u16();
+        (status, res.into_body().collect().await.unwrap().to_bytes())
+    };
+    assert_eq!(get("/a").await, (200, Bytes::from_static(b"first GET /a ")));
+    assert_eq!(get("/b").await, (200, Bytes::from_static(b"first GET /b ")));
+
+    let config = localtunnels_client::ClientConfig {
+        subdomain: Some("moving".into()),
+        reconnect_token: Some(first.reconnect_token()),
+        ..client_config(&server, named_origin("second").await)
+    };
+    let second = localtunnels_client::TunnelClient::new(config).connect().await.expect("the successor connects");
+    assert_eq!(host_of(&second.url()), host);
+    assert_eq!(get("/c").await, (200, Bytes::from_static(b"second GET /c ")));
+    assert_eq!(get("/d").await, (200, Bytes::from_static(b"second GET /d ")));
+    second.close().await;
+    drop(first);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_tunnels_many_concurrent_requests_no_cross_talk() {
     const TUNNELS: usize = 8;

@@ -180,6 +180,31 @@ async fn slow_header_clients_are_cut_and_hold_no_one_up() {
     }
 }
 
+/// A kept-alive HTTP/1 connection is served request after request (each takes the
+/// connection's kept route and its one response deadline, set again each time), then
+/// closed at the header timeout once it goes quiet.
+#[tokio::test]
+async fn a_kept_alive_connection_is_served_again_then_closed_at_the_header_timeout() {
+    let server =
+        server_with(limits(Limits { header_read_timeout: Duration::from_millis(500), ..Limits::default() })).await;
+    let (port, seen) = counting_origin().await;
+    let tunnel = client(&server, port, Some("steady")).await;
+    let host = host_of(&tunnel.url());
+    let tcp = TcpStream::connect(server.addr()).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    let conn = tokio::spawn(conn);
+    for i in 1..=20 {
+        let req = Request::get("/").header("host", &host).body(full(Bytes::new())).unwrap();
+        sender.ready().await.expect("the connection stays open between requests");
+        let res = sender.send_request(req).await.expect("response");
+        assert_eq!(res.status(), 200, "request {i}");
+        assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), Bytes::from_static(b"ok 0"));
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), 20);
+    let closed = tokio::time::timeout(Duration::from_secs(20), conn).await;
+    assert!(closed.is_ok(), "a quiet kept-alive connection stayed open past the header timeout");
+}
+
 #[tokio::test]
 async fn silent_connections_are_closed_after_the_idle_timeout() {
     let server = server_with(limits(Limits {

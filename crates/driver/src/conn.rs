@@ -311,6 +311,17 @@ impl Shared {
     }
 
     fn defer(self: &Arc<Self>, d: Deferred) {
+        // Outside the reader's turn, with the state free (a server's visitor task at
+        // the end of its exchange, every request): applied at once, after what is
+        // queued, without going through the queue.
+        if !self.turn.load(Ordering::SeqCst) {
+            if let Ok(mut state) = self.state.try_lock() {
+                self.apply_dropped(&mut state);
+                apply(&mut state, d);
+                self.after_command(state);
+                return;
+            }
+        }
         self.dropped.lock().unwrap_or_else(|e| e.into_inner()).push(d);
         self.has_dropped.store(true, Ordering::SeqCst);
         // In the reader's turn (a stream future ended there) the turn's end applies it:
@@ -355,13 +366,18 @@ impl Shared {
         let mut deferred = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
         self.has_dropped.store(false, Ordering::SeqCst);
         for d in deferred.drain(..) {
-            match d {
-                Deferred::Release(id, n) => state.session.release(id, n),
-                Deferred::Reset(id) => {
-                    state.session.reset(id, localtunnels_core::ResetCode::Cancel, "the other end went away");
-                    state.slots.remove(&id);
-                }
-            }
+            apply(state, d);
+        }
+    }
+}
+
+/// Applies what one dropped handle left behind (see [`Shared::apply_dropped`]).
+fn apply(state: &mut State, d: Deferred) {
+    match d {
+        Deferred::Release(id, n) => state.session.release(id, n),
+        Deferred::Reset(id) => {
+            state.session.reset(id, localtunnels_core::ResetCode::Cancel, "the other end went away");
+            state.slots.remove(&id);
         }
     }
 }

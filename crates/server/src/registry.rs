@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -102,6 +103,12 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     fn claim(&self, name: &str, proof: &Proof, tunnel: Arc<Tunnel>, quota: &Quota) -> Result<Claim, ClaimError>;
     /// Finds the tunnel for `name`. On every visitor request: no allocation, a read lock.
     fn lookup(&self, name: &str) -> Lookup;
+    /// A count of the registry's changes: while it stays the same, every
+    /// [`lookup`](Registry::lookup) answers as it did (a visitor connection keeps its
+    /// last route that long). `None` (the default): not counted, nothing may be kept.
+    fn generation(&self) -> Option<u64> {
+        None
+    }
     /// The session `tunnel` ended: hold its name for the grace period.
     fn release(&self, name: &str, tunnel: &Arc<Tunnel>);
     /// Every live tunnel.
@@ -143,6 +150,8 @@ enum Slot {
 pub struct LocalRegistry {
     grace: Duration,
     inner: RwLock<Inner>,
+    /// Moved on each write access, under the write lock ([`Registry::generation`]).
+    generation: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -158,15 +167,20 @@ struct Inner {
 impl LocalRegistry {
     /// A registry holding dropped names for `grace`.
     pub fn new(grace: Duration) -> Self {
-        LocalRegistry { grace, inner: RwLock::new(Inner::default()) }
+        LocalRegistry { grace, inner: RwLock::new(Inner::default()), generation: AtomicU64::new(0) }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The write lock; every write access counts as a change. The count moves once the
+    /// lock is held, so a reader that sees the new count and then looks up waits for
+    /// the change; one that saw the old count keeps its result under it, to be dropped.
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(|e| e.into_inner())
+        let guard = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::Release);
+        guard
     }
 }
 
@@ -346,6 +360,10 @@ impl Registry for LocalRegistry {
         }
     }
 
+    fn generation(&self) -> Option<u64> {
+        Some(self.generation.load(Ordering::Acquire))
+    }
+
     fn release(&self, name: &str, tunnel: &Arc<Tunnel>) {
         let now = Instant::now();
         let until = now + self.grace;
@@ -401,12 +419,11 @@ impl Registry for LocalRegistry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU64;
 
     /// A tunnel from `ip` (its session goes nowhere: the registry never touches it).
-    fn tunnel(name: &str, ip: [u8; 4], token: Option<usize>) -> Arc<Tunnel> {
+    pub(crate) fn tunnel(name: &str, ip: [u8; 4], token: Option<usize>) -> Arc<Tunnel> {
         let session = localtunnels_core::Session::server(Default::default(), localtunnels_core::Instant::ZERO);
         let (io, _far) = tokio::io::duplex(64);
         let (conn, _events) = localtunnels_driver::Connection::start(session, io, Instant::now());
@@ -430,6 +447,29 @@ mod tests {
     }
 
     const QUOTA: Quota = Quota { per_ip: 2, per_token: 10, total: 100 };
+
+    #[tokio::test]
+    async fn the_generation_moves_with_every_change_and_only_then() {
+        let reg = LocalRegistry::new(Duration::from_secs(60));
+        let at = |reg: &LocalRegistry| reg.generation().expect("the local registry counts its changes");
+        let start = at(&reg);
+        let a = tunnel("a", [10, 0, 0, 1], None);
+        let claim = reg.claim("a", &Proof::default(), a.clone(), &QUOTA).unwrap();
+        let claimed = at(&reg);
+        assert_ne!(claimed, start, "a claim");
+        assert!(matches!(reg.lookup("a"), Lookup::Live(_)));
+        let _ = (reg.live(), reg.counts(), reg.lookup("nobody"));
+        assert_eq!(at(&reg), claimed, "reading changes nothing");
+        let b = tunnel("a", [10, 0, 0, 1], None);
+        reg.claim("a", &proof(&claim.reconnect_token, ""), b.clone(), &QUOTA).unwrap();
+        let replaced = at(&reg);
+        assert_ne!(replaced, claimed, "a session replaced by its successor");
+        reg.release("a", &b);
+        let released = at(&reg);
+        assert_ne!(released, replaced, "a release");
+        reg.free("a", &b);
+        assert_ne!(at(&reg), released, "a free");
+    }
 
     #[tokio::test]
     async fn held_names_count_until_their_hold_ends() {

@@ -17,6 +17,7 @@ use localtunnels_driver::h1::chunked::{write_chunk_size, write_last_chunk, Chunk
 use localtunnels_driver::h1::framing::{decimal, has_token};
 use localtunnels_driver::h1::{BodyDecoder, BodyLength, ParsedRequest, RequestFraming};
 use localtunnels_driver::http::{forwardable_response_list, header_list, header_map};
+use localtunnels_driver::lazy_deadline::LazyDeadline;
 use localtunnels_driver::{StreamEvent, StreamReceiver, StreamSender};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 
@@ -79,7 +80,7 @@ where
         let (tx, mut rx) = stream.split();
         let max_body = state.config.limits.max_body;
         let mut upload = Upload::new(BodyDecoder::new(framing.body, ChunkLimits::default()), tx.clone(), max_body);
-        let Conn { io, buf, out, early, .. } = self;
+        let Conn { io, buf, out, early, response_due, .. } = self;
         let mut upload_end = Some(UploadEnd::Done);
         if framing.body != BodyLength::Empty {
             if framing.expect_continue {
@@ -108,9 +109,14 @@ where
                 }
             });
             // From the request's start (its one clock read before the answer).
-            let mut deadline = std::pin::pin!(peer
-                .response_deadline
-                .lend(tokio::time::Instant::from_std(started) + state.config.response_timeout));
+            let at = tokio::time::Instant::from_std(started) + state.config.response_timeout;
+            let due = match response_due {
+                Some(due) => {
+                    due.set(at);
+                    due
+                }
+                None => response_due.insert(LazyDeadline::new(at)),
+            };
             let first = if let Some(UploadEnd::Failed(failure)) = upload_end {
                 Err(crate::upload::answer(state, &tx, failure))
             } else {
@@ -128,7 +134,7 @@ where
                             Ok(0) | Err(_) => return false,
                             Ok(_) => {}
                         },
-                        () = &mut deadline => {
+                        () = std::future::poll_fn(|cx| due.poll_expired(cx)) => {
                             tx.reset(ResetCode::Timeout, "no response in time");
                             Counters::bump(&state.counters.timeouts);
                             let secs = state.config.response_timeout.as_secs_f32();

@@ -28,6 +28,7 @@
 mod closing;
 mod encode;
 mod exchange;
+mod route;
 mod upgrade;
 mod upload;
 
@@ -56,6 +57,7 @@ use crate::tunnel::Tunnel;
 
 use closing::Closing;
 pub(crate) use encode::{BodySize, Reply};
+use route::RouteCache;
 use upgrade::Upgrade;
 
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4).
@@ -70,6 +72,9 @@ pub(crate) struct Conn<T> {
     out: BytesMut,
     /// Bytes read ahead while a response is awaited (kept for its capacity).
     early: BytesMut,
+    /// The deadline of the wait for each response, made for the first and set again
+    /// for each after it (the requests come one at a time: none is lent or returned).
+    response_due: Option<LazyDeadline>,
     /// The server is shutting down: the exchange under way is the connection's last.
     closing: bool,
 }
@@ -113,10 +118,11 @@ pub(crate) async fn serve<T>(
     let limits = HeadLimits { max_bytes: state.config.limits.max_header_bytes.max(8192), max_headers: MAX_HEADERS };
     let header_timeout = state.config.limits.header_read_timeout;
     let (buf, out) = (BytesMut::with_capacity(8192), BytesMut::with_capacity(4096));
-    let mut conn = Conn { io, buf, out, early: BytesMut::new(), closing: false };
+    let mut conn = Conn { io, buf, out, early: BytesMut::new(), response_due: None, closing: false };
     let mut due = LazyDeadline::new(accepted + header_timeout);
     let mut first = true;
     let mut shutdown = Closing::new(shutdown);
+    let mut route = RouteCache::default();
     loop {
         let mut head = match conn.read_head(&limits, &mut due, first, &mut shutdown).await {
             Ok(Next::Head(head)) => head,
@@ -134,7 +140,7 @@ pub(crate) async fn serve<T>(
             }
         };
         conn.closing = shutdown.now();
-        let keep = match plan(&state, &peer, &mut head, &framing) {
+        let keep = match plan(&state, &peer, &mut head, &framing, &mut route) {
             Plan::Hyper => return conn.hand_off(state, peer, None, Some(head.raw), watcher).await,
             Plan::Answer(res) => conn.answer_unread(&head, framing, *res).await,
             Plan::Tunnel(tunnel, visitor, host) => {
@@ -175,7 +181,16 @@ pub(crate) async fn serve<T>(
 /// Upgrades stay here when they are WebSocket handshakes without a body (a visitor's
 /// through a live tunnel, or a client's control connection, [`upgrade`]); hyper takes
 /// every other one (`CONNECT`, other protocols, a body to read first).
-fn plan(state: &ServerState, peer: &Peer, head: &mut ParsedRequest, framing: &RequestFraming) -> Plan {
+///
+/// A request that names the tunnel the connection's last one went to, the same way,
+/// takes that route again without routing it ([`route`]).
+fn plan(
+    state: &ServerState,
+    peer: &Peer,
+    head: &mut ParsedRequest,
+    framing: &RequestFraming,
+    route: &mut RouteCache,
+) -> Plan {
     let websocket = framing.upgrade;
     if websocket
         && (head.method != http::Method::GET
@@ -184,16 +199,40 @@ fn plan(state: &ServerState, peer: &Peer, head: &mut ParsedRequest, framing: &Re
     {
         return Plan::Hyper;
     }
+    // Read before any lookup: a change to the registry during it is seen next time.
+    let generation = state.registry.generation();
+    match route.get(generation, head) {
+        Some((tunnel, forwarded)) => tunnel_plan(state, peer, head, framing, tunnel, forwarded),
+        None => route_anew(state, peer, head, framing, route, generation),
+    }
+}
+
+/// Routes `head` by its host: through the live tunnel it names (kept in `route` for
+/// the next request, under the registry's `generation` read before the lookup), or
+/// whatever else becomes of it.
+fn route_anew(
+    state: &ServerState,
+    peer: &Peer,
+    head: &mut ParsedRequest,
+    framing: &RequestFraming,
+    route: &mut RouteCache,
+    generation: Option<u64>,
+) -> Plan {
+    let websocket = framing.upgrade;
     let port = state.default_port();
     let (tunnel, forwarded) = match host_of(&head.headers, &head.uri, head.version, port) {
         Ok(Some(h)) => {
-            let Some(tunnel) = live_tunnel(state, h.name()) else {
+            let Some((tunnel, keepable)) = live_tunnel(state, h.name()) else {
                 return match websocket && upgrade::is_apex(state, h.name()) {
                     true => control_plan(state, peer, head),
                     false => Plan::Hyper,
                 };
             };
-            (tunnel, forwarded_value(&h, head.headers.first(&HOST), port))
+            let forwarded = forwarded_value(&h, head.headers.first(&HOST), port);
+            if keepable {
+                route.keep(generation, head, &tunnel, &forwarded);
+            }
+            (tunnel, forwarded)
         }
         Ok(None) if websocket => return control_plan(state, peer, head),
         Ok(None) => return Plan::Hyper,
@@ -202,6 +241,19 @@ fn plan(state: &ServerState, peer: &Peer, head: &mut ParsedRequest, framing: &Re
             return Plan::Answer(Box::new(text_response(StatusCode::BAD_REQUEST, e.to_string())));
         }
     };
+    tunnel_plan(state, peer, head, framing, tunnel, forwarded)
+}
+
+/// The plan for a request routed to the live `tunnel`.
+fn tunnel_plan(
+    state: &ServerState,
+    peer: &Peer,
+    head: &mut ParsedRequest,
+    framing: &RequestFraming,
+    tunnel: Arc<Tunnel>,
+    forwarded: Option<HeaderValue>,
+) -> Plan {
+    let websocket = framing.upgrade;
     // One `Content-Length` goes on, as hyper passes it: repeats (equal, or the head
     // was refused) are dropped, and all of them when `Transfer-Encoding` came too.
     let mut length_seen = framing.drop_content_length;
@@ -227,15 +279,19 @@ fn control_plan(state: &ServerState, peer: &Peer, head: &ParsedRequest) -> Plan 
 
 /// The live tunnel on this node that `host` (a checked host name, no port) names, as
 /// `<name>.<domain>` or as a custom hostname; `None` for anything else (hyper's path
-/// answers it: the apex, held and unknown names, other cluster nodes' tunnels).
-fn live_tunnel(state: &ServerState, host: &str) -> Option<Arc<Tunnel>> {
-    let lookup = match crate::hostnames::name_under(host, &state.config.domain) {
-        Some(name) if name.bytes().any(|b| b.is_ascii_uppercase()) => state.registry.lookup(&name.to_ascii_lowercase()),
-        Some(name) => state.registry.lookup(name),
-        None => state.registry.lookup(&crate::server::custom_hostname(state, host)?),
+/// answers it: the apex, held and unknown names, other cluster nodes' tunnels). With
+/// it, whether the name came from the host alone (a custom hostname's mapping may
+/// change without the registry: its route is not kept).
+fn live_tunnel(state: &ServerState, host: &str) -> Option<(Arc<Tunnel>, bool)> {
+    let (lookup, keepable) = match crate::hostnames::name_under(host, &state.config.domain) {
+        Some(name) if name.bytes().any(|b| b.is_ascii_uppercase()) => {
+            (state.registry.lookup(&name.to_ascii_lowercase()), true)
+        }
+        Some(name) => (state.registry.lookup(name), true),
+        None => (state.registry.lookup(&crate::server::custom_hostname(state, host)?), false),
     };
     match lookup {
-        Lookup::Live(tunnel) => Some(tunnel),
+        Lookup::Live(tunnel) => Some((tunnel, keepable)),
         _ => None,
     }
 }
