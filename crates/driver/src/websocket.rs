@@ -274,13 +274,17 @@ where
                 if let Some(tap) = tap {
                     tap.message(true, true, true, &data);
                 }
-                let _ = tx.send_ws(true, data).await;
+                if let Ok(Some(rest)) = tx.try_send_ws(true, data) {
+                    let _ = tx.send_ws(true, rest).await;
+                }
             }
             Ok(Some(WsMessage::Text(data))) => {
                 if let Some(tap) = tap {
                     tap.message(true, false, true, &data);
                 }
-                let _ = tx.send_ws(false, data).await;
+                if let Ok(Some(rest)) = tx.try_send_ws(false, data) {
+                    let _ = tx.send_ws(false, rest).await;
+                }
             }
             Ok(Some(WsMessage::Ping(payload))) => send(socket, |w| w.pong(payload)).await,
             Ok(Some(WsMessage::Pong)) => {}
