@@ -83,6 +83,9 @@ fn websocket_messages_are_kept_bounded_and_joined_across_fragments() {
     let ws = e.websocket.as_ref().unwrap();
     assert_eq!((ws.messages.len(), ws.dropped, ws.close_code), (3, 3, Some(1000)));
     assert_eq!(ws.messages.back().unwrap().preview, vec![4]);
+    // The evicted messages' buffers, reused, hold nothing of what they held before.
+    let previews: Vec<&[u8]> = ws.messages.iter().map(|m| &m.preview[..]).collect();
+    assert_eq!(previews, [&[2u8][..], &[3], &[4]]);
     assert_eq!(e.duration, Some(Duration::from_micros(10)));
 }
 

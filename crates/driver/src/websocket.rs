@@ -16,12 +16,23 @@
 //!
 //! Pings are answered here and never cross the tunnel, nor do pongs.
 //!
+//! Each half is polled only when something it waits on woke it ([`Halves`]): a message
+//! from the tunnel polls `down` alone, without a read of the socket that would find
+//! nothing. Both halves write to the one socket, which keeps one waker per direction, so
+//! every socket write or flush is polled with a waker that wakes both halves; only
+//! `up` reads it.
+//!
 //! The framing is [`crate::ws_codec`]'s, the control connection's own, rather than
 //! tungstenite's, which zero-fills its read buffer before every read (docs/BENCHMARKS.md).
 
-use std::sync::{Mutex, MutexGuard};
-use std::task::{ready, Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::Duration;
+
+use futures_util::task::AtomicWaker;
 
 use localtunnels_core::{ws_close, ResetCode, Role, WsMessageCheck};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -76,18 +87,98 @@ struct Socket<S> {
     /// A write failed: the socket closed or broke (the reading half sees why), and
     /// nothing more is written to it.
     failed: bool,
+    /// Wakes both halves: every write and flush is polled with it (see the module
+    /// documentation).
+    writes: Waker,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
     /// Writes out what is queued; `Ready` once it is all written or a write failed.
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_flush(&mut self) -> Poll<()> {
         if self.failed {
             return Poll::Ready(());
         }
-        if ready!(ws_io::poll_write_all(&mut self.wire, &mut self.io, cx)).is_err() {
+        let mut cx = Context::from_waker(&self.writes);
+        if ready!(ws_io::poll_write_all(&mut self.wire, &mut self.io, &mut cx)).is_err() {
             self.failed = true;
         }
         Poll::Ready(())
+    }
+}
+
+/// Half `up`'s bit in [`Woken`].
+const UP: u8 = 1;
+/// Half `down`'s bit in [`Woken`].
+const DOWN: u8 = 2;
+
+/// Which halves were woken since they were last polled, and the task to wake.
+struct Woken {
+    halves: AtomicU8,
+    task: AtomicWaker,
+}
+
+/// Marks its halves woken and wakes the bridge's task.
+struct HalfWaker {
+    woken: Arc<Woken>,
+    halves: u8,
+}
+
+impl Wake for HalfWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.halves.fetch_or(self.halves, Ordering::AcqRel);
+        self.woken.task.wake();
+    }
+}
+
+/// Polls the two halves of a bridge, each only when one of its wakers fired: `up`'s
+/// (credit for the stream, the socket's reads), `down`'s (the stream's events), or the
+/// socket writes' waker, which wakes both.
+struct Halves {
+    woken: Arc<Woken>,
+    up: Waker,
+    down: Waker,
+}
+
+impl Halves {
+    fn new() -> Halves {
+        let woken = Arc::new(Woken { halves: AtomicU8::new(UP | DOWN), task: AtomicWaker::new() });
+        let waker = |halves| Waker::from(Arc::new(HalfWaker { woken: woken.clone(), halves }));
+        Halves { up: waker(UP), down: waker(DOWN), woken }
+    }
+
+    /// The waker of the socket's writes: it wakes both halves.
+    fn writes(&self) -> Waker {
+        Waker::from(Arc::new(HalfWaker { woken: self.woken.clone(), halves: UP | DOWN }))
+    }
+
+    /// Polls the woken ones of `halves` (a half that is `None` is done); the first
+    /// result, with the half it came from (`UP` or `DOWN`).
+    fn poll<T>(
+        &self,
+        cx: &mut Context<'_>,
+        up: Option<Pin<&mut (impl Future<Output = T> + ?Sized)>>,
+        down: Option<Pin<&mut (impl Future<Output = T> + ?Sized)>>,
+    ) -> Poll<(u8, T)> {
+        // Registered before the marks are taken: a wake-up after the swap wakes the task.
+        self.woken.task.register(cx.waker());
+        let woken = self.woken.halves.swap(0, Ordering::AcqRel);
+        if let Some(up) = up.filter(|_| woken & UP != 0) {
+            if let Poll::Ready(end) = up.poll(&mut Context::from_waker(&self.up)) {
+                // `down` was not polled: its wake-up stays for the next poll.
+                self.woken.halves.fetch_or(woken & DOWN, Ordering::AcqRel);
+                return Poll::Ready((UP, end));
+            }
+        }
+        if let Some(down) = down.filter(|_| woken & DOWN != 0) {
+            if let Poll::Ready(end) = down.poll(&mut Context::from_waker(&self.down)) {
+                return Poll::Ready((DOWN, end));
+            }
+        }
+        Poll::Pending
     }
 }
 
@@ -107,7 +198,7 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(socket: &Mutex<Socket<S>>, queu
         }
         queue(&mut s.wire);
     }
-    std::future::poll_fn(|cx| lock(socket).poll_flush(cx)).await;
+    std::future::poll_fn(|_| lock(socket).poll_flush()).await;
 }
 
 /// Sends a close frame for `code` (codes that may not be sent, 1005, 1006, 1015,
@@ -146,24 +237,22 @@ pub async fn bridge_tapped<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let socket = Mutex::new(Socket { io, wire: ws_io::encoder(leg.role()), failed: false });
+    let halves = Halves::new();
+    let socket = Mutex::new(Socket { io, wire: ws_io::encoder(leg.role()), failed: false, writes: halves.writes() });
     let reader = WsDecoder::new(leg.role(), max_message);
-    let up = std::pin::pin!(up(&socket, reader, &tx, tap));
-    let down = std::pin::pin!(down(&mut rx, &tx, &socket, leg, max_message, tap));
-    match futures_util::future::select(up, down).await {
-        futures_util::future::Either::Left((end, down)) => {
-            if matches!(end, BridgeEnd::Closed(_)) {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, down).await;
-            }
-            end
-        }
-        futures_util::future::Either::Right((end, up)) => {
-            if matches!(end, BridgeEnd::Closed(_)) {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, up).await;
-            }
-            end
-        }
+    let mut up = std::pin::pin!(up(&socket, reader, &tx, tap));
+    let mut down = std::pin::pin!(down(&mut rx, &tx, &socket, leg, max_message, tap));
+    let (first, end) = std::future::poll_fn(|cx| halves.poll(cx, Some(up.as_mut()), Some(down.as_mut()))).await;
+    if matches!(end, BridgeEnd::Closed(_)) {
+        // The other half, still under the same wakers, until it closes too.
+        let (up, down) = if first == UP { (None, Some(down)) } else { (Some(up), None) };
+        let (mut up, mut down) = (up, down);
+        let rest = std::future::poll_fn(|cx| {
+            halves.poll(cx, up.as_mut().map(|f| f.as_mut()), down.as_mut().map(|f| f.as_mut()))
+        });
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, rest).await;
     }
+    end
 }
 
 /// Socket → tunnel.
@@ -185,13 +274,17 @@ where
                 if let Some(tap) = tap {
                     tap.message(true, true, true, &data);
                 }
-                let _ = tx.send_ws(true, data).await;
+                if let Ok(Some(rest)) = tx.try_send_ws(true, data) {
+                    let _ = tx.send_ws(true, rest).await;
+                }
             }
             Ok(Some(WsMessage::Text(data))) => {
                 if let Some(tap) = tap {
                     tap.message(true, false, true, &data);
                 }
-                let _ = tx.send_ws(false, data).await;
+                if let Ok(Some(rest)) = tx.try_send_ws(false, data) {
+                    let _ = tx.send_ws(false, rest).await;
+                }
             }
             Ok(Some(WsMessage::Ping(payload))) => send(socket, |w| w.pong(payload)).await,
             Ok(Some(WsMessage::Pong)) => {}

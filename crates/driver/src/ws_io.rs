@@ -14,7 +14,7 @@ use http_body_util::Empty;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngCore, SeedableRng};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
@@ -108,10 +108,11 @@ where
 
 /// An encoder for `role`'s end of a socket, its client mask keys random: from a
 /// ChaCha generator of its own, seeded from the thread's (`rand::random` per key
-/// reached the thread-local generator each time, ~90 instructions per frame).
+/// reached the thread-local generator each time, ~90 instructions per frame). A key
+/// is one 32-bit word of it: `gen::<[u8; 4]>()` drew a word per byte, four per key.
 pub fn encoder(role: Role) -> WsEncoder {
     let mut keys = StdRng::from_seed(rand::random());
-    WsEncoder::new(role, move || keys.gen())
+    WsEncoder::new(role, move || keys.next_u32().to_ne_bytes())
 }
 
 /// The client's side of the upgrade: sends `request` (a WebSocket handshake request,

@@ -255,7 +255,22 @@ impl Store {
                     ws.held += add.len();
                 }
                 _ => {
-                    let kept = data[..data.len().min(preview)].to_vec();
+                    // At the bound the oldest message leaves first and lends its preview's
+                    // buffer to this one: a busy WebSocket allocates nothing per message.
+                    // The weight counts a preview's length, so a buffer far larger than
+                    // this preview needs is dropped rather than kept.
+                    let want = data.len().min(preview);
+                    let mut kept = Vec::new();
+                    while max > 0 && ws.messages.len() >= max {
+                        let Some(old) = ws.messages.pop_front() else { break };
+                        ws.held = ws.held.saturating_sub(MESSAGE_WEIGHT + old.preview.len());
+                        ws.dropped += 1;
+                        if old.preview.capacity() <= 2 * want.max(32) {
+                            kept = old.preview;
+                        }
+                    }
+                    kept.clear();
+                    kept.extend_from_slice(&data[..want]);
                     ws.held += MESSAGE_WEIGHT + kept.len();
                     let size = data.len() as u64;
                     ws.messages.push_back(WsMessage { direction: dir, unix_nanos, binary, size, preview: kept });

@@ -70,7 +70,48 @@ impl WsDecoder {
     }
 
     /// Takes one whole message or control frame out of what was received, if it is there.
+    ///
+    /// Inlined up to the check for an empty buffer: every read of a socket that finds
+    /// nothing new asks first, and the decoding's own call costs more than the check.
+    #[inline]
     pub fn poll_message(&mut self) -> Result<Option<WsMessage>, WsError> {
+        if self.buf.len() < 2 {
+            return Ok(None);
+        }
+        if let Some(message) = self.small_binary() {
+            return Ok(Some(message));
+        }
+        self.decode_message()
+    }
+
+    /// The usual frame, taken without the general path's parsing and checks: a whole
+    /// binary message of at most 125 bytes (no reserved bit, no extended length),
+    /// masked as this end requires, within the size limit, outside a fragmented
+    /// message. Anything else, or a frame not all here yet, is left to
+    /// [`decode_message`](Self::decode_message), which gives the same answer for these.
+    fn small_binary(&mut self) -> Option<WsMessage> {
+        let [b0, b1, ..] = self.buf[..] else { return None };
+        let masked = self.role == Role::Server;
+        let len = usize::from(b1 & 0x7F);
+        if b0 != 0x80 | OP_BINARY || (b1 & 0x80 != 0) != masked || len > 125 || self.partial.is_some() {
+            return None;
+        }
+        let header = if masked { 6 } else { 2 };
+        if len > self.max_message || self.buf.len() < header + len {
+            return None;
+        }
+        // The key, when there is one, is in the header just checked to be all here.
+        let key = masked.then(|| [self.buf[2], self.buf[3], self.buf[4], self.buf[5]]);
+        let mut payload = self.buf.split_to(header + len);
+        payload.advance(header);
+        if let Some(key) = key {
+            apply_mask(&mut payload, key);
+        }
+        Some(WsMessage::Binary(payload.freeze()))
+    }
+
+    /// The general path of [`poll_message`](Self::poll_message).
+    pub(super) fn decode_message(&mut self) -> Result<Option<WsMessage>, WsError> {
         loop {
             let Some(h) = parse_header(&self.buf)? else { return Ok(None) };
             match (self.role, h.mask) {

@@ -167,10 +167,20 @@ fn messages_written_in_place_read_back() {
 }
 
 fn parse_all(role: Role, max: usize, bytes: &[u8]) -> Result<Vec<WsMessage>, WsError> {
+    parse_with(role, max, bytes, WsDecoder::poll_message)
+}
+
+/// Decodes `bytes` with `next` until it gives nothing more.
+fn parse_with(
+    role: Role,
+    max: usize,
+    bytes: &[u8],
+    next: fn(&mut WsDecoder) -> Result<Option<WsMessage>, WsError>,
+) -> Result<Vec<WsMessage>, WsError> {
     let mut r = WsDecoder::new(role, max);
     r.push(bytes);
     let mut out = Vec::new();
-    while let Some(m) = r.poll_message()? {
+    while let Some(m) = next(&mut r)? {
         out.push(m);
     }
     Ok(out)
@@ -195,6 +205,39 @@ fn text_is_joined_across_fragments_and_must_be_utf8() {
     // A message of the other kind may not start inside a fragmented one.
     let r = parse_all(Role::Client, 100, &[0x01, 1, b'a', 0x82, 0]);
     assert!(matches!(r, Err(WsError::Protocol(_))), "{r:?}");
+}
+
+#[test]
+fn small_binary_frames_read_as_the_general_path_reads_them() {
+    // Frames near the shortcut's edges: every first byte around 0x82 (reserved bits,
+    // other opcodes, no FIN), masked or not, lengths up to the extended ones, limits
+    // below and above the length, with a frame behind, whole or cut short.
+    for role in [Role::Server, Role::Client] {
+        for b0 in [0x82u8, 0x02, 0x81, 0x80, 0x88, 0xA2, 0xC2, 0x92] {
+            for mask in [false, true] {
+                for len in [0usize, 1, 7, 8, 9, 125, 126] {
+                    let mut frame = vec![b0, if mask { 0x80 } else { 0 } | len.min(126) as u8];
+                    if len >= 126 {
+                        frame.extend_from_slice(&(len as u16).to_be_bytes());
+                    }
+                    if mask {
+                        frame.extend_from_slice(&[9, 8, 7, 6]);
+                    }
+                    frame.extend((0..len).map(|i| i as u8));
+                    frame.extend_from_slice(&[0x82, if mask { 0x80 } else { 0 }, 1, 2, 3, 4]);
+                    for max in [0, 8, 1000] {
+                        for cut in [frame.len(), frame.len() - 6, 3, 1] {
+                            let bytes = &frame[..cut];
+                            let fast = parse_all(role, max, bytes).map_err(|e| e.to_string());
+                            let general =
+                                parse_with(role, max, bytes, WsDecoder::decode_message).map_err(|e| e.to_string());
+                            assert_eq!(fast, general, "{role:?} {b0:#x} mask {mask} len {len} max {max} cut {cut}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Fragments and closes as the bridge writes them read back as what was meant, for
