@@ -168,6 +168,12 @@ impl Inspector {
         id
     }
 
+    /// Entry `id`'s response came back whole (`body`: all of it, possibly empty): its
+    /// head, body and end filed at once, one lock and one clock read for the three.
+    pub(crate) fn respond_whole(&self, id: EntryId, status: u16, headers: &[Header], body: &[u8]) {
+        self.update(id, |s, now| s.respond_whole(id, now, status, headers, body));
+    }
+
     /// The tunnel is up (again): what `/api/tunnels` reports, and the origin replays go to.
     pub(crate) fn attach(&self, origin: &Arc<dyn Origin>, name: &str, public_url: &str) {
         let scheme = if origin.secure() { "https" } else { "http" };
