@@ -4,7 +4,10 @@
 //!
 //! Capture never waits on anything: bodies are copied into the store as they pass (up
 //! to `body_limit` bytes each) by taps that file the size when the body ends; the
-//! store's lock is held only to copy.
+//! store's lock is held only to copy. A response that is whole when its head comes
+//! back (no body, or one piece read with the head: most small ones) is filed with its
+//! body and end in one step ([`Inspector::respond_whole`]): an exchange of a bodiless
+//! request and such a response takes the store's lock twice and reads the clock twice.
 
 mod api;
 mod assets;
