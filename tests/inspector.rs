@@ -3,7 +3,8 @@
 //! the origin, clearing, the loopback-only rule, and the bounds (a 1 GiB download
 //! keeps the client's RSS within 40 MiB, many requests keep the store within its bytes, and
 //! thousands of small captures keep the client within 40 MiB with a 4 MiB store, and
-//! so do large responses after small ones with the default store).
+//! so do large responses after small ones with the default store), and responses of
+//! every shape recorded as the visitor got them.
 
 mod cli_common;
 mod common;
