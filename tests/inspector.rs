@@ -3,7 +3,8 @@
 //! the origin, clearing, the loopback-only rule, and the bounds (a 1 GiB download
 //! keeps the client's RSS within 40 MiB, many requests keep the store within its bytes, and
 //! thousands of small captures keep the client within 40 MiB with a 4 MiB store, and
-//! so do large responses after small ones with the default store).
+//! so do large responses after small ones with the default store), and responses of
+//! every shape recorded as the visitor got them.
 
 mod cli_common;
 mod common;
@@ -414,4 +415,99 @@ async fn large_responses_after_small_ones_keep_the_client_within_the_bound() {
     let peak = peak_kib(pid);
     eprintln!("client peak RSS {peak} KiB after {} small and {} 1 MiB exchanges ({usage})", TASKS * SMALL, TASKS * BIG);
     assert!(peak < 50 * 1024, "the client peaked at {peak} KiB");
+}
+
+/// An origin that answers each request with the canned bytes for its method and path
+/// (read up to the end of the head), then closes the connection.
+async fn canned_origin(answers: Vec<(&'static str, &'static str, &'static [u8])>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answers = Arc::new(answers);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let answers = answers.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
+                let mut words = line.split(' ');
+                let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                if let Some((_, _, answer)) = answers.iter().find(|(m, p, _)| *m == method && *p == path) {
+                    let _ = socket.write_all(answer).await;
+                }
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// Responses of every shape, those the capture files in one step with their head (a
+/// small body, none, an empty one) and those it files piece by piece (several chunks,
+/// trailers, a body until close): the visitor gets each as the origin sent it, and
+/// the inspector has its status, body, size and the exchange's end.
+#[tokio::test]
+async fn every_response_shape_reaches_the_visitor_and_the_inspector() {
+    // (method, path, the origin's answer, the visitor's status and body)
+    let cases: Vec<(&str, &str, &[u8], u16, &str)> = vec![
+        ("GET", "/small", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello", 200, "hello"),
+        ("HEAD", "/small", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n", 200, ""),
+        (
+            "GET",
+            "/chunked",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+            200,
+            "hello world",
+        ),
+        (
+            "GET",
+            "/trailers",
+            b"HTTP/1.1 200 OK\r\nTrailer: x-sum\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nok\r\n0\r\nx-sum: 42\r\n\r\n",
+            200,
+            "ok",
+        ),
+        (
+            "GET",
+            "/empty-chunked",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+            200,
+            "",
+        ),
+        ("GET", "/no-content", b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n", 204, ""),
+        ("GET", "/until-close", b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of this", 200, "all of this"),
+    ];
+    let (_server, port) = server(&[]).await;
+    let origin_port = canned_origin(cases.iter().map(|c| (c.0, c.1, c.2)).collect()).await;
+    let (_proc, public, inspect) = client(port, origin_port, &[]).await;
+    let host = host_of(&public);
+    for (method, path, _, status, body) in &cases {
+        let got = call(method, &format!("http://127.0.0.1:{port}{path}"), &[("host", &host)], "").await;
+        assert_eq!((got.0, &got.1[..]), (*status, body.as_bytes()), "{method} {path}");
+    }
+    let list = get_json(&format!("{inspect}/api/requests/http?limit=50")).await;
+    let entries = list["requests"].as_array().unwrap();
+    assert_eq!(entries.len(), cases.len(), "{list}");
+    for (method, path, _, status, body) in &cases {
+        let e = entries
+            .iter()
+            .find(|e| e["request"]["method"] == *method && e["request"]["uri"] == *path)
+            .unwrap_or_else(|| panic!("{method} {path} not listed: {list}"));
+        let res = &e["response"];
+        assert_eq!(res["status_code"].as_u64(), Some(u64::from(*status)), "{e}");
+        assert_eq!(
+            (res["body_size"].as_u64(), res["truncated"].as_bool()),
+            (Some(body.len() as u64), Some(false)),
+            "{e}"
+        );
+        assert!(decode(&res["raw"]).ends_with(&format!("\r\n\r\n{body}")), "{e}");
+        assert!(e["duration"].as_u64().unwrap() > 0, "{e}");
+        assert!(e.get("error").is_none_or(|v| v.is_null()), "{e}");
+    }
 }

@@ -40,7 +40,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         Err(message) => return tx.reset(ResetCode::Protocol, &message),
     };
     // The inspector records the request as the origin gets it, its body as it passes.
-    let record = ctx.config.inspector.as_ref().map(|i| (i.clone(), i.begin(&method, &path, &headers, false)));
+    let record = ctx.config.inspector.as_ref().map(|i| (i, i.begin(&method, &path, &headers, false)));
     let mut body = StreamBody::new(rx, end, content_length(&headers));
     // A request without a body has nothing to record (its entry's body is empty already).
     if let (Some((i, id)), false) = (&record, end) {
@@ -107,20 +107,47 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     }
     let (head, mut body) = res.into_parts();
     let end = body.is_end_stream();
-    let recorder = record.as_ref().map(|(i, id)| {
-        i.change(*id, |s| s.respond(*id, status, &head.headers));
-        BodyRecorder::response(i, *id)
-    });
+    // The inspector files a response that is whole already (no body, or one data
+    // piece that came in with the head, as a small body does) in one step, and that
+    // piece goes to the visitor as the last, as the pump would send it. Any other
+    // response gets its head filed now and its body as it passes.
+    let (mut whole, mut first, mut recorder) = (None, None, None);
+    if let Some((i, id)) = record {
+        if end {
+            i.respond_whole(id, status, &head.headers, &[]);
+        } else {
+            // One poll, which never waits (a frame it gives goes to the visitor first).
+            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+                Poll::Ready(Some(Ok(frame))) if frame.is_data() && body.is_end_stream() => {
+                    let data = frame.into_data().unwrap_or_default();
+                    i.respond_whole(id, status, &head.headers, &data);
+                    whole = Some(data);
+                }
+                polled => {
+                    i.change(id, |s| s.respond(id, status, &head.headers));
+                    recorder = Some(BodyRecorder::response(i, id));
+                    if let Poll::Ready(frame) = polled {
+                        first = Some(Box::new(frame));
+                    }
+                }
+            }
+        }
+    }
     if let Err(e) = tx.respond(head, end) {
         let message = format!("response to {method} {path} lost: {e}");
         failed(&message);
         return ctx.error(message);
     }
     let mut bytes = 0;
-    if !end {
+    if let Some(data) = whole {
+        bytes = data.len() as u64;
+        if let Err(e) = tx.send_last(data).await {
+            ctx.error(format!("{method} {path}: response body cut: {e}"));
+        }
+    } else if !end {
         // By reference: the body stays where it is instead of moving into the pump.
         let pumped = if report || debug || recorder.is_some() {
-            let mut observed = ObservedBody::new(body, recorder);
+            let mut observed = ObservedBody { inner: body, count: 0, recorder, first };
             let pumped = pump_body(&mut observed, &tx).await;
             bytes = observed.count;
             pumped
@@ -214,25 +241,28 @@ fn origin_error(ctx: &Ctx, e: &(dyn std::error::Error + 'static)) -> String {
 /// Counts the data bytes of a body as they pass, and copies the first ones for the
 /// inspector (its recorder files them when the body ends or is dropped).
 /// Pumped by reference, so the count is read off it afterwards.
-struct ObservedBody<B> {
+struct ObservedBody<B: hyper::body::Body> {
     inner: B,
     count: u64,
     recorder: Option<BodyRecorder>,
+    /// What the inspector's first poll of the body gave, handed on first (boxed: a
+    /// response that is not whole at its head is the rare, large one).
+    first: Option<Box<Polled<B::Error>>>,
 }
 
-impl<B> ObservedBody<B> {
-    fn new(inner: B, recorder: Option<BodyRecorder>) -> Self {
-        ObservedBody { inner, count: 0, recorder }
-    }
-}
+/// What a body's poll gave when ready: a frame, an error, or the end.
+type Polled<E> = Option<Result<Frame<Bytes>, E>>;
 
-impl<B: hyper::body::Body<Data = Bytes> + Unpin> hyper::body::Body for ObservedBody<B> {
+impl<B: hyper::body::Body<Data = Bytes, Error: Unpin> + Unpin> hyper::body::Body for ObservedBody<B> {
     type Data = Bytes;
     type Error = B::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let polled = match this.first.take() {
+            Some(frame) => Poll::Ready(*frame),
+            None => Pin::new(&mut this.inner).poll_frame(cx),
+        };
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(d) = frame.data_ref() {
                 this.count += d.len() as u64;

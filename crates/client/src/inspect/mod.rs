@@ -4,7 +4,10 @@
 //!
 //! Capture never waits on anything: bodies are copied into the store as they pass (up
 //! to `body_limit` bytes each) by taps that file the size when the body ends; the
-//! store's lock is held only to copy.
+//! store's lock is held only to copy. A response that is whole when its head comes
+//! back (no body, or one piece read with the head: most small ones) is filed with its
+//! body and end in one step ([`Inspector::respond_whole`]): an exchange of a bodiless
+//! request and such a response takes the store's lock twice and reads the clock twice.
 
 mod api;
 mod assets;
@@ -142,15 +145,22 @@ impl Inspector {
     }
 
     /// Tells live listeners about entry `id` (if anyone listens), after the lock.
+    /// Inlined: at every capture step nobody listens, and the check is one load.
+    #[inline]
     fn publish(&self, id: EntryId, store: MutexGuard<'_, Store>) {
         if self.shared.listeners.load(Ordering::Relaxed) > 0 {
-            if let Some(e) = store.get(id) {
-                let kind = if e.websocket.is_some() { "ws" } else { "http" };
-                let redact = self.shared.redact;
-                let json = ws_json(&store, e, redact).unwrap_or_else(|| entry_json(&store, e, redact));
-                drop(store);
-                let _ = self.shared.feed.send(Arc::from(format!("event: {kind}\ndata: {json}\n\n")));
-            }
+            self.announce(id, store);
+        }
+    }
+
+    /// [`Self::publish`] for a listener: the entry rendered, sent after the lock.
+    fn announce(&self, id: EntryId, store: MutexGuard<'_, Store>) {
+        if let Some(e) = store.get(id) {
+            let kind = if e.websocket.is_some() { "ws" } else { "http" };
+            let redact = self.shared.redact;
+            let json = ws_json(&store, e, redact).unwrap_or_else(|| entry_json(&store, e, redact));
+            drop(store);
+            let _ = self.shared.feed.send(Arc::from(format!("event: {kind}\ndata: {json}\n\n")));
         }
     }
 
@@ -166,6 +176,12 @@ impl Inspector {
         let id = store.begin(now, unix_nanos, ex);
         self.publish(id, store);
         id
+    }
+
+    /// Entry `id`'s response came back whole (`body`: all of it, possibly empty): its
+    /// head, body and end filed at once, one lock and one clock read for the three.
+    pub(crate) fn respond_whole(&self, id: EntryId, status: u16, headers: &[Header], body: &[u8]) {
+        self.update(id, |s, now| s.respond_whole(id, now, status, headers, body));
     }
 
     /// The tunnel is up (again): what `/api/tunnels` reports, and the origin replays go to.

@@ -60,19 +60,28 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    /// A free chunk, allocating a slab if none is free.
+    /// A free chunk, allocating a slab if none is free. Inlined into every capture;
+    /// the slab's allocation (once per [`SLAB`] chunks) out of line.
+    #[inline]
     pub(crate) fn take(&mut self) -> Option<u32> {
-        if self.free.is_none() {
-            let base = u32::try_from(self.next.len()).ok().filter(|b| b.checked_add(SLAB as u32).is_some())?;
-            self.slabs.push(vec![0; CHUNK * SLAB].into_boxed_slice());
-            self.next.extend((1..=SLAB as u32).map(|i| if i == SLAB as u32 { NIL } else { base + i }));
-            self.free = Some(base);
-        }
-        let chunk = self.free?;
+        let chunk = match self.free {
+            Some(chunk) => chunk,
+            None => self.grow()?,
+        };
         let after = self.next[chunk as usize];
         self.free = (after != NIL).then_some(after);
         self.next[chunk as usize] = NIL;
         Some(chunk)
+    }
+
+    /// Allocates a slab, its chunks the free list; the first of them.
+    #[cold]
+    fn grow(&mut self) -> Option<u32> {
+        let base = u32::try_from(self.next.len()).ok().filter(|b| b.checked_add(SLAB as u32).is_some())?;
+        self.slabs.push(vec![0; CHUNK * SLAB].into_boxed_slice());
+        self.next.extend((1..=SLAB as u32).map(|i| if i == SLAB as u32 { NIL } else { base + i }));
+        self.free = Some(base);
+        Some(base)
     }
 
     /// Copies what fits of `data` into the room left in `span`'s last chunk; the bytes copied.
