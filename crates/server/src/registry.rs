@@ -120,8 +120,12 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     fn free(&self, name: &str, tunnel: &Arc<Tunnel>);
     /// The live tunnel `name`, if `proof` carries the reconnect token its client was
     /// welcomed with: another control connection of that client may join it
-    /// (`Hello::join`). The auth token alone does not do: it may be shared.
-    fn joinable(&self, name: &str, proof: &Proof) -> Option<Arc<Tunnel>>;
+    /// (`Hello::join`). The auth token alone does not do: it may be shared. A registry
+    /// that does not say (the default) lets no connection join.
+    fn joinable(&self, name: &str, proof: &Proof) -> Option<Arc<Tunnel>> {
+        let _ = (name, proof);
+        None
+    }
 }
 
 /// A name's owner. Secrets are kept as SHA-256 digests only.
