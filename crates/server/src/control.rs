@@ -116,13 +116,7 @@ where
     }
     let tunnel = match admit(&state, &hello, peer, &conn).await {
         Ok(t) => t,
-        Err(Refusal { reason, message }) => {
-            Counters::bump(&state.counters.refused);
-            state.counters.recorded.refused(reason);
-            info!(reason = reason.as_str(), %message, "tunnel refused");
-            conn.refuse(reason, &message);
-            return;
-        }
+        Err(refusal) => return refuse(&state, &conn, refusal, "tunnel refused"),
     };
     Counters::bump(&state.counters.sessions);
     info!(name = %tunnel.name, kind = %hello.client_kind, "tunnel up: {}", state.tunnel_url(&tunnel.name));
@@ -161,13 +155,7 @@ async fn run_joined(
 ) {
     let (tunnel, id) = match join(state, hello, &conn) {
         Ok(joined) => joined,
-        Err(Refusal { reason, message }) => {
-            Counters::bump(&state.counters.refused);
-            state.counters.recorded.refused(reason);
-            info!(reason = reason.as_str(), %message, "join refused");
-            conn.refuse(reason, &message);
-            return;
-        }
+        Err(refusal) => return refuse(state, &conn, refusal, "join refused"),
     };
     info!(name = %tunnel.name, connections = tunnel.connections(), "connection joined the tunnel");
     while let Some(ev) = events.recv().await {
@@ -214,6 +202,14 @@ fn join_feature(state: &ServerState) -> u32 {
     } else {
         0
     }
+}
+
+/// Refuses a hello: counted, logged with `what`, and told to the client.
+fn refuse(state: &ServerState, conn: &Connection, Refusal { reason, message }: Refusal, what: &str) {
+    Counters::bump(&state.counters.refused);
+    state.counters.recorded.refused(reason);
+    info!(reason = reason.as_str(), %message, "{what}");
+    conn.refuse(reason, &message);
 }
 
 /// Why a hello is refused.
