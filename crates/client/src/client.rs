@@ -245,7 +245,8 @@ impl Driver {
             match action {
                 Action::Dial { server: s } => server = s,
                 Action::Hello { name, reconnect_token } => {
-                    let addr = &self.servers[server.min(self.servers.len() - 1)];
+                    let index = server.min(self.servers.len() - 1);
+                    let addr = &self.servers[index];
                     let attempt = tokio::select! {
                         r = handshake_within(ctx, addr, name, reconnect_token, false) => r,
                         _ = close.changed() => {
@@ -258,7 +259,7 @@ impl Driver {
                         Ok((conn, events, welcome)) => {
                             self.life.handle_welcome(now, &welcome.name, &welcome.reconnect_token);
                             self.keep_token(server);
-                            self.server = server.min(self.servers.len() - 1);
+                            self.server = index;
                             return Ok((conn, events, welcome));
                         }
                         Err(e) => {
@@ -329,8 +330,10 @@ impl Driver {
     }
 }
 
-/// [`handshake`] under `config.handshake_timeout`: a server that accepts the TCP
-/// connection and then says nothing must not hold the client forever.
+/// Opens the control WebSocket and completes the handshake with a hello asking for
+/// `name` (or joining its live tunnel, `join`) and presenting `reconnect_token`, all
+/// within `config.handshake_timeout`: a server that accepts the TCP connection and
+/// then says nothing must not hold the client forever.
 pub(crate) async fn handshake_within(
     ctx: &Ctx,
     addr: &ServerAddr,
@@ -338,67 +341,58 @@ pub(crate) async fn handshake_within(
     reconnect_token: String,
     join: bool,
 ) -> Result<Up, ConnectError> {
+    let handshake = async {
+        let url = addr.control_url();
+        debug!("connecting to {url}");
+        let unreachable = |reason: String| ConnectError::Unreachable { url: url.clone(), reason };
+        let mut request = url.as_str().into_client_request().map_err(|e| unreachable(e.to_string()))?;
+        request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+        let tcp = TcpStream::connect((addr.host.as_str(), addr.port)).await.map_err(|e| unreachable(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let stream = crate::tls::connect(tcp, addr, &ctx.config).await.map_err(unreachable)?;
+        let ws = localtunnels_driver::ws_io::client_upgrade(stream, request).await.map_err(unreachable)?;
+        let hello = Hello {
+            name,
+            token: ctx.config.token.clone().unwrap_or_default(),
+            reconnect_token,
+            client_kind: "native".to_string(),
+            client_version: env!("CARGO_PKG_VERSION").to_string(),
+            basic_auth: ctx.config.basic_auth.clone().unwrap_or_default(),
+            allow_ips: ctx.config.allow_ips.clone(),
+            hostname: ctx.config.hostname.clone().unwrap_or_default(),
+            join,
+            ..Hello::default()
+        };
+        let epoch = std::time::Instant::now();
+        let session = Session::client(ctx.config.session.clone(), hello, localtunnels_core::Instant::ZERO);
+        let (conn, mut events) = Connection::start(session, ws, epoch);
+        loop {
+            match events.recv().await {
+                Some(ConnEvent::Welcome(w)) => {
+                    debug!(name = %w.name, "handshake done: {}", w.url);
+                    // A server that predates custom hostnames ignores the field and grants a
+                    // name under its domain: that is not what was asked for.
+                    if let Some(host) = &ctx.config.hostname {
+                        if !w.name.eq_ignore_ascii_case(host.trim_end_matches('.')) {
+                            let message = format!("the server does not grant custom hostnames (it offered {})", w.url);
+                            conn.close(CloseCode::Normal, "custom hostname not granted");
+                            return Err(ConnectError::Refused { reason: RefuseReason::HostnameNotAllowed, message });
+                        }
+                    }
+                    return Ok((conn, events, w));
+                }
+                Some(ConnEvent::Refused { reason, message }) => return Err(ConnectError::Refused { reason, message }),
+                Some(ConnEvent::Closed { message, .. }) => return Err(unreachable(message)),
+                None => return Err(unreachable("connection closed during the handshake".into())),
+                Some(_) => {}
+            }
+        }
+    };
     let limit = ctx.config.handshake_timeout;
-    tokio::time::timeout(limit, handshake(ctx, addr, name, reconnect_token, join)).await.unwrap_or_else(|_| {
+    tokio::time::timeout(limit, handshake).await.unwrap_or_else(|_| {
         let reason = format!("no handshake within {} s", limit.as_secs_f32());
         Err(ConnectError::Unreachable { url: addr.control_url(), reason })
     })
-}
-
-/// Opens the control WebSocket and completes the handshake with a hello asking for
-/// `name` (or joining its live tunnel, `join`) and presenting `reconnect_token`.
-async fn handshake(
-    ctx: &Ctx,
-    addr: &ServerAddr,
-    name: String,
-    reconnect_token: String,
-    join: bool,
-) -> Result<Up, ConnectError> {
-    let url = addr.control_url();
-    debug!("connecting to {url}");
-    let unreachable = |reason: String| ConnectError::Unreachable { url: url.clone(), reason };
-    let mut request = url.as_str().into_client_request().map_err(|e| unreachable(e.to_string()))?;
-    request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
-    let tcp = TcpStream::connect((addr.host.as_str(), addr.port)).await.map_err(|e| unreachable(e.to_string()))?;
-    let _ = tcp.set_nodelay(true);
-    let stream = crate::tls::connect(tcp, addr, &ctx.config).await.map_err(unreachable)?;
-    let ws = localtunnels_driver::ws_io::client_upgrade(stream, request).await.map_err(unreachable)?;
-    let hello = Hello {
-        name,
-        token: ctx.config.token.clone().unwrap_or_default(),
-        reconnect_token,
-        client_kind: "native".to_string(),
-        client_version: env!("CARGO_PKG_VERSION").to_string(),
-        basic_auth: ctx.config.basic_auth.clone().unwrap_or_default(),
-        allow_ips: ctx.config.allow_ips.clone(),
-        hostname: ctx.config.hostname.clone().unwrap_or_default(),
-        join,
-        ..Hello::default()
-    };
-    let epoch = std::time::Instant::now();
-    let session = Session::client(ctx.config.session.clone(), hello, localtunnels_core::Instant::ZERO);
-    let (conn, mut events) = Connection::start(session, ws, epoch);
-    loop {
-        match events.recv().await {
-            Some(ConnEvent::Welcome(w)) => {
-                debug!(name = %w.name, "handshake done: {}", w.url);
-                // A server that predates custom hostnames ignores the field and grants a
-                // name under its domain: that is not what was asked for.
-                if let Some(host) = &ctx.config.hostname {
-                    if !w.name.eq_ignore_ascii_case(host.trim_end_matches('.')) {
-                        let message = format!("the server does not grant custom hostnames (it offered {})", w.url);
-                        conn.close(CloseCode::Normal, "custom hostname not granted");
-                        return Err(ConnectError::Refused { reason: RefuseReason::HostnameNotAllowed, message });
-                    }
-                }
-                return Ok((conn, events, w));
-            }
-            Some(ConnEvent::Refused { reason, message }) => return Err(ConnectError::Refused { reason, message }),
-            Some(ConnEvent::Closed { message, .. }) => return Err(unreachable(message)),
-            None => return Err(unreachable("connection closed during the handshake".into())),
-            Some(_) => {}
-        }
-    }
 }
 
 /// How long [`ClientHandle::close`] waits for requests in flight.
