@@ -83,6 +83,11 @@ impl Reader {
     /// `Bytes` (which costs a reference count taken and dropped).
     pub(crate) fn with16<T>(&mut self, what: &'static str, f: impl FnOnce(&[u8]) -> T) -> Result<T, DecodeError> {
         let len = usize::from(self.u16(what)?);
+        self.with(len, what, f)
+    }
+
+    /// The next `len` bytes, lent to `f` (see [`Reader::with16`]).
+    pub(crate) fn with<T>(&mut self, len: usize, what: &'static str, f: impl FnOnce(&[u8]) -> T) -> Result<T, DecodeError> {
         self.need(len, what)?;
         let t = f(&self.buf[..len]);
         self.buf.advance(len);

@@ -4,7 +4,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::headers::{get_headers, headers_len, put_headers, valid_method};
+use super::headers::{get_headers, headers_len, put_headers, valid_method, FieldCoding};
 use super::types::{DecodeLimits, Frame, RequestHead, ResponseHead, StreamKind};
 use crate::bytes_reader::{Reader, WriteExt};
 use crate::error::DecodeError;
@@ -12,10 +12,19 @@ use crate::handshake::{Hello, RefuseReason, Welcome};
 use crate::ids::{flags, kind, CloseCode, ResetCode, BATCH_ENTRY_OVERHEAD, BATCH_HEADER, DATA_OVERHEAD};
 
 impl Frame {
-    /// Encodes the frame as one WebSocket binary message.
+    /// Encodes the frame as one WebSocket binary message, its header fields as text
+    /// (what any peer reads).
     pub fn encode(&self) -> Bytes {
-        let mut b = BytesMut::with_capacity(self.encoded_len().unwrap_or_else(|| self.encoded_len_hint()));
-        self.encode_into(&mut b);
+        self.encode_with(FieldCoding::Text)
+    }
+
+    /// Encodes the frame as one WebSocket binary message, its header fields written as
+    /// `coding` says ([`FieldCoding::Indexed`] only towards a peer that announced
+    /// [`features::INDEXED_HEADERS`](crate::features::INDEXED_HEADERS)).
+    pub fn encode_with(&self, coding: FieldCoding) -> Bytes {
+        let len = self.encoded_len_with(coding).unwrap_or_else(|| self.encoded_len_hint());
+        let mut b = BytesMut::with_capacity(len);
+        self.encode_into_with(&mut b, coding);
         b.freeze()
     }
 
@@ -38,13 +47,20 @@ impl Frame {
     /// (`Session::encode_message`), so it must match the encoding byte for byte,
     /// including `put_bytes16`'s and `put_headers`' cuts at `u16::MAX`.
     pub fn encoded_len(&self) -> Option<usize> {
+        self.encoded_len_with(FieldCoding::Text)
+    }
+
+    /// [`Frame::encoded_len`] for [`Frame::encode_with`] and the same `coding`.
+    pub fn encoded_len_with(&self, coding: FieldCoding) -> Option<usize> {
         let body = match self {
             Frame::Open { head, .. } => {
-                1 + bytes16_len(head.method.len()) + bytes16_len(head.target.len()) + headers_len(&head.headers)
+                1 + bytes16_len(head.method.len())
+                    + bytes16_len(head.target.len())
+                    + headers_len(&head.headers, coding)
             }
-            Frame::Response { head, .. } => 1 + 2 + headers_len(&head.headers),
+            Frame::Response { head, .. } => 1 + 2 + headers_len(&head.headers, coding),
             Frame::Data { data, .. } | Frame::WsMessage { data, .. } => 1 + data.len(),
-            Frame::Trailers { headers, .. } => headers_len(headers),
+            Frame::Trailers { headers, .. } => headers_len(headers, coding),
             Frame::WsClose { reason: text, .. }
             | Frame::Reset { message: text, .. }
             | Frame::Close { message: text, .. }
@@ -60,7 +76,7 @@ impl Frame {
     /// Appends the encoded frame to `b`, except the payload of a DATA or WS_MESSAGE
     /// frame of at least `apart_from` bytes, which it returns (as it is, not copied)
     /// to be sent right after: the message is what `b` got, then that payload.
-    pub(crate) fn encode_apart(self, b: &mut BytesMut, apart_from: usize) -> Bytes {
+    pub(crate) fn encode_apart(self, b: &mut BytesMut, apart_from: usize, coding: FieldCoding) -> Bytes {
         match self {
             Frame::Data { id, end, data } if data.len() >= apart_from => {
                 b.put_u8(kind::DATA);
@@ -75,7 +91,7 @@ impl Frame {
                 data
             }
             f => {
-                f.encode_into(b);
+                f.encode_into_with(b, coding);
                 Bytes::new()
             }
         }
@@ -84,8 +100,10 @@ impl Frame {
     pub(crate) fn encoded_len_hint(&self) -> usize {
         match self {
             Frame::Data { data, .. } | Frame::WsMessage { data, .. } => DATA_OVERHEAD + data.len(),
-            Frame::Open { head, .. } => 16 + head.method.len() + head.target.len() + headers_len(&head.headers),
-            Frame::Response { head, .. } => 12 + headers_len(&head.headers),
+            Frame::Open { head, .. } => {
+                16 + head.method.len() + head.target.len() + headers_len(&head.headers, FieldCoding::Text)
+            }
+            Frame::Response { head, .. } => 12 + headers_len(&head.headers, FieldCoding::Text),
             Frame::Batch(frames) => {
                 BATCH_HEADER + frames.iter().map(|f| BATCH_ENTRY_OVERHEAD + f.encoded_len_hint()).sum::<usize>()
             }
@@ -93,8 +111,13 @@ impl Frame {
         }
     }
 
-    /// Appends the encoded frame to `b`.
+    /// Appends the encoded frame to `b`, its header fields as text.
     pub fn encode_into(&self, b: &mut BytesMut) {
+        self.encode_into_with(b, FieldCoding::Text);
+    }
+
+    /// Appends the encoded frame to `b`, its header fields written as `coding` says.
+    pub fn encode_into_with(&self, b: &mut BytesMut, coding: FieldCoding) {
         let (ty, id) = (self.type_byte(), self.stream_id());
         b.put_u8(ty);
         b.put_u32(id);
@@ -113,18 +136,18 @@ impl Frame {
                 b.put_u8(f);
                 b.put_bytes16(head.method.as_bytes());
                 b.put_bytes16(head.target.as_bytes());
-                put_headers(b, &head.headers);
+                put_headers(b, &head.headers, coding);
             }
             Frame::Response { head, end, .. } => {
                 b.put_u8(if *end { flags::END } else { 0 });
                 b.put_u16(head.status);
-                put_headers(b, &head.headers);
+                put_headers(b, &head.headers, coding);
             }
             Frame::Data { data, end, .. } => {
                 b.put_u8(if *end { flags::END } else { 0 });
                 b.put_slice(data);
             }
-            Frame::Trailers { headers, .. } => put_headers(b, headers),
+            Frame::Trailers { headers, .. } => put_headers(b, headers, coding),
             Frame::WsMessage { binary, fin, data, .. } => {
                 let mut f = if *fin { flags::FIN } else { 0 };
                 if *binary {
@@ -156,7 +179,7 @@ impl Frame {
                 for f in frames {
                     let at = b.len();
                     b.put_u32(0);
-                    f.encode_into(b);
+                    f.encode_into_with(b, coding);
                     let len = u32::try_from(b.len() - at - BATCH_ENTRY_OVERHEAD).unwrap_or(u32::MAX);
                     b[at..at + BATCH_ENTRY_OVERHEAD].copy_from_slice(&len.to_be_bytes());
                 }

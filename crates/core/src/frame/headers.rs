@@ -5,27 +5,79 @@
 use bytes::{BufMut, BytesMut};
 
 use super::codec::bytes16_len;
+use super::table;
 use super::types::{DecodeLimits, Header, HeaderName, HeaderValue, RequestHead, ResponseHead};
 use crate::bytes_reader::{Reader, WriteExt};
 use crate::error::DecodeError;
 
+/// How a header block writes its fields: as text, which every peer reads, or, towards
+/// a peer that announced [`features::INDEXED_HEADERS`](crate::features::INDEXED_HEADERS),
+/// with the names and whole fields of the static table as one-byte indexes
+/// (`docs/PROTOCOL.md` §2, "Header blocks"). Decoding reads both forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldCoding {
+    /// Every name and value as its bytes.
+    #[default]
+    Text,
+    /// The static table's names and fields as indexes, the rest as text.
+    Indexed,
+}
+
+/// A field as [`FieldCoding::Indexed`] writes it: the name's index, and the whole
+/// field's index when its value is in the table too.
+fn indexed(name: &HeaderName, value: &HeaderValue) -> Option<(u8, Option<u8>)> {
+    let n = table::name_index(name.as_str())?;
+    Some((n, table::pair_index(n, value.as_bytes())))
+}
+
 /// Bytes `put_headers` writes for `headers`, exactly (it cuts at `u16::MAX` fields,
 /// and each name and value at `u16::MAX` bytes).
-pub(super) fn headers_len(headers: &[Header]) -> usize {
+pub(super) fn headers_len(headers: &[Header], coding: FieldCoding) -> usize {
     let fields = headers.iter().take(usize::from(u16::MAX));
-    2 + fields.map(|(n, v)| bytes16_len(n.as_str().len()) + bytes16_len(v.len())).sum::<usize>()
+    let text = |(n, v): &Header| bytes16_len(n.as_str().len()) + bytes16_len(v.len());
+    2 + match coding {
+        FieldCoding::Text => fields.map(text).sum::<usize>(),
+        FieldCoding::Indexed => fields
+            .map(|f| match indexed(&f.0, &f.1) {
+                Some((_, Some(_))) => INDEX_LEN,
+                Some((_, None)) => INDEX_LEN + bytes16_len(f.1.len()),
+                None => text(f),
+            })
+            .sum::<usize>(),
+    }
 }
 
-/// Encoded size of a header block, as checked against `max_header_bytes`.
+/// An indexed name or field: an empty name's length (`0:u16`), then the index byte.
+const INDEX_LEN: usize = 3;
+
+/// Encoded size of a header block written as text, as checked against
+/// `max_header_bytes` (an indexed block is never larger).
 pub fn header_block_len(headers: &[Header]) -> usize {
-    headers_len(headers)
+    headers_len(headers, FieldCoding::Text)
 }
 
-pub(super) fn put_headers(b: &mut BytesMut, headers: &[Header]) {
+pub(super) fn put_headers(b: &mut BytesMut, headers: &[Header], coding: FieldCoding) {
     b.put_u16(u16::try_from(headers.len()).unwrap_or(u16::MAX));
     for (name, value) in headers.iter().take(usize::from(u16::MAX)) {
-        b.put_bytes16(name.as_str().as_bytes());
-        b.put_bytes16(value.as_bytes());
+        let index = match coding {
+            FieldCoding::Text => None,
+            FieldCoding::Indexed => indexed(name, value),
+        };
+        match index {
+            Some((_, Some(field))) => {
+                b.put_u16(0);
+                b.put_u8(table::PAIR_BIT | field);
+            }
+            Some((n, None)) => {
+                b.put_u16(0);
+                b.put_u8(n);
+                b.put_bytes16(value.as_bytes());
+            }
+            None => {
+                b.put_bytes16(name.as_str().as_bytes());
+                b.put_bytes16(value.as_bytes());
+            }
+        }
     }
 }
 
@@ -35,8 +87,9 @@ const ADDED_FIELDS: usize = 2;
 pub(super) fn get_headers(r: &mut Reader, limits: &DecodeLimits) -> Result<Vec<Header>, DecodeError> {
     let start = r.remaining();
     let count = usize::from(r.u16("header count")?);
-    // Each header takes at least 4 bytes: refuse impossible counts before allocating.
-    if count.saturating_mul(4) > r.remaining() {
+    // Each header takes at least 3 bytes (an indexed field): refuse impossible counts
+    // before allocating.
+    if count.saturating_mul(INDEX_LEN) > r.remaining() {
         return Err(DecodeError::Truncated("headers"));
     }
     // Room for the fields a tunnel end adds to a decoded head (the client's `TE` and,
@@ -44,9 +97,22 @@ pub(super) fn get_headers(r: &mut Reader, limits: &DecodeLimits) -> Result<Vec<H
     // (a reallocation and copy, ~0.6k instructions per request on the client).
     let mut headers = Vec::with_capacity(count + ADDED_FIELDS);
     for _ in 0..count {
-        // The name is read in place; a bad one is told from its bytes here: `Err`
-        // says whether the wire allows it.
-        let name = r.with16("header name", |n| header_name(n).map_err(|_| valid_header_name(n)))?;
+        let name_len = usize::from(r.u16("header name")?);
+        // An empty name (which text never is) announces an index into the static table.
+        let name = if name_len == 0 {
+            let index = r.u8("header index")?;
+            if index & table::PAIR_BIT != 0 {
+                let (name, value) = table::pair(index & !table::PAIR_BIT).ok_or(DecodeError::Invalid("header index"))?;
+                headers.push((name.clone(), value.clone()));
+                check_used(start, r, limits)?;
+                continue;
+            }
+            Ok(table::name(index).ok_or(DecodeError::Invalid("header index"))?.clone())
+        } else {
+            // The name is read in place; a bad one is told from its bytes here: `Err`
+            // says whether the wire allows it.
+            r.with(name_len, "header name", |n| header_name(n).map_err(|_| valid_header_name(n)))?
+        };
         // The value's bytes become the `HeaderValue` without a copy; a refused one is
         // told from the bytes it was cut from (`Err` says whether the wire allows it).
         let value = r.bytes16_with("header value", |value, raw| {
@@ -61,12 +127,19 @@ pub(super) fn get_headers(r: &mut Reader, limits: &DecodeLimits) -> Result<Vec<H
             (_, Err(false)) => return Err(DecodeError::Invalid("header value")),
             _ => {}
         }
-        let used = start - r.remaining();
-        if used > limits.max_header_bytes {
-            return Err(DecodeError::HeadersTooLarge { size: used, limit: limits.max_header_bytes });
-        }
+        check_used(start, r, limits)?;
     }
     Ok(headers)
+}
+
+/// The block read so far (from `start`, the bytes left when it began) is within
+/// `max_header_bytes`.
+fn check_used(start: usize, r: &Reader, limits: &DecodeLimits) -> Result<(), DecodeError> {
+    let used = start - r.remaining();
+    if used > limits.max_header_bytes {
+        return Err(DecodeError::HeadersTooLarge { size: used, limit: limits.max_header_bytes });
+    }
+    Ok(())
 }
 
 /// `X-Forwarded-For`: the server adds it to every request (the visitor's address).

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use crate::config::{Config, Limits};
 use crate::event::Event;
-use crate::frame::{DecodeLimits, Frame, StreamId};
+use crate::frame::{DecodeLimits, FieldCoding, Frame, StreamId};
 use crate::handshake::{features, Hello, PROTOCOL_VERSION};
 use crate::idmap::IdMap;
 use crate::stream::Stream;
@@ -131,7 +131,7 @@ impl Session {
         let mut s = Session::new(Role::Client, config, now);
         hello.version = PROTOCOL_VERSION;
         hello.limits = Some(Limits::from(&s.config));
-        hello.features |= features::BATCH | features::EAGER_WINDOW;
+        hello.features |= features::SESSION;
         s.push_control(Frame::Hello(Box::new(hello)));
         s
     }
@@ -239,6 +239,16 @@ impl Session {
     /// [`Session::poll_transmit_batch`] packs frames for it.
     pub fn peer_accepts_batch(&self) -> bool {
         self.peer_features & features::BATCH != 0
+    }
+
+    /// How header fields are written towards the peer: indexed if it announced
+    /// [`features::INDEXED_HEADERS`], else as text.
+    pub fn field_coding(&self) -> FieldCoding {
+        if self.peer_features & features::INDEXED_HEADERS != 0 {
+            FieldCoding::Indexed
+        } else {
+            FieldCoding::Text
+        }
     }
 
     /// Our configuration.

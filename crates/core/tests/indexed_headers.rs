@@ -1,0 +1,132 @@
+//! Indexed header fields (`docs/PROTOCOL.md` §2, "Indexed fields"): every session
+//! announces `INDEXED_HEADERS`, writes the static table's names and fields as indexes
+//! only towards a peer that announced it too, reads both forms, and refuses an index
+//! past the end of the table as a protocol violation.
+
+mod util;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use localtunnels_core::{
+    features, CloseCode, Config, DecodeError, DecodeLimits, FieldCoding, Frame, Header, HeaderName, HeaderValue, Hello,
+    Instant, ProtocolError, RequestHead, ResponseHead, Session, StreamKind, Welcome, PROTOCOL_VERSION,
+};
+use util::{hello, Pair};
+
+fn field(name: &'static str, value: &'static str) -> Header {
+    (HeaderName::from_static(name), HeaderValue::from_static(value))
+}
+
+/// A request as the server forwards one: `host` and the three `x-forwarded-*` names are
+/// in the table (`x-forwarded-proto: http` as a whole field), `x-custom` is not.
+fn forwarded_get() -> RequestHead {
+    RequestHead {
+        kind: StreamKind::Http,
+        method: "GET".into(),
+        target: "/".into(),
+        headers: vec![
+            field("host", "demo.localhost:3000"),
+            field("x-custom", "1"),
+            field("x-forwarded-for", "127.0.0.1"),
+            field("x-forwarded-proto", "http"),
+            field("x-forwarded-host", "demo.localhost:3000"),
+        ],
+    }
+}
+
+fn response() -> ResponseHead {
+    ResponseHead { status: 200, headers: vec![field("content-length", "5"), field("date", "today")] }
+}
+
+/// Does `needle` occur in `hay`?
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn both_sides_announce_it_and_write_indexes_to_each_other() {
+    let mut pair = Pair::connected();
+    let announced = features::INDEXED_HEADERS;
+    assert_eq!(pair.server.hello().unwrap().features & announced, announced, "the client's hello");
+    assert_eq!(pair.client.welcome().unwrap().features & announced, announced, "the server's welcome");
+    assert_eq!(pair.server.session.field_coding(), FieldCoding::Indexed);
+    assert_eq!(pair.client.session.field_coding(), FieldCoding::Indexed);
+
+    let id = pair.server.session.open(forwarded_get(), true).unwrap();
+    let open = pair.server.session.poll_transmit().unwrap();
+    let text = Frame::Open { id, head: forwarded_get(), end: true }.encode();
+    assert!(open.len() < text.len(), "{} bytes indexed, {} as text", open.len(), text.len());
+    assert!(!contains(&open, b"x-forwarded-for") && !contains(&open, b"\0\x04host"), "{open:?}");
+    assert!(contains(&open, b"x-custom"), "a name outside the table goes as text: {open:?}");
+    // `x-forwarded-proto: http` is field 0x80, with no value after it.
+    assert!(contains(&open, &[0, 0, 0x80]) && !contains(&open, b"http"), "{open:?}");
+    pair.inject_to_client(open).unwrap();
+    assert_eq!(pair.client.log(id).head.as_ref(), Some(&forwarded_get()), "the head as it was sent");
+
+    pair.client.session.respond(id, response(), true).unwrap();
+    let head = pair.client.session.poll_transmit().unwrap();
+    assert!(!contains(&head, b"content-length") && contains(&head, b"today"), "{head:?}");
+    pair.inject_to_server(head).unwrap();
+    assert_eq!(pair.server.log(id).response.as_ref(), Some(&response()));
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_peer_that_did_not_announce_it_gets_names_as_text() {
+    // An older client: its hello announces batches but not indexes.
+    let mut server = Session::server(Config::DEFAULT, Instant::ZERO);
+    let old = Hello { version: PROTOCOL_VERSION, features: features::BATCH, ..hello() };
+    server.handle_message(Instant::ZERO, Frame::Hello(Box::new(old)).encode()).unwrap();
+    server.accept(Welcome::default(), Instant::ZERO);
+    while server.poll_transmit().is_some() {}
+    assert_eq!(server.field_coding(), FieldCoding::Text);
+    let id = server.open(forwarded_get(), true).unwrap();
+    let open = server.poll_transmit_batch().unwrap();
+    assert_eq!(open, Frame::Open { id, head: forwarded_get(), end: true }.encode());
+
+    // An older server: its welcome has no features field.
+    let mut client = Session::client(Config::DEFAULT, hello(), Instant::ZERO);
+    while client.poll_transmit().is_some() {}
+    let welcome = Frame::Welcome(Box::new(Welcome { version: PROTOCOL_VERSION, ..Welcome::default() })).encode();
+    client.handle_message(Instant::ZERO, welcome).unwrap();
+    assert_eq!(client.field_coding(), FieldCoding::Text);
+    // It may still send text to us, and we read it.
+    let open = Frame::Open { id: 2, head: forwarded_get(), end: true }.encode();
+    client.handle_message(Instant::ZERO, open).unwrap();
+    client.respond(2, response(), true).unwrap();
+    let head = client.poll_transmit().unwrap();
+    assert_eq!(head, Frame::Response { id: 2, head: response(), end: true }.encode());
+}
+
+/// A RESPONSE for stream 2 with one field written as `field`.
+fn response_with(field: &[u8]) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_slice(&[0x11, 0, 0, 0, 2, 1, 0, 200, 0, 1]);
+    b.put_slice(field);
+    b.freeze()
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn an_index_past_the_table_or_cut_short_is_refused() {
+    let limits = DecodeLimits::default();
+    // Name 0x01 (content-length) with a value, field 0x90 (content-type: text/plain).
+    let good = Frame::decode(response_with(&[0, 0, 1, 0, 1, b'5']), &limits).unwrap();
+    assert_eq!(good, Frame::Response { id: 2, head: ResponseHead { status: 200, headers: vec![field("content-length", "5")] }, end: true });
+    let good = Frame::decode(response_with(&[0, 0, 0x90]), &limits).unwrap();
+    assert_eq!(good, Frame::Response { id: 2, head: ResponseHead { status: 200, headers: vec![field("content-type", "text/plain")] }, end: true });
+
+    for bad in [&[0, 0, 0x7f, 0, 0][..], &[0, 0, 0xff]] {
+        assert_eq!(Frame::decode(response_with(bad), &limits), Err(DecodeError::Invalid("header index")), "{bad:?}");
+    }
+    for cut in [&[0, 0][..], &[0, 0, 1], &[0, 0, 1, 0]] {
+        assert!(matches!(Frame::decode(response_with(cut), &limits), Err(DecodeError::Truncated(_))), "{cut:?}");
+    }
+
+    // In a session, a bad index closes it as a protocol violation.
+    let mut pair = Pair::connected();
+    assert_eq!(pair.server.get("/"), 2);
+    let err = pair.inject_to_server(response_with(&[0, 0, 0xff])).unwrap_err();
+    assert_eq!(err, ProtocolError::Decode(DecodeError::Invalid("header index")));
+    assert_eq!(pair.server.closed().map(|(code, _, by_peer)| (code, by_peer)), Some((CloseCode::ProtocolError, false)));
+}
