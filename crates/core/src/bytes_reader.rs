@@ -87,7 +87,12 @@ impl Reader {
     }
 
     /// The next `len` bytes, lent to `f` (see [`Reader::with16`]).
-    pub(crate) fn with<T>(&mut self, len: usize, what: &'static str, f: impl FnOnce(&[u8]) -> T) -> Result<T, DecodeError> {
+    pub(crate) fn with<T>(
+        &mut self,
+        len: usize,
+        what: &'static str,
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T, DecodeError> {
         self.need(len, what)?;
         let t = f(&self.buf[..len]);
         self.buf.advance(len);

@@ -112,9 +112,23 @@ fn an_index_past_the_table_or_cut_short_is_refused() {
     let limits = DecodeLimits::default();
     // Name 0x01 (content-length) with a value, field 0x90 (content-type: text/plain).
     let good = Frame::decode(response_with(&[0, 0, 1, 0, 1, b'5']), &limits).unwrap();
-    assert_eq!(good, Frame::Response { id: 2, head: ResponseHead { status: 200, headers: vec![field("content-length", "5")] }, end: true });
+    assert_eq!(
+        good,
+        Frame::Response {
+            id: 2,
+            head: ResponseHead { status: 200, headers: vec![field("content-length", "5")] },
+            end: true
+        }
+    );
     let good = Frame::decode(response_with(&[0, 0, 0x90]), &limits).unwrap();
-    assert_eq!(good, Frame::Response { id: 2, head: ResponseHead { status: 200, headers: vec![field("content-type", "text/plain")] }, end: true });
+    assert_eq!(
+        good,
+        Frame::Response {
+            id: 2,
+            head: ResponseHead { status: 200, headers: vec![field("content-type", "text/plain")] },
+            end: true
+        }
+    );
 
     for bad in [&[0, 0, 0x7f, 0, 0][..], &[0, 0, 0xff]] {
         assert_eq!(Frame::decode(response_with(bad), &limits), Err(DecodeError::Invalid("header index")), "{bad:?}");
@@ -129,4 +143,31 @@ fn an_index_past_the_table_or_cut_short_is_refused() {
     let err = pair.inject_to_server(response_with(&[0, 0, 0xff])).unwrap_err();
     assert_eq!(err, ProtocolError::Decode(DecodeError::Invalid("header index")));
     assert_eq!(pair.server.closed().map(|(code, _, by_peer)| (code, by_peer)), Some((CloseCode::ProtocolError, false)));
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_long_head_is_sized_and_written_alike_past_its_first_fields() {
+    // More fields than the sender plans ahead (16): table names and fields on both sides
+    // of that mark, and names outside the table.
+    let mut head = forwarded_get();
+    for i in 0..30 {
+        head.headers.push(match i % 3 {
+            0 => field("accept", "*/*"),
+            1 => field("cookie", "a=b"),
+            _ => (HeaderName::from_bytes(format!("x-n{i}").as_bytes()).unwrap(), HeaderValue::from_static("v")),
+        });
+    }
+    let frame = Frame::Open { id: 2, head: head.clone(), end: true };
+    let indexed = frame.encode_with(FieldCoding::Indexed);
+    assert_eq!(frame.encoded_len_with(FieldCoding::Indexed), Some(indexed.len()));
+    assert_eq!(Frame::decode(indexed.clone(), &DecodeLimits::default()), Ok(frame));
+
+    // And through a session, which sizes the frame when it is queued and writes it later.
+    let mut pair = Pair::connected();
+    let id = pair.server.session.open(head.clone(), true).unwrap();
+    let open = pair.server.session.poll_transmit().unwrap();
+    assert_eq!(open.len(), indexed.len());
+    pair.inject_to_client(open).unwrap();
+    assert_eq!(pair.client.log(id).head.as_ref(), Some(&head));
 }

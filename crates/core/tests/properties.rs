@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use localtunnels_core::{
-    CloseCode, Config, DecodeLimits, FieldCoding, Frame, Header, HeaderName, HeaderValue, Hello, Limits, RefuseReason, RequestHead,
-    ResetCode, ResponseHead, StreamId, StreamKind, Welcome, PROTOCOL_VERSION,
+    CloseCode, Config, DecodeLimits, FieldCoding, Frame, Header, HeaderName, HeaderValue, Hello, Limits, RefuseReason,
+    RequestHead, ResetCode, ResponseHead, StreamId, StreamKind, Welcome, PROTOCOL_VERSION,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;

@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use localtunnels_core::{
-    CloseCode, Config, DecodeLimits, Event, FieldCoding, Frame, HeaderName, HeaderValue, Hello, Instant, RefuseReason, RequestHead,
-    ResetCode, ResponseHead, Session, StreamKind, Welcome,
+    CloseCode, Config, DecodeLimits, Event, FieldCoding, Frame, HeaderName, HeaderValue, Hello, Instant, RefuseReason,
+    RequestHead, ResetCode, ResponseHead, Session, StreamKind, Welcome,
 };
 
 fn hex(s: &str) -> Vec<u8> {

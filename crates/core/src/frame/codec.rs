@@ -4,7 +4,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::headers::{get_headers, headers_len, put_headers, valid_method, FieldCoding};
+use super::headers::{get_headers, header_block_len, plan_headers, put_headers, valid_method, FieldCoding, HeadPlan};
 use super::types::{DecodeLimits, Frame, RequestHead, ResponseHead, StreamKind};
 use crate::bytes_reader::{Reader, WriteExt};
 use crate::error::DecodeError;
@@ -22,9 +22,13 @@ impl Frame {
     /// `coding` says ([`FieldCoding::Indexed`] only towards a peer that announced
     /// [`features::INDEXED_HEADERS`](crate::features::INDEXED_HEADERS)).
     pub fn encode_with(&self, coding: FieldCoding) -> Bytes {
-        let len = self.encoded_len_with(coding).unwrap_or_else(|| self.encoded_len_hint());
+        let Some((len, plan)) = self.sized(coding) else {
+            let mut b = BytesMut::with_capacity(self.encoded_len_hint());
+            self.encode_into_with(&mut b, coding);
+            return b.freeze();
+        };
         let mut b = BytesMut::with_capacity(len);
-        self.encode_into_with(&mut b, coding);
+        self.encode_planned(&mut b, &plan);
         b.freeze()
     }
 
@@ -52,31 +56,49 @@ impl Frame {
 
     /// [`Frame::encoded_len`] for [`Frame::encode_with`] and the same `coding`.
     pub fn encoded_len_with(&self, coding: FieldCoding) -> Option<usize> {
-        let body = match self {
+        self.sized(coding).map(|(len, _)| len)
+    }
+
+    /// [`Frame::encoded_len_with`], and the plan of the frame's header block that
+    /// [`Frame::encode_planned`] follows to write exactly that many bytes.
+    pub(crate) fn sized(&self, coding: FieldCoding) -> Option<(usize, HeadPlan)> {
+        let (body, plan) = match self {
             Frame::Open { head, .. } => {
-                1 + bytes16_len(head.method.len())
-                    + bytes16_len(head.target.len())
-                    + headers_len(&head.headers, coding)
+                let (headers, plan) = plan_headers(&head.headers, coding);
+                (1 + bytes16_len(head.method.len()) + bytes16_len(head.target.len()) + headers, plan)
             }
-            Frame::Response { head, .. } => 1 + 2 + headers_len(&head.headers, coding),
-            Frame::Data { data, .. } | Frame::WsMessage { data, .. } => 1 + data.len(),
-            Frame::Trailers { headers, .. } => headers_len(headers, coding),
+            Frame::Response { head, .. } => {
+                let (headers, plan) = plan_headers(&head.headers, coding);
+                (1 + 2 + headers, plan)
+            }
+            Frame::Trailers { headers, .. } => plan_headers(headers, coding),
+            Frame::Data { data, .. } | Frame::WsMessage { data, .. } => (1 + data.len(), HeadPlan::TEXT),
             Frame::WsClose { reason: text, .. }
             | Frame::Reset { message: text, .. }
             | Frame::Close { message: text, .. }
-            | Frame::Refuse { message: text, .. } => 2 + bytes16_len(text.len()),
-            Frame::GoAway { message, .. } => 4 + 2 + bytes16_len(message.len()),
-            Frame::Window { .. } => 4,
-            Frame::Ping(_) | Frame::Pong(_) => 8,
+            | Frame::Refuse { message: text, .. } => (2 + bytes16_len(text.len()), HeadPlan::TEXT),
+            Frame::GoAway { message, .. } => (4 + 2 + bytes16_len(message.len()), HeadPlan::TEXT),
+            Frame::Window { .. } => (4, HeadPlan::TEXT),
+            Frame::Ping(_) | Frame::Pong(_) => (8, HeadPlan::TEXT),
             Frame::Hello(_) | Frame::Welcome(_) | Frame::Batch(_) => return None,
         };
-        Some(FRAME_HEADER + body)
+        Some((FRAME_HEADER + body, plan))
+    }
+
+    /// The plan of the frame's header block, if it has one.
+    fn head_plan(&self, coding: FieldCoding) -> HeadPlan {
+        match self {
+            Frame::Open { head: RequestHead { headers, .. }, .. }
+            | Frame::Response { head: ResponseHead { headers, .. }, .. }
+            | Frame::Trailers { headers, .. } => plan_headers(headers, coding).1,
+            _ => HeadPlan::TEXT,
+        }
     }
 
     /// Appends the encoded frame to `b`, except the payload of a DATA or WS_MESSAGE
     /// frame of at least `apart_from` bytes, which it returns (as it is, not copied)
     /// to be sent right after: the message is what `b` got, then that payload.
-    pub(crate) fn encode_apart(self, b: &mut BytesMut, apart_from: usize, coding: FieldCoding) -> Bytes {
+    pub(crate) fn encode_apart(self, b: &mut BytesMut, apart_from: usize, plan: &HeadPlan) -> Bytes {
         match self {
             Frame::Data { id, end, data } if data.len() >= apart_from => {
                 b.put_u8(kind::DATA);
@@ -91,7 +113,7 @@ impl Frame {
                 data
             }
             f => {
-                f.encode_into_with(b, coding);
+                f.encode_planned(b, plan);
                 Bytes::new()
             }
         }
@@ -100,10 +122,8 @@ impl Frame {
     pub(crate) fn encoded_len_hint(&self) -> usize {
         match self {
             Frame::Data { data, .. } | Frame::WsMessage { data, .. } => DATA_OVERHEAD + data.len(),
-            Frame::Open { head, .. } => {
-                16 + head.method.len() + head.target.len() + headers_len(&head.headers, FieldCoding::Text)
-            }
-            Frame::Response { head, .. } => 12 + headers_len(&head.headers, FieldCoding::Text),
+            Frame::Open { head, .. } => 16 + head.method.len() + head.target.len() + header_block_len(&head.headers),
+            Frame::Response { head, .. } => 12 + header_block_len(&head.headers),
             Frame::Batch(frames) => {
                 BATCH_HEADER + frames.iter().map(|f| BATCH_ENTRY_OVERHEAD + f.encoded_len_hint()).sum::<usize>()
             }
@@ -118,6 +138,12 @@ impl Frame {
 
     /// Appends the encoded frame to `b`, its header fields written as `coding` says.
     pub fn encode_into_with(&self, b: &mut BytesMut, coding: FieldCoding) {
+        self.encode_planned(b, &self.head_plan(coding));
+    }
+
+    /// Appends the encoded frame to `b`, its header block written as `plan` (from
+    /// [`Frame::sized`] for this frame) says.
+    pub(crate) fn encode_planned(&self, b: &mut BytesMut, plan: &HeadPlan) {
         let (ty, id) = (self.type_byte(), self.stream_id());
         b.put_u8(ty);
         b.put_u32(id);
@@ -136,18 +162,18 @@ impl Frame {
                 b.put_u8(f);
                 b.put_bytes16(head.method.as_bytes());
                 b.put_bytes16(head.target.as_bytes());
-                put_headers(b, &head.headers, coding);
+                put_headers(b, &head.headers, plan);
             }
             Frame::Response { head, end, .. } => {
                 b.put_u8(if *end { flags::END } else { 0 });
                 b.put_u16(head.status);
-                put_headers(b, &head.headers, coding);
+                put_headers(b, &head.headers, plan);
             }
             Frame::Data { data, end, .. } => {
                 b.put_u8(if *end { flags::END } else { 0 });
                 b.put_slice(data);
             }
-            Frame::Trailers { headers, .. } => put_headers(b, headers, coding),
+            Frame::Trailers { headers, .. } => put_headers(b, headers, plan),
             Frame::WsMessage { binary, fin, data, .. } => {
                 let mut f = if *fin { flags::FIN } else { 0 };
                 if *binary {
@@ -179,7 +205,7 @@ impl Frame {
                 for f in frames {
                     let at = b.len();
                     b.put_u32(0);
-                    f.encode_into_with(b, coding);
+                    f.encode_into_with(b, plan.coding());
                     let len = u32::try_from(b.len() - at - BATCH_ENTRY_OVERHEAD).unwrap_or(u32::MAX);
                     b[at..at + BATCH_ENTRY_OVERHEAD].copy_from_slice(&len.to_be_bytes());
                 }

@@ -23,28 +23,61 @@ pub enum FieldCoding {
     Indexed,
 }
 
-/// A field as [`FieldCoding::Indexed`] writes it: the name's index, and the whole
-/// field's index when its value is in the table too.
-fn indexed(name: &HeaderName, value: &HeaderValue) -> Option<(u8, Option<u8>)> {
-    let n = table::name_index(name.as_str())?;
-    Some((n, table::pair_index(n, value.as_bytes())))
+/// Fields whose table codes a [`HeadPlan`] keeps: most heads have fewer; the codes of
+/// any further fields are looked up again when the block is encoded.
+const PLANNED: usize = 16;
+
+/// How a header block is written, worked out once, when the frame's size is computed
+/// (`Frame::sized`), and followed when it is encoded: the coding and, for
+/// [`FieldCoding::Indexed`], the table code of each of the first fields, so that a
+/// queued head's names are looked up in the table once, not twice (~40 instructions a
+/// field).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadPlan {
+    coding: FieldCoding,
+    codes: [u8; PLANNED],
 }
 
-/// Bytes `put_headers` writes for `headers`, exactly (it cuts at `u16::MAX` fields,
-/// and each name and value at `u16::MAX` bytes).
-pub(super) fn headers_len(headers: &[Header], coding: FieldCoding) -> usize {
-    let fields = headers.iter().take(usize::from(u16::MAX));
-    let text = |(n, v): &Header| bytes16_len(n.as_str().len()) + bytes16_len(v.len());
-    2 + match coding {
-        FieldCoding::Text => fields.map(text).sum::<usize>(),
-        FieldCoding::Indexed => fields
-            .map(|f| match indexed(&f.0, &f.1) {
-                Some((_, Some(_))) => INDEX_LEN,
-                Some((_, None)) => INDEX_LEN + bytes16_len(f.1.len()),
-                None => text(f),
-            })
-            .sum::<usize>(),
+impl HeadPlan {
+    /// Every field as text (and the plan of a frame without headers).
+    pub(crate) const TEXT: HeadPlan = HeadPlan { coding: FieldCoding::Text, codes: [table::TEXT; PLANNED] };
+
+    pub(crate) fn coding(&self) -> FieldCoding {
+        self.coding
     }
+}
+
+/// How `coding` writes the field: [`table::TEXT`], a name's index, or `PAIR_BIT` and a
+/// whole field's index.
+fn field_code(coding: FieldCoding, (name, value): &Header) -> u8 {
+    match coding {
+        FieldCoding::Text => table::TEXT,
+        FieldCoding::Indexed => table::code(name.as_str(), value.as_bytes()),
+    }
+}
+
+/// Bytes a field takes written as `code` says.
+fn field_len(code: u8, (name, value): &Header) -> usize {
+    match code {
+        table::TEXT => bytes16_len(name.as_str().len()) + bytes16_len(value.len()),
+        c if c & table::PAIR_BIT != 0 => INDEX_LEN,
+        _ => INDEX_LEN + bytes16_len(value.len()),
+    }
+}
+
+/// The bytes `put_headers` writes for `headers` with the plan returned, exactly (it
+/// cuts at `u16::MAX` fields, and each name and value at `u16::MAX` bytes).
+pub(super) fn plan_headers(headers: &[Header], coding: FieldCoding) -> (usize, HeadPlan) {
+    let mut plan = HeadPlan { coding, codes: [table::TEXT; PLANNED] };
+    let mut len = 2;
+    for (i, field) in headers.iter().take(usize::from(u16::MAX)).enumerate() {
+        let code = field_code(coding, field);
+        if let Some(slot) = plan.codes.get_mut(i) {
+            *slot = code;
+        }
+        len += field_len(code, field);
+    }
+    (len, plan)
 }
 
 /// An indexed name or field: an empty name's length (`0:u16`), then the index byte.
@@ -53,28 +86,25 @@ const INDEX_LEN: usize = 3;
 /// Encoded size of a header block written as text, as checked against
 /// `max_header_bytes` (an indexed block is never larger).
 pub fn header_block_len(headers: &[Header]) -> usize {
-    headers_len(headers, FieldCoding::Text)
+    plan_headers(headers, FieldCoding::Text).0
 }
 
-pub(super) fn put_headers(b: &mut BytesMut, headers: &[Header], coding: FieldCoding) {
+/// Writes `headers` as `plan` (from [`plan_headers`] for the same list) says.
+pub(super) fn put_headers(b: &mut BytesMut, headers: &[Header], plan: &HeadPlan) {
     b.put_u16(u16::try_from(headers.len()).unwrap_or(u16::MAX));
-    for (name, value) in headers.iter().take(usize::from(u16::MAX)) {
-        let index = match coding {
-            FieldCoding::Text => None,
-            FieldCoding::Indexed => indexed(name, value),
+    for (i, field) in headers.iter().take(usize::from(u16::MAX)).enumerate() {
+        let (name, value) = field;
+        let code = match plan.codes.get(i) {
+            Some(&code) => code,
+            None => field_code(plan.coding, field),
         };
-        match index {
-            Some((_, Some(field))) => {
-                b.put_u16(0);
-                b.put_u8(table::PAIR_BIT | field);
-            }
-            Some((n, None)) => {
-                b.put_u16(0);
-                b.put_u8(n);
-                b.put_bytes16(value.as_bytes());
-            }
-            None => {
-                b.put_bytes16(name.as_str().as_bytes());
+        if code == table::TEXT {
+            b.put_bytes16(name.as_str().as_bytes());
+            b.put_bytes16(value.as_bytes());
+        } else {
+            b.put_u16(0);
+            b.put_u8(code);
+            if code & table::PAIR_BIT == 0 {
                 b.put_bytes16(value.as_bytes());
             }
         }
@@ -102,7 +132,8 @@ pub(super) fn get_headers(r: &mut Reader, limits: &DecodeLimits) -> Result<Vec<H
         let name = if name_len == 0 {
             let index = r.u8("header index")?;
             if index & table::PAIR_BIT != 0 {
-                let (name, value) = table::pair(index & !table::PAIR_BIT).ok_or(DecodeError::Invalid("header index"))?;
+                let (name, value) =
+                    table::pair(index & !table::PAIR_BIT).ok_or(DecodeError::Invalid("header index"))?;
                 headers.push((name.clone(), value.clone()));
                 check_used(start, r, limits)?;
                 continue;

@@ -19,7 +19,7 @@ mod table;
 mod types;
 
 pub(crate) use codec::{batch_body, put_batch_entry, BatchEntries};
-pub(crate) use headers::{check_headers, check_request_head, check_response_head};
+pub(crate) use headers::{check_headers, check_request_head, check_response_head, HeadPlan};
 pub use headers::{header_block_len, FieldCoding, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 pub use types::{DecodeLimits, Frame, Header, HeaderName, HeaderValue, RequestHead, ResponseHead, StreamKind};
 

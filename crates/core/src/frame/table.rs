@@ -15,9 +15,12 @@
 
 use super::types::{HeaderName, HeaderValue};
 
-/// Entries `0x00..NAME_LIMIT` of the index byte are names; `PAIR_BIT | i` is the
-/// field `PAIRS[i]`.
+/// Index bytes `0x00..0x7f` are names (`NAMES[i]`); `PAIR_BIT | i` is the whole field
+/// `PAIRS[i]`.
 pub(super) const PAIR_BIT: u8 = 0x80;
+
+/// Not an index: the code of a field written as text (the names table stops below it).
+pub(super) const TEXT: u8 = 0x7f;
 
 /// Declares the names table and its reverse lookup from one list, so the two cannot
 /// disagree. The wire index of each name is written next to it.
@@ -203,6 +206,15 @@ const fn static_str(bytes: &'static [u8]) -> &'static str {
     }
 }
 
+/// How a field is written towards a peer that reads indexes: `PAIR_BIT` and the whole
+/// field's index, else its name's index, else [`TEXT`].
+pub(super) fn code(name: &str, value: &[u8]) -> u8 {
+    match name_index(name) {
+        Some(n) => pair_index(n, value).map_or(n, |field| PAIR_BIT | field),
+        None => TEXT,
+    }
+}
+
 /// The name at wire index `i`.
 pub(super) fn name(i: u8) -> Option<&'static HeaderName> {
     NAMES.get(usize::from(i))
@@ -221,7 +233,7 @@ mod tests {
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn every_entry_is_found_at_its_own_index() {
-        assert!(NAMES.len() <= usize::from(PAIR_BIT), "names overlap the fields' indexes");
+        assert!(NAMES.len() <= usize::from(TEXT), "names overlap the code of a text field");
         assert!(PAIRS.len() <= usize::from(PAIR_BIT), "more fields than one byte indexes");
         for (i, n) in NAMES.iter().enumerate() {
             // The lookup is by the `HeaderName`'s own text, so each entry must be in

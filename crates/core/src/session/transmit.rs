@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::config::Config;
 use crate::event::Event;
 use crate::frame::{
-    kind, put_batch_entry, CloseCode, FieldCoding, Frame, StreamId, BATCH_ENTRY_OVERHEAD, BATCH_HEADER,
+    kind, put_batch_entry, CloseCode, FieldCoding, Frame, HeadPlan, StreamId, BATCH_ENTRY_OVERHEAD, BATCH_HEADER,
 };
 use crate::time::Instant;
 
@@ -267,16 +267,16 @@ pub(super) enum Output {
     /// Already encoded: the handshake's frames, and a frame split off a batch.
     Encoded(Bytes),
     /// A frame to encode where it goes, its exact encoded size, and how its header
-    /// fields are written (the size depends on it).
-    Frame(Frame, usize, FieldCoding),
+    /// block is written (the size depends on it).
+    Frame(Frame, usize, HeadPlan),
 }
 
 impl Output {
     /// `frame`, to encode later, its header fields as `coding` says, if its size is
     /// known without encoding it.
     pub(super) fn of(frame: Frame, coding: FieldCoding) -> Output {
-        match frame.encoded_len_with(coding) {
-            Some(len) => Output::Frame(frame, len, coding),
+        match frame.sized(coding) {
+            Some((len, plan)) => Output::Frame(frame, len, plan),
             None => Output::Encoded(frame.encode_with(coding)),
         }
     }
@@ -291,9 +291,9 @@ impl Output {
     fn into_bytes(self) -> Bytes {
         match self {
             Output::Encoded(b) => b,
-            Output::Frame(f, len, coding) => {
+            Output::Frame(f, len, plan) => {
                 let mut b = BytesMut::with_capacity(len);
-                f.encode_into_with(&mut b, coding);
+                f.encode_planned(&mut b, &plan);
                 b.freeze()
             }
         }
@@ -306,16 +306,16 @@ impl Output {
                 out.put_slice(&b);
                 Bytes::new()
             }
-            Output::Frame(f, _, coding) => f.encode_apart(out, apart_from, coding),
+            Output::Frame(f, _, plan) => f.encode_apart(out, apart_from, &plan),
         }
     }
 
     fn put_entry(self, b: &mut BytesMut) {
         match self {
             Output::Encoded(frame) => put_batch_entry(b, &frame),
-            Output::Frame(f, len, coding) => {
+            Output::Frame(f, len, plan) => {
                 b.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
-                f.encode_into_with(b, coding);
+                f.encode_planned(b, &plan);
             }
         }
     }
