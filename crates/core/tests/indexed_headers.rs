@@ -171,3 +171,27 @@ fn a_long_head_is_sized_and_written_alike_past_its_first_fields() {
     pair.inject_to_client(open).unwrap();
     assert_eq!(pair.client.log(id).head.as_ref(), Some(&head));
 }
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn values_that_repeat_or_change_arrive_as_sent() {
+    // The receiver keeps a value that repeats under a table name and compares every
+    // later one with it: whatever the pattern, each head arrives as it was sent.
+    let mut pair = Pair::connected();
+    let hosts = ["a.example:80", "a.example:80", "a.example:80", "b.example:80", "a.example:80", "b.example:80"];
+    let visitors = ["10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.1", "10.0.0.1", "10.0.0.3"];
+    for (host, visitor) in hosts.into_iter().zip(visitors) {
+        let mut head = forwarded_get();
+        head.headers[0].1 = HeaderValue::from_static(host);
+        head.headers[2].1 = HeaderValue::from_static(visitor);
+        // A control byte the wire allows is dropped, kept value or not.
+        head.headers.push((HeaderName::from_static("date"), HeaderValue::from_static("today")));
+        let id = pair.server.session.open(head.clone(), true).unwrap();
+        let mut msg = pair.server.session.poll_transmit().unwrap().to_vec();
+        let at = msg.len() - "today".len();
+        msg[at] = 0x01;
+        pair.inject_to_client(msg).unwrap();
+        head.headers.pop();
+        assert_eq!(pair.client.log(id).head.as_ref(), Some(&head), "{host} {visitor}");
+    }
+}

@@ -5,6 +5,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::headers::{get_headers, header_block_len, plan_headers, put_headers, valid_method, FieldCoding, HeadPlan};
+use super::recent::RecentValues;
 use super::types::{DecodeLimits, Frame, RequestHead, ResponseHead, StreamKind};
 use crate::bytes_reader::{Reader, WriteExt};
 use crate::error::DecodeError;
@@ -237,14 +238,28 @@ impl Frame {
     /// Decodes one frame (a `BATCH` with the frames inside it). Never panics; every
     /// length is checked against `limits`.
     pub fn decode(msg: Bytes, limits: &DecodeLimits) -> Result<Frame, DecodeError> {
+        Frame::decode_recent(msg, limits, None)
+    }
+
+    /// [`Frame::decode`], with a session's recent header values.
+    pub(crate) fn decode_recent(
+        msg: Bytes,
+        limits: &DecodeLimits,
+        recent: Option<&mut RecentValues>,
+    ) -> Result<Frame, DecodeError> {
         if msg.len() > limits.max_frame {
             return Err(DecodeError::FrameTooLarge { size: msg.len(), limit: limits.max_frame });
         }
-        Frame::decode_one(msg, limits, true)
+        Frame::decode_one(msg, limits, true, recent)
     }
 
     /// `batch_ok` is false inside a batch: batches do not nest.
-    fn decode_one(msg: Bytes, limits: &DecodeLimits, batch_ok: bool) -> Result<Frame, DecodeError> {
+    fn decode_one(
+        msg: Bytes,
+        limits: &DecodeLimits,
+        batch_ok: bool,
+        mut recent: Option<&mut RecentValues>,
+    ) -> Result<Frame, DecodeError> {
         let mut r = Reader::new(msg);
         let ty = r.u8("frame type")?;
         let id = r.u32("stream id")?;
@@ -280,7 +295,7 @@ impl Frame {
                 if !valid_method(&method) {
                     return Err(DecodeError::Invalid("method"));
                 }
-                let headers = get_headers(&mut r, limits)?;
+                let headers = get_headers(&mut r, limits, recent)?;
                 let kind = if f & flags::WEBSOCKET != 0 { StreamKind::WebSocket } else { StreamKind::Http };
                 Frame::Open { id, head: RequestHead { kind, method, target, headers }, end: f & flags::END != 0 }
             }
@@ -290,14 +305,14 @@ impl Frame {
                 if !(100..=999).contains(&status) {
                     return Err(DecodeError::Invalid("status"));
                 }
-                let headers = get_headers(&mut r, limits)?;
+                let headers = get_headers(&mut r, limits, recent)?;
                 Frame::Response { id, head: ResponseHead { status, headers }, end: f & flags::END != 0 }
             }
             kind::DATA => {
                 let f = r.u8("data flags")?;
                 Frame::Data { id, end: f & flags::END != 0, data: r.rest() }
             }
-            kind::TRAILERS => Frame::Trailers { id, headers: get_headers(&mut r, limits)? },
+            kind::TRAILERS => Frame::Trailers { id, headers: get_headers(&mut r, limits, recent)? },
             kind::WS_MESSAGE => {
                 let f = r.u8("message flags")?;
                 Frame::WsMessage { id, binary: f & flags::BINARY != 0, fin: f & flags::FIN != 0, data: r.rest() }
@@ -322,7 +337,7 @@ impl Frame {
                 let mut entries = BatchEntries::new(r.rest());
                 let mut frames = Vec::new();
                 while let Some(entry) = entries.next_entry()? {
-                    frames.push(Frame::decode_one(entry, limits, false)?);
+                    frames.push(Frame::decode_one(entry, limits, false, recent.as_deref_mut())?);
                 }
                 Frame::Batch(frames)
             }
@@ -374,8 +389,12 @@ pub(crate) fn batch_body(msg: &Bytes) -> Option<Bytes> {
 
 impl Frame {
     /// Decodes a frame found inside a batch (where a batch is refused).
-    pub(crate) fn decode_inner(msg: Bytes, limits: &DecodeLimits) -> Result<Frame, DecodeError> {
-        Frame::decode_one(msg, limits, false)
+    pub(crate) fn decode_inner(
+        msg: Bytes,
+        limits: &DecodeLimits,
+        recent: Option<&mut RecentValues>,
+    ) -> Result<Frame, DecodeError> {
+        Frame::decode_one(msg, limits, false, recent)
     }
 }
 

@@ -5,6 +5,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::codec::bytes16_len;
+use super::recent::RecentValues;
 use super::table;
 use super::types::{DecodeLimits, Header, HeaderName, HeaderValue, RequestHead, ResponseHead};
 use crate::bytes_reader::{Reader, WriteExt};
@@ -114,7 +115,13 @@ pub(super) fn put_headers(b: &mut BytesMut, headers: &[Header], plan: &HeadPlan)
 /// Fields a tunnel end may add to a decoded head (see [`get_headers`]).
 const ADDED_FIELDS: usize = 2;
 
-pub(super) fn get_headers(r: &mut Reader, limits: &DecodeLimits) -> Result<Vec<Header>, DecodeError> {
+/// Decodes a header block; `recent`, a session's, lets a value that came before under
+/// the same table name be taken from it.
+pub(super) fn get_headers(
+    r: &mut Reader,
+    limits: &DecodeLimits,
+    mut recent: Option<&mut RecentValues>,
+) -> Result<Vec<Header>, DecodeError> {
     let start = r.remaining();
     let count = usize::from(r.u16("header count")?);
     // Each header takes at least 3 bytes (an indexed field): refuse impossible counts
@@ -138,7 +145,18 @@ pub(super) fn get_headers(r: &mut Reader, limits: &DecodeLimits) -> Result<Vec<H
                 check_used(start, r, limits)?;
                 continue;
             }
-            Ok(table::name(index).ok_or(DecodeError::Invalid("header index"))?.clone())
+            let name = table::name(index).ok_or(DecodeError::Invalid("header index"))?;
+            if let Some(recent) = recent.as_deref_mut() {
+                match r.with16_rest("header value", |raw, rest| recent.value(index, raw, rest))? {
+                    Ok(value) => headers.push((name.clone(), value)),
+                    Err(false) => return Err(DecodeError::Invalid("header value")),
+                    // A control byte the wire allows: the field is dropped.
+                    Err(true) => {}
+                }
+                check_used(start, r, limits)?;
+                continue;
+            }
+            Ok(name.clone())
         } else {
             // The name is read in place; a bad one is told from its bytes here: `Err`
             // says whether the wire allows it.
@@ -205,7 +223,7 @@ fn valid_header_name(name: &[u8]) -> bool {
 }
 
 /// A header value is any bytes but CR, LF and NUL.
-fn valid_header_value(value: &[u8]) -> bool {
+pub(super) fn valid_header_value(value: &[u8]) -> bool {
     !value.iter().any(|&c| c == b'\r' || c == b'\n' || c == 0)
 }
 

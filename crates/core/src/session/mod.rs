@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use crate::config::{Config, Limits};
 use crate::event::Event;
-use crate::frame::{DecodeLimits, FieldCoding, Frame, StreamId};
+use crate::frame::{DecodeLimits, FieldCoding, Frame, RecentValues, StreamId};
 use crate::handshake::{features, Hello, PROTOCOL_VERSION};
 use crate::idmap::IdMap;
 use crate::stream::Stream;
@@ -66,6 +66,8 @@ pub struct Session {
     /// The optional features the peer accepts ([`features`]), from its hello or welcome.
     peer_features: u32,
     decode_limits: DecodeLimits,
+    /// The peer's recent header values, which the decoder takes again when they repeat.
+    recent_values: RecentValues,
     streams: IdMap<Stream>,
     /// Next id this end opens; past `u32::MAX` the ids are exhausted.
     next_local_id: u64,
@@ -154,6 +156,7 @@ impl Session {
             peer,
             peer_features: 0,
             decode_limits,
+            recent_values: RecentValues::default(),
             streams: IdMap::default(),
             next_local_id: if role == Role::Client { 1 } else { 2 },
             last_peer_id: 0,
