@@ -1,6 +1,7 @@
-//! Header blocks: their encoding, their size, the checks a head passes before it is
-//! sent (what the peer's decoder would refuse), and the `X-Forwarded-*` names the
-//! server adds to every request.
+//! Header blocks: their encoding (as text, or with the static table's indexes towards
+//! a peer that reads them, planned once per queued head), their decoding (both forms),
+//! their size, the checks a head passes before it is sent (what the peer's decoder
+//! would refuse), and the `X-Forwarded-*` names the server adds to every request.
 
 use bytes::{BufMut, BytesMut};
 
