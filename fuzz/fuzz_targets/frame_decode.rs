@@ -1,11 +1,12 @@
 //! `Frame::decode` on arbitrary bytes: it returns a frame or an error, never panics,
-//! and whatever it accepts re-encodes to bytes that decode to the same frame.
+//! and whatever it accepts re-encodes, as text and with the static table's indexes, to
+//! bytes that decode to the same frame.
 
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use localtunnels_core::{DecodeLimits, Frame};
+use localtunnels_core::{DecodeLimits, FieldCoding, Frame};
 
 const NO_LIMITS: DecodeLimits = DecodeLimits { max_frame: usize::MAX, max_header_bytes: usize::MAX };
 
@@ -22,5 +23,13 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again, frame, "round trip changed the frame");
         // Canonical from then on: encoding is stable.
         assert_eq!(again.encode(), encoded);
+        // Indexed: the same frame, its size known before, never larger than as text.
+        let indexed = frame.encode_with(FieldCoding::Indexed);
+        if let Some(len) = frame.encoded_len_with(FieldCoding::Indexed) {
+            assert_eq!(len, indexed.len(), "encoded_len_with differs from the indexed encoding");
+        }
+        assert!(indexed.len() <= encoded.len(), "indexed larger than text");
+        let again = Frame::decode(indexed, &NO_LIMITS).expect("an indexed frame decodes");
+        assert_eq!(again, frame, "indexed round trip changed the frame");
     }
 });

@@ -79,10 +79,36 @@ impl Reader {
         Ok(t)
     }
 
+    /// `len:u16` followed by that many bytes, lent to `f` together with the unread rest
+    /// of the frame (which starts with them), so that `f` cuts a `Bytes` of them
+    /// (`rest.slice(..raw.len())`) only if it keeps them: a reference count taken and
+    /// dropped for nothing otherwise.
+    pub(crate) fn with16_rest<T>(
+        &mut self,
+        what: &'static str,
+        f: impl FnOnce(&[u8], &Bytes) -> T,
+    ) -> Result<T, DecodeError> {
+        let len = usize::from(self.u16(what)?);
+        self.need(len, what)?;
+        let t = f(&self.buf[..len], &self.buf);
+        self.buf.advance(len);
+        Ok(t)
+    }
+
     /// `len:u16` followed by that many bytes, lent to `f` rather than split off as a
     /// `Bytes` (which costs a reference count taken and dropped).
     pub(crate) fn with16<T>(&mut self, what: &'static str, f: impl FnOnce(&[u8]) -> T) -> Result<T, DecodeError> {
         let len = usize::from(self.u16(what)?);
+        self.with(len, what, f)
+    }
+
+    /// The next `len` bytes, lent to `f` (see [`Reader::with16`]).
+    pub(crate) fn with<T>(
+        &mut self,
+        len: usize,
+        what: &'static str,
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T, DecodeError> {
         self.need(len, what)?;
         let t = f(&self.buf[..len]);
         self.buf.advance(len);

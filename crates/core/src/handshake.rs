@@ -40,6 +40,15 @@ pub mod features {
     /// to a server that announced this, since an older server would take a joining
     /// hello for a reconnect and close the first connection.
     pub const JOIN: u32 = 0x4;
+    /// The sender reads header fields written as indexes into the static table
+    /// ([`FieldCoding::Indexed`](crate::FieldCoding::Indexed), `docs/PROTOCOL.md` §2,
+    /// "Header blocks"): towards it, a standard name costs one byte and decodes to its
+    /// constant without being parsed.
+    pub const INDEXED_HEADERS: u32 = 0x8;
+
+    /// What every [`Session`](crate::Session) accepts, and so announces in its hello
+    /// or welcome (the server adds its own, such as [`JOIN`]).
+    pub(crate) const SESSION: u32 = BATCH | EAGER_WINDOW | INDEXED_HEADERS;
 }
 
 /// The client's first frame.

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use localtunnels_core::{
-    CloseCode, Config, DecodeLimits, Frame, Header, HeaderName, HeaderValue, Hello, Limits, RefuseReason, RequestHead,
-    ResetCode, ResponseHead, StreamId, StreamKind, Welcome, PROTOCOL_VERSION,
+    CloseCode, Config, DecodeLimits, FieldCoding, Frame, Header, HeaderName, HeaderValue, Hello, Limits, RefuseReason,
+    RequestHead, ResetCode, ResponseHead, StreamId, StreamKind, Welcome, PROTOCOL_VERSION,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -31,8 +31,17 @@ fn raw(max: usize) -> impl Strategy<Value = Bytes> {
 
 fn header() -> impl Strategy<Value = Header> {
     // Names: lowercase tokens; values: any bytes but controls (tab allowed) and DEL.
+    // Some of each from the static table (first, last, in between), so that indexed
+    // names and whole indexed fields are written too.
     let value = vec(any::<u8>().prop_filter("controls", |&c| c == b'\t' || (c >= 0x20 && c != 0x7f)), 0..24);
-    ("[a-z0-9!#$%&'*+.^_`|~-]{1,16}", value).prop_map(|(n, v)| {
+    let table_value = prop::sample::select(&["http", "https", "text/plain", "0", "cross-site", "13", "Upgrade"][..])
+        .prop_map(|v| v.as_bytes().to_vec());
+    let table_name = prop::sample::select(
+        &["host", "x-forwarded-proto", "content-type", "content-length", "connection", "alt-svc", "sec-fetch-site"][..],
+    )
+    .prop_map(str::to_string);
+    let name = prop_oneof!["[a-z0-9!#$%&'*+.^_`|~-]{1,16}", table_name];
+    (name, prop_oneof![value, table_value]).prop_map(|(n, v)| {
         (HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_maybe_shared(Bytes::from(v)).unwrap())
     })
 }
@@ -171,7 +180,14 @@ proptest! {
         }
         // Default limits accept it exactly when it fits.
         let fits = encoded.len() <= DecodeLimits::default().max_frame;
-        prop_assert_eq!(Frame::decode(encoded, &DecodeLimits::default()).is_ok(), fits);
+        prop_assert_eq!(Frame::decode(encoded.clone(), &DecodeLimits::default()).is_ok(), fits);
+        // With the static table's indexes: the same frame, never larger than as text.
+        let indexed = frame.encode_with(FieldCoding::Indexed);
+        prop_assert_eq!(Frame::decode(indexed.clone(), &NO_LIMITS), Ok(frame.clone()));
+        if let Some(len) = frame.encoded_len_with(FieldCoding::Indexed) {
+            prop_assert_eq!(len, indexed.len());
+        }
+        prop_assert!(indexed.len() <= encoded.len());
     }
 
     #[test]
@@ -183,8 +199,9 @@ proptest! {
     }
 
     #[test]
-    fn damaged_frames_never_panic(frame in frame(), cut in any::<prop::sample::Index>(), flips in vec((any::<prop::sample::Index>(), any::<u8>()), 0..4)) {
-        let mut bytes = frame.encode().to_vec();
+    fn damaged_frames_never_panic(frame in frame(), indexed in any::<bool>(), cut in any::<prop::sample::Index>(), flips in vec((any::<prop::sample::Index>(), any::<u8>()), 0..4)) {
+        let coding = if indexed { FieldCoding::Indexed } else { FieldCoding::Text };
+        let mut bytes = frame.encode_with(coding).to_vec();
         for (at, x) in flips {
             let i = at.index(bytes.len());
             bytes[i] ^= x;

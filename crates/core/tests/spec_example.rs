@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use localtunnels_core::{
-    CloseCode, Config, DecodeLimits, Event, Frame, HeaderName, HeaderValue, Hello, Instant, RefuseReason, RequestHead,
-    ResetCode, ResponseHead, Session, StreamKind, Welcome,
+    CloseCode, Config, DecodeLimits, Event, FieldCoding, Frame, HeaderName, HeaderValue, Hello, Instant, RefuseReason,
+    RequestHead, ResetCode, ResponseHead, Session, StreamKind, Welcome,
 };
 
 fn hex(s: &str) -> Vec<u8> {
@@ -14,15 +14,21 @@ fn hex(s: &str) -> Vec<u8> {
 const HELLO: &str = "01 00 00 00 00 4c 54 55 4e 00 01
     01 00 04 64 65 6d 6f 02 00 06 73 65 63 72 65 74 04 00 06 6e 61 74 69 76 65 05 00 05 30 2e 31 2e 30
     06 00 14 00 01 00 40 00 00 04 00 00 10 00 00 00 80 00 00 00 00 80 00
-    09 00 04 00 00 00 03";
+    09 00 04 00 00 00 0b";
 const WELCOME: &str = "02 00 00 00 00 00 01 01 00 04 64 65 6d 6f
     02 00 1a 68 74 74 70 3a 2f 2f 64 65 6d 6f 2e 6c 6f 63 61 6c 68 6f 73 74 3a 33 30 30 30
     04 00 04 00 00 27 10 06 00 04 00 00 4e 20
     05 00 14 00 01 00 40 00 00 04 00 00 10 00 00 00 80 00 00 00 00 80 00
-    08 00 04 00 00 00 03";
-const OPEN: &str = "10 00 00 00 02 01 00 03 47 45 54 00 03 2f 68 69 00 01 00 04 68 6f 73 74
+    08 00 04 00 00 00 0b";
+/// Both sides announced `INDEXED_HEADERS`: `host` is name 0 of the static table.
+const OPEN: &str = "10 00 00 00 02 01 00 03 47 45 54 00 03 2f 68 69 00 01 00 00 00
     00 13 64 65 6d 6f 2e 6c 6f 63 61 6c 68 6f 73 74 3a 33 30 30 30";
-const RESPONSE: &str = "11 00 00 00 02 00 00 c8 00 02
+/// `content-type: text/plain` is field 16 of the static table, `content-length` name 1.
+const RESPONSE: &str = "11 00 00 00 02 00 00 c8 00 02 00 00 90 00 00 01 00 01 35";
+/// The same two frames as text, for a peer that did not announce `INDEXED_HEADERS`.
+const OPEN_TEXT: &str = "10 00 00 00 02 01 00 03 47 45 54 00 03 2f 68 69 00 01 00 04 68 6f 73 74
+    00 13 64 65 6d 6f 2e 6c 6f 63 61 6c 68 6f 73 74 3a 33 30 30 30";
+const RESPONSE_TEXT: &str = "11 00 00 00 02 00 00 c8 00 02
     00 0c 63 6f 6e 74 65 6e 74 2d 74 79 70 65 00 0a 74 65 78 74 2f 70 6c 61 69 6e
     00 0e 63 6f 6e 74 65 6e 74 2d 6c 65 6e 67 74 68 00 01 35";
 const DATA: &str = "12 00 00 00 02 01 68 65 6c 6c 6f";
@@ -76,9 +82,9 @@ fn the_worked_example_is_what_the_sessions_send() {
     // The welcome announced BATCH: the two frames go out in one message.
     assert!(client.peer_accepts_batch());
     let batch = client.poll_transmit_batch().unwrap();
-    let expected = [hex(BATCH_HEAD), hex("00 00 00 37"), hex(RESPONSE), hex("00 00 00 0b"), hex(DATA)].concat();
+    let expected = [hex(BATCH_HEAD), hex("00 00 00 13"), hex(RESPONSE), hex("00 00 00 0b"), hex(DATA)].concat();
     assert_eq!(batch.to_vec(), expected);
-    assert_eq!(batch.len(), 79);
+    assert_eq!(batch.len(), 43);
     assert_eq!(client.poll_transmit(), None);
     assert_eq!(client.stream_count(), 0);
     let frames = [RESPONSE, DATA].map(|f| Frame::decode(Bytes::from(hex(f)), &DecodeLimits::default()).unwrap());
@@ -87,6 +93,15 @@ fn the_worked_example_is_what_the_sessions_send() {
     server.handle_message(now, batch).unwrap();
     assert!(matches!(server.poll_event(), Some(Event::Response { id: 2, end: false, .. })));
     assert!(matches!(server.poll_event(), Some(Event::Data { id: 2, end: true, .. })));
+
+    // The text forms are the same frames, and what a frame encodes to without the
+    // peer's `INDEXED_HEADERS`.
+    for (indexed, text) in [(OPEN, OPEN_TEXT), (RESPONSE, RESPONSE_TEXT)] {
+        let frame = Frame::decode(Bytes::from(hex(indexed)), &DecodeLimits::default()).unwrap();
+        assert_eq!(Frame::decode(Bytes::from(hex(text)), &DecodeLimits::default()).as_ref(), Ok(&frame));
+        assert_eq!(frame.encode().to_vec(), hex(text));
+        assert_eq!(frame.encode_with(FieldCoding::Indexed).to_vec(), hex(indexed));
+    }
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), test)]

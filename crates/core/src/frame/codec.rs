@@ -4,7 +4,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::headers::{get_headers, headers_len, put_headers, valid_method};
+use super::headers::{get_headers, header_block_len, plan_headers, put_headers, valid_method, FieldCoding, HeadPlan};
+use super::recent::RecentValues;
 use super::types::{DecodeLimits, Frame, RequestHead, ResponseHead, StreamKind};
 use crate::bytes_reader::{Reader, WriteExt};
 use crate::error::DecodeError;
@@ -12,10 +13,23 @@ use crate::handshake::{Hello, RefuseReason, Welcome};
 use crate::ids::{flags, kind, CloseCode, ResetCode, BATCH_ENTRY_OVERHEAD, BATCH_HEADER, DATA_OVERHEAD};
 
 impl Frame {
-    /// Encodes the frame as one WebSocket binary message.
+    /// Encodes the frame as one WebSocket binary message, its header fields as text
+    /// (what any peer reads).
     pub fn encode(&self) -> Bytes {
-        let mut b = BytesMut::with_capacity(self.encoded_len().unwrap_or_else(|| self.encoded_len_hint()));
-        self.encode_into(&mut b);
+        self.encode_with(FieldCoding::Text)
+    }
+
+    /// Encodes the frame as one WebSocket binary message, its header fields written as
+    /// `coding` says ([`FieldCoding::Indexed`] only towards a peer that announced
+    /// [`features::INDEXED_HEADERS`](crate::features::INDEXED_HEADERS)).
+    pub fn encode_with(&self, coding: FieldCoding) -> Bytes {
+        let Some((len, plan)) = self.sized(coding) else {
+            let mut b = BytesMut::with_capacity(self.encoded_len_hint());
+            self.encode_into_with(&mut b, coding);
+            return b.freeze();
+        };
+        let mut b = BytesMut::with_capacity(len);
+        self.encode_planned(&mut b, &plan);
         b.freeze()
     }
 
@@ -38,29 +52,54 @@ impl Frame {
     /// (`Session::encode_message`), so it must match the encoding byte for byte,
     /// including `put_bytes16`'s and `put_headers`' cuts at `u16::MAX`.
     pub fn encoded_len(&self) -> Option<usize> {
-        let body = match self {
+        self.encoded_len_with(FieldCoding::Text)
+    }
+
+    /// [`Frame::encoded_len`] for [`Frame::encode_with`] and the same `coding`.
+    pub fn encoded_len_with(&self, coding: FieldCoding) -> Option<usize> {
+        self.sized(coding).map(|(len, _)| len)
+    }
+
+    /// [`Frame::encoded_len_with`], and the plan of the frame's header block that
+    /// [`Frame::encode_planned`] follows to write exactly that many bytes.
+    pub(crate) fn sized(&self, coding: FieldCoding) -> Option<(usize, HeadPlan)> {
+        let (body, plan) = match self {
             Frame::Open { head, .. } => {
-                1 + bytes16_len(head.method.len()) + bytes16_len(head.target.len()) + headers_len(&head.headers)
+                let (headers, plan) = plan_headers(&head.headers, coding);
+                (1 + bytes16_len(head.method.len()) + bytes16_len(head.target.len()) + headers, plan)
             }
-            Frame::Response { head, .. } => 1 + 2 + headers_len(&head.headers),
-            Frame::Data { data, .. } | Frame::WsMessage { data, .. } => 1 + data.len(),
-            Frame::Trailers { headers, .. } => headers_len(headers),
+            Frame::Response { head, .. } => {
+                let (headers, plan) = plan_headers(&head.headers, coding);
+                (1 + 2 + headers, plan)
+            }
+            Frame::Trailers { headers, .. } => plan_headers(headers, coding),
+            Frame::Data { data, .. } | Frame::WsMessage { data, .. } => (1 + data.len(), HeadPlan::TEXT),
             Frame::WsClose { reason: text, .. }
             | Frame::Reset { message: text, .. }
             | Frame::Close { message: text, .. }
-            | Frame::Refuse { message: text, .. } => 2 + bytes16_len(text.len()),
-            Frame::GoAway { message, .. } => 4 + 2 + bytes16_len(message.len()),
-            Frame::Window { .. } => 4,
-            Frame::Ping(_) | Frame::Pong(_) => 8,
+            | Frame::Refuse { message: text, .. } => (2 + bytes16_len(text.len()), HeadPlan::TEXT),
+            Frame::GoAway { message, .. } => (4 + 2 + bytes16_len(message.len()), HeadPlan::TEXT),
+            Frame::Window { .. } => (4, HeadPlan::TEXT),
+            Frame::Ping(_) | Frame::Pong(_) => (8, HeadPlan::TEXT),
             Frame::Hello(_) | Frame::Welcome(_) | Frame::Batch(_) => return None,
         };
-        Some(FRAME_HEADER + body)
+        Some((FRAME_HEADER + body, plan))
+    }
+
+    /// The plan of the frame's header block, if it has one.
+    fn head_plan(&self, coding: FieldCoding) -> HeadPlan {
+        match self {
+            Frame::Open { head: RequestHead { headers, .. }, .. }
+            | Frame::Response { head: ResponseHead { headers, .. }, .. }
+            | Frame::Trailers { headers, .. } => plan_headers(headers, coding).1,
+            _ => HeadPlan::TEXT,
+        }
     }
 
     /// Appends the encoded frame to `b`, except the payload of a DATA or WS_MESSAGE
     /// frame of at least `apart_from` bytes, which it returns (as it is, not copied)
     /// to be sent right after: the message is what `b` got, then that payload.
-    pub(crate) fn encode_apart(self, b: &mut BytesMut, apart_from: usize) -> Bytes {
+    pub(crate) fn encode_apart(self, b: &mut BytesMut, apart_from: usize, plan: &HeadPlan) -> Bytes {
         match self {
             Frame::Data { id, end, data } if data.len() >= apart_from => {
                 b.put_u8(kind::DATA);
@@ -75,7 +114,7 @@ impl Frame {
                 data
             }
             f => {
-                f.encode_into(b);
+                f.encode_planned(b, plan);
                 Bytes::new()
             }
         }
@@ -84,8 +123,8 @@ impl Frame {
     pub(crate) fn encoded_len_hint(&self) -> usize {
         match self {
             Frame::Data { data, .. } | Frame::WsMessage { data, .. } => DATA_OVERHEAD + data.len(),
-            Frame::Open { head, .. } => 16 + head.method.len() + head.target.len() + headers_len(&head.headers),
-            Frame::Response { head, .. } => 12 + headers_len(&head.headers),
+            Frame::Open { head, .. } => 16 + head.method.len() + head.target.len() + header_block_len(&head.headers),
+            Frame::Response { head, .. } => 12 + header_block_len(&head.headers),
             Frame::Batch(frames) => {
                 BATCH_HEADER + frames.iter().map(|f| BATCH_ENTRY_OVERHEAD + f.encoded_len_hint()).sum::<usize>()
             }
@@ -93,8 +132,19 @@ impl Frame {
         }
     }
 
-    /// Appends the encoded frame to `b`.
+    /// Appends the encoded frame to `b`, its header fields as text.
     pub fn encode_into(&self, b: &mut BytesMut) {
+        self.encode_into_with(b, FieldCoding::Text);
+    }
+
+    /// Appends the encoded frame to `b`, its header fields written as `coding` says.
+    pub fn encode_into_with(&self, b: &mut BytesMut, coding: FieldCoding) {
+        self.encode_planned(b, &self.head_plan(coding));
+    }
+
+    /// Appends the encoded frame to `b`, its header block written as `plan` (from
+    /// [`Frame::sized`] for this frame) says.
+    pub(crate) fn encode_planned(&self, b: &mut BytesMut, plan: &HeadPlan) {
         let (ty, id) = (self.type_byte(), self.stream_id());
         b.put_u8(ty);
         b.put_u32(id);
@@ -113,18 +163,18 @@ impl Frame {
                 b.put_u8(f);
                 b.put_bytes16(head.method.as_bytes());
                 b.put_bytes16(head.target.as_bytes());
-                put_headers(b, &head.headers);
+                put_headers(b, &head.headers, plan);
             }
             Frame::Response { head, end, .. } => {
                 b.put_u8(if *end { flags::END } else { 0 });
                 b.put_u16(head.status);
-                put_headers(b, &head.headers);
+                put_headers(b, &head.headers, plan);
             }
             Frame::Data { data, end, .. } => {
                 b.put_u8(if *end { flags::END } else { 0 });
                 b.put_slice(data);
             }
-            Frame::Trailers { headers, .. } => put_headers(b, headers),
+            Frame::Trailers { headers, .. } => put_headers(b, headers, plan),
             Frame::WsMessage { binary, fin, data, .. } => {
                 let mut f = if *fin { flags::FIN } else { 0 };
                 if *binary {
@@ -156,7 +206,7 @@ impl Frame {
                 for f in frames {
                     let at = b.len();
                     b.put_u32(0);
-                    f.encode_into(b);
+                    f.encode_into_with(b, plan.coding());
                     let len = u32::try_from(b.len() - at - BATCH_ENTRY_OVERHEAD).unwrap_or(u32::MAX);
                     b[at..at + BATCH_ENTRY_OVERHEAD].copy_from_slice(&len.to_be_bytes());
                 }
@@ -188,14 +238,28 @@ impl Frame {
     /// Decodes one frame (a `BATCH` with the frames inside it). Never panics; every
     /// length is checked against `limits`.
     pub fn decode(msg: Bytes, limits: &DecodeLimits) -> Result<Frame, DecodeError> {
+        Frame::decode_recent(msg, limits, None)
+    }
+
+    /// [`Frame::decode`], with a session's recent header values.
+    pub(crate) fn decode_recent(
+        msg: Bytes,
+        limits: &DecodeLimits,
+        recent: Option<&mut RecentValues>,
+    ) -> Result<Frame, DecodeError> {
         if msg.len() > limits.max_frame {
             return Err(DecodeError::FrameTooLarge { size: msg.len(), limit: limits.max_frame });
         }
-        Frame::decode_one(msg, limits, true)
+        Frame::decode_one(msg, limits, true, recent)
     }
 
     /// `batch_ok` is false inside a batch: batches do not nest.
-    fn decode_one(msg: Bytes, limits: &DecodeLimits, batch_ok: bool) -> Result<Frame, DecodeError> {
+    fn decode_one(
+        msg: Bytes,
+        limits: &DecodeLimits,
+        batch_ok: bool,
+        mut recent: Option<&mut RecentValues>,
+    ) -> Result<Frame, DecodeError> {
         let mut r = Reader::new(msg);
         let ty = r.u8("frame type")?;
         let id = r.u32("stream id")?;
@@ -231,7 +295,7 @@ impl Frame {
                 if !valid_method(&method) {
                     return Err(DecodeError::Invalid("method"));
                 }
-                let headers = get_headers(&mut r, limits)?;
+                let headers = get_headers(&mut r, limits, recent)?;
                 let kind = if f & flags::WEBSOCKET != 0 { StreamKind::WebSocket } else { StreamKind::Http };
                 Frame::Open { id, head: RequestHead { kind, method, target, headers }, end: f & flags::END != 0 }
             }
@@ -241,14 +305,14 @@ impl Frame {
                 if !(100..=999).contains(&status) {
                     return Err(DecodeError::Invalid("status"));
                 }
-                let headers = get_headers(&mut r, limits)?;
+                let headers = get_headers(&mut r, limits, recent)?;
                 Frame::Response { id, head: ResponseHead { status, headers }, end: f & flags::END != 0 }
             }
             kind::DATA => {
                 let f = r.u8("data flags")?;
                 Frame::Data { id, end: f & flags::END != 0, data: r.rest() }
             }
-            kind::TRAILERS => Frame::Trailers { id, headers: get_headers(&mut r, limits)? },
+            kind::TRAILERS => Frame::Trailers { id, headers: get_headers(&mut r, limits, recent)? },
             kind::WS_MESSAGE => {
                 let f = r.u8("message flags")?;
                 Frame::WsMessage { id, binary: f & flags::BINARY != 0, fin: f & flags::FIN != 0, data: r.rest() }
@@ -273,7 +337,7 @@ impl Frame {
                 let mut entries = BatchEntries::new(r.rest());
                 let mut frames = Vec::new();
                 while let Some(entry) = entries.next_entry()? {
-                    frames.push(Frame::decode_one(entry, limits, false)?);
+                    frames.push(Frame::decode_one(entry, limits, false, recent.as_deref_mut())?);
                 }
                 Frame::Batch(frames)
             }
@@ -325,8 +389,12 @@ pub(crate) fn batch_body(msg: &Bytes) -> Option<Bytes> {
 
 impl Frame {
     /// Decodes a frame found inside a batch (where a batch is refused).
-    pub(crate) fn decode_inner(msg: Bytes, limits: &DecodeLimits) -> Result<Frame, DecodeError> {
-        Frame::decode_one(msg, limits, false)
+    pub(crate) fn decode_inner(
+        msg: Bytes,
+        limits: &DecodeLimits,
+        recent: Option<&mut RecentValues>,
+    ) -> Result<Frame, DecodeError> {
+        Frame::decode_one(msg, limits, false, recent)
     }
 }
 

@@ -1,42 +1,133 @@
-//! Header blocks: their encoding, their size, the checks a head passes before it is
-//! sent (what the peer's decoder would refuse), and the `X-Forwarded-*` names the
-//! server adds to every request.
+//! Header blocks: their encoding (as text, or with the static table's indexes towards
+//! a peer that reads them, planned once per queued head), their decoding (both forms),
+//! their size, the checks a head passes before it is sent (what the peer's decoder
+//! would refuse), and the `X-Forwarded-*` names the server adds to every request.
 
 use bytes::{BufMut, BytesMut};
 
 use super::codec::bytes16_len;
+use super::recent::RecentValues;
+use super::table;
 use super::types::{DecodeLimits, Header, HeaderName, HeaderValue, RequestHead, ResponseHead};
 use crate::bytes_reader::{Reader, WriteExt};
 use crate::error::DecodeError;
 
-/// Bytes `put_headers` writes for `headers`, exactly (it cuts at `u16::MAX` fields,
-/// and each name and value at `u16::MAX` bytes).
-pub(super) fn headers_len(headers: &[Header]) -> usize {
-    let fields = headers.iter().take(usize::from(u16::MAX));
-    2 + fields.map(|(n, v)| bytes16_len(n.as_str().len()) + bytes16_len(v.len())).sum::<usize>()
+/// How a header block writes its fields: as text, which every peer reads, or, towards
+/// a peer that announced [`features::INDEXED_HEADERS`](crate::features::INDEXED_HEADERS),
+/// with the names and whole fields of the static table as one-byte indexes
+/// (`docs/PROTOCOL.md` §2, "Header blocks"). Decoding reads both forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldCoding {
+    /// Every name and value as its bytes.
+    #[default]
+    Text,
+    /// The static table's names and fields as indexes, the rest as text.
+    Indexed,
 }
 
-/// Encoded size of a header block, as checked against `max_header_bytes`.
+/// Fields whose table codes a [`HeadPlan`] keeps: most heads have fewer; the codes of
+/// any further fields are looked up again when the block is encoded.
+const PLANNED: usize = 16;
+
+/// How a header block is written, worked out once, when the frame's size is computed
+/// (`Frame::sized`), and followed when it is encoded: the coding and, for
+/// [`FieldCoding::Indexed`], the table code of each of the first fields, so that a
+/// queued head's names are looked up in the table once, not twice (~40 instructions a
+/// field).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadPlan {
+    coding: FieldCoding,
+    codes: [u8; PLANNED],
+}
+
+impl HeadPlan {
+    /// Every field as text (and the plan of a frame without headers).
+    pub(crate) const TEXT: HeadPlan = HeadPlan { coding: FieldCoding::Text, codes: [table::TEXT; PLANNED] };
+
+    pub(crate) fn coding(&self) -> FieldCoding {
+        self.coding
+    }
+}
+
+/// How `coding` writes the field: [`table::TEXT`], a name's index, or `PAIR_BIT` and a
+/// whole field's index.
+fn field_code(coding: FieldCoding, (name, value): &Header) -> u8 {
+    match coding {
+        FieldCoding::Text => table::TEXT,
+        FieldCoding::Indexed => table::code(name.as_str(), value.as_bytes()),
+    }
+}
+
+/// Bytes a field takes written as `code` says.
+fn field_len(code: u8, (name, value): &Header) -> usize {
+    match code {
+        table::TEXT => bytes16_len(name.as_str().len()) + bytes16_len(value.len()),
+        c if c & table::PAIR_BIT != 0 => INDEX_LEN,
+        _ => INDEX_LEN + bytes16_len(value.len()),
+    }
+}
+
+/// The bytes `put_headers` writes for `headers` with the plan returned, exactly (it
+/// cuts at `u16::MAX` fields, and each name and value at `u16::MAX` bytes).
+pub(super) fn plan_headers(headers: &[Header], coding: FieldCoding) -> (usize, HeadPlan) {
+    let mut plan = HeadPlan { coding, codes: [table::TEXT; PLANNED] };
+    let mut len = 2;
+    for (i, field) in headers.iter().take(usize::from(u16::MAX)).enumerate() {
+        let code = field_code(coding, field);
+        if let Some(slot) = plan.codes.get_mut(i) {
+            *slot = code;
+        }
+        len += field_len(code, field);
+    }
+    (len, plan)
+}
+
+/// An indexed name or field: an empty name's length (`0:u16`), then the index byte.
+const INDEX_LEN: usize = 3;
+
+/// Encoded size of a header block written as text, as checked against
+/// `max_header_bytes` (an indexed block is never larger).
 pub fn header_block_len(headers: &[Header]) -> usize {
-    headers_len(headers)
+    plan_headers(headers, FieldCoding::Text).0
 }
 
-pub(super) fn put_headers(b: &mut BytesMut, headers: &[Header]) {
+/// Writes `headers` as `plan` (from [`plan_headers`] for the same list) says.
+pub(super) fn put_headers(b: &mut BytesMut, headers: &[Header], plan: &HeadPlan) {
     b.put_u16(u16::try_from(headers.len()).unwrap_or(u16::MAX));
-    for (name, value) in headers.iter().take(usize::from(u16::MAX)) {
-        b.put_bytes16(name.as_str().as_bytes());
-        b.put_bytes16(value.as_bytes());
+    for (i, field) in headers.iter().take(usize::from(u16::MAX)).enumerate() {
+        let (name, value) = field;
+        let code = match plan.codes.get(i) {
+            Some(&code) => code,
+            None => field_code(plan.coding, field),
+        };
+        if code == table::TEXT {
+            b.put_bytes16(name.as_str().as_bytes());
+            b.put_bytes16(value.as_bytes());
+        } else {
+            b.put_u16(0);
+            b.put_u8(code);
+            if code & table::PAIR_BIT == 0 {
+                b.put_bytes16(value.as_bytes());
+            }
+        }
     }
 }
 
 /// Fields a tunnel end may add to a decoded head (see [`get_headers`]).
 const ADDED_FIELDS: usize = 2;
 
-pub(super) fn get_headers(r: &mut Reader, limits: &DecodeLimits) -> Result<Vec<Header>, DecodeError> {
+/// Decodes a header block; `recent`, a session's, lets a value that came before under
+/// the same table name be taken from it.
+pub(super) fn get_headers(
+    r: &mut Reader,
+    limits: &DecodeLimits,
+    mut recent: Option<&mut RecentValues>,
+) -> Result<Vec<Header>, DecodeError> {
     let start = r.remaining();
     let count = usize::from(r.u16("header count")?);
-    // Each header takes at least 4 bytes: refuse impossible counts before allocating.
-    if count.saturating_mul(4) > r.remaining() {
+    // Each header takes at least 3 bytes (an indexed field): refuse impossible counts
+    // before allocating.
+    if count.saturating_mul(INDEX_LEN) > r.remaining() {
         return Err(DecodeError::Truncated("headers"));
     }
     // Room for the fields a tunnel end adds to a decoded head (the client's `TE` and,
@@ -44,9 +135,34 @@ pub(super) fn get_headers(r: &mut Reader, limits: &DecodeLimits) -> Result<Vec<H
     // (a reallocation and copy, ~0.6k instructions per request on the client).
     let mut headers = Vec::with_capacity(count + ADDED_FIELDS);
     for _ in 0..count {
-        // The name is read in place; a bad one is told from its bytes here: `Err`
-        // says whether the wire allows it.
-        let name = r.with16("header name", |n| header_name(n).map_err(|_| valid_header_name(n)))?;
+        let name_len = usize::from(r.u16("header name")?);
+        // An empty name (which text never is) announces an index into the static table.
+        let name = if name_len == 0 {
+            let index = r.u8("header index")?;
+            if index & table::PAIR_BIT != 0 {
+                let (name, value) =
+                    table::pair(index & !table::PAIR_BIT).ok_or(DecodeError::Invalid("header index"))?;
+                headers.push((name.clone(), value.clone()));
+                check_used(start, r, limits)?;
+                continue;
+            }
+            let name = table::name(index).ok_or(DecodeError::Invalid("header index"))?;
+            if let Some(recent) = recent.as_deref_mut() {
+                match r.with16_rest("header value", |raw, rest| recent.value(index, raw, rest))? {
+                    Ok(value) => headers.push((name.clone(), value)),
+                    Err(false) => return Err(DecodeError::Invalid("header value")),
+                    // A control byte the wire allows: the field is dropped.
+                    Err(true) => {}
+                }
+                check_used(start, r, limits)?;
+                continue;
+            }
+            Ok(name.clone())
+        } else {
+            // The name is read in place; a bad one is told from its bytes here: `Err`
+            // says whether the wire allows it.
+            r.with(name_len, "header name", |n| header_name(n).map_err(|_| valid_header_name(n)))?
+        };
         // The value's bytes become the `HeaderValue` without a copy; a refused one is
         // told from the bytes it was cut from (`Err` says whether the wire allows it).
         let value = r.bytes16_with("header value", |value, raw| {
@@ -61,12 +177,19 @@ pub(super) fn get_headers(r: &mut Reader, limits: &DecodeLimits) -> Result<Vec<H
             (_, Err(false)) => return Err(DecodeError::Invalid("header value")),
             _ => {}
         }
-        let used = start - r.remaining();
-        if used > limits.max_header_bytes {
-            return Err(DecodeError::HeadersTooLarge { size: used, limit: limits.max_header_bytes });
-        }
+        check_used(start, r, limits)?;
     }
     Ok(headers)
+}
+
+/// The block read so far (from `start`, the bytes left when it began) is within
+/// `max_header_bytes`.
+fn check_used(start: usize, r: &Reader, limits: &DecodeLimits) -> Result<(), DecodeError> {
+    let used = start - r.remaining();
+    if used > limits.max_header_bytes {
+        return Err(DecodeError::HeadersTooLarge { size: used, limit: limits.max_header_bytes });
+    }
+    Ok(())
 }
 
 /// `X-Forwarded-For`: the server adds it to every request (the visitor's address).
@@ -101,7 +224,7 @@ fn valid_header_name(name: &[u8]) -> bool {
 }
 
 /// A header value is any bytes but CR, LF and NUL.
-fn valid_header_value(value: &[u8]) -> bool {
+pub(super) fn valid_header_value(value: &[u8]) -> bool {
     !value.iter().any(|&c| c == b'\r' || c == b'\n' || c == 0)
 }
 

@@ -10,16 +10,20 @@
 //! peer that announced it accepts them (see [`crate::features`]).
 //!
 //! The frame types are in `types`, their encoding in `codec`, header blocks in
-//! `headers`; the numbers (ids, type bytes, flags, codes) in the leaf module
+//! `headers` (the static table of their indexed names and fields in `table`, the
+//! values a session's decoder keeps in `recent`); the numbers (ids, type bytes, flags, codes) in the leaf module
 //! `crate::ids`, re-exported here.
 
 mod codec;
 mod headers;
+mod recent;
+mod table;
 mod types;
 
 pub(crate) use codec::{batch_body, put_batch_entry, BatchEntries};
-pub(crate) use headers::{check_headers, check_request_head, check_response_head};
-pub use headers::{header_block_len, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+pub(crate) use headers::{check_headers, check_request_head, check_response_head, HeadPlan};
+pub use headers::{header_block_len, FieldCoding, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+pub(crate) use recent::RecentValues;
 pub use types::{DecodeLimits, Frame, Header, HeaderName, HeaderValue, RequestHead, ResponseHead, StreamKind};
 
 pub use crate::ids::{flags, kind, CloseCode, ResetCode, StreamId, BATCH_ENTRY_OVERHEAD, BATCH_HEADER, DATA_OVERHEAD};

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use crate::config::{Config, Limits};
 use crate::event::Event;
-use crate::frame::{DecodeLimits, Frame, StreamId};
+use crate::frame::{DecodeLimits, FieldCoding, Frame, RecentValues, StreamId};
 use crate::handshake::{features, Hello, PROTOCOL_VERSION};
 use crate::idmap::IdMap;
 use crate::stream::Stream;
@@ -66,6 +66,8 @@ pub struct Session {
     /// The optional features the peer accepts ([`features`]), from its hello or welcome.
     peer_features: u32,
     decode_limits: DecodeLimits,
+    /// The peer's recent header values, which the decoder takes again when they repeat.
+    recent_values: RecentValues,
     streams: IdMap<Stream>,
     /// Next id this end opens; past `u32::MAX` the ids are exhausted.
     next_local_id: u64,
@@ -131,7 +133,7 @@ impl Session {
         let mut s = Session::new(Role::Client, config, now);
         hello.version = PROTOCOL_VERSION;
         hello.limits = Some(Limits::from(&s.config));
-        hello.features |= features::BATCH | features::EAGER_WINDOW;
+        hello.features |= features::SESSION;
         s.push_control(Frame::Hello(Box::new(hello)));
         s
     }
@@ -154,6 +156,7 @@ impl Session {
             peer,
             peer_features: 0,
             decode_limits,
+            recent_values: RecentValues::default(),
             streams: IdMap::default(),
             next_local_id: if role == Role::Client { 1 } else { 2 },
             last_peer_id: 0,
@@ -239,6 +242,16 @@ impl Session {
     /// [`Session::poll_transmit_batch`] packs frames for it.
     pub fn peer_accepts_batch(&self) -> bool {
         self.peer_features & features::BATCH != 0
+    }
+
+    /// How header fields are written towards the peer: indexed if it announced
+    /// [`features::INDEXED_HEADERS`], else as text.
+    pub fn field_coding(&self) -> FieldCoding {
+        if self.peer_features & features::INDEXED_HEADERS != 0 {
+            FieldCoding::Indexed
+        } else {
+            FieldCoding::Text
+        }
     }
 
     /// Our configuration.

@@ -37,7 +37,7 @@ impl Session {
 
     fn handle_frames(&mut self, now: Instant, msg: Bytes) -> Result<(), ProtocolError> {
         let Some(body) = batch_body(&msg) else {
-            let frame = Frame::decode(msg, &self.decode_limits)?;
+            let frame = Frame::decode_recent(msg, &self.decode_limits, Some(&mut self.recent_values))?;
             return self.handle_frame(now, frame);
         };
         if msg.len() > self.decode_limits.max_frame {
@@ -55,7 +55,7 @@ impl Session {
             if self.state == State::Closed {
                 break;
             }
-            let frame = Frame::decode_inner(entry, &self.decode_limits)?;
+            let frame = Frame::decode_inner(entry, &self.decode_limits, Some(&mut self.recent_values))?;
             self.handle_frame(now, frame)?;
         }
         Ok(())

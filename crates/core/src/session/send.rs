@@ -28,7 +28,7 @@ impl Session {
         welcome.version = PROTOCOL_VERSION;
         welcome.limits = Some(Limits::from(&self.config));
         // The server's own bits (e.g. [`features::JOIN`]) stay; the session's are added.
-        welcome.features |= features::BATCH | features::EAGER_WINDOW;
+        welcome.features |= features::SESSION;
         welcome.heartbeat_ms = u32::try_from(self.ping_interval.as_millis()).unwrap_or(u32::MAX);
         welcome.idle_timeout_ms = u32::try_from(self.idle_timeout.as_millis()).unwrap_or(u32::MAX);
         self.push_control(Frame::Welcome(Box::new(welcome)));

@@ -7,7 +7,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::config::Config;
 use crate::event::Event;
-use crate::frame::{kind, put_batch_entry, CloseCode, Frame, StreamId, BATCH_ENTRY_OVERHEAD, BATCH_HEADER};
+use crate::frame::{
+    kind, put_batch_entry, CloseCode, FieldCoding, Frame, HeadPlan, StreamId, BATCH_ENTRY_OVERHEAD, BATCH_HEADER,
+};
 use crate::time::Instant;
 
 use super::{Session, State};
@@ -25,13 +27,14 @@ impl Session {
             return Some(o);
         }
         if let Some(v) = self.pending_pong.take() {
-            return Some(Output::of(Frame::Pong(v)));
+            return Some(Output::of(Frame::Pong(v), FieldCoding::Text));
         }
         if let Some(o) = self.control.pop_front() {
             self.control_bytes -= o.len();
             return Some(o);
         }
         let payload_limit = Config::payload_limit(self.peer.max_frame);
+        let coding = self.field_coding();
         let stream_window = u64::from(self.peer.stream_window);
         while let Some(id) = self.ring.pop_front() {
             let Some(s) = self.streams.get(&id) else { continue };
@@ -51,7 +54,7 @@ impl Session {
             if matches!(frame, Frame::Reset { .. }) {
                 // A RESET carries no payload; removing the stream dequeues what is left.
                 self.remove_stream(id);
-                return Some(Output::of(frame));
+                return Some(Output::of(frame, coding));
             }
             if !s.queue.is_empty() {
                 s.in_ring = true;
@@ -64,7 +67,7 @@ impl Session {
             }
             self.dequeued(spent as u64);
             self.reap(id);
-            return Some(Output::of(frame));
+            return Some(Output::of(frame, coding));
         }
         None
     }
@@ -191,7 +194,7 @@ impl Session {
     /// Queues a control frame, encoded when it is sent (into the driver's buffer)
     /// unless it is a handshake frame.
     pub(super) fn push_control(&mut self, frame: Frame) {
-        let o = Output::of(frame);
+        let o = Output::of(frame, self.field_coding());
         self.control_bytes += o.len();
         self.control.push_back(o);
         if self.control_bytes > self.config.max_control_queue as usize {
@@ -263,32 +266,34 @@ enum Packed {
 pub(super) enum Output {
     /// Already encoded: the handshake's frames, and a frame split off a batch.
     Encoded(Bytes),
-    /// A frame to encode where it goes, and its exact encoded size.
-    Frame(Frame, usize),
+    /// A frame to encode where it goes, its exact encoded size, and how its header
+    /// block is written (the size depends on it).
+    Frame(Frame, usize, HeadPlan),
 }
 
 impl Output {
-    /// `frame`, to encode later if its size is known without encoding it.
-    pub(super) fn of(frame: Frame) -> Output {
-        match frame.encoded_len() {
-            Some(len) => Output::Frame(frame, len),
-            None => Output::Encoded(frame.encode()),
+    /// `frame`, to encode later, its header fields as `coding` says, if its size is
+    /// known without encoding it.
+    pub(super) fn of(frame: Frame, coding: FieldCoding) -> Output {
+        match frame.sized(coding) {
+            Some((len, plan)) => Output::Frame(frame, len, plan),
+            None => Output::Encoded(frame.encode_with(coding)),
         }
     }
 
     pub(super) fn len(&self) -> usize {
         match self {
             Output::Encoded(b) => b.len(),
-            Output::Frame(_, len) => *len,
+            Output::Frame(_, len, _) => *len,
         }
     }
 
     fn into_bytes(self) -> Bytes {
         match self {
             Output::Encoded(b) => b,
-            Output::Frame(f, len) => {
+            Output::Frame(f, len, plan) => {
                 let mut b = BytesMut::with_capacity(len);
-                f.encode_into(&mut b);
+                f.encode_planned(&mut b, &plan);
                 b.freeze()
             }
         }
@@ -301,16 +306,16 @@ impl Output {
                 out.put_slice(&b);
                 Bytes::new()
             }
-            Output::Frame(f, _) => f.encode_apart(out, apart_from),
+            Output::Frame(f, _, plan) => f.encode_apart(out, apart_from, &plan),
         }
     }
 
     fn put_entry(self, b: &mut BytesMut) {
         match self {
             Output::Encoded(frame) => put_batch_entry(b, &frame),
-            Output::Frame(f, len) => {
+            Output::Frame(f, len, plan) => {
                 b.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
-                f.encode_into(b);
+                f.encode_planned(b, &plan);
             }
         }
     }
