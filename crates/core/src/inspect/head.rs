@@ -10,22 +10,39 @@ pub(crate) fn prefix(field: &[u8]) -> [u8; 4] {
     u32::try_from(field.len()).unwrap_or(u32::MAX).to_le_bytes()
 }
 
-/// Writes `field` after its length at `at` in `buf` (which has room: a head that fits
-/// one chunk, so every length fits a `u32`); returns where the next field goes. One
-/// bounds check per field, and short fields copied without a `memcpy` call (most
-/// names and values are a few bytes: the call cost more than the copy).
-pub(crate) fn put_small(buf: &mut [u8], at: usize, field: &[u8]) -> usize {
+/// Writes a head's fields into `buf` (a chunk's room, so every length that fits fits a
+/// `u32`), each after its length: `line` (method and target, for a request), then each
+/// header's name and value. The bytes written, or `None` if they do not all fit: each
+/// field is bounds-checked as it is written, so the head needs no pass to size it first.
+pub(crate) fn put_all(buf: &mut [u8], line: &[&[u8]], headers: &[Header]) -> Option<usize> {
+    let mut at = 0;
+    for f in line {
+        at = put_small(buf, at, f)?;
+    }
+    for (n, v) in headers {
+        at = put_small(buf, at, n.as_str().as_bytes())?;
+        at = put_small(buf, at, v.as_bytes())?;
+    }
+    Some(at)
+}
+
+/// Writes `field` after its length at `at` in `buf`; where the next field goes, or
+/// `None` if it does not fit. One bounds check per field, and fields of up to 32 bytes
+/// copied without a `memcpy` call (most names and values are that short: the call cost
+/// more than the copy).
+#[inline(always)]
+pub(crate) fn put_small(buf: &mut [u8], at: usize, field: &[u8]) -> Option<usize> {
     let end = at + 4 + field.len();
-    let Some(dst) = buf.get_mut(at..end) else { return at };
+    let dst = buf.get_mut(at..end)?;
     let (len, bytes) = dst.split_at_mut(4);
     len.copy_from_slice(&(field.len() as u32).to_le_bytes());
     if !copy_short(bytes, field) {
         bytes.copy_from_slice(field);
     }
-    end
+    Some(end)
 }
 
-/// Copies `src` (at most 16 bytes) into `dst` (as long) with fixed-size moves, two
+/// Copies `src` (at most 32 bytes) into `dst` (as long) with fixed-size moves, two
 /// overlapping ones as `memcpy` does inside; `false` for anything longer.
 fn copy_short(dst: &mut [u8], src: &[u8]) -> bool {
     fn two<const N: usize>(dst: &mut [u8], src: &[u8]) {
@@ -45,6 +62,7 @@ fn copy_short(dst: &mut [u8], src: &[u8]) -> bool {
         }
         4..=7 => two::<4>(dst, src),
         8..=16 => two::<8>(dst, src),
+        17..=32 => two::<16>(dst, src),
         _ => return false,
     }
     true
@@ -80,15 +98,31 @@ mod tests {
 
     #[test]
     fn small_fields_are_written_whole_whatever_their_length() {
-        let data: Vec<u8> = (1..=40).collect();
-        for len in 0..=40 {
+        let data: Vec<u8> = (1..=60).collect();
+        for len in 0..=60 {
             let field = &data[..len];
             let mut buf = vec![0u8; 4 + len + 3];
-            assert_eq!(put_small(&mut buf, 3, field), 7 + len);
+            assert_eq!(put_small(&mut buf, 3, field), Some(7 + len));
             assert_eq!(fields(&buf[3..]).next(), Some(field), "{len} bytes");
         }
         // No room: nothing written.
-        assert_eq!(put_small(&mut [0u8; 6], 0, b"abc"), 0);
+        let mut buf = [0u8; 6];
+        assert_eq!(put_small(&mut buf, 0, b"abc"), None);
+        assert_eq!(buf, [0; 6]);
+    }
+
+    #[test]
+    fn a_head_is_written_whole_or_not_at_all() {
+        let h = [
+            (http::header::HOST, http::HeaderValue::from_static("a.test")),
+            (http::HeaderName::from_static("x-custom"), http::HeaderValue::from_static("")),
+        ];
+        let mut buf = [0u8; 64];
+        let n = put_all(&mut buf, &[b"GET", b"/"], &h).unwrap();
+        let all: Vec<&[u8]> = fields(&buf[..n]).collect();
+        assert_eq!(all, [&b"GET"[..], b"/", b"host", b"a.test", b"x-custom", b""]);
+        // One byte short of the last field's length: it does not fit.
+        assert_eq!(put_all(&mut buf[..n - 1], &[b"GET", b"/"], &h), None);
     }
 
     #[test]

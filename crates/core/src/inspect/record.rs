@@ -106,8 +106,15 @@ pub struct HttpEntry {
     pub error: Option<String>,
     /// The session's messages, for an accepted WebSocket.
     pub websocket: Option<WsSession>,
-    /// Where its parts are ([`Part`]).
-    pub(crate) spans: [Span; 4],
+    /// Where its bytes are ([`Part`]): the heads and the response's body in one span,
+    /// one after the other (the request's head at `begin`, the response's head when it
+    /// comes back, then the body as it passes: nothing else writes between them, so a
+    /// small exchange fills one chunk, or a few, and takes no chunk per part); the
+    /// request's body, which may pass while the response does, in its own.
+    pub(crate) spans: [Span; 2],
+    /// The lengths of the request's and the response's heads at the start of
+    /// [`Part::Exchange`]'s span.
+    pub(crate) heads: [u32; 2],
     /// The request's and the response's body sizes, kept or not.
     pub(crate) sizes: [u64; 2],
     /// What the store counts for this entry ([`HttpEntry::weight`] when last changed),
@@ -115,13 +122,13 @@ pub struct HttpEntry {
     pub(crate) held: usize,
 }
 
-/// A part of an entry: which of its spans.
+/// Which of an entry's spans.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Part {
-    RequestHead = 0,
+    /// The request's head, the response's head, the response's body.
+    Exchange = 0,
+    /// The request's body.
     RequestBody = 1,
-    ResponseHead = 2,
-    ResponseBody = 3,
 }
 
 /// Which body of an exchange.
@@ -137,7 +144,7 @@ impl BodyOf {
     pub(crate) fn part(self) -> Part {
         match self {
             BodyOf::Request => Part::RequestBody,
-            BodyOf::Response => Part::ResponseBody,
+            BodyOf::Response => Part::Exchange,
         }
     }
 }
@@ -168,6 +175,21 @@ impl HttpEntry {
         let spans: usize = self.spans.iter().map(Span::held).sum();
         let error = self.error.as_ref().map_or(0, String::len);
         FIXED_WEIGHT + spans + error + self.websocket.as_ref().map_or(0, |ws| ws.held)
+    }
+
+    /// The bytes of both heads at the start of the exchange span (the response's
+    /// body follows them).
+    pub(crate) fn heads_len(&self) -> usize {
+        self.heads[0] as usize + self.heads[1] as usize
+    }
+
+    /// The bytes kept of body `of`.
+    pub(crate) fn body_len(&self, of: BodyOf) -> usize {
+        let span = self.spans[of.part() as usize].len();
+        match of {
+            BodyOf::Request => span,
+            BodyOf::Response => span.saturating_sub(self.heads_len()),
+        }
     }
 
     /// The visitor's address: the first `X-Forwarded-For` entry the server added to

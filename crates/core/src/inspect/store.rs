@@ -63,6 +63,9 @@ impl Default for InspectConfig {
     }
 }
 
+/// The index of an entry's exchange span ([`Part::Exchange`]).
+const EXCHANGE: usize = Part::Exchange as usize;
+
 /// The sequence bits of an [`EntryId`].
 const SEQUENCE: u64 = (1 << 48) - 1;
 
@@ -137,7 +140,7 @@ impl Store {
 
     /// Entry `e`'s request, read back from the store's bytes.
     pub fn request(&self, e: &Entry) -> HttpRequest {
-        let head = self.pool.read(&e.spans[Part::RequestHead as usize]);
+        let head = self.pool.read_range(&e.spans[EXCHANGE], 0, e.heads[0] as usize);
         let mut fields = head::fields(&head);
         let mut text = || fields.next().map(|f| String::from_utf8_lossy(f).into_owned()).unwrap_or_default();
         let (method, uri) = (text(), text());
@@ -147,12 +150,18 @@ impl Store {
     /// Entry `e`'s response, once its head came back.
     pub fn response(&self, e: &Entry) -> Option<HttpResponse> {
         let status = e.status?;
-        let head = self.pool.read(&e.spans[Part::ResponseHead as usize]);
+        let start = e.heads[0] as usize;
+        let head = self.pool.read_range(&e.spans[EXCHANGE], start, start + e.heads[1] as usize);
         Some(HttpResponse { status, headers: head::headers(head::fields(&head)), body: self.body(e, BodyOf::Response) })
     }
 
     fn body(&self, e: &Entry, of: BodyOf) -> BodyCapture {
-        BodyCapture::kept(self.pool.read(&e.spans[of.part() as usize]), e.sizes[of as usize])
+        let span = &e.spans[of.part() as usize];
+        let data = match of {
+            BodyOf::Request => self.pool.read(span),
+            BodyOf::Response => self.pool.read_range(span, e.heads_len(), span.len()),
+        };
+        BodyCapture::kept(data, e.sizes[of as usize])
     }
 
     /// Forgets every entry (and gives their memory back).
@@ -177,7 +186,8 @@ impl Store {
             replay_of: ex.replay_of,
             error: None,
             websocket: ex.websocket.then(WsSession::default),
-            spans: [Span::EMPTY; 4],
+            spans: [Span::EMPTY; 2],
+            heads: [0; 2],
             sizes: [0; 2],
             held: FIXED_WEIGHT,
         };
@@ -186,14 +196,16 @@ impl Store {
         self.evict();
         // A store too small for even an entry keeps none.
         let Some(i) = self.entries.len().checked_sub(1) else { return id };
-        self.put_head(i, Part::RequestHead, &[ex.method.as_bytes(), ex.uri.as_bytes()], ex.headers);
+        let i = self.put_head(i, &[ex.method.as_bytes(), ex.uri.as_bytes()], ex.headers);
+        let e = &mut self.entries[i];
+        e.heads[0] = e.spans[EXCHANGE].len;
         id
     }
 
     /// Copies what fits of a chunk of entry `id`'s body `of` (up to the body limit).
     pub fn body_data(&mut self, id: EntryId, of: BodyOf, data: &[u8]) {
         let Some(i) = self.index(id) else { return };
-        let kept = self.entries[i].spans[of.part() as usize].len();
+        let kept = self.entries[i].body_len(of);
         let room = self.config.body_limit.saturating_sub(kept);
         if room > 0 {
             self.put(i, of.part(), &data[..data.len().min(room)]);
@@ -218,11 +230,20 @@ impl Store {
         self.entries[i].sizes[BodyOf::Request as usize] = body.size();
     }
 
-    /// The response's head came back.
+    /// The response's head came back (before any of its body: the head's fields
+    /// go after the request's, and a head filed after body bytes keeps its status
+    /// only; no shell does that).
     pub fn respond(&mut self, id: EntryId, status: u16, headers: &[Header]) {
         let Some(i) = self.index(id) else { return };
-        self.entries[i].status = Some(status);
-        self.put_head(i, Part::ResponseHead, &[], headers);
+        let e = &mut self.entries[i];
+        e.status = Some(status);
+        let before = e.spans[EXCHANGE].len;
+        if before as usize != e.heads_len() {
+            return;
+        }
+        let i = self.put_head(i, &[], headers);
+        let e = &mut self.entries[i];
+        e.heads[1] += e.spans[EXCHANGE].len - before;
     }
 
     /// The response came back whole at `now` (its head, and `body`: all of it): the
@@ -344,41 +365,41 @@ impl Store {
         true
     }
 
-    /// A head's fields, each after its length, at the end of entry `i`'s `part`: the
-    /// `line` (method and target, for a request), then each header's name and value.
-    /// In one go into a fresh chunk when they fit one (a head mostly does), else piece
-    /// by piece. Returns the entry's index (evictions move it). (Plain loops rather
-    /// than one iterator over all fields: fewer instructions, and less code in the
-    /// wasm client.)
-    fn put_head(&mut self, mut i: usize, part: Part, line: &[&[u8]], headers: &[Header]) -> usize {
-        let mut total: usize = line.iter().map(|f| 4 + f.len()).sum();
-        for (n, v) in headers {
-            total += 8 + n.as_str().len() + v.len();
-        }
-        if total <= CHUNK && self.entries[i].spans[part as usize].len() == 0 {
+    /// A head's fields, each after its length, at the end of entry `i`'s exchange span:
+    /// the `line` (method and target, for a request), then each header's name and
+    /// value. In one go when they fit the room left in the span's last chunk, or a
+    /// fresh chunk when none is left (a head mostly does), else piece by piece. Returns
+    /// the entry's index (evictions move it).
+    fn put_head(&mut self, mut i: usize, line: &[&[u8]], headers: &[Header]) -> usize {
+        let fresh = if self.entries[i].spans[EXCHANGE].room() > 0 {
+            None
+        } else {
             let chunk;
             (i, chunk) = self.chunk_for(i);
+            // None: the store is full and the entry the oldest; its head is not kept.
             let Some(chunk) = chunk else { return i };
-            let entry = &mut self.entries[i];
-            let buf = self.pool.extend_by(&mut entry.spans[part as usize], chunk, total);
-            let mut at = 0;
-            for f in line {
-                at = head::put_small(buf, at, f);
+            Some(chunk)
+        };
+        let entry = &mut self.entries[i];
+        let span = &mut entry.spans[EXCHANGE];
+        if let Some(len) = head::put_all(self.pool.room_mut(span, fresh), line, headers) {
+            self.pool.commit(span, fresh, len);
+            if fresh.is_some() {
+                entry.held += CHUNK;
+                self.bytes += CHUNK;
             }
-            for (n, v) in headers {
-                at = head::put_small(buf, at, n.as_str().as_bytes());
-                at = head::put_small(buf, at, v.as_bytes());
-            }
-            entry.held += CHUNK;
-            self.bytes += CHUNK;
             return i;
         }
+        // Larger than the room: piece by piece.
+        if let Some(chunk) = fresh {
+            self.pool.give_back(chunk);
+        }
         for f in line {
-            i = self.put_field(i, part, f);
+            i = self.put_field(i, Part::Exchange, f);
         }
         for (n, v) in headers {
-            i = self.put_field(i, part, n.as_str().as_bytes());
-            i = self.put_field(i, part, v.as_bytes());
+            i = self.put_field(i, Part::Exchange, n.as_str().as_bytes());
+            i = self.put_field(i, Part::Exchange, v.as_bytes());
         }
         i
     }
@@ -467,6 +488,53 @@ mod tests {
             assert_eq!(steps.bytes(), whole.bytes());
             assert_eq!(eb.duration, Some(std::time::Duration::from_millis(5)));
         }
+    }
+
+    /// The heads and the response's body share one span: whatever the request head's
+    /// size (so wherever the response head starts, across a chunk's end or not), each
+    /// part reads back as it was filed, and the store counts the chunks it holds.
+    #[test]
+    fn heads_and_the_response_body_read_back_apart_wherever_they_fall() {
+        let res_h = [
+            (http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain")),
+            (
+                http::HeaderName::from_static("x-long-response-header"),
+                http::HeaderValue::from_static("0123456789abcdef0123"),
+            ),
+        ];
+        for pad in (0..1200).step_by(37) {
+            let value = http::HeaderValue::from_bytes(&vec![b'p'; pad]).unwrap();
+            let req_h = [(http::header::HOST, http::HeaderValue::from_static("a.test")), (http::header::COOKIE, value)];
+            let mut store = Store::new(InspectConfig { body_limit: 1000, ..InspectConfig::default() }, 1);
+            let ex = Exchange { method: "POST", uri: "/p?q=1", headers: &req_h, websocket: false, replay_of: None };
+            let id = store.begin(Instant::ZERO, 0, ex);
+            store.request_body(id, BodyCapture::of(b"request body", 1000));
+            store.respond(id, 200, &res_h);
+            let body: Vec<u8> = (0..1500u32).map(|i| i as u8).collect();
+            store.body_data(id, BodyOf::Response, &body[..700]);
+            store.body_data(id, BodyOf::Response, &body[700..]);
+            store.body_end(id, BodyOf::Response, 1500, Instant::ZERO);
+            let e = store.get(id).unwrap();
+            let (req, res) = (store.request(e), store.response(e).unwrap());
+            assert_eq!((req.method.as_str(), req.uri.as_str(), &req.headers[..]), ("POST", "/p?q=1", &req_h[..]));
+            assert_eq!((req.body.data(), req.body.size()), (&b"request body"[..], 12));
+            assert_eq!((res.status, &res.headers[..]), (200, &res_h[..]));
+            assert_eq!((res.body.data(), res.body.size(), res.body.truncated()), (&body[..1000], 1500, true));
+            let held = e.spans.iter().map(|s| s.len().div_ceil(CHUNK) * CHUNK).sum::<usize>();
+            assert_eq!((store.bytes(), e.weight()), (FIXED_WEIGHT + held, FIXED_WEIGHT + held), "pad {pad}");
+        }
+    }
+
+    /// A small exchange's heads and body share their chunks: three for a 1 KiB
+    /// response (the two heads and the first bytes of the body in the first).
+    #[test]
+    fn a_small_exchange_takes_the_chunks_its_bytes_need() {
+        let mut store = Store::new(InspectConfig::default(), 1);
+        let h = [(http::header::HOST, http::HeaderValue::from_static("a.test"))];
+        exchange(&mut store, "/", &h, &[1; 1024]);
+        assert_eq!(store.bytes(), FIXED_WEIGHT + 3 * CHUNK);
+        exchange(&mut store, "/", &h, b"tiny");
+        assert_eq!(store.bytes(), 2 * FIXED_WEIGHT + 4 * CHUNK);
     }
 
     /// Thousands of small entries evicted for large ones, and back: the chunks the
