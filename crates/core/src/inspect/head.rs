@@ -20,8 +20,13 @@ pub(crate) fn put_all(buf: &mut [u8], line: &[&[u8]], headers: &[Header]) -> Opt
         at = put_small(buf, at, f)?;
     }
     for (n, v) in headers {
-        at = put_small(buf, at, n.as_str().as_bytes())?;
-        at = put_small(buf, at, v.as_bytes())?;
+        let (n, v) = (n.as_str().as_bytes(), v.as_bytes());
+        // One bounds check for the pair.
+        let pair = buf.get_mut(at..at + 8 + n.len() + v.len())?;
+        let (first, second) = pair.split_at_mut(4 + n.len());
+        put_small(first, 0, n)?;
+        put_small(second, 0, v)?;
+        at += 8 + n.len() + v.len();
     }
     Some(at)
 }

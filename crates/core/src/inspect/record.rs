@@ -9,7 +9,7 @@ use crate::time::Instant;
 
 use super::body::BodyCapture;
 use super::pool::Span;
-use super::store::EntryId;
+use super::store::{EntryId, InspectConfig};
 
 /// Which way a WebSocket message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +80,49 @@ pub struct WsSession {
     pub close_code: Option<u16>,
     /// Bytes the kept messages hold.
     pub(crate) held: usize,
+}
+
+impl WsSession {
+    /// Files `message` (its size and preview from `data`), or adds `data` to the last
+    /// message that went `message`'s way if it is a later fragment (`first` false),
+    /// keeping the `config`'s most recent messages and preview bytes; `held` follows.
+    pub(crate) fn push(&mut self, config: &InspectConfig, mut message: WsMessage, first: bool, data: &[u8]) {
+        let (preview, max) = (config.ws_preview, config.max_ws_messages);
+        // Only a later fragment looks for the message it continues.
+        let dir = message.direction;
+        if let Some(m) = if first { None } else { self.messages.iter_mut().rev().find(|m| m.direction == dir) } {
+            m.size = m.size.saturating_add(data.len() as u64);
+            let room = preview.saturating_sub(m.preview.len());
+            let add = &data[..data.len().min(room)];
+            m.preview.extend_from_slice(add);
+            self.held += add.len();
+            return;
+        }
+        // At the bound the oldest message leaves first and lends its preview's
+        // buffer to this one: a busy WebSocket allocates nothing per message.
+        // The weight counts a preview's length, so a buffer far larger than
+        // this preview needs is dropped rather than kept.
+        let want = data.len().min(preview);
+        while max > 0 && self.messages.len() >= max {
+            let Some(old) = self.messages.pop_front() else { break };
+            self.held = self.held.saturating_sub(MESSAGE_WEIGHT + old.preview.len());
+            self.dropped += 1;
+            if old.preview.capacity() <= 2 * want.max(32) {
+                message.preview = old.preview;
+            }
+        }
+        message.preview.clear();
+        message.preview.extend_from_slice(&data[..want]);
+        message.size = data.len() as u64;
+        self.held += MESSAGE_WEIGHT + message.preview.len();
+        self.messages.push_back(message);
+        while self.messages.len() > max {
+            if let Some(old) = self.messages.pop_front() {
+                self.held = self.held.saturating_sub(MESSAGE_WEIGHT + old.preview.len());
+                self.dropped += 1;
+            }
+        }
+    }
 }
 
 /// One request through the tunnel (a WebSocket upgrade included), and what came of it.

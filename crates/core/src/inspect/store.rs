@@ -11,7 +11,6 @@ use super::head;
 use super::pool::{Pool, Span, CHUNK};
 use super::record::{
     BodyOf, Direction, Exchange, HttpEntry, HttpRequest, HttpResponse, Part, WsMessage, WsSession, FIXED_WEIGHT,
-    MESSAGE_WEIGHT,
 };
 
 /// An entry's id: the store's 16-bit prefix (so ids of two runs differ) above a
@@ -273,49 +272,23 @@ impl Store {
     }
 
     /// A WebSocket message (or a later fragment of one: `first` false) went by.
+    /// Counted by what the session's messages hold before and after (a message
+    /// changes nothing else of the entry's weight), not by weighing the entry again.
     pub fn ws_message(&mut self, id: EntryId, unix_nanos: u64, dir: Direction, binary: bool, first: bool, data: &[u8]) {
-        let (preview, max) = (self.config.ws_preview, self.config.max_ws_messages);
-        self.update(id, |e| {
-            let Some(ws) = e.websocket.as_mut() else { return };
-            // Only a later fragment looks for the message it continues.
-            let last = if first { None } else { ws.messages.iter_mut().rev().find(|m| m.direction == dir) };
-            match last {
-                Some(m) if !first => {
-                    m.size = m.size.saturating_add(data.len() as u64);
-                    let room = preview.saturating_sub(m.preview.len());
-                    let add = &data[..data.len().min(room)];
-                    m.preview.extend_from_slice(add);
-                    ws.held += add.len();
-                }
-                _ => {
-                    // At the bound the oldest message leaves first and lends its preview's
-                    // buffer to this one: a busy WebSocket allocates nothing per message.
-                    // The weight counts a preview's length, so a buffer far larger than
-                    // this preview needs is dropped rather than kept.
-                    let want = data.len().min(preview);
-                    let mut kept = Vec::new();
-                    while max > 0 && ws.messages.len() >= max {
-                        let Some(old) = ws.messages.pop_front() else { break };
-                        ws.held = ws.held.saturating_sub(MESSAGE_WEIGHT + old.preview.len());
-                        ws.dropped += 1;
-                        if old.preview.capacity() <= 2 * want.max(32) {
-                            kept = old.preview;
-                        }
-                    }
-                    kept.clear();
-                    kept.extend_from_slice(&data[..want]);
-                    ws.held += MESSAGE_WEIGHT + kept.len();
-                    let size = data.len() as u64;
-                    ws.messages.push_back(WsMessage { direction: dir, unix_nanos, binary, size, preview: kept });
-                    while ws.messages.len() > max {
-                        if let Some(old) = ws.messages.pop_front() {
-                            ws.held = ws.held.saturating_sub(MESSAGE_WEIGHT + old.preview.len());
-                            ws.dropped += 1;
-                        }
-                    }
-                }
-            }
-        });
+        let Some(i) = self.index(id) else { return };
+        let e = &mut self.entries[i];
+        let Some(ws) = e.websocket.as_mut() else { return };
+        let before = ws.held;
+        ws.push(
+            &self.config,
+            WsMessage { direction: dir, unix_nanos, binary, size: 0, preview: Vec::new() },
+            first,
+            data,
+        );
+        let after = ws.held;
+        e.held = e.held.saturating_sub(before) + after;
+        self.bytes = self.bytes.saturating_sub(before) + after;
+        self.evict();
     }
 
     /// The WebSocket closed at `now` (`code`: the first close code seen, if any).
@@ -535,6 +508,28 @@ mod tests {
         assert_eq!(store.bytes(), FIXED_WEIGHT + 3 * CHUNK);
         exchange(&mut store, "/", &h, b"tiny");
         assert_eq!(store.bytes(), 2 * FIXED_WEIGHT + 4 * CHUNK);
+    }
+
+    /// A WebSocket's messages, counted as they come and go (fragments, previews cut
+    /// at the limit, the oldest dropped at the bound), weigh what weighing the entry
+    /// gives.
+    #[test]
+    fn websocket_messages_are_counted_as_the_entry_weighs() {
+        let config = InspectConfig { ws_preview: 10, max_ws_messages: 5, ..InspectConfig::default() };
+        let mut store = Store::new(config, 1);
+        let ex = Exchange { method: "GET", uri: "/ws", headers: &[], websocket: true, replay_of: None };
+        let id = store.begin(Instant::ZERO, 0, ex);
+        store.respond(id, 101, &[]);
+        for i in 0..40u64 {
+            let dir = if i % 3 == 0 { Direction::In } else { Direction::Out };
+            let data = vec![b'm'; (i as usize * 7) % 30];
+            store.ws_message(id, i, dir, i % 2 == 0, i % 4 != 1, &data);
+            let e = store.get(id).unwrap();
+            assert_eq!((store.bytes(), e.held), (e.weight(), e.weight()), "message {i}");
+        }
+        let ws = store.get(id).unwrap().websocket.as_ref().unwrap();
+        assert_eq!(ws.messages.len(), 5);
+        assert!(ws.messages.iter().all(|m| m.preview.len() <= 10));
     }
 
     /// Thousands of small entries evicted for large ones, and back: the chunks the
