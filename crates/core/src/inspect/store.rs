@@ -344,6 +344,9 @@ impl Store {
     /// fresh chunk when none is left (a head mostly does), else piece by piece. Returns
     /// the entry's index (evictions move it).
     fn put_head(&mut self, mut i: usize, line: &[&[u8]], headers: &[Header]) -> usize {
+        if line.is_empty() && headers.is_empty() {
+            return i;
+        }
         let fresh = if self.entries[i].spans[EXCHANGE].room() > 0 {
             None
         } else {
@@ -355,24 +358,51 @@ impl Store {
         };
         let entry = &mut self.entries[i];
         let span = &mut entry.spans[EXCHANGE];
-        if let Some(len) = head::put_all(self.pool.room_mut(span, fresh), line, headers) {
-            self.pool.commit(span, fresh, len);
-            if fresh.is_some() {
-                entry.held += CHUNK;
-                self.bytes += CHUNK;
+        let Some(len) = head::put_all(self.pool.room_mut(span, fresh), line, headers) else {
+            return self.put_head_across(i, fresh, line, headers);
+        };
+        self.pool.commit(span, fresh, len);
+        if fresh.is_some() {
+            entry.held += CHUNK;
+            self.bytes += CHUNK;
+        }
+        i
+    }
+
+    /// [`Self::put_head`] for a head larger than the room (the span's, or `fresh`):
+    /// what fitted is counted, the first field that did not goes across chunks, the
+    /// fields after it that fit the new chunk's room in one go, and so on. Out of line:
+    /// most heads fit.
+    #[cold]
+    fn put_head_across(&mut self, mut i: usize, fresh: Option<u32>, line: &[&[u8]], headers: &[Header]) -> usize {
+        let entry = &mut self.entries[i];
+        let span = &mut entry.spans[EXCHANGE];
+        let room = if fresh.is_some() { CHUNK } else { span.room() };
+        let (len, mut k) = head::fitted(room, line, headers);
+        match fresh {
+            // A fresh chunk that took nothing (the head's first field is larger) goes back.
+            Some(chunk) if len == 0 => self.pool.give_back(chunk),
+            _ => {
+                self.pool.commit(span, fresh, len);
+                if fresh.is_some() {
+                    entry.held += CHUNK;
+                    self.bytes += CHUNK;
+                }
             }
-            return i;
         }
-        // Larger than the room: piece by piece.
-        if let Some(chunk) = fresh {
-            self.pool.give_back(chunk);
-        }
-        for f in line {
-            i = self.put_field(i, Part::Exchange, f);
-        }
-        for (n, v) in headers {
-            i = self.put_field(i, Part::Exchange, n.as_str().as_bytes());
-            i = self.put_field(i, Part::Exchange, v.as_bytes());
+        let count = head::count(line, headers);
+        while k < count {
+            let span = &mut self.entries[i].spans[EXCHANGE];
+            if span.room() > 0 {
+                let (len, next) = head::put_some(self.pool.room_mut(span, None), line, headers, k);
+                self.pool.commit(span, None, len);
+                k = next;
+                if k == count {
+                    break;
+                }
+            }
+            i = self.put_field(i, Part::Exchange, head::field(line, headers, k));
+            k += 1;
         }
         i
     }
@@ -496,6 +526,25 @@ mod tests {
             let held = e.spans.iter().map(|s| s.len().div_ceil(CHUNK) * CHUNK).sum::<usize>();
             assert_eq!((store.bytes(), e.weight()), (FIXED_WEIGHT + held, FIXED_WEIGHT + held), "pad {pad}");
         }
+    }
+
+    /// A target longer than a chunk (the head's first field goes across chunks from
+    /// the start), a response head without fields, an empty body: each reads back as
+    /// filed, and the store counts only the chunks written.
+    #[test]
+    fn a_head_whose_first_field_is_larger_than_a_chunk_and_one_with_no_fields() {
+        let uri = format!("/{}", "u".repeat(1500));
+        let h = [(http::header::HOST, http::HeaderValue::from_static("a.test"))];
+        let mut store = Store::new(InspectConfig::default(), 1);
+        let ex = Exchange { method: "GET", uri: &uri, headers: &h, websocket: false, replay_of: None };
+        let id = store.begin(Instant::ZERO, 0, ex);
+        store.respond_whole(id, Instant::ZERO, 204, &[], b"");
+        let e = store.get(id).unwrap();
+        assert_eq!((store.request(e).uri, store.request(e).headers), (uri.clone(), h.to_vec()));
+        let res = store.response(e).unwrap();
+        assert_eq!((res.status, res.headers.len(), res.body.size()), (204, 0, 0));
+        let written = 4 + 3 + 4 + uri.len() + 8 + 4 + 6;
+        assert_eq!(store.bytes(), FIXED_WEIGHT + written.div_ceil(CHUNK) * CHUNK);
     }
 
     /// A small exchange's heads and body share their chunks: three for a 1 KiB
