@@ -341,8 +341,8 @@ impl Store {
     /// A head's fields, each after its length, at the end of entry `i`'s exchange span:
     /// the `line` (method and target, for a request), then each header's name and
     /// value. In one go when they fit the room left in the span's last chunk, or a
-    /// fresh chunk when none is left (a head mostly does), else piece by piece. Returns
-    /// the entry's index (evictions move it).
+    /// fresh chunk when none is left (a head mostly does), else in runs
+    /// ([`Self::put_head_across`]). Returns the entry's index (evictions move it).
     fn put_head(&mut self, mut i: usize, line: &[&[u8]], headers: &[Header]) -> usize {
         if line.is_empty() && headers.is_empty() {
             return i;
