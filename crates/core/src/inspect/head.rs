@@ -10,22 +10,95 @@ pub(crate) fn prefix(field: &[u8]) -> [u8; 4] {
     u32::try_from(field.len()).unwrap_or(u32::MAX).to_le_bytes()
 }
 
-/// Writes `field` after its length at `at` in `buf` (which has room: a head that fits
-/// one chunk, so every length fits a `u32`); returns where the next field goes. One
-/// bounds check per field, and short fields copied without a `memcpy` call (most
-/// names and values are a few bytes: the call cost more than the copy).
-pub(crate) fn put_small(buf: &mut [u8], at: usize, field: &[u8]) -> usize {
+/// Writes a head's fields into `buf` (a chunk's room, so every length that fits fits a
+/// `u32`), each after its length: `line` (method and target, for a request), then each
+/// header's name and value. The bytes written, or `None` if they do not all fit (then
+/// [`fitted`] says how far it got): each field is bounds-checked as it is written, so
+/// the head needs no pass to size it first.
+pub(crate) fn put_all(buf: &mut [u8], line: &[&[u8]], headers: &[Header]) -> Option<usize> {
+    let mut at = 0;
+    for f in line {
+        at = put_small(buf, at, f)?;
+    }
+    for (n, v) in headers {
+        let (n, v) = (n.as_str().as_bytes(), v.as_bytes());
+        // One bounds check for the pair (written both or neither).
+        let pair = buf.get_mut(at..at + 8 + n.len() + v.len())?;
+        let (first, second) = pair.split_at_mut(4 + n.len());
+        put_small(first, 0, n)?;
+        put_small(second, 0, v)?;
+        at += 8 + n.len() + v.len();
+    }
+    Some(at)
+}
+
+/// What [`put_all`] wrote into `room` bytes before it stopped: the bytes, and the
+/// index of the first field it did not write. Sizes only, no copy (the bytes are in
+/// place already), for the rare head larger than its room.
+pub(crate) fn fitted(room: usize, line: &[&[u8]], headers: &[Header]) -> (usize, usize) {
+    let mut at = 0;
+    for (k, f) in line.iter().enumerate() {
+        if at + 4 + f.len() > room {
+            return (at, k);
+        }
+        at += 4 + f.len();
+    }
+    for (k, (n, v)) in headers.iter().enumerate() {
+        let pair = 8 + n.as_str().len() + v.len();
+        if at + pair > room {
+            return (at, line.len() + 2 * k);
+        }
+        at += pair;
+    }
+    (at, count(line, headers))
+}
+
+/// How many fields a head has: its `line`'s, then each header's name and value.
+pub(crate) fn count(line: &[&[u8]], headers: &[Header]) -> usize {
+    line.len() + 2 * headers.len()
+}
+
+/// A head's `k`-th field (`k` below [`count`]), in the order [`put_all`] writes them.
+pub(crate) fn field<'a>(line: &[&'a [u8]], headers: &'a [Header], k: usize) -> &'a [u8] {
+    match k.checked_sub(line.len()) {
+        None => line[k],
+        Some(j) if j % 2 == 0 => headers[j / 2].0.as_str().as_bytes(),
+        Some(j) => headers[j / 2].1.as_bytes(),
+    }
+}
+
+/// [`put_all`] for the rest of a head that does not fit: its fields from the `from`-th
+/// on, while they fit `buf`. The bytes written and the first field not written ([`count`] if
+/// none is left).
+pub(crate) fn put_some(buf: &mut [u8], line: &[&[u8]], headers: &[Header], from: usize) -> (usize, usize) {
+    let (mut at, mut k) = (0, from);
+    while k < count(line, headers) {
+        match put_small(buf, at, field(line, headers, k)) {
+            Some(end) => at = end,
+            None => break,
+        }
+        k += 1;
+    }
+    (at, k)
+}
+
+/// Writes `field` after its length at `at` in `buf`; where the next field goes, or
+/// `None` if it does not fit. One bounds check per field, and fields of up to 32 bytes
+/// copied without a `memcpy` call (most names and values are that short: the call cost
+/// more than the copy).
+#[inline(always)]
+pub(crate) fn put_small(buf: &mut [u8], at: usize, field: &[u8]) -> Option<usize> {
     let end = at + 4 + field.len();
-    let Some(dst) = buf.get_mut(at..end) else { return at };
+    let dst = buf.get_mut(at..end)?;
     let (len, bytes) = dst.split_at_mut(4);
     len.copy_from_slice(&(field.len() as u32).to_le_bytes());
     if !copy_short(bytes, field) {
         bytes.copy_from_slice(field);
     }
-    end
+    Some(end)
 }
 
-/// Copies `src` (at most 16 bytes) into `dst` (as long) with fixed-size moves, two
+/// Copies `src` (at most 32 bytes) into `dst` (as long) with fixed-size moves, two
 /// overlapping ones as `memcpy` does inside; `false` for anything longer.
 fn copy_short(dst: &mut [u8], src: &[u8]) -> bool {
     fn two<const N: usize>(dst: &mut [u8], src: &[u8]) {
@@ -45,6 +118,7 @@ fn copy_short(dst: &mut [u8], src: &[u8]) -> bool {
         }
         4..=7 => two::<4>(dst, src),
         8..=16 => two::<8>(dst, src),
+        17..=32 => two::<16>(dst, src),
         _ => return false,
     }
     true
@@ -80,15 +154,53 @@ mod tests {
 
     #[test]
     fn small_fields_are_written_whole_whatever_their_length() {
-        let data: Vec<u8> = (1..=40).collect();
-        for len in 0..=40 {
+        let data: Vec<u8> = (1..=60).collect();
+        for len in 0..=60 {
             let field = &data[..len];
             let mut buf = vec![0u8; 4 + len + 3];
-            assert_eq!(put_small(&mut buf, 3, field), 7 + len);
+            assert_eq!(put_small(&mut buf, 3, field), Some(7 + len));
             assert_eq!(fields(&buf[3..]).next(), Some(field), "{len} bytes");
         }
         // No room: nothing written.
-        assert_eq!(put_small(&mut [0u8; 6], 0, b"abc"), 0);
+        let mut buf = [0u8; 6];
+        assert_eq!(put_small(&mut buf, 0, b"abc"), None);
+        assert_eq!(buf, [0; 6]);
+    }
+
+    #[test]
+    fn a_head_is_written_whole_or_not_at_all() {
+        let h = [
+            (http::header::HOST, http::HeaderValue::from_static("a.test")),
+            (http::HeaderName::from_static("x-custom"), http::HeaderValue::from_static("")),
+        ];
+        let mut buf = [0u8; 64];
+        let n = put_all(&mut buf, &[b"GET", b"/"], &h).unwrap();
+        let all: Vec<&[u8]> = fields(&buf[..n]).collect();
+        assert_eq!(all, [&b"GET"[..], b"/", b"host", b"a.test", b"x-custom", b""]);
+        // One byte short of the last field's length: the last header does not fit, and
+        // `fitted` says where it stopped.
+        assert_eq!(put_all(&mut buf[..n - 1], &[b"GET", b"/"], &h), None);
+        assert_eq!(fitted(n - 1, &[b"GET", b"/"], &h), (n - 16, 4));
+        assert_eq!(fitted(6, &[b"GET", b"/"], &h), (0, 0));
+        assert_eq!(fitted(n, &[b"GET", b"/"], &h), (n, 6));
+    }
+
+    #[test]
+    fn a_head_too_large_for_the_room_is_written_while_its_fields_fit() {
+        let h = [
+            (http::header::HOST, http::HeaderValue::from_static("a.test")),
+            (http::HeaderName::from_static("x-custom"), http::HeaderValue::from_static("v")),
+        ];
+        let line = [&b"GET"[..], b"/"];
+        assert_eq!(count(&line, &h), 6);
+        let all: Vec<&[u8]> = (0..6).map(|k| field(&line, &h, k)).collect();
+        assert_eq!(all, [&b"GET"[..], b"/", b"host", b"a.test", b"x-custom", b"v"]);
+        // Room for "/" and "host" (5 + 8 bytes) but not for "a.test" after them.
+        let mut buf = [0u8; 20];
+        assert_eq!(put_some(&mut buf, &line, &h, 1), (13, 3));
+        assert_eq!(fields(&buf[..13]).collect::<Vec<_>>(), [&b"/"[..], b"host"]);
+        let mut big = [0u8; 64];
+        assert_eq!(put_some(&mut big, &line, &h, 4), (17, 6));
     }
 
     #[test]

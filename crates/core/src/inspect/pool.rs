@@ -9,8 +9,8 @@
 //! large ones, the allocator kept the freed holes and the client's RSS reached three
 //! times the store's bound (docs/BENCHMARKS.md, tenth round).
 //!
-//! A span is a chain of chunks (each chunk's successor in `next`) holding one part of
-//! one entry, written at its end only.
+//! A span is a chain of chunks (each chunk's successor in `next`) holding parts of one
+//! entry one after the other, written at its end only.
 
 /// Bytes per chunk: a small exchange's head fits in one, a 64 KiB body takes 128.
 pub(crate) const CHUNK: usize = 512;
@@ -24,7 +24,8 @@ const NIL: u32 = u32::MAX;
 pub(crate) struct Span {
     first: u32,
     last: u32,
-    len: u32,
+    /// Bytes written (read by the store, which keeps where each part ends).
+    pub(crate) len: u32,
 }
 
 impl Span {
@@ -41,7 +42,7 @@ impl Span {
     }
 
     /// Room left in its last chunk.
-    fn room(&self) -> usize {
+    pub(crate) fn room(&self) -> usize {
         match self.len() % CHUNK {
             0 => 0,
             used => CHUNK - used,
@@ -111,13 +112,33 @@ impl Pool {
         self.slabs.len() * SLAB * CHUNK
     }
 
-    /// Appends `chunk` (from [`Pool::take`]) to `span`, counts `len` bytes (at most a
-    /// chunk) written, and returns them to be written.
-    pub(crate) fn extend_by(&mut self, span: &mut Span, chunk: u32, len: usize) -> &mut [u8] {
-        debug_assert!(span.room() == 0 && len <= CHUNK);
-        self.link(span, chunk);
+    /// The room after `span`'s bytes to write into: what is left of its last chunk, or
+    /// all of `fresh` (from [`Pool::take`], for a span with no room left). Written bytes
+    /// count once [`Pool::commit`]ted.
+    pub(crate) fn room_mut(&mut self, span: &Span, fresh: Option<u32>) -> &mut [u8] {
+        match fresh {
+            Some(chunk) => self.chunk_mut(chunk),
+            None => {
+                let at = span.len() % CHUNK;
+                let last = span.last;
+                &mut self.chunk_mut(last)[at..]
+            }
+        }
+    }
+
+    /// Counts `len` bytes written into [`Pool::room_mut`] (`fresh` now `span`'s last chunk).
+    pub(crate) fn commit(&mut self, span: &mut Span, fresh: Option<u32>, len: usize) {
+        if let Some(chunk) = fresh {
+            debug_assert_eq!(span.room(), 0);
+            self.link(span, chunk);
+        }
         span.len += len as u32;
-        &mut self.chunk_mut(chunk)[..len]
+    }
+
+    /// Gives back `chunk` (from [`Pool::take`]), unused.
+    pub(crate) fn give_back(&mut self, chunk: u32) {
+        self.next[chunk as usize] = self.free.unwrap_or(NIL);
+        self.free = Some(chunk);
     }
 
     fn link(&mut self, span: &mut Span, chunk: u32) {
@@ -140,12 +161,23 @@ impl Pool {
 
     /// `span`'s bytes, copied out.
     pub(crate) fn read(&self, span: &Span) -> Vec<u8> {
-        let mut out = Vec::with_capacity(span.len());
-        let mut chunk = span.first;
-        while out.len() < span.len() && chunk != NIL {
-            let n = (span.len() - out.len()).min(CHUNK);
-            out.extend_from_slice(&self.chunk(chunk)[..n]);
+        self.read_range(span, 0, span.len())
+    }
+
+    /// `span`'s bytes from `from` to `to` (as far as it has them), copied out.
+    pub(crate) fn read_range(&self, span: &Span, from: usize, to: usize) -> Vec<u8> {
+        let to = to.min(span.len());
+        let from = from.min(to);
+        let mut out = Vec::with_capacity(to - from);
+        // `at`: where `chunk` starts in the span.
+        let (mut chunk, mut at) = (span.first, 0);
+        while at < to && chunk != NIL {
+            if at + CHUNK > from {
+                let (a, b) = (from.saturating_sub(at), (to - at).min(CHUNK));
+                out.extend_from_slice(&self.chunk(chunk)[a..b]);
+            }
             chunk = self.next[chunk as usize];
+            at += CHUNK;
         }
         out
     }
@@ -194,6 +226,13 @@ mod tests {
         // The freed chunks come back before a new slab is allocated.
         let mut c = Span::EMPTY;
         write(&mut pool, &mut c, &text);
-        assert_eq!((pool.read(&c), pool.slabs.len()), (text, 1));
+        assert_eq!((pool.read(&c), pool.slabs.len()), (text.clone(), 1));
+        // Any range reads what the span holds there, across chunks or not.
+        for (from, to) in
+            [(0, 0), (0, 512), (3, 509), (500, 1100), (1024, 1536), (1999, 2000), (1500, 9999), (3000, 4000)]
+        {
+            let want = &text[from.min(2000)..to.min(2000)];
+            assert_eq!(pool.read_range(&c, from, to), want, "{from}..{to}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use crate::time::Instant;
 
 use super::body::BodyCapture;
 use super::pool::Span;
-use super::store::EntryId;
+use super::store::{EntryId, InspectConfig};
 
 /// Which way a WebSocket message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +82,49 @@ pub struct WsSession {
     pub(crate) held: usize,
 }
 
+impl WsSession {
+    /// Files `message` (its size and preview from `data`), or adds `data` to the last
+    /// message that went `message`'s way if it is a later fragment (`first` false),
+    /// keeping the `config`'s most recent messages and preview bytes; `held` follows.
+    pub(crate) fn push(&mut self, config: &InspectConfig, mut message: WsMessage, first: bool, data: &[u8]) {
+        let (preview, max) = (config.ws_preview, config.max_ws_messages);
+        // Only a later fragment looks for the message it continues.
+        let dir = message.direction;
+        if let Some(m) = if first { None } else { self.messages.iter_mut().rev().find(|m| m.direction == dir) } {
+            m.size = m.size.saturating_add(data.len() as u64);
+            let room = preview.saturating_sub(m.preview.len());
+            let add = &data[..data.len().min(room)];
+            m.preview.extend_from_slice(add);
+            self.held += add.len();
+            return;
+        }
+        // At the bound the oldest message leaves first and lends its preview's
+        // buffer to this one: a busy WebSocket allocates nothing per message.
+        // The weight counts a preview's length, so a buffer far larger than
+        // this preview needs is dropped rather than kept.
+        let want = data.len().min(preview);
+        while max > 0 && self.messages.len() >= max {
+            let Some(old) = self.messages.pop_front() else { break };
+            self.held = self.held.saturating_sub(MESSAGE_WEIGHT + old.preview.len());
+            self.dropped += 1;
+            if old.preview.capacity() <= 2 * want.max(32) {
+                message.preview = old.preview;
+            }
+        }
+        message.preview.clear();
+        message.preview.extend_from_slice(&data[..want]);
+        message.size = data.len() as u64;
+        self.held += MESSAGE_WEIGHT + message.preview.len();
+        self.messages.push_back(message);
+        while self.messages.len() > max {
+            if let Some(old) = self.messages.pop_front() {
+                self.held = self.held.saturating_sub(MESSAGE_WEIGHT + old.preview.len());
+                self.dropped += 1;
+            }
+        }
+    }
+}
+
 /// One request through the tunnel (a WebSocket upgrade included), and what came of it.
 ///
 /// Its heads and bodies are bytes in the store's chunks, read back with
@@ -106,8 +149,15 @@ pub struct HttpEntry {
     pub error: Option<String>,
     /// The session's messages, for an accepted WebSocket.
     pub websocket: Option<WsSession>,
-    /// Where its parts are ([`Part`]).
-    pub(crate) spans: [Span; 4],
+    /// Where its bytes are ([`Part`]): the heads and the response's body in one span,
+    /// one after the other (the request's head at `begin`, the response's head when it
+    /// comes back, then the body as it passes: nothing else writes between them, so a
+    /// small exchange fills one chunk, or a few, and takes no chunk per part); the
+    /// request's body, which may pass while the response does, in its own.
+    pub(crate) spans: [Span; 2],
+    /// The lengths of the request's and the response's heads at the start of
+    /// [`Part::Exchange`]'s span.
+    pub(crate) heads: [u32; 2],
     /// The request's and the response's body sizes, kept or not.
     pub(crate) sizes: [u64; 2],
     /// What the store counts for this entry ([`HttpEntry::weight`] when last changed),
@@ -115,13 +165,13 @@ pub struct HttpEntry {
     pub(crate) held: usize,
 }
 
-/// A part of an entry: which of its spans.
+/// Which of an entry's spans.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Part {
-    RequestHead = 0,
+    /// The request's head, the response's head, the response's body.
+    Exchange = 0,
+    /// The request's body.
     RequestBody = 1,
-    ResponseHead = 2,
-    ResponseBody = 3,
 }
 
 /// Which body of an exchange.
@@ -137,7 +187,7 @@ impl BodyOf {
     pub(crate) fn part(self) -> Part {
         match self {
             BodyOf::Request => Part::RequestBody,
-            BodyOf::Response => Part::ResponseBody,
+            BodyOf::Response => Part::Exchange,
         }
     }
 }
@@ -168,6 +218,21 @@ impl HttpEntry {
         let spans: usize = self.spans.iter().map(Span::held).sum();
         let error = self.error.as_ref().map_or(0, String::len);
         FIXED_WEIGHT + spans + error + self.websocket.as_ref().map_or(0, |ws| ws.held)
+    }
+
+    /// The bytes of both heads at the start of the exchange span (the response's
+    /// body follows them).
+    pub(crate) fn heads_len(&self) -> usize {
+        self.heads[0] as usize + self.heads[1] as usize
+    }
+
+    /// The bytes kept of body `of`.
+    pub(crate) fn body_len(&self, of: BodyOf) -> usize {
+        let span = self.spans[of.part() as usize].len();
+        match of {
+            BodyOf::Request => span,
+            BodyOf::Response => span.saturating_sub(self.heads_len()),
+        }
     }
 
     /// The visitor's address: the first `X-Forwarded-For` entry the server added to

@@ -11,7 +11,6 @@ use super::head;
 use super::pool::{Pool, Span, CHUNK};
 use super::record::{
     BodyOf, Direction, Exchange, HttpEntry, HttpRequest, HttpResponse, Part, WsMessage, WsSession, FIXED_WEIGHT,
-    MESSAGE_WEIGHT,
 };
 
 /// An entry's id: the store's 16-bit prefix (so ids of two runs differ) above a
@@ -62,6 +61,9 @@ impl Default for InspectConfig {
         }
     }
 }
+
+/// The index of an entry's exchange span ([`Part::Exchange`]).
+const EXCHANGE: usize = Part::Exchange as usize;
 
 /// The sequence bits of an [`EntryId`].
 const SEQUENCE: u64 = (1 << 48) - 1;
@@ -137,7 +139,7 @@ impl Store {
 
     /// Entry `e`'s request, read back from the store's bytes.
     pub fn request(&self, e: &Entry) -> HttpRequest {
-        let head = self.pool.read(&e.spans[Part::RequestHead as usize]);
+        let head = self.pool.read_range(&e.spans[EXCHANGE], 0, e.heads[0] as usize);
         let mut fields = head::fields(&head);
         let mut text = || fields.next().map(|f| String::from_utf8_lossy(f).into_owned()).unwrap_or_default();
         let (method, uri) = (text(), text());
@@ -147,12 +149,18 @@ impl Store {
     /// Entry `e`'s response, once its head came back.
     pub fn response(&self, e: &Entry) -> Option<HttpResponse> {
         let status = e.status?;
-        let head = self.pool.read(&e.spans[Part::ResponseHead as usize]);
+        let start = e.heads[0] as usize;
+        let head = self.pool.read_range(&e.spans[EXCHANGE], start, start + e.heads[1] as usize);
         Some(HttpResponse { status, headers: head::headers(head::fields(&head)), body: self.body(e, BodyOf::Response) })
     }
 
     fn body(&self, e: &Entry, of: BodyOf) -> BodyCapture {
-        BodyCapture::kept(self.pool.read(&e.spans[of.part() as usize]), e.sizes[of as usize])
+        let span = &e.spans[of.part() as usize];
+        let data = match of {
+            BodyOf::Request => self.pool.read(span),
+            BodyOf::Response => self.pool.read_range(span, e.heads_len(), span.len()),
+        };
+        BodyCapture::kept(data, e.sizes[of as usize])
     }
 
     /// Forgets every entry (and gives their memory back).
@@ -177,7 +185,8 @@ impl Store {
             replay_of: ex.replay_of,
             error: None,
             websocket: ex.websocket.then(WsSession::default),
-            spans: [Span::EMPTY; 4],
+            spans: [Span::EMPTY; 2],
+            heads: [0; 2],
             sizes: [0; 2],
             held: FIXED_WEIGHT,
         };
@@ -186,14 +195,16 @@ impl Store {
         self.evict();
         // A store too small for even an entry keeps none.
         let Some(i) = self.entries.len().checked_sub(1) else { return id };
-        self.put_head(i, Part::RequestHead, &[ex.method.as_bytes(), ex.uri.as_bytes()], ex.headers);
+        let i = self.put_head(i, &[ex.method.as_bytes(), ex.uri.as_bytes()], ex.headers);
+        let e = &mut self.entries[i];
+        e.heads[0] = e.spans[EXCHANGE].len;
         id
     }
 
     /// Copies what fits of a chunk of entry `id`'s body `of` (up to the body limit).
     pub fn body_data(&mut self, id: EntryId, of: BodyOf, data: &[u8]) {
         let Some(i) = self.index(id) else { return };
-        let kept = self.entries[i].spans[of.part() as usize].len();
+        let kept = self.entries[i].body_len(of);
         let room = self.config.body_limit.saturating_sub(kept);
         if room > 0 {
             self.put(i, of.part(), &data[..data.len().min(room)]);
@@ -218,11 +229,20 @@ impl Store {
         self.entries[i].sizes[BodyOf::Request as usize] = body.size();
     }
 
-    /// The response's head came back.
+    /// The response's head came back (before any of its body: the head's fields
+    /// go after the request's, and a head filed after body bytes keeps its status
+    /// only; no shell does that).
     pub fn respond(&mut self, id: EntryId, status: u16, headers: &[Header]) {
         let Some(i) = self.index(id) else { return };
-        self.entries[i].status = Some(status);
-        self.put_head(i, Part::ResponseHead, &[], headers);
+        let e = &mut self.entries[i];
+        e.status = Some(status);
+        let before = e.spans[EXCHANGE].len;
+        if before as usize != e.heads_len() {
+            return;
+        }
+        let i = self.put_head(i, &[], headers);
+        let e = &mut self.entries[i];
+        e.heads[1] += e.spans[EXCHANGE].len - before;
     }
 
     /// The response came back whole at `now` (its head, and `body`: all of it): the
@@ -252,49 +272,23 @@ impl Store {
     }
 
     /// A WebSocket message (or a later fragment of one: `first` false) went by.
+    /// Counted by what the session's messages hold before and after (a message
+    /// changes nothing else of the entry's weight), not by weighing the entry again.
     pub fn ws_message(&mut self, id: EntryId, unix_nanos: u64, dir: Direction, binary: bool, first: bool, data: &[u8]) {
-        let (preview, max) = (self.config.ws_preview, self.config.max_ws_messages);
-        self.update(id, |e| {
-            let Some(ws) = e.websocket.as_mut() else { return };
-            // Only a later fragment looks for the message it continues.
-            let last = if first { None } else { ws.messages.iter_mut().rev().find(|m| m.direction == dir) };
-            match last {
-                Some(m) if !first => {
-                    m.size = m.size.saturating_add(data.len() as u64);
-                    let room = preview.saturating_sub(m.preview.len());
-                    let add = &data[..data.len().min(room)];
-                    m.preview.extend_from_slice(add);
-                    ws.held += add.len();
-                }
-                _ => {
-                    // At the bound the oldest message leaves first and lends its preview's
-                    // buffer to this one: a busy WebSocket allocates nothing per message.
-                    // The weight counts a preview's length, so a buffer far larger than
-                    // this preview needs is dropped rather than kept.
-                    let want = data.len().min(preview);
-                    let mut kept = Vec::new();
-                    while max > 0 && ws.messages.len() >= max {
-                        let Some(old) = ws.messages.pop_front() else { break };
-                        ws.held = ws.held.saturating_sub(MESSAGE_WEIGHT + old.preview.len());
-                        ws.dropped += 1;
-                        if old.preview.capacity() <= 2 * want.max(32) {
-                            kept = old.preview;
-                        }
-                    }
-                    kept.clear();
-                    kept.extend_from_slice(&data[..want]);
-                    ws.held += MESSAGE_WEIGHT + kept.len();
-                    let size = data.len() as u64;
-                    ws.messages.push_back(WsMessage { direction: dir, unix_nanos, binary, size, preview: kept });
-                    while ws.messages.len() > max {
-                        if let Some(old) = ws.messages.pop_front() {
-                            ws.held = ws.held.saturating_sub(MESSAGE_WEIGHT + old.preview.len());
-                            ws.dropped += 1;
-                        }
-                    }
-                }
-            }
-        });
+        let Some(i) = self.index(id) else { return };
+        let e = &mut self.entries[i];
+        let Some(ws) = e.websocket.as_mut() else { return };
+        let before = ws.held;
+        ws.push(
+            &self.config,
+            WsMessage { direction: dir, unix_nanos, binary, size: 0, preview: Vec::new() },
+            first,
+            data,
+        );
+        let after = ws.held;
+        e.held = e.held.saturating_sub(before) + after;
+        self.bytes = self.bytes.saturating_sub(before) + after;
+        self.evict();
     }
 
     /// The WebSocket closed at `now` (`code`: the first close code seen, if any).
@@ -344,41 +338,71 @@ impl Store {
         true
     }
 
-    /// A head's fields, each after its length, at the end of entry `i`'s `part`: the
-    /// `line` (method and target, for a request), then each header's name and value.
-    /// In one go into a fresh chunk when they fit one (a head mostly does), else piece
-    /// by piece. Returns the entry's index (evictions move it). (Plain loops rather
-    /// than one iterator over all fields: fewer instructions, and less code in the
-    /// wasm client.)
-    fn put_head(&mut self, mut i: usize, part: Part, line: &[&[u8]], headers: &[Header]) -> usize {
-        let mut total: usize = line.iter().map(|f| 4 + f.len()).sum();
-        for (n, v) in headers {
-            total += 8 + n.as_str().len() + v.len();
-        }
-        if total <= CHUNK && self.entries[i].spans[part as usize].len() == 0 {
-            let chunk;
-            (i, chunk) = self.chunk_for(i);
-            let Some(chunk) = chunk else { return i };
-            let entry = &mut self.entries[i];
-            let buf = self.pool.extend_by(&mut entry.spans[part as usize], chunk, total);
-            let mut at = 0;
-            for f in line {
-                at = head::put_small(buf, at, f);
-            }
-            for (n, v) in headers {
-                at = head::put_small(buf, at, n.as_str().as_bytes());
-                at = head::put_small(buf, at, v.as_bytes());
-            }
-            entry.held += CHUNK;
-            self.bytes += CHUNK;
+    /// A head's fields, each after its length, at the end of entry `i`'s exchange span:
+    /// the `line` (method and target, for a request), then each header's name and
+    /// value. In one go when they fit the room left in the span's last chunk, or a
+    /// fresh chunk when none is left (a head mostly does), else in runs
+    /// ([`Self::put_head_across`]). Returns the entry's index (evictions move it).
+    fn put_head(&mut self, mut i: usize, line: &[&[u8]], headers: &[Header]) -> usize {
+        if line.is_empty() && headers.is_empty() {
             return i;
         }
-        for f in line {
-            i = self.put_field(i, part, f);
+        let fresh = if self.entries[i].spans[EXCHANGE].room() > 0 {
+            None
+        } else {
+            let chunk;
+            (i, chunk) = self.chunk_for(i);
+            // None: the store is full and the entry the oldest; its head is not kept.
+            let Some(chunk) = chunk else { return i };
+            Some(chunk)
+        };
+        let entry = &mut self.entries[i];
+        let span = &mut entry.spans[EXCHANGE];
+        let Some(len) = head::put_all(self.pool.room_mut(span, fresh), line, headers) else {
+            return self.put_head_across(i, fresh, line, headers);
+        };
+        self.pool.commit(span, fresh, len);
+        if fresh.is_some() {
+            entry.held += CHUNK;
+            self.bytes += CHUNK;
         }
-        for (n, v) in headers {
-            i = self.put_field(i, part, n.as_str().as_bytes());
-            i = self.put_field(i, part, v.as_bytes());
+        i
+    }
+
+    /// [`Self::put_head`] for a head larger than the room (the span's, or `fresh`):
+    /// what fitted is counted, the first field that did not goes across chunks, the
+    /// fields after it that fit the new chunk's room in one go, and so on. Out of line:
+    /// most heads fit.
+    #[cold]
+    fn put_head_across(&mut self, mut i: usize, fresh: Option<u32>, line: &[&[u8]], headers: &[Header]) -> usize {
+        let entry = &mut self.entries[i];
+        let span = &mut entry.spans[EXCHANGE];
+        let room = if fresh.is_some() { CHUNK } else { span.room() };
+        let (len, mut k) = head::fitted(room, line, headers);
+        match fresh {
+            // A fresh chunk that took nothing (the head's first field is larger) goes back.
+            Some(chunk) if len == 0 => self.pool.give_back(chunk),
+            _ => {
+                self.pool.commit(span, fresh, len);
+                if fresh.is_some() {
+                    entry.held += CHUNK;
+                    self.bytes += CHUNK;
+                }
+            }
+        }
+        let count = head::count(line, headers);
+        while k < count {
+            let span = &mut self.entries[i].spans[EXCHANGE];
+            if span.room() > 0 {
+                let (len, next) = head::put_some(self.pool.room_mut(span, None), line, headers, k);
+                self.pool.commit(span, None, len);
+                k = next;
+                if k == count {
+                    break;
+                }
+            }
+            i = self.put_field(i, Part::Exchange, head::field(line, headers, k));
+            k += 1;
         }
         i
     }
@@ -467,6 +491,94 @@ mod tests {
             assert_eq!(steps.bytes(), whole.bytes());
             assert_eq!(eb.duration, Some(std::time::Duration::from_millis(5)));
         }
+    }
+
+    /// The heads and the response's body share one span: whatever the request head's
+    /// size (so wherever the response head starts, across a chunk's end or not), each
+    /// part reads back as it was filed, and the store counts the chunks it holds.
+    #[test]
+    fn heads_and_the_response_body_read_back_apart_wherever_they_fall() {
+        let res_h = [
+            (http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain")),
+            (
+                http::HeaderName::from_static("x-long-response-header"),
+                http::HeaderValue::from_static("0123456789abcdef0123"),
+            ),
+        ];
+        for pad in (0..1200).step_by(37) {
+            let value = http::HeaderValue::from_bytes(&vec![b'p'; pad]).unwrap();
+            let req_h = [(http::header::HOST, http::HeaderValue::from_static("a.test")), (http::header::COOKIE, value)];
+            let mut store = Store::new(InspectConfig { body_limit: 1000, ..InspectConfig::default() }, 1);
+            let ex = Exchange { method: "POST", uri: "/p?q=1", headers: &req_h, websocket: false, replay_of: None };
+            let id = store.begin(Instant::ZERO, 0, ex);
+            store.request_body(id, BodyCapture::of(b"request body", 1000));
+            store.respond(id, 200, &res_h);
+            let body: Vec<u8> = (0..1500u32).map(|i| i as u8).collect();
+            store.body_data(id, BodyOf::Response, &body[..700]);
+            store.body_data(id, BodyOf::Response, &body[700..]);
+            store.body_end(id, BodyOf::Response, 1500, Instant::ZERO);
+            let e = store.get(id).unwrap();
+            let (req, res) = (store.request(e), store.response(e).unwrap());
+            assert_eq!((req.method.as_str(), req.uri.as_str(), &req.headers[..]), ("POST", "/p?q=1", &req_h[..]));
+            assert_eq!((req.body.data(), req.body.size()), (&b"request body"[..], 12));
+            assert_eq!((res.status, &res.headers[..]), (200, &res_h[..]));
+            assert_eq!((res.body.data(), res.body.size(), res.body.truncated()), (&body[..1000], 1500, true));
+            let held = e.spans.iter().map(|s| s.len().div_ceil(CHUNK) * CHUNK).sum::<usize>();
+            assert_eq!((store.bytes(), e.weight()), (FIXED_WEIGHT + held, FIXED_WEIGHT + held), "pad {pad}");
+        }
+    }
+
+    /// A target longer than a chunk (the head's first field goes across chunks from
+    /// the start), a response head without fields, an empty body: each reads back as
+    /// filed, and the store counts only the chunks written.
+    #[test]
+    fn a_head_whose_first_field_is_larger_than_a_chunk_and_one_with_no_fields() {
+        let uri = format!("/{}", "u".repeat(1500));
+        let h = [(http::header::HOST, http::HeaderValue::from_static("a.test"))];
+        let mut store = Store::new(InspectConfig::default(), 1);
+        let ex = Exchange { method: "GET", uri: &uri, headers: &h, websocket: false, replay_of: None };
+        let id = store.begin(Instant::ZERO, 0, ex);
+        store.respond_whole(id, Instant::ZERO, 204, &[], b"");
+        let e = store.get(id).unwrap();
+        assert_eq!((store.request(e).uri, store.request(e).headers), (uri.clone(), h.to_vec()));
+        let res = store.response(e).unwrap();
+        assert_eq!((res.status, res.headers.len(), res.body.size()), (204, 0, 0));
+        let written = 4 + 3 + 4 + uri.len() + 8 + 4 + 6;
+        assert_eq!(store.bytes(), FIXED_WEIGHT + written.div_ceil(CHUNK) * CHUNK);
+    }
+
+    /// A small exchange's heads and body share their chunks: three for a 1 KiB
+    /// response (the two heads and the first bytes of the body in the first).
+    #[test]
+    fn a_small_exchange_takes_the_chunks_its_bytes_need() {
+        let mut store = Store::new(InspectConfig::default(), 1);
+        let h = [(http::header::HOST, http::HeaderValue::from_static("a.test"))];
+        exchange(&mut store, "/", &h, &[1; 1024]);
+        assert_eq!(store.bytes(), FIXED_WEIGHT + 3 * CHUNK);
+        exchange(&mut store, "/", &h, b"tiny");
+        assert_eq!(store.bytes(), 2 * FIXED_WEIGHT + 4 * CHUNK);
+    }
+
+    /// A WebSocket's messages, counted as they come and go (fragments, previews cut
+    /// at the limit, the oldest dropped at the bound), weigh what weighing the entry
+    /// gives.
+    #[test]
+    fn websocket_messages_are_counted_as_the_entry_weighs() {
+        let config = InspectConfig { ws_preview: 10, max_ws_messages: 5, ..InspectConfig::default() };
+        let mut store = Store::new(config, 1);
+        let ex = Exchange { method: "GET", uri: "/ws", headers: &[], websocket: true, replay_of: None };
+        let id = store.begin(Instant::ZERO, 0, ex);
+        store.respond(id, 101, &[]);
+        for i in 0..40u64 {
+            let dir = if i % 3 == 0 { Direction::In } else { Direction::Out };
+            let data = vec![b'm'; (i as usize * 7) % 30];
+            store.ws_message(id, i, dir, i % 2 == 0, i % 4 != 1, &data);
+            let e = store.get(id).unwrap();
+            assert_eq!((store.bytes(), e.held), (e.weight(), e.weight()), "message {i}");
+        }
+        let ws = store.get(id).unwrap().websocket.as_ref().unwrap();
+        assert_eq!(ws.messages.len(), 5);
+        assert!(ws.messages.iter().all(|m| m.preview.len() <= 10));
     }
 
     /// Thousands of small entries evicted for large ones, and back: the chunks the
