@@ -235,10 +235,17 @@ impl Exchange {
     }
 
     /// Writes what can be written; errors other than the socket's end the exchange.
+    /// Inline: most calls (each poll for the response) find the request sent.
+    #[inline]
     fn poll_send_now(&mut self, cx: &mut Context<'_>) -> Result<(), ExchangeError> {
-        let (Some(conn), false) = (self.conn.as_mut(), self.sending.done || self.sending.failed.is_some()) else {
+        if self.sending.done || self.sending.failed.is_some() || self.conn.is_none() {
             return Ok(());
-        };
+        }
+        self.poll_send_more(cx)
+    }
+
+    fn poll_send_more(&mut self, cx: &mut Context<'_>) -> Result<(), ExchangeError> {
+        let Some(conn) = self.conn.as_mut() else { return Ok(()) };
         match poll_send(conn, &mut self.sending, cx) {
             Poll::Ready(Ok(())) => self.sending.done = true,
             Poll::Ready(Err(ExchangeError::Io(e))) => {

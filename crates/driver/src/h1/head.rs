@@ -235,12 +235,11 @@ const ADDED_FIELDS: usize = 4;
 fn fields(raw: &Bytes, ranges: &[FieldRange], mut cache: Option<&mut FieldCache>) -> Result<Vec<Header>, HeadError> {
     let mut headers = Vec::with_capacity(ranges.len() + ADDED_FIELDS);
     for (i, (name, value)) in ranges.iter().enumerate() {
-        let name = &raw[name.clone()];
-        let name = match cache.as_deref_mut() {
-            Some(c) => c.name(i, name),
-            None => HeaderName::from_bytes(name),
+        if let Some(c) = cache.as_deref_mut() {
+            headers.push(c.field(i, raw, name.clone(), value.clone())?);
+            continue;
         }
-        .map_err(|_| HeadError::Header)?;
+        let name = HeaderName::from_bytes(&raw[name.clone()]).map_err(|_| HeadError::Header)?;
         let value = HeaderValue::from_maybe_shared(raw.slice(value.clone())).map_err(|_| HeadError::Header)?;
         headers.push((name, value));
     }
