@@ -20,8 +20,8 @@ use libfuzzer_sys::fuzz_target;
 use localtunnels_core::{ResponseHead, StreamKind};
 use localtunnels_driver::h1::chunked::{write_chunk, write_last_chunk};
 use localtunnels_driver::h1::{
-    parse_request, parse_response, parse_response_cached, request_framing, response_framing, BodyDecoder,
-    ChunkError, ChunkLimits, ChunkedDecoder, Decoded, FieldCache, HeadError, HeadLimits, ParsedResponse,
+    parse_request, parse_response, parse_response_cached, request_framing, response_framing, BodyDecoder, ChunkError,
+    ChunkLimits, ChunkedDecoder, Decoded, FieldCache, HeadError, HeadLimits, ParsedResponse,
 };
 use localtunnels_driver::http::{forwardable_response, forwardable_response_list, header_list};
 use localtunnels_server::host::Host;
