@@ -13,7 +13,8 @@ use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use localtunnels_core::{
-    Config, Frame, Hello, Instant, Limits, RequestHead, Session, StreamId, StreamKind, Welcome, PROTOCOL_VERSION,
+    Config, Frame, Hello, Instant, Limits, RequestHead, Session, StreamId, StreamKind, Welcome,
+    PROTOCOL_VERSION,
 };
 
 #[derive(Arbitrary, Debug)]

@@ -28,148 +28,48 @@ struct Input {
 
 #[derive(Arbitrary, Debug)]
 enum Step {
-    Open {
-        client: bool,
-        ws: bool,
-        end: bool,
-        headers: Vec<(String, Vec<u8>)>,
-    },
-    Respond {
-        client: bool,
-        pick: u8,
-        status: u16,
-        end: bool,
-    },
-    Send {
-        client: bool,
-        pick: u8,
-        len: u16,
-    },
-    SendWs {
-        client: bool,
-        pick: u8,
-        binary: bool,
-        len: u16,
-        fin: bool,
-    },
-    Finish {
-        client: bool,
-        pick: u8,
-    },
-    Trailers {
-        client: bool,
-        pick: u8,
-    },
-    CloseWs {
-        client: bool,
-        pick: u8,
-        code: u16,
-        reason: String,
-    },
-    Reset {
-        client: bool,
-        pick: u8,
-        code: u16,
-    },
+    Open { client: bool, ws: bool, end: bool, headers: Vec<(String, Vec<u8>)> },
+    Respond { client: bool, pick: u8, status: u16, end: bool },
+    Send { client: bool, pick: u8, len: u16 },
+    SendWs { client: bool, pick: u8, binary: bool, len: u16, fin: bool },
+    Finish { client: bool, pick: u8 },
+    Trailers { client: bool, pick: u8 },
+    CloseWs { client: bool, pick: u8, code: u16, reason: String },
+    Reset { client: bool, pick: u8, code: u16 },
     /// Releases what the application holds on a stream.
-    Release {
-        client: bool,
-        pick: u8,
-    },
+    Release { client: bool, pick: u8 },
     /// Releases an arbitrary amount (a confused driver).
-    ReleaseAny {
-        client: bool,
-        id: u32,
-        n: u32,
-    },
+    ReleaseAny { client: bool, id: u32, n: u32 },
     /// Delivers up to `n` frames the other side sent.
-    Deliver {
-        to_client: bool,
-        n: u8,
-    },
+    Deliver { to_client: bool, n: u8 },
     /// A well-formed frame the real peer would not necessarily send.
-    Forge {
-        to_client: bool,
-        frame: FrameSpec,
-    },
+    Forge { to_client: bool, frame: FrameSpec },
     /// Raw bytes as a message.
-    Raw {
-        to_client: bool,
-        bytes: Vec<u8>,
-    },
-    Advance {
-        ms: u16,
-    },
-    GoAway {
-        client: bool,
-    },
-    Close {
-        client: bool,
-    },
+    Raw { to_client: bool, bytes: Vec<u8> },
+    Advance { ms: u16 },
+    GoAway { client: bool },
+    Close { client: bool },
     Accept,
-    Refuse {
-        reason: u16,
-    },
+    Refuse { reason: u16 },
 }
 
 #[derive(Arbitrary, Debug)]
 enum FrameSpec {
-    Hello {
-        version: u16,
-        name: String,
-    },
-    Welcome {
-        version: u16,
-        heartbeat_ms: u32,
-    },
-    Refuse {
-        reason: u16,
-    },
-    Open {
-        id: u8,
-        ws: bool,
-        end: bool,
-    },
-    Response {
-        id: u8,
-        status: u16,
-        end: bool,
-    },
-    Data {
-        id: u8,
-        len: u16,
-        end: bool,
-    },
-    Trailers {
-        id: u8,
-    },
-    WsMessage {
-        id: u8,
-        binary: bool,
-        fin: bool,
-        len: u16,
-    },
-    WsClose {
-        id: u8,
-        code: u16,
-    },
-    Reset {
-        id: u8,
-        code: u16,
-    },
-    Window {
-        id: u8,
-        increment: u32,
-    },
+    Hello { version: u16, name: String },
+    Welcome { version: u16, heartbeat_ms: u32 },
+    Refuse { reason: u16 },
+    Open { id: u8, ws: bool, end: bool },
+    Response { id: u8, status: u16, end: bool },
+    Data { id: u8, len: u16, end: bool },
+    Trailers { id: u8 },
+    WsMessage { id: u8, binary: bool, fin: bool, len: u16 },
+    WsClose { id: u8, code: u16 },
+    Reset { id: u8, code: u16 },
+    Window { id: u8, increment: u32 },
     Ping(u64),
     Pong(u64),
-    GoAway {
-        last_id: u8,
-        code: u16,
-    },
-    Close {
-        code: u16,
-    },
+    GoAway { last_id: u8, code: u16 },
+    Close { code: u16 },
     /// A `BATCH` of forged frames (possibly empty, possibly nested: both refused).
     Batch(Vec<FrameSpec>),
 }
@@ -187,12 +87,12 @@ impl FrameSpec {
             FrameSpec::Welcome { version, heartbeat_ms } => {
                 Frame::Welcome(Box::new(Welcome { version, heartbeat_ms, ..Welcome::default() }))
             }
-            FrameSpec::Refuse { reason } => {
-                Frame::Refuse { reason: RefuseReason::from_u16(reason), message: "no".into() }
-            }
-            FrameSpec::Open { id: i, ws, end } => {
-                Frame::Open { id: id(i), head: get(if ws { StreamKind::WebSocket } else { StreamKind::Http }), end }
-            }
+            FrameSpec::Refuse { reason } => Frame::Refuse { reason: RefuseReason::from_u16(reason), message: "no".into() },
+            FrameSpec::Open { id: i, ws, end } => Frame::Open {
+                id: id(i),
+                head: get(if ws { StreamKind::WebSocket } else { StreamKind::Http }),
+                end,
+            },
             FrameSpec::Response { id: i, status, end } => {
                 Frame::Response { id: id(i), head: ResponseHead { status, headers: vec![] }, end }
             }
@@ -249,14 +149,7 @@ impl Side {
 }
 
 fn tight() -> Config {
-    Config {
-        max_frame: 512,
-        max_streams: 4,
-        stream_window: 2048,
-        session_window: 4096,
-        max_header_bytes: 256,
-        ..Config::DEFAULT
-    }
+    Config { max_frame: 512, max_streams: 4, stream_window: 2048, session_window: 4096, max_header_bytes: 256, ..Config::DEFAULT }
 }
 
 fuzz_target!(|input: Input| {
@@ -270,12 +163,7 @@ fuzz_target!(|input: Input| {
             ids: Vec::new(),
             inbox: VecDeque::new(),
         },
-        Side {
-            session: Session::server(config(input.tight_server), now),
-            held: HashMap::new(),
-            ids: Vec::new(),
-            inbox: VecDeque::new(),
-        },
+        Side { session: Session::server(config(input.tight_server), now), held: HashMap::new(), ids: Vec::new(), inbox: VecDeque::new() },
     ];
     // Index 0 is the client, 1 the server; `inbox` holds frames sent *to* that side.
     let poll = if input.batched { Session::poll_transmit_batch } else { Session::poll_transmit };
@@ -308,10 +196,7 @@ fuzz_target!(|input: Input| {
                     .into_iter()
                     .take(8)
                     .filter_map(|(n, v)| {
-                        Some((
-                            http::HeaderName::from_bytes(n.as_bytes()).ok()?,
-                            http::HeaderValue::from_bytes(&v).ok()?,
-                        ))
+                        Some((http::HeaderName::from_bytes(n.as_bytes()).ok()?, http::HeaderValue::from_bytes(&v).ok()?))
                     })
                     .collect();
                 if let Ok(id) = sides[at(client)].session.open(head, end) {
@@ -341,10 +226,7 @@ fuzz_target!(|input: Input| {
             Step::Trailers { client, pick } => {
                 let s = &mut sides[at(client)];
                 let id = s.pick(pick);
-                let _ = s.session.send_trailers(
-                    id,
-                    vec![(http::HeaderName::from_static("x-t"), http::HeaderValue::from_static("1"))],
-                );
+                let _ = s.session.send_trailers(id, vec![(http::HeaderName::from_static("x-t"), http::HeaderValue::from_static("1"))]);
             }
             Step::CloseWs { client, pick, code, reason } => {
                 let s = &mut sides[at(client)];
