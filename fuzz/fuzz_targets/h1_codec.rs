@@ -10,6 +10,8 @@
 //! `Host::parse` has a normal form that parses, is already normal and names the same
 //! host; a response head checked as a list (`forwardable_response_list`, which the
 //! server's HTTP/1 path writes from) gives what the `HeaderMap` check gives, in its order.
+//! A response head read with a connection's field cache (`parse_response_cached`), cold
+//! and warm from other heads, reads as without it.
 
 #![no_main]
 
@@ -18,8 +20,8 @@ use libfuzzer_sys::fuzz_target;
 use localtunnels_core::{ResponseHead, StreamKind};
 use localtunnels_driver::h1::chunked::{write_chunk, write_last_chunk};
 use localtunnels_driver::h1::{
-    parse_request, parse_response, request_framing, response_framing, BodyDecoder, ChunkError, ChunkLimits,
-    ChunkedDecoder, Decoded, HeadLimits,
+    parse_request, parse_response, parse_response_cached, request_framing, response_framing, BodyDecoder, ChunkError,
+    ChunkLimits, ChunkedDecoder, Decoded, FieldCache, HeadError, HeadLimits, ParsedResponse,
 };
 use localtunnels_driver::http::{forwardable_response, forwardable_response_list, header_list};
 use localtunnels_server::host::Host;
@@ -73,6 +75,33 @@ fn response(buf: &mut BytesMut, limits: &HeadLimits) -> Head {
             let fields = h.headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
             Head::Done(h.status.to_string(), String::new(), fields, buf.len())
         }
+    }
+}
+
+/// What a response parse gave, comparable.
+type Summary = Result<Option<(u16, http::Version, Vec<(String, Vec<u8>)>, usize)>, HeadError>;
+
+fn summary(parsed: Result<Option<ParsedResponse>, HeadError>, left: &BytesMut) -> Summary {
+    parsed.map(|h| {
+        h.map(|h| {
+            let fields = h.headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+            (h.status, h.version, fields, left.len())
+        })
+    })
+}
+
+/// A response head read with a connection's field cache, cold and then warm from the
+/// head before (the input itself, its second half), reads as without the cache.
+fn cached_as_plain(input: &[u8]) {
+    let limits = HeadLimits { max_bytes: 2048, max_headers: 16 };
+    let mut cache = FieldCache::default();
+    let half = &input[input.len() / 2..];
+    for head in [input, input, half, input] {
+        let mut plain = BytesMut::from(head);
+        let plain = summary(parse_response(&mut plain, &limits), &plain);
+        let mut cached = BytesMut::from(head);
+        let cached = summary(parse_response_cached(&mut cached, &limits, &mut cache), &cached);
+        assert_eq!(plain, cached, "a response head read with the field cache differs");
     }
 }
 
@@ -139,6 +168,7 @@ fuzz_target!(|data: &[u8]| {
     let step = usize::from(split % 64) + 1;
     same_in_pieces(input, step, request);
     same_in_pieces(input, step, response);
+    cached_as_plain(input);
 
     let limits = ChunkLimits { max_trailer_bytes: 1024, max_trailers: 8 };
     let whole = chunked(input, input.len().max(1), limits);

@@ -31,7 +31,9 @@ use localtunnels_driver::h1::origin::{
     declared_trailers, drop_overridden_length, is_interim, response_body, response_keeps_alive,
 };
 use localtunnels_driver::h1::{origin::ResponseFramingError, ParsedResponse};
-use localtunnels_driver::h1::{parse_response, BodyDecoder, BodyLength, ChunkError, ChunkLimits, Decoded, HeadError};
+use localtunnels_driver::h1::{
+    parse_response_cached, BodyDecoder, BodyLength, ChunkError, ChunkLimits, Decoded, HeadError,
+};
 use localtunnels_driver::http::header_map;
 use localtunnels_driver::StreamBody;
 use tokio::io::AsyncWrite;
@@ -233,10 +235,17 @@ impl Exchange {
     }
 
     /// Writes what can be written; errors other than the socket's end the exchange.
+    /// Inline: most calls (each poll for the response) find the request sent.
+    #[inline]
     fn poll_send_now(&mut self, cx: &mut Context<'_>) -> Result<(), ExchangeError> {
-        let (Some(conn), false) = (self.conn.as_mut(), self.sending.done || self.sending.failed.is_some()) else {
+        if self.sending.done || self.sending.failed.is_some() || self.conn.is_none() {
             return Ok(());
-        };
+        }
+        self.poll_send_more(cx)
+    }
+
+    fn poll_send_more(&mut self, cx: &mut Context<'_>) -> Result<(), ExchangeError> {
+        let Some(conn) = self.conn.as_mut() else { return Ok(()) };
         match poll_send(conn, &mut self.sending, cx) {
             Poll::Ready(Ok(())) => self.sending.done = true,
             Poll::Ready(Err(ExchangeError::Io(e))) => {
@@ -262,7 +271,7 @@ impl Exchange {
             self.poll_send_now(cx)?;
             let Some(conn) = self.conn.as_mut() else { return Poll::Ready(Err(ExchangeError::Incomplete)) };
             if !conn.read.is_empty() {
-                match parse_response(&mut conn.read, limits)? {
+                match parse_response_cached(&mut conn.read, limits, &mut conn.fields)? {
                     Some(head) if is_interim(head.status) => continue,
                     // hyper refuses a status under 100 as it parses the head.
                     Some(head) if head.status < 100 => return Poll::Ready(Err(HeadError::Status.into())),

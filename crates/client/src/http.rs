@@ -107,55 +107,69 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     }
     let (head, mut body) = res.into_parts();
     let end = body.is_end_stream();
-    // The inspector files a response that is whole already (no body, or one data
-    // piece that came in with the head, as a small body does) in one step, and that
-    // piece goes to the visitor as the last, as the pump would send it. Any other
-    // response gets its head filed now and its body as it passes.
-    let (mut whole, mut first, mut recorder) = (None, None, None);
-    if let Some((i, id)) = record {
-        if end {
-            i.respond_whole(id, status, &head.headers, &[]);
-        } else {
-            // One poll, which never waits (a frame it gives goes to the visitor first).
-            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
-                Poll::Ready(Some(Ok(frame))) if frame.is_data() && body.is_end_stream() => {
-                    let data = frame.into_data().unwrap_or_default();
-                    i.respond_whole(id, status, &head.headers, &data);
-                    whole = Some(data);
-                }
-                polled => {
-                    i.change(id, |s| s.respond(id, status, &head.headers));
-                    recorder = Some(BodyRecorder::response(i, id));
-                    if let Poll::Ready(frame) = polled {
-                        first = Some(Box::new(frame));
-                    }
-                }
+    // One poll of the body, which never waits: a small response's whole body came in
+    // with its head, and then the head, the body and the end go to the visitor in one
+    // step (and to the inspector in one step). Any other frame it gives is handed to
+    // the pump first.
+    let (mut whole, mut first) = (None, None);
+    if !end {
+        match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+            Poll::Ready(Some(Ok(frame))) if frame.is_data() && body.is_end_stream() => {
+                whole = Some(frame.into_data().unwrap_or_default());
             }
+            Poll::Ready(frame) => first = Some(Box::new(frame)),
+            Poll::Pending => {}
         }
     }
-    if let Err(e) = tx.respond(head, end) {
-        let message = format!("response to {method} {path} lost: {e}");
-        failed(&message);
-        return ctx.error(message);
+    // The inspector files a response that is whole already in one step; any other gets
+    // its head filed now (before the visitor sees it) and its body as it passes.
+    let mut recorder = None;
+    if let Some((i, id)) = record {
+        match (&whole, end) {
+            (Some(data), _) => i.respond_whole(id, status, &head.headers, data),
+            (None, true) => i.respond_whole(id, status, &head.headers, &[]),
+            (None, false) => {
+                i.change(id, |s| s.respond(id, status, &head.headers));
+                recorder = Some(BodyRecorder::response(i, id));
+            }
+        }
     }
     let mut bytes = 0;
     if let Some(data) = whole {
         bytes = data.len() as u64;
-        if let Err(e) = tx.send_last(data).await {
-            ctx.error(format!("{method} {path}: response body cut: {e}"));
-        }
-    } else if !end {
-        // By reference: the body stays where it is instead of moving into the pump.
-        let pumped = if report || debug || recorder.is_some() {
-            let mut observed = ObservedBody { inner: body, count: 0, recorder, first };
-            let pumped = pump_body(&mut observed, &tx).await;
-            bytes = observed.count;
-            pumped
-        } else {
-            pump_body(&mut body, &tx).await
+        let taken = match tx.respond_whole(head, &data) {
+            Ok(taken) => taken,
+            Err(e) => {
+                let message = format!("response to {method} {path} lost: {e}");
+                failed(&message);
+                return ctx.error(message);
+            }
         };
-        if let Err(e) = pumped {
-            ctx.error(format!("{method} {path}: response body cut: {e}"));
+        // What the window did not take yet follows as it opens.
+        if taken < data.len() {
+            if let Err(e) = tx.send_last(data.slice(taken..)).await {
+                ctx.error(format!("{method} {path}: response body cut: {e}"));
+            }
+        }
+    } else {
+        if let Err(e) = tx.respond(head, end) {
+            let message = format!("response to {method} {path} lost: {e}");
+            failed(&message);
+            return ctx.error(message);
+        }
+        if !end {
+            // By reference: the body stays where it is instead of moving into the pump.
+            let pumped = if report || debug || recorder.is_some() || first.is_some() {
+                let mut observed = ObservedBody { inner: body, count: 0, recorder, first };
+                let pumped = pump_body(&mut observed, &tx).await;
+                bytes = observed.count;
+                pumped
+            } else {
+                pump_body(&mut body, &tx).await
+            };
+            if let Err(e) = pumped {
+                ctx.error(format!("{method} {path}: response body cut: {e}"));
+            }
         }
     }
     if debug {
@@ -245,8 +259,8 @@ struct ObservedBody<B: hyper::body::Body> {
     inner: B,
     count: u64,
     recorder: Option<BodyRecorder>,
-    /// What the inspector's first poll of the body gave, handed on first (boxed: a
-    /// response that is not whole at its head is the rare, large one).
+    /// What the first poll of the body gave, handed on first (boxed: a response that
+    /// is not whole at its head is the rare, large one).
     first: Option<Box<Polled<B::Error>>>,
 }
 

@@ -14,7 +14,7 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use localtunnels_driver::h1::HeadLimits;
+use localtunnels_driver::h1::{FieldCache, HeadLimits};
 use tokio::io::AsyncReadExt;
 
 use crate::origin::{ConnectFuture, OriginStream};
@@ -72,12 +72,25 @@ pub(crate) struct OriginConn {
     /// wake the task when the answer comes, so the exchange's first read (in the same
     /// poll, right after the request is written) can be skipped.
     pub(crate) read_armed: bool,
+    /// The field names of the last response head, for the next one.
+    pub(crate) fields: FieldCache,
 }
 
 impl OriginConn {
     fn new(io: OriginStream, max_read: usize) -> Self {
         let (read, encode, queue) = (BytesMut::new(), BytesMut::new(), VecDeque::new());
-        OriginConn { io, read, read_size: FIRST_READ, max_read, encode, queue, reused: false, read_armed: false }
+        let fields = FieldCache::default();
+        OriginConn {
+            io,
+            read,
+            read_size: FIRST_READ,
+            max_read,
+            encode,
+            queue,
+            reused: false,
+            read_armed: false,
+            fields,
+        }
     }
 
     /// Reads what the socket has into `read`; `Ok(0)` at the end of the origin's input.

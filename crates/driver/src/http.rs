@@ -70,11 +70,74 @@ pub fn retain_end_to_end(headers: &mut Vec<Header>, kind: StreamKind) {
         // the lists (~0.18k instructions per response on the client).
         return;
     }
+    if let Some(drop) = hop_by_hop_fields(headers, kind) {
+        if drop != 0 {
+            let mut i = 0;
+            headers.retain(|_| {
+                i += 1;
+                drop & (1 << (i - 1)) == 0
+            });
+        }
+        return;
+    }
     let named = match has_connection {
         true => tokens_of(headers.iter().filter(|(n, _)| n == http::header::CONNECTION).map(|(_, v)| v)),
         false => Vec::new(),
     };
     headers.retain(|(name, _)| !is_hop_by_hop(name.as_str(), &named, kind));
+}
+
+/// Which fields of `headers` are hop-by-hop (as [`is_hop_by_hop`] says, with the
+/// options its `Connection` values name), one bit per field; `None` for a list this
+/// does not take (over 64 fields, or over [`OPTIONS`] options named).
+/// The options are read off the values' bytes, in place, where `tokens_of` lowercases
+/// each into a `String` of its own: ~1k instructions per response for nginx's
+/// `Connection: keep-alive` (docs/BENCHMARKS.md, thirteenth round).
+fn hop_by_hop_fields(headers: &[Header], kind: StreamKind) -> Option<u64> {
+    if headers.len() > 64 {
+        return None;
+    }
+    // The options `tokens_of` reads: of the `Connection` values that are visible ASCII
+    // (`to_str` takes them), each comma-separated part, trimmed, if not empty.
+    let mut options: [&[u8]; OPTIONS] = [&[]; OPTIONS];
+    let mut count = 0;
+    for (_, value) in headers.iter().filter(|(n, _)| n == http::header::CONNECTION) {
+        let Ok(text) = value.to_str() else { continue };
+        for option in text.as_bytes().split(|b| *b == b',').map(<[u8]>::trim_ascii).filter(|o| !o.is_empty()) {
+            *options.get_mut(count)? = option;
+            count += 1;
+        }
+    }
+    let options = &options[..count];
+    let mut drop = 0u64;
+    for (i, (name, _)) in headers.iter().enumerate() {
+        let name = name.as_str();
+        let named = || options.iter().any(|o| o.len() == name.len() && o.eq_ignore_ascii_case(name.as_bytes()));
+        let hop = is_listed_hop_by_hop(name)
+            || (named() && !NOT_CONNECTION_OPTIONS.contains(&name))
+            || (kind == StreamKind::WebSocket && WS_HANDSHAKE.contains(&name));
+        drop |= u64::from(hop) << i;
+    }
+    Some(drop)
+}
+
+/// Most `Connection` options [`hop_by_hop_fields`] reads (a head with more takes the
+/// general way).
+const OPTIONS: usize = 8;
+
+/// `HOP_BY_HOP.contains(&name)`, by length first: most names are ruled out by one
+/// comparison, where the list's loop cost ~55 instructions a field.
+fn is_listed_hop_by_hop(name: &str) -> bool {
+    match name.len() {
+        2 => name == "te",
+        7 => name == "upgrade",
+        10 => name == "connection" || name == "keep-alive",
+        16 => name == "proxy-connection",
+        17 => name == "transfer-encoding",
+        18 => name == "proxy-authenticate",
+        19 => name == "proxy-authorization",
+        _ => false,
+    }
 }
 
 /// `Keep-Alive` and `Proxy-Connection` (outside `http`'s standard names).
@@ -391,6 +454,63 @@ mod tests {
                     HOP_BY_HOP.contains(hop) || (kind == StreamKind::WebSocket && WS_HANDSHAKE.contains(hop));
                 assert_eq!(via_list.len(), if hop_by_hop { 2 } else { 3 }, "{hop} ({kind:?})");
             }
+        }
+    }
+
+    /// Lists with `Connection` fields (the way without allocations, and its fallbacks)
+    /// lose exactly what a map loses.
+    #[test]
+    fn a_list_with_connection_options_loses_what_a_map_loses() {
+        let h = |n: &str, v: &[u8]| (n.parse::<http::HeaderName>().unwrap(), HeaderValue::from_bytes(v).unwrap());
+        let connections: [&[&[u8]]; 11] = [
+            &[b"keep-alive"],
+            &[b"close"],
+            &[b"Close, X-P"],
+            &[b" x-p ,\tKeep-Alive,,"],
+            &[b"host, x-p"],
+            &[b"x-p, \xc3\xa9"],
+            &[b"x-q", b"x-p"],
+            &[b"upgrade", b"x-q", b"te", b"x-r", b"x-p"],
+            &[b"sec-websocket-key"],
+            &[b""],
+            &[b"a, b, c, d", b"e, f, g, h, x-p"],
+        ];
+        for kind in [StreamKind::Http, StreamKind::WebSocket] {
+            for values in connections {
+                for extra in [0, 70] {
+                    let mut list: Vec<Header> = values.iter().map(|v| h("connection", v)).collect();
+                    list.extend([
+                        h("host", b"a"),
+                        h("x-p", b"1"),
+                        h("x-q", b"2"),
+                        h("close", b"3"),
+                        h("keep-alive", b"4"),
+                        h("sec-websocket-key", b"5"),
+                        h("upgrade", b"6"),
+                    ]);
+                    list.extend((0..extra).map(|i| h(&format!("x-many-{i}"), b"7")));
+                    let mut via_list = list.clone();
+                    retain_end_to_end(&mut via_list, kind);
+                    let via_map = end_to_end_headers(&header_map(&list), kind);
+                    let sorted = |l: &[Header]| {
+                        let mut l: Vec<_> = l.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+                        l.sort();
+                        l
+                    };
+                    assert_eq!(sorted(&via_list), sorted(&via_map), "{values:?} ({kind:?}, {extra} more)");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_listed_hop_by_hop_names_are_the_list() {
+        for name in HOP_BY_HOP {
+            assert!(is_listed_hop_by_hop(name), "{name}");
+        }
+        for name in ["t", "tf", "upgrades", "connections", "keep-alives", "content-length", "proxy-connectiom", "", "x"]
+        {
+            assert!(!is_listed_hop_by_hop(name), "{name}");
         }
     }
 

@@ -265,6 +265,24 @@ impl StreamSender {
         Ok(())
     }
 
+    /// Sends the response head and, in the same step, as much of the whole body as the
+    /// window takes, ending this side when it took all of it (the usual small
+    /// response: one lock and one dispatch where [`Self::respond`] then
+    /// [`Self::send_last`] took two). Returns how many body bytes were taken: the rest
+    /// goes with [`Self::send_last`]. An error is the one `respond` or `send_last`
+    /// would have returned.
+    pub fn respond_whole(&self, head: ResponseHead, data: &Bytes) -> Result<usize, StreamError> {
+        let len = data.len();
+        self.command(|s| {
+            s.respond(self.id, head, false)?;
+            let n = if len == 0 { 0 } else { s.send_data(self.id, data.clone())? };
+            if n == len {
+                s.finish(self.id)?;
+            }
+            Ok(n)
+        })
+    }
+
     /// Sends a whole WebSocket message, waiting for credit as needed.
     ///
     /// The sending future itself, not an `async fn` around it: the wrapper's own state

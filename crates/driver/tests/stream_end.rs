@@ -1,6 +1,7 @@
-//! A stream's last bytes and its end (`StreamSender::send_last`) between two real
-//! `Connection`s over an in-memory socket: whether the window takes the bytes at once
-//! or only in parts, the peer gets every byte and then the end, once.
+//! A stream's last bytes and its end (`StreamSender::send_last`, and with the head in
+//! one step, `StreamSender::respond_whole`) between two real `Connection`s over an
+//! in-memory socket: whether the window takes the bytes at once or only in parts, the
+//! peer gets the head, every byte and then the end, once.
 
 use bytes::Bytes;
 use localtunnels_core::{Config, RequestHead, ResponseHead, StreamKind};
@@ -15,9 +16,18 @@ async fn pair(stream_window: u32) -> (Connection, Connection, ConnEvents) {
     conn_pair::pair_over(config, a, b).await
 }
 
-/// The server opens a request; the client answers with `body` through `send_last`.
+/// How the client answers.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// `respond`, then `send_last`.
+    HeadThenLast,
+    /// `respond_whole`, then `send_last` for what the window did not take.
+    Whole,
+}
+
+/// The server opens a request; the client answers with `body` as `answer` says.
 /// Returns what the server read: the status, the body, and how many events said `end`.
-async fn exchange(stream_window: u32, body: Bytes) -> (u16, Vec<u8>, usize) {
+async fn exchange(stream_window: u32, body: Bytes, answer: Answer) -> (u16, Vec<u8>, usize) {
     let (server, _client, mut client_events) = pair(stream_window).await;
     let head = RequestHead { kind: StreamKind::Http, method: "GET".into(), target: "/".into(), headers: vec![] };
     let (_tx, rx) = server.open(head, true).expect("open").split();
@@ -25,8 +35,25 @@ async fn exchange(stream_window: u32, body: Bytes) -> (u16, Vec<u8>, usize) {
         panic!("the client got no stream");
     };
     let (tx, _client_rx) = stream.split();
-    tx.respond(ResponseHead { status: 200, headers: vec![] }, false).expect("respond");
-    let sender = tokio::spawn(async move { tx.send_last(body).await });
+    let head = ResponseHead { status: 200, headers: vec![] };
+    let rest = match answer {
+        Answer::HeadThenLast => {
+            tx.respond(head, false).expect("respond");
+            body
+        }
+        Answer::Whole => {
+            let taken = tx.respond_whole(head, &body).expect("respond_whole");
+            assert!(taken <= stream_window as usize, "{taken} bytes taken past the window");
+            body.slice(taken..)
+        }
+    };
+    let sender = tokio::spawn(async move {
+        match (answer, rest.is_empty()) {
+            // All of it went with the head, and the end too.
+            (Answer::Whole, true) => Ok(()),
+            _ => tx.send_last(rest).await,
+        }
+    });
     // A lost end would leave the reader waiting: a bounded wait makes that a failure.
     let read = tokio::time::timeout(std::time::Duration::from_secs(10), read_response(rx))
         .await
@@ -58,30 +85,38 @@ async fn read_response(mut rx: StreamReceiver) -> (u16, Vec<u8>, usize) {
     (status, body, ends)
 }
 
+const BOTH: [Answer; 2] = [Answer::HeadThenLast, Answer::Whole];
+
 #[tokio::test]
 async fn a_last_chunk_within_the_window_arrives_whole_and_ended() {
     let body: Bytes = (0..4000u32).map(|i| i as u8).collect::<Vec<u8>>().into();
-    let (status, read, ends) = exchange(256 * 1024, body.clone()).await;
-    assert_eq!(status, 200);
-    assert_eq!(read, body);
-    assert_eq!(ends, 1);
+    for answer in BOTH {
+        let (status, read, ends) = exchange(256 * 1024, body.clone(), answer).await;
+        assert_eq!(status, 200);
+        assert_eq!(read, body);
+        assert_eq!(ends, 1);
+    }
 }
 
 #[tokio::test]
 async fn a_last_chunk_larger_than_the_window_arrives_whole_and_ended() {
     // Six windows' worth: the first step takes one window, the rest waits for credit.
     let body: Bytes = (0..6 * 16 * 1024u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
-    let (status, read, ends) = exchange(16 * 1024, body.clone()).await;
-    assert_eq!(status, 200);
-    assert_eq!(read.len(), body.len());
-    assert_eq!(read, body);
-    assert_eq!(ends, 1);
+    for answer in BOTH {
+        let (status, read, ends) = exchange(16 * 1024, body.clone(), answer).await;
+        assert_eq!(status, 200);
+        assert_eq!(read.len(), body.len());
+        assert_eq!(read, body);
+        assert_eq!(ends, 1);
+    }
 }
 
 #[tokio::test]
 async fn an_empty_last_chunk_just_ends() {
-    let (status, read, ends) = exchange(256 * 1024, Bytes::new()).await;
-    assert_eq!(status, 200);
-    assert!(read.is_empty());
-    assert_eq!(ends, 1);
+    for answer in BOTH {
+        let (status, read, ends) = exchange(256 * 1024, Bytes::new(), answer).await;
+        assert_eq!(status, 200);
+        assert!(read.is_empty());
+        assert_eq!(ends, 1);
+    }
 }

@@ -14,6 +14,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Method, Uri, Version};
 use localtunnels_core::Header;
 
+use super::field_cache::{FieldCache, FieldRange};
+
 /// Most header fields in one head (hyper's default too).
 pub const MAX_HEADERS: usize = 100;
 
@@ -144,12 +146,30 @@ pub fn parse_request(buf: &mut BytesMut, limits: &HeadLimits) -> Result<Option<P
     let ranges = field_ranges(buf, req.headers);
     let raw = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(raw.slice(path_range)).map_err(|_| HeadError::Target)?;
-    let headers = fields(&raw, &ranges)?;
+    let headers = fields(&raw, &ranges, None)?;
     Ok(Some(ParsedRequest { method, uri, version, headers, raw }))
 }
 
 /// Reads a response head off the front of `buf`, as [`parse_request`] does.
 pub fn parse_response(buf: &mut BytesMut, limits: &HeadLimits) -> Result<Option<ParsedResponse>, HeadError> {
+    parse_response_with(buf, limits, None)
+}
+
+/// [`parse_response`] for a connection that keeps a [`FieldCache`]: the same head,
+/// with the names the last head had at the same places cloned instead of built.
+pub fn parse_response_cached(
+    buf: &mut BytesMut,
+    limits: &HeadLimits,
+    cache: &mut FieldCache,
+) -> Result<Option<ParsedResponse>, HeadError> {
+    parse_response_with(buf, limits, Some(cache))
+}
+
+fn parse_response_with(
+    buf: &mut BytesMut,
+    limits: &HeadLimits,
+    mut cache: Option<&mut FieldCache>,
+) -> Result<Option<ParsedResponse>, HeadError> {
     let mut slots = slots();
     let max = limits.max_headers.min(MAX_HEADERS);
     let mut res = httparse::Response::new(&mut []);
@@ -161,10 +181,16 @@ pub fn parse_response(buf: &mut BytesMut, limits: &HeadLimits) -> Result<Option<
         return Err(HeadError::Header);
     };
     let version = if minor == 1 { Version::HTTP_11 } else { Version::HTTP_10 };
-    let ranges = field_ranges(buf, res.headers);
+    // The cache's list keeps its allocation from one head to the next.
+    let mut ranges = cache.as_deref_mut().map(|c| std::mem::take(&mut c.ranges)).unwrap_or_default();
+    ranges.extend(res.headers.iter().map(|h| field_range(buf, h)));
     let raw = buf.split_to(len).freeze();
-    let headers = fields(&raw, &ranges)?;
-    Ok(Some(ParsedResponse { status, version, headers }))
+    let headers = fields(&raw, &ranges, cache.as_deref_mut());
+    if let Some(c) = cache {
+        ranges.clear();
+        c.ranges = ranges;
+    }
+    Ok(Some(ParsedResponse { status, version, headers: headers? }))
 }
 
 /// The part of `buf` a head may take: what lies past the limit is never parsed, so a
@@ -192,21 +218,27 @@ fn offset_in(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
     start..start + part.len()
 }
 
-type FieldRange = (std::ops::Range<usize>, std::ops::Range<usize>);
-
 /// Each field's name and value as ranges of the buffer, so that the buffer can be
 /// frozen and the values shared rather than copied.
 fn field_ranges(buf: &[u8], headers: &[httparse::Header<'_>]) -> Vec<FieldRange> {
-    headers.iter().map(|h| (offset_in(buf, h.name.as_bytes()), offset_in(buf, h.value))).collect()
+    headers.iter().map(|h| field_range(buf, h)).collect()
+}
+
+fn field_range(buf: &[u8], h: &httparse::Header<'_>) -> FieldRange {
+    (offset_in(buf, h.name.as_bytes()), offset_in(buf, h.value))
 }
 
 /// Room left in a parsed head's field list for the fields a proxy adds (`Host`, the
 /// three `X-Forwarded-*`), so that adding them does not move the list.
 const ADDED_FIELDS: usize = 4;
 
-fn fields(raw: &Bytes, ranges: &[FieldRange]) -> Result<Vec<Header>, HeadError> {
+fn fields(raw: &Bytes, ranges: &[FieldRange], mut cache: Option<&mut FieldCache>) -> Result<Vec<Header>, HeadError> {
     let mut headers = Vec::with_capacity(ranges.len() + ADDED_FIELDS);
-    for (name, value) in ranges {
+    for (i, (name, value)) in ranges.iter().enumerate() {
+        if let Some(c) = cache.as_deref_mut() {
+            headers.push(c.field(i, raw, name.clone(), value.clone())?);
+            continue;
+        }
         let name = HeaderName::from_bytes(&raw[name.clone()]).map_err(|_| HeadError::Header)?;
         let value = HeaderValue::from_maybe_shared(raw.slice(value.clone())).map_err(|_| HeadError::Header)?;
         headers.push((name, value));
@@ -357,6 +389,27 @@ mod tests {
         assert_eq!(&buf[..], b"abc");
         let mut bad = BytesMut::from("HTTP/1.1 2x0 OK\r\n\r\n");
         assert_eq!(parse_response(&mut bad, &HeadLimits::default()).unwrap_err(), HeadError::Status);
+    }
+
+    #[test]
+    fn a_cached_parse_reads_every_head_as_the_plain_one() {
+        let heads = [
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nDate: x\r\n\r\nabc",
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nDate: y\r\n\r\nabc",
+            "HTTP/1.1 404 Not Found\r\nX-Other: 1\r\ncontent-length: 0\r\nDATE: z\r\nX-More: 2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nBad Name: 1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+        ];
+        let mut cache = FieldCache::default();
+        for head in heads {
+            let limits = HeadLimits::default();
+            let (mut a, mut b) = (BytesMut::from(head), BytesMut::from(head));
+            let plain = parse_response(&mut a, &limits).map(|h| h.map(|h| (h.status, h.version, h.headers)));
+            let cached =
+                parse_response_cached(&mut b, &limits, &mut cache).map(|h| h.map(|h| (h.status, h.version, h.headers)));
+            assert_eq!(plain, cached, "{head:?}");
+            assert_eq!(a, b);
+        }
     }
 
     #[test]

@@ -14,10 +14,14 @@
 //! input is an error value, never a panic.
 
 pub mod chunked;
+pub mod field_cache;
 pub mod framing;
 pub mod head;
 pub mod origin;
 
 pub use chunked::{ChunkError, ChunkLimits, ChunkedDecoder, Decoded};
+pub use field_cache::FieldCache;
 pub use framing::{request_framing, response_framing, BodyDecoder, BodyLength, FramingError, RequestFraming};
-pub use head::{parse_request, parse_response, HeadError, HeadLimits, ParsedRequest, ParsedResponse};
+pub use head::{
+    parse_request, parse_response, parse_response_cached, HeadError, HeadLimits, ParsedRequest, ParsedResponse,
+};

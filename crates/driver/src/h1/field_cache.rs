@@ -1,0 +1,204 @@
+//! What one connection's message heads leave for the next: the fields of the last
+//! head, by position, and the parser's scratch list.
+//!
+//! An origin answers every request with the same fields in the same order, most with
+//! the same values (a framework's `content-length`, `date`, `content-type`; nginx's
+//! `Server`, `Date`, `Content-Type`, `Content-Length`, `Last-Modified`, `Connection`,
+//! `ETag`, `Accept-Ranges`). Building a `HeaderName` from a field's bytes looks the
+//! name up among the standard ones after lowering its case (~110 instructions a field,
+//! measured with `bench/callgrind`: docs/BENCHMARKS.md, thirteenth round), and a
+//! `HeaderValue` checks every byte (~3 a byte). A name or a value whose bytes are
+//! exactly those found at the same place in the last head is the same name or value,
+//! and is cloned instead (a value remembered as a copy of its own: the read buffer it
+//! came in is not kept). Anything else is built as before and remembered. So a head
+//! gives the same fields with or without the cache.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use http::header::InvalidHeaderName;
+use http::{HeaderName, HeaderValue};
+use localtunnels_core::Header;
+
+use super::head::HeadError;
+
+/// Positions remembered: the fields past these are built each time (a bound on the
+/// memory an idle connection keeps).
+const POSITIONS: usize = 32;
+
+/// Longest name remembered (longer ones are built each time).
+const NAME_BYTES: usize = 32;
+
+/// Longest value remembered.
+const VALUE_BYTES: usize = 64;
+
+/// A value that changed this many times in a row (a request id, say) is remembered
+/// again only at every [`RETRY_EVERY`]th change, not copied for nothing each time.
+const CHANGES: u8 = 2;
+const RETRY_EVERY: u8 = 32;
+
+/// A field's range of bytes in a head: its name's and its value's.
+pub(crate) type FieldRange = (std::ops::Range<usize>, std::ops::Range<usize>);
+
+/// The field names one connection's last head carried, and a list to parse into.
+#[derive(Debug, Default)]
+pub struct FieldCache {
+    names: Vec<Remembered>,
+    values: Vec<RememberedValue>,
+    /// The parser's list of field ranges, kept with its allocation.
+    pub(crate) ranges: Vec<FieldRange>,
+}
+
+/// A name's bytes as they came (case and all) and the name they made.
+#[derive(Debug)]
+struct Remembered {
+    bytes: [u8; NAME_BYTES],
+    len: usize,
+    name: HeaderName,
+}
+
+/// A value as a copy of its own, and how many times in a row it changed.
+#[derive(Debug)]
+struct RememberedValue {
+    value: Option<HeaderValue>,
+    changes: u8,
+}
+
+impl FieldCache {
+    /// The field at `position` of a head, its name's and value's bytes at `name` and
+    /// `value` in `raw`.
+    pub(crate) fn field(
+        &mut self,
+        position: usize,
+        raw: &Bytes,
+        name: Range<usize>,
+        value: Range<usize>,
+    ) -> Result<Header, HeadError> {
+        let name = self.name(position, &raw[name]).map_err(|_| HeadError::Header)?;
+        let bytes = &raw[value.clone()];
+        if let Some(RememberedValue { value: Some(v), changes }) = self.values.get_mut(position) {
+            if v.as_bytes() == bytes {
+                *changes = 0;
+                return Ok((name, v.clone()));
+            }
+        }
+        let made = HeaderValue::from_maybe_shared(raw.slice(value)).map_err(|_| HeadError::Header)?;
+        if position < POSITIONS && bytes.len() <= VALUE_BYTES {
+            let remembered = self.values.len();
+            match self.values.get_mut(position) {
+                Some(r) => {
+                    r.changes = r.changes.saturating_add(1);
+                    if r.changes <= CHANGES || r.changes % RETRY_EVERY == 0 {
+                        r.value = HeaderValue::from_bytes(bytes).ok();
+                    }
+                }
+                None if position == remembered => {
+                    self.values.push(RememberedValue { value: HeaderValue::from_bytes(bytes).ok(), changes: 0 })
+                }
+                None => {}
+            }
+        }
+        Ok((name, made))
+    }
+
+    /// The name made of `bytes`, the field at `position` of a head: the one
+    /// remembered there when its bytes are the same, else a new one (then remembered).
+    pub(crate) fn name(&mut self, position: usize, bytes: &[u8]) -> Result<HeaderName, InvalidHeaderName> {
+        if let Some(r) = self.names.get(position) {
+            if r.bytes.get(..r.len) == Some(bytes) {
+                return Ok(r.name.clone());
+            }
+        }
+        let name = HeaderName::from_bytes(bytes)?;
+        if position < POSITIONS && position <= self.names.len() {
+            // Too long to remember: a length no field can match (a name is not empty).
+            let mut r = Remembered { bytes: [0; NAME_BYTES], len: 0, name: name.clone() };
+            if let Some(dst) = r.bytes.get_mut(..bytes.len()) {
+                dst.copy_from_slice(bytes);
+                r.len = bytes.len();
+            }
+            match self.names.get_mut(position) {
+                Some(slot) => *slot = r,
+                None => self.names.push(r),
+            }
+        }
+        Ok(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_the_one_its_bytes_make_whatever_was_remembered() {
+        let mut cache = FieldCache::default();
+        let long = "x-".repeat(NAME_BYTES);
+        let heads: [&[&str]; 4] = [
+            &["Content-Length", "Date", "X-Custom"],
+            &["Content-Length", "Date", "X-Custom"],
+            &["content-length", "X-Custom", "date", &long, "etag"],
+            &["Content-Length", "x-custom", "DATE", &long, "ETag"],
+        ];
+        for head in heads {
+            for (i, raw) in head.iter().enumerate() {
+                let made = HeaderName::from_bytes(raw.as_bytes()).unwrap();
+                assert_eq!(cache.name(i, raw.as_bytes()).unwrap(), made, "{raw} at {i}");
+            }
+        }
+        assert!(cache.name(0, b"bad name").is_err());
+        // The bad name was not remembered: the same position still knows its last one.
+        assert_eq!(cache.name(0, b"Content-Length").unwrap(), http::header::CONTENT_LENGTH);
+    }
+
+    #[test]
+    fn a_field_is_the_one_its_bytes_make_whatever_was_remembered() {
+        let mut cache = FieldCache::default();
+        let long = "v".repeat(VALUE_BYTES + 1);
+        let heads: Vec<Vec<(&str, String)>> = vec![
+            vec![("Date", "one".into()), ("X-Id", "1".into()), ("X-Long", long.clone())],
+            vec![("Date", "one".into()), ("X-Id", "2".into()), ("X-Long", long.clone())],
+            vec![("Date", "two".into()), ("X-Id", "3".into()), ("X-Long", long.clone())],
+            vec![("X-Id", "two".into()), ("Date", "4".into()), ("X-Long", "short".into()), ("X-New", "x".into())],
+            vec![("Date", "one".into()), ("X-Id", "4".into()), ("X-Long", "bad\u{7f}".into())],
+        ];
+        for head in heads {
+            let raw: Vec<u8> = head.iter().flat_map(|(n, v)| [n.as_bytes(), v.as_bytes()].concat()).collect();
+            let raw = Bytes::from(raw);
+            let mut at = 0;
+            for (i, (n, v)) in head.iter().enumerate() {
+                let name = at..at + n.len();
+                let value = name.end..name.end + v.len();
+                at = value.end;
+                let expected = HeaderValue::from_bytes(v.as_bytes())
+                    .map(|value| (HeaderName::from_bytes(n.as_bytes()).unwrap(), value))
+                    .map_err(|_| HeadError::Header);
+                assert_eq!(cache.field(i, &raw, name, value), expected, "{n}: {v:?} at {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_value_that_keeps_changing_is_copied_now_and_then() {
+        let mut cache = FieldCache::default();
+        let mut copies = 0;
+        for i in 0..200u32 {
+            let raw = Bytes::from(format!("x-id{i}"));
+            let before = cache.values.first().and_then(|r| r.value.clone());
+            let field = cache.field(0, &raw, 0..4, 4..raw.len()).unwrap();
+            assert_eq!(field.1.as_bytes(), &raw[4..]);
+            let after = cache.values.first().and_then(|r| r.value.clone());
+            copies += usize::from(before != after);
+        }
+        assert!(copies < 20, "{copies} copies of a value that never repeated");
+    }
+
+    #[test]
+    fn only_the_first_positions_are_remembered() {
+        let mut cache = FieldCache::default();
+        for i in 0..POSITIONS + 8 {
+            assert_eq!(cache.name(i, b"x-a").unwrap().as_str(), "x-a");
+        }
+        assert_eq!(cache.names.len(), POSITIONS);
+    }
+}
