@@ -90,6 +90,11 @@ impl Session {
     }
 
     fn handle_frame(&mut self, now: Instant, frame: Frame) -> Result<(), ProtocolError> {
+        // The usual frame, taken before the match below: moving the frame into its
+        // tuple cost ~30 instructions a frame.
+        if self.state == State::Established && !matches!(frame, Frame::Close { .. }) {
+            return self.on_established_frame(now, frame);
+        }
         match (self.state, frame) {
             (_, Frame::Close { code, message }) => {
                 self.state = State::Closed;
