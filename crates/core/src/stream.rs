@@ -61,6 +61,11 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
+    /// Both sides are done and nothing is left to send: the session drops it.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.send_done && self.recv_done && self.queue.is_empty()
+    }
+
     pub(crate) fn new(kind: StreamKind, local: bool, send_window: u32, recv_window: u32) -> Self {
         Stream {
             kind,

@@ -8,6 +8,11 @@
 //! socket would be polled on every wake-up of a stream. Here each future has a waker of
 //! its own that queues its key, and wakes the task only when it is not already in its
 //! turn (the turn polls what was queued meanwhile before it ends).
+//!
+//! The socket's reading, woken once per message that arrives, is not queued: its waker's
+//! own flag says it is due, and the queue's lock is taken only when a flag says a stream
+//! future was queued (each lock and unlock is ~25 instructions, and a turn that only
+//! reads took it four times; docs/BENCHMARKS.md, thirteenth round).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,8 +34,11 @@ const PASSES: usize = 4;
 /// What the futures' wakers share with the reader task.
 #[derive(Default)]
 pub(crate) struct Wakeups {
-    /// Keys woken since they were last polled.
+    /// Keys of stream futures woken since they were last polled (never [`READ`]: its
+    /// waker's own flag says it is due).
     ready: Mutex<Vec<usize>>,
+    /// `ready` may not be empty: set after a push, cleared before a take.
+    queued: AtomicBool,
     /// The reader task's own waker.
     task: AtomicWaker,
     /// The reader task is in its turn: it polls the queue again before the turn ends,
@@ -40,20 +48,28 @@ pub(crate) struct Wakeups {
 
 impl Wakeups {
     fn push(&self, key: usize) {
-        self.ready.lock().unwrap_or_else(|e| e.into_inner()).push(key);
+        if key != READ {
+            self.ready.lock().unwrap_or_else(|e| e.into_inner()).push(key);
+            self.queued.store(true, Ordering::SeqCst);
+        }
+        self.wake_task();
+    }
+
+    /// Wakes the reader task unless it is in its turn (which looks at the queue and the
+    /// reading's flag again before it ends).
+    fn wake_task(&self) {
         if !self.in_turn.load(Ordering::SeqCst) {
             self.task.wake();
         }
     }
 
-    /// Swaps the queue with `keys` (emptied first), which keeps both allocations.
+    /// Swaps the queue with `keys` (emptied first), which keeps both allocations. The
+    /// flag is cleared before the lock is taken: a key pushed after the swap sets it again.
     fn take(&self, keys: &mut Vec<usize>) {
         keys.clear();
-        std::mem::swap(&mut *self.ready.lock().unwrap_or_else(|e| e.into_inner()), keys);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.ready.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+        if self.queued.swap(false, Ordering::SeqCst) {
+            std::mem::swap(&mut *self.ready.lock().unwrap_or_else(|e| e.into_inner()), keys);
+        }
     }
 }
 
@@ -107,7 +123,6 @@ impl Tasks {
         let wakeups = Arc::new(Wakeups::default());
         // The socket is read first.
         let read = Arc::new(KeyWaker { key: READ, queued: AtomicBool::new(true), wakeups: wakeups.clone() });
-        wakeups.ready.lock().unwrap_or_else(|e| e.into_inner()).push(READ);
         let read_waker = Waker::from(read.clone());
         Tasks {
             wakeups,
@@ -164,17 +179,18 @@ impl Tasks {
     ) {
         let mut keys = std::mem::take(&mut self.keys);
         for _ in 0..PASSES {
+            // The reading first, as a queue holding its key would have it first when
+            // the socket's wake-up came before the streams' (the usual order).
+            let reading = self.read.queued.swap(false, Ordering::SeqCst);
             self.wakeups.take(&mut keys);
-            if keys.is_empty() {
+            if !reading && keys.is_empty() {
                 break;
             }
+            if reading {
+                read(&mut Context::from_waker(&self.read_waker));
+            }
             for &key in &keys {
-                if key == READ {
-                    self.read.queued.store(false, Ordering::SeqCst);
-                    read(&mut Context::from_waker(&self.read_waker));
-                } else {
-                    self.poll_stream(key - 1);
-                }
+                self.poll_stream(key - 1);
             }
             let mut new = std::mem::take(&mut self.spawned);
             spawned(&mut new);
@@ -190,7 +206,7 @@ impl Tasks {
     /// last round left), the task wakes itself for another turn.
     pub(crate) fn end(&self) {
         self.wakeups.in_turn.store(false, Ordering::SeqCst);
-        if !self.wakeups.is_empty() {
+        if self.read.queued.load(Ordering::SeqCst) || self.wakeups.queued.load(Ordering::SeqCst) {
             self.wakeups.task.wake();
         }
     }

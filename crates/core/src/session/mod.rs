@@ -294,7 +294,7 @@ impl Session {
 
     /// Drops a stream once both sides are done and nothing is left to send.
     fn reap(&mut self, id: StreamId) {
-        if self.streams.get(&id).is_some_and(|s| s.send_done && s.recv_done && s.queue.is_empty()) {
+        if self.streams.get(&id).is_some_and(Stream::is_finished) {
             self.remove_stream(id);
         }
     }

@@ -32,8 +32,9 @@ fn frames(role: Role, messages: &[&[u8]]) -> Vec<u8> {
 #[test]
 fn mask_matches_the_bytewise_definition() {
     let key = [0x6d, 0xb6, 0xb2, 0x80];
-    for len in 0..40 {
-        let data: Vec<u8> = (0..len as u8).collect();
+    // Lengths around the 8-byte words and the 128-byte blocks, a few blocks long.
+    for len in 0..600 {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
         let mut fast = data.clone();
         apply_mask(&mut fast, key);
         let slow: Vec<u8> = data.iter().enumerate().map(|(i, b)| b ^ key[i % 4]).collect();
