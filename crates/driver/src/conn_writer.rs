@@ -66,6 +66,11 @@ impl Outbox {
             let len = message.len();
             batch += len;
             self.wire.binary_with(len, |out| session.encode_message(message, out, COPY_BELOW));
+            // Mostly one message (a lone OPEN, a batch): asking for another would walk
+            // the session's queues for nothing.
+            if !session.has_transmit() {
+                break;
+            }
         }
     }
 

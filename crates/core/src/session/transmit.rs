@@ -33,6 +33,9 @@ impl Session {
             self.control_bytes -= o.len();
             return Some(o);
         }
+        if self.ring.is_empty() {
+            return None;
+        }
         let payload_limit = Config::payload_limit(self.peer.max_frame);
         let coding = self.field_coding();
         let stream_window = u64::from(self.peer.stream_window);

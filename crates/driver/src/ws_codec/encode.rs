@@ -285,7 +285,14 @@ impl Buf for WsTransmit<'_> {
     fn advance(&mut self, mut cnt: usize) {
         while cnt > 0 {
             let Some(front) = self.queue.front_mut() else {
-                self.copied.advance(cnt.min(self.copied.len()));
+                if cnt >= self.copied.len() {
+                    // All of it went (the usual case): cleared, the buffer keeps its
+                    // whole capacity from its start, where advancing would use it up
+                    // and have the next message's `reserve` reclaim it.
+                    self.copied.clear();
+                } else {
+                    self.copied.advance(cnt);
+                }
                 return;
             };
             if cnt < front.len() {
