@@ -328,3 +328,91 @@ pub(crate) fn check_response_head(head: &ResponseHead) -> Result<(), &'static st
     }
     check_headers(&head.headers)
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::{BufMut, Bytes, BytesMut};
+
+    use super::*;
+    use crate::frame::types::Frame;
+    use crate::ids::kind;
+
+    /// An OPEN for `GET /` whose header block is `block`, as sent.
+    fn open_with(block: &[u8]) -> Bytes {
+        let mut b = BytesMut::new();
+        b.put_u8(kind::OPEN);
+        b.put_u32(1);
+        b.put_u8(0);
+        b.put_slice(b"\0\x03GET\0\x01/");
+        b.put_slice(block);
+        b.freeze()
+    }
+
+    /// Decodes with and without a session's recent values: both must agree.
+    fn decode(block: &[u8], limits: &DecodeLimits) -> Result<Vec<Header>, DecodeError> {
+        let heads = |f: Frame| match f {
+            Frame::Open { head, .. } => head.headers,
+            other => panic!("not an OPEN: {other:?}"),
+        };
+        let plain = Frame::decode(open_with(block), limits).map(heads);
+        let mut recent = RecentValues::default();
+        let kept = Frame::decode_recent(open_with(block), limits, Some(&mut recent)).map(heads);
+        assert_eq!(plain, kept, "{block:?}");
+        plain
+    }
+
+    /// `host: a` by index, `x-forwarded-proto: http` as a whole field, `x-a: b` as text.
+    const BLOCK: &[u8] = b"\0\x03\0\0\x00\0\x01a\0\0\x80\0\x03x-a\0\x01b";
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn a_block_decodes_in_every_form_and_every_cut_is_refused_by_name() {
+        let limits = DecodeLimits::default();
+        let fields = decode(BLOCK, &limits).unwrap();
+        let text: Vec<_> = fields.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+        assert_eq!(text, [("host", &b"a"[..]), ("x-forwarded-proto", b"http"), ("x-a", b"b")]);
+        // Cut within the third field (the count's check of 3 bytes a field passes).
+        let labels =
+            [(11, "header name"), (12, "header name"), (13, "header name"), (16, "header value"), (18, "header value")];
+        for (cut, what) in labels {
+            assert_eq!(decode(&BLOCK[..cut], &limits), Err(DecodeError::Truncated(what)), "cut at {cut}");
+        }
+        // Cut within an indexed name's field.
+        let one = b"\0\x01\0\0\x00\0\x01a";
+        for cut in 5..8 {
+            assert_eq!(decode(&one[..cut], &limits), Err(DecodeError::Truncated("header value")), "cut at {cut}");
+        }
+        let index_cut = b"\0\x02\0\x03x-a\0\x01b\0\0";
+        assert_eq!(decode(index_cut, &limits), Err(DecodeError::Truncated("header index")));
+        // A count the bytes cannot hold is refused before anything is read.
+        assert_eq!(decode(b"\0\x09\0\0\x00", &limits), Err(DecodeError::Truncated("headers")));
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn the_size_limit_counts_the_block_read_so_far() {
+        // The count (2 bytes) and the first field (6 bytes) are within 8; the second
+        // field (3 bytes) takes the block to 11; the whole block is 19.
+        let limits = DecodeLimits { max_header_bytes: 8, ..DecodeLimits::default() };
+        assert_eq!(decode(BLOCK, &limits), Err(DecodeError::HeadersTooLarge { size: 11, limit: 8 }));
+        let limits = DecodeLimits { max_header_bytes: 18, ..DecodeLimits::default() };
+        assert_eq!(decode(BLOCK, &limits), Err(DecodeError::HeadersTooLarge { size: 19, limit: 18 }));
+        let limits = DecodeLimits { max_header_bytes: 19, ..DecodeLimits::default() };
+        assert_eq!(decode(BLOCK, &limits).map(|f| f.len()), Ok(3));
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn what_http_cannot_carry_is_dropped_and_what_the_wire_forbids_refused() {
+        let limits = DecodeLimits::default();
+        // A control byte in a value (by index and as text), a separator in a name: dropped.
+        let dropped = decode(b"\0\x03\0\0\x00\0\x01\x01\0\x03x-a\0\x01\x01\0\x03a(b\0\x01c", &limits).unwrap();
+        assert!(dropped.is_empty(), "{dropped:?}");
+        assert_eq!(decode(b"\0\x01\0\0\x00\0\x01\r", &limits), Err(DecodeError::Invalid("header value")));
+        assert_eq!(decode(b"\0\x01\0\x03x-a\0\x01\n", &limits), Err(DecodeError::Invalid("header value")));
+        assert_eq!(decode(b"\0\x01\0\x02a:\0\x01b", &limits), Err(DecodeError::Invalid("header name")));
+        assert_eq!(decode(b"\0\x01\0\x03a b\0\x01b", &limits), Err(DecodeError::Invalid("header name")));
+        assert_eq!(decode(b"\0\x01\0\0\x7e\0\x01b", &limits), Err(DecodeError::Invalid("header index")));
+        assert_eq!(decode(b"\0\x01\0\0\xff", &limits), Err(DecodeError::Invalid("header index")));
+    }
+}
