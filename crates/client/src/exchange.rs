@@ -26,7 +26,7 @@ use http_body::{Body, Frame, SizeHint};
 use localtunnels_core::Header;
 use localtunnels_driver::h1::chunked::{write_chunk_size, write_last_chunk, CHUNK_END};
 use localtunnels_driver::h1::framing::decimal;
-use localtunnels_driver::h1::head::{write_headers, write_request_line};
+use localtunnels_driver::h1::head::write_request_head;
 use localtunnels_driver::h1::origin::{
     declared_trailers, drop_overridden_length, is_interim, response_body, response_keeps_alive,
 };
@@ -221,15 +221,8 @@ impl Exchange {
             None if has_body => Framing::Chunked(declared_trailers(req.headers)),
             None => Framing::Length(0),
         };
-        let buf = &mut conn.encode;
-        write_request_line(buf, req.method.as_str(), req.target);
-        write_headers(buf, req.headers);
-        if has_body && length.is_none() {
-            buf.extend_from_slice(b"transfer-encoding: chunked\r\n");
-        }
-        buf.extend_from_slice(b"\r\n");
-        let head = buf.split().freeze();
-        conn.queue.push_back(head);
+        let chunked: &[u8] = if has_body && length.is_none() { b"transfer-encoding: chunked\r\n" } else { b"" };
+        write_request_head(conn.head.start(), req.method.as_str(), req.target, req.headers, chunked);
         let sending = Sending { body: has_body.then_some(body), framing, done: false, failed: None };
         Exchange { conn: Some(conn), sending, answered: false }
     }
@@ -309,7 +302,7 @@ const MAX_QUEUED: usize = 16 * 1024;
 fn poll_send(conn: &mut OriginConn, s: &mut Sending, cx: &mut Context<'_>) -> Poll<Result<(), ExchangeError>> {
     loop {
         let mut waiting = false;
-        if let Some(body) = s.body.as_mut().filter(|_| queued(&conn.queue) < MAX_QUEUED) {
+        if let Some(body) = s.body.as_mut().filter(|_| queued(conn) < MAX_QUEUED) {
             match Pin::new(body).poll_frame(cx) {
                 Poll::Ready(frame) => {
                     take_frame(conn, s, frame)?;
@@ -318,18 +311,22 @@ fn poll_send(conn: &mut OriginConn, s: &mut Sending, cx: &mut Context<'_>) -> Po
                 Poll::Pending => waiting = true,
             }
         }
-        while !conn.queue.is_empty() {
+        while !conn.head.unsent().is_empty() || !conn.queue.is_empty() {
             let mut slices = [IoSlice::new(&[]); 8];
-            let n = conn.queue.len().min(slices.len());
-            for (slot, buf) in slices.iter_mut().zip(conn.queue.iter()) {
+            let head = conn.head.unsent();
+            let first = usize::from(!head.is_empty());
+            slices[0] = IoSlice::new(head);
+            let mut n = first;
+            for (slot, buf) in slices[first..].iter_mut().zip(conn.queue.iter()) {
                 *slot = IoSlice::new(buf);
+                n += 1;
             }
             let written =
                 ready!(Pin::new(&mut conn.io).poll_write_vectored(cx, &slices[..n])).map_err(ExchangeError::Io)?;
             if written == 0 {
                 return Poll::Ready(Err(ExchangeError::Io(io::ErrorKind::WriteZero.into())));
             }
-            advance(&mut conn.queue, written);
+            advance(conn, written);
         }
         ready!(Pin::new(&mut conn.io).poll_flush(cx)).map_err(ExchangeError::Io)?;
         if s.body.is_none() {
@@ -341,9 +338,9 @@ fn poll_send(conn: &mut OriginConn, s: &mut Sending, cx: &mut Context<'_>) -> Po
     }
 }
 
-/// Bytes waiting in the write queue.
-fn queued(queue: &std::collections::VecDeque<Bytes>) -> usize {
-    queue.iter().map(Bytes::len).sum()
+/// Bytes waiting to be written: the rest of the head and the queue.
+fn queued(conn: &OriginConn) -> usize {
+    conn.head.unsent().len() + conn.queue.iter().map(Bytes::len).sum::<usize>()
 }
 
 /// Queues what the body gave: a piece of data (framed), its trailers, or its end.
@@ -420,8 +417,11 @@ fn flush_encoded(conn: &mut OriginConn) {
     }
 }
 
-/// Drops `n` written bytes off the front of the queue.
-fn advance(queue: &mut std::collections::VecDeque<Bytes>, mut n: usize) {
+/// Drops `n` written bytes off the front of what is to be written: the head, then the
+/// queue.
+fn advance(conn: &mut OriginConn, n: usize) {
+    let mut n = conn.head.advance(n);
+    let queue = &mut conn.queue;
     while n > 0 {
         let Some(front) = queue.front_mut() else { return };
         if n < front.len() {

@@ -61,10 +61,11 @@ pub(crate) struct OriginConn {
     pub(crate) read: BytesMut,
     read_size: usize,
     max_read: usize,
-    /// Where a request head is encoded (its memory is reused from one exchange to the
-    /// next once the bytes sent from it are dropped).
+    /// The request head being written: it goes first, then `queue`.
+    pub(crate) head: HeadBuf,
+    /// Where body framing (chunk sizes, the last chunk) is encoded.
     pub(crate) encode: BytesMut,
-    /// What is to be written next, in order: the head, then body pieces as they come.
+    /// What is to be written after the head, in order: body pieces as they come.
     pub(crate) queue: VecDeque<Bytes>,
     /// It served an exchange before this one.
     pub(crate) reused: bool,
@@ -85,6 +86,7 @@ impl OriginConn {
             read,
             read_size: FIRST_READ,
             max_read,
+            head: HeadBuf::default(),
             encode,
             queue,
             reused: false,
@@ -106,6 +108,48 @@ impl OriginConn {
             self.read_size = FIRST_READ;
         }
         Poll::Ready(Ok(n))
+    }
+}
+
+/// Largest head buffer a connection keeps for its next request: one that grew past it
+/// (a request with very large fields) is freed once written, not held while idle.
+const MAX_KEPT_HEAD: usize = 16 * 1024;
+
+/// A request head on its way to the origin. Its memory is kept from one exchange to
+/// the next (cleared once the head is written), so a head is written into memory
+/// that is already there, with no buffer split off and reclaimed per request.
+#[derive(Debug, Default)]
+pub(crate) struct HeadBuf {
+    bytes: Vec<u8>,
+    /// How much of `bytes` the socket took.
+    sent: usize,
+}
+
+impl HeadBuf {
+    /// The buffer to write a new head into (emptied first).
+    pub(crate) fn start(&mut self) -> &mut Vec<u8> {
+        self.bytes.clear();
+        self.sent = 0;
+        &mut self.bytes
+    }
+
+    /// What is still to be written.
+    pub(crate) fn unsent(&self) -> &[u8] {
+        self.bytes.get(self.sent..).unwrap_or_default()
+    }
+
+    /// Counts `n` written bytes against the head; returns those that were past it.
+    pub(crate) fn advance(&mut self, n: usize) -> usize {
+        let taken = n.min(self.bytes.len() - self.sent);
+        self.sent += taken;
+        if self.sent == self.bytes.len() {
+            self.bytes.clear();
+            self.sent = 0;
+            if self.bytes.capacity() > MAX_KEPT_HEAD {
+                self.bytes = Vec::new();
+            }
+        }
+        n - taken
     }
 }
 
@@ -162,7 +206,7 @@ impl OriginPool {
 
     /// Takes back a connection whose exchange is complete and which may carry another.
     pub(crate) fn checkin(&self, conn: Box<OriginConn>) {
-        if !conn.read.is_empty() || !conn.queue.is_empty() {
+        if !conn.read.is_empty() || !conn.head.unsent().is_empty() || !conn.queue.is_empty() {
             // Bytes after the response: the origin is not speaking HTTP/1.1 as asked.
             return;
         }
@@ -174,5 +218,26 @@ impl OriginPool {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_is_written_in_parts_and_its_memory_kept_unless_large() {
+        let mut head = HeadBuf::default();
+        head.start().extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(head.advance(4), 0);
+        assert_eq!(head.unsent(), b"/ HTTP/1.1\r\n\r\n");
+        // A write that took the rest of the head and 5 bytes after it.
+        assert_eq!(head.advance(14 + 5), 5);
+        assert!(head.unsent().is_empty());
+        assert!(head.bytes.capacity() >= 18, "kept for the next head");
+        head.start().extend_from_slice(&[b'a'; MAX_KEPT_HEAD + 1]);
+        assert_eq!(head.advance(MAX_KEPT_HEAD + 1), 0);
+        assert_eq!(head.bytes.capacity(), 0, "a large one is freed");
+        assert_eq!(head.advance(3), 3, "nothing to take");
     }
 }

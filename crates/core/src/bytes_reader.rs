@@ -63,38 +63,6 @@ impl Reader {
         Ok(self.buf.split_to(len))
     }
 
-    /// `len:u16` followed by that many bytes, given to `f` both as a `Bytes` of their
-    /// own and as the slice they were cut from: `f` can consume the `Bytes` and still
-    /// look at the bytes (one reference count taken, where a clone to keep would take
-    /// and drop another).
-    pub(crate) fn bytes16_with<T>(
-        &mut self,
-        what: &'static str,
-        f: impl FnOnce(Bytes, &[u8]) -> T,
-    ) -> Result<T, DecodeError> {
-        let len = usize::from(self.u16(what)?);
-        self.need(len, what)?;
-        let t = f(self.buf.slice(..len), &self.buf[..len]);
-        self.buf.advance(len);
-        Ok(t)
-    }
-
-    /// `len:u16` followed by that many bytes, lent to `f` together with the unread rest
-    /// of the frame (which starts with them), so that `f` cuts a `Bytes` of them
-    /// (`rest.slice(..raw.len())`) only if it keeps them: a reference count taken and
-    /// dropped for nothing otherwise.
-    pub(crate) fn with16_rest<T>(
-        &mut self,
-        what: &'static str,
-        f: impl FnOnce(&[u8], &Bytes) -> T,
-    ) -> Result<T, DecodeError> {
-        let len = usize::from(self.u16(what)?);
-        self.need(len, what)?;
-        let t = f(&self.buf[..len], &self.buf);
-        self.buf.advance(len);
-        Ok(t)
-    }
-
     /// `len:u16` followed by that many bytes, lent to `f` rather than split off as a
     /// `Bytes` (which costs a reference count taken and dropped).
     pub(crate) fn with16<T>(&mut self, what: &'static str, f: impl FnOnce(&[u8]) -> T) -> Result<T, DecodeError> {
@@ -119,6 +87,17 @@ impl Reader {
     pub(crate) fn str16(&mut self, what: &'static str) -> Result<String, DecodeError> {
         self.with16(what, |raw| std::str::from_utf8(raw).map(str::to_owned))?
             .map_err(|_| DecodeError::InvalidUtf8(what))
+    }
+
+    /// The unread rest of the frame, for a caller that reads a part of it in place
+    /// and then moves past what it read with [`Reader::skip`].
+    pub(crate) fn unread(&self) -> &Bytes {
+        &self.buf
+    }
+
+    /// Moves past `n` bytes (at most what is left).
+    pub(crate) fn skip(&mut self, n: usize) {
+        self.buf.advance(n.min(self.buf.len()));
     }
 
     /// Everything that is left.

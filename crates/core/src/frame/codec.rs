@@ -290,7 +290,7 @@ impl Frame {
             },
             kind::OPEN => {
                 let f = r.u8("open flags")?;
-                let method = r.str16("method")?;
+                let method = r.with16("method", method_string)?.map_err(|_| DecodeError::InvalidUtf8("method"))?;
                 let target = r.str16("target")?;
                 if !valid_method(&method) {
                     return Err(DecodeError::Invalid("method"));
@@ -346,6 +346,24 @@ impl Frame {
         r.finish("frame")?;
         Ok(frame)
     }
+}
+
+/// An OPEN's method as a `String`: a standard method's made from its known text, with
+/// no UTF-8 check of its bytes (~0.05k instructions a request), any other checked.
+fn method_string(raw: &[u8]) -> Result<String, std::str::Utf8Error> {
+    let known = match raw {
+        b"GET" => "GET",
+        b"POST" => "POST",
+        b"HEAD" => "HEAD",
+        b"PUT" => "PUT",
+        b"DELETE" => "DELETE",
+        b"OPTIONS" => "OPTIONS",
+        b"PATCH" => "PATCH",
+        b"CONNECT" => "CONNECT",
+        b"TRACE" => "TRACE",
+        other => return std::str::from_utf8(other).map(str::to_owned),
+    };
+    Ok(known.to_owned())
 }
 
 /// A frame's type and stream id.
@@ -404,4 +422,32 @@ impl Frame {
 pub(crate) fn put_batch_entry(b: &mut BytesMut, frame: &[u8]) {
     b.put_u32(u32::try_from(frame.len()).unwrap_or(u32::MAX));
     b.put_slice(frame);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::types::{RequestHead, StreamKind};
+
+    fn open(method: &str) -> Frame {
+        let head = RequestHead { kind: StreamKind::Http, method: method.into(), target: "/".into(), headers: vec![] };
+        Frame::Open { id: 1, head, end: true }
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn methods_known_or_not_decode_as_sent_and_bad_ones_are_refused() {
+        let limits = DecodeLimits::default();
+        for m in
+            ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE", "get", "PURGE", "M-SEARCH"]
+        {
+            assert_eq!(Frame::decode(open(m).encode(), &limits), Ok(open(m)), "{m}");
+        }
+        // The method's bytes start after the type, the stream id, the flags and the length.
+        let mut bytes = open("GET").encode().to_vec();
+        bytes[8] = 0xff;
+        assert_eq!(Frame::decode(bytes.clone().into(), &limits), Err(DecodeError::InvalidUtf8("method")));
+        bytes[8] = b' ';
+        assert_eq!(Frame::decode(bytes.into(), &limits), Err(DecodeError::Invalid("method")));
+    }
 }

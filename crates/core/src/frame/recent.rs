@@ -39,20 +39,19 @@ struct Slot {
 }
 
 impl RecentValues {
-    /// The value of a field whose name has table index `name`, its bytes `raw` at the
-    /// start of `rest` (the unread rest of the frame): the kept one if the bytes are the
-    /// same, else a slice of `rest` checked (and, the second time in a row, a copy
+    /// The value of a field whose name has table index `name`, its bytes `raw`: the
+    /// kept one if the bytes are the same, else the bytes as `cut` gives them (a slice
+    /// of the frame, cut only now) checked (and, the second time in a row, a copy
     /// kept). `Err` says whether the wire allows the refused bytes, as in
     /// `get_headers`.
-    pub(crate) fn value(&mut self, name: u8, raw: &[u8], rest: &Bytes) -> Result<HeaderValue, bool> {
+    pub(crate) fn value(&mut self, name: u8, raw: &[u8], cut: impl FnOnce() -> Bytes) -> Result<HeaderValue, bool> {
         let slot = &mut self.slots[usize::from(name) % SLOTS];
         if slot.name == name {
             if let Some(kept) = slot.kept.as_ref().filter(|kept| kept.as_bytes() == raw) {
                 return Ok(kept.clone());
             }
         }
-        let value = HeaderValue::from_maybe_shared(rest.slice(..raw.len()))
-            .map_err(|_| super::headers::valid_header_value(raw))?;
+        let value = HeaderValue::from_maybe_shared(cut()).map_err(|_| super::headers::valid_header_value(raw))?;
         if raw.len() <= MAX_KEPT {
             let print = fingerprint(raw);
             if slot.name != name {
@@ -86,7 +85,7 @@ mod tests {
     use super::*;
 
     fn value(recent: &mut RecentValues, name: u8, v: &'static str) -> HeaderValue {
-        recent.value(name, v.as_bytes(), &Bytes::from_static(v.as_bytes())).unwrap()
+        recent.value(name, v.as_bytes(), || Bytes::from_static(v.as_bytes())).unwrap()
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
@@ -117,11 +116,11 @@ mod tests {
         assert!(recent.slots[0].kept.is_none(), "two names in one slot keep nothing");
         let long = "z".repeat(MAX_KEPT + 1);
         for _ in 0..3 {
-            let v = recent.value(1, long.as_bytes(), &Bytes::from(long.clone())).unwrap();
+            let v = recent.value(1, long.as_bytes(), || Bytes::from(long.clone())).unwrap();
             assert_eq!(v, long.as_str());
         }
         assert!(recent.slots[1].kept.is_none());
-        assert_eq!(recent.value(2, b"a\rb", &Bytes::from_static(b"a\rb")), Err(false));
-        assert_eq!(recent.value(2, b"a\x01b", &Bytes::from_static(b"a\x01b")), Err(true));
+        assert_eq!(recent.value(2, b"a\rb", || Bytes::from_static(b"a\rb")), Err(false));
+        assert_eq!(recent.value(2, b"a\x01b", || Bytes::from_static(b"a\x01b")), Err(true));
     }
 }
