@@ -310,7 +310,9 @@ impl<'a> Answered<'a> {
         Answered { pending: None }
     }
 
-    /// Records the duration until now, the first time only.
+    /// Records the duration until now, the first time only (a test of an `Option`
+    /// after every later write of a long body).
+    #[inline]
     pub(super) fn record(&mut self) {
         if let Some((recorded, started)) = self.pending.take() {
             recorded.answered(started.elapsed());
@@ -452,6 +454,13 @@ async fn write_body<W: AsyncWrite + Unpin>(
         if !data.is_empty() {
             if chunked {
                 write_chunk_size(out, data.len());
+            } else if end && wr.is_write_vectored() {
+                // The last bytes go out with what is buffered (the head, for a body that
+                // came whole) in one vectored write, without being copied behind it.
+                let ok = write_both(wr, out, &data).await;
+                answered.record();
+                let complete = left.is_none_or(|l| l == 0);
+                return ok && complete && encoder != Encoder::CloseDelimited;
             }
             if data.len() < COPY_BELOW {
                 out.put_slice(&data);
@@ -488,6 +497,27 @@ fn declared_trailers(trailers: &[Header], allowed: Option<&[http::HeaderName]>) 
     let mut list = header_list(header_map(trailers));
     list.retain(|(n, _)| allowed.contains(n) && may_trail(n));
     list
+}
+
+/// Writes what `out` holds and then `data`, in vectored writes; false on a write error.
+async fn write_both<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut BytesMut, data: &[u8]) -> bool {
+    let (mut head, mut body) = (0, 0);
+    let ok = loop {
+        if head == out.len() && body == data.len() {
+            break true;
+        }
+        let bufs = [std::io::IoSlice::new(&out[head..]), std::io::IoSlice::new(&data[body..])];
+        match wr.write_vectored(&bufs).await {
+            Ok(0) | Err(_) => break false,
+            Ok(n) => {
+                let from_head = n.min(out.len() - head);
+                head += from_head;
+                body += n - from_head;
+            }
+        }
+    };
+    out.clear();
+    ok
 }
 
 /// Writes what `out` holds; false on a write error.
@@ -535,6 +565,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Writer<'_, T> {
         }
     }
 
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Writer::Whole(io) => std::pin::Pin::new(&mut **io).poll_write_vectored(cx, bufs),
+            Writer::Half(half) => std::pin::Pin::new(half).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Writer::Whole(io) => io.is_write_vectored(),
+            Writer::Half(half) => half.is_write_vectored(),
+        }
+    }
+
     fn poll_flush(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -552,6 +600,79 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Writer<'_, T> {
         match self.get_mut() {
             Writer::Whole(io) => std::pin::Pin::new(&mut **io).poll_shutdown(cx),
             Writer::Half(half) => std::pin::Pin::new(half).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `step` bytes per write, vectored or not, across
+    /// the buffers it is given.
+    struct Trickle {
+        got: Vec<u8>,
+        step: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let this = self.get_mut();
+            let n = buf.len().min(this.step);
+            this.got.extend_from_slice(&buf[..n]);
+            std::task::Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let this = self.get_mut();
+            let mut n = 0;
+            for buf in bufs {
+                let take = buf.len().min(this.step - n);
+                this.got.extend_from_slice(&buf[..take]);
+                n += take;
+            }
+            std::task::Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// However the socket takes them (a write ending inside the head, at its end,
+    /// inside the body), the head and the body go out whole and in order.
+    #[tokio::test]
+    async fn the_head_and_the_last_bytes_go_out_whole_across_partial_writes() {
+        for step in [1, 3, 7, 16, 17, 40, 1000] {
+            for (head, body) in [(&b"HTTP/1.1 200 OK\r\n\r\n"[..], &b"body"[..]), (&b""[..], &b"only a body"[..])] {
+                let mut wr = Trickle { got: Vec::new(), step };
+                let mut out = BytesMut::from(head);
+                assert!(write_both(&mut wr, &mut out, body).await);
+                assert!(out.is_empty());
+                assert_eq!(wr.got, [head, body].concat(), "step {step}");
+            }
         }
     }
 }
