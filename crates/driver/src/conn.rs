@@ -112,8 +112,9 @@ pub(crate) struct State {
 enum Deferred {
     /// Unread payload bytes to grant back.
     Release(StreamId, usize),
-    /// A stream nobody holds any more.
-    Reset(StreamId),
+    /// A stream nobody holds any more, and the payload bytes its receiver read and
+    /// left to grant back with it (granted in the same hold of the lock).
+    Reset(StreamId, usize),
 }
 
 pub(crate) struct Shared {
@@ -167,16 +168,24 @@ impl Shared {
     /// than the one it sleeps on.
     pub(crate) fn after_command(self: &Arc<Self>, mut state: MutexGuard<'_, State>) {
         self.pump(&mut state);
+        // In the reader's turn, its end writes what is queued and wakes the writer for
+        // a close or an earlier deadline, under the lock it takes after clearing the
+        // flag (so it sees what this command did): nothing more to do here. The reader
+        // calls this after each message it reads, before the stream it delivered to
+        // can answer.
+        if self.turn.load(Ordering::SeqCst) {
+            return;
+        }
         let session = &state.session;
         let closed = session.is_closed();
         let mut wake = closed || timer_earlier(&state);
-        if !closed && session.has_transmit() && !self.turn.load(Ordering::SeqCst) {
-            // Outside the reader's turn: a lone stream's frames are written here, at
-            // once; with several streams in flight the writer sends them, as it runs
-            // after the other ready tasks, so that a server's visitors share one write
-            // and one WebSocket message. (Writing every command's frames here saved the
-            // writer's wake-up at one connection and cost 4.6% more instructions per
-            // request at 32: docs/BENCHMARKS.md, tenth round.)
+        if !closed && session.has_transmit() {
+            // A lone stream's frames are written here, at once; with several streams
+            // in flight the writer sends them, as it runs after the other ready tasks,
+            // so that a server's visitors share one write and one WebSocket message.
+            // (Writing every command's frames here saved the writer's wake-up at one
+            // connection and cost 4.6% more instructions per request at 32:
+            // docs/BENCHMARKS.md, tenth round.)
             if session.stream_count() <= 1 {
                 wake |= self.write_now(state);
             } else {
@@ -297,9 +306,11 @@ impl Shared {
         }
     }
 
-    /// Called from a stream handle's `Drop`: never waits for the state lock.
-    pub(crate) fn stream_dropped(self: &Arc<Self>, id: StreamId) {
-        self.defer(Deferred::Reset(id));
+    /// Called from the `Drop` of a stream's last handle, with the payload bytes its
+    /// receiver read and left to grant back then
+    /// ([`crate::StreamReceiver::release_last_on_drop`]): never waits for the state lock.
+    pub(crate) fn stream_dropped(self: &Arc<Self>, id: StreamId, held: usize) {
+        self.defer(Deferred::Reset(id, held));
     }
 
     /// Called when a receiver is dropped holding `n` unread payload bytes: they
@@ -375,7 +386,10 @@ impl Shared {
 fn apply(state: &mut State, d: Deferred) {
     match d {
         Deferred::Release(id, n) => state.session.release(id, n),
-        Deferred::Reset(id) => {
+        Deferred::Reset(id, held) => {
+            if held > 0 {
+                state.session.release(id, held);
+            }
             state.session.reset(id, localtunnels_core::ResetCode::Cancel, "the other end went away");
             state.slots.remove(&id);
         }

@@ -17,6 +17,7 @@ pub mod http;
 pub mod lazy_deadline;
 mod rewind;
 mod stream;
+mod stream_queue;
 pub mod websocket;
 pub mod ws_codec;
 pub mod ws_io;

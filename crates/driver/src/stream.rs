@@ -5,7 +5,6 @@
 //! are dropped before the stream finished, the stream is reset (`Cancel`): a visitor
 //! that goes away frees the origin at once.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,6 +15,7 @@ use localtunnels_core::{Header, ResetCode, ResponseHead, StreamError, StreamId, 
 use tokio::sync::Notify;
 
 use crate::conn::Shared;
+use crate::stream_queue::EventQueue;
 
 /// What arrives on a stream, in order.
 #[derive(Debug)]
@@ -75,7 +75,7 @@ impl StreamEvent {
 /// What one stream's driver end and its handles share: the queue of events for the
 /// receiver, the sender's wake-up, and a count of live handles. One allocation per
 /// stream (a tokio channel, a `Notify` and a guard were three, and the channel's
-/// first block alone is 32 events wide).
+/// first block alone is 32 events wide; the queue holds its first two events in place).
 struct Inner {
     id: StreamId,
     shared: Arc<Shared>,
@@ -84,11 +84,14 @@ struct Inner {
     /// Live `StreamSender` clones plus the `StreamReceiver`; at zero the stream is
     /// reset (a no-op when it already finished).
     handles: AtomicUsize,
+    /// Payload bytes the dropped receiver read and did not grant back
+    /// ([`StreamReceiver::release_last_on_drop`]): granted with the reset at zero.
+    held: AtomicUsize,
 }
 
 #[derive(Default)]
 struct Queue {
-    events: VecDeque<StreamEvent>,
+    events: EventQueue,
     /// The receiver waiting for an event.
     waker: Option<Waker>,
     /// The sender waiting for the stream's end ([`StreamSender::cancelled`]).
@@ -106,7 +109,7 @@ impl Inner {
 
     fn handle_dropped(&self) {
         if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.stream_dropped(self.id);
+            self.shared.stream_dropped(self.id, self.held.load(Ordering::Acquire));
         }
     }
 }
@@ -126,9 +129,10 @@ impl StreamSlot {
             queue: Mutex::new(Queue::default()),
             writable: Notify::new(),
             handles: AtomicUsize::new(2),
+            held: AtomicUsize::new(0),
         });
         let sender = StreamSender { id, inner: inner.clone() };
-        let receiver = StreamReceiver { id, inner: inner.clone() };
+        let receiver = StreamReceiver { id, inner: inner.clone(), held: 0, last_on_drop: false };
         (StreamSlot { inner }, StreamHandle { kind, sender, receiver })
     }
 
@@ -395,6 +399,10 @@ impl Drop for Cancelled<'_> {
 pub struct StreamReceiver {
     id: StreamId,
     inner: Arc<Inner>,
+    /// Payload bytes handed out and not granted back yet ([`Self::release_last_on_drop`]).
+    held: usize,
+    /// The body's last bytes are granted back at the drop.
+    last_on_drop: bool,
 }
 
 impl Drop for StreamReceiver {
@@ -405,13 +413,18 @@ impl Drop for StreamReceiver {
             // Nobody waits any more: the slot's end must not wake whatever task polled
             // this receiver last (the connection's own, for work run there).
             q.waker = None;
-            std::mem::take(&mut q.events)
+            (!q.events.is_empty()).then(|| std::mem::take(&mut q.events))
         };
         // The unread bytes still hold session credit: grant it back, or every
         // visitor who leaves mid-upload would shrink the tunnel's window for good.
-        let unread: usize = dropped.iter().map(StreamEvent::payload_len).sum();
-        self.inner.shared.release_later(self.id, unread);
-        drop(dropped);
+        if let Some(dropped) = dropped {
+            self.inner.shared.release_later(self.id, dropped.payload_len());
+        }
+        // What it read and kept goes back with the stream's reset, when the last
+        // handle goes (the sender's, usually right after this).
+        if self.held > 0 {
+            self.inner.held.fetch_add(self.held, Ordering::Release);
+        }
         self.inner.handle_dropped();
     }
 }
@@ -428,6 +441,18 @@ impl StreamReceiver {
     /// handed out, so call this only when ready to consume.
     pub async fn recv(&mut self) -> Option<StreamEvent> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// From now on, the payload bytes of the `Data` event that ends the body are
+    /// granted back when the stream's last handle is dropped (with its reset, in the
+    /// same hold of the connection's lock) or with the next payload read, not as
+    /// the event is handed out: for a caller that writes those bytes and then drops
+    /// the stream, so the grant (the lock and the session's bookkeeping, ~0.1k
+    /// instructions) follows the write instead of preceding it. The stream's window
+    /// does not matter any more once its body ended; the session's gets the bytes
+    /// back a write later.
+    pub fn release_last_on_drop(&mut self) {
+        self.last_on_drop = true;
     }
 
     /// Poll form of [`StreamReceiver::recv`].
@@ -447,6 +472,11 @@ impl StreamReceiver {
         };
         let n = ev.payload_len();
         if n > 0 {
+            if self.last_on_drop && matches!(ev, StreamEvent::Data { end: true, .. }) {
+                self.held += n;
+                return Poll::Ready(Some(ev));
+            }
+            let n = n + std::mem::take(&mut self.held);
             let shared = &self.inner.shared;
             let mut state = shared.lock();
             state.session.release(self.id, n);

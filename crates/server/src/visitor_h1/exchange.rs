@@ -2,7 +2,7 @@
 //! answers of hyper's path ([`crate::proxy`], [`crate::access`], [`crate::upload`]):
 //! the request head goes into a stream at once (built from the parsed field list, no
 //! `HeaderMap` in between), its body follows from the read buffer (and the socket),
-//! the response head is checked ([`forwardable_response_list`]: the rules of
+//! the response head is checked ([`for_visitor`]: the rules of
 //! `forwardable_response`, on the frame's own list), its cookies scoped, and it is
 //! written to the visitor with its body as the stream delivers it.
 
@@ -16,16 +16,18 @@ use localtunnels_core::{Header, ResetCode, StreamKind};
 use localtunnels_driver::h1::chunked::{write_chunk_size, write_last_chunk, ChunkLimits, CHUNK_END};
 use localtunnels_driver::h1::framing::{decimal, has_token};
 use localtunnels_driver::h1::{BodyDecoder, BodyLength, ParsedRequest, RequestFraming};
-use localtunnels_driver::http::{forwardable_response_list, header_list, header_map};
+use localtunnels_driver::http::{header_list, header_map};
 use localtunnels_driver::lazy_deadline::LazyDeadline;
 use localtunnels_driver::{StreamEvent, StreamReceiver, StreamSender};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 
 use super::encode::{encode_head, BodySize, Encoder, Reply};
+use super::response_fields::for_visitor;
 use super::upload::{Upload, UploadEnd};
 use super::Conn;
 use crate::exchange::{invalid_response, open_error, reset_response, tunnel_head_of};
 use crate::fields::Fields;
+use crate::metrics::Recorded;
 use crate::state::{Body, Counters, Peer, ServerState};
 use crate::tunnel::Tunnel;
 use crate::visitor_error::{accepts_html, as_html, visitor_error};
@@ -78,6 +80,8 @@ where
             }
         };
         let (tx, mut rx) = stream.split();
+        // The body's last bytes are granted back when `rx` is dropped, after the write.
+        rx.release_last_on_drop();
         let max_body = state.config.limits.max_body;
         let mut upload = Upload::new(BodyDecoder::new(framing.body, ChunkLimits::default()), tx.clone(), max_body);
         let Conn { io, buf, out, early, response_due, .. } = self;
@@ -145,26 +149,29 @@ where
                 }
             };
             let outcome = match first {
-                Ok(ev) => response(state, &tx, ev, rx),
+                Ok(ev) => response(state, &tunnel.name, &tx, ev, rx),
                 Err(res) => Outcome::Answer(res),
             };
-            state.counters.recorded.answered(started.elapsed());
+            // The request's duration is recorded at the first write of its answer, not
+            // before it: the visitor does not wait for the clock read and the histogram.
+            let mut answered = Answered::new(&state.counters.recorded, started);
             match outcome {
                 Outcome::Answer(res) => {
                     let res = if html { as_html(res) } else { res };
                     let status = res.status();
                     let written = write_answer(&mut wr, out, reply, res).await;
+                    answered.record();
                     // The stream is over: a body still arriving is not read.
                     (status, written && upload_end == Some(UploadEnd::Done))
                 }
-                Outcome::Stream { status, mut headers, mut rx, end } => {
-                    crate::cookies::for_tunnel_list(&mut headers, &tunnel.name, &state.config.domain);
+                Outcome::Stream { status, headers, mut rx, end } => {
                     let response = Streamed { status, headers, end, allow_trailers };
-                    let sent = write_streamed(&mut wr, out, reply, response, &mut rx);
+                    let sent = write_streamed(&mut wr, out, reply, response, &mut rx, &mut answered);
                     let (sent, end) = match upload_end {
                         Some(end) => (sent.await, end),
                         None => tokio::join!(sent, &mut rest),
                     };
+                    answered.record();
                     (status, sent && end == UploadEnd::Done)
                 }
             }
@@ -256,10 +263,16 @@ pub(super) fn reply_to(req: &ParsedRequest, framing: &RequestFraming, closing: b
     Reply { version: req.version, head: req.method == http::Method::HEAD, keep_alive }
 }
 
-/// The first event of the stream, as the visitor's answer.
-fn response(state: &ServerState, tx: &StreamSender, ev: Option<StreamEvent>, rx: StreamReceiver) -> Outcome {
+/// The first event of the stream, as the visitor's answer (through the tunnel `name`).
+fn response(
+    state: &ServerState,
+    name: &str,
+    tx: &StreamSender,
+    ev: Option<StreamEvent>,
+    rx: StreamReceiver,
+) -> Outcome {
     match ev {
-        Some(StreamEvent::Response { head, end }) => match forwardable_response_list(head, StreamKind::Http) {
+        Some(StreamEvent::Response { head, end }) => match for_visitor(head, name, &state.config.domain) {
             Ok((status, headers)) => Outcome::Stream { status, headers, rx, end },
             Err(e) => Outcome::Answer(invalid_response(state, tx, e)),
         },
@@ -277,20 +290,53 @@ pub(super) struct Streamed {
     pub allow_trailers: bool,
 }
 
+/// A request's duration, for the metrics, recorded once: at the first write of its
+/// answer (its head, with as much of the body as came with it), or when the exchange
+/// ends without one. Recorded before that write, it cost the visitor's wait a clock
+/// read and the histogram's lock (~0.15k instructions; docs/BENCHMARKS.md, fourteenth
+/// round); after it, the duration includes that write (a few µs).
+pub(super) struct Answered<'a> {
+    pending: Option<(&'a Recorded, std::time::Instant)>,
+}
+
+impl<'a> Answered<'a> {
+    /// The duration of a request that began at `started`, to record into `recorded`.
+    pub(super) fn new(recorded: &'a Recorded, started: std::time::Instant) -> Self {
+        Answered { pending: Some((recorded, started)) }
+    }
+
+    /// Nothing to record (an answer the metrics do not count).
+    pub(super) fn none() -> Self {
+        Answered { pending: None }
+    }
+
+    /// Records the duration until now, the first time only (a test of an `Option`
+    /// after every later write of a long body).
+    #[inline]
+    pub(super) fn record(&mut self) {
+        if let Some((recorded, started)) = self.pending.take() {
+            recorded.answered(started.elapsed());
+        }
+    }
+}
+
 /// Writes a tunnel response, its head and then its body as the stream delivers it;
 /// true when it ended as framed and the connection may carry another exchange.
+/// `answered` is recorded after the first write (the caller records it when there
+/// was none).
 pub(super) async fn write_streamed<W: AsyncWrite + Unpin>(
     wr: &mut W,
     out: &mut BytesMut,
     reply: Reply,
     mut response: Streamed,
     rx: &mut StreamReceiver,
+    answered: &mut Answered<'_>,
 ) -> bool {
     let size = body_size(&response.headers, response.end);
     let Ok(written) = encode_head(out, reply, response.status, &mut response.headers, size) else {
         return false;
     };
-    let whole = write_body(wr, out, rx, written.encoder, response.allow_trailers).await;
+    let whole = write_body(wr, out, rx, written.encoder, response.allow_trailers, answered).await;
     whole && !written.last
 }
 
@@ -347,16 +393,22 @@ async fn write_answer<W: AsyncWrite + Unpin>(
 }
 
 /// Streams the tunnel's response body to the visitor as `encoder` frames it; true
-/// when it ended as framed (the connection may carry another exchange).
+/// when it ended as framed (the connection may carry another exchange). `answered`
+/// is recorded after each write (the first one records it).
 async fn write_body<W: AsyncWrite + Unpin>(
     wr: &mut W,
     out: &mut BytesMut,
     rx: &mut StreamReceiver,
     encoder: Encoder,
     allow_trailers: bool,
+    answered: &mut Answered<'_>,
 ) -> bool {
     let mut left = match encoder {
-        Encoder::Length(0) => return flush(wr, out).await,
+        Encoder::Length(0) => {
+            let ok = flush(wr, out).await;
+            answered.record();
+            return ok;
+        }
         Encoder::Length(n) => Some(n),
         _ => None,
     };
@@ -366,7 +418,9 @@ async fn write_body<W: AsyncWrite + Unpin>(
         let ev = match rx.recv().now_or_never() {
             Some(ev) => ev,
             None => {
-                if !flush(wr, out).await {
+                let ok = flush(wr, out).await;
+                answered.record();
+                if !ok {
                     return false;
                 }
                 rx.recv().await
@@ -387,18 +441,35 @@ async fn write_body<W: AsyncWrite + Unpin>(
             Some(left) => {
                 let n = data.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
                 *left -= n as u64;
-                data.slice(..n)
+                // Cut only what goes past the length: a slice of all of it would take
+                // and drop a reference to the buffer (two atomic operations).
+                if n < data.len() {
+                    data.slice(..n)
+                } else {
+                    data
+                }
             }
             None => data,
         };
         if !data.is_empty() {
             if chunked {
                 write_chunk_size(out, data.len());
+            } else if end && wr.is_write_vectored() {
+                // The last bytes go out with what is buffered (the head, for a body that
+                // came whole) in one vectored write, without being copied behind it.
+                let ok = write_both(wr, out, &data).await;
+                answered.record();
+                let complete = left.is_none_or(|l| l == 0);
+                return ok && complete && encoder != Encoder::CloseDelimited;
             }
             if data.len() < COPY_BELOW {
                 out.put_slice(&data);
-            } else if !flush(wr, out).await || wr.write_all(&data).await.is_err() {
-                return false;
+            } else {
+                let ok = flush(wr, out).await;
+                answered.record();
+                if !ok || wr.write_all(&data).await.is_err() {
+                    return false;
+                }
             }
             if chunked {
                 out.put_slice(CHUNK_END);
@@ -413,7 +484,9 @@ async fn write_body<W: AsyncWrite + Unpin>(
                 write_last_chunk(out, &trailers);
             }
             let complete = left.is_none_or(|l| l == 0);
-            return flush(wr, out).await && complete && encoder != Encoder::CloseDelimited;
+            let ok = flush(wr, out).await;
+            answered.record();
+            return ok && complete && encoder != Encoder::CloseDelimited;
         }
     }
 }
@@ -424,6 +497,27 @@ fn declared_trailers(trailers: &[Header], allowed: Option<&[http::HeaderName]>) 
     let mut list = header_list(header_map(trailers));
     list.retain(|(n, _)| allowed.contains(n) && may_trail(n));
     list
+}
+
+/// Writes what `out` holds and then `data`, in vectored writes; false on a write error.
+async fn write_both<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut BytesMut, data: &[u8]) -> bool {
+    let (mut head, mut body) = (0, 0);
+    let ok = loop {
+        if head == out.len() && body == data.len() {
+            break true;
+        }
+        let bufs = [std::io::IoSlice::new(&out[head..]), std::io::IoSlice::new(&data[body..])];
+        match wr.write_vectored(&bufs).await {
+            Ok(0) | Err(_) => break false,
+            Ok(n) => {
+                let from_head = n.min(out.len() - head);
+                head += from_head;
+                body += n - from_head;
+            }
+        }
+    };
+    out.clear();
+    ok
 }
 
 /// Writes what `out` holds; false on a write error.
@@ -471,6 +565,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Writer<'_, T> {
         }
     }
 
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Writer::Whole(io) => std::pin::Pin::new(&mut **io).poll_write_vectored(cx, bufs),
+            Writer::Half(half) => std::pin::Pin::new(half).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Writer::Whole(io) => io.is_write_vectored(),
+            Writer::Half(half) => half.is_write_vectored(),
+        }
+    }
+
     fn poll_flush(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -488,6 +600,79 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Writer<'_, T> {
         match self.get_mut() {
             Writer::Whole(io) => std::pin::Pin::new(&mut **io).poll_shutdown(cx),
             Writer::Half(half) => std::pin::Pin::new(half).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `step` bytes per write, vectored or not, across
+    /// the buffers it is given.
+    struct Trickle {
+        got: Vec<u8>,
+        step: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let this = self.get_mut();
+            let n = buf.len().min(this.step);
+            this.got.extend_from_slice(&buf[..n]);
+            std::task::Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let this = self.get_mut();
+            let mut n = 0;
+            for buf in bufs {
+                let take = buf.len().min(this.step - n);
+                this.got.extend_from_slice(&buf[..take]);
+                n += take;
+            }
+            std::task::Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// However the socket takes them (a write ending inside the head, at its end,
+    /// inside the body), the head and the body go out whole and in order.
+    #[tokio::test]
+    async fn the_head_and_the_last_bytes_go_out_whole_across_partial_writes() {
+        for step in [1, 3, 7, 16, 17, 40, 1000] {
+            for (head, body) in [(&b"HTTP/1.1 200 OK\r\n\r\n"[..], &b"body"[..]), (&b""[..], &b"only a body"[..])] {
+                let mut wr = Trickle { got: Vec::new(), step };
+                let mut out = BytesMut::from(head);
+                assert!(write_both(&mut wr, &mut out, body).await);
+                assert!(out.is_empty());
+                assert_eq!(wr.got, [head, body].concat(), "step {step}");
+            }
         }
     }
 }

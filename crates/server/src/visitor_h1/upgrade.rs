@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info_span, Instrument, Span};
 
 use super::encode::{encode_head, BodySize, Reply};
-use super::exchange::{begin, reply_to, write_streamed, Begun, Streamed};
+use super::exchange::{begin, reply_to, write_streamed, Answered, Begun, Streamed};
 use super::Conn;
 use crate::exchange::{invalid_response, open_error, reset_response, tunnel_head_of};
 use crate::state::{Body, Counters, Peer, ServerState};
@@ -107,7 +107,15 @@ where
                         crate::cookies::for_tunnel_list(&mut headers, &tunnel.name, &state.config.domain);
                         log(state, &tunnel, peer, &req, status, started);
                         let response = Streamed { status, headers, end, allow_trailers };
-                        let keep = write_streamed(&mut self.io, &mut self.out, reply, response, &mut rx).await;
+                        let keep = write_streamed(
+                            &mut self.io,
+                            &mut self.out,
+                            reply,
+                            response,
+                            &mut rx,
+                            &mut Answered::none(),
+                        )
+                        .await;
                         drop(admitted);
                         return Upgrade::Answered(keep);
                     }
