@@ -128,7 +128,7 @@ impl StreamSlot {
             handles: AtomicUsize::new(2),
         });
         let sender = StreamSender { id, inner: inner.clone() };
-        let receiver = StreamReceiver { id, inner: inner.clone() };
+        let receiver = StreamReceiver { id, inner: inner.clone(), held: 0 };
         (StreamSlot { inner }, StreamHandle { kind, sender, receiver })
     }
 
@@ -295,8 +295,15 @@ impl StreamSender {
     /// `None` once it is all sent, else the rest, for [`Self::send_ws`] (which carries
     /// the message on from there). A bridge sends each message this way first: the
     /// usual message goes whole, and building the waiting future costs ~80 instructions.
+    ///
+    /// What it queues is written at once even in the connection's reader turn, while
+    /// this is the only stream in flight (see `Shared::after_relay`).
     pub fn try_send_ws(&self, binary: bool, mut data: Bytes) -> Result<Option<Bytes>, StreamError> {
-        let n = self.command(|s| s.send_ws(self.id, binary, data.clone(), true))?;
+        let shared = &self.inner.shared;
+        let mut state = shared.lock();
+        let n = state.session.send_ws(self.id, binary, data.clone(), true);
+        shared.after_relay(state);
+        let n = n?;
         data.advance(n);
         Ok((!data.is_empty()).then_some(data))
     }
@@ -395,6 +402,9 @@ impl Drop for Cancelled<'_> {
 pub struct StreamReceiver {
     id: StreamId,
     inner: Arc<Inner>,
+    /// Payload bytes handed out by [`StreamReceiver::poll_recv_held`] and not yet
+    /// released ([`StreamReceiver::release_held`], or the drop).
+    held: usize,
 }
 
 impl Drop for StreamReceiver {
@@ -407,9 +417,10 @@ impl Drop for StreamReceiver {
             q.waker = None;
             std::mem::take(&mut q.events)
         };
-        // The unread bytes still hold session credit: grant it back, or every
-        // visitor who leaves mid-upload would shrink the tunnel's window for good.
-        let unread: usize = dropped.iter().map(StreamEvent::payload_len).sum();
+        // The unread bytes (and those handed out but not released yet) still hold
+        // session credit: grant it back, or every visitor who leaves mid-upload would
+        // shrink the tunnel's window for good.
+        let unread: usize = self.held + dropped.iter().map(StreamEvent::payload_len).sum::<usize>();
         self.inner.shared.release_later(self.id, unread);
         drop(dropped);
         self.inner.handle_dropped();
@@ -432,20 +443,51 @@ impl StreamReceiver {
 
     /// Poll form of [`StreamReceiver::recv`].
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
-        let ev = {
-            let mut q = self.inner.queue();
-            match q.events.pop_front() {
-                Some(ev) => ev,
-                None if q.closed => return Poll::Ready(None),
-                None => {
-                    if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                        q.waker = Some(cx.waker().clone());
-                    }
-                    return Poll::Pending;
+        let ev = std::task::ready!(self.poll_next(cx));
+        if let Some(ev) = &ev {
+            self.release(ev.payload_len());
+        }
+        Poll::Ready(ev)
+    }
+
+    /// [`StreamReceiver::poll_recv`], but the event's payload bytes are only counted
+    /// as held: they are released by the next [`StreamReceiver::release_held`] (or
+    /// when the receiver is dropped). A WebSocket bridge writes each message to its
+    /// socket first and releases after the write: the release (the session's lock and
+    /// its credit arithmetic, ~0.15k instructions) then runs while the peer already
+    /// handles the message, not before it is sent. The peer's window still bounds
+    /// what waits here: the bytes are released a little later, never lost.
+    pub fn poll_recv_held(&mut self, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
+        let ev = std::task::ready!(self.poll_next(cx));
+        if let Some(ev) = &ev {
+            self.held += ev.payload_len();
+        }
+        Poll::Ready(ev)
+    }
+
+    /// Releases what [`StreamReceiver::poll_recv_held`] handed out since the last call.
+    pub fn release_held(&mut self) {
+        let n = std::mem::take(&mut self.held);
+        self.release(n);
+    }
+
+    /// The next event off the queue, its payload not released.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
+        let mut q = self.inner.queue();
+        match q.events.pop_front() {
+            Some(ev) => Poll::Ready(Some(ev)),
+            None if q.closed => Poll::Ready(None),
+            None => {
+                if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    q.waker = Some(cx.waker().clone());
                 }
+                Poll::Pending
             }
-        };
-        let n = ev.payload_len();
+        }
+    }
+
+    /// Grants `n` consumed payload bytes back to the peer.
+    fn release(&self, n: usize) {
         if n > 0 {
             let shared = &self.inner.shared;
             let mut state = shared.lock();
@@ -457,6 +499,5 @@ impl StreamReceiver {
                 shared.after_command(state);
             }
         }
-        Poll::Ready(Some(ev))
     }
 }
