@@ -443,11 +443,7 @@ impl StreamReceiver {
 
     /// Poll form of [`StreamReceiver::recv`].
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
-        let ev = std::task::ready!(self.poll_next(cx));
-        if let Some(ev) = &ev {
-            self.release(ev.payload_len());
-        }
-        Poll::Ready(ev)
+        self.poll_take(cx, false)
     }
 
     /// [`StreamReceiver::poll_recv`], but the event's payload bytes are only counted
@@ -458,11 +454,7 @@ impl StreamReceiver {
     /// handles the message, not before it is sent. The peer's window still bounds
     /// what waits here: the bytes are released a little later, never lost.
     pub fn poll_recv_held(&mut self, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
-        let ev = std::task::ready!(self.poll_next(cx));
-        if let Some(ev) = &ev {
-            self.held += ev.payload_len();
-        }
-        Poll::Ready(ev)
+        self.poll_take(cx, true)
     }
 
     /// Releases what [`StreamReceiver::poll_recv_held`] handed out since the last call.
@@ -471,22 +463,36 @@ impl StreamReceiver {
         self.release(n);
     }
 
-    /// The next event off the queue, its payload not released.
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
-        let mut q = self.inner.queue();
-        match q.events.pop_front() {
-            Some(ev) => Poll::Ready(Some(ev)),
-            None if q.closed => Poll::Ready(None),
-            None => {
-                if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    q.waker = Some(cx.waker().clone());
+    /// The next event off the queue; its payload bytes are released, or only counted
+    /// as held when `hold`. Inlined into both callers, each with its constant `hold`:
+    /// a shared out-of-line step that handed the event back through one more
+    /// `Poll<Option<_>>` cost ~0.05k instructions per 1 KiB request on the server.
+    #[inline(always)]
+    fn poll_take(&mut self, cx: &mut Context<'_>, hold: bool) -> Poll<Option<StreamEvent>> {
+        let ev = {
+            let mut q = self.inner.queue();
+            match q.events.pop_front() {
+                Some(ev) => ev,
+                None if q.closed => return Poll::Ready(None),
+                None => {
+                    if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        q.waker = Some(cx.waker().clone());
+                    }
+                    return Poll::Pending;
                 }
-                Poll::Pending
             }
+        };
+        let n = ev.payload_len();
+        if hold {
+            self.held += n;
+        } else {
+            self.release(n);
         }
+        Poll::Ready(Some(ev))
     }
 
     /// Grants `n` consumed payload bytes back to the peer.
+    #[inline(always)]
     fn release(&self, n: usize) {
         if n > 0 {
             let shared = &self.inner.shared;
