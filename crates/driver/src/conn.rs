@@ -197,6 +197,28 @@ impl Shared {
         }
     }
 
+    /// [`Self::after_command`] for a WebSocket message a bridge relays into the tunnel:
+    /// in the reader's turn (a client's bridge runs there) the message is written at
+    /// once while its stream is the only one in flight, as a command outside the turn
+    /// is, so that the rest of the turn (the origin socket's next read, the other
+    /// wake-ups, the turn's end) runs after the send instead of before it. With
+    /// several streams in flight the turn's end still writes them together.
+    pub(crate) fn after_relay(self: &Arc<Self>, mut state: MutexGuard<'_, State>) {
+        let session = &state.session;
+        if !self.turn.load(Ordering::SeqCst)
+            || session.is_closed()
+            || session.stream_count() > 1
+            || !session.has_transmit()
+        {
+            return self.after_command(state);
+        }
+        self.pump(&mut state);
+        let wake = timer_earlier(&state) | self.write_now(state);
+        if wake {
+            self.wake_writer.notify_one();
+        }
+    }
+
     /// Writes what is queued (the session's frames, a pong, what dropped handles left)
     /// without waiting, then unlocks. True when the writer task must be woken to
     /// finish: the socket took only part of the write, or more than a batch is queued,

@@ -10,7 +10,8 @@
 //! - **down** (tunnel → socket): each fragment is checked ([`WsMessageCheck`]: size,
 //!   UTF-8 across fragments) and written as a WebSocket frame before the next event is
 //!   read, so a socket that stops reading holds at most the stream window plus one
-//!   fragment here. A relayed close becomes a close frame; a reset drops the visitor's
+//!   fragment here; its credit goes back to the peer once it is written, so the
+//!   write is not kept waiting for the session's lock. A relayed close becomes a close frame; a reset drops the visitor's
 //!   socket (the visitor sees an abnormal closure, 1006) or closes towards the origin
 //!   with 1001.
 //!
@@ -197,6 +198,10 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(socket: &Mutex<Socket<S>>, queu
             return;
         }
         queue(&mut s.wire);
+        // The usual write goes at once, under the same lock.
+        if s.poll_flush().is_ready() {
+            return;
+        }
     }
     std::future::poll_fn(|_| lock(socket).poll_flush()).await;
 }
@@ -348,13 +353,17 @@ where
 {
     let mut check = WsMessageCheck::new(max_message);
     loop {
-        match rx.recv().await {
+        // A message's credit is released once it is written (see `poll_recv_held`):
+        // after the socket's write, not on the way to it. What is held when the bridge
+        // ends is released with the receiver.
+        match std::future::poll_fn(|cx| rx.poll_recv_held(cx)).await {
             Some(StreamEvent::WsMessage { binary, fin, data }) => match check.push(binary, fin, &data) {
                 Ok(place) => {
                     if let Some(tap) = tap {
                         tap.message(false, place.binary, place.first, &data);
                     }
-                    send(socket, |w| w.fragment(place.first, place.binary, fin, data)).await
+                    send(socket, |w| w.fragment(place.first, place.binary, fin, data)).await;
+                    rx.release_held();
                 }
                 Err(violation) => {
                     let code = violation.close_code();
@@ -376,7 +385,7 @@ where
                 return BridgeEnd::StreamLost;
             }
             // Nothing else belongs on an accepted WebSocket (the core refuses it).
-            Some(_) => {}
+            Some(_) => rx.release_held(),
         }
     }
 }

@@ -10,25 +10,41 @@ use localtunnels_core::{Config, Hello, Instant, RequestHead, ResponseHead, Sessi
 use localtunnels_driver::websocket::{bridge, BridgeEnd, Leg};
 use localtunnels_driver::ws_codec::{Role, WsDecoder, WsEncoder, WsMessage};
 use localtunnels_driver::ws_io::{read_message, write_all};
-use localtunnels_driver::{ConnEvent, Connection, StreamEvent, StreamReceiver};
-use tokio::io::AsyncWriteExt;
+use localtunnels_driver::{ConnEvent, Connection, StreamEvent, StreamReceiver, StreamSender};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long any one step may take before the test fails (generous: a loaded machine).
 const STEP: Duration = Duration::from_secs(20);
 
 /// A server and a client connection, handshake done, and the client's events.
 async fn pair() -> (Connection, Connection, localtunnels_driver::ConnEvents) {
+    pair_with(Config::default()).await
+}
+
+/// [`pair`], the client's session configured by `client_config`.
+async fn pair_with(client_config: Config) -> (Connection, Connection, localtunnels_driver::ConnEvents) {
     let (a, b) = tokio::io::duplex(64 * 1024);
     let epoch = std::time::Instant::now();
     let server = Session::server(Config::default(), Instant::ZERO);
     let hello = Hello { name: "t".into(), ..Hello::default() };
-    let client = Session::client(Config::default(), hello, Instant::ZERO);
+    let client = Session::client(client_config, hello, Instant::ZERO);
     let (server, mut server_events) = Connection::start(server, a, epoch);
     let (client, mut client_events) = Connection::start(client, b, epoch);
     while !matches!(server_events.recv().await.expect("server events"), ConnEvent::Hello(_)) {}
     server.accept(Welcome { name: "t".into(), ..Welcome::default() });
     while !matches!(client_events.recv().await.expect("client events"), ConnEvent::Welcome(_)) {}
     (server, client, client_events)
+}
+
+/// The client's side of the next stream the server opens, its WebSocket accepted.
+async fn accept(events: &mut localtunnels_driver::ConnEvents) -> (StreamSender, StreamReceiver) {
+    let Some(ConnEvent::Incoming { stream, .. }) = tokio::time::timeout(STEP, events.recv()).await.expect("in time")
+    else {
+        panic!("the client got no stream");
+    };
+    let (tx, rx) = stream.split();
+    tx.respond(ResponseHead { status: 101, headers: vec![] }, false).expect("respond");
+    (tx, rx)
 }
 
 /// The next WebSocket event on the tunnel's side, within [`STEP`].
@@ -104,4 +120,55 @@ async fn a_stalled_socket_write_holds_neither_the_other_half_nor_the_frame_order
     stx.close_ws(1000, "").expect("close back");
     let end = tokio::time::timeout(STEP, bridged).await.expect("the bridge ends").expect("bridge task");
     assert_eq!(end, BridgeEnd::Closed(1000));
+}
+
+/// The bridge releases a message's credit once the message is written to its socket. A
+/// bridge that ends while such a write stalls still gives it back, with what it never
+/// read: the whole session window is free again for the next stream, which receives a
+/// window's worth without releasing anything.
+#[tokio::test]
+async fn a_bridge_that_ends_mid_write_gives_back_the_credit_it_held() {
+    const WINDOW: u32 = 64 * 1024;
+    const MESSAGE: usize = 16 * 1024;
+    let config = Config { stream_window: WINDOW, session_window: WINDOW, ..Config::default() };
+    let (server, _client, mut client_events) = pair_with(config).await;
+    let head =
+        || RequestHead { kind: StreamKind::WebSocket, method: "GET".into(), target: "/".into(), headers: vec![] };
+
+    // A bridge towards an origin that reads nothing: its write of the first message
+    // stalls, and the other three wait unread. Together they are the session window.
+    let (stx, mut srx) = server.open(head(), false).expect("open").split();
+    let (tx, rx) = accept(&mut client_events).await;
+    assert!(matches!(next_ws(&mut srx).await, StreamEvent::Response { .. }));
+    let (near, mut origin) = tokio::io::duplex(256);
+    let bridged = tokio::spawn(bridge(near, tx, rx, Leg::Origin, 1 << 20));
+    for i in 0..4u8 {
+        stx.send_ws(true, Bytes::from(vec![i; MESSAGE])).await.expect("send_ws");
+    }
+    // The first message's frame is being written: the bridge holds it.
+    let mut first = [0u8; 1];
+    tokio::time::timeout(STEP, origin.read_exact(&mut first)).await.expect("in time").expect("read");
+    assert_eq!(first[0], 0x82, "a binary frame's first byte");
+    bridged.abort();
+    assert!(bridged.await.is_err_and(|e| e.is_cancelled()));
+
+    // A second stream gets a whole window's worth through without any release.
+    let (stx2, _srx2) = server.open(head(), false).expect("open").split();
+    let (_tx2, mut rx2) = accept(&mut client_events).await;
+    let sent = tokio::spawn(async move {
+        for i in 0..4u8 {
+            stx2.send_ws(true, Bytes::from(vec![i; MESSAGE])).await.expect("send_ws");
+        }
+        stx2
+    });
+    let mut got = 0;
+    while got < WINDOW as usize {
+        let event = std::future::poll_fn(|cx| rx2.poll_recv_held(cx));
+        match tokio::time::timeout(STEP, event).await.expect("the window's bytes in time") {
+            Some(StreamEvent::WsMessage { data, .. }) => got += data.len(),
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+    assert_eq!(got, WINDOW as usize);
+    tokio::time::timeout(STEP, sent).await.expect("sent in time").expect("sender");
 }

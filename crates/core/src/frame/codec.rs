@@ -99,25 +99,28 @@ impl Frame {
     /// Appends the encoded frame to `b`, except the payload of a DATA or WS_MESSAGE
     /// frame of at least `apart_from` bytes, which it returns (as it is, not copied)
     /// to be sent right after: the message is what `b` got, then that payload.
+    /// A DATA or WS_MESSAGE frame, every message of a body or a WebSocket, is written
+    /// here without the general encoder's matches (type, id, body) and with one
+    /// capacity check for its 6-byte head (~0.03k instructions a frame; the bytes are
+    /// `encode_planned`'s).
     pub(crate) fn encode_apart(self, b: &mut BytesMut, apart_from: usize, plan: &HeadPlan) -> Bytes {
-        match self {
-            Frame::Data { id, end, data } if data.len() >= apart_from => {
-                b.put_u8(kind::DATA);
-                b.put_u32(id);
-                b.put_u8(if end { flags::END } else { 0 });
-                data
-            }
-            Frame::WsMessage { id, binary, fin, data } if data.len() >= apart_from => {
-                b.put_u8(kind::WS_MESSAGE);
-                b.put_u32(id);
-                b.put_u8(if fin { flags::FIN } else { 0 } | if binary { flags::BINARY } else { 0 });
-                data
+        let (ty, id, f, data) = match self {
+            Frame::Data { id, end, data } => (kind::DATA, id, if end { flags::END } else { 0 }, data),
+            Frame::WsMessage { id, binary, fin, data } => {
+                (kind::WS_MESSAGE, id, if fin { flags::FIN } else { 0 } | if binary { flags::BINARY } else { 0 }, data)
             }
             f => {
                 f.encode_planned(b, plan);
-                Bytes::new()
+                return Bytes::new();
             }
+        };
+        let [i0, i1, i2, i3] = id.to_be_bytes();
+        b.put_slice(&[ty, i0, i1, i2, i3, f]);
+        if data.len() >= apart_from {
+            return data;
         }
+        b.put_slice(&data);
+        Bytes::new()
     }
 
     pub(crate) fn encoded_len_hint(&self) -> usize {

@@ -26,10 +26,7 @@ impl Session {
     /// session credit (for what a stream has in flight) and the queue room (for what
     /// it has queued), see `docs/PROTOCOL.md` §7, "Fair shares".
     pub(super) fn fair_share(&self, pool: u64, held: u64) -> u64 {
-        if self.fair_divisor <= 1 || pool >= self.fair_free {
-            return pool;
-        }
-        pool.saturating_add(held).div_ceil(self.fair_divisor).saturating_sub(held).min(pool)
+        Shares::of(self).share(pool, held)
     }
 
     /// Payload bytes the streams may still queue, together: the peer's session window
@@ -39,25 +36,6 @@ impl Session {
     /// on its way at once.
     pub(super) fn queue_room(&self) -> u64 {
         self.queue_limit().saturating_sub(self.queued)
-    }
-
-    /// Payload bytes stream `s` may send now: its fair share of the session credit less
-    /// what it has in flight (sent, not granted back on the stream). A stream with bytes
-    /// in flight waits until its allowance is at least half its share (or covers all it
-    /// has queued) rather than sending what each small grant frees: those dribs would
-    /// come back as small grants, and the frames would never grow again (the silly
-    /// window syndrome). It can wait: its bytes in flight will be granted back.
-    pub(super) fn send_allowance(&self, stream_window: u64, s: &Stream) -> u64 {
-        if self.fair_divisor <= 1 || self.send_credit >= self.fair_free {
-            return self.send_credit;
-        }
-        let in_flight = stream_window.saturating_sub(s.send_credit.saturating_add(s.queued));
-        let allowed = self.fair_share(self.send_credit, in_flight);
-        let share = allowed + in_flight;
-        if in_flight > 0 && allowed < share / 2 && allowed < s.queued {
-            return 0;
-        }
-        allowed
     }
 
     /// The most payload all streams may queue unsent: the peer's session window, and
@@ -173,4 +151,47 @@ pub(super) fn clamp(len: usize, room: u64) -> usize {
 /// be reached, stalling every other stream of the session.
 fn should_grant(unacked: u64, remaining: u64, window: u64) -> bool {
     unacked > 0 && (unacked >= window / 4 || unacked >= remaining)
+}
+
+/// The session's fair-share parameters, copied out so that a stream borrowed from the
+/// session's map can be weighed without looking it up again (see
+/// [`Session::fair_share`]).
+#[derive(Clone, Copy)]
+pub(super) struct Shares {
+    divisor: u64,
+    free: u64,
+}
+
+impl Shares {
+    pub(super) fn of(session: &Session) -> Shares {
+        Shares { divisor: session.fair_divisor, free: session.fair_free }
+    }
+
+    /// [`Session::fair_share`].
+    pub(super) fn share(self, pool: u64, held: u64) -> u64 {
+        if self.divisor <= 1 || pool >= self.free {
+            return pool;
+        }
+        pool.saturating_add(held).div_ceil(self.divisor).saturating_sub(held).min(pool)
+    }
+
+    /// Payload bytes stream `s` may send now: its fair share of the session credit
+    /// (`send_credit`) less what it has in flight (sent, not granted back on the
+    /// stream). A stream with bytes in flight waits until its allowance is at least half
+    /// its share (or covers all it has queued) rather than sending what each small grant
+    /// frees: those dribs would come back as small grants, and the frames would never
+    /// grow again (the silly window syndrome). It can wait: its bytes in flight will be
+    /// granted back.
+    pub(super) fn send_allowance(self, send_credit: u64, stream_window: u64, s: &Stream) -> u64 {
+        if self.divisor <= 1 || send_credit >= self.free {
+            return send_credit;
+        }
+        let in_flight = stream_window.saturating_sub(s.send_credit.saturating_add(s.queued));
+        let allowed = self.share(send_credit, in_flight);
+        let share = allowed + in_flight;
+        if in_flight > 0 && allowed < share / 2 && allowed < s.queued {
+            return 0;
+        }
+        allowed
+    }
 }

@@ -17,6 +17,7 @@ use crate::handshake::{features, RefuseReason, Welcome, PROTOCOL_VERSION};
 use crate::stream::{Chunk, Stream};
 use crate::time::Instant;
 
+use super::flow::Shares;
 use super::{clamp, Session, State};
 
 impl Session {
@@ -168,25 +169,32 @@ impl Session {
         chunk: impl FnOnce(usize) -> Option<Chunk>,
     ) -> Result<usize, StreamError> {
         let room = self.queue_room();
-        let share = match self.streams.get(&id) {
-            Some(s) => self.fair_share(room, s.queued),
-            None => room,
+        let shares = Shares::of(self);
+        // One lookup of the stream for the checks, the credit and the ring (three were
+        // ~40 instructions more per message; docs/BENCHMARKS.md, fourteenth round).
+        let s = match self.state {
+            State::Closed => return Err(StreamError::Closed),
+            _ => self.streams.get_mut(&id).ok_or(StreamError::UnknownStream(id))?,
         };
-        let s = self.live_stream(id)?;
         Self::check_body_send(s, id, ws)?;
+        let share = shares.share(room, s.queued);
         let taken = s.take_send_credit(clamp(offered, share));
         if taken < offered {
             s.blocked = true;
         }
         s.queued += taken as u64;
-        let queued = chunk(taken).map(|c| s.queue.push_back(c)).is_some();
+        if let Some(c) = chunk(taken) {
+            s.queue.push_back(c);
+            // As `schedule` does, on the stream at hand.
+            if !s.in_ring {
+                s.in_ring = true;
+                self.ring.push_back(id);
+            }
+        }
         if taken < offered && taken as u64 == room {
             self.queue_full = true;
         }
         self.queued += taken as u64;
-        if queued {
-            self.schedule(id);
-        }
         Ok(taken)
     }
 
