@@ -41,7 +41,8 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
 use localtunnels_driver::h1::head::MAX_HEADERS;
 use localtunnels_driver::h1::{
-    parse_request, request_framing, BodyLength, HeadError, HeadLimits, ParsedRequest, RequestFraming,
+    parse_request, parse_request_cached, request_framing, BodyLength, FieldCache, HeadError, HeadLimits, ParsedRequest,
+    RequestFraming,
 };
 use localtunnels_driver::lazy_deadline::LazyDeadline;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -77,6 +78,8 @@ pub(crate) struct Conn<T> {
     response_due: Option<LazyDeadline>,
     /// The server is shutting down: the exchange under way is the connection's last.
     closing: bool,
+    /// The fields of the last request head, for the next one to clone what it repeats.
+    fields: FieldCache,
 }
 
 /// What the wait for a head ended with.
@@ -118,7 +121,15 @@ pub(crate) async fn serve<T>(
     let limits = HeadLimits { max_bytes: state.config.limits.max_header_bytes.max(8192), max_headers: MAX_HEADERS };
     let header_timeout = state.config.limits.header_read_timeout;
     let (buf, out) = (BytesMut::with_capacity(8192), BytesMut::with_capacity(4096));
-    let mut conn = Conn { io, buf, out, early: BytesMut::new(), response_due: None, closing: false };
+    let mut conn = Conn {
+        io,
+        buf,
+        out,
+        early: BytesMut::new(),
+        response_due: None,
+        closing: false,
+        fields: FieldCache::default(),
+    };
     let mut due = LazyDeadline::new(accepted + header_timeout);
     let mut first = true;
     let mut shutdown = Closing::new(shutdown);
@@ -324,7 +335,7 @@ where
                 }
             } else if self.buf.is_empty() {
                 // Nothing to parse yet (the usual state after an exchange).
-            } else if let Some(head) = parse_request(&mut self.buf, limits)? {
+            } else if let Some(head) = self.parse(limits, first)? {
                 return Ok(Next::Head(head));
             }
             if self.buf.is_empty() && shutdown.now() {
@@ -347,6 +358,18 @@ where
                 Ok(0) | Err(_) => return Ok(Next::Done),
                 Ok(_) => {}
             }
+        }
+    }
+
+    /// The head at the front of the read buffer, if it is whole. The first head of a
+    /// connection is parsed as it is; the ones after it with the connection's
+    /// [`FieldCache`], which clones the names and values that repeat the last head's
+    /// (~0.1k instructions a name, ~3 a value's byte: docs/BENCHMARKS.md, fourteenth
+    /// round), so that a connection that carries one request pays nothing to fill it.
+    fn parse(&mut self, limits: &HeadLimits, first: bool) -> Result<Option<ParsedRequest>, HeadError> {
+        match first {
+            true => parse_request(&mut self.buf, limits),
+            false => parse_request_cached(&mut self.buf, limits, &mut self.fields),
         }
     }
 
