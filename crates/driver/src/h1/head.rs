@@ -164,7 +164,11 @@ fn parse_request_with(
     let path_range = offset_in(buf, path.as_bytes());
     // The cache's list keeps its allocation from one head to the next.
     let mut ranges = cache.as_deref_mut().map(|c| std::mem::take(&mut c.ranges)).unwrap_or_default();
-    ranges.extend(req.headers.iter().map(|h| field_range(buf, h)));
+    // Pushed one by one: `extend` was a call of its own (~50 instructions for one field).
+    ranges.reserve(req.headers.len());
+    for h in req.headers.iter() {
+        ranges.push(field_range(buf, h));
+    }
     let raw = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(raw.slice(path_range)).map_err(|_| HeadError::Target);
     let headers = fields(&raw, &ranges, cache.as_deref_mut());
