@@ -54,6 +54,17 @@ fn requests() -> Vec<Case> {
             &["GET", "POST", "GET"],
             200,
         ),
+        // Heads after the first on a connection are read with its field cache: fields
+        // repeated, changed, moved, recased, and a malformed one after them.
+        case(
+            "kept-alive-fields",
+            "GET /echo/1 HTTP/1.1\r\nHost: {H}\r\nX-A: 1\r\nAccept: */*\r\n\r\n\
+             GET /echo/2 HTTP/1.1\r\nHost: {H}\r\nX-A: 2\r\nAccept: */*\r\n\r\n\
+             GET /echo/3 HTTP/1.1\r\nAccept: */*\r\nhost: {H}\r\nx-a: 2\r\n\r\n\
+             GET /echo/4 HTTP/1.1\r\nHost: {H}\r\nX-A: 2\r\nBad Name: 1\r\n\r\n",
+            &["GET", "GET", "GET"],
+            200,
+        ),
         case("connection-close", "GET /echo HTTP/1.1\r\nHost: {H}\r\nConnection: close\r\n\r\n", get, 200),
         case("http10", "GET /echo HTTP/1.0\r\nHost: {H}\r\n\r\n", get, 200),
         case("http10-keep-alive", "GET /echo HTTP/1.0\r\nHost: {H}\r\nConnection: keep-alive\r\n\r\n", get, 200),

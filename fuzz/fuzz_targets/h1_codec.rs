@@ -10,8 +10,9 @@
 //! `Host::parse` has a normal form that parses, is already normal and names the same
 //! host; a response head checked as a list (`forwardable_response_list`, which the
 //! server's HTTP/1 path writes from) gives what the `HeaderMap` check gives, in its order.
-//! A response head read with a connection's field cache (`parse_response_cached`), cold
-//! and warm from other heads, reads as without it.
+//! A request or response head read with a connection's field cache
+//! (`parse_request_cached`, `parse_response_cached`), cold and warm from other heads,
+//! reads as without it.
 
 #![no_main]
 
@@ -20,8 +21,9 @@ use libfuzzer_sys::fuzz_target;
 use localtunnels_core::{ResponseHead, StreamKind};
 use localtunnels_driver::h1::chunked::{write_chunk, write_last_chunk};
 use localtunnels_driver::h1::{
-    parse_request, parse_response, parse_response_cached, request_framing, response_framing, BodyDecoder, ChunkError,
-    ChunkLimits, ChunkedDecoder, Decoded, FieldCache, HeadError, HeadLimits, ParsedResponse,
+    parse_request, parse_request_cached, parse_response, parse_response_cached, request_framing, response_framing,
+    BodyDecoder, ChunkError, ChunkLimits, ChunkedDecoder, Decoded, FieldCache, HeadError, HeadLimits, ParsedRequest,
+    ParsedResponse,
 };
 use localtunnels_driver::http::{forwardable_response, forwardable_response_list, header_list};
 use localtunnels_server::host::Host;
@@ -90,8 +92,9 @@ fn summary(parsed: Result<Option<ParsedResponse>, HeadError>, left: &BytesMut) -
     })
 }
 
-/// A response head read with a connection's field cache, cold and then warm from the
-/// head before (the input itself, its second half), reads as without the cache.
+/// A response head, and a request head, read with a connection's field cache, cold and
+/// then warm from the head before (the input itself, its second half), reads as without
+/// the cache.
 fn cached_as_plain(input: &[u8]) {
     let limits = HeadLimits { max_bytes: 2048, max_headers: 16 };
     let mut cache = FieldCache::default();
@@ -103,6 +106,26 @@ fn cached_as_plain(input: &[u8]) {
         let cached = summary(parse_response_cached(&mut cached, &limits, &mut cache), &cached);
         assert_eq!(plain, cached, "a response head read with the field cache differs");
     }
+    let mut cache = FieldCache::default();
+    for head in [input, input, half, input] {
+        let mut plain = BytesMut::from(head);
+        let plain = request_summary(parse_request(&mut plain, &limits), &plain);
+        let mut cached = BytesMut::from(head);
+        let cached = request_summary(parse_request_cached(&mut cached, &limits, &mut cache), &cached);
+        assert_eq!(plain, cached, "a request head read with the field cache differs");
+    }
+}
+
+/// What a request parse gave, comparable: method, target, version, fields, bytes left.
+type RequestSummary = Result<Option<(String, String, http::Version, Vec<(String, Vec<u8>)>, usize)>, HeadError>;
+
+fn request_summary(parsed: Result<Option<ParsedRequest>, HeadError>, left: &BytesMut) -> RequestSummary {
+    parsed.map(|h| {
+        h.map(|h| {
+            let fields = h.headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+            (h.method.to_string(), h.uri.to_string(), h.version, fields, left.len())
+        })
+    })
 }
 
 /// A host the server accepts has a normal form that is a host, already normal, the same.

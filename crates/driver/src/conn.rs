@@ -235,7 +235,10 @@ impl Shared {
         let more = state.session.has_transmit();
         // The socket is written without the state lock: other tasks' commands go on.
         drop(state);
-        !out.write_without_waiting() || more
+        let written = out.write_without_waiting();
+        // The sent frame's fields are freed once it is on its way.
+        out.drop_spent();
+        !written || more
     }
 
     /// Swaps the stream futures the incoming handler returned since the last call

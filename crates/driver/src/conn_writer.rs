@@ -10,7 +10,7 @@ use std::sync::{Arc, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Buf;
-use localtunnels_core::{CloseCode, Instant, Session};
+use localtunnels_core::{CloseCode, Frame, Instant, Session};
 use tokio::io::AsyncWrite;
 
 use crate::conn::Shared;
@@ -36,11 +36,14 @@ pub(crate) struct Outbox {
     unflushed: bool,
     /// The socket failed: nothing more is written; the writer closes the session.
     failed: bool,
+    /// The last lone head frame `fill` encoded (an OPEN, a RESPONSE), kept to be
+    /// dropped after the write ([`Outbox::drop_spent`]) rather than before it.
+    spent: Option<Frame>,
 }
 
 impl Outbox {
     pub(crate) fn new(io: Pin<Box<dyn AsyncWrite + Send>>, wire: WsEncoder) -> Outbox {
-        Outbox { io, wire, unflushed: false, failed: false }
+        Outbox { io, wire, unflushed: false, failed: false, spent: None }
     }
 
     /// The encoder, to queue frames on.
@@ -65,13 +68,20 @@ impl Outbox {
             let Some(message) = session.poll_message() else { break };
             let len = message.len();
             batch += len;
-            self.wire.binary_with(len, |out| session.encode_message(message, out, COPY_BELOW));
+            let spent = &mut self.spent;
+            self.wire.binary_with(len, |out| session.encode_message_spent(message, out, COPY_BELOW, spent));
             // Mostly one message (a lone OPEN, a batch): asking for another would walk
             // the session's queues for nothing.
             if !session.has_transmit() {
                 break;
             }
         }
+    }
+
+    /// Drops the head frame `fill` kept (its header list and strings): after the write,
+    /// so that the peer gets the frame without waiting for the frees.
+    pub(crate) fn drop_spent(&mut self) {
+        self.spent = None;
     }
 
     /// Writes and flushes what is queued as far as the socket takes it now; true if
@@ -148,6 +158,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             // stalled, interrupted below).
             if !out.busy() {
                 out.fill(&mut state.session);
+                out.drop_spent();
             }
             shared.pump(&mut state);
             let deadline = state.session.poll_timeout();
@@ -244,6 +255,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         let mut state = shared.lock();
         let mut out = lock_out(&shared);
         out.fill(&mut state.session);
+        out.drop_spent();
         out.wire.close(1000);
     }
     let _ = tokio::time::timeout(CLOSE_FLUSH, async {

@@ -66,7 +66,7 @@ impl Frame {
         let (body, plan) = match self {
             Frame::Open { head, .. } => {
                 let (headers, plan) = plan_headers(&head.headers, coding);
-                (1 + bytes16_len(head.method.len()) + bytes16_len(head.target.len()) + headers, plan)
+                return Some((open_len(head, headers), plan));
             }
             Frame::Response { head, .. } => {
                 let (headers, plan) = plan_headers(&head.headers, coding);
@@ -371,6 +371,12 @@ fn method_string(raw: &[u8]) -> Result<String, std::str::Utf8Error> {
 
 /// A frame's type and stream id.
 const FRAME_HEADER: usize = 1 + 4;
+
+/// The encoded size of an OPEN frame of `head`, its header block taking `block_len`
+/// bytes (as planned for the coding it is written with).
+pub(crate) fn open_len(head: &RequestHead, block_len: usize) -> usize {
+    FRAME_HEADER + 1 + bytes16_len(head.method.len()) + bytes16_len(head.target.len()) + block_len
+}
 
 /// Bytes `put_bytes16` writes for `n` bytes (it cuts what is over `u16::MAX`).
 pub(super) fn bytes16_len(n: usize) -> usize {

@@ -10,14 +10,15 @@ use crate::config::Limits;
 use crate::error::{OpenError, StreamError};
 use crate::event::Event;
 use crate::frame::{
-    check_headers, check_request_head, check_response_head, header_block_len, CloseCode, Frame, Header, RequestHead,
-    ResetCode, ResponseHead, StreamId, StreamKind,
+    check_headers, check_request_line, check_response_head, header_block_len, open_len, plan_checked, CloseCode, Frame,
+    Header, RequestHead, ResetCode, ResponseHead, StreamId, StreamKind,
 };
 use crate::handshake::{features, RefuseReason, Welcome, PROTOCOL_VERSION};
 use crate::stream::{Chunk, Stream};
 use crate::time::Instant;
 
 use super::flow::Shares;
+use super::transmit::Output;
 use super::{clamp, Session, State};
 
 impl Session {
@@ -62,12 +63,15 @@ impl Session {
         if self.local_open >= self.peer.max_streams {
             return Err(OpenError::TooManyStreams(self.peer.max_streams));
         }
-        let size = header_block_len(&head.headers) + head.method.len() + head.target.len() + 16;
+        // The fields are sized as text (for the limit), planned as they are written, and
+        // checked in one walk; the frame is queued with that plan, not planned again.
+        let block = plan_checked(&head.headers, self.field_coding());
+        let size = block.text_len + head.method.len() + head.target.len() + 16;
         let limit = self.head_limit();
         if size > limit {
             return Err(OpenError::HeadTooLarge { size, limit });
         }
-        check_request_head(&head).map_err(OpenError::InvalidHead)?;
+        check_request_line(&head).and(block.invalid.map_or(Ok(()), Err)).map_err(OpenError::InvalidHead)?;
         let Ok(id) = StreamId::try_from(self.next_local_id) else {
             // Ids are never reused: a session that used them all must be replaced.
             self.go_away(CloseCode::Normal, "stream ids exhausted: reconnect");
@@ -78,7 +82,8 @@ impl Session {
         s.send_done = end;
         self.streams.insert(id, s);
         self.local_open += 1;
-        self.push_control(Frame::Open { id, head, end });
+        let len = open_len(&head, block.len);
+        self.push_output(Output::Frame(Frame::Open { id, head, end }, len, block.plan));
         Ok(id)
     }
 

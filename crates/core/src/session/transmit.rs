@@ -164,17 +164,37 @@ impl Session {
     pub fn encode_message(&mut self, message: OutMessage, out: &mut BytesMut, apart_from: usize) -> Bytes {
         match message.inner {
             Packed::Alone(o) => o.encode_apart(out, apart_from),
-            Packed::Batch(mut picked) => {
-                out.reserve(message.len);
-                out.put_u8(kind::BATCH);
-                out.put_u32(0);
-                for o in picked.drain(..) {
-                    o.put_entry(out);
-                }
-                // The vector goes back for the next batch, with its allocation.
-                self.picked = picked;
-                Bytes::new()
-            }
+            Packed::Batch(picked) => self.encode_batch(message.len, picked, out),
+        }
+    }
+
+    /// Appends the `BATCH` of the frames `picked`, `len` bytes in all, to `out`.
+    fn encode_batch(&mut self, len: usize, mut picked: Vec<Output>, out: &mut BytesMut) -> Bytes {
+        out.reserve(len);
+        out.put_u8(kind::BATCH);
+        out.put_u32(0);
+        for o in picked.drain(..) {
+            o.put_entry(out);
+        }
+        // The vector goes back for the next batch, with its allocation.
+        self.picked = picked;
+        Bytes::new()
+    }
+
+    /// [`Session::encode_message`], except that a lone frame with a header list (an
+    /// OPEN, a RESPONSE, TRAILERS) goes to `spent` once encoded instead of being
+    /// dropped: its fields, strings and list are freed by the driver after the write,
+    /// off the path the peer waits on (~0.24k instructions for a proxied request's OPEN).
+    pub fn encode_message_spent(
+        &mut self,
+        message: OutMessage,
+        out: &mut BytesMut,
+        apart_from: usize,
+        spent: &mut Option<Frame>,
+    ) -> Bytes {
+        match message.inner {
+            Packed::Alone(o) => o.encode_spent(out, apart_from, spent),
+            Packed::Batch(picked) => self.encode_batch(message.len, picked, out),
         }
     }
 
@@ -206,7 +226,11 @@ impl Session {
     /// Queues a control frame, encoded when it is sent (into the driver's buffer)
     /// unless it is a handshake frame.
     pub(super) fn push_control(&mut self, frame: Frame) {
-        let o = Output::of(frame, self.field_coding());
+        self.push_output(Output::of(frame, self.field_coding()));
+    }
+
+    /// Queues a control frame already sized (see [`Session::push_control`]).
+    pub(super) fn push_output(&mut self, o: Output) {
         self.control_bytes += o.len();
         self.control.push_back(o);
         if self.control_bytes > self.config.max_control_queue as usize {
@@ -332,6 +356,19 @@ impl Output {
                 Bytes::new()
             }
             Output::Frame(f, _, plan) => f.encode_apart(out, apart_from, &plan),
+        }
+    }
+
+    /// [`Output::encode_apart`], a frame with a header list going to `spent` instead of
+    /// being dropped (see [`Session::encode_message_spent`]).
+    fn encode_spent(self, out: &mut BytesMut, apart_from: usize, spent: &mut Option<Frame>) -> Bytes {
+        match self {
+            Output::Frame(f @ (Frame::Open { .. } | Frame::Response { .. } | Frame::Trailers { .. }), _, plan) => {
+                f.encode_planned(out, &plan);
+                *spent = Some(f);
+                Bytes::new()
+            }
+            o => o.encode_apart(out, apart_from),
         }
     }
 

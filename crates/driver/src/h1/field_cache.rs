@@ -4,7 +4,9 @@
 //! An origin answers every request with the same fields in the same order, most with
 //! the same values (a framework's `content-length`, `date`, `content-type`; nginx's
 //! `Server`, `Date`, `Content-Type`, `Content-Length`, `Last-Modified`, `Connection`,
-//! `ETag`, `Accept-Ranges`). Building a `HeaderName` from a field's bytes looks the
+//! `ETag`, `Accept-Ranges`), and a visitor's browser sends every request on a kept-alive
+//! connection with the same fields (`Host`, `User-Agent`, `Accept*`, `Sec-Fetch-*`,
+//! mostly with the same values). Building a `HeaderName` from a field's bytes looks the
 //! name up among the standard ones after lowering its case (~110 instructions a field,
 //! measured with `bench/callgrind`: docs/BENCHMARKS.md, thirteenth round), and a
 //! `HeaderValue` checks every byte (~3 a byte). A name or a value whose bytes are

@@ -30,7 +30,7 @@ use crate::fields::Fields;
 use crate::metrics::Recorded;
 use crate::state::{Body, Counters, Peer, ServerState};
 use crate::tunnel::Tunnel;
-use crate::visitor_error::{accepts_html, as_html, visitor_error};
+use crate::visitor_error::{as_html, visitor_error};
 use localtunnels_driver::h1::framing::may_trail;
 
 /// Data chunks up to this size are copied into the write buffer with what surrounds
@@ -157,7 +157,7 @@ where
             let mut answered = Answered::new(&state.counters.recorded, started);
             match outcome {
                 Outcome::Answer(res) => {
-                    let res = if html { as_html(res) } else { res };
+                    let res = if html.wanted() { as_html(res) } else { res };
                     let status = res.status();
                     let written = write_answer(&mut wr, out, reply, res).await;
                     answered.record();
@@ -196,13 +196,13 @@ where
         &mut self,
         state: &ServerState,
         req: &ParsedRequest,
-        html: bool,
+        html: Html,
         framing: RequestFraming,
         reply: Reply,
         res: Response<Body>,
         started: std::time::Instant,
     ) -> bool {
-        let res = if html { as_html(res) } else { res };
+        let res = if html.wanted() { as_html(res) } else { res };
         if state.config.verbose {
             let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
             let (status, ms) = (res.status().as_u16(), started.elapsed().as_millis());
@@ -240,7 +240,7 @@ where
 /// server's own answers are HTML, how to reply, whether trailers may be sent.
 pub(super) struct Begun {
     pub started: std::time::Instant,
-    pub html: bool,
+    pub html: Html,
     pub reply: Reply,
     pub allow_trailers: bool,
 }
@@ -250,9 +250,21 @@ pub(super) fn begin(req: &ParsedRequest, framing: &RequestFraming, closing: bool
     static TE: http::HeaderName = http::header::TE;
     Begun {
         started: std::time::Instant::now(),
-        html: accepts_html(&req.headers),
+        html: Html(req.headers.first(&http::header::ACCEPT).cloned()),
         reply: reply_to(req, framing, closing),
         allow_trailers: req.headers.values_of(&TE).any(|v| has_token(v, "trailers")),
+    }
+}
+
+/// Whether the server's own answers to a request are HTML pages: its `Accept`, read
+/// only when the server answers (an error) rather than for every request (a browser's
+/// `Accept` took ~0.65k instructions to read: docs/BENCHMARKS.md, fourteenth round).
+pub(super) struct Html(Option<http::HeaderValue>);
+
+impl Html {
+    /// The request's first `Accept` asks for HTML (as [`crate::visitor_error::accepts_html`]).
+    pub(super) fn wanted(&self) -> bool {
+        localtunnels_core::error_page::wants_html(self.0.as_ref().map(http::HeaderValue::as_bytes))
     }
 }
 

@@ -42,7 +42,8 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
 use localtunnels_driver::h1::head::MAX_HEADERS;
 use localtunnels_driver::h1::{
-    parse_request, request_framing, BodyLength, HeadError, HeadLimits, ParsedRequest, RequestFraming,
+    parse_request, parse_request_cached, request_framing, BodyLength, FieldCache, HeadError, HeadLimits, ParsedRequest,
+    RequestFraming,
 };
 use localtunnels_driver::lazy_deadline::LazyDeadline;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -78,6 +79,8 @@ pub(crate) struct Conn<T> {
     response_due: Option<LazyDeadline>,
     /// The server is shutting down: the exchange under way is the connection's last.
     closing: bool,
+    /// The fields of the last request head, for the next one to clone what it repeats.
+    fields: FieldCache,
 }
 
 /// What the wait for a head ended with.
@@ -96,13 +99,15 @@ enum Plan {
     /// The server answers at once (a refused host).
     Answer(Box<http::Response<Body>>),
     /// Through this tunnel (with the request's `X-Forwarded-Host`), for the visitor a
-    /// trusted proxy named, or else the connection's peer.
-    Tunnel(Arc<Tunnel>, Option<Peer>, Option<HeaderValue>),
+    /// trusted proxy named, or else the connection's peer. The named visitor is boxed
+    /// (only behind a trusted proxy): a `Peer` in place made every plan a `memcpy`
+    /// call each time it moved, twice per request.
+    Tunnel(Arc<Tunnel>, Option<Box<Peer>>, Option<HeaderValue>),
     /// A WebSocket upgrade through this tunnel (the same parts as `Tunnel`).
-    WebSocket(Arc<Tunnel>, Option<Peer>, Option<HeaderValue>),
+    WebSocket(Arc<Tunnel>, Option<Box<Peer>>, Option<HeaderValue>),
     /// A client's control connection (its `Sec-WebSocket-Key`), from the visitor a
     /// trusted proxy named, or else the connection's peer.
-    Control(Option<Peer>, HeaderValue),
+    Control(Option<Box<Peer>>, HeaderValue),
 }
 
 /// Serves `io` from `peer`, accepted at `accepted`, until it closes (or hands it to hyper).
@@ -119,7 +124,15 @@ pub(crate) async fn serve<T>(
     let limits = HeadLimits { max_bytes: state.config.limits.max_header_bytes.max(8192), max_headers: MAX_HEADERS };
     let header_timeout = state.config.limits.header_read_timeout;
     let (buf, out) = (BytesMut::with_capacity(8192), BytesMut::with_capacity(4096));
-    let mut conn = Conn { io, buf, out, early: BytesMut::new(), response_due: None, closing: false };
+    let mut conn = Conn {
+        io,
+        buf,
+        out,
+        early: BytesMut::new(),
+        response_due: None,
+        closing: false,
+        fields: FieldCache::default(),
+    };
     let mut due = LazyDeadline::new(accepted + header_timeout);
     let mut first = true;
     let mut shutdown = Closing::new(shutdown);
@@ -145,12 +158,12 @@ pub(crate) async fn serve<T>(
             Plan::Hyper => return conn.hand_off(state, peer, None, Some(head.raw), watcher).await,
             Plan::Answer(res) => conn.answer_unread(&head, framing, *res).await,
             Plan::Tunnel(tunnel, visitor, host) => {
-                let visitor = visitor.as_ref().unwrap_or(&peer);
+                let visitor = visitor.as_deref().unwrap_or(&peer);
                 // Lent, not moved: the exchange's future holds a reference, not the head.
                 conn.exchange(&state, tunnel, visitor, &mut head, host, framing).await
             }
             Plan::WebSocket(tunnel, visitor, host) => {
-                let visitor = visitor.as_ref().unwrap_or(&peer);
+                let visitor = visitor.as_deref().unwrap_or(&peer);
                 match conn.websocket(&state, tunnel, visitor, head, host, framing).await {
                     Upgrade::Answered(keep) => keep,
                     Upgrade::Switched(switched) => {
@@ -163,7 +176,7 @@ pub(crate) async fn serve<T>(
             }
             Plan::Control(visitor, key) => {
                 drop(watcher);
-                let visitor = visitor.unwrap_or(peer);
+                let visitor = visitor.map_or(peer, |v| *v);
                 return conn.control(state, visitor, head, framing, key).await;
             }
         };
@@ -279,12 +292,12 @@ fn control_plan(state: &ServerState, peer: &Peer, head: &ParsedRequest) -> Plan 
 /// Behind a trusted proxy, the visitor it names, who stands for the connection's peer.
 /// Without a trusted proxy (the default) nothing is looked up: the lookup's call and
 /// its check of the peer's address cost ~0.1k instructions per request.
-fn proxied_visitor(state: &ServerState, peer: &Peer, head: &ParsedRequest) -> Option<Peer> {
+fn proxied_visitor(state: &ServerState, peer: &Peer, head: &ParsedRequest) -> Option<Box<Peer>> {
     let proxies = &state.config.trusted_proxies;
     if proxies.is_empty() {
         return None;
     }
-    proxies.visitor(peer.addr.ip(), &head.headers).map(|f| f.apply(peer))
+    proxies.visitor(peer.addr.ip(), &head.headers).map(|f| Box::new(f.apply(peer)))
 }
 
 /// The live tunnel on this node that `host` (a checked host name, no port) names, as
@@ -325,7 +338,7 @@ where
                 }
             } else if self.buf.is_empty() {
                 // Nothing to parse yet (the usual state after an exchange).
-            } else if let Some(head) = parse_request(&mut self.buf, limits)? {
+            } else if let Some(head) = self.parse(limits, first)? {
                 return Ok(Next::Head(head));
             }
             if self.buf.is_empty() && shutdown.now() {
@@ -348,6 +361,18 @@ where
                 Ok(0) | Err(_) => return Ok(Next::Done),
                 Ok(_) => {}
             }
+        }
+    }
+
+    /// The head at the front of the read buffer, if it is whole. The first head of a
+    /// connection is parsed as it is; the ones after it with the connection's
+    /// [`FieldCache`], which clones the names and values that repeat the last head's
+    /// (~0.1k instructions a name, ~3 a value's byte: docs/BENCHMARKS.md, fourteenth
+    /// round), so that a connection that carries one request pays nothing to fill it.
+    fn parse(&mut self, limits: &HeadLimits, first: bool) -> Result<Option<ParsedRequest>, HeadError> {
+        match first {
+            true => parse_request(&mut self.buf, limits),
+            false => parse_request_cached(&mut self.buf, limits, &mut self.fields),
         }
     }
 

@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info_span, Instrument, Span};
 
 use super::encode::{encode_head, BodySize, Reply};
-use super::exchange::{begin, reply_to, write_streamed, Answered, Begun, Streamed};
+use super::exchange::{begin, reply_to, write_streamed, Answered, Begun, Html, Streamed};
 use super::Conn;
 use crate::exchange::{invalid_response, open_error, reset_response, tunnel_head_of};
 use crate::state::{Body, Counters, Peer, ServerState};
@@ -150,7 +150,7 @@ where
         req: &ParsedRequest,
         framing: RequestFraming,
         reply: Reply,
-        html: bool,
+        html: Html,
         res: http::Response<Body>,
         started: std::time::Instant,
     ) -> Upgrade {
