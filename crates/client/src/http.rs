@@ -54,9 +54,10 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     }
     // The server resets the stream when the visitor leaves or its response timeout
     // passes: then the origin's request is dropped too, not left running.
+    let mut cancelled = false;
     let answer = {
         let mut sending = std::pin::pin!(send(&ctx, &parsed, &path, &headers, body));
-        let mut cancelled = std::pin::pin!(tx.cancelled());
+        let mut cancel = std::pin::pin!(tx.cancelled());
         let mut first = true;
         std::future::poll_fn(|cx| {
             // The answer first: once it is in, the cancellation is not polled again.
@@ -64,10 +65,11 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             if std::mem::take(&mut first) && end {
                 record = inspector.map(|i| (i, i.begin(&method, &path, &headers, false)));
             }
-            match polled {
-                Poll::Ready(answer) => Poll::Ready(Some(answer)),
-                Poll::Pending => cancelled.as_mut().poll(cx).map(|()| None),
+            if polled.is_pending() && cancel.as_mut().poll(cx).is_ready() {
+                cancelled = true;
+                return Poll::Ready(Err("cancelled".into()));
             }
+            polled
         })
         .await
     };
@@ -76,7 +78,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             i.update(*id, |s, now| s.fail(*id, now, message));
         }
     };
-    let Some(answer) = answer else {
+    if cancelled {
         // Cut by our own close (its grace ran out) while the visitor still waited,
         // or by the server for a visitor who left or timed out.
         let message = if ctx.closing.load(Ordering::Relaxed) {
@@ -86,7 +88,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         };
         failed(&message);
         return ctx.error(message);
-    };
+    }
     let res = match answer {
         Ok(res) => res,
         Err(e) => {
