@@ -168,9 +168,13 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             }
         };
         // The frames are written when this poll ends: the capture, the report and the
-        // exchange's clean-up (what this future drops) wait until then.
-        after_write().await;
-        drop(filing);
+        // exchange's clean-up (what this future drops) wait until then. Without a
+        // capture to file, the second poll would cost the total more than the clean-up
+        // it moves is worth (docs/BENCHMARKS.md, fourteenth round).
+        if filing.is_some() {
+            after_write().await;
+            drop(filing);
+        }
         // What the window did not take yet follows as it opens.
         if taken < data.len() {
             if let Err(e) = tx.send_last(data.slice(taken..)).await {
@@ -185,8 +189,10 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             return ctx.error(message);
         }
         if end {
-            after_write().await;
-            drop(filing);
+            if filing.is_some() {
+                after_write().await;
+                drop(filing);
+            }
         } else {
             // By reference: the body stays where it is instead of moving into the pump.
             let pumped = if report || debug || recorder.is_some() || first.is_some() {
