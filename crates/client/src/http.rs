@@ -1,6 +1,7 @@
 //! One tunneled HTTP exchange on the client: the stream's request goes to the
 //! origin, the origin's response streams back.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use hyper::body::Body as _;
 use localtunnels_core::error_page::{default_message, format_request_id, wants_html, ErrorPage};
 use localtunnels_core::{RequestHead, ResetCode, StreamKind};
 use localtunnels_driver::http::final_status;
-use localtunnels_driver::{pump_body, StreamBody, StreamHandle};
+use localtunnels_driver::{after_write, pump_body, StreamBody, StreamHandle};
 
 use crate::ctx::Ctx;
 use crate::events::ClientEvent;
@@ -40,36 +41,54 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         Err(message) => return tx.reset(ResetCode::Protocol, &message),
     };
     // The inspector records the request as the origin gets it, its body as it passes.
-    let record = ctx.config.inspector.as_ref().map(|i| (i, i.begin(&method, &path, &headers, false)));
+    // A request with a body is filed first (its tap needs the entry); one without
+    // right after the first poll of its sending, which writes it to a pooled origin
+    // connection: the origin starts on it sooner, and its answer cannot overtake the
+    // entry (it is read by this future's later polls).
+    let inspector = ctx.config.inspector.as_ref();
+    let mut record = inspector.filter(|_| !end).map(|i| (i, i.begin(&method, &path, &headers, false)));
     let mut body = StreamBody::new(rx, end, content_length(&headers));
     // A request without a body has nothing to record (its entry's body is empty already).
-    if let (Some((i, id)), false) = (&record, end) {
+    if let Some((i, id)) = &record {
         body = body.tapped(Box::new(BodyRecorder::request(i, *id)));
     }
+    // The server resets the stream when the visitor leaves or its response timeout
+    // passes: then the origin's request is dropped too, not left running.
+    let mut cancelled = false;
+    let answer = {
+        let mut sending = std::pin::pin!(send(&ctx, &parsed, &path, &headers, body));
+        let mut cancel = std::pin::pin!(tx.cancelled());
+        let mut first = true;
+        std::future::poll_fn(|cx| {
+            // The answer first: once it is in, the cancellation is not polled again.
+            let polled = sending.as_mut().poll(cx);
+            if std::mem::take(&mut first) && end {
+                record = inspector.map(|i| (i, i.begin(&method, &path, &headers, false)));
+            }
+            if polled.is_pending() && cancel.as_mut().poll(cx).is_ready() {
+                cancelled = true;
+                return Poll::Ready(Err("cancelled".into()));
+            }
+            polled
+        })
+        .await
+    };
     let failed = |message: &str| {
         if let Some((i, id)) = &record {
             i.update(*id, |s, now| s.fail(*id, now, message));
         }
     };
-    // The server resets the stream when the visitor leaves or its response timeout
-    // passes: then the origin's request is dropped too, not left running.
-    let answer = tokio::select! {
-        // The answer first: no random pick per poll, and once it is in, the
-        // cancellation is not polled again.
-        biased;
-        answer = send(&ctx, &parsed, &path, &headers, body) => answer,
-        () = tx.cancelled() => {
-            // Cut by our own close (its grace ran out) while the visitor still waited,
-            // or by the server for a visitor who left or timed out.
-            let message = if ctx.closing.load(Ordering::Relaxed) {
-                format!("{method} {path}: cut short, the tunnel closed before the origin answered")
-            } else {
-                format!("{method} {path}: abandoned, the visitor is gone (or timed out)")
-            };
-            failed(&message);
-            return ctx.error(message);
-        }
-    };
+    if cancelled {
+        // Cut by our own close (its grace ran out) while the visitor still waited,
+        // or by the server for a visitor who left or timed out.
+        let message = if ctx.closing.load(Ordering::Relaxed) {
+            format!("{method} {path}: cut short, the tunnel closed before the origin answered")
+        } else {
+            format!("{method} {path}: abandoned, the visitor is gone (or timed out)")
+        };
+        failed(&message);
+        return ctx.error(message);
+    }
     let res = match answer {
         Ok(res) => res,
         Err(e) => {
@@ -121,13 +140,15 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             Poll::Pending => {}
         }
     }
-    // The inspector files a response that is whole already in one step; any other gets
-    // its head filed now (before the visitor sees it) and its body as it passes.
+    // The inspector files the response's head now (the stream takes it); a response
+    // that is whole already gets its body and end filed after the write of its frames
+    // (`filing`, below), any other its body as it passes.
     let mut recorder = None;
+    let mut filing = None;
     if let Some((i, id)) = record {
         match (&whole, end) {
-            (Some(data), _) => i.respond_whole(id, status, &head.headers, data),
-            (None, true) => i.respond_whole(id, status, &head.headers, &[]),
+            (Some(data), _) => filing = Some(i.respond_whole(id, status, &head.headers, data)),
+            (None, true) => filing = Some(i.respond_whole(id, status, &head.headers, &[])),
             (None, false) => {
                 i.change(id, |s| s.respond(id, status, &head.headers));
                 recorder = Some(BodyRecorder::response(i, id));
@@ -135,16 +156,25 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         }
     }
     let mut bytes = 0;
-    if let Some(data) = whole {
+    if let Some(data) = &whole {
         bytes = data.len() as u64;
-        let taken = match tx.respond_whole(head, &data) {
+        let taken = match tx.respond_whole(head, data) {
             Ok(taken) => taken,
             Err(e) => {
+                drop(filing);
                 let message = format!("response to {method} {path} lost: {e}");
                 failed(&message);
                 return ctx.error(message);
             }
         };
+        // The frames are written when this poll ends: the capture, the report and the
+        // exchange's clean-up (what this future drops) wait until then. Without a
+        // capture to file, the second poll would cost the total more than the clean-up
+        // it moves is worth (docs/BENCHMARKS.md, fourteenth round).
+        if filing.is_some() {
+            after_write().await;
+            drop(filing);
+        }
         // What the window did not take yet follows as it opens.
         if taken < data.len() {
             if let Err(e) = tx.send_last(data.slice(taken..)).await {
@@ -153,11 +183,17 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         }
     } else {
         if let Err(e) = tx.respond(head, end) {
+            drop(filing);
             let message = format!("response to {method} {path} lost: {e}");
             failed(&message);
             return ctx.error(message);
         }
-        if !end {
+        if end {
+            if filing.is_some() {
+                after_write().await;
+                drop(filing);
+            }
+        } else {
             // By reference: the body stays where it is instead of moving into the pump.
             let pumped = if report || debug || recorder.is_some() || first.is_some() {
                 let mut observed = ObservedBody { inner: body, count: 0, recorder, first };

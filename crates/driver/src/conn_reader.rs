@@ -2,7 +2,8 @@
 //! session and runs the stream futures the incoming handler returned, in turns. A turn
 //! polls what was woken (the socket's reading, stream futures; see
 //! [`crate::conn_tasks`]) and ends by writing every frame the turn produced in one
-//! write (see `conn.rs`).
+//! write (see `conn.rs`), then runs what the futures left for after that write
+//! ([`crate::after_write`]).
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -52,6 +53,12 @@ where
         }
         if wake {
             shared.wake_writer.notify_one();
+        }
+        // What the stream futures left for after the write (`crate::after_write`): it
+        // overlaps the peer's work instead of delaying the write. Outside the turn
+        // (`turn` is clear), what it sends or drops is written or applied at once.
+        if tasks.has_after() {
+            tasks.run_after();
         }
         tasks.end();
         if reading.is_none() && tasks.live() == 0 {

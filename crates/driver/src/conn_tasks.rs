@@ -13,6 +13,9 @@
 //! own flag says it is due, and the queue's lock is taken only when a flag says a stream
 //! future was queued (each lock and unlock is ~25 instructions, and a turn that only
 //! reads took it four times; docs/BENCHMARKS.md, thirteenth round).
+//!
+//! A stream future that awaits [`crate::after_write`] before the turn's write is kept
+//! aside and polled again once the reader wrote ([`Tasks::run_after`]).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +24,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
 
+use crate::after_write::{self, BeforeWrite};
 use crate::conn::StreamFuture;
 
 /// The key of the socket's reading.
@@ -116,6 +120,8 @@ pub(crate) struct Tasks {
     keys: Vec<usize>,
     /// New stream futures, taken from the connection the same way.
     spawned: Vec<StreamFuture>,
+    /// Indexes of the stream futures that yielded until after the turn's write.
+    after: Vec<usize>,
 }
 
 impl Tasks {
@@ -133,6 +139,7 @@ impl Tasks {
             live: 0,
             keys: Vec::new(),
             spawned: Vec::new(),
+            after: Vec::new(),
         }
     }
 
@@ -178,6 +185,8 @@ impl Tasks {
         mut spawned: impl FnMut(&mut Vec<StreamFuture>),
     ) {
         let mut keys = std::mem::take(&mut self.keys);
+        // Until the turn's write: `after_write` yields, `defer` queues.
+        let _before = BeforeWrite::enter();
         for _ in 0..PASSES {
             // The reading first, as a queue holding its key would have it first when
             // the socket's wake-up came before the streams' (the usual order).
@@ -200,6 +209,24 @@ impl Tasks {
             self.spawned = new;
         }
         self.keys = keys;
+    }
+
+    /// Stream futures yielded until after the turn's write.
+    pub(crate) fn has_after(&self) -> bool {
+        !self.after.is_empty()
+    }
+
+    /// After the turn's write: polls the stream futures that yielded until then, in the
+    /// order they yielded. What they produce for the socket is written the way a
+    /// command outside the turn writes it.
+    pub(crate) fn run_after(&mut self) {
+        // By index: a poll after the write yields no more (`after` does not grow).
+        let mut i = 0;
+        while let Some(&index) = self.after.get(i) {
+            self.poll_stream(index);
+            i += 1;
+        }
+        self.after.clear();
     }
 
     /// Ends the turn; if work is queued (a wake-up from another thread, or what the
@@ -228,6 +255,11 @@ impl Tasks {
                 true
             }
         };
+        if after_write::take_yielded() && !done {
+            // Polled again after the write (a spurious poll if it is woken before: a
+            // future's poll must allow those).
+            self.after.push(index);
+        }
         if done {
             entry.future = None;
             self.free.push(index);

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod after_write;
 mod body;
 mod conn;
 mod conn_reader;
@@ -22,6 +23,7 @@ pub mod websocket;
 pub mod ws_codec;
 pub mod ws_io;
 
+pub use after_write::after_write;
 pub use body::{pump_body, BodyError, BodyTap, StreamBody};
 pub use conn::{ConnEvent, ConnEvents, Connection, IncomingHandler, StreamFuture};
 pub use rewind::Rewind;

@@ -230,3 +230,86 @@ async fn frames_written_into_a_stalled_socket_arrive_once_it_is_read() {
     assert!(got == body, "the response came back different ({} bytes for {})", got.len(), body.len());
     drop(always);
 }
+
+/// Counts the bytes written through it.
+struct Counting<T> {
+    inner: T,
+    written: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counting<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counting<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &polled {
+            self.written.fetch_add(*n, std::sync::atomic::Ordering::SeqCst);
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Work a stream future does after `after_write` runs once the frames it queued before
+/// were written to the socket (in the same turn of the connection's task), and the
+/// stream still ends normally; a future outside the connection's task is not held back.
+#[tokio::test]
+async fn work_after_after_write_runs_once_the_turns_frames_are_written() {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let client_io = Counting { inner: b, written: written.clone() };
+    let (server, client, _events) = conn_pair::pair_over(Config::default(), a, client_io).await;
+    let (seen_tx, seen_rx) = oneshot::channel();
+    let seen_tx = Mutex::new(Some(seen_tx));
+    client.on_incoming(Arc::new(move |stream: StreamHandle, _head, _end| {
+        let (written, seen) = (written.clone(), seen_tx.lock().unwrap().take());
+        let work: StreamFuture = Box::pin(async move {
+            let (tx, _rx) = stream.split();
+            let before = written.load(std::sync::atomic::Ordering::SeqCst);
+            tx.respond(ResponseHead { status: 200, headers: vec![] }, true).expect("respond");
+            let queued = written.load(std::sync::atomic::Ordering::SeqCst);
+            localtunnels_driver::after_write().await;
+            let after = written.load(std::sync::atomic::Ordering::SeqCst);
+            if let Some(seen) = seen {
+                let _ = seen.send((before, queued, after));
+            }
+        });
+        Some(work)
+    }));
+    let test = async {
+        let (_tx, rx) = server.open(request("/after"), true).expect("open").split();
+        let answer = read_response(rx).await;
+        (answer, seen_rx.await.expect("the stream's work ended early"))
+    };
+    let (answer, (before, queued, after)) = tokio::time::timeout(LIMIT, test).await.expect("no response");
+    assert_eq!(answer, Ok((200, vec![])));
+    assert_eq!(queued, before, "the response was written before its poll ended");
+    assert!(after > before, "the work after after_write ran before the response was written");
+    // Elsewhere it is ready at once.
+    tokio::time::timeout(LIMIT, tokio::spawn(localtunnels_driver::after_write())).await.unwrap().unwrap();
+}

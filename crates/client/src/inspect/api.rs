@@ -39,6 +39,8 @@ pub(super) async fn handle(inspector: &Inspector, req: Request<Incoming>) -> Res
         let msg = "the inspector answers only requests to a loopback host (localhost, 127.0.0.1, [::1])";
         return error(StatusCode::FORBIDDEN, msg);
     }
+    // What a visitor saw before this request is in the store.
+    inspector.settled().await;
     let path = req.uri().path().trim_end_matches('/').to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     match (req.method().clone(), path.as_str()) {

@@ -5,12 +5,14 @@
 //! Capture never waits on anything: bodies are copied into the store as they pass (up
 //! to `body_limit` bytes each) by taps that file the size when the body ends; the
 //! store's lock is held only to copy. A response that is whole when its head comes
-//! back (no body, or one piece read with the head: most small ones) is filed with its
-//! body and end in one step ([`Inspector::respond_whole`]): an exchange of a bodiless
-//! request and such a response takes the store's lock twice and reads the clock twice.
+//! back (no body, or one piece read with the head: most small ones) has its head filed
+//! at once and its body and end after the write of its frames ([`Inspector::respond_whole`],
+//! [`pending`]): an exchange of a bodiless request and such a response takes the store's
+//! lock three times and reads the clock twice, and the API waits for what is pending.
 
 mod api;
 mod assets;
+mod pending;
 mod replay;
 mod server;
 mod tap;
@@ -26,6 +28,7 @@ use tokio::sync::broadcast;
 use crate::origin::Origin;
 
 pub use localtunnels_core::inspect::InspectConfig;
+pub(crate) use pending::Filing;
 pub use replay::{Edit, ReplayError};
 pub use server::{serve_inspector, InspectServer, DEFAULT_PORTS};
 pub(crate) use tap::{BodyRecorder, WsRecorder};
@@ -54,6 +57,8 @@ struct Shared {
     epoch_unix_nanos: u64,
     tunnel: Mutex<TunnelInfo>,
     origin: Mutex<Option<Arc<dyn Origin>>>,
+    /// Captures filed after the write of their response, which API readers wait for.
+    holds: pending::Holds,
 }
 
 /// A request inspector: give it to [`ClientConfig::inspector`](crate::ClientConfig::inspector)
@@ -86,6 +91,7 @@ impl Inspector {
                 epoch_unix_nanos: Self::unix_nanos(),
                 tunnel: Mutex::new(TunnelInfo::default()),
                 origin: Mutex::new(None),
+                holds: pending::Holds::default(),
             }),
         }
     }
@@ -179,9 +185,24 @@ impl Inspector {
     }
 
     /// Entry `id`'s response came back whole (`body`: all of it, possibly empty): its
-    /// head, body and end filed at once, one lock and one clock read for the three.
-    pub(crate) fn respond_whole(&self, id: EntryId, status: u16, headers: &[Header], body: &[u8]) {
-        self.update(id, |s, now| s.respond_whole(id, now, status, headers, body));
+    /// head is filed now, its body and end when the returned [`Filing`] is dropped (by
+    /// the exchange, after its response is written). API readers wait for it meanwhile.
+    pub(crate) fn respond_whole<'a>(
+        &'a self,
+        id: EntryId,
+        status: u16,
+        headers: &[Header],
+        body: &'a [u8],
+    ) -> Filing<'a> {
+        let which = self.shared.holds.hold();
+        self.change(id, |s| s.respond(id, status, headers));
+        Filing::new(self, id, body, which)
+    }
+
+    /// Waits until every capture pending when it was called is filed: what a visitor
+    /// saw before it asks the API is in the store (see [`pending`]).
+    pub(crate) async fn settled(&self) {
+        self.shared.holds.settled().await;
     }
 
     /// The tunnel is up (again): what `/api/tunnels` reports, and the origin replays go to.
