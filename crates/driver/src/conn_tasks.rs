@@ -185,7 +185,7 @@ impl Tasks {
         mut spawned: impl FnMut(&mut Vec<StreamFuture>),
     ) {
         let mut keys = std::mem::take(&mut self.keys);
-        // Until the turn's write: `after_write` yields, `defer` queues.
+        // Until the turn's write, `after_write` yields (see `crate::after_write`).
         let _before = BeforeWrite::enter();
         for _ in 0..PASSES {
             // The reading first, as a queue holding its key would have it first when
