@@ -95,12 +95,15 @@ impl Tunnel {
         let joined = self.joined.conns.read().unwrap_or_else(|e| e.into_inner());
         // Connections of other shards are looked at (their locks taken) only when the
         // caller's shard has none.
-        let best = self.least_loaded(&joined, Some(here)).unwrap_or_else(|| {
-            let (best, shard) = self.least_loaded(&joined, None).unwrap_or((&self.conn, self.joined.first_shard));
-            self.count_shard(here, shard);
-            (best, shard)
-        });
-        best.0.open(head, end)
+        let best = match self.least_loaded(&joined, Some(here)) {
+            Some((local, _)) => local,
+            None => {
+                let (any, shard) = self.least_loaded(&joined, None).unwrap_or((&self.conn, self.joined.first_shard));
+                self.count_shard(here, shard);
+                any
+            }
+        };
+        best.open(head, end)
     }
 
     /// The connection with the fewest streams in flight (the first one on a tie) among
@@ -167,7 +170,8 @@ impl Tunnel {
     }
 
     /// Adds `conn`, whose session runs on the caller's shard, to the tunnel's
-    /// connections, unless it already has `max` (its first one included). Returns the id to [`Tunnel::leave`] with.
+    /// connections, unless it already has `max` (its first one included). Returns the
+    /// id to [`Tunnel::leave`] with.
     pub fn join(&self, conn: Connection, max: usize) -> Result<u64, JoinFull> {
         let mut joined = self.joined.conns.write().unwrap_or_else(|e| e.into_inner());
         if joined.len() + 1 >= max {
