@@ -1,19 +1,21 @@
 //! Sharded serving (`ServerConfig::shards`, `--shards N`): accepted connections go to
 //! each shard in turn, a tunnel's control connections land on different shards, a
-//! visitor's request opens its stream on its own shard's connection of the tunnel (no
-//! request crosses threads when there is one), a tunnel with one connection still
-//! serves the visitors of every shard, and a graceful stop drains every shard.
+//! visitor's request or WebSocket opens its stream on its own shard's connection of the
+//! tunnel (nothing crosses threads when there is one), a tunnel with one connection
+//! still serves the visitors of every shard, and a graceful stop drains every shard.
 //!
 //! What runs where is read from the admin status: `shard_by_connection`,
 //! `streams_by_connection` and `cross_shard_opens` of each tunnel.
 
 mod common;
+mod websocket_util;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use futures_util::SinkExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use localtunnels_client::{ClientConfig, ClientHandle, TunnelClient};
@@ -21,6 +23,8 @@ use localtunnels_server::{AuthToken, ServerConfig, ServerHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore};
+use tokio_tungstenite::tungstenite::Message;
+use websocket_util::{echo_origin, next_message, visit_addr, ws_url};
 
 const ADMIN: &str = "admin-secret";
 const WAIT: Duration = Duration::from_secs(30);
@@ -214,4 +218,31 @@ async fn a_graceful_stop_drains_every_shard() {
     }
     tokio::time::timeout(WAIT, stopping).await.expect("the stop ends").unwrap();
     drop(tunnel);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn visitor_websockets_on_every_shard_stay_on_their_shard() {
+    let sharded = Sharded::start().await;
+    let port = echo_origin().await;
+    let tunnel = sharded.tunnel(port, "sockets", 2).await;
+    let url = ws_url(&tunnel.url(), "/echo");
+    // Four WebSockets, opened one after the other: two on each shard, all open at once.
+    let mut sockets = Vec::new();
+    for _ in 0..4 {
+        sockets.push(visit_addr(sharded.server.addr(), &url).await);
+    }
+    let status = sharded.status("sockets").await;
+    assert_eq!(status["streams_by_connection"], serde_json::json!([2, 2]), "{status}");
+    assert_eq!(status["cross_shard_opens"], 0, "{status}");
+    for round in 0..3 {
+        for (i, ws) in sockets.iter_mut().enumerate() {
+            let text = format!("message {round} on socket {i}");
+            ws.send(Message::text(text.clone())).await.expect("sent");
+            let echoed = tokio::time::timeout(WAIT, next_message(ws)).await.expect("an echo in time");
+            assert_eq!(echoed.expect("open").expect("a message"), Message::text(text));
+        }
+    }
+    drop(sockets);
+    tunnel.close().await;
+    sharded.server.stop().await;
 }
