@@ -272,6 +272,12 @@ pub struct ServerArgs {
     /// Worker threads [default: one per two cores, at least one].
     #[arg(long, env = "LOCALTUNNELS_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
+    /// Serve on N threads with a single-threaded runtime each (shards): connections go
+    /// to each in turn, and a request stays on its connection's thread, opened on a
+    /// control connection of the same shard when the tunnel has one (instead of
+    /// --threads) [default: off].
+    #[arg(long, env = "LOCALTUNNELS_SHARDS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub shards: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -466,7 +472,7 @@ impl ServerArgs {
             max_tunnels_per_token, max_tunnels_per_ip, max_streams_per_tunnel, max_connections_per_tunnel, max_streams_per_visitor, rate_limit,
             rate_burst, visitor_rate_limit, visitor_rate_burst, max_body, max_header_size, header_read_timeout,
             idle_timeout, visitor_write_timeout, max_frame, max_peer_window, max_session_queue, max_control_queue, max_ws_message,
-            threads);
+            threads, shards);
         self
     }
 }
@@ -575,6 +581,22 @@ mod tests {
         assert!(Cli::try_parse_from(["localtunnels", "client", "--threads", "x"]).is_err());
         let cli = Cli::try_parse_from(["localtunnels", "client", "--threads", "4"]).unwrap();
         assert!(matches!(cli.command, Command::Client(ClientArgs { threads: Some(4), .. })));
+    }
+
+    #[test]
+    fn shards_are_a_server_count_of_at_least_one_and_exclude_threads() {
+        let server = |argv: &[&str]| {
+            let cli = Cli::try_parse_from([&["localtunnels", "server"], argv].concat()).unwrap();
+            let Command::Server(a) = cli.command else { panic!("not a server") };
+            a
+        };
+        assert!(Cli::try_parse_from(["localtunnels", "server", "--shards", "0"]).is_err());
+        assert!(Cli::try_parse_from(["localtunnels", "client", "--shards", "2"]).is_err());
+        let a = server(&["--shards", "2"]);
+        assert_eq!(crate::server_config(&a).shards, 2);
+        assert!(crate::checked_server(a).is_ok());
+        assert_eq!(crate::server_config(&server(&[])).shards, 0, "off by default");
+        assert!(crate::checked_server(server(&["--shards", "2", "--threads", "2"])).is_err());
     }
 
     #[test]

@@ -107,6 +107,8 @@ impl Job {
     /// the work itself (it doubled the latency of a small request).
     fn threads(&self) -> Option<u16> {
         match self {
+            // Shards run on their own threads: this runtime only accepts.
+            Job::Server(a) if a.shards.is_some() => Some(1),
             Job::Server(a) => Some(a.threads.unwrap_or_else(half_the_cores)),
             Job::Client(a) => Some(a.threads.unwrap_or(1)),
             Job::Demo(_) => None,
@@ -160,6 +162,9 @@ fn job(cli: Cli) -> anyhow::Result<Option<Job>> {
 
 /// Checks what clap cannot see: values from the config file, and flags that go together.
 fn checked_server(a: ServerArgs) -> Result<ServerArgs, UsageError> {
+    if a.threads.is_some() && a.shards.is_some() {
+        return Err(UsageError("--threads and --shards choose the threads two ways: give one".into()));
+    }
     if a.tls_cert.is_some() != a.tls_key.is_some() {
         return Err(UsageError("--tls-cert and --tls-key go together: give both or neither".into()));
     }
@@ -286,6 +291,7 @@ pub fn server_config(a: &ServerArgs) -> ServerConfig {
             max_control_queue: a.max_control_queue.unwrap_or(d.session.max_control_queue),
             ..d.session.clone()
         },
+        shards: a.shards.map_or(d.shards, usize::from),
         ..d
     }
 }

@@ -61,7 +61,18 @@ fn visit_in_background(port: u16, host: String, path: &'static str) -> tokio::ta
 
 #[tokio::test]
 async fn server_sigterm_stops_accepting_finishes_in_flight_and_tells_clients() {
-    let (mut srv, port) = server(&[]).await;
+    server_sigterm(&[]).await;
+}
+
+#[tokio::test]
+async fn a_sharded_server_on_sigterm_finishes_in_flight_and_tells_clients_too() {
+    server_sigterm(&["--shards", "2"]).await;
+}
+
+/// SIGTERM to a server started with `extra` flags: the listener closes, the client is
+/// told, the exchange in flight completes and the server exits 0.
+async fn server_sigterm(extra: &[&str]) {
+    let (mut srv, port) = server(extra).await;
     let (arrived_tx, arrived) = oneshot::channel();
     let (release, release_rx) = watch::channel(false);
     let origin_port = slow_origin(arrived_tx, release_rx).await;

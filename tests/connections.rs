@@ -74,23 +74,6 @@ async fn connections_become(server: &ServerHandle, name: &str, n: u64) {
         .unwrap_or_else(|_| panic!("the tunnel '{name}' never had {n} connections"));
 }
 
-/// An origin that holds every request until `release` is notified, counting arrivals.
-async fn holding_origin(arrived: Arc<tokio::sync::Semaphore>, release: Arc<Notify>) -> u16 {
-    origin(move |req: hyper::Request<hyper::body::Incoming>| {
-        let (arrived, release) = (arrived.clone(), release.clone());
-        async move {
-            let path = req.uri().path().to_string();
-            if path.starts_with("/hold") {
-                let released = release.notified();
-                arrived.add_permits(1);
-                released.await;
-            }
-            hyper::Response::new(full(format!("answered {path}")))
-        }
-    })
-    .await
-}
-
 fn joining_config(server_url: String, port: u16, name: &str, connections: usize) -> ClientConfig {
     ClientConfig {
         server: Some(server_url),

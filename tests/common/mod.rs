@@ -161,6 +161,27 @@ impl Cli {
     }
 }
 
+/// An origin that holds every request for `/hold...` until `release` is notified,
+/// adding a permit to `arrived` for each; answers `answered <path>`.
+pub async fn holding_origin(
+    arrived: std::sync::Arc<tokio::sync::Semaphore>,
+    release: std::sync::Arc<tokio::sync::Notify>,
+) -> u16 {
+    origin(move |req: hyper::Request<hyper::body::Incoming>| {
+        let (arrived, release) = (arrived.clone(), release.clone());
+        async move {
+            let path = req.uri().path().to_string();
+            if path.starts_with("/hold") {
+                let released = release.notified();
+                arrived.add_permits(1);
+                released.await;
+            }
+            hyper::Response::new(full(format!("answered {path}")))
+        }
+    })
+    .await
+}
+
 /// Waits until the server counts `n` live tunnels; panics after 20 s.
 pub async fn tunnels_become(server: &ServerHandle, n: usize) {
     tokio::time::timeout(std::time::Duration::from_secs(20), async {

@@ -113,6 +113,8 @@ fn status(state: &ServerState, admin: bool) -> Response<Body> {
                 "streams": t.stream_count(),
                 "connections": t.connections(),
                 "streams_by_connection": t.streams_by_connection(),
+                "shard_by_connection": t.shard_by_connection(),
+                "cross_shard_opens": t.cross_shard_opens(),
                 "requests": t.requests.load(Ordering::Relaxed),
                 "connected_secs": t.connected_at.elapsed().as_secs(),
             })

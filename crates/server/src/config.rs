@@ -80,6 +80,10 @@ pub struct ServerConfig {
     /// (`visitor_h1`) existed. Default false. For comparing the two (the differential
     /// test, A/B measurements); it changes no behaviour a visitor can see.
     pub http1_by_hyper: bool,
+    /// Serve connections on this many threads, each with its own single-threaded
+    /// runtime, a connection and the requests on it staying on one ([`crate::shards`]).
+    /// Default 0: off (as 1), the runtime `start` is called on serves everything.
+    pub shards: usize,
 }
 
 impl ServerConfig {
@@ -142,6 +146,7 @@ impl Default for ServerConfig {
             session: localtunnels_core::Config::default(),
             cluster: None,
             http1_by_hyper: false,
+            shards: 0,
         }
     }
 }

@@ -38,6 +38,7 @@ mod proxy;
 pub mod proxy_protocol;
 mod registry;
 mod server;
+mod shards;
 mod state;
 mod timer;
 mod tls;

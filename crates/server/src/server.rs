@@ -24,6 +24,7 @@ use crate::config::ServerConfig;
 pub use crate::hostnames::tunnel_name;
 use crate::limits::{IdleIo, IdleSwitch};
 use crate::registry::LocalRegistry;
+use crate::shards::Shards;
 use crate::state::{text_response, Counters, Peer, ServerState};
 use crate::tls_port::TlsPort;
 
@@ -74,6 +75,7 @@ impl TunnelServer {
             tracing::warn!("auth is on but no token is configured: every client will be refused");
         }
         let listener = TcpListener::bind((self.config.bind, self.config.port)).await?;
+        let shards = (self.config.shards > 1).then(|| Shards::start(self.config.shards)).transpose()?;
         let addr = listener.local_addr()?;
         let http_listener = match self.config.http_port {
             Some(port) => Some(TcpListener::bind((self.config.bind, port)).await?),
@@ -114,7 +116,7 @@ impl TunnelServer {
                 tokio::spawn(async move { acme.ensure(&apex).await });
             }
         }
-        let task = tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx));
+        let task = tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx, shards));
         info!(%addr, "listening on {}", state.apex_url());
         Ok(ServerHandle { addr, http_addr, state, shutdown, task })
     }
@@ -169,7 +171,14 @@ impl ServerHandle {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut shutdown: watch::Receiver<bool>) {
+/// Accepts connections until shutdown and serves each here, or on the next of
+/// `shards` (its socket moved to that shard's runtime).
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    mut shutdown: watch::Receiver<bool>,
+    mut shards: Option<Shards>,
+) {
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -189,12 +198,13 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut shutdow
                 let _ = tcp.set_nodelay(true);
                 let watcher = graceful.watcher();
                 let conn = Accepted { peer, accepted, watcher, shutdown: shutdown.clone() };
-                if state.tls.is_none() && !expects_proxy_header(&state, peer) {
-                    let (io, idle) = connection_io(&state, tcp);
-                    spawn_connection(state.clone(), conn, io, idle, false);
-                } else {
-                    // PROXY header and TLS handshake run in the connection's own task.
-                    tokio::spawn(prelude(state.clone(), tcp, conn));
+                let Some(shards) = &mut shards else {
+                    serve_accepted(&state, tcp, conn);
+                    continue;
+                };
+                match tcp.into_std() {
+                    Ok(tcp) => shards.spawn(serve_on_shard(state.clone(), tcp, conn)),
+                    Err(e) => debug!(%peer, error = %e, "cannot hand the connection to a shard"),
                 }
             }
             _ = shutdown.changed() => break,
@@ -211,6 +221,28 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut shutdow
     }
     for t in &tunnels {
         t.close(CloseCode::Shutdown, "the server is shutting down");
+    }
+    // The shards let their tasks end (the close frames on their way out), then stop.
+    drop(shards);
+}
+
+/// Serves an accepted connection on this runtime.
+fn serve_accepted(state: &Arc<ServerState>, tcp: tokio::net::TcpStream, conn: Accepted) {
+    if state.tls.is_none() && !expects_proxy_header(state, conn.peer) {
+        let (io, idle) = connection_io(state, tcp);
+        spawn_connection(state.clone(), conn, io, idle, false);
+    } else {
+        // PROXY header and TLS handshake run in the connection's own task.
+        tokio::spawn(prelude(state.clone(), tcp, conn));
+    }
+}
+
+/// Serves an accepted connection on the shard this runs on: its socket registered with
+/// the shard's runtime, so that its readiness wakes that thread.
+async fn serve_on_shard(state: Arc<ServerState>, tcp: std::net::TcpStream, conn: Accepted) {
+    match tokio::net::TcpStream::from_std(tcp) {
+        Ok(tcp) => serve_accepted(&state, tcp, conn),
+        Err(e) => debug!(peer = %conn.peer, error = %e, "a shard cannot take the connection"),
     }
 }
 

@@ -40,14 +40,31 @@ pub struct Tunnel {
     pub token: Option<usize>,
 }
 
-/// The joined connections, each under the id [`Tunnel::join`] gave it. `len` mirrors
-/// the list's length so that a tunnel with none (the usual case) takes no lock per
-/// request.
-#[derive(Debug, Default)]
+/// The joined connections, each under the id [`Tunnel::join`] gave it and with the
+/// shard it runs on ([`crate::shards`]). `len` mirrors the list's length so that a
+/// tunnel with none (the usual case) takes no lock per request.
+#[derive(Debug)]
 pub(crate) struct Joined {
-    conns: RwLock<Vec<(u64, Connection)>>,
+    conns: RwLock<Vec<(u64, Option<u16>, Connection)>>,
     len: AtomicUsize,
     next_id: AtomicU64,
+    /// The shard of the first connection: the tunnel is made by its session's task.
+    first_shard: Option<u16>,
+    /// Streams opened on a connection of another shard than the visitor's.
+    cross_shard: AtomicU64,
+}
+
+impl Default for Joined {
+    /// Made where the first connection's session runs: its shard is the caller's.
+    fn default() -> Self {
+        Joined {
+            conns: RwLock::default(),
+            len: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
+            first_shard: crate::shards::current(),
+            cross_shard: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Why a connection could not join a tunnel.
@@ -63,23 +80,62 @@ impl Tunnel {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Opens a stream for a visitor on the connection with the fewest streams in
-    /// flight, the first one on a tie, so that a lone visitor always meets the same
-    /// connection (its caches warm) and a busy tunnel spreads over all of them. A
-    /// joined connection that takes no new streams (going away, closed) is passed over.
+    /// Opens a stream for a visitor on a connection of the caller's shard
+    /// ([`crate::shards`]) when one takes new streams, else on any: among those, the one
+    /// with the fewest streams in flight, the first one on a tie, so that a lone visitor
+    /// always meets the same connection (its caches warm) and a busy tunnel spreads over
+    /// all of them. A joined connection that takes no new streams (going away, closed)
+    /// is passed over. Without shards every connection is the caller's.
     pub fn open(&self, head: RequestHead, end: bool) -> Result<StreamHandle, OpenError> {
+        let here = crate::shards::current();
         if self.joined.len.load(Ordering::Acquire) == 0 {
+            self.count_shard(here, self.joined.first_shard);
             return self.conn.open(head, end);
         }
         let joined = self.joined.conns.read().unwrap_or_else(|e| e.into_inner());
-        let mut best = &self.conn;
-        let mut fewest = self.conn.stream_count();
-        for (_, c) in joined.iter() {
-            if let Some(n) = c.open_load().filter(|n| *n < fewest) {
-                (best, fewest) = (c, n);
+        // Connections of other shards are looked at (their locks taken) only when the
+        // caller's shard has none.
+        let best = match self.least_loaded(&joined, Some(here)) {
+            Some((local, _)) => local,
+            None => {
+                let (any, shard) = self.least_loaded(&joined, None).unwrap_or((&self.conn, self.joined.first_shard));
+                self.count_shard(here, shard);
+                any
+            }
+        };
+        best.open(head, end)
+    }
+
+    /// The connection with the fewest streams in flight (the first one on a tie) among
+    /// those on shard `on` (all with `None`), and its shard. The first connection is
+    /// always a candidate; a joined one only while it takes new streams.
+    fn least_loaded<'a>(
+        &'a self,
+        joined: &'a [(u64, Option<u16>, Connection)],
+        on: Option<Option<u16>>,
+    ) -> Option<(&'a Connection, Option<u16>)> {
+        let wanted = |shard: Option<u16>| on.is_none_or(|on| on == shard);
+        let mut best =
+            wanted(self.joined.first_shard).then(|| (&self.conn, self.joined.first_shard, self.conn.stream_count()));
+        for (_, shard, c) in joined.iter().filter(|(_, shard, _)| wanted(*shard)) {
+            if let Some(n) = c.open_load().filter(|n| best.is_none_or(|(_, _, fewest)| *n < fewest)) {
+                best = Some((c, *shard, n));
             }
         }
-        best.open(head, end)
+        best.map(|(c, shard, _)| (c, shard))
+    }
+
+    /// Counts a stream opened from shard `here` on a connection of shard `there`.
+    fn count_shard(&self, here: Option<u16>, there: Option<u16>) {
+        if here != there {
+            self.joined.cross_shard.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Streams opened on a connection of another shard than the visitor's (a tunnel
+    /// with no connection on the visitor's shard); always 0 without shards.
+    pub fn cross_shard_opens(&self) -> u64 {
+        self.joined.cross_shard.load(Ordering::Relaxed)
     }
 
     /// Streams in flight over all the tunnel's connections.
@@ -89,7 +145,7 @@ impl Tunnel {
             return first;
         }
         let joined = self.joined.conns.read().unwrap_or_else(|e| e.into_inner());
-        first + joined.iter().map(|(_, c)| c.stream_count()).sum::<usize>()
+        first + joined.iter().map(|(_, _, c)| c.stream_count()).sum::<usize>()
     }
 
     /// The tunnel's control connections, its first one included.
@@ -102,19 +158,27 @@ impl Tunnel {
     pub fn streams_by_connection(&self) -> Vec<usize> {
         let mut counts = vec![self.conn.stream_count()];
         let joined = self.joined.conns.read().unwrap_or_else(|e| e.into_inner());
-        counts.extend(joined.iter().map(|(_, c)| c.stream_count()));
+        counts.extend(joined.iter().map(|(_, _, c)| c.stream_count()));
         counts
     }
 
-    /// Adds `conn` to the tunnel's connections, unless it already has `max` (its first
-    /// one included). Returns the id to [`Tunnel::leave`] with.
+    /// The shard each connection runs on, the first one's first (all `None` without
+    /// shards), for the admin status.
+    pub fn shard_by_connection(&self) -> Vec<Option<u16>> {
+        let joined = self.joined.conns.read().unwrap_or_else(|e| e.into_inner());
+        std::iter::once(self.joined.first_shard).chain(joined.iter().map(|(_, shard, _)| *shard)).collect()
+    }
+
+    /// Adds `conn`, whose session runs on the caller's shard, to the tunnel's
+    /// connections, unless it already has `max` (its first one included). Returns the
+    /// id to [`Tunnel::leave`] with.
     pub fn join(&self, conn: Connection, max: usize) -> Result<u64, JoinFull> {
         let mut joined = self.joined.conns.write().unwrap_or_else(|e| e.into_inner());
         if joined.len() + 1 >= max {
             return Err(JoinFull { max });
         }
         let id = self.joined.next_id.fetch_add(1, Ordering::Relaxed);
-        joined.push((id, conn));
+        joined.push((id, crate::shards::current(), conn));
         self.joined.len.store(joined.len(), Ordering::Release);
         Ok(id)
     }
@@ -122,7 +186,7 @@ impl Tunnel {
     /// Removes the joined connection `id` (its session ended).
     pub fn leave(&self, id: u64) {
         let mut joined = self.joined.conns.write().unwrap_or_else(|e| e.into_inner());
-        joined.retain(|(i, _)| *i != id);
+        joined.retain(|(i, _, _)| *i != id);
         self.joined.len.store(joined.len(), Ordering::Release);
     }
 
@@ -140,6 +204,6 @@ impl Tunnel {
 
     fn each_joined(&self, f: impl Fn(&Connection)) {
         let joined = self.joined.conns.read().unwrap_or_else(|e| e.into_inner());
-        joined.iter().for_each(|(_, c)| f(c));
+        joined.iter().for_each(|(_, _, c)| f(c));
     }
 }
