@@ -295,21 +295,20 @@ impl StreamSender {
         self.send_with(data, move |s, id, chunk, last| s.send_ws(id, binary, chunk, last), true)
     }
 
-    /// Sends what the credit takes of a whole WebSocket message now, without waiting:
-    /// `None` once it is all sent, else the rest, for [`Self::send_ws`] (which carries
-    /// the message on from there). A bridge sends each message this way first: the
-    /// usual message goes whole, and building the waiting future costs ~80 instructions.
+    /// Sends what the credit takes of a whole WebSocket message now, without waiting,
+    /// and returns how many of its bytes that was: the rest, if any, goes on with
+    /// [`Self::send_ws`]. A bridge sends each message this way first: the usual
+    /// message goes whole, and building the waiting future costs ~80 instructions. The
+    /// message is borrowed, so the caller can still look at it after it was written.
     ///
     /// What it queues is written at once even in the connection's reader turn, while
     /// this is the only stream in flight (see `Shared::after_relay`).
-    pub fn try_send_ws(&self, binary: bool, mut data: Bytes) -> Result<Option<Bytes>, StreamError> {
+    pub fn try_send_ws(&self, binary: bool, data: &Bytes) -> Result<usize, StreamError> {
         let shared = &self.inner.shared;
         let mut state = shared.lock();
         let n = state.session.send_ws(self.id, binary, data.clone(), true);
         shared.after_relay(state);
-        let n = n?;
-        data.advance(n);
-        Ok((!data.is_empty()).then_some(data))
+        n
     }
 
     async fn send_with(

@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use futures_util::task::AtomicWaker;
 
 use localtunnels_core::{ws_close, ResetCode, Role, WsMessageCheck};
@@ -192,17 +193,25 @@ fn lock<S>(socket: &Mutex<Socket<S>>) -> MutexGuard<'_, Socket<S>> {
 /// (nothing may follow it, RFC 6455 §5.5.1) or a write failed; returns once it is
 /// written.
 async fn send<S: AsyncRead + AsyncWrite + Unpin>(socket: &Mutex<Socket<S>>, queue: impl FnOnce(&mut WsEncoder)) {
-    {
-        let mut s = lock(socket);
-        if s.failed || s.wire.is_closed() {
-            return;
-        }
-        queue(&mut s.wire);
-        // The usual write goes at once, under the same lock.
-        if s.poll_flush().is_ready() {
-            return;
-        }
+    if !write_now(socket, queue) {
+        flushed(socket).await;
     }
+}
+
+/// The part of [`send`] that does not wait: queues and writes what the socket takes at
+/// once (usually all of it); `false` if some of it waits for [`flushed`].
+fn write_now<S: AsyncRead + AsyncWrite + Unpin>(socket: &Mutex<Socket<S>>, queue: impl FnOnce(&mut WsEncoder)) -> bool {
+    let mut s = lock(socket);
+    if s.failed || s.wire.is_closed() {
+        return true;
+    }
+    queue(&mut s.wire);
+    // The usual write goes at once, under the same lock.
+    s.poll_flush().is_ready()
+}
+
+/// Resolves once what is queued on the socket is written (or a write failed).
+async fn flushed<S: AsyncRead + AsyncWrite + Unpin>(socket: &Mutex<Socket<S>>) {
     std::future::poll_fn(|_| lock(socket).poll_flush()).await;
 }
 
@@ -276,18 +285,12 @@ where
         let read = std::future::poll_fn(|cx| ws_io::poll_read_message(&mut reader, &mut lock(socket).io, cx)).await;
         match read {
             Ok(Some(WsMessage::Binary(data))) => {
-                if let Some(tap) = tap {
-                    tap.message(true, true, true, &data);
-                }
-                if let Ok(Some(rest)) = tx.try_send_ws(true, data) {
+                if let Some(rest) = relay(tx, true, data, tap) {
                     let _ = tx.send_ws(true, rest).await;
                 }
             }
             Ok(Some(WsMessage::Text(data))) => {
-                if let Some(tap) = tap {
-                    tap.message(true, false, true, &data);
-                }
-                if let Ok(Some(rest)) = tx.try_send_ws(false, data) {
+                if let Some(rest) = relay(tx, false, data, tap) {
                     let _ = tx.send_ws(false, rest).await;
                 }
             }
@@ -312,6 +315,23 @@ where
             Err(e) => return socket_failed(e, tx, socket).await,
         }
     }
+}
+
+/// Sends what the credit takes of a message read from the socket into the stream,
+/// then shows the message to `tap`; the rest, if any, for [`StreamSender::send_ws`].
+/// The message is usually written to the tunnel by `try_send_ws` itself (see there), so
+/// the tap's record, which the peer does not wait for, follows that write; it comes
+/// before any wait for credit, so a message is recorded even if the bridge ends during
+/// that wait, and in the order the socket gave it.
+fn relay(tx: &StreamSender, binary: bool, mut data: Bytes, tap: Option<&dyn WsTap>) -> Option<Bytes> {
+    let sent = tx.try_send_ws(binary, &data);
+    if let Some(tap) = tap {
+        tap.message(true, binary, true, &data);
+    }
+    // A failed send means the stream is gone or this side already closed it (see `up`).
+    let n = sent.ok()?;
+    data.advance(n);
+    (!data.is_empty()).then_some(data)
 }
 
 /// The socket broke the protocol or vanished: close both ways with the matching code,
@@ -359,10 +379,18 @@ where
         match std::future::poll_fn(|cx| rx.poll_recv_held(cx)).await {
             Some(StreamEvent::WsMessage { binary, fin, data }) => match check.push(binary, fin, &data) {
                 Ok(place) => {
-                    if let Some(tap) = tap {
+                    // Recorded after the socket's write (the origin does not wait for
+                    // the record), from a second handle on the bytes the encoder takes;
+                    // before any wait for the rest of the write, so a message is
+                    // recorded even if the bridge ends during that wait.
+                    let recorded = tap.map(|tap| (tap, data.clone()));
+                    let written = write_now(socket, |w| w.fragment(place.first, place.binary, fin, data));
+                    if let Some((tap, data)) = recorded {
                         tap.message(false, place.binary, place.first, &data);
                     }
-                    send(socket, |w| w.fragment(place.first, place.binary, fin, data)).await;
+                    if !written {
+                        flushed(socket).await;
+                    }
                     rx.release_held();
                 }
                 Err(violation) => {

@@ -3,11 +3,12 @@
 //! socket, so one half stalled on a full socket must not stall the other, and frames
 //! queued by both halves must leave whole and in order.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use localtunnels_core::{Config, Hello, Instant, RequestHead, ResponseHead, Session, StreamKind, Welcome};
-use localtunnels_driver::websocket::{bridge, BridgeEnd, Leg};
+use localtunnels_driver::websocket::{bridge, bridge_tapped, BridgeEnd, Leg, WsTap};
 use localtunnels_driver::ws_codec::{Role, WsDecoder, WsEncoder, WsMessage};
 use localtunnels_driver::ws_io::{read_message, write_all};
 use localtunnels_driver::{ConnEvent, Connection, StreamEvent, StreamReceiver, StreamSender};
@@ -171,4 +172,46 @@ async fn a_bridge_that_ends_mid_write_gives_back_the_credit_it_held() {
     }
     assert_eq!(got, WINDOW as usize);
     tokio::time::timeout(STEP, sent).await.expect("sent in time").expect("sender");
+}
+
+/// What a tap saw: (read from the socket, the message's length), in order.
+#[derive(Default)]
+struct Seen(Mutex<Vec<(bool, usize)>>);
+
+impl WsTap for Seen {
+    fn message(&self, from_socket: bool, _binary: bool, _first: bool, data: &[u8]) {
+        self.0.lock().expect("seen").push((from_socket, data.len()));
+    }
+}
+
+/// The tap (the client's inspector) sees each message after the bridge wrote it, but
+/// in the order the messages went by, and a message whose write was still waiting
+/// when the bridge ended is seen too.
+#[tokio::test]
+async fn a_tap_sees_every_message_in_order_even_one_whose_write_never_finished() {
+    let (server, _client, mut client_events) = pair().await;
+    let head = RequestHead { kind: StreamKind::WebSocket, method: "GET".into(), target: "/".into(), headers: vec![] };
+    let (stx, mut srx) = server.open(head, false).expect("open").split();
+    let (tx, rx) = accept(&mut client_events).await;
+    assert!(matches!(next_ws(&mut srx).await, StreamEvent::Response { .. }));
+    let (near, mut origin) = tokio::io::duplex(256);
+    let seen = Arc::new(Seen::default());
+    let tap = seen.clone();
+    let bridged = tokio::spawn(async move { bridge_tapped(near, tx, rx, Leg::Origin, 1 << 20, Some(&*tap)).await });
+
+    // The origin's message is relayed and seen.
+    let mut origin_out = WsEncoder::new(Role::Server, || [0; 4]);
+    origin_out.binary(Bytes::from_static(b"hello"));
+    write_all(&mut origin_out, &mut origin).await.expect("origin write");
+    assert!(matches!(next_ws(&mut srx).await, StreamEvent::WsMessage { data, .. } if &data[..] == b"hello"));
+
+    // One towards the origin, larger than the socket's room: its write stalls, and the
+    // bridge ends before the origin reads it.
+    stx.send_ws(true, Bytes::from(vec![7; 16 * 1024])).await.expect("send_ws");
+    let mut first = [0u8; 1];
+    tokio::time::timeout(STEP, origin.read_exact(&mut first)).await.expect("in time").expect("read");
+    assert_eq!(first[0], 0x82, "a binary frame's first byte");
+    bridged.abort();
+    assert!(bridged.await.is_err_and(|e| e.is_cancelled()));
+    assert_eq!(*seen.0.lock().expect("seen"), [(true, 5), (false, 16 * 1024)]);
 }
