@@ -9,7 +9,6 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::FutureExt;
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use localtunnels_core::{Header, ResetCode, StreamKind};
@@ -435,7 +434,7 @@ async fn write_body<W: AsyncWrite + Unpin>(
     let chunked = matches!(encoder, Encoder::Chunked(_));
     loop {
         // Whatever the stream already holds goes out with what is buffered: one write.
-        let ev = match rx.recv().now_or_never() {
+        let ev = match rx.try_recv() {
             Some(ev) => ev,
             None => {
                 let ok = flush(wr, out).await;
