@@ -257,20 +257,20 @@ impl Shared {
 
     /// Drains the session's events to the stream slots and the owner.
     pub(crate) fn pump(self: &Arc<Self>, state: &mut State) {
-        let mut next = state.session.poll_event().map(stream_event);
-        while let Some(event) = next {
-            next = match event {
-                Ok((id, ev)) => deliver_run(state, id, ev),
-                Err(event) => {
-                    self.dispatch(state, event);
-                    state.session.poll_event().map(stream_event)
-                }
-            };
+        while let Some(event) = state.session.poll_event() {
+            self.dispatch(state, event);
         }
     }
 
-    /// Acts on an event that is not for a stream's receiver (see [`stream_event`]).
     fn dispatch(self: &Arc<Self>, state: &mut State, event: Event) {
+        let to_stream = |state: &mut State, id: StreamId, ev: StreamEvent| {
+            let held = ev.payload_len();
+            let delivered = state.slots.get(&id).is_some_and(|slot| slot.deliver(ev));
+            if !delivered && held > 0 {
+                // Nobody will read it: hand the credit straight back.
+                state.session.release(id, held);
+            }
+        };
         match event {
             Event::Opened { id, head, end } => {
                 let (slot, handle) = StreamSlot::new(id, head.kind, self.clone());
@@ -285,6 +285,13 @@ impl Shared {
                 // Without an owner the handle is dropped here, which resets the stream.
                 self.notify_owner(state, ConnEvent::Incoming { stream: handle, head, end });
             }
+            Event::Response { id, head, end } => to_stream(state, id, StreamEvent::Response { head, end }),
+            Event::Data { id, data, end } => to_stream(state, id, StreamEvent::Data { data, end }),
+            Event::Trailers { id, headers } => to_stream(state, id, StreamEvent::Trailers(headers)),
+            Event::WsMessage { id, binary, fin, data } => {
+                to_stream(state, id, StreamEvent::WsMessage { binary, fin, data })
+            }
+            Event::WsClose { id, code, reason } => to_stream(state, id, StreamEvent::WsClose { code, reason }),
             Event::Reset { id, code, message } => {
                 if let Some(slot) = state.slots.remove(&id) {
                     slot.deliver(StreamEvent::Reset { code, message });
@@ -398,49 +405,6 @@ impl Shared {
             apply(state, d);
         }
     }
-}
-
-/// An event for a stream's receiver, as the receiver gets it; any other event as it is.
-fn stream_event(event: Event) -> Result<(StreamId, StreamEvent), Event> {
-    Ok(match event {
-        Event::Response { id, head, end } => (id, StreamEvent::Response { head, end }),
-        Event::Data { id, data, end } => (id, StreamEvent::Data { data, end }),
-        Event::Trailers { id, headers } => (id, StreamEvent::Trailers(headers)),
-        Event::WsMessage { id, binary, fin, data } => (id, StreamEvent::WsMessage { binary, fin, data }),
-        Event::WsClose { id, code, reason } => (id, StreamEvent::WsClose { code, reason }),
-        other => return Err(other),
-    })
-}
-
-/// Hands `ev`, and the events for the same stream that come right after it in the
-/// session, to stream `id`'s receiver under one look-up of its slot and one hold of
-/// its lock (a response's head and body, read from one message: one `deliver` each
-/// took the lock twice); returns the next event, for another stream or none. When
-/// nobody will read `ev`, its payload's credit goes straight back (the events after it
-/// come one at a time).
-fn deliver_run(state: &mut State, id: StreamId, ev: StreamEvent) -> Option<Result<(StreamId, StreamEvent), Event>> {
-    let State { session, slots, .. } = state;
-    let mut after = None;
-    let refused = match slots.get(&id) {
-        Some(slot) => slot
-            .deliver_run(ev, || match session.poll_event().map(stream_event) {
-                Some(Ok((next, ev))) if next == id => Some(ev),
-                other => {
-                    after = other;
-                    None
-                }
-            })
-            .err(),
-        None => Some(ev),
-    };
-    if let Some(ev) = refused {
-        let held = ev.payload_len();
-        if held > 0 {
-            session.release(id, held);
-        }
-        return session.poll_event().map(stream_event);
-    }
-    after
 }
 
 /// Applies what one dropped handle left behind (see [`Shared::apply_dropped`]).

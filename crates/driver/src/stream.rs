@@ -138,32 +138,18 @@ impl StreamSlot {
 
     /// Hands an event to the stream's reader; false if the reader is gone.
     pub(crate) fn deliver(&self, ev: StreamEvent) -> bool {
-        self.deliver_run(ev, || None).is_ok()
-    }
-
-    /// Hands `first` to the stream's reader, then each event `more` gives until it
-    /// gives `None`, under one hold of the queue's lock, and wakes the reader once;
-    /// `first` back if the reader is gone (then `more` is not called).
-    pub(crate) fn deliver_run(
-        &self,
-        first: StreamEvent,
-        mut more: impl FnMut() -> Option<StreamEvent>,
-    ) -> Result<(), StreamEvent> {
         let waker = {
             let mut q = self.inner.queue();
             if q.receiver_gone {
-                return Err(first);
+                return false;
             }
-            q.events.push_back(first);
-            while let Some(ev) = more() {
-                q.events.push_back(ev);
-            }
+            q.events.push_back(ev);
             q.waker.take()
         };
         if let Some(w) = waker {
             w.wake();
         }
-        Ok(())
+        true
     }
 
     /// Wakes a sender waiting for credit (or for the stream's end).
