@@ -15,7 +15,8 @@ works and costs latency only when it is still running when the answer comes back
 
 PATTERNs split a kind of segment by a function it contains: the server's two `recv -> send`
 segments (the visitor's request to the OPEN, the RESPONSE to the visitor) are told apart by
-`Connection::open` and `encode_head` (bench/callgrind passes those for the server).
+`Connection::open` and `visitor_h1::encode` (the visitor head's writer; bench/callgrind passes those for
+the server).
 """
 import collections
 import glob

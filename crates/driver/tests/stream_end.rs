@@ -120,3 +120,30 @@ async fn an_empty_last_chunk_just_ends() {
         assert_eq!(ends, 1);
     }
 }
+
+/// `try_recv` gives what already came and never waits: nothing before the response,
+/// the body that came in the head's write right after the head, nothing after that.
+#[tokio::test]
+async fn try_recv_takes_what_came_with_the_head_and_waits_for_nothing() {
+    let (server, _client, mut client_events) = pair(64 * 1024).await;
+    let head = RequestHead { kind: StreamKind::Http, method: "GET".into(), target: "/".into(), headers: vec![] };
+    let (_tx, mut rx) = server.open(head, true).expect("open").split();
+    assert!(rx.try_recv().is_none(), "an event before the client answered");
+    let Some(ConnEvent::Incoming { stream, .. }) = client_events.recv().await else {
+        panic!("the client got no stream");
+    };
+    let (tx, _client_rx) = stream.split();
+    let body = Bytes::from_static(b"hello");
+    let taken = tx.respond_whole(ResponseHead { status: 200, headers: vec![] }, &body).expect("respond_whole");
+    assert_eq!(taken, 5);
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .expect("no response in time")
+        .expect("the stream ended without a response");
+    assert!(matches!(first, StreamEvent::Response { end: false, .. }), "{first:?}");
+    match rx.try_recv() {
+        Some(Some(StreamEvent::Data { data, end: true })) => assert_eq!(&data[..], b"hello"),
+        other => panic!("not the body and its end: {other:?}"),
+    }
+    assert!(rx.try_recv().is_none(), "an event after the end");
+}

@@ -17,6 +17,7 @@ use crate::error::ProtocolError;
 use crate::event::Event;
 use crate::frame::{batch_body, BatchEntries, CloseCode, Frame, RequestHead, ResetCode, StreamId, StreamKind};
 use crate::handshake::{features, Hello, RefuseReason, Welcome, PROTOCOL_VERSION};
+use crate::ids::BATCH_HEADER;
 use crate::stream::Stream;
 use crate::time::Instant;
 
@@ -40,13 +41,17 @@ impl Session {
     }
 
     fn handle_frames(&mut self, now: Instant, msg: Bytes) -> Result<(), ProtocolError> {
-        let Some(body) = batch_body(&msg) else {
-            let frame = Frame::decode_recent(msg, &self.decode_limits, Some(&mut self.recent_values))?;
-            return self.handle_frame(now, frame);
+        let body = match batch_body(msg) {
+            Ok(body) => body,
+            Err(msg) => {
+                let frame = Frame::decode_recent(msg, &self.decode_limits, Some(&mut self.recent_values))?;
+                return self.handle_frame(now, frame);
+            }
         };
-        if msg.len() > self.decode_limits.max_frame {
+        let size = BATCH_HEADER + body.len();
+        if size > self.decode_limits.max_frame {
             let limit = self.decode_limits.max_frame;
-            return Err(crate::DecodeError::FrameTooLarge { size: msg.len(), limit }.into());
+            return Err(crate::DecodeError::FrameTooLarge { size, limit }.into());
         }
         // A client may batch only once the welcome told it we accept batches.
         if self.role == Role::Server && self.state != State::Established {

@@ -16,6 +16,8 @@ use localtunnels_core::Header;
 use localtunnels_driver::h1::framing::{decimal, has_token, is_chunked};
 use localtunnels_driver::h1::head::{write_content_length, write_status_line};
 
+use super::response_fields::Shape;
+
 /// What the response's body says about its size (hyper's `Body::size_hint` and
 /// `is_end_stream`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,9 +215,7 @@ pub(crate) fn encode_head(
         encoder = Encoder::Length(0);
     }
     if !wrote_date {
-        dst.put_slice(b"date: ");
-        with_date(|date| dst.put_slice(date));
-        dst.put_slice(b"\r\n");
+        write_date(dst);
     }
     dst.put_slice(b"\r\n");
     if let (Encoder::Chunked(allowed), Some(names)) = (&mut encoder, trailers) {
@@ -225,6 +225,41 @@ pub(crate) fn encode_head(
         last = true;
     }
     Ok(Written { encoder, last })
+}
+
+/// [`encode_head`], or for a head the response's check found [`Shape::Verbatim`] and
+/// the most common reply (HTTP/1.1, kept alive, not `HEAD`, a status with a body, a
+/// `Content-Length`), the same bytes written without its rules: the status line, each
+/// field as it is, `date` when the head has none, the blank line. None of the rules
+/// would act on such a head: it has no `Connection`, `Transfer-Encoding` or `Trailer`
+/// to join and its one `Content-Length` is the body's size (`encode_head` walked every
+/// field through them: ~0.15k instructions for a two-field head, between the tunnel's
+/// read of the response and the visitor's write; docs/BENCHMARKS.md, fifteenth round).
+pub(crate) fn encode_response_head(
+    dst: &mut BytesMut,
+    reply: Reply,
+    status: StatusCode,
+    headers: &mut Vec<Header>,
+    body: BodySize,
+    shape: Shape,
+) -> Result<Written, BadHead> {
+    let plain_reply = reply.version == Version::HTTP_11 && reply.keep_alive && !reply.head;
+    match (shape, body) {
+        (Shape::Verbatim { .. }, BodySize::Known(n)) if plain_reply && can_have_body_status(status) => {
+            write_status_line(dst, Version::HTTP_11, status);
+            let mut wrote_date = false;
+            for (name, value) in headers.iter() {
+                wrote_date |= name == header::DATE;
+                localtunnels_driver::h1::head::write_header(dst, name.as_str().as_bytes(), value.as_bytes());
+            }
+            if !wrote_date {
+                write_date(dst);
+            }
+            dst.put_slice(b"\r\n");
+            Ok(Written { encoder: Encoder::Length(n), last: false })
+        }
+        _ => encode_head(dst, reply, status, headers, body),
+    }
 }
 
 /// The values of `Connection`.
@@ -264,6 +299,13 @@ fn can_have_length_status(status: StatusCode) -> bool {
 thread_local! {
     /// The formatted `date` of the current second, as hyper caches it per thread.
     static DATE: RefCell<(u64, Vec<u8>)> = const { RefCell::new((0, Vec::new())) };
+}
+
+/// Appends the `date` field line, as hyper adds it to a head without one.
+fn write_date(dst: &mut BytesMut) {
+    dst.put_slice(b"date: ");
+    with_date(|date| dst.put_slice(date));
+    dst.put_slice(b"\r\n");
 }
 
 /// Calls `f` with the current time as an HTTP date (RFC 9110 §5.6.7).
@@ -314,6 +356,80 @@ mod tests {
         assert_eq!((text.as_str(), w.encoder), ("HTTP/1.1 200 OK\ncontent-length: 42", Encoder::Length(0)));
         let (text, _) = head(head_req, 200, &[], BodySize::Unknown);
         assert_eq!(text, "HTTP/1.1 200 OK");
+    }
+
+    /// The bytes of a head with its generated `date` line (if any) taken out, and
+    /// how many `date` lines it had.
+    fn without_generated_date(head: &[u8], had_date: bool) -> (String, usize) {
+        let text = String::from_utf8(head.to_vec()).unwrap();
+        let dates = text.lines().filter(|l| l.starts_with("date: ")).count();
+        let kept: Vec<_> = text.lines().filter(|l| had_date || !l.starts_with("date: ")).collect();
+        (kept.join("\n"), dates)
+    }
+
+    /// Whatever the reply, status and body, a head the check found verbatim is written
+    /// as `encode_head` writes it (its shortcut, when taken, gives the same bytes).
+    #[test]
+    fn verbatim_heads_are_written_as_encode_head_writes_them() {
+        let fields: &[&[(&'static str, &'static str)]] = &[
+            &[("content-length", "1024")],
+            &[("content-length", "0")],
+            &[("date", "Sun, 06 Dec 2026 16:00:00 GMT"), ("content-length", "5")],
+            &[("content-type", "text/plain"), ("x-a", "1"), ("x-a", "2"), ("content-length", "12")],
+            &[("etag", "\"x\""), ("date", "d"), ("date", "e"), ("content-length", "3"), ("server", "s")],
+            &[("content-type", "text/html")],
+            &[],
+        ];
+        let replies = [
+            KEEP,
+            Reply { head: true, ..KEEP },
+            Reply { keep_alive: false, ..KEEP },
+            Reply { version: Version::HTTP_10, head: false, keep_alive: true },
+            Reply { version: Version::HTTP_10, head: false, keep_alive: false },
+        ];
+        let bodies =
+            [BodySize::Known(1024), BodySize::Known(0), BodySize::Known(5), BodySize::Ended, BodySize::Unknown];
+        let mut shortcut = 0;
+        for headers in fields {
+            let mut list: Vec<Header> =
+                headers.iter().map(|(n, v)| (HeaderName::from_static(n), HeaderValue::from_static(v))).collect();
+            localtunnels_driver::http::group_by_name(&mut list);
+            let length =
+                list.iter().find(|(n, _)| n == header::CONTENT_LENGTH).and_then(|(_, v)| decimal(v.as_bytes()));
+            let had_date = list.iter().any(|(n, _)| n == header::DATE);
+            for reply in replies {
+                for status in [200, 201, 204, 304, 404, 500] {
+                    let status = StatusCode::from_u16(status).unwrap();
+                    for body in bodies {
+                        // The body's size comes from the head's `Content-Length`, as
+                        // `write_streamed` has it, or the body is over.
+                        let body = match (body, length) {
+                            (BodySize::Ended, _) => BodySize::Ended,
+                            (_, Some(n)) => BodySize::Known(n),
+                            (_, None) => BodySize::Unknown,
+                        };
+                        let (mut want, mut got) = (BytesMut::new(), BytesMut::new());
+                        let want_written = encode_head(&mut want, reply, status, &mut list.clone(), body).unwrap();
+                        let shape = Shape::Verbatim { length };
+                        let got_written =
+                            encode_response_head(&mut got, reply, status, &mut list.clone(), body, shape).unwrap();
+                        let case = format!("{headers:?} {reply:?} {status} {body:?}");
+                        assert_eq!(
+                            without_generated_date(&got, had_date),
+                            without_generated_date(&want, had_date),
+                            "{case}"
+                        );
+                        assert_eq!(
+                            (got_written.encoder, got_written.last),
+                            (want_written.encoder, want_written.last),
+                            "{case}"
+                        );
+                        shortcut += usize::from(reply.keep_alive && !reply.head && reply.version == Version::HTTP_11);
+                    }
+                }
+            }
+        }
+        assert!(shortcut > 0);
     }
 
     #[test]

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::FutureExt;
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use localtunnels_core::{Header, ResetCode, StreamKind};
@@ -21,8 +20,8 @@ use localtunnels_driver::lazy_deadline::LazyDeadline;
 use localtunnels_driver::{StreamEvent, StreamReceiver, StreamSender};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 
-use super::encode::{encode_head, BodySize, Encoder, Reply};
-use super::response_fields::for_visitor;
+use super::encode::{encode_head, encode_response_head, BodySize, Encoder, Reply};
+use super::response_fields::{for_visitor, Shape};
 use super::upload::{Upload, UploadEnd};
 use super::Conn;
 use crate::exchange::{invalid_response, open_error, reset_response, tunnel_head_of};
@@ -46,7 +45,7 @@ const EARLY_READ: usize = 2048;
 /// What came back for the request: the server's own answer, or the tunnel's response.
 enum Outcome {
     Answer(Response<Body>),
-    Stream { status: StatusCode, headers: Vec<Header>, rx: StreamReceiver, end: bool },
+    Stream { status: StatusCode, headers: Vec<Header>, shape: Shape, rx: StreamReceiver, end: bool },
 }
 
 impl<T> Conn<T>
@@ -164,8 +163,8 @@ where
                     // The stream is over: a body still arriving is not read.
                     (status, written && upload_end == Some(UploadEnd::Done))
                 }
-                Outcome::Stream { status, headers, mut rx, end } => {
-                    let response = Streamed { status, headers, end, allow_trailers };
+                Outcome::Stream { status, headers, shape, mut rx, end } => {
+                    let response = Streamed { status, headers, shape, end, allow_trailers };
                     let sent = write_streamed(&mut wr, out, reply, response, &mut rx, &mut answered);
                     let (sent, end) = match upload_end {
                         Some(end) => (sent.await, end),
@@ -285,7 +284,7 @@ fn response(
 ) -> Outcome {
     match ev {
         Some(StreamEvent::Response { head, end }) => match for_visitor(head, name, &state.config.domain) {
-            Ok((status, headers)) => Outcome::Stream { status, headers, rx, end },
+            Ok((status, headers, shape)) => Outcome::Stream { status, headers, shape, rx, end },
             Err(e) => Outcome::Answer(invalid_response(state, tx, e)),
         },
         Some(StreamEvent::Reset { code, message }) => Outcome::Answer(reset_response(state, code, &message)),
@@ -293,11 +292,13 @@ fn response(
     }
 }
 
-/// A tunnel response to write: its checked head (cookies scoped) and whether its body
-/// is already over; trailers go out only to a visitor that asked for them.
+/// A tunnel response to write: its checked head (cookies scoped) and what its check
+/// found, and whether its body is already over; trailers go out only to a visitor that
+/// asked for them.
 pub(super) struct Streamed {
     pub status: StatusCode,
     pub headers: Vec<Header>,
+    pub shape: Shape,
     pub end: bool,
     pub allow_trailers: bool,
 }
@@ -344,8 +345,14 @@ pub(super) async fn write_streamed<W: AsyncWrite + Unpin>(
     rx: &mut StreamReceiver,
     answered: &mut Answered<'_>,
 ) -> bool {
-    let size = body_size(&response.headers, response.end);
-    let Ok(written) = encode_head(out, reply, response.status, &mut response.headers, size) else {
+    let size = match response.shape {
+        _ if response.end => BodySize::Ended,
+        // Its `Content-Length` was read by the check.
+        Shape::Verbatim { length } => length.map_or(BodySize::Unknown, BodySize::Known),
+        Shape::General => body_size(&response.headers, false),
+    };
+    let Ok(written) = encode_response_head(out, reply, response.status, &mut response.headers, size, response.shape)
+    else {
         return false;
     };
     let whole = write_body(wr, out, rx, written.encoder, response.allow_trailers, answered).await;
@@ -427,7 +434,7 @@ async fn write_body<W: AsyncWrite + Unpin>(
     let chunked = matches!(encoder, Encoder::Chunked(_));
     loop {
         // Whatever the stream already holds goes out with what is buffered: one write.
-        let ev = match rx.recv().now_or_never() {
+        let ev = match rx.try_recv() {
             Some(ev) => ev,
             None => {
                 let ok = flush(wr, out).await;

@@ -10,25 +10,43 @@
 //! over after one comparison. A head with a hop-by-hop name, a `Set-Cookie`, or
 //! anything but one valid `Content-Length` takes the two functions unchanged, so the
 //! result is theirs in every case (`docs/BENCHMARKS.md`, fourteenth round).
+//!
+//! The same pass says what the visitor's head needs ([`Shape`]): a plain head without
+//! `Trailer` is written field by field as it is ([`super::encode::encode_response_head`]),
+//! its `Content-Length` read here once (`docs/BENCHMARKS.md`, fifteenth round).
 
 use http::StatusCode;
 use localtunnels_core::{Header, ResponseHead, StreamKind};
 use localtunnels_driver::http::{final_status, forwardable_response_list, group_by_name, BadResponse};
 
+/// What the check of a response head found that its writing can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// Any head: [`super::encode::encode_head`] applies hyper's rules to every field.
+    General,
+    /// A plain head without `Trailer`: no field the head's writer joins, drops or
+    /// changes, so each is written as it is; and the value of its one
+    /// `Content-Length`, if it has one.
+    Verbatim {
+        /// The `Content-Length`, parsed.
+        length: Option<u64>,
+    },
+}
+
 /// The status and fields of `head` (a response to an HTTP request through the tunnel
 /// `name` of a server on `domain`) as the visitor gets them: a final status, no
 /// hop-by-hop fields, at most one `Content-Length` value, names grouped as a
-/// `HeaderMap` orders them, and cookies host-only.
+/// `HeaderMap` orders them, and cookies host-only; and their [`Shape`].
 pub(super) fn for_visitor(
     head: ResponseHead,
     name: &str,
     domain: &str,
-) -> Result<(StatusCode, Vec<Header>), BadResponse> {
-    if !is_plain(&head.headers) {
+) -> Result<(StatusCode, Vec<Header>, Shape), BadResponse> {
+    let Some(shape) = plain_shape(&head.headers) else {
         let (status, mut headers) = forwardable_response_list(head, StreamKind::Http)?;
         crate::cookies::for_tunnel_list(&mut headers, name, domain);
-        return Ok((status, headers));
-    }
+        return Ok((status, headers, Shape::General));
+    };
     let status = final_status(head.status, StreamKind::Http)?;
     let mut headers = head.headers;
     // Two fields or fewer are always grouped (the second either repeats the first
@@ -36,24 +54,31 @@ pub(super) fn for_visitor(
     if headers.len() > 2 {
         group_by_name(&mut headers);
     }
-    Ok((status, headers))
+    Ok((status, headers, shape))
 }
 
-/// Whether `headers` has no hop-by-hop field (nor a `Connection` to name others), no
-/// `Set-Cookie`, and at most one `Content-Length`, a decimal number of at most 19
-/// digits: then the rules drop nothing, check nothing more and scope no cookie.
-fn is_plain(headers: &[Header]) -> bool {
-    let mut length_seen = false;
+/// `Some` when `headers` has no hop-by-hop field (nor a `Connection` to name others),
+/// no `Set-Cookie`, and at most one `Content-Length`, a decimal number of at most 19
+/// digits: then the rules drop nothing, check nothing more and scope no cookie. The
+/// shape is [`Shape::Verbatim`] unless a `Trailer` (which the head's writer joins
+/// on one line) is among them.
+fn plain_shape(headers: &[Header]) -> Option<Shape> {
+    let mut length = None;
+    let mut trailer = false;
     for (name, value) in headers {
         let name = name.as_str();
         let plain = match name.len() {
             2 => name != "te",
-            7 => name != "upgrade",
+            7 => {
+                trailer |= name == "trailer";
+                name != "upgrade"
+            }
             10 => name != "connection" && name != "keep-alive" && name != "set-cookie",
             14 if name == "content-length" => {
                 let v = value.as_bytes();
-                let decimal = !v.is_empty() && v.len() <= 19 && v.iter().all(u8::is_ascii_digit);
-                !std::mem::replace(&mut length_seen, true) && decimal
+                // At most 19 digits: the number fits a `u64`.
+                let decimal = if v.len() <= 19 { localtunnels_driver::h1::framing::decimal(v) } else { None };
+                decimal.is_some() && length.replace(decimal).is_none()
             }
             16 => name != "proxy-connection",
             17 => name != "transfer-encoding",
@@ -62,10 +87,10 @@ fn is_plain(headers: &[Header]) -> bool {
             _ => true,
         };
         if !plain {
-            return false;
+            return None;
         }
     }
-    true
+    Some(if trailer { Shape::General } else { Shape::Verbatim { length: length.flatten() } })
 }
 
 #[cfg(test)]
@@ -129,7 +154,7 @@ mod tests {
         for status in [200, 204, 101, 103, 600] {
             for headers in &heads {
                 let head = ResponseHead { status, headers: headers.clone() };
-                let got = for_visitor(head.clone(), "t", "example.test");
+                let got = for_visitor(head.clone(), "t", "example.test").map(|(s, h, _)| (s, h));
                 let want = forwardable_response_list(head, StreamKind::Http).map(|(s, mut h)| {
                     crate::cookies::for_tunnel_list(&mut h, "t", "example.test");
                     (s, h)
@@ -143,11 +168,19 @@ mod tests {
     #[test]
     fn only_heads_without_anything_to_change_are_plain() {
         let usual = [field("date", "d"), field("content-type", "text/plain"), field("content-length", "1024")];
-        assert!(is_plain(&usual));
-        assert!(is_plain(&[]));
-        assert!(!is_plain(&[field("connection", "keep-alive")]));
-        assert!(!is_plain(&[field("set-cookie", "a=1")]));
-        assert!(!is_plain(&[field("content-length", "1"), field("content-length", "1")]));
-        assert!(!is_plain(&[field("content-length", "x")]));
+        assert_eq!(plain_shape(&usual), Some(Shape::Verbatim { length: Some(1024) }));
+        assert_eq!(plain_shape(&[]), Some(Shape::Verbatim { length: None }));
+        assert_eq!(plain_shape(&[field("trailer", "x-a"), field("content-length", "1")]), Some(Shape::General));
+        assert_eq!(plain_shape(&[field("connection", "keep-alive")]), None);
+        assert_eq!(plain_shape(&[field("set-cookie", "a=1")]), None);
+        assert_eq!(plain_shape(&[field("content-length", "1"), field("content-length", "1")]), None);
+        assert_eq!(plain_shape(&[field("content-length", "x")]), None);
+        assert_eq!(plain_shape(&[field("content-length", "")]), None);
+        let longest = "9".repeat(19);
+        assert_eq!(
+            plain_shape(&[field("content-length", &longest)]),
+            Some(Shape::Verbatim { length: Some(9_999_999_999_999_999_999) })
+        );
+        assert_eq!(plain_shape(&[field("content-length", &"1".repeat(20))]), None);
     }
 }

@@ -23,6 +23,7 @@ use tracing::{debug, info_span, Instrument, Span};
 
 use super::encode::{encode_head, BodySize, Reply};
 use super::exchange::{begin, reply_to, write_streamed, Answered, Begun, Html, Streamed};
+use super::response_fields::Shape;
 use super::Conn;
 use crate::exchange::{invalid_response, open_error, reset_response, tunnel_head_of};
 use crate::state::{Body, Counters, Peer, ServerState};
@@ -106,7 +107,7 @@ where
                         let _ = tx.finish();
                         crate::cookies::for_tunnel_list(&mut headers, &tunnel.name, &state.config.domain);
                         log(state, &tunnel, peer, &req, status, started);
-                        let response = Streamed { status, headers, end, allow_trailers };
+                        let response = Streamed { status, headers, shape: Shape::General, end, allow_trailers };
                         let keep = write_streamed(
                             &mut self.io,
                             &mut self.out,
