@@ -73,17 +73,15 @@ pub(crate) fn tunnel_head_of(
 
 /// Whether `name` is a header a visitor may not set, as the server sets it from what
 /// it saw: `X-Forwarded-For`, `-Proto`, `-Host`, `Forwarded` and `Expect`. Told by the
-/// name's length and first byte, so that a field compares its text with one of them at
-/// most, and a browser's names of the same lengths (`accept`, `accept-language`,
-/// `accept-encoding`) with none (a comparison call each, ~0.06k instructions).
+/// name's length first, so that a field compares its text with one of them at most.
 fn set_by_server(name: &http::HeaderName) -> bool {
-    let name = name.as_str().as_bytes();
-    let set: &[u8] = match (name.len(), name.first()) {
-        (6, Some(b'e')) => b"expect",
-        (9, Some(b'f')) => b"forwarded",
-        (15, Some(b'x')) => b"x-forwarded-for",
-        (16, Some(b'x')) => b"x-forwarded-host",
-        (17, Some(b'x')) => b"x-forwarded-proto",
+    let name = name.as_str();
+    let set = match name.len() {
+        6 => "expect",
+        9 => "forwarded",
+        15 => "x-forwarded-for",
+        16 => "x-forwarded-host",
+        17 => "x-forwarded-proto",
         _ => return false,
     };
     name == set
@@ -196,19 +194,7 @@ mod tests {
         for name in ["x-forwarded-for", "X-Forwarded-Proto", "x-forwarded-host", "Forwarded", "expect"] {
             assert!(set_by_server(&HeaderName::from_bytes(name.as_bytes()).unwrap()), "{name}");
         }
-        let others = [
-            "host",
-            "x-forwarded-fox",
-            "x-forwarded-prot",
-            "x-forwarded-hosts",
-            "forwarder",
-            "expects",
-            "e",
-            "accept",
-            "accept-language",
-            "accept-encoding",
-            "y-forwarded-host",
-        ];
+        let others = ["host", "x-forwarded-fox", "x-forwarded-prot", "x-forwarded-hosts", "forwarder", "expects", "e"];
         for name in others {
             assert!(!set_by_server(&HeaderName::from_bytes(name.as_bytes()).unwrap()), "{name}");
         }
