@@ -15,6 +15,9 @@ use localtunnels_driver::{StreamBody, StreamReceiver, StreamSender};
 use crate::state::{text_response, Body, Counters, Peer, ServerState};
 use crate::visitor_error::{retry_later, visitor_error};
 
+/// Headers a visitor may not set: the server sets them from what it saw.
+const FORWARDED: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "expect"];
+
 /// The request head sent through the tunnel: the visitor's end-to-end headers, with
 /// `X-Forwarded-*` replaced by what the server saw (`X-Forwarded-Host` in the normal
 /// form of [`crate::host::forwarded_host`]). A request without `Host` (HTTP/2's
@@ -39,11 +42,9 @@ pub fn tunnel_head_for<B>(
     kind: StreamKind,
     host: Option<HeaderValue>,
 ) -> localtunnels_core::RequestHead {
-    let mut head = request_head(req.method(), req.uri(), req.headers(), kind);
+    let head = request_head(req.method(), req.uri(), req.headers(), kind);
     let authority = if req.headers().contains_key(http::header::HOST) { None } else { req.uri().authority() };
-    let visitor_set = head.headers.iter().any(|(n, _)| set_by_server(n));
-    with_forwarded(state, peer, &mut head, authority, host, visitor_set);
-    head
+    with_forwarded(state, peer, head, authority, host)
 }
 
 /// [`tunnel_head_for`] for a request the HTTP/1 visitor path parsed: from its header
@@ -57,55 +58,29 @@ pub(crate) fn tunnel_head_of(
     host: Option<HeaderValue>,
     kind: StreamKind,
 ) -> localtunnels_core::RequestHead {
-    // One walk for both questions (a browser's dozen fields were walked twice, each
-    // name compared with five strings: ~0.3k instructions; docs/BENCHMARKS.md,
-    // fifteenth round).
-    let (mut has_host, mut visitor_set) = (false, false);
-    for (name, _) in &headers {
-        has_host |= name == http::header::HOST;
-        visitor_set |= set_by_server(name);
-    }
-    let mut head = request_head_from_list(method, uri, headers, kind);
+    let has_host = headers.iter().any(|(n, _)| n == http::header::HOST);
+    let head = request_head_from_list(method, uri, headers, kind);
     let authority = if has_host { None } else { uri.authority() };
-    with_forwarded(state, peer, &mut head, authority, host, visitor_set);
-    head
-}
-
-/// Whether `name` is a header a visitor may not set, as the server sets it from what
-/// it saw: `X-Forwarded-For`, `-Proto`, `-Host`, `Forwarded` and `Expect`. Told by the
-/// name's length first, so that a field compares its text with one of them at most.
-fn set_by_server(name: &http::HeaderName) -> bool {
-    let name = name.as_str();
-    let set = match name.len() {
-        6 => "expect",
-        9 => "forwarded",
-        15 => "x-forwarded-for",
-        16 => "x-forwarded-host",
-        17 => "x-forwarded-proto",
-        _ => return false,
-    };
-    name == set
+    with_forwarded(state, peer, head, authority, host)
 }
 
 /// `head` with the visitor's `X-Forwarded-*` replaced by the server's, and a `Host`
 /// from the target's `authority` when the request had none. On every request: the
-/// list is filtered only when the caller found such a field in it (`visitor_set`,
-/// rarely), and the fields are pushed one by one (an iterator over an array of
-/// optional fields moved each one twice: ~0.1k instructions per request,
-/// docs/BENCHMARKS.md, twelfth round). The head is changed in place, not moved in and
-/// out.
+/// list is filtered only when it holds such a field (rarely), and the fields are
+/// pushed one by one (an iterator over an array of optional fields moved each one
+/// twice: ~0.1k instructions per request, docs/BENCHMARKS.md, twelfth round).
 fn with_forwarded(
     state: &ServerState,
     peer: &Peer,
-    head: &mut localtunnels_core::RequestHead,
+    mut head: localtunnels_core::RequestHead,
     authority: Option<&http::uri::Authority>,
     host: Option<HeaderValue>,
-    visitor_set: bool,
-) {
+) -> localtunnels_core::RequestHead {
     static HTTP: HeaderValue = HeaderValue::from_static("http");
     static HTTPS: HeaderValue = HeaderValue::from_static("https");
-    if visitor_set {
-        head.headers.retain(|(n, _): &Header| !set_by_server(n));
+    let visitors = |(n, _): &Header| FORWARDED.contains(&n.as_str());
+    if head.headers.iter().any(visitors) {
+        head.headers.retain(|h| !visitors(h));
     }
     let headers = &mut head.headers;
     headers.reserve(3 + usize::from(authority.is_some()));
@@ -122,6 +97,7 @@ fn with_forwarded(
     if let Some(host) = host {
         headers.push((X_FORWARDED_HOST, host));
     }
+    head
 }
 
 /// Maps a failure to open a stream to the visitor's answer.
@@ -182,21 +158,4 @@ pub fn reset_response(state: &ServerState, code: ResetCode, message: &str) -> Re
     }
     Counters::bump(&state.counters.bad_gateway);
     visitor_error(StatusCode::BAD_GATEWAY, default_message(502), Some(message))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::set_by_server;
-    use http::HeaderName;
-
-    #[test]
-    fn the_fields_the_server_sets_are_told_by_name() {
-        for name in ["x-forwarded-for", "X-Forwarded-Proto", "x-forwarded-host", "Forwarded", "expect"] {
-            assert!(set_by_server(&HeaderName::from_bytes(name.as_bytes()).unwrap()), "{name}");
-        }
-        let others = ["host", "x-forwarded-fox", "x-forwarded-prot", "x-forwarded-hosts", "forwarder", "expects", "e"];
-        for name in others {
-            assert!(!set_by_server(&HeaderName::from_bytes(name.as_bytes()).unwrap()), "{name}");
-        }
-    }
 }
