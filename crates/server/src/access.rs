@@ -105,21 +105,35 @@ pub(crate) fn check_fields<F: Fields>(
     headers: &mut F,
 ) -> Result<Admitted, Box<Response<Body>>> {
     let ip = peer.ip();
-    check_visitor(state, tunnel, (ip, VisitorKey::of(ip)), headers, Instant::now())
+    check_visitor(state, tunnel, (ip, VisitorKey::of(ip)), headers, &mut LazyNow::default())
 }
 
 /// [`check_fields`] for a connection's visitor, whose address key is already hashed,
-/// with the clock already read for the request (`now` charges the rate limits): the
-/// HTTP/1 path reads it once per request for this, the request's start and its
-/// response deadline.
+/// with the request's clock (`now` charges the rate limits, and is read only if one
+/// applies): the HTTP/1 path reads it once per request for this, the request's start
+/// and its response deadline.
 pub(crate) fn check_fields_at<F: Fields>(
     state: &ServerState,
     tunnel: &Tunnel,
     peer: &Peer,
     headers: &mut F,
-    now: Instant,
+    now: &mut LazyNow,
 ) -> Result<Admitted, Box<Response<Body>>> {
     check_visitor(state, tunnel, (peer.addr.ip(), peer.visitor_key), headers, now)
+}
+
+/// The clock as a request reads it: once, when first needed. Without rate limits the
+/// checks do not need it, and the HTTP/1 path then reads it after the request has
+/// gone into the tunnel, off the visitor's wait (~0.05k instructions before the OPEN's
+/// send; docs/BENCHMARKS.md, fifteenth round).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct LazyNow(Option<Instant>);
+
+impl LazyNow {
+    /// The time read on the first call (that call reads the clock).
+    pub(crate) fn get(&mut self) -> Instant {
+        *self.0.get_or_insert_with(Instant::now)
+    }
 }
 
 /// The checks of [`check_fields`], for the visitor at `ip` (counted under `key`).
@@ -128,7 +142,7 @@ fn check_visitor<F: Fields>(
     tunnel: &Tunnel,
     (ip, key): (IpAddr, VisitorKey),
     headers: &mut F,
-    now: Instant,
+    now: &mut LazyNow,
 ) -> Result<Admitted, Box<Response<Body>>> {
     let access = &tunnel.access;
     if !access.allows_ip(ip) {
@@ -149,7 +163,7 @@ fn check_visitor<F: Fields>(
     }
     // The visitor's own limits come first, so that an offender's requests are not
     // charged to the tunnel's rate or streams.
-    let admitted = match tunnel.visitors.admit_key(key, now) {
+    let admitted = match tunnel.visitors.admit_key(key, || now.get()) {
         Ok(a) => a,
         Err(VisitorRefusal::Busy(n)) => {
             let name = &tunnel.name;
@@ -161,7 +175,7 @@ fn check_visitor<F: Fields>(
         Err(VisitorRefusal::RateLimited(wait)) => return Err(Box::new(rate_limited(state, &tunnel.name, wait))),
     };
     if let Some(bucket) = &tunnel.rate {
-        if let Err(wait) = bucket.try_take(now) {
+        if let Err(wait) = bucket.try_take(now.get()) {
             return Err(Box::new(rate_limited(state, &tunnel.name, wait)));
         }
     }

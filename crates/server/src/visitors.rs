@@ -5,7 +5,11 @@
 //!
 //! Addresses are counted by [`crate::addr::key`] (IPv6 by its /64). Each tunnel keeps
 //! one small map under one lock, taken once when an exchange starts and once when it
-//! ends; an address with nothing in flight and a full bucket is forgotten.
+//! ends. An address with nothing in flight stays in the map until the map is full
+//! ([`MAX_REMEMBERED`]): its next exchange then finds its entry instead of inserting it
+//! again (without a rate, forgetting an address at the end of each exchange made every
+//! request an insert and a removal, ~0.05k instructions; docs/BENCHMARKS.md, fifteenth
+//! round). A full map forgets the quiet addresses first ([`Visitors::forget_quiet`]).
 //!
 //! The addresses come from peers, so the maps hash them with std's keyed SipHash
 //! (`RandomState`: one random key for the process, unknown to peers). An address is
@@ -82,26 +86,31 @@ impl Visitors {
     /// Starts one exchange from `ip`: charges its rate and counts it in flight until the
     /// returned [`Admitted`] is dropped.
     pub fn admit(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Admitted, VisitorRefusal> {
-        self.admit_key(VisitorKey::of(ip), now)
+        self.admit_key(VisitorKey::of(ip), || now)
     }
 
-    /// [`Visitors::admit`] for an address already hashed.
-    pub fn admit_key(self: &Arc<Self>, key: VisitorKey, now: Instant) -> Result<Admitted, VisitorRefusal> {
+    /// [`Visitors::admit`] for an address already hashed, with the time read from `now`
+    /// only when it is needed (a rate to charge, a full map to sweep).
+    pub fn admit_key(
+        self: &Arc<Self>,
+        key: VisitorKey,
+        mut now: impl FnMut() -> Instant,
+    ) -> Result<Admitted, VisitorRefusal> {
         let hash = key.hash;
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_REMEMBERED && map.find(hash, |v| v.key == key).is_none() {
-            self.forget_quiet(&mut map, now);
+            self.forget_quiet(&mut map, now());
         }
         let rate = self.rate;
         let v = map
             .entry(hash, |v| v.key == key, |v| v.key.hash)
-            .or_insert_with(|| Visitor { key, streams: 0, bucket: rate.map(|r| Bucket::full(r, now)) })
+            .or_insert_with(|| Visitor { key, streams: 0, bucket: rate.map(|r| Bucket::full(r, now())) })
             .into_mut();
         if v.streams >= self.max_streams {
             return Err(VisitorRefusal::Busy(v.streams));
         }
         if let (Some(bucket), Some(limit)) = (&mut v.bucket, rate) {
-            bucket.try_take(limit, now).map_err(VisitorRefusal::RateLimited)?;
+            bucket.try_take(limit, now()).map_err(VisitorRefusal::RateLimited)?;
         }
         v.streams += 1;
         Ok(Admitted { visitors: self.clone(), key })
@@ -114,16 +123,11 @@ impl Visitors {
         map.find(key.hash, |v| v.key == key).map_or(0, |v| v.streams)
     }
 
-    /// Ends one exchange of the address `key`.
+    /// Ends one exchange of the address `key` (its entry stays, for its next one).
     fn leave(&self, key: VisitorKey) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Ok(mut e) = map.find_entry(key.hash, |v| v.key == key) {
-            let v = e.get_mut();
+        if let Some(v) = map.find_mut(key.hash, |v| v.key == key) {
             v.streams = v.streams.saturating_sub(1);
-            // Without a rate there is nothing to remember about an idle address.
-            if v.streams == 0 && v.bucket.is_none() {
-                e.remove();
-            }
         }
     }
 
@@ -222,9 +226,18 @@ mod tests {
             drop(v.admit(ip, now));
         }
         assert!(v.map.lock().unwrap().len() <= MAX_REMEMBERED);
-        // Without a rate, idle addresses are not remembered at all.
+        // Without a rate, idle addresses are forgotten as soon as the map is full, and
+        // one in flight is kept (and counted) through the sweeps.
         let plain = Visitors::new(8, None);
-        drop(plain.admit("10.0.0.1".parse().unwrap(), now));
-        assert!(plain.map.lock().unwrap().is_empty());
+        let busy: IpAddr = "192.168.0.1".parse().unwrap();
+        let kept = plain.admit(busy, now).unwrap();
+        for i in 0..20_000u32 {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            drop(plain.admit(ip, now).unwrap());
+        }
+        assert!(plain.map.lock().unwrap().len() <= MAX_REMEMBERED);
+        assert_eq!(plain.in_flight(busy), 1);
+        drop(kept);
+        assert_eq!(plain.in_flight(busy), 0);
     }
 }

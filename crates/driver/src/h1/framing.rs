@@ -58,6 +58,10 @@ pub struct RequestFraming {
     /// `Content-Length` was dropped because `Transfer-Encoding` came with it: the
     /// caller removes it from the headers it forwards.
     pub drop_content_length: bool,
+    /// More than one `Content-Length` came (all equal, or the head was refused): the
+    /// caller forwards the first alone. Without this or `drop_content_length` the list
+    /// needs no walk to remove any.
+    pub repeated_content_length: bool,
 }
 
 /// The framing of a request with `headers`.
@@ -69,6 +73,7 @@ pub fn request_framing(version: Version, method: &Method, headers: &[Header]) ->
         expect_continue: false,
         upgrade: method == Method::CONNECT,
         drop_content_length: false,
+        repeated_content_length: false,
     };
     let (mut length, mut te, mut chunked, mut cl, mut close) = (None, false, false, false, false);
     for (name, value) in headers {
@@ -81,6 +86,7 @@ pub fn request_framing(version: Version, method: &Method, headers: &[Header]) ->
                 chunked = is_chunked(value);
             }
             header::CONTENT_LENGTH if !te => {
+                f.repeated_content_length |= cl;
                 cl = true;
                 let n = decimal(value.as_bytes()).ok_or(FramingError::ContentLength)?;
                 if length.is_some_and(|prev| prev != n) {

@@ -24,6 +24,7 @@ use super::encode::{encode_head, encode_response_head, BodySize, Encoder, Reply}
 use super::response_fields::{for_visitor, Shape};
 use super::upload::{Upload, UploadEnd};
 use super::Conn;
+use crate::access::LazyNow;
 use crate::exchange::{invalid_response, open_error, reset_response, tunnel_head_of};
 use crate::fields::Fields;
 use crate::metrics::Recorded;
@@ -62,10 +63,14 @@ where
         host: Option<http::HeaderValue>,
         framing: RequestFraming,
     ) -> bool {
-        let Begun { started, html, reply, allow_trailers } = begin(req, &framing, self.closing);
-        let admitted = match crate::access::check_fields_at(state, &tunnel, peer, &mut req.headers, started) {
+        let Begun { html, reply, allow_trailers } = begin(req, &framing, self.closing);
+        // The request's clock: read by the checks when a rate limit charges the request,
+        // else at once after the OPEN's send (the request's start for its deadline and
+        // metrics is then that send: the visitor's wait no longer includes the read).
+        let mut now = LazyNow::default();
+        let admitted = match crate::access::check_fields_at(state, &tunnel, peer, &mut req.headers, &mut now) {
             Ok(admitted) => admitted,
-            Err(refused) => return self.finish(state, req, html, framing, reply, *refused, started).await,
+            Err(refused) => return self.finish(state, req, html, framing, reply, *refused, now.get()).await,
         };
         tunnel.count_request();
         Counters::bump(&state.counters.requests);
@@ -75,9 +80,10 @@ where
             Ok(s) => s,
             Err(e) => {
                 let res = open_error(state, &tunnel.name, e);
-                return self.finish(state, req, html, framing, reply, res, started).await;
+                return self.finish(state, req, html, framing, reply, res, now.get()).await;
             }
         };
+        let started = now.get();
         let (tx, mut rx) = stream.split();
         // The body's last bytes are granted back when `rx` is dropped, after the write.
         rx.release_last_on_drop();
@@ -235,10 +241,9 @@ where
     }
 }
 
-/// What is read from a request before it is checked: when it began, whether the
-/// server's own answers are HTML, how to reply, whether trailers may be sent.
+/// What is read from a request before it is checked: whether the server's own answers
+/// are HTML, how to reply, whether trailers may be sent.
 pub(super) struct Begun {
-    pub started: std::time::Instant,
     pub html: Html,
     pub reply: Reply,
     pub allow_trailers: bool,
@@ -248,7 +253,6 @@ pub(super) struct Begun {
 pub(super) fn begin(req: &ParsedRequest, framing: &RequestFraming, closing: bool) -> Begun {
     static TE: http::HeaderName = http::header::TE;
     Begun {
-        started: std::time::Instant::now(),
         html: Html(req.headers.first(&http::header::ACCEPT).cloned()),
         reply: reply_to(req, framing, closing),
         allow_trailers: req.headers.values_of(&TE).any(|v| has_token(v, "trailers")),

@@ -85,7 +85,10 @@ pub(crate) struct Conn<T> {
 
 /// What the wait for a head ended with.
 enum Next {
-    Head(ParsedRequest),
+    /// A head, put in the caller's slot (not returned: moving the parsed request out
+    /// of the parse, the wait's future and its result was four `memcpy` calls of its
+    /// ~180 bytes per request, ~0.12k instructions; docs/BENCHMARKS.md, fifteenth round).
+    Head,
     /// An HTTP/2 preface: hyper serves the connection.
     Http2,
     /// Closed, timed out, shutting down, or an I/O error: nothing to answer.
@@ -137,14 +140,17 @@ pub(crate) async fn serve<T>(
     let mut first = true;
     let mut shutdown = Closing::new(shutdown);
     let mut route = RouteCache::default();
+    // Each request's head, parsed in place ([`Next::Head`]); emptied after its exchange.
+    let mut parsed = None;
     loop {
-        let mut head = match conn.read_head(&limits, &mut due, first, &mut shutdown).await {
-            Ok(Next::Head(head)) => head,
+        match conn.read_head(&limits, &mut due, first, &mut shutdown, &mut parsed).await {
+            Ok(Next::Head) => {}
             // No request yet: hyper holds the first one to the deadline from the accept.
             Ok(Next::Http2) => return conn.hand_off(state, peer, Some(accepted), None, watcher).await,
             Ok(Next::Done) => return,
             Err(e) => return conn.refuse_head(e.status()).await,
         };
+        let Some(head) = parsed.as_mut() else { return };
         first = false;
         let framing = match request_framing(head.version, &head.method, &head.headers) {
             Ok(f) => f,
@@ -154,16 +160,17 @@ pub(crate) async fn serve<T>(
             }
         };
         conn.closing = shutdown.now();
-        let keep = match plan(&state, &peer, &mut head, &framing, &mut route) {
-            Plan::Hyper => return conn.hand_off(state, peer, None, Some(head.raw), watcher).await,
-            Plan::Answer(res) => conn.answer_unread(&head, framing, *res).await,
+        let keep = match plan(&state, &peer, head, &framing, &mut route) {
+            Plan::Hyper => return conn.hand_off(state, peer, None, parsed.map(|h| h.raw), watcher).await,
+            Plan::Answer(res) => conn.answer_unread(head, framing, *res).await,
             Plan::Tunnel(tunnel, visitor, host) => {
                 let visitor = visitor.as_deref().unwrap_or(&peer);
                 // Lent, not moved: the exchange's future holds a reference, not the head.
-                conn.exchange(&state, tunnel, visitor, &mut head, host, framing).await
+                conn.exchange(&state, tunnel, visitor, head, host, framing).await
             }
             Plan::WebSocket(tunnel, visitor, host) => {
                 let visitor = visitor.as_deref().unwrap_or(&peer);
+                let Some(head) = parsed.take() else { return };
                 match conn.websocket(&state, tunnel, visitor, head, host, framing).await {
                     Upgrade::Answered(keep) => keep,
                     Upgrade::Switched(switched) => {
@@ -177,6 +184,7 @@ pub(crate) async fn serve<T>(
             Plan::Control(visitor, key) => {
                 drop(watcher);
                 let visitor = visitor.map_or(peer, |v| *v);
+                let Some(head) = parsed.take() else { return };
                 return conn.control(state, visitor, head, framing, key).await;
             }
         };
@@ -184,6 +192,7 @@ pub(crate) async fn serve<T>(
             break;
         }
         due.set(Instant::now() + header_timeout);
+        parsed = None;
     }
     let _ = conn.io.shutdown().await;
     drop(watcher);
@@ -269,9 +278,12 @@ fn tunnel_plan(
 ) -> Plan {
     let websocket = framing.upgrade;
     // One `Content-Length` goes on, as hyper passes it: repeats (equal, or the head
-    // was refused) are dropped, and all of them when `Transfer-Encoding` came too.
-    let mut length_seen = framing.drop_content_length;
-    head.headers.retain(|(name, _)| name != CONTENT_LENGTH || !std::mem::replace(&mut length_seen, true));
+    // was refused) are dropped, and all of them when `Transfer-Encoding` came too. The
+    // usual head has at most one and no walk (~0.04k instructions).
+    if framing.drop_content_length || framing.repeated_content_length {
+        let mut length_seen = framing.drop_content_length;
+        head.headers.retain(|(name, _)| name != CONTENT_LENGTH || !std::mem::replace(&mut length_seen, true));
+    }
     let visitor = proxied_visitor(state, peer, head);
     match websocket {
         true => Plan::WebSocket(tunnel, visitor, forwarded),
@@ -323,13 +335,15 @@ impl<T> Conn<T>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    /// Reads until a whole head is buffered, `due` passes, or the connection ends.
+    /// Reads until a whole head is buffered (and parsed into `head`), `due` passes, or
+    /// the connection ends.
     async fn read_head(
         &mut self,
         limits: &HeadLimits,
         due: &mut LazyDeadline,
         first: bool,
         shutdown: &mut Closing,
+        head: &mut Option<ParsedRequest>,
     ) -> Result<Next, HeadError> {
         loop {
             if first && is_preface_start(&self.buf) {
@@ -338,8 +352,8 @@ where
                 }
             } else if self.buf.is_empty() {
                 // Nothing to parse yet (the usual state after an exchange).
-            } else if let Some(head) = self.parse(limits, first)? {
-                return Ok(Next::Head(head));
+            } else if self.parse(limits, first, head)? {
+                return Ok(Next::Head);
             }
             if self.buf.is_empty() && shutdown.now() {
                 return Ok(Next::Done);
@@ -364,16 +378,18 @@ where
         }
     }
 
-    /// The head at the front of the read buffer, if it is whole. The first head of a
-    /// connection is parsed as it is; the ones after it with the connection's
-    /// [`FieldCache`], which clones the names and values that repeat the last head's
-    /// (~0.1k instructions a name, ~3 a value's byte: docs/BENCHMARKS.md, fourteenth
-    /// round), so that a connection that carries one request pays nothing to fill it.
-    fn parse(&mut self, limits: &HeadLimits, first: bool) -> Result<Option<ParsedRequest>, HeadError> {
-        match first {
-            true => parse_request(&mut self.buf, limits),
-            false => parse_request_cached(&mut self.buf, limits, &mut self.fields),
-        }
+    /// The head at the front of the read buffer, into `head`, if it is whole (true). The
+    /// first head of a connection is parsed as it is; the ones after it with the
+    /// connection's [`FieldCache`], which clones the names and values that repeat the
+    /// last head's (~0.1k instructions a name, ~3 a value's byte: docs/BENCHMARKS.md,
+    /// fourteenth round), so that a connection that carries one request pays nothing to
+    /// fill it.
+    fn parse(&mut self, limits: &HeadLimits, first: bool, head: &mut Option<ParsedRequest>) -> Result<bool, HeadError> {
+        *head = match first {
+            true => parse_request(&mut self.buf, limits)?,
+            false => parse_request_cached(&mut self.buf, limits, &mut self.fields)?,
+        };
+        Ok(head.is_some())
     }
 
     /// hyper's answer to a head it cannot read; the connection then closes.

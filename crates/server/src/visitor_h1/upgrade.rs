@@ -69,7 +69,8 @@ where
         host: Option<HeaderValue>,
         framing: RequestFraming,
     ) -> Upgrade {
-        let Begun { started, html, reply, allow_trailers } = begin(&req, &framing, self.closing);
+        let started = std::time::Instant::now();
+        let Begun { html, reply, allow_trailers } = begin(&req, &framing, self.closing);
         let admitted = match crate::access::check_fields(state, &tunnel, peer.addr, &mut req.headers) {
             Ok(admitted) => admitted,
             Err(refused) => return self.answered(state, &req, framing, reply, html, *refused, started).await,
