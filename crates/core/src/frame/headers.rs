@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::codec::bytes16_len;
 use super::recent::RecentValues;
 use super::table;
-use super::types::{DecodeLimits, Header, HeaderName, HeaderValue, RequestHead, ResponseHead};
+use super::types::{DecodeLimits, Header, HeaderName, HeaderValue, RequestHead};
 use crate::bytes_reader::{Reader, WriteExt};
 use crate::error::DecodeError;
 
@@ -374,14 +374,6 @@ pub(crate) fn check_request_line(head: &RequestHead) -> Result<(), &'static str>
         return Err("target longer than 65535 bytes");
     }
     Ok(())
-}
-
-/// See [`check_headers`].
-pub(crate) fn check_response_head(head: &ResponseHead) -> Result<(), &'static str> {
-    if !(100..=999).contains(&head.status) {
-        return Err("status");
-    }
-    check_headers(&head.headers)
 }
 
 #[cfg(test)]
