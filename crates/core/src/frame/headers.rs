@@ -96,6 +96,9 @@ pub(crate) struct CheckedBlock {
 }
 
 /// [`header_block_len`], [`plan_headers`] and [`check_headers`] of `headers`, in one walk.
+/// Inlined into its two callers (`Session::open`, `Session::respond`): as a call of its
+/// own it cost the server's OPEN ~25 instructions more than inlined in its one caller.
+#[inline(always)]
 pub(crate) fn plan_checked(headers: &[Header], coding: FieldCoding) -> CheckedBlock {
     let mut plan = HeadPlan { coding, codes: [table::TEXT; PLANNED] };
     let (mut text_len, mut len) = (2, 2);

@@ -320,10 +320,10 @@ impl Session {
                 self.peer_open -= 1;
             }
             // Bytes it delivered are still the application's to `release`.
-            // Moved out, not taken: an empty queue left behind would be dropped too.
-            let Stream { mut queue, .. } = s;
-            let cap = queue.capacity();
+            let cap = s.queue.capacity();
             if cap > 0 && cap <= MAX_SPARE_CAPACITY && self.spare_queues.len() < MAX_SPARE_QUEUES {
+                // Moved out, not taken: an empty queue left behind would be dropped too.
+                let Stream { mut queue, .. } = s;
                 if !queue.is_empty() {
                     queue.clear();
                 }
