@@ -148,14 +148,21 @@ impl OriginPool {
         let length = response_body(head.version, method, head.status, &head.headers)?;
         drop_overridden_length(&mut head.headers);
         let keep_alive = response_keeps_alive(head.version, &head.headers) && length != BodyLength::CloseDelimited;
-        let mut body = Box::new(ResponseBody {
-            ex,
-            decoder: BodyDecoder::new(length, ChunkLimits::default()),
-            next: None,
-            keep_alive,
-            pool: self.clone(),
-        });
-        body.release_if_done();
+        // Written straight into its allocation: `Box::new` built the ~280 bytes on the
+        // stack and copied them in (a `memcpy` call per request).
+        let body = Box::write(
+            Box::new_uninit(),
+            ResponseBody {
+                ex,
+                decoder: BodyDecoder::new(length, ChunkLimits::default()),
+                next: None,
+                keep_alive,
+                pool: self.clone(),
+                held: false,
+            },
+        );
+        // A bodiless response's connection goes back to the pool at the body's first
+        // poll or its drop, whichever comes first (see `ResponseBody::hold_connection`).
         Ok(Response { head, body })
     }
 }
@@ -444,13 +451,26 @@ pub(crate) struct ResponseBody {
     next: Option<Result<Decoded, ChunkError>>,
     keep_alive: bool,
     pool: Arc<OriginPool>,
+    /// A complete body keeps its connection until this is unset or the body dropped.
+    held: bool,
 }
 
 impl ResponseBody {
+    /// While `hold`, a body that completes keeps its connection instead of giving it
+    /// back to the pool at once; unset (or the body dropped), it gives it back if the
+    /// body is complete. The tunnel's exchange holds it over the one poll that finds a
+    /// small response whole, and lets go after the write of its frames: the check-in
+    /// (the pool's lock and a clock read, ~0.11k instructions) then runs while the
+    /// server and the visitor work (docs/BENCHMARKS.md, fifteenth round).
+    pub(crate) fn hold_connection(&mut self, hold: bool) {
+        self.held = hold;
+        self.release_if_done();
+    }
+
     /// The body is complete: the connection goes back to the pool if it may carry
     /// another exchange (the request was sent whole, neither side asked to close).
     fn release_if_done(&mut self) {
-        if !self.decoder.is_done() || matches!(self.next, Some(Ok(Decoded::Data(_))) | Some(Err(_))) {
+        if self.held || !self.decoder.is_done() || matches!(self.next, Some(Ok(Decoded::Data(_))) | Some(Err(_))) {
             return;
         }
         if let Some(conn) = self.ex.conn.take() {
@@ -472,6 +492,14 @@ impl ResponseBody {
             Decoded::Trailers(trailers) => Some(Ok(Frame::trailers(header_map(&trailers)))),
             Decoded::End => None,
         }
+    }
+}
+
+impl Drop for ResponseBody {
+    /// A body complete but not polled to its end (a bodiless one, a held one) gives
+    /// its connection back; any other drops it, with the rest of its response.
+    fn drop(&mut self) {
+        self.hold_connection(false);
     }
 }
 

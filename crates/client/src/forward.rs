@@ -116,6 +116,16 @@ pub(crate) enum AnswerBody {
     Called(OriginBody),
 }
 
+impl AnswerBody {
+    /// See [`ResponseBody::hold_connection`] (an origin's own body has no connection
+    /// of ours).
+    pub(crate) fn hold_connection(&mut self, hold: bool) {
+        if let AnswerBody::Direct(b) = self {
+            b.hold_connection(hold);
+        }
+    }
+}
+
 impl Body for AnswerBody {
     type Data = Bytes;
     type Error = BoxError;

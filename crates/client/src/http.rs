@@ -131,13 +131,23 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     // step (and to the inspector in one step). Any other frame it gives is handed to
     // the pump first.
     let (mut whole, mut first) = (None, None);
+    // With a capture to file after the write, the origin connection goes back to the
+    // pool after it too (when it is dropped): a body found whole by this poll holds
+    // it, one that is not lets it go at once.
+    let held = record.is_some();
     if !end {
+        if held {
+            body.hold_connection(true);
+        }
         match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
             Poll::Ready(Some(Ok(frame))) if frame.is_data() && body.is_end_stream() => {
                 whole = Some(frame.into_data().unwrap_or_default());
             }
             Poll::Ready(frame) => first = Some(Box::new(frame)),
             Poll::Pending => {}
+        }
+        if held && whole.is_none() {
+            body.hold_connection(false);
         }
     }
     // The inspector files the response's head now (the stream takes it); a response
@@ -175,8 +185,10 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             after_write().await;
             drop(filing);
         }
-        // What the window did not take yet follows as it opens.
+        // What the window did not take yet follows as it opens (the origin connection
+        // going back to the pool first; else it does when `body` is dropped).
         if taken < data.len() {
+            body.hold_connection(false);
             if let Err(e) = tx.send_last(data.slice(taken..)).await {
                 ctx.error(format!("{method} {path}: response body cut: {e}"));
             }

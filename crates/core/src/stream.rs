@@ -66,7 +66,14 @@ impl Stream {
         self.send_done && self.recv_done && self.queue.is_empty()
     }
 
-    pub(crate) fn new(kind: StreamKind, local: bool, send_window: u32, recv_window: u32) -> Self {
+    /// A new stream whose chunks go in `queue` (empty; a spare one may have room).
+    pub(crate) fn new(
+        kind: StreamKind,
+        local: bool,
+        send_window: u32,
+        recv_window: u32,
+        queue: VecDeque<Chunk>,
+    ) -> Self {
         Stream {
             kind,
             local,
@@ -78,7 +85,7 @@ impl Stream {
             send_credit: u64::from(send_window),
             granted: u64::from(send_window),
             blocked: false,
-            queue: VecDeque::new(),
+            queue,
             queued: 0,
             in_ring: false,
             recv_remaining: u64::from(recv_window),

@@ -341,6 +341,27 @@ fn a_stream_reset_mid_body_leaves_the_session_healthy() {
 
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_stream_reset_with_data_queued_leaves_none_of_it_to_the_next_stream() {
+    // The session keeps a removed stream's emptied queue for the next stream: what was
+    // still queued on it must be gone, not sent on the new one.
+    let mut pair = Pair::connected();
+    let first = pair.server.get("/first");
+    pair.drive();
+    pair.client.respond(first, 200, vec![], false);
+    pair.client.session.send_data(first, pattern(500, 1)).unwrap();
+    pair.client.session.reset(first, ResetCode::Cancel, "origin failed");
+    let next = pair.server.get("/next");
+    pair.drive();
+    pair.client.respond_with(next, 200, pattern(300, 2));
+    pair.drive();
+    assert_eq!(pair.server.log(first).reset.as_ref().map(|r| r.0), Some(ResetCode::Cancel));
+    assert!(pair.server.log(first).body.is_empty(), "the reset stream's data was dropped with it");
+    assert!(pair.server.log(next).end && pair.server.log(next).body == pattern(300, 2));
+    assert!(pair.server.errors.is_empty() && pair.client.errors.is_empty());
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn frames_respect_the_receivers_max_frame() {
     // The client accepts only small frames; the server must cut its bodies to fit.
     let small = Config { max_frame: 1024, max_header_bytes: 512, ..Config::DEFAULT };

@@ -70,7 +70,7 @@ impl Frame {
             }
             Frame::Response { head, .. } => {
                 let (headers, plan) = plan_headers(&head.headers, coding);
-                (1 + 2 + headers, plan)
+                return Some((response_len(headers), plan));
             }
             Frame::Trailers { headers, .. } => plan_headers(headers, coding),
             Frame::Data { data, .. } | Frame::WsMessage { data, .. } => (1 + data.len(), HeadPlan::TEXT),
@@ -376,6 +376,11 @@ const FRAME_HEADER: usize = 1 + 4;
 /// bytes (as planned for the coding it is written with).
 pub(crate) fn open_len(head: &RequestHead, block_len: usize) -> usize {
     FRAME_HEADER + 1 + bytes16_len(head.method.len()) + bytes16_len(head.target.len()) + block_len
+}
+
+/// Bytes a RESPONSE takes whose header block takes `block_len`: its status and flags.
+pub(crate) fn response_len(block_len: usize) -> usize {
+    FRAME_HEADER + 1 + 2 + block_len
 }
 
 /// Bytes `put_bytes16` writes for `n` bytes (it cuts what is over `u16::MAX`).

@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::codec::bytes16_len;
 use super::recent::RecentValues;
 use super::table;
-use super::types::{DecodeLimits, Header, HeaderName, HeaderValue, RequestHead, ResponseHead};
+use super::types::{DecodeLimits, Header, HeaderName, HeaderValue, RequestHead};
 use crate::bytes_reader::{Reader, WriteExt};
 use crate::error::DecodeError;
 
@@ -96,6 +96,9 @@ pub(crate) struct CheckedBlock {
 }
 
 /// [`header_block_len`], [`plan_headers`] and [`check_headers`] of `headers`, in one walk.
+/// Inlined into its two callers (`Session::open`, `Session::respond`): as a call of its
+/// own it cost the server's OPEN ~25 instructions more than inlined in its one caller.
+#[inline(always)]
 pub(crate) fn plan_checked(headers: &[Header], coding: FieldCoding) -> CheckedBlock {
     let mut plan = HeadPlan { coding, codes: [table::TEXT; PLANNED] };
     let (mut text_len, mut len) = (2, 2);
@@ -374,14 +377,6 @@ pub(crate) fn check_request_line(head: &RequestHead) -> Result<(), &'static str>
         return Err("target longer than 65535 bytes");
     }
     Ok(())
-}
-
-/// See [`check_headers`].
-pub(crate) fn check_response_head(head: &ResponseHead) -> Result<(), &'static str> {
-    if !(100..=999).contains(&head.status) {
-        return Err("status");
-    }
-    check_headers(&head.headers)
 }
 
 #[cfg(test)]

@@ -313,7 +313,7 @@ impl Session {
         if self.peer_open >= self.config.max_streams {
             return Err(ProtocolError::TooManyStreams(self.config.max_streams));
         }
-        let mut s = Stream::new(head.kind, false, self.peer.stream_window, self.config.stream_window);
+        let mut s = self.new_stream(head.kind, false);
         s.recv_done = end;
         self.streams.insert(id, s);
         self.peer_open += 1;
