@@ -57,8 +57,32 @@ impl Drop for TempDir {
     }
 }
 
-/// A port that was free a moment ago (for tools that cannot be given port 0).
+/// A port that was free a moment ago, for tools that must be told a port before it is
+/// bound (pebble validates challenges on the server's ports, which the server binds only
+/// later). Port 0 would give one from the kernel's ephemeral range, where every outgoing
+/// connection of the tests running beside this one also takes its local port: one of
+/// them can hold it by the time the server binds it (`AddrInUse`, seen under
+/// `scripts/test`). So the port comes from below that range, where only callers of this
+/// function bind: a spot spread by the process id, then the next ones in turn, each
+/// checked free by binding it.
 pub fn free_port() -> u16 {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    const LOWEST: usize = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<usize>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral.saturating_sub(LOWEST);
+    if span >= 1_000 {
+        let start = (std::process::id() as usize).wrapping_mul(7_919);
+        for _ in 0..span {
+            let offset = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+            let Ok(port) = u16::try_from(LOWEST + offset) else { continue };
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
