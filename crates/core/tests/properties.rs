@@ -121,8 +121,8 @@ fn welcome() -> impl Strategy<Value = Welcome> {
 fn request_head() -> impl Strategy<Value = RequestHead> {
     (any::<bool>(), "[!-~]{1,10}", text(), headers()).prop_map(|(ws, method, target, headers)| RequestHead {
         kind: if ws { StreamKind::WebSocket } else { StreamKind::Http },
-        method,
-        target,
+        method: method.into(),
+        target: target.into(),
         headers,
     })
 }
