@@ -34,7 +34,7 @@ pub use config::{Config, Limits, PeerStreams, MAX_REFUSED_STREAMS};
 pub use error::{DecodeError, OpenError, ProtocolError, StreamError};
 pub use event::Event;
 pub use frame::{
-    flags, header_block_len, kind, ByteString, CloseCode, DecodeLimits, FieldCoding, Frame, Header, HeaderName,
+    flags, header_block_len, kind, CloseCode, CompactString, DecodeLimits, FieldCoding, Frame, Header, HeaderName,
     HeaderValue, RequestHead, ResetCode, ResponseHead, StreamId, StreamKind, BATCH_ENTRY_OVERHEAD, BATCH_HEADER,
     DATA_OVERHEAD, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
 };

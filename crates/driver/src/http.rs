@@ -2,7 +2,7 @@
 //! both ends share.
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use localtunnels_core::{ByteString, Header, RequestHead, ResponseHead, StreamKind};
+use localtunnels_core::{CompactString, Header, RequestHead, ResponseHead, StreamKind};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1): meaningful for one connection only, never
 /// forwarded. `Trailer` is end-to-end (it names the trailer fields that follow; hyper
@@ -166,7 +166,7 @@ fn is_fixed_hop_by_hop(name: &http::HeaderName) -> bool {
 pub fn request_head(method: &Method, uri: &http::Uri, headers: &HeaderMap, kind: StreamKind) -> RequestHead {
     RequestHead {
         kind,
-        method: RequestHead::method_text(method.as_str()),
+        method: RequestHead::method_of(method),
         target: target_of(uri),
         headers: end_to_end_headers(headers, kind),
     }
@@ -183,12 +183,12 @@ pub fn request_head_from_list(
 ) -> RequestHead {
     group_by_name(&mut headers);
     retain_end_to_end(&mut headers, kind);
-    RequestHead { kind, method: RequestHead::method_text(method.as_str()), target: target_of(uri), headers }
+    RequestHead { kind, method: RequestHead::method_of(method), target: target_of(uri), headers }
 }
 
 /// A request's target as the tunnel carries it: its path and query.
-fn target_of(uri: &http::Uri) -> ByteString {
-    uri.path_and_query().map_or(ByteString::from_static("/"), |p| ByteString::from(p.as_str()))
+fn target_of(uri: &http::Uri) -> CompactString {
+    CompactString::from(uri.path_and_query().map_or("/", |p| p.as_str()))
 }
 
 /// A response head for the tunnel from an origin's response.
