@@ -33,7 +33,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     let id = stream.id();
     let (tx, rx) = stream.split();
     if report {
-        ctx.emit(ClientEvent::Request { method: head.method.to_string(), path: head.target.to_string() });
+        ctx.emit(ClientEvent::Request { method: head.method.to_string(), path: head.target.clone() });
     }
     let RequestHead { method, target: path, mut headers, .. } = head;
     let parsed = match origin_request(&ctx, &method, &mut headers) {
@@ -110,13 +110,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             // failed ones included.
             if report {
                 let duration = started.elapsed();
-                ctx.emit(ClientEvent::Response {
-                    method: method.to_string(),
-                    path: path.to_string(),
-                    status: 502,
-                    duration,
-                    bytes,
-                });
+                ctx.emit(ClientEvent::Response { method: method.into_owned(), path, status: 502, duration, bytes });
             }
             return;
         }
@@ -219,8 +213,8 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     }
     if report {
         ctx.emit(ClientEvent::Response {
-            method: method.to_string(),
-            path: path.to_string(),
+            method: method.into_owned(),
+            path,
             status,
             duration: started.elapsed(),
             bytes,

@@ -122,7 +122,7 @@ fn request_head() -> impl Strategy<Value = RequestHead> {
     (any::<bool>(), "[!-~]{1,10}", text(), headers()).prop_map(|(ws, method, target, headers)| RequestHead {
         kind: if ws { StreamKind::WebSocket } else { StreamKind::Http },
         method: method.into(),
-        target: target.into(),
+        target,
         headers,
     })
 }

@@ -2,7 +2,7 @@
 //! both ends share.
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use localtunnels_core::{CompactString, Header, RequestHead, ResponseHead, StreamKind};
+use localtunnels_core::{Header, RequestHead, ResponseHead, StreamKind};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1): meaningful for one connection only, never
 /// forwarded. `Trailer` is end-to-end (it names the trailer fields that follow; hyper
@@ -187,8 +187,8 @@ pub fn request_head_from_list(
 }
 
 /// A request's target as the tunnel carries it: its path and query.
-fn target_of(uri: &http::Uri) -> CompactString {
-    CompactString::from(uri.path_and_query().map_or("/", |p| p.as_str()))
+fn target_of(uri: &http::Uri) -> String {
+    uri.path_and_query().map_or("/", |p| p.as_str()).to_string()
 }
 
 /// A response head for the tunnel from an origin's response.

@@ -24,8 +24,6 @@ pub(crate) use codec::{batch_body, open_len, put_batch_entry, BatchEntries};
 pub(crate) use headers::{check_headers, check_request_line, check_response_head, plan_checked, HeadPlan};
 pub use headers::{header_block_len, FieldCoding, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 pub(crate) use recent::RecentValues;
-pub use types::{
-    CompactString, DecodeLimits, Frame, Header, HeaderName, HeaderValue, RequestHead, ResponseHead, StreamKind,
-};
+pub use types::{DecodeLimits, Frame, Header, HeaderName, HeaderValue, RequestHead, ResponseHead, StreamKind};
 
 pub use crate::ids::{flags, kind, CloseCode, ResetCode, StreamId, BATCH_ENTRY_OVERHEAD, BATCH_HEADER, DATA_OVERHEAD};

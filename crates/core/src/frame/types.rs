@@ -5,7 +5,6 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-pub use compact_str::CompactString;
 pub use http::{HeaderName, HeaderValue};
 
 use crate::handshake::{Hello, RefuseReason, Welcome};
@@ -28,16 +27,10 @@ pub enum StreamKind {
 
 /// The head of a request: opens a stream.
 ///
-/// Neither the method nor the target costs an allocation on the usual request: a
-/// standard method is static text (`Cow::Borrowed`), and a target of up to 24 bytes is
-/// stored inline in its [`CompactString`] (read as `&str`; a longer one is allocated,
-/// as a `String` was). Two `String`s were two allocations and frees per request on each
-/// end. A target cut from the received frame as a `Bytes` would cost no copy either,
-/// but it would hold the reader's buffer for the request's life (at 32 connections the
-/// reader then allocated a new buffer per read: +0.5k instructions per request), and a
-/// `Bytes` is 32 bytes: the head is kept at 80, since a frame is moved several times
-/// on its way out and a larger one (a queued output past 128 bytes) makes each move a
-/// `memcpy` call (~0.2k instructions per request on the client).
+/// A standard method is static text (`Cow::Borrowed`): no allocation and free per
+/// request on either end (docs/BENCHMARKS.md, fifteenth round, for why the target stays
+/// a `String`: a `Bytes` cut from the frame held the reader's buffer, a larger head made
+/// the moves of a queued frame `memcpy` calls, an inline string cost more than it saved).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
     /// HTTP exchange or WebSocket.
@@ -45,7 +38,7 @@ pub struct RequestHead {
     /// Method, e.g. `GET` ([`RequestHead::method_of`] borrows a standard one).
     pub method: Cow<'static, str>,
     /// Path and query, e.g. `/a?b=c`.
-    pub target: CompactString,
+    pub target: String,
     /// Every header in order, repeated ones included.
     pub headers: Vec<Header>,
 }
