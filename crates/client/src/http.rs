@@ -33,7 +33,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     let id = stream.id();
     let (tx, rx) = stream.split();
     if report {
-        ctx.emit(ClientEvent::Request { method: head.method.clone(), path: head.target.clone() });
+        ctx.emit(ClientEvent::Request { method: head.method.to_string(), path: head.target.clone() });
     }
     let RequestHead { method, target: path, mut headers, .. } = head;
     let parsed = match origin_request(&ctx, &method, &mut headers) {
@@ -110,7 +110,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             // failed ones included.
             if report {
                 let duration = started.elapsed();
-                ctx.emit(ClientEvent::Response { method, path, status: 502, duration, bytes });
+                ctx.emit(ClientEvent::Response { method: method.into_owned(), path, status: 502, duration, bytes });
             }
             return;
         }
@@ -224,7 +224,13 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         tracing::debug!(stream = id, %method, %path, status, bytes, ms = started.elapsed().as_millis(), "request");
     }
     if report {
-        ctx.emit(ClientEvent::Response { method, path, status, duration: started.elapsed(), bytes });
+        ctx.emit(ClientEvent::Response {
+            method: method.into_owned(),
+            path,
+            status,
+            duration: started.elapsed(),
+            bytes,
+        });
     }
 }
 

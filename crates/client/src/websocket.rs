@@ -36,7 +36,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     let started = Instant::now();
     let (tx, rx) = stream.split();
     let (method, path) = (head.method.clone(), head.target.clone());
-    ctx.emit(ClientEvent::Request { method: method.clone(), path: path.clone() });
+    ctx.emit(ClientEvent::Request { method: method.to_string(), path: path.clone() });
     let (Some(authority), Some(connect)) = (ctx.origin.authority(), ctx.origin.connect_stream()) else {
         let why = "this origin takes no WebSockets (in-process services do not, yet)";
         return refuse(&tx, StatusCode::NOT_IMPLEMENTED, why).await;
@@ -73,7 +73,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     let report = |ctx: &Ctx| {
         let duration = started.elapsed();
         let status = status.as_u16();
-        ctx.emit(ClientEvent::Response { method: method.clone(), path: path.clone(), status, duration, bytes: 0 });
+        ctx.emit(ClientEvent::Response { method: method.to_string(), path: path.clone(), status, duration, bytes: 0 });
     };
     if status != StatusCode::SWITCHING_PROTOCOLS {
         // A refusal is a final response: 200-599 (hyper skipped any interim ones).

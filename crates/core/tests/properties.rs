@@ -121,7 +121,7 @@ fn welcome() -> impl Strategy<Value = Welcome> {
 fn request_head() -> impl Strategy<Value = RequestHead> {
     (any::<bool>(), "[!-~]{1,10}", text(), headers()).prop_map(|(ws, method, target, headers)| RequestHead {
         kind: if ws { StreamKind::WebSocket } else { StreamKind::Http },
-        method,
+        method: method.into(),
         target,
         headers,
     })

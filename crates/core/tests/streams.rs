@@ -22,7 +22,7 @@ fn a_visitor_get_travels_to_the_origin_and_back() {
 
     // The client sees the request as sent, and answers from its origin.
     let head = pair.client.log(id).head.clone().expect("the client got the request");
-    assert_eq!((head.kind, head.method.as_str(), head.target.as_str()), (StreamKind::Http, "GET", "/hello?x=1"));
+    assert_eq!((head.kind, &*head.method, head.target.as_str()), (StreamKind::Http, "GET", "/hello?x=1"));
     assert_eq!(head.headers, vec![header("host", "demo.localhost:3000")]);
     assert!(pair.client.log(id).end, "a GET has no body");
     pair.client.respond_with(id, 200, &b"hello, visitor"[..]);

@@ -166,7 +166,7 @@ fn is_fixed_hop_by_hop(name: &http::HeaderName) -> bool {
 pub fn request_head(method: &Method, uri: &http::Uri, headers: &HeaderMap, kind: StreamKind) -> RequestHead {
     RequestHead {
         kind,
-        method: method.as_str().to_string(),
+        method: RequestHead::method_of(method),
         target: target_of(uri),
         headers: end_to_end_headers(headers, kind),
     }
@@ -183,7 +183,7 @@ pub fn request_head_from_list(
 ) -> RequestHead {
     group_by_name(&mut headers);
     retain_end_to_end(&mut headers, kind);
-    RequestHead { kind, method: method.as_str().to_string(), target: target_of(uri), headers }
+    RequestHead { kind, method: RequestHead::method_of(method), target: target_of(uri), headers }
 }
 
 /// A request's target as the tunnel carries it: its path and query.

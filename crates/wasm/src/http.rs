@@ -7,6 +7,7 @@
 //! reads slowly slows the visitor down instead of filling memory. Runtimes that cannot
 //! put a stream in a `Request` get the body buffered (up to [`MAX_BUFFERED`]).
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
@@ -75,7 +76,7 @@ struct Buffered {
 #[derive(Clone)]
 struct Meta {
     id: StreamId,
-    method: String,
+    method: Cow<'static, str>,
     url: String,
     started: f64,
     timeout_ms: u32,
@@ -352,7 +353,15 @@ pub(crate) async fn replay(
     let handler = handler.ok_or_else(|| failed("no request handler: call client.onRequest(handler) first".into()))?;
     let url = join_url(&base, &target);
     let html = wants_html(headers.iter().find(|(n, _)| n == http::header::ACCEPT).map(|(_, v)| v.as_bytes()));
-    let meta = Meta { id: 0, method, url, started: Date::now(), timeout_ms, html, record: Some(record.clone()) };
+    let meta = Meta {
+        id: 0,
+        method: method.into(),
+        url,
+        started: Date::now(),
+        timeout_ms,
+        html,
+        record: Some(record.clone()),
+    };
     let mut capture = record.inspect.capture();
     capture.push(&body);
     record.request_body(capture);

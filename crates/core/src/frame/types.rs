@@ -2,6 +2,8 @@
 //! applied while decoding them. Encoding and decoding are in `codec`, header blocks in
 //! `headers`.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 pub use http::{HeaderName, HeaderValue};
 
@@ -24,16 +26,48 @@ pub enum StreamKind {
 }
 
 /// The head of a request: opens a stream.
+///
+/// A standard method is static text (`Cow::Borrowed`): no allocation and free per
+/// request on either end (docs/BENCHMARKS.md, fifteenth round, for why the target stays
+/// a `String`: a `Bytes` cut from the frame held the reader's buffer, a larger head made
+/// the moves of a queued frame `memcpy` calls, an inline string cost more than it saved).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
     /// HTTP exchange or WebSocket.
     pub kind: StreamKind,
-    /// Method, e.g. `GET`.
-    pub method: String,
+    /// Method, e.g. `GET` ([`RequestHead::method_of`] borrows a standard one).
+    pub method: Cow<'static, str>,
     /// Path and query, e.g. `/a?b=c`.
     pub target: String,
     /// Every header in order, repeated ones included.
     pub headers: Vec<Header>,
+}
+
+impl RequestHead {
+    /// `method` as a head's method: one of the nine standard methods as static text
+    /// (no allocation), any other copied.
+    pub fn method_of(method: &http::Method) -> Cow<'static, str> {
+        match standard_method(method.as_str().as_bytes()) {
+            Some(known) => Cow::Borrowed(known),
+            None => Cow::Owned(method.as_str().to_owned()),
+        }
+    }
+}
+
+/// The standard method spelled by `raw`, as static text.
+pub(crate) fn standard_method(raw: &[u8]) -> Option<&'static str> {
+    Some(match raw {
+        b"GET" => "GET",
+        b"POST" => "POST",
+        b"HEAD" => "HEAD",
+        b"PUT" => "PUT",
+        b"DELETE" => "DELETE",
+        b"OPTIONS" => "OPTIONS",
+        b"PATCH" => "PATCH",
+        b"CONNECT" => "CONNECT",
+        b"TRACE" => "TRACE",
+        _ => return None,
+    })
 }
 
 /// The head of a response. For a WebSocket, status 101 accepts it; anything else
@@ -191,6 +225,23 @@ impl Frame {
             | Frame::Reset { id, .. }
             | Frame::Window { id, .. } => *id,
             _ => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn a_method_keeps_its_text_and_a_standard_one_is_borrowed() {
+        let standard = ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE"];
+        for (m, borrowed) in standard.iter().map(|m| (*m, true)).chain([("PURGE", false), ("M-SEARCH", false)]) {
+            let method = http::Method::from_bytes(m.as_bytes()).expect("a token");
+            let text = RequestHead::method_of(&method);
+            assert_eq!(text, m);
+            assert_eq!(matches!(text, Cow::Borrowed(_)), borrowed, "{m}");
         }
     }
 }

@@ -527,7 +527,7 @@ pub fn hello() -> Hello {
 }
 
 /// A request head.
-pub fn request(method: &str, target: &str, headers: Vec<Header>) -> RequestHead {
+pub fn request(method: &'static str, target: &str, headers: Vec<Header>) -> RequestHead {
     RequestHead { kind: StreamKind::Http, method: method.into(), target: target.into(), headers }
 }
 

@@ -197,7 +197,7 @@ impl Server {
             .iter()
             .map(|(n, v)| (HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap()))
             .collect();
-        let head = RequestHead { kind, method: method.to_string(), target: target.to_string(), headers };
+        let head = RequestHead { kind, method: method.to_owned().into(), target: target.into(), headers };
         let id = self.session.open(head, end).unwrap();
         self.flush();
         id
