@@ -249,6 +249,11 @@ impl Shared {
         }
     }
 
+    /// The incoming handler returned stream futures the reader task has not taken yet.
+    pub(crate) fn spawned_waiting(&self) -> bool {
+        self.has_spawned.load(Ordering::Acquire)
+    }
+
     /// Something is queued for the socket: the session's frames, a pong, or what
     /// dropped handles left (a reset, released credit, which may make frames).
     pub(crate) fn has_output(&self, state: &State) -> bool {

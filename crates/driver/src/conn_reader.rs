@@ -6,7 +6,7 @@
 //! ([`crate::after_write`]).
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -14,7 +14,7 @@ use localtunnels_core::CloseCode;
 use tokio::io::AsyncRead;
 
 use crate::conn::Shared;
-use crate::conn_tasks::Tasks;
+use crate::conn_tasks::{Tasks, Wakeups};
 use crate::ws_codec::{WsDecoder, WsError, WsMessage};
 use crate::ws_io::{self, WsReadError};
 
@@ -25,8 +25,10 @@ where
 {
     // Dropped once done, with the socket's read half: stream futures that outlive the
     // socket do not keep it open.
-    let mut reading = Some(Box::pin(read(io, decoder, shared.clone())));
     let mut tasks = Tasks::new();
+    // Set by the reading when it put its socket poll off until after the streams.
+    let later = AtomicBool::new(false);
+    let mut reading = Some(Box::pin(read(io, decoder, shared.clone(), tasks.wakeups(), &later)));
     std::future::poll_fn(|cx| {
         tasks.begin(cx);
         shared.turn.store(true, Ordering::SeqCst);
@@ -35,6 +37,7 @@ where
                 if reading.as_mut().is_some_and(|r| r.as_mut().poll(cx).is_ready()) {
                     reading = None;
                 }
+                later.swap(false, Ordering::Relaxed)
             },
             // Streams the messages just read opened: they start in this turn.
             |new| shared.take_spawned(new),
@@ -71,13 +74,37 @@ where
 }
 
 /// Reads the socket into the session until it ends; then closes the session.
-async fn read<R>(mut io: R, mut wire: WsDecoder, shared: Arc<Shared>)
+///
+/// After a message that opened a stream run on this task, or woke one (a request's
+/// body, a bridged WebSocket message), when the decoder holds no whole message more,
+/// the socket is polled again only after those streams ran in the turn (`later` tells
+/// [`Tasks::run`] so): the stream's work (the request's write to the origin) then does
+/// not wait for that poll, which usually finds the socket empty (~0.2k instructions:
+/// tokio's readiness check and the read that would block; docs/BENCHMARKS.md,
+/// fifteenth round). The poll still comes in the same turn, before its write.
+async fn read<R>(mut io: R, mut wire: WsDecoder, shared: Arc<Shared>, wakeups: Arc<Wakeups>, later: &AtomicBool)
 where
     R: AsyncRead + Unpin,
 {
     let mut lost = "the peer closed the connection".to_string();
+    let mut handled = false;
     loop {
-        let received = ws_io::read_message(&mut wire, &mut io).await;
+        let received = std::future::poll_fn(|cx| {
+            if std::mem::take(&mut handled) && (shared.spawned_waiting() || wakeups.stream_queued()) {
+                match wire.poll_message() {
+                    Ok(Some(message)) => return Poll::Ready(Ok(Some(message))),
+                    Ok(None) => {
+                        // Polled again in the turn's next round, after the streams.
+                        later.store(true, Ordering::Relaxed);
+                        return Poll::Pending;
+                    }
+                    Err(e) => return Poll::Ready(Err(e.into())),
+                }
+            }
+            ws_io::poll_read_message(&mut wire, &mut io, cx)
+        })
+        .await;
+        handled = true;
         let mut state = shared.lock();
         if state.session.is_closed() {
             break;
