@@ -154,6 +154,11 @@ impl Shared {
         Instant::from_elapsed(self.epoch.elapsed())
     }
 
+    /// The session's instant for the clock reading `at`.
+    pub(crate) fn instant_at(&self, at: std::time::Instant) -> Instant {
+        Instant::from_elapsed(at.saturating_duration_since(self.epoch))
+    }
+
     /// Locks the state. A poisoned lock means a panic elsewhere already broke this
     /// connection; carrying on with its state is still memory-safe and lets the
     /// other tasks wind down.

@@ -15,6 +15,7 @@ use tokio::io::AsyncRead;
 
 use crate::conn::Shared;
 use crate::conn_tasks::{Tasks, Wakeups};
+use crate::turn_clock;
 use crate::ws_codec::{WsDecoder, WsError, WsMessage};
 use crate::ws_io::{self, WsReadError};
 
@@ -32,6 +33,7 @@ where
     std::future::poll_fn(|cx| {
         tasks.begin(cx);
         shared.turn.store(true, Ordering::SeqCst);
+        let clock = turn_clock::Turn::enter();
         tasks.run(
             |cx| {
                 if reading.as_mut().is_some_and(|r| r.as_mut().poll(cx).is_ready()) {
@@ -42,6 +44,7 @@ where
             // Streams the messages just read opened: they start in this turn.
             |new| shared.take_spawned(new),
         );
+        drop(clock);
         // The flag is cleared before the state is locked to end the turn: a command or
         // a dropped handle that still saw it set is then in the state (or the queue of
         // dropped handles) that `write_now` reads below.
@@ -111,7 +114,8 @@ where
         }
         match received {
             Ok(Some(WsMessage::Binary(b))) => {
-                let now = shared.now();
+                // Kept for the streams this turn starts (`crate::turn_clock`).
+                let now = shared.instant_at(turn_clock::read());
                 if let Err(e) = state.session.handle_message(now, b) {
                     tracing::debug!(error = %e, "protocol error from peer");
                 }
