@@ -183,7 +183,10 @@ impl OriginPool {
     pub(crate) async fn checkout(&self) -> Option<Box<OriginConn>> {
         loop {
             let Idle { mut conn, since } = self.lock().pop()?;
-            if since.elapsed() > IDLE_TIMEOUT {
+            // The reader's clock reading when the checkout runs in its turn (the usual
+            // case: the OPEN was read microseconds ago), else the clock.
+            let now = localtunnels_driver::turn_clock::turn_instant().unwrap_or_else(Instant::now);
+            if now.saturating_duration_since(since) > IDLE_TIMEOUT {
                 continue;
             }
             // One read that does not wait: an origin that closed the connection while

@@ -154,6 +154,11 @@ impl Shared {
         Instant::from_elapsed(self.epoch.elapsed())
     }
 
+    /// The session's instant for the clock reading `at`.
+    pub(crate) fn instant_at(&self, at: std::time::Instant) -> Instant {
+        Instant::from_elapsed(at.saturating_duration_since(self.epoch))
+    }
+
     /// Locks the state. A poisoned lock means a panic elsewhere already broke this
     /// connection; carrying on with its state is still memory-safe and lets the
     /// other tasks wind down.
@@ -247,6 +252,11 @@ impl Shared {
         if self.has_spawned.swap(false, Ordering::Acquire) {
             std::mem::swap(&mut *self.spawned.lock().unwrap_or_else(|e| e.into_inner()), into);
         }
+    }
+
+    /// The incoming handler returned stream futures the reader task has not taken yet.
+    pub(crate) fn spawned_waiting(&self) -> bool {
+        self.has_spawned.load(Ordering::Acquire)
     }
 
     /// Something is queued for the socket: the session's frames, a pong, or what

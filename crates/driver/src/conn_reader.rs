@@ -5,16 +5,16 @@
 //! write (see `conn.rs`), then runs what the futures left for after that write
 //! ([`crate::after_write`]).
 
-use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use localtunnels_core::CloseCode;
 use tokio::io::AsyncRead;
 
 use crate::conn::Shared;
-use crate::conn_tasks::Tasks;
+use crate::conn_tasks::{Tasks, Wakeups};
+use crate::turn_clock;
 use crate::ws_codec::{WsDecoder, WsError, WsMessage};
 use crate::ws_io::{self, WsReadError};
 
@@ -23,22 +23,36 @@ pub(crate) async fn run<R>(io: R, decoder: WsDecoder, shared: Arc<Shared>)
 where
     R: AsyncRead + Unpin,
 {
+    let mut tasks = Tasks::new();
     // Dropped once done, with the socket's read half: stream futures that outlive the
     // socket do not keep it open.
-    let mut reading = Some(Box::pin(read(io, decoder, shared.clone())));
-    let mut tasks = Tasks::new();
+    let mut reading = Some(Reading {
+        io,
+        wire: decoder,
+        shared: shared.clone(),
+        wakeups: tasks.wakeups(),
+        handled: false,
+        later: false,
+    });
     std::future::poll_fn(|cx| {
         tasks.begin(cx);
         shared.turn.store(true, Ordering::SeqCst);
+        let clock = turn_clock::Turn::enter();
         tasks.run(
-            |cx| {
-                if reading.as_mut().is_some_and(|r| r.as_mut().poll(cx).is_ready()) {
-                    reading = None;
+            |cx| match reading.as_mut() {
+                Some(r) => {
+                    if r.poll(cx).is_ready() {
+                        reading = None;
+                        return false;
+                    }
+                    std::mem::take(&mut r.later)
                 }
+                None => false,
             },
             // Streams the messages just read opened: they start in this turn.
             |new| shared.take_spawned(new),
         );
+        drop(clock);
         // The flag is cleared before the state is locked to end the turn: a command or
         // a dropped handle that still saw it set is then in the state (or the queue of
         // dropped handles) that `write_now` reads below.
@@ -71,58 +85,107 @@ where
 }
 
 /// Reads the socket into the session until it ends; then closes the session.
-async fn read<R>(mut io: R, mut wire: WsDecoder, shared: Arc<Shared>)
-where
-    R: AsyncRead + Unpin,
-{
-    let mut lost = "the peer closed the connection".to_string();
-    loop {
-        let received = ws_io::read_message(&mut wire, &mut io).await;
-        let mut state = shared.lock();
-        if state.session.is_closed() {
-            break;
-        }
-        match received {
-            Ok(Some(WsMessage::Binary(b))) => {
-                let now = shared.now();
-                if let Err(e) = state.session.handle_message(now, b) {
-                    tracing::debug!(error = %e, "protocol error from peer");
+///
+/// After a message that opened a stream run on this task, or woke one (a request's
+/// body, a bridged WebSocket message), when the decoder holds no whole message more,
+/// the socket is polled again only after those streams ran in the turn (`later` tells
+/// [`Tasks::run`] so): the stream's work (the request's write to the origin) then does
+/// not wait for that poll, which usually finds the socket empty (~0.2k instructions:
+/// tokio's readiness check and the read that would block; docs/BENCHMARKS.md,
+/// fifteenth round). The poll still comes in the same turn, before its write. A poll
+/// method rather than an `async fn`: returning between the message and the socket's
+/// poll suspends and resumes the future once more per request, which an async state
+/// machine makes dearer.
+struct Reading<R> {
+    io: R,
+    wire: WsDecoder,
+    shared: Arc<Shared>,
+    wakeups: Arc<Wakeups>,
+    /// A message was handled since the last poll of the socket.
+    handled: bool,
+    /// The last poll put the socket's poll off until after the streams.
+    later: bool,
+}
+
+impl<R: AsyncRead + Unpin> Reading<R> {
+    /// `Ready` once the socket ended and the session is closed.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let shared = &self.shared;
+        loop {
+            let received =
+                if std::mem::take(&mut self.handled) && (shared.spawned_waiting() || self.wakeups.stream_queued()) {
+                    match self.wire.poll_message() {
+                        Ok(Some(message)) => Ok(Some(message)),
+                        Ok(None) => {
+                            // Polled again in the turn's next round, after the streams.
+                            self.later = true;
+                            return Poll::Pending;
+                        }
+                        Err(e) => Err(e.into()),
+                    }
+                } else {
+                    match ws_io::poll_read_message(&mut self.wire, &mut self.io, cx) {
+                        Poll::Ready(received) => received,
+                        Poll::Pending => return Poll::Pending,
+                    }
+                };
+            self.handled = true;
+            let mut state = shared.lock();
+            if state.session.is_closed() {
+                drop(state);
+                return self.close("the peer closed the connection");
+            }
+            match received {
+                Ok(Some(WsMessage::Binary(b))) => {
+                    // Kept for the streams this turn starts (`crate::turn_clock`).
+                    let now = shared.instant_at(turn_clock::read());
+                    if let Err(e) = state.session.handle_message(now, b) {
+                        tracing::debug!(error = %e, "protocol error from peer");
+                    }
+                }
+                Ok(Some(WsMessage::Text(_))) => {
+                    state.session.close(CloseCode::ProtocolError, "text message on the control connection");
+                }
+                Ok(Some(WsMessage::Close(_))) => {
+                    drop(state);
+                    return self.close("the peer closed the WebSocket");
+                }
+                // Answered when the turn ends (its write takes the pong).
+                Ok(Some(WsMessage::Ping(payload))) => state.ws_pong = Some(payload),
+                Ok(Some(WsMessage::Pong)) => {}
+                Ok(None) => {
+                    drop(state);
+                    return self.close("the peer closed the connection");
+                }
+                Err(WsReadError::Codec(WsError::TooLarge { size, max })) => {
+                    // A message over the frame limit, refused from its header before the
+                    // core saw it: the same verdict the core gives a smaller oversized frame.
+                    let message = format!("message over the frame limit ({size} > {max} bytes)");
+                    state.session.close(CloseCode::FrameTooLarge, &message);
+                    shared.after_command(state);
+                    return self.close("the peer closed the connection");
+                }
+                Err(WsReadError::Codec(e)) => {
+                    state.session.close(CloseCode::ProtocolError, &e.to_string());
+                    shared.after_command(state);
+                    return self.close("the peer closed the connection");
+                }
+                Err(WsReadError::Io(e)) => {
+                    drop(state);
+                    return self.close(&format!("connection lost: {e}"));
                 }
             }
-            Ok(Some(WsMessage::Text(_))) => {
-                state.session.close(CloseCode::ProtocolError, "text message on the control connection");
-            }
-            Ok(Some(WsMessage::Close(_))) => {
-                lost = "the peer closed the WebSocket".to_string();
-                break;
-            }
-            // Answered when the turn ends (its write takes the pong).
-            Ok(Some(WsMessage::Ping(payload))) => state.ws_pong = Some(payload),
-            Ok(Some(WsMessage::Pong)) => {}
-            Ok(None) => break,
-            Err(WsReadError::Codec(WsError::TooLarge { size, max })) => {
-                // A message over the frame limit, refused from its header before the
-                // core saw it: the same verdict the core gives a smaller oversized frame.
-                let message = format!("message over the frame limit ({size} > {max} bytes)");
-                state.session.close(CloseCode::FrameTooLarge, &message);
-                shared.after_command(state);
-                break;
-            }
-            Err(WsReadError::Codec(e)) => {
-                state.session.close(CloseCode::ProtocolError, &e.to_string());
-                shared.after_command(state);
-                break;
-            }
-            Err(WsReadError::Io(e)) => {
-                lost = format!("connection lost: {e}");
-                break;
-            }
+            shared.after_command(state);
         }
-        shared.after_command(state);
     }
-    let mut state = shared.lock();
-    if !state.session.is_closed() {
-        state.session.close(CloseCode::Internal, &lost);
+
+    /// The socket ended (`lost` says how): closes the session if nothing closed it yet.
+    fn close(&self, lost: &str) -> Poll<()> {
+        let mut state = self.shared.lock();
+        if !state.session.is_closed() {
+            state.session.close(CloseCode::Internal, lost);
+        }
+        self.shared.after_command(state);
+        Poll::Ready(())
     }
-    shared.after_command(state);
 }

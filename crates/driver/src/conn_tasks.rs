@@ -67,6 +67,11 @@ impl Wakeups {
         }
     }
 
+    /// A stream future was woken and waits to be polled.
+    pub(crate) fn stream_queued(&self) -> bool {
+        self.queued.load(Ordering::SeqCst)
+    }
+
     /// Swaps the queue with `keys` (emptied first), which keeps both allocations. The
     /// flag is cleared before the lock is taken: a key pushed after the swap sets it again.
     fn take(&self, keys: &mut Vec<usize>) {
@@ -143,6 +148,11 @@ impl Tasks {
         }
     }
 
+    /// The wake-ups the futures share (for the socket's reading to see a stream woken).
+    pub(crate) fn wakeups(&self) -> Arc<Wakeups> {
+        self.wakeups.clone()
+    }
+
     /// Stream futures still running.
     pub(crate) fn live(&self) -> usize {
         self.live
@@ -179,27 +189,42 @@ impl Tasks {
     /// Polls what was woken, in up to [`PASSES`] rounds: `read` polls the socket's
     /// reading with the context it is given; after each round `spawned` moves the
     /// stream futures that reading opened into the vector it is given, and they start.
+    ///
+    /// `read` returns true when it put its socket poll off until the streams its
+    /// messages opened or woke have run: the next round polls the reading again,
+    /// after them, not before (see `crate::conn_reader`).
     pub(crate) fn run(
         &mut self,
-        mut read: impl FnMut(&mut Context<'_>),
+        mut read: impl FnMut(&mut Context<'_>) -> bool,
         mut spawned: impl FnMut(&mut Vec<StreamFuture>),
     ) {
         let mut keys = std::mem::take(&mut self.keys);
         // Until the turn's write, `after_write` yields (see `crate::after_write`).
         let _before = BeforeWrite::enter();
+        let mut read_last = false;
         for _ in 0..PASSES {
             // The reading first, as a queue holding its key would have it first when
-            // the socket's wake-up came before the streams' (the usual order).
+            // the socket's wake-up came before the streams' (the usual order), unless
+            // it asked to come after them.
             let reading = self.read.queued.swap(false, Ordering::SeqCst);
             self.wakeups.take(&mut keys);
             if !reading && keys.is_empty() {
                 break;
             }
-            if reading {
-                read(&mut Context::from_waker(&self.read_waker));
+            // One call of `read` (inlined there, with the reading's future).
+            let after_streams = std::mem::take(&mut read_last);
+            if after_streams {
+                self.poll_streams(&keys);
             }
-            for &key in &keys {
-                self.poll_stream(key - 1);
+            if reading {
+                read_last = read(&mut Context::from_waker(&self.read_waker));
+                if read_last {
+                    // Due again, as if it woke itself (without its waker's queue).
+                    self.read.queued.store(true, Ordering::SeqCst);
+                }
+            }
+            if !after_streams {
+                self.poll_streams(&keys);
             }
             let mut new = std::mem::take(&mut self.spawned);
             spawned(&mut new);
@@ -235,6 +260,13 @@ impl Tasks {
         self.wakeups.in_turn.store(false, Ordering::SeqCst);
         if self.read.queued.load(Ordering::SeqCst) || self.wakeups.queued.load(Ordering::SeqCst) {
             self.wakeups.task.wake();
+        }
+    }
+
+    /// Polls the stream futures of `keys`.
+    fn poll_streams(&mut self, keys: &[usize]) {
+        for &key in keys {
+            self.poll_stream(key - 1);
         }
     }
 
