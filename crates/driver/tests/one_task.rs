@@ -313,3 +313,74 @@ async fn work_after_after_write_runs_once_the_turns_frames_are_written() {
     // Elsewhere it is ready at once.
     tokio::time::timeout(LIMIT, tokio::spawn(localtunnels_driver::after_write())).await.unwrap().unwrap();
 }
+
+/// A RESPONSE's fields sent in the connection's task come back to the stream future
+/// after the write that sent them (`StreamSender::take_fields`, the body batched with
+/// them), while the peer got the response whole; outside the connection's task they
+/// are not promised and do not come back.
+#[tokio::test]
+async fn a_response_head_comes_back_after_the_write_that_sent_it() {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let (server, client, _events) = conn_pair::pair_over(Config::default(), a, b).await;
+    let (seen_tx, seen_rx) = oneshot::channel();
+    let seen_tx = Mutex::new(Some(seen_tx));
+    client.on_incoming(Arc::new(move |stream: StreamHandle, _head, _end| {
+        let seen = seen_tx.lock().unwrap().take();
+        let work: StreamFuture = Box::pin(async move {
+            let (tx, _rx) = stream.split();
+            let fields =
+                vec![(http::HeaderName::from_static("x-kept"), http::HeaderValue::from_static("after the write"))];
+            let promised = tx.head_returns();
+            // Nothing comes back before the write.
+            let early = tx.take_fields().is_some();
+            let body = Bytes::from_static(b"whole body");
+            let taken = tx.respond_whole(ResponseHead { status: 201, headers: fields.clone() }, &body);
+            assert_eq!(taken.expect("respond_whole"), body.len());
+            localtunnels_driver::after_write().await;
+            let back = tx.take_fields();
+            // Taken once.
+            let again = tx.take_fields().is_some();
+            if let Some(seen) = seen {
+                let _ = seen.send((promised, early, back.map(|f| f == fields), again));
+            }
+        });
+        Some(work)
+    }));
+    let test = async {
+        let (_tx, rx) = server.open(request("/head"), true).expect("open").split();
+        let answer = read_response(rx).await;
+        (answer, seen_rx.await.expect("the stream's work ended early"))
+    };
+    let (answer, (promised, early, back, again)) = tokio::time::timeout(LIMIT, test).await.expect("no response");
+    assert_eq!(answer, Ok((201, b"whole body".to_vec())));
+    assert!(promised, "a reader's turn with nothing unwritten promises the head back");
+    assert!(!early, "a head came back before the write");
+    assert_eq!(back, Some(true), "the fields did not come back whole after the write");
+    assert!(!again, "a head came back twice");
+
+    // A stream answered from a task of its own: no promise, nothing back.
+    let (spawned_tx, spawned_rx) = oneshot::channel();
+    let spawned_tx = Mutex::new(Some(spawned_tx));
+    client.on_incoming(Arc::new(move |stream: StreamHandle, _head, _end| {
+        let seen = spawned_tx.lock().unwrap().take();
+        tokio::spawn(async move {
+            let (tx, _rx) = stream.split();
+            let promised = tx.head_returns();
+            tx.respond(ResponseHead { status: 204, headers: vec![] }, true).expect("respond");
+            localtunnels_driver::after_write().await;
+            let back = tx.take_fields().is_some();
+            if let Some(seen) = seen {
+                let _ = seen.send((promised, back));
+            }
+        });
+        None
+    }));
+    let test = async {
+        let (_tx, rx) = server.open(request("/spawned"), true).expect("open").split();
+        let answer = read_response(rx).await;
+        (answer, spawned_rx.await.expect("the spawned work ended early"))
+    };
+    let (answer, (promised, back)) = tokio::time::timeout(LIMIT, test).await.expect("no response");
+    assert_eq!(answer, Ok((204, vec![])));
+    assert!(!promised && !back, "a head was promised or came back outside the connection's task");
+}
