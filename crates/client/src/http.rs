@@ -150,18 +150,13 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             body.hold_connection(false);
         }
     }
-    // A response that is whole already gets its body and end filed after the write of
-    // its frames (`filing`, below), and its head too when the RESPONSE's fields come
-    // back after that write (`head_returns`: the reader's turn writes it); otherwise
-    // the inspector files the head now (the stream takes it), and any other response
-    // gets its body filed as it passes.
+    // The inspector files the response's head now (the stream takes it); a response
+    // that is whole already gets its body and end filed after the write of its frames
+    // (`filing`, below), any other its body as it passes.
     let mut recorder = None;
     let mut filing = None;
-    let head_later = record.is_some() && (whole.is_some() || end) && tx.head_returns();
     if let Some((i, id)) = record {
         match (&whole, end) {
-            (Some(data), _) if head_later => filing = Some(i.respond_whole_later(id, status, data)),
-            (None, true) if head_later => filing = Some(i.respond_whole_later(id, status, &[])),
             (Some(data), _) => filing = Some(i.respond_whole(id, status, &head.headers, data)),
             (None, true) => filing = Some(i.respond_whole(id, status, &head.headers, &[])),
             (None, false) => {
@@ -186,11 +181,8 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         // exchange's clean-up (what this future drops) wait until then. Without a
         // capture to file, the second poll would cost the total more than the clean-up
         // it moves is worth (docs/BENCHMARKS.md, fourteenth round).
-        if let Some(mut filing) = filing {
+        if filing.is_some() {
             after_write().await;
-            if head_later {
-                filing.head(tx.take_fields());
-            }
             drop(filing);
         }
         // What the window did not take yet follows as it opens (the origin connection
@@ -209,11 +201,8 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             return ctx.error(message);
         }
         if end {
-            if let Some(mut filing) = filing {
+            if filing.is_some() {
                 after_write().await;
-                if head_later {
-                    filing.head(tx.take_fields());
-                }
                 drop(filing);
             }
         } else {

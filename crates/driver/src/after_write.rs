@@ -23,13 +23,6 @@ thread_local! {
     static YIELDED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// A reader's turn is before its write on this thread: a RESPONSE queued now is
-/// written by the turn's end, which keeps its fields for `StreamSender::take_fields`
-/// after it (unless the write cannot take it: see `StreamSender::head_returns`).
-pub(crate) fn before_write() -> bool {
-    BEFORE_WRITE.get()
-}
-
 /// Resolves after the write that ends the current turn of the connection's reader
 /// task, if a reader is polling this future before that write; at once otherwise.
 ///

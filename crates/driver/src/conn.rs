@@ -224,19 +224,7 @@ impl Shared {
     /// finish: the socket took only part of the write, or more than a batch is queued,
     /// or another thread holds the socket. While the writer is busy with an earlier
     /// write nothing is written here: it sends these frames after that one.
-    pub(crate) fn write_now(self: &Arc<Self>, state: MutexGuard<'_, State>) -> bool {
-        self.write_now_with(state, Outbox::drop_spent)
-    }
-
-    /// [`Self::write_now`] for the end of a reader's turn: the head frames written are
-    /// kept for the stream futures polled after the write, until the turn ends (see
-    /// [`crate::StreamSender::take_fields`]).
-    pub(crate) fn write_turn(self: &Arc<Self>, state: MutexGuard<'_, State>) -> bool {
-        self.write_now_with(state, Outbox::keep_spent)
-    }
-
-    #[inline(always)]
-    fn write_now_with(self: &Arc<Self>, mut state: MutexGuard<'_, State>, spent: fn(&mut Outbox)) -> bool {
+    pub(crate) fn write_now(self: &Arc<Self>, mut state: MutexGuard<'_, State>) -> bool {
         let Ok(mut out) = self.out.try_lock() else { return true };
         if out.busy() {
             return false;
@@ -248,8 +236,8 @@ impl Shared {
         // The socket is written without the state lock: other tasks' commands go on.
         drop(state);
         let written = out.write_without_waiting();
-        // The sent frames' fields are freed once they are on their way.
-        spent(&mut out);
+        // The sent frame's fields are freed once it is on its way.
+        out.drop_spent();
         !written || more
     }
 

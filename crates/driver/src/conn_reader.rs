@@ -46,10 +46,8 @@ where
         let state = shared.lock();
         let closed = state.session.is_closed();
         let mut wake = closed || crate::conn::timer_earlier(&state);
-        let wrote = !closed && shared.has_output(&state);
-        if wrote {
-            // The heads it writes are kept for the futures polled after it.
-            wake |= shared.write_turn(state);
+        if !closed && shared.has_output(&state) {
+            wake |= shared.write_now(state);
         } else {
             drop(state);
         }
@@ -61,9 +59,6 @@ where
         // (`turn` is clear), what it sends or drops is written or applied at once.
         if tasks.has_after() {
             tasks.run_after();
-        }
-        if wrote {
-            crate::conn_writer::lock_out(&shared).drop_kept();
         }
         tasks.end();
         if reading.is_none() && tasks.live() == 0 {

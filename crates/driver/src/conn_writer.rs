@@ -10,7 +10,7 @@ use std::sync::{Arc, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Buf;
-use localtunnels_core::{CloseCode, Frame, Header, Instant, Session, StreamId};
+use localtunnels_core::{CloseCode, Frame, Instant, Session};
 use tokio::io::AsyncWrite;
 
 use crate::conn::Shared;
@@ -36,16 +36,14 @@ pub(crate) struct Outbox {
     unflushed: bool,
     /// The socket failed: nothing more is written; the writer closes the session.
     failed: bool,
-    /// The head frames `fill` encoded (OPENs, RESPONSEs), kept to be dropped after the
-    /// write ([`Outbox::drop_spent`]) rather than before it. The vector keeps its room.
-    spent: Vec<Frame>,
-    /// The head frames a reader's turn wrote, kept until the turn ends ([`Outbox::keep_spent`]).
-    kept: Vec<Frame>,
+    /// The last lone head frame `fill` encoded (an OPEN, a RESPONSE), kept to be
+    /// dropped after the write ([`Outbox::drop_spent`]) rather than before it.
+    spent: Option<Frame>,
 }
 
 impl Outbox {
     pub(crate) fn new(io: Pin<Box<dyn AsyncWrite + Send>>, wire: WsEncoder) -> Outbox {
-        Outbox { io, wire, unflushed: false, failed: false, spent: Vec::new(), kept: Vec::new() }
+        Outbox { io, wire, unflushed: false, failed: false, spent: None }
     }
 
     /// The encoder, to queue frames on.
@@ -80,43 +78,10 @@ impl Outbox {
         }
     }
 
-    /// Drops the head frames `fill` kept (their header lists and strings): after the
-    /// write, so that the peer gets them without waiting for the frees.
+    /// Drops the head frame `fill` kept (its header list and strings): after the write,
+    /// so that the peer gets the frame without waiting for the frees.
     pub(crate) fn drop_spent(&mut self) {
-        if !self.spent.is_empty() {
-            self.spent.clear();
-        }
-    }
-
-    /// [`Self::drop_spent`] at the end of a reader's turn: the frames are kept until
-    /// the turn ends ([`Self::drop_kept`]), for the stream futures polled after the
-    /// write to take their RESPONSE's fields back ([`Self::take_fields`]). Apart from
-    /// `spent`, which another task's write may drop meanwhile.
-    pub(crate) fn keep_spent(&mut self) {
-        if !self.spent.is_empty() {
-            // Empty: the previous turn's end dropped what it kept.
-            std::mem::swap(&mut self.spent, &mut self.kept);
-        }
-    }
-
-    /// The fields of stream `id`'s RESPONSE, if the turn's write sent it and they were
-    /// not taken yet: taken in place (the frame's list is left empty and its stream
-    /// id zero, which names no stream).
-    pub(crate) fn take_fields(&mut self, id: StreamId) -> Option<Vec<Header>> {
-        self.kept.iter_mut().find_map(|f| match f {
-            Frame::Response { id: sent, head, .. } if *sent == id => {
-                *sent = 0;
-                Some(std::mem::take(&mut head.headers))
-            }
-            _ => None,
-        })
-    }
-
-    /// The reader's turn is over: drops the frames it kept.
-    pub(crate) fn drop_kept(&mut self) {
-        if !self.kept.is_empty() {
-            self.kept.clear();
-        }
+        self.spent = None;
     }
 
     /// Writes and flushes what is queued as far as the socket takes it now; true if
@@ -171,7 +136,7 @@ fn poll_flush(shared: &Shared, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
     lock_out(shared).poll_write_out(cx)
 }
 
-pub(crate) fn lock_out(shared: &Shared) -> MutexGuard<'_, Outbox> {
+fn lock_out(shared: &Shared) -> MutexGuard<'_, Outbox> {
     shared.out.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -190,11 +155,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             let mut out = lock_out(&shared);
             shared.reap_dropped(&mut state, out.wire());
             // Nothing more while an earlier batch is still unwritten (a write the peer
-            // stalled, interrupted below). Nor during a reader's turn: its end writes
-            // what the turn queues (checked under the state lock, which the turn's end
-            // takes after clearing the flag), so that a stream future of the turn sees
-            // its RESPONSE's fields back after that write (`StreamSender::take_fields`).
-            if !out.busy() && !shared.turn.load(std::sync::atomic::Ordering::SeqCst) {
+            // stalled, interrupted below).
+            if !out.busy() {
                 out.fill(&mut state.session);
                 out.drop_spent();
             }

@@ -287,24 +287,6 @@ impl StreamSender {
         })
     }
 
-    /// A RESPONSE sent now has its fields back after the write that sends it, from
-    /// [`Self::take_fields`] (for a future the connection's reader runs, awaiting
-    /// [`crate::after_write()`] after sending): this is a reader's turn before its
-    /// write, and no earlier batch is still unwritten (the turn's end then writes it;
-    /// nothing else writes during the turn). They may still not come back if the
-    /// session closes before the write.
-    pub fn head_returns(&self) -> bool {
-        crate::after_write::before_write() && self.inner.shared.out.try_lock().is_ok_and(|out| !out.busy())
-    }
-
-    /// The fields of this stream's RESPONSE, after the reader's turn's write sent it
-    /// (see [`Self::head_returns`]), until that turn ends: the frame's own list, so
-    /// that what was sent can be recorded after the write rather than before it.
-    /// `None` when that write did not send it, or once taken.
-    pub fn take_fields(&self) -> Option<Vec<Header>> {
-        crate::conn_writer::lock_out(&self.inner.shared).take_fields(self.id)
-    }
-
     /// Sends a whole WebSocket message, waiting for credit as needed.
     ///
     /// The sending future itself, not an `async fn` around it: the wrapper's own state

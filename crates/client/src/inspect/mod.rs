@@ -196,15 +196,7 @@ impl Inspector {
     ) -> Filing<'a> {
         let which = self.shared.holds.hold();
         self.change(id, |s| s.respond(id, status, headers));
-        Filing::new(self, id, body, which, None)
-    }
-
-    /// [`Self::respond_whole`] with the head filed later too, with the body, in one
-    /// lock: its fields go with the RESPONSE frame and come back after its write
-    /// (given to [`Filing::head`]), so nothing of the capture delays that write.
-    pub(crate) fn respond_whole_later<'a>(&'a self, id: EntryId, status: u16, body: &'a [u8]) -> Filing<'a> {
-        let which = self.shared.holds.hold();
-        Filing::new(self, id, body, which, Some(status))
+        Filing::new(self, id, body, which)
     }
 
     /// Waits until every capture pending when it was called is filed: what a visitor

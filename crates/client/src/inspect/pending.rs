@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use localtunnels_core::inspect::{BodyOf, EntryId};
-use localtunnels_core::Header;
 use tokio::sync::Notify;
 
 use super::Inspector;
@@ -76,58 +75,29 @@ impl Holds {
 }
 
 /// The rest of a response that came back whole (see [`Inspector::respond_whole`]):
-/// its body and end, and its head when that was left for later too
-/// ([`Inspector::respond_whole_later`]), filed when this is dropped, which releases
-/// the hold.
+/// its body and end, filed when this is dropped, which releases the hold.
 #[derive(Debug)]
 pub(crate) struct Filing<'a> {
     inspector: &'a Inspector,
     id: EntryId,
     body: &'a [u8],
     which: usize,
-    /// The head's status, when the head is still to file (with [`Self::head`]'s fields).
-    status: Option<u16>,
-    headers: Vec<Header>,
 }
 
 impl<'a> Filing<'a> {
-    pub(super) fn new(
-        inspector: &'a Inspector,
-        id: EntryId,
-        body: &'a [u8],
-        which: usize,
-        status: Option<u16>,
-    ) -> Self {
-        Filing { inspector, id, body, which, status, headers: Vec::new() }
-    }
-
-    /// The head's fields, for a head left for later: the RESPONSE frame's list, handed
-    /// back after the write that sent it (`localtunnels_driver::StreamSender::take_fields`).
-    /// Without them (the head did not come back: the session closed before its
-    /// write), the head is filed with its status alone.
-    pub(crate) fn head(&mut self, fields: Option<Vec<Header>>) {
-        match fields {
-            Some(fields) => self.headers = fields,
-            None if self.status.is_some() => {
-                tracing::debug!("the inspector files a response head without its fields: the tunnel closed first");
-            }
-            None => {}
-        }
+    pub(super) fn new(inspector: &'a Inspector, id: EntryId, body: &'a [u8], which: usize) -> Self {
+        Filing { inspector, id, body, which }
     }
 }
 
 impl Drop for Filing<'_> {
     fn drop(&mut self) {
-        let (id, body, status) = (self.id, self.body, self.status);
-        let headers = std::mem::take(&mut self.headers);
-        self.inspector.update(id, |s, now| match status {
-            Some(status) => s.respond_whole(id, now, status, &headers, body),
-            None => {
-                if !body.is_empty() {
-                    s.body_data(id, BodyOf::Response, body);
-                }
-                s.body_end(id, BodyOf::Response, body.len() as u64, now);
+        let (id, body) = (self.id, self.body);
+        self.inspector.update(id, |s, now| {
+            if !body.is_empty() {
+                s.body_data(id, BodyOf::Response, body);
             }
+            s.body_end(id, BodyOf::Response, body.len() as u64, now);
         });
         self.inspector.shared.holds.release(self.which);
     }

@@ -164,19 +164,19 @@ impl Session {
     pub fn encode_message(&mut self, message: OutMessage, out: &mut BytesMut, apart_from: usize) -> Bytes {
         match message.inner {
             Packed::Alone(o) => o.encode_apart(out, apart_from),
-            Packed::Batch(picked) => self.encode_batch(message.len, picked, out, drop),
+            Packed::Batch(picked) => self.encode_batch(message.len, picked, out, &mut None),
         }
     }
 
-    /// Appends the `BATCH` of the frames `picked`, `len` bytes in all, to `out`. Each
-    /// frame with a header list goes to `spent` once encoded (which drops it, or keeps
-    /// it: see [`Session::encode_message_spent`]).
+    /// Appends the `BATCH` of the frames `picked`, `len` bytes in all, to `out`. The
+    /// first frame with a header list goes to `spent` (if it is empty) instead of
+    /// being dropped (see [`Session::encode_message_spent`]).
     fn encode_batch(
         &mut self,
         len: usize,
         mut picked: Vec<Output>,
         out: &mut BytesMut,
-        mut spent: impl FnMut(Frame),
+        spent: &mut Option<Frame>,
     ) -> Bytes {
         out.reserve(len);
         out.put_u8(kind::BATCH);
@@ -187,8 +187,10 @@ impl Session {
                 Output::Frame(f, len, plan) => {
                     out.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
                     f.encode_planned(out, &plan);
-                    if matches!(f, Frame::Open { .. } | Frame::Response { .. } | Frame::Trailers { .. }) {
-                        spent(f);
+                    if spent.is_none()
+                        && matches!(f, Frame::Open { .. } | Frame::Response { .. } | Frame::Trailers { .. })
+                    {
+                        *spent = Some(f);
                     }
                 }
             }
@@ -198,23 +200,21 @@ impl Session {
         Bytes::new()
     }
 
-    /// [`Session::encode_message`], except that each frame with a header list (an
-    /// OPEN, a RESPONSE, TRAILERS), alone or in a batch, is pushed on `spent` once
+    /// [`Session::encode_message`], except that a lone frame with a header list (an
+    /// OPEN, a RESPONSE, TRAILERS), or a batch's first one, goes to `spent` once
     /// encoded instead of being dropped: its fields, strings and list are freed by the
     /// driver after the write, off the path the peer waits on (~0.24k instructions for
-    /// a proxied request's OPEN, ~0.15k for a RESPONSE batched with its body), or a
-    /// RESPONSE's head handed back to the stream that sent it (the client's inspector
-    /// files it after the write).
+    /// a proxied request's OPEN, ~0.15k for a RESPONSE batched with its body).
     pub fn encode_message_spent(
         &mut self,
         message: OutMessage,
         out: &mut BytesMut,
         apart_from: usize,
-        spent: &mut Vec<Frame>,
+        spent: &mut Option<Frame>,
     ) -> Bytes {
         match message.inner {
             Packed::Alone(o) => o.encode_spent(out, apart_from, spent),
-            Packed::Batch(picked) => self.encode_batch(message.len, picked, out, |f| spent.push(f)),
+            Packed::Batch(picked) => self.encode_batch(message.len, picked, out, spent),
         }
     }
 
@@ -381,11 +381,11 @@ impl Output {
 
     /// [`Output::encode_apart`], a frame with a header list going to `spent` instead of
     /// being dropped (see [`Session::encode_message_spent`]).
-    fn encode_spent(self, out: &mut BytesMut, apart_from: usize, spent: &mut Vec<Frame>) -> Bytes {
+    fn encode_spent(self, out: &mut BytesMut, apart_from: usize, spent: &mut Option<Frame>) -> Bytes {
         match self {
             Output::Frame(f @ (Frame::Open { .. } | Frame::Response { .. } | Frame::Trailers { .. }), _, plan) => {
                 f.encode_planned(out, &plan);
-                spent.push(f);
+                *spent = Some(f);
                 Bytes::new()
             }
             o => o.encode_apart(out, apart_from),
