@@ -581,3 +581,37 @@ fn a_stream_finished_both_ways_is_not_reset_when_let_go_before_its_last_frames_l
     assert!(frames.iter().any(|f| matches!(f, Frame::Data { end: true, .. })), "{frames:?}");
     assert!(!frames.iter().any(|f| matches!(f, Frame::Reset { .. })), "{frames:?}");
 }
+
+/// A stream finished by its last frame taken with `poll_message` (the native driver's
+/// way) stays, counted, until `remove_finished` after the write; meanwhile the next
+/// call of the session removes it first, so a peer's late frame for it is handled as
+/// for a stream that is gone (ignored), not as one that cannot take it (a protocol
+/// error that would close the session).
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_stream_finished_by_its_last_frame_is_removed_after_the_write() {
+    for late_frame in [false, true] {
+        let mut pair = Pair::connected();
+        let id = pair.server.open(request("GET", "/", vec![]), true);
+        pair.drive();
+        pair.client.respond_with(id, 200, &b"whole"[..]);
+        let session = &mut pair.client.session;
+        let mut wire = bytes::BytesMut::new();
+        while let Some(message) = session.poll_message() {
+            session.encode_message(message, &mut wire, usize::MAX);
+        }
+        assert!(!wire.is_empty(), "the response was taken to send");
+        assert!(session.has_finished());
+        assert_eq!(session.stream_count(), 1, "counted until it is removed");
+        if late_frame {
+            let data = Frame::Data { id, data: Bytes::from_static(b"late"), end: false };
+            session.handle_message(localtunnels_core::Instant::ZERO, data.encode()).expect("a late frame is ignored");
+            assert!(!session.is_closed());
+        } else {
+            session.remove_finished();
+        }
+        assert!(!session.has_finished());
+        assert_eq!(session.stream_count(), 0, "removed");
+        session.check_invariants();
+    }
+}

@@ -238,6 +238,17 @@ impl Shared {
         out.fill(&mut state.session);
         self.pump(&mut state);
         let more = state.session.has_transmit();
+        if state.session.has_finished() {
+            // The streams these frames finish are removed after the write, in the same
+            // hold of the state lock (a second lock after the write cost as much as the
+            // removal it moved; docs/BENCHMARKS.md, fifteenth round): mostly a client's
+            // exchange, whose other tasks seldom have commands meanwhile.
+            let written = out.write_without_waiting();
+            state.session.remove_finished();
+            drop(state);
+            out.drop_spent();
+            return !written || more;
+        }
         // The socket is written without the state lock: other tasks' commands go on.
         drop(state);
         let written = out.write_without_waiting();

@@ -159,6 +159,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             if !out.busy() {
                 out.fill(&mut state.session);
                 out.drop_spent();
+                // The writer's frames wait for other work: their finished streams go at once.
+                state.session.remove_finished();
             }
             shared.pump(&mut state);
             let deadline = state.session.poll_timeout();

@@ -14,7 +14,9 @@ impl Session {
     pub fn send_capacity(&self, id: StreamId) -> usize {
         let room = self.queue_room();
         let share = |s: &Stream| self.fair_share(room, s.queued);
-        self.streams.get(&id).map_or(0, |s| usize::try_from(s.send_credit.min(share(s))).unwrap_or(usize::MAX))
+        // A finished stream waiting for `remove_finished` is as good as gone.
+        let live = self.streams.get(&id).filter(|s| !s.is_finished());
+        live.map_or(0, |s| usize::try_from(s.send_credit.min(share(s))).unwrap_or(usize::MAX))
     }
 
     /// How much more of a `pool` one stream that already holds `held` of it may take:
@@ -74,6 +76,7 @@ impl Session {
     /// The application consumed `n` received bytes of `id`: grant them back.
     /// Safe to call after the stream ended (only the session window is updated).
     pub fn release(&mut self, id: StreamId, n: usize) {
+        self.settle();
         if self.state == State::Closed || n == 0 {
             return;
         }

@@ -106,6 +106,12 @@ pub struct Session {
     /// no free (~0.15k instructions per exchange on the path a response waits on;
     /// docs/BENCHMARKS.md, fifteenth round).
     spare_queues: Vec<VecDeque<Chunk>>,
+    /// Streams that finished when their last frame was taken to send: removed after the
+    /// write ([`Session::remove_finished`]), or first thing at the session's next call,
+    /// so that the removal is not on the path the peer waits on and nothing sees them
+    /// meanwhile but [`Session::stream_count`] and the open-stream limits (which count
+    /// them: none is exceeded). At most one entry per stream.
+    finished: Vec<StreamId>,
     /// Frames that go before any stream data: heads, windows, resets, pings.
     control: VecDeque<Output>,
     /// Bytes in `control`, bounded by `Config::max_control_queue`.
@@ -183,6 +189,7 @@ impl Session {
             held: VecDeque::new(),
             picked: Vec::new(),
             spare_queues: Vec::new(),
+            finished: Vec::new(),
             control: VecDeque::new(),
             control_bytes: 0,
             pending_pong: None,
@@ -302,6 +309,30 @@ impl Session {
 
     fn is_local(&self, id: StreamId) -> bool {
         (id % 2 == 1) == (self.role == Role::Client)
+    }
+
+    /// Removes the streams that finished when their last frame was taken to send (see
+    /// `finished`). A driver calls it after the write of those frames; every call
+    /// that looks at streams does it first.
+    pub fn remove_finished(&mut self) {
+        // Still there and finished: every call that could remove or change them settles
+        // first, and a finished stream takes no more frames.
+        while let Some(id) = self.finished.pop() {
+            self.remove_stream(id);
+        }
+    }
+
+    /// Streams wait in `finished` for [`Self::remove_finished`].
+    pub fn has_finished(&self) -> bool {
+        !self.finished.is_empty()
+    }
+
+    /// [`Self::remove_finished`] if there is anything to remove (a length check).
+    #[inline(always)]
+    pub(super) fn settle(&mut self) {
+        if !self.finished.is_empty() {
+            self.remove_finished();
+        }
     }
 
     /// Drops a stream once both sides are done and nothing is left to send.

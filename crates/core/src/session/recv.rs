@@ -29,6 +29,7 @@ impl Session {
     /// session queues a CLOSE with the error's code, emits [`Event::Closed`] and returns
     /// the error (frames of a batch before the bad one have been handled).
     pub fn handle_message(&mut self, now: Instant, msg: Bytes) -> Result<(), ProtocolError> {
+        self.settle();
         if self.state == State::Closed {
             return Ok(());
         }
@@ -72,6 +73,7 @@ impl Session {
 
     /// Call when the instant from [`Session::poll_timeout`] has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.settle();
         if self.state == State::Closed {
             return;
         }

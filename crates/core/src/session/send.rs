@@ -52,6 +52,7 @@ impl Session {
 
     /// Opens a stream with `head`. `end` means no body follows.
     pub fn open(&mut self, head: RequestHead, end: bool) -> Result<StreamId, OpenError> {
+        self.settle();
         match self.state {
             State::Established => {}
             State::Closed => return Err(OpenError::Closed),
@@ -113,6 +114,7 @@ impl Session {
     /// Sends the response head for a stream the peer opened. For a WebSocket,
     /// status 101 accepts it; any other status refuses it (a body may follow).
     pub fn respond(&mut self, id: StreamId, head: ResponseHead, end: bool) -> Result<(), StreamError> {
+        self.settle();
         // As `open`: the fields sized, planned and checked in one walk (three walks
         // were ~0.1k instructions per response), the frame queued with that plan.
         let block = plan_checked(&head.headers, self.field_coding());
@@ -155,6 +157,7 @@ impl Session {
     /// payload waits unsent across all streams). When fewer than offered were taken,
     /// [`Event::Writable`] follows once the peer grants more or the queue drains.
     pub fn send_data(&mut self, id: StreamId, data: Bytes) -> Result<usize, StreamError> {
+        self.settle();
         self.queue_payload(id, false, data.len(), |n| (n > 0).then(|| Chunk::Data(data.slice(..n))))
     }
 
@@ -162,6 +165,7 @@ impl Session {
     /// taken. `fin` marks the message's last part and applies only if every byte
     /// was taken; otherwise offer the rest again after [`Event::Writable`].
     pub fn send_ws(&mut self, id: StreamId, binary: bool, data: Bytes, fin: bool) -> Result<usize, StreamError> {
+        self.settle();
         let len = data.len();
         self.queue_payload(id, true, len, |n| {
             (n > 0 || (len == 0 && fin)).then(|| Chunk::Ws { binary, fin: fin && n == len, data: data.slice(..n) })
@@ -211,11 +215,13 @@ impl Session {
 
     /// Ends this side of an HTTP stream (after any data queued).
     pub fn finish(&mut self, id: StreamId) -> Result<(), StreamError> {
+        self.settle();
         self.end_with(id, Chunk::End, false)
     }
 
     /// Ends this side of an HTTP stream with trailers.
     pub fn send_trailers(&mut self, id: StreamId, headers: Vec<Header>) -> Result<(), StreamError> {
+        self.settle();
         let size = header_block_len(&headers) + 16;
         let limit = self.head_limit();
         if size > limit {
@@ -227,6 +233,7 @@ impl Session {
 
     /// Closes this side of a WebSocket with an RFC 6455 code and reason.
     pub fn close_ws(&mut self, id: StreamId, code: u16, reason: &str) -> Result<(), StreamError> {
+        self.settle();
         let mut reason = reason.to_string();
         truncate_utf8(&mut reason, 123);
         self.end_with(id, Chunk::WsClose { code, reason }, true)
@@ -256,6 +263,7 @@ impl Session {
     /// input is not wanted); input for the stream is dropped meanwhile. A stream whose
     /// input had ended too is not reset at all: it ends as usual once its frames leave.
     pub fn reset(&mut self, id: StreamId, code: ResetCode, message: &str) {
+        self.settle();
         if self.state == State::Closed {
             return;
         }
@@ -282,6 +290,7 @@ impl Session {
 
     /// Announces that no new streams will be accepted; in-flight ones finish.
     pub fn go_away(&mut self, code: CloseCode, message: &str) {
+        self.settle();
         if self.state != State::Established || self.going_away_local {
             return;
         }
@@ -293,6 +302,7 @@ impl Session {
     /// Ends the session now. Queued stream data is dropped; the CLOSE frame is the
     /// last thing `poll_transmit` returns.
     pub fn close(&mut self, code: CloseCode, message: &str) {
+        self.settle();
         if self.state == State::Closed {
             return;
         }

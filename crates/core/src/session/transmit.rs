@@ -19,7 +19,10 @@ use super::{Session, State};
 impl Session {
     /// The next frame to send, as one WebSocket binary message.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.next_output().map(Output::into_bytes)
+        let out = self.next_output().map(Output::into_bytes);
+        // Only `poll_message`'s driver removes finished streams after its write.
+        self.settle();
+        out
     }
 
     /// The next frame to send: a control frame or a stream's next frame, still to
@@ -77,7 +80,8 @@ impl Session {
             let finished = s.is_finished();
             self.dequeued(spent as u64);
             if finished {
-                self.remove_stream(id);
+                // Removed after the write (`remove_finished`), off the peer's path.
+                self.finished.push(id);
             }
             return Some(Output::of_stream(frame, coding));
         }
@@ -92,6 +96,7 @@ impl Session {
     /// Stream data is encoded straight into the batch: its payload is copied once.
     pub fn poll_transmit_batch(&mut self) -> Option<Bytes> {
         let message = self.poll_message()?;
+        self.settle();
         match message.inner {
             Packed::Alone(o) => Some(o.into_bytes()),
             Packed::Batch(_) => {
@@ -109,6 +114,7 @@ impl Session {
     /// buffers as they are. Anything else comes whole, with an empty payload.
     pub fn poll_transmit_parts(&mut self) -> Option<(Bytes, Bytes)> {
         let message = self.poll_message()?;
+        self.settle();
         let len = message.len;
         let mut head = BytesMut::with_capacity(len.min(4096));
         let payload = self.encode_message(message, &mut head, 0);
@@ -122,7 +128,9 @@ impl Session {
         Some((head.freeze(), payload))
     }
 
-    /// The next message [`Session::poll_transmit_batch`] would send, not encoded yet:
+    /// The next message [`Session::poll_transmit_batch`] would send, not encoded yet
+    /// (the streams it finishes stay until [`Session::remove_finished`], to be called
+    /// after its write, or the session's next call):
     /// its exact [`OutMessage::len`] lets a driver write the WebSocket header first
     /// and the message straight after it with [`Session::encode_message`], in its own
     /// buffer, with no intermediate allocation or copy.
