@@ -42,21 +42,9 @@ async fn server_allowing(max: usize) -> ServerHandle {
 
 /// The admin status's entry for the tunnel `name`.
 async fn tunnel_status(server: &ServerHandle, name: &str) -> serde_json::Value {
-    let client: hyper_util::client::legacy::Client<_, TestBody> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(hyper_util::client::legacy::connect::HttpConnector::new());
-    let req = hyper::Request::get(format!("http://127.0.0.1:{}/api/status", server.addr().port()))
-        .header("host", format!("localhost:{}", server.addr().port()))
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .body(full(Bytes::new()))
-        .unwrap();
-    let res = client.request(req).await.expect("status request");
-    let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
-    let status: serde_json::Value = serde_json::from_slice(&body).expect("status is JSON");
-    status["tunnels"]
-        .as_array()
-        .and_then(|list| list.iter().find(|t| t["name"] == name).cloned())
-        .unwrap_or(serde_json::Value::Null)
+    let admin = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    common::tunnel_status(&admin, server, ADMIN, name).await
 }
 
 /// Waits until the tunnel `name` has `n` control connections; panics after 30 s.

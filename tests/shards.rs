@@ -13,7 +13,6 @@ mod websocket_util;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
 use futures_util::SinkExt;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -49,19 +48,7 @@ impl Sharded {
 
     /// The admin status's entry for the tunnel `name` (null when there is none).
     async fn status(&self, name: &str) -> serde_json::Value {
-        let port = self.server.addr().port();
-        let req = hyper::Request::get(format!("http://127.0.0.1:{port}/api/status"))
-            .header("host", format!("localhost:{port}"))
-            .header("authorization", format!("Bearer {ADMIN}"))
-            .body(full(Bytes::new()))
-            .unwrap();
-        let res = self.admin.request(req).await.expect("status request");
-        let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
-        let status: serde_json::Value = serde_json::from_slice(&body).expect("status is JSON");
-        status["tunnels"]
-            .as_array()
-            .and_then(|list| list.iter().find(|t| t["name"] == name).cloned())
-            .unwrap_or(serde_json::Value::Null)
+        tunnel_status(&self.admin, &self.server, ADMIN, name).await
     }
 
     /// A tunnel `name` with `connections` control connections to `port`, once the

@@ -182,6 +182,30 @@ pub async fn holding_origin(
     .await
 }
 
+/// The admin status's entry for the tunnel `name` (null when there is none), asked over
+/// `admin` (a client the caller keeps: a kept-alive one adds no connection per call)
+/// with the admin token `token`.
+pub async fn tunnel_status(
+    admin: &Client<HttpConnector, TestBody>,
+    server: &ServerHandle,
+    token: &str,
+    name: &str,
+) -> serde_json::Value {
+    let port = server.addr().port();
+    let req = hyper::Request::get(format!("http://127.0.0.1:{port}/api/status"))
+        .header("host", format!("localhost:{port}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(full(Bytes::new()))
+        .unwrap();
+    let res = admin.request(req).await.expect("status request");
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let status: serde_json::Value = serde_json::from_slice(&body).expect("status is JSON");
+    status["tunnels"]
+        .as_array()
+        .and_then(|list| list.iter().find(|t| t["name"] == name).cloned())
+        .unwrap_or(serde_json::Value::Null)
+}
+
 /// Waits until the server counts `n` live tunnels; panics after 20 s.
 pub async fn tunnels_become(server: &ServerHandle, n: usize) {
     tokio::time::timeout(std::time::Duration::from_secs(20), async {
