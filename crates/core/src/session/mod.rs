@@ -392,6 +392,27 @@ mod tests {
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn removed_streams_leave_at_most_the_bounded_spare_queues() {
+        let mut server = established_server();
+        let ids: Vec<StreamId> = (0..MAX_SPARE_QUEUES as StreamId * 3).map(|i| i * 2 + 1).collect();
+        for &id in &ids {
+            let mut stream = server.new_stream(StreamKind::Http, true);
+            // Every third queue grew past what is kept (a long stream's).
+            let room = if id % 3 == 0 { MAX_SPARE_CAPACITY * 4 } else { 4 };
+            stream.queue = VecDeque::with_capacity(room);
+            server.streams.insert(id, stream);
+            server.local_open += 1;
+        }
+        for &id in &ids {
+            server.remove_stream(id);
+        }
+        assert_eq!(server.spare_queues.len(), MAX_SPARE_QUEUES);
+        assert!(server.spare_queues.iter().all(|q| q.is_empty() && q.capacity() <= MAX_SPARE_CAPACITY));
+        assert_eq!(server.local_open, 0);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn exhausted_stream_ids_make_the_session_go_away_instead_of_wrapping() {
         let mut server = established_server();
         server.next_local_id = u64::from(u32::MAX) - 1;
