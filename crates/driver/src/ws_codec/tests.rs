@@ -422,6 +422,44 @@ fn the_read_buffer_has_room_and_feeds_the_decoder() {
     assert_eq!(r.poll_message().unwrap(), None);
 }
 
+/// Messages larger than a read (a batch of responses at 32 connections), read through
+/// the read buffer in reads as large as a socket's may be, come back whole and in order,
+/// whether the messages before are still held (the buffer's allocation shared with
+/// them) or dropped at once (its allocation free to reuse); and the buffer has room for
+/// every read.
+#[test]
+fn messages_larger_than_a_read_come_whole_through_the_read_buffer() {
+    let sizes = [100, 20_000, 5, 40_000, 16_000, 70_000, 3, 16_380, 33_000];
+    let messages: Vec<Vec<u8>> =
+        sizes.iter().enumerate().map(|(i, &n)| (0..n).map(|b| (b * 7 + i) as u8).collect()).collect();
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let wire = frames(Role::Client, &refs);
+    for (hold, reads) in [(false, [1_000, 30_000, 65_536]), (true, [1_000, 30_000, 65_536]), (true, [4_096, 17, 9_000])]
+    {
+        let mut r = WsDecoder::new(Role::Server, 100_000);
+        let mut got = Vec::new();
+        let mut at = 0;
+        let mut turn = 0;
+        while at < wire.len() {
+            let buf = r.read_buffer();
+            let room = buf.capacity() - buf.len();
+            assert!(room >= 4096, "room {room}");
+            let n = room.min(wire.len() - at).min(reads[turn % reads.len()]);
+            buf.put_slice(&wire[at..at + n]);
+            at += n;
+            turn += 1;
+            while let Some(m) = r.poll_message().unwrap() {
+                let WsMessage::Binary(b) = m else { panic!("not binary") };
+                // Dropped at once, or held to the end (their bytes must stay intact).
+                got.push(if hold { b } else { Bytes::copy_from_slice(&b) });
+            }
+        }
+        assert!(r.is_between_messages());
+        let got: Vec<&[u8]> = got.iter().map(|b| &b[..]).collect();
+        assert_eq!(got, refs, "hold {hold}, reads {reads:?}");
+    }
+}
+
 /// Writes `n` bytes of what `w` queued, as a socket that takes only part of a write
 /// would, appending them to `out`.
 fn write_some(w: &mut WsEncoder, n: usize, out: &mut Vec<u8>) {
