@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use localtunnels_core::{CloseCode, Event, Instant, OpenError, RefuseReason, RequestHead, Session, StreamId, Welcome};
+use localtunnels_core::{
+    CloseCode, Event, Instant, OpenError, RefuseReason, RequestHead, Session, StreamId, StreamKind, Welcome,
+};
 use rustc_hash::FxHashMap;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
@@ -540,10 +542,32 @@ impl Connection {
         let mut state = self.shared.lock();
         let kind = head.kind;
         let id = state.session.open(head, end)?;
+        Ok(self.opened(state, id, kind))
+    }
+
+    /// The handle of the stream `id` the session just opened, its slot registered.
+    #[inline]
+    fn opened(&self, mut state: MutexGuard<'_, State>, id: StreamId, kind: StreamKind) -> StreamHandle {
         let (slot, handle) = StreamSlot::new(id, kind, self.shared.clone());
         state.slots.insert(id, slot);
         self.shared.after_command(state);
-        Ok(handle)
+        handle
+    }
+
+    /// [`Connection::open`] of a request whose header fields `fields` writes straight
+    /// into the OPEN ([`Session::open_fields`](localtunnels_core::Session::open_fields)),
+    /// under the connection's lock.
+    pub fn open_fields(
+        &self,
+        kind: StreamKind,
+        method: &str,
+        target: &str,
+        end: bool,
+        fields: impl FnOnce(&mut localtunnels_core::OpenFields<'_>),
+    ) -> Result<StreamHandle, OpenError> {
+        let mut state = self.shared.lock();
+        let id = state.session.open_fields(kind, method, target, end, fields)?;
+        Ok(self.opened(state, id, kind))
     }
 
     /// Announces go-away: no new streams; in-flight ones finish.

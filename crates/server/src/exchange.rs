@@ -76,9 +76,7 @@ fn with_forwarded(
     authority: Option<&http::uri::Authority>,
     host: Option<HeaderValue>,
 ) -> localtunnels_core::RequestHead {
-    static HTTP: HeaderValue = HeaderValue::from_static("http");
-    static HTTPS: HeaderValue = HeaderValue::from_static("https");
-    let visitors = |(n, _): &Header| FORWARDED.contains(&n.as_str());
+    let visitors = |(n, _): &Header| is_forwarding(n);
     if head.headers.iter().any(visitors) {
         head.headers.retain(|h| !visitors(h));
     }
@@ -88,16 +86,28 @@ fn with_forwarded(
         headers.push((http::header::HOST, authority));
     }
     headers.push((X_FORWARDED_FOR, peer.forwarded_for.clone()));
-    let proto = match &peer.proto {
-        Some(proto) => proto.clone(),
-        None if state.config.secure => HTTPS.clone(),
-        None => HTTP.clone(),
-    };
-    headers.push((X_FORWARDED_PROTO, proto));
+    headers.push((X_FORWARDED_PROTO, forwarded_proto(state, peer).clone()));
     if let Some(host) = host {
         headers.push((X_FORWARDED_HOST, host));
     }
     head
+}
+
+/// Whether `name` is one a visitor may not set (the server sets it: [`FORWARDED`]).
+pub(crate) fn is_forwarding(name: &http::HeaderName) -> bool {
+    FORWARDED.contains(&name.as_str())
+}
+
+/// The request's `X-Forwarded-Proto`: what a trusted proxy said, else the server's own
+/// scheme.
+pub(crate) fn forwarded_proto<'a>(state: &ServerState, peer: &'a Peer) -> &'a HeaderValue {
+    static HTTP: HeaderValue = HeaderValue::from_static("http");
+    static HTTPS: HeaderValue = HeaderValue::from_static("https");
+    match &peer.proto {
+        Some(proto) => proto,
+        None if state.config.secure => &HTTPS,
+        None => &HTTP,
+    }
 }
 
 /// Maps a failure to open a stream to the visitor's answer.

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use localtunnels_core::{CloseCode, OpenError, RequestHead};
+use localtunnels_core::{CloseCode, OpenError, RequestHead, StreamKind};
 use localtunnels_driver::{Connection, StreamHandle};
 
 use crate::access::Access;
@@ -87,10 +87,29 @@ impl Tunnel {
     /// all of them. A joined connection that takes no new streams (going away, closed)
     /// is passed over. Without shards every connection is the caller's.
     pub fn open(&self, head: RequestHead, end: bool) -> Result<StreamHandle, OpenError> {
+        self.on_chosen(|c| c.open(head, end))
+    }
+
+    /// [`Tunnel::open`] of a request whose header fields `fields` writes straight into
+    /// the OPEN ([`Connection::open_fields`]), in the chosen connection's field coding.
+    pub fn open_fields(
+        &self,
+        kind: StreamKind,
+        method: &str,
+        target: &str,
+        end: bool,
+        fields: impl FnOnce(&mut localtunnels_core::OpenFields<'_>),
+    ) -> Result<StreamHandle, OpenError> {
+        self.on_chosen(|c| c.open_fields(kind, method, target, end, fields))
+    }
+
+    /// `open` on the connection a new stream goes to (see [`Tunnel::open`]).
+    #[inline]
+    fn on_chosen<R>(&self, open: impl FnOnce(&Connection) -> R) -> R {
         let here = crate::shards::current();
         if self.joined.len.load(Ordering::Acquire) == 0 {
             self.count_shard(here, self.joined.first_shard);
-            return self.conn.open(head, end);
+            return open(&self.conn);
         }
         let joined = self.joined.conns.read().unwrap_or_else(|e| e.into_inner());
         // Connections of other shards are looked at (their locks taken) only when the
@@ -103,7 +122,7 @@ impl Tunnel {
                 any
             }
         };
-        best.open(head, end)
+        open(best)
     }
 
     /// The connection with the fewest streams in flight (the first one on a tie) among

@@ -357,7 +357,7 @@ fn field_invalid((name, value): &Header) -> Option<&'static str> {
 }
 
 /// [`field_invalid`] of a field whose name and value have these lengths.
-fn lengths_invalid(name: usize, value: usize) -> Option<&'static str> {
+pub(super) fn lengths_invalid(name: usize, value: usize) -> Option<&'static str> {
     if !fits16(name) {
         return Some("header name");
     }

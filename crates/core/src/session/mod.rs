@@ -17,6 +17,7 @@
 //! and windows) and `transmit` (outputs); this module holds the state and the getters.
 
 mod flow;
+mod open_fields;
 mod recv;
 mod send;
 mod transmit;
@@ -74,6 +75,9 @@ pub struct Session {
     decode_limits: DecodeLimits,
     /// The peer's recent header values, which the decoder takes again when they repeat.
     recent_values: RecentValues,
+    /// The buffer OPENs written field by field go into (`open_fields`), its memory
+    /// taken back once the last one was sent.
+    open_buf: bytes::BytesMut,
     streams: IdMap<Stream>,
     /// Next id this end opens; past `u32::MAX` the ids are exhausted.
     next_local_id: u64,
@@ -174,6 +178,7 @@ impl Session {
             peer_features: 0,
             decode_limits,
             recent_values: RecentValues::default(),
+            open_buf: bytes::BytesMut::new(),
             streams: IdMap::default(),
             next_local_id: if role == Role::Client { 1 } else { 2 },
             last_peer_id: 0,

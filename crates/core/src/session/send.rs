@@ -52,18 +52,7 @@ impl Session {
 
     /// Opens a stream with `head`. `end` means no body follows.
     pub fn open(&mut self, head: RequestHead, end: bool) -> Result<StreamId, OpenError> {
-        self.settle();
-        match self.state {
-            State::Established => {}
-            State::Closed => return Err(OpenError::Closed),
-            _ => return Err(OpenError::NotEstablished),
-        }
-        if self.is_going_away() {
-            return Err(OpenError::GoingAway);
-        }
-        if self.local_open >= self.peer.max_streams {
-            return Err(OpenError::TooManyStreams(self.peer.max_streams));
-        }
+        self.may_open()?;
         // The fields are sized as text (for the limit), planned as they are written, and
         // checked in one walk; the frame is queued with that plan, not planned again.
         let block = plan_checked(&head.headers, self.field_coding());
@@ -98,7 +87,26 @@ impl Session {
         message
     }
 
-    fn head_limit(&self) -> usize {
+    /// Whether the session takes a new stream of ours now (established, not going
+    /// away, under the peer's stream limit).
+    #[inline]
+    pub(super) fn may_open(&mut self) -> Result<(), OpenError> {
+        self.settle();
+        match self.state {
+            State::Established => {}
+            State::Closed => return Err(OpenError::Closed),
+            _ => return Err(OpenError::NotEstablished),
+        }
+        if self.is_going_away() {
+            return Err(OpenError::GoingAway);
+        }
+        if self.local_open >= self.peer.max_streams {
+            return Err(OpenError::TooManyStreams(self.peer.max_streams));
+        }
+        Ok(())
+    }
+
+    pub(super) fn head_limit(&self) -> usize {
         let h = usize::try_from(self.peer.max_header_bytes).unwrap_or(usize::MAX);
         let f = usize::try_from(self.peer.max_frame).unwrap_or(usize::MAX);
         h.min(f)

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
-use localtunnels_core::{Header, ResetCode, StreamKind};
+use localtunnels_core::{Header, ResetCode};
 use localtunnels_driver::h1::chunked::{write_chunk_size, write_last_chunk, ChunkLimits, CHUNK_END};
 use localtunnels_driver::h1::framing::{decimal, has_token};
 use localtunnels_driver::h1::{BodyDecoder, BodyLength, ParsedRequest, RequestFraming};
@@ -25,7 +25,7 @@ use super::response_fields::{for_visitor, Shape};
 use super::upload::{Upload, UploadEnd};
 use super::Conn;
 use crate::access::LazyNow;
-use crate::exchange::{invalid_response, open_error, reset_response, tunnel_head_of};
+use crate::exchange::{invalid_response, open_error, reset_response};
 use crate::fields::Fields;
 use crate::metrics::Recorded;
 use crate::state::{Body, Counters, Peer, ServerState};
@@ -74,15 +74,14 @@ where
         };
         tunnel.count_request();
         Counters::bump(&state.counters.requests);
-        let headers = std::mem::take(&mut req.headers);
-        let head = tunnel_head_of(state, peer, &req.method, &req.uri, headers, host, StreamKind::Http);
-        let stream = match tunnel.open(head, framing.body == BodyLength::Empty) {
-            Ok(s) => s,
-            Err(e) => {
-                let res = open_error(state, &tunnel.name, e);
-                return self.finish(state, req, html, framing, reply, res, now.get()).await;
-            }
-        };
+        let stream =
+            match super::open::open(state, &tunnel, peer, req, host.as_ref(), framing.body == BodyLength::Empty) {
+                Ok(s) => s,
+                Err(e) => {
+                    let res = open_error(state, &tunnel.name, e);
+                    return self.finish(state, req, html, framing, reply, res, now.get()).await;
+                }
+            };
         let started = now.get();
         let (tx, mut rx) = stream.split();
         // The body's last bytes are granted back when `rx` is dropped, after the write.

@@ -28,6 +28,7 @@
 mod closing;
 mod encode;
 mod exchange;
+mod open;
 mod response_fields;
 mod route;
 mod upgrade;

@@ -1,0 +1,197 @@
+//! A visitor's HTTP/1 request opened through a tunnel with its OPEN written straight
+//! from the parsed head: the fields that go on are written into the frame's header
+//! block as they are walked, then the server's `X-Forwarded-*`, where the general path
+//! ([`tunnel_head_of`](crate::exchange::tunnel_head_of), then `Session::open`) moves
+//! the list into a `RequestHead`, filters it, pushes the forwarded fields (clones),
+//! allocates the target's `String`, has the session size, plan and check the list in
+//! one walk and write it in another when it is sent, then drops it all after the
+//! send. The frame is the same byte for byte (the differential test below runs both
+//! over a corpus of heads).
+
+use http::header::HOST;
+use http::HeaderValue;
+use localtunnels_core::{
+    Header, OpenError, OpenFields, StreamKind, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
+};
+use localtunnels_driver::h1::ParsedRequest;
+use localtunnels_driver::http::{group_by_name, retain_end_to_end};
+use localtunnels_driver::StreamHandle;
+
+use crate::exchange::{forwarded_proto, is_forwarding};
+use crate::state::{Peer, ServerState};
+use crate::tunnel::Tunnel;
+
+/// Opens `req` (an HTTP exchange; its body follows unless `end`) through `tunnel` for
+/// `peer`, with `host` as its `X-Forwarded-Host`. `req`'s fields are left as they go
+/// on (grouped by name, hop-by-hop ones dropped), the visitor's `X-Forwarded-*` among
+/// them.
+pub(super) fn open(
+    state: &ServerState,
+    tunnel: &Tunnel,
+    peer: &Peer,
+    req: &mut ParsedRequest,
+    host: Option<&HeaderValue>,
+    end: bool,
+) -> Result<StreamHandle, OpenError> {
+    let has_host = end_to_end(&mut req.headers);
+    let (uri, headers) = (&req.uri, &req.headers);
+    let authority = if has_host { None } else { uri.authority() };
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    tunnel.open_fields(StreamKind::Http, req.method.as_str(), target, end, |w| {
+        write_fields(w, state, peer, headers, authority, host)
+    })
+}
+
+/// Leaves the fields that go on in `headers` (grouped by name, hop-by-hop ones
+/// dropped: `request_head_from_list`'s steps); whether the visitor sent a `Host`,
+/// read before (`Connection: host` does not take it away), as `tunnel_head_of` reads it.
+fn end_to_end(headers: &mut Vec<Header>) -> bool {
+    let has_host = headers.iter().any(|(n, _)| n == HOST);
+    group_by_name(headers);
+    retain_end_to_end(headers, StreamKind::Http);
+    has_host
+}
+
+/// Writes the fields of a request head as `with_forwarded` leaves them: the visitor's
+/// `headers` but its forwarding ones, a `Host` from the target's `authority` (for a
+/// request without one), then the server's `X-Forwarded-For`, `-Proto` and `-Host`.
+fn write_fields(
+    w: &mut OpenFields<'_>,
+    state: &ServerState,
+    peer: &Peer,
+    headers: &[Header],
+    authority: Option<&http::uri::Authority>,
+    host: Option<&HeaderValue>,
+) {
+    for (name, value) in headers {
+        if !is_forwarding(name) {
+            w.push(name, value);
+        }
+    }
+    if let Some(authority) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+        w.push(&HOST, &authority);
+    }
+    w.push(&X_FORWARDED_FOR, &peer.forwarded_for);
+    w.push(&X_FORWARDED_PROTO, forwarded_proto(state, peer));
+    if let Some(host) = host {
+        w.push(&X_FORWARDED_HOST, host);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use bytes::BytesMut;
+    use localtunnels_core::{FieldCoding, Frame};
+    use localtunnels_driver::h1::{parse_request, HeadLimits};
+
+    use super::*;
+    use crate::config::ServerConfig;
+    use crate::exchange::tunnel_head_of;
+
+    fn state(secure: bool) -> ServerState {
+        let config = ServerConfig { secure, ..ServerConfig::default() };
+        ServerState {
+            registry: Arc::new(crate::registry::LocalRegistry::new(config.grace_period)),
+            config,
+            counters: Default::default(),
+            started: Instant::now(),
+            public_port: 80,
+            tls: None,
+            cluster: None,
+        }
+    }
+
+    /// Heads of the hardening work and of browsers, with the fields each path sees
+    /// (routing and the checks leave them as parsed, but for repeated lengths).
+    const HEADS: &[&str] = &[
+        "GET /1k HTTP/1.1\r\nHost: cg.localhost:8080\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a.localhost\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 \
+         Firefox/133.0\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\
+         Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br, zstd\r\nSec-Fetch-Dest: document\r\n\
+         Sec-Fetch-Mode: navigate\r\nSec-Fetch-Site: none\r\nSec-Fetch-User: ?1\r\nUpgrade-Insecure-Requests: 1\r\n\
+         Priority: u=0, i\r\n\r\n",
+        "POST /up?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        "GET / HTTP/1.1\r\nX-Forwarded-For: 6.6.6.6\r\nHost: a\r\nForwarded: for=1.2.3.4\r\nX-Forwarded-Host: evil\r\n\
+         X-Forwarded-Proto: https\r\nX-Other: 1\r\n\r\n",
+        "GET / HTTP/1.1\r\nConnection: keep-alive, X-Drop, Host\r\nX-Drop: 1\r\nHost: a\r\nKeep-Alive: 5\r\n\
+         TE: trailers\r\nProxy-Connection: x\r\nUpgrade: h2c\r\n\r\n",
+        "GET http://a.localhost:81/p?q HTTP/1.1\r\nAccept: */*\r\n\r\n",
+        "GET http://b.localhost/p HTTP/1.0\r\nHost: a.localhost\r\n\r\n",
+        "GET / HTTP/1.1\r\nAccept: a\r\nX-A: 1\r\nAccept: b\r\nx-a: 2\r\nHOST: A.LOCALHOST\r\nX-Empty:\r\n\
+         X-Obs: café\r\n\r\n",
+        "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+        "PURGE /x HTTP/1.1\r\nHost: a\r\nCookie: a=1\r\nCookie: b=2\r\nAuthorization: Basic eDp5\r\n\r\n",
+    ];
+
+    /// A head of `n` distinct fields (over `is_grouped`'s pairwise bound, some repeated
+    /// apart, so `group_by_name` reorders them).
+    fn many(n: usize) -> String {
+        let mut head = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+        for i in 0..n {
+            head.push_str(&format!("X-F{}: v{i}\r\n", i % (n / 2).max(1)));
+        }
+        head + "\r\n"
+    }
+
+    #[test]
+    fn the_written_open_is_the_one_the_list_made() {
+        let limits = HeadLimits { max_bytes: 64 * 1024, max_headers: 100 };
+        let mut heads: Vec<String> = HEADS.iter().map(|h| h.to_string()).collect();
+        heads.extend([many(40), many(99)]);
+        let addr = std::net::SocketAddr::from(([10, 1, 2, 3], 4444));
+        let mut proxied = Peer::new(addr, Default::default());
+        proxied.proto = Some(HeaderValue::from_static("https"));
+        let peers = [Peer::new(addr, Default::default()), proxied];
+        for text in &heads {
+            let mut buf = BytesMut::from(text.as_bytes());
+            let parsed = parse_request(&mut buf, &limits).expect("a head").expect("whole");
+            for (secure, peer, host, coding, end) in combinations(&peers) {
+                let state = state(secure);
+                let host = host.then(|| HeaderValue::from_static("a.localhost:8080"));
+                // Today's path: the list moved into a head, encoded as queued.
+                let head = tunnel_head_of(
+                    &state,
+                    peer,
+                    &parsed.method,
+                    &parsed.uri,
+                    parsed.headers.clone(),
+                    host.clone(),
+                    StreamKind::Http,
+                );
+                let listed = Frame::Open { id: 2, head, end }.encode_with(coding);
+                // The written one, from the same parsed head.
+                let mut req = parsed.clone();
+                let has_host = end_to_end(&mut req.headers);
+                let authority = if has_host { None } else { req.uri.authority() };
+                let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+                let written =
+                    Frame::encode_open_fields(2, StreamKind::Http, req.method.as_str(), target, end, coding, |w| {
+                        write_fields(w, &state, peer, &req.headers, authority, host.as_ref())
+                    });
+                assert_eq!(written, listed, "{text:?} secure={secure} coding={coding:?} end={end}");
+            }
+        }
+    }
+
+    /// Every combination of the server's scheme, the peer, an `X-Forwarded-Host`, the
+    /// field coding and the end flag.
+    fn combinations(peers: &[Peer]) -> Vec<(bool, &Peer, bool, FieldCoding, bool)> {
+        let mut all = Vec::new();
+        for secure in [false, true] {
+            for peer in peers {
+                for host in [false, true] {
+                    for coding in [FieldCoding::Text, FieldCoding::Indexed] {
+                        for end in [false, true] {
+                            all.push((secure, peer, host, coding, end));
+                        }
+                    }
+                }
+            }
+        }
+        all
+    }
+}
