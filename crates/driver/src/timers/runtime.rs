@@ -11,9 +11,10 @@ use tokio::runtime::{Builder, Handle, Runtime};
 /// timerfd's timers on the calling thread: a lean runtime's futures must be run there.
 #[derive(Debug)]
 pub struct CurrentThread {
-    runtime: Runtime,
+    // Before the runtime: its timerfd leaves the I/O driver before the driver goes.
     #[cfg(target_os = "linux")]
     wheel: Option<super::wheel::Wheel>,
+    runtime: Runtime,
 }
 
 impl CurrentThread {
@@ -30,13 +31,13 @@ impl CurrentThread {
                 let _entered = runtime.enter();
                 super::wheel::Wheel::new()?
             };
-            return Ok(CurrentThread { runtime, wheel: Some(wheel) });
+            return Ok(CurrentThread { wheel: Some(wheel), runtime });
         }
         let _ = lean;
         Ok(CurrentThread {
-            runtime: builder.enable_all().build()?,
             #[cfg(target_os = "linux")]
             wheel: None,
+            runtime: builder.enable_all().build()?,
         })
     }
 
@@ -60,10 +61,5 @@ impl CurrentThread {
     /// The runtime's handle (to spawn on it from other threads).
     pub fn handle(&self) -> &Handle {
         self.runtime.handle()
-    }
-
-    /// The runtime itself.
-    pub fn runtime(&self) -> &Runtime {
-        &self.runtime
     }
 }

@@ -108,6 +108,9 @@ pub(super) fn installed() -> bool {
 /// Registers a deadline with this thread's timers, if this thread runs a runtime
 /// without tokio's time driver (`None`: use tokio's timers).
 pub(super) fn register(at: Instant, waker: &Waker) -> Option<(Arc<Entry>, u64)> {
+    if !installed() {
+        return None;
+    }
     let entry = Arc::new(Entry::default());
     entry.waker.register(waker);
     insert(at, entry)
