@@ -6,10 +6,25 @@ use std::time::Duration;
 
 use super::*;
 
-fn lean() -> CurrentThread {
-    let rt = CurrentThread::new(true).expect("runtime");
-    assert_eq!(rt.is_lean(), cfg!(target_os = "linux"));
-    rt
+/// Runs `body` on a lean runtime of a thread of its own: a timer that never fires
+/// fails the test after a minute instead of hanging it.
+fn on_lean<F, Fut>(body: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = CurrentThread::new(true).expect("runtime");
+        assert_eq!(rt.is_lean(), cfg!(target_os = "linux"));
+        rt.block_on(body());
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(Duration::from_secs(60)) {
+        Ok(()) => {}
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("not done in a minute: a timer never fired"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("the body panicked (above)"),
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -26,7 +41,7 @@ const MS: Duration = Duration::from_millis(1);
 
 #[test]
 fn sleeps_fire_in_the_order_of_their_deadlines() {
-    lean().block_on(async {
+    on_lean(|| async {
         let order = Arc::new(Mutex::new(Vec::new()));
         let start = Instant::now();
         let tasks: Vec<_> = [60u32, 20, 40]
@@ -50,7 +65,7 @@ fn sleeps_fire_in_the_order_of_their_deadlines() {
 
 #[test]
 fn a_dropped_sleep_leaves_nothing_and_does_not_stop_the_others() {
-    lean().block_on(async {
+    on_lean(|| async {
         let mut first = std::pin::pin!(sleep(20 * MS));
         let waker = futures_util::task::noop_waker();
         assert!(first.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
@@ -67,7 +82,7 @@ fn a_dropped_sleep_leaves_nothing_and_does_not_stop_the_others() {
 
 #[test]
 fn a_deadline_earlier_than_the_armed_one_arms_the_timer_again() {
-    lean().block_on(async {
+    on_lean(|| async {
         let start = Instant::now();
         let far = sleep(Duration::from_secs(3600));
         let near = async {
@@ -94,7 +109,7 @@ fn a_deadline_earlier_than_the_armed_one_arms_the_timer_again() {
 
 #[test]
 fn many_sleeps_all_fire_and_leave_nothing() {
-    lean().block_on(async {
+    on_lean(|| async {
         let start = Instant::now();
         let fired = Arc::new(Mutex::new(0usize));
         let tasks: Vec<_> = (0..1000u32)
@@ -116,7 +131,7 @@ fn many_sleeps_all_fire_and_leave_nothing() {
 
 #[test]
 fn a_timeout_gives_the_output_or_elapsed() {
-    lean().block_on(async {
+    on_lean(|| async {
         let late = timeout(20 * MS, std::future::pending::<()>()).await;
         assert_eq!(late, Err(Elapsed));
         let in_time = timeout(Duration::from_secs(3600), async {
@@ -131,7 +146,7 @@ fn a_timeout_gives_the_output_or_elapsed() {
 
 #[test]
 fn an_interval_ticks_at_once_then_every_period() {
-    lean().block_on(async {
+    on_lean(|| async {
         let start = Instant::now();
         let mut tick = interval(20 * MS);
         tick.tick().await;
