@@ -20,6 +20,7 @@ use localtunnels_client::{
     CLOSE_GRACE,
 };
 use localtunnels_core::RefuseReason;
+use localtunnels_driver::timers::CurrentThread;
 use localtunnels_server::{AuthToken, Limits, RateLimit, ServerConfig, TlsConfig, TunnelServer};
 
 use args::{Cli, ClientArgs, Command, ConfigFile, HostHeaderArg, LogFormat, ServerArgs};
@@ -65,7 +66,8 @@ fn main() -> ExitCode {
     let result = job(cli).and_then(|job| {
         let Some(job) = job else { return Ok(()) };
         let job = JobWithLogs { job, log_format };
-        let runtime = runtime(job.threads()).map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
+        let runtime =
+            runtime(job.threads(), job.job.lean()).map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
         runtime.block_on(run(job))
     });
     match result {
@@ -112,6 +114,20 @@ impl Job {
             Job::Server(a) => Some(a.threads.unwrap_or_else(half_the_cores)),
             Job::Client(a) => Some(a.threads.unwrap_or(1)),
             Job::Demo(_) => None,
+        }
+    }
+
+    /// Whether a current-thread runtime may be built without tokio's time driver (our
+    /// timers then use a timerfd: `localtunnels_driver::timers`, ~0.5k instructions less
+    /// per park). Not when the server's configuration has something that brings its own
+    /// tokio timers: `--acme` (instant-acme) and `--cluster` (the redis client,
+    /// hyper-util's connector), the flags that set `ServerConfig::needs_tokio_timers`
+    /// (which `TunnelServer::start` checks against the runtime).
+    fn lean(&self) -> bool {
+        match self {
+            Job::Server(a) => !(a.acme.unwrap_or(false) || a.cluster.as_deref().is_some_and(|u| !u.is_empty())),
+            Job::Client(_) => true,
+            Job::Demo(_) => false,
         }
     }
 }
@@ -192,12 +208,31 @@ fn checked_client(mut a: ClientArgs) -> Result<ClientArgs, UsageError> {
     Ok(a)
 }
 
+/// The runtime a job runs on.
+enum Runtime {
+    /// One thread: the defaults of the server and the client; lean (its timers on a
+    /// timerfd) when the job allows it.
+    One(CurrentThread),
+    Many(tokio::runtime::Runtime),
+}
+
+impl Runtime {
+    fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
+        match self {
+            Runtime::One(rt) => rt.block_on(fut),
+            Runtime::Many(rt) => rt.block_on(fut),
+        }
+    }
+}
+
 /// A runtime with `threads` workers (`None`: one per core); one runs everything on
-/// this thread.
-fn runtime(threads: Option<u16>) -> anyhow::Result<tokio::runtime::Runtime> {
+/// this thread, without tokio's time driver if `lean`. Multi-threaded runtimes keep
+/// tokio's timers (a timerfd per runtime fits only a runtime that polls every task
+/// on one thread).
+fn runtime(threads: Option<u16>, lean: bool) -> anyhow::Result<Runtime> {
     let mut builder = match threads {
         Some(0) => anyhow::bail!("threads must be at least 1"),
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(1) => return Ok(Runtime::One(CurrentThread::new(lean)?)),
         Some(n) => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
             b.worker_threads(usize::from(n));
@@ -205,7 +240,7 @@ fn runtime(threads: Option<u16>) -> anyhow::Result<tokio::runtime::Runtime> {
         }
         None => tokio::runtime::Builder::new_multi_thread(),
     };
-    Ok(builder.enable_all().build()?)
+    Ok(Runtime::Many(builder.enable_all().build()?))
 }
 
 /// Maps failures to the documented exit codes.

@@ -294,7 +294,7 @@ impl Driver {
                     }
                     let at = self.epoch + until.saturating_duration_since(localtunnels_core::Instant::ZERO);
                     tokio::select! {
-                        _ = tokio::time::sleep_until(at) => {
+                        _ = localtunnels_driver::timers::sleep_until(at) => {
                             let now = self.now();
                             self.life.handle_timeout(now);
                         }
@@ -390,7 +390,7 @@ pub(crate) async fn handshake_within(
         }
     };
     let limit = ctx.config.handshake_timeout;
-    tokio::time::timeout(limit, handshake).await.unwrap_or_else(|_| {
+    localtunnels_driver::timers::timeout(limit, handshake).await.unwrap_or_else(|_| {
         let reason = format!("no handshake within {} s", limit.as_secs_f32());
         Err(ConnectError::Unreachable { url: addr.control_url(), reason })
     })
@@ -478,8 +478,8 @@ pub(crate) async fn serve(
             ev = events.recv() => ev,
             _ = close.changed() => {
                 conn.go_away("the client is shutting down");
-                let drained = async { while conn.stream_count() > 0 { tokio::task::yield_now().await; tokio::time::sleep(Duration::from_millis(20)).await; } };
-                let _ = tokio::time::timeout(CLOSE_GRACE, drained).await;
+                let drained = async { while conn.stream_count() > 0 { tokio::task::yield_now().await; localtunnels_driver::timers::sleep(Duration::from_millis(20)).await; } };
+                let _ = localtunnels_driver::timers::timeout(CLOSE_GRACE, drained).await;
                 conn.close(CloseCode::Shutdown, "the client is shutting down");
                 return ("closed".into(), CloseCode::Shutdown);
             }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use localtunnels_core::RefuseReason;
+use localtunnels_driver::timers::{self, CurrentThread};
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
@@ -52,7 +53,9 @@ impl Joined {
             let (done_tx, done_rx) = oneshot::channel();
             let (run_ctx, first, close) = (ctx.clone(), first.clone(), joined.close.subscribe());
             let spawned = std::thread::Builder::new().name(format!("localtunnels-conn-{index}")).spawn(move || {
-                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                // Lean (no tokio time driver): nothing on a client's connection brings its own
+                // tokio timers (localtunnels_driver::timers).
+                match CurrentThread::new(true) {
                     Ok(rt) => rt.block_on(follow(run_ctx, index, first, close)),
                     Err(e) => warn!("connection {index}: cannot start its runtime: {e}"),
                 }
@@ -138,7 +141,7 @@ async fn follow(
         // first connection's next session, whichever comes first.
         let wait = if attempt == 0 { Duration::ZERO } else { backoff(attempt, ctx.config.max_backoff) };
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = timers::sleep(wait) => {}
             changed = first.changed() => {
                 if changed.is_err() {
                     return;

@@ -260,7 +260,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         out.drop_spent();
         out.wire.close(1000);
     }
-    let _ = tokio::time::timeout(CLOSE_FLUSH, async {
+    let _ = crate::timers::timeout(CLOSE_FLUSH, async {
         let _ = std::future::poll_fn(|cx| poll_flush(&shared, cx)).await;
         let _ = std::future::poll_fn(|cx| lock_out(&shared).io.as_mut().poll_shutdown(cx)).await;
     })

@@ -11,13 +11,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use tokio::time::{Instant, Sleep};
+use crate::timers::{Instant, Sleep};
 
 /// A deadline whose moves later cost a store; see the module documentation.
 #[derive(Debug)]
 pub struct LazyDeadline {
     at: Instant,
-    sleep: Pin<Box<Sleep>>,
+    sleep: Sleep,
     /// The waker the armed timer holds: polled again by the same task, an unfired
     /// timer is not polled again (a tokio timer's poll is most of a wait's cost).
     registered: Option<Waker>,
@@ -26,14 +26,14 @@ pub struct LazyDeadline {
 impl LazyDeadline {
     /// A deadline at `at`.
     pub fn new(at: Instant) -> Self {
-        LazyDeadline { at, sleep: Box::pin(tokio::time::sleep_until(at)), registered: None }
+        LazyDeadline { at, sleep: crate::timers::sleep_until(at), registered: None }
     }
 
     /// Moves the deadline to `at`. Earlier than the armed timer moves the timer;
     /// later only stores the instant.
     pub fn set(&mut self, at: Instant) {
         if at < self.sleep.deadline() {
-            self.sleep.as_mut().reset(at);
+            self.sleep.reset(at);
             self.registered = None;
         }
         self.at = at;
@@ -46,7 +46,7 @@ impl LazyDeadline {
             return Poll::Pending;
         }
         loop {
-            if self.sleep.as_mut().poll(cx).is_pending() {
+            if Pin::new(&mut self.sleep).poll(cx).is_pending() {
                 if !same_task {
                     self.registered = Some(cx.waker().clone());
                 }
@@ -56,7 +56,7 @@ impl LazyDeadline {
                 return Poll::Ready(());
             }
             // Fired at an instant the deadline has since moved past.
-            self.sleep.as_mut().reset(self.at);
+            self.sleep.reset(self.at);
         }
     }
 }
@@ -101,7 +101,7 @@ mod tests {
         let waker = futures_util::task::noop_waker();
         assert!(d.poll_expired(&mut Context::from_waker(&waker)).is_pending());
         let other = tokio::spawn(async move { expired(&mut d).await });
-        let done = tokio::time::timeout(Duration::from_secs(60), other).await;
+        let done = crate::timers::timeout(Duration::from_secs(60), other).await;
         assert!(done.is_ok(), "the second task was never woken");
         assert_eq!(Instant::now() - start, Duration::from_secs(1));
     }

@@ -3,7 +3,8 @@
 //! carry one exchange each, [`http`] holds the proxy header rules both ends apply and
 //! [`websocket`] bridges a real WebSocket and a stream, [`h1`] is the sans-IO HTTP/1
 //! codec of both ends' lean HTTP/1 paths, [`ws_codec`] is the sans-IO WebSocket codec
-//! and [`ws_io`] runs it on a socket, [`lazy_deadline`] is the cheap timer they share, and
+//! and [`ws_io`] runs it on a socket, [`lazy_deadline`] is the cheap timer they share,
+//! [`timers`] is every timer of both (tokio's, or a lean runtime's timerfd), and
 //! [`turn_clock`] lends a reader turn's clock reading to the streams that turn runs.
 
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod lazy_deadline;
 mod rewind;
 mod stream;
 mod stream_queue;
+pub mod timers;
 pub mod turn_clock;
 pub mod websocket;
 pub mod ws_codec;

@@ -264,7 +264,7 @@ where
         let rest = std::future::poll_fn(|cx| {
             halves.poll(cx, up.as_mut().map(|f| f.as_mut()), down.as_mut().map(|f| f.as_mut()))
         });
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, rest).await;
+        let _ = crate::timers::timeout(CLOSE_TIMEOUT, rest).await;
     }
     end
 }

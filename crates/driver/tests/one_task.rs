@@ -4,6 +4,9 @@
 //! stream whose work panics ends alone, and frames written while the socket is stalled
 //! get through once the peer reads again.
 
+// These run on `#[tokio::test]` runtimes, which have tokio's timers.
+#![allow(clippy::disallowed_methods)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -3,6 +3,9 @@
 //! `Connection`s over an in-memory socket, with a session window that holds less than
 //! two bodies: were that credit lost, the second response could not be sent at all.
 
+// These run on `#[tokio::test]` runtimes, which have tokio's timers.
+#![allow(clippy::disallowed_methods)]
+
 use std::time::Duration;
 
 use bytes::Bytes;

@@ -3,6 +3,9 @@
 //! in-memory socket: whether the window takes the bytes at once or only in parts, the
 //! peer gets the head, every byte and then the end, once.
 
+// These run on `#[tokio::test]` runtimes, which have tokio's timers.
+#![allow(clippy::disallowed_methods)]
+
 use bytes::Bytes;
 use localtunnels_core::{Config, RequestHead, ResponseHead, StreamKind};
 use localtunnels_driver::{ConnEvent, ConnEvents, Connection, StreamEvent, StreamReceiver};

@@ -3,6 +3,9 @@
 //! socket, so one half stalled on a full socket must not stall the other, and frames
 //! queued by both halves must leave whole and in order.
 
+// These run on `#[tokio::test]` runtimes, which have tokio's timers.
+#![allow(clippy::disallowed_methods)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -204,7 +204,7 @@ impl Acme {
     async fn run_order(self: &Arc<Self>, name: &str, renewal: bool) -> Result<(), String> {
         self.counters.orders.fetch_add(1, Ordering::Relaxed);
         info!(%name, renewal, "ACME order started");
-        let result = match tokio::time::timeout(self.config.order_timeout, self.issue(name)).await {
+        let result = match localtunnels_driver::timers::timeout(self.config.order_timeout, self.issue(name)).await {
             Ok(r) => r,
             Err(_) => Err(format!("no certificate within {} s", self.config.order_timeout.as_secs())),
         };
@@ -334,7 +334,7 @@ impl Acme {
         let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
         let (acme, owned): (Weak<Acme>, String) = (Arc::downgrade(self), name.to_string());
         let timer = tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
+            localtunnels_driver::timers::sleep(wait).await;
             if let Some(acme) = acme.upgrade() {
                 let order = acme.order(&owned, true);
                 drop(acme);

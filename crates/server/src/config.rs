@@ -87,6 +87,14 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// Whether something configured brings its own tokio timers (instant-acme; the
+    /// redis client and hyper-util's connector of the cluster), so the runtimes that
+    /// serve must be built with tokio's time driver rather than lean
+    /// ([`localtunnels_driver::timers`]).
+    pub fn needs_tokio_timers(&self) -> bool {
+        self.acme.is_some() || self.cluster.is_some()
+    }
+
     /// Takes the scheme, host and port of public URLs from `url`
     /// (`https://tunnels.example.com`, `http://tunnels.example.com:8080`): for a server
     /// behind a proxy that terminates TLS. The host becomes the domain; a domain set

@@ -102,7 +102,7 @@ where
             }
         }
     };
-    let hello = match tokio::time::timeout(state.config.limits.handshake_timeout, wait_hello).await {
+    let hello = match localtunnels_driver::timers::timeout(state.config.limits.handshake_timeout, wait_hello).await {
         Ok(Some(h)) => h,
         Ok(None) => return,
         Err(_) => {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::debug;
@@ -30,7 +30,7 @@ pub async fn serve(
                 Ok(a) => a,
                 Err(e) => {
                     debug!(error = %e, "HTTP port: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    localtunnels_driver::timers::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
             },
@@ -42,7 +42,7 @@ pub async fn serve(
             service_fn(move |req| std::future::ready(Ok::<_, Infallible>(answer(&state, acme.as_deref(), &req))));
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
+                .timer(localtunnels_driver::timers::HyperTimer)
                 .header_read_timeout(header_read_timeout)
                 .serve_connection(TokioIo::new(tcp), service);
             if let Err(e) = conn.await {

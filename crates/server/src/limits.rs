@@ -470,7 +470,7 @@ mod tests {
         let (near, _far) = tokio::io::duplex(16);
         let (mut io, switch) = IdleIo::new(near, idle, timeout);
         switch.disable();
-        let write = tokio::time::timeout(timeout * 10, io.write_all(&[7; 48])).await;
+        let write = localtunnels_driver::timers::timeout(timeout * 10, io.write_all(&[7; 48])).await;
         assert!(write.is_err(), "no write deadline once the switch is off");
     }
 

@@ -490,7 +490,7 @@ pub(crate) mod tests {
         reg.claim("d", &Proof::default(), tunnel("d", [10, 0, 0, 2], None), &QUOTA).unwrap();
         // Once the hold ends, the next operation forgets it and its count.
         while matches!(reg.lookup("a"), Lookup::Held { .. }) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            localtunnels_driver::timers::sleep(Duration::from_millis(10)).await;
         }
         reg.claim("c", &Proof::default(), tunnel("c", [10, 0, 0, 1], None), &QUOTA).unwrap();
         assert_eq!(reg.counts(), Counts { live: 3, held: 0 });

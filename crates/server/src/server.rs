@@ -12,7 +12,7 @@ use futures_util::future::{Either, FutureExt};
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use localtunnels_core::CloseCode;
@@ -63,6 +63,11 @@ impl TunnelServer {
 
     /// Binds the port and starts serving.
     pub async fn start(mut self) -> std::io::Result<ServerHandle> {
+        if self.config.needs_tokio_timers() && localtunnels_driver::timers::lean_here() {
+            return Err(std::io::Error::other(
+                "ACME and the cluster need tokio's timers: run the server on a runtime built with them",
+            ));
+        }
         let tls = TlsPort::new(&self.config)?.map(Arc::new);
         if tls.is_some() {
             self.config.secure = true;
@@ -75,7 +80,8 @@ impl TunnelServer {
             tracing::warn!("auth is on but no token is configured: every client will be refused");
         }
         let listener = TcpListener::bind((self.config.bind, self.config.port)).await?;
-        let shards = (self.config.shards > 1).then(|| Shards::start(self.config.shards)).transpose()?;
+        let lean = !self.config.needs_tokio_timers();
+        let shards = (self.config.shards > 1).then(|| Shards::start(self.config.shards, lean)).transpose()?;
         let addr = listener.local_addr()?;
         let http_listener = match self.config.http_port {
             Some(port) => Some(TcpListener::bind((self.config.bind, port)).await?),
@@ -188,7 +194,7 @@ async fn accept_loop(
                     Err(e) => {
                         // Out of file descriptors and the like: back off, keep serving.
                         debug!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        localtunnels_driver::timers::sleep(std::time::Duration::from_millis(50)).await;
                         continue;
                     }
                 };
@@ -216,7 +222,7 @@ async fn accept_loop(
     for t in &tunnels {
         t.go_away("the server is shutting down");
     }
-    if tokio::time::timeout(state.config.shutdown_timeout, graceful.shutdown()).await.is_err() {
+    if localtunnels_driver::timers::timeout(state.config.shutdown_timeout, graceful.shutdown()).await.is_err() {
         info!("shutdown deadline passed; closing what is left");
     }
     for t in &tunnels {
@@ -264,7 +270,7 @@ async fn prelude(state: Arc<ServerState>, mut tcp: tokio::net::TcpStream, mut co
     let limit = state.config.limits.handshake_timeout;
     let peer = conn.peer;
     if expects_proxy_header(&state, peer) {
-        match tokio::time::timeout(limit, crate::proxy_protocol::read_header(&mut tcp)).await {
+        match localtunnels_driver::timers::timeout(limit, crate::proxy_protocol::read_header(&mut tcp)).await {
             Ok(Ok(Some(source))) => conn.peer = source,
             Ok(Ok(None)) => {}
             Ok(Err(e)) => return debug!(%peer, error = %e, "PROXY header refused"),
@@ -275,7 +281,7 @@ async fn prelude(state: Arc<ServerState>, mut tcp: tokio::net::TcpStream, mut co
     let Some(tls) = state.tls.clone() else {
         return spawn_connection(state, conn, io, idle, false);
     };
-    match tokio::time::timeout(
+    match localtunnels_driver::timers::timeout(
         tls.handshake_limit(limit),
         tls.accept(|name| crate::hostnames::is_served(&state, name), io),
     )
@@ -354,7 +360,7 @@ pub(crate) async fn serve_hyper<I>(
         .max_buf_size(limits.max_header_bytes.max(8192));
     builder
         .http2()
-        .timer(TokioTimer::new())
+        .timer(localtunnels_driver::timers::HyperTimer)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     if let Some(streams) = node_streams {
         crate::cluster::serve_http2(builder.http2(), streams);
@@ -365,7 +371,7 @@ pub(crate) async fn serve_hyper<I>(
     let mut watched = std::pin::pin!(watched);
     let ended = tokio::select! {
         ended = &mut watched => ended,
-        () = tokio::time::sleep_until(head_due) => {
+        () = localtunnels_driver::timers::sleep_until(head_due) => {
             if !first_head.load(Ordering::Relaxed) {
                 debug!(%peer, "no request head within the header timeout; closing");
                 return;

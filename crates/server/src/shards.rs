@@ -15,6 +15,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::time::Duration;
 
+use localtunnels_driver::timers::{self, CurrentThread, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
@@ -43,12 +44,14 @@ pub(crate) struct Shards {
 }
 
 impl Shards {
-    /// Starts `n` shards (at least one, at most `u16::MAX`), each on its own thread.
-    pub(crate) fn start(n: usize) -> std::io::Result<Shards> {
+    /// Starts `n` shards (at least one, at most `u16::MAX`), each on its own thread;
+    /// `lean`: their runtimes without tokio's time driver ([`CurrentThread`]), only when
+    /// the configuration has nothing that brings its own tokio timers.
+    pub(crate) fn start(n: usize, lean: bool) -> std::io::Result<Shards> {
         let n = n.clamp(1, usize::from(u16::MAX));
         let (mut handles, mut stops) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for i in 0..n {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = CurrentThread::new(lean)?;
             handles.push(runtime.handle().clone());
             let (stop, stopped) = oneshot::channel::<()>();
             stops.push(stop);
@@ -79,9 +82,9 @@ impl Shards {
 
 /// Waits until `shard` runs no task but this one, for up to [`DRAIN`].
 async fn drain(shard: &Handle) {
-    let deadline = tokio::time::Instant::now() + DRAIN;
-    while shard.metrics().num_alive_tasks() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let deadline = Instant::now() + DRAIN;
+    while shard.metrics().num_alive_tasks() > 0 && Instant::now() < deadline {
+        timers::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -92,7 +95,7 @@ mod tests {
 
     #[test]
     fn connections_go_to_each_shard_in_turn_and_know_their_shard() {
-        let mut shards = Shards::start(2).unwrap();
+        let mut shards = Shards::start(2, true).unwrap();
         let (tx, rx) = mpsc::channel();
         for _ in 0..4 {
             let tx = tx.clone();
@@ -109,7 +112,7 @@ mod tests {
 
     #[test]
     fn dropped_shards_end_their_threads() {
-        let mut shards = Shards::start(1).unwrap();
+        let mut shards = Shards::start(1, true).unwrap();
         let (tx, rx) = mpsc::channel::<()>();
         // A task that never ends holds `tx` until its runtime is dropped.
         shards.spawn(async move {

@@ -60,7 +60,7 @@ impl TlsPort {
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    () = tokio::time::sleep(interval) => {}
+                    () = localtunnels_driver::timers::sleep(interval) => {}
                     _ = shutdown.changed() => return,
                 }
                 match port.store.reload_if_changed(&files.cert, &files.key) {

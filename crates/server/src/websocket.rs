@@ -46,7 +46,7 @@ pub async fn proxy<B: Send + 'static>(
     };
     let (tx, mut rx) = stream.split();
     let timeout = state.config.response_timeout;
-    match tokio::time::timeout(timeout, rx.recv()).await {
+    match localtunnels_driver::timers::timeout(timeout, rx.recv()).await {
         Err(_) => {
             tx.reset(ResetCode::Timeout, "no handshake answer in time");
             let secs = timeout.as_secs_f32();

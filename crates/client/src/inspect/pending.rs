@@ -67,7 +67,7 @@ impl Holds {
                 notified.await;
             }
         };
-        if tokio::time::timeout(MAX_WAIT, drain).await.is_err() {
+        if localtunnels_driver::timers::timeout(MAX_WAIT, drain).await.is_err() {
             tracing::warn!("the inspector answered before a capture was filed");
         }
         self.waiting.store(false, Ordering::SeqCst);

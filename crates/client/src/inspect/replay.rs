@@ -107,7 +107,7 @@ impl Inspector {
         let ex = Exchange { method: &method, uri: &uri, headers: &headers, websocket: false, replay_of: Some(id) };
         let new_id = self.begin_exchange(ex);
         let req = req.map(|b| b.tapped(Box::new(BodyRecorder::request(self, new_id))));
-        let answer = tokio::time::timeout(REPLAY_TIMEOUT, origin.call(req)).await;
+        let answer = localtunnels_driver::timers::timeout(REPLAY_TIMEOUT, origin.call(req)).await;
         let res = match answer {
             Ok(Ok(res)) => res,
             Ok(Err(e)) => return Err(self.replay_failed(new_id, e.to_string())),

@@ -68,7 +68,7 @@ async fn accept(listener: TcpListener, inspector: Inspector) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             // Out of file descriptors, say: wait a little rather than spin.
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            localtunnels_driver::timers::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let inspector = inspector.clone();

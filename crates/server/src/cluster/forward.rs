@@ -126,7 +126,7 @@ fn unix_secs() -> u64 {
 /// A TCP connection to the node at `url` (`http://host:port`).
 async fn connect(url: &str) -> Result<tokio::net::TcpStream, String> {
     let authority = url.strip_prefix("http://").unwrap_or(url).trim_end_matches('/');
-    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(authority))
+    let tcp = localtunnels_driver::timers::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(authority))
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| e.to_string())?;
@@ -225,7 +225,7 @@ pub(crate) async fn forward(
         let mut peer = cluster.forwarder.peer(&owner, &cluster.stats.node_connections).await?;
         peer.send_request(req).await.map_err(|e| e.to_string())
     };
-    let Ok(sent) = tokio::time::timeout(wait, sent).await else {
+    let Ok(sent) = localtunnels_driver::timers::timeout(wait, sent).await else {
         Counters::bump(&state.counters.timeouts);
         tracing::warn!(%name, "cluster: node {owner} did not answer a forwarded request in time");
         return visitor_error(StatusCode::GATEWAY_TIMEOUT, localtunnels_core::error_page::default_message(504), None);

@@ -310,8 +310,7 @@ fn close(tunnel: Option<Arc<Tunnel>>, why: &str) {
 /// Renews leases every third of the TTL while the cluster lives.
 async fn renew_loop(cluster: std::sync::Weak<Cluster>) {
     let Some(period) = cluster.upgrade().map(|c| c.config.lease_ttl / 3) else { return };
-    let mut tick = tokio::time::interval(period.max(Duration::from_millis(100)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = localtunnels_driver::timers::interval(period.max(Duration::from_millis(100)));
     loop {
         tick.tick().await;
         let Some(c) = cluster.upgrade() else { return };
@@ -356,7 +355,7 @@ async fn takeover_loop(client: redis::Client, cluster: std::sync::Weak<Cluster>)
         if cluster.strong_count() == 0 {
             return;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        localtunnels_driver::timers::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -93,7 +93,7 @@ where
             }
         };
         let timeout = state.config.response_timeout;
-        let res = match tokio::time::timeout(timeout, rx.recv()).await {
+        let res = match localtunnels_driver::timers::timeout(timeout, rx.recv()).await {
             Err(_) => {
                 tx.reset(ResetCode::Timeout, "no handshake answer in time");
                 let secs = timeout.as_secs_f32();
