@@ -15,8 +15,6 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::SinkExt;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use localtunnels_client::{ClientConfig, ClientHandle, TunnelClient};
 use localtunnels_server::{AuthToken, ServerConfig, ServerHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,25 +28,39 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// A two-shard server with an admin token, and one kept-alive connection to its admin
 /// status: made first, it is the first accepted connection, and polling the status
-/// adds no connection (so the accepts after it are the test's own, in order).
+/// adds no connection (so the accepts after it are the test's own, in order). The
+/// connection is a plain socket, not a pooling client's: a pool may open a second
+/// connection when a request starts before the last one's connection is back in it,
+/// which would shift every later accept to the other shard.
 struct Sharded {
     server: ServerHandle,
-    admin: Client<HttpConnector, TestBody>,
+    admin: tokio::sync::Mutex<TcpStream>,
 }
 
 impl Sharded {
     async fn start() -> Sharded {
         let config = ServerConfig { admin_token: Some(AuthToken::new(ADMIN)), shards: 2, ..ServerConfig::default() };
         let server = server_with(config).await;
-        let admin = Client::builder(hyper_util::rt::TokioExecutor::new()).build(HttpConnector::new());
-        let sharded = Sharded { server, admin };
+        let admin = TcpStream::connect(server.addr()).await.expect("admin connects");
+        let sharded = Sharded { server, admin: tokio::sync::Mutex::new(admin) };
         assert!(sharded.status("none").await.is_null());
         sharded
     }
 
     /// The admin status's entry for the tunnel `name` (null when there is none).
     async fn status(&self, name: &str) -> serde_json::Value {
-        tunnel_status(&self.admin, &self.server, ADMIN, name).await
+        let mut admin = self.admin.lock().await;
+        let port = self.server.addr().port();
+        let head =
+            format!("GET /api/status HTTP/1.1\r\nHost: localhost:{port}\r\nAuthorization: Bearer {ADMIN}\r\n\r\n");
+        admin.write_all(head.as_bytes()).await.expect("status request written");
+        let (code, body) = read_response(&mut admin).await;
+        assert_eq!(code, 200, "{body}");
+        let status: serde_json::Value = serde_json::from_str(&body).expect("status is JSON");
+        status["tunnels"]
+            .as_array()
+            .and_then(|list| list.iter().find(|t| t["name"] == name).cloned())
+            .unwrap_or(serde_json::Value::Null)
     }
 
     /// A tunnel `name` with `connections` control connections to `port`, once the
