@@ -17,6 +17,10 @@
 mod codec;
 mod headers;
 mod recent;
+#[cfg(feature = "indexed-headers")]
+mod table;
+#[cfg(not(feature = "indexed-headers"))]
+#[path = "table_text.rs"]
 mod table;
 mod types;
 
