@@ -3,7 +3,8 @@
 //! process touches, so the same code spread over the whole `.text` kept ~4 MiB more of the binary resident in
 //! every server and client (docs/BENCHMARKS.md, "Sixteenth round (session 17): memory and size"). Only where
 //! the linker is lld, as rustc's default for x86_64 Linux is; `LOCALTUNNELS_NO_SYMBOL_ORDER=1` turns it off
-//! (a build with another linker, or to compare). Names the file lists that a build lacks are skipped silently.
+//! (a build with another linker, or to compare). The names carry hashes that change with the code: names the
+//! file lists that a build lacks are skipped silently, and bench/symbol-order writes the file again.
 
 use std::env;
 use std::path::Path;
