@@ -387,8 +387,8 @@ pub struct ClientArgs {
     /// the rest is counted and marked truncated.
     #[arg(long, env = "LOCALTUNNELS_INSPECT_BODY_LIMIT", value_name = "BYTES")]
     pub inspect_body_limit: Option<usize>,
-    /// Bytes the inspector's captures may hold in all (default 32 MiB); the oldest are
-    /// evicted past it.
+    /// Bytes the inspector's captures may hold in all (default 3 MiB: a recent history of
+    /// ~1,750 small exchanges or 48 large bodies); the oldest are evicted past it.
     #[arg(long, env = "LOCALTUNNELS_INSPECT_MAX_BYTES", value_name = "BYTES")]
     pub inspect_max_bytes: Option<usize>,
     /// Mask Authorization, Cookie and Set-Cookie values in the inspector.

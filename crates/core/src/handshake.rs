@@ -47,8 +47,10 @@ pub mod features {
     pub const INDEXED_HEADERS: u32 = 0x8;
 
     /// What every [`Session`](crate::Session) accepts, and so announces in its hello
-    /// or welcome (the server adds its own, such as [`JOIN`]).
-    pub(crate) const SESSION: u32 = BATCH | EAGER_WINDOW | INDEXED_HEADERS;
+    /// or welcome (the server adds its own, such as [`JOIN`]); [`INDEXED_HEADERS`] only
+    /// with the static table (the `indexed-headers` feature, off in the wasm client).
+    pub(crate) const SESSION: u32 =
+        BATCH | EAGER_WINDOW | if cfg!(feature = "indexed-headers") { INDEXED_HEADERS } else { 0 };
 }
 
 /// The client's first frame.

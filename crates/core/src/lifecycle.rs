@@ -346,7 +346,7 @@ impl ClientLifecycle {
         match self.state {
             State::Waiting { until } if now >= until => self.dial(now, 0),
             State::Dialing { deadline, .. } if now >= deadline => {
-                let secs = self.policy.handshake_timeout.as_secs_f32();
+                let secs = crate::time::secs_text(self.policy.handshake_timeout);
                 let message = format!("no answer from the server within {secs} s");
                 self.failed(now, Failure::Closed(CloseCode::Timeout, message));
             }

@@ -86,10 +86,19 @@ impl TunnelClient {
     /// Adds a listener for `connected`, `disconnected`, `reconnecting`, `request`,
     /// `response` or `error`.
     pub fn on(&self, event: &str, listener: JsValue) -> Result<(), JsError> {
-        let kind = Kind::parse(event)
-            .ok_or_else(|| JsError::new(&format!("unknown event {event:?}: use one of {}", Kind::NAMES)))?;
+        let kind = Kind::parse(event).ok_or_else(|| {
+            JsError::new(&format!(
+                "unknown event {event}: use one of {}",
+                Kind::NAMES,
+                event = crate::js::quoted(event)
+            ))
+        })?;
         let f = js::as_function(&listener).ok_or_else(|| {
-            JsError::new(&format!("the {event:?} listener must be a function, got {}", js::type_name(&listener)))
+            JsError::new(&format!(
+                "the {event} listener must be a function, got {}",
+                js::type_name(&listener),
+                event = crate::js::quoted(event)
+            ))
         })?;
         self.tunnel.add_listener(kind, f);
         Ok(())

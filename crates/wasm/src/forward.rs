@@ -46,7 +46,10 @@ fn check_target(target: &str) -> Result<String, String> {
     let rest = target.strip_prefix("http://").or_else(|| target.strip_prefix("https://"));
     match rest {
         Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(target.trim_end_matches('/').to_string()),
-        _ => Err(format!("forward() needs an http:// or https:// URL such as 'http://localhost:8000', got {target:?}")),
+        _ => Err(format!(
+            "forward() needs an http:// or https:// URL such as 'http://localhost:8000', got {target}",
+            target = crate::js::quoted(target)
+        )),
     }
 }
 

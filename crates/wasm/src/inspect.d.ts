@@ -18,7 +18,7 @@ export interface InspectedRequest {
   websocket: boolean;
 }
 
-/** Bounds of the request inspector (defaults: on, 64 KiB per body, 32 MiB in all). */
+/** Bounds of the request inspector (defaults: on, 64 KiB per body, 3 MiB in all). */
 export interface InspectOptions {
   enabled?: boolean;
   bodyLimit?: number;

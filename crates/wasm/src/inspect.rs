@@ -1,6 +1,6 @@
 //! The request inspector of the wasm client: every exchange copied into the core's
 //! bounded store (the native client's, same bounds by default: 64 KiB per body,
-//! 32 MiB in all, oldest evicted), read back as `client.requests()` in the agent API's
+//! 3 MiB in all, oldest evicted), read back as `client.requests()` in the agent API's
 //! shape, and sent again to the handler with `client.replay(id)`.
 //!
 //! The store is borrowed only for a copy or a read, never while JavaScript runs.

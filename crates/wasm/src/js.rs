@@ -54,6 +54,16 @@ pub(crate) fn type_name(value: &JsValue) -> String {
     value.js_typeof().as_string().unwrap_or_else(|| "a value".to_string())
 }
 
+/// `s` in double quotes, as `JSON.stringify` prints a string, for error messages. Rust's
+/// `{s:?}` would bring its escaping and Unicode tables (~3 KB) into the .wasm. (Natively,
+/// for the unit tests, Rust's `{:?}`: the same text for the strings without escapes.)
+pub(crate) fn quoted(s: &str) -> String {
+    #[cfg(target_arch = "wasm32")]
+    return js_sys::JSON::stringify(&JsValue::from_str(s)).map_or_else(|_| String::new(), String::from);
+    #[cfg(not(target_arch = "wasm32"))]
+    return format!("{s:?}");
+}
+
 /// A number as JavaScript prints it (`String(n)`). Rust's own float formatting (`{n}` of an
 /// `f64`) would bring ~15 KB of formatting code into the .wasm for a few error messages.
 /// (Natively, where the unit tests run without a JavaScript engine, Rust prints it: the

@@ -2,7 +2,6 @@
 //! person can act on.
 
 use js_sys::Function;
-use serde::Deserialize;
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::js;
@@ -13,42 +12,95 @@ pub(crate) const DEFAULT_RESPONSE_TIMEOUT_MS: u32 = 30_000;
 pub(crate) const DEFAULT_MAX_RECONNECT_DELAY_MS: u32 = 30_000;
 
 /// The options as they arrive from JavaScript. Numbers and handlers are kept as raw
-/// values so that a wrong type gets our message rather than serde's.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// values so that a wrong type gets our message. Read key by key ([`RawOptions::read`]),
+/// not with serde-wasm-bindgen's derive, whose deserializer and serde's visitors were code
+/// the .wasm carried for this one object (docs/BENCHMARKS.md, "Sixteenth round (session
+/// 17): memory and size", has the sizes).
 struct RawOptions {
-    #[serde(default, with = "serde_wasm_bindgen::preserve")]
     server: JsValue,
-    #[serde(default, with = "serde_wasm_bindgen::preserve")]
     servers: JsValue,
-    #[serde(default, with = "serde_wasm_bindgen::preserve")]
     host: JsValue,
-    #[serde(default, with = "serde_wasm_bindgen::preserve")]
     port: JsValue,
     secure: Option<bool>,
     subdomain: Option<String>,
     hostname: Option<String>,
     token: Option<String>,
     reconnect_token: Option<String>,
-    #[serde(default, with = "serde_wasm_bindgen::preserve")]
     response_timeout: JsValue,
     reconnect: Option<bool>,
-    #[serde(default, with = "serde_wasm_bindgen::preserve")]
     max_reconnect_delay: JsValue,
     path: Option<String>,
     basic_auth: Option<String>,
     allow_ips: Option<Vec<String>>,
     expose_errors: Option<bool>,
-    #[serde(default, with = "serde_wasm_bindgen::preserve")]
     local_port: JsValue,
     local_host: Option<String>,
-    #[serde(default, with = "serde_wasm_bindgen::preserve")]
     on_request: JsValue,
-    #[serde(default, with = "serde_wasm_bindgen::preserve")]
     on_web_socket: JsValue,
 }
 
-/// Every option's name. serde-wasm-bindgen reads only the fields it knows, so a typo
+impl RawOptions {
+    /// Reads every option of the object `o` (`undefined` and `null` are "not given").
+    fn read(o: &JsValue) -> Result<RawOptions, String> {
+        Ok(RawOptions {
+            server: js::get(o, "server"),
+            servers: js::get(o, "servers"),
+            host: js::get(o, "host"),
+            port: js::get(o, "port"),
+            secure: boolean(o, "secure")?,
+            subdomain: string(o, "subdomain")?,
+            hostname: string(o, "hostname")?,
+            token: string(o, "token")?,
+            reconnect_token: string(o, "reconnectToken")?,
+            response_timeout: js::get(o, "responseTimeout"),
+            reconnect: boolean(o, "reconnect")?,
+            max_reconnect_delay: js::get(o, "maxReconnectDelay"),
+            path: string(o, "path")?,
+            basic_auth: string(o, "basicAuth")?,
+            allow_ips: strings(o, "allowIps")?,
+            expose_errors: boolean(o, "exposeErrors")?,
+            local_port: js::get(o, "localPort"),
+            local_host: string(o, "localHost")?,
+            on_request: js::get(o, "onRequest"),
+            on_web_socket: js::get(o, "onWebSocket"),
+        })
+    }
+}
+
+/// Option `key` of `o`, `None` if it is `undefined` or `null`.
+fn given(o: &JsValue, key: &str) -> Option<JsValue> {
+    Some(js::get(o, key)).filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+/// An optional boolean option.
+fn boolean(o: &JsValue, key: &str) -> Result<Option<bool>, String> {
+    given(o, key)
+        .map(|v| v.as_bool().ok_or_else(|| format!("`{key}` must be a boolean, got {}", js::type_name(&v))))
+        .transpose()
+}
+
+/// An optional string option.
+fn string(o: &JsValue, key: &str) -> Result<Option<String>, String> {
+    given(o, key)
+        .map(|v| v.as_string().ok_or_else(|| format!("`{key}` must be a string, got {}", js::type_name(&v))))
+        .transpose()
+}
+
+/// An optional array-of-strings option.
+fn strings(o: &JsValue, key: &str) -> Result<Option<Vec<String>>, String> {
+    let Some(v) = given(o, key) else { return Ok(None) };
+    let bad = |v: &JsValue| format!("`{key}` must be an array of strings, got {}", js::type_name(v));
+    if !js_sys::Array::is_array(&v) {
+        return Err(bad(&v));
+    }
+    js_sys::Array::from(&v)
+        .iter()
+        .map(|item| item.as_string().ok_or_else(|| bad(&item)))
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+/// Every option's name. [`RawOptions::read`] reads only the keys it knows, so a typo
 /// like `subDomain` is caught here instead.
 const KNOWN: &[&str] = &[
     "server",
@@ -168,8 +220,7 @@ pub(crate) fn parse(value: JsValue) -> Result<Parsed, String> {
             return Err(format!("unknown option `{key}`; the options are: {}", KNOWN.join(", ")));
         }
     }
-    let raw: RawOptions =
-        serde_wasm_bindgen::from_value(value).map_err(|e| format!("invalid TunnelClient options: {e}"))?;
+    let raw = RawOptions::read(&value)?;
 
     let mut more = Vec::new();
     let (host, port, secure, server_path) = if !raw.servers.is_undefined() && !raw.servers.is_null() {
@@ -233,7 +284,7 @@ pub(crate) fn parse(value: JsValue) -> Result<Parsed, String> {
         (None, None) => localtunnels_core::CONTROL_PATH.to_string(),
     };
     if !path.starts_with('/') {
-        return Err(format!("`path` must start with '/', got {path:?}"));
+        return Err(format!("`path` must start with '/', got {path}", path = crate::js::quoted(&path)));
     }
 
     let mut on_request = match raw.on_request.is_undefined() || raw.on_request.is_null() {
@@ -249,6 +300,9 @@ pub(crate) fn parse(value: JsValue) -> Result<Parsed, String> {
             return Err("give either `localPort` or `onRequest`, not both".to_string());
         }
         let local_host = raw.local_host.unwrap_or_else(|| "localhost".to_string());
+        // A whole number in 1..=65535 (checked above), printed as an integer: an `f64`'s
+        // `{}` would bring Rust's float formatting (~15 KB) into the .wasm.
+        let local_port = local_port as u16;
         let target = format!("http://{local_host}:{local_port}");
         on_request = Some(Handler::from_js(&crate::forward::handler(&target)?, "`localPort`")?);
     }
@@ -279,7 +333,12 @@ pub(crate) fn parse(value: JsValue) -> Result<Parsed, String> {
 /// host, the port (the scheme's by default), `wss` for `https`/`wss`, and a control path
 /// if the URL has one beyond `/`.
 pub(crate) fn parse_server(url: &str) -> Result<(String, u16, bool, Option<String>), String> {
-    let bad = |why: &str| format!("`server` must be a URL like 'https://tunnel.example.com' ({why}), got {url:?}");
+    let bad = |why: &str| {
+        format!(
+            "`server` must be a URL like 'https://tunnel.example.com' ({why}), got {url}",
+            url = crate::js::quoted(url)
+        )
+    };
     let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
     let secure = match scheme.to_ascii_lowercase().as_str() {
         "https" | "wss" => true,
@@ -325,14 +384,18 @@ pub(crate) fn check_host_str(host: &str) -> Result<(), String> {
     }
     if host.contains("://") {
         return Err(format!(
-            "`host` must be a host name like 'tunnel.example.com', without a scheme (use `secure` for wss), got {host:?}"
+            "`host` must be a host name like 'tunnel.example.com', without a scheme (use `secure` for wss), got {host}",
+            host = crate::js::quoted(host)
         ));
     }
     if host.contains(['/', '?', '#', '@', ' ']) {
-        return Err(format!("`host` must be a bare host name, got {host:?}"));
+        return Err(format!("`host` must be a bare host name, got {host}", host = crate::js::quoted(host)));
     }
     if host.contains(':') && !host.starts_with('[') {
-        return Err(format!("`host` must not contain a port (use the `port` option), got {host:?}"));
+        return Err(format!(
+            "`host` must not contain a port (use the `port` option), got {host}",
+            host = crate::js::quoted(host)
+        ));
     }
     Ok(())
 }
@@ -351,7 +414,10 @@ pub(crate) fn check_hostname(host: String) -> Result<String, String> {
     if lower.is_empty() || (lower.len() <= 253 && lower.contains('.') && lower.split('.').all(label_ok)) {
         return Ok(lower);
     }
-    Err(format!("`hostname` must be a full host name such as \"app.example.com\", got {host:?}"))
+    Err(format!(
+        "`hostname` must be a full host name such as \"app.example.com\", got {host}",
+        host = crate::js::quoted(&host)
+    ))
 }
 
 /// Checks a requested subdomain: empty (any name) or one DNS label.
@@ -363,7 +429,8 @@ pub(crate) fn check_subdomain(name: String) -> Result<String, String> {
         && !name.ends_with('-');
     if !ok {
         return Err(format!(
-            "`subdomain` must be one DNS label (letters, digits and '-', at most 63 characters), got {name:?}"
+            "`subdomain` must be one DNS label (letters, digits and '-', at most 63 characters), got {name}",
+            name = crate::js::quoted(&name)
         ));
     }
     Ok(name)

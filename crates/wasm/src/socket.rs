@@ -411,7 +411,12 @@ impl TunnelSocket {
             "message" => "message",
             "close" => "close",
             "error" => "error",
-            other => return Err(JsError::new(&format!("unknown event {other:?}: use message, close or error"))),
+            other => {
+                return Err(JsError::new(&format!(
+                    "unknown event {other}: use message, close or error",
+                    other = crate::js::quoted(other)
+                )))
+            }
         };
         let Some(f) = js::as_function(&listener) else {
             return Err(JsError::new(&format!("the listener must be a function, got {}", js::type_name(&listener))));

@@ -18,6 +18,10 @@ mod codec;
 mod headers;
 mod open_fields;
 mod recent;
+#[cfg(feature = "indexed-headers")]
+mod table;
+#[cfg(not(feature = "indexed-headers"))]
+#[path = "table_text.rs"]
 mod table;
 mod types;
 

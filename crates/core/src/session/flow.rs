@@ -62,7 +62,7 @@ impl Session {
     /// first place goes round.
     pub(super) fn wake_blocked(&mut self) {
         let mut blocked: Vec<StreamId> = self.streams.iter().filter(|(_, s)| s.blocked).map(|(id, _)| *id).collect();
-        blocked.sort_unstable();
+        sort_ids(&mut blocked);
         let start = blocked.partition_point(|&id| id <= self.wake_after);
         blocked.rotate_left(start);
         if let Some(&first) = blocked.first() {
@@ -142,6 +142,39 @@ impl Session {
     }
 }
 
+/// Sorts `ids` ascending, as `sort_unstable` does: a heapsort, ~0.2 KB of code where the
+/// standard library's sort is ~4.8 KB of the wasm client (docs/BENCHMARKS.md, "Sixteenth
+/// round (session 17): memory and size"). It runs only when a full send queue has drained,
+/// over the streams it refused: O(n log n), like the standard one.
+fn sort_ids(ids: &mut [StreamId]) {
+    let n = ids.len();
+    for root in (0..n / 2).rev() {
+        sift_down(ids, root, n);
+    }
+    for end in (1..n).rev() {
+        ids.swap(0, end);
+        sift_down(ids, 0, end);
+    }
+}
+
+/// Moves `ids[root]` down the max-heap `ids[..end]` to its place.
+fn sift_down(ids: &mut [StreamId], mut root: usize, end: usize) {
+    loop {
+        let mut child = 2 * root + 1;
+        if child >= end {
+            return;
+        }
+        if child + 1 < end && ids[child] < ids[child + 1] {
+            child += 1;
+        }
+        if ids[root] >= ids[child] {
+            return;
+        }
+        ids.swap(root, child);
+        root = child;
+    }
+}
+
 /// `len`, or less if the queue has less `room`.
 pub(super) fn clamp(len: usize, room: u64) -> usize {
     usize::try_from(room).map_or(len, |room| len.min(room))
@@ -196,5 +229,30 @@ impl Shares {
             return 0;
         }
         allowed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn ids_sort_as_the_standard_sort_does() {
+        let mut seed = 0x2545_f491_u32;
+        for len in (0..40).chain([255, 1000]) {
+            let mut ids: Vec<StreamId> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    seed % 64 * 2 + 1
+                })
+                .collect();
+            let mut want = ids.clone();
+            want.sort_unstable();
+            sort_ids(&mut ids);
+            assert_eq!(ids, want, "{len} ids");
+        }
     }
 }

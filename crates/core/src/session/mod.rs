@@ -269,9 +269,9 @@ impl Session {
     }
 
     /// How header fields are written towards the peer: indexed if it announced
-    /// [`features::INDEXED_HEADERS`], else as text.
+    /// [`features::INDEXED_HEADERS`] and this build has the table, else as text.
     pub fn field_coding(&self) -> FieldCoding {
-        if self.peer_features & features::INDEXED_HEADERS != 0 {
+        if cfg!(feature = "indexed-headers") && self.peer_features & features::INDEXED_HEADERS != 0 {
             FieldCoding::Indexed
         } else {
             FieldCoding::Text

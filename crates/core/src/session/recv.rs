@@ -78,13 +78,13 @@ impl Session {
             return;
         }
         if now >= self.last_recv + self.idle_timeout {
-            let secs = self.idle_timeout.as_secs_f32();
-            self.close(CloseCode::Timeout, &format!("no frame from the peer for {secs:.1} s"));
+            let secs = crate::time::secs_tenths(self.idle_timeout);
+            self.close(CloseCode::Timeout, &format!("no frame from the peer for {secs} s"));
             return;
         }
         if self.unanswered_since.is_some_and(|since| now >= since + self.idle_timeout) {
-            let secs = self.idle_timeout.as_secs_f32();
-            self.close(CloseCode::Timeout, &format!("the peer answered no ping for {secs:.1} s (it does not read)"));
+            let secs = crate::time::secs_tenths(self.idle_timeout);
+            self.close(CloseCode::Timeout, &format!("the peer answered no ping for {secs} s (it does not read)"));
             return;
         }
         if self.state == State::Established && now >= self.next_ping {

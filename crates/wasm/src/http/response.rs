@@ -427,7 +427,7 @@ pub(crate) fn response_headers(headers: &JsValue) -> Result<Vec<Header>, String>
             }
         }
         let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("the response header name {name:?} is invalid"))?;
+            .map_err(|_| format!("the response header name {name} is invalid", name = crate::js::quoted(&name)))?;
         out.push((name, header_value(&value)?));
     }
     Ok(out)
@@ -436,5 +436,5 @@ pub(crate) fn response_headers(headers: &JsValue) -> Result<Vec<Header>, String>
 /// A header value from a JavaScript string (a ByteString: one byte per character).
 fn header_value(value: &str) -> Result<HeaderValue, String> {
     HeaderValue::from_maybe_shared(js::byte_string(value))
-        .map_err(|_| format!("the response header value {value:?} is invalid"))
+        .map_err(|_| format!("the response header value {value} is invalid", value = crate::js::quoted(value)))
 }
