@@ -178,7 +178,13 @@ impl Inspector {
     }
 
     fn begin_exchange(&self, ex: Exchange<'_>) -> EntryId {
-        let now = self.now();
+        // The request arrived when the tunnel's reader read its message: in that
+        // reader's turn (where a tunneled request begins) the turn's clock reading
+        // says when, without a clock read of its own.
+        let now = match localtunnels_driver::turn_clock::turn_instant() {
+            Some(at) => Instant::from_elapsed(at.saturating_duration_since(self.shared.epoch)),
+            None => self.now(),
+        };
         let unix_nanos = self.shared.epoch_unix_nanos.saturating_add(now.as_micros().saturating_mul(1000));
         let mut store = self.store();
         let id = store.begin(now, unix_nanos, ex);
