@@ -511,3 +511,68 @@ async fn every_response_shape_reaches_the_visitor_and_the_inspector() {
         assert!(e.get("error").is_none_or(|v| v.is_null()), "{e}");
     }
 }
+
+/// Small responses that come back while another exchange is in flight on the tunnel
+/// (the capture files them whole at once instead of after their write) and the one in
+/// flight, alone when it ends (filed after its write): each is listed whole as soon
+/// as its visitor has it, with its status, body, size and duration.
+#[tokio::test]
+async fn responses_filed_while_another_exchange_is_in_flight_are_listed_whole() {
+    let (_server, port) = server(&[]).await;
+    let (arrived_tx, arrived_rx) = tokio::sync::oneshot::channel::<()>();
+    let arrived = Arc::new(Mutex::new(Some(arrived_tx)));
+    let release = Arc::new(tokio::sync::Notify::new());
+    let origin_port = origin({
+        let release = release.clone();
+        move |req: Request<Incoming>| {
+            let (arrived, release) = (arrived.clone(), release.clone());
+            async move {
+                let path = req.uri().path().to_string();
+                if path == "/slow" {
+                    let waiting = release.notified();
+                    if let Some(tx) = arrived.lock().unwrap().take() {
+                        let _ = tx.send(());
+                    }
+                    waiting.await;
+                }
+                Response::builder().header("x-path", &path).body(full(format!("answer to {path}"))).unwrap()
+            }
+        }
+    })
+    .await;
+    let (_proc, public, inspect) = client(port, origin_port, &[]).await;
+    let host = host_of(&public);
+    let slow = tokio::spawn({
+        let host = host.clone();
+        async move { call("GET", &format!("http://127.0.0.1:{port}/slow"), &[("host", &host)], "").await }
+    });
+    arrived_rx.await.expect("the slow request reached the origin");
+    let check = |list: &Value, path: &str| {
+        let entries = list["requests"].as_array().unwrap();
+        let e =
+            entries.iter().find(|e| e["request"]["uri"] == path).unwrap_or_else(|| panic!("{path} not listed: {list}"));
+        let body = format!("answer to {path}");
+        let res = &e["response"];
+        assert_eq!(res["status_code"].as_u64(), Some(200), "{e}");
+        assert_eq!(res["body_size"].as_u64(), Some(body.len() as u64), "{e}");
+        assert_eq!(res["headers"]["X-Path"][0], path, "{e}");
+        assert!(decode(&res["raw"]).ends_with(&format!("\r\n\r\n{body}")), "{e}");
+        assert!(e["duration"].as_u64().unwrap() > 0, "{e}");
+        assert!(e.get("error").is_none_or(|v| v.is_null()), "{e}");
+    };
+    for i in 0..5 {
+        let path = format!("/fast/{i}");
+        let got = call("GET", &format!("http://127.0.0.1:{port}{path}"), &[("host", &host)], "").await;
+        assert_eq!((got.0, &got.1[..]), (200, format!("answer to {path}").as_bytes()));
+        check(&get_json(&format!("{inspect}/api/requests/http?limit=50")).await, &path);
+    }
+    // The slow one is listed in flight meanwhile, without a response.
+    let list = get_json(&format!("{inspect}/api/requests/http?limit=50")).await;
+    let e = list["requests"].as_array().unwrap().iter().find(|e| e["request"]["uri"] == "/slow").cloned();
+    let e = e.unwrap_or_else(|| panic!("/slow not listed in flight: {list}"));
+    assert!(e["response"].is_null(), "{e}");
+    release.notify_one();
+    let got = slow.await.unwrap();
+    assert_eq!((got.0, &got.1[..]), (200, &b"answer to /slow"[..]));
+    check(&get_json(&format!("{inspect}/api/requests/http?limit=50")).await, "/slow");
+}

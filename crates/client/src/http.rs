@@ -15,8 +15,9 @@ use http::HeaderValue;
 use hyper::body::Body as _;
 use localtunnels_core::error_page::{default_message, format_request_id, wants_html, ErrorPage};
 use localtunnels_core::{RequestHead, ResetCode, StreamKind};
+use localtunnels_driver::after_write::{self, after_write};
 use localtunnels_driver::http::final_status;
-use localtunnels_driver::{after_write, pump_body, StreamBody, StreamHandle};
+use localtunnels_driver::{pump_body, StreamBody, StreamHandle};
 
 use crate::ctx::Ctx;
 use crate::events::ClientEvent;
@@ -131,10 +132,12 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     // step (and to the inspector in one step). Any other frame it gives is handed to
     // the pump first.
     let (mut whole, mut first) = (None, None);
-    // With a capture to file after the write, the origin connection goes back to the
-    // pool after it too (when it is dropped): a body found whole by this poll holds
-    // it, one that is not lets it go at once.
-    let held = record.is_some();
+    // A capture is filed after the write when this exchange is its connection's only
+    // one in flight (its latency is the request's; with others in flight the work per
+    // request counts: `after_write::pays`). Then the origin connection goes back to
+    // the pool after the write too (when it is dropped): a body found whole by this
+    // poll holds it, one that is not lets it go at once.
+    let held = record.is_some() && after_write::pays();
     if !end {
         if held {
             body.hold_connection(true);
@@ -151,14 +154,14 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         }
     }
     // The inspector files the response's head now (the stream takes it); a response
-    // that is whole already gets its body and end filed after the write of its frames
-    // (`filing`, below), any other its body as it passes.
+    // that is whole already gets its body and end filed with it, or after the write of
+    // its frames (`held`: `filing`, below), any other its body as it passes.
     let mut recorder = None;
     let mut filing = None;
     if let Some((i, id)) = record {
         match (&whole, end) {
-            (Some(data), _) => filing = Some(i.respond_whole(id, status, &head.headers, data)),
-            (None, true) => filing = Some(i.respond_whole(id, status, &head.headers, &[])),
+            (Some(data), _) => filing = i.respond_whole(id, status, &head.headers, data, held),
+            (None, true) => filing = i.respond_whole(id, status, &head.headers, &[], held),
             (None, false) => {
                 i.change(id, |s| s.respond(id, status, &head.headers));
                 recorder = Some(BodyRecorder::response(i, id));

@@ -21,6 +21,8 @@ thread_local! {
     static BEFORE_WRITE: Cell<bool> = const { Cell::new(false) };
     /// The stream future being polled yielded until after the write.
     static YIELDED: Cell<bool> = const { Cell::new(false) };
+    /// The stream future being polled is the only one its reader runs.
+    static ALONE: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Resolves after the write that ends the current turn of the connection's reader
@@ -31,6 +33,28 @@ thread_local! {
 /// wakes nothing, the reader polls the stream future again by itself.
 pub fn after_write() -> AfterWrite {
     AfterWrite(())
+}
+
+/// Whether work put after the write with [`after_write`] pays here: the future is
+/// polled before its reader's write and is the only stream future that reader runs
+/// (one exchange in flight on the connection: its answer's latency is the request's).
+///
+/// With other stream futures in flight, what each puts off runs after the write
+/// outside the turn: its clean-up (a handle dropped then) takes the state lock again
+/// and wakes the writer for the streams still open, and the future is polled twice.
+/// That costs more than it moves (the inspector's filing: +0.24k instructions per
+/// request at 32 connections, docs/BENCHMARKS.md, sixteenth round), and the
+/// connection is busy, so its rate (the work per request) matters more than one
+/// request's latency: do the work at once. False outside a reader's turn, where
+/// [`after_write`] is ready at once.
+pub fn pays() -> bool {
+    BEFORE_WRITE.get() && ALONE.get()
+}
+
+/// Marks the stream future about to be polled as its reader's only one, or not
+/// (see [`pays`]).
+pub(crate) fn set_alone(alone: bool) {
+    ALONE.set(alone);
 }
 
 /// [`after_write`]'s future.

@@ -277,6 +277,7 @@ impl Tasks {
         let Some(entry) = self.streams.get_mut(index) else { return };
         let Some(future) = entry.future.as_mut() else { return };
         entry.key_waker.queued.store(false, Ordering::SeqCst);
+        after_write::set_alone(self.live <= 1);
         let mut cx = Context::from_waker(&entry.waker);
         let polled = std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
         let done = match polled {

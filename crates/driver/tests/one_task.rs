@@ -316,3 +316,45 @@ async fn work_after_after_write_runs_once_the_turns_frames_are_written() {
     // Elsewhere it is ready at once.
     tokio::time::timeout(LIMIT, tokio::spawn(localtunnels_driver::after_write())).await.unwrap().unwrap();
 }
+
+/// `after_write::pays` says whether work put after the write pays: in a stream future
+/// its connection's task runs while it is the only one in flight, and not while
+/// another is (nor outside the connection's task).
+#[tokio::test]
+async fn after_write_pays_only_for_the_connections_only_stream_in_flight() {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let (server, client, _events) = conn_pair::pair_over(Config::default(), a, b).await;
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    client.on_incoming(Arc::new(move |stream: StreamHandle, head: RequestHead, _end| {
+        let seen = seen_tx.clone();
+        let work: StreamFuture = Box::pin(async move {
+            let (tx, mut rx) = stream.split();
+            let _ = seen.send((head.target.clone(), localtunnels_driver::after_write::pays()));
+            // "/hold" stays in flight until its request body ends.
+            if head.target == "/hold" {
+                while let Some(ev) = rx.recv().await {
+                    if matches!(ev, StreamEvent::Data { end: true, .. }) {
+                        break;
+                    }
+                }
+            }
+            tx.respond(ResponseHead { status: 200, headers: vec![] }, true).expect("respond");
+        });
+        Some(work)
+    }));
+    let test = async {
+        let (hold_tx, hold_rx) = server.open(request("/hold"), false).expect("open").split();
+        assert_eq!(seen_rx.recv().await, Some(("/hold".to_string(), true)), "alone: it pays");
+        let (_tx, rx) = server.open(request("/second"), true).expect("open").split();
+        assert_eq!(seen_rx.recv().await, Some(("/second".to_string(), false)), "another in flight");
+        assert_eq!(read_response(rx).await, Ok((200, vec![])));
+        hold_tx.send_last(Bytes::new()).await.expect("end the request body");
+        assert_eq!(read_response(hold_rx).await, Ok((200, vec![])));
+        let (_tx, rx) = server.open(request("/third"), true).expect("open").split();
+        assert_eq!(seen_rx.recv().await, Some(("/third".to_string(), true)), "alone again");
+        assert_eq!(read_response(rx).await, Ok((200, vec![])));
+    };
+    tokio::time::timeout(LIMIT, test).await.expect("no response");
+    // Outside a connection's task there is no write to put work after.
+    assert!(!tokio::spawn(async { localtunnels_driver::after_write::pays() }).await.unwrap());
+}

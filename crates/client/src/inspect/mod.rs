@@ -5,10 +5,12 @@
 //! Capture never waits on anything: bodies are copied into the store as they pass (up
 //! to `body_limit` bytes each) by taps that file the size when the body ends; the
 //! store's lock is held only to copy. A response that is whole when its head comes
-//! back (no body, or one piece read with the head: most small ones) has its head filed
+//! back (no body, or one piece read with the head: most small ones) is filed in one
+//! step; when its exchange is the connection's only one in flight, its head is filed
 //! at once and its body and end after the write of its frames ([`Inspector::respond_whole`],
-//! [`pending`]): an exchange of a bodiless request and such a response takes the store's
-//! lock three times and reads the clock twice, and the API waits for what is pending.
+//! [`pending`]). An exchange of a bodiless request and such a response takes the store's
+//! lock twice (three times when its filing waits for the write) and reads the clock
+//! twice, and the API waits for what is pending.
 
 mod api;
 mod assets;
@@ -176,7 +178,13 @@ impl Inspector {
     }
 
     fn begin_exchange(&self, ex: Exchange<'_>) -> EntryId {
-        let now = self.now();
+        // The request arrived when the tunnel's reader read its message: in that
+        // reader's turn (where a tunneled request begins) the turn's clock reading
+        // says when, without a clock read of its own.
+        let now = match localtunnels_driver::turn_clock::turn_instant() {
+            Some(at) => Instant::from_elapsed(at.saturating_duration_since(self.shared.epoch)),
+            None => self.now(),
+        };
         let unix_nanos = self.shared.epoch_unix_nanos.saturating_add(now.as_micros().saturating_mul(1000));
         let mut store = self.store();
         let id = store.begin(now, unix_nanos, ex);
@@ -184,19 +192,28 @@ impl Inspector {
         id
     }
 
-    /// Entry `id`'s response came back whole (`body`: all of it, possibly empty): its
-    /// head is filed now, its body and end when the returned [`Filing`] is dropped (by
-    /// the exchange, after its response is written). API readers wait for it meanwhile.
+    /// Entry `id`'s response came back whole (`body`: all of it, possibly empty). With
+    /// `later` (the exchange is its connection's only one in flight, so its latency is
+    /// the request's: `localtunnels_driver::after_write::pays`), its head is filed now
+    /// and its body and end when the returned [`Filing`] is dropped (by the exchange,
+    /// after its response is written), API readers waiting for it meanwhile. Else all
+    /// of it is filed now, in one lock, and there is nothing to file later (`None`):
+    /// with other exchanges in flight the work per request counts, not where it runs.
     pub(crate) fn respond_whole<'a>(
         &'a self,
         id: EntryId,
         status: u16,
         headers: &[Header],
         body: &'a [u8],
-    ) -> Filing<'a> {
+        later: bool,
+    ) -> Option<Filing<'a>> {
+        if !later {
+            self.update(id, |s, now| s.respond_whole(id, now, status, headers, body));
+            return None;
+        }
         let which = self.shared.holds.hold();
         self.change(id, |s| s.respond(id, status, headers));
-        Filing::new(self, id, body, which)
+        Some(Filing::new(self, id, body, which))
     }
 
     /// Waits until every capture pending when it was called is filed: what a visitor

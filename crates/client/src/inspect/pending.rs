@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use localtunnels_core::inspect::{BodyOf, EntryId};
+use localtunnels_core::inspect::EntryId;
 use tokio::sync::Notify;
 
 use super::Inspector;
@@ -93,12 +93,7 @@ impl<'a> Filing<'a> {
 impl Drop for Filing<'_> {
     fn drop(&mut self) {
         let (id, body) = (self.id, self.body);
-        self.inspector.update(id, |s, now| {
-            if !body.is_empty() {
-                s.body_data(id, BodyOf::Response, body);
-            }
-            s.body_end(id, BodyOf::Response, body.len() as u64, now);
-        });
+        self.inspector.update(id, |s, now| s.respond_rest(id, now, body));
         self.inspector.shared.holds.release(self.which);
     }
 }
