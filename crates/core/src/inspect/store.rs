@@ -3,11 +3,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::frame::Header;
 use crate::time::Instant;
 
 use super::body::BodyCapture;
-use super::head;
+use super::head::{self, HeadFields};
 use super::pool::{Pool, Span, CHUNK};
 use super::record::{
     BodyOf, Direction, Exchange, HttpEntry, HttpRequest, HttpResponse, Part, WsMessage, WsSession, FIXED_WEIGHT,
@@ -232,7 +231,7 @@ impl Store {
     /// The response's head came back (before any of its body: the head's fields
     /// go after the request's, and a head filed after body bytes keeps its status
     /// only; no shell does that).
-    pub fn respond(&mut self, id: EntryId, status: u16, headers: &[Header]) {
+    pub fn respond<H: HeadFields + ?Sized>(&mut self, id: EntryId, status: u16, headers: &H) {
         let Some(i) = self.index(id) else { return };
         let e = &mut self.entries[i];
         e.status = Some(status);
@@ -249,7 +248,14 @@ impl Store {
     /// exchange is over. What [`Self::respond`], [`Self::body_data`] and
     /// [`Self::body_end`] do in turn, for a shell that files a small exchange's
     /// response in one step (one lock instead of two or three).
-    pub fn respond_whole(&mut self, id: EntryId, now: Instant, status: u16, headers: &[Header], body: &[u8]) {
+    pub fn respond_whole<H: HeadFields + ?Sized>(
+        &mut self,
+        id: EntryId,
+        now: Instant,
+        status: u16,
+        headers: &H,
+        body: &[u8],
+    ) {
         self.respond(id, status, headers);
         if !body.is_empty() {
             self.body_data(id, BodyOf::Response, body);
@@ -343,8 +349,8 @@ impl Store {
     /// value. In one go when they fit the room left in the span's last chunk, or a
     /// fresh chunk when none is left (a head mostly does), else in runs
     /// ([`Self::put_head_across`]). Returns the entry's index (evictions move it).
-    fn put_head(&mut self, mut i: usize, line: &[&[u8]], headers: &[Header]) -> usize {
-        if line.is_empty() && headers.is_empty() {
+    fn put_head<H: HeadFields + ?Sized>(&mut self, mut i: usize, line: &[&[u8]], headers: &H) -> usize {
+        if line.is_empty() && headers.field_count() == 0 {
             return i;
         }
         let fresh = if self.entries[i].spans[EXCHANGE].room() > 0 {
@@ -374,7 +380,13 @@ impl Store {
     /// fields after it that fit the new chunk's room in one go, and so on. Out of line:
     /// most heads fit.
     #[cold]
-    fn put_head_across(&mut self, mut i: usize, fresh: Option<u32>, line: &[&[u8]], headers: &[Header]) -> usize {
+    fn put_head_across<H: HeadFields + ?Sized>(
+        &mut self,
+        mut i: usize,
+        fresh: Option<u32>,
+        line: &[&[u8]],
+        headers: &H,
+    ) -> usize {
         let entry = &mut self.entries[i];
         let span = &mut entry.spans[EXCHANGE];
         let room = if fresh.is_some() { CHUNK } else { span.room() };
@@ -460,6 +472,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::Header;
 
     fn exchange(store: &mut Store, uri: &str, headers: &[Header], body: &[u8]) -> EntryId {
         let ex = Exchange { method: "GET", uri, headers, websocket: false, replay_of: None };

@@ -23,6 +23,6 @@ pub use chunked::{ChunkError, ChunkLimits, ChunkedDecoder, Decoded};
 pub use field_cache::FieldCache;
 pub use framing::{request_framing, response_framing, BodyDecoder, BodyLength, FramingError, RequestFraming};
 pub use head::{
-    parse_request, parse_request_cached, parse_response, parse_response_cached, HeadError, HeadLimits, ParsedRequest,
-    ParsedResponse,
+    parse_origin_response, parse_request, parse_request_cached, parse_response, parse_response_cached, BlockResponse,
+    HeadError, HeadLimits, OriginHead, ParsedRequest, ParsedResponse,
 };
