@@ -165,3 +165,26 @@ fn a_head_cut_anywhere_waits_for_more_either_way() {
         assert_eq!(general(part, &Method::GET, FieldCoding::Indexed), Outcome::Incomplete, "cut {cut}");
     }
 }
+
+#[test]
+fn every_byte_in_a_name_or_a_value_is_taken_or_refused_alike() {
+    // What httparse lets through, the block takes unchecked (`push_parsed`): it must be
+    // what the list's `HeaderName`/`HeaderValue` take.
+    let mut cache = FieldCache::default();
+    for b in 0..=255u8 {
+        let mut name = b"HTTP/1.1 200 OK\r\nx".to_vec();
+        name.extend_from_slice(&[b, b'y']);
+        name.extend_from_slice(b": v\r\ncontent-length: 0\r\n\r\n");
+        let mut value = b"HTTP/1.1 200 OK\r\nx: a".to_vec();
+        value.extend_from_slice(&[b, b'b']);
+        value.extend_from_slice(b"\r\ncontent-length: 0\r\n\r\n");
+        for raw in [name, value] {
+            let want = general(&raw, &Method::GET, FieldCoding::Indexed);
+            let mut got = lean(&raw, &Method::GET, FieldCoding::Indexed, &mut cache);
+            if let Outcome::Ok { lean, .. } = &mut got {
+                *lean = false;
+            }
+            assert_eq!(want, got, "byte {b:#x} in {:?}", String::from_utf8_lossy(&raw));
+        }
+    }
+}

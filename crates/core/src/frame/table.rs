@@ -27,10 +27,13 @@ pub(super) const TEXT: u8 = 0x7f;
 macro_rules! names {
     ($($index:literal => $name:literal,)*) => {
         /// Header names by wire index.
-        pub(super) static NAMES: [HeaderName; [$($index),*].len()] = [$(HeaderName::from_static($name)),*];
+        pub(super) static NAMES: [HeaderName; [$($index),*].len()] =
+            [$(HeaderName::from_static(static_str($name))),*];
 
-        /// The wire index of a name (lowercase, as a `HeaderName` holds it).
-        pub(super) fn name_index(name: &str) -> Option<u8> {
+        /// The wire index of a name (lowercase, as a `HeaderName` holds it). By its
+        /// bytes: a block written from a parser's bytes has no `&str` of the name, and
+        /// making one (`str::from_utf8`) cost ~40 instructions a field.
+        pub(super) fn name_index(name: &[u8]) -> Option<u8> {
             match name {
                 $($name => Some($index),)*
                 _ => None,
@@ -61,94 +64,94 @@ macro_rules! pairs {
 }
 
 names! {
-    0 => "host",
-    1 => "content-length",
-    2 => "content-type",
-    3 => "date",
-    4 => "user-agent",
-    5 => "accept",
-    6 => "accept-encoding",
-    7 => "accept-language",
-    8 => "connection",
-    9 => "x-forwarded-for",
-    10 => "x-forwarded-proto",
-    11 => "x-forwarded-host",
-    12 => "cache-control",
-    13 => "cookie",
-    14 => "set-cookie",
-    15 => "etag",
-    16 => "last-modified",
-    17 => "server",
-    18 => "location",
-    19 => "referer",
-    20 => "origin",
-    21 => "authorization",
-    22 => "content-encoding",
-    23 => "transfer-encoding",
-    24 => "vary",
-    25 => "accept-ranges",
-    26 => "if-modified-since",
-    27 => "if-none-match",
-    28 => "upgrade",
-    29 => "sec-websocket-key",
-    30 => "sec-websocket-version",
-    31 => "sec-websocket-accept",
-    32 => "sec-websocket-protocol",
-    33 => "sec-websocket-extensions",
-    34 => "keep-alive",
-    35 => "te",
-    36 => "trailer",
-    37 => "expires",
-    38 => "pragma",
-    39 => "age",
-    40 => "allow",
-    41 => "content-disposition",
-    42 => "content-language",
-    43 => "content-location",
-    44 => "content-range",
-    45 => "range",
-    46 => "if-match",
-    47 => "if-range",
-    48 => "if-unmodified-since",
-    49 => "expect",
-    50 => "from",
-    51 => "link",
-    52 => "max-forwards",
-    53 => "proxy-authenticate",
-    54 => "proxy-authorization",
-    55 => "retry-after",
-    56 => "refresh",
-    57 => "strict-transport-security",
-    58 => "via",
-    59 => "www-authenticate",
-    60 => "accept-charset",
-    61 => "access-control-allow-origin",
-    62 => "access-control-allow-credentials",
-    63 => "access-control-allow-headers",
-    64 => "access-control-allow-methods",
-    65 => "access-control-expose-headers",
-    66 => "access-control-max-age",
-    67 => "access-control-request-headers",
-    68 => "access-control-request-method",
-    69 => "content-security-policy",
-    70 => "x-content-type-options",
-    71 => "x-frame-options",
-    72 => "x-xss-protection",
-    73 => "x-requested-with",
-    74 => "x-real-ip",
-    75 => "forwarded",
-    76 => "dnt",
-    77 => "upgrade-insecure-requests",
-    78 => "sec-fetch-dest",
-    79 => "sec-fetch-mode",
-    80 => "sec-fetch-site",
-    81 => "sec-fetch-user",
-    82 => "sec-ch-ua",
-    83 => "sec-ch-ua-mobile",
-    84 => "sec-ch-ua-platform",
-    85 => "priority",
-    86 => "referrer-policy",
-    87 => "alt-svc",
+    0 => b"host",
+    1 => b"content-length",
+    2 => b"content-type",
+    3 => b"date",
+    4 => b"user-agent",
+    5 => b"accept",
+    6 => b"accept-encoding",
+    7 => b"accept-language",
+    8 => b"connection",
+    9 => b"x-forwarded-for",
+    10 => b"x-forwarded-proto",
+    11 => b"x-forwarded-host",
+    12 => b"cache-control",
+    13 => b"cookie",
+    14 => b"set-cookie",
+    15 => b"etag",
+    16 => b"last-modified",
+    17 => b"server",
+    18 => b"location",
+    19 => b"referer",
+    20 => b"origin",
+    21 => b"authorization",
+    22 => b"content-encoding",
+    23 => b"transfer-encoding",
+    24 => b"vary",
+    25 => b"accept-ranges",
+    26 => b"if-modified-since",
+    27 => b"if-none-match",
+    28 => b"upgrade",
+    29 => b"sec-websocket-key",
+    30 => b"sec-websocket-version",
+    31 => b"sec-websocket-accept",
+    32 => b"sec-websocket-protocol",
+    33 => b"sec-websocket-extensions",
+    34 => b"keep-alive",
+    35 => b"te",
+    36 => b"trailer",
+    37 => b"expires",
+    38 => b"pragma",
+    39 => b"age",
+    40 => b"allow",
+    41 => b"content-disposition",
+    42 => b"content-language",
+    43 => b"content-location",
+    44 => b"content-range",
+    45 => b"range",
+    46 => b"if-match",
+    47 => b"if-range",
+    48 => b"if-unmodified-since",
+    49 => b"expect",
+    50 => b"from",
+    51 => b"link",
+    52 => b"max-forwards",
+    53 => b"proxy-authenticate",
+    54 => b"proxy-authorization",
+    55 => b"retry-after",
+    56 => b"refresh",
+    57 => b"strict-transport-security",
+    58 => b"via",
+    59 => b"www-authenticate",
+    60 => b"accept-charset",
+    61 => b"access-control-allow-origin",
+    62 => b"access-control-allow-credentials",
+    63 => b"access-control-allow-headers",
+    64 => b"access-control-allow-methods",
+    65 => b"access-control-expose-headers",
+    66 => b"access-control-max-age",
+    67 => b"access-control-request-headers",
+    68 => b"access-control-request-method",
+    69 => b"content-security-policy",
+    70 => b"x-content-type-options",
+    71 => b"x-frame-options",
+    72 => b"x-xss-protection",
+    73 => b"x-requested-with",
+    74 => b"x-real-ip",
+    75 => b"forwarded",
+    76 => b"dnt",
+    77 => b"upgrade-insecure-requests",
+    78 => b"sec-fetch-dest",
+    79 => b"sec-fetch-mode",
+    80 => b"sec-fetch-site",
+    81 => b"sec-fetch-user",
+    82 => b"sec-ch-ua",
+    83 => b"sec-ch-ua-mobile",
+    84 => b"sec-ch-ua-platform",
+    85 => b"priority",
+    86 => b"referrer-policy",
+    87 => b"alt-svc",
 }
 
 pairs! {
@@ -208,7 +211,7 @@ const fn static_str(bytes: &'static [u8]) -> &'static str {
 
 /// How a field is written towards a peer that reads indexes: `PAIR_BIT` and the whole
 /// field's index, else its name's index, else [`TEXT`].
-pub(super) fn code(name: &str, value: &[u8]) -> u8 {
+pub(super) fn code(name: &[u8], value: &[u8]) -> u8 {
     match name_index(name) {
         Some(n) => pair_index(n, value).map_or(n, |field| PAIR_BIT | field),
         None => TEXT,
@@ -239,7 +242,7 @@ mod tests {
             // The lookup is by the `HeaderName`'s own text, so each entry must be in
             // the form it keeps (lowercase), and appear once.
             assert_eq!(n.as_str(), n.as_str().to_ascii_lowercase());
-            assert_eq!(name_index(n.as_str()).map(usize::from), Some(i), "{n}");
+            assert_eq!(name_index(n.as_str().as_bytes()).map(usize::from), Some(i), "{n}");
             assert_eq!(HeaderName::from_bytes(n.as_str().as_bytes()).ok().as_ref(), Some(n));
         }
         for (i, (name_index, value)) in PAIRS.iter().enumerate() {
@@ -252,8 +255,8 @@ mod tests {
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn what_is_not_in_the_table_is_not_found() {
-        assert_eq!(name_index("x-custom"), None);
-        assert_eq!(name_index("Host"), None, "names are looked up as a HeaderName holds them");
+        assert_eq!(name_index(b"x-custom"), None);
+        assert_eq!(name_index(b"Host"), None, "names are looked up as a HeaderName holds them");
         assert_eq!(pair_index(10, b"ftp"), None);
         assert_eq!(pair_index(0, b"http"), None, "a value counts only under its own name");
         assert_eq!(name(u8::try_from(NAMES.len()).unwrap()), None);

@@ -302,7 +302,9 @@ pub fn parse_origin_response(
                 break;
             }
         }
-        block.push(h.name.as_bytes(), h.value).map_err(|_| HeadError::Header)?;
+        // httparse held the name to token characters and the value to visible bytes,
+        // spaces, tabs and obs-text (what `HeaderName`/`HeaderValue` take).
+        block.push_parsed(h.name.as_bytes(), h.value);
     }
     if lean {
         buf.advance(len);
