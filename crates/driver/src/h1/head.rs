@@ -320,6 +320,14 @@ pub fn parse_origin_response(
     Ok(Some(OriginHead::Listed(ParsedResponse { status, version, headers: headers? })))
 }
 
+/// Whether the token `name` is `known` (lowercase letters and `-`) in any case. A
+/// token's byte with its 0x20 bit set is one of `known`'s only if it is that letter in
+/// either case (or `-` itself: CR, the other byte it could be, is no token character),
+/// so one OR per byte folds the case, without `eq_ignore_ascii_case`'s branches.
+fn folded_eq(name: &[u8], known: &[u8]) -> bool {
+    name.len() == known.len() && name.iter().zip(known).fold(0, |diff, (a, k)| diff | ((a | 0x20) ^ k)) == 0
+}
+
 /// How a response's field bears on taking the lean way.
 enum Lean {
     /// Passed on as it is, no rule reads it.
@@ -334,7 +342,7 @@ enum Lean {
 /// Which [`Lean`] a field named `name` (any case) is; by length first, as most names
 /// are ruled out by one comparison.
 fn lean_field(name: &[u8]) -> Lean {
-    let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+    let is = |known: &[u8]| folded_eq(name, known);
     let not = match name.len() {
         14 if is(b"content-length") => return Lean::ContentLength,
         2 => is(b"te"),
