@@ -10,12 +10,11 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Method, Uri, Version};
-use localtunnels_core::{FieldCoding, Header, HeaderBlock};
+use localtunnels_core::Header;
 
 use super::field_cache::{FieldCache, FieldRange};
-use super::origin::{add_content_length, ResponseFramingError};
 
 /// Most header fields in one head (hyper's default too).
 pub const MAX_HEADERS: usize = 100;
@@ -76,7 +75,7 @@ impl HeadError {
         }
     }
 
-    fn of(e: httparse::Error) -> HeadError {
+    pub(super) fn of(e: httparse::Error) -> HeadError {
         match e {
             httparse::Error::TooManyHeaders => HeadError::TooLarge,
             httparse::Error::Version => HeadError::Version,
@@ -114,9 +113,9 @@ pub struct ParsedResponse {
 
 /// Header storage for one parse; uninitialised until httparse fills it, as in hyper
 /// (zeroing 100 entries on every request is measurable).
-type Slots<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+pub(super) type Slots<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
 
-fn slots<'b>() -> Slots<'b> {
+pub(super) fn slots<'b>() -> Slots<'b> {
     [const { MaybeUninit::uninit() }; MAX_HEADERS]
 }
 
@@ -223,155 +222,21 @@ fn parse_response_with(
     Ok(Some(ParsedResponse { status, version, headers: headers? }))
 }
 
-/// A response head as the origin leg reads it for the tunnel (see
-/// [`parse_origin_response`]).
-#[derive(Debug)]
-pub enum OriginHead {
-    /// The usual head, its fields written straight into the RESPONSE's block.
-    Block(BlockResponse),
-    /// Any other, as a typed list for the general rules.
-    Listed(ParsedResponse),
-}
-
-impl OriginHead {
-    /// The status code.
-    pub fn status(&self) -> u16 {
-        match self {
-            OriginHead::Block(r) => r.status,
-            OriginHead::Listed(r) => r.status,
-        }
-    }
-
-    /// HTTP/1.0 or HTTP/1.1.
-    pub fn version(&self) -> Version {
-        match self {
-            OriginHead::Block(r) => r.version,
-            OriginHead::Listed(r) => r.version,
-        }
-    }
-}
-
-/// A response head whose fields went straight from the parser into a [`HeaderBlock`]:
-/// one with no `Transfer-Encoding` and no hop-by-hop field (none that a proxy drops or
-/// that changes the connection's fate), so that the framing rules need only its
-/// `Content-Length` values, folded as they were read.
-#[derive(Debug)]
-pub struct BlockResponse {
-    /// The status code (100-999).
-    pub status: u16,
-    /// HTTP/1.0 or HTTP/1.1.
-    pub version: Version,
-    /// Every field in order, names lowercase.
-    pub block: HeaderBlock,
-    /// What its `Content-Length` values say (`origin::add_content_length`).
-    pub length: Result<Option<u64>, ResponseFramingError>,
-}
-
-/// Reads a response head off the front of `buf`, as [`parse_response_cached`] does,
-/// for a proxy that passes it on: the usual head (see [`BlockResponse`]) is written
-/// into a [`HeaderBlock`] coded as `coding` says, in the walk that checks its fields,
-/// with no `HeaderName`, `HeaderValue` or list in between (~0.5k instructions per
-/// response on the client's critical path: docs/BENCHMARKS.md, sixteenth round); any
-/// other head is parsed into a list, as before. Both refuse the same heads.
-pub fn parse_origin_response(
-    buf: &mut BytesMut,
-    limits: &HeadLimits,
-    cache: &mut FieldCache,
-    coding: FieldCoding,
-) -> Result<Option<OriginHead>, HeadError> {
-    let mut slots = slots();
-    let max = limits.max_headers.min(MAX_HEADERS);
-    let mut res = httparse::Response::new(&mut []);
-    let status = httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut res, within(buf, limits), &mut slots[..max])
-        .map_err(HeadError::of)?;
-    let Some(len) = head_len(status, buf.len(), limits)? else { return Ok(None) };
-    let (Some(status), Some(minor)) = (res.code, res.version) else {
-        return Err(HeadError::Header);
-    };
-    let version = if minor == 1 { Version::HTTP_11 } else { Version::HTTP_10 };
-    let mut block = HeaderBlock::new(coding);
-    let mut length = Ok(None);
-    let mut lean = true;
-    for h in res.headers.iter() {
-        match lean_field(h.name.as_bytes()) {
-            Lean::Plain => {}
-            Lean::ContentLength => add_content_length(&mut length, h.value),
-            Lean::Not => {
-                lean = false;
-                break;
-            }
-        }
-        // httparse held the name to token characters and the value to visible bytes,
-        // spaces, tabs and obs-text (what `HeaderName`/`HeaderValue` take).
-        block.push_parsed(h.name.as_bytes(), h.value);
-    }
-    if lean {
-        buf.advance(len);
-        return Ok(Some(OriginHead::Block(BlockResponse { status, version, block, length })));
-    }
-    // The general way: the list (from the same parse), as `parse_response_cached` makes it.
-    let mut ranges = std::mem::take(&mut cache.ranges);
-    ranges.extend(res.headers.iter().map(|h| field_range(buf, h)));
-    let raw = buf.split_to(len).freeze();
-    let headers = fields(&raw, &ranges, Some(cache));
-    ranges.clear();
-    cache.ranges = ranges;
-    Ok(Some(OriginHead::Listed(ParsedResponse { status, version, headers: headers? })))
-}
-
-/// Whether the token `name` is `known` (lowercase letters and `-`) in any case. A
-/// token's byte with its 0x20 bit set is one of `known`'s only if it is that letter in
-/// either case (or `-` itself: CR, the other byte it could be, is no token character),
-/// so one OR per byte folds the case, without `eq_ignore_ascii_case`'s branches.
-fn folded_eq(name: &[u8], known: &[u8]) -> bool {
-    name.len() == known.len() && name.iter().zip(known).fold(0, |diff, (a, k)| diff | ((a | 0x20) ^ k)) == 0
-}
-
-/// How a response's field bears on taking the lean way.
-enum Lean {
-    /// Passed on as it is, no rule reads it.
-    Plain,
-    /// `Content-Length`: the framing reads it.
-    ContentLength,
-    /// `Transfer-Encoding`, or a hop-by-hop field (`Connection` and the fields a proxy
-    /// drops): the general way.
-    Not,
-}
-
-/// Which [`Lean`] a field named `name` (any case) is; by length first, as most names
-/// are ruled out by one comparison.
-fn lean_field(name: &[u8]) -> Lean {
-    let is = |known: &[u8]| folded_eq(name, known);
-    let not = match name.len() {
-        14 if is(b"content-length") => return Lean::ContentLength,
-        2 => is(b"te"),
-        7 => is(b"upgrade"),
-        10 => is(b"connection") || is(b"keep-alive"),
-        16 => is(b"proxy-connection"),
-        17 => is(b"transfer-encoding"),
-        18 => is(b"proxy-authenticate"),
-        19 => is(b"proxy-authorization"),
-        _ => false,
-    };
-    if not {
-        Lean::Not
-    } else {
-        Lean::Plain
-    }
-}
-
 /// The part of `buf` a head may take: what lies past the limit is never parsed, so a
 /// head over the limit is refused as too large however the reads cut its bytes (parsing
 /// it all could find a malformed field past the limit when the bytes came in one read,
 /// and not when they came in several; the fuzz target `h1_codec` found this).
-fn within<'b>(buf: &'b [u8], limits: &HeadLimits) -> &'b [u8] {
+pub(super) fn within<'b>(buf: &'b [u8], limits: &HeadLimits) -> &'b [u8] {
     &buf[..buf.len().min(limits.max_bytes)]
 }
 
 /// The length of a complete head within the limit, `None` for a partial one that may
 /// still fit.
-fn head_len(status: httparse::Status<usize>, buffered: usize, limits: &HeadLimits) -> Result<Option<usize>, HeadError> {
+pub(super) fn head_len(
+    status: httparse::Status<usize>,
+    buffered: usize,
+    limits: &HeadLimits,
+) -> Result<Option<usize>, HeadError> {
     match status {
         httparse::Status::Complete(len) if len > limits.max_bytes => Err(HeadError::TooLarge),
         httparse::Status::Complete(len) => Ok(Some(len)),
@@ -388,7 +253,7 @@ fn offset_in(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
 
 /// A field's name and value as ranges of the buffer, so that the buffer can be frozen
 /// and the values shared rather than copied.
-fn field_range(buf: &[u8], h: &httparse::Header<'_>) -> FieldRange {
+pub(super) fn field_range(buf: &[u8], h: &httparse::Header<'_>) -> FieldRange {
     (offset_in(buf, h.name.as_bytes()), offset_in(buf, h.value))
 }
 
@@ -396,7 +261,11 @@ fn field_range(buf: &[u8], h: &httparse::Header<'_>) -> FieldRange {
 /// three `X-Forwarded-*`), so that adding them does not move the list.
 const ADDED_FIELDS: usize = 4;
 
-fn fields(raw: &Bytes, ranges: &[FieldRange], mut cache: Option<&mut FieldCache>) -> Result<Vec<Header>, HeadError> {
+pub(super) fn fields(
+    raw: &Bytes,
+    ranges: &[FieldRange],
+    mut cache: Option<&mut FieldCache>,
+) -> Result<Vec<Header>, HeadError> {
     let mut headers = Vec::with_capacity(ranges.len() + ADDED_FIELDS);
     for (i, (name, value)) in ranges.iter().enumerate() {
         if let Some(c) = cache.as_deref_mut() {

@@ -18,11 +18,13 @@ pub mod field_cache;
 pub mod framing;
 pub mod head;
 pub mod origin;
+pub mod origin_head;
 
 pub use chunked::{ChunkError, ChunkLimits, ChunkedDecoder, Decoded};
 pub use field_cache::FieldCache;
 pub use framing::{request_framing, response_framing, BodyDecoder, BodyLength, FramingError, RequestFraming};
 pub use head::{
-    parse_origin_response, parse_request, parse_request_cached, parse_response, parse_response_cached, BlockResponse,
-    HeadError, HeadLimits, OriginHead, ParsedRequest, ParsedResponse,
+    parse_request, parse_request_cached, parse_response, parse_response_cached, HeadError, HeadLimits, ParsedRequest,
+    ParsedResponse,
 };
+pub use origin_head::{parse_origin_response, BlockResponse, OriginHead};
