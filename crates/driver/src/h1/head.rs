@@ -75,7 +75,7 @@ impl HeadError {
         }
     }
 
-    pub(super) fn of(e: httparse::Error) -> HeadError {
+    fn of(e: httparse::Error) -> HeadError {
         match e {
             httparse::Error::TooManyHeaders => HeadError::TooLarge,
             httparse::Error::Version => HeadError::Version,
@@ -200,6 +200,37 @@ fn parse_response_with(
     mut cache: Option<&mut FieldCache>,
 ) -> Result<Option<ParsedResponse>, HeadError> {
     let mut slots = slots();
+    let Some(StatusHead { len, status, version, fields: parsed }) = parse_status_head(buf, limits, &mut slots)? else {
+        return Ok(None);
+    };
+    // The cache's list keeps its allocation from one head to the next.
+    let mut ranges = cache.as_deref_mut().map(|c| std::mem::take(&mut c.ranges)).unwrap_or_default();
+    ranges.extend(parsed.iter().map(|h| field_range(buf, h)));
+    let raw = buf.split_to(len).freeze();
+    let headers = fields(&raw, &ranges, cache.as_deref_mut());
+    if let Some(c) = cache {
+        ranges.clear();
+        c.ranges = ranges;
+    }
+    Ok(Some(ParsedResponse { status, version, headers: headers? }))
+}
+
+/// A response head as httparse read it: its length, status, version and fields (in
+/// the parse's slots, pointing into the buffer).
+pub(super) struct StatusHead<'s, 'b> {
+    pub(super) len: usize,
+    pub(super) status: u16,
+    pub(super) version: Version,
+    pub(super) fields: &'s [httparse::Header<'b>],
+}
+
+/// Parses the response head at the front of `buf` into `slots`: `None` while it is
+/// incomplete (see [`head_len`]).
+pub(super) fn parse_status_head<'s, 'b>(
+    buf: &'b [u8],
+    limits: &HeadLimits,
+    slots: &'s mut Slots<'b>,
+) -> Result<Option<StatusHead<'s, 'b>>, HeadError> {
     let max = limits.max_headers.min(MAX_HEADERS);
     let mut res = httparse::Response::new(&mut []);
     let status = httparse::ParserConfig::default()
@@ -210,33 +241,20 @@ fn parse_response_with(
         return Err(HeadError::Header);
     };
     let version = if minor == 1 { Version::HTTP_11 } else { Version::HTTP_10 };
-    // The cache's list keeps its allocation from one head to the next.
-    let mut ranges = cache.as_deref_mut().map(|c| std::mem::take(&mut c.ranges)).unwrap_or_default();
-    ranges.extend(res.headers.iter().map(|h| field_range(buf, h)));
-    let raw = buf.split_to(len).freeze();
-    let headers = fields(&raw, &ranges, cache.as_deref_mut());
-    if let Some(c) = cache {
-        ranges.clear();
-        c.ranges = ranges;
-    }
-    Ok(Some(ParsedResponse { status, version, headers: headers? }))
+    Ok(Some(StatusHead { len, status, version, fields: res.headers }))
 }
 
 /// The part of `buf` a head may take: what lies past the limit is never parsed, so a
 /// head over the limit is refused as too large however the reads cut its bytes (parsing
 /// it all could find a malformed field past the limit when the bytes came in one read,
 /// and not when they came in several; the fuzz target `h1_codec` found this).
-pub(super) fn within<'b>(buf: &'b [u8], limits: &HeadLimits) -> &'b [u8] {
+fn within<'b>(buf: &'b [u8], limits: &HeadLimits) -> &'b [u8] {
     &buf[..buf.len().min(limits.max_bytes)]
 }
 
 /// The length of a complete head within the limit, `None` for a partial one that may
 /// still fit.
-pub(super) fn head_len(
-    status: httparse::Status<usize>,
-    buffered: usize,
-    limits: &HeadLimits,
-) -> Result<Option<usize>, HeadError> {
+fn head_len(status: httparse::Status<usize>, buffered: usize, limits: &HeadLimits) -> Result<Option<usize>, HeadError> {
     match status {
         httparse::Status::Complete(len) if len > limits.max_bytes => Err(HeadError::TooLarge),
         httparse::Status::Complete(len) => Ok(Some(len)),

@@ -8,7 +8,7 @@ use http::Version;
 use localtunnels_core::{FieldCoding, HeaderBlock};
 
 use super::field_cache::FieldCache;
-use super::head::{field_range, fields, head_len, slots, within, HeadError, HeadLimits, ParsedResponse, MAX_HEADERS};
+use super::head::{field_range, fields, parse_status_head, slots, HeadError, HeadLimits, ParsedResponse, StatusHead};
 use super::origin::{add_content_length, ResponseFramingError};
 
 /// A response head as the origin leg reads it for the tunnel (see
@@ -68,20 +68,13 @@ pub fn parse_origin_response(
     coding: FieldCoding,
 ) -> Result<Option<OriginHead>, HeadError> {
     let mut slots = slots();
-    let max = limits.max_headers.min(MAX_HEADERS);
-    let mut res = httparse::Response::new(&mut []);
-    let status = httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut res, within(buf, limits), &mut slots[..max])
-        .map_err(HeadError::of)?;
-    let Some(len) = head_len(status, buf.len(), limits)? else { return Ok(None) };
-    let (Some(status), Some(minor)) = (res.code, res.version) else {
-        return Err(HeadError::Header);
+    let Some(StatusHead { len, status, version, fields: parsed }) = parse_status_head(buf, limits, &mut slots)? else {
+        return Ok(None);
     };
-    let version = if minor == 1 { Version::HTTP_11 } else { Version::HTTP_10 };
     let mut block = HeaderBlock::new(coding);
     let mut length = Ok(None);
     let mut lean = true;
-    for h in res.headers.iter() {
+    for h in parsed {
         match lean_field(h.name.as_bytes()) {
             Lean::Plain => {}
             Lean::ContentLength => add_content_length(&mut length, h.value),
@@ -100,7 +93,7 @@ pub fn parse_origin_response(
     }
     // The general way: the list (from the same parse), as `parse_response_cached` makes it.
     let mut ranges = std::mem::take(&mut cache.ranges);
-    ranges.extend(res.headers.iter().map(|h| field_range(buf, h)));
+    ranges.extend(parsed.iter().map(|h| field_range(buf, h)));
     let raw = buf.split_to(len).freeze();
     let headers = fields(&raw, &ranges, Some(cache));
     ranges.clear();
