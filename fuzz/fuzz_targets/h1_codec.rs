@@ -12,20 +12,25 @@
 //! server's HTTP/1 path writes from) gives what the `HeaderMap` check gives, in its order.
 //! A request or response head read with a connection's field cache
 //! (`parse_request_cached`, `parse_response_cached`), cold and warm from other heads,
-//! reads as without it.
+//! reads as without it. A response head read for the tunnel (`parse_origin_response`:
+//! the usual head straight into the RESPONSE's block) frames, keeps the connection and
+//! gives the block that the list's rules and `HeaderBlock::from_headers` give.
 
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use localtunnels_core::{ResponseHead, StreamKind};
+use localtunnels_core::{FieldCoding, HeaderBlock, ResponseHead, StreamKind};
 use localtunnels_driver::h1::chunked::{write_chunk, write_last_chunk};
-use localtunnels_driver::h1::{
-    parse_request, parse_request_cached, parse_response, parse_response_cached, request_framing, response_framing,
-    BodyDecoder, ChunkError, ChunkLimits, ChunkedDecoder, Decoded, FieldCache, HeadError, HeadLimits, ParsedRequest,
-    ParsedResponse,
+use localtunnels_driver::h1::origin::{
+    drop_overridden_length, response_body, response_body_by_length, response_keeps_alive,
 };
-use localtunnels_driver::http::{forwardable_response, forwardable_response_list, header_list};
+use localtunnels_driver::h1::{
+    parse_origin_response, parse_request, parse_request_cached, parse_response, parse_response_cached, request_framing,
+    response_framing, BodyDecoder, ChunkError, ChunkLimits, ChunkedDecoder, Decoded, FieldCache, HeadError, HeadLimits,
+    OriginHead, ParsedRequest, ParsedResponse,
+};
+use localtunnels_driver::http::{forwardable_response, forwardable_response_list, header_list, retain_end_to_end};
 use localtunnels_server::host::Host;
 
 /// What a parse came to, comparable across feeds.
@@ -116,6 +121,47 @@ fn cached_as_plain(input: &[u8]) {
     }
 }
 
+/// What the framing rules made of a response head: the error, or the body's framing,
+/// the connection's fate and the tunnel's block.
+type Framed = Result<Option<(u16, String, bool, Vec<u8>, usize)>, String>;
+
+/// `input` read by `parse_origin_response` answers as `parse_response` and the list's
+/// rules (`drop_overridden_length`, `retain_end_to_end`) do.
+fn origin_block_as_list(input: &[u8]) {
+    let limits = HeadLimits { max_bytes: 2048, max_headers: 16 };
+    let mut cache = FieldCache::default();
+    for method in [http::Method::GET, http::Method::HEAD] {
+        let listed = |r: ParsedResponse, left: usize| -> Framed {
+            let mut headers = r.headers;
+            let length = response_body(r.version, &method, r.status, &headers).map_err(|e| e.to_string())?;
+            drop_overridden_length(&mut headers);
+            let keep = response_keeps_alive(r.version, &headers);
+            retain_end_to_end(&mut headers, StreamKind::Http);
+            let block = HeaderBlock::from_headers(&headers, FieldCoding::Indexed).encoded().to_vec();
+            Ok(Some((r.status, format!("{length:?}"), keep, block, left)))
+        };
+        let mut buf = BytesMut::from(input);
+        let want = match parse_response(&mut buf, &limits) {
+            Err(e) => Err(e.to_string()),
+            Ok(None) => Ok(None),
+            Ok(Some(r)) => listed(r, buf.len()),
+        };
+        let mut buf = BytesMut::from(input);
+        let got = match parse_origin_response(&mut buf, &limits, &mut cache, FieldCoding::Indexed) {
+            Err(e) => Err(e.to_string()),
+            Ok(None) => Ok(None),
+            Ok(Some(OriginHead::Listed(r))) => listed(r, buf.len()),
+            Ok(Some(OriginHead::Block(r))) => {
+                response_body_by_length(&method, r.status, r.length).map_err(|e| e.to_string()).map(|length| {
+                    let keep = r.version == http::Version::HTTP_11;
+                    Some((r.status, format!("{length:?}"), keep, r.block.encoded().to_vec(), buf.len()))
+                })
+            }
+        };
+        assert_eq!(want, got, "a response head read into a block differs from the list's way");
+    }
+}
+
 /// What a request parse gave, comparable: method, target, version, fields, bytes left.
 type RequestSummary = Result<Option<(String, String, http::Version, Vec<(String, Vec<u8>)>, usize)>, HeadError>;
 
@@ -192,6 +238,7 @@ fuzz_target!(|data: &[u8]| {
     same_in_pieces(input, step, request);
     same_in_pieces(input, step, response);
     cached_as_plain(input);
+    origin_block_as_list(input);
 
     let limits = ChunkLimits { max_trailer_bytes: 1024, max_trailers: 8 };
     let whole = chunked(input, input.len().max(1), limits);

@@ -21,18 +21,18 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes};
-use http::{header, HeaderName, Method};
+use http::{header, HeaderName, Method, Version};
 use http_body::{Body, Frame, SizeHint};
-use localtunnels_core::Header;
+use localtunnels_core::{FieldCoding, Header};
 use localtunnels_driver::h1::chunked::{write_chunk_size, write_last_chunk, CHUNK_END};
 use localtunnels_driver::h1::framing::decimal;
 use localtunnels_driver::h1::head::write_request_head;
 use localtunnels_driver::h1::origin::{
-    declared_trailers, drop_overridden_length, is_interim, response_body, response_keeps_alive,
+    declared_trailers, drop_overridden_length, is_interim, response_body, response_body_by_length, response_keeps_alive,
 };
-use localtunnels_driver::h1::{origin::ResponseFramingError, ParsedResponse};
+use localtunnels_driver::h1::{origin::ResponseFramingError, OriginHead};
 use localtunnels_driver::h1::{
-    parse_response_cached, BodyDecoder, BodyLength, ChunkError, ChunkLimits, Decoded, HeadError,
+    parse_origin_response, BodyDecoder, BodyLength, ChunkError, ChunkLimits, Decoded, HeadError,
 };
 use localtunnels_driver::http::header_map;
 use localtunnels_driver::StreamBody;
@@ -102,7 +102,7 @@ impl From<ChunkError> for ExchangeError {
 
 /// A final response head and the body still to be read.
 pub(crate) struct Response {
-    pub(crate) head: ParsedResponse,
+    pub(crate) head: OriginHead,
     /// Boxed: the body (with the exchange's state) is ~280 bytes, and the answer moves
     /// through five futures and values on its way to the stream's pump, a `memcpy`
     /// call each; one allocation costs less than those copies.
@@ -143,11 +143,20 @@ impl OriginPool {
         self: &Arc<Self>,
         ex: Exchange,
         method: &Method,
-        mut head: ParsedResponse,
+        mut head: OriginHead,
     ) -> Result<Response, ExchangeError> {
-        let length = response_body(head.version, method, head.status, &head.headers)?;
-        drop_overridden_length(&mut head.headers);
-        let keep_alive = response_keeps_alive(head.version, &head.headers) && length != BodyLength::CloseDelimited;
+        let (length, keeps_alive) = match &mut head {
+            // No `Transfer-Encoding` and no `Connection`: its `Content-Length` frames it.
+            OriginHead::Block(r) => {
+                (response_body_by_length(method, r.status, r.length)?, r.version == Version::HTTP_11)
+            }
+            OriginHead::Listed(r) => {
+                let length = response_body(r.version, method, r.status, &r.headers)?;
+                drop_overridden_length(&mut r.headers);
+                (length, response_keeps_alive(r.version, &r.headers))
+            }
+        };
+        let keep_alive = keeps_alive && length != BodyLength::CloseDelimited;
         // Written straight into its allocation: `Box::new` built the ~280 bytes on the
         // stack and copied them in (a `memcpy` call per request).
         let body = Box::write(
@@ -266,15 +275,16 @@ impl Exchange {
         &mut self,
         cx: &mut Context<'_>,
         limits: &localtunnels_driver::h1::HeadLimits,
-    ) -> Poll<Result<ParsedResponse, ExchangeError>> {
+    ) -> Poll<Result<OriginHead, ExchangeError>> {
         loop {
             self.poll_send_now(cx)?;
             let Some(conn) = self.conn.as_mut() else { return Poll::Ready(Err(ExchangeError::Incomplete)) };
             if !conn.read.is_empty() {
-                match parse_response_cached(&mut conn.read, limits, &mut conn.fields)? {
-                    Some(head) if is_interim(head.status) => continue,
+                // Written with indexes: a session whose peer reads text re-encodes it.
+                match parse_origin_response(&mut conn.read, limits, &mut conn.fields, FieldCoding::Indexed)? {
+                    Some(head) if is_interim(head.status()) => continue,
                     // hyper refuses a status under 100 as it parses the head.
-                    Some(head) if head.status < 100 => return Poll::Ready(Err(HeadError::Status.into())),
+                    Some(head) if head.status() < 100 => return Poll::Ready(Err(HeadError::Status.into())),
                     Some(head) => return Poll::Ready(Ok(head)),
                     None => {}
                 }

@@ -10,8 +10,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use localtunnels_core::{Header, ResponseHead, StreamKind};
+use localtunnels_core::{FieldCoding, Header, HeaderBlock, StreamKind};
 use localtunnels_driver::h1::framing::decimal;
+use localtunnels_driver::h1::OriginHead;
 use localtunnels_driver::http::{header_map, response_head, retain_end_to_end};
 use localtunnels_driver::StreamBody;
 
@@ -70,26 +71,37 @@ pub(crate) enum Answer {
 impl Answer {
     pub(crate) fn status(&self) -> u16 {
         match self {
-            Answer::Direct(r) => r.head.status,
+            Answer::Direct(r) => r.head.status(),
             Answer::Called(r) => r.status().as_u16(),
         }
     }
 
-    /// The head as the tunnel carries it (hop-by-hop fields dropped), and the body.
-    pub(crate) fn into_parts(self) -> (ResponseHead, AnswerBody) {
+    /// The head as the tunnel carries it (hop-by-hop fields dropped: the status and
+    /// the RESPONSE's block), and the body. A usual head from a connection of ours
+    /// went from the parser into its block; any other is written into one here.
+    pub(crate) fn into_parts(self) -> (u16, HeaderBlock, AnswerBody) {
         match self {
-            Answer::Direct(r) => {
-                let mut headers = r.head.headers;
-                retain_end_to_end(&mut headers, StreamKind::Http);
-                (ResponseHead { status: r.head.status, headers }, AnswerBody::Direct(r.body))
-            }
+            Answer::Direct(r) => match r.head {
+                OriginHead::Block(head) => (head.status, head.block, AnswerBody::Direct(r.body)),
+                OriginHead::Listed(head) => {
+                    let mut headers = head.headers;
+                    retain_end_to_end(&mut headers, StreamKind::Http);
+                    (head.status, HeaderBlock::from_headers(&headers, BLOCK_CODING), AnswerBody::Direct(r.body))
+                }
+            },
             Answer::Called(r) => {
                 let (parts, body) = r.into_parts();
-                (response_head(parts.status, &parts.headers, StreamKind::Http), AnswerBody::Called(body))
+                let head = response_head(parts.status, &parts.headers, StreamKind::Http);
+                (head.status, HeaderBlock::from_headers(&head.headers, BLOCK_CODING), AnswerBody::Called(body))
             }
         }
     }
 }
+
+/// How the client writes a RESPONSE's block: with the table's indexes, which every
+/// server of this protocol version reads (a session towards one that does not
+/// re-encodes it as text: `Session::respond_block`).
+pub(crate) const BLOCK_CODING: FieldCoding = FieldCoding::Indexed;
 
 /// Sends the request (`headers` as [`origin_request`] left them) to the origin.
 pub(crate) async fn send(

@@ -125,7 +125,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         ctx.emit(ClientEvent::Error { message: message.clone() });
         return tx.reset(ResetCode::Protocol, &message);
     }
-    let (head, mut body) = res.into_parts();
+    let (status, block, mut body) = res.into_parts();
     let end = body.is_end_stream();
     // One poll of the body, which never waits: a small response's whole body came in
     // with its head, and then the head, the body and the end go to the visitor in one
@@ -160,10 +160,10 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     let mut filing = None;
     if let Some((i, id)) = record {
         match (&whole, end) {
-            (Some(data), _) => filing = i.respond_whole(id, status, &head.headers, data, held),
-            (None, true) => filing = i.respond_whole(id, status, &head.headers, &[], held),
+            (Some(data), _) => filing = i.respond_whole(id, status, &block, data, held),
+            (None, true) => filing = i.respond_whole(id, status, &block, &[], held),
             (None, false) => {
-                i.change(id, |s| s.respond(id, status, &head.headers));
+                i.change(id, |s| s.respond(id, status, &block));
                 recorder = Some(BodyRecorder::response(i, id));
             }
         }
@@ -171,7 +171,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     let mut bytes = 0;
     if let Some(data) = &whole {
         bytes = data.len() as u64;
-        let taken = match tx.respond_whole(head, data) {
+        let taken = match tx.respond_whole_block(status, block, data) {
             Ok(taken) => taken,
             Err(e) => {
                 drop(filing);
@@ -197,7 +197,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             }
         }
     } else {
-        if let Err(e) = tx.respond(head, end) {
+        if let Err(e) = tx.respond_block(status, block, end) {
             drop(filing);
             let message = format!("response to {method} {path} lost: {e}");
             failed(&message);

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt};
 use localtunnels_core::Header;
-use localtunnels_driver::h1::HeadLimits;
+use localtunnels_driver::h1::{HeadLimits, OriginHead};
 use localtunnels_driver::http::header_map;
 use localtunnels_driver::StreamBody;
 use tokio::net::TcpStream;
@@ -157,9 +157,12 @@ impl Origin for LocalOrigin {
             let req = Outgoing { method: &parts.method, target, headers: &headers };
             let res = pool.send(req, body).await?;
             let mut out = Response::new(res.body.map_err(BoxError::from).boxed_unsync());
-            *out.status_mut() = http::StatusCode::from_u16(res.head.status)?;
-            *out.version_mut() = res.head.version;
-            *out.headers_mut() = header_map(&res.head.headers);
+            *out.status_mut() = http::StatusCode::from_u16(res.head.status())?;
+            *out.version_mut() = res.head.version();
+            *out.headers_mut() = match &res.head {
+                OriginHead::Block(head) => header_map(&head.block.headers()),
+                OriginHead::Listed(head) => header_map(&head.headers),
+            };
             Ok(out)
         })
     }

@@ -195,3 +195,77 @@ fn values_that_repeat_or_change_arrive_as_sent() {
         assert_eq!(pair.client.log(id).head.as_ref(), Some(&head), "{host} {visitor}");
     }
 }
+
+/// A head with table fields, a field outside the table and a value a table name
+/// carries as text.
+fn varied_response() -> ResponseHead {
+    ResponseHead {
+        status: 200,
+        headers: vec![
+            field("content-type", "text/plain"),
+            field("content-length", "1024"),
+            field("x-request-id", "abc"),
+            field("date", "Sun, 06 Dec 2026 19:00:00 GMT"),
+        ],
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_response_sent_as_a_block_is_the_frame_respond_sends() {
+    // Towards a peer that reads indexes, and towards one that does not (the block,
+    // written with indexes, is re-encoded as text).
+    for indexed in [true, false] {
+        let sent = |as_block: bool| {
+            let mut client = Session::client(Config::DEFAULT, hello(), Instant::ZERO);
+            while client.poll_transmit().is_some() {}
+            let features = if indexed { features::INDEXED_HEADERS } else { 0 };
+            let welcome = Welcome { version: PROTOCOL_VERSION, features, ..Welcome::default() };
+            client.handle_message(Instant::ZERO, Frame::Welcome(Box::new(welcome)).encode()).unwrap();
+            let open = Frame::Open { id: 2, head: forwarded_get(), end: true }.encode();
+            client.handle_message(Instant::ZERO, open).unwrap();
+            let head = varied_response();
+            if as_block {
+                let block = localtunnels_core::HeaderBlock::from_headers(&head.headers, FieldCoding::Indexed);
+                client.respond_block(2, head.status, block, true).unwrap();
+            } else {
+                client.respond(2, head, true).unwrap();
+            }
+            let frame = client.poll_transmit().unwrap();
+            // The stream is done either way: a second head is refused.
+            let again = localtunnels_core::HeaderBlock::new(client.field_coding());
+            assert!(client.respond_block(2, 200, again, true).is_err());
+            frame
+        };
+        let block = sent(true);
+        assert_eq!(block, sent(false), "indexed: {indexed}");
+        let limits = DecodeLimits::default();
+        assert_eq!(
+            Frame::decode(block, &limits).unwrap(),
+            Frame::Response { id: 2, head: varied_response(), end: true }
+        );
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_block_is_held_to_the_checks_a_head_is_held_to() {
+    let mut pair = Pair::connected();
+    let coding = pair.client.session.field_coding();
+    let id = pair.server.session.open(forwarded_get(), true).unwrap();
+    let open = pair.server.session.poll_transmit().unwrap();
+    pair.inject_to_client(open).unwrap();
+    let client = &mut pair.client.session;
+    let block = |headers: &[Header]| localtunnels_core::HeaderBlock::from_headers(headers, coding);
+    let head = varied_response();
+    // The status, then the size, as `respond` refuses them.
+    for status in [99, 1000] {
+        let listed = client.respond(id, ResponseHead { status, headers: head.headers.clone() }, true).unwrap_err();
+        assert_eq!(client.respond_block(id, status, block(&head.headers), true).unwrap_err(), listed);
+    }
+    let big = HeaderValue::from_bytes(&vec![b'a'; 70_000]).unwrap();
+    let huge = vec![(HeaderName::from_static("x-big"), big)];
+    let listed = client.respond(id, ResponseHead { status: 200, headers: huge.clone() }, true).unwrap_err();
+    assert_eq!(client.respond_block(id, 200, block(&huge), true).unwrap_err(), listed);
+    client.respond_block(id, 200, block(&head.headers), true).unwrap();
+}

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes};
-use localtunnels_core::{Header, ResetCode, ResponseHead, StreamError, StreamId, StreamKind};
+use localtunnels_core::{Header, HeaderBlock, ResetCode, ResponseHead, StreamError, StreamId, StreamKind};
 use tokio::sync::Notify;
 
 use crate::conn::Shared;
@@ -276,9 +276,28 @@ impl StreamSender {
     /// goes with [`Self::send_last`]. An error is the one `respond` or `send_last`
     /// would have returned.
     pub fn respond_whole(&self, head: ResponseHead, data: &Bytes) -> Result<usize, StreamError> {
+        self.respond_whole_with(data, |s, id| s.respond(id, head, false))
+    }
+
+    /// [`Self::respond`] for a head whose fields are an encoded [`HeaderBlock`]
+    /// (`Session::respond_block`).
+    pub fn respond_block(&self, status: u16, block: HeaderBlock, end: bool) -> Result<(), StreamError> {
+        self.command(|s| s.respond_block(self.id, status, block, end))
+    }
+
+    /// [`Self::respond_whole`] for a head whose fields are an encoded [`HeaderBlock`].
+    pub fn respond_whole_block(&self, status: u16, block: HeaderBlock, data: &Bytes) -> Result<usize, StreamError> {
+        self.respond_whole_with(data, |s, id| s.respond_block(id, status, block, false))
+    }
+
+    fn respond_whole_with(
+        &self,
+        data: &Bytes,
+        respond: impl FnOnce(&mut localtunnels_core::Session, StreamId) -> Result<(), StreamError>,
+    ) -> Result<usize, StreamError> {
         let len = data.len();
         self.command(|s| {
-            s.respond(self.id, head, false)?;
+            respond(s, self.id)?;
             let n = if len == 0 { 0 } else { s.send_data(self.id, data.clone())? };
             if n == len {
                 s.finish(self.id)?;

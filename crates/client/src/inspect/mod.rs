@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use localtunnels_core::inspect::json::{entry_json, ws_json};
-use localtunnels_core::inspect::{EntryId, Exchange, Store};
+use localtunnels_core::inspect::{EntryId, Exchange, HeadFields, Store};
 use localtunnels_core::{Header, Instant};
 use tokio::sync::broadcast;
 
@@ -203,7 +203,7 @@ impl Inspector {
         &'a self,
         id: EntryId,
         status: u16,
-        headers: &[Header],
+        headers: &(impl HeadFields + ?Sized),
         body: &'a [u8],
         later: bool,
     ) -> Option<Filing<'a>> {

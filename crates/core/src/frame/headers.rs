@@ -54,7 +54,7 @@ impl HeadPlan {
 fn field_code(coding: FieldCoding, (name, value): &Header) -> u8 {
     match coding {
         FieldCoding::Text => table::TEXT,
-        FieldCoding::Indexed => table::code(name.as_str(), value.as_bytes()),
+        FieldCoding::Indexed => table::code(name.as_str().as_bytes(), value.as_bytes()),
     }
 }
 
@@ -108,7 +108,7 @@ pub(crate) fn plan_checked(headers: &[Header], coding: FieldCoding) -> CheckedBl
         let (name, value) = (name.as_str(), value.as_bytes());
         let code = match coding {
             FieldCoding::Text => table::TEXT,
-            FieldCoding::Indexed => table::code(name, value),
+            FieldCoding::Indexed => table::code(name.as_bytes(), value),
         };
         if let Some(slot) = plan.codes.get_mut(i) {
             *slot = code;

@@ -14,6 +14,7 @@
 //! values a session's decoder keeps in `recent`); the numbers (ids, type bytes, flags, codes) in the leaf module
 //! `crate::ids`, re-exported here.
 
+mod block;
 mod codec;
 mod headers;
 mod open_fields;
@@ -25,6 +26,7 @@ mod table;
 mod table;
 mod types;
 
+pub use block::{BlockError, Fields, HeaderBlock};
 pub(crate) use codec::{batch_body, open_len, put_batch_entry, response_len, BatchEntries};
 pub(crate) use headers::{check_headers, check_request_line, plan_checked, HeadPlan};
 pub use headers::{header_block_len, FieldCoding, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};

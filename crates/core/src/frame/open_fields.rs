@@ -105,7 +105,7 @@ impl<'a> OpenFields<'a> {
         }
         let code = match self.coding {
             FieldCoding::Text => table::TEXT,
-            FieldCoding::Indexed => table::code(name, value),
+            FieldCoding::Indexed => table::code(name.as_bytes(), value),
         };
         let b = &mut *self.buf;
         if code == table::TEXT {

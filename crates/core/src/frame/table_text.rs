@@ -14,7 +14,7 @@ pub(super) const PAIR_BIT: u8 = 0x80;
 pub(super) const TEXT: u8 = 0x7f;
 
 /// Every field is written as text.
-pub(super) fn code(_name: &str, _value: &[u8]) -> u8 {
+pub(super) fn code(_name: &[u8], _value: &[u8]) -> u8 {
     TEXT
 }
 

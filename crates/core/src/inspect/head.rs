@@ -3,7 +3,56 @@
 //! header's name and value. Copied once as they pass, with no check (they were checked
 //! when parsed); parsed back only when the inspector's API, page or replay reads them.
 
-use crate::frame::Header;
+use crate::frame::{Header, HeaderBlock};
+
+/// A head's header fields as the store copies them: a typed list, or a RESPONSE's
+/// encoded block (the client files the block it sends, with no list built for it).
+pub trait HeadFields {
+    /// How many fields.
+    fn field_count(&self) -> usize;
+    /// Each field's name and value bytes, in order.
+    fn each(&self) -> impl Iterator<Item = (&[u8], &[u8])>;
+}
+
+impl HeadFields for [Header] {
+    fn field_count(&self) -> usize {
+        self.len()
+    }
+
+    fn each(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+    }
+}
+
+impl<const N: usize> HeadFields for [Header; N] {
+    fn field_count(&self) -> usize {
+        N
+    }
+
+    fn each(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.as_slice().each()
+    }
+}
+
+impl HeadFields for Vec<Header> {
+    fn field_count(&self) -> usize {
+        self.len()
+    }
+
+    fn each(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.as_slice().each()
+    }
+}
+
+impl HeadFields for HeaderBlock {
+    fn field_count(&self) -> usize {
+        self.len()
+    }
+
+    fn each(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields()
+    }
+}
 
 /// The length prefix of a field.
 pub(crate) fn prefix(field: &[u8]) -> [u8; 4] {
@@ -15,13 +64,12 @@ pub(crate) fn prefix(field: &[u8]) -> [u8; 4] {
 /// header's name and value. The bytes written, or `None` if they do not all fit (then
 /// [`fitted`] says how far it got): each field is bounds-checked as it is written, so
 /// the head needs no pass to size it first.
-pub(crate) fn put_all(buf: &mut [u8], line: &[&[u8]], headers: &[Header]) -> Option<usize> {
+pub(crate) fn put_all<H: HeadFields + ?Sized>(buf: &mut [u8], line: &[&[u8]], headers: &H) -> Option<usize> {
     let mut at = 0;
     for f in line {
         at = put_small(buf, at, f)?;
     }
-    for (n, v) in headers {
-        let (n, v) = (n.as_str().as_bytes(), v.as_bytes());
+    for (n, v) in headers.each() {
         // One bounds check for the pair (written both or neither).
         let pair = buf.get_mut(at..at + 8 + n.len() + v.len())?;
         let (first, second) = pair.split_at_mut(4 + n.len());
@@ -35,7 +83,7 @@ pub(crate) fn put_all(buf: &mut [u8], line: &[&[u8]], headers: &[Header]) -> Opt
 /// What [`put_all`] wrote into `room` bytes before it stopped: the bytes, and the
 /// index of the first field it did not write. Sizes only, no copy (the bytes are in
 /// place already), for the rare head larger than its room.
-pub(crate) fn fitted(room: usize, line: &[&[u8]], headers: &[Header]) -> (usize, usize) {
+pub(crate) fn fitted<H: HeadFields + ?Sized>(room: usize, line: &[&[u8]], headers: &H) -> (usize, usize) {
     let mut at = 0;
     for (k, f) in line.iter().enumerate() {
         if at + 4 + f.len() > room {
@@ -43,8 +91,8 @@ pub(crate) fn fitted(room: usize, line: &[&[u8]], headers: &[Header]) -> (usize,
         }
         at += 4 + f.len();
     }
-    for (k, (n, v)) in headers.iter().enumerate() {
-        let pair = 8 + n.as_str().len() + v.len();
+    for (k, (n, v)) in headers.each().enumerate() {
+        let pair = 8 + n.len() + v.len();
         if at + pair > room {
             return (at, line.len() + 2 * k);
         }
@@ -54,23 +102,31 @@ pub(crate) fn fitted(room: usize, line: &[&[u8]], headers: &[Header]) -> (usize,
 }
 
 /// How many fields a head has: its `line`'s, then each header's name and value.
-pub(crate) fn count(line: &[&[u8]], headers: &[Header]) -> usize {
-    line.len() + 2 * headers.len()
+pub(crate) fn count<H: HeadFields + ?Sized>(line: &[&[u8]], headers: &H) -> usize {
+    line.len() + 2 * headers.field_count()
 }
 
 /// A head's `k`-th field (`k` below [`count`]), in the order [`put_all`] writes them.
-pub(crate) fn field<'a>(line: &[&'a [u8]], headers: &'a [Header], k: usize) -> &'a [u8] {
+pub(crate) fn field<'a, H: HeadFields + ?Sized>(line: &[&'a [u8]], headers: &'a H, k: usize) -> &'a [u8] {
     match k.checked_sub(line.len()) {
         None => line[k],
-        Some(j) if j % 2 == 0 => headers[j / 2].0.as_str().as_bytes(),
-        Some(j) => headers[j / 2].1.as_bytes(),
+        Some(j) => match headers.each().nth(j / 2) {
+            Some((n, _)) if j % 2 == 0 => n,
+            Some((_, v)) => v,
+            None => &[],
+        },
     }
 }
 
 /// [`put_all`] for the rest of a head that does not fit: its fields from the `from`-th
 /// on, while they fit `buf`. The bytes written and the first field not written ([`count`] if
 /// none is left).
-pub(crate) fn put_some(buf: &mut [u8], line: &[&[u8]], headers: &[Header], from: usize) -> (usize, usize) {
+pub(crate) fn put_some<H: HeadFields + ?Sized>(
+    buf: &mut [u8],
+    line: &[&[u8]],
+    headers: &H,
+    from: usize,
+) -> (usize, usize) {
     let (mut at, mut k) = (0, from);
     while k < count(line, headers) {
         match put_small(buf, at, field(line, headers, k)) {
@@ -183,6 +239,32 @@ mod tests {
         assert_eq!(fitted(n - 1, &[b"GET", b"/"], &h), (n - 16, 4));
         assert_eq!(fitted(6, &[b"GET", b"/"], &h), (0, 0));
         assert_eq!(fitted(n, &[b"GET", b"/"], &h), (n, 6));
+    }
+
+    #[test]
+    fn a_block_is_filed_as_its_list_is() {
+        let h = [
+            (http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain")),
+            (http::HeaderName::from_static("x-custom"), http::HeaderValue::from_static("")),
+            (http::header::CONTENT_LENGTH, http::HeaderValue::from_static("1024")),
+        ];
+        for coding in [crate::FieldCoding::Indexed, crate::FieldCoding::Text] {
+            let block = HeaderBlock::from_headers(&h, coding);
+            let (mut listed, mut blocked) = ([0u8; 96], [0u8; 96]);
+            let n = put_all(&mut listed, &[], &h).unwrap();
+            assert_eq!(put_all(&mut blocked, &[], &block), Some(n));
+            assert_eq!(listed, blocked);
+            assert_eq!(count(&[], &block), count(&[], &h));
+            for room in [0, 10, 30, n - 1] {
+                assert_eq!(fitted(room, &[], &block), fitted(room, &[], &h), "room {room}");
+                let (mut a, mut b) = ([0u8; 96], [0u8; 96]);
+                assert_eq!(put_some(&mut a[..room], &[], &block, 1), put_some(&mut b[..room], &[], &h, 1));
+                assert_eq!(a, b);
+            }
+            for k in 0..count(&[], &h) {
+                assert_eq!(field(&[], &block, k), field(&[], &h, k), "field {k}");
+            }
+        }
     }
 
     #[test]

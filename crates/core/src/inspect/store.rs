@@ -3,11 +3,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::frame::Header;
 use crate::time::Instant;
 
 use super::body::BodyCapture;
-use super::head;
+use super::head::{self, HeadFields};
 use super::pool::{Pool, Span, CHUNK};
 use super::record::{
     BodyOf, Direction, Exchange, HttpEntry, HttpRequest, HttpResponse, Part, WsMessage, WsSession, FIXED_WEIGHT,
@@ -247,7 +246,7 @@ impl Store {
     /// The response's head came back (before any of its body: the head's fields
     /// go after the request's, and a head filed after body bytes keeps its status
     /// only; no shell does that).
-    pub fn respond(&mut self, id: EntryId, status: u16, headers: &[Header]) {
+    pub fn respond<H: HeadFields + ?Sized>(&mut self, id: EntryId, status: u16, headers: &H) {
         let Some(i) = self.index(id) else { return };
         self.respond_at(i, status, headers);
     }
@@ -256,7 +255,7 @@ impl Store {
     /// steps of [`Self::respond_whole`] are: out of line they cost more than the
     /// look-ups they save (docs/BENCHMARKS.md, sixteenth round).
     #[inline(always)]
-    fn respond_at(&mut self, i: usize, status: u16, headers: &[Header]) -> usize {
+    fn respond_at<H: HeadFields + ?Sized>(&mut self, i: usize, status: u16, headers: &H) -> usize {
         let e = &mut self.entries[i];
         e.status = Some(status);
         let before = e.spans[EXCHANGE].len;
@@ -275,7 +274,14 @@ impl Store {
     /// response in one step (one lock instead of two or three).
     /// One look-up of the entry instead of three (evictions for the head's or the
     /// body's chunks move its index, which the steps return).
-    pub fn respond_whole(&mut self, id: EntryId, now: Instant, status: u16, headers: &[Header], body: &[u8]) {
+    pub fn respond_whole<H: HeadFields + ?Sized>(
+        &mut self,
+        id: EntryId,
+        now: Instant,
+        status: u16,
+        headers: &H,
+        body: &[u8],
+    ) {
         let Some(mut i) = self.index(id) else { return };
         i = self.respond_at(i, status, headers);
         if !body.is_empty() {
@@ -381,8 +387,8 @@ impl Store {
     /// value. In one go when they fit the room left in the span's last chunk, or a
     /// fresh chunk when none is left (a head mostly does), else in runs
     /// ([`Self::put_head_across`]). Returns the entry's index (evictions move it).
-    fn put_head(&mut self, mut i: usize, line: &[&[u8]], headers: &[Header]) -> usize {
-        if line.is_empty() && headers.is_empty() {
+    fn put_head<H: HeadFields + ?Sized>(&mut self, mut i: usize, line: &[&[u8]], headers: &H) -> usize {
+        if line.is_empty() && headers.field_count() == 0 {
             return i;
         }
         let fresh = if self.entries[i].spans[EXCHANGE].room() > 0 {
@@ -412,7 +418,13 @@ impl Store {
     /// fields after it that fit the new chunk's room in one go, and so on. Out of line:
     /// most heads fit.
     #[cold]
-    fn put_head_across(&mut self, mut i: usize, fresh: Option<u32>, line: &[&[u8]], headers: &[Header]) -> usize {
+    fn put_head_across<H: HeadFields + ?Sized>(
+        &mut self,
+        mut i: usize,
+        fresh: Option<u32>,
+        line: &[&[u8]],
+        headers: &H,
+    ) -> usize {
         let entry = &mut self.entries[i];
         let span = &mut entry.spans[EXCHANGE];
         let room = if fresh.is_some() { CHUNK } else { span.room() };
@@ -498,6 +510,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::Header;
 
     fn exchange(store: &mut Store, uri: &str, headers: &[Header], body: &[u8]) -> EntryId {
         let ex = Exchange { method: "GET", uri, headers, websocket: false, replay_of: None };

@@ -11,7 +11,7 @@ use crate::error::{OpenError, StreamError};
 use crate::event::Event;
 use crate::frame::{
     check_headers, check_request_line, header_block_len, open_len, plan_checked, response_len, CloseCode, Frame,
-    Header, RequestHead, ResetCode, ResponseHead, StreamId, StreamKind,
+    Header, HeaderBlock, RequestHead, ResetCode, ResponseHead, StreamId, StreamKind,
 };
 use crate::handshake::{features, RefuseReason, Welcome, PROTOCOL_VERSION};
 use crate::stream::{Chunk, Stream};
@@ -144,6 +144,43 @@ impl Session {
         let end = end && !s.ws_accepted;
         s.send_done = end;
         self.push_output(Output::Frame(Frame::Response { id, head, end }, response_len(block.len), block.plan));
+        self.reap(id);
+        Ok(())
+    }
+
+    /// [`Session::respond`] for a head whose fields are a [`HeaderBlock`] already
+    /// encoded (a shell that parsed the head from bytes: no typed list in between).
+    /// The same checks in the same order (size, state, status, the fields), the same
+    /// frame on the wire. A block in another coding than this session's is re-encoded.
+    pub fn respond_block(
+        &mut self,
+        id: StreamId,
+        status: u16,
+        block: HeaderBlock,
+        end: bool,
+    ) -> Result<(), StreamError> {
+        if block.coding() != self.field_coding() {
+            return self.respond(id, ResponseHead { status, headers: block.headers() }, end);
+        }
+        self.settle();
+        let size = block.text_len() + 16;
+        let limit = self.head_limit();
+        let s = self.live_stream(id)?;
+        if s.local || s.response_sent {
+            return Err(StreamError::InvalidState { id, what: "a response head" });
+        }
+        if size > limit {
+            return Err(StreamError::HeadTooLarge { size, limit });
+        }
+        let invalid = if (100..=999).contains(&status) { block.invalid() } else { Some("status") };
+        if let Some(what) = invalid {
+            return Err(StreamError::InvalidHead { id, what });
+        }
+        s.response_sent = true;
+        s.ws_accepted = s.kind == StreamKind::WebSocket && status == 101;
+        let end = end && !s.ws_accepted;
+        s.send_done = end;
+        self.push_output(Output::Encoded(block.into_response(id, status, end)));
         self.reap(id);
         Ok(())
     }

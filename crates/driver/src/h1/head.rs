@@ -113,9 +113,9 @@ pub struct ParsedResponse {
 
 /// Header storage for one parse; uninitialised until httparse fills it, as in hyper
 /// (zeroing 100 entries on every request is measurable).
-type Slots<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+pub(super) type Slots<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
 
-fn slots<'b>() -> Slots<'b> {
+pub(super) fn slots<'b>() -> Slots<'b> {
     [const { MaybeUninit::uninit() }; MAX_HEADERS]
 }
 
@@ -200,6 +200,37 @@ fn parse_response_with(
     mut cache: Option<&mut FieldCache>,
 ) -> Result<Option<ParsedResponse>, HeadError> {
     let mut slots = slots();
+    let Some(StatusHead { len, status, version, fields: parsed }) = parse_status_head(buf, limits, &mut slots)? else {
+        return Ok(None);
+    };
+    // The cache's list keeps its allocation from one head to the next.
+    let mut ranges = cache.as_deref_mut().map(|c| std::mem::take(&mut c.ranges)).unwrap_or_default();
+    ranges.extend(parsed.iter().map(|h| field_range(buf, h)));
+    let raw = buf.split_to(len).freeze();
+    let headers = fields(&raw, &ranges, cache.as_deref_mut());
+    if let Some(c) = cache {
+        ranges.clear();
+        c.ranges = ranges;
+    }
+    Ok(Some(ParsedResponse { status, version, headers: headers? }))
+}
+
+/// A response head as httparse read it: its length, status, version and fields (in
+/// the parse's slots, pointing into the buffer).
+pub(super) struct StatusHead<'s, 'b> {
+    pub(super) len: usize,
+    pub(super) status: u16,
+    pub(super) version: Version,
+    pub(super) fields: &'s [httparse::Header<'b>],
+}
+
+/// Parses the response head at the front of `buf` into `slots`: `None` while it is
+/// incomplete (see [`head_len`]).
+pub(super) fn parse_status_head<'s, 'b>(
+    buf: &'b [u8],
+    limits: &HeadLimits,
+    slots: &'s mut Slots<'b>,
+) -> Result<Option<StatusHead<'s, 'b>>, HeadError> {
     let max = limits.max_headers.min(MAX_HEADERS);
     let mut res = httparse::Response::new(&mut []);
     let status = httparse::ParserConfig::default()
@@ -210,16 +241,7 @@ fn parse_response_with(
         return Err(HeadError::Header);
     };
     let version = if minor == 1 { Version::HTTP_11 } else { Version::HTTP_10 };
-    // The cache's list keeps its allocation from one head to the next.
-    let mut ranges = cache.as_deref_mut().map(|c| std::mem::take(&mut c.ranges)).unwrap_or_default();
-    ranges.extend(res.headers.iter().map(|h| field_range(buf, h)));
-    let raw = buf.split_to(len).freeze();
-    let headers = fields(&raw, &ranges, cache.as_deref_mut());
-    if let Some(c) = cache {
-        ranges.clear();
-        c.ranges = ranges;
-    }
-    Ok(Some(ParsedResponse { status, version, headers: headers? }))
+    Ok(Some(StatusHead { len, status, version, fields: res.headers }))
 }
 
 /// The part of `buf` a head may take: what lies past the limit is never parsed, so a
@@ -249,7 +271,7 @@ fn offset_in(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
 
 /// A field's name and value as ranges of the buffer, so that the buffer can be frozen
 /// and the values shared rather than copied.
-fn field_range(buf: &[u8], h: &httparse::Header<'_>) -> FieldRange {
+pub(super) fn field_range(buf: &[u8], h: &httparse::Header<'_>) -> FieldRange {
     (offset_in(buf, h.name.as_bytes()), offset_in(buf, h.value))
 }
 
@@ -257,7 +279,11 @@ fn field_range(buf: &[u8], h: &httparse::Header<'_>) -> FieldRange {
 /// three `X-Forwarded-*`), so that adding them does not move the list.
 const ADDED_FIELDS: usize = 4;
 
-fn fields(raw: &Bytes, ranges: &[FieldRange], mut cache: Option<&mut FieldCache>) -> Result<Vec<Header>, HeadError> {
+pub(super) fn fields(
+    raw: &Bytes,
+    ranges: &[FieldRange],
+    mut cache: Option<&mut FieldCache>,
+) -> Result<Vec<Header>, HeadError> {
     let mut headers = Vec::with_capacity(ranges.len() + ADDED_FIELDS);
     for (i, (name, value)) in ranges.iter().enumerate() {
         if let Some(c) = cache.as_deref_mut() {

@@ -18,6 +18,7 @@ pub mod field_cache;
 pub mod framing;
 pub mod head;
 pub mod origin;
+pub mod origin_head;
 
 pub use chunked::{ChunkError, ChunkLimits, ChunkedDecoder, Decoded};
 pub use field_cache::FieldCache;
@@ -26,3 +27,4 @@ pub use head::{
     parse_request, parse_request_cached, parse_response, parse_response_cached, HeadError, HeadLimits, ParsedRequest,
     ParsedResponse,
 };
+pub use origin_head::{parse_origin_response, BlockResponse, OriginHead};

@@ -39,10 +39,7 @@ pub fn response_body(
     status: u16,
     headers: &[Header],
 ) -> Result<BodyLength, ResponseFramingError> {
-    if matches!(status, 101 | 204 | 304) || status < 200 || method == Method::HEAD {
-        return Ok(BodyLength::Empty);
-    }
-    if method == Method::CONNECT && (200..300).contains(&status) {
+    if is_bodiless(method, status) {
         return Ok(BodyLength::Empty);
     }
     // The last Transfer-Encoding line decides (hyper reads only that one).
@@ -52,21 +49,56 @@ pub fn response_body(
         }
         return Ok(if is_chunked(te) { BodyLength::Chunked } else { BodyLength::CloseDelimited });
     }
-    let mut length = None;
+    let mut length = Ok(None);
     for (_, value) in headers.iter().filter(|(n, _)| n == header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|b| *b == b',') {
-            let n = decimal(part.trim_ascii()).ok_or(ResponseFramingError::ContentLength)?;
-            if length.is_some_and(|prev| prev != n) {
-                return Err(ResponseFramingError::ContentLength);
+        add_content_length(&mut length, value.as_bytes());
+    }
+    length_body(length)
+}
+
+/// Whether a response to `method` with `status` has no body whatever its fields say.
+fn is_bodiless(method: &Method, status: u16) -> bool {
+    matches!(status, 101 | 204 | 304)
+        || status < 200
+        || method == Method::HEAD
+        || (method == Method::CONNECT && (200..300).contains(&status))
+}
+
+/// Folds one `Content-Length` field's value into what the values so far say: every
+/// comma-separated part one decimal number, all the same.
+pub fn add_content_length(length: &mut Result<Option<u64>, ResponseFramingError>, value: &[u8]) {
+    let Ok(so_far) = length else { return };
+    for part in value.split(|b| *b == b',') {
+        match decimal(part.trim_ascii()) {
+            Some(n) if so_far.is_none_or(|prev| prev == n) => *so_far = Some(n),
+            _ => {
+                *length = Err(ResponseFramingError::ContentLength);
+                return;
             }
-            length = Some(n);
         }
     }
-    Ok(match length {
+}
+
+/// The framing a `Content-Length` verdict gives (no `Transfer-Encoding`).
+fn length_body(length: Result<Option<u64>, ResponseFramingError>) -> Result<BodyLength, ResponseFramingError> {
+    Ok(match length? {
         Some(0) => BodyLength::Empty,
         Some(n) => BodyLength::Known(n),
         None => BodyLength::CloseDelimited,
     })
+}
+
+/// [`response_body`] for a head without `Transfer-Encoding` whose `Content-Length`
+/// values were folded by [`add_content_length`] as it was parsed (`length`).
+pub fn response_body_by_length(
+    method: &Method,
+    status: u16,
+    length: Result<Option<u64>, ResponseFramingError>,
+) -> Result<BodyLength, ResponseFramingError> {
+    if is_bodiless(method, status) {
+        return Ok(BodyLength::Empty);
+    }
+    length_body(length)
 }
 
 /// Whether a response keeps its connection open for another request: HTTP/1.1 unless

@@ -1,0 +1,355 @@
+//! A RESPONSE's header block built straight from a parser's bytes: [`HeaderBlock`].
+//!
+//! A shell that parses an HTTP/1 response head (the native client's origin leg) would
+//! otherwise build a `HeaderName` and a `HeaderValue` per field (a parse, a lookup, a
+//! check of every byte: ~0.33k instructions per response with the field cache), a
+//! `Vec` of them, then walk that list twice more in the session to size, check and plan
+//! it, and once more to encode it: ~0.7k per response on the client's critical path
+//! (docs/BENCHMARKS.md, fifteenth and sixteenth rounds). A `HeaderBlock` is the block as
+//! the wire carries it (`count:u16` then each field, table-coded as `put_headers` codes
+//! it: the same bytes for the same fields), written field by field as the parser walks
+//! the head, and sent by [`Session::respond_block`](crate::Session::respond_block) as
+//! it is. Whoever needs the fields as values reads them back with
+//! [`HeaderBlock::fields`] (bytes) or [`HeaderBlock::headers`] (typed).
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::codec::bytes16_len;
+use super::headers::FieldCoding;
+use super::table;
+use super::types::{Header, HeaderName, HeaderValue};
+use crate::ids::{flags, kind, StreamId};
+
+/// Room kept in front of the block for the RESPONSE frame's own fields (`type:u8
+/// stream:u32 flags:u8 status:u16`), so that the frame is the block's buffer, not a
+/// copy of it.
+const FRAME_PREFIX: usize = 8;
+
+/// The longest name in the static table (`access-control-allow-credentials`).
+const TABLE_NAME: usize = 32;
+
+/// Room a block starts with: a usual response head's fields fit (an indexed block of
+/// a framework's four or five fields is ~60-100 bytes; a larger head grows it).
+const INITIAL: usize = 128;
+
+/// Why a field cannot go into a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlockError {
+    /// A name that is empty or not a token (RFC 9110 §5.6.2).
+    #[error("invalid header name")]
+    Name,
+    /// A value with a control byte other than tab.
+    #[error("invalid header value")]
+    Value,
+}
+
+/// A header block encoded for the wire, and what the session checks of it: its size as
+/// text (what `max_header_bytes` counts) and whether the peer's decoder would refuse
+/// it. Names are lowercased as they are written, as a `HeaderName` holds them.
+#[derive(Debug, Clone)]
+pub struct HeaderBlock {
+    /// [`FRAME_PREFIX`] bytes, the field count, the fields.
+    buf: BytesMut,
+    count: usize,
+    /// The block's size written as text (2 for the count, then each name and value
+    /// after its length), as [`super::header_block_len`] counts it.
+    text_len: usize,
+    coding: FieldCoding,
+    /// A name or value too long for the wire's 16-bit lengths, if any.
+    too_long: Option<&'static str>,
+}
+
+impl HeaderBlock {
+    /// An empty block whose fields will be written as `coding` says (the coding the
+    /// session that sends it uses: [`Session::field_coding`](crate::Session::field_coding);
+    /// a block in another coding is sent too, re-encoded).
+    pub fn new(coding: FieldCoding) -> Self {
+        let mut buf = BytesMut::with_capacity(INITIAL);
+        buf.put_bytes(0, FRAME_PREFIX + 2);
+        HeaderBlock { buf, count: 0, text_len: 2, coding, too_long: None }
+    }
+
+    /// The block of `headers`, in order (the bytes `put_headers` writes for them).
+    pub fn from_headers(headers: &[Header], coding: FieldCoding) -> Self {
+        let mut block = HeaderBlock::new(coding);
+        for (name, value) in headers {
+            // Valid by their types: the name a lowercase token, the value without
+            // control bytes but tab.
+            block.put(name.as_str().as_bytes(), value.as_bytes());
+        }
+        block
+    }
+
+    /// Appends a field: `name` as it came (any case; written lowercase), `value` as it
+    /// came. A name that is not a token or a value with a control byte (what
+    /// `HeaderName`/`HeaderValue` refuse) is refused and the block left as it was.
+    pub fn push(&mut self, name: &[u8], value: &[u8]) -> Result<(), BlockError> {
+        // Folds, not early exits: the compiler checks 16 bytes at a time.
+        if name.is_empty() || !name.iter().fold(true, |ok, &b| ok & (TOKEN[usize::from(b)] != 0)) {
+            return Err(BlockError::Name);
+        }
+        if !value.iter().fold(true, |ok, &b| ok & ((b >= 0x20 && b != 0x7f) | (b == b'\t'))) {
+            return Err(BlockError::Value);
+        }
+        self.put(name, value);
+        Ok(())
+    }
+
+    /// [`Self::push`] for a field a parser already held to HTTP's grammar, as
+    /// `httparse` holds every field it returns (a name of token characters; a value of
+    /// visible bytes, spaces, tabs and obs-text: never CR, LF or NUL, which the peer's
+    /// decoder refuses): the block skips checking every byte again (~0.4k instructions
+    /// per response). Debug builds check it anyway. The origin leg's differential test
+    /// and the `h1_codec` fuzz target hold what it writes to what the checked way writes.
+    pub fn push_parsed(&mut self, name: &[u8], value: &[u8]) {
+        debug_assert!(HeaderBlock::new(self.coding).push(name, value).is_ok(), "{name:?}: {value:?}");
+        self.put(name, value);
+    }
+
+    /// Appends a field already checked (a token name, a value without control bytes).
+    /// The name's table code is looked up from a lowercase copy on the stack (every
+    /// table name is at most [`TABLE_NAME`] bytes), and the field written with one
+    /// reservation: writing the name as text first and taking it back for an index
+    /// cost ~80 instructions a field.
+    fn put(&mut self, name: &[u8], value: &[u8]) {
+        self.count += 1;
+        let count = u16::try_from(self.count).unwrap_or(u16::MAX).to_be_bytes();
+        self.buf[FRAME_PREFIX..FRAME_PREFIX + 2].copy_from_slice(&count);
+        self.text_len += bytes16_len(name.len()) + bytes16_len(value.len());
+        let max = usize::from(u16::MAX);
+        if name.len() > max || value.len() > max {
+            self.too_long = self.too_long.or(Some(if name.len() > max { "header name" } else { "header value" }));
+        }
+        // Cut as `put_bytes16` cuts (a block that long is refused before it is sent).
+        let (name, value) = (&name[..name.len().min(max)], &value[..value.len().min(max)]);
+        let mut lower = [0u8; TABLE_NAME];
+        let code = match (self.coding, lower.get_mut(..name.len())) {
+            (FieldCoding::Indexed, Some(lower)) => {
+                lower.copy_from_slice(name);
+                lower.make_ascii_lowercase();
+                table::code(lower, value)
+            }
+            _ => table::TEXT,
+        };
+        let [v0, v1] = u16::try_from(value.len()).unwrap_or(u16::MAX).to_be_bytes();
+        self.buf.reserve(name.len() + value.len() + 5);
+        if code == table::TEXT {
+            let [n0, n1] = u16::try_from(name.len()).unwrap_or(u16::MAX).to_be_bytes();
+            self.buf.put_slice(&[n0, n1]);
+            let start = self.buf.len();
+            self.buf.put_slice(name);
+            self.buf[start..].make_ascii_lowercase();
+            self.buf.put_slice(&[v0, v1]);
+            self.buf.put_slice(value);
+        } else if code & table::PAIR_BIT != 0 {
+            self.buf.put_slice(&[0, 0, code]);
+        } else {
+            self.buf.put_slice(&[0, 0, code, v0, v1]);
+            self.buf.put_slice(value);
+        }
+    }
+
+    /// How many fields it has.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether it has no field.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The coding its fields are written in.
+    pub fn coding(&self) -> FieldCoding {
+        self.coding
+    }
+
+    /// Its size written as text, as the peer's `max_header_bytes` counts it.
+    pub fn text_len(&self) -> usize {
+        self.text_len
+    }
+
+    /// The block's bytes as the wire carries them: the count, then the fields (the
+    /// count cut at 65,535 as `put_headers` cuts it).
+    pub fn encoded(&self) -> &[u8] {
+        &self.buf[FRAME_PREFIX..]
+    }
+
+    /// What the peer's decoder would refuse in it (as `check_headers` says of a list).
+    pub(crate) fn invalid(&self) -> Option<&'static str> {
+        if self.count > usize::from(u16::MAX) {
+            return Some("more than 65535 headers");
+        }
+        self.too_long
+    }
+
+    /// Each field's name (lowercase) and value, in order.
+    pub fn fields(&self) -> Fields<'_> {
+        Fields { rest: self.encoded().get(2..).unwrap_or_default(), left: self.count }
+    }
+
+    /// The fields as typed headers (for a user that needs them so: the `http` types,
+    /// a JavaScript `Headers`).
+    pub fn headers(&self) -> Vec<Header> {
+        self.fields()
+            .filter_map(|(n, v)| Some((HeaderName::from_bytes(n).ok()?, HeaderValue::from_bytes(v).ok()?)))
+            .collect()
+    }
+
+    /// The RESPONSE frame of stream `id` carrying this block: its own fields written
+    /// into the room kept for them.
+    pub(crate) fn into_response(mut self, id: StreamId, status: u16, end: bool) -> Bytes {
+        let [i0, i1, i2, i3] = id.to_be_bytes();
+        let [s0, s1] = status.to_be_bytes();
+        let f = if end { flags::END } else { 0 };
+        self.buf[..FRAME_PREFIX].copy_from_slice(&[kind::RESPONSE, i0, i1, i2, i3, f, s0, s1]);
+        self.buf.freeze()
+    }
+}
+
+/// The fields of a [`HeaderBlock`], as bytes (an indexed name or field read from the
+/// table).
+#[derive(Debug, Clone)]
+pub struct Fields<'a> {
+    rest: &'a [u8],
+    left: usize,
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        // The block was written by `put`: every length is there (a malformed one ends
+        // the walk rather than panicking).
+        let name_len = self.u16()?;
+        if name_len == 0 {
+            let code = self.take(1)?[0];
+            if code & table::PAIR_BIT != 0 {
+                let (n, v) = table::pair(code & !table::PAIR_BIT)?;
+                return Some((n.as_str().as_bytes(), v.as_bytes()));
+            }
+            let name = table::name(code)?;
+            let len = self.u16()?;
+            return Some((name.as_str().as_bytes(), self.take(len)?));
+        }
+        let name = self.take(name_len)?;
+        let len = self.u16()?;
+        Some((name, self.take(len)?))
+    }
+}
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.rest.len() {
+            self.left = 0;
+            return None;
+        }
+        let (head, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Some(head)
+    }
+
+    fn u16(&mut self) -> Option<usize> {
+        let b = self.take(2)?;
+        Some(usize::from(u16::from_be_bytes([b[0], b[1]])))
+    }
+}
+
+/// Token characters (RFC 9110 §5.6.2): non-zero for a `tchar`.
+static TOKEN: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = (c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            )) as u8;
+        i += 1;
+    }
+    t
+};
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+
+    use super::super::headers::{plan_headers, put_headers};
+    use super::*;
+
+    fn field(name: &str, value: &[u8]) -> Header {
+        (HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_bytes(value).unwrap())
+    }
+
+    /// Lists with table names and whole fields, names outside the table, repeated and
+    /// empty values, obs-text, more fields than a plan keeps (16), a value longer than
+    /// the wire's 16-bit length.
+    fn corpus() -> Vec<Vec<Header>> {
+        let long = vec![b'a'; usize::from(u16::MAX) + 3];
+        vec![
+            vec![],
+            vec![field("content-length", b"1024"), field("date", b"Sun, 06 Dec 2026 19:00:00 GMT")],
+            vec![field("content-type", b"text/plain"), field("connection", b"keep-alive"), field("x-a", b"")],
+            vec![field("set-cookie", b"a=1"), field("set-cookie", b"b=2"), field("x-obs", b"caf\xe9\t!")],
+            vec![field("transfer-encoding", b"chunked"), field("accept-ranges", b"bytes"), field("vary", b"")],
+            (0..40).map(|i| field(if i % 3 == 0 { "etag" } else { "x-many" }, format!("\"{i}\"").as_bytes())).collect(),
+            vec![field("x-long", &long), field("server", b"nginx")],
+        ]
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn a_block_is_the_bytes_put_headers_writes_for_the_same_fields() {
+        for headers in corpus() {
+            for coding in [FieldCoding::Text, FieldCoding::Indexed] {
+                let (len, plan) = plan_headers(&headers, coding);
+                let mut listed = BytesMut::new();
+                put_headers(&mut listed, &headers, &plan);
+                assert_eq!(listed.len(), len);
+                let block = HeaderBlock::from_headers(&headers, coding);
+                assert_eq!(block.encoded(), &listed[..], "{coding:?} {headers:?}");
+                assert_eq!(block.text_len(), super::super::header_block_len(&headers));
+                assert_eq!(block.invalid().map_or(Ok(()), Err), super::super::check_headers(&headers));
+                assert_eq!(block.len(), headers.len());
+                // Read back: the same fields, typed or as bytes.
+                let fields: Vec<_> = block.fields().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
+                let cut = |v: &[u8]| v[..v.len().min(usize::from(u16::MAX))].to_vec();
+                let want: Vec<_> =
+                    headers.iter().map(|(n, v)| (n.as_str().as_bytes().to_vec(), cut(v.as_bytes()))).collect();
+                assert_eq!(fields, want);
+            }
+        }
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn pushed_names_are_lowercased_and_what_http_refuses_is_refused() {
+        let mut block = HeaderBlock::new(FieldCoding::Indexed);
+        block.push(b"Content-Length", b"5").unwrap();
+        block.push(b"X-Custom-Name", b"V a l").unwrap();
+        block.push(b"ETag", b"\"x\"").unwrap();
+        let want = [field("content-length", b"5"), field("x-custom-name", b"V a l"), field("etag", b"\"x\"")];
+        assert_eq!(block.encoded(), HeaderBlock::from_headers(&want, FieldCoding::Indexed).encoded());
+        assert_eq!(block.headers(), want);
+        for bad in [&b""[..], b"a b", b"a:", b"caf\xe9", b"a\0", b"(x)"] {
+            assert_eq!(block.push(bad, b"v"), Err(BlockError::Name), "{bad:?}");
+            assert!(HeaderName::from_bytes(bad).is_err(), "{bad:?}");
+        }
+        for bad in [&b"a\rb"[..], b"\n", b"\0", b"\x7f", b"\x01"] {
+            assert_eq!(block.push(b"x", bad), Err(BlockError::Value), "{bad:?}");
+            assert!(HeaderValue::from_bytes(bad).is_err(), "{bad:?}");
+        }
+        // Every byte a `HeaderName` or a `HeaderValue` takes, the block takes too.
+        for b in 0..=255u8 {
+            assert_eq!(block.clone().push(&[b], b"v").is_ok(), HeaderName::from_bytes(&[b]).is_ok(), "name {b}");
+            assert_eq!(block.clone().push(b"x", &[b]).is_ok(), HeaderValue::from_bytes(&[b]).is_ok(), "value {b}");
+        }
+        assert_eq!(block.len(), 3, "a refused field is not added");
+    }
+}

@@ -1,0 +1,143 @@
+//! A response head read for the tunnel on the client's origin leg
+//! ([`parse_origin_response`]): the usual head's fields written by the parse straight
+//! into the RESPONSE's [`HeaderBlock`], any other parsed into a list for the general
+//! rules (`crates/driver/tests/origin_block.rs` holds the two ways to the same answers).
+
+use bytes::{Buf, BytesMut};
+use http::Version;
+use localtunnels_core::{FieldCoding, HeaderBlock};
+
+use super::field_cache::FieldCache;
+use super::head::{field_range, fields, parse_status_head, slots, HeadError, HeadLimits, ParsedResponse, StatusHead};
+use super::origin::{add_content_length, ResponseFramingError};
+
+/// A response head as the origin leg reads it for the tunnel (see
+/// [`parse_origin_response`]).
+#[derive(Debug)]
+pub enum OriginHead {
+    /// The usual head, its fields written straight into the RESPONSE's block.
+    Block(BlockResponse),
+    /// Any other, as a typed list for the general rules.
+    Listed(ParsedResponse),
+}
+
+impl OriginHead {
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        match self {
+            OriginHead::Block(r) => r.status,
+            OriginHead::Listed(r) => r.status,
+        }
+    }
+
+    /// HTTP/1.0 or HTTP/1.1.
+    pub fn version(&self) -> Version {
+        match self {
+            OriginHead::Block(r) => r.version,
+            OriginHead::Listed(r) => r.version,
+        }
+    }
+}
+
+/// A response head whose fields went straight from the parser into a [`HeaderBlock`]:
+/// one with no `Transfer-Encoding` and no hop-by-hop field (none that a proxy drops or
+/// that changes the connection's fate), so that the framing rules need only its
+/// `Content-Length` values, folded as they were read.
+#[derive(Debug)]
+pub struct BlockResponse {
+    /// The status code (100-999).
+    pub status: u16,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// Every field in order, names lowercase.
+    pub block: HeaderBlock,
+    /// What its `Content-Length` values say (`origin::add_content_length`).
+    pub length: Result<Option<u64>, ResponseFramingError>,
+}
+
+/// Reads a response head off the front of `buf`, as [`parse_response_cached`] does,
+/// for a proxy that passes it on: the usual head (see [`BlockResponse`]) is written
+/// into a [`HeaderBlock`] coded as `coding` says, in the walk that checks its fields,
+/// with no `HeaderName`, `HeaderValue` or list in between (~0.5k instructions per
+/// response on the client's critical path: docs/BENCHMARKS.md, sixteenth round); any
+/// other head is parsed into a list, as before. Both refuse the same heads.
+pub fn parse_origin_response(
+    buf: &mut BytesMut,
+    limits: &HeadLimits,
+    cache: &mut FieldCache,
+    coding: FieldCoding,
+) -> Result<Option<OriginHead>, HeadError> {
+    let mut slots = slots();
+    let Some(StatusHead { len, status, version, fields: parsed }) = parse_status_head(buf, limits, &mut slots)? else {
+        return Ok(None);
+    };
+    let mut block = HeaderBlock::new(coding);
+    let mut length = Ok(None);
+    let mut lean = true;
+    for h in parsed {
+        match lean_field(h.name.as_bytes()) {
+            Lean::Plain => {}
+            Lean::ContentLength => add_content_length(&mut length, h.value),
+            Lean::Not => {
+                lean = false;
+                break;
+            }
+        }
+        // httparse held the name to token characters and the value to visible bytes,
+        // spaces, tabs and obs-text (what `HeaderName`/`HeaderValue` take).
+        block.push_parsed(h.name.as_bytes(), h.value);
+    }
+    if lean {
+        buf.advance(len);
+        return Ok(Some(OriginHead::Block(BlockResponse { status, version, block, length })));
+    }
+    // The general way: the list (from the same parse), as `parse_response_cached` makes it.
+    let mut ranges = std::mem::take(&mut cache.ranges);
+    ranges.extend(parsed.iter().map(|h| field_range(buf, h)));
+    let raw = buf.split_to(len).freeze();
+    let headers = fields(&raw, &ranges, Some(cache));
+    ranges.clear();
+    cache.ranges = ranges;
+    Ok(Some(OriginHead::Listed(ParsedResponse { status, version, headers: headers? })))
+}
+
+/// Whether the token `name` is `known` (lowercase letters and `-`) in any case. A
+/// token's byte with its 0x20 bit set is one of `known`'s only if it is that letter in
+/// either case (or `-` itself: CR, the other byte it could be, is no token character),
+/// so one OR per byte folds the case, without `eq_ignore_ascii_case`'s branches.
+fn folded_eq(name: &[u8], known: &[u8]) -> bool {
+    name.len() == known.len() && name.iter().zip(known).fold(0, |diff, (a, k)| diff | ((a | 0x20) ^ k)) == 0
+}
+
+/// How a response's field bears on taking the lean way.
+enum Lean {
+    /// Passed on as it is, no rule reads it.
+    Plain,
+    /// `Content-Length`: the framing reads it.
+    ContentLength,
+    /// `Transfer-Encoding`, or a hop-by-hop field (`Connection` and the fields a proxy
+    /// drops): the general way.
+    Not,
+}
+
+/// Which [`Lean`] a field named `name` (any case) is; by length first, as most names
+/// are ruled out by one comparison.
+fn lean_field(name: &[u8]) -> Lean {
+    let is = |known: &[u8]| folded_eq(name, known);
+    let not = match name.len() {
+        14 if is(b"content-length") => return Lean::ContentLength,
+        2 => is(b"te"),
+        7 => is(b"upgrade"),
+        10 => is(b"connection") || is(b"keep-alive"),
+        16 => is(b"proxy-connection"),
+        17 => is(b"transfer-encoding"),
+        18 => is(b"proxy-authenticate"),
+        19 => is(b"proxy-authorization"),
+        _ => false,
+    };
+    if not {
+        Lean::Not
+    } else {
+        Lean::Plain
+    }
+}

@@ -1,0 +1,193 @@
+//! The origin leg's response head written straight into the RESPONSE's block
+//! (`h1::parse_origin_response`) against the general way (`parse_response`, then the
+//! framing rules, `drop_overridden_length` and `retain_end_to_end` on the list, then
+//! the block written from the list): over a corpus of heads (the usual ones, every
+//! field that sends a head the general way, odd cases, malformed ones), both give the
+//! same answer: the error, or the same status, body framing, connection fate and the
+//! same block bytes.
+
+use bytes::BytesMut;
+use http::Method;
+use localtunnels_core::{FieldCoding, HeaderBlock, StreamKind};
+use localtunnels_driver::h1::origin::{
+    drop_overridden_length, response_body, response_body_by_length, response_keeps_alive, ResponseFramingError,
+};
+use localtunnels_driver::h1::{
+    parse_origin_response, parse_response, BodyLength, FieldCache, HeadError, HeadLimits, OriginHead,
+};
+use localtunnels_driver::http::retain_end_to_end;
+
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Head(HeadError),
+    Framing(ResponseFramingError),
+    Incomplete,
+    Ok { status: u16, length: BodyLength, keep_alive: bool, block: Vec<u8>, rest: Vec<u8>, lean: bool },
+}
+
+fn general(raw: &[u8], method: &Method, coding: FieldCoding) -> Outcome {
+    let mut buf = BytesMut::from(raw);
+    let head = match parse_response(&mut buf, &HeadLimits::default()) {
+        Err(e) => return Outcome::Head(e),
+        Ok(None) => return Outcome::Incomplete,
+        Ok(Some(h)) => h,
+    };
+    let mut headers = head.headers;
+    let length = match response_body(head.version, method, head.status, &headers) {
+        Ok(l) => l,
+        Err(e) => return Outcome::Framing(e),
+    };
+    drop_overridden_length(&mut headers);
+    let keep_alive = response_keeps_alive(head.version, &headers);
+    retain_end_to_end(&mut headers, StreamKind::Http);
+    let block = HeaderBlock::from_headers(&headers, coding).encoded().to_vec();
+    Outcome::Ok { status: head.status, length, keep_alive, block, rest: buf.to_vec(), lean: false }
+}
+
+fn lean(raw: &[u8], method: &Method, coding: FieldCoding, cache: &mut FieldCache) -> Outcome {
+    let mut buf = BytesMut::from(raw);
+    let head = match parse_origin_response(&mut buf, &HeadLimits::default(), cache, coding) {
+        Err(e) => return Outcome::Head(e),
+        Ok(None) => return Outcome::Incomplete,
+        Ok(Some(h)) => h,
+    };
+    let rest = buf.to_vec();
+    match head {
+        OriginHead::Block(r) => match response_body_by_length(method, r.status, r.length) {
+            Err(e) => Outcome::Framing(e),
+            Ok(length) => Outcome::Ok {
+                status: r.status,
+                length,
+                keep_alive: r.version == http::Version::HTTP_11,
+                block: r.block.encoded().to_vec(),
+                rest,
+                lean: true,
+            },
+        },
+        OriginHead::Listed(r) => {
+            let mut headers = r.headers;
+            let length = match response_body(r.version, method, r.status, &headers) {
+                Ok(l) => l,
+                Err(e) => return Outcome::Framing(e),
+            };
+            drop_overridden_length(&mut headers);
+            let keep_alive = response_keeps_alive(r.version, &headers);
+            retain_end_to_end(&mut headers, StreamKind::Http);
+            let block = HeaderBlock::from_headers(&headers, coding).encoded().to_vec();
+            Outcome::Ok { status: r.status, length, keep_alive, block, rest, lean: false }
+        }
+    }
+}
+
+fn corpus() -> Vec<Vec<u8>> {
+    let heads: &[&str] = &[
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1024\r\ndate: Sun, 06 Dec 2026 19:00:00 GMT\r\n\r\nbody",
+        "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 5\r\nConnection: keep-alive\r\nETag: \"x\"\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\ncontent-length: 6\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 5,6\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n",
+        "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nConnection: x-drop\r\nX-Drop: 1\r\nx-keep: 2\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nProxy-Connection: x\r\nTE: trailers\r\nUpgrade: h2c\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nProxy-Authenticate: Basic\r\nProxy-Authorization: x\r\nTrailer: x-t\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nCONTENT-LENGTH: 3\r\ncOnNeCtIoN: CLOSE\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTRANSFER-ENCODING: CHUNKED\r\nUpGrade: x\r\n\r\n",
+        "HTTP/1.1 200 OK\r\ncontent_length: 3\r\ncontent-lengtH: 4\r\nx-connection: close\r\n\r\n",
+        "HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n",
+        "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n",
+        "HTTP/1.1 200 OK\r\n\r\n",
+        "HTTP/1.1 404 Not Found\r\nX-Obs: caf\u{e9}\r\nX-Empty:\r\nX-Tab: a\tb\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nx-a: 1\r\nContent-Length: 2\r\n\r\nhi",
+        "HTTP/1.1 200 OK\r\nbad name: 1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nx-ctl: a\x01b\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nx-del: a\x7fb\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nx-lf: a\nb: c\r\n\r\n",
+        "HTTP/1.1 200 OK\r\n folded: x\r\n\r\n",
+        "HTTP/1.1 2000 OK\r\n\r\n",
+        "HTTP/2 200 OK\r\n\r\n",
+        "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+    ];
+    let mut all: Vec<Vec<u8>> = heads.iter().map(|h| h.as_bytes().to_vec()).collect();
+    // More fields than a plan keeps, names with every case.
+    let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..40 {
+        many.extend_from_slice(format!("X-Field-{i}: value {i}\r\nVARY: Accept\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    all.push(many);
+    // Over httparse's field limit.
+    let mut too_many = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..101 {
+        too_many.extend_from_slice(format!("x-{i}: 1\r\n").as_bytes());
+    }
+    too_many.extend_from_slice(b"\r\n");
+    all.push(too_many);
+    all
+}
+
+#[test]
+fn the_block_way_answers_as_the_list_way_over_the_corpus() {
+    let methods = [Method::GET, Method::HEAD, Method::CONNECT, Method::POST];
+    let mut leans = 0;
+    for coding in [FieldCoding::Indexed, FieldCoding::Text] {
+        // One cache across the corpus, as a connection keeps one across its responses.
+        let mut cache = FieldCache::default();
+        for raw in corpus() {
+            for method in &methods {
+                let want = general(&raw, method, coding);
+                let mut got = lean(&raw, method, coding, &mut cache);
+                if let Outcome::Ok { lean, .. } = &mut got {
+                    leans += usize::from(*lean);
+                    *lean = false;
+                }
+                let same = want == got;
+                assert!(same, "{method} {:?}\n want {want:?}\n  got {got:?}", String::from_utf8_lossy(&raw));
+            }
+        }
+    }
+    assert!(leans > 20, "the usual heads take the block way ({leans})");
+}
+
+#[test]
+fn a_head_cut_anywhere_waits_for_more_either_way() {
+    let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nhi";
+    let mut cache = FieldCache::default();
+    for cut in 0..raw.len() - 2 {
+        let part = &raw[..cut];
+        assert_eq!(lean(part, &Method::GET, FieldCoding::Indexed, &mut cache), Outcome::Incomplete, "cut {cut}");
+        assert_eq!(general(part, &Method::GET, FieldCoding::Indexed), Outcome::Incomplete, "cut {cut}");
+    }
+}
+
+#[test]
+fn every_byte_in_a_name_or_a_value_is_taken_or_refused_alike() {
+    // What httparse lets through, the block takes unchecked (`push_parsed`): it must be
+    // what the list's `HeaderName`/`HeaderValue` take.
+    let mut cache = FieldCache::default();
+    for b in 0..=255u8 {
+        let mut name = b"HTTP/1.1 200 OK\r\nx".to_vec();
+        name.extend_from_slice(&[b, b'y']);
+        name.extend_from_slice(b": v\r\ncontent-length: 0\r\n\r\n");
+        let mut value = b"HTTP/1.1 200 OK\r\nx: a".to_vec();
+        value.extend_from_slice(&[b, b'b']);
+        value.extend_from_slice(b"\r\ncontent-length: 0\r\n\r\n");
+        for raw in [name, value] {
+            let want = general(&raw, &Method::GET, FieldCoding::Indexed);
+            let mut got = lean(&raw, &Method::GET, FieldCoding::Indexed, &mut cache);
+            if let Outcome::Ok { lean, .. } = &mut got {
+                *lean = false;
+            }
+            assert_eq!(want, got, "byte {b:#x} in {:?}", String::from_utf8_lossy(&raw));
+        }
+    }
+}
