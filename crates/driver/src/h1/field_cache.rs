@@ -31,8 +31,16 @@ const POSITIONS: usize = 32;
 /// Longest name remembered (longer ones are built each time).
 const NAME_BYTES: usize = 32;
 
-/// Longest value remembered.
-const VALUE_BYTES: usize = 64;
+/// Longest value remembered. A browser's `User-Agent` and `Accept` (75 and 71 bytes
+/// for Firefox's navigation) repeat on every request: compared by `memcmp`, they cost a
+/// few dozen instructions instead of a `HeaderValue`'s check of every byte (~3 a byte),
+/// measured with `bench/callgrind` (docs/BENCHMARKS.md, sixteenth round).
+const VALUE_BYTES: usize = 256;
+
+/// Most bytes of remembered values, all positions together: the bound on what an idle
+/// connection keeps (a value that would pass it is not remembered; the ones before it
+/// stay). A browser's navigation head has ~0.4 KiB of values.
+const VALUES_BUDGET: usize = 1024;
 
 /// A value that changed this many times in a row (a request id, say) is remembered
 /// again only at every [`RETRY_EVERY`]th change, not copied for nothing each time.
@@ -49,6 +57,8 @@ pub struct FieldCache {
     values: Vec<RememberedValue>,
     /// The parser's list of field ranges, kept with its allocation.
     pub(crate) ranges: Vec<FieldRange>,
+    /// The bytes of the values remembered (at most [`VALUES_BUDGET`]).
+    value_bytes: usize,
 }
 
 /// A name's bytes as they came (case and all) and the name they made.
@@ -86,21 +96,37 @@ impl FieldCache {
         }
         let made = HeaderValue::from_maybe_shared(raw.slice(value)).map_err(|_| HeadError::Header)?;
         if position < POSITIONS && bytes.len() <= VALUE_BYTES {
-            let remembered = self.values.len();
-            match self.values.get_mut(position) {
-                Some(r) => {
-                    r.changes = r.changes.saturating_add(1);
-                    if r.changes <= CHANGES || r.changes % RETRY_EVERY == 0 {
-                        r.value = HeaderValue::from_bytes(bytes).ok();
-                    }
-                }
-                None if position == remembered => {
-                    self.values.push(RememberedValue { value: HeaderValue::from_bytes(bytes).ok(), changes: 0 })
-                }
-                None => {}
-            }
+            self.remember(position, bytes);
         }
         Ok((name, made))
+    }
+
+    /// Remembers `bytes` (a valid value) as the value at `position`, within the budget
+    /// and unless the value there keeps changing.
+    fn remember(&mut self, position: usize, bytes: &[u8]) {
+        let remembered = self.values.len();
+        let r = match self.values.get_mut(position) {
+            Some(r) => {
+                r.changes = r.changes.saturating_add(1);
+                if r.changes > CHANGES && r.changes % RETRY_EVERY != 0 {
+                    return;
+                }
+                r
+            }
+            None if position == remembered => {
+                self.values.push(RememberedValue { value: None, changes: 0 });
+                let Some(r) = self.values.last_mut() else { return };
+                r
+            }
+            None => return,
+        };
+        // The old value's bytes are given back to the budget whatever takes its place.
+        let old = r.value.take().map_or(0, |v| v.len());
+        self.value_bytes = self.value_bytes.saturating_sub(old);
+        if self.value_bytes + bytes.len() <= VALUES_BUDGET {
+            r.value = HeaderValue::from_bytes(bytes).ok();
+            self.value_bytes += r.value.as_ref().map_or(0, |v| v.len());
+        }
     }
 
     /// The name made of `bytes`, the field at `position` of a head: the one
@@ -193,6 +219,39 @@ mod tests {
             copies += usize::from(before != after);
         }
         assert!(copies < 20, "{copies} copies of a value that never repeated");
+    }
+
+    #[test]
+    fn a_browsers_long_values_are_remembered_within_the_budget() {
+        let mut cache = FieldCache::default();
+        let agent = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+        let long = "v".repeat(VALUE_BYTES);
+        for round in 0..3 {
+            let mut at = 0;
+            let mut raw = Vec::new();
+            let mut fields = Vec::new();
+            for i in 0..12 {
+                let value = if i == 0 { agent } else { long.as_str() };
+                raw.extend_from_slice(b"x-a");
+                raw.extend_from_slice(value.as_bytes());
+                fields.push((at..at + 3, at + 3..at + 3 + value.len()));
+                at += 3 + value.len();
+            }
+            let raw = Bytes::from(raw);
+            for (i, (name, value)) in fields.into_iter().enumerate() {
+                let field = cache.field(i, &raw, name, value.clone()).unwrap();
+                assert_eq!(field.1.as_bytes(), &raw[value], "round {round}, field {i}");
+            }
+            let kept: usize = cache.values.iter().filter_map(|r| r.value.as_ref()).map(|v| v.len()).sum();
+            assert_eq!(kept, cache.value_bytes);
+            assert!(kept <= VALUES_BUDGET, "{kept} bytes remembered");
+            assert_eq!(cache.values[0].value.as_ref().map(|v| v.as_bytes()), Some(agent.as_bytes()));
+        }
+        // A value that shrinks gives its bytes back: the next position fits again.
+        let raw = Bytes::from_static(b"x-ashortx-b");
+        cache.field(1, &raw, 0..3, 3..8).unwrap();
+        let kept: usize = cache.values.iter().filter_map(|r| r.value.as_ref()).map(|v| v.len()).sum();
+        assert_eq!(kept, cache.value_bytes);
     }
 
     #[test]
