@@ -47,6 +47,10 @@ const VALUES_BUDGET: usize = 1024;
 const CHANGES: u8 = 2;
 const RETRY_EVERY: u8 = 32;
 
+/// Longest field region (a request head's fields, from the first name to the last
+/// value) remembered whole.
+const REGION_BYTES: usize = 1024;
+
 /// A field's range of bytes in a head: its name's and its value's.
 pub(crate) type FieldRange = (std::ops::Range<usize>, std::ops::Range<usize>);
 
@@ -59,6 +63,17 @@ pub struct FieldCache {
     pub(crate) ranges: Vec<FieldRange>,
     /// The bytes of the values remembered (at most [`VALUES_BUDGET`]).
     value_bytes: usize,
+    /// The last request head's fields whole, when they fit [`REGION_BYTES`].
+    region: Option<Region>,
+}
+
+/// A request head's field region as a copy of its own, the fields made of it, and how
+/// many times in a row the region changed.
+#[derive(Debug)]
+struct Region {
+    bytes: Bytes,
+    fields: Vec<Header>,
+    changes: u8,
 }
 
 /// A name's bytes as they came (case and all) and the name they made.
@@ -127,6 +142,51 @@ impl FieldCache {
             r.value = HeaderValue::from_bytes(bytes).ok();
             self.value_bytes += r.value.as_ref().map_or(0, |v| v.len());
         }
+    }
+
+    /// The fields of a request head whose field region is `bytes`, when it is the last
+    /// remembered one byte for byte: its fields cloned (room for `extra` more), with no
+    /// field compared or built. A browser's and a load generator's kept-alive requests
+    /// repeat their fields whole (one `memcmp` instead of two a field: docs/BENCHMARKS.md,
+    /// sixteenth round).
+    pub(crate) fn same_region(&mut self, bytes: &[u8], extra: usize) -> Option<Vec<Header>> {
+        let r = self.region.as_mut()?;
+        if r.bytes[..] != *bytes {
+            return None;
+        }
+        r.changes = 0;
+        let mut fields = Vec::with_capacity(r.fields.len() + extra);
+        fields.extend(r.fields.iter().cloned());
+        Some(fields)
+    }
+
+    /// Remembers the field region `raw[region]` of a request head, whose fields at
+    /// `ranges` (of `raw`) made `made`: as a copy with values of its own (the read
+    /// buffer is not kept), unless it is too long or changes on every head (then it is
+    /// copied again only at every [`RETRY_EVERY`]th change).
+    pub(crate) fn remember_region(&mut self, raw: &[u8], region: Range<usize>, ranges: &[FieldRange], made: &[Header]) {
+        let changes = self.region.as_ref().map_or(0, |r| r.changes.saturating_add(1));
+        if region.len() > REGION_BYTES {
+            self.region = None;
+            return;
+        }
+        if changes > CHANGES && !changes.is_multiple_of(RETRY_EVERY) {
+            if let Some(r) = self.region.as_mut() {
+                r.changes = changes;
+            }
+            return;
+        }
+        let bytes = Bytes::copy_from_slice(&raw[region.clone()]);
+        let mut fields = Vec::with_capacity(made.len());
+        for ((name, _), (_, value)) in made.iter().zip(ranges) {
+            let at = value.start - region.start..value.end - region.start;
+            let Ok(value) = HeaderValue::from_maybe_shared(bytes.slice(at)) else {
+                self.region = None;
+                return;
+            };
+            fields.push((name.clone(), value));
+        }
+        self.region = Some(Region { bytes, fields, changes });
     }
 
     /// The name made of `bytes`, the field at `position` of a head: the one
