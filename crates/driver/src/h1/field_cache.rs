@@ -65,6 +65,20 @@ pub struct FieldCache {
     value_bytes: usize,
     /// The last request head's fields whole, when they fit [`REGION_BYTES`].
     region: Option<Region>,
+    /// What the last request head read with the cache did with the region.
+    last: LastHead,
+}
+
+/// What a request head read with the cache did with the remembered region.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum LastHead {
+    /// Its fields were the region's.
+    Same,
+    /// Its fields became the region.
+    Remembered,
+    /// Neither (no field, a region not remembered, an error).
+    #[default]
+    Other,
 }
 
 /// A request head's field region as a copy of its own, the fields made of it, and how
@@ -74,6 +88,8 @@ struct Region {
     bytes: Bytes,
     fields: Vec<Header>,
     changes: u8,
+    /// What the caller noted of these fields ([`FieldCache::set_note`]).
+    note: Option<u32>,
 }
 
 /// A name's bytes as they came (case and all) and the name they made.
@@ -150,14 +166,21 @@ impl FieldCache {
     /// repeat their fields whole (one `memcmp` instead of two a field: docs/BENCHMARKS.md,
     /// sixteenth round).
     pub(crate) fn same_region(&mut self, bytes: &[u8], extra: usize) -> Option<Vec<Header>> {
+        self.last = LastHead::Other;
         let r = self.region.as_mut()?;
         if r.bytes[..] != *bytes {
             return None;
         }
+        self.last = LastHead::Same;
         r.changes = 0;
         let mut fields = Vec::with_capacity(r.fields.len() + extra);
         fields.extend(r.fields.iter().cloned());
         Some(fields)
+    }
+
+    /// Records that the last request head had no region (no field).
+    pub(crate) fn forget_last(&mut self) {
+        self.last = LastHead::Other;
     }
 
     /// Remembers the field region `raw[region]` of a request head, whose fields at
@@ -186,7 +209,28 @@ impl FieldCache {
             };
             fields.push((name.clone(), value));
         }
-        self.region = Some(Region { bytes, fields, changes });
+        self.region = Some(Region { bytes, fields, changes, note: None });
+        self.last = LastHead::Remembered;
+    }
+
+    /// What the caller noted ([`set_note`](Self::set_note)) of the fields of the last
+    /// request head read with the cache, when that head's fields were a remembered
+    /// region's, the one the note was set for: a result of its own that depends on the
+    /// fields alone (read from the same fields, it would be the same).
+    pub fn note(&self) -> Option<u32> {
+        match self.last {
+            LastHead::Same => self.region.as_ref()?.note,
+            _ => None,
+        }
+    }
+
+    /// Notes `note` of the fields of the last request head read with the cache (see
+    /// [`note`](Self::note)): kept with them while they are the remembered region,
+    /// dropped when they are not remembered.
+    pub fn set_note(&mut self, note: u32) {
+        if let (LastHead::Same | LastHead::Remembered, Some(r)) = (self.last, self.region.as_mut()) {
+            r.note = Some(note);
+        }
     }
 
     /// The name made of `bytes`, the field at `position` of a head: the one

@@ -279,6 +279,7 @@ fn fields(raw: &Bytes, ranges: &[FieldRange], mut cache: Option<&mut FieldCache>
 /// field by field and the region remembered for the next head.
 fn request_fields(raw: &Bytes, ranges: &[FieldRange], cache: &mut FieldCache) -> Result<Vec<Header>, HeadError> {
     let (Some((first, _)), Some((_, last))) = (ranges.first(), ranges.last()) else {
+        cache.forget_last();
         return Ok(Vec::with_capacity(ADDED_FIELDS));
     };
     let region = first.start..last.end;

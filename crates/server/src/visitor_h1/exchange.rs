@@ -21,7 +21,7 @@ use localtunnels_driver::{StreamEvent, StreamReceiver, StreamSender};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 
 use super::encode::{encode_head, encode_response_head, BodySize, Encoder, Reply};
-use super::present::Present;
+use super::present::{Noted, Present};
 use super::response_fields::{for_visitor, Shape};
 use super::upload::{Upload, UploadEnd};
 use super::Conn;
@@ -65,7 +65,7 @@ where
         framing: RequestFraming,
     ) -> bool {
         // The fields are final here but for removals: the set holds for the checks below.
-        let present = Present::of(&req.headers);
+        let Noted { present, grouped } = Noted::of(&req.headers, &mut self.fields);
         let Begun { html, reply, allow_trailers } = begin(req, present, &framing, self.closing);
         // The request's clock: read by the checks when a rate limit charges the request,
         // else at once after the OPEN's send (the request's start for its deadline and
@@ -78,7 +78,7 @@ where
         tunnel.count_request();
         Counters::bump(&state.counters.requests);
         let end = framing.body == BodyLength::Empty;
-        let stream = match super::open::open(state, &tunnel, peer, req, present, host.as_ref(), end) {
+        let stream = match super::open::open(state, &tunnel, peer, req, (present, grouped), host.as_ref(), end) {
             Ok(s) => s,
             Err(e) => {
                 let res = open_error(state, &tunnel.name, e);

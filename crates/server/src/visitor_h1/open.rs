@@ -26,17 +26,17 @@ use crate::tunnel::Tunnel;
 /// `peer`, with `host` as its `X-Forwarded-Host`. `req`'s fields are left as they go
 /// on (grouped by name, hop-by-hop ones dropped), the visitor's `X-Forwarded-*` among
 /// them; they carry the names `present` has or fewer (the walks for the others are
-/// skipped).
+/// skipped), grouped by name already when `grouped`.
 pub(super) fn open(
     state: &ServerState,
     tunnel: &Tunnel,
     peer: &Peer,
     req: &mut ParsedRequest,
-    present: Present,
+    (present, grouped): (Present, bool),
     host: Option<&HeaderValue>,
     end: bool,
 ) -> Result<StreamHandle, OpenError> {
-    let has_host = end_to_end(&mut req.headers, present);
+    let has_host = end_to_end(&mut req.headers, present, grouped);
     let (uri, headers) = (&req.uri, &req.headers);
     let authority = if has_host { None } else { uri.authority() };
     let target = uri.path_and_query().map_or("/", |p| p.as_str());
@@ -49,9 +49,11 @@ pub(super) fn open(
 /// Leaves the fields that go on in `headers` (grouped by name, hop-by-hop ones
 /// dropped: `request_head_from_list`'s steps); whether the visitor sent a `Host`,
 /// read before (`Connection: host` does not take it away), as `tunnel_head_of` reads it.
-fn end_to_end(headers: &mut Vec<Header>, present: Present) -> bool {
+fn end_to_end(headers: &mut Vec<Header>, present: Present, grouped: bool) -> bool {
     let has_host = present.has(Present::HOST) && headers.iter().any(|(n, _)| n == HOST);
-    group_by_name(headers);
+    if !grouped {
+        group_by_name(headers);
+    }
     if present.has(Present::HOP_BY_HOP) {
         retain_end_to_end(headers, StreamKind::Http);
     }
@@ -179,7 +181,8 @@ mod tests {
                 // The written one, from the same parsed head.
                 let mut req = parsed.clone();
                 let present = Present::of(&req.headers);
-                let has_host = end_to_end(&mut req.headers, present);
+                let grouped = localtunnels_driver::http::is_left_grouped(&req.headers);
+                let has_host = end_to_end(&mut req.headers, present, grouped);
                 let authority = if has_host { None } else { req.uri.authority() };
                 let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
                 let written =

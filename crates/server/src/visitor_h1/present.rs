@@ -13,6 +13,8 @@
 
 use http::header::{self, HeaderName};
 use localtunnels_core::Header;
+use localtunnels_driver::h1::FieldCache;
+use localtunnels_driver::http::is_left_grouped;
 
 use crate::exchange::is_forwarding;
 
@@ -47,6 +49,35 @@ impl Present {
         self.0 & names != 0
     }
 }
+
+/// What the exchange reads of a head's fields before it opens the stream: the names
+/// [`Present`], and whether `group_by_name` leaves the list as it is. Both depend on
+/// the fields alone, so they are noted in the connection's field cache with the fields
+/// it remembers, and a head whose fields repeat them reads them back instead of
+/// walking its list twice more (~0.8k instructions for a browser's eleven fields:
+/// docs/BENCHMARKS.md, sixteenth round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Noted {
+    pub present: Present,
+    pub grouped: bool,
+}
+
+impl Noted {
+    /// The fields' [`Noted`], from `cache`'s note when they are the fields it noted.
+    /// `headers` are the last head read with `cache` (or the connection's first head,
+    /// read without it: then nothing is noted).
+    pub(super) fn of(headers: &[Header], cache: &mut FieldCache) -> Noted {
+        if let Some(note) = cache.note() {
+            return Noted { present: Present(note as u8), grouped: note & GROUPED != 0 };
+        }
+        let noted = Noted { present: Present::of(headers), grouped: is_left_grouped(headers) };
+        cache.set_note(u32::from(noted.present.0) | if noted.grouped { GROUPED } else { 0 });
+        noted
+    }
+}
+
+/// [`Noted::grouped`]'s bit in a note (the set's are below it).
+const GROUPED: u32 = 1 << 8;
 
 /// The constant of [`Present`] for `name`, or 0. A standard name is told by its
 /// constant; the few others looked for (`keep-alive`, `proxy-connection`,
@@ -140,6 +171,35 @@ mod tests {
                 assert_eq!(list.len(), 2, "{text} dropped though not in the set");
             }
         }
+    }
+
+    #[test]
+    fn what_is_noted_of_repeated_fields_is_what_they_would_read() {
+        use bytes::BytesMut;
+        use localtunnels_driver::h1::{parse_request_cached, HeadLimits};
+        let heads = [
+            "GET /a HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n",
+            "GET /b HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n",
+            "GET /c HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n",
+            "GET /d HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nAccept: */*\r\nX-A: 2\r\n\r\n",
+            "GET /e HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nAccept: */*\r\nX-A: 2\r\n\r\n",
+            "GET /f HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nAccept: */*\r\nX-A: 2\r\n\r\n",
+            "GET /g HTTP/1.1\r\nConnection: close\r\nTE: trailers\r\nX-Forwarded-For: 1\r\n\r\n",
+            "GET /h HTTP/1.1\r\nConnection: close\r\nTE: trailers\r\nX-Forwarded-For: 1\r\n\r\n",
+            "GET /i HTTP/1.1\r\n\r\n",
+            "GET /j HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n",
+            "GET /k HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n",
+        ];
+        let mut cache = FieldCache::default();
+        let mut noted_again = 0;
+        for head in heads {
+            let mut buf = BytesMut::from(head);
+            let req = parse_request_cached(&mut buf, &HeadLimits::default(), &mut cache).unwrap().unwrap();
+            noted_again += usize::from(cache.note().is_some());
+            let read = Noted { present: Present::of(&req.headers), grouped: is_left_grouped(&req.headers) };
+            assert_eq!(Noted::of(&req.headers, &mut cache), read, "{head:?}");
+        }
+        assert!(noted_again >= 4, "the notes of repeated fields were read back {noted_again} times");
     }
 
     #[test]
