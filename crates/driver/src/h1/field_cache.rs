@@ -12,8 +12,11 @@
 //! `HeaderValue` checks every byte (~3 a byte). A name or a value whose bytes are
 //! exactly those found at the same place in the last head is the same name or value,
 //! and is cloned instead (a value remembered as a copy of its own: the read buffer it
-//! came in is not kept). Anything else is built as before and remembered. So a head
-//! gives the same fields with or without the cache.
+//! came in is not kept). Anything else is built as before and remembered. A request
+//! head whose field lines are the last remembered ones byte for byte (a kept-alive
+//! visitor's usual head) gets that head's fields cloned whole, and what its caller
+//! noted of them ([`FieldCache::note`]). So a head gives the same fields with or without
+//! the cache.
 
 use std::ops::Range;
 
