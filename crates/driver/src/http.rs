@@ -282,11 +282,17 @@ const GROUP_PAIRWISE: usize = 32;
 /// HTTP/1 paths of the server (hyper's, through a `HeaderMap`, and its own, from the
 /// parsed list) so forward and write fields in the same order.
 pub fn group_by_name(headers: &mut Vec<Header>) {
-    if headers.len() <= GROUP_PAIRWISE && is_grouped(headers) {
+    if is_left_grouped(headers) {
         return;
     }
     let map = header_map(headers);
     *headers = header_list(map);
+}
+
+/// Whether [`group_by_name`] leaves `headers` as they are. A list it leaves keeps being
+/// left when fields are removed from it.
+pub fn is_left_grouped(headers: &[Header]) -> bool {
+    headers.len() <= GROUP_PAIRWISE && is_grouped(headers)
 }
 
 /// Whether no name comes back after another name came between. One pass: a bit per

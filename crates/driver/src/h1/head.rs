@@ -171,7 +171,10 @@ fn parse_request_with(
     }
     let raw = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(raw.slice(path_range)).map_err(|_| HeadError::Target);
-    let headers = fields(&raw, &ranges, cache.as_deref_mut());
+    let headers = match cache.as_deref_mut() {
+        Some(c) => request_fields(&raw, &ranges, c),
+        None => fields(&raw, &ranges, None),
+    };
     if let Some(c) = cache {
         ranges.clear();
         c.ranges = ranges;
@@ -295,6 +298,23 @@ pub(super) fn fields(
         headers.push((name, value));
     }
     Ok(headers)
+}
+
+/// [`fields`] of a request head read with `cache`: the last head's fields cloned whole
+/// when the field region is the same bytes ([`FieldCache::same_region`]), else made
+/// field by field and the region remembered for the next head.
+fn request_fields(raw: &Bytes, ranges: &[FieldRange], cache: &mut FieldCache) -> Result<Vec<Header>, HeadError> {
+    let (Some((first, _)), Some((_, last))) = (ranges.first(), ranges.last()) else {
+        cache.forget_last();
+        return Ok(Vec::with_capacity(ADDED_FIELDS));
+    };
+    let region = first.start..last.end;
+    if let Some(same) = cache.same_region(&raw[region.clone()], ADDED_FIELDS) {
+        return Ok(same);
+    }
+    let made = fields(raw, ranges, Some(cache))?;
+    cache.remember_region(raw, region, ranges, &made);
+    Ok(made)
 }
 
 /// Appends `METHOD target HTTP/1.1\r\n`.
@@ -494,6 +514,16 @@ mod tests {
             "GET /\x7f HTTP/1.1\r\nHost: demo.localhost\r\n\r\n",
             "GET /f HTTP/1.1\r\nHost: other\r\n",
             "GET /g HTTP/1.1\r\n\r\n",
+            // The same fields whole after another target, then one byte changed, moved or cut.
+            "GET /h HTTP/1.1\r\nHost: demo.localhost\r\nUser-Agent: x\r\n\r\n",
+            "PUT /i HTTP/1.1\r\nHost: demo.localhost\r\nUser-Agent: x\r\n\r\n",
+            "GET /j HTTP/1.1\r\nHost: demo.localhost\r\nUser-Agent: y\r\n\r\n",
+            "GET /k HTTP/1.1\r\nHost: demo.localhost\r\nUser-Agent:  y\r\n\r\n",
+            "GET /l HTTP/1.1\r\nHost: demo.localhost\r\nUser-Agent:\r\n\r\n",
+            "GET /m HTTP/1.1\r\nHost: demo.localhost\r\nUser-Agent:\r\n\r\n",
+            "GET /n HTTP/1.1\r\nHost: demo.localhost\r\n\r\n",
+            "GET /o HTTP/1.1\r\nHost: demo.localhost\r\nX-A: caf\u{e9}\r\n\r\n",
+            "GET /p HTTP/1.1\r\nHost: demo.localhost\r\nX-A: caf\u{e9}\r\n\r\n",
         ];
         let mut cache = FieldCache::default();
         for head in heads {
@@ -506,6 +536,31 @@ mod tests {
             assert_eq!(a, b);
         }
     }
+
+    #[test]
+    fn a_cached_request_parse_reads_repeated_and_changing_heads_as_the_plain_one() {
+        let long = "v".repeat(REGION_BYTES_FOR_TEST);
+        let mut heads = Vec::new();
+        for i in 0..80 {
+            // Changing on every head for a while, then the same, then long ones.
+            let id = if (20..40).contains(&i) { 0 } else { i };
+            heads.push(format!("GET /{i} HTTP/1.1\r\nHost: a\r\nX-Id: {id}\r\nAccept: */*\r\n\r\n"));
+            if i >= 60 {
+                heads.push(format!("GET /{i} HTTP/1.1\r\nHost: a\r\nX-Long: {long}\r\n\r\n"));
+            }
+        }
+        let mut cache = FieldCache::default();
+        for head in &heads {
+            let limits = HeadLimits::default();
+            let (mut a, mut b) = (BytesMut::from(head.as_str()), BytesMut::from(head.as_str()));
+            let plain = parse_request(&mut a, &limits).map(|h| h.map(|h| (h.uri, h.headers)));
+            let cached = parse_request_cached(&mut b, &limits, &mut cache).map(|h| h.map(|h| (h.uri, h.headers)));
+            assert_eq!(plain, cached, "{head:?}");
+        }
+    }
+
+    /// Over the field cache's bound on a remembered region.
+    const REGION_BYTES_FOR_TEST: usize = 1100;
 
     #[test]
     fn heads_are_written() {

@@ -21,6 +21,7 @@ use localtunnels_driver::{StreamEvent, StreamReceiver, StreamSender};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 
 use super::encode::{encode_head, encode_response_head, BodySize, Encoder, Reply};
+use super::present::{Noted, Present};
 use super::response_fields::{for_visitor, Shape};
 use super::upload::{Upload, UploadEnd};
 use super::Conn;
@@ -63,7 +64,9 @@ where
         host: Option<http::HeaderValue>,
         framing: RequestFraming,
     ) -> bool {
-        let Begun { html, reply, allow_trailers } = begin(req, &framing, self.closing);
+        // The fields are final here but for removals: the set holds for the checks below.
+        let Noted { present, grouped } = Noted::of(&req.headers, &mut self.fields);
+        let Begun { html, reply, allow_trailers } = begin(req, present, &framing, self.closing);
         // The request's clock: read by the checks when a rate limit charges the request,
         // else at once after the OPEN's send (the request's start for its deadline and
         // metrics is then that send: the visitor's wait no longer includes the read).
@@ -74,14 +77,14 @@ where
         };
         tunnel.count_request();
         Counters::bump(&state.counters.requests);
-        let stream =
-            match super::open::open(state, &tunnel, peer, req, host.as_ref(), framing.body == BodyLength::Empty) {
-                Ok(s) => s,
-                Err(e) => {
-                    let res = open_error(state, &tunnel.name, e);
-                    return self.finish(state, req, html, framing, reply, res, now.get()).await;
-                }
-            };
+        let end = framing.body == BodyLength::Empty;
+        let stream = match super::open::open(state, &tunnel, peer, req, (present, grouped), host.as_ref(), end) {
+            Ok(s) => s,
+            Err(e) => {
+                let res = open_error(state, &tunnel.name, e);
+                return self.finish(state, req, html, framing, reply, res, now.get()).await;
+            }
+        };
         let started = now.get();
         let (tx, mut rx) = stream.split();
         // The body's last bytes are granted back when `rx` is dropped, after the write.
@@ -248,13 +251,14 @@ pub(super) struct Begun {
     pub allow_trailers: bool,
 }
 
-/// [`Begun`] for `req`.
-pub(super) fn begin(req: &ParsedRequest, framing: &RequestFraming, closing: bool) -> Begun {
+/// [`Begun`] for `req`, whose fields carry the names `present` has (or fewer).
+pub(super) fn begin(req: &ParsedRequest, present: Present, framing: &RequestFraming, closing: bool) -> Begun {
     static TE: http::HeaderName = http::header::TE;
+    let accept = present.has(Present::ACCEPT).then(|| req.headers.first(&http::header::ACCEPT).cloned());
     Begun {
-        html: Html(req.headers.first(&http::header::ACCEPT).cloned()),
+        html: Html(accept.flatten()),
         reply: reply_to(req, framing, closing),
-        allow_trailers: req.headers.values_of(&TE).any(|v| has_token(v, "trailers")),
+        allow_trailers: present.has(Present::TE) && req.headers.values_of(&TE).any(|v| has_token(v, "trailers")),
     }
 }
 

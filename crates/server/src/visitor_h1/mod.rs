@@ -29,6 +29,7 @@ mod closing;
 mod encode;
 mod exchange;
 mod open;
+mod present;
 mod response_fields;
 mod route;
 mod upgrade;

@@ -17,6 +17,7 @@ use localtunnels_driver::h1::ParsedRequest;
 use localtunnels_driver::http::{group_by_name, retain_end_to_end};
 use localtunnels_driver::StreamHandle;
 
+use super::present::Present;
 use crate::exchange::{forwarded_proto, is_forwarding};
 use crate::state::{Peer, ServerState};
 use crate::tunnel::Tunnel;
@@ -24,47 +25,56 @@ use crate::tunnel::Tunnel;
 /// Opens `req` (an HTTP exchange; its body follows unless `end`) through `tunnel` for
 /// `peer`, with `host` as its `X-Forwarded-Host`. `req`'s fields are left as they go
 /// on (grouped by name, hop-by-hop ones dropped), the visitor's `X-Forwarded-*` among
-/// them.
+/// them; they carry the names `present` has or fewer (the walks for the others are
+/// skipped), grouped by name already when `grouped`.
 pub(super) fn open(
     state: &ServerState,
     tunnel: &Tunnel,
     peer: &Peer,
     req: &mut ParsedRequest,
+    (present, grouped): (Present, bool),
     host: Option<&HeaderValue>,
     end: bool,
 ) -> Result<StreamHandle, OpenError> {
-    let has_host = end_to_end(&mut req.headers);
+    let has_host = end_to_end(&mut req.headers, present, grouped);
     let (uri, headers) = (&req.uri, &req.headers);
     let authority = if has_host { None } else { uri.authority() };
     let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    let forwarding = present.has(Present::FORWARDING);
     tunnel.open_fields(StreamKind::Http, req.method.as_str(), target, end, |w| {
-        write_fields(w, state, peer, headers, authority, host)
+        write_fields(w, state, peer, headers, forwarding, authority, host)
     })
 }
 
 /// Leaves the fields that go on in `headers` (grouped by name, hop-by-hop ones
 /// dropped: `request_head_from_list`'s steps); whether the visitor sent a `Host`,
 /// read before (`Connection: host` does not take it away), as `tunnel_head_of` reads it.
-fn end_to_end(headers: &mut Vec<Header>) -> bool {
-    let has_host = headers.iter().any(|(n, _)| n == HOST);
-    group_by_name(headers);
-    retain_end_to_end(headers, StreamKind::Http);
+fn end_to_end(headers: &mut Vec<Header>, present: Present, grouped: bool) -> bool {
+    let has_host = present.has(Present::HOST) && headers.iter().any(|(n, _)| n == HOST);
+    if !grouped {
+        group_by_name(headers);
+    }
+    if present.has(Present::HOP_BY_HOP) {
+        retain_end_to_end(headers, StreamKind::Http);
+    }
     has_host
 }
 
 /// Writes the fields of a request head as `with_forwarded` leaves them: the visitor's
-/// `headers` but its forwarding ones, a `Host` from the target's `authority` (for a
-/// request without one), then the server's `X-Forwarded-For`, `-Proto` and `-Host`.
+/// `headers` but its forwarding ones (looked for only when `forwarding`: the head may
+/// carry some), a `Host` from the target's `authority` (for a request without one),
+/// then the server's `X-Forwarded-For`, `-Proto` and `-Host`.
 fn write_fields(
     w: &mut OpenFields<'_>,
     state: &ServerState,
     peer: &Peer,
     headers: &[Header],
+    forwarding: bool,
     authority: Option<&http::uri::Authority>,
     host: Option<&HeaderValue>,
 ) {
     for (name, value) in headers {
-        if !is_forwarding(name) {
+        if !forwarding || !is_forwarding(name) {
             w.push(name, value);
         }
     }
@@ -125,6 +135,11 @@ mod tests {
          X-Obs: café\r\n\r\n",
         "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
         "PURGE /x HTTP/1.1\r\nHost: a\r\nCookie: a=1\r\nCookie: b=2\r\nAuthorization: Basic eDp5\r\n\r\n",
+        // Hop-by-hop names without `Connection`, forwarding names alone, their neighbours.
+        "GET / HTTP/1.1\r\nHost: a\r\nKeep-Alive: 5\r\nX-Forwarded-Fox: 1\r\nProxy-Connectiom: y\r\n\r\n",
+        "GET / HTTP/1.1\r\nProxy-Connection: x\r\nHost: a\r\nTE: trailers\r\nForwarded: for=1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: http\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "GET /t HTTP/1.1\r\nExpect: 100-continue\r\nUpgrade: websocket\r\n\r\n",
     ];
 
     /// A head of `n` distinct fields (over `is_grouped`'s pairwise bound, some repeated
@@ -165,12 +180,15 @@ mod tests {
                 let listed = Frame::Open { id: 2, head, end }.encode_with(coding);
                 // The written one, from the same parsed head.
                 let mut req = parsed.clone();
-                let has_host = end_to_end(&mut req.headers);
+                let present = Present::of(&req.headers);
+                let grouped = localtunnels_driver::http::is_left_grouped(&req.headers);
+                let has_host = end_to_end(&mut req.headers, present, grouped);
                 let authority = if has_host { None } else { req.uri.authority() };
                 let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
                 let written =
                     Frame::encode_open_fields(2, StreamKind::Http, req.method.as_str(), target, end, coding, |w| {
-                        write_fields(w, &state, peer, &req.headers, authority, host.as_ref())
+                        let forwarding = present.has(Present::FORWARDING);
+                        write_fields(w, &state, peer, &req.headers, forwarding, authority, host.as_ref())
                     });
                 assert_eq!(written, listed, "{text:?} secure={secure} coding={coding:?} end={end}");
             }

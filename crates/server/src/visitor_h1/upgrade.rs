@@ -23,6 +23,7 @@ use tracing::{debug, info_span, Instrument, Span};
 
 use super::encode::{encode_head, BodySize, Reply};
 use super::exchange::{begin, reply_to, write_streamed, Answered, Begun, Html, Streamed};
+use super::present::Present;
 use super::response_fields::Shape;
 use super::Conn;
 use crate::exchange::{invalid_response, open_error, reset_response, tunnel_head_of};
@@ -70,7 +71,7 @@ where
         framing: RequestFraming,
     ) -> Upgrade {
         let started = std::time::Instant::now();
-        let Begun { html, reply, allow_trailers } = begin(&req, &framing, self.closing);
+        let Begun { html, reply, allow_trailers } = begin(&req, Present::of(&req.headers), &framing, self.closing);
         let admitted = match crate::access::check_fields(state, &tunnel, peer.addr, &mut req.headers) {
             Ok(admitted) => admitted,
             Err(refused) => return self.answered(state, &req, framing, reply, html, *refused, started).await,
