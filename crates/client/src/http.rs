@@ -14,18 +14,26 @@ use hyper::body::Frame;
 use http::HeaderValue;
 use hyper::body::Body as _;
 use localtunnels_core::error_page::{default_message, format_request_id, wants_html, ErrorPage};
-use localtunnels_core::{RequestHead, ResetCode, StreamKind};
+use localtunnels_core::{RawRequestHead, RequestHead, ResetCode, StreamKind};
 use localtunnels_driver::after_write::{self, after_write};
 use localtunnels_driver::http::final_status;
 use localtunnels_driver::{pump_body, StreamBody, StreamHandle};
 
 use crate::ctx::Ctx;
 use crate::events::ClientEvent;
-use crate::forward::{content_length, origin_request, send};
+use crate::forward::{content_length, origin_method, origin_request, send, Request};
 use crate::inspect::BodyRecorder;
+use crate::raw_request;
+
+/// A request head as the stream's OPEN gave it: decoded, or raw, for a request that
+/// goes to the origin from its header block ([`crate::raw_request::takes_raw`]).
+pub(crate) enum Incoming {
+    Typed(RequestHead),
+    Raw(RawRequestHead),
+}
 
 /// Serves one HTTP stream.
-pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead, end: bool) {
+pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: Incoming, end: bool) {
     let report = ctx.config.request_events;
     // `LOCALTUNNELS_LOG=debug` logs one line per request, with its byte count.
     let debug = tracing::enabled!(tracing::Level::DEBUG);
@@ -33,11 +41,24 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     let started = Started((report || debug).then(Instant::now));
     let id = stream.id();
     let (tx, rx) = stream.split();
+    // A raw head's fields are decoded after the request is written (below); until
+    // then the method alone is known (nobody reports such a request before: `takes_raw`).
+    let (head, raw) = match head {
+        Incoming::Typed(head) => (head, None),
+        Incoming::Raw(raw) => {
+            let method = raw.method.clone();
+            (RequestHead { kind: StreamKind::Http, method, target: String::new(), headers: Vec::new() }, Some(raw))
+        }
+    };
     if report {
         ctx.emit(ClientEvent::Request { method: head.method.to_string(), path: head.target.clone() });
     }
-    let RequestHead { method, target: path, mut headers, .. } = head;
-    let parsed = match origin_request(&ctx, &method, &mut headers) {
+    let RequestHead { method, target: mut path, mut headers, .. } = head;
+    let parsed = match raw {
+        None => origin_request(&ctx, &method, &mut headers),
+        Some(_) => origin_method(&method),
+    };
+    let parsed = match parsed {
         Ok(m) => m,
         Err(message) => return tx.reset(ResetCode::Protocol, &message),
     };
@@ -45,7 +66,8 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     // A request with a body is filed first (its tap needs the entry); one without
     // right after the first poll of its sending, which writes it to a pooled origin
     // connection: the origin starts on it sooner, and its answer cannot overtake the
-    // entry (it is read by this future's later polls).
+    // entry (it is read by this future's later polls). A raw head is decoded there
+    // too, after the write, and let go (it holds the tunnel reader's buffer).
     let inspector = ctx.config.inspector.as_ref();
     let mut record = inspector.filter(|_| !end).map(|i| (i, i.begin(&method, &path, &headers, false)));
     let mut body = StreamBody::new(rx, end, content_length(&headers));
@@ -56,15 +78,26 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     // The server resets the stream when the visitor leaves or its response timeout
     // passes: then the origin's request is dropped too, not left running.
     let mut cancelled = false;
+    let mut late = None;
     let answer = {
-        let mut sending = std::pin::pin!(send(&ctx, &parsed, &path, &headers, body));
+        let req = match &raw {
+            Some(raw) => Request::Raw(raw.clone()),
+            None => Request::Fields { target: &path, headers: &headers },
+        };
+        let mut sending = std::pin::pin!(send(&ctx, &parsed, req, body));
         let mut cancel = std::pin::pin!(tx.cancelled());
         let mut first = true;
+        let mut raw = raw;
         std::future::poll_fn(|cx| {
             // The answer first: once it is in, the cancellation is not polled again.
             let polled = sending.as_mut().poll(cx);
             if std::mem::take(&mut first) && end {
-                record = inspector.map(|i| (i, i.begin(&method, &path, &headers, false)));
+                late = raw.take().and_then(|raw| raw_request::decoded(&ctx, raw));
+                let (path, headers) = match &late {
+                    Some(head) => (&head.target, &head.headers[..]),
+                    None => (&path, &headers[..]),
+                };
+                record = inspector.map(|i| (i, i.begin(&method, path, headers, false)));
             }
             if polled.is_pending() && cancel.as_mut().poll(cx).is_ready() {
                 cancelled = true;
@@ -74,6 +107,9 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         })
         .await
     };
+    if let Some(head) = late {
+        (path, headers) = (head.target, head.headers);
+    }
     let failed = |message: &str| {
         if let Some((i, id)) = &record {
             i.update(*id, |s, now| s.fail(*id, now, message));

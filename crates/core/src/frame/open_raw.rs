@@ -44,7 +44,7 @@ impl RawRequestHead {
     /// An HTTP OPEN (`msg`, one frame) as a raw head, its stream id and end flag; `None`
     /// for any other frame, a WebSocket's OPEN, and any OPEN whose block is not carried
     /// whole by the typed decoder or that it refuses (left to it: see the module docs).
-    pub(crate) fn decode_open(msg: &Bytes, limits: &DecodeLimits) -> Option<(StreamId, RawRequestHead, bool)> {
+    pub fn decode_open(msg: &Bytes, limits: &DecodeLimits) -> Option<(StreamId, RawRequestHead, bool)> {
         let (&[ty, a, b, c, d, f], _) = msg.split_first_chunk::<6>()?;
         let id = u32::from_be_bytes([a, b, c, d]);
         if ty != kind::OPEN || id == 0 || f & flags::WEBSOCKET != 0 || msg.len() > limits.max_frame {
