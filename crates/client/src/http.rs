@@ -23,7 +23,6 @@ use crate::ctx::Ctx;
 use crate::events::ClientEvent;
 use crate::forward::{content_length, origin_method, origin_request, send, Request};
 use crate::inspect::BodyRecorder;
-use crate::raw_request;
 
 /// A request head as the stream's OPEN gave it: decoded, or raw, for a request that
 /// goes to the origin from its header block ([`crate::raw_request::takes_raw`]).
@@ -41,8 +40,9 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: Incoming, e
     let started = Started((report || debug).then(Instant::now));
     let id = stream.id();
     let (tx, rx) = stream.split();
-    // A raw head's fields are decoded after the request is written (below); until
-    // then the method alone is known (nobody reports such a request before: `takes_raw`).
+    // A raw head is never decoded: it is written to the origin as it came, and what
+    // the exchange names later is taken from it after the write (below). Nobody
+    // reports or records such a request (`takes_raw`).
     let (head, raw) = match head {
         Incoming::Typed(head) => (head, None),
         Incoming::Raw(raw) => {
@@ -66,8 +66,8 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: Incoming, e
     // A request with a body is filed first (its tap needs the entry); one without
     // right after the first poll of its sending, which writes it to a pooled origin
     // connection: the origin starts on it sooner, and its answer cannot overtake the
-    // entry (it is read by this future's later polls). A raw head is decoded there
-    // too, after the write, and let go (it holds the tunnel reader's buffer).
+    // entry (it is read by this future's later polls). A raw head is let go there, after
+    // the write (it holds the tunnel reader's buffer).
     let inspector = ctx.config.inspector.as_ref();
     let mut record = inspector.filter(|_| !end).map(|i| (i, i.begin(&method, &path, &headers, false)));
     let mut body = StreamBody::new(rx, end, content_length(&headers));
@@ -92,12 +92,13 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: Incoming, e
             // The answer first: once it is in, the cancellation is not polled again.
             let polled = sending.as_mut().poll(cx);
             if std::mem::take(&mut first) && end {
-                late = raw.take().and_then(|raw| raw_request::decoded(&ctx, raw));
-                let (path, headers) = match &late {
-                    Some(head) => (&head.target, &head.headers[..]),
-                    None => (&path, &headers[..]),
-                };
-                record = inspector.map(|i| (i, i.begin(&method, path, headers, false)));
+                // A raw head (never with an inspector: `takes_raw`) leaves what the rest
+                // of the exchange names: its target, and what an error page needs.
+                late = raw.take().map(|raw| {
+                    let visitor = VisitorHead::of_fields(&method, raw.fields());
+                    (String::from_utf8_lossy(raw.target()).into_owned(), visitor)
+                });
+                record = inspector.map(|i| (i, i.begin(&method, &path, &headers, false)));
             }
             if polled.is_pending() && cancel.as_mut().poll(cx).is_ready() {
                 cancelled = true;
@@ -107,8 +108,9 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: Incoming, e
         })
         .await
     };
-    if let Some(head) = late {
-        (path, headers) = (head.target, head.headers);
+    let mut visitor = None;
+    if let Some((target, head)) = late {
+        (path, visitor) = (target, Some(head));
     }
     let failed = |message: &str| {
         if let Some((i, id)) = &record {
@@ -135,7 +137,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: Incoming, e
             ctx.error(format!("{method} {path} (request id {request_id}): {detail}"));
             // The visitor gets a generic 502 page with the request id; the detail
             // only when the owner opted in (`expose_errors`).
-            let visitor = VisitorHead::of(&method, &headers);
+            let visitor = visitor.unwrap_or_else(|| VisitorHead::of(&method, &headers));
             // The line reports what the origin sent: nothing (the page is ours).
             error_page(&tx, &ctx, &visitor, 502, &request_id, &detail).await;
             let bytes = 0;
@@ -292,6 +294,12 @@ struct VisitorHead {
 impl VisitorHead {
     fn of(method: &str, headers: &[localtunnels_core::Header]) -> Self {
         let accept = headers.iter().find(|(n, _)| n == http::header::ACCEPT).map(|(_, v)| v.as_bytes());
+        VisitorHead { head_only: method.eq_ignore_ascii_case("HEAD"), html: wants_html(accept) }
+    }
+
+    /// [`VisitorHead::of`] a raw head's fields.
+    fn of_fields<'a>(method: &str, mut fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Self {
+        let accept = fields.find(|(n, _)| *n == b"accept").map(|(_, v)| v);
         VisitorHead { head_only: method.eq_ignore_ascii_case("HEAD"), html: wants_html(accept) }
     }
 }

@@ -140,27 +140,34 @@ fn value16(rest: &[u8]) -> Option<&[u8]> {
     rest.get(..usize::from(u16::from_be_bytes([a, b])))
 }
 
+/// The table indexes of the names [`check_block`] counts (`table.rs`; a test holds
+/// them to it).
+const HOST: u8 = 0;
+const CONTENT_LENGTH: u8 = 1;
+const TRANSFER_ENCODING: u8 = 23;
+
 /// Walks a header block: `Some((hosts, framing))` if every field is one the typed
 /// decoder carries as it is and the block ends with its last field within `max` bytes;
-/// `None` otherwise (the typed decoder then decides).
+/// `None` otherwise (the typed decoder then decides). An indexed name is told by its
+/// index, not its text.
 fn check_block(block: &[u8], max: usize) -> Option<(u8, bool)> {
     let (mut hosts, mut framing) = (0u8, false);
     let (&[a, b], mut rest) = block.split_first_chunk::<2>()?;
     for _ in 0..u16::from_be_bytes([a, b]) {
         let (&[a, b], after) = rest.split_first_chunk::<2>()?;
         let name_len = usize::from(u16::from_be_bytes([a, b]));
-        let name: &[u8] = if name_len == 0 {
+        let index = if name_len == 0 {
             let (&index, after) = after.split_first()?;
             if index & table::PAIR_BIT != 0 {
                 rest = after;
-                table::pair(index & !table::PAIR_BIT)?.0.as_str().as_bytes()
+                table::pair_name(index & !table::PAIR_BIT)?
             } else {
                 let value = value16(after)?;
                 rest = after.get(2 + value.len()..)?;
-                if !value_carried(value) {
+                if !table::is_name(index) || !value_carried(value) {
                     return None;
                 }
-                table::name(index)?.as_str().as_bytes()
+                index
             }
         } else {
             let text = after.get(..name_len)?;
@@ -169,12 +176,16 @@ fn check_block(block: &[u8], max: usize) -> Option<(u8, bool)> {
             if !text.iter().all(|&c| lower_token(c)) || !value_carried(value) {
                 return None;
             }
-            text
+            match text {
+                b"host" => HOST,
+                b"content-length" => CONTENT_LENGTH,
+                b"transfer-encoding" => TRANSFER_ENCODING,
+                _ => table::TEXT,
+            }
         };
-        // A switch on the length first: most names are none of these three.
-        match name {
-            b"host" => hosts = hosts.saturating_add(1),
-            b"content-length" | b"transfer-encoding" => framing = true,
+        match index {
+            HOST => hosts = hosts.saturating_add(1),
+            CONTENT_LENGTH | TRANSFER_ENCODING => framing = true,
             _ => {}
         }
         if block.len() - rest.len() > max {
@@ -192,8 +203,22 @@ fn lower_token(c: u8) -> bool {
 }
 
 /// Bytes a `HeaderValue` takes as they are: visible ASCII, space, tab and obs-text.
+/// Eight bytes at a time: a word with no byte below 0x20 and none 0x7f passes at once
+/// (the "has a byte less than n" test of the bit-twiddling hacks, exact for n <= 128);
+/// one that may have one is looked at byte by byte (a tab passes).
 fn value_carried(value: &[u8]) -> bool {
-    value.iter().all(|&c| (c >= b' ' && c != 0x7f) || c == b'\t')
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_less = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH != 0;
+    let byte_ok = |c: &u8| (*c >= b' ' && *c != 0x7f) || *c == b'\t';
+    let mut words = value.chunks_exact(8);
+    for word in words.by_ref() {
+        let x = u64::from_ne_bytes(word.try_into().unwrap_or([0; 8]));
+        if (has_less(x, 0x20) || has_less(x ^ (ONES * 0x7f), 1)) && !word.iter().all(byte_ok) {
+            return false;
+        }
+    }
+    words.remainder().iter().all(byte_ok)
 }
 
 #[cfg(test)]
@@ -335,6 +360,32 @@ mod tests {
         assert_eq!(RawRequestHead::decode_open(&open(&ws, FieldCoding::Text, false), &limits), None);
         let response = Frame::Response { id: 1, head: crate::ResponseHead { status: 200, headers: vec![] }, end: true };
         assert_eq!(RawRequestHead::decode_open(&response.encode(), &limits), None);
+    }
+
+    #[cfg(feature = "indexed-headers")]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn the_counted_names_are_at_their_indexes() {
+        assert_eq!(table::name(HOST), Some(&http::header::HOST));
+        assert_eq!(table::name(CONTENT_LENGTH), Some(&http::header::CONTENT_LENGTH));
+        assert_eq!(table::name(TRANSFER_ENCODING), Some(&http::header::TRANSFER_ENCODING));
+        assert_ne!(table::TEXT, HOST);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn a_value_passes_eight_bytes_at_a_time_as_it_does_byte_by_byte() {
+        for c in 0..=255u8 {
+            let expected = http::HeaderValue::from_bytes(&[c]).is_ok();
+            for at in 0..20 {
+                let mut value = vec![b'a'; 20];
+                value[at] = c;
+                assert_eq!(value_carried(&value), expected, "{c:#x} at {at}");
+                let mut mixed = vec![0xff, b'\t', 0x80, b' ', b'~', 0x7e, 0xc3, 0xa9, b'z', b'0'];
+                mixed[at % 10] = c;
+                assert_eq!(value_carried(&mixed), expected, "{c:#x} at {} of a mixed value", at % 10);
+            }
+        }
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
