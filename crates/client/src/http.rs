@@ -95,8 +95,9 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: Incoming, e
                 // A raw head (never with an inspector: `takes_raw`) leaves what the rest
                 // of the exchange names: its target, and what an error page needs.
                 late = raw.take().map(|raw| {
-                    let visitor = VisitorHead::of_fields(&method, raw.fields());
-                    (String::from_utf8_lossy(raw.target()).into_owned(), visitor)
+                    // Walked only for an `Accept` (`take(0)` reads none).
+                    let fields = raw.fields().take(if raw.has_accept() { usize::MAX } else { 0 });
+                    (raw.target_str().to_owned(), VisitorHead::of_fields(&method, fields))
                 });
                 record = inspector.map(|i| (i, i.begin(&method, &path, &headers, false)));
             }

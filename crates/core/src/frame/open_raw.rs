@@ -38,6 +38,8 @@ pub struct RawRequestHead {
     hosts: u8,
     /// The block has a `Content-Length` or a `Transfer-Encoding` field.
     framing: bool,
+    /// The block has an `Accept` field.
+    accept: bool,
 }
 
 impl RawRequestHead {
@@ -60,14 +62,25 @@ impl RawRequestHead {
         let target_at = method_at + 2;
         let block_at = target_at + usize::from(target_len);
         std::str::from_utf8(msg.get(target_at..block_at)?).ok()?;
-        let (hosts, framing) = check_block(msg.get(block_at..)?, limits.max_header_bytes)?;
+        let Checked { hosts, framing, accept } = check_block(msg.get(block_at..)?, limits.max_header_bytes)?;
         let rest = msg.slice(target_at..);
-        Some((id, RawRequestHead { method, rest, target_len, hosts, framing }, f & flags::END != 0))
+        Some((id, RawRequestHead { method, rest, target_len, hosts, framing, accept }, f & flags::END != 0))
     }
 
     /// The target's bytes (UTF-8), e.g. `/a?b=c`.
     pub fn target(&self) -> &[u8] {
         self.rest.get(..usize::from(self.target_len)).unwrap_or_default()
+    }
+
+    /// The target as text (its UTF-8 was checked when the OPEN was read).
+    pub fn target_str(&self) -> &str {
+        std::str::from_utf8(self.target()).unwrap_or_default()
+    }
+
+    /// Whether the block has an `Accept` field (a receiver that answers with a page of
+    /// its own reads it to pick HTML or text).
+    pub fn has_accept(&self) -> bool {
+        self.accept
     }
 
     /// How many `Host` fields the block has (at most 255).
@@ -89,7 +102,7 @@ impl RawRequestHead {
     /// block, not the received message (which would hold the reader's buffer for as
     /// long as the head lives).
     pub fn decode(self) -> RequestHead {
-        let target = String::from_utf8_lossy(self.target()).into_owned();
+        let target = self.target_str().to_owned();
         let block = self.rest.get(usize::from(self.target_len)..).unwrap_or_default();
         let mut r = Reader::new(Bytes::copy_from_slice(block));
         let limits = DecodeLimits { max_frame: usize::MAX, max_header_bytes: usize::MAX };
@@ -145,13 +158,21 @@ fn value16(rest: &[u8]) -> Option<&[u8]> {
 const HOST: u8 = 0;
 const CONTENT_LENGTH: u8 = 1;
 const TRANSFER_ENCODING: u8 = 23;
+const ACCEPT: u8 = 5;
 
-/// Walks a header block: `Some((hosts, framing))` if every field is one the typed
+/// What [`check_block`] counts of a block it carries whole.
+struct Checked {
+    hosts: u8,
+    framing: bool,
+    accept: bool,
+}
+
+/// Walks a header block: what it counts ([`Checked`]) if every field is one the typed
 /// decoder carries as it is and the block ends with its last field within `max` bytes;
 /// `None` otherwise (the typed decoder then decides). An indexed name is told by its
 /// index, not its text.
-fn check_block(block: &[u8], max: usize) -> Option<(u8, bool)> {
-    let (mut hosts, mut framing) = (0u8, false);
+fn check_block(block: &[u8], max: usize) -> Option<Checked> {
+    let (mut hosts, mut framing, mut accept) = (0u8, false, false);
     let (&[a, b], mut rest) = block.split_first_chunk::<2>()?;
     for _ in 0..u16::from_be_bytes([a, b]) {
         let (&[a, b], after) = rest.split_first_chunk::<2>()?;
@@ -180,19 +201,21 @@ fn check_block(block: &[u8], max: usize) -> Option<(u8, bool)> {
                 b"host" => HOST,
                 b"content-length" => CONTENT_LENGTH,
                 b"transfer-encoding" => TRANSFER_ENCODING,
+                b"accept" => ACCEPT,
                 _ => table::TEXT,
             }
         };
         match index {
             HOST => hosts = hosts.saturating_add(1),
             CONTENT_LENGTH | TRANSFER_ENCODING => framing = true,
+            ACCEPT => accept = true,
             _ => {}
         }
         if block.len() - rest.len() > max {
             return None;
         }
     }
-    rest.is_empty().then_some((hosts, framing))
+    rest.is_empty().then_some(Checked { hosts, framing, accept })
 }
 
 /// A byte of a header name as `HeaderName` spells it: a token character (RFC 9110
@@ -308,6 +331,8 @@ mod tests {
                         .iter()
                         .any(|(n, _)| n == http::header::CONTENT_LENGTH || n == http::header::TRANSFER_ENCODING);
                     assert_eq!(raw.has_framing(), framing);
+                    let accept = typed.headers.iter().any(|(n, _)| n == http::header::ACCEPT);
+                    assert_eq!(raw.has_accept(), accept);
                     assert_eq!(raw.decode(), typed);
                 }
             }
@@ -369,6 +394,7 @@ mod tests {
         assert_eq!(table::name(HOST), Some(&http::header::HOST));
         assert_eq!(table::name(CONTENT_LENGTH), Some(&http::header::CONTENT_LENGTH));
         assert_eq!(table::name(TRANSFER_ENCODING), Some(&http::header::TRANSFER_ENCODING));
+        assert_eq!(table::name(ACCEPT), Some(&http::header::ACCEPT));
         assert_ne!(table::TEXT, HOST);
     }
 
