@@ -186,4 +186,69 @@ mod tests {
         }
         assert_eq!(raw_heads, 2 * 7 * 2, "every head but the three left to the decoded path, both codings");
     }
+
+    /// Reads one request head (to its blank line); empty at the connection's end.
+    async fn read_head(tcp: &mut tokio::net::TcpStream) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            match tcp.read(&mut byte).await {
+                Ok(1) => head.push(byte[0]),
+                _ => return Vec::new(),
+            }
+        }
+        head
+    }
+
+    #[tokio::test]
+    async fn a_raw_request_sent_again_on_a_new_connection_is_the_same_bytes() {
+        use http_body_util::BodyExt;
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, mut heads) = tokio::sync::mpsc::unbounded_channel::<(usize, Vec<u8>)>();
+        // The first connection answers one request, then reads the next and closes
+        // without an answer (an idle connection the origin dropped under a request).
+        tokio::spawn(async move {
+            let mut conns = 0;
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                conns += 1;
+                let (conn, tx) = (conns, tx.clone());
+                tokio::spawn(async move {
+                    for answered in 0.. {
+                        let head = read_head(&mut tcp).await;
+                        if head.is_empty() || tx.send((conn, head)).is_err() || (conn == 1 && answered == 1) {
+                            return;
+                        }
+                        let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                    }
+                });
+            }
+        });
+        let ctx = Ctx::new(ClientConfig::default(), Arc::new(LocalOrigin::new("127.0.0.1", port)));
+        let local = ctx.origin.as_local().expect("a local origin");
+        let limits = DecodeLimits::default();
+        for target in ["/first", "/again"] {
+            let sent = head("GET", target, &[("x-forwarded-for", b"127.0.0.1"), ("accept", b"*/*")]);
+            let msg = Frame::Open { id: 3, head: sent, end: true }.encode_with(FieldCoding::Indexed);
+            let (_, raw, _) = RawRequestHead::decode_open(&msg, &limits).expect("carried whole");
+            let method = Method::GET;
+            let req = crate::exchange::Head::Raw(RawOutgoing::new(&ctx, &method, raw));
+            let res = local.pool().send(req, localtunnels_driver::StreamBody::full(bytes::Bytes::new())).await;
+            let res = res.expect("answered");
+            assert_eq!(res.head.status, 200);
+            assert_eq!(&res.body.collect().await.expect("the body").to_bytes()[..], b"ok");
+        }
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            got.push(heads.recv().await.expect("a head"));
+        }
+        let expected = |target: &str| {
+            format!("GET {target} HTTP/1.1\r\nhost: 127.0.0.1:8000\r\nx-forwarded-for: 127.0.0.1\r\naccept: */*\r\nte: trailers\r\n\r\n")
+                .replace("8000", &port.to_string())
+                .into_bytes()
+        };
+        assert_eq!(got, [(1, expected("/first")), (1, expected("/again")), (2, expected("/again"))]);
+    }
 }
