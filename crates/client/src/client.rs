@@ -473,9 +473,9 @@ pub(crate) async fn serve(
     let handler_ctx = ctx.clone();
     conn.on_incoming(Arc::new(move |stream, head, end| Some(accept(&handler_ctx, stream, head, end))));
     // A request the client writes to a local origin as it came (its header block
-    // unparsed until after the write: `raw_request`), unless someone reports each
-    // request before it is sent (`--print-requests`).
-    if ctx.origin.as_local().is_some() && !ctx.config.request_events {
+    // never decoded: `raw_request`), unless someone reports each request before it is
+    // sent (`--print-requests`) or an inspector records it (the default).
+    if ctx.origin.as_local().is_some() && !ctx.config.request_events && ctx.config.inspector.is_none() {
         let raw_ctx = ctx.clone();
         conn.on_incoming_raw(Arc::new(move |stream, head, end| Some(accept_raw(&raw_ctx, stream, head, end))));
     }
