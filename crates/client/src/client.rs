@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use localtunnels_core::{
-    features, Action, ClientLifecycle, CloseCode, GiveUp, Hello, Policy, RawRequestHead, RefuseReason, RequestHead,
-    Session, StreamKind, Welcome, SUBPROTOCOL,
+    features, Action, ClientLifecycle, CloseCode, GiveUp, Hello, Policy, RefuseReason, RequestHead, Session,
+    StreamKind, Welcome, SUBPROTOCOL,
 };
 use localtunnels_driver::{ConnEvent, ConnEvents, Connection, StreamFuture, StreamHandle};
 use tokio::net::TcpStream;
@@ -472,13 +472,6 @@ pub(crate) async fn serve(
     // other task.
     let handler_ctx = ctx.clone();
     conn.on_incoming(Arc::new(move |stream, head, end| Some(accept(&handler_ctx, stream, head, end))));
-    // A request the client writes to a local origin as it came (its header block
-    // never decoded: `raw_request`), unless someone reports each request before it is
-    // sent (`--print-requests`) or an inspector records it (the default).
-    if ctx.origin.as_local().is_some() && !ctx.config.request_events && ctx.config.inspector.is_none() {
-        let raw_ctx = ctx.clone();
-        conn.on_incoming_raw(Arc::new(move |stream, head, end| Some(accept_raw(&raw_ctx, stream, head, end))));
-    }
     ctx.serving(conn);
     loop {
         let ev = tokio::select! {
@@ -502,17 +495,6 @@ pub(crate) async fn serve(
     }
 }
 
-/// [`accept`] of an HTTP stream whose head came raw: written to the origin as it came
-/// if [`crate::raw_request::takes_raw`] says so, else decoded first.
-fn accept_raw(ctx: &Arc<Ctx>, stream: StreamHandle, head: RawRequestHead, end: bool) -> StreamFuture {
-    if !crate::raw_request::takes_raw(ctx, &head, end) {
-        return accept(ctx, stream, head.decode(), end);
-    }
-    let (ctx, head) = (ctx.clone(), crate::http::Incoming::Raw(head));
-    let fut: Pin<Box<_>> = Box::into_pin(Box::write(Box::new_uninit(), crate::http::serve(ctx, stream, head, end)));
-    fut
-}
-
 /// The work of one stream the server opened, for the connection's reader task to run
 /// (see [`Connection::on_incoming`]): HTTP exchanges and WebSockets alike. A WebSocket
 /// lives long, but its bridge only waits on sockets and credit like an exchange does,
@@ -526,7 +508,6 @@ fn accept(ctx: &Arc<Ctx>, stream: StreamHandle, head: RequestHead, end: bool) ->
     let ctx = ctx.clone();
     match head.kind {
         StreamKind::Http => {
-            let head = crate::http::Incoming::Typed(head);
             let fut: Pin<Box<_>> =
                 Box::into_pin(Box::write(Box::new_uninit(), crate::http::serve(ctx, stream, head, end)));
             fut

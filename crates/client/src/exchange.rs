@@ -39,7 +39,6 @@ use localtunnels_driver::StreamBody;
 use tokio::io::AsyncWrite;
 
 use crate::pool::{OriginConn, OriginPool};
-use crate::raw_request::RawOutgoing;
 
 /// A request as the origin gets it.
 #[derive(Debug, Clone, Copy)]
@@ -49,23 +48,6 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) target: &'a str,
     /// Every field in order, `Host` included; `Content-Length` if the body has one.
     pub(crate) headers: &'a [Header],
-}
-
-/// What a request head is written from: a typed field list, or the OPEN's header
-/// block as it came ([`crate::raw_request`]).
-#[derive(Debug)]
-pub(crate) enum Head<'a> {
-    Fields(Outgoing<'a>),
-    Raw(RawOutgoing<'a>),
-}
-
-impl<'a> Head<'a> {
-    fn method(&self) -> &'a Method {
-        match self {
-            Head::Fields(req) => req.method,
-            Head::Raw(req) => req.method,
-        }
-    }
 }
 
 /// Why an exchange with the origin failed.
@@ -132,20 +114,12 @@ impl OriginPool {
     /// final response head. A bodiless idempotent request that a reused connection
     /// failed before any byte of an answer (the origin closed it meanwhile) is sent
     /// again on a new connection.
-    pub(crate) async fn send(self: &Arc<Self>, req: Head<'_>, body: StreamBody) -> Result<Response, ExchangeError> {
+    pub(crate) async fn send(self: &Arc<Self>, req: Outgoing<'_>, body: StreamBody) -> Result<Response, ExchangeError> {
         let length = check_request(&req)?;
-        let method = req.method();
-        let retry = body.is_end_stream() && matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let retry = body.is_end_stream() && matches!(*req.method, Method::GET | Method::HEAD | Method::OPTIONS);
         let mut body = Some(body);
-        // A raw head is let go once written (it holds the tunnel reader's buffer): a
-        // retry sends the bytes written on the connection that failed (`again`).
-        let (fields, mut raw) = match req {
-            Head::Fields(fields) => (Some(fields), None),
-            Head::Raw(raw) => (None, Some(raw)),
-        };
-        let mut again: Option<Box<OriginConn>> = None;
         loop {
-            let mut conn = match self.checkout().await {
+            let conn = match self.checkout().await {
                 Some(conn) => conn,
                 None => self.open().await.map_err(ExchangeError::Connect)?,
             };
@@ -154,19 +128,11 @@ impl OriginPool {
                 Some(b) => b,
                 None => StreamBody::full(Bytes::new()),
             };
-            let head = conn.head.start();
-            match (&fields, raw.take(), again.take()) {
-                (Some(req), ..) => write_fields(head, req, length, &body),
-                (None, Some(raw), _) => raw.write(head),
-                (None, None, Some(failed)) => head.extend_from_slice(failed.head.whole()),
-                (None, None, None) => return Err(ExchangeError::Incomplete),
-            }
-            let mut ex = Exchange::start(conn, fields.as_ref().map(|f| f.headers), length, body);
+            let mut ex = Exchange::start(conn, &req, length, body);
             match std::future::poll_fn(|cx| ex.poll_head(cx, &self.limits)).await {
-                Ok(head) => return self.respond(ex, method, head),
+                Ok(head) => return self.respond(ex, req.method, head),
                 Err(ExchangeError::Incomplete | ExchangeError::Io(_)) if retry && reused && !ex.answered => {
                     tracing::debug!("an idle origin connection was closed under a request: sending it on a new one");
-                    again = ex.conn.take();
                 }
                 Err(e) => return Err(e),
             }
@@ -205,17 +171,13 @@ impl OriginPool {
 /// the origin sees: the target is visible characters only, `Transfer-Encoding` (ours to
 /// set) is absent, and `Content-Length` values are one decimal number, returned. (The
 /// method and the fields are valid by their types.)
-fn check_request(req: &Head<'_>) -> Result<Option<u64>, ExchangeError> {
-    let (target, headers) = match req {
-        Head::Fields(req) => (req.target.as_bytes(), req.headers),
-        // A raw head has no framing field (`raw_request::takes_raw`).
-        Head::Raw(req) => (req.head.target(), &[][..]),
-    };
+fn check_request(req: &Outgoing<'_>) -> Result<Option<u64>, ExchangeError> {
+    let target = req.target.as_bytes();
     if target.is_empty() || !target.iter().all(|&b| b > b' ' && b != 0x7f) {
         return Err(ExchangeError::Request("the target is not a URI path"));
     }
     let mut length = None;
-    for (name, value) in headers {
+    for (name, value) in req.headers {
         if name == header::TRANSFER_ENCODING {
             return Err(ExchangeError::Request("Transfer-Encoding is set by the client"));
         }
@@ -228,13 +190,6 @@ fn check_request(req: &Head<'_>) -> Result<Option<u64>, ExchangeError> {
         }
     }
     Ok(length)
-}
-
-/// Writes the request head from its field list: a body without a length is chunked.
-fn write_fields(dst: &mut Vec<u8>, req: &Outgoing<'_>, length: Option<u64>, body: &StreamBody) {
-    let chunked: &[u8] =
-        if !body.is_end_stream() && length.is_none() { b"transfer-encoding: chunked\r\n" } else { b"" };
-    write_request_head(dst, req.method.as_str(), req.target, req.headers, chunked);
 }
 
 /// How the request body goes on the wire.
@@ -265,15 +220,16 @@ struct Exchange {
 }
 
 impl Exchange {
-    /// Starts the request whose head is in `conn`'s head buffer (and whose fields are
-    /// `fields`, if it has a list); the body follows as [`Self::poll_send`] reads it.
-    fn start(conn: Box<OriginConn>, fields: Option<&[Header]>, length: Option<u64>, body: StreamBody) -> Exchange {
+    /// Queues the request head on `conn`; the body follows as [`Self::poll_send`] reads it.
+    fn start(mut conn: Box<OriginConn>, req: &Outgoing<'_>, length: Option<u64>, body: StreamBody) -> Exchange {
         let has_body = !body.is_end_stream();
         let framing = match length {
             Some(n) => Framing::Length(n),
-            None if has_body => Framing::Chunked(fields.map(declared_trailers).unwrap_or_default()),
+            None if has_body => Framing::Chunked(declared_trailers(req.headers)),
             None => Framing::Length(0),
         };
+        let chunked: &[u8] = if has_body && length.is_none() { b"transfer-encoding: chunked\r\n" } else { b"" };
+        write_request_head(conn.head.start(), req.method.as_str(), req.target, req.headers, chunked);
         let sending = Sending { body: has_body.then_some(body), framing, done: false, failed: None };
         Exchange { conn: Some(conn), sending, answered: false }
     }

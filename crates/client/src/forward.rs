@@ -8,17 +8,16 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Response};
+use http::{header, HeaderValue, Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use localtunnels_core::{Header, RawRequestHead, ResponseHead, StreamKind};
+use localtunnels_core::{Header, ResponseHead, StreamKind};
 use localtunnels_driver::h1::framing::decimal;
 use localtunnels_driver::http::{header_map, response_head, retain_end_to_end};
 use localtunnels_driver::StreamBody;
 
 use crate::ctx::Ctx;
-use crate::exchange::{self, Head, Outgoing, ResponseBody};
+use crate::exchange::{self, Outgoing, ResponseBody};
 use crate::origin::{BoxError, OriginBody};
-use crate::raw_request::RawOutgoing;
 
 /// Turns a request head from the tunnel into the one the origin gets, in place: the
 /// `Host` the owner chose (`--host-header`), or the origin's authority for a request
@@ -27,7 +26,7 @@ use crate::raw_request::RawOutgoing;
 /// A head with more than one `Host` is refused (the server refuses such visitors with
 /// 400; one that arrives anyway never reaches the origin, whatever the policy).
 pub(crate) fn origin_request(ctx: &Ctx, method: &str, headers: &mut Vec<Header>) -> Result<Method, String> {
-    let method = origin_method(method)?;
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| format!("invalid method {method}"))?;
     let rewrite = ctx.host_for_origin();
     let mut hosts = 0;
     for (_, value) in headers.iter_mut().filter(|(n, _)| n == header::HOST) {
@@ -45,11 +44,6 @@ pub(crate) fn origin_request(ctx: &Ctx, method: &str, headers: &mut Vec<Header>)
     headers.retain(|(n, _)| n != header::TE);
     headers.push((header::TE, HeaderValue::from_static("trailers")));
     Ok(method)
-}
-
-/// The request's method as the origin gets it.
-pub(crate) fn origin_method(method: &str) -> Result<Method, String> {
-    Method::from_bytes(method.as_bytes()).map_err(|_| format!("invalid method {method}"))
 }
 
 /// Refuses a request head with `hosts` Host fields if that is more than one.
@@ -97,30 +91,19 @@ impl Answer {
     }
 }
 
-/// Where a request's target and fields come from: a decoded head (`headers` as
-/// [`origin_request`] left them), or the OPEN's raw head ([`crate::raw_request`]).
-#[derive(Debug)]
-pub(crate) enum Request<'a> {
-    Fields { target: &'a str, headers: &'a [Header] },
-    Raw(RawRequestHead),
-}
-
-/// Sends the request to the origin.
-pub(crate) async fn send(ctx: &Ctx, method: &Method, req: Request<'_>, body: StreamBody) -> Result<Answer, BoxError> {
-    let (target, headers) = match req {
-        Request::Fields { target, headers } => (target, headers),
-        Request::Raw(head) => {
-            // Only a local origin's requests are taken raw (`raw_request::takes_raw`).
-            let local = ctx.origin.as_local().ok_or("a raw request head for an origin that is not local")?;
-            let req = Head::Raw(RawOutgoing::new(ctx, method, head));
-            return Ok(Answer::Direct(local.pool().send(req, body).await?));
-        }
-    };
+/// Sends the request (`headers` as [`origin_request`] left them) to the origin.
+pub(crate) async fn send(
+    ctx: &Ctx,
+    method: &Method,
+    target: &str,
+    headers: &[Header],
+    body: StreamBody,
+) -> Result<Answer, BoxError> {
     if let Some(local) = ctx.origin.as_local() {
         let req = Outgoing { method, target, headers };
-        return Ok(Answer::Direct(local.pool().send(Head::Fields(req), body).await?));
+        return Ok(Answer::Direct(local.pool().send(req, body).await?));
     }
-    let mut req = http::Request::new(body);
+    let mut req = Request::new(body);
     *req.method_mut() = method.clone();
     *req.uri_mut() = target.parse().map_err(|_| format!("invalid target {target}"))?;
     *req.headers_mut() = header_map(headers);

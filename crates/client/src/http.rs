@@ -14,25 +14,18 @@ use hyper::body::Frame;
 use http::HeaderValue;
 use hyper::body::Body as _;
 use localtunnels_core::error_page::{default_message, format_request_id, wants_html, ErrorPage};
-use localtunnels_core::{RawRequestHead, RequestHead, ResetCode, StreamKind};
+use localtunnels_core::{RequestHead, ResetCode, StreamKind};
 use localtunnels_driver::after_write::{self, after_write};
 use localtunnels_driver::http::final_status;
 use localtunnels_driver::{pump_body, StreamBody, StreamHandle};
 
 use crate::ctx::Ctx;
 use crate::events::ClientEvent;
-use crate::forward::{content_length, origin_method, origin_request, send, Request};
+use crate::forward::{content_length, origin_request, send};
 use crate::inspect::BodyRecorder;
 
-/// A request head as the stream's OPEN gave it: decoded, or raw, for a request that
-/// goes to the origin from its header block ([`crate::raw_request::takes_raw`]).
-pub(crate) enum Incoming {
-    Typed(RequestHead),
-    Raw(RawRequestHead),
-}
-
 /// Serves one HTTP stream.
-pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: Incoming, end: bool) {
+pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead, end: bool) {
     let report = ctx.config.request_events;
     // `LOCALTUNNELS_LOG=debug` logs one line per request, with its byte count.
     let debug = tracing::enabled!(tracing::Level::DEBUG);
@@ -40,25 +33,11 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: Incoming, e
     let started = Started((report || debug).then(Instant::now));
     let id = stream.id();
     let (tx, rx) = stream.split();
-    // A raw head is never decoded: it is written to the origin as it came, and what
-    // the exchange names later is taken from it after the write (below). Nobody
-    // reports or records such a request (`takes_raw`).
-    let (head, raw) = match head {
-        Incoming::Typed(head) => (head, None),
-        Incoming::Raw(raw) => {
-            let method = raw.method.clone();
-            (RequestHead { kind: StreamKind::Http, method, target: String::new(), headers: Vec::new() }, Some(raw))
-        }
-    };
     if report {
         ctx.emit(ClientEvent::Request { method: head.method.to_string(), path: head.target.clone() });
     }
-    let RequestHead { method, target: mut path, mut headers, .. } = head;
-    let parsed = match raw {
-        None => origin_request(&ctx, &method, &mut headers),
-        Some(_) => origin_method(&method),
-    };
-    let parsed = match parsed {
+    let RequestHead { method, target: path, mut headers, .. } = head;
+    let parsed = match origin_request(&ctx, &method, &mut headers) {
         Ok(m) => m,
         Err(message) => return tx.reset(ResetCode::Protocol, &message),
     };
@@ -66,8 +45,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: Incoming, e
     // A request with a body is filed first (its tap needs the entry); one without
     // right after the first poll of its sending, which writes it to a pooled origin
     // connection: the origin starts on it sooner, and its answer cannot overtake the
-    // entry (it is read by this future's later polls). A raw head is let go there, after
-    // the write (it holds the tunnel reader's buffer).
+    // entry (it is read by this future's later polls).
     let inspector = ctx.config.inspector.as_ref();
     let mut record = inspector.filter(|_| !end).map(|i| (i, i.begin(&method, &path, &headers, false)));
     let mut body = StreamBody::new(rx, end, content_length(&headers));
@@ -78,27 +56,14 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: Incoming, e
     // The server resets the stream when the visitor leaves or its response timeout
     // passes: then the origin's request is dropped too, not left running.
     let mut cancelled = false;
-    let mut late = None;
     let answer = {
-        let req = match &raw {
-            Some(raw) => Request::Raw(raw.clone()),
-            None => Request::Fields { target: &path, headers: &headers },
-        };
-        let mut sending = std::pin::pin!(send(&ctx, &parsed, req, body));
+        let mut sending = std::pin::pin!(send(&ctx, &parsed, &path, &headers, body));
         let mut cancel = std::pin::pin!(tx.cancelled());
         let mut first = true;
-        let mut raw = raw;
         std::future::poll_fn(|cx| {
             // The answer first: once it is in, the cancellation is not polled again.
             let polled = sending.as_mut().poll(cx);
             if std::mem::take(&mut first) && end {
-                // A raw head (never with an inspector: `takes_raw`) leaves what the rest
-                // of the exchange names: its target, and what an error page needs.
-                late = raw.take().map(|raw| {
-                    // Walked only for an `Accept` (`take(0)` reads none).
-                    let fields = raw.fields().take(if raw.has_accept() { usize::MAX } else { 0 });
-                    (raw.target_str().to_owned(), VisitorHead::of_fields(&method, fields))
-                });
                 record = inspector.map(|i| (i, i.begin(&method, &path, &headers, false)));
             }
             if polled.is_pending() && cancel.as_mut().poll(cx).is_ready() {
@@ -109,10 +74,6 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: Incoming, e
         })
         .await
     };
-    let mut visitor = None;
-    if let Some((target, head)) = late {
-        (path, visitor) = (target, Some(head));
-    }
     let failed = |message: &str| {
         if let Some((i, id)) = &record {
             i.update(*id, |s, now| s.fail(*id, now, message));
@@ -138,7 +99,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: Incoming, e
             ctx.error(format!("{method} {path} (request id {request_id}): {detail}"));
             // The visitor gets a generic 502 page with the request id; the detail
             // only when the owner opted in (`expose_errors`).
-            let visitor = visitor.unwrap_or_else(|| VisitorHead::of(&method, &headers));
+            let visitor = VisitorHead::of(&method, &headers);
             // The line reports what the origin sent: nothing (the page is ours).
             error_page(&tx, &ctx, &visitor, 502, &request_id, &detail).await;
             let bytes = 0;
@@ -295,12 +256,6 @@ struct VisitorHead {
 impl VisitorHead {
     fn of(method: &str, headers: &[localtunnels_core::Header]) -> Self {
         let accept = headers.iter().find(|(n, _)| n == http::header::ACCEPT).map(|(_, v)| v.as_bytes());
-        VisitorHead { head_only: method.eq_ignore_ascii_case("HEAD"), html: wants_html(accept) }
-    }
-
-    /// [`VisitorHead::of`] a raw head's fields.
-    fn of_fields<'a>(method: &str, mut fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Self {
-        let accept = fields.find(|(n, _)| *n == b"accept").map(|(_, v)| v);
         VisitorHead { head_only: method.eq_ignore_ascii_case("HEAD"), html: wants_html(accept) }
     }
 }

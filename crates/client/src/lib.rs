@@ -25,7 +25,6 @@ mod joined;
 mod origin;
 mod pinned;
 mod pool;
-mod raw_request;
 mod state;
 mod tls;
 mod websocket;

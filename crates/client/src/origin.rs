@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 
 use crate::config::ClientConfig;
-use crate::exchange::{Head, Outgoing};
+use crate::exchange::Outgoing;
 use crate::pool::OriginPool;
 
 /// Errors from an origin.
@@ -155,7 +155,7 @@ impl Origin for LocalOrigin {
             // The URI stays in origin form (the visitor's path and query), as HTTP/1.1 sends it.
             let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
             let req = Outgoing { method: &parts.method, target, headers: &headers };
-            let res = pool.send(Head::Fields(req), body).await?;
+            let res = pool.send(req, body).await?;
             let mut out = Response::new(res.body.map_err(BoxError::from).boxed_unsync());
             *out.status_mut() = http::StatusCode::from_u16(res.head.status)?;
             *out.version_mut() = res.head.version;

@@ -27,13 +27,3 @@ pub(super) fn name(_i: u8) -> Option<&'static HeaderName> {
 pub(super) fn pair(_i: u8) -> Option<(&'static HeaderName, &'static HeaderValue)> {
     None
 }
-
-/// No field has an index.
-pub(super) fn pair_name(_i: u8) -> Option<u8> {
-    None
-}
-
-/// No name has an index.
-pub(super) fn is_name(_i: u8) -> bool {
-    false
-}
