@@ -48,10 +48,10 @@ pub enum BlockError {
 /// text (what `max_header_bytes` counts) and whether the peer's decoder would refuse
 /// it. Names are lowercased as they are written, as a `HeaderName` holds them.
 ///
-/// Kept at 48 bytes (a count of 32 bits, the overlong part as a byte): the block rides
-/// in the client's per-request future, whose allocation's size class decides whether
-/// 32 connections' worth of them stay in jemalloc's thread cache (docs/BENCHMARKS.md,
-/// sixteenth round, the client's allocations at 32 connections).
+/// Kept at 48 bytes, not 72 (a count of 32 bits, the overlong part as a byte): it rides
+/// in the client's per-request future and moves through its values on the way from the
+/// parser to the session (docs/BENCHMARKS.md, sixteenth round, the client's allocations
+/// at 32 connections).
 #[derive(Debug, Clone)]
 pub struct HeaderBlock {
     /// [`FRAME_PREFIX`] bytes, the field count, the fields.
