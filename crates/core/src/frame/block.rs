@@ -246,12 +246,11 @@ impl<'a> Iterator for Fields<'a> {
         if name_len == 0 {
             let code = self.take(1)?[0];
             if code & table::PAIR_BIT != 0 {
-                let (n, v) = table::pair(code & !table::PAIR_BIT)?;
-                return Some((n.as_str().as_bytes(), v.as_bytes()));
+                return table::pair_bytes(code & !table::PAIR_BIT);
             }
-            let name = table::name(code)?;
+            let name = table::name_bytes(code)?;
             let len = self.u16()?;
-            return Some((name.as_str().as_bytes(), self.take(len)?));
+            return Some((name, self.take(len)?));
         }
         let name = self.take(name_len)?;
         let len = self.u16()?;
