@@ -371,3 +371,21 @@ impl<B: hyper::body::Body<Data = Bytes, Error: Unpin> + Unpin> hyper::body::Body
         self.inner.is_end_stream()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The stream's future is boxed per request (`client::accept`): at 1,793 bytes or
+    /// more it leaves jemalloc's 1,792-byte class for the 2,048-byte one, whose slabs
+    /// 32 connections' worth of these boxes empty and refill each batch (~0.6k
+    /// instructions per request; docs/BENCHMARKS.md, sixteenth round, the client's
+    /// allocations at 32 connections). A local borrowed before an `.await` stays in
+    /// the future to its scope's end: lend it from a scope of its own, as `block` is.
+    #[test]
+    fn the_stream_future_stays_in_jemallocs_1792_byte_class() {
+        fn size_of_output<A, B, C, D, F>(_: fn(A, B, C, D) -> F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let size = size_of_output(super::serve);
+        assert!(size <= 1792, "http::serve's future is {size} bytes, over 1,792");
+    }
+}
