@@ -47,17 +47,30 @@ pub enum BlockError {
 /// A header block encoded for the wire, and what the session checks of it: its size as
 /// text (what `max_header_bytes` counts) and whether the peer's decoder would refuse
 /// it. Names are lowercased as they are written, as a `HeaderName` holds them.
+///
+/// Kept at 48 bytes, not 72 (a count of 32 bits, the overlong part as a byte): it rides
+/// in the client's per-request future and moves through its values on the way from the
+/// parser to the session (docs/BENCHMARKS.md, sixteenth round, the client's allocations
+/// at 32 connections).
 #[derive(Debug, Clone)]
 pub struct HeaderBlock {
     /// [`FRAME_PREFIX`] bytes, the field count, the fields.
     buf: BytesMut,
-    count: usize,
     /// The block's size written as text (2 for the count, then each name and value
     /// after its length), as [`super::header_block_len`] counts it.
     text_len: usize,
+    /// How many fields it has (saturating: past 65,535 the block is refused anyway).
+    count: u32,
     coding: FieldCoding,
-    /// A name or value too long for the wire's 16-bit lengths, if any.
-    too_long: Option<&'static str>,
+    /// A name or value too long for the wire's 16-bit lengths, if any (the first).
+    too_long: Option<TooLong>,
+}
+
+/// Which part of a field was too long for the wire's 16-bit lengths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TooLong {
+    Name,
+    Value,
 }
 
 impl HeaderBlock {
@@ -113,13 +126,13 @@ impl HeaderBlock {
     /// reservation: writing the name as text first and taking it back for an index
     /// cost ~80 instructions a field.
     fn put(&mut self, name: &[u8], value: &[u8]) {
-        self.count += 1;
+        self.count = self.count.saturating_add(1);
         let count = u16::try_from(self.count).unwrap_or(u16::MAX).to_be_bytes();
         self.buf[FRAME_PREFIX..FRAME_PREFIX + 2].copy_from_slice(&count);
         self.text_len += bytes16_len(name.len()) + bytes16_len(value.len());
         let max = usize::from(u16::MAX);
         if name.len() > max || value.len() > max {
-            self.too_long = self.too_long.or(Some(if name.len() > max { "header name" } else { "header value" }));
+            self.too_long = self.too_long.or(Some(if name.len() > max { TooLong::Name } else { TooLong::Value }));
         }
         // Cut as `put_bytes16` cuts (a block that long is refused before it is sent).
         let (name, value) = (&name[..name.len().min(max)], &value[..value.len().min(max)]);
@@ -152,7 +165,7 @@ impl HeaderBlock {
 
     /// How many fields it has.
     pub fn len(&self) -> usize {
-        self.count
+        usize::try_from(self.count).unwrap_or(usize::MAX)
     }
 
     /// Whether it has no field.
@@ -178,15 +191,18 @@ impl HeaderBlock {
 
     /// What the peer's decoder would refuse in it (as `check_headers` says of a list).
     pub(crate) fn invalid(&self) -> Option<&'static str> {
-        if self.count > usize::from(u16::MAX) {
+        if self.count > u32::from(u16::MAX) {
             return Some("more than 65535 headers");
         }
-        self.too_long
+        self.too_long.map(|part| match part {
+            TooLong::Name => "header name",
+            TooLong::Value => "header value",
+        })
     }
 
     /// Each field's name (lowercase) and value, in order.
     pub fn fields(&self) -> Fields<'_> {
-        Fields { rest: self.encoded().get(2..).unwrap_or_default(), left: self.count }
+        Fields { rest: self.encoded().get(2..).unwrap_or_default(), left: self.len() }
     }
 
     /// The fields as typed headers (for a user that needs them so: the `http` types,
@@ -230,12 +246,11 @@ impl<'a> Iterator for Fields<'a> {
         if name_len == 0 {
             let code = self.take(1)?[0];
             if code & table::PAIR_BIT != 0 {
-                let (n, v) = table::pair(code & !table::PAIR_BIT)?;
-                return Some((n.as_str().as_bytes(), v.as_bytes()));
+                return table::pair_bytes(code & !table::PAIR_BIT);
             }
-            let name = table::name(code)?;
+            let name = table::name_bytes(code)?;
             let len = self.u16()?;
-            return Some((name.as_str().as_bytes(), self.take(len)?));
+            return Some((name, self.take(len)?));
         }
         let name = self.take(name_len)?;
         let len = self.u16()?;

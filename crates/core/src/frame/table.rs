@@ -29,6 +29,10 @@ macro_rules! names {
         /// Header names by wire index.
         pub(super) static NAMES: [HeaderName; [$($index),*].len()] = [$(HeaderName::from_static($name)),*];
 
+        /// `NAMES` as bytes, for a reader of a block that wants no `HeaderName`
+        /// (`HeaderName::as_str` is a `match` over the standard names).
+        static NAME_BYTES: [&[u8]; [$($index),*].len()] = [$($name.as_bytes()),*];
+
         /// The wire index of a name (lowercase, as a `HeaderName` holds it). By its
         /// bytes: a block written from a parser's bytes has no `&str` of the name, and
         /// making one (`str::from_utf8`) cost ~40 instructions a field. A chain of
@@ -52,6 +56,9 @@ macro_rules! pairs {
         /// Whole header fields by wire index (without [`PAIR_BIT`]).
         pub(super) static PAIRS: [(u8, HeaderValue); [$($index),*].len()] =
             [$(($name, HeaderValue::from_static(static_str($value)))),*];
+
+        /// `PAIRS` as bytes (see `NAME_BYTES`).
+        static PAIR_BYTES: [(&[u8], &[u8]); [$($index),*].len()] = [$((NAME_BYTES[$name], $value)),*];
 
         /// The wire index (without [`PAIR_BIT`]) of a field whose name has index `name`.
         pub(super) fn pair_index(name: u8, value: &[u8]) -> Option<u8> {
@@ -231,9 +238,29 @@ pub(super) fn pair(i: u8) -> Option<(&'static HeaderName, &'static HeaderValue)>
     Some((name(*name_index)?, value))
 }
 
+/// [`name`] as bytes.
+pub(super) fn name_bytes(i: u8) -> Option<&'static [u8]> {
+    NAME_BYTES.get(usize::from(i)).copied()
+}
+
+/// [`pair`] as bytes.
+pub(super) fn pair_bytes(i: u8) -> Option<(&'static [u8], &'static [u8])> {
+    PAIR_BYTES.get(usize::from(i)).copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn the_byte_tables_say_what_the_typed_ones_say() {
+        assert_eq!(NAME_BYTES.len(), NAMES.len());
+        for i in 0..=u8::MAX {
+            assert_eq!(name_bytes(i), name(i).map(|n| n.as_str().as_bytes()), "name {i}");
+            assert_eq!(pair_bytes(i), pair(i).map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())), "pair {i}");
+        }
+    }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
