@@ -27,3 +27,13 @@ pub(super) fn name(_i: u8) -> Option<&'static HeaderName> {
 pub(super) fn pair(_i: u8) -> Option<(&'static HeaderName, &'static HeaderValue)> {
     None
 }
+
+/// No name has an index.
+pub(super) fn name_bytes(_i: u8) -> Option<&'static [u8]> {
+    None
+}
+
+/// No field has an index.
+pub(super) fn pair_bytes(_i: u8) -> Option<(&'static [u8], &'static [u8])> {
+    None
+}
