@@ -126,23 +126,7 @@ impl Session {
         // As `open`: the fields sized, planned and checked in one walk (three walks
         // were ~0.1k instructions per response), the frame queued with that plan.
         let block = plan_checked(&head.headers, self.field_coding());
-        let size = block.text_len + 16;
-        let limit = self.head_limit();
-        let s = self.live_stream(id)?;
-        if s.local || s.response_sent {
-            return Err(StreamError::InvalidState { id, what: "a response head" });
-        }
-        if size > limit {
-            return Err(StreamError::HeadTooLarge { size, limit });
-        }
-        let invalid = if (100..=999).contains(&head.status) { block.invalid } else { Some("status") };
-        if let Some(what) = invalid {
-            return Err(StreamError::InvalidHead { id, what });
-        }
-        s.response_sent = true;
-        s.ws_accepted = s.kind == StreamKind::WebSocket && head.status == 101;
-        let end = end && !s.ws_accepted;
-        s.send_done = end;
+        let end = self.accept_response(id, head.status, block.text_len + 16, block.invalid, end)?;
         self.push_output(Output::Frame(Frame::Response { id, head, end }, response_len(block.len), block.plan));
         self.reap(id);
         Ok(())
@@ -163,7 +147,27 @@ impl Session {
             return self.respond(id, ResponseHead { status, headers: block.headers() }, end);
         }
         self.settle();
-        let size = block.text_len() + 16;
+        let end = self.accept_response(id, status, block.text_len() + 16, block.invalid(), end)?;
+        self.push_output(Output::Encoded(block.into_response(id, status, end)));
+        self.reap(id);
+        Ok(())
+    }
+
+    /// What [`Session::respond`] and [`Session::respond_block`] check before a response
+    /// head of `size` bytes is queued, in this order: the stream's state, the size, the
+    /// status, the fields (`invalid`: the first bad one); then the stream's state after it
+    /// (the response sent, a WebSocket accepted by 101, the send side done with `end`).
+    /// Returns `end` as the frame carries it (never on an accepted WebSocket). Inlined:
+    /// it is on every response's path.
+    #[inline(always)]
+    fn accept_response(
+        &mut self,
+        id: StreamId,
+        status: u16,
+        size: usize,
+        invalid: Option<&'static str>,
+        end: bool,
+    ) -> Result<bool, StreamError> {
         let limit = self.head_limit();
         let s = self.live_stream(id)?;
         if s.local || s.response_sent {
@@ -172,7 +176,7 @@ impl Session {
         if size > limit {
             return Err(StreamError::HeadTooLarge { size, limit });
         }
-        let invalid = if (100..=999).contains(&status) { block.invalid() } else { Some("status") };
+        let invalid = if (100..=999).contains(&status) { invalid } else { Some("status") };
         if let Some(what) = invalid {
             return Err(StreamError::InvalidHead { id, what });
         }
@@ -180,9 +184,7 @@ impl Session {
         s.ws_accepted = s.kind == StreamKind::WebSocket && status == 101;
         let end = end && !s.ws_accepted;
         s.send_done = end;
-        self.push_output(Output::Encoded(block.into_response(id, status, end)));
-        self.reap(id);
-        Ok(())
+        Ok(end)
     }
 
     fn check_body_send(s: &Stream, id: StreamId, ws: bool) -> Result<(), StreamError> {
