@@ -12,13 +12,17 @@
 //! The socket's reading, woken once per message that arrives, is not queued: its waker's
 //! own flag says it is due, and the queue's lock is taken only when a flag says a stream
 //! future was queued (each lock and unlock is ~25 instructions, and a turn that only
-//! reads took it four times; docs/BENCHMARKS.md, thirteenth round).
+//! reads took it four times; docs/BENCHMARKS.md, thirteenth round). The first stream
+//! woken between two turns takes a slot of its own, without the lock (with one stream in
+//! flight, the client's usual case, the lock is never taken: its origin's wake-up is on
+//! the request's critical path; docs/BENCHMARKS.md, seventeenth round); later ones queue
+//! behind the lock.
 //!
 //! A stream future that awaits [`crate::after_write`] before the turn's write is kept
 //! aside and polled again once the reader wrote ([`Tasks::run_after`]).
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -38,10 +42,15 @@ const PASSES: usize = 4;
 /// What the futures' wakers share with the reader task.
 #[derive(Default)]
 pub(crate) struct Wakeups {
-    /// Keys of stream futures woken since they were last polled (never [`READ`]: its
-    /// waker's own flag says it is due).
+    /// The key of the first stream future woken since the last take, queued without
+    /// the lock ([`READ`], 0, when none: the reading is never queued).
+    first: AtomicUsize,
+    /// Keys of stream futures woken since they were last polled while `first` was
+    /// taken.
     ready: Mutex<Vec<usize>>,
     /// `ready` may not be empty: set after a push, cleared before a take.
+    spilled: AtomicBool,
+    /// `first` or `ready` may not be empty: set after a push, cleared before a take.
     queued: AtomicBool,
     /// The reader task's own waker.
     task: AtomicWaker,
@@ -53,7 +62,10 @@ pub(crate) struct Wakeups {
 impl Wakeups {
     fn push(&self, key: usize) {
         if key != READ {
-            self.ready.lock().unwrap_or_else(|e| e.into_inner()).push(key);
+            if self.first.compare_exchange(READ, key, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                self.ready.lock().unwrap_or_else(|e| e.into_inner()).push(key);
+                self.spilled.store(true, Ordering::SeqCst);
+            }
             self.queued.store(true, Ordering::SeqCst);
         }
         self.wake_task();
@@ -72,13 +84,22 @@ impl Wakeups {
         self.queued.load(Ordering::SeqCst)
     }
 
-    /// Swaps the queue with `keys` (emptied first), which keeps both allocations. The
-    /// flag is cleared before the lock is taken: a key pushed after the swap sets it again.
-    fn take(&self, keys: &mut Vec<usize>) {
+    /// Takes the queued keys: returns the slot's ([`READ`] if none) and swaps the locked
+    /// queue's with `keys` (emptied first), which keeps both allocations; the slot's key
+    /// usually woke first (the order does not matter). Each flag is cleared before what it guards is read: a key
+    /// pushed meanwhile sets it again and is taken by the next call (the turn's next
+    /// round or its next turn).
+    #[inline]
+    fn take(&self, keys: &mut Vec<usize>) -> usize {
         keys.clear();
-        if self.queued.swap(false, Ordering::SeqCst) {
+        if !self.queued.swap(false, Ordering::SeqCst) {
+            return READ;
+        }
+        let first = self.first.swap(READ, Ordering::AcqRel);
+        if self.spilled.swap(false, Ordering::SeqCst) {
             std::mem::swap(&mut *self.ready.lock().unwrap_or_else(|e| e.into_inner()), keys);
         }
+        first
     }
 }
 
@@ -207,14 +228,14 @@ impl Tasks {
             // the socket's wake-up came before the streams' (the usual order), unless
             // it asked to come after them.
             let reading = self.read.queued.swap(false, Ordering::SeqCst);
-            self.wakeups.take(&mut keys);
-            if !reading && keys.is_empty() {
+            let first = self.wakeups.take(&mut keys);
+            if !reading && first == READ && keys.is_empty() {
                 break;
             }
             // One call of `read` (inlined there, with the reading's future).
             let after_streams = std::mem::take(&mut read_last);
             if after_streams {
-                self.poll_streams(&keys);
+                self.poll_streams(first, &keys);
             }
             if reading {
                 read_last = read(&mut Context::from_waker(&self.read_waker));
@@ -224,7 +245,7 @@ impl Tasks {
                 }
             }
             if !after_streams {
-                self.poll_streams(&keys);
+                self.poll_streams(first, &keys);
             }
             let mut new = std::mem::take(&mut self.spawned);
             spawned(&mut new);
@@ -263,8 +284,11 @@ impl Tasks {
         }
     }
 
-    /// Polls the stream futures of `keys`.
-    fn poll_streams(&mut self, keys: &[usize]) {
+    /// Polls the stream futures of `first` (unless it is [`READ`]: none) and of `keys`.
+    fn poll_streams(&mut self, first: usize, keys: &[usize]) {
+        if first != READ {
+            self.poll_stream(first - 1);
+        }
         for &key in keys {
             self.poll_stream(key - 1);
         }
@@ -298,5 +322,78 @@ impl Tasks {
             self.free.push(index);
             self.live -= 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keys one take returns, the slot's first.
+    fn taken(wakeups: &Wakeups) -> Vec<usize> {
+        let mut keys = Vec::new();
+        let first = wakeups.take(&mut keys);
+        if first != READ {
+            keys.insert(0, first);
+        }
+        keys
+    }
+
+    #[test]
+    fn one_woken_stream_is_queued_in_the_slot_and_taken_once() {
+        let wakeups = Wakeups::default();
+        wakeups.push(3);
+        assert!(wakeups.stream_queued());
+        assert!(!wakeups.spilled.load(Ordering::SeqCst), "the first key took the slot, not the lock");
+        assert_eq!(taken(&wakeups), [3]);
+        assert!(!wakeups.stream_queued());
+        assert_eq!(taken(&wakeups), [] as [usize; 0]);
+    }
+
+    #[test]
+    fn later_streams_queue_behind_the_first_in_the_order_they_woke() {
+        let wakeups = Wakeups::default();
+        for key in [2, 5, 1, 4] {
+            wakeups.push(key);
+        }
+        assert_eq!(taken(&wakeups), [2, 5, 1, 4]);
+        // Both the slot and the queue are free again.
+        wakeups.push(7);
+        wakeups.push(6);
+        assert_eq!(taken(&wakeups), [7, 6]);
+        assert_eq!(taken(&wakeups), [] as [usize; 0]);
+    }
+
+    #[test]
+    fn the_reading_is_never_queued() {
+        let wakeups = Wakeups::default();
+        wakeups.push(READ);
+        assert!(!wakeups.stream_queued());
+        assert_eq!(taken(&wakeups), [] as [usize; 0]);
+    }
+
+    #[test]
+    fn keys_woken_on_other_threads_while_the_turn_takes_are_each_taken_once() {
+        let wakeups = Arc::new(Wakeups::default());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let wakeups = wakeups.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        wakeups.push(1 + t * 1000 + i);
+                    }
+                })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        while threads.iter().any(|t| !t.is_finished()) {
+            seen.extend(taken(&wakeups));
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        seen.extend(taken(&wakeups));
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=4000).collect::<Vec<_>>());
     }
 }
