@@ -40,7 +40,7 @@ use localtunnels_core::{ws_close, ResetCode, Role, WsMessageCheck};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::stream::{StreamEvent, StreamReceiver, StreamSender};
-use crate::ws_codec::{WsDecoder, WsEncoder, WsError, WsMessage};
+use crate::ws_codec::{self, WsDecoder, WsEncoder, WsError, WsMessage};
 use crate::ws_io::{self, WsReadError};
 
 /// How long one side of a bridge waits for the other side's close once it has closed.
@@ -380,14 +380,26 @@ where
             Some(StreamEvent::WsMessage { binary, fin, data }) => match check.push(binary, fin, &data) {
                 Ok(place) => {
                     // Recorded after the socket's write (the origin does not wait for
-                    // the record), from a second handle on the bytes the encoder takes;
-                    // before any wait for the rest of the write, so a message is
-                    // recorded even if the bridge ends during that wait.
-                    let recorded = tap.map(|tap| (tap, data.clone()));
-                    let written = write_now(socket, |w| w.fragment(place.first, place.binary, fin, data));
-                    if let Some((tap, data)) = recorded {
-                        tap.message(false, place.binary, place.first, &data);
-                    }
+                    // the record), before any wait for the rest of the write, so a
+                    // message is recorded even if the bridge ends during that wait. A
+                    // small message (the usual) is copied into the frame from here and
+                    // kept for the tap; a large one goes out as its own slice, so the
+                    // tap takes a second handle on its bytes.
+                    let written = match tap {
+                        Some(tap) if data.len() < ws_codec::COPY_BELOW => {
+                            let written =
+                                write_now(socket, |w| w.fragment_copied(place.first, place.binary, fin, &data));
+                            tap.message(false, place.binary, place.first, &data);
+                            written
+                        }
+                        Some(tap) => {
+                            let kept = data.clone();
+                            let written = write_now(socket, |w| w.fragment(place.first, place.binary, fin, data));
+                            tap.message(false, place.binary, place.first, &kept);
+                            written
+                        }
+                        None => write_now(socket, |w| w.fragment(place.first, place.binary, fin, data)),
+                    };
                     if !written {
                         flushed(socket).await;
                     }

@@ -121,9 +121,13 @@ impl Inspector {
     }
 
     /// Now on the wall clock, as the wall clock at the inspector's creation plus the
-    /// monotonic time since (one clock read, as for an entry's start).
+    /// monotonic time since (one clock read, as for an entry's start). In a tunnel
+    /// reader's turn that read a message (a message from the tunnel, relayed to the
+    /// origin's WebSocket in that turn) the turn's reading is now, as for an entry's
+    /// start: no clock read of its own (~0.06k instructions per WebSocket echo).
     pub(crate) fn wall_nanos(&self) -> u64 {
-        let since = u64::try_from(self.shared.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let at = localtunnels_driver::turn_clock::turn_instant().unwrap_or_else(std::time::Instant::now);
+        let since = u64::try_from(at.saturating_duration_since(self.shared.epoch).as_nanos()).unwrap_or(u64::MAX);
         self.shared.epoch_unix_nanos.saturating_add(since)
     }
 
@@ -264,5 +268,22 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         self.shared.listeners.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A WebSocket message's stamp is the wall clock: near `SystemTime::now`, and it
+    /// never goes back between two messages.
+    #[test]
+    fn wall_nanos_follows_the_wall_clock_and_never_goes_back() {
+        let inspector = Inspector::new(InspectConfig::default());
+        let first = inspector.wall_nanos();
+        let wall = Inspector::unix_nanos();
+        let second = inspector.wall_nanos();
+        assert!(second >= first);
+        assert!(first.abs_diff(wall) < 1_000_000_000, "stamp {first}, wall clock {wall}");
     }
 }

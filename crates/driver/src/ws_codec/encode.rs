@@ -67,12 +67,25 @@ impl WsEncoder {
     /// Queues one frame of a data message: its first (`first`: binary or text as
     /// `binary` says) or a continuation, the last one when `fin`.
     pub fn fragment(&mut self, first: bool, binary: bool, fin: bool, payload: Bytes) {
-        let opcode = match (first, binary) {
-            (false, _) => OP_CONTINUATION,
-            (true, true) => OP_BINARY,
-            (true, false) => OP_TEXT,
-        };
-        self.frame(opcode, fin, Bytes::new(), payload);
+        self.frame(opcode_of(first, binary), fin, Bytes::new(), payload);
+    }
+
+    /// [`Self::fragment`] for a payload the caller keeps (the bridge shows it to its
+    /// tap after the write): copied next to its header, as any payload shorter than
+    /// [`COPY_BELOW`] is, without a second handle on its bytes. A longer one is copied
+    /// too (not sent as its own slice), so pass those to [`Self::fragment`].
+    pub fn fragment_copied(&mut self, first: bool, binary: bool, fin: bool, payload: &[u8]) {
+        if self.closed {
+            return;
+        }
+        let key = self.key();
+        self.copied.reserve(14 + payload.len());
+        self.put_header(opcode_of(first, binary), fin, payload.len(), key);
+        let start = self.copied.len();
+        self.copied.put_slice(payload);
+        if let Some(key) = key {
+            apply_mask(&mut self.copied[start..], key);
+        }
     }
 
     /// Queues one binary message made of `head` then `payload` (as
@@ -240,6 +253,15 @@ impl WsEncoder {
             self.queue.push_back(rest);
         }
         &self.queue
+    }
+}
+
+/// A data frame's opcode: a message's first frame (binary or text), else a continuation.
+fn opcode_of(first: bool, binary: bool) -> u8 {
+    match (first, binary) {
+        (false, _) => OP_CONTINUATION,
+        (true, true) => OP_BINARY,
+        (true, false) => OP_TEXT,
     }
 }
 

@@ -377,6 +377,32 @@ fn a_client_frame_has_the_rfc_layout() {
     assert_eq!(drain(&mut w), [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
 }
 
+/// A fragment copied from a borrowed payload (`fragment_copied`, the bridge's path when
+/// it keeps the message for its tap) is the same bytes as one handed over, for both
+/// roles, first frames and continuations, binary and text, after a close nothing.
+#[test]
+fn a_copied_fragment_is_the_fragment_handed_over() {
+    for role in [Role::Client, Role::Server] {
+        for (first, binary, fin, payload) in [
+            (true, true, true, &b"32 bytes of an echoed message.."[..]),
+            (true, false, false, b"he"),
+            (false, false, true, b"llo"),
+            (true, true, true, b""),
+            (true, true, true, &[7u8; 300][..]),
+        ] {
+            let (mut given, mut copied) = (encoder(role), encoder(role));
+            given.fragment(first, binary, fin, Bytes::copy_from_slice(payload));
+            copied.fragment_copied(first, binary, fin, payload);
+            assert_eq!(drain(&mut copied), drain(&mut given), "{role:?} {first} {binary} {fin} {}", payload.len());
+        }
+        let mut w = encoder(role);
+        w.close(1000);
+        let close = drain(&mut w);
+        w.fragment_copied(true, true, true, b"late");
+        assert!(w.is_empty(), "{role:?}: nothing after a close ({} bytes of it)", close.len());
+    }
+}
+
 /// Nothing follows a close frame (RFC 6455 §5.5.1): later commands queue nothing.
 #[test]
 fn nothing_is_queued_after_a_close() {
