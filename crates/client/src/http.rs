@@ -153,9 +153,10 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             body.hold_connection(false);
         }
     }
-    // The inspector files the response's head now (the stream takes it); a response
-    // that is whole already gets its body and end filed with it, or after the write of
-    // its frames (`held`: `filing`, below), any other its body as it passes.
+    // The inspector files a response that is whole already in one step: now, or after
+    // the write of its frames (`held`: `filing`, below, given the fields the RESPONSE
+    // frame carried); any other its head now (the stream takes it) and its body as it
+    // passes.
     // The block is lent to the inspector from a scope of its own: a local once
     // borrowed is kept in the future's state until its scope ends, through every later
     // `.await` (the sending of the rest, the pump), even after it was moved out. Those
@@ -182,7 +183,12 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     let mut bytes = 0;
     if let Some(data) = &whole {
         bytes = data.len() as u64;
-        let taken = match tx.respond_whole_block(status, block, data) {
+        // With a filing, the frame's fields are kept for it (a reference count).
+        let taken = match filing.as_mut() {
+            Some(filing) => tx.respond_whole_block_kept(status, block, data, filing.fields()),
+            None => tx.respond_whole_block(status, block, data),
+        };
+        let taken = match taken {
             Ok(taken) => taken,
             Err(e) => {
                 drop(filing);
@@ -208,7 +214,11 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             }
         }
     } else {
-        if let Err(e) = tx.respond_block(status, block, end) {
+        let sent = match filing.as_mut() {
+            Some(filing) => tx.respond_block_kept(status, block, end, filing.fields()),
+            None => tx.respond_block(status, block, end),
+        };
+        if let Err(e) = sent {
             drop(filing);
             let message = format!("response to {method} {path} lost: {e}");
             failed(&message);

@@ -269,3 +269,57 @@ fn a_block_is_held_to_the_checks_a_head_is_held_to() {
     assert_eq!(client.respond_block(id, 200, block(&huge), true).unwrap_err(), listed);
     client.respond_block(id, 200, block(&head.headers), true).unwrap();
 }
+
+/// Each field of a head as bytes, in order.
+fn field_bytes(headers: &[Header]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    headers.iter().map(|(n, v)| (n.as_str().as_bytes().to_vec(), v.as_bytes().to_vec())).collect()
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_kept_block_is_the_frame_respond_block_sends_and_its_fields_come_back_either_way() {
+    let head = varied_response();
+    let want = field_bytes(&head.headers);
+    let read = |kept: &localtunnels_core::SentBlock| -> Vec<(Vec<u8>, Vec<u8>)> {
+        assert_eq!(kept.len(), kept.fields().count());
+        kept.fields().map(|(n, v)| (n.to_vec(), v.to_vec())).collect()
+    };
+    // Towards a peer that reads indexes (the frame's bytes shared), and towards one
+    // that does not (the block re-encoded as text; its own bytes kept).
+    for indexed in [true, false] {
+        let session = || {
+            let mut client = Session::client(Config::DEFAULT, hello(), Instant::ZERO);
+            while client.poll_transmit().is_some() {}
+            let features = if indexed { features::INDEXED_HEADERS } else { 0 };
+            let welcome = Welcome { version: PROTOCOL_VERSION, features, ..Welcome::default() };
+            client.handle_message(Instant::ZERO, Frame::Welcome(Box::new(welcome)).encode()).unwrap();
+            let open = Frame::Open { id: 2, head: forwarded_get(), end: true }.encode();
+            client.handle_message(Instant::ZERO, open).unwrap();
+            client
+        };
+        let block = || localtunnels_core::HeaderBlock::from_headers(&head.headers, FieldCoding::Indexed);
+        let mut plain = session();
+        plain.respond_block(2, head.status, block(), true).unwrap();
+        let mut kept = session();
+        let mut fields = localtunnels_core::SentBlock::default();
+        kept.respond_block_kept(2, head.status, block(), true, &mut fields).unwrap();
+        let frame = kept.poll_transmit().unwrap();
+        assert_eq!(frame, plain.poll_transmit().unwrap(), "indexed: {indexed}");
+        // The frame written and dropped: the fields are still there, as sent.
+        drop(frame);
+        assert_eq!(read(&fields), want, "indexed: {indexed}");
+        // Refused (the stream's head was sent; a status out of range): the fields
+        // come back all the same, with the error `respond_block` gives.
+        let mut fields = localtunnels_core::SentBlock::default();
+        let sent = kept.respond_block_kept(2, head.status, block(), true, &mut fields);
+        assert_eq!(sent.unwrap_err(), kept.respond_block(2, head.status, block(), true).unwrap_err());
+        assert_eq!(read(&fields), want);
+        let mut fresh = session();
+        let mut fields = localtunnels_core::SentBlock::default();
+        assert!(fresh.respond_block_kept(2, 1000, block(), true, &mut fields).is_err());
+        assert_eq!(read(&fields), want);
+        assert!(fresh.poll_transmit().is_none(), "a refused head queues nothing");
+    }
+    // The default: no field.
+    assert_eq!(localtunnels_core::SentBlock::default().fields().count(), 0);
+}

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes};
-use localtunnels_core::{Header, HeaderBlock, ResetCode, ResponseHead, StreamError, StreamId, StreamKind};
+use localtunnels_core::{Header, HeaderBlock, ResetCode, ResponseHead, SentBlock, StreamError, StreamId, StreamKind};
 use tokio::sync::Notify;
 
 use crate::conn::Shared;
@@ -288,6 +288,31 @@ impl StreamSender {
     /// [`Self::respond_whole`] for a head whose fields are an encoded [`HeaderBlock`].
     pub fn respond_whole_block(&self, status: u16, block: HeaderBlock, data: &Bytes) -> Result<usize, StreamError> {
         self.respond_whole_with(data, |s, id| s.respond_block(id, status, block, false))
+    }
+
+    /// [`Self::respond_block`] that keeps the block's fields in `kept`, for a caller
+    /// that reads them after the write (`Session::respond_block_kept`: they come back
+    /// whatever the result).
+    pub fn respond_block_kept(
+        &self,
+        status: u16,
+        block: HeaderBlock,
+        end: bool,
+        kept: &mut SentBlock,
+    ) -> Result<(), StreamError> {
+        self.command(|s| s.respond_block_kept(self.id, status, block, end, kept))
+    }
+
+    /// [`Self::respond_whole_block`] that keeps the block's fields in `kept`, as
+    /// [`Self::respond_block_kept`] does.
+    pub fn respond_whole_block_kept(
+        &self,
+        status: u16,
+        block: HeaderBlock,
+        data: &Bytes,
+        kept: &mut SentBlock,
+    ) -> Result<usize, StreamError> {
+        self.respond_whole_with(data, |s, id| s.respond_block_kept(id, status, block, false, kept))
     }
 
     fn respond_whole_with(

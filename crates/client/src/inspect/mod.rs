@@ -6,10 +6,10 @@
 //! to `body_limit` bytes each) by taps that file the size when the body ends; the
 //! store's lock is held only to copy. A response that is whole when its head comes
 //! back (no body, or one piece read with the head: most small ones) is filed in one
-//! step; when its exchange is the connection's only one in flight, its head is filed
-//! at once and its body and end after the write of its frames ([`Inspector::respond_whole`],
-//! [`pending`]). An exchange of a bodiless request and such a response takes the store's
-//! lock twice (three times when its filing waits for the write) and reads the clock
+//! step; when its exchange is the connection's only one in flight, that step comes
+//! after the write of its frames, from the fields the RESPONSE frame carried
+//! ([`Inspector::respond_whole`], [`Filing`], [`pending`]). An exchange of a bodiless
+//! request and such a response takes the store's lock twice and reads the clock
 //! twice, and the API waits for what is pending.
 
 mod api;
@@ -198,11 +198,13 @@ impl Inspector {
 
     /// Entry `id`'s response came back whole (`body`: all of it, possibly empty). With
     /// `later` (the exchange is its connection's only one in flight, so its latency is
-    /// the request's: `localtunnels_driver::after_write::pays`), its head is filed now
-    /// and its body and end when the returned [`Filing`] is dropped (by the exchange,
-    /// after its response is written), API readers waiting for it meanwhile. Else all
-    /// of it is filed now, in one lock, and there is nothing to file later (`None`):
-    /// with other exchanges in flight the work per request counts, not where it runs.
+    /// the request's: `localtunnels_driver::after_write::pays`), nothing is filed now:
+    /// the returned [`Filing`] files the status, the head's fields (given to it with
+    /// [`Filing::fields`]: the RESPONSE frame's, kept past the write) and the body in one
+    /// lock when it is dropped (by the exchange, after its response is written), API
+    /// readers waiting for it meanwhile. Else all of it is filed now, in one lock, and
+    /// there is nothing to file later (`None`): with other exchanges in flight the work
+    /// per request counts, not where it runs.
     pub(crate) fn respond_whole<'a>(
         &'a self,
         id: EntryId,
@@ -216,8 +218,7 @@ impl Inspector {
             return None;
         }
         let which = self.shared.holds.hold();
-        self.change(id, |s| s.respond(id, status, headers));
-        Some(Filing::new(self, id, body, which))
+        Some(Filing::new(self, id, status, body, which))
     }
 
     /// Waits until every capture pending when it was called is filed: what a visitor

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use localtunnels_core::inspect::EntryId;
+use localtunnels_core::SentBlock;
 use tokio::sync::Notify;
 
 use super::Inspector;
@@ -74,27 +75,44 @@ impl Holds {
     }
 }
 
-/// The rest of a response that came back whole (see [`Inspector::respond_whole`]):
-/// its body and end, filed when this is dropped, which releases the hold.
+/// A response that came back whole (see [`Inspector::respond_whole`]): its status, its
+/// head's fields (once the exchange gives them, [`Self::head`]), its body and end, filed
+/// in one lock when this is dropped, which releases the hold.
 #[derive(Debug)]
 pub(crate) struct Filing<'a> {
     inspector: &'a Inspector,
     id: EntryId,
     body: &'a [u8],
-    which: usize,
+    /// The hold's counter (0 or 1): a byte, as `status` is two, so that the two share
+    /// the padding after `fields` (the stream's future keeps this across the write:
+    /// see `http::tests`' size guard).
+    which: u8,
+    /// The RESPONSE frame's fields, shared with the frame (a reference count): read
+    /// after the write, so the head's copy into the store is not on the critical path.
+    /// Empty (no field) until given: an exchange that never got to send its head
+    /// would file its status alone.
+    fields: SentBlock,
+    status: u16,
 }
 
 impl<'a> Filing<'a> {
-    pub(super) fn new(inspector: &'a Inspector, id: EntryId, body: &'a [u8], which: usize) -> Self {
-        Filing { inspector, id, body, which }
+    pub(super) fn new(inspector: &'a Inspector, id: EntryId, status: u16, body: &'a [u8], which: usize) -> Self {
+        Filing { inspector, id, body, which: u8::from(which == 1), fields: SentBlock::default(), status }
+    }
+
+    /// Where the head's fields go, as the RESPONSE frame carried them
+    /// (`StreamSender::respond_block_kept` writes them there).
+    pub(crate) fn fields(&mut self) -> &mut SentBlock {
+        &mut self.fields
     }
 }
 
 impl Drop for Filing<'_> {
     fn drop(&mut self) {
-        let (id, body) = (self.id, self.body);
-        self.inspector.update(id, |s, now| s.respond_rest(id, now, body));
-        self.inspector.shared.holds.release(self.which);
+        let (id, status, body) = (self.id, self.status, self.body);
+        let fields = &self.fields;
+        self.inspector.update(id, |s, now| s.respond_whole(id, now, status, fields, body));
+        self.inspector.shared.holds.release(usize::from(self.which));
     }
 }
 

@@ -3,7 +3,7 @@
 //! header's name and value. Copied once as they pass, with no check (they were checked
 //! when parsed); parsed back only when the inspector's API, page or replay reads them.
 
-use crate::frame::{Header, HeaderBlock};
+use crate::frame::{Header, HeaderBlock, SentBlock};
 
 /// A head's header fields as the store copies them: a typed list, or a RESPONSE's
 /// encoded block (the client files the block it sends, with no list built for it).
@@ -45,6 +45,16 @@ impl HeadFields for Vec<Header> {
 }
 
 impl HeadFields for HeaderBlock {
+    fn field_count(&self) -> usize {
+        self.len()
+    }
+
+    fn each(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields()
+    }
+}
+
+impl HeadFields for SentBlock {
     fn field_count(&self) -> usize {
         self.len()
     }

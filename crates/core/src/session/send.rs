@@ -11,7 +11,7 @@ use crate::error::{OpenError, StreamError};
 use crate::event::Event;
 use crate::frame::{
     check_headers, check_request_line, header_block_len, open_len, plan_checked, response_len, CloseCode, Frame,
-    Header, HeaderBlock, RequestHead, ResetCode, ResponseHead, StreamId, StreamKind,
+    Header, HeaderBlock, RequestHead, ResetCode, ResponseHead, SentBlock, StreamId, StreamKind,
 };
 use crate::handshake::{features, RefuseReason, Welcome, PROTOCOL_VERSION};
 use crate::stream::{Chunk, Stream};
@@ -149,6 +149,41 @@ impl Session {
         self.settle();
         let end = self.accept_response(id, status, block.text_len() + 16, block.invalid(), end)?;
         self.push_output(Output::Encoded(block.into_response(id, status, end)));
+        self.reap(id);
+        Ok(())
+    }
+
+    /// [`Session::respond_block`] that keeps the block's fields in `kept` for the caller
+    /// to read after the frame is written: a [`SentBlock`] sharing the queued frame's
+    /// bytes (a reference count), or the block's own when it was refused or re-encoded.
+    /// The fields come back whatever the result, so that a caller that files them (the
+    /// client's inspector, after the write) files the same head either way. Written
+    /// into the caller's place, not returned with the result: a `(SentBlock, Result)`
+    /// moved through the driver's call cost ~20 instructions more per response.
+    pub fn respond_block_kept(
+        &mut self,
+        id: StreamId,
+        status: u16,
+        block: HeaderBlock,
+        end: bool,
+        kept: &mut SentBlock,
+    ) -> Result<(), StreamError> {
+        if block.coding() != self.field_coding() {
+            let r = self.respond(id, ResponseHead { status, headers: block.headers() }, end);
+            *kept = block.into_sent();
+            return r;
+        }
+        self.settle();
+        let end = match self.accept_response(id, status, block.text_len() + 16, block.invalid(), end) {
+            Ok(end) => end,
+            Err(e) => {
+                *kept = block.into_sent();
+                return Err(e);
+            }
+        };
+        let frame = block.into_response(id, status, end);
+        *kept = SentBlock::of_frame(frame.clone());
+        self.push_output(Output::Encoded(frame));
         self.reap(id);
         Ok(())
     }
