@@ -2,19 +2,34 @@
 //! and whatever it accepts re-encodes, as text and with the static table's indexes, to
 //! bytes that decode to the same frame; an OPEN written field by field
 //! (`Frame::encode_open_fields`, the server's HTTP/1 path) is its encoding byte for byte.
+//! An OPEN taken raw (`RawRequestHead::decode_open`, the native client's path) is one
+//! the typed decoder accepts, with the same fields, and decodes to the same head.
 
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use localtunnels_core::{DecodeLimits, FieldCoding, Frame};
+use localtunnels_core::{DecodeLimits, FieldCoding, Frame, RawRequestHead};
 
 const NO_LIMITS: DecodeLimits = DecodeLimits { max_frame: usize::MAX, max_header_bytes: usize::MAX };
 
 fuzz_target!(|data: &[u8]| {
     let small = DecodeLimits { max_frame: 256, max_header_bytes: 64 };
     for limits in [NO_LIMITS, DecodeLimits::default(), small] {
-        let Ok(frame) = Frame::decode(Bytes::copy_from_slice(data), &limits) else { continue };
+        let msg = Bytes::copy_from_slice(data);
+        let raw = RawRequestHead::decode_open(&msg, &limits);
+        let Ok(frame) = Frame::decode(msg, &limits) else {
+            assert!(raw.is_none(), "an OPEN taken raw that the typed decoder refuses");
+            continue;
+        };
+        if let Some((raw_id, raw, raw_end)) = raw {
+            let Frame::Open { id, head, end } = &frame else { panic!("a raw OPEN that is not an OPEN") };
+            let fields: Vec<(&[u8], &[u8])> = raw.fields().collect();
+            let typed: Vec<(&[u8], &[u8])> =
+                head.headers.iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())).collect();
+            assert_eq!(fields, typed, "a raw OPEN's fields differ");
+            assert_eq!((raw_id, raw_end, &raw.decode()), (*id, *end, head), "a raw OPEN decodes differently");
+        }
         let encoded = frame.encode();
         // The size a driver writes the WebSocket header from, before encoding.
         if let Some(len) = frame.encoded_len() {

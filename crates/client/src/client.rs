@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use localtunnels_core::{
-    features, Action, ClientLifecycle, CloseCode, GiveUp, Hello, Policy, RefuseReason, RequestHead, Session,
-    StreamKind, Welcome, SUBPROTOCOL,
+    features, Action, ClientLifecycle, CloseCode, GiveUp, Hello, Policy, RawRequestHead, RefuseReason, RequestHead,
+    Session, StreamKind, Welcome, SUBPROTOCOL,
 };
 use localtunnels_driver::{ConnEvent, ConnEvents, Connection, StreamFuture, StreamHandle};
 use tokio::net::TcpStream;
@@ -472,6 +472,13 @@ pub(crate) async fn serve(
     // other task.
     let handler_ctx = ctx.clone();
     conn.on_incoming(Arc::new(move |stream, head, end| Some(accept(&handler_ctx, stream, head, end))));
+    // A request the client writes to a local origin as it came (its header block
+    // never decoded: `raw_request`; an inspector files it from the same fields),
+    // unless someone reports each request before it is sent (`--print-requests`).
+    if ctx.origin.as_local().is_some() && !ctx.config.request_events {
+        let raw_ctx = ctx.clone();
+        conn.on_incoming_raw(Arc::new(move |stream, head, end| Some(accept_raw(&raw_ctx, stream, head, end))));
+    }
     ctx.serving(conn);
     loop {
         let ev = tokio::select! {
@@ -493,6 +500,17 @@ pub(crate) async fn serve(
             Some(_) => {}
         }
     }
+}
+
+/// [`accept`] of an HTTP stream whose head came raw: written to the origin as it came
+/// if [`crate::raw_request::takes_raw`] says so, else decoded first.
+fn accept_raw(ctx: &Arc<Ctx>, stream: StreamHandle, head: RawRequestHead, end: bool) -> StreamFuture {
+    if !crate::raw_request::takes_raw(ctx, &head, end) {
+        return accept(ctx, stream, head.decode(), end);
+    }
+    let fut: Pin<Box<_>> =
+        Box::into_pin(Box::write(Box::new_uninit(), crate::http::serve_raw(ctx.clone(), stream, head)));
+    fut
 }
 
 /// The work of one stream the server opened, for the connection's reader task to run

@@ -39,6 +39,7 @@ use localtunnels_driver::StreamBody;
 use tokio::io::AsyncWrite;
 
 use crate::pool::{OriginConn, OriginPool};
+use crate::raw_request::RawOutgoing;
 
 /// A request as the origin gets it.
 #[derive(Debug, Clone, Copy)]
@@ -133,6 +134,44 @@ impl OriginPool {
                 Ok(head) => return self.respond(ex, req.method, head),
                 Err(ExchangeError::Incomplete | ExchangeError::Io(_)) if retry && reused && !ex.answered => {
                     tracing::debug!("an idle origin connection was closed under a request: sending it on a new one");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// [`Self::send`] of a bodiless request written from the OPEN's raw head
+    /// ([`RawOutgoing`]), beside the typed one (no shared code through an enum: each
+    /// branch on the typed path showed in its count, docs/BENCHMARKS.md). The raw head
+    /// is let go once written (it holds the tunnel reader's buffer): a retry on a new
+    /// connection sends the bytes written on the one that failed.
+    pub(crate) async fn send_raw(self: &Arc<Self>, req: RawOutgoing<'_>) -> Result<Response, ExchangeError> {
+        let target = req.head.target();
+        if target.is_empty() || !target.iter().all(|&b| b > b' ' && b != 0x7f) {
+            return Err(ExchangeError::Request("the target is not a URI path"));
+        }
+        let method = req.method;
+        let retry = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let mut raw = Some(req);
+        let mut again: Option<Box<OriginConn>> = None;
+        loop {
+            let mut conn = match self.checkout().await {
+                Some(conn) => conn,
+                None => self.open().await.map_err(ExchangeError::Connect)?,
+            };
+            let reused = conn.reused;
+            let head = conn.head.start();
+            match (raw.take(), again.take()) {
+                (Some(raw), _) => raw.write(head),
+                (None, Some(failed)) => head.extend_from_slice(failed.head.whole()),
+                (None, None) => return Err(ExchangeError::Incomplete),
+            }
+            let mut ex = Exchange::written(conn);
+            match std::future::poll_fn(|cx| ex.poll_head(cx, &self.limits)).await {
+                Ok(head) => return self.respond(ex, method, head),
+                Err(ExchangeError::Incomplete | ExchangeError::Io(_)) if retry && reused && !ex.answered => {
+                    tracing::debug!("an idle origin connection was closed under a request: sending it on a new one");
+                    again = ex.conn.take();
                 }
                 Err(e) => return Err(e),
             }
@@ -240,6 +279,12 @@ impl Exchange {
         let chunked: &[u8] = if has_body && length.is_none() { b"transfer-encoding: chunked\r\n" } else { b"" };
         write_request_head(conn.head.start(), req.method.as_str(), req.target, req.headers, chunked);
         let sending = Sending { body: has_body.then_some(body), framing, done: false, failed: None };
+        Exchange { conn: Some(conn), sending, answered: false }
+    }
+
+    /// A bodiless request whose head is in `conn`'s head buffer already.
+    fn written(conn: Box<OriginConn>) -> Exchange {
+        let sending = Sending { body: None, framing: Framing::Length(0), done: false, failed: None };
         Exchange { conn: Some(conn), sending, answered: false }
     }
 

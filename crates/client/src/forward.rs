@@ -55,6 +55,12 @@ pub(crate) fn one_host(hosts: usize) -> Result<(), String> {
     }
 }
 
+/// The request's method as the origin gets it (`origin_request`'s first step, for a
+/// raw head: `raw_request`).
+pub(crate) fn origin_method(method: &str) -> Result<Method, String> {
+    Method::from_bytes(method.as_bytes()).map_err(|_| format!("invalid method {method}"))
+}
+
 /// The request's `Content-Length`, if it has one.
 pub(crate) fn content_length(headers: &[Header]) -> Option<u64> {
     headers.iter().find(|(n, _)| n == header::CONTENT_LENGTH).and_then(|(_, v)| decimal(v.as_bytes()))

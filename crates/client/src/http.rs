@@ -14,15 +14,17 @@ use hyper::body::Frame;
 use http::HeaderValue;
 use hyper::body::Body as _;
 use localtunnels_core::error_page::{default_message, format_request_id, wants_html, ErrorPage};
-use localtunnels_core::{RequestHead, ResetCode, StreamKind};
+use localtunnels_core::{RawRequestHead, RequestHead, ResetCode, StreamKind};
 use localtunnels_driver::after_write::{self, after_write};
 use localtunnels_driver::http::final_status;
 use localtunnels_driver::{pump_body, StreamBody, StreamHandle};
 
 use crate::ctx::Ctx;
 use crate::events::ClientEvent;
-use crate::forward::{content_length, origin_request, send};
+use crate::forward::{content_length, origin_method, origin_request, send, Answer};
 use crate::inspect::BodyRecorder;
+use crate::origin::BoxError;
+use crate::raw_request::{OriginFields, RawOutgoing};
 
 /// Serves one HTTP stream.
 pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead, end: bool) {
@@ -258,6 +260,264 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     }
 }
 
+/// [`serve`] for a bodiless request written to a local origin from the OPEN's raw
+/// header block ([`crate::raw_request::takes_raw`]): beside the typed one, not sharing
+/// its code through an enum (every branch and wider future on the typed path showed in
+/// its count: docs/BENCHMARKS.md). The same exchange from the origin's answer on; the
+/// request's differences: nothing to report (raw heads are not taken with
+/// `--print-requests`), the entry filed from the block's fields, and the raw head let
+/// go after the write, its target and `Accept` kept ([`Kept`]).
+pub(crate) async fn serve_raw(ctx: Arc<Ctx>, stream: StreamHandle, raw: RawRequestHead) {
+    let report = false;
+    // `LOCALTUNNELS_LOG=debug` logs one line per request, with its byte count.
+    let debug = tracing::enabled!(tracing::Level::DEBUG);
+    // The clock is read only for someone who reports the duration.
+    let started = Started((report || debug).then(Instant::now));
+    let id = stream.id();
+    let (tx, rx) = stream.split();
+    let method = raw.method.clone();
+    let mut path = String::new();
+    let parsed = match origin_method(&method) {
+        Ok(m) => m,
+        Err(message) => return tx.reset(ResetCode::Protocol, &message),
+    };
+    // The inspector records the request as the origin gets it, its body as it passes.
+    // A request with a body is filed first (its tap needs the entry); one without
+    // right after the first poll of its sending, which writes it to a pooled origin
+    // connection: the origin starts on it sooner, and its answer cannot overtake the
+    // entry (it is read by this future's later polls).
+    let inspector = ctx.config.inspector.as_ref();
+    let mut record = None;
+    // No body: the stream's receiver has nothing more to give.
+    drop(rx);
+    // The server resets the stream when the visitor leaves or its response timeout
+    // passes: then the origin's request is dropped too, not left running.
+    let mut cancelled = false;
+    let mut kept = None;
+    let answer = {
+        let local = ctx.origin.as_local();
+        let req = RawOutgoing::new(&ctx, &parsed, raw.clone());
+        let mut sending = std::pin::pin!(async move {
+            match local {
+                Some(local) => local.pool().send_raw(req).await.map(Answer::Direct).map_err(BoxError::from),
+                None => Err(BoxError::from("a raw request head for an origin that is not local")),
+            }
+        });
+        let mut raw = Some(raw);
+        let mut cancel = std::pin::pin!(tx.cancelled());
+        let mut first = true;
+        std::future::poll_fn(|cx| {
+            // The answer first: once it is in, the cancellation is not polled again.
+            let polled = sending.as_mut().poll(cx);
+            if std::mem::take(&mut first) {
+                // Written: filed from the block's fields as the origin got them, and let go.
+                if let Some(raw) = raw.take() {
+                    let target = raw.target_str();
+                    record = inspector.map(|i| (i, i.begin_fields(&method, target, &OriginFields::new(&ctx, &raw))));
+                    kept = Some(Kept::of(&raw));
+                }
+            }
+            if polled.is_pending() && cancel.as_mut().poll(cx).is_ready() {
+                cancelled = true;
+                return Poll::Ready(Err("cancelled".into()));
+            }
+            polled
+        })
+        .await
+    };
+    let mut visitor = None;
+    if let Some(kept) = kept {
+        // What the error page needs, read only for an error (as a decoded head's is).
+        if answer.is_err() {
+            visitor = Some(VisitorHead { head_only: method.eq_ignore_ascii_case("HEAD"), html: kept.html() });
+        }
+        path = kept.into_target();
+    }
+    let failed = |message: &str| {
+        if let Some((i, id)) = &record {
+            i.update(*id, |s, now| s.fail(*id, now, message));
+        }
+    };
+    if cancelled {
+        // Cut by our own close (its grace ran out) while the visitor still waited,
+        // or by the server for a visitor who left or timed out.
+        let message = if ctx.closing.load(Ordering::Relaxed) {
+            format!("{method} {path}: cut short, the tunnel closed before the origin answered")
+        } else {
+            format!("{method} {path}: abandoned, the visitor is gone (or timed out)")
+        };
+        failed(&message);
+        return ctx.error(message);
+    }
+    let res = match answer {
+        Ok(res) => res,
+        Err(e) => {
+            let detail = origin_error(&ctx, &*e);
+            let request_id = format_request_id(rand::random());
+            failed(&detail);
+            ctx.error(format!("{method} {path} (request id {request_id}): {detail}"));
+            // The visitor gets a generic 502 page with the request id; the detail
+            // only when the owner opted in (`expose_errors`).
+            let visitor =
+                visitor.unwrap_or(VisitorHead { head_only: method.eq_ignore_ascii_case("HEAD"), html: false });
+            // The line reports what the origin sent: nothing (the page is ours).
+            error_page(&tx, &ctx, &visitor, 502, &request_id, &detail).await;
+            let bytes = 0;
+            if debug {
+                let ms = started.elapsed().as_millis();
+                tracing::debug!(stream = id, %method, %path, status = 502, bytes, ms, %request_id, "request");
+            }
+            // Report the exchange as such, so `--print-requests` shows every request,
+            // failed ones included.
+            if report {
+                let duration = started.elapsed();
+                ctx.emit(ClientEvent::Response { method: method.into_owned(), path, status: 502, duration, bytes });
+            }
+            return;
+        }
+    };
+    let status = res.status();
+    // Interim responses (100, 103) were read past; what is left must be a final
+    // status the visitor can be given (not a 101 nobody asked for, not 999).
+    if let Err(e) = final_status(status, StreamKind::Http) {
+        let message = format!("{method} {path}: the origin's response was refused: {e}");
+        failed(&message);
+        ctx.emit(ClientEvent::Error { message: message.clone() });
+        return tx.reset(ResetCode::Protocol, &message);
+    }
+    let (status, block, mut body) = res.into_parts();
+    let end = body.is_end_stream();
+    // One poll of the body, which never waits: a small response's whole body came in
+    // with its head, and then the head, the body and the end go to the visitor in one
+    // step (and to the inspector in one step). Any other frame it gives is handed to
+    // the pump first.
+    let (mut whole, mut first) = (None, None);
+    // A capture is filed after the write when this exchange is its connection's only
+    // one in flight (its latency is the request's; with others in flight the work per
+    // request counts: `after_write::pays`). Then the origin connection goes back to
+    // the pool after the write too (when it is dropped): a body found whole by this
+    // poll holds it, one that is not lets it go at once.
+    let held = record.is_some() && after_write::pays();
+    if !end {
+        if held {
+            body.hold_connection(true);
+        }
+        match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+            Poll::Ready(Some(Ok(frame))) if frame.is_data() && body.is_end_stream() => {
+                whole = Some(frame.into_data().unwrap_or_default());
+            }
+            Poll::Ready(frame) => first = Some(Box::new(frame)),
+            Poll::Pending => {}
+        }
+        if held && whole.is_none() {
+            body.hold_connection(false);
+        }
+    }
+    // The inspector files a response that is whole already in one step: now, or after
+    // the write of its frames (`held`: `filing`, below, given the fields the RESPONSE
+    // frame carried); any other its head now (the stream takes it) and its body as it
+    // passes.
+    // The block is lent to the inspector from a scope of its own: a local once
+    // borrowed is kept in the future's state until its scope ends, through every later
+    // `.await` (the sending of the rest, the pump), even after it was moved out. Those
+    // 48 bytes took this future (`client::accept`'s box) from 1,760 bytes to 1,808,
+    // out of jemalloc's 1,792-byte class into the 2,048-byte one, whose slabs 32
+    // connections' worth of them emptied and refilled (docs/BENCHMARKS.md, sixteenth
+    // round: ~0.6k per request at 32 connections).
+    let mut recorder = None;
+    let mut filing = None;
+    let block = {
+        let block = block;
+        if let Some((i, id)) = record {
+            match (&whole, end) {
+                (Some(data), _) => filing = i.respond_whole(id, status, &block, data, held),
+                (None, true) => filing = i.respond_whole(id, status, &block, &[], held),
+                (None, false) => {
+                    i.change(id, |s| s.respond(id, status, &block));
+                    recorder = Some(BodyRecorder::response(i, id));
+                }
+            }
+        }
+        block
+    };
+    let mut bytes = 0;
+    if let Some(data) = &whole {
+        bytes = data.len() as u64;
+        // With a filing, the frame's fields are kept for it (a reference count).
+        let taken = match filing.as_mut() {
+            Some(filing) => tx.respond_whole_block_kept(status, block, data, filing.fields()),
+            None => tx.respond_whole_block(status, block, data),
+        };
+        let taken = match taken {
+            Ok(taken) => taken,
+            Err(e) => {
+                drop(filing);
+                let message = format!("response to {method} {path} lost: {e}");
+                failed(&message);
+                return ctx.error(message);
+            }
+        };
+        // The frames are written when this poll ends: the capture, the report and the
+        // exchange's clean-up (what this future drops) wait until then. Without a
+        // capture to file, the second poll would cost the total more than the clean-up
+        // it moves is worth (docs/BENCHMARKS.md, fourteenth round).
+        if filing.is_some() {
+            after_write().await;
+            drop(filing);
+        }
+        // What the window did not take yet follows as it opens (the origin connection
+        // going back to the pool first; else it does when `body` is dropped).
+        if taken < data.len() {
+            body.hold_connection(false);
+            if let Err(e) = tx.send_last(data.slice(taken..)).await {
+                ctx.error(format!("{method} {path}: response body cut: {e}"));
+            }
+        }
+    } else {
+        let sent = match filing.as_mut() {
+            Some(filing) => tx.respond_block_kept(status, block, end, filing.fields()),
+            None => tx.respond_block(status, block, end),
+        };
+        if let Err(e) = sent {
+            drop(filing);
+            let message = format!("response to {method} {path} lost: {e}");
+            failed(&message);
+            return ctx.error(message);
+        }
+        if end {
+            if filing.is_some() {
+                after_write().await;
+                drop(filing);
+            }
+        } else {
+            // By reference: the body stays where it is instead of moving into the pump.
+            let pumped = if report || debug || recorder.is_some() || first.is_some() {
+                let mut observed = ObservedBody { inner: body, count: 0, recorder, first };
+                let pumped = pump_body(&mut observed, &tx).await;
+                bytes = observed.count;
+                pumped
+            } else {
+                pump_body(&mut body, &tx).await
+            };
+            if let Err(e) = pumped {
+                ctx.error(format!("{method} {path}: response body cut: {e}"));
+            }
+        }
+    }
+    if debug {
+        tracing::debug!(stream = id, %method, %path, status, bytes, ms = started.elapsed().as_millis(), "request");
+    }
+    if report {
+        ctx.emit(ClientEvent::Response {
+            method: method.into_owned(),
+            path,
+            status,
+            duration: started.elapsed(),
+            bytes,
+        });
+    }
+}
+
 /// When the exchange started, if anyone reports its duration.
 struct Started(Option<Instant>);
 
@@ -278,6 +538,59 @@ impl VisitorHead {
     fn of(method: &str, headers: &[localtunnels_core::Header]) -> Self {
         let accept = headers.iter().find(|(n, _)| n == http::header::ACCEPT).map(|(_, v)| v.as_bytes());
         VisitorHead { head_only: method.eq_ignore_ascii_case("HEAD"), html: wants_html(accept) }
+    }
+}
+
+/// What an exchange whose head came raw keeps of it once it is written (the raw head
+/// holds the tunnel reader's buffer, and goes): its target, and its `Accept` value
+/// for an error page, after the target in the same `String` (one allocation, as the
+/// decoded head's target is). `wants_html` runs only if there is an error page.
+struct Kept {
+    text: String,
+    target_len: usize,
+    accept: KeptAccept,
+}
+
+/// Where a kept head's `Accept` is.
+enum KeptAccept {
+    None,
+    /// After the target in [`Kept::text`].
+    After,
+    /// Not UTF-8 (obs-text): read now, what `wants_html` said.
+    Read(bool),
+}
+
+impl Kept {
+    fn of(raw: &RawRequestHead) -> Kept {
+        let target = raw.target_str();
+        // Walked only for a block that has an `Accept` (the session's check counted it).
+        let accept = if raw.has_accept() { raw.fields().find(|(n, _)| *n == b"accept").map(|(_, v)| v) } else { None };
+        let text_accept = accept.map(std::str::from_utf8);
+        let mut text = String::with_capacity(target.len() + text_accept.as_ref().map_or(0, |a| a.map_or(0, str::len)));
+        text.push_str(target);
+        let accept = match text_accept {
+            None => KeptAccept::None,
+            Some(Ok(a)) => {
+                text.push_str(a);
+                KeptAccept::After
+            }
+            Some(Err(_)) => KeptAccept::Read(wants_html(accept)),
+        };
+        Kept { text, target_len: target.len(), accept }
+    }
+
+    /// Whether the error page is HTML ([`VisitorHead::of`]'s `html`).
+    fn html(&self) -> bool {
+        match self.accept {
+            KeptAccept::None => wants_html(None),
+            KeptAccept::After => wants_html(self.text.get(self.target_len..).map(str::as_bytes)),
+            KeptAccept::Read(html) => html,
+        }
+    }
+
+    fn into_target(mut self) -> String {
+        self.text.truncate(self.target_len);
+        self.text
     }
 }
 

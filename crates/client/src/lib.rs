@@ -25,6 +25,7 @@ mod joined;
 mod origin;
 mod pinned;
 mod pool;
+mod raw_request;
 mod state;
 mod tls;
 mod websocket;

@@ -112,12 +112,15 @@ impl OriginConn {
 }
 
 /// Largest head buffer a connection keeps for its next request: one that grew past it
-/// (a request with very large fields) is freed once written, not held while idle.
+/// (a request with very large fields) is freed when the connection goes back to the
+/// pool, not held while idle.
 const MAX_KEPT_HEAD: usize = 16 * 1024;
 
 /// A request head on its way to the origin. Its memory is kept from one exchange to
-/// the next (cleared once the head is written), so a head is written into memory
-/// that is already there, with no buffer split off and reclaimed per request.
+/// the next (cleared when the next head is started), so a head is written into memory
+/// that is already there, with no buffer split off and reclaimed per request; the head
+/// written stays until then, for a request sent again on another connection
+/// ([`HeadBuf::whole`]).
 #[derive(Debug, Default)]
 pub(crate) struct HeadBuf {
     bytes: Vec<u8>,
@@ -138,18 +141,23 @@ impl HeadBuf {
         self.bytes.get(self.sent..).unwrap_or_default()
     }
 
+    /// The last head started, all of it, written or not.
+    pub(crate) fn whole(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Counts `n` written bytes against the head; returns those that were past it.
     pub(crate) fn advance(&mut self, n: usize) -> usize {
         let taken = n.min(self.bytes.len() - self.sent);
         self.sent += taken;
-        if self.sent == self.bytes.len() {
-            self.bytes.clear();
-            self.sent = 0;
-            if self.bytes.capacity() > MAX_KEPT_HEAD {
-                self.bytes = Vec::new();
-            }
-        }
         n - taken
+    }
+
+    /// Frees a head buffer that grew past [`MAX_KEPT_HEAD`].
+    fn trim(&mut self) {
+        if self.bytes.capacity() > MAX_KEPT_HEAD {
+            *self = HeadBuf::default();
+        }
     }
 }
 
@@ -208,7 +216,8 @@ impl OriginPool {
     }
 
     /// Takes back a connection whose exchange is complete and which may carry another.
-    pub(crate) fn checkin(&self, conn: Box<OriginConn>) {
+    pub(crate) fn checkin(&self, mut conn: Box<OriginConn>) {
+        conn.head.trim();
         if !conn.read.is_empty() || !conn.head.unsent().is_empty() || !conn.queue.is_empty() {
             // Bytes after the response: the origin is not speaking HTTP/1.1 as asked.
             return;
@@ -237,10 +246,14 @@ mod tests {
         // A write that took the rest of the head and 5 bytes after it.
         assert_eq!(head.advance(14 + 5), 5);
         assert!(head.unsent().is_empty());
+        assert_eq!(head.whole(), b"GET / HTTP/1.1\r\n\r\n", "kept for a request sent again");
+        assert_eq!(head.advance(3), 3, "nothing to take");
+        head.trim();
         assert!(head.bytes.capacity() >= 18, "kept for the next head");
+        assert!(head.start().is_empty());
         head.start().extend_from_slice(&[b'a'; MAX_KEPT_HEAD + 1]);
         assert_eq!(head.advance(MAX_KEPT_HEAD + 1), 0);
+        head.trim();
         assert_eq!(head.bytes.capacity(), 0, "a large one is freed");
-        assert_eq!(head.advance(3), 3, "nothing to take");
     }
 }

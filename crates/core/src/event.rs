@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::frame::{CloseCode, Header, RequestHead, ResetCode, ResponseHead, StreamId};
+use crate::frame::{CloseCode, Header, RawRequestHead, RequestHead, ResetCode, ResponseHead, StreamId};
 use crate::handshake::{Hello, RefuseReason, Welcome};
 
 /// Something the driver must act on.
@@ -27,6 +27,18 @@ pub enum Event {
         id: StreamId,
         /// Its request head.
         head: RequestHead,
+        /// No request body follows.
+        end: bool,
+    },
+    /// The peer opened an HTTP stream whose header block is kept as it came
+    /// ([`Session::set_raw_request_heads`](crate::Session::set_raw_request_heads)):
+    /// [`RawRequestHead::decode`] gives the [`RequestHead`] that [`Event::Opened`]
+    /// would have carried.
+    OpenedRaw {
+        /// The new stream.
+        id: StreamId,
+        /// Its request head, the header block undecoded.
+        head: RawRequestHead,
         /// No request body follows.
         end: bool,
     },

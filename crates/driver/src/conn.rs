@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use localtunnels_core::{
-    CloseCode, Event, Instant, OpenError, RefuseReason, RequestHead, Session, StreamId, StreamKind, Welcome,
+    CloseCode, Event, Instant, OpenError, RawRequestHead, RefuseReason, RequestHead, Session, StreamId, StreamKind,
+    Welcome,
 };
 use rustc_hash::FxHashMap;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -84,6 +85,10 @@ pub enum ConnEvent {
 /// stream on itself (e.g. spawned a task).
 pub type IncomingHandler = Arc<dyn Fn(StreamHandle, RequestHead, bool) -> Option<StreamFuture> + Send + Sync>;
 
+/// Takes each HTTP stream the peer opens with its header block undecoded (see
+/// [`Connection::on_incoming_raw`]), as [`IncomingHandler`] takes the others.
+pub type IncomingRawHandler = Arc<dyn Fn(StreamHandle, RawRequestHead, bool) -> Option<StreamFuture> + Send + Sync>;
+
 /// A stream's work, run by the connection's reader task beside the socket: see
 /// [`Connection::on_incoming`].
 pub type StreamFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -100,6 +105,7 @@ pub(crate) struct State {
     /// No news after `Closed`: the owner's `recv` then ends.
     owner_done: bool,
     incoming: Option<IncomingHandler>,
+    incoming_raw: Option<IncomingRawHandler>,
     /// The deadline the writer's timer is set for (`None`: no timer). Only the
     /// writer sets it, under the lock, before it sleeps.
     pub(crate) armed: Option<Instant>,
@@ -295,18 +301,16 @@ impl Shared {
             }
         };
         match event {
-            Event::Opened { id, head, end } => {
-                let (slot, handle) = StreamSlot::new(id, head.kind, self.clone());
+            Event::Opened { id, head, end } => self.incoming_stream(state, id, head, end),
+            Event::OpenedRaw { id, head, end } => {
+                let Some(handler) = &state.incoming_raw else {
+                    return self.incoming_stream(state, id, head.decode(), end);
+                };
+                let (slot, handle) = StreamSlot::new(id, StreamKind::Http, self.clone());
                 state.slots.insert(id, slot);
-                if let Some(handler) = &state.incoming {
-                    if let Some(work) = handler(handle, head, end) {
-                        self.spawned.lock().unwrap_or_else(|e| e.into_inner()).push(work);
-                        self.has_spawned.store(true, Ordering::Release);
-                    }
-                    return;
+                if let Some(work) = handler(handle, head, end) {
+                    self.spawn_work(work);
                 }
-                // Without an owner the handle is dropped here, which resets the stream.
-                self.notify_owner(state, ConnEvent::Incoming { stream: handle, head, end });
             }
             Event::Response { id, head, end } => to_stream(state, id, StreamEvent::Response { head, end }),
             Event::Data { id, data, end } => to_stream(state, id, StreamEvent::Data { data, end }),
@@ -341,10 +345,33 @@ impl Shared {
                 self.notify_owner(state, ConnEvent::Closed { code, message, by_peer });
                 state.owner_done = true;
                 state.incoming = None;
+                state.incoming_raw = None;
                 self.closed.notify_waiters();
             }
             _ => {}
         }
+    }
+
+    /// A stream the peer opened: to the incoming handler, else to the owner.
+    fn incoming_stream(self: &Arc<Self>, state: &mut State, id: StreamId, head: RequestHead, end: bool) {
+        let (slot, handle) = StreamSlot::new(id, head.kind, self.clone());
+        state.slots.insert(id, slot);
+        if let Some(handler) = &state.incoming {
+            if let Some(work) = handler(handle, head, end) {
+                self.spawn_work(work);
+            }
+            return;
+        }
+        // Without an owner the handle is dropped here, which resets the stream.
+        self.notify_owner(state, ConnEvent::Incoming { stream: handle, head, end });
+    }
+
+    /// Stream work for the reader task to run (inlined: a call on every OPEN showed in
+    /// the count).
+    #[inline(always)]
+    fn spawn_work(&self, work: StreamFuture) {
+        self.spawned.lock().unwrap_or_else(|e| e.into_inner()).push(work);
+        self.has_spawned.store(true, Ordering::Release);
     }
 
     fn notify_owner(&self, state: &mut State, ev: ConnEvent) {
@@ -473,6 +500,7 @@ impl Connection {
                 owner_listens: true,
                 owner_done: false,
                 incoming: None,
+                incoming_raw: None,
                 armed: None,
                 ws_pong: None,
             }),
@@ -510,6 +538,17 @@ impl Connection {
     /// runs the remaining work to its end (each stream sees its reset).
     pub fn on_incoming(&self, handler: IncomingHandler) {
         self.shared.lock().incoming = Some(handler);
+    }
+
+    /// Like [`Connection::on_incoming`], for HTTP streams whose request head the
+    /// handler takes with its header block undecoded
+    /// ([`Session::set_raw_request_heads`]): an OPEN the session cannot give raw (a
+    /// WebSocket's, one with a field the typed decoder drops) still goes to the
+    /// [`IncomingHandler`].
+    pub fn on_incoming_raw(&self, handler: IncomingRawHandler) {
+        let mut state = self.shared.lock();
+        state.incoming_raw = Some(handler);
+        state.session.set_raw_request_heads(true);
     }
 
     /// The instant the session sees now.

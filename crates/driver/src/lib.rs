@@ -29,7 +29,7 @@ pub mod ws_io;
 
 pub use after_write::after_write;
 pub use body::{pump_body, BodyError, BodyTap, StreamBody};
-pub use conn::{ConnEvent, ConnEvents, Connection, IncomingHandler, StreamFuture};
+pub use conn::{ConnEvent, ConnEvents, Connection, IncomingHandler, IncomingRawHandler, StreamFuture};
 pub use rewind::Rewind;
 pub use stream::{StreamEvent, StreamHandle, StreamReceiver, StreamSender};
 

@@ -166,7 +166,7 @@ impl TunnelClient {
             let ex = Exchange {
                 method: &method,
                 uri: &uri,
-                headers: &headers,
+                headers: &headers[..],
                 websocket: false,
                 replay_of: Some(replay_of),
             };

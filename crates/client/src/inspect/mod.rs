@@ -181,7 +181,13 @@ impl Inspector {
         self.begin_exchange(Exchange { method, uri, headers, websocket, replay_of: None })
     }
 
-    fn begin_exchange(&self, ex: Exchange<'_>) -> EntryId {
+    /// [`Self::begin`] of a request whose fields are not a typed list (one written to
+    /// the origin from the OPEN's raw block: `raw_request`).
+    pub(crate) fn begin_fields(&self, method: &str, uri: &str, headers: &(impl HeadFields + ?Sized)) -> EntryId {
+        self.begin_exchange(Exchange { method, uri, headers, websocket: false, replay_of: None })
+    }
+
+    fn begin_exchange<H: HeadFields + ?Sized>(&self, ex: Exchange<'_, H>) -> EntryId {
         // The request arrived when the tunnel's reader read its message: in that
         // reader's turn (where a tunneled request begins) the turn's clock reading
         // says when, without a clock read of its own.

@@ -356,7 +356,7 @@ impl Frame {
 /// An OPEN's method: a standard one as its static text, with no UTF-8 check of its
 /// bytes and no allocation (~0.05k instructions a request), any other checked and
 /// copied.
-fn method_text(raw: &[u8]) -> Result<Cow<'static, str>, std::str::Utf8Error> {
+pub(super) fn method_text(raw: &[u8]) -> Result<Cow<'static, str>, std::str::Utf8Error> {
     match standard_method(raw) {
         Some(known) => Ok(Cow::Borrowed(known)),
         None => std::str::from_utf8(raw).map(|m| Cow::Owned(m.to_owned())),

@@ -228,6 +228,16 @@ pub(super) fn code(name: &[u8], value: &[u8]) -> u8 {
 }
 
 /// The name at wire index `i`.
+/// The name index of whole field `i` (without [`PAIR_BIT`]), if there is one.
+pub(super) fn pair_name(i: u8) -> Option<u8> {
+    PAIRS.get(usize::from(i)).map(|(name, _)| *name)
+}
+
+/// Whether `i` is a name's index.
+pub(super) fn is_name(i: u8) -> bool {
+    usize::from(i) < NAMES.len()
+}
+
 pub(super) fn name(i: u8) -> Option<&'static HeaderName> {
     NAMES.get(usize::from(i))
 }

@@ -37,3 +37,13 @@ pub(super) fn name_bytes(_i: u8) -> Option<&'static [u8]> {
 pub(super) fn pair_bytes(_i: u8) -> Option<(&'static [u8], &'static [u8])> {
     None
 }
+
+/// No field has an index.
+pub(super) fn pair_name(_i: u8) -> Option<u8> {
+    None
+}
+
+/// No name has an index.
+pub(super) fn is_name(_i: u8) -> bool {
+    false
+}

@@ -192,20 +192,31 @@ impl BodyOf {
     }
 }
 
-/// Arguments of [`super::Store::begin`]: a request as it arrives.
-#[derive(Debug, Clone, Copy)]
-pub struct Exchange<'a> {
+/// Arguments of [`super::Store::begin`]: a request as it arrives. Its headers are a
+/// typed list, or any other [`HeadFields`](super::HeadFields) source (the client files
+/// a request it writes from the OPEN's raw block from that block's fields).
+#[derive(Debug)]
+pub struct Exchange<'a, H: ?Sized = [Header]> {
     /// Method.
     pub method: &'a str,
     /// Path and query.
     pub uri: &'a str,
     /// Headers in order.
-    pub headers: &'a [Header],
+    pub headers: &'a H,
     /// A WebSocket upgrade.
     pub websocket: bool,
     /// The entry this replays.
     pub replay_of: Option<EntryId>,
 }
+
+// By hand: a derive would ask `H: Copy`, which an unsized list is not.
+impl<H: ?Sized> Clone for Exchange<'_, H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<H: ?Sized> Copy for Exchange<'_, H> {}
 
 /// What an entry costs besides its chunks, error and messages (its struct in the store).
 pub(crate) const FIXED_WEIGHT: usize = 256;

@@ -173,7 +173,7 @@ impl Store {
 
     /// A request arrived at `now` (`unix_nanos` on the wall clock): a new entry, its
     /// head copied as it is.
-    pub fn begin(&mut self, now: Instant, unix_nanos: u64, ex: Exchange<'_>) -> EntryId {
+    pub fn begin<H: HeadFields + ?Sized>(&mut self, now: Instant, unix_nanos: u64, ex: Exchange<'_, H>) -> EntryId {
         let id = EntryId(self.prefix | (self.next & SEQUENCE));
         self.next = self.next.saturating_add(1);
         let entry = HttpEntry {
@@ -428,7 +428,7 @@ impl Store {
         let entry = &mut self.entries[i];
         let span = &mut entry.spans[EXCHANGE];
         let room = if fresh.is_some() { CHUNK } else { span.room() };
-        let (len, mut k) = head::fitted(room, line, headers);
+        let (len, k) = head::fitted(room, line, headers);
         match fresh {
             // A fresh chunk that took nothing (the head's first field is larger) goes back.
             Some(chunk) if len == 0 => self.pool.give_back(chunk),
@@ -440,19 +440,18 @@ impl Store {
                 }
             }
         }
-        let count = head::count(line, headers);
-        while k < count {
+        // The rest in one walk: what fits the room in one go, then the field that does
+        // not across chunks, and so on.
+        let mut rest = head::all(line, headers).skip(k).peekable();
+        while rest.peek().is_some() {
             let span = &mut self.entries[i].spans[EXCHANGE];
             if span.room() > 0 {
-                let (len, next) = head::put_some(self.pool.room_mut(span, None), line, headers, k);
+                let len = head::put_while(self.pool.room_mut(span, None), &mut rest);
                 self.pool.commit(span, None, len);
-                k = next;
-                if k == count {
-                    break;
-                }
             }
-            i = self.put_field(i, Part::Exchange, head::field(line, headers, k));
-            k += 1;
+            if let Some(field) = rest.next() {
+                i = self.put_field(i, Part::Exchange, field);
+            }
         }
         i
     }

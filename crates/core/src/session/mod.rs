@@ -75,6 +75,9 @@ pub struct Session {
     decode_limits: DecodeLimits,
     /// The peer's recent header values, which the decoder takes again when they repeat.
     recent_values: RecentValues,
+    /// HTTP OPENs are reported as [`Event::OpenedRaw`] where they can be
+    /// ([`Session::set_raw_request_heads`]).
+    raw_request_heads: bool,
     /// The buffer OPENs written field by field go into (`open_fields`), its memory
     /// taken back once the last one was sent.
     open_buf: bytes::BytesMut,
@@ -178,6 +181,7 @@ impl Session {
             peer_features: 0,
             decode_limits,
             recent_values: RecentValues::default(),
+            raw_request_heads: false,
             open_buf: bytes::BytesMut::new(),
             streams: IdMap::default(),
             next_local_id: if role == Role::Client { 1 } else { 2 },
@@ -245,6 +249,15 @@ impl Session {
     /// The last measured heartbeat round-trip time.
     pub fn rtt(&self) -> Option<Duration> {
         self.rtt
+    }
+
+    /// Reports the peer's HTTP OPENs as [`Event::OpenedRaw`], their header blocks kept
+    /// as they came (checked, not decoded), for a receiver that writes the fields on
+    /// as bytes and decodes the typed head later, if at all; an OPEN the typed decoder
+    /// would not carry whole (a field it drops, an error) and a WebSocket's stay
+    /// [`Event::Opened`]. Off by default.
+    pub fn set_raw_request_heads(&mut self, raw: bool) {
+        self.raw_request_heads = raw;
     }
 
     /// Never declares the peer dead after less than `floor` of silence, whatever the

@@ -15,7 +15,9 @@ use bytes::Bytes;
 use crate::config::{Limits, PeerStreams, MAX_REFUSED_STREAMS};
 use crate::error::ProtocolError;
 use crate::event::Event;
-use crate::frame::{batch_body, BatchEntries, CloseCode, Frame, RequestHead, ResetCode, StreamId, StreamKind};
+use crate::frame::{
+    batch_body, BatchEntries, CloseCode, Frame, RawRequestHead, RequestHead, ResetCode, StreamId, StreamKind,
+};
 use crate::handshake::{features, Hello, RefuseReason, Welcome, PROTOCOL_VERSION};
 use crate::ids::BATCH_HEADER;
 use crate::stream::Stream;
@@ -45,6 +47,9 @@ impl Session {
         let body = match batch_body(msg) {
             Ok(body) => body,
             Err(msg) => {
+                if let Some(opened) = self.open_raw(&msg) {
+                    return opened;
+                }
                 let frame = Frame::decode_recent(msg, &self.decode_limits, Some(&mut self.recent_values))?;
                 return self.handle_frame(now, frame);
             }
@@ -64,6 +69,10 @@ impl Session {
         while let Some(entry) = entries.next_entry()? {
             if self.state == State::Closed {
                 break;
+            }
+            if let Some(opened) = self.open_raw(&entry) {
+                opened?;
+                continue;
             }
             let frame = Frame::decode_inner(entry, &self.decode_limits, Some(&mut self.recent_values))?;
             self.handle_frame(now, frame)?;
@@ -299,7 +308,31 @@ impl Session {
         Ok(())
     }
 
+    /// An HTTP OPEN in `msg` taken with its header block undecoded, if the owner asked
+    /// for those ([`Session::set_raw_request_heads`]) and the OPEN is one
+    /// ([`RawRequestHead::decode_open`]); `None` leaves `msg` to the typed decoder.
+    fn open_raw(&mut self, msg: &Bytes) -> Option<Result<(), ProtocolError>> {
+        if !self.raw_request_heads || self.state != State::Established {
+            return None;
+        }
+        let (id, head, end) = RawRequestHead::decode_open(msg, &self.decode_limits)?;
+        Some(self.admit_peer_stream(id, StreamKind::Http, end).map(|admitted| {
+            if admitted {
+                self.events.push_back(Event::OpenedRaw { id, head, end });
+            }
+        }))
+    }
+
     fn on_open(&mut self, id: StreamId, head: RequestHead, end: bool) -> Result<(), ProtocolError> {
+        if self.admit_peer_stream(id, head.kind, end)? {
+            self.events.push_back(Event::Opened { id, head, end });
+        }
+        Ok(())
+    }
+
+    /// Checks a stream the peer opens and adds it; `false` if it was refused (a reset
+    /// is queued).
+    fn admit_peer_stream(&mut self, id: StreamId, kind: StreamKind, end: bool) -> Result<bool, ProtocolError> {
         if self.is_local(id) || id <= self.last_peer_id {
             return Err(ProtocolError::BadStreamId(id));
         }
@@ -307,20 +340,19 @@ impl Session {
         if self.going_away_local {
             let message = "the session is going away".to_string();
             self.push_control(Frame::Reset { id, code: ResetCode::Refused, message });
-            return Ok(());
+            return Ok(false);
         }
         if self.config.peer_streams == PeerStreams::Refuse {
-            return self.refuse_peer_stream(id);
+            return self.refuse_peer_stream(id).map(|()| false);
         }
         if self.peer_open >= self.config.max_streams {
             return Err(ProtocolError::TooManyStreams(self.config.max_streams));
         }
-        let mut s = self.new_stream(head.kind, false);
+        let mut s = self.new_stream(kind, false);
         s.recv_done = end;
         self.streams.insert(id, s);
         self.peer_open += 1;
-        self.events.push_back(Event::Opened { id, head, end });
-        Ok(())
+        Ok(true)
     }
 
     /// Refuses a stream the peer opened under [`PeerStreams::Refuse`]: a reset at

@@ -1,0 +1,344 @@
+//! The origin's request head written straight from the OPEN's header block
+//! ([`RawRequestHead`]), with no typed header list in between: the names as the block
+//! spells them (the static table's text for an indexed one), the values copied, and
+//! the client's own rules applied on the way, as [`origin_request`](crate::forward::origin_request)
+//! applies them to a decoded head: the `Host` the owner chose (`--host-header`) or the
+//! origin's for a request without one, the visitor's `TE` fields dropped and
+//! `te: trailers` added. The bytes are the ones the decoded head gives
+//! (`write_request_head` after `origin_request`); the tests below hold them to it.
+//!
+//! Taken only by a request the rules cannot refuse or reframe (see [`takes_raw`]): no
+//! body, at most one `Host`, no `Content-Length` or `Transfer-Encoding`.
+//! The block is then never decoded into `HeaderName`s and `HeaderValue`s: after the
+//! write the exchange keeps its target and what an error page needs, and lets the raw
+//! head go (docs/BENCHMARKS.md, sixteenth round).
+
+use http::{HeaderValue, Method};
+use localtunnels_core::inspect::HeadFields;
+use localtunnels_core::RawRequestHead;
+
+use crate::ctx::Ctx;
+
+/// A request head written from its raw OPEN, and the `Host` rules it is written with.
+#[derive(Debug, Clone)]
+pub(crate) struct RawOutgoing<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) head: RawRequestHead,
+    /// The owner's `Host` (`--host-header`), written in place of the visitor's.
+    pub(crate) rewrite: Option<&'a HeaderValue>,
+    /// The `Host` of a request without one (the origin's authority).
+    pub(crate) default_host: Option<&'a HeaderValue>,
+}
+
+impl<'a> RawOutgoing<'a> {
+    /// The request `head` with `ctx`'s `Host` rules.
+    pub(crate) fn new(ctx: &'a Ctx, method: &'a Method, head: RawRequestHead) -> Self {
+        let default_host = ctx.origin.as_local().and_then(|l| l.default_host());
+        RawOutgoing { method, head, rewrite: ctx.host_for_origin(), default_host }
+    }
+
+    /// Appends the request head: the request line, then [`Self::fields`] as lines
+    /// (written out here as one loop, not through the chained iterator), the blank line.
+    pub(crate) fn write(&self, dst: &mut Vec<u8>) {
+        dst.extend_from_slice(self.method.as_str().as_bytes());
+        dst.push(b' ');
+        dst.extend_from_slice(self.head.target());
+        dst.extend_from_slice(b" HTTP/1.1\r\n");
+        if self.head.hosts() == 0 {
+            if let Some(host) = self.rewrite.or(self.default_host) {
+                line(dst, b"host", host.as_bytes());
+            }
+        }
+        for (name, value) in self.head.fields() {
+            match name {
+                b"te" => {}
+                b"host" => line(dst, name, self.rewrite.map_or(value, HeaderValue::as_bytes)),
+                _ => line(dst, name, value),
+            }
+        }
+        dst.extend_from_slice(b"te: trailers\r\n\r\n");
+    }
+}
+
+/// A raw head's fields as the origin gets them, with the `Host` rules applied: `Host`
+/// first for a request without one, every field but `TE` in order (a `Host` rewritten
+/// if the owner chose one), `te: trailers` last; the list [`origin_request`](crate::forward::origin_request)
+/// makes of the decoded head. The inspector files a raw request's entry from it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OriginFields<'a> {
+    pub(crate) head: &'a RawRequestHead,
+    pub(crate) rewrite: Option<&'a HeaderValue>,
+    pub(crate) default_host: Option<&'a HeaderValue>,
+}
+
+impl<'a> OriginFields<'a> {
+    /// For `head` with `ctx`'s `Host` rules.
+    pub(crate) fn new(ctx: &'a Ctx, head: &'a RawRequestHead) -> Self {
+        let default_host = ctx.origin.as_local().and_then(|l| l.default_host());
+        OriginFields { head, rewrite: ctx.host_for_origin(), default_host }
+    }
+
+    /// Each field's name and value, in order.
+    pub(crate) fn each(self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        let first = match self.head.hosts() {
+            0 => self.rewrite.or(self.default_host).map(|host| (&b"host"[..], host.as_bytes())),
+            _ => None,
+        };
+        let rewrite = self.rewrite;
+        let fields = self.head.fields().filter_map(move |(name, value)| match name {
+            b"te" => None,
+            b"host" => Some((name, rewrite.map_or(value, HeaderValue::as_bytes))),
+            _ => Some((name, value)),
+        });
+        first.into_iter().chain(fields).chain(std::iter::once((&b"te"[..], &b"trailers"[..])))
+    }
+}
+
+impl HeadFields for OriginFields<'_> {
+    /// Counted by a walk: only a head filed across the store's chunks asks.
+    fn field_count(&self) -> usize {
+        self.each().count()
+    }
+
+    fn each(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        OriginFields::each(*self)
+    }
+}
+
+fn line(dst: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    dst.extend_from_slice(name);
+    dst.extend_from_slice(b": ");
+    dst.extend_from_slice(value);
+    dst.extend_from_slice(b"\r\n");
+}
+
+/// Whether a request goes to the origin from its raw head: it has no body, at most one
+/// `Host` (more are refused, by the decoded head's path), no framing field (a
+/// `Content-Length` frames or refuses the body, a `Transfer-Encoding` is refused), the
+/// origin is one this client speaks HTTP/1.1 to. An inspector files its entry from
+/// the same fields ([`OriginFields`]), with no decode.
+pub(crate) fn takes_raw(ctx: &Ctx, head: &RawRequestHead, end: bool) -> bool {
+    end && head.hosts() <= 1 && !head.has_framing() && ctx.origin.as_local().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use localtunnels_core::{DecodeLimits, FieldCoding, Frame, Header, HeaderName, StreamKind};
+    use localtunnels_driver::h1::head::write_request_head;
+
+    use super::*;
+    use crate::config::{ClientConfig, HostHeader};
+    use crate::forward::origin_method;
+    use crate::forward::origin_request;
+    use crate::origin::LocalOrigin;
+    use localtunnels_core::RequestHead;
+
+    fn head(method: &str, target: &str, fields: &[(&str, &[u8])]) -> RequestHead {
+        let headers: Vec<Header> = fields
+            .iter()
+            .map(|(n, v)| (HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_bytes(v).unwrap()))
+            .collect();
+        RequestHead { kind: StreamKind::Http, method: method.to_owned().into(), target: target.into(), headers }
+    }
+
+    /// Heads the server sends: the bench's, a browser's, odd names and values, `TE`s,
+    /// with and without `Host`, and heads the raw path leaves to the decoded one.
+    fn corpus() -> Vec<RequestHead> {
+        let forwarded: [(&str, &[u8]); 3] =
+            [("x-forwarded-for", b"127.0.0.1"), ("x-forwarded-proto", b"http"), ("x-forwarded-host", b"a.localhost")];
+        let bench = [&[("host", &b"a.localhost"[..])][..], &forwarded].concat();
+        vec![
+            head("GET", "/1k", &bench),
+            head("GET", "/", &[]),
+            head("HEAD", "/a?b=c", &forwarded),
+            head(
+                "GET",
+                "/index.html?q=1&r=%20",
+                &[
+                    ("host", b"demo.example.com"),
+                    ("user-agent", b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"),
+                    ("accept", b"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+                    ("accept-encoding", b"gzip, deflate, br, zstd"),
+                    ("accept-language", b"en-US,en;q=0.9"),
+                    ("cookie", b"session=abc; theme=dark"),
+                    ("sec-fetch-dest", b"document"),
+                    ("sec-fetch-mode", b"navigate"),
+                    ("upgrade-insecure-requests", b"1"),
+                    ("cache-control", b"max-age=0"),
+                    ("x-forwarded-for", b"203.0.113.9"),
+                    ("x-forwarded-proto", b"https"),
+                    ("x-forwarded-host", b"demo.example.com"),
+                ],
+            ),
+            head("OPTIONS", "*", &[("te", b"gzip"), ("x-a", b"1"), ("te", b"trailers"), ("host", b"b")]),
+            head("PURGE", "/p", &[("x-odd!#$%&'*+-.^_`|~09", b"\tobs \x80\xff\t"), ("x-empty", b""), ("date", b"")]),
+            head("DELETE", "/d", &[("x-a", b"1"), ("x-a", b"2"), ("connection", b"keep-alive, x-a")]),
+            // Left to the decoded head: two Hosts, a length, a transfer coding.
+            head("GET", "/two", &[("host", b"a"), ("host", b"b")]),
+            head("GET", "/len", &[("content-length", b"0")]),
+            head("GET", "/te", &[("transfer-encoding", b"chunked")]),
+        ]
+    }
+
+    fn ctx(host_header: HostHeader) -> Ctx {
+        let config = ClientConfig { host_header, ..ClientConfig::default() };
+        Ctx::new(config, Arc::new(LocalOrigin::new("127.0.0.1", 8000)))
+    }
+
+    /// The head the origin got before raw heads: decoded, `origin_request`, then
+    /// `write_request_head` (no body: no chunked line).
+    fn decoded_bytes(ctx: &Ctx, mut head: RequestHead) -> Result<Vec<u8>, String> {
+        let method = origin_request(ctx, &head.method, &mut head.headers)?;
+        let mut dst = Vec::new();
+        write_request_head(&mut dst, method.as_str(), &head.target, &head.headers, b"");
+        Ok(dst)
+    }
+
+    #[test]
+    fn the_origin_gets_the_same_bytes_from_a_raw_head_as_from_the_decoded_one() {
+        let limits = DecodeLimits::default();
+        let mut raw_heads = 0;
+        for host_header in [HostHeader::Rewrite, HostHeader::Preserve] {
+            let ctx = ctx(host_header);
+            for sent in corpus() {
+                for coding in [FieldCoding::Text, FieldCoding::Indexed] {
+                    for end in [true, false] {
+                        let msg = Frame::Open { id: 3, head: sent.clone(), end }.encode_with(coding);
+                        let Ok(Frame::Open { head: typed, .. }) = Frame::decode(msg.clone(), &limits) else {
+                            panic!("the OPEN decodes")
+                        };
+                        let (_, raw, _) = RawRequestHead::decode_open(&msg, &limits).expect("carried whole");
+                        if !takes_raw(&ctx, &raw, end) {
+                            let left = !end || raw.hosts() > 1 || raw.has_framing();
+                            assert!(left, "{sent:?} taken raw");
+                            continue;
+                        }
+                        raw_heads += 1;
+                        let method = origin_method(&raw.method).unwrap();
+                        let mut written = Vec::new();
+                        RawOutgoing::new(&ctx, &method, raw.clone()).write(&mut written);
+                        let expected = decoded_bytes(&ctx, typed.clone()).unwrap();
+                        assert_eq!(
+                            String::from_utf8_lossy(&written),
+                            String::from_utf8_lossy(&expected),
+                            "{host_header:?} {coding:?}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(raw_heads, 2 * 7 * 2, "every head but the three left to the decoded path, both codings");
+    }
+
+    #[test]
+    fn the_inspector_files_a_raw_head_as_it_files_the_decoded_one() {
+        use localtunnels_core::inspect::{Exchange, InspectConfig, Store};
+        use localtunnels_core::Instant;
+        let limits = DecodeLimits::default();
+        for host_header in [HostHeader::Rewrite, HostHeader::Preserve] {
+            let ctx = ctx(host_header);
+            for coding in [FieldCoding::Text, FieldCoding::Indexed] {
+                let config = InspectConfig::default();
+                let (mut listed, mut raws) = (Store::new(config.clone(), 1), Store::new(config, 1));
+                let mut filed = 0;
+                // Enough heads, of every length, that many go across the store's chunks.
+                for sent in corpus().into_iter().cycle().take(100) {
+                    let msg = Frame::Open { id: 3, head: sent, end: true }.encode_with(coding);
+                    let Ok(Frame::Open { head: mut typed, .. }) = Frame::decode(msg.clone(), &limits) else {
+                        panic!("the OPEN decodes")
+                    };
+                    let (_, raw, _) = RawRequestHead::decode_open(&msg, &limits).expect("carried whole");
+                    if !takes_raw(&ctx, &raw, true) {
+                        continue;
+                    }
+                    origin_request(&ctx, &typed.method, &mut typed.headers).expect("taken");
+                    let fields = OriginFields::new(&ctx, &raw);
+                    let each: Vec<_> = fields.each().collect();
+                    let list: Vec<_> =
+                        typed.headers.iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())).collect();
+                    assert_eq!(each, list, "{host_header:?} {coding:?}");
+                    assert_eq!(HeadFields::field_count(&fields), list.len());
+                    let (method, uri) = (&*typed.method, &*typed.target);
+                    let ex = Exchange { method, uri, headers: &typed.headers[..], websocket: false, replay_of: None };
+                    listed.begin(Instant::ZERO, 0, ex);
+                    let uri = raw.target_str();
+                    raws.begin(
+                        Instant::ZERO,
+                        0,
+                        Exchange { method, uri, headers: &fields, websocket: false, replay_of: None },
+                    );
+                    filed += 1;
+                }
+                assert_eq!(filed, 70, "seven of every ten heads taken raw");
+                let requests = |s: &Store| s.newest_first().map(|e| s.request(e)).collect::<Vec<_>>();
+                assert_eq!(requests(&raws), requests(&listed), "{host_header:?} {coding:?}");
+            }
+        }
+    }
+
+    /// Reads one request head (to its blank line); empty at the connection's end.
+    async fn read_head(tcp: &mut tokio::net::TcpStream) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            match tcp.read(&mut byte).await {
+                Ok(1) => head.push(byte[0]),
+                _ => return Vec::new(),
+            }
+        }
+        head
+    }
+
+    #[tokio::test]
+    async fn a_raw_request_sent_again_on_a_new_connection_is_the_same_bytes() {
+        use http_body_util::BodyExt;
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, mut heads) = tokio::sync::mpsc::unbounded_channel::<(usize, Vec<u8>)>();
+        // The first connection answers one request, then reads the next and closes
+        // without an answer (an idle connection the origin dropped under a request).
+        tokio::spawn(async move {
+            let mut conns = 0;
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                conns += 1;
+                let (conn, tx) = (conns, tx.clone());
+                tokio::spawn(async move {
+                    for answered in 0.. {
+                        let head = read_head(&mut tcp).await;
+                        if head.is_empty() || tx.send((conn, head)).is_err() || (conn == 1 && answered == 1) {
+                            return;
+                        }
+                        let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                    }
+                });
+            }
+        });
+        let ctx = Ctx::new(ClientConfig::default(), Arc::new(LocalOrigin::new("127.0.0.1", port)));
+        let local = ctx.origin.as_local().expect("a local origin");
+        let limits = DecodeLimits::default();
+        for target in ["/first", "/again"] {
+            let sent = head("GET", target, &[("x-forwarded-for", b"127.0.0.1"), ("accept", b"*/*")]);
+            let msg = Frame::Open { id: 3, head: sent, end: true }.encode_with(FieldCoding::Indexed);
+            let (_, raw, _) = RawRequestHead::decode_open(&msg, &limits).expect("carried whole");
+            let method = Method::GET;
+            let res = local.pool().send_raw(RawOutgoing::new(&ctx, &method, raw)).await;
+            let res = res.expect("answered");
+            assert_eq!(res.head.status(), 200);
+            assert_eq!(&res.body.collect().await.expect("the body").to_bytes()[..], b"ok");
+        }
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            got.push(heads.recv().await.expect("a head"));
+        }
+        let expected = |target: &str| {
+            format!("GET {target} HTTP/1.1\r\nhost: 127.0.0.1:8000\r\nx-forwarded-for: 127.0.0.1\r\naccept: */*\r\nte: trailers\r\n\r\n")
+                .replace("8000", &port.to_string())
+                .into_bytes()
+        };
+        assert_eq!(got, [(1, expected("/first")), (1, expected("/again")), (2, expected("/again"))]);
+    }
+}
