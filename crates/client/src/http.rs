@@ -127,6 +127,9 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         ctx.emit(ClientEvent::Error { message: message.clone() });
         return tx.reset(ResetCode::Protocol, &message);
     }
+    // From here on the same text as in the other of `serve` and `serve_raw` (the test
+    // `the_two_paths_answer_alike` holds them to it; docs/BENCHMARKS.md, seventeenth round,
+    // cliraw: why the two do not share a function).
     let (status, block, mut body) = res.into_parts();
     let end = body.is_end_stream();
     // One poll of the body, which never waits: a small response's whole body came in
@@ -385,6 +388,9 @@ pub(crate) async fn serve_raw(ctx: Arc<Ctx>, stream: StreamHandle, raw: RawReque
         ctx.emit(ClientEvent::Error { message: message.clone() });
         return tx.reset(ResetCode::Protocol, &message);
     }
+    // From here on the same text as in the other of `serve` and `serve_raw` (the test
+    // `the_two_paths_answer_alike` holds them to it; docs/BENCHMARKS.md, seventeenth round,
+    // cliraw: why the two do not share a function).
     let (status, block, mut body) = res.into_parts();
     let end = body.is_end_stream();
     // One poll of the body, which never waits: a small response's whole body came in
@@ -710,5 +716,25 @@ mod tests {
         }
         let size = size_of_output(super::serve);
         assert!(size <= 1792, "http::serve's future is {size} bytes, over 1,792");
+    }
+
+    /// `serve` and `serve_raw` answer alike: their halves from the origin's answer on
+    /// are one text, kept twice (sharing it in a function put `serve`'s future over
+    /// the class above), so a change to one must be made to the other.
+    #[test]
+    fn the_two_paths_answer_alike() {
+        fn answer_half<'a>(source: &'a str, function: &str) -> &'a str {
+            let start = source.find(function).unwrap_or_else(|| panic!("no {function}"));
+            let body = &source[start..];
+            let end = body.find("\n}\n").expect("the function's end");
+            let from = body.find("let (status, block, mut body) = res.into_parts();").expect("the answer's half");
+            assert!(from < end, "{function} has no answer's half");
+            &body[from..end]
+        }
+        let source = include_str!("http.rs");
+        let typed = answer_half(source, "pub(crate) async fn serve(");
+        let raw = answer_half(source, "pub(crate) async fn serve_raw(");
+        assert!(typed.len() > 2_000, "the half found is too short: {typed}");
+        assert_eq!(typed, raw, "serve's and serve_raw's answers differ");
     }
 }
