@@ -2,19 +2,27 @@
 //! and whatever it accepts re-encodes, as text and with the static table's indexes, to
 //! bytes that decode to the same frame; an OPEN written field by field
 //! (`Frame::encode_open_fields`, the server's HTTP/1 path) is its encoding byte for byte.
+//! A RESPONSE kept as its block (`ResponseBlockFrame::decode`, the server's HTTP/1
+//! visitors) is taken only where `Frame::decode` accepts it, with the same fields.
 
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use localtunnels_core::{DecodeLimits, FieldCoding, Frame};
+use localtunnels_core::{DecodeLimits, FieldCoding, Frame, ResponseBlockFrame, ResponseHead};
 
 const NO_LIMITS: DecodeLimits = DecodeLimits { max_frame: usize::MAX, max_header_bytes: usize::MAX };
 
 fuzz_target!(|data: &[u8]| {
     let small = DecodeLimits { max_frame: 256, max_header_bytes: 64 };
     for limits in [NO_LIMITS, DecodeLimits::default(), small] {
-        let Ok(frame) = Frame::decode(Bytes::copy_from_slice(data), &limits) else { continue };
+        let msg = Bytes::copy_from_slice(data);
+        if let Some(block) = ResponseBlockFrame::decode(&msg, &limits) {
+            let head = ResponseHead { status: block.status, headers: block.block.headers() };
+            let typed = Frame::Response { id: block.id, head, end: block.end };
+            assert_eq!(Frame::decode(msg.clone(), &limits), Ok(typed), "a block differs from the typed head");
+        }
+        let Ok(frame) = Frame::decode(msg, &limits) else { continue };
         let encoded = frame.encode();
         // The size a driver writes the WebSocket header from, before encoding.
         if let Some(len) = frame.encoded_len() {

@@ -309,6 +309,9 @@ impl Shared {
                 self.notify_owner(state, ConnEvent::Incoming { stream: handle, head, end });
             }
             Event::Response { id, head, end } => to_stream(state, id, StreamEvent::Response { head, end }),
+            Event::ResponseBlock { id, status, block, end } => {
+                to_stream(state, id, StreamEvent::ResponseBlock { status, block, end })
+            }
             Event::Data { id, data, end } => to_stream(state, id, StreamEvent::Data { data, end }),
             Event::Trailers { id, headers } => to_stream(state, id, StreamEvent::Trailers(headers)),
             Event::WsMessage { id, binary, fin, data } => {

@@ -75,6 +75,8 @@ pub struct Session {
     decode_limits: DecodeLimits,
     /// The peer's recent header values, which the decoder takes again when they repeat.
     recent_values: RecentValues,
+    /// RESPONSE heads of HTTP streams reported as [`Event::ResponseBlock`] where they can be.
+    response_blocks: bool,
     /// The buffer OPENs written field by field go into (`open_fields`), its memory
     /// taken back once the last one was sent.
     open_buf: bytes::BytesMut,
@@ -178,6 +180,7 @@ impl Session {
             peer_features: 0,
             decode_limits,
             recent_values: RecentValues::default(),
+            response_blocks: false,
             open_buf: bytes::BytesMut::new(),
             streams: IdMap::default(),
             next_local_id: if role == Role::Client { 1 } else { 2 },
@@ -276,6 +279,16 @@ impl Session {
         } else {
             FieldCoding::Text
         }
+    }
+
+    /// Reports the response heads of HTTP streams as [`Event::ResponseBlock`] (their
+    /// fields as the frame carries them) rather than [`Event::Response`] whenever the
+    /// fields decode to themselves ([`crate::ResponseBlockFrame::decode`]); a head that
+    /// does not, and every WebSocket's, still comes as `Response`. For a driver that
+    /// writes the fields out as bytes (the server's HTTP/1 visitors): no typed list is
+    /// built, checked and freed per response. Off by default.
+    pub fn set_response_blocks(&mut self, on: bool) {
+        self.response_blocks = on;
     }
 
     /// Our configuration.
