@@ -4,12 +4,14 @@
 //! (`Frame::encode_open_fields`, the server's HTTP/1 path) is its encoding byte for byte.
 //! An OPEN taken raw (`RawRequestHead::decode_open`, the native client's path) is one
 //! the typed decoder accepts, with the same fields, and decodes to the same head.
+//! A RESPONSE kept as its block (`ResponseBlockFrame::decode`, the server's HTTP/1
+//! visitors) is taken only where `Frame::decode` accepts it, with the same fields.
 
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use localtunnels_core::{DecodeLimits, FieldCoding, Frame, RawRequestHead};
+use localtunnels_core::{DecodeLimits, FieldCoding, Frame, RawRequestHead, ResponseBlockFrame, ResponseHead};
 
 const NO_LIMITS: DecodeLimits = DecodeLimits { max_frame: usize::MAX, max_header_bytes: usize::MAX };
 
@@ -17,6 +19,11 @@ fuzz_target!(|data: &[u8]| {
     let small = DecodeLimits { max_frame: 256, max_header_bytes: 64 };
     for limits in [NO_LIMITS, DecodeLimits::default(), small] {
         let msg = Bytes::copy_from_slice(data);
+        if let Some(block) = ResponseBlockFrame::decode(&msg, &limits) {
+            let head = ResponseHead { status: block.status, headers: block.block.headers() };
+            let typed = Frame::Response { id: block.id, head, end: block.end };
+            assert_eq!(Frame::decode(msg.clone(), &limits), Ok(typed), "a block differs from the typed head");
+        }
         let raw = RawRequestHead::decode_open(&msg, &limits);
         let Ok(frame) = Frame::decode(msg, &limits) else {
             assert!(raw.is_none(), "an OPEN taken raw that the typed decoder refuses");

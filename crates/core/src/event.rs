@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::frame::{CloseCode, Header, RawRequestHead, RequestHead, ResetCode, ResponseHead, StreamId};
+use crate::frame::{CloseCode, Header, RawRequestHead, ReceivedBlock, RequestHead, ResetCode, ResponseHead, StreamId};
 use crate::handshake::{Hello, RefuseReason, Welcome};
 
 /// Something the driver must act on.
@@ -48,6 +48,20 @@ pub enum Event {
         id: StreamId,
         /// The head.
         head: ResponseHead,
+        /// No body follows.
+        end: bool,
+    },
+    /// The response head for an HTTP stream we opened, its fields as the frame carries
+    /// them: given instead of [`Event::Response`] by a session told to
+    /// ([`Session::set_response_blocks`](crate::Session::set_response_blocks)) when the fields decode to themselves
+    /// ([`ReceivedBlock`]); the same head as `Response` gives.
+    ResponseBlock {
+        /// Stream.
+        id: StreamId,
+        /// HTTP status code (100-999).
+        status: u16,
+        /// The fields.
+        block: ReceivedBlock,
         /// No body follows.
         end: bool,
     },

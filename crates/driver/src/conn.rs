@@ -313,6 +313,9 @@ impl Shared {
                 }
             }
             Event::Response { id, head, end } => to_stream(state, id, StreamEvent::Response { head, end }),
+            Event::ResponseBlock { id, status, block, end } => {
+                to_stream(state, id, StreamEvent::ResponseBlock { status, block, end })
+            }
             Event::Data { id, data, end } => to_stream(state, id, StreamEvent::Data { data, end }),
             Event::Trailers { id, headers } => to_stream(state, id, StreamEvent::Trailers(headers)),
             Event::WsMessage { id, binary, fin, data } => {

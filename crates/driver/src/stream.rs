@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes};
-use localtunnels_core::{Header, HeaderBlock, ResetCode, ResponseHead, SentBlock, StreamError, StreamId, StreamKind};
+use localtunnels_core::{
+    Header, HeaderBlock, ReceivedBlock, ResetCode, ResponseHead, SentBlock, StreamError, StreamId, StreamKind,
+};
 use tokio::sync::Notify;
 
 use crate::conn::Shared;
@@ -25,6 +27,18 @@ pub enum StreamEvent {
     Response {
         /// The head.
         head: ResponseHead,
+        /// No body follows.
+        end: bool,
+    },
+    /// The response head of an HTTP stream, its fields as the frame carried them (a
+    /// connection whose session reports blocks:
+    /// [`localtunnels_core::Session::set_response_blocks`]). [`StreamEvent::typed`]
+    /// makes it the [`StreamEvent::Response`] it stands for.
+    ResponseBlock {
+        /// HTTP status code (100-999).
+        status: u16,
+        /// The fields.
+        block: ReceivedBlock,
         /// No body follows.
         end: bool,
     },
@@ -63,6 +77,17 @@ pub enum StreamEvent {
 }
 
 impl StreamEvent {
+    /// The event with a [`StreamEvent::ResponseBlock`] as the [`StreamEvent::Response`]
+    /// it stands for (the same head as a list), for a reader of typed heads.
+    pub fn typed(self) -> StreamEvent {
+        match self {
+            StreamEvent::ResponseBlock { status, block, end } => {
+                StreamEvent::Response { head: ResponseHead { status, headers: block.headers() }, end }
+            }
+            ev => ev,
+        }
+    }
+
     /// Payload bytes that must be released once consumed.
     pub(crate) fn payload_len(&self) -> usize {
         match self {

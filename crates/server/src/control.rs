@@ -85,7 +85,11 @@ where
     let epoch = std::time::Instant::now();
     // Clients never open streams in this protocol version: the session refuses them.
     let config = localtunnels_core::Config { peer_streams: PeerStreams::Refuse, ..state.config.session.clone() };
-    let session = Session::server(config, localtunnels_core::Instant::ZERO);
+    let mut session = Session::server(config, localtunnels_core::Instant::ZERO);
+    // The HTTP/1 visitor path writes a usual response head from the frame's bytes
+    // (`visitor_h1::block_head`); the other readers of heads take them typed
+    // (`StreamEvent::typed`).
+    session.set_response_blocks(true);
     let io = crate::counting::CountingIo::new(io, state.clone());
     let (conn, mut events) = Connection::start(session, io, epoch);
 

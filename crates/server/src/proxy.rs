@@ -170,7 +170,8 @@ async fn await_response(
     let response = tokio::select! {
         biased;
         failure = crate::upload::failed(upload) => return crate::upload::answer(state, &tx, failure),
-        r = rx.recv() => Some(r),
+        // hyper's path takes the head as a list (a block is the same head).
+        r = rx.recv() => Some(r.map(StreamEvent::typed)),
         () = deadline => None,
     };
     match response {

@@ -46,7 +46,8 @@ pub async fn proxy<B: Send + 'static>(
     };
     let (tx, mut rx) = stream.split();
     let timeout = state.config.response_timeout;
-    match localtunnels_driver::timers::timeout(timeout, rx.recv()).await {
+    // A WebSocket's head comes as a list (the session gives blocks for HTTP streams only).
+    match localtunnels_driver::timers::timeout(timeout, rx.recv()).await.map(|ev| ev.map(StreamEvent::typed)) {
         Err(_) => {
             tx.reset(ResetCode::Timeout, "no handshake answer in time");
             let secs = timeout.as_secs_f32();

@@ -270,6 +270,52 @@ impl SentBlock {
     }
 }
 
+/// A RESPONSE's header block as a session received it, when every field in it is what
+/// the typed decoder would make of it: each name a lowercase token (a table name, or
+/// text the peer lowercased, as [`HeaderBlock`] writes it) and each value one a
+/// `HeaderValue` takes, within `max_header_bytes` (what
+/// [`Session::set_response_blocks`](crate::Session::set_response_blocks) asks for).
+/// A shell that writes the fields out as bytes (the server's HTTP/1 visitor head) reads
+/// them with [`ReceivedBlock::fields`]; any other user takes [`ReceivedBlock::headers`],
+/// the list the typed decoder gives for the same block. No `HeaderName`/`HeaderValue`
+/// is built, checked again or freed for it (the typed decode was ~0.37k instructions
+/// per response on the server's critical path: docs/BENCHMARKS.md, seventeenth round).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedBlock {
+    /// The fields as the frame carries them, after the count.
+    fields: Bytes,
+    count: u16,
+}
+
+impl ReceivedBlock {
+    /// `fields` (the block's bytes after its count) hold `count` fields already checked.
+    pub(super) fn new(fields: Bytes, count: u16) -> Self {
+        ReceivedBlock { fields, count }
+    }
+
+    /// How many fields it has.
+    pub fn len(&self) -> usize {
+        usize::from(self.count)
+    }
+
+    /// Whether it has no field.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Each field's name (lowercase) and value, in order.
+    pub fn fields(&self) -> Fields<'_> {
+        Fields { rest: &self.fields, left: self.len() }
+    }
+
+    /// The fields as typed headers: the list the typed decoder gives for the block.
+    pub fn headers(&self) -> Vec<Header> {
+        self.fields()
+            .filter_map(|(n, v)| Some((HeaderName::from_bytes(n).ok()?, HeaderValue::from_bytes(v).ok()?)))
+            .collect()
+    }
+}
+
 /// The fields of a [`HeaderBlock`], as bytes (an indexed name or field read from the
 /// table).
 #[derive(Debug, Clone)]
@@ -322,7 +368,7 @@ impl<'a> Fields<'a> {
 }
 
 /// Token characters (RFC 9110 §5.6.2): non-zero for a `tchar`.
-static TOKEN: [u8; 256] = {
+pub(super) static TOKEN: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
     while i < 256 {

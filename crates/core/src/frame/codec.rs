@@ -6,13 +6,16 @@ use std::borrow::Cow;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::headers::{get_headers, header_block_len, plan_headers, put_headers, valid_method, FieldCoding, HeadPlan};
+use super::block::ReceivedBlock;
+use super::headers::{
+    get_headers, header_block_len, plan_headers, put_headers, received_block, valid_method, FieldCoding, HeadPlan,
+};
 use super::recent::RecentValues;
 use super::types::{standard_method, DecodeLimits, Frame, RequestHead, ResponseHead, StreamKind};
 use crate::bytes_reader::{Reader, WriteExt};
 use crate::error::DecodeError;
 use crate::handshake::{Hello, RefuseReason, Welcome};
-use crate::ids::{flags, kind, CloseCode, ResetCode, BATCH_ENTRY_OVERHEAD, BATCH_HEADER, DATA_OVERHEAD};
+use crate::ids::{flags, kind, CloseCode, ResetCode, StreamId, BATCH_ENTRY_OVERHEAD, BATCH_HEADER, DATA_OVERHEAD};
 
 impl Frame {
     /// Encodes the frame as one WebSocket binary message, its header fields as text
@@ -350,6 +353,39 @@ impl Frame {
         };
         r.finish("frame")?;
         Ok(frame)
+    }
+}
+
+/// A RESPONSE frame decoded with its header block kept as bytes: the frame
+/// [`Frame::decode`] gives as `Frame::Response`, when its fields decode to themselves
+/// ([`ReceivedBlock`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseBlockFrame {
+    /// Stream.
+    pub id: StreamId,
+    /// HTTP status code (100-999).
+    pub status: u16,
+    /// The fields.
+    pub block: ReceivedBlock,
+    /// No body follows.
+    pub end: bool,
+}
+
+impl ResponseBlockFrame {
+    /// `msg` as a RESPONSE whose block is kept as bytes, or `None` for any other frame
+    /// and for a RESPONSE that [`Frame::decode`] would refuse, or whose fields it would
+    /// change (drop, lowercase) or take from elsewhere: such a message is decoded with
+    /// [`Frame::decode`] as before. What this gives is what `Frame::decode` gives for
+    /// the same message, the fields as [`ReceivedBlock::headers`] lists them.
+    pub fn decode(msg: &Bytes, limits: &DecodeLimits) -> Option<ResponseBlockFrame> {
+        let &[ty, i0, i1, i2, i3, f, s0, s1, ..] = msg.as_ref() else { return None };
+        let id = u32::from_be_bytes([i0, i1, i2, i3]);
+        let status = u16::from_be_bytes([s0, s1]);
+        if ty != kind::RESPONSE || id == 0 || !(100..=999).contains(&status) || msg.len() > limits.max_frame {
+            return None;
+        }
+        let block = received_block(msg, 8, limits)?;
+        Some(ResponseBlockFrame { id, status, block, end: f & flags::END != 0 })
     }
 }
 

@@ -5,6 +5,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::block::{ReceivedBlock, TOKEN};
 use super::codec::bytes16_len;
 use super::recent::RecentValues;
 use super::table;
@@ -247,6 +248,86 @@ fn read_fields(
     Ok(headers)
 }
 
+/// The header block at `pos` in `frame`, which must end the frame, as a
+/// [`ReceivedBlock`] when every field in it decodes to itself: an index the table has,
+/// a text name of lowercase token characters (what `HeaderName` keeps as it is), a
+/// value `HeaderValue` takes, the block within `limits.max_header_bytes`. `None` for
+/// anything else (a field [`get_headers`] would drop, lowercase or refuse, a cut or
+/// overlong block, bytes after it): the caller decodes the frame the typed way then,
+/// which gives the result and the error it always gave.
+pub(super) fn received_block(frame: &Bytes, pos: usize, limits: &DecodeLimits) -> Option<ReceivedBlock> {
+    let mut c = Cursor { frame, pos };
+    let count = c.u16("header count").ok()?;
+    let start = c.pos;
+    for _ in 0..count {
+        let name_len = c.u16("header name").ok()?;
+        if name_len == 0 {
+            let index = c.u8("header index").ok()?;
+            if index & table::PAIR_BIT != 0 {
+                table::pair(index & !table::PAIR_BIT)?;
+                continue;
+            }
+            table::name(index)?;
+        } else {
+            let name = c.take(name_len, "header name").ok()?;
+            // Folds, not early exits: the compiler checks 16 bytes at a time.
+            let lower_token =
+                name.iter().fold(true, |ok, &b| ok & (TOKEN[usize::from(b)] != 0) & !b.is_ascii_uppercase());
+            if !lower_token {
+                return None;
+            }
+        }
+        let (_, value) = c.bytes16("header value").ok()?;
+        if !value_bytes(value) {
+            return None;
+        }
+    }
+    // Within the limit as the typed decoder counts it (the block read so far, from
+    // the frame's start as `get_headers` does, field by field: the last is the most).
+    if c.pos - pos > limits.max_header_bytes || c.pos != frame.len() {
+        return None;
+    }
+    let count = u16::try_from(count).ok()?;
+    Some(ReceivedBlock::new(frame.slice(start..), count))
+}
+
+/// Whether `value` has only bytes a `HeaderValue` takes: visible ASCII, space, tab and
+/// obs-text, no other control byte nor DEL. Eight bytes at a time: a word with no byte
+/// below 0x20 and none equal to 0x7f (the tests of "Bit Twiddling Hacks", `hasless`
+/// and `haszero`, exact for "any byte") is valid whole; a word with one (a tab, or a
+/// refused byte) is looked at byte by byte. The last word overlaps the one before it
+/// (a value shorter than a word is padded with a valid byte): no byte-by-byte tail.
+/// A byte-by-byte fold was ~7 instructions a byte (not vectorised for a value of a few
+/// dozen bytes): ~0.2k for a `date` and a `content-length` (docs/BENCHMARKS.md,
+/// seventeenth round).
+pub(super) fn value_bytes(value: &[u8]) -> bool {
+    let mut words = value.chunks_exact(8);
+    let whole = words.by_ref().all(valid_word);
+    let rest = words.remainder();
+    if !whole || rest.is_empty() {
+        return whole;
+    }
+    let mut last = [b'a'; 8];
+    match value.len().checked_sub(8) {
+        Some(from) => last.copy_from_slice(&value[from..]),
+        None => last.iter_mut().zip(rest).for_each(|(d, s)| *d = *s),
+    }
+    valid_word(&last)
+}
+
+/// [`value_bytes`] for eight bytes.
+fn valid_word(word: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut x = [0u8; 8];
+    x.copy_from_slice(word);
+    let x = u64::from_le_bytes(x);
+    let below = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    let del = x ^ (ONES * 0x7f);
+    let del = del.wrapping_sub(ONES) & !del & HIGH;
+    below | del == 0 || word.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+}
+
 /// A value's bytes (`raw`, at `at` in `frame`) as a `HeaderValue` sharing the frame's
 /// buffer; a refused one is told from its bytes (`Err` says whether the wire allows it).
 fn shared_value(frame: &Bytes, at: usize, raw: &[u8]) -> Result<HeaderValue, bool> {
@@ -384,6 +465,25 @@ mod tests {
     use bytes::{BufMut, Bytes, BytesMut};
 
     use super::*;
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn a_value_is_checked_eight_bytes_at_a_time_as_byte_by_byte() {
+        for len in 1..=20 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut value = vec![b'a'; len];
+                    value[at] = b;
+                    let want = HeaderValue::from_bytes(&value).is_ok();
+                    assert_eq!(value_bytes(&value), want, "{value:?}");
+                    // Next to a tab, which the word test flags and the bytes' pass.
+                    value[(at + 1) % len] = b'\t';
+                    assert_eq!(value_bytes(&value), HeaderValue::from_bytes(&value).is_ok(), "{value:?}");
+                }
+            }
+        }
+        assert!(value_bytes(b""));
+    }
     use crate::frame::types::Frame;
     use crate::ids::kind;
 

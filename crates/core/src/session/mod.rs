@@ -78,6 +78,8 @@ pub struct Session {
     /// HTTP OPENs are reported as [`Event::OpenedRaw`] where they can be
     /// ([`Session::set_raw_request_heads`]).
     raw_request_heads: bool,
+    /// RESPONSE heads of HTTP streams reported as [`Event::ResponseBlock`] where they can be.
+    response_blocks: bool,
     /// The buffer OPENs written field by field go into (`open_fields`), its memory
     /// taken back once the last one was sent.
     open_buf: bytes::BytesMut,
@@ -182,6 +184,7 @@ impl Session {
             decode_limits,
             recent_values: RecentValues::default(),
             raw_request_heads: false,
+            response_blocks: false,
             open_buf: bytes::BytesMut::new(),
             streams: IdMap::default(),
             next_local_id: if role == Role::Client { 1 } else { 2 },
@@ -289,6 +292,16 @@ impl Session {
         } else {
             FieldCoding::Text
         }
+    }
+
+    /// Reports the response heads of HTTP streams as [`Event::ResponseBlock`] (their
+    /// fields as the frame carries them) rather than [`Event::Response`] whenever the
+    /// fields decode to themselves ([`crate::ResponseBlockFrame::decode`]); a head that
+    /// does not, and every WebSocket's, still comes as `Response`. For a driver that
+    /// writes the fields out as bytes (the server's HTTP/1 visitors): no typed list is
+    /// built, checked and freed per response. Off by default.
+    pub fn set_response_blocks(&mut self, on: bool) {
+        self.response_blocks = on;
     }
 
     /// Our configuration.

@@ -16,7 +16,8 @@ use crate::config::{Limits, PeerStreams, MAX_REFUSED_STREAMS};
 use crate::error::ProtocolError;
 use crate::event::Event;
 use crate::frame::{
-    batch_body, BatchEntries, CloseCode, Frame, RawRequestHead, RequestHead, ResetCode, StreamId, StreamKind,
+    batch_body, BatchEntries, CloseCode, Frame, RawRequestHead, RequestHead, ResetCode, ResponseBlockFrame,
+    ResponseHead, StreamId, StreamKind,
 };
 use crate::handshake::{features, Hello, RefuseReason, Welcome, PROTOCOL_VERSION};
 use crate::ids::BATCH_HEADER;
@@ -50,6 +51,9 @@ impl Session {
                 if let Some(opened) = self.open_raw(&msg) {
                     return opened;
                 }
+                if let Some(response) = self.response_block(&msg) {
+                    return self.on_response_block(response);
+                }
                 let frame = Frame::decode_recent(msg, &self.decode_limits, Some(&mut self.recent_values))?;
                 return self.handle_frame(now, frame);
             }
@@ -72,6 +76,10 @@ impl Session {
             }
             if let Some(opened) = self.open_raw(&entry) {
                 opened?;
+                continue;
+            }
+            if let Some(response) = self.response_block(&entry) {
+                self.on_response_block(response)?;
                 continue;
             }
             let frame = Frame::decode_inner(entry, &self.decode_limits, Some(&mut self.recent_values))?;
@@ -190,16 +198,7 @@ impl Session {
         match frame {
             Frame::Open { id, head, end } => self.on_open(id, head, end)?,
             Frame::Response { id, head, end } => {
-                let Some(s) = self.known_stream(id)? else { return Ok(()) };
-                if !s.local || s.response_received || s.recv_done {
-                    return Err(ProtocolError::Unexpected("response head on a stream that cannot take one"));
-                }
-                s.response_received = true;
-                s.ws_accepted = s.kind == StreamKind::WebSocket && head.status == 101;
-                if end {
-                    s.recv_done = true;
-                }
-                let finished = s.is_finished();
+                let Some((finished, _)) = self.take_response_head(id, head.status, end)? else { return Ok(()) };
                 self.events.push_back(Event::Response { id, head, end });
                 self.drop_if(finished, id);
             }
@@ -373,6 +372,54 @@ impl Session {
 
     /// The live stream `id`, `None` for a stream that existed and is gone (frames may
     /// still be in flight after a reset), or an error for an id never opened.
+    /// The RESPONSE `msg` with its block kept as bytes, when the driver asked for
+    /// blocks ([`Session::set_response_blocks`]), the session is established and the
+    /// frame's fields decode to themselves; else `None` (decoded the typed way).
+    fn response_block(&self, msg: &Bytes) -> Option<ResponseBlockFrame> {
+        if !self.response_blocks || self.state != State::Established {
+            return None;
+        }
+        ResponseBlockFrame::decode(msg, &self.decode_limits)
+    }
+
+    /// [`Frame::Response`]'s handling for a head whose block is kept: the same checks
+    /// and state, then [`Event::ResponseBlock`] (a WebSocket's head as a list, as its
+    /// drivers take it).
+    fn on_response_block(&mut self, r: ResponseBlockFrame) -> Result<(), ProtocolError> {
+        let ResponseBlockFrame { id, status, block, end } = r;
+        let Some((finished, kind)) = self.take_response_head(id, status, end)? else { return Ok(()) };
+        let event = match kind {
+            StreamKind::Http => Event::ResponseBlock { id, status, block, end },
+            StreamKind::WebSocket => {
+                Event::Response { id, head: ResponseHead { status, headers: block.headers() }, end }
+            }
+        };
+        self.events.push_back(event);
+        self.drop_if(finished, id);
+        Ok(())
+    }
+
+    /// A response head with `status` on stream `id`: refused on a stream that cannot
+    /// take one; the stream's state moved on. `None` for a stream already forgotten
+    /// (the head is ignored); else whether the stream is finished, and its kind.
+    fn take_response_head(
+        &mut self,
+        id: StreamId,
+        status: u16,
+        end: bool,
+    ) -> Result<Option<(bool, StreamKind)>, ProtocolError> {
+        let Some(s) = self.known_stream(id)? else { return Ok(None) };
+        if !s.local || s.response_received || s.recv_done {
+            return Err(ProtocolError::Unexpected("response head on a stream that cannot take one"));
+        }
+        s.response_received = true;
+        s.ws_accepted = s.kind == StreamKind::WebSocket && status == 101;
+        if end {
+            s.recv_done = true;
+        }
+        Ok(Some((s.is_finished(), s.kind)))
+    }
+
     fn known_stream(&mut self, id: StreamId) -> Result<Option<&mut Stream>, ProtocolError> {
         if self.never_opened(id) {
             return Err(ProtocolError::BadStreamId(id));

@@ -33,6 +33,8 @@ pub struct StreamLog {
     pub head: Option<RequestHead>,
     /// The response head, for a stream this side opened.
     pub response: Option<ResponseHead>,
+    /// How many response heads came as blocks (`Event::ResponseBlock`).
+    pub blocks: usize,
     /// Body bytes received, in order.
     pub body: Vec<u8>,
     /// The peer finished its side (end flag, trailers or WebSocket close).
@@ -112,6 +114,7 @@ impl Side {
         static EMPTY: StreamLog = StreamLog {
             head: None,
             response: None,
+            blocks: 0,
             body: Vec::new(),
             end: false,
             finished_at: None,
@@ -322,6 +325,15 @@ impl Side {
             Event::Response { id, head, end } => {
                 let log = self.log_mut(*id);
                 log.response = Some(head.clone());
+                if *end {
+                    log.end = true;
+                    log.finished_at = Some(now);
+                }
+            }
+            Event::ResponseBlock { id, status, block, end } => {
+                let log = self.log_mut(*id);
+                log.response = Some(ResponseHead { status: *status, headers: block.headers() });
+                log.blocks += 1;
                 if *end {
                     log.end = true;
                     log.finished_at = Some(now);

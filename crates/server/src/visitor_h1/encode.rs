@@ -53,7 +53,7 @@ pub(crate) struct Reply {
 }
 
 /// A written head: how its body follows, and whether the connection ends after it.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Written {
     pub encoder: Encoder,
     pub last: bool,
@@ -288,7 +288,7 @@ fn joined(dst: &mut BytesMut, open: &mut bool, start: &[u8], value: &HeaderValue
     dst.put_slice(value.as_bytes());
 }
 
-fn can_have_body_status(status: StatusCode) -> bool {
+pub(super) fn can_have_body_status(status: StatusCode) -> bool {
     !status.is_informational() && status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED
 }
 
@@ -302,7 +302,7 @@ thread_local! {
 }
 
 /// Appends the `date` field line, as hyper adds it to a head without one.
-fn write_date(dst: &mut BytesMut) {
+pub(super) fn write_date(dst: &mut BytesMut) {
     dst.put_slice(b"date: ");
     with_date(|date| dst.put_slice(date));
     dst.put_slice(b"\r\n");

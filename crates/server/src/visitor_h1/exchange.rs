@@ -13,16 +13,16 @@ use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use localtunnels_core::{Header, ResetCode};
 use localtunnels_driver::h1::chunked::{write_chunk_size, write_last_chunk, ChunkLimits, CHUNK_END};
-use localtunnels_driver::h1::framing::{decimal, has_token};
+use localtunnels_driver::h1::framing::has_token;
 use localtunnels_driver::h1::{BodyDecoder, BodyLength, ParsedRequest, RequestFraming};
 use localtunnels_driver::http::{header_list, header_map};
 use localtunnels_driver::lazy_deadline::LazyDeadline;
 use localtunnels_driver::{StreamEvent, StreamReceiver, StreamSender};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 
-use super::encode::{encode_head, encode_response_head, BodySize, Encoder, Reply};
+use super::block_head::{checked_head, write_listed, StreamHead, TunnelFields};
+use super::encode::{encode_head, BadHead, BodySize, Encoder, Reply};
 use super::present::{Noted, Present};
-use super::response_fields::{for_visitor, Shape};
 use super::upload::{Upload, UploadEnd};
 use super::Conn;
 use crate::access::LazyNow;
@@ -47,7 +47,7 @@ const EARLY_READ: usize = 2048;
 /// What came back for the request: the server's own answer, or the tunnel's response.
 enum Outcome {
     Answer(Response<Body>),
-    Stream { status: StatusCode, headers: Vec<Header>, shape: Shape, rx: StreamReceiver, end: bool },
+    Stream { status: StatusCode, head: StreamHead, rx: StreamReceiver, end: bool },
 }
 
 impl<T> Conn<T>
@@ -156,7 +156,7 @@ where
                 }
             };
             let outcome = match first {
-                Ok(ev) => response(state, &tunnel.name, &tx, ev, rx),
+                Ok(ev) => response(state, &tunnel.name, &tx, ev, rx, out, reply),
                 Err(res) => Outcome::Answer(res),
             };
             // The request's duration is recorded at the first write of its answer, not
@@ -171,8 +171,8 @@ where
                     // The stream is over: a body still arriving is not read.
                     (status, written && upload_end == Some(UploadEnd::Done))
                 }
-                Outcome::Stream { status, headers, shape, mut rx, end } => {
-                    let response = Streamed { status, headers, shape, end, allow_trailers };
+                Outcome::Stream { status, head, mut rx, end } => {
+                    let response = Streamed { status, head, end, allow_trailers };
                     let sent = write_streamed(&mut wr, out, reply, response, &mut rx, &mut answered);
                     let (sent, end) = match upload_end {
                         Some(end) => (sent.await, end),
@@ -282,30 +282,38 @@ pub(super) fn reply_to(req: &ParsedRequest, framing: &RequestFraming, closing: b
 }
 
 /// The first event of the stream, as the visitor's answer (through the tunnel `name`).
+/// A usual response head is written into `out` here, from the frame's bytes
+/// ([`checked_head`]).
 fn response(
     state: &ServerState,
     name: &str,
     tx: &StreamSender,
     ev: Option<StreamEvent>,
     rx: StreamReceiver,
+    out: &mut BytesMut,
+    reply: Reply,
 ) -> Outcome {
-    match ev {
-        Some(StreamEvent::Response { head, end }) => match for_visitor(head, name, &state.config.domain) {
-            Ok((status, headers, shape)) => Outcome::Stream { status, headers, shape, rx, end },
-            Err(e) => Outcome::Answer(invalid_response(state, tx, e)),
-        },
-        Some(StreamEvent::Reset { code, message }) => Outcome::Answer(reset_response(state, code, &message)),
-        _ => Outcome::Answer(reset_response(state, ResetCode::Internal, "the exchange ended without a response")),
+    let (status, fields, end) = match ev {
+        Some(StreamEvent::ResponseBlock { status, block, end }) => (status, TunnelFields::Block(block), end),
+        Some(StreamEvent::Response { head, end }) => (head.status, TunnelFields::List(head.headers), end),
+        Some(StreamEvent::Reset { code, message }) => return Outcome::Answer(reset_response(state, code, &message)),
+        _ => {
+            let message = "the exchange ended without a response";
+            return Outcome::Answer(reset_response(state, ResetCode::Internal, message));
+        }
+    };
+    match checked_head(out, reply, status, fields, end, name, &state.config.domain) {
+        Ok((status, head)) => Outcome::Stream { status, head, rx, end },
+        Err(e) => Outcome::Answer(invalid_response(state, tx, e)),
     }
 }
 
-/// A tunnel response to write: its checked head (cookies scoped) and what its check
-/// found, and whether its body is already over; trailers go out only to a visitor that
-/// asked for them.
+/// A tunnel response to write: its checked head (cookies scoped), written or with what
+/// its check found, and whether its body is already over; trailers go out only to a
+/// visitor that asked for them.
 pub(super) struct Streamed {
     pub status: StatusCode,
-    pub headers: Vec<Header>,
-    pub shape: Shape,
+    pub head: StreamHead,
     pub end: bool,
     pub allow_trailers: bool,
 }
@@ -348,33 +356,21 @@ pub(super) async fn write_streamed<W: AsyncWrite + Unpin>(
     wr: &mut W,
     out: &mut BytesMut,
     reply: Reply,
-    mut response: Streamed,
+    response: Streamed,
     rx: &mut StreamReceiver,
     answered: &mut Answered<'_>,
 ) -> bool {
-    let size = match response.shape {
-        _ if response.end => BodySize::Ended,
-        // Its `Content-Length` was read by the check.
-        Shape::Verbatim { length } => length.map_or(BodySize::Unknown, BodySize::Known),
-        Shape::General => body_size(&response.headers, false),
-    };
-    let Ok(written) = encode_response_head(out, reply, response.status, &mut response.headers, size, response.shape)
-    else {
-        return false;
+    let written = match response.head {
+        StreamHead::Written(written) => written,
+        StreamHead::Listed { headers, shape } => {
+            match write_listed(out, reply, response.status, headers, shape, response.end) {
+                Ok(written) => written,
+                Err(BadHead) => return false,
+            }
+        }
     };
     let whole = write_body(wr, out, rx, written.encoder, response.allow_trailers, answered).await;
     whole && !written.last
-}
-
-/// The size of a tunnel response's body, as `StreamBody` tells hyper.
-fn body_size(headers: &[Header], end: bool) -> BodySize {
-    if end {
-        return BodySize::Ended;
-    }
-    // `forwardable_response_list` left at most one value, digits only.
-    let length =
-        headers.iter().find(|(n, _)| n == http::header::CONTENT_LENGTH).and_then(|(_, v)| decimal(v.as_bytes()));
-    length.map_or(BodySize::Unknown, BodySize::Known)
 }
 
 /// Writes one of the server's own answers (a whole body in memory); true when the

@@ -25,6 +25,7 @@
 //! 8 KiB) and 100 fields; malformed heads and framing get hyper's automatic answers
 //! (400, 414, 431) and the connection closes.
 
+mod block_head;
 mod closing;
 mod encode;
 mod exchange;

@@ -66,31 +66,39 @@ fn plain_shape(headers: &[Header]) -> Option<Shape> {
     let mut length = None;
     let mut trailer = false;
     for (name, value) in headers {
-        let name = name.as_str();
-        let plain = match name.len() {
-            2 => name != "te",
-            7 => {
-                trailer |= name == "trailer";
-                name != "upgrade"
-            }
-            10 => name != "connection" && name != "keep-alive" && name != "set-cookie",
-            14 if name == "content-length" => {
-                let v = value.as_bytes();
-                // At most 19 digits: the number fits a `u64`.
-                let decimal = if v.len() <= 19 { localtunnels_driver::h1::framing::decimal(v) } else { None };
-                decimal.is_some() && length.replace(decimal).is_none()
-            }
-            16 => name != "proxy-connection",
-            17 => name != "transfer-encoding",
-            18 => name != "proxy-authenticate",
-            19 => name != "proxy-authorization",
-            _ => true,
-        };
-        if !plain {
+        if !plain_field(name.as_str().as_bytes(), value.as_bytes(), &mut length, &mut trailer) {
             return None;
         }
     }
     Some(if trailer { Shape::General } else { Shape::Verbatim { length: length.flatten() } })
+}
+
+/// Whether one field (`name` lowercase) leaves a head plain for [`plain_shape`]: not a
+/// hop-by-hop name nor `Connection`, not `Set-Cookie`, not a second `Content-Length`
+/// nor one that is not a decimal number of at most 19 digits. Notes the
+/// `Content-Length` in `length` and a `Trailer` in `trailer`. Every name these rules
+/// act on has one of eight lengths: any other is passed over after one comparison.
+/// The HTTP/1 visitor's head written from the frame's bytes checks each field with it
+/// too (`super::block_head`).
+pub(super) fn plain_field(name: &[u8], value: &[u8], length: &mut Option<Option<u64>>, trailer: &mut bool) -> bool {
+    match name.len() {
+        2 => name != b"te",
+        7 => {
+            *trailer |= name == b"trailer";
+            name != b"upgrade"
+        }
+        10 => name != b"connection" && name != b"keep-alive" && name != b"set-cookie",
+        14 if name == b"content-length" => {
+            // At most 19 digits: the number fits a `u64`.
+            let decimal = if value.len() <= 19 { localtunnels_driver::h1::framing::decimal(value) } else { None };
+            decimal.is_some() && length.replace(decimal).is_none()
+        }
+        16 => name != b"proxy-connection",
+        17 => name != b"transfer-encoding",
+        18 => name != b"proxy-authenticate",
+        19 => name != b"proxy-authorization",
+        _ => true,
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use localtunnels_driver::{Rewind, StreamEvent, StreamReceiver, StreamSender};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info_span, Instrument, Span};
 
+use super::block_head::StreamHead;
 use super::encode::{encode_head, BodySize, Reply};
 use super::exchange::{begin, reply_to, write_streamed, Answered, Begun, Html, Streamed};
 use super::present::Present;
@@ -94,54 +95,57 @@ where
             }
         };
         let timeout = state.config.response_timeout;
-        let res = match localtunnels_driver::timers::timeout(timeout, rx.recv()).await {
-            Err(_) => {
-                tx.reset(ResetCode::Timeout, "no handshake answer in time");
-                let secs = timeout.as_secs_f32();
-                reset_response(state, ResetCode::Timeout, &format!("no WebSocket handshake answer within {secs} s"))
-            }
-            Ok(Some(StreamEvent::Response { head, end })) => {
-                match forwardable_response_list(head, StreamKind::WebSocket) {
-                    Err(e) => invalid_response(state, &tx, e),
-                    Ok((status, mut headers)) if status != StatusCode::SWITCHING_PROTOCOLS => {
-                        // The origin refused: its answer, with its body. The upgrade request has
-                        // no body: this side ends so that the stream can finish.
-                        let _ = tx.finish();
-                        crate::cookies::for_tunnel_list(&mut headers, &tunnel.name, &state.config.domain);
-                        log(state, &tunnel, peer, &req, status, started);
-                        let response = Streamed { status, headers, shape: Shape::General, end, allow_trailers };
-                        let keep = write_streamed(
-                            &mut self.io,
-                            &mut self.out,
-                            reply,
-                            response,
-                            &mut rx,
-                            &mut Answered::none(),
-                        )
-                        .await;
-                        drop(admitted);
-                        return Upgrade::Answered(keep);
-                    }
-                    Ok((status, headers)) => {
-                        let mut map = crate::websocket::switching_headers(&key, header_map(&headers));
-                        crate::cookies::for_tunnel(&mut map, &tunnel.name, &state.config.domain);
-                        let mut headers = header_list(map);
-                        log(state, &tunnel, peer, &req, status, started);
-                        let Ok(_) = encode_head(&mut self.out, reply, status, &mut headers, BodySize::Ended) else {
-                            return Upgrade::Answered(false);
-                        };
-                        // The visitor left before the switch: dropping the stream resets it.
-                        if !super::exchange::flush(&mut self.io, &mut self.out).await {
-                            return Upgrade::Answered(false);
+        // A WebSocket's head comes as a list (the session gives blocks for HTTP streams only).
+        let res =
+            match localtunnels_driver::timers::timeout(timeout, rx.recv()).await.map(|ev| ev.map(StreamEvent::typed)) {
+                Err(_) => {
+                    tx.reset(ResetCode::Timeout, "no handshake answer in time");
+                    let secs = timeout.as_secs_f32();
+                    reset_response(state, ResetCode::Timeout, &format!("no WebSocket handshake answer within {secs} s"))
+                }
+                Ok(Some(StreamEvent::Response { head, end })) => {
+                    match forwardable_response_list(head, StreamKind::WebSocket) {
+                        Err(e) => invalid_response(state, &tx, e),
+                        Ok((status, mut headers)) if status != StatusCode::SWITCHING_PROTOCOLS => {
+                            // The origin refused: its answer, with its body. The upgrade request has
+                            // no body: this side ends so that the stream can finish.
+                            let _ = tx.finish();
+                            crate::cookies::for_tunnel_list(&mut headers, &tunnel.name, &state.config.domain);
+                            log(state, &tunnel, peer, &req, status, started);
+                            let head = StreamHead::Listed { headers, shape: Shape::General };
+                            let response = Streamed { status, head, end, allow_trailers };
+                            let keep = write_streamed(
+                                &mut self.io,
+                                &mut self.out,
+                                reply,
+                                response,
+                                &mut rx,
+                                &mut Answered::none(),
+                            )
+                            .await;
+                            drop(admitted);
+                            return Upgrade::Answered(keep);
                         }
-                        let span = info_span!("websocket", tunnel = %tunnel.name, %peer, %target);
-                        return Upgrade::Switched(Switched { tx, rx, admitted, span });
+                        Ok((status, headers)) => {
+                            let mut map = crate::websocket::switching_headers(&key, header_map(&headers));
+                            crate::cookies::for_tunnel(&mut map, &tunnel.name, &state.config.domain);
+                            let mut headers = header_list(map);
+                            log(state, &tunnel, peer, &req, status, started);
+                            let Ok(_) = encode_head(&mut self.out, reply, status, &mut headers, BodySize::Ended) else {
+                                return Upgrade::Answered(false);
+                            };
+                            // The visitor left before the switch: dropping the stream resets it.
+                            if !super::exchange::flush(&mut self.io, &mut self.out).await {
+                                return Upgrade::Answered(false);
+                            }
+                            let span = info_span!("websocket", tunnel = %tunnel.name, %peer, %target);
+                            return Upgrade::Switched(Switched { tx, rx, admitted, span });
+                        }
                     }
                 }
-            }
-            Ok(Some(StreamEvent::Reset { code, message })) => reset_response(state, code, &message),
-            Ok(_) => reset_response(state, ResetCode::Internal, "the exchange ended without a handshake answer"),
-        };
+                Ok(Some(StreamEvent::Reset { code, message })) => reset_response(state, code, &message),
+                Ok(_) => reset_response(state, ResetCode::Internal, "the exchange ended without a handshake answer"),
+            };
         self.answered(state, &req, framing, reply, html, res, started).await
     }
 
