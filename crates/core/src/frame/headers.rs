@@ -461,10 +461,12 @@ pub(crate) fn check_request_line(head: &RequestHead) -> Result<(), &'static str>
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use bytes::{BufMut, Bytes, BytesMut};
 
     use super::*;
+    use crate::frame::types::Frame;
+    use crate::ids::kind;
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -484,11 +486,10 @@ mod tests {
         }
         assert!(value_bytes(b""));
     }
-    use crate::frame::types::Frame;
-    use crate::ids::kind;
 
-    /// An OPEN for `GET /` whose header block is `block`, as sent.
-    fn open_with(block: &[u8]) -> Bytes {
+    /// An OPEN for `GET /` whose header block is `block`, as sent (also the raw OPEN's
+    /// tests', `open_raw::tests`).
+    pub(crate) fn open_with(block: &[u8]) -> Bytes {
         let mut b = BytesMut::new();
         b.put_u8(kind::OPEN);
         b.put_u32(1);

@@ -247,9 +247,8 @@ fn value_carried(value: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use bytes::{BufMut, BytesMut};
-
     use super::*;
+    use crate::frame::headers::tests::open_with;
     use crate::frame::{FieldCoding, Frame, Header, HeaderName, HeaderValue};
 
     fn field(name: &str, value: &[u8]) -> Header {
@@ -338,17 +337,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    /// An OPEN of `GET /` whose header block is `block`, as sent.
-    fn open_with(block: &[u8]) -> Bytes {
-        let mut b = BytesMut::new();
-        b.put_u8(kind::OPEN);
-        b.put_u32(1);
-        b.put_u8(0);
-        b.put_slice(b"\0\x03GET\0\x01/");
-        b.put_slice(block);
-        b.freeze()
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
