@@ -258,7 +258,8 @@ impl Session {
     /// as they came (checked, not decoded), for a receiver that writes the fields on
     /// as bytes and decodes the typed head later, if at all; an OPEN the typed decoder
     /// would not carry whole (a field it drops, an error) and a WebSocket's stay
-    /// [`Event::Opened`]. Off by default.
+    /// [`Event::Opened`]. Off by default; a build without the `raw-heads` feature
+    /// reports every OPEN typed.
     pub fn set_raw_request_heads(&mut self, raw: bool) {
         self.raw_request_heads = raw;
     }
@@ -299,7 +300,8 @@ impl Session {
     /// fields decode to themselves ([`crate::ResponseBlockFrame::decode`]); a head that
     /// does not, and every WebSocket's, still comes as `Response`. For a driver that
     /// writes the fields out as bytes (the server's HTTP/1 visitors): no typed list is
-    /// built, checked and freed per response. Off by default.
+    /// built, checked and freed per response. Off by default; a build without the
+    /// `raw-heads` feature reports every head typed.
     pub fn set_response_blocks(&mut self, on: bool) {
         self.response_blocks = on;
     }

@@ -311,7 +311,8 @@ impl Session {
     /// for those ([`Session::set_raw_request_heads`]) and the OPEN is one
     /// ([`RawRequestHead::decode_open`]); `None` leaves `msg` to the typed decoder.
     fn open_raw(&mut self, msg: &Bytes) -> Option<Result<(), ProtocolError>> {
-        if !self.raw_request_heads || self.state != State::Established {
+        // Without `raw-heads` (the wasm client) the decoder is left out of the build.
+        if !cfg!(feature = "raw-heads") || !self.raw_request_heads || self.state != State::Established {
             return None;
         }
         let (id, head, end) = RawRequestHead::decode_open(msg, &self.decode_limits)?;
@@ -376,7 +377,7 @@ impl Session {
     /// blocks ([`Session::set_response_blocks`]), the session is established and the
     /// frame's fields decode to themselves; else `None` (decoded the typed way).
     fn response_block(&self, msg: &Bytes) -> Option<ResponseBlockFrame> {
-        if !self.response_blocks || self.state != State::Established {
+        if !cfg!(feature = "raw-heads") || !self.response_blocks || self.state != State::Established {
             return None;
         }
         ResponseBlockFrame::decode(msg, &self.decode_limits)
