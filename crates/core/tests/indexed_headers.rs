@@ -217,13 +217,7 @@ fn a_response_sent_as_a_block_is_the_frame_respond_sends() {
     // written with indexes, is re-encoded as text).
     for indexed in [true, false] {
         let sent = |as_block: bool| {
-            let mut client = Session::client(Config::DEFAULT, hello(), Instant::ZERO);
-            while client.poll_transmit().is_some() {}
-            let features = if indexed { features::INDEXED_HEADERS } else { 0 };
-            let welcome = Welcome { version: PROTOCOL_VERSION, features, ..Welcome::default() };
-            client.handle_message(Instant::ZERO, Frame::Welcome(Box::new(welcome)).encode()).unwrap();
-            let open = Frame::Open { id: 2, head: forwarded_get(), end: true }.encode();
-            client.handle_message(Instant::ZERO, open).unwrap();
+            let mut client = client_with_stream_2(indexed);
             let head = varied_response();
             if as_block {
                 let block = localtunnels_core::HeaderBlock::from_headers(&head.headers, FieldCoding::Indexed);
@@ -287,16 +281,7 @@ fn a_kept_block_is_the_frame_respond_block_sends_and_its_fields_come_back_either
     // Towards a peer that reads indexes (the frame's bytes shared), and towards one
     // that does not (the block re-encoded as text; its own bytes kept).
     for indexed in [true, false] {
-        let session = || {
-            let mut client = Session::client(Config::DEFAULT, hello(), Instant::ZERO);
-            while client.poll_transmit().is_some() {}
-            let features = if indexed { features::INDEXED_HEADERS } else { 0 };
-            let welcome = Welcome { version: PROTOCOL_VERSION, features, ..Welcome::default() };
-            client.handle_message(Instant::ZERO, Frame::Welcome(Box::new(welcome)).encode()).unwrap();
-            let open = Frame::Open { id: 2, head: forwarded_get(), end: true }.encode();
-            client.handle_message(Instant::ZERO, open).unwrap();
-            client
-        };
+        let session = || client_with_stream_2(indexed);
         let block = || localtunnels_core::HeaderBlock::from_headers(&head.headers, FieldCoding::Indexed);
         let mut plain = session();
         plain.respond_block(2, head.status, block(), true).unwrap();
@@ -322,4 +307,17 @@ fn a_kept_block_is_the_frame_respond_block_sends_and_its_fields_come_back_either
     }
     // The default: no field.
     assert_eq!(localtunnels_core::SentBlock::default().fields().count(), 0);
+}
+
+/// A client whose welcome announced indexes (`indexed`) or not, with stream 2 opened
+/// by the server (a forwarded GET), ready for its response.
+fn client_with_stream_2(indexed: bool) -> Session {
+    let mut client = Session::client(Config::DEFAULT, hello(), Instant::ZERO);
+    while client.poll_transmit().is_some() {}
+    let features = if indexed { features::INDEXED_HEADERS } else { 0 };
+    let welcome = Welcome { version: PROTOCOL_VERSION, features, ..Welcome::default() };
+    client.handle_message(Instant::ZERO, Frame::Welcome(Box::new(welcome)).encode()).unwrap();
+    let open = Frame::Open { id: 2, head: forwarded_get(), end: true }.encode();
+    client.handle_message(Instant::ZERO, open).unwrap();
+    client
 }
