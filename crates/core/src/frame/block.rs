@@ -316,8 +316,8 @@ impl ReceivedBlock {
     }
 }
 
-/// The fields of a [`HeaderBlock`], as bytes (an indexed name or field read from the
-/// table).
+/// The fields of a [`HeaderBlock`] or of a raw OPEN's block, as bytes (an indexed
+/// name or field read from the table).
 #[derive(Debug, Clone)]
 pub struct Fields<'a> {
     rest: &'a [u8],
@@ -351,6 +351,15 @@ impl<'a> Iterator for Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
+    /// The fields of a header block as the wire carries it (`count:u16`, then the
+    /// fields): a raw OPEN's block ([`crate::RawRequestHead::fields`]).
+    pub(super) fn of_block(block: &'a [u8]) -> Self {
+        match block.split_first_chunk::<2>() {
+            Some((&[a, b], rest)) => Fields { rest, left: usize::from(u16::from_be_bytes([a, b])) },
+            None => Fields { rest: &[], left: 0 },
+        }
+    }
+
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if n > self.rest.len() {
             self.left = 0;

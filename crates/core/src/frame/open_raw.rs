@@ -16,6 +16,7 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
+use super::block::Fields;
 use super::headers::get_headers;
 use super::table;
 use super::types::{DecodeLimits, RequestHead, StreamKind};
@@ -95,7 +96,7 @@ impl RawRequestHead {
 
     /// Each field's name (lowercase) and value bytes, in order.
     pub fn fields(&self) -> Fields<'_> {
-        Fields { block: self.rest.get(usize::from(self.target_len)..).unwrap_or_default(), pos: 2 }
+        Fields::of_block(self.rest.get(usize::from(self.target_len)..).unwrap_or_default())
     }
 
     /// The typed head, as the typed decoder gives it. Its values share a copy of the
@@ -109,42 +110,6 @@ impl RawRequestHead {
         // The block was checked whole (`check_block`): the decoder cannot refuse it.
         let headers = get_headers(&mut r, &limits, None).unwrap_or_default();
         RequestHead { kind: StreamKind::Http, method: self.method, target, headers }
-    }
-}
-
-/// The fields of a raw head's block, as `(name, value)` bytes.
-#[derive(Debug, Clone)]
-pub struct Fields<'a> {
-    block: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Iterator for Fields<'a> {
-    type Item = (&'a [u8], &'a [u8]);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        // The block was checked whole: every read below is within it.
-        let block: &'a [u8] = self.block;
-        let rest = block.get(self.pos..)?;
-        let (&[a, b], rest) = rest.split_first_chunk::<2>()?;
-        let name_len = usize::from(u16::from_be_bytes([a, b]));
-        if name_len == 0 {
-            let (&index, rest) = rest.split_first()?;
-            if index & table::PAIR_BIT != 0 {
-                // The byte tables (no `HeaderName::as_str` per field).
-                let field = table::pair_bytes(index & !table::PAIR_BIT)?;
-                self.pos += 3;
-                return Some(field);
-            }
-            let name = table::name_bytes(index)?;
-            let value = value16(rest)?;
-            self.pos += 3 + 2 + value.len();
-            return Some((name, value));
-        }
-        let name = rest.get(..name_len)?;
-        let value = value16(rest.get(name_len..)?)?;
-        self.pos += 2 + name_len + 2 + value.len();
-        Some((name, value))
     }
 }
 
