@@ -33,6 +33,7 @@ mod http_port;
 mod limits;
 mod metrics;
 mod names;
+mod poll_clock;
 mod process;
 mod proxy;
 pub mod proxy_protocol;

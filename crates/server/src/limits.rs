@@ -298,7 +298,7 @@ impl<I> IdleIo<I> {
     /// connection then reads no clock per message).
     fn activity(&mut self) {
         if !self.switch.disabled() {
-            self.deadline.set(tokio::time::Instant::now() + self.idle);
+            self.deadline.set(crate::poll_clock::now() + self.idle);
         }
     }
 
@@ -345,7 +345,7 @@ impl<I> IdleIo<I> {
         }
         if !self.write_stalled {
             self.write_stalled = true;
-            let at = tokio::time::Instant::now() + timeout;
+            let at = crate::poll_clock::now() + timeout;
             match &mut self.write_deadline {
                 Some(d) => d.set(at),
                 none => *none = Some(LazyDeadline::new(at)),

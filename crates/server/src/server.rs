@@ -319,7 +319,9 @@ where
         tokio::spawn(serve);
         return;
     }
-    tokio::spawn(crate::visitor_h1::serve(state, visitor, conn.accepted, io, conn.watcher, conn.shutdown));
+    // Each poll of the connection's task reads the clock once (its deadlines, its requests' times).
+    let serve = crate::visitor_h1::serve(state, visitor, conn.accepted, io, conn.watcher, conn.shutdown);
+    tokio::spawn(crate::poll_clock::polled(serve));
 }
 
 /// Serves a connection with hyper (HTTP/1.1 or HTTP/2, with upgrades) under the

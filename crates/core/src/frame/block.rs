@@ -280,32 +280,40 @@ impl SentBlock {
 /// the list the typed decoder gives for the same block. No `HeaderName`/`HeaderValue`
 /// is built, checked again or freed for it (the typed decode was ~0.37k instructions
 /// per response on the server's critical path: docs/BENCHMARKS.md, seventeenth round).
+///
+/// It is the block's bytes alone, its count included (read from its first two bytes):
+/// a `Bytes`, 32 bytes, so that the driver's stream events, moved several times per
+/// message, are no larger for it (a separate count made them 8 bytes larger; with the
+/// session's inline test for a RESPONSE, 3-9 instructions per WebSocket echo:
+/// docs/BENCHMARKS.md, eighteenth round).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedBlock {
-    /// The fields as the frame carries them, after the count.
-    fields: Bytes,
-    count: u16,
+    /// The block as the frame carries it: `count:u16`, then the fields.
+    block: Bytes,
 }
 
 impl ReceivedBlock {
-    /// `fields` (the block's bytes after its count) hold `count` fields already checked.
-    pub(super) fn new(fields: Bytes, count: u16) -> Self {
-        ReceivedBlock { fields, count }
+    /// `block` (`count:u16` and the fields) holds fields already checked.
+    pub(super) fn new(block: Bytes) -> Self {
+        ReceivedBlock { block }
     }
 
     /// How many fields it has.
     pub fn len(&self) -> usize {
-        usize::from(self.count)
+        match self.block.first_chunk::<2>() {
+            Some(&count) => usize::from(u16::from_be_bytes(count)),
+            None => 0,
+        }
     }
 
     /// Whether it has no field.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.len() == 0
     }
 
     /// Each field's name (lowercase) and value, in order.
     pub fn fields(&self) -> Fields<'_> {
-        Fields { rest: &self.fields, left: self.len() }
+        Fields::of_block(&self.block)
     }
 
     /// The fields as typed headers: the list the typed decoder gives for the block.

@@ -258,7 +258,6 @@ fn read_fields(
 pub(super) fn received_block(frame: &Bytes, pos: usize, limits: &DecodeLimits) -> Option<ReceivedBlock> {
     let mut c = Cursor { frame, pos };
     let count = c.u16("header count").ok()?;
-    let start = c.pos;
     for _ in 0..count {
         let name_len = c.u16("header name").ok()?;
         if name_len == 0 {
@@ -287,8 +286,7 @@ pub(super) fn received_block(frame: &Bytes, pos: usize, limits: &DecodeLimits) -
     if c.pos - pos > limits.max_header_bytes || c.pos != frame.len() {
         return None;
     }
-    let count = u16::try_from(count).ok()?;
-    Some(ReceivedBlock::new(frame.slice(start..), count))
+    Some(ReceivedBlock::new(frame.slice(pos..)))
 }
 
 /// Whether `value` has only bytes a `HeaderValue` takes: visible ASCII, space, tab and

@@ -376,7 +376,14 @@ impl Session {
     /// The RESPONSE `msg` with its block kept as bytes, when the driver asked for
     /// blocks ([`Session::set_response_blocks`]), the session is established and the
     /// frame's fields decode to themselves; else `None` (decoded the typed way).
+    ///
+    /// The frame's type is tested first, inline: most messages are not a RESPONSE (each
+    /// WebSocket message and DATA frame), and they skip the decoder's call.
+    #[inline]
     fn response_block(&self, msg: &Bytes) -> Option<ResponseBlockFrame> {
+        if msg.first() != Some(&crate::ids::kind::RESPONSE) {
+            return None;
+        }
         if !cfg!(feature = "raw-heads") || !self.response_blocks || self.state != State::Established {
             return None;
         }

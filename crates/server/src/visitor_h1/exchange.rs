@@ -67,9 +67,10 @@ where
         // The fields are final here but for removals: the set holds for the checks below.
         let Noted { present, grouped } = Noted::of(&req.headers, &mut self.fields);
         let Begun { html, reply, allow_trailers } = begin(req, present, &framing, self.closing);
-        // The request's clock: read by the checks when a rate limit charges the request,
-        // else at once after the OPEN's send (the request's start for its deadline and
-        // metrics is then that send: the visitor's wait no longer includes the read).
+        // The request's clock: the poll's one reading ([`crate::poll_clock`]), taken by
+        // the checks when a rate limit charges the request, else after the OPEN's send
+        // (usually the reading the socket's idle deadline took when the head was read:
+        // the request's start for its deadline and metrics).
         let mut now = LazyNow::default();
         let admitted = match crate::access::check_fields_at(state, &tunnel, peer, &mut req.headers, &mut now) {
             Ok(admitted) => admitted,
@@ -343,7 +344,7 @@ impl<'a> Answered<'a> {
     #[inline]
     pub(super) fn record(&mut self) {
         if let Some((recorded, started)) = self.pending.take() {
-            recorded.answered(started.elapsed());
+            recorded.answered(crate::poll_clock::now().into_std().saturating_duration_since(started));
         }
     }
 }

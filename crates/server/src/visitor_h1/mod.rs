@@ -194,7 +194,7 @@ pub(crate) async fn serve<T>(
         if !keep || shutdown.now() {
             break;
         }
-        due.set(Instant::now() + header_timeout);
+        due.set(crate::poll_clock::now() + header_timeout);
         parsed = None;
     }
     let _ = conn.io.shutdown().await;
