@@ -364,6 +364,7 @@ impl Output {
         }
     }
 
+    #[inline]
     pub(super) fn len(&self) -> usize {
         match self {
             Output::Encoded(b) => b.len(),
@@ -373,6 +374,7 @@ impl Output {
     }
 
     /// What it adds to a batch: one entry, or a whole response's two.
+    #[inline]
     fn entries_len(&self) -> usize {
         match self {
             Output::Whole { response, data, .. } => {
