@@ -222,73 +222,22 @@ proptest! {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum Op {
-    Open {
-        client: bool,
-        ws: bool,
-        end: bool,
-    },
-    Respond {
-        client: bool,
-        pick: usize,
-        status: u16,
-        end: bool,
-    },
-    /// A head and a whole body in one call (`respond_whole_block`).
-    RespondWhole {
-        client: bool,
-        pick: usize,
-        status: u16,
-        len: usize,
-    },
-    Send {
-        client: bool,
-        pick: usize,
-        len: usize,
-    },
-    SendWs {
-        client: bool,
-        pick: usize,
-        len: usize,
-        fin: bool,
-    },
-    Finish {
-        client: bool,
-        pick: usize,
-    },
-    CloseWs {
-        client: bool,
-        pick: usize,
-    },
-    Reset {
-        client: bool,
-        pick: usize,
-    },
-    Stall {
-        client: bool,
-        pick: usize,
-    },
-    Unstall {
-        client: bool,
-        pick: usize,
-    },
-    Deliver {
-        to_client: bool,
-        n: usize,
-    },
+    Open { client: bool, ws: bool, end: bool },
+    Respond { client: bool, pick: usize, status: u16, end: bool },
+    RespondWhole { client: bool, pick: usize, status: u16, len: usize },
+    Send { client: bool, pick: usize, len: usize },
+    SendWs { client: bool, pick: usize, len: usize, fin: bool },
+    Finish { client: bool, pick: usize },
+    CloseWs { client: bool, pick: usize },
+    Reset { client: bool, pick: usize },
+    Stall { client: bool, pick: usize },
+    Unstall { client: bool, pick: usize },
+    Deliver { to_client: bool, n: usize },
     Drive,
-    Advance {
-        ms: u64,
-    },
-    GoAway {
-        client: bool,
-    },
-    Close {
-        client: bool,
-    },
-    Inject {
-        to_client: bool,
-        frame: Frame,
-    },
+    Advance { ms: u64 },
+    GoAway { client: bool },
+    Close { client: bool },
+    Inject { to_client: bool, frame: Frame },
 }
 
 fn op() -> impl Strategy<Value = Op> {
