@@ -142,6 +142,15 @@ impl AnswerBody {
             b.hold_connection(hold);
         }
     }
+
+    /// See [`ResponseBody::take_whole`] (an origin's own body is always polled).
+    #[inline]
+    pub(crate) fn take_whole(&mut self) -> Option<Bytes> {
+        match self {
+            AnswerBody::Direct(b) => b.take_whole(),
+            AnswerBody::Called(_) => None,
+        }
+    }
 }
 
 impl Body for AnswerBody {

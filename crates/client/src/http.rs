@@ -147,12 +147,17 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
         if held {
             body.hold_connection(true);
         }
-        match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
-            Poll::Ready(Some(Ok(frame))) if frame.is_data() && body.is_end_stream() => {
-                whole = Some(frame.into_data().unwrap_or_default());
+        // A body read whole with its head is taken as it is, without the poll.
+        if let Some(data) = body.take_whole() {
+            whole = Some(data);
+        } else {
+            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+                Poll::Ready(Some(Ok(frame))) if frame.is_data() && body.is_end_stream() => {
+                    whole = Some(frame.into_data().unwrap_or_default());
+                }
+                Poll::Ready(frame) => first = Some(Box::new(frame)),
+                Poll::Pending => {}
             }
-            Poll::Ready(frame) => first = Some(Box::new(frame)),
-            Poll::Pending => {}
         }
         if held && whole.is_none() {
             body.hold_connection(false);
@@ -408,12 +413,17 @@ pub(crate) async fn serve_raw(ctx: Arc<Ctx>, stream: StreamHandle, raw: RawReque
         if held {
             body.hold_connection(true);
         }
-        match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
-            Poll::Ready(Some(Ok(frame))) if frame.is_data() && body.is_end_stream() => {
-                whole = Some(frame.into_data().unwrap_or_default());
+        // A body read whole with its head is taken as it is, without the poll.
+        if let Some(data) = body.take_whole() {
+            whole = Some(data);
+        } else {
+            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+                Poll::Ready(Some(Ok(frame))) if frame.is_data() && body.is_end_stream() => {
+                    whole = Some(frame.into_data().unwrap_or_default());
+                }
+                Poll::Ready(frame) => first = Some(Box::new(frame)),
+                Poll::Pending => {}
             }
-            Poll::Ready(frame) => first = Some(Box::new(frame)),
-            Poll::Pending => {}
         }
         if held && whole.is_none() {
             body.hold_connection(false);

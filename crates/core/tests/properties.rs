@@ -224,6 +224,7 @@ proptest! {
 enum Op {
     Open { client: bool, ws: bool, end: bool },
     Respond { client: bool, pick: usize, status: u16, end: bool },
+    RespondWhole { client: bool, pick: usize, status: u16, len: usize },
     Send { client: bool, pick: usize, len: usize },
     SendWs { client: bool, pick: usize, len: usize, fin: bool },
     Finish { client: bool, pick: usize },
@@ -246,6 +247,8 @@ fn op() -> impl Strategy<Value = Op> {
         24 => (side(), side(), side()).prop_map(|(client, ws, end)| Op::Open { client, ws, end }),
         24 => (side(), pick(), prop::sample::select(vec![101u16, 200, 204, 404, 502]), side())
             .prop_map(|(client, pick, status, end)| Op::Respond { client, pick, status, end }),
+        12 => (side(), pick(), prop::sample::select(vec![101u16, 200, 404]), 0..30_000usize)
+            .prop_map(|(client, pick, status, len)| Op::RespondWhole { client, pick, status, len }),
         32 => (side(), pick(), 0..150_000usize).prop_map(|(client, pick, len)| Op::Send { client, pick, len }),
         24 => (side(), pick(), 0..100_000usize, side()).prop_map(|(client, pick, len, fin)| Op::SendWs { client, pick, len, fin }),
         12 => (side(), pick()).prop_map(|(client, pick)| Op::Finish { client, pick }),
@@ -315,6 +318,16 @@ impl Model {
             Op::Respond { client, pick, status, end } => {
                 if let Some(id) = self.pick(client, pick) {
                     let _ = self.side(client).session.respond(id, ResponseHead { status, headers: vec![] }, end);
+                }
+            }
+            Op::RespondWhole { client, pick, status, len } => {
+                if let Some(id) = self.pick(client, pick) {
+                    let data = pattern(len, seed);
+                    let session = &mut self.side(client).session;
+                    let block = localtunnels_core::HeaderBlock::new(session.field_coding());
+                    if let Ok(n) = session.respond_whole_block(id, status, block, &data, None) {
+                        self.sent.entry((client, id)).or_default().extend_from_slice(&data[..n]);
+                    }
                 }
             }
             Op::Send { client, pick, len } => {

@@ -311,8 +311,10 @@ impl StreamSender {
     }
 
     /// [`Self::respond_whole`] for a head whose fields are an encoded [`HeaderBlock`].
+    /// In one session call (`Session::respond_whole_block`): a small body goes past the
+    /// stream's queue.
     pub fn respond_whole_block(&self, status: u16, block: HeaderBlock, data: &Bytes) -> Result<usize, StreamError> {
-        self.respond_whole_with(data, |s, id| s.respond_block(id, status, block, false))
+        self.command(|s| s.respond_whole_block(self.id, status, block, data, None))
     }
 
     /// [`Self::respond_block`] that keeps the block's fields in `kept`, for a caller
@@ -337,7 +339,7 @@ impl StreamSender {
         data: &Bytes,
         kept: &mut SentBlock,
     ) -> Result<usize, StreamError> {
-        self.respond_whole_with(data, |s, id| s.respond_block_kept(id, status, block, false, kept))
+        self.command(|s| s.respond_whole_block(self.id, status, block, data, Some(kept)))
     }
 
     fn respond_whole_with(

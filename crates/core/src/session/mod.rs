@@ -115,7 +115,8 @@ pub struct Session {
     /// no free (~0.15k instructions per exchange on the path a response waits on;
     /// docs/BENCHMARKS.md, fifteenth round).
     spare_queues: Vec<VecDeque<Chunk>>,
-    /// Streams that finished when their last frame was taken to send: removed after the
+    /// Streams that finished when their last frame was taken to send (or, for a whole
+    /// response past the stream's queue, when it was queued): removed after the
     /// write ([`Session::remove_finished`]), or first thing at the session's next call,
     /// so that the removal is not on the path the peer waits on and nothing sees them
     /// meanwhile but [`Session::stream_count`] and the open-stream limits (which count

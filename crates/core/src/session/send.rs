@@ -6,12 +6,13 @@
 
 use bytes::Bytes;
 
-use crate::config::Limits;
+use crate::config::{Config, Limits};
 use crate::error::{OpenError, StreamError};
 use crate::event::Event;
 use crate::frame::{
     check_headers, check_request_line, header_block_len, open_len, plan_checked, response_len, CloseCode, Frame,
-    Header, HeaderBlock, RequestHead, ResetCode, ResponseHead, SentBlock, StreamId, StreamKind,
+    Header, HeaderBlock, RequestHead, ResetCode, ResponseHead, SentBlock, StreamId, StreamKind, BATCH_ENTRY_OVERHEAD,
+    BATCH_HEADER, DATA_OVERHEAD,
 };
 use crate::handshake::{features, RefuseReason, Welcome, PROTOCOL_VERSION};
 use crate::stream::{Chunk, Stream};
@@ -186,6 +187,113 @@ impl Session {
         self.push_output(Output::Encoded(frame));
         self.reap(id);
         Ok(())
+    }
+
+    /// Sends a whole response in one step: its head (fields as a [`HeaderBlock`]), as
+    /// much of `data` as the stream's window takes, and the end when it took all of it.
+    /// Returns how many body bytes were taken (the rest goes with `send_data`, then
+    /// `finish`); the frames, the checks and their errors are those of
+    /// [`Session::respond_block`] (or [`Session::respond_block_kept`], with `kept`),
+    /// then `send_data` and `finish`. With `kept`, the block's fields are written there
+    /// whatever the result.
+    ///
+    /// The usual small response (a body within the stream's window and its shares, one
+    /// DATA frame, a peer that takes `BATCH`) skips the stream's queue: its RESPONSE and
+    /// its DATA(end) are queued together as one output, the credit taken at once, and
+    /// written as the two entries of a batch, exactly as the queue would have sent them
+    /// (the stream had nothing queued, so nothing of it can be overtaken). The stream's
+    /// queue, the ring and the batch's picking of the second frame were ~0.4k
+    /// instructions per response (docs/BENCHMARKS.md, eighteenth round, clibody).
+    pub fn respond_whole_block(
+        &mut self,
+        id: StreamId,
+        status: u16,
+        block: HeaderBlock,
+        data: &Bytes,
+        kept: Option<&mut SentBlock>,
+    ) -> Result<usize, StreamError> {
+        let len = data.len();
+        if block.coding() != self.field_coding() {
+            let r = self.respond(id, ResponseHead { status, headers: block.headers() }, false);
+            if let Some(kept) = kept {
+                *kept = block.into_sent();
+            }
+            r?;
+            return self.send_rest(id, data);
+        }
+        self.settle();
+        if let Err(e) = self.accept_response(id, status, block.text_len() + 16, block.invalid(), false) {
+            if let Some(kept) = kept {
+                *kept = block.into_sent();
+            }
+            return Err(e);
+        }
+        let frame = block.into_response(id, status, false);
+        if let Some(kept) = kept {
+            *kept = SentBlock::of_frame(frame.clone());
+        }
+        if len > 0 && self.takes_whole(id, frame.len(), len) {
+            self.push_output(Output::Whole { response: frame, id, data: data.clone() });
+            return Ok(len);
+        }
+        self.push_output(Output::Encoded(frame));
+        self.send_rest(id, data)
+    }
+
+    /// What `respond_whole_block` does after the head on the queue's path: the body as
+    /// the window takes it, and the end if it took all.
+    fn send_rest(&mut self, id: StreamId, data: &Bytes) -> Result<usize, StreamError> {
+        let len = data.len();
+        let n = if len == 0 { 0 } else { self.send_data(id, data.clone())? };
+        if n == len {
+            self.finish(id)?;
+        }
+        Ok(n)
+    }
+
+    /// Whether a response just accepted on `id` (its head `head_len` bytes, encoded) and
+    /// a whole body of `len` bytes go out past the stream's queue (see
+    /// [`Session::respond_whole_block`]): only when the queue's path would have taken
+    /// every byte at once and sent them as one DATA frame in the head's batch. Then the
+    /// credit is taken and the stream's sending ended here, and the stream, if its input
+    /// ended too, is removed after the write (`finished`), as the queue's path does.
+    fn takes_whole(&mut self, id: StreamId, head_len: usize, len: usize) -> bool {
+        if !self.peer_accepts_batch() {
+            return false;
+        }
+        let entries = 2 * BATCH_ENTRY_OVERHEAD + head_len + DATA_OVERHEAD + len;
+        let max_frame = usize::try_from(self.peer.max_frame).unwrap_or(usize::MAX);
+        if len > Config::payload_limit(self.peer.max_frame)
+            || BATCH_HEADER + entries > max_frame
+            || self.control_bytes + BATCH_HEADER + entries > self.config.max_control_queue as usize
+        {
+            return false;
+        }
+        let room = self.queue_room();
+        let (credit, stream_window) = (self.send_credit, u64::from(self.peer.stream_window));
+        let shares = Shares::of(self);
+        let Some(s) = self.streams.get_mut(&id) else { return false };
+        let wanted = len as u64;
+        // As `queue_payload` then `next_output` would weigh it: the stream's window, its
+        // share of the queue's room, its allowance of the session credit.
+        if !s.queue.is_empty()
+            || s.in_ring
+            || s.send_done
+            || s.ws_open()
+            || s.send_credit < wanted
+            || shares.share(room, s.queued) < wanted
+            || shares.send_allowance(credit, stream_window, s) < wanted
+        {
+            return false;
+        }
+        s.send_credit -= wanted;
+        s.send_done = true;
+        let finished = s.is_finished();
+        self.send_credit -= wanted;
+        if finished {
+            self.finished.push(id);
+        }
+        true
     }
 
     /// What [`Session::respond`] and [`Session::respond_block`] check before a response

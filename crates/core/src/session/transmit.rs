@@ -143,11 +143,11 @@ impl Session {
         // Take out what fits first, so that the batch's size is known before it is
         // encoded (into one allocation of that size, or the driver's buffer).
         let mut picked = std::mem::take(&mut self.picked);
-        let mut size = BATCH_HEADER + BATCH_ENTRY_OVERHEAD + first.len();
+        let mut size = BATCH_HEADER + first.entries_len();
         picked.push(first);
         while self.has_transmit() {
             let Some(next) = self.next_output() else { break };
-            let more = BATCH_ENTRY_OVERHEAD + next.len();
+            let more = next.entries_len();
             if size + more > limit {
                 self.held.push_front(next);
                 break;
@@ -192,6 +192,7 @@ impl Session {
         for o in picked.drain(..) {
             match o {
                 Output::Encoded(frame) => put_batch_entry(out, &frame),
+                Output::Whole { response, id, data } => put_whole(out, &response, id, data),
                 Output::Frame(f, len, plan) => {
                     out.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
                     f.encode_planned(out, &plan);
@@ -333,6 +334,11 @@ pub(super) enum Output {
     /// A frame to encode where it goes, its exact encoded size, and how its header
     /// block is written (the size depends on it).
     Frame(Frame, usize, HeadPlan),
+    /// A whole response that went past its stream's queue (`Session::respond_whole_block`):
+    /// its RESPONSE frame, encoded, and its body, sent as the DATA frame that ends the
+    /// stream. Both are entries of a `BATCH` (the session makes it only for a peer that
+    /// takes batches): alone, it is a batch of these two; in a batch, two of its entries.
+    Whole { response: Bytes, id: StreamId, data: Bytes },
 }
 
 impl Output {
@@ -358,10 +364,23 @@ impl Output {
         }
     }
 
+    #[inline]
     pub(super) fn len(&self) -> usize {
         match self {
             Output::Encoded(b) => b.len(),
             Output::Frame(_, len, _) => *len,
+            Output::Whole { .. } => BATCH_HEADER + self.entries_len(),
+        }
+    }
+
+    /// What it adds to a batch: one entry, or a whole response's two.
+    #[inline]
+    fn entries_len(&self) -> usize {
+        match self {
+            Output::Whole { response, data, .. } => {
+                2 * BATCH_ENTRY_OVERHEAD + response.len() + DATA_OVERHEAD + data.len()
+            }
+            o => BATCH_ENTRY_OVERHEAD + o.len(),
         }
     }
 
@@ -371,6 +390,11 @@ impl Output {
             Output::Frame(f, len, plan) => {
                 let mut b = BytesMut::with_capacity(len);
                 f.encode_planned(&mut b, &plan);
+                b.freeze()
+            }
+            whole @ Output::Whole { .. } => {
+                let mut b = BytesMut::with_capacity(whole.len());
+                whole.encode_apart(&mut b, usize::MAX);
                 b.freeze()
             }
         }
@@ -384,6 +408,13 @@ impl Output {
                 Bytes::new()
             }
             Output::Frame(f, _, plan) => f.encode_apart(out, apart_from, &plan),
+            Output::Whole { response, id, data } => {
+                // Copied whole, as a batch's frames are.
+                out.put_u8(kind::BATCH);
+                out.put_u32(0);
+                put_whole(out, &response, id, data);
+                Bytes::new()
+            }
         }
     }
 
@@ -399,4 +430,12 @@ impl Output {
             o => o.encode_apart(out, apart_from),
         }
     }
+}
+
+/// Appends a whole response's two batch entries: its RESPONSE frame, then its body as
+/// the DATA frame that ends the stream (see `Output::Whole`).
+fn put_whole(out: &mut BytesMut, response: &[u8], id: StreamId, data: Bytes) {
+    put_batch_entry(out, response);
+    out.put_u32(u32::try_from(DATA_OVERHEAD + data.len()).unwrap_or(u32::MAX));
+    Frame::Data { id, data, end: true }.encode_planned(out, &HeadPlan::TEXT);
 }
