@@ -290,19 +290,28 @@ impl Shared {
     /// Drains the session's events to the stream slots and the owner.
     pub(crate) fn pump(self: &Arc<Self>, state: &mut State) {
         while let Some(event) = state.session.poll_event() {
-            match event {
-                Event::ResponseBlock { id, status, block, end: false } => self.response_block(state, id, status, block),
-                Event::Data { id, data, end: true } if !state.held.is_empty() => self.body_end(state, id, data),
-                event => {
-                    if !state.held.is_empty() {
-                        self.let_go_held(state, direct::stream_of(&event));
-                    }
-                    self.dispatch(state, event);
-                }
+            // Most events (a WebSocket's, a client's) go straight on: one test each.
+            if state.held.is_empty() && !matches!(event, Event::ResponseBlock { end: false, .. }) {
+                self.dispatch(state, event);
+            } else {
+                self.pump_held(state, event);
             }
         }
         if !state.held.is_empty() {
             self.let_go_held(state, None);
+        }
+    }
+
+    /// [`Self::pump`]'s step for a response head with a body to come, or any event while
+    /// heads are held for their bodies ([`crate::direct`]).
+    fn pump_held(self: &Arc<Self>, state: &mut State, event: Event) {
+        match event {
+            Event::ResponseBlock { id, status, block, end: false } => self.response_block(state, id, status, block),
+            Event::Data { id, data, end: true } => self.body_end(state, id, data),
+            event => {
+                self.let_go_held(state, direct::stream_of(&event));
+                self.dispatch(state, event);
+            }
         }
     }
 
