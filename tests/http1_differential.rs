@@ -300,6 +300,9 @@ async fn the_http1_path_answers_every_case_as_hyper_does() {
     assert!(differ.is_empty(), "{} findings over {} cases:\n{}", differ.len(), corpus.len(), differ.join("\n"));
     // Both paths served every case: the lean one did not fall back where it should not.
     assert!(lean.stats().requests > 0 && hyper.stats().requests > 0);
+    // The usual responses among them went from the tunnel's reader (`visitor_h1::direct`),
+    // with the bytes hyper's path writes; hyper's path has no such write.
+    assert!(lean.direct_writes() > 0 && hyper.direct_writes() == 0);
 }
 
 /// One WebSocket handshake case: the raw request (`{H}` the tunnel's host, `{P}` the

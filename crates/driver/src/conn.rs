@@ -26,14 +26,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use localtunnels_core::{
-    CloseCode, Event, Instant, OpenError, RawRequestHead, RefuseReason, RequestHead, Session, StreamId, StreamKind,
-    Welcome,
+    CloseCode, Event, Instant, OpenError, RawRequestHead, ReceivedBlock, RefuseReason, RequestHead, Session, StreamId,
+    StreamKind, Welcome,
 };
 use rustc_hash::FxHashMap;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 
 use crate::conn_writer::Outbox;
+use crate::direct::{self, Direct, HeldHead};
 use crate::stream::{StreamEvent, StreamHandle, StreamSlot};
 use crate::ws_codec::{WsDecoder, WsEncoder};
 use crate::ws_io;
@@ -113,6 +114,8 @@ pub(crate) struct State {
     /// answered (RFC 6455 §5.5.3 allows it), so a peer that pings and never reads
     /// cannot queue answers.
     pub(crate) ws_pong: Option<Bytes>,
+    /// Response heads held in a pump for their body's end ([`crate::direct`]).
+    held: Vec<HeldHead>,
 }
 
 /// Work a stream handle's `Drop` leaves to whoever next holds the state lock: the
@@ -287,7 +290,74 @@ impl Shared {
     /// Drains the session's events to the stream slots and the owner.
     pub(crate) fn pump(self: &Arc<Self>, state: &mut State) {
         while let Some(event) = state.session.poll_event() {
-            self.dispatch(state, event);
+            // Most events (a WebSocket's, a client's) go straight on: one test each.
+            if state.held.is_empty() && !matches!(event, Event::ResponseBlock { end: false, .. }) {
+                self.dispatch(state, event);
+            } else {
+                self.pump_held(state, event);
+            }
+        }
+        if !state.held.is_empty() {
+            self.let_go_held(state, None);
+        }
+    }
+
+    /// [`Self::pump`]'s step for a response head with a body to come, or any event while
+    /// heads are held for their bodies ([`crate::direct`]).
+    fn pump_held(self: &Arc<Self>, state: &mut State, event: Event) {
+        match event {
+            Event::ResponseBlock { id, status, block, end: false } => self.response_block(state, id, status, block),
+            Event::Data { id, data, end: true } => self.body_end(state, id, data),
+            event => {
+                self.let_go_held(state, direct::stream_of(&event));
+                self.dispatch(state, event);
+            }
+        }
+    }
+
+    /// A response head with a body to come: held for its body's end in this pump when
+    /// the receiver offered its socket ([`crate::direct`]), else dispatched.
+    fn response_block(self: &Arc<Self>, state: &mut State, id: StreamId, status: u16, block: ReceivedBlock) {
+        match state.slots.get(&id).and_then(StreamSlot::take_direct) {
+            Some(direct) => state.held.push(HeldHead { id, status, block, direct }),
+            None => self.dispatch(state, Event::ResponseBlock { id, status, block, end: false }),
+        }
+    }
+
+    /// A body's end: with its held head, written to the receiver's socket at once if
+    /// it takes it ([`crate::direct`]), else both dispatched.
+    fn body_end(self: &Arc<Self>, state: &mut State, id: StreamId, data: Bytes) {
+        let Some(i) = state.held.iter().position(|h| h.id == id) else {
+            return self.dispatch(state, Event::Data { id, data, end: true });
+        };
+        let head = state.held.swap_remove(i);
+        let rest = match head.direct.write_whole(head.status, &head.block, &data) {
+            Direct::Written => Bytes::new(),
+            Direct::Partial(rest) => rest,
+            Direct::Declined => {
+                self.dispatch(state, head.event());
+                return self.dispatch(state, Event::Data { id, data, end: true });
+            }
+        };
+        // The body is on its way to the visitor: its credit goes back now.
+        state.session.release(id, data.len());
+        if let Some(slot) = state.slots.remove(&id) {
+            slot.deliver_written(StreamEvent::Written { status: head.status, rest });
+            slot.retire();
+        }
+    }
+
+    /// Dispatches the held heads of stream `only` (all of them for `None`): another
+    /// event of its stream comes, or the pump ends.
+    fn let_go_held(self: &Arc<Self>, state: &mut State, only: Option<StreamId>) {
+        let mut i = 0;
+        while i < state.held.len() {
+            if only.is_none_or(|id| state.held[i].id == id) {
+                let head = state.held.swap_remove(i);
+                self.dispatch(state, head.event());
+            } else {
+                i += 1;
+            }
         }
     }
 
@@ -506,6 +576,7 @@ impl Connection {
                 incoming_raw: None,
                 armed: None,
                 ws_pong: None,
+                held: Vec::new(),
             }),
             dropped: Mutex::new(Vec::new()),
             out: Mutex::new(Outbox::new(Box::pin(writer), ws_io::encoder(role))),

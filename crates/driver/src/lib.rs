@@ -15,6 +15,7 @@ mod conn;
 mod conn_reader;
 mod conn_tasks;
 mod conn_writer;
+pub mod direct;
 pub mod h1;
 pub mod http;
 pub mod lazy_deadline;

@@ -17,6 +17,7 @@ use localtunnels_core::{
 use tokio::sync::Notify;
 
 use crate::conn::Shared;
+use crate::direct::DirectWrite;
 use crate::stream_queue::EventQueue;
 
 /// What arrives on a stream, in order.
@@ -67,6 +68,16 @@ pub enum StreamEvent {
         /// Reason.
         reason: String,
     },
+    /// The response, head and whole body, was written through the receiver's
+    /// [`DirectWrite`] from the connection's reader ([`crate::direct`]); nothing else
+    /// of the stream follows.
+    Written {
+        /// The response's status.
+        status: u16,
+        /// What the socket did not take at once, for the receiver to write (usually
+        /// empty).
+        rest: Bytes,
+    },
     /// The stream was reset, or the whole tunnel closed.
     Reset {
         /// Why.
@@ -112,6 +123,9 @@ struct Inner {
     /// Payload bytes the dropped receiver read and did not grant back
     /// ([`StreamReceiver::release_last_on_drop`]): granted with the reset at zero.
     held: AtomicUsize,
+    /// The reader wrote the response and let the slot go ([`StreamSlot::retire`]): the
+    /// stream is over on both sides, nothing is left to reset when the handles go.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -125,6 +139,12 @@ struct Queue {
     closed: bool,
     /// The receiver is gone: `deliver` refuses, so credit is handed straight back.
     receiver_gone: bool,
+    /// The receiver's socket, for the reader to write the response to
+    /// ([`StreamReceiver::offer_direct`]).
+    direct: Option<Arc<dyn DirectWrite>>,
+    /// The receiver took its offer back ([`StreamReceiver::withdraw_direct`]): a
+    /// [`StreamEvent::Written`] from a write already under way wakes it.
+    withdrawn: bool,
 }
 
 impl Inner {
@@ -134,6 +154,11 @@ impl Inner {
 
     fn handle_dropped(&self) {
         if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // A retired stream has nothing to reset nor a slot to remove: the last
+            // handle's drop takes no lock of the connection's (unless bytes are held).
+            if self.retired.load(Ordering::Acquire) && self.held.load(Ordering::Acquire) == 0 {
+                return;
+            }
             self.shared.stream_dropped(self.id, self.held.load(Ordering::Acquire));
         }
     }
@@ -155,6 +180,7 @@ impl StreamSlot {
             writable: Notify::new(),
             handles: AtomicUsize::new(2),
             held: AtomicUsize::new(0),
+            retired: std::sync::atomic::AtomicBool::new(false),
         });
         let sender = StreamSender { id, inner: inner.clone() };
         let receiver = StreamReceiver { id, inner: inner.clone(), held: 0, last_on_drop: false };
@@ -175,6 +201,42 @@ impl StreamSlot {
             w.wake();
         }
         true
+    }
+
+    /// The receiver's offer to have its response written for it ([`crate::direct`]),
+    /// taken: it is used once.
+    pub(crate) fn take_direct(&self) -> Option<Arc<dyn DirectWrite>> {
+        self.inner.queue().direct.take()
+    }
+
+    /// Queues [`StreamEvent::Written`] for the receiver, without waking it unless it
+    /// took its offer back meanwhile (it then waits for this event): it reads it when
+    /// it next runs. False if the receiver is gone.
+    pub(crate) fn deliver_written(&self, ev: StreamEvent) -> bool {
+        let waker = {
+            let mut q = self.inner.queue();
+            if q.receiver_gone {
+                return false;
+            }
+            q.events.push_back(ev);
+            if !q.withdrawn {
+                return true;
+            }
+            q.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    /// Lets the slot go after [`Self::deliver_written`], whose stream is over on both
+    /// sides (the session dropped it when its end came): the receiver is not woken
+    /// (unless it withdrew its offer, and then it was already), and the handles' drop
+    /// has nothing left to do under the connection's lock.
+    pub(crate) fn retire(self) {
+        self.inner.retired.store(true, Ordering::Release);
+        self.inner.queue().waker = None;
     }
 
     /// Wakes a sender waiting for credit (or for the stream's end).
@@ -489,6 +551,7 @@ impl Drop for StreamReceiver {
         let dropped = {
             let mut q = self.inner.queue();
             q.receiver_gone = true;
+            q.direct = None;
             // Nobody waits any more: the slot's end must not wake whatever task polled
             // this receiver last (the connection's own, for work run there).
             q.waker = None;
@@ -532,6 +595,27 @@ impl StreamReceiver {
     /// back a write later.
     pub fn release_last_on_drop(&mut self) {
         self.last_on_drop = true;
+    }
+
+    /// Lends the stream `direct`, the socket the response goes to, for the connection's
+    /// reader to write a whole small response to it from its turn ([`crate::direct`]):
+    /// the receiver then gets [`StreamEvent::Written`] instead of the head and the
+    /// body, without a wake-up. Only for a receiver that waits for nothing but its
+    /// response and writes nothing else meanwhile; it takes the offer back with
+    /// [`Self::withdraw_direct`] before it writes anything else.
+    pub fn offer_direct(&mut self, direct: Arc<dyn DirectWrite>) {
+        self.inner.queue().direct = Some(direct);
+    }
+
+    /// Takes back [`Self::offer_direct`]'s offer: true when it was still there (the
+    /// reader will not write), false when the reader took it: the response's events,
+    /// or [`StreamEvent::Written`], are then on their way (the reader delivers them in
+    /// the same hold of the connection's lock, and from now on with a wake-up): the
+    /// receiver must wait for them before it writes.
+    pub fn withdraw_direct(&mut self) -> bool {
+        let mut q = self.inner.queue();
+        q.withdrawn = true;
+        q.direct.take().is_some()
     }
 
     /// Poll form of [`StreamReceiver::recv`].

@@ -166,6 +166,13 @@ impl ServerHandle {
         }
     }
 
+    /// Responses the tunnels' readers wrote straight to HTTP/1 visitors' sockets
+    /// (`visitor_h1`'s direct path), for tests that check which path a response took.
+    #[doc(hidden)]
+    pub fn direct_writes(&self) -> u64 {
+        self.state.counters.direct_writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Graceful stop: stop accepting, tell every client it is going away, let
     /// in-flight exchanges finish up to `shutdown_timeout`, then close the rest.
     pub async fn stop(self) {
@@ -235,8 +242,9 @@ async fn accept_loop(
 /// Serves an accepted connection on this runtime.
 fn serve_accepted(state: &Arc<ServerState>, tcp: tokio::net::TcpStream, conn: Accepted) {
     if state.tls.is_none() && !expects_proxy_header(state, conn.peer) {
+        let direct = second_descriptor(&tcp);
         let (io, idle) = connection_io(state, tcp);
-        spawn_connection(state.clone(), conn, io, idle, false);
+        spawn_connection(state.clone(), conn, io, direct, idle, false);
     } else {
         // PROXY header and TLS handshake run in the connection's own task.
         tokio::spawn(prelude(state.clone(), tcp, conn));
@@ -277,10 +285,12 @@ async fn prelude(state: Arc<ServerState>, mut tcp: tokio::net::TcpStream, mut co
             Err(_) => return debug!(%peer, "no PROXY header in time"),
         }
     }
-    let (io, idle) = connection_io(&state, tcp);
     let Some(tls) = state.tls.clone() else {
-        return spawn_connection(state, conn, io, idle, false);
+        let direct = second_descriptor(&tcp);
+        let (io, idle) = connection_io(&state, tcp);
+        return spawn_connection(state, conn, io, direct, idle, false);
     };
+    let (io, idle) = connection_io(&state, tcp);
     match localtunnels_driver::timers::timeout(
         tls.handshake_limit(limit),
         tls.accept(|name| crate::hostnames::is_served(&state, name), io),
@@ -289,7 +299,7 @@ async fn prelude(state: Arc<ServerState>, mut tcp: tokio::net::TcpStream, mut co
     {
         Ok(Ok(Some(stream))) => {
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            spawn_connection(state, conn, stream, idle, h2)
+            spawn_connection(state, conn, stream, None, idle, h2)
         }
         Ok(Ok(None)) => debug!(%peer, "TLS-ALPN-01 validation answered"),
         Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
@@ -309,8 +319,17 @@ struct Accepted {
 /// HTTP/1 visitor path ([`crate::visitor_h1`]) unless the connection negotiated `h2`
 /// by ALPN, the server is a cluster node or [`ServerConfig::http1_by_hyper`] is set;
 /// then hyper.
-fn spawn_connection<T>(state: Arc<ServerState>, conn: Accepted, io: T, idle: IdleSwitch, h2: bool)
-where
+///
+/// `direct` is a second descriptor of a plain TCP socket, for the tunnel reader's
+/// writes to the HTTP/1 path's visitor ([`crate::visitor_h1`]'s `direct`).
+fn spawn_connection<T>(
+    state: Arc<ServerState>,
+    conn: Accepted,
+    io: T,
+    direct: Option<std::net::TcpStream>,
+    idle: IdleSwitch,
+    h2: bool,
+) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let visitor = Peer::new(conn.peer, idle);
@@ -320,8 +339,23 @@ where
         return;
     }
     // Each poll of the connection's task reads the clock once (its deadlines, its requests' times).
-    let serve = crate::visitor_h1::serve(state, visitor, conn.accepted, io, conn.watcher, conn.shutdown);
+    let serve = crate::visitor_h1::serve(state, visitor, conn.accepted, io, direct, conn.watcher, conn.shutdown);
     tokio::spawn(crate::poll_clock::polled(serve));
+}
+
+/// A second descriptor of `tcp` (non-blocking, as the first), for writes from another
+/// task without waiting; `None` where the system gives none.
+fn second_descriptor(tcp: &tokio::net::TcpStream) -> Option<std::net::TcpStream> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        tcp.as_fd().try_clone_to_owned().ok().map(std::net::TcpStream::from)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tcp;
+        None
+    }
 }
 
 /// Serves a connection with hyper (HTTP/1.1 or HTTP/2, with upgrades) under the

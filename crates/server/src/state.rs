@@ -90,6 +90,9 @@ pub struct Counters {
     pub too_large: AtomicU64,
     /// 429: a tunnel's rate limit.
     pub rate_limited: AtomicU64,
+    /// Responses the tunnel's reader wrote straight to a visitor's socket
+    /// (`visitor_h1::direct`), for tests: not exposed.
+    pub direct_writes: AtomicU64,
     /// Durations, bytes and refusals by reason (see [`crate::metrics`]).
     pub recorded: crate::metrics::Recorded,
 }

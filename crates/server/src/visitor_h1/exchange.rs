@@ -21,6 +21,7 @@ use localtunnels_driver::{StreamEvent, StreamReceiver, StreamSender};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 
 use super::block_head::{checked_head, write_listed, StreamHead, TunnelFields};
+use super::closing::Closing;
 use super::encode::{encode_head, BadHead, BodySize, Encoder, Reply};
 use super::present::{Noted, Present};
 use super::upload::{Upload, UploadEnd};
@@ -47,7 +48,17 @@ const EARLY_READ: usize = 2048;
 /// What came back for the request: the server's own answer, or the tunnel's response.
 enum Outcome {
     Answer(Response<Body>),
-    Stream { status: StatusCode, head: StreamHead, rx: StreamReceiver, end: bool },
+    Stream {
+        status: StatusCode,
+        head: StreamHead,
+        rx: StreamReceiver,
+        end: bool,
+    },
+    /// Written by the tunnel's reader ([`super::direct`]), but for `rest`.
+    Written {
+        status: StatusCode,
+        rest: Bytes,
+    },
 }
 
 impl<T> Conn<T>
@@ -55,6 +66,9 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     /// Carries `req` through `tunnel`; true when the connection may carry another request.
+    /// `shutdown` is watched while the tunnel's reader may write the response
+    /// ([`super::direct`]): the task then sleeps past the response.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn exchange(
         &mut self,
         state: &ServerState,
@@ -63,6 +77,7 @@ where
         req: &mut ParsedRequest,
         host: Option<http::HeaderValue>,
         framing: RequestFraming,
+        shutdown: &mut Closing,
     ) -> bool {
         // The fields are final here but for removals: the set holds for the checks below.
         let Noted { present, grouped } = Noted::of(&req.headers, &mut self.fields);
@@ -92,7 +107,7 @@ where
         rx.release_last_on_drop();
         let max_body = state.config.limits.max_body;
         let mut upload = Upload::new(BodyDecoder::new(framing.body, ChunkLimits::default()), tx.clone(), max_body);
-        let Conn { io, buf, out, early, response_due, .. } = self;
+        let Conn { io, buf, out, early, response_due, direct, written_at, .. } = self;
         let mut upload_end = Some(UploadEnd::Done);
         if framing.body != BodyLength::Empty {
             if framing.expect_continue {
@@ -106,6 +121,10 @@ where
         // The socket is read (the rest of the body) while the response is written only
         // when the body is not all here yet; a GET needs no split.
         // A block, so that the body's reader lets go of the read buffer at its end.
+        // Nothing but the response is awaited (the request's body all sent, no
+        // pipelined request read, nothing to write first) and the reply is one the
+        // tunnel's reader may write itself ([`super::direct`]).
+        let lendable = upload_end == Some(UploadEnd::Done) && out.is_empty() && buf.is_empty() && plain_reply(reply);
         let (status, keep) = {
             let (mut rd, mut wr) = match upload_end {
                 Some(_) => (None, Writer::Whole(io)),
@@ -129,6 +148,24 @@ where
                 }
                 None => response_due.insert(LazyDeadline::new(at)),
             };
+            // The tunnel's reader may write the response itself: this task then sleeps
+            // past it, until the socket or a deadline wakes it. The offer lasts one
+            // keep-alive time at most, so that an idle connection's next head is not
+            // awaited longer than after a response this task wrote.
+            let lent_until = tokio::time::Instant::from_std(started) + state.config.limits.header_read_timeout;
+            let mut offered = match direct {
+                Some(direct) if lendable => {
+                    direct.arm(reply, started);
+                    rx.offer_direct(direct.clone());
+                    if lent_until < at {
+                        due.set(lent_until);
+                    }
+                    true
+                }
+                _ => false,
+            };
+            // The reader took the offer after it was withdrawn: its event is on its way.
+            let mut taken = false;
             let first = if let Some(UploadEnd::Failed(failure)) = upload_end {
                 Err(crate::upload::answer(state, &tx, failure))
             } else {
@@ -144,9 +181,35 @@ where
                         // (what it sends meanwhile is kept for the next exchange).
                         read = wr.read_early(early), if early.len() < EARLY_MAX => match read {
                             Ok(0) | Err(_) => return false,
+                            // A pipelined request: the response, if the reader writes it
+                            // after all, must wake this task to serve it.
+                            Ok(_) if offered => {
+                                offered = false;
+                                taken = !rx.withdraw_direct();
+                            }
                             Ok(_) => {}
                         },
+                        // Shutting down: the response, if the reader writes it, must wake
+                        // this task to close the connection.
+                        () = std::future::poll_fn(|cx| shutdown.poll_changed(cx)), if offered => {
+                            offered = false;
+                            taken = !rx.withdraw_direct();
+                        }
                         () = std::future::poll_fn(|cx| due.poll_expired(cx)) => {
+                            // The reader took the offer: the response is on its way (it
+                            // is delivered in the same hold of the tunnel's lock).
+                            if offered {
+                                offered = false;
+                                taken = !rx.withdraw_direct();
+                                // The offer's own deadline: the response's follows.
+                                if !taken && lent_until < at {
+                                    due.set(at);
+                                    continue;
+                                }
+                            }
+                            if taken {
+                                break Ok(rx.recv().await);
+                            }
                             tx.reset(ResetCode::Timeout, "no response in time");
                             Counters::bump(&state.counters.timeouts);
                             let secs = state.config.response_timeout.as_secs_f32();
@@ -170,6 +233,13 @@ where
                     let written = write_answer(&mut wr, out, reply, res).await;
                     answered.record();
                     // The stream is over: a body still arriving is not read.
+                    (status, written && upload_end == Some(UploadEnd::Done))
+                }
+                Outcome::Written { status, rest } => {
+                    // The reader recorded the duration after its write; the next head's
+                    // deadline counts from that write.
+                    *written_at = direct.as_ref().map(|d| d.written_at());
+                    let written = rest.is_empty() || wr.write_all(&rest).await.is_ok();
                     (status, written && upload_end == Some(UploadEnd::Done))
                 }
                 Outcome::Stream { status, head, mut rx, end } => {
@@ -282,6 +352,12 @@ pub(super) fn reply_to(req: &ParsedRequest, framing: &RequestFraming, closing: b
     Reply { version: req.version, head: req.method == http::Method::HEAD, keep_alive }
 }
 
+/// Whether the block way writes the head answering `reply` (HTTP/1.1, kept alive, not
+/// `HEAD`): the only reply the tunnel's reader writes itself ([`super::direct`]).
+fn plain_reply(reply: Reply) -> bool {
+    reply.version == http::Version::HTTP_11 && reply.keep_alive && !reply.head
+}
+
 /// The first event of the stream, as the visitor's answer (through the tunnel `name`).
 /// A usual response head is written into `out` here, from the frame's bytes
 /// ([`checked_head`]).
@@ -297,6 +373,10 @@ fn response(
     let (status, fields, end) = match ev {
         Some(StreamEvent::ResponseBlock { status, block, end }) => (status, TunnelFields::Block(block), end),
         Some(StreamEvent::Response { head, end }) => (head.status, TunnelFields::List(head.headers), end),
+        Some(StreamEvent::Written { status, rest }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            return Outcome::Written { status, rest };
+        }
         Some(StreamEvent::Reset { code, message }) => return Outcome::Answer(reset_response(state, code, &message)),
         _ => {
             let message = "the exchange ended without a response";

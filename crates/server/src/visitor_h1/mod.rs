@@ -27,6 +27,7 @@
 
 mod block_head;
 mod closing;
+mod direct;
 mod encode;
 mod exchange;
 mod open;
@@ -84,6 +85,11 @@ pub(crate) struct Conn<T> {
     closing: bool,
     /// The fields of the last request head, for the next one to clone what it repeats.
     fields: FieldCache,
+    /// The socket as the tunnel's reader writes it (plain TCP only: [`direct`]).
+    direct: Option<Arc<direct::DirectSocket>>,
+    /// When the tunnel's reader wrote the last response ([`direct`]): the next head's
+    /// deadline counts from then.
+    written_at: Option<std::time::Instant>,
 }
 
 /// What the wait for a head ended with.
@@ -117,11 +123,14 @@ enum Plan {
 }
 
 /// Serves `io` from `peer`, accepted at `accepted`, until it closes (or hands it to hyper).
+/// `direct`: a second descriptor of a plain TCP socket, for the tunnel's reader to
+/// write the usual small response to ([`direct`]).
 pub(crate) async fn serve<T>(
     state: Arc<ServerState>,
     peer: Peer,
     accepted: Instant,
     io: T,
+    direct: Option<std::net::TcpStream>,
     watcher: Watcher,
     shutdown: watch::Receiver<bool>,
 ) where
@@ -138,6 +147,8 @@ pub(crate) async fn serve<T>(
         response_due: None,
         closing: false,
         fields: FieldCache::default(),
+        direct: direct.map(|socket| direct::DirectSocket::new(socket, state.clone())),
+        written_at: None,
     };
     let mut due = LazyDeadline::new(accepted + header_timeout);
     let mut first = true;
@@ -169,7 +180,7 @@ pub(crate) async fn serve<T>(
             Plan::Tunnel(tunnel, visitor, host) => {
                 let visitor = visitor.as_deref().unwrap_or(&peer);
                 // Lent, not moved: the exchange's future holds a reference, not the head.
-                conn.exchange(&state, tunnel, visitor, head, host, framing).await
+                conn.exchange(&state, tunnel, visitor, head, host, framing, &mut shutdown).await
             }
             Plan::WebSocket(tunnel, visitor, host) => {
                 let visitor = visitor.as_deref().unwrap_or(&peer);
@@ -194,7 +205,9 @@ pub(crate) async fn serve<T>(
         if !keep || shutdown.now() {
             break;
         }
-        due.set(crate::poll_clock::now() + header_timeout);
+        // From the end of the exchange: the response's write (the reader's, when it wrote it).
+        let ended = conn.written_at.take().map_or_else(crate::poll_clock::now, Instant::from_std);
+        due.set(ended + header_timeout);
         parsed = None;
     }
     let _ = conn.io.shutdown().await;

@@ -1,0 +1,82 @@
+//! A response written to its visitor's socket from the connection's reader turn.
+//!
+//! The usual small response comes in one read: its RESPONSE and its DATA(end) in the
+//! same WebSocket message. Delivered as events, each wakes the stream's receiver (the
+//! server's visitor task), which then writes the head and the body: a task hand-off
+//! and a second poll of the visitor's exchange per request. A receiver that waits for
+//! nothing but that response can instead lend the stream a [`DirectWrite`]
+//! ([`crate::StreamReceiver::offer_direct`]); the reader's turn then hands such a pair
+//! to it (`Shared::pump`), which writes both to the socket without waiting, and the
+//! receiver gets one [`crate::StreamEvent::Written`] in their place, queued without a
+//! wake-up: it reads it when it next runs (the visitor's next request, usually).
+//!
+//! The rules:
+//! - Only a RESPONSE head with a body to come whose stream's DATA(end) follows in the
+//!   same pump of the session's events is offered: the head is held ([`HeldHead`])
+//!   until its body's end comes (a batch of responses has its heads before their
+//!   bodies). Another event of its stream first, or the pump's end, lets the head go
+//!   as an event, as without an offer. A head that ends the stream is delivered as
+//!   before, and the offer stays until the receiver takes it back.
+//! - The offer is taken by the first head with a body: it is used once.
+//! - [`DirectWrite::write_whole`] never waits: a write the socket does not take whole
+//!   at once gives the rest back ([`Direct::Partial`]) for the receiver to write; one
+//!   that writes nothing declines ([`Direct::Declined`]), and the pair is then
+//!   delivered as events, as without an offer.
+//! - The body's bytes are granted back to the peer at once when written (the receiver
+//!   never sees them), as the receiver would after its write.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use localtunnels_core::{Event, ReceivedBlock, StreamId};
+
+/// What [`DirectWrite::write_whole`] did.
+#[derive(Debug)]
+pub enum Direct {
+    /// Head and body were written whole.
+    Written,
+    /// Nothing was written (a head it does not take, a full socket, an error): the
+    /// response goes to the receiver as events.
+    Declined,
+    /// Part was written; these bytes are the rest, for the receiver to write.
+    Partial(Bytes),
+}
+
+/// A receiver's socket, written from the connection's reader turn (see the module
+/// documentation for when).
+pub trait DirectWrite: Send + Sync {
+    /// Writes the response of `status`, its fields `block` and its whole body `body`,
+    /// without waiting.
+    fn write_whole(&self, status: u16, block: &ReceivedBlock, body: &Bytes) -> Direct;
+}
+
+/// A response head held in a pump of the session's events for its body's end, with
+/// the receiver's socket it may be written to.
+pub(crate) struct HeldHead {
+    pub(crate) id: StreamId,
+    pub(crate) status: u16,
+    pub(crate) block: ReceivedBlock,
+    pub(crate) direct: Arc<dyn DirectWrite>,
+}
+
+impl HeldHead {
+    /// The head as the event it came as, to dispatch after all.
+    pub(crate) fn event(self) -> Event {
+        Event::ResponseBlock { id: self.id, status: self.status, block: self.block, end: false }
+    }
+}
+
+/// The stream an event is about (`None`: the whole connection's).
+pub(crate) fn stream_of(event: &Event) -> Option<StreamId> {
+    match event {
+        Event::Response { id, .. }
+        | Event::ResponseBlock { id, .. }
+        | Event::Data { id, .. }
+        | Event::Trailers { id, .. }
+        | Event::WsMessage { id, .. }
+        | Event::WsClose { id, .. }
+        | Event::Reset { id, .. }
+        | Event::Writable { id } => Some(*id),
+        _ => None,
+    }
+}
