@@ -421,7 +421,7 @@ impl Store {
     /// that did not fit across chunks, the fields after it that fit the new chunk's
     /// room in one go, and so on. Out of line: most heads fit. (It once sized what
     /// fitted and found the first field left by walking the head twice more from its
-    /// start: ~1.4k instructions for a browser's head from the OPEN's raw block,
+    /// start: ~1.8k instructions for a browser's head from the OPEN's raw block,
     /// docs/BENCHMARKS.md, eighteenth round.)
     #[cold]
     fn put_head_across<'a>(
