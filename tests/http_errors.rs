@@ -179,7 +179,7 @@ async fn refused_origin_is_502_with_the_reason() {
     let ClientEvent::Error { message } = event(&mut events, |e| matches!(e, ClientEvent::Error { .. })).await else {
         unreachable!()
     };
-    assert!(message.contains(&format!("request id {id}")), "{message}");
+    assert!(message.contains(&format!("GET / (request id {id})")), "{message}");
     assert!(message.contains(&format!("127.0.0.1:{closed_port}")), "{message}");
     assert!(message.to_lowercase().contains("refused") && message.contains("is the local server running?"));
 

@@ -320,9 +320,10 @@ pub(crate) async fn serve_raw(ctx: Arc<Ctx>, stream: StreamHandle, raw: RawReque
             if std::mem::take(&mut first) {
                 // Written: filed from the block's fields as the origin got them, and let go.
                 if let Some(raw) = raw.take() {
-                    let target = raw.target_str();
-                    record = inspector.map(|i| (i, i.begin_fields(&method, target, &OriginFields::new(&ctx, &raw))));
-                    kept = Some(Kept::of(&raw));
+                    let k = Kept::of(&raw);
+                    let fields = OriginFields::new(&ctx, &raw);
+                    record = inspector.map(|i| (i, i.begin_fields(&method, &k.target, &fields)));
+                    kept = Some(k);
                 }
             }
             if polled.is_pending() && cancel.as_mut().poll(cx).is_ready() {
@@ -558,55 +559,29 @@ impl VisitorHead {
 }
 
 /// What an exchange whose head came raw keeps of it once it is written (the raw head
-/// holds the tunnel reader's buffer, and goes): its target, and its `Accept` value
-/// for an error page, after the target in the same `String` (one allocation, as the
-/// decoded head's target is). `wants_html` runs only if there is an error page.
+/// holds the tunnel reader's buffer, and goes): its target (as the decoded head's is,
+/// and the inspector's entry takes it from here: its UTF-8 checked once), and its
+/// `Accept` value's bytes for an error page (copied, not checked: `wants_html` reads
+/// them only if there is an error page, and takes non-UTF-8 as no HTML).
 struct Kept {
-    text: String,
-    target_len: usize,
-    accept: KeptAccept,
-}
-
-/// Where a kept head's `Accept` is.
-enum KeptAccept {
-    None,
-    /// After the target in [`Kept::text`].
-    After,
-    /// Not UTF-8 (obs-text): read now, what `wants_html` said.
-    Read(bool),
+    target: String,
+    accept: Option<Box<[u8]>>,
 }
 
 impl Kept {
     fn of(raw: &RawRequestHead) -> Kept {
-        let target = raw.target_str();
         // Walked only for a block that has an `Accept` (the session's check counted it).
         let accept = if raw.has_accept() { raw.fields().find(|(n, _)| *n == b"accept").map(|(_, v)| v) } else { None };
-        let text_accept = accept.map(std::str::from_utf8);
-        let mut text = String::with_capacity(target.len() + text_accept.as_ref().map_or(0, |a| a.map_or(0, str::len)));
-        text.push_str(target);
-        let accept = match text_accept {
-            None => KeptAccept::None,
-            Some(Ok(a)) => {
-                text.push_str(a);
-                KeptAccept::After
-            }
-            Some(Err(_)) => KeptAccept::Read(wants_html(accept)),
-        };
-        Kept { text, target_len: target.len(), accept }
+        Kept { target: raw.target_str().to_owned(), accept: accept.map(Box::from) }
     }
 
     /// Whether the error page is HTML ([`VisitorHead::of`]'s `html`).
     fn html(&self) -> bool {
-        match self.accept {
-            KeptAccept::None => wants_html(None),
-            KeptAccept::After => wants_html(self.text.get(self.target_len..).map(str::as_bytes)),
-            KeptAccept::Read(html) => html,
-        }
+        wants_html(self.accept.as_deref())
     }
 
-    fn into_target(mut self) -> String {
-        self.text.truncate(self.target_len);
-        self.text
+    fn into_target(self) -> String {
+        self.target
     }
 }
 

@@ -224,7 +224,8 @@ impl OriginPool {
         }
         let mut idle = self.lock();
         if idle.len() < MAX_IDLE {
-            idle.push(Idle { conn, since: Instant::now() });
+            // The turn's reading, shared with the inspector's filing after the same write.
+            idle.push(Idle { conn, since: localtunnels_driver::turn_clock::now() });
         }
     }
 

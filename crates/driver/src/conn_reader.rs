@@ -52,7 +52,6 @@ where
             // Streams the messages just read opened: they start in this turn.
             |new| shared.take_spawned(new),
         );
-        drop(clock);
         // The flag is cleared before the state is locked to end the turn: a command or
         // a dropped handle that still saw it set is then in the state (or the queue of
         // dropped handles) that `write_now` reads below.
@@ -74,6 +73,10 @@ where
         if tasks.has_after() {
             tasks.run_after();
         }
+        // The turn's clock readings (`crate::turn_clock`) serve its work after the
+        // write too: a response's filing there takes the reading its connection's
+        // return to the pool took.
+        drop(clock);
         tasks.end();
         if reading.is_none() && tasks.live() == 0 {
             Poll::Ready(())

@@ -9,8 +9,10 @@
 //! step; when its exchange is the connection's only one in flight, that step comes
 //! after the write of its frames, from the fields the RESPONSE frame carried
 //! ([`Inspector::respond_whole`], [`Filing`], [`pending`]). An exchange of a bodiless
-//! request and such a response takes the store's lock twice and reads the clock
-//! twice, and the API waits for what is pending.
+//! request and such a response takes the store's lock twice and reads the clock once,
+//! for its end, with the origin connection's return to the pool (its start is the
+//! reading the reader took for the OPEN: `turn_clock`), and the API waits for what is
+//! pending.
 
 mod api;
 mod assets;
@@ -115,9 +117,12 @@ impl Inspector {
         self.shared.body_limit
     }
 
-    /// Monotonic now, for the store.
+    /// Monotonic now, for the store: in a tunnel reader's turn the turn's reading for
+    /// its streams' steps (`turn_clock::now`: a response filed after its write takes
+    /// the reading its origin connection's return to the pool took).
     pub(crate) fn now(&self) -> Instant {
-        Instant::from_elapsed(self.shared.epoch.elapsed())
+        let at = localtunnels_driver::turn_clock::now();
+        Instant::from_elapsed(at.saturating_duration_since(self.shared.epoch))
     }
 
     /// Now on the wall clock, as the wall clock at the inspector's creation plus the

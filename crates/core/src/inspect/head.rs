@@ -71,62 +71,69 @@ pub(crate) fn prefix(field: &[u8]) -> [u8; 4] {
 
 /// Writes a head's fields into `buf` (a chunk's room, so every length that fits fits a
 /// `u32`), each after its length: `line` (method and target, for a request), then each
-/// header's name and value. The bytes written, or `None` if they do not all fit (then
-/// [`fitted`] says how far it got): each field is bounds-checked as it is written, so
-/// the head needs no pass to size it first.
-pub(crate) fn put_all<H: HeadFields + ?Sized>(buf: &mut [u8], line: &[&[u8]], headers: &H) -> Option<usize> {
-    let mut at = 0;
-    for f in line {
-        at = put_small(buf, at, f)?;
-    }
-    for (n, v) in headers.each() {
-        // One bounds check for the pair (written both or neither).
-        let pair = buf.get_mut(at..at + 8 + n.len() + v.len())?;
-        let (first, second) = pair.split_at_mut(4 + n.len());
-        put_small(first, 0, n)?;
-        put_small(second, 0, v)?;
-        at += 8 + n.len() + v.len();
-    }
-    Some(at)
-}
-
-/// What [`put_all`] wrote into `room` bytes before it stopped: the bytes, and the
-/// index of the first field it did not write. Sizes only, no copy (the bytes are in
-/// place already), for the rare head larger than its room.
-pub(crate) fn fitted<H: HeadFields + ?Sized>(room: usize, line: &[&[u8]], headers: &H) -> (usize, usize) {
+/// header's name and value from `pairs` (a head's [`HeadFields::each`]). The bytes
+/// written, or where it stopped if they do not all fit ([`Stop`]: `pairs` is left after
+/// the header it stopped at, so the rest goes on from there with no second walk to
+/// find it). Each field is bounds-checked as it is written, so the head needs no pass
+/// to size it first.
+#[inline(always)]
+pub(crate) fn put_all<'a>(
+    buf: &mut [u8],
+    line: &[&[u8]],
+    pairs: &mut impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<usize, Stop<'a>> {
     let mut at = 0;
     for (k, f) in line.iter().enumerate() {
-        if at + 4 + f.len() > room {
-            return (at, k);
+        match put_small(buf, at, f) {
+            Some(end) => at = end,
+            None => return Err(Stop { len: at, line_written: k, pair: None }),
         }
-        at += 4 + f.len();
     }
-    for (k, (n, v)) in headers.each().enumerate() {
-        let pair = 8 + n.len() + v.len();
-        if at + pair > room {
-            return (at, line.len() + 2 * k);
+    for (n, v) in pairs {
+        // One bounds check for the pair (written both or neither).
+        let written = buf.get_mut(at..at + 8 + n.len() + v.len()).and_then(|pair| {
+            let (first, second) = pair.split_at_mut(4 + n.len());
+            put_small(first, 0, n)?;
+            put_small(second, 0, v)
+        });
+        if written.is_none() {
+            return Err(Stop { len: at, line_written: line.len(), pair: Some((n, v)) });
         }
-        at += pair;
+        at += 8 + n.len() + v.len();
     }
-    (at, count(line, headers))
+    Ok(at)
 }
 
-/// How many fields a head has: its `line`'s, then each header's name and value.
-pub(crate) fn count<H: HeadFields + ?Sized>(line: &[&[u8]], headers: &H) -> usize {
-    line.len() + 2 * headers.field_count()
+/// Where [`put_all`] stopped in a head larger than its room: the bytes it wrote (whole
+/// fields), how many of the line's fields they hold, and, once the line was written,
+/// the header it stopped at (taken from the walk, not written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stop<'a> {
+    pub(crate) len: usize,
+    line_written: usize,
+    pair: Option<(&'a [u8], &'a [u8])>,
 }
 
-/// A head's fields in the order [`put_all`] writes them: `line`'s, then each header's
-/// name and value.
-pub(crate) fn all<'a, H: HeadFields + ?Sized>(line: &'a [&'a [u8]], headers: &'a H) -> impl Iterator<Item = &'a [u8]> {
-    line.iter().copied().chain(headers.each().flat_map(|(n, v)| [n, v]))
+impl<'a> Stop<'a> {
+    /// The fields [`put_all`] did not write, in its order: the rest of `line`, then the
+    /// header it stopped at and those after it in `pairs` (the walk it left), each as
+    /// its name and its value.
+    pub(crate) fn rest(
+        self,
+        line: &'a [&'a [u8]],
+        pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> impl Iterator<Item = &'a [u8]> {
+        let line = line.get(self.line_written..).unwrap_or_default();
+        line.iter().copied().chain(self.pair.into_iter().chain(pairs).flat_map(|(n, v)| [n, v]))
+    }
 }
 
-/// [`put_all`] for the rest of a head that does not fit: the `fields` still to go,
-/// written into `buf` while they fit (each one taken from `fields` once written). The
-/// bytes written. One walk of the head for all its pieces (a field source other than a
-/// list finds its `k`-th field by walking to it: asked field by field, a browser's
-/// head from the OPEN's raw block cost ~2k instructions more).
+/// [`put_all`] for the rest of a head that does not fit: the `fields` still to go
+/// ([`Stop::rest`]), written into `buf` while they fit (each one taken from `fields`
+/// once written). The bytes written. One walk of the head for all its pieces, with
+/// `put_all`'s (a field source other than a list finds its `k`-th field by walking to
+/// it: asked field by field, a browser's head from the OPEN's raw block cost ~2k
+/// instructions more).
 pub(crate) fn put_while<'a>(buf: &mut [u8], fields: &mut std::iter::Peekable<impl Iterator<Item = &'a [u8]>>) -> usize {
     let mut at = 0;
     while let Some(field) = fields.peek() {
@@ -224,22 +231,39 @@ mod tests {
         assert_eq!(buf, [0; 6]);
     }
 
+    /// `put_all` over `headers` into `buf`: what it wrote, or where it stopped and the
+    /// fields it left, in order.
+    fn put<'a, H: HeadFields + ?Sized>(
+        buf: &mut [u8],
+        line: &'a [&'a [u8]],
+        headers: &'a H,
+    ) -> Result<usize, (usize, Vec<&'a [u8]>)> {
+        let mut pairs = headers.each();
+        put_all(buf, line, &mut pairs).map_err(|stop| (stop.len, stop.rest(line, pairs).collect()))
+    }
+
     #[test]
-    fn a_head_is_written_whole_or_not_at_all() {
+    fn a_head_is_written_whole_or_up_to_the_first_field_that_does_not_fit() {
         let h = [
             (http::header::HOST, http::HeaderValue::from_static("a.test")),
             (http::HeaderName::from_static("x-custom"), http::HeaderValue::from_static("")),
         ];
+        let line = [&b"GET"[..], b"/"];
         let mut buf = [0u8; 64];
-        let n = put_all(&mut buf, &[b"GET", b"/"], &h).unwrap();
+        let n = put(&mut buf, &line, &h).unwrap();
         let all: Vec<&[u8]> = fields(&buf[..n]).collect();
         assert_eq!(all, [&b"GET"[..], b"/", b"host", b"a.test", b"x-custom", b""]);
         // One byte short of the last field's length: the last header does not fit, and
-        // `fitted` says where it stopped.
-        assert_eq!(put_all(&mut buf[..n - 1], &[b"GET", b"/"], &h), None);
-        assert_eq!(fitted(n - 1, &[b"GET", b"/"], &h), (n - 16, 4));
-        assert_eq!(fitted(6, &[b"GET", b"/"], &h), (0, 0));
-        assert_eq!(fitted(n, &[b"GET", b"/"], &h), (n, 6));
+        // the fields left start at it.
+        let mut short = [0u8; 64];
+        assert_eq!(put(&mut short[..n - 1], &line, &h), Err((n - 16, vec![&b"x-custom"[..], b""])));
+        assert_eq!(short[..n - 16], buf[..n - 16], "what fitted is written as before");
+        // No room for the line's first field; for its second.
+        let mut scratch = [0u8; 64];
+        assert_eq!(put(&mut scratch[..6], &line, &h), Err((0, all.clone())));
+        assert_eq!(put(&mut scratch[..8], &line, &h), Err((7, all[1..].to_vec())));
+        // No room for a header after the line.
+        assert_eq!(put(&mut scratch[..12], &line, &h), Err((12, all[2..].to_vec())));
     }
 
     #[test]
@@ -252,19 +276,21 @@ mod tests {
         for coding in [crate::FieldCoding::Indexed, crate::FieldCoding::Text] {
             let block = HeaderBlock::from_headers(&h, coding);
             let (mut listed, mut blocked) = ([0u8; 96], [0u8; 96]);
-            let n = put_all(&mut listed, &[], &h).unwrap();
-            assert_eq!(put_all(&mut blocked, &[], &block), Some(n));
+            let n = put(&mut listed, &[], &h).unwrap();
+            assert_eq!(put(&mut blocked, &[], &block), Ok(n));
             assert_eq!(listed, blocked);
-            assert_eq!(count(&[], &block), count(&[], &h));
             for room in [0, 10, 30, n - 1] {
-                assert_eq!(fitted(room, &[], &block), fitted(room, &[], &h), "room {room}");
                 let (mut a, mut b) = ([0u8; 96], [0u8; 96]);
-                let (mut x, mut y) = (all(&[], &block).skip(1).peekable(), all(&[], &h).skip(1).peekable());
-                assert_eq!(put_while(&mut a[..room], &mut x), put_while(&mut b[..room], &mut y));
+                let (stopped, left) = put(&mut a[..room], &[], &block).unwrap_err();
+                assert_eq!(put(&mut b[..room], &[], &h), Err((stopped, left.clone())), "room {room}");
                 assert_eq!(a, b);
+                // The rest, written on from where it stopped.
+                let (mut x, mut y) = (left.iter().copied().peekable(), left.iter().copied().peekable());
+                let (mut c, mut d) = ([0u8; 96], [0u8; 96]);
+                assert_eq!(put_while(&mut c[..room], &mut x), put_while(&mut d[..room], &mut y));
+                assert_eq!(c, d);
                 assert_eq!(x.count(), y.count());
             }
-            assert!(all(&[], &block).eq(all(&[], &h)));
         }
     }
 
@@ -275,17 +301,21 @@ mod tests {
             (http::HeaderName::from_static("x-custom"), http::HeaderValue::from_static("v")),
         ];
         let line = [&b"GET"[..], b"/"];
-        assert_eq!(count(&line, &h), 6);
-        let every: Vec<&[u8]> = all(&line, &h).collect();
-        assert_eq!(every, [&b"GET"[..], b"/", b"host", b"a.test", b"x-custom", b"v"]);
+        // Room for "GET" only: the rest is "/", then every header's name and value.
+        let mut first = [0u8; 8];
+        let mut pairs = h.each();
+        let stop = put_all(&mut first, &line, &mut pairs).unwrap_err();
+        assert_eq!(stop.len, 7);
+        let every: Vec<&[u8]> = stop.rest(&line, pairs).collect();
+        assert_eq!(every, [&b"/"[..], b"host", b"a.test", b"x-custom", b"v"]);
         // Room for "/" and "host" (5 + 8 bytes) but not for "a.test" after them.
         let mut buf = [0u8; 20];
-        let mut rest = all(&line, &h).skip(1).peekable();
+        let mut rest = every.iter().copied().peekable();
         assert_eq!(put_while(&mut buf, &mut rest), 13);
         assert_eq!(rest.next(), Some(&b"a.test"[..]), "the first field not written is left");
         assert_eq!(fields(&buf[..13]).collect::<Vec<_>>(), [&b"/"[..], b"host"]);
         let mut big = [0u8; 64];
-        let mut rest = all(&line, &h).skip(4).peekable();
+        let mut rest = every[3..].iter().copied().peekable();
         assert_eq!(put_while(&mut big, &mut rest), 17);
         assert!(rest.next().is_none());
     }

@@ -402,8 +402,10 @@ impl Store {
         };
         let entry = &mut self.entries[i];
         let span = &mut entry.spans[EXCHANGE];
-        let Some(len) = head::put_all(self.pool.room_mut(span, fresh), line, headers) else {
-            return self.put_head_across(i, fresh, line, headers);
+        let mut pairs = headers.each();
+        let len = match head::put_all(self.pool.room_mut(span, fresh), line, &mut pairs) {
+            Ok(len) => len,
+            Err(stop) => return self.put_head_across(i, fresh, stop.len, stop.rest(line, pairs)),
         };
         self.pool.commit(span, fresh, len);
         if fresh.is_some() {
@@ -414,21 +416,23 @@ impl Store {
     }
 
     /// [`Self::put_head`] for a head larger than the room (the span's, or `fresh`):
-    /// what fitted is counted, the first field that did not goes across chunks, the
-    /// fields after it that fit the new chunk's room in one go, and so on. Out of line:
-    /// most heads fit.
+    /// the `len` bytes [`head::put_all`] wrote are counted, then the `rest` of the
+    /// fields goes on from where it stopped, in the same walk of the head: the field
+    /// that did not fit across chunks, the fields after it that fit the new chunk's
+    /// room in one go, and so on. Out of line: most heads fit. (It once sized what
+    /// fitted and found the first field left by walking the head twice more from its
+    /// start: ~1.8k instructions for a browser's head from the OPEN's raw block,
+    /// docs/BENCHMARKS.md, eighteenth round.)
     #[cold]
-    fn put_head_across<H: HeadFields + ?Sized>(
+    fn put_head_across<'a>(
         &mut self,
         mut i: usize,
         fresh: Option<u32>,
-        line: &[&[u8]],
-        headers: &H,
+        len: usize,
+        rest: impl Iterator<Item = &'a [u8]>,
     ) -> usize {
         let entry = &mut self.entries[i];
         let span = &mut entry.spans[EXCHANGE];
-        let room = if fresh.is_some() { CHUNK } else { span.room() };
-        let (len, k) = head::fitted(room, line, headers);
         match fresh {
             // A fresh chunk that took nothing (the head's first field is larger) goes back.
             Some(chunk) if len == 0 => self.pool.give_back(chunk),
@@ -440,9 +444,9 @@ impl Store {
                 }
             }
         }
-        // The rest in one walk: what fits the room in one go, then the field that does
-        // not across chunks, and so on.
-        let mut rest = head::all(line, headers).skip(k).peekable();
+        // What fits the room in one go, then the field that does not across chunks,
+        // and so on.
+        let mut rest = rest.peekable();
         while rest.peek().is_some() {
             let span = &mut self.entries[i].spans[EXCHANGE];
             if span.room() > 0 {
@@ -662,6 +666,48 @@ mod tests {
 
     /// A head larger than a chunk is kept whole across chunks; a store too small for
     /// it keeps what fits, and one too small for any entry keeps none.
+    /// A head filed from a field source that is walked, not indexed (a header block,
+    /// as the client's raw OPENs and RESPONSEs are), lands as its list does, whatever
+    /// its size against a chunk's room and the store's bound: the rest of a head
+    /// larger than its room goes on from where the first chunk stopped.
+    #[test]
+    fn a_walked_head_is_filed_as_its_list_is_across_chunks() {
+        use crate::frame::{FieldCoding, HeaderBlock};
+        let value = |i: usize| http::HeaderValue::from_bytes(&vec![b'a' + (i % 26) as u8; (i * 37) % 700]).unwrap();
+        for max_bytes in [InspectConfig::default().max_bytes, 4096] {
+            for coding in [FieldCoding::Text, FieldCoding::Indexed] {
+                let config = InspectConfig { max_bytes, ..InspectConfig::default() };
+                let (mut listed, mut walked) = (Store::new(config.clone(), 1), Store::new(config, 1));
+                for n in 0..40 {
+                    let h: Vec<Header> = (0..n)
+                        .map(|i| match i % 3 {
+                            0 => (http::header::ACCEPT, value(i + n)),
+                            1 => (http::HeaderName::from_static("x-field"), value(i * n)),
+                            _ => (http::header::USER_AGENT, value(i)),
+                        })
+                        .collect();
+                    let block = HeaderBlock::from_headers(&h, coding);
+                    let uri = format!("/{}", "u".repeat(n * 13));
+                    let a = listed.begin(
+                        Instant::ZERO,
+                        0,
+                        Exchange { method: "GET", uri: &uri, headers: &h[..], websocket: false, replay_of: None },
+                    );
+                    let b = walked.begin(
+                        Instant::ZERO,
+                        0,
+                        Exchange { method: "GET", uri: &uri, headers: &block, websocket: false, replay_of: None },
+                    );
+                    listed.respond_whole(a, Instant::ZERO, 200, &h[..], b"body");
+                    walked.respond_whole(b, Instant::ZERO, 200, &block, b"body");
+                    assert_eq!(listed.bytes(), walked.bytes(), "{n} fields, {coding:?}");
+                    let read = |s: &Store| s.newest_first().map(|e| (s.request(e), s.response(e))).collect::<Vec<_>>();
+                    assert_eq!(read(&walked), read(&listed), "{n} fields, {coding:?}, {max_bytes} bytes");
+                }
+            }
+        }
+    }
+
     #[test]
     fn large_heads_span_chunks_and_a_full_store_cuts_them() {
         let long = http::HeaderValue::from_bytes(&[b'v'; 3000]).unwrap();
