@@ -135,7 +135,7 @@ async fn a_long_session_keeps_its_most_recent_messages_in_order() {
         assert_eq!(session["messages_dropped"], 2 * sent as u64 - 50);
         for (k, m) in messages.iter().enumerate() {
             let n = 2 * sent - 50 + k;
-            let (i, dir) = (n / 2, if n % 2 == 0 { "in" } else { "out" });
+            let (i, dir) = (n / 2, if n.is_multiple_of(2) { "in" } else { "out" });
             assert_eq!(m["direction"], dir, "message {k}");
             assert_eq!(m["size"], text(i).len() as u64, "message {k}");
             assert_eq!(m["text"], &text(i)[..8], "message {k}");

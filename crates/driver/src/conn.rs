@@ -406,9 +406,14 @@ impl Shared {
     /// again, and the turn's end clears that flag before it empties the slot, so
     /// either the turn's end takes the bytes or this call sees the turn over and
     /// grants them itself.
+    #[inline]
     pub(crate) fn note_release(self: &Arc<Self>, id: StreamId, n: usize) -> bool {
+        // Outside a turn (the server's bridges, on their own tasks) nothing else is read.
+        if !self.turn.load(Ordering::SeqCst) {
+            return false;
+        }
         let Ok(n) = u32::try_from(n) else { return false };
-        if n == 0 || !self.turn.load(Ordering::SeqCst) {
+        if n == 0 {
             return false;
         }
         let packed = u64::from(id) << 32 | u64::from(n);
@@ -416,19 +421,31 @@ impl Shared {
             return false;
         }
         if !self.turn.load(Ordering::SeqCst) {
-            // The turn ended meanwhile, perhaps without seeing the bytes.
-            let mut state = self.lock();
-            self.take_turn_release(&mut state);
-            if state.session.has_transmit() || state.session.is_closed() {
-                self.after_command(state);
-            }
+            self.turn_ended_meanwhile();
         }
         true
     }
 
+    /// [`Shared::note_release`] filled the slot as the turn ended, perhaps after its
+    /// end looked: the bytes are granted here.
+    #[cold]
+    fn turn_ended_meanwhile(self: &Arc<Self>) {
+        let mut state = self.lock();
+        self.take_turn_release(&mut state);
+        if state.session.has_transmit() || state.session.is_closed() {
+            self.after_command(state);
+        }
+    }
+
     /// Grants back what [`Shared::note_release`] noted (under the state lock; the
-    /// reader's turn's end).
+    /// reader's turn's end). Most turns noted nothing: a load (a plain read) spares
+    /// them the swap's locked exchange. As safe as the swap: a note after this load
+    /// sees the turn over.
+    #[inline]
     pub(crate) fn take_turn_release(&self, state: &mut State) {
+        if self.turn_release.load(Ordering::SeqCst) == 0 {
+            return;
+        }
         let packed = self.turn_release.swap(0, Ordering::SeqCst);
         if packed != 0 {
             let (id, n) = ((packed >> 32) as StreamId, (packed & u64::from(u32::MAX)) as usize);
