@@ -95,3 +95,59 @@ async fn websocket_sessions_are_recorded_with_their_messages_and_announced_live(
     assert_eq!(list["requests"][0]["response"]["status"], "101 Switching Protocols");
     tunnel.close().await;
 }
+
+/// A session with more messages than the inspector keeps, read through the API with
+/// nobody listening live: the most recent ones, in order, with their directions,
+/// sizes and previews (cut at the preview's bound), and the count of those dropped.
+#[tokio::test]
+async fn a_long_session_keeps_its_most_recent_messages_in_order() {
+    let server = common::server().await;
+    let origin_port = echo_origin().await;
+    let config = InspectConfig { max_ws_messages: 50, ws_preview: 8, ..InspectConfig::default() };
+    let inspector = Inspector::new(config);
+    let client = client_config(&server, origin_port);
+    let tunnel = TunnelClient::new(localtunnels_client::ClientConfig { inspector: Some(inspector.clone()), ..client })
+        .connect()
+        .await
+        .unwrap();
+    let api = serve_inspector(inspector, Some(SocketAddr::from(([127, 0, 0, 1], 0)))).await.unwrap();
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, TestBody>(hyper_util::client::legacy::connect::HttpConnector::new());
+    let sessions = format!("{}/api/requests/ws", api.url());
+    let get = || {
+        let (http, url) = (http.clone(), sessions.clone());
+        async move {
+            let res = http.request(Request::get(url).body(full("")).unwrap()).await.unwrap();
+            serde_json::from_slice::<Value>(&res.into_body().collect().await.unwrap().to_bytes()).unwrap()
+        }
+    };
+
+    let mut ws = visit(&server, &ws_url(&tunnel.url(), "/long")).await;
+    let text = |i: usize| format!("message number {i}");
+    for i in 0..130 {
+        ws.send(Message::text(text(i))).await.unwrap();
+        assert_eq!(next_message(&mut ws).await.unwrap().unwrap(), Message::text(text(i)));
+    }
+    // Mid-session: every message echoed so far is there.
+    let check = |session: &Value, sent: usize| {
+        let messages = session["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 50);
+        assert_eq!(session["messages_dropped"], 2 * sent as u64 - 50);
+        for (k, m) in messages.iter().enumerate() {
+            let n = 2 * sent - 50 + k;
+            let (i, dir) = (n / 2, if n.is_multiple_of(2) { "in" } else { "out" });
+            assert_eq!(m["direction"], dir, "message {k}");
+            assert_eq!(m["size"], text(i).len() as u64, "message {k}");
+            assert_eq!(m["text"], &text(i)[..8], "message {k}");
+        }
+    };
+    check(&get().await["sessions"][0], 130);
+    for i in 130..200 {
+        ws.send(Message::text(text(i))).await.unwrap();
+        assert_eq!(next_message(&mut ws).await.unwrap().unwrap(), Message::text(text(i)));
+    }
+    check(&get().await["sessions"][0], 200);
+    ws.send(close(1000, "bye")).await.unwrap();
+    while let Some(Ok(_)) = next_message(&mut ws).await {}
+    tunnel.close().await;
+}

@@ -67,6 +67,45 @@ async fn messages_from_0_bytes_to_several_mib_echo_both_ways() {
     expect_close(&mut ws, 1000, "done").await;
 }
 
+/// Messages in flight by the hundred, many stream windows' worth, each way at once:
+/// every byte's credit comes back (the client grants a relayed message's bytes at the
+/// end of the reader's turn that wrote it, `Shared::note_release`), so none of them
+/// waits for credit that never returns, and they arrive in order.
+#[tokio::test]
+async fn a_stream_of_messages_many_windows_long_flows_without_stalling() {
+    let server = server().await;
+    let tunnel = client(&server, echo_origin().await, Some("flood")).await;
+    let ws = visit(&server, &ws_url(&tunnel.url(), "/echo")).await;
+    let (mut sink, mut stream) = futures_util::StreamExt::split(ws);
+    // 384 messages of 16 KiB and 300 small ones: 6 MiB, six stream windows.
+    let message = |i: usize| match i % 9 {
+        0 => Message::text(format!("small {i}")),
+        _ => Message::Binary(Bytes::from(pattern(16 * 1024, i as u8))),
+    };
+    let count = 684;
+    let send = async {
+        for i in 0..count {
+            sink.send(message(i)).await.unwrap();
+        }
+        sink
+    };
+    let receive = async {
+        for i in 0..count {
+            let got = loop {
+                match futures_util::StreamExt::next(&mut stream).await {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(m)) => break m,
+                    other => panic!("message {i}: {other:?}"),
+                }
+            };
+            assert_eq!(got, message(i), "message {i}");
+        }
+    };
+    let both = async { tokio::join!(send, receive).0 };
+    let mut sink = tokio::time::timeout(std::time::Duration::from_secs(60), both).await.expect("a stall");
+    sink.send(close(1000, "done")).await.unwrap();
+}
+
 #[tokio::test]
 async fn fragmented_messages_arrive_whole_even_when_cut_inside_a_character() {
     let server = server().await;

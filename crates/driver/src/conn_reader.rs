@@ -56,7 +56,9 @@ where
         // a dropped handle that still saw it set is then in the state (or the queue of
         // dropped handles) that `write_now` reads below.
         shared.turn.store(false, Ordering::SeqCst);
-        let state = shared.lock();
+        let mut state = shared.lock();
+        // What the turn's WebSocket bridges released, granted before the write.
+        shared.take_turn_release(&mut state);
         let closed = state.session.is_closed();
         let mut wake = closed || crate::conn::timer_earlier(&state);
         if !closed && shared.has_output(&state) {

@@ -647,9 +647,15 @@ impl StreamReceiver {
     }
 
     /// Releases what [`StreamReceiver::poll_recv_held`] handed out since the last call.
+    /// During its connection's reader turn (a bridge's `down` half runs there) the
+    /// bytes are only noted, and the turn's end, which locks the session anyway,
+    /// releases them before its write (`Shared::note_release`): the same credit,
+    /// granted in the same write, without a lock of its own.
     pub fn release_held(&mut self) {
         let n = std::mem::take(&mut self.held);
-        self.release(n);
+        if n > 0 && !self.inner.shared.note_release(self.id, n) {
+            self.release(n);
+        }
     }
 
     /// The next event off the queue; its payload bytes are released, or only counted

@@ -83,14 +83,22 @@ pub struct WsSession {
 }
 
 impl WsSession {
-    /// Files `message` (its size and preview from `data`), or adds `data` to the last
-    /// message that went `message`'s way if it is a later fragment (`first` false),
-    /// keeping the `config`'s most recent messages and preview bytes; `held` follows.
-    pub(crate) fn push(&mut self, config: &InspectConfig, mut message: WsMessage, first: bool, data: &[u8]) {
+    /// Files a message that went `direction` at `unix_nanos` (its size and preview
+    /// from `data`), or adds `data` to the last message that went its way if it is a
+    /// later fragment (`first` false), keeping the `config`'s most recent messages and
+    /// preview bytes; `held` follows.
+    pub(crate) fn push(
+        &mut self,
+        config: &InspectConfig,
+        direction: Direction,
+        unix_nanos: u64,
+        binary: bool,
+        first: bool,
+        data: &[u8],
+    ) {
         let (preview, max) = (config.ws_preview, config.max_ws_messages);
         // Only a later fragment looks for the message it continues.
-        let dir = message.direction;
-        if let Some(m) = if first { None } else { self.messages.iter_mut().rev().find(|m| m.direction == dir) } {
+        if let Some(m) = if first { None } else { self.messages.iter_mut().rev().find(|m| m.direction == direction) } {
             m.size = m.size.saturating_add(data.len() as u64);
             let room = preview.saturating_sub(m.preview.len());
             let add = &data[..data.len().min(room)];
@@ -98,29 +106,45 @@ impl WsSession {
             self.held += add.len();
             return;
         }
-        // At the bound the oldest message leaves first and lends its preview's
-        // buffer to this one: a busy WebSocket allocates nothing per message.
-        // The weight counts a preview's length, so a buffer far larger than
-        // this preview needs is dropped rather than kept.
+        if max == 0 {
+            self.dropped += 1;
+            return;
+        }
         let want = data.len().min(preview);
-        while max > 0 && self.messages.len() >= max {
-            let Some(old) = self.messages.pop_front() else { break };
+        let size = data.len() as u64;
+        if self.messages.len() < max {
+            self.held += MESSAGE_WEIGHT + want;
+            let message = WsMessage { direction, unix_nanos, binary, size, preview: data[..want].to_vec() };
+            self.messages.push_back(message);
+            return;
+        }
+        // At the bound (every message of a busy session) the oldest message leaves and
+        // its place becomes this one's, in place: the ring turns by one and its preview's
+        // buffer is reused, so nothing is allocated or moved per message (a pop and a
+        // push of a built message cost ~0.05k instructions more). The weight counts a
+        // preview's length, so a buffer far larger than this preview needs is dropped
+        // rather than kept.
+        while self.messages.len() > max {
+            self.drop_oldest();
+        }
+        self.messages.rotate_left(1);
+        let Some(m) = self.messages.back_mut() else { return };
+        self.held = self.held.saturating_sub(m.preview.len()) + want;
+        self.dropped += 1;
+        if m.preview.capacity() > 2 * want.max(32) {
+            m.preview = Vec::new();
+        }
+        m.preview.clear();
+        m.preview.extend_from_slice(&data[..want]);
+        (m.direction, m.unix_nanos, m.binary, m.size) = (direction, unix_nanos, binary, size);
+    }
+
+    /// Drops the oldest message (a bound lowered under a session's count).
+    #[cold]
+    fn drop_oldest(&mut self) {
+        if let Some(old) = self.messages.pop_front() {
             self.held = self.held.saturating_sub(MESSAGE_WEIGHT + old.preview.len());
             self.dropped += 1;
-            if old.preview.capacity() <= 2 * want.max(32) {
-                message.preview = old.preview;
-            }
-        }
-        message.preview.clear();
-        message.preview.extend_from_slice(&data[..want]);
-        message.size = data.len() as u64;
-        self.held += MESSAGE_WEIGHT + message.preview.len();
-        self.messages.push_back(message);
-        while self.messages.len() > max {
-            if let Some(old) = self.messages.pop_front() {
-                self.held = self.held.saturating_sub(MESSAGE_WEIGHT + old.preview.len());
-                self.dropped += 1;
-            }
         }
     }
 }

@@ -8,9 +8,7 @@ use crate::time::Instant;
 use super::body::BodyCapture;
 use super::head::{self, HeadFields};
 use super::pool::{Pool, Span, CHUNK};
-use super::record::{
-    BodyOf, Direction, Exchange, HttpEntry, HttpRequest, HttpResponse, Part, WsMessage, WsSession, FIXED_WEIGHT,
-};
+use super::record::{BodyOf, Direction, Exchange, HttpEntry, HttpRequest, HttpResponse, Part, WsSession, FIXED_WEIGHT};
 
 /// An entry's id: the store's 16-bit prefix (so ids of two runs differ) above a
 /// 48-bit sequence number (which never wraps in practice, so ids grow with time).
@@ -323,12 +321,7 @@ impl Store {
         let e = &mut self.entries[i];
         let Some(ws) = e.websocket.as_mut() else { return };
         let before = ws.held;
-        ws.push(
-            &self.config,
-            WsMessage { direction: dir, unix_nanos, binary, size: 0, preview: Vec::new() },
-            first,
-            data,
-        );
+        ws.push(&self.config, dir, unix_nanos, binary, first, data);
         let after = ws.held;
         e.held = e.held.saturating_sub(before) + after;
         self.bytes = self.bytes.saturating_sub(before) + after;
@@ -514,6 +507,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::frame::Header;
+    use crate::inspect::WsMessage;
 
     fn exchange(store: &mut Store, uri: &str, headers: &[Header], body: &[u8]) -> EntryId {
         let ex = Exchange { method: "GET", uri, headers, websocket: false, replay_of: None };
@@ -638,6 +632,45 @@ mod tests {
         let ws = store.get(id).unwrap().websocket.as_ref().unwrap();
         assert_eq!(ws.messages.len(), 5);
         assert!(ws.messages.iter().all(|m| m.preview.len() <= 10));
+    }
+
+    /// At its bound the ring turns in place: what it keeps is what a plain list that
+    /// drops its oldest message keeps (the most recent messages, in order, each with
+    /// its own direction, time, kind, size and preview, fragments added to the last
+    /// message of their direction), whatever the sizes of the previews it reuses.
+    #[test]
+    fn a_full_message_ring_keeps_the_most_recent_messages_as_a_plain_list_would() {
+        let config = InspectConfig { ws_preview: 12, max_ws_messages: 6, ..InspectConfig::default() };
+        let mut store = Store::new(config, 1);
+        let ex = Exchange { method: "GET", uri: "/ws", headers: &[], websocket: true, replay_of: None };
+        let id = store.begin(Instant::ZERO, 0, ex);
+        let mut model: Vec<WsMessage> = Vec::new();
+        let mut dropped = 0;
+        for i in 0..200u64 {
+            let dir = if i % 3 == 0 { Direction::In } else { Direction::Out };
+            let (binary, first) = (i % 2 == 0, i % 7 != 3);
+            let data: Vec<u8> = (0..(i * 5 % 40) as u8).map(|b| b ^ i as u8).collect();
+            store.ws_message(id, i, dir, binary, first, &data);
+            match model.iter_mut().rev().find(|m| m.direction == dir).filter(|_| !first) {
+                Some(m) => {
+                    m.size += data.len() as u64;
+                    let room = 12 - m.preview.len();
+                    m.preview.extend_from_slice(&data[..data.len().min(room)]);
+                }
+                None => {
+                    let preview = data[..data.len().min(12)].to_vec();
+                    model.push(WsMessage { direction: dir, unix_nanos: i, binary, size: data.len() as u64, preview });
+                    if model.len() > 6 {
+                        model.remove(0);
+                        dropped += 1;
+                    }
+                }
+            }
+            let ws = store.get(id).unwrap().websocket.as_ref().unwrap();
+            assert_eq!((ws.messages.iter().cloned().collect::<Vec<_>>(), ws.dropped), (model.clone(), dropped), "{i}");
+            let e = store.get(id).unwrap();
+            assert_eq!((store.bytes(), e.held), (e.weight(), e.weight()), "message {i}");
+        }
     }
 
     /// Thousands of small entries evicted for large ones, and back: the chunks the
