@@ -26,15 +26,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use localtunnels_core::{
-    CloseCode, Event, Instant, OpenError, RawRequestHead, ReceivedBlock, RefuseReason, RequestHead, Session, StreamId,
-    StreamKind, Welcome,
+    CloseCode, Event, Instant, OpenError, RawRequestHead, RefuseReason, RequestHead, Session, StreamId, StreamKind,
+    Welcome,
 };
 use rustc_hash::FxHashMap;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 
 use crate::conn_writer::Outbox;
-use crate::direct::{self, Direct, HeldHead};
+use crate::direct::HeldHead;
 use crate::stream::{StreamEvent, StreamHandle, StreamSlot};
 use crate::ws_codec::{WsDecoder, WsEncoder};
 use crate::ws_io;
@@ -97,7 +97,7 @@ pub type StreamFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 pub(crate) struct State {
     pub(crate) session: Session,
     /// Keyed by stream id: a multiply for a hash (ids come in sequence, the core checks).
-    slots: FxHashMap<StreamId, StreamSlot>,
+    pub(crate) slots: FxHashMap<StreamId, StreamSlot>,
     /// News for the owner, until it drops its [`ConnEvents`] (a few at a time: a
     /// tokio channel's first block alone held 32, about 4 KiB per idle tunnel).
     owner: VecDeque<ConnEvent>,
@@ -115,7 +115,7 @@ pub(crate) struct State {
     /// cannot queue answers.
     pub(crate) ws_pong: Option<Bytes>,
     /// Response heads held in a pump for their body's end ([`crate::direct`]).
-    held: Vec<HeldHead>,
+    pub(crate) held: Vec<HeldHead>,
 }
 
 /// Work a stream handle's `Drop` leaves to whoever next holds the state lock: the
@@ -306,66 +306,7 @@ impl Shared {
         }
     }
 
-    /// [`Self::pump`]'s step for a response head with a body to come, or any event while
-    /// heads are held for their bodies ([`crate::direct`]).
-    fn pump_held(self: &Arc<Self>, state: &mut State, event: Event) {
-        match event {
-            Event::ResponseBlock { id, status, block, end: false } => self.response_block(state, id, status, block),
-            Event::Data { id, data, end: true } => self.body_end(state, id, data),
-            event => {
-                self.let_go_held(state, direct::stream_of(&event));
-                self.dispatch(state, event);
-            }
-        }
-    }
-
-    /// A response head with a body to come: held for its body's end in this pump when
-    /// the receiver offered its socket ([`crate::direct`]), else dispatched.
-    fn response_block(self: &Arc<Self>, state: &mut State, id: StreamId, status: u16, block: ReceivedBlock) {
-        match state.slots.get(&id).and_then(StreamSlot::take_direct) {
-            Some(direct) => state.held.push(HeldHead { id, status, block, direct }),
-            None => self.dispatch(state, Event::ResponseBlock { id, status, block, end: false }),
-        }
-    }
-
-    /// A body's end: with its held head, written to the receiver's socket at once if
-    /// it takes it ([`crate::direct`]), else both dispatched.
-    fn body_end(self: &Arc<Self>, state: &mut State, id: StreamId, data: Bytes) {
-        let Some(i) = state.held.iter().position(|h| h.id == id) else {
-            return self.dispatch(state, Event::Data { id, data, end: true });
-        };
-        let head = state.held.swap_remove(i);
-        let rest = match head.direct.write_whole(head.status, &head.block, &data) {
-            Direct::Written => Bytes::new(),
-            Direct::Partial(rest) => rest,
-            Direct::Declined => {
-                self.dispatch(state, head.event());
-                return self.dispatch(state, Event::Data { id, data, end: true });
-            }
-        };
-        // The body is on its way to the visitor: its credit goes back now.
-        state.session.release(id, data.len());
-        if let Some(slot) = state.slots.remove(&id) {
-            slot.deliver_written(StreamEvent::Written { status: head.status, rest });
-            slot.retire();
-        }
-    }
-
-    /// Dispatches the held heads of stream `only` (all of them for `None`): another
-    /// event of its stream comes, or the pump ends.
-    fn let_go_held(self: &Arc<Self>, state: &mut State, only: Option<StreamId>) {
-        let mut i = 0;
-        while i < state.held.len() {
-            if only.is_none_or(|id| state.held[i].id == id) {
-                let head = state.held.swap_remove(i);
-                self.dispatch(state, head.event());
-            } else {
-                i += 1;
-            }
-        }
-    }
-
-    fn dispatch(self: &Arc<Self>, state: &mut State, event: Event) {
+    pub(crate) fn dispatch(self: &Arc<Self>, state: &mut State, event: Event) {
         let to_stream = |state: &mut State, id: StreamId, ev: StreamEvent| {
             let held = ev.payload_len();
             let delivered = state.slots.get(&id).is_some_and(|slot| slot.deliver(ev));

@@ -30,6 +30,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use localtunnels_core::{Event, ReceivedBlock, StreamId};
 
+use crate::conn::{Shared, State};
+use crate::stream::{StreamEvent, StreamSlot};
+
 /// What [`DirectWrite::write_whole`] did.
 #[derive(Debug)]
 pub enum Direct {
@@ -78,5 +81,68 @@ pub(crate) fn stream_of(event: &Event) -> Option<StreamId> {
         | Event::Reset { id, .. }
         | Event::Writable { id } => Some(*id),
         _ => None,
+    }
+}
+
+/// The reader's pump of the session's events, for held heads ([`Shared::pump`] calls
+/// these only while a head is held or one comes).
+impl Shared {
+    /// [`Shared::pump`]'s step for a response head with a body to come, or any event while
+    /// heads are held for their bodies ([`crate::direct`]).
+    pub(crate) fn pump_held(self: &Arc<Self>, state: &mut State, event: Event) {
+        match event {
+            Event::ResponseBlock { id, status, block, end: false } => self.response_block(state, id, status, block),
+            Event::Data { id, data, end: true } => self.body_end(state, id, data),
+            event => {
+                self.let_go_held(state, stream_of(&event));
+                self.dispatch(state, event);
+            }
+        }
+    }
+
+    /// A response head with a body to come: held for its body's end in this pump when
+    /// the receiver offered its socket ([`crate::direct`]), else dispatched.
+    fn response_block(self: &Arc<Self>, state: &mut State, id: StreamId, status: u16, block: ReceivedBlock) {
+        match state.slots.get(&id).and_then(StreamSlot::take_direct) {
+            Some(direct) => state.held.push(HeldHead { id, status, block, direct }),
+            None => self.dispatch(state, Event::ResponseBlock { id, status, block, end: false }),
+        }
+    }
+
+    /// A body's end: with its held head, written to the receiver's socket at once if
+    /// it takes it ([`crate::direct`]), else both dispatched.
+    fn body_end(self: &Arc<Self>, state: &mut State, id: StreamId, data: Bytes) {
+        let Some(i) = state.held.iter().position(|h| h.id == id) else {
+            return self.dispatch(state, Event::Data { id, data, end: true });
+        };
+        let head = state.held.swap_remove(i);
+        let rest = match head.direct.write_whole(head.status, &head.block, &data) {
+            Direct::Written => Bytes::new(),
+            Direct::Partial(rest) => rest,
+            Direct::Declined => {
+                self.dispatch(state, head.event());
+                return self.dispatch(state, Event::Data { id, data, end: true });
+            }
+        };
+        // The body is on its way to the visitor: its credit goes back now.
+        state.session.release(id, data.len());
+        if let Some(slot) = state.slots.remove(&id) {
+            slot.deliver_written(StreamEvent::Written { status: head.status, rest });
+            slot.retire();
+        }
+    }
+
+    /// Dispatches the held heads of stream `only` (all of them for `None`): another
+    /// event of its stream comes, or the pump ends.
+    pub(crate) fn let_go_held(self: &Arc<Self>, state: &mut State, only: Option<StreamId>) {
+        let mut i = 0;
+        while i < state.held.len() {
+            if only.is_none_or(|id| state.held[i].id == id) {
+                let head = state.held.swap_remove(i);
+                self.dispatch(state, head.event());
+            } else {
+                i += 1;
+            }
+        }
     }
 }
