@@ -418,16 +418,25 @@ where
         let _ = self.io.shutdown().await;
     }
 
+    /// Closes the second descriptor ([`direct`]) of a connection that leaves the HTTP/1
+    /// path (to hyper, a WebSocket bridge or a client's control session): only this
+    /// path's responses use it, and a long-lived connection holding it would take two
+    /// of the process's descriptors for its whole life (10,000 tunnels, 20,000).
+    fn let_go_direct(&mut self) {
+        self.direct = None;
+    }
+
     /// Hands the connection to hyper, `head` (if any) and the unread bytes first; with
     /// `accepted`, its first request is due one header timeout after it.
     async fn hand_off(
-        self,
+        mut self,
         state: Arc<ServerState>,
         peer: Peer,
         accepted: Option<Instant>,
         head: Option<Bytes>,
         watcher: Watcher,
     ) {
+        self.let_go_direct();
         let prefix = match head {
             Some(head) if self.buf.is_empty() => head,
             Some(head) => {

@@ -165,7 +165,8 @@ where
     }
 
     /// Runs an accepted WebSocket on this connection until either side ends it.
-    pub(super) async fn bridge(self, state: &ServerState, switched: Switched) {
+    pub(super) async fn bridge(mut self, state: &ServerState, switched: Switched) {
+        self.let_go_direct();
         let Switched { tx, rx, admitted, span } = switched;
         let io = Rewind::new(self.buf.freeze(), self.io);
         // The span is entered to log, not around the bridge: entering and leaving it on
@@ -186,6 +187,7 @@ where
         framing: RequestFraming,
         key: HeaderValue,
     ) {
+        self.let_go_direct();
         let offered = crate::control::offers_subprotocol(&req.headers);
         let reply = reply_to(&req, &framing, self.closing);
         let mut headers = header_list(crate::control::switching_headers(&key, offered));
