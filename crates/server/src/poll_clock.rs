@@ -37,17 +37,30 @@ pub(crate) fn now() -> Instant {
 }
 
 /// `fut`, each poll of it one reading of the clock for [`now`].
-pub(crate) async fn polled<F: Future>(fut: F) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(move |cx| {
-        let _scope = Scope::enter();
-        fut.as_mut().poll(cx)
-    })
-    .await
+pub(crate) fn polled<F: Future>(fut: F) -> Polled<F> {
+    Polled { fut }
 }
 
-/// One poll of a [`polled`] future, until dropped (a panic included): the state before
-/// it comes back then.
+pin_project_lite::pin_project! {
+    /// [`polled`]'s future: a struct, not an `async fn`, because an `async fn` keeps its
+    /// argument beside the future it pins (rust-lang/rust#62958): a visitor connection's
+    /// whole `serve` future twice in the task, +8 KiB per idle tunnel (whose control
+    /// session runs inside it; docs/BENCHMARKS.md, eighteenth round's merged code).
+    pub(crate) struct Polled<F> {
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F: Future> Future for Polled<F> {
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let _scope = Scope::enter();
+        self.project().fut.poll(cx)
+    }
+}
+
 struct Scope(Option<Option<Instant>>);
 
 impl Scope {
