@@ -132,3 +132,27 @@ pub enum Event {
         by_peer: bool,
     },
 }
+
+impl Event {
+    /// The stream this event is about (`None`: the whole session's), as
+    /// [`crate::Frame::stream_id`] is for a frame.
+    pub fn stream_id(&self) -> Option<StreamId> {
+        match self {
+            Event::Opened { id, .. }
+            | Event::OpenedRaw { id, .. }
+            | Event::Response { id, .. }
+            | Event::ResponseBlock { id, .. }
+            | Event::Data { id, .. }
+            | Event::Trailers { id, .. }
+            | Event::WsMessage { id, .. }
+            | Event::WsClose { id, .. }
+            | Event::Reset { id, .. }
+            | Event::Writable { id } => Some(*id),
+            Event::Hello(_)
+            | Event::Welcome(_)
+            | Event::Refused { .. }
+            | Event::GoAway { .. }
+            | Event::Closed { .. } => None,
+        }
+    }
+}

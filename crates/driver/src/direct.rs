@@ -69,21 +69,6 @@ impl HeldHead {
     }
 }
 
-/// The stream an event is about (`None`: the whole connection's).
-pub(crate) fn stream_of(event: &Event) -> Option<StreamId> {
-    match event {
-        Event::Response { id, .. }
-        | Event::ResponseBlock { id, .. }
-        | Event::Data { id, .. }
-        | Event::Trailers { id, .. }
-        | Event::WsMessage { id, .. }
-        | Event::WsClose { id, .. }
-        | Event::Reset { id, .. }
-        | Event::Writable { id } => Some(*id),
-        _ => None,
-    }
-}
-
 /// The reader's pump of the session's events, for held heads ([`Shared::pump`] calls
 /// these only while a head is held or one comes).
 impl Shared {
@@ -94,7 +79,7 @@ impl Shared {
             Event::ResponseBlock { id, status, block, end: false } => self.response_block(state, id, status, block),
             Event::Data { id, data, end: true } => self.body_end(state, id, data),
             event => {
-                self.let_go_held(state, stream_of(&event));
+                self.let_go_held(state, event.stream_id());
                 self.dispatch(state, event);
             }
         }
