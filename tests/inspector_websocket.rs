@@ -39,19 +39,33 @@ async fn wait_for_event(body: &mut Incoming, buf: &mut String, name: &str, done:
     }
 }
 
-#[tokio::test]
-async fn websocket_sessions_are_recorded_with_their_messages_and_announced_live() {
+/// A server, a tunnel to an echo origin recorded by an inspector made with `config`,
+/// the inspector's API on a free port, and an HTTP client for it.
+async fn inspected_echo(
+    config: InspectConfig,
+) -> (
+    localtunnels_server::ServerHandle,
+    localtunnels_client::ClientHandle,
+    localtunnels_client::InspectServer,
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, TestBody>,
+) {
     let server = common::server().await;
     let origin_port = echo_origin().await;
-    let inspector = Inspector::new(InspectConfig::default());
-    let config = client_config(&server, origin_port);
-    let tunnel = TunnelClient::new(localtunnels_client::ClientConfig { inspector: Some(inspector.clone()), ..config })
+    let inspector = Inspector::new(config);
+    let client = client_config(&server, origin_port);
+    let tunnel = TunnelClient::new(localtunnels_client::ClientConfig { inspector: Some(inspector.clone()), ..client })
         .connect()
         .await
         .unwrap();
     let api = serve_inspector(inspector, Some(SocketAddr::from(([127, 0, 0, 1], 0)))).await.unwrap();
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build::<_, TestBody>(hyper_util::client::legacy::connect::HttpConnector::new());
+    (server, tunnel, api, http)
+}
+
+#[tokio::test]
+async fn websocket_sessions_are_recorded_with_their_messages_and_announced_live() {
+    let (server, tunnel, api, http) = inspected_echo(InspectConfig::default()).await;
     let feed = http.request(Request::get(format!("{}/api/requests/stream", api.url())).body(full("")).unwrap());
     let feed = feed.await.unwrap();
     assert_eq!(feed.headers()["content-type"], "text/event-stream");
@@ -101,18 +115,8 @@ async fn websocket_sessions_are_recorded_with_their_messages_and_announced_live(
 /// sizes and previews (cut at the preview's bound), and the count of those dropped.
 #[tokio::test]
 async fn a_long_session_keeps_its_most_recent_messages_in_order() {
-    let server = common::server().await;
-    let origin_port = echo_origin().await;
     let config = InspectConfig { max_ws_messages: 50, ws_preview: 8, ..InspectConfig::default() };
-    let inspector = Inspector::new(config);
-    let client = client_config(&server, origin_port);
-    let tunnel = TunnelClient::new(localtunnels_client::ClientConfig { inspector: Some(inspector.clone()), ..client })
-        .connect()
-        .await
-        .unwrap();
-    let api = serve_inspector(inspector, Some(SocketAddr::from(([127, 0, 0, 1], 0)))).await.unwrap();
-    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, TestBody>(hyper_util::client::legacy::connect::HttpConnector::new());
+    let (server, tunnel, api, http) = inspected_echo(config).await;
     let sessions = format!("{}/api/requests/ws", api.url());
     let get = || {
         let (http, url) = (http.clone(), sessions.clone());
