@@ -189,6 +189,12 @@ impl HeaderBlock {
         &self.buf[FRAME_PREFIX..]
     }
 
+    /// [`Self::encoded`] when [`Fields::of_block`] reads it as [`Self::fields`] does:
+    /// not for a block of more than 65,535 fields (its count is cut on the wire).
+    pub(crate) fn wire(&self) -> Option<&[u8]> {
+        (self.count <= u32::from(u16::MAX)).then(|| self.encoded())
+    }
+
     /// What the peer's decoder would refuse in it (as `check_headers` says of a list).
     pub(crate) fn invalid(&self) -> Option<&'static str> {
         if self.count > u32::from(u16::MAX) {
@@ -267,6 +273,12 @@ impl SentBlock {
     /// Each field's name (lowercase) and value, in order, as [`HeaderBlock::fields`].
     pub fn fields(&self) -> Fields<'_> {
         Fields { rest: self.buf.get(FRAME_PREFIX + 2..).unwrap_or_default(), left: self.len() }
+    }
+
+    /// The block as the wire carries it (its count, then the fields), which
+    /// [`Fields::of_block`] reads as [`Self::fields`] does; empty for no field.
+    pub(crate) fn wire(&self) -> &[u8] {
+        self.buf.get(FRAME_PREFIX..).unwrap_or_default()
     }
 }
 
@@ -361,7 +373,7 @@ impl<'a> Iterator for Fields<'a> {
 impl<'a> Fields<'a> {
     /// The fields of a header block as the wire carries it (`count:u16`, then the
     /// fields): a raw OPEN's block ([`crate::RawRequestHead::fields`]).
-    pub(super) fn of_block(block: &'a [u8]) -> Self {
+    pub(crate) fn of_block(block: &'a [u8]) -> Self {
         match block.split_first_chunk::<2>() {
             Some((&[a, b], rest)) => Fields { rest, left: usize::from(u16::from_be_bytes([a, b])) },
             None => Fields { rest: &[], left: 0 },

@@ -94,6 +94,12 @@ impl RawRequestHead {
         self.framing
     }
 
+    /// The header block as the OPEN carried it (its count, then each field in the
+    /// session's field coding): what [`Self::fields`] walks.
+    pub fn block(&self) -> &[u8] {
+        self.rest.get(usize::from(self.target_len)..).unwrap_or_default()
+    }
+
     /// Each field's name (lowercase) and value bytes, in order.
     pub fn fields(&self) -> Fields<'_> {
         Fields::of_block(self.rest.get(usize::from(self.target_len)..).unwrap_or_default())

@@ -2,8 +2,14 @@
 //! (4 bytes, little-endian), the method and target first for a request, then each
 //! header's name and value. Copied once as they pass, with no check (they were checked
 //! when parsed); parsed back only when the inspector's API, page or replay reads them.
+//!
+//! A head whose fields are a header block as the wire carries it (the client's raw
+//! OPEN, the RESPONSE frame it sent: [`HeadFields::block`]) is kept as that block, one
+//! copy of its bytes after a mark saying how to read it ([`Block`]), not field by
+//! field: the fields are walked, and the origin's `Host`/`TE` rules applied, when the
+//! entry is read (docs/BENCHMARKS.md, nineteenth round).
 
-use crate::frame::{Header, HeaderBlock, SentBlock};
+use crate::frame::{Fields, Header, HeaderBlock, SentBlock};
 
 /// A head's header fields as the store copies them: a typed list, or a RESPONSE's
 /// encoded block (the client files the block it sends, with no list built for it).
@@ -12,6 +18,111 @@ pub trait HeadFields {
     fn field_count(&self) -> usize;
     /// Each field's name and value bytes, in order.
     fn each(&self) -> impl Iterator<Item = (&[u8], &[u8])>;
+
+    /// The same fields as a header block the wire carries and the edits that make
+    /// [`Self::each`] of it, when they are that ([`Block`]): the store then keeps the
+    /// block's bytes in one copy and reads the fields from them when asked. `None` (a
+    /// typed list): field by field.
+    fn block(&self) -> Option<Block<'_>> {
+        None
+    }
+}
+
+/// A head's fields as a header block (`count:u16`, then each field in either field
+/// coding, as [`Fields`] reads them) and what is done to them on the way to the
+/// origin: nothing (a RESPONSE's block), or the client's rules for a raw request
+/// ([`Edits::Origin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block<'a> {
+    /// The block's bytes.
+    pub bytes: &'a [u8],
+    /// The edits [`HeadFields::each`] makes of the block's fields.
+    pub edits: Edits<'a>,
+}
+
+/// The edits of a [`Block`]'s fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edits<'a> {
+    /// The block's fields as they are.
+    None,
+    /// A raw request as the origin gets it: every `te` field dropped and `te: trailers`
+    /// added last; with `host`, `host: <host>` first (`first`: the block has no `Host`
+    /// field) or each `Host` value replaced by it.
+    Origin {
+        /// The `Host` value the origin gets, if the client chose one.
+        host: Option<&'a [u8]>,
+        /// `host` goes first, as a field of its own.
+        first: bool,
+    },
+}
+
+/// The mark before a kept block: its edits' kind (a one-byte field), and for
+/// [`ORIGIN_FIRST`] and [`ORIGIN_HOST`] the `Host` value after it.
+const AS_IS: &[u8] = b"b";
+const ORIGIN: &[u8] = b"o";
+const ORIGIN_FIRST: &[u8] = b"f";
+const ORIGIN_HOST: &[u8] = b"h";
+
+impl<'a> Block<'a> {
+    /// The fields the store writes for it, each after its length: the mark, the
+    /// `Host` value if any, the block; and how many of the three.
+    pub(crate) fn kept(&self) -> ([&'a [u8]; 3], usize) {
+        match self.edits {
+            Edits::None => ([AS_IS, self.bytes, &[]], 2),
+            Edits::Origin { host: None, .. } => ([ORIGIN, self.bytes, &[]], 2),
+            Edits::Origin { host: Some(host), first: true } => ([ORIGIN_FIRST, host, self.bytes], 3),
+            Edits::Origin { host: Some(host), first: false } => ([ORIGIN_HOST, host, self.bytes], 3),
+        }
+    }
+
+    /// Each field's name and value, edited: [`HeadFields::each`] of the source it came
+    /// from.
+    pub fn each(self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        self.edited(true)
+    }
+
+    /// [`Self::each`] of a block kept `whole` or cut short by the store: a cut one
+    /// gives the fields whole in it, and nothing after them (no `te: trailers`).
+    fn edited(self, whole: bool) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        let (origin, host, first) = match self.edits {
+            Edits::None => (false, None, false),
+            Edits::Origin { host, first } => (true, host, first),
+        };
+        // The chosen `Host` goes first, or in place of each `Host` value.
+        let (added, replace) = if first { (host.map(|h| (&b"host"[..], h)), None) } else { (None, host) };
+        let edited = Fields::of_block(self.bytes).filter_map(move |(name, value)| match name {
+            b"te" if origin => None,
+            b"host" => Some((name, replace.unwrap_or(value))),
+            _ => Some((name, value)),
+        });
+        let last = (origin && whole).then_some((&b"te"[..], &b"trailers"[..]));
+        added.into_iter().chain(edited).chain(last)
+    }
+}
+
+/// The headers of a head kept by the store from `rest`, the bytes after its line:
+/// name and value fields ([`fields`]), or with `block` a kept [`Block`] (the fields
+/// [`Block::kept`] wrote). A block cut short (the store ran out of room) gives the
+/// fields whole in what was kept.
+pub(crate) fn kept_headers(mut rest: &[u8], block: bool) -> Vec<Header> {
+    if !block {
+        return headers(fields(rest));
+    }
+    // The mark and the `Host` value are whole (a cut one ends the head); the block,
+    // the last field, may be cut: what was kept of it.
+    let edits = match take(&mut rest) {
+        Some(ORIGIN) => Edits::Origin { host: None, first: false },
+        Some(mark @ (ORIGIN_FIRST | ORIGIN_HOST)) => match take(&mut rest) {
+            Some(host) => Edits::Origin { host: Some(host), first: mark == ORIGIN_FIRST },
+            None => return Vec::new(),
+        },
+        Some(_) => Edits::None,
+        None => return Vec::new(),
+    };
+    let Some((len, kept)) = rest.split_first_chunk::<4>() else { return Vec::new() };
+    let len = usize::try_from(u32::from_le_bytes(*len)).unwrap_or(usize::MAX);
+    let bytes = kept.get(..len).unwrap_or(kept);
+    typed(Block { bytes, edits }.edited(bytes.len() == len))
 }
 
 impl HeadFields for [Header] {
@@ -52,6 +163,10 @@ impl HeadFields for HeaderBlock {
     fn each(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.fields()
     }
+
+    fn block(&self) -> Option<Block<'_>> {
+        self.wire().map(|bytes| Block { bytes, edits: Edits::None })
+    }
 }
 
 impl HeadFields for SentBlock {
@@ -61,6 +176,10 @@ impl HeadFields for SentBlock {
 
     fn each(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.fields()
+    }
+
+    fn block(&self) -> Option<Block<'_>> {
+        Some(Block { bytes: self.wire(), edits: Edits::None })
     }
 }
 
@@ -191,25 +310,33 @@ fn copy_short(dst: &mut [u8], src: &[u8]) -> bool {
 /// The fields of an encoded head, in order; a field cut short (the store ran out of
 /// room) ends them.
 pub(crate) fn fields(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    std::iter::from_fn(move || {
-        let (len, rest) = bytes.split_first_chunk::<4>()?;
+    std::iter::from_fn(move || take(&mut bytes))
+}
+
+/// The first field of an encoded head, `bytes` left after it; `None` (and `bytes`
+/// left empty) when there is none whole.
+pub(crate) fn take<'a>(bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let whole = bytes.split_first_chunk::<4>().and_then(|(len, rest)| {
         let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
-        let field = rest.get(..len)?;
-        bytes = &rest[len..];
-        Some(field)
-    })
+        Some((rest.get(..len)?, rest.get(len..)?))
+    });
+    let (field, rest) = whole.unzip();
+    *bytes = rest.unwrap_or_default();
+    field
 }
 
 /// Headers from the name and value fields that follow (a name without its value is dropped).
 pub(crate) fn headers<'a>(mut fields: impl Iterator<Item = &'a [u8]>) -> Vec<Header> {
-    let mut out = Vec::new();
-    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-        // They were a valid name and value when kept.
-        if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name), http::HeaderValue::from_bytes(value)) {
-            out.push((n, v));
-        }
-    }
-    out
+    typed(std::iter::from_fn(move || Some((fields.next()?, fields.next()?))))
+}
+
+/// Typed headers of these names and values (they were a valid name and value when kept).
+fn typed<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Vec<Header> {
+    pairs
+        .filter_map(|(name, value)| {
+            Some((http::HeaderName::from_bytes(name).ok()?, http::HeaderValue::from_bytes(value).ok()?))
+        })
+        .collect()
 }
 
 #[cfg(test)]

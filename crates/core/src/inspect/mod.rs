@@ -21,7 +21,7 @@ mod store;
 mod time;
 
 pub use body::BodyCapture;
-pub use head::HeadFields;
+pub use head::{Block, Edits, HeadFields};
 pub use record::{BodyOf, Direction, Exchange, HttpEntry, HttpRequest, HttpResponse, WsMessage, WsSession};
 pub use store::{Entry, EntryId, InspectConfig, Store};
 pub use time::rfc3339;

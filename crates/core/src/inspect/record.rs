@@ -184,6 +184,9 @@ pub struct HttpEntry {
     pub(crate) heads: [u32; 2],
     /// The request's and the response's body sizes, kept or not.
     pub(crate) sizes: [u64; 2],
+    /// Whether the request's head (bit 0) and the response's (bit 1) are kept as a
+    /// header block ([`super::head::Block`]) rather than field by field.
+    pub(crate) blocks: u8,
     /// What the store counts for this entry ([`HttpEntry::weight`] when last changed),
     /// kept so that a change weighs the entry once, not before and after.
     pub(crate) held: usize,
@@ -218,7 +221,7 @@ impl BodyOf {
 
 /// Arguments of [`super::Store::begin`]: a request as it arrives. Its headers are a
 /// typed list, or any other [`HeadFields`](super::HeadFields) source (the client files
-/// a request it writes from the OPEN's raw block from that block's fields).
+/// a request it writes from the OPEN's raw block as that block: [`super::Block`]).
 #[derive(Debug)]
 pub struct Exchange<'a, H: ?Sized = [Header]> {
     /// Method.
