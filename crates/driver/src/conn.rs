@@ -14,7 +14,9 @@
 //! waiting, under the state lock then the write half's lock (always in that order, so
 //! frames leave in the order the session queued them). A command from another task (a
 //! server's visitor) writes its frames the same way while it is the only stream in
-//! flight; with several, it wakes the writer, which batches what they queue meanwhile.
+//! flight (a visitor's OPEN, with nothing queued before it, straight into the write
+//! half's buffer: [`Connection::open_fields`]); with several, it wakes the writer, which
+//! batches what they queue meanwhile.
 //! The writer also takes over a write the socket would not take at once (a peer that
 //! does not read), runs the session's timer and sends the close.
 
