@@ -36,7 +36,7 @@ pub use event::Event;
 pub use frame::{
     flags, header_block_len, kind, BlockError, CloseCode, DecodeLimits, FieldCoding, Fields, Frame, Header,
     HeaderBlock, HeaderName, HeaderValue, OpenFields, RawRequestHead, ReceivedBlock, RequestHead, ResetCode,
-    ResponseBlockFrame, ResponseHead, SentBlock, StreamId, StreamKind, BATCH_ENTRY_OVERHEAD, BATCH_HEADER,
+    ResponseBlockFrame, ResponseHead, SentBlock, StreamId, StreamKind, XForwarded, BATCH_ENTRY_OVERHEAD, BATCH_HEADER,
     DATA_OVERHEAD, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
 };
 pub use handshake::{features, Hello, RefuseReason, Welcome, CONTROL_PATH, HELLO_MAGIC, PROTOCOL_VERSION, SUBPROTOCOL};

@@ -14,7 +14,9 @@
 //! waiting, under the state lock then the write half's lock (always in that order, so
 //! frames leave in the order the session queued them). A command from another task (a
 //! server's visitor) writes its frames the same way while it is the only stream in
-//! flight; with several, it wakes the writer, which batches what they queue meanwhile.
+//! flight (a visitor's OPEN, with nothing queued before it, straight into the write
+//! half's buffer: [`Connection::open_fields`]); with several, it wakes the writer, which
+//! batches what they queue meanwhile.
 //! The writer also takes over a write the socket would not take at once (a peer that
 //! does not read), runs the session's timer and sends the close.
 
@@ -251,6 +253,31 @@ impl Shared {
         }
         self.reap_dropped(&mut state, out.wire());
         out.fill(&mut state.session);
+        self.write_filled(state, out)
+    }
+
+    /// The write half for a command that writes its one frame straight into it (an
+    /// OPEN: [`Connection::open_fields`]), when [`Self::after_command`] would write that
+    /// frame at once anyway and nothing would go before it: outside the reader's turn,
+    /// no stream in flight (the new one will be the only one), nothing queued (no
+    /// frame, pong or dropped handle's leftovers: those go first, by the usual path)
+    /// and the writer idle. `None` otherwise, or when another thread holds the socket.
+    fn outbox_for_open(&self, state: &State) -> Option<MutexGuard<'_, Outbox>> {
+        let session = &state.session;
+        if self.turn.load(Ordering::SeqCst)
+            || session.is_closed()
+            || session.stream_count() != 0
+            || self.has_output(state)
+        {
+            return None;
+        }
+        let mut out = self.out.try_lock().ok()?;
+        (!out.busy() && !out.wire().is_closed()).then_some(out)
+    }
+
+    /// The rest of [`Self::write_now`] once `out` holds what is to be written: the
+    /// write without waiting, then the unlock. True when the writer must finish it.
+    fn write_filled(self: &Arc<Self>, mut state: MutexGuard<'_, State>, mut out: MutexGuard<'_, Outbox>) -> bool {
         self.pump(&mut state);
         let more = state.session.has_transmit();
         if state.session.has_finished() {
@@ -683,8 +710,22 @@ impl Connection {
         fields: impl FnOnce(&mut localtunnels_core::OpenFields<'_>),
     ) -> Result<StreamHandle, OpenError> {
         let mut state = self.shared.lock();
-        let id = state.session.open_fields(kind, method, target, end, fields)?;
-        Ok(self.opened(state, id, kind))
+        let Some(mut out) = self.shared.outbox_for_open(&state) else {
+            let id = state.session.open_fields(kind, method, target, end, fields)?;
+            return Ok(self.opened(state, id, kind));
+        };
+        // The frame would be written at once, first: it is written straight into the
+        // write half's buffer as its WebSocket message (no frame of its own, no queue,
+        // no copy), then sent as `write_now` sends (docs/BENCHMARKS.md, nineteenth round).
+        let session = &mut state.session;
+        let id = out.wire().binary_built(|buf| session.open_fields_into(kind, method, target, end, fields, buf))?;
+        let (slot, handle) = StreamSlot::new(id, kind, self.shared.clone());
+        state.slots.insert(id, slot);
+        let wake = timer_earlier(&state);
+        if self.shared.write_filled(state, out) || wake {
+            self.shared.wake_writer.notify_one();
+        }
+        Ok(handle)
     }
 
     /// Announces go-away: no new streams; in-flight ones finish.

@@ -227,6 +227,11 @@ pub(super) fn code(name: &[u8], value: &[u8]) -> u8 {
     }
 }
 
+/// [`code`] of a field whose name's index `name` the caller knows.
+pub(super) fn code_of_name(name: u8, value: &[u8]) -> u8 {
+    pair_index(name, value).map_or(name, |field| PAIR_BIT | field)
+}
+
 /// The name at wire index `i`.
 /// The name index of whole field `i` (without [`PAIR_BIT`]), if there is one.
 pub(super) fn pair_name(i: u8) -> Option<u8> {

@@ -18,6 +18,11 @@ pub(super) fn code(_name: &[u8], _value: &[u8]) -> u8 {
     TEXT
 }
 
+/// Every field is written as text.
+pub(super) fn code_of_name(_name: u8, _value: &[u8]) -> u8 {
+    TEXT
+}
+
 /// No name has an index.
 pub(super) fn name(_i: u8) -> Option<&'static HeaderName> {
     None

@@ -167,6 +167,59 @@ impl WsEncoder {
         }
     }
 
+    /// Queues one binary message that `write` appends to the encoder's buffer, its
+    /// length not known before (an OPEN the session writes field by field): room for
+    /// the short header (a message of up to 125 bytes) is left before it and filled
+    /// after, the message moved along when a longer one needs the longer header (RFC
+    /// 6455 wants the shortest). On an error nothing is queued. After a close the
+    /// message is written aside and dropped, as the other commands ignore theirs.
+    pub fn binary_built<R, E>(&mut self, write: impl FnOnce(&mut BytesMut) -> Result<R, E>) -> Result<R, E> {
+        if self.closed {
+            return write(&mut BytesMut::new());
+        }
+        let key = self.key();
+        let key_len = if key.is_some() { 4 } else { 0 };
+        let at = self.copied.len();
+        self.copied.put_bytes(0, 2 + key_len);
+        let start = self.copied.len();
+        let written = match write(&mut self.copied) {
+            Ok(r) => r,
+            Err(e) => {
+                self.copied.truncate(at);
+                return Err(e);
+            }
+        };
+        let len = self.copied.len() - start;
+        let extra = match len {
+            0..=125 => 0,
+            126..=0xFFFF => 2,
+            _ => 8,
+        };
+        if extra > 0 {
+            self.copied.put_bytes(0, extra);
+            self.copied.copy_within(start..start + len, start + extra);
+        }
+        let mask_bit = if key.is_some() { 0x80 } else { 0 };
+        let head = &mut self.copied[at..start + extra];
+        head[0] = 0x80 | OP_BINARY;
+        match extra {
+            0 => head[1] = mask_bit | len as u8,
+            2 => {
+                head[1] = mask_bit | 126;
+                head[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                head[1] = mask_bit | 127;
+                head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        if let Some(key) = key {
+            head[2 + extra..].copy_from_slice(&key);
+            apply_mask(&mut self.copied[start + extra..], key);
+        }
+        Ok(written)
+    }
+
     /// The next frame's mask key: a client's, `None` for a server.
     fn key(&mut self) -> Option<[u8; 4]> {
         (self.role == Role::Client).then(|| (self.mask_key)())

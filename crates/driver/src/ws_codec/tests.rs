@@ -167,6 +167,44 @@ fn messages_written_in_place_read_back() {
     }
 }
 
+/// A message appended with its length unknown (`binary_built`) is framed as `binary`
+/// frames it, byte for byte, at each of the three header lengths and their edges, for
+/// both roles; a failed write queues nothing, and after a close nothing goes out.
+#[test]
+fn messages_built_in_place_are_framed_as_binary_frames_them() {
+    for role in [Role::Client, Role::Server] {
+        for len in [0, 1, 125, 126, 127, 1000, 0xFFFF, 0x1_0000, 70_000] {
+            let message: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut built = encoder(role);
+            built.binary(Bytes::from_static(b"before"));
+            let r: Result<usize, ()> = built.binary_built(|out| {
+                out.put_slice(&message);
+                Ok(len)
+            });
+            assert_eq!(r, Ok(len));
+            let failed: Result<(), &str> = built.binary_built(|out| {
+                out.put_slice(b"half a frame");
+                Err("refused")
+            });
+            assert_eq!(failed, Err("refused"));
+            built.binary(Bytes::from_static(b"after"));
+            let mut queued = encoder(role);
+            queued.binary(Bytes::from_static(b"before"));
+            queued.binary(Bytes::from(message.clone()));
+            queued.binary(Bytes::from_static(b"after"));
+            assert_eq!(drain(&mut built), drain(&mut queued), "{role:?} {len}");
+        }
+    }
+    let mut closed = encoder(Role::Server);
+    closed.close(1000);
+    let before = drain(&mut closed);
+    let r: Result<(), ()> = closed.binary_built(|out| {
+        out.put_slice(b"late");
+        Ok(())
+    });
+    assert_eq!((r, before.is_empty(), closed.is_empty()), (Ok(()), false, true));
+}
+
 fn parse_all(role: Role, max: usize, bytes: &[u8]) -> Result<Vec<WsMessage>, WsError> {
     parse_with(role, max, bytes, WsDecoder::poll_message)
 }

@@ -10,9 +10,7 @@
 
 use http::header::HOST;
 use http::HeaderValue;
-use localtunnels_core::{
-    Header, OpenError, OpenFields, StreamKind, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
-};
+use localtunnels_core::{Header, OpenError, OpenFields, StreamKind, XForwarded};
 use localtunnels_driver::h1::ParsedRequest;
 use localtunnels_driver::http::{group_by_name, retain_end_to_end};
 use localtunnels_driver::StreamHandle;
@@ -81,10 +79,11 @@ fn write_fields(
     if let Some(authority) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
         w.push(&HOST, &authority);
     }
-    w.push(&X_FORWARDED_FOR, &peer.forwarded_for);
-    w.push(&X_FORWARDED_PROTO, forwarded_proto(state, peer));
+    // The server's own fields, by their names' constant indexes (no lookup).
+    w.push_forwarded(XForwarded::For, &peer.forwarded_for);
+    w.push_forwarded(XForwarded::Proto, forwarded_proto(state, peer));
     if let Some(host) = host {
-        w.push(&X_FORWARDED_HOST, host);
+        w.push_forwarded(XForwarded::Host, host);
     }
 }
 

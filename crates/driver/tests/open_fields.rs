@@ -1,0 +1,67 @@
+//! `Connection::open_fields` between two real `Connection`s over an in-memory socket:
+//! an OPEN written straight into the write half's buffer (no stream in flight, nothing
+//! queued) and one queued behind a stream in flight reach the peer as the heads they
+//! were written from, in order, whatever WebSocket header length their size takes; a
+//! refused head leaves nothing behind on the wire.
+
+// These run on `#[tokio::test]` runtimes, which have tokio's timers.
+#![allow(clippy::disallowed_methods)]
+
+use localtunnels_core::{Config, HeaderName, HeaderValue, OpenError, RequestHead, StreamKind, XForwarded};
+use localtunnels_driver::{ConnEvent, ConnEvents, Connection};
+
+mod conn_pair;
+
+/// The next stream the client gets: its head and end flag.
+async fn incoming(events: &mut ConnEvents) -> (RequestHead, bool) {
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Some(ConnEvent::Incoming { head, end, .. }) => return (head, end),
+                Some(_) => {}
+                None => panic!("the client lost the connection"),
+            }
+        }
+    });
+    next.await.expect("no stream came")
+}
+
+/// Opens `target` on `server` with a field `x-pad` of `pad` bytes and an
+/// `X-Forwarded-For`.
+fn open(
+    server: &Connection,
+    method: &str,
+    target: &str,
+    pad: usize,
+) -> Result<localtunnels_driver::StreamHandle, OpenError> {
+    let pad = HeaderValue::from_str(&"p".repeat(pad)).unwrap();
+    server.open_fields(StreamKind::Http, method, target, true, |w| {
+        w.push(&HeaderName::from_static("x-pad"), &pad);
+        w.push_forwarded(XForwarded::For, &HeaderValue::from_static("10.0.0.1"));
+    })
+}
+
+#[tokio::test]
+async fn written_and_queued_opens_arrive_as_written() {
+    // Sizes around the WebSocket header's 125-byte edge and past it (the OPEN adds its
+    // own bytes around the pad; the 65535-byte edge is over the head's limit, and
+    // `ws_codec`'s tests hold `binary_built` there).
+    for pad in [0, 60, 100, 130, 1_000, 20_000] {
+        // A new pair each time: the first OPEN meets an idle connection.
+        let (a, b) = tokio::io::duplex(256 * 1024);
+        let (server, _client, mut events) = conn_pair::pair_over(Config::default(), a, b).await;
+        // Alone: written straight into the write half. A refused head first, which must
+        // leave nothing on the wire and not take the stream.
+        assert!(matches!(open(&server, "G T", "/", pad), Err(OpenError::InvalidHead("method"))));
+        let first = open(&server, "GET", &format!("/first/{pad}"), pad).expect("open");
+        // With the first in flight: queued, for the writer or the next write.
+        let second = open(&server, "POST", &format!("/second/{pad}"), pad).expect("open");
+        for (method, target) in [("GET", format!("/first/{pad}")), ("POST", format!("/second/{pad}"))] {
+            let (head, end) = incoming(&mut events).await;
+            assert_eq!((&*head.method, &*head.target, end), (method, target.as_str(), true));
+            let fields: Vec<(&str, usize)> = head.headers.iter().map(|(n, v)| (n.as_str(), v.len())).collect();
+            assert_eq!(fields, [("x-pad", pad), ("x-forwarded-for", 8)], "{target}");
+        }
+        drop((first, second));
+    }
+}
