@@ -137,12 +137,14 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     // step (and to the inspector in one step). Any other frame it gives is handed to
     // the pump first.
     let (mut whole, mut first) = (None, None);
-    // A capture is filed after the write when this exchange is its connection's only
-    // one in flight (its latency is the request's; with others in flight the work per
-    // request counts: `after_write::pays`). Then the origin connection goes back to
-    // the pool after the write too (when it is dropped): a body found whole by this
-    // poll holds it, one that is not lets it go at once.
-    let held = record.is_some() && after_write::pays();
+    // When this exchange is its connection's only one in flight (its latency is the
+    // request's; with others in flight the work per request counts:
+    // `after_write::pays`), a capture is filed after the write, and the exchange's
+    // clean-up runs there too, capture or not (~0.9k instructions: docs/BENCHMARKS.md,
+    // nineteenth round, cliend). Then the origin connection goes back to the pool after
+    // the write too (when it is dropped): a body found whole by this poll holds it,
+    // one that is not lets it go at once.
+    let held = after_write::pays();
     if !end {
         if held {
             body.hold_connection(true);
@@ -208,10 +210,8 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             }
         };
         // The frames are written when this poll ends: the capture, the report and the
-        // exchange's clean-up (what this future drops) wait until then. Without a
-        // capture to file, the second poll would cost the total more than the clean-up
-        // it moves is worth (docs/BENCHMARKS.md, fourteenth round).
-        if filing.is_some() {
+        // exchange's clean-up (what this future drops) wait until then (`held`).
+        if held {
             after_write().await;
             drop(filing);
         }
@@ -235,7 +235,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
             return ctx.error(message);
         }
         if end {
-            if filing.is_some() {
+            if held {
                 after_write().await;
                 drop(filing);
             }
@@ -404,12 +404,14 @@ pub(crate) async fn serve_raw(ctx: Arc<Ctx>, stream: StreamHandle, raw: RawReque
     // step (and to the inspector in one step). Any other frame it gives is handed to
     // the pump first.
     let (mut whole, mut first) = (None, None);
-    // A capture is filed after the write when this exchange is its connection's only
-    // one in flight (its latency is the request's; with others in flight the work per
-    // request counts: `after_write::pays`). Then the origin connection goes back to
-    // the pool after the write too (when it is dropped): a body found whole by this
-    // poll holds it, one that is not lets it go at once.
-    let held = record.is_some() && after_write::pays();
+    // When this exchange is its connection's only one in flight (its latency is the
+    // request's; with others in flight the work per request counts:
+    // `after_write::pays`), a capture is filed after the write, and the exchange's
+    // clean-up runs there too, capture or not (~0.9k instructions: docs/BENCHMARKS.md,
+    // nineteenth round, cliend). Then the origin connection goes back to the pool after
+    // the write too (when it is dropped): a body found whole by this poll holds it,
+    // one that is not lets it go at once.
+    let held = after_write::pays();
     if !end {
         if held {
             body.hold_connection(true);
@@ -475,10 +477,8 @@ pub(crate) async fn serve_raw(ctx: Arc<Ctx>, stream: StreamHandle, raw: RawReque
             }
         };
         // The frames are written when this poll ends: the capture, the report and the
-        // exchange's clean-up (what this future drops) wait until then. Without a
-        // capture to file, the second poll would cost the total more than the clean-up
-        // it moves is worth (docs/BENCHMARKS.md, fourteenth round).
-        if filing.is_some() {
+        // exchange's clean-up (what this future drops) wait until then (`held`).
+        if held {
             after_write().await;
             drop(filing);
         }
@@ -502,7 +502,7 @@ pub(crate) async fn serve_raw(ctx: Arc<Ctx>, stream: StreamHandle, raw: RawReque
             return ctx.error(message);
         }
         if end {
-            if filing.is_some() {
+            if held {
                 after_write().await;
                 drop(filing);
             }
