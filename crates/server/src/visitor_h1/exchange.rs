@@ -166,13 +166,6 @@ where
                 }
                 _ => false,
             };
-            if offered {
-                // Nothing reads the head's fields and bytes after this (the log reads its
-                // method and target): they go now, before this task sleeps past the
-                // response, not when the next request wakes it (on the visitor's wait).
-                req.headers = Vec::new();
-                req.raw = Bytes::new();
-            }
             // The reader took the offer after it was withdrawn: its event is on its way.
             let mut taken = false;
             let first = if let Some(UploadEnd::Failed(failure)) = upload_end {
