@@ -117,6 +117,46 @@ async fn one_address_cannot_take_all_of_a_tunnels_streams() {
     again.await.expect("the address's count goes back down");
 }
 
+/// A response the tunnel's reader wrote straight to the visitor's socket (the server's
+/// direct path) ends its exchange's count against the address when it is written, as
+/// one the visitor's task writes: with a limit of one exchange in flight per address,
+/// the address's next request on another connection is served while the first
+/// connection sits idle (its task asleep until its next request), and a request while
+/// another of the address's is in flight is refused, on that first connection too.
+#[tokio::test]
+async fn a_response_the_tunnels_reader_wrote_ends_its_exchanges_count() {
+    // Long keep-alive and response times: nothing but the write may end the count.
+    let limits =
+        Limits { max_streams_per_visitor: 1, header_read_timeout: Duration::from_secs(120), ..Limits::default() };
+    let config = ServerConfig { limits, response_timeout: Duration::from_secs(120), ..ServerConfig::default() };
+    let server = server_with(config).await;
+    let (port, mut arrived) = upload_origin().await;
+    let tunnel = client(&server, port, Some("one-at-a-time")).await;
+    let host = host_of(&tunnel.url());
+    let get = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+
+    // The first connection's response is the reader's to write; the connection stays
+    // open and idle.
+    let mut idle = connect_from(&server, OFFENDER).await;
+    idle.write_all(get.as_bytes()).await.unwrap();
+    assert_eq!(status_of(&mut idle).await, 200);
+    assert_eq!(server.direct_writes(), 1, "the response went the visitor task's way");
+    // Its exchange is over: the address's next one is admitted.
+    assert_eq!(get_from(&server, OFFENDER, &host, "/").await, (200, "ok".to_string()));
+    assert_eq!(server.direct_writes(), 2);
+
+    // An exchange in flight (an upload that never ends) holds the address's one place:
+    // the next request is refused, on a connection of its own and on the idle one.
+    let _upload = slow_upload(&server, OFFENDER, &host).await;
+    tokio::time::timeout(Duration::from_secs(20), arrived.recv()).await.expect("the upload reaches the origin");
+    assert_eq!(get_from(&server, OFFENDER, &host, "/").await.0, 503);
+    idle.write_all(get.as_bytes()).await.unwrap();
+    assert_eq!(status_of(&mut idle).await, 503);
+    // Another address is served meanwhile, by the reader's write.
+    assert_eq!(get_from(&server, BYSTANDER, &host, "/").await, (200, "ok".to_string()));
+    assert_eq!(server.direct_writes(), 3);
+}
+
 #[tokio::test]
 async fn one_address_over_its_rate_does_not_use_up_the_tunnels_rate() {
     // No refill, so the test does not depend on how fast this machine is.

@@ -112,8 +112,7 @@ impl Shared {
         // The body is on its way to the visitor: its credit goes back now.
         state.session.release(id, data.len());
         if let Some(slot) = state.slots.remove(&id) {
-            slot.deliver_written(StreamEvent::Written { status: head.status, rest });
-            slot.retire();
+            slot.retire_written(StreamEvent::Written { status: head.status, rest });
         }
     }
 

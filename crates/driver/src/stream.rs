@@ -209,34 +209,30 @@ impl StreamSlot {
         self.inner.queue().direct.take()
     }
 
-    /// Queues [`StreamEvent::Written`] for the receiver, without waking it unless it
-    /// took its offer back meanwhile (it then waits for this event): it reads it when
-    /// it next runs. False if the receiver is gone.
-    pub(crate) fn deliver_written(&self, ev: StreamEvent) -> bool {
-        let waker = {
+    /// Queues [`StreamEvent::Written`] for the receiver and lets the slot go, in one
+    /// hold of the queue's lock (three before: the event's queueing, the retire and
+    /// the slot's drop). The receiver is not woken unless it took its offer back
+    /// meanwhile (it then waits for this event): it reads it when it next runs. The
+    /// stream is over on both sides (the session dropped it when its end came), so the
+    /// handles' drop has nothing left to do under the connection's lock.
+    pub(crate) fn retire_written(self, ev: StreamEvent) {
+        self.inner.retired.store(true, Ordering::Release);
+        let (waker, cancel_waker) = {
             let mut q = self.inner.queue();
-            if q.receiver_gone {
-                return false;
+            // What the slot's drop does, done here (its drop then skips it).
+            q.closed = true;
+            let waker = q.waker.take();
+            if !q.receiver_gone {
+                q.events.push_back(ev);
             }
-            q.events.push_back(ev);
-            if !q.withdrawn {
-                return true;
-            }
-            q.waker.take()
+            (waker.filter(|_| q.withdrawn), q.cancel_waker.take())
         };
         if let Some(w) = waker {
             w.wake();
         }
-        true
-    }
-
-    /// Lets the slot go after [`Self::deliver_written`], whose stream is over on both
-    /// sides (the session dropped it when its end came): the receiver is not woken
-    /// (unless it withdrew its offer, and then it was already), and the handles' drop
-    /// has nothing left to do under the connection's lock.
-    pub(crate) fn retire(self) {
-        self.inner.retired.store(true, Ordering::Release);
-        self.inner.queue().waker = None;
+        if let Some(w) = cancel_waker {
+            w.wake();
+        }
     }
 
     /// Wakes a sender waiting for credit (or for the stream's end).
@@ -247,6 +243,10 @@ impl StreamSlot {
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
+        // A retired slot's end was done by `retire_written`.
+        if self.inner.retired.load(Ordering::Relaxed) {
+            return;
+        }
         let (waker, cancel_waker) = {
             let mut q = self.inner.queue();
             q.closed = true;

@@ -20,6 +20,12 @@
 //! - The request's duration is recorded here, after the write, as the task records it
 //!   after its first write; the task then reads `StreamEvent::Written` when it next
 //!   runs (the visitor's next request, or its response deadline) and goes on.
+//! - The exchange's admission (its count against the visitor address's limit of
+//!   exchanges in flight, [`Admitted`]) is lent with the socket and let go here when
+//!   the write took the whole response: the exchange is over when its response is
+//!   written, whoever writes it, and the visitor's task, woken by the next request,
+//!   has no lock and look-up of the address's map to do first. A partial write or an
+//!   offer not taken leaves it for the task to take back ([`DirectSocket::take_back`]).
 
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
@@ -32,6 +38,7 @@ use localtunnels_driver::direct::{Direct, DirectWrite};
 use super::block_head::write_block_head;
 use super::encode::{Encoder, Reply};
 use crate::state::ServerState;
+use crate::visitors::Admitted;
 
 /// A visitor's socket as the tunnel's reader writes it.
 pub(crate) struct DirectSocket {
@@ -49,6 +56,8 @@ struct Armed {
     started: Instant,
     /// When the last response was written.
     written: Instant,
+    /// The exchange's count against its visitor address, let go by a whole write.
+    admitted: Option<Admitted>,
     /// The head's bytes, kept for their capacity.
     head: BytesMut,
 }
@@ -57,16 +66,27 @@ impl DirectSocket {
     /// `socket` (a second descriptor of a visitor's plain TCP socket) for the reader.
     pub(crate) fn new(socket: std::net::TcpStream, state: Arc<ServerState>) -> Arc<Self> {
         let now = Instant::now();
-        let armed = Armed { reply: None, started: now, written: now, head: BytesMut::new() };
+        let armed = Armed { reply: None, started: now, written: now, admitted: None, head: BytesMut::new() };
         Arc::new(DirectSocket { socket, state, armed: Mutex::new(armed) })
     }
 
     /// Lends the socket for the response to the request that began at `started`, to
-    /// be answered as `reply` says.
-    pub(crate) fn arm(&self, reply: Reply, started: Instant) {
+    /// be answered as `reply` says, with the exchange's `admitted` count: a whole
+    /// write lets it go; else the task takes it back ([`DirectSocket::take_back`]).
+    pub(crate) fn arm(&self, reply: Reply, started: Instant, admitted: Option<Admitted>) {
         let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
         armed.reply = Some(reply);
         armed.started = started;
+        armed.admitted = admitted;
+    }
+
+    /// Ends a lending the reader did not end with a whole write (the offer withdrawn,
+    /// declined, or a partial write): its reply is no longer to be written, and the
+    /// exchange's count is returned (for the caller to drop when the exchange ends).
+    pub(crate) fn take_back(&self) -> Option<Admitted> {
+        let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
+        armed.reply = None;
+        armed.admitted.take()
     }
 
     /// When the reader wrote the last response it wrote.
@@ -78,7 +98,7 @@ impl DirectSocket {
 impl DirectWrite for DirectSocket {
     fn write_whole(&self, status: u16, block: &ReceivedBlock, body: &Bytes) -> Direct {
         let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
-        let Armed { reply, started, written: written_at, head } = &mut *armed;
+        let Armed { reply, started, written: written_at, admitted, head } = &mut *armed;
         let Some(reply) = reply.take() else { return Direct::Declined };
         head.clear();
         let Some((_, written)) = write_block_head(head, reply, status, block, false) else {
@@ -88,12 +108,21 @@ impl DirectWrite for DirectSocket {
             return Direct::Declined;
         }
         let direct = write_without_waiting(&self.socket, head, body);
-        if !matches!(direct, Direct::Declined) {
-            let now = Instant::now();
-            *written_at = now;
-            self.state.counters.recorded.answered(now.saturating_duration_since(*started));
-            crate::state::Counters::bump(&self.state.counters.direct_writes);
+        if matches!(direct, Direct::Declined) {
+            return direct;
         }
+        let now = Instant::now();
+        *written_at = now;
+        self.state.counters.recorded.answered(now.saturating_duration_since(*started));
+        crate::state::Counters::bump(&self.state.counters.direct_writes);
+        // The response is written: the exchange no longer counts against its address
+        // (let go outside this lock). A partial one's rest is the task's to write.
+        let done = match direct {
+            Direct::Written => admitted.take(),
+            _ => None,
+        };
+        drop(armed);
+        drop(done);
         direct
     }
 }

@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 
 use super::block_head::{checked_head, write_listed, StreamHead, TunnelFields};
 use super::closing::Closing;
+use super::direct::DirectSocket;
 use super::encode::{encode_head, BadHead, BodySize, Encoder, Reply};
 use super::present::{Noted, Present};
 use super::upload::{Upload, UploadEnd};
@@ -87,8 +88,8 @@ where
         // (usually the reading the socket's idle deadline took when the head was read:
         // the request's start for its deadline and metrics).
         let mut now = LazyNow::default();
-        let admitted = match crate::access::check_fields_at(state, &tunnel, peer, &mut req.headers, &mut now) {
-            Ok(admitted) => admitted,
+        let mut permit = match crate::access::check_fields_at(state, &tunnel, peer, &mut req.headers, &mut now) {
+            Ok(admitted) => Permit { held: Some(admitted), lent: None },
             Err(refused) => return self.finish(state, req, html, framing, reply, *refused, now.get()).await,
         };
         tunnel.count_request();
@@ -153,9 +154,10 @@ where
             // keep-alive time at most, so that an idle connection's next head is not
             // awaited longer than after a response this task wrote.
             let lent_until = tokio::time::Instant::from_std(started) + state.config.limits.header_read_timeout;
-            let mut offered = match direct {
+            let mut offered = match &*direct {
                 Some(direct) if lendable => {
-                    direct.arm(reply, started);
+                    direct.arm(reply, started, permit.held.take());
+                    permit.lent = Some(direct);
                     rx.offer_direct(direct.clone());
                     if lent_until < at {
                         due.set(lent_until);
@@ -237,8 +239,12 @@ where
                 }
                 Outcome::Written { status, rest } => {
                     // The reader recorded the duration after its write; the next head's
-                    // deadline counts from that write.
-                    *written_at = direct.as_ref().map(|d| d.written_at());
+                    // deadline counts from that write. A whole write let the exchange's
+                    // count go too; a partial one left it, and the rest, to this task.
+                    *written_at = permit.lent.map(|d| d.written_at());
+                    if rest.is_empty() {
+                        permit.lent = None;
+                    }
                     let written = rest.is_empty() || wr.write_all(&rest).await.is_ok();
                     (status, written && upload_end == Some(UploadEnd::Done))
                 }
@@ -254,7 +260,7 @@ where
                 }
             }
         };
-        drop(admitted);
+        drop(permit);
         if !early.is_empty() {
             buf.extend_from_slice(early);
             early.clear();
@@ -386,6 +392,26 @@ fn response(
     match checked_head(out, reply, status, fields, end, name, &state.config.domain) {
         Ok((status, head)) => Outcome::Stream { status, head, rx, end },
         Err(e) => Outcome::Answer(invalid_response(state, tx, e)),
+    }
+}
+
+/// The exchange's count against its visitor address ([`crate::visitors::Admitted`]):
+/// dropped when the exchange ends. While the socket is lent to the tunnel's reader
+/// the count goes with it ([`super::direct`]), and the reader lets it go when it
+/// writes the whole response; otherwise the exchange's end takes it back from the
+/// socket and lets it go (the drop of this, on every way out of the exchange).
+struct Permit<'a> {
+    /// Held by this task (not lent).
+    held: Option<crate::visitors::Admitted>,
+    /// Lent with this socket, and not let go by a whole write.
+    lent: Option<&'a DirectSocket>,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if let Some(direct) = self.lent {
+            drop(direct.take_back());
+        }
     }
 }
 
