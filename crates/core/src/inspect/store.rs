@@ -630,8 +630,8 @@ mod tests {
             assert_eq!((store.bytes(), e.held), (e.weight(), e.weight()), "message {i}");
         }
         let ws = store.get(id).unwrap().websocket.as_ref().unwrap();
-        assert_eq!(ws.messages.len(), 5);
-        assert!(ws.messages.iter().all(|m| m.preview.len() <= 10));
+        assert_eq!(ws.len(), 5);
+        assert!(ws.messages().all(|m| m.preview.len() <= 10));
     }
 
     /// At its bound the ring turns in place: what it keeps is what a plain list that
@@ -667,7 +667,7 @@ mod tests {
                 }
             }
             let ws = store.get(id).unwrap().websocket.as_ref().unwrap();
-            assert_eq!((ws.messages.iter().cloned().collect::<Vec<_>>(), ws.dropped), (model.clone(), dropped), "{i}");
+            assert_eq!((ws.messages().cloned().collect::<Vec<_>>(), ws.dropped), (model.clone(), dropped), "{i}");
             let e = store.get(id).unwrap();
             assert_eq!((store.bytes(), e.held), (e.weight(), e.weight()), "message {i}");
         }
