@@ -323,9 +323,15 @@ impl Store {
         let before = ws.held;
         ws.push(&self.config, dir, unix_nanos, binary, first, data);
         let after = ws.held;
-        e.held = e.held.saturating_sub(before) + after;
-        self.bytes = self.bytes.saturating_sub(before) + after;
-        self.evict();
+        // A full ring of messages of one size holds what it held: nothing to count.
+        if after != before {
+            e.held = e.held.saturating_sub(before) + after;
+            self.bytes = self.bytes.saturating_sub(before) + after;
+            // Only what grew can be over the bound (every change ends within it).
+            if after > before {
+                self.evict();
+            }
+        }
     }
 
     /// The WebSocket closed at `now` (`code`: the first close code seen, if any).
