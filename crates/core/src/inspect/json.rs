@@ -59,7 +59,7 @@ pub fn ws_json(store: &Store, entry: &HttpEntry, redact: bool) -> Option<String>
     out.push_str(",\"messages_dropped\":");
     number(&mut out, ws.dropped);
     out.push_str(",\"messages\":[");
-    for (i, m) in ws.messages.iter().enumerate() {
+    for (i, m) in ws.messages().enumerate() {
         if i > 0 {
             out.push(',');
         }

@@ -349,9 +349,15 @@ impl Store {
         let before = ws.held;
         ws.push(&self.config, dir, unix_nanos, binary, first, data);
         let after = ws.held;
-        e.held = e.held.saturating_sub(before) + after;
-        self.bytes = self.bytes.saturating_sub(before) + after;
-        self.evict();
+        // A full ring of messages of one size holds what it held: nothing to count.
+        if after != before {
+            e.held = e.held.saturating_sub(before) + after;
+            self.bytes = self.bytes.saturating_sub(before) + after;
+            // Only what grew can be over the bound (every change ends within it).
+            if after > before {
+                self.evict();
+            }
+        }
     }
 
     /// The WebSocket closed at `now` (`code`: the first close code seen, if any).
@@ -656,8 +662,8 @@ mod tests {
             assert_eq!((store.bytes(), e.held), (e.weight(), e.weight()), "message {i}");
         }
         let ws = store.get(id).unwrap().websocket.as_ref().unwrap();
-        assert_eq!(ws.messages.len(), 5);
-        assert!(ws.messages.iter().all(|m| m.preview.len() <= 10));
+        assert_eq!(ws.len(), 5);
+        assert!(ws.messages().all(|m| m.preview.len() <= 10));
     }
 
     /// At its bound the ring turns in place: what it keeps is what a plain list that
@@ -693,7 +699,7 @@ mod tests {
                 }
             }
             let ws = store.get(id).unwrap().websocket.as_ref().unwrap();
-            assert_eq!((ws.messages.iter().cloned().collect::<Vec<_>>(), ws.dropped), (model.clone(), dropped), "{i}");
+            assert_eq!((ws.messages().cloned().collect::<Vec<_>>(), ws.dropped), (model.clone(), dropped), "{i}");
             let e = store.get(id).unwrap();
             assert_eq!((store.bytes(), e.held), (e.weight(), e.weight()), "message {i}");
         }
