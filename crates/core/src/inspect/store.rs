@@ -203,7 +203,10 @@ impl Store {
         // A store too small for even an entry keeps none.
         let Some(i) = self.entries.len().checked_sub(1) else { return id };
         let (method, uri) = (ex.method.as_bytes(), ex.uri.as_bytes());
-        let i = match ex.headers.block() {
+        // Kept as a block only with the core's `raw-heads` (the native shells'): the wasm
+        // client files its heads field by field, and the block's reading leaves its
+        // .wasm (issue 7's size bound).
+        let i = match ex.headers.block().filter(|_| cfg!(feature = "raw-heads")) {
             // The block in one copy after the line and its mark.
             Some(block) => {
                 self.entries[i].blocks |= 1;
@@ -280,7 +283,7 @@ impl Store {
         }
         let i = match headers.block() {
             // A head with no field is kept as nothing, as a list's is.
-            Some(block) if headers.field_count() > 0 => {
+            Some(block) if cfg!(feature = "raw-heads") && headers.field_count() > 0 => {
                 e.blocks |= 2;
                 let (line, n) = block.kept();
                 self.put_head(i, &line[..n], NO_FIELDS)
