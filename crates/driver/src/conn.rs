@@ -28,8 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use localtunnels_core::{
-    CloseCode, Event, Instant, OpenError, RawRequestHead, RefuseReason, RequestHead, Session, StreamId, StreamKind,
-    Welcome,
+    CloseCode, Event, Instant, RawRequestHead, RefuseReason, RequestHead, Session, StreamId, StreamKind, Welcome,
 };
 use rustc_hash::FxHashMap;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -40,6 +39,8 @@ use crate::direct::HeldHead;
 use crate::stream::{StreamEvent, StreamHandle, StreamSlot};
 use crate::ws_codec::{WsDecoder, WsEncoder};
 use crate::ws_io;
+
+mod open;
 
 /// Connection-level news for the owner of a [`Connection`].
 #[derive(Debug)]
@@ -254,25 +255,6 @@ impl Shared {
         self.reap_dropped(&mut state, out.wire());
         out.fill(&mut state.session);
         self.write_filled(state, out)
-    }
-
-    /// The write half for a command that writes its one frame straight into it (an
-    /// OPEN: [`Connection::open_fields`]), when [`Self::after_command`] would write that
-    /// frame at once anyway and nothing would go before it: outside the reader's turn,
-    /// no stream in flight (the new one will be the only one), nothing queued (no
-    /// frame, pong or dropped handle's leftovers: those go first, by the usual path)
-    /// and the writer idle. `None` otherwise, or when another thread holds the socket.
-    fn outbox_for_open(&self, state: &State) -> Option<MutexGuard<'_, Outbox>> {
-        let session = &state.session;
-        if self.turn.load(Ordering::SeqCst)
-            || session.is_closed()
-            || session.stream_count() != 0
-            || self.has_output(state)
-        {
-            return None;
-        }
-        let mut out = self.out.try_lock().ok()?;
-        (!out.busy() && !out.wire().is_closed()).then_some(out)
     }
 
     /// The rest of [`Self::write_now`] once `out` holds what is to be written: the
@@ -679,53 +661,6 @@ impl Connection {
     /// Server: refuses the hello; the session closes after sending the refusal.
     pub fn refuse(&self, reason: RefuseReason, message: &str) {
         self.with_session(|s| s.refuse(reason, message));
-    }
-
-    /// Opens a stream towards the peer.
-    pub fn open(&self, head: RequestHead, end: bool) -> Result<StreamHandle, OpenError> {
-        let mut state = self.shared.lock();
-        let kind = head.kind;
-        let id = state.session.open(head, end)?;
-        Ok(self.opened(state, id, kind))
-    }
-
-    /// The handle of the stream `id` the session just opened, its slot registered.
-    #[inline]
-    fn opened(&self, mut state: MutexGuard<'_, State>, id: StreamId, kind: StreamKind) -> StreamHandle {
-        let (slot, handle) = StreamSlot::new(id, kind, self.shared.clone());
-        state.slots.insert(id, slot);
-        self.shared.after_command(state);
-        handle
-    }
-
-    /// [`Connection::open`] of a request whose header fields `fields` writes straight
-    /// into the OPEN ([`Session::open_fields`](localtunnels_core::Session::open_fields)),
-    /// under the connection's lock.
-    pub fn open_fields(
-        &self,
-        kind: StreamKind,
-        method: &str,
-        target: &str,
-        end: bool,
-        fields: impl FnOnce(&mut localtunnels_core::OpenFields<'_>),
-    ) -> Result<StreamHandle, OpenError> {
-        let mut state = self.shared.lock();
-        let Some(mut out) = self.shared.outbox_for_open(&state) else {
-            let id = state.session.open_fields(kind, method, target, end, fields)?;
-            return Ok(self.opened(state, id, kind));
-        };
-        // The frame would be written at once, first: it is written straight into the
-        // write half's buffer as its WebSocket message (no frame of its own, no queue,
-        // no copy), then sent as `write_now` sends (docs/BENCHMARKS.md, nineteenth round).
-        let session = &mut state.session;
-        let id = out.wire().binary_built(|buf| session.open_fields_into(kind, method, target, end, fields, buf))?;
-        let (slot, handle) = StreamSlot::new(id, kind, self.shared.clone());
-        state.slots.insert(id, slot);
-        let wake = timer_earlier(&state);
-        if self.shared.write_filled(state, out) || wake {
-            self.shared.wake_writer.notify_one();
-        }
-        Ok(handle)
     }
 
     /// Announces go-away: no new streams; in-flight ones finish.

@@ -36,6 +36,7 @@ mod response_fields;
 mod route;
 mod upgrade;
 mod upload;
+mod write;
 
 use std::sync::Arc;
 

@@ -23,9 +23,10 @@ use tracing::{debug, info_span, Instrument, Span};
 
 use super::block_head::StreamHead;
 use super::encode::{encode_head, BodySize, Reply};
-use super::exchange::{begin, reply_to, write_streamed, Answered, Begun, Html, Streamed};
+use super::exchange::{begin, reply_to, Begun, Html};
 use super::present::Present;
 use super::response_fields::Shape;
+use super::write::{write_streamed, Answered, Streamed};
 use super::Conn;
 use crate::exchange::{invalid_response, open_error, reset_response, tunnel_head_of};
 use crate::state::{Body, Counters, Peer, ServerState};
@@ -135,7 +136,7 @@ where
                                 return Upgrade::Answered(false);
                             };
                             // The visitor left before the switch: dropping the stream resets it.
-                            if !super::exchange::flush(&mut self.io, &mut self.out).await {
+                            if !super::write::flush(&mut self.io, &mut self.out).await {
                                 return Upgrade::Answered(false);
                             }
                             let span = info_span!("websocket", tunnel = %tunnel.name, %peer, %target);
@@ -193,7 +194,7 @@ where
         let mut headers = header_list(crate::control::switching_headers(&key, offered));
         let status = StatusCode::SWITCHING_PROTOCOLS;
         if encode_head(&mut self.out, reply, status, &mut headers, BodySize::Ended).is_err()
-            || !super::exchange::flush(&mut self.io, &mut self.out).await
+            || !super::write::flush(&mut self.io, &mut self.out).await
         {
             return;
         }
