@@ -70,6 +70,10 @@ const EXCHANGE: usize = Part::Exchange as usize;
 /// No header fields (a head kept as a block writes its fields as its line's).
 const NO_FIELDS: &[Header] = &[];
 
+/// [`HttpEntry`]'s `blocks` bits: the request's head, the response's, kept as a header block.
+const REQUEST_BLOCK: u8 = 1;
+const RESPONSE_BLOCK: u8 = 2;
+
 /// The sequence bits of an [`EntryId`].
 const SEQUENCE: u64 = (1 << 48) - 1;
 
@@ -149,7 +153,7 @@ impl Store {
         let mut rest = &head[..];
         let mut text = || head::take(&mut rest).map(|f| String::from_utf8_lossy(f).into_owned()).unwrap_or_default();
         let (method, uri) = (text(), text());
-        let headers = head::kept_headers(rest, e.blocks & 1 != 0);
+        let headers = head::kept_headers(rest, e.blocks & REQUEST_BLOCK != 0);
         HttpRequest { method, uri, headers, body: self.body(e, BodyOf::Request) }
     }
 
@@ -158,7 +162,7 @@ impl Store {
         let status = e.status?;
         let start = e.heads[0] as usize;
         let head = self.pool.read_range(&e.spans[EXCHANGE], start, start + e.heads[1] as usize);
-        let headers = head::kept_headers(&head, e.blocks & 2 != 0);
+        let headers = head::kept_headers(&head, e.blocks & RESPONSE_BLOCK != 0);
         Some(HttpResponse { status, headers, body: self.body(e, BodyOf::Response) })
     }
 
@@ -211,7 +215,7 @@ impl Store {
         let i = match ex.headers.block().filter(|_| cfg!(feature = "raw-heads")) {
             // The block in one copy after the line and its mark.
             Some(block) => {
-                self.entries[i].blocks |= 1;
+                self.entries[i].blocks |= REQUEST_BLOCK;
                 let ([a, b, c], n) = block.kept();
                 let line = [method, uri, a, b, c];
                 self.put_head(i, &line[..2 + n], NO_FIELDS)
@@ -286,7 +290,7 @@ impl Store {
         let i = match headers.block() {
             // A head with no field is kept as nothing, as a list's is.
             Some(block) if cfg!(feature = "raw-heads") && headers.field_count() > 0 => {
-                e.blocks |= 2;
+                e.blocks |= RESPONSE_BLOCK;
                 let (line, n) = block.kept();
                 self.put_head(i, &line[..n], NO_FIELDS)
             }
