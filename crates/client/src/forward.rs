@@ -87,18 +87,34 @@ impl Answer {
     /// went from the parser into its block; any other is written into one here.
     pub(crate) fn into_parts(self) -> (u16, HeaderBlock, AnswerBody) {
         match self {
-            Answer::Direct(r) => match r.head {
-                OriginHead::Block(head) => (head.status, head.block, AnswerBody::Direct(r.body)),
-                OriginHead::Listed(head) => {
-                    let mut headers = head.headers;
-                    retain_end_to_end(&mut headers, StreamKind::Http);
-                    (head.status, HeaderBlock::from_headers(&headers, BLOCK_CODING), AnswerBody::Direct(r.body))
-                }
-            },
+            Answer::Direct(r) => {
+                let (status, block, body) = r.into_parts();
+                (status, block, AnswerBody::Direct(body))
+            }
             Answer::Called(r) => {
                 let (parts, body) = r.into_parts();
                 let head = response_head(parts.status, &parts.headers, StreamKind::Http);
                 (head.status, HeaderBlock::from_headers(&head.headers, BLOCK_CODING), AnswerBody::Called(body))
+            }
+        }
+    }
+}
+
+impl exchange::Response {
+    pub(crate) fn status(&self) -> u16 {
+        self.head.status()
+    }
+
+    /// [`Answer::into_parts`] of an answer from a connection of ours, its body as the
+    /// exchange left it: what `http::serve_raw` takes, with no [`Answer`] or
+    /// [`AnswerBody`] around it (its origin is always ours).
+    pub(crate) fn into_parts(self) -> (u16, HeaderBlock, Box<ResponseBody>) {
+        match self.head {
+            OriginHead::Block(head) => (head.status, head.block, self.body),
+            OriginHead::Listed(head) => {
+                let mut headers = head.headers;
+                retain_end_to_end(&mut headers, StreamKind::Http);
+                (head.status, HeaderBlock::from_headers(&headers, BLOCK_CODING), self.body)
             }
         }
     }
