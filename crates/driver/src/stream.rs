@@ -212,7 +212,9 @@ impl StreamSlot {
     /// Queues [`StreamEvent::Written`] for the receiver and lets the slot go, in one
     /// hold of the queue's lock (three before: the event's queueing, the retire and
     /// the slot's drop). The receiver is not woken unless it took its offer back
-    /// meanwhile (it then waits for this event): it reads it when it next runs. The
+    /// meanwhile (it then waits for this event) or the event carries a rest to write
+    /// (a partial write: the visitor waits for those bytes): else it reads it when it
+    /// next runs. The
     /// stream is over on both sides (the session dropped it when its end came), so the
     /// handles' drop has nothing left to do under the connection's lock.
     pub(crate) fn retire_written(self, ev: StreamEvent) {
@@ -222,10 +224,11 @@ impl StreamSlot {
             // What the slot's drop does, done here (its drop then skips it).
             q.closed = true;
             let waker = q.waker.take();
+            let rest = matches!(&ev, StreamEvent::Written { rest, .. } if !rest.is_empty());
             if !q.receiver_gone {
                 q.events.push_back(ev);
             }
-            (waker.filter(|_| q.withdrawn), q.cancel_waker.take())
+            (waker.filter(|_| q.withdrawn || rest), q.cancel_waker.take())
         };
         if let Some(w) = waker {
             w.wake();
@@ -616,6 +619,22 @@ impl StreamReceiver {
         let mut q = self.inner.queue();
         q.withdrawn = true;
         q.direct.take().is_some()
+    }
+
+    /// Ready when an event is queued or the stream is gone, without taking it; else
+    /// the task is woken when one comes (as [`Self::poll_recv`] would be). For a
+    /// receiver that sleeps on other things too and reads its events later: the
+    /// server's visitor task, asleep past a response lent to the reader
+    /// ([`crate::direct`]), is woken by the events the reader did not write.
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut q = self.inner.queue();
+        if !q.events.is_empty() || q.closed {
+            return Poll::Ready(());
+        }
+        if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            q.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// Poll form of [`StreamReceiver::recv`].
