@@ -27,7 +27,9 @@
 //! - [`crate::StreamEvent::Written`] wakes the receiver only when it has work: it took
 //!   its offer back (it waits for the event), or the write left a rest to write.
 //! - A receiver may hand its handles to its [`DirectWrite`] while it sleeps past the
-//!   response: [`DirectWrite::retired`] then lets them go in the reader's turn.
+//!   response, and learn of the write from it instead of a `Written`
+//!   ([`crate::StreamReceiver::offer_direct_waking`]): [`DirectWrite::retired`] then
+//!   lets the handles go in the reader's turn.
 
 use std::sync::Arc;
 
@@ -57,7 +59,7 @@ pub trait DirectWrite: Send + Sync {
     fn write_whole(&self, status: u16, block: &ReceivedBlock, body: &Bytes) -> Direct;
 
     /// Called after a [`Direct::Written`] or [`Direct::Partial`], once the stream's
-    /// slot is retired (its [`crate::StreamEvent::Written`] queued): the stream is over
+    /// slot is retired (its [`crate::StreamEvent::Written`] queued, for a receiver that wants one): the stream is over
     /// both ways, so a receiver's handles this holds may be dropped here, in the
     /// reader's turn, without taking the connection's lock.
     fn retired(&self) {}

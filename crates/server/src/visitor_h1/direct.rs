@@ -32,7 +32,7 @@
 
 use std::io::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -118,23 +118,26 @@ impl DirectSocket {
 
     /// Lends the socket for the response to the request that began at `started`, to
     /// be answered as `reply` says, with the exchange's `admitted` count and its
-    /// stream (`tx`, `rx`: offered the socket here). A whole write lets the count and
-    /// the handles go; else the task takes them back ([`DirectSocket::resolve`]).
+    /// stream (`tx`, `rx`: offered the socket here, and `task` woken by its events, as
+    /// [`DirectSocket::poll_lent`] would leave it; ready as that poll when its events
+    /// are here already). A whole write lets the count and the handles go; else the
+    /// task takes them back ([`DirectSocket::resolve`]).
     pub(crate) fn lend(
         self: &Arc<Self>,
-        reply: Reply,
-        started: Instant,
-        admitted: Option<Admitted>,
+        lent: (Reply, Instant, Option<Admitted>),
         tx: StreamSender,
         mut rx: StreamReceiver,
-    ) {
+        task: &Waker,
+    ) -> Poll<()> {
+        let (reply, started, admitted) = lent;
         let mut armed = self.armed();
         // Offered under this lock: a response already on its way finds the socket armed.
-        rx.offer_direct(self.clone());
+        let news = rx.offer_direct_waking(self.clone(), task);
         armed.reply = Some(reply);
         armed.started = started;
         armed.admitted = admitted;
         armed.lend = Lend::Waiting(tx, rx);
+        news
     }
 
     /// Ready when the lent exchange needs its task: a rest to write, or its stream's
@@ -153,6 +156,11 @@ impl DirectSocket {
     pub(crate) fn resolve(&self) -> Resolved {
         let mut armed = self.armed();
         armed.reply = None;
+        // The usual end, without moving the handles' place.
+        if let Lend::Written = armed.lend {
+            armed.lend = Lend::Idle;
+            return Resolved::Written(armed.written);
+        }
         match std::mem::replace(&mut armed.lend, Lend::Idle) {
             Lend::Waiting(tx, rx) => Resolved::Back(tx, rx, armed.admitted.take()),
             Lend::Partial(rest) => Resolved::Rest(rest, armed.written, armed.admitted.take()),

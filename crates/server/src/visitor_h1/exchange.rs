@@ -120,8 +120,16 @@ where
         let lendable = upload_end == Some(UploadEnd::Done) && out.is_empty() && buf.is_empty() && plain_reply(reply);
         if let Some(direct) = direct.as_deref().filter(|_| lendable && !state.config.verbose) {
             drop(upload);
-            direct.lend(reply, started, admitted, tx, rx);
-            *lent = Some(Lent { tunnel, answer, at });
+            // Lent with this task's waker, for the events the reader does not write: the
+            // wait past the exchange then skips its first poll of them ([`super::lent`]).
+            let mut lending = Some(((reply, started, admitted), tx, rx));
+            let news = std::future::poll_fn(|cx| {
+                let news =
+                    lending.take().is_some_and(|(parts, tx, rx)| direct.lend(parts, tx, rx, cx.waker()).is_ready());
+                std::task::Poll::Ready(news)
+            })
+            .await;
+            *lent = Some(Lent { tunnel, answer, at, news });
             return true;
         }
         // The socket is read (the rest of the body) while the response is written only

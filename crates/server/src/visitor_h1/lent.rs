@@ -44,6 +44,9 @@ pub(crate) struct Lent {
     pub answer: Answer,
     /// The response's deadline.
     pub at: Instant,
+    /// Its stream had events already when it was lent (else the lending left the
+    /// task's waker with them).
+    pub news: bool,
 }
 
 /// What woke the task past a lent exchange.
@@ -71,6 +74,9 @@ where
         let Some(lent) = &self.lent else { return true };
         let until = Instant::from_std(lent.answer.started) + header_timeout;
         due.set(until.min(lent.at));
+        // The lending left this task's waker with the stream: its first poll is skipped
+        // unless events were there already.
+        let mut first = !lent.news;
         if self.buf.capacity() - self.buf.len() < 1024 {
             self.buf.reserve(8192);
         }
@@ -82,7 +88,10 @@ where
                 Ok(0) | Err(_) => return false,
                 Ok(_) => Woke::Read,
             },
-            () = std::future::poll_fn(|cx| direct.poll_lent(cx)) => Woke::Reader,
+            () = std::future::poll_fn(|cx| match std::mem::take(&mut first) {
+                true => std::task::Poll::Pending,
+                false => direct.poll_lent(cx),
+            }) => Woke::Reader,
             () = std::future::poll_fn(|cx| due.poll_expired(cx)) => Woke::Due,
             () = std::future::poll_fn(|cx| shutdown.poll_changed(cx)) => Woke::Shutdown,
         };
@@ -92,21 +101,23 @@ where
 
     /// Ends the lent exchange: as the reader left it, or answered by this task.
     async fn end_lent(&mut self, state: &ServerState, due: &mut LazyDeadline, header_timeout: Duration) -> bool {
-        let Some(lent) = self.lent.take() else { return true };
         let Some(direct) = self.direct.as_deref() else { return true };
         match direct.resolve() {
             // The next head is due one header timeout after the response's write.
             Resolved::Written(at) => {
+                self.lent = None;
                 due.set(Instant::from_std(at) + header_timeout);
                 true
             }
             Resolved::Rest(rest, at, admitted) => {
+                self.lent = None;
                 let written = self.io.write_all(&rest).await.is_ok();
                 drop(admitted);
                 due.set(Instant::from_std(at) + header_timeout);
                 written
             }
             Resolved::Back(tx, rx, admitted) => {
+                let Some(lent) = self.lent.take() else { return true };
                 let keep = self.take_back(state, lent, tx, rx).await;
                 drop(admitted);
                 due.set(crate::poll_clock::now() + header_timeout);
@@ -121,7 +132,7 @@ where
         // The reader writes nothing more (the socket's lending ended): if it took the
         // offer, the response's events come here, and wake this task.
         rx.withdraw_direct();
-        let Lent { tunnel, answer, at } = lent;
+        let Lent { tunnel, answer, at, .. } = lent;
         let Conn { io, buf, out, early, response_due, .. } = &mut *self;
         let due = match response_due {
             Some(due) => {
