@@ -23,9 +23,15 @@ const SMALL: usize = 1024;
 const BIG: usize = 256 * 1024;
 
 /// An origin answering `/small` (1 KiB), `/big` (256 KiB), `/not-modified` (304),
-/// `/no-content` (204) and `/close` (a 1 KiB body and `Connection: close`).
+/// `/no-content` (204), `/close` (a 1 KiB body and `Connection: close`), `/slow` (1 KiB
+/// after 600 ms) and `/hang` (never).
 async fn scripted() -> u16 {
     origin(|req| async move {
+        match req.uri().path() {
+            "/slow" => tokio::time::sleep(Duration::from_millis(600)).await,
+            "/hang" => std::future::pending().await,
+            _ => {}
+        }
         let (status, body, close) = match req.uri().path() {
             "/big" => (200, Bytes::from(vec![b'b'; BIG]), false),
             "/not-modified" => (304, Bytes::new(), false),
@@ -224,4 +230,70 @@ async fn an_idle_connection_after_the_readers_write_closes_on_the_keep_alive_dea
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(server.direct_writes(), 1, "the response went the visitor task's way");
     assert!(closed_by_server(&mut tcp).await, "the idle connection stayed open");
+}
+
+/// A request lent to the tunnel's reader whose response does not come in time is
+/// answered 504 at the response deadline by the visitor task (the exchange taken back
+/// from the reader), and the connection carries the next request, whose response the
+/// reader writes again.
+#[tokio::test]
+async fn a_lent_request_without_a_response_in_time_is_answered_504_and_the_connection_goes_on() {
+    let server =
+        server_with(ServerConfig { response_timeout: Duration::from_millis(300), ..ServerConfig::default() }).await;
+    let _tunnel = client(&server, scripted().await, Some("direct")).await;
+    let host = format!("direct.localhost:{}", server.addr().port());
+    let mut tcp = connect(&server).await;
+    let mut buf = Vec::new();
+    tcp.write_all(get("/hang", &host).as_bytes()).await.expect("request");
+    let (head, body) = response(&mut tcp, &mut buf, false).await.expect("the 504");
+    assert!(head.starts_with("HTTP/1.1 504"), "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("did not answer within 0.3 s"), "{body:?}");
+    assert_eq!(server.direct_writes(), 0);
+    tcp.write_all(get("/small", &host).as_bytes()).await.expect("request");
+    let (head, body) = response(&mut tcp, &mut buf, false).await.expect("the next response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, vec![b's'; SMALL]);
+    assert_eq!(server.direct_writes(), 1, "the next response went the visitor task's way");
+}
+
+/// The keep-alive time after a response the reader wrote counts from that write, not
+/// from the request: a response that took 600 ms of a 1 s header timeout leaves the
+/// idle connection open a whole second after it (the task, asleep past the lent
+/// exchange, wakes at the offer's end, one header timeout after the request, and
+/// sleeps on).
+#[tokio::test]
+async fn the_keep_alive_time_after_the_readers_write_counts_from_the_write() {
+    let limits = Limits { header_read_timeout: Duration::from_secs(1), ..Limits::default() };
+    let (server, _tunnel, host) = setup(limits).await;
+    let mut tcp = connect(&server).await;
+    let mut buf = Vec::new();
+    tcp.write_all(get("/slow", &host).as_bytes()).await.expect("request");
+    let (head, _) = response(&mut tcp, &mut buf, false).await.expect("a response");
+    let written = std::time::Instant::now();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(server.direct_writes(), 1, "the response went the visitor task's way");
+    assert!(closed_by_server(&mut tcp).await, "the idle connection stayed open");
+    let open = written.elapsed();
+    assert!(open >= Duration::from_millis(900), "closed {open:?} after the response, not a keep-alive time");
+}
+
+/// A response the reader does not write (a 304: not its usual head) wakes the visitor
+/// task asleep past the lent exchange, which writes it; the next request on the
+/// connection goes the reader's way again, and both come whole and in order.
+#[tokio::test]
+async fn a_lent_response_the_reader_declines_is_written_by_the_visitor_task() {
+    let (server, _tunnel, host) = setup(Limits::default()).await;
+    let mut tcp = connect(&server).await;
+    let mut buf = Vec::new();
+    for round in 1..=3u64 {
+        tcp.write_all(get("/not-modified", &host).as_bytes()).await.expect("request");
+        let (head, body) = response(&mut tcp, &mut buf, false).await.expect("the 304");
+        assert!(head.starts_with("HTTP/1.1 304"), "{head}");
+        assert!(body.is_empty());
+        tcp.write_all(get("/small", &host).as_bytes()).await.expect("request");
+        let (head, body) = response(&mut tcp, &mut buf, false).await.expect("the 200");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(body, vec![b's'; SMALL]);
+        assert_eq!(server.direct_writes(), round, "round {round}");
+    }
 }

@@ -24,6 +24,12 @@
 //!   delivered as events, as without an offer.
 //! - The body's bytes are granted back to the peer at once when written (the receiver
 //!   never sees them), as the receiver would after its write.
+//! - [`crate::StreamEvent::Written`] wakes the receiver only when it has work: it took
+//!   its offer back (it waits for the event), or the write left a rest to write.
+//! - A receiver may hand its handles to its [`DirectWrite`] while it sleeps past the
+//!   response, and learn of the write from it instead of a `Written`
+//!   ([`crate::StreamReceiver::offer_direct_waking`]): [`DirectWrite::retired`] then
+//!   lets the handles go in the reader's turn.
 
 use std::sync::Arc;
 
@@ -51,6 +57,12 @@ pub trait DirectWrite: Send + Sync {
     /// Writes the response of `status`, its fields `block` and its whole body `body`,
     /// without waiting.
     fn write_whole(&self, status: u16, block: &ReceivedBlock, body: &Bytes) -> Direct;
+
+    /// Called after a [`Direct::Written`] or [`Direct::Partial`], once the stream's
+    /// slot is retired (its [`crate::StreamEvent::Written`] queued, for a receiver that wants one): the stream is over
+    /// both ways, so a receiver's handles this holds may be dropped here, in the
+    /// reader's turn, without taking the connection's lock.
+    fn retired(&self) {}
 }
 
 /// A response head held in a pump of the session's events for its body's end, with
@@ -114,6 +126,7 @@ impl Shared {
         if let Some(slot) = state.slots.remove(&id) {
             slot.retire_written(StreamEvent::Written { status: head.status, rest });
         }
+        head.direct.retired();
     }
 
     /// Dispatches the held heads of stream `only` (all of them for `None`): another

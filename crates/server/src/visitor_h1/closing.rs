@@ -24,6 +24,9 @@ pub(super) struct Closing {
     changed: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     mark: Arc<Mark>,
     waker: Waker,
+    /// The task's waker `mark` holds (taken by a wake-up): polled again by the same
+    /// task, it is not registered again (~0.03k instructions a poll).
+    task: Option<Waker>,
 }
 
 /// Set by the channel's wake-up; wakes the connection's task.
@@ -52,7 +55,7 @@ impl Closing {
         });
         // Marked: the first poll enters the channel's list.
         let mark = Arc::new(Mark { woken: AtomicBool::new(true), task: AtomicWaker::new() });
-        Closing { signal, changed: Some(changed), waker: Waker::from(mark.clone()), mark }
+        Closing { signal, changed: Some(changed), waker: Waker::from(mark.clone()), mark, task: None }
     }
 
     /// Whether the server is shutting down.
@@ -64,9 +67,15 @@ impl Closing {
     /// for good).
     pub(super) fn poll_changed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Some(changed) = self.changed.as_mut() else { return Poll::Ready(()) };
-        // Before the poll: a wake-up that comes while it runs is not lost.
-        self.mark.task.register(cx.waker());
-        if !self.mark.woken.swap(false, Ordering::AcqRel) {
+        // A wake-up marks first, then takes the registered waker: unmarked, the waker
+        // registered last is still there (or being taken to wake this task).
+        let woken = self.mark.woken.swap(false, Ordering::AcqRel);
+        if woken || !self.task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            // Before the poll: a wake-up that comes while it runs is not lost.
+            self.mark.task.register(cx.waker());
+            self.task = Some(cx.waker().clone());
+        }
+        if !woken {
             return Poll::Pending;
         }
         match changed.as_mut().poll(&mut Context::from_waker(&self.waker)) {
@@ -99,6 +108,37 @@ mod tests {
         tokio::task::yield_now().await;
         tx.send(true).unwrap();
         waiter.await.unwrap();
+    }
+
+    /// A task woken by other things in between (its polls then register nothing
+    /// again) is still woken by the change.
+    #[tokio::test]
+    async fn polls_by_the_same_task_without_a_change_keep_it_watched() {
+        let (tx, rx) = watch::channel(false);
+        let mut closing = Closing::new(rx);
+        let (other, mut others) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let (ack, mut acks) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let waiter = tokio::spawn(async move {
+            let mut woken_by_others = 0;
+            loop {
+                tokio::select! {
+                    biased;
+                    () = std::future::poll_fn(|cx| closing.poll_changed(cx)) => break,
+                    Some(()) = others.recv() => {
+                        woken_by_others += 1;
+                        ack.send(()).unwrap();
+                    }
+                }
+            }
+            assert!(closing.now());
+            woken_by_others
+        });
+        for _ in 0..5 {
+            other.send(()).unwrap();
+            acks.recv().await.unwrap();
+        }
+        tx.send(true).unwrap();
+        assert_eq!(waiter.await.unwrap(), 5);
     }
 
     /// A sender that goes away counts as a change (as with `changed`).

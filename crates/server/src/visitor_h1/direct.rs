@@ -18,22 +18,27 @@
 //!   gets the frames as before. What the socket did not take is given back for the
 //!   visitor task to write.
 //! - The request's duration is recorded here, after the write, as the task records it
-//!   after its first write; the task then reads `StreamEvent::Written` when it next
-//!   runs (the visitor's next request, or its response deadline) and goes on.
-//! - The exchange's admission (its count against the visitor address's limit of
-//!   exchanges in flight, [`Admitted`]) is lent with the socket and let go here when
-//!   the write took the whole response: the exchange is over when its response is
-//!   written, whoever writes it, and the visitor's task, woken by the next request,
-//!   has no lock and look-up of the address's map to do first. A partial write or an
-//!   offer not taken leaves it for the task to take back ([`DirectSocket::take_back`]).
+//!   after its first write.
+//! - The exchange is lent whole ([`DirectSocket::lend`]): its count against the
+//!   visitor address's limit of exchanges in flight ([`Admitted`]) and its stream's
+//!   handles. The visitor's task then ends its exchange at once and sleeps in the wait
+//!   for the next request ([`super::lent`]); a whole write lets the count go here and
+//!   the handles go in the reader's turn ([`DirectWrite::retired`]): the exchange is
+//!   over when its response is written, whoever writes it, and the task, woken by the
+//!   next request, only learns so ([`DirectSocket::resolve`], one lock) before it
+//!   reads it. Anything else the response needs (a rest to write, the events of a
+//!   response the reader did not write, a deadline, the next bytes before the
+//!   response) wakes the task, which takes the exchange back and answers it itself.
 
 use std::io::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use localtunnels_core::ReceivedBlock;
 use localtunnels_driver::direct::{Direct, DirectWrite};
+use localtunnels_driver::{StreamReceiver, StreamSender};
 
 use super::block_head::write_block_head;
 use super::encode::{Encoder, Reply};
@@ -60,45 +65,128 @@ struct Armed {
     admitted: Option<Admitted>,
     /// The head's bytes, kept for their capacity.
     head: BytesMut,
+    /// Where the lent exchange stands.
+    lend: Lend,
+    /// The handles a write let go, dropped once the stream's slot is retired
+    /// ([`DirectWrite::retired`]).
+    retired: Option<(StreamSender, StreamReceiver)>,
+}
+
+/// Where a lent exchange stands.
+enum Lend {
+    /// Nothing lent (or taken back).
+    Idle,
+    /// Lent with the exchange's stream handles; not written yet.
+    Waiting(StreamSender, StreamReceiver),
+    /// The reader wrote the whole response.
+    Written,
+    /// The reader wrote part of it: the rest, for the task to write.
+    Partial(Bytes),
+}
+
+/// How a lent exchange ended, for the visitor's task ([`DirectSocket::resolve`]).
+pub(crate) enum Resolved {
+    /// The reader wrote the response whole at this instant (and let the count go).
+    Written(Instant),
+    /// The reader wrote part of it at this instant: the rest is the task's to write,
+    /// and the count its to let go after.
+    Rest(Bytes, Instant, Option<Admitted>),
+    /// The reader did not write it and will not: the exchange's handles and count,
+    /// for the task to answer the request as without a lending.
+    Back(StreamSender, StreamReceiver, Option<Admitted>),
 }
 
 impl DirectSocket {
     /// `socket` (a second descriptor of a visitor's plain TCP socket) for the reader.
     pub(crate) fn new(socket: std::net::TcpStream, state: Arc<ServerState>) -> Arc<Self> {
         let now = Instant::now();
-        let armed = Armed { reply: None, started: now, written: now, admitted: None, head: BytesMut::new() };
+        let armed = Armed {
+            reply: None,
+            started: now,
+            written: now,
+            admitted: None,
+            head: BytesMut::new(),
+            lend: Lend::Idle,
+            retired: None,
+        };
         Arc::new(DirectSocket { socket, state, armed: Mutex::new(armed) })
     }
 
+    fn armed(&self) -> MutexGuard<'_, Armed> {
+        self.armed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Lends the socket for the response to the request that began at `started`, to
-    /// be answered as `reply` says, with the exchange's `admitted` count: a whole
-    /// write lets it go; else the task takes it back ([`DirectSocket::take_back`]).
-    pub(crate) fn arm(&self, reply: Reply, started: Instant, admitted: Option<Admitted>) {
-        let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
+    /// be answered as `reply` says, with the exchange's `admitted` count and its
+    /// stream (`tx`, `rx`: offered the socket here, and `task` woken by its events, as
+    /// [`DirectSocket::poll_lent`] would leave it; ready as that poll when its events
+    /// are here already). A whole write lets the count and the handles go; else the
+    /// task takes them back ([`DirectSocket::resolve`]).
+    pub(crate) fn lend(
+        self: &Arc<Self>,
+        lent: (Reply, Instant, Option<Admitted>),
+        tx: StreamSender,
+        mut rx: StreamReceiver,
+        task: &Waker,
+    ) -> Poll<()> {
+        let (reply, started, admitted) = lent;
+        let mut armed = self.armed();
+        // Offered under this lock: a response already on its way finds the socket armed.
+        let news = rx.offer_direct_waking(self.clone(), task);
         armed.reply = Some(reply);
         armed.started = started;
         armed.admitted = admitted;
+        armed.lend = Lend::Waiting(tx, rx);
+        news
     }
 
-    /// Ends a lending the reader did not end with a whole write (the offer withdrawn,
-    /// declined, or a partial write): its reply is no longer to be written, and the
-    /// exchange's count is returned (for the caller to drop when the exchange ends).
-    pub(crate) fn take_back(&self) -> Option<Admitted> {
-        let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
+    /// Ready when the lent exchange needs its task: a rest to write, or its stream's
+    /// events (a response the reader did not write, a reset, the tunnel's end). A
+    /// whole write does not wake the task: it learns of it when it next runs.
+    pub(crate) fn poll_lent(&self, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.armed().lend {
+            Lend::Waiting(_, rx) => rx.poll_ready(cx),
+            Lend::Partial(_) => Poll::Ready(()),
+            Lend::Idle | Lend::Written => Poll::Pending,
+        }
+    }
+
+    /// Ends the lending: how the exchange ended, or its parts back when the reader did
+    /// not write (it will not any more; the caller takes the stream's offer back).
+    pub(crate) fn resolve(&self) -> Resolved {
+        let mut armed = self.armed();
         armed.reply = None;
-        armed.admitted.take()
+        // The usual end, without moving the handles' place.
+        if let Lend::Written = armed.lend {
+            armed.lend = Lend::Idle;
+            return Resolved::Written(armed.written);
+        }
+        match std::mem::replace(&mut armed.lend, Lend::Idle) {
+            Lend::Waiting(tx, rx) => Resolved::Back(tx, rx, armed.admitted.take()),
+            Lend::Partial(rest) => Resolved::Rest(rest, armed.written, armed.admitted.take()),
+            // Nothing lent (not called so) is nothing to do either.
+            Lend::Written | Lend::Idle => Resolved::Written(armed.written),
+        }
     }
 
-    /// When the reader wrote the last response it wrote.
-    pub(crate) fn written_at(&self) -> Instant {
-        self.armed.lock().unwrap_or_else(|e| e.into_inner()).written
+    /// Ends a lending its task no longer waits for (the connection ends): the reader
+    /// writes nothing more, and the count and the handles go (the stream, if not over,
+    /// is reset: the visitor left).
+    fn end(&self) {
+        let mut armed = self.armed();
+        armed.reply = None;
+        let lend = std::mem::replace(&mut armed.lend, Lend::Idle);
+        let admitted = armed.admitted.take();
+        drop(armed);
+        drop(lend);
+        drop(admitted);
     }
 }
 
 impl DirectWrite for DirectSocket {
     fn write_whole(&self, status: u16, block: &ReceivedBlock, body: &Bytes) -> Direct {
-        let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
-        let Armed { reply, started, written: written_at, admitted, head } = &mut *armed;
+        let mut armed = self.armed();
+        let Armed { reply, started, written: written_at, admitted, head, lend, retired } = &mut *armed;
         let Some(reply) = reply.take() else { return Direct::Declined };
         head.clear();
         let Some((_, written)) = write_block_head(head, reply, status, block, false) else {
@@ -108,22 +196,47 @@ impl DirectWrite for DirectSocket {
             return Direct::Declined;
         }
         let direct = write_without_waiting(&self.socket, head, body);
-        if matches!(direct, Direct::Declined) {
-            return direct;
-        }
         let now = Instant::now();
+        // The response is written: the exchange no longer counts against its address
+        // (let go outside this lock), and its handles go once the slot is retired. A
+        // partial one's rest is the task's to write (the driver wakes it for it).
+        let (done, next) = match &direct {
+            Direct::Declined => return direct,
+            Direct::Written => (admitted.take(), Lend::Written),
+            Direct::Partial(rest) => (None, Lend::Partial(rest.clone())),
+        };
+        if let Lend::Waiting(tx, rx) = std::mem::replace(lend, next) {
+            *retired = Some((tx, rx));
+        }
         *written_at = now;
         self.state.counters.recorded.answered(now.saturating_duration_since(*started));
         crate::state::Counters::bump(&self.state.counters.direct_writes);
-        // The response is written: the exchange no longer counts against its address
-        // (let go outside this lock). A partial one's rest is the task's to write.
-        let done = match direct {
-            Direct::Written => admitted.take(),
-            _ => None,
-        };
         drop(armed);
         drop(done);
         direct
+    }
+
+    fn retired(&self) {
+        let handles = self.armed().retired.take();
+        drop(handles);
+    }
+}
+
+/// The connection's [`DirectSocket`], held by its task: its drop (the connection's
+/// end, or its leaving the HTTP/1 path) ends a lending still under way.
+pub(crate) struct Lender(pub(crate) Arc<DirectSocket>);
+
+impl std::ops::Deref for Lender {
+    type Target = Arc<DirectSocket>;
+
+    fn deref(&self) -> &Arc<DirectSocket> {
+        &self.0
+    }
+}
+
+impl Drop for Lender {
+    fn drop(&mut self) {
+        self.0.end();
     }
 }
 

@@ -19,9 +19,8 @@ use localtunnels_driver::{StreamEvent, StreamReceiver, StreamSender};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 
 use super::block_head::{checked_head, StreamHead, TunnelFields};
-use super::closing::Closing;
-use super::direct::DirectSocket;
 use super::encode::Reply;
+use super::lent::Lent;
 use super::present::{Noted, Present};
 use super::upload::{Upload, UploadEnd};
 use super::write::{flush, write_answer, write_streamed, Answered, Streamed};
@@ -59,10 +58,9 @@ impl<T> Conn<T>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    /// Carries `req` through `tunnel`; true when the connection may carry another request.
-    /// `shutdown` is watched while the tunnel's reader may write the response
-    /// ([`super::direct`]): the task then sleeps past the response.
-    #[allow(clippy::too_many_arguments)]
+    /// Carries `req` through `tunnel`; true when the connection may carry another
+    /// request. An exchange lent to the tunnel's reader ([`super::direct`]) ends here
+    /// with `lent` set: the wait for the next request learns how it ended ([`super::lent`]).
     pub(super) async fn exchange(
         &mut self,
         state: &ServerState,
@@ -71,7 +69,6 @@ where
         req: &mut ParsedRequest,
         host: Option<http::HeaderValue>,
         framing: RequestFraming,
-        shutdown: &mut Closing,
     ) -> bool {
         // The fields are final here but for removals: the set holds for the checks below.
         let Noted { present, grouped } = Noted::of(&req.headers, &mut self.fields);
@@ -81,8 +78,8 @@ where
         // (usually the reading the socket's idle deadline took when the head was read:
         // the request's start for its deadline and metrics).
         let mut now = LazyNow::default();
-        let mut permit = match crate::access::check_fields_at(state, &tunnel, peer, &mut req.headers, &mut now) {
-            Ok(admitted) => Permit { held: Some(admitted), lent: None },
+        let admitted = match crate::access::check_fields_at(state, &tunnel, peer, &mut req.headers, &mut now) {
+            Ok(admitted) => Some(admitted),
             Err(refused) => return self.finish(state, req, html, framing, reply, *refused, now.get()).await,
         };
         tunnel.count_request();
@@ -101,7 +98,7 @@ where
         rx.release_last_on_drop();
         let max_body = state.config.limits.max_body;
         let mut upload = Upload::new(BodyDecoder::new(framing.body, ChunkLimits::default()), tx.clone(), max_body);
-        let Conn { io, buf, out, early, response_due, direct, written_at, .. } = self;
+        let Conn { io, buf, out, early, response_due, direct, lent, .. } = self;
         let mut upload_end = Some(UploadEnd::Done);
         if framing.body != BodyLength::Empty {
             if framing.expect_continue {
@@ -112,13 +109,32 @@ where
             }
             upload_end = upload.send_buffered(buf).await;
         }
+        let answer = Answer { html, reply, allow_trailers, started };
+        // From the request's start (its one clock read before the answer).
+        let at = tokio::time::Instant::from_std(started) + state.config.response_timeout;
+        // Nothing but the response is awaited (the request's body all sent, no
+        // pipelined request read, nothing to write first) and the reply is one the
+        // tunnel's reader may write itself ([`super::direct`]): the exchange is lent to
+        // it whole and ends here; the task sleeps in the wait for the next request
+        // ([`super::lent`]). Not when each request is logged (its line needs the head).
+        let lendable = upload_end == Some(UploadEnd::Done) && out.is_empty() && buf.is_empty() && plain_reply(reply);
+        if let Some(direct) = direct.as_deref().filter(|_| lendable && !state.config.verbose) {
+            drop(upload);
+            // Lent with this task's waker, for the events the reader does not write: the
+            // wait past the exchange then skips its first poll of them ([`super::lent`]).
+            let mut lending = Some(((reply, started, admitted), tx, rx));
+            let news = std::future::poll_fn(|cx| {
+                let news =
+                    lending.take().is_some_and(|(parts, tx, rx)| direct.lend(parts, tx, rx, cx.waker()).is_ready());
+                std::task::Poll::Ready(news)
+            })
+            .await;
+            *lent = Some(Lent { tunnel, answer, at, news });
+            return true;
+        }
         // The socket is read (the rest of the body) while the response is written only
         // when the body is not all here yet; a GET needs no split.
         // A block, so that the body's reader lets go of the read buffer at its end.
-        // Nothing but the response is awaited (the request's body all sent, no
-        // pipelined request read, nothing to write first) and the reply is one the
-        // tunnel's reader may write itself ([`super::direct`]).
-        let lendable = upload_end == Some(UploadEnd::Done) && out.is_empty() && buf.is_empty() && plain_reply(reply);
         let (status, keep) = {
             let (mut rd, mut wr) = match upload_end {
                 Some(_) => (None, Writer::Whole(io)),
@@ -127,14 +143,12 @@ where
                     (Some(rd), Writer::Half(wr))
                 }
             };
-            let mut rest = std::pin::pin!(async {
+            let rest = std::pin::pin!(async {
                 match rd.as_mut() {
                     Some(rd) => upload.send_rest(buf, rd).await,
                     None => UploadEnd::Done,
                 }
             });
-            // From the request's start (its one clock read before the answer).
-            let at = tokio::time::Instant::from_std(started) + state.config.response_timeout;
             let due = match response_due {
                 Some(due) => {
                     due.set(at);
@@ -142,118 +156,14 @@ where
                 }
                 None => response_due.insert(LazyDeadline::new(at)),
             };
-            // The tunnel's reader may write the response itself: this task then sleeps
-            // past it, until the socket or a deadline wakes it. The offer lasts one
-            // keep-alive time at most, so that an idle connection's next head is not
-            // awaited longer than after a response this task wrote.
-            let lent_until = tokio::time::Instant::from_std(started) + state.config.limits.header_read_timeout;
-            let mut offered = match &*direct {
-                Some(direct) if lendable => {
-                    direct.arm(reply, started, permit.held.take());
-                    permit.lent = Some(direct);
-                    rx.offer_direct(direct.clone());
-                    if lent_until < at {
-                        due.set(lent_until);
-                    }
-                    true
-                }
-                _ => false,
+            let failed = match upload_end {
+                Some(UploadEnd::Failed(failure)) => Some(crate::upload::answer(state, &tx, failure)),
+                _ => None,
             };
-            // The reader took the offer after it was withdrawn: its event is on its way.
-            let mut taken = false;
-            let first = if let Some(UploadEnd::Failed(failure)) = upload_end {
-                Err(crate::upload::answer(state, &tx, failure))
-            } else {
-                loop {
-                    tokio::select! {
-                        biased;
-                        end = &mut rest, if upload_end.is_none() => match end {
-                            UploadEnd::Failed(failure) => break Err(crate::upload::answer(state, &tx, failure)),
-                            end => upload_end = Some(end),
-                        },
-                        ev = rx.recv() => break Ok(ev),
-                        // Without a body to read, the socket is watched for the visitor leaving
-                        // (what it sends meanwhile is kept for the next exchange).
-                        read = wr.read_early(early), if early.len() < EARLY_MAX => match read {
-                            Ok(0) | Err(_) => return false,
-                            // A pipelined request: the response, if the reader writes it
-                            // after all, must wake this task to serve it.
-                            Ok(_) if offered => {
-                                offered = false;
-                                taken = !rx.withdraw_direct();
-                            }
-                            Ok(_) => {}
-                        },
-                        // Shutting down: the response, if the reader writes it, must wake
-                        // this task to close the connection.
-                        () = std::future::poll_fn(|cx| shutdown.poll_changed(cx)), if offered => {
-                            offered = false;
-                            taken = !rx.withdraw_direct();
-                        }
-                        () = std::future::poll_fn(|cx| due.poll_expired(cx)) => {
-                            // The reader took the offer: the response is on its way (it
-                            // is delivered in the same hold of the tunnel's lock).
-                            if offered {
-                                offered = false;
-                                taken = !rx.withdraw_direct();
-                                // The offer's own deadline: the response's follows.
-                                if !taken && lent_until < at {
-                                    due.set(at);
-                                    continue;
-                                }
-                            }
-                            if taken {
-                                break Ok(rx.recv().await);
-                            }
-                            tx.reset(ResetCode::Timeout, "no response in time");
-                            Counters::bump(&state.counters.timeouts);
-                            let secs = state.config.response_timeout.as_secs_f32();
-                            let message = format!("The app behind this tunnel did not answer within {secs} s.");
-                            break Err(visitor_error(StatusCode::GATEWAY_TIMEOUT, message, None));
-                        }
-                    }
-                }
-            };
-            let outcome = match first {
-                Ok(ev) => response(state, &tunnel.name, &tx, ev, rx, out, reply),
-                Err(res) => Outcome::Answer(res),
-            };
-            // The request's duration is recorded at the first write of its answer, not
-            // before it: the visitor does not wait for the clock read and the histogram.
-            let mut answered = Answered::new(&state.counters.recorded, started);
-            match outcome {
-                Outcome::Answer(res) => {
-                    let res = if html.wanted() { as_html(res) } else { res };
-                    let status = res.status();
-                    let written = write_answer(&mut wr, out, reply, res).await;
-                    answered.record();
-                    // The stream is over: a body still arriving is not read.
-                    (status, written && upload_end == Some(UploadEnd::Done))
-                }
-                Outcome::Written { status, rest } => {
-                    // The reader recorded the duration after its write; the next head's
-                    // deadline counts from that write. A whole write let the exchange's
-                    // count go too; a partial one left it, and the rest, to this task.
-                    *written_at = permit.lent.map(|d| d.written_at());
-                    if rest.is_empty() {
-                        permit.lent = None;
-                    }
-                    let written = rest.is_empty() || wr.write_all(&rest).await.is_ok();
-                    (status, written && upload_end == Some(UploadEnd::Done))
-                }
-                Outcome::Stream { status, head, mut rx, end } => {
-                    let response = Streamed { status, head, end, allow_trailers };
-                    let sent = write_streamed(&mut wr, out, reply, response, &mut rx, &mut answered);
-                    let (sent, end) = match upload_end {
-                        Some(end) => (sent.await, end),
-                        None => tokio::join!(sent, &mut rest),
-                    };
-                    answered.record();
-                    (status, sent && end == UploadEnd::Done)
-                }
-            }
+            let waiting = Waiting { name: &tunnel.name, tx: &tx, rx, out, early, due };
+            respond(state, waiting, &mut wr, rest, upload_end, failed, answer).await
         };
-        drop(permit);
+        drop(admitted);
         if !early.is_empty() {
             buf.extend_from_slice(early);
             early.clear();
@@ -310,6 +220,109 @@ where
         let mut decoder = BodyDecoder::new(framing.body, ChunkLimits::default());
         while let Ok(Some(_)) = decoder.decode(&mut self.buf) {}
         decoder.is_done()
+    }
+}
+
+/// What the answer to a request depends on, kept from its head.
+pub(super) struct Answer {
+    pub html: Html,
+    pub reply: Reply,
+    pub allow_trailers: bool,
+    /// The request's start, for its duration.
+    pub started: std::time::Instant,
+}
+
+/// A stream whose response the task waits for, and what it writes it with.
+pub(super) struct Waiting<'a> {
+    /// The tunnel's name.
+    pub name: &'a str,
+    pub tx: &'a StreamSender,
+    pub rx: StreamReceiver,
+    pub out: &'a mut BytesMut,
+    /// Bytes read ahead meanwhile (for the connection's next request).
+    pub early: &'a mut BytesMut,
+    /// The response's deadline.
+    pub due: &'a mut LazyDeadline,
+}
+
+/// Waits for the response (while `rest` sends the request body's rest, unless
+/// `upload_end` says how it ended; `failed`: the server's answer to a body it refused)
+/// and writes it to `wr`: its status, and whether the connection may carry another
+/// request.
+pub(super) async fn respond<T, R>(
+    state: &ServerState,
+    waiting: Waiting<'_>,
+    wr: &mut Writer<'_, T>,
+    mut rest: std::pin::Pin<&mut R>,
+    mut upload_end: Option<UploadEnd>,
+    failed: Option<Response<Body>>,
+    answer: Answer,
+) -> (StatusCode, bool)
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    R: std::future::Future<Output = UploadEnd>,
+{
+    let Waiting { name, tx, mut rx, out, early, due } = waiting;
+    let Answer { html, reply, allow_trailers, started } = answer;
+    let first = if let Some(res) = failed {
+        Err(res)
+    } else {
+        loop {
+            tokio::select! {
+                biased;
+                end = &mut rest, if upload_end.is_none() => match end {
+                    UploadEnd::Failed(failure) => break Err(crate::upload::answer(state, tx, failure)),
+                    end => upload_end = Some(end),
+                },
+                ev = rx.recv() => break Ok(ev),
+                // Without a body to read, the socket is watched for the visitor leaving
+                // (what it sends meanwhile is kept for the next exchange).
+                read = wr.read_early(early), if early.len() < EARLY_MAX => match read {
+                    Ok(0) | Err(_) => return (StatusCode::OK, false),
+                    Ok(_) => {}
+                },
+                () = std::future::poll_fn(|cx| due.poll_expired(cx)) => {
+                    tx.reset(ResetCode::Timeout, "no response in time");
+                    Counters::bump(&state.counters.timeouts);
+                    let secs = state.config.response_timeout.as_secs_f32();
+                    let message = format!("The app behind this tunnel did not answer within {secs} s.");
+                    break Err(visitor_error(StatusCode::GATEWAY_TIMEOUT, message, None));
+                }
+            }
+        }
+    };
+    let outcome = match first {
+        Ok(ev) => response(state, name, tx, ev, rx, out, reply),
+        Err(res) => Outcome::Answer(res),
+    };
+    // The request's duration is recorded at the first write of its answer, not
+    // before it: the visitor does not wait for the clock read and the histogram.
+    let mut answered = Answered::new(&state.counters.recorded, started);
+    match outcome {
+        Outcome::Answer(res) => {
+            let res = if html.wanted() { as_html(res) } else { res };
+            let status = res.status();
+            let written = write_answer(wr, out, reply, res).await;
+            answered.record();
+            // The stream is over: a body still arriving is not read.
+            (status, written && upload_end == Some(UploadEnd::Done))
+        }
+        Outcome::Written { status, rest: left } => {
+            // Not expected here (the task waits only for a response the reader will not
+            // write), but complete: the reader recorded the duration.
+            let written = left.is_empty() || wr.write_all(&left).await.is_ok();
+            (status, written && upload_end == Some(UploadEnd::Done))
+        }
+        Outcome::Stream { status, head, mut rx, end } => {
+            let response = Streamed { status, head, end, allow_trailers };
+            let sent = write_streamed(wr, out, reply, response, &mut rx, &mut answered);
+            let (sent, end) = match upload_end {
+                Some(end) => (sent.await, end),
+                None => tokio::join!(sent, &mut rest),
+            };
+            answered.record();
+            (status, sent && end == UploadEnd::Done)
+        }
     }
 }
 
@@ -388,29 +401,9 @@ fn response(
     }
 }
 
-/// The exchange's count against its visitor address ([`crate::visitors::Admitted`]):
-/// dropped when the exchange ends. While the socket is lent to the tunnel's reader
-/// the count goes with it ([`super::direct`]), and the reader lets it go when it
-/// writes the whole response; otherwise the exchange's end takes it back from the
-/// socket and lets it go (the drop of this, on every way out of the exchange).
-struct Permit<'a> {
-    /// Held by this task (not lent).
-    held: Option<crate::visitors::Admitted>,
-    /// Lent with this socket, and not let go by a whole write.
-    lent: Option<&'a DirectSocket>,
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        if let Some(direct) = self.lent {
-            drop(direct.take_back());
-        }
-    }
-}
-
 /// The connection's write side: the whole socket, or its write half while the request
 /// body is still being read from the other half.
-enum Writer<'a, T> {
+pub(super) enum Writer<'a, T> {
     Whole(&'a mut T),
     Half(WriteHalf<&'a mut T>),
 }

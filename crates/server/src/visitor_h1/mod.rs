@@ -30,6 +30,7 @@ mod closing;
 mod direct;
 mod encode;
 mod exchange;
+mod lent;
 mod open;
 mod present;
 mod response_fields;
@@ -87,10 +88,10 @@ pub(crate) struct Conn<T> {
     /// The fields of the last request head, for the next one to clone what it repeats.
     fields: FieldCache,
     /// The socket as the tunnel's reader writes it (plain TCP only: [`direct`]).
-    direct: Option<Arc<direct::DirectSocket>>,
-    /// When the tunnel's reader wrote the last response ([`direct`]): the next head's
-    /// deadline counts from then.
-    written_at: Option<std::time::Instant>,
+    direct: Option<direct::Lender>,
+    /// The exchange lent to the tunnel's reader, until its task learns how it ended
+    /// ([`lent`]).
+    lent: Option<lent::Lent>,
 }
 
 /// What the wait for a head ended with.
@@ -148,8 +149,8 @@ pub(crate) async fn serve<T>(
         response_due: None,
         closing: false,
         fields: FieldCache::default(),
-        direct: direct.map(|socket| direct::DirectSocket::new(socket, state.clone())),
-        written_at: None,
+        direct: direct.map(|socket| direct::Lender(direct::DirectSocket::new(socket, state.clone()))),
+        lent: None,
     };
     let mut due = LazyDeadline::new(accepted + header_timeout);
     let mut first = true;
@@ -181,7 +182,7 @@ pub(crate) async fn serve<T>(
             Plan::Tunnel(tunnel, visitor, host) => {
                 let visitor = visitor.as_deref().unwrap_or(&peer);
                 // Lent, not moved: the exchange's future holds a reference, not the head.
-                conn.exchange(&state, tunnel, visitor, head, host, framing, &mut shutdown).await
+                conn.exchange(&state, tunnel, visitor, head, host, framing).await
             }
             Plan::WebSocket(tunnel, visitor, host) => {
                 let visitor = visitor.as_deref().unwrap_or(&peer);
@@ -203,13 +204,20 @@ pub(crate) async fn serve<T>(
                 return conn.control(state, visitor, head, framing, key).await;
             }
         };
+        parsed = None;
+        // Lent to the tunnel's reader: the exchange ended for this task, which learns
+        // how with the next bytes, a deadline or the reader's news ([`lent`]).
+        if conn.lent.is_some() {
+            match conn.past_lent(&state, &mut due, header_timeout, &mut shutdown).await {
+                true => continue,
+                false => break,
+            }
+        }
         if !keep || shutdown.now() {
             break;
         }
-        // From the end of the exchange: the response's write (the reader's, when it wrote it).
-        let ended = conn.written_at.take().map_or_else(crate::poll_clock::now, Instant::from_std);
-        due.set(ended + header_timeout);
-        parsed = None;
+        // From the end of the exchange: the response's write.
+        due.set(crate::poll_clock::now() + header_timeout);
     }
     let _ = conn.io.shutdown().await;
     drop(watcher);
