@@ -113,6 +113,16 @@ impl ParsedRequest {
         }
     }
 
+    /// [`ParsedRequest::path_and_query`] as the bytes they are, for a caller that
+    /// takes bytes (the OPEN's writer, which checks they are UTF-8 itself): an
+    /// origin-form target's are not converted (`str::from_utf8`, ~0.06k instructions).
+    pub fn path_and_query_bytes(&self) -> &[u8] {
+        match &self.target {
+            Target::Origin { start, end, .. } => &self.raw[*start..*end],
+            Target::Other(uri) => uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes(),
+        }
+    }
+
     /// The target's path (`Uri::path`'s).
     pub fn path(&self) -> &str {
         match &self.target {
