@@ -173,3 +173,48 @@ async fn preserve_keeps_the_one_host_and_forwarded_host_is_normal() {
         assert_eq!(h.get_all("host").iter().collect::<Vec<_>>(), [sent.as_str()]);
     }
 }
+
+/// The targets an origin received.
+type Targets = Arc<Mutex<Vec<String>>>;
+
+#[tokio::test]
+async fn a_target_goes_on_as_http_reads_it_and_a_malformed_one_gets_400() {
+    // The HTTP/1 path reads an origin-form target without building a `Uri`
+    // (docs/BENCHMARKS.md, twentieth round): the same targets refused, the same sent on.
+    let server = server().await;
+    let targets = Targets::default();
+    let record = targets.clone();
+    let port = origin(move |req: Request<Incoming>| {
+        let record = record.clone();
+        async move {
+            record.lock().unwrap().push(req.uri().to_string());
+            Response::new(full("ok"))
+        }
+    })
+    .await;
+    let demo = client(&server, port, Some("demo")).await;
+    let host = host_of(&demo.url());
+    // Bytes `http` refuses in a path (`<`, `>`, `` ` ``) or a query (`<`, `>`).
+    let refused = ["/a<b", "/a>b", "/a`b", "/a?b<c", "/a?b>c", "/<#f"];
+    for target in refused {
+        let res = send_raw(&server, &format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n")).await;
+        assert_eq!(res.status, 400, "{target:?} got {}", res.head);
+    }
+    assert!(targets.lock().unwrap().is_empty(), "a refused target reached the origin");
+    // Taken as sent, a fragment cut off (whatever it holds).
+    let served = [
+        ("/a?b=1#frag<>?x", "/a?b=1"),
+        ("/#f", "/"),
+        ("/x#", "/x"),
+        ("/{\"j\":1}|^~?q=??`{}", "/{\"j\":1}|^~?q=??`{}"),
+        ("/caf\u{e9}?q=\u{e9}", "/caf\u{e9}?q=\u{e9}"),
+        ("/%20/a;b=c@d", "/%20/a;b=c@d"),
+    ];
+    for (target, _) in served {
+        let res = send_raw(&server, &format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n")).await;
+        assert_eq!(res.status, 200, "{target:?} got {}", res.head);
+    }
+    let seen = targets.lock().unwrap().clone();
+    let sent: Vec<String> = served.iter().map(|(_, on)| on.to_string()).collect();
+    assert_eq!(seen, sent);
+}

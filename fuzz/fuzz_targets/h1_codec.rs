@@ -56,12 +56,12 @@ fn request(buf: &mut BytesMut, limits: &HeadLimits) -> Head {
                     host_rules(raw);
                 }
             }
-            if let Some(authority) = h.uri.authority() {
+            if let Some(authority) = h.authority() {
                 host_rules(authority.as_str());
             }
             let fields = h.headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
             assert!(h.raw.len() <= limits.max_bytes);
-            Head::Done(h.method.to_string(), h.uri.to_string(), fields, buf.len())
+            Head::Done(h.method.to_string(), h.uri().to_string(), fields, buf.len())
         }
     }
 }
@@ -169,7 +169,7 @@ fn request_summary(parsed: Result<Option<ParsedRequest>, HeadError>, left: &Byte
     parsed.map(|h| {
         h.map(|h| {
             let fields = h.headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
-            (h.method.to_string(), h.uri.to_string(), h.version, fields, left.len())
+            (h.method.to_string(), h.uri().to_string(), h.version, fields, left.len())
         })
     })
 }

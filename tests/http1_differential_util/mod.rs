@@ -123,7 +123,7 @@ async fn serve_origin(mut tcp: TcpStream) {
                 Err(_) => return,
             }
         }
-        let path = head.uri.path().to_string();
+        let path = head.path().to_string();
         if path == "/ws/accept" {
             return accept_websocket(tcp, &head.headers).await;
         }

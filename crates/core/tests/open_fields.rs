@@ -48,7 +48,7 @@ fn open_both(
     end: bool,
 ) -> (Result<u32, OpenError>, Result<u32, OpenError>) {
     let listed = a.open(head.clone(), end);
-    let written = b.open_fields(head.kind, &head.method, &head.target, end, |w| write(w, head));
+    let written = b.open_fields(head.kind, &head.method, head.target.as_bytes(), end, |w| write(w, head));
     (listed, written)
 }
 
@@ -106,7 +106,7 @@ fn the_errors_are_the_listed_ones() {
     // Before the handshake: the fields are not even written.
     let mut early = Pair::new(Config::DEFAULT, Config::DEFAULT);
     let mut called = false;
-    let refused = early.server.session.open_fields(StreamKind::Http, "GET", "/", true, |_| called = true);
+    let refused = early.server.session.open_fields(StreamKind::Http, "GET", b"/", true, |_| called = true);
     assert_eq!((refused, called), (Err(OpenError::NotEstablished), false));
 }
 
@@ -118,7 +118,10 @@ fn the_peer_takes_written_opens_alone_and_batched() {
         pair.batched = batched;
         let heads = heads();
         for head in &heads {
-            pair.server.session.open_fields(head.kind, &head.method, &head.target, true, |w| write(w, head)).unwrap();
+            pair.server
+                .session
+                .open_fields(head.kind, &head.method, head.target.as_bytes(), true, |w| write(w, head))
+                .unwrap();
         }
         pair.drive();
         let opened: Vec<RequestHead> = pair

@@ -35,7 +35,7 @@ fn open(
     pad: usize,
 ) -> Result<localtunnels_driver::StreamHandle, OpenError> {
     let pad = HeaderValue::from_str(&"p".repeat(pad)).unwrap();
-    server.open_fields(StreamKind::Http, method, target, true, |w| {
+    server.open_fields(StreamKind::Http, method, target.as_bytes(), true, |w| {
         w.push(&HeaderName::from_static("x-pad"), &pad);
         w.push_forwarded(XForwarded::For, &HeaderValue::from_static("10.0.0.1"));
     })

@@ -18,7 +18,7 @@ pub use ipnet::{IpNet, Ipv4Net};
 use crate::fields::Fields;
 use crate::state::{text_response, Body, Counters, Peer, ServerState};
 use crate::tunnel::Tunnel;
-use crate::visitors::{Admitted, VisitorKey, VisitorRefusal};
+use crate::visitors::{Admitted, VisitorKey, VisitorRefusal, VisitorSlot};
 
 /// Most entries in a tunnel's IP allow list.
 pub const MAX_ALLOW_ENTRIES: usize = 256;
@@ -105,21 +105,23 @@ pub(crate) fn check_fields<F: Fields>(
     headers: &mut F,
 ) -> Result<Admitted, Box<Response<Body>>> {
     let ip = peer.ip();
-    check_visitor(state, tunnel, (ip, VisitorKey::of(ip)), headers, &mut LazyNow::default())
+    check_visitor(state, tunnel, (ip, VisitorKey::of(ip)), None, headers, &mut LazyNow::default())
 }
 
 /// [`check_fields`] for a connection's visitor, whose address key is already hashed,
 /// with the request's clock (`now` charges the rate limits, and is read only if one
 /// applies): the HTTP/1 path reads it once per request for this, the request's start
-/// and its response deadline.
+/// and its response deadline. `slot` is the connection's hold on its count
+/// ([`crate::visitors::Visitors::admit_held`]).
 pub(crate) fn check_fields_at<F: Fields>(
     state: &ServerState,
     tunnel: &Tunnel,
     peer: &Peer,
+    slot: &mut VisitorSlot,
     headers: &mut F,
     now: &mut LazyNow,
 ) -> Result<Admitted, Box<Response<Body>>> {
-    check_visitor(state, tunnel, (peer.addr.ip(), peer.visitor_key), headers, now)
+    check_visitor(state, tunnel, (peer.addr.ip(), peer.visitor_key), Some(slot), headers, now)
 }
 
 /// The clock as a request reads it: once, when first needed. Without rate limits the
@@ -138,11 +140,13 @@ impl LazyNow {
     }
 }
 
-/// The checks of [`check_fields`], for the visitor at `ip` (counted under `key`).
+/// The checks of [`check_fields`], for the visitor at `ip` (counted under `key`, through
+/// the connection's `slot` when it keeps one).
 fn check_visitor<F: Fields>(
     state: &ServerState,
     tunnel: &Tunnel,
     (ip, key): (IpAddr, VisitorKey),
+    slot: Option<&mut VisitorSlot>,
     headers: &mut F,
     now: &mut LazyNow,
 ) -> Result<Admitted, Box<Response<Body>>> {
@@ -167,7 +171,11 @@ fn check_visitor<F: Fields>(
     }
     // The visitor's own limits come first, so that an offender's requests are not
     // charged to the tunnel's rate or streams.
-    let admitted = match tunnel.visitors.admit_key(key, || now.get()) {
+    let admitted = match slot {
+        Some(slot) => tunnel.visitors.admit_held(key, slot, || now.get()),
+        None => tunnel.visitors.admit_key(key, || now.get()),
+    };
+    let admitted = match admitted {
         Ok(a) => a,
         Err(VisitorRefusal::Busy(n)) => {
             let name = &tunnel.name;

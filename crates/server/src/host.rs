@@ -26,7 +26,8 @@
 
 use std::net::Ipv6Addr;
 
-use http::{HeaderValue, Request, Uri, Version};
+use http::uri::Authority;
+use http::{HeaderValue, Request, Version};
 
 use crate::fields::Fields;
 
@@ -181,14 +182,14 @@ fn parse_port(p: &str) -> Result<(Option<u16>, bool), HostError> {
 /// names none (an HTTP/1.0 or HTTP/2 request without one, or an empty `Host`).
 /// `default_port` is the port of the visitor's scheme (80 or 443).
 pub fn request_host<B>(req: &Request<B>, default_port: u16) -> Result<Option<Host<'_>>, HostError> {
-    host_of(req.headers(), req.uri(), req.version(), default_port)
+    host_of(req.headers(), req.uri().authority(), req.version(), default_port)
 }
 
 /// [`request_host`] for a request given by its parts: its header fields (a
-/// `HeaderMap`, or the HTTP/1 path's parsed list), its target and its version.
+/// `HeaderMap`, or the HTTP/1 path's parsed list), its target's authority and its version.
 pub(crate) fn host_of<'a, F: Fields>(
     headers: &'a F,
-    uri: &'a Uri,
+    authority: Option<&'a Authority>,
     version: Version,
     default_port: u16,
 ) -> Result<Option<Host<'a>>, HostError> {
@@ -202,7 +203,7 @@ pub(crate) fn host_of<'a, F: Fields>(
         None | Some("") => None,
         Some(v) => Some(Host::parse(v)?),
     };
-    let target = match uri.authority() {
+    let target = match authority {
         None => None,
         Some(a) if a.as_str().contains('@') => return Err(HostError::Invalid),
         Some(a) => Some(Host::parse(a.as_str())?),

@@ -96,7 +96,7 @@ impl Tunnel {
         &self,
         kind: StreamKind,
         method: &str,
-        target: &str,
+        target: &[u8],
         end: bool,
         fields: impl FnOnce(&mut localtunnels_core::OpenFields<'_>),
     ) -> Result<StreamHandle, OpenError> {

@@ -72,7 +72,7 @@ impl<'a> OpenFields<'a> {
         coding: FieldCoding,
         stream: StreamKind,
         method: &str,
-        target: &str,
+        target: &[u8],
         end: bool,
     ) -> Self {
         let mut f = if end { flags::END } else { 0 };
@@ -83,7 +83,7 @@ impl<'a> OpenFields<'a> {
         let start = buf.len();
         buf.put_slice(&[kind::OPEN, 0, 0, 0, 0, f]);
         buf.put_bytes16(method.as_bytes());
-        buf.put_bytes16(target.as_bytes());
+        buf.put_bytes16(target);
         let count_at = buf.len();
         buf.put_u16(0);
         // `check_request_line`'s checks.
@@ -91,6 +91,11 @@ impl<'a> OpenFields<'a> {
             Some("method")
         } else if target.len() > MAX_FIELDS {
             Some("target longer than 65535 bytes")
+        } else if !target.is_ascii() && std::str::from_utf8(target).is_err() {
+            // The target is text on the wire (a peer refuses an OPEN whose target is
+            // not): the caller's bytes are checked here, the usual ASCII ones in a few
+            // instructions (the HTTP/1 path hands them over as read, unconverted).
+            Some("target not UTF-8")
         } else {
             None
         };
@@ -173,7 +178,7 @@ impl super::Frame {
         id: u32,
         stream: StreamKind,
         method: &str,
-        target: &str,
+        target: &[u8],
         end: bool,
         coding: FieldCoding,
         fields: impl FnOnce(&mut OpenFields<'_>),
@@ -200,7 +205,7 @@ mod tests {
 
     /// The OPEN `fields` writes, with id 7, against `Frame::Open`'s encoding.
     fn both(method: &str, target: &str, headers: &[Header], coding: FieldCoding, end: bool) -> (Vec<u8>, Vec<u8>) {
-        let written = Frame::encode_open_fields(7, StreamKind::Http, method, target, end, coding, |w| {
+        let written = Frame::encode_open_fields(7, StreamKind::Http, method, target.as_bytes(), end, coding, |w| {
             for (n, v) in headers {
                 w.push(n, v);
             }
@@ -253,10 +258,10 @@ mod tests {
         for (which, name, value) in cases {
             let value = HeaderValue::from_static(value);
             for coding in [FieldCoding::Text, FieldCoding::Indexed] {
-                let by_index = Frame::encode_open_fields(7, StreamKind::Http, "GET", "/", false, coding, |w| {
+                let by_index = Frame::encode_open_fields(7, StreamKind::Http, "GET", b"/", false, coding, |w| {
                     w.push_forwarded(which, &value)
                 });
-                let by_name = Frame::encode_open_fields(7, StreamKind::Http, "GET", "/", false, coding, |w| {
+                let by_name = Frame::encode_open_fields(7, StreamKind::Http, "GET", b"/", false, coding, |w| {
                     w.push(&name, &value)
                 });
                 assert_eq!(by_index, by_name, "{which:?} {value:?} {coding:?}");
@@ -269,21 +274,23 @@ mod tests {
     fn the_tallies_are_those_the_session_checks() {
         let long = HeaderValue::from_bytes(&vec![b'a'; MAX_FIELDS + 1]).unwrap();
         let mut buf = BytesMut::new();
-        let mut w = OpenFields::start(&mut buf, FieldCoding::Indexed, StreamKind::Http, "GET", "/", false);
+        let mut w = OpenFields::start(&mut buf, FieldCoding::Indexed, StreamKind::Http, "GET", b"/", false);
         w.push(&http::header::HOST, &HeaderValue::from_static("a"));
         w.push(&http::header::DATE, &long);
         let written = w.finish();
         let list = vec![(http::header::HOST, HeaderValue::from_static("a")), (http::header::DATE, long)];
         let checked = super::super::headers::plan_checked(&list, FieldCoding::Indexed);
         assert_eq!((written.text_len, written.invalid), (checked.text_len, checked.invalid));
-        for (method, target, what) in [("G T", "/", "method"), ("", "/", "method")] {
+        for (method, target, what) in
+            [("G T", &b"/"[..], "method"), ("", b"/", "method"), ("GET", b"/caf\xe9", "target not UTF-8")]
+        {
             let mut buf = BytesMut::new();
             let w = OpenFields::start(&mut buf, FieldCoding::Text, StreamKind::Http, method, target, false);
             assert_eq!(w.finish().invalid, Some(what));
         }
         let target = "/".repeat(MAX_FIELDS + 1);
         let mut buf = BytesMut::new();
-        let w = OpenFields::start(&mut buf, FieldCoding::Text, StreamKind::Http, "GET", &target, false);
+        let w = OpenFields::start(&mut buf, FieldCoding::Text, StreamKind::Http, "GET", target.as_bytes(), false);
         assert_eq!(w.finish().invalid, Some("target longer than 65535 bytes"));
     }
 }

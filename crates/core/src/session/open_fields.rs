@@ -16,14 +16,15 @@ impl Session {
     /// straight into the OPEN's header block (as the session's field coding says):
     /// the same frame, the same checks and errors, without a [`RequestHead`]'s list
     /// built, walked and dropped in between. `fields` is called only once the session
-    /// takes a new stream.
+    /// takes a new stream. `target` is the request target's bytes: text on the wire, so
+    /// bytes that are not UTF-8 are refused (`InvalidHead`) as a bad field is.
     ///
     /// [`RequestHead`]: crate::RequestHead
     pub fn open_fields(
         &mut self,
         kind: StreamKind,
         method: &str,
-        target: &str,
+        target: &[u8],
         end: bool,
         fields: impl FnOnce(&mut OpenFields<'_>),
     ) -> Result<StreamId, OpenError> {
@@ -53,7 +54,7 @@ impl Session {
         &mut self,
         kind: StreamKind,
         method: &str,
-        target: &str,
+        target: &[u8],
         end: bool,
         fields: impl FnOnce(&mut OpenFields<'_>),
         out: &mut BytesMut,
@@ -75,7 +76,7 @@ impl Session {
         buf: &mut BytesMut,
         kind: StreamKind,
         method: &str,
-        target: &str,
+        target: &[u8],
         end: bool,
         fields: impl FnOnce(&mut OpenFields<'_>),
     ) -> Result<StreamId, OpenError> {

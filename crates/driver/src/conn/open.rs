@@ -59,7 +59,7 @@ impl Connection {
         &self,
         kind: StreamKind,
         method: &str,
-        target: &str,
+        target: &[u8],
         end: bool,
         fields: impl FnOnce(&mut localtunnels_core::OpenFields<'_>),
     ) -> Result<StreamHandle, OpenError> {

@@ -11,10 +11,12 @@
 use std::mem::MaybeUninit;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use http::uri::Authority;
 use http::{HeaderName, HeaderValue, Method, Uri, Version};
 use localtunnels_core::Header;
 
 use super::field_cache::{FieldCache, FieldRange};
+use super::target::Target;
 
 /// Most header fields in one head (hyper's default too).
 pub const MAX_HEADERS: usize = 100;
@@ -90,14 +92,71 @@ impl HeadError {
 pub struct ParsedRequest {
     /// The method.
     pub method: Method,
-    /// The target as sent: origin form (`/a?b`), absolute form, `*` or an authority.
-    pub uri: Uri,
+    /// The target as sent: origin form (`/a?b`), absolute form, `*` or an authority
+    /// (read through [`ParsedRequest::path_and_query`], [`ParsedRequest::authority`], ...).
+    target: Target,
     /// HTTP/1.0 or HTTP/1.1.
     pub version: Version,
     /// Every field in order; names lowercase, values sharing the read buffer.
     pub headers: Vec<Header>,
     /// The head's bytes as they arrived (to hand the message to another parser).
     pub raw: Bytes,
+}
+
+impl ParsedRequest {
+    /// The target's path and query, as the tunnel carries them (`Uri::path_and_query`'s,
+    /// or `/` for a target without one; a fragment cut off).
+    pub fn path_and_query(&self) -> &str {
+        match &self.target {
+            Target::Origin { start, end, .. } => self.text(*start..*end),
+            Target::Other(uri) => uri.path_and_query().map_or("/", |p| p.as_str()),
+        }
+    }
+
+    /// [`ParsedRequest::path_and_query`] as the bytes they are, for a caller that
+    /// takes bytes (the OPEN's writer, which checks they are UTF-8 itself): an
+    /// origin-form target's are not converted (`str::from_utf8`, ~0.06k instructions).
+    pub fn path_and_query_bytes(&self) -> &[u8] {
+        match &self.target {
+            Target::Origin { start, end, .. } => &self.raw[*start..*end],
+            Target::Other(uri) => uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes(),
+        }
+    }
+
+    /// The target's path (`Uri::path`'s).
+    pub fn path(&self) -> &str {
+        match &self.target {
+            Target::Origin { start, query, .. } => self.text(*start..*query),
+            Target::Other(uri) => uri.path(),
+        }
+    }
+
+    /// The target's authority: only an absolute-form or authority-form target has one.
+    pub fn authority(&self) -> Option<&Authority> {
+        match &self.target {
+            Target::Origin { .. } => None,
+            Target::Other(uri) => uri.authority(),
+        }
+    }
+
+    /// The target as an `http::Uri` (built for an origin-form target: for the callers
+    /// that want one, off the usual path).
+    pub fn uri(&self) -> Uri {
+        match &self.target {
+            // The same bytes `Target::read` took as `Uri::from_maybe_shared` takes them.
+            Target::Origin { start, end, .. } => {
+                Uri::from_maybe_shared(self.raw.slice(*start..*end)).unwrap_or_default()
+            }
+            Target::Other(uri) => Uri::clone(uri),
+        }
+    }
+
+    /// A part of the target as text. httparse read the whole target as UTF-8 (its
+    /// `path` is a `&str`) and the parts end at ASCII bytes, so the fallback is never
+    /// taken.
+    fn text(&self, range: std::ops::Range<usize>) -> &str {
+        std::str::from_utf8(&self.raw[range]).unwrap_or("/")
+    }
 }
 
 /// A response head as read from the wire.
@@ -170,7 +229,7 @@ fn parse_request_with(
         ranges.push(field_range(buf, h));
     }
     let raw = buf.split_to(len).freeze();
-    let uri = Uri::from_maybe_shared(raw.slice(path_range)).map_err(|_| HeadError::Target);
+    let target = Target::read(&raw, path_range);
     let headers = match cache.as_deref_mut() {
         Some(c) => request_fields(&raw, &ranges, c),
         None => fields(&raw, &ranges, None),
@@ -179,7 +238,7 @@ fn parse_request_with(
         ranges.clear();
         c.ranges = ranges;
     }
-    Ok(Some(ParsedRequest { method, uri: uri?, version, headers: headers?, raw }))
+    Ok(Some(ParsedRequest { method, target: target?, version, headers: headers?, raw }))
 }
 
 /// Reads a response head off the front of `buf`, as [`parse_request`] does.
@@ -409,7 +468,7 @@ mod tests {
         let mut buf = BytesMut::from("GET /a?b=1 HTTP/1.1\r\nHost: demo.localhost\r\nX-A: 1\r\nx-a: 2\r\n\r\nBODY");
         let head = parse_request(&mut buf, &HeadLimits::default()).unwrap().unwrap();
         assert_eq!(head.method, Method::GET);
-        assert_eq!(head.uri, "/a?b=1");
+        assert_eq!((head.path_and_query(), head.path(), head.uri()), ("/a?b=1", "/a", Uri::from_static("/a?b=1")));
         assert_eq!(head.version, Version::HTTP_11);
         let names: Vec<_> = head.headers.iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap())).collect();
         assert_eq!(names, [("host", "demo.localhost"), ("x-a", "1"), ("x-a", "2")]);
@@ -529,9 +588,9 @@ mod tests {
         for head in heads {
             let limits = HeadLimits::default();
             let (mut a, mut b) = (BytesMut::from(head), BytesMut::from(head));
-            let plain = parse_request(&mut a, &limits).map(|h| h.map(|h| (h.method, h.uri, h.version, h.headers)));
+            let plain = parse_request(&mut a, &limits).map(|h| h.map(|h| (h.uri(), h.method, h.version, h.headers)));
             let cached = parse_request_cached(&mut b, &limits, &mut cache)
-                .map(|h| h.map(|h| (h.method, h.uri, h.version, h.headers)));
+                .map(|h| h.map(|h| (h.uri(), h.method, h.version, h.headers)));
             assert_eq!(plain, cached, "{head:?}");
             assert_eq!(a, b);
         }
@@ -553,8 +612,8 @@ mod tests {
         for head in &heads {
             let limits = HeadLimits::default();
             let (mut a, mut b) = (BytesMut::from(head.as_str()), BytesMut::from(head.as_str()));
-            let plain = parse_request(&mut a, &limits).map(|h| h.map(|h| (h.uri, h.headers)));
-            let cached = parse_request_cached(&mut b, &limits, &mut cache).map(|h| h.map(|h| (h.uri, h.headers)));
+            let plain = parse_request(&mut a, &limits).map(|h| h.map(|h| (h.uri(), h.headers)));
+            let cached = parse_request_cached(&mut b, &limits, &mut cache).map(|h| h.map(|h| (h.uri(), h.headers)));
             assert_eq!(plain, cached, "{head:?}");
         }
     }

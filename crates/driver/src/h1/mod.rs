@@ -19,6 +19,7 @@ pub mod framing;
 pub mod head;
 pub mod origin;
 pub mod origin_head;
+mod target;
 
 pub use chunked::{ChunkError, ChunkLimits, ChunkedDecoder, Decoded};
 pub use field_cache::FieldCache;

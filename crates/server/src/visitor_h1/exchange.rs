@@ -78,10 +78,11 @@ where
         // (usually the reading the socket's idle deadline took when the head was read:
         // the request's start for its deadline and metrics).
         let mut now = LazyNow::default();
-        let admitted = match crate::access::check_fields_at(state, &tunnel, peer, &mut req.headers, &mut now) {
-            Ok(admitted) => Some(admitted),
-            Err(refused) => return self.finish(state, req, html, framing, reply, *refused, now.get()).await,
-        };
+        let admitted =
+            match crate::access::check_fields_at(state, &tunnel, peer, &mut self.visitor, &mut req.headers, &mut now) {
+                Ok(admitted) => Some(admitted),
+                Err(refused) => return self.finish(state, req, html, framing, reply, *refused, now.get()).await,
+            };
         tunnel.count_request();
         Counters::bump(&state.counters.requests);
         let end = framing.body == BodyLength::Empty;
@@ -169,7 +170,7 @@ where
             early.clear();
         }
         if state.config.verbose {
-            let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+            let path = req.path_and_query();
             let (status, ms) = (status.as_u16(), started.elapsed().as_millis());
             tracing::info!(tunnel = %tunnel.name, %peer, method = %req.method, %path, status, ms, "request");
         }
@@ -191,7 +192,7 @@ where
     ) -> bool {
         let res = if html.wanted() { as_html(res) } else { res };
         if state.config.verbose {
-            let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+            let path = req.path_and_query();
             let (status, ms) = (res.status().as_u16(), started.elapsed().as_millis());
             tracing::info!(method = %req.method, %path, status, ms, "request");
         }

@@ -92,6 +92,9 @@ pub(crate) struct Conn<T> {
     /// The exchange lent to the tunnel's reader, until its task learns how it ended
     /// ([`lent`]).
     lent: Option<lent::Lent>,
+    /// The count of exchanges in flight from the visitor's address that its last
+    /// exchange was counted in, for the next one ([`crate::visitors::VisitorSlot`]).
+    visitor: crate::visitors::VisitorSlot,
 }
 
 /// What the wait for a head ended with.
@@ -151,6 +154,7 @@ pub(crate) async fn serve<T>(
         fields: FieldCache::default(),
         direct: direct.map(|socket| direct::Lender(direct::DirectSocket::new(socket, state.clone()))),
         lent: None,
+        visitor: Default::default(),
     };
     let mut due = LazyDeadline::new(accepted + header_timeout);
     let mut first = true;
@@ -268,7 +272,7 @@ fn route_anew(
 ) -> Plan {
     let websocket = framing.upgrade;
     let port = state.default_port();
-    let (tunnel, forwarded) = match host_of(&head.headers, &head.uri, head.version, port) {
+    let (tunnel, forwarded) = match host_of(&head.headers, head.authority(), head.version, port) {
         Ok(Some(h)) => {
             let Some((tunnel, keepable)) = live_tunnel(state, h.name()) else {
                 return match websocket && upgrade::is_apex(state, h.name()) {
@@ -319,7 +323,7 @@ fn tunnel_plan(
 /// A WebSocket handshake for the apex: a client's control connection when it is for
 /// the control endpoint with a key (hyper answers the rest as it does today).
 fn control_plan(state: &ServerState, peer: &Peer, head: &ParsedRequest) -> Plan {
-    if head.uri.path() != localtunnels_driver::CONTROL_PATH {
+    if head.path() != localtunnels_driver::CONTROL_PATH {
         return Plan::Hyper;
     }
     let Some(key) = head.headers.first(&http::header::SEC_WEBSOCKET_KEY) else { return Plan::Hyper };

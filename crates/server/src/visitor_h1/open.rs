@@ -35,9 +35,8 @@ pub(super) fn open(
     end: bool,
 ) -> Result<StreamHandle, OpenError> {
     let has_host = end_to_end(&mut req.headers, present, grouped);
-    let (uri, headers) = (&req.uri, &req.headers);
-    let authority = if has_host { None } else { uri.authority() };
-    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    let authority = if has_host { None } else { req.authority() };
+    let (target, headers) = (req.path_and_query_bytes(), &req.headers);
     let forwarding = present.has(Present::FORWARDING);
     tunnel.open_fields(StreamKind::Http, req.method.as_str(), target, end, |w| {
         write_fields(w, state, peer, headers, forwarding, authority, host)
@@ -139,6 +138,12 @@ mod tests {
         "GET / HTTP/1.1\r\nProxy-Connection: x\r\nHost: a\r\nTE: trailers\r\nForwarded: for=1\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: http\r\nTransfer-Encoding: chunked\r\n\r\n",
         "GET /t HTTP/1.1\r\nExpect: 100-continue\r\nUpgrade: websocket\r\n\r\n",
+        // Targets: a fragment (cut off), a path with JSON and a query with `?`, a path
+        // and a query with UTF-8.
+        "GET /a?b=1#frag?x HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /#f HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /{\"j\":1}?q=??{k:[2]}`^ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /caf\u{e9}?q=\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n",
     ];
 
     /// A head of `n` distinct fields (over `is_grouped`'s pairwise bound, some repeated
@@ -171,7 +176,7 @@ mod tests {
                     &state,
                     peer,
                     &parsed.method,
-                    &parsed.uri,
+                    &parsed.uri(),
                     parsed.headers.clone(),
                     host.clone(),
                     StreamKind::Http,
@@ -182,8 +187,8 @@ mod tests {
                 let present = Present::of(&req.headers);
                 let grouped = localtunnels_driver::http::is_left_grouped(&req.headers);
                 let has_host = end_to_end(&mut req.headers, present, grouped);
-                let authority = if has_host { None } else { req.uri.authority() };
-                let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+                let authority = if has_host { None } else { req.authority() };
+                let target = req.path_and_query_bytes();
                 let written =
                     Frame::encode_open_fields(2, StreamKind::Http, req.method.as_str(), target, end, coding, |w| {
                         let forwarding = present.has(Present::FORWARDING);

@@ -44,7 +44,7 @@ impl RouteCache {
         head: &ParsedRequest,
     ) -> Option<(Arc<Tunnel>, Option<HeaderValue>)> {
         let kept = self.0.as_ref()?;
-        if head.uri.authority().is_some() {
+        if head.authority().is_some() {
             return None;
         }
         let mut hosts = head.headers.values_of(&HOST);
@@ -67,7 +67,7 @@ impl RouteCache {
         forwarded: &Option<HeaderValue>,
     ) {
         let Some(generation) = generation else { return };
-        if head.uri.authority().is_some() {
+        if head.authority().is_some() {
             return;
         }
         let Some(host) = head.headers.first(&HOST) else { return };

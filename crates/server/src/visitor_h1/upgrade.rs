@@ -85,7 +85,7 @@ where
             Err(res) => return self.answered(state, &req, framing, reply, html, *res, started).await,
         };
         let headers = std::mem::take(&mut req.headers);
-        let head = tunnel_head_of(state, peer, &req.method, &req.uri, headers, host, StreamKind::WebSocket);
+        let head = tunnel_head_of(state, peer, &req.method, &req.uri(), headers, host, StreamKind::WebSocket);
         let target = head.target.clone();
         // The opener's side stays open: messages follow an accepted upgrade.
         let (tx, mut rx) = match tunnel.open(head, false) {
@@ -216,7 +216,7 @@ fn log(
     started: std::time::Instant,
 ) {
     if state.config.verbose {
-        let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let path = req.path_and_query();
         let (status, ms) = (status.as_u16(), started.elapsed().as_millis());
         tracing::info!(tunnel = %tunnel.name, %peer, method = %req.method, %path, status, ms, "request");
     }
