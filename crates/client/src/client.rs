@@ -364,8 +364,11 @@ pub(crate) async fn handshake_within(
             join,
             ..Hello::default()
         };
-        let epoch = std::time::Instant::now();
-        let session = Session::client(ctx.config.session.clone(), hello, localtunnels_core::Instant::ZERO);
+        // The inspector's epoch, when there is one: its stamps of a request's start are
+        // then the session's instants as they are (`Inspector::epoch`).
+        let epoch = ctx.config.inspector.as_ref().map_or_else(std::time::Instant::now, |i| i.epoch());
+        let start = localtunnels_core::Instant::from_elapsed(epoch.elapsed());
+        let session = Session::client(ctx.config.session.clone(), hello, start);
         let (conn, mut events) = Connection::start(session, ws, epoch);
         loop {
             match events.recv().await {

@@ -172,9 +172,10 @@ impl Shared {
         Instant::from_elapsed(self.epoch.elapsed())
     }
 
-    /// The session's instant for the clock reading `at`.
-    pub(crate) fn instant_at(&self, at: std::time::Instant) -> Instant {
-        Instant::from_elapsed(at.saturating_duration_since(self.epoch))
+    /// The clock read for a message the reader hands the session: the session's instant,
+    /// kept for the streams of the reader's turn (`crate::turn_clock`).
+    pub(crate) fn read_clock(&self) -> Instant {
+        crate::turn_clock::read_since(self.epoch)
     }
 
     /// Locks the state. A poisoned lock means a panic elsewhere already broke this

@@ -143,7 +143,7 @@ impl<R: AsyncRead + Unpin> Reading<R> {
             match received {
                 Ok(Some(WsMessage::Binary(b))) => {
                     // Kept for the streams this turn starts (`crate::turn_clock`).
-                    let now = shared.instant_at(turn_clock::read());
+                    let now = shared.read_clock();
                     if let Err(e) = state.session.handle_message(now, b) {
                         tracing::debug!(error = %e, "protocol error from peer");
                     }

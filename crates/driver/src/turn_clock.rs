@@ -14,13 +14,23 @@
 //! (the origin connection's return to the pool, the inspector's filing of a response:
 //! both after the write of the turn woken by the origin's answer): the first reads the
 //! clock, the others in the turn take its reading (~0.05k instructions per request).
+//!
+//! [`turn_since`] gives the turn's reading as the reader's session took it (the
+//! connection's epoch and the microseconds since it): a stamp on that epoch (the client's
+//! inspector's, whose epoch the client's connections share, for an entry's start) is that
+//! instant, with no conversion of the reading of its own (~0.05k instructions per request).
 
 use std::cell::Cell;
 use std::time::Instant;
 
+/// A reader's reading: the clock, its connection's epoch and the session's instant for
+/// the clock on that epoch.
+type Reading = (Instant, Instant, localtunnels_core::Instant);
+
 thread_local! {
-    /// The clock as the reader on this thread read it in its current turn.
-    static NOW: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// The clock as the reader on this thread read it in its current turn, with the
+    /// session's instant for it (one cell: set once per message, forgotten at once).
+    static NOW: Cell<Option<Reading>> = const { Cell::new(None) };
     /// The clock as [`now`] first read it in the current turn.
     static LATER: Cell<Option<Instant>> = const { Cell::new(None) };
     /// A reader's turn (its work after the write included) is running on this thread.
@@ -30,7 +40,14 @@ thread_local! {
 /// The clock as the reader task polling this future read it in its current turn, if
 /// it did (a turn that read a message); `None` anywhere else (then read the clock).
 pub fn turn_instant() -> Option<Instant> {
-    NOW.get()
+    NOW.get().map(|(at, _, _)| at)
+}
+
+/// The turn's reading ([`turn_instant`]) as the reader's session took it, when there is
+/// one: the connection's epoch and the session's instant for the reading (microseconds
+/// from that epoch, rounded down).
+pub fn turn_since() -> Option<(Instant, localtunnels_core::Instant)> {
+    NOW.get().map(|(_, epoch, since)| (epoch, since))
 }
 
 /// The clock for a stream's step in a reader's turn (its work after the write
@@ -50,15 +67,25 @@ pub fn now() -> Instant {
     now
 }
 
-/// The clock now, kept for the rest of the turn. Called by the reader's reading only,
-/// which runs inside a [`Turn`].
-pub(crate) fn read() -> Instant {
+/// The clock now, kept for the rest of the turn, as the instant of a session whose
+/// connection started at `epoch`. Called by the reader's reading only, which runs inside
+/// a [`Turn`].
+pub(crate) fn read_since(epoch: Instant) -> localtunnels_core::Instant {
     let now = Instant::now();
-    NOW.set(Some(now));
+    let at = localtunnels_core::Instant::from_elapsed(now.saturating_duration_since(epoch));
+    NOW.set(Some((now, epoch, at)));
     // A step after this message (its exchange's end) reads the clock after it: an
     // entry begun at this reading never ends before it.
     LATER.set(None);
-    now
+    at
+}
+
+/// The clock now, kept for the rest of the turn ([`read_since`] on an epoch of now: the
+/// tests' reading).
+#[cfg(test)]
+pub(crate) fn read() -> Instant {
+    read_since(Instant::now());
+    turn_instant().unwrap_or_else(Instant::now)
 }
 
 /// Marks a reader's turn, until dropped (a panic included): the reading kept in it is
@@ -104,6 +131,24 @@ mod tests {
         });
         assert!(panicked.is_err());
         assert_eq!(turn_instant(), None, "forgotten when the turn unwound");
+    }
+
+    /// A reading for a session is kept with its epoch and its instant for the rest of
+    /// the turn (a later reading's in place of it); the turn's end forgets them.
+    #[test]
+    fn a_readings_session_instant_is_kept_with_its_epoch() {
+        let epoch = Instant::now();
+        assert_eq!(turn_since(), None);
+        let turn = Turn::enter();
+        let at = read_since(epoch);
+        assert_eq!(turn_since(), Some((epoch, at)));
+        let reading = turn_instant().unwrap();
+        assert_eq!(at, localtunnels_core::Instant::from_elapsed(reading.saturating_duration_since(epoch)));
+        let later = Instant::now();
+        let again = read_since(later);
+        assert_eq!(turn_since(), Some((later, again)), "the last reading's");
+        drop(turn);
+        assert_eq!((turn_since(), turn_instant()), (None, None));
     }
 
     /// `now` reads the clock once per turn, after the message's reading if any, and

@@ -5,9 +5,10 @@
 //!
 //! A head whose fields are a header block as the wire carries it (the client's raw
 //! OPEN, the RESPONSE frame it sent: [`HeadFields::block`]) is kept as that block, one
-//! copy of its bytes after a mark saying how to read it ([`Block`]), not field by
-//! field: the fields are walked, and the origin's `Host`/`TE` rules applied, when the
-//! entry is read (docs/BENCHMARKS.md, nineteenth round).
+//! copy of its bytes (after the `Host` value the client chose, if any), not field by
+//! field; the entry keeps how to read it (its edits' kind, [`Block::kept`]). The fields
+//! are walked, and the origin's `Host`/`TE` rules applied, when the entry is read
+//! (docs/BENCHMARKS.md, nineteenth and twentieth rounds).
 
 use crate::frame::{Fields, Header, HeaderBlock, SentBlock};
 
@@ -56,22 +57,25 @@ pub enum Edits<'a> {
     },
 }
 
-/// The mark before a kept block: its edits' kind (a one-byte field), and for
-/// [`ORIGIN_FIRST`] and [`ORIGIN_HOST`] the `Host` value after it.
-const AS_IS: &[u8] = b"b";
-const ORIGIN: &[u8] = b"o";
-const ORIGIN_FIRST: &[u8] = b"f";
-const ORIGIN_HOST: &[u8] = b"h";
+/// A kept block's edits' kind (two bits, kept by its entry: the store's `blocks`); for
+/// [`ORIGIN_FIRST`] and [`ORIGIN_HOST`] the `Host` value is the field before the block.
+/// (It was a one-byte field before the block: two fields fewer to write per exchange,
+/// docs/BENCHMARKS.md, twentieth round.)
+const AS_IS: u8 = 0;
+const ORIGIN: u8 = 1;
+const ORIGIN_FIRST: u8 = 2;
+const ORIGIN_HOST: u8 = 3;
 
 impl<'a> Block<'a> {
-    /// The fields the store writes for it, each after its length: the mark, the
-    /// `Host` value if any, the block; and how many of the three.
-    pub(crate) fn kept(&self) -> ([&'a [u8]; 3], usize) {
+    /// How the store keeps it: its edits' kind (two bits its entry keeps), and the
+    /// fields it writes, each after its length: the `Host` value if any, the block; and
+    /// how many of the two.
+    pub(crate) fn kept(&self) -> (u8, [&'a [u8]; 2], usize) {
         match self.edits {
-            Edits::None => ([AS_IS, self.bytes, &[]], 2),
-            Edits::Origin { host: None, .. } => ([ORIGIN, self.bytes, &[]], 2),
-            Edits::Origin { host: Some(host), first: true } => ([ORIGIN_FIRST, host, self.bytes], 3),
-            Edits::Origin { host: Some(host), first: false } => ([ORIGIN_HOST, host, self.bytes], 3),
+            Edits::None => (AS_IS, [self.bytes, &[]], 1),
+            Edits::Origin { host: None, .. } => (ORIGIN, [self.bytes, &[]], 1),
+            Edits::Origin { host: Some(host), first: true } => (ORIGIN_FIRST, [host, self.bytes], 2),
+            Edits::Origin { host: Some(host), first: false } => (ORIGIN_HOST, [host, self.bytes], 2),
         }
     }
 
@@ -101,24 +105,23 @@ impl<'a> Block<'a> {
 }
 
 /// The headers of a head kept by the store from `rest`, the bytes after its line:
-/// name and value fields ([`fields`]), or with `block` a kept [`Block`] (the fields
-/// [`Block::kept`] wrote). A block cut short (the store ran out of room) gives the
-/// fields whole in what was kept.
-pub(crate) fn kept_headers(mut rest: &[u8], block: bool) -> Vec<Header> {
+/// name and value fields ([`fields`]), or with `block` (its edits' kind) a kept
+/// [`Block`] (the fields [`Block::kept`] wrote). A block cut short (the store ran out
+/// of room) gives the fields whole in what was kept.
+pub(crate) fn kept_headers(mut rest: &[u8], block: Option<u8>) -> Vec<Header> {
     // Without `raw-heads` the store keeps no block (store.rs), and this leaves the build.
-    if !block || !cfg!(feature = "raw-heads") {
+    let Some(kind) = block.filter(|_| cfg!(feature = "raw-heads")) else {
         return headers(fields(rest));
-    }
-    // The mark and the `Host` value are whole (a cut one ends the head); the block,
-    // the last field, may be cut: what was kept of it.
-    let edits = match take(&mut rest) {
-        Some(ORIGIN) => Edits::Origin { host: None, first: false },
-        Some(mark @ (ORIGIN_FIRST | ORIGIN_HOST)) => match take(&mut rest) {
-            Some(host) => Edits::Origin { host: Some(host), first: mark == ORIGIN_FIRST },
+    };
+    // The `Host` value is whole (a cut one ends the head); the block, the last field,
+    // may be cut: what was kept of it.
+    let edits = match kind {
+        ORIGIN => Edits::Origin { host: None, first: false },
+        ORIGIN_FIRST | ORIGIN_HOST => match take(&mut rest) {
+            Some(host) => Edits::Origin { host: Some(host), first: kind == ORIGIN_FIRST },
             None => return Vec::new(),
         },
-        Some(_) => Edits::None,
-        None => return Vec::new(),
+        _ => Edits::None,
     };
     let Some((len, kept)) = rest.split_first_chunk::<4>() else { return Vec::new() };
     let len = usize::try_from(u32::from_le_bytes(*len)).unwrap_or(usize::MAX);

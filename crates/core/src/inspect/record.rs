@@ -239,7 +239,8 @@ pub struct HttpEntry {
     /// The request's and the response's body sizes, kept or not.
     pub(crate) sizes: [u64; 2],
     /// Whether the request's head (bit 0) and the response's (bit 1) are kept as a
-    /// header block ([`super::head::Block`]) rather than field by field.
+    /// header block ([`super::head::Block`]) rather than field by field, and each such
+    /// block's edits' kind (bits 2-3, 4-5: `Block::kept`).
     pub(crate) blocks: u8,
     /// What the store counts for this entry ([`HttpEntry::weight`] when last changed),
     /// kept so that a change weighs the entry once, not before and after.

@@ -136,3 +136,73 @@ impl Store {
         (i, self.pool.take())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{EntryId, InspectConfig, Store};
+    use crate::inspect::{BodyOf, Exchange};
+    use crate::time::Instant;
+
+    /// A body filed in one call (a response whole, [`Store::respond_whole`]) is kept as
+    /// the same body filed frame by frame ([`Store::body_data`], pieces of 1 to 509
+    /// bytes, each taking at most one chunk): the same exchanges filed both ways into two
+    /// stores, with bodies empty, of 1 byte, about a chunk's room or a chunk, of several
+    /// chunks, past the body limit, starting anywhere in a chunk (heads of varied sizes
+    /// before them), request bodies too, in stores from roomy to too small for a body's
+    /// chunk (cut bodies, evictions for each exchange). The same entries read back the
+    /// same, the same bytes counted, within the bound; a body kept is the body's first
+    /// bytes, all of them up to the limit in a roomy store.
+    #[test]
+    fn a_body_filed_at_once_is_kept_as_filed_chunk_by_chunk() {
+        let h = [(http::header::HOST, http::HeaderValue::from_static("a.test"))];
+        let sizes = [0, 1, 2, 300, 511, 512, 513, 1024, 1500, 4096, 5000, 9000];
+        let in_pieces = |store: &mut Store, id: EntryId, of: BodyOf, body: &[u8], mut step: usize| {
+            let mut rest = body;
+            while !rest.is_empty() {
+                step = (step * 31 + 7) % 509;
+                let (piece, after) = rest.split_at((1 + step).min(rest.len()));
+                store.body_data(id, of, piece);
+                rest = after;
+            }
+            store.body_end(id, of, body.len() as u64, Instant::ZERO);
+        };
+        for max_bytes in [1 << 20, 16 * 1024, 5000, 1536, 900] {
+            let config = InspectConfig { max_bytes, body_limit: 4096, ..InspectConfig::default() };
+            let (mut whole, mut pieces) = (Store::new(config.clone(), 1), Store::new(config, 1));
+            for k in 0..72 {
+                let size = sizes[k % sizes.len()];
+                let body: Vec<u8> = (0..size).map(|b| (b * 7 + k) as u8).collect();
+                let request_body = &body[..sizes[(k / 3) % sizes.len()].min(size)];
+                let uri = format!("/{k}/{}", "p".repeat(k * 53 % 600));
+                let ex = Exchange { method: "POST", uri: &uri, headers: &h[..], websocket: false, replay_of: None };
+                let (a, b) = (whole.begin(Instant::ZERO, 0, ex), pieces.begin(Instant::ZERO, 0, ex));
+                whole.body_data(a, BodyOf::Request, request_body);
+                whole.body_end(a, BodyOf::Request, request_body.len() as u64, Instant::ZERO);
+                whole.respond_whole(a, Instant::ZERO, 200, &h[..], &body);
+                in_pieces(&mut pieces, b, BodyOf::Request, request_body, k);
+                pieces.respond(b, 200, &h[..]);
+                in_pieces(&mut pieces, b, BodyOf::Response, &body, k + 1);
+                let what = format!("{max_bytes} bytes, exchange {k}, body {size}");
+                assert_eq!((whole.bytes(), whole.len()), (pieces.bytes(), pieces.len()), "{what}");
+                assert!(whole.bytes() <= max_bytes, "{what}");
+                for (ea, eb) in whole.newest_first().zip(pieces.newest_first()) {
+                    assert_eq!((ea.id, ea.held, ea.weight()), (eb.id, eb.held, eb.weight()), "{what}");
+                    assert_eq!(
+                        (whole.request(ea), whole.response(ea)),
+                        (pieces.request(eb), pieces.response(eb)),
+                        "{what}"
+                    );
+                }
+                let Some(e) = whole.get(a) else { continue };
+                let (req, res) = (whole.request(e), whole.response(e).unwrap());
+                assert_eq!((req.body.size(), res.body.size()), (request_body.len() as u64, size as u64), "{what}");
+                // The first bytes of each body: all of them up to the limit in a roomy
+                // store, fewer in one too small for them.
+                assert!(request_body.starts_with(req.body.data()) && body.starts_with(res.body.data()), "{what}");
+                if max_bytes == 1 << 20 {
+                    assert_eq!(res.body.data(), &body[..size.min(4096)], "{what}");
+                }
+            }
+        }
+    }
+}
