@@ -1,7 +1,9 @@
 //! Indexed header fields (`docs/PROTOCOL.md` §2, "Indexed fields"): every session
 //! announces `INDEXED_HEADERS`, writes the static table's names and fields as indexes
 //! only towards a peer that announced it too, reads both forms, and refuses an index
-//! past the end of the table as a protocol violation.
+//! past the end of the table as a protocol violation. A core built without the table
+//! (`--no-default-features`, the wasm client's) never announces it: these tests need it.
+#![cfg(feature = "indexed-headers")]
 
 mod util;
 

@@ -65,8 +65,11 @@ fn server(features: u32, config: Config) -> Session {
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn the_written_open_is_the_listed_one_in_both_codings() {
-    let codings =
-        [(features::BATCH, FieldCoding::Text), (features::BATCH | features::INDEXED_HEADERS, FieldCoding::Indexed)];
+    let mut codings = vec![(features::BATCH, FieldCoding::Text)];
+    // A core without the table (the wasm client's) writes text whatever the peer announced.
+    if cfg!(feature = "indexed-headers") {
+        codings.push((features::BATCH | features::INDEXED_HEADERS, FieldCoding::Indexed));
+    }
     for (announced, coding) in codings {
         let (mut a, mut b) = (server(announced, Config::DEFAULT), server(announced, Config::DEFAULT));
         assert_eq!(b.field_coding(), coding);

@@ -2,6 +2,8 @@
 //! `ResponseBlockFrame`): a block is given only where it decodes to what the typed
 //! decoder gives for the same frame, and a session told to reports it for HTTP streams
 //! with the same checks and state as a typed head.
+// The session's tests need `raw-heads`; without it their imports go unused.
+#![cfg_attr(not(feature = "raw-heads"), allow(unused_imports))]
 
 mod util;
 
@@ -117,6 +119,8 @@ fn a_block_is_what_the_typed_decoder_gives_for_the_same_frame() {
     assert!(taken >= 40, "only {taken} frames taken as blocks");
 }
 
+// A session reports blocks only with `raw-heads` (the native shells').
+#[cfg(feature = "raw-heads")]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn a_session_told_to_reports_http_heads_as_blocks_with_the_same_checks() {
@@ -155,6 +159,8 @@ fn a_session_told_to_reports_http_heads_as_blocks_with_the_same_checks() {
     assert_eq!(err, ProtocolError::Unexpected("response head on a stream that cannot take one"));
 }
 
+// A session reports blocks only with `raw-heads` (the native shells').
+#[cfg(feature = "raw-heads")]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn blocks_arrive_in_batches_and_end_their_streams() {

@@ -219,7 +219,7 @@ fn a_small_whole_response_goes_past_the_queue_and_its_streams_data() {
     s.respond_block(4, 200, block(s.field_coding(), 10), false).unwrap();
     s.send_data(4, pattern(10, 1)).unwrap();
     let data = pattern(1024, 2);
-    assert_eq!(s.respond_whole_block(2, 200, block(FieldCoding::Indexed, 1024), &data, None), Ok(1024));
+    assert_eq!(s.respond_whole_block(2, 200, block(s.field_coding(), 1024), &data, None), Ok(1024));
     let (out, streams, _) = drain(&mut s);
     assert_eq!(out.len(), 1, "one batch");
     let Frame::Batch(frames) = Frame::decode(out[0].clone(), &DecodeLimits::default()).unwrap() else {

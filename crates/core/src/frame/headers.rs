@@ -463,6 +463,7 @@ pub(super) mod tests {
     use bytes::{BufMut, Bytes, BytesMut};
 
     use super::*;
+    #[cfg(feature = "indexed-headers")]
     use crate::frame::types::Frame;
     use crate::ids::kind;
 
@@ -498,6 +499,7 @@ pub(super) mod tests {
     }
 
     /// Decodes with and without a session's recent values: both must agree.
+    #[cfg(feature = "indexed-headers")]
     fn decode(block: &[u8], limits: &DecodeLimits) -> Result<Vec<Header>, DecodeError> {
         let heads = |f: Frame| match f {
             Frame::Open { head, .. } => head.headers,
@@ -511,8 +513,12 @@ pub(super) mod tests {
     }
 
     /// `host: a` by index, `x-forwarded-proto: http` as a whole field, `x-a: b` as text.
+    #[cfg(feature = "indexed-headers")]
     const BLOCK: &[u8] = b"\0\x03\0\0\x00\0\x01a\0\0\x80\0\x03x-a\0\x01b";
 
+    // Its blocks carry indexed fields, which a session without the table never receives
+    // (it does not announce `INDEXED_HEADERS`).
+    #[cfg(feature = "indexed-headers")]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn a_block_decodes_in_every_form_and_every_cut_is_refused_by_name() {
@@ -537,6 +543,9 @@ pub(super) mod tests {
         assert_eq!(decode(b"\0\x09\0\0\x00", &limits), Err(DecodeError::Truncated("headers")));
     }
 
+    // Its blocks carry indexed fields, which a session without the table never receives
+    // (it does not announce `INDEXED_HEADERS`).
+    #[cfg(feature = "indexed-headers")]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn the_size_limit_counts_the_block_read_so_far() {
@@ -550,6 +559,9 @@ pub(super) mod tests {
         assert_eq!(decode(BLOCK, &limits).map(|f| f.len()), Ok(3));
     }
 
+    // Its blocks carry indexed fields, which a session without the table never receives
+    // (it does not announce `INDEXED_HEADERS`).
+    #[cfg(feature = "indexed-headers")]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn what_http_cannot_carry_is_dropped_and_what_the_wire_forbids_refused() {
