@@ -48,7 +48,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     };
     let recorder = ctx.config.inspector.as_ref().map(|i| {
         let headers: Vec<Header> = req.headers().iter().map(|(n, v)| (n.clone(), v.clone())).collect();
-        WsRecorder { inspector: i.clone(), id: i.begin(&method, &path, &headers, true) }
+        WsRecorder::new(i, i.begin(&method, &path, &headers, true))
     });
     let mut res = match handshake(connect, req).await {
         Ok(res) => res,

@@ -73,15 +73,17 @@ fn websocket_messages_are_kept_bounded_and_joined_across_fragments() {
     store.ws_message(id, 1, Direction::In, false, true, b"hello ");
     store.ws_message(id, 2, Direction::In, false, false, b"world!");
     let ws = store.get(id).unwrap().websocket.clone().unwrap();
+    let ws = ws.lock();
     assert_eq!(ws.len(), 1);
     let only = ws.messages().next().unwrap();
     assert_eq!((only.size, &only.preview[..]), (12, &b"hello wo"[..]));
+    drop(ws);
     for i in 0..5u8 {
         store.ws_message(id, 3, Direction::Out, true, true, &[i]);
     }
     store.ws_closed(id, Instant::from_micros(10), Some(1000));
     let e = store.get(id).unwrap();
-    let ws = e.websocket.as_ref().unwrap();
+    let ws = e.websocket.as_ref().unwrap().lock();
     assert_eq!((ws.len(), ws.dropped, ws.close_code), (3, 3, Some(1000)));
     assert_eq!(ws.messages().next_back().unwrap().preview, vec![4]);
     // The evicted messages' buffers, reused, hold nothing of what they held before.

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use localtunnels_core::inspect::json::{entry_json, ws_json};
-use localtunnels_core::inspect::{EntryId, Exchange, HeadFields, Store};
+use localtunnels_core::inspect::{EntryId, Exchange, HeadFields, Store, WsShared};
 use localtunnels_core::{Header, Instant};
 use tokio::sync::broadcast;
 
@@ -171,6 +171,20 @@ impl Inspector {
         let mut store = self.store();
         change(&mut store);
         self.publish(id, store);
+    }
+
+    /// Tells live listeners about entry `id` if anyone listens (a change filed without
+    /// the store's lock: a WebSocket message). Inlined: the check is one load.
+    #[inline]
+    pub(crate) fn changed(&self, id: EntryId) {
+        if self.shared.listeners.load(Ordering::Relaxed) > 0 {
+            self.announce(id, self.store());
+        }
+    }
+
+    /// The handle on entry `id`'s WebSocket session, if it is one and still held.
+    pub(crate) fn ws_session(&self, id: EntryId) -> Option<WsShared> {
+        self.store().ws_session(id)
     }
 
     /// Tells live listeners about entry `id` (if anyone listens), after the lock.

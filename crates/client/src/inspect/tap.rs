@@ -1,6 +1,6 @@
 //! Taps: copies of what passes, handed to the store when a body ends.
 
-use localtunnels_core::inspect::{BodyOf, Direction, EntryId};
+use localtunnels_core::inspect::{BodyOf, Direction, EntryId, WsShared};
 use localtunnels_core::Instant;
 use localtunnels_driver::websocket::WsTap;
 use localtunnels_driver::BodyTap;
@@ -88,26 +88,42 @@ impl Drop for BodyRecorder {
 }
 
 /// Records the messages of a bridged WebSocket (on the origin's socket: read from it
-/// is `out`, towards the visitor).
+/// is `out`, towards the visitor) into its session through the session's handle: no
+/// store lock, entry look-up or weights per message (the store counts the session's
+/// weight in steps, [`WsShared::record`]).
 #[derive(Debug)]
 pub(crate) struct WsRecorder {
     pub(crate) inspector: Inspector,
     pub(crate) id: EntryId,
+    /// The session's messages; `None` if its entry was evicted before the recorder
+    /// began (its messages are not kept, as the store keeps none of an evicted entry).
+    session: Option<WsShared>,
+}
+
+impl WsRecorder {
+    /// For the WebSocket of entry `id`.
+    pub(crate) fn new(inspector: &Inspector, id: EntryId) -> Self {
+        WsRecorder { inspector: inspector.clone(), id, session: inspector.ws_session(id) }
+    }
+
+    /// The session ended (`code`: its close code, if it closed cleanly).
+    pub(crate) fn closed(&self, code: Option<u16>) {
+        self.inspector.update(self.id, |s, now| s.ws_closed(self.id, now, code));
+    }
 }
 
 impl WsTap for WsRecorder {
     fn message(&self, from_socket: bool, binary: bool, first: bool, data: &[u8]) {
+        let Some(session) = &self.session else { return };
         let dir = if from_socket { Direction::Out } else { Direction::In };
-        // One clock read (the monotonic one, on the wall clock's epoch), and no
-        // monotonic `now` for the store: a message changes no duration.
+        // One clock read, as nanoseconds (no monotonic `now` for the store: a message
+        // changes no duration).
         let nanos = self.inspector.wall_nanos();
-        self.inspector.change(self.id, |s| s.ws_message(self.id, nanos, dir, binary, first, data));
-    }
-}
-
-impl WsRecorder {
-    /// The session ended (`code`: its close code, if it closed cleanly).
-    pub(crate) fn closed(&self, code: Option<u16>) {
-        self.inspector.update(self.id, |s, now| s.ws_closed(self.id, now, code));
+        // The store's lock only when the session's weight left its step (the session's
+        // own lock is let go first: the store's comes first where both are taken).
+        if let Some(weight) = session.record(dir, nanos, binary, first, data) {
+            self.inspector.record(|s| s.ws_weight(self.id, weight));
+        }
+        self.inspector.changed(self.id);
     }
 }

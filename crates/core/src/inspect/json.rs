@@ -47,7 +47,7 @@ pub fn entry_json(store: &Store, entry: &HttpEntry, redact: bool) -> String {
 
 /// A WebSocket entry with its messages; `None` for a plain HTTP entry.
 pub fn ws_json(store: &Store, entry: &HttpEntry, redact: bool) -> Option<String> {
-    let ws = entry.websocket.as_ref()?;
+    let ws = entry.websocket.as_ref()?.lock();
     let mut out = String::with_capacity(1024);
     out.push('{');
     entry_fields(&mut out, store, entry, redact);

@@ -22,6 +22,6 @@ mod time;
 
 pub use body::BodyCapture;
 pub use head::{Block, Edits, HeadFields};
-pub use record::{BodyOf, Direction, Exchange, HttpEntry, HttpRequest, HttpResponse, WsMessage, WsSession};
+pub use record::{BodyOf, Direction, Exchange, HttpEntry, HttpRequest, HttpResponse, WsMessage, WsSession, WsShared};
 pub use store::{Entry, EntryId, InspectConfig, Store};
 pub use time::rfc3339;

@@ -1,6 +1,6 @@
 //! What the inspector keeps of one exchange.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::frame::Header;
@@ -74,6 +74,9 @@ pub struct WsMessage {
 /// oldest message's slot (at `oldest`) takes the next message and `oldest` moves on
 /// by one, so a message at the bound (every message of a busy session) moves nothing
 /// and allocates nothing. [`WsSession::messages`] reads them oldest first.
+///
+/// A session lives behind a [`WsShared`] handle, held by its entry in the store and by
+/// the shell's recorder, which files messages through it without the store's lock.
 #[derive(Debug, Clone, Default)]
 pub struct WsSession {
     /// Kept messages: from `oldest` to the end, then from the start to `oldest`.
@@ -86,7 +89,22 @@ pub struct WsSession {
     pub close_code: Option<u16>,
     /// Bytes the kept messages hold.
     pub(crate) held: usize,
+    /// Bytes kept of each message and messages kept (the store's
+    /// [`super::InspectConfig::ws_preview`] and `max_ws_messages`; 0 and 0 keep none).
+    preview: usize,
+    max: usize,
+    /// The weight the store counts for the session, in steps of [`WS_WEIGHT_STEP`]:
+    /// at least `held`, and less than two steps over it ([`WsSession::recount`]).
+    counted: usize,
+    /// The store let the session's entry go: its messages are gone, later ones are
+    /// not kept (the recorder may still file them).
+    evicted: bool,
 }
+
+/// The step in which the store counts a session's weight: the store's count moves
+/// when the messages' bytes leave their step, not at every message. A session holds
+/// at most its count, so the store's bound still bounds the memory.
+pub(crate) const WS_WEIGHT_STEP: usize = 4096;
 
 /// Two sessions are equal when they keep the same messages in the same order (where
 /// each ring turned to does not matter), and the same drops and close code.
@@ -99,6 +117,54 @@ impl PartialEq for WsSession {
 }
 
 impl Eq for WsSession {}
+
+/// A handle on a WebSocket session's messages, shared by its entry in the store (which
+/// reads them when the API renders the entry) and the shell's recorder (which files
+/// them, [`WsShared::record`], without the store's lock, the entry's look-up and its
+/// weights: ~0.03k instructions a message; docs/BENCHMARKS.md, twentieth round, echo2).
+///
+/// Locks: the store's, then a session's, never the other way round (the recorder
+/// reports a new weight to the store after it let go of the session).
+#[derive(Debug, Clone)]
+pub struct WsShared(Arc<Mutex<WsSession>>);
+
+impl WsShared {
+    /// A session with no messages, with the `config`'s bounds.
+    pub(crate) fn new(config: &InspectConfig) -> Self {
+        let session = WsSession { preview: config.ws_preview, max: config.max_ws_messages, ..WsSession::default() };
+        WsShared(Arc::new(Mutex::new(session)))
+    }
+
+    /// The session, locked (a poisoned lock still holds a consistent session: its
+    /// changes do not panic midway).
+    pub fn lock(&self) -> MutexGuard<'_, WsSession> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Files a message as [`super::Store::ws_message`] does, through the handle: the
+    /// weight the store is to count for the session when it left its step (give it to
+    /// [`super::Store::ws_weight`]), `None` while it is within it (a steady session's
+    /// every message).
+    pub fn record(
+        &self,
+        direction: Direction,
+        unix_nanos: u64,
+        binary: bool,
+        first: bool,
+        data: &[u8],
+    ) -> Option<usize> {
+        self.lock().record(direction, unix_nanos, binary, first, data)
+    }
+}
+
+/// The same handle, or two sessions that keep the same messages.
+impl PartialEq for WsShared {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || *self.lock() == *other.lock()
+    }
+}
+
+impl Eq for WsShared {}
 
 impl WsSession {
     /// The kept messages, oldest first.
@@ -117,20 +183,46 @@ impl WsSession {
         self.ring.is_empty()
     }
 
-    /// Files a message that went `direction` at `unix_nanos` (its size and preview
-    /// from `data`), or adds `data` to the last message that went its way if it is a
-    /// later fragment (`first` false), keeping the `config`'s most recent messages and
-    /// preview bytes; `held` follows.
-    pub(crate) fn push(
+    /// [`WsSession::push`], then [`WsSession::recount`]; nothing once evicted.
+    pub(crate) fn record(
         &mut self,
-        config: &InspectConfig,
         direction: Direction,
         unix_nanos: u64,
         binary: bool,
         first: bool,
         data: &[u8],
-    ) {
-        let (preview, max) = (config.ws_preview, config.max_ws_messages);
+    ) -> Option<usize> {
+        if self.evicted {
+            return None;
+        }
+        self.push(direction, unix_nanos, binary, first, data);
+        self.recount()
+    }
+
+    /// The weight for the store to count when the bytes held left their step (more
+    /// than counted, or two steps less): `held` rounded up to a step. `None` while
+    /// they are within it: two compares for a message that changes nothing.
+    #[inline]
+    fn recount(&mut self) -> Option<usize> {
+        if self.held <= self.counted && self.held + 2 * WS_WEIGHT_STEP > self.counted {
+            return None;
+        }
+        self.counted = self.held.div_ceil(WS_WEIGHT_STEP).saturating_mul(WS_WEIGHT_STEP);
+        Some(self.counted)
+    }
+
+    /// The store let the entry go: the messages' memory is given back, and the
+    /// session keeps nothing from now on.
+    pub(crate) fn evict(&mut self) {
+        (self.ring, self.oldest, self.held, self.counted, self.evicted) = (Vec::new(), 0, 0, 0, true);
+    }
+
+    /// Files a message that went `direction` at `unix_nanos` (its size and preview
+    /// from `data`), or adds `data` to the last message that went its way if it is a
+    /// later fragment (`first` false), keeping the most recent messages and preview
+    /// bytes the bounds allow; `held` follows.
+    fn push(&mut self, direction: Direction, unix_nanos: u64, binary: bool, first: bool, data: &[u8]) {
+        let (preview, max) = (self.preview, self.max);
         // Only a later fragment looks for the message it continues (newest first).
         if !first {
             let (newer, older) = self.ring.split_at_mut(self.oldest);
@@ -225,8 +317,11 @@ pub struct HttpEntry {
     pub replay_of: Option<EntryId>,
     /// Why no response came (the origin was unreachable, the visitor left).
     pub error: Option<String>,
-    /// The session's messages, for an accepted WebSocket.
-    pub websocket: Option<WsSession>,
+    /// The session's messages, for a WebSocket upgrade (read with [`WsShared::lock`]).
+    pub websocket: Option<WsShared>,
+    /// What the store counts for the session's messages (the last weight reported
+    /// by [`WsShared::record`]).
+    pub(crate) ws_weight: usize,
     /// Where its bytes are ([`Part`]): the heads and the response's body in one span,
     /// one after the other (the request's head at `begin`, the response's head when it
     /// comes back, then the body as it passes: nothing else writes between them, so a
@@ -310,7 +405,7 @@ impl HttpEntry {
     pub fn weight(&self) -> usize {
         let spans: usize = self.spans.iter().map(Span::held).sum();
         let error = self.error.as_ref().map_or(0, String::len);
-        FIXED_WEIGHT + spans + error + self.websocket.as_ref().map_or(0, |ws| ws.held)
+        FIXED_WEIGHT + spans + error + self.ws_weight
     }
 
     /// The bytes of both heads at the start of the exchange span (the response's

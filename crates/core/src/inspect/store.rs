@@ -11,7 +11,7 @@ use super::head::{self, HeadFields};
 use super::pool::{Pool, Span};
 mod put;
 
-use super::record::{BodyOf, Direction, Exchange, HttpEntry, HttpRequest, HttpResponse, Part, WsSession, FIXED_WEIGHT};
+use super::record::{BodyOf, Direction, Exchange, HttpEntry, HttpRequest, HttpResponse, Part, WsShared, FIXED_WEIGHT};
 
 /// An entry's id: the store's 16-bit prefix (so ids of two runs differ) above a
 /// 48-bit sequence number (which never wraps in practice, so ids grow with time).
@@ -185,9 +185,14 @@ impl Store {
         BodyCapture::kept(data, e.sizes[of as usize])
     }
 
-    /// Forgets every entry (and gives their memory back).
+    /// Forgets every entry (and gives their memory back: a WebSocket session's too,
+    /// which its recorder may still hold).
     pub fn clear(&mut self) {
-        self.entries.clear();
+        for e in self.entries.drain(..) {
+            if let Some(ws) = &e.websocket {
+                ws.lock().evict();
+            }
+        }
         self.pool = Pool::default();
         self.bytes = 0;
     }
@@ -206,7 +211,8 @@ impl Store {
             status: None,
             replay_of: ex.replay_of,
             error: None,
-            websocket: ex.websocket.then(WsSession::default),
+            websocket: ex.websocket.then(|| WsShared::new(&self.config)),
+            ws_weight: 0,
             spans: [Span::EMPTY; 2],
             heads: [0; 2],
             sizes: [0; 2],
@@ -359,31 +365,48 @@ impl Store {
         });
     }
 
-    /// A WebSocket message (or a later fragment of one: `first` false) went by.
-    /// Counted by what the session's messages hold before and after (a message
-    /// changes nothing else of the entry's weight), not by weighing the entry again.
+    /// A WebSocket message (or a later fragment of one: `first` false) went by: what
+    /// [`WsShared::record`] and [`Self::ws_weight`] do, under the store's lock (a shell
+    /// with the session's handle files it without: the client's recorder).
     pub fn ws_message(&mut self, id: EntryId, unix_nanos: u64, dir: Direction, binary: bool, first: bool, data: &[u8]) {
         let Some(i) = self.index(id) else { return };
+        let Some(ws) = self.entries[i].websocket.as_ref() else { return };
+        if let Some(weight) = ws.record(dir, unix_nanos, binary, first, data) {
+            self.ws_weight_at(i, weight);
+        }
+    }
+
+    /// The handle on entry `id`'s WebSocket session, for a recorder that files its
+    /// messages without the store's lock ([`WsShared::record`]).
+    pub fn ws_session(&self, id: EntryId) -> Option<WsShared> {
+        self.get(id)?.websocket.clone()
+    }
+
+    /// Entry `id`'s WebSocket session now weighs `weight` (what [`WsShared::record`]
+    /// returned): counted, and the oldest entries evicted if the store is over its
+    /// bound. Only when the session's bytes left their step, not at every message.
+    pub fn ws_weight(&mut self, id: EntryId, weight: usize) {
+        let Some(i) = self.index(id) else { return };
+        self.ws_weight_at(i, weight);
+    }
+
+    fn ws_weight_at(&mut self, i: usize, weight: usize) {
         let e = &mut self.entries[i];
-        let Some(ws) = e.websocket.as_mut() else { return };
-        let before = ws.held;
-        ws.push(&self.config, dir, unix_nanos, binary, first, data);
-        let after = ws.held;
-        // A full ring of messages of one size holds what it held: nothing to count.
-        if after != before {
-            e.held = e.held.saturating_sub(before) + after;
-            self.bytes = self.bytes.saturating_sub(before) + after;
-            // Only what grew can be over the bound (every change ends within it).
-            if after > before {
-                self.evict();
-            }
+        let before = e.ws_weight;
+        e.ws_weight = weight;
+        e.held = e.held.saturating_sub(before) + weight;
+        self.bytes = self.bytes.saturating_sub(before) + weight;
+        // Only what grew can be over the bound (every change ends within it).
+        if weight > before {
+            self.evict();
         }
     }
 
     /// The WebSocket closed at `now` (`code`: the first close code seen, if any).
     pub fn ws_closed(&mut self, id: EntryId, now: Instant, code: Option<u16>) {
         self.update(id, |e| {
-            if let Some(ws) = e.websocket.as_mut() {
+            if let Some(ws) = &e.websocket {
+                let mut ws = ws.lock();
                 ws.close_code = ws.close_code.or(code);
             }
             e.duration.get_or_insert(now.saturating_duration_since(e.started));
@@ -422,6 +445,11 @@ impl Store {
         let Some(old) = self.entries.front_mut() else { return false };
         for span in &mut old.spans {
             self.pool.release(span);
+        }
+        // The recorder may hold the session still: its messages go now, and it keeps
+        // no more.
+        if let Some(ws) = &old.websocket {
+            ws.lock().evict();
         }
         self.bytes = self.bytes.saturating_sub(old.held);
         // Dropped where it lies in the native shells' build (`raw-heads`): `pop_front`
@@ -564,7 +592,7 @@ mod tests {
             let e = store.get(id).unwrap();
             assert_eq!((store.bytes(), e.held), (e.weight(), e.weight()), "message {i}");
         }
-        let ws = store.get(id).unwrap().websocket.as_ref().unwrap();
+        let ws = store.get(id).unwrap().websocket.as_ref().unwrap().lock();
         assert_eq!(ws.len(), 5);
         assert!(ws.messages().all(|m| m.preview.len() <= 10));
     }
@@ -601,11 +629,71 @@ mod tests {
                     }
                 }
             }
-            let ws = store.get(id).unwrap().websocket.as_ref().unwrap();
+            let ws = store.get(id).unwrap().websocket.as_ref().unwrap().lock();
             assert_eq!((ws.messages().cloned().collect::<Vec<_>>(), ws.dropped), (model.clone(), dropped), "{i}");
+            drop(ws);
             let e = store.get(id).unwrap();
             assert_eq!((store.bytes(), e.held), (e.weight(), e.weight()), "message {i}");
         }
+    }
+
+    /// A recorder's messages, filed through the session's handle (without the store's
+    /// lock), are counted in steps: the store's count for the session is at least what
+    /// its messages hold and less than two steps over it, moves only when they leave
+    /// their step (never for a steady session's messages), and bounds the store as
+    /// before: a session evicted (or cleared) under its recorder gives its messages
+    /// back and keeps no more.
+    #[test]
+    fn a_recorders_messages_are_counted_in_steps_and_an_evicted_session_keeps_none() {
+        use crate::inspect::record::WS_WEIGHT_STEP;
+        let config =
+            InspectConfig { max_bytes: 64 * 1024, ws_preview: 100, max_ws_messages: 200, ..Default::default() };
+        let mut store = Store::new(config.clone(), 1);
+        let ex = Exchange { method: "GET", uri: "/ws", headers: &[], websocket: true, replay_of: None };
+        let id = store.begin(Instant::ZERO, 0, ex);
+        let ws = store.ws_session(id).unwrap();
+        let mut reports = 0;
+        for i in 0..600u64 {
+            // Sizes that vary, fragments among them, then whole messages of 50 bytes
+            // each (a steady session's).
+            let len = if i < 300 { (i as usize * 13) % 150 } else { 50 };
+            let (dir, first) = (if i % 2 == 0 { Direction::In } else { Direction::Out }, i >= 300 || i % 5 != 4);
+            if let Some(weight) = ws.record(dir, i, false, first, &vec![b'x'; len]) {
+                store.ws_weight(id, weight);
+                reports += 1;
+                assert!(i < 500, "message {i} of a steady session moved the count");
+            }
+            let held = ws.lock().held;
+            let e = store.get(id).unwrap();
+            assert!(
+                (held..held + 2 * WS_WEIGHT_STEP).contains(&e.ws_weight),
+                "message {i}: {} for {held}",
+                e.ws_weight
+            );
+            assert_eq!((store.bytes(), e.held), (e.weight(), e.weight()), "message {i}");
+        }
+        assert!(reports <= 20, "{reports} reports for 600 messages");
+        // Other entries push the session out of the store: its messages go with it.
+        while store.get(id).is_some() {
+            exchange(&mut store, "/x", &[], &[1; 1000]);
+            assert!(store.bytes() <= config.max_bytes);
+        }
+        let (kept, held) = {
+            let s = ws.lock();
+            (s.len(), s.held)
+        };
+        assert_eq!((kept, held), (0, 0));
+        assert_eq!(ws.record(Direction::In, 0, false, true, b"late"), None);
+        assert!(ws.lock().is_empty());
+        // A cleared store lets its sessions go the same way.
+        let ex = Exchange { method: "GET", uri: "/ws2", headers: &[], websocket: true, replay_of: None };
+        let id = store.begin(Instant::ZERO, 0, ex);
+        let ws = store.ws_session(id).unwrap();
+        assert!(ws.record(Direction::In, 0, false, true, b"kept").is_some());
+        store.clear();
+        assert!(ws.lock().is_empty());
+        assert_eq!(ws.record(Direction::In, 1, false, true, b"late"), None);
+        assert!(ws.lock().is_empty());
     }
 
     /// Thousands of small entries evicted for large ones, and back: the chunks the
