@@ -151,6 +151,20 @@ struct Queue {
     quiet: bool,
 }
 
+impl Queue {
+    /// Ready when an event is queued or the stream is gone; else `waker` is kept to be
+    /// woken when one comes (as a poll of [`StreamReceiver::poll_recv`] would leave it).
+    fn ready_or_wake(&mut self, waker: &Waker) -> Poll<()> {
+        if !self.events.is_empty() || self.closed {
+            return Poll::Ready(());
+        }
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.waker = Some(waker.clone());
+        }
+        Poll::Pending
+    }
+}
+
 impl Inner {
     fn queue(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
@@ -628,13 +642,7 @@ impl StreamReceiver {
         let mut q = self.inner.queue();
         q.direct = Some(direct);
         q.quiet = true;
-        if !q.events.is_empty() || q.closed {
-            return Poll::Ready(());
-        }
-        if !q.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            q.waker = Some(waker.clone());
-        }
-        Poll::Pending
+        q.ready_or_wake(waker)
     }
 
     /// Takes back [`Self::offer_direct`]'s offer: true when it was still there (the
@@ -654,14 +662,7 @@ impl StreamReceiver {
     /// server's visitor task, asleep past a response lent to the reader
     /// ([`crate::direct`]), is woken by the events the reader did not write.
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut q = self.inner.queue();
-        if !q.events.is_empty() || q.closed {
-            return Poll::Ready(());
-        }
-        if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            q.waker = Some(cx.waker().clone());
-        }
-        Poll::Pending
+        self.inner.queue().ready_or_wake(cx.waker())
     }
 
     /// Poll form of [`StreamReceiver::recv`].
