@@ -7,8 +7,11 @@
 // These run on `#[tokio::test]` runtimes, which have tokio's timers.
 #![allow(clippy::disallowed_methods)]
 
-use localtunnels_core::{Config, HeaderName, HeaderValue, OpenError, RequestHead, StreamKind, XForwarded};
-use localtunnels_driver::{ConnEvent, ConnEvents, Connection};
+use bytes::Bytes;
+use localtunnels_core::{
+    Config, HeaderName, HeaderValue, OpenError, RequestHead, ResponseHead, StreamKind, XForwarded,
+};
+use localtunnels_driver::{ConnEvent, ConnEvents, Connection, StreamEvent};
 
 mod conn_pair;
 
@@ -64,4 +67,37 @@ async fn written_and_queued_opens_arrive_as_written() {
         }
         drop((first, second));
     }
+}
+
+/// An OPEN written straight into the write half goes out before its stream's slot is
+/// made, under the connection's lock: a peer that answers at once, from another
+/// thread, finds the stream there. On a runtime of two threads the client answers each
+/// stream as it comes (its events and its reader beside the opener's task); every
+/// response reaches its handle (one dispatched before its slot existed would be
+/// dropped, and the wait for it would time out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_that_comes_at_once_reaches_its_stream() {
+    let (a, b) = tokio::io::duplex(256 * 1024);
+    let (server, _client, mut events) = conn_pair::pair_over(Config::default(), a, b).await;
+    let answerer = tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let ConnEvent::Incoming { stream, .. } = event {
+                let (tx, _rx) = stream.split();
+                let head = ResponseHead { status: 200, headers: vec![] };
+                tx.respond_whole(head, &Bytes::from_static(b"ok")).expect("respond_whole");
+            }
+        }
+    });
+    for i in 0..300 {
+        let (_tx, mut rx) = open(&server, "GET", &format!("/{i}"), 0).expect("open").split();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv()).await;
+        let first = first.unwrap_or_else(|_| panic!("request {i}: no response came to its stream"));
+        let status = match first.map(StreamEvent::typed) {
+            Some(StreamEvent::Response { head, .. }) => head.status,
+            other => panic!("request {i}: {other:?}"),
+        };
+        assert_eq!(status, 200);
+    }
+    drop(server);
+    answerer.abort();
 }

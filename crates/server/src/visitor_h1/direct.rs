@@ -25,15 +25,16 @@
 //!   for the next request ([`super::lent`]); a whole write lets the count go here and
 //!   the handles go in the reader's turn ([`DirectWrite::retired`]): the exchange is
 //!   over when its response is written, whoever writes it, and the task, woken by the
-//!   next request, only learns so ([`DirectSocket::resolve`], one lock) before it
-//!   reads it. Anything else the response needs (a rest to write, the events of a
+//!   next request, only learns so ([`DirectSocket::resolve`]: one atomic load, the
+//!   lock only for the rare ends) before it reads it. Anything else the response needs (a rest to write, the events of a
 //!   response the reader did not write, a deadline, the next bytes before the
 //!   response) wakes the task, which takes the exchange back and answers it itself.
 
 use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use localtunnels_core::ReceivedBlock;
@@ -51,6 +52,12 @@ pub(crate) struct DirectSocket {
     socket: std::net::TcpStream,
     state: Arc<ServerState>,
     armed: Mutex<Armed>,
+    /// Set (under `armed`'s lock) when the reader wrote the lent response whole: one
+    /// plus its write's time in nanoseconds after the request's start; 0 otherwise.
+    /// The task's usual end of the lending reads (and clears) this alone, without the
+    /// lock ([`DirectSocket::resolve`]): the time is what the next head's deadline
+    /// needs, kept relative to the start the task knows (an `Instant` is no atomic).
+    whole: AtomicU64,
 }
 
 /// The request the socket is lent for.
@@ -59,8 +66,6 @@ struct Armed {
     reply: Option<Reply>,
     /// The request's start, for its duration.
     started: Instant,
-    /// When the last response was written.
-    written: Instant,
     /// The exchange's count against its visitor address, let go by a whole write.
     admitted: Option<Admitted>,
     /// The head's bytes, kept for their capacity.
@@ -74,23 +79,23 @@ struct Armed {
 
 /// Where a lent exchange stands.
 enum Lend {
-    /// Nothing lent (or taken back).
+    /// Nothing lent, taken back, or written whole (`DirectSocket::whole` then says when).
     Idle,
     /// Lent with the exchange's stream handles; not written yet.
     Waiting(StreamSender, StreamReceiver),
-    /// The reader wrote the whole response.
-    Written,
-    /// The reader wrote part of it: the rest, for the task to write.
-    Partial(Bytes),
+    /// The reader wrote part of it: the rest, for the task to write, and when (after
+    /// the request's start).
+    Partial(Bytes, Duration),
 }
 
 /// How a lent exchange ended, for the visitor's task ([`DirectSocket::resolve`]).
 pub(crate) enum Resolved {
-    /// The reader wrote the response whole at this instant (and let the count go).
-    Written(Instant),
-    /// The reader wrote part of it at this instant: the rest is the task's to write,
-    /// and the count its to let go after.
-    Rest(Bytes, Instant, Option<Admitted>),
+    /// The reader wrote the response whole this long after the request's start (and
+    /// let the count go).
+    Written(Duration),
+    /// The reader wrote part of it this long after the request's start: the rest is
+    /// the task's to write, and the count its to let go after.
+    Rest(Bytes, Duration, Option<Admitted>),
     /// The reader did not write it and will not: the exchange's handles and count,
     /// for the task to answer the request as without a lending.
     Back(StreamSender, StreamReceiver, Option<Admitted>),
@@ -99,17 +104,15 @@ pub(crate) enum Resolved {
 impl DirectSocket {
     /// `socket` (a second descriptor of a visitor's plain TCP socket) for the reader.
     pub(crate) fn new(socket: std::net::TcpStream, state: Arc<ServerState>) -> Arc<Self> {
-        let now = Instant::now();
         let armed = Armed {
             reply: None,
-            started: now,
-            written: now,
+            started: Instant::now(),
             admitted: None,
             head: BytesMut::new(),
             lend: Lend::Idle,
             retired: None,
         };
-        Arc::new(DirectSocket { socket, state, armed: Mutex::new(armed) })
+        Arc::new(DirectSocket { socket, state, armed: Mutex::new(armed), whole: AtomicU64::new(0) })
     }
 
     fn armed(&self) -> MutexGuard<'_, Armed> {
@@ -146,27 +149,44 @@ impl DirectSocket {
     pub(crate) fn poll_lent(&self, cx: &mut Context<'_>) -> Poll<()> {
         match &mut self.armed().lend {
             Lend::Waiting(_, rx) => rx.poll_ready(cx),
-            Lend::Partial(_) => Poll::Ready(()),
-            Lend::Idle | Lend::Written => Poll::Pending,
+            Lend::Partial(..) => Poll::Ready(()),
+            Lend::Idle => Poll::Pending,
         }
     }
 
     /// Ends the lending: how the exchange ended, or its parts back when the reader did
     /// not write (it will not any more; the caller takes the stream's offer back).
+    ///
+    /// The usual end, a whole write, is one atomic load and store: the reader left
+    /// nothing else (the reply taken, the count and the handles let go, the lending
+    /// `Idle`), and writes nothing more until the next [`DirectSocket::lend`], so only
+    /// this task clears the flag. The rest take the lock.
     pub(crate) fn resolve(&self) -> Resolved {
+        if let Some(after) = self.written_whole() {
+            return Resolved::Written(after);
+        }
         let mut armed = self.armed();
         armed.reply = None;
-        // The usual end, without moving the handles' place.
-        if let Lend::Written = armed.lend {
-            armed.lend = Lend::Idle;
-            return Resolved::Written(armed.written);
-        }
         match std::mem::replace(&mut armed.lend, Lend::Idle) {
             Lend::Waiting(tx, rx) => Resolved::Back(tx, rx, armed.admitted.take()),
-            Lend::Partial(rest) => Resolved::Rest(rest, armed.written, armed.admitted.take()),
-            // Nothing lent (not called so) is nothing to do either.
-            Lend::Written | Lend::Idle => Resolved::Written(armed.written),
+            Lend::Partial(rest, after) => Resolved::Rest(rest, after, armed.admitted.take()),
+            // Written whole between the load above and the lock (the flag is set under
+            // it); or nothing lent (not called so), nothing to do either.
+            Lend::Idle => Resolved::Written(self.written_whole().unwrap_or_default()),
         }
+    }
+
+    /// When the reader wrote the lent response whole (after the request's start), if
+    /// it did; the flag is cleared.
+    fn written_whole(&self) -> Option<Duration> {
+        // Acquire: pairs with the write's release, so that what the reader let go
+        // before it (the count) is seen let go.
+        let n = self.whole.load(Ordering::Acquire);
+        if n == 0 {
+            return None;
+        }
+        self.whole.store(0, Ordering::Relaxed);
+        Some(Duration::from_nanos(n - 1))
     }
 
     /// Ends a lending its task no longer waits for (the connection ends): the reader
@@ -175,6 +195,7 @@ impl DirectSocket {
     fn end(&self) {
         let mut armed = self.armed();
         armed.reply = None;
+        self.whole.store(0, Ordering::Relaxed);
         let lend = std::mem::replace(&mut armed.lend, Lend::Idle);
         let admitted = armed.admitted.take();
         drop(armed);
@@ -186,7 +207,7 @@ impl DirectSocket {
 impl DirectWrite for DirectSocket {
     fn write_whole(&self, status: u16, block: &ReceivedBlock, body: &Bytes) -> Direct {
         let mut armed = self.armed();
-        let Armed { reply, started, written: written_at, admitted, head, lend, retired } = &mut *armed;
+        let Armed { reply, started, admitted, head, lend, retired } = &mut *armed;
         let Some(reply) = reply.take() else { return Direct::Declined };
         head.clear();
         let Some((_, written)) = write_block_head(head, reply, status, block, false) else {
@@ -196,20 +217,30 @@ impl DirectWrite for DirectSocket {
             return Direct::Declined;
         }
         let direct = write_without_waiting(&self.socket, head, body);
-        let now = Instant::now();
+        if let Direct::Declined = direct {
+            return direct;
+        }
+        // The request's duration, which also says when the response was written: to
+        // the reader turn's clock reading (`turn_clock`, taken for the message that
+        // brought the response, microseconds before this write), else the clock now.
+        let now = localtunnels_driver::turn_clock::turn_instant().unwrap_or_else(Instant::now);
+        let after = now.saturating_duration_since(*started);
         // The response is written: the exchange no longer counts against its address
         // (let go outside this lock), and its handles go once the slot is retired. A
         // partial one's rest is the task's to write (the driver wakes it for it).
         let (done, next) = match &direct {
-            Direct::Declined => return direct,
-            Direct::Written => (admitted.take(), Lend::Written),
-            Direct::Partial(rest) => (None, Lend::Partial(rest.clone())),
+            Direct::Partial(rest) => (None, Lend::Partial(rest.clone(), after)),
+            _ => (admitted.take(), Lend::Idle),
         };
         if let Lend::Waiting(tx, rx) = std::mem::replace(lend, next) {
             *retired = Some((tx, rx));
         }
-        *written_at = now;
-        self.state.counters.recorded.answered(now.saturating_duration_since(*started));
+        if let Direct::Written = direct {
+            // Under the lock: `resolve`'s locked path sees the flag with the `Idle`.
+            let nanos = u64::try_from(after.as_nanos()).unwrap_or(u64::MAX - 1);
+            self.whole.store(nanos + 1, Ordering::Release);
+        }
+        self.state.counters.recorded.answered(after);
         crate::state::Counters::bump(&self.state.counters.direct_writes);
         drop(armed);
         drop(done);

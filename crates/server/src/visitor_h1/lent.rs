@@ -14,7 +14,8 @@
 //!   wrote), or the response's deadline when that comes first,
 //! - the server's shutdown.
 //!
-//! Each ends the lending ([`DirectSocket::resolve`](super::direct::DirectSocket::resolve), one lock): a response written whole
+//! Each ends the lending ([`DirectSocket::resolve`](super::direct::DirectSocket::resolve): for a whole write one atomic load,
+//! else one lock): a response written whole
 //! needs nothing more (the next head is due one header timeout after its write); a
 //! rest is written; a response not written is taken back and answered as without
 //! the lending ([`super::exchange::respond`]: the response deadline's 504 included),
@@ -95,25 +96,32 @@ where
             () = std::future::poll_fn(|cx| due.poll_expired(cx)) => Woke::Due,
             () = std::future::poll_fn(|cx| shutdown.poll_changed(cx)) => Woke::Shutdown,
         };
-        let keep = self.end_lent(state, due, header_timeout).await;
+        let keep = self.end_lent(state, due, until, header_timeout).await;
         keep && !matches!(woke, Woke::Shutdown) && !shutdown.now()
     }
 
     /// Ends the lent exchange: as the reader left it, or answered by this task.
-    async fn end_lent(&mut self, state: &ServerState, due: &mut LazyDeadline, header_timeout: Duration) -> bool {
+    /// `until`: one header timeout after the request's start.
+    async fn end_lent(
+        &mut self,
+        state: &ServerState,
+        due: &mut LazyDeadline,
+        until: Instant,
+        header_timeout: Duration,
+    ) -> bool {
         let Some(direct) = self.direct.as_deref() else { return true };
         match direct.resolve() {
             // The next head is due one header timeout after the response's write.
-            Resolved::Written(at) => {
+            Resolved::Written(after) => {
                 self.lent = None;
-                due.set(Instant::from_std(at) + header_timeout);
+                due.set(until + after);
                 true
             }
-            Resolved::Rest(rest, at, admitted) => {
+            Resolved::Rest(rest, after, admitted) => {
                 self.lent = None;
                 let written = self.io.write_all(&rest).await.is_ok();
                 drop(admitted);
-                due.set(Instant::from_std(at) + header_timeout);
+                due.set(until + after);
                 written
             }
             Resolved::Back(tx, rx, admitted) => {
