@@ -569,6 +569,14 @@ pub struct StreamReceiver {
 
 impl Drop for StreamReceiver {
     fn drop(&mut self) {
+        // A retired stream (its response written from the reader: `StreamSlot::retire_written`)
+        // has no slot to deliver to any more, and its queue holds no payload (the body
+        // went to the socket; only payload-free events, a `Written`, may be there): the
+        // queue's lock for nothing to do is skipped (~0.04k instructions per exchange,
+        // in the reader's turn after its write, where a lent receiver's last drop runs).
+        if self.inner.retired.load(Ordering::Acquire) {
+            return self.let_go();
+        }
         let dropped = {
             let mut q = self.inner.queue();
             q.receiver_gone = true;
@@ -587,8 +595,15 @@ impl Drop for StreamReceiver {
             self.inner.shared.release_later(self.id, unread);
             drop(events);
         }
-        // What it read and kept goes back with the stream's reset, when the last
-        // handle goes (the sender's, usually right after this).
+        self.let_go();
+    }
+}
+
+impl StreamReceiver {
+    /// The end of the receiver's drop: what it read and kept goes back with the
+    /// stream's reset, when the last handle goes (the sender's, usually right after
+    /// this).
+    fn let_go(&mut self) {
         if self.held > 0 {
             self.inner.held.fetch_add(self.held, Ordering::Release);
         }

@@ -2,7 +2,8 @@
 //! the session takes the stream and its OPEN, the connection registers the stream's
 //! slot, and the OPEN is written as any command's frames are ([`Shared::after_command`]),
 //! or, when it would be written at once and first anyway, straight into the write
-//! half's buffer ([`Shared::outbox_for_open`]).
+//! half's buffer ([`Shared::outbox_for_open`]) and sent before the slot is made and
+//! registered ([`Shared::write_open`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
