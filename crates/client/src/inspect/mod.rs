@@ -124,9 +124,11 @@ impl Inspector {
         self.instant_at(localtunnels_driver::turn_clock::now())
     }
 
-    /// The monotonic clock reading `at` on the inspector's epoch.
+    /// The monotonic clock reading `at` on the inspector's epoch (read as nanoseconds,
+    /// not through `Instant`'s subtraction: `localtunnels_driver::mono_nanos`, ~0.05k
+    /// instructions fewer per conversion).
     fn instant_at(&self, at: std::time::Instant) -> Instant {
-        Instant::from_elapsed(at.saturating_duration_since(self.shared.epoch))
+        localtunnels_driver::mono_nanos::instant_since(at, self.shared.epoch)
     }
 
     /// The epoch of the inspector's monotonic stamps. A client's connections take it as
@@ -141,10 +143,13 @@ impl Inspector {
     /// monotonic time since (one clock read, as for an entry's start). In a tunnel
     /// reader's turn that read a message (a message from the tunnel, relayed to the
     /// origin's WebSocket in that turn) the turn's reading is now, as for an entry's
-    /// start: no clock read of its own (~0.06k instructions per WebSocket echo).
+    /// start: no clock read of its own (~0.06k instructions per WebSocket echo). The
+    /// reading's distance from the epoch is taken as nanoseconds
+    /// (`localtunnels_driver::mono_nanos`: the same count, ~0.05k instructions fewer
+    /// than `Instant`'s subtraction).
     pub(crate) fn wall_nanos(&self) -> u64 {
         let at = localtunnels_driver::turn_clock::turn_instant().unwrap_or_else(std::time::Instant::now);
-        let since = u64::try_from(at.saturating_duration_since(self.shared.epoch).as_nanos()).unwrap_or(u64::MAX);
+        let since = localtunnels_driver::mono_nanos::since(at, self.shared.epoch);
         self.shared.epoch_unix_nanos.saturating_add(since)
     }
 
