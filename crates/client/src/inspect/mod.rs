@@ -333,4 +333,19 @@ mod tests {
         assert!(second >= first);
         assert!(first.abs_diff(wall) < 1_000_000_000, "stamp {first}, wall clock {wall}");
     }
+
+    /// A reading on the inspector's epoch is the instant `Instant`'s own subtraction
+    /// gives (read as nanoseconds instead: `mono_nanos`), and one before the epoch is 0.
+    #[test]
+    fn a_reading_on_the_epoch_is_what_instants_subtraction_gives() {
+        let inspector = Inspector::new(InspectConfig::default());
+        let epoch = inspector.epoch();
+        for nanos in [0, 999, 1_000, 1_999, 999_999_999, 1_000_000_000, 3_600_000_000_123] {
+            let at = epoch + std::time::Duration::from_nanos(nanos);
+            assert_eq!(inspector.instant_at(at), Instant::from_elapsed(at.saturating_duration_since(epoch)));
+            assert_eq!(inspector.instant_at(at).as_micros(), nanos / 1000);
+        }
+        let before = epoch.checked_sub(std::time::Duration::from_millis(1)).unwrap_or(epoch);
+        assert_eq!(inspector.instant_at(before), Instant::ZERO);
+    }
 }
