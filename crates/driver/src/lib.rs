@@ -19,6 +19,7 @@ pub mod direct;
 pub mod h1;
 pub mod http;
 pub mod lazy_deadline;
+pub mod mono_nanos;
 mod rewind;
 mod stream;
 mod stream_queue;

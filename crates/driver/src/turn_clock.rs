@@ -72,7 +72,9 @@ pub fn now() -> Instant {
 /// a [`Turn`].
 pub(crate) fn read_since(epoch: Instant) -> localtunnels_core::Instant {
     let now = Instant::now();
-    let at = localtunnels_core::Instant::from_elapsed(now.saturating_duration_since(epoch));
+    // `Instant::from_elapsed(now.saturating_duration_since(epoch))`, ~0.05k instructions
+    // fewer (`crate::mono_nanos`).
+    let at = crate::mono_nanos::instant_since(now, epoch);
     NOW.set(Some((now, epoch, at)));
     // A step after this message (its exchange's end) reads the clock after it: an
     // entry begun at this reading never ends before it.

@@ -124,9 +124,11 @@ impl Inspector {
         self.instant_at(localtunnels_driver::turn_clock::now())
     }
 
-    /// The monotonic clock reading `at` on the inspector's epoch.
+    /// The monotonic clock reading `at` on the inspector's epoch (read as nanoseconds,
+    /// not through `Instant`'s subtraction: `localtunnels_driver::mono_nanos`, ~0.05k
+    /// instructions fewer per conversion).
     fn instant_at(&self, at: std::time::Instant) -> Instant {
-        Instant::from_elapsed(at.saturating_duration_since(self.shared.epoch))
+        localtunnels_driver::mono_nanos::instant_since(at, self.shared.epoch)
     }
 
     /// The epoch of the inspector's monotonic stamps. A client's connections take it as
@@ -141,10 +143,13 @@ impl Inspector {
     /// monotonic time since (one clock read, as for an entry's start). In a tunnel
     /// reader's turn that read a message (a message from the tunnel, relayed to the
     /// origin's WebSocket in that turn) the turn's reading is now, as for an entry's
-    /// start: no clock read of its own (~0.06k instructions per WebSocket echo).
+    /// start: no clock read of its own (~0.06k instructions per WebSocket echo). The
+    /// reading's distance from the epoch is taken as nanoseconds
+    /// (`localtunnels_driver::mono_nanos`: the same count, ~0.05k instructions fewer
+    /// than `Instant`'s subtraction).
     pub(crate) fn wall_nanos(&self) -> u64 {
         let at = localtunnels_driver::turn_clock::turn_instant().unwrap_or_else(std::time::Instant::now);
-        let since = u64::try_from(at.saturating_duration_since(self.shared.epoch).as_nanos()).unwrap_or(u64::MAX);
+        let since = localtunnels_driver::mono_nanos::since(at, self.shared.epoch);
         self.shared.epoch_unix_nanos.saturating_add(since)
     }
 
@@ -327,5 +332,20 @@ mod tests {
         let second = inspector.wall_nanos();
         assert!(second >= first);
         assert!(first.abs_diff(wall) < 1_000_000_000, "stamp {first}, wall clock {wall}");
+    }
+
+    /// A reading on the inspector's epoch is the instant `Instant`'s own subtraction
+    /// gives (read as nanoseconds instead: `mono_nanos`), and one before the epoch is 0.
+    #[test]
+    fn a_reading_on_the_epoch_is_what_instants_subtraction_gives() {
+        let inspector = Inspector::new(InspectConfig::default());
+        let epoch = inspector.epoch();
+        for nanos in [0, 999, 1_000, 1_999, 999_999_999, 1_000_000_000, 3_600_000_000_123] {
+            let at = epoch + std::time::Duration::from_nanos(nanos);
+            assert_eq!(inspector.instant_at(at), Instant::from_elapsed(at.saturating_duration_since(epoch)));
+            assert_eq!(inspector.instant_at(at).as_micros(), nanos / 1000);
+        }
+        let before = epoch.checked_sub(std::time::Duration::from_millis(1)).unwrap_or(epoch);
+        assert_eq!(inspector.instant_at(before), Instant::ZERO);
     }
 }
