@@ -58,7 +58,8 @@ impl<'a> Answered<'a> {
     #[inline]
     pub(super) fn record(&mut self) {
         if let Some((recorded, started)) = self.pending.take() {
-            recorded.answered(crate::poll_clock::now().into_std().saturating_duration_since(started));
+            let now = crate::poll_clock::now().into_std();
+            recorded.answered(std::time::Duration::from_nanos(localtunnels_driver::mono_nanos::since(now, started)));
         }
     }
 }
