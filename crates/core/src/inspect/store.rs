@@ -8,7 +8,7 @@ use crate::time::Instant;
 
 use super::body::BodyCapture;
 use super::head::{self, HeadFields};
-use super::pool::{Pool, Span};
+use super::ring::{Ring, Span};
 mod put;
 
 use super::record::{BodyOf, Direction, Exchange, HttpEntry, HttpRequest, HttpResponse, Part, WsShared, FIXED_WEIGHT};
@@ -90,15 +90,16 @@ const SEQUENCE: u64 = (1 << 48) - 1;
 /// What the inspector lists: every request (WebSocket upgrades included).
 pub type Entry = HttpEntry;
 
-/// Entries, oldest first, within [`InspectConfig::max_bytes`]; their bytes in the
-/// pool's chunks ([`Pool`]), so the memory held is the memory counted.
+/// Entries, oldest first, within [`InspectConfig::max_bytes`]; their bytes in one
+/// ring ([`Ring`]), so the memory held is the memory counted.
 ///
 /// Updates name an entry by id; an entry evicted meanwhile is simply not updated.
 #[derive(Debug)]
 pub struct Store {
     config: InspectConfig,
     entries: VecDeque<Entry>,
-    pool: Pool,
+    ring: Ring,
+    /// What the store counts: its entries' weights and the bytes its ring holds.
     bytes: usize,
     prefix: u64,
     next: u64,
@@ -109,9 +110,9 @@ impl Store {
     /// An empty store; the low 16 bits of `id_prefix` (random, from the shell) start every id.
     pub fn new(config: InspectConfig, id_prefix: u32) -> Self {
         Store {
-            config,
             entries: VecDeque::new(),
-            pool: Pool::default(),
+            ring: Ring::new(config.max_bytes),
+            config,
             bytes: 0,
             prefix: u64::from(id_prefix & 0xffff) << 48,
             next: 0,
@@ -158,7 +159,7 @@ impl Store {
 
     /// Entry `e`'s request, read back from the store's bytes.
     pub fn request(&self, e: &Entry) -> HttpRequest {
-        let head = self.pool.read_range(&e.spans[EXCHANGE], 0, e.heads[0] as usize);
+        let head = self.ring.read_range(&e.spans[EXCHANGE], 0, e.heads[0] as usize);
         // A field cut short (the store ran out of room) ends the head: `rest` is left empty.
         let mut rest = &head[..];
         let mut text = || head::take(&mut rest).map(|f| String::from_utf8_lossy(f).into_owned()).unwrap_or_default();
@@ -171,7 +172,7 @@ impl Store {
     pub fn response(&self, e: &Entry) -> Option<HttpResponse> {
         let status = e.status?;
         let start = e.heads[0] as usize;
-        let head = self.pool.read_range(&e.spans[EXCHANGE], start, start + e.heads[1] as usize);
+        let head = self.ring.read_range(&e.spans[EXCHANGE], start, start + e.heads[1] as usize);
         let headers = head::kept_headers(&head, block_kind(e.blocks, RESPONSE_BLOCK, RESPONSE_KIND));
         Some(HttpResponse { status, headers, body: self.body(e, BodyOf::Response) })
     }
@@ -179,8 +180,8 @@ impl Store {
     fn body(&self, e: &Entry, of: BodyOf) -> BodyCapture {
         let span = &e.spans[of.part() as usize];
         let data = match of {
-            BodyOf::Request => self.pool.read(span),
-            BodyOf::Response => self.pool.read_range(span, e.heads_len(), span.len()),
+            BodyOf::Request => self.ring.read(span),
+            BodyOf::Response => self.ring.read_range(span, e.heads_len(), span.len()),
         };
         BodyCapture::kept(data, e.sizes[of as usize])
     }
@@ -193,7 +194,7 @@ impl Store {
                 ws.lock().evict();
             }
         }
-        self.pool = Pool::default();
+        self.ring = Ring::new(self.config.max_bytes);
         self.bytes = 0;
     }
 
@@ -214,6 +215,7 @@ impl Store {
             websocket: ex.websocket.then(|| WsShared::new(&self.config)),
             ws_weight: 0,
             spans: [Span::EMPTY; 2],
+            mark: self.ring.head(),
             heads: [0; 2],
             sizes: [0; 2],
             blocks: 0,
@@ -323,7 +325,7 @@ impl Store {
     /// [`Self::body_end`] do in turn, for a shell that files a small exchange's
     /// response in one step (one lock instead of two or three).
     /// One look-up of the entry instead of three (evictions for the head's or the
-    /// body's chunks move its index, which the steps return).
+    /// body's bytes move its index, which the steps return).
     pub fn respond_whole<H: HeadFields + ?Sized>(
         &mut self,
         id: EntryId,
@@ -442,10 +444,7 @@ impl Store {
     }
 
     fn evict_oldest(&mut self) -> bool {
-        let Some(old) = self.entries.front_mut() else { return false };
-        for span in &mut old.spans {
-            self.pool.release(span);
-        }
+        let Some(old) = self.entries.front() else { return false };
         // The recorder may hold the session still: its messages go now, and it keeps
         // no more.
         if let Some(ws) = &old.websocket {
@@ -461,6 +460,10 @@ impl Store {
         } else {
             self.entries.pop_front();
         }
+        // The ring lets go of the bytes before the next entry's (all of the evicted
+        // entry's, and any of older ones' that came after its mark).
+        let to = self.entries.front().map_or(self.ring.head(), |e| e.mark);
+        self.bytes = self.bytes.saturating_sub(self.ring.release_to(to));
         true
     }
 }
