@@ -237,9 +237,9 @@ impl Store {
                 let (kind, [a, b], n) = block.kept();
                 self.entries[i].blocks |= REQUEST_BLOCK | kind << REQUEST_KIND;
                 let line = [method, uri, a, b];
-                self.put_head(i, &line[..2 + n], NO_FIELDS)
+                self.put_head(i, &line[..2 + n], NO_FIELDS, &[]).0
             }
-            None => self.put_head(i, &[method, uri], ex.headers),
+            None => self.put_head(i, &[method, uri], ex.headers, &[]).0,
         };
         let e = &mut self.entries[i];
         e.heads[0] = e.spans[EXCHANGE].len;
@@ -292,32 +292,40 @@ impl Store {
     /// only; no shell does that).
     pub fn respond<H: HeadFields + ?Sized>(&mut self, id: EntryId, status: u16, headers: &H) {
         let Some(i) = self.index(id) else { return };
-        self.respond_at(i, status, headers);
+        self.respond_at(i, status, headers, &[]);
     }
 
-    /// [`Self::respond`] for the entry at index `i`; its index after. Inlined, as the
-    /// steps of [`Self::respond_whole`] are: out of line they cost more than the
-    /// look-ups they save (docs/BENCHMARKS.md, sixteenth round).
+    /// [`Self::respond`] for the entry at index `i`, and the response's whole `body`
+    /// (its kept bytes) after the head in one step when it fits the head's room; its
+    /// index after, and the body's bytes written (0 or all: [`Store::put_head`]).
+    /// Inlined, as the steps of [`Self::respond_whole`] are: out of line they cost more
+    /// than the look-ups they save (docs/BENCHMARKS.md, sixteenth round).
     #[inline(always)]
-    fn respond_at<H: HeadFields + ?Sized>(&mut self, i: usize, status: u16, headers: &H) -> usize {
+    fn respond_at<H: HeadFields + ?Sized>(
+        &mut self,
+        i: usize,
+        status: u16,
+        headers: &H,
+        body: &[u8],
+    ) -> (usize, usize) {
         let e = &mut self.entries[i];
         e.status = Some(status);
         let before = e.spans[EXCHANGE].len;
         if before as usize != e.heads_len() {
-            return i;
+            return (i, 0);
         }
-        let i = match headers.block() {
+        let (i, body) = match headers.block() {
             // A head with no field is kept as nothing, as a list's is.
             Some(block) if cfg!(feature = "raw-heads") && headers.field_count() > 0 => {
                 let (kind, line, n) = block.kept();
                 e.blocks |= RESPONSE_BLOCK | kind << RESPONSE_KIND;
-                self.put_head(i, &line[..n], NO_FIELDS)
+                self.put_head(i, &line[..n], NO_FIELDS, body)
             }
-            _ => self.put_head(i, &[], headers),
+            _ => self.put_head(i, &[], headers, body),
         };
         let e = &mut self.entries[i];
-        e.heads[1] += e.spans[EXCHANGE].len - before;
-        i
+        e.heads[1] += e.spans[EXCHANGE].len - before - body as u32;
+        (i, body)
     }
 
     /// The response came back whole at `now` (its head, and `body`: all of it): the
@@ -334,9 +342,12 @@ impl Store {
         headers: &H,
         body: &[u8],
     ) {
-        let Some(mut i) = self.index(id) else { return };
-        i = self.respond_at(i, status, headers);
-        if !body.is_empty() {
+        let Some(i) = self.index(id) else { return };
+        // The body in the head's room when it fits (a small exchange's: one count, one
+        // commit), else after it as [`Self::body_data`] files it.
+        let kept = &body[..body.len().min(self.config.body_limit)];
+        let (mut i, written) = self.respond_at(i, status, headers, kept);
+        if written == 0 && !kept.is_empty() {
             i = self.body_data_at(i, BodyOf::Response, body);
         }
         self.body_end_at(i, BodyOf::Response, body.len() as u64, now);

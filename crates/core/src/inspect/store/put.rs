@@ -21,14 +21,25 @@ impl Store {
     /// entries evicted for it: for the line's size when the head is its line alone, a
     /// kept block's, else [`HEAD_ROOM`]); a head larger than the room (or than what is
     /// left before the buffer's end) goes on field by field
-    /// ([`Self::put_head_across`]). Returns the entry's index (evictions move it).
-    pub(super) fn put_head<H: HeadFields + ?Sized>(&mut self, mut i: usize, line: &[&[u8]], headers: &H) -> usize {
+    /// ([`Self::put_head_across`]). A response's `body` (its kept bytes, when it came
+    /// back whole) goes after the head in the same room and the same count when it
+    /// fits there (else the caller files it: the body bytes written come back, 0 or
+    /// all). Returns the entry's index (evictions move it) and those bytes.
+    pub(super) fn put_head<H: HeadFields + ?Sized>(
+        &mut self,
+        mut i: usize,
+        line: &[&[u8]],
+        headers: &H,
+        body: &[u8],
+    ) -> (usize, usize) {
         if line.is_empty() && headers.field_count() == 0 {
-            return i;
+            return (i, 0);
         }
-        let want = match headers.field_count() {
-            0 => line.iter().map(|f| 4 + f.len()).sum(),
-            _ => HEAD_ROOM,
+        // A body goes with a head of known size only: made room for with a list's
+        // [`HEAD_ROOM`], it would evict more than the two steps do.
+        let (want, body) = match headers.field_count() {
+            0 => (line.iter().map(|f| 4 + f.len()).sum::<usize>() + body.len(), body),
+            _ => (HEAD_ROOM, &[][..]),
         };
         let link = self.ring.link_len(&self.entries[i].spans[EXCHANGE]);
         i = self.room_for(i, link + want);
@@ -42,12 +53,19 @@ impl Store {
             Err(stop) => {
                 self.ring.commit(span, stop.len);
                 self.bytes += stop.len;
-                return self.put_head_across(i, stop.rest(line, pairs));
+                return (self.put_head_across(i, stop.rest(line, pairs)), 0);
             }
         };
-        self.ring.commit(span, len);
-        self.bytes += len;
-        i
+        let after = match buf.get_mut(len..len + body.len()) {
+            Some(room) if !body.is_empty() => {
+                room.copy_from_slice(body);
+                body.len()
+            }
+            _ => 0,
+        };
+        self.ring.commit(span, len + after);
+        self.bytes += len + after;
+        (i, after)
     }
 
     /// [`Self::put_head`] for a head larger than the room: the `rest` of the fields
@@ -122,18 +140,19 @@ mod tests {
     use crate::inspect::{BodyOf, Exchange};
     use crate::time::Instant;
 
-    /// A body filed in one call (a response whole, [`Store::respond_whole`]) is kept as
-    /// the same body filed frame by frame ([`Store::body_data`], pieces of 1 to 509
-    /// bytes, each taking at most one chunk): the same exchanges filed both ways into two
-    /// stores, with bodies empty, of 1 byte, about a chunk's room or a chunk, of several
-    /// chunks, past the body limit, starting anywhere in a chunk (heads of varied sizes
-    /// before them), request bodies too, in stores from roomy to too small for a body's
-    /// chunk (cut bodies, evictions for each exchange). The same entries read back the
+    /// A body filed in one call (a response whole, [`Store::respond_whole`]: after a
+    /// head kept as its block, in the head's room) is kept as the same body filed frame
+    /// by frame ([`Store::body_data`], pieces of 1 to 509 bytes): the same exchanges
+    /// filed both ways into two stores, with bodies empty, of 1 byte, of a few hundred
+    /// bytes, of several KiB, past the body limit, after heads of varied sizes (as
+    /// lists and as blocks), request bodies too, in stores from roomy to too small for a
+    /// body (cut bodies, evictions for each exchange). The same entries read back the
     /// same, the same bytes counted, within the bound; a body kept is the body's first
     /// bytes, all of them up to the limit in a roomy store.
     #[test]
     fn a_body_filed_at_once_is_kept_as_filed_chunk_by_chunk() {
         let h = [(http::header::HOST, http::HeaderValue::from_static("a.test"))];
+        let block = crate::frame::HeaderBlock::from_headers(&h, crate::frame::FieldCoding::Text);
         let sizes = [0, 1, 2, 300, 511, 512, 513, 1024, 1500, 4096, 5000, 9000];
         let in_pieces = |store: &mut Store, id: EntryId, of: BodyOf, body: &[u8], mut step: usize| {
             let mut rest = body;
@@ -157,9 +176,14 @@ mod tests {
                 let (a, b) = (whole.begin(Instant::ZERO, 0, ex), pieces.begin(Instant::ZERO, 0, ex));
                 whole.body_data(a, BodyOf::Request, request_body);
                 whole.body_end(a, BodyOf::Request, request_body.len() as u64, Instant::ZERO);
-                whole.respond_whole(a, Instant::ZERO, 200, &h[..], &body);
                 in_pieces(&mut pieces, b, BodyOf::Request, request_body, k);
-                pieces.respond(b, 200, &h[..]);
+                if (k + k / 12) % 2 == 0 {
+                    whole.respond_whole(a, Instant::ZERO, 200, &h[..], &body);
+                    pieces.respond(b, 200, &h[..]);
+                } else {
+                    whole.respond_whole(a, Instant::ZERO, 200, &block, &body);
+                    pieces.respond(b, 200, &block);
+                }
                 in_pieces(&mut pieces, b, BodyOf::Response, &body, k + 1);
                 let what = format!("{max_bytes} bytes, exchange {k}, body {size}");
                 assert_eq!((whole.bytes(), whole.len()), (pieces.bytes(), pieces.len()), "{what}");
