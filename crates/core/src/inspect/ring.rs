@@ -13,11 +13,16 @@
 //! The buffer is one allocation of the store's bound, made at the first write and
 //! never reallocated (no copy, no old buffer held beside a new one). Its bytes are
 //! zeroed [`STEP`] at a time as the head first reaches them, so the pages it touches
-//! are the pages written, then it is written round and round: what it holds is what
-//! the store counts, whatever mix of sizes goes through (a store of separate
-//! allocations of every size once kept three times its bound, docs/BENCHMARKS.md,
-//! tenth round; a pool of 512-byte chunks after that cost ~0.25k instructions an
-//! exchange in taking, linking and bounds, twenty-first round).
+//! are the pages written, and only as far as the store lets the ring hold (its bound
+//! less what it counts for its entries besides their bytes): there the head goes
+//! round, and the ring keeps that length until the head is back at its end with more
+//! room allowed (fewer, larger entries) and nothing live past it, when it grows on.
+//! So what it holds is what
+//! the store counts (at most what it counted when it held the most bytes),
+//! whatever mix of sizes goes through (a store of separate allocations of every size
+//! once kept three times its bound, docs/BENCHMARKS.md, tenth round; a pool of
+//! 512-byte chunks after that cost ~0.25k instructions an exchange in taking, linking
+//! and bounds, twenty-first round).
 //!
 //! A part ([`Span`]) is its bytes in order, in runs: a part written whole, or in
 //! pieces with nothing else written between them (a small exchange's heads and body),
@@ -53,15 +58,21 @@ impl Span {
 /// The bytes of one store.
 #[derive(Debug, Default)]
 pub(crate) struct Ring {
-    /// Its capacity `size`, its length the bytes the head has reached (position `p`
-    /// of the ring at `p % size`).
+    /// Its length the bytes the head has reached, up to `size` (position `p` of the
+    /// ring at `(p - base) % size`).
     buf: Vec<u8>,
-    /// The most it may hold (the store's bound).
+    /// Where the head goes round: `max` while the ring grows, then the length it had
+    /// when the store let it grow no more ([`Ring::grow`]).
     size: usize,
+    /// The store's bound: the most the ring may be.
+    max: usize,
+    /// The position at the buffer's start when the ring last grew on from its end.
+    base: u64,
     /// Where the next byte goes: all bytes ever written.
     head: u64,
-    /// Where the next byte goes in the buffer (`head % size`, kept as it moves: no
-    /// division on the way in).
+    /// Where the next byte goes in the buffer (`(head - base) % size`, kept as it moves:
+    /// no division on the way in; `size` at the end, until the next write goes round
+    /// or grows on).
     pos: usize,
     /// Where the live bytes start (the oldest entry's mark).
     tail: u64,
@@ -70,12 +81,25 @@ pub(crate) struct Ring {
 impl Ring {
     /// An empty ring of at most `size` bytes (nothing allocated yet).
     pub(crate) fn new(size: usize) -> Self {
-        Ring { size, ..Ring::default() }
+        Ring { size, max: size, ..Ring::default() }
     }
 
     /// Where the next byte goes (an entry's mark when it begins).
     pub(crate) fn head(&self) -> u64 {
         self.head
+    }
+
+    /// Room for more bytes at the head without overwriting live ones: while the ring
+    /// first fills, more than the store's count lets it take.
+    #[inline]
+    pub(crate) fn free(&self) -> usize {
+        self.size.saturating_sub(self.held())
+    }
+
+    /// Bytes held: from the oldest entry's mark to the head.
+    #[inline]
+    pub(crate) fn held(&self) -> usize {
+        (self.head - self.tail) as usize
     }
 
     /// Lets go of the bytes before `to` (the new oldest entry's mark, or the head); how many.
@@ -99,7 +123,7 @@ impl Ring {
     /// Where `span` goes on: its last run if that ends at the head, else a new run at
     /// the head (after a link to the last, written now). The bytes of the link.
     #[inline]
-    fn go_on(&mut self, span: &mut Span) -> usize {
+    fn go_on(&mut self, span: &mut Span, limit: usize) -> usize {
         if span.runs == 0 {
             // Its first bytes (an exchange's request head, a body's first piece).
             (span.at, span.last, span.runs) = (self.head, 0, 1);
@@ -107,28 +131,29 @@ impl Ring {
         } else if span.at + u64::from(span.last) == self.head {
             0
         } else {
-            self.new_run(span)
+            self.new_run(span, limit)
         }
     }
 
     /// [`Ring::go_on`] for a span whose bytes do not end at the head: a link to its
     /// last run, then a new run.
     #[cold]
-    fn new_run(&mut self, span: &mut Span) -> usize {
+    fn new_run(&mut self, span: &mut Span, limit: usize) -> usize {
         let mut bytes = [0; LINK];
         bytes[..8].copy_from_slice(&span.at.to_le_bytes());
         bytes[8..].copy_from_slice(&span.last.to_le_bytes());
-        self.copy_in(&bytes);
+        self.copy_in(&bytes, limit);
         (span.at, span.last, span.runs) = (self.head, 0, span.runs + 1);
         LINK
     }
 
     /// Appends `data` to `span` (the caller made room for it and its
-    /// [`Ring::link_len`]); the bytes of the link it wrote.
+    /// [`Ring::link_len`], within `limit`: what the store lets the ring take, at least
+    /// both); the bytes of the link it wrote.
     #[inline]
-    pub(crate) fn append(&mut self, span: &mut Span, data: &[u8]) -> usize {
-        let link = self.go_on(span);
-        self.copy_in(data);
+    pub(crate) fn append(&mut self, span: &mut Span, data: &[u8], limit: usize) -> usize {
+        let link = self.go_on(span, limit);
+        self.copy_in(data, limit - link);
         span.last += data.len() as u32;
         span.len += data.len() as u32;
         link
@@ -143,12 +168,13 @@ impl Ring {
         if limit <= self.link_len(span) {
             return (0, &mut []);
         }
-        let link = self.go_on(span);
-        let at = self.pos;
-        let end = at + (limit - link).min(self.size - at);
-        if end > self.buf.len() {
-            self.grow(end);
+        let link = self.go_on(span, limit);
+        let limit = limit - link;
+        if self.pos + limit > self.buf.len() {
+            self.grow(self.pos + limit, limit);
         }
+        let at = self.pos;
+        let end = at + limit.min(self.size - at);
         (link, &mut self.buf[at..end])
     }
 
@@ -198,44 +224,69 @@ impl Ring {
     /// Where ring position `p` is in the buffer (on the way out).
     fn at(&self, p: u64) -> usize {
         // `size` is not 0 here: nothing is written to a ring of no bytes.
-        (p % self.size.max(1) as u64) as usize
+        (p.wrapping_sub(self.base) % self.size.max(1) as u64) as usize
     }
 
-    /// Makes the buffer at least `end` bytes long (at most `size`): the ring is still
-    /// filling for the first time. Its allocation, of all of `size`, at the first.
+    /// Makes the buffer long enough to write up to `end` (its allocation, of all of
+    /// `max`, at the first call), within what the store lets the ring hold: its bytes
+    /// and `limit` more. A write that would go past that makes the ring go round there
+    /// instead: its length is where the head goes round from now on (the live bytes,
+    /// and the write's, fit: the store counts them within its bound). A ring gone
+    /// round grows on when a write reaches its end with more room allowed and its live
+    /// bytes all before the head (none past it, where the buffer grows): they stay where
+    /// they are, `base` moved so that the head keeps its place.
     #[cold]
-    fn grow(&mut self, end: usize) {
-        if self.buf.capacity() < self.size {
-            self.buf.reserve_exact(self.size - self.buf.len());
+    fn grow(&mut self, end: usize, limit: usize) {
+        let most = self.held().saturating_add(limit).min(self.max);
+        if self.buf.len() == self.size {
+            if most <= self.size || self.held() > self.pos {
+                // It goes round (now, if the head is at the end).
+                if self.pos == self.size {
+                    self.pos = 0;
+                }
+                return;
+            }
+            self.base = self.head - self.pos as u64;
+            self.size = self.max;
         }
-        let len = end.max(self.buf.len() + STEP).min(self.size);
-        self.buf.resize(len, 0);
+        if self.buf.capacity() < self.max {
+            self.buf.reserve_exact(self.max - self.buf.len());
+        }
+        if end <= most {
+            self.buf.resize(end.max(self.buf.len() + STEP).min(most), 0);
+        } else {
+            self.buf.resize(self.buf.len().max(most), 0);
+            self.size = self.buf.len();
+            if self.pos == self.size {
+                self.pos = 0;
+            }
+        }
     }
 
-    /// Moves the head on by `n` bytes written at `pos` (not past the buffer's end).
+    /// Moves the head on by `n` bytes written at `pos` (not past the ring's end, where
+    /// `pos` stays until the next write: [`Ring::grow`]).
     #[inline]
     fn advance(&mut self, n: usize) {
         self.head += n as u64;
         self.pos += n;
-        if self.pos == self.size {
-            self.pos = 0;
-        }
     }
 
-    /// Writes `data` at the head: one copy, two where it reaches the buffer's end.
+    /// Writes `data` at the head (`limit`: what the store lets the ring take, at least
+    /// `data`): one copy, two where it reaches the ring's end.
     #[inline]
-    fn copy_in(&mut self, data: &[u8]) {
+    fn copy_in(&mut self, data: &[u8], limit: usize) {
+        if self.pos + data.len() > self.buf.len() {
+            self.grow(self.pos + data.len(), limit);
+        }
         let at = self.pos;
         let first = data.len().min(self.size - at);
-        if at + first > self.buf.len() {
-            self.grow(at + first);
-        }
         self.buf[at..at + first].copy_from_slice(&data[..first]);
         self.advance(first);
         if first < data.len() {
-            // Round the end (only a full-sized buffer is gone round): `pos` is 0 now.
+            // Round the end (the buffer is all of `size` then).
             let rest = &data[first..];
             self.buf[..rest.len()].copy_from_slice(rest);
+            self.pos = 0;
             self.advance(rest.len());
         }
     }
@@ -246,12 +297,6 @@ impl Ring {
         let first = len.min(self.size - at);
         out.extend_from_slice(self.buf.get(at..at + first).unwrap_or_default());
         out.extend_from_slice(self.buf.get(..len - first).unwrap_or_default());
-    }
-
-    /// Bytes held: from the oldest entry's mark to the head.
-    #[cfg(test)]
-    pub(crate) fn held(&self) -> usize {
-        (self.head - self.tail) as usize
     }
 
     /// Bytes of buffer zeroed (touched).
@@ -266,13 +311,14 @@ mod tests {
     use super::*;
 
     fn write(ring: &mut Ring, span: &mut Span, data: &[u8]) {
-        ring.append(span, data);
+        let limit = ring.free();
+        ring.append(span, data, limit);
     }
 
     /// A ring of `size` bytes, all of it zeroed, its head (and oldest byte) at `p`.
     fn ring_at(size: usize, p: u64) -> Ring {
         let mut ring = Ring::new(size);
-        ring.grow(size);
+        ring.grow(size, size);
         (ring.head, ring.tail, ring.pos) = (p, p, (p % size as u64) as usize);
         ring
     }
@@ -309,6 +355,58 @@ mod tests {
         }
     }
 
+    /// A ring the store lets hold less than its size (its entries' weights count
+    /// too) goes round where that was when it first filled: its buffer stays that
+    /// long, every live part reads back whole across its end.
+    #[test]
+    fn a_ring_goes_round_where_the_store_stops_it_growing() {
+        let mut ring = Ring::new(1 << 20);
+        // (mark, span, bytes) of each live entry, oldest first; the store lets the
+        // ring hold 200,000 bytes.
+        let mut live = std::collections::VecDeque::new();
+        for k in 0..400usize {
+            let data: Vec<u8> = (0..3000 + k * 37 % 5000).map(|b| (b * 3 + k) as u8).collect();
+            while ring.held() + data.len() + LINK + 1 > 200_000 || data.len() + LINK + 1 > ring.free() {
+                live.pop_front();
+                let to = live.front().map_or(ring.head(), |(mark, _, _)| *mark);
+                ring.release_to(to);
+            }
+            let (mark, mut span) = (ring.head(), Span::EMPTY);
+            let limit = (200_000 - ring.held()).min(ring.free());
+            let (a, b) = data.split_at(data.len() / 3);
+            ring.append(&mut span, a, limit);
+            // Another entry's byte between: the rest is a run after a link.
+            let mut other = Span::EMPTY;
+            ring.append(&mut other, b"x", limit - a.len());
+            ring.append(&mut span, b, limit - a.len() - 1);
+            live.push_back((mark, span, data));
+            for (_, span, data) in &live {
+                assert_eq!(&ring.read(span), data, "entry {k}");
+            }
+            assert!(ring.allocated() <= 200_000 && ring.held() <= ring.size);
+        }
+        assert_eq!(ring.size, ring.allocated());
+        // The store lets it hold more (fewer entries): it grows on from its end, its
+        // live parts where they were.
+        let frozen = ring.size;
+        for k in 0..200usize {
+            let data: Vec<u8> = (0..9000 + k * 53 % 4000).map(|b| (b * 5 + k) as u8).collect();
+            while ring.held() + data.len() > 500_000 || data.len() > ring.free() {
+                live.pop_front();
+                let to = live.front().map_or(ring.head(), |(mark, _, _)| *mark);
+                ring.release_to(to);
+            }
+            let (mark, mut span) = (ring.head(), Span::EMPTY);
+            ring.append(&mut span, &data, 500_000 - ring.held());
+            live.push_back((mark, span, data));
+            for (_, span, data) in &live {
+                assert_eq!(&ring.read(span), data, "entry {k} after");
+            }
+            assert!(ring.allocated() <= 500_000 && ring.held() <= ring.size);
+        }
+        assert!(ring.allocated() > frozen, "{} after {frozen}", ring.allocated());
+    }
+
     #[test]
     fn room_is_one_piece_up_to_the_buffers_end_and_the_limit() {
         let mut ring = ring_at(1000, 990);
@@ -317,9 +415,9 @@ mod tests {
         assert_eq!((link, room.len()), (0, 10));
         room.copy_from_slice(b"0123456789");
         ring.commit(&mut span, 10);
-        ring.append(&mut span, b"abc");
+        write(&mut ring, &mut span, b"abc");
         let mut other = Span::EMPTY;
-        ring.append(&mut other, b"zz");
+        write(&mut ring, &mut other, b"zz");
         // A link first, then room up to the limit.
         let (link, room) = ring.room_mut(&mut span, 20);
         assert_eq!((link, room.len()), (LINK, 8));
@@ -331,13 +429,13 @@ mod tests {
         // gets there, within the one allocation of its size.
         let mut big = Ring::new(1 << 20);
         let mut s = Span::EMPTY;
-        big.append(&mut s, &[1; 100]);
+        write(&mut big, &mut s, &[1; 100]);
         assert_eq!((big.allocated(), big.buf.capacity()), (STEP, 1 << 20));
-        big.append(&mut s, &vec![2; STEP]);
+        write(&mut big, &mut s, &vec![2; STEP]);
         assert_eq!((big.allocated(), big.buf.capacity()), (2 * STEP, 1 << 20));
         // No room for more than a link: nothing is written.
         let mut third = Span::EMPTY;
-        ring.append(&mut third, b"q");
+        write(&mut ring, &mut third, b"q");
         let (link, room) = ring.room_mut(&mut span, LINK);
         assert_eq!((link, room.len()), (0, 0));
     }

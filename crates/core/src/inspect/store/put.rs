@@ -43,7 +43,7 @@ impl Store {
         };
         let link = self.ring.link_len(&self.entries[i].spans[EXCHANGE]);
         i = self.room_for(i, link + want);
-        let room = self.config.max_bytes.saturating_sub(self.bytes).min(HEAD_MAX);
+        let room = self.room().min(HEAD_MAX);
         let span = &mut self.entries[i].spans[EXCHANGE];
         let (link, buf) = self.ring.room_mut(span, room);
         self.bytes += link;
@@ -81,7 +81,7 @@ impl Store {
             if rest.peek().is_none() {
                 break;
             }
-            let room = self.config.max_bytes.saturating_sub(self.bytes).min(HEAD_MAX);
+            let room = self.room().min(HEAD_MAX);
             let span = &mut self.entries[i].spans[EXCHANGE];
             let (link, buf) = self.ring.room_mut(span, room);
             let len = head::put_while(buf, &mut rest);
@@ -104,22 +104,29 @@ impl Store {
     pub(super) fn put(&mut self, mut i: usize, part: Part, data: &[u8]) -> usize {
         let link = self.ring.link_len(&self.entries[i].spans[part as usize]);
         i = self.room_for(i, link + data.len());
-        let room = self.config.max_bytes.saturating_sub(self.bytes);
+        let room = self.room();
         if room <= link {
             return i;
         }
         let n = data.len().min(room - link);
         let span = &mut self.entries[i].spans[part as usize];
-        self.bytes += self.ring.append(span, &data[..n]) + n;
+        self.bytes += self.ring.append(span, &data[..n], room) + n;
         i
     }
 
-    /// Room for `need` more bytes of entry `i`, evicting older entries while the store
-    /// is full (not the entry itself); the entry's index after. Inlined, the evicting
-    /// loop kept out of line.
+    /// The bytes the store may still take: within its bound, and within the ring's
+    /// room once the ring goes round ([`super::super::ring::Ring::free`]).
+    #[inline]
+    fn room(&self) -> usize {
+        self.config.max_bytes.saturating_sub(self.bytes).min(self.ring.free())
+    }
+
+    /// Room for `need` more bytes of entry `i` ([`Self::room`]), evicting older entries
+    /// while the store is full (not the entry itself); the entry's index after.
+    /// Inlined, the evicting loop kept out of line.
     #[inline]
     pub(super) fn room_for(&mut self, i: usize, need: usize) -> usize {
-        if self.bytes + need <= self.config.max_bytes {
+        if need <= self.room() {
             return i;
         }
         self.room_evicting(i, need)
@@ -127,7 +134,7 @@ impl Store {
 
     /// [`Self::room_for`] in a full store.
     pub(super) fn room_evicting(&mut self, mut i: usize, need: usize) -> usize {
-        while self.bytes + need > self.config.max_bytes && i > 0 && self.evict_oldest() {
+        while need > self.room() && i > 0 && self.evict_oldest() {
             i -= 1;
         }
         i
