@@ -17,12 +17,11 @@
 //! less what it counts for its entries besides their bytes): there the head goes
 //! round, and the ring keeps that length until the head is back at its end with more
 //! room allowed (fewer, larger entries) and nothing live past it, when it grows on.
-//! So what it holds is what
-//! the store counts (at most what it counted when it held the most bytes),
-//! whatever mix of sizes goes through (a store of separate allocations of every size
-//! once kept three times its bound, docs/BENCHMARKS.md, tenth round; a pool of
-//! 512-byte chunks after that cost ~0.25k instructions an exchange in taking, linking
-//! and bounds, twenty-first round).
+//! So what it holds is what the store counts (at most what it counted when it held
+//! the most bytes), whatever mix of sizes goes through (a store of separate
+//! allocations of every size once kept three times its bound, docs/BENCHMARKS.md,
+//! tenth round; a pool of 512-byte chunks after that cost ~0.25k instructions an
+//! exchange in taking, linking and bounds, twenty-first round).
 //!
 //! A part ([`Span`]) is its bytes in order, in runs: a part written whole, or in
 //! pieces with nothing else written between them (a small exchange's heads and body),
