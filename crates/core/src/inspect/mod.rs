@@ -5,7 +5,7 @@
 //! wait on it. A body is captured up to [`InspectConfig::body_limit`] bytes and marked
 //! truncated past that, so a large download costs one bounded copy of its first bytes.
 //! What an entry keeps (its heads' fields as they are, its bodies' first bytes) lives in the
-//! store's fixed-size chunks, reused after eviction, and is parsed back only when read.
+//! store's one ring of bytes, let go from its oldest end, and is parsed back only when read.
 //! The wall-clock start of an entry (`start_unix_nanos`) and the monotonic time of
 //! each step ([`Instant`]) are passed in, as everywhere in the core.
 //!
@@ -15,8 +15,8 @@
 mod body;
 mod head;
 pub mod json;
-mod pool;
 mod record;
+mod ring;
 mod store;
 mod time;
 

@@ -7,7 +7,7 @@ use crate::frame::Header;
 use crate::time::Instant;
 
 use super::body::BodyCapture;
-use super::pool::Span;
+use super::ring::Span;
 use super::store::{EntryId, InspectConfig};
 
 /// Which way a WebSocket message went.
@@ -297,7 +297,7 @@ impl WsSession {
 
 /// One request through the tunnel (a WebSocket upgrade included), and what came of it.
 ///
-/// Its heads and bodies are bytes in the store's chunks, read back with
+/// Its heads and bodies are bytes in the store's ring, read back with
 /// [`super::Store::request`] and [`super::Store::response`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpEntry {
@@ -324,10 +324,12 @@ pub struct HttpEntry {
     pub(crate) ws_weight: usize,
     /// Where its bytes are ([`Part`]): the heads and the response's body in one span,
     /// one after the other (the request's head at `begin`, the response's head when it
-    /// comes back, then the body as it passes: nothing else writes between them, so a
-    /// small exchange fills one chunk, or a few, and takes no chunk per part); the
-    /// request's body, which may pass while the response does, in its own.
+    /// comes back, then the body as it passes: a small exchange's response is one run
+    /// of the ring, its head and body written in one step); the request's body, which
+    /// may pass while the response does, in its own.
     pub(crate) spans: [Span; 2],
+    /// Where the store's ring was when it began: all its bytes come after.
+    pub(crate) mark: u64,
     /// The lengths of the request's and the response's heads at the start of
     /// [`Part::Exchange`]'s span.
     pub(crate) heads: [u32; 2],
@@ -337,8 +339,9 @@ pub struct HttpEntry {
     /// header block ([`super::head::Block`]) rather than field by field, and each such
     /// block's edits' kind (bits 2-3, 4-5: `Block::kept`).
     pub(crate) blocks: u8,
-    /// What the store counts for this entry ([`HttpEntry::weight`] when last changed),
-    /// kept so that a change weighs the entry once, not before and after.
+    /// What the store counts for this entry besides its bytes in the ring
+    /// ([`HttpEntry::weight`] when last changed), kept so that a change weighs the
+    /// entry once, not before and after.
     pub(crate) held: usize,
 }
 
@@ -395,17 +398,17 @@ impl<H: ?Sized> Clone for Exchange<'_, H> {
 
 impl<H: ?Sized> Copy for Exchange<'_, H> {}
 
-/// What an entry costs besides its chunks, error and messages (its struct in the store).
+/// What an entry costs besides its bytes in the ring, error and messages (its struct in the store).
 pub(crate) const FIXED_WEIGHT: usize = 256;
 /// What one kept WebSocket message costs besides its preview.
 pub(crate) const MESSAGE_WEIGHT: usize = 64;
 
 impl HttpEntry {
-    /// Bytes this entry holds, as the store counts them against its bound.
+    /// Bytes this entry holds besides its heads' and bodies' bytes (which the store
+    /// counts in its ring's), as the store counts them against its bound.
     pub fn weight(&self) -> usize {
-        let spans: usize = self.spans.iter().map(Span::held).sum();
         let error = self.error.as_ref().map_or(0, String::len);
-        FIXED_WEIGHT + spans + error + self.ws_weight
+        FIXED_WEIGHT + error + self.ws_weight
     }
 
     /// The bytes of both heads at the start of the exchange span (the response's

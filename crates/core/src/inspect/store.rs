@@ -8,7 +8,7 @@ use crate::time::Instant;
 
 use super::body::BodyCapture;
 use super::head::{self, HeadFields};
-use super::pool::{Pool, Span};
+use super::ring::{Ring, Span};
 mod put;
 
 use super::record::{BodyOf, Direction, Exchange, HttpEntry, HttpRequest, HttpResponse, Part, WsShared, FIXED_WEIGHT};
@@ -90,15 +90,16 @@ const SEQUENCE: u64 = (1 << 48) - 1;
 /// What the inspector lists: every request (WebSocket upgrades included).
 pub type Entry = HttpEntry;
 
-/// Entries, oldest first, within [`InspectConfig::max_bytes`]; their bytes in the
-/// pool's chunks ([`Pool`]), so the memory held is the memory counted.
+/// Entries, oldest first, within [`InspectConfig::max_bytes`]; their bytes in one
+/// ring ([`Ring`]), so the memory held is the memory counted.
 ///
 /// Updates name an entry by id; an entry evicted meanwhile is simply not updated.
 #[derive(Debug)]
 pub struct Store {
     config: InspectConfig,
     entries: VecDeque<Entry>,
-    pool: Pool,
+    ring: Ring,
+    /// What the store counts: its entries' weights and the bytes its ring holds.
     bytes: usize,
     prefix: u64,
     next: u64,
@@ -109,9 +110,9 @@ impl Store {
     /// An empty store; the low 16 bits of `id_prefix` (random, from the shell) start every id.
     pub fn new(config: InspectConfig, id_prefix: u32) -> Self {
         Store {
-            config,
             entries: VecDeque::new(),
-            pool: Pool::default(),
+            ring: Ring::new(config.max_bytes),
+            config,
             bytes: 0,
             prefix: u64::from(id_prefix & 0xffff) << 48,
             next: 0,
@@ -158,7 +159,7 @@ impl Store {
 
     /// Entry `e`'s request, read back from the store's bytes.
     pub fn request(&self, e: &Entry) -> HttpRequest {
-        let head = self.pool.read_range(&e.spans[EXCHANGE], 0, e.heads[0] as usize);
+        let head = self.ring.read_range(&e.spans[EXCHANGE], 0, e.heads[0] as usize);
         // A field cut short (the store ran out of room) ends the head: `rest` is left empty.
         let mut rest = &head[..];
         let mut text = || head::take(&mut rest).map(|f| String::from_utf8_lossy(f).into_owned()).unwrap_or_default();
@@ -171,7 +172,7 @@ impl Store {
     pub fn response(&self, e: &Entry) -> Option<HttpResponse> {
         let status = e.status?;
         let start = e.heads[0] as usize;
-        let head = self.pool.read_range(&e.spans[EXCHANGE], start, start + e.heads[1] as usize);
+        let head = self.ring.read_range(&e.spans[EXCHANGE], start, start + e.heads[1] as usize);
         let headers = head::kept_headers(&head, block_kind(e.blocks, RESPONSE_BLOCK, RESPONSE_KIND));
         Some(HttpResponse { status, headers, body: self.body(e, BodyOf::Response) })
     }
@@ -179,8 +180,8 @@ impl Store {
     fn body(&self, e: &Entry, of: BodyOf) -> BodyCapture {
         let span = &e.spans[of.part() as usize];
         let data = match of {
-            BodyOf::Request => self.pool.read(span),
-            BodyOf::Response => self.pool.read_range(span, e.heads_len(), span.len()),
+            BodyOf::Request => self.ring.read(span),
+            BodyOf::Response => self.ring.read_range(span, e.heads_len(), span.len()),
         };
         BodyCapture::kept(data, e.sizes[of as usize])
     }
@@ -193,7 +194,7 @@ impl Store {
                 ws.lock().evict();
             }
         }
-        self.pool = Pool::default();
+        self.ring = Ring::new(self.config.max_bytes);
         self.bytes = 0;
     }
 
@@ -214,6 +215,7 @@ impl Store {
             websocket: ex.websocket.then(|| WsShared::new(&self.config)),
             ws_weight: 0,
             spans: [Span::EMPTY; 2],
+            mark: self.ring.head(),
             heads: [0; 2],
             sizes: [0; 2],
             blocks: 0,
@@ -235,9 +237,9 @@ impl Store {
                 let (kind, [a, b], n) = block.kept();
                 self.entries[i].blocks |= REQUEST_BLOCK | kind << REQUEST_KIND;
                 let line = [method, uri, a, b];
-                self.put_head(i, &line[..2 + n], NO_FIELDS)
+                self.put_head(i, &line[..2 + n], NO_FIELDS, &[]).0
             }
-            None => self.put_head(i, &[method, uri], ex.headers),
+            None => self.put_head(i, &[method, uri], ex.headers, &[]).0,
         };
         let e = &mut self.entries[i];
         e.heads[0] = e.spans[EXCHANGE].len;
@@ -290,32 +292,40 @@ impl Store {
     /// only; no shell does that).
     pub fn respond<H: HeadFields + ?Sized>(&mut self, id: EntryId, status: u16, headers: &H) {
         let Some(i) = self.index(id) else { return };
-        self.respond_at(i, status, headers);
+        self.respond_at(i, status, headers, &[]);
     }
 
-    /// [`Self::respond`] for the entry at index `i`; its index after. Inlined, as the
-    /// steps of [`Self::respond_whole`] are: out of line they cost more than the
-    /// look-ups they save (docs/BENCHMARKS.md, sixteenth round).
+    /// [`Self::respond`] for the entry at index `i`, and the response's whole `body`
+    /// (its kept bytes) after the head in one step when it fits the head's room; its
+    /// index after, and the body's bytes written (0 or all: [`Store::put_head`]).
+    /// Inlined, as the steps of [`Self::respond_whole`] are: out of line they cost more
+    /// than the look-ups they save (docs/BENCHMARKS.md, sixteenth round).
     #[inline(always)]
-    fn respond_at<H: HeadFields + ?Sized>(&mut self, i: usize, status: u16, headers: &H) -> usize {
+    fn respond_at<H: HeadFields + ?Sized>(
+        &mut self,
+        i: usize,
+        status: u16,
+        headers: &H,
+        body: &[u8],
+    ) -> (usize, usize) {
         let e = &mut self.entries[i];
         e.status = Some(status);
         let before = e.spans[EXCHANGE].len;
         if before as usize != e.heads_len() {
-            return i;
+            return (i, 0);
         }
-        let i = match headers.block() {
+        let (i, body) = match headers.block() {
             // A head with no field is kept as nothing, as a list's is.
             Some(block) if cfg!(feature = "raw-heads") && headers.field_count() > 0 => {
                 let (kind, line, n) = block.kept();
                 e.blocks |= RESPONSE_BLOCK | kind << RESPONSE_KIND;
-                self.put_head(i, &line[..n], NO_FIELDS)
+                self.put_head(i, &line[..n], NO_FIELDS, body)
             }
-            _ => self.put_head(i, &[], headers),
+            _ => self.put_head(i, &[], headers, body),
         };
         let e = &mut self.entries[i];
-        e.heads[1] += e.spans[EXCHANGE].len - before;
-        i
+        e.heads[1] += e.spans[EXCHANGE].len - before - body as u32;
+        (i, body)
     }
 
     /// The response came back whole at `now` (its head, and `body`: all of it): the
@@ -323,7 +333,7 @@ impl Store {
     /// [`Self::body_end`] do in turn, for a shell that files a small exchange's
     /// response in one step (one lock instead of two or three).
     /// One look-up of the entry instead of three (evictions for the head's or the
-    /// body's chunks move its index, which the steps return).
+    /// body's bytes move its index, which the steps return).
     pub fn respond_whole<H: HeadFields + ?Sized>(
         &mut self,
         id: EntryId,
@@ -332,9 +342,12 @@ impl Store {
         headers: &H,
         body: &[u8],
     ) {
-        let Some(mut i) = self.index(id) else { return };
-        i = self.respond_at(i, status, headers);
-        if !body.is_empty() {
+        let Some(i) = self.index(id) else { return };
+        // The body in the head's room when it fits (a small exchange's: one count, one
+        // commit), else after it as [`Self::body_data`] files it.
+        let kept = &body[..body.len().min(self.config.body_limit)];
+        let (mut i, written) = self.respond_at(i, status, headers, kept);
+        if written == 0 && !kept.is_empty() {
             i = self.body_data_at(i, BodyOf::Response, body);
         }
         self.body_end_at(i, BodyOf::Response, body.len() as u64, now);
@@ -442,10 +455,7 @@ impl Store {
     }
 
     fn evict_oldest(&mut self) -> bool {
-        let Some(old) = self.entries.front_mut() else { return false };
-        for span in &mut old.spans {
-            self.pool.release(span);
-        }
+        let Some(old) = self.entries.front() else { return false };
         // The recorder may hold the session still: its messages go now, and it keeps
         // no more.
         if let Some(ws) = &old.websocket {
@@ -461,6 +471,10 @@ impl Store {
         } else {
             self.entries.pop_front();
         }
+        // The ring lets go of the bytes before the next entry's (all of the evicted
+        // entry's, and any of older ones' that came after its mark).
+        let to = self.entries.front().map_or(self.ring.head(), |e| e.mark);
+        self.bytes = self.bytes.saturating_sub(self.ring.release_to(to));
         true
     }
 }

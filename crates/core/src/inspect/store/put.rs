@@ -1,88 +1,92 @@
-//! Writing into the store's chunks: an entry's head (its line and fields, or a kept
-//! header block) and its bodies, each appended to the entry's span of fixed-size
-//! chunks from the pool, a full store evicting its oldest entries for room (an
-//! entry's index moves down as older ones go, so each call returns it).
+//! Writing into the store's ring: an entry's head (its line and fields, or a kept
+//! header block) and its bodies, each appended to the entry's span at the ring's head,
+//! a full store evicting its oldest entries for room (an entry's index moves down as
+//! older ones go, so each call returns it).
 
 use super::super::head::{self, HeadFields};
-use super::super::pool::CHUNK;
 use super::super::record::Part;
 use super::{Store, EXCHANGE};
+
+/// The room made for a head whose size is not known before it is written (its fields
+/// as a list): about a small exchange's; a larger one is written on, field by field,
+/// evicting for each ([`Store::put_head_across`]).
+const HEAD_ROOM: usize = 512;
+/// The most room a head is written into in one go (the ring's buffer grows to it).
+const HEAD_MAX: usize = 16 * 1024;
 
 impl Store {
     /// A head's fields, each after its length, at the end of entry `i`'s exchange span:
     /// the `line` (method and target, for a request), then each header's name and
-    /// value. In one go when they fit the room left in the span's last chunk, or a
-    /// fresh chunk when none is left (a head mostly does), else in runs
-    /// ([`Self::put_head_across`]). Returns the entry's index (evictions move it).
-    pub(super) fn put_head<H: HeadFields + ?Sized>(&mut self, mut i: usize, line: &[&[u8]], headers: &H) -> usize {
-        if line.is_empty() && headers.field_count() == 0 {
-            return i;
-        }
-        let fresh = if self.entries[i].spans[EXCHANGE].room() > 0 {
-            None
-        } else {
-            let chunk;
-            (i, chunk) = self.chunk_for(i);
-            // None: the store is full and the entry the oldest; its head is not kept.
-            let Some(chunk) = chunk else { return i };
-            Some(chunk)
-        };
-        let entry = &mut self.entries[i];
-        let span = &mut entry.spans[EXCHANGE];
-        let mut pairs = headers.each();
-        let len = match head::put_all(self.pool.room_mut(span, fresh), line, &mut pairs) {
-            Ok(len) => len,
-            Err(stop) => return self.put_head_across(i, fresh, stop.len, stop.rest(line, pairs)),
-        };
-        self.pool.commit(span, fresh, len);
-        if fresh.is_some() {
-            entry.held += CHUNK;
-            self.bytes += CHUNK;
-        }
-        i
-    }
-
-    /// [`Self::put_head`] for a head larger than the room (the span's, or `fresh`):
-    /// the `len` bytes [`head::put_all`] wrote are counted, then the `rest` of the
-    /// fields goes on from where it stopped, in the same walk of the head: the field
-    /// that did not fit across chunks, the fields after it that fit the new chunk's
-    /// room in one go, and so on. Out of line: most heads fit. (It once sized what
-    /// fitted and found the first field left by walking the head twice more from its
-    /// start: ~1.8k instructions for a browser's head from the OPEN's raw block,
-    /// docs/BENCHMARKS.md, eighteenth round.)
-    #[cold]
-    pub(super) fn put_head_across<'a>(
+    /// value. In one go into the ring's room at its head, made first (the oldest
+    /// entries evicted for it: for the line's size when the head is its line alone, a
+    /// kept block's, else [`HEAD_ROOM`]); a head larger than the room (or than what is
+    /// left before the buffer's end) goes on field by field
+    /// ([`Self::put_head_across`]). A response's `body` (its kept bytes, when it came
+    /// back whole) goes after the head in the same room and the same count when it
+    /// fits there (else the caller files it: the body bytes written come back, 0 or
+    /// all). Returns the entry's index (evictions move it) and those bytes.
+    pub(super) fn put_head<H: HeadFields + ?Sized>(
         &mut self,
         mut i: usize,
-        fresh: Option<u32>,
-        len: usize,
-        rest: impl Iterator<Item = &'a [u8]>,
-    ) -> usize {
-        let entry = &mut self.entries[i];
-        let span = &mut entry.spans[EXCHANGE];
-        match fresh {
-            // A fresh chunk that took nothing (the head's first field is larger) goes back.
-            Some(chunk) if len == 0 => self.pool.give_back(chunk),
-            _ => {
-                self.pool.commit(span, fresh, len);
-                if fresh.is_some() {
-                    entry.held += CHUNK;
-                    self.bytes += CHUNK;
-                }
-            }
+        line: &[&[u8]],
+        headers: &H,
+        body: &[u8],
+    ) -> (usize, usize) {
+        if line.is_empty() && headers.field_count() == 0 {
+            return (i, 0);
         }
-        // What fits the room in one go, then the field that does not across chunks,
-        // and so on.
+        // A body goes with a head of known size only: made room for with a list's
+        // [`HEAD_ROOM`], it would evict more than the two steps do.
+        let (want, body) = match headers.field_count() {
+            0 => (line.iter().map(|f| 4 + f.len()).sum::<usize>() + body.len(), body),
+            _ => (HEAD_ROOM, &[][..]),
+        };
+        let link = self.ring.link_len(&self.entries[i].spans[EXCHANGE]);
+        i = self.room_for(i, link + want);
+        let room = self.room().min(HEAD_MAX);
+        let span = &mut self.entries[i].spans[EXCHANGE];
+        let (link, buf) = self.ring.room_mut(span, room);
+        self.bytes += link;
+        let mut pairs = headers.each();
+        let len = match head::put_all(buf, line, &mut pairs) {
+            Ok(len) => len,
+            Err(stop) => {
+                self.ring.commit(span, stop.len);
+                self.bytes += stop.len;
+                return (self.put_head_across(i, stop.rest(line, pairs)), 0);
+            }
+        };
+        let after = match buf.get_mut(len..len + body.len()) {
+            Some(room) if !body.is_empty() => {
+                room.copy_from_slice(body);
+                body.len()
+            }
+            _ => 0,
+        };
+        self.ring.commit(span, len + after);
+        self.bytes += len + after;
+        (i, after)
+    }
+
+    /// [`Self::put_head`] for a head larger than the room: the `rest` of the fields
+    /// after those written goes on from where it stopped, in the same walk of the head:
+    /// the field that did not fit ([`Self::put_field`], evicting for it, on in the
+    /// ring's next slab), the fields after it that fit the room in one go, and so on.
+    /// Out of line: most heads fit.
+    #[cold]
+    pub(super) fn put_head_across<'a>(&mut self, mut i: usize, rest: impl Iterator<Item = &'a [u8]>) -> usize {
         let mut rest = rest.peekable();
-        while rest.peek().is_some() {
+        while let Some(field) = rest.next() {
+            i = self.put_field(i, Part::Exchange, field);
+            if rest.peek().is_none() {
+                break;
+            }
+            let room = self.room().min(HEAD_MAX);
             let span = &mut self.entries[i].spans[EXCHANGE];
-            if span.room() > 0 {
-                let len = head::put_while(self.pool.room_mut(span, None), &mut rest);
-                self.pool.commit(span, None, len);
-            }
-            if let Some(field) = rest.next() {
-                i = self.put_field(i, Part::Exchange, field);
-            }
+            let (link, buf) = self.ring.room_mut(span, room);
+            let len = head::put_while(buf, &mut rest);
+            self.ring.commit(span, len);
+            self.bytes += link + len;
         }
         i
     }
@@ -93,47 +97,47 @@ impl Store {
         self.put(i, part, field)
     }
 
-    /// Appends `data` to entry `i`'s `part`, taking chunks as it needs them: a free one
-    /// while the store is within its bound, else the oldest entries' (evicted). What
-    /// does not fit once the entry is the oldest is dropped. Returns the entry's index
-    /// (evictions move it).
-    pub(super) fn put(&mut self, mut i: usize, part: Part, mut data: &[u8]) -> usize {
-        let n = self.pool.fill(&mut self.entries[i].spans[part as usize], data);
-        data = &data[n..];
-        while !data.is_empty() {
-            let chunk;
-            (i, chunk) = self.chunk_for(i);
-            let Some(chunk) = chunk else { return i };
-            let entry = &mut self.entries[i];
-            let n = self.pool.extend(&mut entry.spans[part as usize], chunk, data);
-            data = &data[n..];
-            entry.held += CHUNK;
-            self.bytes += CHUNK;
+    /// Appends `data` to entry `i`'s `part` at the ring's head, evicting the oldest
+    /// entries while the store is full; what does not fit once the entry is the oldest
+    /// is dropped. One copy (two where the ring's buffer ends). Returns the entry's
+    /// index (evictions move it).
+    pub(super) fn put(&mut self, mut i: usize, part: Part, data: &[u8]) -> usize {
+        let link = self.ring.link_len(&self.entries[i].spans[part as usize]);
+        i = self.room_for(i, link + data.len());
+        let room = self.room();
+        if room <= link {
+            return i;
         }
+        let n = data.len().min(room - link);
+        let span = &mut self.entries[i].spans[part as usize];
+        self.bytes += self.ring.append(span, &data[..n], room) + n;
         i
     }
 
-    /// A chunk for entry `i`, evicting older entries while the store is full, and the
-    /// entry's index after that. No chunk when it is the oldest and the store is full.
-    /// Inlined (it runs for every chunk of every exchange, four for a small one: the
-    /// call cost ~20 instructions each), the evicting loop kept out of line.
+    /// The bytes the store may still take: within its bound, and within the ring's
+    /// room once the ring goes round ([`super::super::ring::Ring::free`]).
     #[inline]
-    pub(super) fn chunk_for(&mut self, i: usize) -> (usize, Option<u32>) {
-        if self.bytes + CHUNK <= self.config.max_bytes {
-            return (i, self.pool.take());
-        }
-        self.chunk_evicting(i)
+    fn room(&self) -> usize {
+        self.config.max_bytes.saturating_sub(self.bytes).min(self.ring.free())
     }
 
-    /// [`Self::chunk_for`] in a full store.
-    pub(super) fn chunk_evicting(&mut self, mut i: usize) -> (usize, Option<u32>) {
-        while self.bytes + CHUNK > self.config.max_bytes {
-            if i == 0 || !self.evict_oldest() {
-                return (i, None);
-            }
+    /// Room for `need` more bytes of entry `i` ([`Self::room`]), evicting older entries
+    /// while the store is full (not the entry itself); the entry's index after.
+    /// Inlined, the evicting loop kept out of line.
+    #[inline]
+    pub(super) fn room_for(&mut self, i: usize, need: usize) -> usize {
+        if need <= self.room() {
+            return i;
+        }
+        self.room_evicting(i, need)
+    }
+
+    /// [`Self::room_for`] in a full store.
+    pub(super) fn room_evicting(&mut self, mut i: usize, need: usize) -> usize {
+        while need > self.room() && i > 0 && self.evict_oldest() {
             i -= 1;
         }
-        (i, self.pool.take())
+        i
     }
 }
 
@@ -143,18 +147,19 @@ mod tests {
     use crate::inspect::{BodyOf, Exchange};
     use crate::time::Instant;
 
-    /// A body filed in one call (a response whole, [`Store::respond_whole`]) is kept as
-    /// the same body filed frame by frame ([`Store::body_data`], pieces of 1 to 509
-    /// bytes, each taking at most one chunk): the same exchanges filed both ways into two
-    /// stores, with bodies empty, of 1 byte, about a chunk's room or a chunk, of several
-    /// chunks, past the body limit, starting anywhere in a chunk (heads of varied sizes
-    /// before them), request bodies too, in stores from roomy to too small for a body's
-    /// chunk (cut bodies, evictions for each exchange). The same entries read back the
+    /// A body filed in one call (a response whole, [`Store::respond_whole`]: after a
+    /// head kept as its block, in the head's room) is kept as the same body filed frame
+    /// by frame ([`Store::body_data`], pieces of 1 to 509 bytes): the same exchanges
+    /// filed both ways into two stores, with bodies empty, of 1 byte, of a few hundred
+    /// bytes, of several KiB, past the body limit, after heads of varied sizes (as
+    /// lists and as blocks), request bodies too, in stores from roomy to too small for a
+    /// body (cut bodies, evictions for each exchange). The same entries read back the
     /// same, the same bytes counted, within the bound; a body kept is the body's first
     /// bytes, all of them up to the limit in a roomy store.
     #[test]
     fn a_body_filed_at_once_is_kept_as_filed_chunk_by_chunk() {
         let h = [(http::header::HOST, http::HeaderValue::from_static("a.test"))];
+        let block = crate::frame::HeaderBlock::from_headers(&h, crate::frame::FieldCoding::Text);
         let sizes = [0, 1, 2, 300, 511, 512, 513, 1024, 1500, 4096, 5000, 9000];
         let in_pieces = |store: &mut Store, id: EntryId, of: BodyOf, body: &[u8], mut step: usize| {
             let mut rest = body;
@@ -178,9 +183,14 @@ mod tests {
                 let (a, b) = (whole.begin(Instant::ZERO, 0, ex), pieces.begin(Instant::ZERO, 0, ex));
                 whole.body_data(a, BodyOf::Request, request_body);
                 whole.body_end(a, BodyOf::Request, request_body.len() as u64, Instant::ZERO);
-                whole.respond_whole(a, Instant::ZERO, 200, &h[..], &body);
                 in_pieces(&mut pieces, b, BodyOf::Request, request_body, k);
-                pieces.respond(b, 200, &h[..]);
+                if (k + k / 12) % 2 == 0 {
+                    whole.respond_whole(a, Instant::ZERO, 200, &h[..], &body);
+                    pieces.respond(b, 200, &h[..]);
+                } else {
+                    whole.respond_whole(a, Instant::ZERO, 200, &block, &body);
+                    pieces.respond(b, 200, &block);
+                }
                 in_pieces(&mut pieces, b, BodyOf::Response, &body, k + 1);
                 let what = format!("{max_bytes} bytes, exchange {k}, body {size}");
                 assert_eq!((whole.bytes(), whole.len()), (pieces.bytes(), pieces.len()), "{what}");

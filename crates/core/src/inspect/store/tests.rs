@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::frame::Header;
-use crate::inspect::pool::CHUNK;
+use crate::inspect::ring::LINK;
 use crate::inspect::WsMessage;
 
 fn exchange(store: &mut Store, uri: &str, headers: &[Header], body: &[u8]) -> EntryId {
@@ -43,8 +43,9 @@ fn a_response_filed_whole_is_the_three_steps() {
 }
 
 /// The heads and the response's body share one span: whatever the request head's
-/// size (so wherever the response head starts, across a chunk's end or not), each
-/// part reads back as it was filed, and the store counts the chunks it holds.
+/// size (so wherever the response head starts), each part reads back as it was filed,
+/// the response's head in a run of its own after the request's body (a link to the
+/// request's head before it), and the store counts the bytes it holds.
 #[test]
 fn heads_and_the_response_body_read_back_apart_wherever_they_fall() {
     let res_h = [
@@ -72,14 +73,14 @@ fn heads_and_the_response_body_read_back_apart_wherever_they_fall() {
         assert_eq!((req.body.data(), req.body.size()), (&b"request body"[..], 12));
         assert_eq!((res.status, &res.headers[..]), (200, &res_h[..]));
         assert_eq!((res.body.data(), res.body.size(), res.body.truncated()), (&body[..1000], 1500, true));
-        let held = e.spans.iter().map(|s| s.len().div_ceil(CHUNK) * CHUNK).sum::<usize>();
-        assert_eq!((store.bytes(), e.weight()), (FIXED_WEIGHT + held, FIXED_WEIGHT + held), "pad {pad}");
+        let held = e.spans.iter().map(|s| s.len()).sum::<usize>() + LINK;
+        assert_eq!((store.bytes(), e.weight()), (FIXED_WEIGHT + held, FIXED_WEIGHT), "pad {pad}");
     }
 }
 
-/// A target longer than a chunk (the head's first field goes across chunks from
-/// the start), a response head without fields, an empty body: each reads back as
-/// filed, and the store counts only the chunks written.
+/// A target longer than the room made for a head (the head goes on field by field
+/// from its first), a response head without fields, an empty body: each reads back
+/// as filed, and the store counts only the bytes written.
 #[test]
 fn a_head_whose_first_field_is_larger_than_a_chunk_and_one_with_no_fields() {
     let uri = format!("/{}", "u".repeat(1500));
@@ -93,19 +94,21 @@ fn a_head_whose_first_field_is_larger_than_a_chunk_and_one_with_no_fields() {
     let res = store.response(e).unwrap();
     assert_eq!((res.status, res.headers.len(), res.body.size()), (204, 0, 0));
     let written = 4 + 3 + 4 + uri.len() + 8 + 4 + 6;
-    assert_eq!(store.bytes(), FIXED_WEIGHT + written.div_ceil(CHUNK) * CHUNK);
+    assert_eq!(store.bytes(), FIXED_WEIGHT + written);
 }
 
-/// A small exchange's heads and body share their chunks: three for a 1 KiB
-/// response (the two heads and the first bytes of the body in the first).
+/// A small exchange's heads and body are one run of the ring: it holds their bytes
+/// (each field after its 4-byte length) and no more.
 #[test]
-fn a_small_exchange_takes_the_chunks_its_bytes_need() {
+fn a_small_exchange_holds_the_bytes_it_keeps() {
     let mut store = Store::new(InspectConfig::default(), 1);
     let h = [(http::header::HOST, http::HeaderValue::from_static("a.test"))];
+    // `GET`, `/`, then `host: a.test` in the request and in the response.
+    let heads = 4 + 3 + 4 + 1 + 2 * (4 + 4 + 4 + 6);
     exchange(&mut store, "/", &h, &[1; 1024]);
-    assert_eq!(store.bytes(), FIXED_WEIGHT + 3 * CHUNK);
+    assert_eq!(store.bytes(), FIXED_WEIGHT + heads + 1024);
     exchange(&mut store, "/", &h, b"tiny");
-    assert_eq!(store.bytes(), 2 * FIXED_WEIGHT + 4 * CHUNK);
+    assert_eq!(store.bytes(), 2 * FIXED_WEIGHT + 2 * heads + 1028);
 }
 
 /// A WebSocket's messages, counted as they come and go (fragments, previews cut
@@ -123,7 +126,7 @@ fn websocket_messages_are_counted_as_the_entry_weighs() {
         let data = vec![b'm'; (i as usize * 7) % 30];
         store.ws_message(id, i, dir, i % 2 == 0, i % 4 != 1, &data);
         let e = store.get(id).unwrap();
-        assert_eq!((store.bytes(), e.held), (e.weight(), e.weight()), "message {i}");
+        assert_eq!((store.bytes(), e.held), (e.weight() + store.ring.held(), e.weight()), "message {i}");
     }
     let ws = store.get(id).unwrap().websocket.as_ref().unwrap().lock();
     assert_eq!(ws.len(), 5);
@@ -166,7 +169,7 @@ fn a_full_message_ring_keeps_the_most_recent_messages_as_a_plain_list_would() {
         assert_eq!((ws.messages().cloned().collect::<Vec<_>>(), ws.dropped), (model.clone(), dropped), "{i}");
         drop(ws);
         let e = store.get(id).unwrap();
-        assert_eq!((store.bytes(), e.held), (e.weight(), e.weight()), "message {i}");
+        assert_eq!((store.bytes(), e.held), (e.weight() + store.ring.held(), e.weight()), "message {i}");
     }
 }
 
@@ -198,7 +201,7 @@ fn a_recorders_messages_are_counted_in_steps_and_an_evicted_session_keeps_none()
         let held = ws.lock().held;
         let e = store.get(id).unwrap();
         assert!((held..held + 2 * WS_WEIGHT_STEP).contains(&e.ws_weight), "message {i}: {} for {held}", e.ws_weight);
-        assert_eq!((store.bytes(), e.held), (e.weight(), e.weight()), "message {i}");
+        assert_eq!((store.bytes(), e.held), (e.weight() + store.ring.held(), e.weight()), "message {i}");
     }
     assert!(reports <= 20, "{reports} reports for 600 messages");
     // Other entries push the session out of the store: its messages go with it.
@@ -224,8 +227,9 @@ fn a_recorders_messages_are_counted_in_steps_and_an_evicted_session_keeps_none()
     assert!(ws.lock().is_empty());
 }
 
-/// Thousands of small entries evicted for large ones, and back: the chunks the
-/// store allocated never exceed its bound, and what it reads back is what it kept.
+/// Thousands of small entries evicted for large ones, and back: the ring the store
+/// touched never exceeds its bound (nor, while only small entries came, the bound
+/// less their weights), and what it reads back is what it kept.
 #[test]
 fn memory_held_is_memory_counted_whatever_the_sizes() {
     let config = InspectConfig { max_bytes: 1 << 20, body_limit: 64 * 1024, ..InspectConfig::default() };
@@ -235,12 +239,18 @@ fn memory_held_is_memory_counted_whatever_the_sizes() {
         for i in 0..5000 {
             exchange(&mut store, &format!("/small/{round}/{i}"), &h, &[1; 100]);
         }
+        if round == 0 {
+            // The ring went round where the entries' weights left it room: its buffer
+            // and the entries within the bound (and a step the buffer is zeroed in).
+            let (ring, entries) = (store.ring.allocated(), store.len() * FIXED_WEIGHT);
+            assert!(ring + entries <= (1 << 20) + 64 * 1024, "{ring} + {entries}");
+        }
         for i in 0..100 {
             exchange(&mut store, &format!("/big/{round}/{i}"), &h, &vec![2; 100_000]);
         }
         assert!(store.bytes() <= 1 << 20);
-        let allocated = store.pool.allocated();
-        assert!(allocated <= (1 << 20) + 64 * 1024, "{allocated} bytes of chunks");
+        let allocated = store.ring.allocated();
+        assert!(allocated <= 1 << 20, "{allocated} bytes of ring");
     }
     let newest = store.newest_first().next().unwrap();
     let res = store.response(newest).unwrap();
@@ -250,7 +260,7 @@ fn memory_held_is_memory_counted_whatever_the_sizes() {
 
 /// A head filed from a header block (a RESPONSE's, as the client files it: kept as
 /// the block, one copy, [`head::Block`]) reads back as the same head filed from its
-/// typed list, whatever its size against a chunk's room and the store's: field
+/// typed list, whatever its size against the room made for a head and the store's: field
 /// counts from none to forty, values of every length up to 700 bytes, repeated
 /// names, obs-text, both field codings. A store too small for a head keeps a
 /// prefix of its fields, as it does of a list's (not the same prefix: the two
@@ -347,10 +357,10 @@ fn a_raw_requests_block_reads_back_with_the_origins_rules() {
     }
 }
 
-/// A head larger than a chunk is kept whole across chunks; a store too small for
-/// it keeps what fits, and one too small for any entry keeps none.
+/// A head larger than the room made for one is kept whole, field by field; a store
+/// too small for it keeps what fits, and one too small for any entry keeps none.
 #[test]
-fn large_heads_span_chunks_and_a_full_store_cuts_them() {
+fn large_heads_are_kept_whole_and_a_full_store_cuts_them() {
     let long = http::HeaderValue::from_bytes(&[b'v'; 3000]).unwrap();
     let h = [(http::header::COOKIE, long.clone())];
     let mut store = Store::new(InspectConfig::default(), 1);
