@@ -17,6 +17,7 @@ pub mod chunked;
 pub mod field_cache;
 pub mod framing;
 pub mod head;
+mod head_walk;
 pub mod origin;
 pub mod origin_head;
 mod target;
