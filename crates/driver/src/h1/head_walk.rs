@@ -147,8 +147,11 @@ static TOKEN: [bool; 256] = {
 mod tests {
     use super::*;
 
+    /// A head's status line and length, and its fields' names and values.
+    type Read = (Walked, Vec<(Vec<u8>, Vec<u8>)>);
+
     /// What httparse reads of `buf` when its head is complete: the same shape as a walk.
-    fn httparse_reads(buf: &[u8], max_fields: usize) -> Option<(Walked, Vec<(Vec<u8>, Vec<u8>)>)> {
+    fn httparse_reads(buf: &[u8], max_fields: usize) -> Option<Read> {
         let mut slots = vec![httparse::EMPTY_HEADER; max_fields];
         let mut res = httparse::Response::new(&mut slots);
         let Ok(httparse::Status::Complete(len)) = res.parse(buf) else { return None };
@@ -157,7 +160,7 @@ mod tests {
         Some((Walked { len, status: res.code?, version }, fields))
     }
 
-    fn walks(buf: &[u8], max_fields: usize) -> Option<(Walked, Vec<(Vec<u8>, Vec<u8>)>)> {
+    fn walks(buf: &[u8], max_fields: usize) -> Option<Read> {
         let mut fields = Vec::new();
         let walked = walk_response(buf, max_fields, |n, v| {
             fields.push((n.to_vec(), v.to_vec()));
