@@ -13,8 +13,9 @@
 //! A request or response head read with a connection's field cache
 //! (`parse_request_cached`, `parse_response_cached`), cold and warm from other heads,
 //! reads as without it. A response head read for the tunnel (`parse_origin_response`:
-//! the usual head straight into the RESPONSE's block) frames, keeps the connection and
-//! gives the block that the list's rules and `HeaderBlock::from_headers` give.
+//! the usual head straight into the RESPONSE's block, by the driver's own walk or by
+//! httparse) frames, keeps the connection and gives the block that the list's rules
+//! and `HeaderBlock::from_headers` give (the walk's heads held to httparse's reading).
 
 #![no_main]
 

@@ -160,12 +160,21 @@ fn the_block_way_answers_as_the_list_way_over_the_corpus() {
 
 #[test]
 fn a_head_cut_anywhere_waits_for_more_either_way() {
-    let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nhi";
+    // The usual head (the block way) and one with a hop-by-hop field (the list way).
+    let usual = &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nhi"[..];
+    let listed = &b"HTTP/1.1 200 OK\r\nServer: x\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi"[..];
     let mut cache = FieldCache::default();
-    for cut in 0..raw.len() - 2 {
-        let part = &raw[..cut];
-        assert_eq!(lean(part, &Method::GET, FieldCoding::Indexed, &mut cache), Outcome::Incomplete, "cut {cut}");
-        assert_eq!(general(part, &Method::GET, FieldCoding::Indexed), Outcome::Incomplete, "cut {cut}");
+    for raw in [usual, listed] {
+        for cut in 0..raw.len() - 2 {
+            let part = &raw[..cut];
+            assert_eq!(lean(part, &Method::GET, FieldCoding::Indexed, &mut cache), Outcome::Incomplete, "cut {cut}");
+            assert_eq!(general(part, &Method::GET, FieldCoding::Indexed), Outcome::Incomplete, "cut {cut}");
+        }
+        let mut whole = lean(raw, &Method::GET, FieldCoding::Indexed, &mut cache);
+        if let Outcome::Ok { lean, .. } = &mut whole {
+            *lean = false;
+        }
+        assert_eq!(whole, general(raw, &Method::GET, FieldCoding::Indexed));
     }
 }
 

@@ -310,7 +310,7 @@ pub(super) fn parse_status_head<'s, 'b>(
 /// head over the limit is refused as too large however the reads cut its bytes (parsing
 /// it all could find a malformed field past the limit when the bytes came in one read,
 /// and not when they came in several; the fuzz target `h1_codec` found this).
-fn within<'b>(buf: &'b [u8], limits: &HeadLimits) -> &'b [u8] {
+pub(super) fn within<'b>(buf: &'b [u8], limits: &HeadLimits) -> &'b [u8] {
     &buf[..buf.len().min(limits.max_bytes)]
 }
 
@@ -334,7 +334,12 @@ fn offset_in(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
 /// A field's name and value as ranges of the buffer, so that the buffer can be frozen
 /// and the values shared rather than copied.
 pub(super) fn field_range(buf: &[u8], h: &httparse::Header<'_>) -> FieldRange {
-    (offset_in(buf, h.name.as_bytes()), offset_in(buf, h.value))
+    slices_range(buf, h.name.as_bytes(), h.value)
+}
+
+/// [`field_range`] of a field read as a name and a value (slices of `buf`).
+pub(super) fn slices_range(buf: &[u8], name: &[u8], value: &[u8]) -> FieldRange {
+    (offset_in(buf, name), offset_in(buf, value))
 }
 
 /// Room left in a parsed head's field list for the fields a proxy adds (`Host`, the

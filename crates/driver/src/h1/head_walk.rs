@@ -1,0 +1,267 @@
+//! A response head read in one walk over its bytes ([`walk_response`]), for the origin
+//! leg's usual heads: the status line read in place and each field handed to the
+//! caller as it is found, with no `httparse` call in between.
+//!
+//! httparse spent ~0.72k instructions on the benchmark origin's head (a status line and
+//! two fields, `content-length` and `date`: docs/BENCHMARKS.md, twenty-first round):
+//! its byte-at-a-time name loop, its AVX2 value matcher set up for values shorter than
+//! the 32 bytes it takes at once, its reason loop. This walk reads names through a
+//! table, values and the reason eight bytes at a time.
+//!
+//! It takes only heads that httparse reads the same way, and refuses none: a head it
+//! does not take whole (leading empty lines, a bare LF, a space before a colon, a
+//! control byte, a folded line, a head cut short, more fields than the limit) is
+//! `None`, and the caller parses it with httparse, which then answers (its error, its
+//! wait for more bytes, or its head) as it always did. The tests below hold every head
+//! the walk takes to httparse's reading of it.
+
+use http::Version;
+
+/// The status line and length of a head [`walk_response`] took.
+#[derive(Debug, PartialEq)]
+pub(super) struct Walked {
+    /// The head's length, the empty line that ends it included.
+    pub(super) len: usize,
+    /// The status code (three digits, as httparse reads them).
+    pub(super) status: u16,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub(super) version: Version,
+}
+
+/// Reads the response head at the front of `buf`: `HTTP/1.1` or `HTTP/1.0`, one space,
+/// three digits, one space, a reason, CRLF; then fields `name:value` each ending in
+/// CRLF (the name token characters, the value's leading and trailing spaces and tabs
+/// left out, as httparse leaves them), at most `max_fields` of them; then CRLF. Each
+/// field goes to `field` as it is read; `field` returning `false` stops the walk. `None`
+/// for anything else, or when stopped (see the module docs: the caller then asks
+/// httparse).
+pub(super) fn walk_response<'b>(
+    buf: &'b [u8],
+    max_fields: usize,
+    mut field: impl FnMut(&'b [u8], &'b [u8]) -> bool,
+) -> Option<Walked> {
+    let (line, mut rest) = buf.split_first_chunk::<13>()?;
+    // The version as one word (two 9-byte comparisons cost ~20 instructions).
+    let &[h, t, t2, p, slash, one, dot, minor, space0, d0, d1, d2, space] = line;
+    let version = match u64::from_le_bytes([h, t, t2, p, slash, one, dot, minor]) {
+        HTTP_11 => Version::HTTP_11,
+        HTTP_10 => Version::HTTP_10,
+        _ => return None,
+    };
+    let (d0, d1, d2) = (d0.wrapping_sub(b'0'), d1.wrapping_sub(b'0'), d2.wrapping_sub(b'0'));
+    if d0 > 9 || d1 > 9 || d2 > 9 || space0 != b' ' || space != b' ' {
+        return None;
+    }
+    let status = u16::from(d0) * 100 + u16::from(d1) * 10 + u16::from(d2);
+    // The reason: the bytes httparse takes there are the bytes a value takes.
+    rest = after_crlf(rest, text_run(rest))?;
+    let mut fields = 0;
+    loop {
+        // Slice patterns, not `strip_prefix` (a call of its own, ~9 instructions a line).
+        if let [b'\r', b'\n', end @ ..] = rest {
+            return Some(Walked { len: buf.len() - end.len(), status, version });
+        }
+        let name_len = rest.iter().position(|&c| !TOKEN[usize::from(c)])?;
+        let (name, after) = rest.split_at(name_len);
+        let after = match after.split_first() {
+            Some((b':', after)) if name_len > 0 => after,
+            _ => return None,
+        };
+        let mut after = after;
+        while let [b' ' | b'\t', more @ ..] = after {
+            after = more;
+        }
+        let run = text_run(after);
+        let mut value = after.get(..run)?;
+        while let [v @ .., b' ' | b'\t'] = value {
+            value = v;
+        }
+        rest = after_crlf(after, run)?;
+        fields += 1;
+        if fields > max_fields || !field(name, value) {
+            return None;
+        }
+    }
+}
+
+/// `HTTP/1.1` and `HTTP/1.0` as little-endian words.
+const HTTP_11: u64 = u64::from_le_bytes(*b"HTTP/1.1");
+const HTTP_10: u64 = u64::from_le_bytes(*b"HTTP/1.0");
+
+/// What follows `bytes[..run]` and the CRLF after it; `None` if no CRLF is there.
+#[inline]
+fn after_crlf(bytes: &[u8], run: usize) -> Option<&[u8]> {
+    match bytes.get(run..)? {
+        [b'\r', b'\n', after @ ..] => Some(after),
+        _ => None,
+    }
+}
+
+/// How many bytes at the front of `bytes` a header value takes (httparse's value bytes:
+/// visible ASCII, space, tab and obs-text; CR, LF, the other control bytes and DEL end
+/// the run). Eight bytes at a time, read little-endian: the "has a byte less than n"
+/// test of the bit-twiddling hacks flags bytes below 0x20 and bytes equal to 0x7f, and
+/// its lowest flag is exact (no borrow reaches the first byte it flags), so the first
+/// stop is found from the flags' trailing zeros with no byte loop (a byte-at-a-time
+/// tail cost ~12 instructions a byte: ~0.2k a response). A tab, flagged too, is
+/// stepped over.
+fn text_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..).and_then(|b| b.first_chunk::<8>()) {
+        let x = u64::from_le_bytes(*word);
+        let del = x ^ (ONES * 0x7f);
+        let stops = (x.wrapping_sub(ONES * 0x20) & !x | del.wrapping_sub(ONES) & !del) & HIGH;
+        if stops == 0 {
+            at += 8;
+            continue;
+        }
+        at += (stops.trailing_zeros() / 8) as usize;
+        if bytes.get(at) != Some(&b'\t') {
+            return at;
+        }
+        at += 1;
+    }
+    // Fewer than eight bytes left (a head's last value is followed by at least its
+    // CRLF and the empty line, so this is rare).
+    at + bytes.get(at..).unwrap_or_default().iter().take_while(|&&c| (c >= b' ' && c != 0x7f) || c == b'\t').count()
+}
+
+/// Token characters (RFC 9110 §5.6.2): the bytes httparse takes in a header name.
+static TOKEN: [bool; 256] = {
+    let mut map = [false; 256];
+    let mut b = 0u8;
+    loop {
+        map[b as usize] = b.is_ascii_alphanumeric()
+            || matches!(b, b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+')
+            || matches!(b, b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~');
+        if b == u8::MAX {
+            break map;
+        }
+        b += 1;
+    }
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A head's status line and length, and its fields' names and values.
+    type Read = (Walked, Vec<(Vec<u8>, Vec<u8>)>);
+
+    /// What httparse reads of `buf` when its head is complete: the same shape as a walk.
+    fn httparse_reads(buf: &[u8], max_fields: usize) -> Option<Read> {
+        let mut slots = vec![httparse::EMPTY_HEADER; max_fields];
+        let mut res = httparse::Response::new(&mut slots);
+        let Ok(httparse::Status::Complete(len)) = res.parse(buf) else { return None };
+        let version = if res.version? == 1 { Version::HTTP_11 } else { Version::HTTP_10 };
+        let fields = res.headers.iter().map(|h| (h.name.as_bytes().to_vec(), h.value.to_vec())).collect();
+        Some((Walked { len, status: res.code?, version }, fields))
+    }
+
+    fn walks(buf: &[u8], max_fields: usize) -> Option<Read> {
+        let mut fields = Vec::new();
+        let walked = walk_response(buf, max_fields, |n, v| {
+            fields.push((n.to_vec(), v.to_vec()));
+            true
+        })?;
+        Some((walked, fields))
+    }
+
+    /// Every head the walk takes, httparse reads alike.
+    fn check(buf: &[u8], max_fields: usize) -> bool {
+        let walked = walks(buf, max_fields);
+        if let Some(w) = &walked {
+            assert_eq!(Some(w), httparse_reads(buf, max_fields).as_ref(), "{:?}", String::from_utf8_lossy(buf));
+        }
+        walked.is_some()
+    }
+
+    #[test]
+    fn a_value_run_ends_where_a_byte_by_byte_run_ends() {
+        let by_byte = |b: &[u8]| b.iter().take_while(|&&c| (c >= b' ' && c != 0x7f) || c == b'\t').count();
+        for c in 0..=255u8 {
+            for len in 0..26 {
+                for at in 0..len {
+                    let mut value = vec![b'a'; len];
+                    value[at] = c;
+                    assert_eq!(text_run(&value), by_byte(&value), "{c:#x} at {at} of {len}");
+                    // After a tab, obs-text, and a byte just above or below a stop.
+                    let mut mixed: Vec<u8> = [b'\t', 0x80, 0x20, 0x7e, 0xff, 0x21, b'\t', 0x1f].repeat(4);
+                    mixed.truncate(len);
+                    mixed[at] = c;
+                    assert_eq!(text_run(&mixed), by_byte(&mixed), "{c:#x} at {at} of {mixed:?}");
+                }
+            }
+        }
+    }
+
+    const USUAL: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 1024\r\ndate: Mon, 07 Dec 2026 09:46:03 GMT\r\n\r\nbody";
+
+    #[test]
+    fn the_usual_heads_are_walked_as_httparse_reads_them() {
+        let heads: &[&[u8]] = &[
+            USUAL,
+            b"HTTP/1.0 404 Not Found\r\nServer: x\r\nContent-Type: text/html; charset=utf-8\r\n\r\n",
+            b"HTTP/1.1 204 \r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nx-empty:\r\nx-blank:  \t \r\nx-pad: \t a b \t\r\nx-tab:\ta\tb\r\n\r\n",
+            b"HTTP/1.1 200 caf\xc3\xa9 \t\r\nx-obs: caf\xc3\xa9\x80\xff\r\nx-long: 0123456789abcdef0123456789abcdef01\r\n\r\n",
+            b"HTTP/1.1 999 \x80\r\n!#$%&'*+-.^_`|~09azAZ: v\r\n\r\n",
+        ];
+        for head in heads {
+            assert!(check(head, 100), "{:?}", String::from_utf8_lossy(head));
+        }
+    }
+
+    #[test]
+    fn what_the_walk_does_not_take_is_left_to_httparse() {
+        let left: &[&[u8]] = &[
+            b"\r\nHTTP/1.1 200 OK\r\n\r\n",        // a leading empty line (httparse skips it)
+            b"HTTP/1.1 200 OK\n\n",                // bare LFs (httparse takes them)
+            b"HTTP/1.1 200\r\n\r\n",               // no reason (httparse takes it)
+            b"HTTP/1.1  200 OK\r\n\r\n",           // two spaces
+            b"HTTP/1.2 200 OK\r\n\r\n",            // a version httparse refuses
+            b"HTTP/1.1 2x0 OK\r\n\r\n",            // a status httparse refuses
+            b"HTTP/1.1 200 O\x01K\r\n\r\n",        // a control byte in the reason
+            b"HTTP/1.1 200 OK\r\nx : 1\r\n\r\n",   // a space before the colon
+            b"HTTP/1.1 200 OK\r\n: 1\r\n\r\n",     // no name
+            b"HTTP/1.1 200 OK\r\nx 1\r\n\r\n",     // no colon
+            b"HTTP/1.1 200 OK\r\nx: a\rb\r\n\r\n", // a CR alone
+            b"HTTP/1.1 200 OK\r\nx: a\nb: c\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nx: a\x7fb\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nx: 1\r\n folded\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nx: 1\r\n", // cut short
+            b"HTTP/1.1 200 OK\r\nx: 1\r\n\r",
+            b"HTTP/1.1 200",
+        ];
+        for head in left {
+            assert!(!check(head, 100), "{:?}", String::from_utf8_lossy(head));
+        }
+        // More fields than the limit (httparse: `TooManyHeaders`); at the limit, taken.
+        assert!(!check(b"HTTP/1.1 200 OK\r\na: 1\r\nb: 2\r\n\r\n", 1));
+        assert!(check(b"HTTP/1.1 200 OK\r\na: 1\r\nb: 2\r\n\r\n", 2));
+        // Stopped by the caller.
+        assert_eq!(walk_response(USUAL, 100, |n, _| n != b"date"), None);
+    }
+
+    #[test]
+    fn every_byte_anywhere_in_the_usual_head_is_walked_as_httparse_reads_it_or_left_to_it() {
+        let head = &USUAL[..USUAL.len() - 4];
+        let mut taken = 0;
+        for at in 0..head.len() {
+            for c in 0..=255u8 {
+                let mut changed = head.to_vec();
+                changed[at] = c;
+                taken += usize::from(check(&changed, 100));
+                // The same byte put in, not over.
+                changed.insert(at, c);
+                changed[at + 1] = head[at];
+                taken += usize::from(check(&changed, 100));
+            }
+            // Cut there: never taken.
+            assert!(!check(&head[..at], 100), "cut at {at}");
+        }
+        assert!(taken > 10_000, "{taken}");
+    }
+}
