@@ -201,10 +201,13 @@ impl WsSession {
 
     /// The weight for the store to count when the bytes held left their step (more
     /// than counted, or two steps less): `held` rounded up to a step. `None` while
-    /// they are within it: two compares for a message that changes nothing.
+    /// they are within it, `counted - 2 steps < held <= counted`: one subtraction and
+    /// one compare for a message that changes nothing (`held` over `counted` wraps to
+    /// a distance far over two steps; ~0.01k an echo less than two compares with the
+    /// addition, docs/BENCHMARKS.md, twenty-first round, echo3).
     #[inline]
     fn recount(&mut self) -> Option<usize> {
-        if self.held <= self.counted && self.held + 2 * WS_WEIGHT_STEP > self.counted {
+        if self.counted.wrapping_sub(self.held) < 2 * WS_WEIGHT_STEP {
             return None;
         }
         self.counted = self.held.div_ceil(WS_WEIGHT_STEP).saturating_mul(WS_WEIGHT_STEP);
@@ -440,5 +443,34 @@ impl HttpEntry {
             .and_then(|v| v.split(',').next())
             .map(|v| v.trim().to_string())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{WsSession, WS_WEIGHT_STEP};
+
+    /// The weight is reported exactly when the bytes held leave their window,
+    /// `counted - 2 steps < held <= counted`, at both edges, from a count of 0 (where
+    /// the subtraction wraps for any byte held) and near `usize::MAX`.
+    #[test]
+    fn the_weight_moves_exactly_when_the_bytes_held_leave_their_window() {
+        const S: usize = WS_WEIGHT_STEP;
+        let recount = |counted: usize, held: usize| WsSession { counted, held, ..WsSession::default() }.recount();
+        for counted in [0, S, 2 * S, 5 * S, usize::MAX / S * S] {
+            let low = counted.saturating_sub(2 * S);
+            for held in [low, low + 1, counted.saturating_sub(1), counted] {
+                let within = held <= counted && counted - held < 2 * S;
+                let expect = (!within).then(|| held.div_ceil(S) * S);
+                assert_eq!(recount(counted, held), expect, "counted {counted}, held {held}");
+            }
+            if let Some(over) = counted.checked_add(1) {
+                assert_eq!(recount(counted, over), Some(over.div_ceil(S).saturating_mul(S)), "counted {counted}");
+            }
+        }
+        // A report's count takes the next message of the same size without another.
+        let mut s = WsSession { held: 3 * S + 1, ..WsSession::default() };
+        assert_eq!(s.recount(), Some(4 * S));
+        assert_eq!(s.recount(), None);
     }
 }
