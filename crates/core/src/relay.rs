@@ -92,6 +92,11 @@ impl WsMessageCheck {
 
     /// Checks the next fragment. `binary` counts only on a message's first fragment.
     /// After an error the checker is in an unspecified state: close the WebSocket.
+    /// Inlined into the bridge's loop (a hint: fat LTO kept it out of line): the call
+    /// and its `Result` through memory cost ~0.02k instructions an echo, client and
+    /// server (docs/BENCHMARKS.md, twenty-first round, echo3). The UTF-8 check of a
+    /// text message stays a call of its own.
+    #[inline]
     pub fn push(&mut self, binary: bool, fin: bool, data: &[u8]) -> Result<WsFragment, WsViolation> {
         let first = self.current.is_none();
         let binary = *self.current.get_or_insert(binary);
