@@ -210,39 +210,45 @@ fn lower_token(c: u8) -> bool {
 /// and a value of four to seven bytes is one word made of its first and last four: no
 /// byte loop for a clean value of four bytes or more (the request's values are mostly
 /// 4-16 bytes, where a loop over the tail was most of the cost).
-#[inline]
+#[inline(always)]
 fn value_carried(value: &[u8]) -> bool {
     let byte_ok = |c: &u8| (*c >= b' ' && *c != 0x7f) || *c == b'\t';
     let len = value.len();
-    if len >= 8 {
-        let mut words = value.chunks_exact(8);
-        for word in words.by_ref() {
-            if !word_clean(word) && !word.iter().all(byte_ok) {
-                return false;
-            }
+    let clean = if len >= 8 {
+        // Every whole word and the last eight bytes, their verdicts and-ed (no branch a
+        // word: a value with a tab is looked at again byte by byte, whole).
+        let mut clean = true;
+        let mut at = 0;
+        while at + 8 < len {
+            clean &= word_clean(word_at(value, at));
+            at += 8;
         }
-        match value.get(len - 8..) {
-            Some(last) if !words.remainder().is_empty() => word_clean(last) || last.iter().all(byte_ok),
-            _ => true,
-        }
+        clean & word_clean(word_at(value, len - 8))
     } else if len >= 4 {
-        let four = |at: usize| value.get(at..at + 4).and_then(|b| b.first_chunk::<4>()).copied().unwrap_or([0; 4]);
-        let ([a, b, c, d], [e, f, g, h]) = (four(0), four(len - 4));
-        word_clean(&[a, b, c, d, e, f, g, h]) || value.iter().all(byte_ok)
+        let half = |at: usize| {
+            u64::from(u32::from_ne_bytes(value.get(at..).and_then(|v| v.first_chunk::<4>()).copied().unwrap_or([0; 4])))
+        };
+        word_clean(half(0) | half(len - 4) << 32)
     } else {
-        value.iter().all(byte_ok)
-    }
+        false
+    };
+    clean || value.iter().all(byte_ok)
 }
 
-/// Whether none of `word`'s eight bytes is below 0x20 or 0x7f (a tab is one below:
+/// The eight bytes of `value` from `at` as a word (`at + 8 <= value.len()`).
+#[inline(always)]
+fn word_at(value: &[u8], at: usize) -> u64 {
+    u64::from_ne_bytes(value.get(at..).and_then(|v| v.first_chunk::<8>()).copied().unwrap_or([0; 8]))
+}
+
+/// Whether none of the word's eight bytes is below 0x20 or 0x7f (a tab is one below:
 /// a word with one is not clean, and its bytes are looked at one by one).
 #[inline(always)]
-fn word_clean(word: &[u8]) -> bool {
+fn word_clean(x: u64) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
     let has_less = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH != 0;
-    let x = u64::from_ne_bytes(word.first_chunk::<8>().copied().unwrap_or([0; 8]));
-    !(has_less(x, 0x20) || has_less(x ^ (ONES * 0x7f), 1))
+    !(has_less(x, 0x20) | has_less(x ^ (ONES * 0x7f), 1))
 }
 
 #[cfg(test)]
