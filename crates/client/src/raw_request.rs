@@ -115,6 +115,9 @@ impl HeadFields for OriginFields<'_> {
     }
 }
 
+/// One field's line, `name: value\r\n`: inlined into the write's loop (a call per
+/// field was ~10 instructions of the line's ~60).
+#[inline(always)]
 fn line(dst: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     dst.extend_from_slice(name);
     dst.extend_from_slice(b": ");

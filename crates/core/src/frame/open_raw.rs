@@ -56,13 +56,19 @@ impl RawRequestHead {
         let method_len = usize::from(u16::from_be_bytes(*msg.get(6..8)?.first_chunk::<2>()?));
         let method_at = 8 + method_len;
         let method = super::codec::method_text(msg.get(8..method_at)?).ok()?;
-        if !super::headers::valid_method(&method) {
+        // A standard method (borrowed from the list) is valid as it is.
+        if matches!(method, Cow::Owned(_)) && !super::headers::valid_method(&method) {
             return None;
         }
         let target_len = u16::from_be_bytes(*msg.get(method_at..method_at + 2)?.first_chunk::<2>()?);
         let target_at = method_at + 2;
         let block_at = target_at + usize::from(target_len);
-        std::str::from_utf8(msg.get(target_at..block_at)?).ok()?;
+        // An ASCII target (nearly all: a target's other bytes are percent-encoded) is
+        // UTF-8; `from_utf8`'s call cost more than the usual short target's check.
+        let target = msg.get(target_at..block_at)?;
+        if !target.is_ascii() {
+            std::str::from_utf8(target).ok()?;
+        }
         let Checked { hosts, framing, accept } = check_block(msg.get(block_at..)?, limits.max_header_bytes)?;
         let rest = msg.slice(target_at..);
         Some((id, RawRequestHead { method, rest, target_len, hosts, framing, accept }, f & flags::END != 0))
@@ -183,11 +189,10 @@ fn check_block(block: &[u8], max: usize) -> Option<Checked> {
             ACCEPT => accept = true,
             _ => {}
         }
-        if block.len() - rest.len() > max {
-            return None;
-        }
     }
-    rest.is_empty().then_some(Checked { hosts, framing, accept })
+    // The block's size once, after the walk (the walk cannot pass the message's end,
+    // which `max_frame` bounds): over `max` anywhere is over it at the end.
+    (rest.is_empty() && block.len() <= max).then_some(Checked { hosts, framing, accept })
 }
 
 /// A byte of a header name as `HeaderName` spells it: a token character (RFC 9110
@@ -200,20 +205,50 @@ fn lower_token(c: u8) -> bool {
 /// Bytes a `HeaderValue` takes as they are: visible ASCII, space, tab and obs-text.
 /// Eight bytes at a time: a word with no byte below 0x20 and none 0x7f passes at once
 /// (the "has a byte less than n" test of the bit-twiddling hacks, exact for n <= 128);
-/// one that may have one is looked at byte by byte (a tab passes).
+/// one that may have one is looked at byte by byte (a tab passes). The tail is the
+/// value's last eight bytes read as one more word (overlapping the words before it),
+/// and a value of four to seven bytes is one word made of its first and last four: no
+/// byte loop for a clean value of four bytes or more (the request's values are mostly
+/// 4-16 bytes, where a loop over the tail was most of the cost).
+#[inline(always)]
 fn value_carried(value: &[u8]) -> bool {
+    let byte_ok = |c: &u8| (*c >= b' ' && *c != 0x7f) || *c == b'\t';
+    let len = value.len();
+    let clean = if len >= 8 {
+        // Every whole word and the last eight bytes, their verdicts and-ed (no branch a
+        // word: a value with a tab is looked at again byte by byte, whole).
+        let mut clean = true;
+        let mut at = 0;
+        while at + 8 < len {
+            clean &= word_clean(word_at(value, at));
+            at += 8;
+        }
+        clean & word_clean(word_at(value, len - 8))
+    } else if len >= 4 {
+        let half = |at: usize| {
+            u64::from(u32::from_ne_bytes(value.get(at..).and_then(|v| v.first_chunk::<4>()).copied().unwrap_or([0; 4])))
+        };
+        word_clean(half(0) | half(len - 4) << 32)
+    } else {
+        false
+    };
+    clean || value.iter().all(byte_ok)
+}
+
+/// The eight bytes of `value` from `at` as a word (`at + 8 <= value.len()`).
+#[inline(always)]
+fn word_at(value: &[u8], at: usize) -> u64 {
+    u64::from_ne_bytes(value.get(at..).and_then(|v| v.first_chunk::<8>()).copied().unwrap_or([0; 8]))
+}
+
+/// Whether none of the word's eight bytes is below 0x20 or 0x7f (a tab is one below:
+/// a word with one is not clean, and its bytes are looked at one by one).
+#[inline(always)]
+fn word_clean(x: u64) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
     let has_less = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH != 0;
-    let byte_ok = |c: &u8| (*c >= b' ' && *c != 0x7f) || *c == b'\t';
-    let mut words = value.chunks_exact(8);
-    for word in words.by_ref() {
-        let x = u64::from_ne_bytes(word.try_into().unwrap_or([0; 8]));
-        if (has_less(x, 0x20) || has_less(x ^ (ONES * 0x7f), 1)) && !word.iter().all(byte_ok) {
-            return false;
-        }
-    }
-    words.remainder().iter().all(byte_ok)
+    !(has_less(x, 0x20) | has_less(x ^ (ONES * 0x7f), 1))
 }
 
 #[cfg(test)]
@@ -363,6 +398,19 @@ mod tests {
     fn a_value_passes_eight_bytes_at_a_time_as_it_does_byte_by_byte() {
         for c in 0..=255u8 {
             let expected = http::HeaderValue::from_bytes(&[c]).is_ok();
+            assert!(value_carried(b""));
+            // Every length to three words and a bit (the byte loop, the four-byte pair,
+            // whole words with and without an overlapping last word), `c` at every place.
+            for len in 1..=27 {
+                for at in 0..len {
+                    let mut value = vec![b'a'; len];
+                    value[at] = c;
+                    assert_eq!(value_carried(&value), expected, "{c:#x} at {at} of {len}");
+                    let mut tabbed = vec![b'\t'; len];
+                    tabbed[at] = c;
+                    assert_eq!(value_carried(&tabbed), expected, "{c:#x} at {at} of {len} tabs");
+                }
+            }
             for at in 0..20 {
                 let mut value = vec![b'a'; 20];
                 value[at] = c;
@@ -370,6 +418,38 @@ mod tests {
                 let mut mixed = vec![0xff, b'\t', 0x80, b' ', b'~', 0x7e, 0xc3, 0xa9, b'z', b'0'];
                 mixed[at % 10] = c;
                 assert_eq!(value_carried(&mixed), expected, "{c:#x} at {} of a mixed value", at % 10);
+            }
+        }
+    }
+
+    /// An OPEN of `method` and `target` (any bytes) with one field.
+    fn open_of(method: &[u8], target: &[u8]) -> Bytes {
+        let mut b = vec![kind::OPEN, 0, 0, 0, 1, 0];
+        for part in [method, target] {
+            b.extend_from_slice(&u16::try_from(part.len()).unwrap().to_be_bytes());
+            b.extend_from_slice(part);
+        }
+        b.extend_from_slice(b"\0\x01\0\x03x-a\0\x01b");
+        Bytes::from(b)
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn methods_and_targets_are_taken_raw_as_the_typed_decoder_takes_them() {
+        let limits = DecodeLimits::default();
+        let methods: [&[u8]; 7] = [b"GET", b"PURGE", b"", b"G T", b"GE\x7f", b"M\xc3\xa9", b"\xff"];
+        let targets: [&[u8]; 8] =
+            [b"/", b"/1k", b"", b"/caf\xc3\xa9", b"/\xff", b"/\xc3", b"/long/path?q=1&r=2", b"/\x80"];
+        for method in methods {
+            for target in targets {
+                let msg = open_of(method, target);
+                let typed = match Frame::decode(msg.clone(), &limits) {
+                    Ok(Frame::Open { head, .. }) => Some((head.method.into_owned(), head.target)),
+                    _ => None,
+                };
+                let raw = RawRequestHead::decode_open(&msg, &limits)
+                    .map(|(_, raw, _)| (raw.method.clone().into_owned(), raw.target_str().to_owned()));
+                assert_eq!(raw, typed, "{method:?} {target:?}");
             }
         }
     }
