@@ -369,6 +369,33 @@ mod tests {
     /// A ring the store lets hold less than its size (its entries' weights count
     /// too) goes round where that was when it first filled: its buffer stays that
     /// long, every live part reads back whole across its end.
+    /// A span's runs are not counted: a run left empty after its link (a room made, then
+    /// nothing committed in it) is walked over, and a span with no bytes starts a fresh
+    /// run (no link to where it was first made room for).
+    #[test]
+    fn empty_runs_are_walked_over_and_an_empty_span_starts_afresh() {
+        let mut ring = ring_at(4096, 4000);
+        let (mut a, mut b, mut c) = (Span::EMPTY, Span::EMPTY, Span::EMPTY);
+        // c: room made and nothing written, then another part's bytes, then its first.
+        let limit = ring.free();
+        ring.room_mut(&mut c, limit);
+        ring.commit(&mut c, 0);
+        write(&mut ring, &mut a, b"hello");
+        write(&mut ring, &mut b, b"--");
+        // a: a link, an empty run, b's bytes, then a link and three bytes.
+        let limit = ring.free();
+        let (link, _) = ring.room_mut(&mut a, limit);
+        ring.commit(&mut a, 0);
+        write(&mut ring, &mut b, b"++");
+        write(&mut ring, &mut a, b"abc");
+        write(&mut ring, &mut c, b"xyz");
+        assert_eq!(link, LINK);
+        assert_eq!((ring.read(&a), ring.runs(&a).len()), (b"helloabc".to_vec(), 3));
+        assert_eq!(ring.read_range(&a, 4, 6), b"oa");
+        assert_eq!((ring.read(&b), ring.read(&c), ring.runs(&c).len()), (b"--++".to_vec(), b"xyz".to_vec(), 1));
+        assert_eq!(ring.held(), 5 + 2 + LINK + 2 + LINK + 3 + 3 + LINK);
+    }
+
     #[test]
     fn a_ring_goes_round_where_the_store_stops_it_growing() {
         let mut ring = Ring::new(1 << 20);
