@@ -3,7 +3,6 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::frame::Header;
 use crate::time::Instant;
 
 use super::body::BodyCapture;
@@ -67,8 +66,22 @@ impl Default for InspectConfig {
 /// The index of an entry's exchange span ([`Part::Exchange`]).
 const EXCHANGE: usize = Part::Exchange as usize;
 
-/// No header fields (a head kept as a block writes its fields as its line's).
-const NO_FIELDS: &[Header] = &[];
+/// No header fields (a head kept as a block writes its fields as its line's): a type of
+/// its own, not an empty list, so that [`Store::put_head`] is made for it apart, its
+/// field walk and [`head::HeadFields::field_count`]'s branches gone.
+struct NoFields;
+
+impl HeadFields for NoFields {
+    fn field_count(&self) -> usize {
+        0
+    }
+
+    fn each(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        std::iter::empty()
+    }
+}
+
+const NO_FIELDS: &NoFields = &NoFields;
 
 /// [`HttpEntry`]'s `blocks` bits: the request's head, the response's, kept as a header
 /// block; above them each block's edits' kind ([`head::Block::kept`], two bits each, at
