@@ -34,19 +34,20 @@ pub(crate) const LINK: usize = 12;
 /// Bytes of the buffer zeroed at a time as the ring first fills.
 const STEP: usize = 64 * 1024;
 
-/// One part of an entry: where its last run starts and its length, the runs, the
-/// bytes in all.
+/// One part of an entry: where its last run starts and its length, the bytes in all.
+/// 16 bytes: its runs are not counted (a reading follows the links back until it has
+/// all the bytes, the first run being the one that completes them; a part with no
+/// bytes starts a fresh run wherever it is next written).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Span {
     at: u64,
     last: u32,
-    runs: u32,
     /// Bytes written (read by the store, which keeps where each part ends).
     pub(crate) len: u32,
 }
 
 impl Span {
-    pub(crate) const EMPTY: Span = Span { at: 0, last: 0, runs: 0, len: 0 };
+    pub(crate) const EMPTY: Span = Span { at: 0, last: 0, len: 0 };
 
     /// Bytes written.
     pub(crate) fn len(&self) -> usize {
@@ -112,7 +113,7 @@ impl Ring {
     /// bytes and they do not end at the head.
     #[inline]
     pub(crate) fn link_len(&self, span: &Span) -> usize {
-        if span.runs == 0 || span.at + u64::from(span.last) == self.head {
+        if span.len == 0 || span.at + u64::from(span.last) == self.head {
             0
         } else {
             LINK
@@ -123,9 +124,10 @@ impl Ring {
     /// the head (after a link to the last, written now). The bytes of the link.
     #[inline]
     fn go_on(&mut self, span: &mut Span, limit: usize) -> usize {
-        if span.runs == 0 {
-            // Its first bytes (an exchange's request head, a body's first piece).
-            (span.at, span.last, span.runs) = (self.head, 0, 1);
+        if span.len == 0 {
+            // Its first bytes (an exchange's request head, a body's first piece): a run
+            // at the head (one of a part with no bytes yet is not linked to).
+            (span.at, span.last) = (self.head, 0);
             0
         } else if span.at + u64::from(span.last) == self.head {
             0
@@ -142,7 +144,7 @@ impl Ring {
         bytes[..8].copy_from_slice(&span.at.to_le_bytes());
         bytes[8..].copy_from_slice(&span.last.to_le_bytes());
         self.copy_in(&bytes, limit);
-        (span.at, span.last, span.runs) = (self.head, 0, span.runs + 1);
+        (span.at, span.last) = (self.head, 0);
         LINK
     }
 
@@ -194,19 +196,7 @@ impl Ring {
     pub(crate) fn read_range(&self, span: &Span, from: usize, to: usize) -> Vec<u8> {
         let to = to.min(span.len());
         let from = from.min(to);
-        // Its runs, last first: each but the first follows its link to the one before.
-        let mut runs = Vec::with_capacity(span.runs as usize);
-        let (mut at, mut len) = (span.at, span.last);
-        for k in 0..span.runs {
-            runs.push((at, len as usize));
-            if k + 1 < span.runs {
-                let mut link = Vec::with_capacity(LINK);
-                self.copy_out(at.saturating_sub(LINK as u64), LINK, &mut link);
-                let (before, last) = link.split_at(8);
-                at = u64::from_le_bytes(before.try_into().unwrap_or_default());
-                len = u32::from_le_bytes(last.try_into().unwrap_or_default());
-            }
-        }
+        let runs = self.runs(span);
         let mut out = Vec::with_capacity(to - from);
         // `pos`: where the run starts in the span.
         let mut pos = 0;
@@ -218,6 +208,28 @@ impl Ring {
             pos += len;
         }
         out
+    }
+
+    /// `span`'s runs (where each starts, its length), last first: each run but the first
+    /// follows a link to the one before, and the first is the one that completes the
+    /// span's bytes. At most one run per link the ring could hold (the bytes the store
+    /// wrote are its own, but a walk that cannot end is not left to chance).
+    fn runs(&self, span: &Span) -> Vec<(u64, usize)> {
+        let mut runs = Vec::new();
+        let (mut at, mut len, mut seen) = (span.at, span.last as usize, 0);
+        while runs.len() <= self.size / LINK {
+            runs.push((at, len));
+            seen += len;
+            if seen >= span.len() {
+                break;
+            }
+            let mut link = Vec::with_capacity(LINK);
+            self.copy_out(at.saturating_sub(LINK as u64), LINK, &mut link);
+            let (before, last) = link.split_at(8);
+            at = u64::from_le_bytes(before.try_into().unwrap_or_default());
+            len = u32::from_le_bytes(last.try_into().unwrap_or_default()) as usize;
+        }
+        runs
     }
 
     /// Where ring position `p` is in the buffer (on the way out).
@@ -336,14 +348,14 @@ mod tests {
                 write(&mut ring, &mut b, b"xy");
             }
             // a's pieces are runs after links; b's too, but its first.
-            assert_eq!((a.runs, b.runs), (7, 7));
+            assert_eq!((ring.runs(&a).len(), ring.runs(&b).len()), (7, 7));
             assert_eq!(ring.read(&a), text, "{size} from {start}");
             assert_eq!(ring.read(&b), b"xy".repeat(7));
             // Pieces with nothing between them are one run.
             let mut c = Span::EMPTY;
             write(&mut ring, &mut c, &text[..10]);
             write(&mut ring, &mut c, &text[10..20]);
-            assert_eq!((c.runs, ring.read(&c)), (1, text[..20].to_vec()));
+            assert_eq!((ring.runs(&c).len(), ring.read(&c)), (1, text[..20].to_vec()));
             for (from, to) in
                 [(0, 0), (0, 300), (3, 299), (299, 301), (500, 1100), (1999, 2000), (1500, 9999), (3000, 4000)]
             {
@@ -357,6 +369,33 @@ mod tests {
     /// A ring the store lets hold less than its size (its entries' weights count
     /// too) goes round where that was when it first filled: its buffer stays that
     /// long, every live part reads back whole across its end.
+    /// A span's runs are not counted: a run left empty after its link (a room made, then
+    /// nothing committed in it) is walked over, and a span with no bytes starts a fresh
+    /// run (no link to where it was first made room for).
+    #[test]
+    fn empty_runs_are_walked_over_and_an_empty_span_starts_afresh() {
+        let mut ring = ring_at(4096, 4000);
+        let (mut a, mut b, mut c) = (Span::EMPTY, Span::EMPTY, Span::EMPTY);
+        // c: room made and nothing written, then another part's bytes, then its first.
+        let limit = ring.free();
+        ring.room_mut(&mut c, limit);
+        ring.commit(&mut c, 0);
+        write(&mut ring, &mut a, b"hello");
+        write(&mut ring, &mut b, b"--");
+        // a: a link, an empty run, b's bytes, then a link and three bytes.
+        let limit = ring.free();
+        let (link, _) = ring.room_mut(&mut a, limit);
+        ring.commit(&mut a, 0);
+        write(&mut ring, &mut b, b"++");
+        write(&mut ring, &mut a, b"abc");
+        write(&mut ring, &mut c, b"xyz");
+        assert_eq!(link, LINK);
+        assert_eq!((ring.read(&a), ring.runs(&a).len()), (b"helloabc".to_vec(), 3));
+        assert_eq!(ring.read_range(&a, 4, 6), b"oa");
+        assert_eq!((ring.read(&b), ring.read(&c), ring.runs(&c).len()), (b"--++".to_vec(), b"xyz".to_vec(), 1));
+        assert_eq!(ring.held(), 5 + 2 + LINK + 2 + LINK + 3 + 3 + LINK);
+    }
+
     #[test]
     fn a_ring_goes_round_where_the_store_stops_it_growing() {
         let mut ring = Ring::new(1 << 20);

@@ -3,7 +3,6 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::frame::Header;
 use crate::time::Instant;
 
 use super::body::BodyCapture;
@@ -67,8 +66,22 @@ impl Default for InspectConfig {
 /// The index of an entry's exchange span ([`Part::Exchange`]).
 const EXCHANGE: usize = Part::Exchange as usize;
 
-/// No header fields (a head kept as a block writes its fields as its line's).
-const NO_FIELDS: &[Header] = &[];
+/// No header fields (a head kept as a block writes its fields as its line's): a type of
+/// its own, not an empty list, so that [`Store::put_head`] is made for it apart, its
+/// field walk and [`head::HeadFields::field_count`]'s branches gone.
+struct NoFields;
+
+impl HeadFields for NoFields {
+    fn field_count(&self) -> usize {
+        0
+    }
+
+    fn each(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        std::iter::empty()
+    }
+}
+
+const NO_FIELDS: &NoFields = &NoFields;
 
 /// [`HttpEntry`]'s `blocks` bits: the request's head, the response's, kept as a header
 /// block; above them each block's edits' kind ([`head::Block::kept`], two bits each, at
@@ -83,6 +96,11 @@ const RESPONSE_KIND: u8 = 4;
 fn block_kind(blocks: u8, bit: u8, shift: u8) -> Option<u8> {
     (blocks & bit != 0).then_some((blocks >> shift) & 3)
 }
+
+/// Bytes of the entries' deque's room it may hold beyond what its entries are counted
+/// for ([`Store::shrink_entries`]): a few entries' worth, so that a small store does not
+/// reallocate it back and forth.
+const ENTRIES_SLACK: usize = 4096;
 
 /// The sequence bits of an [`EntryId`].
 const SEQUENCE: u64 = (1 << 48) - 1;
@@ -189,7 +207,8 @@ impl Store {
     /// Forgets every entry (and gives their memory back: a WebSocket session's too,
     /// which its recorder may still hold).
     pub fn clear(&mut self) {
-        for e in self.entries.drain(..) {
+        // The deque's allocation goes too (its room is counted only while it holds entries).
+        for e in std::mem::take(&mut self.entries) {
             if let Some(ws) = &e.websocket {
                 ws.lock().evict();
             }
@@ -203,7 +222,12 @@ impl Store {
     pub fn begin<H: HeadFields + ?Sized>(&mut self, now: Instant, unix_nanos: u64, ex: Exchange<'_, H>) -> EntryId {
         let id = EntryId(self.prefix | (self.next & SEQUENCE));
         self.next = self.next.saturating_add(1);
-        let entry = HttpEntry {
+        // Before the entry is made, so that it is made in its place in the deque (made
+        // first, then the check, it was made beside it and copied in: ~30 instructions).
+        if self.entries.len() == self.entries.capacity() {
+            self.grow_entries();
+        }
+        self.entries.push_back(HttpEntry {
             id,
             tunnel_name: self.tunnel_name.clone(),
             start_unix_nanos: unix_nanos,
@@ -220,9 +244,8 @@ impl Store {
             sizes: [0; 2],
             blocks: 0,
             held: FIXED_WEIGHT,
-        };
+        });
         self.bytes += FIXED_WEIGHT;
-        self.entries.push_back(entry);
         self.evict();
         // A store too small for even an entry keeps none.
         let Some(i) = self.entries.len().checked_sub(1) else { return id };
@@ -454,22 +477,37 @@ impl Store {
         }
     }
 
+    /// Makes room in the full entries' deque for a quarter more (and a few): its
+    /// memory stays within what the store counts for its entries ([`FIXED_WEIGHT`]
+    /// each, the entry's bytes in the deque among them), where doubling (`push_back`'s
+    /// own growth) held up to twice that (docs/BENCHMARKS.md, twenty-first round,
+    /// clievict). Filling a deque of `n` this way copies its entries ~4 times over
+    /// once, not again while the store stays full.
+    #[cold]
+    fn grow_entries(&mut self) {
+        self.entries.reserve_exact(self.entries.len() / 4 + 4);
+    }
+
+    /// Gives back the entries' deque's room past what its entries are counted for (and
+    /// [`ENTRIES_SLACK`]): after the store held many small entries, then fewer larger
+    /// ones. Its length and a quarter, as [`Self::grow_entries`] leaves it.
+    #[cold]
+    fn shrink_entries(&mut self) {
+        let len = self.entries.len();
+        self.entries.shrink_to(len + len / 4 + 4);
+    }
+
     fn evict_oldest(&mut self) -> bool {
-        let Some(old) = self.entries.front() else { return false };
+        let Some(old) = self.entries.pop_front() else { return false };
         // The recorder may hold the session still: its messages go now, and it keeps
         // no more.
         if let Some(ws) = &old.websocket {
             ws.lock().evict();
         }
         self.bytes = self.bytes.saturating_sub(old.held);
-        // Dropped where it lies in the native shells' build (`raw-heads`): `pop_front`
-        // moves the entry (~0.25 KB) out to drop it (~0.013k instructions per exchange).
-        // `drain`'s code is ~0.5 KB of the wasm client's .wasm (issue 7's size bound),
-        // which pops it.
-        if cfg!(feature = "raw-heads") {
-            self.entries.drain(..1);
-        } else {
-            self.entries.pop_front();
+        drop(old);
+        if self.entries.capacity() * size_of::<Entry>() > self.entries.len() * FIXED_WEIGHT + ENTRIES_SLACK {
+            self.shrink_entries();
         }
         // The ring lets go of the bytes before the next entry's (all of the evicted
         // entry's, and any of older ones' that came after its mark).

@@ -229,15 +229,21 @@ fn a_recorders_messages_are_counted_in_steps_and_an_evicted_session_keeps_none()
 
 /// Thousands of small entries evicted for large ones, and back: the ring the store
 /// touched never exceeds its bound (nor, while only small entries came, the bound
-/// less their weights), and what it reads back is what it kept.
+/// less their weights), the entries' deque never holds more than its entries are
+/// counted for (and its slack), and what it reads back is what it kept.
 #[test]
 fn memory_held_is_memory_counted_whatever_the_sizes() {
     let config = InspectConfig { max_bytes: 1 << 20, body_limit: 64 * 1024, ..InspectConfig::default() };
     let mut store = Store::new(config, 1);
     let h = [(http::header::ACCEPT, http::HeaderValue::from_static("*/*"))];
+    let deque = |store: &Store| {
+        let (held, counted) = (store.entries.capacity() * size_of::<Entry>(), store.len() * FIXED_WEIGHT);
+        assert!(held <= counted + ENTRIES_SLACK, "{held} bytes of deque for {} entries", store.len());
+    };
     for round in 0..3 {
         for i in 0..5000 {
             exchange(&mut store, &format!("/small/{round}/{i}"), &h, &[1; 100]);
+            deque(&store);
         }
         if round == 0 {
             // The ring went round where the entries' weights left it room: its buffer
@@ -247,6 +253,7 @@ fn memory_held_is_memory_counted_whatever_the_sizes() {
         }
         for i in 0..100 {
             exchange(&mut store, &format!("/big/{round}/{i}"), &h, &vec![2; 100_000]);
+            deque(&store);
         }
         assert!(store.bytes() <= 1 << 20);
         let allocated = store.ring.allocated();
