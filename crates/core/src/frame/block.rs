@@ -89,7 +89,7 @@ impl HeaderBlock {
         for (name, value) in headers {
             // Valid by their types: the name a lowercase token, the value without
             // control bytes but tab.
-            block.put(name.as_str().as_bytes(), value.as_bytes());
+            block.put_lower(name.as_str().as_bytes(), value.as_bytes(), false);
         }
         block
     }
@@ -120,12 +120,41 @@ impl HeaderBlock {
         self.put(name, value);
     }
 
+    /// [`Self::push_parsed`] for a name the parser also lowercased as it read it (the
+    /// origin leg's head walk writes each name's bytes lowercase into a stack copy as
+    /// it checks them): the block neither copies nor lowercases it again (~50
+    /// instructions a field: docs/BENCHMARKS.md, twenty-second round). `lower` must be
+    /// a token with no uppercase letter; debug builds check it.
+    pub fn push_parsed_lower(&mut self, lower: &[u8], value: &[u8]) {
+        debug_assert!(!lower.iter().any(u8::is_ascii_uppercase), "{lower:?}");
+        debug_assert!(HeaderBlock::new(self.coding).push(lower, value).is_ok(), "{lower:?}: {value:?}");
+        self.put_lower(lower, value, false);
+    }
+
     /// Appends a field already checked (a token name, a value without control bytes).
     /// The name's table code is looked up from a lowercase copy on the stack (every
     /// table name is at most [`TABLE_NAME`] bytes), and the field written with one
     /// reservation: writing the name as text first and taking it back for an index
     /// cost ~80 instructions a field.
     fn put(&mut self, name: &[u8], value: &[u8]) {
+        let mut lower = [0u8; TABLE_NAME];
+        match (self.coding, lower.get_mut(..name.len())) {
+            (FieldCoding::Indexed, Some(lower)) => {
+                lower.copy_from_slice(name);
+                lower.make_ascii_lowercase();
+                self.put_lower(lower, value, false);
+            }
+            // Longer than any table name, or no table: text, lowercased as written.
+            _ => self.put_lower(name, value, true),
+        }
+    }
+
+    /// [`Self::put`] of a name already lowercase; or, with `lowercase_text`, of a name
+    /// not looked up in the table (the coding has none, or the name is longer than any
+    /// table name), written as text and lowercased there. Inlined into its callers, so
+    /// that the flag is a constant in each.
+    #[inline(always)]
+    fn put_lower(&mut self, name: &[u8], value: &[u8], lowercase_text: bool) {
         self.count = self.count.saturating_add(1);
         let count = u16::try_from(self.count).unwrap_or(u16::MAX).to_be_bytes();
         self.buf[FRAME_PREFIX..FRAME_PREFIX + 2].copy_from_slice(&count);
@@ -136,13 +165,8 @@ impl HeaderBlock {
         }
         // Cut as `put_bytes16` cuts (a block that long is refused before it is sent).
         let (name, value) = (&name[..name.len().min(max)], &value[..value.len().min(max)]);
-        let mut lower = [0u8; TABLE_NAME];
-        let code = match (self.coding, lower.get_mut(..name.len())) {
-            (FieldCoding::Indexed, Some(lower)) => {
-                lower.copy_from_slice(name);
-                lower.make_ascii_lowercase();
-                table::code(lower, value)
-            }
+        let code = match self.coding {
+            FieldCoding::Indexed if !lowercase_text => table::code(name, value),
             _ => table::TEXT,
         };
         let [v0, v1] = u16::try_from(value.len()).unwrap_or(u16::MAX).to_be_bytes();
@@ -152,7 +176,9 @@ impl HeaderBlock {
             self.buf.put_slice(&[n0, n1]);
             let start = self.buf.len();
             self.buf.put_slice(name);
-            self.buf[start..].make_ascii_lowercase();
+            if lowercase_text {
+                self.buf[start..].make_ascii_lowercase();
+            }
             self.buf.put_slice(&[v0, v1]);
             self.buf.put_slice(value);
         } else if code & table::PAIR_BIT != 0 {
@@ -487,5 +513,29 @@ mod tests {
             assert_eq!(block.clone().push(b"x", &[b]).is_ok(), HeaderValue::from_bytes(&[b]).is_ok(), "value {b}");
         }
         assert_eq!(block.len(), 3, "a refused field is not added");
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn a_name_pushed_lowercase_is_written_as_the_same_name_in_any_case() {
+        // Table names and fields, names outside the table, one as long as the longest
+        // table name and longer ones, in both codings, after other fields.
+        let long = "x-".repeat(40);
+        let names = ["content-length", "date", "connection", "x-custom", "access-control-allow-credentials", &long];
+        for coding in [FieldCoding::Text, FieldCoding::Indexed] {
+            for cut in [31, 32, 33, 80] {
+                let (mut lowered, mut pushed) = (HeaderBlock::new(coding), HeaderBlock::new(coding));
+                for name in names {
+                    for value in [&b"0"[..], b"keep-alive", b"x y"] {
+                        let name = &name[..name.len().min(cut)];
+                        lowered.push_parsed_lower(name.as_bytes(), value);
+                        pushed.push(name.to_ascii_uppercase().as_bytes(), value).unwrap();
+                    }
+                }
+                assert_eq!(lowered.encoded(), pushed.encoded(), "{coding:?} {cut}");
+                assert_eq!(lowered.text_len(), pushed.text_len());
+                assert_eq!(lowered.len(), pushed.len());
+            }
+        }
     }
 }

@@ -32,13 +32,14 @@ pub(super) struct Walked {
 /// three digits, one space, a reason, CRLF; then fields `name:value` each ending in
 /// CRLF (the name token characters, the value's leading and trailing spaces and tabs
 /// left out, as httparse leaves them), at most `max_fields` of them; then CRLF. Each
-/// field goes to `field` as it is read; `field` returning `false` stops the walk. `None`
-/// for anything else, or when stopped (see the module docs: the caller then asks
-/// httparse).
+/// field goes to `field` as it is read: its name, the name lowercased (when it is at most
+/// [`LOWERED`] bytes long, else `None`) and its value; `field` returning `false` stops
+/// the walk. `None` for anything else, or when stopped (see the module docs: the caller
+/// then asks httparse).
 pub(super) fn walk_response<'b>(
     buf: &'b [u8],
     max_fields: usize,
-    mut field: impl FnMut(&'b [u8], &'b [u8]) -> bool,
+    mut field: impl FnMut(&'b [u8], Option<&[u8]>, &'b [u8]) -> bool,
 ) -> Option<Walked> {
     let (line, mut rest) = buf.split_first_chunk::<13>()?;
     // The version as one word (two 9-byte comparisons cost ~20 instructions).
@@ -56,12 +57,24 @@ pub(super) fn walk_response<'b>(
     // The reason: the bytes httparse takes there are the bytes a value takes.
     rest = after_crlf(rest, text_run(rest))?;
     let mut fields = 0;
+    let mut lower = [0u8; LOWERED];
     loop {
         // Slice patterns, not `strip_prefix` (a call of its own, ~9 instructions a line).
         if let [b'\r', b'\n', end @ ..] = rest {
             return Some(Walked { len: buf.len() - end.len(), status, version });
         }
-        let name_len = rest.iter().position(|&c| !TOKEN[usize::from(c)])?;
+        // The name's token check and its lowercase copy in one loop (the block then
+        // neither copies nor lowercases it: ~50 instructions a field). The index is
+        // masked, not checked: past `LOWERED` bytes the copy wraps and is not used.
+        let mut name_len = 0;
+        loop {
+            let low = LOWER_TOKEN[usize::from(*rest.get(name_len)?)];
+            if low == 0 {
+                break;
+            }
+            lower[name_len % LOWERED] = low;
+            name_len += 1;
+        }
         let (name, after) = rest.split_at(name_len);
         let after = match after.split_first() {
             Some((b':', after)) if name_len > 0 => after,
@@ -78,7 +91,7 @@ pub(super) fn walk_response<'b>(
         }
         rest = after_crlf(after, run)?;
         fields += 1;
-        if fields > max_fields || !field(name, value) {
+        if fields > max_fields || !field(name, lower.get(..name_len), value) {
             return None;
         }
     }
@@ -128,14 +141,23 @@ fn text_run(bytes: &[u8]) -> usize {
     at + bytes.get(at..).unwrap_or_default().iter().take_while(|&&c| (c >= b' ' && c != 0x7f) || c == b'\t').count()
 }
 
-/// Token characters (RFC 9110 §5.6.2): the bytes httparse takes in a header name.
-static TOKEN: [bool; 256] = {
-    let mut map = [false; 256];
+/// The longest name handed to the caller lowercased (a power of two: the copy's index
+/// is masked). Longer than the static table's longest name (32 bytes), so that every
+/// name the block looks up in the table comes lowercased.
+pub(super) const LOWERED: usize = 64;
+
+/// Token characters (RFC 9110 §5.6.2), the bytes httparse takes in a header name, as
+/// their lowercase; 0 (no token character) for any other byte.
+static LOWER_TOKEN: [u8; 256] = {
+    let mut map = [0; 256];
     let mut b = 0u8;
     loop {
-        map[b as usize] = b.is_ascii_alphanumeric()
+        let token = b.is_ascii_alphanumeric()
             || matches!(b, b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+')
             || matches!(b, b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~');
+        if token {
+            map[b as usize] = b.to_ascii_lowercase();
+        }
         if b == u8::MAX {
             break map;
         }
@@ -162,7 +184,9 @@ mod tests {
 
     fn walks(buf: &[u8], max_fields: usize) -> Option<Read> {
         let mut fields = Vec::new();
-        let walked = walk_response(buf, max_fields, |n, v| {
+        let walked = walk_response(buf, max_fields, |n, lower, v| {
+            // The name lowercased, whenever it is short enough.
+            assert_eq!(lower.map(<[u8]>::to_vec), (n.len() <= LOWERED).then(|| n.to_ascii_lowercase()));
             fields.push((n.to_vec(), v.to_vec()));
             true
         })?;
@@ -215,6 +239,19 @@ mod tests {
     }
 
     #[test]
+    fn names_in_any_case_and_of_any_length_are_walked_as_httparse_reads_them() {
+        // Around the length handed over lowercased, and the table's longest name.
+        let letters = b"aBcDeFgHiJkLmNoPqRsTuVwXyZ-0123456789!#$%&'*+.^_`|~".repeat(3);
+        for len in 1..letters.len() {
+            let mut head = b"HTTP/1.1 200 OK\r\nContent-LENGTH: 1\r\n".to_vec();
+            head.extend_from_slice(&letters[..len]);
+            head.extend_from_slice(b": v\r\nDATE: x\r\n\r\n");
+            assert!(check(&head, 100), "{len}");
+        }
+        assert!(check(b"HTTP/1.1 200 OK\r\nACCESS-Control-Allow-Credentials: true\r\n\r\n", 100));
+    }
+
+    #[test]
     fn what_the_walk_does_not_take_is_left_to_httparse() {
         let left: &[&[u8]] = &[
             b"\r\nHTTP/1.1 200 OK\r\n\r\n",        // a leading empty line (httparse skips it)
@@ -242,7 +279,7 @@ mod tests {
         assert!(!check(b"HTTP/1.1 200 OK\r\na: 1\r\nb: 2\r\n\r\n", 1));
         assert!(check(b"HTTP/1.1 200 OK\r\na: 1\r\nb: 2\r\n\r\n", 2));
         // Stopped by the caller.
-        assert_eq!(walk_response(USUAL, 100, |n, _| n != b"date"), None);
+        assert_eq!(walk_response(USUAL, 100, |n, _, _| n != b"date"), None);
     }
 
     #[test]

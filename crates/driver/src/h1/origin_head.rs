@@ -86,7 +86,7 @@ pub fn parse_origin_response(
     let mut length = Ok(None);
     let mut lean = true;
     let mut ranges = std::mem::take(&mut cache.ranges);
-    let walked = walk_response(window, max, |name, value| {
+    let walked = walk_response(window, max, |name, lower, value| {
         ranges.push(slices_range(window, name, value));
         if lean {
             match lean_field(name) {
@@ -98,8 +98,12 @@ pub fn parse_origin_response(
                 }
             }
             // The walk held the name to token characters and the value to visible
-            // bytes, spaces, tabs and obs-text, as httparse does.
-            block.push_parsed(name, value);
+            // bytes, spaces, tabs and obs-text, as httparse does, and lowercased the
+            // name as it read it (unless it is longer than any table name).
+            match lower {
+                Some(lower) => block.push_parsed_lower(lower, value),
+                None => block.push_parsed(name, value),
+            }
         }
         true
     });
