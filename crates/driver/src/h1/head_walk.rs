@@ -104,7 +104,9 @@ fn name_run(bytes: &[u8], lower: &mut [u8; LOWERED + 8]) -> Option<usize> {
     const LOW7: u64 = ONES * 0x7f;
     // Bytes of `x` (each below 0x80) from `lo` to `hi`, as their 0x80 bits: no sum
     // passes 0xff, so no byte carries into the next.
-    let within = |x: u64, lo: u8, hi: u8| x.wrapping_add(ONES * u64::from(0x80 - lo)) & !x.wrapping_add(ONES * u64::from(0x7f - hi));
+    let within = |x: u64, lo: u8, hi: u8| {
+        x.wrapping_add(ONES * u64::from(0x80 - lo)) & !x.wrapping_add(ONES * u64::from(0x7f - hi))
+    };
     let mut at = 0;
     while let Some(word) = bytes.get(at..).and_then(|b| b.first_chunk::<8>()) {
         let x = u64::from_le_bytes(*word);
