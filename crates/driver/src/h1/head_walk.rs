@@ -111,12 +111,12 @@ fn name_run(bytes: &[u8], lower: &mut [u8; LOWERED + 8]) -> Option<usize> {
     while let Some(word) = bytes.get(at..).and_then(|b| b.first_chunk::<8>()) {
         let x = u64::from_le_bytes(*word);
         let low7 = x & LOW7;
-        let letters = within(low7 | ONES * 0x20, b'a', b'z');
+        let letters = within(low7 | (ONES * 0x20), b'a', b'z');
         let dash = low7 ^ (ONES * u64::from(b'-'));
         // A byte's 0x80 bit set when it is not zero (no carry between bytes either).
         let not_dash = ((dash & LOW7).wrapping_add(LOW7) | dash) & HIGH;
         let ok = (letters | within(low7, b'0', b'9') | !not_dash) & !x & HIGH;
-        let folded = (x | (letters & HIGH) >> 2).to_le_bytes();
+        let folded = (x | ((letters & HIGH) >> 2)).to_le_bytes();
         if let Some(dst) = lower.get_mut(at..at + 8) {
             dst.copy_from_slice(&folded);
         }
