@@ -89,7 +89,11 @@ pub fn parse_origin_response(
     let walked = walk_response(window, max, |name, lower, value| {
         ranges.push(slices_range(window, name, value));
         if lean {
-            match lean_field(name) {
+            let kind = match lower {
+                Some(lower) => lean_lower(lower),
+                None => lean_field(name),
+            };
+            match kind {
                 Lean::Plain => {}
                 Lean::ContentLength => add_content_length(&mut length, value),
                 Lean::Not => {
@@ -183,7 +187,18 @@ enum Lean {
 /// Which [`Lean`] a field named `name` (any case) is; by length first, as most names
 /// are ruled out by one comparison.
 fn lean_field(name: &[u8]) -> Lean {
-    let is = |known: &[u8]| folded_eq(name, known);
+    lean_by(name, |known| folded_eq(name, known))
+}
+
+/// [`lean_field`] of a name the walk lowercased: compared as it is, with no case to
+/// fold (the compiler compares a known length a word at a time).
+fn lean_lower(lower: &[u8]) -> Lean {
+    lean_by(lower, |known| lower == known)
+}
+
+/// [`lean_field`] with `is` telling whether the name is a given lowercase name.
+#[inline(always)]
+fn lean_by(name: &[u8], is: impl Fn(&[u8]) -> bool) -> Lean {
     let not = match name.len() {
         14 if is(b"content-length") => return Lean::ContentLength,
         2 => is(b"te"),
