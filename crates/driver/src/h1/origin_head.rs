@@ -216,3 +216,41 @@ fn lean_by(name: &[u8], is: impl Fn(&[u8]) -> bool) -> Lean {
         Lean::Plain
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lowercased_name_is_sorted_as_the_name_in_any_case() {
+        let kind = |lean: Lean| match lean {
+            Lean::Plain => 0,
+            Lean::ContentLength => 1,
+            Lean::Not => 2,
+        };
+        let names = [
+            "content-length",
+            "te",
+            "upgrade",
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "transfer-encoding",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "content-lengtx",
+            "tf",
+            "date",
+            "x-connection",
+            "",
+        ];
+        for name in names {
+            let upper = name.to_ascii_uppercase();
+            assert_eq!(kind(lean_lower(name.as_bytes())), kind(lean_field(upper.as_bytes())), "{name}");
+            assert_eq!(kind(lean_lower(name.as_bytes())), kind(lean_field(name.as_bytes())), "{name}");
+        }
+        assert_eq!(kind(lean_lower(b"content-length")), 1);
+        assert_eq!(kind(lean_lower(b"connection")), 2);
+        assert_eq!(kind(lean_lower(b"date")), 0);
+    }
+}
