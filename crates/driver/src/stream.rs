@@ -722,6 +722,7 @@ impl StreamReceiver {
     /// until the caller's task yields, the next poll may return `Pending` without
     /// looking (the WebSocket bridge's `down` half: one lock of the queue a message, not
     /// two, ~0.05k instructions).
+    #[inline]
     pub fn poll_recv_held_ahead(&mut self, cx: &mut Context<'_>) -> Poll<Option<(StreamEvent, bool)>> {
         self.poll_take(Some(cx), true, true)
     }

@@ -403,12 +403,8 @@ where
             rx.poll_recv_held_ahead(cx)
         })
         .await;
-        let (event, ahead) = match next {
-            Some((event, ahead)) => (Some(event), ahead),
-            None => (None, false),
-        };
-        match event {
-            Some(StreamEvent::WsMessage { binary, fin, data }) => match check.push(binary, fin, &data) {
+        match next {
+            Some((StreamEvent::WsMessage { binary, fin, data }, ahead)) => match check.push(binary, fin, &data) {
                 Ok(place) => {
                     // Recorded after the socket's write (the origin does not wait for
                     // the record), before any wait for the rest of the write, so a
@@ -446,11 +442,11 @@ where
                     return BridgeEnd::Closed(code);
                 }
             },
-            Some(StreamEvent::WsClose { code, reason }) => {
+            Some((StreamEvent::WsClose { code, reason }, _)) => {
                 close(socket, code, &reason).await;
                 return BridgeEnd::Closed(code);
             }
-            Some(StreamEvent::Reset { .. }) | None => {
+            Some((StreamEvent::Reset { .. }, _)) | None => {
                 if leg == Leg::Origin {
                     close(socket, ws_close::GOING_AWAY, "the visitor went away").await;
                     return BridgeEnd::Closed(ws_close::GOING_AWAY);
@@ -458,7 +454,7 @@ where
                 return BridgeEnd::StreamLost;
             }
             // Nothing else belongs on an accepted WebSocket (the core refuses it).
-            Some(_) => {
+            Some((_, ahead)) => {
                 rx.release_held();
                 waiting = ahead;
             }
