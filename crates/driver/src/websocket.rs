@@ -280,19 +280,33 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     loop {
+        // Messages are relayed as they are read, under the one lock of the socket the
+        // read took, until the read waits (the usual message: one lock for its read and
+        // the read after it that finds nothing, not two). A message comes out of this
+        // poll only if its credit was short: then it is the rest, left to `send_ws`.
         // A failed send means the stream is gone or this side already closed it:
         // `down` learns why; keep reading so the socket's close is still seen.
-        let read = std::future::poll_fn(|cx| ws_io::poll_read_message(&mut reader, &mut lock(socket).io, cx)).await;
-        match read {
-            Ok(Some(WsMessage::Binary(data))) => {
-                if let Some(rest) = relay(tx, true, data, tap) {
-                    let _ = tx.send_ws(true, rest).await;
+        let read = std::future::poll_fn(|cx| {
+            let mut s = lock(socket);
+            loop {
+                let (binary, data) = match ready!(ws_io::poll_read_message(&mut reader, &mut s.io, cx)) {
+                    Ok(Some(WsMessage::Binary(data))) => (true, data),
+                    Ok(Some(WsMessage::Text(data))) => (false, data),
+                    other => return Poll::Ready(other),
+                };
+                if let Some(rest) = relay(tx, binary, data, tap) {
+                    let rest = if binary { WsMessage::Binary(rest) } else { WsMessage::Text(rest) };
+                    return Poll::Ready(Ok(Some(rest)));
                 }
             }
-            Ok(Some(WsMessage::Text(data))) => {
-                if let Some(rest) = relay(tx, false, data, tap) {
-                    let _ = tx.send_ws(false, rest).await;
-                }
+        })
+        .await;
+        match read {
+            Ok(Some(WsMessage::Binary(rest))) => {
+                let _ = tx.send_ws(true, rest).await;
+            }
+            Ok(Some(WsMessage::Text(rest))) => {
+                let _ = tx.send_ws(false, rest).await;
             }
             Ok(Some(WsMessage::Ping(payload))) => send(socket, |w| w.pong(payload)).await,
             Ok(Some(WsMessage::Pong)) => {}
@@ -372,12 +386,25 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut check = WsMessageCheck::new(max_message);
+    // The last event's take left this half's waker with the stream's queue (it was the
+    // last one queued), and the half has not waited since: the poll that follows the
+    // event's handling would find the queue empty, so it waits without looking (see
+    // `poll_recv_held_ahead`). Cleared by that poll; a wait on the socket's write
+    // (another poll of the task, perhaps after the waker fired) clears it too.
+    let mut waiting = false;
     loop {
         // A message's credit is released once it is written (see `poll_recv_held`):
         // after the socket's write, not on the way to it. What is held when the bridge
         // ends is released with the receiver.
-        match std::future::poll_fn(|cx| rx.poll_recv_held(cx)).await {
-            Some(StreamEvent::WsMessage { binary, fin, data }) => match check.push(binary, fin, &data) {
+        let next = std::future::poll_fn(|cx| {
+            if std::mem::take(&mut waiting) {
+                return Poll::Pending;
+            }
+            rx.poll_recv_held_ahead(cx)
+        })
+        .await;
+        match next {
+            Some((StreamEvent::WsMessage { binary, fin, data }, ahead)) => match check.push(binary, fin, &data) {
                 Ok(place) => {
                     // Recorded after the socket's write (the origin does not wait for
                     // the record), before any wait for the rest of the write, so a
@@ -400,7 +427,9 @@ where
                         }
                         None => write_now(socket, |w| w.fragment(place.first, place.binary, fin, data)),
                     };
-                    if !written {
+                    if written {
+                        waiting = ahead;
+                    } else {
                         flushed(socket).await;
                     }
                     rx.release_held();
@@ -413,11 +442,11 @@ where
                     return BridgeEnd::Closed(code);
                 }
             },
-            Some(StreamEvent::WsClose { code, reason }) => {
+            Some((StreamEvent::WsClose { code, reason }, _)) => {
                 close(socket, code, &reason).await;
                 return BridgeEnd::Closed(code);
             }
-            Some(StreamEvent::Reset { .. }) | None => {
+            Some((StreamEvent::Reset { .. }, _)) | None => {
                 if leg == Leg::Origin {
                     close(socket, ws_close::GOING_AWAY, "the visitor went away").await;
                     return BridgeEnd::Closed(ws_close::GOING_AWAY);
@@ -425,7 +454,10 @@ where
                 return BridgeEnd::StreamLost;
             }
             // Nothing else belongs on an accepted WebSocket (the core refuses it).
-            Some(_) => rx.release_held(),
+            Some((_, ahead)) => {
+                rx.release_held();
+                waiting = ahead;
+            }
         }
     }
 }

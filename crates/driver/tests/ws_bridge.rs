@@ -218,3 +218,76 @@ async fn a_tap_sees_every_message_in_order_even_one_whose_write_never_finished()
     assert!(bridged.await.is_err_and(|e| e.is_cancelled()));
     assert_eq!(*seen.0.lock().expect("seen"), [(true, 5), (false, 16 * 1024)]);
 }
+
+/// Counts its wake-ups and tells a waiting test of each.
+#[derive(Default)]
+struct Counted {
+    woken: std::sync::atomic::AtomicUsize,
+    notify: tokio::sync::Notify,
+}
+
+impl std::task::Wake for Counted {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+}
+
+/// `poll_recv_held_ahead` (the bridge's `down` half): a take that empties the queue
+/// says so and leaves the poll's waker with the queue there and then, so the next
+/// message wakes it with no poll in between (the bridge then skips the poll that would
+/// find nothing); a take that leaves a message queued says so too, and the next poll
+/// gets it at once.
+#[tokio::test]
+async fn a_take_that_empties_the_queue_leaves_its_waker_for_the_next_message() {
+    use std::sync::atomic::Ordering;
+    use std::task::{Context, Poll, Waker};
+
+    let (server, _client, mut client_events) = pair().await;
+    let head = RequestHead { kind: StreamKind::WebSocket, method: "GET".into(), target: "/".into(), headers: vec![] };
+    let (stx, mut srx) = server.open(head, false).expect("open").split();
+    let (_tx, mut rx) = accept(&mut client_events).await;
+    assert!(matches!(next_ws(&mut srx).await, StreamEvent::Response { .. }));
+    let counted = Arc::new(Counted::default());
+    let waker = Waker::from(counted.clone());
+    let take = |rx: &mut StreamReceiver| match rx.poll_recv_held_ahead(&mut Context::from_waker(&waker)) {
+        Poll::Ready(Some((StreamEvent::WsMessage { data, .. }, ahead))) => (data, ahead),
+        other => panic!("expected a message, got {other:?}"),
+    };
+
+    // One message, queued (`poll_ready` does not take it), taken with the counted waker:
+    // the queue is empty now and the waker is kept, not woken.
+    stx.send_ws(true, Bytes::from_static(b"one")).await.expect("send_ws");
+    tokio::time::timeout(STEP, std::future::poll_fn(|cx| rx.poll_ready(cx))).await.expect("queued in time");
+    assert_eq!(take(&mut rx), (Bytes::from_static(b"one"), true));
+    assert_eq!(counted.woken.load(Ordering::SeqCst), 0);
+
+    // The next message wakes it, though nothing polled the receiver since.
+    let woken = counted.notify.notified();
+    stx.send_ws(true, Bytes::from_static(b"two")).await.expect("send_ws");
+    tokio::time::timeout(STEP, woken).await.expect("the kept waker is woken");
+    assert_eq!(counted.woken.load(Ordering::SeqCst), 1);
+
+    // `two`, taken before anything else is sent: the queue is empty again.
+    assert_eq!(take(&mut rx), (Bytes::from_static(b"two"), true));
+
+    // `three` and the close: `three`'s arrival wakes the kept waker. Its take says
+    // whether the close was queued behind it already: if so, the next poll has it at
+    // once; if not, the close wakes the waker kept again.
+    stx.send_ws(true, Bytes::from_static(b"three")).await.expect("send_ws");
+    stx.close_ws(1000, "").expect("close");
+    tokio::time::timeout(STEP, counted.notify.notified()).await.expect("woken by three");
+    let (three, ahead) = take(&mut rx);
+    assert_eq!(three, Bytes::from_static(b"three"));
+    if ahead {
+        tokio::time::timeout(STEP, counted.notify.notified()).await.expect("woken by the close");
+    }
+    match rx.poll_recv_held_ahead(&mut Context::from_waker(&waker)) {
+        Poll::Ready(Some((StreamEvent::WsClose { code, .. }, _))) => assert_eq!(code, 1000),
+        other => panic!("expected the close at once, got {other:?}"),
+    }
+}
