@@ -335,6 +335,52 @@ mod tests {
         assert_eq!(raw_heads, 2 * 7 * 2, "every head but the three left to the decoded path, both codings");
     }
 
+    /// A head written over a buffer's old bytes (shorter, longer, at an offset) is the
+    /// same bytes as the decoded head's: names and values of every length from 0 to 40
+    /// (each of the inline copies' sizes and the `memcpy` beyond), a long head that
+    /// grows the buffer, and the bytes after the head left as they were.
+    #[test]
+    fn a_head_written_over_old_bytes_is_the_decoded_heads_bytes() {
+        let limits = DecodeLimits::default();
+        let text: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        let mut heads: Vec<RequestHead> = (0..=40)
+            .map(|n| {
+                let name = format!("x{}", "n".repeat(n.max(1) - 1));
+                let target = format!("/{}", "t".repeat(n));
+                head("GET", &target, &[(name.as_str(), &text[..n]), ("x-b", &text[..40 - n])])
+            })
+            .collect();
+        heads.extend(corpus());
+        heads.extend(large());
+        for host_header in [HostHeader::Rewrite, HostHeader::Preserve] {
+            let ctx = ctx(host_header);
+            let mut kept = Vec::new();
+            for sent in &heads {
+                for coding in [FieldCoding::Text, FieldCoding::Indexed] {
+                    let msg = Frame::Open { id: 3, head: sent.clone(), end: true }.encode_with(coding);
+                    let (_, raw, _) = RawRequestHead::decode_open(&msg, &limits).expect("carried whole");
+                    if !takes_raw(&ctx, &raw, true) {
+                        continue;
+                    }
+                    let expected = decoded_bytes(&ctx, sent.clone()).unwrap();
+                    let method = origin_method(&raw.method).unwrap();
+                    let out = RawOutgoing::new(&ctx, &method, raw);
+                    // Over the last head's bytes, as a connection's head buffer is.
+                    let end = out.write_over(&mut kept, 0);
+                    assert_eq!(kept.get(..end), Some(&expected[..]), "{host_header:?} {coding:?}");
+                    // At an offset in bytes that are all 0xff, which stay after the head.
+                    let mut buf = vec![0xff; 7 + expected.len() + 3];
+                    let end = out.write_over(&mut buf, 7);
+                    assert_eq!((&buf[..7], &buf[7..end], &buf[end..]), (&[0xff; 7][..], &expected[..], &[0xff; 3][..]));
+                    // Appended to a buffer too short for it.
+                    let mut short = b"old".to_vec();
+                    out.write(&mut short);
+                    assert_eq!((&short[..3], &short[3..]), (&b"old"[..], &expected[..]));
+                }
+            }
+        }
+    }
+
     /// Heads larger than the store's chunks (512 bytes): many fields, a long value,
     /// with and without `Host`.
     fn large() -> Vec<RequestHead> {
