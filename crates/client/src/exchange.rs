@@ -160,10 +160,10 @@ impl OriginPool {
                 None => self.open().await.map_err(ExchangeError::Connect)?,
             };
             let reused = conn.reused;
-            let head = conn.head.start();
             match (raw.take(), again.take()) {
-                (Some(raw), _) => raw.write(head),
-                (None, Some(failed)) => head.extend_from_slice(failed.head.whole()),
+                // Over the last head's bytes (see `HeadBuf`).
+                (Some(raw), _) => conn.head.write_in_place(|buf| raw.write_over(buf, 0)),
+                (None, Some(failed)) => conn.head.start().extend_from_slice(failed.head.whole()),
                 (None, None) => return Err(ExchangeError::Incomplete),
             }
             let mut ex = Exchange::written(conn);

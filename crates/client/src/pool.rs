@@ -124,34 +124,51 @@ const MAX_KEPT_HEAD: usize = 16 * 1024;
 /// that is already there, with no buffer split off and reclaimed per request; the head
 /// written stays until then, for a request sent again on another connection
 /// ([`HeadBuf::whole`]).
+///
+/// A head written in place ([`HeadBuf::write_in_place`], the raw requests') is written
+/// over the bytes the last one left, and only its length is kept: `bytes` stays as long
+/// as the longest head so far, so the writer copies into bytes that are there, with no
+/// length to update and no room to check per piece, and nothing to zero first.
 #[derive(Debug, Default)]
 pub(crate) struct HeadBuf {
     bytes: Vec<u8>,
-    /// How much of `bytes` the socket took.
+    /// How much of `bytes` is the head: all of it after [`HeadBuf::start`] (the head is
+    /// appended), the prefix written after [`HeadBuf::write_in_place`].
+    len: usize,
+    /// How much of the head the socket took.
     sent: usize,
 }
 
 impl HeadBuf {
-    /// The buffer to write a new head into (emptied first).
+    /// The buffer to write a new head into (emptied first); all of what is appended is
+    /// the head.
     pub(crate) fn start(&mut self) -> &mut Vec<u8> {
         self.bytes.clear();
         self.sent = 0;
+        self.len = usize::MAX;
         &mut self.bytes
     }
 
-    /// What is still to be written.
-    pub(crate) fn unsent(&self) -> &[u8] {
-        self.bytes.get(self.sent..).unwrap_or_default()
+    /// A new head written by `write` from the buffer's start over the bytes there
+    /// (which it may also grow), returning where the head ends.
+    pub(crate) fn write_in_place(&mut self, write: impl FnOnce(&mut Vec<u8>) -> usize) {
+        self.sent = 0;
+        self.len = write(&mut self.bytes);
     }
 
     /// The last head started, all of it, written or not.
     pub(crate) fn whole(&self) -> &[u8] {
-        &self.bytes
+        self.bytes.get(..self.len).unwrap_or(&self.bytes)
+    }
+
+    /// What is still to be written.
+    pub(crate) fn unsent(&self) -> &[u8] {
+        self.whole().get(self.sent..).unwrap_or_default()
     }
 
     /// Counts `n` written bytes against the head; returns those that were past it.
     pub(crate) fn advance(&mut self, n: usize) -> usize {
-        let taken = n.min(self.bytes.len() - self.sent);
+        let taken = n.min(self.unsent().len());
         self.sent += taken;
         n - taken
     }
@@ -294,5 +311,27 @@ mod tests {
         assert_eq!(head.advance(MAX_KEPT_HEAD + 1), 0);
         head.trim();
         assert_eq!(head.bytes.capacity(), 0, "a large one is freed");
+    }
+
+    /// A head written in place is only the bytes its writer says, over a longer head's
+    /// bytes; a head started after it is all that is appended.
+    #[test]
+    fn a_head_written_in_place_is_its_prefix_of_the_buffer() {
+        let mut head = HeadBuf::default();
+        assert!(head.whole().is_empty() && head.unsent().is_empty());
+        head.start().extend_from_slice(b"GET /a/long/target HTTP/1.1\r\n\r\n");
+        head.write_in_place(|buf| {
+            buf[..4].copy_from_slice(b"HEAD");
+            4
+        });
+        assert_eq!(head.whole(), b"HEAD");
+        assert_eq!(head.advance(3), 0);
+        assert_eq!(head.unsent(), b"D");
+        assert_eq!(head.advance(5), 4, "one byte of the head, four past it");
+        assert!(head.unsent().is_empty());
+        assert_eq!(head.whole(), b"HEAD", "kept for a request sent again");
+        assert_eq!(head.start().len(), 0);
+        head.start().extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(head.unsent(), b"GET / HTTP/1.1\r\n\r\n");
     }
 }

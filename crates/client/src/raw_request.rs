@@ -37,26 +37,126 @@ impl<'a> RawOutgoing<'a> {
         RawOutgoing { method, head, rewrite: ctx.host_for_origin(), default_host }
     }
 
-    /// Appends the request head: the request line, then [`Self::fields`] as lines
-    /// (written out here as one loop, not through the chained iterator), the blank line.
+    /// Appends the request head (see [`Self::write_over`]).
+    #[cfg(test)]
     pub(crate) fn write(&self, dst: &mut Vec<u8>) {
-        dst.extend_from_slice(self.method.as_str().as_bytes());
-        dst.push(b' ');
-        dst.extend_from_slice(self.head.target());
-        dst.extend_from_slice(b" HTTP/1.1\r\n");
+        let end = self.write_over(dst, dst.len());
+        dst.truncate(end);
+    }
+
+    /// Writes the request head into `buf` from `at` on, over the bytes there (growing
+    /// `buf` when it is too short), and returns where it ends: the request line, then
+    /// [`OriginFields::each`]'s fields as lines (written out here as one loop, not
+    /// through the chained iterator), the blank line. The connection's head buffer
+    /// keeps its bytes from one head to the next ([`HeadBuf::write_in_place`](crate::pool::HeadBuf::write_in_place)),
+    /// so a line is copied into bytes that are there, its room checked once, with no
+    /// length to update per piece (four `extend_from_slice` a field were ~30
+    /// instructions more: docs/BENCHMARKS.md, twenty-second round).
+    pub(crate) fn write_over(&self, buf: &mut Vec<u8>, at: usize) -> usize {
+        let mut out = Text { buf, at };
+        let (method, target) = (self.method.as_str().as_bytes(), self.head.target());
+        const VERSION: &[u8; 11] = b" HTTP/1.1\r\n";
+        let line = out.room(method.len() + 1 + target.len() + VERSION.len());
+        if let Some((m, rest)) = line.split_at_mut_checked(method.len()) {
+            m.copy_from_slice(method);
+            if let Some((space, rest)) = rest.split_first_mut() {
+                *space = b' ';
+                if let Some((t, version)) = rest.split_at_mut_checked(target.len()) {
+                    t.copy_from_slice(target);
+                    if let Some(version) = version.first_chunk_mut::<11>() {
+                        *version = *VERSION;
+                    }
+                }
+            }
+        }
         if self.head.hosts() == 0 {
             if let Some(host) = self.rewrite.or(self.default_host) {
-                line(dst, b"host", host.as_bytes());
+                out.line(b"host", host.as_bytes());
             }
         }
         for (name, value) in self.head.fields() {
             match name {
                 b"te" => {}
-                b"host" => line(dst, name, self.rewrite.map_or(value, HeaderValue::as_bytes)),
-                _ => line(dst, name, value),
+                b"host" => out.line(name, self.rewrite.map_or(value, HeaderValue::as_bytes)),
+                _ => out.line(name, value),
             }
         }
-        dst.extend_from_slice(b"te: trailers\r\n\r\n");
+        const END: &[u8; 16] = b"te: trailers\r\n\r\n";
+        if let Some(end) = out.room(END.len()).first_chunk_mut::<16>() {
+            *end = *END;
+        }
+        out.at
+    }
+}
+
+/// A writer of text into a buffer's bytes from `at` on, over what is there: each
+/// line's room is found once (the buffer grown, its new bytes zeroed, only when it is
+/// short), then its pieces are copied into it.
+struct Text<'a> {
+    buf: &'a mut Vec<u8>,
+    at: usize,
+}
+
+impl Text<'_> {
+    /// The next `n` bytes from `at` (`at` moves past them), the buffer grown if short.
+    #[inline(always)]
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        let (at, end) = (self.at, self.at + n);
+        if end > self.buf.len() {
+            self.grow(end);
+        }
+        self.at = end;
+        self.buf.get_mut(at..end).unwrap_or_default()
+    }
+
+    /// One field's line, `name: value\r\n`.
+    #[inline(always)]
+    fn line(&mut self, name: &[u8], value: &[u8]) {
+        let line = self.room(name.len() + 2 + value.len() + 2);
+        // The room is the line's length: none of these can fail.
+        let Some((n, rest)) = line.split_at_mut_checked(name.len()) else { return };
+        copy(n, name);
+        let Some((colon, rest)) = rest.split_first_chunk_mut::<2>() else { return };
+        *colon = *b": ";
+        let Some((v, crlf)) = rest.split_at_mut_checked(value.len()) else { return };
+        copy(v, value);
+        if let Some(crlf) = crlf.first_chunk_mut::<2>() {
+            *crlf = *b"\r\n";
+        }
+    }
+
+    /// Makes the buffer at least `end` bytes long (doubling it, so that a long head
+    /// grows it a few times, not once a line).
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, end: usize) {
+        let len = end.max(self.buf.len() * 2).max(256);
+        self.buf.resize(len, 0);
+    }
+}
+
+/// Copies `src` into `dst` (of its length): a piece of 4 to 32 bytes (the usual name
+/// and value) inline, as its first and last 4, 8 or 16 bytes (overlapping when it is
+/// shorter than twice that), a `memcpy` call for any other.
+#[inline(always)]
+fn copy(dst: &mut [u8], src: &[u8]) {
+    match src.len() {
+        4..=7 => ends::<4>(dst, src),
+        8..=15 => ends::<8>(dst, src),
+        16..=32 => ends::<16>(dst, src),
+        _ => dst.copy_from_slice(src),
+    }
+}
+
+/// Copies `src` to `dst` (of the same length, `K` to `2K` bytes) as its first `K`
+/// bytes and its last `K`.
+#[inline(always)]
+fn ends<const K: usize>(dst: &mut [u8], src: &[u8]) {
+    if let (Some(d), Some(s)) = (dst.first_chunk_mut::<K>(), src.first_chunk::<K>()) {
+        *d = *s;
+    }
+    if let (Some(d), Some(s)) = (dst.last_chunk_mut::<K>(), src.last_chunk::<K>()) {
+        *d = *s;
     }
 }
 
@@ -113,16 +213,6 @@ impl HeadFields for OriginFields<'_> {
         let edits = Edits::Origin { host: host.map(HeaderValue::as_bytes), first };
         Some(Block { bytes: self.head.block(), edits })
     }
-}
-
-/// One field's line, `name: value\r\n`: inlined into the write's loop (a call per
-/// field was ~10 instructions of the line's ~60).
-#[inline(always)]
-fn line(dst: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    dst.extend_from_slice(name);
-    dst.extend_from_slice(b": ");
-    dst.extend_from_slice(value);
-    dst.extend_from_slice(b"\r\n");
 }
 
 /// Whether a request goes to the origin from its raw head: it has no body, at most one
@@ -243,6 +333,52 @@ mod tests {
             }
         }
         assert_eq!(raw_heads, 2 * 7 * 2, "every head but the three left to the decoded path, both codings");
+    }
+
+    /// A head written over a buffer's old bytes (shorter, longer, at an offset) is the
+    /// same bytes as the decoded head's: names and values of every length from 0 to 40
+    /// (each of the inline copies' sizes and the `memcpy` beyond), a long head that
+    /// grows the buffer, and the bytes after the head left as they were.
+    #[test]
+    fn a_head_written_over_old_bytes_is_the_decoded_heads_bytes() {
+        let limits = DecodeLimits::default();
+        let text: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        let mut heads: Vec<RequestHead> = (0..=40)
+            .map(|n| {
+                let name = format!("x{}", "n".repeat(n.max(1) - 1));
+                let target = format!("/{}", "t".repeat(n));
+                head("GET", &target, &[(name.as_str(), &text[..n]), ("x-b", &text[..40 - n])])
+            })
+            .collect();
+        heads.extend(corpus());
+        heads.extend(large());
+        for host_header in [HostHeader::Rewrite, HostHeader::Preserve] {
+            let ctx = ctx(host_header);
+            let mut kept = Vec::new();
+            for sent in &heads {
+                for coding in [FieldCoding::Text, FieldCoding::Indexed] {
+                    let msg = Frame::Open { id: 3, head: sent.clone(), end: true }.encode_with(coding);
+                    let (_, raw, _) = RawRequestHead::decode_open(&msg, &limits).expect("carried whole");
+                    if !takes_raw(&ctx, &raw, true) {
+                        continue;
+                    }
+                    let expected = decoded_bytes(&ctx, sent.clone()).unwrap();
+                    let method = origin_method(&raw.method).unwrap();
+                    let out = RawOutgoing::new(&ctx, &method, raw);
+                    // Over the last head's bytes, as a connection's head buffer is.
+                    let end = out.write_over(&mut kept, 0);
+                    assert_eq!(kept.get(..end), Some(&expected[..]), "{host_header:?} {coding:?}");
+                    // At an offset in bytes that are all 0xff, which stay after the head.
+                    let mut buf = vec![0xff; 7 + expected.len() + 3];
+                    let end = out.write_over(&mut buf, 7);
+                    assert_eq!((&buf[..7], &buf[7..end], &buf[end..]), (&[0xff; 7][..], &expected[..], &[0xff; 3][..]));
+                    // Appended to a buffer too short for it.
+                    let mut short = b"old".to_vec();
+                    out.write(&mut short);
+                    assert_eq!((&short[..3], &short[3..]), (&b"old"[..], &expected[..]));
+                }
+            }
+        }
     }
 
     /// Heads larger than the store's chunks (512 bytes): many fields, a long value,
