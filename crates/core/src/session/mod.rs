@@ -248,7 +248,8 @@ impl Session {
         self.going_away_local || self.going_away_peer
     }
 
-    /// Live streams.
+    /// Live streams, with those finished and waiting for [`Self::remove_finished`]
+    /// (see `finished`: at most the streams the last message or write finished).
     pub fn stream_count(&self) -> usize {
         self.streams.len()
     }
