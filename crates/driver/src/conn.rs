@@ -191,7 +191,29 @@ impl Shared {
     /// documentation), as it is when the session closed or its timer must fire earlier
     /// than the one it sleeps on.
     pub(crate) fn after_command(self: &Arc<Self>, mut state: MutexGuard<'_, State>) {
-        self.pump(&mut state);
+        self.pump_inline(&mut state);
+        self.after_pump(state);
+    }
+
+    /// [`Self::after_command`] for the reader's received message: its events handled
+    /// (a response written to its visitor, [`crate::direct`]), then the streams it
+    /// finished removed (`Session::remove_finished`), before the lock is let go: no
+    /// other task sees them counted in [`Connection::stream_count`], and the removal
+    /// is not on the path of the write (~0.1k instructions; docs/BENCHMARKS.md,
+    /// twenty-second round). The session's queue of finished streams then holds only
+    /// received ends: the message's handling settled the rest first, and handling its
+    /// events makes no frame.
+    pub(crate) fn after_message(self: &Arc<Self>, mut state: MutexGuard<'_, State>) {
+        self.pump_inline(&mut state);
+        if state.session.has_finished() {
+            state.session.remove_finished();
+        }
+        self.after_pump(state);
+    }
+
+    /// The rest of [`Self::after_command`] after its pump.
+    #[inline(always)]
+    fn after_pump(self: &Arc<Self>, state: MutexGuard<'_, State>) {
         // In the reader's turn, its end writes what is queued and wakes the writer for
         // a close or an earlier deadline, under the lock it takes after clearing the
         // flag (so it sees what this command did): nothing more to do here. The reader
@@ -303,6 +325,14 @@ impl Shared {
 
     /// Drains the session's events to the stream slots and the owner.
     pub(crate) fn pump(self: &Arc<Self>, state: &mut State) {
+        self.pump_inline(state);
+    }
+
+    /// [`Self::pump`], inlined where a message's or a command's events are handled
+    /// (`after_command`, `after_message`): a call of its own there cost ~30
+    /// instructions per request.
+    #[inline(always)]
+    fn pump_inline(self: &Arc<Self>, state: &mut State) {
         while let Some(event) = state.session.poll_event() {
             // Most events (a WebSocket's, a client's) go straight on: one test each.
             if state.held.is_empty() && !matches!(event, Event::ResponseBlock { end: false, .. }) {

@@ -147,6 +147,9 @@ impl<R: AsyncRead + Unpin> Reading<R> {
                     if let Err(e) = state.session.handle_message(now, b) {
                         tracing::debug!(error = %e, "protocol error from peer");
                     }
+                    // The streams the message finished are removed after its events.
+                    shared.after_message(state);
+                    continue;
                 }
                 Ok(Some(WsMessage::Text(_))) => {
                     state.session.close(CloseCode::ProtocolError, "text message on the control connection");

@@ -116,11 +116,14 @@ pub struct Session {
     /// docs/BENCHMARKS.md, fifteenth round).
     spare_queues: Vec<VecDeque<Chunk>>,
     /// Streams that finished when their last frame was taken to send (or, for a whole
-    /// response past the stream's queue, when it was queued): removed after the
-    /// write ([`Session::remove_finished`]), or first thing at the session's next call,
-    /// so that the removal is not on the path the peer waits on and nothing sees them
-    /// meanwhile but [`Session::stream_count`] and the open-stream limits (which count
-    /// them: none is exceeded). At most one entry per stream.
+    /// response past the stream's queue, when it was queued), or when a frame received
+    /// finished them: removed after the write ([`Session::remove_finished`]; for a
+    /// received end, after the driver handled its event), or first thing at the
+    /// session's next call (a batch's next frame, for a received one), so that the
+    /// removal is not on the path the peer (or the visitor) waits on and nothing sees
+    /// them meanwhile but [`Session::stream_count`] and the open-stream limits (which
+    /// count them: none is exceeded). At most one entry per stream, and at most one
+    /// received end: a batch of any number of ends holds one at a time.
     finished: Vec<StreamId>,
     /// Frames that go before any stream data: heads, windows, resets, pings.
     control: VecDeque<Output>,
@@ -245,7 +248,8 @@ impl Session {
         self.going_away_local || self.going_away_peer
     }
 
-    /// Live streams.
+    /// Live streams, with those finished and waiting for [`Self::remove_finished`]
+    /// (see `finished`: at most the streams the last message or write finished).
     pub fn stream_count(&self) -> usize {
         self.streams.len()
     }
@@ -345,9 +349,10 @@ impl Session {
         (id % 2 == 1) == (self.role == Role::Client)
     }
 
-    /// Removes the streams that finished when their last frame was taken to send (see
-    /// `finished`). A driver calls it after the write of those frames; every call
-    /// that looks at streams does it first.
+    /// Removes the streams that finished when their last frame was taken to send, or
+    /// when the last message handled finished them (see `finished`). A driver calls it
+    /// after the write of those frames, or after it handled the message's events;
+    /// every call that looks at streams does it first.
     pub fn remove_finished(&mut self) {
         // Still there and finished: every call that could remove or change them settles
         // first, and a finished stream takes no more frames.

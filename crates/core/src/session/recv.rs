@@ -74,6 +74,10 @@ impl Session {
             if self.state == State::Closed {
                 break;
             }
+            // A stream an earlier frame finished is removed before the next frame, which
+            // then finds it gone as if it had come alone (`drop_if`); the last frame's
+            // stream waits for the driver's write.
+            self.settle();
             if let Some(opened) = self.open_raw(&entry) {
                 opened?;
                 continue;
@@ -488,10 +492,24 @@ impl Session {
 
     /// Drops stream `id` when `finished` (read from the stream, see
     /// [`Stream::is_finished`], before its event was queued): what [`Self::reap`] does
-    /// without looking the stream up again.
+    /// without looking the stream up again. The removal waits in `finished`, as a
+    /// stream's that finished on its last frame sent does, for the driver's
+    /// [`Session::remove_finished`] after it handled the event (a server's write of the
+    /// response to its visitor: ~0.1k instructions off the path the visitor waits on;
+    /// docs/BENCHMARKS.md, twenty-second round), or the session's next call, or the
+    /// batch's next frame. Nothing meanwhile can reach the stream: it takes no more
+    /// frames, and every call but the getters settles first.
+    #[inline]
     fn drop_if(&mut self, finished: bool, id: StreamId) {
         if finished {
-            self.remove_stream(id);
+            self.defer_removal(id);
         }
+    }
+
+    /// `drop_if`'s push, out of line: inlined, it cost the frames that finish nothing
+    /// (each WebSocket message) their handler's code around it.
+    #[inline(never)]
+    fn defer_removal(&mut self, id: StreamId) {
+        self.finished.push(id);
     }
 }
