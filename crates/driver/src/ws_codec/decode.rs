@@ -38,52 +38,24 @@ pub struct WsDecoder {
     buf: BytesMut,
     /// Fragments of a message still missing its last one, and whether it is binary.
     partial: Option<(bool, BytesMut)>,
-    /// The size, header included, of the last frame the general path decoded (at most
-    /// `max_message` plus a header): a buffer made with nothing in it gets room for a
-    /// frame this large (see [`read_buffer`](Self::read_buffer)).
-    frame_hint: usize,
 }
 
 impl WsDecoder {
     /// A decoder for `role`'s end that refuses messages over `max_message` bytes.
     pub fn new(role: Role, max_message: usize) -> WsDecoder {
-        WsDecoder { role, max_message, buf: BytesMut::new(), partial: None, frame_hint: 0 }
+        WsDecoder { role, max_message, buf: BytesMut::new(), partial: None }
     }
 
     /// The buffer to append received bytes to, with room for a read of the socket.
     ///
     /// The room left is used while there is enough of it: reserving more each time
     /// would allocate a new buffer per small message while the last message's payload
-    /// still holds the old one. A new buffer made with nothing in it gets room for a
-    /// frame as large as the last one decoded (`frame_hint`), so that in a run of
-    /// large frames each arrives in a buffer of its own, ending where it ends: with a
-    /// read's room alone, each one's start was read into the end of the buffer before
-    /// and copied out of it (~17 KiB a 64 KiB frame, ~0.28M instructions per 1 MiB
-    /// response on the server, docs/BENCHMARKS.md, twenty-second round).
-    ///
-    /// Nor is room made while the buffer holds the start of a frame that it has room
-    /// for whole (the room [`make_room`](Self::make_room) gave it): the read that ends
-    /// the frame fits, however little of it is left, where a new buffer with the usual
-    /// room would have had the frame's start, up to 64 KiB, copied into it.
+    /// still holds the old one.
     pub fn read_buffer(&mut self) -> &mut BytesMut {
-        if self.buf.capacity() - self.buf.len() < MIN_ROOM && !self.frame_fits() {
-            let room = if self.buf.is_empty() { self.frame_hint.max(READ_SIZE) } else { READ_SIZE };
-            self.make_room(self.buf.len() + room);
+        if self.buf.capacity() - self.buf.len() < MIN_ROOM {
+            self.make_room(self.buf.len() + READ_SIZE);
         }
         &mut self.buf
-    }
-
-    /// The buffer holds the start of a frame, not all of it, and has room for the rest.
-    /// Asked only when the room left is small (once per buffer), so the header is
-    /// parsed again rather than kept.
-    fn frame_fits(&self) -> bool {
-        match parse_header(&self.buf) {
-            Ok(Some(h)) => {
-                let total = (h.header_len as u64).saturating_add(h.payload_len);
-                (self.buf.len() as u64) < total && total <= self.buf.capacity() as u64
-            }
-            _ => false,
-        }
     }
 
     /// Appends received bytes (a copy; [`read_buffer`](Self::read_buffer) avoids it).
@@ -164,7 +136,6 @@ impl WsDecoder {
                 self.make_room(total);
                 return Ok(None);
             }
-            self.frame_hint = total;
             let mut payload = self.buf.split_to(total);
             payload.advance(h.header_len);
             if let Some(key) = h.mask {
