@@ -174,6 +174,34 @@ fn parts_joined_are_the_messages_a_batch_drain_sends_and_large_payloads_come_apa
     assert!(apart >= 6, "{apart} payloads apart");
 }
 
+/// A batch that ends in a large DATA frame (a large body's RESPONSE and first piece, as
+/// a client sends them) leaves that frame's payload apart: the body's own bytes, not a
+/// copy; and the parts joined are the message a batch drain sends.
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_batch_ending_in_a_large_data_frame_leaves_its_payload_apart() {
+    let body = util::pattern(40_000, 7);
+    let first = |parts: bool| -> (Bytes, Bytes) {
+        let mut pair = Pair::connected();
+        let id = pair.server.get("/large");
+        pair.drive();
+        pair.client.respond_with(id, 200, body.clone());
+        if parts {
+            pair.client.session.poll_transmit_parts().expect("a message")
+        } else {
+            (pair.client.session.poll_transmit_batch().expect("a message"), Bytes::new())
+        }
+    };
+    let (whole, _) = first(false);
+    let (head, payload) = first(true);
+    assert_eq!(head[0], 0x30, "a BATCH");
+    assert_eq!(payload, body);
+    assert_eq!(payload.as_ptr(), body.as_ptr(), "the body's bytes, not a copy");
+    assert_eq!([head, payload].concat(), whole.to_vec());
+    let frames = unpacked(&[whole], Config::DEFAULT.max_frame as usize);
+    assert!(matches!(frames[..], [Frame::Response { .. }, Frame::Data { end: true, .. }]), "{frames:?}");
+}
+
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn a_frame_as_large_as_the_peer_allows_goes_alone() {

@@ -109,7 +109,7 @@ impl Session {
 
     /// [`Session::poll_transmit_batch`] as two parts, `head` then `payload`, to be sent
     /// as one message: a DATA or WS_MESSAGE frame that goes alone (a large one, mostly)
-    /// leaves its payload apart, as the application queued it, for a driver that copies
+    /// or last in a batch leaves its payload apart, as the application queued it, for a driver that copies
     /// into its own buffer anyway (a WebSocket client masks what it sends) or writes
     /// buffers as they are. Anything else comes whole, with an empty payload.
     pub fn poll_transmit_parts(&mut self) -> Option<(Bytes, Bytes)> {
@@ -166,47 +166,61 @@ impl Session {
 
     /// Appends `message` (from [`Session::poll_message`]) to `out`, exactly
     /// [`OutMessage::len`] bytes of it, except the payload of a DATA or WS_MESSAGE frame
-    /// sent alone, or an already encoded frame, of at least `apart_from` bytes: that is
-    /// returned as it is (not copied), to be sent right after what `out` got. Returns
-    /// an empty `Bytes` when all of it went into `out`.
+    /// sent alone or last in a batch, or an already encoded frame, of at least
+    /// `apart_from` bytes: that is returned as it is (not copied), to be sent right
+    /// after what `out` got. Returns an empty `Bytes` when all of it went into `out`.
     pub fn encode_message(&mut self, message: OutMessage, out: &mut BytesMut, apart_from: usize) -> Bytes {
         match message.inner {
             Packed::Alone(o) => o.encode_apart(out, apart_from),
-            Packed::Batch(picked) => self.encode_batch(message.len, picked, out, &mut None),
+            Packed::Batch(picked) => self.encode_batch(message.len, picked, out, apart_from, &mut None),
         }
     }
 
-    /// Appends the `BATCH` of the frames `picked`, `len` bytes in all, to `out`. The
-    /// first frame with a header list goes to `spent` (if it is empty) instead of
-    /// being dropped (see [`Session::encode_message_spent`]).
+    /// Appends the `BATCH` of the frames `picked`, `len` bytes in all, to `out`, except
+    /// the payload of a last DATA or WS_MESSAGE frame of at least `apart_from` bytes,
+    /// which it returns (the batch's end, to be sent right after `out`). A large body's
+    /// first frames are batched (its RESPONSE, pieces of 8-32 KiB read from an origin)
+    /// and their payload was copied in: ~90k instructions per 1 MiB response on the
+    /// client (docs/BENCHMARKS.md, twenty-second round). The first frame with a header
+    /// list goes to `spent` (if it is empty) instead of being dropped (see
+    /// [`Session::encode_message_spent`]).
     fn encode_batch(
         &mut self,
         len: usize,
         mut picked: Vec<Output>,
         out: &mut BytesMut,
+        apart_from: usize,
         spent: &mut Option<Frame>,
     ) -> Bytes {
-        out.reserve(len);
+        let last = picked.pop();
+        let kept = match &last {
+            Some(Output::Frame(Frame::Data { data, .. } | Frame::WsMessage { data, .. }, ..))
+                if data.len() >= apart_from =>
+            {
+                data.len()
+            }
+            _ => 0,
+        };
+        out.reserve(len - kept);
         out.put_u8(kind::BATCH);
         out.put_u32(0);
         for o in picked.drain(..) {
-            match o {
-                Output::Encoded(frame) => put_batch_entry(out, &frame),
-                Output::Whole { response, id, data } => put_whole(out, &response, id, data),
-                Output::Frame(f, len, plan) => {
-                    out.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
-                    f.encode_planned(out, &plan);
-                    if spent.is_none()
-                        && matches!(f, Frame::Open { .. } | Frame::Response { .. } | Frame::Trailers { .. })
-                    {
-                        *spent = Some(f);
-                    }
-                }
-            }
+            put_batch_output(out, o, spent);
         }
+        let apart = match last {
+            Some(Output::Frame(f @ (Frame::Data { .. } | Frame::WsMessage { .. }), len, plan)) => {
+                out.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+                f.encode_apart(out, apart_from, &plan)
+            }
+            Some(o) => {
+                put_batch_output(out, o, spent);
+                Bytes::new()
+            }
+            None => Bytes::new(),
+        };
         // The vector goes back for the next batch, with its allocation.
         self.picked = picked;
-        Bytes::new()
+        apart
     }
 
     /// [`Session::encode_message`], except that a lone frame with a header list (an
@@ -223,7 +237,7 @@ impl Session {
     ) -> Bytes {
         match message.inner {
             Packed::Alone(o) => o.encode_spent(out, apart_from, spent),
-            Packed::Batch(picked) => self.encode_batch(message.len, picked, out, spent),
+            Packed::Batch(picked) => self.encode_batch(message.len, picked, out, apart_from, spent),
         }
     }
 
@@ -428,6 +442,24 @@ impl Output {
                 Bytes::new()
             }
             o => o.encode_apart(out, apart_from),
+        }
+    }
+}
+
+/// Appends one batch entry for `o`; a frame with a header list goes to `spent` (if it
+/// is empty) instead of being dropped. Inlined: it is the loop's body, once per
+/// entry of every batch.
+#[inline]
+fn put_batch_output(out: &mut BytesMut, o: Output, spent: &mut Option<Frame>) {
+    match o {
+        Output::Encoded(frame) => put_batch_entry(out, &frame),
+        Output::Whole { response, id, data } => put_whole(out, &response, id, data),
+        Output::Frame(f, len, plan) => {
+            out.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+            f.encode_planned(out, &plan);
+            if spent.is_none() && matches!(f, Frame::Open { .. } | Frame::Response { .. } | Frame::Trailers { .. }) {
+                *spent = Some(f);
+            }
         }
     }
 }
