@@ -109,9 +109,9 @@ impl Session {
 
     /// [`Session::poll_transmit_batch`] as two parts, `head` then `payload`, to be sent
     /// as one message: a DATA or WS_MESSAGE frame that goes alone (a large one, mostly)
-    /// or last in a batch leaves its payload apart, as the application queued it, for a driver that copies
-    /// into its own buffer anyway (a WebSocket client masks what it sends) or writes
-    /// buffers as they are. Anything else comes whole, with an empty payload.
+    /// or last in a batch leaves its payload apart, as the application queued it, for
+    /// a driver that copies into its own buffer anyway (a WebSocket client masks what
+    /// it sends) or writes buffers as they are. Anything else comes whole, with an empty payload.
     pub fn poll_transmit_parts(&mut self) -> Option<(Bytes, Bytes)> {
         let message = self.poll_message()?;
         self.settle();
