@@ -15,10 +15,6 @@ use super::{
 const READ_SIZE: usize = 16 * 1024;
 /// Below this much room left in the buffer, a read first makes more.
 const MIN_ROOM: usize = 4 * 1024;
-/// After a frame of at least this many bytes (a large body's full DATA frames), an
-/// empty buffer is made as large as that frame: a run of such frames is read one frame
-/// to a buffer, none of it copied (docs/BENCHMARKS.md, twenty-third round, bigmem).
-const SIZED_FROM: usize = 64 * 1024;
 
 /// A parsed frame header.
 struct Header {
@@ -42,36 +38,22 @@ pub struct WsDecoder {
     buf: BytesMut,
     /// Fragments of a message still missing its last one, and whether it is binary.
     partial: Option<(bool, BytesMut)>,
-    /// Bytes of the last frame the general path decoded, header included.
-    last: usize,
-    /// The buffer was made as large as the last frame: a frame that does not end at its
-    /// end is copied out of it, so that each buffer is held by at most one frame's
-    /// payload (a 16 KiB piece must not keep a 64 KiB buffer alive while it waits).
-    sized: bool,
 }
 
 impl WsDecoder {
     /// A decoder for `role`'s end that refuses messages over `max_message` bytes.
     pub fn new(role: Role, max_message: usize) -> WsDecoder {
-        WsDecoder { role, max_message, buf: BytesMut::new(), partial: None, last: 0, sized: false }
+        WsDecoder { role, max_message, buf: BytesMut::new(), partial: None }
     }
 
     /// The buffer to append received bytes to, with room for a read of the socket.
     ///
     /// The room left is used while there is enough of it: reserving more each time
     /// would allocate a new buffer per small message while the last message's payload
-    /// still holds the old one. Between frames, after a frame of [`SIZED_FROM`] bytes or
-    /// more, the new buffer is as large as that frame, so that the next one, when it
-    /// is as large, arrives whole in one read with nothing copied; a smaller one is
-    /// copied out of it (see [`sized`](Self::sized)).
+    /// still holds the old one.
     pub fn read_buffer(&mut self) -> &mut BytesMut {
         if self.buf.capacity() - self.buf.len() < MIN_ROOM {
-            if self.buf.is_empty() && self.last >= SIZED_FROM {
-                self.make_room(self.last);
-                self.sized = true;
-            } else {
-                self.make_room(self.buf.len() + READ_SIZE);
-            }
+            self.make_room(self.buf.len() + READ_SIZE);
         }
         &mut self.buf
     }
@@ -111,8 +93,7 @@ impl WsDecoder {
         let [b0, b1, ..] = self.buf[..] else { return None };
         let masked = self.role == Role::Server;
         let len = usize::from(b1 & 0x7F);
-        // In a buffer made for a large frame the general path copies the message out.
-        if b0 != 0x80 | OP_BINARY || (b1 & 0x80 != 0) != masked || len > 125 || self.partial.is_some() || self.sized {
+        if b0 != 0x80 | OP_BINARY || (b1 & 0x80 != 0) != masked || len > 125 || self.partial.is_some() {
             return None;
         }
         let header = if masked { 6 } else { 2 };
@@ -155,18 +136,8 @@ impl WsDecoder {
                 self.make_room(total);
                 return Ok(None);
             }
-            self.last = total;
-            let mut payload = if self.sized && self.buf.capacity() != total {
-                // A frame that shares a buffer made for a large one gets an allocation
-                // of its own: the buffer is then freed, or reused, once its own frame is.
-                let copy = BytesMut::from(&self.buf[h.header_len..total]);
-                self.buf.advance(total);
-                copy
-            } else {
-                let mut payload = self.buf.split_to(total);
-                payload.advance(h.header_len);
-                payload
-            };
+            let mut payload = self.buf.split_to(total);
+            payload.advance(h.header_len);
             if let Some(key) = h.mask {
                 apply_mask(&mut payload, key);
             }
@@ -193,7 +164,6 @@ impl WsDecoder {
         let mut fresh = BytesMut::with_capacity(total.max(READ_SIZE));
         fresh.extend_from_slice(&self.buf);
         self.buf = fresh;
-        self.sized = false;
     }
 
     /// Joins fragments; returns a message once it is whole.

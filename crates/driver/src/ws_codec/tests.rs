@@ -524,60 +524,6 @@ fn messages_larger_than_a_read_come_whole_through_the_read_buffer() {
     }
 }
 
-/// After a frame of 64 KiB or more, the next buffer is made as large as that frame: a
-/// frame as large then arrives in one read with nothing copied, and a smaller message
-/// read into such a buffer is copied out of it, so that a held small payload (a piece
-/// queued for a slow visitor) does not keep the large buffer alive. Every message is
-/// held to the end, and no buffer is larger than the largest frame.
-#[test]
-fn a_buffer_made_for_a_large_frame_is_held_by_that_frame_alone() {
-    let fill = |n: usize, i: u8| -> Vec<u8> { (0..n).map(|b| (b as u8).wrapping_mul(13) ^ i).collect() };
-    let messages = [
-        fill(65_536, 1),
-        fill(65_536, 2),
-        fill(16_000, 3),
-        fill(100, 4),
-        fill(65_536, 5),
-        fill(65_536, 6),
-        fill(10, 7),
-    ];
-    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    let wire = frames(Role::Client, &refs);
-    // A masked frame of 65,536 bytes: 2 + 8 length bytes + 4 key bytes of header.
-    let large = 14 + 65_536;
-    let mut r = WsDecoder::new(Role::Server, 1 << 20);
-    // Each message, and the address range of the buffer the read that completed it filled.
-    let mut got: Vec<(Bytes, std::ops::Range<usize>)> = Vec::new();
-    let mut at = 0;
-    while at < wire.len() {
-        let buf = r.read_buffer();
-        assert!(buf.capacity() <= large, "a buffer of {} bytes", buf.capacity());
-        let start = buf.as_ptr() as usize;
-        let range = start..start + buf.capacity();
-        // A socket's read fills the room it is given.
-        let n = (buf.capacity() - buf.len()).min(wire.len() - at);
-        buf.put_slice(&wire[at..at + n]);
-        at += n;
-        while let Some(m) = r.poll_message().unwrap() {
-            let WsMessage::Binary(b) = m else { panic!("not binary") };
-            got.push((b, range.clone()));
-        }
-    }
-    assert!(r.is_between_messages());
-    let bytes: Vec<&[u8]> = got.iter().map(|(b, _)| &b[..]).collect();
-    assert_eq!(bytes, refs);
-    // The second and the sixth follow a large frame: read whole into a buffer made for them.
-    for i in [1, 5] {
-        let (b, range) = &got[i];
-        assert_eq!(b.as_ptr() as usize, range.start + 14, "message {i} was copied");
-    }
-    // The smaller ones read after a large frame were copied out of its buffer.
-    for i in [2, 3, 6] {
-        let (b, range) = &got[i];
-        assert!(!range.contains(&(b.as_ptr() as usize)), "message {i} holds a large frame's buffer");
-    }
-}
-
 /// Writes `n` bytes of what `w` queued, as a socket that takes only part of a write
 /// would, appending them to `out`.
 fn write_some(w: &mut WsEncoder, n: usize, out: &mut Vec<u8>) {
