@@ -150,7 +150,7 @@ struct Checked {
 /// `None` otherwise (the typed decoder then decides). An indexed name is told by its
 /// index, not its text.
 fn check_block(block: &[u8], max: usize) -> Option<Checked> {
-    let (mut hosts, mut framing, mut accept) = (0u8, false, false);
+    let mut tally = 0u64;
     let (&[a, b], mut rest) = block.split_first_chunk::<2>()?;
     for _ in 0..u16::from_be_bytes([a, b]) {
         let (&[a, b], after) = rest.split_first_chunk::<2>()?;
@@ -183,17 +183,29 @@ fn check_block(block: &[u8], max: usize) -> Option<Checked> {
                 _ => table::TEXT,
             }
         };
-        match index {
-            HOST => hosts = hosts.saturating_add(1),
-            CONTENT_LENGTH | TRANSFER_ENCODING => framing = true,
-            ACCEPT => accept = true,
-            _ => {}
-        }
+        tally += TALLY[usize::from(index)];
     }
+    let lane = |at: u32| (tally >> at) & 0xffff;
+    let checked =
+        Checked { hosts: u8::try_from(lane(0)).unwrap_or(u8::MAX), framing: lane(16) != 0, accept: lane(32) != 0 };
     // The block's size once, after the walk (the walk cannot pass the message's end,
     // which `max_frame` bounds): over `max` anywhere is over it at the end.
-    (rest.is_empty() && block.len() <= max).then_some(Checked { hosts, framing, accept })
+    (rest.is_empty() && block.len() <= max).then_some(checked)
 }
+
+/// What a field of each name index adds to [`check_block`]'s tally: 1 in the lane of
+/// bits 0-15 for a `Host`, 16-31 for a `Content-Length` or `Transfer-Encoding`, 32-47
+/// for an `Accept` (a block has at most 65,535 fields: no lane overflows). One load
+/// and add a field, where a `match` on the index was a jump through a table and three
+/// counters kept on the stack.
+static TALLY: [u64; 256] = {
+    let mut tally = [0; 256];
+    tally[HOST as usize] = 1;
+    tally[CONTENT_LENGTH as usize] = 1 << 16;
+    tally[TRANSFER_ENCODING as usize] = 1 << 16;
+    tally[ACCEPT as usize] = 1 << 32;
+    tally
+};
 
 /// A byte of a header name as `HeaderName` spells it: a token character (RFC 9110
 /// §5.6.2), letters lowercase.
@@ -205,34 +217,42 @@ fn lower_token(c: u8) -> bool {
 /// Bytes a `HeaderValue` takes as they are: visible ASCII, space, tab and obs-text.
 /// Eight bytes at a time: a word with no byte below 0x20 and none 0x7f passes at once
 /// (the "has a byte less than n" test of the bit-twiddling hacks, exact for n <= 128);
-/// one that may have one is looked at byte by byte (a tab passes). The tail is the
-/// value's last eight bytes read as one more word (overlapping the words before it),
-/// and a value of four to seven bytes is one word made of its first and last four: no
-/// byte loop for a clean value of four bytes or more (the request's values are mostly
-/// 4-16 bytes, where a loop over the tail was most of the cost).
+/// a value with one that may be such a byte is looked at byte by byte, whole (a tab
+/// passes). The words overlap rather than leave a tail: a value of 4-7 bytes is one
+/// word made of its first and last four, 8-16 bytes its first and last eight, 17-32
+/// bytes four words (0, 8, and the last sixteen), a longer one every whole word and
+/// the last eight. Straight-line code up to 32 bytes (the request's values are mostly
+/// 4-24): the loop's set-up and exit and a word's verdict each cost more than a word
+/// (docs/BENCHMARKS.md, twenty-third round). Each word's flags are or-ed together
+/// and masked once.
 #[inline(always)]
 fn value_carried(value: &[u8]) -> bool {
     let byte_ok = |c: &u8| (*c >= b' ' && *c != 0x7f) || *c == b'\t';
     let len = value.len();
-    let clean = if len >= 8 {
-        // Every whole word and the last eight bytes, their verdicts and-ed (no branch a
-        // word: a value with a tab is looked at again byte by byte, whole).
-        let mut clean = true;
-        let mut at = 0;
-        while at + 8 < len {
-            clean &= word_clean(word_at(value, at));
-            at += 8;
+    let word = |at: usize| word_at(value, at);
+    let flags = match len {
+        0..=3 => HIGH,
+        4..=7 => {
+            let half = |at: usize| {
+                u64::from(u32::from_ne_bytes(
+                    value.get(at..).and_then(|v| v.first_chunk::<4>()).copied().unwrap_or([0; 4]),
+                ))
+            };
+            word_flags(half(0) | half(len - 4) << 32)
         }
-        clean & word_clean(word_at(value, len - 8))
-    } else if len >= 4 {
-        let half = |at: usize| {
-            u64::from(u32::from_ne_bytes(value.get(at..).and_then(|v| v.first_chunk::<4>()).copied().unwrap_or([0; 4])))
-        };
-        word_clean(half(0) | half(len - 4) << 32)
-    } else {
-        false
+        8..=16 => word_flags(word(0)) | word_flags(word(len - 8)),
+        17..=32 => word_flags(word(0)) | word_flags(word(8)) | word_flags(word(len - 16)) | word_flags(word(len - 8)),
+        _ => {
+            let mut flags = word_flags(word(len - 8));
+            let mut at = 0;
+            while at + 8 < len {
+                flags |= word_flags(word(at));
+                at += 8;
+            }
+            flags
+        }
     };
-    clean || value.iter().all(byte_ok)
+    flags & HIGH == 0 || value.iter().all(byte_ok)
 }
 
 /// The eight bytes of `value` from `at` as a word (`at + 8 <= value.len()`).
@@ -241,14 +261,17 @@ fn word_at(value: &[u8], at: usize) -> u64 {
     u64::from_ne_bytes(value.get(at..).and_then(|v| v.first_chunk::<8>()).copied().unwrap_or([0; 8]))
 }
 
-/// Whether none of the word's eight bytes is below 0x20 or 0x7f (a tab is one below:
-/// a word with one is not clean, and its bytes are looked at one by one).
+/// Every byte's high bit.
+const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// A word's flags: `flags & HIGH` is zero if none of its eight bytes is below 0x20 or
+/// 0x7f (a tab is one below: a word with one is flagged, and its value's bytes are
+/// looked at one by one). Unmasked, so that several words' flags are or-ed first.
 #[inline(always)]
-fn word_clean(x: u64) -> bool {
+fn word_flags(x: u64) -> u64 {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    let has_less = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH != 0;
-    !(has_less(x, 0x20) | has_less(x ^ (ONES * 0x7f), 1))
+    let less = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x;
+    less(x, 0x20) | less(x ^ (ONES * 0x7f), 1)
 }
 
 #[cfg(test)]
@@ -393,15 +416,66 @@ mod tests {
         assert_ne!(table::TEXT, HOST);
     }
 
+    /// The tally's lanes: `Host`s counted to 255 and beyond (saturating), framing and
+    /// `Accept` fields seen among many of each, up to a block of 65,535 fields (the
+    /// most a count says: no lane overflows into the next), names indexed and as text.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn hosts_framing_and_accept_are_counted_as_the_typed_decoder_counts_them() {
+        let limits = DecodeLimits { max_frame: usize::MAX, max_header_bytes: usize::MAX };
+        let text = |name: &[u8]| [&[0, name.len() as u8][..], name, b"\0\x01a"].concat();
+        let indexed =
+            |index: u8| if cfg!(feature = "indexed-headers") { vec![0, 0, index, 0, 1, b'a'] } else { vec![] };
+        let fields: [(&[u8], u8); 5] = [
+            (b"host", HOST),
+            (b"content-length", CONTENT_LENGTH),
+            (b"transfer-encoding", TRANSFER_ENCODING),
+            (b"accept", ACCEPT),
+            (b"x-a", table::TEXT),
+        ];
+        for (i, (name, index)) in fields.into_iter().enumerate() {
+            for n in [0usize, 1, 2, 254, 255, 256, 1000, 65_535] {
+                for by_index in [false, true] {
+                    if by_index && (index == table::TEXT || !cfg!(feature = "indexed-headers")) {
+                        continue;
+                    }
+                    // `n` of this field, among one each of the others (within 65,535 in all).
+                    let others: Vec<(&[u8], u8)> =
+                        fields.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, f)| *f).collect();
+                    let count = n + if n < 65_535 { others.len().min(65_535 - n) } else { 0 };
+                    let mut block = u16::try_from(count).unwrap().to_be_bytes().to_vec();
+                    for _ in 0..n {
+                        block.extend(if by_index { indexed(index) } else { text(name) });
+                    }
+                    for (name, _) in others.iter().take(count - n) {
+                        block.extend(text(name));
+                    }
+                    let Ok(Frame::Open { head, .. }) = Frame::decode(open_with(&block), &limits) else {
+                        panic!("the OPEN decodes")
+                    };
+                    let (_, raw, _) = RawRequestHead::decode_open(&open_with(&block), &limits).expect("taken raw");
+                    let counted =
+                        |names: &[&http::HeaderName]| head.headers.iter().filter(|(n, _)| names.contains(&n)).count();
+                    let hosts = counted(&[&http::header::HOST]);
+                    assert_eq!(usize::from(raw.hosts()), hosts.min(255), "{name:?} x{n}");
+                    let framing = counted(&[&http::header::CONTENT_LENGTH, &http::header::TRANSFER_ENCODING]);
+                    assert_eq!(raw.has_framing(), framing > 0, "{name:?} x{n}");
+                    assert_eq!(raw.has_accept(), counted(&[&http::header::ACCEPT]) > 0, "{name:?} x{n}");
+                }
+            }
+        }
+    }
+
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn a_value_passes_eight_bytes_at_a_time_as_it_does_byte_by_byte() {
         for c in 0..=255u8 {
             let expected = http::HeaderValue::from_bytes(&[c]).is_ok();
             assert!(value_carried(b""));
-            // Every length to three words and a bit (the byte loop, the four-byte pair,
-            // whole words with and without an overlapping last word), `c` at every place.
-            for len in 1..=27 {
+            // Every length to five words and a bit (the byte loop, the four-byte pair, the
+            // two, four and looped words, with and without an overlapping last word), `c`
+            // at every place.
+            for len in 1..=41 {
                 for at in 0..len {
                     let mut value = vec![b'a'; len];
                     value[at] = c;
