@@ -1,4 +1,5 @@
-//! HTTP/1.x message heads: parsed with `httparse` into the tunnel's header type
+//! HTTP/1.x message heads: parsed with `httparse` (the usual request head by a walk of
+//! our own, `head_walk`, which leaves every other head to httparse) into the tunnel's header type
 //! ([`Header`]: a `HeaderName` and a `HeaderValue` sharing the read buffer's bytes),
 //! and written from it.
 //!
