@@ -1,4 +1,5 @@
-//! HTTP/1.x message heads: parsed with `httparse` into the tunnel's header type
+//! HTTP/1.x message heads: parsed with `httparse` (the usual request head by a walk of
+//! our own, `head_walk`, which leaves every other head to httparse) into the tunnel's header type
 //! ([`Header`]: a `HeaderName` and a `HeaderValue` sharing the read buffer's bytes),
 //! and written from it.
 //!
@@ -16,6 +17,7 @@ use http::{HeaderName, HeaderValue, Method, Uri, Version};
 use localtunnels_core::Header;
 
 use super::field_cache::{FieldCache, FieldRange};
+use super::head_walk::walk_request;
 use super::target::Target;
 
 /// Most header fields in one head (hyper's default too).
@@ -200,8 +202,42 @@ fn parse_request_with(
     limits: &HeadLimits,
     mut cache: Option<&mut FieldCache>,
 ) -> Result<Option<ParsedRequest>, HeadError> {
-    let mut slots = slots();
     let max = limits.max_headers.min(MAX_HEADERS);
+    // The cache's list keeps its allocation from one head to the next.
+    let mut ranges = cache.as_deref_mut().map(|c| std::mem::take(&mut c.ranges)).unwrap_or_default();
+    // The usual head is read by a walk of our own ([`head_walk`]); any other, by
+    // httparse, which answers it as it always did.
+    let window = within(buf, limits);
+    let walked = walk_request(window, max, |name, _, value| {
+        ranges.push(slices_range(window, name, value));
+        true
+    });
+    let Some(walked) = walked else {
+        ranges.clear();
+        return parse_request_httparse(buf, limits, max, ranges, cache);
+    };
+    // httparse's checks after its parse, in its order (a walked head passes the rest).
+    if walked.target.len() > MAX_TARGET {
+        return Err(HeadError::TargetTooLong);
+    }
+    let method = match &window[walked.method] {
+        b"GET" => Method::GET,
+        method => Method::from_bytes(method).map_err(|_| HeadError::Method)?,
+    };
+    let line = (method, walked.target, walked.version);
+    read_request(buf, walked.len, line, ranges, cache)
+}
+
+/// [`parse_request_with`] by httparse: for the heads the walk does not take (and
+/// every malformed one). `ranges` is the cache's list, empty.
+fn parse_request_httparse(
+    buf: &mut BytesMut,
+    limits: &HeadLimits,
+    max: usize,
+    mut ranges: Vec<FieldRange>,
+    cache: Option<&mut FieldCache>,
+) -> Result<Option<ParsedRequest>, HeadError> {
+    let mut slots = slots();
     let mut req = httparse::Request::new(&mut []);
     let status = httparse::ParserConfig::default()
         .parse_request_with_uninit_headers(&mut req, within(buf, limits), &mut slots[..max])
@@ -211,7 +247,15 @@ fn parse_request_with(
             httparse::Error::Token => HeadError::Target,
             e => HeadError::of(e),
         });
-    let Some(len) = head_len(status?, buf.len(), limits)? else { return Ok(None) };
+    let len = match head_len(status?, buf.len(), limits)? {
+        Some(len) => len,
+        None => {
+            if let Some(c) = cache {
+                c.ranges = ranges;
+            }
+            return Ok(None);
+        }
+    };
     let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(HeadError::Header);
     };
@@ -221,13 +265,24 @@ fn parse_request_with(
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| HeadError::Method)?;
     let version = if minor == 1 { Version::HTTP_11 } else { Version::HTTP_10 };
     let path_range = offset_in(buf, path.as_bytes());
-    // The cache's list keeps its allocation from one head to the next.
-    let mut ranges = cache.as_deref_mut().map(|c| std::mem::take(&mut c.ranges)).unwrap_or_default();
     // Pushed one by one: `extend` was a call of its own (~50 instructions for one field).
     ranges.reserve(req.headers.len());
     for h in req.headers.iter() {
         ranges.push(field_range(buf, h));
     }
+    read_request(buf, len, (method, path_range, version), ranges, cache)
+}
+
+/// The request whose head, `len` bytes with this request line and fields at `ranges`,
+/// is at the front of `buf`: taken off it, its target read and its fields made (with
+/// `cache`, which gets `ranges` back, emptied).
+fn read_request(
+    buf: &mut BytesMut,
+    len: usize,
+    (method, path_range, version): (Method, std::ops::Range<usize>, Version),
+    mut ranges: Vec<FieldRange>,
+    mut cache: Option<&mut FieldCache>,
+) -> Result<Option<ParsedRequest>, HeadError> {
     let raw = buf.split_to(len).freeze();
     let target = Target::read(&raw, path_range);
     let headers = match cache.as_deref_mut() {

@@ -1,6 +1,7 @@
 //! A response head read in one walk over its bytes ([`walk_response`]), for the origin
 //! leg's usual heads: the status line read in place and each field handed to the
-//! caller as it is found, with no `httparse` call in between.
+//! caller as it is found, with no `httparse` call in between; and a request head
+//! likewise ([`walk_request`]), for the server's HTTP/1 visitors.
 //!
 //! httparse spent ~0.72k instructions on the benchmark origin's head (a status line and
 //! two fields, `content-length` and `date`: docs/BENCHMARKS.md, twenty-first round):
@@ -56,12 +57,87 @@ pub(super) fn walk_response<'b>(
     let status = u16::from(d0) * 100 + u16::from(d1) * 10 + u16::from(d2);
     // The reason: the bytes httparse takes there are the bytes a value takes.
     rest = after_crlf(rest, text_run(rest))?;
+    let end = walk_fields(rest, max_fields, &mut field)?;
+    Some(Walked { len: buf.len() - end.len(), status, version })
+}
+
+/// The request line and length of a head [`walk_request`] took: where its method and
+/// target are in the head.
+#[derive(Debug, PartialEq)]
+pub(super) struct WalkedRequest {
+    /// The head's length, the empty line that ends it included.
+    pub(super) len: usize,
+    /// The method's bytes (token characters; `GET` for most).
+    pub(super) method: std::ops::Range<usize>,
+    /// The target's bytes (visible ASCII, as httparse reads them).
+    pub(super) target: std::ops::Range<usize>,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub(super) version: Version,
+}
+
+/// Reads the request head at the front of `buf`: a method (token characters), one
+/// space, a target of visible ASCII bytes, one space, `HTTP/1.1` or `HTTP/1.0`, CRLF;
+/// then fields as [`walk_response`] reads them (each handed to `field`), then CRLF.
+/// `None` for anything else, as [`walk_response`] (the caller then asks httparse,
+/// which answers as it always did): leading empty lines, two spaces, a target with
+/// obs-text (httparse's UTF-8 check), a bare LF, a head cut short.
+///
+/// httparse spent ~0.56k instructions on the benchmark's one-field request head (its
+/// request line's three parsers, `from_utf8` over the target, the per-field set-up:
+/// docs/BENCHMARKS.md, twenty-third round).
+pub(super) fn walk_request<'b>(
+    buf: &'b [u8],
+    max_fields: usize,
+    mut field: impl FnMut(&'b [u8], Option<&[u8]>, &'b [u8]) -> bool,
+) -> Option<WalkedRequest> {
+    // `GET ` as one word (nearly every request); else a run of token characters.
+    let method_len = match buf.first_chunk::<4>() {
+        Some(b"GET ") => 3,
+        _ => buf.iter().position(|&b| LOWER_TOKEN[usize::from(b)] == 0)?,
+    };
+    let target_at = match buf.get(method_len..)? {
+        [b' ', ..] if method_len > 0 => method_len + 1,
+        _ => return None,
+    };
+    let rest = buf.get(target_at..)?;
+    // httparse's target bytes (`!` to `~`, and obs-text, which it checks as UTF-8: left
+    // to it), ended by a space.
+    let target_len = rest.iter().position(|b| !(b'!'..=b'~').contains(b))?;
+    let (line, rest) = rest.get(target_len..)?.split_first_chunk::<11>()?;
+    let &[space, h, t, t2, p, slash, one, dot, minor, cr, lf] = line;
+    let version = match u64::from_le_bytes([h, t, t2, p, slash, one, dot, minor]) {
+        HTTP_11 => Version::HTTP_11,
+        HTTP_10 => Version::HTTP_10,
+        _ => return None,
+    };
+    if target_len == 0 || space != b' ' || cr != b'\r' || lf != b'\n' {
+        return None;
+    }
+    let end = walk_fields(rest, max_fields, &mut field)?;
+    Some(WalkedRequest {
+        len: buf.len() - end.len(),
+        method: 0..method_len,
+        target: target_at..target_at + target_len,
+        version,
+    })
+}
+
+/// The fields at the front of `rest` (after a head's first line) up to the empty line
+/// that ends the head, each handed to `field` (see [`walk_response`]): what follows the
+/// head, or `None` when a field is not one the walk takes, the head is cut short, there
+/// are more than `max_fields`, or `field` stops it.
+#[inline(always)]
+fn walk_fields<'b>(
+    mut rest: &'b [u8],
+    max_fields: usize,
+    field: &mut impl FnMut(&'b [u8], Option<&[u8]>, &'b [u8]) -> bool,
+) -> Option<&'b [u8]> {
     let mut fields = 0;
     let mut lower = [0u8; LOWERED + 8];
     loop {
         // Slice patterns, not `strip_prefix` (a call of its own, ~9 instructions a line).
         if let [b'\r', b'\n', end @ ..] = rest {
-            return Some(Walked { len: buf.len() - end.len(), status, version });
+            return Some(end);
         }
         // The name's token check and its lowercase copy in one pass (the block then
         // neither copies nor lowercases it: ~50 instructions a field).
@@ -383,6 +459,135 @@ mod tests {
             }
             // Cut there: never taken.
             assert!(!check(&head[..at], 100), "cut at {at}");
+        }
+        assert!(taken > 10_000, "{taken}");
+    }
+
+    /// A request head's line and length, and its fields' names and values.
+    type ReadRequest = (WalkedRequest, Vec<(Vec<u8>, Vec<u8>)>);
+
+    /// What httparse reads of a complete request head `buf`, in a walk's shape.
+    fn httparse_reads_request(buf: &[u8], max_fields: usize) -> Option<ReadRequest> {
+        let mut slots = vec![httparse::EMPTY_HEADER; max_fields];
+        let mut req = httparse::Request::new(&mut slots);
+        let Ok(httparse::Status::Complete(len)) = req.parse(buf) else { return None };
+        let version = if req.version? == 1 { Version::HTTP_11 } else { Version::HTTP_10 };
+        let at = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
+        let (method, path) = (req.method?.as_bytes(), req.path?.as_bytes());
+        let method = at(method)..at(method) + method.len();
+        let target = at(path)..at(path) + path.len();
+        let fields = req.headers.iter().map(|h| (h.name.as_bytes().to_vec(), h.value.to_vec())).collect();
+        Some((WalkedRequest { len, method, target, version }, fields))
+    }
+
+    fn walks_request(buf: &[u8], max_fields: usize) -> Option<ReadRequest> {
+        let mut fields = Vec::new();
+        let walked = walk_request(buf, max_fields, |n, _, v| {
+            fields.push((n.to_vec(), v.to_vec()));
+            true
+        })?;
+        Some((walked, fields))
+    }
+
+    /// Every request head the walk takes, httparse reads alike (where the method and
+    /// the target are, the version, the length, every name and value).
+    fn check_request(buf: &[u8], max_fields: usize) -> bool {
+        let walked = walks_request(buf, max_fields);
+        if let Some(w) = &walked {
+            let read = httparse_reads_request(buf, max_fields);
+            assert_eq!(Some(w), read.as_ref(), "{:?}", String::from_utf8_lossy(buf));
+        }
+        walked.is_some()
+    }
+
+    /// The benchmark's request head (wrk's, with its `Host`).
+    const USUAL_REQUEST: &[u8] = b"GET /1k HTTP/1.1\r\nHost: cg.localhost:41234\r\n\r\nnext";
+
+    #[test]
+    fn the_usual_request_heads_are_walked_as_httparse_reads_them() {
+        let heads: &[&[u8]] = &[
+            USUAL_REQUEST,
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"POST /up?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nhello",
+            b"PURGE /x HTTP/1.1\r\nHost: a\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n",
+            b"GET http://a.localhost:81/p?q HTTP/1.1\r\nAccept: */*\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"CONNECT a.localhost:443 HTTP/1.1\r\nHost: a.localhost:443\r\n\r\n",
+            b"GET /{\"j\":1}?q=??{k:[2]}`^#frag HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"!#$%&'*+-.^_`|~09azAZ /~!\"#$%&'()*+,-./09:;<=>?@AZ[\\]^_`az{|} HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nx-empty:\r\nx-blank:  \t \r\nx-pad: \t a b \t\r\nx-obs: caf\xc3\xa9\x80\xff\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a.localhost\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:133.0) \
+              Gecko/20100101 Firefox/133.0\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;\
+              q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br, zstd\r\n\
+              Sec-Fetch-Dest: document\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Site: none\r\n\
+              Sec-Fetch-User: ?1\r\nUpgrade-Insecure-Requests: 1\r\nPriority: u=0, i\r\n\r\n",
+        ];
+        for head in heads {
+            assert!(check_request(head, 100), "{:?}", String::from_utf8_lossy(head));
+        }
+    }
+
+    #[test]
+    fn what_the_request_walk_does_not_take_is_left_to_httparse() {
+        let left: &[&[u8]] = &[
+            b"\r\nGET / HTTP/1.1\r\n\r\n",      // a leading empty line (httparse skips it)
+            b"\nGET / HTTP/1.1\r\n\r\n",        // a leading bare LF
+            b"GET / HTTP/1.1\n\n",              // bare LFs (httparse takes them)
+            b"GET / HTTP/1.1\r\nHost: a\n\r\n", // a bare LF after a field
+            b"GET  / HTTP/1.1\r\n\r\n",         // two spaces
+            b"GET /  HTTP/1.1\r\n\r\n",
+            b" GET / HTTP/1.1\r\n\r\n",           // no method
+            b"GET\t/ HTTP/1.1\r\n\r\n",           // a tab for a space
+            b"G(T / HTTP/1.1\r\n\r\n",            // a method byte that is no token
+            b"GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n", // obs-text in the target (UTF-8: httparse takes it)
+            b"GET /caf\xe9 HTTP/1.1\r\n\r\n",     // obs-text that is not UTF-8 (httparse refuses it)
+            b"GET /a\x7fb HTTP/1.1\r\n\r\n",      // DEL in the target
+            b"GET / HTTP/1.2\r\n\r\n",            // a version httparse refuses
+            b"GET / HTTP/2.0\r\n\r\n",
+            b"GET / http/1.1\r\n\r\n",
+            b"GET / HTTP/1.1 \r\n\r\n",                   // a space after the version
+            b"GET / HTTP/1.1\r\nx : 1\r\n\r\n",           // a space before the colon
+            b"GET / HTTP/1.1\r\n: 1\r\n\r\n",             // no name
+            b"GET / HTTP/1.1\r\nx: a\rb\r\n\r\n",         // a CR alone
+            b"GET / HTTP/1.1\r\nx: 1\r\n folded\r\n\r\n", // obs-fold
+            b"GET / HTTP/1.1\r\n host: a\r\n\r\n",        // a space before the first name
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",          // HTTP/2's preface
+            b"GET / HTTP/1.1\r\nx: 1\r\n",                // cut short
+            b"GET / HTTP/1.1\r\nx: 1\r\n\r",
+            b"GET / HTTP/1.1\r",
+            b"GET / HTTP/1.",
+            b"GET /",
+            b"GET ",
+            b"GET",
+            b"",
+        ];
+        for head in left {
+            assert!(!check_request(head, 100), "{:?}", String::from_utf8_lossy(head));
+        }
+        // More fields than the limit (httparse: `TooManyHeaders`); at the limit, taken.
+        assert!(!check_request(b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\n\r\n", 1));
+        assert!(check_request(b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\n\r\n", 2));
+        assert!(check_request(b"GET / HTTP/1.1\r\n\r\n", 0));
+    }
+
+    #[test]
+    fn every_byte_anywhere_in_the_usual_request_heads_is_walked_as_httparse_reads_it_or_left_to_it() {
+        let post = &b"POST /a?b=c HTTP/1.0\r\nContent-Length: 0\r\nX: y\r\n\r\n"[..];
+        let mut taken = 0;
+        for head in [&USUAL_REQUEST[..USUAL_REQUEST.len() - 4], post] {
+            for at in 0..head.len() {
+                for c in 0..=255u8 {
+                    let mut changed = head.to_vec();
+                    changed[at] = c;
+                    taken += usize::from(check_request(&changed, 100));
+                    // The same byte put in, not over.
+                    changed.insert(at, c);
+                    changed[at + 1] = head[at];
+                    taken += usize::from(check_request(&changed, 100));
+                }
+                // Cut there: never taken.
+                assert!(!check_request(&head[..at], 100), "cut at {at}");
+            }
         }
         assert!(taken > 10_000, "{taken}");
     }

@@ -1,8 +1,8 @@
 //! A sans-IO HTTP/1.x codec: message heads parsed with `httparse` straight into the
 //! tunnel's header types ([`head`]), how a message's body is delimited (RFC 9112 §6.3,
 //! [`framing`]), and chunked transfer coding both ways ([`chunked`]). The origin leg's
-//! usual response head is read by a walk of our own instead (`head_walk`, held to
-//! httparse's reading; [`origin_head`]).
+//! usual response head, and the usual request head, are read by a walk of our own
+//! instead (`head_walk`, held to httparse's reading; [`origin_head`], [`head`]).
 //!
 //! Nothing here reads a socket or a clock: bytes come in as a `BytesMut` the caller
 //! filled, parsed heads and body pieces go out (sharing the buffer's memory, not

@@ -2,8 +2,8 @@
 //! own code (the `h1` codec of the driver) instead of hyper, for the requests that
 //! make up nearly all traffic: plain HTTP/1.x exchanges with a tunnel on this node.
 //!
-//! A connection starts here. Each request head is parsed with `httparse`
-//! ([`localtunnels_driver::h1`]), routed as [`crate::server`] routes (trusted proxy,
+//! A connection starts here. Each request head is parsed by the driver's walk, or
+//! `httparse` for a head the walk leaves to it ([`localtunnels_driver::h1`]), routed as [`crate::server`] routes (trusted proxy,
 //! one valid `Host`, absolute-form targets), and, for a live tunnel, carried through
 //! the same checks and stream as hyper's path ([`exchange`]). Requests after it on a
 //! kept-alive connection follow in order (pipelined ones wait in the read buffer).
