@@ -298,7 +298,9 @@ impl Tasks {
     /// last round left: futures woken or added), the task wakes itself for another turn.
     pub(crate) fn end(&self) {
         self.wakeups.in_turn.store(false, Ordering::SeqCst);
-        if self.read.queued.load(Ordering::SeqCst) || self.wakeups.queued.load(Ordering::SeqCst) || !self.fresh.is_empty()
+        if self.read.queued.load(Ordering::SeqCst)
+            || self.wakeups.queued.load(Ordering::SeqCst)
+            || !self.fresh.is_empty()
         {
             self.wakeups.task.wake();
         }
