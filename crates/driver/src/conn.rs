@@ -119,11 +119,6 @@ pub(crate) struct State {
     pub(crate) ws_pong: Option<Bytes>,
     /// Response heads held in a pump for their body's end ([`crate::direct`]).
     pub(crate) held: Vec<HeldHead>,
-    /// Stream futures the incoming handler returned, for the reader task to run. Under
-    /// the state lock, which the handler's call holds anyway: a lock of their own cost
-    /// each OPEN its lock and unlock (~0.02k instructions; docs/BENCHMARKS.md,
-    /// twenty-third round, rate32).
-    spawned: Vec<StreamFuture>,
 }
 
 /// Work a stream handle's `Drop` leaves to whoever next holds the state lock: the
@@ -152,8 +147,10 @@ pub(crate) struct Shared {
     /// ([`Shared::note_release`]), granted back when the turn ends: the stream's id in
     /// the high 32 bits, the bytes in the low 32; 0 when none.
     turn_release: AtomicU64,
-    /// `State::spawned` is not empty (set after a push, cleared before a take, both under
-    /// the state lock): the reader looks without the lock.
+    /// Stream futures the incoming handler returned, for the reader task to run (taken
+    /// after the state lock, never before it).
+    spawned: Mutex<Vec<StreamFuture>>,
+    /// `spawned` is not empty.
     has_spawned: AtomicBool,
     /// `dropped` may not be empty (set after a push, cleared before a drain).
     has_dropped: AtomicBool,
@@ -308,13 +305,10 @@ impl Shared {
     }
 
     /// Swaps the stream futures the incoming handler returned since the last call
-    /// into `into` (empty), which keeps both vectors' allocations. Never called under
-    /// the state lock (the reader's turn, between its rounds).
+    /// into `into` (empty), which keeps both vectors' allocations.
     pub(crate) fn take_spawned(&self, into: &mut Vec<StreamFuture>) {
-        if self.has_spawned.load(Ordering::Acquire) {
-            let mut state = self.lock();
-            self.has_spawned.store(false, Ordering::Release);
-            std::mem::swap(&mut state.spawned, into);
+        if self.has_spawned.swap(false, Ordering::Acquire) {
+            std::mem::swap(&mut *self.spawned.lock().unwrap_or_else(|e| e.into_inner()), into);
         }
     }
 
@@ -370,7 +364,7 @@ impl Shared {
                 let (slot, handle) = StreamSlot::new(id, StreamKind::Http, self.clone());
                 state.slots.insert(id, slot);
                 if let Some(work) = handler(handle, head, end) {
-                    self.spawn_work(&mut state.spawned, work);
+                    self.spawn_work(work);
                 }
             }
             Event::Response { id, head, end } => to_stream(state, id, StreamEvent::Response { head, end }),
@@ -422,7 +416,7 @@ impl Shared {
         state.slots.insert(id, slot);
         if let Some(handler) = &state.incoming {
             if let Some(work) = handler(handle, head, end) {
-                self.spawn_work(&mut state.spawned, work);
+                self.spawn_work(work);
             }
             return;
         }
@@ -430,11 +424,11 @@ impl Shared {
         self.notify_owner(state, ConnEvent::Incoming { stream: handle, head, end });
     }
 
-    /// Stream work for the reader task to run, pushed on the state's `spawned` (inlined:
-    /// a call on every OPEN showed in the count).
+    /// Stream work for the reader task to run (inlined: a call on every OPEN showed in
+    /// the count).
     #[inline(always)]
-    fn spawn_work(&self, spawned: &mut Vec<StreamFuture>, work: StreamFuture) {
-        spawned.push(work);
+    fn spawn_work(&self, work: StreamFuture) {
+        self.spawned.lock().unwrap_or_else(|e| e.into_inner()).push(work);
         self.has_spawned.store(true, Ordering::Release);
     }
 
@@ -626,12 +620,12 @@ impl Connection {
                 armed: None,
                 ws_pong: None,
                 held: Vec::new(),
-                spawned: Vec::new(),
             }),
             dropped: Mutex::new(Vec::new()),
             out: Mutex::new(Outbox::new(Box::pin(writer), ws_io::encoder(role))),
             turn: AtomicBool::new(false),
             turn_release: AtomicU64::new(0),
+            spawned: Mutex::new(Vec::new()),
             has_spawned: AtomicBool::new(false),
             has_dropped: AtomicBool::new(false),
             epoch,

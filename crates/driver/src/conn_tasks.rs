@@ -20,12 +20,6 @@
 //!
 //! A stream future that awaits [`crate::after_write`] before the turn's write is kept
 //! aside and polled again once the reader wrote ([`Tasks::run_after`]).
-//!
-//! A new stream future (one the reading opened) is not queued through the wake-ups: it
-//! is added on the reader task itself, so its key goes on a list of the task's own that
-//! the next round polls, without the queue's atomics and, when the slot is taken (at 32
-//! connections a turn opens ~17 streams), its lock (~0.05k instructions per request;
-//! docs/BENCHMARKS.md, twenty-third round, rate32).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -154,11 +148,6 @@ pub(crate) struct Tasks {
     spawned: Vec<StreamFuture>,
     /// Indexes of the stream futures that yielded until after the turn's write.
     after: Vec<usize>,
-    /// Indexes of the stream futures added since the last round took them: the next
-    /// round polls them (see the module documentation).
-    fresh: Vec<usize>,
-    /// The indexes a round polls from `fresh` (swapped with it, to keep allocations).
-    starting: Vec<usize>,
 }
 
 impl Tasks {
@@ -177,8 +166,6 @@ impl Tasks {
             keys: Vec::new(),
             spawned: Vec::new(),
             after: Vec::new(),
-            fresh: Vec::new(),
-            starting: Vec::new(),
         }
     }
 
@@ -192,8 +179,7 @@ impl Tasks {
         self.live
     }
 
-    /// Adds a stream future, to be polled in this turn's next round (its waker is
-    /// marked queued until then, so a wake-up before that poll queues nothing).
+    /// Adds a stream future, to be polled in this turn.
     pub(crate) fn push(&mut self, future: StreamFuture) {
         let index = match self.free.pop() {
             Some(index) => {
@@ -212,7 +198,7 @@ impl Tasks {
             }
         };
         self.live += 1;
-        self.fresh.push(index);
+        self.wakeups.push(index + 1);
     }
 
     /// Starts a turn of the task polled with `cx`.
@@ -234,7 +220,6 @@ impl Tasks {
         mut spawned: impl FnMut(&mut Vec<StreamFuture>),
     ) {
         let mut keys = std::mem::take(&mut self.keys);
-        let mut starting = std::mem::take(&mut self.starting);
         // Until the turn's write, `after_write` yields (see `crate::after_write`).
         let _before = BeforeWrite::enter();
         let mut read_last = false;
@@ -244,16 +229,13 @@ impl Tasks {
             // it asked to come after them.
             let reading = self.read.queued.swap(false, Ordering::SeqCst);
             let first = self.wakeups.take(&mut keys);
-            // The futures the last round added.
-            starting.clear();
-            std::mem::swap(&mut self.fresh, &mut starting);
-            if !reading && first == READ && keys.is_empty() && starting.is_empty() {
+            if !reading && first == READ && keys.is_empty() {
                 break;
             }
             // One call of `read` (inlined there, with the reading's future).
             let after_streams = std::mem::take(&mut read_last);
             if after_streams {
-                self.poll_streams(&starting, first, &keys);
+                self.poll_streams(first, &keys);
             }
             if reading {
                 read_last = read(&mut Context::from_waker(&self.read_waker));
@@ -263,7 +245,7 @@ impl Tasks {
                 }
             }
             if !after_streams {
-                self.poll_streams(&starting, first, &keys);
+                self.poll_streams(first, &keys);
             }
             let mut new = std::mem::take(&mut self.spawned);
             spawned(&mut new);
@@ -273,7 +255,6 @@ impl Tasks {
             self.spawned = new;
         }
         self.keys = keys;
-        self.starting = starting;
     }
 
     /// Stream futures yielded until after the turn's write.
@@ -295,23 +276,16 @@ impl Tasks {
     }
 
     /// Ends the turn; if work is queued (a wake-up from another thread, or what the
-    /// last round left: futures woken or added), the task wakes itself for another turn.
+    /// last round left), the task wakes itself for another turn.
     pub(crate) fn end(&self) {
         self.wakeups.in_turn.store(false, Ordering::SeqCst);
-        if self.read.queued.load(Ordering::SeqCst)
-            || self.wakeups.queued.load(Ordering::SeqCst)
-            || !self.fresh.is_empty()
-        {
+        if self.read.queued.load(Ordering::SeqCst) || self.wakeups.queued.load(Ordering::SeqCst) {
             self.wakeups.task.wake();
         }
     }
 
-    /// Polls the stream futures added last round (`fresh`, by index), then those of
-    /// `first` (unless it is [`READ`]: none) and of `keys`.
-    fn poll_streams(&mut self, fresh: &[usize], first: usize, keys: &[usize]) {
-        for &index in fresh {
-            self.poll_stream(index);
-        }
+    /// Polls the stream futures of `first` (unless it is [`READ`]: none) and of `keys`.
+    fn poll_streams(&mut self, first: usize, keys: &[usize]) {
         if first != READ {
             self.poll_stream(first - 1);
         }
@@ -388,58 +362,6 @@ mod tests {
         wakeups.push(6);
         assert_eq!(taken(&wakeups), [7, 6]);
         assert_eq!(taken(&wakeups), [] as [usize; 0]);
-    }
-
-    /// Counts the wake-ups of the reader task's own waker.
-    #[derive(Default)]
-    struct TaskWaker(AtomicUsize);
-
-    impl Wake for TaskWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    /// A future that counts its polls and is done at its first.
-    fn counted(polls: &Arc<AtomicUsize>) -> StreamFuture {
-        let polls = polls.clone();
-        Box::pin(async move {
-            polls.fetch_add(1, Ordering::SeqCst);
-        })
-    }
-
-    /// A stream future the reading opens is polled in the turn's next round without
-    /// going through the wake-ups' queue; one the turn's last round adds is left to the
-    /// next turn, which the turn's end wakes the task for (it would wait for good if the
-    /// end did not see it).
-    #[test]
-    fn added_futures_run_in_the_next_round_or_the_next_turn() {
-        let (waker, polls) = (Arc::new(TaskWaker::default()), Arc::new(AtomicUsize::new(0)));
-        let task = Waker::from(waker.clone());
-        let mut tasks = Tasks::new();
-        // One future added by the first round: polled by the second, in the same turn.
-        tasks.begin(&Context::from_waker(&task));
-        let mut once = Some(counted(&polls));
-        tasks.run(|_| false, |new| new.extend(once.take()));
-        assert_eq!(polls.load(Ordering::SeqCst), 1, "polled in the same turn");
-        assert!(!tasks.wakeups.stream_queued(), "not through the wake-ups' queue");
-        assert_eq!(tasks.live(), 0);
-        tasks.end();
-        assert_eq!(waker.0.load(Ordering::SeqCst), 0, "nothing left for another turn");
-        // A future added by every round: the last round's waits for the next turn.
-        tasks.read.queued.store(true, Ordering::SeqCst);
-        tasks.begin(&Context::from_waker(&task));
-        tasks.run(|_| false, |new| new.push(counted(&polls)));
-        assert_eq!(polls.load(Ordering::SeqCst), 1 + PASSES - 1);
-        assert_eq!(tasks.live(), 1, "the last round's future waits");
-        tasks.end();
-        assert_eq!(waker.0.load(Ordering::SeqCst), 1, "the turn's end woke the task for it");
-        tasks.begin(&Context::from_waker(&task));
-        tasks.run(|_| false, |_| {});
-        assert_eq!(polls.load(Ordering::SeqCst), 1 + PASSES);
-        assert_eq!(tasks.live(), 0);
-        tasks.end();
-        assert_eq!(waker.0.load(Ordering::SeqCst), 1);
     }
 
     #[test]
