@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared helpers for scripts/demo, scripts/setup and scripts/test. Source it, do not run it.
+# Shared helpers for scripts/demo, scripts/setup, scripts/test and the benchmark tools (bench/*). Source it, do not run it.
 #
 # Every `ensure_*` function is idempotent: it checks first and installs only what is missing, quietly,
 # with the full output kept in .tools/logs/ and its tail printed if the install fails.
@@ -29,6 +29,38 @@ first_line() {
 wait_for() {
     for _ in $(seq 600); do grep -m1 "$2" "$1" 2>/dev/null && return; sleep 0.1; done
     echo "timed out waiting for '$2' in $1" >&2; exit 1
+}
+
+# The benchmark tools' tunnel (bench/*): the benchmark's origin, a server and a client in front of it, each on a
+# free port of 127.0.0.1. Each sets the variables it names and adds its pid to the caller's `pids` array (which
+# the caller's cleanup kills); LT and BENCH name the binaries. A WRAPPER (valgrind ..., env VAR=value) runs the
+# process under it.
+# start_origin DIR: the benchmark's origin, unless ORIGIN_PORT names one already listening; sets ORIGIN.
+start_origin() {
+    if [ -n "${ORIGIN_PORT:-}" ]; then ORIGIN=$ORIGIN_PORT; return; fi
+    "$BENCH" origin >"$1/origin.port" 2>/dev/null & pids+=($!)
+    ORIGIN=$(first_line "$1/origin.port")
+}
+# start_server DIR [WRAPPER...]: the server (flags added from LT_SERVER_ARGS), its output in DIR/server.{url,err};
+# sets PORT (its port) and SERVER_PID once it listens.
+start_server() {
+    local dir=$1
+    shift
+    # shellcheck disable=SC2086 # LT_SERVER_ARGS is a list of flags, split on spaces
+    "$@" "$LT" server --port 0 --bind 127.0.0.1 ${LT_SERVER_ARGS:-} >"$dir/server.url" 2>"$dir/server.err" & pids+=($!)
+    SERVER_PID=$!
+    PORT=$(first_line "$dir/server.url" | sed 's/.*://')
+}
+# start_client DIR SUBDOMAIN SERVER_PORT [WRAPPER...]: the client of ORIGIN for the server on SERVER_PORT (flags
+# added from LT_CLIENT_ARGS), its output in DIR/client.{url,err}; sets CLIENT_PID once its tunnel is open.
+start_client() {
+    local dir=$1 name=$2 server=$3
+    shift 3
+    # shellcheck disable=SC2086 # LT_CLIENT_ARGS is a list of flags, split on spaces
+    "$@" "$LT" client --server "http://127.0.0.1:$server" --local-host 127.0.0.1 --local-port "$ORIGIN" \
+        --subdomain "$name" ${LT_CLIENT_ARGS:-} >"$dir/client.url" 2>"$dir/client.err" & pids+=($!)
+    CLIENT_PID=$!
+    first_line "$dir/client.url" >/dev/null
 }
 die() {
     printf '\033[1;31merror:\033[0m %s\n' "$*" >&2
