@@ -136,7 +136,7 @@ impl<'a> OpenFields<'a> {
     /// after one reservation, each as its name's constant index and its value, the
     /// `X-Forwarded-Proto` of `http` or `https` as its whole field's index, with no
     /// table lookup, no per-field length check and no call a field (the three
-    /// `push_forwarded`s cost ~0.31k instructions per request, this ~0.1k:
+    /// `push_forwarded`s with their calls cost ~0.34k instructions per request, this ~0.13k:
     /// docs/BENCHMARKS.md, twenty-fourth round, srvopen3). It takes only what needs
     /// none of [`OpenFields::push_str`]'s checks: the indexed coding in a build with the
     /// table (without it `code_of_name` writes text whatever the coding), room for the
