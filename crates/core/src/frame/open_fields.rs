@@ -81,13 +81,21 @@ impl<'a> OpenFields<'a> {
         }
         buf.reserve(16 + method.len() + target.len() + 128);
         let start = buf.len();
-        buf.put_slice(&[kind::OPEN, 0, 0, 0, 0, f]);
-        buf.put_bytes16(method.as_bytes());
+        // `GET`, the usual method, is written with the frame's first bytes as one constant
+        // and known valid without `valid_method`'s loop over its bytes (its copy and its
+        // check ~45 instructions per request: docs/BENCHMARKS.md, twenty-fourth round).
+        let get = method == "GET";
+        if get {
+            buf.put_slice(&[kind::OPEN, 0, 0, 0, 0, f, 0, 3, b'G', b'E', b'T']);
+        } else {
+            buf.put_slice(&[kind::OPEN, 0, 0, 0, 0, f]);
+            buf.put_bytes16(method.as_bytes());
+        }
         buf.put_bytes16(target);
         let count_at = buf.len();
         buf.put_u16(0);
         // `check_request_line`'s checks.
-        let line = if !valid_method(method) || method.len() > MAX_FIELDS {
+        let line = if !(get || valid_method(method)) || method.len() > MAX_FIELDS {
             Some("method")
         } else if target.len() > MAX_FIELDS {
             Some("target longer than 65535 bytes")
@@ -103,6 +111,7 @@ impl<'a> OpenFields<'a> {
     }
 
     /// Appends the field `name: value`.
+    #[inline(always)]
     pub fn push(&mut self, name: &HeaderName, value: &HeaderValue) {
         self.push_str(name.as_str(), value.as_bytes(), None);
     }
@@ -112,26 +121,91 @@ impl<'a> OpenFields<'a> {
     /// in the table on every request (~20 instructions a field).
     pub fn push_forwarded(&mut self, which: XForwarded, value: &HeaderValue) {
         let (name, index) = match which {
-            XForwarded::For => ("x-forwarded-for", 9),
-            XForwarded::Proto => ("x-forwarded-proto", 10),
-            XForwarded::Host => ("x-forwarded-host", 11),
+            XForwarded::For => (FORWARDED_FOR, table::X_FORWARDED_FOR),
+            XForwarded::Proto => (FORWARDED_PROTO, table::X_FORWARDED_PROTO),
+            XForwarded::Host => (FORWARDED_HOST, table::X_FORWARDED_HOST),
         };
         self.push_str(name, value.as_bytes(), Some(index));
     }
 
+    /// The server's own `X-Forwarded-For`, `X-Forwarded-Proto` and, when there is one,
+    /// `X-Forwarded-Host`, in that order: the bytes and tallies of the three
+    /// [`OpenFields::push_forwarded`]s (the reference, which this falls back to).
+    ///
+    /// Our own for speed: towards a peer that reads indexes, the three fields are written
+    /// after one reservation, each as its name's constant index and its value, the
+    /// `X-Forwarded-Proto` of `http` or `https` as its whole field's index, with no
+    /// table lookup, no per-field length check and no call a field (the three
+    /// `push_forwarded`s with their calls cost ~0.34k instructions per request, this ~0.13k:
+    /// docs/BENCHMARKS.md, twenty-fourth round, srvopen3). It takes only what needs
+    /// none of [`OpenFields::push_str`]'s checks: the indexed coding in a build with the
+    /// table (without it `code_of_name` writes text whatever the coding), room for the
+    /// fields under the block's count limit, and values no longer than a `u16` counts
+    /// (so none is cut and none is refused); anything else goes the reference way.
+    pub fn push_forwarding(&mut self, forwarded_for: &HeaderValue, proto: &HeaderValue, host: Option<&HeaderValue>) {
+        let (f, p) = (forwarded_for.as_bytes(), proto.as_bytes());
+        let h = host.map_or(&b""[..], HeaderValue::as_bytes);
+        let fields = 2 + usize::from(host.is_some());
+        let short = (f.len() | p.len() | h.len()) <= usize::from(u16::MAX);
+        let indexed = cfg!(feature = "indexed-headers") && self.coding == FieldCoding::Indexed;
+        if !indexed || self.count + fields > MAX_FIELDS || !short {
+            self.push_forwarded(XForwarded::For, forwarded_for);
+            self.push_forwarded(XForwarded::Proto, proto);
+            if let Some(host) = host {
+                self.push_forwarded(XForwarded::Host, host);
+            }
+            return;
+        }
+        self.count += fields;
+        // As `push_str` tallies each: `bytes16_len` of the name and of the value.
+        let names =
+            FORWARDED_FOR.len() + FORWARDED_PROTO.len() + if host.is_some() { FORWARDED_HOST.len() + 4 } else { 0 };
+        self.text_len += names + 8 + f.len() + p.len() + h.len();
+        let proto_field = table::forwarded_proto_field(p);
+        let b = &mut *self.buf;
+        b.reserve(15 + f.len() + p.len() + h.len());
+        b.put_slice(&field_head(table::X_FORWARDED_FOR, f.len()));
+        b.put_slice(f);
+        match proto_field {
+            // The usual end: the scheme's whole field and the host's head as one write.
+            Some(code) if host.is_some() => {
+                let [_, _, index, hi, lo] = field_head(table::X_FORWARDED_HOST, h.len());
+                b.put_slice(&[0, 0, code, 0, 0, index, hi, lo]);
+                b.put_slice(h);
+            }
+            Some(code) => b.put_slice(&[0, 0, code]),
+            None => {
+                b.put_slice(&field_head(table::X_FORWARDED_PROTO, p.len()));
+                b.put_slice(p);
+                if host.is_some() {
+                    b.put_slice(&field_head(table::X_FORWARDED_HOST, h.len()));
+                    b.put_slice(h);
+                }
+            }
+        }
+    }
+
     /// [`OpenFields::push`] of a name's text (lowercase, as a `HeaderName` holds it)
     /// and a value's bytes, both valid as the types make them; `index`, the name's in
-    /// the table when the caller knows it.
+    /// the table when the caller knows it. Inlined into `push`, and `push` into its
+    /// caller, whose one on the path is the server's loop over a visitor's fields (the
+    /// call, its six saved registers and its arguments ~20 instructions a field).
+    #[inline(always)]
     fn push_str(&mut self, name: &str, value: &[u8], index: Option<u8>) {
         self.count += 1;
         if self.count > MAX_FIELDS {
             // Refused by `finish`: what `put_headers` would cut.
             return;
         }
-        let text = bytes16_len(name.len()) + bytes16_len(value.len());
-        self.text_len += text;
-        if self.field.is_none() {
-            self.field = lengths_invalid(name.len(), value.len());
+        if (name.len() | value.len()) <= usize::from(u16::MAX) {
+            // The usual field: both lengths fit their counts, so `bytes16_len` cuts
+            // neither and `lengths_invalid` finds nothing (one compare, not their six).
+            self.text_len += 4 + name.len() + value.len();
+        } else {
+            self.text_len += bytes16_len(name.len()) + bytes16_len(value.len());
+            if self.field.is_none() {
+                self.field = lengths_invalid(name.len(), value.len());
+            }
         }
         let code = match self.coding {
             FieldCoding::Text => table::TEXT,
@@ -193,6 +267,20 @@ impl super::Frame {
     }
 }
 
+/// The names of the server's forwarding fields as text (`push_forwarding`'s tallies).
+const FORWARDED_FOR: &str = "x-forwarded-for";
+const FORWARDED_PROTO: &str = "x-forwarded-proto";
+const FORWARDED_HOST: &str = "x-forwarded-host";
+
+/// The first bytes of a field written as its name's index `index` and a value of `len`
+/// bytes (at most a `u16` count), the value to follow: two zero bytes (the empty name
+/// that says an index follows), the index, the value's length.
+#[inline]
+fn field_head(index: u8, len: usize) -> [u8; 5] {
+    let [hi, lo] = u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes();
+    [0, 0, index, hi, lo]
+}
+
 /// Sets the stream id of the OPEN written at `start` of `buf`.
 pub(crate) fn set_id(buf: &mut BytesMut, start: usize, id: u32) {
     buf[start + ID_AT..start + ID_AT + 4].copy_from_slice(&id.to_be_bytes());
@@ -231,11 +319,15 @@ mod tests {
             vec![field("accept", "*/*"), field("accept", "text/html"), field("te", "trailers"), field("x-a", "")],
             (0..40).map(|i| field(if i % 3 == 0 { "sec-fetch-mode" } else { "x-other" }, "navigate")).collect(),
         ];
+        // `GET` is written as one constant, every other method by its bytes.
+        let methods = ["GET", "POST", "get", "GETS", "GE", "HEAD", "OPTIONS", "PURGE"];
         for headers in &lists {
             for coding in [FieldCoding::Text, FieldCoding::Indexed] {
                 for end in [false, true] {
-                    let (written, encoded) = both("GET", "/a?b=c", headers, coding, end);
-                    assert_eq!(written, encoded, "{headers:?} {coding:?}");
+                    for method in methods {
+                        let (written, encoded) = both(method, "/a?b=c", headers, coding, end);
+                        assert_eq!(written, encoded, "{method} {headers:?} {coding:?}");
+                    }
                 }
             }
         }
@@ -269,6 +361,79 @@ mod tests {
         }
     }
 
+    /// The forwarding fields written together are the three written one by one, the
+    /// reference: the same bytes and the same tallies, in both codings, for the values
+    /// that make a whole field and those that do not, values of every length class (empty,
+    /// 65,535 bytes, one more), with and without a host, and blocks whose count the three
+    /// reach, pass or are past the limit of.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn the_forwarding_fields_written_together_are_the_three_pushed_alone() {
+        let long = |n: usize| HeaderValue::from_bytes(&vec![b'a'; n]).unwrap();
+        let values = [
+            HeaderValue::from_static(""),
+            HeaderValue::from_static("10.1.2.3"),
+            HeaderValue::from_static("2001:db8::ff00:42:8329"),
+            HeaderValue::from_static("http"),
+            HeaderValue::from_static("https"),
+            HeaderValue::from_static("HTTP"),
+            HeaderValue::from_static("ftp"),
+            HeaderValue::from_static("a.localhost:8080"),
+            long(MAX_FIELDS),
+            long(MAX_FIELDS + 1),
+        ];
+        let other = (http::header::DATE, HeaderValue::from_static("d"));
+        // Fields before the three: none, one, and so many that the three reach the limit
+        // exactly, pass it by one, or come after it.
+        let before = [0, 1, MAX_FIELDS - 3, MAX_FIELDS - 2, MAX_FIELDS];
+        let write = |coding, n: usize, f: &HeaderValue, p: &HeaderValue, h: Option<&HeaderValue>, together: bool| {
+            let mut buf = BytesMut::new();
+            let mut w = OpenFields::start(&mut buf, coding, StreamKind::Http, "GET", b"/", false);
+            for _ in 0..n {
+                w.push(&other.0, &other.1);
+            }
+            if together {
+                w.push_forwarding(f, p, h);
+            } else {
+                w.push_forwarded(XForwarded::For, f);
+                w.push_forwarded(XForwarded::Proto, p);
+                if let Some(h) = h {
+                    w.push_forwarded(XForwarded::Host, h);
+                }
+            }
+            let written = w.finish();
+            (buf, written.text_len, written.invalid)
+        };
+        let mut cases = Vec::new();
+        for f in &values {
+            for p in &values {
+                for h in [None, Some(&values[7]), Some(&values[3])] {
+                    cases.push((f, p, h, 1));
+                }
+            }
+        }
+        for h in &values {
+            cases.push((&values[1], &values[3], Some(h), 1));
+        }
+        for n in before {
+            cases.push((&values[1], &values[3], Some(&values[7]), n));
+            cases.push((&values[1], &values[4], None, n));
+        }
+        for (f, p, h, n) in cases {
+            for coding in [FieldCoding::Text, FieldCoding::Indexed] {
+                let together = write(coding, n, f, p, h, true);
+                let alone = write(coding, n, f, p, h, false);
+                assert!(
+                    together == alone,
+                    "{coding:?} {n} fields before, lengths {} {} {:?}",
+                    f.len(),
+                    p.len(),
+                    h.map(|h| h.len())
+                );
+            }
+        }
+    }
+
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn the_tallies_are_those_the_session_checks() {
@@ -281,9 +446,13 @@ mod tests {
         let list = vec![(http::header::HOST, HeaderValue::from_static("a")), (http::header::DATE, long)];
         let checked = super::super::headers::plan_checked(&list, FieldCoding::Indexed);
         assert_eq!((written.text_len, written.invalid), (checked.text_len, checked.invalid));
-        for (method, target, what) in
-            [("G T", &b"/"[..], "method"), ("", b"/", "method"), ("GET", b"/caf\xe9", "target not UTF-8")]
-        {
+        for (method, target, what) in [
+            ("G T", &b"/"[..], "method"),
+            ("", b"/", "method"),
+            ("GET ", b"/", "method"),
+            ("GET\t", b"/", "method"),
+            ("GET", b"/caf\xe9", "target not UTF-8"),
+        ] {
             let mut buf = BytesMut::new();
             let w = OpenFields::start(&mut buf, FieldCoding::Text, StreamKind::Http, method, target, false);
             assert_eq!(w.finish().invalid, Some(what));

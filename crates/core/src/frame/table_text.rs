@@ -18,6 +18,17 @@ pub(super) fn code(_name: &[u8], _value: &[u8]) -> u8 {
     TEXT
 }
 
+/// As in the table: the names' indexes of the server's forwarding fields (never written
+/// here: `code_of_name` ignores them).
+pub(super) const X_FORWARDED_FOR: u8 = 9;
+pub(super) const X_FORWARDED_PROTO: u8 = 10;
+pub(super) const X_FORWARDED_HOST: u8 = 11;
+
+/// No field has an index.
+pub(super) fn forwarded_proto_field(_value: &[u8]) -> Option<u8> {
+    None
+}
+
 /// Every field is written as text.
 pub(super) fn code_of_name(_name: u8, _value: &[u8]) -> u8 {
     TEXT

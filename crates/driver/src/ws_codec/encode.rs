@@ -178,9 +178,14 @@ impl WsEncoder {
             return write(&mut BytesMut::new());
         }
         let key = self.key();
-        let key_len = if key.is_some() { 4 } else { 0 };
         let at = self.copied.len();
-        self.copied.put_bytes(0, 2 + key_len);
+        // Room for the short header (and the key), as slices of known length: written in
+        // place, where `put_bytes`' length known only at run time called `memset` (~17
+        // instructions per OPEN on the server).
+        match key {
+            Some(_) => self.copied.put_slice(&[0; 6]),
+            None => self.copied.put_slice(&[0; 2]),
+        }
         let start = self.copied.len();
         let written = match write(&mut self.copied) {
             Ok(r) => r,

@@ -10,7 +10,7 @@
 
 use http::header::HOST;
 use http::HeaderValue;
-use localtunnels_core::{Header, OpenError, OpenFields, StreamKind, XForwarded};
+use localtunnels_core::{Header, OpenError, OpenFields, StreamKind};
 use localtunnels_driver::h1::ParsedRequest;
 use localtunnels_driver::http::{group_by_name, retain_end_to_end};
 use localtunnels_driver::StreamHandle;
@@ -78,12 +78,8 @@ fn write_fields(
     if let Some(authority) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
         w.push(&HOST, &authority);
     }
-    // The server's own fields, by their names' constant indexes (no lookup).
-    w.push_forwarded(XForwarded::For, &peer.forwarded_for);
-    w.push_forwarded(XForwarded::Proto, forwarded_proto(state, peer));
-    if let Some(host) = host {
-        w.push_forwarded(XForwarded::Host, host);
-    }
+    // The server's own fields, written together by their names' constant indexes.
+    w.push_forwarding(&peer.forwarded_for, forwarded_proto(state, peer), host);
 }
 
 #[cfg(test)]
