@@ -18,6 +18,32 @@ use crate::turn_clock;
 use crate::ws_codec::{WsDecoder, WsError, WsMessage};
 use crate::ws_io::{self, WsReadError};
 
+/// The reader sizes its buffers for the frames coming ([`WsDecoder::set_frame_sized`])
+/// while the payload bytes its streams hold unreleased
+/// ([`localtunnels_core::Session::received_held`]), plus [`PINNED_PER_STREAM`] for
+/// each live stream, come to at most this: one stream's whole window (1 MiB, the
+/// default) and one frame. Sized, a run of 64 KiB frames is read one frame to a buffer,
+/// nothing copied (a 1 MiB response at one connection ~0.63M -> ~0.41M instructions
+/// on the server); but a payload keeps its whole buffer alive while it waits for its
+/// visitor, and a small one (a response's first piece) can keep a 64 KiB buffer made
+/// for a large frame. Past the bound the reader takes the usual 16 KiB reads, whose
+/// copies give each large frame an allocation of its size, so that under a load the
+/// visitors cannot keep up with (32 x 1 MiB) the peak RSS stays the baseline's
+/// (docs/BENCHMARKS.md, twenty-fourth round, flowbuf). Nothing is read later or more
+/// slowly for it: a slow visitor holds back only its own stream, by its window.
+const SIZED_WHILE_HELD: u64 = 1024 * 1024 + 64 * 1024;
+
+/// What each live stream is counted to pin in frame-sized buffers beyond its bytes
+/// (see [`SIZED_WHILE_HELD`]): one frame's buffer, kept by its oldest piece.
+const PINNED_PER_STREAM: u64 = 64 * 1024;
+
+/// Messages from this size on refresh the decoder's [`WsDecoder::set_frame_sized`];
+/// smaller ones (a 1 KiB exchange's) leave it as it was, for ~10 instructions less
+/// each. The switch sizes a buffer only after a frame of 64 KiB (the decoder's
+/// `SIZED_FROM`), whose message refreshed it; for smaller frames it only lets a frame's
+/// rest be read into the room its buffer has left, which allocates nothing.
+const SIZED_CHECK_FROM: usize = 16 * 1024;
+
 /// Runs until the socket ended and every stream future finished.
 pub(crate) async fn run<R>(io: R, decoder: WsDecoder, shared: Arc<Shared>)
 where
@@ -144,8 +170,16 @@ impl<R: AsyncRead + Unpin> Reading<R> {
                 Ok(Some(WsMessage::Binary(b))) => {
                     // Kept for the streams this turn starts (`crate::turn_clock`).
                     let now = shared.read_clock();
+                    let large = b.len() >= SIZED_CHECK_FROM;
                     if let Err(e) = state.session.handle_message(now, b) {
                         tracing::debug!(error = %e, "protocol error from peer");
+                    }
+                    if large {
+                        // What the streams hold now sizes the next buffer the reader makes.
+                        let session = &state.session;
+                        let pinned = (session.stream_count() as u64).saturating_mul(PINNED_PER_STREAM);
+                        let held = session.received_held().saturating_add(pinned);
+                        self.wire.set_frame_sized(held <= SIZED_WHILE_HELD);
                     }
                     // The streams the message finished are removed after its events.
                     shared.after_message(state);

@@ -115,6 +115,14 @@ impl Session {
         }
     }
 
+    /// Payload bytes received and not yet released: what the application holds (its
+    /// streams' queues, what their readers took and did not release yet), at most our
+    /// session window. A driver may read its socket differently while this is large
+    /// (`localtunnels_driver`'s tunnel reader sizes its buffers by it).
+    pub fn received_held(&self) -> u64 {
+        u64::from(self.config.session_window).saturating_sub(self.recv_remaining + self.recv_unacked)
+    }
+
     /// The peer has less than half our session window left to send (stalled readers
     /// hold the rest): consumed bytes are granted back at once, as our
     /// `features::EAGER_WINDOW` promises, so that a sender keeping its streams to fair

@@ -15,6 +15,11 @@ use super::{
 const READ_SIZE: usize = 16 * 1024;
 /// Below this much room left in the buffer, a read first makes more.
 const MIN_ROOM: usize = 4 * 1024;
+/// With [`WsDecoder::set_frame_sized`] on, after a frame of at least this many bytes
+/// (a large body's full DATA frames) an empty buffer is made as large as that frame:
+/// a run of such frames is read one frame to a buffer, none of it copied
+/// (docs/BENCHMARKS.md, twenty-fourth round, flowbuf).
+const SIZED_FROM: usize = 64 * 1024;
 
 /// A parsed frame header.
 struct Header {
@@ -38,12 +43,34 @@ pub struct WsDecoder {
     buf: BytesMut,
     /// Fragments of a message still missing its last one, and whether it is binary.
     partial: Option<(bool, BytesMut)>,
+    /// Bytes, header included, of the last frame the general path decoded.
+    last: usize,
+    /// A new buffer may be made as large as the last frame ([`Self::set_frame_sized`]).
+    frame_sized: bool,
 }
 
 impl WsDecoder {
     /// A decoder for `role`'s end that refuses messages over `max_message` bytes.
     pub fn new(role: Role, max_message: usize) -> WsDecoder {
-        WsDecoder { role, max_message, buf: BytesMut::new(), partial: None }
+        WsDecoder { role, max_message, buf: BytesMut::new(), partial: None, last: 0, frame_sized: false }
+    }
+
+    /// Whether a buffer made from now on may be sized for the frames coming (off by
+    /// default). On, an empty buffer made after a frame of [`SIZED_FROM`] bytes or more
+    /// gets room for a frame as large, so that in a run of large frames each arrives in
+    /// a buffer of its own, ending where it ends: with a read's room alone, each one's
+    /// start was read into the end of the buffer before and copied out of it (~17 KiB a
+    /// 64 KiB frame, ~0.28M instructions per 1 MiB response on the server,
+    /// docs/BENCHMARKS.md, twenty-second round). And no room is made while the buffer
+    /// holds the start of such a frame that it has room for whole: the read that ends the
+    /// frame fits, however little of it is left, where a new buffer would have had the
+    /// frame's start, up to 64 KiB, copied into it.
+    ///
+    /// Such buffers keep more of what was read alive (a payload holds its whole buffer
+    /// while it waits for its reader), so the tunnel's reader turns this on only while
+    /// the bytes its streams hold are few (`crate::conn_reader`).
+    pub fn set_frame_sized(&mut self, on: bool) {
+        self.frame_sized = on;
     }
 
     /// The buffer to append received bytes to, with room for a read of the socket.
@@ -53,9 +80,41 @@ impl WsDecoder {
     /// still holds the old one.
     pub fn read_buffer(&mut self) -> &mut BytesMut {
         if self.buf.capacity() - self.buf.len() < MIN_ROOM {
-            self.make_room(self.buf.len() + READ_SIZE);
+            self.short_of_room();
         }
         &mut self.buf
+    }
+
+    /// The rest of [`Self::read_buffer`] when the room left is short: room for a read,
+    /// or with [`Self::set_frame_sized`] on, for the next large frame or the rest of the
+    /// frame held.
+    fn short_of_room(&mut self) {
+        if self.frame_sized {
+            if self.buf.is_empty() && self.last >= SIZED_FROM {
+                return self.make_room(self.last);
+            }
+            if self.frame_fits() {
+                return;
+            }
+        }
+        self.make_room(self.buf.len() + READ_SIZE);
+    }
+
+    /// The buffer holds the start of a frame of [`SIZED_FROM`] bytes or more, not all
+    /// of it, and has room for the rest. Not for smaller frames: a batch of small
+    /// responses (32 connections) would then end its buffer with a read of its own
+    /// where a new buffer takes its rest with the next batch (+2.5-3% instructions per
+    /// 1 KiB request on the server, docs/BENCHMARKS.md, twenty-second round). Asked
+    /// only when the room left is small (about once per buffer), so the header is
+    /// parsed again rather than kept.
+    fn frame_fits(&self) -> bool {
+        match parse_header(&self.buf) {
+            Ok(Some(h)) => {
+                let total = (h.header_len as u64).saturating_add(h.payload_len);
+                total >= SIZED_FROM as u64 && (self.buf.len() as u64) < total && total <= self.buf.capacity() as u64
+            }
+            _ => false,
+        }
     }
 
     /// Appends received bytes (a copy; [`read_buffer`](Self::read_buffer) avoids it).
@@ -136,6 +195,7 @@ impl WsDecoder {
                 self.make_room(total);
                 return Ok(None);
             }
+            self.last = total;
             let mut payload = self.buf.split_to(total);
             payload.advance(h.header_len);
             if let Some(key) = h.mask {

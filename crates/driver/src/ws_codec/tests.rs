@@ -524,6 +524,111 @@ fn messages_larger_than_a_read_come_whole_through_the_read_buffer() {
     }
 }
 
+/// In a run of full-size frames (a large body's 64 KiB messages) read with
+/// [`WsDecoder::set_frame_sized`] on, every frame after the first is decoded where the
+/// reads put it, never copied into a new buffer: whether a read takes all the room
+/// there is (the next frame's start would follow the frame read) or reads stop short
+/// of a frame's end with less than the usual minimum room left for its rest. With it
+/// off, the same reads copy frames' starts (the usual 16 KiB reads), as before.
+#[test]
+fn a_run_of_large_frames_is_decoded_where_it_was_read_when_frame_sized() {
+    let payload: Vec<u8> = (0..65_536).map(|i| (i % 251) as u8).collect();
+    let wire = frames(Role::Server, &[&payload[..]; 6]);
+    let (frame, header) = (wire.len() / 6, wire.len() / 6 - payload.len());
+    for sized in [true, false] {
+        for read in [usize::MAX, 65_000, 32_000, 30_000] {
+            let mut r = WsDecoder::new(Role::Client, 100_000);
+            r.set_frame_sized(sized);
+            // Each read: where in memory its bytes went, where on the wire they were, how many.
+            let mut reads: Vec<(usize, usize, usize)> = Vec::new();
+            let mut got = Vec::new();
+            let mut at = 0;
+            while at < wire.len() {
+                let buf = r.read_buffer();
+                let room = buf.capacity() - buf.len();
+                // Less only for the rest of a frame whose start the buffer holds.
+                assert!(room >= 4096 || (sized && room > 0 && !buf.is_empty()), "room {room}");
+                let n = room.min(wire.len() - at).min(read);
+                reads.push((buf.as_ptr() as usize + buf.len(), at, n));
+                buf.put_slice(&wire[at..at + n]);
+                at += n;
+                while let Some(m) = r.poll_message().unwrap() {
+                    let WsMessage::Binary(b) = m else { panic!("not binary") };
+                    got.push(b);
+                }
+            }
+            assert_eq!(got.len(), 6);
+            let mut copied = 0;
+            for (i, b) in got.iter().enumerate() {
+                assert_eq!(&b[..], &payload[..], "frame {i}, reads of {read}");
+                let on_wire = i * frame + header;
+                let &(addr, from, _) = reads.iter().find(|&&(_, from, n)| (from..from + n).contains(&on_wire)).unwrap();
+                if b.as_ptr() as usize != addr + on_wire - from {
+                    copied += 1;
+                }
+            }
+            // The first frame's start was read into a buffer made before its size was known.
+            if sized {
+                assert!(copied <= 1, "{copied} frames copied, reads of {read}");
+            } else {
+                assert!(copied >= 5, "only {copied} frames copied with 16 KiB reads, reads of {read}");
+            }
+        }
+    }
+}
+
+/// Any mix of frame sizes, read in any pattern of read sizes, decodes to the same
+/// messages whether buffers are sized for the frames or not, and the switch may flip
+/// between any two reads (the tunnel's reader flips it by the bytes its streams hold).
+#[test]
+fn frame_sized_buffers_give_the_same_messages_as_the_usual_reads() {
+    let mut seed = 0x9e37_79b9_u32;
+    let mut next = move |n: u32| {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed % n
+    };
+    for round in 0..40 {
+        let messages: Vec<Vec<u8>> = (0..30)
+            .map(|i| {
+                let n = match next(4) {
+                    0 => next(126),
+                    1 => next(20_000),
+                    2 => 65_536,
+                    _ => 60_000 + next(5_600),
+                } as usize;
+                (0..n).map(|b| (b * 13 + i + round) as u8).collect()
+            })
+            .collect();
+        let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        let role = if round % 2 == 0 { Role::Client } else { Role::Server };
+        let wire = frames(role, &refs);
+        let peer = if role == Role::Client { Role::Server } else { Role::Client };
+        let mut r = WsDecoder::new(peer, 100_000);
+        let mut got = Vec::new();
+        let mut at = 0;
+        while at < wire.len() {
+            r.set_frame_sized(next(3) != 0);
+            let buf = r.read_buffer();
+            let room = buf.capacity() - buf.len();
+            assert!(room > 0, "no room for a read");
+            let want = [usize::MAX, 1 + next(70_000) as usize, 1 + next(100) as usize][next(3) as usize];
+            let n = room.min(wire.len() - at).min(want);
+            buf.put_slice(&wire[at..at + n]);
+            at += n;
+            while let Some(m) = r.poll_message().unwrap() {
+                let WsMessage::Binary(b) = m else { panic!("not binary") };
+                // Held to the end: every buffer's bytes must stay intact.
+                got.push(b);
+            }
+        }
+        assert!(r.is_between_messages());
+        let got: Vec<&[u8]> = got.iter().map(|b| &b[..]).collect();
+        assert_eq!(got, refs, "round {round}");
+    }
+}
+
 /// Writes `n` bytes of what `w` queued, as a socket that takes only part of a write
 /// would, appending them to `out`.
 fn write_some(w: &mut WsEncoder, n: usize, out: &mut Vec<u8>) {
