@@ -668,3 +668,43 @@ fn frames_queued_between_partial_writes_go_out_in_order() {
     assert_eq!(r.poll_message().unwrap(), Some(WsMessage::Binary(Bytes::from_static(b"last"))));
     assert_eq!(r.poll_message().unwrap(), None);
 }
+
+/// A wire of frames (one- and two-byte lengths, batches larger than the room left),
+/// read through the read buffer with a read ending at every byte position (the reads
+/// otherwise as large as the room lets them), decodes to the same messages as when
+/// pushed whole. Frames over 64 KiB: the test above.
+#[test]
+fn frames_split_at_every_byte_position_come_whole_through_the_read_buffer() {
+    let sizes = [3, 125, 126, 200, 0, 1_500, 4_000, 5_000, 7_000, 1_000];
+    let messages: Vec<Vec<u8>> =
+        sizes.iter().enumerate().map(|(i, &n)| (0..n).map(|b| (b * 5 + i) as u8).collect()).collect();
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let wire = frames(Role::Client, &refs);
+    let mut reference = WsDecoder::new(Role::Server, 100_000);
+    reference.push(&wire);
+    let mut want = Vec::new();
+    while let Some(m) = reference.poll_message().unwrap() {
+        want.push(m);
+    }
+    assert_eq!(want.len(), sizes.len());
+    for split in 1..wire.len() {
+        let mut r = WsDecoder::new(Role::Server, 100_000);
+        let mut got = Vec::new();
+        let mut at = 0;
+        while at < wire.len() {
+            let buf = r.read_buffer();
+            let room = buf.capacity() - buf.len();
+            let mut n = room.min(wire.len() - at);
+            if at < split {
+                n = n.min(split - at);
+            }
+            buf.put_slice(&wire[at..at + n]);
+            at += n;
+            while let Some(m) = r.poll_message().unwrap() {
+                got.push(m);
+            }
+        }
+        assert!(r.is_between_messages());
+        assert!(got == want, "split at {split}");
+    }
+}
