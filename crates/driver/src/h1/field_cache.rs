@@ -1,5 +1,6 @@
 //! What one connection's message heads leave for the next: the fields of the last
-//! head, by position, and the parser's scratch list.
+//! head, by position, the parser's scratch list, and the origin leg's last response head
+//! whole (`repeat_head`).
 //!
 //! An origin answers every request with the same fields in the same order, most with
 //! the same values (a framework's `content-length`, `date`, `content-type`; nginx's
@@ -26,6 +27,7 @@ use http::{HeaderName, HeaderValue};
 use localtunnels_core::Header;
 
 use super::head::HeadError;
+use super::repeat_head::RepeatHead;
 
 /// Positions remembered: the fields past these are built each time (a bound on the
 /// memory an idle connection keeps).
@@ -68,6 +70,8 @@ pub struct FieldCache {
     value_bytes: usize,
     /// The last request head's fields whole, when they fit [`REGION_BYTES`].
     region: Option<Region>,
+    /// The last response head the origin leg's walk took whole (`origin_head`).
+    pub(crate) repeat: RepeatHead,
     /// What the last request head read with the cache did with the region.
     last: LastHead,
 }

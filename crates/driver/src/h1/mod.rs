@@ -22,6 +22,7 @@ pub mod head;
 mod head_walk;
 pub mod origin;
 pub mod origin_head;
+mod repeat_head;
 mod target;
 
 pub use chunked::{ChunkError, ChunkLimits, ChunkedDecoder, Decoded};
