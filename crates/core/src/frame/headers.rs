@@ -380,12 +380,18 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The names of the server's forwarding fields as text (the constants below are made of
+/// them; `OpenFields::push_forwarding` tallies their lengths).
+pub(crate) const FORWARDED_FOR: &str = "x-forwarded-for";
+pub(crate) const FORWARDED_PROTO: &str = "x-forwarded-proto";
+pub(crate) const FORWARDED_HOST: &str = "x-forwarded-host";
+
 /// `X-Forwarded-For`: the server adds it to every request (the visitor's address).
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static(FORWARDED_FOR);
 /// `X-Forwarded-Proto`: the server adds it to every request (`http` or `https`).
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(FORWARDED_PROTO);
 /// `X-Forwarded-Host`: the server adds it to every request (the public host).
-pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(FORWARDED_HOST);
 
 /// Names every request carries, decoded to these shared constants instead of being
 /// parsed and allocated each time (`HeaderName` allocates any name outside its

@@ -13,7 +13,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::codec::bytes16_len;
-use super::headers::{lengths_invalid, valid_method, FieldCoding};
+use super::headers::{lengths_invalid, valid_method, FieldCoding, FORWARDED_FOR, FORWARDED_HOST, FORWARDED_PROTO};
 use super::table;
 use super::types::{HeaderName, HeaderValue, StreamKind};
 use crate::bytes_reader::WriteExt;
@@ -266,11 +266,6 @@ impl super::Frame {
         buf.freeze()
     }
 }
-
-/// The names of the server's forwarding fields as text (`push_forwarding`'s tallies).
-const FORWARDED_FOR: &str = "x-forwarded-for";
-const FORWARDED_PROTO: &str = "x-forwarded-proto";
-const FORWARDED_HOST: &str = "x-forwarded-host";
 
 /// The first bytes of a field written as its name's index `index` and a value of `len`
 /// bytes (at most a `u16` count), the value to follow: two zero bytes (the empty name
