@@ -19,7 +19,11 @@ async fn tagged_origin(tag: &'static str) -> u16 {
 }
 
 async fn server_with_tokens() -> (ServerHandle, std::path::PathBuf) {
-    let file = std::env::temp_dir().join(format!("lt-hostnames-{}.tokens", std::process::id()));
+    // A file of its own per server: the tests run at once, and one removing its file (or the
+    // server watching it) must not take another's tokens away.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = std::env::temp_dir().join(format!("lt-hostnames-{}-{n}.tokens", std::process::id()));
     std::fs::write(
         &file,
         "# token, names, hostnames\nalpha app.example.com *.customer.example\nbeta demo\ngamma app.example.com\n",
