@@ -410,22 +410,24 @@ where
                     // the record), before any wait for the rest of the write, so a
                     // message is recorded even if the bridge ends during that wait. A
                     // small message (the usual) is copied into the frame from here and
-                    // kept for the tap; a large one goes out as its own slice, so the
-                    // tap takes a second handle on its bytes.
-                    let written = match tap {
-                        Some(tap) if data.len() < ws_codec::COPY_BELOW => {
-                            let written =
-                                write_now(socket, |w| w.fragment_copied(place.first, place.binary, fin, &data));
+                    // kept for the tap, and its bytes let go of after the write and the
+                    // release, not before the write (the server has no tap: ~0.03k of
+                    // its echo's critical path; docs/BENCHMARKS.md, twenty-fifth round,
+                    // echo); a large one goes out as its own slice, so the tap takes a
+                    // second handle on its bytes.
+                    let written = if data.len() < ws_codec::COPY_BELOW {
+                        let written = write_now(socket, |w| w.fragment_copied(place.first, place.binary, fin, &data));
+                        if let Some(tap) = tap {
                             tap.message(false, place.binary, place.first, &data);
-                            written
                         }
-                        Some(tap) => {
-                            let kept = data.clone();
-                            let written = write_now(socket, |w| w.fragment(place.first, place.binary, fin, data));
-                            tap.message(false, place.binary, place.first, &kept);
-                            written
-                        }
-                        None => write_now(socket, |w| w.fragment(place.first, place.binary, fin, data)),
+                        written
+                    } else if let Some(tap) = tap {
+                        let kept = data.clone();
+                        let written = write_now(socket, |w| w.fragment(place.first, place.binary, fin, data));
+                        tap.message(false, place.binary, place.first, &kept);
+                        written
+                    } else {
+                        write_now(socket, |w| w.fragment(place.first, place.binary, fin, data))
                     };
                     if written {
                         waiting = ahead;

@@ -83,7 +83,8 @@ pub enum WsError {
 /// turns the loops into vector instructions). Blocks of 128 bytes come first: their
 /// fixed-length loop unrolls into eight 16-byte loads, XORs and stores per pass, where
 /// a loop over the whole slice took 32 bytes a pass (9 instructions per 32 bytes: ~0.35k
-/// to unmask a 1 KiB response's message; docs/BENCHMARKS.md, thirteenth round).
+/// to unmask a 1 KiB response's message; docs/BENCHMARKS.md, thirteenth round). What is
+/// left goes in fixed pieces (see [`mask_tail`]).
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
     // The key twice in one word; both halves equal, so byte order does not matter. A
     // multiply takes ~3 instructions where building it from the eight bytes took ~25.
@@ -92,11 +93,45 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
     for block in &mut blocks {
         mask_words(block, wide);
     }
-    // Blocks and words are multiples of 4 bytes: the key lines up again at the tail's
-    // index 0.
-    for (i, byte) in mask_words(blocks.into_remainder(), wide).iter_mut().enumerate() {
+    mask_tail(blocks.into_remainder(), wide, key);
+}
+
+/// Masks the last 0-127 bytes: pieces of 64, 32, 16 and 8 bytes, each at most once and
+/// each a fixed length the compiler unrolls, then 4, then up to 3 single bytes. Every
+/// piece is a multiple of 4 bytes, so the key lines up again at the next one's start.
+/// Our own for the small messages a WebSocket echo sends (a tunnel frame of 38 bytes,
+/// its 32-byte payload): a loop over the words then the bytes took ~70 instructions for
+/// 38 bytes (docs/BENCHMARKS.md, twenty-fifth round, echo).
+#[inline(always)]
+fn mask_tail(buf: &mut [u8], wide: u64, key: [u8; 4]) {
+    let buf = mask_piece::<64>(buf, wide);
+    let buf = mask_piece::<32>(buf, wide);
+    let buf = mask_piece::<16>(buf, wide);
+    let buf = mask_piece::<8>(buf, wide);
+    let buf = if buf.len() >= 4 {
+        let (word, rest) = buf.split_at_mut(4);
+        let mut four = [0; 4];
+        four.copy_from_slice(word);
+        word.copy_from_slice(&(u32::from_ne_bytes(four) ^ u32::from_ne_bytes(key)).to_ne_bytes());
+        rest
+    } else {
+        buf
+    };
+    for (i, byte) in buf.iter_mut().enumerate() {
         *byte ^= key[i & 3];
     }
+}
+
+/// Masks the first `N` bytes of `buf` (`N` a multiple of 8), if it has that many; returns
+/// the bytes after them (or all of `buf`).
+#[inline(always)]
+fn mask_piece<const N: usize>(buf: &mut [u8], wide: u64) -> &mut [u8] {
+    if buf.len() < N {
+        return buf;
+    }
+    let (piece, rest) = buf.split_at_mut(N);
+    mask_words(piece, wide);
+    rest
 }
 
 /// XORs every whole 8-byte word of `buf` with `wide` (the key twice); returns the

@@ -31,14 +31,24 @@ fn frames(role: Role, messages: &[&[u8]]) -> Vec<u8> {
 
 #[test]
 fn mask_matches_the_bytewise_definition() {
-    let key = [0x6d, 0xb6, 0xb2, 0x80];
-    // Lengths around the 8-byte words and the 128-byte blocks, a few blocks long.
-    for len in 0..600 {
-        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
-        let mut fast = data.clone();
-        apply_mask(&mut fast, key);
-        let slow: Vec<u8> = data.iter().enumerate().map(|(i, b)| b ^ key[i % 4]).collect();
-        assert_eq!(fast, slow, "length {len}");
+    // Every length around the 8-byte words, the tail's pieces (64, 32, 16, 8, 4 and
+    // single bytes) and the 128-byte blocks, a few blocks long; keys with every byte
+    // different, a key of zeroes and one of ones; each slice starting at 0-7 bytes into
+    // its buffer (the pieces' loads unaligned), the bytes around it left alone.
+    let keys = [[0x6d, 0xb6, 0xb2, 0x80], [0, 0, 0, 0], [0xff; 4], [1, 2, 3, 4]];
+    for key in keys {
+        for len in 0..600 {
+            for at in 0..8 {
+                let data: Vec<u8> = (0..len + at + 3).map(|i| (i * 7 % 251) as u8).collect();
+                let mut fast = data.clone();
+                apply_mask(&mut fast[at..at + len], key);
+                let mut slow = data.clone();
+                for (i, b) in slow[at..at + len].iter_mut().enumerate() {
+                    *b ^= key[i % 4];
+                }
+                assert_eq!(fast, slow, "length {len} at {at}, key {key:?}");
+            }
+        }
     }
 }
 
@@ -706,5 +716,51 @@ fn frames_split_at_every_byte_position_come_whole_through_the_read_buffer() {
         }
         assert!(r.is_between_messages());
         assert!(got == want, "split at {split}");
+    }
+}
+
+/// A frame as RFC 6455 §5.2 lays it out, byte by byte: the reference the encoder's
+/// headers (one append for a short frame) are checked against.
+fn reference_frame(first: u8, payload: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
+    let mask_bit = if key.is_some() { 0x80 } else { 0 };
+    let mut out = vec![first];
+    match payload.len() {
+        n @ 0..=125 => out.push(mask_bit | n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if let Some(key) = key {
+        out.extend_from_slice(&key);
+    }
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key.map_or(0, |k| k[i % 4])));
+    out
+}
+
+#[test]
+fn frames_of_every_short_length_are_laid_out_as_the_rfc_says() {
+    // Each length up to past the short header's 125, and the longer headers' edges; as
+    // a copied fragment and as a handed-over one, first or continuation, last or not.
+    let lengths = (0..=140).chain([0xFFFF, 0x1_0000]);
+    for len in lengths {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 13 % 256) as u8).collect();
+        for role in [Role::Client, Role::Server] {
+            let k = (role == Role::Client).then(key);
+            for (first, fin) in [(true, true), (true, false), (false, true), (false, false)] {
+                let opcode = if first { OP_BINARY } else { OP_CONTINUATION };
+                let want = reference_frame(if fin { 0x80 } else { 0 } | opcode, &payload, k);
+                let mut w = encoder(role);
+                w.fragment_copied(first, true, fin, &payload);
+                assert_eq!(drain(&mut w), want, "copied, length {len}, {role:?}, first {first}, fin {fin}");
+                let mut w = encoder(role);
+                w.fragment(first, true, fin, Bytes::copy_from_slice(&payload));
+                assert_eq!(drain(&mut w), want, "handed over, length {len}, {role:?}, first {first}, fin {fin}");
+            }
+        }
     }
 }
