@@ -22,7 +22,7 @@ impl Kept {
         Kept { target: Target::of(raw.target()), accept: accept.map(Box::from) }
     }
 
-    /// Whether the error page is HTML ([`VisitorHead::of`](crate::http)'s `html`).
+    /// Whether the error page is HTML (as `VisitorHead::of` finds it for a decoded head).
     pub(crate) fn html(&self) -> bool {
         wants_html(self.accept.as_deref())
     }
