@@ -24,6 +24,7 @@ use crate::events::ClientEvent;
 use crate::exchange::ExchangeError;
 use crate::forward::{content_length, origin_method, origin_request, send};
 use crate::inspect::BodyRecorder;
+use crate::kept::{Kept, Target};
 use crate::raw_request::{OriginFields, RawOutgoing};
 
 /// Serves one HTTP stream.
@@ -260,7 +261,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, stream: StreamHandle, head: RequestHead
     if report {
         ctx.emit(ClientEvent::Response {
             method: method.into_owned(),
-            path,
+            path: owned(path),
             status,
             duration: started.elapsed(),
             bytes,
@@ -284,7 +285,7 @@ pub(crate) async fn serve_raw(ctx: Arc<Ctx>, stream: StreamHandle, raw: RawReque
     let id = stream.id();
     let (tx, rx) = stream.split();
     let method = raw.method.clone();
-    let mut path = String::new();
+    let mut path = Target::default();
     let parsed = match origin_method(&method) {
         Ok(m) => m,
         Err(message) => return tx.reset(ResetCode::Protocol, &message),
@@ -322,7 +323,7 @@ pub(crate) async fn serve_raw(ctx: Arc<Ctx>, stream: StreamHandle, raw: RawReque
                 if let Some(raw) = raw.take() {
                     let k = Kept::of(&raw);
                     let fields = OriginFields::new(&ctx, &raw);
-                    record = inspector.map(|i| (i, i.begin_fields(&method, &k.target, &fields)));
+                    record = inspector.map(|i| (i, i.begin_fields(&method, raw.target_str(), &fields)));
                     kept = Some(k);
                 }
             }
@@ -381,7 +382,13 @@ pub(crate) async fn serve_raw(ctx: Arc<Ctx>, stream: StreamHandle, raw: RawReque
             // failed ones included.
             if report {
                 let duration = started.elapsed();
-                ctx.emit(ClientEvent::Response { method: method.into_owned(), path, status: 502, duration, bytes });
+                ctx.emit(ClientEvent::Response {
+                    method: method.into_owned(),
+                    path: path.into(),
+                    status: 502,
+                    duration,
+                    bytes,
+                });
             }
             return;
         }
@@ -528,12 +535,19 @@ pub(crate) async fn serve_raw(ctx: Arc<Ctx>, stream: StreamHandle, raw: RawReque
     if report {
         ctx.emit(ClientEvent::Response {
             method: method.into_owned(),
-            path,
+            path: owned(path),
             status,
             duration: started.elapsed(),
             bytes,
         });
     }
+}
+
+/// A target as its event gives it: `serve`'s `String` as it is, `serve_raw`'s kept
+/// [`Target`] as text (their answering halves are one text: see the test
+/// `the_two_paths_answer_alike`).
+fn owned(path: impl Into<String>) -> String {
+    path.into()
 }
 
 /// When the exchange started, if anyone reports its duration.
@@ -556,33 +570,6 @@ impl VisitorHead {
     fn of(method: &str, headers: &[localtunnels_core::Header]) -> Self {
         let accept = headers.iter().find(|(n, _)| n == http::header::ACCEPT).map(|(_, v)| v.as_bytes());
         VisitorHead { head_only: method.eq_ignore_ascii_case("HEAD"), html: wants_html(accept) }
-    }
-}
-
-/// What an exchange whose head came raw keeps of it once it is written (the raw head
-/// holds the tunnel reader's buffer, and goes): its target (as the decoded head's is,
-/// and the inspector's entry takes it from here: its UTF-8 checked once), and its
-/// `Accept` value's bytes for an error page (copied, not checked: `wants_html` reads
-/// them only if there is an error page, and takes non-UTF-8 as no HTML).
-struct Kept {
-    target: String,
-    accept: Option<Box<[u8]>>,
-}
-
-impl Kept {
-    fn of(raw: &RawRequestHead) -> Kept {
-        // Walked only for a block that has an `Accept` (the session's check counted it).
-        let accept = if raw.has_accept() { raw.fields().find(|(n, _)| *n == b"accept").map(|(_, v)| v) } else { None };
-        Kept { target: raw.target_str().to_owned(), accept: accept.map(Box::from) }
-    }
-
-    /// Whether the error page is HTML ([`VisitorHead::of`]'s `html`).
-    fn html(&self) -> bool {
-        wants_html(self.accept.as_deref())
-    }
-
-    fn into_target(self) -> String {
-        self.target
     }
 }
 

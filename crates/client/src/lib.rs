@@ -22,6 +22,7 @@ mod forward;
 mod http;
 mod inspect;
 mod joined;
+mod kept;
 mod origin;
 mod pinned;
 mod pool;

@@ -219,12 +219,14 @@ fn lower_token(c: u8) -> bool {
 /// (the "has a byte less than n" test of the bit-twiddling hacks, exact for n <= 128);
 /// a value with one that may be such a byte is looked at byte by byte, whole (a tab
 /// passes). The words overlap rather than leave a tail: a value of 4-7 bytes is one
-/// word made of its first and last four, 8-16 bytes its first and last eight, 17-32
-/// bytes four words (0, 8, and the last sixteen), a longer one every whole word and
-/// the last eight. Straight-line code up to 32 bytes (the request's values are mostly
-/// 4-24): the loop's set-up and exit and a word's verdict each cost more than a word
-/// (docs/BENCHMARKS.md, twenty-third round). Each word's flags are or-ed together
-/// and masked once.
+/// word made of its first and last four, 8-16 bytes its first and last eight, 17-24
+/// bytes three words (0, 8 and the last eight: one word fewer for a `Host` such as
+/// `name.example.com:8080`, ~10 instructions a value; docs/BENCHMARKS.md,
+/// twenty-fifth round, cli), 25-32 bytes four (0, 8, and the last sixteen), a longer
+/// one every whole word and the last eight. Straight-line code up to 32 bytes (the
+/// request's values are mostly 4-24): the loop's set-up and exit and a word's
+/// verdict each cost more than a word (docs/BENCHMARKS.md, twenty-third round). Each
+/// word's flags are or-ed together and masked once.
 #[inline(always)]
 fn value_carried(value: &[u8]) -> bool {
     let byte_ok = |c: &u8| (*c >= b' ' && *c != 0x7f) || *c == b'\t';
@@ -241,7 +243,8 @@ fn value_carried(value: &[u8]) -> bool {
             word_flags(half(0) | half(len - 4) << 32)
         }
         8..=16 => word_flags(word(0)) | word_flags(word(len - 8)),
-        17..=32 => word_flags(word(0)) | word_flags(word(8)) | word_flags(word(len - 16)) | word_flags(word(len - 8)),
+        17..=24 => word_flags(word(0)) | word_flags(word(8)) | word_flags(word(len - 8)),
+        25..=32 => word_flags(word(0)) | word_flags(word(8)) | word_flags(word(len - 16)) | word_flags(word(len - 8)),
         _ => {
             let mut flags = word_flags(word(len - 8));
             let mut at = 0;
