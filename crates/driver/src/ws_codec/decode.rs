@@ -224,11 +224,17 @@ impl WsDecoder {
 
     /// The general path of [`poll_message`](Self::poll_message).
     pub(super) fn decode_message(&mut self) -> Result<Option<WsMessage>, WsError> {
-        if self.rest.is_some() {
-            return Ok(self.take_rest());
-        }
         loop {
-            let Some(h) = parse_header(&self.buf)? else { return Ok(None) };
+            // A `BATCH`'s rest ([`Rest`]) starts with the type byte 0x30, whose bits are
+            // a frame header's reserved ones: it is looked for only when the header is
+            // refused, at no cost to a frame's decoding (its own check at the top was
+            // +9 instructions a 1 KiB request at one connection).
+            let h = match parse_header(&self.buf) {
+                Ok(Some(h)) => h,
+                Ok(None) => return Ok(None),
+                Err(_) if self.rest.is_some() => return Ok(self.take_rest()),
+                Err(e) => return Err(e),
+            };
             match (self.role, h.mask) {
                 (Role::Server, None) => return Err(WsError::Protocol("unmasked frame from a client")),
                 (Role::Client, Some(_)) => return Err(WsError::Protocol("masked frame from a server")),
@@ -294,6 +300,11 @@ impl WsDecoder {
     /// is), and a new buffer gets a `BATCH` header and what was read of the rest (the
     /// one frame cut). Anything else is left to the whole way (`None`). The new buffer
     /// is made for the rest, no larger than the one the whole way makes for the frame.
+    ///
+    /// Out of line, as [`Self::take_rest`] is: inlined, they made `decode_message`'s
+    /// every call dearer (+13 instructions a 1 KiB request at one connection, where no
+    /// batch is ever cut).
+    #[inline(never)]
     fn split_batch(&mut self, h: &Header, total: usize) -> Option<WsMessage> {
         if !h.fin || h.opcode != OP_BINARY || self.partial.is_some() || h.payload_len > self.split_up_to as u64 {
             return None;
@@ -351,6 +362,7 @@ impl WsDecoder {
     }
 
     /// The `BATCH` that [`Self::split_batch`] left, once all of it is read.
+    #[inline(never)]
     fn take_rest(&mut self) -> Option<WsMessage> {
         let end = self.rest.as_ref()?.end;
         if self.buf.len() < end {
