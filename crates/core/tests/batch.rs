@@ -383,3 +383,64 @@ fn a_close_empties_what_a_batch_held_back() {
     let rest = client_output(&mut pair);
     assert!(matches!(rest.as_slice(), [Frame::Close { code: CloseCode::Normal, .. }]), "{rest:?}");
 }
+
+/// The frames a `BATCH` message carries, still encoded.
+fn entries_of(batch: &Bytes) -> Vec<Bytes> {
+    assert_eq!(batch[..5], [0x30, 0, 0, 0, 0]);
+    let (mut at, mut out) = (5, Vec::new());
+    while at < batch.len() {
+        let len = u32::from_be_bytes(batch[at..at + 4].try_into().unwrap()) as usize;
+        out.push(batch.slice(at + 4..at + 4 + len));
+        at += 4 + len;
+    }
+    out
+}
+
+/// A `BATCH` handed over in two `BATCH`es cut at any of its frames' ends (as the
+/// driver's decoder hands over one cut by its read buffer's end) is handled as the
+/// whole one: the same events, the same frames sent back, the same errors and close;
+/// also when one of its frames is bad (the frames before it handled, the session
+/// closed with the same error) or is a CLOSE.
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_batch_handed_over_in_two_at_any_frames_end_is_handled_as_the_whole() {
+    // The server's side after the client's responses are made, and those as batches.
+    let setup = || {
+        let small = Config { max_frame: 8192, ..Config::DEFAULT };
+        let mut pair = Pair::connected_with(Config::DEFAULT, small);
+        let ids: Vec<_> = (0..12).map(|i| pair.server.get(&format!("/{i}"))).collect();
+        pair.drive();
+        for &id in &ids {
+            pair.client.respond_with(id, 200, util::pattern(700 + 100 * id as usize, id as u8));
+        }
+        let messages: Vec<Bytes> = std::iter::from_fn(|| pair.client.session.poll_transmit_batch()).collect();
+        (pair, messages)
+    };
+    let outcome = |pair: &mut Pair, messages: &[Bytes]| {
+        for m in messages {
+            if let Err(e) = pair.server.session.handle_message(pair.now, m.clone()) {
+                pair.server.errors.push(e);
+            }
+            pair.server.drain(pair.now);
+        }
+        let sent: Vec<Bytes> = std::iter::from_fn(|| pair.server.session.poll_transmit_batch()).collect();
+        format!("{:?} {:?} {:?} {:?}", pair.server.events, pair.server.errors, sent, pair.server.session.is_closed())
+    };
+    let (_, messages) = setup();
+    let first = entries_of(&messages[0]);
+    assert!(first.len() >= 6, "{} frames", first.len());
+    let mut bad = first.clone();
+    bad[3] = Bytes::from_static(&[0xEE, 0, 0, 0, 1, 0]);
+    let mut closing = first.clone();
+    closing[4] = Frame::Close { code: CloseCode::Normal, message: "bye".into() }.encode();
+    for frames in [first, bad, closing] {
+        let mut whole = messages.clone();
+        whole[0] = batch_of(&frames);
+        let want = outcome(&mut setup().0, &whole);
+        for cut in 1..frames.len() {
+            let mut split = vec![batch_of(&frames[..cut]), batch_of(&frames[cut..])];
+            split.extend_from_slice(&messages[1..]);
+            assert_eq!(outcome(&mut setup().0, &split), want, "cut after frame {cut}");
+        }
+    }
+}

@@ -606,7 +606,11 @@ impl Connection {
         let role = session.role();
         // One byte over the frame limit still reaches the core, which closes with
         // `FrameTooLarge`; bigger messages are refused from their header.
-        let max_message = usize::try_from(session.config().max_frame).unwrap_or(usize::MAX).saturating_add(1);
+        let max_frame = usize::try_from(session.config().max_frame).unwrap_or(usize::MAX);
+        let max_message = max_frame.saturating_add(1);
+        // A `BATCH` cut by the read buffer's end comes as two (`WsDecoder::split_batches`).
+        let mut decoder = WsDecoder::new(role, max_message);
+        decoder.split_batches(max_frame);
         let (reader, writer) = tokio::io::split(io);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -633,7 +637,7 @@ impl Connection {
             owner_wake: Notify::new(),
             closed: Notify::new(),
         });
-        tokio::spawn(crate::conn_reader::run(reader, WsDecoder::new(role, max_message), shared.clone()));
+        tokio::spawn(crate::conn_reader::run(reader, decoder, shared.clone()));
         tokio::spawn(crate::conn_writer::run(shared.clone()));
         shared.after_command(shared.lock());
         let events = ConnEvents { shared: shared.clone() };

@@ -3,6 +3,7 @@
 //! joins fragments.
 
 use bytes::{Buf, BytesMut};
+use localtunnels_core::{flags, kind, BATCH_ENTRY_OVERHEAD, BATCH_HEADER};
 
 use super::{
     apply_mask, Role, WsError, WsMessage, MAX_CONTROL_PAYLOAD, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG,
@@ -20,6 +21,12 @@ const MIN_ROOM: usize = 4 * 1024;
 /// a run of such frames is read one frame to a buffer, none of it copied
 /// (docs/BENCHMARKS.md, twenty-fourth round, flowbuf).
 const SIZED_FROM: usize = 64 * 1024;
+/// With [`WsDecoder::split_batches`] on, a `BATCH` cut by the buffer's end is split
+/// only when the frames read whole before the cut come to this many bytes: the copy
+/// it saves (~0.5 instructions a byte under callgrind) must outweigh the second
+/// message's cost in the reader and the session (~0.6k instructions; docs/BENCHMARKS.md,
+/// twenty-fifth round, straddle).
+const SPLIT_FROM: usize = 4 * 1024;
 
 /// A parsed frame header.
 struct Header {
@@ -47,12 +54,53 @@ pub struct WsDecoder {
     last: usize,
     /// A new buffer may be made as large as the last frame ([`Self::set_frame_sized`]).
     frame_sized: bool,
+    /// The largest `BATCH` message [`Self::split_batches`] cuts; 0 while off.
+    split_up_to: usize,
+    /// The rest of a `BATCH` cut by the buffer's end, which the buffer starts with.
+    rest: Option<Rest>,
+}
+
+/// What is left of a `BATCH` message whose whole frames before the read buffer's end
+/// went out as a `BATCH` of their own ([`WsDecoder::split_batches`]): the buffer
+/// starts with a `BATCH` header written here, then the message's payload from its
+/// first frame not all read, still masked as it came.
+#[derive(Debug)]
+struct Rest {
+    /// Bytes of the buffer the rest takes once all of it is read.
+    end: usize,
+    /// The mask key, turned to line up with the rest's first payload byte.
+    key: Option<[u8; 4]>,
+    /// Bytes, header included, of the whole WebSocket frame (for [`WsDecoder::last`]).
+    total: usize,
 }
 
 impl WsDecoder {
     /// A decoder for `role`'s end that refuses messages over `max_message` bytes.
     pub fn new(role: Role, max_message: usize) -> WsDecoder {
-        WsDecoder { role, max_message, buf: BytesMut::new(), partial: None, last: 0, frame_sized: false }
+        WsDecoder {
+            role,
+            max_message,
+            buf: BytesMut::new(),
+            partial: None,
+            last: 0,
+            frame_sized: false,
+            split_up_to: 0,
+            rest: None,
+        }
+    }
+
+    /// Lets the decoder hand a tunnel's `BATCH` message of at most `max_frame` bytes
+    /// (the session's own limit for one) over in two `BATCH` messages when the read
+    /// buffer's end cuts it: the frames read whole go at once, uncopied, and only the
+    /// frame cut (~1.2 KB for a 1 KiB response) is copied into the next buffer with
+    /// the rest, where the whole start of the message (~9 KB on average) was copied
+    /// before (a tunnel at 32 connections, whose socket holds more than a read;
+    /// docs/BENCHMARKS.md, twenty-fifth round, straddle). The session handles a batch's
+    /// frames in order as if each had come alone, so the two answer as the one did;
+    /// a larger message is left whole for the session to refuse. Only for the tunnel's
+    /// own connection: a bridged WebSocket's messages are the peer's own bytes.
+    pub fn split_batches(&mut self, max_frame: usize) {
+        self.split_up_to = max_frame;
     }
 
     /// Whether a buffer made from now on may be sized for the frames coming (off by
@@ -108,6 +156,9 @@ impl WsDecoder {
     /// only when the room left is small (about once per buffer), so the header is
     /// parsed again rather than kept.
     fn frame_fits(&self) -> bool {
+        if self.rest.is_some() {
+            return false;
+        }
         match parse_header(&self.buf) {
             Ok(Some(h)) => {
                 let total = (h.header_len as u64).saturating_add(h.payload_len);
@@ -124,6 +175,7 @@ impl WsDecoder {
 
     /// True when what was received ends between messages: the peer's end of stream
     /// here is a clean one, anywhere else it cut a frame or a fragmented message short.
+    /// (A `BATCH`'s rest, [`Rest`], keeps at least its header in the buffer.)
     pub fn is_between_messages(&self) -> bool {
         self.buf.is_empty() && self.partial.is_none()
     }
@@ -148,6 +200,7 @@ impl WsDecoder {
     /// masked as this end requires, within the size limit, outside a fragmented
     /// message. Anything else, or a frame not all here yet, is left to
     /// [`decode_message`](Self::decode_message), which gives the same answer for these.
+    /// A `BATCH`'s [`Rest`] starts the buffer with its type (0x30), never taken here.
     fn small_binary(&mut self) -> Option<WsMessage> {
         let [b0, b1, ..] = self.buf[..] else { return None };
         let masked = self.role == Role::Server;
@@ -172,7 +225,16 @@ impl WsDecoder {
     /// The general path of [`poll_message`](Self::poll_message).
     pub(super) fn decode_message(&mut self) -> Result<Option<WsMessage>, WsError> {
         loop {
-            let Some(h) = parse_header(&self.buf)? else { return Ok(None) };
+            // A `BATCH`'s rest ([`Rest`]) starts with the type byte 0x30, whose bits are
+            // a frame header's reserved ones: it is looked for only when the header is
+            // refused, at no cost to a frame's decoding (its own check at the top was
+            // +9 instructions a 1 KiB request at one connection).
+            let h = match parse_header(&self.buf) {
+                Ok(Some(h)) => h,
+                Ok(None) => return Ok(None),
+                Err(_) if self.rest.is_some() => return Ok(self.take_rest()),
+                Err(e) => return Err(e),
+            };
             match (self.role, h.mask) {
                 (Role::Server, None) => return Err(WsError::Protocol("unmasked frame from a client")),
                 (Role::Client, Some(_)) => return Err(WsError::Protocol("masked frame from a server")),
@@ -191,6 +253,11 @@ impl WsDecoder {
             // frame at most `max_message`.
             let total = h.header_len + h.payload_len as usize;
             if self.buf.len() < total {
+                if self.buf.capacity() < total && self.split_up_to > 0 {
+                    if let Some(first) = self.split_batch(&h, total) {
+                        return Ok(Some(first));
+                    }
+                }
                 // Room for the rest of this frame, so it arrives in as few reads as possible.
                 self.make_room(total);
                 return Ok(None);
@@ -224,6 +291,91 @@ impl WsDecoder {
         let mut fresh = BytesMut::with_capacity(total.max(READ_SIZE));
         fresh.extend_from_slice(&self.buf);
         self.buf = fresh;
+    }
+
+    /// [`Self::split_batches`]' cut, for the frame `h` of `total` bytes the buffer
+    /// holds the start of and has no room for: when it is a whole binary message of at
+    /// most the limit, a `BATCH`, and the buffer holds at least one of its frames whole,
+    /// those frames are returned as a `BATCH` (unmasked in place, as a whole message
+    /// is), and a new buffer gets a `BATCH` header and what was read of the rest (the
+    /// one frame cut). Anything else is left to the whole way (`None`). The new buffer
+    /// is made for the rest, no larger than the one the whole way makes for the frame.
+    ///
+    /// Out of line, as [`Self::take_rest`] is: inlined, they made `decode_message`'s
+    /// every call dearer (+13 instructions a 1 KiB request at one connection, where no
+    /// batch is ever cut).
+    #[inline(never)]
+    fn split_batch(&mut self, h: &Header, total: usize) -> Option<WsMessage> {
+        if !h.fin || h.opcode != OP_BINARY || self.partial.is_some() || h.payload_len > self.split_up_to as u64 {
+            return None;
+        }
+        let payload = self.buf.get(h.header_len..)?;
+        let key = h.mask.map_or(0, u32::from_be_bytes);
+        // Payload byte `i` is masked with the key's byte `i % 4`: four bytes from `i` on
+        // with the key's word turned left by as many bytes.
+        let word = |i: usize| {
+            let b = payload.get(i..i + 4)?;
+            Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) ^ key.rotate_left(8 * (i as u32 & 3)))
+        };
+        if word(0)? != u32::from(kind::BATCH) << 24 || payload.get(4)? ^ key.to_be_bytes()[0] != 0 {
+            return None;
+        }
+        // The frames' ends: each is its `len:u32` and that many bytes, its type first.
+        // The cut is not put right after a RESPONSE whose body follows (no `END` flag,
+        // the sixth byte): ending a message, such a head is handed to its stream's
+        // queue, without the body a whole response is written with (~0.5k instructions
+        // more; docs/BENCHMARKS.md, twenty-fifth round, straddle).
+        let (mut cut, mut at) = (BATCH_HEADER, BATCH_HEADER);
+        while let Some(len) = word(at) {
+            let end = match usize::try_from(len).ok().and_then(|len| (at + BATCH_ENTRY_OVERHEAD).checked_add(len)) {
+                Some(end) if end <= payload.len() => end,
+                _ => break,
+            };
+            let head_alone = word(at + 4).is_some_and(|w| w >> 24 == u32::from(kind::RESPONSE))
+                && word(at + 6).is_some_and(|w| w & u32::from(flags::END) == 0);
+            if !head_alone || len < 8 {
+                cut = end;
+            }
+            at = end;
+        }
+        if cut < SPLIT_FROM {
+            return None;
+        }
+        // Bounded by the size limit checked by the caller.
+        let rest = BATCH_HEADER + (h.payload_len as usize - cut);
+        let mut first = self.buf.split_to(h.header_len + cut);
+        first.advance(h.header_len);
+        if let Some(key) = h.mask {
+            apply_mask(&mut first, key);
+        }
+        let mut fresh = BytesMut::with_capacity(rest.max(READ_SIZE));
+        fresh.extend_from_slice(&[kind::BATCH, 0, 0, 0, 0]);
+        fresh.extend_from_slice(&self.buf);
+        self.buf = fresh;
+        // Payload byte `i` is masked with `key[i % 4]`: the rest's first is byte `cut`.
+        let key = h.mask.map(|mut key| {
+            key.rotate_left(cut & 3);
+            key
+        });
+        self.rest = Some(Rest { end: rest, key, total });
+        Some(WsMessage::Binary(first.freeze()))
+    }
+
+    /// The `BATCH` that [`Self::split_batch`] left, once all of it is read.
+    #[inline(never)]
+    fn take_rest(&mut self) -> Option<WsMessage> {
+        let end = self.rest.as_ref()?.end;
+        if self.buf.len() < end {
+            self.make_room(end);
+            return None;
+        }
+        let rest = self.rest.take()?;
+        self.last = rest.total;
+        let mut message = self.buf.split_to(end);
+        if let Some(key) = rest.key {
+            apply_mask(&mut message[BATCH_HEADER..], key);
+        }
+        Some(WsMessage::Binary(message.freeze()))
     }
 
     /// Joins fragments; returns a message once it is whole.

@@ -22,6 +22,8 @@ mod decode;
 mod encode;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_split;
 
 pub use decode::WsDecoder;
 pub(crate) use encode::COPY_BELOW;
