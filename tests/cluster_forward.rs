@@ -76,6 +76,10 @@ async fn a_client_on_node_a_serves_a_visitor_who_came_in_through_node_c() {
                     (0..BIG / CHUNK).map(|_| Ok::<_, common::BoxError>(Frame::data(Bytes::from_static(&CHUNK_BYTES))));
                 Response::new(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(chunks))))
             }
+            "/te" => {
+                let te = req.headers().get_all("te").iter().map(|v| v.to_str().unwrap_or("?")).collect::<Vec<_>>();
+                Response::new(full(te.join("|")))
+            }
             "/upload" => {
                 let n = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
                 Response::new(full(n.to_string()))
@@ -94,6 +98,14 @@ async fn a_client_on_node_a_serves_a_visitor_who_came_in_through_node_c() {
     assert_eq!(get([127, 0, 0, 9], &c, host, "/", Some(auth)).await, (200, Bytes::from("hello from A's client")));
     // The origin sees the visitor's address, not node C's.
     assert_eq!(get([127, 0, 0, 9], &c, host, "/xff", Some(auth)).await, (200, Bytes::from("127.0.0.9")));
+    // A `TE` that lists `trailers` reaches the origin as `te: trailers` across the
+    // nodes' HTTP/2 leg (which takes no other `TE`); any other `TE` does not.
+    for (te, seen) in [("trailers, deflate;q=0.5", "trailers"), ("gzip", ""), ("trailers", "trailers")] {
+        let req = Request::get("/te").header(hyper::header::AUTHORIZATION, auth).header("te", te);
+        let res = send([127, 0, 0, 9], &c, host, req.body(full(Bytes::new())).unwrap()).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), Bytes::from(seen), "TE: {te}");
+    }
     // Basic auth and the allow list are applied with the visitor's address.
     assert_eq!(get([127, 0, 0, 9], &c, host, "/", None).await.0, 401);
     assert_eq!(get([127, 0, 0, 8], &c, host, "/", Some(auth)).await.0, 403);

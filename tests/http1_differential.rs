@@ -181,6 +181,14 @@ fn requests() -> Vec<Case> {
             get,
             200,
         ),
+        // `TE`: only `te: trailers` goes on, when the visitor's `TE` lists `trailers`.
+        case("te-gzip", "GET /echo HTTP/1.1\r\nHost: {H}\r\nTE: gzip\r\nX-A: 1\r\n\r\n", get, 200),
+        case(
+            "te-list",
+            "GET /echo HTTP/1.1\r\nTE: deflate;q=0.5\r\nHost: {H}\r\nte: gzip, TRAILERS\r\nX-A: 1\r\n\r\n",
+            get,
+            200,
+        ),
         case(
             "fields-forwarding",
             "GET /echo HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4\r\nHost: {H}\r\nForwarded: for=1.2.3.4\r\n\

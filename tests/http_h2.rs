@@ -1,12 +1,15 @@
 //! HTTP/2 visitors (h2c with prior knowledge): the server's port speaks both HTTP/1.1
 //! and HTTP/2. Requests for two tunnels share one HTTP/2 connection, each routed by
-//! its own `:authority`, many at once.
+//! its own `:authority`, many at once; `te: trailers` from an HTTP/2 visitor reaches
+//! the origin, and its trailers come back.
 
 mod common;
 
 use bytes::Bytes;
 use common::*;
 use http_body_util::BodyExt;
+use http_body_util::StreamBody;
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::net::TcpStream;
@@ -67,4 +70,44 @@ async fn h2c_prior_knowledge_visitors_are_served() {
     let res = sender.send_request(req).await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "application/json");
+}
+
+/// An HTTP/2 visitor's `te: trailers` (what gRPC clients send) reaches the origin as
+/// `te: trailers`, and the origin's chunked trailers reach the visitor; a request
+/// without it reaches the origin without `TE`.
+#[tokio::test]
+async fn h2c_te_trailers_reaches_the_origin_and_trailers_come_back() {
+    let server = server().await;
+    let port = origin(|req: Request<Incoming>| async move {
+        let te = req.headers().get("te").map_or("none".to_string(), |v| v.to_str().unwrap().to_string());
+        let mut trailers = hyper::HeaderMap::new();
+        trailers.insert("grpc-status", "0".parse().unwrap());
+        let frames =
+            vec![Ok::<_, BoxError>(Frame::data(Bytes::from(format!("te={te}")))), Ok(Frame::trailers(trailers))];
+        let mut res = Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed());
+        res.headers_mut().insert("trailer", "grpc-status".parse().unwrap());
+        res
+    })
+    .await;
+    let tunnel = client(&server, port, None).await;
+    let tcp = TcpStream::connect(("127.0.0.1", server.addr().port())).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    for (te, seen) in [(Some("trailers"), "te=trailers"), (None, "te=none")] {
+        let mut req = Request::get(format!("{}/g", tunnel.url()));
+        if let Some(te) = te {
+            req = req.header("te", te);
+        }
+        let res = sender.send_request(req.body(full("")).unwrap()).await.expect("h2 response");
+        assert_eq!(res.status(), 200);
+        let collected = res.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned();
+        assert_eq!(&collected.to_bytes()[..], seen.as_bytes());
+        if te.is_some() {
+            assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
+        }
+    }
 }

@@ -239,8 +239,8 @@ async fn hop_by_hop_headers_are_dropped_both_ways() {
     for gone in ["x-private", "keep-alive", "proxy-connection", "proxy-authorization"] {
         assert!(seen.get(gone).is_empty(), "origin saw {gone}: {:?}", seen.headers);
     }
-    // The client's own leg to the origin asks for trailers and nothing else.
-    assert_eq!(seen.get("te"), ["trailers"]);
+    // `TE: gzip` is the visitor's leg's alone: the origin gets no `TE`.
+    assert!(seen.get("te").is_empty(), "origin saw te: {:?}", seen.headers);
     assert!(seen.get("connection").iter().all(|v| !v.contains("x-private")));
     assert_eq!(seen.get("x-kept"), ["yes"]);
 
@@ -249,6 +249,30 @@ async fn hop_by_hop_headers_are_dropped_both_ways() {
     }
     assert!(res.headers().get_all("connection").iter().all(|v| v != "x-resp-private"));
     assert_eq!(res.headers()["x-resp-kept"], "yes");
+}
+
+/// `TE` reaches the origin only as `te: trailers`, and only when the visitor's `TE`
+/// lists `trailers` (RFC 9110 §10.1.4: a comma list, codings with `;q=` weights).
+#[tokio::test]
+async fn te_reaches_the_origin_only_as_trailers_when_the_visitor_asked() {
+    let s = setup(|req: Request<Incoming>| async move { echo(req).await }).await;
+    let cases: &[(&[&str], &[&str])] = &[
+        (&[], &[]),
+        (&["trailers"], &["trailers"]),
+        (&["gzip"], &[]),
+        (&["trailers, deflate;q=0.5"], &["trailers"]),
+        (&["deflate;q=0.5", "Trailers"], &["trailers"]),
+        (&["trailers;q=0.5"], &[]),
+    ];
+    for (sent, want) in cases {
+        let mut req = Request::get("/te");
+        for v in *sent {
+            req = req.header("te", *v);
+        }
+        let (res, body) = send(&s, req.body(full("")).unwrap()).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(parse_seen(&body).get("te"), *want, "sent {sent:?}");
+    }
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use localtunnels_core::{FieldCoding, Header, HeaderBlock, StreamKind};
+use localtunnels_core::{is_te_trailers, FieldCoding, Header, HeaderBlock, StreamKind};
 use localtunnels_driver::h1::framing::decimal;
 use localtunnels_driver::h1::OriginHead;
 use localtunnels_driver::http::{header_map, response_head, retain_end_to_end};
@@ -22,8 +22,9 @@ use crate::origin::{BoxError, OriginBody};
 
 /// Turns a request head from the tunnel into the one the origin gets, in place: the
 /// `Host` the owner chose (`--host-header`), or the origin's authority for a request
-/// without one; `TE: trailers` (this leg forwards trailers; the visitor's own `TE`
-/// stayed on the visitor's leg, where the server honours it). Returns the method.
+/// without one; `te: trailers` last if the head carries it (the server sends it when
+/// the visitor's `TE` lists `trailers`; this leg forwards trailers), and no other `te`
+/// (hop-by-hop: a peer does not choose them for the origin's leg). Returns the method.
 /// A head with more than one `Host` is refused (the server refuses such visitors with
 /// 400; one that arrives anyway never reaches the origin, whatever the policy).
 pub(crate) fn origin_request(ctx: &Ctx, method: &str, headers: &mut Vec<Header>) -> Result<Method, String> {
@@ -42,8 +43,15 @@ pub(crate) fn origin_request(ctx: &Ctx, method: &str, headers: &mut Vec<Header>)
             headers.insert(0, (header::HOST, host.clone()));
         }
     }
-    headers.retain(|(n, _)| n != header::TE);
-    headers.push((header::TE, HeaderValue::from_static("trailers")));
+    let mut trailers = false;
+    headers.retain(|(n, v)| {
+        let te = n == header::TE;
+        trailers |= te && is_te_trailers(v.as_bytes());
+        !te
+    });
+    if trailers {
+        headers.push((header::TE, HeaderValue::from_static("trailers")));
+    }
     Ok(method)
 }
 

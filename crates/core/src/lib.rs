@@ -34,8 +34,8 @@ pub use config::{Config, Limits, PeerStreams, MAX_REFUSED_STREAMS};
 pub use error::{DecodeError, OpenError, ProtocolError, StreamError};
 pub use event::Event;
 pub use frame::{
-    flags, header_block_len, kind, BlockError, CloseCode, DecodeLimits, FieldCoding, Fields, Frame, Header,
-    HeaderBlock, HeaderName, HeaderValue, OpenFields, RawRequestHead, ReceivedBlock, RequestHead, ResetCode,
+    flags, header_block_len, is_te_trailers, kind, BlockError, CloseCode, DecodeLimits, FieldCoding, Fields, Frame,
+    Header, HeaderBlock, HeaderName, HeaderValue, OpenFields, RawRequestHead, ReceivedBlock, RequestHead, ResetCode,
     ResponseBlockFrame, ResponseHead, SentBlock, StreamId, StreamKind, XForwarded, BATCH_ENTRY_OVERHEAD, BATCH_HEADER,
     DATA_OVERHEAD, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
 };

@@ -162,13 +162,47 @@ fn is_fixed_hop_by_hop(name: &http::HeaderName) -> bool {
     NAMES.iter().any(|h| h == name)
 }
 
-/// A request head for the tunnel from a visitor's request.
+/// Whether a request's `TE` values list `trailers` (RFC 9110 §10.1.4: `TE` is a comma
+/// list of the keyword `trailers` and of transfer codings, each coding with optional
+/// parameters such as `;q=0.5`; the keyword takes none), case-insensitively. `TE` is
+/// hop-by-hop, but this one member says the client can take trailers, so a proxy that
+/// forwards trailers passes it on to the next hop, as Go's `httputil.ReverseProxy`
+/// does: the tunnel head carries one `te: trailers` ([`te_trailers`]) for such a
+/// request and no `TE` for any other.
+pub fn asks_for_trailers<'a>(mut values: impl Iterator<Item = &'a HeaderValue>) -> bool {
+    values.any(|v| crate::h1::framing::has_token(v, "trailers"))
+}
+
+/// The one `TE` field a request head carries across the tunnel (see [`asks_for_trailers`];
+/// the client forwards it to the origin: `localtunnels_core::is_te_trailers`).
+pub fn te_trailers() -> Header {
+    (http::header::TE, HeaderValue::from_static("trailers"))
+}
+
+/// The `TE` values of a header list.
+fn te_values(headers: &[Header]) -> impl Iterator<Item = &HeaderValue> {
+    headers.iter().filter(|(n, _)| n == http::header::TE).map(|(_, v)| v)
+}
+
+/// A request head for the tunnel from a visitor's request: its end-to-end headers,
+/// then `te: trailers` if its `TE` asks for trailers ([`asks_for_trailers`]).
 pub fn request_head(method: &Method, uri: &http::Uri, headers: &HeaderMap, kind: StreamKind) -> RequestHead {
-    RequestHead {
-        kind,
-        method: RequestHead::method_of(method),
-        target: target_of(uri),
-        headers: end_to_end_headers(headers, kind),
+    let mut list = end_to_end_headers(headers, kind);
+    if kind == StreamKind::Http && asks_for_trailers(headers.get_all(http::header::TE).iter()) {
+        list.push(te_trailers());
+    }
+    RequestHead { kind, method: RequestHead::method_of(method), target: target_of(uri), headers: list }
+}
+
+/// [`retain_end_to_end`] for a request's list: the hop-by-hop fields dropped, then
+/// `te: trailers` last if its `TE` asks for trailers ([`asks_for_trailers`]; an HTTP
+/// stream's only: a WebSocket has no trailers). `may_have_te`: the list may hold a
+/// `TE` field (false skips the walk for one).
+pub fn retain_request_end_to_end(headers: &mut Vec<Header>, kind: StreamKind, may_have_te: bool) {
+    let trailers = may_have_te && kind == StreamKind::Http && asks_for_trailers(te_values(headers));
+    retain_end_to_end(headers, kind);
+    if trailers {
+        headers.push(te_trailers());
     }
 }
 
@@ -182,7 +216,7 @@ pub fn request_head_from_list(
     kind: StreamKind,
 ) -> RequestHead {
     group_by_name(&mut headers);
-    retain_end_to_end(&mut headers, kind);
+    retain_request_end_to_end(&mut headers, kind, true);
     RequestHead { kind, method: RequestHead::method_of(method), target: target_of(uri), headers }
 }
 

@@ -10,7 +10,8 @@ use web_sys::{Headers, Request, RequestInit, RequestRedirect, Response, Response
 use crate::js;
 
 /// Request headers that describe one hop, not the request; `fetch` sets its own (and
-/// Node's refuses some of them outright).
+/// Node's refuses some of them outright). `te` too when it is `te: trailers`: `fetch`
+/// reads no trailers, so this leg cannot pass any on.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "content-length",

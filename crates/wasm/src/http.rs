@@ -411,9 +411,13 @@ fn build_request(
         .map_err(|e| (400, format!("the request cannot be represented as a Request: {}", js::error_message(&e))))?;
     // Straight into the request's own headers: a separate `Headers` in the init would
     // be built, then copied. The request's guard drops forbidden names as the copy did.
+    // A `te` goes on only as `te: trailers` (the server sends it when the visitor asked
+    // for trailers; any other is a peer choosing a hop-by-hop field: dropped).
     let target = request.headers();
     for (name, value) in headers {
-        js::append_header(&target, name.as_str(), value);
+        if name != http::header::TE || localtunnels_core::is_te_trailers(value.as_bytes()) {
+            js::append_header(&target, name.as_str(), value);
+        }
     }
     Ok(request)
 }

@@ -393,6 +393,14 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(FORWARDED_PROT
 /// `X-Forwarded-Host`: the server adds it to every request (the public host).
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(FORWARDED_HOST);
 
+/// Whether a request head's `te` field is the one a server sends on to the origin,
+/// `te: trailers` (the visitor's `TE` listed `trailers`: docs/PROTOCOL.md, "Request
+/// heads"). The client forwards such a field and drops any other `te`: a peer does not
+/// choose the hop-by-hop fields of the origin's leg.
+pub fn is_te_trailers(value: &[u8]) -> bool {
+    value.eq_ignore_ascii_case(b"trailers")
+}
+
 /// Names every request carries, decoded to these shared constants instead of being
 /// parsed and allocated each time (`HeaderName` allocates any name outside its
 /// standard set).

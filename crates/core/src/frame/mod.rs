@@ -31,7 +31,9 @@ pub use block::{BlockError, Fields, HeaderBlock, ReceivedBlock, SentBlock};
 pub use codec::ResponseBlockFrame;
 pub(crate) use codec::{batch_body, open_len, put_batch_entry, response_len, BatchEntries};
 pub(crate) use headers::{check_headers, check_request_line, plan_checked, HeadPlan};
-pub use headers::{header_block_len, FieldCoding, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+pub use headers::{
+    header_block_len, is_te_trailers, FieldCoding, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
+};
 pub(crate) use open_fields::set_id;
 pub use open_fields::{OpenFields, XForwarded};
 pub use open_raw::RawRequestHead;

@@ -46,7 +46,8 @@ pub struct Block<'a> {
 pub enum Edits<'a> {
     /// The block's fields as they are.
     None,
-    /// A raw request as the origin gets it: every `te` field dropped and `te: trailers`
+    /// A raw request as the origin gets it: every `te` field dropped and, if one of them
+    /// was `te: trailers` ([`is_te_trailers`](crate::is_te_trailers)), `te: trailers`
     /// added last; with `host`, `host: <host>` first (`first`: the block has no `Host`
     /// field) or each `Host` value replaced by it.
     Origin {
@@ -99,7 +100,9 @@ impl<'a> Block<'a> {
             b"host" => Some((name, replace.unwrap_or(value))),
             _ => Some((name, value)),
         });
-        let last = (origin && whole).then_some((&b"te"[..], &b"trailers"[..]));
+        // A second walk, for the field that goes last: only an inspected entry asks.
+        let trailers = || Fields::of_block(self.bytes).any(|(n, v)| n == b"te" && crate::is_te_trailers(v));
+        let last = (origin && whole && trailers()).then_some((&b"te"[..], &b"trailers"[..]));
         added.into_iter().chain(edited).chain(last)
     }
 }

@@ -215,7 +215,18 @@ pub(crate) async fn forward(
         };
         *req.uri_mut() = uri;
         *req.version_mut() = http::Version::HTTP_2;
-        req.headers_mut().remove(http::header::HOST);
+        let headers = req.headers_mut();
+        headers.remove(http::header::HOST);
+        // HTTP/2 allows `TE` only as `trailers` (hyper drops any other value): a
+        // visitor's `TE` that lists `trailers` goes on as that, so the owner passes it
+        // to the origin as it would the visitor's own (docs/PROTOCOL.md §5).
+        if let http::header::Entry::Occupied(te) = headers.entry(http::header::TE) {
+            let asked = localtunnels_driver::http::asks_for_trailers(te.iter());
+            te.remove();
+            if asked {
+                headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+            }
+        }
         (None, req)
     };
     // The owner answers within its own response timeout (504 otherwise); a paused or

@@ -12,7 +12,7 @@ use http::header::HOST;
 use http::HeaderValue;
 use localtunnels_core::{Header, OpenError, OpenFields, StreamKind};
 use localtunnels_driver::h1::ParsedRequest;
-use localtunnels_driver::http::{group_by_name, retain_end_to_end};
+use localtunnels_driver::http::{group_by_name, retain_request_end_to_end};
 use localtunnels_driver::StreamHandle;
 
 use super::present::Present;
@@ -44,15 +44,18 @@ pub(super) fn open(
 }
 
 /// Leaves the fields that go on in `headers` (grouped by name, hop-by-hop ones
-/// dropped: `request_head_from_list`'s steps); whether the visitor sent a `Host`,
-/// read before (`Connection: host` does not take it away), as `tunnel_head_of` reads it.
+/// dropped, `te: trailers` last if the visitor's `TE` asks for trailers:
+/// `request_head_from_list`'s steps); whether the visitor sent a `Host`, read before
+/// (`Connection: host` does not take it away), as `tunnel_head_of` reads it. A head
+/// without hop-by-hop names (nearly every one) walks none of it; one without `TE`
+/// skips the walk for it.
 fn end_to_end(headers: &mut Vec<Header>, present: Present, grouped: bool) -> bool {
     let has_host = present.has(Present::HOST) && headers.iter().any(|(n, _)| n == HOST);
     if !grouped {
         group_by_name(headers);
     }
     if present.has(Present::HOP_BY_HOP) {
-        retain_end_to_end(headers, StreamKind::Http);
+        retain_request_end_to_end(headers, StreamKind::Http, present.has(Present::TE));
     }
     has_host
 }
@@ -134,6 +137,13 @@ mod tests {
         "GET / HTTP/1.1\r\nProxy-Connection: x\r\nHost: a\r\nTE: trailers\r\nForwarded: for=1\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: http\r\nTransfer-Encoding: chunked\r\n\r\n",
         "GET /t HTTP/1.1\r\nExpect: 100-continue\r\nUpgrade: websocket\r\n\r\n",
+        // `TE`: asking for trailers (a list, parameters, repeated, named by
+        // `Connection`) or not.
+        "GET / HTTP/1.1\r\nHost: a\r\nTE: gzip\r\nX-A: 1\r\n\r\n",
+        "GET / HTTP/1.1\r\nTE: trailers, deflate;q=0.5\r\nHost: a\r\nX-A: 1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nTE: deflate;q=0.5\r\nX-A: 1\r\nte: TRAILERS\r\n\r\n",
+        "GET / HTTP/1.1\r\nConnection: TE\r\nTE: trailers\r\nAccept: */*\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nTE: trailers;q=0.5, gzip\r\n\r\n",
         // Targets: a fragment (cut off), a path with JSON and a query with `?`, a path
         // and a query with UTF-8.
         "GET /a?b=1#frag?x HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -191,6 +201,36 @@ mod tests {
                         write_fields(w, &state, peer, &req.headers, forwarding, authority, host.as_ref())
                     });
                 assert_eq!(written, listed, "{text:?} secure={secure} coding={coding:?} end={end}");
+            }
+        }
+    }
+
+    /// The tunnel head carries one `te: trailers`, last of the visitor's fields, when
+    /// the visitor's `TE` lists `trailers`, and no `TE` otherwise.
+    #[test]
+    fn te_goes_on_as_trailers_only_when_the_visitor_asked() {
+        let limits = HeadLimits { max_bytes: 64 * 1024, max_headers: 100 };
+        let cases: &[(&str, bool)] = &[
+            ("Host: a\r\n", false),
+            ("Host: a\r\nTE: trailers\r\nX-A: 1\r\n", true),
+            ("Host: a\r\nTE: gzip\r\n", false),
+            ("TE: trailers, deflate;q=0.5\r\nHost: a\r\n", true),
+            ("TE: deflate\r\nHost: a\r\nTE: Trailers\r\n", true),
+            ("Connection: te\r\nTE: trailers\r\n", true),
+            ("TE: trailers;q=0.5\r\n", false),
+            ("TE: trailersx, xtrailers\r\nConnection: close\r\n", false),
+        ];
+        for (fields, asked) in cases {
+            let text = format!("GET / HTTP/1.1\r\n{fields}\r\n");
+            let mut buf = BytesMut::from(text.as_bytes());
+            let mut req = parse_request(&mut buf, &limits).expect("a head").expect("whole");
+            let present = Present::of(&req.headers);
+            end_to_end(&mut req.headers, present, false);
+            let te: Vec<_> = req.headers.iter().filter(|(n, _)| n == http::header::TE).map(|(_, v)| v).collect();
+            let want: &[&str] = if *asked { &["trailers"] } else { &[] };
+            assert_eq!(te, want, "{fields:?}");
+            if *asked {
+                assert_eq!(req.headers.last().map(|(n, _)| n), Some(&http::header::TE), "{fields:?}");
             }
         }
     }

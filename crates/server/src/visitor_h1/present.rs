@@ -9,7 +9,8 @@
 //! The set is read after routing, once the head's fields are final but for removals
 //! (a repeated `Content-Length`, `Authorization` under basic auth, hop-by-hop fields):
 //! a name it lacks is absent from the list, a name it has may be gone since, and the
-//! check then walks the list as before. Nothing adds a field to the list after it.
+//! check then walks the list as before. Nothing adds a field to the list after it but
+//! `te: trailers` in place of `TE` fields (`TE` is then in the set).
 
 use http::header::{self, HeaderName};
 use localtunnels_core::Header;
