@@ -253,14 +253,7 @@ impl WsDecoder {
             // frame at most `max_message`.
             let total = h.header_len + h.payload_len as usize;
             if self.buf.len() < total {
-                if self.buf.capacity() < total && self.split_up_to > 0 {
-                    if let Some(first) = self.split_batch(&h, total) {
-                        return Ok(Some(first));
-                    }
-                }
-                // Room for the rest of this frame, so it arrives in as few reads as possible.
-                self.make_room(total);
-                return Ok(None);
+                return Ok(self.frame_cut(total));
             }
             self.last = total;
             let mut payload = self.buf.split_to(total);
@@ -272,6 +265,28 @@ impl WsDecoder {
                 return Ok(Some(message));
             }
         }
+    }
+
+    /// [`Self::decode_message`]'s frame of `total` bytes whose start alone the buffer
+    /// holds: a `BATCH` split ([`Self::split_batch`]) when splitting is on and the
+    /// buffer has no room for the frame, else room made for the rest of the frame, so
+    /// that it arrives in as few reads as possible.
+    ///
+    /// Out of line, the header parsed again here (about once per read buffer): with
+    /// the split's call in `decode_message`'s own frame, its prologue grew 11 -> 17
+    /// instructions, +10 a 1 KiB request at one connection where no batch is ever cut
+    /// (docs/BENCHMARKS.md, twenty-fifth round, batch2).
+    #[inline(never)]
+    fn frame_cut(&mut self, total: usize) -> Option<WsMessage> {
+        if self.buf.capacity() < total && self.split_up_to > 0 {
+            if let Ok(Some(h)) = parse_header(&self.buf) {
+                if let Some(first) = self.split_batch(&h, total) {
+                    return Some(first);
+                }
+            }
+        }
+        self.make_room(total);
+        None
     }
 
     /// Makes room for a frame of `total` bytes whose start the buffer holds: in the
