@@ -20,13 +20,15 @@
 //! [`CHANGES`] changed heads in a row, one is remembered again only every
 //! [`RETRY_EVERY`]th head, so such an origin pays the comparison and the copy only then.
 
+use bytes::BytesMut;
 use http::Version;
 use localtunnels_core::{FieldCoding, HeaderBlock};
 
 use super::origin::ResponseFramingError;
 use super::origin_head::BlockResponse;
 
-/// Longest head remembered (the memory an idle connection keeps: this and its block).
+/// Longest head remembered (the memory an idle connection keeps: this, its block and the
+/// arena its repeats are copied into, about one block).
 const HEAD_BYTES: usize = 1024;
 
 /// Heads read in a row (none the remembered one) that are each remembered in turn.
@@ -44,6 +46,9 @@ pub(crate) struct RepeatHead {
     made: Option<Made>,
     /// Heads read since the last repeat (wrapping: see [`RETRY_EVERY`]).
     changes: u8,
+    /// Where a repeat's block is copied ([`HeaderBlock::copy_into`]): about one block,
+    /// taken back when the last repeat's frame and capture are gone.
+    arena: BytesMut,
 }
 
 /// A [`BlockResponse`] kept for its copies, and the field limit it was read with (its
@@ -75,7 +80,8 @@ impl RepeatHead {
         }
         self.changes = 0;
         let (status, version, length) = (made.status, made.version, made.length);
-        Some((self.head.len(), BlockResponse { status, version, block: made.block.clone(), length }))
+        let block = made.block.copy_into(&mut self.arena);
+        Some((self.head.len(), BlockResponse { status, version, block, length }))
     }
 
     /// A head (`head`, its bytes) that was not the remembered one was walked into
