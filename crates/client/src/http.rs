@@ -323,7 +323,7 @@ pub(crate) async fn serve_raw(ctx: Arc<Ctx>, stream: StreamHandle, raw: RawReque
                 if let Some(raw) = raw.take() {
                     let k = Kept::of(&raw);
                     let fields = OriginFields::new(&ctx, &raw);
-                    record = inspector.map(|i| (i, i.begin_fields(&method, raw.target_str(), &fields)));
+                    record = inspector.map(|i| (i, i.begin_fields(&method, raw.target(), &fields)));
                     kept = Some(k);
                 }
             }

@@ -220,6 +220,22 @@ impl Store {
     /// A request arrived at `now` (`unix_nanos` on the wall clock): a new entry, its
     /// head copied as it is.
     pub fn begin<H: HeadFields + ?Sized>(&mut self, now: Instant, unix_nanos: u64, ex: Exchange<'_, H>) -> EntryId {
+        self.begin_target(now, unix_nanos, ex, ex.uri.as_bytes())
+    }
+
+    /// [`Self::begin`] with the target as bytes (`ex.uri` is not read): a raw OPEN's,
+    /// whose UTF-8 was checked when the OPEN was read. The store keeps bytes and reads
+    /// them back as text lossily, so it needs no `&str`: the client's `target_str` for
+    /// it was a `from_utf8` call per request (~58 instructions, docs/BENCHMARKS.md,
+    /// twenty-fifth round, inspect).
+    #[inline]
+    pub fn begin_target<H: HeadFields + ?Sized>(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        ex: Exchange<'_, H>,
+        target: &[u8],
+    ) -> EntryId {
         let id = EntryId(self.prefix | (self.next & SEQUENCE));
         self.next = self.next.saturating_add(1);
         // Before the entry is made, so that it is made in its place in the deque (made
@@ -249,7 +265,7 @@ impl Store {
         self.evict();
         // A store too small for even an entry keeps none.
         let Some(i) = self.entries.len().checked_sub(1) else { return id };
-        let (method, uri) = (ex.method.as_bytes(), ex.uri.as_bytes());
+        let (method, uri) = (ex.method.as_bytes(), target);
         // Kept as a block only with the core's `raw-heads` (the native shells'): the wasm
         // client files its heads field by field, and the block's reading leaves its
         // .wasm (issue 7's size bound).

@@ -20,14 +20,19 @@
 //! [`CHANGES`] changed heads in a row, one is remembered again only every
 //! [`RETRY_EVERY`]th head, so such an origin pays the comparison and the copy only then.
 
+use bytes::BytesMut;
 use http::Version;
 use localtunnels_core::{FieldCoding, HeaderBlock};
 
 use super::origin::ResponseFramingError;
 use super::origin_head::BlockResponse;
 
-/// Longest head remembered (the memory an idle connection keeps: this and its block).
+/// Longest head remembered (the memory an idle connection keeps: this, its block and the
+/// arena its repeats are copied into, [`ARENA`]).
 const HEAD_BYTES: usize = 1024;
+
+/// The arena a repeat's block is copied into is kept at about this much room.
+const ARENA: usize = 1024;
 
 /// Heads read in a row (none the remembered one) that are each remembered in turn.
 const CHANGES: u8 = 2;
@@ -44,6 +49,9 @@ pub(crate) struct RepeatHead {
     made: Option<Made>,
     /// Heads read since the last repeat (wrapping: see [`RETRY_EVERY`]).
     changes: u8,
+    /// Where a repeat's block is copied ([`HeaderBlock::copy_into`]): [`ARENA`] bytes,
+    /// taken back from its start when the copies in it are gone.
+    arena: BytesMut,
 }
 
 /// A [`BlockResponse`] kept for its copies, and the field limit it was read with (its
@@ -75,7 +83,14 @@ impl RepeatHead {
         }
         self.changes = 0;
         let (status, version, length) = (made.status, made.version, made.length);
-        Some((self.head.len(), BlockResponse { status, version, block: made.block.clone(), length }))
+        // Room for several blocks ahead, so that the copy's own `reserve` finds it and
+        // does not call into `reserve_inner` for every response (~50 instructions):
+        // taken back from the buffer's start once the earlier copies are gone.
+        if self.arena.capacity() < ARENA / 4 {
+            self.arena.reserve(ARENA);
+        }
+        let block = made.block.copy_into(&mut self.arena);
+        Some((self.head.len(), BlockResponse { status, version, block, length }))
     }
 
     /// A head (`head`, its bytes) that was not the remembered one was walked into
@@ -151,5 +166,27 @@ mod tests {
         assert!(!repeats(&mut repeat, &long[..HEAD_BYTES - 1]));
         assert!(repeat.repeat(&long[..HEAD_BYTES], 100, FieldCoding::Text).is_none());
         assert!(repeat.repeat(&long[..HEAD_BYTES], 99, FieldCoding::Indexed).is_none());
+    }
+
+    /// A repeat's block is the remembered block's bytes, for blocks small and larger
+    /// than the arena, kept at once or each dropped before the next; the arena stays
+    /// about [`ARENA`] whatever passes through it.
+    #[test]
+    fn a_repeats_block_is_the_remembered_one_and_the_arena_stays_bounded() {
+        let mut repeat = RepeatHead::default();
+        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n";
+        for value in [1, 300, 2000] {
+            let mut block = HeaderBlock::new(FieldCoding::Indexed);
+            block.push(b"x-value", "v".repeat(value).as_bytes()).unwrap();
+            let made = BlockResponse { status: 200, version: Version::HTTP_11, block, length: Ok(Some(5)) };
+            repeat.walked(head, 100, &made);
+            let held: Vec<_> = (0..20).map(|_| repeat.repeat(head, 100, FieldCoding::Indexed).unwrap().1).collect();
+            for _ in 0..1000 {
+                let (len, got) = repeat.repeat(head, 100, FieldCoding::Indexed).unwrap();
+                assert_eq!((len, got.block.encoded()), (head.len(), made.block.encoded()), "{value}");
+            }
+            assert!(held.iter().all(|r| r.block.encoded() == made.block.encoded()), "{value}");
+            assert!(repeat.arena.capacity() <= 4 * ARENA.max(value + 64), "{value}: {}", repeat.arena.capacity());
+        }
     }
 }

@@ -388,3 +388,47 @@ fn large_heads_are_kept_whole_and_a_full_store_cuts_them() {
     let id = exchange(&mut store, "/c", &h, b"ok");
     assert!(store.get(id).is_none() && store.is_empty());
 }
+
+/// A request begun with its target as bytes ([`Store::begin_target`], the client's raw
+/// OPEN's) is the entry begun with it as text: the same request read back, the same
+/// JSON the API gives, the same bytes held; for targets ASCII, UTF-8, empty and long,
+/// heads as a list and as a kept block, in a roomy store and one that evicts.
+#[test]
+fn a_target_begun_as_bytes_is_the_target_begun_as_text() {
+    let long = format!("/{}", "é/x?y=1&".repeat(90));
+    let h = [
+        (http::header::HOST, http::HeaderValue::from_static("a.test")),
+        (http::header::ACCEPT, http::HeaderValue::from_static("*/*")),
+    ];
+    let block = crate::frame::HeaderBlock::from_headers(&h, crate::frame::FieldCoding::Indexed);
+    for max_bytes in [1 << 20, 2048] {
+        let config = InspectConfig { max_bytes, ..InspectConfig::default() };
+        let (mut text, mut bytes) = (Store::new(config.clone(), 7), Store::new(config, 7));
+        for (k, uri) in ["/1k", "/", "", "/ünï/cødé?q=ü", &long].iter().cycle().take(20).enumerate() {
+            let at = Instant::from_elapsed(std::time::Duration::from_micros(k as u64));
+            let (a, b) = if k % 2 == 0 {
+                let ex = Exchange { method: "GET", uri, headers: &h[..], websocket: false, replay_of: None };
+                (text.begin(at, 5, ex), bytes.begin_target(at, 5, Exchange { uri: "", ..ex }, uri.as_bytes()))
+            } else {
+                let ex = Exchange { method: "POST", uri, headers: &block, websocket: false, replay_of: None };
+                (text.begin(at, 5, ex), bytes.begin_target(at, 5, Exchange { uri: "", ..ex }, uri.as_bytes()))
+            };
+            assert_eq!(a, b);
+            text.respond_whole(a, at, 200, &h[..], b"body");
+            bytes.respond_whole(b, at, 200, &h[..], b"body");
+            assert_eq!((text.bytes(), text.len()), (bytes.bytes(), bytes.len()), "{k}");
+            for (ea, eb) in text.newest_first().zip(bytes.newest_first()) {
+                assert_eq!(ea, eb, "{k}");
+                assert_eq!(text.request(ea), bytes.request(eb), "{k}");
+                let (ja, jb) = (
+                    crate::inspect::json::entry_json(&text, ea, false),
+                    crate::inspect::json::entry_json(&bytes, eb, false),
+                );
+                assert_eq!(ja, jb, "{k}");
+            }
+            if let Some(e) = bytes.get(b) {
+                assert_eq!(bytes.request(e).uri, *uri, "{k}");
+            }
+        }
+    }
+}
