@@ -192,6 +192,21 @@ impl HeaderBlock {
         }
     }
 
+    /// The same block (what [`Clone`] makes), its bytes copied into `room`, a buffer
+    /// the caller keeps for such copies, and split off it: the copy shares `room`'s
+    /// memory instead of taking an allocation of its own, and `room` takes that memory
+    /// back at a later copy once the copy is dropped (the client's origin connection
+    /// copies its remembered response head's block for each repeat, and the RESPONSE
+    /// frame it becomes is sent and dropped before the connection's next response: an
+    /// allocation and a free a response fewer; docs/BENCHMARKS.md, twenty-fifth round,
+    /// alloc32).
+    pub fn copy_into(&self, room: &mut BytesMut) -> Self {
+        room.clear();
+        room.extend_from_slice(&self.buf);
+        let HeaderBlock { text_len, count, coding, too_long, .. } = *self;
+        HeaderBlock { buf: room.split(), text_len, count, coding, too_long }
+    }
+
     /// How many fields it has.
     pub fn len(&self) -> usize {
         usize::try_from(self.count).unwrap_or(usize::MAX)
@@ -539,6 +554,40 @@ mod tests {
                 assert_eq!(lowered.text_len(), pushed.text_len());
                 assert_eq!(lowered.len(), pushed.len());
             }
+        }
+    }
+    /// Copies into one kept buffer, back to back, are each the block copied, byte for
+    /// byte and in every count, whether the copy before is still held (its frame not
+    /// sent yet: the next copy goes elsewhere) or dropped (its memory taken back); a
+    /// frame made of one copy keeps its bytes while the next copies are made.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn copies_into_a_kept_buffer_are_the_block_and_do_not_touch_each_other() {
+        let mut room = BytesMut::new();
+        let mut held = Vec::new();
+        for (round, headers) in corpus().iter().chain(corpus().iter().rev()).enumerate() {
+            for coding in [FieldCoding::Text, FieldCoding::Indexed] {
+                let block = HeaderBlock::from_headers(headers, coding);
+                let copy = block.copy_into(&mut room);
+                let clone = block.clone();
+                assert_eq!(copy.buf, clone.buf, "{round} {coding:?}");
+                assert_eq!(copy.encoded(), block.encoded());
+                assert_eq!(
+                    (copy.len(), copy.text_len(), copy.coding(), copy.invalid()),
+                    (clone.len(), clone.text_len(), clone.coding(), clone.invalid())
+                );
+                let id: StreamId = u32::try_from(round * 2 + 1).unwrap();
+                let frame = copy.into_response(id, 200, false);
+                let want = clone.into_response(id, 200, false);
+                assert_eq!(frame, want);
+                // Every other frame is held past the copies after it.
+                if round % 2 == 0 {
+                    held.push((frame, want));
+                }
+            }
+        }
+        for (frame, want) in held {
+            assert_eq!(frame, want);
         }
     }
 }

@@ -20,6 +20,7 @@
 //! [`CHANGES`] changed heads in a row, one is remembered again only every
 //! [`RETRY_EVERY`]th head, so such an origin pays the comparison and the copy only then.
 
+use bytes::BytesMut;
 use http::Version;
 use localtunnels_core::{FieldCoding, HeaderBlock};
 
@@ -44,6 +45,10 @@ pub(crate) struct RepeatHead {
     made: Option<Made>,
     /// Heads read since the last repeat (wrapping: see [`RETRY_EVERY`]).
     changes: u8,
+    /// The memory the repeats' blocks are copied into ([`HeaderBlock::copy_into`]): the
+    /// last repeat's block until its frame is dropped, then the next one's. At most a
+    /// remembered head's block, kept with the connection while it is idle.
+    room: BytesMut,
 }
 
 /// A [`BlockResponse`] kept for its copies, and the field limit it was read with (its
@@ -60,8 +65,8 @@ struct Made {
 impl RepeatHead {
     /// The head at the front of `window` when its bytes are the remembered head's and
     /// it is read with the same field limit and coding: its length, and a copy of what
-    /// the walk made of it (the block's bytes copied into a buffer of its own, which the
-    /// RESPONSE frame takes).
+    /// the walk made of it (the block's bytes copied into the connection's `room`, which
+    /// the RESPONSE frame takes and shares until it is dropped).
     #[inline]
     pub(crate) fn repeat(
         &mut self,
@@ -75,7 +80,8 @@ impl RepeatHead {
         }
         self.changes = 0;
         let (status, version, length) = (made.status, made.version, made.length);
-        Some((self.head.len(), BlockResponse { status, version, block: made.block.clone(), length }))
+        let block = made.block.copy_into(&mut self.room);
+        Some((self.head.len(), BlockResponse { status, version, block, length }))
     }
 
     /// A head (`head`, its bytes) that was not the remembered one was walked into
