@@ -556,6 +556,7 @@ mod tests {
             }
         }
     }
+
     /// Copies into one kept buffer, back to back, are each the block copied, byte for
     /// byte and in every count, whether the copy before is still held (its frame not
     /// sent yet: the next copy goes elsewhere) or dropped (its memory taken back); a

@@ -11,10 +11,10 @@ use crate::frame::{set_id, OpenFields, StreamId, StreamKind};
 use super::transmit::Output;
 use super::Session;
 
-/// What the buffer OPENs are written into is given when it has less room than
-/// [`OPEN_ROOM`] (a request head's usual OPEN is ~0.1-0.6 KiB; a larger one reserves
-/// what it needs as it is written).
-pub(super) const OPEN_CHUNK: usize = 4096;
+/// Bytes reserved in the buffer OPENs are written into when it has less than
+/// [`OPEN_ROOM`] left (a usual request head's OPEN is ~0.1-0.6 KiB; a larger one
+/// reserves what it needs as it is written).
+const OPEN_CHUNK: usize = 4096;
 const OPEN_ROOM: usize = 768;
 
 impl Session {
