@@ -139,3 +139,35 @@ fn the_peer_takes_written_opens_alone_and_batched() {
         assert_eq!(opened, heads, "batched={batched}");
     }
 }
+
+/// OPENs written back to back share the session's buffer until they are sent (several
+/// to an allocation): many queued before any is sent, then more while the messages
+/// already sent are held (their memory not yet taken back) and after they were dropped
+/// (taken back); every message is the listed session's, byte for byte, when sent and
+/// still after all the later OPENs were written.
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn opens_queued_back_to_back_are_each_their_own_bytes() {
+    for announced in [0, features::BATCH] {
+        let (mut a, mut b) = (server(announced, Config::DEFAULT), server(announced, Config::DEFAULT));
+        let mut held = Vec::new();
+        for round in 0..6 {
+            // 4 heads x 10 (a browser's ~0.4 KiB among them): past one buffer's room.
+            for i in 0..10 {
+                for head in heads() {
+                    let head = RequestHead { target: format!("{}?r={round}&i={i}", head.target), ..head };
+                    let (listed, written) = open_both(&mut a, &mut b, &head, true);
+                    assert_eq!((listed.is_ok(), &listed), (true, &written));
+                }
+            }
+            let (want, got) = (sent(&mut a), sent(&mut b));
+            assert_eq!(got, want, "round {round}");
+            if round % 2 == 0 {
+                held.push((got, want));
+            }
+        }
+        for (got, want) in &held {
+            assert_eq!(got, want);
+        }
+    }
+}

@@ -362,3 +362,35 @@ fn every_table_name_in_any_case_with_any_value_writes_the_list_ways_bytes() {
     }
     assert!(heads > 50_000, "{heads}");
 }
+
+/// A connection's repeated heads get their blocks copied into memory the connection
+/// keeps (`repeat_head`'s room): responses back to back on one connection, two heads
+/// that differ in a value, each read several times in a row, some of the blocks held
+/// while the next heads are read (a frame not sent yet) and some dropped at once (the
+/// memory taken back): every block is the general way's, byte for byte, when it is read
+/// and still after all the others were.
+#[test]
+fn repeated_heads_back_to_back_keep_each_block_their_own() {
+    let a = &b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nx-a: first\r\n\r\nhi"[..];
+    let b = &b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 2\r\nx-a: second one\r\n\r\nhi"[..];
+    for coding in [FieldCoding::Indexed, FieldCoding::Text] {
+        let mut cache = FieldCache::default();
+        let mut held = Vec::new();
+        for (i, raw) in [a, a, a, b, b, b, a, a, b, b, a, a, a].into_iter().enumerate() {
+            let want = general(raw, &Method::GET, coding);
+            let Outcome::Ok { block: want, .. } = want else { panic!("{want:?}") };
+            let mut buf = BytesMut::from(raw);
+            let head = parse_origin_response(&mut buf, &HeadLimits::default(), &mut cache, coding).unwrap().unwrap();
+            let OriginHead::Block(r) = head else { panic!("the usual head takes the block way") };
+            assert_eq!(r.block.encoded(), &want[..], "{i} {coding:?}");
+            assert_eq!(r.block.len(), 3);
+            assert_eq!(&buf[..], b"hi");
+            if i % 3 != 2 {
+                held.push((r.block, want));
+            }
+        }
+        for (i, (block, want)) in held.iter().enumerate() {
+            assert_eq!(block.encoded(), &want[..], "held {i} {coding:?}");
+        }
+    }
+}

@@ -80,8 +80,9 @@ pub struct Session {
     raw_request_heads: bool,
     /// RESPONSE heads of HTTP streams reported as [`Event::ResponseBlock`] where they can be.
     response_blocks: bool,
-    /// The buffer OPENs written field by field go into (`open_fields`), its memory
-    /// taken back once the last one was sent.
+    /// The buffer OPENs written field by field go into (`open_fields`), a few KiB cut
+    /// into frames; its memory is taken back once they were sent, and let go when no
+    /// stream is left.
     open_buf: bytes::BytesMut,
     streams: IdMap<Stream>,
     /// Next id this end opens; past `u32::MAX` the ids are exhausted.
@@ -388,6 +389,10 @@ impl Session {
                 self.local_open -= 1;
             } else {
                 self.peer_open -= 1;
+            }
+            // An idle session does not keep the OPENs' buffer (`open_fields`).
+            if self.streams.is_empty() && self.open_buf.capacity() != 0 {
+                self.open_buf = bytes::BytesMut::new();
             }
             // Bytes it delivered are still the application's to `release`.
             let cap = s.queue.capacity();

@@ -11,6 +11,12 @@ use crate::frame::{set_id, OpenFields, StreamId, StreamKind};
 use super::transmit::Output;
 use super::Session;
 
+/// Bytes reserved in the buffer OPENs are written into when it has less than
+/// [`OPEN_ROOM`] left (a usual request head's OPEN is ~0.1-0.6 KiB; a larger one
+/// reserves what it needs as it is written).
+const OPEN_CHUNK: usize = 4096;
+const OPEN_ROOM: usize = 768;
+
 impl Session {
     /// [`Session::open`] of a request whose header fields `fields` writes, in order,
     /// straight into the OPEN's header block (as the session's field coding says):
@@ -32,6 +38,16 @@ impl Session {
         // stays with it), put back after.
         let mut buf = std::mem::take(&mut self.open_buf);
         buf.clear();
+        // Room for several OPENs in one allocation: each frame is split off the buffer
+        // and shares it until it is sent, so a buffer sized for one OPEN (what `start`
+        // reserves) was allocated anew, and made shared, for nearly every OPEN while
+        // the last one waited to be sent: two allocations and two frees per request at
+        // 32 connections (~0.2k instructions; docs/BENCHMARKS.md, twenty-fifth round,
+        // alloc32). Once all its frames were sent the buffer is taken back whole; it is
+        // let go when the session's last stream goes (`remove_stream`).
+        if buf.capacity() < OPEN_ROOM {
+            buf.reserve(OPEN_CHUNK);
+        }
         let opened = self.write_open(&mut buf, kind, method, target, end, fields);
         if opened.is_ok() {
             let frame = buf.split().freeze();
