@@ -455,6 +455,23 @@ mod tests {
         assert_eq!(server.local_open, 0);
     }
 
+    /// The buffer OPENs are written into (`open_fields`, a few KiB) is kept while streams
+    /// are open and let go with the last of them: an idle session holds none of it.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn an_idle_session_lets_the_opens_buffer_go() {
+        let mut server = established_server();
+        let ids: Vec<StreamId> =
+            (0..3).map(|_| server.open_fields(StreamKind::Http, "GET", b"/", true, |_| {}).expect("open")).collect();
+        while server.poll_transmit().is_some() {}
+        assert!(server.open_buf.capacity() > 0, "the OPENs were written into the session's buffer");
+        for (i, &id) in ids.iter().enumerate() {
+            server.remove_stream(id);
+            let left = ids.len() - i - 1;
+            assert_eq!(server.open_buf.capacity() == 0, left == 0, "{left} streams left");
+        }
+    }
+
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn exhausted_stream_ids_make_the_session_go_away_instead_of_wrapping() {
