@@ -56,7 +56,7 @@ fn check_target(target: &str) -> Result<String, String> {
 
 /// `http://host:1/a/b?c` -> `/a/b?c`.
 fn path_of(url: &str) -> &str {
-    let after_scheme = url.find("://").map_or(url, |i| &url[i + 3..]);
+    let after_scheme = js::find_scheme_end(url).map_or(url, |i| &url[i + 3..]);
     after_scheme.find('/').map_or("/", |i| &after_scheme[i..])
 }
 

@@ -339,7 +339,8 @@ pub(crate) fn parse_server(url: &str) -> Result<(String, u16, bool, Option<Strin
             url = crate::js::quoted(url)
         )
     };
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
+    let i = js::find_scheme_end(url).ok_or_else(|| bad("no scheme"))?;
+    let (scheme, rest) = (&url[..i], &url[i + 3..]);
     let secure = match scheme.to_ascii_lowercase().as_str() {
         "https" | "wss" => true,
         "http" | "ws" => false,
@@ -382,7 +383,7 @@ pub(crate) fn check_host_str(host: &str) -> Result<(), String> {
     if host.is_empty() {
         return Err("`host` must not be empty".to_string());
     }
-    if host.contains("://") {
+    if js::find_scheme_end(host).is_some() {
         return Err(format!(
             "`host` must be a host name like 'tunnel.example.com', without a scheme (use `secure` for wss), got {host}",
             host = crate::js::quoted(host)
