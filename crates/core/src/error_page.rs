@@ -61,9 +61,12 @@ pub fn wants_html(accept: Option<&[u8]>) -> bool {
         let mut parts = range.split(';');
         let media = parts.next().unwrap_or("").trim();
         let html = media.eq_ignore_ascii_case("text/html") || media.eq_ignore_ascii_case("application/xhtml+xml");
+        // `split_at_checked`, not `p[..2]`: a parameter whose second byte is inside a
+        // multi-byte character (`;aé`) made that slice panic.
         let refused = parts.any(|p| {
             let p = p.trim();
-            p.len() > 2 && p[..2].eq_ignore_ascii_case("q=") && zero_quality(p[2..].trim())
+            p.len() > 2
+                && p.split_at_checked(2).is_some_and(|(q, v)| q.eq_ignore_ascii_case("q=") && zero_quality(v.trim()))
         });
         html && !refused
     })
@@ -170,6 +173,18 @@ mod tests {
         assert!(!wants_html(Some(b"text/html;Q=0.")));
         assert!(wants_html(Some(b"text/html;q=0.001")));
         assert!(wants_html(Some(b"text/html;q=1.0")));
+    }
+
+    /// A parameter whose second byte falls inside a multi-byte character is no `q`, and
+    /// reading it does not panic (`p[..2]` did: an `Accept` header a visitor sends).
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn parameters_with_multibyte_characters_are_read_without_panicking() {
+        assert!(wants_html(Some("text/html;aé".as_bytes())));
+        assert!(wants_html(Some("text/html; aé=1, */*".as_bytes())));
+        assert!(!wants_html(Some("text/plain;aé".as_bytes())));
+        assert!(!wants_html(Some("text/html;aé;q=0".as_bytes())));
+        assert!(wants_html(Some("text/html;q=é".as_bytes())));
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]

@@ -56,8 +56,8 @@ fn check_target(target: &str) -> Result<String, String> {
 
 /// `http://host:1/a/b?c` -> `/a/b?c`.
 fn path_of(url: &str) -> &str {
-    let after_scheme = js::find_scheme_end(url).map_or(url, |i| &url[i + 3..]);
-    after_scheme.find('/').map_or("/", |i| &after_scheme[i..])
+    let after_scheme = js::split_scheme(url).map_or(url, |(_, rest)| rest);
+    after_scheme.find('/').and_then(|i| after_scheme.get(i..)).unwrap_or("/")
 }
 
 async fn forward_one(base: &str, request: JsValue) -> Result<JsValue, JsValue> {

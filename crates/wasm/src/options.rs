@@ -339,24 +339,21 @@ pub(crate) fn parse_server(url: &str) -> Result<(String, u16, bool, Option<Strin
             url = crate::js::quoted(url)
         )
     };
-    let i = js::find_scheme_end(url).ok_or_else(|| bad("no scheme"))?;
-    let (scheme, rest) = (&url[..i], &url[i + 3..]);
+    let (scheme, rest) = js::split_scheme(url).ok_or_else(|| bad("no scheme"))?;
     let secure = match scheme.to_ascii_lowercase().as_str() {
         "https" | "wss" => true,
         "http" | "ws" => false,
         _ => return Err(bad("the scheme must be https, http, wss or ws")),
     };
-    let (authority, path) = match rest.find(['/', '?', '#']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
+    // Split and sliced without indexing (`&s[..i]`): see `js::split_scheme`.
+    let (authority, path) = rest.find(['/', '?', '#']).and_then(|i| rest.split_at_checked(i)).unwrap_or((rest, ""));
     if path.contains(['?', '#']) {
         return Err(bad("no query or fragment"));
     }
-    let (host, port) = match authority.rfind(':') {
-        Some(i) if !authority[i..].contains(']') => {
-            let port = authority[i + 1..].parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("bad port"))?;
-            (&authority[..i], port)
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => {
+            let port = port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("bad port"))?;
+            (host, port)
         }
         _ => (authority, if secure { 443 } else { 80 }),
     };
@@ -383,7 +380,7 @@ pub(crate) fn check_host_str(host: &str) -> Result<(), String> {
     if host.is_empty() {
         return Err("`host` must not be empty".to_string());
     }
-    if js::find_scheme_end(host).is_some() {
+    if js::split_scheme(host).is_some() {
         return Err(format!(
             "`host` must be a host name like 'tunnel.example.com', without a scheme (use `secure` for wss), got {host}",
             host = crate::js::quoted(host)
