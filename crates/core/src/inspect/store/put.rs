@@ -213,7 +213,13 @@ mod tests {
                 let mut ids = Vec::new();
                 for j in 0..run {
                     let uri = format!("/{}", "u".repeat(sizes[(k + j) % sizes.len()]));
-                    let ex = Exchange { method: "GET", uri: uri.as_bytes(), headers: &h[..], websocket: false, replay_of: None };
+                    let ex = Exchange {
+                        method: "GET",
+                        uri: uri.as_bytes(),
+                        headers: &h[..],
+                        websocket: false,
+                        replay_of: None,
+                    };
                     let (a, b) = (fast.begin(Instant::ZERO, 0, ex), slow.begin(Instant::ZERO, 0, ex));
                     assert_eq!(a, b);
                     ids.push(a);
@@ -243,7 +249,11 @@ mod tests {
                 for (ea, eb) in fast.newest_first().zip(slow.newest_first()) {
                     assert_eq!((ea.id, ea.spans, ea.held), (eb.id, eb.spans, eb.held), "{max_bytes}, {k}");
                     let span = &ea.spans[super::super::EXCHANGE];
-                    assert_eq!(fast.ring.read(span), slow.ring.read(&eb.spans[super::super::EXCHANGE]), "{max_bytes}, {k}");
+                    assert_eq!(
+                        fast.ring.read(span),
+                        slow.ring.read(&eb.spans[super::super::EXCHANGE]),
+                        "{max_bytes}, {k}"
+                    );
                     assert_eq!(fast.request(ea), slow.request(eb), "{max_bytes}, {k}");
                 }
                 k += run;
