@@ -472,10 +472,15 @@ mod tests {
                         assert_eq!(each, list, "{host_header:?} {coding:?}");
                         assert_eq!(HeadFields::field_count(&fields), list.len());
                         let (method, uri) = (&*typed.method, &*typed.target);
-                        let ex =
-                            Exchange { method, uri, headers: &typed.headers[..], websocket: false, replay_of: None };
+                        let ex = Exchange {
+                            method,
+                            uri: uri.as_bytes(),
+                            headers: &typed.headers[..],
+                            websocket: false,
+                            replay_of: None,
+                        };
                         listed.begin(Instant::ZERO, 0, ex);
-                        let uri = raw.target_str();
+                        let uri = raw.target();
                         raws.begin(
                             Instant::ZERO,
                             0,

@@ -11,7 +11,7 @@ fn headers(pairs: &[(&'static str, &'static str)]) -> Vec<Header> {
 }
 
 fn get(store: &mut Store, uri: &str, h: &[Header]) -> EntryId {
-    let ex = Exchange { method: "GET", uri, headers: h, websocket: false, replay_of: None };
+    let ex = Exchange { method: "GET", uri: uri.as_bytes(), headers: h, websocket: false, replay_of: None };
     store.begin(Instant::ZERO, 1_406_230_555_927_316_979, ex)
 }
 
@@ -67,7 +67,7 @@ fn the_store_stays_within_its_bytes_and_evicts_the_oldest() {
 fn websocket_messages_are_kept_bounded_and_joined_across_fragments() {
     let config = InspectConfig { ws_preview: 8, max_ws_messages: 3, ..InspectConfig::default() };
     let mut store = Store::new(config, 1);
-    let ex = Exchange { method: "GET", uri: "/ws", headers: &[], websocket: true, replay_of: None };
+    let ex = Exchange { method: "GET", uri: b"/ws", headers: &[], websocket: true, replay_of: None };
     let id = store.begin(Instant::ZERO, 0, ex);
     store.respond(id, 101, &[]);
     store.ws_message(id, 1, Direction::In, false, true, b"hello ");

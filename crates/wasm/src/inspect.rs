@@ -50,7 +50,7 @@ impl Inspect {
 
     /// A request arrived: its record, unless the inspector is off.
     pub(crate) fn begin(self: &Rc<Self>, method: &str, uri: &str, headers: &[Header]) -> Option<Record> {
-        self.begin_exchange(Exchange { method, uri, headers, websocket: false, replay_of: None })
+        self.begin_exchange(Exchange { method, uri: uri.as_bytes(), headers, websocket: false, replay_of: None })
     }
 
     fn begin_exchange(self: &Rc<Self>, ex: Exchange<'_>) -> Option<Record> {
@@ -165,7 +165,7 @@ impl TunnelClient {
             let replay_of: EntryId = id.parse().map_err(|_| js::error("bad id"))?;
             let ex = Exchange {
                 method: &method,
-                uri: &uri,
+                uri: uri.as_bytes(),
                 headers: &headers[..],
                 websocket: false,
                 replay_of: Some(replay_of),

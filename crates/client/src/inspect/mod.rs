@@ -214,19 +214,18 @@ impl Inspector {
 
     /// A request arrived: its entry's id.
     pub(crate) fn begin(&self, method: &str, uri: &str, headers: &[Header], websocket: bool) -> EntryId {
-        self.begin_exchange(Exchange { method, uri, headers, websocket, replay_of: None }, uri.as_bytes())
+        self.begin_exchange(Exchange { method, uri: uri.as_bytes(), headers, websocket, replay_of: None })
     }
 
     /// [`Self::begin`] of a request whose fields are not a typed list (one written to
     /// the origin from the OPEN's raw block: `raw_request`).
     /// Its target as bytes (a raw OPEN's, checked UTF-8 when read: not converted to
-    /// `&str` again, `Store::begin_target`).
+    /// `&str` again: `Exchange::uri` is bytes).
     pub(crate) fn begin_fields(&self, method: &str, target: &[u8], headers: &(impl HeadFields + ?Sized)) -> EntryId {
-        self.begin_exchange(Exchange { method, uri: "", headers, websocket: false, replay_of: None }, target)
+        self.begin_exchange(Exchange { method, uri: target, headers, websocket: false, replay_of: None })
     }
 
-    /// `target`: the request's target as bytes, filed in place of `ex.uri`.
-    fn begin_exchange<H: HeadFields + ?Sized>(&self, ex: Exchange<'_, H>, target: &[u8]) -> EntryId {
+    fn begin_exchange<H: HeadFields + ?Sized>(&self, ex: Exchange<'_, H>) -> EntryId {
         // The request arrived when the tunnel's reader read its message: in that
         // reader's turn (where a tunneled request begins) the turn's clock reading
         // says when, without a clock read of its own.
@@ -240,7 +239,7 @@ impl Inspector {
         };
         let unix_nanos = self.shared.epoch_unix_nanos.saturating_add(now.as_micros().saturating_mul(1000));
         let mut store = self.store();
-        let id = store.begin_target(now, unix_nanos, ex, target);
+        let id = store.begin(now, unix_nanos, ex);
         self.publish(id, store);
         id
     }

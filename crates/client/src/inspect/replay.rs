@@ -104,8 +104,9 @@ impl Inspector {
         }
         let origin = self.origin().ok_or(ReplayError::NoOrigin)?;
 
-        let ex = Exchange { method: &method, uri: &uri, headers: &headers, websocket: false, replay_of: Some(id) };
-        let new_id = self.begin_exchange(ex, ex.uri.as_bytes());
+        let ex =
+            Exchange { method: &method, uri: uri.as_bytes(), headers: &headers, websocket: false, replay_of: Some(id) };
+        let new_id = self.begin_exchange(ex);
         let req = req.map(|b| b.tapped(Box::new(BodyRecorder::request(self, new_id))));
         let answer = localtunnels_driver::timers::timeout(REPLAY_TIMEOUT, origin.call(req)).await;
         let res = match answer {

@@ -290,7 +290,7 @@ pub(crate) fn put_small(buf: &mut [u8], at: usize, field: &[u8]) -> Option<usize
 
 /// Copies `src` (at most 32 bytes) into `dst` (as long) with fixed-size moves, two
 /// overlapping ones as `memcpy` does inside; `false` for anything longer.
-fn copy_short(dst: &mut [u8], src: &[u8]) -> bool {
+pub(crate) fn copy_short(dst: &mut [u8], src: &[u8]) -> bool {
     fn two<const N: usize>(dst: &mut [u8], src: &[u8]) {
         let n = src.len();
         if let (Ok(head), Ok(tail)) = (<[u8; N]>::try_from(&src[..N]), <[u8; N]>::try_from(&src[n - N..])) {

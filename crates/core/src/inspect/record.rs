@@ -382,8 +382,10 @@ impl BodyOf {
 pub struct Exchange<'a, H: ?Sized = [Header]> {
     /// Method.
     pub method: &'a str,
-    /// Path and query.
-    pub uri: &'a str,
+    /// Path and query, as bytes: kept as they are and read back as text lossily (a
+    /// raw OPEN's target, its UTF-8 checked when the OPEN was read, is filed with no
+    /// second check; text gives its `as_bytes()`).
+    pub uri: &'a [u8],
     /// Headers in order.
     pub headers: &'a H,
     /// A WebSocket upgrade.

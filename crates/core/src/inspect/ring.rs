@@ -201,6 +201,26 @@ impl Ring {
         (link, &mut self.buf[at..end])
     }
 
+    /// [`Ring::room_mut`] for `n` bytes of `span` known before they are written, when
+    /// `room` (the store's room, its link included: at least the link and `n`) is in
+    /// the buffer as it is: exactly `n` bytes at the head (after the link, written now)
+    /// and the link's bytes, as `room_mut` would give them (it would neither grow the
+    /// buffer nor go round); else `None`, nothing written, for `room_mut`'s way.
+    /// Counted (`n` and the link) and the head moved on as [`Ring::commit`] does: the
+    /// caller fills them.
+    #[inline]
+    pub(crate) fn exact_mut(&mut self, span: &mut Span, n: usize, room: usize) -> Option<(usize, &mut [u8])> {
+        if self.pos + room > self.buf.len() {
+            return None;
+        }
+        let link = self.go_on(span, room);
+        let at = self.pos;
+        self.advance(n);
+        span.last += n as u32;
+        span.len += n as u32;
+        Some((link, self.buf.get_mut(at..at + n)?))
+    }
+
     /// Counts `len` bytes written into [`Ring::room_mut`] as `span`'s.
     #[inline]
     pub(crate) fn commit(&mut self, span: &mut Span, len: usize) {

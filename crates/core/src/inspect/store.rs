@@ -218,24 +218,11 @@ impl Store {
     }
 
     /// A request arrived at `now` (`unix_nanos` on the wall clock): a new entry, its
-    /// head copied as it is.
-    pub fn begin<H: HeadFields + ?Sized>(&mut self, now: Instant, unix_nanos: u64, ex: Exchange<'_, H>) -> EntryId {
-        self.begin_target(now, unix_nanos, ex, ex.uri.as_bytes())
-    }
-
-    /// [`Self::begin`] with the target as bytes (`ex.uri` is not read): a raw OPEN's,
-    /// whose UTF-8 was checked when the OPEN was read. The store keeps bytes and reads
-    /// them back as text lossily, so it needs no `&str`: the client's `target_str` for
-    /// it was a `from_utf8` call per request (~58 instructions, docs/BENCHMARKS.md,
-    /// twenty-fifth round, inspect).
+    /// head copied as it is. The target is bytes ([`Exchange::uri`]): the client's raw
+    /// OPEN's is filed with no `from_utf8` call (~58 instructions a request,
+    /// docs/BENCHMARKS.md, twenty-fifth round, inspect).
     #[inline]
-    pub fn begin_target<H: HeadFields + ?Sized>(
-        &mut self,
-        now: Instant,
-        unix_nanos: u64,
-        ex: Exchange<'_, H>,
-        target: &[u8],
-    ) -> EntryId {
+    pub fn begin<H: HeadFields + ?Sized>(&mut self, now: Instant, unix_nanos: u64, ex: Exchange<'_, H>) -> EntryId {
         let id = EntryId(self.prefix | (self.next & SEQUENCE));
         self.next = self.next.saturating_add(1);
         // Before the entry is made, so that it is made in its place in the deque (made
@@ -265,7 +252,7 @@ impl Store {
         self.evict();
         // A store too small for even an entry keeps none.
         let Some(i) = self.entries.len().checked_sub(1) else { return id };
-        let (method, uri) = (ex.method.as_bytes(), target);
+        let (method, uri) = (ex.method.as_bytes(), ex.uri);
         // Kept as a block only with the core's `raw-heads` (the native shells'): the wasm
         // client files its heads field by field, and the block's reading leaves its
         // .wasm (issue 7's size bound).
@@ -276,7 +263,7 @@ impl Store {
                 let (kind, [a, b], n) = block.kept();
                 self.entries[i].blocks |= REQUEST_BLOCK | kind << REQUEST_KIND;
                 let line = [method, uri, a, b];
-                self.put_head(i, &line[..2 + n], NO_FIELDS, &[]).0
+                self.put_line(i, &line[..2 + n], &[]).0
             }
             None => self.put_head(i, &[method, uri], ex.headers, &[]).0,
         };
@@ -358,7 +345,7 @@ impl Store {
             Some(block) if cfg!(feature = "raw-heads") && headers.field_count() > 0 => {
                 let (kind, line, n) = block.kept();
                 e.blocks |= RESPONSE_BLOCK | kind << RESPONSE_KIND;
-                self.put_head(i, &line[..n], NO_FIELDS, body)
+                self.put_line(i, &line[..n], body)
             }
             _ => self.put_head(i, &[], headers, body),
         };

@@ -68,6 +68,49 @@ impl Store {
         (i, after)
     }
 
+    /// [`Self::put_head`] of a head whose size is known before it is written: its
+    /// `line` alone (a request's method, target and chosen `Host` with its block, a
+    /// response's block), and a response's `body`. The same bytes, counts and
+    /// evictions, with the room checked once and the fields written with no check
+    /// each, when the room `put_head` would write into is in the ring's buffer as it
+    /// is ([`super::super::ring::Ring::exact_mut`]) and takes it all; else through
+    /// `put_head` (the ring grows or goes round there, or the head or the body does not
+    /// fit). ~240 instructions a call before (docs/BENCHMARKS.md, twenty-sixth round).
+    #[inline]
+    pub(super) fn put_line(&mut self, mut i: usize, line: &[&[u8]], body: &[u8]) -> (usize, usize) {
+        let head = line.iter().map(|f| 4 + f.len()).sum::<usize>();
+        let want = head + body.len();
+        if head == 0 {
+            return (i, 0);
+        }
+        let link = self.ring.link_len(&self.entries[i].spans[EXCHANGE]);
+        let mut room = self.room();
+        if link + want > room {
+            i = self.room_evicting(i, link + want);
+            room = self.room();
+        }
+        let room = room.min(HEAD_MAX);
+        if link + want <= room {
+            let span = &mut self.entries[i].spans[EXCHANGE];
+            if let Some((link, buf)) = self.ring.exact_mut(span, want, room) {
+                let (mut buf, rest) = buf.split_at_mut(head);
+                for f in line {
+                    let (len, after) = buf.split_at_mut(4);
+                    len.copy_from_slice(&head::prefix(f));
+                    let (field, after) = after.split_at_mut(f.len());
+                    if !head::copy_short(field, f) {
+                        field.copy_from_slice(f);
+                    }
+                    buf = after;
+                }
+                rest.copy_from_slice(body);
+                self.bytes += link + want;
+                return (i, body.len());
+            }
+        }
+        self.put_head(i, line, super::NO_FIELDS, body)
+    }
+
     /// [`Self::put_head`] for a head larger than the room: the `rest` of the fields
     /// after those written goes on from where it stopped, in the same walk of the head:
     /// the field that did not fit ([`Self::put_field`], evicting for it, on in the
@@ -147,6 +190,77 @@ mod tests {
     use crate::inspect::{BodyOf, Exchange};
     use crate::time::Instant;
 
+    /// A head of known size written through [`Store::put_line`] (the room checked once,
+    /// the fields written with no check each, when the ring's buffer has the room as it
+    /// is) leaves the store as [`Store::put_head`] does: the same bytes counted, entries
+    /// held and evicted, ring head, room and allocation, and the same heads and bodies
+    /// read back. Exchanges begun in runs of 1 to 5 before they are answered (so a
+    /// response's head is linked after other requests', as at 32 connections), lines
+    /// of 1 to 3 fields of 0 to 700 bytes, bodies of 0 to 20 KiB (past `HEAD_MAX`), in
+    /// stores from roomy to too small for a head, the ring growing, going round its
+    /// end and evicting for each.
+    #[test]
+    fn a_line_written_in_one_go_is_the_line_written_field_by_field() {
+        let h = [(http::header::HOST, http::HeaderValue::from_static("a.test"))];
+        let sizes = [0, 1, 3, 30, 33, 200, 700];
+        let bodies = [0, 1, 100, 1024, 3000, 17_000, 20_000];
+        for max_bytes in [1 << 20, 64 * 1024, 9000, 2000, 700] {
+            let config = InspectConfig { max_bytes, body_limit: 32 * 1024, ..InspectConfig::default() };
+            let (mut fast, mut slow) = (Store::new(config.clone(), 1), Store::new(config, 1));
+            let mut k = 0;
+            while k < 300 {
+                let run = 1 + k % 5;
+                let mut ids = Vec::new();
+                for j in 0..run {
+                    let uri = format!("/{}", "u".repeat(sizes[(k + j) % sizes.len()]));
+                    let ex = Exchange {
+                        method: "GET",
+                        uri: uri.as_bytes(),
+                        headers: &h[..],
+                        websocket: false,
+                        replay_of: None,
+                    };
+                    let (a, b) = (fast.begin(Instant::ZERO, 0, ex), slow.begin(Instant::ZERO, 0, ex));
+                    assert_eq!(a, b);
+                    ids.push(a);
+                }
+                for (j, id) in ids.into_iter().enumerate() {
+                    let n = 1 + (k + j) % 3;
+                    let fields: Vec<Vec<u8>> =
+                        (0..n).map(|f| vec![b'a' + f as u8; sizes[(k * 3 + j + f) % sizes.len()]]).collect();
+                    let line: Vec<&[u8]> = fields.iter().map(|f| &f[..]).collect();
+                    let body: Vec<u8> = (0..bodies[(k + 2 * j) % bodies.len()]).map(|b| (b * 13 + k) as u8).collect();
+                    let what = format!("{max_bytes} bytes, exchange {k}.{j}");
+                    let (Some(a), Some(b)) = (fast.index(id), slow.index(id)) else {
+                        assert_eq!((fast.index(id), fast.len()), (slow.index(id), slow.len()), "{what}");
+                        continue;
+                    };
+                    let x = fast.put_line(a, &line, &body);
+                    let y = slow.put_head(b, &line, super::super::NO_FIELDS, &body);
+                    assert_eq!(x, y, "{what}");
+                    assert_eq!((fast.bytes(), fast.len()), (slow.bytes(), slow.len()), "{what}");
+                    assert_eq!(
+                        (fast.ring.head(), fast.ring.held(), fast.ring.free(), fast.ring.allocated()),
+                        (slow.ring.head(), slow.ring.held(), slow.ring.free(), slow.ring.allocated()),
+                        "{what}"
+                    );
+                    assert!(fast.bytes() <= max_bytes, "{what}");
+                }
+                for (ea, eb) in fast.newest_first().zip(slow.newest_first()) {
+                    assert_eq!((ea.id, ea.spans, ea.held), (eb.id, eb.spans, eb.held), "{max_bytes}, {k}");
+                    let span = &ea.spans[super::super::EXCHANGE];
+                    assert_eq!(
+                        fast.ring.read(span),
+                        slow.ring.read(&eb.spans[super::super::EXCHANGE]),
+                        "{max_bytes}, {k}"
+                    );
+                    assert_eq!(fast.request(ea), slow.request(eb), "{max_bytes}, {k}");
+                }
+                k += run;
+            }
+        }
+    }
+
     /// A body filed in one call (a response whole, [`Store::respond_whole`]: after a
     /// head kept as its block, in the head's room) is kept as the same body filed frame
     /// by frame ([`Store::body_data`], pieces of 1 to 509 bytes): the same exchanges
@@ -179,7 +293,13 @@ mod tests {
                 let body: Vec<u8> = (0..size).map(|b| (b * 7 + k) as u8).collect();
                 let request_body = &body[..sizes[(k / 3) % sizes.len()].min(size)];
                 let uri = format!("/{k}/{}", "p".repeat(k * 53 % 600));
-                let ex = Exchange { method: "POST", uri: &uri, headers: &h[..], websocket: false, replay_of: None };
+                let ex = Exchange {
+                    method: "POST",
+                    uri: uri.as_bytes(),
+                    headers: &h[..],
+                    websocket: false,
+                    replay_of: None,
+                };
                 let (a, b) = (whole.begin(Instant::ZERO, 0, ex), pieces.begin(Instant::ZERO, 0, ex));
                 whole.body_data(a, BodyOf::Request, request_body);
                 whole.body_end(a, BodyOf::Request, request_body.len() as u64, Instant::ZERO);
