@@ -90,7 +90,8 @@ async fn bodies_over_max_body_get_413_whether_declared_or_streamed() {
 
 #[tokio::test]
 async fn concurrent_exchanges_past_the_tunnels_limit_get_503() {
-    let server = server_with(limits(Limits { max_streams_per_tunnel: 2, ..Limits::default() })).await;
+    let limits = limits(Limits { max_streams_per_tunnel: 2, max_body: Some(10), ..Limits::default() });
+    let server = server_with(limits).await;
     // The origin holds every request until the gate opens.
     let (gate, gate_rx) = watch::channel(false);
     let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -117,6 +118,16 @@ async fn concurrent_exchanges_past_the_tunnels_limit_get_503() {
     let (status, body) = visitor.get(&host, "/third").await;
     assert_eq!(status, 503, "{body:?}");
     assert!(String::from_utf8_lossy(&body).contains("busy"));
+    // Over both limits: the tunnel's busy answer comes first, as before the body's 413
+    // (the HTTP/1 path checks the stream limit in its open, and a body over the limit
+    // before it); a body within the limit gets the same 503.
+    for size in [11, 5] {
+        let post = Request::post("/over").body(full(vec![b'x'; size])).unwrap();
+        let res = visitor.send(&host, post).await;
+        assert_eq!(res.status(), 503, "a body of {size} bytes");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("The tunnel 'narrow' is busy"), "{body:?}");
+    }
     gate.send_replace(true);
     for p in pending {
         assert_eq!(p.await.unwrap(), 200);

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use localtunnels_core::{
     Config, HeaderName, HeaderValue, OpenError, RequestHead, ResponseHead, StreamKind, XForwarded,
 };
-use localtunnels_driver::{ConnEvent, ConnEvents, Connection, StreamEvent};
+use localtunnels_driver::{ConnEvent, ConnEvents, Connection, OpenWithinError, StreamEvent};
 
 mod conn_pair;
 
@@ -113,4 +113,36 @@ async fn a_response_that_comes_at_once_reaches_its_stream() {
     }
     drop(server);
     answerer.abort();
+}
+
+/// `open_fields_within` opens nothing at the caller's limit: `Busy` with the streams in
+/// flight, the fields not written, nothing on the wire (the next open within the limit
+/// is the one the peer sees next), and opens again once a stream is gone.
+#[tokio::test]
+async fn an_open_at_the_callers_limit_is_busy_and_sends_nothing() {
+    let (a, b) = tokio::io::duplex(256 * 1024);
+    let (server, _client, mut events) = conn_pair::pair_over(Config::default(), a, b).await;
+    let within = |max: usize, target: &str| {
+        let mut called = false;
+        let opened = server.open_fields_within(max, StreamKind::Http, "GET", target.as_bytes(), true, |w| {
+            called = true;
+            w.push(&HeaderName::from_static("x-pad"), &HeaderValue::from_static("p"));
+        });
+        (opened, called)
+    };
+    let (first, called) = within(1, "/first");
+    let first = first.expect("no stream in flight: opened");
+    assert!(called);
+    let (busy, called) = within(1, "/refused");
+    assert_eq!(busy.err(), Some(OpenWithinError::Busy(1)));
+    assert!(!called, "a busy open writes no field");
+    let (second, _) = within(2, "/second");
+    let second = second.expect("within a limit of 2: opened");
+    for target in ["/first", "/second"] {
+        assert_eq!(&*incoming(&mut events).await.0.target, target, "the refused open sent nothing");
+    }
+    // A refusal of the session's own comes through as `Open`.
+    let refused = server.open_fields_within(8, StreamKind::Http, "G T", b"/", true, |_| {});
+    assert_eq!(refused.err(), Some(OpenWithinError::Open(OpenError::InvalidHead("method"))));
+    drop((first, second));
 }

@@ -105,14 +105,16 @@ pub(crate) fn check_fields<F: Fields>(
     headers: &mut F,
 ) -> Result<Admitted, Box<Response<Body>>> {
     let ip = peer.ip();
-    check_visitor(state, tunnel, (ip, VisitorKey::of(ip)), None, headers, &mut LazyNow::default())
+    check_visitor(state, tunnel, (ip, VisitorKey::of(ip)), None, headers, &mut LazyNow::default(), false)
 }
 
 /// [`check_fields`] for a connection's visitor, whose address key is already hashed,
 /// with the request's clock (`now` charges the rate limits, and is read only if one
 /// applies): the HTTP/1 path reads it once per request for this, the request's start
 /// and its response deadline. `slot` is the connection's hold on its count
-/// ([`crate::visitors::Visitors::admit_held`]).
+/// ([`crate::visitors::Visitors::admit_held`]). The tunnel's stream limit is left to
+/// the caller's open ([`crate::tunnel::Tunnel::open_fields_within`], answered with
+/// [`tunnel_busy`]) but for a request whose body is over the limit.
 pub(crate) fn check_fields_at<F: Fields>(
     state: &ServerState,
     tunnel: &Tunnel,
@@ -121,7 +123,7 @@ pub(crate) fn check_fields_at<F: Fields>(
     headers: &mut F,
     now: &mut LazyNow,
 ) -> Result<Admitted, Box<Response<Body>>> {
-    check_visitor(state, tunnel, (peer.addr.ip(), peer.visitor_key), Some(slot), headers, now)
+    check_visitor(state, tunnel, (peer.addr.ip(), peer.visitor_key), Some(slot), headers, now, true)
 }
 
 /// The clock as a request reads it: once, when first needed. Without rate limits the
@@ -149,6 +151,7 @@ fn check_visitor<F: Fields>(
     slot: Option<&mut VisitorSlot>,
     headers: &mut F,
     now: &mut LazyNow,
+    busy_at_open: bool,
 ) -> Result<Admitted, Box<Response<Body>>> {
     let access = &tunnel.access;
     if !access.allows_ip(ip) {
@@ -191,23 +194,35 @@ fn check_visitor<F: Fields>(
             return Err(Box::new(rate_limited(state, &tunnel.name, wait)));
         }
     }
-    let max_streams = state.config.limits.max_streams_per_tunnel;
-    let in_flight = tunnel.stream_count();
-    if in_flight >= max_streams {
-        let message = format!("The tunnel '{}' is busy. Please try again in a moment.", tunnel.name);
-        let detail = format!("{in_flight} requests in flight, the most a tunnel may have");
-        return Err(Box::new(busy(state, message, &detail)));
-    }
-    if let Some(max) = state.config.limits.max_body {
+    let too_large_max = state.config.limits.max_body.filter(|&max| {
         let declared = headers
             .first(&header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max) {
-            return Err(Box::new(too_large(state, max)));
+        declared.is_some_and(|n| n > max)
+    });
+    // The tunnel's stream limit: here, or (`busy_at_open`, a body within the limit)
+    // checked by the open under its own lock ([`Tunnel::open_fields_within`]), with
+    // nothing between that could answer otherwise. A body over the limit is answered
+    // here, after this check, as before.
+    if !busy_at_open || too_large_max.is_some() {
+        let in_flight = tunnel.stream_count();
+        if in_flight >= state.config.limits.max_streams_per_tunnel {
+            return Err(Box::new(tunnel_busy(state, &tunnel.name, in_flight)));
         }
     }
+    if let Some(max) = too_large_max {
+        return Err(Box::new(too_large(state, max)));
+    }
     Ok(admitted)
+}
+
+/// The answer to a request over the tunnel's limit of streams in flight (`in_flight`
+/// of them): 503, `Retry-After: 1`.
+pub(crate) fn tunnel_busy(state: &ServerState, name: &str, in_flight: usize) -> Response<Body> {
+    let message = format!("The tunnel '{name}' is busy. Please try again in a moment.");
+    let detail = format!("{in_flight} requests in flight, the most a tunnel may have");
+    busy(state, message, &detail)
 }
 
 /// The answer to a request over a limit of exchanges in flight: 503, `Retry-After: 1`.

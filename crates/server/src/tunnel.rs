@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use localtunnels_core::{CloseCode, OpenError, RequestHead, StreamKind};
-use localtunnels_driver::{Connection, StreamHandle};
+use localtunnels_driver::{Connection, OpenWithinError, StreamHandle};
 
 use crate::access::Access;
 use crate::limits::TokenBucket;
@@ -101,6 +101,36 @@ impl Tunnel {
         fields: impl FnOnce(&mut localtunnels_core::OpenFields<'_>),
     ) -> Result<StreamHandle, OpenError> {
         self.on_chosen(|c| c.open_fields(kind, method, target, end, fields))
+    }
+
+    /// [`Tunnel::open_fields`] unless the tunnel has `max_streams` streams in flight or
+    /// more over all its connections ([`OpenWithinError::Busy`] with their count, as
+    /// [`Tunnel::stream_count`] counts them). A tunnel of one connection counts them
+    /// under the lock its open takes ([`Connection::open_fields_within`]); one with joined
+    /// connections counts them first, as a separate check did.
+    pub fn open_fields_within(
+        &self,
+        max_streams: usize,
+        kind: StreamKind,
+        method: &str,
+        target: &[u8],
+        end: bool,
+        fields: impl FnOnce(&mut localtunnels_core::OpenFields<'_>),
+    ) -> Result<StreamHandle, OpenWithinError> {
+        if self.joined.len.load(Ordering::Acquire) == 0 {
+            let opened = self.conn.open_fields_within(max_streams, kind, method, target, end, fields);
+            // Counted as `on_chosen` counts an open tried, after the OPEN's send here:
+            // the thread's shard does not change meanwhile.
+            if !matches!(opened, Err(OpenWithinError::Busy(_))) {
+                self.count_shard(crate::shards::current(), self.joined.first_shard);
+            }
+            return opened;
+        }
+        let in_flight = self.stream_count();
+        if in_flight >= max_streams {
+            return Err(OpenWithinError::Busy(in_flight));
+        }
+        Ok(self.on_chosen(|c| c.open_fields(kind, method, target, end, fields))?)
     }
 
     /// `open` on the connection a new stream goes to (see [`Tunnel::open`]).

@@ -64,7 +64,33 @@ impl Connection {
         end: bool,
         fields: impl FnOnce(&mut localtunnels_core::OpenFields<'_>),
     ) -> Result<StreamHandle, OpenError> {
+        self.open_fields_within(usize::MAX, kind, method, target, end, fields).map_err(|e| match e {
+            OpenWithinError::Open(e) => e,
+            // Never: no session holds `usize::MAX` streams.
+            OpenWithinError::Busy(n) => OpenError::TooManyStreams(u32::try_from(n).unwrap_or(u32::MAX)),
+        })
+    }
+
+    /// [`Connection::open_fields`] unless the session has `max_streams` streams in
+    /// flight or more ([`OpenWithinError::Busy`] with their count: nothing is written,
+    /// `fields` is not called). The count is read under the lock the open takes anyway:
+    /// a caller's limit checked by [`Connection::stream_count`] first took the lock
+    /// twice (~0.04k instructions before the OPEN's send; docs/BENCHMARKS.md,
+    /// twenty-sixth round).
+    pub fn open_fields_within(
+        &self,
+        max_streams: usize,
+        kind: StreamKind,
+        method: &str,
+        target: &[u8],
+        end: bool,
+        fields: impl FnOnce(&mut localtunnels_core::OpenFields<'_>),
+    ) -> Result<StreamHandle, OpenWithinError> {
         let mut state = self.shared.lock();
+        let in_flight = state.session.stream_count();
+        if in_flight >= max_streams {
+            return Err(OpenWithinError::Busy(in_flight));
+        }
         let Some(mut out) = self.shared.outbox_for_open(&state) else {
             let id = state.session.open_fields(kind, method, target, end, fields)?;
             return Ok(self.opened(state, id, kind));
@@ -80,6 +106,21 @@ impl Connection {
             self.shared.wake_writer.notify_one();
         }
         Ok(handle)
+    }
+}
+
+/// Why [`Connection::open_fields_within`] opened no stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenWithinError {
+    /// The session had this many streams in flight, the caller's limit or more.
+    Busy(usize),
+    /// The session refused the open.
+    Open(OpenError),
+}
+
+impl From<OpenError> for OpenWithinError {
+    fn from(e: OpenError) -> Self {
+        OpenWithinError::Open(e)
     }
 }
 

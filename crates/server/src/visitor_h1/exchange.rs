@@ -15,7 +15,7 @@ use localtunnels_driver::h1::chunked::ChunkLimits;
 use localtunnels_driver::h1::framing::has_token;
 use localtunnels_driver::h1::{BodyDecoder, BodyLength, ParsedRequest, RequestFraming};
 use localtunnels_driver::lazy_deadline::LazyDeadline;
-use localtunnels_driver::{StreamEvent, StreamReceiver, StreamSender};
+use localtunnels_driver::{OpenWithinError, StreamEvent, StreamReceiver, StreamSender};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 
 use super::block_head::{checked_head, StreamHead, TunnelFields};
@@ -83,16 +83,26 @@ where
                 Ok(admitted) => Some(admitted),
                 Err(refused) => return self.finish(state, req, html, framing, reply, *refused, now.get()).await,
             };
-        tunnel.count_request();
-        Counters::bump(&state.counters.requests);
         let end = framing.body == BodyLength::Empty;
+        // The tunnel's stream limit is checked by the open, under its lock; a request it
+        // refuses is not counted, as when the checks above refused it.
         let stream = match super::open::open(state, &tunnel, peer, req, (present, grouped), host.as_ref(), end) {
             Ok(s) => s,
-            Err(e) => {
+            Err(OpenWithinError::Busy(in_flight)) => {
+                drop(admitted);
+                let res = crate::access::tunnel_busy(state, &tunnel.name, in_flight);
+                return self.finish(state, req, html, framing, reply, res, now.get()).await;
+            }
+            Err(OpenWithinError::Open(e)) => {
+                tunnel.count_request();
+                Counters::bump(&state.counters.requests);
                 let res = open_error(state, &tunnel.name, e);
                 return self.finish(state, req, html, framing, reply, res, now.get()).await;
             }
         };
+        // Counted after the OPEN's send, off the visitor's wait.
+        tunnel.count_request();
+        Counters::bump(&state.counters.requests);
         let started = now.get();
         let (tx, mut rx) = stream.split();
         // The body's last bytes are granted back when `rx` is dropped, after the write.

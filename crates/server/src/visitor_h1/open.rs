@@ -10,10 +10,10 @@
 
 use http::header::HOST;
 use http::HeaderValue;
-use localtunnels_core::{Header, OpenError, OpenFields, StreamKind};
+use localtunnels_core::{Header, OpenFields, StreamKind};
 use localtunnels_driver::h1::ParsedRequest;
 use localtunnels_driver::http::{group_by_name, retain_request_end_to_end};
-use localtunnels_driver::StreamHandle;
+use localtunnels_driver::{OpenWithinError, StreamHandle};
 
 use super::present::Present;
 use crate::exchange::{forwarded_proto, is_forwarding};
@@ -24,7 +24,8 @@ use crate::tunnel::Tunnel;
 /// `peer`, with `host` as its `X-Forwarded-Host`. `req`'s fields are left as they go
 /// on (grouped by name, hop-by-hop ones dropped), the visitor's `X-Forwarded-*` among
 /// them; they carry the names `present` has or fewer (the walks for the others are
-/// skipped), grouped by name already when `grouped`.
+/// skipped), grouped by name already when `grouped`. The tunnel's stream limit is
+/// checked here, by the open ([`OpenWithinError::Busy`]: nothing is sent).
 pub(super) fn open(
     state: &ServerState,
     tunnel: &Tunnel,
@@ -33,12 +34,13 @@ pub(super) fn open(
     (present, grouped): (Present, bool),
     host: Option<&HeaderValue>,
     end: bool,
-) -> Result<StreamHandle, OpenError> {
+) -> Result<StreamHandle, OpenWithinError> {
     let has_host = end_to_end(&mut req.headers, present, grouped);
     let authority = if has_host { None } else { req.authority() };
     let (target, headers) = (req.path_and_query_bytes(), &req.headers);
     let forwarding = present.has(Present::FORWARDING);
-    tunnel.open_fields(StreamKind::Http, req.method.as_str(), target, end, |w| {
+    let max_streams = state.config.limits.max_streams_per_tunnel;
+    tunnel.open_fields_within(max_streams, StreamKind::Http, req.method.as_str(), target, end, |w| {
         write_fields(w, state, peer, headers, forwarding, authority, host)
     })
 }
