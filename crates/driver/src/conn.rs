@@ -36,7 +36,7 @@ use tokio::sync::Notify;
 
 use crate::conn_writer::Outbox;
 use crate::direct::HeldHead;
-use crate::stream::{StreamEvent, StreamHandle, StreamSlot};
+use crate::stream::{StreamEvent, StreamHandle, StreamSlot, WsDelivery};
 use crate::ws_codec::{WsDecoder, WsEncoder};
 use crate::ws_io;
 
@@ -375,7 +375,13 @@ impl Shared {
             Event::Data { id, data, end } => to_stream(state, id, StreamEvent::Data { data, end }),
             Event::Trailers { id, headers } => to_stream(state, id, StreamEvent::Trailers(headers)),
             Event::WsMessage { id, binary, fin, data } => {
-                to_stream(state, id, StreamEvent::WsMessage { binary, fin, data })
+                let n = data.len();
+                let delivery = state.slots.get(&id).map(|slot| slot.deliver_ws(binary, fin, data));
+                // Written to the bridge's socket, or nobody will read it: the credit goes
+                // back now (the turn's end writes the grant).
+                if n > 0 && matches!(delivery, Some(WsDelivery::Written | WsDelivery::Gone) | None) {
+                    state.session.release(id, n);
+                }
             }
             Event::WsClose { id, code, reason } => to_stream(state, id, StreamEvent::WsClose { code, reason }),
             Event::Reset { id, code, message } => {

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use crate::conn::Shared;
 use crate::direct::DirectWrite;
 use crate::stream_queue::EventQueue;
+use crate::websocket::direct::{WsDirect, WsDirectWrite};
 
 mod receiver;
 pub use receiver::StreamReceiver;
@@ -152,6 +153,9 @@ struct Queue {
     /// [`StreamEvent::Written`] ([`StreamReceiver::offer_direct_waking`]): none is queued
     /// (a rest to write still wakes it).
     quiet: bool,
+    /// The bridge's socket, for the reader to write the WebSocket messages to
+    /// ([`StreamReceiver::offer_ws_direct`]).
+    ws_direct: Option<Arc<dyn WsDirect>>,
 }
 
 impl Queue {
@@ -230,6 +234,32 @@ impl StreamSlot {
         true
     }
 
+    /// Hands a WebSocket message to the stream's reader: written to the socket it lent
+    /// ([`crate::websocket::bridge_direct`]) when nothing of the stream's is queued
+    /// ahead of it, else queued as [`StreamEvent::WsMessage`].
+    pub(crate) fn deliver_ws(&self, binary: bool, fin: bool, data: Bytes) -> WsDelivery {
+        let waker = {
+            let mut q = self.inner.queue();
+            if q.receiver_gone {
+                return WsDelivery::Gone;
+            }
+            let mut delivery = WsDelivery::Queued;
+            match q.ws_direct.as_ref().filter(|_| q.events.is_empty()).map(|d| d.write_message(binary, fin, &data)) {
+                Some(WsDirectWrite::Written) => return WsDelivery::Written,
+                // The bridge's `down` writes the rest: woken, as by an event.
+                Some(WsDirectWrite::Queued) => delivery = WsDelivery::Written,
+                Some(WsDirectWrite::Declined) | None => {
+                    q.events.push_back(StreamEvent::WsMessage { binary, fin, data })
+                }
+            }
+            (q.waker.take(), delivery)
+        };
+        if let Some(w) = waker.0 {
+            w.wake();
+        }
+        waker.1
+    }
+
     /// The receiver's offer to have its response written for it ([`crate::direct`]),
     /// taken: it is used once.
     pub(crate) fn take_direct(&self) -> Option<Arc<dyn DirectWrite>> {
@@ -289,6 +319,17 @@ impl Drop for StreamSlot {
             w.wake();
         }
     }
+}
+
+/// What [`StreamSlot::deliver_ws`] did with a message.
+pub(crate) enum WsDelivery {
+    /// Queued for the receiver, which releases its credit.
+    Queued,
+    /// Written to the receiver's socket, or queued there for its bridge to write: its
+    /// credit is the caller's to grant back.
+    Written,
+    /// The receiver is gone: its credit is the caller's to grant back.
+    Gone,
 }
 
 /// Both halves of one stream.

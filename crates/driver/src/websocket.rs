@@ -43,6 +43,9 @@ use crate::stream::{StreamEvent, StreamReceiver, StreamSender};
 use crate::ws_codec::{self, WsDecoder, WsEncoder, WsError, WsMessage};
 use crate::ws_io::{self, WsReadError};
 
+pub(crate) mod direct;
+pub use direct::bridge_direct;
+
 /// How long one side of a bridge waits for the other side's close once it has closed.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -92,6 +95,9 @@ struct Socket<S> {
     /// Wakes both halves: every write and flush is polled with it (see the module
     /// documentation).
     writes: Waker,
+    /// What `down` and the tunnel's reader share when the reader may write messages
+    /// to the socket itself ([`bridge_direct`]); unused otherwise.
+    down: direct::DirectDown,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
@@ -252,7 +258,13 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let halves = Halves::new();
-    let socket = Mutex::new(Socket { io, wire: ws_io::encoder(leg.role()), failed: false, writes: halves.writes() });
+    let socket = Mutex::new(Socket {
+        io,
+        wire: ws_io::encoder(leg.role()),
+        failed: false,
+        writes: halves.writes(),
+        down: direct::DirectDown::closed(),
+    });
     let reader = WsDecoder::new(leg.role(), max_message);
     let mut up = std::pin::pin!(up(&socket, reader, &tx, tap));
     let mut down = std::pin::pin!(down(&mut rx, &tx, &socket, leg, max_message, tap));

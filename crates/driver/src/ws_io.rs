@@ -51,7 +51,7 @@ pub async fn write_all<W: AsyncWrite + Unpin>(encoder: &mut WsEncoder, io: &mut 
 /// Slices one vectored write takes at most: a batch of small frames is one slice,
 /// each large payload one more (tokio's `write_all_buf` fills 64 of them, zeroed,
 /// before every write).
-const MAX_SLICES: usize = 16;
+pub(crate) const MAX_SLICES: usize = 16;
 
 /// Poll form of [`write_all`]: `Ready` once everything queued is written and flushed;
 /// `Pending` leaves the rest queued.

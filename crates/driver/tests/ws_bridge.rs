@@ -291,3 +291,128 @@ async fn a_take_that_empties_the_queue_leaves_its_waker_for_the_next_message() {
         other => panic!("expected the close at once, got {other:?}"),
     }
 }
+
+/// A bridge on a plain TCP socket (`bridge_direct`) has the tunnel's reader write each
+/// message to the socket itself. A visitor that does not read fills the socket: what
+/// it does not take stays with the bridge, which writes it later, and the messages
+/// after it queue on the stream (their credit held, so the sender stops at the window).
+/// Once the visitor reads, every message arrives whole, once, and in order, and the
+/// close after them.
+#[tokio::test]
+async fn a_direct_bridge_whose_visitor_does_not_read_queues_the_messages_in_order() {
+    const MESSAGE: usize = 16 * 1024;
+    // 3.2 MiB: more than the stream window (1 MiB) and the sockets' buffers together.
+    const COUNT: u32 = 200;
+    let (server, _client, mut client_events) = pair().await;
+    let head = RequestHead { kind: StreamKind::WebSocket, method: "GET".into(), target: "/".into(), headers: vec![] };
+    let (stx, mut srx) = server.open(head, false).expect("open").split();
+    let (tx, rx) = accept(&mut client_events).await;
+    assert!(matches!(next_ws(&mut srx).await, StreamEvent::Response { .. }));
+
+    let (mut visitor, near, second) = tcp_visitor(16 * 1024).await;
+    let bridged = tokio::spawn(localtunnels_driver::websocket::bridge_direct(near, second, tx, rx, 1 << 20));
+
+    // The messages, numbered; the test goes on once a window's worth is sent while the
+    // visitor reads nothing.
+    let (progress, mut sent) = tokio::sync::watch::channel(0u32);
+    let sender = tokio::spawn(async move {
+        for i in 0..COUNT {
+            let mut message = vec![i.to_le_bytes()[0]; MESSAGE];
+            message[..4].copy_from_slice(&i.to_be_bytes());
+            stx.send_ws(true, Bytes::from(message)).await.expect("send_ws");
+            progress.send_replace(i + 1);
+        }
+        stx
+    });
+    let window = 1024 * 1024 / MESSAGE as u32;
+    tokio::time::timeout(STEP, sent.wait_for(|&n| n >= window)).await.expect("a window sent in time").expect("sender");
+    assert!(*sent.borrow() < COUNT, "the sender did not stop at the window");
+
+    let mut decoder = WsDecoder::new(Role::Client, 1 << 20);
+    for i in 0..COUNT {
+        let message = tokio::time::timeout(STEP, read_message(&mut decoder, &mut visitor))
+            .await
+            .expect("a message in time")
+            .expect("valid frames")
+            .expect("the bridge keeps the socket open");
+        let WsMessage::Binary(data) = message else { panic!("unexpected {message:?}") };
+        assert_eq!(data.len(), MESSAGE);
+        assert_eq!(u32::from_be_bytes(data[..4].try_into().expect("four bytes")), i, "out of order");
+        assert!(data[4..].iter().all(|&b| b == i.to_le_bytes()[0]), "message {i} mixed with another");
+    }
+    let stx = tokio::time::timeout(STEP, sender).await.expect("the sender ends").expect("sender task");
+
+    // The close comes after them; the visitor's answer ends the bridge.
+    stx.close_ws(1000, "").expect("close");
+    let close = tokio::time::timeout(STEP, read_message(&mut decoder, &mut visitor)).await.expect("in time");
+    assert!(matches!(close, Ok(Some(WsMessage::Close(Some((1000, _)))))), "{close:?}");
+    let mut out = WsEncoder::new(Role::Client, || [1, 2, 3, 4]);
+    out.close(1000);
+    write_all(&mut out, &mut visitor).await.expect("close back");
+    let end = tokio::time::timeout(STEP, bridged).await.expect("the bridge ends").expect("bridge task");
+    assert_eq!(end, BridgeEnd::Closed(1000));
+}
+
+/// A loopback TCP connection whose two ends' buffers are `buffer` bytes: the visitor's
+/// end, the near end, and a second descriptor of the near end (as the server's).
+async fn tcp_visitor(buffer: u32) -> (tokio::net::TcpStream, tokio::net::TcpStream, std::net::TcpStream) {
+    use std::os::fd::AsFd;
+    let listening = tokio::net::TcpSocket::new_v4().expect("socket");
+    listening.set_send_buffer_size(buffer).expect("send buffer");
+    listening.bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+    let listener = listening.listen(1).expect("listen");
+    let connecting = tokio::net::TcpSocket::new_v4().expect("socket");
+    connecting.set_recv_buffer_size(buffer).expect("receive buffer");
+    let (visitor, accepted) =
+        tokio::join!(connecting.connect(listener.local_addr().expect("address")), listener.accept());
+    let (visitor, (near, _)) = (visitor.expect("connect"), accepted.expect("accept"));
+    let second = std::net::TcpStream::from(near.as_fd().try_clone_to_owned().expect("second descriptor"));
+    (visitor, near, second)
+}
+
+/// A direct bridge (`bridge_direct`) ended while the reader's write of a message still
+/// waits in it (the visitor reads nothing) and more messages wait unread gives back
+/// all their credit: the whole session window is free again for the next stream.
+#[tokio::test]
+async fn a_direct_bridge_that_ends_mid_write_gives_back_the_credit() {
+    const WINDOW: u32 = 64 * 1024;
+    const MESSAGE: usize = 16 * 1024;
+    let config = Config { stream_window: WINDOW, session_window: WINDOW, ..Config::default() };
+    let (server, _client, mut client_events) = pair_with(config).await;
+    let head =
+        || RequestHead { kind: StreamKind::WebSocket, method: "GET".into(), target: "/".into(), headers: vec![] };
+    let (stx, mut srx) = server.open(head(), false).expect("open").split();
+    let (tx, rx) = accept(&mut client_events).await;
+    assert!(matches!(next_ws(&mut srx).await, StreamEvent::Response { .. }));
+    // Buffers of 4 KiB: the first message does not go whole.
+    let (mut visitor, near, second) = tcp_visitor(4096).await;
+    let bridged = tokio::spawn(localtunnels_driver::websocket::bridge_direct(near, second, tx, rx, 1 << 20));
+    for i in 0..4u8 {
+        stx.send_ws(true, Bytes::from(vec![i; MESSAGE])).await.expect("send_ws");
+    }
+    let mut first = [0u8; 1];
+    tokio::time::timeout(STEP, visitor.read_exact(&mut first)).await.expect("in time").expect("read");
+    assert_eq!(first[0], 0x82, "a binary frame's first byte");
+    bridged.abort();
+    assert!(bridged.await.is_err_and(|e| e.is_cancelled()));
+
+    // A second stream gets a whole window's worth through without any release.
+    let (stx2, _srx2) = server.open(head(), false).expect("open").split();
+    let (_tx2, mut rx2) = accept(&mut client_events).await;
+    let sent = tokio::spawn(async move {
+        for i in 0..4u8 {
+            stx2.send_ws(true, Bytes::from(vec![i; MESSAGE])).await.expect("send_ws");
+        }
+        stx2
+    });
+    let mut got = 0;
+    while got < WINDOW as usize {
+        let event = std::future::poll_fn(|cx| rx2.poll_recv_held(cx));
+        match tokio::time::timeout(STEP, event).await.expect("the window's bytes in time") {
+            Some(StreamEvent::WsMessage { data, .. }) => got += data.len(),
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+    assert_eq!(got, WINDOW as usize);
+    tokio::time::timeout(STEP, sent).await.expect("sent in time").expect("sender");
+}

@@ -10,6 +10,7 @@ use localtunnels_core::StreamId;
 
 use super::{Inner, StreamEvent};
 use crate::direct::DirectWrite;
+use crate::websocket::direct::WsDirect;
 
 /// The receiving half of a stream.
 pub struct StreamReceiver {
@@ -37,6 +38,7 @@ impl Drop for StreamReceiver {
             let mut q = self.inner.queue();
             q.receiver_gone = true;
             q.direct = None;
+            q.ws_direct = None;
             // Nobody waits any more: the slot's end must not wake whatever task polled
             // this receiver last (the connection's own, for work run there).
             q.waker = None;
@@ -130,6 +132,19 @@ impl StreamReceiver {
         let mut q = self.inner.queue();
         q.withdrawn = true;
         q.direct.take().is_some()
+    }
+
+    /// Lends the stream `direct`, a bridge's socket, for the connection's reader to
+    /// write the WebSocket messages to from its turn
+    /// ([`crate::websocket::bridge_direct`]).
+    pub(crate) fn offer_ws_direct(&mut self, direct: Arc<dyn WsDirect>) {
+        self.inner.queue().ws_direct = Some(direct);
+    }
+
+    /// Takes back [`Self::offer_ws_direct`]'s offer: the reader writes nothing more.
+    pub(crate) fn withdraw_ws_direct(&mut self) {
+        let direct = self.inner.queue().ws_direct.take();
+        drop(direct);
     }
 
     /// Ready when an event is queued or the stream is gone, without taking it; else

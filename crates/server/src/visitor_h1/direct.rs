@@ -115,6 +115,13 @@ impl DirectSocket {
         Arc::new(DirectSocket { socket, state, armed: Mutex::new(armed), whole: AtomicU64::new(0) })
     }
 
+    /// One more descriptor of the visitor's socket, for a WebSocket bridge on the
+    /// connection (`localtunnels_driver::websocket::bridge_direct`): the connection
+    /// then lets this one go.
+    pub(crate) fn second(&self) -> Option<std::net::TcpStream> {
+        self.socket.try_clone().ok()
+    }
+
     fn armed(&self) -> MutexGuard<'_, Armed> {
         self.armed.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -16,7 +16,7 @@ use http::{HeaderValue, StatusCode};
 use localtunnels_core::{ResetCode, StreamKind};
 use localtunnels_driver::h1::{ParsedRequest, RequestFraming};
 use localtunnels_driver::http::{forwardable_response_list, header_list, header_map};
-use localtunnels_driver::websocket::{bridge, Leg};
+use localtunnels_driver::websocket::{bridge, bridge_direct, Leg};
 use localtunnels_driver::{Rewind, StreamEvent, StreamReceiver, StreamSender};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info_span, Instrument, Span};
@@ -166,13 +166,21 @@ where
     }
 
     /// Runs an accepted WebSocket on this connection until either side ends it.
+    /// A plain TCP visitor's bridge has the tunnel's reader write the messages from the
+    /// tunnel to its socket, through a second descriptor of it
+    /// ([`localtunnels_driver::websocket::bridge_direct`]).
     pub(super) async fn bridge(mut self, state: &ServerState, switched: Switched) {
+        let second = self.direct.as_ref().and_then(|d| d.second());
         self.let_go_direct();
         let Switched { tx, rx, admitted, span } = switched;
         let io = Rewind::new(self.buf.freeze(), self.io);
+        let max = state.config.max_ws_message;
         // The span is entered to log, not around the bridge: entering and leaving it on
         // every poll cost ~450 instructions per message (docs/BENCHMARKS.md).
-        let end = bridge(io, tx, rx, Leg::Visitor, state.config.max_ws_message).await;
+        let end = match second {
+            Some(second) => bridge_direct(io, second, tx, rx, max).await,
+            None => bridge(io, tx, rx, Leg::Visitor, max).await,
+        };
         span.in_scope(|| debug!(?end, "visitor WebSocket ended"));
         // The WebSocket counted against the visitor's address while it lasted.
         drop(admitted);
