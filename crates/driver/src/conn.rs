@@ -41,6 +41,7 @@ use crate::ws_codec::{WsDecoder, WsEncoder};
 use crate::ws_io;
 
 mod open;
+mod relay;
 
 /// Connection-level news for the owner of a [`Connection`].
 #[derive(Debug)]
