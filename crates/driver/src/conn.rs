@@ -40,8 +40,8 @@ use crate::stream::{StreamEvent, StreamHandle, StreamSlot, WsDelivery};
 use crate::ws_codec::{WsDecoder, WsEncoder};
 use crate::ws_io;
 
-mod open;
-pub use open::OpenWithinError;
+pub(crate) mod open;
+mod relay;
 
 /// Connection-level news for the owner of a [`Connection`].
 #[derive(Debug)]

@@ -31,7 +31,8 @@ pub mod ws_io;
 
 pub use after_write::after_write;
 pub use body::{pump_body, BodyError, BodyTap, StreamBody};
-pub use conn::{ConnEvent, ConnEvents, Connection, IncomingHandler, IncomingRawHandler, OpenWithinError, StreamFuture};
+pub use conn::open::OpenWithinError;
+pub use conn::{ConnEvent, ConnEvents, Connection, IncomingHandler, IncomingRawHandler, StreamFuture};
 pub use rewind::Rewind;
 pub use stream::{StreamEvent, StreamHandle, StreamReceiver, StreamSender};
 

@@ -506,10 +506,15 @@ impl StreamSender {
     /// message is borrowed, so the caller can still look at it after it was written.
     ///
     /// What it queues is written at once even in the connection's reader turn, while
-    /// this is the only stream in flight (see `Shared::after_relay`).
+    /// this is the only stream in flight (see `Shared::after_relay`); then, with nothing
+    /// queued before it, it is written without being queued (`Shared::relay_direct`).
     pub fn try_send_ws(&self, binary: bool, data: &Bytes) -> Result<usize, StreamError> {
         let shared = &self.inner.shared;
-        let mut state = shared.lock();
+        // Written straight into the write half when it would go at once, alone.
+        let mut state = match shared.relay_direct(shared.lock(), self.id, binary, data) {
+            Ok(sent) => return sent,
+            Err(state) => state,
+        };
         let n = state.session.send_ws(self.id, binary, data.clone(), true);
         shared.after_relay(state);
         n

@@ -4,15 +4,15 @@
 //! checks the stream's state and the peer's limits, then queues frames or payload
 //! for [`Session::poll_transmit`].
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::config::{Config, Limits};
 use crate::error::{OpenError, StreamError};
 use crate::event::Event;
 use crate::frame::{
-    check_headers, check_request_line, header_block_len, open_len, plan_checked, response_len, CloseCode, Frame,
-    Header, HeaderBlock, RequestHead, ResetCode, ResponseHead, SentBlock, StreamId, StreamKind, BATCH_ENTRY_OVERHEAD,
-    BATCH_HEADER, DATA_OVERHEAD,
+    check_headers, check_request_line, flags, header_block_len, kind, open_len, plan_checked, response_len, CloseCode,
+    Frame, Header, HeaderBlock, RequestHead, ResetCode, ResponseHead, SentBlock, StreamId, StreamKind,
+    BATCH_ENTRY_OVERHEAD, BATCH_HEADER, DATA_OVERHEAD,
 };
 use crate::handshake::{features, RefuseReason, Welcome, PROTOCOL_VERSION};
 use crate::stream::{Chunk, Stream};
@@ -360,6 +360,73 @@ impl Session {
         self.queue_payload(id, true, len, |n| {
             (n > 0 || (len == 0 && fin)).then(|| Chunk::Ws { binary, fin: fin && n == len, data: data.slice(..n) })
         })
+    }
+
+    /// [`Session::send_ws`] of a whole message written straight into `out`, the
+    /// driver's buffer of what it sends next, as the WS_MESSAGE frame that `send_ws`
+    /// would queue and [`Session::poll_message`] would then give alone
+    /// (`DATA_OVERHEAD + data.len()` bytes: one binary message, which the caller
+    /// frames): the same bytes and the same bookkeeping (credit, the session's queue
+    /// count, a blocked stream's `Writable`), without the chunk queued and taken back,
+    /// the ring, the stream's second look-up and the output's moves. Only when nothing
+    /// is queued ([`Session::has_transmit`] false, the stream's own queue empty) and the
+    /// whole message goes now in one frame (its credit, its share of the queue, its
+    /// allowance, the frame limit); `Ok(false)` otherwise, with nothing written or
+    /// changed: queue it with `send_ws`. Errors are `send_ws`'s, with nothing written.
+    pub fn send_ws_into(
+        &mut self,
+        id: StreamId,
+        binary: bool,
+        data: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<bool, StreamError> {
+        self.settle();
+        if self.has_transmit() {
+            return Ok(false);
+        }
+        let len = data.len();
+        let room = self.queue_room();
+        let shares = Shares::of(self);
+        let payload_limit = Config::payload_limit(self.peer.max_frame);
+        let stream_window = u64::from(self.peer.stream_window);
+        let send_credit = self.send_credit;
+        let s = match self.state {
+            State::Closed => return Err(StreamError::Closed),
+            _ => self.streams.get_mut(&id).ok_or(StreamError::UnknownStream(id))?,
+        };
+        Self::check_body_send(s, id, true)?;
+        // `queue_payload` would take all of it (no `blocked` set) ...
+        if !s.queue.is_empty() || clamp(len, shares.share(room, s.queued)) < len || s.send_credit < len as u64 {
+            return Ok(false);
+        }
+        s.send_credit -= len as u64;
+        // ... and `next_output` would send all of it in one frame (what it weighs,
+        // with the message queued).
+        s.queued += len as u64;
+        let credit = shares.send_allowance(send_credit, stream_window, s);
+        s.queued -= len as u64;
+        if len > payload_limit.min(usize::try_from(credit).unwrap_or(usize::MAX)) {
+            s.send_credit += len as u64;
+            return Ok(false);
+        }
+        let [i0, i1, i2, i3] = id.to_be_bytes();
+        let f = flags::FIN | if binary { flags::BINARY } else { 0 };
+        out.reserve(DATA_OVERHEAD + len);
+        out.put_slice(&[kind::WS_MESSAGE, i0, i1, i2, i3, f]);
+        out.put_slice(data);
+        // What `next_output` does once the stream's queue is empty again.
+        if s.blocked && s.send_credit > 0 {
+            s.blocked = false;
+            self.events.push_back(Event::Writable { id });
+        }
+        let finished = s.is_finished();
+        self.send_credit -= len as u64;
+        self.queued += len as u64;
+        self.dequeued(len as u64);
+        if finished {
+            self.finished.push(id);
+        }
+        Ok(true)
     }
 
     /// Takes as many of `offered` payload bytes on stream `id` as its credit and the

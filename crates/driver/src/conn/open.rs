@@ -110,18 +110,14 @@ impl Connection {
 }
 
 /// Why [`Connection::open_fields_within`] opened no stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpenWithinError {
     /// The session had this many streams in flight, the caller's limit or more.
+    #[error("{0} streams in flight, at the limit")]
     Busy(usize),
     /// The session refused the open.
-    Open(OpenError),
-}
-
-impl From<OpenError> for OpenWithinError {
-    fn from(e: OpenError) -> Self {
-        OpenWithinError::Open(e)
-    }
+    #[error(transparent)]
+    Open(#[from] OpenError),
 }
 
 impl Shared {

@@ -167,6 +167,29 @@ impl WsEncoder {
         }
     }
 
+    /// [`Self::binary_with`] for a message `write` may decline: it appends exactly `len`
+    /// bytes and returns true, or appends nothing and returns false, and then nothing is
+    /// queued (the header is taken back). False after a close, without calling `write`.
+    pub fn binary_if(&mut self, len: usize, write: impl FnOnce(&mut BytesMut) -> bool) -> bool {
+        if self.closed {
+            return false;
+        }
+        let key = self.key();
+        let at = self.copied.len();
+        self.copied.reserve(14 + len);
+        self.put_header(OP_BINARY, true, len, key);
+        let start = self.copied.len();
+        if !write(&mut self.copied) {
+            self.copied.truncate(at);
+            return false;
+        }
+        debug_assert_eq!(self.copied.len() - start, len, "the message's announced length");
+        if let Some(key) = key {
+            apply_mask(&mut self.copied[start..], key);
+        }
+        true
+    }
+
     /// Queues one binary message that `write` appends to the encoder's buffer, its
     /// length not known before (an OPEN the session writes field by field): room for
     /// the short header (a message of up to 125 bytes) is left before it and filled

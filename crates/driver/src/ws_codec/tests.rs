@@ -215,6 +215,36 @@ fn messages_built_in_place_are_framed_as_binary_frames_them() {
     assert_eq!((r, before.is_empty(), closed.is_empty()), (Ok(()), false, true));
 }
 
+/// A message of known length that its writer may decline (`binary_if`): taken, it is
+/// framed as `binary` frames it, for both roles and the three header lengths; declined,
+/// nothing is queued (not even its header); after a close the writer is not called.
+#[test]
+fn a_message_its_writer_may_decline_is_framed_or_left_out_whole() {
+    for role in [Role::Client, Role::Server] {
+        for len in [0, 1, 125, 126, 1000, 0xFFFF, 0x1_0000] {
+            let message: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut built = encoder(role);
+            built.binary(Bytes::from_static(b"before"));
+            assert!(!built.binary_if(len, |_| false));
+            assert!(built.binary_if(len, |out| {
+                out.put_slice(&message);
+                true
+            }));
+            built.binary(Bytes::from_static(b"after"));
+            let mut queued = encoder(role);
+            queued.binary(Bytes::from_static(b"before"));
+            queued.binary(Bytes::from(message.clone()));
+            queued.binary(Bytes::from_static(b"after"));
+            assert_eq!(drain(&mut built), drain(&mut queued), "{role:?} {len}");
+        }
+    }
+    let mut closed = encoder(Role::Server);
+    closed.close(1000);
+    drain(&mut closed);
+    assert!(!closed.binary_if(4, |_| unreachable!("not called after a close")));
+    assert!(closed.is_empty());
+}
+
 fn parse_all(role: Role, max: usize, bytes: &[u8]) -> Result<Vec<WsMessage>, WsError> {
     parse_with(role, max, bytes, WsDecoder::poll_message)
 }
