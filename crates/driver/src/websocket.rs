@@ -268,11 +268,27 @@ where
     let reader = WsDecoder::new(leg.role(), max_message);
     let mut up = std::pin::pin!(up(&socket, reader, &tx, tap));
     let mut down = std::pin::pin!(down(&mut rx, &tx, &socket, leg, max_message, tap));
-    let (first, end) = std::future::poll_fn(|cx| halves.poll(cx, Some(up.as_mut()), Some(down.as_mut()))).await;
+    both_halves(&halves, up.as_mut(), down.as_mut()).await
+}
+
+/// Polls `up` and `down` until one ends; after a close, the other one too, still under
+/// the same wakers, until it closes (within [`CLOSE_TIMEOUT`]). The end of the first.
+async fn both_halves(
+    halves: &Halves,
+    up: Pin<&mut impl Future<Output = BridgeEnd>>,
+    down: Pin<&mut impl Future<Output = BridgeEnd>>,
+) -> BridgeEnd {
+    let (mut up, mut down) = (Some(up), Some(down));
+    let (first, end) =
+        std::future::poll_fn(|cx| halves.poll(cx, up.as_mut().map(|f| f.as_mut()), down.as_mut().map(|f| f.as_mut())))
+            .await;
     if matches!(end, BridgeEnd::Closed(_)) {
         // The other half, still under the same wakers, until it closes too.
-        let (up, down) = if first == UP { (None, Some(down)) } else { (Some(up), None) };
-        let (mut up, mut down) = (up, down);
+        if first == UP {
+            up = None;
+        } else {
+            down = None;
+        }
         let rest = std::future::poll_fn(|cx| {
             halves.poll(cx, up.as_mut().map(|f| f.as_mut()), down.as_mut().map(|f| f.as_mut()))
         });

@@ -157,24 +157,7 @@ async fn a_bridge_that_ends_mid_write_gives_back_the_credit_it_held() {
     assert!(bridged.await.is_err_and(|e| e.is_cancelled()));
 
     // A second stream gets a whole window's worth through without any release.
-    let (stx2, _srx2) = server.open(head(), false).expect("open").split();
-    let (_tx2, mut rx2) = accept(&mut client_events).await;
-    let sent = tokio::spawn(async move {
-        for i in 0..4u8 {
-            stx2.send_ws(true, Bytes::from(vec![i; MESSAGE])).await.expect("send_ws");
-        }
-        stx2
-    });
-    let mut got = 0;
-    while got < WINDOW as usize {
-        let event = std::future::poll_fn(|cx| rx2.poll_recv_held(cx));
-        match tokio::time::timeout(STEP, event).await.expect("the window's bytes in time") {
-            Some(StreamEvent::WsMessage { data, .. }) => got += data.len(),
-            other => panic!("expected a message, got {other:?}"),
-        }
-    }
-    assert_eq!(got, WINDOW as usize);
-    tokio::time::timeout(STEP, sent).await.expect("sent in time").expect("sender");
+    a_window_goes_through(&server, &mut client_events, head(), WINDOW, MESSAGE).await;
 }
 
 /// What a tap saw: (read from the socket, the message's length), in order.
@@ -397,22 +380,34 @@ async fn a_direct_bridge_that_ends_mid_write_gives_back_the_credit() {
     assert!(bridged.await.is_err_and(|e| e.is_cancelled()));
 
     // A second stream gets a whole window's worth through without any release.
-    let (stx2, _srx2) = server.open(head(), false).expect("open").split();
-    let (_tx2, mut rx2) = accept(&mut client_events).await;
+    a_window_goes_through(&server, &mut client_events, head(), WINDOW, MESSAGE).await;
+}
+
+/// Opens a stream of `head` on `server` and sends it four messages of `message` bytes:
+/// the first `window` bytes of them arrive without the receiver releasing any credit.
+async fn a_window_goes_through(
+    server: &Connection,
+    client_events: &mut localtunnels_driver::ConnEvents,
+    head: RequestHead,
+    window: u32,
+    message: usize,
+) {
+    let (stx, _srx) = server.open(head, false).expect("open").split();
+    let (_tx, mut rx) = accept(client_events).await;
     let sent = tokio::spawn(async move {
         for i in 0..4u8 {
-            stx2.send_ws(true, Bytes::from(vec![i; MESSAGE])).await.expect("send_ws");
+            stx.send_ws(true, Bytes::from(vec![i; message])).await.expect("send_ws");
         }
-        stx2
+        stx
     });
     let mut got = 0;
-    while got < WINDOW as usize {
-        let event = std::future::poll_fn(|cx| rx2.poll_recv_held(cx));
+    while got < window as usize {
+        let event = std::future::poll_fn(|cx| rx.poll_recv_held(cx));
         match tokio::time::timeout(STEP, event).await.expect("the window's bytes in time") {
             Some(StreamEvent::WsMessage { data, .. }) => got += data.len(),
             other => panic!("expected a message, got {other:?}"),
         }
     }
-    assert_eq!(got, WINDOW as usize);
+    assert_eq!(got, window as usize);
     tokio::time::timeout(STEP, sent).await.expect("sent in time").expect("sender");
 }

@@ -30,7 +30,7 @@ use bytes::{Buf, Bytes};
 use localtunnels_core::{WsMessageCheck, WsViolation};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{close, flushed, lock, up, BridgeEnd, Halves, Leg, Socket, CLOSE_TIMEOUT, UP};
+use super::{both_halves, close, flushed, lock, up, BridgeEnd, Halves, Leg, Socket};
 use crate::stream::{StreamEvent, StreamReceiver, StreamSender};
 use crate::ws_codec::{self, WsDecoder, WsEncoder};
 use crate::ws_io;
@@ -141,17 +141,7 @@ where
         let reader = WsDecoder::new(leg.role(), max_message);
         let mut up = std::pin::pin!(up(socket, reader, &tx, None));
         let mut down = std::pin::pin!(down_direct(&mut rx, &tx, socket));
-        let (first, end) = std::future::poll_fn(|cx| halves.poll(cx, Some(up.as_mut()), Some(down.as_mut()))).await;
-        if matches!(end, BridgeEnd::Closed(_)) {
-            // The other half, still under the same wakers, until it closes too.
-            let (up, down) = if first == UP { (None, Some(down)) } else { (Some(up), None) };
-            let (mut up, mut down) = (up, down);
-            let rest = std::future::poll_fn(|cx| {
-                halves.poll(cx, up.as_mut().map(|f| f.as_mut()), down.as_mut().map(|f| f.as_mut()))
-            });
-            let _ = crate::timers::timeout(CLOSE_TIMEOUT, rest).await;
-        }
-        end
+        both_halves(&halves, up.as_mut(), down.as_mut()).await
     };
     // The reader writes nothing more (the receiver's drop takes the offer back too).
     lock(socket).down.open = false;
