@@ -15,7 +15,7 @@ use localtunnels_driver::websocket::{bridge, bridge_tapped, BridgeEnd, Leg, WsTa
 use localtunnels_driver::ws_codec::{Role, WsDecoder, WsEncoder, WsMessage};
 use localtunnels_driver::ws_io::{read_message, write_all};
 use localtunnels_driver::{ConnEvent, Connection, StreamEvent, StreamReceiver, StreamSender};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// How long any one step may take before the test fails (generous: a loaded machine).
 const STEP: Duration = Duration::from_secs(20);
@@ -59,7 +59,7 @@ async fn next_ws(rx: &mut StreamReceiver) -> StreamEvent {
 #[tokio::test]
 async fn a_stalled_socket_write_holds_neither_the_other_half_nor_the_frame_order() {
     let (server, _client, mut client_events) = pair().await;
-    let head = RequestHead { kind: StreamKind::WebSocket, method: "GET".into(), target: "/".into(), headers: vec![] };
+    let head = ws_head();
     let (stx, mut srx) = server.open(head, false).expect("open").split();
     let Some(ConnEvent::Incoming { stream, .. }) = client_events.recv().await else {
         panic!("the client got no stream");
@@ -132,32 +132,13 @@ async fn a_stalled_socket_write_holds_neither_the_other_half_nor_the_frame_order
 /// window's worth without releasing anything.
 #[tokio::test]
 async fn a_bridge_that_ends_mid_write_gives_back_the_credit_it_held() {
-    const WINDOW: u32 = 64 * 1024;
-    const MESSAGE: usize = 16 * 1024;
-    let config = Config { stream_window: WINDOW, session_window: WINDOW, ..Config::default() };
-    let (server, _client, mut client_events) = pair_with(config).await;
-    let head =
-        || RequestHead { kind: StreamKind::WebSocket, method: "GET".into(), target: "/".into(), headers: vec![] };
-
     // A bridge towards an origin that reads nothing: its write of the first message
-    // stalls, and the other three wait unread. Together they are the session window.
-    let (stx, mut srx) = server.open(head(), false).expect("open").split();
-    let (tx, rx) = accept(&mut client_events).await;
-    assert!(matches!(next_ws(&mut srx).await, StreamEvent::Response { .. }));
-    let (near, mut origin) = tokio::io::duplex(256);
-    let bridged = tokio::spawn(bridge(near, tx, rx, Leg::Origin, 1 << 20));
-    for i in 0..4u8 {
-        stx.send_ws(true, Bytes::from(vec![i; MESSAGE])).await.expect("send_ws");
-    }
-    // The first message's frame is being written: the bridge holds it.
-    let mut first = [0u8; 1];
-    tokio::time::timeout(STEP, origin.read_exact(&mut first)).await.expect("in time").expect("read");
-    assert_eq!(first[0], 0x82, "a binary frame's first byte");
-    bridged.abort();
-    assert!(bridged.await.is_err_and(|e| e.is_cancelled()));
-
-    // A second stream gets a whole window's worth through without any release.
-    a_window_goes_through(&server, &mut client_events, head(), WINDOW, MESSAGE).await;
+    // stalls, and the other three wait unread.
+    credit_comes_back_from_a_bridge_ended_mid_write(async |tx, rx| {
+        let (near, origin) = tokio::io::duplex(256);
+        (tokio::spawn(bridge(near, tx, rx, Leg::Origin, 1 << 20)), origin)
+    })
+    .await;
 }
 
 /// What a tap saw: (read from the socket, the message's length), in order.
@@ -176,7 +157,7 @@ impl WsTap for Seen {
 #[tokio::test]
 async fn a_tap_sees_every_message_in_order_even_one_whose_write_never_finished() {
     let (server, _client, mut client_events) = pair().await;
-    let head = RequestHead { kind: StreamKind::WebSocket, method: "GET".into(), target: "/".into(), headers: vec![] };
+    let head = ws_head();
     let (stx, mut srx) = server.open(head, false).expect("open").split();
     let (tx, rx) = accept(&mut client_events).await;
     assert!(matches!(next_ws(&mut srx).await, StreamEvent::Response { .. }));
@@ -231,7 +212,7 @@ async fn a_take_that_empties_the_queue_leaves_its_waker_for_the_next_message() {
     use std::task::{Context, Poll, Waker};
 
     let (server, _client, mut client_events) = pair().await;
-    let head = RequestHead { kind: StreamKind::WebSocket, method: "GET".into(), target: "/".into(), headers: vec![] };
+    let head = ws_head();
     let (stx, mut srx) = server.open(head, false).expect("open").split();
     let (_tx, mut rx) = accept(&mut client_events).await;
     assert!(matches!(next_ws(&mut srx).await, StreamEvent::Response { .. }));
@@ -287,7 +268,7 @@ async fn a_direct_bridge_whose_visitor_does_not_read_queues_the_messages_in_orde
     // 3.2 MiB: more than the stream window (1 MiB) and the sockets' buffers together.
     const COUNT: u32 = 200;
     let (server, _client, mut client_events) = pair().await;
-    let head = RequestHead { kind: StreamKind::WebSocket, method: "GET".into(), target: "/".into(), headers: vec![] };
+    let head = ws_head();
     let (stx, mut srx) = server.open(head, false).expect("open").split();
     let (tx, rx) = accept(&mut client_events).await;
     assert!(matches!(next_ws(&mut srx).await, StreamEvent::Response { .. }));
@@ -358,41 +339,52 @@ async fn tcp_visitor(buffer: u32) -> (tokio::net::TcpStream, tokio::net::TcpStre
 /// all their credit: the whole session window is free again for the next stream.
 #[tokio::test]
 async fn a_direct_bridge_that_ends_mid_write_gives_back_the_credit() {
+    // Buffers of 4 KiB: the first message does not go whole.
+    credit_comes_back_from_a_bridge_ended_mid_write(async |tx, rx| {
+        let (visitor, near, second) = tcp_visitor(4096).await;
+        (tokio::spawn(localtunnels_driver::websocket::bridge_direct(near, second, tx, rx, 1 << 20)), visitor)
+    })
+    .await;
+}
+
+/// The credit tests' body: `start` bridges a stream towards a peer that reads nothing
+/// (the bridge's task and the peer's end). Four messages that together are the session
+/// window are sent; once the first frame's first byte arrives the bridge is aborted, and
+/// a second stream must then get a whole window's worth without any release.
+async fn credit_comes_back_from_a_bridge_ended_mid_write<R: AsyncRead + Unpin>(
+    start: impl AsyncFnOnce(StreamSender, StreamReceiver) -> (tokio::task::JoinHandle<BridgeEnd>, R),
+) {
     const WINDOW: u32 = 64 * 1024;
     const MESSAGE: usize = 16 * 1024;
     let config = Config { stream_window: WINDOW, session_window: WINDOW, ..Config::default() };
     let (server, _client, mut client_events) = pair_with(config).await;
-    let head =
-        || RequestHead { kind: StreamKind::WebSocket, method: "GET".into(), target: "/".into(), headers: vec![] };
-    let (stx, mut srx) = server.open(head(), false).expect("open").split();
+    let (stx, mut srx) = server.open(ws_head(), false).expect("open").split();
     let (tx, rx) = accept(&mut client_events).await;
     assert!(matches!(next_ws(&mut srx).await, StreamEvent::Response { .. }));
-    // Buffers of 4 KiB: the first message does not go whole.
-    let (mut visitor, near, second) = tcp_visitor(4096).await;
-    let bridged = tokio::spawn(localtunnels_driver::websocket::bridge_direct(near, second, tx, rx, 1 << 20));
+    let (bridged, mut peer) = start(tx, rx).await;
     for i in 0..4u8 {
         stx.send_ws(true, Bytes::from(vec![i; MESSAGE])).await.expect("send_ws");
     }
+    // The first message's frame is being written: the bridge holds it.
     let mut first = [0u8; 1];
-    tokio::time::timeout(STEP, visitor.read_exact(&mut first)).await.expect("in time").expect("read");
+    tokio::time::timeout(STEP, peer.read_exact(&mut first)).await.expect("in time").expect("read");
     assert_eq!(first[0], 0x82, "a binary frame's first byte");
     bridged.abort();
     assert!(bridged.await.is_err_and(|e| e.is_cancelled()));
 
     // A second stream gets a whole window's worth through without any release.
-    a_window_goes_through(&server, &mut client_events, head(), WINDOW, MESSAGE).await;
+    a_window_goes_through(&server, &mut client_events, WINDOW, MESSAGE).await;
 }
 
-/// Opens a stream of `head` on `server` and sends it four messages of `message` bytes:
+/// Opens a WebSocket stream on `server` and sends it four messages of `message` bytes:
 /// the first `window` bytes of them arrive without the receiver releasing any credit.
 async fn a_window_goes_through(
     server: &Connection,
     client_events: &mut localtunnels_driver::ConnEvents,
-    head: RequestHead,
     window: u32,
     message: usize,
 ) {
-    let (stx, _srx) = server.open(head, false).expect("open").split();
+    let (stx, _srx) = server.open(ws_head(), false).expect("open").split();
     let (_tx, mut rx) = accept(client_events).await;
     let sent = tokio::spawn(async move {
         for i in 0..4u8 {
@@ -410,4 +402,9 @@ async fn a_window_goes_through(
     }
     assert_eq!(got, window as usize);
     tokio::time::timeout(STEP, sent).await.expect("sent in time").expect("sender");
+}
+
+/// A WebSocket stream's head: `GET /`, no fields.
+fn ws_head() -> RequestHead {
+    RequestHead { kind: StreamKind::WebSocket, method: "GET".into(), target: "/".into(), headers: vec![] }
 }

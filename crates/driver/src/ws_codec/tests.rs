@@ -198,11 +198,7 @@ fn messages_built_in_place_are_framed_as_binary_frames_them() {
             });
             assert_eq!(failed, Err("refused"));
             built.binary(Bytes::from_static(b"after"));
-            let mut queued = encoder(role);
-            queued.binary(Bytes::from_static(b"before"));
-            queued.binary(Bytes::from(message.clone()));
-            queued.binary(Bytes::from_static(b"after"));
-            assert_eq!(drain(&mut built), drain(&mut queued), "{role:?} {len}");
+            assert_eq!(drain(&mut built), queued_between(role, &message), "{role:?} {len}");
         }
     }
     let mut closed = encoder(Role::Server);
@@ -231,11 +227,7 @@ fn a_message_its_writer_may_decline_is_framed_or_left_out_whole() {
                 true
             }));
             built.binary(Bytes::from_static(b"after"));
-            let mut queued = encoder(role);
-            queued.binary(Bytes::from_static(b"before"));
-            queued.binary(Bytes::from(message.clone()));
-            queued.binary(Bytes::from_static(b"after"));
-            assert_eq!(drain(&mut built), drain(&mut queued), "{role:?} {len}");
+            assert_eq!(drain(&mut built), queued_between(role, &message), "{role:?} {len}");
         }
     }
     let mut closed = encoder(Role::Server);
@@ -243,6 +235,15 @@ fn a_message_its_writer_may_decline_is_framed_or_left_out_whole() {
     drain(&mut closed);
     assert!(!closed.binary_if(4, |_| unreachable!("not called after a close")));
     assert!(closed.is_empty());
+}
+
+/// What `binary` queues for the messages "before", `message` and "after", as written.
+fn queued_between(role: Role, message: &[u8]) -> Vec<u8> {
+    let mut queued = encoder(role);
+    queued.binary(Bytes::from_static(b"before"));
+    queued.binary(Bytes::copy_from_slice(message));
+    queued.binary(Bytes::from_static(b"after"));
+    drain(&mut queued)
 }
 
 fn parse_all(role: Role, max: usize, bytes: &[u8]) -> Result<Vec<WsMessage>, WsError> {
