@@ -44,41 +44,57 @@ function describe(e) {
   return `${part('request', e.request)}\n\n${part('response', e.response)}`;
 }
 
+/** The log's rows by exchange id: a re-render updates them in place, so a click that lands while the log is
+ * re-read (after every response) still reaches its row; a row made anew between the press and the release
+ * would get no click at all. */
+let rows = new Map();
+
+/** The row of exchange `id`, made once: its cells, its Replay button and its click, which read `row.entry`. */
+function rowOf(id) {
+  const known = rows.get(id);
+  if (known) return known;
+  const row = document.createElement('tr');
+  for (let i = 0; i < 5; i++) row.append(document.createElement('td'));
+  const replay = document.createElement('button');
+  replay.textContent = 'Replay';
+  replay.className = 'replay-button';
+  replay.onclick = (ev) => {
+    ev.stopPropagation();
+    client.replay(id).then(renderLog, (err) => console.warn('replay:', err.message));
+  };
+  const action = document.createElement('td');
+  action.append(replay);
+  row.append(action);
+  row.onclick = () => {
+    selected = id;
+    $('log-detail').textContent = describe(row.entry);
+    $('log-detail').hidden = false;
+    renderLog();
+  };
+  return row;
+}
+
 /** The log: the client's recent requests, newest first, re-read after every response. */
 function renderLog() {
   if (!client) return;
-  const rows = client.requests().map((e) => {
-    const row = document.createElement('tr');
+  const next = new Map();
+  for (const e of client.requests()) {
+    const row = rowOf(e.id);
+    next.set(e.id, row);
+    row.entry = e;
     row.dataset.id = e.id;
     row.dataset.path = e.request.uri;
     row.dataset.status = String(e.response?.status_code ?? '');
-    if (e.replay_of) row.className = 'replay';
+    row.className = e.replay_of ? 'replay' : '';
     if (e.id === selected) row.classList.add('selected');
     const ms = Math.round(e.duration / 1e6);
-    for (const text of [new Date(e.start).toLocaleTimeString(), e.request.method, e.request.uri, row.dataset.status, ms]) {
-      const cell = document.createElement('td');
-      cell.textContent = String(text);
-      row.append(cell);
-    }
-    const replay = document.createElement('button');
-    replay.textContent = 'Replay';
-    replay.className = 'replay-button';
-    replay.onclick = (ev) => {
-      ev.stopPropagation();
-      client.replay(e.id).then(renderLog, (err) => console.warn('replay:', err.message));
-    };
-    const action = document.createElement('td');
-    action.append(replay);
-    row.append(action);
-    row.onclick = () => {
-      selected = e.id;
-      $('log-detail').textContent = describe(e);
-      $('log-detail').hidden = false;
-      renderLog();
-    };
-    return row;
-  });
-  $('log').replaceChildren(...rows);
+    const texts = [new Date(e.start).toLocaleTimeString(), e.request.method, e.request.uri, row.dataset.status, ms];
+    texts.forEach((text, i) => {
+      row.cells[i].textContent = String(text);
+    });
+  }
+  rows = next;
+  $('log').replaceChildren(...next.values());
 }
 
 async function connect() {
